@@ -1,0 +1,63 @@
+// The public HTTP API: routing, authentication, (de)serialisation. Request handling is a function of the
+// request; the only asynchrony is waiting for the store's group commit before answering 202.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <functional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "api/http.hpp"
+#include "api/metrics.hpp"
+#include "common/time.hpp"
+#include "config/config.hpp"
+#include "plugin/channel.hpp"
+#include "store/store.hpp"
+
+namespace tayori::api {
+
+struct ApiDependencies {
+  store::Store& store;
+  const plugin::Registry& channels;
+  const Clock& clock;
+  Metrics& metrics;
+  std::function<void()> wake_dispatcher;
+  std::function<int64_t()> in_flight;
+};
+
+class Api final : public Handler {
+ public:
+  Api(const config::Config& config, ApiDependencies deps);
+
+  void handle(HttpRequest request, Responder respond) override;
+  void observe_rejected(int status) override;
+
+  // Stop answering 2xx to new work (shutdown): /v1 writes and /readyz answer 503.
+  void set_draining(bool draining) { draining_ = draining; }
+
+ private:
+  struct Key {
+    std::string name;
+    std::array<unsigned char, 32> digest;
+  };
+
+  void submit(const HttpRequest& request, const std::string& key_name, Responder respond);
+  HttpResponse get_message(const std::string& id);
+  void cancel_message(const std::string& id, Responder respond);
+  HttpResponse readiness();
+  const Key* authenticate(const HttpRequest& request) const;
+
+  std::vector<Key> keys_;
+  config::ServerConfig server_;
+  std::set<std::string> channel_names_;
+  ApiDependencies deps_;
+  std::atomic<bool> draining_{false};
+};
+
+// RFC 9457 problem details. `errors` (pointer, detail) pairs go in an "errors" member.
+HttpResponse problem(int status, std::string_view title, std::string_view detail,
+                     const std::vector<std::pair<std::string, std::string>>& errors = {});
+
+}  // namespace tayori::api

@@ -1,0 +1,244 @@
+// The only translation unit that includes Beast (it compiles slowly; keep it out of headers).
+#include "api/http_server.hpp"
+
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include "common/log.hpp"
+
+namespace tayori::api {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+
+namespace {
+
+int64_t steady_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  return out;
+}
+
+std::string problem_body(int status, std::string_view title, std::string_view detail) {
+  // RFC 9457 problem details, written by hand only for these fixed server-level answers.
+  return std::string(R"({"type":"about:blank","title":")") + std::string(title) + R"(","status":)" +
+         std::to_string(status) + R"(,"detail":")" + std::string(detail) + "\"}";
+}
+
+}  // namespace
+
+struct HttpServer::Impl {
+  // Order matters for destruction: sessions still queued in `ioc` die with it and touch `active`.
+  Handler& handler;
+  ServerLimits limits;
+  int thread_count;
+  std::atomic<int> active{0};
+  std::atomic<bool> stopping{false};
+  net::io_context ioc;
+  std::optional<tcp::acceptor> acceptor;
+  std::vector<std::thread> threads;
+
+  Impl(Handler& h, ServerLimits l, int n) : handler(h), limits(l), thread_count(n), ioc(n) {}
+
+  void do_accept();
+};
+
+namespace {
+
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(tcp::socket socket, HttpServer::Impl& server) : stream_(std::move(socket)), server_(server) {
+    ++server_.active;
+    beast::error_code ec;
+    auto ep = stream_.socket().remote_endpoint(ec);
+    if (!ec) remote_ = ep.address().to_string() + ":" + std::to_string(ep.port());
+  }
+  ~Session() { --server_.active; }
+
+  void start() {
+    net::dispatch(stream_.get_executor(), beast::bind_front_handler(&Session::read_header, shared_from_this(), true));
+  }
+
+ private:
+  void read_header(bool first) {
+    parser_.emplace();
+    parser_->header_limit(static_cast<std::uint32_t>(server_.limits.max_header_bytes));
+    parser_->body_limit(static_cast<std::uint64_t>(server_.limits.max_body_bytes));
+    // The first request must arrive within the header timeout; between keep-alive requests the idle one holds.
+    stream_.expires_after(std::chrono::milliseconds(first ? server_.limits.header_timeout_ms
+                                                          : server_.limits.idle_timeout_ms));
+    http::async_read_header(stream_, buffer_, *parser_, beast::bind_front_handler(&Session::on_header, shared_from_this()));
+  }
+
+  void on_header(beast::error_code ec, std::size_t) {
+    if (ec) return fail_read(ec);
+    received_at_ns_ = steady_ns();
+    auto& req = parser_->get();
+    if (beast::iequals(req[http::field::expect], "100-continue")) {
+      // RFC 9110 §10.1.1: the client waits for this before sending the body.
+      auto cont = std::make_shared<http::response<http::empty_body>>(http::status::continue_, req.version());
+      http::async_write(stream_, *cont, [self = shared_from_this(), cont](beast::error_code ec, std::size_t) {
+        if (ec) return self->close();
+        self->read_body();
+      });
+      return;
+    }
+    read_body();
+  }
+
+  void read_body() {
+    stream_.expires_after(std::chrono::milliseconds(server_.limits.body_timeout_ms));
+    http::async_read(stream_, buffer_, *parser_, beast::bind_front_handler(&Session::on_body, shared_from_this()));
+  }
+
+  void fail_read(beast::error_code ec) {
+    if (ec == http::error::body_limit) {
+      return reject(413, "Content Too Large",
+                    "the body is larger than " + std::to_string(server_.limits.max_body_bytes) + " bytes");
+    }
+    if (ec == http::error::header_limit)
+      return reject(431, "Request Header Fields Too Large", "the request headers are too large");
+    if (ec == beast::error::timeout) {
+      // A client that sent part of a request and stalled gets told; an idle keep-alive one is just closed.
+      if (parser_ && parser_->got_some()) return reject(408, "Request Timeout", "the request did not arrive in time");
+      return close();
+    }
+    if (ec.category() == http::make_error_code(http::error::end_of_stream).category() &&
+        ec != http::error::end_of_stream && ec != http::error::partial_message)
+      return reject(400, "Bad Request", "malformed HTTP request: " + ec.message());
+    close();
+  }
+
+  void on_body(beast::error_code ec, std::size_t) {
+    if (ec) return fail_read(ec);
+    http::request<http::string_body> req = parser_->release();
+    keep_alive_ = req.keep_alive();
+    version_ = req.version();
+    HttpRequest r;
+    r.method = std::string(req.method_string());
+    r.target = std::string(req.target());
+    auto q = r.target.find('?');
+    r.path = r.target.substr(0, q);
+    if (q != std::string::npos) r.query = r.target.substr(q + 1);
+    for (const auto& f : req) r.headers.emplace_back(lower(f.name_string()), std::string(f.value()));
+    r.body = std::move(req.body());
+    r.remote = remote_;
+    r.received_at_ns = received_at_ns_;
+    // No deadline while the handler works (a group commit); the write below sets its own.
+    stream_.expires_never();
+    server_.handler.handle(std::move(r), [self = shared_from_this()](HttpResponse response) {
+      net::post(self->stream_.get_executor(),
+                [self, response = std::move(response)]() mutable { self->write(std::move(response)); });
+    });
+  }
+
+  void reject(int status, std::string_view title, const std::string& detail) {
+    server_.handler.observe_rejected(status);
+    HttpResponse r;
+    r.status = status;
+    r.content_type = "application/problem+json";
+    r.body = problem_body(status, title, detail);
+    r.close = true;  // the rest of the stream cannot be trusted to be at a message boundary
+    write(std::move(r));
+  }
+
+  void write(HttpResponse r) {
+    auto res = std::make_shared<http::response<http::string_body>>(static_cast<http::status>(r.status), version_);
+    res->set(http::field::server, "tayori");
+    res->set(http::field::content_type, r.content_type);
+    for (auto& [k, v] : r.headers) res->set(k, v);
+    bool keep = keep_alive_ && !r.close && !server_.stopping;
+    res->keep_alive(keep);
+    res->body() = std::move(r.body);
+    res->prepare_payload();
+    stream_.expires_after(std::chrono::milliseconds(server_.limits.body_timeout_ms));
+    http::async_write(stream_, *res, [self = shared_from_this(), res, keep](beast::error_code ec, std::size_t) {
+      if (ec || !keep) return self->close();
+      self->read_header(false);
+    });
+  }
+
+  void close() {
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    stream_.close();
+  }
+
+  beast::tcp_stream stream_;
+  HttpServer::Impl& server_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  std::string remote_;
+  bool keep_alive_ = false;
+  unsigned version_ = 11;
+  int64_t received_at_ns_ = 0;
+};
+
+}  // namespace
+
+void HttpServer::Impl::do_accept() {
+  acceptor->async_accept(net::make_strand(ioc), [this](beast::error_code ec, tcp::socket socket) {
+    if (ec) {
+      if (ec == net::error::operation_aborted || stopping) return;
+      log::warn("http", "accept failed: " + ec.message());
+    } else {
+      socket.set_option(tcp::no_delay(true), ec);
+      std::make_shared<Session>(std::move(socket), *this)->start();
+    }
+    if (!stopping) do_accept();
+  });
+}
+
+HttpServer::HttpServer(Handler& handler, ServerLimits limits, int threads)
+    : impl_(std::make_unique<Impl>(handler, limits, threads > 0 ? threads : 1)) {}
+
+HttpServer::~HttpServer() { stop(0); }
+
+uint16_t HttpServer::start(const std::string& host, uint16_t port) {
+  auto address = net::ip::make_address(host);
+  tcp::endpoint endpoint(address, port);
+  impl_->acceptor.emplace(impl_->ioc);
+  impl_->acceptor->open(endpoint.protocol());
+  impl_->acceptor->set_option(net::socket_base::reuse_address(true));
+  impl_->acceptor->bind(endpoint);
+  impl_->acceptor->listen(net::socket_base::max_listen_connections);
+  uint16_t bound = impl_->acceptor->local_endpoint().port();
+  impl_->do_accept();
+  for (int i = 0; i < impl_->thread_count; ++i) impl_->threads.emplace_back([this] { impl_->ioc.run(); });
+  return bound;
+}
+
+void HttpServer::stop(int64_t grace_ms) {
+  if (impl_->threads.empty()) return;
+  impl_->stopping = true;
+  net::post(impl_->ioc, [this] {
+    beast::error_code ec;
+    if (impl_->acceptor) impl_->acceptor->close(ec);
+  });
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(grace_ms);
+  while (impl_->active > 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  impl_->ioc.stop();
+  for (auto& t : impl_->threads) t.join();
+  impl_->threads.clear();
+}
+
+}  // namespace tayori::api

@@ -1,0 +1,318 @@
+#include "config/config.hpp"
+
+#include <yaml-cpp/yaml.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <set>
+#include <sstream>
+
+#include "common/time.hpp"
+
+namespace tayori::config {
+
+std::string Diagnostic::to_string() const {
+  std::ostringstream out;
+  out << file << ':' << at.line << ':' << at.column << ": " << (key_path.empty() ? "" : key_path + ": ") << message;
+  return out.str();
+}
+
+Environment process_environment() {
+  return [](const std::string& name) -> std::optional<std::string> {
+    const char* v = std::getenv(name.c_str());
+    if (v == nullptr) return std::nullopt;
+    return std::string(v);
+  };
+}
+
+std::string resolve_path(const std::string& base_dir, const std::string& path) {
+  std::filesystem::path p(path);
+  if (p.is_absolute() || base_dir.empty()) return p.lexically_normal().string();
+  return (std::filesystem::path(base_dir) / p).lexically_normal().string();
+}
+
+namespace {
+
+Location where(const YAML::Node& n) {
+  YAML::Mark m = n.Mark();
+  return {m.line + 1, m.column + 1};
+}
+
+// Walks the document, collecting every problem instead of stopping at the first one.
+class Reader {
+ public:
+  Reader(std::string file, const Environment& env) : file_(std::move(file)), env_(env) {}
+  std::vector<Diagnostic> errors;
+
+  void error(const YAML::Node& at, const std::string& path, const std::string& message) {
+    errors.push_back({file_, where(at), path, message});
+  }
+  void error(Location at, const std::string& path, const std::string& message) {
+    errors.push_back({file_, at, path, message});
+  }
+
+  // Checks `node` is a map whose keys are all in `known`; reports the others.
+  bool expect_map(const YAML::Node& node, const std::string& path, std::initializer_list<const char*> known) {
+    if (!node.IsMap()) {
+      error(node, path, "must be a mapping");
+      return false;
+    }
+    std::set<std::string> allowed(known.begin(), known.end());
+    for (auto it = node.begin(); it != node.end(); ++it) {
+      std::string key = it->first.as<std::string>("");
+      if (!allowed.count(key)) {
+        std::string list;
+        for (const char* k : known) list += (list.empty() ? "" : ", ") + std::string(k);
+        error(it->first, join(path, key), "unknown key (expected one of: " + list + ")");
+      }
+    }
+    return true;
+  }
+
+  static std::string join(const std::string& path, const std::string& key) { return path.empty() ? key : path + "." + key; }
+
+  std::optional<std::string> string(const YAML::Node& parent, const char* key, const std::string& path, bool required) {
+    YAML::Node n = parent[key];
+    if (!n) {
+      if (required) error(parent, join(path, key), "is required");
+      return std::nullopt;
+    }
+    if (!n.IsScalar()) {
+      error(n, join(path, key), "must be a string");
+      return std::nullopt;
+    }
+    return n.Scalar();
+  }
+
+  void integer(const YAML::Node& parent, const char* key, const std::string& path, int64_t min, int64_t max,
+               auto& out) {
+    YAML::Node n = parent[key];
+    if (!n) return;
+    long long v = 0;
+    if (!n.IsScalar() || !YAML::convert<long long>::decode(n, v)) {
+      error(n, join(path, key), "must be an integer");
+      return;
+    }
+    if (v < min || v > max) {
+      error(n, join(path, key), "must be between " + std::to_string(min) + " and " + std::to_string(max));
+      return;
+    }
+    out = static_cast<std::remove_reference_t<decltype(out)>>(v);
+  }
+
+  void duration(const YAML::Node& parent, const char* key, const std::string& path, int64_t min_ms, int64_t& out) {
+    YAML::Node n = parent[key];
+    if (!n) return;
+    auto ms = n.IsScalar() ? parse_duration_ms(n.Scalar()) : std::nullopt;
+    if (!ms) {
+      error(n, join(path, key), "must be a duration like 250ms, 10s, 5m, 24h or 7d");
+      return;
+    }
+    if (*ms < min_ms) {
+      error(n, join(path, key), "must be at least " + format_duration_ms(min_ms));
+      return;
+    }
+    out = *ms;
+  }
+
+  std::optional<std::string> secret(const YAML::Node& at, const std::string& env_name, const std::string& path) {
+    auto v = env_(env_name);
+    if (!v) {
+      error(at, path, "environment variable " + env_name + " is not set");
+      return std::nullopt;
+    }
+    if (v->empty()) {
+      error(at, path, "environment variable " + env_name + " is empty");
+      return std::nullopt;
+    }
+    return v;
+  }
+
+ private:
+  std::string file_;
+  const Environment& env_;
+};
+
+const std::regex kName("^[a-z][a-z0-9_]{0,62}$");
+const std::regex kEnvName("^[A-Z_][A-Z0-9_]*$");
+
+void read_server(Reader& r, const YAML::Node& n, ServerConfig& s) {
+  if (!n || !r.expect_map(n, "server", {"listen", "threads", "max_body_bytes", "max_batch", "header_timeout",
+                                        "body_timeout", "idle_timeout"}))
+    return;
+  if (auto v = r.string(n, "listen", "server", false)) {
+    if (v->rfind(':') == std::string::npos)
+      r.error(n["listen"], "server.listen", "must be HOST:PORT");
+    else
+      s.listen = *v;
+  }
+  r.integer(n, "threads", "server", 0, 256, s.threads);
+  r.integer(n, "max_body_bytes", "server", 1024, 1LL << 30, s.max_body_bytes);
+  r.integer(n, "max_batch", "server", 1, 100'000, s.max_batch);
+  r.duration(n, "header_timeout", "server", 100, s.header_timeout_ms);
+  r.duration(n, "body_timeout", "server", 100, s.body_timeout_ms);
+  r.duration(n, "idle_timeout", "server", 100, s.idle_timeout_ms);
+}
+
+void read_store(Reader& r, const YAML::Node& n, StoreConfig& s) {
+  if (!n || !r.expect_map(n, "store", {"data_dir", "retention"})) return;
+  if (auto v = r.string(n, "data_dir", "store", false)) s.data_dir = *v;
+  // Idempotency keys live as long as the message record, and upstream retries arrive within a day.
+  r.duration(n, "retention", "store", 86'400'000, s.retention_ms);
+}
+
+void read_dispatcher(Reader& r, const YAML::Node& n, DispatcherConfig& d) {
+  if (!n || !r.expect_map(n, "dispatcher", {"workers", "claim_batch", "poll_interval", "max_attempts", "retry_base"}))
+    return;
+  r.integer(n, "workers", "dispatcher", 1, 256, d.workers);
+  r.integer(n, "claim_batch", "dispatcher", 1, 10'000, d.claim_batch);
+  r.duration(n, "poll_interval", "dispatcher", 10, d.poll_interval_ms);
+  r.integer(n, "max_attempts", "dispatcher", 1, 1000, d.max_attempts);
+  r.duration(n, "retry_base", "dispatcher", 1, d.retry_base_ms);
+}
+
+void read_api_keys(Reader& r, const YAML::Node& n, std::vector<ApiKey>& keys) {
+  if (!n) {
+    r.error(Location{1, 1}, "api_keys", "is required (a list of {name, key_env})");
+    return;
+  }
+  if (!n.IsSequence() || n.size() == 0) {
+    r.error(n, "api_keys", "must be a non-empty list of {name, key_env}");
+    return;
+  }
+  std::set<std::string> names;
+  for (size_t i = 0; i < n.size(); ++i) {
+    std::string path = "api_keys[" + std::to_string(i) + "]";
+    YAML::Node k = n[i];
+    if (!r.expect_map(k, path, {"name", "key_env"})) continue;
+    auto name = r.string(k, "name", path, true);
+    auto env = r.string(k, "key_env", path, true);
+    if (name && !names.insert(*name).second) r.error(k["name"], path + ".name", "duplicate key name \"" + *name + "\"");
+    if (env && !std::regex_match(*env, kEnvName)) {
+      r.error(k["key_env"], path + ".key_env", "must name an environment variable (A-Z, 0-9, _), not hold a key");
+      continue;
+    }
+    if (!name || !env) continue;
+    if (auto secret = r.secret(k["key_env"], *env, path + ".key_env")) keys.push_back({*name, *secret});
+  }
+}
+
+void read_channels(Reader& r, const YAML::Node& n, std::vector<ChannelConfig>& channels) {
+  if (!n) {
+    r.error(Location{1, 1}, "channels", "is required (a list of {name, plugin, settings})");
+    return;
+  }
+  if (!n.IsSequence() || n.size() == 0) {
+    r.error(n, "channels", "must be a non-empty list of {name, plugin, contact?, settings?}");
+    return;
+  }
+  std::set<std::string> names;
+  for (size_t i = 0; i < n.size(); ++i) {
+    std::string path = "channels[" + std::to_string(i) + "]";
+    YAML::Node c = n[i];
+    if (!r.expect_map(c, path, {"name", "plugin", "contact", "settings"})) continue;
+    ChannelConfig ch;
+    ch.index = static_cast<int>(i);
+    ch.at = where(c);
+    ch.settings_at = ch.at;
+    if (auto v = r.string(c, "name", path, true)) {
+      if (!std::regex_match(*v, kName))
+        r.error(c["name"], path + ".name", "must match [a-z][a-z0-9_]* (it appears in messages and metrics)");
+      else if (!names.insert(*v).second)
+        r.error(c["name"], path + ".name", "duplicate channel name \"" + *v + "\"");
+      ch.name = *v;
+    }
+    if (auto v = r.string(c, "plugin", path, true)) ch.plugin = *v;
+    if (auto v = r.string(c, "contact", path, false)) ch.contact = *v;
+    if (YAML::Node s = c["settings"]) {
+      ch.settings_at = where(s);
+      if (!s.IsMap()) {
+        r.error(s, path + ".settings", "must be a mapping");
+      } else {
+        for (auto it = s.begin(); it != s.end(); ++it) {
+          std::string key = it->first.as<std::string>("");
+          std::string spath = path + ".settings." + key;
+          if (!it->second.IsScalar()) {
+            r.error(it->second, spath, "must be a scalar (string, number, boolean or duration)");
+            continue;
+          }
+          SettingValue sv{key, it->second.Scalar(), false, {}, where(it->first)};
+          // "<key>_env: VAR" supplies secret <key> from the environment (secrets never live in YAML).
+          if (key.size() > 4 && key.compare(key.size() - 4, 4, "_env") == 0) {
+            sv.key = key.substr(0, key.size() - 4);
+            sv.from_env = true;
+            sv.env_name = it->second.Scalar();
+            if (!std::regex_match(sv.env_name, kEnvName)) {
+              r.error(it->second, spath, "must name an environment variable (A-Z, 0-9, _)");
+              continue;
+            }
+            auto secret = r.secret(it->second, sv.env_name, spath);
+            if (!secret) continue;
+            sv.value = *secret;
+          }
+          ch.settings.push_back(std::move(sv));
+        }
+      }
+    }
+    channels.push_back(std::move(ch));
+  }
+}
+
+LoadResult read_document(const YAML::Node& root, const std::string& file, const std::string& base_dir,
+                         const Environment& env) {
+  Reader r(file, env);
+  Config c;
+  c.file = file;
+  c.base_dir = base_dir;
+  if (!root || root.IsNull()) {
+    r.error(Location{1, 1}, "", "the file is empty");
+    return {std::nullopt, r.errors};
+  }
+  if (r.expect_map(root, "", {"server", "store", "dispatcher", "api_keys", "plugin_dirs", "channels"})) {
+    read_server(r, root["server"], c.server);
+    read_store(r, root["store"], c.store);
+    read_dispatcher(r, root["dispatcher"], c.dispatcher);
+    read_api_keys(r, root["api_keys"], c.api_keys);
+    if (YAML::Node d = root["plugin_dirs"]) {
+      if (!d.IsSequence()) {
+        r.error(d, "plugin_dirs", "must be a list of folders");
+      } else {
+        for (size_t i = 0; i < d.size(); ++i) {
+          if (!d[i].IsScalar())
+            r.error(d[i], "plugin_dirs[" + std::to_string(i) + "]", "must be a folder path");
+          else
+            c.plugin_dirs.push_back(resolve_path(base_dir, d[i].Scalar()));
+        }
+      }
+    }
+    read_channels(r, root["channels"], c.channels);
+  }
+  c.store.data_dir = resolve_path(base_dir, c.store.data_dir);
+  if (!r.errors.empty()) return {std::nullopt, r.errors};
+  return {std::move(c), {}};
+}
+
+}  // namespace
+
+LoadResult load_string(const std::string& yaml, const std::string& file, const std::string& base_dir,
+                       const Environment& env) {
+  try {
+    return read_document(YAML::Load(yaml), file, base_dir, env);
+  } catch (const YAML::Exception& e) {
+    // Syntax errors: yaml-cpp knows where, and says what.
+    return {std::nullopt, {{file, {e.mark.line + 1, e.mark.column + 1}, "", e.msg}}};
+  }
+}
+
+LoadResult load_file(const std::string& path, const Environment& env) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return {std::nullopt, {{path, {0, 0}, "", "cannot read the file"}}};
+  std::stringstream buf;
+  buf << in.rdbuf();
+  std::string base = std::filesystem::absolute(path).parent_path().string();
+  return load_string(buf.str(), path, base, env);
+}
+
+}  // namespace tayori::config

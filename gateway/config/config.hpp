@@ -1,0 +1,100 @@
+// The gateway's YAML configuration: its model, and a loader that reports every problem at once as
+// "FILE:LINE:COL: key.path: message". Secrets never live in the YAML: it names environment variables.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace tayori::config {
+
+// A place in the YAML file (1-based, as editors show it).
+struct Location {
+  int line = 0;
+  int column = 0;
+};
+
+struct Diagnostic {
+  std::string file;
+  Location at;
+  std::string key_path;  // "channels[1].settings.path"
+  std::string message;
+  std::string to_string() const;  // FILE:LINE:COL: key.path: message
+};
+
+struct ServerConfig {
+  std::string listen = "127.0.0.1:8080";
+  int threads = 0;  // 0: one per core
+  int64_t max_body_bytes = 4 * 1024 * 1024;
+  int max_batch = 1000;
+  int64_t header_timeout_ms = 10'000;
+  int64_t body_timeout_ms = 30'000;
+  int64_t idle_timeout_ms = 60'000;
+};
+
+struct StoreConfig {
+  std::string data_dir = "data";     // resolved against the config file's folder
+  int64_t retention_ms = 7 * 86'400'000LL;  // how long finished messages (and their idempotency keys) live
+};
+
+struct DispatcherConfig {
+  int workers = 4;
+  int claim_batch = 64;
+  int64_t poll_interval_ms = 1000;
+  int max_attempts = 5;
+  int64_t retry_base_ms = 5000;
+};
+
+struct ApiKey {
+  std::string name;
+  std::string secret;  // the value of key_env, resolved at load time
+};
+
+// One setting of a channel as written in YAML, kept as text with its place for the plugin's checks.
+struct SettingValue {
+  std::string key;  // for secrets, the key without "_env"
+  std::string value;
+  bool from_env = false;  // value came from the environment variable named by "<key>_env"
+  std::string env_name;
+  Location at;
+};
+
+struct ChannelConfig {
+  std::string name;
+  std::string plugin;   // a plugin name looked up in plugin_dirs, or a path to a .so
+  std::string contact;  // which recipient contact it uses; empty: the plugin's default
+  std::vector<SettingValue> settings;
+  Location at;
+  Location settings_at;
+  int index = 0;
+};
+
+struct Config {
+  std::string file;      // the YAML file it came from
+  std::string base_dir;  // its folder: relative paths resolve against it
+  ServerConfig server;
+  StoreConfig store;
+  DispatcherConfig dispatcher;
+  std::vector<ApiKey> api_keys;
+  std::vector<std::string> plugin_dirs;
+  std::vector<ChannelConfig> channels;
+};
+
+using Environment = std::function<std::optional<std::string>(const std::string& name)>;
+Environment process_environment();
+
+struct LoadResult {
+  std::optional<Config> config;  // set only when there is no error
+  std::vector<Diagnostic> errors;
+};
+
+LoadResult load_file(const std::string& path, const Environment& env);
+LoadResult load_string(const std::string& yaml, const std::string& file_name, const std::string& base_dir,
+                       const Environment& env);
+
+// Resolves `path` against `base_dir` unless it is absolute.
+std::string resolve_path(const std::string& base_dir, const std::string& path);
+
+}  // namespace tayori::config

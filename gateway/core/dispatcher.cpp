@@ -1,0 +1,271 @@
+#include "core/dispatcher.hpp"
+
+#include <algorithm>
+#include <random>
+
+#include "common/log.hpp"
+
+namespace tayori::core {
+
+Route choose_channel(const Message& message, int from_index, const ChannelLookup& lookup) {
+  Route route;
+  for (int i = std::max(0, from_index); i < static_cast<int>(message.channels.size()); ++i) {
+    const std::string& name = message.channels[i];
+    auto info = lookup(name);
+    if (!info) {
+      // Accepted when it was configured; a reload has removed it since.
+      route.skipped.push_back({name, "channel_not_configured"});
+      continue;
+    }
+    auto contact = message.recipient.contact(info->contact_kind);
+    if (!contact) {
+      route.skipped.push_back({name, "no_contact"});
+      continue;
+    }
+    route.found = true;
+    route.channel_index = i;
+    route.channel = name;
+    route.contact = *contact;
+    return route;
+  }
+  return route;
+}
+
+namespace {
+
+Json skipped_json(const std::vector<Skip>& skipped) {
+  Json a = Json::array();
+  for (const auto& s : skipped) a.push_back({{"channel", s.channel}, {"reason", s.reason}});
+  return a;
+}
+
+}  // namespace
+
+store::Transition fail_before_attempt(const store::MessageRecord& record, const std::string& reason,
+                                      const std::string& detail_json) {
+  store::Transition t;
+  t.message_id = record.id;
+  t.to = store::State::failed;
+  t.channel = record.channel;
+  t.channel_index = record.channel_index;
+  t.due_at_ms = record.due_at_ms;
+  t.last_reason = reason;
+  t.events.push_back({"failed", detail_json});
+  return t;
+}
+
+store::Transition decide_after_attempt(const store::MessageRecord& record, const Message& message, const Route& route,
+                                       const plugin::DeliveryOutcome& outcome, const config::DispatcherConfig& config,
+                                       int64_t dispatched_at_ms, int64_t now_ms, double jitter) {
+  store::Transition t;
+  t.message_id = record.id;
+  t.channel = route.channel;
+  t.channel_index = route.channel_index;
+  t.due_at_ms = record.due_at_ms;
+  Json dispatched = {{"channel", route.channel}, {"attempt", record.attempts}};
+  if (!route.skipped.empty()) dispatched["skipped"] = skipped_json(route.skipped);
+  t.events.push_back({"dispatched", dispatched.dump(), dispatched_at_ms});
+
+  switch (outcome.kind) {
+    case plugin::OutcomeKind::delivered: {
+      t.to = store::State::delivered;
+      Json d = {{"channel", route.channel}};
+      if (!outcome.provider_message_id.empty()) d["provider_message_id"] = outcome.provider_message_id;
+      t.events.push_back({"delivered", d.dump()});
+      return t;
+    }
+    case plugin::OutcomeKind::retry: {
+      t.last_reason = outcome.reason;
+      if (record.attempts >= config.max_attempts) {
+        t.to = store::State::failed;
+        t.events.push_back({"failed", Json{{"channel", route.channel},
+                                           {"reason", "max_attempts"},
+                                           {"attempts", record.attempts},
+                                           {"last_reason", outcome.reason}}
+                                          .dump()});
+        return t;
+      }
+      // Full jitter (wait = random(0, min(cap, base * 2^n))): retries of many messages do not synchronise.
+      int64_t cap = 3'600'000;
+      int64_t ceiling = std::min<int64_t>(cap, config.retry_base_ms << std::min(record.attempts - 1, 20));
+      int64_t wait = outcome.retry_after_ms > 0 ? outcome.retry_after_ms
+                                                : std::max<int64_t>(1, static_cast<int64_t>(jitter * ceiling));
+      t.to = store::State::scheduled;
+      t.due_at_ms = now_ms + wait;
+      if (message.expires_at_ms && t.due_at_ms >= *message.expires_at_ms) {
+        t.to = store::State::failed;
+        t.events.push_back(
+            {"failed", Json{{"channel", route.channel}, {"reason", "expired"}, {"last_reason", outcome.reason}}.dump()});
+        return t;
+      }
+      t.events.push_back({"retry_scheduled", Json{{"channel", route.channel},
+                                                  {"reason", outcome.reason},
+                                                  {"until", format_rfc3339_ms(t.due_at_ms)}}
+                                                 .dump()});
+      return t;
+    }
+    case plugin::OutcomeKind::permanent: {
+      t.last_reason = outcome.reason;
+      Json failed = {{"channel", route.channel}, {"reason", outcome.reason}};
+      if (outcome.deactivate_contact) failed["deactivate_contact"] = true;
+      if (route.channel_index + 1 < static_cast<int>(message.channels.size())) {
+        // Fallback: the next channel in the message's preference order gets its turn now.
+        t.to = store::State::scheduled;
+        t.channel_index = route.channel_index + 1;
+        t.due_at_ms = now_ms;
+        failed["fallback_to"] = message.channels[route.channel_index + 1];
+        t.events.push_back({"attempt_failed", failed.dump()});
+        return t;
+      }
+      t.to = store::State::failed;
+      t.events.push_back({"failed", failed.dump()});
+      return t;
+    }
+  }
+  return t;
+}
+
+plugin::DeliveryRequest make_delivery(const store::MessageRecord& record, const Message& message, const Route& route) {
+  plugin::DeliveryRequest d;
+  d.message_id = message.id;
+  // Stable across retries of this message on this channel, so providers can de-duplicate re-sends.
+  d.delivery_id = sha256_hex(message.id + "\n" + route.channel).substr(0, 32);
+  d.attempt = static_cast<uint32_t>(record.attempts);
+  d.recipient_id = message.recipient.id;
+  d.contact = route.contact;
+  d.marketing = message.purpose == Purpose::marketing;
+  d.category = message.category;
+  d.locale = message.recipient.locale;
+  d.timezone = message.recipient.timezone;
+  d.expires_at_ms = message.expires_at_ms.value_or(0);
+  for (const auto& [k, v] : message.content) d.content.emplace_back(k, v);
+  d.metadata_json = message.metadata.dump();
+  return d;
+}
+
+// ---- Dispatcher ------------------------------------------------------------------------------------
+
+Dispatcher::Dispatcher(store::Store& store, const plugin::Registry& channels, const Clock& clock,
+                       config::DispatcherConfig config)
+    : store_(store), channels_(channels), clock_(clock), config_(config) {}
+
+Dispatcher::~Dispatcher() { stop(); }
+
+void Dispatcher::start() {
+  loop_ = std::thread([this] { run(); });
+  for (int i = 0; i < config_.workers; ++i) workers_.emplace_back([this] { work(); });
+}
+
+void Dispatcher::stop() {
+  {
+    std::lock_guard lock(mutex_);
+    if (stopping_) return;
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  work_ready_.notify_all();
+  if (loop_.joinable()) loop_.join();
+  for (auto& w : workers_)
+    if (w.joinable()) w.join();
+  // Claimed but never started: back to scheduled so the next start delivers them.
+  if (!work_.empty()) store_.requeue_in_flight(clock_.now_ms());
+}
+
+void Dispatcher::wake() {
+  {
+    std::lock_guard lock(mutex_);
+    woken_ = true;
+  }
+  wake_.notify_one();
+}
+
+void Dispatcher::run() {
+  const int64_t capacity = static_cast<int64_t>(config_.workers) * 2;
+  std::unique_lock lock(mutex_);
+  while (!stopping_) {
+    woken_ = false;
+    int64_t free_slots = capacity - in_flight_;
+    int64_t now = clock_.now_ms();
+    if (free_slots > 0) {
+      lock.unlock();
+      auto claimed = store_.claim_due(now, static_cast<int>(std::min<int64_t>(free_slots, config_.claim_batch)));
+      lock.lock();
+      for (auto& r : claimed) {
+        ++in_flight_;
+        work_.push_back(std::move(r));
+      }
+      if (!claimed.empty()) {
+        work_ready_.notify_all();
+        if (static_cast<int64_t>(claimed.size()) == std::min<int64_t>(free_slots, config_.claim_batch)) continue;
+      }
+    }
+    if (stopping_ || woken_) continue;
+    // Sleep until the next due message, a wake-up, or the poll interval, whichever comes first.
+    int64_t wait_ms = config_.poll_interval_ms;
+    if (in_flight_ < capacity) {
+      lock.unlock();
+      auto next = store_.next_due_ms();
+      lock.lock();
+      if (next) wait_ms = std::clamp<int64_t>(*next - clock_.now_ms(), 0, wait_ms);
+    }
+    if (wait_ms > 0 && !woken_ && !stopping_)
+      wake_.wait_for(lock, std::chrono::milliseconds(wait_ms), [&] { return stopping_ || woken_; });
+  }
+}
+
+void Dispatcher::work() {
+  for (;;) {
+    store::MessageRecord record;
+    {
+      std::unique_lock lock(mutex_);
+      work_ready_.wait(lock, [&] { return stopping_ || !work_.empty(); });
+      if (stopping_) return;
+      record = std::move(work_.front());
+      work_.pop_front();
+    }
+    process(record);
+    --in_flight_;
+    wake();
+  }
+}
+
+void Dispatcher::process(const store::MessageRecord& record) {
+  int64_t started = clock_.now_ms();
+  Json json = Json::parse(record.payload, nullptr, false);
+  ValidationRules stored;  // as it was accepted: channels may have been reconfigured since, templates allowed
+  stored.templates_available = true;
+  ParsedMessage parsed = json.is_discarded() ? ParsedMessage{} : parse_message(json, stored);
+  if (!parsed.message) {
+    store_.apply(fail_before_attempt(record, "unreadable_payload", R"({"reason":"unreadable_payload"})"), started,
+                 nullptr);
+    return;
+  }
+  const Message& message = *parsed.message;
+  if (message.expires_at_ms && *message.expires_at_ms <= started) {
+    store_.apply(fail_before_attempt(record, "expired",
+                                     Json{{"reason", "expired"},
+                                          {"expires_at", format_rfc3339_ms(*message.expires_at_ms)}}
+                                         .dump()),
+                 started, nullptr);
+    return;
+  }
+  Route route = choose_channel(message, record.channel_index, [&](const std::string& name) -> std::optional<ChannelInfo> {
+    const plugin::Channel* c = channels_.find(name);
+    if (c == nullptr) return std::nullopt;
+    return ChannelInfo{c->name(), c->contact()};
+  });
+  if (!route.found) {
+    store_.apply(fail_before_attempt(record, "no_usable_channel",
+                                     Json{{"reason", "no_usable_channel"}, {"skipped", skipped_json(route.skipped)}}.dump()),
+                 started, nullptr);
+    return;
+  }
+  plugin::Channel* channel = channels_.find(route.channel);
+  plugin::DeliveryOutcome outcome = channel->deliver(make_delivery(record, message, route));
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  double jitter = std::uniform_real_distribution<double>(0.0, 1.0)(rng);
+  store_.apply(decide_after_attempt(record, message, route, outcome, config_, started, clock_.now_ms(), jitter),
+               clock_.now_ms(), nullptr);
+}
+
+}  // namespace tayori::core

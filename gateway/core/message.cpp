@@ -1,0 +1,299 @@
+#include "core/message.hpp"
+
+#include <openssl/evp.h>
+
+#include <regex>
+
+#include "common/time.hpp"
+
+namespace tayori::core {
+
+std::string_view to_string(Purpose p) { return p == Purpose::marketing ? "marketing" : "transactional"; }
+
+std::optional<std::string> Recipient::contact(const std::string& kind) const {
+  if (kind.rfind("push.", 0) == 0) {
+    std::string platform = kind.substr(5);
+    for (const auto& t : push)
+      if (t.platform == platform) return t.token;
+    return std::nullopt;
+  }
+  auto it = contacts.find(kind);
+  if (it == contacts.end()) return std::nullopt;
+  return it->second;
+}
+
+namespace {
+
+// Ids travel in URLs (GET /v1/messages/{id}), so they are restricted to RFC 3986 unreserved characters + ':'.
+const std::regex kId("^[A-Za-z0-9._~:-]{1,128}$");
+const std::regex kKind("^[a-z][a-z0-9_]{0,31}$");
+const std::regex kCategory("^[a-z0-9][a-z0-9_.-]{0,63}$");
+const std::regex kTimezone("^(UTC|[A-Za-z_]+(/[A-Za-z0-9_+-]+){1,2})$");
+const std::regex kLocale("^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8}){0,3}$");
+// E.164: '+', country code, at most 15 digits in all (ITU-T E.164 §6).
+const std::regex kE164("^\\+[1-9][0-9]{6,14}$");
+// Deliberately loose (RFC 5321 local parts are wild): one '@', no spaces, a dot in the domain.
+const std::regex kEmail("^[^\\s@]{1,64}@[^\\s@]+\\.[^\\s@]+$");
+const std::regex kTemplate("^[a-z0-9][a-z0-9_./-]{0,127}$");
+
+class Checker {
+ public:
+  Checker(std::string prefix, std::vector<FieldError>& errors) : prefix_(std::move(prefix)), errors_(errors) {}
+
+  void fail(const std::string& pointer, std::string detail) { errors_.push_back({prefix_ + pointer, std::move(detail)}); }
+
+  // Reports members of `obj` not in `known`.
+  void only(const Json& obj, const std::string& pointer, std::initializer_list<const char*> known) {
+    for (auto it = obj.begin(); it != obj.end(); ++it) {
+      bool ok = false;
+      for (const char* k : known) ok = ok || it.key() == k;
+      if (!ok) fail(pointer + "/" + escape(it.key()), "is not a known field");
+    }
+  }
+
+  // A string member: required or optional, matched against `pattern`.
+  std::optional<std::string> string(const Json& obj, const std::string& pointer, const char* key, bool required,
+                                    const std::regex* pattern, const char* pattern_text) {
+    auto it = obj.find(key);
+    std::string p = pointer + "/" + key;
+    if (it == obj.end() || it->is_null()) {
+      if (required) fail(p, "is required");
+      return std::nullopt;
+    }
+    if (!it->is_string()) {
+      fail(p, "must be a string");
+      return std::nullopt;
+    }
+    const std::string& v = it->get_ref<const std::string&>();
+    if (pattern != nullptr && !std::regex_match(v, *pattern)) {
+      fail(p, std::string("must be ") + pattern_text);
+      return std::nullopt;
+    }
+    return v;
+  }
+
+  std::optional<int64_t> instant(const Json& obj, const std::string& pointer, const char* key) {
+    auto v = string(obj, pointer, key, false, nullptr, nullptr);
+    if (!v) return std::nullopt;
+    auto ms = parse_rfc3339_ms(*v);
+    if (!ms) fail(pointer + "/" + key, "must be an RFC 3339 date-time with an offset, e.g. 2026-11-24T08:00:00+09:00");
+    return ms;
+  }
+
+  static std::string escape(const std::string& key) {
+    std::string out;  // RFC 6901 §3: '~' -> "~0", '/' -> "~1"
+    for (char c : key) {
+      if (c == '~') out += "~0";
+      else if (c == '/') out += "~1";
+      else out += c;
+    }
+    return out;
+  }
+
+ private:
+  std::string prefix_;
+  std::vector<FieldError>& errors_;
+};
+
+void parse_recipient(Checker& c, const Json& j, Recipient& r) {
+  const std::string p = "/recipient";
+  if (!j.is_object()) {
+    c.fail(p, j.is_null() ? "is required" : "must be an object");
+    return;
+  }
+  c.only(j, p, {"id", "timezone", "locale", "contacts"});
+  if (auto v = c.string(j, p, "id", true, nullptr, nullptr)) {
+    if (v->empty() || v->size() > 256)
+      c.fail(p + "/id", "must be 1 to 256 characters");
+    else
+      r.id = *v;
+  }
+  if (auto v = c.string(j, p, "timezone", false, &kTimezone, "an IANA time zone name such as Asia/Tokyo")) r.timezone = *v;
+  if (auto v = c.string(j, p, "locale", false, &kLocale, "a BCP 47 language tag such as ja-JP")) r.locale = *v;
+  auto contacts = j.find("contacts");
+  if (contacts == j.end() || contacts->is_null()) return;
+  const std::string cp = p + "/contacts";
+  if (!contacts->is_object()) {
+    c.fail(cp, "must be an object of contact kind to contact point");
+    return;
+  }
+  for (auto it = contacts->begin(); it != contacts->end(); ++it) {
+    const std::string kp = cp + "/" + Checker::escape(it.key());
+    if (it.key() == "push") {
+      if (!it->is_array()) {
+        c.fail(kp, "must be an array of {platform, token}");
+        continue;
+      }
+      for (size_t i = 0; i < it->size(); ++i) {
+        const Json& t = (*it)[i];
+        std::string tp = kp + "/" + std::to_string(i);
+        if (!t.is_object()) {
+          c.fail(tp, "must be an object {platform, token}");
+          continue;
+        }
+        c.only(t, tp, {"platform", "token"});
+        static const std::regex kPlatform("^(fcm|apns)$");
+        auto platform = c.string(t, tp, "platform", true, &kPlatform, "\"fcm\" or \"apns\"");
+        auto token = c.string(t, tp, "token", true, nullptr, nullptr);
+        if (token && (token->empty() || token->size() > 4096)) {
+          c.fail(tp + "/token", "must be 1 to 4096 characters");
+          token.reset();
+        }
+        if (platform && token) r.push.push_back({*platform, *token});
+      }
+      continue;
+    }
+    if (!std::regex_match(it.key(), kKind)) {
+      c.fail(kp, "is not a contact kind (expected lower-case letters, digits and _)");
+      continue;
+    }
+    if (!it->is_string()) {
+      c.fail(kp, "must be a string");
+      continue;
+    }
+    const std::string& v = it->get_ref<const std::string&>();
+    if (v.empty() || v.size() > 512) {
+      c.fail(kp, "must be 1 to 512 characters");
+      continue;
+    }
+    if (it.key() == "phone" && !std::regex_match(v, kE164)) {
+      c.fail(kp, "must be an E.164 number such as +819012345678");
+      continue;
+    }
+    if (it.key() == "email" && (v.size() > 254 || !std::regex_match(v, kEmail))) {
+      c.fail(kp, "must be an email address such as hanako@example.jp");
+      continue;
+    }
+    r.contacts[it.key()] = v;
+  }
+}
+
+}  // namespace
+
+ParsedMessage parse_message(const Json& j, const ValidationRules& rules, const std::string& prefix) {
+  ParsedMessage result;
+  Checker c(prefix, result.errors);
+  if (!j.is_object()) {
+    c.fail("", "must be a message object");
+    return result;
+  }
+  c.only(j, "", {"id", "recipient", "purpose", "category", "channels", "content", "template", "data", "send_at",
+                 "expires_at", "metadata"});
+  Message m;
+  if (auto v = c.string(j, "", "id", true, &kId, "1 to 128 characters of A-Z a-z 0-9 . _ ~ : -")) m.id = *v;
+  auto recipient = j.find("recipient");
+  parse_recipient(c, recipient == j.end() ? Json() : *recipient, m.recipient);
+  static const std::regex kPurpose("^(marketing|transactional)$");
+  if (auto v = c.string(j, "", "purpose", true, &kPurpose, "\"marketing\" or \"transactional\""))
+    m.purpose = *v == "marketing" ? Purpose::marketing : Purpose::transactional;
+  if (auto v = c.string(j, "", "category", false, &kCategory, "lower-case letters, digits, _ . - (at most 64)"))
+    m.category = *v;
+
+  auto channels = j.find("channels");
+  if (channels == j.end() || channels->is_null()) {
+    c.fail("/channels", "is required");
+  } else if (!channels->is_array() || channels->empty() || channels->size() > 16) {
+    c.fail("/channels", "must be an array of 1 to 16 channel names in order of preference");
+  } else {
+    std::set<std::string> seen;
+    for (size_t i = 0; i < channels->size(); ++i) {
+      const Json& ch = (*channels)[i];
+      std::string p = "/channels/" + std::to_string(i);
+      if (!ch.is_string()) {
+        c.fail(p, "must be a string");
+        continue;
+      }
+      const std::string& name = ch.get_ref<const std::string&>();
+      if (!seen.insert(name).second) {
+        c.fail(p, "repeats channel \"" + name + "\"");
+        continue;
+      }
+      if (rules.channels != nullptr && !rules.channels->count(name)) {
+        std::string known;
+        for (const auto& k : *rules.channels) known += (known.empty() ? "" : ", ") + k;
+        c.fail(p, "is not a configured channel \"" + name + "\" (configured: " + known + ")");
+        continue;
+      }
+      m.channels.push_back(name);
+    }
+  }
+
+  auto content = j.find("content");
+  bool has_content = content != j.end() && !content->is_null();
+  if (has_content) {
+    if (!content->is_object() || content->empty()) {
+      c.fail("/content", "must be a non-empty object of field name to text (subject, text, html, title, body, ...)");
+    } else {
+      size_t bytes = 0;
+      for (auto it = content->begin(); it != content->end(); ++it) {
+        std::string p = "/content/" + Checker::escape(it.key());
+        if (!std::regex_match(it.key(), kKind)) {
+          c.fail(p, "is not a content field name (lower-case letters, digits and _)");
+        } else if (!it->is_string()) {
+          c.fail(p, "must be a string");
+        } else {
+          bytes += it->get_ref<const std::string&>().size();
+          m.content[it.key()] = it->get_ref<const std::string&>();
+        }
+      }
+      if (bytes > rules.max_content_bytes)
+        c.fail("/content", "is " + std::to_string(bytes) + " bytes, more than the " +
+                               std::to_string(rules.max_content_bytes) + " allowed");
+    }
+  }
+  auto tmpl = c.string(j, "", "template", false, &kTemplate, "a template name such as welcome or orders/shipped");
+  if (tmpl) {
+    if (!rules.templates_available)
+      c.fail("/template", "names a template, but this gateway has no templates configured: send content instead");
+    else
+      m.template_name = *tmpl;
+  }
+  if (!has_content && !j.contains("template")) c.fail("/content", "is required (or name a template)");
+  auto data = j.find("data");
+  if (data != j.end() && !data->is_null()) {
+    if (!data->is_object())
+      c.fail("/data", "must be an object");
+    else
+      m.data = *data;
+  }
+  m.send_at_ms = c.instant(j, "", "send_at");
+  m.expires_at_ms = c.instant(j, "", "expires_at");
+  if (m.send_at_ms && m.expires_at_ms && *m.expires_at_ms <= *m.send_at_ms)
+    c.fail("/expires_at", "must be later than send_at");
+  auto metadata = j.find("metadata");
+  if (metadata != j.end() && !metadata->is_null()) {
+    if (!metadata->is_object()) {
+      c.fail("/metadata", "must be an object");
+    } else {
+      size_t bytes = metadata->dump().size();
+      if (bytes > rules.max_metadata_bytes)
+        c.fail("/metadata", "is " + std::to_string(bytes) + " bytes as JSON, more than the " +
+                                std::to_string(rules.max_metadata_bytes) + " allowed");
+      else
+        m.metadata = *metadata;
+    }
+  }
+  if (result.errors.empty()) result.message = std::move(m);
+  return result;
+}
+
+std::string canonical_json(const Json& json) {
+  // nlohmann::json keeps object members in a std::map, so dump() is already key-sorted and canonical.
+  return json.dump(-1, ' ', false, Json::error_handler_t::strict);
+}
+
+std::string sha256_hex(std::string_view text) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(text.data(), text.size(), digest, &len, EVP_sha256(), nullptr);
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  out.reserve(len * 2);
+  for (unsigned i = 0; i < len; ++i) {
+    out += hex[digest[i] >> 4];
+    out += hex[digest[i] & 15];
+  }
+  return out;
+}
+
+}  // namespace tayori::core

@@ -1,0 +1,78 @@
+// The message model of the public API and its validation: a pure function from JSON to either a
+// Message or every problem found, each named by its JSON pointer (RFC 6901) so a 400 can list them all.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace tayori::core {
+
+using Json = nlohmann::json;
+
+enum class Purpose { transactional, marketing };
+std::string_view to_string(Purpose p);
+
+struct PushToken {
+  std::string platform;  // "fcm" | "apns"
+  std::string token;
+};
+
+struct Recipient {
+  std::string id;
+  std::string timezone;  // IANA name, may be empty
+  std::string locale;    // BCP 47, may be empty
+  std::map<std::string, std::string> contacts;  // kind -> contact point: "email", "phone", ...
+  std::vector<PushToken> push;
+
+  // The contact point a channel uses: "email", "phone", any plugin-defined kind, or "push.fcm"/"push.apns".
+  std::optional<std::string> contact(const std::string& kind) const;
+};
+
+struct Message {
+  std::string id;  // the upstream id: the idempotency key
+  Recipient recipient;
+  Purpose purpose = Purpose::transactional;
+  std::string category;
+  std::vector<std::string> channels;  // preference order
+  std::map<std::string, std::string> content;
+  std::string template_name;
+  Json data = Json::object();
+  std::optional<int64_t> send_at_ms;
+  std::optional<int64_t> expires_at_ms;
+  Json metadata = Json::object();
+};
+
+struct FieldError {
+  std::string pointer;  // RFC 6901, e.g. "/recipient/contacts/phone"
+  std::string detail;
+};
+
+struct ValidationRules {
+  // The configured channel names; nullptr skips the check (re-reading stored messages).
+  const std::set<std::string>* channels = nullptr;
+  bool templates_available = false;
+  size_t max_metadata_bytes = 16 * 1024;
+  size_t max_content_bytes = 256 * 1024;
+};
+
+struct ParsedMessage {
+  std::optional<Message> message;  // set only when errors is empty
+  std::vector<FieldError> errors;
+};
+
+// Validates one message object. `pointer_prefix` prefixes every error's pointer ("/messages/3").
+ParsedMessage parse_message(const Json& json, const ValidationRules& rules, const std::string& pointer_prefix = "");
+
+// The canonical form stored and hashed for idempotency: keys sorted, no insignificant white space.
+std::string canonical_json(const Json& json);
+
+// Lower-case hex SHA-256 of `text`.
+std::string sha256_hex(std::string_view text);
+
+}  // namespace tayori::core

@@ -1,0 +1,371 @@
+#include "plugin/channel.hpp"
+
+#include <dlfcn.h>
+
+#include <cstring>
+#include <filesystem>
+#include <regex>
+#include <set>
+
+#include "common/log.hpp"
+
+namespace tayori::plugin {
+
+namespace {
+
+std::string version_text(unsigned major, unsigned minor) { return std::to_string(major) + "." + std::to_string(minor); }
+
+}  // namespace
+
+std::shared_ptr<Library> Library::open(const std::string& path, std::string& error) {
+  // RTLD_NOW: an unresolved symbol fails here, not at the first delivery. RTLD_LOCAL: two plugins never
+  // see each other's symbols.
+  void* handle = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (handle == nullptr) {
+    const char* why = ::dlerror();
+    error = "cannot load plugin \"" + path + "\": " + (why ? why : "unknown dlopen error");
+    return nullptr;
+  }
+  std::shared_ptr<Library> lib(new Library());
+  lib->handle_ = handle;
+  lib->path_ = path;
+  auto entry = reinterpret_cast<tayori_plugin_entry_fn>(::dlsym(handle, TAYORI_PLUGIN_ENTRY_SYMBOL));
+  if (entry == nullptr) {
+    error = "incompatible plugin \"" + path + "\": it does not export " TAYORI_PLUGIN_ENTRY_SYMBOL
+            " (is it a Tayori plugin? build it with TAYORI_PLUGIN from tayori/plugin.hpp)";
+    return nullptr;
+  }
+  const tayori_plugin* d = entry();
+  if (d == nullptr) {
+    error = "incompatible plugin \"" + path + "\": " TAYORI_PLUGIN_ENTRY_SYMBOL " returned NULL";
+    return nullptr;
+  }
+  // Read the three leading fields first: they are the same in every ABI version.
+  if (d->abi_major != TAYORI_ABI_MAJOR) {
+    error = "incompatible plugin \"" + path + "\": version mismatch: the host speaks plugin ABI " +
+            version_text(TAYORI_ABI_MAJOR, TAYORI_ABI_MINOR) + ", the plugin was built for ABI " +
+            version_text(d->abi_major, d->abi_minor);
+    return nullptr;
+  }
+  if (d->struct_size < TAYORI_PLUGIN_V1_0_SIZE) {
+    error = "incompatible plugin \"" + path + "\": its descriptor is " + std::to_string(d->struct_size) +
+            " bytes, shorter than the " + std::to_string(TAYORI_PLUGIN_V1_0_SIZE) + " bytes of ABI " +
+            version_text(TAYORI_ABI_MAJOR, 0) + " (plugin says ABI " + version_text(d->abi_major, d->abi_minor) + ")";
+    return nullptr;
+  }
+  // A newer minor's longer descriptor: take the part this host knows. An older one: the rest stays zero.
+  std::memcpy(&lib->descriptor_, d, std::min<size_t>(d->struct_size, sizeof(tayori_plugin)));
+  const tayori_plugin& p = lib->descriptor_;
+  std::string problem;
+  if (p.name == nullptr || !std::regex_match(p.name, std::regex("^[a-z][a-z0-9_]*$")))
+    problem = "its name is missing or not [a-z][a-z0-9_]*";
+  else if (p.version == nullptr)
+    problem = "it has no version";
+  else if (p.on_create == nullptr || p.on_destroy == nullptr)
+    problem = "on_create and on_destroy are required";
+  else if ((p.on_build == nullptr) != (p.on_classify == nullptr))
+    problem = "on_build and on_classify come as a pair";
+  else if (p.on_build == nullptr && p.on_deliver == nullptr)
+    problem = "it implements neither on_build/on_classify nor on_deliver, so it cannot deliver anything";
+  else if (p.settings_count > 0 && p.settings == nullptr)
+    problem = "settings_count is set but settings is NULL";
+  if (!problem.empty()) {
+    error = "incompatible plugin \"" + path + "\": " + problem;
+    return nullptr;
+  }
+  return lib;
+}
+
+Library::~Library() {
+  if (handle_ != nullptr) ::dlclose(handle_);
+}
+
+std::string find_plugin(const std::string& name_or_path, const std::vector<std::string>& dirs,
+                        const std::string& base_dir, std::string& searched) {
+  namespace fs = std::filesystem;
+  if (name_or_path.find('/') != std::string::npos || name_or_path.ends_with(".so")) {
+    std::string p = config::resolve_path(base_dir, name_or_path);
+    searched = p;
+    return fs::exists(p) ? p : std::string();
+  }
+  searched.clear();
+  for (const auto& dir : dirs) {
+    fs::path candidate = fs::path(dir) / (name_or_path + ".so");
+    searched += (searched.empty() ? "" : ", ") + candidate.string();
+    if (fs::exists(candidate)) return candidate.string();
+  }
+  if (dirs.empty()) searched = "(no plugin_dirs configured)";
+  return {};
+}
+
+// ---- Channel ---------------------------------------------------------------------------------
+
+namespace {
+
+void host_log(void* ctx, tayori_log_level level, tayori_str message) {
+  auto* channel = static_cast<Channel*>(ctx);
+  log::write(static_cast<log::Level>(level), "plugin." + channel->name(), std::string_view(message.data, message.len));
+}
+
+tayori_str view(const std::string& s) { return {s.data(), s.size()}; }
+
+}  // namespace
+
+Channel::Channel(std::string name, std::string contact, std::shared_ptr<Library> library, const Clock& clock)
+    : name_(std::move(name)), contact_(std::move(contact)), library_(std::move(library)), clock_(clock) {
+  host_.struct_size = sizeof host_;
+  host_.abi_major = TAYORI_ABI_MAJOR;
+  host_.abi_minor = TAYORI_ABI_MINOR;
+  host_.host_ctx = this;
+  host_.host_log = &host_log;
+  host_.host_now_ms = [](void* ctx) -> int64_t { return static_cast<Channel*>(ctx)->clock_.now_ms(); };
+}
+
+Channel::~Channel() {
+  if (instance_ != nullptr) library_->descriptor().on_destroy(instance_);
+}
+
+bool Channel::create(const std::vector<std::pair<std::string, std::string>>& settings, std::string& error) {
+  std::vector<tayori_kv> kv;
+  for (auto& [k, v] : settings) kv.push_back({view(k), view(v)});
+  char buffer[1024] = {0};
+  tayori_status st = library_->descriptor().on_create(&host_, kv.data(), kv.size(), &instance_,
+                                                      tayori_error_buf{buffer, sizeof buffer});
+  if (st != TAYORI_OK) {
+    instance_ = nullptr;
+    error = buffer[0] ? buffer : "the plugin refused its settings without saying why";
+    return false;
+  }
+  if (instance_ == nullptr) {
+    error = "the plugin reported success but created no instance";
+    return false;
+  }
+  return true;
+}
+
+DeliveryOutcome Channel::deliver(const DeliveryRequest& r) {
+  std::vector<tayori_kv> content;
+  for (auto& [k, v] : r.content) content.push_back({view(k), view(v)});
+  tayori_delivery d{};
+  d.struct_size = sizeof d;
+  d.message_id = view(r.message_id);
+  d.delivery_id = view(r.delivery_id);
+  d.attempt = r.attempt;
+  d.channel = view(name_);
+  d.recipient_id = view(r.recipient_id);
+  d.contact = view(r.contact);
+  d.purpose = r.marketing ? TAYORI_PURPOSE_MARKETING : TAYORI_PURPOSE_TRANSACTIONAL;
+  d.category = view(r.category);
+  d.locale = view(r.locale);
+  d.timezone = view(r.timezone);
+  d.expires_at_ms = r.expires_at_ms;
+  d.content = content.data();
+  d.content_count = content.size();
+  d.metadata_json = view(r.metadata_json);
+
+  char reason[512] = {0};
+  char provider_id[256] = {0};
+  tayori_outcome out{};
+  out.struct_size = sizeof out;
+  out.kind = TAYORI_OUTCOME_RETRY;
+  out.reason = reason;
+  out.reason_capacity = sizeof reason;
+  out.provider_message_id = provider_id;
+  out.provider_message_id_capacity = sizeof provider_id;
+
+  const tayori_plugin& p = library_->descriptor();
+  DeliveryOutcome result;
+  if (p.on_deliver == nullptr) {
+    // Sans-I/O plugins need the host transport; build_registry refuses them until it exists.
+    result.kind = OutcomeKind::retry;
+    result.reason = "host.no_transport";
+    return result;
+  }
+  tayori_status st = p.on_deliver(instance_, &d, &out);
+  reason[sizeof reason - 1] = '\0';
+  provider_id[sizeof provider_id - 1] = '\0';
+  result.reason = reason;
+  result.provider_message_id = provider_id;
+  if (st != TAYORI_OK) {
+    result.kind = OutcomeKind::retry;
+    if (result.reason.empty()) result.reason = "plugin_error";
+    return result;
+  }
+  switch (out.kind) {
+    case TAYORI_OUTCOME_DELIVERED: result.kind = OutcomeKind::delivered; break;
+    case TAYORI_OUTCOME_PERMANENT: result.kind = OutcomeKind::permanent; break;
+    case TAYORI_OUTCOME_RETRY: result.kind = OutcomeKind::retry; break;
+    default:
+      result.kind = OutcomeKind::retry;
+      result.reason = "plugin_error: unknown outcome kind " + std::to_string(static_cast<int>(out.kind));
+  }
+  result.retry_after_ms = out.retry_after_ms > 0 ? out.retry_after_ms : 0;
+  result.deactivate_contact = out.deactivate_contact != 0;
+  return result;
+}
+
+// ---- Registry ---------------------------------------------------------------------------------
+
+Channel* Registry::find(const std::string& name) const {
+  for (auto& c : channels_)
+    if (c->name() == name) return c.get();
+  return nullptr;
+}
+
+namespace {
+
+bool valid_value(const config::Config& config, tayori_setting_type type, const std::string& v,
+                 std::string& normalised, std::string& problem) {
+  normalised = v;
+  switch (type) {
+    case TAYORI_SETTING_PATH:
+      if (v.empty()) {
+        problem = "must be a file path";
+        return false;
+      }
+      normalised = config::resolve_path(config.base_dir, v);
+      return true;
+    case TAYORI_SETTING_STRING:
+    case TAYORI_SETTING_SECRET:
+      return true;
+    case TAYORI_SETTING_INT:
+      if (!std::regex_match(v, std::regex("^-?[0-9]{1,18}$"))) {
+        problem = "must be an integer";
+        return false;
+      }
+      return true;
+    case TAYORI_SETTING_BOOL:
+      if (v != "true" && v != "false") {
+        problem = "must be true or false";
+        return false;
+      }
+      return true;
+    case TAYORI_SETTING_DURATION: {
+      auto ms = parse_duration_ms(v);
+      if (!ms) {
+        problem = "must be a duration like 250ms, 10s, 5m, 24h or 7d";
+        return false;
+      }
+      normalised = std::to_string(*ms);
+      return true;
+    }
+    case TAYORI_SETTING_URL:
+      if (!std::regex_match(v, std::regex("^(https?|smtps?)://[^\\s/]+(/\\S*)?$"))) {
+        problem = "must be an absolute http(s):// or smtp(s):// URL";
+        return false;
+      }
+      return true;
+  }
+  problem = "has a type this host does not know";
+  return false;
+}
+
+}  // namespace
+
+std::vector<std::pair<std::string, std::string>> check_settings(const config::Config& config,
+                                                                const config::ChannelConfig& ch,
+                                                                const tayori_plugin& p,
+                                                                std::vector<config::Diagnostic>& errors) {
+  std::string base = "channels[" + std::to_string(ch.index) + "].settings";
+  std::vector<std::pair<std::string, std::string>> out;
+  std::set<std::string> seen;
+  auto spec_of = [&](const std::string& key) -> const tayori_setting_spec* {
+    for (size_t i = 0; i < p.settings_count; ++i)
+      if (p.settings[i].name && key == p.settings[i].name) return &p.settings[i];
+    return nullptr;
+  };
+  for (const auto& sv : ch.settings) {
+    std::string written = sv.from_env ? sv.key + "_env" : sv.key;
+    const tayori_setting_spec* spec = spec_of(sv.key);
+    if (spec == nullptr) {
+      std::string known;
+      for (size_t i = 0; i < p.settings_count; ++i) known += (known.empty() ? "" : ", ") + std::string(p.settings[i].name);
+      errors.push_back({config.file, sv.at, base + "." + written,
+                        "unknown setting for plugin " + std::string(p.name) +
+                            (known.empty() ? " (it takes none)" : " (it takes: " + known + ")")});
+      continue;
+    }
+    if (spec->type == TAYORI_SETTING_SECRET && !sv.from_env) {
+      errors.push_back({config.file, sv.at, base + "." + written,
+                        "is a secret: name an environment variable with " + sv.key + "_env instead of writing it here"});
+      continue;
+    }
+    if (spec->type != TAYORI_SETTING_SECRET && sv.from_env) {
+      errors.push_back({config.file, sv.at, base + "." + written, "is not a secret: write " + sv.key + " directly"});
+      continue;
+    }
+    std::string normalised, problem;
+    if (!valid_value(config, spec->type, sv.value, normalised, problem)) {
+      errors.push_back({config.file, sv.at, base + "." + written, problem});
+      continue;
+    }
+    seen.insert(sv.key);
+    out.emplace_back(sv.key, normalised);
+  }
+  for (size_t i = 0; i < p.settings_count; ++i) {
+    const tayori_setting_spec& spec = p.settings[i];
+    if (seen.count(spec.name)) continue;
+    if (spec.default_value != nullptr) {
+      std::string normalised, problem;
+      valid_value(config, spec.type, spec.default_value, normalised, problem);
+      out.emplace_back(spec.name, normalised);
+    } else if (spec.required) {
+      std::string key = spec.type == TAYORI_SETTING_SECRET ? std::string(spec.name) + "_env" : spec.name;
+      errors.push_back({config.file, ch.settings_at, base + "." + key, "is required by plugin " + std::string(p.name)});
+    }
+  }
+  return out;
+}
+
+RegistryResult build_registry(const config::Config& config, const Clock& clock) {
+  RegistryResult result;
+  auto registry = std::make_unique<Registry>();
+  std::map<std::string, std::shared_ptr<Library>> libraries;
+  for (const auto& ch : config.channels) {
+    std::string path_key = "channels[" + std::to_string(ch.index) + "]";
+    std::string searched;
+    std::string path = find_plugin(ch.plugin, config.plugin_dirs, config.base_dir, searched);
+    if (path.empty()) {
+      result.errors.push_back({config.file, ch.at, path_key + ".plugin",
+                               "plugin \"" + ch.plugin + "\" not found (looked in: " + searched + ")"});
+      continue;
+    }
+    std::shared_ptr<Library>& lib = libraries[path];
+    if (!lib) {
+      std::string error;
+      lib = Library::open(path, error);
+      if (!lib) {
+        result.errors.push_back({config.file, ch.at, path_key + ".plugin", error});
+        libraries.erase(path);
+        continue;
+      }
+    }
+    const tayori_plugin& p = lib->descriptor();
+    if (lib->sans_io() && p.on_deliver == nullptr) {
+      result.errors.push_back({config.file, ch.at, path_key + ".plugin",
+                               "plugin " + std::string(p.name) +
+                                   " is sans-I/O (on_build/on_classify) and this host build has no outbound transport"});
+      continue;
+    }
+    size_t errors_before = result.errors.size();
+    auto settings = check_settings(config, ch, p, result.errors);
+    if (result.errors.size() != errors_before) continue;
+    std::string contact = !ch.contact.empty() ? ch.contact : (p.default_contact ? p.default_contact : "");
+    if (contact.empty()) {
+      result.errors.push_back({config.file, ch.at, path_key + ".contact",
+                               "plugin " + std::string(p.name) + " has no default contact: say which recipient contact it uses"});
+      continue;
+    }
+    auto channel = std::make_unique<Channel>(ch.name, contact, lib, clock);
+    std::string error;
+    if (!channel->create(settings, error)) {
+      result.errors.push_back({config.file, ch.settings_at, path_key + ".settings", error});
+      continue;
+    }
+    registry->add(std::move(channel));
+  }
+  if (result.errors.empty()) result.registry = std::move(registry);
+  return result;
+}
+
+}  // namespace tayori::plugin

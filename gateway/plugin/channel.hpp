@@ -1,0 +1,124 @@
+// The host side of the plugin boundary: loading plugin libraries (dlopen RTLD_NOW|RTLD_LOCAL), refusing
+// the ones we cannot trust (STYLE.md §3), and the registry of configured channel instances.
+#pragma once
+
+#include <tayori/plugin.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/time.hpp"
+#include "config/config.hpp"
+
+namespace tayori::plugin {
+
+// A plugin library held open for as long as any channel uses it.
+class Library {
+ public:
+  // Opens `path` and checks its descriptor. On refusal returns nullptr and sets `error` to a message that
+  // names the file and, for version problems, both versions.
+  static std::shared_ptr<Library> open(const std::string& path, std::string& error);
+  ~Library();
+  Library(const Library&) = delete;
+  Library& operator=(const Library&) = delete;
+
+  const tayori_plugin& descriptor() const { return descriptor_; }
+  const std::string& path() const { return path_; }
+  bool sans_io() const { return descriptor_.on_build != nullptr; }
+
+ private:
+  Library() = default;
+  void* handle_ = nullptr;
+  std::string path_;
+  tayori_plugin descriptor_{};  // the plugin's descriptor, zero-extended to this host's size
+};
+
+// Finds a plugin by name (<dir>/<name>.so in each of `dirs`) or by path (contains '/' or ends in .so).
+// Returns an empty string, with `searched` listing where it looked, when not found.
+std::string find_plugin(const std::string& name_or_path, const std::vector<std::string>& dirs,
+                        const std::string& base_dir, std::string& searched);
+
+enum class OutcomeKind { delivered, retry, permanent };
+
+struct DeliveryRequest {
+  std::string message_id;
+  std::string delivery_id;
+  uint32_t attempt = 1;
+  std::string recipient_id;
+  std::string contact;
+  bool marketing = false;
+  std::string category;
+  std::string locale;
+  std::string timezone;
+  int64_t expires_at_ms = 0;
+  std::vector<std::pair<std::string, std::string>> content;
+  std::string metadata_json = "{}";
+};
+
+struct DeliveryOutcome {
+  OutcomeKind kind = OutcomeKind::retry;
+  std::string reason;
+  std::string provider_message_id;
+  int64_t retry_after_ms = 0;
+  bool deactivate_contact = false;
+};
+
+// One configured channel: a plugin instance with its name and the recipient contact it uses.
+class Channel {
+ public:
+  Channel(std::string name, std::string contact, std::shared_ptr<Library> library, const Clock& clock);
+  ~Channel();
+  Channel(const Channel&) = delete;
+  Channel& operator=(const Channel&) = delete;
+
+  // Creates the plugin instance; false with `error` set when the plugin refuses its settings.
+  bool create(const std::vector<std::pair<std::string, std::string>>& settings, std::string& error);
+
+  // Hands one delivery to the plugin and returns its verdict. Thread-safe as the ABI requires.
+  DeliveryOutcome deliver(const DeliveryRequest& request);
+
+  const std::string& name() const { return name_; }
+  const std::string& contact() const { return contact_; }
+  const Library& library() const { return *library_; }
+  bool ready() const { return instance_ != nullptr; }
+
+ private:
+  std::string name_;
+  std::string contact_;
+  std::shared_ptr<Library> library_;
+  const Clock& clock_;
+  tayori_host host_{};
+  void* instance_ = nullptr;
+};
+
+class Registry {
+ public:
+  Channel* find(const std::string& name) const;
+  const std::vector<std::unique_ptr<Channel>>& channels() const { return channels_; }
+  void add(std::unique_ptr<Channel> channel) { channels_.push_back(std::move(channel)); }
+
+ private:
+  std::vector<std::unique_ptr<Channel>> channels_;
+};
+
+struct RegistryResult {
+  std::unique_ptr<Registry> registry;  // set only when there is no error
+  std::vector<config::Diagnostic> errors;
+};
+
+// Loads every configured channel's plugin, checks its settings against the plugin's declared map
+// (unknown keys, missing required ones, types) and creates the instances. Errors carry YAML places.
+RegistryResult build_registry(const config::Config& config, const Clock& clock);
+
+// Checks one channel's settings against a declared map; returns the normalised values (defaults applied,
+// durations in milliseconds) and appends problems to `errors`.
+std::vector<std::pair<std::string, std::string>> check_settings(const config::Config& config,
+                                                                const config::ChannelConfig& channel,
+                                                                const tayori_plugin& plugin,
+                                                                std::vector<config::Diagnostic>& errors);
+
+}  // namespace tayori::plugin

@@ -1,0 +1,542 @@
+#include "store/sqlite_store.hpp"
+
+#include <sqlite3.h>
+
+#include <condition_variable>
+#include <deque>
+#include <future>
+#include <mutex>
+#include <stdexcept>
+#include <thread>
+#include <unordered_map>
+
+#include "common/log.hpp"
+
+namespace tayori::store {
+
+std::string_view to_string(State s) {
+  switch (s) {
+    case State::scheduled: return "scheduled";
+    case State::dispatched: return "dispatched";
+    case State::delivered: return "delivered";
+    case State::failed: return "failed";
+    case State::cancelled: return "cancelled";
+  }
+  return "unknown";
+}
+
+std::optional<State> parse_state(std::string_view s) {
+  for (State st : {State::scheduled, State::dispatched, State::delivered, State::failed, State::cancelled})
+    if (to_string(st) == s) return st;
+  return std::nullopt;
+}
+
+bool is_final(State s) { return s == State::delivered || s == State::failed || s == State::cancelled; }
+
+namespace {
+
+// An SQLite failure inside an operation: rolls back that operation (or the whole group on commit).
+struct SqliteError : std::runtime_error {
+  int code;
+  SqliteError(int c, const std::string& what) : std::runtime_error(what), code(c) {}
+};
+
+class Statement {
+ public:
+  Statement(sqlite3* db, const char* sql) : db_(db) {
+    if (sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt_, nullptr) != SQLITE_OK)
+      throw SqliteError(sqlite3_errcode(db), std::string("prepare: ") + sqlite3_errmsg(db) + " in: " + sql);
+  }
+  ~Statement() { sqlite3_finalize(stmt_); }
+  Statement(const Statement&) = delete;
+  Statement& operator=(const Statement&) = delete;
+
+  Statement& bind(int i, std::string_view v) {
+    sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  Statement& bind(int i, int64_t v) {
+    sqlite3_bind_int64(stmt_, i, v);
+    return *this;
+  }
+  Statement& bind(int i, std::optional<int64_t> v) {
+    if (v)
+      sqlite3_bind_int64(stmt_, i, *v);
+    else
+      sqlite3_bind_null(stmt_, i);
+    return *this;
+  }
+  // True while there is a row; throws on error. Reset happens on the next run().
+  bool step() {
+    int rc = sqlite3_step(stmt_);
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) return false;
+    throw SqliteError(rc, std::string("step: ") + sqlite3_errmsg(db_));
+  }
+  Statement& run() {
+    sqlite3_reset(stmt_);
+    sqlite3_clear_bindings(stmt_);
+    return *this;
+  }
+  void exec() {
+    step();
+    sqlite3_reset(stmt_);
+  }
+  std::string text(int col) const {
+    auto p = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, col));
+    return p ? std::string(p, sqlite3_column_bytes(stmt_, col)) : std::string();
+  }
+  int64_t int64(int col) const { return sqlite3_column_int64(stmt_, col); }
+  std::optional<int64_t> opt_int64(int col) const {
+    if (sqlite3_column_type(stmt_, col) == SQLITE_NULL) return std::nullopt;
+    return sqlite3_column_int64(stmt_, col);
+  }
+
+ private:
+  sqlite3* db_;
+  sqlite3_stmt* stmt_ = nullptr;
+};
+
+class Connection {
+ public:
+  Connection(const std::string& path, bool readonly) {
+    int flags = (readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) | SQLITE_OPEN_NOMUTEX;
+    if (sqlite3_open_v2(path.c_str(), &db_, flags, nullptr) != SQLITE_OK) {
+      std::string why = db_ ? sqlite3_errmsg(db_) : "out of memory";
+      sqlite3_close(db_);
+      throw std::runtime_error("cannot open the store \"" + path + "\": " + why);
+    }
+    sqlite3_busy_timeout(db_, 5000);
+    sqlite3_extended_result_codes(db_, 1);
+  }
+  ~Connection() {
+    statements_.clear();
+    sqlite3_close(db_);
+  }
+  void exec(const char* sql) {
+    char* err = nullptr;
+    if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+      std::string why = err ? err : "unknown";
+      sqlite3_free(err);
+      throw SqliteError(sqlite3_errcode(db_), why + " in: " + sql);
+    }
+  }
+  // Prepared once per connection and reused: the SQL text is the cache key.
+  Statement& prepare(const char* sql) {
+    auto it = statements_.find(sql);
+    if (it == statements_.end()) it = statements_.emplace(sql, std::make_unique<Statement>(db_, sql)).first;
+    return it->second->run();
+  }
+  int changes() const { return sqlite3_changes(db_); }
+  sqlite3* raw() const { return db_; }
+
+ private:
+  sqlite3* db_ = nullptr;
+  std::unordered_map<const char*, std::unique_ptr<Statement>> statements_;
+};
+
+// Schema migrations, applied in order; PRAGMA user_version records how far a file has come.
+const char* const kMigrations[] = {
+    R"sql(
+    CREATE TABLE messages (
+      id TEXT PRIMARY KEY,
+      api_key TEXT NOT NULL,
+      payload_hash TEXT NOT NULL,
+      payload TEXT NOT NULL,
+      state TEXT NOT NULL,
+      channel_index INTEGER NOT NULL DEFAULT 0,
+      channel TEXT NOT NULL DEFAULT '',
+      attempts INTEGER NOT NULL DEFAULT 0,
+      created_at INTEGER NOT NULL,
+      updated_at INTEGER NOT NULL,
+      due_at INTEGER NOT NULL,
+      send_at INTEGER,
+      expires_at INTEGER,
+      last_reason TEXT NOT NULL DEFAULT ''
+    ) WITHOUT ROWID;
+    CREATE INDEX messages_due ON messages(state, due_at);
+    CREATE INDEX messages_finished ON messages(updated_at) WHERE state IN ('delivered', 'failed', 'cancelled');
+    CREATE TABLE events (
+      seq INTEGER PRIMARY KEY AUTOINCREMENT,
+      message_id TEXT NOT NULL,
+      type TEXT NOT NULL,
+      at INTEGER NOT NULL,
+      detail TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX events_message ON events(message_id, seq);
+    )sql",
+};
+
+const char* kSelectMessage =
+    "SELECT id, api_key, payload_hash, payload, state, channel_index, channel, attempts, created_at, updated_at, "
+    "due_at, send_at, expires_at, last_reason FROM messages";
+
+MessageRecord read_message(Statement& s) {
+  MessageRecord r;
+  r.id = s.text(0);
+  r.api_key = s.text(1);
+  r.payload_hash = s.text(2);
+  r.payload = s.text(3);
+  r.state = parse_state(s.text(4)).value_or(State::failed);
+  r.channel_index = static_cast<int>(s.int64(5));
+  r.channel = s.text(6);
+  r.attempts = static_cast<int>(s.int64(7));
+  r.created_at_ms = s.int64(8);
+  r.updated_at_ms = s.int64(9);
+  r.due_at_ms = s.int64(10);
+  r.send_at_ms = s.opt_int64(11);
+  r.expires_at_ms = s.opt_int64(12);
+  r.last_reason = s.text(13);
+  return r;
+}
+
+void insert_event(Connection& c, const std::string& message_id, const NewEvent& e, int64_t now_ms) {
+  c.prepare("INSERT INTO events(message_id, type, at, detail) VALUES(?1, ?2, ?3, ?4)")
+      .bind(1, message_id)
+      .bind(2, e.type)
+      .bind(3, e.at_ms != 0 ? e.at_ms : now_ms)
+      .bind(4, e.detail_json)
+      .exec();
+}
+
+class SqliteStore final : public Store {
+ public:
+  explicit SqliteStore(const SqliteOptions& options) : options_(options), writer_conn_(options.path, false) {
+    writer_conn_.exec("PRAGMA journal_mode=WAL");
+    // FULL: in WAL mode the WAL is synced at every commit, so a commit that returned survives power loss.
+    writer_conn_.exec(options.synchronous_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
+    migrate();
+    writer_ = std::thread([this] { write_loop(); });
+  }
+
+  ~SqliteStore() override {
+    {
+      std::lock_guard lock(mutex_);
+      stopping_ = true;
+    }
+    wake_.notify_all();
+    if (writer_.joinable()) writer_.join();
+  }
+
+  void accept(std::vector<NewMessage> batch, int64_t now_ms,
+              std::function<void(bool, std::vector<AcceptResult>)> done) override {
+    auto results = std::make_shared<std::vector<AcceptResult>>();
+    auto shared_batch = std::make_shared<std::vector<NewMessage>>(std::move(batch));
+    submit(
+        [this, shared_batch, results, now_ms](Connection& c) {
+          results->clear();
+          for (const NewMessage& m : *shared_batch) results->push_back(accept_one(c, m, now_ms));
+        },
+        [results, done = std::move(done)](bool ok) { done(ok, ok ? std::move(*results) : std::vector<AcceptResult>{}); });
+  }
+
+  void cancel(const std::string& id, int64_t now_ms, std::function<void(bool, CancelResult)> done) override {
+    auto result = std::make_shared<CancelResult>();
+    submit(
+        [id, now_ms, result](Connection& c) {
+          Statement& s = c.prepare("SELECT state FROM messages WHERE id = ?1").bind(1, id);
+          if (!s.step()) {
+            *result = {CancelStatus::not_found, State::scheduled};
+            return;
+          }
+          State state = parse_state(s.text(0)).value_or(State::failed);
+          s.run();
+          if (state != State::scheduled) {
+            *result = {CancelStatus::too_late, state};
+            return;
+          }
+          c.prepare("UPDATE messages SET state = 'cancelled', updated_at = ?2 WHERE id = ?1")
+              .bind(1, id)
+              .bind(2, now_ms)
+              .exec();
+          insert_event(c, id, {"cancelled", "{}"}, now_ms);
+          *result = {CancelStatus::cancelled, State::cancelled};
+        },
+        [result, done = std::move(done)](bool ok) { done(ok, *result); });
+  }
+
+  void apply(Transition t, int64_t now_ms, std::function<void(bool)> done) override {
+    auto shared = std::make_shared<Transition>(std::move(t));
+    submit(
+        [shared, now_ms](Connection& c) {
+          const Transition& t = *shared;
+          c.prepare(
+               "UPDATE messages SET state = ?2, channel = ?3, channel_index = ?4, due_at = ?5, last_reason = ?6, "
+               "updated_at = ?7 WHERE id = ?1 AND state = 'dispatched'")
+              .bind(1, t.message_id)
+              .bind(2, to_string(t.to))
+              .bind(3, t.channel)
+              .bind(4, static_cast<int64_t>(t.channel_index))
+              .bind(5, t.due_at_ms)
+              .bind(6, t.last_reason)
+              .bind(7, now_ms)
+              .exec();
+          if (c.changes() == 0) return;  // cancelled or recovered meanwhile: this verdict is stale
+          for (const NewEvent& e : t.events) insert_event(c, t.message_id, e, now_ms);
+        },
+        [done = std::move(done)](bool ok) {
+          if (done) done(ok);
+        });
+  }
+
+  std::vector<MessageRecord> claim_due(int64_t now_ms, int limit) override {
+    auto claimed = std::make_shared<std::vector<MessageRecord>>();
+    bool ok = submit_and_wait([&, claimed](Connection& c) {
+      claimed->clear();
+      Statement& s = c.prepare(
+                          "SELECT id, api_key, payload_hash, payload, state, channel_index, channel, attempts, "
+                          "created_at, updated_at, due_at, send_at, expires_at, last_reason FROM messages "
+                          "WHERE state = 'scheduled' AND due_at <= ?1 ORDER BY due_at LIMIT ?2")
+                         .bind(1, now_ms)
+                         .bind(2, static_cast<int64_t>(limit));
+      while (s.step()) claimed->push_back(read_message(s));
+      s.run();
+      for (MessageRecord& r : *claimed) {
+        c.prepare("UPDATE messages SET state = 'dispatched', attempts = attempts + 1, updated_at = ?2 WHERE id = ?1")
+            .bind(1, r.id)
+            .bind(2, now_ms)
+            .exec();
+        r.state = State::dispatched;
+        r.attempts += 1;
+      }
+    });
+    if (!ok) return {};
+    return std::move(*claimed);
+  }
+
+  std::optional<int64_t> next_due_ms() override {
+    return read<std::optional<int64_t>>([](Connection& c) -> std::optional<int64_t> {
+      Statement& s = c.prepare("SELECT MIN(due_at) FROM messages WHERE state = 'scheduled'");
+      std::optional<int64_t> v = s.step() ? s.opt_int64(0) : std::nullopt;
+      s.run();
+      return v;
+    });
+  }
+
+  int requeue_in_flight(int64_t now_ms) override {
+    int count = 0;
+    submit_and_wait([&](Connection& c) {
+      std::vector<std::string> ids;
+      Statement& s = c.prepare("SELECT id FROM messages WHERE state = 'dispatched'");
+      while (s.step()) ids.push_back(s.text(0));
+      s.run();
+      for (const auto& id : ids) {
+        c.prepare("UPDATE messages SET state = 'scheduled', due_at = ?2, updated_at = ?2 WHERE id = ?1")
+            .bind(1, id)
+            .bind(2, now_ms)
+            .exec();
+        insert_event(c, id, {"requeued", R"({"reason":"in flight when the gateway stopped"})"}, now_ms);
+      }
+      count = static_cast<int>(ids.size());
+    });
+    return count;
+  }
+
+  int64_t purge_finished(int64_t before_ms) override {
+    int64_t count = 0;
+    submit_and_wait([&](Connection& c) {
+      c.prepare(
+           "DELETE FROM events WHERE message_id IN (SELECT id FROM messages WHERE state IN "
+           "('delivered','failed','cancelled') AND updated_at < ?1)")
+          .bind(1, before_ms)
+          .exec();
+      c.prepare("DELETE FROM messages WHERE state IN ('delivered','failed','cancelled') AND updated_at < ?1")
+          .bind(1, before_ms)
+          .exec();
+      count = c.changes();
+    });
+    return count;
+  }
+
+  std::optional<MessageRecord> find(const std::string& id) override {
+    return read<std::optional<MessageRecord>>([&](Connection& c) -> std::optional<MessageRecord> {
+      static const std::string sql = std::string(kSelectMessage) + " WHERE id = ?1";
+      Statement& s = c.prepare(sql.c_str()).bind(1, id);
+      std::optional<MessageRecord> r;
+      if (s.step()) r = read_message(s);
+      s.run();
+      return r;
+    });
+  }
+
+  std::vector<EventRecord> events(const std::string& id) override {
+    return read<std::vector<EventRecord>>([&](Connection& c) {
+      std::vector<EventRecord> out;
+      Statement& s = c.prepare("SELECT seq, message_id, type, at, detail FROM events WHERE message_id = ?1 ORDER BY seq")
+                         .bind(1, id);
+      while (s.step()) out.push_back({s.int64(0), s.text(1), s.text(2), s.int64(3), s.text(4)});
+      s.run();
+      return out;
+    });
+  }
+
+  std::map<State, int64_t> count_by_state() override {
+    return read<std::map<State, int64_t>>([](Connection& c) {
+      std::map<State, int64_t> out;
+      for (State st : {State::scheduled, State::dispatched, State::delivered, State::failed, State::cancelled})
+        out[st] = 0;
+      Statement& s = c.prepare("SELECT state, COUNT(*) FROM messages GROUP BY state");
+      while (s.step())
+        if (auto st = parse_state(s.text(0))) out[*st] = s.int64(1);
+      s.run();
+      return out;
+    });
+  }
+
+  bool healthy() override {
+    try {
+      return read<bool>([](Connection& c) {
+        Statement& s = c.prepare("SELECT 1");
+        bool ok = s.step();
+        s.run();
+        return ok;
+      });
+    } catch (const std::exception&) {
+      return false;
+    }
+  }
+
+ private:
+  struct Operation {
+    std::function<void(Connection&)> apply;
+    std::function<void(bool)> complete;
+  };
+
+  void migrate() {
+    Statement version(writer_conn_.raw(), "PRAGMA user_version");
+    version.step();
+    int64_t current = version.int64(0);
+    int64_t target = static_cast<int64_t>(std::size(kMigrations));
+    if (current > target)
+      throw std::runtime_error("the store \"" + options_.path + "\" has schema version " + std::to_string(current) +
+                               ", newer than this gateway's " + std::to_string(target));
+    for (int64_t v = current; v < target; ++v) {
+      writer_conn_.exec("BEGIN IMMEDIATE");
+      writer_conn_.exec(kMigrations[v]);
+      writer_conn_.exec(("PRAGMA user_version = " + std::to_string(v + 1)).c_str());
+      writer_conn_.exec("COMMIT");
+    }
+  }
+
+  AcceptResult accept_one(Connection& c, const NewMessage& m, int64_t now_ms) {
+    c.prepare(
+         "INSERT INTO messages(id, api_key, payload_hash, payload, state, created_at, updated_at, due_at, send_at, "
+         "expires_at) VALUES(?1, ?2, ?3, ?4, 'scheduled', ?5, ?5, ?6, ?7, ?8) ON CONFLICT(id) DO NOTHING")
+        .bind(1, m.id)
+        .bind(2, m.api_key)
+        .bind(3, m.payload_hash)
+        .bind(4, m.payload)
+        .bind(5, now_ms)
+        .bind(6, m.due_at_ms)
+        .bind(7, m.send_at_ms)
+        .bind(8, m.expires_at_ms)
+        .exec();
+    if (c.changes() == 0) {
+      Statement& s = c.prepare("SELECT payload_hash, state FROM messages WHERE id = ?1").bind(1, m.id);
+      AcceptResult r{AcceptStatus::duplicate, State::scheduled};
+      if (s.step()) {
+        r.status = s.text(0) == m.payload_hash ? AcceptStatus::duplicate : AcceptStatus::conflict;
+        r.state = parse_state(s.text(1)).value_or(State::failed);
+      }
+      s.run();
+      return r;
+    }
+    for (const NewEvent& e : m.events) insert_event(c, m.id, e, now_ms);
+    return {AcceptStatus::accepted, State::scheduled};
+  }
+
+  void submit(std::function<void(Connection&)> apply, std::function<void(bool)> complete) {
+    {
+      std::lock_guard lock(mutex_);
+      if (stopping_) {
+        complete(false);
+        return;
+      }
+      queue_.push_back({std::move(apply), std::move(complete)});
+    }
+    wake_.notify_one();
+  }
+
+  bool submit_and_wait(std::function<void(Connection&)> apply) {
+    std::promise<bool> done;
+    auto future = done.get_future();
+    submit(std::move(apply), [&done](bool ok) { done.set_value(ok); });
+    return future.get();
+  }
+
+  // The group commit: take everything queued, apply each in its own savepoint (one bad operation does
+  // not sink the others), commit once, then complete them all with the commit's verdict.
+  void write_loop() {
+    std::vector<Operation> group;
+    for (;;) {
+      {
+        std::unique_lock lock(mutex_);
+        wake_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+        if (queue_.empty() && stopping_) return;
+        while (!queue_.empty() && static_cast<int>(group.size()) < options_.max_group) {
+          group.push_back(std::move(queue_.front()));
+          queue_.pop_front();
+        }
+      }
+      std::vector<char> op_ok(group.size(), 0);
+      bool committed = false;
+      try {
+        writer_conn_.exec("BEGIN IMMEDIATE");
+        for (size_t i = 0; i < group.size(); ++i) {
+          writer_conn_.exec("SAVEPOINT op");
+          try {
+            group[i].apply(writer_conn_);
+            writer_conn_.exec("RELEASE op");
+            op_ok[i] = 1;
+          } catch (const SqliteError& e) {
+            log::error("store", std::string("operation failed, rolled back: ") + e.what());
+            writer_conn_.exec("ROLLBACK TO op");
+            writer_conn_.exec("RELEASE op");
+          }
+        }
+        writer_conn_.exec("COMMIT");
+        committed = true;
+      } catch (const SqliteError& e) {
+        // Disk full, I/O error: nothing of this group is durable, and every caller is told so.
+        log::error("store", std::string("group commit failed: ") + e.what());
+        sqlite3_exec(writer_conn_.raw(), "ROLLBACK", nullptr, nullptr, nullptr);
+      }
+      for (size_t i = 0; i < group.size(); ++i) group[i].complete(committed && op_ok[i]);
+      group.clear();
+    }
+  }
+
+  // Runs `fn` on a pooled read connection (WAL: readers never block the writer).
+  template <class T>
+  T read(const std::function<T(Connection&)>& fn) {
+    std::unique_ptr<Connection> c;
+    {
+      std::lock_guard lock(readers_mutex_);
+      if (!readers_.empty()) {
+        c = std::move(readers_.back());
+        readers_.pop_back();
+      }
+    }
+    if (!c) c = std::make_unique<Connection>(options_.path, true);
+    T result = fn(*c);
+    std::lock_guard lock(readers_mutex_);
+    readers_.push_back(std::move(c));
+    return result;
+  }
+
+  SqliteOptions options_;
+  Connection writer_conn_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::deque<Operation> queue_;
+  bool stopping_ = false;
+  std::thread writer_;
+  std::mutex readers_mutex_;
+  std::vector<std::unique_ptr<Connection>> readers_;
+};
+
+}  // namespace
+
+std::unique_ptr<Store> open_sqlite(const SqliteOptions& options) { return std::make_unique<SqliteStore>(options); }
+
+}  // namespace tayori::store

@@ -1,0 +1,127 @@
+// The Store: everything Tayori must not forget — messages, their due times, and their event timelines.
+// The embedded implementation is SQLite (sqlite_store.hpp); a PostgreSQL one serves many nodes later.
+//
+// Writes are group-committed: callers hand over an operation and a completion; one writer applies many
+// operations in one transaction and runs each completion only after that transaction is durable. A
+// completion that says `ok` is the promise behind an HTTP 202.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace tayori::store {
+
+// Where a message is in its life. `accepted` is an event, not a state: an accepted message is scheduled.
+enum class State { scheduled, dispatched, delivered, failed, cancelled };
+std::string_view to_string(State s);
+std::optional<State> parse_state(std::string_view s);
+bool is_final(State s);
+
+struct NewEvent {
+  std::string type;  // accepted, scheduled, dispatched, delivered, failed, cancelled, requeued, ...
+  std::string detail_json = "{}";
+  int64_t at_ms = 0;  // 0: the time of the write
+};
+
+struct NewMessage {
+  std::string id;
+  std::string api_key;  // the name of the key that submitted it
+  std::string payload_hash;
+  std::string payload;  // canonical JSON of the submitted message
+  int64_t due_at_ms = 0;
+  std::optional<int64_t> send_at_ms;
+  std::optional<int64_t> expires_at_ms;
+  std::vector<NewEvent> events;  // recorded with it, in order
+};
+
+enum class AcceptStatus { accepted, duplicate, conflict };
+
+struct AcceptResult {
+  AcceptStatus status = AcceptStatus::accepted;
+  State state = State::scheduled;  // for duplicates: the existing message's state
+};
+
+struct MessageRecord {
+  std::string id;
+  std::string api_key;
+  std::string payload_hash;
+  std::string payload;
+  State state = State::scheduled;
+  int channel_index = 0;  // which of the message's channels is current (fallback moves it on)
+  std::string channel;    // the channel last used, empty before the first dispatch
+  int attempts = 0;
+  int64_t created_at_ms = 0;
+  int64_t updated_at_ms = 0;
+  int64_t due_at_ms = 0;
+  std::optional<int64_t> send_at_ms;
+  std::optional<int64_t> expires_at_ms;
+  std::string last_reason;
+};
+
+struct EventRecord {
+  int64_t seq = 0;
+  std::string message_id;
+  std::string type;
+  int64_t at_ms = 0;
+  std::string detail_json;
+};
+
+enum class CancelStatus { cancelled, not_found, too_late };
+
+struct CancelResult {
+  CancelStatus status = CancelStatus::not_found;
+  State state = State::scheduled;  // the state it is (now) in
+};
+
+// What the dispatcher decided about a dispatched message. Applied only if the message is still
+// `dispatched` (a cancel or a recovery may have moved it meanwhile).
+struct Transition {
+  std::string message_id;
+  State to = State::delivered;
+  std::string channel;
+  int channel_index = 0;
+  int64_t due_at_ms = 0;  // for `scheduled` (retry, fallback)
+  std::string last_reason;
+  std::vector<NewEvent> events;
+};
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // Group-committed. `done(ok, results)` runs after the transaction is durable (ok) or failed (!ok, and
+  // nothing of `batch` is stored). It runs on the writer thread: hand work elsewhere, do not block.
+  virtual void accept(std::vector<NewMessage> batch, int64_t now_ms,
+                      std::function<void(bool ok, std::vector<AcceptResult>)> done) = 0;
+
+  // Group-committed. Cancels a message that has not been handed to a provider.
+  virtual void cancel(const std::string& id, int64_t now_ms, std::function<void(bool ok, CancelResult)> done) = 0;
+
+  // Group-committed. `done` may be empty.
+  virtual void apply(Transition transition, int64_t now_ms, std::function<void(bool ok)> done) = 0;
+
+  // Moves up to `limit` due scheduled messages to `dispatched` (attempts + 1) and returns them. Blocks
+  // until committed. The caller records the `dispatched` event with the attempt's outcome.
+  virtual std::vector<MessageRecord> claim_due(int64_t now_ms, int limit) = 0;
+
+  // The earliest due time of a scheduled message, if any.
+  virtual std::optional<int64_t> next_due_ms() = 0;
+
+  // On start: messages left `dispatched` by a crash go back to `scheduled` (at-least-once). Returns how many.
+  virtual int requeue_in_flight(int64_t now_ms) = 0;
+
+  // Deletes finished messages (and their events and idempotency keys) last updated before `before_ms`.
+  virtual int64_t purge_finished(int64_t before_ms) = 0;
+
+  virtual std::optional<MessageRecord> find(const std::string& id) = 0;
+  virtual std::vector<EventRecord> events(const std::string& id) = 0;
+  virtual std::map<State, int64_t> count_by_state() = 0;
+  virtual bool healthy() = 0;
+};
+
+}  // namespace tayori::store

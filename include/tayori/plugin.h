@@ -1,0 +1,304 @@
+/*
+ * tayori/plugin.h — the contract between the Tayori host and a channel plugin, ABI v1.
+ *
+ * A plugin is a shared library that exports exactly one C symbol, TAYORI_PLUGIN_ENTRY_SYMBOL, returning
+ * a pointer to a constant tayori_plugin descriptor. Only C types cross this boundary: no C++ types, no
+ * exceptions, no allocator hand-over. Everything a plugin gives the host is either static (the
+ * descriptor) or copied by the host during the call (requests, outcomes, events).
+ *
+ * The plugin is sans-I/O by default (ARCHITECTURE.md §3): the host owns sockets, TLS, HTTP/2, pooling,
+ * retries, rate limits and backoff. A plugin translates:
+ *   on_create   settings              -> instance (settings already checked against the declared map)
+ *   on_build    delivery              -> one or more transport requests (HTTP or SMTP)
+ *   on_classify delivery + response   -> outcome (delivered | retry | permanent)
+ *   on_inbound  inbound HTTP request  -> normalised events + the HTTP answer to give the provider
+ * A plugin whose work is not an HTTP/SMTP exchange (a file, a binary protocol) implements on_deliver
+ * instead of on_build/on_classify; the host calls it from a worker thread, never from an I/O thread.
+ *
+ * Naming: tayori_on_* / on_* members are implemented by the plugin; tayori_host_* / host_* by the host.
+ *
+ * Versioning (append-only, STYLE.md §2): every struct starts with its size. Fields are only ever added
+ * at the end of a struct and the minor version is raised; nothing is reordered or repurposed. A host
+ * reads an older plugin's shorter descriptor into a zeroed one and checks every optional callback for
+ * NULL; a plugin checks host->struct_size before using a host service added in a later minor. A change
+ * that cannot be made this way raises TAYORI_ABI_MAJOR, and hosts refuse plugins of another major.
+ *
+ * Threading: on_build, on_classify, on_deliver and on_inbound may be called concurrently from several
+ * host threads for the same instance; a plugin that keeps mutable state guards it itself. on_create and
+ * on_destroy are never concurrent with anything else on that instance.
+ *
+ * Strings: tayori_str is a pointer + length, UTF-8, NOT necessarily NUL-terminated.
+ */
+#ifndef TAYORI_PLUGIN_H
+#define TAYORI_PLUGIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TAYORI_ABI_MAJOR 1
+#define TAYORI_ABI_MINOR 0
+
+/* The one symbol a plugin exports: const tayori_plugin* tayori_plugin_entry(void). */
+#define TAYORI_PLUGIN_ENTRY_SYMBOL "tayori_plugin_entry"
+
+#if defined(__GNUC__)
+#define TAYORI_EXPORT __attribute__((visibility("default")))
+#else
+#define TAYORI_EXPORT
+#endif
+
+/* ---- Basic types ------------------------------------------------------------------------------ */
+
+/* A borrowed UTF-8 string: `data` may be NULL only when `len` is 0. */
+typedef struct tayori_str {
+  const char* data;
+  size_t len;
+} tayori_str;
+
+/* A borrowed key/value pair (headers, settings, rendered content fields). */
+typedef struct tayori_kv {
+  tayori_str key;
+  tayori_str value;
+} tayori_kv;
+
+/* Return codes of every on_* callback that can fail. */
+typedef enum tayori_status {
+  TAYORI_OK = 0,
+  TAYORI_ERROR = 1,   /* the plugin wrote a message into its error buffer */
+  TAYORI_INVALID = 2  /* the input (settings, delivery, inbound request) is unacceptable */
+} tayori_status;
+
+/* A host-owned buffer into which a plugin writes a NUL-terminated message, truncated to capacity.
+ * OWNERSHIP: host owns; valid for the duration of the call only. */
+typedef struct tayori_error_buf {
+  char* data;
+  size_t capacity;
+} tayori_error_buf;
+
+/* ---- Declared settings (the plugin's config map, STYLE.md §4) ------------------------------------ */
+
+typedef enum tayori_setting_type {
+  TAYORI_SETTING_STRING = 0,
+  TAYORI_SETTING_INT = 1,      /* decimal integer */
+  TAYORI_SETTING_BOOL = 2,     /* true | false */
+  TAYORI_SETTING_DURATION = 3, /* "250ms", "10s", "5m", "24h", "7d"; handed to the plugin as milliseconds */
+  TAYORI_SETTING_SECRET = 4,   /* YAML names an environment variable (`<key>_env`); the value is handed over */
+  TAYORI_SETTING_URL = 5,      /* absolute http(s)/smtp(s) URL */
+  TAYORI_SETTING_PATH = 6      /* a file path; the host makes a relative one absolute against the YAML's folder */
+} tayori_setting_type;
+
+/* One declared setting. The host rejects keys a plugin does not declare, missing required keys and
+ * values of the wrong type, with FILE:LINE:COL messages, before on_create is called.
+ * OWNERSHIP: plugin owns; static, valid until the library is unloaded. */
+typedef struct tayori_setting_spec {
+  const char* name;          /* snake_case key in the channel's `settings:` block */
+  tayori_setting_type type;
+  int required;              /* non-zero: must be present */
+  const char* default_value; /* NULL: none; otherwise as it would be written in YAML */
+  const char* description;   /* one line, shown by `tayori plugins` */
+} tayori_setting_spec;
+
+/* ---- Host services --------------------------------------------------------------------------- */
+
+typedef enum tayori_log_level {
+  TAYORI_LOG_DEBUG = 0,
+  TAYORI_LOG_INFO = 1,
+  TAYORI_LOG_WARN = 2,
+  TAYORI_LOG_ERROR = 3
+} tayori_log_level;
+
+/* Services the host offers a plugin instance. Later minors append services (JWT signing, HMAC, token
+ * cache); check struct_size before using a field beyond those of the minor you compiled against.
+ * OWNERSHIP: host owns; valid from on_create until on_destroy returns. */
+typedef struct tayori_host {
+  uint32_t struct_size;
+  uint16_t abi_major;
+  uint16_t abi_minor;
+  void* host_ctx; /* opaque, pass back to every host_* call */
+  void (*host_log)(void* host_ctx, tayori_log_level level, tayori_str message);
+  /* Milliseconds since the Unix epoch on the host's clock (injected in tests; use it, not time()). */
+  int64_t (*host_now_ms)(void* host_ctx);
+} tayori_host;
+
+/* ---- Outbound: a delivery and what the plugin makes of it -------------------------------------- */
+
+typedef enum tayori_purpose {
+  TAYORI_PURPOSE_TRANSACTIONAL = 0,
+  TAYORI_PURPOSE_MARKETING = 1
+} tayori_purpose;
+
+/* One attempt to hand one rendered message to one contact point.
+ * OWNERSHIP: host owns everything; borrowed for the duration of the call. */
+typedef struct tayori_delivery {
+  uint32_t struct_size;
+  tayori_str message_id;  /* the upstream id (the idempotency key) */
+  tayori_str delivery_id; /* stable across retries of this message on this channel: use it as the
+                             provider's de-duplication key where one exists (LINE X-Line-Retry-Key) */
+  uint32_t attempt;       /* 1 for the first attempt */
+  tayori_str channel;     /* the channel instance name from the YAML */
+  tayori_str recipient_id;
+  tayori_str contact;     /* the contact point: address, E.164 number, LINE user id, push token */
+  tayori_purpose purpose;
+  tayori_str category;
+  tayori_str locale;      /* BCP 47, may be empty */
+  tayori_str timezone;    /* IANA, may be empty */
+  int64_t expires_at_ms;  /* 0: no expiry */
+  const tayori_kv* content; /* rendered fields: subject, text, html, title, body, ... */
+  size_t content_count;
+  tayori_str metadata_json; /* the message's `metadata` object as JSON ("{}" when absent) */
+} tayori_delivery;
+
+typedef enum tayori_request_kind {
+  TAYORI_REQUEST_HTTP = 0,
+  TAYORI_REQUEST_SMTP = 1
+} tayori_request_kind;
+
+/* A transport request built by a plugin. The host copies it during host_add_request.
+ * OWNERSHIP: plugin owns; must stay valid only until host_add_request returns. */
+typedef struct tayori_request {
+  uint32_t struct_size;
+  tayori_request_kind kind;
+  tayori_str method; /* HTTP: "POST", ...; SMTP: empty */
+  tayori_str url;    /* https://..., smtp://host:587, smtps://host:465 */
+  const tayori_kv* headers; /* HTTP headers; for SMTP none (headers belong in the RFC 5322 body) */
+  size_t header_count;
+  tayori_str body;   /* HTTP body, or the full RFC 5322 message for SMTP */
+  tayori_str mail_from;            /* SMTP envelope sender */
+  const tayori_str* mail_rcpt;     /* SMTP envelope recipients */
+  size_t mail_rcpt_count;
+} tayori_request;
+
+/* Where on_build puts its requests. OWNERSHIP: host owns; valid for the call. */
+typedef struct tayori_request_sink {
+  void* sink_ctx;
+  /* Returns TAYORI_OK, or TAYORI_INVALID when the request is malformed (the host says why in its log). */
+  tayori_status (*host_add_request)(void* sink_ctx, const tayori_request* request);
+} tayori_request_sink;
+
+/* What the transport got back. OWNERSHIP: host owns; borrowed for the call. */
+typedef struct tayori_response {
+  uint32_t struct_size;
+  int transport_error;    /* 0: a response arrived; otherwise it did not (timeout, refused, TLS) */
+  tayori_str transport_error_text;
+  int status;             /* HTTP status, or the last SMTP reply code */
+  const tayori_kv* headers;
+  size_t header_count;
+  tayori_str body;
+} tayori_response;
+
+typedef enum tayori_outcome_kind {
+  TAYORI_OUTCOME_DELIVERED = 0, /* the provider accepted the message */
+  TAYORI_OUTCOME_RETRY = 1,     /* transient: the host retries with its backoff, or after retry_after_ms */
+  TAYORI_OUTCOME_PERMANENT = 2  /* will never succeed as sent; the host tries the next channel */
+} tayori_outcome_kind;
+
+/* A verdict. The host zeroes it and provides the buffers; the plugin fills what applies.
+ * OWNERSHIP: host owns; valid for the call. */
+typedef struct tayori_outcome {
+  uint32_t struct_size;
+  tayori_outcome_kind kind;
+  int64_t retry_after_ms;      /* RETRY: provider-given wait (Retry-After), 0 = host decides */
+  int deactivate_contact;      /* PERMANENT: the contact point is dead (hard bounce, UNREGISTERED) */
+  char* reason;                /* machine-readable reason, e.g. "fcm.UNREGISTERED", "smtp.550" */
+  size_t reason_capacity;
+  char* provider_message_id;   /* the provider's id for the message, when it gave one */
+  size_t provider_message_id_capacity;
+} tayori_outcome;
+
+/* ---- Inbound: provider webhooks -------------------------------------------------------------- */
+
+/* An HTTP request that reached /inbound/<plugin>/<channel>. OWNERSHIP: host owns; borrowed for the call. */
+typedef struct tayori_inbound_request {
+  uint32_t struct_size;
+  tayori_str method;
+  tayori_str url;   /* the full public URL as the provider called it (signatures cover it) */
+  tayori_str path;
+  tayori_str query;
+  const tayori_kv* headers; /* names lower-cased */
+  size_t header_count;
+  tayori_str body;  /* the raw bytes, exactly as received (signatures cover them) */
+} tayori_inbound_request;
+
+typedef enum tayori_event_type {
+  TAYORI_EVENT_RESPONDED = 0,   /* the recipient chose a response option */
+  TAYORI_EVENT_REPLIED = 1,     /* free-text reply */
+  TAYORI_EVENT_OPTED_IN = 2,
+  TAYORI_EVENT_OPTED_OUT = 3,
+  TAYORI_EVENT_DELIVERED = 4,   /* delivery receipt */
+  TAYORI_EVENT_FAILED = 5,      /* late failure report (bounce, undelivered) */
+  TAYORI_EVENT_CONTACT_DEACTIVATED = 6
+} tayori_event_type;
+
+/* One normalised inbound event. OWNERSHIP: plugin owns; copied by host_emit_event. */
+typedef struct tayori_inbound_event {
+  uint32_t struct_size;
+  tayori_event_type type;
+  tayori_str provider_event_id;  /* for de-duplication of redelivered webhooks (may be empty) */
+  tayori_str message_ref;        /* the message this refers to, as the plugin recovered it (may be empty) */
+  tayori_str contact;            /* the contact point it came from */
+  tayori_str response_id;        /* RESPONDED: the option chosen */
+  tayori_str text;               /* REPLIED: the text; FAILED: the provider's reason */
+  int64_t occurred_at_ms;
+} tayori_inbound_event;
+
+/* Where on_inbound reports events and its answer to the provider. OWNERSHIP: host owns; valid for the call. */
+typedef struct tayori_inbound_sink {
+  void* sink_ctx;
+  void (*host_emit_event)(void* sink_ctx, const tayori_inbound_event* event);
+  /* Sets the HTTP answer (default 200, empty body). May be called once. */
+  void (*host_set_response)(void* sink_ctx, int status, tayori_str content_type, tayori_str body);
+} tayori_inbound_sink;
+
+/* ---- The descriptor --------------------------------------------------------------------------- */
+
+/* OWNERSHIP: plugin owns; static and constant until the library is unloaded. */
+typedef struct tayori_plugin {
+  uint32_t struct_size; /* sizeof(tayori_plugin) as the plugin was compiled */
+  uint16_t abi_major;   /* TAYORI_ABI_MAJOR the plugin was compiled against */
+  uint16_t abi_minor;
+  const char* name;     /* e.g. "file_sink"; [a-z0-9_]+ */
+  const char* version;  /* the plugin's own version, e.g. "1.0.0" */
+  const char* description;
+  const char* default_contact; /* which recipient contact it uses by default: "email", "phone", "line", "push" */
+  const tayori_setting_spec* settings;
+  size_t settings_count;
+
+  /* Required. Settings arrive checked against `settings`, defaults applied, secrets resolved, durations
+   * in milliseconds, all as strings. On failure write a message naming the key into `error`.
+   * OWNERSHIP of *instance: plugin owns, until on_destroy. */
+  tayori_status (*on_create)(const tayori_host* host, const tayori_kv* settings, size_t settings_count,
+                             void** instance, tayori_error_buf error);
+  /* Required. */
+  void (*on_destroy)(void* instance);
+
+  /* Sans-I/O pair: both present, or both NULL. */
+  tayori_status (*on_build)(void* instance, const tayori_delivery* delivery, const tayori_request_sink* sink,
+                            tayori_error_buf error);
+  tayori_status (*on_classify)(void* instance, const tayori_delivery* delivery, const tayori_response* response,
+                               tayori_outcome* outcome);
+
+  /* Direct delivery, for plugins that do their own (blocking, short) I/O. Called on a worker thread.
+   * Returns TAYORI_OK with `outcome` filled; TAYORI_ERROR means RETRY with the message as reason. */
+  tayori_status (*on_deliver)(void* instance, const tayori_delivery* delivery, tayori_outcome* outcome);
+
+  /* Optional: inbound webhooks for this plugin's channels. TAYORI_INVALID answers 400 (or what
+   * host_set_response set, e.g. 401 for a bad signature) and changes nothing. */
+  tayori_status (*on_inbound)(void* instance, const tayori_inbound_request* request,
+                              const tayori_inbound_sink* sink, tayori_error_buf error);
+} tayori_plugin;
+
+/* The struct_size of an ABI 1.0 descriptor: a host refuses a descriptor shorter than this. Frozen: later
+ * minors append after on_inbound and leave this value alone. */
+#define TAYORI_PLUGIN_V1_0_SIZE ((uint32_t)(offsetof(tayori_plugin, on_inbound) + sizeof(void*)))
+
+typedef const tayori_plugin* (*tayori_plugin_entry_fn)(void);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* TAYORI_PLUGIN_H */

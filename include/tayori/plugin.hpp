@@ -1,0 +1,391 @@
+// tayori/plugin.hpp — a header-only C++20 layer over plugin.h that makes writing a plugin pleasant.
+//
+// A plugin is a class constructed from (const Host&, const Settings&) that implements some of:
+//   Outcome deliver(const Delivery&)                               — direct I/O plugins
+//   void build(const Delivery&, RequestSink&) +
+//   Outcome classify(const Delivery&, const Response&)             — sans-I/O plugins (the host sends)
+//   void inbound(const InboundRequest&, InboundSink&)              — provider webhooks
+// and TAYORI_PLUGIN(Class, "name", "version", "description", "default_contact", settings) exports it.
+// The adapters catch every exception at the boundary (nothing C++ crosses into the host): a throwing
+// constructor fails on_create with the exception's message; a throwing deliver/classify becomes a RETRY
+// outcome whose reason carries the message; a throwing build or inbound returns TAYORI_ERROR.
+#ifndef TAYORI_PLUGIN_HPP
+#define TAYORI_PLUGIN_HPP
+
+#include <tayori/plugin.h>
+
+#include <algorithm>
+#include <concepts>
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace tayori::sdk {
+
+inline std::string_view view(tayori_str s) { return s.len == 0 ? std::string_view{} : std::string_view{s.data, s.len}; }
+inline tayori_str str(std::string_view s) { return tayori_str{s.data(), s.size()}; }
+
+// Copies `text` into a host-owned buffer, NUL-terminated and truncated to its capacity.
+inline void copy_to(char* buffer, size_t capacity, std::string_view text) {
+  if (buffer == nullptr || capacity == 0) return;
+  size_t n = text.size() < capacity - 1 ? text.size() : capacity - 1;
+  std::memcpy(buffer, text.data(), n);
+  buffer[n] = '\0';
+}
+
+// A plugin-side error that names the setting or field at fault: "path: must be absolute".
+struct Error : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+class Host {
+ public:
+  explicit Host(const tayori_host* host) : host_(host) {}
+  void log(tayori_log_level level, std::string_view message) const {
+    if (host_ && host_->host_log) host_->host_log(host_->host_ctx, level, str(message));
+  }
+  int64_t now_ms() const { return host_ && host_->host_now_ms ? host_->host_now_ms(host_->host_ctx) : 0; }
+  const tayori_host* raw() const { return host_; }
+
+ private:
+  const tayori_host* host_;
+};
+
+// The channel's settings, checked by the host against the declared map, defaults applied.
+class Settings {
+ public:
+  Settings(const tayori_kv* kv, size_t n) {
+    for (size_t i = 0; i < n; ++i) values_.emplace(std::string(view(kv[i].key)), std::string(view(kv[i].value)));
+  }
+  std::optional<std::string> find(const std::string& key) const {
+    auto it = values_.find(key);
+    if (it == values_.end()) return std::nullopt;
+    return it->second;
+  }
+  std::string get(const std::string& key) const {
+    auto v = find(key);
+    if (!v) throw Error(key + ": is required");
+    return *v;
+  }
+  long long get_int(const std::string& key) const {
+    std::string v = get(key);
+    try {
+      size_t used = 0;
+      long long n = std::stoll(v, &used);
+      if (used != v.size()) throw std::invalid_argument(v);
+      return n;
+    } catch (const std::logic_error&) {
+      throw Error(key + ": expected an integer, got \"" + v + "\"");
+    }
+  }
+  bool get_bool(const std::string& key) const { return get(key) == "true"; }
+  const std::map<std::string, std::string>& all() const { return values_; }
+
+ private:
+  std::map<std::string, std::string> values_;
+};
+
+class Delivery {
+ public:
+  explicit Delivery(const tayori_delivery* d) : d_(d) {}
+  std::string_view message_id() const { return view(d_->message_id); }
+  std::string_view delivery_id() const { return view(d_->delivery_id); }
+  uint32_t attempt() const { return d_->attempt; }
+  std::string_view channel() const { return view(d_->channel); }
+  std::string_view recipient_id() const { return view(d_->recipient_id); }
+  std::string_view contact() const { return view(d_->contact); }
+  tayori_purpose purpose() const { return d_->purpose; }
+  std::string_view purpose_name() const { return d_->purpose == TAYORI_PURPOSE_MARKETING ? "marketing" : "transactional"; }
+  std::string_view category() const { return view(d_->category); }
+  std::string_view locale() const { return view(d_->locale); }
+  std::string_view timezone() const { return view(d_->timezone); }
+  int64_t expires_at_ms() const { return d_->expires_at_ms; }
+  std::string_view metadata_json() const { return view(d_->metadata_json); }
+  std::optional<std::string_view> content(std::string_view key) const {
+    for (size_t i = 0; i < d_->content_count; ++i)
+      if (view(d_->content[i].key) == key) return view(d_->content[i].value);
+    return std::nullopt;
+  }
+  std::vector<std::pair<std::string_view, std::string_view>> content_fields() const {
+    std::vector<std::pair<std::string_view, std::string_view>> out;
+    for (size_t i = 0; i < d_->content_count; ++i) out.emplace_back(view(d_->content[i].key), view(d_->content[i].value));
+    return out;
+  }
+  const tayori_delivery* raw() const { return d_; }
+
+ private:
+  const tayori_delivery* d_;
+};
+
+struct Outcome {
+  tayori_outcome_kind kind = TAYORI_OUTCOME_DELIVERED;
+  std::string reason;
+  std::string provider_message_id;
+  int64_t retry_after_ms = 0;
+  bool deactivate_contact = false;
+
+  static Outcome delivered(std::string provider_message_id = {}) {
+    Outcome o;
+    o.provider_message_id = std::move(provider_message_id);
+    return o;
+  }
+  static Outcome retry(std::string reason, int64_t after_ms = 0) {
+    Outcome o;
+    o.kind = TAYORI_OUTCOME_RETRY;
+    o.reason = std::move(reason);
+    o.retry_after_ms = after_ms;
+    return o;
+  }
+  static Outcome permanent(std::string reason, bool deactivate_contact = false) {
+    Outcome o;
+    o.kind = TAYORI_OUTCOME_PERMANENT;
+    o.reason = std::move(reason);
+    o.deactivate_contact = deactivate_contact;
+    return o;
+  }
+  void write_to(tayori_outcome* out) const {
+    out->kind = kind;
+    out->retry_after_ms = retry_after_ms;
+    out->deactivate_contact = deactivate_contact ? 1 : 0;
+    copy_to(out->reason, out->reason_capacity, reason);
+    copy_to(out->provider_message_id, out->provider_message_id_capacity, provider_message_id);
+  }
+};
+
+struct Request {
+  tayori_request_kind kind = TAYORI_REQUEST_HTTP;
+  std::string method = "POST";
+  std::string url;
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+  std::string mail_from;
+  std::vector<std::string> mail_rcpt;
+};
+
+class RequestSink {
+ public:
+  explicit RequestSink(const tayori_request_sink* sink) : sink_(sink) {}
+  void add(const Request& r) const {
+    std::vector<tayori_kv> headers;
+    for (auto& [k, v] : r.headers) headers.push_back({str(k), str(v)});
+    std::vector<tayori_str> rcpt;
+    for (auto& a : r.mail_rcpt) rcpt.push_back(str(a));
+    tayori_request raw{};
+    raw.struct_size = sizeof raw;
+    raw.kind = r.kind;
+    raw.method = str(r.method);
+    raw.url = str(r.url);
+    raw.headers = headers.data();
+    raw.header_count = headers.size();
+    raw.body = str(r.body);
+    raw.mail_from = str(r.mail_from);
+    raw.mail_rcpt = rcpt.data();
+    raw.mail_rcpt_count = rcpt.size();
+    if (sink_->host_add_request(sink_->sink_ctx, &raw) != TAYORI_OK) throw Error("the host refused the request to " + r.url);
+  }
+
+ private:
+  const tayori_request_sink* sink_;
+};
+
+class Response {
+ public:
+  explicit Response(const tayori_response* r) : r_(r) {}
+  bool transport_failed() const { return r_->transport_error != 0; }
+  std::string_view transport_error_text() const { return view(r_->transport_error_text); }
+  int status() const { return r_->status; }
+  std::string_view body() const { return view(r_->body); }
+  // Header lookup, case-insensitive (RFC 9110 §5.1).
+  std::optional<std::string_view> header(std::string_view name) const {
+    for (size_t i = 0; i < r_->header_count; ++i) {
+      std::string_view k = view(r_->headers[i].key);
+      if (k.size() == name.size() &&
+          std::equal(k.begin(), k.end(), name.begin(), [](char a, char b) { return lower(a) == lower(b); }))
+        return view(r_->headers[i].value);
+    }
+    return std::nullopt;
+  }
+
+ private:
+  static char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
+  const tayori_response* r_;
+};
+
+class InboundRequest {
+ public:
+  explicit InboundRequest(const tayori_inbound_request* r) : r_(r) {}
+  std::string_view method() const { return view(r_->method); }
+  std::string_view url() const { return view(r_->url); }
+  std::string_view path() const { return view(r_->path); }
+  std::string_view query() const { return view(r_->query); }
+  std::string_view body() const { return view(r_->body); }
+  std::optional<std::string_view> header(std::string_view lower_name) const {
+    for (size_t i = 0; i < r_->header_count; ++i)
+      if (view(r_->headers[i].key) == lower_name) return view(r_->headers[i].value);
+    return std::nullopt;
+  }
+
+ private:
+  const tayori_inbound_request* r_;
+};
+
+struct InboundEvent {
+  tayori_event_type type = TAYORI_EVENT_RESPONDED;
+  std::string provider_event_id, message_ref, contact, response_id, text;
+  int64_t occurred_at_ms = 0;
+};
+
+class InboundSink {
+ public:
+  explicit InboundSink(const tayori_inbound_sink* sink) : sink_(sink) {}
+  void emit(const InboundEvent& e) const {
+    tayori_inbound_event raw{};
+    raw.struct_size = sizeof raw;
+    raw.type = e.type;
+    raw.provider_event_id = str(e.provider_event_id);
+    raw.message_ref = str(e.message_ref);
+    raw.contact = str(e.contact);
+    raw.response_id = str(e.response_id);
+    raw.text = str(e.text);
+    raw.occurred_at_ms = e.occurred_at_ms;
+    sink_->host_emit_event(sink_->sink_ctx, &raw);
+  }
+  void respond(int status, std::string_view content_type, std::string_view body) const {
+    sink_->host_set_response(sink_->sink_ctx, status, str(content_type), str(body));
+  }
+
+ private:
+  const tayori_inbound_sink* sink_;
+};
+
+// ---- Adapters: C entry points over a plugin class T. Every one catches everything. -------------
+
+namespace detail {
+
+inline void fail(tayori_error_buf err, std::string_view message) { copy_to(err.data, err.capacity, message); }
+
+inline std::string current_exception_text() {
+  try {
+    throw;
+  } catch (const std::exception& e) {
+    return e.what();
+  } catch (...) {
+    return "unknown exception";
+  }
+}
+
+template <class T>
+struct Adapter {
+  static tayori_status on_create(const tayori_host* host, const tayori_kv* kv, size_t n, void** instance,
+                                 tayori_error_buf err) {
+    try {
+      *instance = new T(Host(host), Settings(kv, n));
+      return TAYORI_OK;
+    } catch (...) {
+      fail(err, current_exception_text());
+      return TAYORI_INVALID;
+    }
+  }
+  static void on_destroy(void* instance) {
+    try {
+      delete static_cast<T*>(instance);
+    } catch (...) {
+      // A destructor that throws has nowhere to report to; swallowing is the only option at a C boundary.
+    }
+  }
+  static tayori_status on_build(void* instance, const tayori_delivery* d, const tayori_request_sink* sink,
+                                tayori_error_buf err) {
+    try {
+      RequestSink s(sink);
+      static_cast<T*>(instance)->build(Delivery(d), s);
+      return TAYORI_OK;
+    } catch (...) {
+      fail(err, current_exception_text());
+      return TAYORI_ERROR;
+    }
+  }
+  static tayori_status on_classify(void* instance, const tayori_delivery* d, const tayori_response* r,
+                                   tayori_outcome* out) {
+    try {
+      static_cast<T*>(instance)->classify(Delivery(d), Response(r)).write_to(out);
+      return TAYORI_OK;
+    } catch (...) {
+      Outcome::retry("plugin_error: " + current_exception_text()).write_to(out);
+      return TAYORI_ERROR;
+    }
+  }
+  static tayori_status on_deliver(void* instance, const tayori_delivery* d, tayori_outcome* out) {
+    try {
+      static_cast<T*>(instance)->deliver(Delivery(d)).write_to(out);
+      return TAYORI_OK;
+    } catch (...) {
+      Outcome::retry("plugin_error: " + current_exception_text()).write_to(out);
+      return TAYORI_ERROR;
+    }
+  }
+  static tayori_status on_inbound(void* instance, const tayori_inbound_request* r, const tayori_inbound_sink* sink,
+                                  tayori_error_buf err) {
+    try {
+      InboundSink s(sink);
+      static_cast<T*>(instance)->inbound(InboundRequest(r), s);
+      return TAYORI_OK;
+    } catch (...) {
+      fail(err, current_exception_text());
+      return TAYORI_ERROR;
+    }
+  }
+
+  static tayori_plugin descriptor(const char* name, const char* version, const char* description,
+                                  const char* default_contact, const tayori_setting_spec* settings,
+                                  size_t settings_count) {
+    tayori_plugin p{};
+    p.struct_size = sizeof p;
+    p.abi_major = TAYORI_ABI_MAJOR;
+    p.abi_minor = TAYORI_ABI_MINOR;
+    p.name = name;
+    p.version = version;
+    p.description = description;
+    p.default_contact = default_contact;
+    p.settings = settings;
+    p.settings_count = settings_count;
+    p.on_create = &on_create;
+    p.on_destroy = &on_destroy;
+    if constexpr (requires(T& t, const Delivery& d, RequestSink& s, const Response& r) {
+                    t.build(d, s);
+                    { t.classify(d, r) } -> std::same_as<Outcome>;
+                  }) {
+      p.on_build = &on_build;
+      p.on_classify = &on_classify;
+    }
+    if constexpr (requires(T& t, const Delivery& d) {
+                    { t.deliver(d) } -> std::same_as<Outcome>;
+                  }) {
+      p.on_deliver = &on_deliver;
+    }
+    if constexpr (requires(T& t, const InboundRequest& r, InboundSink& s) { t.inbound(r, s); }) {
+      p.on_inbound = &on_inbound;
+    }
+    return p;
+  }
+};
+
+}  // namespace detail
+}  // namespace tayori::sdk
+
+// Exports plugin class T. `settings` is a static array of tayori_setting_spec (may be empty: pass nullptr, 0).
+#define TAYORI_PLUGIN(T, name, version, description, default_contact, settings, settings_count)                  \
+  extern "C" TAYORI_EXPORT const tayori_plugin* tayori_plugin_entry(void) {                                    \
+    static const tayori_plugin descriptor =                                                                    \
+        ::tayori::sdk::detail::Adapter<T>::descriptor(name, version, description, default_contact, settings,   \
+                                                      settings_count);                                         \
+    return &descriptor;                                                                                        \
+  }
+
+#endif  // TAYORI_PLUGIN_HPP
