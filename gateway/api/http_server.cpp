@@ -116,11 +116,7 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     if (ec == http::error::header_limit)
       return reject(431, "Request Header Fields Too Large", "the request headers are too large");
-    if (ec == beast::error::timeout) {
-      // A client that sent part of a request and stalled gets told; an idle keep-alive one is just closed.
-      if (parser_ && parser_->got_some()) return reject(408, "Request Timeout", "the request did not arrive in time");
-      return close();
-    }
+    // beast::error::timeout: tcp_stream has already closed the socket, so there is no one left to tell.
     if (ec.category() == http::make_error_code(http::error::end_of_stream).category() &&
         ec != http::error::end_of_stream && ec != http::error::partial_message)
       return reject(400, "Bad Request", "malformed HTTP request: " + ec.message());

@@ -1,0 +1,280 @@
+// The public API, driven over HTTP against the real binary: auth, validation, idempotency, batches,
+// cancel, status timelines, scheduling, health, metrics and the server's own limits.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+
+#include "harness.hpp"
+
+namespace tayori::testing {
+namespace {
+
+class ApiTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    gw_ = std::make_unique<Gateway>(dir_, "server:\n  max_body_bytes: 65536\n  max_batch: 50\n"
+                                          "  header_timeout: 300ms\n  body_timeout: 300ms\n" +
+                                              default_channels(dir_));
+    gw_->start();
+  }
+  void TearDown() override {
+    if (HasFailure()) std::cerr << "gateway stderr:\n" << gw_->stderr_text();
+  }
+  std::vector<Json> outbox() const { return read_jsonl(dir_.file("outbox-email.jsonl")); }
+  size_t deliveries_of(const std::string& id) const {
+    size_t n = 0;
+    for (const auto& line : outbox()) n += line["message_id"] == id;
+    return n;
+  }
+
+  TempDir dir_;
+  std::unique_ptr<Gateway> gw_;
+  HttpClient http_;
+};
+
+TEST_F(ApiTest, RefusesRequestsWithoutTheRightKey) {
+  HttpResult none = http_.request("POST", gw_->url("/v1/messages"), sample_message("a1").dump(),
+                                  {"Content-Type: application/json"});
+  EXPECT_EQ(none.status, 401);
+  EXPECT_EQ(none.headers["content-type"], "application/problem+json");
+  EXPECT_EQ(none.headers["www-authenticate"], "Bearer realm=\"tayori\"");
+  HttpResult wrong = http_.request("GET", gw_->url("/v1/messages/a1"), "", {"Authorization: Bearer nope"});
+  EXPECT_EQ(wrong.status, 401);
+  HttpResult prefix = http_.request("GET", gw_->url("/v1/messages/a1"), "",
+                                    {"Authorization: Bearer " + std::string(kApiKey).substr(0, 10)});
+  EXPECT_EQ(prefix.status, 401);
+  EXPECT_EQ(gw_->post_json(http_, "/v1/messages", sample_message("a1")).status, 202);
+}
+
+TEST_F(ApiTest, AcceptsDeliversAndExplainsAMessage) {
+  HttpResult r = gw_->post_json(http_, "/v1/messages", sample_message("order-1001"));
+  ASSERT_EQ(r.status, 202) << r.body;
+  EXPECT_EQ(r.json()["status"], "accepted");
+  EXPECT_EQ(r.json()["id"], "order-1001");
+  ASSERT_TRUE(eventually([&] { return state_of(*gw_, http_, "order-1001") == "delivered"; }));
+
+  Json status = gw_->get(http_, "/v1/messages/order-1001").json();
+  EXPECT_EQ(status["api_key"], "it");
+  EXPECT_EQ(status["channel"], "email");
+  EXPECT_EQ(status["attempts"], 1);
+  EXPECT_EQ(status["message"]["content"]["subject"], "ご注文ありがとうございます");
+  std::vector<std::string> types;
+  for (const auto& e : status["events"]) types.push_back(e["type"]);
+  EXPECT_EQ(types, (std::vector<std::string>{"accepted", "scheduled", "dispatched", "delivered"}));
+  for (const auto& e : status["events"]) EXPECT_TRUE(e["at"].get<std::string>().ends_with("Z"));
+
+  ASSERT_EQ(deliveries_of("order-1001"), 1u);
+  Json line = outbox().back();
+  EXPECT_EQ(line["contact"], "hanako@example.jp");
+  EXPECT_EQ(line["content"]["text"], "注文番号 order-1001");
+  EXPECT_EQ(line["locale"], "ja-JP");
+}
+
+TEST_F(ApiTest, ListsEveryValidationErrorWithItsPointer) {
+  Json bad = {{"id", "has space"},
+              {"recipient", {{"contacts", {{"phone", "090-1234-5678"}, {"email", "not-an-address"}}}}},
+              {"purpose", "spam"},
+              {"channels", Json::array({"email", "fax"})},
+              {"colour", "blue"}};
+  HttpResult r = gw_->post_json(http_, "/v1/messages", bad);
+  ASSERT_EQ(r.status, 400);
+  EXPECT_EQ(r.headers["content-type"], "application/problem+json") << r.body;
+  std::map<std::string, std::string> errors;
+  Json body = r.json();  // named: ranging over r.json()["errors"] would dangle
+  for (const auto& e : body["errors"]) errors[e["pointer"].get<std::string>()] = e["detail"].get<std::string>();
+  EXPECT_TRUE(errors.count("/id")) << r.body;
+  EXPECT_TRUE(errors.count("/recipient/id"));
+  EXPECT_TRUE(errors.count("/recipient/contacts/phone"));
+  EXPECT_TRUE(errors.count("/recipient/contacts/email"));
+  EXPECT_TRUE(errors.count("/purpose"));
+  EXPECT_TRUE(errors.count("/channels/1"));
+  EXPECT_TRUE(errors.count("/colour"));
+  EXPECT_TRUE(errors.count("/content"));
+  EXPECT_NE(errors["/channels/1"].find("fax"), std::string::npos);
+  // Nothing of it was stored.
+  EXPECT_EQ(gw_->get(http_, "/v1/messages/has%20space").status, 404);
+}
+
+TEST_F(ApiTest, RefusesMalformedBodiesAndWrongContentTypes) {
+  auto post = [&](const std::string& body, const std::string& type) {
+    return http_.request("POST", gw_->url("/v1/messages"), body,
+                         {"Authorization: Bearer " + std::string(kApiKey), "Content-Type: " + type});
+  };
+  EXPECT_EQ(post(sample_message("ct1").dump(), "text/plain").status, 415);
+  EXPECT_EQ(post(sample_message("ct2").dump(), "application/json; charset=utf-8").status, 202);
+  HttpResult broken = post("{\"id\": \"x\", ", "application/json");
+  EXPECT_EQ(broken.status, 400);
+  EXPECT_NE(broken.json()["detail"].get<std::string>().find("not valid JSON"), std::string::npos);
+  EXPECT_EQ(post("[1,2,3]", "application/json").status, 400);
+  // Over server.max_body_bytes (64 KiB here): 413 before the body is read in full.
+  Json big = sample_message("big");
+  big["content"]["text"] = std::string(70000, 'x');
+  EXPECT_EQ(post(big.dump(), "application/json").status, 413);
+  // The server is still fine afterwards.
+  EXPECT_EQ(gw_->get(http_, "/healthz").status, 200);
+}
+
+TEST_F(ApiTest, SameIdSamePayloadIsADuplicateAndIsDeliveredOnce) {
+  Json m = sample_message("idem-1");
+  ASSERT_EQ(gw_->post_json(http_, "/v1/messages", m).json()["status"], "accepted");
+  // Key order does not matter: the payload is compared in canonical form.
+  std::string reordered = R"({"purpose":"transactional","category":"order","channels":["email"],"id":"idem-1",)"
+                          R"("content":{"text":"注文番号 idem-1","subject":"ご注文ありがとうございます"},)"
+                          R"("recipient":{"contacts":{"phone":"+819012345678","email":"hanako@example.jp"},)"
+                          R"("timezone":"Asia/Tokyo","locale":"ja-JP","id":"r-idem-1"}})";
+  for (int i = 0; i < 3; ++i) {
+    HttpResult r = http_.request("POST", gw_->url("/v1/messages"), reordered,
+                                 {"Authorization: Bearer " + std::string(kApiKey), "Content-Type: application/json"});
+    ASSERT_EQ(r.status, 202) << r.body;
+    EXPECT_EQ(r.json()["status"], "duplicate");
+  }
+  ASSERT_TRUE(eventually([&] { return state_of(*gw_, http_, "idem-1") == "delivered"; }));
+  HttpResult after = gw_->post_json(http_, "/v1/messages", m);
+  EXPECT_EQ(after.json()["status"], "duplicate");
+  EXPECT_EQ(after.json()["state"], "delivered");
+  EXPECT_EQ(deliveries_of("idem-1"), 1u);
+
+  Json changed = m;
+  changed["content"]["text"] = "別の本文";
+  HttpResult conflict = gw_->post_json(http_, "/v1/messages", changed);
+  EXPECT_EQ(conflict.status, 422);
+  EXPECT_NE(conflict.json()["detail"].get<std::string>().find("idem-1"), std::string::npos);
+}
+
+TEST_F(ApiTest, BatchesAnswerPerMessage) {
+  Json invalid = sample_message("b-bad");
+  invalid["purpose"] = "unknown";
+  Json batch = {{"messages", {sample_message("b-1"), invalid, sample_message("b-2"), sample_message("b-1")}}};
+  HttpResult r = gw_->post_json(http_, "/v1/messages", batch);
+  ASSERT_EQ(r.status, 202) << r.body;
+  Json body = r.json();
+  EXPECT_EQ(body["accepted"], 2);
+  EXPECT_EQ(body["rejected"], 1);
+  EXPECT_EQ(body["duplicate"], 1);
+  EXPECT_EQ(body["results"][0]["status"], "accepted");
+  EXPECT_EQ(body["results"][1]["status"], "rejected");
+  EXPECT_EQ(body["results"][1]["errors"][0]["pointer"], "/messages/1/purpose");
+  EXPECT_EQ(body["results"][3]["status"], "duplicate");
+  ASSERT_TRUE(eventually([&] { return state_of(*gw_, http_, "b-2") == "delivered"; }));
+
+  HttpResult all_bad = gw_->post_json(http_, "/v1/messages", {{"messages", {invalid}}});
+  EXPECT_EQ(all_bad.status, 400);
+  Json too_many = {{"messages", Json::array()}};
+  for (int i = 0; i < 51; ++i) too_many["messages"].push_back(sample_message("tm-" + std::to_string(i)));
+  HttpResult over = gw_->post_json(http_, "/v1/messages", too_many);
+  EXPECT_EQ(over.status, 400);
+  EXPECT_EQ(over.json()["errors"][0]["pointer"], "/messages");
+  EXPECT_EQ(gw_->get(http_, "/v1/messages/tm-0").status, 404);
+}
+
+TEST_F(ApiTest, HonoursSendAtAndCancelsWhatIsNotYetHandedOver) {
+  Json later = sample_message("later-1");
+  later["send_at"] = "2099-01-01T09:00:00+09:00";
+  ASSERT_EQ(gw_->post_json(http_, "/v1/messages", later).status, 202);
+  Json status = gw_->get(http_, "/v1/messages/later-1").json();
+  EXPECT_EQ(status["state"], "scheduled");
+  EXPECT_EQ(status["due_at"], "2099-01-01T00:00:00.000Z");
+
+  HttpResult cancelled = gw_->del(http_, "/v1/messages/later-1");
+  ASSERT_EQ(cancelled.status, 200) << cancelled.body;
+  EXPECT_EQ(cancelled.json()["state"], "cancelled");
+  EXPECT_EQ(gw_->get(http_, "/v1/messages/later-1").json()["events"].back()["type"], "cancelled");
+  EXPECT_EQ(gw_->del(http_, "/v1/messages/later-1").status, 409);
+  EXPECT_EQ(gw_->del(http_, "/v1/messages/no-such").status, 404);
+
+  ASSERT_EQ(gw_->post_json(http_, "/v1/messages", sample_message("now-1")).status, 202);
+  ASSERT_TRUE(eventually([&] { return state_of(*gw_, http_, "now-1") == "delivered"; }));
+  HttpResult too_late = gw_->del(http_, "/v1/messages/now-1");
+  EXPECT_EQ(too_late.status, 409);
+  EXPECT_NE(too_late.json()["detail"].get<std::string>().find("delivered"), std::string::npos);
+
+  // A send_at a moment away is held until then, then delivered.
+  Json soon = sample_message("soon-1");
+  auto at = std::chrono::system_clock::now() + std::chrono::milliseconds(1500);
+  std::time_t t = std::chrono::system_clock::to_time_t(at);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+  soon["send_at"] = buf;
+  ASSERT_EQ(gw_->post_json(http_, "/v1/messages", soon).status, 202);
+  EXPECT_EQ(state_of(*gw_, http_, "soon-1"), "scheduled");
+  ASSERT_TRUE(eventually([&] { return state_of(*gw_, http_, "soon-1") == "delivered"; }));
+  EXPECT_EQ(deliveries_of("later-1"), 0u);
+}
+
+TEST_F(ApiTest, FailsAMessageNoChannelCanReachAndSaysWhy) {
+  Json m = sample_message("nocontact-1", "sms");
+  m["recipient"]["contacts"] = {{"email", "only@example.jp"}};
+  ASSERT_EQ(gw_->post_json(http_, "/v1/messages", m).status, 202);
+  ASSERT_TRUE(eventually([&] { return state_of(*gw_, http_, "nocontact-1") == "failed"; }));
+  Json status = gw_->get(http_, "/v1/messages/nocontact-1").json();
+  EXPECT_EQ(status["last_reason"], "no_usable_channel");
+  Json detail = status["events"].back()["detail"];
+  EXPECT_EQ(detail["skipped"][0]["channel"], "sms");
+  EXPECT_EQ(detail["skipped"][0]["reason"], "no_contact");
+
+  Json expired = sample_message("expired-1");
+  expired["expires_at"] = "2020-01-01T00:00:00Z";
+  ASSERT_EQ(gw_->post_json(http_, "/v1/messages", expired).status, 202);
+  ASSERT_TRUE(eventually([&] { return state_of(*gw_, http_, "expired-1") == "failed"; }));
+  EXPECT_EQ(gw_->get(http_, "/v1/messages/expired-1").json()["last_reason"], "expired");
+}
+
+TEST_F(ApiTest, RoutesAndMethods) {
+  EXPECT_EQ(http_.request("GET", gw_->url("/nope")).status, 404);
+  HttpResult m = http_.request("PUT", gw_->url("/v1/messages"), "{}", {"Authorization: Bearer " + std::string(kApiKey)});
+  EXPECT_EQ(m.status, 405);
+  EXPECT_EQ(m.headers["allow"], "POST");
+  EXPECT_EQ(gw_->get(http_, "/v1/messages/unknown-id").status, 404);
+  EXPECT_EQ(http_.request("GET", gw_->url("/healthz")).json()["status"], "ok");
+  HttpResult ready = http_.request("GET", gw_->url("/readyz"));
+  EXPECT_EQ(ready.status, 200);
+  EXPECT_EQ(ready.json()["checks"]["store"], "ok");
+  EXPECT_EQ(ready.json()["checks"]["channels"]["email"], "ok");
+}
+
+TEST_F(ApiTest, ExposesMetrics) {
+  for (int i = 0; i < 3; ++i)
+    ASSERT_EQ(gw_->post_json(http_, "/v1/messages", sample_message("mt-" + std::to_string(i))).status, 202);
+  gw_->post_json(http_, "/v1/messages", Json{{"id", "x"}});
+  ASSERT_TRUE(eventually([&] { return state_of(*gw_, http_, "mt-2") == "delivered"; }));
+  HttpResult r = http_.request("GET", gw_->url("/metrics"));
+  ASSERT_EQ(r.status, 200);
+  EXPECT_NE(r.headers["content-type"].find("text/plain"), std::string::npos);
+  const std::string& text = r.body;
+  EXPECT_NE(text.find(R"(tayori_http_requests_total{method="POST",route="/v1/messages",status="202"} 3)"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find(R"(tayori_http_requests_total{method="POST",route="/v1/messages",status="400"} 1)"),
+            std::string::npos);
+  EXPECT_NE(text.find(R"(tayori_intake_messages_total{result="accepted"} 3)"), std::string::npos);
+  EXPECT_NE(text.find("tayori_accept_latency_seconds_count 3"), std::string::npos);
+  EXPECT_NE(text.find(R"(tayori_messages{state="delivered"} 3)"), std::string::npos);
+  EXPECT_NE(text.find("tayori_queue_depth 0"), std::string::npos);
+}
+
+// A client that sends half a request and stalls is cut off after the header timeout (300ms here), while
+// a well-behaved client on another connection is unaffected.
+TEST_F(ApiTest, DropsSlowClients) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(gw_->port()));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  std::string partial = "POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Le";
+  ASSERT_EQ(::send(fd, partial.data(), partial.size(), 0), static_cast<ssize_t>(partial.size()));
+  timeval tv{5, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  auto started = std::chrono::steady_clock::now();
+  std::string answer;
+  char buf[512];
+  for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) answer.append(buf, static_cast<size_t>(n));
+  auto waited = std::chrono::steady_clock::now() - started;
+  ::close(fd);
+  // Beast closes the socket when the deadline passes, so the client sees the connection end, with no answer.
+  EXPECT_LT(waited, std::chrono::seconds(4)) << "the server held a stalled connection";
+  EXPECT_EQ(answer, "");
+}
+
+}  // namespace
+}  // namespace tayori::testing

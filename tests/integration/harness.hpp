@@ -1,0 +1,271 @@
+// Test harness for integration tests: runs the real `tayori` binary on port 0 against a config written
+// to a temp folder, and talks to it over HTTP with libcurl. No mocks: the same binary operators run.
+#pragma once
+
+#include <curl/curl.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace tayori::testing {
+
+using Json = nlohmann::json;
+namespace fs = std::filesystem;
+
+inline const char* kApiKey = "integration-test-key-0123456789";
+
+// A fresh folder per test, removed at the end unless TAYORI_KEEP_TEST_DIRS is set.
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = (fs::temp_directory_path() / "tayori-it-XXXXXX").string();
+    if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+    path_ = tmpl;
+  }
+  ~TempDir() {
+    if (std::getenv("TAYORI_KEEP_TEST_DIRS") == nullptr) {
+      std::error_code ec;
+      fs::remove_all(path_, ec);
+    }
+  }
+  const fs::path& path() const { return path_; }
+  std::string file(const std::string& name) const { return (path_ / name).string(); }
+
+ private:
+  fs::path path_;
+};
+
+inline std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+inline void write_file(const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << text;
+}
+
+// Each line of a JSON-lines file, parsed.
+inline std::vector<Json> read_jsonl(const std::string& path) {
+  std::vector<Json> out;
+  std::istringstream in(read_file(path));
+  for (std::string line; std::getline(in, line);)
+    if (!line.empty()) out.push_back(Json::parse(line));
+  return out;
+}
+
+struct HttpResult {
+  long status = 0;
+  std::string body;
+  std::map<std::string, std::string> headers;  // lower-case names
+  Json json() const { return Json::parse(body, nullptr, false); }
+};
+
+class HttpClient {
+ public:
+  HttpClient() : curl_(curl_easy_init()) {}
+  ~HttpClient() { curl_easy_cleanup(curl_); }
+  HttpClient(const HttpClient&) = delete;
+  HttpClient& operator=(const HttpClient&) = delete;
+
+  // One request on a kept-alive connection. `headers` are "Name: value" lines.
+  HttpResult request(const std::string& method, const std::string& url, const std::string& body = "",
+                     std::vector<std::string> headers = {}) {
+    HttpResult result;
+    curl_easy_reset(curl_);
+    curl_easy_setopt(curl_, CURLOPT_URL, url.c_str());
+    curl_easy_setopt(curl_, CURLOPT_CUSTOMREQUEST, method.c_str());
+    curl_easy_setopt(curl_, CURLOPT_TIMEOUT_MS, 30000L);
+    if (method == "GET") curl_easy_setopt(curl_, CURLOPT_HTTPGET, 1L);
+    if (method == "POST" || !body.empty()) {
+      curl_easy_setopt(curl_, CURLOPT_POSTFIELDS, body.data());
+      curl_easy_setopt(curl_, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
+    }
+    curl_slist* list = nullptr;
+    for (const auto& h : headers) list = curl_slist_append(list, h.c_str());
+    curl_easy_setopt(curl_, CURLOPT_HTTPHEADER, list);
+    curl_easy_setopt(curl_, CURLOPT_WRITEFUNCTION, +[](char* p, size_t s, size_t n, void* ud) {
+      static_cast<std::string*>(ud)->append(p, s * n);
+      return s * n;
+    });
+    curl_easy_setopt(curl_, CURLOPT_WRITEDATA, &result.body);
+    curl_easy_setopt(curl_, CURLOPT_HEADERFUNCTION, +[](char* p, size_t s, size_t n, void* ud) {
+      std::string line(p, s * n);
+      auto colon = line.find(':');
+      if (colon != std::string::npos) {
+        std::string name = line.substr(0, colon);
+        for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        std::string value = line.substr(colon + 1);
+        while (!value.empty() && (value.front() == ' ')) value.erase(0, 1);
+        while (!value.empty() && (value.back() == '\r' || value.back() == '\n')) value.pop_back();
+        (*static_cast<std::map<std::string, std::string>*>(ud))[name] = value;
+      }
+      return s * n;
+    });
+    curl_easy_setopt(curl_, CURLOPT_HEADERDATA, &result.headers);
+    CURLcode rc = curl_easy_perform(curl_);
+    curl_slist_free_all(list);
+    if (rc != CURLE_OK) {
+      result.status = -1;
+      result.body = curl_easy_strerror(rc);
+      return result;
+    }
+    curl_easy_getinfo(curl_, CURLINFO_RESPONSE_CODE, &result.status);
+    return result;
+  }
+
+ private:
+  CURL* curl_;
+};
+
+// The channels block most tests use: two file_sink channels writing into the test folder.
+inline std::string default_channels(const TempDir& dir) {
+  return "channels:\n"
+         "  - name: email\n"
+         "    plugin: file_sink\n"
+         "    contact: email\n"
+         "    settings:\n"
+         "      path: " + dir.file("outbox-email.jsonl") + "\n"
+         "  - name: sms\n"
+         "    plugin: file_sink\n"
+         "    contact: phone\n"
+         "    settings:\n"
+         "      path: " + dir.file("outbox-sms.jsonl") + "\n";
+}
+
+// A running gateway process.
+class Gateway {
+ public:
+  // `extra_yaml` is appended to a base config (api key, plugin dirs); it must supply `channels:`.
+  Gateway(const TempDir& dir, std::string extra_yaml, std::string data_dir = "")
+      : dir_(dir), data_dir_(data_dir.empty() ? dir.file("data") : data_dir) {
+    config_path_ = dir.file("gateway.yaml");
+    write_file(config_path_, "api_keys:\n  - name: it\n    key_env: TAYORI_API_KEY\n"
+                             "plugin_dirs: [" TAYORI_PLUGIN_DIR ", " TAYORI_FIXTURE_DIR "]\n"
+                             "dispatcher:\n  poll_interval: 50ms\n" +
+                                 extra_yaml);
+  }
+  ~Gateway() { stop(SIGKILL); }
+
+  // Starts the binary and waits for its "listening on" line. Throws (with its stderr) when it does not come up.
+  void start() {
+    int out[2];
+    if (::pipe(out) != 0) throw std::runtime_error("pipe failed");
+    stderr_path_ = dir_.file("gateway-" + std::to_string(++starts_) + ".stderr");
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::dup2(out[1], STDOUT_FILENO);
+      int err = ::open(stderr_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      ::dup2(err, STDERR_FILENO);
+      ::close(out[0]);
+      ::setenv("TAYORI_API_KEY", kApiKey, 1);
+      ::execl(TAYORI_BINARY, TAYORI_BINARY, "serve", "--config", config_path_.c_str(), "--listen", "127.0.0.1:0",
+              "--data-dir", data_dir_.c_str(), static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+    ::close(out[1]);
+    stdout_fd_ = out[0];
+    std::string seen;
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    const std::string marker = "listening on http://127.0.0.1:";
+    while (std::chrono::steady_clock::now() < deadline) {
+      char buf[256];
+      ssize_t n = ::read(stdout_fd_, buf, sizeof buf);
+      if (n <= 0) break;
+      seen.append(buf, static_cast<size_t>(n));
+      auto at = seen.find(marker);
+      if (at != std::string::npos && seen.find('\n', at) != std::string::npos) {
+        port_ = std::stoi(seen.substr(at + marker.size()));
+        return;
+      }
+    }
+    stop(SIGKILL);
+    throw std::runtime_error("gateway did not start; stderr:\n" + read_file(stderr_path_));
+  }
+
+  // Sends `sig` and reaps the process; returns its exit status (or -signal).
+  int stop(int sig = SIGTERM) {
+    if (pid_ <= 0) return 0;
+    ::kill(pid_, sig);
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+    pid_ = -1;
+    if (stdout_fd_ >= 0) ::close(stdout_fd_);
+    stdout_fd_ = -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+  }
+
+  std::string url(const std::string& path) const { return "http://127.0.0.1:" + std::to_string(port_) + path; }
+  int port() const { return port_; }
+  std::string stderr_text() const { return read_file(stderr_path_); }
+  const std::string& data_dir() const { return data_dir_; }
+
+  HttpResult post_json(HttpClient& c, const std::string& path, const Json& body) const {
+    return c.request("POST", url(path), body.dump(),
+                     {"Authorization: Bearer " + std::string(kApiKey), "Content-Type: application/json"});
+  }
+  HttpResult get(HttpClient& c, const std::string& path) const {
+    return c.request("GET", url(path), "", {"Authorization: Bearer " + std::string(kApiKey)});
+  }
+  HttpResult del(HttpClient& c, const std::string& path) const {
+    return c.request("DELETE", url(path), "", {"Authorization: Bearer " + std::string(kApiKey)});
+  }
+
+ private:
+  const TempDir& dir_;
+  std::string data_dir_;
+  std::string config_path_;
+  std::string stderr_path_;
+  int starts_ = 0;
+  pid_t pid_ = -1;
+  int stdout_fd_ = -1;
+  int port_ = 0;
+};
+
+// Polls `condition` until it holds or `timeout` passes: for waiting on asynchronous delivery, never a
+// fixed sleep standing in for correctness.
+inline bool eventually(const std::function<bool()>& condition,
+                       std::chrono::milliseconds timeout = std::chrono::seconds(15)) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (condition()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return condition();
+}
+
+inline Json sample_message(const std::string& id, const std::string& channel = "email") {
+  return {{"id", id},
+          {"recipient",
+           {{"id", "r-" + id}, {"locale", "ja-JP"}, {"timezone", "Asia/Tokyo"},
+            {"contacts", {{"email", "hanako@example.jp"}, {"phone", "+819012345678"}}}}},
+          {"purpose", "transactional"},
+          {"category", "order"},
+          {"channels", {channel}},
+          {"content", {{"subject", "ご注文ありがとうございます"}, {"text", "注文番号 " + id}}}};
+}
+
+inline std::string state_of(const Gateway& gw, HttpClient& c, const std::string& id) {
+  HttpResult r = gw.get(c, "/v1/messages/" + id);
+  if (r.status != 200) return "http-" + std::to_string(r.status);
+  return r.json().value("state", "");
+}
+
+}  // namespace tayori::testing
