@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs what building and testing Tayori needs on Debian 12, and nothing when it is all there.
+# Idempotent; uses sudo when not root. Everything comes from Debian's archive (and npm for the
+# OpenAPI validator used by one test).
+set -euo pipefail
+
+packages=(
+  g++ cmake ninja-build ccache pkg-config make
+  libboost-dev libcurl4-openssl-dev libssl-dev libyaml-cpp-dev prometheus-cpp-dev
+  libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev libsqlite3-dev
+  binutils curl jq sqlite3 ca-certificates
+)
+# Node.js + npm run the OpenAPI validator in the test suite; keep an existing installation.
+command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "setup: installing ${missing[*]}" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
