@@ -8,6 +8,7 @@ packages=(
   g++ cmake ninja-build ccache pkg-config make
   libboost-dev libcurl4-openssl-dev libssl-dev libyaml-cpp-dev prometheus-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev libsqlite3-dev
+  libcctz-dev libkainjow-mustache-dev tzdata
   binutils curl jq sqlite3 ca-certificates
 )
 # Node.js + npm run the OpenAPI validator in the test suite; keep an existing installation.

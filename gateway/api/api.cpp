@@ -165,7 +165,10 @@ void Api::handle(HttpRequest request, Responder respond) {
   }
   std::string id = percent_decode(request.path.substr(std::string_view("/v1/messages/").size()));
   if (method == "GET") return counted(get_message(id));
-  if (method == "DELETE") return cancel_message(id, std::move(counted));
+  if (method == "DELETE") {
+    if (draining_) return counted(problem(503, "Service Unavailable", "the gateway is shutting down"));
+    return cancel_message(id, std::move(counted));
+  }
   return allow("GET, DELETE");
 }
 

@@ -9,6 +9,7 @@
 #include <boost/beast/http.hpp>
 
 #include <atomic>
+#include <cstdio>
 #include <chrono>
 #include <optional>
 #include <thread>
@@ -37,10 +38,29 @@ std::string lower(std::string_view s) {
   return out;
 }
 
+// JSON string escaping for the server's own problem bodies (RFC 8259 §7); this file does not pull in a
+// JSON library for three fixed answers.
+std::string json_escape(std::string_view s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", c);
+      out += buf;
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
 std::string problem_body(int status, std::string_view title, std::string_view detail) {
-  // RFC 9457 problem details, written by hand only for these fixed server-level answers.
-  return std::string(R"({"type":"about:blank","title":")") + std::string(title) + R"(","status":)" +
-         std::to_string(status) + R"(,"detail":")" + std::string(detail) + "\"}";
+  // RFC 9457 problem details for the few answers the server gives before a handler sees the request.
+  return std::string(R"({"type":"about:blank","title":")") + json_escape(title) + R"(","status":)" +
+         std::to_string(status) + R"(,"detail":")" + json_escape(detail) + "\"}";
 }
 
 }  // namespace

@@ -96,6 +96,7 @@ int serve(const ServeOptions& options) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   ::signal(SIGPIPE, SIG_IGN);
 
@@ -107,8 +108,9 @@ int serve(const ServeOptions& options) {
   if (options.data_dir) config.store.data_dir = *options.data_dir;
   std::string host;
   uint16_t port = 0;
-  if (!split_host_port(config.server.listen, host, port)) {
-    std::cerr << "--listen: expected HOST:PORT, got \"" << config.server.listen << "\"\n";
+  if (std::string problem = config::check_listen(config.server.listen);
+      !problem.empty() || !split_host_port(config.server.listen, host, port)) {
+    std::cerr << "--listen: " << problem << "\n";
     return 2;
   }
 
@@ -155,6 +157,11 @@ int serve(const ServeOptions& options) {
   timespec tick{60, 0};
   for (;;) {
     int sig = sigtimedwait(&signals, nullptr, &tick);
+    if (sig == SIGHUP) {
+      // Its default action would kill the process: an operator's reload must never cost the gateway.
+      log::warn("gateway", "SIGHUP: configuration reload is not supported yet; restart to apply changes");
+      continue;
+    }
     if (sig == SIGINT || sig == SIGTERM) {
       log::info("gateway", std::string("received ") + (sig == SIGINT ? "SIGINT" : "SIGTERM") + ", stopping");
       break;

@@ -2,6 +2,8 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <arpa/inet.h>
+
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -25,6 +27,21 @@ Environment process_environment() {
     if (v == nullptr) return std::nullopt;
     return std::string(v);
   };
+}
+
+std::string check_listen(const std::string& listen) {
+  auto colon = listen.rfind(':');
+  if (colon == std::string::npos || colon == 0) return "must be HOST:PORT, e.g. 127.0.0.1:8787 or [::1]:8787";
+  std::string host = listen.substr(0, colon);
+  std::string port = listen.substr(colon + 1);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  unsigned char buf[sizeof(struct in6_addr)];
+  if (inet_pton(AF_INET, host.c_str(), buf) != 1 && inet_pton(AF_INET6, host.c_str(), buf) != 1)
+    return "host \"" + host + "\" must be an IP address (0.0.0.0 for every interface), not a name";
+  if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos ||
+      std::stoi(port) > 65535)
+    return "port \"" + port + "\" must be a number from 0 to 65535";
+  return {};
 }
 
 std::string resolve_path(const std::string& base_dir, const std::string& path) {
@@ -136,6 +153,8 @@ class Reader {
 };
 
 const std::regex kName("^[a-z][a-z0-9_]{0,62}$");
+// A contact kind a channel can use: one of the recipient's contacts, or a push platform.
+const std::regex kContactKind("^([a-z][a-z0-9_]{0,31}|push\\.(fcm|apns))$");
 const std::regex kEnvName("^[A-Z_][A-Z0-9_]*$");
 
 void read_server(Reader& r, const YAML::Node& n, ServerConfig& s) {
@@ -143,8 +162,9 @@ void read_server(Reader& r, const YAML::Node& n, ServerConfig& s) {
                                         "body_timeout", "idle_timeout"}))
     return;
   if (auto v = r.string(n, "listen", "server", false)) {
-    if (v->rfind(':') == std::string::npos)
-      r.error(n["listen"], "server.listen", "must be HOST:PORT");
+    std::string problem = check_listen(*v);
+    if (!problem.empty())
+      r.error(n["listen"], "server.listen", problem);
     else
       s.listen = *v;
   }
@@ -225,7 +245,13 @@ void read_channels(Reader& r, const YAML::Node& n, std::vector<ChannelConfig>& c
       ch.name = *v;
     }
     if (auto v = r.string(c, "plugin", path, true)) ch.plugin = *v;
-    if (auto v = r.string(c, "contact", path, false)) ch.contact = *v;
+    if (auto v = r.string(c, "contact", path, false)) {
+      if (!std::regex_match(*v, kContactKind))
+        r.error(c["contact"], path + ".contact",
+                "must name a recipient contact kind (email, phone, line, ...) or push.fcm / push.apns");
+      else
+        ch.contact = *v;
+    }
     if (YAML::Node s = c["settings"]) {
       ch.settings_at = where(s);
       if (!s.IsMap()) {

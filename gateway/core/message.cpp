@@ -229,11 +229,28 @@ ParsedMessage parse_message(const Json& j, const ValidationRules& rules, const s
         std::string p = "/content/" + Checker::escape(it.key());
         if (!std::regex_match(it.key(), kKind)) {
           c.fail(p, "is not a content field name (lower-case letters, digits and _)");
-        } else if (!it->is_string()) {
-          c.fail(p, "must be a string");
-        } else {
+        } else if (it->is_string()) {
           bytes += it->get_ref<const std::string&>().size();
           m.content[it.key()] = it->get_ref<const std::string&>();
+        } else if (it->is_object()) {
+          // A channel's own wording: {"sms": {"text": "..."}} overrides the shared fields on that channel.
+          if (rules.channels != nullptr && !rules.channels->count(it.key())) {
+            c.fail(p, "is an object, so it must name a configured channel (a per-channel variant)");
+            continue;
+          }
+          for (auto f = it->begin(); f != it->end(); ++f) {
+            std::string fp = p + "/" + Checker::escape(f.key());
+            if (!std::regex_match(f.key(), kKind))
+              c.fail(fp, "is not a content field name (lower-case letters, digits and _)");
+            else if (!f->is_string())
+              c.fail(fp, "must be a string");
+            else {
+              bytes += f->get_ref<const std::string&>().size();
+              m.content_variants[it.key()][f.key()] = f->get_ref<const std::string&>();
+            }
+          }
+        } else {
+          c.fail(p, "must be a string, or an object of fields for one channel");
         }
       }
       if (bytes > rules.max_content_bytes)
@@ -248,7 +265,9 @@ ParsedMessage parse_message(const Json& j, const ValidationRules& rules, const s
     else
       m.template_name = *tmpl;
   }
-  if (!has_content && !j.contains("template")) c.fail("/content", "is required (or name a template)");
+  auto tmpl_member = j.find("template");
+  if (!has_content && (tmpl_member == j.end() || tmpl_member->is_null()))
+    c.fail("/content", "is required (or name a template)");
   auto data = j.find("data");
   if (data != j.end() && !data->is_null()) {
     if (!data->is_object())

@@ -40,7 +40,8 @@ struct Message {
   Purpose purpose = Purpose::transactional;
   std::string category;
   std::vector<std::string> channels;  // preference order
-  std::map<std::string, std::string> content;
+  std::map<std::string, std::string> content;  // field -> text (Mustache), for every channel
+  std::map<std::string, std::map<std::string, std::string>> content_variants;  // channel -> field -> text
   std::string template_name;
   Json data = Json::object();
   std::optional<int64_t> send_at_ms;

@@ -2,6 +2,7 @@
 
 #include <dlfcn.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <regex>
@@ -69,6 +70,16 @@ std::shared_ptr<Library> Library::open(const std::string& path, std::string& err
     problem = "it implements neither on_build/on_classify nor on_deliver, so it cannot deliver anything";
   else if (p.settings_count > 0 && p.settings == nullptr)
     problem = "settings_count is set but settings is NULL";
+  for (size_t i = 0; problem.empty() && i < p.settings_count; ++i) {
+    const tayori_setting_spec& s = p.settings[i];
+    std::string which = "setting #" + std::to_string(i);
+    if (s.name == nullptr || !std::regex_match(s.name, std::regex("^[a-z][a-z0-9_]*$")))
+      problem = which + " has no name or one that is not [a-z][a-z0-9_]*";
+    else if (s.type < TAYORI_SETTING_STRING || s.type > TAYORI_SETTING_PATH)
+      problem = "setting " + std::string(s.name) + " has a type this host does not know (" + std::to_string(s.type) + ")";
+    else if (s.type == TAYORI_SETTING_SECRET && s.default_value != nullptr)
+      problem = "setting " + std::string(s.name) + " is a secret and cannot have a default";
+  }
   if (!problem.empty()) {
     error = "incompatible plugin \"" + path + "\": " + problem;
     return nullptr;
@@ -199,7 +210,8 @@ DeliveryOutcome Channel::deliver(const DeliveryRequest& r) {
       result.kind = OutcomeKind::retry;
       result.reason = "plugin_error: unknown outcome kind " + std::to_string(static_cast<int>(out.kind));
   }
-  result.retry_after_ms = out.retry_after_ms > 0 ? out.retry_after_ms : 0;
+  // A provider's Retry-After is honoured, within reason: a day at most, so a bad value cannot park a message.
+  result.retry_after_ms = std::clamp<int64_t>(out.retry_after_ms, 0, 86'400'000);
   result.deactivate_contact = out.deactivate_contact != 0;
   return result;
 }
@@ -307,7 +319,12 @@ std::vector<std::pair<std::string, std::string>> check_settings(const config::Co
     if (seen.count(spec.name)) continue;
     if (spec.default_value != nullptr) {
       std::string normalised, problem;
-      valid_value(config, spec.type, spec.default_value, normalised, problem);
+      if (!valid_value(config, spec.type, spec.default_value, normalised, problem)) {
+        errors.push_back({config.file, ch.settings_at, base + "." + spec.name,
+                          "plugin " + std::string(p.name) + " declares an invalid default \"" + spec.default_value +
+                              "\": " + problem});
+        continue;
+      }
       out.emplace_back(spec.name, normalised);
     } else if (spec.required) {
       std::string key = spec.type == TAYORI_SETTING_SECRET ? std::string(spec.name) + "_env" : spec.name;

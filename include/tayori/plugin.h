@@ -196,7 +196,8 @@ typedef enum tayori_outcome_kind {
   TAYORI_OUTCOME_PERMANENT = 2  /* will never succeed as sent; the host tries the next channel */
 } tayori_outcome_kind;
 
-/* A verdict. The host zeroes it and provides the buffers; the plugin fills what applies.
+/* A verdict. The host provides the buffers (empty strings) and presets kind = RETRY, so a plugin that
+ * returns without deciding retries rather than claiming delivery; the plugin fills what applies.
  * OWNERSHIP: host owns; valid for the call. */
 typedef struct tayori_outcome {
   uint32_t struct_size;
@@ -260,10 +261,11 @@ typedef struct tayori_plugin {
   uint32_t struct_size; /* sizeof(tayori_plugin) as the plugin was compiled */
   uint16_t abi_major;   /* TAYORI_ABI_MAJOR the plugin was compiled against */
   uint16_t abi_minor;
-  const char* name;     /* e.g. "file_sink"; [a-z0-9_]+ */
+  const char* name;     /* e.g. "file_sink"; [a-z][a-z0-9_]* */
   const char* version;  /* the plugin's own version, e.g. "1.0.0" */
   const char* description;
-  const char* default_contact; /* which recipient contact it uses by default: "email", "phone", "line", "push" */
+  const char* default_contact; /* the recipient contact it uses unless the channel's YAML says otherwise:
+                                  "email", "phone", "line", "push.fcm", "push.apns", or a kind of its own */
   const tayori_setting_spec* settings;
   size_t settings_count;
 

@@ -5,7 +5,8 @@
 //   void build(const Delivery&, RequestSink&) +
 //   Outcome classify(const Delivery&, const Response&)             — sans-I/O plugins (the host sends)
 //   void inbound(const InboundRequest&, InboundSink&)              — provider webhooks
-// and TAYORI_PLUGIN(Class, "name", "version", "description", "default_contact", settings) exports it.
+// and TAYORI_PLUGIN(Class, "name", "version", "description", "default_contact", settings, settings_count)
+// exports it.
 // The adapters catch every exception at the boundary (nothing C++ crosses into the host): a throwing
 // constructor fails on_create with the exception's message; a throwing deliver/classify becomes a RETRY
 // outcome whose reason carries the message; a throwing build or inbound returns TAYORI_ERROR.

@@ -1,0 +1,260 @@
+#include "policy/policy.hpp"
+
+#include <algorithm>
+#include <cstdio>
+
+#include "common/time.hpp"
+
+namespace tayori::policy {
+
+std::string_view to_string(ConsentState s) { return s == ConsentState::opted_in ? "opted_in" : "opted_out"; }
+
+std::optional<ConsentState> parse_consent_state(std::string_view s) {
+  if (s == "opted_in") return ConsentState::opted_in;
+  if (s == "opted_out") return ConsentState::opted_out;
+  return std::nullopt;
+}
+
+ConsentState ConsentDefaults::default_for(const std::string& channel, Purpose purpose) const {
+  auto c = per_channel.find(channel);
+  if (c != per_channel.end()) {
+    auto p = c->second.find(purpose);
+    if (p != c->second.end()) return p->second;
+  }
+  return purpose == Purpose::marketing ? marketing : transactional;
+}
+
+int64_t PolicyConfig::longest_cap_window_ms() const {
+  int64_t longest = 0;
+  for (const auto& c : caps) longest = std::max(longest, c.window_ms);
+  return longest;
+}
+
+Json TraceStep::to_json() const {
+  Json j = {{"stage", stage}, {"result", result}};
+  if (!channel.empty()) j["channel"] = channel;
+  if (!rule.empty()) j["rule"] = rule;
+  if (!detail.empty()) j["detail"] = detail;
+  return j;
+}
+
+std::string format_local(int64_t unix_ms, const TimeZone& zone) {
+  LocalTime t = zone.local(unix_ms);
+  int off = t.utc_offset_seconds;
+  char sign = off < 0 ? '-' : '+';
+  off = off < 0 ? -off : off;
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d%c%02d:%02d", t.year, t.month, t.day, t.hour, t.minute,
+                t.second, sign, off / 3600, off % 3600 / 60);
+  return buf;
+}
+
+namespace {
+
+bool names(const std::vector<std::string>& channels, const std::string& channel) {
+  return channels.empty() || std::find(channels.begin(), channels.end(), channel) != channels.end();
+}
+
+// A rule without a purpose governs marketing only; transactional messages are covered only by rules
+// that name the transactional purpose (ARCHITECTURE.md §4: transactional bypasses unless configured).
+bool covers(const std::optional<Purpose>& rule_purpose, Purpose purpose) {
+  return rule_purpose ? *rule_purpose == purpose : purpose == Purpose::marketing;
+}
+
+}  // namespace
+
+bool consent_allows(const std::vector<ConsentRecord>& consent, const ConsentDefaults& defaults,
+                    const std::string& channel, Purpose purpose, TraceStep& step) {
+  step.stage = "consent";
+  step.channel = channel;
+  for (const auto& r : consent) {
+    if (r.channel != channel || r.purpose != purpose) continue;
+    step.detail = {{"state", to_string(r.state)}, {"source", r.source}, {"at", format_rfc3339_ms(r.at_ms)}};
+    step.rule = "consent.recorded";
+    step.result = r.state == ConsentState::opted_in ? "pass" : "skip";
+    return r.state == ConsentState::opted_in;
+  }
+  ConsentState d = defaults.default_for(channel, purpose);
+  step.rule = "consent.default";
+  step.detail = {{"state", to_string(d)}, {"purpose", core::to_string(purpose)}};
+  step.result = d == ConsentState::opted_in ? "pass" : "skip";
+  return d == ConsentState::opted_in;
+}
+
+QuietHoursVerdict quiet_hours(const std::vector<QuietHoursRule>& rules, const std::string& channel, Purpose purpose,
+                              const TimeZone& zone, int64_t now_ms, double jitter) {
+  QuietHoursVerdict v;
+  LocalTime local = zone.local(now_ms);
+  int m = local.minute_of_day();
+  for (const auto& rule : rules) {
+    if (!names(rule.channels, channel) || !covers(rule.purpose, purpose)) continue;
+    if (rule.from_minute == rule.to_minute) continue;  // an empty window
+    bool wraps = rule.from_minute > rule.to_minute;    // 21:00-08:00 spans midnight
+    bool inside = wraps ? (m >= rule.from_minute || m < rule.to_minute)
+                        : (m >= rule.from_minute && m < rule.to_minute);
+    if (!inside) continue;
+    // The window closes today at to_minute, or tomorrow when we are in its evening part.
+    int y = local.year, mo = local.month, d = local.day;
+    if (wraps && m >= rule.from_minute) {
+      // Tomorrow's date: noon today + 24h, read back in the zone (safe across DST changes).
+      LocalTime tomorrow = zone.local(zone.instant(y, mo, d, 12, 0) + 86'400'000);
+      y = tomorrow.year;
+      mo = tomorrow.month;
+      d = tomorrow.day;
+    }
+    int64_t end = zone.earliest_at(y, mo, d, rule.to_minute / 60, rule.to_minute % 60);
+    int64_t until = end + static_cast<int64_t>(jitter * static_cast<double>(rule.spread_ms));
+    // With several windows covering now, the one that closes last decides.
+    if (!v.quiet || until > v.until_ms) {
+      v.quiet = true;
+      v.rule = &rule;
+      v.until_ms = until;
+    }
+  }
+  return v;
+}
+
+CapVerdict check_caps(const std::vector<CapRule>& rules, const std::vector<CapSlot>& slots, const std::string& channel,
+                      Purpose purpose, const std::string& category, int64_t now_ms) {
+  CapVerdict v;
+  for (const auto& rule : rules) {
+    if (!names(rule.channels, channel) || !covers(rule.purpose, purpose)) continue;
+    if (!rule.category.empty() && rule.category != category) continue;
+    std::vector<int64_t> counted;
+    for (const auto& s : slots) {
+      if (s.at_ms <= now_ms - rule.window_ms || s.at_ms > now_ms) continue;  // rolling window (now - window, now]
+      if (!covers(rule.purpose, s.purpose)) continue;
+      if (!rule.category.empty() && s.category != rule.category) continue;
+      if (rule.scope == CapRule::Scope::channel ? s.channel != channel : !names(rule.channels, s.channel)) continue;
+      counted.push_back(s.at_ms);
+    }
+    if (static_cast<int>(counted.size()) < rule.limit) continue;
+    // A slot frees up when enough of the oldest counted slots leave the window.
+    std::sort(counted.begin(), counted.end());
+    int64_t until = counted[counted.size() - static_cast<size_t>(rule.limit)] + rule.window_ms;
+    if (!v.exceeded || until > v.until_ms) {
+      v.exceeded = true;
+      v.rule = &rule;
+      v.counted = static_cast<int>(counted.size());
+      v.until_ms = until;
+    }
+  }
+  return v;
+}
+
+Decision decide(const DecisionInput& in) {
+  Decision d;
+  const core::Message& m = in.message;
+
+  if (m.expires_at_ms && *m.expires_at_ms <= in.now_ms) {
+    d.verdict = Verdict::suppress;
+    d.reason = "expired";
+    d.rule = "message.expires_at";
+    d.detail = {{"reason", "expired"}, {"expires_at", format_rfc3339_ms(*m.expires_at_ms)}};
+    d.trace.push_back({"expiry", "", "drop", d.rule, d.detail});
+    return d;
+  }
+
+  // Route: the first channel with a usable, unsuppressed, consented contact.
+  Json skipped = Json::array();
+  for (int i = std::max(0, in.from_index); i < static_cast<int>(m.channels.size()); ++i) {
+    const std::string& name = m.channels[i];
+    auto skip = [&](TraceStep step, const std::string& reason) {
+      step.result = "skip";
+      d.trace.push_back(step);
+      Json s = {{"channel", name}, {"reason", reason}};
+      if (!step.rule.empty()) s["rule"] = step.rule;
+      skipped.push_back(s);
+    };
+    auto view = in.channels(name);
+    if (!view) {
+      skip({"route", name, "", "", {{"reason", "channel_not_configured"}}}, "channel_not_configured");
+      continue;
+    }
+    if (!view->available) {
+      skip({"route", name, "", "", {{"reason", "channel_unavailable"}}}, "channel_unavailable");
+      continue;
+    }
+    auto contact = m.recipient.contact(view->contact_kind);
+    if (!contact) {
+      skip({"route", name, "", "", {{"reason", "no_contact"}, {"contact_kind", view->contact_kind}}}, "no_contact");
+      continue;
+    }
+    auto sup = in.state.suppressed.find(*contact);
+    if (sup != in.state.suppressed.end()) {
+      skip({"suppression", name, "", "suppression.contact",
+            {{"reason", sup->second.reason}, {"source", sup->second.source}, {"at", format_rfc3339_ms(sup->second.at_ms)}}},
+           "suppressed_contact");
+      continue;
+    }
+    TraceStep consent;
+    if (!consent_allows(in.state.consent, in.config.consent, name, m.purpose, consent)) {
+      skip(consent, "no_consent");
+      continue;
+    }
+    d.trace.push_back(consent);
+    d.channel_index = i;
+    d.channel = name;
+    d.contact = *contact;
+    break;
+  }
+  if (d.channel.empty()) {
+    d.verdict = Verdict::suppress;
+    d.reason = "no_usable_channel";
+    d.detail = {{"reason", "no_usable_channel"}, {"skipped", skipped}};
+    return d;
+  }
+
+  auto quiet = quiet_hours(in.config.quiet_hours, d.channel, m.purpose, in.zone, in.now_ms, in.jitter);
+  if (quiet.quiet) {
+    d.rule = "quiet_hours." + quiet.rule->name;
+    std::string until = format_local(quiet.until_ms, in.zone);
+    bool expires_first = m.expires_at_ms && *m.expires_at_ms <= quiet.until_ms;
+    if (quiet.rule->action == QuietHoursRule::Action::drop || expires_first) {
+      d.verdict = Verdict::suppress;
+      d.reason = expires_first ? "expires_in_quiet_hours" : "quiet_hours";
+      d.detail = {{"reason", d.reason}, {"rule", d.rule}, {"channel", d.channel}, {"window_ends", until}};
+      d.trace.push_back({"quiet_hours", d.channel, "drop", d.rule, d.detail});
+    } else {
+      d.verdict = Verdict::defer;
+      d.reason = "quiet_hours";
+      d.until_ms = quiet.until_ms;
+      d.detail = {{"reason", "quiet_hours"}, {"rule", d.rule}, {"channel", d.channel}, {"until", until}};
+      d.trace.push_back({"quiet_hours", d.channel, "defer", d.rule, d.detail});
+    }
+    if (!skipped.empty()) d.detail["skipped"] = skipped;
+    return d;
+  }
+  d.trace.push_back({"quiet_hours", d.channel, "pass", "", Json::object()});
+
+  auto cap = check_caps(in.config.caps, in.state.slots, d.channel, m.purpose, m.category, in.now_ms);
+  if (cap.exceeded) {
+    d.rule = "caps." + cap.rule->name;
+    d.reason = "frequency_cap";
+    d.detail = {{"reason", "frequency_cap"},
+                {"rule", d.rule},
+                {"channel", d.channel},
+                {"limit", cap.rule->limit},
+                {"window", format_duration_ms(cap.rule->window_ms)},
+                {"counted", cap.counted}};
+    bool expires_first = m.expires_at_ms && *m.expires_at_ms <= cap.until_ms;
+    if (cap.rule->on_exceed == CapRule::OnExceed::defer && !expires_first) {
+      d.verdict = Verdict::defer;
+      d.until_ms = cap.until_ms;
+      d.detail["until"] = format_local(cap.until_ms, in.zone);
+      d.trace.push_back({"caps", d.channel, "defer", d.rule, d.detail});
+    } else {
+      d.verdict = Verdict::suppress;
+      if (expires_first) d.detail["expires_first"] = true;
+      d.trace.push_back({"caps", d.channel, "drop", d.rule, d.detail});
+    }
+    if (!skipped.empty()) d.detail["skipped"] = skipped;
+    return d;
+  }
+  d.trace.push_back({"caps", d.channel, "pass", "", Json::object()});
+  d.verdict = Verdict::send;
+  if (!skipped.empty()) d.detail["skipped"] = skipped;
+  return d;
+}
+
+}  // namespace tayori::policy

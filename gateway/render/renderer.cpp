@@ -1,0 +1,196 @@
+#include "render/renderer.hpp"
+
+#include <yaml-cpp/yaml.h>
+
+#include <filesystem>
+#include <kainjow/mustache.hpp>
+#include <regex>
+#include <set>
+
+namespace tayori::render {
+
+namespace mustache = kainjow::mustache;
+
+std::unique_ptr<TemplateStore> TemplateStore::load(const std::string& dir, std::vector<std::string>& errors) {
+  namespace fs = std::filesystem;
+  auto store = std::make_unique<TemplateStore>();
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) {
+    errors.push_back(dir + ": not a folder");
+    return store;
+  }
+  static const std::regex kFile("^([a-z][a-z0-9_]*)(?:\\.([A-Za-z]{2,3}(?:-[A-Za-z0-9]{2,8})*))?\\.ya?ml$");
+  for (const auto& t : fs::directory_iterator(dir)) {
+    if (!t.is_directory()) continue;
+    std::string name = t.path().filename().string();
+    for (const auto& f : fs::directory_iterator(t.path())) {
+      std::string file = f.path().filename().string();
+      std::smatch match;
+      if (!std::regex_match(file, match, kFile)) {
+        errors.push_back(f.path().string() + ": not named <channel|default>[.<locale>].yaml");
+        continue;
+      }
+      try {
+        YAML::Node root = YAML::LoadFile(f.path().string());
+        if (!root.IsMap()) {
+          errors.push_back(f.path().string() + ": must be a mapping of content field to text");
+          continue;
+        }
+        Fields fields;
+        for (auto it = root.begin(); it != root.end(); ++it) {
+          if (!it->second.IsScalar()) {
+            errors.push_back(f.path().string() + ":" + std::to_string(it->second.Mark().line + 1) + ": field " +
+                             it->first.as<std::string>() + " must be text");
+            continue;
+          }
+          // Compile now so a broken template is refused at start, not at the first delivery.
+          mustache::mustache check(it->second.Scalar());
+          if (!check.is_valid()) {
+            errors.push_back(f.path().string() + ": field " + it->first.as<std::string>() + ": " + check.error_message());
+            continue;
+          }
+          fields[it->first.as<std::string>()] = it->second.Scalar();
+        }
+        std::string locale = match[2].matched ? match[2].str() : "";
+        for (char& c : locale) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        store->templates_[name][match[1].str() + "." + locale] = std::move(fields);
+      } catch (const YAML::Exception& e) {
+        errors.push_back(f.path().string() + ":" + std::to_string(e.mark.line + 1) + ": " + e.msg);
+      }
+    }
+  }
+  return store;
+}
+
+std::vector<std::string> TemplateStore::names() const {
+  std::vector<std::string> out;
+  for (const auto& [k, _] : templates_) out.push_back(k);
+  return out;
+}
+
+namespace {
+
+// ja-JP -> {"ja-jp", "ja", ""}: the locale, its language, then the default.
+std::vector<std::string> locale_chain(std::string locale) {
+  for (char& c : locale) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  std::vector<std::string> chain;
+  while (!locale.empty()) {
+    chain.push_back(locale);
+    auto dash = locale.rfind('-');
+    locale = dash == std::string::npos ? "" : locale.substr(0, dash);
+  }
+  chain.push_back("");
+  return chain;
+}
+
+mustache::data to_data(const core::Json& j) {
+  switch (j.type()) {
+    case core::Json::value_t::object: {
+      mustache::data d{mustache::data::type::object};
+      for (auto it = j.begin(); it != j.end(); ++it) d.set(it.key(), to_data(*it));
+      return d;
+    }
+    case core::Json::value_t::array: {
+      mustache::data d{mustache::data::type::list};
+      for (const auto& e : j) d.push_back(to_data(e));
+      return d;
+    }
+    case core::Json::value_t::string: return mustache::data(j.get<std::string>());
+    case core::Json::value_t::boolean: return j.get<bool>() ? mustache::data::type::bool_true : mustache::data::type::bool_false;
+    case core::Json::value_t::null: return mustache::data::type::bool_false;
+    default: return mustache::data(j.dump());
+  }
+}
+
+// A context that remembers the names it could not resolve, so a missing variable can be named.
+class RecordingContext : public mustache::context<std::string> {
+ public:
+  using mustache::context<std::string>::context;
+  const mustache::data* get(const std::string& name) const override {
+    const mustache::data* d = mustache::context<std::string>::get(name);
+    if (d == nullptr) missing.insert(name);
+    return d;
+  }
+  mutable std::set<std::string> missing;
+};
+
+// Names used as plain variables ({{x}}, {{{x}}}, {{&x}}): a missing section name is just "false".
+std::set<std::string> variable_names(const std::string& text) {
+  static const std::regex kTag(R"(\{\{\{?\s*&?\s*([A-Za-z0-9_.]+)\s*\}?\}\})");
+  std::set<std::string> out;
+  for (auto it = std::sregex_iterator(text.begin(), text.end(), kTag); it != std::sregex_iterator(); ++it)
+    out.insert((*it)[1].str());
+  return out;
+}
+
+}  // namespace
+
+const Fields* TemplateStore::find(const std::string& name, const std::string& channel, const std::string& locale,
+                                  std::string& source) const {
+  auto t = templates_.find(name);
+  if (t == templates_.end()) return nullptr;
+  // The recipient's language matters more than a channel-specific wording: try every variant in a
+  // locale before falling back to a less specific locale.
+  for (const auto& loc : locale_chain(locale)) {
+    for (const std::string& variant : {channel, std::string("default")}) {
+      auto f = t->second.find(variant + "." + loc);
+      if (f != t->second.end()) {
+        source = name + "/" + variant + (loc.empty() ? "" : "." + loc);
+        return &f->second;
+      }
+    }
+  }
+  return nullptr;
+}
+
+RenderResult render(const core::Message& m, const std::string& channel, const TemplateStore* templates,
+                    bool missing_is_error) {
+  RenderResult result;
+  Fields source_fields;
+  if (!m.template_name.empty()) {
+    const Fields* f = templates ? templates->find(m.template_name, channel, m.recipient.locale, result.source) : nullptr;
+    if (f == nullptr) {
+      result.error = "template \"" + m.template_name + "\" has no variant for channel " + channel + " or default";
+      return result;
+    }
+    source_fields = *f;
+  } else {
+    result.source = "inline";
+  }
+  // Inline content overrides (or, without a template, is) the fields; a channel's variant overrides both.
+  for (const auto& [k, v] : m.content) source_fields[k] = v;
+  auto variant = m.content_variants.find(channel);
+  if (variant != m.content_variants.end())
+    for (const auto& [k, v] : variant->second) source_fields[k] = v;
+
+  core::Json data = m.data;
+  data["recipient"] = {{"id", m.recipient.id}, {"locale", m.recipient.locale}};
+  data["message"] = {{"id", m.id}};
+  mustache::data root = to_data(data);
+
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& [field, text] : source_fields) {
+    mustache::mustache tmpl(text);
+    if (!tmpl.is_valid()) {
+      result.error = "field " + field + " of " + result.source + ": " + tmpl.error_message();
+      return result;
+    }
+    // HTML-escape only where the output is HTML (the email html part); elsewhere "<" is just text.
+    if (field != "html") tmpl.set_custom_escape([](const std::string& s) { return s; });
+    RecordingContext ctx(&root);
+    std::string rendered = tmpl.render(ctx);
+    if (missing_is_error) {
+      for (const auto& name : variable_names(text)) {
+        if (ctx.missing.count(name) || ctx.missing.count(name.substr(0, name.find('.')))) {
+          result.error = "missing variable \"" + name + "\" in field " + field + " of " + result.source;
+          return result;
+        }
+      }
+    }
+    out.emplace_back(field, std::move(rendered));
+  }
+  result.fields = std::move(out);
+  return result;
+}
+
+}  // namespace tayori::render

@@ -1,0 +1,116 @@
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "render/renderer.hpp"
+
+namespace tayori::render {
+namespace {
+
+namespace fs = std::filesystem;
+
+class Templates : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("tayori-tpl-" + std::to_string(::getpid()) + "-" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::create_directories(dir_ / "welcome");
+    write("welcome/default.yaml", "text: \"Welcome, {{name}}!\"\n");
+    write("welcome/default.ja.yaml", "text: \"{{name}}様、ようこそ\"\n");
+    write("welcome/email.ja.yaml",
+          "subject: \"{{name}}様、ようこそ\"\ntext: \"{{name}}様\"\nhtml: \"<p>{{name}}様</p>\"\n");
+    write("welcome/sms.yaml", "text: \"Hi {{name}}\"\n");
+    std::vector<std::string> errors;
+    store_ = TemplateStore::load(dir_.string(), errors);
+    ASSERT_TRUE(errors.empty()) << errors[0];
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  void write(const std::string& rel, const std::string& text) { std::ofstream(dir_ / rel) << text; }
+
+  static core::Message message(const std::string& locale) {
+    core::Message m;
+    m.id = "m-1";
+    m.recipient.id = "r-1";
+    m.recipient.locale = locale;
+    m.template_name = "welcome";
+    m.data = {{"name", "<花子>"}};
+    return m;
+  }
+  static std::map<std::string, std::string> fields(const RenderResult& r) {
+    return {r.fields->begin(), r.fields->end()};
+  }
+
+  fs::path dir_;
+  std::unique_ptr<TemplateStore> store_;
+};
+
+TEST_F(Templates, PicksTheChannelVariantInTheRecipientsLanguage) {
+  RenderResult r = render(message("ja-JP"), "email", store_.get(), true);
+  ASSERT_TRUE(r.fields) << r.error;
+  EXPECT_EQ(r.source, "welcome/email.ja");
+  auto f = fields(r);
+  EXPECT_EQ(f["subject"], "<花子>様、ようこそ");        // text fields are not escaped
+  EXPECT_EQ(f["html"], "<p>&lt;花子&gt;様</p>");       // only HTML is
+}
+
+TEST_F(Templates, FallsBackFromLocaleToLanguageToDefault) {
+  EXPECT_EQ(render(message("ja-JP"), "push", store_.get(), true).source, "welcome/default.ja");
+  EXPECT_EQ(render(message("en-US"), "sms", store_.get(), true).source, "welcome/sms");
+  EXPECT_EQ(render(message(""), "push", store_.get(), true).source, "welcome/default");
+  // The language outranks the channel: a Japanese SMS reader gets default.ja, not English sms.yaml.
+  EXPECT_EQ(render(message("ja"), "sms", store_.get(), true).source, "welcome/default.ja");
+}
+
+TEST_F(Templates, AMissingVariableIsAnErrorThatNamesIt) {
+  core::Message m = message("en");
+  m.data = core::Json::object();
+  RenderResult r = render(m, "sms", store_.get(), true);
+  EXPECT_FALSE(r.fields);
+  EXPECT_NE(r.error.find("missing variable \"name\""), std::string::npos) << r.error;
+  EXPECT_NE(r.error.find("welcome/sms"), std::string::npos) << r.error;
+  RenderResult lenient = render(m, "sms", store_.get(), false);
+  ASSERT_TRUE(lenient.fields);
+  EXPECT_EQ(fields(lenient)["text"], "Hi ");
+}
+
+TEST_F(Templates, InlineContentAndPerChannelVariants) {
+  core::Message m = message("ja");
+  m.template_name.clear();
+  m.content = {{"text", "{{name}}さん、こんにちは"}, {"subject", "お知らせ"}};
+  m.content_variants["sms"] = {{"text", "SMS: {{name}}"}};
+  RenderResult email = render(m, "email", nullptr, true);
+  ASSERT_TRUE(email.fields) << email.error;
+  EXPECT_EQ(email.source, "inline");
+  EXPECT_EQ(fields(email)["text"], "<花子>さん、こんにちは");
+  RenderResult sms = render(m, "sms", nullptr, true);
+  EXPECT_EQ(fields(sms)["text"], "SMS: <花子>");
+  EXPECT_EQ(fields(sms)["subject"], "お知らせ");
+}
+
+TEST_F(Templates, SectionsOverMissingNamesAreFalseNotErrors) {
+  core::Message m = message("en");
+  m.template_name.clear();
+  m.content = {{"text", "{{#vip}}VIP {{/vip}}{{name}}; {{#items}}{{sku}} {{/items}}"}};
+  m.data = {{"name", "Hanako"}, {"items", {{{"sku", "A1"}}, {{"sku", "B2"}}}}};
+  RenderResult r = render(m, "sms", nullptr, true);
+  ASSERT_TRUE(r.fields) << r.error;
+  EXPECT_EQ(fields(r)["text"], "Hanako; A1 B2 ");
+}
+
+TEST(TemplateStoreLoad, ReportsBrokenFilesByName) {
+  fs::path dir = fs::temp_directory_path() / ("tayori-tpl-bad-" + std::to_string(::getpid()));
+  fs::create_directories(dir / "promo");
+  std::ofstream(dir / "promo" / "email.yaml") << "subject: \"{{#open}} never closed\"\n";
+  std::ofstream(dir / "promo" / "Email Copy.yaml") << "text: x\n";
+  std::vector<std::string> errors;
+  TemplateStore::load(dir.string(), errors);
+  fs::remove_all(dir);
+  ASSERT_EQ(errors.size(), 2u);
+  std::string all = errors[0] + "\n" + errors[1];
+  EXPECT_NE(all.find("email.yaml: field subject"), std::string::npos) << all;
+  EXPECT_NE(all.find("Email Copy.yaml: not named"), std::string::npos) << all;
+}
+
+}  // namespace
+}  // namespace tayori::render
