@@ -59,7 +59,7 @@ std::shared_ptr<Library> Library::open(const std::string& path, std::string& err
   const tayori_plugin& p = lib->descriptor_;
   std::string problem;
   if (p.name == nullptr || !std::regex_match(p.name, std::regex("^[a-z][a-z0-9_]*$")))
-    problem = "its name is missing or not [a-z][a-z0-9_]*";
+    problem = "its name \"" + std::string(p.name ? p.name : "(null)") + "\" is not [a-z][a-z0-9_]*";
   else if (p.version == nullptr)
     problem = "it has no version";
   else if (p.on_create == nullptr || p.on_destroy == nullptr)
@@ -297,6 +297,7 @@ std::vector<std::pair<std::string, std::string>> check_settings(const config::Co
                             (known.empty() ? " (it takes none)" : " (it takes: " + known + ")")});
       continue;
     }
+    seen.insert(sv.key);  // reported below if wrong, but never also as "missing"
     if (spec->type == TAYORI_SETTING_SECRET && !sv.from_env) {
       errors.push_back({config.file, sv.at, base + "." + written,
                         "is a secret: name an environment variable with " + sv.key + "_env instead of writing it here"});

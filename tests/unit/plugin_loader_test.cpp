@@ -1,0 +1,534 @@
+// The ABI suite, host side (STYLE.md §3, §10): plugin::Library::open must refuse every deliberately broken
+// fixture in tests/fixtures/plugins loudly and precisely (naming the file, both versions, the missing
+// symbol, dlopen's reason), accept a plugin built for a newer minor, and plugin::build_registry must
+// report settings problems at their YAML place ("test.yaml:LINE:COL: channels[0].settings.x: ...").
+#include <dlfcn.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdio>
+#include <optional>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "config/config.hpp"
+#include "plugin/channel.hpp"
+
+namespace tayori::plugin {
+namespace {
+
+using ::testing::AllOf;
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+
+std::string fixture(const std::string& name) { return std::string(TAYORI_FIXTURE_DIR) + "/" + name + ".so"; }
+
+class PinnedClock final : public Clock {
+ public:
+  int64_t now_ms() const override { return 1'795'474'800'250; }  // 2026-11-23T23:00:00.250Z
+};
+
+// A fresh folder under the system temp dir, removed with everything in it.
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern = (std::filesystem::temp_directory_path() / "tayori-abi-XXXXXX").string();
+    if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+    path_ = pattern;
+  }
+  ~TempDir() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path_, ignored);
+  }
+  const std::string& path() const { return path_; }
+  std::string file(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+std::vector<std::string> read_lines(const std::string& path) {
+  std::ifstream in(path);
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+
+// Opens a fixture that must be refused; returns the message after checking it names the file.
+std::string refusal_of(const std::string& name) {
+  std::string error;
+  auto lib = Library::open(fixture(name), error);
+  EXPECT_EQ(lib, nullptr) << name << " was loaded but must be refused";
+  EXPECT_THAT(error, HasSubstr("\"" + fixture(name) + "\"")) << "the message must name the file";
+  return error;
+}
+
+// True while `path` is mapped into this process (RTLD_NOLOAD opens nothing new).
+bool still_loaded(const std::string& path) {
+  void* h = ::dlopen(path.c_str(), RTLD_NOW | RTLD_NOLOAD);
+  if (h == nullptr) return false;
+  ::dlclose(h);
+  return true;
+}
+
+// ---- Library::open: refusals -----------------------------------------------------------------
+
+TEST(PluginLoader, RefusesWrongMajorNamingBothVersionsAndTheFile) {
+  std::string error = refusal_of("fixture_wrong_major");
+  EXPECT_THAT(error, HasSubstr("version mismatch"));
+  EXPECT_THAT(error, HasSubstr("ABI 1.0"));  // what the host speaks
+  EXPECT_THAT(error, HasSubstr("ABI 2.0"));  // what the plugin was built for
+}
+
+TEST(PluginLoader, RefusesDescriptorShorterThanAbi10) {
+  std::string error = refusal_of("fixture_short_struct");
+  EXPECT_THAT(error, HasSubstr("shorter"));
+  EXPECT_THAT(error, HasSubstr(std::to_string(offsetof(tayori_plugin, on_deliver)) + " bytes"));
+  EXPECT_THAT(error, HasSubstr(std::to_string(TAYORI_PLUGIN_V1_0_SIZE) + " bytes"));
+}
+
+TEST(PluginLoader, RefusesLibraryWithoutEntryNamingTheSymbol) {
+  std::string error = refusal_of("fixture_missing_entry");
+  EXPECT_THAT(error, HasSubstr(TAYORI_PLUGIN_ENTRY_SYMBOL));
+}
+
+TEST(PluginLoader, RefusesEntryReturningNull) {
+  std::string error = refusal_of("fixture_null_entry");
+  EXPECT_THAT(error, AllOf(HasSubstr(TAYORI_PLUGIN_ENTRY_SYMBOL), HasSubstr("NULL")));
+}
+
+TEST(PluginLoader, RefusesPluginThatCanDeliverNothing) {
+  std::string error = refusal_of("fixture_no_delivery");
+  EXPECT_THAT(error, AllOf(HasSubstr("on_deliver"), HasSubstr("on_build/on_classify")));
+}
+
+TEST(PluginLoader, RefusesHalfASansIoPair) {
+  std::string error = refusal_of("fixture_half_sans_io");
+  EXPECT_THAT(error, HasSubstr("on_build and on_classify come as a pair"));
+}
+
+TEST(PluginLoader, RefusesNameOutsideLowerSnakeCase) {
+  std::string error = refusal_of("fixture_bad_name");
+  EXPECT_THAT(error, HasSubstr("name"));
+  EXPECT_THAT(error, HasSubstr("[a-z][a-z0-9_]*"));
+}
+
+TEST(PluginLoader, RefusesSecretSettingWithADefault) {
+  std::string error = refusal_of("fixture_bad_setting_spec");
+  EXPECT_THAT(error, HasSubstr("setting api_token is a secret and cannot have a default"));
+  EXPECT_THAT(error, ::testing::Not(HasSubstr("hunter2")));
+}
+
+TEST(PluginLoader, UnresolvedSymbolFailsAtLoadWithDlopensReason) {
+  std::string error = refusal_of("fixture_unresolved_symbol");
+  EXPECT_THAT(error, StartsWith("cannot load plugin"));
+  // dlerror()'s own words, so an operator sees which symbol is missing (RTLD_NOW: now, not mid-delivery).
+  EXPECT_THAT(error, HasSubstr("undefined symbol: tayori_fixture_symbol_nobody_defines"));
+}
+
+TEST(PluginLoader, MissingFileGivesDlopensReason) {
+  TempDir dir;
+  std::string path = dir.file("absent.so");
+  std::string error;
+  EXPECT_EQ(Library::open(path, error), nullptr);
+  EXPECT_THAT(error, AllOf(HasSubstr("\"" + path + "\""), HasSubstr("No such file")));
+}
+
+TEST(PluginLoader, RefusedLibraryIsUnloaded) {
+  ASSERT_FALSE(still_loaded(fixture("fixture_wrong_major")));
+  std::string error;
+  ASSERT_EQ(Library::open(fixture("fixture_wrong_major"), error), nullptr);
+  EXPECT_FALSE(still_loaded(fixture("fixture_wrong_major"))) << "a refused plugin's handle was leaked";
+}
+
+// ---- Library::open: a newer minor loads --------------------------------------------------------
+
+TEST(PluginLoader, NewerMinorWithLongerDescriptorLoadsAndItsKnownCallbacksWork) {
+  std::string error;
+  auto lib = Library::open(fixture("fixture_newer_minor"), error);
+  ASSERT_NE(lib, nullptr) << error;
+  const tayori_plugin& d = lib->descriptor();
+  EXPECT_EQ(d.abi_major, TAYORI_ABI_MAJOR);
+  EXPECT_EQ(d.abi_minor, 1);
+  EXPECT_GT(d.struct_size, sizeof(tayori_plugin));  // as the plugin declared it: longer than ours
+  EXPECT_STREQ(d.name, "fixture_newer_minor");
+  EXPECT_STREQ(d.version, "1.1.0");
+  EXPECT_EQ(d.on_inbound, nullptr);
+  EXPECT_FALSE(lib->sans_io());
+
+  PinnedClock clock;
+  {
+    Channel channel("future", "email", lib, clock);
+    ASSERT_TRUE(channel.create({}, error)) << error;
+    DeliveryRequest r;
+    r.message_id = "m-1";
+    r.delivery_id = "d-1";
+    r.contact = "a@example.com";
+    DeliveryOutcome out = channel.deliver(r);  // the appended tail callback would abort() if called
+    EXPECT_EQ(out.kind, OutcomeKind::delivered);
+    EXPECT_EQ(out.provider_message_id, "newer_minor:1");
+  }
+  std::string path = lib->path();
+  lib.reset();
+  EXPECT_FALSE(still_loaded(path)) << "the library must be closed when its last channel is gone";
+}
+
+// ---- find_plugin --------------------------------------------------------------------------------
+
+TEST(PluginLoader, FindPluginLooksInEveryDirInOrderAndSaysWhere) {
+  TempDir empty;
+  std::string searched;
+  EXPECT_EQ(find_plugin("fixture_scripted", {empty.path(), TAYORI_FIXTURE_DIR}, "/", searched),
+            fixture("fixture_scripted"));
+  EXPECT_EQ(find_plugin("nope", {empty.path(), TAYORI_FIXTURE_DIR}, "/", searched), "");
+  EXPECT_EQ(searched, empty.path() + "/nope.so, " + std::string(TAYORI_FIXTURE_DIR) + "/nope.so");
+  EXPECT_EQ(find_plugin("nope", {}, "/", searched), "");
+  EXPECT_EQ(searched, "(no plugin_dirs configured)");
+}
+
+TEST(PluginLoader, FindPluginTakesAPathRelativeToTheYamlFolder) {
+  std::string searched;
+  std::filesystem::path dir(TAYORI_FIXTURE_DIR);
+  EXPECT_EQ(find_plugin("./fixture_scripted.so", {}, dir.string(), searched), fixture("fixture_scripted"));
+  EXPECT_EQ(find_plugin("../fixture-plugins/missing.so", {}, dir.string(), searched), "");
+  EXPECT_EQ(searched, (dir.parent_path() / "fixture-plugins/missing.so").lexically_normal().string());
+}
+
+// ---- build_registry: settings checked against the declared map, with YAML places ------------------
+
+// "LINE:COL" (1-based) of the first occurrence of `needle` in `text`: an oracle independent of yaml-cpp.
+std::string place_of(const std::string& text, const std::string& needle) {
+  size_t at = text.find(needle);
+  if (at == std::string::npos) return "<" + needle + " not in the YAML>";
+  size_t line_start = text.rfind('\n', at);
+  line_start = line_start == std::string::npos ? 0 : line_start + 1;
+  int line = 1 + static_cast<int>(std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(at), '\n'));
+  return std::to_string(line) + ":" + std::to_string(at - line_start + 1);
+}
+
+config::Environment test_env() {
+  return [](const std::string& name) -> std::optional<std::string> {
+    if (name == "TAYORI_TEST_KEY") return "k-test";
+    if (name == "TYPED_TOKEN") return "s3cret";
+    return std::nullopt;
+  };
+}
+
+// The YAML every registry test starts from; `channels` is appended as written.
+std::string yaml_with(const std::string& plugin_dir, const std::string& channels) {
+  return "api_keys:\n"
+         "  - name: test\n"
+         "    key_env: TAYORI_TEST_KEY\n"
+         "plugin_dirs:\n"
+         "  - " + plugin_dir + "\n"
+         "channels:\n" + channels;
+}
+
+struct Built {
+  RegistryResult result;
+  std::vector<std::string> errors;  // Diagnostic::to_string() of each
+};
+
+Built build(const std::string& yaml, const std::string& base_dir, const Clock& clock) {
+  auto loaded = config::load_string(yaml, "test.yaml", base_dir, test_env());
+  Built b;
+  if (!loaded.config) {
+    for (auto& e : loaded.errors) ADD_FAILURE() << "the YAML itself is wrong: " << e.to_string();
+    return b;
+  }
+  b.result = build_registry(*loaded.config, clock);
+  for (auto& e : b.result.errors) b.errors.push_back(e.to_string());
+  return b;
+}
+
+// Builds a registry expected to fail with exactly one diagnostic and returns it.
+std::string only_error(const std::string& yaml) {
+  PinnedClock clock;
+  TempDir dir;
+  Built b = build(yaml, dir.path(), clock);
+  EXPECT_EQ(b.result.registry, nullptr);
+  EXPECT_EQ(b.errors.size(), 1u) << ::testing::PrintToString(b.errors);
+  return b.errors.empty() ? std::string() : b.errors.front();
+}
+
+const char* const kTyped =
+    "  - name: typed\n"
+    "    plugin: fixture_typed_settings\n"
+    "    settings:\n";
+
+TEST(PluginRegistry, UnknownSettingIsReportedAtItsKeyWithWhatThePluginTakes) {
+  std::string yaml = yaml_with(TAYORI_FIXTURE_DIR, std::string(kTyped) +
+                                                       "      label: hello\n"
+                                                       "      colour: red\n");
+  EXPECT_EQ(only_error(yaml), "test.yaml:" + place_of(yaml, "colour:") +
+                                  ": channels[0].settings.colour: unknown setting for plugin fixture_typed_settings "
+                                  "(it takes: label, count, enabled, timeout, token, endpoint, file)");
+}
+
+TEST(PluginRegistry, MissingRequiredSettingIsReportedAtTheSettingsBlock) {
+  std::string yaml = yaml_with(TAYORI_FIXTURE_DIR, std::string(kTyped) + "      count: 5\n");
+  // settings_at is the settings mapping itself, which yaml-cpp places at its first key.
+  EXPECT_EQ(only_error(yaml), "test.yaml:" + place_of(yaml, "count:") +
+                                  ": channels[0].settings.label: is required by plugin fixture_typed_settings");
+}
+
+TEST(PluginRegistry, MissingRequiredSettingWithoutSettingsBlockIsReportedAtTheChannel) {
+  std::string yaml = yaml_with(TAYORI_FIXTURE_DIR,
+                               "  - name: typed\n"
+                               "    plugin: fixture_typed_settings\n");
+  EXPECT_EQ(only_error(yaml), "test.yaml:" + place_of(yaml, "name: typed") +
+                                  ": channels[0].settings.label: is required by plugin fixture_typed_settings");
+}
+
+TEST(PluginRegistry, WrongTypedBoolIsReportedAtItsKey) {
+  std::string yaml = yaml_with(TAYORI_FIXTURE_DIR, std::string(kTyped) +
+                                                       "      label: hello\n"
+                                                       "      enabled: maybe\n");
+  EXPECT_EQ(only_error(yaml),
+            "test.yaml:" + place_of(yaml, "enabled:") + ": channels[0].settings.enabled: must be true or false");
+}
+
+TEST(PluginRegistry, WrongTypedDurationIsReportedAtItsKey) {
+  std::string yaml = yaml_with(TAYORI_FIXTURE_DIR, std::string(kTyped) +
+                                                       "      label: hello\n"
+                                                       "      timeout: 10 seconds\n");
+  EXPECT_EQ(only_error(yaml), "test.yaml:" + place_of(yaml, "timeout:") +
+                                  ": channels[0].settings.timeout: must be a duration like 250ms, 10s, 5m, 24h or 7d");
+}
+
+TEST(PluginRegistry, WrongTypedIntAndUrlAreReported) {
+  std::string yaml = yaml_with(TAYORI_FIXTURE_DIR, std::string(kTyped) +
+                                                       "      label: hello\n"
+                                                       "      count: many\n"
+                                                       "      endpoint: ftp://example.com/x\n");
+  PinnedClock clock;
+  TempDir dir;
+  Built b = build(yaml, dir.path(), clock);
+  EXPECT_EQ(b.result.registry, nullptr);
+  EXPECT_THAT(b.errors, ::testing::ElementsAre(
+                            "test.yaml:" + place_of(yaml, "count:") + ": channels[0].settings.count: must be an integer",
+                            "test.yaml:" + place_of(yaml, "endpoint:") +
+                                ": channels[0].settings.endpoint: must be an absolute http(s):// or smtp(s):// URL"));
+}
+
+TEST(PluginRegistry, SecretWrittenInlineIsRefusedAndNotEchoed) {
+  std::string yaml = yaml_with(TAYORI_FIXTURE_DIR, std::string(kTyped) +
+                                                       "      label: hello\n"
+                                                       "      token: hunter2-inline\n");
+  std::string error = only_error(yaml);
+  EXPECT_EQ(error, "test.yaml:" + place_of(yaml, "token:") +
+                       ": channels[0].settings.token: is a secret: name an environment variable with token_env "
+                       "instead of writing it here");
+  EXPECT_THAT(error, ::testing::Not(HasSubstr("hunter2")));
+}
+
+TEST(PluginRegistry, NonSecretFromEnvironmentIsRefused) {
+  std::string yaml = yaml_with(TAYORI_FIXTURE_DIR, std::string(kTyped) +
+                                                       "      label: hello\n"
+                                                       "      endpoint_env: TYPED_TOKEN\n");
+  EXPECT_EQ(only_error(yaml), "test.yaml:" + place_of(yaml, "endpoint_env:") +
+                                  ": channels[0].settings.endpoint_env: is not a secret: write endpoint directly");
+}
+
+TEST(PluginRegistry, PluginNotFoundListsWhereItLooked) {
+  TempDir empty;
+  std::string yaml = yaml_with(empty.path(),
+                               "  - plugin: no_such_plugin\n"
+                               "    name: ghost\n");
+  EXPECT_EQ(only_error(yaml), "test.yaml:" + place_of(yaml, "plugin: no_such") +
+                                  ": channels[0].plugin: plugin \"no_such_plugin\" not found (looked in: " +
+                                  empty.path() + "/no_such_plugin.so)");
+}
+
+TEST(PluginRegistry, BrokenPluginIsReportedWithTheLoadersReason) {
+  std::string yaml = yaml_with(TAYORI_FIXTURE_DIR,
+                               "  - plugin: fixture_wrong_major\n"
+                               "    name: old\n");
+  std::string error = only_error(yaml);
+  EXPECT_THAT(error, StartsWith("test.yaml:" + place_of(yaml, "plugin: fixture_wrong") + ": channels[0].plugin: "));
+  EXPECT_THAT(error, AllOf(HasSubstr(fixture("fixture_wrong_major")), HasSubstr("ABI 2.0")));
+}
+
+TEST(PluginRegistry, InvalidDeclaredDefaultIsReportedAtTheChannel) {
+  std::string yaml = yaml_with(TAYORI_FIXTURE_DIR,
+                               "  - name: lazy\n"
+                               "    plugin: fixture_bad_default\n"
+                               "    settings: {}\n");
+  EXPECT_EQ(only_error(yaml), "test.yaml:" + place_of(yaml, "{}") +
+                                  ": channels[0].settings.wait: plugin fixture_bad_default declares an invalid default "
+                                  "\"soon\": must be a duration like 250ms, 10s, 5m, 24h or 7d");
+}
+
+TEST(PluginRegistry, ReportsEveryChannelsProblemsAtOnce) {
+  std::string yaml = yaml_with(TAYORI_FIXTURE_DIR, std::string(kTyped) +
+                                                       "      label: hello\n"
+                                                       "      colour: red\n"
+                                                       "  - name: second\n"
+                                                       "    plugin: fixture_typed_settings\n"
+                                                       "    settings:\n"
+                                                       "      label: again\n"
+                                                       "      enabled: yes\n");
+  PinnedClock clock;
+  TempDir dir;
+  Built b = build(yaml, dir.path(), clock);
+  EXPECT_EQ(b.result.registry, nullptr);
+  ASSERT_EQ(b.errors.size(), 2u) << ::testing::PrintToString(b.errors);
+  EXPECT_THAT(b.errors[0], StartsWith("test.yaml:" + place_of(yaml, "colour:") + ": channels[0].settings.colour: "));
+  EXPECT_THAT(b.errors[1], StartsWith("test.yaml:" + place_of(yaml, "enabled:") + ": channels[1].settings.enabled: "));
+}
+
+TEST(PluginRegistry, HandsThePluginNormalisedValuesWithDefaults) {
+  TempDir dir;
+  std::string yaml = yaml_with(TAYORI_FIXTURE_DIR, std::string(kTyped) +
+                                                       "      label: hello\n"
+                                                       "      count: -12\n"
+                                                       "      enabled: true\n"
+                                                       "      timeout: 2m\n"
+                                                       "      token_env: TYPED_TOKEN\n"
+                                                       "      endpoint: https://api.example.com/v1\n"
+                                                       "      file: out/../sent.txt\n"
+                                                       "  - name: defaults\n"
+                                                       "    plugin: fixture_typed_settings\n"
+                                                       "    settings:\n"
+                                                       "      label: bare\n");
+  PinnedClock clock;
+  Built b = build(yaml, dir.path(), clock);
+  ASSERT_NE(b.result.registry, nullptr) << ::testing::PrintToString(b.errors);
+  ASSERT_EQ(b.result.registry->channels().size(), 2u);
+  auto echo = [&](const std::string& channel, const std::string& key) {
+    Channel* c = b.result.registry->find(channel);
+    if (c == nullptr) return std::string("<no channel " + channel + ">");
+    DeliveryRequest r;
+    r.message_id = "m";
+    r.delivery_id = "d";
+    r.content = {{"echo", key}};
+    DeliveryOutcome out = c->deliver(r);
+    EXPECT_EQ(out.kind, OutcomeKind::delivered);
+    return out.provider_message_id;
+  };
+  EXPECT_EQ(echo("typed", "label"), "hello");
+  EXPECT_EQ(echo("typed", "count"), "-12");
+  EXPECT_EQ(echo("typed", "enabled"), "true");
+  EXPECT_EQ(echo("typed", "timeout"), "120000");  // durations arrive in milliseconds
+  EXPECT_EQ(echo("typed", "token"), "s3cret");     // resolved from token_env
+  EXPECT_EQ(echo("typed", "endpoint"), "https://api.example.com/v1");
+  EXPECT_EQ(echo("typed", "file"), dir.path() + "/sent.txt");  // absolute against the YAML's folder
+  EXPECT_EQ(echo("defaults", "count"), "3");
+  EXPECT_EQ(echo("defaults", "enabled"), "false");
+  EXPECT_EQ(echo("defaults", "timeout"), "10000");
+  EXPECT_EQ(echo("defaults", "token"), "<unset>");
+  EXPECT_EQ(echo("defaults", "file"), "<unset>");
+  EXPECT_EQ(b.result.registry->find("typed")->contact(), "email");  // the plugin's default_contact
+}
+
+// ---- The real file_sink plugin --------------------------------------------------------------
+
+TEST(PluginFileSink, LoadsWritesOneJsonLinePerDeliveryAndDelivers) {
+  TempDir dir;
+  std::string yaml = yaml_with(TAYORI_PLUGIN_DIR,
+                               "  - name: outbox\n"
+                               "    plugin: file_sink\n"
+                               "    contact: phone\n"
+                               "    settings:\n"
+                               "      path: outbox.jsonl\n");
+  PinnedClock clock;
+  Built b = build(yaml, dir.path(), clock);
+  ASSERT_NE(b.result.registry, nullptr) << ::testing::PrintToString(b.errors);
+  Channel* channel = b.result.registry->find("outbox");
+  ASSERT_NE(channel, nullptr);
+  EXPECT_EQ(channel->contact(), "phone");
+  EXPECT_STREQ(channel->library().descriptor().name, "file_sink");
+
+  for (uint32_t attempt = 1; attempt <= 2; ++attempt) {
+    DeliveryRequest r;
+    r.message_id = "msg-1";
+    r.delivery_id = "dlv-1";
+    r.attempt = attempt;
+    r.recipient_id = "user-7";
+    r.contact = "+819012345678";
+    r.marketing = true;
+    r.category = "news";
+    r.locale = "ja-JP";
+    r.content = {{"text", "こんにちは \"quoted\"\nnext line"}};
+    r.metadata_json = R"({"campaign":"c-9"})";
+    DeliveryOutcome out = channel->deliver(r);
+    EXPECT_EQ(out.kind, OutcomeKind::delivered) << out.reason;
+    EXPECT_EQ(out.provider_message_id, "dlv-1");
+  }
+
+  auto lines = read_lines(dir.file("outbox.jsonl"));
+  ASSERT_EQ(lines.size(), 2u);
+  for (size_t i = 0; i < lines.size(); ++i) {
+    auto j = nlohmann::json::parse(lines[i], nullptr, false);
+    ASSERT_FALSE(j.is_discarded()) << lines[i];
+    EXPECT_EQ(j["message_id"], "msg-1");
+    EXPECT_EQ(j["delivery_id"], "dlv-1");
+    EXPECT_EQ(j["attempt"], i + 1);
+    EXPECT_EQ(j["channel"], "outbox");
+    EXPECT_EQ(j["recipient_id"], "user-7");
+    EXPECT_EQ(j["contact"], "+819012345678");
+    EXPECT_EQ(j["purpose"], "marketing");
+    EXPECT_EQ(j["category"], "news");
+    EXPECT_EQ(j["locale"], "ja-JP");
+    EXPECT_EQ(j["content"]["text"], "こんにちは \"quoted\"\nnext line");
+    EXPECT_EQ(j["metadata"]["campaign"], "c-9");
+    EXPECT_EQ(j["written_at_ms"], clock.now_ms());  // the host's clock, not time()
+  }
+}
+
+TEST(PluginFileSink, UnopenablePathFailsCreationAtTheSettingsBlock) {
+  TempDir dir;
+  std::string yaml = yaml_with(TAYORI_PLUGIN_DIR,
+                               "  - name: outbox\n"
+                               "    plugin: file_sink\n"
+                               "    settings:\n"
+                               "      path: no/such/dir/outbox.jsonl\n");
+  PinnedClock clock;
+  Built b = build(yaml, dir.path(), clock);
+  EXPECT_EQ(b.result.registry, nullptr);
+  ASSERT_EQ(b.errors.size(), 1u) << ::testing::PrintToString(b.errors);
+  EXPECT_THAT(b.errors[0], StartsWith("test.yaml:" + place_of(yaml, "path: no/") + ": channels[0].settings: path: "));
+  EXPECT_THAT(b.errors[0], HasSubstr(dir.path() + "/no/such/dir/outbox.jsonl"));
+}
+
+// Plugins are built with hidden visibility and export only the entry (STYLE.md §3): anything else is a
+// symbol another library could bind to. Returns the dynamic symbols `path` defines, or nullopt without nm.
+std::optional<std::vector<std::string>> exported_symbols(const std::string& path) {
+  std::string command = "nm -D --defined-only --format=posix '" + path + "' 2>/dev/null";
+  FILE* pipe = ::popen(command.c_str(), "r");
+  if (pipe == nullptr) return std::nullopt;
+  std::vector<std::string> names;
+  char line[4096];
+  while (std::fgets(line, sizeof line, pipe) != nullptr) {
+    std::string s(line);
+    names.push_back(s.substr(0, s.find(' ')));
+  }
+  int status = ::pclose(pipe);
+  if (status != 0) return std::nullopt;
+  return names;
+}
+
+TEST(PluginSymbols, SdkFixturesExportOnlyTheEntry) {
+  for (const char* name : {"fixture_scripted", "fixture_throwing", "fixture_typed_settings", "fixture_newer_minor"}) {
+    auto symbols = exported_symbols(fixture(name));
+    if (!symbols) GTEST_SKIP() << "nm is not available";
+    EXPECT_THAT(*symbols, ::testing::ElementsAre(TAYORI_PLUGIN_ENTRY_SYMBOL)) << name;
+  }
+}
+
+// Without the version script in tayori_add_plugin, file_sink.so would also export libstdc++ template
+// instantiations and GNU-unique statics, which -fvisibility=hidden cannot hide.
+TEST(PluginSymbols, FileSinkExportsOnlyTheEntry) {
+  auto symbols = exported_symbols(std::string(TAYORI_PLUGIN_DIR) + "/file_sink.so");
+  if (!symbols) GTEST_SKIP() << "nm is not available";
+  EXPECT_THAT(*symbols, ::testing::ElementsAre(TAYORI_PLUGIN_ENTRY_SYMBOL));
+}
+
+}  // namespace
+}  // namespace tayori::plugin

@@ -1,0 +1,614 @@
+// The ABI suite, SDK side (STYLE.md §4, §10): the C++ SDK's adapters must keep C++ on the plugin's side of
+// the boundary. Exceptions become error statuses or RETRY outcomes ("plugin_error: ..."), never unwinding
+// into the host; the descriptor declares exactly the callbacks the class implements. Tested two ways: in
+// process against a fake host (the adapters called directly), and through real .so fixtures loaded by
+// the host (fixture_throwing, and fixture_scripted, the scripted plugin the integration tests use).
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <set>
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+#include <string>
+#include <tayori/plugin.hpp>
+#include <thread>
+#include <vector>
+
+#include "config/config.hpp"
+#include "plugin/channel.hpp"
+
+namespace tayori {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+using namespace tayori::sdk;
+
+// ---- In process: the adapters against a fake host --------------------------------------------------
+
+class DeliverOnly {
+ public:
+  DeliverOnly(const Host&, const Settings&) {}
+  Outcome deliver(const Delivery&) { return Outcome::delivered(); }
+};
+
+// A sans-I/O plugin whose behaviour the delivery's content and the response drive.
+class SansIo {
+ public:
+  SansIo(const Host& host, const Settings& settings) : host_(host) {
+    if (settings.find("refuse")) throw Error("refuse: told to refuse");
+    retries_ = settings.find("retries") ? settings.get_int("retries") : 0;
+  }
+  void build(const Delivery& d, RequestSink& sink) {
+    if (d.content("mode") == "throw") throw Error("text: too long for this provider");
+    Request r;
+    r.url = "https://api.example.com/send";
+    r.headers = {{"Content-Type", "application/json"}, {"X-Retry-Key", std::string(d.delivery_id())}};
+    r.body = std::string(d.content("text").value_or(""));
+    sink.add(r);
+  }
+  Outcome classify(const Delivery&, const Response& r) {
+    if (r.status() == 500) throw std::runtime_error("classify blew up");
+    if (r.status() == 503) throw 7;
+    if (r.status() == 429) return Outcome::retry("example.429", std::stoll(std::string(r.header("retry-after").value_or("0"))) * 1000);
+    if (r.status() == 410) return Outcome::permanent("example.gone", true);
+    return Outcome::delivered(std::string(r.body()));
+  }
+  void inbound(const InboundRequest& r, InboundSink& sink) {
+    if (r.header("x-signature") != "ok") throw Error("x-signature: does not verify");
+    InboundEvent e;
+    e.type = TAYORI_EVENT_REPLIED;
+    e.contact = "U123";
+    e.text = std::string(r.body());
+    e.occurred_at_ms = host_.now_ms();
+    sink.emit(e);
+    sink.respond(202, "text/plain", "thanks");
+  }
+
+ private:
+  Host host_;
+  long long retries_ = 0;
+};
+
+tayori_plugin descriptor_of_sans_io() {
+  return detail::Adapter<SansIo>::descriptor("sans_io", "1.0.0", "test", "line", nullptr, 0);
+}
+
+// A fake host: services, a request sink and an inbound sink that record what they were given.
+struct FakeHost {
+  tayori_host host{};
+  std::vector<std::string> logs;
+  int64_t now = 1'700'000'000'000;
+  std::vector<std::string> urls, bodies;
+  std::vector<std::map<std::string, std::string>> headers;
+  bool refuse_requests = false;
+  std::vector<std::pair<tayori_event_type, std::string>> events;
+  int response_status = 0;
+  std::string response_body;
+
+  FakeHost() {
+    host.struct_size = sizeof host;
+    host.abi_major = TAYORI_ABI_MAJOR;
+    host.abi_minor = TAYORI_ABI_MINOR;
+    host.host_ctx = this;
+    host.host_log = [](void* ctx, tayori_log_level, tayori_str m) {
+      static_cast<FakeHost*>(ctx)->logs.emplace_back(m.data, m.len);
+    };
+    host.host_now_ms = [](void* ctx) { return static_cast<FakeHost*>(ctx)->now; };
+  }
+  tayori_request_sink request_sink() {
+    return {this, [](void* ctx, const tayori_request* r) {
+              auto* self = static_cast<FakeHost*>(ctx);
+              if (self->refuse_requests) return TAYORI_INVALID;
+              self->urls.emplace_back(r->url.data, r->url.len);
+              self->bodies.emplace_back(r->body.data, r->body.len);
+              std::map<std::string, std::string> h;
+              for (size_t i = 0; i < r->header_count; ++i)
+                h.emplace(std::string(r->headers[i].key.data, r->headers[i].key.len),
+                          std::string(r->headers[i].value.data, r->headers[i].value.len));
+              self->headers.push_back(h);
+              return TAYORI_OK;
+            }};
+  }
+  tayori_inbound_sink inbound_sink() {
+    tayori_inbound_sink s{};
+    s.sink_ctx = this;
+    s.host_emit_event = [](void* ctx, const tayori_inbound_event* e) {
+      static_cast<FakeHost*>(ctx)->events.emplace_back(e->type, std::string(e->text.data, e->text.len));
+    };
+    s.host_set_response = [](void* ctx, int status, tayori_str, tayori_str body) {
+      auto* self = static_cast<FakeHost*>(ctx);
+      self->response_status = status;
+      self->response_body.assign(body.data, body.len);
+    };
+    return s;
+  }
+};
+
+using Fields = std::vector<std::pair<std::string, std::string>>;
+
+// A delivery with storage for its strings.
+struct TestDelivery {
+  std::vector<std::pair<std::string, std::string>> fields;
+  std::vector<tayori_kv> kv;
+  tayori_delivery d{};
+  explicit TestDelivery(std::vector<std::pair<std::string, std::string>> content) : fields(std::move(content)) {
+    for (auto& [k, v] : fields) kv.push_back({str(k), str(v)});
+    d.struct_size = sizeof d;
+    d.message_id = str("m-1");
+    d.delivery_id = str("d-1");
+    d.attempt = 1;
+    d.content = kv.data();
+    d.content_count = kv.size();
+    d.metadata_json = str("{}");
+  }
+};
+
+struct OutcomeBuffers {
+  char reason[64] = {0};
+  char provider_id[64] = {0};
+  tayori_outcome out{};
+  OutcomeBuffers() {
+    out.struct_size = sizeof out;
+    out.reason = reason;
+    out.reason_capacity = sizeof reason;
+    out.provider_message_id = provider_id;
+    out.provider_message_id_capacity = sizeof provider_id;
+  }
+};
+
+// Creates an instance through the descriptor, as the host does.
+void* create(const tayori_plugin& p, FakeHost& host, std::vector<std::pair<std::string, std::string>> settings,
+             std::string& error) {
+  std::vector<tayori_kv> kv;
+  for (auto& [k, v] : settings) kv.push_back({str(k), str(v)});
+  char buffer[128] = {0};
+  void* instance = nullptr;
+  if (p.on_create(&host.host, kv.data(), kv.size(), &instance, {buffer, sizeof buffer}) != TAYORI_OK) {
+    error = buffer;
+    return nullptr;
+  }
+  return instance;
+}
+
+TEST(PluginSdk, DescriptorDeclaresExactlyTheCallbacksTheClassImplements) {
+  tayori_plugin direct = detail::Adapter<DeliverOnly>::descriptor("direct", "1.2.3", "d", "email", nullptr, 0);
+  EXPECT_EQ(direct.struct_size, sizeof(tayori_plugin));
+  EXPECT_EQ(direct.abi_major, TAYORI_ABI_MAJOR);
+  EXPECT_EQ(direct.abi_minor, TAYORI_ABI_MINOR);
+  EXPECT_STREQ(direct.name, "direct");
+  EXPECT_NE(direct.on_create, nullptr);
+  EXPECT_NE(direct.on_destroy, nullptr);
+  EXPECT_NE(direct.on_deliver, nullptr);
+  EXPECT_EQ(direct.on_build, nullptr);
+  EXPECT_EQ(direct.on_classify, nullptr);
+  EXPECT_EQ(direct.on_inbound, nullptr);
+
+  tayori_plugin sans = descriptor_of_sans_io();
+  EXPECT_NE(sans.on_build, nullptr);
+  EXPECT_NE(sans.on_classify, nullptr);
+  EXPECT_NE(sans.on_inbound, nullptr);
+  EXPECT_EQ(sans.on_deliver, nullptr);
+}
+
+TEST(PluginSdk, ThrowingConstructorFailsCreateWithTheMessage) {
+  FakeHost host;
+  std::string error;
+  tayori_plugin p = descriptor_of_sans_io();
+  EXPECT_EQ(create(p, host, {{"refuse", "1"}}, error), nullptr);
+  EXPECT_EQ(error, "refuse: told to refuse");
+  EXPECT_EQ(create(p, host, {{"retries", "three"}}, error), nullptr);
+  EXPECT_EQ(error, "retries: expected an integer, got \"three\"");
+}
+
+TEST(PluginSdk, BuildHandsEachRequestToTheHostSink) {
+  FakeHost host;
+  std::string error;
+  tayori_plugin p = descriptor_of_sans_io();
+  void* instance = create(p, host, {}, error);
+  ASSERT_NE(instance, nullptr) << error;
+  TestDelivery d(Fields{{"text", "hello"}});
+  tayori_request_sink sink = host.request_sink();
+  char buffer[64] = {0};
+  EXPECT_EQ(p.on_build(instance, &d.d, &sink, {buffer, sizeof buffer}), TAYORI_OK);
+  ASSERT_EQ(host.urls.size(), 1u);
+  EXPECT_EQ(host.urls[0], "https://api.example.com/send");
+  EXPECT_EQ(host.bodies[0], "hello");
+  EXPECT_EQ(host.headers[0].at("X-Retry-Key"), "d-1");
+  p.on_destroy(instance);
+}
+
+TEST(PluginSdk, ThrowingBuildAndRefusedRequestReturnErrorWithTheMessage) {
+  FakeHost host;
+  std::string error;
+  tayori_plugin p = descriptor_of_sans_io();
+  void* instance = create(p, host, {}, error);
+  ASSERT_NE(instance, nullptr) << error;
+  tayori_request_sink sink = host.request_sink();
+  char buffer[128] = {0};
+
+  TestDelivery throwing(Fields{{"mode", "throw"}});
+  EXPECT_EQ(p.on_build(instance, &throwing.d, &sink, {buffer, sizeof buffer}), TAYORI_ERROR);
+  EXPECT_STREQ(buffer, "text: too long for this provider");
+
+  host.refuse_requests = true;
+  TestDelivery fine(Fields{{"text", "x"}});
+  EXPECT_EQ(p.on_build(instance, &fine.d, &sink, {buffer, sizeof buffer}), TAYORI_ERROR);
+  EXPECT_STREQ(buffer, "the host refused the request to https://api.example.com/send");
+  p.on_destroy(instance);
+}
+
+TEST(PluginSdk, ClassifyReportsVerdictsAndReadsHeadersCaseInsensitively) {
+  FakeHost host;
+  std::string error;
+  tayori_plugin p = descriptor_of_sans_io();
+  void* instance = create(p, host, {}, error);
+  ASSERT_NE(instance, nullptr) << error;
+  TestDelivery d(Fields{});
+  auto classify = [&](int status, std::vector<tayori_kv> headers, const char* body, OutcomeBuffers& b) {
+    tayori_response r{};
+    r.struct_size = sizeof r;
+    r.status = status;
+    r.headers = headers.data();
+    r.header_count = headers.size();
+    r.body = str(body);
+    return p.on_classify(instance, &d.d, &r, &b.out);
+  };
+  {
+    OutcomeBuffers b;
+    EXPECT_EQ(classify(429, {{str("Retry-After"), str("30")}}, "", b), TAYORI_OK);
+    EXPECT_EQ(b.out.kind, TAYORI_OUTCOME_RETRY);
+    EXPECT_EQ(b.out.retry_after_ms, 30'000);
+    EXPECT_STREQ(b.reason, "example.429");
+  }
+  {
+    OutcomeBuffers b;
+    EXPECT_EQ(classify(410, {}, "", b), TAYORI_OK);
+    EXPECT_EQ(b.out.kind, TAYORI_OUTCOME_PERMANENT);
+    EXPECT_EQ(b.out.deactivate_contact, 1);
+  }
+  {
+    OutcomeBuffers b;
+    EXPECT_EQ(classify(200, {}, "provider-id-1", b), TAYORI_OK);
+    EXPECT_EQ(b.out.kind, TAYORI_OUTCOME_DELIVERED);
+    EXPECT_STREQ(b.provider_id, "provider-id-1");
+  }
+  p.on_destroy(instance);
+}
+
+TEST(PluginSdk, ThrowingClassifyBecomesRetryWithPluginErrorReason) {
+  FakeHost host;
+  std::string error;
+  tayori_plugin p = descriptor_of_sans_io();
+  void* instance = create(p, host, {}, error);
+  ASSERT_NE(instance, nullptr) << error;
+  TestDelivery d(Fields{});
+  for (int status : {500, 503}) {
+    OutcomeBuffers b;
+    b.out.kind = TAYORI_OUTCOME_DELIVERED;  // whatever was there, the adapter must overwrite it
+    tayori_response r{};
+    r.struct_size = sizeof r;
+    r.status = status;
+    EXPECT_EQ(p.on_classify(instance, &d.d, &r, &b.out), TAYORI_ERROR);
+    EXPECT_EQ(b.out.kind, TAYORI_OUTCOME_RETRY);
+    EXPECT_STREQ(b.reason, status == 500 ? "plugin_error: classify blew up" : "plugin_error: unknown exception");
+  }
+  p.on_destroy(instance);
+}
+
+TEST(PluginSdk, InboundEmitsEventsAndAnswersAndThrowingInboundIsAnError) {
+  FakeHost host;
+  std::string error;
+  tayori_plugin p = descriptor_of_sans_io();
+  void* instance = create(p, host, {}, error);
+  ASSERT_NE(instance, nullptr) << error;
+  tayori_inbound_sink sink = host.inbound_sink();
+  char buffer[128] = {0};
+  tayori_kv signed_header{str("x-signature"), str("ok")};
+  tayori_inbound_request r{};
+  r.struct_size = sizeof r;
+  r.method = str("POST");
+  r.body = str("yes please");
+  r.headers = &signed_header;
+  r.header_count = 1;
+  EXPECT_EQ(p.on_inbound(instance, &r, &sink, {buffer, sizeof buffer}), TAYORI_OK);
+  ASSERT_EQ(host.events.size(), 1u);
+  EXPECT_EQ(host.events[0].first, TAYORI_EVENT_REPLIED);
+  EXPECT_EQ(host.events[0].second, "yes please");
+  EXPECT_EQ(host.response_status, 202);
+  EXPECT_EQ(host.response_body, "thanks");
+
+  r.header_count = 0;
+  EXPECT_EQ(p.on_inbound(instance, &r, &sink, {buffer, sizeof buffer}), TAYORI_ERROR);
+  EXPECT_STREQ(buffer, "x-signature: does not verify");
+  EXPECT_EQ(host.events.size(), 1u);
+  p.on_destroy(instance);
+}
+
+TEST(PluginSdk, TextIntoHostBuffersIsTruncatedAndNulTerminated) {
+  char buffer[6];
+  std::memset(buffer, 'x', sizeof buffer);
+  copy_to(buffer, sizeof buffer, "plugin_error: long");
+  EXPECT_STREQ(buffer, "plugi");
+  char untouched = 'x';
+  copy_to(&untouched, 0, "anything");  // capacity 0: write nothing at all
+  EXPECT_EQ(untouched, 'x');
+  copy_to(nullptr, 10, "anything");  // no buffer: no crash
+
+  OutcomeBuffers b;
+  Outcome::retry(std::string(200, 'r')).write_to(&b.out);
+  EXPECT_EQ(std::strlen(b.reason), sizeof b.reason - 1);
+}
+
+TEST(PluginSdk, HostWrapperWorksWithAndWithoutServices) {
+  FakeHost fake;
+  Host host(&fake.host);
+  host.log(TAYORI_LOG_INFO, "hello");
+  EXPECT_EQ(fake.logs, std::vector<std::string>{"hello"});
+  EXPECT_EQ(host.now_ms(), fake.now);
+  Host none(nullptr);
+  none.log(TAYORI_LOG_INFO, "dropped");
+  EXPECT_EQ(none.now_ms(), 0);
+}
+
+// ---- Through real .so files, loaded by the host --------------------------------------------------
+
+using plugin::Channel;
+using plugin::DeliveryOutcome;
+using plugin::DeliveryRequest;
+using plugin::Library;
+using plugin::OutcomeKind;
+
+std::string fixture(const std::string& name) { return std::string(TAYORI_FIXTURE_DIR) + "/" + name + ".so"; }
+
+class PinnedClock final : public Clock {
+ public:
+  int64_t now_ms() const override { return 1'795'474'800'000; }
+};
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern = (std::filesystem::temp_directory_path() / "tayori-sdk-XXXXXX").string();
+    if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+    path_ = pattern;
+  }
+  ~TempDir() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path_, ignored);
+  }
+  std::string file(const std::string& name) const { return path_ + "/" + name; }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+std::vector<nlohmann::json> read_json_lines(const std::string& path) {
+  std::ifstream in(path);
+  std::vector<nlohmann::json> lines;
+  for (std::string line; std::getline(in, line);) {
+    auto j = nlohmann::json::parse(line, nullptr, false);
+    EXPECT_FALSE(j.is_discarded()) << "not a JSON line: " << line;
+    lines.push_back(j);
+  }
+  return lines;
+}
+
+// A loaded fixture with one created channel.
+struct Loaded {
+  PinnedClock clock;
+  std::shared_ptr<Library> library;
+  std::unique_ptr<Channel> channel;
+  std::string error;
+
+  Loaded(const std::string& name, const std::vector<std::pair<std::string, std::string>>& settings) {
+    library = Library::open(fixture(name), error);
+    if (!library) return;
+    channel = std::make_unique<Channel>("test_channel", "email", library, clock);
+    if (!channel->create(settings, error)) channel.reset();
+  }
+};
+
+DeliveryRequest request(std::vector<std::pair<std::string, std::string>> content, uint32_t attempt = 1) {
+  DeliveryRequest r;
+  r.message_id = "msg-1";
+  r.delivery_id = "dlv-1";
+  r.attempt = attempt;
+  r.recipient_id = "user-1";
+  r.contact = "a@example.com";
+  r.content = std::move(content);
+  return r;
+}
+
+TEST(PluginSdkThrowing, StdExceptionInDeliverBecomesRetryNamingIt) {
+  Loaded t("fixture_throwing", {});
+  ASSERT_NE(t.channel, nullptr) << t.error;
+  DeliveryOutcome out = t.channel->deliver(request({{"throw", "std"}}));
+  EXPECT_EQ(out.kind, OutcomeKind::retry);
+  EXPECT_EQ(out.reason, "plugin_error: boom");
+}
+
+TEST(PluginSdkThrowing, NonStdExceptionInDeliverBecomesRetry) {
+  Loaded t("fixture_throwing", {});
+  ASSERT_NE(t.channel, nullptr) << t.error;
+  DeliveryOutcome out = t.channel->deliver(request({{"throw", "other"}}));
+  EXPECT_EQ(out.kind, OutcomeKind::retry);
+  EXPECT_THAT(out.reason, StartsWith("plugin_error"));
+  EXPECT_EQ(out.reason, "plugin_error: unknown exception");
+}
+
+TEST(PluginSdkThrowing, ChannelKeepsDeliveringAfterThrows) {
+  Loaded t("fixture_throwing", {});
+  ASSERT_NE(t.channel, nullptr) << t.error;
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(t.channel->deliver(request({{"throw", "std"}})).kind, OutcomeKind::retry);
+    EXPECT_EQ(t.channel->deliver(request({{"throw", "other"}})).kind, OutcomeKind::retry);
+    DeliveryOutcome fine = t.channel->deliver(request({}));
+    EXPECT_EQ(fine.kind, OutcomeKind::delivered);
+    EXPECT_EQ(fine.reason, "");
+    EXPECT_EQ(fine.provider_message_id, "throwing:dlv-1");
+  }
+}
+
+TEST(PluginSdkThrowing, ThrowingConstructorFailsCreationWithItsMessage) {
+  Loaded t("fixture_throwing", {{"fail_create", "true"}});
+  EXPECT_EQ(t.channel, nullptr);
+  EXPECT_EQ(t.error, "fail_create: this fixture was told to refuse its settings");
+}
+
+TEST(PluginSdkThrowing, ThrowingConstructorIsReportedByBuildRegistryAtTheSettings) {
+  std::string yaml =
+      "api_keys:\n"
+      "  - name: test\n"
+      "    key_env: KEY\n"
+      "plugin_dirs: [" TAYORI_FIXTURE_DIR "]\n"
+      "channels:\n"
+      "  - name: thrower\n"
+      "    plugin: fixture_throwing\n"
+      "    settings:\n"
+      "      fail_create: true\n";
+  TempDir dir;
+  auto loaded = config::load_string(yaml, "test.yaml", dir.path(), [](const std::string&) -> std::optional<std::string> {
+    return "k";
+  });
+  ASSERT_TRUE(loaded.config);
+  PinnedClock clock;
+  auto result = plugin::build_registry(*loaded.config, clock);
+  EXPECT_EQ(result.registry, nullptr);
+  ASSERT_EQ(result.errors.size(), 1u);
+  EXPECT_EQ(result.errors[0].to_string(),
+            "test.yaml:9:7: channels[0].settings: fail_create: this fixture was told to refuse its settings");
+}
+
+// ---- fixture_scripted: the deterministic plugin the dispatcher's integration tests drive ------------
+
+class PluginScripted : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    t_ = std::make_unique<Loaded>("fixture_scripted", std::vector<std::pair<std::string, std::string>>{{"path", log_}});
+    ASSERT_NE(t_->channel, nullptr) << t_->error;
+  }
+  DeliveryOutcome deliver(std::vector<std::pair<std::string, std::string>> content, uint32_t attempt = 1) {
+    return t_->channel->deliver(request(std::move(content), attempt));
+  }
+  TempDir dir_;
+  std::string log_ = dir_.file("attempts.jsonl");
+  std::unique_ptr<Loaded> t_;
+};
+
+TEST_F(PluginScripted, DeliversByDefaultAndRecordsTheAttempt) {
+  DeliveryOutcome out = deliver({{"subject", "Hi"}, {"text", "line1\nline2"}}, 3);
+  EXPECT_EQ(out.kind, OutcomeKind::delivered);
+  EXPECT_EQ(out.provider_message_id, "scripted-dlv-1-3");
+  EXPECT_EQ(out.reason, "");
+  auto lines = read_json_lines(log_);
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_EQ(lines[0]["message_id"], "msg-1");
+  EXPECT_EQ(lines[0]["delivery_id"], "dlv-1");
+  EXPECT_EQ(lines[0]["attempt"], 3);
+  EXPECT_EQ(lines[0]["channel"], "test_channel");
+  EXPECT_EQ(lines[0]["recipient_id"], "user-1");
+  EXPECT_EQ(lines[0]["contact"], "a@example.com");
+  EXPECT_EQ(lines[0]["content"], (nlohmann::json{{"subject", "Hi"}, {"text", "line1\nline2"}}));
+  EXPECT_EQ(lines[0]["outcome"], "delivered");
+}
+
+TEST_F(PluginScripted, ScriptedOutcomes) {
+  DeliveryOutcome retry = deliver({{"test_outcome", "retry"}});
+  EXPECT_EQ(retry.kind, OutcomeKind::retry);
+  EXPECT_EQ(retry.reason, "scripted.retry");
+  EXPECT_EQ(retry.retry_after_ms, 0);
+
+  DeliveryOutcome later = deliver({{"test_outcome", "retry"}, {"test_retry_after_ms", "1500"}});
+  EXPECT_EQ(later.kind, OutcomeKind::retry);
+  EXPECT_EQ(later.retry_after_ms, 1500);
+
+  // The host caps a plugin's Retry-After at a day, so a bad value cannot park a message for ever.
+  DeliveryOutcome capped = deliver({{"test_outcome", "retry"}, {"test_retry_after_ms", "999999999999"}});
+  EXPECT_EQ(capped.retry_after_ms, 86'400'000);
+
+  DeliveryOutcome permanent = deliver({{"test_outcome", "permanent"}});
+  EXPECT_EQ(permanent.kind, OutcomeKind::permanent);
+  EXPECT_EQ(permanent.reason, "scripted.permanent");
+  EXPECT_FALSE(permanent.deactivate_contact);
+
+  DeliveryOutcome dead = deliver({{"test_outcome", "permanent_deactivate"}});
+  EXPECT_EQ(dead.kind, OutcomeKind::permanent);
+  EXPECT_EQ(dead.reason, "scripted.permanent_deactivate");
+  EXPECT_TRUE(dead.deactivate_contact);
+
+  DeliveryOutcome thrown = deliver({{"test_outcome", "throw"}});
+  EXPECT_EQ(thrown.kind, OutcomeKind::retry);
+  EXPECT_EQ(thrown.reason, "plugin_error: scripted.throw");
+
+  auto lines = read_json_lines(log_);
+  ASSERT_EQ(lines.size(), 6u);  // every attempt is recorded, the throwing one included
+  std::vector<std::string> outcomes;
+  for (auto& l : lines) outcomes.push_back(l["outcome"]);
+  EXPECT_THAT(outcomes,
+              ::testing::ElementsAre("retry", "retry", "retry", "permanent", "permanent_deactivate", "throw"));
+}
+
+TEST_F(PluginScripted, SucceedsFromTheGivenAttempt) {
+  for (uint32_t attempt = 1; attempt <= 4; ++attempt) {
+    DeliveryOutcome out = deliver({{"test_succeed_from_attempt", "3"}, {"test_retry_after_ms", "20"}}, attempt);
+    if (attempt < 3) {
+      EXPECT_EQ(out.kind, OutcomeKind::retry) << attempt;
+      EXPECT_EQ(out.reason, "scripted.retry");
+      EXPECT_EQ(out.retry_after_ms, 20);
+    } else {
+      EXPECT_EQ(out.kind, OutcomeKind::delivered) << attempt;
+    }
+  }
+  EXPECT_EQ(read_json_lines(log_).size(), 4u);
+}
+
+TEST_F(PluginScripted, MalformedScriptIsPermanentNotDelivered) {
+  DeliveryOutcome typo = deliver({{"test_outcome", "delivred"}});
+  EXPECT_EQ(typo.kind, OutcomeKind::permanent);
+  EXPECT_EQ(typo.reason, "scripted.invalid: test_outcome \"delivred\"");
+  EXPECT_EQ(deliver({{"test_succeed_from_attempt", "two"}}).kind, OutcomeKind::permanent);
+  EXPECT_EQ(deliver({{"test_outcome", "retry"}, {"test_retry_after_ms", "-5"}}).kind, OutcomeKind::permanent);
+}
+
+TEST_F(PluginScripted, ConcurrentDeliveriesWriteWholeLines) {
+  constexpr int kThreads = 4, kEach = 50;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t)
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kEach; ++i) {
+        DeliveryRequest r = request({{"text", std::string(300, static_cast<char>('a' + t))}});
+        r.message_id = "m-" + std::to_string(t) + "-" + std::to_string(i);
+        t_->channel->deliver(r);
+      }
+    });
+  for (auto& th : threads) th.join();
+  auto lines = read_json_lines(log_);
+  ASSERT_EQ(lines.size(), static_cast<size_t>(kThreads * kEach));
+  std::set<std::string> ids;
+  for (auto& l : lines) ids.insert(l["message_id"].get<std::string>());
+  EXPECT_EQ(ids.size(), static_cast<size_t>(kThreads * kEach));
+}
+
+TEST(PluginScriptedSettings, PathIsRequired) {
+  Loaded t("fixture_scripted", {});
+  EXPECT_EQ(t.channel, nullptr);
+  EXPECT_EQ(t.error, "path: is required");
+}
+
+TEST(PluginScriptedSettings, UnopenablePathFailsCreation) {
+  TempDir dir;
+  Loaded t("fixture_scripted", {{"path", dir.file("missing/attempts.jsonl")}});
+  EXPECT_EQ(t.channel, nullptr);
+  EXPECT_THAT(t.error, HasSubstr("path: cannot open \"" + dir.file("missing/attempts.jsonl") + "\""));
+}
+
+}  // namespace
+}  // namespace tayori
