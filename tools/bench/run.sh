@@ -1,0 +1,179 @@
+#!/usr/bin/env bash
+# tools/bench/run.sh [BUILD_DIR] — end-to-end throughput of a local gateway: single-message submissions
+# against batches, measured in one run so the ratio is meaningful on a shared, noisy machine.
+#
+# Starts `tayori serve` on 127.0.0.1:0 with a throw-away config and data dir (file_sink channel), then per
+# phase: runs tayori_load, waits until the dispatcher has delivered everything (GET /metrics), and prints
+# a table plus the batch ÷ single ratios. The gateway is stopped (SIGTERM) and the temp dir removed on
+# every exit path. Needs: BUILD/bin/tayori, BUILD/bin/tayori_load, BUILD/plugins/file_sink.so, curl.
+#
+# Knobs (environment):
+#   TAYORI_BENCH_REQUESTS        single-message requests            (default 3000)
+#   TAYORI_BENCH_BATCH_REQUESTS  batch requests                     (default 200)
+#   TAYORI_BENCH_BATCH           messages per batch request         (default 100)
+#   TAYORI_BENCH_CONCURRENCY     tayori_load threads = connections  (default 4)
+#   TAYORI_BENCH_WARMUP          warm-up requests per phase         (default 20 single, 2 batch)
+#   TAYORI_BENCH_WORKERS         dispatcher.workers                 (default 4, the gateway default)
+#   TAYORI_BENCH_SERVER_THREADS  server.threads, 0 = one per core   (default 0)
+#   TAYORI_BENCH_DRAIN_TIMEOUT   seconds to wait for delivery       (default 120)
+#   TAYORI_BENCH_KEEP=1          keep the temp dir (config, db, outbox, gateway log)
+#   TAYORI_BIN, TAYORI_LOAD_BIN, TAYORI_PLUGIN_DIR override the paths derived from BUILD_DIR.
+set -euo pipefail
+
+BUILD=${1:-./build}
+TAYORI_BIN=${TAYORI_BIN:-$BUILD/bin/tayori}
+LOAD_BIN=${TAYORI_LOAD_BIN:-$BUILD/bin/tayori_load}
+PLUGIN_DIR=${TAYORI_PLUGIN_DIR:-$BUILD/plugins}
+SINGLE_REQUESTS=${TAYORI_BENCH_REQUESTS:-3000}
+BATCH_REQUESTS=${TAYORI_BENCH_BATCH_REQUESTS:-200}
+BATCH=${TAYORI_BENCH_BATCH:-100}
+CONCURRENCY=${TAYORI_BENCH_CONCURRENCY:-4}
+SINGLE_WARMUP=${TAYORI_BENCH_WARMUP:-20}
+BATCH_WARMUP=${TAYORI_BENCH_WARMUP:-2}
+WORKERS=${TAYORI_BENCH_WORKERS:-4}
+SERVER_THREADS=${TAYORI_BENCH_SERVER_THREADS:-0}
+DRAIN_TIMEOUT=${TAYORI_BENCH_DRAIN_TIMEOUT:-120}
+
+die() { echo "run.sh: $*" >&2; exit 1; }
+
+for f in "$TAYORI_BIN" "$LOAD_BIN"; do [[ -x $f ]] || die "$f is missing: build the tayori and tayori_load targets"; done
+[[ -f $PLUGIN_DIR/file_sink.so ]] || die "$PLUGIN_DIR/file_sink.so is missing: build the file_sink target"
+command -v curl >/dev/null || die "the curl command is needed to read /metrics"
+(( BATCH > 1 )) || die "TAYORI_BENCH_BATCH must be > 1"
+PLUGIN_DIR=$(cd "$PLUGIN_DIR" && pwd)
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/tayori-bench.XXXXXX")
+GW_PID=""
+LOAD_PID=""
+cleanup() {
+  local rc=$?
+  if [[ -n $LOAD_PID ]]; then kill -TERM "$LOAD_PID" 2>/dev/null || true; wait "$LOAD_PID" 2>/dev/null || true; fi
+  if [[ -n $GW_PID ]] && kill -0 "$GW_PID" 2>/dev/null; then
+    kill -TERM "$GW_PID" 2>/dev/null || true
+    for _ in $(seq 100); do kill -0 "$GW_PID" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$GW_PID" 2>/dev/null; then
+      echo "run.sh: the gateway ignored SIGTERM for 10 s; killing it" >&2
+      kill -KILL "$GW_PID" 2>/dev/null || true
+    fi
+    wait "$GW_PID" 2>/dev/null || true
+  fi
+  if (( rc != 0 )) && [[ -s $TMP/gateway.err ]]; then
+    echo "run.sh: last lines of the gateway log:" >&2
+    tail -n 20 "$TMP/gateway.err" >&2
+  fi
+  if [[ ${TAYORI_BENCH_KEEP:-0} == 1 ]]; then echo "run.sh: kept $TMP" >&2; else rm -rf "$TMP"; fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+export TAYORI_BENCH_KEY="bench-$RANDOM$RANDOM-$$"
+cat >"$TMP/bench.yaml" <<EOF
+server:
+  listen: 127.0.0.1:0
+  threads: $SERVER_THREADS
+  max_batch: $(( BATCH > 1000 ? BATCH : 1000 ))
+store:
+  data_dir: data
+dispatcher:
+  workers: $WORKERS
+api_keys:
+  - name: bench
+    key_env: TAYORI_BENCH_KEY
+plugin_dirs:
+  - $PLUGIN_DIR
+channels:
+  - name: email
+    plugin: file_sink
+    contact: email
+    settings:
+      path: $TMP/outbox-email.jsonl
+EOF
+
+"$TAYORI_BIN" serve --config "$TMP/bench.yaml" --listen 127.0.0.1:0 --data-dir "$TMP/data" \
+  >"$TMP/gateway.out" 2>"$TMP/gateway.err" &
+GW_PID=$!
+
+PORT=""
+for _ in $(seq 200); do
+  PORT=$(sed -n 's|^tayori: listening on http://[^:]*:\([0-9][0-9]*\)$|\1|p' "$TMP/gateway.out")
+  [[ -n $PORT ]] && break
+  kill -0 "$GW_PID" 2>/dev/null || die "the gateway exited before listening"
+  sleep 0.1
+done
+[[ -n $PORT ]] || die "the gateway did not print its port within 20 s"
+URL="http://127.0.0.1:$PORT"
+
+now() { date +%s.%N; }
+# metric NAME: the value of one sample (NAME includes its labels) from the last /metrics scrape.
+metric() { awk -v n="$1" '$1 == n { v = $2 + 0 } END { printf "%.0f\n", v }' <<<"$METRICS"; }
+scrape() { METRICS=$(curl -fsS --max-time 10 "$URL/metrics") || die "GET /metrics failed"; }
+
+# drain: waits until nothing is scheduled, claimed or in flight; sets DONE_AT to the time it happened.
+drain() {
+  local deadline
+  deadline=$(awk -v t="$(now)" -v d="$DRAIN_TIMEOUT" 'BEGIN { printf "%.3f", t + d }')
+  while :; do
+    scrape
+    if [[ $(metric tayori_queue_depth) == 0 && $(metric tayori_dispatch_in_flight) == 0 &&
+          $(metric 'tayori_messages{state="dispatched"}') == 0 ]]; then
+      DONE_AT=$(now)
+      return
+    fi
+    awk -v t="$(now)" -v d="$deadline" 'BEGIN { exit !(t > d) }' && die "not drained after ${DRAIN_TIMEOUT} s:
+$(grep -E '^tayori_(queue_depth|dispatch_in_flight|messages)' <<<"$METRICS")"
+    sleep 0.05
+  done
+}
+
+kv() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<"$1"; }
+div() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+
+declare -A R
+# phase NAME REQUESTS BATCH WARMUP
+phase() {
+  local name=$1 requests=$2 batch=$3 warmup=$4 before start line after expected
+  scrape
+  before=$(metric 'tayori_messages{state="delivered"}')
+  start=$(now)
+  # In the background, so a signal to this script is handled at once (bash defers traps during a foreground job).
+  TAYORI_API_KEY=$TAYORI_BENCH_KEY "$LOAD_BIN" --url "$URL" --concurrency "$CONCURRENCY" \
+    --requests "$requests" --batch "$batch" --warmup "$warmup" --id-prefix "bench-$$-$name" >"$TMP/load.out" &
+  LOAD_PID=$!
+  wait "$LOAD_PID" || die "tayori_load failed in the $name phase"
+  LOAD_PID=""
+  line=$(<"$TMP/load.out")
+  echo "$line"
+  drain
+  after=$(metric 'tayori_messages{state="delivered"}')
+  expected=$(( (requests + warmup) * batch ))
+  (( after - before == expected )) ||
+    die "$name: expected $expected deliveries, saw $(( after - before )) (failed: $(metric 'tayori_messages{state="failed"}'))"
+  R[$name.line]=$line
+  R[$name.e2e_s]=$(awk -v a="$start" -v b="$DONE_AT" 'BEGIN { printf "%.3f", b - a }')
+  R[$name.e2e]=$(div "$expected" "${R[$name.e2e_s]}")
+}
+
+echo "tayori bench: gateway $URL (pid $GW_PID), concurrency $CONCURRENCY, dispatcher workers $WORKERS," \
+     "server threads $SERVER_THREADS, $(nproc) cores"
+phase single "$SINGLE_REQUESTS" 1 "$SINGLE_WARMUP"
+phase batch "$BATCH_REQUESTS" "$BATCH" "$BATCH_WARMUP"
+
+echo
+printf '%-10s %9s %9s %8s %9s %10s %8s %8s %8s %8s %10s\n' \
+  run requests messages seconds 'req/s' 'msg/s' 'p50 ms' 'p90 ms' 'p99 ms' 'max ms' 'e2e msg/s'
+for name in single batch; do
+  l=${R[$name.line]}
+  label=$name; [[ $name == batch ]] && label="batch$BATCH"
+  printf '%-10s %9s %9s %8s %9s %10s %8s %8s %8s %8s %10s\n' "$label" \
+    "$(kv "$l" requests)" "$(kv "$l" messages)" "$(kv "$l" seconds)" "$(kv "$l" req_per_s)" "$(kv "$l" msg_per_s)" \
+    "$(kv "$l" p50_ms)" "$(kv "$l" p90_ms)" "$(kv "$l" p99_ms)" "$(kv "$l" max_ms)" "${R[$name.e2e]}"
+done
+s=${R[single.line]} b=${R[batch.line]}
+echo
+echo "ratio batch/single: intake msg/s $(div "$(kv "$b" msg_per_s)" "$(kv "$s" msg_per_s)")x," \
+     "end-to-end msg/s $(div "${R[batch.e2e]}" "${R[single.e2e]}")x," \
+     "req/s $(div "$(kv "$b" req_per_s)" "$(kv "$s" req_per_s)")x," \
+     "p50 latency $(div "$(kv "$b" p50_ms)" "$(kv "$s" p50_ms)")x"
+echo "tayori bench: OK"
