@@ -5,6 +5,7 @@
 
 #include <chrono>
 
+#include "core/intake.hpp"
 #include "core/message.hpp"
 
 namespace tayori::api {
@@ -80,8 +81,16 @@ Json message_view(const store::MessageRecord& r, const std::vector<store::EventR
 }
 
 std::string route_of(const std::string& path) {
-  if (path == "/v1/messages" || path == "/healthz" || path == "/readyz" || path == "/metrics") return path;
+  if (path == "/v1/messages" || path == "/v1/messages:simulate" || path == "/v1/suppressions" || path == "/healthz" ||
+      path == "/readyz" || path == "/metrics")
+    return path;
   if (path.rfind("/v1/messages/", 0) == 0) return "/v1/messages/{id}";
+  if (path.rfind("/v1/suppressions/", 0) == 0) return "/v1/suppressions/{contact}";
+  if (path.rfind("/v1/recipients/", 0) == 0) {
+    if (path.ends_with("/consent/history")) return "/v1/recipients/{id}/consent/history";
+    if (path.ends_with("/consent")) return "/v1/recipients/{id}/consent";
+    return "/v1/recipients/{id}";
+  }
   return "other";
 }
 
@@ -102,9 +111,16 @@ HttpResponse problem(int status, std::string_view title, std::string_view detail
   return r;
 }
 
-Api::Api(const config::Config& config, ApiDependencies deps) : server_(config.server), deps_(std::move(deps)) {
+Api::Api(const config::Config& config, ApiDependencies deps)
+    : server_(config.server), policy_(config.policy), deps_(std::move(deps)) {
   for (const auto& k : config.api_keys) keys_.push_back({k.name, sha256(k.secret)});
   for (const auto& c : deps_.channels.channels()) channel_names_.insert(c->name());
+  if (deps_.templates)
+    for (const auto& name : deps_.templates->names()) template_names_.insert(name);
+  rules_.channels = &channel_names_;
+  rules_.templates_available = deps_.templates != nullptr;
+  rules_.templates = &template_names_;
+  rules_.default_timezone = config.policy.default_timezone;
 }
 
 const Api::Key* Api::authenticate(const HttpRequest& request) const {
@@ -163,6 +179,15 @@ void Api::handle(HttpRequest request, Responder respond) {
     if (draining_) return counted(problem(503, "Service Unavailable", "the gateway is shutting down"));
     return submit(request, key->name, std::move(counted));
   }
+  if (route == "/v1/messages:simulate") {
+    if (method != "POST") return allow("POST");
+    return counted(simulate(request));
+  }
+  if (route.rfind("/v1/recipients/", 0) == 0 || route.rfind("/v1/suppressions", 0) == 0) {
+    if (draining_ && method != "GET") return counted(problem(503, "Service Unavailable", "the gateway is shutting down"));
+    return route.rfind("/v1/recipients/", 0) == 0 ? recipients(request, route, std::move(counted))
+                                                   : suppressions(request, route, std::move(counted));
+  }
   std::string id = percent_decode(request.path.substr(std::string_view("/v1/messages/").size()));
   if (method == "GET") return counted(get_message(id));
   if (method == "DELETE") {
@@ -172,144 +197,94 @@ void Api::handle(HttpRequest request, Responder respond) {
   return allow("GET, DELETE");
 }
 
-void Api::submit(const HttpRequest& request, const std::string& key_name, Responder respond) {
-  if (!is_json(request.header("content-type")))
-    return respond(problem(415, "Unsupported Media Type", "send Content-Type: application/json"));
-  Json body;
+// Parses a JSON body, or answers 415/400 through `respond` and returns nullopt.
+std::optional<Json> Api::json_body(const HttpRequest& request, const Responder& respond) {
+  if (!is_json(request.header("content-type"))) {
+    respond(problem(415, "Unsupported Media Type", "send Content-Type: application/json"));
+    return std::nullopt;
+  }
   try {
-    body = Json::parse(request.body);
+    return Json::parse(request.body);
   } catch (const Json::parse_error& e) {
-    return respond(problem(400, "Bad Request",
-                           "the body is not valid JSON (at byte " + std::to_string(e.byte) + ")", {{"", e.what()}}));
+    respond(problem(400, "Bad Request", "the body is not valid JSON (at byte " + std::to_string(e.byte) + ")",
+                    {{"", e.what()}}));
+    return std::nullopt;
   }
-  bool batch = body.is_object() && body.contains("messages");
-  std::vector<const Json*> items;
-  if (batch) {
-    std::vector<std::pair<std::string, std::string>> errors;
-    const Json& list = body["messages"];
-    for (auto it = body.begin(); it != body.end(); ++it)
-      if (it.key() != "messages") errors.emplace_back("/" + it.key(), "is not a known field of a batch");
-    if (!list.is_array() || list.empty())
-      errors.emplace_back("/messages", "must be a non-empty array of messages");
-    else if (list.size() > static_cast<size_t>(server_.max_batch))
-      errors.emplace_back("/messages", "has " + std::to_string(list.size()) + " messages, more than the " +
-                                           std::to_string(server_.max_batch) + " allowed in one request");
-    if (!errors.empty()) return respond(problem(400, "Bad Request", "the batch is malformed", errors));
-    for (const Json& m : list) items.push_back(&m);
-  } else {
-    items.push_back(&body);
-  }
+}
 
-  core::ValidationRules rules;
-  rules.channels = &channel_names_;
+void Api::submit(const HttpRequest& request, const std::string& key_name, Responder respond) {
+  auto body = json_body(request, respond);
+  if (!body) return;
   int64_t now = deps_.clock.now_ms();
-
-  // Per item: the index into the store batch, or its validation errors.
-  struct Item {
-    std::string id;
-    int stored = -1;
-    std::vector<core::FieldError> errors;
-  };
-  std::vector<Item> results(items.size());
-  std::vector<store::NewMessage> to_store;
-  for (size_t i = 0; i < items.size(); ++i) {
-    std::string prefix = batch ? "/messages/" + std::to_string(i) : "";
-    core::ParsedMessage parsed = core::parse_message(*items[i], rules, prefix);
-    if (items[i]->is_object() && items[i]->contains("id") && (*items[i])["id"].is_string())
-      results[i].id = (*items[i])["id"].get<std::string>();
-    if (!parsed.message) {
-      results[i].errors = std::move(parsed.errors);
-      continue;
-    }
-    const core::Message& m = *parsed.message;
-    store::NewMessage nm;
-    nm.id = m.id;
-    nm.api_key = key_name;
-    nm.payload = core::canonical_json(*items[i]);
-    nm.payload_hash = core::sha256_hex(nm.payload);
-    nm.send_at_ms = m.send_at_ms;
-    nm.expires_at_ms = m.expires_at_ms;
-    nm.due_at_ms = m.send_at_ms.value_or(now);
-    nm.events.push_back({"accepted", Json{{"api_key", key_name}}.dump()});
-    nm.events.push_back({"scheduled", Json{{"due_at", format_rfc3339_ms(nm.due_at_ms)}}.dump()});
-    results[i].stored = static_cast<int>(to_store.size());
-    to_store.push_back(std::move(nm));
-  }
-
-  auto finish = [this, batch, results, received = request.received_at_ns, respond](
-                    bool ok, const std::vector<store::AcceptResult>& stored) {
+  auto intake = std::make_shared<core::Intake>(
+      core::prepare_intake(*body, rules_, server_.max_batch, key_name, now));
+  auto finish = [this, intake, received = request.received_at_ns, respond](bool ok,
+                                                                          const std::vector<store::AcceptResult>& stored) {
     if (!ok) {
       HttpResponse r = problem(503, "Service Unavailable", "the store could not durably record the messages; retry");
       r.headers.emplace_back("Retry-After", "1");
       return respond(std::move(r));
     }
-    int64_t accepted = 0, duplicate = 0, rejected = 0, conflict = 0;
-    bool wake = false;
-    Json list = Json::array();
-    std::vector<std::pair<std::string, std::string>> errors;
-    for (size_t i = 0; i < results.size(); ++i) {
-      const Item& item = results[i];
-      Json r = {{"id", item.id.empty() ? Json() : Json(item.id)}};
-      if (batch) r["index"] = i;
-      if (item.stored < 0) {
-        ++rejected;
-        r["status"] = "rejected";
-        Json e = Json::array();
-        for (const auto& fe : item.errors) {
-          e.push_back({{"pointer", fe.pointer}, {"detail", fe.detail}});
-          errors.emplace_back(fe.pointer, fe.detail);
-        }
-        r["errors"] = e;
-      } else {
-        const store::AcceptResult& a = stored[item.stored];
-        r["state"] = store::to_string(a.state);
-        switch (a.status) {
-          case store::AcceptStatus::accepted:
-            ++accepted;
-            wake = true;
-            r["status"] = "accepted";
-            break;
-          case store::AcceptStatus::duplicate:
-            ++duplicate;
-            r["status"] = "duplicate";
-            break;
-          case store::AcceptStatus::conflict:
-            ++conflict;
-            r["status"] = "conflict";
-            r["detail"] = "id \"" + item.id + "\" was already used for a different message";
-            errors.emplace_back(batch ? "/messages/" + std::to_string(i) + "/id" : "/id",
-                                "id \"" + item.id + "\" was already used for a different message");
-            break;
-        }
-      }
-      list.push_back(std::move(r));
-    }
-    deps_.metrics.count_intake("accepted", accepted);
-    deps_.metrics.count_intake("duplicate", duplicate);
-    deps_.metrics.count_intake("rejected", rejected);
-    deps_.metrics.count_intake("conflict", conflict);
-    if (wake && deps_.wake_dispatcher) deps_.wake_dispatcher();
-    if (accepted + duplicate > 0) {
+    core::IntakeAnswer a = core::answer_intake(*intake, stored);
+    deps_.metrics.count_intake("accepted", a.accepted);
+    deps_.metrics.count_intake("duplicate", a.duplicate);
+    deps_.metrics.count_intake("rejected", a.rejected);
+    deps_.metrics.count_intake("conflict", a.conflict);
+    if (a.accepted > 0 && deps_.wake_dispatcher) deps_.wake_dispatcher();
+    if (a.accepted + a.duplicate > 0) {
       auto elapsed = std::chrono::steady_clock::now().time_since_epoch() - std::chrono::nanoseconds(received);
       deps_.metrics.observe_accept_latency(std::chrono::duration<double>(elapsed).count());
     }
-    if (!batch) {
-      if (rejected) return respond(problem(400, "Bad Request", "the message is invalid", errors));
-      if (conflict)
-        return respond(problem(422, "Unprocessable Content",
-                               "id \"" + results[0].id + "\" was already used for a different message", errors));
-      return respond(json_response(202, list[0]));
-    }
-    if (accepted + duplicate == 0)
-      return respond(problem(400, "Bad Request", "no message of the batch could be accepted", errors));
-    return respond(json_response(202, {{"results", list},
-                                       {"accepted", accepted},
-                                       {"duplicate", duplicate},
-                                       {"rejected", rejected},
-                                       {"conflict", conflict}}));
+    HttpResponse r = json_response(a.status, a.body);
+    if (a.problem) r.content_type = "application/problem+json";
+    respond(std::move(r));
   };
-  if (to_store.empty()) return finish(true, {});
-  deps_.store.accept(std::move(to_store), now, std::move(finish));
+  if (intake->to_store.empty()) return finish(true, {});
+  std::vector<store::NewMessage> batch = std::move(intake->to_store);
+  deps_.store.accept(std::move(batch), now, std::move(finish));
+}
+
+// POST /v1/messages:simulate — the whole policy and the rendering, with nothing stored, counted or sent.
+HttpResponse Api::simulate(const HttpRequest& request) {
+  HttpResponse early;
+  auto body = json_body(request, [&](HttpResponse r) { early = std::move(r); });
+  if (!body) return early;
+  core::ParsedMessage parsed = core::parse_message(*body, rules_);
+  if (!parsed.message) {
+    std::vector<std::pair<std::string, std::string>> errors;
+    for (const auto& e : parsed.errors) errors.emplace_back(e.pointer, e.detail);
+    return problem(400, "Bad Request", "the message is invalid", errors);
+  }
+  core::Message& m = *parsed.message;
+  int64_t now = deps_.clock.now_ms();
+  deps_.clearance.complete_recipient(m);
+  int64_t at = m.send_at_ms && *m.send_at_ms > now ? *m.send_at_ms : now;
+  // The jitter of a deferral is drawn at dispatch; a simulation shows the earliest moment (jitter 0).
+  policy::Decision d = deps_.clearance.clear(m, 0, at, 0.0, false);
+  Json trace = Json::array();
+  for (const auto& step : d.trace) trace.push_back(step.to_json());
+  static const char* kVerdicts[] = {"send", "defer", "suppress"};
+  Json out = {{"id", m.id},
+              {"evaluated_at", policy::format_local(at, deps_.clearance.zone_for(m))},
+              {"decision", kVerdicts[static_cast<int>(d.verdict)]},
+              {"trace", trace}};
+  if (!d.reason.empty()) out["reason"] = d.reason;
+  if (!d.rule.empty()) out["rule"] = d.rule;
+  if (d.verdict == policy::Verdict::defer) out["until"] = policy::format_local(d.until_ms, deps_.clearance.zone_for(m));
+  if (d.verdict == policy::Verdict::send) {
+    out["channel"] = d.channel;
+    out["contact"] = d.contact;
+    render::RenderResult r = render::render(m, d.channel, deps_.templates, deps_.missing_variable_is_error);
+    if (r.fields) {
+      Json fields = Json::object();
+      for (const auto& [k, v] : *r.fields) fields[k] = v;
+      out["rendered"] = {{"source", r.source}, {"content", fields}};
+    } else {
+      out["rendered"] = {{"source", r.source}, {"error", r.error}};
+    }
+  }
+  if (d.detail.contains("skipped")) out["skipped"] = d.detail["skipped"];
+  return json_response(200, out);
 }
 
 HttpResponse Api::get_message(const std::string& id) {

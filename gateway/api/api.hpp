@@ -13,7 +13,10 @@
 #include "api/metrics.hpp"
 #include "common/time.hpp"
 #include "config/config.hpp"
+#include "core/clearance.hpp"
+#include "core/message.hpp"
 #include "plugin/channel.hpp"
+#include "render/renderer.hpp"
 #include "store/store.hpp"
 
 namespace tayori::api {
@@ -23,6 +26,9 @@ struct ApiDependencies {
   const plugin::Registry& channels;
   const Clock& clock;
   Metrics& metrics;
+  core::Clearance& clearance;
+  const render::TemplateStore* templates;  // nullptr: no templates configured
+  bool missing_variable_is_error;
   std::function<void()> wake_dispatcher;
   std::function<int64_t()> in_flight;
 };
@@ -43,7 +49,11 @@ class Api final : public Handler {
     std::array<unsigned char, 32> digest;
   };
 
+  std::optional<core::Json> json_body(const HttpRequest& request, const Responder& respond);
   void submit(const HttpRequest& request, const std::string& key_name, Responder respond);
+  HttpResponse simulate(const HttpRequest& request);
+  void recipients(const HttpRequest& request, const std::string& route, Responder respond);
+  void suppressions(const HttpRequest& request, const std::string& route, Responder respond);
   HttpResponse get_message(const std::string& id);
   void cancel_message(const std::string& id, Responder respond);
   HttpResponse readiness();
@@ -51,7 +61,10 @@ class Api final : public Handler {
 
   std::vector<Key> keys_;
   config::ServerConfig server_;
+  policy::PolicyConfig policy_;
   std::set<std::string> channel_names_;
+  std::set<std::string> template_names_;
+  core::ValidationRules rules_;
   ApiDependencies deps_;
   std::atomic<bool> draining_{false};
 };

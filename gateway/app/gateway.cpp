@@ -11,7 +11,9 @@
 #include "api/metrics.hpp"
 #include "common/log.hpp"
 #include "config/config.hpp"
+#include "core/clearance.hpp"
 #include "core/dispatcher.hpp"
+#include "render/renderer.hpp"
 #include "plugin/channel.hpp"
 #include "store/sqlite_store.hpp"
 
@@ -29,12 +31,24 @@ struct Loaded {
   std::unique_ptr<plugin::Registry> channels;
 };
 
+std::unique_ptr<render::TemplateStore> load_templates(const config::Config& config) {
+  std::vector<std::string> errors;
+  auto templates = render::TemplateStore::load(config.templates.dir, errors);
+  if (!errors.empty()) {
+    for (const auto& e : errors) std::cerr << config.file << ": templates.dir: " << e << "\n";
+    return nullptr;
+  }
+  return templates;
+}
+
 std::optional<Loaded> load(const std::string& path, const Clock& clock) {
   auto result = config::load_file(path, config::process_environment());
   if (!result.config) {
     print(result.errors);
     return std::nullopt;
   }
+  // Templates are checked with the rest, so a broken one is refused before the gateway starts.
+  if (!result.config->templates.dir.empty() && !load_templates(*result.config)) return std::nullopt;
   auto registry = plugin::build_registry(*result.config, clock);
   if (!registry.registry) {
     print(registry.errors);
@@ -130,9 +144,14 @@ int serve(const ServeOptions& options) {
   if (int n = store->requeue_in_flight(clock.now_ms()); n > 0)
     log::info("dispatcher", std::to_string(n) + " deliveries that were in flight at the last stop are queued again");
 
-  core::Dispatcher dispatcher(*store, *loaded->channels, clock, config.dispatcher);
+  std::unique_ptr<render::TemplateStore> templates;
+  if (!config.templates.dir.empty()) templates = load_templates(config);
+  core::Clearance clearance(*store, config.policy, *loaded->channels);
+  core::Dispatcher dispatcher(*store, *loaded->channels, clock, config.dispatcher, clearance, templates.get(),
+                              config.templates.missing_variable_is_error);
   api::Metrics metrics;
-  api::Api api(config, {*store, *loaded->channels, clock, metrics, [&] { dispatcher.wake(); },
+  api::Api api(config, {*store, *loaded->channels, clock, metrics, clearance, templates.get(),
+                        config.templates.missing_variable_is_error, [&] { dispatcher.wake(); },
                         [&] { return dispatcher.in_flight(); }});
   int threads = config.server.threads > 0 ? config.server.threads : static_cast<int>(std::thread::hardware_concurrency());
   api::HttpServer server(api,
@@ -167,6 +186,8 @@ int serve(const ServeOptions& options) {
       break;
     }
     int64_t purged = store->purge_finished(clock.now_ms() - config.store.retention_ms);
+    // Cap slots older than the longest window can no longer count.
+    store->purge_slots(clock.now_ms() - std::max<int64_t>(config.policy.longest_cap_window_ms(), 86'400'000));
     if (purged > 0) log::info("store", "purged " + std::to_string(purged) + " finished messages past retention");
   }
   api.set_draining(true);

@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "common/time.hpp"
+#include "policy/timezone.hpp"
 
 namespace tayori::config {
 
@@ -286,6 +287,156 @@ void read_channels(Reader& r, const YAML::Node& n, std::vector<ChannelConfig>& c
   }
 }
 
+// Channel names a policy rule lists must be configured channels: a typo would make the rule silently
+// match nothing.
+void check_channel_list(Reader& r, const YAML::Node& n, const std::string& path, const std::set<std::string>& known,
+                        std::vector<std::string>& out) {
+  if (!n) return;
+  if (!n.IsSequence()) {
+    r.error(n, path, "must be a list of channel names");
+    return;
+  }
+  for (size_t i = 0; i < n.size(); ++i) {
+    std::string name = n[i].as<std::string>("");
+    if (!known.count(name))
+      r.error(n[i], path + "[" + std::to_string(i) + "]", "is not a configured channel \"" + name + "\"");
+    else
+      out.push_back(name);
+  }
+}
+
+std::optional<core::Purpose> read_purpose(Reader& r, const YAML::Node& parent, const std::string& path) {
+  auto v = r.string(parent, "purpose", path, false);
+  if (!v) return std::nullopt;
+  if (*v == "marketing") return core::Purpose::marketing;
+  if (*v == "transactional") return core::Purpose::transactional;
+  r.error(parent["purpose"], path + ".purpose", "must be marketing or transactional");
+  return std::nullopt;
+}
+
+std::optional<policy::ConsentState> read_consent_state(Reader& r, const YAML::Node& n, const std::string& path) {
+  auto s = n.IsScalar() ? policy::parse_consent_state(n.Scalar()) : std::nullopt;
+  if (!s) r.error(n, path, "must be opted_in or opted_out");
+  return s;
+}
+
+void read_policy(Reader& r, const YAML::Node& n, const std::set<std::string>& channels, policy::PolicyConfig& p) {
+  if (!n || !r.expect_map(n, "policy", {"default_timezone", "consent", "quiet_hours", "caps"})) return;
+  if (auto tz = r.string(n, "default_timezone", "policy", false)) {
+    if (!policy::TimeZone::load(*tz))
+      r.error(n["default_timezone"], "policy.default_timezone", "is not an IANA time zone this system knows: " + *tz);
+    else
+      p.default_timezone = *tz;
+  }
+  if (YAML::Node consent = n["consent"]; consent && r.expect_map(consent, "policy.consent", {"defaults", "channels"})) {
+    if (YAML::Node d = consent["defaults"]; d && r.expect_map(d, "policy.consent.defaults", {"transactional", "marketing"})) {
+      if (d["transactional"])
+        if (auto s = read_consent_state(r, d["transactional"], "policy.consent.defaults.transactional"))
+          p.consent.transactional = *s;
+      if (d["marketing"])
+        if (auto s = read_consent_state(r, d["marketing"], "policy.consent.defaults.marketing")) p.consent.marketing = *s;
+    }
+    if (YAML::Node per = consent["channels"]; per) {
+      if (!per.IsMap()) {
+        r.error(per, "policy.consent.channels", "must map channel names to {transactional, marketing}");
+      } else {
+        for (auto it = per.begin(); it != per.end(); ++it) {
+          std::string ch = it->first.as<std::string>("");
+          std::string path = "policy.consent.channels." + ch;
+          if (!channels.count(ch)) {
+            r.error(it->first, path, "is not a configured channel");
+            continue;
+          }
+          if (!r.expect_map(it->second, path, {"transactional", "marketing"})) continue;
+          for (auto [key, purpose] : {std::pair{"transactional", core::Purpose::transactional},
+                                      std::pair{"marketing", core::Purpose::marketing}})
+            if (it->second[key])
+              if (auto s = read_consent_state(r, it->second[key], path + "." + key)) p.consent.per_channel[ch][purpose] = *s;
+        }
+      }
+    }
+  }
+  std::set<std::string> names;
+  if (YAML::Node q = n["quiet_hours"]; q) {
+    if (!q.IsSequence()) r.error(q, "policy.quiet_hours", "must be a list of windows");
+    for (size_t i = 0; q.IsSequence() && i < q.size(); ++i) {
+      std::string path = "policy.quiet_hours[" + std::to_string(i) + "]";
+      YAML::Node w = q[i];
+      if (!r.expect_map(w, path, {"name", "channels", "purpose", "from", "to", "action", "spread"})) continue;
+      policy::QuietHoursRule rule;
+      if (auto v = r.string(w, "name", path, true)) {
+        if (!std::regex_match(*v, kName) || !names.insert("q." + *v).second)
+          r.error(w["name"], path + ".name", "must be a unique name matching [a-z][a-z0-9_]*");
+        rule.name = *v;
+      }
+      check_channel_list(r, w["channels"], path + ".channels", channels, rule.channels);
+      rule.purpose = read_purpose(r, w, path);
+      for (auto [key, target] : {std::pair{"from", &rule.from_minute}, std::pair{"to", &rule.to_minute}}) {
+        if (auto v = r.string(w, key, path, true)) {
+          if (auto m = policy::parse_clock(*v))
+            *target = *m % (24 * 60);
+          else
+            r.error(w[key], path + "." + key, "must be a local time HH:MM, e.g. \"21:00\"");
+        }
+      }
+      if (auto v = r.string(w, "action", path, false)) {
+        if (*v == "drop")
+          rule.action = policy::QuietHoursRule::Action::drop;
+        else if (*v != "defer")
+          r.error(w["action"], path + ".action", "must be defer or drop");
+      }
+      r.duration(w, "spread", path, 0, rule.spread_ms);
+      p.quiet_hours.push_back(rule);
+    }
+  }
+  if (YAML::Node caps = n["caps"]; caps) {
+    if (!caps.IsSequence()) r.error(caps, "policy.caps", "must be a list of cap rules");
+    for (size_t i = 0; caps.IsSequence() && i < caps.size(); ++i) {
+      std::string path = "policy.caps[" + std::to_string(i) + "]";
+      YAML::Node w = caps[i];
+      if (!r.expect_map(w, path, {"name", "scope", "channels", "purpose", "category", "limit", "window", "on_exceed"}))
+        continue;
+      policy::CapRule rule;
+      if (auto v = r.string(w, "name", path, true)) {
+        if (!std::regex_match(*v, kName) || !names.insert("c." + *v).second)
+          r.error(w["name"], path + ".name", "must be a unique name matching [a-z][a-z0-9_]*");
+        rule.name = *v;
+      }
+      if (auto v = r.string(w, "scope", path, false)) {
+        if (*v == "channel")
+          rule.scope = policy::CapRule::Scope::channel;
+        else if (*v != "all")
+          r.error(w["scope"], path + ".scope", "must be channel or all");
+      }
+      check_channel_list(r, w["channels"], path + ".channels", channels, rule.channels);
+      rule.purpose = read_purpose(r, w, path);
+      if (auto v = r.string(w, "category", path, false)) rule.category = *v;
+      if (!w["limit"]) r.error(w, path + ".limit", "is required");
+      r.integer(w, "limit", path, 1, 1'000'000, rule.limit);
+      if (!w["window"]) r.error(w, path + ".window", "is required");
+      r.duration(w, "window", path, 1000, rule.window_ms);
+      if (auto v = r.string(w, "on_exceed", path, false)) {
+        if (*v == "defer")
+          rule.on_exceed = policy::CapRule::OnExceed::defer;
+        else if (*v != "drop")
+          r.error(w["on_exceed"], path + ".on_exceed", "must be drop or defer");
+      }
+      p.caps.push_back(rule);
+    }
+  }
+}
+
+void read_templates(Reader& r, const YAML::Node& n, const std::string& base_dir, TemplatesConfig& t) {
+  if (!n || !r.expect_map(n, "templates", {"dir", "missing_variable"})) return;
+  if (auto v = r.string(n, "dir", "templates", true)) t.dir = resolve_path(base_dir, *v);
+  if (auto v = r.string(n, "missing_variable", "templates", false)) {
+    if (*v == "empty")
+      t.missing_variable_is_error = false;
+    else if (*v != "error")
+      r.error(n["missing_variable"], "templates.missing_variable", "must be error or empty");
+  }
+}
+
 LoadResult read_document(const YAML::Node& root, const std::string& file, const std::string& base_dir,
                          const Environment& env) {
   Reader r(file, env);
@@ -296,7 +447,8 @@ LoadResult read_document(const YAML::Node& root, const std::string& file, const 
     r.error(Location{1, 1}, "", "the file is empty");
     return {std::nullopt, r.errors};
   }
-  if (r.expect_map(root, "", {"server", "store", "dispatcher", "api_keys", "plugin_dirs", "channels"})) {
+  if (r.expect_map(root, "", {"server", "store", "dispatcher", "api_keys", "plugin_dirs", "channels", "policy",
+                              "templates"})) {
     read_server(r, root["server"], c.server);
     read_store(r, root["store"], c.store);
     read_dispatcher(r, root["dispatcher"], c.dispatcher);
@@ -314,6 +466,10 @@ LoadResult read_document(const YAML::Node& root, const std::string& file, const 
       }
     }
     read_channels(r, root["channels"], c.channels);
+    std::set<std::string> channel_names;
+    for (const auto& ch : c.channels) channel_names.insert(ch.name);
+    read_policy(r, root["policy"], channel_names, c.policy);
+    read_templates(r, root["templates"], base_dir, c.templates);
   }
   c.store.data_dir = resolve_path(base_dir, c.store.data_dir);
   if (!r.errors.empty()) return {std::nullopt, r.errors};

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "policy/policy.hpp"
+
 namespace tayori::config {
 
 // A place in the YAML file (1-based, as editors show it).
@@ -71,6 +73,11 @@ struct ChannelConfig {
   int index = 0;
 };
 
+struct TemplatesConfig {
+  std::string dir;                     // empty: no templates (inline content only)
+  bool missing_variable_is_error = true;  // false: a missing variable renders empty
+};
+
 struct Config {
   std::string file;      // the YAML file it came from
   std::string base_dir;  // its folder: relative paths resolve against it
@@ -80,6 +87,8 @@ struct Config {
   std::vector<ApiKey> api_keys;
   std::vector<std::string> plugin_dirs;
   std::vector<ChannelConfig> channels;
+  policy::PolicyConfig policy;
+  TemplatesConfig templates;
 };
 
 using Environment = std::function<std::optional<std::string>(const std::string& name)>;

@@ -7,39 +7,14 @@
 
 namespace tayori::core {
 
-Route choose_channel(const Message& message, int from_index, const ChannelLookup& lookup) {
-  Route route;
-  for (int i = std::max(0, from_index); i < static_cast<int>(message.channels.size()); ++i) {
-    const std::string& name = message.channels[i];
-    auto info = lookup(name);
-    if (!info) {
-      // Accepted when it was configured; a reload has removed it since.
-      route.skipped.push_back({name, "channel_not_configured"});
-      continue;
-    }
-    auto contact = message.recipient.contact(info->contact_kind);
-    if (!contact) {
-      route.skipped.push_back({name, "no_contact"});
-      continue;
-    }
-    route.found = true;
-    route.channel_index = i;
-    route.channel = name;
-    route.contact = *contact;
-    return route;
-  }
-  return route;
+Route route_of(const policy::Decision& d) {
+  Route r;
+  r.channel_index = d.channel_index;
+  r.channel = d.channel;
+  r.contact = d.contact;
+  if (d.detail.contains("skipped")) r.skipped = d.detail["skipped"];
+  return r;
 }
-
-namespace {
-
-Json skipped_json(const std::vector<Skip>& skipped) {
-  Json a = Json::array();
-  for (const auto& s : skipped) a.push_back({{"channel", s.channel}, {"reason", s.reason}});
-  return a;
-}
-
-}  // namespace
 
 store::Transition fail_before_attempt(const store::MessageRecord& record, const std::string& reason,
                                       const std::string& detail_json) {
@@ -54,6 +29,24 @@ store::Transition fail_before_attempt(const store::MessageRecord& record, const 
   return t;
 }
 
+store::Transition decide_without_attempt(const store::MessageRecord& record, const policy::Decision& d) {
+  store::Transition t;
+  t.message_id = record.id;
+  t.channel = record.channel;
+  t.channel_index = record.channel_index;
+  t.last_reason = d.reason;
+  if (d.verdict == policy::Verdict::defer) {
+    t.to = store::State::scheduled;
+    t.due_at_ms = d.until_ms;
+    t.events.push_back({"deferred", d.detail.dump()});
+  } else {
+    t.to = store::State::suppressed;
+    t.due_at_ms = record.due_at_ms;
+    t.events.push_back({"suppressed", d.detail.dump()});
+  }
+  return t;
+}
+
 store::Transition decide_after_attempt(const store::MessageRecord& record, const Message& message, const Route& route,
                                        const plugin::DeliveryOutcome& outcome, const config::DispatcherConfig& config,
                                        int64_t dispatched_at_ms, int64_t now_ms, double jitter) {
@@ -63,7 +56,7 @@ store::Transition decide_after_attempt(const store::MessageRecord& record, const
   t.channel_index = route.channel_index;
   t.due_at_ms = record.due_at_ms;
   Json dispatched = {{"channel", route.channel}, {"attempt", record.attempts}};
-  if (!route.skipped.empty()) dispatched["skipped"] = skipped_json(route.skipped);
+  if (!route.skipped.empty()) dispatched["skipped"] = route.skipped;
   t.events.push_back({"dispatched", dispatched.dump(), dispatched_at_ms});
 
   switch (outcome.kind) {
@@ -138,7 +131,6 @@ plugin::DeliveryRequest make_delivery(const store::MessageRecord& record, const 
   d.locale = message.recipient.locale;
   d.timezone = message.recipient.timezone;
   d.expires_at_ms = message.expires_at_ms.value_or(0);
-  for (const auto& [k, v] : message.content) d.content.emplace_back(k, v);
   d.metadata_json = message.metadata.dump();
   return d;
 }
@@ -146,8 +138,15 @@ plugin::DeliveryRequest make_delivery(const store::MessageRecord& record, const 
 // ---- Dispatcher ------------------------------------------------------------------------------------
 
 Dispatcher::Dispatcher(store::Store& store, const plugin::Registry& channels, const Clock& clock,
-                       config::DispatcherConfig config)
-    : store_(store), channels_(channels), clock_(clock), config_(config) {}
+                       config::DispatcherConfig config, Clearance& clearance, const render::TemplateStore* templates,
+                       bool missing_variable_is_error)
+    : store_(store),
+      channels_(channels),
+      clock_(clock),
+      config_(config),
+      clearance_(clearance),
+      templates_(templates),
+      missing_variable_is_error_(missing_variable_is_error) {}
 
 Dispatcher::~Dispatcher() { stop(); }
 
@@ -243,32 +242,38 @@ void Dispatcher::process(const store::MessageRecord& record) {
                  nullptr);
     return;
   }
-  const Message& message = *parsed.message;
-  if (message.expires_at_ms && *message.expires_at_ms <= started) {
-    store_.apply(fail_before_attempt(record, "expired",
-                                     Json{{"reason", "expired"},
-                                          {"expires_at", format_rfc3339_ms(*message.expires_at_ms)}}
-                                         .dump()),
-                 started, nullptr);
-    return;
-  }
-  Route route = choose_channel(message, record.channel_index, [&](const std::string& name) -> std::optional<ChannelInfo> {
-    const plugin::Channel* c = channels_.find(name);
-    if (c == nullptr) return std::nullopt;
-    return ChannelInfo{c->name(), c->contact()};
-  });
-  if (!route.found) {
-    store_.apply(fail_before_attempt(record, "no_usable_channel",
-                                     Json{{"reason", "no_usable_channel"}, {"skipped", skipped_json(route.skipped)}}.dump()),
-                 started, nullptr);
-    return;
-  }
-  plugin::Channel* channel = channels_.find(route.channel);
-  plugin::DeliveryOutcome outcome = channel->deliver(make_delivery(record, message, route));
+  Message& message = *parsed.message;
+  clearance_.complete_recipient(message);
   static thread_local std::mt19937_64 rng{std::random_device{}()};
-  double jitter = std::uniform_real_distribution<double>(0.0, 1.0)(rng);
-  store_.apply(decide_after_attempt(record, message, route, outcome, config_, started, clock_.now_ms(), jitter),
-               clock_.now_ms(), nullptr);
+  std::uniform_real_distribution<double> unit(0.0, 1.0);
+
+  policy::Decision decision = clearance_.clear(message, record.channel_index, started, unit(rng), true);
+  if (decision.verdict != policy::Verdict::send) {
+    store_.apply(decide_without_attempt(record, decision), started, nullptr);
+    return;
+  }
+  Route route = route_of(decision);
+  plugin::DeliveryOutcome outcome;
+  render::RenderResult rendered = render::render(message, route.channel, templates_, missing_variable_is_error_);
+  if (!rendered.fields) {
+    // Nothing was sent: the content cannot be made for this channel. Another channel may have a variant.
+    outcome.kind = plugin::OutcomeKind::permanent;
+    outcome.reason = "render_error: " + rendered.error;
+  } else {
+    plugin::DeliveryRequest delivery = make_delivery(record, message, route);
+    delivery.content = std::move(*rendered.fields);
+    outcome = channels_.find(route.channel)->deliver(delivery);
+  }
+  int64_t now = clock_.now_ms();
+  store::Transition t = decide_after_attempt(record, message, route, outcome, config_, started, now, unit(rng));
+  if (t.to == store::State::failed || outcome.kind == plugin::OutcomeKind::permanent) clearance_.release(message);
+  if (outcome.kind == plugin::OutcomeKind::permanent && outcome.deactivate_contact) {
+    // The provider says the contact point is dead (hard bounce, unregistered token): never use it again.
+    store_.add_suppression({route.contact, outcome.reason, "channel." + route.channel, now}, nullptr);
+    t.events.push_back({"contact_deactivated",
+                        Json{{"channel", route.channel}, {"contact", route.contact}, {"reason", outcome.reason}}.dump()});
+  }
+  store_.apply(std::move(t), now, nullptr);
 }
 
 }  // namespace tayori::core

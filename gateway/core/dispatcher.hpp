@@ -16,6 +16,7 @@
 
 #include "common/time.hpp"
 #include "config/config.hpp"
+#include "core/clearance.hpp"
 #include "core/message.hpp"
 #include "plugin/channel.hpp"
 #include "store/store.hpp"
@@ -24,28 +25,14 @@ namespace tayori::core {
 
 // ---- Pure decisions ------------------------------------------------------------------------------
 
-struct ChannelInfo {
-  std::string name;
-  std::string contact_kind;
-};
-
-struct Skip {
-  std::string channel;
-  std::string reason;  // "no_contact", "channel_not_configured"
-};
-
+// The channel the policy chose for this attempt (policy::Decision), as the attempt records it.
 struct Route {
-  bool found = false;
   int channel_index = 0;
   std::string channel;
   std::string contact;
-  std::vector<Skip> skipped;  // channels passed over on the way, with why
+  Json skipped = Json::array();  // channels passed over on the way, with why
 };
-
-using ChannelLookup = std::function<std::optional<ChannelInfo>(const std::string& name)>;
-
-// The first usable channel of the message's preference list at or after `from_index`.
-Route choose_channel(const Message& message, int from_index, const ChannelLookup& lookup);
+Route route_of(const policy::Decision& decision);
 
 // What one attempt's outcome means for the message: the transition to record (state, events, next due).
 // `jitter` in [0,1) spreads retries (full jitter); tests pass a fixed value.
@@ -53,9 +40,13 @@ store::Transition decide_after_attempt(const store::MessageRecord& record, const
                                        const plugin::DeliveryOutcome& outcome, const config::DispatcherConfig& config,
                                        int64_t dispatched_at_ms, int64_t now_ms, double jitter);
 
-// A message that cannot be attempted at all (expired, no usable channel, unreadable): fail it, saying why.
+// A message that cannot be attempted at all (unreadable): fail it, saying why.
 store::Transition fail_before_attempt(const store::MessageRecord& record, const std::string& reason,
                                       const std::string& detail_json);
+
+// What a policy verdict other than "send" means for the message: deferred (scheduled again, with the
+// rule and the local time it reopens) or suppressed (final, with the reason and the rule).
+store::Transition decide_without_attempt(const store::MessageRecord& record, const policy::Decision& decision);
 
 // The delivery handed to a plugin, built from the message and the chosen route.
 plugin::DeliveryRequest make_delivery(const store::MessageRecord& record, const Message& message, const Route& route);
@@ -65,7 +56,8 @@ plugin::DeliveryRequest make_delivery(const store::MessageRecord& record, const 
 class Dispatcher {
  public:
   Dispatcher(store::Store& store, const plugin::Registry& channels, const Clock& clock,
-             config::DispatcherConfig config);
+             config::DispatcherConfig config, Clearance& clearance, const render::TemplateStore* templates,
+             bool missing_variable_is_error);
   ~Dispatcher();
 
   void start();
@@ -83,6 +75,9 @@ class Dispatcher {
   const plugin::Registry& channels_;
   const Clock& clock_;
   config::DispatcherConfig config_;
+  Clearance& clearance_;
+  const render::TemplateStore* templates_;
+  bool missing_variable_is_error_;
 
   std::mutex mutex_;
   std::condition_variable wake_;

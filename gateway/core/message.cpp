@@ -5,6 +5,7 @@
 #include <regex>
 
 #include "common/time.hpp"
+#include "policy/timezone.hpp"
 
 namespace tayori::core {
 
@@ -95,20 +96,29 @@ class Checker {
   std::vector<FieldError>& errors_;
 };
 
-void parse_recipient(Checker& c, const Json& j, Recipient& r) {
-  const std::string p = "/recipient";
+void parse_recipient(Checker& c, const Json& j, Recipient& r, const std::string& p, bool id_required) {
   if (!j.is_object()) {
     c.fail(p, j.is_null() ? "is required" : "must be an object");
     return;
   }
-  c.only(j, p, {"id", "timezone", "locale", "contacts"});
-  if (auto v = c.string(j, p, "id", true, nullptr, nullptr)) {
-    if (v->empty() || v->size() > 256)
-      c.fail(p + "/id", "must be 1 to 256 characters");
-    else
-      r.id = *v;
+  if (id_required)
+    c.only(j, p, {"id", "timezone", "locale", "contacts"});
+  else
+    c.only(j, p, {"timezone", "locale", "contacts"});
+  if (id_required) {
+    if (auto v = c.string(j, p, "id", true, nullptr, nullptr)) {
+      if (v->empty() || v->size() > 256)
+        c.fail(p + "/id", "must be 1 to 256 characters");
+      else
+        r.id = *v;
+    }
   }
-  if (auto v = c.string(j, p, "timezone", false, &kTimezone, "an IANA time zone name such as Asia/Tokyo")) r.timezone = *v;
+  if (auto v = c.string(j, p, "timezone", false, &kTimezone, "an IANA time zone name such as Asia/Tokyo")) {
+    if (!policy::TimeZone::load(*v))
+      c.fail(p + "/timezone", "is not a time zone this system knows (IANA tzdata): " + *v);
+    else
+      r.timezone = *v;
+  }
   if (auto v = c.string(j, p, "locale", false, &kLocale, "a BCP 47 language tag such as ja-JP")) r.locale = *v;
   auto contacts = j.find("contacts");
   if (contacts == j.end() || contacts->is_null()) return;
@@ -170,6 +180,12 @@ void parse_recipient(Checker& c, const Json& j, Recipient& r) {
 
 }  // namespace
 
+void parse_recipient(const Json& json, const std::string& pointer, bool id_required, Recipient& out,
+                     std::vector<FieldError>& errors) {
+  Checker c("", errors);
+  parse_recipient(c, json, out, pointer, id_required);
+}
+
 ParsedMessage parse_message(const Json& j, const ValidationRules& rules, const std::string& prefix) {
   ParsedMessage result;
   Checker c(prefix, result.errors);
@@ -182,7 +198,7 @@ ParsedMessage parse_message(const Json& j, const ValidationRules& rules, const s
   Message m;
   if (auto v = c.string(j, "", "id", true, &kId, "1 to 128 characters of A-Z a-z 0-9 . _ ~ : -")) m.id = *v;
   auto recipient = j.find("recipient");
-  parse_recipient(c, recipient == j.end() ? Json() : *recipient, m.recipient);
+  parse_recipient(c, recipient == j.end() ? Json() : *recipient, m.recipient, "/recipient", true);
   static const std::regex kPurpose("^(marketing|transactional)$");
   if (auto v = c.string(j, "", "purpose", true, &kPurpose, "\"marketing\" or \"transactional\""))
     m.purpose = *v == "marketing" ? Purpose::marketing : Purpose::transactional;
@@ -262,6 +278,8 @@ ParsedMessage parse_message(const Json& j, const ValidationRules& rules, const s
   if (tmpl) {
     if (!rules.templates_available)
       c.fail("/template", "names a template, but this gateway has no templates configured: send content instead");
+    else if (rules.templates != nullptr && !rules.templates->count(*tmpl))
+      c.fail("/template", "is not a known template \"" + *tmpl + "\"");
     else
       m.template_name = *tmpl;
   }
@@ -275,7 +293,22 @@ ParsedMessage parse_message(const Json& j, const ValidationRules& rules, const s
     else
       m.data = *data;
   }
-  m.send_at_ms = c.instant(j, "", "send_at");
+  // send_at may be an instant (with offset) or a wall-clock time in the recipient's zone (without).
+  if (auto v = c.string(j, "", "send_at", false, nullptr, nullptr)) {
+    if (auto absolute = parse_rfc3339_ms(*v)) {
+      m.send_at_ms = absolute;
+    } else if (policy::parse_local_datetime(*v)) {
+      std::string zone_name = !m.recipient.timezone.empty() ? m.recipient.timezone : rules.default_timezone;
+      auto zone = policy::TimeZone::load(zone_name);
+      if (zone) {
+        m.send_at_ms = policy::resolve_datetime(*v, *zone);
+        m.send_at_local = true;
+      }
+    } else {
+      c.fail("/send_at",
+             "must be an RFC 3339 date-time, with an offset (an instant) or without (the recipient's local time)");
+    }
+  }
   m.expires_at_ms = c.instant(j, "", "expires_at");
   if (m.send_at_ms && m.expires_at_ms && *m.expires_at_ms <= *m.send_at_ms)
     c.fail("/expires_at", "must be later than send_at");

@@ -45,6 +45,7 @@ struct Message {
   std::string template_name;
   Json data = Json::object();
   std::optional<int64_t> send_at_ms;
+  bool send_at_local = false;  // send_at was a wall-clock time in the recipient's zone
   std::optional<int64_t> expires_at_ms;
   Json metadata = Json::object();
 };
@@ -58,6 +59,10 @@ struct ValidationRules {
   // The configured channel names; nullptr skips the check (re-reading stored messages).
   const std::set<std::string>* channels = nullptr;
   bool templates_available = false;
+  // The known template names; nullptr with templates_available accepts any name (stored messages).
+  const std::set<std::string>* templates = nullptr;
+  // The zone a local send_at ("2026-11-24T10:00:00", no offset) is read in when the recipient has none.
+  std::string default_timezone = "UTC";
   size_t max_metadata_bytes = 16 * 1024;
   size_t max_content_bytes = 256 * 1024;
 };
@@ -69,6 +74,11 @@ struct ParsedMessage {
 
 // Validates one message object. `pointer_prefix` prefixes every error's pointer ("/messages/3").
 ParsedMessage parse_message(const Json& json, const ValidationRules& rules, const std::string& pointer_prefix = "");
+
+// Validates a recipient object (PUT /v1/recipients/{id} and a message's `recipient`). `id_required`:
+// a message names its recipient inside; the recipients API takes the id from the URL.
+void parse_recipient(const Json& json, const std::string& pointer, bool id_required, Recipient& out,
+                     std::vector<FieldError>& errors);
 
 // The canonical form stored and hashed for idempotency: keys sorted, no insignificant white space.
 std::string canonical_json(const Json& json);

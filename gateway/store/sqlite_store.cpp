@@ -10,6 +10,8 @@
 #include <thread>
 #include <unordered_map>
 
+#include <nlohmann/json.hpp>
+
 #include "common/log.hpp"
 
 namespace tayori::store {
@@ -21,17 +23,20 @@ std::string_view to_string(State s) {
     case State::delivered: return "delivered";
     case State::failed: return "failed";
     case State::cancelled: return "cancelled";
+    case State::suppressed: return "suppressed";
   }
   return "unknown";
 }
 
 std::optional<State> parse_state(std::string_view s) {
-  for (State st : {State::scheduled, State::dispatched, State::delivered, State::failed, State::cancelled})
+  for (State st : kAllStates)
     if (to_string(st) == s) return st;
   return std::nullopt;
 }
 
-bool is_final(State s) { return s == State::delivered || s == State::failed || s == State::cancelled; }
+bool is_final(State s) {
+  return s == State::delivered || s == State::failed || s == State::cancelled || s == State::suppressed;
+}
 
 namespace {
 
@@ -164,6 +169,49 @@ const char* const kMigrations[] = {
       detail TEXT NOT NULL DEFAULT '{}'
     );
     CREATE INDEX events_message ON events(message_id, seq);
+    )sql",
+    // 2: the policy engine's state.
+    R"sql(
+    ALTER TABLE messages ADD COLUMN recipient_id TEXT NOT NULL DEFAULT '';
+    CREATE INDEX messages_recipient ON messages(recipient_id, state);
+    DROP INDEX messages_finished;
+    CREATE INDEX messages_finished ON messages(updated_at)
+      WHERE state IN ('delivered', 'failed', 'cancelled', 'suppressed');
+    CREATE TABLE recipients (
+      id TEXT PRIMARY KEY,
+      timezone TEXT NOT NULL DEFAULT '',
+      locale TEXT NOT NULL DEFAULT '',
+      contacts TEXT NOT NULL DEFAULT '{}',
+      updated_at INTEGER NOT NULL,
+      erased_at INTEGER
+    ) WITHOUT ROWID;
+    CREATE TABLE consent (
+      seq INTEGER PRIMARY KEY AUTOINCREMENT,
+      recipient_id TEXT NOT NULL,
+      channel TEXT NOT NULL,
+      purpose TEXT NOT NULL,
+      state TEXT NOT NULL,
+      source TEXT NOT NULL,
+      evidence TEXT NOT NULL DEFAULT '',
+      at INTEGER NOT NULL
+    );
+    CREATE INDEX consent_recipient ON consent(recipient_id, channel, purpose, seq);
+    CREATE TABLE suppressions (
+      contact TEXT PRIMARY KEY,
+      reason TEXT NOT NULL,
+      source TEXT NOT NULL,
+      at INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE cap_slots (
+      recipient_id TEXT NOT NULL,
+      message_id TEXT NOT NULL,
+      channel TEXT NOT NULL,
+      purpose TEXT NOT NULL,
+      category TEXT NOT NULL DEFAULT '',
+      at INTEGER NOT NULL,
+      PRIMARY KEY (recipient_id, message_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX cap_slots_at ON cap_slots(at);
     )sql",
 };
 
@@ -337,10 +385,10 @@ class SqliteStore final : public Store {
     submit_and_wait([&](Connection& c) {
       c.prepare(
            "DELETE FROM events WHERE message_id IN (SELECT id FROM messages WHERE state IN "
-           "('delivered','failed','cancelled') AND updated_at < ?1)")
+           "('delivered','failed','cancelled','suppressed') AND updated_at < ?1)")
           .bind(1, before_ms)
           .exec();
-      c.prepare("DELETE FROM messages WHERE state IN ('delivered','failed','cancelled') AND updated_at < ?1")
+      c.prepare("DELETE FROM messages WHERE state IN ('delivered','failed','cancelled','suppressed') AND updated_at < ?1")
           .bind(1, before_ms)
           .exec();
       count = c.changes();
@@ -373,8 +421,7 @@ class SqliteStore final : public Store {
   std::map<State, int64_t> count_by_state() override {
     return read<std::map<State, int64_t>>([](Connection& c) {
       std::map<State, int64_t> out;
-      for (State st : {State::scheduled, State::dispatched, State::delivered, State::failed, State::cancelled})
-        out[st] = 0;
+      for (State st : kAllStates) out[st] = 0;
       Statement& s = c.prepare("SELECT state, COUNT(*) FROM messages GROUP BY state");
       while (s.step())
         if (auto st = parse_state(s.text(0))) out[*st] = s.int64(1);
@@ -396,16 +443,241 @@ class SqliteStore final : public Store {
     }
   }
 
+  std::optional<RecipientProfile> recipient(const std::string& id) override {
+    return read<std::optional<RecipientProfile>>([&](Connection& c) -> std::optional<RecipientProfile> {
+      Statement& s =
+          c.prepare("SELECT id, timezone, locale, contacts, updated_at, erased_at FROM recipients WHERE id = ?1").bind(1, id);
+      std::optional<RecipientProfile> r;
+      if (s.step())
+        r = RecipientProfile{s.text(0), s.text(1), s.text(2), s.text(3), s.int64(4), s.opt_int64(5).has_value()};
+      s.run();
+      return r;
+    });
+  }
+
+  void put_recipient(RecipientProfile p, int64_t now_ms, std::function<void(bool)> done) override {
+    submit(
+        [p, now_ms](Connection& c) {
+          c.prepare(
+               "INSERT INTO recipients(id, timezone, locale, contacts, updated_at, erased_at) "
+               "VALUES(?1, ?2, ?3, ?4, ?5, NULL) ON CONFLICT(id) DO UPDATE SET timezone = ?2, locale = ?3, "
+               "contacts = ?4, updated_at = ?5, erased_at = NULL")
+              .bind(1, p.id)
+              .bind(2, p.timezone)
+              .bind(3, p.locale)
+              .bind(4, p.contacts_json)
+              .bind(5, now_ms)
+              .exec();
+        },
+        std::move(done));
+  }
+
+  void erase_recipient(const std::string& id, int64_t now_ms, std::function<void(bool, bool)> done) override {
+    auto found = std::make_shared<bool>(false);
+    submit(
+        [id, now_ms, found](Connection& c) {
+          Statement& s = c.prepare("SELECT 1 FROM recipients WHERE id = ?1 UNION SELECT 1 FROM messages WHERE recipient_id = ?1").bind(1, id);
+          *found = s.step();
+          s.run();
+          if (!*found) return;
+          c.prepare(
+               "UPDATE recipients SET timezone = '', locale = '', contacts = '{}', updated_at = ?2, erased_at = ?2 "
+               "WHERE id = ?1")
+              .bind(1, id)
+              .bind(2, now_ms)
+              .exec();
+          std::vector<std::string> pending;
+          Statement& q = c.prepare("SELECT id FROM messages WHERE recipient_id = ?1 AND state = 'scheduled'").bind(1, id);
+          while (q.step()) pending.push_back(q.text(0));
+          q.run();
+          for (const auto& m : pending) insert_event(c, m, {"cancelled", R"({"reason":"recipient_erased"})"}, now_ms);
+          // The content is personal data; the id, states and timeline stay so the sender can still ask why.
+          c.prepare(
+               "UPDATE messages SET payload = '{\"erased\":true}', state = CASE state WHEN 'scheduled' THEN "
+               "'cancelled' ELSE state END, updated_at = ?2 WHERE recipient_id = ?1")
+              .bind(1, id)
+              .bind(2, now_ms)
+              .exec();
+        },
+        [found, done = std::move(done)](bool ok) { done(ok, *found); });
+  }
+
+  void append_consent(const std::string& recipient_id, policy::ConsentRecord r, std::function<void(bool)> done) override {
+    submit(
+        [recipient_id, r](Connection& c) {
+          c.prepare(
+               "INSERT INTO consent(recipient_id, channel, purpose, state, source, evidence, at) "
+               "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)")
+              .bind(1, recipient_id)
+              .bind(2, r.channel)
+              .bind(3, core::to_string(r.purpose))
+              .bind(4, policy::to_string(r.state))
+              .bind(5, r.source)
+              .bind(6, r.evidence)
+              .bind(7, r.at_ms)
+              .exec();
+        },
+        std::move(done));
+  }
+
+  std::vector<policy::ConsentRecord> consent_history(const std::string& recipient_id) override {
+    return read<std::vector<policy::ConsentRecord>>([&](Connection& c) {
+      std::vector<policy::ConsentRecord> out;
+      Statement& s = c.prepare(
+                          "SELECT channel, purpose, state, source, evidence, at FROM consent WHERE recipient_id = ?1 "
+                          "ORDER BY seq")
+                         .bind(1, recipient_id);
+      while (s.step()) out.push_back(consent_row(s));
+      s.run();
+      return out;
+    });
+  }
+
+  std::vector<policy::ConsentRecord> consent_current(const std::string& recipient_id) override {
+    return read<std::vector<policy::ConsentRecord>>([&](Connection& c) {
+      std::vector<policy::ConsentRecord> out;
+      Statement& s = c.prepare(
+                          "SELECT channel, purpose, state, source, evidence, at FROM consent WHERE seq IN "
+                          "(SELECT MAX(seq) FROM consent WHERE recipient_id = ?1 GROUP BY channel, purpose) ORDER BY seq")
+                         .bind(1, recipient_id);
+      while (s.step()) out.push_back(consent_row(s));
+      s.run();
+      return out;
+    });
+  }
+
+  void add_suppression(policy::Suppression sup, std::function<void(bool)> done) override {
+    submit(
+        [sup](Connection& c) {
+          c.prepare(
+               "INSERT INTO suppressions(contact, reason, source, at) VALUES(?1, ?2, ?3, ?4) "
+               "ON CONFLICT(contact) DO UPDATE SET reason = ?2, source = ?3, at = ?4")
+              .bind(1, sup.contact)
+              .bind(2, sup.reason)
+              .bind(3, sup.source)
+              .bind(4, sup.at_ms)
+              .exec();
+        },
+        std::move(done));
+  }
+
+  void remove_suppression(const std::string& contact, std::function<void(bool, bool)> done) override {
+    auto found = std::make_shared<bool>(false);
+    submit(
+        [contact, found](Connection& c) {
+          c.prepare("DELETE FROM suppressions WHERE contact = ?1").bind(1, contact).exec();
+          *found = c.changes() > 0;
+        },
+        [found, done = std::move(done)](bool ok) { done(ok, *found); });
+  }
+
+  std::vector<policy::Suppression> suppressions(const std::vector<std::string>& contacts) override {
+    return read<std::vector<policy::Suppression>>([&](Connection& c) {
+      std::vector<policy::Suppression> out;
+      for (const auto& contact : contacts) {
+        Statement& s = c.prepare("SELECT contact, reason, source, at FROM suppressions WHERE contact = ?1").bind(1, contact);
+        if (s.step()) out.push_back({s.text(0), s.text(1), s.text(2), s.int64(3)});
+        s.run();
+      }
+      return out;
+    });
+  }
+
+  std::vector<policy::Suppression> list_suppressions(const std::string& after, int limit) override {
+    return read<std::vector<policy::Suppression>>([&](Connection& c) {
+      std::vector<policy::Suppression> out;
+      Statement& s = c.prepare(
+                          "SELECT contact, reason, source, at FROM suppressions WHERE contact > ?1 ORDER BY contact "
+                          "LIMIT ?2")
+                         .bind(1, after)
+                         .bind(2, static_cast<int64_t>(limit));
+      while (s.step()) out.push_back({s.text(0), s.text(1), s.text(2), s.int64(3)});
+      s.run();
+      return out;
+    });
+  }
+
+  bool take_slot(const std::string& recipient_id, const policy::CapSlot& slot) override {
+    return submit_and_wait([&](Connection& c) {
+      // Keyed by message: a message cleared again after a crash re-takes its own slot, not a second one.
+      c.prepare(
+           "INSERT INTO cap_slots(recipient_id, message_id, channel, purpose, category, at) VALUES(?1, ?2, ?3, ?4, ?5, ?6) "
+           "ON CONFLICT(recipient_id, message_id) DO UPDATE SET channel = ?3, at = ?6")
+          .bind(1, recipient_id)
+          .bind(2, slot.message_id)
+          .bind(3, slot.channel)
+          .bind(4, core::to_string(slot.purpose))
+          .bind(5, slot.category)
+          .bind(6, slot.at_ms)
+          .exec();
+    });
+  }
+
+  void release_slot(const std::string& recipient_id, const std::string& message_id,
+                    std::function<void(bool)> done) override {
+    submit(
+        [recipient_id, message_id](Connection& c) {
+          c.prepare("DELETE FROM cap_slots WHERE recipient_id = ?1 AND message_id = ?2")
+              .bind(1, recipient_id)
+              .bind(2, message_id)
+              .exec();
+        },
+        [done = std::move(done)](bool ok) {
+          if (done) done(ok);
+        });
+  }
+
+  std::vector<policy::CapSlot> slots_since(const std::string& recipient_id, int64_t since_ms) override {
+    return read<std::vector<policy::CapSlot>>([&](Connection& c) {
+      std::vector<policy::CapSlot> out;
+      Statement& s = c.prepare(
+                          "SELECT message_id, channel, purpose, category, at FROM cap_slots WHERE recipient_id = ?1 "
+                          "AND at > ?2")
+                         .bind(1, recipient_id)
+                         .bind(2, since_ms);
+      while (s.step())
+        out.push_back({s.text(0), s.text(1),
+                       s.text(2) == "marketing" ? core::Purpose::marketing : core::Purpose::transactional, s.text(3),
+                       s.int64(4)});
+      s.run();
+      return out;
+    });
+  }
+
+  int64_t purge_slots(int64_t before_ms) override {
+    int64_t count = 0;
+    submit_and_wait([&](Connection& c) {
+      c.prepare("DELETE FROM cap_slots WHERE at < ?1").bind(1, before_ms).exec();
+      count = c.changes();
+    });
+    return count;
+  }
+
  private:
+  static policy::ConsentRecord consent_row(Statement& s) {
+    policy::ConsentRecord r;
+    r.channel = s.text(0);
+    r.purpose = s.text(1) == "marketing" ? core::Purpose::marketing : core::Purpose::transactional;
+    r.state = policy::parse_consent_state(s.text(2)).value_or(policy::ConsentState::opted_out);
+    r.source = s.text(3);
+    r.evidence = s.text(4);
+    r.at_ms = s.int64(5);
+    return r;
+  }
+
   struct Operation {
     std::function<void(Connection&)> apply;
     std::function<void(bool)> complete;
   };
 
   void migrate() {
-    Statement version(writer_conn_.raw(), "PRAGMA user_version");
-    version.step();
-    int64_t current = version.int64(0);
+    int64_t current = 0;
+    {
+      // Finalised before migrating: an open statement would lock the schema against DROP INDEX.
+      Statement version(writer_conn_.raw(), "PRAGMA user_version");
+      version.step();
+      current = version.int64(0);
+    }
     int64_t target = static_cast<int64_t>(std::size(kMigrations));
     if (current > target)
       throw std::runtime_error("the store \"" + options_.path + "\" has schema version " + std::to_string(current) +
@@ -421,7 +693,8 @@ class SqliteStore final : public Store {
   AcceptResult accept_one(Connection& c, const NewMessage& m, int64_t now_ms) {
     c.prepare(
          "INSERT INTO messages(id, api_key, payload_hash, payload, state, created_at, updated_at, due_at, send_at, "
-         "expires_at) VALUES(?1, ?2, ?3, ?4, 'scheduled', ?5, ?5, ?6, ?7, ?8) ON CONFLICT(id) DO NOTHING")
+         "expires_at, recipient_id) VALUES(?1, ?2, ?3, ?4, 'scheduled', ?5, ?5, ?6, ?7, ?8, ?9) "
+         "ON CONFLICT(id) DO NOTHING")
         .bind(1, m.id)
         .bind(2, m.api_key)
         .bind(3, m.payload_hash)
@@ -430,6 +703,7 @@ class SqliteStore final : public Store {
         .bind(6, m.due_at_ms)
         .bind(7, m.send_at_ms)
         .bind(8, m.expires_at_ms)
+        .bind(9, m.recipient_id)
         .exec();
     if (c.changes() == 0) {
       Statement& s = c.prepare("SELECT payload_hash, state FROM messages WHERE id = ?1").bind(1, m.id);
@@ -442,7 +716,38 @@ class SqliteStore final : public Store {
       return r;
     }
     for (const NewEvent& e : m.events) insert_event(c, m.id, e, now_ms);
+    if (!m.recipient_json.empty()) merge_recipient(c, m.recipient_id, m.recipient_json, now_ms);
     return {AcceptStatus::accepted, State::scheduled};
+  }
+
+  // The message's recipient data updates the profile: time zone and locale when given, contacts per kind
+  // (push tokens as a list, replaced whole). An erased recipient who appears again starts afresh.
+  static void merge_recipient(Connection& c, const std::string& id, const std::string& recipient_json, int64_t now_ms) {
+    nlohmann::json incoming = nlohmann::json::parse(recipient_json, nullptr, false);
+    if (!incoming.is_object()) return;
+    nlohmann::json contacts = nlohmann::json::object();
+    std::string tz, locale;
+    Statement& s = c.prepare("SELECT timezone, locale, contacts FROM recipients WHERE id = ?1").bind(1, id);
+    if (s.step()) {
+      tz = s.text(0);
+      locale = s.text(1);
+      contacts = nlohmann::json::parse(s.text(2), nullptr, false);
+      if (!contacts.is_object()) contacts = nlohmann::json::object();
+    }
+    s.run();
+    if (incoming.contains("timezone") && incoming["timezone"].is_string()) tz = incoming["timezone"];
+    if (incoming.contains("locale") && incoming["locale"].is_string()) locale = incoming["locale"];
+    if (incoming.contains("contacts") && incoming["contacts"].is_object())
+      for (auto it = incoming["contacts"].begin(); it != incoming["contacts"].end(); ++it) contacts[it.key()] = *it;
+    c.prepare(
+         "INSERT INTO recipients(id, timezone, locale, contacts, updated_at, erased_at) VALUES(?1, ?2, ?3, ?4, ?5, NULL) "
+         "ON CONFLICT(id) DO UPDATE SET timezone = ?2, locale = ?3, contacts = ?4, updated_at = ?5, erased_at = NULL")
+        .bind(1, id)
+        .bind(2, tz)
+        .bind(3, locale)
+        .bind(4, contacts.dump())
+        .bind(5, now_ms)
+        .exec();
   }
 
   void submit(std::function<void(Connection&)> apply, std::function<void(bool)> complete) {

@@ -14,10 +14,16 @@
 #include <string_view>
 #include <vector>
 
+#include "policy/policy.hpp"
+
 namespace tayori::store {
 
-// Where a message is in its life. `accepted` is an event, not a state: an accepted message is scheduled.
-enum class State { scheduled, dispatched, delivered, failed, cancelled };
+// Where a message is in its life. `accepted` and `deferred` are events, not states: an accepted or
+// deferred message is scheduled. `suppressed`: the policy decided it must not be sent (final, with why);
+// `failed`: delivery was attempted and could not succeed.
+enum class State { scheduled, dispatched, delivered, failed, cancelled, suppressed };
+inline constexpr State kAllStates[] = {State::scheduled, State::dispatched, State::delivered,
+                                       State::failed,    State::cancelled,  State::suppressed};
 std::string_view to_string(State s);
 std::optional<State> parse_state(std::string_view s);
 bool is_final(State s);
@@ -28,8 +34,21 @@ struct NewEvent {
   int64_t at_ms = 0;  // 0: the time of the write
 };
 
+// What Tayori knows of a recipient. Contacts are the canonical JSON of the API's `contacts` object.
+struct RecipientProfile {
+  std::string id;
+  std::string timezone;
+  std::string locale;
+  std::string contacts_json = "{}";
+  int64_t updated_at_ms = 0;
+  bool erased = false;  // personal data erased (right to erasure); the id and anonymous counters remain
+};
+
 struct NewMessage {
   std::string id;
+  std::string recipient_id;
+  // The message's `recipient` object: merged into the stored profile (its contacts win, per kind).
+  std::string recipient_json;
   std::string api_key;  // the name of the key that submitted it
   std::string payload_hash;
   std::string payload;  // canonical JSON of the submitted message
@@ -122,6 +141,36 @@ class Store {
   virtual std::vector<EventRecord> events(const std::string& id) = 0;
   virtual std::map<State, int64_t> count_by_state() = 0;
   virtual bool healthy() = 0;
+
+  // ---- Recipients (the policy engine's subjects) ----
+  virtual std::optional<RecipientProfile> recipient(const std::string& id) = 0;
+  // Replaces the profile (PUT). Group-committed.
+  virtual void put_recipient(RecipientProfile profile, int64_t now_ms, std::function<void(bool ok)> done) = 0;
+  // Right to erasure: drops contacts, locale, time zone and the content of the recipient's messages,
+  // cancels what is still scheduled; keeps ids, states, events and cap counters (anonymous). `found`
+  // is false for an unknown recipient.
+  virtual void erase_recipient(const std::string& id, int64_t now_ms, std::function<void(bool ok, bool found)> done) = 0;
+
+  // ---- Consent: append-only history per recipient x channel x purpose ----
+  virtual void append_consent(const std::string& recipient_id, policy::ConsentRecord record,
+                              std::function<void(bool ok)> done) = 0;
+  virtual std::vector<policy::ConsentRecord> consent_history(const std::string& recipient_id) = 0;
+  // The latest record per channel x purpose.
+  virtual std::vector<policy::ConsentRecord> consent_current(const std::string& recipient_id) = 0;
+
+  // ---- Suppression of dead contact points ----
+  virtual void add_suppression(policy::Suppression s, std::function<void(bool ok)> done) = 0;
+  virtual void remove_suppression(const std::string& contact, std::function<void(bool ok, bool found)> done) = 0;
+  virtual std::vector<policy::Suppression> suppressions(const std::vector<std::string>& contacts) = 0;
+  virtual std::vector<policy::Suppression> list_suppressions(const std::string& after_contact, int limit) = 0;
+
+  // ---- Frequency-cap slots ----
+  // Takes (or re-takes, after a crash) the slot of `slot.message_id`. Blocks until committed.
+  virtual bool take_slot(const std::string& recipient_id, const policy::CapSlot& slot) = 0;
+  virtual void release_slot(const std::string& recipient_id, const std::string& message_id,
+                            std::function<void(bool ok)> done) = 0;
+  virtual std::vector<policy::CapSlot> slots_since(const std::string& recipient_id, int64_t since_ms) = 0;
+  virtual int64_t purge_slots(int64_t before_ms) = 0;
 };
 
 }  // namespace tayori::store

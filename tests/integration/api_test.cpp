@@ -201,13 +201,15 @@ TEST_F(ApiTest, HonoursSendAtAndCancelsWhatIsNotYetHandedOver) {
   EXPECT_EQ(deliveries_of("later-1"), 0u);
 }
 
-TEST_F(ApiTest, FailsAMessageNoChannelCanReachAndSaysWhy) {
+TEST_F(ApiTest, SuppressesAMessageNoChannelCanReachAndSaysWhy) {
   Json m = sample_message("nocontact-1", "sms");
+  m["recipient"]["id"] = "lonely";
   m["recipient"]["contacts"] = {{"email", "only@example.jp"}};
   ASSERT_EQ(gw_->post_json(http_, "/v1/messages", m).status, 202);
-  ASSERT_TRUE(eventually([&] { return state_of(*gw_, http_, "nocontact-1") == "failed"; }));
+  ASSERT_TRUE(eventually([&] { return state_of(*gw_, http_, "nocontact-1") == "suppressed"; }));
   Json status = gw_->get(http_, "/v1/messages/nocontact-1").json();
   EXPECT_EQ(status["last_reason"], "no_usable_channel");
+  EXPECT_EQ(status["events"].back()["type"], "suppressed");
   Json detail = status["events"].back()["detail"];
   EXPECT_EQ(detail["skipped"][0]["channel"], "sms");
   EXPECT_EQ(detail["skipped"][0]["reason"], "no_contact");
@@ -215,7 +217,7 @@ TEST_F(ApiTest, FailsAMessageNoChannelCanReachAndSaysWhy) {
   Json expired = sample_message("expired-1");
   expired["expires_at"] = "2020-01-01T00:00:00Z";
   ASSERT_EQ(gw_->post_json(http_, "/v1/messages", expired).status, 202);
-  ASSERT_TRUE(eventually([&] { return state_of(*gw_, http_, "expired-1") == "failed"; }));
+  ASSERT_TRUE(eventually([&] { return state_of(*gw_, http_, "expired-1") == "suppressed"; }));
   EXPECT_EQ(gw_->get(http_, "/v1/messages/expired-1").json()["last_reason"], "expired");
 }
 

@@ -1,0 +1,81 @@
+#include "core/clearance.hpp"
+
+#include <functional>
+#include <stdexcept>
+
+namespace tayori::core {
+
+Clearance::Clearance(store::Store& store, const policy::PolicyConfig& config, const plugin::Registry& channels)
+    : store_(store), config_(config), channels_(channels) {
+  auto zone = policy::TimeZone::load(config.default_timezone);
+  if (!zone) throw std::runtime_error("policy.default_timezone: unknown time zone " + config.default_timezone);
+  default_zone_ = *zone;
+  lookup_ = [this](const std::string& name) -> std::optional<policy::ChannelView> {
+    const plugin::Channel* c = channels_.find(name);
+    if (c == nullptr) return std::nullopt;
+    return policy::ChannelView{c->contact(), c->ready()};
+  };
+}
+
+void Clearance::complete_recipient(Message& m) const {
+  auto profile = store_.recipient(m.recipient.id);
+  if (!profile || profile->erased) return;
+  if (m.recipient.timezone.empty()) m.recipient.timezone = profile->timezone;
+  if (m.recipient.locale.empty()) m.recipient.locale = profile->locale;
+  Json contacts = Json::parse(profile->contacts_json, nullptr, false);
+  if (!contacts.is_object()) return;
+  for (auto it = contacts.begin(); it != contacts.end(); ++it) {
+    if (it.key() == "push") {
+      if (m.recipient.push.empty() && it->is_array())
+        for (const auto& t : *it)
+          if (t.is_object() && t.contains("platform") && t.contains("token"))
+            m.recipient.push.push_back({t["platform"].get<std::string>(), t["token"].get<std::string>()});
+    } else if (it->is_string() && !m.recipient.contacts.count(it.key())) {
+      m.recipient.contacts[it.key()] = it->get<std::string>();
+    }
+  }
+}
+
+const policy::TimeZone& Clearance::zone_for(const Message& m) const {
+  thread_local std::optional<policy::TimeZone> zone;
+  if (!m.recipient.timezone.empty() && (zone = policy::TimeZone::load(m.recipient.timezone))) return *zone;
+  return default_zone_;
+}
+
+policy::RecipientState Clearance::load_state(const Message& m, int64_t now_ms) const {
+  policy::RecipientState state;
+  state.consent = store_.consent_current(m.recipient.id);
+  std::vector<std::string> contacts;
+  for (const auto& [kind, contact] : m.recipient.contacts) contacts.push_back(contact);
+  for (const auto& t : m.recipient.push) contacts.push_back(t.token);
+  for (auto& s : store_.suppressions(contacts)) state.suppressed[s.contact] = std::move(s);
+  if (!config_.caps.empty()) state.slots = store_.slots_since(m.recipient.id, now_ms - config_.longest_cap_window_ms());
+  return state;
+}
+
+std::mutex& Clearance::stripe(const std::string& recipient_id) {
+  return stripes_[std::hash<std::string>{}(recipient_id) % stripes_.size()];
+}
+
+policy::Decision Clearance::clear(const Message& m, int from_index, int64_t now_ms, double jitter, bool take_slot) {
+  auto decide = [&] {
+    policy::RecipientState state = load_state(m, now_ms);
+    return policy::decide({m, from_index, state, config_, lookup_, zone_for(m), now_ms, jitter});
+  };
+  if (!take_slot) return decide();
+  std::lock_guard lock(stripe(m.recipient.id));
+  policy::Decision d = decide();
+  if (d.verdict == policy::Verdict::send && !config_.caps.empty() &&
+      !store_.take_slot(m.recipient.id, {m.id, d.channel, m.purpose, m.category, now_ms})) {
+    // The slot could not be recorded: do not send what the caps could not count.
+    d.verdict = policy::Verdict::defer;
+    d.until_ms = now_ms + 1000;
+    d.reason = "store_unavailable";
+    d.detail = {{"reason", "store_unavailable"}};
+  }
+  return d;
+}
+
+void Clearance::release(const Message& m) { store_.release_slot(m.recipient.id, m.id, nullptr); }
+
+}  // namespace tayori::core

@@ -1,0 +1,50 @@
+// Clearance: the I/O around the policy engine's pure decision. It loads the recipient's state (profile,
+// consent, suppressions, cap slots), asks policy::decide, and when the answer is "send" takes the
+// message's frequency-cap slot before anyone else can look: per recipient, load-decide-take runs under
+// one lock, and the slot is committed before the lock is released, so when many messages race for a
+// recipient's last slot exactly the limit get through. (Single node: the lock is in this process. Many
+// nodes will take the decision inside the database transaction instead; ARCHITECTURE.md §5.)
+#pragma once
+
+#include <array>
+#include <mutex>
+#include <string>
+
+#include "common/time.hpp"
+#include "core/message.hpp"
+#include "plugin/channel.hpp"
+#include "policy/policy.hpp"
+#include "render/renderer.hpp"
+#include "store/store.hpp"
+
+namespace tayori::core {
+
+class Clearance {
+ public:
+  Clearance(store::Store& store, const policy::PolicyConfig& config, const plugin::Registry& channels);
+
+  // Completes the message's recipient from the stored profile (contacts, zone, locale it lacks).
+  void complete_recipient(Message& message) const;
+
+  // Decides for `message` from channel `from_index`. With `take_slot`, a "send" verdict takes the cap
+  // slot (committed) before returning; without, nothing is written (simulation).
+  policy::Decision clear(const Message& message, int from_index, int64_t now_ms, double jitter, bool take_slot);
+
+  // Gives the slot back (delivery failed permanently).
+  void release(const Message& message);
+
+  const policy::TimeZone& zone_for(const Message& message) const;
+
+ private:
+  policy::RecipientState load_state(const Message& message, int64_t now_ms) const;
+  std::mutex& stripe(const std::string& recipient_id);
+
+  store::Store& store_;
+  const policy::PolicyConfig& config_;
+  const plugin::Registry& channels_;
+  policy::ChannelLookup lookup_;
+  policy::TimeZone default_zone_;
+  std::array<std::mutex, 64> stripes_;
+};
+
+}  // namespace tayori::core

@@ -1,0 +1,144 @@
+#include "core/intake.hpp"
+
+#include "common/time.hpp"
+
+namespace tayori::core {
+
+Intake prepare_intake(const Json& body, const ValidationRules& rules, int max_batch, const std::string& key_name,
+                      int64_t now_ms) {
+  Intake intake;
+  intake.batch = body.is_object() && body.contains("messages");
+  std::vector<const Json*> items;
+  if (intake.batch) {
+    const Json& list = body["messages"];
+    for (auto it = body.begin(); it != body.end(); ++it)
+      if (it.key() != "messages") intake.envelope_errors.push_back({"/" + it.key(), "is not a known field of a batch"});
+    if (!list.is_array() || list.empty())
+      intake.envelope_errors.push_back({"/messages", "must be a non-empty array of messages"});
+    else if (list.size() > static_cast<size_t>(max_batch))
+      intake.envelope_errors.push_back({"/messages", "has " + std::to_string(list.size()) + " messages, more than the " +
+                                                         std::to_string(max_batch) + " allowed in one request"});
+    if (!intake.envelope_errors.empty()) return intake;
+    for (const Json& m : list) items.push_back(&m);
+  } else {
+    items.push_back(&body);
+  }
+  intake.items.resize(items.size());
+  for (size_t i = 0; i < items.size(); ++i) {
+    const Json& item = *items[i];
+    IntakeItem& out = intake.items[i];
+    if (item.is_object()) {
+      auto id = item.find("id");
+      if (id != item.end() && id->is_string()) out.id = id->get<std::string>();
+    }
+    ParsedMessage parsed = parse_message(item, rules, intake.batch ? "/messages/" + std::to_string(i) : "");
+    if (!parsed.message) {
+      out.errors = std::move(parsed.errors);
+      continue;
+    }
+    const Message& m = *parsed.message;
+    store::NewMessage nm;
+    nm.id = m.id;
+    nm.recipient_id = m.recipient.id;
+    nm.recipient_json = canonical_json(item["recipient"]);
+    nm.api_key = key_name;
+    nm.payload = canonical_json(item);
+    nm.payload_hash = sha256_hex(nm.payload);
+    nm.send_at_ms = m.send_at_ms;
+    nm.expires_at_ms = m.expires_at_ms;
+    nm.due_at_ms = m.send_at_ms.value_or(now_ms);
+    nm.events.push_back({"accepted", Json{{"api_key", key_name}}.dump()});
+    Json scheduled = {{"due_at", format_rfc3339_ms(nm.due_at_ms)}};
+    if (m.send_at_local) scheduled["local"] = item["send_at"];
+    nm.events.push_back({"scheduled", scheduled.dump()});
+    out.stored = static_cast<int>(intake.to_store.size());
+    intake.to_store.push_back(std::move(nm));
+  }
+  return intake;
+}
+
+namespace {
+
+Json problem_body(int status, const std::string& title, const std::string& detail, const Json& errors) {
+  Json body = {{"type", "about:blank"}, {"title", title}, {"status", status}, {"detail", detail}};
+  if (!errors.empty()) body["errors"] = errors;
+  return body;
+}
+
+}  // namespace
+
+IntakeAnswer answer_intake(const Intake& intake, const std::vector<store::AcceptResult>& results) {
+  IntakeAnswer a;
+  Json errors = Json::array();
+  if (!intake.envelope_errors.empty()) {
+    for (const auto& e : intake.envelope_errors) errors.push_back({{"pointer", e.pointer}, {"detail", e.detail}});
+    a.status = 400;
+    a.problem = true;
+    a.body = problem_body(400, "Bad Request", "the batch is malformed", errors);
+    return a;
+  }
+  Json list = Json::array();
+  for (size_t i = 0; i < intake.items.size(); ++i) {
+    const IntakeItem& item = intake.items[i];
+    Json r = {{"id", item.id.empty() ? Json() : Json(item.id)}};
+    if (intake.batch) r["index"] = i;
+    if (item.stored < 0) {
+      ++a.rejected;
+      r["status"] = "rejected";
+      Json e = Json::array();
+      for (const auto& fe : item.errors) {
+        e.push_back({{"pointer", fe.pointer}, {"detail", fe.detail}});
+        errors.push_back({{"pointer", fe.pointer}, {"detail", fe.detail}});
+      }
+      r["errors"] = e;
+    } else {
+      const store::AcceptResult& s = results.at(static_cast<size_t>(item.stored));
+      r["state"] = store::to_string(s.state);
+      switch (s.status) {
+        case store::AcceptStatus::accepted:
+          ++a.accepted;
+          r["status"] = "accepted";
+          break;
+        case store::AcceptStatus::duplicate:
+          ++a.duplicate;
+          r["status"] = "duplicate";
+          break;
+        case store::AcceptStatus::conflict: {
+          ++a.conflict;
+          std::string detail = "id \"" + item.id + "\" was already used for a different message";
+          r["status"] = "conflict";
+          r["detail"] = detail;
+          errors.push_back({{"pointer", intake.batch ? "/messages/" + std::to_string(i) + "/id" : "/id"}, {"detail", detail}});
+          break;
+        }
+      }
+    }
+    list.push_back(std::move(r));
+  }
+  if (!intake.batch) {
+    if (a.rejected) {
+      a.status = 400;
+      a.problem = true;
+      a.body = problem_body(400, "Bad Request", "the message is invalid", errors);
+    } else if (a.conflict) {
+      a.status = 422;
+      a.problem = true;
+      a.body = problem_body(422, "Unprocessable Content",
+                            "id \"" + intake.items[0].id + "\" was already used for a different message", errors);
+    } else {
+      a.body = list[0];
+    }
+    return a;
+  }
+  if (a.accepted + a.duplicate == 0) {
+    a.status = 400;
+    a.problem = true;
+    a.body = problem_body(400, "Bad Request", "no message of the batch could be accepted", errors);
+    return a;
+  }
+  a.body = {{"results", list}, {"accepted", a.accepted}, {"duplicate", a.duplicate}, {"rejected", a.rejected},
+            {"conflict", a.conflict}};
+  return a;
+}
+
+}  // namespace tayori::core

@@ -1,0 +1,43 @@
+// Intake: from a POST /v1/messages body to what the store must record, and from the store's verdicts to
+// the answer. Both halves are pure, so the API, the simulator endpoint and the benchmarks share them.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/message.hpp"
+#include "store/store.hpp"
+
+namespace tayori::core {
+
+struct IntakeItem {
+  std::string id;
+  int stored = -1;  // index into Intake::to_store, or -1 when refused
+  std::vector<FieldError> errors;
+};
+
+struct Intake {
+  bool batch = false;
+  std::vector<FieldError> envelope_errors;  // a malformed batch: nothing else is looked at
+  std::vector<IntakeItem> items;
+  std::vector<store::NewMessage> to_store;
+};
+
+// Splits a body into messages (one object, or {"messages": [...]} of at most `max_batch`), validates
+// each, and prepares the valid ones for the store (canonical payload, hash, due time, first events).
+Intake prepare_intake(const Json& body, const ValidationRules& rules, int max_batch, const std::string& key_name,
+                      int64_t now_ms);
+
+struct IntakeAnswer {
+  int status = 202;
+  Json body;
+  bool problem = false;  // body is application/problem+json
+  int64_t accepted = 0, duplicate = 0, rejected = 0, conflict = 0;
+};
+
+// The answer once the store has recorded `to_store` with `results` (in the same order).
+IntakeAnswer answer_intake(const Intake& intake, const std::vector<store::AcceptResult>& results);
+
+}  // namespace tayori::core
