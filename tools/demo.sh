@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
-# The demo: set up, build, start the gateway on config/demo.yaml (SQLite + file_sink channels), submit
-# config/demo/messages.json, and print what happened to each message and why.
+# The demo: set up, build, start the gateway on config/demo.yaml (SQLite, three file_sink channels, a
+# policy and a template), play config/demo/messages.json scene by scene, and print what happened to each
+# message and why, then what each channel received.
+#
+# messages.json is a list of steps: {"say": ...} starts a scene, {"do": "METHOD /path", "body": ...} calls
+# the API, anything else is a message for POST /v1/messages. After each message the script waits until
+# the dispatcher has decided (a final state, or scheduled for later), so every scene sees the one before.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup.sh
@@ -22,55 +27,131 @@ base=$(grep -o 'http://[0-9.:]*' demo-data/stdout.log)
 echo "gateway up at $base (data in demo-data/)"
 auth=(-H "Authorization: Bearer $TAYORI_API_KEY")
 
-soon=$(date -u -d '+3 seconds' +%Y-%m-%dT%H:%M:%SZ)
-messages=$(sed "s/@SOON@/$soon/" config/demo/messages.json)
-count=$(jq length <<<"$messages")
+# A recipient for whom it is night right now: a real zone where it is about 01:00, one per UTC offset
+# from -11 to +12, chosen by the current UTC hour (summer time moves it an hour at most: still night).
+zones=(Pacific/Pago_Pago Pacific/Honolulu America/Anchorage America/Los_Angeles America/Phoenix
+       America/Mexico_City America/Bogota America/La_Paz America/Sao_Paulo Atlantic/South_Georgia
+       Atlantic/Cape_Verde Atlantic/Reykjavik Africa/Lagos Africa/Johannesburg Africa/Nairobi Asia/Dubai
+       Asia/Karachi Asia/Dhaka Asia/Bangkok Asia/Singapore Asia/Tokyo Australia/Brisbane Pacific/Noumea
+       Pacific/Auckland)
+offset=$(((1 - 10#$(date -u +%H) + 48) % 24))
+if ((offset > 12)); then offset=$((offset - 24)); fi
+night_tz=${zones[$((offset + 11))]}
+night_local=$(TZ=$night_tz date +%H:%M)
+minute_ago=$(date -u -d '-1 minute' +%Y-%m-%dT%H:%M:%SZ)
+steps=$(sed -e "s|@NIGHT_TZ@|$night_tz|g" -e "s|@NIGHT_LOCAL@|$night_local|g" -e "s|@A_MINUTE_AGO@|$minute_ago|g" \
+            config/demo/messages.json)
+soon_local=""  # @SOON_LOCAL@: a wall-clock time in New York 3 seconds after the step that first names it
 
-echo
-echo "== submitting $count messages =="
-for i in $(seq 0 $((count - 1))); do
-  body=$(jq -c ".[$i]" <<<"$messages")
-  answer=$(curl -s -w '\n%{http_code}' "${auth[@]}" -H 'Content-Type: application/json' -d "$body" "$base/v1/messages")
-  code=$(tail -n1 <<<"$answer")
-  json=$(sed '$d' <<<"$answer")
-  id=$(jq -r .id <<<"$body")
-  if [ "$code" = 202 ]; then
-    printf '  %-15s %s %s\n' "$id" "$code" "$(jq -r .status <<<"$json")"
+# jq helpers: a message's decision in one line, and the settled test.
+defs='
+def last_with(f): [.events[] | select(.detail | f)] | last | .detail;
+def skipped: (last_with(has("skipped")) // {}) | .skipped // [] | map("\(.channel): \(.reason)") | join(", ");
+def outcome:
+  if .state == "delivered" then "delivered via \(.channel)"
+  elif .state == "scheduled" and (.events | map(.type) | index("deferred")) then
+    "deferred until \(last_with(has("until")).until) by \(last_with(has("rule")).rule)"
+  elif .state == "scheduled" then "scheduled for \(.due_at)"
+  elif .state == "suppressed" or .state == "failed" then
+    "\(.state): \(.last_reason)" + ((last_with(has("rule")) // {}).rule // "" | if . == "" then "" else " (\(.))" end)
+  else .state end
+  + (skipped | if . == "" then "" else "  [skipped \(.)]" end);
+def settled:
+  .state as $s | ($s != "scheduled" and $s != "dispatched")
+  or ($s == "scheduled" and ((.due_at[0:19] + "Z" | fromdate) + (.due_at[20:23] | tonumber) / 1000 > now));
+'
+
+call() {  # METHOD PATH [BODY] -> $code, $json
+  local out
+  if [ $# -ge 3 ]; then
+    out=$(curl -s -w '\n%{http_code}' "${auth[@]}" -X "$1" -H 'Content-Type: application/json' -d "$3" "$base$2")
   else
-    printf '  %-15s %s %s\n' "$id" "$code" "$(jq -r .title <<<"$json")"
-    jq -r '.errors[] | "      \(.pointer): \(.detail)"' <<<"$json"
+    out=$(curl -s -w '\n%{http_code}' "${auth[@]}" -X "$1" "$base$2")
   fi
-done
+  code=${out##*$'\n'}
+  json=${out%$'\n'*}
+}
+
+settle() {  # ID -> prints the decision once the dispatcher has made it
+  local line
+  for ((i = 0; i < 100; i++)); do
+    line=$(curl -s "${auth[@]}" "$base/v1/messages/$1" | jq -r "$defs"' if settled then outcome else empty end')
+    [ -n "$line" ] && { echo "$line"; return; }
+    sleep 0.05
+  done
+  echo "(still undecided)"
+}
+
+ids=() refused=()
+while IFS=$'\t' read -r kind arg body; do
+  if [[ $arg$body == *@SOON_LOCAL@* ]]; then
+    [ -n "$soon_local" ] || soon_local=$(TZ=America/New_York date -d '+3 seconds' +%Y-%m-%dT%H:%M:%S)
+    arg=${arg//@SOON_LOCAL@/$soon_local}
+    body=${body//@SOON_LOCAL@/$soon_local}
+  fi
+  case $kind in
+  say)
+    printf '\n== %s ==\n' "$arg"
+    ;;
+  message)
+    call POST /v1/messages "$body"
+    if [ "$code" = 202 ]; then
+      status=$(jq -r .status <<<"$json")
+      [[ " ${ids[*]} " == *" $arg "* ]] || ids+=("$arg")
+      if [ "$status" = accepted ]; then
+        printf '  %-14s 202 accepted   -> %s\n' "$arg" "$(settle "$arg")"
+      else
+        printf '  %-14s 202 %s (state %s): nothing sent again\n' "$arg" "$status" "$(jq -r .state <<<"$json")"
+      fi
+    else
+      refused+=("$arg")
+      printf '  %-14s %s %s\n' "$arg" "$code" "$(jq -r '.title + ": " + .detail' <<<"$json")"
+      jq -r '.errors[] | "      \(.pointer): \(.detail)"' <<<"$json"
+    fi
+    ;;
+  do)
+    read -r method path <<<"$arg"
+    if [ "$body" = null ]; then call "$method" "$path"; else call "$method" "$path" "$body"; fi
+    printf '  %s %s -> %s\n' "$method" "$path" "$code"
+    jq -r '
+      if has("decision") then
+        "      decision=\(.decision)" + (if .channel then " channel=\(.channel) contact=\(.contact)" else "" end)
+          + (if .reason then " reason=\(.reason)" else "" end) + (if .rule then " rule=\(.rule)" else "" end)
+          + (if .until then " until=\(.until)" else "" end) + "   (evaluated at \(.evaluated_at))",
+        (.skipped // [] | .[] | "      skipped \(.channel): \(.reason)"),
+        (.trace[] | "      trace  " + ([.stage, .channel, .result, .rule, (.detail // empty | tojson)] | map(select(. != null)) | join(" "))),
+        (.rendered // empty | "      rendered from \(.source):", (.content // {} | to_entries[] | "        \(.key): \(.value | gsub("\n"; "⏎"))"),
+                                (.error // empty | "        error: \(.)"))
+      elif has("consent") then
+        (.consent[] | select(.default | not) | "      now \(.channel)/\(.purpose) = \(.state) (source \(.source), \(.at))")
+      elif has("contact") then "      \(.contact) suppressed: \(.reason) (source \(.source))"
+      else "      \(tojson)" end' <<<"$json"
+    ;;
+  esac
+done < <(jq -r '.[] | if .say then "say\t\(.say)\t{}" elif .do then "do\t\(.do)\t\(.body // null | tojson)"
+                      else "message\t\(.id)\t\(tojson)" end' <<<"$steps")
 
 echo
-echo "== cancelling campaign-7007 (scheduled for 2099) =="
-curl -s "${auth[@]}" -X DELETE "$base/v1/messages/campaign-7007" | jq -c .
-
-echo
-echo "== waiting for due messages (reminder-4004 is due at $soon) =="
-for _ in $(seq 150); do
-  state=$(curl -s "${auth[@]}" "$base/v1/messages/reminder-4004" | jq -r .state)
-  [ "$state" = delivered ] && break
+echo "== waiting for reminder-9009 (due at $soon_local America/New_York) =="
+for _ in $(seq 100); do
+  [ "$(curl -s "${auth[@]}" "$base/v1/messages/reminder-9009" | jq -r .state)" = delivered ] && break
   sleep 0.1
 done
 
 echo
-echo "== what happened to each message, and why =="
-while IFS= read -r id; do
-  status=$(curl -s "${auth[@]}" "$base/v1/messages/$(jq -rn --arg id "$id" '$id|@uri')")
-  if [ "$(jq -r '.status // empty' <<<"$status")" = 404 ]; then
-    printf '%-15s never stored (refused at intake)\n' "$id"
-    continue
-  fi
-  printf '%-15s %-10s channel=%-6s reason=%s\n' "$id" "$(jq -r .state <<<"$status")" \
-    "$(jq -r '.channel // "-"' <<<"$status")" "$(jq -r '.last_reason // "-"' <<<"$status")"
-  jq -r '.events[] | "    \(.at)  \(.type)  \(.detail | tostring)"' <<<"$status"
-done < <(jq -r '.[].id' <<<"$messages" | awk '!seen[$0]++')
+echo "== what happened to each message, and why (timeline times are UTC) =="
+for id in "${ids[@]}"; do curl -s "${auth[@]}" "$base/v1/messages/$id"; echo; done | jq -rs "$defs"'
+  .[] | "\(.id | . + " " * ([14 - length, 0] | max)) \(.state | . + " " * ([10 - length, 0] | max)) \(outcome)",
+        (.events[] | "    \(.at[11:23])  \(.type | . + " " * ([10 - length, 0] | max))  \(.detail | tojson)")'
+for id in "${refused[@]}"; do printf '%-14s never stored (refused at intake)\n' "$id"; done
 
 echo
 echo "== what the channels received (file_sink outboxes) =="
 for f in demo-data/outbox-*.jsonl; do
-  [ -e "$f" ] || continue
   echo "$f:"
-  jq -c '{message_id, channel, contact, content}' "$f" | sed 's/^/  /'
+  if [ -s "$f" ]; then
+    jq -r '"  \(.message_id) -> \(.contact)", (.content | to_entries[] | "      \(.key): \(.value | rtrimstr("\n") | gsub("\n"; "⏎"))")' "$f"
+  else
+    echo "  (nothing yet)"
+  fi
 done

@@ -5,6 +5,7 @@
 
 #include <chrono>
 
+#include "api/http_util.hpp"
 #include "core/intake.hpp"
 #include "core/message.hpp"
 
@@ -19,37 +20,6 @@ std::array<unsigned char, 32> sha256(std::string_view text) {
   unsigned int len = 0;
   EVP_Digest(text.data(), text.size(), out.data(), &len, EVP_sha256(), nullptr);
   return out;
-}
-
-HttpResponse json_response(int status, const Json& body) {
-  HttpResponse r;
-  r.status = status;
-  r.body = body.dump();
-  return r;
-}
-
-std::string percent_decode(std::string_view s) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size() && std::isxdigit(static_cast<unsigned char>(s[i + 1])) &&
-        std::isxdigit(static_cast<unsigned char>(s[i + 2]))) {
-      out += static_cast<char>(std::stoi(std::string(s.substr(i + 1, 2)), nullptr, 16));
-      i += 2;
-    } else {
-      out += s[i];
-    }
-  }
-  return out;
-}
-
-// application/json, with or without parameters (charset=utf-8), case-insensitive (RFC 9110 §8.3.1).
-bool is_json(std::string_view content_type) {
-  auto semi = content_type.find(';');
-  std::string_view media = content_type.substr(0, semi);
-  while (!media.empty() && media.back() == ' ') media.remove_suffix(1);
-  std::string lower(media);
-  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return lower == "application/json";
 }
 
 Json message_view(const store::MessageRecord& r, const std::vector<store::EventRecord>& events) {
@@ -111,6 +81,12 @@ HttpResponse problem(int status, std::string_view title, std::string_view detail
   return r;
 }
 
+HttpResponse method_not_allowed(const std::string& route, const std::string& allowed) {
+  HttpResponse r = problem(405, "Method Not Allowed", "use " + allowed + " on " + route);
+  r.headers.emplace_back("Allow", allowed);
+  return r;
+}
+
 Api::Api(const config::Config& config, ApiDependencies deps)
     : server_(config.server), policy_(config.policy), deps_(std::move(deps)) {
   for (const auto& k : config.api_keys) keys_.push_back({k.name, sha256(k.secret)});
@@ -121,6 +97,10 @@ Api::Api(const config::Config& config, ApiDependencies deps)
   rules_.templates_available = deps_.templates != nullptr;
   rules_.templates = &template_names_;
   rules_.default_timezone = config.policy.default_timezone;
+  rules_.stored_timezone = [this](const std::string& recipient_id) {
+    auto profile = deps_.store.recipient(recipient_id);
+    return profile && !profile->erased ? profile->timezone : std::string();
+  };
 }
 
 const Api::Key* Api::authenticate(const HttpRequest& request) const {
@@ -145,11 +125,7 @@ void Api::handle(HttpRequest request, Responder respond) {
     deps_.metrics.count_request(route, method, r.status);
     respond(std::move(r));
   };
-  auto allow = [&](std::string_view allowed) {
-    HttpResponse r = problem(405, "Method Not Allowed", "use " + std::string(allowed) + " on " + route);
-    r.headers.emplace_back("Allow", std::string(allowed));
-    counted(std::move(r));
-  };
+  auto allow = [&](const std::string& allowed) { counted(method_not_allowed(route, allowed)); };
 
   if (route == "/healthz") {
     if (method != "GET") return allow("GET");

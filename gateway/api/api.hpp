@@ -70,6 +70,9 @@ class Api final : public Handler {
 };
 
 // RFC 9457 problem details. `errors` (pointer, detail) pairs go in an "errors" member.
+// 405 with the Allow header (RFC 9110 §15.5.6).
+HttpResponse method_not_allowed(const std::string& route, const std::string& allowed);
+
 HttpResponse problem(int status, std::string_view title, std::string_view detail,
                      const std::vector<std::pair<std::string, std::string>>& errors = {});
 

@@ -7,6 +7,7 @@
 #include <regex>
 
 #include "api/api.hpp"
+#include "api/http_util.hpp"
 #include "common/time.hpp"
 
 namespace tayori::api {
@@ -14,39 +15,6 @@ namespace tayori::api {
 using core::Json;
 
 namespace {
-
-HttpResponse json_response(int status, const Json& body) {
-  HttpResponse r;
-  r.status = status;
-  r.body = body.dump();
-  return r;
-}
-
-std::string decode(std::string_view s) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size() && std::isxdigit(static_cast<unsigned char>(s[i + 1])) &&
-        std::isxdigit(static_cast<unsigned char>(s[i + 2]))) {
-      out += static_cast<char>(std::stoi(std::string(s.substr(i + 1, 2)), nullptr, 16));
-      i += 2;
-    } else {
-      out += s[i];
-    }
-  }
-  return out;
-}
-
-std::string query_param(const std::string& query, const std::string& name) {
-  size_t pos = 0;
-  while (pos <= query.size()) {
-    size_t amp = query.find('&', pos);
-    std::string part = query.substr(pos, amp == std::string::npos ? std::string::npos : amp - pos);
-    if (part.rfind(name + "=", 0) == 0) return decode(part.substr(name.size() + 1));
-    if (amp == std::string::npos) break;
-    pos = amp + 1;
-  }
-  return {};
-}
 
 Json consent_json(const policy::ConsentRecord& r) {
   return {{"channel", r.channel},     {"purpose", core::to_string(r.purpose)}, {"state", policy::to_string(r.state)},
@@ -88,7 +56,7 @@ void Api::recipients(const HttpRequest& request, const std::string& route, Respo
   std::string tail = route == "/v1/recipients/{id}/consent/history" ? "/consent/history"
                      : route == "/v1/recipients/{id}/consent"       ? "/consent"
                                                                     : "";
-  std::string id = decode(rest.substr(0, rest.size() - tail.size()));
+  std::string id = percent_decode(rest.substr(0, rest.size() - tail.size()));
   if (id.empty() || id.size() > 256 || id.find('/') != std::string::npos)
     return respond(problem(404, "Not Found", "no such resource: " + request.path));
   const std::string& method = request.method;
@@ -118,7 +86,7 @@ void Api::recipients(const HttpRequest& request, const std::string& route, Respo
   };
 
   if (tail == "/consent/history") {
-    if (method != "GET") return respond(problem(405, "Method Not Allowed", "use GET on " + route));
+    if (method != "GET") return respond(method_not_allowed(route, "GET"));
     Json list = Json::array();
     for (const auto& r : deps_.store.consent_history(id)) list.push_back(consent_json(r));
     return respond(json_response(200, {{"recipient_id", id}, {"history", list}}));
@@ -126,7 +94,7 @@ void Api::recipients(const HttpRequest& request, const std::string& route, Respo
 
   if (tail == "/consent") {
     if (method == "GET") return respond(json_response(200, {{"recipient_id", id}, {"consent", effective_consent()}}));
-    if (method != "PUT") return respond(problem(405, "Method Not Allowed", "use GET or PUT on " + route));
+    if (method != "PUT") return respond(method_not_allowed(route, "GET, PUT"));
     auto body = json_body(request, respond);
     if (!body) return;
     // One record, or {"consent": [records]}: each appended to the history, none overwritten.
@@ -253,9 +221,7 @@ void Api::recipients(const HttpRequest& request, const std::string& route, Respo
     });
     return;
   }
-  HttpResponse r = problem(405, "Method Not Allowed", "use GET, PUT or DELETE on " + route);
-  r.headers.emplace_back("Allow", "GET, PUT, DELETE");
-  respond(std::move(r));
+  respond(method_not_allowed(route, "GET, PUT, DELETE"));
 }
 
 void Api::suppressions(const HttpRequest& request, const std::string& route, Responder respond) {
@@ -267,7 +233,7 @@ void Api::suppressions(const HttpRequest& request, const std::string& route, Res
       if (!l.empty()) {
         if (l.size() > 4 || l.find_first_not_of("0123456789") != std::string::npos || std::stoi(l) < 1 ||
             std::stoi(l) > 1000)
-          return respond(problem(400, "Bad Request", "limit must be a number from 1 to 1000", {{"limit", l}}));
+          return respond(problem(400, "Bad Request", "the query parameter limit must be a number from 1 to 1000"));
         limit = std::stoi(l);
       }
       auto list = deps_.store.list_suppressions(query_param(request.query, "after"), limit);
@@ -276,7 +242,7 @@ void Api::suppressions(const HttpRequest& request, const std::string& route, Res
       Json next = static_cast<int>(list.size()) == limit ? Json(list.back().contact) : Json();
       return respond(json_response(200, {{"suppressions", items}, {"next_after", next}}));
     }
-    if (method != "POST") return respond(problem(405, "Method Not Allowed", "use GET or POST on " + route));
+    if (method != "POST") return respond(method_not_allowed(route, "GET, POST"));
     auto body = json_body(request, respond);
     if (!body) return;
     std::vector<core::FieldError> errors;
@@ -312,7 +278,7 @@ void Api::suppressions(const HttpRequest& request, const std::string& route, Res
     if (!wait([&](auto done) { deps_.store.add_suppression(s, done); })) return respond(unavailable());
     return respond(json_response(201, suppression_json(s)));
   }
-  std::string contact = decode(request.path.substr(std::string_view("/v1/suppressions/").size()));
+  std::string contact = percent_decode(request.path.substr(std::string_view("/v1/suppressions/").size()));
   if (method == "GET") {
     auto found = deps_.store.suppressions({contact});
     if (found.empty()) return respond(problem(404, "Not Found", "\"" + contact + "\" is not suppressed"));
@@ -326,7 +292,7 @@ void Api::suppressions(const HttpRequest& request, const std::string& route, Res
     });
     return;
   }
-  respond(problem(405, "Method Not Allowed", "use GET or DELETE on " + route));
+  respond(method_not_allowed(route, "GET, DELETE"));
 }
 
 }  // namespace tayori::api

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -78,8 +79,14 @@ class Reader {
       return false;
     }
     std::set<std::string> allowed(known.begin(), known.end());
+    std::map<std::string, int> seen;  // key -> line, to report repeats (YAML 1.2 §3.2.1.1: keys are unique)
     for (auto it = node.begin(); it != node.end(); ++it) {
       std::string key = it->first.as<std::string>("");
+      auto [first, inserted] = seen.emplace(key, where(it->first).line);
+      if (!inserted) {
+        error(it->first, join(path, key), "duplicate key (first at line " + std::to_string(first->second) + ")");
+        continue;
+      }
       if (!allowed.count(key)) {
         std::string list;
         for (const char* k : known) list += (list.empty() ? "" : ", ") + std::string(k);
@@ -247,7 +254,8 @@ void read_channels(Reader& r, const YAML::Node& n, std::vector<ChannelConfig>& c
     }
     if (auto v = r.string(c, "plugin", path, true)) ch.plugin = *v;
     if (auto v = r.string(c, "contact", path, false)) {
-      if (!std::regex_match(*v, kContactKind))
+      // A bare "push" names the list of tokens, never one contact point: say which platform.
+      if (!std::regex_match(*v, kContactKind) || *v == "push")
         r.error(c["contact"], path + ".contact",
                 "must name a recipient contact kind (email, phone, line, ...) or push.fcm / push.apns");
       else

@@ -49,7 +49,12 @@ policy::RecipientState Clearance::load_state(const Message& m, int64_t now_ms) c
   for (const auto& [kind, contact] : m.recipient.contacts) contacts.push_back(contact);
   for (const auto& t : m.recipient.push) contacts.push_back(t.token);
   for (auto& s : store_.suppressions(contacts)) state.suppressed[s.contact] = std::move(s);
-  if (!config_.caps.empty()) state.slots = store_.slots_since(m.recipient.id, now_ms - config_.longest_cap_window_ms());
+  if (!config_.caps.empty()) {
+    state.slots = store_.slots_since(m.recipient.id, now_ms - config_.longest_cap_window_ms());
+    // A message cleared before (then retried, or re-taken after a crash) holds its own slot: it must not
+    // count against itself.
+    std::erase_if(state.slots, [&](const policy::CapSlot& s) { return s.message_id == m.id; });
+  }
   return state;
 }
 

@@ -20,6 +20,7 @@ store::Transition fail_before_attempt(const store::MessageRecord& record, const 
                                       const std::string& detail_json) {
   store::Transition t;
   t.message_id = record.id;
+  t.attempt = record.attempts;
   t.to = store::State::failed;
   t.channel = record.channel;
   t.channel_index = record.channel_index;
@@ -32,9 +33,11 @@ store::Transition fail_before_attempt(const store::MessageRecord& record, const 
 store::Transition decide_without_attempt(const store::MessageRecord& record, const policy::Decision& d) {
   store::Transition t;
   t.message_id = record.id;
+  t.attempt = record.attempts;
   t.channel = record.channel;
   t.channel_index = record.channel_index;
   t.last_reason = d.reason;
+  t.no_attempt = true;
   if (d.verdict == policy::Verdict::defer) {
     t.to = store::State::scheduled;
     t.due_at_ms = d.until_ms;
@@ -52,6 +55,7 @@ store::Transition decide_after_attempt(const store::MessageRecord& record, const
                                        int64_t dispatched_at_ms, int64_t now_ms, double jitter) {
   store::Transition t;
   t.message_id = record.id;
+  t.attempt = record.attempts;
   t.channel = route.channel;
   t.channel_index = route.channel_index;
   t.due_at_ms = record.due_at_ms;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -63,6 +64,9 @@ struct ValidationRules {
   const std::set<std::string>* templates = nullptr;
   // The zone a local send_at ("2026-11-24T10:00:00", no offset) is read in when the recipient has none.
   std::string default_timezone = "UTC";
+  // The stored profile's zone of a recipient ("" when none), asked only for a local send_at of a message
+  // that names no zone itself.
+  std::function<std::string(const std::string& recipient_id)> stored_timezone;
   size_t max_metadata_bytes = 16 * 1024;
   size_t max_content_bytes = 256 * 1024;
 };

@@ -103,6 +103,10 @@ QuietHoursVerdict quiet_hours(const std::vector<QuietHoursRule>& rules, const st
       d = tomorrow.day;
     }
     int64_t end = zone.earliest_at(y, mo, d, rule.to_minute / 60, rule.to_minute % 60);
+    // Inside a repeated hour (DST ends) the first occurrence of the end may already be past: the window
+    // closes at the second one, or the message would be deferred to a moment before now, again and again.
+    if (end <= now_ms) end = zone.latest_at(y, mo, d, rule.to_minute / 60, rule.to_minute % 60);
+    if (end <= now_ms) continue;
     int64_t until = end + static_cast<int64_t>(jitter * static_cast<double>(rule.spread_ms));
     // With several windows covering now, the one that closes last decides.
     if (!v.quiet || until > v.until_ms) {

@@ -59,6 +59,12 @@ int64_t TimeZone::earliest_at(int year, int month, int day, int hour, int minute
   return to_ms(cl.pre);
 }
 
+int64_t TimeZone::latest_at(int year, int month, int day, int hour, int minute) const {
+  auto cl = zone_of(zone_).lookup(cctz::civil_second(year, month, day, hour, minute, 0));
+  if (cl.kind == cctz::time_zone::civil_lookup::REPEATED) return to_ms(cl.post);
+  return earliest_at(year, month, day, hour, minute);
+}
+
 std::optional<LocalTime> parse_local_datetime(std::string_view s) {
   // Reuse the RFC 3339 parser by pinning the local fields to UTC, then read them back.
   if (s.size() < 19 || s.size() > 23) return std::nullopt;

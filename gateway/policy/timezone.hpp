@@ -33,6 +33,10 @@ class TimeZone {
   // time, the moment of the transition. Used for the end of a quiet-hours window.
   int64_t earliest_at(int year, int month, int day, int hour, int minute) const;
 
+  // The last instant the local clock reads hh:mm that day: for a time repeated by a DST change, its
+  // second occurrence; otherwise the same as earliest_at.
+  int64_t latest_at(int year, int month, int day, int hour, int minute) const;
+
  private:
   std::string name_;
   std::shared_ptr<const void> zone_;  // cctz::time_zone, kept out of this header

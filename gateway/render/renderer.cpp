@@ -163,6 +163,10 @@ RenderResult render(const core::Message& m, const std::string& channel, const Te
   if (variant != m.content_variants.end())
     for (const auto& [k, v] : variant->second) source_fields[k] = v;
 
+  if (source_fields.empty()) {
+    result.error = "no content for channel " + channel + " (only other channels have a variant)";
+    return result;
+  }
   core::Json data = m.data;
   data["recipient"] = {{"id", m.recipient.id}, {"locale", m.recipient.locale}};
   data["message"] = {{"id", m.id}};

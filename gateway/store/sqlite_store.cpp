@@ -310,7 +310,8 @@ class SqliteStore final : public Store {
           const Transition& t = *shared;
           c.prepare(
                "UPDATE messages SET state = ?2, channel = ?3, channel_index = ?4, due_at = ?5, last_reason = ?6, "
-               "updated_at = ?7 WHERE id = ?1 AND state = 'dispatched'")
+               "updated_at = ?7, attempts = attempts - ?9 WHERE id = ?1 AND state = 'dispatched' "
+               "AND (?8 = 0 OR attempts = ?8)")
               .bind(1, t.message_id)
               .bind(2, to_string(t.to))
               .bind(3, t.channel)
@@ -318,8 +319,10 @@ class SqliteStore final : public Store {
               .bind(5, t.due_at_ms)
               .bind(6, t.last_reason)
               .bind(7, now_ms)
+              .bind(8, static_cast<int64_t>(t.attempt))
+              .bind(9, static_cast<int64_t>(t.no_attempt ? 1 : 0))
               .exec();
-          if (c.changes() == 0) return;  // cancelled or recovered meanwhile: this verdict is stale
+          if (c.changes() == 0) return;  // cancelled, recovered or claimed again meanwhile: this verdict is stale
           for (const NewEvent& e : t.events) insert_event(c, t.message_id, e, now_ms);
         },
         [done = std::move(done)](bool ok) {

@@ -98,9 +98,13 @@ struct CancelResult {
 };
 
 // What the dispatcher decided about a dispatched message. Applied only if the message is still
-// `dispatched` (a cancel or a recovery may have moved it meanwhile).
+// `dispatched` by the same claim (a cancel, a recovery or another node's claim may have moved it since).
 struct Transition {
   std::string message_id;
+  int attempt = 0;  // the claim (attempts count) this verdict is about; 0: any
+  // The claim made no delivery attempt (the policy deferred or suppressed it): give the attempt back,
+  // so deferrals neither use up max_attempts nor shift the plugin's attempt number.
+  bool no_attempt = false;
   State to = State::delivered;
   std::string channel;
   int channel_index = 0;

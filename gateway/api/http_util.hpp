@@ -1,0 +1,60 @@
+// Small helpers shared by the API's resource handlers.
+#pragma once
+
+#include <cctype>
+#include <string>
+#include <string_view>
+
+#include "api/http.hpp"
+#include "core/message.hpp"
+
+namespace tayori::api {
+
+inline HttpResponse json_response(int status, const core::Json& body) {
+  HttpResponse r;
+  r.status = status;
+  r.body = body.dump();
+  return r;
+}
+
+// RFC 3986 §2.1 percent-decoding of a path segment or query value.
+inline std::string percent_decode(std::string_view s) {
+  auto hex = [](char c) { return std::isdigit(static_cast<unsigned char>(c)) ? c - '0' : (std::tolower(c) - 'a' + 10); };
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%' && i + 2 < s.size() && std::isxdigit(static_cast<unsigned char>(s[i + 1])) &&
+        std::isxdigit(static_cast<unsigned char>(s[i + 2]))) {
+      out += static_cast<char>(hex(s[i + 1]) * 16 + hex(s[i + 2]));
+      i += 2;
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+// The decoded value of `name` in a query string ("a=1&b=2"); empty when absent.
+inline std::string query_param(std::string_view query, std::string_view name) {
+  while (!query.empty()) {
+    size_t amp = query.find('&');
+    std::string_view part = query.substr(0, amp);
+    if (part.size() > name.size() && part.substr(0, name.size()) == name && part[name.size()] == '=')
+      return percent_decode(part.substr(name.size() + 1));
+    if (amp == std::string_view::npos) break;
+    query.remove_prefix(amp + 1);
+  }
+  return {};
+}
+
+// application/json, with or without parameters (charset=utf-8), case-insensitive (RFC 9110 §8.3.1).
+inline bool is_json(std::string_view content_type) {
+  std::string_view media = content_type.substr(0, content_type.find(';'));
+  while (!media.empty() && media.back() == ' ') media.remove_suffix(1);
+  constexpr std::string_view want = "application/json";
+  if (media.size() != want.size()) return false;
+  for (size_t i = 0; i < want.size(); ++i)
+    if (std::tolower(static_cast<unsigned char>(media[i])) != want[i]) return false;
+  return true;
+}
+
+}  // namespace tayori::api

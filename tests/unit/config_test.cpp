@@ -1,0 +1,679 @@
+// Tests for the YAML configuration loader (gateway/config/config.cpp): every field read, every problem
+// reported at once with its exact place ("gw.yaml:LINE:COL: key.path: message"), and secrets taken only
+// from an injected environment (never the process's own).
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "config/config.hpp"
+
+namespace tayori::config {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::IsEmpty;
+using ::testing::UnorderedElementsAre;
+using ::testing::UnorderedElementsAreArray;
+
+// A hermetic environment: only the variables given here exist.
+Environment env_of(std::map<std::string, std::string> vars) {
+  return [vars = std::move(vars)](const std::string& name) -> std::optional<std::string> {
+    auto it = vars.find(name);
+    if (it == vars.end()) return std::nullopt;
+    return it->second;
+  };
+}
+
+std::vector<std::string> diagnostics(const LoadResult& r) {
+  std::vector<std::string> out;
+  for (const auto& d : r.errors) out.push_back(d.to_string());
+  return out;
+}
+
+LoadResult load(const std::string& yaml, const Environment& env) {
+  return load_string(yaml, "gw.yaml", "/etc/tayori", env);
+}
+
+// The smallest valid document: the two required sections.
+const char* const kMinimal =
+    "api_keys:\n"
+    "  - name: upstream\n"
+    "    key_env: KEY_UP\n"
+    "channels:\n"
+    "  - name: email\n"
+    "    plugin: email_smtp\n";
+
+const std::map<std::string, std::string> kMinimalEnv = {{"KEY_UP", "s3cret-up"}};
+
+// ---- A valid document ------------------------------------------------------------------------------
+
+TEST(ConfigLoad, FullConfigRoundTripsEveryField) {
+  const std::string yaml =
+      "server:\n"                            // 1
+      "  listen: \"0.0.0.0:9090\"\n"         // 2
+      "  threads: 8\n"                       // 3
+      "  max_body_bytes: 2048\n"             // 4
+      "  max_batch: 50\n"                    // 5
+      "  header_timeout: 250ms\n"            // 6
+      "  body_timeout: 5s\n"                 // 7
+      "  idle_timeout: 2m\n"                 // 8
+      "store:\n"                             // 9
+      "  data_dir: var/../var/data\n"        // 10
+      "  retention: 2d\n"                    // 11
+      "dispatcher:\n"                        // 12
+      "  workers: 3\n"                       // 13
+      "  claim_batch: 10\n"                  // 14
+      "  poll_interval: 500ms\n"             // 15
+      "  max_attempts: 7\n"                  // 16
+      "  retry_base: 2s\n"                   // 17
+      "api_keys:\n"                          // 18
+      "  - name: upstream\n"                 // 19
+      "    key_env: TAYORI_KEY_UPSTREAM\n"   // 20
+      "  - name: ops\n"                      // 21
+      "    key_env: TAYORI_KEY_OPS\n"        // 22
+      "plugin_dirs:\n"                       // 23
+      "  - plugins\n"                        // 24
+      "  - /opt/tayori/plugins\n"            // 25
+      "channels:\n"                          // 26
+      "  - name: email\n"                    // 27
+      "    plugin: email_smtp\n"             // 28
+      "    contact: email\n"                 // 29
+      "    settings:\n"                      // 30
+      "      host: smtp.example.jp\n"        // 31
+      "      port: 587\n"                    // 32
+      "      password_env: SMTP_PASSWORD\n"  // 33
+      "  - name: sms_2\n"                    // 34
+      "    plugin: ./custom/sms.so\n";       // 35
+  auto env = env_of({{"TAYORI_KEY_UPSTREAM", "up-secret"}, {"TAYORI_KEY_OPS", "ops-secret"},
+                     {"SMTP_PASSWORD", "hunter2"}});
+  LoadResult r = load(yaml, env);
+  ASSERT_THAT(diagnostics(r), IsEmpty());
+  ASSERT_TRUE(r.config.has_value());
+  const Config& c = *r.config;
+
+  EXPECT_EQ(c.file, "gw.yaml");
+  EXPECT_EQ(c.base_dir, "/etc/tayori");
+
+  EXPECT_EQ(c.server.listen, "0.0.0.0:9090");
+  EXPECT_EQ(c.server.threads, 8);
+  EXPECT_EQ(c.server.max_body_bytes, 2048);
+  EXPECT_EQ(c.server.max_batch, 50);
+  EXPECT_EQ(c.server.header_timeout_ms, 250);
+  EXPECT_EQ(c.server.body_timeout_ms, 5'000);
+  EXPECT_EQ(c.server.idle_timeout_ms, 120'000);
+
+  EXPECT_EQ(c.store.data_dir, "/etc/tayori/var/data");  // relative, resolved and normalised
+  EXPECT_EQ(c.store.retention_ms, 2 * 86'400'000LL);
+
+  EXPECT_EQ(c.dispatcher.workers, 3);
+  EXPECT_EQ(c.dispatcher.claim_batch, 10);
+  EXPECT_EQ(c.dispatcher.poll_interval_ms, 500);
+  EXPECT_EQ(c.dispatcher.max_attempts, 7);
+  EXPECT_EQ(c.dispatcher.retry_base_ms, 2'000);
+
+  ASSERT_EQ(c.api_keys.size(), 2u);
+  EXPECT_EQ(c.api_keys[0].name, "upstream");
+  EXPECT_EQ(c.api_keys[0].secret, "up-secret");
+  EXPECT_EQ(c.api_keys[1].name, "ops");
+  EXPECT_EQ(c.api_keys[1].secret, "ops-secret");
+
+  EXPECT_THAT(c.plugin_dirs, ElementsAre("/etc/tayori/plugins", "/opt/tayori/plugins"));
+
+  ASSERT_EQ(c.channels.size(), 2u);
+  const ChannelConfig& email = c.channels[0];
+  EXPECT_EQ(email.name, "email");
+  EXPECT_EQ(email.plugin, "email_smtp");
+  EXPECT_EQ(email.contact, "email");
+  EXPECT_EQ(email.index, 0);
+  EXPECT_EQ(email.at.line, 27);
+  EXPECT_EQ(email.at.column, 5);
+  EXPECT_EQ(email.settings_at.line, 31);
+  EXPECT_EQ(email.settings_at.column, 7);
+  ASSERT_EQ(email.settings.size(), 3u);
+  EXPECT_EQ(email.settings[0].key, "host");
+  EXPECT_EQ(email.settings[0].value, "smtp.example.jp");
+  EXPECT_FALSE(email.settings[0].from_env);
+  EXPECT_EQ(email.settings[0].env_name, "");
+  EXPECT_EQ(email.settings[0].at.line, 31);
+  EXPECT_EQ(email.settings[0].at.column, 7);
+  EXPECT_EQ(email.settings[1].key, "port");
+  EXPECT_EQ(email.settings[1].value, "587");
+  EXPECT_FALSE(email.settings[1].from_env);
+  EXPECT_EQ(email.settings[2].key, "password");  // "_env" dropped: the plugin sees the secret's own name
+  EXPECT_EQ(email.settings[2].value, "hunter2");
+  EXPECT_TRUE(email.settings[2].from_env);
+  EXPECT_EQ(email.settings[2].env_name, "SMTP_PASSWORD");
+  EXPECT_EQ(email.settings[2].at.line, 33);
+  EXPECT_EQ(email.settings[2].at.column, 7);
+
+  const ChannelConfig& sms = c.channels[1];
+  EXPECT_EQ(sms.name, "sms_2");
+  EXPECT_EQ(sms.plugin, "./custom/sms.so");  // kept as written: the plugin loader resolves it
+  EXPECT_EQ(sms.contact, "");
+  EXPECT_EQ(sms.index, 1);
+  EXPECT_EQ(sms.at.line, 34);
+  EXPECT_EQ(sms.settings_at.line, 34);  // no settings block: the channel's own place
+  EXPECT_THAT(sms.settings, IsEmpty());
+}
+
+TEST(ConfigLoad, DefaultsApplyWhenOptionalSectionsAreOmitted) {
+  LoadResult r = load(kMinimal, env_of(kMinimalEnv));
+  ASSERT_THAT(diagnostics(r), IsEmpty());
+  const Config& c = *r.config;
+  const ServerConfig server;
+  const DispatcherConfig dispatcher;
+  EXPECT_EQ(c.server.listen, "127.0.0.1:8080");
+  EXPECT_EQ(c.server.threads, 0);
+  EXPECT_EQ(c.server.max_body_bytes, 4 * 1024 * 1024);
+  EXPECT_EQ(c.server.max_batch, 1000);
+  EXPECT_EQ(c.server.header_timeout_ms, server.header_timeout_ms);
+  EXPECT_EQ(c.store.data_dir, "/etc/tayori/data");  // the default "data", resolved like any other
+  EXPECT_EQ(c.store.retention_ms, 7 * 86'400'000LL);
+  EXPECT_EQ(c.dispatcher.workers, dispatcher.workers);
+  EXPECT_EQ(c.dispatcher.max_attempts, 5);
+  EXPECT_EQ(c.dispatcher.retry_base_ms, 5'000);
+  EXPECT_THAT(c.plugin_dirs, IsEmpty());
+  ASSERT_EQ(c.api_keys.size(), 1u);
+  EXPECT_EQ(c.api_keys[0].secret, "s3cret-up");
+}
+
+TEST(ConfigLoad, AbsoluteDataDirIsKept) {
+  LoadResult r = load(std::string(kMinimal) + "store:\n  data_dir: /var/lib/tayori/\n", env_of(kMinimalEnv));
+  ASSERT_THAT(diagnostics(r), IsEmpty());
+  EXPECT_EQ(r.config->store.data_dir, "/var/lib/tayori/");
+}
+
+TEST(ConfigLoad, ListenAcceptsIpLiterals) {
+  for (const char* listen : {"0.0.0.0:0", "127.0.0.1:8787", "[::1]:8787", "[::]:65535"}) {
+    LoadResult r = load(std::string(kMinimal) + "server:\n  listen: \"" + listen + "\"\n", env_of(kMinimalEnv));
+    ASSERT_THAT(diagnostics(r), IsEmpty()) << listen;
+    EXPECT_EQ(r.config->server.listen, listen);
+  }
+}
+
+TEST(ConfigLoad, NeverReadsTheProcessEnvironment) {
+  // KEY_UP is set in the real environment but not in the injected one: the loader must not see it.
+  ::setenv("KEY_UP", "from-the-process", 1);
+  LoadResult r = load(kMinimal, env_of({}));
+  ::unsetenv("KEY_UP");
+  EXPECT_FALSE(r.config.has_value());
+  EXPECT_THAT(diagnostics(r),
+              ElementsAre("gw.yaml:3:14: api_keys[0].key_env: environment variable KEY_UP is not set"));
+}
+
+// ---- Every problem at once, each at its place ---------------------------------------------------------
+
+TEST(ConfigLoad, ReportsEveryProblemAtOnceWithExactPlaces) {
+  const std::string yaml =
+      "server:\n"                      // 1
+      "  listen: nocolon\n"            // 2
+      "  threads: 1000\n"              // 3
+      "  body_timeout: soon\n"         // 4
+      "store:\n"                       // 5
+      "  retention: 1h\n"              // 6
+      "dispatcher:\n"                  // 7
+      "  workers: many\n"              // 8
+      "  poll_interval: 5ms\n"         // 9
+      "api_keys:\n"                    // 10
+      "  - name: upstream\n"           // 11
+      "    key_env: KEY_UP\n"          // 12
+      "channels:\n"                    // 13
+      "  - name: Email\n"              // 14
+      "    plugin: email_smtp\n"       // 15
+      "    colour: blue\n";            // 16
+  LoadResult r = load(yaml, env_of({}));
+  EXPECT_FALSE(r.config.has_value());
+  EXPECT_THAT(diagnostics(r),
+              UnorderedElementsAre(
+                  "gw.yaml:2:11: server.listen: must be HOST:PORT, e.g. 127.0.0.1:8787 or [::1]:8787",
+                  "gw.yaml:3:12: server.threads: must be between 0 and 256",
+                  "gw.yaml:4:17: server.body_timeout: must be a duration like 250ms, 10s, 5m, 24h or 7d",
+                  "gw.yaml:6:14: store.retention: must be at least 1d",
+                  "gw.yaml:8:12: dispatcher.workers: must be an integer",
+                  "gw.yaml:9:18: dispatcher.poll_interval: must be at least 10ms",
+                  "gw.yaml:12:14: api_keys[0].key_env: environment variable KEY_UP is not set",
+                  "gw.yaml:14:11: channels[0].name: must match [a-z][a-z0-9_]* (it appears in messages and metrics)",
+                  "gw.yaml:16:5: channels[0].colour: unknown key (expected one of: name, plugin, contact, settings)"));
+  // Diagnostics carry their parts separately too.
+  ASSERT_FALSE(r.errors.empty());
+  for (const auto& d : r.errors) EXPECT_EQ(d.file, "gw.yaml");
+}
+
+struct BadValueCase {
+  const char* name;
+  std::string yaml;  // appended to kMinimal
+  std::string expected;
+};
+
+class ConfigBadValue : public ::testing::TestWithParam<BadValueCase> {};
+
+TEST_P(ConfigBadValue, IsReportedAtItsValue) {
+  LoadResult r = load(std::string(kMinimal) + GetParam().yaml, env_of(kMinimalEnv));
+  EXPECT_FALSE(r.config.has_value());
+  EXPECT_THAT(diagnostics(r), ElementsAre(GetParam().expected));
+}
+
+// kMinimal is 6 lines long: appended sections start on line 7.
+INSTANTIATE_TEST_SUITE_P(
+    Table, ConfigBadValue,
+    ::testing::Values(
+        BadValueCase{"threads_negative", "server:\n  threads: -1\n",
+                     "gw.yaml:8:12: server.threads: must be between 0 and 256"},
+        BadValueCase{"threads_fraction", "server:\n  threads: 1.5\n",
+                     "gw.yaml:8:12: server.threads: must be an integer"},
+        BadValueCase{"max_body_too_small", "server:\n  max_body_bytes: 1023\n",
+                     "gw.yaml:8:19: server.max_body_bytes: must be between 1024 and 1073741824"},
+        BadValueCase{"max_batch_zero", "server:\n  max_batch: 0\n",
+                     "gw.yaml:8:14: server.max_batch: must be between 1 and 100000"},
+        BadValueCase{"listen_list", "server:\n  listen: [a, b]\n",
+                     "gw.yaml:8:11: server.listen: must be a string"},
+        BadValueCase{"header_timeout_too_short", "server:\n  header_timeout: 99ms\n",
+                     "gw.yaml:8:19: server.header_timeout: must be at least 100ms"},
+        BadValueCase{"idle_timeout_unitless", "server:\n  idle_timeout: 60\n",
+                     "gw.yaml:8:17: server.idle_timeout: must be a duration like 250ms, 10s, 5m, 24h or 7d"},
+        BadValueCase{"listen_host_name", "server:\n  listen: localhost:8080\n",
+                     "gw.yaml:8:11: server.listen: host \"localhost\" must be an IP address (0.0.0.0 for every "
+                     "interface), not a name"},
+        BadValueCase{"listen_port_too_big", "server:\n  listen: 127.0.0.1:65536\n",
+                     "gw.yaml:8:11: server.listen: port \"65536\" must be a number from 0 to 65535"},
+        BadValueCase{"listen_port_missing", "server:\n  listen: \"127.0.0.1:\"\n",
+                     "gw.yaml:8:11: server.listen: port \"\" must be a number from 0 to 65535"},
+        BadValueCase{"listen_no_host", "server:\n  listen: \":8080\"\n",
+                     "gw.yaml:8:11: server.listen: must be HOST:PORT, e.g. 127.0.0.1:8787 or [::1]:8787"},
+        BadValueCase{"server_not_a_map", "server: fast\n", "gw.yaml:7:9: server: must be a mapping"},
+        BadValueCase{"store_not_a_map", "store:\n  - a\n", "gw.yaml:8:3: store: must be a mapping"},
+        BadValueCase{"claim_batch_too_big", "dispatcher:\n  claim_batch: 10001\n",
+                     "gw.yaml:8:16: dispatcher.claim_batch: must be between 1 and 10000"},
+        BadValueCase{"max_attempts_zero", "dispatcher:\n  max_attempts: 0\n",
+                     "gw.yaml:8:17: dispatcher.max_attempts: must be between 1 and 1000"},
+        BadValueCase{"retry_base_zero", "dispatcher:\n  retry_base: 0ms\n",
+                     "gw.yaml:8:15: dispatcher.retry_base: must be at least 1ms"},
+        BadValueCase{"plugin_dirs_scalar", "plugin_dirs: plugins\n",
+                     "gw.yaml:7:14: plugin_dirs: must be a list of folders"},
+        BadValueCase{"plugin_dirs_nested", "plugin_dirs:\n  - ok\n  - [nested]\n",
+                     "gw.yaml:9:5: plugin_dirs[1]: must be a folder path"}),
+    [](const auto& info) { return std::string(info.param.name); });
+
+TEST(ConfigLoad, UnknownKeysAreReportedAtEachLevel) {
+  const std::string yaml =
+      "colour: blue\n"                  // 1
+      "server:\n"                       // 2
+      "  port: 8080\n"                  // 3
+      "store:\n"                        // 4
+      "  path: /tmp\n"                  // 5
+      "dispatcher:\n"                   // 6
+      "  retries: 3\n"                  // 7
+      "api_keys:\n"                     // 8
+      "  - name: upstream\n"            // 9
+      "    key_env: KEY_UP\n"           // 10
+      "    key: abc\n"                  // 11
+      "channels:\n"                     // 12
+      "  - name: email\n"               // 13
+      "    plugin: email_smtp\n"        // 14
+      "    setting:\n"                  // 15
+      "      host: x\n";                // 16
+  LoadResult r = load(yaml, env_of(kMinimalEnv));
+  EXPECT_FALSE(r.config.has_value());
+  EXPECT_THAT(
+      diagnostics(r),
+      UnorderedElementsAre(
+          "gw.yaml:1:1: colour: unknown key (expected one of: server, store, dispatcher, api_keys, plugin_dirs, "
+          "channels, policy, templates)",
+          "gw.yaml:3:3: server.port: unknown key (expected one of: listen, threads, max_body_bytes, max_batch, "
+          "header_timeout, body_timeout, idle_timeout)",
+          "gw.yaml:5:3: store.path: unknown key (expected one of: data_dir, retention)",
+          "gw.yaml:7:3: dispatcher.retries: unknown key (expected one of: workers, claim_batch, poll_interval, "
+          "max_attempts, retry_base)",
+          "gw.yaml:11:5: api_keys[0].key: unknown key (expected one of: name, key_env)",
+          "gw.yaml:15:5: channels[0].setting: unknown key (expected one of: name, plugin, contact, settings)"));
+}
+
+// BUG (core): a key repeated in one mapping is silently ignored. yaml-cpp keeps both pairs and
+// node["key"] returns the first, while expect_map only checks names against the known list — so a second
+// `store:` section, or a second `retention:` line, is dropped without a word (YAML 1.2 §3.2.1.1 requires
+// unique keys). Expected: each repeat reported at its own place, e.g. "gw.yaml:8:3: store.retention:
+// duplicate key (first at line 7)".
+TEST(ConfigLoad, DuplicateKeysAreReported) {
+  const std::string yaml = std::string(kMinimal) +
+                           "store:\n"              // 7
+                           "  retention: 30d\n"    // 8
+                           "  retention: 1d\n"     // 9
+                           "store:\n"              // 10
+                           "  data_dir: /x\n";     // 11
+  LoadResult r = load(yaml, env_of(kMinimalEnv));
+  EXPECT_FALSE(r.config.has_value()) << "a repeated key was silently ignored";
+  std::vector<std::string> d = diagnostics(r);
+  ASSERT_EQ(d.size(), 2u);
+  EXPECT_THAT(d, ::testing::Contains(::testing::AllOf(::testing::StartsWith("gw.yaml:9:3: store.retention: "),
+                                                      ::testing::HasSubstr("duplicate"))));
+  EXPECT_THAT(d, ::testing::Contains(::testing::AllOf(::testing::StartsWith("gw.yaml:10:1: store: "),
+                                                      ::testing::HasSubstr("duplicate"))));
+}
+
+// ---- api_keys -----------------------------------------------------------------------------------------
+
+struct ApiKeyCase {
+  const char* name;
+  std::string yaml;  // the whole api_keys section; a valid channels section follows it
+  std::map<std::string, std::string> env;
+  std::vector<std::string> expected;
+};
+
+class ConfigApiKeys : public ::testing::TestWithParam<ApiKeyCase> {};
+
+TEST_P(ConfigApiKeys, AreChecked) {
+  const std::string yaml = GetParam().yaml + "channels:\n  - name: email\n    plugin: email_smtp\n";
+  LoadResult r = load(yaml, env_of(GetParam().env));
+  EXPECT_FALSE(r.config.has_value());
+  std::vector<::testing::Matcher<std::string>> matchers(GetParam().expected.begin(), GetParam().expected.end());
+  EXPECT_THAT(diagnostics(r), UnorderedElementsAreArray(matchers));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Table, ConfigApiKeys,
+    ::testing::Values(
+        ApiKeyCase{"missing_env_var",
+                   "api_keys:\n  - name: upstream\n    key_env: KEY_UP\n",
+                   {},
+                   {"gw.yaml:3:14: api_keys[0].key_env: environment variable KEY_UP is not set"}},
+        ApiKeyCase{"empty_env_var",
+                   "api_keys:\n  - name: upstream\n    key_env: KEY_UP\n",
+                   {{"KEY_UP", ""}},
+                   {"gw.yaml:3:14: api_keys[0].key_env: environment variable KEY_UP is empty"}},
+        ApiKeyCase{"key_env_lower_case_looks_like_a_secret",
+                   "api_keys:\n  - name: upstream\n    key_env: sk_live_abc123\n",
+                   {{"sk_live_abc123", "x"}},
+                   {"gw.yaml:3:14: api_keys[0].key_env: must name an environment variable (A-Z, 0-9, _), not hold "
+                    "a key"}},
+        ApiKeyCase{"key_env_with_dash_looks_like_a_secret",
+                   "api_keys:\n  - name: upstream\n    key_env: ABC-DEF-123\n",
+                   {{"ABC-DEF-123", "x"}},
+                   {"gw.yaml:3:14: api_keys[0].key_env: must name an environment variable (A-Z, 0-9, _), not hold "
+                    "a key"}},
+        ApiKeyCase{"duplicate_names",
+                   "api_keys:\n  - name: upstream\n    key_env: KEY_A\n  - name: upstream\n    key_env: KEY_B\n",
+                   {{"KEY_A", "a"}, {"KEY_B", "b"}},
+                   {"gw.yaml:4:11: api_keys[1].name: duplicate key name \"upstream\""}},
+        ApiKeyCase{"missing_name_and_key_env",
+                   "api_keys:\n  - {}\n",
+                   {},
+                   {"gw.yaml:2:5: api_keys[0].name: is required", "gw.yaml:2:5: api_keys[0].key_env: is required"}},
+        ApiKeyCase{"entry_not_a_map", "api_keys:\n  - upstream\n", {},
+                   {"gw.yaml:2:5: api_keys[0]: must be a mapping"}},
+        ApiKeyCase{"empty_list", "api_keys: []\n", {},
+                   {"gw.yaml:1:11: api_keys: must be a non-empty list of {name, key_env}"}},
+        ApiKeyCase{"missing_section", "", {},
+                   {"gw.yaml:1:1: api_keys: is required (a list of {name, key_env})"}},
+        ApiKeyCase{"every_entry_checked",
+                   "api_keys:\n  - name: a\n    key_env: KEY_A\n  - name: b\n    key_env: KEY_B\n",
+                   {},
+                   {"gw.yaml:3:14: api_keys[0].key_env: environment variable KEY_A is not set",
+                    "gw.yaml:5:14: api_keys[1].key_env: environment variable KEY_B is not set"}}),
+    [](const auto& info) { return std::string(info.param.name); });
+
+// ---- channels -----------------------------------------------------------------------------------------
+
+TEST(ConfigChannels, DuplicateNamesAreReportedAtTheSecond) {
+  const std::string yaml = std::string(kMinimal) +
+                           "  - name: sms\n"            // 7
+                           "    plugin: sms_twilio\n"   // 8
+                           "  - name: email\n"          // 9
+                           "    plugin: email_smtp\n";  // 10
+  LoadResult r = load(yaml, env_of(kMinimalEnv));
+  EXPECT_FALSE(r.config.has_value());
+  EXPECT_THAT(diagnostics(r), ElementsAre("gw.yaml:9:11: channels[2].name: duplicate channel name \"email\""));
+}
+
+class ConfigChannelName : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(ConfigChannelName, IsRefused) {
+  const std::string yaml = "api_keys:\n  - name: upstream\n    key_env: KEY_UP\nchannels:\n  - name: \"" +
+                           GetParam() + "\"\n    plugin: email_smtp\n";
+  LoadResult r = load(yaml, env_of(kMinimalEnv));
+  EXPECT_FALSE(r.config.has_value());
+  EXPECT_THAT(diagnostics(r),
+              ElementsAre("gw.yaml:5:11: channels[0].name: must match [a-z][a-z0-9_]* (it appears in messages and "
+                          "metrics)"))
+      << GetParam();
+}
+
+INSTANTIATE_TEST_SUITE_P(Table, ConfigChannelName,
+                         ::testing::Values("Email", "1email", "e-mail", "e mail", "", "_email", "email.eu",
+                                           "e" + std::string(63, 'x')));  // 64 characters: one too many
+
+TEST(ConfigChannels, LongestNameIsAccepted) {
+  const std::string name = "e" + std::string(62, 'x');  // 63 characters
+  const std::string yaml = "api_keys:\n  - name: upstream\n    key_env: KEY_UP\nchannels:\n  - name: " + name +
+                           "\n    plugin: email_smtp\n";
+  LoadResult r = load(yaml, env_of(kMinimalEnv));
+  ASSERT_THAT(diagnostics(r), IsEmpty());
+  EXPECT_EQ(r.config->channels[0].name, name);
+}
+
+TEST(ConfigChannels, ContactMustNameAContactKind) {
+  for (const char* good : {"email", "phone", "line_user", "push.fcm", "push.apns"}) {
+    LoadResult r = load(std::string(kMinimal) + "    contact: " + good + "\n", env_of(kMinimalEnv));
+    ASSERT_THAT(diagnostics(r), IsEmpty()) << good;
+    EXPECT_EQ(r.config->channels[0].contact, good);
+  }
+  for (const char* bad : {"Email", "push.web", "e-mail", "push.fcm.x"}) {
+    LoadResult r = load(std::string(kMinimal) + "    contact: " + bad + "\n", env_of(kMinimalEnv));
+    EXPECT_THAT(diagnostics(r), ElementsAre("gw.yaml:7:14: channels[0].contact: must name a recipient contact kind "
+                                            "(email, phone, line, ...) or push.fcm / push.apns"))
+        << bad;
+  }
+}
+
+// BUG (core): `contact: push` is accepted, but no recipient can ever match it. In a message,
+// recipient.contacts.push is the list of push tokens (kept in Recipient::push, never in the contacts map),
+// and Recipient::contact("push") is always empty, so every message routed to such a channel is skipped
+// with "no_contact" — a silent misconfiguration. Expected: refused at load time like any bad kind.
+TEST(ConfigChannels, ContactPushAloneIsRefused) {
+  LoadResult r = load(std::string(kMinimal) + "    contact: push\n", env_of(kMinimalEnv));
+  EXPECT_FALSE(r.config.has_value());
+  EXPECT_THAT(diagnostics(r), ElementsAre("gw.yaml:7:14: channels[0].contact: must name a recipient contact kind "
+                                          "(email, phone, line, ...) or push.fcm / push.apns"));
+}
+
+TEST(ConfigChannels, StructuralProblems) {
+  const std::string yaml =
+      "api_keys:\n"                         // 1
+      "  - name: upstream\n"                // 2
+      "    key_env: KEY_UP\n"               // 3
+      "channels:\n"                         // 4
+      "  - name: a\n"                       // 5  (no plugin)
+      "  - plugin: p\n"                     // 6  (no name)
+      "  - name: c\n"                       // 7
+      "    plugin: p\n"                     // 8
+      "    settings: [x]\n"                 // 9
+      "  - name: d\n"                       // 10
+      "    plugin: p\n"                     // 11
+      "    settings:\n"                     // 12
+      "      hosts: [a, b]\n"               // 13
+      "      port: 25\n"                    // 14
+      "  - just_a_string\n";                // 15
+  LoadResult r = load(yaml, env_of(kMinimalEnv));
+  EXPECT_FALSE(r.config.has_value());
+  EXPECT_THAT(diagnostics(r),
+              UnorderedElementsAre(
+                  "gw.yaml:5:5: channels[0].plugin: is required", "gw.yaml:6:5: channels[1].name: is required",
+                  "gw.yaml:9:15: channels[2].settings: must be a mapping",
+                  "gw.yaml:13:14: channels[3].settings.hosts: must be a scalar (string, number, boolean or duration)",
+                  "gw.yaml:15:5: channels[4]: must be a mapping"));
+}
+
+TEST(ConfigChannels, SectionMissingOrEmpty) {
+  const std::string keys = "api_keys:\n  - name: upstream\n    key_env: KEY_UP\n";
+  EXPECT_THAT(diagnostics(load(keys, env_of(kMinimalEnv))),
+              ElementsAre("gw.yaml:1:1: channels: is required (a list of {name, plugin, settings})"));
+  EXPECT_THAT(diagnostics(load(keys + "channels: {}\n", env_of(kMinimalEnv))),
+              ElementsAre("gw.yaml:4:11: channels: must be a non-empty list of {name, plugin, contact?, settings?}"));
+}
+
+TEST(ConfigChannels, EnvSettingsAreResolvedFromTheEnvironment) {
+  const std::string yaml = std::string(kMinimal) +
+                           "    settings:\n"                        // 7
+                           "      account_sid: AC123\n"             // 8
+                           "      auth_token_env: TWILIO_TOKEN\n"   // 9
+                           "      api_key_env: TWILIO_KEY_2\n"      // 10
+                           "      _env: NOT_A_SECRET\n";            // 11: just "_env" is an ordinary key
+  LoadResult r = load(yaml, env_of({{"KEY_UP", "k"}, {"TWILIO_TOKEN", "tok-123"}, {"TWILIO_KEY_2", "key-456"}}));
+  ASSERT_THAT(diagnostics(r), IsEmpty());
+  const auto& s = r.config->channels[0].settings;
+  ASSERT_EQ(s.size(), 4u);
+  EXPECT_EQ(s[0].key, "account_sid");
+  EXPECT_EQ(s[0].value, "AC123");
+  EXPECT_FALSE(s[0].from_env);
+
+  EXPECT_EQ(s[1].key, "auth_token");
+  EXPECT_EQ(s[1].value, "tok-123");
+  EXPECT_TRUE(s[1].from_env);
+  EXPECT_EQ(s[1].env_name, "TWILIO_TOKEN");
+  EXPECT_EQ(s[1].at.line, 9);
+  EXPECT_EQ(s[1].at.column, 7);
+
+  EXPECT_EQ(s[2].key, "api_key");
+  EXPECT_EQ(s[2].value, "key-456");
+  EXPECT_TRUE(s[2].from_env);
+  EXPECT_EQ(s[2].env_name, "TWILIO_KEY_2");
+  EXPECT_EQ(s[2].at.line, 10);
+
+  EXPECT_EQ(s[3].key, "_env");
+  EXPECT_EQ(s[3].value, "NOT_A_SECRET");
+  EXPECT_FALSE(s[3].from_env);
+}
+
+TEST(ConfigChannels, EnvSettingProblemsAreAllReported) {
+  const std::string yaml = std::string(kMinimal) +
+                           "    settings:\n"                        // 7
+                           "      token_env: MISSING_TOKEN\n"       // 8
+                           "      password_env: EMPTY_PASSWORD\n"   // 9
+                           "      secret_env: s3cr3t-value\n";      // 10
+  LoadResult r = load(yaml, env_of({{"KEY_UP", "k"}, {"EMPTY_PASSWORD", ""}, {"s3cr3t-value", "x"}}));
+  EXPECT_FALSE(r.config.has_value());
+  EXPECT_THAT(diagnostics(r),
+              UnorderedElementsAre(
+                  "gw.yaml:8:18: channels[0].settings.token_env: environment variable MISSING_TOKEN is not set",
+                  "gw.yaml:9:21: channels[0].settings.password_env: environment variable EMPTY_PASSWORD is empty",
+                  "gw.yaml:10:19: channels[0].settings.secret_env: must name an environment variable (A-Z, 0-9, _)"));
+}
+
+// ---- Whole-file problems ------------------------------------------------------------------------------
+
+TEST(ConfigLoad, YamlSyntaxErrorIsLocated) {
+  const std::string yaml =
+      "api_keys:\n"                 // 1
+      "  - name: upstream\n"        // 2
+      "    key_env: [KEY_UP\n"      // 3: the flow sequence is never closed
+      "channels:\n";                // 4
+  LoadResult r = load(yaml, env_of(kMinimalEnv));
+  EXPECT_FALSE(r.config.has_value());
+  ASSERT_EQ(r.errors.size(), 1u);
+  const Diagnostic& d = r.errors[0];
+  EXPECT_EQ(d.file, "gw.yaml");
+  EXPECT_EQ(d.key_path, "");
+  EXPECT_FALSE(d.message.empty());
+  // yaml-cpp notices at the point where the unterminated sequence can no longer continue.
+  EXPECT_GE(d.at.line, 3);
+  EXPECT_LE(d.at.line, 5);
+  EXPECT_GE(d.at.column, 1);
+  EXPECT_EQ(d.to_string(), "gw.yaml:" + std::to_string(d.at.line) + ":" + std::to_string(d.at.column) + ": " +
+                               d.message);
+}
+
+TEST(ConfigLoad, TabIndentationIsASyntaxErrorWithAPlace) {
+  LoadResult r = load("server:\n  listen: a:1\n\tthreads: 2\n", env_of({}));
+  EXPECT_FALSE(r.config.has_value());
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_EQ(r.errors[0].at.line, 3);
+}
+
+TEST(ConfigLoad, EmptyFile) {
+  for (const char* yaml : {"", "\n\n", "# only a comment\n", "~\n"}) {
+    LoadResult r = load(yaml, env_of({}));
+    EXPECT_FALSE(r.config.has_value()) << yaml;
+    EXPECT_THAT(diagnostics(r), ElementsAre("gw.yaml:1:1: the file is empty")) << yaml;
+  }
+}
+
+TEST(ConfigLoad, RootMustBeAMapping) {
+  EXPECT_THAT(diagnostics(load("- a\n- b\n", env_of({}))), ElementsAre("gw.yaml:1:1: must be a mapping"));
+  EXPECT_THAT(diagnostics(load("just text\n", env_of({}))), ElementsAre("gw.yaml:1:1: must be a mapping"));
+}
+
+class ConfigFile : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("tayori_config_test_" + std::to_string(::getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+  std::filesystem::path dir_;
+};
+
+TEST_F(ConfigFile, MissingFileIsOneDiagnosticNamingIt) {
+  const std::string path = (dir_ / "nope.yaml").string();
+  LoadResult r = load_file(path, env_of(kMinimalEnv));
+  EXPECT_FALSE(r.config.has_value());
+  EXPECT_THAT(diagnostics(r), ElementsAre(path + ":0:0: cannot read the file"));
+}
+
+TEST_F(ConfigFile, LoadsAndResolvesAgainstTheFilesFolder) {
+  const std::string path = (dir_ / "gateway.yaml").string();
+  {
+    std::ofstream out(path);
+    out << kMinimal << "plugin_dirs:\n  - ../plugins\nstore:\n  data_dir: state\n";
+  }
+  LoadResult r = load_file(path, env_of(kMinimalEnv));
+  ASSERT_THAT(diagnostics(r), IsEmpty());
+  EXPECT_EQ(r.config->file, path);
+  EXPECT_EQ(r.config->base_dir, dir_.string());
+  EXPECT_EQ(r.config->store.data_dir, (dir_ / "state").string());
+  EXPECT_THAT(r.config->plugin_dirs, ElementsAre((dir_.parent_path() / "plugins").string()));
+}
+
+TEST_F(ConfigFile, DiagnosticsNameThePathGiven) {
+  const std::string path = (dir_ / "bad.yaml").string();
+  {
+    std::ofstream out(path);
+    out << kMinimal << "server:\n  threads: x\n";
+  }
+  EXPECT_THAT(diagnostics(load_file(path, env_of(kMinimalEnv))),
+              ElementsAre(path + ":8:12: server.threads: must be an integer"));
+}
+
+// ---- Small helpers ------------------------------------------------------------------------------------
+
+TEST(ConfigResolvePath, Table) {
+  struct Case {
+    const char* base;
+    const char* path;
+    const char* expected;
+  };
+  for (const Case& c : {Case{"/etc/tayori", "data", "/etc/tayori/data"},
+                        Case{"/etc/tayori", "./a/../b", "/etc/tayori/b"},
+                        Case{"/etc/tayori", "../lib", "/etc/lib"},
+                        Case{"/etc/tayori", "/var/x", "/var/x"},
+                        Case{"/etc/tayori", "/var/./x/../y", "/var/y"},
+                        Case{"", "a/./b", "a/b"}})
+    EXPECT_EQ(resolve_path(c.base, c.path), c.expected) << c.base << " + " << c.path;
+}
+
+TEST(ConfigDiagnostic, ToStringOmitsAnEmptyKeyPath) {
+  EXPECT_EQ((Diagnostic{"f.yaml", {3, 7}, "a.b", "bad"}).to_string(), "f.yaml:3:7: a.b: bad");
+  EXPECT_EQ((Diagnostic{"f.yaml", {1, 1}, "", "the file is empty"}).to_string(), "f.yaml:1:1: the file is empty");
+}
+
+}  // namespace
+}  // namespace tayori::config

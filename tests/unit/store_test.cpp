@@ -1,0 +1,726 @@
+// Tests for the embedded SQLite Store (gateway/store/sqlite_store.cpp) on a real file in a fresh folder
+// per test: idempotent accept, the event timeline, cancel, the due queue (claim, apply, requeue), purge,
+// durability across close/reopen, group commit under concurrency, and refusing a newer schema.
+// Asynchronous completions are awaited with promises and latches, never with sleeps.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <filesystem>
+#include <future>
+#include <latch>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/message.hpp"
+#include "store/sqlite_store.hpp"
+
+namespace tayori::store {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::Not;
+
+NewMessage new_message(const std::string& id, int64_t due_at_ms, const std::string& payload = "") {
+  NewMessage m;
+  m.id = id;
+  m.api_key = "upstream";
+  m.payload = payload.empty() ? R"({"id":")" + id + R"("})" : payload;
+  m.payload_hash = core::sha256_hex(m.payload);
+  m.due_at_ms = due_at_ms;
+  m.events = {{"accepted", R"({"api_key":"upstream"})"}};
+  return m;
+}
+
+std::vector<std::string> event_types(const std::vector<EventRecord>& events) {
+  std::vector<std::string> out;
+  for (const auto& e : events) out.push_back(e.type);
+  return out;
+}
+
+std::vector<std::string> ids(const std::vector<MessageRecord>& records) {
+  std::vector<std::string> out;
+  for (const auto& r : records) out.push_back(r.id);
+  return out;
+}
+
+class StoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "tayori_store_test_XXXXXX").string();
+    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
+    dir_ = tmpl;
+    path_ = (dir_ / "tayori.db").string();
+    store_ = open_sqlite({path_});
+  }
+  void TearDown() override {
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  std::vector<AcceptResult> accept(std::vector<NewMessage> batch, int64_t now_ms) {
+    std::promise<std::pair<bool, std::vector<AcceptResult>>> done;
+    auto f = done.get_future();
+    store_->accept(std::move(batch), now_ms, [&done](bool ok, std::vector<AcceptResult> results) {
+      done.set_value({ok, std::move(results)});
+    });
+    auto [ok, results] = f.get();
+    EXPECT_TRUE(ok);
+    return results;
+  }
+  AcceptResult accept_one(NewMessage m, int64_t now_ms) {
+    auto results = accept({std::move(m)}, now_ms);
+    EXPECT_EQ(results.size(), 1u);
+    return results.empty() ? AcceptResult{} : results[0];
+  }
+  CancelResult cancel(const std::string& id, int64_t now_ms) {
+    std::promise<std::pair<bool, CancelResult>> done;
+    auto f = done.get_future();
+    store_->cancel(id, now_ms, [&done](bool ok, CancelResult r) { done.set_value({ok, r}); });
+    auto [ok, result] = f.get();
+    EXPECT_TRUE(ok);
+    return result;
+  }
+  void apply(Transition t, int64_t now_ms) {
+    std::promise<bool> done;
+    auto f = done.get_future();
+    store_->apply(std::move(t), now_ms, [&done](bool ok) { done.set_value(ok); });
+    EXPECT_TRUE(f.get());
+  }
+  // Accepts `id` at `now_ms` and claims it, leaving it dispatched.
+  MessageRecord dispatched(const std::string& id, int64_t now_ms) {
+    EXPECT_EQ(accept_one(new_message(id, now_ms), now_ms).status, AcceptStatus::accepted);
+    auto claimed = store_->claim_due(now_ms, 1);
+    EXPECT_EQ(claimed.size(), 1u);
+    if (!claimed.empty()) {
+      EXPECT_EQ(claimed[0].id, id) << "another message was due first";
+    }
+    return claimed.empty() ? MessageRecord{} : claimed[0];
+  }
+  // Brings `id` to a final state at `now_ms` through the dispatcher's path.
+  void finish(const std::string& id, State to, int64_t now_ms) {
+    dispatched(id, now_ms);
+    Transition t;
+    t.message_id = id;
+    t.to = to;
+    t.channel = "email";
+    t.events = {{std::string(to_string(to)), "{}"}};
+    apply(t, now_ms);
+    ASSERT_EQ(store_->find(id)->state, to);
+  }
+
+  std::filesystem::path dir_;
+  std::string path_;
+  std::unique_ptr<Store> store_;
+};
+
+// ---- accept -------------------------------------------------------------------------------------------
+
+TEST_F(StoreTest, AcceptStoresEveryField) {
+  NewMessage m = new_message("m1", 5'000, R"({"id":"m1","x":1})");
+  m.api_key = "ops";
+  m.send_at_ms = 5'000;
+  m.expires_at_ms = 90'000;
+  AcceptResult r = accept_one(m, 1'000);
+  EXPECT_EQ(r.status, AcceptStatus::accepted);
+  EXPECT_EQ(r.state, State::scheduled);
+
+  auto found = store_->find("m1");
+  ASSERT_TRUE(found.has_value());
+  EXPECT_EQ(found->id, "m1");
+  EXPECT_EQ(found->api_key, "ops");
+  EXPECT_EQ(found->payload, R"({"id":"m1","x":1})");
+  EXPECT_EQ(found->payload_hash, core::sha256_hex(R"({"id":"m1","x":1})"));
+  EXPECT_EQ(found->state, State::scheduled);
+  EXPECT_EQ(found->channel_index, 0);
+  EXPECT_EQ(found->channel, "");
+  EXPECT_EQ(found->attempts, 0);
+  EXPECT_EQ(found->created_at_ms, 1'000);
+  EXPECT_EQ(found->updated_at_ms, 1'000);
+  EXPECT_EQ(found->due_at_ms, 5'000);
+  EXPECT_EQ(found->send_at_ms, 5'000);
+  EXPECT_EQ(found->expires_at_ms, 90'000);
+  EXPECT_EQ(found->last_reason, "");
+
+  // Optional instants stay absent.
+  accept_one(new_message("m2", 1'000), 1'000);
+  EXPECT_FALSE(store_->find("m2")->send_at_ms.has_value());
+  EXPECT_FALSE(store_->find("m2")->expires_at_ms.has_value());
+
+  EXPECT_FALSE(store_->find("nope").has_value());
+  EXPECT_TRUE(store_->healthy());
+}
+
+TEST_F(StoreTest, SameIdAndHashIsADuplicateWithTheCurrentState) {
+  ASSERT_EQ(accept_one(new_message("m1", 1'000), 1'000).status, AcceptStatus::accepted);
+  AcceptResult again = accept_one(new_message("m1", 9'000), 2'000);
+  EXPECT_EQ(again.status, AcceptStatus::duplicate);
+  EXPECT_EQ(again.state, State::scheduled);
+  // Nothing about the stored message changed, and no second timeline was started.
+  EXPECT_EQ(store_->find("m1")->due_at_ms, 1'000);
+  EXPECT_EQ(store_->find("m1")->created_at_ms, 1'000);
+  EXPECT_THAT(event_types(store_->events("m1")), ElementsAre("accepted"));
+
+  ASSERT_EQ(cancel("m1", 3'000).status, CancelStatus::cancelled);
+  again = accept_one(new_message("m1", 1'000), 4'000);
+  EXPECT_EQ(again.status, AcceptStatus::duplicate);
+  EXPECT_EQ(again.state, State::cancelled);
+}
+
+TEST_F(StoreTest, SameIdDifferentHashIsAConflict) {
+  ASSERT_EQ(accept_one(new_message("m1", 1'000, R"({"v":1})"), 1'000).status, AcceptStatus::accepted);
+  AcceptResult r = accept_one(new_message("m1", 1'000, R"({"v":2})"), 2'000);
+  EXPECT_EQ(r.status, AcceptStatus::conflict);
+  EXPECT_EQ(r.state, State::scheduled);
+  EXPECT_EQ(store_->find("m1")->payload, R"({"v":1})");  // the first one stands
+  EXPECT_THAT(event_types(store_->events("m1")), ElementsAre("accepted"));
+}
+
+TEST_F(StoreTest, DuplicatesInsideOneBatch) {
+  auto results = accept({new_message("a", 1'000, R"({"a":1})"), new_message("a", 1'000, R"({"a":1})"),
+                         new_message("b", 1'000), new_message("a", 1'000, R"({"a":2})")},
+                        1'000);
+  ASSERT_EQ(results.size(), 4u);
+  EXPECT_EQ(results[0].status, AcceptStatus::accepted);
+  EXPECT_EQ(results[1].status, AcceptStatus::duplicate);
+  EXPECT_EQ(results[2].status, AcceptStatus::accepted);
+  EXPECT_EQ(results[3].status, AcceptStatus::conflict);
+  EXPECT_THAT(event_types(store_->events("a")), ElementsAre("accepted"));
+  EXPECT_EQ(store_->count_by_state()[State::scheduled], 2);
+}
+
+TEST_F(StoreTest, EmptyBatchCompletesOk) { EXPECT_THAT(accept({}, 1'000), IsEmpty()); }
+
+TEST_F(StoreTest, AcceptMergesTheRecipientIntoItsProfile) {
+  NewMessage first = new_message("m1", 1'000);
+  first.recipient_id = "u1";
+  first.recipient_json = R"({"id":"u1","timezone":"Asia/Tokyo","contacts":{"email":"a@example.jp"}})";
+  accept_one(first, 1'000);
+  NewMessage second = new_message("m2", 1'000);
+  second.recipient_id = "u1";
+  second.recipient_json = R"({"id":"u1","locale":"ja-JP","contacts":{"phone":"+819012345678"}})";
+  accept_one(second, 2'000);
+  auto profile = store_->recipient("u1");
+  ASSERT_TRUE(profile.has_value());
+  EXPECT_EQ(profile->timezone, "Asia/Tokyo");  // kept: the second message did not say
+  EXPECT_EQ(profile->locale, "ja-JP");
+  EXPECT_EQ(nlohmann::json::parse(profile->contacts_json),
+            nlohmann::json::parse(R"({"email":"a@example.jp","phone":"+819012345678"})"));
+  EXPECT_EQ(profile->updated_at_ms, 2'000);
+
+  // A duplicate is not a new submission: it changes nothing.
+  NewMessage again = second;
+  again.recipient_json = R"({"id":"u1","locale":"en-US"})";
+  EXPECT_EQ(accept_one(again, 3'000).status, AcceptStatus::duplicate);
+  EXPECT_EQ(store_->recipient("u1")->locale, "ja-JP");
+  EXPECT_FALSE(store_->recipient("nobody").has_value());
+}
+
+// ---- events, counts -----------------------------------------------------------------------------------
+
+TEST_F(StoreTest, EventsAreRecordedInOrderWithTheirTypesAndTimes) {
+  NewMessage m = new_message("m1", 1'000);
+  m.events = {{"accepted", R"({"api_key":"upstream"})"}, {"scheduled", R"({"until":"x"})", 777}, {"note", "{}"}};
+  accept_one(m, 1'000);
+  auto events = store_->events("m1");
+  ASSERT_EQ(events.size(), 3u);
+  EXPECT_THAT(event_types(events), ElementsAre("accepted", "scheduled", "note"));
+  EXPECT_EQ(events[0].message_id, "m1");
+  EXPECT_EQ(events[0].at_ms, 1'000);  // at_ms 0: the time of the write
+  EXPECT_EQ(events[0].detail_json, R"({"api_key":"upstream"})");
+  EXPECT_EQ(events[1].at_ms, 777);  // given explicitly
+  EXPECT_EQ(events[1].detail_json, R"({"until":"x"})");
+  EXPECT_EQ(events[2].detail_json, "{}");
+  EXPECT_LT(events[0].seq, events[1].seq);
+  EXPECT_LT(events[1].seq, events[2].seq);
+  EXPECT_THAT(store_->events("other"), IsEmpty());
+}
+
+TEST_F(StoreTest, CountByStateListsEveryStateEvenWhenEmpty) {
+  auto counts = store_->count_by_state();
+  EXPECT_EQ(counts.size(), std::size(kAllStates));
+  for (State s : kAllStates) {
+    ASSERT_TRUE(counts.count(s)) << to_string(s);
+    EXPECT_EQ(counts[s], 0) << to_string(s);
+  }
+}
+
+TEST_F(StoreTest, CountByStateCountsExactly) {
+  for (int i = 0; i < 3; ++i) accept_one(new_message("s" + std::to_string(i), 50'000), 1'000);
+  accept_one(new_message("c", 60'000), 1'000);
+  cancel("c", 1'000);
+  finish("d", State::delivered, 2'000);  // due 2000 < 50000: claimed first
+  finish("f", State::failed, 2'000);
+  finish("p", State::suppressed, 2'000);
+  dispatched("x", 2'000);
+  auto counts = store_->count_by_state();
+  EXPECT_EQ(counts[State::suppressed], 1);
+  EXPECT_EQ(counts[State::scheduled], 3);
+  EXPECT_EQ(counts[State::dispatched], 1);
+  EXPECT_EQ(counts[State::delivered], 1);
+  EXPECT_EQ(counts[State::failed], 1);
+  EXPECT_EQ(counts[State::cancelled], 1);
+}
+
+// ---- cancel -------------------------------------------------------------------------------------------
+
+TEST_F(StoreTest, CancelAScheduledMessage) {
+  accept_one(new_message("m1", 50'000), 1'000);
+  CancelResult r = cancel("m1", 2'000);
+  EXPECT_EQ(r.status, CancelStatus::cancelled);
+  EXPECT_EQ(r.state, State::cancelled);
+  auto found = store_->find("m1");
+  EXPECT_EQ(found->state, State::cancelled);
+  EXPECT_EQ(found->updated_at_ms, 2'000);
+  auto events = store_->events("m1");
+  ASSERT_THAT(event_types(events), ElementsAre("accepted", "cancelled"));
+  EXPECT_EQ(events[1].at_ms, 2'000);
+  // A cancelled message is no longer due.
+  EXPECT_FALSE(store_->next_due_ms().has_value());
+  EXPECT_THAT(store_->claim_due(100'000, 10), IsEmpty());
+  // Cancelling again is too late, and adds nothing.
+  r = cancel("m1", 3'000);
+  EXPECT_EQ(r.status, CancelStatus::too_late);
+  EXPECT_EQ(r.state, State::cancelled);
+  EXPECT_EQ(store_->events("m1").size(), 2u);
+}
+
+TEST_F(StoreTest, CancelUnknownIsNotFound) {
+  EXPECT_EQ(cancel("ghost", 1'000).status, CancelStatus::not_found);
+  EXPECT_FALSE(store_->find("ghost").has_value());
+  EXPECT_THAT(store_->events("ghost"), IsEmpty());
+}
+
+TEST_F(StoreTest, CancelAfterHandOverIsTooLate) {
+  dispatched("d", 1'000);
+  CancelResult r = cancel("d", 2'000);
+  EXPECT_EQ(r.status, CancelStatus::too_late);
+  EXPECT_EQ(r.state, State::dispatched);
+  EXPECT_EQ(store_->find("d")->state, State::dispatched);
+
+  finish("v", State::delivered, 3'000);
+  r = cancel("v", 4'000);
+  EXPECT_EQ(r.status, CancelStatus::too_late);
+  EXPECT_EQ(r.state, State::delivered);
+  EXPECT_THAT(event_types(store_->events("v")), ElementsAre("accepted", "delivered"));
+
+  finish("s", State::suppressed, 5'000);
+  r = cancel("s", 6'000);
+  EXPECT_EQ(r.status, CancelStatus::too_late);
+  EXPECT_EQ(r.state, State::suppressed);
+}
+
+// ---- the due queue ------------------------------------------------------------------------------------
+
+TEST_F(StoreTest, ClaimDueTakesTheEarliestFirstUpToTheLimit) {
+  accept({new_message("c", 300), new_message("a", 100), new_message("future", 5'000), new_message("b", 200)}, 50);
+  auto first = store_->claim_due(1'000, 2);
+  EXPECT_THAT(ids(first), ElementsAre("a", "b"));
+  for (const auto& r : first) {
+    EXPECT_EQ(r.state, State::dispatched);
+    EXPECT_EQ(r.attempts, 1);
+  }
+  EXPECT_EQ(first[0].due_at_ms, 100);
+  auto a = store_->find("a");
+  EXPECT_EQ(a->state, State::dispatched);
+  EXPECT_EQ(a->attempts, 1);
+  EXPECT_EQ(a->updated_at_ms, 1'000);
+
+  EXPECT_THAT(ids(store_->claim_due(1'000, 10)), ElementsAre("c"));
+  EXPECT_THAT(store_->claim_due(1'000, 10), IsEmpty());  // "future" is not due yet
+  EXPECT_EQ(store_->find("future")->state, State::scheduled);
+  EXPECT_THAT(store_->claim_due(4'999, 10), IsEmpty());
+  EXPECT_THAT(ids(store_->claim_due(5'000, 10)), ElementsAre("future"));  // due_at <= now
+  EXPECT_THAT(store_->claim_due(1'000'000, 0), IsEmpty());
+}
+
+TEST_F(StoreTest, NextDueIsTheEarliestScheduled) {
+  EXPECT_FALSE(store_->next_due_ms().has_value());
+  accept({new_message("a", 700), new_message("b", 300), new_message("c", 900)}, 50);
+  EXPECT_EQ(store_->next_due_ms(), 300);
+  store_->claim_due(300, 1);  // b is dispatched: no longer counted
+  EXPECT_EQ(store_->next_due_ms(), 700);
+  cancel("a", 400);
+  EXPECT_EQ(store_->next_due_ms(), 900);
+}
+
+TEST_F(StoreTest, ApplyUpdatesADispatchedMessageAndAppendsEvents) {
+  MessageRecord r = dispatched("m1", 1'000);
+  EXPECT_EQ(r.attempts, 1);
+  Transition t;
+  t.message_id = "m1";
+  t.to = State::scheduled;
+  t.channel = "push";
+  t.channel_index = 1;
+  t.due_at_ms = 9'000;
+  t.last_reason = "http_503";
+  t.events = {{"dispatched", R"({"channel":"push","attempt":1})", 1'100}, {"retry_scheduled", R"({"reason":"http_503"})"}};
+  apply(t, 1'500);
+
+  auto found = store_->find("m1");
+  EXPECT_EQ(found->state, State::scheduled);
+  EXPECT_EQ(found->channel, "push");
+  EXPECT_EQ(found->channel_index, 1);
+  EXPECT_EQ(found->due_at_ms, 9'000);
+  EXPECT_EQ(found->last_reason, "http_503");
+  EXPECT_EQ(found->updated_at_ms, 1'500);
+  EXPECT_EQ(found->attempts, 1);
+  auto events = store_->events("m1");
+  ASSERT_THAT(event_types(events), ElementsAre("accepted", "dispatched", "retry_scheduled"));
+  EXPECT_EQ(events[1].at_ms, 1'100);
+  EXPECT_EQ(events[2].at_ms, 1'500);
+  EXPECT_EQ(events[2].detail_json, R"({"reason":"http_503"})");
+  EXPECT_EQ(store_->next_due_ms(), 9'000);
+
+  // The retry is claimed again when due, counting the second attempt.
+  auto again = store_->claim_due(9'000, 10);
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0].attempts, 2);
+  EXPECT_EQ(again[0].channel_index, 1);
+  EXPECT_EQ(again[0].channel, "push");
+}
+
+TEST_F(StoreTest, ApplyIsIgnoredWhenTheMessageIsNoLongerDispatched) {
+  Transition delivered;
+  delivered.to = State::delivered;
+  delivered.channel = "email";
+  delivered.events = {{"dispatched", "{}"}, {"delivered", "{}"}};
+
+  // Still scheduled, then cancelled: a verdict for it is stale.
+  accept_one(new_message("cancelled", 50'000), 1'000);
+  delivered.message_id = "cancelled";
+  apply(delivered, 1'100);
+  EXPECT_EQ(store_->find("cancelled")->state, State::scheduled);
+  cancel("cancelled", 1'200);
+  apply(delivered, 1'300);
+  auto c = store_->find("cancelled");
+  EXPECT_EQ(c->state, State::cancelled);
+  EXPECT_EQ(c->channel, "");
+  EXPECT_EQ(c->updated_at_ms, 1'200);
+  EXPECT_THAT(event_types(store_->events("cancelled")), ElementsAre("accepted", "cancelled"));
+
+  // Requeued by recovery while the attempt was out.
+  dispatched("requeued", 2'000);
+  ASSERT_EQ(store_->requeue_in_flight(2'100), 1);
+  delivered.message_id = "requeued";
+  apply(delivered, 2'200);
+  auto q = store_->find("requeued");
+  EXPECT_EQ(q->state, State::scheduled);
+  EXPECT_EQ(q->updated_at_ms, 2'100);
+  EXPECT_THAT(event_types(store_->events("requeued")), ElementsAre("accepted", "requeued"));
+
+  // Unknown id: nothing happens, and the completion still says ok.
+  delivered.message_id = "ghost";
+  apply(delivered, 2'300);
+  EXPECT_THAT(store_->events("ghost"), IsEmpty());
+}
+
+TEST_F(StoreTest, ApplyWithoutACompletionIsStillApplied) {
+  dispatched("m1", 1'000);
+  Transition t;
+  t.message_id = "m1";
+  t.to = State::failed;
+  t.last_reason = "bounced";
+  t.events = {{"failed", R"({"reason":"bounced"})"}};
+  store_->apply(t, 1'100, nullptr);
+  // Operations are applied in submission order: once a later write has completed, so has the apply.
+  EXPECT_EQ(cancel("other", 1'200).status, CancelStatus::not_found);
+  EXPECT_EQ(store_->find("m1")->state, State::failed);
+  EXPECT_EQ(store_->find("m1")->last_reason, "bounced");
+}
+
+TEST_F(StoreTest, RequeueInFlightMovesDispatchedBackToScheduled) {
+  accept({new_message("a", 100), new_message("b", 200), new_message("c", 300)}, 50);
+  ASSERT_EQ(store_->claim_due(250, 10).size(), 2u);  // a and b dispatched; c not yet due
+  EXPECT_EQ(store_->requeue_in_flight(7'000), 2);
+  for (const char* id : {"a", "b"}) {
+    auto r = store_->find(id);
+    EXPECT_EQ(r->state, State::scheduled) << id;
+    EXPECT_EQ(r->due_at_ms, 7'000) << id;
+    EXPECT_EQ(r->updated_at_ms, 7'000) << id;
+    EXPECT_EQ(r->attempts, 1) << id;  // the interrupted attempt still counts
+    auto events = store_->events(id);
+    ASSERT_THAT(event_types(events), ElementsAre("accepted", "requeued")) << id;
+    EXPECT_EQ(events[1].at_ms, 7'000);
+    EXPECT_EQ(nlohmann::json::parse(events[1].detail_json)["reason"], "in flight when the gateway stopped");
+  }
+  EXPECT_EQ(store_->find("c")->due_at_ms, 300);
+  EXPECT_THAT(event_types(store_->events("c")), ElementsAre("accepted"));
+  EXPECT_EQ(store_->requeue_in_flight(8'000), 0);
+  EXPECT_EQ(store_->next_due_ms(), 300);
+}
+
+// ---- purge --------------------------------------------------------------------------------------------
+
+TEST_F(StoreTest, PurgeDeletesOnlyFinishedMessagesOlderThanTheCutoff) {
+  finish("old_delivered", State::delivered, 1'000);
+  finish("old_failed", State::failed, 1'000);
+  finish("old_suppressed", State::suppressed, 1'000);
+  accept_one(new_message("old_cancelled", 90'000), 1'000);
+  cancel("old_cancelled", 1'500);
+  finish("at_cutoff", State::delivered, 2'000);
+  finish("new_delivered", State::delivered, 3'000);
+  accept_one(new_message("old_scheduled", 90'000), 1'000);
+  dispatched("old_dispatched", 1'000);
+
+  EXPECT_EQ(store_->purge_finished(2'000), 4);
+  for (const char* gone : {"old_delivered", "old_failed", "old_suppressed", "old_cancelled"}) {
+    EXPECT_FALSE(store_->find(gone).has_value()) << gone;
+    EXPECT_THAT(store_->events(gone), IsEmpty()) << gone;
+  }
+  for (const char* kept : {"at_cutoff", "new_delivered", "old_scheduled", "old_dispatched"}) {
+    EXPECT_TRUE(store_->find(kept).has_value()) << kept;
+    EXPECT_THAT(store_->events(kept), Not(IsEmpty())) << kept;
+  }
+  EXPECT_EQ(store_->purge_finished(2'000), 0);
+
+  // The idempotency key went with it: the same id is a new message now.
+  AcceptResult r = accept_one(new_message("old_delivered", 10'000), 10'000);
+  EXPECT_EQ(r.status, AcceptStatus::accepted);
+  EXPECT_EQ(store_->find("old_delivered")->state, State::scheduled);
+  EXPECT_THAT(event_types(store_->events("old_delivered")), ElementsAre("accepted"));
+}
+
+// ---- durability ---------------------------------------------------------------------------------------
+
+TEST_F(StoreTest, DataSurvivesCloseAndReopen) {
+  accept_one(new_message("waiting", 50'000), 1'000);
+  finish("done", State::delivered, 2'000);
+  dispatched("in_flight", 3'000);
+  const auto events_before = store_->events("done");
+  store_.reset();  // closes the file: the writer thread finishes and the connections close
+
+  store_ = open_sqlite({path_});
+  EXPECT_EQ(store_->find("waiting")->state, State::scheduled);
+  EXPECT_EQ(store_->find("waiting")->due_at_ms, 50'000);
+  EXPECT_EQ(store_->find("done")->state, State::delivered);
+  EXPECT_EQ(store_->find("in_flight")->state, State::dispatched);
+  auto events_after = store_->events("done");
+  ASSERT_EQ(events_after.size(), events_before.size());
+  for (size_t i = 0; i < events_after.size(); ++i) {
+    EXPECT_EQ(events_after[i].seq, events_before[i].seq);
+    EXPECT_EQ(events_after[i].type, events_before[i].type);
+    EXPECT_EQ(events_after[i].at_ms, events_before[i].at_ms);
+  }
+  EXPECT_EQ(accept_one(new_message("waiting", 50'000), 4'000).status, AcceptStatus::duplicate);
+  EXPECT_EQ(store_->requeue_in_flight(5'000), 1);
+  EXPECT_EQ(store_->next_due_ms(), 5'000);
+  // New events continue the sequence rather than reuse it.
+  accept_one(new_message("later", 6'000), 6'000);
+  EXPECT_GT(store_->events("later")[0].seq, events_before.back().seq);
+}
+
+// ---- concurrency --------------------------------------------------------------------------------------
+
+TEST_F(StoreTest, ConcurrentAcceptsOfDistinctIdsAllComplete) {
+  constexpr int kThreads = 8;
+  constexpr int kPerThread = 200;
+  std::latch completed(kThreads * kPerThread);
+  std::atomic<int> ok{0};
+  std::atomic<int> accepted{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        std::string id = "t" + std::to_string(t) + "-" + std::to_string(i);
+        store_->accept({new_message(id, 1'000 + i)}, 1'000, [&](bool success, std::vector<AcceptResult> results) {
+          if (success) ++ok;
+          if (results.size() == 1 && results[0].status == AcceptStatus::accepted) ++accepted;
+          completed.count_down();
+        });
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  completed.wait();
+  EXPECT_EQ(ok.load(), kThreads * kPerThread);
+  EXPECT_EQ(accepted.load(), kThreads * kPerThread);
+  int found = 0;
+  for (int t = 0; t < kThreads; ++t)
+    for (int i = 0; i < kPerThread; ++i)
+      if (store_->find("t" + std::to_string(t) + "-" + std::to_string(i))) ++found;
+  EXPECT_EQ(found, kThreads * kPerThread);
+  EXPECT_EQ(store_->count_by_state()[State::scheduled], kThreads * kPerThread);
+}
+
+TEST_F(StoreTest, RacingAcceptsOfTheSameIdAcceptExactlyOne) {
+  constexpr int kThreads = 8;
+  std::latch start(kThreads);
+  std::latch completed(kThreads);
+  std::mutex mutex;
+  std::vector<AcceptResult> results;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&] {
+      start.arrive_and_wait();  // all at once
+      store_->accept({new_message("same", 1'000)}, 1'000, [&](bool ok, std::vector<AcceptResult> r) {
+        {
+          std::lock_guard lock(mutex);
+          if (ok && r.size() == 1) results.push_back(r[0]);
+        }
+        completed.count_down();
+      });
+    });
+  }
+  for (auto& th : threads) th.join();
+  completed.wait();
+  ASSERT_EQ(results.size(), static_cast<size_t>(kThreads));
+  int accepted = 0, duplicate = 0;
+  for (const auto& r : results) {
+    if (r.status == AcceptStatus::accepted) ++accepted;
+    if (r.status == AcceptStatus::duplicate) {
+      ++duplicate;
+      EXPECT_EQ(r.state, State::scheduled);
+    }
+  }
+  EXPECT_EQ(accepted, 1);
+  EXPECT_EQ(duplicate, kThreads - 1);
+  EXPECT_THAT(event_types(store_->events("same")), ElementsAre("accepted"));
+}
+
+// ---- opening ------------------------------------------------------------------------------------------
+
+int64_t user_version(const std::string& path) {
+  sqlite3* db = nullptr;
+  EXPECT_EQ(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+  sqlite3_stmt* s = nullptr;
+  EXPECT_EQ(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &s, nullptr), SQLITE_OK);
+  EXPECT_EQ(sqlite3_step(s), SQLITE_ROW);
+  int64_t v = sqlite3_column_int64(s, 0);
+  sqlite3_finalize(s);
+  sqlite3_close(db);
+  return v;
+}
+
+void exec_sql(const std::string& path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  char* err = nullptr;
+  int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err);
+  std::string why = err ? err : "";
+  sqlite3_free(err);
+  sqlite3_close(db);
+  ASSERT_EQ(rc, SQLITE_OK) << why;
+}
+
+TEST_F(StoreTest, RefusesAStoreWithANewerSchema) {
+  // A new file is migrated all the way: at least the two migrations this test knows about.
+  const int64_t current = user_version(path_);
+  EXPECT_GE(current, 2);
+  accept_one(new_message("kept", 1'000), 1'000);
+  store_.reset();
+
+  // Reopening at its own version is fine and migrates nothing.
+  store_ = open_sqlite({path_});
+  EXPECT_EQ(user_version(path_), current);
+  EXPECT_TRUE(store_->find("kept").has_value());
+  store_.reset();
+
+  // One version ahead (written by a newer gateway): refused, naming the file and both versions.
+  exec_sql(path_, "PRAGMA user_version = " + std::to_string(current + 1));
+  try {
+    open_sqlite({path_});
+    FAIL() << "opened a store with a newer schema";
+  } catch (const std::runtime_error& e) {
+    EXPECT_EQ(std::string(e.what()), "the store \"" + path_ + "\" has schema version " + std::to_string(current + 1) +
+                                         ", newer than this gateway's " + std::to_string(current));
+  }
+  EXPECT_EQ(user_version(path_), current + 1);  // and left as it was
+}
+
+TEST_F(StoreTest, RefusesAForeignFileWithAHighVersion) {
+  const std::string newer = (dir_ / "newer.db").string();
+  exec_sql(newer, "CREATE TABLE future(x); PRAGMA user_version = 99;");
+  try {
+    open_sqlite({newer});
+    FAIL() << "opened a store with schema version 99";
+  } catch (const std::runtime_error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("\"" + newer + "\""));
+    EXPECT_THAT(e.what(), HasSubstr("schema version 99, newer than this gateway's"));
+  }
+  EXPECT_EQ(user_version(newer), 99);
+}
+
+// A file written by the first release (schema version 1, copied here as it shipped) is migrated in place
+// and keeps its messages. Migration 2 drops an index: this also guards against a statement left open on
+// the connection during migration ("database table is locked").
+TEST_F(StoreTest, MigratesAVersion1File) {
+  const std::string v1 = (dir_ / "v1.db").string();
+  exec_sql(v1, R"sql(
+    CREATE TABLE messages (
+      id TEXT PRIMARY KEY, api_key TEXT NOT NULL, payload_hash TEXT NOT NULL, payload TEXT NOT NULL,
+      state TEXT NOT NULL, channel_index INTEGER NOT NULL DEFAULT 0, channel TEXT NOT NULL DEFAULT '',
+      attempts INTEGER NOT NULL DEFAULT 0, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,
+      due_at INTEGER NOT NULL, send_at INTEGER, expires_at INTEGER, last_reason TEXT NOT NULL DEFAULT ''
+    ) WITHOUT ROWID;
+    CREATE INDEX messages_due ON messages(state, due_at);
+    CREATE INDEX messages_finished ON messages(updated_at) WHERE state IN ('delivered', 'failed', 'cancelled');
+    CREATE TABLE events (
+      seq INTEGER PRIMARY KEY AUTOINCREMENT, message_id TEXT NOT NULL, type TEXT NOT NULL,
+      at INTEGER NOT NULL, detail TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX events_message ON events(message_id, seq);
+    INSERT INTO messages(id, api_key, payload_hash, payload, state, created_at, updated_at, due_at)
+      VALUES ('old', 'upstream', 'h', '{}', 'scheduled', 10, 10, 500),
+             ('done', 'upstream', 'h', '{}', 'delivered', 10, 10, 10);
+    INSERT INTO events(message_id, type, at) VALUES ('old', 'accepted', 10);
+    PRAGMA user_version = 1;
+  )sql");
+  std::unique_ptr<Store> migrated = open_sqlite({v1});
+  EXPECT_GE(user_version(v1), 2);
+  auto old = migrated->find("old");
+  ASSERT_TRUE(old.has_value());
+  EXPECT_EQ(old->state, State::scheduled);
+  EXPECT_EQ(old->due_at_ms, 500);
+  EXPECT_THAT(event_types(migrated->events("old")), ElementsAre("accepted"));
+  EXPECT_EQ(migrated->next_due_ms(), 500);
+  EXPECT_EQ(migrated->purge_finished(1'000), 1);  // the rebuilt finished index still serves purge
+  EXPECT_FALSE(migrated->find("done").has_value());
+}
+
+TEST_F(StoreTest, OpeningInAMissingFolderNamesTheFile) {
+  const std::string missing = (dir_ / "no" / "such" / "folder" / "tayori.db").string();
+  try {
+    open_sqlite({missing});
+    FAIL() << "opened " << missing;
+  } catch (const std::runtime_error& e) {
+    EXPECT_THAT(e.what(), HasSubstr(missing));
+  }
+}
+
+TEST_F(StoreTest, NewFileIsInWalMode) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open_v2(path_.c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+  sqlite3_stmt* s = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &s, nullptr), SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(s), SQLITE_ROW);
+  EXPECT_STREQ(reinterpret_cast<const char*>(sqlite3_column_text(s, 0)), "wal");
+  sqlite3_finalize(s);
+  sqlite3_close(db);
+}
+
+// ---- state names --------------------------------------------------------------------------------------
+
+TEST(StoreState, NamesRoundTrip) {
+  for (State s : kAllStates) EXPECT_EQ(parse_state(to_string(s)), s);
+  EXPECT_EQ(to_string(State::cancelled), "cancelled");
+  EXPECT_FALSE(parse_state("accepted").has_value());  // an event, not a state
+  EXPECT_FALSE(parse_state("").has_value());
+  EXPECT_FALSE(is_final(State::scheduled));
+  EXPECT_FALSE(is_final(State::dispatched));
+  EXPECT_TRUE(is_final(State::delivered));
+  EXPECT_TRUE(is_final(State::failed));
+  EXPECT_TRUE(is_final(State::cancelled));
+  EXPECT_TRUE(is_final(State::suppressed));
+  EXPECT_EQ(to_string(State::suppressed), "suppressed");
+}
+
+}  // namespace
+}  // namespace tayori::store
