@@ -236,7 +236,7 @@ HttpResponse Api::simulate(const HttpRequest& request) {
   deps_.clearance.complete_recipient(m);
   int64_t at = m.send_at_ms && *m.send_at_ms > now ? *m.send_at_ms : now;
   // The jitter of a deferral is drawn at dispatch; a simulation shows the earliest moment (jitter 0).
-  policy::Decision d = deps_.clearance.clear(m, 0, at, 0.0, false);
+  policy::Decision d = deps_.clearance.clear(m, 0, at, 0.0, false, true);
   Json trace = Json::array();
   for (const auto& step : d.trace) trace.push_back(step.to_json());
   static const char* kVerdicts[] = {"send", "defer", "suppress"};

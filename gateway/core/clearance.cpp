@@ -62,10 +62,11 @@ std::mutex& Clearance::stripe(const std::string& recipient_id) {
   return stripes_[std::hash<std::string>{}(recipient_id) % stripes_.size()];
 }
 
-policy::Decision Clearance::clear(const Message& m, int from_index, int64_t now_ms, double jitter, bool take_slot) {
+policy::Decision Clearance::clear(const Message& m, int from_index, int64_t now_ms, double jitter, bool take_slot,
+                                  bool explain) {
   auto decide = [&] {
     policy::RecipientState state = load_state(m, now_ms);
-    return policy::decide({m, from_index, state, config_, lookup_, zone_for(m), now_ms, jitter});
+    return policy::decide({m, from_index, state, config_, lookup_, zone_for(m), now_ms, jitter, explain});
   };
   if (!take_slot) return decide();
   std::lock_guard lock(stripe(m.recipient.id));

@@ -28,7 +28,9 @@ class Clearance {
 
   // Decides for `message` from channel `from_index`. With `take_slot`, a "send" verdict takes the cap
   // slot (committed) before returning; without, nothing is written (simulation).
-  policy::Decision clear(const Message& message, int from_index, int64_t now_ms, double jitter, bool take_slot);
+  // `explain` fills the decision's trace (simulate).
+  policy::Decision clear(const Message& message, int from_index, int64_t now_ms, double jitter, bool take_slot,
+                         bool explain = false);
 
   // Gives the slot back (delivery failed permanently).
   void release(const Message& message);

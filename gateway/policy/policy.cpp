@@ -63,16 +63,23 @@ bool covers(const std::optional<Purpose>& rule_purpose, Purpose purpose) {
 
 }  // namespace
 
+const ConsentRecord* consent_record(const std::vector<ConsentRecord>& consent, const std::string& channel,
+                                    Purpose purpose) {
+  const ConsentRecord* found = nullptr;
+  for (const auto& r : consent)
+    if (r.channel == channel && r.purpose == purpose) found = &r;  // the latest wins
+  return found;
+}
+
 bool consent_allows(const std::vector<ConsentRecord>& consent, const ConsentDefaults& defaults,
                     const std::string& channel, Purpose purpose, TraceStep& step) {
   step.stage = "consent";
   step.channel = channel;
-  for (const auto& r : consent) {
-    if (r.channel != channel || r.purpose != purpose) continue;
-    step.detail = {{"state", to_string(r.state)}, {"source", r.source}, {"at", format_rfc3339_ms(r.at_ms)}};
+  if (const ConsentRecord* r = consent_record(consent, channel, purpose)) {
+    step.detail = {{"state", to_string(r->state)}, {"source", r->source}, {"at", format_rfc3339_ms(r->at_ms)}};
     step.rule = "consent.recorded";
-    step.result = r.state == ConsentState::opted_in ? "pass" : "skip";
-    return r.state == ConsentState::opted_in;
+    step.result = r->state == ConsentState::opted_in ? "pass" : "skip";
+    return r->state == ConsentState::opted_in;
   }
   ConsentState d = defaults.default_for(channel, purpose);
   step.rule = "consent.default";
@@ -124,15 +131,19 @@ CapVerdict check_caps(const std::vector<CapRule>& rules, const std::vector<CapSl
   for (const auto& rule : rules) {
     if (!names(rule.channels, channel) || !covers(rule.purpose, purpose)) continue;
     if (!rule.category.empty() && rule.category != category) continue;
+    auto counts = [&](const CapSlot& s) {
+      if (s.at_ms <= now_ms - rule.window_ms || s.at_ms > now_ms) return false;  // rolling window (now - window, now]
+      if (!covers(rule.purpose, s.purpose)) return false;
+      if (!rule.category.empty() && s.category != rule.category) return false;
+      return rule.scope == CapRule::Scope::channel ? s.channel == channel : names(rule.channels, s.channel);
+    };
+    int n = 0;
+    for (const auto& s : slots) n += counts(s);
+    if (n < rule.limit) continue;  // the common case: no allocation, no sort
     std::vector<int64_t> counted;
-    for (const auto& s : slots) {
-      if (s.at_ms <= now_ms - rule.window_ms || s.at_ms > now_ms) continue;  // rolling window (now - window, now]
-      if (!covers(rule.purpose, s.purpose)) continue;
-      if (!rule.category.empty() && s.category != rule.category) continue;
-      if (rule.scope == CapRule::Scope::channel ? s.channel != channel : !names(rule.channels, s.channel)) continue;
-      counted.push_back(s.at_ms);
-    }
-    if (static_cast<int>(counted.size()) < rule.limit) continue;
+    counted.reserve(static_cast<size_t>(n));
+    for (const auto& s : slots)
+      if (counts(s)) counted.push_back(s.at_ms);
     // A slot frees up when enough of the oldest counted slots leave the window.
     std::sort(counted.begin(), counted.end());
     int64_t until = counted[counted.size() - static_cast<size_t>(rule.limit)] + rule.window_ms;
@@ -149,13 +160,18 @@ CapVerdict check_caps(const std::vector<CapRule>& rules, const std::vector<CapSl
 Decision decide(const DecisionInput& in) {
   Decision d;
   const core::Message& m = in.message;
+  // Trace steps are built only when explaining; `make` runs only then.
+  auto note = [&](auto make) {
+    if (in.explain) d.trace.push_back(make());
+  };
+  if (in.explain) d.trace.reserve(m.channels.size() + 3);
 
   if (m.expires_at_ms && *m.expires_at_ms <= in.now_ms) {
     d.verdict = Verdict::suppress;
     d.reason = "expired";
     d.rule = "message.expires_at";
     d.detail = {{"reason", "expired"}, {"expires_at", format_rfc3339_ms(*m.expires_at_ms)}};
-    d.trace.push_back({"expiry", "", "drop", d.rule, d.detail});
+    note([&] { return TraceStep{"expiry", "", "drop", d.rule, d.detail}; });
     return d;
   }
 
@@ -163,40 +179,56 @@ Decision decide(const DecisionInput& in) {
   Json skipped = Json::array();
   for (int i = std::max(0, in.from_index); i < static_cast<int>(m.channels.size()); ++i) {
     const std::string& name = m.channels[i];
-    auto skip = [&](TraceStep step, const std::string& reason) {
-      step.result = "skip";
-      d.trace.push_back(step);
+    // `make` builds the trace step (only when explaining); the skip itself is always recorded.
+    auto skip = [&](const std::string& reason, const std::string& rule, auto make) {
+      note([&] {
+        TraceStep step = make();
+        step.result = "skip";
+        return step;
+      });
       Json s = {{"channel", name}, {"reason", reason}};
-      if (!step.rule.empty()) s["rule"] = step.rule;
-      skipped.push_back(s);
+      if (!rule.empty()) s["rule"] = rule;
+      skipped.push_back(std::move(s));
     };
     auto view = in.channels(name);
     if (!view) {
-      skip({"route", name, "", "", {{"reason", "channel_not_configured"}}}, "channel_not_configured");
+      skip("channel_not_configured", "",
+           [&] { return TraceStep{"route", name, "", "", {{"reason", "channel_not_configured"}}}; });
       continue;
     }
     if (!view->available) {
-      skip({"route", name, "", "", {{"reason", "channel_unavailable"}}}, "channel_unavailable");
+      skip("channel_unavailable", "", [&] { return TraceStep{"route", name, "", "", {{"reason", "channel_unavailable"}}}; });
       continue;
     }
     auto contact = m.recipient.contact(view->contact_kind);
     if (!contact) {
-      skip({"route", name, "", "", {{"reason", "no_contact"}, {"contact_kind", view->contact_kind}}}, "no_contact");
+      skip("no_contact", "", [&] {
+        return TraceStep{"route", name, "", "", {{"reason", "no_contact"}, {"contact_kind", view->contact_kind}}};
+      });
       continue;
     }
     auto sup = in.state.suppressed.find(*contact);
     if (sup != in.state.suppressed.end()) {
-      skip({"suppression", name, "", "suppression.contact",
-            {{"reason", sup->second.reason}, {"source", sup->second.source}, {"at", format_rfc3339_ms(sup->second.at_ms)}}},
-           "suppressed_contact");
+      skip("suppressed_contact", "suppression.contact", [&] {
+        return TraceStep{"suppression", name, "", "suppression.contact",
+                         {{"reason", sup->second.reason},
+                          {"source", sup->second.source},
+                          {"at", format_rfc3339_ms(sup->second.at_ms)}}};
+      });
       continue;
     }
-    TraceStep consent;
-    if (!consent_allows(in.state.consent, in.config.consent, name, m.purpose, consent)) {
-      skip(consent, "no_consent");
+    const ConsentRecord* record = consent_record(in.state.consent, name, m.purpose);
+    bool consented = (record ? record->state : in.config.consent.default_for(name, m.purpose)) == ConsentState::opted_in;
+    auto consent_step = [&] {
+      TraceStep step;
+      consent_allows(in.state.consent, in.config.consent, name, m.purpose, step);
+      return step;
+    };
+    if (!consented) {
+      skip("no_consent", record ? "consent.recorded" : "consent.default", consent_step);
       continue;
     }
-    d.trace.push_back(consent);
+    note(consent_step);
     d.channel_index = i;
     d.channel = name;
     d.contact = *contact;
@@ -218,18 +250,18 @@ Decision decide(const DecisionInput& in) {
       d.verdict = Verdict::suppress;
       d.reason = expires_first ? "expires_in_quiet_hours" : "quiet_hours";
       d.detail = {{"reason", d.reason}, {"rule", d.rule}, {"channel", d.channel}, {"window_ends", until}};
-      d.trace.push_back({"quiet_hours", d.channel, "drop", d.rule, d.detail});
+      note([&] { return TraceStep{"quiet_hours", d.channel, "drop", d.rule, d.detail}; });
     } else {
       d.verdict = Verdict::defer;
       d.reason = "quiet_hours";
       d.until_ms = quiet.until_ms;
       d.detail = {{"reason", "quiet_hours"}, {"rule", d.rule}, {"channel", d.channel}, {"until", until}};
-      d.trace.push_back({"quiet_hours", d.channel, "defer", d.rule, d.detail});
+      note([&] { return TraceStep{"quiet_hours", d.channel, "defer", d.rule, d.detail}; });
     }
     if (!skipped.empty()) d.detail["skipped"] = skipped;
     return d;
   }
-  d.trace.push_back({"quiet_hours", d.channel, "pass", "", Json::object()});
+  note([&] { return TraceStep{"quiet_hours", d.channel, "pass", "", Json::object()}; });
 
   auto cap = check_caps(in.config.caps, in.state.slots, d.channel, m.purpose, m.category, in.now_ms);
   if (cap.exceeded) {
@@ -246,16 +278,16 @@ Decision decide(const DecisionInput& in) {
       d.verdict = Verdict::defer;
       d.until_ms = cap.until_ms;
       d.detail["until"] = format_local(cap.until_ms, in.zone);
-      d.trace.push_back({"caps", d.channel, "defer", d.rule, d.detail});
+      note([&] { return TraceStep{"caps", d.channel, "defer", d.rule, d.detail}; });
     } else {
       d.verdict = Verdict::suppress;
       if (expires_first) d.detail["expires_first"] = true;
-      d.trace.push_back({"caps", d.channel, "drop", d.rule, d.detail});
+      note([&] { return TraceStep{"caps", d.channel, "drop", d.rule, d.detail}; });
     }
     if (!skipped.empty()) d.detail["skipped"] = skipped;
     return d;
   }
-  d.trace.push_back({"caps", d.channel, "pass", "", Json::object()});
+  note([&] { return TraceStep{"caps", d.channel, "pass", "", Json::object()}; });
   d.verdict = Verdict::send;
   if (!skipped.empty()) d.detail["skipped"] = skipped;
   return d;

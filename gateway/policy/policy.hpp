@@ -130,7 +130,7 @@ struct Decision {
   std::string reason;    // defer/suppress: quiet_hours, frequency_cap, expired, no_usable_channel
   std::string rule;
   Json detail = Json::object();  // the event's detail: reason, rule, until, limit, window, skipped...
-  std::vector<TraceStep> trace;
+  std::vector<TraceStep> trace;  // only with DecisionInput::explain
 };
 
 struct DecisionInput {
@@ -142,11 +142,17 @@ struct DecisionInput {
   const TimeZone& zone;  // the recipient's, or the configured default
   int64_t now_ms = 0;
   double jitter = 0.0;  // in [0,1): where in the spread interval a deferred message lands
+  // Fill Decision::trace (simulate). Off on the dispatch path, where only `detail` is recorded: building
+  // the trace is most of a decision's cost (tools/bench/policy_bench).
+  bool explain = false;
 };
 
 Decision decide(const DecisionInput& input);
 
 // The parts, each usable (and tested) alone.
+// The consent that applies: the latest record for channel x purpose, or nullptr when the default does.
+const ConsentRecord* consent_record(const std::vector<ConsentRecord>& consent, const std::string& channel,
+                                    Purpose purpose);
 bool consent_allows(const std::vector<ConsentRecord>& consent, const ConsentDefaults& defaults,
                     const std::string& channel, Purpose purpose, TraceStep& step);
 

@@ -497,10 +497,18 @@ class SqliteStore final : public Store {
           // The content is personal data; the id, states and timeline stay so the sender can still ask why.
           c.prepare(
                "UPDATE messages SET payload = '{\"erased\":true}', state = CASE state WHEN 'scheduled' THEN "
-               "'cancelled' ELSE state END, updated_at = ?2 WHERE recipient_id = ?1")
+               "'cancelled' ELSE state END, updated_at = CASE state WHEN 'scheduled' THEN ?2 ELSE updated_at END "
+               "WHERE recipient_id = ?1")
               .bind(1, id)
               .bind(2, now_ms)
               .exec();
+          // Contact points recorded in timelines (contact_deactivated) and consent evidence are personal data too.
+          c.prepare(
+               "UPDATE events SET detail = json_remove(detail, '$.contact') WHERE message_id IN "
+               "(SELECT id FROM messages WHERE recipient_id = ?1) AND json_extract(detail, '$.contact') IS NOT NULL")
+              .bind(1, id)
+              .exec();
+          c.prepare("UPDATE consent SET evidence = '' WHERE recipient_id = ?1").bind(1, id).exec();
         },
         [found, done = std::move(done)](bool ok) { done(ok, *found); });
   }
@@ -539,11 +547,18 @@ class SqliteStore final : public Store {
   std::vector<policy::ConsentRecord> consent_current(const std::string& recipient_id) override {
     return read<std::vector<policy::ConsentRecord>>([&](Connection& c) {
       std::vector<policy::ConsentRecord> out;
+      // In index order (recipient, channel, purpose, seq): the last row of each channel x purpose is current.
       Statement& s = c.prepare(
-                          "SELECT channel, purpose, state, source, evidence, at FROM consent WHERE seq IN "
-                          "(SELECT MAX(seq) FROM consent WHERE recipient_id = ?1 GROUP BY channel, purpose) ORDER BY seq")
+                          "SELECT channel, purpose, state, source, evidence, at FROM consent WHERE recipient_id = ?1 "
+                          "ORDER BY channel, purpose, seq")
                          .bind(1, recipient_id);
-      while (s.step()) out.push_back(consent_row(s));
+      while (s.step()) {
+        policy::ConsentRecord r = consent_row(s);
+        if (!out.empty() && out.back().channel == r.channel && out.back().purpose == r.purpose)
+          out.back() = std::move(r);
+        else
+          out.push_back(std::move(r));
+      }
       s.run();
       return out;
     });

@@ -64,10 +64,11 @@ struct Scenario {
   int64_t now = utc("2026-11-24T03:00:00Z");  // 12:00 in Tokyo
   double jitter = 0.0;
   int from = 0;
+  bool explain = true;
   Decision go() {
     auto zone = TimeZone::load(m.recipient.timezone.empty() ? config.default_timezone : m.recipient.timezone);
     ChannelLookup l = lookup();
-    return decide({m, from, state, config, l, *zone, now, jitter});
+    return decide({m, from, state, config, l, *zone, now, jitter, explain});
   }
 };
 
@@ -100,6 +101,18 @@ TEST(Decide, AnOptOutBeatsTheDefaultAndIsExplained) {
   EXPECT_EQ(d.channel, "email");  // transactional email: implied consent
   EXPECT_EQ(d.detail["skipped"][0]["rule"], "consent.recorded");
   EXPECT_EQ(d.trace[0].detail["source"], "sms_keyword");
+}
+
+TEST(Decide, WithoutExplainTheTraceIsEmptyButTheDetailIsNot) {
+  Scenario r;
+  r.explain = false;
+  r.state = opted_in({"email"});
+  Decision d = r.go();
+  EXPECT_EQ(d.verdict, Verdict::send);
+  EXPECT_TRUE(d.trace.empty());
+  EXPECT_EQ(d.detail["skipped"][0]["rule"], "consent.default");
+  r.explain = true;
+  EXPECT_EQ(r.go().trace.size(), 4u);  // consent skip (sms), consent pass (email), quiet hours, caps
 }
 
 TEST(Decide, ASuppressedContactIsNeverUsedEvenForTransactional) {

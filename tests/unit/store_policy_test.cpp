@@ -1,0 +1,633 @@
+// Tests for the policy engine's state in the embedded SQLite Store (gateway/store/sqlite_store.cpp, schema
+// migration 2), on a real file in a fresh folder per test: the recipient profile (merged on accept,
+// replaced by PUT, erased on request), the consent history and its current view, suppressions, frequency-cap
+// slots, the migration of a version-1 file, and the `suppressed` state in counts and purge.
+// Asynchronous completions are awaited with promises, never with sleeps.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <future>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/message.hpp"
+#include "store/sqlite_store.hpp"
+
+namespace tayori::store {
+namespace {
+
+using core::Purpose;
+using nlohmann::json;
+using policy::CapSlot;
+using policy::ConsentRecord;
+using policy::ConsentState;
+using policy::Suppression;
+using ::testing::ElementsAre;
+using ::testing::UnorderedElementsAre;
+using ::testing::IsEmpty;
+
+NewMessage message_for(const std::string& id, const std::string& recipient_id, const std::string& recipient_json,
+                       int64_t due_at_ms = 1'000) {
+  NewMessage m;
+  m.id = id;
+  m.recipient_id = recipient_id;
+  m.recipient_json = recipient_json;
+  m.api_key = "upstream";
+  m.payload = R"({"id":")" + id + R"(","secret":"personal data"})";
+  m.payload_hash = core::sha256_hex(m.payload);
+  m.due_at_ms = due_at_ms;
+  m.events = {{"accepted", "{}"}};
+  return m;
+}
+
+std::vector<std::string> event_types(const std::vector<EventRecord>& events) {
+  std::vector<std::string> out;
+  for (const auto& e : events) out.push_back(e.type);
+  return out;
+}
+
+std::vector<std::string> contacts_of(const std::vector<Suppression>& list) {
+  std::vector<std::string> out;
+  for (const auto& s : list) out.push_back(s.contact);
+  return out;
+}
+
+std::vector<std::string> slot_ids(std::vector<CapSlot> slots) {
+  std::vector<std::string> out;
+  for (const auto& s : slots) out.push_back(s.message_id);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// "channel/purpose/state/source/evidence@at": one string per record, so a whole history compares at once.
+std::vector<std::string> describe(const std::vector<ConsentRecord>& records) {
+  std::vector<std::string> out;
+  for (const auto& r : records)
+    out.push_back(r.channel + "/" + std::string(core::to_string(r.purpose)) + "/" + std::string(policy::to_string(r.state)) +
+                  "/" + r.source + "/" + r.evidence + "@" + std::to_string(r.at_ms));
+  return out;
+}
+
+int64_t user_version(const std::string& path) {
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
+    sqlite3_close(db);
+    return -1;
+  }
+  sqlite3_stmt* st = nullptr;
+  int64_t v = -1;
+  if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, nullptr) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+    v = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return v;
+}
+
+class StorePolicyTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "tayori_store_policy_XXXXXX").string();
+    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
+    dir_ = tmpl;
+    path_ = (dir_ / "tayori.db").string();
+    store_ = open_sqlite({path_});
+  }
+  void TearDown() override {
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  // Each wrapper waits for the operation's completion (the commit) and checks that it succeeded.
+  std::vector<AcceptResult> accept(std::vector<NewMessage> batch, int64_t now_ms) {
+    std::promise<std::pair<bool, std::vector<AcceptResult>>> done;
+    auto f = done.get_future();
+    store_->accept(std::move(batch), now_ms,
+                   [&done](bool ok, std::vector<AcceptResult> r) { done.set_value({ok, std::move(r)}); });
+    auto [ok, results] = f.get();
+    EXPECT_TRUE(ok);
+    return results;
+  }
+  void accept_one(NewMessage m, int64_t now_ms) {
+    auto r = accept({std::move(m)}, now_ms);
+    ASSERT_EQ(r.size(), 1u);
+    EXPECT_EQ(r[0].status, AcceptStatus::accepted);
+  }
+  void put_recipient(RecipientProfile p, int64_t now_ms) {
+    std::promise<bool> done;
+    auto f = done.get_future();
+    store_->put_recipient(std::move(p), now_ms, [&done](bool ok) { done.set_value(ok); });
+    EXPECT_TRUE(f.get());
+  }
+  bool erase(const std::string& id, int64_t now_ms) {
+    std::promise<std::pair<bool, bool>> done;
+    auto f = done.get_future();
+    store_->erase_recipient(id, now_ms, [&done](bool ok, bool found) { done.set_value({ok, found}); });
+    auto [ok, found] = f.get();
+    EXPECT_TRUE(ok);
+    return found;
+  }
+  void consent(const std::string& recipient, ConsentRecord r) {
+    std::promise<bool> done;
+    auto f = done.get_future();
+    store_->append_consent(recipient, std::move(r), [&done](bool ok) { done.set_value(ok); });
+    EXPECT_TRUE(f.get());
+  }
+  void suppress(Suppression s) {
+    std::promise<bool> done;
+    auto f = done.get_future();
+    store_->add_suppression(std::move(s), [&done](bool ok) { done.set_value(ok); });
+    EXPECT_TRUE(f.get());
+  }
+  bool unsuppress(const std::string& contact) {
+    std::promise<std::pair<bool, bool>> done;
+    auto f = done.get_future();
+    store_->remove_suppression(contact, [&done](bool ok, bool found) { done.set_value({ok, found}); });
+    auto [ok, found] = f.get();
+    EXPECT_TRUE(ok);
+    return found;
+  }
+  void release(const std::string& recipient, const std::string& message_id) {
+    std::promise<bool> done;
+    auto f = done.get_future();
+    store_->release_slot(recipient, message_id, [&done](bool ok) { done.set_value(ok); });
+    EXPECT_TRUE(f.get());
+  }
+  void apply(Transition t, int64_t now_ms) {
+    std::promise<bool> done;
+    auto f = done.get_future();
+    store_->apply(std::move(t), now_ms, [&done](bool ok) { done.set_value(ok); });
+    EXPECT_TRUE(f.get());
+  }
+  // Accepts `id` for `recipient`, claims it and moves it to the final state `to` at `now_ms`.
+  void finished(const std::string& id, const std::string& recipient, State to, int64_t now_ms) {
+    accept_one(message_for(id, recipient, "", now_ms), now_ms);
+    auto claimed = store_->claim_due(now_ms, 1);
+    ASSERT_EQ(claimed.size(), 1u);
+    ASSERT_EQ(claimed[0].id, id);
+    Transition t;
+    t.message_id = id;
+    t.to = to;
+    t.channel = "email";
+    t.last_reason = to == State::suppressed ? "frequency_cap" : "";
+    t.events = {{to == State::suppressed ? "suppressed" : std::string(to_string(to)), "{}"}};
+    apply(t, now_ms);
+    ASSERT_EQ(store_->find(id)->state, to);
+  }
+
+  std::filesystem::path dir_;
+  std::string path_;
+  std::unique_ptr<Store> store_;
+};
+
+// ---- The recipient profile -----------------------------------------------------------------------
+
+TEST_F(StorePolicyTest, AcceptMergesTheProfilePerContactKindAndTheLaterMessageWins) {
+  accept_one(message_for("m1", "u1",
+                         R"({"id":"u1","timezone":"Asia/Tokyo","locale":"ja-JP","contacts":{"email":"a@example.jp",)"
+                         R"("phone":"+819000000001","push":[{"platform":"fcm","token":"tok-1"}]}})"),
+             1'000);
+  accept_one(message_for("m2", "u1",
+                         R"({"id":"u1","timezone":"Asia/Seoul","contacts":{"phone":"+819000000002","line":"U123",)"
+                         R"("push":[{"platform":"apns","token":"tok-2"}]}})"),
+             2'000);
+
+  auto p = store_->recipient("u1");
+  ASSERT_TRUE(p.has_value());
+  EXPECT_EQ(p->id, "u1");
+  EXPECT_EQ(p->timezone, "Asia/Seoul");  // the later message named one
+  EXPECT_EQ(p->locale, "ja-JP");         // the later message did not: kept
+  EXPECT_FALSE(p->erased);
+  EXPECT_EQ(p->updated_at_ms, 2'000);
+  // email kept, phone replaced, line added, push replaced as a whole list.
+  EXPECT_EQ(json::parse(p->contacts_json),
+            json::parse(R"({"email":"a@example.jp","phone":"+819000000002","line":"U123",)"
+                        R"("push":[{"platform":"apns","token":"tok-2"}]})"));
+}
+
+TEST_F(StorePolicyTest, WithinOneBatchTheLaterMessageWinsAndRecipientsStaySeparate) {
+  accept({message_for("b1", "u1", R"({"id":"u1","locale":"en-US","contacts":{"email":"first@example.com"}})"),
+          message_for("b2", "u2", R"({"id":"u2","locale":"fr-FR","contacts":{"email":"other@example.com"}})"),
+          message_for("b3", "u1", R"({"id":"u1","locale":"ja-JP","contacts":{"email":"second@example.com"}})")},
+         5'000);
+  auto u1 = store_->recipient("u1");
+  auto u2 = store_->recipient("u2");
+  ASSERT_TRUE(u1.has_value());
+  ASSERT_TRUE(u2.has_value());
+  EXPECT_EQ(u1->locale, "ja-JP");
+  EXPECT_EQ(json::parse(u1->contacts_json), json::parse(R"({"email":"second@example.com"})"));
+  EXPECT_EQ(u2->locale, "fr-FR");
+  EXPECT_EQ(json::parse(u2->contacts_json), json::parse(R"({"email":"other@example.com"})"));
+  EXPECT_EQ(u2->timezone, "");
+}
+
+TEST_F(StorePolicyTest, AMessageWithoutRecipientDataCreatesNoProfile) {
+  accept_one(message_for("m1", "u-bare", ""), 1'000);
+  EXPECT_FALSE(store_->recipient("u-bare").has_value());
+  EXPECT_FALSE(store_->recipient("nobody").has_value());
+}
+
+TEST_F(StorePolicyTest, PutRecipientReplacesTheWholeProfile) {
+  put_recipient({"u1", "Asia/Tokyo", "ja-JP", R"({"email":"a@example.jp","phone":"+819000000001"})", 0, false}, 1'000);
+  auto p = store_->recipient("u1");
+  ASSERT_TRUE(p.has_value());
+  EXPECT_EQ(p->timezone, "Asia/Tokyo");
+  EXPECT_EQ(p->locale, "ja-JP");
+  EXPECT_EQ(json::parse(p->contacts_json), json::parse(R"({"email":"a@example.jp","phone":"+819000000001"})"));
+  EXPECT_EQ(p->updated_at_ms, 1'000);  // the write's time, not the struct's
+  EXPECT_FALSE(p->erased);
+
+  // PUT is a replacement, not a merge: what it does not name is gone.
+  put_recipient({"u1", "", "en-GB", R"({"line":"U9"})", 0, false}, 2'000);
+  p = store_->recipient("u1");
+  ASSERT_TRUE(p.has_value());
+  EXPECT_EQ(p->timezone, "");
+  EXPECT_EQ(p->locale, "en-GB");
+  EXPECT_EQ(json::parse(p->contacts_json), json::parse(R"({"line":"U9"})"));
+  EXPECT_EQ(p->updated_at_ms, 2'000);
+}
+
+TEST_F(StorePolicyTest, PutAfterEraseStartsAFreshProfile) {
+  put_recipient({"u1", "Asia/Tokyo", "ja-JP", R"({"email":"a@example.jp"})", 0, false}, 1'000);
+  EXPECT_TRUE(erase("u1", 2'000));
+  ASSERT_TRUE(store_->recipient("u1")->erased);
+  put_recipient({"u1", "Europe/Paris", "fr-FR", R"({"email":"new@example.fr"})", 0, false}, 3'000);
+  auto p = store_->recipient("u1");
+  ASSERT_TRUE(p.has_value());
+  EXPECT_FALSE(p->erased);
+  EXPECT_EQ(p->timezone, "Europe/Paris");
+  EXPECT_EQ(json::parse(p->contacts_json), json::parse(R"({"email":"new@example.fr"})"));
+}
+
+// ---- Right to erasure ----------------------------------------------------------------------------
+
+TEST_F(StorePolicyTest, EraseDropsPersonalDataCancelsScheduledAndKeepsTheTimeline) {
+  const std::string who = R"({"id":"u1","timezone":"Asia/Tokyo","locale":"ja-JP","contacts":{"email":"a@example.jp"}})";
+  finished("done", "u1", State::delivered, 500);
+  accept_one(message_for("s1", "u1", who, 10'000), 1'000);
+  accept_one(message_for("s2", "u1", "", 20'000), 1'000);
+  accept_one(message_for("other", "u2", R"({"id":"u2","contacts":{"email":"b@example.jp"}})", 10'000), 1'000);
+  ASSERT_TRUE(store_->take_slot("u1", {"done", "email", Purpose::marketing, "news", 500}));
+  const std::string done_payload_before = store_->find("done")->payload;
+  ASSERT_NE(done_payload_before, R"({"erased":true})");
+
+  EXPECT_TRUE(erase("u1", 5'000));
+
+  auto p = store_->recipient("u1");
+  ASSERT_TRUE(p.has_value());
+  EXPECT_TRUE(p->erased);
+  EXPECT_EQ(p->timezone, "");
+  EXPECT_EQ(p->locale, "");
+  EXPECT_EQ(json::parse(p->contacts_json), json::object());
+  EXPECT_EQ(p->updated_at_ms, 5'000);
+
+  for (const char* id : {"s1", "s2"}) {
+    SCOPED_TRACE(id);
+    auto m = store_->find(id);
+    ASSERT_TRUE(m.has_value());
+    EXPECT_EQ(m->state, State::cancelled);
+    EXPECT_EQ(m->payload, R"({"erased":true})");
+    auto events = store_->events(id);
+    EXPECT_THAT(event_types(events), ElementsAre("accepted", "cancelled"));
+    ASSERT_EQ(events.size(), 2u);
+    EXPECT_EQ(json::parse(events[1].detail_json), json::parse(R"({"reason":"recipient_erased"})"));
+    EXPECT_EQ(events[1].at_ms, 5'000);
+  }
+  // A delivered message keeps its state and timeline; only its content goes.
+  auto done = store_->find("done");
+  ASSERT_TRUE(done.has_value());
+  EXPECT_EQ(done->state, State::delivered);
+  EXPECT_EQ(done->payload, R"({"erased":true})");
+  EXPECT_THAT(event_types(store_->events("done")), ElementsAre("accepted", "delivered"));
+  // The anonymous cap counter stays (a recipient cannot escape caps by erasure).
+  EXPECT_THAT(slot_ids(store_->slots_since("u1", 0)), ElementsAre("done"));
+  // Nobody else is touched.
+  auto other = store_->find("other");
+  ASSERT_TRUE(other.has_value());
+  EXPECT_EQ(other->state, State::scheduled);
+  EXPECT_EQ(other->payload, R"({"id":"other","secret":"personal data"})");
+  EXPECT_EQ(json::parse(store_->recipient("u2")->contacts_json), json::parse(R"({"email":"b@example.jp"})"));
+  // The cancelled ones are no longer due: only `other` is.
+  EXPECT_EQ(store_->next_due_ms(), 10'000);
+  auto counts = store_->count_by_state();
+  EXPECT_EQ(counts[State::cancelled], 2);
+  EXPECT_EQ(counts[State::delivered], 1);
+  EXPECT_EQ(counts[State::scheduled], 1);
+}
+
+TEST_F(StorePolicyTest, EraseOfAnUnknownRecipientIsNotFoundAndChangesNothing) {
+  accept_one(message_for("m1", "u1", R"({"id":"u1","contacts":{"email":"a@example.jp"}})"), 1'000);
+  EXPECT_FALSE(erase("ghost", 2'000));
+  EXPECT_FALSE(store_->recipient("ghost").has_value());
+  EXPECT_EQ(store_->find("m1")->state, State::scheduled);
+  EXPECT_FALSE(store_->recipient("u1")->erased);
+}
+
+TEST_F(StorePolicyTest, EraseFindsARecipientKnownOnlyFromItsMessages) {
+  accept_one(message_for("m1", "u-bare", "", 9'000), 1'000);
+  EXPECT_TRUE(erase("u-bare", 2'000));
+  auto m = store_->find("m1");
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(m->state, State::cancelled);
+  EXPECT_EQ(m->payload, R"({"erased":true})");
+}
+
+TEST_F(StorePolicyTest, AnErasedRecipientWhoAppearsAgainStartsAfresh) {
+  accept_one(message_for("m1", "u1",
+                         R"({"id":"u1","timezone":"Asia/Tokyo","locale":"ja-JP",)"
+                         R"("contacts":{"email":"a@example.jp","phone":"+819000000001"}})"),
+             1'000);
+  ASSERT_TRUE(erase("u1", 2'000));
+  accept_one(message_for("m2", "u1", R"({"id":"u1","contacts":{"email":"new@example.jp"}})"), 3'000);
+  auto p = store_->recipient("u1");
+  ASSERT_TRUE(p.has_value());
+  EXPECT_FALSE(p->erased);
+  EXPECT_EQ(p->timezone, "");  // nothing of the erased profile comes back
+  EXPECT_EQ(p->locale, "");
+  EXPECT_EQ(json::parse(p->contacts_json), json::parse(R"({"email":"new@example.jp"})"));
+  EXPECT_EQ(p->updated_at_ms, 3'000);
+  EXPECT_EQ(store_->find("m2")->state, State::scheduled);  // the new message is not cancelled
+  EXPECT_EQ(store_->find("m1")->state, State::cancelled);
+}
+
+// ---- Consent ---------------------------------------------------------------------------------------
+
+TEST_F(StorePolicyTest, ConsentHistoryIsKeptInOrderAndCurrentIsTheLatestPerChannelAndPurpose) {
+  consent("u1", {"email", Purpose::marketing, ConsentState::opted_in, "api", "form#12", 1'000});
+  consent("u1", {"sms", Purpose::marketing, ConsentState::opted_in, "sms_keyword", "START", 2'000});
+  consent("u2", {"email", Purpose::marketing, ConsentState::opted_out, "api", "", 2'500});
+  consent("u1", {"email", Purpose::marketing, ConsentState::opted_out, "list_unsubscribe", "mailto", 3'000});
+  consent("u1", {"email", Purpose::transactional, ConsentState::opted_out, "api", "", 4'000});
+
+  EXPECT_THAT(describe(store_->consent_history("u1")),
+              ElementsAre("email/marketing/opted_in/api/form#12@1000", "sms/marketing/opted_in/sms_keyword/START@2000",
+                          "email/marketing/opted_out/list_unsubscribe/mailto@3000",
+                          "email/transactional/opted_out/api/@4000"));
+  // Current: one record per channel x purpose, in no particular order.
+  EXPECT_THAT(describe(store_->consent_current("u1")),
+              UnorderedElementsAre("sms/marketing/opted_in/sms_keyword/START@2000",
+                          "email/marketing/opted_out/list_unsubscribe/mailto@3000",
+                          "email/transactional/opted_out/api/@4000"));
+  EXPECT_THAT(describe(store_->consent_current("u2")), ElementsAre("email/marketing/opted_out/api/@2500"));
+  EXPECT_THAT(store_->consent_history("nobody"), IsEmpty());
+  EXPECT_THAT(store_->consent_current("nobody"), IsEmpty());
+
+  // Opting in again appends; the history still holds every record.
+  consent("u1", {"email", Purpose::marketing, ConsentState::opted_in, "api", "form#13", 5'000});
+  EXPECT_EQ(store_->consent_history("u1").size(), 5u);
+  EXPECT_THAT(describe(store_->consent_current("u1")),
+              UnorderedElementsAre("sms/marketing/opted_in/sms_keyword/START@2000", "email/transactional/opted_out/api/@4000",
+                          "email/marketing/opted_in/api/form#13@5000"));
+}
+
+TEST_F(StorePolicyTest, ConsentSurvivesReopen) {
+  consent("u1", {"line", Purpose::marketing, ConsentState::opted_in, "line_follow", "", 1'000});
+  store_.reset();
+  store_ = open_sqlite({path_});
+  EXPECT_THAT(describe(store_->consent_current("u1")), ElementsAre("line/marketing/opted_in/line_follow/@1000"));
+}
+
+// ---- Suppressions ------------------------------------------------------------------------------------
+
+TEST_F(StorePolicyTest, SuppressionsUpsertLookUpByContactAndRemove) {
+  suppress({"a@example.jp", "hard_bounce", "email", 1'000});
+  suppress({"+819000000001", "unregistered", "sms", 2'000});
+  suppress({"a@example.jp", "manual", "api", 3'000});  // the same contact again: replaced, not duplicated
+
+  auto found = store_->suppressions({"a@example.jp", "nobody@example.jp", "+819000000001"});
+  ASSERT_EQ(found.size(), 2u);
+  EXPECT_EQ(found[0].contact, "a@example.jp");
+  EXPECT_EQ(found[0].reason, "manual");
+  EXPECT_EQ(found[0].source, "api");
+  EXPECT_EQ(found[0].at_ms, 3'000);
+  EXPECT_EQ(found[1].contact, "+819000000001");
+  EXPECT_EQ(found[1].reason, "unregistered");
+  EXPECT_EQ(found[1].source, "sms");
+  EXPECT_EQ(found[1].at_ms, 2'000);
+  EXPECT_THAT(store_->suppressions({}), IsEmpty());
+  EXPECT_THAT(contacts_of(store_->list_suppressions("", 100)), ElementsAre("+819000000001", "a@example.jp"));
+
+  EXPECT_TRUE(unsuppress("a@example.jp"));
+  EXPECT_FALSE(unsuppress("a@example.jp"));  // already gone
+  EXPECT_FALSE(unsuppress("never@example.jp"));
+  EXPECT_THAT(contacts_of(store_->suppressions({"a@example.jp", "+819000000001"})), ElementsAre("+819000000001"));
+}
+
+TEST_F(StorePolicyTest, ListSuppressionsPaginatesByContactAfterACursor) {
+  for (const char* c : {"e@x", "a@x", "d@x", "b@x", "c@x"}) suppress({c, "stop", "sms", 1'000});
+  EXPECT_THAT(contacts_of(store_->list_suppressions("", 2)), ElementsAre("a@x", "b@x"));
+  EXPECT_THAT(contacts_of(store_->list_suppressions("b@x", 2)), ElementsAre("c@x", "d@x"));
+  EXPECT_THAT(contacts_of(store_->list_suppressions("d@x", 2)), ElementsAre("e@x"));
+  EXPECT_THAT(store_->list_suppressions("e@x", 2), IsEmpty());
+  // The cursor need not be a stored contact.
+  EXPECT_THAT(contacts_of(store_->list_suppressions("bb", 10)), ElementsAre("c@x", "d@x", "e@x"));
+}
+
+// ---- Frequency-cap slots ---------------------------------------------------------------------------
+
+TEST_F(StorePolicyTest, TakeSlotIsIdempotentPerMessage) {
+  ASSERT_TRUE(store_->take_slot("u1", {"m1", "email", Purpose::marketing, "news", 1'000}));
+  // The same message cleared again after a crash: it re-takes its own slot, it does not add one.
+  ASSERT_TRUE(store_->take_slot("u1", {"m1", "sms", Purpose::marketing, "news", 2'000}));
+  auto slots = store_->slots_since("u1", 0);
+  ASSERT_EQ(slots.size(), 1u);
+  EXPECT_EQ(slots[0].message_id, "m1");
+  EXPECT_EQ(slots[0].channel, "sms");
+  EXPECT_EQ(slots[0].purpose, Purpose::marketing);
+  EXPECT_EQ(slots[0].category, "news");
+  EXPECT_EQ(slots[0].at_ms, 2'000);
+  // A different message is a different slot; another recipient's slots are theirs.
+  ASSERT_TRUE(store_->take_slot("u1", {"m2", "email", Purpose::transactional, "", 2'500}));
+  ASSERT_TRUE(store_->take_slot("u2", {"m1", "email", Purpose::marketing, "", 2'500}));
+  EXPECT_THAT(slot_ids(store_->slots_since("u1", 0)), ElementsAre("m1", "m2"));
+  EXPECT_THAT(slot_ids(store_->slots_since("u2", 0)), ElementsAre("m1"));
+  auto u1 = store_->slots_since("u1", 2'000);  // only m2 is after 2000
+  ASSERT_EQ(u1.size(), 1u);
+  EXPECT_EQ(u1[0].purpose, Purpose::transactional);
+  EXPECT_EQ(u1[0].category, "");
+}
+
+TEST_F(StorePolicyTest, ReleaseSlotGivesBackOnlyThatMessagesSlot) {
+  ASSERT_TRUE(store_->take_slot("u1", {"m1", "email", Purpose::marketing, "", 1'000}));
+  ASSERT_TRUE(store_->take_slot("u1", {"m2", "email", Purpose::marketing, "", 1'100}));
+  ASSERT_TRUE(store_->take_slot("u2", {"m1", "email", Purpose::marketing, "", 1'200}));
+  release("u1", "m1");
+  EXPECT_THAT(slot_ids(store_->slots_since("u1", 0)), ElementsAre("m2"));
+  EXPECT_THAT(slot_ids(store_->slots_since("u2", 0)), ElementsAre("m1"));
+  release("u1", "never-taken");  // harmless
+  EXPECT_THAT(slot_ids(store_->slots_since("u1", 0)), ElementsAre("m2"));
+  // A release without a completion is still applied (the next read on the writer's order sees it).
+  store_->release_slot("u1", "m2", nullptr);
+  ASSERT_TRUE(store_->take_slot("u1", {"fence", "email", Purpose::marketing, "", 1'300}));  // waits behind it
+  EXPECT_THAT(slot_ids(store_->slots_since("u1", 0)), ElementsAre("fence"));
+}
+
+TEST_F(StorePolicyTest, SlotsSinceIsAnOpenWindowAndPurgeDropsOldSlots) {
+  for (int i = 1; i <= 3; ++i)
+    ASSERT_TRUE(store_->take_slot("u1", {"m" + std::to_string(i), "email", Purpose::marketing, "", i * 1'000}));
+  ASSERT_TRUE(store_->take_slot("u2", {"x", "email", Purpose::marketing, "", 500}));
+  EXPECT_THAT(slot_ids(store_->slots_since("u1", 999)), ElementsAre("m1", "m2", "m3"));
+  EXPECT_THAT(slot_ids(store_->slots_since("u1", 1'000)), ElementsAre("m2", "m3"));  // (since, ...]: 1000 is out
+  EXPECT_THAT(slot_ids(store_->slots_since("u1", 3'000)), IsEmpty());
+
+  EXPECT_EQ(store_->purge_slots(2'000), 2);  // u1's m1 (1000) and u2's x (500): strictly before 2000
+  EXPECT_THAT(slot_ids(store_->slots_since("u1", 0)), ElementsAre("m2", "m3"));
+  EXPECT_THAT(store_->slots_since("u2", 0), IsEmpty());
+  EXPECT_EQ(store_->purge_slots(2'000), 0);
+}
+
+// ---- The `suppressed` state --------------------------------------------------------------------------
+
+TEST_F(StorePolicyTest, SuppressedIsCountedAndPurgedLikeOtherFinishedStates) {
+  finished("sup-old", "u1", State::suppressed, 1'000);
+  finished("sup-new", "u1", State::suppressed, 5'000);
+  accept_one(message_for("waiting", "u1", "", 99'000), 1'000);
+  auto counts = store_->count_by_state();
+  EXPECT_EQ(counts[State::suppressed], 2);
+  EXPECT_EQ(counts[State::scheduled], 1);
+  EXPECT_EQ(store_->find("sup-old")->last_reason, "frequency_cap");
+  EXPECT_TRUE(is_final(State::suppressed));
+  EXPECT_EQ(parse_state("suppressed"), State::suppressed);
+
+  EXPECT_EQ(store_->purge_finished(3'000), 1);
+  EXPECT_FALSE(store_->find("sup-old").has_value());
+  EXPECT_THAT(store_->events("sup-old"), IsEmpty());
+  EXPECT_TRUE(store_->find("sup-new").has_value());
+  EXPECT_TRUE(store_->find("waiting").has_value());
+  counts = store_->count_by_state();
+  EXPECT_EQ(counts[State::suppressed], 1);
+  EXPECT_EQ(counts[State::scheduled], 1);
+}
+
+// ---- Migration from version 1 --------------------------------------------------------------------------
+
+// Builds the schema exactly as migration 1 shipped it (no recipients, consent, suppressions, cap slots, no
+// messages.recipient_id) with the sqlite3 C API, with one scheduled and one delivered message.
+void build_v1_file(const std::string& path) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr), SQLITE_OK);
+  char* err = nullptr;
+  int rc = sqlite3_exec(db, R"sql(
+    CREATE TABLE messages (
+      id TEXT PRIMARY KEY,
+      api_key TEXT NOT NULL,
+      payload_hash TEXT NOT NULL,
+      payload TEXT NOT NULL,
+      state TEXT NOT NULL,
+      channel_index INTEGER NOT NULL DEFAULT 0,
+      channel TEXT NOT NULL DEFAULT '',
+      attempts INTEGER NOT NULL DEFAULT 0,
+      created_at INTEGER NOT NULL,
+      updated_at INTEGER NOT NULL,
+      due_at INTEGER NOT NULL,
+      send_at INTEGER,
+      expires_at INTEGER,
+      last_reason TEXT NOT NULL DEFAULT ''
+    ) WITHOUT ROWID;
+    CREATE INDEX messages_due ON messages(state, due_at);
+    CREATE INDEX messages_finished ON messages(updated_at) WHERE state IN ('delivered', 'failed', 'cancelled');
+    CREATE TABLE events (
+      seq INTEGER PRIMARY KEY AUTOINCREMENT,
+      message_id TEXT NOT NULL,
+      type TEXT NOT NULL,
+      at INTEGER NOT NULL,
+      detail TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX events_message ON events(message_id, seq);
+    INSERT INTO messages(id, api_key, payload_hash, payload, state, channel_index, channel, attempts, created_at,
+                         updated_at, due_at, send_at, expires_at, last_reason)
+      VALUES ('v1-msg', 'upstream', 'hash-1', '{"id":"v1-msg","kept":true}', 'scheduled', 1, 'sms', 2, 100, 200,
+              7000, 6000, 90000, 'provider timeout'),
+             ('v1-done', 'upstream', 'hash-2', '{}', 'delivered', 0, 'email', 1, 100, 150, 150, NULL, NULL, '');
+    INSERT INTO events(message_id, type, at, detail) VALUES ('v1-msg', 'accepted', 100, '{"api_key":"upstream"}'),
+                                                            ('v1-msg', 'requeued', 200, '{}');
+    PRAGMA user_version = 1;
+  )sql",
+                        nullptr, nullptr, &err);
+  std::string why = err ? err : "";
+  sqlite3_free(err);
+  sqlite3_close(db);
+  ASSERT_EQ(rc, SQLITE_OK) << why;
+}
+
+TEST_F(StorePolicyTest, AVersion1FileIsMigratedToVersion2AndKeepsItsData) {
+  const std::string v1 = (dir_ / "v1.db").string();
+  build_v1_file(v1);
+  ASSERT_EQ(user_version(v1), 1);
+
+  store_ = open_sqlite({v1});
+  path_ = v1;
+  EXPECT_EQ(user_version(v1), 2);
+
+  auto m = store_->find("v1-msg");
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(m->api_key, "upstream");
+  EXPECT_EQ(m->payload_hash, "hash-1");
+  EXPECT_EQ(m->payload, R"({"id":"v1-msg","kept":true})");
+  EXPECT_EQ(m->state, State::scheduled);
+  EXPECT_EQ(m->channel_index, 1);
+  EXPECT_EQ(m->channel, "sms");
+  EXPECT_EQ(m->attempts, 2);
+  EXPECT_EQ(m->created_at_ms, 100);
+  EXPECT_EQ(m->updated_at_ms, 200);
+  EXPECT_EQ(m->due_at_ms, 7'000);
+  EXPECT_EQ(m->send_at_ms, 6'000);
+  EXPECT_EQ(m->expires_at_ms, 90'000);
+  EXPECT_EQ(m->last_reason, "provider timeout");
+  auto events = store_->events("v1-msg");
+  EXPECT_THAT(event_types(events), ElementsAre("accepted", "requeued"));
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[0].detail_json, R"({"api_key":"upstream"})");
+  EXPECT_EQ(store_->next_due_ms(), 7'000);
+
+  // Migration 2's tables work on the migrated file.
+  accept_one(message_for("v2-msg", "u1", R"({"id":"u1","locale":"ja-JP","contacts":{"email":"a@example.jp"}})"), 8'000);
+  EXPECT_EQ(store_->recipient("u1")->locale, "ja-JP");
+  consent("u1", {"email", Purpose::marketing, ConsentState::opted_in, "api", "", 8'000});
+  EXPECT_EQ(store_->consent_current("u1").size(), 1u);
+  suppress({"dead@example.jp", "hard_bounce", "email", 8'000});
+  EXPECT_EQ(store_->suppressions({"dead@example.jp"}).size(), 1u);
+  ASSERT_TRUE(store_->take_slot("u1", {"v2-msg", "email", Purpose::marketing, "", 8'000}));
+  EXPECT_THAT(slot_ids(store_->slots_since("u1", 0)), ElementsAre("v2-msg"));
+  // The old message belongs to no recipient: erasing u1 leaves it alone.
+  EXPECT_TRUE(erase("u1", 9'000));
+  EXPECT_EQ(store_->find("v1-msg")->state, State::scheduled);
+  EXPECT_EQ(store_->find("v1-msg")->payload, R"({"id":"v1-msg","kept":true})");
+  EXPECT_EQ(store_->find("v2-msg")->state, State::cancelled);
+  // The finished index was rebuilt with `suppressed`; the v1 delivered row is still purged.
+  EXPECT_EQ(store_->purge_finished(1'000), 1);
+  EXPECT_FALSE(store_->find("v1-done").has_value());
+
+  // Reopening does not migrate again.
+  store_.reset();
+  store_ = open_sqlite({v1});
+  EXPECT_EQ(user_version(v1), 2);
+  EXPECT_TRUE(store_->find("v1-msg").has_value());
+  EXPECT_EQ(store_->consent_history("u1").size(), 1u);
+}
+
+TEST_F(StorePolicyTest, ANewFileIsAtVersion2WithThePolicyTables) {
+  EXPECT_EQ(user_version(path_), 2);
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open_v2(path_.c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+  std::vector<std::string> tables;
+  sqlite3_stmt* st = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
+                                   "ORDER BY name",
+                               -1, &st, nullptr),
+            SQLITE_OK);
+  while (sqlite3_step(st) == SQLITE_ROW) tables.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(st, 0)));
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  EXPECT_THAT(tables, ElementsAre("cap_slots", "consent", "events", "messages", "recipients", "suppressions"));
+}
+
+}  // namespace
+}  // namespace tayori::store
