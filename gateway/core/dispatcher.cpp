@@ -253,6 +253,10 @@ void Dispatcher::process(const store::MessageRecord& record) {
 
   policy::Decision decision = clearance_.clear(message, record.channel_index, started, unit(rng), true);
   if (decision.verdict != policy::Verdict::send) {
+    // An earlier claim may hold a cap slot (a retry, or a crash after clearing): nothing is handed over
+    // now, so give it back; a later clearance takes it again. (Deferrals give back their attempt, so
+    // attempts > 1 means an earlier claim cleared this message.)
+    if (record.attempts > 1) clearance_.release(message);
     store_.apply(decide_without_attempt(record, decision), started, nullptr);
     return;
   }

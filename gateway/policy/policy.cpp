@@ -132,7 +132,9 @@ CapVerdict check_caps(const std::vector<CapRule>& rules, const std::vector<CapSl
     if (!names(rule.channels, channel) || !covers(rule.purpose, purpose)) continue;
     if (!rule.category.empty() && rule.category != category) continue;
     auto counts = [&](const CapSlot& s) {
-      if (s.at_ms <= now_ms - rule.window_ms || s.at_ms > now_ms) return false;  // rolling window (now - window, now]
+      // Rolling window: everything after now - window counts. A slot stamped a moment after `now` counts
+      // too: it was taken by a worker that read the clock later but reached the recipient's lock first.
+      if (s.at_ms <= now_ms - rule.window_ms) return false;
       if (!covers(rule.purpose, s.purpose)) return false;
       if (!rule.category.empty() && s.category != rule.category) return false;
       return rule.scope == CapRule::Scope::channel ? s.channel == channel : names(rule.channels, s.channel);

@@ -772,7 +772,7 @@ class SqliteStore final : public Store {
     {
       std::lock_guard lock(mutex_);
       if (stopping_) {
-        complete(false);
+        if (complete) complete(false);
         return;
       }
       queue_.push_back({std::move(apply), std::move(complete)});
@@ -824,7 +824,9 @@ class SqliteStore final : public Store {
         log::error("store", std::string("group commit failed: ") + e.what());
         sqlite3_exec(writer_conn_.raw(), "ROLLBACK", nullptr, nullptr, nullptr);
       }
-      for (size_t i = 0; i < group.size(); ++i) group[i].complete(committed && op_ok[i]);
+      // A caller that does not wait for the outcome passes no completion.
+      for (size_t i = 0; i < group.size(); ++i)
+        if (group[i].complete) group[i].complete(committed && op_ok[i]);
       group.clear();
     }
   }

@@ -154,13 +154,18 @@ inline std::string default_channels(const TempDir& dir) {
 class Gateway {
  public:
   // `extra_yaml` is appended to a base config (api key, plugin dirs); it must supply `channels:`.
-  Gateway(const TempDir& dir, std::string extra_yaml, std::string data_dir = "")
+  // `dispatcher_yaml` adds keys to the base config's `dispatcher:` block, one "key: value" per line
+  // (e.g. "retry_base: 10ms\nworkers: 8"), since that block cannot appear twice in the YAML.
+  Gateway(const TempDir& dir, std::string extra_yaml, std::string data_dir = "", std::string dispatcher_yaml = "")
       : dir_(dir), data_dir_(data_dir.empty() ? dir.file("data") : data_dir) {
     config_path_ = dir.file("gateway.yaml");
+    std::string dispatcher = "dispatcher:\n  poll_interval: 50ms\n";
+    std::istringstream lines(dispatcher_yaml);
+    for (std::string line; std::getline(lines, line);)
+      if (!line.empty()) dispatcher += "  " + line + "\n";
     write_file(config_path_, "api_keys:\n  - name: it\n    key_env: TAYORI_API_KEY\n"
-                             "plugin_dirs: [" TAYORI_PLUGIN_DIR ", " TAYORI_FIXTURE_DIR "]\n"
-                             "dispatcher:\n  poll_interval: 50ms\n" +
-                                 extra_yaml);
+                             "plugin_dirs: [" TAYORI_PLUGIN_DIR ", " TAYORI_FIXTURE_DIR "]\n" +
+                                 dispatcher + extra_yaml);
   }
   ~Gateway() { stop(SIGKILL); }
 
@@ -219,6 +224,10 @@ class Gateway {
 
   HttpResult post_json(HttpClient& c, const std::string& path, const Json& body) const {
     return c.request("POST", url(path), body.dump(),
+                     {"Authorization: Bearer " + std::string(kApiKey), "Content-Type: application/json"});
+  }
+  HttpResult put_json(HttpClient& c, const std::string& path, const Json& body) const {
+    return c.request("PUT", url(path), body.dump(),
                      {"Authorization: Bearer " + std::string(kApiKey), "Content-Type: application/json"});
   }
   HttpResult get(HttpClient& c, const std::string& path) const {
