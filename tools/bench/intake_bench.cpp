@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "common/time.hpp"
+#include "core/intake.hpp"
 #include "core/message.hpp"
 
 namespace {
@@ -137,55 +138,30 @@ void BM_ParseMessage_Batch100(benchmark::State& state) {
 }
 BENCHMARK(BM_ParseMessage_Batch100);
 
-// ---- The whole pre-store CPU path of Api::submit (gateway/api/api.cpp), for 1 or 100 messages ----
-// Mirrors what submit() does per request without the store: parse the body, validate each message, read
-// its id, canonicalise and hash it, render its two events, then build and dump the 202 answer.
-// Keep in step with api.cpp when that changes.
+// ---- The whole pre-store CPU path of POST /v1/messages, for 1 or 100 messages ---------------------
+// The same functions Api::submit calls: core::prepare_intake (parse envelope, validate each message,
+// canonicalise and hash it, prepare its first events) and core::answer_intake (the 202 body), with the
+// store's verdicts stood in by "accepted" for every message.
 
-void intake_cpu(benchmark::State& state, const std::string& text, bool batch) {
+void intake_cpu(benchmark::State& state, const std::string& text) {
   const auto r = rules();
   const int64_t now = 1'790'000'000'000;
   int64_t items_per_iteration = 0;
   for (auto _ : state) {
     Json body = Json::parse(text);
-    std::vector<const Json*> items;
-    if (batch)
-      for (const Json& m : body["messages"]) items.push_back(&m);
-    else
-      items.push_back(&body);
-    items_per_iteration = static_cast<int64_t>(items.size());
-    Json list = Json::array();
-    for (size_t i = 0; i < items.size(); ++i) {
-      std::string prefix = batch ? "/messages/" + std::to_string(i) : "";
-      auto parsed = tayori::core::parse_message(*items[i], r, prefix);
-      std::string id = (*items[i])["id"].get<std::string>();
-      std::string payload = tayori::core::canonical_json(*items[i]);
-      std::string hash = tayori::core::sha256_hex(payload);
-      std::string accepted = Json{{"api_key", "bench"}}.dump();
-      std::string scheduled = Json{{"due_at", tayori::format_rfc3339_ms(now)}}.dump();
-      benchmark::DoNotOptimize(parsed);
-      benchmark::DoNotOptimize(hash);
-      benchmark::DoNotOptimize(accepted);
-      benchmark::DoNotOptimize(scheduled);
-      Json res = {{"id", id}};
-      if (batch) res["index"] = i;
-      res["state"] = "scheduled";
-      res["status"] = "accepted";
-      list.push_back(std::move(res));
-    }
-    std::string answer = batch ? Json{{"results", list}, {"accepted", items.size()}, {"duplicate", 0},
-                                      {"rejected", 0}, {"conflict", 0}}
-                                     .dump()
-                               : list[0].dump();
+    tayori::core::Intake intake = tayori::core::prepare_intake(body, r, 1000, "bench", now);
+    std::vector<tayori::store::AcceptResult> stored(intake.to_store.size());
+    std::string answer = tayori::core::answer_intake(intake, stored).body.dump();
+    items_per_iteration = static_cast<int64_t>(intake.items.size());
     benchmark::DoNotOptimize(answer);
   }
   per_item(state, items_per_iteration);
 }
 
-void BM_IntakeCpu_Single(benchmark::State& state) { intake_cpu(state, message_text(1), false); }
+void BM_IntakeCpu_Single(benchmark::State& state) { intake_cpu(state, message_text(1)); }
 BENCHMARK(BM_IntakeCpu_Single);
 
-void BM_IntakeCpu_Batch100(benchmark::State& state) { intake_cpu(state, batch_text(kBatch), true); }
+void BM_IntakeCpu_Batch100(benchmark::State& state) { intake_cpu(state, batch_text(kBatch)); }
 BENCHMARK(BM_IntakeCpu_Batch100);
 
 }  // namespace
