@@ -5,15 +5,13 @@
 // the host (fixture_throwing, and fixture_scripted, the scripted plugin the integration tests use).
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <stdlib.h>
 
 #include <cstring>
-#include <filesystem>
 #include <fstream>
 #include <map>
 #include <memory>
-#include <set>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <tayori/plugin.hpp>
@@ -22,6 +20,7 @@
 
 #include "config/config.hpp"
 #include "plugin/channel.hpp"
+#include "test_support.hpp"
 
 namespace tayori {
 namespace {
@@ -207,12 +206,36 @@ TEST(PluginSdk, ThrowingConstructorFailsCreateWithTheMessage) {
   EXPECT_EQ(error, "retries: expected an integer, got \"three\"");
 }
 
-TEST(PluginSdk, BuildHandsEachRequestToTheHostSink) {
+// The tests below drive one sans_io instance, created through the descriptor as the host does and
+// destroyed after each test.
+class PluginSdkSansIo : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    instance = create(p, host, {}, error);
+    ASSERT_NE(instance, nullptr) << error;
+  }
+  void TearDown() override {
+    if (instance != nullptr) p.on_destroy(instance);
+  }
+  // Classifies a response with `status`, `headers` and `body` to a delivery without content.
+  tayori_status classify(int status, std::vector<tayori_kv> headers, const char* body, OutcomeBuffers& b) {
+    TestDelivery d(Fields{});
+    tayori_response r{};
+    r.struct_size = sizeof r;
+    r.status = status;
+    r.headers = headers.data();
+    r.header_count = headers.size();
+    r.body = str(body);
+    return p.on_classify(instance, &d.d, &r, &b.out);
+  }
+
   FakeHost host;
   std::string error;
   tayori_plugin p = descriptor_of_sans_io();
-  void* instance = create(p, host, {}, error);
-  ASSERT_NE(instance, nullptr) << error;
+  void* instance = nullptr;
+};
+
+TEST_F(PluginSdkSansIo, BuildHandsEachRequestToTheHostSink) {
   TestDelivery d(Fields{{"text", "hello"}});
   tayori_request_sink sink = host.request_sink();
   char buffer[64] = {0};
@@ -221,15 +244,9 @@ TEST(PluginSdk, BuildHandsEachRequestToTheHostSink) {
   EXPECT_EQ(host.urls[0], "https://api.example.com/send");
   EXPECT_EQ(host.bodies[0], "hello");
   EXPECT_EQ(host.headers[0].at("X-Retry-Key"), "d-1");
-  p.on_destroy(instance);
 }
 
-TEST(PluginSdk, ThrowingBuildAndRefusedRequestReturnErrorWithTheMessage) {
-  FakeHost host;
-  std::string error;
-  tayori_plugin p = descriptor_of_sans_io();
-  void* instance = create(p, host, {}, error);
-  ASSERT_NE(instance, nullptr) << error;
+TEST_F(PluginSdkSansIo, ThrowingBuildAndRefusedRequestReturnErrorWithTheMessage) {
   tayori_request_sink sink = host.request_sink();
   char buffer[128] = {0};
 
@@ -241,25 +258,9 @@ TEST(PluginSdk, ThrowingBuildAndRefusedRequestReturnErrorWithTheMessage) {
   TestDelivery fine(Fields{{"text", "x"}});
   EXPECT_EQ(p.on_build(instance, &fine.d, &sink, {buffer, sizeof buffer}), TAYORI_ERROR);
   EXPECT_STREQ(buffer, "the host refused the request to https://api.example.com/send");
-  p.on_destroy(instance);
 }
 
-TEST(PluginSdk, ClassifyReportsVerdictsAndReadsHeadersCaseInsensitively) {
-  FakeHost host;
-  std::string error;
-  tayori_plugin p = descriptor_of_sans_io();
-  void* instance = create(p, host, {}, error);
-  ASSERT_NE(instance, nullptr) << error;
-  TestDelivery d(Fields{});
-  auto classify = [&](int status, std::vector<tayori_kv> headers, const char* body, OutcomeBuffers& b) {
-    tayori_response r{};
-    r.struct_size = sizeof r;
-    r.status = status;
-    r.headers = headers.data();
-    r.header_count = headers.size();
-    r.body = str(body);
-    return p.on_classify(instance, &d.d, &r, &b.out);
-  };
+TEST_F(PluginSdkSansIo, ClassifyReportsVerdictsAndReadsHeadersCaseInsensitively) {
   {
     OutcomeBuffers b;
     EXPECT_EQ(classify(429, {{str("Retry-After"), str("30")}}, "", b), TAYORI_OK);
@@ -279,35 +280,19 @@ TEST(PluginSdk, ClassifyReportsVerdictsAndReadsHeadersCaseInsensitively) {
     EXPECT_EQ(b.out.kind, TAYORI_OUTCOME_DELIVERED);
     EXPECT_STREQ(b.provider_id, "provider-id-1");
   }
-  p.on_destroy(instance);
 }
 
-TEST(PluginSdk, ThrowingClassifyBecomesRetryWithPluginErrorReason) {
-  FakeHost host;
-  std::string error;
-  tayori_plugin p = descriptor_of_sans_io();
-  void* instance = create(p, host, {}, error);
-  ASSERT_NE(instance, nullptr) << error;
-  TestDelivery d(Fields{});
+TEST_F(PluginSdkSansIo, ThrowingClassifyBecomesRetryWithPluginErrorReason) {
   for (int status : {500, 503}) {
     OutcomeBuffers b;
     b.out.kind = TAYORI_OUTCOME_DELIVERED;  // whatever was there, the adapter must overwrite it
-    tayori_response r{};
-    r.struct_size = sizeof r;
-    r.status = status;
-    EXPECT_EQ(p.on_classify(instance, &d.d, &r, &b.out), TAYORI_ERROR);
+    EXPECT_EQ(classify(status, {}, "", b), TAYORI_ERROR);
     EXPECT_EQ(b.out.kind, TAYORI_OUTCOME_RETRY);
     EXPECT_STREQ(b.reason, status == 500 ? "plugin_error: classify blew up" : "plugin_error: unknown exception");
   }
-  p.on_destroy(instance);
 }
 
-TEST(PluginSdk, InboundEmitsEventsAndAnswersAndThrowingInboundIsAnError) {
-  FakeHost host;
-  std::string error;
-  tayori_plugin p = descriptor_of_sans_io();
-  void* instance = create(p, host, {}, error);
-  ASSERT_NE(instance, nullptr) << error;
+TEST_F(PluginSdkSansIo, InboundEmitsEventsAndAnswersAndThrowingInboundIsAnError) {
   tayori_inbound_sink sink = host.inbound_sink();
   char buffer[128] = {0};
   tayori_kv signed_header{str("x-signature"), str("ok")};
@@ -328,7 +313,6 @@ TEST(PluginSdk, InboundEmitsEventsAndAnswersAndThrowingInboundIsAnError) {
   EXPECT_EQ(p.on_inbound(instance, &r, &sink, {buffer, sizeof buffer}), TAYORI_ERROR);
   EXPECT_STREQ(buffer, "x-signature: does not verify");
   EXPECT_EQ(host.events.size(), 1u);
-  p.on_destroy(instance);
 }
 
 TEST(PluginSdk, TextIntoHostBuffersIsTruncatedAndNulTerminated) {
@@ -372,23 +356,7 @@ class PinnedClock final : public Clock {
   int64_t now_ms() const override { return 1'795'474'800'000; }
 };
 
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "tayori-sdk-XXXXXX").string();
-    if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  std::string file(const std::string& name) const { return path_ + "/" + name; }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using test::TempDir;
 
 std::vector<nlohmann::json> read_json_lines(const std::string& path) {
   std::ifstream in(path);

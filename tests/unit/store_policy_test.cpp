@@ -5,12 +5,9 @@
 // Asynchronous completions are awaited with promises, never with sleeps.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <sqlite3.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <filesystem>
-#include <future>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -20,6 +17,7 @@
 
 #include "core/message.hpp"
 #include "store/sqlite_store.hpp"
+#include "test_support.hpp"
 
 namespace tayori::store {
 namespace {
@@ -30,9 +28,11 @@ using policy::CapSlot;
 using policy::ConsentRecord;
 using policy::ConsentState;
 using policy::Suppression;
+using test::event_types;
+using test::user_version;
 using ::testing::ElementsAre;
-using ::testing::UnorderedElementsAre;
 using ::testing::IsEmpty;
+using ::testing::UnorderedElementsAre;
 
 NewMessage message_for(const std::string& id, const std::string& recipient_id, const std::string& recipient_json,
                        int64_t due_at_ms = 1'000) {
@@ -48,21 +48,12 @@ NewMessage message_for(const std::string& id, const std::string& recipient_id, c
   return m;
 }
 
-std::vector<std::string> event_types(const std::vector<EventRecord>& events) {
-  std::vector<std::string> out;
-  for (const auto& e : events) out.push_back(e.type);
-  return out;
-}
-
 std::vector<std::string> contacts_of(const std::vector<Suppression>& list) {
-  std::vector<std::string> out;
-  for (const auto& s : list) out.push_back(s.contact);
-  return out;
+  return test::pluck(list, &Suppression::contact);
 }
 
-std::vector<std::string> slot_ids(std::vector<CapSlot> slots) {
-  std::vector<std::string> out;
-  for (const auto& s : slots) out.push_back(s.message_id);
+std::vector<std::string> slot_ids(const std::vector<CapSlot>& slots) {
+  auto out = test::pluck(slots, &CapSlot::message_id);
   std::sort(out.begin(), out.end());
   return out;
 }
@@ -76,95 +67,33 @@ std::vector<std::string> describe(const std::vector<ConsentRecord>& records) {
   return out;
 }
 
-int64_t user_version(const std::string& path) {
-  sqlite3* db = nullptr;
-  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
-    sqlite3_close(db);
-    return -1;
-  }
-  sqlite3_stmt* st = nullptr;
-  int64_t v = -1;
-  if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, nullptr) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
-    v = sqlite3_column_int64(st, 0);
-  sqlite3_finalize(st);
-  sqlite3_close(db);
-  return v;
-}
-
-class StorePolicyTest : public ::testing::Test {
+class StorePolicyTest : public test::StoreFixture {
  protected:
-  void SetUp() override {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "tayori_store_policy_XXXXXX").string();
-    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
-    path_ = (dir_ / "tayori.db").string();
-    store_ = open_sqlite({path_});
-  }
-  void TearDown() override {
-    store_.reset();
-    std::filesystem::remove_all(dir_);
-  }
+  StorePolicyTest() : StoreFixture("tayori_store_policy_") {}
 
   // Each wrapper waits for the operation's completion (the commit) and checks that it succeeded.
-  std::vector<AcceptResult> accept(std::vector<NewMessage> batch, int64_t now_ms) {
-    std::promise<std::pair<bool, std::vector<AcceptResult>>> done;
-    auto f = done.get_future();
-    store_->accept(std::move(batch), now_ms,
-                   [&done](bool ok, std::vector<AcceptResult> r) { done.set_value({ok, std::move(r)}); });
-    auto [ok, results] = f.get();
-    EXPECT_TRUE(ok);
-    return results;
-  }
   void accept_one(NewMessage m, int64_t now_ms) {
     auto r = accept({std::move(m)}, now_ms);
     ASSERT_EQ(r.size(), 1u);
     EXPECT_EQ(r[0].status, AcceptStatus::accepted);
   }
   void put_recipient(RecipientProfile p, int64_t now_ms) {
-    std::promise<bool> done;
-    auto f = done.get_future();
-    store_->put_recipient(std::move(p), now_ms, [&done](bool ok) { done.set_value(ok); });
-    EXPECT_TRUE(f.get());
+    await([&](auto done) { store_->put_recipient(std::move(p), now_ms, std::move(done)); });
   }
   bool erase(const std::string& id, int64_t now_ms) {
-    std::promise<std::pair<bool, bool>> done;
-    auto f = done.get_future();
-    store_->erase_recipient(id, now_ms, [&done](bool ok, bool found) { done.set_value({ok, found}); });
-    auto [ok, found] = f.get();
-    EXPECT_TRUE(ok);
-    return found;
+    return await<bool>([&](auto done) { store_->erase_recipient(id, now_ms, std::move(done)); });
   }
   void consent(const std::string& recipient, ConsentRecord r) {
-    std::promise<bool> done;
-    auto f = done.get_future();
-    store_->append_consent(recipient, std::move(r), [&done](bool ok) { done.set_value(ok); });
-    EXPECT_TRUE(f.get());
+    await([&](auto done) { store_->append_consent(recipient, std::move(r), std::move(done)); });
   }
   void suppress(Suppression s) {
-    std::promise<bool> done;
-    auto f = done.get_future();
-    store_->add_suppression(std::move(s), [&done](bool ok) { done.set_value(ok); });
-    EXPECT_TRUE(f.get());
+    await([&](auto done) { store_->add_suppression(std::move(s), std::move(done)); });
   }
   bool unsuppress(const std::string& contact) {
-    std::promise<std::pair<bool, bool>> done;
-    auto f = done.get_future();
-    store_->remove_suppression(contact, [&done](bool ok, bool found) { done.set_value({ok, found}); });
-    auto [ok, found] = f.get();
-    EXPECT_TRUE(ok);
-    return found;
+    return await<bool>([&](auto done) { store_->remove_suppression(contact, std::move(done)); });
   }
   void release(const std::string& recipient, const std::string& message_id) {
-    std::promise<bool> done;
-    auto f = done.get_future();
-    store_->release_slot(recipient, message_id, [&done](bool ok) { done.set_value(ok); });
-    EXPECT_TRUE(f.get());
-  }
-  void apply(Transition t, int64_t now_ms) {
-    std::promise<bool> done;
-    auto f = done.get_future();
-    store_->apply(std::move(t), now_ms, [&done](bool ok) { done.set_value(ok); });
-    EXPECT_TRUE(f.get());
+    await([&](auto done) { store_->release_slot(recipient, message_id, std::move(done)); });
   }
   // Accepts `id` for `recipient`, claims it and moves it to the final state `to` at `now_ms`.
   void finished(const std::string& id, const std::string& recipient, State to, int64_t now_ms) {
@@ -181,10 +110,6 @@ class StorePolicyTest : public ::testing::Test {
     apply(t, now_ms);
     ASSERT_EQ(store_->find(id)->state, to);
   }
-
-  std::filesystem::path dir_;
-  std::string path_;
-  std::unique_ptr<Store> store_;
 };
 
 // ---- The recipient profile -----------------------------------------------------------------------
@@ -508,39 +433,9 @@ TEST_F(StorePolicyTest, SuppressedIsCountedAndPurgedLikeOtherFinishedStates) {
 
 // ---- Migration from version 1 --------------------------------------------------------------------------
 
-// Builds the schema exactly as migration 1 shipped it (no recipients, consent, suppressions, cap slots, no
-// messages.recipient_id) with the sqlite3 C API, with one scheduled and one delivered message.
+// Builds the schema exactly as migration 1 shipped it, with one scheduled and one delivered message.
 void build_v1_file(const std::string& path) {
-  sqlite3* db = nullptr;
-  ASSERT_EQ(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr), SQLITE_OK);
-  char* err = nullptr;
-  int rc = sqlite3_exec(db, R"sql(
-    CREATE TABLE messages (
-      id TEXT PRIMARY KEY,
-      api_key TEXT NOT NULL,
-      payload_hash TEXT NOT NULL,
-      payload TEXT NOT NULL,
-      state TEXT NOT NULL,
-      channel_index INTEGER NOT NULL DEFAULT 0,
-      channel TEXT NOT NULL DEFAULT '',
-      attempts INTEGER NOT NULL DEFAULT 0,
-      created_at INTEGER NOT NULL,
-      updated_at INTEGER NOT NULL,
-      due_at INTEGER NOT NULL,
-      send_at INTEGER,
-      expires_at INTEGER,
-      last_reason TEXT NOT NULL DEFAULT ''
-    ) WITHOUT ROWID;
-    CREATE INDEX messages_due ON messages(state, due_at);
-    CREATE INDEX messages_finished ON messages(updated_at) WHERE state IN ('delivered', 'failed', 'cancelled');
-    CREATE TABLE events (
-      seq INTEGER PRIMARY KEY AUTOINCREMENT,
-      message_id TEXT NOT NULL,
-      type TEXT NOT NULL,
-      at INTEGER NOT NULL,
-      detail TEXT NOT NULL DEFAULT '{}'
-    );
-    CREATE INDEX events_message ON events(message_id, seq);
+  test::exec_sql(path, std::string(test::kStoreSchemaV1) + R"sql(
     INSERT INTO messages(id, api_key, payload_hash, payload, state, channel_index, channel, attempts, created_at,
                          updated_at, due_at, send_at, expires_at, last_reason)
       VALUES ('v1-msg', 'upstream', 'hash-1', '{"id":"v1-msg","kept":true}', 'scheduled', 1, 'sms', 2, 100, 200,
@@ -549,17 +444,12 @@ void build_v1_file(const std::string& path) {
     INSERT INTO events(message_id, type, at, detail) VALUES ('v1-msg', 'accepted', 100, '{"api_key":"upstream"}'),
                                                             ('v1-msg', 'requeued', 200, '{}');
     PRAGMA user_version = 1;
-  )sql",
-                        nullptr, nullptr, &err);
-  std::string why = err ? err : "";
-  sqlite3_free(err);
-  sqlite3_close(db);
-  ASSERT_EQ(rc, SQLITE_OK) << why;
+  )sql");
 }
 
 TEST_F(StorePolicyTest, AVersion1FileIsMigratedToVersion2AndKeepsItsData) {
   const std::string v1 = (dir_ / "v1.db").string();
-  build_v1_file(v1);
+  ASSERT_NO_FATAL_FAILURE(build_v1_file(v1));
   ASSERT_EQ(user_version(v1), 1);
 
   store_ = open_sqlite({v1});
@@ -615,17 +505,9 @@ TEST_F(StorePolicyTest, AVersion1FileIsMigratedToVersion2AndKeepsItsData) {
 
 TEST_F(StorePolicyTest, ANewFileIsAtVersion2WithThePolicyTables) {
   EXPECT_EQ(user_version(path_), 2);
-  sqlite3* db = nullptr;
-  ASSERT_EQ(sqlite3_open_v2(path_.c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
-  std::vector<std::string> tables;
-  sqlite3_stmt* st = nullptr;
-  ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
-                                   "ORDER BY name",
-                               -1, &st, nullptr),
-            SQLITE_OK);
-  while (sqlite3_step(st) == SQLITE_ROW) tables.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(st, 0)));
-  sqlite3_finalize(st);
-  sqlite3_close(db);
+  auto tables = test::query_column(path_,
+                                   "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
+                                   "ORDER BY name");
   EXPECT_THAT(tables, ElementsAre("cap_slots", "consent", "events", "messages", "recipients", "suppressions"));
 }
 

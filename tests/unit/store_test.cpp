@@ -4,12 +4,9 @@
 // Asynchronous completions are awaited with promises and latches, never with sleeps.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <sqlite3.h>
 
 #include <atomic>
-#include <cstdlib>
 #include <filesystem>
-#include <future>
 #include <latch>
 #include <mutex>
 #include <stdexcept>
@@ -19,10 +16,14 @@
 
 #include "core/message.hpp"
 #include "store/sqlite_store.hpp"
+#include "test_support.hpp"
 
 namespace tayori::store {
 namespace {
 
+using test::event_types;
+using test::exec_sql;
+using test::user_version;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
@@ -39,60 +40,21 @@ NewMessage new_message(const std::string& id, int64_t due_at_ms, const std::stri
   return m;
 }
 
-std::vector<std::string> event_types(const std::vector<EventRecord>& events) {
-  std::vector<std::string> out;
-  for (const auto& e : events) out.push_back(e.type);
-  return out;
-}
-
 std::vector<std::string> ids(const std::vector<MessageRecord>& records) {
-  std::vector<std::string> out;
-  for (const auto& r : records) out.push_back(r.id);
-  return out;
+  return test::pluck(records, &MessageRecord::id);
 }
 
-class StoreTest : public ::testing::Test {
+class StoreTest : public test::StoreFixture {
  protected:
-  void SetUp() override {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "tayori_store_test_XXXXXX").string();
-    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
-    path_ = (dir_ / "tayori.db").string();
-    store_ = open_sqlite({path_});
-  }
-  void TearDown() override {
-    store_.reset();
-    std::filesystem::remove_all(dir_);
-  }
+  StoreTest() : StoreFixture("tayori_store_test_") {}
 
-  std::vector<AcceptResult> accept(std::vector<NewMessage> batch, int64_t now_ms) {
-    std::promise<std::pair<bool, std::vector<AcceptResult>>> done;
-    auto f = done.get_future();
-    store_->accept(std::move(batch), now_ms, [&done](bool ok, std::vector<AcceptResult> results) {
-      done.set_value({ok, std::move(results)});
-    });
-    auto [ok, results] = f.get();
-    EXPECT_TRUE(ok);
-    return results;
-  }
   AcceptResult accept_one(NewMessage m, int64_t now_ms) {
     auto results = accept({std::move(m)}, now_ms);
     EXPECT_EQ(results.size(), 1u);
     return results.empty() ? AcceptResult{} : results[0];
   }
   CancelResult cancel(const std::string& id, int64_t now_ms) {
-    std::promise<std::pair<bool, CancelResult>> done;
-    auto f = done.get_future();
-    store_->cancel(id, now_ms, [&done](bool ok, CancelResult r) { done.set_value({ok, r}); });
-    auto [ok, result] = f.get();
-    EXPECT_TRUE(ok);
-    return result;
-  }
-  void apply(Transition t, int64_t now_ms) {
-    std::promise<bool> done;
-    auto f = done.get_future();
-    store_->apply(std::move(t), now_ms, [&done](bool ok) { done.set_value(ok); });
-    EXPECT_TRUE(f.get());
+    return await<CancelResult>([&](auto done) { store_->cancel(id, now_ms, std::move(done)); });
   }
   // Accepts `id` at `now_ms` and claims it, leaving it dispatched.
   MessageRecord dispatched(const std::string& id, int64_t now_ms) {
@@ -115,10 +77,6 @@ class StoreTest : public ::testing::Test {
     apply(t, now_ms);
     ASSERT_EQ(store_->find(id)->state, to);
   }
-
-  std::filesystem::path dir_;
-  std::string path_;
-  std::unique_ptr<Store> store_;
 };
 
 // ---- accept -------------------------------------------------------------------------------------------
@@ -587,29 +545,6 @@ TEST_F(StoreTest, RacingAcceptsOfTheSameIdAcceptExactlyOne) {
 
 // ---- opening ------------------------------------------------------------------------------------------
 
-int64_t user_version(const std::string& path) {
-  sqlite3* db = nullptr;
-  EXPECT_EQ(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
-  sqlite3_stmt* s = nullptr;
-  EXPECT_EQ(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &s, nullptr), SQLITE_OK);
-  EXPECT_EQ(sqlite3_step(s), SQLITE_ROW);
-  int64_t v = sqlite3_column_int64(s, 0);
-  sqlite3_finalize(s);
-  sqlite3_close(db);
-  return v;
-}
-
-void exec_sql(const std::string& path, const std::string& sql) {
-  sqlite3* db = nullptr;
-  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
-  char* err = nullptr;
-  int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err);
-  std::string why = err ? err : "";
-  sqlite3_free(err);
-  sqlite3_close(db);
-  ASSERT_EQ(rc, SQLITE_OK) << why;
-}
-
 TEST_F(StoreTest, RefusesAStoreWithANewerSchema) {
   // A new file is migrated all the way: at least the two migrations this test knows about.
   const int64_t current = user_version(path_);
@@ -653,20 +588,7 @@ TEST_F(StoreTest, RefusesAForeignFileWithAHighVersion) {
 // the connection during migration ("database table is locked").
 TEST_F(StoreTest, MigratesAVersion1File) {
   const std::string v1 = (dir_ / "v1.db").string();
-  exec_sql(v1, R"sql(
-    CREATE TABLE messages (
-      id TEXT PRIMARY KEY, api_key TEXT NOT NULL, payload_hash TEXT NOT NULL, payload TEXT NOT NULL,
-      state TEXT NOT NULL, channel_index INTEGER NOT NULL DEFAULT 0, channel TEXT NOT NULL DEFAULT '',
-      attempts INTEGER NOT NULL DEFAULT 0, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,
-      due_at INTEGER NOT NULL, send_at INTEGER, expires_at INTEGER, last_reason TEXT NOT NULL DEFAULT ''
-    ) WITHOUT ROWID;
-    CREATE INDEX messages_due ON messages(state, due_at);
-    CREATE INDEX messages_finished ON messages(updated_at) WHERE state IN ('delivered', 'failed', 'cancelled');
-    CREATE TABLE events (
-      seq INTEGER PRIMARY KEY AUTOINCREMENT, message_id TEXT NOT NULL, type TEXT NOT NULL,
-      at INTEGER NOT NULL, detail TEXT NOT NULL DEFAULT '{}'
-    );
-    CREATE INDEX events_message ON events(message_id, seq);
+  exec_sql(v1, std::string(test::kStoreSchemaV1) + R"sql(
     INSERT INTO messages(id, api_key, payload_hash, payload, state, created_at, updated_at, due_at)
       VALUES ('old', 'upstream', 'h', '{}', 'scheduled', 10, 10, 500),
              ('done', 'upstream', 'h', '{}', 'delivered', 10, 10, 10);
@@ -696,14 +618,7 @@ TEST_F(StoreTest, OpeningInAMissingFolderNamesTheFile) {
 }
 
 TEST_F(StoreTest, NewFileIsInWalMode) {
-  sqlite3* db = nullptr;
-  ASSERT_EQ(sqlite3_open_v2(path_.c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
-  sqlite3_stmt* s = nullptr;
-  ASSERT_EQ(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &s, nullptr), SQLITE_OK);
-  ASSERT_EQ(sqlite3_step(s), SQLITE_ROW);
-  EXPECT_STREQ(reinterpret_cast<const char*>(sqlite3_column_text(s, 0)), "wal");
-  sqlite3_finalize(s);
-  sqlite3_close(db);
+  EXPECT_THAT(test::query_column(path_, "PRAGMA journal_mode"), ElementsAre("wal"));
 }
 
 // ---- state names --------------------------------------------------------------------------------------

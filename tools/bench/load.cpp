@@ -9,6 +9,7 @@
 // on stderr and makes the exit status 1.
 #include <curl/curl.h>
 
+#include <unistd.h>
 #include <algorithm>
 #include <atomic>
 #include <barrier>
@@ -20,16 +21,16 @@
 #include <iostream>
 #include <map>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <optional>
-#include <sstream>
 #include <string>
 #include <thread>
-#include <unistd.h>
 #include <vector>
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
+using nlohmann::json;
 
 const char* kUsage =
     "usage: tayori_load --url http://HOST:PORT [options]\n"
@@ -112,54 +113,37 @@ Options parse_options(int argc, char** argv) {
   if (o.id_prefix.empty())
     o.id_prefix = "load-" + std::to_string(std::chrono::system_clock::now().time_since_epoch().count()) + "-" +
                   std::to_string(::getpid());
+  // Both go into every body: refuse here what JSON cannot carry rather than fail mid-run.
+  try {
+    json::array({o.id_prefix, o.channel}).dump();
+  } catch (const json::exception&) {
+    usage_error("--id-prefix and --channel must be UTF-8");
+  }
   return o;
 }
 
-// The ids are ours, so they need no escaping beyond what the prefix might carry.
-std::string json_escape(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", c);
-      out += buf;
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
-
 // A typical transactional message, about 300 bytes.
-void append_message(std::string& out, const std::string& id, long n, const std::string& channel) {
+json message(const std::string& id, long n, const std::string& channel) {
   std::string r = std::to_string(n % 100'000);
-  out += "{\"id\":\"";
-  out += id;
-  out += "\",\"recipient\":{\"id\":\"user-";
-  out += r;
-  out += "\",\"locale\":\"ja-JP\",\"contacts\":{\"email\":\"user-";
-  out += r;
-  out += "@example.jp\"}},\"purpose\":\"transactional\",\"category\":\"order\",\"channels\":[\"";
-  out += channel;
-  out += "\"],\"content\":{\"subject\":\"Your order has shipped\",\"text\":\"Order ";
-  out += r;
-  out += " is on its way and should arrive within two days.\"},\"metadata\":{\"source\":\"tayori_load\"}}";
+  return {
+      {"id", id},
+      {"recipient", {{"id", "user-" + r}, {"locale", "ja-JP"}, {"contacts", {{"email", "user-" + r + "@example.jp"}}}}},
+      {"purpose", "transactional"},
+      {"category", "order"},
+      {"channels", json::array({channel})},
+      {"content",
+       {{"subject", "Your order has shipped"},
+        {"text", "Order " + r + " is on its way and should arrive within two days."}}},
+      {"metadata", {{"source", "tayori_load"}}}};
 }
 
-std::string make_body(const Options& o, const std::string& escaped_prefix, const char* phase, long request) {
-  std::string body;
-  body.reserve(static_cast<size_t>(o.batch) * 360 + 16);
-  if (o.batch > 1) body += "{\"messages\":[";
-  for (int k = 0; k < o.batch; ++k) {
-    if (k) body += ',';
-    std::string id = escaped_prefix + "-" + phase + std::to_string(request) + "-" + std::to_string(k);
-    append_message(body, id, request * o.batch + k, o.channel);
-  }
-  if (o.batch > 1) body += "]}";
-  return body;
+// The body of request number `request` of `phase`: the message object itself, or {"messages":[...]}.
+std::string make_body(const Options& o, const char* phase, long request) {
+  auto id = [&](int k) { return o.id_prefix + "-" + phase + std::to_string(request) + "-" + std::to_string(k); };
+  if (o.batch == 1) return message(id(0), request, o.channel).dump();
+  json messages = json::array();
+  for (int k = 0; k < o.batch; ++k) messages.push_back(message(id(k), request * o.batch + k, o.channel));
+  return json{{"messages", std::move(messages)}}.dump();
 }
 
 size_t collect(char* data, size_t size, size_t n, void* user) {
@@ -190,7 +174,7 @@ struct WorkerResult {
 
 class Worker {
  public:
-  Worker(const Options& o) : options_(o), prefix_(json_escape(o.id_prefix)) {
+  Worker(const Options& o) : options_(o) {
     handle_ = curl_easy_init();
     if (!handle_) throw std::runtime_error("curl_easy_init failed");
     headers_ = curl_slist_append(headers_, "Content-Type: application/json");
@@ -215,7 +199,7 @@ class Worker {
 
   // Sends request number `n` of `phase` ("w" warm-up, "m" measured); records it when `measured`.
   void send(const char* phase, long n, bool measured) {
-    std::string body = make_body(options_, prefix_, phase, n);
+    std::string body = make_body(options_, phase, n);
     answer_.clear();
     curl_easy_setopt(handle_, CURLOPT_POSTFIELDS, body.data());
     curl_easy_setopt(handle_, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
@@ -246,12 +230,17 @@ class Worker {
 
  private:
   const Options& options_;
-  std::string prefix_;
   std::string url_;
   CURL* handle_ = nullptr;
   curl_slist* headers_ = nullptr;
   std::string answer_;
 };
+
+// `v` rounded to `digits` decimals, for the --json result.
+double rounded(double v, int digits) {
+  double scale = std::pow(10.0, digits);
+  return std::round(v * scale) / scale;
+}
 
 double percentile(const std::vector<double>& sorted, double p) {
   if (sorted.empty()) return 0;
@@ -310,23 +299,26 @@ int main(int argc, char** argv) {
   double p50 = percentile(latencies, 0.50), p90 = percentile(latencies, 0.90), p99 = percentile(latencies, 0.99);
   double max = latencies.empty() ? 0 : latencies.back();
 
-  char line[512];
   if (o.json) {
-    std::ostringstream fj;
-    fj << "{";
-    bool first = true;
-    for (auto& [k, f] : failures) {
-      fj << (first ? "" : ",") << "\"" << json_escape(k) << "\":" << f.count;
-      first = false;
-    }
-    fj << "}";
-    std::snprintf(line, sizeof line,
-                  "{\"requests\":%ld,\"messages\":%ld,\"batch\":%d,\"concurrency\":%d,\"warmup\":%ld,"
-                  "\"seconds\":%.3f,\"requests_per_s\":%.1f,\"messages_per_s\":%.1f,"
-                  "\"latency_ms\":{\"p50\":%.3f,\"p90\":%.3f,\"p99\":%.3f,\"max\":%.3f},\"failed_requests\":%ld,",
-                  o.requests, messages, o.batch, threads, o.warmup, seconds, rps, mps, p50, p90, p99, max, failed);
-    std::cout << line << "\"failures\":" << fj.str() << "}\n";
+    json by_kind = json::object();
+    for (auto& [k, f] : failures) by_kind[k] = f.count;
+    nlohmann::ordered_json result = {
+        {"requests", o.requests},
+        {"messages", messages},
+        {"batch", o.batch},
+        {"concurrency", threads},
+        {"warmup", o.warmup},
+        {"seconds", rounded(seconds, 3)},
+        {"requests_per_s", rounded(rps, 1)},
+        {"messages_per_s", rounded(mps, 1)},
+        {"latency_ms",
+         {{"p50", rounded(p50, 3)}, {"p90", rounded(p90, 3)}, {"p99", rounded(p99, 3)}, {"max", rounded(max, 3)}}},
+        {"failed_requests", failed},
+        {"failures", by_kind}};
+    // Failure kinds are curl's messages and status codes; replace anything that is not UTF-8 rather than throw.
+    std::cout << result.dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
   } else {
+    char line[512];
     std::snprintf(line, sizeof line,
                   "tayori_load: requests=%ld messages=%ld batch=%d concurrency=%d seconds=%.3f req_per_s=%.1f "
                   "msg_per_s=%.1f p50_ms=%.3f p90_ms=%.3f p99_ms=%.3f max_ms=%.3f failed=%ld\n",

@@ -1,0 +1,170 @@
+// Helpers shared by the unit tests: a fresh temporary folder, a SQLite Store opened in one per test (with
+// waiting wrappers for its asynchronous operations), and a little raw SQLite for looking at the file
+// behind the Store's back. A .hpp, so the *_test.cpp glob (CMakeLists.txt here) does not compile it alone.
+#ifndef TAYORI_TESTS_UNIT_TEST_SUPPORT_HPP
+#define TAYORI_TESTS_UNIT_TEST_SUPPORT_HPP
+
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+
+#include <filesystem>
+#include <functional>
+#include <future>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "store/sqlite_store.hpp"
+
+namespace tayori::test {
+
+// A folder made afresh (mkdtemp) and removed with everything in it.
+class TempDir {
+ public:
+  explicit TempDir(const std::string& prefix = "tayori_test_") {
+    std::string pattern = (std::filesystem::temp_directory_path() / (prefix + "XXXXXX")).string();
+    if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed for " + pattern);
+    path_ = pattern;
+  }
+  ~TempDir() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path_, ignored);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+
+  std::string file(const std::string& name) const { return path_ + "/" + name; }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// Runs `sql` (several statements may follow one another) on the SQLite file at `path`, creating it if need be.
+inline void exec_sql(const std::string& path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  char* err = nullptr;
+  int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err);
+  std::string why = err ? err : "";
+  sqlite3_free(err);
+  sqlite3_close(db);
+  ASSERT_EQ(rc, SQLITE_OK) << why;
+}
+
+// The first column of every row `sql` returns on the SQLite file at `path`, opened read-only.
+inline std::vector<std::string> query_column(const std::string& path, const std::string& sql) {
+  std::vector<std::string> out;
+  sqlite3* db = nullptr;
+  sqlite3_stmt* st = nullptr;
+  EXPECT_EQ(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK) << path;
+  EXPECT_EQ(sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr), SQLITE_OK) << sql;
+  while (st != nullptr && sqlite3_step(st) == SQLITE_ROW) {
+    const unsigned char* text = sqlite3_column_text(st, 0);
+    out.emplace_back(text ? reinterpret_cast<const char*>(text) : "");
+  }
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return out;
+}
+
+// The file's PRAGMA user_version (the Store's schema version); -1 if it cannot be read.
+inline int64_t user_version(const std::string& path) {
+  auto rows = query_column(path, "PRAGMA user_version");
+  return rows.size() == 1 ? std::stoll(rows[0]) : -1;
+}
+
+// The schema exactly as migration 1 of the first release shipped it (no recipients, consent, suppressions,
+// cap slots, no messages.recipient_id), without rows: a test adds its own, then `PRAGMA user_version = 1`.
+inline constexpr const char* kStoreSchemaV1 = R"sql(
+    CREATE TABLE messages (
+      id TEXT PRIMARY KEY,
+      api_key TEXT NOT NULL,
+      payload_hash TEXT NOT NULL,
+      payload TEXT NOT NULL,
+      state TEXT NOT NULL,
+      channel_index INTEGER NOT NULL DEFAULT 0,
+      channel TEXT NOT NULL DEFAULT '',
+      attempts INTEGER NOT NULL DEFAULT 0,
+      created_at INTEGER NOT NULL,
+      updated_at INTEGER NOT NULL,
+      due_at INTEGER NOT NULL,
+      send_at INTEGER,
+      expires_at INTEGER,
+      last_reason TEXT NOT NULL DEFAULT ''
+    ) WITHOUT ROWID;
+    CREATE INDEX messages_due ON messages(state, due_at);
+    CREATE INDEX messages_finished ON messages(updated_at) WHERE state IN ('delivered', 'failed', 'cancelled');
+    CREATE TABLE events (
+      seq INTEGER PRIMARY KEY AUTOINCREMENT,
+      message_id TEXT NOT NULL,
+      type TEXT NOT NULL,
+      at INTEGER NOT NULL,
+      detail TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX events_message ON events(message_id, seq);
+)sql";
+
+// One member of each element, in order (the ids of some records, say), so a whole list compares at once.
+template <typename T, typename M>
+std::vector<M> pluck(const std::vector<T>& items, M T::*member) {
+  std::vector<M> out;
+  out.reserve(items.size());
+  for (const auto& item : items) out.push_back(item.*member);
+  return out;
+}
+
+// The types of a timeline, in order.
+inline std::vector<std::string> event_types(const std::vector<store::EventRecord>& events) {
+  return pluck(events, &store::EventRecord::type);
+}
+
+// A SQLite Store on a real file (path_) in a fresh folder (dir_) per test. Each wrapper waits for the
+// operation's completion (the commit) and checks that it succeeded.
+class StoreFixture : public ::testing::Test {
+ protected:
+  explicit StoreFixture(const std::string& prefix) : temp_(prefix) {}
+  void SetUp() override { store_ = store::open_sqlite({path_}); }
+  void TearDown() override { store_.reset(); }
+
+  // Starts an operation with the completion `done(ok)` it is given, waits for it and checks `ok`.
+  static void await(const std::function<void(std::function<void(bool)>)>& start) {
+    std::promise<bool> done;
+    auto f = done.get_future();
+    start([&done](bool ok) { done.set_value(ok); });
+    EXPECT_TRUE(f.get());
+  }
+  // The same for a completion `done(ok, value)`; returns the value.
+  template <typename T>
+  static T await(const std::function<void(std::function<void(bool, T)>)>& start) {
+    std::promise<std::pair<bool, T>> done;
+    auto f = done.get_future();
+    start([&done](bool ok, T value) { done.set_value({ok, std::move(value)}); });
+    auto [ok, value] = f.get();
+    EXPECT_TRUE(ok);
+    return value;
+  }
+
+  std::vector<store::AcceptResult> accept(std::vector<store::NewMessage> batch, int64_t now_ms) {
+    return await<std::vector<store::AcceptResult>>(
+        [&](auto done) { store_->accept(std::move(batch), now_ms, std::move(done)); });
+  }
+  void apply(store::Transition t, int64_t now_ms) {
+    await([&](auto done) { store_->apply(std::move(t), now_ms, std::move(done)); });
+  }
+
+ private:
+  TempDir temp_;  // declared first: outlives the store opened in it
+
+ protected:
+  std::filesystem::path dir_ = temp_.path();
+  std::string path_ = (dir_ / "tayori.db").string();
+  std::unique_ptr<store::Store> store_;
+};
+
+}  // namespace tayori::test
+
+#endif  // TAYORI_TESTS_UNIT_TEST_SUPPORT_HPP
