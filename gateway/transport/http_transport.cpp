@@ -1,0 +1,446 @@
+#include "transport/http_transport.hpp"
+
+#include <curl/curl.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <stdexcept>
+#include <cctype>
+#include <chrono>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+
+namespace tayori::transport {
+
+namespace {
+
+constexpr const char* kShutdownText = "transport shut down";
+
+int64_t steady_now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string lower(std::string s) {
+  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n'))
+    s.remove_suffix(1);
+  return s;
+}
+
+bool has_crlf(std::string_view s) { return s.find_first_of("\r\n") != std::string_view::npos; }
+
+long curl_version_option(HttpVersion v) {
+  switch (v) {
+    case HttpVersion::Http1_1: return CURL_HTTP_VERSION_1_1;
+    case HttpVersion::Http2Tls: return CURL_HTTP_VERSION_2TLS;
+    case HttpVersion::Http2PriorKnowledge: return CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE;
+    case HttpVersion::Default: break;
+  }
+  return CURL_HTTP_VERSION_NONE;
+}
+
+std::string version_text(long v) {
+  switch (v) {
+    case CURL_HTTP_VERSION_1_0: return "1.0";
+    case CURL_HTTP_VERSION_1_1: return "1.1";
+    case CURL_HTTP_VERSION_2_0: return "2";
+    case CURL_HTTP_VERSION_3: return "3";
+    default: return "";
+  }
+}
+
+bool h2c_reuse_works() {
+  static const bool works = curl_version_info(CURLVERSION_NOW)->version_num >= 0x080000;
+  return works;
+}
+
+void global_init_once() {
+  static std::once_flag once;
+  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+}
+
+// One transfer: the request, its completion, and the libcurl state while it runs. This is the only place
+// that knows the transfer is HTTP; an SMTP transfer would add its own setup and result mapping here.
+struct Transfer {
+  Request request;
+  Completion done;
+  std::string pool;
+  Response response;
+  CURL* easy = nullptr;
+  curl_slist* header_list = nullptr;
+  char errbuf[CURL_ERROR_SIZE] = {0};
+  int64_t max_bytes = 0;
+  bool too_large = false;
+
+  ~Transfer() {
+    if (easy) curl_easy_cleanup(easy);
+    if (header_list) curl_slist_free_all(header_list);
+  }
+
+  static size_t on_body(char* data, size_t size, size_t n, void* user) {
+    auto* t = static_cast<Transfer*>(user);
+    const size_t len = size * n;
+    if (static_cast<int64_t>(t->response.body.size() + len) > t->max_bytes) {
+      t->too_large = true;
+      return 0;  // aborts with CURLE_WRITE_ERROR
+    }
+    t->response.body.append(data, len);
+    return len;
+  }
+
+  static size_t on_header(char* data, size_t size, size_t n, void* user) {
+    auto* t = static_cast<Transfer*>(user);
+    const size_t len = size * n;
+    std::string_view line(data, len);
+    if (line.substr(0, 5) == "HTTP/") {
+      t->response.headers.clear();  // a new response (after 1xx): keep only the final one's headers
+      return len;
+    }
+    line = trim(line);
+    if (line.empty()) return len;
+    const auto colon = line.find(':');
+    if (colon == std::string_view::npos) return len;
+    t->response.headers.emplace_back(lower(std::string(trim(line.substr(0, colon)))),
+                                     std::string(trim(line.substr(colon + 1))));
+    return len;
+  }
+
+  // Returns CURLE_OK, or the error that prevents the transfer from starting.
+  CURLcode setup(const TransportOptions& o) {
+    for (const auto& [k, v] : request.headers)
+      if (k.empty() || has_crlf(k) || has_crlf(v) || k.find(':') != std::string::npos) {
+        std::snprintf(errbuf, sizeof errbuf, "invalid request header name or value");
+        return CURLE_BAD_FUNCTION_ARGUMENT;
+      }
+    if (request.method.empty() || has_crlf(request.method) || request.method.find(' ') != std::string::npos) {
+      std::snprintf(errbuf, sizeof errbuf, "invalid request method");
+      return CURLE_BAD_FUNCTION_ARGUMENT;
+    }
+    easy = curl_easy_init();
+    if (!easy) return CURLE_OUT_OF_MEMORY;
+    max_bytes = o.max_response_bytes;
+
+    CURLcode rc = CURLE_OK;
+    auto set = [&](CURLoption opt, auto value) {
+      if (rc == CURLE_OK) rc = curl_easy_setopt(easy, opt, value);
+    };
+    set(CURLOPT_PRIVATE, static_cast<void*>(this));
+    set(CURLOPT_ERRORBUFFER, errbuf);
+    set(CURLOPT_NOSIGNAL, 1L);
+    set(CURLOPT_URL, request.url.c_str());
+    set(CURLOPT_PROTOCOLS_STR, "http,https");
+    set(CURLOPT_FOLLOWLOCATION, 0L);
+    set(CURLOPT_HTTP_VERSION, curl_version_option(request.http_version));
+    if (request.http_version == HttpVersion::Http2PriorKnowledge && !h2c_reuse_works()) {
+      // libcurl < 8.0.0 (Debian 12 has 7.88.1) breaks a reused h2c prior-knowledge connection with
+      // CURLE_HTTP2 "Error in the HTTP2 framing layer" (curl/curl#10634, fixed by #10643 in 8.0.0).
+      // h2c is for tests only, so give each such transfer its own connection there.
+      set(CURLOPT_FRESH_CONNECT, 1L);
+      set(CURLOPT_FORBID_REUSE, 1L);
+    } else {
+      // Wait for a pending connection to confirm multiplexing rather than opening another.
+      set(CURLOPT_PIPEWAIT, 1L);
+    }
+    set(CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(o.connect_timeout_ms));
+    set(CURLOPT_TIMEOUT_MS, static_cast<long>(request.timeout_ms > 0 ? request.timeout_ms : o.default_timeout_ms));
+    set(CURLOPT_SSL_VERIFYPEER, o.verify_tls ? 1L : 0L);
+    set(CURLOPT_SSL_VERIFYHOST, o.verify_tls ? 2L : 0L);
+    if (!o.ca_file.empty()) set(CURLOPT_CAINFO, o.ca_file.c_str());
+    if (!o.user_agent.empty()) set(CURLOPT_USERAGENT, o.user_agent.c_str());
+    set(CURLOPT_WRITEFUNCTION, &Transfer::on_body);
+    set(CURLOPT_WRITEDATA, static_cast<void*>(this));
+    set(CURLOPT_HEADERFUNCTION, &Transfer::on_header);
+    set(CURLOPT_HEADERDATA, static_cast<void*>(this));
+
+    const std::string& m = request.method;
+    bool sends_body = false;
+    if (m == "GET" && request.body.empty()) {
+      set(CURLOPT_HTTPGET, 1L);
+    } else if (m == "HEAD") {
+      set(CURLOPT_NOBODY, 1L);
+    } else {
+      if (!request.body.empty() || m == "POST" || m == "PUT" || m == "PATCH") {
+        sends_body = true;
+        set(CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(request.body.size()));
+        set(CURLOPT_POSTFIELDS, request.body.data());
+      }
+      if (m != "POST") set(CURLOPT_CUSTOMREQUEST, m.c_str());
+    }
+
+    bool has_content_type = false, has_expect = false;
+    for (const auto& [k, v] : request.headers) {
+      const std::string lk = lower(k);
+      has_content_type |= lk == "content-type";
+      has_expect |= lk == "expect";
+      // "Name;" is libcurl's way of sending a header with an empty value.
+      const std::string line = v.empty() ? k + ";" : k + ": " + v;
+      curl_slist* next = curl_slist_append(header_list, line.c_str());
+      if (!next) return CURLE_OUT_OF_MEMORY;
+      header_list = next;
+    }
+    // Send exactly what the caller gave: no implicit form content type, no 100-continue round trip.
+    if (sends_body && !has_content_type) header_list = curl_slist_append(header_list, "Content-Type:");
+    if (!has_expect) header_list = curl_slist_append(header_list, "Expect:");
+    set(CURLOPT_HTTPHEADER, header_list);
+    return rc;
+  }
+
+  void finish(CURLcode code) {
+    if (easy) {
+      long status = 0, version = 0, connects = 0;
+      curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+      curl_easy_getinfo(easy, CURLINFO_HTTP_VERSION, &version);
+      curl_easy_getinfo(easy, CURLINFO_NUM_CONNECTS, &connects);
+      response.status = static_cast<int>(status);
+      response.http_version_used = status != 0 ? version_text(version) : "";
+      response.new_connections = connects;
+    }
+    if (too_large) {
+      response.transport_error = CURLE_WRITE_ERROR;
+      response.error_text = "response body exceeds max_response_bytes";
+    } else if (code != CURLE_OK) {
+      response.transport_error = code;
+      response.error_text = errbuf[0] ? std::string(errbuf) : std::string(curl_easy_strerror(code));
+    }
+  }
+
+  void fail(int code, std::string text) {
+    response = Response{};
+    response.transport_error = code;
+    response.error_text = std::move(text);
+  }
+
+  void complete() {
+    Completion cb = std::move(done);
+    done = nullptr;
+    if (!cb) return;
+    try {
+      cb(std::move(response));
+    } catch (...) {
+      // A completion must not take the transport thread down.
+    }
+  }
+};
+
+struct Pool {
+  std::deque<std::unique_ptr<Transfer>> pending;
+  int active = 0;
+};
+
+}  // namespace
+
+struct HttpTransport::Impl {
+  TransportOptions options;
+  CURLM* multi = nullptr;
+
+  std::mutex mu;  // guards the fields up to `worker`
+  std::vector<std::unique_ptr<Transfer>> incoming;
+  std::map<std::string, PoolOptions> pool_config;
+  uint64_t config_version = 0;
+  bool stopping = false;
+
+  std::mutex shutdown_mu;
+  std::thread worker;
+
+  // Worker-thread state.
+  std::map<std::string, PoolOptions> config_copy;
+  uint64_t config_seen = ~uint64_t{0};
+  std::map<std::string, Pool> pools;
+  std::unordered_map<Transfer*, std::unique_ptr<Transfer>> running;
+
+  int max_concurrent(const PoolOptions* p) const {
+    const int n = p && p->max_concurrent > 0 ? p->max_concurrent : options.default_max_concurrent;
+    return std::max(1, n);
+  }
+
+  // Starts what the pool limits allow; returns ms until a rate-limited pool may start (-1 = none waits).
+  int64_t start_ready() {
+    int64_t wait = -1;
+    const int64_t now = steady_now_ms();
+    for (auto& [key, pool] : pools) {
+      auto cfg_it = config_copy.find(key);
+      const PoolOptions* cfg = cfg_it == config_copy.end() ? nullptr : &cfg_it->second;
+      const int limit = max_concurrent(cfg);
+      while (!pool.pending.empty() && pool.active < limit) {
+        if (cfg && cfg->rate_limiter && !cfg->rate_limiter->try_acquire(now)) {
+          const int64_t w = std::max<int64_t>(1, cfg->rate_limiter->next_available(now) - now);
+          wait = wait < 0 ? w : std::min(wait, w);
+          break;
+        }
+        std::unique_ptr<Transfer> t = std::move(pool.pending.front());
+        pool.pending.pop_front();
+        CURLcode rc = t->setup(options);
+        if (rc == CURLE_OK) {
+          CURLMcode mrc = curl_multi_add_handle(multi, t->easy);
+          if (mrc != CURLM_OK) {
+            t->fail(CURLE_FAILED_INIT, std::string("curl_multi_add_handle: ") + curl_multi_strerror(mrc));
+            t->complete();
+            continue;
+          }
+          ++pool.active;
+          Transfer* raw = t.get();
+          running.emplace(raw, std::move(t));
+        } else {
+          std::string text = t->errbuf[0] ? std::string(t->errbuf) : std::string(curl_easy_strerror(rc));
+          t->fail(rc, std::move(text));
+          t->complete();
+        }
+      }
+    }
+    return wait;
+  }
+
+  // Completes finished transfers; returns how many.
+  int drain_done() {
+    int n = 0;
+    int left = 0;
+    while (CURLMsg* msg = curl_multi_info_read(multi, &left)) {
+      if (msg->msg != CURLMSG_DONE) continue;
+      CURL* easy = msg->easy_handle;
+      const CURLcode code = msg->data.result;
+      void* priv = nullptr;
+      curl_easy_getinfo(easy, CURLINFO_PRIVATE, &priv);
+      curl_multi_remove_handle(multi, easy);
+      auto it = running.find(static_cast<Transfer*>(priv));
+      if (it == running.end()) continue;
+      std::unique_ptr<Transfer> t = std::move(it->second);
+      running.erase(it);
+      if (auto p = pools.find(t->pool); p != pools.end()) --p->second.active;
+      t->finish(code);
+      t->complete();
+      ++n;
+    }
+    return n;
+  }
+
+  void run() {
+    for (;;) {
+      std::vector<std::unique_ptr<Transfer>> batch;
+      {
+        std::lock_guard lock(mu);
+        if (stopping) break;
+        batch.swap(incoming);
+        if (config_seen != config_version) {
+          config_copy = pool_config;
+          config_seen = config_version;
+        }
+      }
+      for (auto& t : batch) pools[t->pool].pending.push_back(std::move(t));
+
+      const int64_t rate_wait = start_ready();
+      int still_running = 0;
+      curl_multi_perform(multi, &still_running);
+      if (drain_done() > 0) continue;  // freed slots: start more before sleeping
+
+      int timeout = 1000;
+      if (rate_wait >= 0) timeout = static_cast<int>(std::min<int64_t>(timeout, rate_wait));
+      curl_multi_poll(multi, nullptr, 0, timeout, nullptr);
+    }
+    fail_everything();
+  }
+
+  void fail_everything() {
+    for (auto& [raw, t] : running) {
+      curl_multi_remove_handle(multi, t->easy);
+      t->fail(CURLE_ABORTED_BY_CALLBACK, kShutdownText);
+      t->complete();
+    }
+    running.clear();
+    for (auto& [key, pool] : pools)
+      for (auto& t : pool.pending) {
+        t->fail(CURLE_ABORTED_BY_CALLBACK, kShutdownText);
+        t->complete();
+      }
+    pools.clear();
+    std::vector<std::unique_ptr<Transfer>> batch;
+    {
+      std::lock_guard lock(mu);  // stopping is set: nothing more arrives
+      batch.swap(incoming);
+    }
+    for (auto& t : batch) {
+      t->fail(CURLE_ABORTED_BY_CALLBACK, kShutdownText);
+      t->complete();
+    }
+  }
+};
+
+HttpTransport::HttpTransport(TransportOptions options) : impl_(std::make_unique<Impl>()) {
+  global_init_once();
+  impl_->options = std::move(options);
+  impl_->multi = curl_multi_init();
+  if (!impl_->multi) throw std::runtime_error("curl_multi_init failed");
+  curl_multi_setopt(impl_->multi, CURLMOPT_PIPELINING, static_cast<long>(CURLPIPE_MULTIPLEX));
+  if (impl_->options.max_connections_per_host > 0)
+    curl_multi_setopt(impl_->multi, CURLMOPT_MAX_HOST_CONNECTIONS, impl_->options.max_connections_per_host);
+  impl_->worker = std::thread([impl = impl_.get()] { impl->run(); });
+}
+
+HttpTransport::~HttpTransport() {
+  shutdown();
+  if (impl_->multi) curl_multi_cleanup(impl_->multi);
+}
+
+void HttpTransport::configure_pool(const std::string& pool_key, PoolOptions pool) {
+  {
+    std::lock_guard lock(impl_->mu);
+    impl_->pool_config[pool_key] = std::move(pool);
+    ++impl_->config_version;
+  }
+  curl_multi_wakeup(impl_->multi);
+}
+
+void HttpTransport::submit(Request request, Completion done) {
+  auto t = std::make_unique<Transfer>();
+  t->pool = pool_key_for(request);
+  t->request = std::move(request);
+  t->done = std::move(done);
+  {
+    std::lock_guard lock(impl_->mu);
+    if (!impl_->stopping) {
+      impl_->incoming.push_back(std::move(t));
+      t = nullptr;
+    }
+  }
+  if (t) {  // already shutting down: complete here, on the caller's thread
+    t->fail(CURLE_ABORTED_BY_CALLBACK, kShutdownText);
+    t->complete();
+    return;
+  }
+  curl_multi_wakeup(impl_->multi);
+}
+
+void HttpTransport::shutdown() {
+  std::lock_guard join_lock(impl_->shutdown_mu);
+  {
+    std::lock_guard lock(impl_->mu);
+    impl_->stopping = true;
+  }
+  curl_multi_wakeup(impl_->multi);
+  if (impl_->worker.joinable()) impl_->worker.join();
+}
+
+std::string HttpTransport::pool_key_for(const Request& request) {
+  if (!request.pool_key.empty()) return request.pool_key;
+  const std::string url = lower(request.url);
+  const auto sep = url.find("://");
+  if (sep == std::string::npos) return url;
+  const std::string scheme = url.substr(0, sep);
+  std::string authority = url.substr(sep + 3, url.find_first_of("/?#", sep + 3) - (sep + 3));
+  if (auto at = authority.rfind('@'); at != std::string::npos) authority = authority.substr(at + 1);
+  const auto close_bracket = authority.rfind(']');
+  const auto colon = authority.rfind(':');
+  const bool has_port = colon != std::string::npos && (close_bracket == std::string::npos || colon > close_bracket);
+  if (!has_port) authority += scheme == "https" ? ":443" : scheme == "http" ? ":80" : "";
+  return scheme + "://" + authority;
+}
+
+}  // namespace tayori::transport

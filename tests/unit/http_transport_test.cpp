@@ -1,0 +1,452 @@
+// HttpTransport against real sockets on 127.0.0.1 (no curl mocks): tayori's own HTTP/1.1 server with a
+// recording handler, a listener that never accepts (timeouts, shutdown), a closed port (refused), and --
+// when Debian's nghttp2-server is installed -- nghttpd for HTTP/2 (h2c prior knowledge and h2 over TLS
+// with a certificate made at test time by the openssl CLI).
+#include <gtest/gtest.h>
+
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "api/http_server.hpp"
+#include "test_support.hpp"
+#include "transport/http_transport.hpp"
+
+extern char** environ;
+
+namespace tayori::transport {
+namespace {
+
+using namespace std::chrono_literals;
+
+// Collects completions; counts calls per request index so "exactly once" is checkable.
+class Collector {
+ public:
+  explicit Collector(size_t n) : responses_(n), calls_(n, 0) {}
+  Completion slot(size_t i) {
+    return [this, i](Response r) {
+      std::lock_guard lock(mu_);
+      responses_[i] = std::move(r);
+      ++calls_[i];
+      ++done_;
+      cv_.notify_all();
+    };
+  }
+  bool wait_all(std::chrono::milliseconds limit = 20s) {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, limit, [&] { return done_ >= responses_.size(); });
+  }
+  Response response(size_t i) {
+    std::lock_guard lock(mu_);
+    return responses_[i];
+  }
+  int calls(size_t i) {
+    std::lock_guard lock(mu_);
+    return calls_[i];
+  }
+  size_t done() {
+    std::lock_guard lock(mu_);
+    return done_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<Response> responses_;
+  std::vector<int> calls_;
+  size_t done_ = 0;
+};
+
+// Records every request and answers with `reply`.
+class RecordingHandler : public api::Handler {
+ public:
+  void handle(api::HttpRequest request, api::Responder respond) override {
+    {
+      std::lock_guard lock(mu);
+      requests.push_back(request);
+      remotes.insert(request.remote);
+    }
+    api::HttpResponse r;
+    r.status = 201;
+    r.content_type = "text/plain";
+    r.headers = {{"X-Reply-Token", "abc 123"}};
+    r.body = "echo:" + request.method + ":" + request.body;
+    respond(std::move(r));
+  }
+  std::mutex mu;
+  std::vector<api::HttpRequest> requests;
+  std::set<std::string> remotes;  // one per accepted connection
+};
+
+struct LocalServer {
+  RecordingHandler handler;
+  api::HttpServer server{handler, api::ServerLimits{}, 2};
+  uint16_t port = server.start("127.0.0.1", 0);
+  ~LocalServer() { server.stop(500); }
+  std::string url(const std::string& path) const { return "http://127.0.0.1:" + std::to_string(port) + path; }
+};
+
+uint16_t bound_port(int fd) {
+  sockaddr_in addr{};
+  socklen_t len = sizeof addr;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  return ntohs(addr.sin_port);
+}
+
+int bind_loopback() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) throw std::runtime_error("bind");
+  return fd;
+}
+
+// Listens but never accepts: the kernel completes the handshake, no byte ever comes back.
+struct SilentListener {
+  int fd = bind_loopback();
+  uint16_t port = (::listen(fd, 128), bound_port(fd));
+  ~SilentListener() { ::close(fd); }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port) + "/slow"; }
+};
+
+// A port nothing listens on (bound and released; refused on connect).
+uint16_t closed_port() {
+  int fd = bind_loopback();
+  uint16_t port = bound_port(fd);
+  ::close(fd);
+  return port;
+}
+
+bool port_accepts(uint16_t port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(port);
+  bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  ::close(fd);
+  return ok;
+}
+
+// A child process with stdout/stderr to /dev/null, terminated by pid on destruction.
+class Child {
+ public:
+  explicit Child(std::vector<std::string> argv) {
+    std::vector<char*> args;
+    for (auto& a : argv) args.push_back(a.data());
+    args.push_back(nullptr);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+    if (posix_spawn(&pid_, args[0], &fa, nullptr, args.data(), environ) != 0) pid_ = -1;
+    posix_spawn_file_actions_destroy(&fa);
+  }
+  ~Child() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGTERM);
+      ::waitpid(pid_, nullptr, 0);
+    }
+  }
+  bool running() const { return pid_ > 0 && ::waitpid(pid_, nullptr, WNOHANG) == 0; }
+
+ private:
+  pid_t pid_ = -1;
+};
+
+bool wait_for_port(uint16_t port, const Child& child) {
+  for (int i = 0; i < 100; ++i) {
+    if (port_accepts(port)) return true;
+    if (!child.running()) return false;
+    std::this_thread::sleep_for(50ms);
+  }
+  return false;
+}
+
+constexpr const char* kNghttpd = "/usr/sbin/nghttpd";
+
+TEST(HttpTransport, RequestAndResponseArriveExactly) {
+  LocalServer srv;
+  HttpTransport transport;
+  Collector c(1);
+  Request req;
+  req.method = "PUT";
+  req.url = srv.url("/v1/things/7?x=1");
+  req.headers = {{"X-Custom", "value with  spaces"}, {"Content-Type", "application/json"}, {"X-Empty", ""}};
+  req.body = R"({"a":1})";
+  req.http_version = HttpVersion::Http1_1;
+  transport.submit(req, c.slot(0));
+  ASSERT_TRUE(c.wait_all());
+  Response r = c.response(0);
+  EXPECT_EQ(r.transport_error, 0) << r.error_text;
+  EXPECT_EQ(r.status, 201);
+  EXPECT_EQ(r.body, R"(echo:PUT:{"a":1})");
+  EXPECT_EQ(r.header("x-reply-token"), "abc 123");
+  EXPECT_EQ(r.header("content-type"), "text/plain");
+  EXPECT_EQ(r.http_version_used, "1.1");
+  EXPECT_EQ(r.new_connections, 1);
+
+  std::lock_guard lock(srv.handler.mu);
+  ASSERT_EQ(srv.handler.requests.size(), 1u);
+  const auto& got = srv.handler.requests[0];
+  EXPECT_EQ(got.method, "PUT");
+  EXPECT_EQ(got.target, "/v1/things/7?x=1");
+  EXPECT_EQ(got.body, R"({"a":1})");
+  EXPECT_EQ(got.header("x-custom"), "value with  spaces");
+  EXPECT_EQ(got.header("content-type"), "application/json");
+  EXPECT_EQ(got.header("content-length"), "7");
+  EXPECT_EQ(got.header("expect"), "");
+  bool saw_empty = false;
+  for (const auto& [k, v] : got.headers) saw_empty |= k == "x-empty" && v.empty();
+  EXPECT_TRUE(saw_empty);
+}
+
+TEST(HttpTransport, PostWithoutContentTypeGetsNoImplicitFormType) {
+  LocalServer srv;
+  HttpTransport transport;
+  Collector c(2);
+  transport.submit({"POST", srv.url("/p"), {}, "raw", 0, "", HttpVersion::Default}, c.slot(0));
+  transport.submit({"GET", srv.url("/g"), {}, "", 0, "", HttpVersion::Default}, c.slot(1));
+  ASSERT_TRUE(c.wait_all());
+  EXPECT_EQ(c.response(0).body, "echo:POST:raw");
+  EXPECT_EQ(c.response(1).body, "echo:GET:");
+  std::lock_guard lock(srv.handler.mu);
+  for (const auto& got : srv.handler.requests) EXPECT_EQ(got.header("content-type"), "") << got.method;
+}
+
+TEST(HttpTransport, HundredConcurrentRequestsReuseConnections) {
+  LocalServer srv;
+  HttpTransport transport;
+  const std::string pool = HttpTransport::pool_key_for({"GET", srv.url("/"), {}, "", 0, "", {}});
+  transport.configure_pool(pool, PoolOptions{8, nullptr});
+  constexpr size_t kN = 100;
+  Collector c(kN);
+  for (size_t i = 0; i < kN; ++i)
+    transport.submit({"POST", srv.url("/n"), {}, std::to_string(i), 0, "", HttpVersion::Http1_1}, c.slot(i));
+  ASSERT_TRUE(c.wait_all());
+  int64_t opened = 0;
+  for (size_t i = 0; i < kN; ++i) {
+    Response r = c.response(i);
+    ASSERT_EQ(r.transport_error, 0) << r.error_text;
+    EXPECT_EQ(r.status, 201);
+    EXPECT_EQ(r.body, "echo:POST:" + std::to_string(i));
+    EXPECT_EQ(c.calls(i), 1);
+    opened += r.new_connections;
+  }
+  std::lock_guard lock(srv.handler.mu);
+  EXPECT_EQ(srv.handler.requests.size(), kN);
+  EXPECT_GE(srv.handler.remotes.size(), 1u);
+  EXPECT_LE(srv.handler.remotes.size(), 8u) << "connections accepted by the server";
+  EXPECT_EQ(static_cast<size_t>(opened), srv.handler.remotes.size());
+}
+
+TEST(HttpTransport, TimeoutGivesOperationTimedOut) {
+  SilentListener silent;
+  HttpTransport transport;
+  Collector c(1);
+  const auto start = std::chrono::steady_clock::now();
+  transport.submit({"GET", silent.url(), {}, "", 300, "", HttpVersion::Http1_1}, c.slot(0));
+  ASSERT_TRUE(c.wait_all());
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  Response r = c.response(0);
+  EXPECT_EQ(r.transport_error, CURLE_OPERATION_TIMEDOUT) << r.error_text;
+  EXPECT_FALSE(r.error_text.empty());
+  EXPECT_EQ(r.status, 0);
+  EXPECT_FALSE(r.ok());
+  EXPECT_GE(elapsed, 250ms);
+  EXPECT_LT(elapsed, 5s);
+}
+
+TEST(HttpTransport, ConnectionRefusedIsAnError) {
+  HttpTransport transport;
+  Collector c(1);
+  transport.submit({"GET", "http://127.0.0.1:" + std::to_string(closed_port()) + "/", {}, "", 2000, "", {}},
+                   c.slot(0));
+  ASSERT_TRUE(c.wait_all());
+  Response r = c.response(0);
+  EXPECT_EQ(r.transport_error, CURLE_COULDNT_CONNECT) << r.error_text;
+  EXPECT_EQ(r.status, 0);
+}
+
+TEST(HttpTransport, BadInputFailsWithoutSending) {
+  LocalServer srv;
+  HttpTransport transport;
+  Collector c(3);
+  transport.submit({"GET", srv.url("/"), {{"X-Evil", "a\r\nInjected: 1"}}, "", 0, "", {}}, c.slot(0));
+  transport.submit({"GET", "file:///etc/passwd", {}, "", 0, "", {}}, c.slot(1));
+  transport.submit({"GE T", srv.url("/"), {}, "", 0, "", {}}, c.slot(2));
+  ASSERT_TRUE(c.wait_all());
+  EXPECT_EQ(c.response(0).transport_error, CURLE_BAD_FUNCTION_ARGUMENT);
+  EXPECT_EQ(c.response(1).transport_error, CURLE_UNSUPPORTED_PROTOCOL);
+  EXPECT_EQ(c.response(2).transport_error, CURLE_BAD_FUNCTION_ARGUMENT);
+  std::lock_guard lock(srv.handler.mu);
+  EXPECT_TRUE(srv.handler.requests.empty());
+}
+
+TEST(HttpTransport, ShutdownWithRequestsInFlightCompletesEachOnce) {
+  SilentListener silent;
+  auto transport = std::make_unique<HttpTransport>();
+  transport->configure_pool("slow", PoolOptions{4, nullptr});
+  constexpr size_t kN = 30;  // 4 in flight, 26 queued behind the pool limit
+  Collector c(kN);
+  for (size_t i = 0; i < kN; ++i)
+    transport->submit({"GET", silent.url(), {}, "", 60'000, "slow", HttpVersion::Http1_1}, c.slot(i));
+  std::this_thread::sleep_for(200ms);
+  EXPECT_EQ(c.done(), 0u);
+  transport->shutdown();
+  ASSERT_TRUE(c.wait_all(1s));
+  for (size_t i = 0; i < kN; ++i) {
+    EXPECT_EQ(c.calls(i), 1) << i;
+    EXPECT_EQ(c.response(i).transport_error, CURLE_ABORTED_BY_CALLBACK);
+    EXPECT_EQ(c.response(i).error_text, "transport shut down");
+  }
+  // After shutdown, submit completes at once (on this thread) with the same error.
+  Response late;
+  int late_calls = 0;
+  transport->submit({"GET", silent.url(), {}, "", 0, "", {}}, [&](Response r) {
+    late = std::move(r);
+    ++late_calls;
+  });
+  EXPECT_EQ(late_calls, 1);
+  EXPECT_EQ(late.transport_error, CURLE_ABORTED_BY_CALLBACK);
+  transport.reset();  // a second (implicit) shutdown is harmless
+  for (size_t i = 0; i < kN; ++i) EXPECT_EQ(c.calls(i), 1);
+}
+
+TEST(HttpTransport, RateLimitedPoolHoldsRequestsUntilTokens) {
+  LocalServer srv;
+  HttpTransport transport;
+  // 2 at once, then one per 50 ms: 6 requests need at least 200 ms.
+  transport.configure_pool("limited", PoolOptions{0, std::make_shared<TokenBucket>(20, 2)});
+  constexpr size_t kN = 6;
+  Collector c(kN);
+  const auto start = std::chrono::steady_clock::now();
+  for (size_t i = 0; i < kN; ++i) transport.submit({"GET", srv.url("/r"), {}, "", 0, "limited", {}}, c.slot(i));
+  ASSERT_TRUE(c.wait_all());
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  for (size_t i = 0; i < kN; ++i) EXPECT_EQ(c.response(i).status, 201) << c.response(i).error_text;
+  EXPECT_GE(elapsed, 190ms);
+  EXPECT_LT(elapsed, 3s);
+}
+
+TEST(HttpTransport, PoolKeyDefaultsToOrigin) {
+  auto key = [](std::string url, std::string pool = "") {
+    return HttpTransport::pool_key_for({"GET", std::move(url), {}, "", 0, std::move(pool), {}});
+  };
+  EXPECT_EQ(key("https://API.push.apple.com/3/device/x"), "https://api.push.apple.com:443");
+  EXPECT_EQ(key("http://127.0.0.1:8080/a?b"), "http://127.0.0.1:8080");
+  EXPECT_EQ(key("http://user:pw@host"), "http://host:80");
+  EXPECT_EQ(key("https://[::1]/x"), "https://[::1]:443");
+  EXPECT_EQ(key("https://[::1]:9/x"), "https://[::1]:9");
+  EXPECT_EQ(key("https://a/x", "line-account-1"), "line-account-1");
+}
+
+// ---- HTTP/2 against nghttpd (Debian nghttp2-server) ----
+
+class Http2Test : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::access(kNghttpd, X_OK) != 0) GTEST_SKIP() << "nghttpd not installed (apt-get install nghttp2-server)";
+    std::ofstream(dir_.file("hello.txt")) << "hello over h2";
+  }
+  std::unique_ptr<Child> start_nghttpd(bool tls, uint16_t& port) {
+    port = closed_port();
+    std::vector<std::string> argv = {kNghttpd, "-a", "127.0.0.1", "-d", dir_.path()};
+    if (tls) {
+      argv.push_back(std::to_string(port));
+      argv.push_back(dir_.file("key.pem"));
+      argv.push_back(dir_.file("cert.pem"));
+    } else {
+      argv.push_back("--no-tls");
+      argv.push_back(std::to_string(port));
+    }
+    auto child = std::make_unique<Child>(argv);
+    if (!wait_for_port(port, *child)) return nullptr;
+    return child;
+  }
+  bool make_cert() {
+    const std::string cmd = "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1"
+                            " -subj /CN=localhost -addext subjectAltName=IP:127.0.0.1,DNS:localhost"
+                            " -keyout " + dir_.file("key.pem") + " -out " + dir_.file("cert.pem") +
+                            " >/dev/null 2>&1";
+    return std::system(cmd.c_str()) == 0;
+  }
+  // 20 concurrent requests; `max_opened` is how many new connections they may open between them.
+  void run_multiplexed(HttpTransport& transport, const std::string& url, HttpVersion version,
+                       int64_t max_opened) {
+    constexpr size_t kN = 20;
+    Collector c(kN);
+    for (size_t i = 0; i < kN; ++i) transport.submit({"GET", url, {}, "", 5000, "", version}, c.slot(i));
+    ASSERT_TRUE(c.wait_all());
+    int64_t opened = 0;
+    for (size_t i = 0; i < kN; ++i) {
+      Response r = c.response(i);
+      ASSERT_EQ(r.transport_error, 0) << r.error_text;
+      EXPECT_EQ(r.status, 200);
+      EXPECT_EQ(r.http_version_used, "2");
+      EXPECT_EQ(r.body, "hello over h2");
+      opened += r.new_connections;
+    }
+    EXPECT_LE(opened, max_opened) << "requests multiplexed on one connection";
+  }
+  test::TempDir dir_{"tayori_h2_"};
+};
+
+TEST_F(Http2Test, H2cPriorKnowledgeMultiplexes) {
+  uint16_t port = 0;
+  auto server = start_nghttpd(false, port);
+  ASSERT_TRUE(server) << "nghttpd did not start";
+  HttpTransport transport;
+  const std::string url = "http://127.0.0.1:" + std::to_string(port) + "/hello.txt";
+  // libcurl < 8.0.0 cannot reuse an h2c prior-knowledge connection (curl/curl#10634), so the transport
+  // gives each h2c transfer its own connection there; multiplexing is then only checked over TLS below.
+  const bool reuse = curl_version_info(CURLVERSION_NOW)->version_num >= 0x080000;
+  if (!reuse) std::cout << "[   NOTE   ] libcurl " << curl_version_info(CURLVERSION_NOW)->version
+                        << ": h2c multiplexing not asserted (curl/curl#10634)\n";
+  run_multiplexed(transport, url, HttpVersion::Http2PriorKnowledge, reuse ? 1 : 20);
+}
+
+TEST_F(Http2Test, H2OverTlsWithTestCaMultiplexes) {
+  ASSERT_TRUE(make_cert()) << "openssl req failed";
+  uint16_t port = 0;
+  auto server = start_nghttpd(true, port);
+  ASSERT_TRUE(server) << "nghttpd did not start";
+  const std::string url = "https://127.0.0.1:" + std::to_string(port) + "/hello.txt";
+
+  TransportOptions opts;
+  opts.ca_file = dir_.file("cert.pem");
+  HttpTransport transport(opts);
+  run_multiplexed(transport, url, HttpVersion::Http2Tls, 1);  // PIPEWAIT: all 20 on the first connection
+
+  // Verification is on by default: without the test CA the self-signed certificate is refused.
+  HttpTransport strict;
+  Collector c(1);
+  strict.submit({"GET", url, {}, "", 5000, "", HttpVersion::Http2Tls}, c.slot(0));
+  ASSERT_TRUE(c.wait_all());
+  EXPECT_EQ(c.response(0).transport_error, CURLE_PEER_FAILED_VERIFICATION) << c.response(0).error_text;
+}
+
+}  // namespace
+}  // namespace tayori::transport
