@@ -255,6 +255,10 @@ void HttpServer::stop(int64_t grace_ms) {
   impl_->ioc.stop();
   for (auto& t : impl_->threads) t.join();
   impl_->threads.clear();
+  // The posted close may not have run before stop(): no thread runs the io_context now, so closing
+  // here is safe, and the port is free when stop() returns.
+  beast::error_code ec;
+  if (impl_->acceptor) impl_->acceptor->close(ec);
 }
 
 }  // namespace tayori::api

@@ -16,6 +16,7 @@
 #include "render/renderer.hpp"
 #include "plugin/channel.hpp"
 #include "store/sqlite_store.hpp"
+#include "transport/http_transport.hpp"
 
 namespace tayori::app {
 
@@ -28,6 +29,8 @@ void print(const std::vector<config::Diagnostic>& errors) {
 // Loads the YAML and the plugins it names; prints every problem. nullopt when anything is wrong.
 struct Loaded {
   config::Config config;
+  // Declared before the channels: they send through it, so it must outlive them.
+  std::unique_ptr<transport::HttpTransport> transport;
   std::unique_ptr<plugin::Registry> channels;
 };
 
@@ -49,12 +52,14 @@ std::optional<Loaded> load(const std::string& path, const Clock& clock) {
   }
   // Templates are checked with the rest, so a broken one is refused before the gateway starts.
   if (!result.config->templates.dir.empty() && !load_templates(*result.config)) return std::nullopt;
-  auto registry = plugin::build_registry(*result.config, clock);
+  // The host owns outbound I/O for sans-I/O plugins (ARCHITECTURE.md §3); TLS verification stays on.
+  auto transport = std::make_unique<transport::HttpTransport>(transport::TransportOptions{});
+  auto registry = plugin::build_registry(*result.config, clock, transport.get());
   if (!registry.registry) {
     print(registry.errors);
     return std::nullopt;
   }
-  return Loaded{std::move(*result.config), std::move(registry.registry)};
+  return Loaded{std::move(*result.config), std::move(transport), std::move(registry.registry)};
 }
 
 bool split_host_port(const std::string& listen, std::string& host, uint16_t& port) {

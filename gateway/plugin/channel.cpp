@@ -8,7 +8,10 @@
 #include <regex>
 #include <set>
 
+#include <future>
+
 #include "common/log.hpp"
+#include "transport/http_transport.hpp"
 
 namespace tayori::plugin {
 
@@ -119,11 +122,57 @@ void host_log(void* ctx, tayori_log_level level, tayori_str message) {
 }
 
 tayori_str view(const std::string& s) { return {s.data(), s.size()}; }
+std::string_view text(tayori_str s) { return s.len == 0 ? std::string_view{} : std::string_view{s.data, s.len}; }
+
+// A tayori_outcome with host-owned buffers, preset to RETRY as plugin.h promises.
+struct OutcomeBuffers {
+  char reason[512] = {0};
+  char provider_id[256] = {0};
+  tayori_outcome out{};
+  OutcomeBuffers() {
+    out.struct_size = sizeof out;
+    out.kind = TAYORI_OUTCOME_RETRY;
+    out.reason = reason;
+    out.reason_capacity = sizeof reason;
+    out.provider_message_id = provider_id;
+    out.provider_message_id_capacity = sizeof provider_id;
+  }
+};
+
+DeliveryOutcome to_outcome(tayori_status st, tayori_outcome& out) {
+  DeliveryOutcome result;
+  out.reason[out.reason_capacity - 1] = '\0';
+  out.provider_message_id[out.provider_message_id_capacity - 1] = '\0';
+  result.reason = out.reason;
+  result.provider_message_id = out.provider_message_id;
+  if (st != TAYORI_OK) {
+    result.kind = OutcomeKind::retry;
+    if (result.reason.empty()) result.reason = "plugin_error";
+    return result;
+  }
+  switch (out.kind) {
+    case TAYORI_OUTCOME_DELIVERED: result.kind = OutcomeKind::delivered; break;
+    case TAYORI_OUTCOME_PERMANENT: result.kind = OutcomeKind::permanent; break;
+    case TAYORI_OUTCOME_RETRY: result.kind = OutcomeKind::retry; break;
+    default:
+      result.kind = OutcomeKind::retry;
+      result.reason = "plugin_error: unknown outcome kind " + std::to_string(static_cast<int>(out.kind));
+  }
+  // A provider's Retry-After is honoured, within reason: a day at most, so a bad value cannot park a message.
+  result.retry_after_ms = std::clamp<int64_t>(out.retry_after_ms, 0, 86'400'000);
+  result.deactivate_contact = out.deactivate_contact != 0;
+  return result;
+}
 
 }  // namespace
 
-Channel::Channel(std::string name, std::string contact, std::shared_ptr<Library> library, const Clock& clock)
-    : name_(std::move(name)), contact_(std::move(contact)), library_(std::move(library)), clock_(clock) {
+Channel::Channel(std::string name, std::string contact, std::shared_ptr<Library> library, const Clock& clock,
+                 transport::HttpTransport* transport)
+    : name_(std::move(name)),
+      contact_(std::move(contact)),
+      library_(std::move(library)),
+      clock_(clock),
+      transport_(transport) {
   host_.struct_size = sizeof host_;
   host_.abi_major = TAYORI_ABI_MAJOR;
   host_.abi_minor = TAYORI_ABI_MINOR;
@@ -174,45 +223,71 @@ DeliveryOutcome Channel::deliver(const DeliveryRequest& r) {
   d.content_count = content.size();
   d.metadata_json = view(r.metadata_json);
 
-  char reason[512] = {0};
-  char provider_id[256] = {0};
-  tayori_outcome out{};
-  out.struct_size = sizeof out;
-  out.kind = TAYORI_OUTCOME_RETRY;
-  out.reason = reason;
-  out.reason_capacity = sizeof reason;
-  out.provider_message_id = provider_id;
-  out.provider_message_id_capacity = sizeof provider_id;
+  const tayori_plugin& p = library_->descriptor();
+  if (p.on_deliver == nullptr) return deliver_through_transport(d);
+  OutcomeBuffers buffers;
+  return to_outcome(p.on_deliver(instance_, &d, &buffers.out), buffers.out);
+}
 
+DeliveryOutcome Channel::deliver_through_transport(const tayori_delivery& d) {
   const tayori_plugin& p = library_->descriptor();
   DeliveryOutcome result;
-  if (p.on_deliver == nullptr) {
-    // Sans-I/O plugins need the host transport; build_registry refuses them until it exists.
-    result.kind = OutcomeKind::retry;
-    result.reason = "host.no_transport";
+  if (transport_ == nullptr) {
+    result.reason = "host.no_transport";  // build_registry refuses such a channel; kept as a guard
     return result;
   }
-  tayori_status st = p.on_deliver(instance_, &d, &out);
-  reason[sizeof reason - 1] = '\0';
-  provider_id[sizeof provider_id - 1] = '\0';
-  result.reason = reason;
-  result.provider_message_id = provider_id;
-  if (st != TAYORI_OK) {
-    result.kind = OutcomeKind::retry;
-    if (result.reason.empty()) result.reason = "plugin_error";
+  // 1. The plugin builds its requests; the host copies them (plugin.h: valid only during the call).
+  struct Collected {
+    std::vector<transport::Request> http;
+    std::string refused;
+  } collected;
+  tayori_request_sink sink{&collected, [](void* ctx, const tayori_request* r) -> tayori_status {
+                             auto* c = static_cast<Collected*>(ctx);
+                             if (r->kind != TAYORI_REQUEST_HTTP) {
+                               c->refused = "host.smtp_unsupported: this host build sends HTTP requests only";
+                               return TAYORI_INVALID;
+                             }
+                             transport::Request req;
+                             req.method = std::string(text(r->method));
+                             req.url = std::string(text(r->url));
+                             for (size_t i = 0; i < r->header_count; ++i)
+                               req.headers.emplace_back(text(r->headers[i].key), text(r->headers[i].value));
+                             req.body = std::string(text(r->body));
+                             c->http.push_back(std::move(req));
+                             return TAYORI_OK;
+                           }};
+  char error[512] = {0};
+  tayori_status st = p.on_build(instance_, &d, &sink, tayori_error_buf{error, sizeof error});
+  if (st != TAYORI_OK || collected.http.empty()) {
+    // Nothing was sent: what the plugin cannot build now it will not build on a retry either.
+    result.kind = OutcomeKind::permanent;
+    result.reason = !collected.refused.empty() ? collected.refused
+                    : error[0]                 ? std::string("plugin_error: build: ") + error
+                                               : "plugin_error: build produced no request";
     return result;
   }
-  switch (out.kind) {
-    case TAYORI_OUTCOME_DELIVERED: result.kind = OutcomeKind::delivered; break;
-    case TAYORI_OUTCOME_PERMANENT: result.kind = OutcomeKind::permanent; break;
-    case TAYORI_OUTCOME_RETRY: result.kind = OutcomeKind::retry; break;
-    default:
-      result.kind = OutcomeKind::retry;
-      result.reason = "plugin_error: unknown outcome kind " + std::to_string(static_cast<int>(out.kind));
+  // 2. Send each request in turn (this worker waits; the transport thread does the I/O). The first
+  //    answer that is not "delivered" decides.
+  for (auto& req : collected.http) {
+    std::promise<transport::Response> answered;
+    auto future = answered.get_future();
+    transport_->submit(std::move(req), [&answered](transport::Response r) { answered.set_value(std::move(r)); });
+    transport::Response r = future.get();
+    // 3. The plugin reads the provider's answer.
+    std::vector<tayori_kv> headers;
+    for (auto& [k, v] : r.headers) headers.push_back({view(k), view(v)});
+    tayori_response resp{};
+    resp.struct_size = sizeof resp;
+    resp.transport_error = r.transport_error;
+    resp.transport_error_text = view(r.error_text);
+    resp.status = r.status;
+    resp.headers = headers.data();
+    resp.header_count = headers.size();
+    resp.body = view(r.body);
+    OutcomeBuffers buffers;
+    result = to_outcome(p.on_classify(instance_, &d, &resp, &buffers.out), buffers.out);
+    if (result.kind != OutcomeKind::delivered) return result;
   }
-  // A provider's Retry-After is honoured, within reason: a day at most, so a bad value cannot park a message.
-  result.retry_after_ms = std::clamp<int64_t>(out.retry_after_ms, 0, 86'400'000);
-  result.deactivate_contact = out.deactivate_contact != 0;
   return result;
 }
 
@@ -335,7 +410,7 @@ std::vector<std::pair<std::string, std::string>> check_settings(const config::Co
   return out;
 }
 
-RegistryResult build_registry(const config::Config& config, const Clock& clock) {
+RegistryResult build_registry(const config::Config& config, const Clock& clock, transport::HttpTransport* transport) {
   RegistryResult result;
   auto registry = std::make_unique<Registry>();
   std::map<std::string, std::shared_ptr<Library>> libraries;
@@ -359,10 +434,10 @@ RegistryResult build_registry(const config::Config& config, const Clock& clock) 
       }
     }
     const tayori_plugin& p = lib->descriptor();
-    if (lib->sans_io() && p.on_deliver == nullptr) {
+    if (lib->sans_io() && p.on_deliver == nullptr && transport == nullptr) {
       result.errors.push_back({config.file, ch.at, path_key + ".plugin",
                                "plugin " + std::string(p.name) +
-                                   " is sans-I/O (on_build/on_classify) and this host build has no outbound transport"});
+                                   " is sans-I/O (on_build/on_classify) and no outbound transport was given"});
       continue;
     }
     size_t errors_before = result.errors.size();
@@ -374,7 +449,7 @@ RegistryResult build_registry(const config::Config& config, const Clock& clock) 
                                "plugin " + std::string(p.name) + " has no default contact: say which recipient contact it uses"});
       continue;
     }
-    auto channel = std::make_unique<Channel>(ch.name, contact, lib, clock);
+    auto channel = std::make_unique<Channel>(ch.name, contact, lib, clock, transport);
     std::string error;
     if (!channel->create(settings, error)) {
       result.errors.push_back({config.file, ch.settings_at, path_key + ".settings", error});

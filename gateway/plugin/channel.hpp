@@ -14,6 +14,10 @@
 #include "common/time.hpp"
 #include "config/config.hpp"
 
+namespace tayori::transport {
+class HttpTransport;
+}
+
 namespace tayori::plugin {
 
 // A plugin library held open for as long as any channel uses it.
@@ -70,7 +74,9 @@ struct DeliveryOutcome {
 // One configured channel: a plugin instance with its name and the recipient contact it uses.
 class Channel {
  public:
-  Channel(std::string name, std::string contact, std::shared_ptr<Library> library, const Clock& clock);
+  // `transport` (may be null) carries the requests of a sans-I/O plugin; it must outlive the channel.
+  Channel(std::string name, std::string contact, std::shared_ptr<Library> library, const Clock& clock,
+          transport::HttpTransport* transport = nullptr);
   ~Channel();
   Channel(const Channel&) = delete;
   Channel& operator=(const Channel&) = delete;
@@ -87,10 +93,14 @@ class Channel {
   bool ready() const { return instance_ != nullptr; }
 
  private:
+  // The sans-I/O path: on_build -> the host transport -> on_classify, for each request the plugin built.
+  DeliveryOutcome deliver_through_transport(const tayori_delivery& delivery);
+
   std::string name_;
   std::string contact_;
   std::shared_ptr<Library> library_;
   const Clock& clock_;
+  transport::HttpTransport* transport_;
   tayori_host host_{};
   void* instance_ = nullptr;
 };
@@ -112,7 +122,9 @@ struct RegistryResult {
 
 // Loads every configured channel's plugin, checks its settings against the plugin's declared map
 // (unknown keys, missing required ones, types) and creates the instances. Errors carry YAML places.
-RegistryResult build_registry(const config::Config& config, const Clock& clock);
+// `transport` (may be null) serves sans-I/O plugins; without one they are refused.
+RegistryResult build_registry(const config::Config& config, const Clock& clock,
+                              transport::HttpTransport* transport = nullptr);
 
 // Checks one channel's settings against a declared map; returns the normalised values (defaults applied,
 // durations in milliseconds) and appends problems to `errors`.

@@ -1,0 +1,126 @@
+// The sans-I/O path end to end inside the process: a plugin builds an HTTP request, the host transport
+// (libcurl multi) sends it to a real local HTTP server, and the plugin classifies the real answer.
+#include <gtest/gtest.h>
+
+#include <mutex>
+#include <nlohmann/json.hpp>
+
+#include "api/http_server.hpp"
+#include "config/config.hpp"
+#include "plugin/channel.hpp"
+#include "transport/http_transport.hpp"
+
+namespace tayori::plugin {
+namespace {
+
+// A provider stand-in: answers by the recipient number, records what it received.
+class Provider final : public api::Handler {
+ public:
+  void handle(api::HttpRequest request, api::Responder respond) override {
+    {
+      std::lock_guard lock(mutex_);
+      received.push_back(request);
+    }
+    auto body = nlohmann::json::parse(request.body, nullptr, false);
+    std::string to = body.is_object() ? body.value("to", "") : "";
+    api::HttpResponse r;
+    if (to == "+819000000429") {
+      r.status = 429;
+      r.headers.emplace_back("Retry-After", "7");
+    } else if (to == "+819000000404") {
+      r.status = 404;
+    } else if (to == "+819000000503") {
+      r.status = 503;
+    } else {
+      r.status = 200;
+      r.headers.emplace_back("X-Message-Id", "prov-" + body.value("message_id", ""));
+    }
+    respond(r);
+  }
+  std::mutex mutex_;
+  std::vector<api::HttpRequest> received;
+};
+
+class SansIoChannel : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    server_ = std::make_unique<api::HttpServer>(provider_, api::ServerLimits{}, 1);
+    port_ = server_->start("127.0.0.1", 0);
+    registry_ = build("http://127.0.0.1:" + std::to_string(port_), &transport_);
+    ASSERT_TRUE(registry_.registry) << registry_.errors.at(0).to_string();
+  }
+  void TearDown() override { server_->stop(0); }
+
+  RegistryResult build(const std::string& url, transport::HttpTransport* transport) {
+    std::string yaml = "api_keys: [{name: t, key_env: K}]\nplugin_dirs: [" TAYORI_FIXTURE_DIR "]\n"
+                       "channels:\n  - name: sms\n    plugin: fixture_http\n    settings:\n      url: " + url + "\n";
+    auto loaded = config::load_string(yaml, "t.yaml", "/tmp", [](const std::string&) { return std::string("k"); });
+    EXPECT_TRUE(loaded.config);
+    return build_registry(*loaded.config, clock_, transport);
+  }
+
+  DeliveryOutcome send(const std::string& to, const std::string& text = "こんにちは") {
+    DeliveryRequest d;
+    d.message_id = "m-" + to;
+    d.delivery_id = "d-" + to;
+    d.contact = to;
+    d.content = {{"text", text}};
+    return registry_.registry->find("sms")->deliver(d);
+  }
+
+  SystemClock clock_;
+  Provider provider_;
+  std::unique_ptr<api::HttpServer> server_;
+  uint16_t port_ = 0;
+  transport::HttpTransport transport_{transport::TransportOptions{}};
+  RegistryResult registry_;
+};
+
+TEST_F(SansIoChannel, BuildsSendsAndClassifiesARealExchange) {
+  DeliveryOutcome o = send("+819012345678");
+  EXPECT_EQ(o.kind, OutcomeKind::delivered) << o.reason;
+  EXPECT_EQ(o.provider_message_id, "prov-m-+819012345678");
+  ASSERT_EQ(provider_.received.size(), 1u);
+  const api::HttpRequest& r = provider_.received[0];
+  EXPECT_EQ(r.method, "POST");
+  EXPECT_EQ(r.path, "/send");
+  EXPECT_EQ(r.header("authorization"), "Bearer fixture-token");
+  EXPECT_EQ(r.header("idempotency-key"), "d-+819012345678");
+  EXPECT_EQ(nlohmann::json::parse(r.body)["text"], "こんにちは");
+}
+
+TEST_F(SansIoChannel, ProviderAnswersBecomeOutcomes) {
+  DeliveryOutcome throttled = send("+819000000429");
+  EXPECT_EQ(throttled.kind, OutcomeKind::retry);
+  EXPECT_EQ(throttled.retry_after_ms, 7000);
+  DeliveryOutcome dead = send("+819000000404");
+  EXPECT_EQ(dead.kind, OutcomeKind::permanent);
+  EXPECT_TRUE(dead.deactivate_contact);
+  DeliveryOutcome down = send("+819000000503");
+  EXPECT_EQ(down.kind, OutcomeKind::retry);
+  EXPECT_EQ(down.reason, "http.503");
+}
+
+TEST_F(SansIoChannel, ABuildFailureIsPermanentAndSendsNothing) {
+  DeliveryOutcome o = send("+819012345678", "build_fails");
+  EXPECT_EQ(o.kind, OutcomeKind::permanent);
+  EXPECT_EQ(o.reason, "plugin_error: build: text: refused");
+  EXPECT_TRUE(provider_.received.empty());
+}
+
+TEST_F(SansIoChannel, AnUnreachableProviderIsATransportRetry) {
+  registry_ = build("http://127.0.0.1:1", &transport_);  // nothing listens on port 1: refused at once
+  ASSERT_TRUE(registry_.registry);
+  DeliveryOutcome o = send("+819012345678");
+  EXPECT_EQ(o.kind, OutcomeKind::retry);
+  EXPECT_EQ(o.reason.rfind("http.transport: ", 0), 0u) << o.reason;
+}
+
+TEST_F(SansIoChannel, WithoutATransportASansIoPluginIsRefused) {
+  RegistryResult r = build("http://127.0.0.1:1", nullptr);
+  ASSERT_FALSE(r.registry);
+  EXPECT_NE(r.errors.at(0).message.find("sans-I/O"), std::string::npos) << r.errors.at(0).to_string();
+}
+
+}  // namespace
+}  // namespace tayori::plugin
