@@ -32,6 +32,7 @@ struct Loaded {
   // Declared before the channels: they send through it, so it must outlive them.
   std::unique_ptr<transport::HttpTransport> transport;
   std::unique_ptr<plugin::Registry> channels;
+  std::unique_ptr<render::TemplateStore> templates;  // null: no templates configured
 };
 
 std::unique_ptr<render::TemplateStore> load_templates(const config::Config& config) {
@@ -51,7 +52,8 @@ std::optional<Loaded> load(const std::string& path, const Clock& clock) {
     return std::nullopt;
   }
   // Templates are checked with the rest, so a broken one is refused before the gateway starts.
-  if (!result.config->templates.dir.empty() && !load_templates(*result.config)) return std::nullopt;
+  std::unique_ptr<render::TemplateStore> templates;
+  if (!result.config->templates.dir.empty() && !(templates = load_templates(*result.config))) return std::nullopt;
   // The host owns outbound I/O for sans-I/O plugins (ARCHITECTURE.md §3); TLS verification stays on.
   auto transport = std::make_unique<transport::HttpTransport>(transport::TransportOptions{});
   auto registry = plugin::build_registry(*result.config, clock, transport.get());
@@ -59,22 +61,7 @@ std::optional<Loaded> load(const std::string& path, const Clock& clock) {
     print(registry.errors);
     return std::nullopt;
   }
-  return Loaded{std::move(*result.config), std::move(transport), std::move(registry.registry)};
-}
-
-bool split_host_port(const std::string& listen, std::string& host, uint16_t& port) {
-  auto colon = listen.rfind(':');
-  if (colon == std::string::npos) return false;
-  host = listen.substr(0, colon);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-  try {
-    int p = std::stoi(listen.substr(colon + 1));
-    if (p < 0 || p > 65535) return false;
-    port = static_cast<uint16_t>(p);
-  } catch (const std::exception&) {
-    return false;
-  }
-  return !host.empty();
+  return Loaded{std::move(*result.config), std::move(transport), std::move(registry.registry), std::move(templates)};
 }
 
 }  // namespace
@@ -127,8 +114,7 @@ int serve(const ServeOptions& options) {
   if (options.data_dir) config.store.data_dir = *options.data_dir;
   std::string host;
   uint16_t port = 0;
-  if (std::string problem = config::check_listen(config.server.listen);
-      !problem.empty() || !split_host_port(config.server.listen, host, port)) {
+  if (std::string problem = config::check_listen(config.server.listen, &host, &port); !problem.empty()) {
     std::cerr << "--listen: " << problem << "\n";
     return 2;
   }
@@ -149,13 +135,12 @@ int serve(const ServeOptions& options) {
   if (int n = store->requeue_in_flight(clock.now_ms()); n > 0)
     log::info("dispatcher", std::to_string(n) + " deliveries that were in flight at the last stop are queued again");
 
-  std::unique_ptr<render::TemplateStore> templates;
-  if (!config.templates.dir.empty()) templates = load_templates(config);
+  const render::TemplateStore* templates = loaded->templates.get();
   core::Clearance clearance(*store, config.policy, *loaded->channels);
-  core::Dispatcher dispatcher(*store, *loaded->channels, clock, config.dispatcher, clearance, templates.get(),
+  core::Dispatcher dispatcher(*store, *loaded->channels, clock, config.dispatcher, clearance, templates,
                               config.templates.missing_variable_is_error);
   api::Metrics metrics;
-  api::Api api(config, {*store, *loaded->channels, clock, metrics, clearance, templates.get(),
+  api::Api api(config, {*store, *loaded->channels, clock, metrics, clearance, templates,
                         config.templates.missing_variable_is_error, [&] { dispatcher.wake(); },
                         [&] { return dispatcher.in_flight(); }});
   int threads = config.server.threads > 0 ? config.server.threads : static_cast<int>(std::thread::hardware_concurrency());

@@ -31,7 +31,7 @@ Environment process_environment() {
   };
 }
 
-std::string check_listen(const std::string& listen) {
+std::string check_listen(const std::string& listen, std::string* host_out, uint16_t* port_out) {
   auto colon = listen.rfind(':');
   if (colon == std::string::npos || colon == 0) return "must be HOST:PORT, e.g. 127.0.0.1:8787 or [::1]:8787";
   std::string host = listen.substr(0, colon);
@@ -43,6 +43,8 @@ std::string check_listen(const std::string& listen) {
   if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos ||
       std::stoi(port) > 65535)
     return "port \"" + port + "\" must be a number from 0 to 65535";
+  if (host_out) *host_out = host;
+  if (port_out) *port_out = static_cast<uint16_t>(std::stoi(port));
   return {};
 }
 

@@ -103,8 +103,9 @@ LoadResult load_file(const std::string& path, const Environment& env);
 LoadResult load_string(const std::string& yaml, const std::string& file_name, const std::string& base_dir,
                        const Environment& env);
 
-// Empty when `listen` is HOST:PORT with an IP literal host; otherwise what is wrong with it.
-std::string check_listen(const std::string& listen);
+// Empty when `listen` is HOST:PORT with an IP literal host (then `host` and `port`, when given, receive
+// its parts, brackets removed); otherwise what is wrong with it.
+std::string check_listen(const std::string& listen, std::string* host = nullptr, uint16_t* port = nullptr);
 
 // Resolves `path` against `base_dir` unless it is absolute.
 std::string resolve_path(const std::string& base_dir, const std::string& path);
