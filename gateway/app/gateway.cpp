@@ -55,7 +55,12 @@ std::optional<Loaded> load(const std::string& path, const Clock& clock) {
   std::unique_ptr<render::TemplateStore> templates;
   if (!result.config->templates.dir.empty() && !(templates = load_templates(*result.config))) return std::nullopt;
   // The host owns outbound I/O for sans-I/O plugins (ARCHITECTURE.md §3); TLS verification stays on.
-  auto transport = std::make_unique<transport::HttpTransport>(transport::TransportOptions{});
+  transport::TransportOptions outbound;
+  outbound.verify_tls = result.config->outbound.verify_tls;
+  outbound.ca_file = result.config->outbound.ca_file;
+  outbound.connect_timeout_ms = result.config->outbound.connect_timeout_ms;
+  outbound.default_timeout_ms = result.config->outbound.timeout_ms;
+  auto transport = std::make_unique<transport::HttpTransport>(outbound);
   auto registry = plugin::build_registry(*result.config, clock, transport.get());
   if (!registry.registry) {
     print(registry.errors);

@@ -169,7 +169,7 @@ const std::regex kEnvName("^[A-Z_][A-Z0-9_]*$");
 
 void read_server(Reader& r, const YAML::Node& n, ServerConfig& s) {
   if (!n || !r.expect_map(n, "server", {"listen", "threads", "max_body_bytes", "max_batch", "header_timeout",
-                                        "body_timeout", "idle_timeout"}))
+                                        "body_timeout", "idle_timeout", "public_url", "link_secret_env", "link_ttl"}))
     return;
   if (auto v = r.string(n, "listen", "server", false)) {
     std::string problem = check_listen(*v);
@@ -184,6 +184,47 @@ void read_server(Reader& r, const YAML::Node& n, ServerConfig& s) {
   r.duration(n, "header_timeout", "server", 100, s.header_timeout_ms);
   r.duration(n, "body_timeout", "server", 100, s.body_timeout_ms);
   r.duration(n, "idle_timeout", "server", 100, s.idle_timeout_ms);
+  r.duration(n, "link_ttl", "server", 60'000, s.link_ttl_ms);
+  if (auto v = r.string(n, "public_url", "server", false)) {
+    if (!std::regex_match(*v, std::regex("^https?://[^/?#\\s]+(/[^?#\\s]*)?$")))
+      r.error(n["public_url"], "server.public_url", "must be an absolute http(s) URL without query, like https://gw.example.com");
+    else
+      s.public_url = *v;
+  }
+  if (auto v = r.string(n, "link_secret_env", "server", false)) {
+    if (!std::regex_match(*v, kEnvName))
+      r.error(n["link_secret_env"], "server.link_secret_env", "must name an environment variable (A-Z, 0-9, _)");
+    else if (auto secret = r.secret(n["link_secret_env"], *v, "server.link_secret_env"))
+      s.link_secret = *secret;
+  } else if (!s.public_url.empty()) {
+    r.error(n["public_url"], "server.link_secret_env", "is required with public_url: signed links need a key");
+  }
+}
+
+void read_outbound(Reader& r, const YAML::Node& n, const std::string& base_dir, OutboundConfig& o) {
+  if (!n || !r.expect_map(n, "outbound", {"verify_tls", "ca_file", "connect_timeout", "timeout"})) return;
+  if (auto v = r.string(n, "verify_tls", "outbound", false)) {
+    if (*v != "true" && *v != "false")
+      r.error(n["verify_tls"], "outbound.verify_tls", "must be true or false");
+    else
+      o.verify_tls = *v == "true";
+  }
+  if (auto v = r.string(n, "ca_file", "outbound", false)) {
+    o.ca_file = resolve_path(base_dir, *v);
+    if (!std::filesystem::exists(o.ca_file)) r.error(n["ca_file"], "outbound.ca_file", "no such file: " + o.ca_file);
+  }
+  r.duration(n, "connect_timeout", "outbound", 10, o.connect_timeout_ms);
+  r.duration(n, "timeout", "outbound", 10, o.timeout_ms);
+}
+
+// "100/s", "6000/m", "1/s": a rate for a channel's token bucket, in requests per second.
+std::optional<double> parse_rate(const std::string& text) {
+  std::smatch m;
+  if (!std::regex_match(text, m, std::regex("^([0-9]+(\\.[0-9]+)?)\\s*/\\s*(s|m|h)$"))) return std::nullopt;
+  double n = std::stod(m[1].str());
+  double per = m[3] == "s" ? 1 : m[3] == "m" ? 60 : 3600;
+  if (n <= 0) return std::nullopt;
+  return n / per;
 }
 
 void read_store(Reader& r, const YAML::Node& n, StoreConfig& s) {
@@ -242,7 +283,7 @@ void read_channels(Reader& r, const YAML::Node& n, std::vector<ChannelConfig>& c
   for (size_t i = 0; i < n.size(); ++i) {
     std::string path = "channels[" + std::to_string(i) + "]";
     YAML::Node c = n[i];
-    if (!r.expect_map(c, path, {"name", "plugin", "contact", "settings"})) continue;
+    if (!r.expect_map(c, path, {"name", "plugin", "contact", "settings", "concurrency", "rate_limit", "burst"})) continue;
     ChannelConfig ch;
     ch.index = static_cast<int>(i);
     ch.at = where(c);
@@ -255,6 +296,14 @@ void read_channels(Reader& r, const YAML::Node& n, std::vector<ChannelConfig>& c
       ch.name = *v;
     }
     if (auto v = r.string(c, "plugin", path, true)) ch.plugin = *v;
+    r.integer(c, "concurrency", path, 1, 10'000, ch.concurrency);
+    if (auto v = r.string(c, "rate_limit", path, false)) {
+      if (auto rate = parse_rate(*v))
+        ch.rate_per_second = *rate;
+      else
+        r.error(c["rate_limit"], path + ".rate_limit", "must be a rate like 100/s, 600/m or 3600/h");
+    }
+    r.integer(c, "burst", path, 1, 1'000'000, ch.burst);
     if (auto v = r.string(c, "contact", path, false)) {
       // A bare "push" names the list of tokens, never one contact point: say which platform.
       if (!std::regex_match(*v, kContactKind) || *v == "push")
@@ -457,9 +506,10 @@ LoadResult read_document(const YAML::Node& root, const std::string& file, const 
     r.error(Location{1, 1}, "", "the file is empty");
     return {std::nullopt, r.errors};
   }
-  if (r.expect_map(root, "", {"server", "store", "dispatcher", "api_keys", "plugin_dirs", "channels", "policy",
-                              "templates"})) {
+  if (r.expect_map(root, "", {"server", "outbound", "store", "dispatcher", "api_keys", "plugin_dirs", "channels",
+                              "policy", "templates"})) {
     read_server(r, root["server"], c.server);
+    read_outbound(r, root["outbound"], base_dir, c.outbound);
     read_store(r, root["store"], c.store);
     read_dispatcher(r, root["dispatcher"], c.dispatcher);
     read_api_keys(r, root["api_keys"], c.api_keys);

@@ -34,6 +34,19 @@ struct ServerConfig {
   int64_t header_timeout_ms = 10'000;
   int64_t body_timeout_ms = 30'000;
   int64_t idle_timeout_ms = 60'000;
+  // The gateway as recipients and providers reach it (https://gw.example.com), for signed unsubscribe and
+  // response links and provider callbacks. Empty: no such links are made.
+  std::string public_url;
+  std::string link_secret;                     // HMAC key of signed links (from link_secret_env)
+  int64_t link_ttl_ms = 60LL * 86'400'000;     // how long a signed link stays valid
+};
+
+// Outbound connections to providers (the host transport).
+struct OutboundConfig {
+  bool verify_tls = true;
+  std::string ca_file;  // an extra CA bundle (PEM), e.g. a test CA; empty: the system store
+  int64_t connect_timeout_ms = 10'000;
+  int64_t timeout_ms = 30'000;
 };
 
 struct StoreConfig {
@@ -68,6 +81,9 @@ struct ChannelConfig {
   std::string plugin;   // a plugin name looked up in plugin_dirs, or a path to a .so
   std::string contact;  // which recipient contact it uses; empty: the plugin's default
   std::vector<SettingValue> settings;
+  int concurrency = 0;          // requests in flight to the provider at once; 0: the transport default
+  double rate_per_second = 0;   // token-bucket rate limit; 0: none
+  double burst = 0;             // bucket size; 0: one second's worth (at least 1)
   Location at;
   Location settings_at;
   int index = 0;
@@ -82,6 +98,7 @@ struct Config {
   std::string file;      // the YAML file it came from
   std::string base_dir;  // its folder: relative paths resolve against it
   ServerConfig server;
+  OutboundConfig outbound;
   StoreConfig store;
   DispatcherConfig dispatcher;
   std::vector<ApiKey> api_keys;

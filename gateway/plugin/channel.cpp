@@ -164,22 +164,161 @@ DeliveryOutcome to_outcome(tayori_status st, tayori_outcome& out) {
   return result;
 }
 
+// A plugin's request as the transport takes it; empty `problem` when acceptable. Fields appended in ABI
+// 1.1 are read only when the plugin's struct carries them.
+transport::Request to_transport_request(const tayori_request* r, const std::string& pool_key, std::string& problem) {
+  transport::Request req;
+  if (r->kind != TAYORI_REQUEST_HTTP) {
+    problem = "host.smtp_unsupported: this host build sends HTTP requests only";
+    return req;
+  }
+  req.method = std::string(text(r->method));
+  req.url = std::string(text(r->url));
+  for (size_t i = 0; i < r->header_count; ++i) req.headers.emplace_back(text(r->headers[i].key), text(r->headers[i].value));
+  req.body = std::string(text(r->body));
+  req.pool_key = pool_key;
+  return req;
+}
+
+// Sends one request and waits: the calling worker blocks, the transport thread does the I/O.
+transport::Response exchange(transport::HttpTransport& transport, transport::Request req) {
+  std::promise<transport::Response> answered;
+  auto future = answered.get_future();
+  transport.submit(std::move(req), [&answered](transport::Response r) { answered.set_value(std::move(r)); });
+  return future.get();
+}
+
+// Calls `use` with the C view of a transport response (valid only during the call).
+template <class F>
+auto with_response(const transport::Response& r, F&& use) {
+  std::vector<tayori_kv> headers;
+  for (auto& [k, v] : r.headers) headers.push_back({view(k), view(v)});
+  tayori_response resp{};
+  resp.struct_size = sizeof resp;
+  resp.transport_error = r.transport_error;
+  resp.transport_error_text = view(r.error_text);
+  resp.status = r.status;
+  resp.headers = headers.data();
+  resp.header_count = headers.size();
+  resp.body = view(r.body);
+  return use(static_cast<const tayori_response*>(&resp));
+}
+
+void write_out(tayori_out out, std::string_view value) {
+  if (out.write != nullptr) out.write(out.out_ctx, tayori_str{value.data(), value.size()});
+}
+
 }  // namespace
 
-Channel::Channel(std::string name, std::string contact, std::shared_ptr<Library> library, const Clock& clock,
-                 transport::HttpTransport* transport)
+// The ABI 1.1 host services (plugin.h): thin adapters over transport/crypto and the channel's token cache.
+struct Channel::HostServices {
+  static Channel& of(void* ctx) { return *static_cast<Channel*>(ctx); }
+
+  static tayori_status sign_jwt(void*, tayori_str alg, tayori_str header_extra, tayori_str claims, tayori_str pem,
+                                tayori_out jwt, tayori_error_buf error) {
+    auto r = transport::sign_jwt(text(alg), text(header_extra), text(claims), text(pem));
+    if (!r) return fail(error, r.error);
+    write_out(jwt, r.value);
+    return TAYORI_OK;
+  }
+  static tayori_status hmac(void*, tayori_hash hash, tayori_str key, tayori_str data, tayori_out mac,
+                            tayori_error_buf error) {
+    if (hash != TAYORI_HASH_SHA256 && hash != TAYORI_HASH_SHA1) return fail(error, "unknown hash");
+    auto r = hash == TAYORI_HASH_SHA256 ? transport::hmac_sha256(text(key), text(data))
+                                        : transport::hmac_sha1(text(key), text(data));
+    if (!r) return fail(error, r.error);
+    write_out(mac, r.value);
+    return TAYORI_OK;
+  }
+  static void base64(void*, tayori_str bytes, int url_safe, tayori_out out) {
+    write_out(out, url_safe ? transport::base64url_encode(text(bytes)) : transport::base64_encode(text(bytes)));
+  }
+  static int equal(void*, tayori_str a, tayori_str b) { return transport::constant_time_equal(text(a), text(b)) ? 1 : 0; }
+
+  static tayori_status token(void* ctx, tayori_str key, int64_t refresh_before_ms, tayori_mint_fn mint,
+                             void* mint_ctx, tayori_out out, tayori_error_buf error) {
+    Channel& c = of(ctx);
+    if (mint == nullptr) return fail(error, "no mint function");
+    bool transient = false;  // the mint said TAYORI_RETRY_LATER: pass that on, it is not a configuration error
+    auto r = c.tokens_.get(std::string(text(key)), c.clock_.now_ms(), refresh_before_ms,
+                           [&]() -> transport::CryptoResult<transport::MintedToken> {
+                             std::string minted;
+                             int64_t expires = 0;
+                             char why[512] = {0};
+                             tayori_out sink{&minted, [](void* m, tayori_str v) {
+                                               static_cast<std::string*>(m)->assign(v.data ? v.data : "", v.len);
+                                             }};
+                             tayori_status st = mint(mint_ctx, sink, &expires, tayori_error_buf{why, sizeof why});
+                             transient = st == TAYORI_RETRY_LATER;
+                             if (st != TAYORI_OK)
+                               return transport::CryptoResult<transport::MintedToken>::failure(
+                                   why[0] ? why : "the plugin's mint function failed without saying why");
+                             if (minted.empty())
+                               return transport::CryptoResult<transport::MintedToken>::failure("minted an empty token");
+                             return transport::CryptoResult<transport::MintedToken>::success({minted, expires});
+                           });
+    if (!r) {
+      fail(error, r.error);
+      return transient ? TAYORI_RETRY_LATER : TAYORI_ERROR;
+    }
+    write_out(out, r.value);
+    return TAYORI_OK;
+  }
+  static void invalidate(void* ctx, tayori_str key, tayori_str only_if_token) {
+    of(ctx).tokens_.invalidate(std::string(text(key)), text(only_if_token));
+  }
+  static tayori_status exchange_request(void* ctx, const tayori_request* request, tayori_response_fn on_response,
+                                        void* response_ctx) {
+    Channel& c = of(ctx);
+    if (request == nullptr || on_response == nullptr || c.transport_ == nullptr) return TAYORI_INVALID;
+    std::string problem;
+    transport::Request req = to_transport_request(request, c.pool_key(), problem);
+    if (!problem.empty()) {
+      log::write(log::Level::warn, "plugin." + c.name_, "host_exchange refused: " + problem);
+      return TAYORI_INVALID;
+    }
+    transport::Response r = exchange(*c.transport_, std::move(req));
+    with_response(r, [&](const tayori_response* resp) { on_response(response_ctx, resp); });
+    return TAYORI_OK;
+  }
+
+ private:
+  static tayori_status fail(tayori_error_buf error, std::string_view why) {
+    if (error.data != nullptr && error.capacity > 0) {
+      size_t n = std::min(why.size(), error.capacity - 1);
+      std::memcpy(error.data, why.data(), n);
+      error.data[n] = '\0';
+    }
+    return TAYORI_ERROR;
+  }
+};
+
+Channel::Channel(std::string name, std::string contact, std::shared_ptr<Library> library, const ChannelHost& host)
     : name_(std::move(name)),
       contact_(std::move(contact)),
       library_(std::move(library)),
-      clock_(clock),
-      transport_(transport) {
+      clock_(host.clock),
+      transport_(host.transport),
+      links_(host.links),
+      link_ttl_ms_(host.link_ttl_ms) {
   host_.struct_size = sizeof host_;
   host_.abi_major = TAYORI_ABI_MAJOR;
   host_.abi_minor = TAYORI_ABI_MINOR;
   host_.host_ctx = this;
   host_.host_log = &host_log;
   host_.host_now_ms = [](void* ctx) -> int64_t { return static_cast<Channel*>(ctx)->clock_.now_ms(); };
+  host_.host_sign_jwt = &HostServices::sign_jwt;
+  host_.host_hmac = &HostServices::hmac;
+  host_.host_base64 = &HostServices::base64;
+  host_.host_equal_constant_time = &HostServices::equal;
+  host_.host_token = &HostServices::token;
+  host_.host_token_invalidate = &HostServices::invalidate;
+  host_.host_exchange = &HostServices::exchange_request;
 }
+
+Channel::Channel(std::string name, std::string contact, std::shared_ptr<Library> library, const Clock& clock,
+                 transport::HttpTransport* transport)
+    : Channel(std::move(name), std::move(contact), std::move(library), ChannelHost{clock, transport, {}, 0}) {}
 
 Channel::~Channel() {
   if (instance_ != nullptr) library_->descriptor().on_destroy(instance_);
@@ -206,6 +345,15 @@ bool Channel::create(const std::vector<std::pair<std::string, std::string>>& set
 DeliveryOutcome Channel::deliver(const DeliveryRequest& r) {
   std::vector<tayori_kv> content;
   for (auto& [k, v] : r.content) content.push_back({view(k), view(v)});
+  // Links back to the gateway: one-click unsubscribe for marketing only (RFC 8058 concerns bulk mail;
+  // transactional mail must not offer an opt-out of itself), and this channel's inbound endpoint.
+  std::string unsubscribe_url, callback_url;
+  if (links_.enabled()) {
+    if (r.marketing)
+      unsubscribe_url = links_.url({links::LinkKind::unsubscribe, r.message_id, name_, "",
+                                    (clock_.now_ms() + link_ttl_ms_) / 1000});
+    callback_url = links_.public_url() + "/inbound/" + library_->descriptor().name + "/" + name_;
+  }
   tayori_delivery d{};
   d.struct_size = sizeof d;
   d.message_id = view(r.message_id);
@@ -222,6 +370,8 @@ DeliveryOutcome Channel::deliver(const DeliveryRequest& r) {
   d.content = content.data();
   d.content_count = content.size();
   d.metadata_json = view(r.metadata_json);
+  d.unsubscribe_url = view(unsubscribe_url);
+  d.callback_url = view(callback_url);
 
   const tayori_plugin& p = library_->descriptor();
   if (p.on_deliver == nullptr) return deliver_through_transport(d);
@@ -238,54 +388,45 @@ DeliveryOutcome Channel::deliver_through_transport(const tayori_delivery& d) {
   }
   // 1. The plugin builds its requests; the host copies them (plugin.h: valid only during the call).
   struct Collected {
-    std::vector<transport::Request> http;
+    std::string pool_key;
+    std::vector<transport::Request> requests;
     std::string refused;
-  } collected;
+  } collected{pool_key(), {}, {}};
   tayori_request_sink sink{&collected, [](void* ctx, const tayori_request* r) -> tayori_status {
                              auto* c = static_cast<Collected*>(ctx);
-                             if (r->kind != TAYORI_REQUEST_HTTP) {
-                               c->refused = "host.smtp_unsupported: this host build sends HTTP requests only";
+                             std::string problem;
+                             transport::Request req = to_transport_request(r, c->pool_key, problem);
+                             if (!problem.empty()) {
+                               c->refused = problem;
                                return TAYORI_INVALID;
                              }
-                             transport::Request req;
-                             req.method = std::string(text(r->method));
-                             req.url = std::string(text(r->url));
-                             for (size_t i = 0; i < r->header_count; ++i)
-                               req.headers.emplace_back(text(r->headers[i].key), text(r->headers[i].value));
-                             req.body = std::string(text(r->body));
-                             c->http.push_back(std::move(req));
+                             c->requests.push_back(std::move(req));
                              return TAYORI_OK;
                            }};
   char error[512] = {0};
   tayori_status st = p.on_build(instance_, &d, &sink, tayori_error_buf{error, sizeof error});
-  if (st != TAYORI_OK || collected.http.empty()) {
-    // Nothing was sent: what the plugin cannot build now it will not build on a retry either.
+  if (st != TAYORI_OK || collected.requests.empty()) {
+    // Nothing was sent: what the plugin cannot build now it will not build on a retry either -- unless it
+    // says TAYORI_RETRY_LATER (a prerequisite such as an OAuth grant failed for a transient reason).
+    if (st == TAYORI_RETRY_LATER) {
+      result.kind = OutcomeKind::retry;
+      result.reason = error[0] ? std::string(error) : "plugin: build: retry later";
+      return result;
+    }
     result.kind = OutcomeKind::permanent;
     result.reason = !collected.refused.empty() ? collected.refused
                     : error[0]                 ? std::string("plugin_error: build: ") + error
                                                : "plugin_error: build produced no request";
     return result;
   }
-  // 2. Send each request in turn (this worker waits; the transport thread does the I/O). The first
-  //    answer that is not "delivered" decides.
-  for (auto& req : collected.http) {
-    std::promise<transport::Response> answered;
-    auto future = answered.get_future();
-    transport_->submit(std::move(req), [&answered](transport::Response r) { answered.set_value(std::move(r)); });
-    transport::Response r = future.get();
+  // 2. Send each request in turn. The first answer that is not "delivered" decides.
+  for (auto& req : collected.requests) {
+    transport::Response r = exchange(*transport_, std::move(req));
     // 3. The plugin reads the provider's answer.
-    std::vector<tayori_kv> headers;
-    for (auto& [k, v] : r.headers) headers.push_back({view(k), view(v)});
-    tayori_response resp{};
-    resp.struct_size = sizeof resp;
-    resp.transport_error = r.transport_error;
-    resp.transport_error_text = view(r.error_text);
-    resp.status = r.status;
-    resp.headers = headers.data();
-    resp.header_count = headers.size();
-    resp.body = view(r.body);
     OutcomeBuffers buffers;
-    result = to_outcome(p.on_classify(instance_, &d, &resp, &buffers.out), buffers.out);
+    result = with_response(r, [&](const tayori_response* resp) {
+      return to_outcome(p.on_classify(instance_, &d, resp, &buffers.out), buffers.out);
+    });
     if (result.kind != OutcomeKind::delivered) return result;
   }
   return result;
@@ -414,6 +555,8 @@ RegistryResult build_registry(const config::Config& config, const Clock& clock, 
   RegistryResult result;
   auto registry = std::make_unique<Registry>();
   std::map<std::string, std::shared_ptr<Library>> libraries;
+  ChannelHost host{clock, transport, {}, config.server.link_ttl_ms};
+  if (!config.server.public_url.empty()) host.links = links::LinkSigner(config.server.public_url, config.server.link_secret);
   for (const auto& ch : config.channels) {
     std::string path_key = "channels[" + std::to_string(ch.index) + "]";
     std::string searched;
@@ -449,7 +592,15 @@ RegistryResult build_registry(const config::Config& config, const Clock& clock, 
                                "plugin " + std::string(p.name) + " has no default contact: say which recipient contact it uses"});
       continue;
     }
-    auto channel = std::make_unique<Channel>(ch.name, contact, lib, clock, transport);
+    auto channel = std::make_unique<Channel>(ch.name, contact, lib, host);
+    if (transport != nullptr && (ch.concurrency > 0 || ch.rate_per_second > 0)) {
+      transport::PoolOptions pool;
+      pool.max_concurrent = ch.concurrency;
+      if (ch.rate_per_second > 0)
+        pool.rate_limiter = std::make_shared<transport::TokenBucket>(
+            ch.rate_per_second, ch.burst > 0 ? ch.burst : std::max(1.0, ch.rate_per_second));
+      transport->configure_pool(channel->pool_key(), pool);
+    }
     std::string error;
     if (!channel->create(settings, error)) {
       result.errors.push_back({config.file, ch.settings_at, path_key + ".settings", error});

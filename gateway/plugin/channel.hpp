@@ -14,6 +14,9 @@
 #include "common/time.hpp"
 #include "config/config.hpp"
 
+#include "links/links.hpp"
+#include "transport/crypto.hpp"
+
 namespace tayori::transport {
 class HttpTransport;
 }
@@ -63,6 +66,15 @@ struct DeliveryRequest {
   std::string metadata_json = "{}";
 };
 
+// What the host gives every channel beyond its plugin: the clock, the outbound transport (may be null:
+// then sans-I/O plugins are refused), and the signer of links back to the gateway.
+struct ChannelHost {
+  const Clock& clock;
+  transport::HttpTransport* transport = nullptr;
+  links::LinkSigner links;  // disabled when no public URL is configured
+  int64_t link_ttl_ms = 60LL * 86'400'000;
+};
+
 struct DeliveryOutcome {
   OutcomeKind kind = OutcomeKind::retry;
   std::string reason;
@@ -74,7 +86,9 @@ struct DeliveryOutcome {
 // One configured channel: a plugin instance with its name and the recipient contact it uses.
 class Channel {
  public:
-  // `transport` (may be null) carries the requests of a sans-I/O plugin; it must outlive the channel.
+  // `host.transport` (may be null) carries the requests of a sans-I/O plugin; it must outlive the channel.
+  Channel(std::string name, std::string contact, std::shared_ptr<Library> library, const ChannelHost& host);
+  // A channel without links (tests).
   Channel(std::string name, std::string contact, std::shared_ptr<Library> library, const Clock& clock,
           transport::HttpTransport* transport = nullptr);
   ~Channel();
@@ -91,6 +105,12 @@ class Channel {
   const std::string& contact() const { return contact_; }
   const Library& library() const { return *library_; }
   bool ready() const { return instance_ != nullptr; }
+  // The pool its requests share in the transport (its concurrency and rate limits apply to it).
+  std::string pool_key() const { return "channel:" + name_; }
+  // Tokens minted through host_token (for tests and metrics).
+  uint64_t tokens_minted() const { return tokens_.mint_count(); }
+
+  struct HostServices;  // the tayori_host callbacks; defined in channel.cpp
 
  private:
   // The sans-I/O path: on_build -> the host transport -> on_classify, for each request the plugin built.
@@ -101,6 +121,9 @@ class Channel {
   std::shared_ptr<Library> library_;
   const Clock& clock_;
   transport::HttpTransport* transport_;
+  links::LinkSigner links_;
+  int64_t link_ttl_ms_;
+  transport::TokenCache tokens_;
   tayori_host host_{};
   void* instance_ = nullptr;
 };
@@ -122,7 +145,8 @@ struct RegistryResult {
 
 // Loads every configured channel's plugin, checks its settings against the plugin's declared map
 // (unknown keys, missing required ones, types) and creates the instances. Errors carry YAML places.
-// `transport` (may be null) serves sans-I/O plugins; without one they are refused.
+// `transport` (may be null) serves sans-I/O plugins; without one they are refused. Each channel's
+// concurrency and rate limit from the YAML are set on its transport pool.
 RegistryResult build_registry(const config::Config& config, const Clock& clock,
                               transport::HttpTransport* transport = nullptr);
 

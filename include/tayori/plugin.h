@@ -28,6 +28,10 @@
  * on_destroy are never concurrent with anything else on that instance.
  *
  * Strings: tayori_str is a pointer + length, UTF-8, NOT necessarily NUL-terminated.
+ *
+ * History: 1.0 the first contract. 1.1 host services (JWT signing, HMAC, base64, constant-time compare,
+ * a token cache, a synchronous exchange for prerequisite calls such as an OAuth grant), the delivery's
+ * unsubscribe and callback URLs, and SMTP credentials / plaintext opt-in on a request.
  */
 #ifndef TAYORI_PLUGIN_H
 #define TAYORI_PLUGIN_H
@@ -40,7 +44,7 @@ extern "C" {
 #endif
 
 #define TAYORI_ABI_MAJOR 1
-#define TAYORI_ABI_MINOR 0
+#define TAYORI_ABI_MINOR 1
 
 /* The one symbol a plugin exports: const tayori_plugin* tayori_plugin_entry(void). */
 #define TAYORI_PLUGIN_ENTRY_SYMBOL "tayori_plugin_entry"
@@ -69,7 +73,11 @@ typedef struct tayori_kv {
 typedef enum tayori_status {
   TAYORI_OK = 0,
   TAYORI_ERROR = 1,   /* the plugin wrote a message into its error buffer */
-  TAYORI_INVALID = 2  /* the input (settings, delivery, inbound request) is unacceptable */
+  TAYORI_INVALID = 2, /* the input (settings, delivery, inbound request) is unacceptable */
+  /* 1.1, from on_build only: nothing can be built now for a transient reason (an OAuth grant timed out or
+   * was answered 5xx); the host retries with its backoff. The message says why. A 1.0 host treats it as
+   * an error, i.e. permanent for that channel. */
+  TAYORI_RETRY_LATER = 3
 } tayori_status;
 
 /* A host-owned buffer into which a plugin writes a NUL-terminated message, truncated to capacity.
@@ -111,8 +119,32 @@ typedef enum tayori_log_level {
   TAYORI_LOG_ERROR = 3
 } tayori_log_level;
 
-/* Services the host offers a plugin instance. Later minors append services (JWT signing, HMAC, token
- * cache); check struct_size before using a field beyond those of the minor you compiled against.
+/* Where the host puts a value it produces for the plugin (a signature, a token, an encoding). The host
+ * calls `write` at most once, with bytes valid only during that call: copy them.
+ * OWNERSHIP: plugin owns; valid for the duration of the host_* call it is passed to. */
+typedef struct tayori_out {
+  void* out_ctx;
+  void (*write)(void* out_ctx, tayori_str value);
+} tayori_out;
+
+typedef enum tayori_hash {
+  TAYORI_HASH_SHA256 = 0, /* LINE webhook signatures */
+  TAYORI_HASH_SHA1 = 1    /* Twilio request signatures */
+} tayori_hash;
+
+/* Mints a bearer token for host_token: writes it to `token` and its absolute expiry (host clock, ms since
+ * the epoch) to *expires_at_ms. May call host_sign_jwt and host_exchange. Called with the cache entry
+ * locked, so concurrent deliveries mint once. Returns TAYORI_RETRY_LATER for a transient failure (the
+ * grant endpoint timed out or answered 5xx), TAYORI_ERROR for one that retrying will not mend. */
+typedef tayori_status (*tayori_mint_fn)(void* mint_ctx, tayori_out token, int64_t* expires_at_ms,
+                                        tayori_error_buf error);
+
+struct tayori_request;
+struct tayori_response;
+typedef void (*tayori_response_fn)(void* response_ctx, const struct tayori_response* response);
+
+/* Services the host offers a plugin instance. Later minors append services: check struct_size (or
+ * abi_minor) before using a field beyond those of the minor you compiled against.
  * OWNERSHIP: host owns; valid from on_create until on_destroy returns. */
 typedef struct tayori_host {
   uint32_t struct_size;
@@ -122,7 +154,41 @@ typedef struct tayori_host {
   void (*host_log)(void* host_ctx, tayori_log_level level, tayori_str message);
   /* Milliseconds since the Unix epoch on the host's clock (injected in tests; use it, not time()). */
   int64_t (*host_now_ms)(void* host_ctx);
+
+  /* ---- 1.1: signing helpers over OpenSSL, so no plugin hand-rolls crypto ---- */
+  /* A compact JWS (RFC 7515/7519). alg "RS256" (FCM's OAuth grant) or "ES256" (APNs provider token, R||S
+   * signature per RFC 7518 §3.4). Header {"alg","typ":"JWT"} merged with header_extra_json (an object,
+   * e.g. {"kid":"…"}, or empty); claims_json must be an object; the key is PEM (PKCS#8 or traditional). */
+  tayori_status (*host_sign_jwt)(void* host_ctx, tayori_str alg, tayori_str header_extra_json,
+                                 tayori_str claims_json, tayori_str pem_private_key, tayori_out jwt,
+                                 tayori_error_buf error);
+  /* Raw HMAC bytes (32 for SHA-256, 20 for SHA-1). */
+  tayori_status (*host_hmac)(void* host_ctx, tayori_hash hash, tayori_str key, tayori_str data, tayori_out mac,
+                             tayori_error_buf error);
+  /* RFC 4648 §4 (url_safe == 0, padded) or §5 (url_safe != 0, unpadded). */
+  void (*host_base64)(void* host_ctx, tayori_str bytes, int url_safe, tayori_out text);
+  /* Non-zero when a and b are identical; the comparison of contents takes constant time (signatures). */
+  int (*host_equal_constant_time)(void* host_ctx, tayori_str a, tayori_str b);
+  /* The cached bearer token under `key` (scoped to this channel instance). While host_now_ms() <
+   * expires_at - refresh_before_ms the cached one is returned; otherwise `mint` is called once, even when
+   * many deliveries ask at the same moment. If a re-mint fails but the old token has not expired yet, the
+   * old one is returned. A mint that returns TAYORI_RETRY_LATER makes this return TAYORI_RETRY_LATER. */
+  tayori_status (*host_token)(void* host_ctx, tayori_str key, int64_t refresh_before_ms, tayori_mint_fn mint,
+                              void* mint_ctx, tayori_out token, tayori_error_buf error);
+  /* Forgets the cached token under `key` (a provider said it expired: APNs ExpiredProviderToken, HTTP 401).
+   * With a non-empty only_if_token, forgets it only while it is still that token, so a burst of requests
+   * refused with one stale token causes a single re-mint. */
+  void (*host_token_invalidate)(void* host_ctx, tayori_str key, tayori_str only_if_token);
+  /* Sends one request through the host transport and waits for the answer, which is passed to
+   * on_response before this returns. For prerequisite calls (an OAuth token grant) from on_build,
+   * on_deliver or a mint function; never from on_classify or on_inbound. Returns TAYORI_INVALID when the
+   * request is malformed; a transport failure is reported in the response, with TAYORI_OK. */
+  tayori_status (*host_exchange)(void* host_ctx, const struct tayori_request* request,
+                                 tayori_response_fn on_response, void* response_ctx);
 } tayori_host;
+
+/* The struct_size of an ABI 1.0 host: services beyond host_now_ms are absent when struct_size is this. */
+#define TAYORI_HOST_V1_0_SIZE ((uint32_t)(offsetof(tayori_host, host_now_ms) + sizeof(void*)))
 
 /* ---- Outbound: a delivery and what the plugin makes of it -------------------------------------- */
 
@@ -150,6 +216,14 @@ typedef struct tayori_delivery {
   const tayori_kv* content; /* rendered fields: subject, text, html, title, body, ... */
   size_t content_count;
   tayori_str metadata_json; /* the message's `metadata` object as JSON ("{}" when absent) */
+  /* ---- 1.1 (check struct_size) ---- */
+  /* For marketing deliveries when the gateway has a public URL: https://…/u/<signed token>, the one-click
+   * unsubscribe target (RFC 8058 §3.1: POST "List-Unsubscribe=One-Click" to it; GET shows a page).
+   * Empty for transactional deliveries or without a public URL. */
+  tayori_str unsubscribe_url;
+  /* The public URL of this channel's inbound endpoint (…/inbound/<plugin>/<channel>), for provider
+   * status callbacks (Twilio StatusCallback). Empty without a public URL. */
+  tayori_str callback_url;
 } tayori_delivery;
 
 typedef enum tayori_request_kind {
@@ -170,6 +244,12 @@ typedef struct tayori_request {
   tayori_str mail_from;            /* SMTP envelope sender */
   const tayori_str* mail_rcpt;     /* SMTP envelope recipients */
   size_t mail_rcpt_count;
+  /* ---- 1.1 (the host reads these only when struct_size covers them) ---- */
+  tayori_str username; /* SMTP AUTH user (empty: no AUTH) */
+  tayori_str password; /* SMTP AUTH password */
+  /* SMTP: 0 (the default) requires TLS: STARTTLS on smtp:// (RFC 3207), implicit on smtps:// (RFC 8314).
+   * Non-zero lets smtp:// go without TLS, for a relay on loopback only. */
+  int allow_plaintext;
 } tayori_request;
 
 /* Where on_build puts its requests. OWNERSHIP: host owns; valid for the call. */

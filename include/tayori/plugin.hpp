@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <concepts>
+#include <cstddef>
 #include <cstdio>
 #include <cstring>
 #include <exception>
@@ -25,6 +26,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -45,6 +47,87 @@ inline void copy_to(char* buffer, size_t capacity, std::string_view text) {
 struct Error : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
+// Thrown from build(): nothing can be built now for a transient reason (an OAuth grant timed out); the
+// host retries later instead of giving up on the channel.
+struct RetryLater : Error {
+  using Error::Error;
+};
+
+// True when a struct that starts with `struct_size` carries `member` (it was appended in a later minor).
+#define TAYORI_HAS_FIELD(ptr, member)                                                                         \
+  ((ptr) != nullptr && (ptr)->struct_size >= offsetof(std::remove_cvref_t<decltype(*(ptr))>, member) +       \
+                                                 sizeof((ptr)->member))
+
+inline char ascii_lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
+inline bool iequals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() &&
+         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) { return ascii_lower(x) == ascii_lower(y); });
+}
+
+namespace detail {
+// A tayori_out that copies the host's bytes into a std::string.
+inline tayori_out out_to(std::string& target) {
+  return tayori_out{&target, [](void* ctx, tayori_str v) { static_cast<std::string*>(ctx)->assign(v.data ? v.data : "", v.len); }};
+}
+}  // namespace detail
+
+struct Request {
+  tayori_request_kind kind = TAYORI_REQUEST_HTTP;
+  std::string method = "POST";
+  std::string url;
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+  std::string mail_from;
+  std::vector<std::string> mail_rcpt;
+  std::string username;  // SMTP AUTH
+  std::string password;
+  bool allow_plaintext = false;  // SMTP without TLS: loopback relays only
+
+  // Calls `use` with the C view of this request (valid only during the call).
+  template <class F>
+  decltype(auto) with_raw(F&& use) const {
+    std::vector<tayori_kv> raw_headers;
+    for (auto& [k, v] : headers) raw_headers.push_back({str(k), str(v)});
+    std::vector<tayori_str> rcpt;
+    for (auto& a : mail_rcpt) rcpt.push_back(str(a));
+    tayori_request raw{};
+    raw.struct_size = sizeof raw;
+    raw.kind = kind;
+    raw.method = str(method);
+    raw.url = str(url);
+    raw.headers = raw_headers.data();
+    raw.header_count = raw_headers.size();
+    raw.body = str(body);
+    raw.mail_from = str(mail_from);
+    raw.mail_rcpt = rcpt.data();
+    raw.mail_rcpt_count = rcpt.size();
+    raw.username = str(username);
+    raw.password = str(password);
+    raw.allow_plaintext = allow_plaintext ? 1 : 0;
+    return use(static_cast<const tayori_request*>(&raw));
+  }
+};
+
+// A provider's answer owned by the plugin (what Host::exchange returns).
+struct Exchanged {
+  int transport_error = 0;
+  std::string transport_error_text;
+  int status = 0;
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+
+  bool transport_failed() const { return transport_error != 0; }
+  std::optional<std::string_view> header(std::string_view name) const {
+    for (auto& [k, v] : headers)
+      if (iequals(k, name)) return std::string_view(v);
+    return std::nullopt;
+  }
+};
+
+struct MintedToken {
+  std::string token;
+  int64_t expires_at_ms = 0;  // absolute, on the host clock (Host::now_ms)
+};
 
 class Host {
  public:
@@ -55,7 +138,95 @@ class Host {
   int64_t now_ms() const { return host_ && host_->host_now_ms ? host_->host_now_ms(host_->host_ctx) : 0; }
   const tayori_host* raw() const { return host_; }
 
+  // ---- 1.1 services; each throws Error when the host is older or the operation fails ----
+
+  std::string sign_jwt(std::string_view alg, std::string_view header_extra_json, std::string_view claims_json,
+                       std::string_view pem_private_key) const {
+    require(TAYORI_HAS_FIELD(host_, host_sign_jwt), "host_sign_jwt");
+    std::string jwt;
+    char error[256] = {0};
+    if (host_->host_sign_jwt(host_->host_ctx, str(alg), str(header_extra_json), str(claims_json), str(pem_private_key),
+                             detail::out_to(jwt), tayori_error_buf{error, sizeof error}) != TAYORI_OK)
+      throw Error(std::string("jwt: ") + (error[0] ? error : "signing failed"));
+    return jwt;
+  }
+  std::string hmac(tayori_hash hash, std::string_view key, std::string_view data) const {
+    require(TAYORI_HAS_FIELD(host_, host_hmac), "host_hmac");
+    std::string mac;
+    char error[256] = {0};
+    if (host_->host_hmac(host_->host_ctx, hash, str(key), str(data), detail::out_to(mac),
+                         tayori_error_buf{error, sizeof error}) != TAYORI_OK)
+      throw Error(std::string("hmac: ") + (error[0] ? error : "failed"));
+    return mac;
+  }
+  std::string base64(std::string_view bytes, bool url_safe = false) const {
+    require(TAYORI_HAS_FIELD(host_, host_base64), "host_base64");
+    std::string text;
+    host_->host_base64(host_->host_ctx, str(bytes), url_safe ? 1 : 0, detail::out_to(text));
+    return text;
+  }
+  bool equal_constant_time(std::string_view a, std::string_view b) const {
+    require(TAYORI_HAS_FIELD(host_, host_equal_constant_time), "host_equal_constant_time");
+    return host_->host_equal_constant_time(host_->host_ctx, str(a), str(b)) != 0;
+  }
+  // The cached token under `key`, minted by `mint()` (returning MintedToken) when missing or due.
+  template <class Mint>
+  std::string token(std::string_view key, int64_t refresh_before_ms, Mint&& mint) const {
+    require(TAYORI_HAS_FIELD(host_, host_token), "host_token");
+    struct Ctx {
+      Mint* mint;
+    } ctx{&mint};
+    tayori_mint_fn fn = [](void* c, tayori_out out, int64_t* expires_at_ms, tayori_error_buf err) -> tayori_status {
+      try {
+        MintedToken t = (*static_cast<Ctx*>(c)->mint)();
+        out.write(out.out_ctx, str(t.token));
+        *expires_at_ms = t.expires_at_ms;
+        return TAYORI_OK;
+      } catch (const RetryLater& e) {
+        copy_to(err.data, err.capacity, e.what());
+        return TAYORI_RETRY_LATER;
+      } catch (const std::exception& e) {
+        copy_to(err.data, err.capacity, e.what());
+      } catch (...) {
+        copy_to(err.data, err.capacity, "unknown exception while minting a token");
+      }
+      return TAYORI_ERROR;
+    };
+    std::string token;
+    char error[512] = {0};
+    tayori_status st = host_->host_token(host_->host_ctx, str(key), refresh_before_ms, fn, &ctx, detail::out_to(token),
+                                         tayori_error_buf{error, sizeof error});
+    if (st == TAYORI_RETRY_LATER) throw RetryLater(std::string("token: ") + (error[0] ? error : "minting failed"));
+    if (st != TAYORI_OK) throw Error(std::string("token: ") + (error[0] ? error : "minting failed"));
+    return token;
+  }
+  void invalidate_token(std::string_view key, std::string_view only_if_token = {}) const {
+    require(TAYORI_HAS_FIELD(host_, host_token_invalidate), "host_token_invalidate");
+    host_->host_token_invalidate(host_->host_ctx, str(key), str(only_if_token));
+  }
+  // One request through the host transport, waited for. Only from build, deliver or a mint function.
+  Exchanged exchange(const Request& request) const {
+    require(TAYORI_HAS_FIELD(host_, host_exchange), "host_exchange");
+    Exchanged answer;
+    tayori_response_fn on_response = [](void* ctx, const tayori_response* r) {
+      auto* a = static_cast<Exchanged*>(ctx);
+      a->transport_error = r->transport_error;
+      a->transport_error_text = std::string(view(r->transport_error_text));
+      a->status = r->status;
+      for (size_t i = 0; i < r->header_count; ++i)
+        a->headers.emplace_back(std::string(view(r->headers[i].key)), std::string(view(r->headers[i].value)));
+      a->body = std::string(view(r->body));
+    };
+    tayori_status st = request.with_raw(
+        [&](const tayori_request* raw) { return host_->host_exchange(host_->host_ctx, raw, on_response, &answer); });
+    if (st != TAYORI_OK) throw Error("the host refused the request to " + request.url);
+    return answer;
+  }
+
  private:
+  static void require(bool present, const char* service) {
+    if (!present) throw Error(std::string("this host does not offer ") + service + " (it needs Tayori ABI 1.1)");
+  }
   const tayori_host* host_;
 };
 
@@ -109,6 +280,9 @@ class Delivery {
   std::string_view timezone() const { return view(d_->timezone); }
   int64_t expires_at_ms() const { return d_->expires_at_ms; }
   std::string_view metadata_json() const { return view(d_->metadata_json); }
+  // Empty when the host is older than 1.1, the delivery is transactional, or no public URL is configured.
+  std::string_view unsubscribe_url() const { return TAYORI_HAS_FIELD(d_, unsubscribe_url) ? view(d_->unsubscribe_url) : std::string_view{}; }
+  std::string_view callback_url() const { return TAYORI_HAS_FIELD(d_, callback_url) ? view(d_->callback_url) : std::string_view{}; }
   std::optional<std::string_view> content(std::string_view key) const {
     for (size_t i = 0; i < d_->content_count; ++i)
       if (view(d_->content[i].key) == key) return view(d_->content[i].value);
@@ -160,36 +334,12 @@ struct Outcome {
   }
 };
 
-struct Request {
-  tayori_request_kind kind = TAYORI_REQUEST_HTTP;
-  std::string method = "POST";
-  std::string url;
-  std::vector<std::pair<std::string, std::string>> headers;
-  std::string body;
-  std::string mail_from;
-  std::vector<std::string> mail_rcpt;
-};
-
 class RequestSink {
  public:
   explicit RequestSink(const tayori_request_sink* sink) : sink_(sink) {}
   void add(const Request& r) const {
-    std::vector<tayori_kv> headers;
-    for (auto& [k, v] : r.headers) headers.push_back({str(k), str(v)});
-    std::vector<tayori_str> rcpt;
-    for (auto& a : r.mail_rcpt) rcpt.push_back(str(a));
-    tayori_request raw{};
-    raw.struct_size = sizeof raw;
-    raw.kind = r.kind;
-    raw.method = str(r.method);
-    raw.url = str(r.url);
-    raw.headers = headers.data();
-    raw.header_count = headers.size();
-    raw.body = str(r.body);
-    raw.mail_from = str(r.mail_from);
-    raw.mail_rcpt = rcpt.data();
-    raw.mail_rcpt_count = rcpt.size();
-    if (sink_->host_add_request(sink_->sink_ctx, &raw) != TAYORI_OK) throw Error("the host refused the request to " + r.url);
+    tayori_status st = r.with_raw([&](const tayori_request* raw) { return sink_->host_add_request(sink_->sink_ctx, raw); });
+    if (st != TAYORI_OK) throw Error("the host refused the request to " + r.url);
   }
 
  private:
@@ -205,17 +355,12 @@ class Response {
   std::string_view body() const { return view(r_->body); }
   // Header lookup, case-insensitive (RFC 9110 §5.1).
   std::optional<std::string_view> header(std::string_view name) const {
-    for (size_t i = 0; i < r_->header_count; ++i) {
-      std::string_view k = view(r_->headers[i].key);
-      if (k.size() == name.size() &&
-          std::equal(k.begin(), k.end(), name.begin(), [](char a, char b) { return lower(a) == lower(b); }))
-        return view(r_->headers[i].value);
-    }
+    for (size_t i = 0; i < r_->header_count; ++i)
+      if (iequals(view(r_->headers[i].key), name)) return view(r_->headers[i].value);
     return std::nullopt;
   }
 
  private:
-  static char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
   const tayori_response* r_;
 };
 
@@ -307,6 +452,9 @@ struct Adapter {
       RequestSink s(sink);
       static_cast<T*>(instance)->build(Delivery(d), s);
       return TAYORI_OK;
+    } catch (const RetryLater& e) {
+      fail(err, e.what());
+      return TAYORI_RETRY_LATER;
     } catch (...) {
       fail(err, current_exception_text());
       return TAYORI_ERROR;

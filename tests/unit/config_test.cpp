@@ -241,7 +241,7 @@ TEST(ConfigLoad, ReportsEveryProblemAtOnceWithExactPlaces) {
                   "gw.yaml:9:18: dispatcher.poll_interval: must be at least 10ms",
                   "gw.yaml:12:14: api_keys[0].key_env: environment variable KEY_UP is not set",
                   "gw.yaml:14:11: channels[0].name: must match [a-z][a-z0-9_]* (it appears in messages and metrics)",
-                  "gw.yaml:16:5: channels[0].colour: unknown key (expected one of: name, plugin, contact, settings)"));
+                  "gw.yaml:16:5: channels[0].colour: unknown key (expected one of: name, plugin, contact, settings, concurrency, rate_limit, burst)"));
   // Diagnostics carry their parts separately too.
   ASSERT_FALSE(r.errors.empty());
   for (const auto& d : r.errors) EXPECT_EQ(d.file, "gw.yaml");
@@ -325,15 +325,15 @@ TEST(ConfigLoad, UnknownKeysAreReportedAtEachLevel) {
   EXPECT_THAT(
       diagnostics(r),
       UnorderedElementsAre(
-          "gw.yaml:1:1: colour: unknown key (expected one of: server, store, dispatcher, api_keys, plugin_dirs, "
+          "gw.yaml:1:1: colour: unknown key (expected one of: server, outbound, store, dispatcher, api_keys, plugin_dirs, "
           "channels, policy, templates)",
           "gw.yaml:3:3: server.port: unknown key (expected one of: listen, threads, max_body_bytes, max_batch, "
-          "header_timeout, body_timeout, idle_timeout)",
+          "header_timeout, body_timeout, idle_timeout, public_url, link_secret_env, link_ttl)",
           "gw.yaml:5:3: store.path: unknown key (expected one of: data_dir, retention)",
           "gw.yaml:7:3: dispatcher.retries: unknown key (expected one of: workers, claim_batch, poll_interval, "
           "max_attempts, retry_base)",
           "gw.yaml:11:5: api_keys[0].key: unknown key (expected one of: name, key_env)",
-          "gw.yaml:15:5: channels[0].setting: unknown key (expected one of: name, plugin, contact, settings)"));
+          "gw.yaml:15:5: channels[0].setting: unknown key (expected one of: name, plugin, contact, settings, concurrency, rate_limit, burst)"));
 }
 
 // BUG (core): a key repeated in one mapping is silently ignored. yaml-cpp keeps both pairs and
@@ -673,6 +673,72 @@ TEST(ConfigResolvePath, Table) {
 TEST(ConfigDiagnostic, ToStringOmitsAnEmptyKeyPath) {
   EXPECT_EQ((Diagnostic{"f.yaml", {3, 7}, "a.b", "bad"}).to_string(), "f.yaml:3:7: a.b: bad");
   EXPECT_EQ((Diagnostic{"f.yaml", {1, 1}, "", "the file is empty"}).to_string(), "f.yaml:1:1: the file is empty");
+}
+
+}  // namespace
+}  // namespace tayori::config
+
+// ---- Links, outbound connections and channel limits (issue "Real channels") -------------------------
+
+namespace tayori::config {
+namespace {
+
+TEST(ConfigLoad, PublicUrlLinkSecretOutboundAndChannelLimitsAreRead) {
+  std::string yaml = std::string(
+                         "server:\n"
+                         "  public_url: https://gw.example.com/tayori\n"
+                         "  link_secret_env: LINK_KEY\n"
+                         "  link_ttl: 30d\n"
+                         "outbound:\n"
+                         "  verify_tls: false\n"
+                         "  ca_file: /etc/hostname\n"
+                         "  connect_timeout: 2s\n"
+                         "  timeout: 15s\n") +
+                     kMinimal +
+                     "    concurrency: 8\n"
+                     "    rate_limit: 600/m\n"
+                     "    burst: 20\n";
+  auto env = kMinimalEnv;
+  env["LINK_KEY"] = "k3y";
+  LoadResult r = load(yaml, env_of(env));
+  ASSERT_TRUE(r.config.has_value()) << testing::PrintToString(diagnostics(r));
+  EXPECT_EQ(r.config->server.public_url, "https://gw.example.com/tayori");
+  EXPECT_EQ(r.config->server.link_secret, "k3y");
+  EXPECT_EQ(r.config->server.link_ttl_ms, 30LL * 86'400'000);
+  EXPECT_FALSE(r.config->outbound.verify_tls);
+  EXPECT_EQ(r.config->outbound.ca_file, "/etc/hostname");
+  EXPECT_EQ(r.config->outbound.connect_timeout_ms, 2000);
+  EXPECT_EQ(r.config->outbound.timeout_ms, 15000);
+  EXPECT_EQ(r.config->channels[0].concurrency, 8);
+  EXPECT_DOUBLE_EQ(r.config->channels[0].rate_per_second, 10.0);
+  EXPECT_DOUBLE_EQ(r.config->channels[0].burst, 20.0);
+}
+
+TEST(ConfigLoad, BadLinksOutboundAndLimitsNameTheirKeys) {
+  std::string yaml = std::string(
+                         "server:\n"
+                         "  public_url: ftp://gw.example.com\n"
+                         "outbound:\n"
+                         "  verify_tls: maybe\n"
+                         "  ca_file: /no/such/ca.pem\n") +
+                     kMinimal +
+                     "    concurrency: 0\n"
+                     "    rate_limit: fast\n";
+  LoadResult r = load(yaml, env_of(kMinimalEnv));
+  EXPECT_FALSE(r.config.has_value());
+  EXPECT_THAT(diagnostics(r),
+              testing::UnorderedElementsAre(
+                  testing::HasSubstr("server.public_url: must be an absolute http(s) URL"),
+                  testing::HasSubstr("outbound.verify_tls: must be true or false"),
+                  testing::HasSubstr("outbound.ca_file: no such file: /no/such/ca.pem"),
+                  testing::HasSubstr("channels[0].concurrency: must be between 1 and 10000"),
+                  testing::HasSubstr("channels[0].rate_limit: must be a rate like 100/s")));
+}
+
+TEST(ConfigLoad, APublicUrlNeedsALinkSecret) {
+  LoadResult r = load(std::string("server:\n  public_url: https://gw.example.com\n") + kMinimal, env_of(kMinimalEnv));
+  EXPECT_THAT(diagnostics(r), testing::ElementsAre(testing::HasSubstr(
+                                  "server.link_secret_env: is required with public_url: signed links need a key")));
 }
 
 }  // namespace

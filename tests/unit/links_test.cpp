@@ -1,0 +1,70 @@
+// Signed links back to the gateway (gateway/links): round trip, forgery, expiry, malformed input, size.
+#include <gtest/gtest.h>
+
+#include "links/links.hpp"
+#include "transport/crypto.hpp"
+
+namespace tayori::links {
+namespace {
+
+const LinkSigner kSigner("https://gw.example.com/tayori/", "link-secret");
+
+TEST(Links, RoundTripCarriesEveryClaim) {
+  LinkClaims c{LinkKind::response, "msg-42", "line_jp", "later", 2'000'000'000};
+  Verified v = kSigner.verify(kSigner.token(c), 1'900'000'000);
+  ASSERT_TRUE(v.ok()) << to_string(v.error);
+  EXPECT_EQ(v.claims.kind, LinkKind::response);
+  EXPECT_EQ(v.claims.message_id, "msg-42");
+  EXPECT_EQ(v.claims.channel, "line_jp");
+  EXPECT_EQ(v.claims.option, "later");
+  EXPECT_EQ(v.claims.expires_at_s, 2'000'000'000);
+}
+
+TEST(Links, UrlsPointAtThePublicBaseWithoutADoubleSlash) {
+  LinkClaims u{LinkKind::unsubscribe, "m", "email", "", 2'000'000'000};
+  EXPECT_EQ(kSigner.url(u), "https://gw.example.com/tayori/u/" + kSigner.token(u));
+  LinkClaims r{LinkKind::response, "m", "email", "yes", 2'000'000'000};
+  EXPECT_EQ(kSigner.url(r), "https://gw.example.com/tayori/r/" + kSigner.token(r));
+}
+
+TEST(Links, ExpiredAtTheInstantOfExpiry) {
+  std::string t = kSigner.token({LinkKind::unsubscribe, "m", "email", "", 1000});
+  EXPECT_TRUE(kSigner.verify(t, 999).ok());
+  EXPECT_EQ(kSigner.verify(t, 1000).error, LinkError::expired);
+}
+
+TEST(Links, AnotherSecretOrAnAlteredPayloadIsForged) {
+  LinkClaims c{LinkKind::unsubscribe, "m-1", "email", "", 2'000'000'000};
+  std::string t = kSigner.token(c);
+  EXPECT_EQ(LinkSigner("https://gw", "other").verify(t, 0).error, LinkError::forged);
+  // Same MAC, payload for another message: the MAC no longer matches.
+  std::string other = kSigner.token({LinkKind::unsubscribe, "m-2", "email", "", 2'000'000'000});
+  std::string spliced = other.substr(0, other.find('.')) + t.substr(t.find('.'));
+  EXPECT_EQ(kSigner.verify(spliced, 0).error, LinkError::forged);
+  // A response token is not an unsubscribe token: the kind is inside the MAC.
+  std::string as_response = kSigner.token({LinkKind::response, "m-1", "email", "", 2'000'000'000});
+  EXPECT_NE(as_response, t);
+}
+
+TEST(Links, GarbageIsMalformedNotACrash) {
+  for (std::string bad : {"", ".", "abc", "abc.", ".abc", "!!!.###", "e30.AAAA", "a.b.c"})
+    EXPECT_NE(kSigner.verify(bad, 0).error, LinkError::none) << bad;
+  // A correctly signed payload of the wrong shape is refused as malformed.
+  std::string payload = R"(["x","m","c","",1])";
+  auto mac = transport::hmac_sha256("link-secret", payload).value.substr(0, 16);
+  std::string t = transport::base64url_encode(payload) + "." + transport::base64url_encode(mac);
+  EXPECT_EQ(kSigner.verify(t, 0).error, LinkError::malformed);
+  // Without a secret nothing verifies.
+  EXPECT_EQ(LinkSigner().verify(kSigner.token({LinkKind::unsubscribe, "m", "c", "", 5}), 0).error,
+            LinkError::malformed);
+}
+
+TEST(Links, AResponseTokenForALongIdFitsLinePostbackData) {
+  // LINE postback data is at most 300 characters; a 64-character message id must fit with room to spare.
+  std::string t = kSigner.token({LinkKind::response, std::string(64, 'x'), "line_marketing", "not_interested",
+                                 4'000'000'000});
+  EXPECT_LE(t.size(), 200u);
+}
+
+}  // namespace
+}  // namespace tayori::links
