@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The demo: set up, build, start the gateway on config/demo.yaml (SQLite, three file_sink channels, a
-# policy and a template), play config/demo/messages.json scene by scene, and print what happened to each
-# message and why, then what each channel received.
+# The demo: set up, build, start the provider simulator (tayori-sim) and a local SMTP server, start the
+# gateway on config/demo.yaml (SQLite, five real channel plugins, a policy and a template), play
+# config/demo/messages.json scene by scene, and print what happened to each message and why, then what
+# each provider received.
 #
 # messages.json is a list of steps: {"say": ...} starts a scene, {"do": "METHOD /path", "body": ...} calls
 # the API, anything else is a message for POST /v1/messages. After each message the script waits until
@@ -9,15 +10,50 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup.sh
-bash tools/build.sh --target tayori file_sink >/dev/null
+bash tools/build.sh --target tayori tayori-sim email_smtp sms_twilio line push_fcm push_apns >/dev/null
 
-export TAYORI_API_KEY="demo-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-rm -rf demo-data && mkdir -p demo-data
+random() { head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
+export TAYORI_API_KEY="demo-$(random)" DEMO_LINK_SECRET="$(random)" DEMO_LINE_TOKEN="line-$(random)"
+export DEMO_TWILIO_TOKEN="twilio-$(random)"
+rm -rf demo-data && mkdir -p demo-data/keys demo-data/mail
+
+# Keys and certificates for the stand-ins, made now and never committed: a CA and a 127.0.0.1 certificate for
+# TLS (the simulator's HTTP/2 port and SMTP STARTTLS), an RSA service account for FCM, an EC .p8 key for APNs.
+(
+  cd demo-data/keys
+  ssl() { openssl "$@" >/dev/null 2>&1; }
+  ssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.pem -days 2 -subj '/CN=Tayori demo CA'
+  ssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout server.key -out server.csr -subj '/CN=127.0.0.1'
+  echo "subjectAltName=IP:127.0.0.1" >san.cnf
+  ssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile san.cnf
+  ssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out fcm.key && ssl pkey -in fcm.key -pubout -out fcm.pub
+  ssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out apns.p8 && ssl pkey -in apns.p8 -pubout -out apns.pub
+  jq -n --rawfile key fcm.key '{type: "service_account", project_id: "tayori-demo", private_key_id: "demo-key-1",
+    private_key: $key, client_email: "tayori-demo@tayori-demo.iam.gserviceaccount.com",
+    token_uri: "https://127.0.0.1:8792/token"}' >service-account.json
+)
+build/bin/tayori-sim --listen 127.0.0.1:8791 --listen-h2 127.0.0.1:8792 \
+  --tls-cert demo-data/keys/server.pem --tls-key demo-data/keys/server.key \
+  --line-token "$DEMO_LINE_TOKEN" --fcm-public-key demo-data/keys/fcm.pub \
+  --fcm-client-email tayori-demo@tayori-demo.iam.gserviceaccount.com \
+  --apns-public-key demo-data/keys/apns.pub --apns-key-id DEMOKEY123 --apns-team-id DEMOTEAM12 \
+  --apns-topic jp.example.tayori --twilio-account-sid AC0123456789abcdef0123456789abcdef \
+  --twilio-auth-token "$DEMO_TWILIO_TOKEN" >demo-data/sim.log 2>&1 &
+sim=$!
+# The SMTP server serves until its stdin closes: a sleep holds it open for the demo's lifetime.
+sleep 86400 | /usr/bin/python3 tests/support/smtp_server.py --port 8725 --maildir demo-data/mail \
+  --starttls demo-data/keys/server.pem demo-data/keys/server.key >demo-data/smtp.log 2>&1 &
+smtp=$!
+pid=""
+trap 'kill $pid $sim $smtp 2>/dev/null; pkill -P $$ sleep 2>/dev/null; wait 2>/dev/null || true' EXIT
+for _ in $(seq 100); do
+  grep -q "(h2)" demo-data/sim.log 2>/dev/null && grep -q "^8725" demo-data/smtp.log 2>/dev/null && break
+  sleep 0.1
+done
 build/bin/tayori check-config config/demo.yaml
 
 build/bin/tayori serve --config config/demo.yaml --listen 127.0.0.1:0 >demo-data/stdout.log 2>demo-data/gateway.log &
 pid=$!
-trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null || true' EXIT
 for _ in $(seq 100); do
   grep -q "listening on" demo-data/stdout.log 2>/dev/null && break
   kill -0 $pid 2>/dev/null || { cat demo-data/gateway.log; exit 1; }
@@ -146,12 +182,23 @@ for id in "${ids[@]}"; do curl -s "${auth[@]}" "$base/v1/messages/$id"; echo; do
 for id in "${refused[@]}"; do printf '%-14s never stored (refused at intake)\n' "$id"; done
 
 echo
-echo "== what the channels received (file_sink outboxes) =="
-for f in demo-data/outbox-*.jsonl; do
-  echo "$f:"
-  if [ -s "$f" ]; then
-    jq -r '"  \(.message_id) -> \(.contact)", (.content | to_entries[] | "      \(.key): \(.value | rtrimstr("\n") | gsub("\n"; "⏎"))")' "$f"
-  else
-    echo "  (nothing yet)"
-  fi
+echo "== what the providers received (tayori-sim's record, and the SMTP server's mailbox) =="
+curl -s http://127.0.0.1:8791/_sim/requests | jq -r '.[] |
+  "  \(.provider | . + " " * ([7 - length, 0] | max)) HTTP/\(.http_version) \(.method) \(.path)",
+  (if .provider == "twilio" then (.body | split("&") | map(select(test("^(To|Body|StatusCallback)="))) | "      " + join("&"))
+   elif .provider == "oauth" then "      grant_type=jwt-bearer, assertion signed RS256 by the service account"
+   else "      " + (.body | .[0:160]) end)'
+for f in demo-data/mail/*.msg; do
+  [ -e "$f" ] || { echo "  smtp    (no mail yet)"; break; }
+  /usr/bin/python3 - "$f" <<'PY'
+import email, sys
+from email import policy
+meta, data = open(sys.argv[1], "rb").read().split(b"\n\n", 1)
+m = email.message_from_bytes(data, policy=policy.default)
+rcpt = [l[6:] for l in meta.decode().splitlines() if l.startswith("rcpt: ")]
+tls = [l[5:] for l in meta.decode().splitlines() if l.startswith("tls: ")]
+print(f"  smtp    {','.join(rcpt)} over {tls[0] if tls else '?'}: {m['subject']} ({m.get_content_type()})")
+if m["list-unsubscribe"]:
+    print(f"      List-Unsubscribe: {m['list-unsubscribe']}  List-Unsubscribe-Post: {m['list-unsubscribe-post']}")
+PY
 done

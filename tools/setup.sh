@@ -9,7 +9,7 @@ packages=(
   libboost-dev libcurl4-openssl-dev libssl-dev libyaml-cpp-dev prometheus-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev libsqlite3-dev
   libcctz-dev libkainjow-mustache-dev tzdata
-  binutils curl jq sqlite3 ca-certificates openssl nghttp2-server
+  binutils curl jq sqlite3 ca-certificates openssl nghttp2-server libnghttp2-dev python3-aiosmtpd
 )
 # Node.js + npm run the OpenAPI validator in the test suite; keep an existing installation.
 command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)

@@ -168,8 +168,8 @@ DeliveryOutcome to_outcome(tayori_status st, tayori_outcome& out) {
 // 1.1 are read only when the plugin's struct carries them.
 transport::Request to_transport_request(const tayori_request* r, const std::string& pool_key, std::string& problem) {
   transport::Request req;
-  if (r->kind != TAYORI_REQUEST_HTTP) {
-    problem = "host.smtp_unsupported: this host build sends HTTP requests only";
+  if (r->kind != TAYORI_REQUEST_HTTP && r->kind != TAYORI_REQUEST_SMTP) {
+    problem = "host.unknown_request_kind: " + std::to_string(static_cast<int>(r->kind));
     return req;
   }
   req.method = std::string(text(r->method));
@@ -177,6 +177,17 @@ transport::Request to_transport_request(const tayori_request* r, const std::stri
   for (size_t i = 0; i < r->header_count; ++i) req.headers.emplace_back(text(r->headers[i].key), text(r->headers[i].value));
   req.body = std::string(text(r->body));
   req.pool_key = pool_key;
+  if (r->kind == TAYORI_REQUEST_SMTP) {
+    req.kind = transport::RequestKind::Smtp;
+    req.method.clear();
+    req.mail_from = std::string(text(r->mail_from));
+    for (size_t i = 0; i < r->mail_rcpt_count; ++i) req.mail_rcpt.emplace_back(text(r->mail_rcpt[i]));
+    if (r->struct_size >= offsetof(tayori_request, allow_plaintext) + sizeof r->allow_plaintext) {  // 1.1 fields
+      req.username = std::string(text(r->username));
+      req.password = std::string(text(r->password));
+      req.allow_plaintext = r->allow_plaintext != 0;
+    }
+  }
   return req;
 }
 

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <stdexcept>
 #include <cctype>
 #include <chrono>
@@ -69,21 +70,97 @@ void global_init_once() {
 }
 
 // One transfer: the request, its completion, and the libcurl state while it runs. This is the only place
-// that knows the transfer is HTTP; an SMTP transfer would add its own setup and result mapping here.
+// that knows which protocol a transfer speaks: each kind has its own checks, easy-handle setup and result
+// mapping; everything outside (queue, pools, rate limits, worker) treats transfers alike.
 struct Transfer {
   Request request;
   Completion done;
   std::string pool;
   Response response;
   CURL* easy = nullptr;
-  curl_slist* header_list = nullptr;
+  curl_slist* header_list = nullptr;  // HTTP request headers
+  curl_slist* rcpt_list = nullptr;    // SMTP envelope recipients
   char errbuf[CURL_ERROR_SIZE] = {0};
+  CURLcode setup_rc = CURLE_OK;  // the first curl_easy_setopt failure while setting up
   int64_t max_bytes = 0;
   bool too_large = false;
+  size_t upload_offset = 0;              // SMTP: bytes of the message handed to libcurl so far
+  std::deque<std::string> smtp_replies;  // SMTP: the last few complete server replies, oldest first
+  std::string smtp_partial;              // SMTP: the lines so far of a multi-line reply
+
+  static constexpr size_t kKeptReplies = 4;
+  static constexpr size_t kMaxReplyBytes = 2048;
 
   ~Transfer() {
     if (easy) curl_easy_cleanup(easy);
     if (header_list) curl_slist_free_all(header_list);
+    if (rcpt_list) curl_slist_free_all(rcpt_list);
+  }
+
+  // Returns CURLE_OK, or the error that prevents the transfer from starting (errbuf says why).
+  CURLcode setup(const TransportOptions& o) {
+    const bool smtp = request.kind == RequestKind::Smtp;
+    if (CURLcode rc = smtp ? check_smtp() : check_http(); rc != CURLE_OK) return rc;
+    easy = curl_easy_init();
+    if (!easy) return CURLE_OUT_OF_MEMORY;
+
+    set(CURLOPT_PRIVATE, static_cast<void*>(this));
+    set(CURLOPT_ERRORBUFFER, errbuf);
+    set(CURLOPT_NOSIGNAL, 1L);
+    set(CURLOPT_URL, request.url.c_str());
+    set(CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(o.connect_timeout_ms));
+    set(CURLOPT_TIMEOUT_MS, static_cast<long>(request.timeout_ms > 0 ? request.timeout_ms : o.default_timeout_ms));
+    // Applies to https://, smtps:// and the STARTTLS upgrade of smtp:// alike.
+    set(CURLOPT_SSL_VERIFYPEER, o.verify_tls ? 1L : 0L);
+    set(CURLOPT_SSL_VERIFYHOST, o.verify_tls ? 2L : 0L);
+    if (!o.ca_file.empty()) set(CURLOPT_CAINFO, o.ca_file.c_str());
+    if (setup_rc == CURLE_OK) setup_rc = smtp ? setup_smtp() : setup_http(o);
+    return setup_rc;
+  }
+
+  template <class V>
+  void set(CURLoption opt, V value) {
+    if (setup_rc == CURLE_OK) setup_rc = curl_easy_setopt(easy, opt, value);
+  }
+
+  CURLcode refuse(CURLcode code, const char* why) {
+    std::snprintf(errbuf, sizeof errbuf, "%s", why);
+    return code;
+  }
+
+  void finish(CURLcode code) {
+    if (request.kind == RequestKind::Smtp)
+      finish_smtp(code);
+    else
+      finish_http(code);
+  }
+
+  void fail(int code, std::string text) {
+    response = Response{};
+    response.transport_error = code;
+    response.error_text = std::move(text);
+  }
+
+  void complete() {
+    Completion cb = std::move(done);
+    done = nullptr;
+    if (!cb) return;
+    try {
+      cb(std::move(response));
+    } catch (...) {
+      // A completion must not take the transport thread down.
+    }
+  }
+
+  // ---- HTTP ----
+
+  CURLcode check_http() {
+    for (const auto& [k, v] : request.headers)
+      if (k.empty() || has_crlf(k) || has_crlf(v) || k.find(':') != std::string::npos)
+        return refuse(CURLE_BAD_FUNCTION_ARGUMENT, "invalid request header name or value");
+    if (request.method.empty() || has_crlf(request.method) || request.method.find(' ') != std::string::npos)
+      return refuse(CURLE_BAD_FUNCTION_ARGUMENT, "invalid request method");
+    return CURLE_OK;
   }
 
   static size_t on_body(char* data, size_t size, size_t n, void* user) {
@@ -114,29 +191,8 @@ struct Transfer {
     return len;
   }
 
-  // Returns CURLE_OK, or the error that prevents the transfer from starting.
-  CURLcode setup(const TransportOptions& o) {
-    for (const auto& [k, v] : request.headers)
-      if (k.empty() || has_crlf(k) || has_crlf(v) || k.find(':') != std::string::npos) {
-        std::snprintf(errbuf, sizeof errbuf, "invalid request header name or value");
-        return CURLE_BAD_FUNCTION_ARGUMENT;
-      }
-    if (request.method.empty() || has_crlf(request.method) || request.method.find(' ') != std::string::npos) {
-      std::snprintf(errbuf, sizeof errbuf, "invalid request method");
-      return CURLE_BAD_FUNCTION_ARGUMENT;
-    }
-    easy = curl_easy_init();
-    if (!easy) return CURLE_OUT_OF_MEMORY;
+  CURLcode setup_http(const TransportOptions& o) {
     max_bytes = o.max_response_bytes;
-
-    CURLcode rc = CURLE_OK;
-    auto set = [&](CURLoption opt, auto value) {
-      if (rc == CURLE_OK) rc = curl_easy_setopt(easy, opt, value);
-    };
-    set(CURLOPT_PRIVATE, static_cast<void*>(this));
-    set(CURLOPT_ERRORBUFFER, errbuf);
-    set(CURLOPT_NOSIGNAL, 1L);
-    set(CURLOPT_URL, request.url.c_str());
     set(CURLOPT_PROTOCOLS_STR, "http,https");
     set(CURLOPT_FOLLOWLOCATION, 0L);
     set(CURLOPT_HTTP_VERSION, curl_version_option(request.http_version));
@@ -150,11 +206,6 @@ struct Transfer {
       // Wait for a pending connection to confirm multiplexing rather than opening another.
       set(CURLOPT_PIPEWAIT, 1L);
     }
-    set(CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(o.connect_timeout_ms));
-    set(CURLOPT_TIMEOUT_MS, static_cast<long>(request.timeout_ms > 0 ? request.timeout_ms : o.default_timeout_ms));
-    set(CURLOPT_SSL_VERIFYPEER, o.verify_tls ? 1L : 0L);
-    set(CURLOPT_SSL_VERIFYHOST, o.verify_tls ? 2L : 0L);
-    if (!o.ca_file.empty()) set(CURLOPT_CAINFO, o.ca_file.c_str());
     if (!o.user_agent.empty()) set(CURLOPT_USERAGENT, o.user_agent.c_str());
     set(CURLOPT_WRITEFUNCTION, &Transfer::on_body);
     set(CURLOPT_WRITEDATA, static_cast<void*>(this));
@@ -191,10 +242,10 @@ struct Transfer {
     if (sends_body && !has_content_type) header_list = curl_slist_append(header_list, "Content-Type:");
     if (!has_expect) header_list = curl_slist_append(header_list, "Expect:");
     set(CURLOPT_HTTPHEADER, header_list);
-    return rc;
+    return setup_rc;
   }
 
-  void finish(CURLcode code) {
+  void finish_http(CURLcode code) {
     if (easy) {
       long status = 0, version = 0, connects = 0;
       curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
@@ -213,20 +264,144 @@ struct Transfer {
     }
   }
 
-  void fail(int code, std::string text) {
-    response = Response{};
-    response.transport_error = code;
-    response.error_text = std::move(text);
+  // ---- SMTP submission (RFC 5321) ----
+
+  // An envelope address goes verbatim into a MAIL FROM / RCPT TO command line: CR or LF would end that
+  // command and start another (RFC 5321 §2.3.8), and a NUL would silently cut the address short.
+  static bool unsafe_address(std::string_view a) { return a.find_first_of(std::string_view("\r\n\0", 3)) != a.npos; }
+
+  // True when every CR and LF in `s` is part of a CRLF pair (RFC 5321 §2.3.8, RFC 5322 §2.1).
+  static bool crlf_only(std::string_view s) {
+    for (size_t i = 0; i < s.size(); ++i) {
+      if (s[i] == '\r') {
+        if (i + 1 == s.size() || s[i + 1] != '\n') return false;
+        ++i;
+      } else if (s[i] == '\n') {
+        return false;
+      }
+    }
+    return true;
   }
 
-  void complete() {
-    Completion cb = std::move(done);
-    done = nullptr;
-    if (!cb) return;
-    try {
-      cb(std::move(response));
-    } catch (...) {
-      // A completion must not take the transport thread down.
+  CURLcode check_smtp() {
+    const std::string scheme = lower(request.url.substr(0, request.url.find("://")));
+    if (request.url.find("://") == std::string::npos || (scheme != "smtp" && scheme != "smtps"))
+      return refuse(CURLE_UNSUPPORTED_PROTOCOL, "an smtp request needs an smtp:// or smtps:// URL");
+    if (!request.headers.empty())
+      return refuse(CURLE_BAD_FUNCTION_ARGUMENT, "an smtp request has no headers: they belong in the message body");
+    if (unsafe_address(request.mail_from))
+      return refuse(CURLE_BAD_FUNCTION_ARGUMENT, "mail_from contains CR, LF or NUL (SMTP command injection)");
+    if (request.mail_rcpt.empty()) return refuse(CURLE_BAD_FUNCTION_ARGUMENT, "an smtp request needs a mail_rcpt");
+    for (const auto& rcpt : request.mail_rcpt)
+      if (rcpt.empty() || unsafe_address(rcpt))
+        return refuse(CURLE_BAD_FUNCTION_ARGUMENT,
+                      "a mail_rcpt is empty or contains CR, LF or NUL (SMTP command injection)");
+    // libcurl dot-stuffs only after CRLF; a bare LF followed by "." would reach the server unescaped, and
+    // a lenient receiver that ends data at "<LF>.<CR><LF>" would take what follows as a new transaction.
+    if (!crlf_only(request.body))
+      return refuse(CURLE_BAD_FUNCTION_ARGUMENT,
+                    "the smtp message has a bare CR or LF: lines must end in CRLF (RFC 5321 §2.3.8)");
+    return CURLE_OK;
+  }
+
+  static size_t on_upload(char* buffer, size_t size, size_t n, void* user) {
+    auto* t = static_cast<Transfer*>(user);
+    const size_t len = std::min(size * n, t->request.body.size() - t->upload_offset);
+    std::memcpy(buffer, t->request.body.data() + t->upload_offset, len);
+    t->upload_offset += len;
+    return len;  // 0 at the end: libcurl then sends "<CRLF>.<CRLF>"
+  }
+
+  // Lets libcurl rewind the message should it need to send it again (it may retry a transfer on a fresh
+  // connection when a kept one turns out to be closed); without it such a retry fails.
+  static int on_seek(void* user, curl_off_t offset, int origin) {
+    auto* t = static_cast<Transfer*>(user);
+    if (origin != SEEK_SET || offset < 0 || static_cast<uint64_t>(offset) > t->request.body.size())
+      return CURL_SEEKFUNC_CANTSEEK;
+    t->upload_offset = static_cast<size_t>(offset);
+    return CURL_SEEKFUNC_OK;
+  }
+
+  // libcurl hands every server reply line to the header callback. A reply is one or more lines sharing a
+  // code; "NNN-" continues it and "NNN " (or a bare "NNN") ends it (RFC 5321 §4.2.1).
+  static size_t on_smtp_reply(char* data, size_t size, size_t n, void* user) {
+    auto* t = static_cast<Transfer*>(user);
+    const size_t len = size * n;
+    const std::string_view line = trim(std::string_view(data, len));
+    if (t->smtp_partial.size() < kMaxReplyBytes) {
+      if (!t->smtp_partial.empty()) t->smtp_partial += '\n';
+      t->smtp_partial.append(line.substr(0, kMaxReplyBytes - t->smtp_partial.size()));
+    }
+    if (line.size() < 4 || line[3] != '-') {
+      t->smtp_replies.push_back(std::move(t->smtp_partial));
+      t->smtp_partial.clear();
+      if (t->smtp_replies.size() > kKeptReplies) t->smtp_replies.pop_front();
+    }
+    return len;
+  }
+
+  CURLcode setup_smtp() {
+    const bool implicit_tls = lower(request.url).rfind("smtps://", 0) == 0;
+    set(CURLOPT_PROTOCOLS_STR, "smtp,smtps");
+    // RFC 3207 §6: an attacker on the path can delete "250-STARTTLS" from the EHLO reply, so a client
+    // that needs TLS must stop when it is missing or refused. CURLUSESSL_ALL does; CURLUSESSL_TRY would
+    // go on in plaintext without a word. smtps:// is TLS from the first byte (RFC 8314 §3.3) regardless.
+    const bool plaintext = request.allow_plaintext && !implicit_tls;
+    set(CURLOPT_USE_SSL, static_cast<long>(plaintext ? CURLUSESSL_NONE : CURLUSESSL_ALL));
+    if (plaintext) {
+      // libcurl may hand a cached smtp:// connection to a later request to the same host; a plaintext
+      // one must never be what a TLS-requiring request gets, so it is not cached at all.
+      set(CURLOPT_FRESH_CONNECT, 1L);
+      set(CURLOPT_FORBID_REUSE, 1L);
+    }
+    set(CURLOPT_MAIL_FROM, request.mail_from.c_str());
+    for (const auto& rcpt : request.mail_rcpt) {
+      curl_slist* next = curl_slist_append(rcpt_list, rcpt.c_str());
+      if (!next) return CURLE_OUT_OF_MEMORY;
+      rcpt_list = next;
+    }
+    set(CURLOPT_MAIL_RCPT, rcpt_list);
+    if (!request.username.empty()) {
+      set(CURLOPT_USERNAME, request.username.c_str());
+      set(CURLOPT_PASSWORD, request.password.c_str());
+    }
+    set(CURLOPT_UPLOAD, 1L);
+    set(CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(request.body.size()));
+    set(CURLOPT_READFUNCTION, &Transfer::on_upload);
+    set(CURLOPT_READDATA, static_cast<void*>(this));
+    set(CURLOPT_SEEKFUNCTION, &Transfer::on_seek);
+    set(CURLOPT_SEEKDATA, static_cast<void*>(this));
+    set(CURLOPT_HEADERFUNCTION, &Transfer::on_smtp_reply);
+    set(CURLOPT_HEADERDATA, static_cast<void*>(this));
+    return setup_rc;
+  }
+
+  // The most recent complete reply carrying `code`, or "".
+  std::string reply_with(long code) const {
+    const std::string prefix = std::to_string(code);
+    for (auto it = smtp_replies.rbegin(); it != smtp_replies.rend(); ++it)
+      if (it->rfind(prefix, 0) == 0) return *it;
+    return {};
+  }
+
+  // See Response in the header: a reply >= 400 that ended the transaction is the server's verdict
+  // (status, transport_error 0); a failure without one is a transport error with status 0.
+  void finish_smtp(CURLcode code) {
+    long reply_code = 0, connects = 0;
+    curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &reply_code);  // the last reply, QUIT's excluded
+    curl_easy_getinfo(easy, CURLINFO_NUM_CONNECTS, &connects);
+    response.new_connections = connects;
+    const std::string what = errbuf[0] ? std::string(errbuf) : std::string(curl_easy_strerror(code));
+    if (code == CURLE_OK) {
+      response.status = static_cast<int>(reply_code);
+      response.body = reply_with(reply_code);
+    } else if (reply_code >= 400 && reply_code < 600) {
+      response.status = static_cast<int>(reply_code);
+      response.body = reply_with(reply_code);
+      response.error_text = response.body.empty() ? what : what + " (server: " + response.body + ")";
+    } else {
+      response.transport_error = code;
+      response.error_text = what;
     }
   }
 };
@@ -375,6 +550,11 @@ struct HttpTransport::Impl {
 
 HttpTransport::HttpTransport(TransportOptions options) : impl_(std::make_unique<Impl>()) {
   global_init_once();
+  if (options.smtp_on_own_worker) {
+    TransportOptions lane = options;
+    lane.smtp_on_own_worker = false;
+    smtp_lane_ = std::make_unique<HttpTransport>(std::move(lane));
+  }
   impl_->options = std::move(options);
   impl_->multi = curl_multi_init();
   if (!impl_->multi) throw std::runtime_error("curl_multi_init failed");
@@ -390,6 +570,7 @@ HttpTransport::~HttpTransport() {
 }
 
 void HttpTransport::configure_pool(const std::string& pool_key, PoolOptions pool) {
+  if (smtp_lane_) smtp_lane_->configure_pool(pool_key, pool);
   {
     std::lock_guard lock(impl_->mu);
     impl_->pool_config[pool_key] = std::move(pool);
@@ -399,6 +580,10 @@ void HttpTransport::configure_pool(const std::string& pool_key, PoolOptions pool
 }
 
 void HttpTransport::submit(Request request, Completion done) {
+  if (request.kind == RequestKind::Smtp && smtp_lane_) {
+    smtp_lane_->submit(std::move(request), std::move(done));
+    return;
+  }
   auto t = std::make_unique<Transfer>();
   t->pool = pool_key_for(request);
   t->request = std::move(request);
@@ -419,6 +604,7 @@ void HttpTransport::submit(Request request, Completion done) {
 }
 
 void HttpTransport::shutdown() {
+  if (smtp_lane_) smtp_lane_->shutdown();
   std::lock_guard join_lock(impl_->shutdown_mu);
   {
     std::lock_guard lock(impl_->mu);
@@ -439,7 +625,11 @@ std::string HttpTransport::pool_key_for(const Request& request) {
   const auto close_bracket = authority.rfind(']');
   const auto colon = authority.rfind(':');
   const bool has_port = colon != std::string::npos && (close_bracket == std::string::npos || colon > close_bracket);
-  if (!has_port) authority += scheme == "https" ? ":443" : scheme == "http" ? ":80" : "";
+  if (!has_port) {
+    static const std::map<std::string, std::string> kDefaultPort = {
+        {"http", ":80"}, {"https", ":443"}, {"smtp", ":25"}, {"smtps", ":465"}};
+    if (auto it = kDefaultPort.find(scheme); it != kDefaultPort.end()) authority += it->second;
+  }
   return scheme + "://" + authority;
 }
 

@@ -1,15 +1,13 @@
-// The host-owned outbound HTTP transport (ARCHITECTURE.md §1, §3): one worker thread drives a libcurl
-// multi handle. Connections are pooled and reused per host by libcurl; HTTP/2 requests to one origin
-// multiplex on one connection (CURLPIPE_MULTIPLEX + CURLOPT_PIPEWAIT). The transport enforces per-pool
-// concurrency limits and optional per-pool token-bucket rate limits by holding requests in a queue
-// until they may start. TLS peer and host verification are always on unless explicitly disabled.
+// The host-owned outbound transport (ARCHITECTURE.md §1, §3) for HTTP and SMTP submission: one worker
+// thread drives a libcurl multi handle. Connections are pooled and reused per host by libcurl; HTTP/2
+// requests to one origin multiplex on one connection (CURLPIPE_MULTIPLEX + CURLOPT_PIPEWAIT). The
+// transport enforces per-pool concurrency limits and optional per-pool token-bucket rate limits by
+// holding requests in a queue until they may start. TLS peer and host verification are always on unless
+// explicitly disabled.
 //
-// Extension point (planned, not implemented): SMTP. An SmtpRequest {url smtp(s)://host:port, mail_from,
-// rcpt_to[], RFC 5322 message, credentials} will be submitted through a `submit_smtp(SmtpRequest,
-// std::function<void(SmtpResponse)>)` that reuses the same queue, pool limits, rate limits and worker;
-// only the easy-handle setup (CURLOPT_MAIL_FROM / CURLOPT_MAIL_RCPT / CURLOPT_READFUNCTION /
-// CURLOPT_UPLOAD) and the result mapping differ. See `Transfer` in http_transport.cpp: it is the one
-// place that knows a transfer is HTTP.
+// SMTP (PROVIDERS.md "Email") is a kind of Request, not a parallel API, so mail shares the queue, pool
+// limits, rate limits, timeouts, TLS options and worker with HTTP. `Transfer` in http_transport.cpp is the
+// one place that knows which protocol a transfer speaks. The class keeps its historical name.
 #pragma once
 
 #include <cstdint>
@@ -33,22 +31,80 @@ enum class HttpVersion {
 
 using HeaderList = std::vector<std::pair<std::string, std::string>>;
 
+enum class RequestKind {
+  Http,  // method, url, headers, body
+  Smtp,  // url, envelope (mail_from, mail_rcpt), body = the message, optional AUTH
+};
+
+// One outbound request. The first seven fields are the original HTTP request (kept in order: callers
+// brace-initialise them); the SMTP fields follow.
+//
+// SMTP submission (kind == Smtp), RFC 5321:
+//  - url: `smtp://host:587` sends STARTTLS and refuses to continue without it (RFC 3207, §6 on stripped
+//    STARTTLS; libcurl CURLUSESSL_ALL -- never CURLUSESSL_TRY, which silently falls back to plaintext), unless
+//    allow_plaintext. `smtps://host:465` is implicit TLS (RFC 8314 §3.3). Any other scheme completes
+//    with CURLE_UNSUPPORTED_PROTOCOL and sends nothing. The URL path, if any, is the EHLO domain
+//    (`smtp://relay:587/mta.example.jp`); without one libcurl sends this machine's host name.
+//    TLS verification and TransportOptions::ca_file apply exactly as for https://.
+//  - body: the complete RFC 5322 message, every line ending in CRLF (RFC 5321 §2.3.8). libcurl adds the
+//    dot-stuffing (§4.5.2) and the final "<CRLF>.<CRLF>". A bare CR or LF is refused: a lenient receiver
+//    may take "<LF>.<CR><LF>" as the end of data, which would let message content smuggle a second
+//    message.
+//  - mail_from / mail_rcpt: the envelope (MAIL FROM / RCPT TO), with or without <>; "" for mail_from is
+//    the null reverse-path of a bounce (§4.5.5). At least one recipient. CR, LF or NUL in any address is
+//    refused before anything is sent (command injection). Recipients are all-or-nothing: the first RCPT
+//    the server refuses ends the transaction, so send one recipient per request when each needs its own
+//    verdict.
+//  - username / password: SMTP AUTH (RFC 4954) with a SASL mechanism the server offers; empty username
+//    means no AUTH.
+//  - allow_plaintext: lets smtp:// go without TLS (CURLUSESSL_NONE), credentials included -- for a relay
+//    on loopback or in tests only. Such a connection is never kept for reuse, so a later request that
+//    requires TLS cannot be handed a plaintext one. No effect on smtps://.
+//  - headers must be empty (headers belong in the message); method and http_version are ignored.
+//  Known limitation (libcurl 7.88, lib/smtp.c smtp_done): after the message, libcurl waits for the reply to
+//  the end of data in a blocking loop inside the worker, so every other transfer on this transport, HTTP
+//  included, stalls until that reply comes or the request's timeout passes (measured: an MTA that takes
+//  2 s to answer delays a concurrent HTTP request by ~1.7 s). Give SMTP channels their own HttpTransport
+//  when HTTP latency matters.
 struct Request {
   std::string method = "GET";
-  std::string url;  // http:// or https:// only
+  std::string url;  // Http: http:// or https:// only; Smtp: smtp:// or smtps:// only
   HeaderList headers;
-  std::string body;
+  std::string body;        // HTTP body, or the full RFC 5322 message for SMTP
   int64_t timeout_ms = 0;  // whole transfer including queueing-free transfer time; 0 = options default
   std::string pool_key;    // empty = "scheme://host:port" of the URL (lower-cased)
   HttpVersion http_version = HttpVersion::Default;
+
+  RequestKind kind = RequestKind::Http;
+  std::string mail_from;               // SMTP envelope sender; "" = "<>"
+  std::vector<std::string> mail_rcpt;  // SMTP envelope recipients (at least one)
+  std::string username;                // SMTP AUTH user; empty = no AUTH
+  std::string password;                // SMTP AUTH password
+  bool allow_plaintext = false;        // SMTP: smtp:// without STARTTLS (loopback relays, tests)
 };
 
+// What came back. For SMTP, `transport_error` and `status` say who ended the transaction:
+//  - delivered: transport_error 0, status 250 (the reply to the end of data), body that reply
+//    ("250 2.0.0 Ok: queued as 4F2A..."; the queue id helps match a later bounce).
+//  - the server refused (any reply >= 400 that ended it -- to MAIL, RCPT, DATA, the end of data, AUTH or
+//    STARTTLS): transport_error 0 -- a response arrived, as for an HTTP 4xx/5xx -- and status is that
+//    reply code, so a caller can classify by RFC 5321 §4.2.1: 5xx permanent (550 user unknown, 535 bad
+//    credentials), 4xx transient (451, 421, 454 TLS not available now). body is the server's reply text
+//    ("550 5.1.1 <x@example.jp>: user unknown") and error_text says which step failed, from libcurl
+//    ("RCPT failed: 550 (server: 550 5.1.1 ...)"). libcurl itself reports these as CURLE_SEND_ERROR,
+//    CURLE_LOGIN_DENIED, ...; that code is deliberately not kept, so "the server said no" never reads
+//    as "the connection failed".
+//  - no verdict from the server (refused or dropped connection, timeout, TLS handshake or certificate
+//    failure, STARTTLS not offered): transport_error is the CURLcode (CURLE_COULDNT_CONNECT,
+//    CURLE_PEER_FAILED_VERIFICATION, CURLE_USE_SSL_FAILED, ...) and status 0, even if earlier commands
+//    had been answered 2xx.
+// headers and http_version_used stay empty for SMTP.
 struct Response {
   int transport_error = 0;  // 0, or a CURLcode (CURLE_OPERATION_TIMEDOUT, CURLE_COULDNT_CONNECT, ...)
-  std::string error_text;   // empty when transport_error == 0
-  int status = 0;           // HTTP status; 0 when no response was received
+  std::string error_text;   // empty when transport_error == 0, except for an SMTP refusal (see above)
+  int status = 0;           // HTTP status, or the SMTP reply code (see above); 0 when no response
   HeaderList headers;       // names lower-cased, values trimmed, in arrival order (final response only)
-  std::string body;
+  std::string body;  // HTTP body; SMTP: the server's final reply
   std::string http_version_used;  // "1.0", "1.1", "2", "3", or "" when no response
   int64_t new_connections = 0;    // connections libcurl opened for this transfer (0 = reused one)
 
@@ -71,6 +127,10 @@ struct TransportOptions {
   long max_connections_per_host = 0;    // CURLMOPT_MAX_HOST_CONNECTIONS; 0 = no limit
   int64_t max_response_bytes = 16 * 1024 * 1024;  // larger bodies fail with CURLE_WRITE_ERROR
   std::string user_agent = "tayori";
+  // SMTP transfers run on a worker of their own: libcurl (7.88) waits for the reply to the end of DATA
+  // inside the transfer (smtp_done), blocking its multi handle, so a slow mail server would otherwise hold
+  // up every HTTP request (measured: a 2 s server delayed a concurrent HTTP request by ~1.7 s).
+  bool smtp_on_own_worker = true;
 };
 
 struct PoolOptions {
@@ -78,6 +138,8 @@ struct PoolOptions {
   std::shared_ptr<TokenBucket> rate_limiter;  // null = no rate limit; driven by steady_clock ms
 };
 
+// Sends HTTP and SMTP requests (see RequestKind); the name predates SMTP and is kept so its users need
+// not change.
 class HttpTransport {
  public:
   explicit HttpTransport(TransportOptions options = {});
@@ -98,13 +160,15 @@ class HttpTransport {
   // Stops the worker: every queued or in-flight request completes with the shutdown error. Idempotent.
   void shutdown();
 
-  // The pool key a request will use (its pool_key, or scheme://host:port of its URL).
+  // The pool key a request will use (its pool_key, or scheme://host:port of its URL; the default ports
+  // are 80, 443, 25 and 465 as libcurl uses them).
   static std::string pool_key_for(const Request& request);
 
   struct Impl;
 
  private:
   std::unique_ptr<Impl> impl_;
+  std::unique_ptr<HttpTransport> smtp_lane_;  // see TransportOptions::smtp_on_own_worker
 };
 
 }  // namespace tayori::transport

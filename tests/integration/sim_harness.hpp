@@ -1,0 +1,270 @@
+// Shared by the integration tests that run the provider simulator (tools/simulator, tayori-sim): key
+// material generated at test time with `openssl` (never committed), an HTTP/1.1 + HTTP/2-over-TLS client,
+// the simulator process, and a real SMTP server (Debian's python3-aiosmtpd, tests/support/smtp_server.py).
+#pragma once
+
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <map>
+#include <mutex>
+#include <regex>
+#include <string>
+#include <vector>
+
+#include "harness.hpp"
+
+namespace tayori::testing {
+
+// ---- Key material, generated once per process and only when a test needs it ---------------------------------
+
+inline const TempDir& key_dir() {
+  static TempDir dir;
+  return dir;
+}
+
+inline void openssl(const std::string& args) {
+  std::string cmd = "cd '" + key_dir().path().string() + "' && openssl " + args + " >/dev/null 2>&1";
+  if (std::system(cmd.c_str()) != 0) throw std::runtime_error("openssl failed: " + cmd);
+}
+
+struct KeyPair {
+  std::string private_pem, public_path;
+};
+
+// RSA 2048 service-account keys: `name` signs, its public half is what the simulator trusts.
+inline const KeyPair& rsa_key(const std::string& name) {
+  static std::mutex mu;
+  static std::map<std::string, KeyPair> keys;
+  std::lock_guard lock(mu);
+  if (!keys.count(name)) {
+    openssl("genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out " + name + ".key");
+    openssl("pkey -in " + name + ".key -pubout -out " + name + ".pub");
+    keys[name] = {read_file(key_dir().file(name + ".key")), key_dir().file(name + ".pub")};
+  }
+  return keys[name];
+}
+
+// EC P-256 keys in PKCS#8, like an Apple .p8.
+inline const KeyPair& ec_key(const std::string& name) {
+  static std::mutex mu;
+  static std::map<std::string, KeyPair> keys;
+  std::lock_guard lock(mu);
+  if (!keys.count(name)) {
+    openssl("genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out " + name + ".p8");
+    openssl("pkey -in " + name + ".p8 -pubout -out " + name + ".pub");
+    keys[name] = {read_file(key_dir().file(name + ".p8")), key_dir().file(name + ".pub")};
+  }
+  return keys[name];
+}
+
+// A CA and a server certificate for IP 127.0.0.1 that it signed. Returns the CA file for libcurl.
+inline const std::string& tls_files() {
+  static std::once_flag once;
+  static std::string ca;
+  std::call_once(once, [] {
+    openssl("req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.pem -days 2 "
+            "-subj '/CN=tayori-sim test CA'");
+    openssl("req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout server.key -out server.csr "
+            "-subj '/CN=127.0.0.1'");
+    write_file(key_dir().file("san.cnf"), "subjectAltName=IP:127.0.0.1\n");
+    openssl("x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 "
+            "-extfile san.cnf");
+    ca = key_dir().file("ca.pem");
+  });
+  return ca;
+}
+
+// ---- HTTP over libcurl: HTTP/1.1, or HTTP/2 over TLS trusting the test CA ---------------------------------
+
+struct Reply {
+  CURLcode rc = CURLE_OK;
+  long status = 0;
+  long version = 0;  // CURL_HTTP_VERSION_1_1 / CURL_HTTP_VERSION_2_0
+  std::string body;
+  std::map<std::string, std::string> headers;  // lower-case names
+  double seconds = 0;
+  Json json() const { return Json::parse(body, nullptr, false); }
+};
+
+inline Reply call(const std::string& method, const std::string& url, const std::string& body = "",
+           const std::vector<std::string>& headers = {}, bool h2 = false) {
+  Reply r;
+  CURL* c = curl_easy_init();
+  curl_easy_setopt(c, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method.c_str());
+  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
+  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+  if (method != "GET") {
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body.data());
+    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
+  }
+  if (h2) {
+    curl_easy_setopt(c, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_2TLS);
+    curl_easy_setopt(c, CURLOPT_CAINFO, tls_files().c_str());
+  } else {
+    curl_easy_setopt(c, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_1);
+  }
+  curl_slist* list = curl_slist_append(nullptr, "Expect:");
+  for (const auto& h : headers) list = curl_slist_append(list, h.c_str());
+  curl_easy_setopt(c, CURLOPT_HTTPHEADER, list);
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, +[](char* p, size_t s, size_t n, void* ud) {
+    static_cast<std::string*>(ud)->append(p, s * n);
+    return s * n;
+  });
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, &r.body);
+  curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, +[](char* p, size_t s, size_t n, void* ud) {
+    std::string line(p, s * n);
+    auto colon = line.find(':');
+    if (colon != std::string::npos && line.rfind("HTTP/", 0) != 0) {
+      std::string name = line.substr(0, colon);
+      for (char& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+      std::string value = line.substr(colon + 1);
+      while (!value.empty() && value.front() == ' ') value.erase(0, 1);
+      while (!value.empty() && (value.back() == '\r' || value.back() == '\n')) value.pop_back();
+      (*static_cast<std::map<std::string, std::string>*>(ud))[name] = value;
+    }
+    return s * n;
+  });
+  curl_easy_setopt(c, CURLOPT_HEADERDATA, &r.headers);
+  r.rc = curl_easy_perform(c);
+  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
+  curl_easy_getinfo(c, CURLINFO_HTTP_VERSION, &r.version);
+  curl_easy_getinfo(c, CURLINFO_TOTAL_TIME, &r.seconds);
+  curl_slist_free_all(list);
+  curl_easy_cleanup(c);
+  return r;
+}
+
+// ---- The simulator process --------------------------------------------------------------------------------------
+
+class Sim {
+ public:
+  // Starts tayori-sim with `args`; waits for its "listening on" lines (two when `h2`).
+  Sim(std::vector<std::string> args, bool h2) {
+    args.insert(args.begin(), {"--listen", "127.0.0.1:0"});
+    if (h2) {
+      tls_files();
+      args.insert(args.end(), {"--listen-h2", "127.0.0.1:0", "--tls-cert", key_dir().file("server.pem"),
+                               "--tls-key", key_dir().file("server.key")});
+    }
+    int out[2];
+    if (::pipe(out) != 0) throw std::runtime_error("pipe");
+    stderr_path_ = key_dir().file("sim-" + std::to_string(::getpid()) + "-" + std::to_string(++count_) + ".err");
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::dup2(out[1], STDOUT_FILENO);
+      int err = ::open(stderr_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      ::dup2(err, STDERR_FILENO);
+      ::close(out[0]);
+      std::vector<char*> argv{const_cast<char*>(TAYORI_SIM_BINARY)};
+      for (auto& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      ::execv(TAYORI_SIM_BINARY, argv.data());
+      ::_exit(127);
+    }
+    ::close(out[1]);
+    out_ = ::fdopen(out[0], "r");
+    std::regex line(R"(^tayori-sim: listening on (https?://127\.0\.0\.1:\d+)( \(h2\))?\n$)");
+    for (int want = h2 ? 2 : 1; want > 0; --want) {
+      char buf[256];
+      if (!std::fgets(buf, sizeof buf, out_))
+        throw std::runtime_error("tayori-sim did not start: " + read_file(stderr_path_));
+      std::cmatch m;
+      if (!std::regex_match(buf, m, line)) throw std::runtime_error(std::string("unexpected line: ") + buf);
+      (m[2].matched ? h2_ : http_) = m[1].str();
+    }
+  }
+  ~Sim() { stop(); }
+
+  // SIGTERM and reap; the exit status (or -signal).
+  int stop() {
+    if (pid_ <= 0) return 0;
+    ::kill(pid_, SIGTERM);
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+    pid_ = -1;
+    std::fclose(out_);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+  }
+
+  std::string url(const std::string& path) const { return http_ + path; }
+  std::string h2_url(const std::string& path) const { return h2_ + path; }
+  const std::string& http_base() const { return http_; }
+  std::string stderr_text() const { return read_file(stderr_path_); }
+
+  Reply faults(const Json& doc) { return call("POST", url("/_sim/faults"), doc.dump()); }
+  Json requests(const std::string& provider = "") {
+    return call("GET", url("/_sim/requests" + (provider.empty() ? "" : "?provider=" + provider))).json();
+  }
+
+ private:
+  static inline int count_ = 0;
+  pid_t pid_ = -1;
+  FILE* out_ = nullptr;
+  std::string http_, h2_, stderr_path_;
+};
+
+// ---- A real SMTP server ---------------------------------------------------------------------------------------
+
+// tests/support/smtp_server.py under Debian's interpreter (the one with python3-aiosmtpd). It serves until its
+// stdin closes, so it never outlives the test process.
+class SmtpServer {
+ public:
+  static bool available() { return std::system("/usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1") == 0; }
+
+  // Offers STARTTLS with the test certificate and writes each message into `maildir`.
+  explicit SmtpServer(const std::string& maildir, std::vector<std::string> extra = {}) : maildir_(maildir) {
+    tls_files();
+    fs::create_directories(maildir);
+    std::vector<std::string> args = {"/usr/bin/python3", TAYORI_TEST_SUPPORT_DIR "/smtp_server.py", "--starttls",
+                                     key_dir().file("server.pem"), key_dir().file("server.key"), "--maildir", maildir};
+    args.insert(args.end(), extra.begin(), extra.end());
+    int in[2], out[2];
+    if (::pipe(in) != 0 || ::pipe(out) != 0) throw std::runtime_error("pipe");
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::dup2(in[0], STDIN_FILENO);
+      ::dup2(out[1], STDOUT_FILENO);
+      ::close(in[1]);
+      ::close(out[0]);
+      std::vector<char*> argv;
+      for (auto& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      ::execv(argv[0], argv.data());
+      ::_exit(127);
+    }
+    ::close(in[0]);
+    ::close(out[1]);
+    stdin_ = in[1];
+    FILE* f = ::fdopen(out[0], "r");
+    char buf[64] = {0};
+    if (!std::fgets(buf, sizeof buf, f)) throw std::runtime_error("smtp_server.py did not start");
+    port_ = std::atoi(buf);
+    std::fclose(f);
+  }
+  ~SmtpServer() {
+    ::close(stdin_);
+    ::kill(pid_, SIGTERM);
+    ::waitpid(pid_, nullptr, 0);
+  }
+  int port() const { return port_; }
+  // The messages received so far, oldest first, each as written by smtp_server.py.
+  std::vector<std::string> messages() const {
+    std::vector<std::string> names;
+    for (auto& e : fs::directory_iterator(maildir_))
+      if (e.path().extension() == ".msg") names.push_back(e.path().string());
+    std::sort(names.begin(), names.end());
+    std::vector<std::string> out;
+    for (auto& n : names) out.push_back(read_file(n));
+    return out;
+  }
+
+ private:
+  std::string maildir_;
+  pid_t pid_ = -1;
+  int stdin_ = -1;
+  int port_ = 0;
+};
+
+}  // namespace tayori::testing

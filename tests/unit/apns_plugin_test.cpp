@@ -1,0 +1,447 @@
+// The `push_apns` channel plugin (plugins/push_apns), loaded by the real host and driven through the real
+// host transport against a scripted local APNs that checks every provider token's ES256 signature with
+// the host's own verify_jwt. The .p8 key is made at test time by the openssl CLI (never committed); a
+// hand-moved clock makes token ages, apns-expiration and Retry-After exact. (The scripted server speaks
+// HTTP/1.1; real APNs gets HTTP/2 from the host transport via ALPN.)
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstdio>
+#include <ctime>
+#include <fstream>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "api/http_server.hpp"
+#include "config/config.hpp"
+#include "plugin/channel.hpp"
+#include "test_support.hpp"
+#include "transport/crypto.hpp"
+#include "transport/http_transport.hpp"
+
+namespace tayori::plugin {
+namespace {
+
+using nlohmann::json;
+
+constexpr const char* kDevice = "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90";
+constexpr const char* kDeliveryId = "0f1e2d3c4b5a69788796a5b4c3d2e1f0";
+constexpr const char* kKeyId = "ABC123DEFG";
+constexpr const char* kTeamId = "DEF123GHIJ";
+constexpr const char* kTopic = "jp.example.app";
+
+std::string run(const std::string& command) {
+  std::string out;
+  FILE* p = ::popen(command.c_str(), "r");
+  if (p == nullptr) return out;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  ::pclose(p);
+  return out;
+}
+
+// A clock the test moves by hand.
+class ManualClock final : public Clock {
+ public:
+  int64_t now_ms() const override { return now.load(); }
+  std::atomic<int64_t> now{1'780'000'000'000};
+};
+
+std::string http_date(int64_t unix_ms) {
+  std::time_t t = unix_ms / 1000;
+  std::tm g{};
+  ::gmtime_r(&t, &g);
+  char text[64];
+  std::strftime(text, sizeof text, "%a, %d %b %Y %H:%M:%S GMT", &g);
+  return text;
+}
+
+// The team's token-signing key: EC P-256 in PKCS#8, as Apple's .p8 files are; made once per test binary.
+struct EcKey {
+  std::string private_pem, public_pem;
+};
+const EcKey& ec_key() {
+  static const EcKey key = [] {
+    EcKey k;
+    std::string path = ::testing::TempDir() + "apns_plugin_test_key.p8";
+    run("openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out " + path + " 2>/dev/null");
+    std::ifstream in(path);
+    std::stringstream s;
+    s << in.rdbuf();
+    k.private_pem = s.str();
+    k.public_pem = run("openssl pkey -in " + path + " -pubout 2>/dev/null");
+    std::remove(path.c_str());
+    return k;
+  }();
+  return key;
+}
+
+// APNs: verifies each provider token and answers 403 ExpiredProviderToken to tokens issued at or before
+// `expire_issued_through` (unix s), otherwise the scripted answer; a 200 echoes the request's apns-id as
+// APNs does. With `hold` > 0, answers wait until that many requests are in.
+class FakeApns final : public api::Handler {
+ public:
+  void handle(api::HttpRequest req, api::Responder respond) override {
+    std::lock_guard lock(mutex);
+    sends.push_back(req);
+    held.push_back(std::move(respond));
+    if (static_cast<int>(held.size()) < hold) return;
+    for (size_t i = 0; i < held.size(); ++i) held[i](answer(sends[sends.size() - held.size() + i]));
+    held.clear();
+  }
+
+  api::HttpResponse answer(const api::HttpRequest& req) {
+    api::HttpResponse r;
+    r.headers.emplace_back("apns-id", std::string(req.header("apns-id")));
+    std::string auth(req.header("authorization"));
+    auto jwt = transport::verify_jwt(auth.rfind("bearer ", 0) == 0 ? auth.substr(7) : "", ec_key().public_pem);
+    if (!jwt || jwt.value.alg != "ES256" || jwt.value.header.value("kid", "") != kKeyId ||
+        jwt.value.claims.value("iss", "") != kTeamId || !jwt.value.claims["iat"].is_number_integer()) {
+      problems.push_back("provider token refused: " + (jwt ? jwt.value.claims.dump() : jwt.error));
+      r.status = 403;
+      r.body = R"({"reason":"InvalidProviderToken"})";
+      return r;
+    }
+    tokens.insert(auth);
+    if (jwt.value.claims["iat"].get<int64_t>() <= expire_issued_through) {
+      r.status = 403;
+      r.body = R"({"reason":"ExpiredProviderToken"})";
+      return r;
+    }
+    r.status = status;
+    r.body = body;
+    if (status != 200) r.content_type = "application/json";
+    for (auto& h : headers) {
+      if (h.first == "apns-id") r.headers.clear();
+      r.headers.push_back(h);
+    }
+    return r;
+  }
+
+  std::mutex mutex;
+  std::vector<std::string> problems;
+  std::set<std::string> tokens;  // distinct provider tokens seen
+  int64_t expire_issued_through = 0;
+  int status = 200;
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;
+  int hold = 0;
+  std::vector<api::Responder> held;
+  std::vector<api::HttpRequest> sends;
+};
+
+RegistryResult apns_registry(const std::string& settings, const std::string& dir, const Clock& clock,
+                             transport::HttpTransport* transport) {
+  std::string yaml = "api_keys: [{name: t, key_env: K}]\nplugin_dirs: [" TAYORI_PLUGIN_DIR
+                     "]\n"
+                     "channels:\n  - name: ios\n    plugin: push_apns\n    settings:\n" +
+                     settings;
+  auto loaded = config::load_string(yaml, "t.yaml", dir, [](const std::string&) { return std::string("k"); });
+  EXPECT_TRUE(loaded.config) << (loaded.errors.empty() ? "" : loaded.errors[0].to_string());
+  if (!loaded.config) return {};
+  return build_registry(*loaded.config, clock, transport);
+}
+
+std::string key_settings(const std::string& extra = "") {
+  return std::string("      key_file: AuthKey.p8\n      key_id: ") + kKeyId + "\n      team_id: " + kTeamId +
+         "\n      topic: " + kTopic + "\n" + extra;
+}
+
+DeliveryRequest push(const std::string& delivery_id = kDeliveryId) {
+  DeliveryRequest d;
+  d.message_id = "m-1";
+  d.delivery_id = delivery_id;
+  d.contact = kDevice;
+  d.content = {{"title", "ご注文の発送"}, {"body", "荷物を発送しました"}};
+  return d;
+}
+
+class ApnsPlugin : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_NE(ec_key().private_pem.find("BEGIN PRIVATE KEY"), std::string::npos) << "openssl could not make a key";
+    std::ofstream(dir_.file("AuthKey.p8")) << ec_key().private_pem;
+    server_ = std::make_unique<api::HttpServer>(apns_, api::ServerLimits{}, 2);
+    url_ = "http://127.0.0.1:" + std::to_string(server_->start("127.0.0.1", 0));
+    reg_ = registry();
+    ASSERT_TRUE(reg_.registry) << (reg_.errors.empty() ? "" : reg_.errors[0].to_string());
+    channel_ = reg_.registry->find("ios");
+  }
+  void TearDown() override {
+    server_->stop(0);
+    EXPECT_TRUE(apns_.problems.empty()) << apns_.problems.front();
+  }
+
+  RegistryResult registry(const std::string& extra = "") {
+    return apns_registry("      base_url: " + url_ + "\n" + key_settings(extra), dir_.path(), clock_, &transport_);
+  }
+  void script(int status, std::string body, std::vector<std::pair<std::string, std::string>> headers = {}) {
+    std::lock_guard lock(apns_.mutex);
+    apns_.status = status;
+    apns_.body = std::move(body);
+    apns_.headers = std::move(headers);
+  }
+  std::vector<api::HttpRequest> sends() {
+    std::lock_guard lock(apns_.mutex);
+    return apns_.sends;
+  }
+  size_t tokens_seen() {
+    std::lock_guard lock(apns_.mutex);
+    return apns_.tokens.size();
+  }
+
+  test::TempDir dir_{"apns_plugin_test_"};
+  ManualClock clock_;
+  FakeApns apns_;
+  std::unique_ptr<api::HttpServer> server_;
+  std::string url_;
+  transport::HttpTransport transport_{transport::TransportOptions{}};
+  RegistryResult reg_;
+  Channel* channel_ = nullptr;
+};
+
+TEST_F(ApnsPlugin, SendsTheRequestApnsExpects) {
+  DeliveryOutcome o = channel_->deliver(push());
+  EXPECT_EQ(o.kind, OutcomeKind::delivered) << o.reason;
+  EXPECT_EQ(o.provider_message_id, "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0");  // APNs echoes our apns-id
+  ASSERT_EQ(sends().size(), 1u);
+  const api::HttpRequest sent = sends()[0];
+  EXPECT_EQ(sent.method, "POST");
+  EXPECT_EQ(sent.path, std::string("/3/device/") + kDevice);
+  auto jwt = transport::verify_jwt(std::string(sent.header("authorization")).substr(7), ec_key().public_pem);
+  ASSERT_TRUE(jwt) << jwt.error;
+  EXPECT_EQ(jwt.value.header, json({{"alg", "ES256"}, {"typ", "JWT"}, {"kid", kKeyId}}));
+  EXPECT_EQ(jwt.value.claims, json({{"iss", kTeamId}, {"iat", clock_.now / 1000}}));
+  EXPECT_EQ(sent.header("apns-topic"), kTopic);
+  EXPECT_EQ(sent.header("apns-push-type"), "alert");
+  EXPECT_EQ(sent.header("apns-priority"), "10");
+  EXPECT_EQ(sent.header("apns-expiration"), std::to_string(clock_.now / 1000 + 86'400));  // ttl 1d
+  EXPECT_EQ(sent.header("apns-id"), "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0");
+  EXPECT_EQ(sent.header("apns-collapse-id"), "");
+  EXPECT_EQ(sent.header("content-type"), "application/json");
+  json expected = {
+      {"aps", {{"alert", {{"title", "ご注文の発送"}, {"body", "荷物を発送しました"}}}, {"sound", "default"}}},
+      {"tayori_message_id", "m-1"}};
+  EXPECT_EQ(json::parse(sent.body), expected);
+}
+
+TEST_F(ApnsPlugin, ProviderAnswersBecomeOutcomes) {
+  struct Case {
+    int status;
+    std::string body;
+    std::vector<std::pair<std::string, std::string>> headers;
+    OutcomeKind kind;
+    std::string reason;
+    bool deactivate = false;
+    int64_t retry_after_ms = 0;
+    std::string provider_id = "";
+  };
+  // clang-format off
+  const Case cases[] = {
+      {200, "", {{"apns-id", "7c4a7e4e-0000-4000-8000-000000000001"}}, OutcomeKind::delivered, "", false, 0,
+       "7c4a7e4e-0000-4000-8000-000000000001"},
+      {400, R"({"reason":"BadDeviceToken"})", {}, OutcomeKind::permanent, "apns.BadDeviceToken", true},
+      {400, R"({"reason":"DeviceTokenNotForTopic"})", {}, OutcomeKind::permanent, "apns.DeviceTokenNotForTopic", true},
+      {410, R"({"reason":"Unregistered","timestamp":1779990000000})", {}, OutcomeKind::permanent, "apns.Unregistered", true},
+      {410, R"({"reason":"ExpiredToken"})", {}, OutcomeKind::permanent, "apns.ExpiredToken", true},
+      {403, R"({"reason":"InvalidProviderToken"})", {}, OutcomeKind::retry, "apns.InvalidProviderToken"},
+      {403, R"({"reason":"Forbidden"})", {}, OutcomeKind::permanent, "apns.Forbidden"},
+      {403, R"({"reason":"MissingProviderToken"})", {}, OutcomeKind::permanent, "apns.MissingProviderToken"},
+      {413, R"({"reason":"PayloadTooLarge"})", {}, OutcomeKind::permanent, "apns.PayloadTooLarge"},
+      {429, R"({"reason":"TooManyRequests"})", {{"Retry-After", "10"}}, OutcomeKind::retry, "apns.TooManyRequests",
+       false, 10'000},
+      {429, R"({"reason":"TooManyProviderTokenUpdates"})", {}, OutcomeKind::retry, "apns.TooManyProviderTokenUpdates"},
+      {500, R"({"reason":"InternalServerError"})", {}, OutcomeKind::retry, "apns.InternalServerError"},
+      {503, R"({"reason":"ServiceUnavailable"})", {{"Retry-After", http_date(clock_.now + 60'000)}}, OutcomeKind::retry,
+       "apns.ServiceUnavailable", false, 60'000},
+      {503, R"({"reason":"Shutdown"})", {}, OutcomeKind::retry, "apns.Shutdown"},
+      {502, "", {}, OutcomeKind::retry, "apns.502"},
+      {400, R"({"reason":"IdleTimeout"})", {}, OutcomeKind::retry, "apns.IdleTimeout"},
+      {400, R"({"reason":"BadTopic"})", {}, OutcomeKind::permanent, "apns.BadTopic"},
+      {400, R"({"reason":"MissingTopic"})", {}, OutcomeKind::permanent, "apns.MissingTopic"},
+      {400, R"({"reason":"BadPriority"})", {}, OutcomeKind::permanent, "apns.BadPriority"},
+      {404, R"({"reason":"BadPath"})", {}, OutcomeKind::permanent, "apns.BadPath"},
+      {405, "", {}, OutcomeKind::permanent, "apns.405"},
+  };
+  // clang-format on
+  for (const Case& c : cases) {
+    script(c.status, c.body, c.headers);
+    DeliveryOutcome o = channel_->deliver(push());
+    SCOPED_TRACE(std::to_string(c.status) + " " + c.body);
+    EXPECT_EQ(o.kind, c.kind) << o.reason;
+    EXPECT_EQ(o.reason, c.reason);
+    EXPECT_EQ(o.deactivate_contact, c.deactivate);
+    EXPECT_EQ(o.retry_after_ms, c.retry_after_ms);
+    EXPECT_EQ(o.provider_message_id, c.provider_id);
+  }
+}
+
+TEST_F(ApnsPlugin, AnUnreachableProviderIsATransportRetry) {
+  RegistryResult reg =
+      apns_registry("      base_url: http://127.0.0.1:1\n" + key_settings(), dir_.path(), clock_, &transport_);
+  ASSERT_TRUE(reg.registry);
+  DeliveryOutcome o = reg.registry->find("ios")->deliver(push());
+  EXPECT_EQ(o.kind, OutcomeKind::retry);
+  EXPECT_EQ(o.reason.rfind("apns.transport: ", 0), 0u) << o.reason;
+}
+
+TEST_F(ApnsPlugin, OneProviderTokenServesEveryDeliveryForTokenRefresh) {
+  for (int i = 0; i < 5; ++i) ASSERT_EQ(channel_->deliver(push("d-" + std::to_string(i))).kind, OutcomeKind::delivered);
+  EXPECT_EQ(channel_->tokens_minted(), 1u);
+  EXPECT_EQ(tokens_seen(), 1u);
+  clock_.now += 39 * 60'000;  // token_refresh defaults to 40m
+  ASSERT_EQ(channel_->deliver(push("d-5")).kind, OutcomeKind::delivered);
+  EXPECT_EQ(channel_->tokens_minted(), 1u);
+  clock_.now += 2 * 60'000;
+  ASSERT_EQ(channel_->deliver(push("d-6")).kind, OutcomeKind::delivered);
+  EXPECT_EQ(channel_->tokens_minted(), 2u);
+  EXPECT_EQ(tokens_seen(), 2u);
+
+  RegistryResult hourly = registry("      token_refresh: 60m\n");
+  ASSERT_TRUE(hourly.registry);
+  Channel* ch = hourly.registry->find("ios");
+  ASSERT_EQ(ch->deliver(push()).kind, OutcomeKind::delivered);
+  clock_.now += 59 * 60'000;
+  ASSERT_EQ(ch->deliver(push()).kind, OutcomeKind::delivered);
+  EXPECT_EQ(ch->tokens_minted(), 1u);
+}
+
+TEST_F(ApnsPlugin, ABurstRefusedWithExpiredProviderTokenReMintsOnce) {
+  // One delivery first: it mints the token, and the transport learns the fake speaks HTTP/1.1 (until then
+  // libcurl holds further requests back hoping to multiplex them on the first connection).
+  ASSERT_EQ(channel_->deliver(push("warm-up")).kind, OutcomeKind::delivered);
+  {
+    std::lock_guard lock(apns_.mutex);
+    apns_.expire_issued_through = clock_.now / 1000;  // the token in use is now refused as expired
+    apns_.hold = 4;
+  }
+  std::vector<std::thread> burst;
+  std::vector<DeliveryOutcome> outcomes(4);
+  for (int i = 0; i < 4; ++i)
+    burst.emplace_back([&, i] { outcomes[i] = channel_->deliver(push("burst-" + std::to_string(i))); });
+  for (auto& t : burst) t.join();
+  for (const auto& o : outcomes) {
+    EXPECT_EQ(o.kind, OutcomeKind::retry);
+    EXPECT_EQ(o.reason, "apns.ExpiredProviderToken");
+  }
+  EXPECT_EQ(channel_->tokens_minted(), 1u);
+  {
+    std::lock_guard lock(apns_.mutex);
+    apns_.hold = 0;
+  }
+  clock_.now += 1000;
+  for (int i = 0; i < 4; ++i) {
+    DeliveryRequest again = push("burst-" + std::to_string(i));
+    again.attempt = 2;
+    EXPECT_EQ(channel_->deliver(again).kind, OutcomeKind::delivered);
+  }
+  EXPECT_EQ(channel_->tokens_minted(), 2u);  // four refusals of one token forgot it once
+  EXPECT_EQ(tokens_seen(), 2u);
+}
+
+TEST_F(ApnsPlugin, ApnsIdIsStableAcrossAttemptsAndHeadersFollowTheMessage) {
+  script(503, R"({"reason":"ServiceUnavailable"})");
+  DeliveryRequest d = push("delivery-7");
+  ASSERT_EQ(channel_->deliver(d).kind, OutcomeKind::retry);
+  script(200, "");
+  d.attempt = 2;
+  d.expires_at_ms = clock_.now + 7'200'999;
+  d.marketing = true;
+  d.metadata_json = R"({"collapse_id":"order-42"})";
+  d.content.emplace_back("category", "ORDER_ACTIONS");
+  ASSERT_EQ(channel_->deliver(d).kind, OutcomeKind::delivered);
+  auto sent = sends();
+  ASSERT_EQ(sent.size(), 2u);
+  std::string id(sent[0].header("apns-id"));
+  EXPECT_EQ(sent[1].header("apns-id"), id);
+  EXPECT_EQ(id.size(), 36u);
+  EXPECT_EQ(id.find_first_not_of("0123456789abcdef-"), std::string::npos) << id;
+  EXPECT_EQ(id[8], '-');
+  EXPECT_EQ(id[23], '-');
+  EXPECT_EQ(sent[1].header("apns-expiration"), std::to_string((clock_.now + 7'200'999) / 1000));
+  EXPECT_EQ(sent[1].header("apns-priority"), "5");  // marketing
+  EXPECT_EQ(sent[1].header("apns-collapse-id"), "order-42");
+  EXPECT_EQ(json::parse(sent[1].body)["aps"]["category"], "ORDER_ACTIONS");
+  ASSERT_EQ(channel_->deliver(push("delivery-8")).kind, OutcomeKind::delivered);
+  EXPECT_NE(sends().back().header("apns-id"), id);
+
+  DeliveryRequest collapse = push();
+  collapse.content.emplace_back("collapse_id", std::string(65, 'c'));
+  DeliveryOutcome o = channel_->deliver(collapse);
+  EXPECT_EQ(o.kind, OutcomeKind::permanent);
+  EXPECT_NE(o.reason.find("collapse_id"), std::string::npos) << o.reason;
+
+  RegistryResult no_store = registry("      ttl: 0s\n      push_type: background\n      sound: ''\n");
+  ASSERT_TRUE(no_store.registry) << (no_store.errors.empty() ? "" : no_store.errors[0].to_string());
+  DeliveryRequest quiet = push();
+  quiet.content.clear();  // a background update carries no visible text
+  ASSERT_EQ(no_store.registry->find("ios")->deliver(quiet).kind, OutcomeKind::delivered);
+  const api::HttpRequest bg = sends().back();
+  EXPECT_EQ(bg.header("apns-expiration"), "0");  // try once, do not store
+  EXPECT_EQ(bg.header("apns-push-type"), "background");
+  EXPECT_EQ(bg.header("apns-priority"), "5");  // Apple: background pushes must not use 10
+  EXPECT_EQ(json::parse(bg.body), json({{"aps", {{"content-available", 1}}}, {"tayori_message_id", "m-1"}}));
+}
+
+TEST_F(ApnsPlugin, BadDeviceTokensOversizedPayloadsAndExpiredMessagesAreRefusedBeforeSending) {
+  for (const char* bad : {"not-hex-at-all", "abc", ""}) {
+    DeliveryRequest d = push();
+    d.contact = bad;
+    DeliveryOutcome o = channel_->deliver(d);
+    EXPECT_EQ(o.kind, OutcomeKind::permanent) << bad;
+    EXPECT_NE(o.reason.find("apns.BadDeviceToken"), std::string::npos) << o.reason;
+  }
+  DeliveryRequest big = push();
+  big.content = {{"title", "t"}, {"body", std::string(4050, 'x')}};
+  DeliveryOutcome o = channel_->deliver(big);
+  EXPECT_EQ(o.kind, OutcomeKind::permanent);
+  EXPECT_NE(o.reason.find("4096-byte limit"), std::string::npos) << o.reason;
+  DeliveryRequest expired = push();
+  expired.expires_at_ms = clock_.now;
+  EXPECT_EQ(channel_->deliver(expired).kind, OutcomeKind::permanent);
+  DeliveryRequest empty = push();
+  empty.content.clear();
+  EXPECT_EQ(channel_->deliver(empty).kind, OutcomeKind::permanent);
+  EXPECT_TRUE(sends().empty());
+  big.content = {{"title", "t"}, {"body", std::string(3900, 'x')}};
+  EXPECT_EQ(channel_->deliver(big).kind, OutcomeKind::delivered);
+}
+
+// ---- Settings ------------------------------------------------------------------------------------------
+
+TEST(ApnsSettings, BadSettingsAreRefusedNamingTheSetting) {
+  ASSERT_NE(ec_key().private_pem.find("BEGIN PRIVATE KEY"), std::string::npos);
+  test::TempDir dir("apns_settings_test_");
+  std::ofstream(dir.file("AuthKey.p8")) << ec_key().private_pem;
+  SystemClock clock;
+  transport::HttpTransport transport{transport::TransportOptions{}};
+  auto refusal = [&](const std::string& settings) {
+    RegistryResult reg = apns_registry(settings, dir.path(), clock, &transport);
+    return reg.errors.empty() ? std::string("(accepted)") : reg.errors[0].to_string();
+  };
+  auto refused_with = [&](const std::string& settings, const std::string& expected) {
+    std::string why = refusal(settings);
+    EXPECT_NE(why.find(expected), std::string::npos) << why;
+  };
+  refused_with(std::string("      key_file: nowhere.p8\n      key_id: ") + kKeyId + "\n      team_id: " + kTeamId +
+                   "\n      topic: " + kTopic + "\n",
+               "key_file: cannot read " + dir.file("nowhere.p8"));
+  refused_with(key_settings("      token_refresh: 10m\n"), "token_refresh: must be between 20m and 60m");
+  refused_with(key_settings("      token_refresh: 61m\n"), "token_refresh: must be between 20m and 60m");
+  EXPECT_EQ(refusal(key_settings("      token_refresh: 20m\n")), "(accepted)");
+  EXPECT_EQ(refusal(key_settings("      token_refresh: 60m\n")), "(accepted)");
+  refused_with(key_settings("      push_type: voip\n"), "push_type: \"voip\" is not supported");
+  refused_with(std::string("      key_file: AuthKey.p8\n      key_id: short\n      team_id: ") + kTeamId +
+                   "\n      topic: " + kTopic + "\n",
+               "key_id: \"short\" is not a 10-character Apple identifier");
+  std::ofstream(dir.file("AuthKey.p8")) << "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n";
+  refused_with(key_settings(), "key_file: jwt: ");
+  EXPECT_NE(refusal("      key_id: ABC\n").find("key_file"), std::string::npos);  // required
+}
+
+}  // namespace
+}  // namespace tayori::plugin

@@ -1,0 +1,538 @@
+// The `push_fcm` channel plugin (plugins/push_fcm), loaded by the real host and driven through the real
+// host transport against a scripted local Google: an OAuth token endpoint that checks the RS256 assertion
+// with the host's own verify_jwt, and FCM's messages:send. The service-account key is made at test time
+// by the openssl CLI (never committed); a hand-moved clock makes expiries, TTLs and Retry-After exact.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstdio>
+#include <ctime>
+#include <fstream>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "api/http_server.hpp"
+#include "config/config.hpp"
+#include "plugin/channel.hpp"
+#include "test_support.hpp"
+#include "transport/crypto.hpp"
+#include "transport/http_transport.hpp"
+
+namespace tayori::plugin {
+namespace {
+
+using nlohmann::json;
+
+constexpr const char* kDeviceToken = "fE3xVq7kT0u:APA91bGx-test-registration-token";
+constexpr const char* kDeliveryId = "0f1e2d3c4b5a69788796a5b4c3d2e1f0";
+constexpr const char* kClientEmail = "tayori@tayori-test.iam.gserviceaccount.com";
+constexpr const char* kScope = "https://www.googleapis.com/auth/firebase.messaging";
+
+std::string run(const std::string& command) {
+  std::string out;
+  FILE* p = ::popen(command.c_str(), "r");
+  if (p == nullptr) return out;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  ::pclose(p);
+  return out;
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// A clock the test moves by hand.
+class ManualClock final : public Clock {
+ public:
+  int64_t now_ms() const override { return now.load(); }
+  std::atomic<int64_t> now{1'780'000'000'000};
+};
+
+std::string http_date(int64_t unix_ms) {
+  std::time_t t = unix_ms / 1000;
+  std::tm g{};
+  ::gmtime_r(&t, &g);
+  char text[64];
+  std::strftime(text, sizeof text, "%a, %d %b %Y %H:%M:%S GMT", &g);
+  return text;
+}
+
+// The service account's RSA 2048 key (PKCS#8, as Google issues it), made once per test binary.
+struct RsaKey {
+  std::string private_pem, public_pem;
+};
+const RsaKey& rsa_key() {
+  static const RsaKey key = [] {
+    RsaKey k;
+    std::string path = ::testing::TempDir() + "fcm_plugin_test_key.pem";
+    run("openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out " + path + " 2>/dev/null");
+    k.private_pem = read_text(path);
+    k.public_pem = run("openssl pkey -in " + path + " -pubout 2>/dev/null");
+    std::remove(path.c_str());
+    return k;
+  }();
+  return key;
+}
+
+json service_account(const std::string& token_uri = "https://oauth2.googleapis.com/token") {
+  return {{"type", "service_account"},
+          {"project_id", "tayori-test"},
+          {"private_key_id", "key-1"},
+          {"private_key", rsa_key().private_pem},
+          {"client_email", kClientEmail},
+          {"client_id", "1234567890"},
+          {"auth_uri", "https://accounts.google.com/o/oauth2/auth"},
+          {"token_uri", token_uri}};
+}
+
+std::string form_value(const std::string& body, const std::string& name) {
+  std::stringstream fields(body);
+  std::string field;
+  while (std::getline(fields, field, '&')) {
+    auto eq = field.find('=');
+    if (field.substr(0, eq) != name) continue;
+    std::string raw = eq == std::string::npos ? "" : field.substr(eq + 1), out;
+    for (size_t i = 0; i < raw.size(); ++i) {
+      if (raw[i] == '%' && i + 2 < raw.size()) {
+        out += static_cast<char>(std::stoi(raw.substr(i + 1, 2), nullptr, 16));
+        i += 2;
+      } else {
+        out += raw[i] == '+' ? ' ' : raw[i];
+      }
+    }
+    return out;
+  }
+  return {};
+}
+
+std::string fcm_error(int code, const std::string& status, const std::string& message,
+                      const std::string& error_code = "", json extra_details = json::array()) {
+  json details = std::move(extra_details);
+  if (!error_code.empty())
+    details.push_back({{"@type", "type.googleapis.com/google.firebase.fcm.v1.FcmError"}, {"errorCode", error_code}});
+  json error = {{"code", code}, {"message", message}, {"status", status}};
+  if (!details.empty()) error["details"] = details;
+  return json{{"error", error}}.dump();
+}
+
+// Google's token endpoint and FCM's messages:send. The token endpoint verifies each assertion and issues
+// "tok-N"; messages:send answers 401 to a refused token, otherwise the scripted answer. With `hold` > 0,
+// send answers wait until that many requests are in, so they are all in flight together.
+class FakeGoogle final : public api::Handler {
+ public:
+  void handle(api::HttpRequest req, api::Responder respond) override {
+    std::lock_guard lock(mutex);
+    if (req.path == "/token") {
+      respond(grant(req));
+      return;
+    }
+    sends.push_back(req);
+    held.push_back(std::move(respond));
+    if (static_cast<int>(held.size()) < hold) return;
+    for (size_t i = 0; i < held.size(); ++i) held[i](answer(sends[sends.size() - held.size() + i]));
+    held.clear();
+  }
+
+  api::HttpResponse grant(const api::HttpRequest& req) {
+    ++grants;
+    api::HttpResponse r;
+    if (req.method != "POST" || req.header("content-type") != "application/x-www-form-urlencoded")
+      problems.push_back("grant: not a form POST");
+    if (form_value(req.body, "grant_type") != "urn:ietf:params:oauth:grant-type:jwt-bearer")
+      problems.push_back("grant: grant_type " + form_value(req.body, "grant_type"));
+    auto jwt = transport::verify_jwt(form_value(req.body, "assertion"), rsa_key().public_pem);
+    if (!jwt) {
+      problems.push_back("grant: assertion: " + jwt.error);
+    } else {
+      const json& c = jwt.value.claims;
+      int64_t now_s = clock->now_ms() / 1000;
+      if (jwt.value.alg != "RS256" || jwt.value.header.value("kid", "") != "key-1") problems.push_back("grant: header");
+      if (c.value("iss", "") != kClientEmail || c.value("scope", "") != kScope || c.value("aud", "") != token_uri ||
+          c.value("iat", int64_t{0}) != now_s || c.value("exp", int64_t{0}) != now_s + 3600)
+        problems.push_back("grant: claims " + c.dump());
+    }
+    if (grant_status != 200) {
+      r.status = grant_status;
+      r.body = grant_body;
+      return r;
+    }
+    r.body =
+        json{{"access_token", "tok-" + std::to_string(grants)}, {"expires_in", 3599}, {"token_type", "Bearer"}}.dump();
+    return r;
+  }
+
+  api::HttpResponse answer(const api::HttpRequest& req) const {
+    api::HttpResponse r;
+    std::string auth(req.header("authorization"));
+    if (auth.rfind("Bearer ", 0) != 0 || refused.count(auth.substr(7))) {
+      r.status = 401;
+      r.body = fcm_error(
+          401, "UNAUTHENTICATED", "Request had invalid authentication credentials.", "",
+          json::array({{{"@type", "type.googleapis.com/google.rpc.ErrorInfo"}, {"reason", "ACCESS_TOKEN_EXPIRED"}}}));
+      return r;
+    }
+    r.status = status;
+    r.body = body;
+    r.headers = headers;
+    return r;
+  }
+
+  std::mutex mutex;
+  const ManualClock* clock = nullptr;
+  std::string token_uri;
+  int grants = 0;
+  int grant_status = 200;
+  std::string grant_body;
+  std::vector<std::string> problems;
+  std::set<std::string> refused;
+  int status = 200;
+  std::string body = R"({"name":"projects/tayori-test/messages/0:1780000000000000%31bd1c9631bd1c96"})";
+  std::vector<std::pair<std::string, std::string>> headers;
+  int hold = 0;
+  std::vector<api::Responder> held;
+  std::vector<api::HttpRequest> sends;
+};
+
+// Loads push_fcm with `settings` (YAML lines under `settings:`) from a config in `dir`.
+RegistryResult fcm_registry(const std::string& settings, const std::string& dir, const Clock& clock,
+                            transport::HttpTransport* transport) {
+  std::string yaml = "api_keys: [{name: t, key_env: K}]\nplugin_dirs: [" TAYORI_PLUGIN_DIR
+                     "]\n"
+                     "channels:\n  - name: fcm\n    plugin: push_fcm\n    settings:\n" +
+                     settings;
+  auto loaded = config::load_string(yaml, "t.yaml", dir, [](const std::string&) { return std::string("k"); });
+  EXPECT_TRUE(loaded.config) << (loaded.errors.empty() ? "" : loaded.errors[0].to_string());
+  if (!loaded.config) return {};
+  return build_registry(*loaded.config, clock, transport);
+}
+
+void write_json(const std::string& path, const json& j) { std::ofstream(path) << j.dump(2); }
+
+DeliveryRequest push(const std::string& delivery_id = kDeliveryId) {
+  DeliveryRequest d;
+  d.message_id = "m-1";
+  d.delivery_id = delivery_id;
+  d.contact = kDeviceToken;
+  d.content = {{"title", "ご注文の発送"}, {"body", "荷物を発送しました"}};
+  return d;
+}
+
+class FcmPlugin : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_NE(rsa_key().private_pem.find("BEGIN PRIVATE KEY"), std::string::npos) << "openssl could not make a key";
+    google_.clock = &clock_;
+    server_ = std::make_unique<api::HttpServer>(google_, api::ServerLimits{}, 2);
+    url_ = "http://127.0.0.1:" + std::to_string(server_->start("127.0.0.1", 0));
+    google_.token_uri = url_ + "/token";
+    write_json(dir_.file("sa.json"), service_account());  // token_uri: Google's; the setting overrides it
+    reg_ = fcm_registry(
+        "      base_url: " + url_ + "\n      service_account: sa.json\n      token_uri: " + url_ + "/token\n",
+        dir_.path(), clock_, &transport_);
+    ASSERT_TRUE(reg_.registry) << (reg_.errors.empty() ? "" : reg_.errors[0].to_string());
+    channel_ = reg_.registry->find("fcm");
+  }
+  void TearDown() override {
+    server_->stop(0);
+    EXPECT_TRUE(google_.problems.empty()) << google_.problems.front();
+  }
+
+  void script(int status, std::string body, std::vector<std::pair<std::string, std::string>> headers = {}) {
+    std::lock_guard lock(google_.mutex);
+    google_.status = status;
+    google_.body = std::move(body);
+    google_.headers = std::move(headers);
+  }
+  int grants() {
+    std::lock_guard lock(google_.mutex);
+    return google_.grants;
+  }
+  std::vector<api::HttpRequest> sends() {
+    std::lock_guard lock(google_.mutex);
+    return google_.sends;
+  }
+  json last_message() { return json::parse(sends().back().body)["message"]; }
+
+  test::TempDir dir_{"fcm_plugin_test_"};
+  ManualClock clock_;
+  FakeGoogle google_;
+  std::unique_ptr<api::HttpServer> server_;
+  std::string url_;
+  transport::HttpTransport transport_{transport::TransportOptions{}};
+  RegistryResult reg_;
+  Channel* channel_ = nullptr;
+};
+
+TEST_F(FcmPlugin, SendsTheV1RequestWithAnAccessTokenFromAVerifiedAssertion) {
+  DeliveryOutcome o = channel_->deliver(push());
+  EXPECT_EQ(o.kind, OutcomeKind::delivered) << o.reason;
+  EXPECT_EQ(o.provider_message_id, "projects/tayori-test/messages/0:1780000000000000%31bd1c9631bd1c96");
+  ASSERT_EQ(sends().size(), 1u);
+  const api::HttpRequest sent = sends()[0];
+  EXPECT_EQ(sent.method, "POST");
+  EXPECT_EQ(sent.path, "/v1/projects/tayori-test/messages:send");
+  EXPECT_EQ(sent.header("authorization"), "Bearer tok-1");
+  EXPECT_EQ(sent.header("content-type"), "application/json; charset=UTF-8");
+  json expected = {{"message",
+                    {{"token", kDeviceToken},
+                     {"notification", {{"title", "ご注文の発送"}, {"body", "荷物を発送しました"}}},
+                     {"data", {{"tayori_message_id", "m-1"}}},
+                     {"android", {{"ttl", "86400s"}, {"priority", "high"}}}}}};
+  EXPECT_EQ(json::parse(sent.body), expected);
+  EXPECT_EQ(grants(), 1);
+}
+
+TEST_F(FcmPlugin, ProviderAnswersBecomeOutcomes) {
+  struct Case {
+    int status;
+    std::string body;
+    std::vector<std::pair<std::string, std::string>> headers;
+    OutcomeKind kind;
+    std::string reason;
+    bool deactivate = false;
+    int64_t retry_after_ms = 0;
+  };
+  const json token_violation = json::array(
+      {{{"@type", "type.googleapis.com/google.rpc.BadRequest"},
+        {"fieldViolations", {{{"field", "message.token"}, {"description", "Invalid registration token"}}}}}});
+  // clang-format off
+  const Case cases[] = {
+      {404, fcm_error(404, "NOT_FOUND", "Requested entity was not found.", "UNREGISTERED"), {}, OutcomeKind::permanent,
+       "fcm.UNREGISTERED", true},
+      {403, fcm_error(403, "PERMISSION_DENIED", "SenderId mismatch", "SENDER_ID_MISMATCH"), {}, OutcomeKind::permanent,
+       "fcm.SENDER_ID_MISMATCH", true},
+      {400, fcm_error(400, "INVALID_ARGUMENT", "The registration token is not a valid FCM registration token",
+                      "INVALID_ARGUMENT"),
+       {}, OutcomeKind::permanent, "fcm.INVALID_ARGUMENT", true},
+      {400, fcm_error(400, "INVALID_ARGUMENT", "Request contains an invalid argument.", "INVALID_ARGUMENT", token_violation),
+       {}, OutcomeKind::permanent, "fcm.INVALID_ARGUMENT", true},
+      {400, fcm_error(400, "INVALID_ARGUMENT", "Invalid value at 'message.android.ttl'", "INVALID_ARGUMENT"), {},
+       OutcomeKind::permanent, "fcm.INVALID_ARGUMENT: Invalid value at 'message.android.ttl'"},
+      {401, fcm_error(401, "UNAUTHENTICATED", "Auth error from APNS or Web Push Service", "THIRD_PARTY_AUTH_ERROR"), {},
+       OutcomeKind::permanent, "fcm.THIRD_PARTY_AUTH_ERROR: Auth error from APNS or Web Push Service"},
+      {403, fcm_error(403, "PERMISSION_DENIED", "Permission 'cloudmessaging.messages.create' denied"), {},
+       OutcomeKind::permanent, "fcm.PERMISSION_DENIED: Permission 'cloudmessaging.messages.create' denied"},
+      {404, fcm_error(404, "NOT_FOUND", "Requested entity was not found."), {}, OutcomeKind::permanent,
+       "fcm.NOT_FOUND: Requested entity was not found."},  // no FcmError: a wrong project, not a dead token
+      {429, fcm_error(429, "RESOURCE_EXHAUSTED", "Quota exceeded for sending messages.", "QUOTA_EXCEEDED"),
+       {{"Retry-After", "30"}}, OutcomeKind::retry, "fcm.QUOTA_EXCEEDED", false, 30'000},
+      {429, "", {}, OutcomeKind::retry, "fcm.429"},
+      {503, fcm_error(503, "UNAVAILABLE", "The service is currently unavailable.", "UNAVAILABLE"),
+       {{"Retry-After", http_date(clock_.now_ms() + 120'000)}}, OutcomeKind::retry, "fcm.UNAVAILABLE", false, 120'000},
+      {500, fcm_error(500, "INTERNAL", "Internal error encountered.", "INTERNAL"), {}, OutcomeKind::retry, "fcm.INTERNAL"},
+      {502, "<html>Bad Gateway</html>", {{"Retry-After", "soon"}}, OutcomeKind::retry, "fcm.502"},
+      {401, fcm_error(401, "UNAUTHENTICATED", "Request had invalid authentication credentials."), {}, OutcomeKind::retry,
+       "fcm.UNAUTHENTICATED"},
+      {418, "", {}, OutcomeKind::permanent, "fcm.418"},
+  };
+  // clang-format on
+  for (const Case& c : cases) {
+    script(c.status, c.body, c.headers);
+    DeliveryOutcome o = channel_->deliver(push());
+    SCOPED_TRACE(std::to_string(c.status) + " " + c.body);
+    EXPECT_EQ(o.kind, c.kind) << o.reason;
+    EXPECT_EQ(o.reason, c.reason);
+    EXPECT_EQ(o.deactivate_contact, c.deactivate);
+    EXPECT_EQ(o.retry_after_ms, c.retry_after_ms);
+    EXPECT_EQ(o.provider_message_id, "");
+  }
+}
+
+TEST_F(FcmPlugin, AnUnreachableProviderIsATransportRetry) {
+  RegistryResult reg = fcm_registry(
+      "      base_url: http://127.0.0.1:1\n      service_account: sa.json\n"
+      "      token_uri: " +
+          url_ + "/token\n",
+      dir_.path(), clock_, &transport_);
+  ASSERT_TRUE(reg.registry);
+  DeliveryOutcome o = reg.registry->find("fcm")->deliver(push());
+  EXPECT_EQ(o.kind, OutcomeKind::retry);
+  EXPECT_EQ(o.reason.rfind("fcm.transport: ", 0), 0u) << o.reason;
+}
+
+TEST_F(FcmPlugin, ManyDeliveriesShareOneGrantUntilItIsDue) {
+  for (int i = 0; i < 5; ++i) ASSERT_EQ(channel_->deliver(push("d-" + std::to_string(i))).kind, OutcomeKind::delivered);
+  EXPECT_EQ(grants(), 1);
+  EXPECT_EQ(channel_->tokens_minted(), 1u);
+  clock_.now += 54 * 60'000;  // the token (expires_in 3599 s) is still more than 5 min from expiry
+  ASSERT_EQ(channel_->deliver(push("d-5")).kind, OutcomeKind::delivered);
+  EXPECT_EQ(grants(), 1);
+  clock_.now += 2 * 60'000;  // now within 5 min of expiry: renewed before it can be refused
+  ASSERT_EQ(channel_->deliver(push("d-6")).kind, OutcomeKind::delivered);
+  EXPECT_EQ(grants(), 2);
+  EXPECT_EQ(channel_->tokens_minted(), 2u);
+  EXPECT_EQ(sends().back().header("authorization"), "Bearer tok-2");
+}
+
+TEST_F(FcmPlugin, ABurstRefusedWith401CostsASingleNewGrant) {
+  {
+    std::lock_guard lock(google_.mutex);
+    google_.refused = {"tok-1"};
+    google_.hold = 4;  // all four are in flight with tok-1 before any is refused
+  }
+  std::vector<std::thread> burst;
+  std::vector<DeliveryOutcome> outcomes(4);
+  for (int i = 0; i < 4; ++i)
+    burst.emplace_back([&, i] { outcomes[i] = channel_->deliver(push("burst-" + std::to_string(i))); });
+  for (auto& t : burst) t.join();
+  for (const auto& o : outcomes) {
+    EXPECT_EQ(o.kind, OutcomeKind::retry);
+    EXPECT_EQ(o.reason, "fcm.UNAUTHENTICATED");
+  }
+  EXPECT_EQ(grants(), 1);
+  {
+    std::lock_guard lock(google_.mutex);
+    google_.hold = 0;
+  }
+  for (int i = 0; i < 4; ++i) {
+    DeliveryRequest again = push("burst-" + std::to_string(i));
+    again.attempt = 2;
+    EXPECT_EQ(channel_->deliver(again).kind, OutcomeKind::delivered);
+  }
+  EXPECT_EQ(grants(), 2);  // four refusals of tok-1 forgot it once; tok-2 was never forgotten
+  EXPECT_EQ(channel_->tokens_minted(), 2u);
+}
+
+TEST_F(FcmPlugin, AGrantFailureRetriesWhenTransientAndIsPermanentWhenTheKeyIsRefused) {
+  auto grant_answers = [&](int status, std::string body) {
+    std::lock_guard lock(google_.mutex);
+    google_.grant_status = status;
+    google_.grant_body = std::move(body);
+  };
+  grant_answers(503, "");
+  DeliveryOutcome o = channel_->deliver(push());
+  EXPECT_EQ(o.kind, OutcomeKind::retry);
+  EXPECT_EQ(o.reason, "fcm.oauth.503");
+  grant_answers(429, "");
+  EXPECT_EQ(channel_->deliver(push()).kind, OutcomeKind::retry);
+  grant_answers(400, R"({"error":"invalid_grant","error_description":"Invalid JWT Signature."})");
+  o = channel_->deliver(push());
+  EXPECT_EQ(o.kind, OutcomeKind::permanent);
+  EXPECT_NE(o.reason.find("fcm.oauth.invalid_grant: Invalid JWT Signature."), std::string::npos) << o.reason;
+  grant_answers(401, R"({"error":"invalid_client","error_description":"The OAuth client was not found."})");
+  EXPECT_EQ(channel_->deliver(push()).kind, OutcomeKind::permanent);
+  EXPECT_TRUE(sends().empty());
+  EXPECT_EQ(channel_->tokens_minted(), 0u);
+  grant_answers(200, "");
+  EXPECT_EQ(channel_->deliver(push()).kind, OutcomeKind::delivered);
+
+  RegistryResult unreachable = fcm_registry(
+      "      base_url: " + url_ + "\n      service_account: sa.json\n      token_uri: http://127.0.0.1:1/token\n",
+      dir_.path(), clock_, &transport_);
+  ASSERT_TRUE(unreachable.registry);
+  o = unreachable.registry->find("fcm")->deliver(push());
+  EXPECT_EQ(o.kind, OutcomeKind::retry);
+  EXPECT_EQ(o.reason.rfind("fcm.oauth.transport: ", 0), 0u) << o.reason;
+}
+
+TEST_F(FcmPlugin, TtlPriorityAndCollapseKeyFollowTheMessage) {
+  DeliveryRequest d = push();
+  d.expires_at_ms = clock_.now + 3'600'900;  // rounded down: never stored past the expiry
+  ASSERT_EQ(channel_->deliver(d).kind, OutcomeKind::delivered);
+  EXPECT_EQ(last_message()["android"]["ttl"], "3600s");
+  d.expires_at_ms = clock_.now + 40LL * 86'400'000;  // FCM keeps at most 28 days
+  ASSERT_EQ(channel_->deliver(d).kind, OutcomeKind::delivered);
+  EXPECT_EQ(last_message()["android"]["ttl"], "2419200s");
+  d.expires_at_ms = clock_.now + 400;
+  ASSERT_EQ(channel_->deliver(d).kind, OutcomeKind::delivered);
+  EXPECT_EQ(last_message()["android"]["ttl"], "0s");
+
+  DeliveryRequest m = push();
+  m.marketing = true;
+  m.metadata_json = R"({"collapse_id":"order-42","campaign":"x"})";
+  m.content = {{"text", "セール開始"}, {"image", "https://img.example.com/a.png"}};
+  ASSERT_EQ(channel_->deliver(m).kind, OutcomeKind::delivered);
+  json sent = last_message();
+  EXPECT_EQ(sent["android"], json({{"ttl", "86400s"}, {"priority", "normal"}, {"collapse_key", "order-42"}}));
+  EXPECT_EQ(sent["notification"], json({{"body", "セール開始"}, {"image", "https://img.example.com/a.png"}}));
+  m.content.emplace_back("collapse_id", "from-content");
+  ASSERT_EQ(channel_->deliver(m).kind, OutcomeKind::delivered);
+  EXPECT_EQ(last_message()["android"]["collapse_key"], "from-content");
+
+  size_t before = sends().size();
+  DeliveryRequest expired = push();
+  expired.expires_at_ms = clock_.now - 1;
+  DeliveryOutcome o = channel_->deliver(expired);
+  EXPECT_EQ(o.kind, OutcomeKind::permanent);
+  EXPECT_NE(o.reason.find("expires_at"), std::string::npos) << o.reason;
+  EXPECT_EQ(sends().size(), before);
+}
+
+TEST_F(FcmPlugin, AnOversizedOrEmptyMessageIsPermanentAndSendsNothing) {
+  DeliveryRequest big = push();
+  big.content = {{"title", "t"}, {"body", std::string(4000, 'x')}};
+  DeliveryOutcome o = channel_->deliver(big);
+  EXPECT_EQ(o.kind, OutcomeKind::permanent);
+  EXPECT_NE(o.reason.find("4096-byte limit"), std::string::npos) << o.reason;
+  DeliveryRequest empty = push();
+  empty.content = {{"html", "<p>no push text</p>"}};
+  o = channel_->deliver(empty);
+  EXPECT_EQ(o.kind, OutcomeKind::permanent);
+  EXPECT_NE(o.reason.find("body:"), std::string::npos) << o.reason;
+  DeliveryRequest nobody = push();
+  nobody.contact.clear();
+  EXPECT_EQ(channel_->deliver(nobody).kind, OutcomeKind::permanent);
+  EXPECT_TRUE(sends().empty());
+  EXPECT_EQ(grants(), 0);  // checked before any token is fetched
+  big.content = {{"title", "t"}, {"body", std::string(3900, 'x')}};
+  EXPECT_EQ(channel_->deliver(big).kind, OutcomeKind::delivered);
+}
+
+TEST_F(FcmPlugin, TheKeyFileSuppliesTokenUriAndProjectUnlessOverridden) {
+  write_json(dir_.file("sa2.json"), service_account(url_ + "/token"));
+  RegistryResult reg = fcm_registry("      base_url: " + url_ + "\n      service_account: " + dir_.file("sa2.json") +
+                                        "\n      project_id: other-project\n",
+                                    dir_.path(), clock_, &transport_);
+  ASSERT_TRUE(reg.registry);
+  ASSERT_EQ(reg.registry->find("fcm")->deliver(push()).kind, OutcomeKind::delivered);
+  EXPECT_EQ(sends().back().path, "/v1/projects/other-project/messages:send");
+  EXPECT_EQ(grants(), 1);  // and the assertion's aud was the key file's token_uri (checked by the fake)
+}
+
+// ---- Settings ------------------------------------------------------------------------------------------
+
+TEST(FcmSettings, BadSettingsAreRefusedNamingTheSetting) {
+  test::TempDir dir("fcm_settings_test_");
+  SystemClock clock;
+  transport::HttpTransport transport{transport::TransportOptions{}};
+  auto refusal = [&](const std::string& settings) {
+    RegistryResult reg = fcm_registry(settings, dir.path(), clock, &transport);
+    return reg.errors.empty() ? std::string("(accepted)") : reg.errors[0].to_string();
+  };
+  EXPECT_NE(
+      refusal("      service_account: missing.json\n").find("service_account: cannot read " + dir.file("missing.json")),
+      std::string::npos);
+  for (const char* field : {"type", "project_id", "client_email", "private_key", "token_uri"}) {
+    json sa = service_account();
+    sa.erase(field);
+    write_json(dir.file("sa.json"), sa);
+    std::string why = refusal("      service_account: sa.json\n");
+    EXPECT_NE(why.find("service_account: " + dir.file("sa.json") + " has no \"" + field + "\""), std::string::npos)
+        << why;
+  }
+  json user = service_account();
+  user["type"] = "authorized_user";
+  write_json(dir.file("sa.json"), user);
+  EXPECT_NE(refusal("      service_account: sa.json\n").find("expected \"service_account\""), std::string::npos);
+  std::ofstream(dir.file("sa.json")) << "not json";
+  EXPECT_NE(refusal("      service_account: sa.json\n").find("is not a JSON object"), std::string::npos);
+  json bad_key = service_account();
+  bad_key["private_key"] = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n";
+  write_json(dir.file("sa.json"), bad_key);
+  EXPECT_NE(refusal("      service_account: sa.json\n").find("service_account: private_key: "), std::string::npos);
+  write_json(dir.file("sa.json"), service_account());
+  EXPECT_NE(refusal("      service_account: sa.json\n      ttl: 29d\n").find("ttl: must be between 0s and 28d"),
+            std::string::npos);
+  EXPECT_EQ(refusal("      service_account: sa.json\n      ttl: 28d\n"), "(accepted)");
+}
+
+}  // namespace
+}  // namespace tayori::plugin

@@ -1,0 +1,420 @@
+// The `sms_twilio` channel plugin (plugins/sms_twilio), loaded by the real host and driven through the real
+// host transport: against a scripted local server (the exact Create Message request, every provider answer
+// → outcome, table-driven), then against the provider simulator binary (`tayori-sim`, Twilio's test
+// numbers) started as a child process.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <future>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+
+#include "api/http_server.hpp"
+#include "config/config.hpp"
+#include "plugin/channel.hpp"
+#include "transport/crypto.hpp"
+#include "transport/http_transport.hpp"
+
+namespace tayori::plugin {
+namespace {
+
+constexpr const char* kSid = "AC0123456789abcdef0123456789abcdef";
+constexpr const char* kService = "MG0123456789abcdef0123456789abcdef";
+constexpr const char* kToken = "twilio-token";
+constexpr const char* kTo = "+819012345678";
+constexpr int64_t kNow = 1'767'225'600'000;  // 2026-01-01T00:00:00Z
+
+class PinnedClock final : public Clock {
+ public:
+  int64_t now_ms() const override { return now; }
+  int64_t now = kNow;
+};
+
+// The channel's YAML: `settings` are extra lines under settings:, `server` an optional server: block.
+std::string yaml_for(const std::string& base_url, const std::string& settings, bool public_url) {
+  return std::string(public_url ? "server: {public_url: 'http://127.0.0.1:9', link_secret_env: LINK_SECRET}\n" : "") +
+         "api_keys: [{name: t, key_env: K}]\nplugin_dirs: [" TAYORI_PLUGIN_DIR "]\n"
+         "channels:\n  - name: sms\n    plugin: sms_twilio\n    settings:\n      base_url: " + base_url +
+         "\n      account_sid: " + kSid + "\n      auth_token_env: TWILIO_TOKEN\n" + settings;
+}
+
+RegistryResult twilio_registry(const std::string& yaml, const Clock& clock, transport::HttpTransport* transport,
+                               const std::string& token = kToken) {
+  auto loaded = config::load_string(yaml, "t.yaml", "/tmp", [token](const std::string& name) {
+    return name == "TWILIO_TOKEN" ? token : name == "LINK_SECRET" ? std::string("link-secret") : std::string("k");
+  });
+  EXPECT_TRUE(loaded.config) << (loaded.errors.empty() ? "" : loaded.errors[0].to_string());
+  if (!loaded.config) return {};
+  return build_registry(*loaded.config, clock, transport);
+}
+
+DeliveryRequest sms(const std::string& to = kTo, const std::string& text = "こんにちは") {
+  DeliveryRequest d;
+  d.message_id = "m-1";
+  d.delivery_id = "0f1e2d3c4b5a69788796a5b4c3d2e1f0";
+  d.contact = to;
+  d.content = {{"text", text}};
+  return d;
+}
+
+// application/x-www-form-urlencoded parsing, independent of the plugin's encoder.
+std::map<std::string, std::string> form_decode(const std::string& body) {
+  std::map<std::string, std::string> out;
+  auto decode = [](const std::string& s) {
+    std::string r;
+    for (size_t i = 0; i < s.size(); ++i) {
+      if (s[i] == '+') r += ' ';
+      else if (s[i] == '%' && i + 2 < s.size()) {
+        r += static_cast<char>(std::stoi(s.substr(i + 1, 2), nullptr, 16));
+        i += 2;
+      } else r += s[i];
+    }
+    return r;
+  };
+  size_t start = 0;
+  while (start < body.size()) {
+    size_t end = body.find('&', start);
+    if (end == std::string::npos) end = body.size();
+    std::string pair = body.substr(start, end - start);
+    size_t eq = pair.find('=');
+    out[decode(pair.substr(0, eq))] = eq == std::string::npos ? "" : decode(pair.substr(eq + 1));
+    start = end + 1;
+  }
+  return out;
+}
+
+// A provider that records every request and answers as scripted.
+class Scripted final : public api::Handler {
+ public:
+  void handle(api::HttpRequest req, api::Responder respond) override {
+    api::HttpResponse r;
+    std::lock_guard lock(mutex);
+    requests.push_back(req);
+    r.status = status;
+    r.body = body;
+    r.headers = headers;
+    respond(r);
+  }
+  void script(int s, std::string b, std::vector<std::pair<std::string, std::string>> h = {}) {
+    std::lock_guard lock(mutex);
+    status = s;
+    body = std::move(b);
+    headers = std::move(h);
+  }
+  std::vector<api::HttpRequest> taken() {
+    std::lock_guard lock(mutex);
+    return std::exchange(requests, {});
+  }
+  std::mutex mutex;
+  int status = 201;
+  std::string body = R"({"sid":"SM0123456789abcdef0123456789abcdef","status":"queued"})";
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::vector<api::HttpRequest> requests;
+};
+
+class TwilioScripted : public ::testing::Test {
+ protected:
+  void SetUp() override { port_ = server_.start("127.0.0.1", 0); }
+  void TearDown() override { server_.stop(0); }
+  std::string base() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  Channel* channel(const std::string& settings = "      from: '+15005550006'\n", bool public_url = true) {
+    reg_ = twilio_registry(yaml_for(base(), settings, public_url), clock_, &transport_);
+    EXPECT_TRUE(reg_.registry) << (reg_.errors.empty() ? "" : reg_.errors[0].to_string());
+    return reg_.registry ? reg_.registry->find("sms") : nullptr;
+  }
+  // The one request the plugin sent for `d`, decoded.
+  std::map<std::string, std::string> sent_form(Channel* c, const DeliveryRequest& d) {
+    DeliveryOutcome o = c->deliver(d);
+    EXPECT_EQ(o.kind, OutcomeKind::delivered) << o.reason;
+    auto got = provider_.taken();
+    EXPECT_EQ(got.size(), 1u);
+    return got.empty() ? std::map<std::string, std::string>{} : form_decode(got[0].body);
+  }
+
+  Scripted provider_;
+  api::HttpServer server_{provider_, api::ServerLimits{}, 1};
+  uint16_t port_ = 0;
+  PinnedClock clock_;
+  transport::HttpTransport transport_{transport::TransportOptions{}};
+  RegistryResult reg_;
+};
+
+TEST_F(TwilioScripted, TheRequestIsExactlyTwiliosCreateMessage) {
+  Channel* c = channel();
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->contact(), "phone");
+  DeliveryOutcome o = c->deliver(sms(kTo, "こんにちは world & 100%"));
+  EXPECT_EQ(o.kind, OutcomeKind::delivered) << o.reason;
+  EXPECT_EQ(o.provider_message_id, "SM0123456789abcdef0123456789abcdef");
+  auto got = provider_.taken();
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].method, "POST");
+  EXPECT_EQ(got[0].path, std::string("/2010-04-01/Accounts/") + kSid + "/Messages.json");
+  EXPECT_EQ(got[0].header("authorization"),
+            "Basic " + transport::base64_encode(std::string(kSid) + ":" + kToken));
+  EXPECT_EQ(got[0].header("content-type"), "application/x-www-form-urlencoded");
+  // The exact bytes: '+' of E.164 as %2B, UTF-8 percent-encoded upper-case, space as '+', '&' and '%' escaped.
+  EXPECT_EQ(got[0].body,
+            "To=%2B819012345678&From=%2B15005550006"
+            "&Body=%E3%81%93%E3%82%93%E3%81%AB%E3%81%A1%E3%81%AF+world+%26+100%25"
+            "&StatusCallback=http%3A%2F%2F127.0.0.1%3A9%2Finbound%2Fsms_twilio%2Fsms");
+  auto form = form_decode(got[0].body);
+  EXPECT_EQ(form["Body"], "こんにちは world & 100%");
+  EXPECT_EQ(form["StatusCallback"], "http://127.0.0.1:9/inbound/sms_twilio/sms");
+  EXPECT_EQ(form.count("ValidityPeriod"), 0u);
+}
+
+TEST_F(TwilioScripted, StatusCallbackOnlyWithAPublicUrlAndWhenEnabled) {
+  EXPECT_EQ(sent_form(channel("      from: '+15005550006'\n", false), sms()).count("StatusCallback"), 0u);
+  EXPECT_EQ(sent_form(channel("      from: '+15005550006'\n      status_callback: false\n"), sms()).count("StatusCallback"),
+            0u);
+}
+
+TEST_F(TwilioScripted, AMessagingServiceReplacesFromAndBodyFallsBackToBody) {
+  Channel* c = channel(std::string("      messaging_service_sid: ") + kService + "\n");
+  ASSERT_TRUE(c);
+  DeliveryRequest d = sms();
+  d.content = {{"title", "ignored"}, {"body", "fallback body"}};
+  auto form = sent_form(c, d);
+  EXPECT_EQ(form["MessagingServiceSid"], kService);
+  EXPECT_EQ(form.count("From"), 0u);
+  EXPECT_EQ(form["Body"], "fallback body");
+}
+
+TEST_F(TwilioScripted, ValidityPeriodComesFromTheSettingOrASoonerExpiry) {
+  Channel* with = channel("      from: '+15005550006'\n      validity_period: 1h\n");
+  ASSERT_TRUE(with);
+  DeliveryRequest d = sms();
+  EXPECT_EQ(sent_form(with, d)["ValidityPeriod"], "3600");
+  d.expires_at_ms = kNow + 600'500;  // 600.5 s left: whole seconds, rounded down
+  EXPECT_EQ(sent_form(with, d)["ValidityPeriod"], "600");
+  d.expires_at_ms = kNow + 2 * 86'400'000;  // later than the setting: the setting
+  EXPECT_EQ(sent_form(with, d)["ValidityPeriod"], "3600");
+  d.expires_at_ms = kNow + 300;  // under a second: Twilio's minimum
+  EXPECT_EQ(sent_form(with, d)["ValidityPeriod"], "1");
+
+  Channel* without = channel();
+  ASSERT_TRUE(without);
+  d.expires_at_ms = kNow + 2 * 86'400'000;  // beyond Twilio's 10 h: left to Twilio (or the Messaging Service)
+  EXPECT_EQ(sent_form(without, d).count("ValidityPeriod"), 0u);
+  d.expires_at_ms = kNow + 7200'000;
+  EXPECT_EQ(sent_form(without, d)["ValidityPeriod"], "7200");
+}
+
+TEST_F(TwilioScripted, WhatCannotBeSentIsPermanentAndSendsNothing) {
+  Channel* c = channel();
+  ASSERT_TRUE(c);
+  std::string limit;
+  for (int i = 0; i < 1600; ++i) limit += "あ";
+  struct Case {
+    DeliveryRequest d;
+    std::string reason_part;
+  };
+  DeliveryRequest expired = sms();
+  expired.expires_at_ms = kNow - 1;
+  DeliveryRequest no_text = sms();
+  no_text.content = {{"text", ""}};
+  const Case cases[] = {
+      {sms("09012345678"), "contact: \"09012345678\" is not an E.164"},
+      {sms("+0123"), "is not an E.164"},
+      {sms("+8190123456789012"), "is not an E.164"},  // 16 digits
+      {no_text, "text: an SMS needs content"},
+      {sms(kTo, limit + "あ"), "1600 characters (1601)"},
+      {expired, "expires_at: the message expired"},
+  };
+  for (const Case& k : cases) {
+    DeliveryOutcome o = c->deliver(k.d);
+    SCOPED_TRACE(k.reason_part);
+    EXPECT_EQ(o.kind, OutcomeKind::permanent);
+    EXPECT_NE(o.reason.find(k.reason_part), std::string::npos) << o.reason;
+  }
+  EXPECT_TRUE(provider_.taken().empty());
+  EXPECT_EQ(c->deliver(sms(kTo, limit)).kind, OutcomeKind::delivered);  // exactly 1,600 is fine
+}
+
+TEST_F(TwilioScripted, ProviderAnswersBecomeOutcomes) {
+  struct Case {
+    int status;
+    std::string body;
+    std::vector<std::pair<std::string, std::string>> headers;
+    OutcomeKind kind;
+    std::string reason;
+    bool deactivate;
+    int64_t retry_after_ms;
+    std::string provider_id;
+  };
+  auto error = [](int status, int code, const std::string& message) {
+    return nlohmann::json{{"code", code},
+                          {"message", message},
+                          {"more_info", "https://www.twilio.com/docs/errors/" + std::to_string(code)},
+                          {"status", status}}
+        .dump();
+  };
+  const Case cases[] = {
+      {201, R"({"sid":"SMaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","status":"queued"})", {}, OutcomeKind::delivered, "", false,
+       0, "SMaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"},
+      {200, R"({"sid":"SMbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb","status":"accepted"})", {}, OutcomeKind::delivered, "", false,
+       0, "SMbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"},
+      {400, error(400, 21211, "The 'To' number +819012345678 is not a valid phone number."), {},
+       OutcomeKind::permanent, "twilio.21211: The 'To' number +819012345678 is not a valid phone number.", true, 0, ""},
+      {400, error(400, 21614, "'To' number is not a valid mobile number"), {}, OutcomeKind::permanent,
+       "twilio.21614: 'To' number is not a valid mobile number", true, 0, ""},
+      {400, error(400, 21610, "Attempt to send to unsubscribed recipient"), {}, OutcomeKind::permanent,
+       "twilio.21610", true, 0, ""},
+      {400, error(400, 21408, "Permission to send an SMS has not been enabled for the region"), {},
+       OutcomeKind::permanent, "twilio.21408: Permission to send an SMS has not been enabled for the region", false, 0,
+       ""},
+      {400, error(400, 21617, "The concatenated message body exceeds the 1600 character limit."), {},
+       OutcomeKind::permanent, "twilio.21617: The concatenated message body exceeds the 1600 character limit.", false,
+       0, ""},
+      {401, error(401, 20003, "Authenticate"), {}, OutcomeKind::permanent, "twilio.20003: Authenticate", false, 0, ""},
+      {403, "", {}, OutcomeKind::permanent, "twilio.403", false, 0, ""},
+      {404, error(404, 20404, "The requested resource was not found"), {}, OutcomeKind::permanent,
+       "twilio.20404: The requested resource was not found", false, 0, ""},
+      {400, "not json", {}, OutcomeKind::permanent, "twilio.400", false, 0, ""},
+      {429, error(429, 20429, "Too Many Requests"), {{"Retry-After", "7"}}, OutcomeKind::retry,
+       "twilio.20429: Too Many Requests", false, 7000, ""},
+      // Retry-After as an HTTP-date (RFC 9110 §10.2.3), 30 s after the pinned clock.
+      {429, "", {{"Retry-After", "Thu, 01 Jan 2026 00:00:30 GMT"}}, OutcomeKind::retry, "twilio.429", false, 30000, ""},
+      {429, error(429, 20429, "Too Many Requests"), {}, OutcomeKind::retry, "twilio.20429: Too Many Requests", false, 0,
+       ""},
+      {500, error(500, 20500, "Internal Server Error"), {}, OutcomeKind::retry, "twilio.20500: Internal Server Error",
+       false, 0, ""},
+      {503, "", {{"Retry-After", "2"}}, OutcomeKind::retry, "twilio.503", false, 2000, ""},
+  };
+  Channel* c = channel();
+  ASSERT_TRUE(c);
+  for (const Case& k : cases) {
+    provider_.script(k.status, k.body, k.headers);
+    DeliveryOutcome o = c->deliver(sms());
+    SCOPED_TRACE(std::to_string(k.status) + " " + k.body);
+    EXPECT_EQ(o.kind, k.kind) << o.reason;
+    EXPECT_EQ(o.reason, k.reason);
+    EXPECT_EQ(o.deactivate_contact, k.deactivate);
+    EXPECT_EQ(o.retry_after_ms, k.retry_after_ms);
+    EXPECT_EQ(o.provider_message_id, k.provider_id);
+  }
+}
+
+TEST_F(TwilioScripted, BadSettingsAreRefusedNamingTheSetting) {
+  const std::pair<std::string, std::string> cases[] = {
+      {"      from: '+15005550006'\n", "account_sid: must be \"AC\""},  // the SID is replaced below
+      {"", "from, messaging_service_sid: give exactly one"},
+      {std::string("      from: '+15005550006'\n      messaging_service_sid: ") + kService + "\n",
+       "from, messaging_service_sid: give exactly one"},
+      {"      from: '05550006'\n", "from: must be an E.164 number"},
+      {"      messaging_service_sid: MG123\n", "messaging_service_sid: must be \"MG\""},
+      {std::string("      messaging_service_sid: ") + kSid + "\n", "messaging_service_sid: must be \"MG\""},
+      {"      from: '+15005550006'\n      validity_period: 36001s\n", "validity_period: Twilio accepts"},
+      {"      from: '+15005550006'\n      validity_period: 1500ms\n", "validity_period: Twilio accepts"},
+      {"      from: '+15005550006'\n      validity_period: 500ms\n", "validity_period: Twilio accepts"},
+  };
+  for (size_t i = 0; i < std::size(cases); ++i) {
+    std::string yaml = yaml_for(base(), cases[i].first, false);
+    if (i == 0) yaml.replace(yaml.find(kSid), std::string(kSid).size(), "AC123");
+    RegistryResult reg = twilio_registry(yaml, clock_, &transport_);
+    SCOPED_TRACE(cases[i].second);
+    ASSERT_FALSE(reg.registry);
+    ASSERT_FALSE(reg.errors.empty());
+    EXPECT_NE(reg.errors[0].to_string().find(cases[i].second), std::string::npos) << reg.errors[0].to_string();
+  }
+  // The limits themselves are accepted.
+  EXPECT_TRUE(twilio_registry(yaml_for(base(), "      from: '+15005550006'\n      validity_period: 10h\n", false),
+                              clock_, &transport_)
+                  .registry);
+  EXPECT_TRUE(twilio_registry(yaml_for(base(), "      from: '+15005550006'\n      validity_period: 1s\n", false),
+                              clock_, &transport_)
+                  .registry);
+}
+
+TEST(TwilioTransport, AnUnreachableProviderIsATransportRetry) {
+  PinnedClock clock;
+  transport::HttpTransport transport{transport::TransportOptions{}};
+  RegistryResult reg = twilio_registry(yaml_for("http://127.0.0.1:1", "      from: '+15005550006'\n", false), clock,
+                                       &transport);
+  ASSERT_TRUE(reg.registry);
+  DeliveryOutcome o = reg.registry->find("sms")->deliver(sms());
+  EXPECT_EQ(o.kind, OutcomeKind::retry);
+  EXPECT_EQ(o.reason.rfind("twilio.transport: ", 0), 0u) << o.reason;
+}
+
+// ---- Against the real simulator binary -----------------------------------------------------------------
+
+class TwilioSim : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    int out[2];
+    ASSERT_EQ(::pipe(out), 0);
+    pid_ = ::fork();
+    ASSERT_GE(pid_, 0);
+    if (pid_ == 0) {
+      ::dup2(out[1], STDOUT_FILENO);
+      ::close(out[0]);
+      ::close(out[1]);
+      ::execl(TAYORI_SIM_BINARY, TAYORI_SIM_BINARY, "--listen", "127.0.0.1:0", "--twilio-account-sid", kSid,
+              "--twilio-auth-token", kToken, static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+    ::close(out[1]);
+    FILE* f = ::fdopen(out[0], "r");
+    char line[256] = {0};
+    ASSERT_TRUE(std::fgets(line, sizeof line, f)) << "tayori-sim printed nothing";
+    std::fclose(f);
+    std::string text = line;
+    const std::string prefix = "tayori-sim: listening on ";
+    ASSERT_EQ(text.rfind(prefix, 0), 0u) << text;
+    url_ = text.substr(prefix.size());
+    while (!url_.empty() && (url_.back() == '\n' || url_.back() == '\r')) url_.pop_back();
+  }
+  void TearDown() override {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGTERM);
+      int status = 0;
+      ::waitpid(pid_, &status, 0);
+    }
+  }
+  DeliveryOutcome deliver(const DeliveryRequest& d, const std::string& token = kToken) {
+    RegistryResult reg = twilio_registry(yaml_for(url_, "      from: '+15005550006'\n", false), clock_, &transport_, token);
+    EXPECT_TRUE(reg.registry);
+    return reg.registry ? reg.registry->find("sms")->deliver(d) : DeliveryOutcome{};
+  }
+
+  pid_t pid_ = -1;
+  std::string url_;
+  SystemClock clock_;
+  transport::HttpTransport transport_{transport::TransportOptions{}};
+};
+
+TEST_F(TwilioSim, TwiliosTestNumbersGiveTheDocumentedOutcomes) {
+  DeliveryOutcome ok = deliver(sms(kTo, "テスト"));
+  EXPECT_EQ(ok.kind, OutcomeKind::delivered) << ok.reason;
+  EXPECT_EQ(ok.provider_message_id.rfind("SM", 0), 0u);
+  EXPECT_EQ(ok.provider_message_id.size(), 34u);
+
+  DeliveryOutcome invalid = deliver(sms("+15005550001"));
+  EXPECT_EQ(invalid.kind, OutcomeKind::permanent);
+  EXPECT_EQ(invalid.reason.rfind("twilio.21211: ", 0), 0u) << invalid.reason;
+  EXPECT_TRUE(invalid.deactivate_contact);
+
+  DeliveryOutcome stopped = deliver(sms("+15005550004"));
+  EXPECT_EQ(stopped.kind, OutcomeKind::permanent);
+  EXPECT_EQ(stopped.reason, "twilio.21610");
+  EXPECT_TRUE(stopped.deactivate_contact);
+
+  DeliveryOutcome landline = deliver(sms("+15005550009"));
+  EXPECT_EQ(landline.kind, OutcomeKind::permanent);
+  EXPECT_EQ(landline.reason.rfind("twilio.21614: ", 0), 0u) << landline.reason;
+  EXPECT_TRUE(landline.deactivate_contact);
+
+  DeliveryOutcome wrong_token = deliver(sms(), "not-the-token");
+  EXPECT_EQ(wrong_token.kind, OutcomeKind::permanent);
+  EXPECT_EQ(wrong_token.reason, "twilio.20003: Authenticate");
+  EXPECT_FALSE(wrong_token.deactivate_contact);
+}
+
+}  // namespace
+}  // namespace tayori::plugin

@@ -1,0 +1,60 @@
+// Small helpers every simulated provider shares: JSON answers, form encoding (RFC 1866 §8.2.1 /
+// WHATWG application/x-www-form-urlencoded), identifiers, text measures and clocks. Crypto is not here: it
+// comes from the host's transport/crypto.hpp.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "sim_types.hpp"
+
+namespace tayori::sim {
+
+using Json = nlohmann::json;
+using Params = std::vector<std::pair<std::string, std::string>>;
+
+// A JSON answer. Content type defaults to application/json; providers that add a charset pass it.
+SimResponse json_response(int status, const Json& body, std::string content_type = "application/json");
+
+// application/x-www-form-urlencoded: '+' is a space, %XX a byte; malformed escapes are kept literally.
+std::string form_unescape(std::string_view s);
+// Percent-encodes everything except unreserved characters (RFC 3986 §2.3); spaces become %20.
+std::string form_escape(std::string_view s);
+Params form_decode(std::string_view body);
+std::string form_encode(const Params& params);
+// The first value of `name` in a query string or form body, or nullopt.
+std::optional<std::string> param(const Params& params, std::string_view name);
+
+// Unix milliseconds from the system clock.
+int64_t unix_ms();
+// RFC 2822 date ("Thu, 30 Jul 2015 20:12:31 +0000"), as Twilio's resources carry it.
+std::string rfc2822_date(int64_t unix_ms);
+
+// Random lower-case hex of `n` characters, and a random (version 4) UUID, lower case.
+std::string random_hex(size_t n);
+std::string uuid_v4();
+
+bool is_hex(std::string_view s);
+// 8-4-4-4-12 hex digits (either case), RFC 9562 §4's textual form.
+bool is_uuid(std::string_view s);
+// A decimal integer (optional leading '-'), within int64; nullopt otherwise.
+std::optional<int64_t> parse_int(std::string_view s);
+// The token of an "Authorization: Bearer <token>" header (scheme matched case-insensitively, RFC 9110 §11.1).
+std::optional<std::string> bearer_token(std::string_view authorization);
+
+// UTF-8 validation (RFC 3629: no overlongs, no surrogates, at most U+10FFFF).
+bool utf8_valid(std::string_view s);
+// Length in Unicode code points, and in UTF-16 code units (what Java-backed APIs count). Assumes valid UTF-8.
+size_t code_points(std::string_view s);
+size_t utf16_units(std::string_view s);
+
+// The whole file, or nullopt when it cannot be read.
+std::optional<std::string> read_text_file(const std::string& path);
+
+}  // namespace tayori::sim
