@@ -89,6 +89,11 @@ int list_plugins(const std::string& path) {
               << "." << p.abi_minor << ", " << (c->library().sans_io() ? "sans-I/O" : "direct delivery")
               << ", contact " << c->contact() << ")\n  file: " << c->library().path() << "\n";
     if (p.description) std::cout << "  " << p.description << "\n";
+    if (c->library().batches())
+      std::cout << "  batching: up to " << p.batch_max << " deliveries of identical content per request, "
+                << (c->batch_window_ms() > 0 ? "batch_window " + format_duration_ms(c->batch_window_ms())
+                                             : std::string("off (set batch_window on the channel)"))
+                << "\n";
     for (size_t i = 0; i < p.settings_count; ++i) {
       const tayori_setting_spec& s = p.settings[i];
       static const char* kTypes[] = {"string", "int", "bool", "duration", "secret", "url", "path"};

@@ -166,6 +166,7 @@ const std::regex kName("^[a-z][a-z0-9_]{0,62}$");
 // A contact kind a channel can use: one of the recipient's contacts, or a push platform.
 const std::regex kContactKind("^([a-z][a-z0-9_]{0,31}|push\\.(fcm|apns))$");
 const std::regex kEnvName("^[A-Z_][A-Z0-9_]*$");
+constexpr int64_t kMaxBatchWindowMs = 10'000;
 
 void read_server(Reader& r, const YAML::Node& n, ServerConfig& s) {
   if (!n || !r.expect_map(n, "server", {"listen", "threads", "max_body_bytes", "max_batch", "header_timeout",
@@ -283,7 +284,9 @@ void read_channels(Reader& r, const YAML::Node& n, std::vector<ChannelConfig>& c
   for (size_t i = 0; i < n.size(); ++i) {
     std::string path = "channels[" + std::to_string(i) + "]";
     YAML::Node c = n[i];
-    if (!r.expect_map(c, path, {"name", "plugin", "contact", "settings", "concurrency", "rate_limit", "burst"})) continue;
+    if (!r.expect_map(c, path,
+                      {"name", "plugin", "contact", "settings", "concurrency", "rate_limit", "burst", "batch_window"}))
+      continue;
     ChannelConfig ch;
     ch.index = static_cast<int>(i);
     ch.at = where(c);
@@ -304,6 +307,15 @@ void read_channels(Reader& r, const YAML::Node& n, std::vector<ChannelConfig>& c
         r.error(c["rate_limit"], path + ".rate_limit", "must be a rate like 100/s, 600/m or 3600/h");
     }
     r.integer(c, "burst", path, 1, 1'000'000, ch.burst);
+    if (YAML::Node w = c["batch_window"]) {
+      ch.batch_window_at = where(w);
+      r.duration(c, "batch_window", path, 0, ch.batch_window_ms);
+      // Every delivery of the channel may wait this long in a dispatcher worker: keep it short.
+      if (ch.batch_window_ms > kMaxBatchWindowMs) {
+        r.error(w, path + ".batch_window", "must be at most " + format_duration_ms(kMaxBatchWindowMs));
+        ch.batch_window_ms = 0;
+      }
+    }
     if (auto v = r.string(c, "contact", path, false)) {
       // A bare "push" names the list of tokens, never one contact point: say which platform.
       if (!std::regex_match(*v, kContactKind) || *v == "push")

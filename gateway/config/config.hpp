@@ -84,6 +84,10 @@ struct ChannelConfig {
   int concurrency = 0;          // requests in flight to the provider at once; 0: the transport default
   double rate_per_second = 0;   // token-bucket rate limit; 0: none
   double burst = 0;             // bucket size; 0: one second's worth (at least 1)
+  // How long a delivery waits for concurrent deliveries of identical content to share one request
+  // (plugins with on_build_batch, e.g. LINE multicast); 0: never batch.
+  int64_t batch_window_ms = 0;
+  Location batch_window_at;
   Location at;
   Location settings_at;
   int index = 0;

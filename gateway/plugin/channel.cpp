@@ -3,6 +3,8 @@
 #include <dlfcn.h>
 
 #include <algorithm>
+#include <chrono>
+#include <condition_variable>
 #include <cstring>
 #include <filesystem>
 #include <regex>
@@ -71,6 +73,10 @@ std::shared_ptr<Library> Library::open(const std::string& path, std::string& err
     problem = "on_build and on_classify come as a pair";
   else if (p.on_build == nullptr && p.on_deliver == nullptr)
     problem = "it implements neither on_build/on_classify nor on_deliver, so it cannot deliver anything";
+  else if (p.batch_max > 0 && p.on_build_batch == nullptr)
+    problem = "batch_max is " + std::to_string(p.batch_max) + " but on_build_batch is NULL";
+  else if (p.on_build_batch != nullptr && p.on_build == nullptr)
+    problem = "on_build_batch needs the on_build/on_classify pair (a batch is classified per delivery)";
   else if (p.settings_count > 0 && p.settings == nullptr)
     problem = "settings_count is set but settings is NULL";
   for (size_t i = 0; problem.empty() && i < p.settings_count; ++i) {
@@ -217,6 +223,45 @@ auto with_response(const transport::Response& r, F&& use) {
 
 void write_out(tayori_out out, std::string_view value) {
   if (out.write != nullptr) out.write(out.out_ctx, tayori_str{value.data(), value.size()});
+}
+
+// The requests a plugin adds during on_build / on_build_batch, copied as it adds them (plugin.h: a request
+// is valid only during host_add_request).
+struct CollectedRequests {
+  std::string pool_key;
+  std::vector<transport::Request> requests;
+  std::string refused;  // why the last refused request was refused
+
+  tayori_request_sink sink() { return {this, &add}; }
+  static tayori_status add(void* ctx, const tayori_request* r) {
+    auto* c = static_cast<CollectedRequests*>(ctx);
+    std::string problem;
+    transport::Request req = to_transport_request(r, c->pool_key, problem);
+    if (!problem.empty()) {
+      c->refused = problem;
+      return TAYORI_INVALID;
+    }
+    c->requests.push_back(std::move(req));
+    return TAYORI_OK;
+  }
+};
+
+// Deliveries share a batch only when what the plugin may put in the shared request is identical
+// (plugin.h on_build_batch): purpose, category, and every content field in order. Length-prefixed, so
+// no two different deliveries produce the same key.
+std::string batch_key(const tayori_delivery& d) {
+  std::string key(1, d.purpose == TAYORI_PURPOSE_MARKETING ? 'm' : 't');
+  auto add = [&key](tayori_str s) {
+    key += std::to_string(s.len);
+    key += ':';
+    key += text(s);
+  };
+  add(d.category);
+  for (size_t i = 0; i < d.content_count; ++i) {
+    add(d.content[i].key);
+    add(d.content[i].value);
+  }
+  return key;
 }
 
 }  // namespace
@@ -385,7 +430,9 @@ DeliveryOutcome Channel::deliver(const DeliveryRequest& r) {
   d.callback_url = view(callback_url);
 
   const tayori_plugin& p = library_->descriptor();
-  if (p.on_deliver == nullptr) return deliver_through_transport(d);
+  if (p.on_deliver == nullptr)
+    return batch_window_ms_ > 0 && transport_ != nullptr && library_->batches() ? deliver_batched(d)
+                                                                                : deliver_through_transport(d);
   OutcomeBuffers buffers;
   return to_outcome(p.on_deliver(instance_, &d, &buffers.out), buffers.out);
 }
@@ -398,22 +445,8 @@ DeliveryOutcome Channel::deliver_through_transport(const tayori_delivery& d) {
     return result;
   }
   // 1. The plugin builds its requests; the host copies them (plugin.h: valid only during the call).
-  struct Collected {
-    std::string pool_key;
-    std::vector<transport::Request> requests;
-    std::string refused;
-  } collected{pool_key(), {}, {}};
-  tayori_request_sink sink{&collected, [](void* ctx, const tayori_request* r) -> tayori_status {
-                             auto* c = static_cast<Collected*>(ctx);
-                             std::string problem;
-                             transport::Request req = to_transport_request(r, c->pool_key, problem);
-                             if (!problem.empty()) {
-                               c->refused = problem;
-                               return TAYORI_INVALID;
-                             }
-                             c->requests.push_back(std::move(req));
-                             return TAYORI_OK;
-                           }};
+  CollectedRequests collected{pool_key(), {}, {}};
+  tayori_request_sink sink = collected.sink();
   char error[512] = {0};
   tayori_status st = p.on_build(instance_, &d, &sink, tayori_error_buf{error, sizeof error});
   if (st != TAYORI_OK || collected.requests.empty()) {
@@ -441,6 +474,123 @@ DeliveryOutcome Channel::deliver_through_transport(const tayori_delivery& d) {
     if (result.kind != OutcomeKind::delivered) return result;
   }
   return result;
+}
+
+// ---- Batching (plugin.h on_build_batch) --------------------------------------------------------
+//
+// Each delivery of a batching channel blocks in deliver() as usual. The first of a content opens a group
+// and leads it: it waits until the batch window ends or batch_max deliveries have joined, closes the
+// group, sends the one shared request and hands every member its verdict. The members' tayori_delivery
+// structs stay in their own (waiting) stack frames, which is why the leader finishes with every member
+// before waking any. A member told to go alone delivers itself through on_build, in its own thread, so
+// the fallback of a refused batch runs in parallel and is paced by the channel's pool like any delivery.
+
+struct Channel::BatchMember {
+  const tayori_delivery* delivery = nullptr;
+  bool alone = false;       // set by the leader: deliver on your own (on_build/on_classify)
+  DeliveryOutcome outcome;  // set by the leader otherwise
+  std::promise<void> answered;
+};
+
+struct Channel::BatchGroup {
+  std::vector<BatchMember*> members;
+  std::set<std::string_view> contacts;  // views into the members' deliveries
+  bool closed = false;                  // no one joins any more; the group has left open_batches_
+  std::condition_variable full;
+};
+
+DeliveryOutcome Channel::deliver_batched(const tayori_delivery& d) {
+  const size_t batch_max = library_->descriptor().batch_max;
+  const std::string key = batch_key(d);
+  BatchMember me;
+  me.delivery = &d;
+  std::unique_lock lock(batch_mutex_);
+  if (auto it = open_batches_.find(key); it != open_batches_.end()) {
+    std::shared_ptr<BatchGroup> group = it->second;
+    // One request naming a contact twice might reach it once: the second delivery goes on its own.
+    if (!group->contacts.insert(text(d.contact)).second) {
+      lock.unlock();
+      return deliver_through_transport(d);
+    }
+    group->members.push_back(&me);
+    if (group->members.size() >= batch_max) {
+      group->closed = true;
+      open_batches_.erase(it);
+      group->full.notify_one();
+    }
+    std::future<void> answered = me.answered.get_future();
+    lock.unlock();
+    answered.wait();
+    return me.alone ? deliver_through_transport(d) : me.outcome;
+  }
+
+  auto group = std::make_shared<BatchGroup>();
+  group->members.push_back(&me);
+  group->contacts.insert(text(d.contact));
+  open_batches_.emplace(key, group);
+  group->full.wait_for(lock, std::chrono::milliseconds(batch_window_ms_), [&] { return group->closed; });
+  if (!group->closed) {
+    group->closed = true;
+    open_batches_.erase(key);  // still this group: a group leaves the map only when it closes
+  }
+  lock.unlock();
+  // Closed: nobody else touches group->members any more.
+  std::vector<BatchMember*> members = std::move(group->members);
+  if (members.size() == 1) return deliver_through_transport(d);
+  try {
+    send_batch(members);
+  } catch (const std::exception& e) {
+    // Host trouble (memory). The request may have gone out, so no member is resent now: all retry later.
+    for (BatchMember* m : members) {
+      m->alone = false;
+      m->outcome = DeliveryOutcome{};  // retry
+      m->outcome.reason = std::string("host.batch_error: ") + e.what();
+    }
+  }
+  for (BatchMember* m : members)
+    if (m != &me) m->answered.set_value();
+  return me.alone ? deliver_through_transport(d) : me.outcome;
+}
+
+void Channel::send_batch(const std::vector<BatchMember*>& members) {
+  const tayori_plugin& p = library_->descriptor();
+  std::vector<const tayori_delivery*> deliveries;
+  for (BatchMember* m : members) deliveries.push_back(m->delivery);
+  CollectedRequests collected{pool_key(), {}, {}};
+  tayori_request_sink sink = collected.sink();
+  char error[512] = {0};
+  tayori_status st =
+      p.on_build_batch(instance_, deliveries.data(), deliveries.size(), &sink, tayori_error_buf{error, sizeof error});
+  if (st == TAYORI_RETRY_LATER) {  // a prerequisite (an OAuth grant) failed for now: nothing was sent
+    for (BatchMember* m : members) {
+      m->outcome.kind = OutcomeKind::retry;
+      m->outcome.reason = error[0] ? std::string(error) : "plugin: build: retry later";
+    }
+    return;
+  }
+  if (st != TAYORI_OK || collected.requests.size() != 1) {
+    // Nothing was sent, so delivering each on its own duplicates nothing; the single build says precisely
+    // what is wrong with which delivery.
+    std::string why = "it built " + std::to_string(collected.requests.size()) + " requests (a batch is one)";
+    if (st != TAYORI_OK)
+      why = error[0] ? std::string(error) : "it failed without saying why";
+    else if (!collected.refused.empty())
+      why = collected.refused;
+    log::info("plugin." + name_,
+              "a batch of " + std::to_string(members.size()) + " was not built, delivering each on its own: " + why);
+    for (BatchMember* m : members) m->alone = true;
+    return;
+  }
+  ++batches_sent_;
+  transport::Response r = exchange(*transport_, std::move(collected.requests.front()));
+  with_response(r, [&](const tayori_response* resp) {
+    for (BatchMember* m : members) {
+      OutcomeBuffers buffers;
+      m->outcome = to_outcome(p.on_classify(instance_, m->delivery, resp, &buffers.out), buffers.out);
+      // A refused request delivered nothing, and a batch answer cannot name the recipient at fault.
+      m->alone = m->outcome.kind == OutcomeKind::permanent;
+    }
+  });
 }
 
 // ---- Registry ---------------------------------------------------------------------------------
@@ -603,7 +753,14 @@ RegistryResult build_registry(const config::Config& config, const Clock& clock, 
                                "plugin " + std::string(p.name) + " has no default contact: say which recipient contact it uses"});
       continue;
     }
+    if (ch.batch_window_ms > 0 && !lib->batches()) {
+      result.errors.push_back({config.file, ch.batch_window_at, path_key + ".batch_window",
+                               "plugin " + std::string(p.name) +
+                                   " does not batch deliveries (it has no on_build_batch): remove batch_window"});
+      continue;
+    }
     auto channel = std::make_unique<Channel>(ch.name, contact, lib, host);
+    channel->set_batch_window_ms(ch.batch_window_ms);
     if (transport != nullptr && (ch.concurrency > 0 || ch.rate_per_second > 0)) {
       transport::PoolOptions pool;
       pool.max_concurrent = ch.concurrency;

@@ -4,9 +4,11 @@
 
 #include <tayori/plugin.h>
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -36,6 +38,11 @@ class Library {
   const tayori_plugin& descriptor() const { return descriptor_; }
   const std::string& path() const { return path_; }
   bool sans_io() const { return descriptor_.on_build != nullptr; }
+  // It can carry several deliveries of identical content in one request (plugin.h on_build_batch); only
+  // the sans-I/O path batches, so a plugin that also has on_deliver (which wins) does not.
+  bool batches() const {
+    return descriptor_.on_build_batch != nullptr && descriptor_.batch_max > 1 && descriptor_.on_deliver == nullptr;
+  }
 
  private:
   Library() = default;
@@ -98,8 +105,17 @@ class Channel {
   // Creates the plugin instance; false with `error` set when the plugin refuses its settings.
   bool create(const std::vector<std::pair<std::string, std::string>>& settings, std::string& error);
 
-  // Hands one delivery to the plugin and returns its verdict. Thread-safe as the ABI requires.
+  // Hands one delivery to the plugin and returns its verdict. Thread-safe as the ABI requires. With a
+  // batch window (and a plugin that batches) the call may wait up to that window for concurrent
+  // deliveries of identical content to share one request; the verdict is still this delivery's own.
   DeliveryOutcome deliver(const DeliveryRequest& request);
+
+  // The YAML's batch_window: how long a delivery waits for others to join its batch. 0 (the default):
+  // never batch. Set it before the first delivery; it has effect only when library().batches().
+  void set_batch_window_ms(int64_t ms) { batch_window_ms_ = ms; }
+  int64_t batch_window_ms() const { return batch_window_ms_; }
+  // Requests that carried a batch of deliveries (for tests and metrics).
+  uint64_t batches_sent() const { return batches_sent_.load(); }
 
   const std::string& name() const { return name_; }
   const std::string& contact() const { return contact_; }
@@ -113,8 +129,15 @@ class Channel {
   struct HostServices;  // the tayori_host callbacks; defined in channel.cpp
 
  private:
+  struct BatchMember;  // one delivery waiting in a batch, and the verdict its leader hands it
+  struct BatchGroup;   // the deliveries of one content gathered during a window
+
   // The sans-I/O path: on_build -> the host transport -> on_classify, for each request the plugin built.
   DeliveryOutcome deliver_through_transport(const tayori_delivery& delivery);
+  // The sans-I/O path with a batch window: join or lead a group of identical content (see channel.cpp).
+  DeliveryOutcome deliver_batched(const tayori_delivery& delivery);
+  // The leader's work: on_build_batch -> one request -> on_classify per member; fills every member's verdict.
+  void send_batch(const std::vector<BatchMember*>& members);
 
   std::string name_;
   std::string contact_;
@@ -126,6 +149,12 @@ class Channel {
   transport::TokenCache tokens_;
   tayori_host host_{};
   void* instance_ = nullptr;
+
+  int64_t batch_window_ms_ = 0;
+  std::atomic<uint64_t> batches_sent_{0};
+  std::mutex batch_mutex_;
+  // The one open (still joinable) group per batch key; a group leaves the map when it closes.
+  std::map<std::string, std::shared_ptr<BatchGroup>> open_batches_;
 };
 
 class Registry {

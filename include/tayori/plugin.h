@@ -11,6 +11,7 @@
  *   on_create   settings              -> instance (settings already checked against the declared map)
  *   on_build    delivery              -> one or more transport requests (HTTP or SMTP)
  *   on_classify delivery + response   -> outcome (delivered | retry | permanent)
+ *   on_build_batch deliveries         -> one request carrying many deliveries of identical content (optional)
  *   on_inbound  inbound HTTP request  -> normalised events + the HTTP answer to give the provider
  * A plugin whose work is not an HTTP/SMTP exchange (a file, a binary protocol) implements on_deliver
  * instead of on_build/on_classify; the host calls it from a worker thread, never from an I/O thread.
@@ -23,15 +24,16 @@
  * NULL; a plugin checks host->struct_size before using a host service added in a later minor. A change
  * that cannot be made this way raises TAYORI_ABI_MAJOR, and hosts refuse plugins of another major.
  *
- * Threading: on_build, on_classify, on_deliver and on_inbound may be called concurrently from several
- * host threads for the same instance; a plugin that keeps mutable state guards it itself. on_create and
- * on_destroy are never concurrent with anything else on that instance.
+ * Threading: on_build, on_build_batch, on_classify, on_deliver and on_inbound may be called concurrently
+ * from several host threads for the same instance; a plugin that keeps mutable state guards it itself.
+ * on_create and on_destroy are never concurrent with anything else on that instance.
  *
  * Strings: tayori_str is a pointer + length, UTF-8, NOT necessarily NUL-terminated.
  *
  * History: 1.0 the first contract. 1.1 host services (JWT signing, HMAC, base64, constant-time compare,
  * a token cache, a synchronous exchange for prerequisite calls such as an OAuth grant), the delivery's
- * unsubscribe and callback URLs, and SMTP credentials / plaintext opt-in on a request.
+ * unsubscribe and callback URLs, SMTP credentials / plaintext opt-in on a request, and batching of
+ * identical content (batch_max, on_build_batch: LINE multicast).
  */
 #ifndef TAYORI_PLUGIN_H
 #define TAYORI_PLUGIN_H
@@ -371,6 +373,32 @@ typedef struct tayori_plugin {
    * host_set_response set, e.g. 401 for a bad signature) and changes nothing. */
   tayori_status (*on_inbound)(void* instance, const tayori_inbound_request* request,
                               const tayori_inbound_sink* sink, tayori_error_buf error);
+
+  /* ---- 1.1: batching (a 1.0 descriptor reads as batch_max 0, on_build_batch NULL: never batched) ---- */
+
+  /* The most deliveries one on_build_batch request may carry (LINE multicast: 500). 0: no batching. The
+   * host refuses a descriptor with batch_max > 0 and no on_build_batch, or with on_build_batch and no
+   * on_build/on_classify pair (the host needs both: see on_build_batch). */
+  uint32_t batch_max;
+  /* Optional, sans-I/O plugins only. Builds the ONE request that hands all `count` deliveries (2 ..
+   * batch_max) to the provider at once. The host batches only deliveries of one channel whose purpose,
+   * category and rendered content (every field, in order) are identical and whose contacts all differ;
+   * everything else (ids, contact, locale, timezone, expiry, metadata, links) may differ per delivery, so
+   * a request must not depend on it. The host batches only when the channel's YAML sets `batch_window`:
+   * it holds a delivery that long for others to join, or until batch_max have joined.
+   *
+   * The host sends the request and calls on_classify once per delivery, each time with the one shared
+   * response. Each delivery then keeps its own outcome, except that a delivery classified PERMANENT is
+   * delivered again on its own through on_build/on_classify: a batch answer cannot say which recipient
+   * was at fault (one bad LINE user id refuses the whole multicast), and a refused request delivered
+   * nothing, so resending singly duplicates nothing. A RETRY outcome stands (the request may have been
+   * accepted despite a timeout or 5xx; the host's backoff applies, and a later attempt may share another
+   * request). A status other than TAYORI_OK, or no request / more than one, sends nothing and delivers
+   * each delivery on its own, except TAYORI_RETRY_LATER, which makes every delivery RETRY.
+   * The deliveries come in no particular order: derive nothing (a retry key) from their order.
+   * OWNERSHIP: `deliveries` and everything they point to are host-owned, borrowed for the call. */
+  tayori_status (*on_build_batch)(void* instance, const tayori_delivery* const* deliveries, size_t count,
+                                  const tayori_request_sink* sink, tayori_error_buf error);
 } tayori_plugin;
 
 /* The struct_size of an ABI 1.0 descriptor: a host refuses a descriptor shorter than this. Frozen: later

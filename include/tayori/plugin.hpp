@@ -5,11 +5,15 @@
 //   void build(const Delivery&, RequestSink&) +
 //   Outcome classify(const Delivery&, const Response&)             — sans-I/O plugins (the host sends)
 //   void inbound(const InboundRequest&, InboundSink&)              — provider webhooks
+//   void build_batch(const std::vector<Delivery>&, RequestSink&) +
+//   static constexpr uint32_t kBatchMax = N                        — one request for many deliveries of
+//                                                                    identical content (plugin.h on_build_batch)
 // and TAYORI_PLUGIN(Class, "name", "version", "description", "default_contact", settings, settings_count)
 // exports it.
 // The adapters catch every exception at the boundary (nothing C++ crosses into the host): a throwing
 // constructor fails on_create with the exception's message; a throwing deliver/classify becomes a RETRY
-// outcome whose reason carries the message; a throwing build or inbound returns TAYORI_ERROR.
+// outcome whose reason carries the message; a throwing build, build_batch or inbound returns TAYORI_ERROR
+// (RetryLater: TAYORI_RETRY_LATER).
 #ifndef TAYORI_PLUGIN_HPP
 #define TAYORI_PLUGIN_HPP
 
@@ -460,6 +464,23 @@ struct Adapter {
       return TAYORI_ERROR;
     }
   }
+  static tayori_status on_build_batch(void* instance, const tayori_delivery* const* ds, size_t count,
+                                      const tayori_request_sink* sink, tayori_error_buf err) {
+    try {
+      std::vector<Delivery> deliveries;
+      deliveries.reserve(count);
+      for (size_t i = 0; i < count; ++i) deliveries.emplace_back(ds[i]);
+      RequestSink s(sink);
+      static_cast<T*>(instance)->build_batch(static_cast<const std::vector<Delivery>&>(deliveries), s);
+      return TAYORI_OK;
+    } catch (const RetryLater& e) {
+      fail(err, e.what());
+      return TAYORI_RETRY_LATER;
+    } catch (...) {
+      fail(err, current_exception_text());
+      return TAYORI_ERROR;
+    }
+  }
   static tayori_status on_classify(void* instance, const tayori_delivery* d, const tayori_response* r,
                                    tayori_outcome* out) {
     try {
@@ -520,6 +541,19 @@ struct Adapter {
     }
     if constexpr (requires(T& t, const InboundRequest& r, InboundSink& s) { t.inbound(r, s); }) {
       p.on_inbound = &on_inbound;
+    }
+    constexpr bool kBuildsBatches = requires(T& t, const std::vector<Delivery>& v, RequestSink& s) {
+                                      t.build_batch(v, s);
+                                    };
+    constexpr bool kDeclaresBatchMax = requires {
+                                         { T::kBatchMax } -> std::convertible_to<uint32_t>;
+                                       };
+    static_assert(kBuildsBatches == kDeclaresBatchMax,
+                  "a plugin class batches with both build_batch(const std::vector<Delivery>&, RequestSink&) and "
+                  "static constexpr uint32_t kBatchMax, or with neither");
+    if constexpr (kBuildsBatches && kDeclaresBatchMax) {
+      p.batch_max = static_cast<uint32_t>(T::kBatchMax);
+      p.on_build_batch = &on_build_batch;
     }
     return p;
   }

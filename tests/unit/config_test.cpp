@@ -183,6 +183,8 @@ TEST(ConfigLoad, DefaultsApplyWhenOptionalSectionsAreOmitted) {
   EXPECT_THAT(c.plugin_dirs, IsEmpty());
   ASSERT_EQ(c.api_keys.size(), 1u);
   EXPECT_EQ(c.api_keys[0].secret, "s3cret-up");
+  ASSERT_EQ(c.channels.size(), 1u);
+  EXPECT_EQ(c.channels[0].batch_window_ms, 0);  // batching is opt-in per channel
 }
 
 TEST(ConfigLoad, AbsoluteDataDirIsKept) {
@@ -241,7 +243,7 @@ TEST(ConfigLoad, ReportsEveryProblemAtOnceWithExactPlaces) {
                   "gw.yaml:9:18: dispatcher.poll_interval: must be at least 10ms",
                   "gw.yaml:12:14: api_keys[0].key_env: environment variable KEY_UP is not set",
                   "gw.yaml:14:11: channels[0].name: must match [a-z][a-z0-9_]* (it appears in messages and metrics)",
-                  "gw.yaml:16:5: channels[0].colour: unknown key (expected one of: name, plugin, contact, settings, concurrency, rate_limit, burst)"));
+                  "gw.yaml:16:5: channels[0].colour: unknown key (expected one of: name, plugin, contact, settings, concurrency, rate_limit, burst, batch_window)"));
   // Diagnostics carry their parts separately too.
   ASSERT_FALSE(r.errors.empty());
   for (const auto& d : r.errors) EXPECT_EQ(d.file, "gw.yaml");
@@ -333,7 +335,7 @@ TEST(ConfigLoad, UnknownKeysAreReportedAtEachLevel) {
           "gw.yaml:7:3: dispatcher.retries: unknown key (expected one of: workers, claim_batch, poll_interval, "
           "max_attempts, retry_base)",
           "gw.yaml:11:5: api_keys[0].key: unknown key (expected one of: name, key_env)",
-          "gw.yaml:15:5: channels[0].setting: unknown key (expected one of: name, plugin, contact, settings, concurrency, rate_limit, burst)"));
+          "gw.yaml:15:5: channels[0].setting: unknown key (expected one of: name, plugin, contact, settings, concurrency, rate_limit, burst, batch_window)"));
 }
 
 // BUG (core): a key repeated in one mapping is silently ignored. yaml-cpp keeps both pairs and
@@ -697,7 +699,8 @@ TEST(ConfigLoad, PublicUrlLinkSecretOutboundAndChannelLimitsAreRead) {
                      kMinimal +
                      "    concurrency: 8\n"
                      "    rate_limit: 600/m\n"
-                     "    burst: 20\n";
+                     "    burst: 20\n"
+                     "    batch_window: 200ms\n";
   auto env = kMinimalEnv;
   env["LINK_KEY"] = "k3y";
   LoadResult r = load(yaml, env_of(env));
@@ -712,6 +715,7 @@ TEST(ConfigLoad, PublicUrlLinkSecretOutboundAndChannelLimitsAreRead) {
   EXPECT_EQ(r.config->channels[0].concurrency, 8);
   EXPECT_DOUBLE_EQ(r.config->channels[0].rate_per_second, 10.0);
   EXPECT_DOUBLE_EQ(r.config->channels[0].burst, 20.0);
+  EXPECT_EQ(r.config->channels[0].batch_window_ms, 200);
 }
 
 TEST(ConfigLoad, BadLinksOutboundAndLimitsNameTheirKeys) {
@@ -723,7 +727,8 @@ TEST(ConfigLoad, BadLinksOutboundAndLimitsNameTheirKeys) {
                          "  ca_file: /no/such/ca.pem\n") +
                      kMinimal +
                      "    concurrency: 0\n"
-                     "    rate_limit: fast\n";
+                     "    rate_limit: fast\n"
+                     "    batch_window: 1m\n";
   LoadResult r = load(yaml, env_of(kMinimalEnv));
   EXPECT_FALSE(r.config.has_value());
   EXPECT_THAT(diagnostics(r),
@@ -732,7 +737,8 @@ TEST(ConfigLoad, BadLinksOutboundAndLimitsNameTheirKeys) {
                   testing::HasSubstr("outbound.verify_tls: must be true or false"),
                   testing::HasSubstr("outbound.ca_file: no such file: /no/such/ca.pem"),
                   testing::HasSubstr("channels[0].concurrency: must be between 1 and 10000"),
-                  testing::HasSubstr("channels[0].rate_limit: must be a rate like 100/s")));
+                  testing::HasSubstr("channels[0].rate_limit: must be a rate like 100/s"),
+                  testing::HasSubstr("channels[0].batch_window: must be at most 10s")));
 }
 
 TEST(ConfigLoad, APublicUrlNeedsALinkSecret) {

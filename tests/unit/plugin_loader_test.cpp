@@ -113,6 +113,16 @@ TEST(PluginLoader, RefusesHalfASansIoPair) {
   EXPECT_THAT(error, HasSubstr("on_build and on_classify come as a pair"));
 }
 
+TEST(PluginLoader, RefusesBatchMaxWithoutOnBuildBatch) {
+  std::string error = refusal_of("fixture_batch_without_builder");
+  EXPECT_THAT(error, HasSubstr("batch_max is 500 but on_build_batch is NULL"));
+}
+
+TEST(PluginLoader, RefusesOnBuildBatchWithoutTheSansIoPair) {
+  std::string error = refusal_of("fixture_batch_without_pair");
+  EXPECT_THAT(error, HasSubstr("on_build_batch needs the on_build/on_classify pair"));
+}
+
 TEST(PluginLoader, RefusesNameOutsideLowerSnakeCase) {
   std::string error = refusal_of("fixture_bad_name");
   EXPECT_THAT(error, HasSubstr("name"));
@@ -177,6 +187,32 @@ TEST(PluginLoader, NewerMinorWithLongerDescriptorLoadsAndItsKnownCallbacksWork) 
   std::string path = lib->path();
   lib.reset();
   EXPECT_FALSE(still_loaded(path)) << "the library must be closed when its last channel is gone";
+}
+
+// ---- Library::open: 1.1 batching fields ----------------------------------------------------------
+
+TEST(PluginLoader, AnAbi10SizedDescriptorIsReadOnlyToItsSizeAndNeverBatches) {
+  std::string error;
+  auto lib = Library::open(fixture("fixture_abi_1_0_size"), error);
+  ASSERT_NE(lib, nullptr) << error;
+  EXPECT_EQ(lib->descriptor().struct_size, TAYORI_PLUGIN_V1_0_SIZE);
+  EXPECT_EQ(lib->descriptor().batch_max, 0u);  // the fixture's bytes past its size say 7: never read
+  EXPECT_EQ(lib->descriptor().on_build_batch, nullptr);
+  EXPECT_FALSE(lib->batches());
+}
+
+TEST(PluginLoader, SdkPluginsDeclareBatchingOnlyWithBuildBatchAndKBatchMax) {
+  std::string error;
+  auto batching = Library::open(fixture("fixture_batch"), error);
+  ASSERT_NE(batching, nullptr) << error;
+  EXPECT_EQ(batching->descriptor().batch_max, 3u);
+  EXPECT_NE(batching->descriptor().on_build_batch, nullptr);
+  EXPECT_TRUE(batching->batches());
+  auto plain = Library::open(fixture("fixture_http"), error);
+  ASSERT_NE(plain, nullptr) << error;
+  EXPECT_EQ(plain->descriptor().batch_max, 0u);
+  EXPECT_EQ(plain->descriptor().on_build_batch, nullptr);
+  EXPECT_FALSE(plain->batches());
 }
 
 // ---- find_plugin --------------------------------------------------------------------------------
@@ -515,7 +551,8 @@ std::optional<std::vector<std::string>> exported_symbols(const std::string& path
 }
 
 TEST(PluginSymbols, SdkFixturesExportOnlyTheEntry) {
-  for (const char* name : {"fixture_scripted", "fixture_throwing", "fixture_typed_settings", "fixture_newer_minor"}) {
+  for (const char* name :
+       {"fixture_scripted", "fixture_throwing", "fixture_typed_settings", "fixture_newer_minor", "fixture_batch"}) {
     auto symbols = exported_symbols(fixture(name));
     if (!symbols) GTEST_SKIP() << "nm is not available";
     EXPECT_THAT(*symbols, ::testing::ElementsAre(TAYORI_PLUGIN_ENTRY_SYMBOL)) << name;
