@@ -12,44 +12,18 @@ cd "$(dirname "$0")/.."
 bash tools/setup.sh
 bash tools/build.sh --target tayori tayori-sim email_smtp sms_twilio line push_fcm push_apns >/dev/null
 
+. tools/lib/standins.sh
 random() { head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
-export TAYORI_API_KEY="demo-$(random)" DEMO_LINK_SECRET="$(random)" DEMO_LINE_TOKEN="line-$(random)"
-export DEMO_TWILIO_TOKEN="twilio-$(random)"
-rm -rf demo-data && mkdir -p demo-data/keys demo-data/mail
+export TAYORI_API_KEY="demo-$(random)" DEMO_LINK_SECRET="$(random)"
+rm -rf demo-data && mkdir -p demo-data
 
-# Keys and certificates for the stand-ins, made now and never committed: a CA and a 127.0.0.1 certificate for
-# TLS (the simulator's HTTP/2 port and SMTP STARTTLS), an RSA service account for FCM, an EC .p8 key for APNs.
-(
-  cd demo-data/keys
-  ssl() { openssl "$@" >/dev/null 2>&1; }
-  ssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.pem -days 2 -subj '/CN=Tayori demo CA'
-  ssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout server.key -out server.csr -subj '/CN=127.0.0.1'
-  echo "subjectAltName=IP:127.0.0.1" >san.cnf
-  ssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile san.cnf
-  ssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out fcm.key && ssl pkey -in fcm.key -pubout -out fcm.pub
-  ssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out apns.p8 && ssl pkey -in apns.p8 -pubout -out apns.pub
-  jq -n --rawfile key fcm.key '{type: "service_account", project_id: "tayori-demo", private_key_id: "demo-key-1",
-    private_key: $key, client_email: "tayori-demo@tayori-demo.iam.gserviceaccount.com",
-    token_uri: "https://127.0.0.1:8792/token"}' >service-account.json
-)
-build/bin/tayori-sim --listen 127.0.0.1:8791 --listen-h2 127.0.0.1:8792 \
-  --tls-cert demo-data/keys/server.pem --tls-key demo-data/keys/server.key \
-  --line-token "$DEMO_LINE_TOKEN" --fcm-public-key demo-data/keys/fcm.pub \
-  --fcm-client-email tayori-demo@tayori-demo.iam.gserviceaccount.com \
-  --apns-public-key demo-data/keys/apns.pub --apns-key-id DEMOKEY123 --apns-team-id DEMOTEAM12 \
-  --apns-topic jp.example.tayori --twilio-account-sid AC0123456789abcdef0123456789abcdef \
-  --twilio-auth-token "$DEMO_TWILIO_TOKEN" >demo-data/sim.log 2>&1 &
-sim=$!
-# The SMTP server serves until its stdin closes: a sleep holds it open for the demo's lifetime.
-sleep 86400 | /usr/bin/python3 tests/support/smtp_server.py --port 8725 --maildir demo-data/mail \
-  --starttls demo-data/keys/server.pem demo-data/keys/server.key >demo-data/smtp.log 2>&1 &
-smtp=$!
+# The stand-ins (tools/lib/standins.sh) on the fixed ports config/demo.yaml names: tayori-sim on 8791 (HTTP/1.1)
+# and 8792 (HTTP/2 + TLS), the SMTP server on 8725; keys, logs and the mailbox in demo-data/.
 pid=""
-trap 'kill $pid $sim $smtp 2>/dev/null; pkill -P $$ sleep 2>/dev/null; wait 2>/dev/null || true' EXIT
-for _ in $(seq 100); do
-  grep -q "(h2)" demo-data/sim.log 2>/dev/null && grep -q "^8725" demo-data/smtp.log 2>/dev/null && break
-  sleep 0.1
-done
+trap 'if [ -n "$pid" ]; then kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; fi; standins_stop' EXIT
+standins_keys demo-data
+standins_start demo-data 8791 8792 8725
+export DEMO_LINE_TOKEN=$STANDINS_LINE_TOKEN DEMO_TWILIO_TOKEN=$STANDINS_TWILIO_TOKEN
 build/bin/tayori check-config config/demo.yaml
 
 build/bin/tayori serve --config config/demo.yaml --listen 127.0.0.1:0 >demo-data/stdout.log 2>demo-data/gateway.log &
@@ -183,7 +157,7 @@ for id in "${refused[@]}"; do printf '%-14s never stored (refused at intake)\n' 
 
 echo
 echo "== what the providers received (tayori-sim's record, and the SMTP server's mailbox) =="
-curl -s http://127.0.0.1:8791/_sim/requests | jq -r '.[] |
+curl -s "$STANDINS_SIM_URL/_sim/requests" | jq -r '.[] |
   "  \(.provider | . + " " * ([7 - length, 0] | max)) HTTP/\(.http_version) \(.method) \(.path)",
   (if .provider == "twilio" then (.body | split("&") | map(select(test("^(To|Body|StatusCallback)="))) | "      " + join("&"))
    elif .provider == "oauth" then "      grant_type=jwt-bearer, assertion signed RS256 by the service account"

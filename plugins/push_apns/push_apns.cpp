@@ -12,12 +12,8 @@
 // retry carries the same id and the app (and Apple's logs) can recognise the duplicate.
 #include <algorithm>
 #include <cstdint>
-#include <fstream>
-#include <map>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
-#include <sstream>
 #include <string>
 #include <tayori/plugin.hpp>
 
@@ -35,79 +31,11 @@ constexpr int64_t kTokenLifetimeMs = 3'600'000;  // APNs refuses provider tokens
 constexpr int64_t kMinRefreshMs = 20 * 60'000;   // re-minting more often: 429 TooManyProviderTokenUpdates
 constexpr const char* kTokenKey = "apns.provider_token";
 
-bool is_hex(char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
+// Salt of apns-ids hashed from non-hex delivery ids (sdk::hashed_uuid): fixed forever, so a resend of a
+// delivery carries the apns-id its earlier attempts did.
+constexpr uint64_t kApnsIdSalt = 0x6c62272e07bb0142ULL;
 
-// 8-4-4-4-12 lower-case UUID text from the delivery id: the dispatcher's ids are 32 hex digits and are
-// used as they are (so logs match); any other id is hashed (two FNV-1a 64 passes), deterministically.
-std::string apns_id(std::string_view delivery_id) {
-  static const char* digits = "0123456789abcdef";
-  std::string hex;
-  bool all_hex = delivery_id.size() == 32 && std::all_of(delivery_id.begin(), delivery_id.end(), is_hex);
-  if (all_hex) {
-    for (char c : delivery_id) hex += tayori::sdk::ascii_lower(c);
-  } else {
-    for (uint64_t h : {0xcbf29ce484222325ULL, 0x6c62272e07bb0142ULL}) {
-      for (unsigned char c : delivery_id) h = (h ^ c) * 0x100000001b3ULL;
-      for (int shift = 60; shift >= 0; shift -= 4) hex += digits[(h >> shift) & 0xF];
-    }
-  }
-  return hex.substr(0, 8) + "-" + hex.substr(8, 4) + "-" + hex.substr(12, 4) + "-" + hex.substr(16, 4) + "-" +
-         hex.substr(20, 12);
-}
-
-// ---- Retry-After (RFC 9110 §10.2.3): delay-seconds or an HTTP-date ----------------------------------
-
-int64_t days_from_civil(int64_t y, unsigned m, unsigned d) {  // proleptic Gregorian, days since 1970-01-01
-  y -= m <= 2;
-  const int64_t era = (y >= 0 ? y : y - 399) / 400;
-  const unsigned yoe = static_cast<unsigned>(y - era * 400);
-  const unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  return era * 146'097 + static_cast<int64_t>(doe) - 719'468;
-}
-
-// IMF-fixdate only ("Sun, 06 Nov 1994 08:49:37 GMT", RFC 9110 §5.6.7), the form senders must use.
-std::optional<int64_t> parse_imf_fixdate_ms(std::string_view v) {
-  static const char* months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-  if (v.size() != 29 || v.substr(3, 2) != ", " || v.substr(25) != " GMT") return std::nullopt;
-  auto num = [&](size_t at, size_t n) -> std::optional<int> {
-    int x = 0;
-    for (size_t i = at; i < at + n; ++i) {
-      if (v[i] < '0' || v[i] > '9') return std::nullopt;
-      x = x * 10 + (v[i] - '0');
-    }
-    return x;
-  };
-  auto day = num(5, 2), year = num(12, 4), hh = num(17, 2), mm = num(20, 2), ss = num(23, 2);
-  unsigned month = 0;
-  for (unsigned i = 0; i < 12; ++i)
-    if (v.substr(8, 3) == months[i]) month = i + 1;
-  if (!day || !year || !hh || !mm || !ss || month == 0 || v[7] != ' ' || v[11] != ' ' || v[16] != ' ' || v[19] != ':' ||
-      v[22] != ':')
-    return std::nullopt;
-  int64_t s = days_from_civil(*year, month, static_cast<unsigned>(*day)) * 86'400 + *hh * 3600 + *mm * 60 + *ss;
-  return s * 1000;
-}
-
-// Milliseconds to wait, or 0 (the host's backoff decides) when the header is absent or unreadable.
-int64_t retry_after_ms(std::optional<std::string_view> value, int64_t now_ms) {
-  if (!value || value->empty()) return 0;
-  std::string_view v = *value;
-  if (v.find_first_not_of("0123456789") == std::string_view::npos) {
-    if (v.size() > 9) return 0;  // beyond any sensible wait; the host clamps anyway
-    return std::stoll(std::string(v)) * 1000;
-  }
-  auto at = parse_imf_fixdate_ms(v);
-  return at && *at > now_ms ? *at - now_ms : 0;
-}
-
-std::string read_file(const std::string& setting, const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(setting + ": cannot read " + path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
+std::string apns_id(std::string_view delivery_id) { return tayori::sdk::uuid_from(delivery_id, kApnsIdSalt); }
 
 // Apple's key and team ids are 10 upper-case letters and digits.
 std::string apple_id(const tayori::sdk::Settings& settings, const std::string& key) {
@@ -118,43 +46,17 @@ std::string apple_id(const tayori::sdk::Settings& settings, const std::string& k
   return v;
 }
 
-// Which provider token each delivery in flight was sent with: classify() must forget exactly that one on
-// a 403 ExpiredProviderToken, never a newer token another delivery has already minted.
-class TokensInFlight {
- public:
-  void put(const std::string& key, const std::string& token) {
-    std::lock_guard lock(mu_);
-    if (by_delivery_.size() > 100'000) by_delivery_.clear();  // only if the host dropped many classifies
-    by_delivery_[key] = token;
-  }
-  std::string take(const std::string& key) {
-    std::lock_guard lock(mu_);
-    auto it = by_delivery_.find(key);
-    if (it == by_delivery_.end()) return {};
-    std::string token = std::move(it->second);
-    by_delivery_.erase(it);
-    return token;
-  }
-
- private:
-  std::mutex mu_;
-  std::map<std::string, std::string> by_delivery_;
-};
-
-std::string attempt_key(const Delivery& d) { return std::string(d.delivery_id()) + "#" + std::to_string(d.attempt()); }
-
 class PushApns {
  public:
   PushApns(const tayori::sdk::Host& host, const tayori::sdk::Settings& settings)
       : host_(host),
-        key_(read_file("key_file", settings.get("key_file"))),
+        key_(tayori::sdk::read_setting_file("key_file", settings.get("key_file"))),
         key_id_(apple_id(settings, "key_id")),
         team_id_(apple_id(settings, "team_id")),
         topic_(settings.get("topic")),
         push_type_(settings.get("push_type")),
         sound_(settings.find("sound").value_or("")) {
-    base_url_ = settings.get("base_url");
-    while (!base_url_.empty() && base_url_.back() == '/') base_url_.pop_back();
+    base_url_ = tayori::sdk::without_trailing_slashes(settings.get("base_url"));
     if (topic_.empty()) throw Error("topic: the app's bundle id is required (apns-topic)");
     if (push_type_ != "alert" && push_type_ != "background")
       throw Error("push_type: \"" + push_type_ + "\" is not supported (alert or background)");
@@ -178,7 +80,7 @@ class PushApns {
   void build(const Delivery& d, tayori::sdk::RequestSink& sink) {
     std::string_view device = d.contact();
     if (device.empty() || device.size() % 2 != 0 || device.size() > kMaxDeviceTokenHex ||
-        !std::all_of(device.begin(), device.end(), is_hex))
+        !std::all_of(device.begin(), device.end(), tayori::sdk::is_hex))
       throw Error("apns.BadDeviceToken: contact is not a hex APNs device token");
     tayori::sdk::Request r;
     r.url = base_url_ + "/3/device/" + std::string(device);
@@ -193,24 +95,19 @@ class PushApns {
                  {"apns-id", apns_id(d.delivery_id())},
                  {"content-type", "application/json"}};
     if (auto collapse = collapse_id(d)) r.headers.emplace_back("apns-collapse-id", *collapse);
-    in_flight_.put(attempt_key(d), token);
-    try {
-      sink.add(r);
-    } catch (...) {
-      in_flight_.take(attempt_key(d));
-      throw;
-    }
+    // A 403 ExpiredProviderToken must forget exactly this token (only-if-same), never a newer one.
+    in_flight_.add(sink, r, d, std::move(token));
   }
 
   Outcome classify(const Delivery& d, const tayori::sdk::Response& r) {
-    std::string used_token = in_flight_.take(attempt_key(d));
+    std::string used_token = in_flight_.take(d);
     if (r.transport_failed()) return Outcome::retry("apns.transport: " + std::string(r.transport_error_text()));
     int status = r.status();
     if (status == 200) return Outcome::delivered(std::string(r.header("apns-id").value_or(apns_id(d.delivery_id()))));
     json j = json::parse(r.body(), nullptr, false);
     std::string why = j.is_object() ? j.value("reason", "") : "";
     std::string reason = "apns." + (why.empty() ? std::to_string(status) : why);
-    int64_t wait = retry_after_ms(r.header("retry-after"), host_.now_ms());
+    int64_t wait = tayori::sdk::retry_after_ms(r, host_.now_ms());
     // The device token is dead (410; its `timestamp` says since when) or is not this app's.
     if (status == 410 || why == "BadDeviceToken" || why == "DeviceTokenNotForTopic")
       return Outcome::permanent(reason, true);
@@ -248,14 +145,11 @@ class PushApns {
     if (push_type_ == "background") {
       aps["content-available"] = 1;  // a background update shows nothing: title and body are not used
     } else {
-      auto title = d.content("title");
-      auto body = d.content("body");
-      if (!body) body = d.content("text");
-      if ((!title || title->empty()) && (!body || body->empty()))
-        throw Error("body: an APNs alert needs content \"title\" or \"body\" (or \"text\")");
+      auto text = tayori::sdk::notification_text(d);
+      if (!text) throw Error("body: an APNs alert needs content \"title\" or \"body\" (or \"text\")");
       json alert = json::object();
-      if (title && !title->empty()) alert["title"] = *title;
-      if (body && !body->empty()) alert["body"] = *body;
+      if (!text->title.empty()) alert["title"] = text->title;
+      if (!text->body.empty()) alert["body"] = text->body;
       aps["alert"] = alert;
       if (!sound_.empty()) aps["sound"] = sound_;
       // The action buttons the app registered under this category (PROVIDERS.md: taps reach the app).
@@ -287,15 +181,7 @@ class PushApns {
 
   // A content field "collapse_id", else a string "collapse_id" in the message metadata.
   static std::optional<std::string> collapse_id(const Delivery& d) {
-    std::optional<std::string> id;
-    if (auto c = d.content("collapse_id"); c && !c->empty()) {
-      id = std::string(*c);
-    } else {
-      json meta = json::parse(d.metadata_json(), nullptr, false);
-      if (meta.is_object() && meta.contains("collapse_id") && meta["collapse_id"].is_string() &&
-          !meta["collapse_id"].get<std::string>().empty())
-        id = meta["collapse_id"].get<std::string>();
-    }
+    std::optional<std::string> id = tayori::sdk::content_or_metadata<json>(d, "collapse_id");
     if (id && id->size() > kMaxCollapseIdBytes)
       throw Error("collapse_id: " + std::to_string(id->size()) + " bytes, over APNs' 64-byte apns-collapse-id limit");
     return id;
@@ -306,7 +192,7 @@ class PushApns {
   std::string base_url_;
   int64_t refresh_before_ms_ = 0;
   int64_t ttl_s_ = 0;
-  TokensInFlight in_flight_;
+  tayori::sdk::AttemptTokens in_flight_;
 };
 
 const tayori_setting_spec kSettings[] = {

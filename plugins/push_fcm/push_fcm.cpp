@@ -8,12 +8,8 @@
 // refusals costs a single new grant.
 #include <algorithm>
 #include <cstdint>
-#include <fstream>
-#include <map>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
-#include <sstream>
 #include <string>
 #include <tayori/plugin.hpp>
 
@@ -34,52 +30,6 @@ constexpr const char* kTokenKey = "fcm.access_token";
 // RFC 7523 §2.1 grant type, form-encoded (RFC 6749 Appendix B: ':' is percent-encoded).
 constexpr const char* kGrantTypeForm = "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer";
 
-// ---- Retry-After (RFC 9110 §10.2.3): delay-seconds or an HTTP-date ----------------------------------
-
-int64_t days_from_civil(int64_t y, unsigned m, unsigned d) {  // proleptic Gregorian, days since 1970-01-01
-  y -= m <= 2;
-  const int64_t era = (y >= 0 ? y : y - 399) / 400;
-  const unsigned yoe = static_cast<unsigned>(y - era * 400);
-  const unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  return era * 146'097 + static_cast<int64_t>(doe) - 719'468;
-}
-
-// IMF-fixdate only ("Sun, 06 Nov 1994 08:49:37 GMT", RFC 9110 §5.6.7), the form senders must use.
-std::optional<int64_t> parse_imf_fixdate_ms(std::string_view v) {
-  static const char* months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-  if (v.size() != 29 || v.substr(3, 2) != ", " || v.substr(25) != " GMT") return std::nullopt;
-  auto num = [&](size_t at, size_t n) -> std::optional<int> {
-    int x = 0;
-    for (size_t i = at; i < at + n; ++i) {
-      if (v[i] < '0' || v[i] > '9') return std::nullopt;
-      x = x * 10 + (v[i] - '0');
-    }
-    return x;
-  };
-  auto day = num(5, 2), year = num(12, 4), hh = num(17, 2), mm = num(20, 2), ss = num(23, 2);
-  unsigned month = 0;
-  for (unsigned i = 0; i < 12; ++i)
-    if (v.substr(8, 3) == months[i]) month = i + 1;
-  if (!day || !year || !hh || !mm || !ss || month == 0 || v[7] != ' ' || v[11] != ' ' || v[16] != ' ' || v[19] != ':' ||
-      v[22] != ':')
-    return std::nullopt;
-  int64_t s = days_from_civil(*year, month, static_cast<unsigned>(*day)) * 86'400 + *hh * 3600 + *mm * 60 + *ss;
-  return s * 1000;
-}
-
-// Milliseconds to wait, or 0 (the host's backoff decides) when the header is absent or unreadable.
-int64_t retry_after_ms(std::optional<std::string_view> value, int64_t now_ms) {
-  if (!value || value->empty()) return 0;
-  std::string_view v = *value;
-  if (v.find_first_not_of("0123456789") == std::string_view::npos) {
-    if (v.size() > 9) return 0;  // beyond any sensible wait; the host clamps anyway
-    return std::stoll(std::string(v)) * 1000;
-  }
-  auto at = parse_imf_fixdate_ms(v);
-  return at && *at > now_ms ? *at - now_ms : 0;
-}
-
 // ---- The service-account key file ---------------------------------------------------------------
 
 struct ServiceAccount {
@@ -87,11 +37,7 @@ struct ServiceAccount {
 };
 
 ServiceAccount read_service_account(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error("service_account: cannot read " + path);
-  std::stringstream text;
-  text << in.rdbuf();
-  json j = json::parse(text.str(), nullptr, false);
+  json j = json::parse(tayori::sdk::read_setting_file("service_account", path), nullptr, false);
   if (!j.is_object()) throw Error("service_account: " + path + " is not a JSON object");
   auto field = [&](const char* name, bool required) -> std::string {
     if (j.contains(name) && j[name].is_string() && !j[name].get<std::string>().empty())
@@ -162,37 +108,11 @@ std::string oauth_error(std::string_view body, int status) {
   return "fcm.oauth." + (code.empty() ? std::to_string(status) : code) + (text.empty() ? "" : ": " + text);
 }
 
-// Which access token each delivery in flight was sent with: classify() must forget exactly that one on a
-// 401, never a newer token another delivery has already obtained.
-class TokensInFlight {
- public:
-  void put(const std::string& key, const std::string& token) {
-    std::lock_guard lock(mu_);
-    if (by_delivery_.size() > 100'000) by_delivery_.clear();  // only if the host dropped many classifies
-    by_delivery_[key] = token;
-  }
-  std::string take(const std::string& key) {
-    std::lock_guard lock(mu_);
-    auto it = by_delivery_.find(key);
-    if (it == by_delivery_.end()) return {};
-    std::string token = std::move(it->second);
-    by_delivery_.erase(it);
-    return token;
-  }
-
- private:
-  std::mutex mu_;
-  std::map<std::string, std::string> by_delivery_;
-};
-
-std::string attempt_key(const Delivery& d) { return std::string(d.delivery_id()) + "#" + std::to_string(d.attempt()); }
-
 class PushFcm {
  public:
   PushFcm(const tayori::sdk::Host& host, const tayori::sdk::Settings& settings)
       : host_(host), sa_(read_service_account(settings.get("service_account"))) {
-    std::string base = settings.get("base_url");
-    while (!base.empty() && base.back() == '/') base.pop_back();
+    std::string base = tayori::sdk::without_trailing_slashes(settings.get("base_url"));
     std::string project = settings.find("project_id").value_or("");
     if (project.empty()) project = sa_.project_id;
     send_url_ = base + "/v1/projects/" + project + "/messages:send";
@@ -216,17 +136,12 @@ class PushFcm {
     r.body = json{{"message", message(d)}}.dump();
     std::string token = access_token();
     r.headers = {{"Authorization", "Bearer " + token}, {"Content-Type", "application/json; charset=UTF-8"}};
-    in_flight_.put(attempt_key(d), token);
-    try {
-      sink.add(r);
-    } catch (...) {
-      in_flight_.take(attempt_key(d));
-      throw;
-    }
+    // A 401 must forget exactly this token (only-if-same), never a newer one another delivery obtained.
+    in_flight_.add(sink, r, d, std::move(token));
   }
 
   Outcome classify(const Delivery& d, const tayori::sdk::Response& r) {
-    std::string used_token = in_flight_.take(attempt_key(d));
+    std::string used_token = in_flight_.take(d);
     if (r.transport_failed()) return Outcome::retry("fcm.transport: " + std::string(r.transport_error_text()));
     int status = r.status();
     if (status == 200) {
@@ -236,7 +151,7 @@ class PushFcm {
     FcmError e = parse_error(r.body());
     const std::string& code = e.code;
     const std::string detail = e.message.empty() ? "" : ": " + e.message;
-    int64_t wait = retry_after_ms(r.header("retry-after"), host_.now_ms());
+    int64_t wait = tayori::sdk::retry_after_ms(r, host_.now_ms());
     // FCM v1 ErrorCode: the registration token is dead or belongs to another sender.
     if (code == "UNREGISTERED" || code == "SENDER_ID_MISMATCH") return Outcome::permanent("fcm." + code, true);
     if (code == "INVALID_ARGUMENT")
@@ -260,20 +175,18 @@ class PushFcm {
  private:
   // The `message` object of messages:send.
   json message(const Delivery& d) const {
-    auto title = d.content("title");
-    auto body = d.content("body");
-    if (!body) body = d.content("text");
-    if ((!title || title->empty()) && (!body || body->empty()))
-      throw Error("body: an FCM notification needs content \"title\" or \"body\" (or \"text\")");
+    auto text = tayori::sdk::notification_text(d);
+    if (!text) throw Error("body: an FCM notification needs content \"title\" or \"body\" (or \"text\")");
     json notification = json::object();
-    if (title && !title->empty()) notification["title"] = *title;
-    if (body && !body->empty()) notification["body"] = *body;
+    if (!text->title.empty()) notification["title"] = text->title;
+    if (!text->body.empty()) notification["body"] = text->body;
     if (auto image = d.content("image"); image && !image->empty()) notification["image"] = *image;
     json android = {{"ttl", std::to_string(ttl_seconds(d)) + "s"},
                     // High priority wakes the device; FCM may deprioritise apps that use it for
                     // non-urgent traffic, so marketing goes normal.
                     {"priority", d.purpose() == TAYORI_PURPOSE_MARKETING ? "normal" : "high"}};
-    if (auto key = collapse_id(d)) android["collapse_key"] = *key;
+    // A content field "collapse_id", else a string "collapse_id" in the message metadata.
+    if (auto key = tayori::sdk::content_or_metadata<json>(d, "collapse_id")) android["collapse_key"] = *key;
     json m = {{"notification", notification}, {"data", {{"tayori_message_id", d.message_id()}}}, {"android", android}};
     // FCM does not say how it counts its 4096 bytes; the serialised message without its target is the
     // upper bound, so nothing we send is refused as too big.
@@ -291,16 +204,6 @@ class PushFcm {
     int64_t left_ms = d.expires_at_ms() - host_.now_ms();
     if (left_ms <= 0) throw Error("expires_at: the message expired before it could be sent");
     return std::min(left_ms / 1000, kMaxTtlSeconds);  // rounded down: never kept past the expiry
-  }
-
-  // A content field "collapse_id", else a string "collapse_id" in the message metadata.
-  static std::optional<std::string> collapse_id(const Delivery& d) {
-    if (auto c = d.content("collapse_id"); c && !c->empty()) return std::string(*c);
-    json meta = json::parse(d.metadata_json(), nullptr, false);
-    if (meta.is_object() && meta.contains("collapse_id") && meta["collapse_id"].is_string() &&
-        !meta["collapse_id"].get<std::string>().empty())
-      return meta["collapse_id"].get<std::string>();
-    return std::nullopt;
   }
 
   // The cached access token. A grant that failed for a transient reason becomes RetryLater; any other
@@ -362,7 +265,7 @@ class PushFcm {
   std::string send_url_;
   std::string token_uri_;
   int64_t default_ttl_s_ = 0;
-  TokensInFlight in_flight_;
+  tayori::sdk::AttemptTokens in_flight_;
 };
 
 const tayori_setting_spec kSettings[] = {

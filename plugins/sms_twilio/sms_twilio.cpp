@@ -8,7 +8,6 @@
 // Twilio has no idempotency key for Create Message: a request that timed out after Twilio accepted it is
 // retried like any transport failure and may reach the handset twice. The host's backoff keeps this rare.
 #include <cstdint>
-#include <ctime>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -24,14 +23,13 @@ constexpr size_t kMaxBodyChars = 1600;         // Twilio error 21617: "exceeds t
 constexpr int64_t kMinValiditySeconds = 1;      // Twilio error 21624/90007: ValidityPeriod 1..36000 s
 constexpr int64_t kMaxValiditySeconds = 36000;
 
-bool is_hex(char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
 
 // A Twilio SID: two-letter type prefix + 32 hex digits ("AC…" account, "MG…" messaging service).
 bool is_sid(std::string_view s, std::string_view prefix) {
   if (s.size() != 34 || s.substr(0, 2) != prefix) return false;
   for (char c : s.substr(2))
-    if (!is_hex(c)) return false;
+    if (!tayori::sdk::is_hex(c)) return false;
   return true;
 }
 
@@ -41,13 +39,6 @@ bool is_e164(std::string_view s) {
   for (char c : s.substr(1))
     if (!is_digit(c)) return false;
   return true;
-}
-
-size_t utf8_code_points(std::string_view s) {
-  size_t n = 0;
-  for (unsigned char c : s)
-    if ((c & 0xC0) != 0x80) ++n;
-  return n;
 }
 
 // application/x-www-form-urlencoded serialisation of UTF-8 text (WHATWG URL "urlencoded serializer"):
@@ -87,35 +78,16 @@ TwilioError parse_error(std::string_view body) {
   return e;
 }
 
-// Retry-After (RFC 9110 §10.2.3): delay-seconds or an IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT"); 0 when
-// absent or unreadable, which lets the host's backoff decide.
-int64_t retry_after_ms(std::optional<std::string_view> value, int64_t now_ms) {
-  if (!value) return 0;
-  std::string v(*value);
-  while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.erase(v.begin());
-  while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.pop_back();
-  if (v.empty()) return 0;
-  bool digits = v.size() <= 9;
-  for (char c : v) digits = digits && is_digit(c);
-  if (digits) return std::stoll(v) * 1000;
-  std::tm tm{};
-  const char* end = strptime(v.c_str(), "%a, %d %b %Y %H:%M:%S GMT", &tm);
-  if (end == nullptr || *end != '\0') return 0;
-  int64_t at_ms = static_cast<int64_t>(timegm(&tm)) * 1000;
-  return at_ms > now_ms ? at_ms - now_ms : 0;
-}
-
 class SmsTwilio {
  public:
   SmsTwilio(const tayori::sdk::Host& host, const tayori::sdk::Settings& settings)
       : host_(host),
-        base_url_(settings.get("base_url")),
+        base_url_(tayori::sdk::without_trailing_slashes(settings.get("base_url"))),
         account_sid_(settings.get("account_sid")),
         auth_token_(settings.get("auth_token")),
         from_(settings.find("from").value_or("")),
         messaging_service_sid_(settings.find("messaging_service_sid").value_or("")),
         status_callback_(settings.get_bool("status_callback")) {
-    while (!base_url_.empty() && base_url_.back() == '/') base_url_.pop_back();
     if (!is_sid(account_sid_, "AC"))
       throw Error("account_sid: must be \"AC\" followed by 32 hex digits (the Account SID in the Twilio console)");
     if (auth_token_.empty()) throw Error("auth_token: is empty");
@@ -143,8 +115,8 @@ class SmsTwilio {
     auto text = d.content("text");
     if (!text || text->empty()) text = d.content("body");
     if (!text || text->empty()) throw Error("text: an SMS needs content \"text\" (or \"body\")");
-    if (utf8_code_points(*text) > kMaxBodyChars)
-      throw Error("text: longer than Twilio's 1600 characters (" + std::to_string(utf8_code_points(*text)) + ")");
+    if (size_t chars = tayori::sdk::utf8_code_points(*text); chars > kMaxBodyChars)
+      throw Error("text: longer than Twilio's 1600 characters (" + std::to_string(chars) + ")");
 
     std::string form = "To=" + form_encode(d.contact());
     form += !from_.empty() ? "&From=" + form_encode(from_) : "&MessagingServiceSid=" + form_encode(messaging_service_sid_);
@@ -183,14 +155,13 @@ class SmsTwilio {
         // will record the opt-out itself once it exists).
         return Outcome::permanent("twilio.21610", true);
       case 20429:
-        return Outcome::retry(reason, retry_after_ms(r.header("retry-after"), host_.now_ms()));
+        return Outcome::retry(reason, tayori::sdk::retry_after_ms(r, host_.now_ms()));
       case 20003:  // "Authenticate": the account SID or auth token is wrong
         return Outcome::permanent(reason);
       default:
         break;
     }
-    if (status == 429) return Outcome::retry(reason, retry_after_ms(r.header("retry-after"), host_.now_ms()));
-    if (status >= 500) return Outcome::retry(reason, retry_after_ms(r.header("retry-after"), host_.now_ms()));
+    if (status == 429 || status >= 500) return Outcome::retry(reason, tayori::sdk::retry_after_ms(r, host_.now_ms()));
     return Outcome::permanent(reason);  // 401/403 (configuration) and every other 4xx: sending again will not help
   }
 

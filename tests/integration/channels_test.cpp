@@ -10,16 +10,8 @@
 namespace tayori::testing {
 namespace {
 
-constexpr const char* kLineToken = "line-channel-token";
-constexpr const char* kTwilioSid = "AC0123456789abcdef0123456789abcdef";
-constexpr const char* kTwilioToken = "twilio-auth-token";
-constexpr const char* kApnsKeyId = "ABC123DEFG";
-constexpr const char* kApnsTeam = "TEAM123456";
-constexpr const char* kTopic = "jp.example.tayori";
-constexpr const char* kClientEmail = "sender@tayori-test.iam.gserviceaccount.com";
 constexpr const char* kPublicUrl = "http://127.0.0.1:9/gw";
 const std::string kDevice = std::string(32, 'a') + std::string(32, 'b');
-constexpr const char* kLineUser = "U0123456789abcdef0123456789abcdef";
 
 // Runs Python's own MIME parser (the email package) over one received message: headers decoded, parts listed.
 Json parse_mime(const std::string& stored) {
@@ -53,13 +45,7 @@ class Channels : public ::testing::Test {
   void SetUp() override {
     if (!SmtpServer::available()) GTEST_SKIP() << "python3-aiosmtpd is not installed (tools/setup.sh installs it)";
     tls_files();
-    sim_ = std::make_unique<Sim>(
-        std::vector<std::string>{"--line-token", kLineToken, "--fcm-public-key", rsa_key("fcm").public_path,
-                                 "--fcm-client-email", kClientEmail, "--apns-public-key", ec_key("apns").public_path,
-                                 "--apns-key-id", kApnsKeyId, "--apns-team-id", kApnsTeam, "--apns-topic", kTopic,
-                                 "--twilio-account-sid", kTwilioSid, "--twilio-auth-token", kTwilioToken,
-                                 "--twilio-callback-delay-ms", "0"},
-        true);
+    sim_ = std::make_unique<Sim>(with_fcm(), true);
     smtp_ = std::make_unique<SmtpServer>(dir_.file("maildir"));
     write_file(dir_.file("service-account.json"),
                Json{{"type", "service_account"}, {"project_id", "tayori-test"}, {"private_key_id", "key-1"},

@@ -32,30 +32,28 @@ struct KeyPair {
   std::string private_pem, public_path;
 };
 
-// RSA 2048 service-account keys: `name` signs, its public half is what the simulator trusts.
-inline const KeyPair& rsa_key(const std::string& name) {
+// The key `file` in key_dir(), made by `openssl genpkey <genpkey_args>` on first use, with its public half
+// beside it (`stem`.pub).
+inline const KeyPair& key_pair(const std::string& stem, const std::string& file, const std::string& genpkey_args) {
   static std::mutex mu;
   static std::map<std::string, KeyPair> keys;
   std::lock_guard lock(mu);
-  if (!keys.count(name)) {
-    openssl("genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out " + name + ".key");
-    openssl("pkey -in " + name + ".key -pubout -out " + name + ".pub");
-    keys[name] = {read_file(key_dir().file(name + ".key")), key_dir().file(name + ".pub")};
+  if (!keys.count(file)) {
+    openssl("genpkey " + genpkey_args + " -out " + file);
+    openssl("pkey -in " + file + " -pubout -out " + stem + ".pub");
+    keys[file] = {read_file(key_dir().file(file)), key_dir().file(stem + ".pub")};
   }
-  return keys[name];
+  return keys[file];
+}
+
+// RSA 2048 service-account keys: `name` signs, its public half is what the simulator trusts.
+inline const KeyPair& rsa_key(const std::string& name) {
+  return key_pair(name, name + ".key", "-algorithm RSA -pkeyopt rsa_keygen_bits:2048");
 }
 
 // EC P-256 keys in PKCS#8, like an Apple .p8.
 inline const KeyPair& ec_key(const std::string& name) {
-  static std::mutex mu;
-  static std::map<std::string, KeyPair> keys;
-  std::lock_guard lock(mu);
-  if (!keys.count(name)) {
-    openssl("genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out " + name + ".p8");
-    openssl("pkey -in " + name + ".p8 -pubout -out " + name + ".pub");
-    keys[name] = {read_file(key_dir().file(name + ".p8")), key_dir().file(name + ".pub")};
-  }
-  return keys[name];
+  return key_pair(name, name + ".p8", "-algorithm EC -pkeyopt ec_paramgen_curve:P-256");
 }
 
 // A CA and a server certificate for IP 127.0.0.1 that it signed. Returns the CA file for libcurl.
@@ -73,6 +71,47 @@ inline const std::string& tls_files() {
     ca = key_dir().file("ca.pem");
   });
   return ca;
+}
+
+// ---- The provider accounts the simulator is started with --------------------------------------------------------
+
+// Credentials and ids of the test accounts: the simulator is told them by flag, the gateway's channels by config.
+inline constexpr const char* kLineToken = "line-channel-token";
+inline constexpr const char* kLineUser = "U0123456789abcdef0123456789abcdef";
+inline constexpr const char* kTwilioSid = "AC0123456789abcdef0123456789abcdef";
+inline constexpr const char* kTwilioToken = "twilio-auth-token";
+inline constexpr const char* kApnsKeyId = "ABC123DEFG";
+inline constexpr const char* kApnsTeam = "TEAM123456";
+inline constexpr const char* kTopic = "jp.example.tayori";
+inline constexpr const char* kClientEmail = "sender@tayori-test.iam.gserviceaccount.com";  // the FCM service account
+
+// The simulator's flags for all four providers with the accounts above, then `extra`. The RSA key takes about a
+// second to generate, so only tests that talk to FCM ask for it (`fcm`); ctest runs each test in its own process.
+inline std::vector<std::string> all_providers(std::vector<std::string> extra = {}, bool fcm = false) {
+  std::vector<std::string> args = {"--line-token",
+                                   kLineToken,
+                                   "--apns-public-key",
+                                   ec_key("apns").public_path,
+                                   "--apns-key-id",
+                                   kApnsKeyId,
+                                   "--apns-team-id",
+                                   kApnsTeam,
+                                   "--apns-topic",
+                                   kTopic,
+                                   "--twilio-account-sid",
+                                   kTwilioSid,
+                                   "--twilio-auth-token",
+                                   kTwilioToken,
+                                   "--twilio-callback-delay-ms",
+                                   "0"};
+  if (fcm)
+    args.insert(args.end(), {"--fcm-public-key", rsa_key("fcm").public_path, "--fcm-client-email", kClientEmail});
+  args.insert(args.end(), extra.begin(), extra.end());
+  return args;
+}
+
+inline std::vector<std::string> with_fcm(std::vector<std::string> extra = {}) {
+  return all_providers(std::move(extra), true);
 }
 
 // ---- HTTP over libcurl: HTTP/1.1, or HTTP/2 over TLS trusting the test CA ---------------------------------

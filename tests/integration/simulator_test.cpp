@@ -26,15 +26,8 @@ namespace {
 
 namespace crypto = tayori::transport;
 
-constexpr const char* kLineToken = "line-channel-token";
-constexpr const char* kUserA = "U0123456789abcdef0123456789abcdef";
+constexpr const char* kUserA = kLineUser;
 constexpr const char* kUserB = "Ufedcba9876543210fedcba9876543210";
-constexpr const char* kTwilioSid = "AC0123456789abcdef0123456789abcdef";
-constexpr const char* kTwilioToken = "twilio-auth-token";
-constexpr const char* kApnsKeyId = "ABC123DEFG";
-constexpr const char* kApnsTeam = "TEAM123456";
-constexpr const char* kTopic = "jp.example.tayori";
-constexpr const char* kEmail = "sender@tayori-test.iam.gserviceaccount.com";
 const std::string kDevice(64, 'a');
 
 int64_t now_s() {
@@ -127,37 +120,11 @@ class Receiver final : public api::Handler {
   uint16_t port_ = 0;
 };
 
-// Flags every test passes: all four providers configured with the keys above. The RSA key takes about a second
-// to generate, so only the tests that talk to FCM ask for it (`fcm`); ctest runs each test in its own process.
-std::vector<std::string> all_providers(std::vector<std::string> extra = {}, bool fcm = false) {
-  std::vector<std::string> args = {"--line-token",
-                                   kLineToken,
-                                   "--apns-public-key",
-                                   ec_key("apns").public_path,
-                                   "--apns-key-id",
-                                   kApnsKeyId,
-                                   "--apns-team-id",
-                                   kApnsTeam,
-                                   "--apns-topic",
-                                   kTopic,
-                                   "--twilio-account-sid",
-                                   kTwilioSid,
-                                   "--twilio-auth-token",
-                                   kTwilioToken,
-                                   "--twilio-callback-delay-ms",
-                                   "0"};
-  if (fcm) args.insert(args.end(), {"--fcm-public-key", rsa_key("fcm").public_path, "--fcm-client-email", kEmail});
-  args.insert(args.end(), extra.begin(), extra.end());
-  return args;
-}
-
-std::vector<std::string> with_fcm(std::vector<std::string> extra = {}) { return all_providers(std::move(extra), true); }
-
 // ---- FCM -------------------------------------------------------------------------------------------------------
 
 std::string fcm_assertion(const Sim& sim, const std::string& key = "fcm", Json overrides = Json::object()) {
   int64_t now = now_s();
-  Json claims = {{"iss", kEmail},
+  Json claims = {{"iss", kClientEmail},
                  {"scope", "https://www.googleapis.com/auth/firebase.messaging"},
                  {"aud", sim.url("/token")},
                  {"iat", now},
@@ -231,7 +198,7 @@ TEST(SimulatorTest, FcmTokenEndpointVerifiesTheAssertionLikeGoogle) {
   EXPECT_EQ(forged.status, 400);
   EXPECT_EQ(forged.json(), (Json{{"error", "invalid_grant"}, {"error_description", "Invalid JWT Signature."}}));
   // An ES256 assertion (wrong algorithm and key type for a service account) is refused the same way.
-  Reply es256 = token_request(sim, sign("ES256", nullptr, {{"iss", kEmail}}, ec_key("apns").private_pem));
+  Reply es256 = token_request(sim, sign("ES256", nullptr, {{"iss", kClientEmail}}, ec_key("apns").private_pem));
   EXPECT_EQ(es256.json()["error"], "invalid_grant");
 
   Reply wrong_aud = token_request(sim, fcm_assertion(sim, "fcm", {{"aud", "https://oauth2.googleapis.com/token"}}));

@@ -5,22 +5,13 @@
 // HTTP/1.1; real APNs gets HTTP/2 from the host transport via ALPN.)
 #include <gtest/gtest.h>
 
-#include <atomic>
-#include <cstdio>
-#include <ctime>
 #include <fstream>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
-#include <sstream>
-#include <thread>
 
-#include "api/http_server.hpp"
-#include "config/config.hpp"
-#include "plugin/channel.hpp"
+#include "plugin_test_support.hpp"
 #include "test_support.hpp"
 #include "transport/crypto.hpp"
-#include "transport/http_transport.hpp"
 
 namespace tayori::plugin {
 namespace {
@@ -28,122 +19,20 @@ namespace {
 using nlohmann::json;
 
 constexpr const char* kDevice = "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90";
-constexpr const char* kDeliveryId = "0f1e2d3c4b5a69788796a5b4c3d2e1f0";
 constexpr const char* kKeyId = "ABC123DEFG";
 constexpr const char* kTeamId = "DEF123GHIJ";
 constexpr const char* kTopic = "jp.example.app";
 
-std::string run(const std::string& command) {
-  std::string out;
-  FILE* p = ::popen(command.c_str(), "r");
-  if (p == nullptr) return out;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  ::pclose(p);
-  return out;
-}
-
-// A clock the test moves by hand.
-class ManualClock final : public Clock {
- public:
-  int64_t now_ms() const override { return now.load(); }
-  std::atomic<int64_t> now{1'780'000'000'000};
-};
-
-std::string http_date(int64_t unix_ms) {
-  std::time_t t = unix_ms / 1000;
-  std::tm g{};
-  ::gmtime_r(&t, &g);
-  char text[64];
-  std::strftime(text, sizeof text, "%a, %d %b %Y %H:%M:%S GMT", &g);
-  return text;
-}
-
-// The team's token-signing key: EC P-256 in PKCS#8, as Apple's .p8 files are; made once per test binary.
-struct EcKey {
-  std::string private_pem, public_pem;
-};
-const EcKey& ec_key() {
-  static const EcKey key = [] {
-    EcKey k;
-    std::string path = ::testing::TempDir() + "apns_plugin_test_key.p8";
-    run("openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out " + path + " 2>/dev/null");
-    std::ifstream in(path);
-    std::stringstream s;
-    s << in.rdbuf();
-    k.private_pem = s.str();
-    k.public_pem = run("openssl pkey -in " + path + " -pubout 2>/dev/null");
-    std::remove(path.c_str());
-    return k;
-  }();
-  return key;
-}
-
-// APNs: verifies each provider token and answers 403 ExpiredProviderToken to tokens issued at or before
-// `expire_issued_through` (unix s), otherwise the scripted answer; a 200 echoes the request's apns-id as
-// APNs does. With `hold` > 0, answers wait until that many requests are in.
-class FakeApns final : public api::Handler {
- public:
-  void handle(api::HttpRequest req, api::Responder respond) override {
-    std::lock_guard lock(mutex);
-    sends.push_back(req);
-    held.push_back(std::move(respond));
-    if (static_cast<int>(held.size()) < hold) return;
-    for (size_t i = 0; i < held.size(); ++i) held[i](answer(sends[sends.size() - held.size() + i]));
-    held.clear();
-  }
-
-  api::HttpResponse answer(const api::HttpRequest& req) {
-    api::HttpResponse r;
-    r.headers.emplace_back("apns-id", std::string(req.header("apns-id")));
-    std::string auth(req.header("authorization"));
-    auto jwt = transport::verify_jwt(auth.rfind("bearer ", 0) == 0 ? auth.substr(7) : "", ec_key().public_pem);
-    if (!jwt || jwt.value.alg != "ES256" || jwt.value.header.value("kid", "") != kKeyId ||
-        jwt.value.claims.value("iss", "") != kTeamId || !jwt.value.claims["iat"].is_number_integer()) {
-      problems.push_back("provider token refused: " + (jwt ? jwt.value.claims.dump() : jwt.error));
-      r.status = 403;
-      r.body = R"({"reason":"InvalidProviderToken"})";
-      return r;
-    }
-    tokens.insert(auth);
-    if (jwt.value.claims["iat"].get<int64_t>() <= expire_issued_through) {
-      r.status = 403;
-      r.body = R"({"reason":"ExpiredProviderToken"})";
-      return r;
-    }
-    r.status = status;
-    r.body = body;
-    if (status != 200) r.content_type = "application/json";
-    for (auto& h : headers) {
-      if (h.first == "apns-id") r.headers.clear();
-      r.headers.push_back(h);
-    }
-    return r;
-  }
-
-  std::mutex mutex;
-  std::vector<std::string> problems;
-  std::set<std::string> tokens;  // distinct provider tokens seen
-  int64_t expire_issued_through = 0;
-  int status = 200;
-  std::string body;
-  std::vector<std::pair<std::string, std::string>> headers;
-  int hold = 0;
-  std::vector<api::Responder> held;
-  std::vector<api::HttpRequest> sends;
-};
+using testing::AnswerCase;
+using testing::ec_key;
+using testing::http_date;
+using testing::ManualClock;
+using testing::ScriptedProvider;
 
 RegistryResult apns_registry(const std::string& settings, const std::string& dir, const Clock& clock,
                              transport::HttpTransport* transport) {
-  std::string yaml = "api_keys: [{name: t, key_env: K}]\nplugin_dirs: [" TAYORI_PLUGIN_DIR
-                     "]\n"
-                     "channels:\n  - name: ios\n    plugin: push_apns\n    settings:\n" +
-                     settings;
-  auto loaded = config::load_string(yaml, "t.yaml", dir, [](const std::string&) { return std::string("k"); });
-  EXPECT_TRUE(loaded.config) << (loaded.errors.empty() ? "" : loaded.errors[0].to_string());
-  if (!loaded.config) return {};
-  return build_registry(*loaded.config, clock, transport);
+  return testing::registry_for(testing::OneChannel{.name = "ios", .plugin = "push_apns", .settings = settings}.yaml(),
+                               clock, transport, dir);
 }
 
 std::string key_settings(const std::string& extra = "") {
@@ -151,53 +40,77 @@ std::string key_settings(const std::string& extra = "") {
          "\n      topic: " + kTopic + "\n" + extra;
 }
 
-DeliveryRequest push(const std::string& delivery_id = kDeliveryId) {
-  DeliveryRequest d;
-  d.message_id = "m-1";
-  d.delivery_id = delivery_id;
-  d.contact = kDevice;
-  d.content = {{"title", "ご注文の発送"}, {"body", "荷物を発送しました"}};
-  return d;
+DeliveryRequest push(const std::string& delivery_id = testing::kDeliveryId) {
+  return testing::delivery(kDevice, {{"title", "ご注文の発送"}, {"body", "荷物を発送しました"}}, delivery_id);
 }
 
+// APNs: verifies each provider token's ES256 signature (with the host's own verify_jwt) and answers 403
+// ExpiredProviderToken to tokens issued at or before `expire_issued_through_` (unix s), otherwise as
+// scripted; every answer echoes the request's apns-id as APNs does, unless the script names another.
 class ApnsPlugin : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_NE(ec_key().private_pem.find("BEGIN PRIVATE KEY"), std::string::npos) << "openssl could not make a key";
     std::ofstream(dir_.file("AuthKey.p8")) << ec_key().private_pem;
-    server_ = std::make_unique<api::HttpServer>(apns_, api::ServerLimits{}, 2);
-    url_ = "http://127.0.0.1:" + std::to_string(server_->start("127.0.0.1", 0));
+    apns_.rule([this](const api::HttpRequest& req, api::HttpResponse scripted) { return answer(req, scripted); });
+    url_ = apns_.url();
     reg_ = registry();
     ASSERT_TRUE(reg_.registry) << (reg_.errors.empty() ? "" : reg_.errors[0].to_string());
     channel_ = reg_.registry->find("ios");
   }
   void TearDown() override {
-    server_->stop(0);
-    EXPECT_TRUE(apns_.problems.empty()) << apns_.problems.front();
+    apns_.stop();
+    EXPECT_TRUE(problems_.empty()) << problems_.front();
+  }
+
+  // Under apns_'s lock.
+  api::HttpResponse answer(const api::HttpRequest& req, const api::HttpResponse& scripted) {
+    api::HttpResponse r;
+    r.headers.emplace_back("apns-id", std::string(req.header("apns-id")));
+    std::string auth(req.header("authorization"));
+    auto jwt = transport::verify_jwt(auth.rfind("bearer ", 0) == 0 ? auth.substr(7) : "", ec_key().public_pem);
+    if (!jwt || jwt.value.alg != "ES256" || jwt.value.header.value("kid", "") != kKeyId ||
+        jwt.value.claims.value("iss", "") != kTeamId || !jwt.value.claims["iat"].is_number_integer()) {
+      problems_.push_back("provider token refused: " + (jwt ? jwt.value.claims.dump() : jwt.error));
+      r.status = 403;
+      r.body = R"({"reason":"InvalidProviderToken"})";
+      return r;
+    }
+    tokens_.insert(auth);
+    if (jwt.value.claims["iat"].get<int64_t>() <= expire_issued_through_) {
+      r.status = 403;
+      r.body = R"({"reason":"ExpiredProviderToken"})";
+      return r;
+    }
+    r.status = scripted.status;
+    r.body = scripted.body;
+    if (r.status != 200) r.content_type = "application/json";
+    for (auto& h : scripted.headers) {
+      if (h.first == "apns-id") r.headers.clear();
+      r.headers.push_back(h);
+    }
+    return r;
   }
 
   RegistryResult registry(const std::string& extra = "") {
     return apns_registry("      base_url: " + url_ + "\n" + key_settings(extra), dir_.path(), clock_, &transport_);
   }
-  void script(int status, std::string body, std::vector<std::pair<std::string, std::string>> headers = {}) {
-    std::lock_guard lock(apns_.mutex);
-    apns_.status = status;
-    apns_.body = std::move(body);
-    apns_.headers = std::move(headers);
+  void script(int status, std::string body, ScriptedProvider::Headers headers = {}) {
+    apns_.script(status, std::move(body), std::move(headers));
   }
-  std::vector<api::HttpRequest> sends() {
-    std::lock_guard lock(apns_.mutex);
-    return apns_.sends;
-  }
+  std::vector<api::HttpRequest> sends() { return apns_.requests(); }
   size_t tokens_seen() {
-    std::lock_guard lock(apns_.mutex);
-    return apns_.tokens.size();
+    auto lock = apns_.lock();
+    return tokens_.size();
   }
 
   test::TempDir dir_{"apns_plugin_test_"};
   ManualClock clock_;
-  FakeApns apns_;
-  std::unique_ptr<api::HttpServer> server_;
+  // What the fake APNs decides by and saw, guarded by apns_.lock().
+  std::vector<std::string> problems_;
+  std::set<std::string> tokens_;  // distinct provider tokens seen
+  int64_t expire_issued_through_ = 0;
+  ScriptedProvider apns_;
   std::string url_;
   transport::HttpTransport transport_{transport::TransportOptions{}};
   RegistryResult reg_;
@@ -230,18 +143,8 @@ TEST_F(ApnsPlugin, SendsTheRequestApnsExpects) {
 }
 
 TEST_F(ApnsPlugin, ProviderAnswersBecomeOutcomes) {
-  struct Case {
-    int status;
-    std::string body;
-    std::vector<std::pair<std::string, std::string>> headers;
-    OutcomeKind kind;
-    std::string reason;
-    bool deactivate = false;
-    int64_t retry_after_ms = 0;
-    std::string provider_id = "";
-  };
   // clang-format off
-  const Case cases[] = {
+  const AnswerCase cases[] = {
       {200, "", {{"apns-id", "7c4a7e4e-0000-4000-8000-000000000001"}}, OutcomeKind::delivered, "", false, 0,
        "7c4a7e4e-0000-4000-8000-000000000001"},
       {400, R"({"reason":"BadDeviceToken"})", {}, OutcomeKind::permanent, "apns.BadDeviceToken", true},
@@ -268,16 +171,7 @@ TEST_F(ApnsPlugin, ProviderAnswersBecomeOutcomes) {
       {405, "", {}, OutcomeKind::permanent, "apns.405"},
   };
   // clang-format on
-  for (const Case& c : cases) {
-    script(c.status, c.body, c.headers);
-    DeliveryOutcome o = channel_->deliver(push());
-    SCOPED_TRACE(std::to_string(c.status) + " " + c.body);
-    EXPECT_EQ(o.kind, c.kind) << o.reason;
-    EXPECT_EQ(o.reason, c.reason);
-    EXPECT_EQ(o.deactivate_contact, c.deactivate);
-    EXPECT_EQ(o.retry_after_ms, c.retry_after_ms);
-    EXPECT_EQ(o.provider_message_id, c.provider_id);
-  }
+  testing::expect_outcomes(apns_, *channel_, push(), cases);
 }
 
 TEST_F(ApnsPlugin, AnUnreachableProviderIsATransportRetry) {
@@ -315,27 +209,20 @@ TEST_F(ApnsPlugin, ABurstRefusedWithExpiredProviderTokenReMintsOnce) {
   // libcurl holds further requests back hoping to multiplex them on the first connection).
   ASSERT_EQ(channel_->deliver(push("warm-up")).kind, OutcomeKind::delivered);
   {
-    std::lock_guard lock(apns_.mutex);
-    apns_.expire_issued_through = clock_.now / 1000;  // the token in use is now refused as expired
-    apns_.hold = 4;
+    auto lock = apns_.lock();
+    expire_issued_through_ = clock_.now / 1000;  // the token in use is now refused as expired
   }
-  std::vector<std::thread> burst;
-  std::vector<DeliveryOutcome> outcomes(4);
-  for (int i = 0; i < 4; ++i)
-    burst.emplace_back([&, i] { outcomes[i] = channel_->deliver(push("burst-" + std::to_string(i))); });
-  for (auto& t : burst) t.join();
-  for (const auto& o : outcomes) {
+  apns_.hold(4);
+  std::vector<DeliveryRequest> burst;
+  for (int i = 0; i < 4; ++i) burst.push_back(push("burst-" + std::to_string(i)));
+  for (const auto& o : testing::deliver_concurrently(*channel_, burst)) {
     EXPECT_EQ(o.kind, OutcomeKind::retry);
     EXPECT_EQ(o.reason, "apns.ExpiredProviderToken");
   }
   EXPECT_EQ(channel_->tokens_minted(), 1u);
-  {
-    std::lock_guard lock(apns_.mutex);
-    apns_.hold = 0;
-  }
+  apns_.hold(0);
   clock_.now += 1000;
-  for (int i = 0; i < 4; ++i) {
-    DeliveryRequest again = push("burst-" + std::to_string(i));
+  for (DeliveryRequest& again : burst) {
     again.attempt = 2;
     EXPECT_EQ(channel_->deliver(again).kind, OutcomeKind::delivered);
   }
@@ -362,6 +249,8 @@ TEST_F(ApnsPlugin, ApnsIdIsStableAcrossAttemptsAndHeadersFollowTheMessage) {
   EXPECT_EQ(id.find_first_not_of("0123456789abcdef-"), std::string::npos) << id;
   EXPECT_EQ(id[8], '-');
   EXPECT_EQ(id[23], '-');
+  // The hash of a non-hex id, pinned: ids already sent must keep matching their resends across releases.
+  EXPECT_EQ(id, "ca8e16d8-c918-91cd-259b-5cb0e7759716");
   EXPECT_EQ(sent[1].header("apns-expiration"), std::to_string((clock_.now + 7'200'999) / 1000));
   EXPECT_EQ(sent[1].header("apns-priority"), "5");  // marketing
   EXPECT_EQ(sent[1].header("apns-collapse-id"), "order-42");

@@ -6,15 +6,10 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
 
-#include "api/http_server.hpp"
-#include "batch_test_support.hpp"
-#include "config/config.hpp"
-#include "plugin/channel.hpp"
-#include "transport/http_transport.hpp"
+#include "plugin_test_support.hpp"
 
 namespace tayori::plugin {
 namespace {
@@ -24,69 +19,38 @@ using ::testing::HasSubstr;
 
 constexpr int kWindowMs = 200;
 
-// Answers /send with 200 {"id":"single"} and /batch with what the test scripts; records every request.
-class Provider final : public api::Handler {
- public:
-  void handle(api::HttpRequest request, api::Responder respond) override {
-    api::HttpResponse r;
-    {
-      std::lock_guard lock(mutex_);
-      seen_.push_back({request.path, nlohmann::json::parse(request.body, nullptr, false)});
-      if (request.path == "/batch") {
-        r.status = batch_status_;
-        r.body = batch_body_;
-      } else {
-        r.body = R"({"id":"single"})";
-      }
-    }
-    respond(r);
-  }
-  void answer_batches(int status, std::string body) {
-    std::lock_guard lock(mutex_);
-    batch_status_ = status;
-    batch_body_ = std::move(body);
-  }
-  struct Seen {
-    std::string path;
-    nlohmann::json body;
-  };
-  std::vector<Seen> seen() {
-    std::lock_guard lock(mutex_);
-    return seen_;
-  }
-  std::vector<Seen> seen(const std::string& path) {
-    std::vector<Seen> out;
-    for (auto& s : seen())
-      if (s.path == path) out.push_back(s);
-    return out;
-  }
-
- private:
-  std::mutex mutex_;
-  std::vector<Seen> seen_;
-  int batch_status_ = 200;
-  std::string batch_body_ = R"({"id":"batch"})";
+// A request as the provider saw it.
+struct Seen {
+  std::string path;
+  nlohmann::json body;
 };
 
+// The provider answers /send with 200 {"id":"single"} and /batch with what the test scripts.
 class ChannelBatch : public ::testing::Test {
  protected:
   void SetUp() override {
-    port_ = server_.start("127.0.0.1", 0);
+    provider_.script(200, R"({"id":"single"})");
+    answer_batches(200, R"({"id":"batch"})");
     reg_ = registry("fixture_batch", "    batch_window: " + std::to_string(kWindowMs) + "ms\n");
     ASSERT_TRUE(reg_.registry) << (reg_.errors.empty() ? "" : reg_.errors[0].to_string());
     channel_ = reg_.registry->find("batched");
   }
-  void TearDown() override { server_.stop(0); }
+  void TearDown() override { provider_.stop(); }
 
   RegistryResult registry(const std::string& plugin, const std::string& channel_extra) {
-    std::string yaml = "api_keys: [{name: t, key_env: K}]\nplugin_dirs: [" TAYORI_FIXTURE_DIR
-                       "]\n"
-                       "channels:\n  - name: batched\n    plugin: " +
-                       plugin + "\n" + channel_extra +
-                       "    settings:\n      url: http://127.0.0.1:" + std::to_string(port_) + "\n";
-    loaded_ = config::load_string(yaml, "t.yaml", "/tmp", [](const std::string&) { return std::string("k"); });
-    if (!loaded_.config) return {{}, loaded_.errors};
-    return build_registry(*loaded_.config, clock_, &transport_);
+    testing::OneChannel batched{.name = "batched",
+                                .plugin = plugin,
+                                .settings = "      url: " + provider_.url() + "\n",
+                                .channel_extra = channel_extra,
+                                .plugin_dir = TAYORI_FIXTURE_DIR};
+    return testing::registry_for(batched.yaml(), clock_, &transport_);
+  }
+  void answer_batches(int status, std::string body) { provider_.script("/batch", status, std::move(body)); }
+  std::vector<Seen> seen(const std::string& path = "") {
+    std::vector<Seen> out;
+    for (const api::HttpRequest& r : provider_.requests(path))
+      out.push_back({r.path, nlohmann::json::parse(r.body, nullptr, false)});
+    return out;
   }
 
   static DeliveryRequest delivery(const std::string& contact, const std::string& text = "same for all") {
@@ -103,20 +67,17 @@ class ChannelBatch : public ::testing::Test {
     return out;
   }
 
-  Provider provider_;
-  api::HttpServer server_{provider_, api::ServerLimits{}, 2};
-  uint16_t port_ = 0;
+  testing::ScriptedProvider provider_;
   SystemClock clock_;
   transport::HttpTransport transport_{transport::TransportOptions{}};
-  config::LoadResult loaded_;
   RegistryResult reg_;
   Channel* channel_ = nullptr;
 };
 
 TEST_F(ChannelBatch, SevenDeliveriesMakeTwoFullBatchesOfThreeAndOneSingle) {
   auto outcomes = deliver_concurrently(*channel_, deliveries(7));
-  auto batches = provider_.seen("/batch");
-  auto singles = provider_.seen("/send");
+  auto batches = seen("/batch");
+  auto singles = seen("/send");
   ASSERT_EQ(batches.size(), 2u);
   ASSERT_EQ(singles.size(), 1u);  // the seventh waited out the window alone: a group of one goes singly
   EXPECT_EQ(channel_->batches_sent(), 2u);
@@ -145,11 +106,11 @@ TEST_F(ChannelBatch, OnlyIdenticalPurposeCategoryAndContentShareARequest) {
   all.push_back(delivery("f"));
   all.back().content.emplace_back("title", "an extra field");
   auto outcomes = deliver_concurrently(*channel_, all);
-  auto batches = provider_.seen("/batch");
+  auto batches = seen("/batch");
   ASSERT_EQ(batches.size(), 1u);
   std::set<std::string> together(batches[0].body["to"].begin(), batches[0].body["to"].end());
   EXPECT_EQ(together, (std::set<std::string>{"a", "b"})) << "only a and b are alike";
-  EXPECT_EQ(provider_.seen("/send").size(), 4u);
+  EXPECT_EQ(seen("/send").size(), 4u);
   for (auto& o : outcomes) EXPECT_EQ(o.kind, OutcomeKind::delivered) << o.reason;
 }
 
@@ -157,18 +118,18 @@ TEST_F(ChannelBatch, OneContactIsNeverNamedTwiceInARequest) {
   std::vector<DeliveryRequest> all = {delivery("a"), delivery("b"), delivery("a")};
   all[2].delivery_id = "d-a-second-message";
   auto outcomes = deliver_concurrently(*channel_, all);
-  auto batches = provider_.seen("/batch");
+  auto batches = seen("/batch");
   ASSERT_EQ(batches.size(), 1u);
   EXPECT_EQ(batches[0].body["to"].size(), 2u);
-  EXPECT_EQ(provider_.seen("/send").size(), 1u);
+  EXPECT_EQ(seen("/send").size(), 1u);
   for (auto& o : outcomes) EXPECT_EQ(o.kind, OutcomeKind::delivered) << o.reason;
 }
 
 TEST_F(ChannelBatch, AMemberTheBatchAnswerRefusesIsDeliveredSinglyAndTheOthersStand) {
-  provider_.answer_batches(200, R"({"id":"batch","refused":["c1"]})");
+  answer_batches(200, R"({"id":"batch","refused":["c1"]})");
   auto outcomes = deliver_concurrently(*channel_, deliveries(3));
-  EXPECT_EQ(provider_.seen("/batch").size(), 1u);
-  auto singles = provider_.seen("/send");
+  EXPECT_EQ(seen("/batch").size(), 1u);
+  auto singles = seen("/send");
   ASSERT_EQ(singles.size(), 1u);
   EXPECT_EQ(singles[0].body["to"], "c1");
   EXPECT_EQ(outcomes[0].provider_message_id, "batch");
@@ -197,33 +158,33 @@ TEST_F(ChannelBatch, BatchAnswersBecomePerMemberOutcomes) {
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.status);
-    provider_.answer_batches(c.status, R"({"id":"batch"})");
-    size_t singles_before = provider_.seen("/send").size();
+    answer_batches(c.status, R"({"id":"batch"})");
+    size_t singles_before = seen("/send").size();
     auto outcomes = deliver_concurrently(*channel_, deliveries(3));
-    EXPECT_EQ(provider_.seen("/send").size() - singles_before, c.singles);
+    EXPECT_EQ(seen("/send").size() - singles_before, c.singles);
     for (auto& o : outcomes) {
       EXPECT_EQ(o.kind, c.kind) << o.reason;
       EXPECT_EQ(o.reason, c.reason);
     }
   }
-  EXPECT_EQ(provider_.seen("/batch").size(), std::size(cases));
+  EXPECT_EQ(seen("/batch").size(), std::size(cases));
 }
 
 TEST_F(ChannelBatch, AFailedBatchBuildSendsNothingAndDeliversEachOnItsOwn) {
   for (const char* text : {"batch_throws", "batch_twice"}) {
     SCOPED_TRACE(text);
-    size_t before = provider_.seen("/send").size();
+    size_t before = seen("/send").size();
     auto outcomes = deliver_concurrently(*channel_, deliveries(3, text));
-    EXPECT_EQ(provider_.seen("/send").size() - before, 3u);
+    EXPECT_EQ(seen("/send").size() - before, 3u);
     for (auto& o : outcomes) EXPECT_EQ(o.kind, OutcomeKind::delivered) << o.reason;
   }
-  EXPECT_TRUE(provider_.seen("/batch").empty());
+  EXPECT_TRUE(seen("/batch").empty());
   EXPECT_EQ(channel_->batches_sent(), 0u);
 }
 
 TEST_F(ChannelBatch, RetryLaterFromTheBatchBuildIsARetryForEveryMemberWithNothingSent) {
   auto outcomes = deliver_concurrently(*channel_, deliveries(3, "batch_retry_later"));
-  EXPECT_TRUE(provider_.seen().empty());
+  EXPECT_TRUE(seen().empty());
   for (auto& o : outcomes) {
     EXPECT_EQ(o.kind, OutcomeKind::retry);
     EXPECT_EQ(o.reason, "grant: unavailable for now");
@@ -237,7 +198,7 @@ TEST_F(ChannelBatch, ALoneDeliveryWaitsOutTheWindowThenGoesSingly) {
   EXPECT_EQ(o.kind, OutcomeKind::delivered) << o.reason;
   EXPECT_EQ(o.provider_message_id, "single");
   EXPECT_GE(waited, std::chrono::milliseconds(kWindowMs));
-  EXPECT_EQ(provider_.seen("/send").size(), 1u);
+  EXPECT_EQ(seen("/send").size(), 1u);
 }
 
 TEST_F(ChannelBatch, WithoutABatchWindowNothingIsBatched) {
@@ -246,8 +207,8 @@ TEST_F(ChannelBatch, WithoutABatchWindowNothingIsBatched) {
   Channel& channel = *plain.registry->find("batched");
   EXPECT_EQ(channel.batch_window_ms(), 0);
   auto outcomes = deliver_concurrently(channel, deliveries(6));
-  EXPECT_EQ(provider_.seen("/send").size(), 6u);
-  EXPECT_TRUE(provider_.seen("/batch").empty());
+  EXPECT_EQ(seen("/send").size(), 6u);
+  EXPECT_TRUE(seen("/batch").empty());
   for (auto& o : outcomes) EXPECT_EQ(o.kind, OutcomeKind::delivered) << o.reason;
 }
 

@@ -14,9 +14,8 @@
 #include <map>
 #include <sstream>
 
-#include "config/config.hpp"
 #include "email_test_support.hpp"
-#include "plugin/channel.hpp"
+#include "plugin_test_support.hpp"
 #include "test_support.hpp"
 #include "transport/crypto.hpp"
 #include "transport/http_transport.hpp"
@@ -25,19 +24,11 @@ namespace tayori::plugin {
 namespace {
 
 constexpr int64_t kNow = 1'767'225'600'000;  // 2026-01-01T00:00:00Z
-constexpr const char* kDeliveryId = "0f1e2d3c4b5a69788796a5b4c3d2e1f0";
-
-std::string yaml_for(const std::string& settings) {
-  return "api_keys: [{name: t, key_env: K}]\nplugin_dirs: [" TAYORI_PLUGIN_DIR "]\n"
-         "channels:\n  - name: mail\n    plugin: email_smtp\n    settings:\n" + settings;
-}
+using testing::kDeliveryId;
 
 std::optional<config::Config> load(const std::string& settings) {
-  auto loaded = config::load_string(yaml_for(settings), "t.yaml", "/tmp", [](const std::string& name) {
-    return name == "SMTP_PASSWORD" ? std::string("s3cret") : std::string("k");
-  });
-  EXPECT_TRUE(loaded.config) << (loaded.errors.empty() ? "" : loaded.errors[0].to_string());
-  return loaded.config;
+  testing::OneChannel mail{.name = "mail", .plugin = "email_smtp", .settings = settings};
+  return testing::load_config(mail.yaml(), "/tmp", {{"SMTP_PASSWORD", "s3cret"}}).config;
 }
 
 // What a test delivery carries; turned into a tayori_delivery for the call.

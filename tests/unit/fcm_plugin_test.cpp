@@ -4,22 +4,14 @@
 // by the openssl CLI (never committed); a hand-moved clock makes expiries, TTLs and Retry-After exact.
 #include <gtest/gtest.h>
 
-#include <atomic>
-#include <cstdio>
-#include <ctime>
 #include <fstream>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
-#include <thread>
 
-#include "api/http_server.hpp"
-#include "config/config.hpp"
-#include "plugin/channel.hpp"
+#include "plugin_test_support.hpp"
 #include "test_support.hpp"
 #include "transport/crypto.hpp"
-#include "transport/http_transport.hpp"
 
 namespace tayori::plugin {
 namespace {
@@ -27,60 +19,14 @@ namespace {
 using nlohmann::json;
 
 constexpr const char* kDeviceToken = "fE3xVq7kT0u:APA91bGx-test-registration-token";
-constexpr const char* kDeliveryId = "0f1e2d3c4b5a69788796a5b4c3d2e1f0";
 constexpr const char* kClientEmail = "tayori@tayori-test.iam.gserviceaccount.com";
 constexpr const char* kScope = "https://www.googleapis.com/auth/firebase.messaging";
 
-std::string run(const std::string& command) {
-  std::string out;
-  FILE* p = ::popen(command.c_str(), "r");
-  if (p == nullptr) return out;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  ::pclose(p);
-  return out;
-}
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-// A clock the test moves by hand.
-class ManualClock final : public Clock {
- public:
-  int64_t now_ms() const override { return now.load(); }
-  std::atomic<int64_t> now{1'780'000'000'000};
-};
-
-std::string http_date(int64_t unix_ms) {
-  std::time_t t = unix_ms / 1000;
-  std::tm g{};
-  ::gmtime_r(&t, &g);
-  char text[64];
-  std::strftime(text, sizeof text, "%a, %d %b %Y %H:%M:%S GMT", &g);
-  return text;
-}
-
-// The service account's RSA 2048 key (PKCS#8, as Google issues it), made once per test binary.
-struct RsaKey {
-  std::string private_pem, public_pem;
-};
-const RsaKey& rsa_key() {
-  static const RsaKey key = [] {
-    RsaKey k;
-    std::string path = ::testing::TempDir() + "fcm_plugin_test_key.pem";
-    run("openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out " + path + " 2>/dev/null");
-    k.private_pem = read_text(path);
-    k.public_pem = run("openssl pkey -in " + path + " -pubout 2>/dev/null");
-    std::remove(path.c_str());
-    return k;
-  }();
-  return key;
-}
+using testing::AnswerCase;
+using testing::http_date;
+using testing::ManualClock;
+using testing::rsa_key;
+using testing::ScriptedProvider;
 
 json service_account(const std::string& token_uri = "https://oauth2.googleapis.com/token") {
   return {{"type", "service_account"},
@@ -123,116 +69,39 @@ std::string fcm_error(int code, const std::string& status, const std::string& me
   return json{{"error", error}}.dump();
 }
 
-// Google's token endpoint and FCM's messages:send. The token endpoint verifies each assertion and issues
-// "tok-N"; messages:send answers 401 to a refused token, otherwise the scripted answer. With `hold` > 0,
-// send answers wait until that many requests are in, so they are all in flight together.
-class FakeGoogle final : public api::Handler {
- public:
-  void handle(api::HttpRequest req, api::Responder respond) override {
-    std::lock_guard lock(mutex);
-    if (req.path == "/token") {
-      respond(grant(req));
-      return;
-    }
-    sends.push_back(req);
-    held.push_back(std::move(respond));
-    if (static_cast<int>(held.size()) < hold) return;
-    for (size_t i = 0; i < held.size(); ++i) held[i](answer(sends[sends.size() - held.size() + i]));
-    held.clear();
-  }
+// Loads push_fcm with `settings` (YAML lines under `settings:`) from a config in `dir`.
+RegistryResult fcm_registry(const std::string& settings, const std::string& dir, const Clock& clock,
+                            transport::HttpTransport* transport) {
+  return testing::registry_for(testing::OneChannel{.name = "fcm", .plugin = "push_fcm", .settings = settings}.yaml(),
+                               clock, transport, dir);
+}
 
-  api::HttpResponse grant(const api::HttpRequest& req) {
-    ++grants;
-    api::HttpResponse r;
-    if (req.method != "POST" || req.header("content-type") != "application/x-www-form-urlencoded")
-      problems.push_back("grant: not a form POST");
-    if (form_value(req.body, "grant_type") != "urn:ietf:params:oauth:grant-type:jwt-bearer")
-      problems.push_back("grant: grant_type " + form_value(req.body, "grant_type"));
-    auto jwt = transport::verify_jwt(form_value(req.body, "assertion"), rsa_key().public_pem);
-    if (!jwt) {
-      problems.push_back("grant: assertion: " + jwt.error);
-    } else {
-      const json& c = jwt.value.claims;
-      int64_t now_s = clock->now_ms() / 1000;
-      if (jwt.value.alg != "RS256" || jwt.value.header.value("kid", "") != "key-1") problems.push_back("grant: header");
-      if (c.value("iss", "") != kClientEmail || c.value("scope", "") != kScope || c.value("aud", "") != token_uri ||
-          c.value("iat", int64_t{0}) != now_s || c.value("exp", int64_t{0}) != now_s + 3600)
-        problems.push_back("grant: claims " + c.dump());
-    }
-    if (grant_status != 200) {
-      r.status = grant_status;
-      r.body = grant_body;
-      return r;
-    }
-    r.body =
-        json{{"access_token", "tok-" + std::to_string(grants)}, {"expires_in", 3599}, {"token_type", "Bearer"}}.dump();
-    return r;
-  }
+void write_json(const std::string& path, const json& j) { std::ofstream(path) << j.dump(2); }
 
-  api::HttpResponse answer(const api::HttpRequest& req) const {
-    api::HttpResponse r;
-    std::string auth(req.header("authorization"));
-    if (auth.rfind("Bearer ", 0) != 0 || refused.count(auth.substr(7))) {
+DeliveryRequest push(const std::string& delivery_id = testing::kDeliveryId) {
+  return testing::delivery(kDeviceToken, {{"title", "ご注文の発送"}, {"body", "荷物を発送しました"}}, delivery_id);
+}
+
+// Google as far as push_fcm meets it: the OAuth token endpoint verifies each assertion (with the host's
+// own verify_jwt) and issues "tok-N"; messages:send answers 401 to a refused token, otherwise as scripted.
+class FcmPlugin : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_NE(rsa_key().private_pem.find("BEGIN PRIVATE KEY"), std::string::npos) << "openssl could not make a key";
+    google_.script(200, R"({"name":"projects/tayori-test/messages/0:1780000000000000%31bd1c9631bd1c96"})");
+    google_.route("/token", [this](const api::HttpRequest& req) { return grant(req); });
+    google_.rule([this](const api::HttpRequest& req, api::HttpResponse scripted) {
+      std::string auth(req.header("authorization"));
+      if (auth.rfind("Bearer ", 0) == 0 && !refused_.count(auth.substr(7))) return scripted;
+      api::HttpResponse r;
       r.status = 401;
       r.body = fcm_error(
           401, "UNAUTHENTICATED", "Request had invalid authentication credentials.", "",
           json::array({{{"@type", "type.googleapis.com/google.rpc.ErrorInfo"}, {"reason", "ACCESS_TOKEN_EXPIRED"}}}));
       return r;
-    }
-    r.status = status;
-    r.body = body;
-    r.headers = headers;
-    return r;
-  }
-
-  std::mutex mutex;
-  const ManualClock* clock = nullptr;
-  std::string token_uri;
-  int grants = 0;
-  int grant_status = 200;
-  std::string grant_body;
-  std::vector<std::string> problems;
-  std::set<std::string> refused;
-  int status = 200;
-  std::string body = R"({"name":"projects/tayori-test/messages/0:1780000000000000%31bd1c9631bd1c96"})";
-  std::vector<std::pair<std::string, std::string>> headers;
-  int hold = 0;
-  std::vector<api::Responder> held;
-  std::vector<api::HttpRequest> sends;
-};
-
-// Loads push_fcm with `settings` (YAML lines under `settings:`) from a config in `dir`.
-RegistryResult fcm_registry(const std::string& settings, const std::string& dir, const Clock& clock,
-                            transport::HttpTransport* transport) {
-  std::string yaml = "api_keys: [{name: t, key_env: K}]\nplugin_dirs: [" TAYORI_PLUGIN_DIR
-                     "]\n"
-                     "channels:\n  - name: fcm\n    plugin: push_fcm\n    settings:\n" +
-                     settings;
-  auto loaded = config::load_string(yaml, "t.yaml", dir, [](const std::string&) { return std::string("k"); });
-  EXPECT_TRUE(loaded.config) << (loaded.errors.empty() ? "" : loaded.errors[0].to_string());
-  if (!loaded.config) return {};
-  return build_registry(*loaded.config, clock, transport);
-}
-
-void write_json(const std::string& path, const json& j) { std::ofstream(path) << j.dump(2); }
-
-DeliveryRequest push(const std::string& delivery_id = kDeliveryId) {
-  DeliveryRequest d;
-  d.message_id = "m-1";
-  d.delivery_id = delivery_id;
-  d.contact = kDeviceToken;
-  d.content = {{"title", "ご注文の発送"}, {"body", "荷物を発送しました"}};
-  return d;
-}
-
-class FcmPlugin : public ::testing::Test {
- protected:
-  void SetUp() override {
-    ASSERT_NE(rsa_key().private_pem.find("BEGIN PRIVATE KEY"), std::string::npos) << "openssl could not make a key";
-    google_.clock = &clock_;
-    server_ = std::make_unique<api::HttpServer>(google_, api::ServerLimits{}, 2);
-    url_ = "http://127.0.0.1:" + std::to_string(server_->start("127.0.0.1", 0));
-    google_.token_uri = url_ + "/token";
+    });
+    url_ = google_.url();
+    token_uri_ = url_ + "/token";
     write_json(dir_.file("sa.json"), service_account());  // token_uri: Google's; the setting overrides it
     reg_ = fcm_registry(
         "      base_url: " + url_ + "\n      service_account: sa.json\n      token_uri: " + url_ + "/token\n",
@@ -241,30 +110,60 @@ class FcmPlugin : public ::testing::Test {
     channel_ = reg_.registry->find("fcm");
   }
   void TearDown() override {
-    server_->stop(0);
-    EXPECT_TRUE(google_.problems.empty()) << google_.problems.front();
+    google_.stop();
+    EXPECT_TRUE(problems_.empty()) << problems_.front();
   }
 
-  void script(int status, std::string body, std::vector<std::pair<std::string, std::string>> headers = {}) {
-    std::lock_guard lock(google_.mutex);
-    google_.status = status;
-    google_.body = std::move(body);
-    google_.headers = std::move(headers);
+  // The token endpoint (RFC 7523 §2.1 grant), under google_'s lock.
+  api::HttpResponse grant(const api::HttpRequest& req) {
+    ++grants_;
+    api::HttpResponse r;
+    if (req.method != "POST" || req.header("content-type") != "application/x-www-form-urlencoded")
+      problems_.push_back("grant: not a form POST");
+    if (form_value(req.body, "grant_type") != "urn:ietf:params:oauth:grant-type:jwt-bearer")
+      problems_.push_back("grant: grant_type " + form_value(req.body, "grant_type"));
+    auto jwt = transport::verify_jwt(form_value(req.body, "assertion"), rsa_key().public_pem);
+    if (!jwt) {
+      problems_.push_back("grant: assertion: " + jwt.error);
+    } else {
+      const json& c = jwt.value.claims;
+      int64_t now_s = clock_.now_ms() / 1000;
+      if (jwt.value.alg != "RS256" || jwt.value.header.value("kid", "") != "key-1")
+        problems_.push_back("grant: header");
+      if (c.value("iss", "") != kClientEmail || c.value("scope", "") != kScope || c.value("aud", "") != token_uri_ ||
+          c.value("iat", int64_t{0}) != now_s || c.value("exp", int64_t{0}) != now_s + 3600)
+        problems_.push_back("grant: claims " + c.dump());
+    }
+    if (grant_status_ != 200) {
+      r.status = grant_status_;
+      r.body = grant_body_;
+      return r;
+    }
+    r.body =
+        json{{"access_token", "tok-" + std::to_string(grants_)}, {"expires_in", 3599}, {"token_type", "Bearer"}}.dump();
+    return r;
+  }
+
+  void script(int status, std::string body, ScriptedProvider::Headers headers = {}) {
+    google_.script(status, std::move(body), std::move(headers));
   }
   int grants() {
-    std::lock_guard lock(google_.mutex);
-    return google_.grants;
+    auto lock = google_.lock();
+    return grants_;
   }
-  std::vector<api::HttpRequest> sends() {
-    std::lock_guard lock(google_.mutex);
-    return google_.sends;
-  }
+  std::vector<api::HttpRequest> sends() { return google_.requests(); }
   json last_message() { return json::parse(sends().back().body)["message"]; }
 
   test::TempDir dir_{"fcm_plugin_test_"};
   ManualClock clock_;
-  FakeGoogle google_;
-  std::unique_ptr<api::HttpServer> server_;
+  // What the fake Google decides by, guarded by google_.lock().
+  std::string token_uri_;
+  int grants_ = 0;
+  int grant_status_ = 200;
+  std::string grant_body_;
+  std::vector<std::string> problems_;
+  std::set<std::string> refused_;
+  ScriptedProvider google_;
   std::string url_;
   transport::HttpTransport transport_{transport::TransportOptions{}};
   RegistryResult reg_;
@@ -291,20 +190,11 @@ TEST_F(FcmPlugin, SendsTheV1RequestWithAnAccessTokenFromAVerifiedAssertion) {
 }
 
 TEST_F(FcmPlugin, ProviderAnswersBecomeOutcomes) {
-  struct Case {
-    int status;
-    std::string body;
-    std::vector<std::pair<std::string, std::string>> headers;
-    OutcomeKind kind;
-    std::string reason;
-    bool deactivate = false;
-    int64_t retry_after_ms = 0;
-  };
   const json token_violation = json::array(
       {{{"@type", "type.googleapis.com/google.rpc.BadRequest"},
         {"fieldViolations", {{{"field", "message.token"}, {"description", "Invalid registration token"}}}}}});
   // clang-format off
-  const Case cases[] = {
+  const AnswerCase cases[] = {
       {404, fcm_error(404, "NOT_FOUND", "Requested entity was not found.", "UNREGISTERED"), {}, OutcomeKind::permanent,
        "fcm.UNREGISTERED", true},
       {403, fcm_error(403, "PERMISSION_DENIED", "SenderId mismatch", "SENDER_ID_MISMATCH"), {}, OutcomeKind::permanent,
@@ -334,16 +224,7 @@ TEST_F(FcmPlugin, ProviderAnswersBecomeOutcomes) {
       {418, "", {}, OutcomeKind::permanent, "fcm.418"},
   };
   // clang-format on
-  for (const Case& c : cases) {
-    script(c.status, c.body, c.headers);
-    DeliveryOutcome o = channel_->deliver(push());
-    SCOPED_TRACE(std::to_string(c.status) + " " + c.body);
-    EXPECT_EQ(o.kind, c.kind) << o.reason;
-    EXPECT_EQ(o.reason, c.reason);
-    EXPECT_EQ(o.deactivate_contact, c.deactivate);
-    EXPECT_EQ(o.retry_after_ms, c.retry_after_ms);
-    EXPECT_EQ(o.provider_message_id, "");
-  }
+  testing::expect_outcomes(google_, *channel_, push(), cases);
 }
 
 TEST_F(FcmPlugin, AnUnreachableProviderIsATransportRetry) {
@@ -374,26 +255,19 @@ TEST_F(FcmPlugin, ManyDeliveriesShareOneGrantUntilItIsDue) {
 
 TEST_F(FcmPlugin, ABurstRefusedWith401CostsASingleNewGrant) {
   {
-    std::lock_guard lock(google_.mutex);
-    google_.refused = {"tok-1"};
-    google_.hold = 4;  // all four are in flight with tok-1 before any is refused
+    auto lock = google_.lock();
+    refused_ = {"tok-1"};
   }
-  std::vector<std::thread> burst;
-  std::vector<DeliveryOutcome> outcomes(4);
-  for (int i = 0; i < 4; ++i)
-    burst.emplace_back([&, i] { outcomes[i] = channel_->deliver(push("burst-" + std::to_string(i))); });
-  for (auto& t : burst) t.join();
-  for (const auto& o : outcomes) {
+  google_.hold(4);  // all four are in flight with tok-1 before any is refused
+  std::vector<DeliveryRequest> burst;
+  for (int i = 0; i < 4; ++i) burst.push_back(push("burst-" + std::to_string(i)));
+  for (const auto& o : testing::deliver_concurrently(*channel_, burst)) {
     EXPECT_EQ(o.kind, OutcomeKind::retry);
     EXPECT_EQ(o.reason, "fcm.UNAUTHENTICATED");
   }
   EXPECT_EQ(grants(), 1);
-  {
-    std::lock_guard lock(google_.mutex);
-    google_.hold = 0;
-  }
-  for (int i = 0; i < 4; ++i) {
-    DeliveryRequest again = push("burst-" + std::to_string(i));
+  google_.hold(0);
+  for (DeliveryRequest& again : burst) {
     again.attempt = 2;
     EXPECT_EQ(channel_->deliver(again).kind, OutcomeKind::delivered);
   }
@@ -403,9 +277,9 @@ TEST_F(FcmPlugin, ABurstRefusedWith401CostsASingleNewGrant) {
 
 TEST_F(FcmPlugin, AGrantFailureRetriesWhenTransientAndIsPermanentWhenTheKeyIsRefused) {
   auto grant_answers = [&](int status, std::string body) {
-    std::lock_guard lock(google_.mutex);
-    google_.grant_status = status;
-    google_.grant_body = std::move(body);
+    auto lock = google_.lock();
+    grant_status_ = status;
+    grant_body_ = std::move(body);
   };
   grant_answers(503, "");
   DeliveryOutcome o = channel_->deliver(push());

@@ -8,15 +8,10 @@
 
 #include <algorithm>
 #include <cctype>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
 
-#include "api/http_server.hpp"
-#include "batch_test_support.hpp"
-#include "config/config.hpp"
-#include "plugin/channel.hpp"
-#include "transport/http_transport.hpp"
+#include "plugin_test_support.hpp"
 
 namespace tayori::plugin {
 namespace {
@@ -29,67 +24,12 @@ constexpr const char* kMulticast = "/v2/bot/message/multicast";
 constexpr const char* kInvalidUser =
     R"j({"message":"The request body has 1 error(s)","details":[{"message":"Invalid user ID","property":"to"}]})j";
 
-// LINE as far as these tests need it: push answers 200 with a sentMessages id (400 for the ids in `bad`),
-// multicast answers what the test scripts (200 `{}` by default); a retry key already accepted gets 409.
-class ScriptedLine final : public api::Handler {
- public:
-  struct Seen {
-    std::string path;
-    std::string retry_key;
-    std::string authorization;
-    nlohmann::json body;
-  };
-
-  void handle(api::HttpRequest request, api::Responder respond) override {
-    api::HttpResponse r;
-    {
-      std::lock_guard lock(mutex_);
-      Seen seen{request.path, std::string(request.header("x-line-retry-key")),
-                std::string(request.header("authorization")), nlohmann::json::parse(request.body, nullptr, false)};
-      seen_.push_back(seen);
-      if (accepted_.count(seen.retry_key)) {
-        r.status = 409;
-        r.body = R"({"message":"The retry key is already accepted"})";
-      } else if (request.path == kMulticast) {
-        r.status = multicast_status_;
-        r.body = multicast_body_;
-      } else if (bad_.count(seen.body.value("to", ""))) {
-        r.status = 400;
-        r.body = kInvalidUser;
-      } else {
-        r.body = R"({"sentMessages":[{"id":"p-)" + seen.body.value("to", "").substr(25) + R"("}]})";
-      }
-      if (r.status == 200) accepted_.insert(seen.retry_key);
-    }
-    respond(r);
-  }
-  void answer_multicasts(int status, std::string body) {
-    std::lock_guard lock(mutex_);
-    multicast_status_ = status;
-    multicast_body_ = std::move(body);
-  }
-  void refuse_pushes_to(const std::string& user) {
-    std::lock_guard lock(mutex_);
-    bad_.insert(user);
-  }
-  std::vector<Seen> seen(const std::string& path) {
-    std::lock_guard lock(mutex_);
-    std::vector<Seen> out;
-    for (auto& s : seen_)
-      if (s.path == path) out.push_back(s);
-    return out;
-  }
-  size_t count() {
-    std::lock_guard lock(mutex_);
-    return seen_.size();
-  }
-
- private:
-  std::mutex mutex_;
-  std::vector<Seen> seen_;
-  std::set<std::string> accepted_, bad_;
-  int multicast_status_ = 200;
-  std::string multicast_body_ = "{}";  // PROVIDERS.md: multicast answers 200 {}
+// A request as LINE saw it.
+struct Seen {
+  std::string path;
+  std::string retry_key;
+  std::string authorization;
+  nlohmann::json body;
 };
 
 std::string user(unsigned n) { return hex_id("U", n); }
@@ -122,35 +62,67 @@ std::set<std::string> users(unsigned first, unsigned n) {
   return out;
 }
 
+// LINE as far as these tests need it: push answers 200 with a sentMessages id (400 for the users in
+// `bad_`), multicast answers what the test scripts (200 `{}` by default); a retry key already accepted gets
+// 409.
 class LineMulticast : public ::testing::Test {
  protected:
   void SetUp() override {
-    port_ = server_.start("127.0.0.1", 0);
+    line_server_.script(kMulticast, 200, "{}");  // PROVIDERS.md: multicast answers 200 {}
+    line_server_.rule([this](const api::HttpRequest& request, api::HttpResponse scripted) {
+      return answer(request, std::move(scripted));
+    });
     reg_ = registry("    batch_window: 200ms\n");
     ASSERT_TRUE(reg_.registry) << (reg_.errors.empty() ? "" : reg_.errors[0].to_string());
     line_ = reg_.registry->find("line");
   }
-  void TearDown() override { server_.stop(0); }
+  void TearDown() override { line_server_.stop(); }
+
+  // Under line_server_'s lock.
+  api::HttpResponse answer(const api::HttpRequest& request, api::HttpResponse multicast) {
+    std::string key(request.header("x-line-retry-key"));
+    api::HttpResponse r;
+    if (accepted_.count(key)) {
+      r.status = 409;
+      r.body = R"({"message":"The retry key is already accepted"})";
+    } else if (request.path == kMulticast) {
+      r = std::move(multicast);
+    } else if (std::string to = nlohmann::json::parse(request.body, nullptr, false).value("to", ""); bad_.count(to)) {
+      r.status = 400;
+      r.body = kInvalidUser;
+    } else {
+      r.body = R"({"sentMessages":[{"id":"p-)" + to.substr(25) + R"("}]})";
+    }
+    if (r.status == 200) accepted_.insert(key);
+    return r;
+  }
+  void answer_multicasts(int status, std::string body) { line_server_.script(kMulticast, status, std::move(body)); }
+  void refuse_pushes_to(const std::string& user) {
+    auto lock = line_server_.lock();
+    bad_.insert(user);
+  }
+  std::vector<Seen> seen(const std::string& path) {
+    std::vector<Seen> out;
+    for (const api::HttpRequest& r : line_server_.requests(path))
+      out.push_back({r.path, std::string(r.header("x-line-retry-key")), std::string(r.header("authorization")),
+                     nlohmann::json::parse(r.body, nullptr, false)});
+    return out;
+  }
+  size_t count() { return line_server_.requests().size(); }
 
   RegistryResult registry(const std::string& channel_extra) {
-    std::string yaml = "api_keys: [{name: t, key_env: K}]\nplugin_dirs: [" TAYORI_PLUGIN_DIR
-                       "]\n"
-                       "channels:\n  - name: line\n    plugin: line\n" +
-                       channel_extra + "    settings:\n      base_url: http://127.0.0.1:" + std::to_string(port_) +
-                       "\n      channel_access_token_env: LINE_TOKEN\n";
-    loaded_ = config::load_string(yaml, "t.yaml", "/tmp", [](const std::string& name) {
-      return name == "LINE_TOKEN" ? std::string("tok") : std::string("k");
-    });
-    if (!loaded_.config) return {{}, loaded_.errors};
-    return build_registry(*loaded_.config, clock_, &transport_);
+    testing::OneChannel line{
+        .name = "line",
+        .plugin = "line",
+        .settings = "      base_url: " + line_server_.url() + "\n      channel_access_token_env: LINE_TOKEN\n",
+        .channel_extra = channel_extra};
+    return testing::registry_for(line.yaml(), clock_, &transport_, "/tmp", {{"LINE_TOKEN", "tok"}});
   }
 
-  ScriptedLine line_server_;
-  api::HttpServer server_{line_server_, api::ServerLimits{}, 2};
-  uint16_t port_ = 0;
+  std::set<std::string> accepted_, bad_;  // guarded by line_server_.lock()
+  testing::ScriptedProvider line_server_;
   SystemClock clock_;
   transport::HttpTransport transport_{transport::TransportOptions{}};
-  config::LoadResult loaded_;
   RegistryResult reg_;
   Channel* line_ = nullptr;
 };
@@ -158,8 +130,8 @@ class LineMulticast : public ::testing::Test {
 TEST_F(LineMulticast, TwentyIdenticalDeliveriesLeaveAsOneMulticast) {
   EXPECT_EQ(line_->library().descriptor().batch_max, 500u);
   auto outcomes = deliver_concurrently(*line_, deliveries(20));
-  ASSERT_EQ(line_server_.count(), 1u);
-  auto sent = line_server_.seen(kMulticast);
+  ASSERT_EQ(count(), 1u);
+  auto sent = seen(kMulticast);
   ASSERT_EQ(sent.size(), 1u);
   EXPECT_EQ(sent[0].authorization, "Bearer tok");
   EXPECT_EQ(sent[0].retry_key.size(), 36u);
@@ -178,10 +150,10 @@ TEST_F(LineMulticast, TwoContentsLeaveAsTwoMulticasts) {
   auto all = deliveries(10, "おはよう");
   for (auto& d : deliveries(10, "こんばんは", 10)) all.push_back(d);
   auto outcomes = deliver_concurrently(*line_, all);
-  auto sent = line_server_.seen(kMulticast);
+  auto sent = seen(kMulticast);
   ASSERT_EQ(sent.size(), 2u);
-  EXPECT_EQ(line_server_.count(), 2u);
-  auto text = [](const ScriptedLine::Seen& s) { return s.body["messages"][0]["text"].get<std::string>(); };
+  EXPECT_EQ(count(), 2u);
+  auto text = [](const Seen& s) { return s.body["messages"][0]["text"].get<std::string>(); };
   std::sort(sent.begin(), sent.end(), [&](auto& a, auto& b) { return text(a) < text(b); });  // お < こ
   EXPECT_EQ(sent[0].body["messages"][0]["text"], "おはよう");
   EXPECT_EQ(users_of(sent[0].body["to"]), users(0, 10));
@@ -195,9 +167,9 @@ TEST_F(LineMulticast, WithoutABatchWindowEveryDeliveryIsAPush) {
   RegistryResult plain = registry("");
   ASSERT_TRUE(plain.registry);
   auto outcomes = deliver_concurrently(*plain.registry->find("line"), deliveries(20));
-  auto pushes = line_server_.seen(kPush);
+  auto pushes = seen(kPush);
   EXPECT_EQ(pushes.size(), 20u);
-  EXPECT_TRUE(line_server_.seen(kMulticast).empty());
+  EXPECT_TRUE(seen(kMulticast).empty());
   std::set<std::string> to;
   for (auto& p : pushes) to.insert(p.body["to"].get<std::string>());
   EXPECT_EQ(to, users(0, 20));
@@ -208,12 +180,12 @@ TEST_F(LineMulticast, WithoutABatchWindowEveryDeliveryIsAPush) {
 }
 
 TEST_F(LineMulticast, ARefusedMulticastFallsBackToPushesAndOnlyTheBadIdFails) {
-  line_server_.answer_multicasts(400, kInvalidUser);  // one bad id refuses the whole multicast
-  line_server_.refuse_pushes_to(user(7));
+  answer_multicasts(400, kInvalidUser);  // one bad id refuses the whole multicast
+  refuse_pushes_to(user(7));
   auto all = deliveries(20);
   auto outcomes = deliver_concurrently(*line_, all);
-  EXPECT_EQ(line_server_.seen(kMulticast).size(), 1u);
-  auto pushes = line_server_.seen(kPush);
+  EXPECT_EQ(seen(kMulticast).size(), 1u);
+  auto pushes = seen(kPush);
   ASSERT_EQ(pushes.size(), 20u);
   std::set<std::string> keys;
   for (auto& p : pushes) keys.insert(p.retry_key);
@@ -252,16 +224,16 @@ TEST_F(LineMulticast, MulticastAnswersBecomeOutcomes) {
   unsigned round = 0;
   for (const Case& c : cases) {
     SCOPED_TRACE(std::to_string(c.status) + " " + c.body);
-    line_server_.answer_multicasts(c.status, c.body);
-    size_t pushes_before = line_server_.seen(kPush).size();
+    answer_multicasts(c.status, c.body);
+    size_t pushes_before = seen(kPush).size();
     auto outcomes = deliver_concurrently(*line_, deliveries(3, "セール開始", 0, ++round));  // fresh retry keys
-    EXPECT_EQ(line_server_.seen(kPush).size() - pushes_before, c.pushed ? 3u : 0u);
+    EXPECT_EQ(seen(kPush).size() - pushes_before, c.pushed ? 3u : 0u);
     for (auto& o : outcomes) {
       EXPECT_EQ(o.kind, c.kind) << o.reason;
       EXPECT_EQ(o.reason, c.reason);
     }
   }
-  EXPECT_EQ(line_server_.seen(kMulticast).size(), std::size(cases));
+  EXPECT_EQ(seen(kMulticast).size(), std::size(cases));
 }
 
 TEST_F(LineMulticast, TheRetryKeyIsStableForTheSameMembersAndNewForOthers) {
@@ -279,7 +251,7 @@ TEST_F(LineMulticast, TheRetryKeyIsStableForTheSameMembersAndNewForOthers) {
     EXPECT_EQ(o.kind, OutcomeKind::delivered);
     EXPECT_EQ(o.reason, "");
   }
-  auto sent = line_server_.seen(kMulticast);
+  auto sent = seen(kMulticast);
   ASSERT_EQ(sent.size(), 3u);
   EXPECT_EQ(sent[0].retry_key, sent[1].retry_key);
   EXPECT_NE(sent[0].retry_key, sent[2].retry_key);
@@ -293,8 +265,8 @@ TEST_F(LineMulticast, ABatchWithAContactThatIsNotAUserIdIsPushed) {
   auto all = deliveries(3);
   all[1].contact = "C" + all[1].contact.substr(1);  // a group id: push takes it, multicast does not
   auto outcomes = deliver_concurrently(*line_, all);
-  EXPECT_TRUE(line_server_.seen(kMulticast).empty());
-  EXPECT_EQ(line_server_.seen(kPush).size(), 3u);
+  EXPECT_TRUE(seen(kMulticast).empty());
+  EXPECT_EQ(seen(kPush).size(), 3u);
   for (auto& o : outcomes) EXPECT_EQ(o.kind, OutcomeKind::delivered) << o.reason;
 }
 

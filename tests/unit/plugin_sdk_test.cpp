@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -339,6 +340,167 @@ TEST(PluginSdk, HostWrapperWorksWithAndWithoutServices) {
   Host none(nullptr);
   none.log(TAYORI_LOG_INFO, "dropped");
   EXPECT_EQ(none.now_ms(), 0);
+}
+
+// ---- Helpers channels share ------------------------------------------------------------------------
+
+TEST(PluginSdkHelpers, RetryAfterIsDelaySecondsOrAnImfFixdate) {
+  constexpr int64_t kNow = 1'767'225'600'000;  // 2026-01-01T00:00:00Z
+  struct Case {
+    std::optional<std::string_view> value;
+    int64_t ms;
+  };
+  const Case cases[] = {
+      {std::nullopt, 0},
+      {"", 0},
+      {"30", 30'000},
+      {"0", 0},
+      {" 7\t", 7'000},                 // RFC 9110 §5.5: surrounding whitespace is not part of the value
+      {"999999999", 999'999'999'000},  // nine digits: taken (the host clamps long waits)
+      {"1234567890", 0},               // ten: beyond any sensible wait
+      {"-5", 0},
+      {"1.5", 0},
+      {"soon", 0},
+      {"Thu, 01 Jan 2026 00:00:30 GMT", 30'000},
+      {"Thu, 01 Jan 2026 00:02:00 GMT", 120'000},
+      {"Thu, 01 Jan 2026 00:00:00 GMT", 0},  // now
+      {"Wed, 31 Dec 2025 23:59:00 GMT", 0},  // past
+      {"Thu, 1 Jan 2026 00:00:30 GMT", 0},   // not an IMF-fixdate (two-digit day)
+      {"Thu, 01 Jan 2026 00:00:30 UTC", 0},
+      {"Thursday, 01-Jan-26 00:00:30 GMT", 0},  // obsolete RFC 850 form
+      {"Thu, 01 Foo 2026 00:00:30 GMT", 0},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.value ? std::string(*c.value) : "(absent)");
+    EXPECT_EQ(retry_after_ms(c.value, kNow), c.ms);
+  }
+  EXPECT_EQ(imf_fixdate_ms("Sun, 06 Nov 1994 08:49:37 GMT"), 784'111'777'000);  // RFC 9110's own example
+  EXPECT_EQ(imf_fixdate_ms("Thu, 29 Feb 2024 00:00:00 GMT"), 1'709'164'800'000);
+  EXPECT_EQ(imf_fixdate_ms("Sun, 06 Nov 1994 08:49:37"), std::nullopt);
+
+  // From a response: the header is found whatever its case.
+  tayori_kv header{str("Retry-After"), str("12")};
+  tayori_response raw{};
+  raw.struct_size = sizeof raw;
+  raw.status = 429;
+  raw.headers = &header;
+  raw.header_count = 1;
+  EXPECT_EQ(retry_after_ms(Response(&raw), kNow), 12'000);
+  raw.header_count = 0;
+  EXPECT_EQ(retry_after_ms(Response(&raw), kNow), 0);
+}
+
+TEST(PluginSdkHelpers, UuidsFromDeliveryIdsAreStableAndOnlyHashedWhenNotHex) {
+  constexpr uint64_t kSaltA = 0x84222325cbf29ce4ULL;  // line's retry keys
+  constexpr uint64_t kSaltB = 0x6c62272e07bb0142ULL;  // push_apns's apns-ids
+  // The dispatcher's ids are kept, lower-cased and dashed, whatever the salt.
+  EXPECT_EQ(uuid_from("0f1e2d3c4b5a69788796a5b4c3d2e1f0", kSaltA), "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0");
+  EXPECT_EQ(uuid_from("0F1E2D3C4B5A69788796A5B4C3D2E1F0", kSaltB), "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0");
+  // Anything else is hashed. These values were on the wire before the helper existed: they must not move.
+  EXPECT_EQ(uuid_from("not-hex-delivery", kSaltA), "9a83ce88-d924-3575-284f-aea93503f2f0");
+  EXPECT_EQ(uuid_from("not-hex-delivery", kSaltB), "9a83ce88-d924-3575-ba3e-af4b04c57306");
+  EXPECT_EQ(uuid_from("delivery-7", kSaltB), "ca8e16d8-c918-91cd-259b-5cb0e7759716");
+  EXPECT_EQ(hashed_uuid("", kSaltA), "cbf29ce4-8422-2325-8422-2325cbf29ce4");  // the two seeds themselves
+  EXPECT_EQ(hashed_uuid("multicast\nd-1\nd-2", kSaltA), "66a99537-9eb6-6b00-42ff-7a7ac2803667");
+  EXPECT_EQ(hashed_uuid("0F1E2D3C4B5A69788796A5B4C3D2E1F0", kSaltA), "953f17a8-940f-a195-60bf-d329daa595e8");
+  EXPECT_EQ(uuid_from("0f1e2d3c4b5a69788796a5b4c3d2e1f", kSaltA),  // 31 digits
+            hashed_uuid("0f1e2d3c4b5a69788796a5b4c3d2e1f", kSaltA));
+  EXPECT_EQ(uuid_from("0f1e2d3c4b5a69788796a5b4c3d2e1fg", kSaltA),
+            hashed_uuid("0f1e2d3c4b5a69788796a5b4c3d2e1fg", kSaltA));
+  EXPECT_EQ(uuid_from("delivery-7", kSaltA), uuid_from("delivery-7", kSaltA));
+  EXPECT_NE(uuid_from("delivery-7", kSaltA), uuid_from("delivery-8", kSaltA));
+}
+
+// A delivery with content, metadata and attempt of the test's choosing.
+struct HelperDelivery {
+  Fields content;
+  std::string metadata = "{}";
+  std::string delivery_id = "d-1";
+  uint32_t attempt = 1;
+  template <class F>
+  auto with(F&& use) const {
+    std::vector<tayori_kv> kv;
+    for (auto& [k, v] : content) kv.push_back({str(k), str(v)});
+    tayori_delivery d{};
+    d.struct_size = sizeof d;
+    d.delivery_id = str(delivery_id);
+    d.attempt = attempt;
+    d.content = kv.data();
+    d.content_count = kv.size();
+    d.metadata_json = str(metadata);
+    return use(Delivery(&d));
+  }
+};
+
+TEST(PluginSdkHelpers, ContentOrMetadataPrefersNonEmptyContent) {
+  auto lookup = [](Fields content, std::string metadata) {
+    return HelperDelivery{std::move(content), std::move(metadata)}.with(
+        [](const Delivery& d) { return content_or_metadata<nlohmann::json>(d, "collapse_id"); });
+  };
+  EXPECT_EQ(lookup({{"collapse_id", "c"}}, R"({"collapse_id":"m"})"), "c");
+  EXPECT_EQ(lookup({{"collapse_id", ""}}, R"({"collapse_id":"m"})"), "m");
+  EXPECT_EQ(lookup({}, R"({"collapse_id":"m","other":1})"), "m");
+  EXPECT_EQ(lookup({}, R"({"collapse_id":""})"), std::nullopt);
+  EXPECT_EQ(lookup({}, R"({"collapse_id":42})"), std::nullopt);
+  EXPECT_EQ(lookup({}, R"({"nested":{"collapse_id":"m"}})"), std::nullopt);
+  EXPECT_EQ(lookup({}, "not json"), std::nullopt);
+  EXPECT_EQ(lookup({}, ""), std::nullopt);
+}
+
+TEST(PluginSdkHelpers, NotificationTextIsTitleAndBodyOrText) {
+  auto text = [](Fields content) {
+    return HelperDelivery{std::move(content)}.with([](const Delivery& d) {
+      auto n = notification_text(d);
+      return n ? std::string(n->title) + "|" + std::string(n->body) : std::string("(none)");
+    });
+  };
+  EXPECT_EQ(text({{"title", "t"}, {"body", "b"}, {"text", "x"}}), "t|b");
+  EXPECT_EQ(text({{"text", "x"}}), "|x");                                // no "body" field: "text" is the body
+  EXPECT_EQ(text({{"title", "t"}, {"body", ""}, {"text", "x"}}), "t|");  // an empty body is still the body
+  EXPECT_EQ(text({{"title", "t"}}), "t|");
+  EXPECT_EQ(text({{"title", ""}, {"body", ""}}), "(none)");
+  EXPECT_EQ(text({{"html", "<p>x</p>"}}), "(none)");
+}
+
+TEST(PluginSdkHelpers, AttemptTokensGiveBackTheTokenOfEachAttemptOnce) {
+  FakeHost host;
+  tayori_request_sink raw_sink = host.request_sink();
+  RequestSink sink(&raw_sink);
+  Request r;
+  r.url = "https://api.example.com/send";
+  AttemptTokens tokens;
+  HelperDelivery first, second;
+  second.attempt = 2;
+  first.with([&](const Delivery& d) { tokens.add(sink, r, d, "tok-1"); });
+  second.with([&](const Delivery& d) { tokens.add(sink, r, d, "tok-2"); });
+  EXPECT_EQ(host.urls.size(), 2u);
+  EXPECT_EQ(second.with([&](const Delivery& d) { return tokens.take(d); }), "tok-2");
+  EXPECT_EQ(first.with([&](const Delivery& d) { return tokens.take(d); }), "tok-1");
+  EXPECT_EQ(first.with([&](const Delivery& d) { return tokens.take(d); }), "");  // given back once
+
+  // A request the host refuses is never classified: its token is not kept.
+  host.refuse_requests = true;
+  EXPECT_THROW(first.with([&](const Delivery& d) { tokens.add(sink, r, d, "tok-3"); }), Error);
+  EXPECT_EQ(first.with([&](const Delivery& d) { return tokens.take(d); }), "");
+}
+
+TEST(PluginSdkHelpers, SmallTextAndFileHelpers) {
+  EXPECT_EQ(utf8_code_points("あいう abc"), 7u);
+  EXPECT_EQ(utf8_code_points(""), 0u);
+  EXPECT_EQ(without_trailing_slashes("https://api.example.com//"), "https://api.example.com");
+  EXPECT_EQ(without_trailing_slashes("https://api.example.com/v1"), "https://api.example.com/v1");
+  EXPECT_TRUE(is_hex('a') && is_hex('F') && is_hex('0'));
+  EXPECT_FALSE(is_hex('g') || is_hex('-'));
+
+  test::TempDir dir("plugin_sdk_test_");
+  std::ofstream(dir.file("key.pem"), std::ios::binary) << "-----BEGIN KEY-----\r\n";
+  EXPECT_EQ(read_setting_file("key_file", dir.file("key.pem")), "-----BEGIN KEY-----\r\n");
+  try {
+    read_setting_file("key_file", dir.file("missing.pem"));
+    ADD_FAILURE() << "no error for a missing file";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()), "key_file: cannot read " + dir.file("missing.pem"));
+  }
 }
 
 // ---- Through real .so files, loaded by the host --------------------------------------------------

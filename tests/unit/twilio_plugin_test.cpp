@@ -3,21 +3,12 @@
 // → outcome, table-driven), then against the provider simulator binary (`tayori-sim`, Twilio's test
 // numbers) started as a child process.
 #include <gtest/gtest.h>
-#include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
-#include <cstdio>
-#include <future>
 #include <map>
-#include <mutex>
 #include <nlohmann/json.hpp>
 
-#include "api/http_server.hpp"
-#include "config/config.hpp"
-#include "plugin/channel.hpp"
+#include "plugin_test_support.hpp"
 #include "transport/crypto.hpp"
-#include "transport/http_transport.hpp"
 
 namespace tayori::plugin {
 namespace {
@@ -28,37 +19,29 @@ constexpr const char* kToken = "twilio-token";
 constexpr const char* kTo = "+819012345678";
 constexpr int64_t kNow = 1'767'225'600'000;  // 2026-01-01T00:00:00Z
 
-class PinnedClock final : public Clock {
- public:
-  int64_t now_ms() const override { return now; }
-  int64_t now = kNow;
-};
+using testing::AnswerCase;
+using testing::ManualClock;
+using testing::ScriptedProvider;
 
-// The channel's YAML: `settings` are extra lines under settings:, `server` an optional server: block.
+// The channel's YAML: `settings` are extra lines under settings:; with `public_url`, a server: block.
 std::string yaml_for(const std::string& base_url, const std::string& settings, bool public_url) {
-  return std::string(public_url ? "server: {public_url: 'http://127.0.0.1:9', link_secret_env: LINK_SECRET}\n" : "") +
-         "api_keys: [{name: t, key_env: K}]\nplugin_dirs: [" TAYORI_PLUGIN_DIR "]\n"
-         "channels:\n  - name: sms\n    plugin: sms_twilio\n    settings:\n      base_url: " + base_url +
-         "\n      account_sid: " + kSid + "\n      auth_token_env: TWILIO_TOKEN\n" + settings;
+  return testing::OneChannel{
+      .name = "sms",
+      .plugin = "sms_twilio",
+      .settings = "      base_url: " + base_url + "\n      account_sid: " + kSid +
+                  "\n      auth_token_env: TWILIO_TOKEN\n" + settings,
+      .preamble = public_url ? "server: {public_url: 'http://127.0.0.1:9', link_secret_env: LINK_SECRET}\n" : ""}
+      .yaml();
 }
 
 RegistryResult twilio_registry(const std::string& yaml, const Clock& clock, transport::HttpTransport* transport,
                                const std::string& token = kToken) {
-  auto loaded = config::load_string(yaml, "t.yaml", "/tmp", [token](const std::string& name) {
-    return name == "TWILIO_TOKEN" ? token : name == "LINK_SECRET" ? std::string("link-secret") : std::string("k");
-  });
-  EXPECT_TRUE(loaded.config) << (loaded.errors.empty() ? "" : loaded.errors[0].to_string());
-  if (!loaded.config) return {};
-  return build_registry(*loaded.config, clock, transport);
+  return testing::registry_for(yaml, clock, transport, "/tmp",
+                               {{"TWILIO_TOKEN", token}, {"LINK_SECRET", "link-secret"}});
 }
 
 DeliveryRequest sms(const std::string& to = kTo, const std::string& text = "こんにちは") {
-  DeliveryRequest d;
-  d.message_id = "m-1";
-  d.delivery_id = "0f1e2d3c4b5a69788796a5b4c3d2e1f0";
-  d.contact = to;
-  d.content = {{"text", text}};
-  return d;
+  return testing::delivery(to, {{"text", text}});
 }
 
 // application/x-www-form-urlencoded parsing, independent of the plugin's encoder.
@@ -87,40 +70,12 @@ std::map<std::string, std::string> form_decode(const std::string& body) {
   return out;
 }
 
-// A provider that records every request and answers as scripted.
-class Scripted final : public api::Handler {
- public:
-  void handle(api::HttpRequest req, api::Responder respond) override {
-    api::HttpResponse r;
-    std::lock_guard lock(mutex);
-    requests.push_back(req);
-    r.status = status;
-    r.body = body;
-    r.headers = headers;
-    respond(r);
-  }
-  void script(int s, std::string b, std::vector<std::pair<std::string, std::string>> h = {}) {
-    std::lock_guard lock(mutex);
-    status = s;
-    body = std::move(b);
-    headers = std::move(h);
-  }
-  std::vector<api::HttpRequest> taken() {
-    std::lock_guard lock(mutex);
-    return std::exchange(requests, {});
-  }
-  std::mutex mutex;
-  int status = 201;
-  std::string body = R"({"sid":"SM0123456789abcdef0123456789abcdef","status":"queued"})";
-  std::vector<std::pair<std::string, std::string>> headers;
-  std::vector<api::HttpRequest> requests;
-};
-
+// Twilio as scripted: Create Message accepted (201 with a Message SID) unless a test scripts otherwise.
 class TwilioScripted : public ::testing::Test {
  protected:
-  void SetUp() override { port_ = server_.start("127.0.0.1", 0); }
-  void TearDown() override { server_.stop(0); }
-  std::string base() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  void SetUp() override { provider_.script(201, R"({"sid":"SM0123456789abcdef0123456789abcdef","status":"queued"})"); }
+  void TearDown() override { provider_.stop(); }
+  std::string base() const { return provider_.url(); }
   Channel* channel(const std::string& settings = "      from: '+15005550006'\n", bool public_url = true) {
     reg_ = twilio_registry(yaml_for(base(), settings, public_url), clock_, &transport_);
     EXPECT_TRUE(reg_.registry) << (reg_.errors.empty() ? "" : reg_.errors[0].to_string());
@@ -130,15 +85,13 @@ class TwilioScripted : public ::testing::Test {
   std::map<std::string, std::string> sent_form(Channel* c, const DeliveryRequest& d) {
     DeliveryOutcome o = c->deliver(d);
     EXPECT_EQ(o.kind, OutcomeKind::delivered) << o.reason;
-    auto got = provider_.taken();
+    auto got = provider_.take();
     EXPECT_EQ(got.size(), 1u);
     return got.empty() ? std::map<std::string, std::string>{} : form_decode(got[0].body);
   }
 
-  Scripted provider_;
-  api::HttpServer server_{provider_, api::ServerLimits{}, 1};
-  uint16_t port_ = 0;
-  PinnedClock clock_;
+  ScriptedProvider provider_{1};
+  ManualClock clock_{kNow};
   transport::HttpTransport transport_{transport::TransportOptions{}};
   RegistryResult reg_;
 };
@@ -150,7 +103,7 @@ TEST_F(TwilioScripted, TheRequestIsExactlyTwiliosCreateMessage) {
   DeliveryOutcome o = c->deliver(sms(kTo, "こんにちは world & 100%"));
   EXPECT_EQ(o.kind, OutcomeKind::delivered) << o.reason;
   EXPECT_EQ(o.provider_message_id, "SM0123456789abcdef0123456789abcdef");
-  auto got = provider_.taken();
+  auto got = provider_.take();
   ASSERT_EQ(got.size(), 1u);
   EXPECT_EQ(got[0].method, "POST");
   EXPECT_EQ(got[0].path, std::string("/2010-04-01/Accounts/") + kSid + "/Messages.json");
@@ -232,21 +185,11 @@ TEST_F(TwilioScripted, WhatCannotBeSentIsPermanentAndSendsNothing) {
     EXPECT_EQ(o.kind, OutcomeKind::permanent);
     EXPECT_NE(o.reason.find(k.reason_part), std::string::npos) << o.reason;
   }
-  EXPECT_TRUE(provider_.taken().empty());
+  EXPECT_TRUE(provider_.take().empty());
   EXPECT_EQ(c->deliver(sms(kTo, limit)).kind, OutcomeKind::delivered);  // exactly 1,600 is fine
 }
 
 TEST_F(TwilioScripted, ProviderAnswersBecomeOutcomes) {
-  struct Case {
-    int status;
-    std::string body;
-    std::vector<std::pair<std::string, std::string>> headers;
-    OutcomeKind kind;
-    std::string reason;
-    bool deactivate;
-    int64_t retry_after_ms;
-    std::string provider_id;
-  };
   auto error = [](int status, int code, const std::string& message) {
     return nlohmann::json{{"code", code},
                           {"message", message},
@@ -254,7 +197,7 @@ TEST_F(TwilioScripted, ProviderAnswersBecomeOutcomes) {
                           {"status", status}}
         .dump();
   };
-  const Case cases[] = {
+  const AnswerCase cases[] = {
       {201, R"({"sid":"SMaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","status":"queued"})", {}, OutcomeKind::delivered, "", false,
        0, "SMaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"},
       {200, R"({"sid":"SMbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb","status":"accepted"})", {}, OutcomeKind::delivered, "", false,
@@ -288,16 +231,7 @@ TEST_F(TwilioScripted, ProviderAnswersBecomeOutcomes) {
   };
   Channel* c = channel();
   ASSERT_TRUE(c);
-  for (const Case& k : cases) {
-    provider_.script(k.status, k.body, k.headers);
-    DeliveryOutcome o = c->deliver(sms());
-    SCOPED_TRACE(std::to_string(k.status) + " " + k.body);
-    EXPECT_EQ(o.kind, k.kind) << o.reason;
-    EXPECT_EQ(o.reason, k.reason);
-    EXPECT_EQ(o.deactivate_contact, k.deactivate);
-    EXPECT_EQ(o.retry_after_ms, k.retry_after_ms);
-    EXPECT_EQ(o.provider_message_id, k.provider_id);
-  }
+  testing::expect_outcomes(provider_, *c, sms(), cases);
 }
 
 TEST_F(TwilioScripted, BadSettingsAreRefusedNamingTheSetting) {
@@ -332,7 +266,7 @@ TEST_F(TwilioScripted, BadSettingsAreRefusedNamingTheSetting) {
 }
 
 TEST(TwilioTransport, AnUnreachableProviderIsATransportRetry) {
-  PinnedClock clock;
+  ManualClock clock(kNow);
   transport::HttpTransport transport{transport::TransportOptions{}};
   RegistryResult reg = twilio_registry(yaml_for("http://127.0.0.1:1", "      from: '+15005550006'\n", false), clock,
                                        &transport);
@@ -347,35 +281,8 @@ TEST(TwilioTransport, AnUnreachableProviderIsATransportRetry) {
 class TwilioSim : public ::testing::Test {
  protected:
   void SetUp() override {
-    int out[2];
-    ASSERT_EQ(::pipe(out), 0);
-    pid_ = ::fork();
-    ASSERT_GE(pid_, 0);
-    if (pid_ == 0) {
-      ::dup2(out[1], STDOUT_FILENO);
-      ::close(out[0]);
-      ::close(out[1]);
-      ::execl(TAYORI_SIM_BINARY, TAYORI_SIM_BINARY, "--listen", "127.0.0.1:0", "--twilio-account-sid", kSid,
-              "--twilio-auth-token", kToken, static_cast<char*>(nullptr));
-      ::_exit(127);
-    }
-    ::close(out[1]);
-    FILE* f = ::fdopen(out[0], "r");
-    char line[256] = {0};
-    ASSERT_TRUE(std::fgets(line, sizeof line, f)) << "tayori-sim printed nothing";
-    std::fclose(f);
-    std::string text = line;
-    const std::string prefix = "tayori-sim: listening on ";
-    ASSERT_EQ(text.rfind(prefix, 0), 0u) << text;
-    url_ = text.substr(prefix.size());
-    while (!url_.empty() && (url_.back() == '\n' || url_.back() == '\r')) url_.pop_back();
-  }
-  void TearDown() override {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGTERM);
-      int status = 0;
-      ::waitpid(pid_, &status, 0);
-    }
+    ASSERT_NO_FATAL_FAILURE(sim_.start({"--twilio-account-sid", kSid, "--twilio-auth-token", kToken}));
+    url_ = sim_.url();
   }
   DeliveryOutcome deliver(const DeliveryRequest& d, const std::string& token = kToken) {
     RegistryResult reg = twilio_registry(yaml_for(url_, "      from: '+15005550006'\n", false), clock_, &transport_, token);
@@ -383,7 +290,7 @@ class TwilioSim : public ::testing::Test {
     return reg.registry ? reg.registry->find("sms")->deliver(d) : DeliveryOutcome{};
   }
 
-  pid_t pid_ = -1;
+  testing::SimProcess sim_;
   std::string url_;
   SystemClock clock_;
   transport::HttpTransport transport_{transport::TransportOptions{}};

@@ -2,7 +2,8 @@
 //
 // N worker threads, one libcurl easy handle each (so each keeps its connection alive), share a
 // counter of requests to send. Every request carries one message (--batch 1: the message object is the
-// body) or --batch N messages ({"messages":[...]}), each with an id unique to the run (--id-prefix).
+// body) or --batch N messages ({"messages":[...]}), each with an id unique to the run (--id-prefix) and a
+// contact of the kind the channel takes (--contact), unique per message within the run.
 // The time of each request (send to full answer) is recorded; the run prints one result line:
 // requests, messages, wall seconds, requests/s, messages/s and p50/p90/p99/max latency in ms.
 // Every answer must be a 202 that accepted every message; anything else is counted by status, reported
@@ -15,6 +16,7 @@
 #include <barrier>
 #include <chrono>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -41,6 +43,7 @@ const char* kUsage =
     "  --id-prefix P      prefix of the message ids, must be unique per run (default: load-<time>-<pid>)\n"
     "  --warmup N         requests sent before measuring, not counted (default 0)\n"
     "  --channel NAME     channel each message asks for (default email)\n"
+    "  --contact KIND     the recipient's contact: email (default), phone, line, push.fcm, push.apns\n"
     "  --timeout-ms N     per-request time limit (default 30000)\n"
     "  --json             print the result as one JSON object instead of a key=value line\n";
 
@@ -53,6 +56,7 @@ struct Options {
   std::string id_prefix;
   long warmup = 0;
   std::string channel = "email";
+  std::string contact = "email";
   long timeout_ms = 30'000;
   bool json = false;
 };
@@ -96,6 +100,8 @@ Options parse_options(int argc, char** argv) {
       o.warmup = to_long(a, value(), 0);
     else if (a == "--channel")
       o.channel = value();
+    else if (a == "--contact")
+      o.contact = value();
     else if (a == "--timeout-ms")
       o.timeout_ms = to_long(a, value(), 1);
     else if (a == "--json")
@@ -110,6 +116,9 @@ Options parse_options(int argc, char** argv) {
   while (!o.url.empty() && o.url.back() == '/') o.url.pop_back();
   if (o.key.empty()) usage_error("no API key: pass --key or set TAYORI_API_KEY");
   if (o.concurrency > 1024) usage_error("--concurrency is at most 1024");
+  if (o.contact != "email" && o.contact != "phone" && o.contact != "line" && o.contact != "push.fcm" &&
+      o.contact != "push.apns")
+    usage_error("--contact must be email, phone, line, push.fcm or push.apns, not \"" + o.contact + "\"");
   if (o.id_prefix.empty())
     o.id_prefix = "load-" + std::to_string(std::chrono::system_clock::now().time_since_epoch().count()) + "-" +
                   std::to_string(::getpid());
@@ -122,27 +131,59 @@ Options parse_options(int argc, char** argv) {
   return o;
 }
 
-// A typical transactional message, about 300 bytes.
-json message(const std::string& id, long n, const std::string& channel) {
+// `count` 64-bit words as lower-case hex, derived from `n` by SplitMix64's finaliser: a bijection, so the
+// first word (and the whole string) differs for every `n`, while looking as random as a real id does.
+std::string hex_from(uint64_t n, int count) {
+  std::string out;
+  char word[17];
+  for (int i = 0; i < count; ++i) {
+    uint64_t z = n + static_cast<uint64_t>(i) * 0x9e3779b97f4a7c15ULL;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    std::snprintf(word, sizeof word, "%016llx", static_cast<unsigned long long>(z ^ (z >> 31)));
+    out += word;
+  }
+  return out;
+}
+
+// The recipient's contacts: one of `kind`, unique to message number `n` of the run, in the shape each
+// channel plugin accepts (E.164 phone, LINE user id "U" + 32 hex, APNs device token of 64 hex).
+json contacts(const std::string& kind, long n, const std::string& r) {
+  auto u = static_cast<uint64_t>(n);
+  if (kind == "phone") {
+    char phone[24];
+    std::snprintf(phone, sizeof phone, "+8190%08ld", n % 100'000'000);
+    return {{"phone", phone}};
+  }
+  if (kind == "line") return {{"line", "U" + hex_from(u, 2)}};
+  if (kind == "push.fcm") return {{"push", json::array({{{"platform", "fcm"}, {"token", "load:" + hex_from(u, 2)}}})}};
+  if (kind == "push.apns") return {{"push", json::array({{{"platform", "apns"}, {"token", hex_from(u, 4)}}})}};
+  return {{"email", "user-" + r + "@example.jp"}};
+}
+
+// A typical transactional message, about 400 bytes. The content has every field some channel plugin needs:
+// subject and text (email), text (SMS, LINE), title and body (FCM, APNs), so one shape suits every channel.
+json message(const Options& o, const std::string& id, long n) {
   std::string r = std::to_string(n % 100'000);
+  std::string text = "Order " + r + " is on its way and should arrive within two days.";
   return {
       {"id", id},
-      {"recipient", {{"id", "user-" + r}, {"locale", "ja-JP"}, {"contacts", {{"email", "user-" + r + "@example.jp"}}}}},
+      {"recipient", {{"id", "user-" + r}, {"locale", "ja-JP"}, {"contacts", contacts(o.contact, n, r)}}},
       {"purpose", "transactional"},
       {"category", "order"},
-      {"channels", json::array({channel})},
-      {"content",
-       {{"subject", "Your order has shipped"},
-        {"text", "Order " + r + " is on its way and should arrive within two days."}}},
+      {"channels", json::array({o.channel})},
+      {"content", {{"subject", "Your order has shipped"}, {"text", text}, {"title", "Shipped"}, {"body", text}}},
       {"metadata", {{"source", "tayori_load"}}}};
 }
 
 // The body of request number `request` of `phase`: the message object itself, or {"messages":[...]}.
+// Messages are numbered across the run, warm-up first, so no two share a contact.
 std::string make_body(const Options& o, const char* phase, long request) {
   auto id = [&](int k) { return o.id_prefix + "-" + phase + std::to_string(request) + "-" + std::to_string(k); };
-  if (o.batch == 1) return message(id(0), request, o.channel).dump();
+  long first = (phase[0] == 'w' ? 0 : o.warmup * o.batch) + request * o.batch;
+  if (o.batch == 1) return message(o, id(0), first).dump();
   json messages = json::array();
-  for (int k = 0; k < o.batch; ++k) messages.push_back(message(id(k), request * o.batch + k, o.channel));
+  for (int k = 0; k < o.batch; ++k) messages.push_back(message(o, id(k), first + k));
   return json{{"messages", std::move(messages)}}.dump();
 }
 

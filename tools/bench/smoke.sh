@@ -1,16 +1,37 @@
 #!/usr/bin/env bash
 # The ctest smoke test of the benchmark tools (label: bench): run.sh with tiny counts must exit 0 and print
-# both result lines, the ratio and its OK line. It asserts no speed.
+# both result lines, the ratio and its OK line; channels.sh with tiny counts (10 messages per channel, about
+# 5-10 s: key generation, the stand-ins, six phases) must deliver through every real channel, have the
+# providers receive each message, and print its table and OK line. It asserts no speed.
 set -uo pipefail
 BUILD=${1:?usage: smoke.sh BUILD_DIR}
+# expect NAME OUTPUT PATTERN...: every pattern matches some line of OUTPUT.
+expect() {
+  local name=$1 out=$2 pattern
+  shift 2
+  for pattern in "$@"; do
+    grep -Eq "$pattern" <<<"$out" || { echo "smoke.sh: no line matching /$pattern/ in the $name output" >&2; exit 1; }
+  done
+}
+
 out=$(TAYORI_BENCH_REQUESTS=200 TAYORI_BENCH_BATCH_REQUESTS=10 TAYORI_BENCH_BATCH=100 TAYORI_BENCH_CONCURRENCY=2 \
       TAYORI_BENCH_DRAIN_TIMEOUT=60 bash "$(dirname "$0")/run.sh" "$BUILD" 2>&1)
 rc=$?
 echo "$out"
 if (( rc != 0 )); then echo "smoke.sh: run.sh exited $rc" >&2; exit 1; fi
-for pattern in '^tayori_load: requests=200 messages=200 .* failed=0$' \
-               '^tayori_load: requests=10 messages=1000 .* failed=0$' \
-               '^single  ' '^batch100 ' '^ratio batch/single: ' '^tayori bench: OK$'; do
-  grep -Eq "$pattern" <<<"$out" || { echo "smoke.sh: no line matching /$pattern/ in the output" >&2; exit 1; }
+expect run.sh "$out" '^tayori_load: requests=200 messages=200 .* failed=0$' \
+  '^tayori_load: requests=10 messages=1000 .* failed=0$' '^single  ' '^batch100 ' '^ratio batch/single: ' \
+  '^tayori bench: OK$'
+
+out=$(TAYORI_BENCH_REQUESTS=2 TAYORI_BENCH_BATCH=5 TAYORI_BENCH_CONCURRENCY=2 TAYORI_BENCH_WORKERS=4 \
+      TAYORI_BENCH_DRAIN_TIMEOUT=60 bash "$(dirname "$0")/channels.sh" "$BUILD" 2>&1)
+rc=$?
+echo "$out"
+if (( rc != 0 )); then echo "smoke.sh: channels.sh exited $rc" >&2; exit 1; fi
+patterns=()
+for ch in sink email sms line android ios; do
+  patterns+=("^$ch: tayori_load: requests=2 messages=10 .* failed=0$" "^$ch +[a-z_]+ +10 .* 10 ")
 done
+expect channels.sh "$out" "${patterns[@]}" '^android: 1 OAuth grant' '^ios: 1 APNs provider token' \
+  '^tayori channels bench: OK$'
 echo "smoke.sh: OK"

@@ -1,0 +1,375 @@
+// What the channel plugin tests share (fcm, apns, twilio, line, line_multicast, email, host_services,
+// channel_batch): key material made at test time by the openssl CLI (never committed), a clock moved by
+// hand, a one-channel config loaded through the real host, a scripted local provider on api::HttpServer,
+// the provider simulator (tayori-sim) as a child process, and deliveries handed to a channel from many
+// threads at once. A .hpp, so the *_test.cpp glob (CMakeLists.txt here) does not compile it alone.
+#ifndef TAYORI_TESTS_UNIT_PLUGIN_TEST_SUPPORT_HPP
+#define TAYORI_TESTS_UNIT_PLUGIN_TEST_SUPPORT_HPP
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <ctime>
+#include <fstream>
+#include <functional>
+#include <future>
+#include <latch>
+#include <map>
+#include <mutex>
+#include <span>
+#include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "api/http_server.hpp"
+#include "config/config.hpp"
+#include "plugin/channel.hpp"
+#include "transport/http_transport.hpp"
+
+namespace tayori::plugin::testing {
+
+// ---- Key material and time ---------------------------------------------------------------------------------
+
+// What `command` (run by the shell) printed on stdout.
+inline std::string run(const std::string& command) {
+  std::string out;
+  FILE* p = ::popen(command.c_str(), "r");
+  if (p == nullptr) return out;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  ::pclose(p);
+  return out;
+}
+
+struct KeyPair {
+  std::string private_pem, public_pem;  // PKCS#8 and SubjectPublicKeyInfo PEM; empty if openssl failed
+};
+
+// A fresh key from `openssl genpkey <genpkey_args>`. The file is private to this process (its pid), since
+// ctest runs each test as its own process, possibly several at once.
+inline KeyPair make_key(const std::string& genpkey_args) {
+  static std::atomic<int> count{0};
+  std::string path =
+      ::testing::TempDir() + "plugin_test_key_" + std::to_string(::getpid()) + "_" + std::to_string(++count) + ".pem";
+  run("openssl genpkey " + genpkey_args + " -out " + path + " 2>/dev/null");
+  KeyPair k;
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  k.private_pem = text.str();
+  k.public_pem = run("openssl pkey -in " + path + " -pubout 2>/dev/null");
+  std::remove(path.c_str());
+  return k;
+}
+
+// An RSA 2048 key, as Google issues service-account keys; made once per test binary.
+inline const KeyPair& rsa_key() {
+  static const KeyPair key = make_key("-algorithm RSA -pkeyopt rsa_keygen_bits:2048");
+  return key;
+}
+
+// An EC P-256 key, as Apple's .p8 token-signing keys are; made once per test binary.
+inline const KeyPair& ec_key() {
+  static const KeyPair key = make_key("-algorithm EC -pkeyopt ec_paramgen_curve:P-256");
+  return key;
+}
+
+// An IMF-fixdate (RFC 9110 §5.6.7), as a Retry-After header carries it.
+inline std::string http_date(int64_t unix_ms) {
+  std::time_t t = unix_ms / 1000;
+  std::tm g{};
+  ::gmtime_r(&t, &g);
+  char text[64];
+  std::strftime(text, sizeof text, "%a, %d %b %Y %H:%M:%S GMT", &g);
+  return text;
+}
+
+// A clock the test moves by hand.
+class ManualClock final : public Clock {
+ public:
+  explicit ManualClock(int64_t start_ms = 1'780'000'000'000) : now(start_ms) {}
+  int64_t now_ms() const override { return now.load(); }
+  std::atomic<int64_t> now;
+};
+
+// ---- A one-channel config through the real host ------------------------------------------------------------
+
+// The YAML of a config with one channel: plugin `plugin` as channel `name`, found in `plugin_dir`.
+// `settings` are the lines under settings: (indented six), `channel_extra` lines of the channel itself
+// (indented four: batch_window), `preamble` top-level lines before api_keys (a server: block).
+// (Every member has an initializer, so designated initializers may leave any out without a warning.)
+struct OneChannel {
+  std::string name = "";
+  std::string plugin = "";
+  std::string settings = "";
+  std::string channel_extra = "";
+  std::string preamble = "";
+  std::string plugin_dir = TAYORI_PLUGIN_DIR;
+
+  std::string yaml() const {
+    return preamble + "api_keys: [{name: t, key_env: K}]\nplugin_dirs: [" + plugin_dir +
+           "]\n"
+           "channels:\n  - name: " +
+           name + "\n    plugin: " + plugin + "\n" + channel_extra + "    settings:\n" + settings;
+  }
+};
+
+// The variables a test config's *_env settings name; any other one reads "k" (the API key's).
+using Env = std::map<std::string, std::string>;
+
+// Loads `yaml` as t.yaml in `dir` (relative paths in it resolve there); a config that does not load fails
+// the test.
+inline config::LoadResult load_config(const std::string& yaml, const std::string& dir = "/tmp", Env env = {}) {
+  auto loaded = config::load_string(yaml, "t.yaml", dir, [env = std::move(env)](const std::string& name) {
+    auto it = env.find(name);
+    return it == env.end() ? std::string("k") : it->second;
+  });
+  EXPECT_TRUE(loaded.config) << (loaded.errors.empty() ? "" : loaded.errors[0].to_string());
+  return loaded;
+}
+
+// The channels of `yaml` as the gateway builds them at start (build_registry); when the config itself does
+// not load, no registry and the config's errors.
+inline RegistryResult registry_for(const std::string& yaml, const Clock& clock, transport::HttpTransport* transport,
+                                   const std::string& dir = "/tmp", Env env = {}) {
+  auto loaded = load_config(yaml, dir, std::move(env));
+  if (!loaded.config) return {{}, loaded.errors};
+  return build_registry(*loaded.config, clock, transport);
+}
+
+// ---- A scripted provider -----------------------------------------------------------------------------------
+
+// A provider on a local api::HttpServer (127.0.0.1, port 0) that records every request and answers it from
+// a table: the answer scripted for its path, else the default one (200, empty). A rule, when set, sees
+// each request with its scripted answer and returns the real one (check a token, echo an id, keep retry
+// keys). With hold(n), answers wait until n requests are in, so that many are in flight together. A routed
+// path (a token endpoint) is answered at once by its own function, and neither recorded nor held.
+// Rules and routes run under the provider's lock; a test changes what they read while holding lock().
+class ScriptedProvider final : public api::Handler {
+ public:
+  using Headers = std::vector<std::pair<std::string, std::string>>;
+  using Rule = std::function<api::HttpResponse(const api::HttpRequest&, api::HttpResponse scripted)>;
+  using Route = std::function<api::HttpResponse(const api::HttpRequest&)>;
+
+  explicit ScriptedProvider(int threads = 2) : server_(*this, api::ServerLimits{}, threads) {
+    port_ = server_.start("127.0.0.1", 0);
+  }
+  ~ScriptedProvider() override { stop(); }
+  ScriptedProvider(const ScriptedProvider&) = delete;
+  ScriptedProvider& operator=(const ScriptedProvider&) = delete;
+
+  void handle(api::HttpRequest request, api::Responder respond) override {
+    std::lock_guard lock(mutex_);
+    if (auto route = routes_.find(request.path); route != routes_.end()) {
+      respond(route->second(request));
+      return;
+    }
+    requests_.push_back(request);
+    held_.emplace_back(std::move(request), std::move(respond));
+    if (static_cast<int>(held_.size()) < hold_) return;
+    for (auto& [held, respond_to] : held_) respond_to(answer(held));
+    held_.clear();
+  }
+
+  uint16_t port() const { return port_; }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  void stop() { server_.stop(0); }
+
+  // The default answer.
+  void script(int status, std::string body, Headers headers = {}) {
+    std::lock_guard lock(mutex_);
+    default_ = response(status, std::move(body), std::move(headers));
+  }
+  // The answer to requests for `path`.
+  void script(const std::string& path, int status, std::string body, Headers headers = {}) {
+    std::lock_guard lock(mutex_);
+    by_path_[path] = response(status, std::move(body), std::move(headers));
+  }
+  void rule(Rule rule) {
+    std::lock_guard lock(mutex_);
+    rule_ = std::move(rule);
+  }
+  void route(const std::string& path, Route route) {
+    std::lock_guard lock(mutex_);
+    routes_[path] = std::move(route);
+  }
+  void hold(int n) {
+    std::lock_guard lock(mutex_);
+    hold_ = n;
+  }
+  std::unique_lock<std::mutex> lock() { return std::unique_lock(mutex_); }
+
+  // The requests so far (those for `path` only, when given), oldest first.
+  std::vector<api::HttpRequest> requests(const std::string& path = "") {
+    std::lock_guard lock(mutex_);
+    std::vector<api::HttpRequest> out;
+    for (const auto& r : requests_)
+      if (path.empty() || r.path == path) out.push_back(r);
+    return out;
+  }
+  // The requests so far, forgotten now.
+  std::vector<api::HttpRequest> take() {
+    std::lock_guard lock(mutex_);
+    return std::exchange(requests_, {});
+  }
+
+ private:
+  static api::HttpResponse response(int status, std::string body, Headers headers) {
+    api::HttpResponse r;
+    r.status = status;
+    r.body = std::move(body);
+    r.headers = std::move(headers);
+    return r;
+  }
+  api::HttpResponse answer(const api::HttpRequest& request) const {
+    auto scripted = by_path_.find(request.path);
+    api::HttpResponse r = scripted != by_path_.end() ? scripted->second : default_;
+    return rule_ ? rule_(request, std::move(r)) : r;
+  }
+
+  std::mutex mutex_;
+  api::HttpResponse default_;
+  std::map<std::string, api::HttpResponse> by_path_;
+  std::map<std::string, Route> routes_;
+  Rule rule_;
+  int hold_ = 0;
+  std::vector<std::pair<api::HttpRequest, api::Responder>> held_;
+  std::vector<api::HttpRequest> requests_;
+  uint16_t port_ = 0;
+  api::HttpServer server_;  // last: stopped and destroyed before what handle() uses
+};
+
+// ---- Deliveries and answer tables -------------------------------------------------------------------------------
+
+// A dispatcher-style delivery id (32 hex digits): plugins use it as it is where they derive ids from it.
+inline constexpr const char* kDeliveryId = "0f1e2d3c4b5a69788796a5b4c3d2e1f0";
+
+// Message "m-1" to `contact` with `content`.
+inline DeliveryRequest delivery(std::string contact, std::vector<std::pair<std::string, std::string>> content,
+                                std::string delivery_id = kDeliveryId) {
+  DeliveryRequest d;
+  d.message_id = "m-1";
+  d.delivery_id = std::move(delivery_id);
+  d.contact = std::move(contact);
+  d.content = std::move(content);
+  return d;
+}
+
+// One row of a plugin's provider answer -> outcome table (the classification tests every plugin has).
+struct AnswerCase {
+  int status;
+  std::string body;
+  ScriptedProvider::Headers headers;
+  OutcomeKind kind;
+  std::string reason;
+  bool deactivate = false;
+  int64_t retry_after_ms = 0;
+  std::string provider_id = "";
+};
+
+// For each row: `provider` answers as the row says, `channel` delivers `d`, and the outcome is the row's.
+inline void expect_outcomes(ScriptedProvider& provider, Channel& channel, const DeliveryRequest& d,
+                            std::span<const AnswerCase> cases) {
+  for (const AnswerCase& c : cases) {
+    provider.script(c.status, c.body, c.headers);
+    DeliveryOutcome o = channel.deliver(d);
+    SCOPED_TRACE(std::to_string(c.status) + " " + c.body);
+    EXPECT_EQ(o.kind, c.kind) << o.reason;
+    EXPECT_EQ(o.reason, c.reason);
+    EXPECT_EQ(o.deactivate_contact, c.deactivate);
+    EXPECT_EQ(o.retry_after_ms, c.retry_after_ms);
+    EXPECT_EQ(o.provider_message_id, c.provider_id);
+  }
+}
+
+// ---- The provider simulator --------------------------------------------------------------------------------
+
+// tayori-sim (tools/simulator) as a child process listening on 127.0.0.1:0; SIGTERM and reaped when the
+// object goes.
+class SimProcess {
+ public:
+  SimProcess() = default;
+  SimProcess(const SimProcess&) = delete;
+  SimProcess& operator=(const SimProcess&) = delete;
+  ~SimProcess() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGTERM);
+      int status = 0;
+      ::waitpid(pid_, &status, 0);
+    }
+  }
+
+  // Starts it with `args` after --listen and waits for its "listening on" line. Call through
+  // ASSERT_NO_FATAL_FAILURE.
+  void start(const std::vector<std::string>& args) {
+    int out[2];
+    ASSERT_EQ(::pipe(out), 0);
+    pid_ = ::fork();
+    ASSERT_GE(pid_, 0);
+    if (pid_ == 0) {
+      ::dup2(out[1], STDOUT_FILENO);
+      ::close(out[0]);
+      ::close(out[1]);
+      std::vector<std::string> all = {TAYORI_SIM_BINARY, "--listen", "127.0.0.1:0"};
+      all.insert(all.end(), args.begin(), args.end());
+      std::vector<char*> argv;
+      for (auto& a : all) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      ::execv(TAYORI_SIM_BINARY, argv.data());
+      ::_exit(127);
+    }
+    ::close(out[1]);
+    FILE* f = ::fdopen(out[0], "r");
+    char line[256] = {0};
+    bool printed = std::fgets(line, sizeof line, f) != nullptr;
+    std::fclose(f);
+    ASSERT_TRUE(printed) << "tayori-sim printed nothing";
+    std::string text = line;
+    const std::string prefix = "tayori-sim: listening on ";
+    ASSERT_EQ(text.rfind(prefix, 0), 0u) << text;
+    url_ = text.substr(prefix.size());
+    while (!url_.empty() && (url_.back() == '\n' || url_.back() == '\r')) url_.pop_back();
+  }
+  const std::string& url() const { return url_; }
+
+ private:
+  pid_t pid_ = -1;
+  std::string url_;
+};
+
+// ---- Deliveries from many threads -----------------------------------------------------------------------------
+
+// Calls channel.deliver for every request, each from its own thread, as the dispatcher's workers do; the
+// threads are all started before any of them delivers (a latch), so they meet within any batch window.
+// Outcomes in request order.
+inline std::vector<DeliveryOutcome> deliver_concurrently(Channel& channel,
+                                                         const std::vector<DeliveryRequest>& requests) {
+  std::latch start(static_cast<std::ptrdiff_t>(requests.size()));
+  std::vector<std::future<DeliveryOutcome>> pending;
+  for (const DeliveryRequest& r : requests)
+    pending.push_back(std::async(std::launch::async, [&channel, &start, &r] {
+      start.arrive_and_wait();
+      return channel.deliver(r);
+    }));
+  std::vector<DeliveryOutcome> outcomes;
+  for (auto& p : pending) outcomes.push_back(p.get());
+  return outcomes;
+}
+
+// `prefix` and 32 lower-case hex digits made of `salt` and `n`: with "U" a LINE user id, with "" a
+// dispatcher-style delivery id.
+inline std::string hex_id(const std::string& prefix, unsigned n, unsigned salt = 0) {
+  char digits[33];
+  std::snprintf(digits, sizeof digits, "%08x%08x%016x", salt, 0xba7c4u, n);
+  return prefix + digits;
+}
+
+}  // namespace tayori::plugin::testing
+
+#endif  // TAYORI_TESTS_UNIT_PLUGIN_TEST_SUPPORT_HPP
