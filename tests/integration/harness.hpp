@@ -78,6 +78,30 @@ struct HttpResult {
   Json json() const { return Json::parse(body, nullptr, false); }
 };
 
+// Makes `curl` append the response body to `body` and record its header fields in `headers` (names lower-cased,
+// the status line skipped; a repeated name keeps its last value).
+inline void collect_response(CURL* curl, std::string& body, std::map<std::string, std::string>& headers) {
+  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, +[](char* p, size_t s, size_t n, void* ud) {
+    static_cast<std::string*>(ud)->append(p, s * n);
+    return s * n;
+  });
+  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &body);
+  curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, +[](char* p, size_t s, size_t n, void* ud) {
+    std::string line(p, s * n);
+    auto colon = line.find(':');
+    if (colon != std::string::npos && line.rfind("HTTP/", 0) != 0) {
+      std::string name = line.substr(0, colon);
+      for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      std::string value = line.substr(colon + 1);
+      while (!value.empty() && value.front() == ' ') value.erase(0, 1);
+      while (!value.empty() && (value.back() == '\r' || value.back() == '\n')) value.pop_back();
+      (*static_cast<std::map<std::string, std::string>*>(ud))[name] = value;
+    }
+    return s * n;
+  });
+  curl_easy_setopt(curl, CURLOPT_HEADERDATA, &headers);
+}
+
 class HttpClient {
  public:
   HttpClient() : curl_(curl_easy_init()) {}
@@ -101,25 +125,7 @@ class HttpClient {
     curl_slist* list = nullptr;
     for (const auto& h : headers) list = curl_slist_append(list, h.c_str());
     curl_easy_setopt(curl_, CURLOPT_HTTPHEADER, list);
-    curl_easy_setopt(curl_, CURLOPT_WRITEFUNCTION, +[](char* p, size_t s, size_t n, void* ud) {
-      static_cast<std::string*>(ud)->append(p, s * n);
-      return s * n;
-    });
-    curl_easy_setopt(curl_, CURLOPT_WRITEDATA, &result.body);
-    curl_easy_setopt(curl_, CURLOPT_HEADERFUNCTION, +[](char* p, size_t s, size_t n, void* ud) {
-      std::string line(p, s * n);
-      auto colon = line.find(':');
-      if (colon != std::string::npos) {
-        std::string name = line.substr(0, colon);
-        for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-        std::string value = line.substr(colon + 1);
-        while (!value.empty() && (value.front() == ' ')) value.erase(0, 1);
-        while (!value.empty() && (value.back() == '\r' || value.back() == '\n')) value.pop_back();
-        (*static_cast<std::map<std::string, std::string>*>(ud))[name] = value;
-      }
-      return s * n;
-    });
-    curl_easy_setopt(curl_, CURLOPT_HEADERDATA, &result.headers);
+    collect_response(curl_, result.body, result.headers);
     CURLcode rc = curl_easy_perform(curl_);
     curl_slist_free_all(list);
     if (rc != CURLE_OK) {

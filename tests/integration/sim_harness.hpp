@@ -147,25 +147,7 @@ inline Reply call(const std::string& method, const std::string& url, const std::
   curl_slist* list = curl_slist_append(nullptr, "Expect:");
   for (const auto& h : headers) list = curl_slist_append(list, h.c_str());
   curl_easy_setopt(c, CURLOPT_HTTPHEADER, list);
-  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, +[](char* p, size_t s, size_t n, void* ud) {
-    static_cast<std::string*>(ud)->append(p, s * n);
-    return s * n;
-  });
-  curl_easy_setopt(c, CURLOPT_WRITEDATA, &r.body);
-  curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, +[](char* p, size_t s, size_t n, void* ud) {
-    std::string line(p, s * n);
-    auto colon = line.find(':');
-    if (colon != std::string::npos && line.rfind("HTTP/", 0) != 0) {
-      std::string name = line.substr(0, colon);
-      for (char& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-      std::string value = line.substr(colon + 1);
-      while (!value.empty() && value.front() == ' ') value.erase(0, 1);
-      while (!value.empty() && (value.back() == '\r' || value.back() == '\n')) value.pop_back();
-      (*static_cast<std::map<std::string, std::string>*>(ud))[name] = value;
-    }
-    return s * n;
-  });
-  curl_easy_setopt(c, CURLOPT_HEADERDATA, &r.headers);
+  collect_response(c, r.body, r.headers);
   r.rc = curl_easy_perform(c);
   curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
   curl_easy_getinfo(c, CURLINFO_HTTP_VERSION, &r.version);

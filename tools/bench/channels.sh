@@ -39,6 +39,7 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/../lib/standins.sh"
+. "$HERE/../lib/gateway_bench.sh"
 
 BUILD=${1:-./build}
 TAYORI_BIN=${TAYORI_BIN:-$BUILD/bin/tayori}
@@ -185,38 +186,7 @@ EOF
 "$TAYORI_BIN" serve --config "$TMP/bench.yaml" --listen 127.0.0.1:0 --data-dir "$TMP/data" \
   >"$TMP/gateway.out" 2>"$TMP/gateway.err" &
 GW_PID=$!
-PORT=""
-for _ in $(seq 200); do
-  PORT=$(sed -n 's|^tayori: listening on http://[^:]*:\([0-9][0-9]*\)$|\1|p' "$TMP/gateway.out")
-  [[ -n $PORT ]] && break
-  kill -0 "$GW_PID" 2>/dev/null || die "the gateway exited before listening"
-  sleep 0.1
-done
-[[ -n $PORT ]] || die "the gateway did not print its port within 20 s"
-URL="http://127.0.0.1:$PORT"
-
-now() { date +%s.%N; }
-metric() { awk -v n="$1" '$1 == n { v = $2 + 0 } END { printf "%.0f\n", v }' <<<"$METRICS"; }
-scrape() { METRICS=$(curl -fsS --max-time 10 "$URL/metrics") || die "GET /metrics failed"; }
-div() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
-kv() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<"$1"; }
-
-# drain: waits until nothing is scheduled, claimed or in flight; sets DONE_AT to the time it happened.
-drain() {
-  local deadline
-  deadline=$(awk -v t="$(now)" -v d="$DRAIN_TIMEOUT" 'BEGIN { printf "%.3f", t + d }')
-  while :; do
-    scrape
-    if [[ $(metric tayori_queue_depth) == 0 && $(metric tayori_dispatch_in_flight) == 0 &&
-          $(metric 'tayori_messages{state="dispatched"}') == 0 ]]; then
-      DONE_AT=$(now)
-      return
-    fi
-    awk -v t="$(now)" -v d="$deadline" 'BEGIN { exit !(t > d) }' && die "not drained after ${DRAIN_TIMEOUT} s:
-$(grep -E '^tayori_(queue_depth|dispatch_in_flight|messages)' <<<"$METRICS")"
-    sleep 0.05
-  done
-}
+gateway_url
 
 sim_requests() { curl -fsS --max-time 30 "$STANDINS_SIM_URL/_sim/requests${1:+?provider=$1}" || die "GET /_sim/requests failed"; }
 # received RECEIVER: how many requests (mails, outbox lines) that receiver has had so far, and for tayori-sim

@@ -35,6 +35,7 @@ SERVER_THREADS=${TAYORI_BENCH_SERVER_THREADS:-0}
 DRAIN_TIMEOUT=${TAYORI_BENCH_DRAIN_TIMEOUT:-120}
 
 die() { echo "run.sh: $*" >&2; exit 1; }
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/gateway_bench.sh"
 
 for f in "$TAYORI_BIN" "$LOAD_BIN"; do [[ -x $f ]] || die "$f is missing: build the tayori and tayori_load targets"; done
 [[ -f $PLUGIN_DIR/file_sink.so ]] || die "$PLUGIN_DIR/file_sink.so is missing: build the file_sink target"
@@ -95,40 +96,8 @@ EOF
   >"$TMP/gateway.out" 2>"$TMP/gateway.err" &
 GW_PID=$!
 
-PORT=""
-for _ in $(seq 200); do
-  PORT=$(sed -n 's|^tayori: listening on http://[^:]*:\([0-9][0-9]*\)$|\1|p' "$TMP/gateway.out")
-  [[ -n $PORT ]] && break
-  kill -0 "$GW_PID" 2>/dev/null || die "the gateway exited before listening"
-  sleep 0.1
-done
-[[ -n $PORT ]] || die "the gateway did not print its port within 20 s"
-URL="http://127.0.0.1:$PORT"
+gateway_url
 
-now() { date +%s.%N; }
-# metric NAME: the value of one sample (NAME includes its labels) from the last /metrics scrape.
-metric() { awk -v n="$1" '$1 == n { v = $2 + 0 } END { printf "%.0f\n", v }' <<<"$METRICS"; }
-scrape() { METRICS=$(curl -fsS --max-time 10 "$URL/metrics") || die "GET /metrics failed"; }
-
-# drain: waits until nothing is scheduled, claimed or in flight; sets DONE_AT to the time it happened.
-drain() {
-  local deadline
-  deadline=$(awk -v t="$(now)" -v d="$DRAIN_TIMEOUT" 'BEGIN { printf "%.3f", t + d }')
-  while :; do
-    scrape
-    if [[ $(metric tayori_queue_depth) == 0 && $(metric tayori_dispatch_in_flight) == 0 &&
-          $(metric 'tayori_messages{state="dispatched"}') == 0 ]]; then
-      DONE_AT=$(now)
-      return
-    fi
-    awk -v t="$(now)" -v d="$deadline" 'BEGIN { exit !(t > d) }' && die "not drained after ${DRAIN_TIMEOUT} s:
-$(grep -E '^tayori_(queue_depth|dispatch_in_flight|messages)' <<<"$METRICS")"
-    sleep 0.05
-  done
-}
-
-kv() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<"$1"; }
-div() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 
 declare -A R
 # phase NAME REQUESTS BATCH WARMUP
