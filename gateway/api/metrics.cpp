@@ -38,6 +38,39 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                     .Help("Deliveries claimed by the dispatcher and not yet recorded")
                     .Register(*registry_)
                     .Add({});
+  retries_ = &prometheus::BuildCounter()
+                  .Name("tayori_retries_total")
+                  .Help("Deliveries scheduled again after a transient failure, by channel and cause: transport_error, "
+                        "server_error, throttled, refused, prerequisite, plugin")
+                  .Register(*registry_);
+  dead_letters_total_ = &prometheus::BuildCounter()
+                             .Name("tayori_dead_letters_total")
+                             .Help("Messages that became dead letters (retries exhausted on their last channel), by "
+                                   "that channel")
+                             .Register(*registry_);
+  dead_letters_ = &prometheus::BuildGauge()
+                       .Name("tayori_dead_letters")
+                       .Help("Dead letters in the store, waiting for a replay (POST /v1/messages:retry)")
+                       .Register(*registry_)
+                       .Add({});
+  circuit_state_ = &prometheus::BuildGauge()
+                        .Name("tayori_circuit_state")
+                        .Help("Each channel's circuit breaker: 0 closed, 1 open, 2 half-open (a probe in flight)")
+                        .Register(*registry_);
+  circuit_opened_ = &prometheus::BuildCounter()
+                         .Name("tayori_circuit_opened_total")
+                         .Help("Times each channel's circuit breaker opened")
+                         .Register(*registry_);
+  oldest_due_age_ = &prometheus::BuildGauge()
+                         .Name("tayori_oldest_due_age_seconds")
+                         .Help("How long the longest-waiting due message has been due (0 when none is late)")
+                         .Register(*registry_)
+                         .Add({});
+  unrecorded_ = &prometheus::BuildGauge()
+                     .Name("tayori_unrecorded_outcomes")
+                     .Help("Delivery outcomes the store refused (full disk, I/O error), held to be recorded again")
+                     .Register(*registry_)
+                     .Add({});
 }
 
 Metrics::~Metrics() = default;
@@ -53,10 +86,35 @@ void Metrics::count_intake(std::string_view result, int64_t n) {
 
 void Metrics::observe_accept_latency(double seconds) { accept_latency_->Observe(seconds); }
 
+void Metrics::count_retry(std::string_view channel, std::string_view cause) {
+  retries_->Add({{"channel", std::string(channel)}, {"cause", std::string(cause.empty() ? "unknown" : cause)}})
+      .Increment();
+}
+
+void Metrics::count_dead_letter(std::string_view channel) {
+  dead_letters_total_->Add({{"channel", std::string(channel)}}).Increment();
+}
+
+void Metrics::set_circuit_state(std::string_view channel, int state) {
+  circuit_state_->Add({{"channel", std::string(channel)}}).Set(state);
+}
+
+void Metrics::count_circuit_opened(std::string_view channel, uint64_t total) {
+  // The breaker keeps the count; the counter catches up with it.
+  prometheus::Counter& c = circuit_opened_->Add({{"channel", std::string(channel)}});
+  if (static_cast<double>(total) > c.Value()) c.Increment(static_cast<double>(total) - c.Value());
+}
+
+void Metrics::set_oldest_due_age(double seconds) { oldest_due_age_->Set(seconds); }
+
+void Metrics::set_unrecorded(int64_t n) { unrecorded_->Set(static_cast<double>(n)); }
+
 std::string Metrics::render(const std::map<store::State, int64_t>& by_state, int64_t in_flight) {
+  if (refresh_) refresh_(*this);
   for (auto [state, n] : by_state) {
     messages_->Add({{"state", std::string(store::to_string(state))}}).Set(static_cast<double>(n));
     if (state == store::State::scheduled) queue_depth_->Set(static_cast<double>(n));
+    if (state == store::State::dead) dead_letters_->Set(static_cast<double>(n));
   }
   in_flight_->Set(static_cast<double>(in_flight));
   return prometheus::TextSerializer().Serialize(registry_->Collect());

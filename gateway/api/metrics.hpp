@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -30,6 +31,16 @@ class Metrics {
   void count_intake(std::string_view result, int64_t n);  // accepted | duplicate | rejected | conflict
   void observe_accept_latency(double seconds);
 
+  // Delivery health (issue "Delivery that survives").
+  void count_retry(std::string_view channel, std::string_view cause);  // DeliveryOutcome::cause
+  void count_dead_letter(std::string_view channel);
+  void set_circuit_state(std::string_view channel, int state);  // 0 closed, 1 open, 2 half-open
+  void count_circuit_opened(std::string_view channel, uint64_t total);
+  void set_oldest_due_age(double seconds);
+  void set_unrecorded(int64_t n);
+  // Runs at the start of every render(), to refresh gauges read from elsewhere (circuits, the due queue).
+  void set_refresh(std::function<void(Metrics&)> refresh) { refresh_ = std::move(refresh); }
+
   // Text exposition format 0.0.4, with the store-derived gauges refreshed first.
   std::string render(const std::map<store::State, int64_t>& by_state, int64_t in_flight);
 
@@ -41,6 +52,14 @@ class Metrics {
   prometheus::Family<prometheus::Gauge>* messages_;
   prometheus::Gauge* queue_depth_;
   prometheus::Gauge* in_flight_;
+  prometheus::Family<prometheus::Counter>* retries_;
+  prometheus::Family<prometheus::Counter>* dead_letters_total_;
+  prometheus::Family<prometheus::Gauge>* circuit_state_;
+  prometheus::Family<prometheus::Counter>* circuit_opened_;
+  prometheus::Gauge* oldest_due_age_;
+  prometheus::Gauge* dead_letters_;
+  prometheus::Gauge* unrecorded_;
+  std::function<void(Metrics&)> refresh_;
 };
 
 }  // namespace tayori::api

@@ -2,9 +2,11 @@
 
 #include <signal.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <iostream>
 #include <memory>
+#include <mutex>
 
 #include "api/api.hpp"
 #include "api/http_server.hpp"
@@ -106,6 +108,65 @@ int list_plugins(const std::string& path) {
   return 0;
 }
 
+namespace {
+
+// Everything built from one reading of the configuration: the channels with their transport, the policy
+// and templates, and the dispatcher and API that use them. SIGHUP builds a new generation beside the
+// running one and swaps it in; the old one finishes its deliveries in flight and is then destroyed.
+// Members are declared in build order and destroyed in reverse.
+struct Generation {
+  Loaded loaded;
+  std::unique_ptr<core::Clearance> clearance;
+  std::unique_ptr<core::Dispatcher> dispatcher;
+  std::unique_ptr<api::Api> api;
+
+  ~Generation() {
+    if (dispatcher) dispatcher->stop();
+  }
+};
+
+// The handler the HTTP server calls: the current generation's API. A request keeps the generation it
+// started in alive until it is answered (it may wait for a group commit across a reload).
+class CurrentApi final : public api::Handler {
+ public:
+  void set(std::shared_ptr<Generation> g) {
+    std::lock_guard lock(mutex_);
+    current_ = std::move(g);
+  }
+  std::shared_ptr<Generation> get() const {
+    std::lock_guard lock(mutex_);
+    return current_;
+  }
+  void handle(api::HttpRequest request, api::Responder respond) override {
+    std::shared_ptr<Generation> g = get();
+    g->api->handle(std::move(request), [g, respond = std::move(respond)](api::HttpResponse r) { respond(std::move(r)); });
+  }
+  void observe_rejected(int status) override { get()->api->observe_rejected(status); }
+
+ private:
+  mutable std::mutex mutex_;
+  std::shared_ptr<Generation> current_;
+};
+
+// What a reload cannot change in a running process (it would need a restart): kept as they were, with a
+// warning naming them.
+void keep_fixed_settings(const config::Config& running, config::Config& next) {
+  std::vector<std::string> changed;
+  if (next.server.listen != running.server.listen) changed.push_back("server.listen");
+  if (next.store.data_dir != running.store.data_dir) changed.push_back("store.data_dir");
+  if (next.store.max_bytes != running.store.max_bytes) changed.push_back("store.max_size");
+  if (next.server.threads != running.server.threads) changed.push_back("server.threads");
+  if (next.server.max_body_bytes != running.server.max_body_bytes) changed.push_back("server.max_body_bytes");
+  next.server.listen = running.server.listen;
+  next.store = running.store;
+  next.server.threads = running.server.threads;
+  next.server.max_body_bytes = running.server.max_body_bytes;
+  for (const auto& key : changed)
+    log::warn("gateway", "SIGHUP: " + key + " changed in the file; it takes effect at the next restart");
+}
+
+}  // namespace
+
 int serve(const ServeOptions& options) {
   // Signals are taken synchronously by this thread (sigwait); every thread started below inherits the mask.
   sigset_t signals;
@@ -117,9 +178,9 @@ int serve(const ServeOptions& options) {
   ::signal(SIGPIPE, SIG_IGN);
 
   SystemClock clock;
-  auto loaded = load(options.config_path, clock);
-  if (!loaded) return 2;
-  config::Config& config = loaded->config;
+  auto first = load(options.config_path, clock);
+  if (!first) return 2;
+  config::Config& config = first->config;
   if (options.listen) config.server.listen = *options.listen;
   if (options.data_dir) config.store.data_dir = *options.data_dir;
   std::string host;
@@ -137,7 +198,10 @@ int serve(const ServeOptions& options) {
   }
   std::unique_ptr<store::Store> store;
   try {
-    store = store::open_sqlite({(std::filesystem::path(config.store.data_dir) / "tayori.db").string()});
+    store::SqliteOptions store_options;
+    store_options.path = (std::filesystem::path(config.store.data_dir) / "tayori.db").string();
+    store_options.max_bytes = config.store.max_bytes;
+    store = store::open_sqlite(store_options);
   } catch (const std::exception& e) {
     std::cerr << "store: " << e.what() << "\n";
     return 1;
@@ -145,40 +209,100 @@ int serve(const ServeOptions& options) {
   if (int n = store->requeue_in_flight(clock.now_ms()); n > 0)
     log::info("dispatcher", std::to_string(n) + " deliveries that were in flight at the last stop are queued again");
 
-  const render::TemplateStore* templates = loaded->templates.get();
-  core::Clearance clearance(*store, config.policy, *loaded->channels);
-  core::Dispatcher dispatcher(*store, *loaded->channels, clock, config.dispatcher, clearance, templates,
-                              config.templates.missing_variable_is_error);
   api::Metrics metrics;
-  api::Api api(config, {*store, *loaded->channels, clock, metrics, clearance, templates,
-                        config.templates.missing_variable_is_error, [&] { dispatcher.wake(); },
-                        [&] { return dispatcher.in_flight(); }});
-  int threads = config.server.threads > 0 ? config.server.threads : static_cast<int>(std::thread::hardware_concurrency());
-  api::HttpServer server(api,
-                         {config.server.max_body_bytes, 16 * 1024, config.server.header_timeout_ms,
-                          config.server.body_timeout_ms, config.server.idle_timeout_ms},
+  CurrentApi current;
+  // One generation from a loaded configuration. Its dispatcher is not started yet.
+  auto build = [&](Loaded loaded) {
+    auto g = std::make_shared<Generation>();
+    g->loaded = std::move(loaded);
+    const config::Config& c = g->loaded.config;
+    g->clearance = std::make_unique<core::Clearance>(*store, c.policy, *g->loaded.channels);
+    g->dispatcher =
+        std::make_unique<core::Dispatcher>(*store, *g->loaded.channels, clock, c.dispatcher, *g->clearance,
+                                           g->loaded.templates.get(), c.templates.missing_variable_is_error);
+    g->dispatcher->set_outcome_listener([&metrics](const std::string& channel, const plugin::DeliveryOutcome& outcome,
+                                                   const store::Transition& t) {
+      if (t.to == store::State::dead) metrics.count_dead_letter(channel);
+      else if (outcome.kind == plugin::OutcomeKind::retry && !outcome.circuit_open && t.to == store::State::scheduled)
+        metrics.count_retry(channel, outcome.cause);
+    });
+    core::Dispatcher* dispatcher = g->dispatcher.get();
+    g->api = std::make_unique<api::Api>(
+        c, api::ApiDependencies{*store, *g->loaded.channels, clock, metrics, *g->clearance, g->loaded.templates.get(),
+                                c.templates.missing_variable_is_error, [dispatcher] { dispatcher->wake(); },
+                                [dispatcher] { return dispatcher->in_flight(); }});
+    return g;
+  };
+  std::shared_ptr<Generation> generation;
+  try {
+    generation = build(std::move(*first));
+  } catch (const std::exception& e) {
+    std::cerr << e.what() << "\n";
+    return 2;
+  }
+  current.set(generation);
+  metrics.set_refresh([&current, &store, &clock](api::Metrics& m) {
+    std::shared_ptr<Generation> g = current.get();
+    for (const auto& c : g->loaded.channels->channels()) {
+      m.set_circuit_state(c->name(), static_cast<int>(c->circuit().state()));
+      m.count_circuit_opened(c->name(), c->circuit().times_opened());
+    }
+    int64_t now = clock.now_ms();
+    std::optional<int64_t> due = store->next_due_ms();
+    m.set_oldest_due_age(due && *due < now ? static_cast<double>(now - *due) / 1000.0 : 0.0);
+    m.set_unrecorded(g->dispatcher->unrecorded());
+  });
+
+  const config::ServerConfig server_config = generation->loaded.config.server;
+  int threads = server_config.threads > 0 ? server_config.threads : static_cast<int>(std::thread::hardware_concurrency());
+  api::HttpServer server(current,
+                         {server_config.max_body_bytes, 16 * 1024, server_config.header_timeout_ms,
+                          server_config.body_timeout_ms, server_config.idle_timeout_ms},
                          threads);
-  dispatcher.start();
+  generation->dispatcher->start();
   uint16_t bound = 0;
   try {
     bound = server.start(host, port);
   } catch (const std::exception& e) {
-    std::cerr << "server.listen: cannot listen on " << config.server.listen << ": " << e.what() << "\n";
-    dispatcher.stop();
+    std::cerr << "server.listen: cannot listen on " << server_config.listen << ": " << e.what() << "\n";
+    generation->dispatcher->stop();
     return 1;
   }
   // Tests and scripts read this line to learn the port when listening on port 0.
   std::cout << "tayori: listening on http://" << host << ":" << bound << std::endl;
-  log::info("gateway", "serving " + std::to_string(loaded->channels->channels().size()) + " channels, data in " +
-                           config.store.data_dir);
+  log::info("gateway", "serving " + std::to_string(generation->loaded.channels->channels().size()) +
+                           " channels, data in " + generation->loaded.config.store.data_dir);
 
   // Housekeeping between signals: finished messages (and their idempotency keys) older than retention go.
   timespec tick{60, 0};
   for (;;) {
     int sig = sigtimedwait(&signals, nullptr, &tick);
     if (sig == SIGHUP) {
-      // Its default action would kill the process: an operator's reload must never cost the gateway.
-      log::warn("gateway", "SIGHUP: configuration reload is not supported yet; restart to apply changes");
+      // Reload: the new configuration is built and checked beside the running one; only when all of it
+      // is good does it replace the old. The old dispatcher puts back what it claimed but did not start
+      // and finishes its deliveries in flight on the old channels before the new one starts: one
+      // dispatcher clears at a time, so frequency caps stay exact, and no message is held by both.
+      log::info("gateway", "SIGHUP: reloading " + options.config_path);
+      std::shared_ptr<Generation> old = current.get();
+      auto next = load(options.config_path, clock);
+      if (!next) {
+        log::error("gateway", "SIGHUP: the new configuration was refused (errors above); the running one stays");
+        continue;
+      }
+      keep_fixed_settings(old->loaded.config, next->config);
+      std::shared_ptr<Generation> fresh;
+      try {
+        fresh = build(std::move(*next));
+      } catch (const std::exception& e) {
+        log::error("gateway", std::string("SIGHUP: the new configuration was refused: ") + e.what() +
+                                  "; the running one stays");
+        continue;
+      }
+      current.set(fresh);
+      old->dispatcher->stop();
+      fresh->dispatcher->start();
+      log::info("gateway", "SIGHUP: reloaded, " + std::to_string(fresh->loaded.channels->channels().size()) +
+                               " channels");
       continue;
     }
     if (sig == SIGINT || sig == SIGTERM) {
@@ -187,12 +311,24 @@ int serve(const ServeOptions& options) {
     }
     int64_t purged = store->purge_finished(clock.now_ms() - config.store.retention_ms);
     // Cap slots older than the longest window can no longer count.
-    store->purge_slots(clock.now_ms() - std::max<int64_t>(config.policy.longest_cap_window_ms(), 86'400'000));
+    store->purge_slots(clock.now_ms() -
+                       std::max<int64_t>(current.get()->loaded.config.policy.longest_cap_window_ms(), 86'400'000));
     if (purged > 0) log::info("store", "purged " + std::to_string(purged) + " finished messages past retention");
   }
-  api.set_draining(true);
-  server.stop(2000);
-  dispatcher.stop();
+  // Graceful stop: new work is refused with 503 at once (a load balancer moves on), deliveries in flight
+  // get the grace period to finish and be recorded, and what is left after it is recovered at the next start.
+  generation = current.get();
+  generation->api->set_draining(true);
+  int64_t grace = generation->loaded.config.server.shutdown_grace_ms;
+  bool finished = generation->dispatcher->stop(grace);
+  server.stop(finished ? 1000 : 0);
+  if (!finished) {
+    log::warn("gateway", "shutdown_grace (" + format_duration_ms(grace) +
+                             ") ended with deliveries in flight; they are delivered again after the next start");
+    std::_Exit(0);  // the threads still delivering must not outlive what they use; SQLite recovers
+  }
+  generation.reset();
+  current.set(nullptr);
   store.reset();
   log::info("gateway", "stopped");
   return 0;

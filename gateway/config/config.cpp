@@ -170,7 +170,8 @@ constexpr int64_t kMaxBatchWindowMs = 10'000;
 
 void read_server(Reader& r, const YAML::Node& n, ServerConfig& s) {
   if (!n || !r.expect_map(n, "server", {"listen", "threads", "max_body_bytes", "max_batch", "header_timeout",
-                                        "body_timeout", "idle_timeout", "public_url", "link_secret_env", "link_ttl"}))
+                                        "body_timeout", "idle_timeout", "public_url", "link_secret_env", "link_ttl",
+                                        "shutdown_grace"}))
     return;
   if (auto v = r.string(n, "listen", "server", false)) {
     std::string problem = check_listen(*v);
@@ -186,6 +187,7 @@ void read_server(Reader& r, const YAML::Node& n, ServerConfig& s) {
   r.duration(n, "body_timeout", "server", 100, s.body_timeout_ms);
   r.duration(n, "idle_timeout", "server", 100, s.idle_timeout_ms);
   r.duration(n, "link_ttl", "server", 60'000, s.link_ttl_ms);
+  r.duration(n, "shutdown_grace", "server", 0, s.shutdown_grace_ms);
   if (auto v = r.string(n, "public_url", "server", false)) {
     if (!std::regex_match(*v, std::regex("^https?://[^/?#\\s]+(/[^?#\\s]*)?$")))
       r.error(n["public_url"], "server.public_url", "must be an absolute http(s) URL without query, like https://gw.example.com");
@@ -228,21 +230,45 @@ std::optional<double> parse_rate(const std::string& text) {
   return n / per;
 }
 
+// "512MiB", "2GiB", "65536": a size in bytes (binary units, as df -h shows them).
+std::optional<int64_t> parse_size(const std::string& text) {
+  std::smatch m;
+  if (!std::regex_match(text, m, std::regex("^([0-9]{1,12})\\s*(B|KiB|MiB|GiB|TiB)?$"))) return std::nullopt;
+  int shift = !m[2].matched || m[2] == "B" ? 0 : m[2] == "KiB" ? 10 : m[2] == "MiB" ? 20 : m[2] == "GiB" ? 30 : 40;
+  return std::stoll(m[1].str()) << shift;
+}
+
+// `retry:` of a channel, or the dispatcher's defaults (whose keys carry a retry_ prefix, `max_attempts` none).
+void read_retry(Reader& r, const YAML::Node& n, const std::string& path, const std::string& prefix, RetryPolicy& p) {
+  r.integer(n, "max_attempts", path, 1, 1000, p.max_attempts);
+  r.duration(n, (prefix + "base").c_str(), path, 1, p.base_ms);
+  r.duration(n, (prefix + "cap").c_str(), path, 1, p.cap_ms);
+  r.duration(n, (prefix + "max_age").c_str(), path, 1, p.max_age_ms);
+  if (p.cap_ms < p.base_ms) r.error(n, path + "." + prefix + "cap", "must be at least " + prefix + "base");
+}
+
 void read_store(Reader& r, const YAML::Node& n, StoreConfig& s) {
-  if (!n || !r.expect_map(n, "store", {"data_dir", "retention"})) return;
+  if (!n || !r.expect_map(n, "store", {"data_dir", "retention", "max_size"})) return;
   if (auto v = r.string(n, "data_dir", "store", false)) s.data_dir = *v;
+  if (auto v = r.string(n, "max_size", "store", false)) {
+    auto bytes = parse_size(*v);
+    if (!bytes || *bytes < 64 * 1024)
+      r.error(n["max_size"], "store.max_size", "must be a size of at least 64KiB, like 512MiB or 2GiB");
+    else
+      s.max_bytes = *bytes;
+  }
   // Idempotency keys live as long as the message record, and upstream retries arrive within a day.
   r.duration(n, "retention", "store", 86'400'000, s.retention_ms);
 }
 
 void read_dispatcher(Reader& r, const YAML::Node& n, DispatcherConfig& d) {
-  if (!n || !r.expect_map(n, "dispatcher", {"workers", "claim_batch", "poll_interval", "max_attempts", "retry_base"}))
+  if (!n || !r.expect_map(n, "dispatcher", {"workers", "claim_batch", "poll_interval", "max_attempts", "retry_base",
+                                            "retry_cap", "retry_max_age"}))
     return;
   r.integer(n, "workers", "dispatcher", 1, 256, d.workers);
   r.integer(n, "claim_batch", "dispatcher", 1, 10'000, d.claim_batch);
   r.duration(n, "poll_interval", "dispatcher", 10, d.poll_interval_ms);
-  r.integer(n, "max_attempts", "dispatcher", 1, 1000, d.max_attempts);
-  r.duration(n, "retry_base", "dispatcher", 1, d.retry_base_ms);
+  read_retry(r, n, "dispatcher", "retry_", d.retry);
 }
 
 void read_api_keys(Reader& r, const YAML::Node& n, std::vector<ApiKey>& keys) {
@@ -271,7 +297,8 @@ void read_api_keys(Reader& r, const YAML::Node& n, std::vector<ApiKey>& keys) {
   }
 }
 
-void read_channels(Reader& r, const YAML::Node& n, std::vector<ChannelConfig>& channels) {
+void read_channels(Reader& r, const YAML::Node& n, const RetryPolicy& default_retry,
+                   std::vector<ChannelConfig>& channels) {
   if (!n) {
     r.error(Location{1, 1}, "channels", "is required (a list of {name, plugin, settings})");
     return;
@@ -285,9 +312,18 @@ void read_channels(Reader& r, const YAML::Node& n, std::vector<ChannelConfig>& c
     std::string path = "channels[" + std::to_string(i) + "]";
     YAML::Node c = n[i];
     if (!r.expect_map(c, path,
-                      {"name", "plugin", "contact", "settings", "concurrency", "rate_limit", "burst", "batch_window"}))
+                      {"name", "plugin", "contact", "settings", "concurrency", "rate_limit", "burst", "batch_window",
+                       "retry", "circuit_breaker"}))
       continue;
     ChannelConfig ch;
+    ch.retry = default_retry;
+    if (YAML::Node retry = c["retry"]; retry && r.expect_map(retry, path + ".retry", {"base", "cap", "max_attempts", "max_age"}))
+      read_retry(r, retry, path + ".retry", "", ch.retry);
+    if (YAML::Node cb = c["circuit_breaker"];
+        cb && r.expect_map(cb, path + ".circuit_breaker", {"failures", "probe_interval"})) {
+      r.integer(cb, "failures", path + ".circuit_breaker", 0, 1'000'000, ch.circuit_breaker.failures);
+      r.duration(cb, "probe_interval", path + ".circuit_breaker", 10, ch.circuit_breaker.probe_interval_ms);
+    }
     ch.index = static_cast<int>(i);
     ch.at = where(c);
     ch.settings_at = ch.at;
@@ -537,7 +573,7 @@ LoadResult read_document(const YAML::Node& root, const std::string& file, const 
         }
       }
     }
-    read_channels(r, root["channels"], c.channels);
+    read_channels(r, root["channels"], c.dispatcher.retry, c.channels);
     std::set<std::string> channel_names;
     for (const auto& ch : c.channels) channel_names.insert(ch.name);
     read_policy(r, root["policy"], channel_names, c.policy);

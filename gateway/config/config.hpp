@@ -39,6 +39,9 @@ struct ServerConfig {
   std::string public_url;
   std::string link_secret;                     // HMAC key of signed links (from link_secret_env)
   int64_t link_ttl_ms = 60LL * 86'400'000;     // how long a signed link stays valid
+  // SIGTERM: how long deliveries in flight may take to finish before the process exits anyway (what is
+  // still unfinished then is recovered at the next start).
+  int64_t shutdown_grace_ms = 10'000;
 };
 
 // Outbound connections to providers (the host transport).
@@ -52,14 +55,30 @@ struct OutboundConfig {
 struct StoreConfig {
   std::string data_dir = "data";     // resolved against the config file's folder
   int64_t retention_ms = 7 * 86'400'000LL;  // how long finished messages (and their idempotency keys) live
+  int64_t max_bytes = 0;                    // store.max_size: the database's size limit; 0: the disk's
+};
+
+// How long a channel keeps trying one delivery that fails transiently (retry, 5xx, timeout). The waits are
+// full-jitter exponential: random(0, min(cap, base * 2^n)); a provider's Retry-After replaces the draw.
+struct RetryPolicy {
+  int64_t base_ms = 5000;
+  int64_t cap_ms = 3'600'000;
+  int max_attempts = 5;                // attempts on the channel; then the next channel, or dead
+  int64_t max_age_ms = 86'400'000;     // since the first attempt on the channel; then as above
+};
+
+// Per channel: consecutive transport failures or 5xx answers that open the circuit; while open, one
+// delivery per probe_interval tries the provider (half-open) and the rest wait without using attempts.
+struct CircuitBreakerConfig {
+  int failures = 5;  // 0: no circuit breaker
+  int64_t probe_interval_ms = 10'000;
 };
 
 struct DispatcherConfig {
   int workers = 4;
   int claim_batch = 64;
   int64_t poll_interval_ms = 1000;
-  int max_attempts = 5;
-  int64_t retry_base_ms = 5000;
+  RetryPolicy retry;  // every channel's default (dispatcher.max_attempts, retry_base, retry_cap, retry_max_age)
 };
 
 struct ApiKey {
@@ -88,6 +107,8 @@ struct ChannelConfig {
   // (plugins with on_build_batch, e.g. LINE multicast); 0: never batch.
   int64_t batch_window_ms = 0;
   Location batch_window_at;
+  RetryPolicy retry;  // the dispatcher's, with this channel's `retry:` overrides
+  CircuitBreakerConfig circuit_breaker;
   Location at;
   Location settings_at;
   int index = 0;

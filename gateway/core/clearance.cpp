@@ -1,5 +1,6 @@
 #include "core/clearance.hpp"
 
+#include <algorithm>
 #include <functional>
 #include <stdexcept>
 
@@ -10,10 +11,21 @@ Clearance::Clearance(store::Store& store, const policy::PolicyConfig& config, co
   auto zone = policy::TimeZone::load(config.default_timezone);
   if (!zone) throw std::runtime_error("policy.default_timezone: unknown time zone " + config.default_timezone);
   default_zone_ = *zone;
-  lookup_ = [this](const std::string& name) -> std::optional<policy::ChannelView> {
+}
+
+policy::ChannelLookup Clearance::lookup(int64_t now_ms) const {
+  return [this, now_ms](const std::string& name) -> std::optional<policy::ChannelView> {
     const plugin::Channel* c = channels_.find(name);
     if (c == nullptr) return std::nullopt;
-    return policy::ChannelView{c->contact(), c->ready()};
+    policy::ChannelView view{c->contact(), c->ready()};
+    const transport::CircuitBreaker& circuit = c->circuit();
+    if (!circuit.would_admit(now_ms)) {
+      view.circuit_open_until_ms = std::max(now_ms + 1, circuit.next_probe_ms());
+      // Spread the waiting messages' return over how long it has been open (at most a minute): the
+      // longer the outage, the fewer of them come back to find it still open at each probe.
+      view.circuit_spread_ms = std::min<int64_t>(60'000, circuit.open_for_ms(now_ms));
+    }
+    return view;
   };
 }
 
@@ -64,9 +76,10 @@ std::mutex& Clearance::stripe(const std::string& recipient_id) {
 
 policy::Decision Clearance::clear(const Message& m, int from_index, int64_t now_ms, double jitter, bool take_slot,
                                   bool explain) {
+  policy::ChannelLookup channels = lookup(now_ms);
   auto decide = [&] {
     policy::RecipientState state = load_state(m, now_ms);
-    return policy::decide({m, from_index, state, config_, lookup_, zone_for(m), now_ms, jitter, explain});
+    return policy::decide({m, from_index, state, config_, channels, zone_for(m), now_ms, jitter, explain});
   };
   if (!take_slot) return decide();
   std::lock_guard lock(stripe(m.recipient.id));

@@ -40,11 +40,12 @@ class Clearance {
  private:
   policy::RecipientState load_state(const Message& message, int64_t now_ms) const;
   std::mutex& stripe(const std::string& recipient_id);
+  // What routing sees of each configured channel at `now_ms` (readiness, circuit state).
+  policy::ChannelLookup lookup(int64_t now_ms) const;
 
   store::Store& store_;
   const policy::PolicyConfig& config_;
   const plugin::Registry& channels_;
-  policy::ChannelLookup lookup_;
   policy::TimeZone default_zone_;
   std::array<std::mutex, 64> stripes_;
 };

@@ -51,7 +51,7 @@ store::Transition decide_without_attempt(const store::MessageRecord& record, con
 }
 
 store::Transition decide_after_attempt(const store::MessageRecord& record, const Message& message, const Route& route,
-                                       const plugin::DeliveryOutcome& outcome, const config::DispatcherConfig& config,
+                                       const plugin::DeliveryOutcome& outcome, const config::RetryPolicy& retry,
                                        int64_t dispatched_at_ms, int64_t now_ms, double jitter) {
   store::Transition t;
   t.message_id = record.id;
@@ -73,32 +73,49 @@ store::Transition decide_after_attempt(const store::MessageRecord& record, const
     }
     case plugin::OutcomeKind::retry: {
       t.last_reason = outcome.reason;
-      if (record.attempts >= config.max_attempts) {
-        t.to = store::State::failed;
-        t.events.push_back({"failed", Json{{"channel", route.channel},
-                                           {"reason", "max_attempts"},
-                                           {"attempts", record.attempts},
-                                           {"last_reason", outcome.reason}}
-                                          .dump()});
-        return t;
-      }
       // Full jitter (wait = random(0, min(cap, base * 2^n))): retries of many messages do not synchronise.
-      int64_t cap = 3'600'000;
-      int64_t ceiling = std::min<int64_t>(cap, config.retry_base_ms << std::min(record.attempts - 1, 20));
+      int n = std::clamp(record.channel_attempts - 1, 0, 40);
+      int64_t ceiling = retry.cap_ms;
+      if (n < 40 && retry.base_ms <= (retry.cap_ms >> n)) ceiling = retry.base_ms << n;
       int64_t wait = outcome.retry_after_ms > 0 ? outcome.retry_after_ms
                                                 : std::max<int64_t>(1, static_cast<int64_t>(jitter * ceiling));
-      t.to = store::State::scheduled;
-      t.due_at_ms = now_ms + wait;
-      if (message.expires_at_ms && t.due_at_ms >= *message.expires_at_ms) {
+      int64_t due = now_ms + wait;
+      if (message.expires_at_ms && due >= *message.expires_at_ms) {
         t.to = store::State::failed;
         t.events.push_back(
             {"failed", Json{{"channel", route.channel}, {"reason", "expired"}, {"last_reason", outcome.reason}}.dump()});
         return t;
       }
-      t.events.push_back({"retry_scheduled", Json{{"channel", route.channel},
-                                                  {"reason", outcome.reason},
-                                                  {"until", format_rfc3339_ms(t.due_at_ms)}}
-                                                 .dump()});
+      int64_t since = record.channel_since_ms.value_or(dispatched_at_ms);
+      const char* spent = record.channel_attempts >= retry.max_attempts ? "max_attempts"
+                          : due - since > retry.max_age_ms             ? "max_age"
+                                                                       : nullptr;
+      if (spent == nullptr) {
+        t.to = store::State::scheduled;
+        t.due_at_ms = due;
+        t.events.push_back({"retry_scheduled", Json{{"channel", route.channel},
+                                                    {"reason", outcome.reason},
+                                                    {"until", format_rfc3339_ms(t.due_at_ms)}}
+                                                   .dump()});
+        return t;
+      }
+      Json given_up = {{"channel", route.channel},
+                       {"reason", spent},
+                       {"attempts", record.channel_attempts},
+                       {"since", format_rfc3339_ms(since)},
+                       {"last_reason", outcome.reason}};
+      if (route.channel_index + 1 < static_cast<int>(message.channels.size())) {
+        t.to = store::State::scheduled;
+        t.channel_index = route.channel_index + 1;
+        t.next_channel = true;
+        t.due_at_ms = now_ms;
+        given_up["fallback_to"] = message.channels[route.channel_index + 1];
+        t.events.push_back({"attempt_failed", given_up.dump()});
+        return t;
+      }
+      // A dead letter: kept with the last provider answer (last_reason) for an operator to replay.
+      t.to = store::State::dead;
+      t.events.push_back({"dead", given_up.dump()});
       return t;
     }
     case plugin::OutcomeKind::permanent: {
@@ -109,6 +126,7 @@ store::Transition decide_after_attempt(const store::MessageRecord& record, const
         // Fallback: the next channel in the message's preference order gets its turn now.
         t.to = store::State::scheduled;
         t.channel_index = route.channel_index + 1;
+        t.next_channel = true;
         t.due_at_ms = now_ms;
         failed["fallback_to"] = message.channels[route.channel_index + 1];
         t.events.push_back({"attempt_failed", failed.dump()});
@@ -159,19 +177,44 @@ void Dispatcher::start() {
   for (int i = 0; i < config_.workers; ++i) workers_.emplace_back([this] { work(); });
 }
 
-void Dispatcher::stop() {
+bool Dispatcher::stop(int64_t grace_ms) {
+  std::deque<store::MessageRecord> unstarted;
   {
     std::lock_guard lock(mutex_);
-    if (stopping_) return;
+    if (stopping_) return true;
     stopping_ = true;
+    unstarted.swap(work_);
+    in_flight_ -= static_cast<int64_t>(unstarted.size());
   }
   wake_.notify_all();
   work_ready_.notify_all();
+  // Claimed but never started: back to scheduled, giving the claim's attempt back. Only these records,
+  // by their claim: another dispatcher (a reload's) may already hold claims of its own.
+  int64_t now = clock_.now_ms();
+  for (const auto& r : unstarted) {
+    store::Transition t;
+    t.message_id = r.id;
+    t.attempt = r.attempts;
+    t.no_attempt = true;
+    t.to = store::State::scheduled;
+    t.channel = r.channel;
+    t.channel_index = r.channel_index;
+    t.due_at_ms = now;
+    t.events.push_back({"requeued", R"({"reason":"claimed, not started, when the dispatcher stopped"})"});
+    store_.apply(std::move(t), now, nullptr);
+  }
   if (loop_.joinable()) loop_.join();
+  if (grace_ms >= 0) {
+    std::unique_lock lock(mutex_);
+    if (!idle_.wait_for(lock, std::chrono::milliseconds(grace_ms), [&] { return in_flight_ == 0; })) {
+      for (auto& w : workers_) w.detach();
+      workers_.clear();
+      return false;
+    }
+  }
   for (auto& w : workers_)
     if (w.joinable()) w.join();
-  // Claimed but never started: back to scheduled so the next start delivers them.
-  if (!work_.empty()) store_.requeue_in_flight(clock_.now_ms());
+  return true;
 }
 
 void Dispatcher::wake() {
@@ -192,6 +235,9 @@ void Dispatcher::run() {
     woken_ = false;
     int64_t free_slots = capacity - in_flight_;
     int64_t now = clock_.now_ms();
+    lock.unlock();
+    record_again(now);
+    lock.lock();
     if (free_slots >= refill_at) {
       lock.unlock();
       auto claimed = store_.claim_due(now, static_cast<int>(std::min<int64_t>(free_slots, config_.claim_batch)));
@@ -230,7 +276,10 @@ void Dispatcher::work() {
       work_.pop_front();
     }
     process(record);
-    --in_flight_;
+    {
+      std::lock_guard lock(mutex_);
+      if (--in_flight_ == 0) idle_.notify_all();
+    }
     wake();
   }
 }
@@ -242,8 +291,7 @@ void Dispatcher::process(const store::MessageRecord& record) {
   stored.templates_available = true;
   ParsedMessage parsed = json.is_discarded() ? ParsedMessage{} : parse_message(json, stored);
   if (!parsed.message) {
-    store_.apply(fail_before_attempt(record, "unreadable_payload", R"({"reason":"unreadable_payload"})"), started,
-                 nullptr);
+    this->record(fail_before_attempt(record, "unreadable_payload", R"({"reason":"unreadable_payload"})"), started);
     return;
   }
   Message& message = *parsed.message;
@@ -257,10 +305,11 @@ void Dispatcher::process(const store::MessageRecord& record) {
     // now, so give it back; a later clearance takes it again. (Deferrals give back their attempt, so
     // attempts > 1 means an earlier claim cleared this message.)
     if (record.attempts > 1) clearance_.release(message);
-    store_.apply(decide_without_attempt(record, decision), started, nullptr);
+    this->record(decide_without_attempt(record, decision), started);
     return;
   }
   Route route = route_of(decision);
+  plugin::Channel* channel = channels_.find(route.channel);
   plugin::DeliveryOutcome outcome;
   render::RenderResult rendered = render::render(message, route.channel, templates_, missing_variable_is_error_);
   if (!rendered.fields) {
@@ -270,18 +319,65 @@ void Dispatcher::process(const store::MessageRecord& record) {
   } else {
     plugin::DeliveryRequest delivery = make_delivery(record, message, route);
     delivery.content = std::move(*rendered.fields);
-    outcome = channels_.find(route.channel)->deliver(delivery);
+    outcome = channel->deliver(delivery);
   }
   int64_t now = clock_.now_ms();
-  store::Transition t = decide_after_attempt(record, message, route, outcome, config_, started, now, unit(rng));
-  if (t.to == store::State::failed || outcome.kind == plugin::OutcomeKind::permanent) clearance_.release(message);
+  if (outcome.circuit_open) {
+    // The circuit opened (or another delivery took the probe) between routing and sending: nothing was
+    // sent, so this is a wait like the policy's, not an attempt.
+    clearance_.release(message);
+    policy::Decision wait;
+    wait.verdict = policy::Verdict::defer;
+    wait.reason = "circuit_open";
+    wait.until_ms = now + outcome.retry_after_ms +
+                    static_cast<int64_t>(unit(rng) * std::min<int64_t>(60'000, channel->circuit().open_for_ms(now)));
+    wait.detail = {{"reason", "circuit_open"},
+                   {"rule", "circuit_breaker." + route.channel},
+                   {"channel", route.channel},
+                   {"until", format_rfc3339_ms(wait.until_ms)}};
+    store::Transition t = decide_without_attempt(record, wait);
+    if (listener_) listener_(route.channel, outcome, t);
+    this->record(std::move(t), now);
+    return;
+  }
+  store::Transition t =
+      decide_after_attempt(record, message, route, outcome, channel->retry_policy(), started, now, unit(rng));
+  if (t.to == store::State::failed || t.to == store::State::dead || outcome.kind == plugin::OutcomeKind::permanent)
+    clearance_.release(message);
   if (outcome.kind == plugin::OutcomeKind::permanent && outcome.deactivate_contact) {
     // The provider says the contact point is dead (hard bounce, unregistered token): never use it again.
     store_.add_suppression({route.contact, outcome.reason, "channel." + route.channel, now}, nullptr);
     t.events.push_back({"contact_deactivated",
                         Json{{"channel", route.channel}, {"contact", route.contact}, {"reason", outcome.reason}}.dump()});
   }
-  store_.apply(std::move(t), now, nullptr);
+  if (listener_) listener_(route.channel, outcome, t);
+  this->record(std::move(t), now);
+}
+
+void Dispatcher::record(store::Transition t, int64_t now_ms) {
+  auto kept = std::make_shared<store::Transition>(t);
+  store_.apply(std::move(t), now_ms, [this, kept](bool ok) {
+    if (ok) return;
+    std::lock_guard lock(unrecorded_mutex_);
+    unrecorded_.push_back(std::move(*kept));
+  });
+}
+
+void Dispatcher::record_again(int64_t now_ms) {
+  std::vector<store::Transition> again;
+  {
+    std::lock_guard lock(unrecorded_mutex_);
+    if (unrecorded_.empty() || now_ms < next_record_again_ms_) return;
+    again.swap(unrecorded_);
+    next_record_again_ms_ = now_ms + 1000;  // a full disk is not fixed in a millisecond
+  }
+  log::warn("dispatcher", "recording " + std::to_string(again.size()) + " delivery outcomes the store refused before");
+  for (auto& t : again) record(std::move(t), now_ms);
+}
+
+int64_t Dispatcher::unrecorded() const {
+  std::lock_guard lock(unrecorded_mutex_);
+  return static_cast<int64_t>(unrecorded_.size());
 }
 
 }  // namespace tayori::core

@@ -35,9 +35,11 @@ struct Route {
 Route route_of(const policy::Decision& decision);
 
 // What one attempt's outcome means for the message: the transition to record (state, events, next due).
-// `jitter` in [0,1) spreads retries (full jitter); tests pass a fixed value.
+// A retry waits random(0, min(cap, base * 2^n)) (full jitter), or the provider's Retry-After; once the
+// channel's budget (`retry`: max_attempts, max_age) is spent the next channel takes over, and after the
+// last the message is dead. `jitter` in [0,1) is the random draw; tests pass a fixed value.
 store::Transition decide_after_attempt(const store::MessageRecord& record, const Message& message, const Route& route,
-                                       const plugin::DeliveryOutcome& outcome, const config::DispatcherConfig& config,
+                                       const plugin::DeliveryOutcome& outcome, const config::RetryPolicy& retry,
                                        int64_t dispatched_at_ms, int64_t now_ms, double jitter);
 
 // A message that cannot be attempted at all (unreadable): fail it, saying why.
@@ -51,6 +53,10 @@ store::Transition decide_without_attempt(const store::MessageRecord& record, con
 // The delivery handed to a plugin, built from the message and the chosen route.
 plugin::DeliveryRequest make_delivery(const store::MessageRecord& record, const Message& message, const Route& route);
 
+// What the dispatcher made of one delivery's outcome (metrics: retries by channel and cause, dead letters).
+using OutcomeListener =
+    std::function<void(const std::string& channel, const plugin::DeliveryOutcome& outcome, const store::Transition& t)>;
+
 // ---- The loop ------------------------------------------------------------------------------------
 
 class Dispatcher {
@@ -61,8 +67,16 @@ class Dispatcher {
   ~Dispatcher();
 
   void start();
-  void stop();   // finishes deliveries in flight, then returns
+  // Stops claiming; puts back what was claimed but not started; waits up to `grace_ms` for deliveries in
+  // flight to finish and be recorded. False when some are still running at the deadline: the threads are
+  // still running them, and a process that exits anyway leaves them `dispatched` for the next start to
+  // requeue (requeue_in_flight). Without a deadline it waits for them all.
+  bool stop(int64_t grace_ms = -1);
   void wake();   // something became due: look now instead of at the next poll
+  // Set before start().
+  void set_outcome_listener(OutcomeListener listener) { listener_ = std::move(listener); }
+  // Transitions the store could not record yet (disk full, I/O error); retried until it can.
+  int64_t unrecorded() const;
 
   int64_t in_flight() const { return in_flight_; }
 
@@ -70,6 +84,10 @@ class Dispatcher {
   void run();
   void work();
   void process(const store::MessageRecord& record);
+  // Records `t`; when the store cannot, keeps it to try again (the message stays `dispatched` meanwhile,
+  // and a restart requeues it).
+  void record(store::Transition t, int64_t now_ms);
+  void record_again(int64_t now_ms);
 
   store::Store& store_;
   const plugin::Registry& channels_;
@@ -82,10 +100,15 @@ class Dispatcher {
   std::mutex mutex_;
   std::condition_variable wake_;
   std::condition_variable work_ready_;
+  std::condition_variable idle_;  // in_flight_ reached 0 (stop waits for it)
   std::deque<store::MessageRecord> work_;
   bool stopping_ = false;
   bool woken_ = false;
   std::atomic<int64_t> in_flight_{0};
+  OutcomeListener listener_;
+  mutable std::mutex unrecorded_mutex_;
+  std::vector<store::Transition> unrecorded_;
+  int64_t next_record_again_ms_ = 0;
   std::thread loop_;
   std::vector<std::thread> workers_;
 };

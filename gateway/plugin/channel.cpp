@@ -205,6 +205,22 @@ transport::Response exchange(transport::HttpTransport& transport, transport::Req
   return future.get();
 }
 
+// Did the provider fail as a whole (the circuit breaker counts these), rather than answer? A transport
+// error, an HTTP 5xx, or SMTP 421 (RFC 5321 §4.2.2: service not available). A 4xx, or an SMTP 5xx
+// refusing one recipient, is an answer from a provider that is up.
+bool provider_failed(transport::RequestKind kind, const transport::Response& r) {
+  if (r.transport_error != 0) return true;
+  return kind == transport::RequestKind::Smtp ? r.status == 421 : r.status >= 500;
+}
+
+// The metrics word for a retry the plugin made of this answer (DeliveryOutcome::cause).
+std::string retry_cause(const transport::Response& r) {
+  if (r.transport_error != 0) return "transport_error";
+  if (r.status >= 500 || r.status == 421) return "server_error";
+  if (r.status == 429) return "throttled";
+  return "refused";
+}
+
 // Calls `use` with the C view of a transport response (valid only during the call).
 template <class F>
 auto with_response(const transport::Response& r, F&& use) {
@@ -429,12 +445,31 @@ DeliveryOutcome Channel::deliver(const DeliveryRequest& r) {
   d.unsubscribe_url = view(unsubscribe_url);
   d.callback_url = view(callback_url);
 
+  int64_t now = clock_.now_ms();
+  if (!circuit_.admit(now)) {
+    DeliveryOutcome waiting;
+    waiting.reason = waiting.cause = "circuit_open";
+    waiting.circuit_open = true;
+    waiting.retry_after_ms = std::max<int64_t>(1, circuit_.next_probe_ms() - now);
+    return waiting;
+  }
   const tayori_plugin& p = library_->descriptor();
   if (p.on_deliver == nullptr)
     return batch_window_ms_ > 0 && transport_ != nullptr && library_->batches() ? deliver_batched(d)
                                                                                 : deliver_through_transport(d);
+  // A direct-delivery plugin owns its I/O: a retry is the only sign of a provider in trouble it gives.
   OutcomeBuffers buffers;
-  return to_outcome(p.on_deliver(instance_, &d, &buffers.out), buffers.out);
+  DeliveryOutcome outcome = to_outcome(p.on_deliver(instance_, &d, &buffers.out), buffers.out);
+  circuit_.record(outcome.kind == OutcomeKind::retry, clock_.now_ms());
+  if (outcome.kind == OutcomeKind::retry) outcome.cause = "plugin";
+  return outcome;
+}
+
+transport::Response Channel::send(transport::Request request) {
+  transport::RequestKind kind = request.kind;
+  transport::Response r = exchange(*transport_, std::move(request));
+  circuit_.record(provider_failed(kind, r), clock_.now_ms());
+  return r;
 }
 
 DeliveryOutcome Channel::deliver_through_transport(const tayori_delivery& d) {
@@ -450,11 +485,13 @@ DeliveryOutcome Channel::deliver_through_transport(const tayori_delivery& d) {
   char error[512] = {0};
   tayori_status st = p.on_build(instance_, &d, &sink, tayori_error_buf{error, sizeof error});
   if (st != TAYORI_OK || collected.requests.empty()) {
+    circuit_.release(clock_.now_ms());  // nothing reached the provider: a probe learnt nothing
     // Nothing was sent: what the plugin cannot build now it will not build on a retry either -- unless it
     // says TAYORI_RETRY_LATER (a prerequisite such as an OAuth grant failed for a transient reason).
     if (st == TAYORI_RETRY_LATER) {
       result.kind = OutcomeKind::retry;
       result.reason = error[0] ? std::string(error) : "plugin: build: retry later";
+      result.cause = "prerequisite";
       return result;
     }
     result.kind = OutcomeKind::permanent;
@@ -465,12 +502,13 @@ DeliveryOutcome Channel::deliver_through_transport(const tayori_delivery& d) {
   }
   // 2. Send each request in turn. The first answer that is not "delivered" decides.
   for (auto& req : collected.requests) {
-    transport::Response r = exchange(*transport_, std::move(req));
+    transport::Response r = send(std::move(req));
     // 3. The plugin reads the provider's answer.
     OutcomeBuffers buffers;
     result = with_response(r, [&](const tayori_response* resp) {
       return to_outcome(p.on_classify(instance_, &d, resp, &buffers.out), buffers.out);
     });
+    if (result.kind == OutcomeKind::retry) result.cause = retry_cause(r);
     if (result.kind != OutcomeKind::delivered) return result;
   }
   return result;
@@ -562,9 +600,11 @@ void Channel::send_batch(const std::vector<BatchMember*>& members) {
   tayori_status st =
       p.on_build_batch(instance_, deliveries.data(), deliveries.size(), &sink, tayori_error_buf{error, sizeof error});
   if (st == TAYORI_RETRY_LATER) {  // a prerequisite (an OAuth grant) failed for now: nothing was sent
+    circuit_.release(clock_.now_ms());
     for (BatchMember* m : members) {
       m->outcome.kind = OutcomeKind::retry;
       m->outcome.reason = error[0] ? std::string(error) : "plugin: build: retry later";
+      m->outcome.cause = "prerequisite";
     }
     return;
   }
@@ -582,11 +622,12 @@ void Channel::send_batch(const std::vector<BatchMember*>& members) {
     return;
   }
   ++batches_sent_;
-  transport::Response r = exchange(*transport_, std::move(collected.requests.front()));
+  transport::Response r = send(std::move(collected.requests.front()));
   with_response(r, [&](const tayori_response* resp) {
     for (BatchMember* m : members) {
       OutcomeBuffers buffers;
       m->outcome = to_outcome(p.on_classify(instance_, m->delivery, resp, &buffers.out), buffers.out);
+      if (m->outcome.kind == OutcomeKind::retry) m->outcome.cause = retry_cause(r);
       // A refused request delivered nothing, and a batch answer cannot name the recipient at fault.
       m->alone = m->outcome.kind == OutcomeKind::permanent;
     }
@@ -761,6 +802,8 @@ RegistryResult build_registry(const config::Config& config, const Clock& clock, 
     }
     auto channel = std::make_unique<Channel>(ch.name, contact, lib, host);
     channel->set_batch_window_ms(ch.batch_window_ms);
+    channel->set_retry_policy(ch.retry);
+    channel->set_circuit_breaker(ch.circuit_breaker);
     if (transport != nullptr && (ch.concurrency > 0 || ch.rate_per_second > 0)) {
       transport::PoolOptions pool;
       pool.max_concurrent = ch.concurrency;

@@ -17,10 +17,13 @@
 #include "config/config.hpp"
 
 #include "links/links.hpp"
+#include "transport/circuit_breaker.hpp"
 #include "transport/crypto.hpp"
 
 namespace tayori::transport {
 class HttpTransport;
+struct Request;
+struct Response;
 }
 
 namespace tayori::plugin {
@@ -88,6 +91,13 @@ struct DeliveryOutcome {
   std::string provider_message_id;
   int64_t retry_after_ms = 0;
   bool deactivate_contact = false;
+  // For a retry: what kind of trouble, a short fixed word for metrics labels (the reason is free text):
+  // transport_error, server_error (5xx), throttled (429), refused (another answer the plugin retries),
+  // prerequisite (the plugin could not build the request now), plugin (a direct-delivery plugin's retry).
+  std::string cause;
+  // The channel's circuit is open and this delivery was not the probe: nothing was sent, no attempt was
+  // used; retry_after_ms says when the next probe may go.
+  bool circuit_open = false;
 };
 
 // One configured channel: a plugin instance with its name and the recipient contact it uses.
@@ -126,6 +136,13 @@ class Channel {
   // Tokens minted through host_token (for tests and metrics).
   uint64_t tokens_minted() const { return tokens_.mint_count(); }
 
+  // How long a delivery that fails transiently keeps being retried on this channel (YAML `retry`).
+  void set_retry_policy(const config::RetryPolicy& policy) { retry_ = policy; }
+  const config::RetryPolicy& retry_policy() const { return retry_; }
+  // YAML `circuit_breaker`; set before the first delivery.
+  void set_circuit_breaker(const config::CircuitBreakerConfig& config) { circuit_.configure(config); }
+  const transport::CircuitBreaker& circuit() const { return circuit_; }
+
   struct HostServices;  // the tayori_host callbacks; defined in channel.cpp
 
  private:
@@ -138,6 +155,8 @@ class Channel {
   DeliveryOutcome deliver_batched(const tayori_delivery& delivery);
   // The leader's work: on_build_batch -> one request -> on_classify per member; fills every member's verdict.
   void send_batch(const std::vector<BatchMember*>& members);
+  // One request to the provider, its answer told to the circuit breaker.
+  transport::Response send(transport::Request request);
 
   std::string name_;
   std::string contact_;
@@ -149,6 +168,8 @@ class Channel {
   transport::TokenCache tokens_;
   tayori_host host_{};
   void* instance_ = nullptr;
+  config::RetryPolicy retry_;
+  transport::CircuitBreaker circuit_;
 
   int64_t batch_window_ms_ = 0;
   std::atomic<uint64_t> batches_sent_{0};

@@ -177,8 +177,10 @@ Decision decide(const DecisionInput& in) {
     return d;
   }
 
-  // Route: the first channel with a usable, unsuppressed, consented contact.
+  // Route: the first channel with a usable, unsuppressed, consented contact whose circuit is closed.
   Json skipped = Json::array();
+  int64_t circuit_wait_until = 0;  // the earliest a circuit-open channel that could take the message reopens
+  std::string circuit_channel;
   for (int i = std::max(0, in.from_index); i < static_cast<int>(m.channels.size()); ++i) {
     const std::string& name = m.channels[i];
     // `make` builds the trace step (only when explaining); the skip itself is always recorded.
@@ -231,10 +233,34 @@ Decision decide(const DecisionInput& in) {
       continue;
     }
     note(consent_step);
+    if (view->circuit_open_until_ms > 0) {
+      // Checked last: a channel the message could never use is skipped for that reason, not this one.
+      int64_t until = view->circuit_open_until_ms + static_cast<int64_t>(in.jitter * view->circuit_spread_ms);
+      skip("circuit_open", "circuit_breaker." + name, [&] {
+        return TraceStep{"route", name, "", "", {{"reason", "circuit_open"}, {"until", format_rfc3339_ms(until)}}};
+      });
+      if (circuit_channel.empty() || until < circuit_wait_until) {
+        circuit_wait_until = until;
+        circuit_channel = name;
+      }
+      continue;
+    }
     d.channel_index = i;
     d.channel = name;
     d.contact = *contact;
     break;
+  }
+  if (d.channel.empty() && !circuit_channel.empty()) {
+    // A provider outage is not the recipient's doing: wait for the channel, without using an attempt.
+    bool expires_first = m.expires_at_ms && *m.expires_at_ms <= circuit_wait_until;
+    d.verdict = expires_first ? Verdict::suppress : Verdict::defer;
+    d.reason = expires_first ? "expired" : "circuit_open";
+    d.rule = "circuit_breaker." + circuit_channel;
+    d.until_ms = circuit_wait_until;
+    d.detail = {{"reason", d.reason}, {"rule", d.rule}, {"channel", circuit_channel},
+                {"until", format_rfc3339_ms(circuit_wait_until)}, {"skipped", skipped}};
+    if (expires_first) d.detail["expires_first"] = true;
+    return d;
   }
   if (d.channel.empty()) {
     d.verdict = Verdict::suppress;

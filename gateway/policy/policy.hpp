@@ -105,7 +105,12 @@ struct RecipientState {
 
 struct ChannelView {
   std::string contact_kind;
-  bool available = true;  // false: circuit open or down (then skipped like a missing contact)
+  bool available = true;  // false: down (its plugin instance is not ready); skipped like a missing contact
+  // Its circuit breaker is open (transport/circuit_breaker.hpp): the channel is passed over for now, and a
+  // message that no other channel can take waits until then, spread over `circuit_spread_ms` so the
+  // waiting messages do not all return at the same moment. 0: closed (or a probe may go now).
+  int64_t circuit_open_until_ms = 0;
+  int64_t circuit_spread_ms = 0;
 };
 using ChannelLookup = std::function<std::optional<ChannelView>(const std::string& name)>;
 

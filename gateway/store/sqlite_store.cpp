@@ -24,6 +24,7 @@ std::string_view to_string(State s) {
     case State::failed: return "failed";
     case State::cancelled: return "cancelled";
     case State::suppressed: return "suppressed";
+    case State::dead: return "dead";
   }
   return "unknown";
 }
@@ -35,7 +36,8 @@ std::optional<State> parse_state(std::string_view s) {
 }
 
 bool is_final(State s) {
-  return s == State::delivered || s == State::failed || s == State::cancelled || s == State::suppressed;
+  return s == State::delivered || s == State::failed || s == State::cancelled || s == State::suppressed ||
+         s == State::dead;
 }
 
 namespace {
@@ -213,11 +215,23 @@ const char* const kMigrations[] = {
     ) WITHOUT ROWID;
     CREATE INDEX cap_slots_at ON cap_slots(at);
     )sql",
+    // 3: delivery that survives: a retry budget per channel, dead letters listed by state and channel.
+    R"sql(
+    ALTER TABLE messages ADD COLUMN channel_attempts INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE messages ADD COLUMN channel_since INTEGER;
+    DROP INDEX messages_finished;
+    CREATE INDEX messages_finished ON messages(updated_at)
+      WHERE state IN ('delivered', 'failed', 'cancelled', 'suppressed', 'dead');
+    CREATE INDEX messages_state_channel ON messages(state, channel, id);
+    )sql",
 };
+
+// The states purge_finished removes once retention has passed (is_final).
+const std::string kFinishedStates = "('delivered','failed','cancelled','suppressed','dead')";
 
 const char* kSelectMessage =
     "SELECT id, api_key, payload_hash, payload, state, channel_index, channel, attempts, created_at, updated_at, "
-    "due_at, send_at, expires_at, last_reason FROM messages";
+    "due_at, send_at, expires_at, last_reason, channel_attempts, channel_since FROM messages";
 
 MessageRecord read_message(Statement& s) {
   MessageRecord r;
@@ -235,6 +249,8 @@ MessageRecord read_message(Statement& s) {
   r.send_at_ms = s.opt_int64(11);
   r.expires_at_ms = s.opt_int64(12);
   r.last_reason = s.text(13);
+  r.channel_attempts = static_cast<int>(s.int64(14));
+  r.channel_since_ms = s.opt_int64(15);
   return r;
 }
 
@@ -254,6 +270,7 @@ class SqliteStore final : public Store {
     // FULL: in WAL mode the WAL is synced at every commit, so a commit that returned survives power loss.
     writer_conn_.exec(options.synchronous_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
     migrate();
+    if (options.max_bytes > 0) limit_size(options.max_bytes);
     writer_ = std::thread([this] { write_loop(); });
   }
 
@@ -308,10 +325,14 @@ class SqliteStore final : public Store {
     submit(
         [shared, now_ms](Connection& c) {
           const Transition& t = *shared;
+          // A fallback starts the new channel's retry budget afresh; a claim that made no attempt gives its
+          // attempt back (and the channel's first-claim time, when it was that claim).
           c.prepare(
                "UPDATE messages SET state = ?2, channel = ?3, channel_index = ?4, due_at = ?5, last_reason = ?6, "
-               "updated_at = ?7, attempts = attempts - ?9 WHERE id = ?1 AND state = 'dispatched' "
-               "AND (?8 = 0 OR attempts = ?8)")
+               "updated_at = ?7, attempts = attempts - ?9, "
+               "channel_since = CASE WHEN ?10 OR (?9 AND channel_attempts = 1) THEN NULL ELSE channel_since END, "
+               "channel_attempts = CASE WHEN ?10 THEN 0 ELSE channel_attempts - ?9 END "
+               "WHERE id = ?1 AND state = 'dispatched' AND (?8 = 0 OR attempts = ?8)")
               .bind(1, t.message_id)
               .bind(2, to_string(t.to))
               .bind(3, t.channel)
@@ -321,6 +342,7 @@ class SqliteStore final : public Store {
               .bind(7, now_ms)
               .bind(8, static_cast<int64_t>(t.attempt))
               .bind(9, static_cast<int64_t>(t.no_attempt ? 1 : 0))
+              .bind(10, static_cast<int64_t>(t.next_channel ? 1 : 0))
               .exec();
           if (c.changes() == 0) return;  // cancelled, recovered or claimed again meanwhile: this verdict is stale
           for (const NewEvent& e : t.events) insert_event(c, t.message_id, e, now_ms);
@@ -334,21 +356,24 @@ class SqliteStore final : public Store {
     auto claimed = std::make_shared<std::vector<MessageRecord>>();
     bool ok = submit_and_wait([&, claimed](Connection& c) {
       claimed->clear();
-      Statement& s = c.prepare(
-                          "SELECT id, api_key, payload_hash, payload, state, channel_index, channel, attempts, "
-                          "created_at, updated_at, due_at, send_at, expires_at, last_reason FROM messages "
-                          "WHERE state = 'scheduled' AND due_at <= ?1 ORDER BY due_at LIMIT ?2")
+      static const std::string sql =
+          std::string(kSelectMessage) + " WHERE state = 'scheduled' AND due_at <= ?1 ORDER BY due_at LIMIT ?2";
+      Statement& s = c.prepare(sql.c_str())
                          .bind(1, now_ms)
                          .bind(2, static_cast<int64_t>(limit));
       while (s.step()) claimed->push_back(read_message(s));
       s.run();
       for (MessageRecord& r : *claimed) {
-        c.prepare("UPDATE messages SET state = 'dispatched', attempts = attempts + 1, updated_at = ?2 WHERE id = ?1")
+        c.prepare(
+             "UPDATE messages SET state = 'dispatched', attempts = attempts + 1, channel_attempts = channel_attempts + 1, "
+             "channel_since = COALESCE(channel_since, ?2), updated_at = ?2 WHERE id = ?1")
             .bind(1, r.id)
             .bind(2, now_ms)
             .exec();
         r.state = State::dispatched;
         r.attempts += 1;
+        r.channel_attempts += 1;
+        if (!r.channel_since_ms) r.channel_since_ms = now_ms;
       }
     });
     if (!ok) return {};
@@ -386,17 +411,68 @@ class SqliteStore final : public Store {
   int64_t purge_finished(int64_t before_ms) override {
     int64_t count = 0;
     submit_and_wait([&](Connection& c) {
-      c.prepare(
-           "DELETE FROM events WHERE message_id IN (SELECT id FROM messages WHERE state IN "
-           "('delivered','failed','cancelled','suppressed') AND updated_at < ?1)")
-          .bind(1, before_ms)
-          .exec();
-      c.prepare("DELETE FROM messages WHERE state IN ('delivered','failed','cancelled','suppressed') AND updated_at < ?1")
-          .bind(1, before_ms)
-          .exec();
+      static const std::string events_sql = "DELETE FROM events WHERE message_id IN (SELECT id FROM messages WHERE state IN " +
+                                            kFinishedStates + " AND updated_at < ?1)";
+      static const std::string messages_sql = "DELETE FROM messages WHERE state IN " + kFinishedStates + " AND updated_at < ?1";
+      c.prepare(events_sql.c_str()).bind(1, before_ms).exec();
+      c.prepare(messages_sql.c_str()).bind(1, before_ms).exec();
       count = c.changes();
     });
     return count;
+  }
+
+  std::vector<MessageRecord> list(const MessageFilter& f) override {
+    return read<std::vector<MessageRecord>>([&](Connection& c) {
+      static const std::string sql =
+          std::string(kSelectMessage) +
+          " WHERE (?1 = '' OR state = ?1) AND (?2 = '' OR channel = ?2) AND id > ?3 AND (?4 = '' OR id = ?4) "
+          "ORDER BY id LIMIT ?5";
+      Statement& s = c.prepare(sql.c_str())
+                         .bind(1, f.state ? std::string(to_string(*f.state)) : std::string())
+                         .bind(2, f.channel)
+                         .bind(3, f.after_id)
+                         .bind(4, f.id)
+                         .bind(5, static_cast<int64_t>(std::max(0, f.limit)));
+      std::vector<MessageRecord> out;
+      while (s.step()) {
+        out.push_back(read_message(s));
+        out.back().payload.clear();
+      }
+      s.run();
+      return out;
+    });
+  }
+
+  void replay(const MessageFilter& f, int64_t now_ms, const std::string& by,
+              std::function<void(bool, std::vector<std::string>)> done) override {
+    auto ids = std::make_shared<std::vector<std::string>>();
+    submit(
+        [f, now_ms, by, ids](Connection& c) {
+          ids->clear();
+          // Only dead letters and permanent failures are replayed; a filter naming another state matches none.
+          Statement& s = c.prepare(
+                              "SELECT id, state FROM messages WHERE state IN ('dead', 'failed') AND (?1 = '' OR state = ?1) "
+                              "AND (?2 = '' OR channel = ?2) AND id > ?3 AND (?4 = '' OR id = ?4) ORDER BY id LIMIT ?5")
+                             .bind(1, f.state ? std::string(to_string(*f.state)) : std::string())
+                             .bind(2, f.channel)
+                             .bind(3, f.after_id)
+                             .bind(4, f.id)
+                             .bind(5, static_cast<int64_t>(std::max(0, f.limit)));
+          std::vector<std::pair<std::string, std::string>> found;
+          while (s.step()) found.emplace_back(s.text(0), s.text(1));
+          s.run();
+          for (const auto& [id, from] : found) {
+            c.prepare(
+                 "UPDATE messages SET state = 'scheduled', due_at = ?2, updated_at = ?2, channel_index = 0, "
+                 "channel_attempts = 0, channel_since = NULL, last_reason = '' WHERE id = ?1")
+                .bind(1, id)
+                .bind(2, now_ms)
+                .exec();
+            insert_event(c, id, {"replayed", nlohmann::json{{"from", from}, {"by", by}}.dump()}, now_ms);
+            ids->push_back(id);
+          }
+        },
+        [ids, done = std::move(done)](bool ok) { done(ok, ok ? std::move(*ids) : std::vector<std::string>{}); });
   }
 
   std::optional<MessageRecord> find(const std::string& id) override {
@@ -706,6 +782,14 @@ class SqliteStore final : public Store {
       writer_conn_.exec(("PRAGMA user_version = " + std::to_string(v + 1)).c_str());
       writer_conn_.exec("COMMIT");
     }
+  }
+
+  // A database already larger than the limit stays readable; only growth fails (SQLITE_FULL).
+  void limit_size(int64_t max_bytes) {
+    Statement page_size(writer_conn_.raw(), "PRAGMA page_size");
+    page_size.step();
+    int64_t pages = std::max<int64_t>(1, max_bytes / std::max<int64_t>(512, page_size.int64(0)));
+    writer_conn_.exec(("PRAGMA max_page_count = " + std::to_string(pages)).c_str());
   }
 
   AcceptResult accept_one(Connection& c, const NewMessage& m, int64_t now_ms) {

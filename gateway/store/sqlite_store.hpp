@@ -13,6 +13,10 @@ struct SqliteOptions {
   std::string path;             // the database file; its folder must exist
   int max_group = 1024;         // operations per group commit at most
   bool synchronous_full = true; // FULL: a commit is on disk when it returns (the 202 promise)
+  // The largest the database may grow (PRAGMA max_page_count); 0: no limit but the disk. A write past it
+  // fails exactly like a full disk (SQLITE_FULL), so the operator can keep the gateway from filling the
+  // volume it shares, and the full-disk path is testable.
+  int64_t max_bytes = 0;
 };
 
 // Opens (creating and migrating as needed). Throws std::runtime_error naming the file when it cannot.

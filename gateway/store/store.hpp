@@ -20,10 +20,12 @@ namespace tayori::store {
 
 // Where a message is in its life. `accepted` and `deferred` are events, not states: an accepted or
 // deferred message is scheduled. `suppressed`: the policy decided it must not be sent (final, with why);
-// `failed`: delivery was attempted and could not succeed.
-enum class State { scheduled, dispatched, delivered, failed, cancelled, suppressed };
-inline constexpr State kAllStates[] = {State::scheduled, State::dispatched, State::delivered,
-                                       State::failed,    State::cancelled,  State::suppressed};
+// `failed`: a provider refused it for good (permanent). `dead`: every attempt allowed (max_attempts or
+// max_age of its last channel) failed transiently; a dead letter, kept with the last provider answer for
+// an operator to replay once the cause is fixed.
+enum class State { scheduled, dispatched, delivered, failed, cancelled, suppressed, dead };
+inline constexpr State kAllStates[] = {State::scheduled, State::dispatched, State::delivered, State::failed,
+                                       State::cancelled, State::suppressed, State::dead};
 std::string_view to_string(State s);
 std::optional<State> parse_state(std::string_view s);
 bool is_final(State s);
@@ -73,7 +75,9 @@ struct MessageRecord {
   State state = State::scheduled;
   int channel_index = 0;  // which of the message's channels is current (fallback moves it on)
   std::string channel;    // the channel last used, empty before the first dispatch
-  int attempts = 0;
+  int attempts = 0;          // claims of this message on any channel (the plugin's attempt number)
+  int channel_attempts = 0;  // claims on the current channel: its retry budget (max_attempts) counts these
+  std::optional<int64_t> channel_since_ms;  // the first claim on the current channel: max_age counts from it
   int64_t created_at_ms = 0;
   int64_t updated_at_ms = 0;
   int64_t due_at_ms = 0;
@@ -88,6 +92,15 @@ struct EventRecord {
   std::string type;
   int64_t at_ms = 0;
   std::string detail_json;
+};
+
+// Which messages a listing or a bulk replay is about. Empty fields match anything.
+struct MessageFilter {
+  std::optional<State> state;
+  std::string channel;   // the channel last used
+  std::string after_id;  // keyset paging: ids greater than this
+  std::string id;        // exactly this message
+  int limit = 100;
 };
 
 enum class CancelStatus { cancelled, not_found, too_late };
@@ -108,6 +121,7 @@ struct Transition {
   State to = State::delivered;
   std::string channel;
   int channel_index = 0;
+  bool next_channel = false;  // fallback: channel_index moved on, the new channel's retry budget starts afresh
   int64_t due_at_ms = 0;  // for `scheduled` (retry, fallback)
   std::string last_reason;
   std::vector<NewEvent> events;
@@ -127,6 +141,15 @@ class Store {
 
   // Group-committed. `done` may be empty.
   virtual void apply(Transition transition, int64_t now_ms, std::function<void(bool ok)> done) = 0;
+
+  // Messages matching `filter`, in id order (payloads left empty).
+  virtual std::vector<MessageRecord> list(const MessageFilter& filter) = 0;
+
+  // Group-committed. Sends dead or failed messages matching `filter` through the policy again: scheduled,
+  // due now, from their first channel with a fresh retry budget; a `replayed` event names `by`.
+  // `done(ok, ids)` lists those replayed (a message in another state is left alone).
+  virtual void replay(const MessageFilter& filter, int64_t now_ms, const std::string& by,
+                      std::function<void(bool ok, std::vector<std::string> ids)> done) = 0;
 
   // Moves up to `limit` due scheduled messages to `dispatched` (attempts + 1) and returns them. Blocks
   // until committed. The caller records the `dispatched` event with the attempt's outcome.

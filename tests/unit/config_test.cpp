@@ -116,8 +116,8 @@ TEST(ConfigLoad, FullConfigRoundTripsEveryField) {
   EXPECT_EQ(c.dispatcher.workers, 3);
   EXPECT_EQ(c.dispatcher.claim_batch, 10);
   EXPECT_EQ(c.dispatcher.poll_interval_ms, 500);
-  EXPECT_EQ(c.dispatcher.max_attempts, 7);
-  EXPECT_EQ(c.dispatcher.retry_base_ms, 2'000);
+  EXPECT_EQ(c.dispatcher.retry.max_attempts, 7);
+  EXPECT_EQ(c.dispatcher.retry.base_ms, 2'000);
 
   ASSERT_EQ(c.api_keys.size(), 2u);
   EXPECT_EQ(c.api_keys[0].name, "upstream");
@@ -178,8 +178,8 @@ TEST(ConfigLoad, DefaultsApplyWhenOptionalSectionsAreOmitted) {
   EXPECT_EQ(c.store.data_dir, "/etc/tayori/data");  // the default "data", resolved like any other
   EXPECT_EQ(c.store.retention_ms, 7 * 86'400'000LL);
   EXPECT_EQ(c.dispatcher.workers, dispatcher.workers);
-  EXPECT_EQ(c.dispatcher.max_attempts, 5);
-  EXPECT_EQ(c.dispatcher.retry_base_ms, 5'000);
+  EXPECT_EQ(c.dispatcher.retry.max_attempts, 5);
+  EXPECT_EQ(c.dispatcher.retry.base_ms, 5'000);
   EXPECT_THAT(c.plugin_dirs, IsEmpty());
   ASSERT_EQ(c.api_keys.size(), 1u);
   EXPECT_EQ(c.api_keys[0].secret, "s3cret-up");
@@ -243,7 +243,7 @@ TEST(ConfigLoad, ReportsEveryProblemAtOnceWithExactPlaces) {
                   "gw.yaml:9:18: dispatcher.poll_interval: must be at least 10ms",
                   "gw.yaml:12:14: api_keys[0].key_env: environment variable KEY_UP is not set",
                   "gw.yaml:14:11: channels[0].name: must match [a-z][a-z0-9_]* (it appears in messages and metrics)",
-                  "gw.yaml:16:5: channels[0].colour: unknown key (expected one of: name, plugin, contact, settings, concurrency, rate_limit, burst, batch_window)"));
+                  "gw.yaml:16:5: channels[0].colour: unknown key (expected one of: name, plugin, contact, settings, concurrency, rate_limit, burst, batch_window, retry, circuit_breaker)"));
   // Diagnostics carry their parts separately too.
   ASSERT_FALSE(r.errors.empty());
   for (const auto& d : r.errors) EXPECT_EQ(d.file, "gw.yaml");
@@ -296,6 +296,14 @@ INSTANTIATE_TEST_SUITE_P(
                      "gw.yaml:8:16: dispatcher.claim_batch: must be between 1 and 10000"},
         BadValueCase{"max_attempts_zero", "dispatcher:\n  max_attempts: 0\n",
                      "gw.yaml:8:17: dispatcher.max_attempts: must be between 1 and 1000"},
+        BadValueCase{"store_max_size_unitless_word", "store:\n  max_size: big\n",
+                     "gw.yaml:8:13: store.max_size: must be a size of at least 64KiB, like 512MiB or 2GiB"},
+        BadValueCase{"store_max_size_too_small", "store:\n  max_size: 1KiB\n",
+                     "gw.yaml:8:13: store.max_size: must be a size of at least 64KiB, like 512MiB or 2GiB"},
+        BadValueCase{"shutdown_grace_unitless", "server:\n  shutdown_grace: 10\n",
+                     "gw.yaml:8:19: server.shutdown_grace: must be a duration like 250ms, 10s, 5m, 24h or 7d"},
+        BadValueCase{"retry_cap_below_base", "dispatcher:\n  retry_base: 10s\n  retry_cap: 1s\n",
+                     "gw.yaml:8:3: dispatcher.retry_cap: must be at least retry_base"},
         BadValueCase{"retry_base_zero", "dispatcher:\n  retry_base: 0ms\n",
                      "gw.yaml:8:15: dispatcher.retry_base: must be at least 1ms"},
         BadValueCase{"plugin_dirs_scalar", "plugin_dirs: plugins\n",
@@ -330,12 +338,12 @@ TEST(ConfigLoad, UnknownKeysAreReportedAtEachLevel) {
           "gw.yaml:1:1: colour: unknown key (expected one of: server, outbound, store, dispatcher, api_keys, plugin_dirs, "
           "channels, policy, templates)",
           "gw.yaml:3:3: server.port: unknown key (expected one of: listen, threads, max_body_bytes, max_batch, "
-          "header_timeout, body_timeout, idle_timeout, public_url, link_secret_env, link_ttl)",
-          "gw.yaml:5:3: store.path: unknown key (expected one of: data_dir, retention)",
+          "header_timeout, body_timeout, idle_timeout, public_url, link_secret_env, link_ttl, shutdown_grace)",
+          "gw.yaml:5:3: store.path: unknown key (expected one of: data_dir, retention, max_size)",
           "gw.yaml:7:3: dispatcher.retries: unknown key (expected one of: workers, claim_batch, poll_interval, "
-          "max_attempts, retry_base)",
+          "max_attempts, retry_base, retry_cap, retry_max_age)",
           "gw.yaml:11:5: api_keys[0].key: unknown key (expected one of: name, key_env)",
-          "gw.yaml:15:5: channels[0].setting: unknown key (expected one of: name, plugin, contact, settings, concurrency, rate_limit, burst, batch_window)"));
+          "gw.yaml:15:5: channels[0].setting: unknown key (expected one of: name, plugin, contact, settings, concurrency, rate_limit, burst, batch_window, retry, circuit_breaker)"));
 }
 
 // BUG (core): a key repeated in one mapping is silently ignored. yaml-cpp keeps both pairs and
@@ -745,6 +753,67 @@ TEST(ConfigLoad, APublicUrlNeedsALinkSecret) {
   LoadResult r = load(std::string("server:\n  public_url: https://gw.example.com\n") + kMinimal, env_of(kMinimalEnv));
   EXPECT_THAT(diagnostics(r), testing::ElementsAre(testing::HasSubstr(
                                   "server.link_secret_env: is required with public_url: signed links need a key")));
+}
+
+}  // namespace
+}  // namespace tayori::config
+
+namespace tayori::config {
+namespace {
+
+TEST(ConfigLoad, ChannelsInheritTheDispatchersRetryPolicyAndMayOverrideIt) {
+  std::string yaml =
+      "dispatcher:\n"
+      "  max_attempts: 4\n"
+      "  retry_base: 2s\n"
+      "  retry_cap: 10m\n"
+      "  retry_max_age: 6h\n"
+      "server:\n"
+      "  shutdown_grace: 3s\n"
+      "store:\n"
+      "  max_size: 512MiB\n"
+      "api_keys:\n"
+      "  - name: upstream\n"
+      "    key_env: KEY_UP\n"
+      "channels:\n"
+      "  - name: email\n"
+      "    plugin: email_smtp\n"
+      "  - name: line\n"
+      "    plugin: line\n"
+      "    retry: {base: 100ms, max_attempts: 8}\n"
+      "    circuit_breaker: {failures: 2, probe_interval: 250ms}\n";
+  LoadResult r = load(yaml, env_of(kMinimalEnv));
+  ASSERT_THAT(diagnostics(r), IsEmpty());
+  const Config& c = *r.config;
+  EXPECT_EQ(c.server.shutdown_grace_ms, 3'000);
+  EXPECT_EQ(c.store.max_bytes, 512LL << 20);
+  const RetryPolicy& inherited = c.channels[0].retry;
+  EXPECT_EQ(inherited.max_attempts, 4);
+  EXPECT_EQ(inherited.base_ms, 2'000);
+  EXPECT_EQ(inherited.cap_ms, 600'000);
+  EXPECT_EQ(inherited.max_age_ms, 6 * 3'600'000);
+  EXPECT_EQ(c.channels[0].circuit_breaker.failures, 5);  // the default
+  EXPECT_EQ(c.channels[0].circuit_breaker.probe_interval_ms, 10'000);
+  const RetryPolicy& own = c.channels[1].retry;
+  EXPECT_EQ(own.max_attempts, 8);
+  EXPECT_EQ(own.base_ms, 100);
+  EXPECT_EQ(own.cap_ms, 600'000);  // not overridden: the dispatcher's
+  EXPECT_EQ(c.channels[1].circuit_breaker.failures, 2);
+  EXPECT_EQ(c.channels[1].circuit_breaker.probe_interval_ms, 250);
+}
+
+TEST(ConfigLoad, AChannelsRetryAndCircuitBreakerAreCheckedByKey) {
+  std::string yaml = std::string(kMinimal) +
+                     "    retry: {base: soon, attempts: 3}\n"
+                     "    circuit_breaker: {failures: -1, probe_interval: 1ms}\n";
+  LoadResult r = load(yaml, env_of(kMinimalEnv));
+  EXPECT_THAT(diagnostics(r),
+              UnorderedElementsAre(
+                  "gw.yaml:7:25: channels[0].retry.attempts: unknown key (expected one of: base, cap, max_attempts, "
+                  "max_age)",
+                  "gw.yaml:7:19: channels[0].retry.base: must be a duration like 250ms, 10s, 5m, 24h or 7d",
+                  "gw.yaml:8:33: channels[0].circuit_breaker.failures: must be between 0 and 1000000",
+                  "gw.yaml:8:53: channels[0].circuit_breaker.probe_interval: must be at least 10ms"));
 }
 
 }  // namespace

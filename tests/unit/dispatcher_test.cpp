@@ -181,15 +181,17 @@ store::MessageRecord record(int attempts, int channel_index = 0) {
   r.id = "order-1";
   r.state = store::State::dispatched;
   r.attempts = attempts;
+  r.channel_attempts = attempts;
+  r.channel_since_ms = kDispatchedAt;
   r.channel_index = channel_index;
   r.due_at_ms = kNow - 60'000;
   return r;
 }
 
-config::DispatcherConfig dispatcher_config(int max_attempts = 5, int64_t retry_base_ms = 1'000) {
-  config::DispatcherConfig c;
+config::RetryPolicy dispatcher_config(int max_attempts = 5, int64_t retry_base_ms = 1'000) {
+  config::RetryPolicy c;
   c.max_attempts = max_attempts;
-  c.retry_base_ms = retry_base_ms;
+  c.base_ms = retry_base_ms;
   return c;
 }
 
@@ -279,7 +281,7 @@ INSTANTIATE_TEST_SUITE_P(Table, DecideBackoff,
                                            BackoffCase{10, 5'000, 0.5, 1'280'000},   // 0.5 * 2560s (under the cap)
                                            BackoffCase{11, 5'000, 0.5, 1'800'000},   // 5120s capped at 3600s
                                            BackoffCase{40, 5'000, 0.5, 1'800'000},   // huge exponents stay capped
-                                           BackoffCase{999, 1, 0.5, 524'288},        // shift clamped at 2^20
+                                           BackoffCase{999, 1, 0.5, 1'800'000},      // no overflow: the cap holds
                                            BackoffCase{3, 1'000, 0.0, 1},            // never "now": at least 1ms
                                            BackoffCase{1, 1'000, 0.9999, 999}));     // truncated, below the ceiling
 
@@ -299,27 +301,76 @@ TEST(DecideAfterAttempt, RetryAfterIsHonouredExactly) {
   EXPECT_EQ(t.due_at_ms, kNow + 7'200'000);
 }
 
-TEST(DecideAfterAttempt, RetryAtMaxAttemptsFails) {
+TEST(DecideAfterAttempt, RetryAtMaxAttemptsFallsBackThenDies) {
   Message m = message({"email", "sms"});
+  // The channel's budget is spent: the next channel takes over at once, with a fresh budget.
   store::Transition t =
       decide_after_attempt(record(5), m, route_to(m), outcome(plugin::OutcomeKind::retry, "timeout"),
                            dispatcher_config(5), kDispatchedAt, kNow, 0.5);
-  EXPECT_EQ(t.to, store::State::failed);
+  EXPECT_EQ(t.to, store::State::scheduled);
+  EXPECT_EQ(t.channel_index, 1);
+  EXPECT_TRUE(t.next_channel);
+  EXPECT_EQ(t.due_at_ms, kNow);
   EXPECT_EQ(t.last_reason, "timeout");
-  EXPECT_EQ(t.due_at_ms, kNow - 60'000);
-  ASSERT_THAT(types(t), ElementsAre("dispatched", "failed"));
-  EXPECT_EQ(detail(t, 1),
-            (Json{{"channel", "email"}, {"reason", "max_attempts"}, {"attempts", 5}, {"last_reason", "timeout"}}));
+  ASSERT_THAT(types(t), ElementsAre("dispatched", "attempt_failed"));
+  EXPECT_EQ(detail(t, 1), (Json{{"channel", "email"},
+                                {"reason", "max_attempts"},
+                                {"attempts", 5},
+                                {"since", format_rfc3339_ms(kDispatchedAt)},
+                                {"last_reason", "timeout"},
+                                {"fallback_to", "sms"}}));
 
-  // One attempt fewer is still retried.
+  // On the last channel it is a dead letter, with the last provider answer.
+  Message alone = message({"email"});
+  t = decide_after_attempt(record(5), alone, route_to(alone), outcome(plugin::OutcomeKind::retry, "http 503: busy"),
+                           dispatcher_config(5), kDispatchedAt, kNow, 0.5);
+  EXPECT_EQ(t.to, store::State::dead);
+  EXPECT_FALSE(t.next_channel);
+  EXPECT_EQ(t.last_reason, "http 503: busy");
+  EXPECT_EQ(t.due_at_ms, kNow - 60'000);
+  ASSERT_THAT(types(t), ElementsAre("dispatched", "dead"));
+  EXPECT_EQ(detail(t, 1)["reason"], "max_attempts");
+  EXPECT_EQ(detail(t, 1)["last_reason"], "http 503: busy");
+
+  // One attempt fewer is still retried on the same channel.
   t = decide_after_attempt(record(4), m, route_to(m), outcome(plugin::OutcomeKind::retry, "timeout"),
                            dispatcher_config(5), kDispatchedAt, kNow, 0.5);
   EXPECT_EQ(t.to, store::State::scheduled);
+  EXPECT_EQ(t.channel_index, 0);
 
-  // max_attempts = 1: the first retryable failure is final.
-  t = decide_after_attempt(record(1), m, route_to(m), outcome(plugin::OutcomeKind::retry, "timeout"),
+  // max_attempts = 1: the first retryable failure spends the channel.
+  t = decide_after_attempt(record(1), alone, route_to(alone), outcome(plugin::OutcomeKind::retry, "timeout"),
                            dispatcher_config(1), kDispatchedAt, kNow, 0.5);
-  EXPECT_EQ(t.to, store::State::failed);
+  EXPECT_EQ(t.to, store::State::dead);
+}
+
+TEST(DecideAfterAttempt, MaxAgeCountsFromTheFirstAttemptOnTheChannel) {
+  Message m = message({"email"});
+  config::RetryPolicy retry = dispatcher_config(100, 1'000);
+  retry.max_age_ms = 60'000;
+  store::MessageRecord r = record(3);
+  // The next retry (0.5 * 4s = 2s) would still fall within a minute of the first attempt.
+  r.channel_since_ms = kNow - 57'000;
+  store::Transition t =
+      decide_after_attempt(r, m, route_to(m), outcome(plugin::OutcomeKind::retry, "timeout"), retry, kDispatchedAt,
+                           kNow, 0.5);
+  EXPECT_EQ(t.to, store::State::scheduled);
+  EXPECT_EQ(t.due_at_ms, kNow + 2'000);
+  // It would not: dead, by max_age.
+  r.channel_since_ms = kNow - 58'001;
+  t = decide_after_attempt(r, m, route_to(m), outcome(plugin::OutcomeKind::retry, "timeout"), retry, kDispatchedAt,
+                           kNow, 0.5);
+  EXPECT_EQ(t.to, store::State::dead);
+  EXPECT_EQ(detail(t, 1)["reason"], "max_age");
+}
+
+TEST(DecideAfterAttempt, TheChannelsCapBoundsTheWait) {
+  Message m = message({"email"});
+  config::RetryPolicy retry = dispatcher_config(100, 1'000);
+  retry.cap_ms = 10'000;
+  store::Transition t = decide_after_attempt(record(9), m, route_to(m), outcome(plugin::OutcomeKind::retry, "timeout"),
+                                             retry, kDispatchedAt, kNow, 0.5);
+  EXPECT_EQ(t.due_at_ms, kNow + 5'000);  // 0.5 * min(10s, 256s)
 }
 
 TEST(DecideAfterAttempt, RetryPastExpiryFailsAsExpired) {

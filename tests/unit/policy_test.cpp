@@ -2,6 +2,8 @@
 // the time is pinned and the recipient's state is built by hand.
 #include <gtest/gtest.h>
 
+#include <map>
+
 #include "common/time.hpp"
 #include "policy/policy.hpp"
 
@@ -65,9 +67,13 @@ struct Scenario {
   double jitter = 0.0;
   int from = 0;
   bool explain = true;
+  std::map<std::string, ChannelView> circuits;  // channels whose circuit is open, as routing sees them
   Decision go() {
     auto zone = TimeZone::load(m.recipient.timezone.empty() ? config.default_timezone : m.recipient.timezone);
-    ChannelLookup l = lookup();
+    ChannelLookup l = [this](const std::string& name) -> std::optional<ChannelView> {
+      auto it = circuits.find(name);
+      return it != circuits.end() ? std::optional<ChannelView>(it->second) : lookup()(name);
+    };
     return decide({m, from, state, config, l, *zone, now, jitter, explain});
   }
 };
@@ -136,6 +142,45 @@ TEST(Decide, UnavailableOrUnknownChannelsAndMissingContactsAreSkippedWithReasons
   std::vector<std::string> reasons;
   for (const auto& s : d.detail["skipped"]) reasons.push_back(s["reason"]);
   EXPECT_EQ(reasons, (std::vector<std::string>{"channel_not_configured", "channel_unavailable", "no_contact"}));
+}
+
+TEST(Decide, AnOpenCircuitIsSkippedForTheNextChannel) {
+  Scenario r;
+  r.circuits["sms"] = ChannelView{"phone", true, r.now + 5'000, 0};
+  Decision d = r.go();
+  EXPECT_EQ(d.verdict, Verdict::send);
+  EXPECT_EQ(d.channel, "email");
+  ASSERT_EQ(d.detail["skipped"].size(), 1u);
+  EXPECT_EQ(d.detail["skipped"][0]["reason"], "circuit_open");
+  EXPECT_EQ(d.detail["skipped"][0]["rule"], "circuit_breaker.sms");
+}
+
+TEST(Decide, WhenEveryUsableChannelsCircuitIsOpenTheMessageWaitsForTheEarliest) {
+  Scenario r;
+  r.jitter = 0.5;
+  r.circuits["sms"] = ChannelView{"phone", true, r.now + 9'000, 2'000};
+  r.circuits["email"] = ChannelView{"email", true, r.now + 5'000, 4'000};
+  Decision d = r.go();
+  EXPECT_EQ(d.verdict, Verdict::defer);
+  EXPECT_EQ(d.reason, "circuit_open");
+  EXPECT_EQ(d.rule, "circuit_breaker.email");
+  EXPECT_EQ(d.until_ms, r.now + 5'000 + 2'000);  // its reopening, spread by jitter * spread
+  EXPECT_EQ(d.detail["skipped"].size(), 2u);
+
+  // A channel the message cannot use anyway does not make it wait: no consent for email leaves nothing.
+  r.state = opted_in({"push"});
+  d = r.go();
+  EXPECT_EQ(d.verdict, Verdict::suppress);
+  EXPECT_EQ(d.reason, "no_usable_channel");
+  EXPECT_EQ(d.detail["skipped"][0]["reason"], "no_consent");
+
+  // It would expire before the circuit reopens: dropped, saying so.
+  r.state = opted_in({"sms", "email"});
+  r.m.expires_at_ms = r.now + 6'000;
+  d = r.go();
+  EXPECT_EQ(d.verdict, Verdict::suppress);
+  EXPECT_EQ(d.reason, "expired");
+  EXPECT_EQ(d.detail["expires_first"], true);
 }
 
 TEST(Decide, FallbackStartsFromTheGivenIndex) {

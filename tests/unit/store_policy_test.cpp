@@ -447,14 +447,14 @@ void build_v1_file(const std::string& path) {
   )sql");
 }
 
-TEST_F(StorePolicyTest, AVersion1FileIsMigratedToVersion2AndKeepsItsData) {
+TEST_F(StorePolicyTest, AVersion1FileIsMigratedToTheCurrentVersionAndKeepsItsData) {
   const std::string v1 = (dir_ / "v1.db").string();
   ASSERT_NO_FATAL_FAILURE(build_v1_file(v1));
   ASSERT_EQ(user_version(v1), 1);
 
   store_ = open_sqlite({v1});
   path_ = v1;
-  EXPECT_EQ(user_version(v1), 2);
+  EXPECT_EQ(user_version(v1), 3);
 
   auto m = store_->find("v1-msg");
   ASSERT_TRUE(m.has_value());
@@ -471,6 +471,9 @@ TEST_F(StorePolicyTest, AVersion1FileIsMigratedToVersion2AndKeepsItsData) {
   EXPECT_EQ(m->send_at_ms, 6'000);
   EXPECT_EQ(m->expires_at_ms, 90'000);
   EXPECT_EQ(m->last_reason, "provider timeout");
+  // Migration 3: the retry budget of its channel starts afresh (attempts before it were not counted per channel).
+  EXPECT_EQ(m->channel_attempts, 0);
+  EXPECT_FALSE(m->channel_since_ms.has_value());
   auto events = store_->events("v1-msg");
   EXPECT_THAT(event_types(events), ElementsAre("accepted", "requeued"));
   ASSERT_EQ(events.size(), 2u);
@@ -498,13 +501,13 @@ TEST_F(StorePolicyTest, AVersion1FileIsMigratedToVersion2AndKeepsItsData) {
   // Reopening does not migrate again.
   store_.reset();
   store_ = open_sqlite({v1});
-  EXPECT_EQ(user_version(v1), 2);
+  EXPECT_EQ(user_version(v1), 3);
   EXPECT_TRUE(store_->find("v1-msg").has_value());
   EXPECT_EQ(store_->consent_history("u1").size(), 1u);
 }
 
-TEST_F(StorePolicyTest, ANewFileIsAtVersion2WithThePolicyTables) {
-  EXPECT_EQ(user_version(path_), 2);
+TEST_F(StorePolicyTest, ANewFileIsAtTheCurrentVersionWithThePolicyTables) {
+  EXPECT_EQ(user_version(path_), 3);
   auto tables = test::query_column(path_,
                                    "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
                                    "ORDER BY name");
