@@ -178,18 +178,25 @@ void Dispatcher::start() {
 }
 
 bool Dispatcher::stop(int64_t grace_ms) {
-  std::deque<store::MessageRecord> unstarted;
   {
     std::lock_guard lock(mutex_);
     if (stopping_) return true;
     stopping_ = true;
-    unstarted.swap(work_);
-    in_flight_ -= static_cast<int64_t>(unstarted.size());
   }
   wake_.notify_all();
   work_ready_.notify_all();
-  // Claimed but never started: back to scheduled, giving the claim's attempt back. Only these records,
-  // by their claim: another dispatcher (a reload's) may already hold claims of its own.
+  // After the loop has ended nothing more is claimed, and workers take nothing once stopping_ is set:
+  // what is queued now was claimed but never started (including a claim that was committing when the
+  // stop came).
+  if (loop_.joinable()) loop_.join();
+  std::deque<store::MessageRecord> unstarted;
+  {
+    std::lock_guard lock(mutex_);
+    unstarted.swap(work_);
+    in_flight_ -= static_cast<int64_t>(unstarted.size());
+  }
+  // Back to scheduled, giving the claim's attempt back. Only these records, by their claim: another
+  // dispatcher (a reload's) may hold claims of its own.
   int64_t now = clock_.now_ms();
   for (const auto& r : unstarted) {
     store::Transition t;
@@ -201,9 +208,8 @@ bool Dispatcher::stop(int64_t grace_ms) {
     t.channel_index = r.channel_index;
     t.due_at_ms = now;
     t.events.push_back({"requeued", R"({"reason":"claimed, not started, when the dispatcher stopped"})"});
-    store_.apply(std::move(t), now, nullptr);
+    record(std::move(t), now);
   }
-  if (loop_.joinable()) loop_.join();
   if (grace_ms >= 0) {
     std::unique_lock lock(mutex_);
     if (!idle_.wait_for(lock, std::chrono::milliseconds(grace_ms), [&] { return in_flight_ == 0; })) {

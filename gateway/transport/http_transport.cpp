@@ -202,8 +202,11 @@ struct Transfer {
       // h2c is for tests only, so give each such transfer its own connection there.
       set(CURLOPT_FRESH_CONNECT, 1L);
       set(CURLOPT_FORBID_REUSE, 1L);
-    } else {
-      // Wait for a pending connection to confirm multiplexing rather than opening another.
+    } else if (request.http_version == HttpVersion::Http2PriorKnowledge ||
+               (request.url.rfind("https://", 0) == 0 && request.http_version != HttpVersion::Http1_1)) {
+      // Wait for a pending connection to confirm multiplexing rather than opening another. Only where
+      // HTTP/2 can be negotiated: over plain http:// (HTTP/1.1) it would queue concurrent requests behind
+      // one connection's answer (measured: 3 deliveries to a 3 s provider took 9 s, not 3).
       set(CURLOPT_PIPEWAIT, 1L);
     }
     if (!o.user_agent.empty()) set(CURLOPT_USERAGENT, o.user_agent.c_str());
