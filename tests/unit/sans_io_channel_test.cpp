@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <mutex>
+#include <thread>
 #include <nlohmann/json.hpp>
 
 #include "api/http_server.hpp"
@@ -51,9 +52,10 @@ class SansIoChannel : public ::testing::Test {
   }
   void TearDown() override { server_->stop(0); }
 
-  RegistryResult build(const std::string& url, transport::HttpTransport* transport) {
+  RegistryResult build(const std::string& url, transport::HttpTransport* transport, const std::string& extra = "") {
     std::string yaml = "api_keys: [{name: t, key_env: K}]\nplugin_dirs: [" TAYORI_FIXTURE_DIR "]\n"
-                       "channels:\n  - name: sms\n    plugin: fixture_http\n    settings:\n      url: " + url + "\n";
+                       "channels:\n  - name: sms\n    plugin: fixture_http\n    settings:\n      url: " + url + "\n" +
+                       extra;
     auto loaded = config::load_string(yaml, "t.yaml", "/tmp", [](const std::string&) { return std::string("k"); });
     EXPECT_TRUE(loaded.config);
     return build_registry(*loaded.config, clock_, transport);
@@ -114,6 +116,48 @@ TEST_F(SansIoChannel, AnUnreachableProviderIsATransportRetry) {
   DeliveryOutcome o = send("+819012345678");
   EXPECT_EQ(o.kind, OutcomeKind::retry);
   EXPECT_EQ(o.reason.rfind("http.transport: ", 0), 0u) << o.reason;
+}
+
+TEST_F(SansIoChannel, ProviderFailuresOpenTheCircuitAndAProbeClosesIt) {
+  registry_ = build("http://127.0.0.1:" + std::to_string(port_), &transport_,
+                    "    circuit_breaker: {failures: 2, probe_interval: 200ms}\n");
+  ASSERT_TRUE(registry_.registry);
+  const Channel& channel = *registry_.registry->find("sms");
+  // A refusal of one recipient (404) is an answer from a provider that is up: it does not count.
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(send("+819000000404").kind, OutcomeKind::permanent);
+  EXPECT_EQ(channel.circuit().state(), transport::CircuitState::closed);
+  DeliveryOutcome first = send("+819000000503");
+  EXPECT_EQ(first.kind, OutcomeKind::retry);
+  EXPECT_EQ(first.cause, "server_error");
+  EXPECT_FALSE(first.circuit_open);
+  send("+819000000503");
+  EXPECT_EQ(channel.circuit().state(), transport::CircuitState::open);
+
+  // Open: nothing is sent; the delivery is told when the next probe may go.
+  size_t received = provider_.received.size();
+  DeliveryOutcome waiting = send("+819012345678");
+  EXPECT_EQ(waiting.kind, OutcomeKind::retry);
+  EXPECT_TRUE(waiting.circuit_open);
+  EXPECT_EQ(waiting.cause, "circuit_open");
+  EXPECT_GT(waiting.retry_after_ms, 0);
+  EXPECT_LE(waiting.retry_after_ms, 200);
+  EXPECT_EQ(provider_.received.size(), received);
+
+  // After the probe interval one delivery probes; its success closes the circuit.
+  ASSERT_TRUE(channel.circuit().next_probe_ms() > 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(channel.circuit().next_probe_ms() - clock_.now_ms() + 5));
+  EXPECT_EQ(send("+819012345678").kind, OutcomeKind::delivered);
+  EXPECT_EQ(channel.circuit().state(), transport::CircuitState::closed);
+  EXPECT_EQ(provider_.received.size(), received + 1);
+  EXPECT_EQ(channel.circuit().times_opened(), 1u);
+}
+
+TEST_F(SansIoChannel, AnUnreachableProviderOpensTheCircuitToo) {
+  registry_ = build("http://127.0.0.1:1", &transport_, "    circuit_breaker: {failures: 1, probe_interval: 1h}\n");
+  ASSERT_TRUE(registry_.registry);
+  DeliveryOutcome o = send("+819012345678");
+  EXPECT_EQ(o.cause, "transport_error");
+  EXPECT_TRUE(send("+819012345678").circuit_open);
 }
 
 TEST_F(SansIoChannel, WithoutATransportASansIoPluginIsRefused) {
