@@ -211,6 +211,13 @@ TEST_F(Channels, TransientProviderErrorsAreRetriedWithTheSameDeduplicationKey) {
   Json line = sim_->requests("line");
   ASSERT_EQ(line.size(), 2u);
   EXPECT_EQ(line[0]["headers"]["x-line-retry-key"], line[1]["headers"]["x-line-retry-key"]);
+
+  // Each retry is counted by channel and cause; two 5xx in a row stay below the breaker's threshold.
+  std::string metrics = gw_->get(http_, "/metrics").body;
+  EXPECT_NE(metrics.find(R"(tayori_retries_total{cause="server_error",channel="ios"} 2)"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find(R"(tayori_retries_total{cause="server_error",channel="line"} 1)"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find(R"(tayori_circuit_state{channel="ios"} 0)"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("tayori_oldest_due_age_seconds 0"), std::string::npos) << metrics;
 }
 
 }  // namespace
