@@ -157,10 +157,16 @@ void keep_fixed_settings(const config::Config& running, config::Config& next) {
   if (next.store.max_bytes != running.store.max_bytes) changed.push_back("store.max_size");
   if (next.server.threads != running.server.threads) changed.push_back("server.threads");
   if (next.server.max_body_bytes != running.server.max_body_bytes) changed.push_back("server.max_body_bytes");
+  if (next.server.header_timeout_ms != running.server.header_timeout_ms) changed.push_back("server.header_timeout");
+  if (next.server.body_timeout_ms != running.server.body_timeout_ms) changed.push_back("server.body_timeout");
+  if (next.server.idle_timeout_ms != running.server.idle_timeout_ms) changed.push_back("server.idle_timeout");
   next.server.listen = running.server.listen;
   next.store = running.store;
   next.server.threads = running.server.threads;
   next.server.max_body_bytes = running.server.max_body_bytes;
+  next.server.header_timeout_ms = running.server.header_timeout_ms;
+  next.server.body_timeout_ms = running.server.body_timeout_ms;
+  next.server.idle_timeout_ms = running.server.idle_timeout_ms;
   for (const auto& key : changed)
     log::warn("gateway", "SIGHUP: " + key + " changed in the file; it takes effect at the next restart");
 }
@@ -223,7 +229,8 @@ int serve(const ServeOptions& options) {
     g->dispatcher->set_outcome_listener([&metrics](const std::string& channel, const plugin::DeliveryOutcome& outcome,
                                                    const store::Transition& t) {
       if (t.to == store::State::dead) metrics.count_dead_letter(channel);
-      else if (outcome.kind == plugin::OutcomeKind::retry && !outcome.circuit_open && t.to == store::State::scheduled)
+      else if (outcome.kind == plugin::OutcomeKind::retry && !outcome.circuit_open && !t.next_channel &&
+               t.to == store::State::scheduled)
         metrics.count_retry(channel, outcome.cause);
     });
     core::Dispatcher* dispatcher = g->dispatcher.get();
@@ -309,7 +316,7 @@ int serve(const ServeOptions& options) {
       log::info("gateway", std::string("received ") + (sig == SIGINT ? "SIGINT" : "SIGTERM") + ", stopping");
       break;
     }
-    int64_t purged = store->purge_finished(clock.now_ms() - config.store.retention_ms);
+    int64_t purged = store->purge_finished(clock.now_ms() - current.get()->loaded.config.store.retention_ms);
     // Cap slots older than the longest window can no longer count.
     store->purge_slots(clock.now_ms() -
                        std::max<int64_t>(current.get()->loaded.config.policy.longest_cap_window_ms(), 86'400'000));
