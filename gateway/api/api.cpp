@@ -8,6 +8,7 @@
 #include "api/http_util.hpp"
 #include "core/intake.hpp"
 #include "core/message.hpp"
+#include "transport/circuit_breaker.hpp"
 
 namespace tayori::api {
 
@@ -22,22 +23,26 @@ std::array<unsigned char, 32> sha256(std::string_view text) {
   return out;
 }
 
-Json message_view(const store::MessageRecord& r, const std::vector<store::EventRecord>& events) {
-  Json payload = Json::parse(r.payload, nullptr, false);
-  Json out = {
+// The members a listing shows of each message (GET /v1/messages); the full view adds to them.
+Json summary_view(const store::MessageRecord& r) {
+  return {
       {"id", r.id},
       {"state", store::to_string(r.state)},
-      {"api_key", r.api_key},
-      {"attempts", r.attempts},
-      {"created_at", format_rfc3339_ms(r.created_at_ms)},
-      {"updated_at", format_rfc3339_ms(r.updated_at_ms)},
-      {"due_at", format_rfc3339_ms(r.due_at_ms)},
       {"channel", r.channel.empty() ? Json() : Json(r.channel)},
+      {"attempts", r.attempts},
       {"last_reason", r.last_reason.empty() ? Json() : Json(r.last_reason)},
-      {"send_at", r.send_at_ms ? Json(format_rfc3339_ms(*r.send_at_ms)) : Json()},
-      {"expires_at", r.expires_at_ms ? Json(format_rfc3339_ms(*r.expires_at_ms)) : Json()},
-      {"message", payload},
+      {"updated_at", format_rfc3339_ms(r.updated_at_ms)},
   };
+}
+
+Json message_view(const store::MessageRecord& r, const std::vector<store::EventRecord>& events) {
+  Json out = summary_view(r);
+  out["api_key"] = r.api_key;
+  out["created_at"] = format_rfc3339_ms(r.created_at_ms);
+  out["due_at"] = format_rfc3339_ms(r.due_at_ms);
+  out["send_at"] = r.send_at_ms ? Json(format_rfc3339_ms(*r.send_at_ms)) : Json();
+  out["expires_at"] = r.expires_at_ms ? Json(format_rfc3339_ms(*r.expires_at_ms)) : Json();
+  out["message"] = Json::parse(r.payload, nullptr, false);
   Json timeline = Json::array();
   for (const auto& e : events) {
     Json detail = Json::parse(e.detail_json, nullptr, false);
@@ -50,11 +55,24 @@ Json message_view(const store::MessageRecord& r, const std::vector<store::EventR
   return out;
 }
 
-std::string route_of(const std::string& path) {
-  if (path == "/v1/messages" || path == "/v1/messages:simulate" || path == "/v1/suppressions" || path == "/healthz" ||
-      path == "/readyz" || path == "/metrics")
+constexpr std::string_view kMessagesPrefix = "/v1/messages/";
+// POST /v1/messages/{id}:retry. Ids may contain ':' (even end in ":retry"), so only a literal ":retry" at the
+// end of the raw path of a POST is the action: every id stays addressable, as /v1/messages/{id} with any
+// method, and as {id}:retry with its own colons sent as they are or as %3A (decoding happens after the split).
+constexpr std::string_view kRetrySuffix = ":retry";
+
+// Page sizes: GET /v1/messages, and how many messages one POST /v1/messages:retry replays.
+constexpr int kDefaultPage = 100;
+constexpr int kMaxPage = 1000;
+constexpr int kDefaultRetryBatch = 1000;
+constexpr int kMaxRetryBatch = 10000;
+
+std::string route_of(const std::string& method, const std::string& path) {
+  if (path == "/v1/messages" || path == "/v1/messages:simulate" || path == "/v1/messages:retry" ||
+      path == "/v1/suppressions" || path == "/healthz" || path == "/readyz" || path == "/metrics")
     return path;
-  if (path.rfind("/v1/messages/", 0) == 0) return "/v1/messages/{id}";
+  if (path.rfind(kMessagesPrefix, 0) == 0)
+    return method == "POST" && path.ends_with(kRetrySuffix) ? "/v1/messages/{id}:retry" : "/v1/messages/{id}";
   if (path.rfind("/v1/suppressions/", 0) == 0) return "/v1/suppressions/{contact}";
   if (path.rfind("/v1/recipients/", 0) == 0) {
     if (path.ends_with("/consent/history")) return "/v1/recipients/{id}/consent/history";
@@ -64,7 +82,39 @@ std::string route_of(const std::string& path) {
   return "other";
 }
 
+HttpResponse shutting_down() { return problem(503, "Service Unavailable", "the gateway is shutting down"); }
+
+HttpResponse message_not_found(const std::string& id) {
+  return problem(404, "Not Found", "no message with id \"" + id + "\"");
+}
+
+// Only dead letters and permanent failures are replayed (store::Store::replay); the 409 says where the
+// message is instead, also as a `state` member for programs.
+bool replayable(store::State s) { return s == store::State::dead || s == store::State::failed; }
+
+HttpResponse not_replayable(const std::string& id, store::State state) {
+  HttpResponse r = problem(409, "Conflict",
+                           "message \"" + id + "\" is " + std::string(store::to_string(state)) +
+                               ": only a dead or failed message can be retried");
+  Json body = Json::parse(r.body);
+  body["state"] = store::to_string(state);
+  r.body = body.dump();
+  return r;
+}
+
+std::string state_names() {
+  std::string out;
+  for (store::State s : store::kAllStates) out += (out.empty() ? "" : ", ") + std::string(store::to_string(s));
+  return out;
+}
+
 }  // namespace
+
+HttpResponse store_unavailable(std::string_view what) {
+  HttpResponse r = problem(503, "Service Unavailable", "the store could not record " + std::string(what) + "; retry");
+  r.headers.emplace_back("Retry-After", "1");
+  return r;
+}
 
 HttpResponse problem(int status, std::string_view title, std::string_view detail,
                      const std::vector<std::pair<std::string, std::string>>& errors) {
@@ -118,7 +168,7 @@ const Api::Key* Api::authenticate(const HttpRequest& request) const {
 void Api::observe_rejected(int status) { deps_.metrics.count_request("other", "-", status); }
 
 void Api::handle(HttpRequest request, Responder respond) {
-  std::string route = route_of(request.path);
+  std::string route = route_of(request.method, request.path);
   std::string method = request.method;
   // Every answer is counted once, by route template (never the raw path: ids would explode cardinality).
   Responder counted = [this, route, method, respond = std::move(respond)](HttpResponse r) {
@@ -151,23 +201,35 @@ void Api::handle(HttpRequest request, Responder respond) {
     return counted(std::move(r));
   }
   if (route == "/v1/messages") {
-    if (method != "POST") return allow("POST");
-    if (draining_) return counted(problem(503, "Service Unavailable", "the gateway is shutting down"));
+    if (method == "GET") return counted(list_messages(request));
+    if (method != "POST") return allow("GET, POST");
+    if (draining_) return counted(shutting_down());
     return submit(request, key->name, std::move(counted));
   }
   if (route == "/v1/messages:simulate") {
     if (method != "POST") return allow("POST");
     return counted(simulate(request));
   }
+  if (route == "/v1/messages:retry") {
+    if (method != "POST") return allow("POST");
+    if (draining_) return counted(shutting_down());
+    return retry_messages(request, key->name, std::move(counted));
+  }
   if (route.rfind("/v1/recipients/", 0) == 0 || route.rfind("/v1/suppressions", 0) == 0) {
-    if (draining_ && method != "GET") return counted(problem(503, "Service Unavailable", "the gateway is shutting down"));
+    if (draining_ && method != "GET") return counted(shutting_down());
     return route.rfind("/v1/recipients/", 0) == 0 ? recipients(request, route, std::move(counted))
                                                    : suppressions(request, route, std::move(counted));
   }
-  std::string id = percent_decode(request.path.substr(std::string_view("/v1/messages/").size()));
+  std::string_view rest = std::string_view(request.path).substr(kMessagesPrefix.size());
+  if (route == "/v1/messages/{id}:retry") {
+    if (draining_) return counted(shutting_down());
+    rest.remove_suffix(kRetrySuffix.size());
+    return retry_message(percent_decode(rest), key->name, std::move(counted));
+  }
+  std::string id = percent_decode(rest);
   if (method == "GET") return counted(get_message(id));
   if (method == "DELETE") {
-    if (draining_) return counted(problem(503, "Service Unavailable", "the gateway is shutting down"));
+    if (draining_) return counted(shutting_down());
     return cancel_message(id, std::move(counted));
   }
   return allow("GET, DELETE");
@@ -196,11 +258,7 @@ void Api::submit(const HttpRequest& request, const std::string& key_name, Respon
       core::prepare_intake(*body, rules_, server_.max_batch, key_name, now));
   auto finish = [this, intake, received = request.received_at_ns, respond](bool ok,
                                                                           const std::vector<store::AcceptResult>& stored) {
-    if (!ok) {
-      HttpResponse r = problem(503, "Service Unavailable", "the store could not durably record the messages; retry");
-      r.headers.emplace_back("Retry-After", "1");
-      return respond(std::move(r));
-    }
+    if (!ok) return respond(store_unavailable("the messages"));
     core::IntakeAnswer a = core::answer_intake(*intake, stored);
     deps_.metrics.count_intake("accepted", a.accepted);
     deps_.metrics.count_intake("duplicate", a.duplicate);
@@ -265,18 +323,119 @@ HttpResponse Api::simulate(const HttpRequest& request) {
 
 HttpResponse Api::get_message(const std::string& id) {
   auto record = deps_.store.find(id);
-  if (!record) return problem(404, "Not Found", "no message with id \"" + id + "\"");
+  if (!record) return message_not_found(id);
   return json_response(200, message_view(*record, deps_.store.events(id)));
+}
+
+// GET /v1/messages?state=&channel=&limit=&after= — keyset paging in id order. Like GET /v1/messages/{id},
+// any API key sees every message. Every problem with the query is reported, each naming its parameter.
+HttpResponse Api::list_messages(const HttpRequest& request) {
+  store::MessageFilter filter;
+  filter.limit = kDefaultPage;
+  std::vector<std::pair<std::string, std::string>> errors;
+  std::set<std::string> seen;
+  for (const auto& [name, value] : query_params(request.query)) {
+    if (!seen.insert(name).second) {
+      errors.emplace_back(name, "is given more than once");
+    } else if (name == "state") {
+      filter.state = store::parse_state(value);
+      if (!filter.state) errors.emplace_back(name, "must be one of " + state_names());
+    } else if (name == "channel") {
+      if (value.empty()) errors.emplace_back(name, "must name a channel");
+      filter.channel = value;
+    } else if (name == "limit") {
+      auto limit = parse_bounded_int(value, 1, kMaxPage);
+      if (!limit) errors.emplace_back(name, "must be a number from 1 to " + std::to_string(kMaxPage));
+      filter.limit = limit.value_or(kDefaultPage);
+    } else if (name == "after") {
+      filter.after_id = value;
+    } else {
+      errors.emplace_back(name, "is not a known parameter (state, channel, limit, after)");
+    }
+  }
+  if (!errors.empty()) {
+    std::string detail;
+    for (const auto& [name, d] : errors)
+      detail += (detail.empty() ? "query parameter " : "; query parameter ") + name + " " + d;
+    return problem(400, "Bad Request", detail, errors);
+  }
+  std::vector<store::MessageRecord> page = deps_.store.list(filter);
+  Json items = Json::array();
+  for (const auto& r : page) items.push_back(summary_view(r));
+  // A full page may have a successor; a short one is the last.
+  Json next = static_cast<int>(page.size()) == filter.limit ? Json(page.back().id) : Json();
+  return json_response(200, {{"messages", items}, {"next", next}});
+}
+
+void Api::retry_message(const std::string& id, const std::string& key_name, Responder respond) {
+  auto record = deps_.store.find(id);
+  if (!record) return respond(message_not_found(id));
+  if (!replayable(record->state)) return respond(not_replayable(id, record->state));
+  store::MessageFilter filter;
+  filter.id = id;
+  filter.limit = 1;
+  auto replayed = [this, id, respond](bool ok, std::vector<std::string> ids) {
+    if (!ok) return respond(store_unavailable("the retry"));
+    if (ids.empty()) {
+      // It moved on between the look-up and the commit (another retry, a purge): say where it is now.
+      auto now = deps_.store.find(id);
+      return respond(now ? not_replayable(id, now->state) : message_not_found(id));
+    }
+    if (deps_.wake_dispatcher) deps_.wake_dispatcher();
+    respond(json_response(202, {{"id", id}, {"state", "scheduled"}}));
+  };
+  deps_.store.replay(filter, deps_.clock.now_ms(), key_name, std::move(replayed));
+}
+
+// POST /v1/messages:retry {"state": "dead"|"failed", "channel"?, "limit"?}: up to `limit` matching messages,
+// in id order. Replayed messages no longer match, so calling again until `retried` is 0 drains the set.
+void Api::retry_messages(const HttpRequest& request, const std::string& key_name, Responder respond) {
+  auto body = json_body(request, respond);
+  if (!body) return;
+  store::MessageFilter filter;
+  filter.limit = kDefaultRetryBatch;
+  std::vector<std::pair<std::string, std::string>> errors;
+  if (!body->is_object()) {
+    errors.emplace_back("", "must be an object {state, channel?, limit?}");
+  } else {
+    for (auto it = body->begin(); it != body->end(); ++it)
+      if (it.key() != "state" && it.key() != "channel" && it.key() != "limit")
+        errors.emplace_back("/" + it.key(), "is not a known field");
+    Json state = body->value("state", Json());
+    if (state != "dead" && state != "failed")
+      errors.emplace_back("/state", "must be \"dead\" or \"failed\"");
+    else
+      filter.state = store::parse_state(state.get<std::string>());
+    // An optional member given as null is absent, as in a message.
+    if (Json channel = body->value("channel", Json()); !channel.is_null()) {
+      if (!channel.is_string() || channel.get<std::string>().empty())
+        errors.emplace_back("/channel", "must name a channel (the channel last used)");
+      else
+        filter.channel = channel.get<std::string>();
+    }
+    if (Json limit = body->value("limit", Json()); !limit.is_null()) {
+      if (!limit.is_number_integer() || limit.get<int64_t>() < 1 || limit.get<int64_t>() > kMaxRetryBatch)
+        errors.emplace_back("/limit", "must be an integer from 1 to " + std::to_string(kMaxRetryBatch));
+      else
+        filter.limit = limit.get<int>();
+    }
+  }
+  if (!errors.empty()) return respond(problem(400, "Bad Request", "the retry request is invalid", errors));
+  deps_.store.replay(filter, deps_.clock.now_ms(), key_name, [this, respond](bool ok, std::vector<std::string> ids) {
+    if (!ok) return respond(store_unavailable("the retry"));
+    if (!ids.empty() && deps_.wake_dispatcher) deps_.wake_dispatcher();
+    respond(json_response(202, {{"retried", ids.size()}, {"ids", ids}}));
+  });
 }
 
 void Api::cancel_message(const std::string& id, Responder respond) {
   deps_.store.cancel(id, deps_.clock.now_ms(), [id, respond](bool ok, store::CancelResult r) {
-    if (!ok) return respond(problem(503, "Service Unavailable", "the store could not record the cancellation; retry"));
+    if (!ok) return respond(store_unavailable("the cancellation"));
     switch (r.status) {
       case store::CancelStatus::cancelled:
         return respond(json_response(200, {{"id", id}, {"state", "cancelled"}}));
       case store::CancelStatus::not_found:
-        return respond(problem(404, "Not Found", "no message with id \"" + id + "\""));
+        return respond(message_not_found(id));
       case store::CancelStatus::too_late:
         return respond(problem(409, "Conflict",
                                "message \"" + id + "\" is " + std::string(store::to_string(r.state)) +
@@ -285,12 +444,17 @@ void Api::cancel_message(const std::string& id, Responder respond) {
   });
 }
 
+// Ready: the store answers, every channel has a live plugin instance, and the gateway is not stopping.
+// A channel's circuit is shown but does not count: an open circuit means its provider is failing, not
+// this gateway, and taking the instance out of a load balancer would stop intake for every other channel
+// too (messages for the failing one wait, or fall back, without using up attempts).
 HttpResponse Api::readiness() {
   bool store_ok = deps_.store.healthy();
   Json channels = Json::object();
   bool channels_ok = !deps_.channels.channels().empty();
   for (const auto& c : deps_.channels.channels()) {
-    channels[c->name()] = c->ready() ? "ok" : "down";
+    channels[c->name()] = {{"status", c->ready() ? "ok" : "down"},
+                           {"circuit", transport::to_string(c->circuit().state())}};
     channels_ok = channels_ok && c->ready();
   }
   bool ready = store_ok && channels_ok && !draining_;

@@ -55,7 +55,11 @@ class Api final : public Handler {
   void recipients(const HttpRequest& request, const std::string& route, Responder respond);
   void suppressions(const HttpRequest& request, const std::string& route, Responder respond);
   HttpResponse get_message(const std::string& id);
+  HttpResponse list_messages(const HttpRequest& request);
   void cancel_message(const std::string& id, Responder respond);
+  // Dead letters and permanent failures sent through the policy again (store::Store::replay).
+  void retry_message(const std::string& id, const std::string& key_name, Responder respond);
+  void retry_messages(const HttpRequest& request, const std::string& key_name, Responder respond);
   HttpResponse readiness();
   const Key* authenticate(const HttpRequest& request) const;
 
@@ -75,5 +79,10 @@ HttpResponse method_not_allowed(const std::string& route, const std::string& all
 
 HttpResponse problem(int status, std::string_view title, std::string_view detail,
                      const std::vector<std::pair<std::string, std::string>>& errors = {});
+
+// 503 for a write the store refused (its completion said !ok: disk or store.max_size full, I/O error):
+// "the store could not record <what>; retry", with Retry-After: 1. Nothing of the request was stored, so
+// a retry is safe; a 2xx is only ever sent after a durable commit.
+HttpResponse store_unavailable(std::string_view what);
 
 }  // namespace tayori::api

@@ -2,8 +2,11 @@
 #pragma once
 
 #include <cctype>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "api/http.hpp"
 #include "core/message.hpp"
@@ -44,6 +47,33 @@ inline std::string query_param(std::string_view query, std::string_view name) {
     query.remove_prefix(amp + 1);
   }
   return {};
+}
+
+// Every `name=value` pair of a query string, decoded, in order ("a=1&b=2"; a bare `name` has an empty value),
+// so a handler can refuse parameters it does not know and parameters given twice.
+inline std::vector<std::pair<std::string, std::string>> query_params(std::string_view query) {
+  std::vector<std::pair<std::string, std::string>> out;
+  while (!query.empty()) {
+    size_t amp = query.find('&');
+    std::string_view part = query.substr(0, amp);
+    if (!part.empty()) {
+      size_t eq = part.find('=');
+      out.emplace_back(percent_decode(part.substr(0, eq)),
+                       eq == std::string_view::npos ? std::string() : percent_decode(part.substr(eq + 1)));
+    }
+    if (amp == std::string_view::npos) break;
+    query.remove_prefix(amp + 1);
+  }
+  return out;
+}
+
+// A decimal integer from `lo` to `hi` (digits only: no sign, no space, no exponent), or nullopt.
+inline std::optional<int> parse_bounded_int(std::string_view text, int lo, int hi) {
+  if (text.empty() || text.size() > 9 || text.find_first_not_of("0123456789") != std::string_view::npos)
+    return std::nullopt;
+  int v = std::stoi(std::string(text));
+  if (v < lo || v > hi) return std::nullopt;
+  return v;
 }
 
 // application/json, with or without parameters (charset=utf-8), case-insensitive (RFC 9110 §8.3.1).

@@ -225,13 +225,175 @@ TEST_F(ApiTest, RoutesAndMethods) {
   EXPECT_EQ(http_.request("GET", gw_->url("/nope")).status, 404);
   HttpResult m = http_.request("PUT", gw_->url("/v1/messages"), "{}", {"Authorization: Bearer " + std::string(kApiKey)});
   EXPECT_EQ(m.status, 405);
-  EXPECT_EQ(m.headers["allow"], "POST");
+  EXPECT_EQ(m.headers["allow"], "GET, POST");
   EXPECT_EQ(gw_->get(http_, "/v1/messages/unknown-id").status, 404);
   EXPECT_EQ(http_.request("GET", gw_->url("/healthz")).json()["status"], "ok");
   HttpResult ready = http_.request("GET", gw_->url("/readyz"));
   EXPECT_EQ(ready.status, 200);
   EXPECT_EQ(ready.json()["checks"]["store"], "ok");
-  EXPECT_EQ(ready.json()["checks"]["channels"]["email"], "ok");
+  EXPECT_EQ(ready.json()["checks"]["channels"]["email"], (Json{{"status", "ok"}, {"circuit", "closed"}}));
+  HttpResult retry_put = http_.request("PUT", gw_->url("/v1/messages:retry"), "{}",
+                                       {"Authorization: Bearer " + std::string(kApiKey)});
+  EXPECT_EQ(retry_put.status, 405);
+  EXPECT_EQ(retry_put.headers["allow"], "POST");
+}
+
+TEST_F(ApiTest, ListsMessagesByStateAndChannelAPageAtATime) {
+  for (const char* id : {"lm-1", "lm-2", "lm-3"}) ASSERT_EQ(gw_->post_json(http_, "/v1/messages", sample_message(id)).status, 202);
+  ASSERT_EQ(gw_->post_json(http_, "/v1/messages", sample_message("lm-s", "sms")).status, 202);
+  Json later = sample_message("lm-later");
+  later["send_at"] = "2099-01-01T09:00:00+09:00";
+  ASSERT_EQ(gw_->post_json(http_, "/v1/messages", later).status, 202);
+  for (const char* id : {"lm-1", "lm-2", "lm-3", "lm-s"})
+    ASSERT_TRUE(eventually([&] { return state_of(*gw_, http_, id) == "delivered"; })) << id;
+
+  auto page = [&](const std::string& query) {
+    HttpResult r = gw_->get(http_, "/v1/messages" + query);
+    EXPECT_EQ(r.status, 200) << query << ": " << r.body;
+    return r.json();
+  };
+  auto ids = [](const Json& body) {
+    std::vector<std::string> out;
+    for (const auto& m : body["messages"]) out.push_back(m["id"]);
+    return out;
+  };
+  EXPECT_EQ(ids(page("")), (std::vector<std::string>{"lm-1", "lm-2", "lm-3", "lm-later", "lm-s"}));
+  EXPECT_EQ(ids(page("?state=delivered&channel=email")), (std::vector<std::string>{"lm-1", "lm-2", "lm-3"}));
+  Json first = page("?state=delivered&limit=2");
+  EXPECT_EQ(ids(first), (std::vector<std::string>{"lm-1", "lm-2"}));
+  EXPECT_EQ(first["next"], "lm-2");
+  Json second = page("?state=delivered&limit=2&after=" + first["next"].get<std::string>());
+  EXPECT_EQ(ids(second), (std::vector<std::string>{"lm-3", "lm-s"}));
+  Json last = page("?state=delivered&limit=2&after=lm-s");
+  EXPECT_TRUE(last["messages"].empty());
+  EXPECT_TRUE(last["next"].is_null());
+
+  Json waiting = page("?state=scheduled");
+  ASSERT_EQ(waiting["messages"].size(), 1u);
+  EXPECT_TRUE(waiting["next"].is_null());
+  Json item = waiting["messages"][0];
+  EXPECT_EQ(item["id"], "lm-later");
+  EXPECT_EQ(item["state"], "scheduled");
+  EXPECT_TRUE(item["channel"].is_null());
+  EXPECT_TRUE(item["last_reason"].is_null());
+  EXPECT_EQ(item["attempts"], 0);
+  EXPECT_TRUE(item["updated_at"].get<std::string>().ends_with("Z")) << item;
+  EXPECT_EQ(item.size(), 6u) << "a listing shows the summary, not the content: " << item;
+
+  // Every problem with the query is reported, each naming its parameter (and the values allowed).
+  auto refused = [&](const std::string& query) {
+    HttpResult r = gw_->get(http_, "/v1/messages" + query);
+    EXPECT_EQ(r.status, 400) << query << ": " << r.body;
+    EXPECT_EQ(r.headers["content-type"], "application/problem+json");
+    std::map<std::string, std::string> errors;
+    Json body = r.json();
+    for (const auto& e : body["errors"]) errors[e["pointer"].get<std::string>()] = e["detail"].get<std::string>();
+    return errors;
+  };
+  auto bad_state = refused("?state=zombie");
+  ASSERT_TRUE(bad_state.count("state"));
+  EXPECT_NE(bad_state["state"].find("dead"), std::string::npos) << bad_state["state"];
+  EXPECT_NE(bad_state["state"].find("scheduled"), std::string::npos);
+  EXPECT_NE(gw_->get(http_, "/v1/messages?state=zombie").json()["detail"].get<std::string>().find("state"),
+            std::string::npos);
+  EXPECT_TRUE(refused("?limit=0").count("limit"));
+  EXPECT_TRUE(refused("?limit=1001").count("limit"));
+  EXPECT_TRUE(refused("?limit=ten").count("limit"));
+  EXPECT_TRUE(refused("?limit=-1").count("limit"));
+  EXPECT_TRUE(refused("?channel=").count("channel"));
+  EXPECT_TRUE(refused("?colour=blue").count("colour"));
+  EXPECT_TRUE(refused("?state=dead&state=failed").count("state"));
+  EXPECT_EQ(refused("?state=nope&limit=0&page=2").size(), 3u);
+  EXPECT_EQ(page("?limit=1000")["messages"].size(), 5u);
+}
+
+// POST /v1/messages/{id}:retry and POST /v1/messages:retry on messages that are neither dead nor failed (the
+// replays themselves are in dead_letter_test.cpp, with a provider that fails).
+TEST_F(ApiTest, RetryRefusesWhatIsNotDeadOrFailedAndKeepsEveryIdAddressable) {
+  ASSERT_EQ(gw_->post_json(http_, "/v1/messages", sample_message("rt-1")).status, 202);
+  ASSERT_TRUE(eventually([&] { return state_of(*gw_, http_, "rt-1") == "delivered"; }));
+  HttpResult done = gw_->post_json(http_, "/v1/messages/rt-1:retry", Json::object());
+  EXPECT_EQ(done.status, 409);
+  EXPECT_EQ(done.json()["state"], "delivered") << done.body;
+  EXPECT_NE(done.json()["detail"].get<std::string>().find("dead or failed"), std::string::npos);
+  EXPECT_EQ(gw_->post_json(http_, "/v1/messages/unknown:retry", Json::object()).status, 404);
+  EXPECT_EQ(gw_->post_json(http_, "/v1/messages/:retry", Json::object()).status, 404);
+
+  Json later = sample_message("rt-later");
+  later["send_at"] = "2099-01-01T09:00:00+09:00";
+  ASSERT_EQ(gw_->post_json(http_, "/v1/messages", later).status, 202);
+  EXPECT_EQ(gw_->post_json(http_, "/v1/messages/rt-later:retry", Json::object()).json()["state"], "scheduled");
+
+  // An id may itself end in ":retry": GET and DELETE never treat it as an action, and POST treats only the
+  // last literal ":retry" as one (a %3A is part of the id).
+  Json odd = sample_message("odd:retry");
+  odd["send_at"] = "2099-01-01T09:00:00+09:00";
+  ASSERT_EQ(gw_->post_json(http_, "/v1/messages", odd).status, 202);
+  EXPECT_EQ(gw_->get(http_, "/v1/messages/odd:retry").json()["id"], "odd:retry");
+  HttpResult odd_retry = gw_->post_json(http_, "/v1/messages/odd:retry:retry", Json::object());
+  EXPECT_EQ(odd_retry.status, 409);
+  EXPECT_NE(odd_retry.json()["detail"].get<std::string>().find("\"odd:retry\""), std::string::npos) << odd_retry.body;
+  EXPECT_EQ(gw_->post_json(http_, "/v1/messages/odd%3Aretry:retry", Json::object()).status, 409);
+  HttpResult not_an_action = gw_->post_json(http_, "/v1/messages/odd%3Aretry", Json::object());
+  EXPECT_EQ(not_an_action.status, 405);
+  EXPECT_EQ(not_an_action.headers["allow"], "GET, DELETE");
+  HttpResult other = gw_->post_json(http_, "/v1/messages/odd:retry", Json::object());  // retries "odd"
+  EXPECT_EQ(other.status, 404);
+  EXPECT_NE(other.json()["detail"].get<std::string>().find("\"odd\""), std::string::npos) << other.body;
+  EXPECT_EQ(gw_->del(http_, "/v1/messages/odd:retry").status, 200);
+
+  HttpResult none = gw_->post_json(http_, "/v1/messages:retry", {{"state", "failed"}});
+  ASSERT_EQ(none.status, 202) << none.body;
+  EXPECT_EQ(none.json(), (Json{{"retried", 0}, {"ids", Json::array()}}));
+  EXPECT_EQ(http_.request("POST", gw_->url("/v1/messages:retry"), R"({"state":"dead"})",
+                          {"Authorization: Bearer " + std::string(kApiKey), "Content-Type: text/plain"})
+                .status,
+            415);
+  EXPECT_EQ(http_.request("POST", gw_->url("/v1/messages/rt-1:retry"), "", {}).status, 401);
+
+  std::string metrics = http_.request("GET", gw_->url("/metrics")).body;
+  EXPECT_NE(metrics.find(R"(tayori_http_requests_total{method="POST",route="/v1/messages/{id}:retry",status="409"} 4)"),
+            std::string::npos)
+      << metrics;
+  EXPECT_NE(metrics.find(R"(tayori_http_requests_total{method="POST",route="/v1/messages:retry",status="202"} 1)"),
+            std::string::npos);
+}
+
+// store.max_size reached: intake answers 503 (never 202) saying the store could not record the messages, and
+// what was acknowledged before is still there to read.
+TEST(StoreFull, IntakeAnswers503AndWhatWasAcknowledgedStaysReadable) {
+  TempDir dir;
+  Gateway gw(dir, "store:\n  max_size: 256KiB\n" + default_channels(dir));
+  gw.start();
+  HttpClient http;
+  // Scheduled far ahead, so that only intake writes.
+  auto message = [](const std::string& id) {
+    Json m = sample_message(id);
+    m["send_at"] = "2099-01-01T09:00:00+09:00";
+    m["content"]["text"] = std::string(16 * 1024, 'x');
+    return m;
+  };
+  std::vector<std::string> acknowledged;
+  HttpResult full;
+  for (int i = 0; i < 100; ++i) {
+    std::string id = "fill-" + std::to_string(i);
+    full = gw.post_json(http, "/v1/messages", message(id));
+    if (full.status != 202) break;
+    acknowledged.push_back(id);
+  }
+  ASSERT_EQ(full.status, 503) << full.body;
+  ASSERT_FALSE(acknowledged.empty());
+  EXPECT_EQ(full.headers["content-type"], "application/problem+json");
+  EXPECT_EQ(full.headers["retry-after"], "1");
+  EXPECT_NE(full.json()["detail"].get<std::string>().find("the store could not record the messages"), std::string::npos)
+      << full.body;
+  EXPECT_EQ(gw.get(http, "/v1/messages/fill-" + std::to_string(acknowledged.size())).status, 404);
+  for (const auto& id : acknowledged) {
+    HttpResult r = gw.get(http, "/v1/messages/" + id);
+    ASSERT_EQ(r.status, 200) << id;
+    EXPECT_EQ(r.json()["message"]["content"]["text"].get<std::string>().size(), 16u * 1024);
+  }
+  EXPECT_NE(gw.stderr_text().find("full"), std::string::npos) << gw.stderr_text();
 }
 
 TEST_F(ApiTest, ExposesMetrics) {

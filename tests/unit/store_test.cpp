@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <filesystem>
+#include <future>
 #include <latch>
 #include <mutex>
 #include <stdexcept>
@@ -619,6 +620,180 @@ TEST_F(StoreTest, OpeningInAMissingFolderNamesTheFile) {
 
 TEST_F(StoreTest, NewFileIsInWalMode) {
   EXPECT_THAT(test::query_column(path_, "PRAGMA journal_mode"), ElementsAre("wal"));
+}
+
+// ---- dead letters: listing and replay --------------------------------------------------------------------
+
+class DeadLetterStoreTest : public StoreTest {
+ protected:
+  // Accepts `id` and brings it to `to` on `channel` (index `channel_index`) after one attempt, as the
+  // dispatcher does when a channel's retry budget is spent.
+  void end_on(const std::string& id, State to, const std::string& channel, int64_t now_ms, int channel_index = 0) {
+    dispatched(id, now_ms);
+    Transition t;
+    t.message_id = id;
+    t.to = to;
+    t.channel = channel;
+    t.channel_index = channel_index;
+    t.last_reason = "http_503";
+    t.events = {{std::string(to_string(to)), R"({"reason":"max_attempts"})"}};
+    apply(t, now_ms);
+  }
+  std::vector<std::string> replay(const MessageFilter& filter, int64_t now_ms, const std::string& by = "ops") {
+    return await<std::vector<std::string>>(
+        [&](auto done) { store_->replay(filter, now_ms, by, std::move(done)); });
+  }
+};
+
+TEST_F(DeadLetterStoreTest, ListFiltersByStateAndChannelInIdOrder) {
+  end_on("d2", State::dead, "sms", 1'000);
+  end_on("d1", State::dead, "sms", 1'100);
+  end_on("d3", State::dead, "line", 1'200);
+  end_on("f1", State::failed, "sms", 1'300);
+  end_on("ok", State::delivered, "sms", 1'400);
+  accept_one(new_message("waiting", 99'000), 1'500);
+
+  MessageFilter dead;
+  dead.state = State::dead;
+  EXPECT_THAT(ids(store_->list(dead)), ElementsAre("d1", "d2", "d3"));
+  dead.channel = "sms";
+  auto sms = store_->list(dead);
+  EXPECT_THAT(ids(sms), ElementsAre("d1", "d2"));
+  EXPECT_EQ(sms[0].channel, "sms");
+  EXPECT_EQ(sms[0].last_reason, "http_503");
+  EXPECT_EQ(sms[0].attempts, 1);
+  EXPECT_EQ(sms[0].updated_at_ms, 1'100);
+  EXPECT_THAT(sms[0].payload, IsEmpty());  // a listing leaves the content out
+
+  MessageFilter any;  // no filter: every message
+  EXPECT_THAT(ids(store_->list(any)), ElementsAre("d1", "d2", "d3", "f1", "ok", "waiting"));
+  MessageFilter by_channel;
+  by_channel.channel = "sms";
+  EXPECT_THAT(ids(store_->list(by_channel)), ElementsAre("d1", "d2", "f1", "ok"));
+  MessageFilter one;
+  one.id = "f1";
+  EXPECT_THAT(ids(store_->list(one)), ElementsAre("f1"));
+  MessageFilter none;
+  none.state = State::cancelled;
+  EXPECT_THAT(store_->list(none), IsEmpty());
+}
+
+TEST_F(DeadLetterStoreTest, ListPagesWithAfterAndLimit) {
+  for (const char* id : {"a", "b", "c", "d", "e"}) end_on(id, State::dead, "sms", 1'000);
+  MessageFilter page;
+  page.state = State::dead;
+  page.limit = 2;
+  EXPECT_THAT(ids(store_->list(page)), ElementsAre("a", "b"));
+  page.after_id = "b";
+  EXPECT_THAT(ids(store_->list(page)), ElementsAre("c", "d"));
+  page.after_id = "d";
+  EXPECT_THAT(ids(store_->list(page)), ElementsAre("e"));
+  page.after_id = "e";
+  EXPECT_THAT(store_->list(page), IsEmpty());
+}
+
+TEST_F(DeadLetterStoreTest, ReplaySchedulesADeadLetterAgainFromItsFirstChannelWithAFreshBudget) {
+  end_on("m1", State::dead, "line", 1'000, 1);
+  MessageFilter f;
+  f.id = "m1";
+  EXPECT_THAT(replay(f, 5'000, "it"), ElementsAre("m1"));
+
+  auto m = store_->find("m1");
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(m->state, State::scheduled);
+  EXPECT_EQ(m->due_at_ms, 5'000);
+  EXPECT_EQ(m->updated_at_ms, 5'000);
+  EXPECT_EQ(m->channel_index, 0);
+  EXPECT_EQ(m->channel_attempts, 0);
+  EXPECT_FALSE(m->channel_since_ms.has_value());
+  EXPECT_EQ(m->last_reason, "");
+  EXPECT_EQ(m->attempts, 1);  // the plugin's attempt numbers keep counting up
+  auto events = store_->events("m1");
+  ASSERT_THAT(event_types(events), ElementsAre("accepted", "dead", "replayed"));
+  EXPECT_EQ(core::Json::parse(events.back().detail_json), (core::Json{{"from", "dead"}, {"by", "it"}}));
+  EXPECT_EQ(events.back().at_ms, 5'000);
+  EXPECT_EQ(store_->next_due_ms(), 5'000);
+
+  // Claimed again like any due message, its channel budget counting from 1.
+  auto again = store_->claim_due(5'000, 10);
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0].channel_attempts, 1);
+  EXPECT_EQ(again[0].attempts, 2);
+}
+
+TEST_F(DeadLetterStoreTest, ReplayLeavesEveryOtherStateAlone) {
+  end_on("ok", State::delivered, "sms", 1'000);
+  end_on("gone", State::suppressed, "sms", 1'000);
+  accept_one(new_message("waiting", 99'000), 1'000);
+  dispatched("busy", 1'000);
+  for (const char* id : {"ok", "gone", "waiting", "busy", "unknown"}) {
+    MessageFilter f;
+    f.id = id;
+    EXPECT_THAT(replay(f, 2'000), IsEmpty()) << id;
+  }
+  MessageFilter scheduled;  // a filter naming a state that is not replayable matches nothing
+  scheduled.state = State::scheduled;
+  EXPECT_THAT(replay(scheduled, 2'000), IsEmpty());
+  EXPECT_EQ(store_->find("ok")->state, State::delivered);
+  EXPECT_EQ(store_->find("busy")->state, State::dispatched);
+  EXPECT_THAT(event_types(store_->events("ok")), Not(::testing::Contains("replayed")));
+}
+
+TEST_F(DeadLetterStoreTest, ReplayByFilterTakesStateChannelAndLimit) {
+  end_on("a", State::dead, "sms", 1'000);
+  end_on("b", State::dead, "sms", 1'000);
+  end_on("c", State::dead, "sms", 1'000);
+  end_on("l", State::dead, "line", 1'000);
+  end_on("f", State::failed, "sms", 1'000);
+
+  MessageFilter f;
+  f.state = State::dead;
+  f.channel = "sms";
+  f.limit = 2;
+  EXPECT_THAT(replay(f, 2'000), ElementsAre("a", "b"));
+  EXPECT_THAT(replay(f, 2'000), ElementsAre("c"));  // replayed ones no longer match: calling again drains
+  EXPECT_THAT(replay(f, 2'000), IsEmpty());
+  EXPECT_EQ(store_->find("l")->state, State::dead);
+  EXPECT_EQ(store_->find("f")->state, State::failed);
+
+  MessageFilter failed;
+  failed.state = State::failed;
+  EXPECT_THAT(replay(failed, 2'000), ElementsAre("f"));
+  EXPECT_EQ(event_types(store_->events("f")).back(), "replayed");
+  EXPECT_EQ(core::Json::parse(store_->events("f").back().detail_json)["from"], "failed");
+}
+
+// store.max_size: once the file would grow past it, a commit fails like a full disk: the caller hears !ok
+// (the API answers 503), nothing of the refused batch is stored, and what was committed before stays readable.
+TEST_F(StoreTest, MaxBytesRefusesGrowthAndKeepsWhatWasCommitted) {
+  store_.reset();
+  SqliteOptions options;
+  options.path = path_;
+  options.max_bytes = 128 * 1024;
+  store_ = open_sqlite(options);
+  const std::string big(4'000, 'x');
+  std::vector<std::string> stored;
+  bool refused = false;
+  for (int i = 0; i < 200 && !refused; ++i) {
+    std::string id = "m" + std::to_string(1000 + i);
+    std::promise<bool> done;
+    auto f = done.get_future();
+    store_->accept({new_message(id, 1'000, R"({"id":")" + id + R"(","text":")" + big + R"("})")}, 1'000,
+                   [&done](bool ok, std::vector<AcceptResult>) { done.set_value(ok); });
+    if (f.get()) stored.push_back(id);
+    else refused = true;
+  }
+  ASSERT_TRUE(refused) << "128 KiB held " << stored.size() << " messages of 4 KB";
+  ASSERT_FALSE(stored.empty());
+  EXPECT_FALSE(store_->find("m" + std::to_string(1000 + stored.size())).has_value());  // the refused one
+  for (const auto& id : stored) ASSERT_TRUE(store_->find(id).has_value()) << id;
+  EXPECT_TRUE(store_->healthy());
+
+  // Without the limit (the operator raised store.max_size), the same file takes writes again.
+  store_.reset();
+  store_ = open_sqlite({path_});
+  EXPECT_EQ(accept_one(new_message("after", 2'000), 2'000).status, AcceptStatus::accepted);
+  EXPECT_THAT(store_->find(stored.front())->payload, HasSubstr(big));
 }
 
 // ---- state names --------------------------------------------------------------------------------------
