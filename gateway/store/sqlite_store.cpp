@@ -896,6 +896,9 @@ class SqliteStore final : public Store {
             writer_conn_.exec("RELEASE op");
             op_ok[i] = 1;
           } catch (const SqliteError& e) {
+            // Some errors (SQLITE_FULL, SQLITE_IOERR) make SQLite roll back the whole transaction itself:
+            // then there is no savepoint left to return to, and the group fails as a whole below.
+            if (sqlite3_get_autocommit(writer_conn_.raw())) throw;
             log::error("store", std::string("operation failed, rolled back: ") + e.what());
             writer_conn_.exec("ROLLBACK TO op");
             writer_conn_.exec("RELEASE op");
