@@ -98,7 +98,7 @@ HttpResponse not_replayable(const std::string& id, store::State state) {
                                ": only a dead or failed message can be retried");
   Json body = Json::parse(r.body);
   body["state"] = store::to_string(state);
-  r.body = body.dump();
+  r.body = json_text(body);
   return r;
 }
 
@@ -110,8 +110,10 @@ std::string state_names() {
 
 }  // namespace
 
-HttpResponse store_unavailable(std::string_view what) {
-  HttpResponse r = problem(503, "Service Unavailable", "the store could not record " + std::string(what) + "; retry");
+HttpResponse store_unavailable(std::string_view what, std::string_view why) {
+  std::string detail = "the store could not record " + std::string(what);
+  if (!why.empty()) detail += " (" + std::string(why) + ")";
+  HttpResponse r = problem(503, "Service Unavailable", detail + "; retry");
   r.headers.emplace_back("Retry-After", "1");
   return r;
 }
@@ -127,7 +129,7 @@ HttpResponse problem(int status, std::string_view title, std::string_view detail
   HttpResponse r;
   r.status = status;
   r.content_type = "application/problem+json";
-  r.body = body.dump();
+  r.body = json_text(body);
   return r;
 }
 
@@ -258,7 +260,7 @@ void Api::submit(const HttpRequest& request, const std::string& key_name, Respon
       core::prepare_intake(*body, rules_, server_.max_batch, key_name, now));
   auto finish = [this, intake, received = request.received_at_ns, respond](bool ok,
                                                                           const std::vector<store::AcceptResult>& stored) {
-    if (!ok) return respond(store_unavailable("the messages"));
+    if (!ok) return respond(store_unavailable("the messages", deps_.store.last_write_error()));
     core::IntakeAnswer a = core::answer_intake(*intake, stored);
     deps_.metrics.count_intake("accepted", a.accepted);
     deps_.metrics.count_intake("duplicate", a.duplicate);
@@ -375,7 +377,7 @@ void Api::retry_message(const std::string& id, const std::string& key_name, Resp
   filter.id = id;
   filter.limit = 1;
   auto replayed = [this, id, respond](bool ok, std::vector<std::string> ids) {
-    if (!ok) return respond(store_unavailable("the retry"));
+    if (!ok) return respond(store_unavailable("the retry", deps_.store.last_write_error()));
     if (ids.empty()) {
       // It moved on between the look-up and the commit (another retry, a purge): say where it is now.
       auto now = deps_.store.find(id);
@@ -422,15 +424,15 @@ void Api::retry_messages(const HttpRequest& request, const std::string& key_name
   }
   if (!errors.empty()) return respond(problem(400, "Bad Request", "the retry request is invalid", errors));
   deps_.store.replay(filter, deps_.clock.now_ms(), key_name, [this, respond](bool ok, std::vector<std::string> ids) {
-    if (!ok) return respond(store_unavailable("the retry"));
+    if (!ok) return respond(store_unavailable("the retry", deps_.store.last_write_error()));
     if (!ids.empty() && deps_.wake_dispatcher) deps_.wake_dispatcher();
     respond(json_response(202, {{"retried", ids.size()}, {"ids", ids}}));
   });
 }
 
 void Api::cancel_message(const std::string& id, Responder respond) {
-  deps_.store.cancel(id, deps_.clock.now_ms(), [id, respond](bool ok, store::CancelResult r) {
-    if (!ok) return respond(store_unavailable("the cancellation"));
+  deps_.store.cancel(id, deps_.clock.now_ms(), [id, respond, &store = deps_.store](bool ok, store::CancelResult r) {
+    if (!ok) return respond(store_unavailable("the cancellation", store.last_write_error()));
     switch (r.status) {
       case store::CancelStatus::cancelled:
         return respond(json_response(200, {{"id", id}, {"state", "cancelled"}}));

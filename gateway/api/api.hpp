@@ -81,8 +81,8 @@ HttpResponse problem(int status, std::string_view title, std::string_view detail
                      const std::vector<std::pair<std::string, std::string>>& errors = {});
 
 // 503 for a write the store refused (its completion said !ok: disk or store.max_size full, I/O error):
-// "the store could not record <what>; retry", with Retry-After: 1. Nothing of the request was stored, so
+// "the store could not record <what> (<why>, e.g. database or disk is full); retry", with Retry-After: 1. Nothing of the request was stored, so
 // a retry is safe; a 2xx is only ever sent after a durable commit.
-HttpResponse store_unavailable(std::string_view what);
+HttpResponse store_unavailable(std::string_view what, std::string_view why = "");
 
 }  // namespace tayori::api

@@ -1,6 +1,7 @@
 // The only translation unit that includes Beast (it compiles slowly; keep it out of headers).
 #include "api/http_server.hpp"
 
+#include <array>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
@@ -192,15 +193,30 @@ class Session : public std::enable_shared_from_this<Session> {
     });
   }
 
+  // Closing in stages (RFC 9112 §9.6): stop sending, then read and discard what the client is still
+  // sending (the rest of a refused 413 body) until it closes or a short deadline passes. Closing with
+  // unread data at once makes the kernel answer with a reset, which can destroy the response before the
+  // client reads it (seen: about 3 in 1,000 refused oversized bodies).
   void close() {
     beast::error_code ec;
     stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
-    stream_.close();
+    if (ec || server_.stopping) return stream_.close();
+    stream_.expires_after(std::chrono::milliseconds(2000));
+    drain();
+  }
+
+  void drain() {
+    stream_.async_read_some(net::buffer(discard_),
+                            [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                              if (ec) return self->stream_.close();  // EOF, reset or the deadline
+                              self->drain();
+                            });
   }
 
   beast::tcp_stream stream_;
   HttpServer::Impl& server_;
   beast::flat_buffer buffer_;
+  std::array<char, 16 * 1024> discard_;
   std::optional<http::request_parser<http::string_body>> parser_;
   std::string remote_;
   bool keep_alive_ = false;

@@ -34,12 +34,6 @@ bool wait(const std::function<void(std::function<void(bool)>)>& write) {
   return f.get();
 }
 
-HttpResponse unavailable() {
-  HttpResponse r = problem(503, "Service Unavailable", "the store could not record the change; retry");
-  r.headers.emplace_back("Retry-After", "1");
-  return r;
-}
-
 HttpResponse invalid(const std::vector<core::FieldError>& errors, const std::string& what) {
   std::vector<std::pair<std::string, std::string>> list;
   for (const auto& e : errors) list.emplace_back(e.pointer, e.detail);
@@ -170,7 +164,7 @@ void Api::recipients(const HttpRequest& request, const std::string& route, Respo
     }
     if (!errors.empty()) return respond(invalid(errors, "the consent record is invalid"));
     for (const auto& r : records)
-      if (!wait([&](auto done) { deps_.store.append_consent(id, r, done); })) return respond(unavailable());
+      if (!wait([&](auto done) { deps_.store.append_consent(id, r, done); })) return respond(store_unavailable("the change", deps_.store.last_write_error()));
     return respond(json_response(200, {{"recipient_id", id}, {"consent", effective_consent()}}));
   }
 
@@ -210,12 +204,12 @@ void Api::recipients(const HttpRequest& request, const std::string& route, Respo
     if (!errors.empty()) return respond(invalid(errors, "the recipient is invalid"));
     store::RecipientProfile p{id, parsed.timezone, parsed.locale,
                               core::canonical_json(body->value("contacts", Json::object())), now, false};
-    if (!wait([&](auto done) { deps_.store.put_recipient(p, now, done); })) return respond(unavailable());
+    if (!wait([&](auto done) { deps_.store.put_recipient(p, now, done); })) return respond(store_unavailable("the change", deps_.store.last_write_error()));
     return respond(json_response(200, profile_json(*deps_.store.recipient(id))));
   }
   if (method == "DELETE") {
-    deps_.store.erase_recipient(id, now, [id, respond](bool ok, bool found) {
-      if (!ok) return respond(unavailable());
+    deps_.store.erase_recipient(id, now, [id, respond, &store = deps_.store](bool ok, bool found) {
+      if (!ok) return respond(store_unavailable("the change", store.last_write_error()));
       if (!found) return respond(problem(404, "Not Found", "no recipient with id \"" + id + "\""));
       respond(json_response(200, {{"id", id}, {"erased", true}}));
     });
@@ -275,7 +269,7 @@ void Api::suppressions(const HttpRequest& request, const std::string& route, Res
       }
     }
     if (!errors.empty()) return respond(invalid(errors, "the suppression is invalid"));
-    if (!wait([&](auto done) { deps_.store.add_suppression(s, done); })) return respond(unavailable());
+    if (!wait([&](auto done) { deps_.store.add_suppression(s, done); })) return respond(store_unavailable("the change", deps_.store.last_write_error()));
     return respond(json_response(201, suppression_json(s)));
   }
   std::string contact = percent_decode(request.path.substr(std::string_view("/v1/suppressions/").size()));
@@ -285,8 +279,8 @@ void Api::suppressions(const HttpRequest& request, const std::string& route, Res
     return respond(json_response(200, suppression_json(found[0])));
   }
   if (method == "DELETE") {
-    deps_.store.remove_suppression(contact, [contact, respond](bool ok, bool found) {
-      if (!ok) return respond(unavailable());
+    deps_.store.remove_suppression(contact, [contact, respond, &store = deps_.store](bool ok, bool found) {
+      if (!ok) return respond(store_unavailable("the change", store.last_write_error()));
       if (!found) return respond(problem(404, "Not Found", "\"" + contact + "\" is not suppressed"));
       respond(json_response(200, {{"contact", contact}, {"suppressed", false}}));
     });

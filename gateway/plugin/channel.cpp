@@ -11,6 +11,7 @@
 #include <set>
 
 #include <future>
+#include <nlohmann/json.hpp>
 
 #include "common/log.hpp"
 #include "transport/http_transport.hpp"
@@ -145,12 +146,19 @@ struct OutcomeBuffers {
   }
 };
 
+// `text` with each byte that is not part of valid UTF-8 replaced by U+FFFD.
+std::string valid_utf8(std::string_view text) {
+  std::string quoted = nlohmann::json(text).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return nlohmann::json::parse(quoted).get<std::string>();
+}
+
 DeliveryOutcome to_outcome(tayori_status st, tayori_outcome& out) {
   DeliveryOutcome result;
   out.reason[out.reason_capacity - 1] = '\0';
   out.provider_message_id[out.provider_message_id_capacity - 1] = '\0';
-  result.reason = out.reason;
-  result.provider_message_id = out.provider_message_id;
+  // Plugin text ends up in JSON events; a provider's bytes quoted in it need not be UTF-8.
+  result.reason = valid_utf8(out.reason);
+  result.provider_message_id = valid_utf8(out.provider_message_id);
   if (st != TAYORI_OK) {
     result.kind = OutcomeKind::retry;
     if (result.reason.empty()) result.reason = "plugin_error";

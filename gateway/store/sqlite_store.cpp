@@ -900,6 +900,10 @@ class SqliteStore final : public Store {
             // then there is no savepoint left to return to, and the group fails as a whole below.
             if (sqlite3_get_autocommit(writer_conn_.raw())) throw;
             log::error("store", std::string("operation failed, rolled back: ") + e.what());
+            {
+              std::lock_guard lock(error_mutex_);
+              last_write_error_ = sqlite3_errstr(e.code & 0xff);
+            }
             writer_conn_.exec("ROLLBACK TO op");
             writer_conn_.exec("RELEASE op");
           }
@@ -910,6 +914,8 @@ class SqliteStore final : public Store {
         // Disk full, I/O error: nothing of this group is durable, and every caller is told so.
         log::error("store", std::string("group commit failed: ") + e.what());
         sqlite3_exec(writer_conn_.raw(), "ROLLBACK", nullptr, nullptr, nullptr);
+        std::lock_guard lock(error_mutex_);
+        last_write_error_ = sqlite3_errstr(e.code & 0xff);
       }
       // A caller that does not wait for the outcome passes no completion.
       for (size_t i = 0; i < group.size(); ++i)
@@ -936,7 +942,14 @@ class SqliteStore final : public Store {
     return result;
   }
 
+  std::string last_write_error() override {
+    std::lock_guard lock(error_mutex_);
+    return last_write_error_;
+  }
+
   SqliteOptions options_;
+  std::mutex error_mutex_;
+  std::string last_write_error_;
   Connection writer_conn_;
   std::mutex mutex_;
   std::condition_variable wake_;

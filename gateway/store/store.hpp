@@ -168,6 +168,9 @@ class Store {
   virtual std::vector<EventRecord> events(const std::string& id) = 0;
   virtual std::map<State, int64_t> count_by_state() = 0;
   virtual bool healthy() = 0;
+  // Why the most recent failed write failed ("database or disk is full", "disk I/O error"; "" before any
+  // failure). Set before that write's completion runs, so a completion told !ok can say why.
+  virtual std::string last_write_error() = 0;
 
   // ---- Recipients (the policy engine's subjects) ----
   virtual std::optional<RecipientProfile> recipient(const std::string& id) = 0;

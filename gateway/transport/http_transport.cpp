@@ -87,6 +87,8 @@ struct Transfer {
   size_t upload_offset = 0;              // SMTP: bytes of the message handed to libcurl so far
   std::deque<std::string> smtp_replies;  // SMTP: the last few complete server replies, oldest first
   std::string smtp_partial;              // SMTP: the lines so far of a multi-line reply
+  int attempts = 0;                      // HTTP: times libcurl was about to send the request (on_prereq)
+  bool resend_refused = false;           // HTTP: on_prereq stopped a re-send (see there)
 
   static constexpr size_t kKeptReplies = 4;
   static constexpr size_t kMaxReplyBytes = 2048;
@@ -191,8 +193,30 @@ struct Transfer {
     return len;
   }
 
+  // libcurl (7.88, Curl_retry_request) silently sends a request again, on another connection and up to 5
+  // times, when the kept connection it went out on closed or was reset before any byte of the answer came
+  // back. The server may well have received and acted on it (a push delivered, a message sent): for a
+  // delivery gateway that is a duplicate behind the caller's back. RFC 9110 §9.2.2 lets a client repeat
+  // only idempotent requests on its own, so anything but GET and HEAD fails instead, with
+  // CURLE_GOT_NOTHING, and the caller decides (a plugin retries with the provider's de-dup key). libcurl
+  // 7.88 has no option to turn the re-send off, but calls CURLOPT_PREREQFUNCTION right before every
+  // attempt sends its request, so a second call for one transfer is the re-send, stopped before it goes
+  // out. Its safe cousin -- an HTTP/2 REFUSED_STREAM, or a stream above a GOAWAY's last-stream-id, which
+  // the server guarantees it did not process (RFC 9113 §8.7) -- takes the same path inside libcurl and
+  // cannot be told apart from outside, so it fails too: costly only in a retry, never in a duplicate.
+  static int on_prereq(void* user, char*, char*, int, int) {
+    auto* t = static_cast<Transfer*>(user);
+    if (++t->attempts > 1 && t->request.method != "GET" && t->request.method != "HEAD") {
+      t->resend_refused = true;
+      return CURL_PREREQFUNC_ABORT;
+    }
+    return CURL_PREREQFUNC_OK;
+  }
+
   CURLcode setup_http(const TransportOptions& o) {
     max_bytes = o.max_response_bytes;
+    set(CURLOPT_PREREQFUNCTION, &Transfer::on_prereq);
+    set(CURLOPT_PREREQDATA, static_cast<void*>(this));
     set(CURLOPT_PROTOCOLS_STR, "http,https");
     set(CURLOPT_FOLLOWLOCATION, 0L);
     set(CURLOPT_HTTP_VERSION, curl_version_option(request.http_version));
@@ -258,7 +282,14 @@ struct Transfer {
       response.http_version_used = status != 0 ? version_text(version) : "";
       response.new_connections = connects;
     }
-    if (too_large) {
+    if (resend_refused) {
+      response.status = 0;
+      response.http_version_used.clear();
+      response.headers.clear();
+      response.transport_error = CURLE_GOT_NOTHING;
+      response.error_text =
+          "connection closed before any response; not re-sent, as the server may have received the request";
+    } else if (too_large) {
       response.transport_error = CURLE_WRITE_ERROR;
       response.error_text = "response body exceeds max_response_bytes";
     } else if (code != CURLE_OK) {
@@ -429,15 +460,47 @@ struct HttpTransport::Impl {
   std::mutex shutdown_mu;
   std::thread worker;
 
+  // Connections opened (CURLINFO_NUM_CONNECTS), per pool key; written by the worker, read by any thread.
+  mutable std::mutex stats_mu;
+  std::map<std::string, uint64_t> opened_by_pool;
+
   // Worker-thread state.
   std::map<std::string, PoolOptions> config_copy;
   uint64_t config_seen = ~uint64_t{0};
   std::map<std::string, Pool> pools;
   std::unordered_map<Transfer*, std::unique_ptr<Transfer>> running;
+  long cache_size = 0;  // the CURLMOPT_MAXCONNECTS last set
 
   int max_concurrent(const PoolOptions* p) const {
     const int n = p && p->max_concurrent > 0 ? p->max_concurrent : options.default_max_concurrent;
     return std::max(1, n);
+  }
+
+  int max_concurrent(const std::string& pool_key) const {
+    auto it = config_copy.find(pool_key);
+    return max_concurrent(it == config_copy.end() ? nullptr : &it->second);
+  }
+
+  void count_connections(const Transfer& t, long opened) {
+    if (opened <= 0) return;
+    std::lock_guard lock(stats_mu);
+    opened_by_pool[t.pool] += static_cast<uint64_t>(opened);
+  }
+
+  // libcurl keeps at most CURLMOPT_MAXCONNECTS idle connections; unset, that is 4 x the easy handles
+  // currently added (7.88 conncache.c), and this transport removes each handle when its transfer ends, so
+  // after a burst the cache shrinks with the load and kept connections are closed, to be opened again by
+  // the next burst. Every pool may run its max_concurrent transfers on connections of its own (HTTP/1.1),
+  // so the cache holds that many for every pool known so far.
+  void size_connection_cache() {
+    long total = 0;
+    for (const auto& [key, pool] : pools) total += max_concurrent(key);
+    for (const auto& [key, cfg] : config_copy)
+      if (!pools.count(key)) total += max_concurrent(&cfg);
+    if (total != cache_size) {
+      cache_size = total;
+      curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, std::max(1L, total));
+    }
   }
 
   // Starts what the pool limits allow; returns ms until a rate-limited pool may start (-1 = none waits).
@@ -494,6 +557,7 @@ struct HttpTransport::Impl {
       running.erase(it);
       if (auto p = pools.find(t->pool); p != pools.end()) --p->second.active;
       t->finish(code);
+      count_connections(*t, static_cast<long>(t->response.new_connections));
       t->complete();
       ++n;
     }
@@ -503,6 +567,7 @@ struct HttpTransport::Impl {
   void run() {
     for (;;) {
       std::vector<std::unique_ptr<Transfer>> batch;
+      bool resize = false;
       {
         std::lock_guard lock(mu);
         if (stopping) break;
@@ -510,9 +575,15 @@ struct HttpTransport::Impl {
         if (config_seen != config_version) {
           config_copy = pool_config;
           config_seen = config_version;
+          resize = true;
         }
       }
-      for (auto& t : batch) pools[t->pool].pending.push_back(std::move(t));
+      for (auto& t : batch) {
+        auto [it, added] = pools.try_emplace(t->pool);
+        resize |= added;
+        it->second.pending.push_back(std::move(t));
+      }
+      if (resize) size_connection_cache();
 
       const int64_t rate_wait = start_ready();
       int still_running = 0;
@@ -528,6 +599,9 @@ struct HttpTransport::Impl {
 
   void fail_everything() {
     for (auto& [raw, t] : running) {
+      long opened = 0;
+      curl_easy_getinfo(t->easy, CURLINFO_NUM_CONNECTS, &opened);
+      count_connections(*t, opened);
       curl_multi_remove_handle(multi, t->easy);
       t->fail(CURLE_ABORTED_BY_CALLBACK, kShutdownText);
       t->complete();
@@ -615,6 +689,20 @@ void HttpTransport::shutdown() {
   }
   curl_multi_wakeup(impl_->multi);
   if (impl_->worker.joinable()) impl_->worker.join();
+}
+
+uint64_t HttpTransport::connections_opened() const {
+  uint64_t n = smtp_lane_ ? smtp_lane_->connections_opened() : 0;
+  std::lock_guard lock(impl_->stats_mu);
+  for (const auto& [key, opened] : impl_->opened_by_pool) n += opened;
+  return n;
+}
+
+uint64_t HttpTransport::connections_opened(const std::string& pool_key) const {
+  uint64_t n = smtp_lane_ ? smtp_lane_->connections_opened(pool_key) : 0;
+  std::lock_guard lock(impl_->stats_mu);
+  if (auto it = impl_->opened_by_pool.find(pool_key); it != impl_->opened_by_pool.end()) n += it->second;
+  return n;
 }
 
 std::string HttpTransport::pool_key_for(const Request& request) {

@@ -160,6 +160,12 @@ class HttpTransport {
   // Stops the worker: every queued or in-flight request completes with the shutdown error. Idempotent.
   void shutdown();
 
+  // New connections opened so far (libcurl's CURLINFO_NUM_CONNECTS summed over finished transfers, the
+  // SMTP lane's included), in total or for one pool key (pool_key_for). Any thread. A number that keeps
+  // rising under steady load means kept connections are being closed instead of reused.
+  uint64_t connections_opened() const;
+  uint64_t connections_opened(const std::string& pool_key) const;
+
   // The pool key a request will use (its pool_key, or scheme://host:port of its URL; the default ports
   // are 80, 443, 25 and 465 as libcurl uses them).
   static std::string pool_key_for(const Request& request);
