@@ -271,18 +271,15 @@ void read_dispatcher(Reader& r, const YAML::Node& n, DispatcherConfig& d) {
   read_retry(r, n, "dispatcher", "retry_", d.retry);
 }
 
-void read_api_keys(Reader& r, const YAML::Node& n, std::vector<ApiKey>& keys) {
-  if (!n) {
-    r.error(Location{1, 1}, "api_keys", "is required (a list of {name, key_env})");
-    return;
-  }
+// A list of {name, key_env} at `where` (api_keys, inbound.app_keys).
+void read_keys(Reader& r, const YAML::Node& n, const std::string& key_path, std::vector<ApiKey>& keys) {
   if (!n.IsSequence() || n.size() == 0) {
-    r.error(n, "api_keys", "must be a non-empty list of {name, key_env}");
+    r.error(n, key_path, "must be a non-empty list of {name, key_env}");
     return;
   }
   std::set<std::string> names;
   for (size_t i = 0; i < n.size(); ++i) {
-    std::string path = "api_keys[" + std::to_string(i) + "]";
+    std::string path = key_path + "[" + std::to_string(i) + "]";
     YAML::Node k = n[i];
     if (!r.expect_map(k, path, {"name", "key_env"})) continue;
     auto name = r.string(k, "name", path, true);
@@ -295,6 +292,104 @@ void read_api_keys(Reader& r, const YAML::Node& n, std::vector<ApiKey>& keys) {
     if (!name || !env) continue;
     if (auto secret = r.secret(k["key_env"], *env, path + ".key_env")) keys.push_back({*name, *secret});
   }
+}
+
+void read_api_keys(Reader& r, const YAML::Node& n, std::vector<ApiKey>& keys) {
+  if (!n) {
+    r.error(Location{1, 1}, "api_keys", "is required (a list of {name, key_env})");
+    return;
+  }
+  read_keys(r, n, "api_keys", keys);
+}
+
+// The event types a subscription may name (ARCHITECTURE.md §1, the two-way issue).
+const std::set<std::string> kEventTypes = {
+    "accepted", "scheduled", "deferred", "suppressed", "dispatched", "delivered", "failed", "dead",
+    "cancelled", "requeued", "retry_scheduled", "attempt_failed", "replayed", "contact_deactivated", "opened",
+    "clicked", "responded", "replied", "opted_in", "opted_out", "follow_up_scheduled", "follow_up_cancelled"};
+
+void read_webhooks(Reader& r, const YAML::Node& n, std::vector<WebhookConfig>& out) {
+  if (!n) return;
+  if (!n.IsSequence()) {
+    r.error(n, "webhooks", "must be a list of {name, url, secret_env, events?}");
+    return;
+  }
+  std::set<std::string> names;
+  for (size_t i = 0; i < n.size(); ++i) {
+    std::string path = "webhooks[" + std::to_string(i) + "]";
+    YAML::Node w = n[i];
+    if (!r.expect_map(w, path, {"name", "url", "secret_env", "events", "timeout", "give_up_after"})) continue;
+    WebhookConfig c;
+    c.at = where(w);
+    if (auto v = r.string(w, "name", path, true)) {
+      if (!std::regex_match(*v, kName))
+        r.error(w["name"], path + ".name", "must match [a-z][a-z0-9_]* (it appears in metrics)");
+      else if (!names.insert(*v).second)
+        r.error(w["name"], path + ".name", "duplicate webhook name \"" + *v + "\"");
+      c.name = *v;
+    }
+    if (auto v = r.string(w, "url", path, true)) {
+      if (!std::regex_match(*v, std::regex("^https?://[^/?#\\s]+(/[^#\\s]*)?$")))
+        r.error(w["url"], path + ".url", "must be an absolute http(s) URL");
+      c.url = *v;
+    }
+    if (auto v = r.string(w, "secret_env", path, true)) {
+      if (!std::regex_match(*v, kEnvName))
+        r.error(w["secret_env"], path + ".secret_env", "must name an environment variable (A-Z, 0-9, _)");
+      else if (auto secret = r.secret(w["secret_env"], *v, path + ".secret_env"))
+        c.secret = *secret;
+    }
+    if (YAML::Node e = w["events"]) {
+      if (!e.IsSequence()) {
+        r.error(e, path + ".events", "must be a list of event types");
+      } else {
+        for (size_t j = 0; j < e.size(); ++j) {
+          std::string type = e[j].as<std::string>("");
+          if (!kEventTypes.count(type)) {
+            std::string known;
+            for (const auto& t : kEventTypes) known += (known.empty() ? "" : ", ") + t;
+            r.error(e[j], path + ".events[" + std::to_string(j) + "]",
+                    "unknown event type \"" + type + "\" (one of: " + known + ")");
+          } else {
+            c.events.push_back(type);
+          }
+        }
+      }
+    }
+    r.duration(w, "timeout", path, 100, c.timeout_ms);
+    r.duration(w, "give_up_after", path, 1000, c.give_up_after_ms);
+    out.push_back(std::move(c));
+  }
+}
+
+void read_responses(Reader& r, const YAML::Node& n, std::vector<ResponseRule>& out) {
+  if (!n) return;
+  if (!n.IsMap()) {
+    r.error(n, "responses", "must map response option ids to what they do, e.g. not_interested: {opt_out: category}");
+    return;
+  }
+  for (auto it = n.begin(); it != n.end(); ++it) {
+    std::string option = it->first.as<std::string>("");
+    std::string path = "responses." + option;
+    if (!std::regex_match(option, kName)) {
+      r.error(it->first, path, "must be a response option id matching [a-z][a-z0-9_]*");
+      continue;
+    }
+    if (!r.expect_map(it->second, path, {"opt_out"})) continue;
+    ResponseRule rule{option, ""};
+    if (auto v = r.string(it->second, "opt_out", path, false)) {
+      if (*v != "category" && *v != "purpose")
+        r.error(it->second["opt_out"], path + ".opt_out", "must be category or purpose");
+      else
+        rule.opt_out = *v;
+    }
+    out.push_back(std::move(rule));
+  }
+}
+
+void read_inbound(Reader& r, const YAML::Node& n, InboundConfig& out) {
+  if (!n || !r.expect_map(n, "inbound", {"app_keys"})) return;
+  if (YAML::Node k = n["app_keys"]) read_keys(r, k, "inbound.app_keys", out.app_keys);
 }
 
 void read_channels(Reader& r, const YAML::Node& n, const RetryPolicy& default_retry,
@@ -555,12 +650,15 @@ LoadResult read_document(const YAML::Node& root, const std::string& file, const 
     return {std::nullopt, r.errors};
   }
   if (r.expect_map(root, "", {"server", "outbound", "store", "dispatcher", "api_keys", "plugin_dirs", "channels",
-                              "policy", "templates"})) {
+                              "policy", "templates", "webhooks", "responses", "inbound"})) {
     read_server(r, root["server"], c.server);
     read_outbound(r, root["outbound"], base_dir, c.outbound);
     read_store(r, root["store"], c.store);
     read_dispatcher(r, root["dispatcher"], c.dispatcher);
     read_api_keys(r, root["api_keys"], c.api_keys);
+    read_webhooks(r, root["webhooks"], c.webhooks);
+    read_responses(r, root["responses"], c.responses);
+    read_inbound(r, root["inbound"], c.inbound);
     if (YAML::Node d = root["plugin_dirs"]) {
       if (!d.IsSequence()) {
         r.error(d, "plugin_dirs", "must be a list of folders");

@@ -114,6 +114,32 @@ struct ChannelConfig {
   int index = 0;
 };
 
+// An upstream system's subscription to Tayori's events (two-way issue): each event is POSTed to `url`,
+// signed with `secret` (Tayori-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "t.body">), retried with backoff
+// for up to `give_up_after`.
+struct WebhookConfig {
+  std::string name;
+  std::string url;
+  std::string secret;               // the value of secret_env
+  std::vector<std::string> events;  // event types; empty: all
+  int64_t timeout_ms = 10'000;
+  int64_t give_up_after_ms = 86'400'000;
+  Location at;
+};
+
+// What an answer to a message's response options does beyond being recorded (YAML `responses:`, keyed by
+// option id): `opt_out: category` opts the recipient out of the message's category (marketing);
+// `opt_out: purpose` out of marketing on the channel it came from.
+struct ResponseRule {
+  std::string option;
+  std::string opt_out;  // "", "category" or "purpose"
+};
+
+// Inbound traffic that is not a provider's: apps reporting push action taps (POST /v1/inbound/app).
+struct InboundConfig {
+  std::vector<ApiKey> app_keys;  // name + secret (from key_env), like api_keys
+};
+
 struct TemplatesConfig {
   std::string dir;                     // empty: no templates (inline content only)
   bool missing_variable_is_error = true;  // false: a missing variable renders empty
@@ -131,6 +157,9 @@ struct Config {
   std::vector<ChannelConfig> channels;
   policy::PolicyConfig policy;
   TemplatesConfig templates;
+  std::vector<WebhookConfig> webhooks;
+  std::vector<ResponseRule> responses;
+  InboundConfig inbound;
 };
 
 using Environment = std::function<std::optional<std::string>(const std::string& name)>;

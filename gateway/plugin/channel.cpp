@@ -473,6 +473,13 @@ DeliveryOutcome Channel::deliver(const DeliveryRequest& r) {
   return outcome;
 }
 
+bool Channel::inbound(const InboundRequest& request, std::vector<InboundEvent>& events, InboundAnswer& answer) {
+  (void)request;
+  events.clear();
+  answer = {404, "text/plain", "channel \"" + name_ + "\" takes no inbound calls"};
+  return false;
+}
+
 transport::Response Channel::send(transport::Request request) {
   transport::RequestKind kind = request.kind;
   transport::Response r = exchange(*transport_, std::move(request));

@@ -61,6 +61,16 @@ std::string find_plugin(const std::string& name_or_path, const std::vector<std::
 
 enum class OutcomeKind { delivered, retry, permanent };
 
+// One response option of a message as its channel renders it (two-way issue). The host mints `ref` and
+// `url`; the plugin shows `label` natively (LINE quick reply with `ref` as postback data, APNs category,
+// FCM data, e-mail links to `url`, numbered SMS choices).
+struct ResponseOption {
+  std::string id;     // "interested", "later", "not_interested"
+  std::string label;  // as the recipient reads it
+  std::string ref;    // signed reference to (message, channel, option): LinkSigner, kind response; <= 300 chars
+  std::string url;    // public_url + "/r/" + ref; empty without public_url
+};
+
 struct DeliveryRequest {
   std::string message_id;
   std::string delivery_id;
@@ -74,6 +84,46 @@ struct DeliveryRequest {
   int64_t expires_at_ms = 0;
   std::vector<std::pair<std::string, std::string>> content;
   std::string metadata_json = "{}";
+  std::vector<ResponseOption> responses;  // empty: the message asks nothing
+};
+
+// A provider's webhook call as the gateway received it (POST /inbound/<plugin>/<channel>).
+struct InboundRequest {
+  std::string method;
+  std::string url;    // the full public URL the provider called (public_url + path + ?query): Twilio signs it
+  std::string query;
+  std::vector<std::pair<std::string, std::string>> headers;  // names lower-cased
+  std::string body;   // raw bytes: LINE signs them
+};
+
+// What the plugin made of one call: normalised events, in the provider's order.
+enum class InboundKind {
+  response,   // an answer to a message's response options (LINE postback, an app's action): `ref` or `option`
+  reply,      // free text from the recipient (`text`); a numbered SMS reply also carries `option` ("2")
+  opt_in,     // LINE follow, SMS START / UNSTOP: consent given on this channel
+  opt_out,    // LINE unfollow, SMS STOP family: consent withdrawn on this channel
+  delivered,  // a delivery receipt for `provider_message_id`
+  failed,     // a failure receipt for `provider_message_id` (`reason`; `deactivate_contact` when the contact is dead)
+};
+struct InboundEvent {
+  InboundKind kind = InboundKind::reply;
+  std::string event_id;  // the provider's id for de-duplication (LINE webhookEventId, Twilio MessageSid+status)
+  std::string contact;   // the contact point it concerns (LINE user id, phone number)
+  std::string ref;       // a signed reference the provider echoed back (LINE postback data)
+  std::string option;    // a response option id, or the number of a numbered SMS reply
+  std::string text;      // reply text, the keyword, or the failure's detail
+  std::string provider_message_id;
+  std::string reason;    // failed: the provider's code ("twilio.30005")
+  bool deactivate_contact = false;  // failed / opt_out(unfollow): the contact point cannot be used (suppress it)
+  bool reactivate_contact = false;  // opt_in(follow): a suppression this channel made for it is lifted
+  int64_t at_ms = 0;     // when the provider says it happened; 0: now
+};
+
+// The answer the provider gets (TwiML for Twilio, 200 for LINE, 401 on a bad signature).
+struct InboundAnswer {
+  int status = 200;
+  std::string content_type = "text/plain";
+  std::string body;
 };
 
 // What the host gives every channel beyond its plugin: the clock, the outbound transport (may be null:
@@ -119,6 +169,10 @@ class Channel {
   // batch window (and a plugin that batches) the call may wait up to that window for concurrent
   // deliveries of identical content to share one request; the verdict is still this delivery's own.
   DeliveryOutcome deliver(const DeliveryRequest& request);
+
+  // A provider's webhook call: the plugin verifies its signature and normalises it into `events`. False
+  // (with `answer` 401 or 400 and no events) when it is refused; a plugin without on_inbound answers 404.
+  bool inbound(const InboundRequest& request, std::vector<InboundEvent>& events, InboundAnswer& answer);
 
   // The YAML's batch_window: how long a delivery waits for others to join its batch. 0 (the default):
   // never batch. Set it before the first delivery; it has effect only when library().batches().

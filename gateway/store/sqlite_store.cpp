@@ -224,6 +224,36 @@ const char* const kMigrations[] = {
       WHERE state IN ('delivered', 'failed', 'cancelled', 'suppressed', 'dead');
     CREATE INDEX messages_state_channel ON messages(state, channel, id);
     )sql",
+    // 4: two-way communication. Events carry their recipient (consent changes belong to no message, and
+    // the upstream feed reads events by seq); receipts find a message by the provider's id; follow-ups
+    // name the message they follow; provider webhooks are de-duplicated by their event ids; the latest
+    // open question per contact point maps a numbered SMS reply; each webhook subscription keeps a cursor.
+    R"sql(
+    ALTER TABLE events ADD COLUMN recipient_id TEXT NOT NULL DEFAULT '';
+    CREATE INDEX events_recipient ON events(recipient_id, seq) WHERE recipient_id != '';
+    ALTER TABLE messages ADD COLUMN provider_message_id TEXT NOT NULL DEFAULT '';
+    ALTER TABLE messages ADD COLUMN parent_id TEXT NOT NULL DEFAULT '';
+    CREATE INDEX messages_provider_message ON messages(provider_message_id) WHERE provider_message_id != '';
+    CREATE INDEX messages_parent ON messages(parent_id, state) WHERE parent_id != '';
+    CREATE TABLE inbound_seen (
+      source TEXT NOT NULL,
+      event_id TEXT NOT NULL,
+      at INTEGER NOT NULL,
+      PRIMARY KEY (source, event_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE questions (
+      contact TEXT NOT NULL,
+      channel TEXT NOT NULL,
+      message_id TEXT NOT NULL,
+      options TEXT NOT NULL,
+      at INTEGER NOT NULL,
+      PRIMARY KEY (contact, channel)
+    ) WITHOUT ROWID;
+    CREATE TABLE webhook_cursors (
+      subscription TEXT PRIMARY KEY,
+      seq INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    )sql",
 };
 
 // The states purge_finished removes once retention has passed (is_final).
@@ -254,8 +284,12 @@ MessageRecord read_message(Statement& s) {
   return r;
 }
 
+// The event's recipient is its message's (read in the same transaction), so every writer of events gets it
+// without passing it along.
 void insert_event(Connection& c, const std::string& message_id, const NewEvent& e, int64_t now_ms) {
-  c.prepare("INSERT INTO events(message_id, type, at, detail) VALUES(?1, ?2, ?3, ?4)")
+  c.prepare(
+       "INSERT INTO events(message_id, type, at, detail, recipient_id) "
+       "VALUES(?1, ?2, ?3, ?4, COALESCE((SELECT recipient_id FROM messages WHERE id = ?1), ''))")
       .bind(1, message_id)
       .bind(2, e.type)
       .bind(3, e.at_ms != 0 ? e.at_ms : now_ms)

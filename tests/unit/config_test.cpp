@@ -336,7 +336,7 @@ TEST(ConfigLoad, UnknownKeysAreReportedAtEachLevel) {
       diagnostics(r),
       UnorderedElementsAre(
           "gw.yaml:1:1: colour: unknown key (expected one of: server, outbound, store, dispatcher, api_keys, plugin_dirs, "
-          "channels, policy, templates)",
+          "channels, policy, templates, webhooks, responses, inbound)",
           "gw.yaml:3:3: server.port: unknown key (expected one of: listen, threads, max_body_bytes, max_batch, "
           "header_timeout, body_timeout, idle_timeout, public_url, link_secret_env, link_ttl, shutdown_grace)",
           "gw.yaml:5:3: store.path: unknown key (expected one of: data_dir, retention, max_size)",

@@ -454,7 +454,7 @@ TEST_F(StorePolicyTest, AVersion1FileIsMigratedToTheCurrentVersionAndKeepsItsDat
 
   store_ = open_sqlite({v1});
   path_ = v1;
-  EXPECT_EQ(user_version(v1), 3);
+  EXPECT_EQ(user_version(v1), 4);
 
   auto m = store_->find("v1-msg");
   ASSERT_TRUE(m.has_value());
@@ -501,17 +501,18 @@ TEST_F(StorePolicyTest, AVersion1FileIsMigratedToTheCurrentVersionAndKeepsItsDat
   // Reopening does not migrate again.
   store_.reset();
   store_ = open_sqlite({v1});
-  EXPECT_EQ(user_version(v1), 3);
+  EXPECT_EQ(user_version(v1), 4);
   EXPECT_TRUE(store_->find("v1-msg").has_value());
   EXPECT_EQ(store_->consent_history("u1").size(), 1u);
 }
 
 TEST_F(StorePolicyTest, ANewFileIsAtTheCurrentVersionWithThePolicyTables) {
-  EXPECT_EQ(user_version(path_), 3);
+  EXPECT_EQ(user_version(path_), 4);
   auto tables = test::query_column(path_,
                                    "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
                                    "ORDER BY name");
-  EXPECT_THAT(tables, ElementsAre("cap_slots", "consent", "events", "messages", "recipients", "suppressions"));
+  EXPECT_THAT(tables, ElementsAre("cap_slots", "consent", "events", "inbound_seen", "messages", "questions",
+                                  "recipients", "suppressions", "webhook_cursors"));
 }
 
 }  // namespace
