@@ -50,6 +50,28 @@ store::Transition decide_without_attempt(const store::MessageRecord& record, con
   return t;
 }
 
+namespace {
+
+// The channel is done with the message: the next channel in its preference order gets its turn now
+// (fallback: event attempt_failed with fallback_to), or, after the last, the message ends in `last`
+// (failed or dead, the event of that name). `detail` says why.
+void leave_channel(store::Transition& t, const Message& message, const Route& route, Json detail, store::State last,
+                   int64_t now_ms) {
+  if (route.channel_index + 1 < static_cast<int>(message.channels.size())) {
+    t.to = store::State::scheduled;
+    t.channel_index = route.channel_index + 1;
+    t.next_channel = true;
+    t.due_at_ms = now_ms;
+    detail["fallback_to"] = message.channels[route.channel_index + 1];
+    t.events.push_back({"attempt_failed", detail.dump()});
+    return;
+  }
+  t.to = last;
+  t.events.push_back({std::string(store::to_string(last)), detail.dump()});
+}
+
+}  // namespace
+
 store::Transition decide_after_attempt(const store::MessageRecord& record, const Message& message, const Route& route,
                                        const plugin::DeliveryOutcome& outcome, const config::RetryPolicy& retry,
                                        int64_t dispatched_at_ms, int64_t now_ms, double jitter) {
@@ -104,36 +126,16 @@ store::Transition decide_after_attempt(const store::MessageRecord& record, const
                        {"attempts", record.channel_attempts},
                        {"since", format_rfc3339_ms(since)},
                        {"last_reason", outcome.reason}};
-      if (route.channel_index + 1 < static_cast<int>(message.channels.size())) {
-        t.to = store::State::scheduled;
-        t.channel_index = route.channel_index + 1;
-        t.next_channel = true;
-        t.due_at_ms = now_ms;
-        given_up["fallback_to"] = message.channels[route.channel_index + 1];
-        t.events.push_back({"attempt_failed", given_up.dump()});
-        return t;
-      }
-      // A dead letter: kept with the last provider answer (last_reason) for an operator to replay.
-      t.to = store::State::dead;
-      t.events.push_back({"dead", given_up.dump()});
+      // After the last channel, a dead letter: kept with the last provider answer (last_reason) for an
+      // operator to replay.
+      leave_channel(t, message, route, std::move(given_up), store::State::dead, now_ms);
       return t;
     }
     case plugin::OutcomeKind::permanent: {
       t.last_reason = outcome.reason;
       Json failed = {{"channel", route.channel}, {"reason", outcome.reason}};
       if (outcome.deactivate_contact) failed["deactivate_contact"] = true;
-      if (route.channel_index + 1 < static_cast<int>(message.channels.size())) {
-        // Fallback: the next channel in the message's preference order gets its turn now.
-        t.to = store::State::scheduled;
-        t.channel_index = route.channel_index + 1;
-        t.next_channel = true;
-        t.due_at_ms = now_ms;
-        failed["fallback_to"] = message.channels[route.channel_index + 1];
-        t.events.push_back({"attempt_failed", failed.dump()});
-        return t;
-      }
-      t.to = store::State::failed;
-      t.events.push_back({"failed", failed.dump()});
+      leave_channel(t, message, route, std::move(failed), store::State::failed, now_ms);
       return t;
     }
   }
