@@ -59,14 +59,8 @@ TEST(CrashTest, EveryAcknowledgedMessageSurvivesSigkillAndIsDelivered) {
     if (gw.get(http, "/v1/messages/" + id).status != 200) missing.push_back(id);
   ASSERT_TRUE(missing.empty()) << missing.size() << " acknowledged messages were lost, e.g. " << missing.front();
 
-  ASSERT_TRUE(eventually(
-      [&] {
-        for (const auto& id : acknowledged)
-          if (state_of(gw, http, id) != "delivered") return false;
-        return true;
-      },
-      std::chrono::seconds(60)))
-      << "not every acknowledged message was delivered";
+  std::string straggler = await_all(gw, http, acknowledged, "delivered");
+  ASSERT_EQ(straggler, "") << "not every acknowledged message was delivered";
 
   std::map<std::string, int> deliveries;
   for (const auto& line : read_jsonl(dir.file("outbox-email.jsonl"))) ++deliveries[line["message_id"]];

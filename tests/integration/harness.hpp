@@ -307,4 +307,24 @@ inline std::string state_of(const Gateway& gw, HttpClient& c, const std::string&
   return r.json().value("state", "");
 }
 
+// Waits until every message of `ids` is in `state`; on timeout, the first one that is not (its status JSON),
+// else "".
+template <class Ids>
+std::string await_all(const Gateway& gw, HttpClient& c, const Ids& ids, const std::string& state,
+                      std::chrono::milliseconds timeout = std::chrono::seconds(60)) {
+  std::string straggler;
+  eventually(
+      [&] {
+        for (const auto& id : ids)
+          if (state_of(gw, c, id) != state) {
+            straggler = id;
+            return false;
+          }
+        straggler.clear();
+        return true;
+      },
+      timeout);
+  return straggler.empty() ? "" : gw.get(c, "/v1/messages/" + straggler).body;
+}
+
 }  // namespace tayori::testing

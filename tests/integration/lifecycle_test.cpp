@@ -80,18 +80,8 @@ TEST(Lifecycle, SighupReloadsUnderLoadWithoutLosingOrDuplicatingAMessage) {
   ASSERT_TRUE(eventually([&] { return gw.post_json(http, "/v1/messages", to_sms2).status == 202; }));
   ASSERT_TRUE(eventually([&] { return state_of(gw, http, "to-sms2") == "delivered"; })) << gw.stderr_text();
 
-  ASSERT_TRUE(eventually(
-      [&] {
-        for (const auto& id : acknowledged)
-          if (state_of(gw, http, id) != "delivered") return false;
-        return true;
-      },
-      std::chrono::seconds(60)))
-      << [&] {
-           for (const auto& id : acknowledged)
-             if (state_of(gw, http, id) != "delivered") return gw.get(http, "/v1/messages/" + id).body;
-           return std::string();
-         }();
+  std::string straggler = await_all(gw, http, acknowledged, "delivered");
+  ASSERT_EQ(straggler, "") << "not every acknowledged message was delivered";
   std::map<std::string, int> seen = deliveries_in(dir.file("outbox-email.jsonl"));
   for (const auto& id : acknowledged) EXPECT_EQ(seen[id], 1) << id << " was delivered " << seen[id] << " times";
   EXPECT_EQ(seen.size(), acknowledged.size());
