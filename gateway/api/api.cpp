@@ -69,11 +69,16 @@ constexpr int kMaxRetryBatch = 10000;
 
 std::string route_of(const std::string& method, const std::string& path) {
   if (path == "/v1/messages" || path == "/v1/messages:simulate" || path == "/v1/messages:retry" ||
-      path == "/v1/suppressions" || path == "/healthz" || path == "/readyz" || path == "/metrics")
+      path == "/v1/suppressions" || path == "/v1/events" || path == "/healthz" || path == "/readyz" ||
+      path == "/metrics")
     return path;
   if (path.rfind(kMessagesPrefix, 0) == 0)
     return method == "POST" && path.ends_with(kRetrySuffix) ? "/v1/messages/{id}:retry" : "/v1/messages/{id}";
   if (path.rfind("/v1/suppressions/", 0) == 0) return "/v1/suppressions/{contact}";
+  if (path == "/v1/inbound/app") return path;
+  if (path.rfind("/inbound/", 0) == 0) return "/inbound/{plugin}/{channel}";
+  if (path.rfind("/r/", 0) == 0) return "/r/{token}";
+  if (path.rfind("/u/", 0) == 0) return "/u/{token}";
   if (path.rfind("/v1/recipients/", 0) == 0) {
     if (path.ends_with("/consent/history")) return "/v1/recipients/{id}/consent/history";
     if (path.ends_with("/consent")) return "/v1/recipients/{id}/consent";
@@ -142,6 +147,10 @@ HttpResponse method_not_allowed(const std::string& route, const std::string& all
 Api::Api(const config::Config& config, ApiDependencies deps)
     : server_(config.server), policy_(config.policy), deps_(std::move(deps)) {
   for (const auto& k : config.api_keys) keys_.push_back({k.name, sha256(k.secret)});
+  for (const auto& k : config.inbound.app_keys) app_keys_.push_back({k.name, sha256(k.secret)});
+  links::LinkSigner links;
+  if (!config.server.public_url.empty()) links = links::LinkSigner(config.server.public_url, config.server.link_secret);
+  inbound_ = std::make_unique<core::InboundApplier>(deps_.store, deps_.clock, std::move(links), config.responses);
   for (const auto& c : deps_.channels.channels()) channel_names_.insert(c->name());
   if (deps_.templates)
     for (const auto& name : deps_.templates->names()) template_names_.insert(name);
@@ -155,14 +164,16 @@ Api::Api(const config::Config& config, ApiDependencies deps)
   };
 }
 
-const Api::Key* Api::authenticate(const HttpRequest& request) const {
+const Api::Key* Api::authenticate(const HttpRequest& request) const { return find_key(request, keys_); }
+
+const Api::Key* Api::find_key(const HttpRequest& request, const std::vector<Key>& keys) {
   std::string_view auth = request.header("authorization");
   constexpr std::string_view scheme = "Bearer ";
   if (auth.size() <= scheme.size() || auth.substr(0, scheme.size()) != scheme) return nullptr;
   // Compare digests in constant time, and look at every key: timing reveals neither a prefix nor which key.
   auto presented = sha256(auth.substr(scheme.size()));
   const Key* found = nullptr;
-  for (const auto& k : keys_)
+  for (const auto& k : keys)
     if (CRYPTO_memcmp(presented.data(), k.digest.data(), presented.size()) == 0) found = &k;
   return found;
 }
@@ -195,6 +206,25 @@ void Api::handle(HttpRequest request, Responder respond) {
     return counted(std::move(r));
   }
   if (route == "other") return counted(problem(404, "Not Found", "no such resource: " + request.path));
+  // Two-way routes authenticate by a provider's signature, a signed link or an app key (inbound_api.cpp).
+  if (route == "/inbound/{plugin}/{channel}") {
+    if (method != "POST") return allow("POST");
+    if (draining_) return counted(shutting_down());
+    return inbound_webhook(request, std::move(counted));
+  }
+  if (route == "/r/{token}") {
+    if (method != "GET") return allow("GET");
+    return response_link(request, std::move(counted));
+  }
+  if (route == "/u/{token}") {
+    if (method != "GET" && method != "POST") return allow("GET, POST");
+    return unsubscribe_link(request, std::move(counted));
+  }
+  if (route == "/v1/inbound/app") {
+    if (method != "POST") return allow("POST");
+    if (draining_) return counted(shutting_down());
+    return app_inbound(request, std::move(counted));
+  }
 
   const Key* key = authenticate(request);
   if (key == nullptr) {
@@ -207,6 +237,10 @@ void Api::handle(HttpRequest request, Responder respond) {
     if (method != "POST") return allow("GET, POST");
     if (draining_) return counted(shutting_down());
     return submit(request, key->name, std::move(counted));
+  }
+  if (route == "/v1/events") {  // events_api.cpp
+    if (method != "GET") return allow("GET");
+    return counted(list_events(request));
   }
   if (route == "/v1/messages:simulate") {
     if (method != "POST") return allow("POST");

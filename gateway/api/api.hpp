@@ -5,6 +5,7 @@
 #include <array>
 #include <atomic>
 #include <functional>
+#include <memory>
 #include <set>
 #include <string>
 #include <vector>
@@ -14,6 +15,7 @@
 #include "common/time.hpp"
 #include "config/config.hpp"
 #include "core/clearance.hpp"
+#include "core/inbound.hpp"
 #include "core/message.hpp"
 #include "plugin/channel.hpp"
 #include "render/renderer.hpp"
@@ -60,10 +62,25 @@ class Api final : public Handler {
   // Dead letters and permanent failures sent through the policy again (store::Store::replay).
   void retry_message(const std::string& id, const std::string& key_name, Responder respond);
   void retry_messages(const HttpRequest& request, const std::string& key_name, Responder respond);
+  // GET /v1/events (events_api.cpp): the upstream feed, every event in seq order.
+  HttpResponse list_events(const HttpRequest& request);
   HttpResponse readiness();
   const Key* authenticate(const HttpRequest& request) const;
+  // The key of `keys` presented as Authorization: Bearer (constant time), or nullptr.
+  static const Key* find_key(const HttpRequest& request, const std::vector<Key>& keys);
+
+  // Two-way (inbound_api.cpp): answers that come back, authenticated by a provider's signature (checked
+  // by the channel's plugin), a signed link, or an app key instead of an API key.
+  void inbound_webhook(const HttpRequest& request, Responder respond);   // POST /inbound/{plugin}/{channel}
+  void response_link(const HttpRequest& request, Responder respond);     // GET /r/{token}
+  void unsubscribe_link(const HttpRequest& request, Responder respond);  // GET, POST /u/{token} (RFC 8058)
+  void app_inbound(const HttpRequest& request, Responder respond);       // POST /v1/inbound/app
+  // The recipient's locale for a page about `original` ("" when unknown).
+  std::string locale_of(const core::Original& original) const;
 
   std::vector<Key> keys_;
+  std::vector<Key> app_keys_;  // inbound.app_keys
+  std::unique_ptr<core::InboundApplier> inbound_;
   config::ServerConfig server_;
   policy::PolicyConfig policy_;
   std::set<std::string> channel_names_;

@@ -71,6 +71,15 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                      .Help("Delivery outcomes the store refused (full disk, I/O error), held to be recorded again")
                      .Register(*registry_)
                      .Add({});
+  webhook_deliveries_ = &prometheus::BuildCounter()
+                             .Name("tayori_webhook_deliveries_total")
+                             .Help("Event POSTs to upstream webhooks, by webhook and result: delivered (2xx), retried "
+                                   "(a failed attempt, tried again after a backoff), dropped (give_up_after passed)")
+                             .Register(*registry_);
+  webhook_lag_ = &prometheus::BuildGauge()
+                      .Name("tayori_webhook_lag_events")
+                      .Help("Events recorded but not yet delivered (or skipped) by each webhook: last seq - its cursor")
+                      .Register(*registry_);
 }
 
 Metrics::~Metrics() = default;
@@ -118,6 +127,14 @@ std::string Metrics::render(const std::map<store::State, int64_t>& by_state, int
   }
   in_flight_->Set(static_cast<double>(in_flight));
   return prometheus::TextSerializer().Serialize(registry_->Collect());
+}
+
+void Metrics::count_webhook(std::string_view webhook, std::string_view result) {
+  webhook_deliveries_->Add({{"webhook", std::string(webhook)}, {"result", std::string(result)}}).Increment();
+}
+
+void Metrics::set_webhook_lag(std::string_view webhook, int64_t events) {
+  webhook_lag_->Add({{"webhook", std::string(webhook)}}).Set(static_cast<double>(events));
 }
 
 }  // namespace tayori::api

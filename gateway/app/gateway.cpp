@@ -15,6 +15,7 @@
 #include "config/config.hpp"
 #include "core/clearance.hpp"
 #include "core/dispatcher.hpp"
+#include "events/webhooks.hpp"
 #include "render/renderer.hpp"
 #include "plugin/channel.hpp"
 #include "store/sqlite_store.hpp"
@@ -118,9 +119,13 @@ struct Generation {
   Loaded loaded;
   std::unique_ptr<core::Clearance> clearance;
   std::unique_ptr<core::Dispatcher> dispatcher;
+  // The upstream webhooks send through loaded.transport; their cursors are in the store, so a reload
+  // (stop the old, start the new) resends at most the event each had in flight.
+  std::unique_ptr<events::Webhooks> webhooks;
   std::unique_ptr<api::Api> api;
 
   ~Generation() {
+    if (webhooks) webhooks->stop();
     if (dispatcher) dispatcher->stop();
   }
 };
@@ -226,6 +231,9 @@ int serve(const ServeOptions& options) {
     g->dispatcher =
         std::make_unique<core::Dispatcher>(*store, *g->loaded.channels, clock, c.dispatcher, *g->clearance,
                                            g->loaded.templates.get(), c.templates.missing_variable_is_error);
+    // Response options carry refs signed like the unsubscribe links (and point at public_url /r/).
+    if (!c.server.public_url.empty())
+      g->dispatcher->set_links(links::LinkSigner(c.server.public_url, c.server.link_secret), c.server.link_ttl_ms);
     g->dispatcher->set_outcome_listener([&metrics](const std::string& channel, const plugin::DeliveryOutcome& outcome,
                                                    const store::Transition& t) {
       if (t.to == store::State::dead) metrics.count_dead_letter(channel);
@@ -234,9 +242,16 @@ int serve(const ServeOptions& options) {
         metrics.count_retry(channel, outcome.cause);
     });
     core::Dispatcher* dispatcher = g->dispatcher.get();
+    g->webhooks = std::make_unique<events::Webhooks>(c.webhooks, *store, *g->loaded.transport, clock, &metrics);
+    events::Webhooks* webhooks = g->webhooks.get();
+    // Accepted messages are new events too: the senders look at once instead of at their next poll.
     g->api = std::make_unique<api::Api>(
         c, api::ApiDependencies{*store, *g->loaded.channels, clock, metrics, *g->clearance, g->loaded.templates.get(),
-                                c.templates.missing_variable_is_error, [dispatcher] { dispatcher->wake(); },
+                                c.templates.missing_variable_is_error,
+                                [dispatcher, webhooks] {
+                                  dispatcher->wake();
+                                  webhooks->wake();
+                                },
                                 [dispatcher] { return dispatcher->in_flight(); }});
     return g;
   };
@@ -267,11 +282,13 @@ int serve(const ServeOptions& options) {
                           server_config.body_timeout_ms, server_config.idle_timeout_ms},
                          threads);
   generation->dispatcher->start();
+  generation->webhooks->start();
   uint16_t bound = 0;
   try {
     bound = server.start(host, port);
   } catch (const std::exception& e) {
     std::cerr << "server.listen: cannot listen on " << server_config.listen << ": " << e.what() << "\n";
+    generation->webhooks->stop();
     generation->dispatcher->stop();
     return 1;
   }
@@ -306,8 +323,10 @@ int serve(const ServeOptions& options) {
         continue;
       }
       current.set(fresh);
+      old->webhooks->stop();
       old->dispatcher->stop();
       fresh->dispatcher->start();
+      fresh->webhooks->start();
       log::info("gateway", "SIGHUP: reloaded, " + std::to_string(fresh->loaded.channels->channels().size()) +
                                " channels");
       continue;
@@ -327,6 +346,7 @@ int serve(const ServeOptions& options) {
   generation = current.get();
   generation->api->set_draining(true);
   int64_t grace = generation->loaded.config.server.shutdown_grace_ms;
+  generation->webhooks->stop();  // an event in flight is sent again at the next start (at-least-once)
   bool finished = generation->dispatcher->stop(grace);
   server.stop(finished ? 1000 : 0);
   if (!finished) {

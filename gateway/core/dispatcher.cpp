@@ -4,6 +4,7 @@
 #include <random>
 
 #include "common/log.hpp"
+#include "core/inbound.hpp"
 
 namespace tayori::core {
 
@@ -90,6 +91,7 @@ store::Transition decide_after_attempt(const store::MessageRecord& record, const
       t.to = store::State::delivered;
       Json d = {{"channel", route.channel}};
       if (!outcome.provider_message_id.empty()) d["provider_message_id"] = outcome.provider_message_id;
+      t.provider_message_id = outcome.provider_message_id;  // receipts and replies find the message by it
       t.events.push_back({"delivered", d.dump()});
       return t;
     }
@@ -327,7 +329,15 @@ void Dispatcher::process(const store::MessageRecord& record) {
   } else {
     plugin::DeliveryRequest delivery = make_delivery(record, message, route);
     delivery.content = std::move(*rendered.fields);
+    delivery.responses = mint_responses(message, route.channel, links_, (started + link_ttl_ms_) / 1000);
     outcome = channel->deliver(delivery);
+  }
+  if (outcome.kind == plugin::OutcomeKind::delivered && !message.responses.empty()) {
+    // The open question of this contact point on this channel: a numbered SMS reply ("2") answers the
+    // latest message that asked it something. Recorded for every channel (only numbering plugins use it).
+    Json ids = Json::array();
+    for (const auto& r : message.responses) ids.push_back(r.id);
+    store_.put_question(route.contact, route.channel, {message.id, ids.dump(), clock_.now_ms()}, nullptr);
   }
   int64_t now = clock_.now_ms();
   if (outcome.circuit_open) {

@@ -18,6 +18,7 @@
 #include "config/config.hpp"
 #include "core/clearance.hpp"
 #include "core/message.hpp"
+#include "links/links.hpp"
 #include "plugin/channel.hpp"
 #include "store/store.hpp"
 
@@ -75,6 +76,12 @@ class Dispatcher {
   void wake();   // something became due: look now instead of at the next poll
   // Set before start().
   void set_outcome_listener(OutcomeListener listener) { listener_ = std::move(listener); }
+  // Set before start(): signs the response options' refs and links (core/inbound.hpp mint_responses),
+  // valid for `ttl_ms`. Without it options go out with no ref or url.
+  void set_links(links::LinkSigner links, int64_t ttl_ms) {
+    links_ = std::move(links);
+    link_ttl_ms_ = ttl_ms;
+  }
   // Transitions the store could not record yet (disk full, I/O error); retried until it can.
   int64_t unrecorded() const;
 
@@ -106,6 +113,8 @@ class Dispatcher {
   bool woken_ = false;
   std::atomic<int64_t> in_flight_{0};
   OutcomeListener listener_;
+  links::LinkSigner links_;
+  int64_t link_ttl_ms_ = 60LL * 86'400'000;
   mutable std::mutex unrecorded_mutex_;
   std::vector<store::Transition> unrecorded_;
   int64_t next_record_again_ms_ = 0;

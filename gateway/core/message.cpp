@@ -153,6 +153,73 @@ class Checker {
   std::vector<FieldError>& errors_;
 };
 
+size_t utf8_length(std::string_view s) {
+  size_t n = 0;
+  for (unsigned char ch : s) n += (ch & 0xC0) != 0x80;
+  return n;
+}
+
+// "responses": [{id, label, follow_up?: {after, template?}}], 1 to 10 (LINE allows 13 quick reply items;
+// ten keep a numbered SMS reply to one digit... and a push notification's action list short).
+constexpr size_t kMaxResponses = 10;
+constexpr size_t kMaxLabelChars = 20;  // LINE quick reply action label limit
+constexpr int64_t kMaxFollowUpMs = 366LL * 86'400'000;
+
+void parse_responses(Checker& c, const Json& j, const ValidationRules& rules, std::vector<ResponseSpec>& out) {
+  auto responses = j.find("responses");
+  if (responses == j.end() || responses->is_null()) return;
+  if (!responses->is_array() || responses->empty() || responses->size() > kMaxResponses) {
+    c.fail("/responses", "must be an array of 1 to " + std::to_string(kMaxResponses) + " response options {id, label}");
+    return;
+  }
+  std::set<std::string> ids;
+  for (size_t i = 0; i < responses->size(); ++i) {
+    const Json& r = (*responses)[i];
+    std::string p = "/responses/" + std::to_string(i);
+    if (!r.is_object()) {
+      c.fail(p, "must be an object {id, label, follow_up?}");
+      continue;
+    }
+    c.only(r, p, {"id", "label", "follow_up"});
+    ResponseSpec spec;
+    if (auto v = c.string(r, p, "id", true, is_kind, "an option id: a-z, then a-z 0-9 _ (at most 32)")) {
+      if (!ids.insert(*v).second) c.fail(p + "/id", "repeats option \"" + *v + "\"");
+      spec.id = *v;
+    }
+    if (auto v = c.string(r, p, "label", true, nullptr, nullptr)) {
+      size_t chars = utf8_length(*v);
+      if (chars == 0 || chars > kMaxLabelChars)
+        c.fail(p + "/label", "must be 1 to " + std::to_string(kMaxLabelChars) + " characters (LINE quick reply labels)");
+      spec.label = *v;
+    }
+    auto follow_up = r.find("follow_up");
+    if (follow_up != r.end() && !follow_up->is_null()) {
+      std::string fp = p + "/follow_up";
+      if (!follow_up->is_object()) {
+        c.fail(fp, "must be an object {after, template?}");
+      } else {
+        c.only(*follow_up, fp, {"after", "template"});
+        if (auto v = c.string(*follow_up, fp, "after", true, nullptr, nullptr)) {
+          auto ms = parse_delay_ms(*v);
+          if (!ms || *ms <= 0 || *ms > kMaxFollowUpMs)
+            c.fail(fp + "/after", "must be a delay up to 366 days: ISO 8601 (P2D, PT12H, PT1S) or 2d, 12h, 30s");
+          else
+            spec.follow_up_after_ms = ms;
+        }
+        if (auto v = c.string(*follow_up, fp, "template", false, is_template, "a template name")) {
+          if (!rules.templates_available)
+            c.fail(fp + "/template", "names a template, but this gateway has no templates configured");
+          else if (rules.templates != nullptr && !rules.templates->count(*v))
+            c.fail(fp + "/template", "is not a known template \"" + *v + "\"");
+          else
+            spec.follow_up_template = *v;
+        }
+      }
+    }
+    out.push_back(std::move(spec));
+  }
+}
+
 void parse_recipient(Checker& c, const Json& j, Recipient& r, const std::string& p, bool id_required) {
   if (!j.is_object()) {
     c.fail(p, j.is_null() ? "is required" : "must be an object");
@@ -250,7 +317,7 @@ ParsedMessage parse_message(const Json& j, const ValidationRules& rules, const s
     return result;
   }
   c.only(j, "", {"id", "recipient", "purpose", "category", "channels", "content", "template", "data", "send_at",
-                 "expires_at", "metadata"});
+                 "expires_at", "metadata", "responses"});
   Message m;
   if (auto v = c.string(j, "", "id", true, is_id, "1 to 128 characters of A-Z a-z 0-9 . _ ~ : -")) m.id = *v;
   auto recipient = j.find("recipient");
@@ -382,8 +449,41 @@ ParsedMessage parse_message(const Json& j, const ValidationRules& rules, const s
         m.metadata = *metadata;
     }
   }
+  parse_responses(c, j, rules, m.responses);
   if (result.errors.empty()) result.message = std::move(m);
   return result;
+}
+
+std::optional<int64_t> parse_delay_ms(std::string_view s) {
+  if (s.empty() || s[0] != 'P') return parse_duration_ms(s);
+  // ISO 8601 §4.4.3.2 durations, the exact part: PnW or PnDTnHnMnS (no years or months: their length varies).
+  int64_t total = 0;
+  bool in_time = false, any = false;
+  size_t i = 1;
+  while (i < s.size()) {
+    if (s[i] == 'T') {
+      if (in_time) return std::nullopt;
+      in_time = true;
+      ++i;
+      continue;
+    }
+    size_t start = i;
+    while (i < s.size() && digit(s[i])) ++i;
+    if (i == start || i - start > 9 || i == s.size()) return std::nullopt;
+    int64_t n = std::stoll(std::string(s.substr(start, i - start)));
+    char unit = s[i++];
+    int64_t ms = 0;
+    if (!in_time && unit == 'W') ms = 7 * 86'400'000LL;
+    else if (!in_time && unit == 'D') ms = 86'400'000LL;
+    else if (in_time && unit == 'H') ms = 3'600'000LL;
+    else if (in_time && unit == 'M') ms = 60'000LL;
+    else if (in_time && unit == 'S') ms = 1'000LL;
+    else return std::nullopt;
+    total += n * ms;
+    any = true;
+  }
+  if (!any || s.back() == 'T') return std::nullopt;
+  return total;
 }
 
 std::string canonical_json(const Json& json) {

@@ -35,6 +35,16 @@ struct Recipient {
   std::optional<std::string> contact(const std::string& kind) const;
 };
 
+// One answer a message offers (two-way): rendered natively by each channel (LINE quick reply, numbered
+// SMS choices, e-mail links, push actions). `follow_up`: answering it schedules a re-delivery after
+// `follow_up_after_ms` (the original content, or the template `follow_up_template`).
+struct ResponseSpec {
+  std::string id;     // [a-z][a-z0-9_]*, unique within the message
+  std::string label;  // at most 20 characters (LINE quick reply labels)
+  std::optional<int64_t> follow_up_after_ms;
+  std::string follow_up_template;
+};
+
 struct Message {
   std::string id;  // the upstream id: the idempotency key
   Recipient recipient;
@@ -49,6 +59,7 @@ struct Message {
   bool send_at_local = false;  // send_at was a wall-clock time in the recipient's zone
   std::optional<int64_t> expires_at_ms;
   Json metadata = Json::object();
+  std::vector<ResponseSpec> responses;  // empty: the message asks nothing
 };
 
 struct FieldError {
@@ -83,6 +94,9 @@ ParsedMessage parse_message(const Json& json, const ValidationRules& rules, cons
 // a message names its recipient inside; the recipients API takes the id from the URL.
 void parse_recipient(const Json& json, const std::string& pointer, bool id_required, Recipient& out,
                      std::vector<FieldError>& errors);
+
+// A delay: ISO 8601 (P2D, PT12H, P1DT2H30M, PT1S; weeks P1W) or Tayori's (250ms, 10s, 5m, 24h, 7d).
+std::optional<int64_t> parse_delay_ms(std::string_view text);
 
 // The canonical form stored and hashed for idempotency: keys sorted, no insignificant white space.
 std::string canonical_json(const Json& json);

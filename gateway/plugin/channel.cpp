@@ -452,6 +452,10 @@ DeliveryOutcome Channel::deliver(const DeliveryRequest& r) {
   d.metadata_json = view(r.metadata_json);
   d.unsubscribe_url = view(unsubscribe_url);
   d.callback_url = view(callback_url);
+  std::vector<tayori_response_option> responses;
+  for (const ResponseOption& o : r.responses) responses.push_back({view(o.id), view(o.label), view(o.ref), view(o.url)});
+  d.responses = responses.data();
+  d.response_count = responses.size();
 
   int64_t now = clock_.now_ms();
   if (!circuit_.admit(now)) {
@@ -462,9 +466,10 @@ DeliveryOutcome Channel::deliver(const DeliveryRequest& r) {
     return waiting;
   }
   const tayori_plugin& p = library_->descriptor();
-  if (p.on_deliver == nullptr)
-    return batch_window_ms_ > 0 && transport_ != nullptr && library_->batches() ? deliver_batched(d)
-                                                                                : deliver_through_transport(d);
+  // A delivery with response options carries refs minted for its own message, which one shared request
+  // could not (plugin.h tayori_delivery.responses): it goes alone.
+  const bool batchable = batch_window_ms_ > 0 && transport_ != nullptr && library_->batches() && responses.empty();
+  if (p.on_deliver == nullptr) return batchable ? deliver_batched(d) : deliver_through_transport(d);
   // A direct-delivery plugin owns its I/O: a retry is the only sign of a provider in trouble it gives.
   OutcomeBuffers buffers;
   DeliveryOutcome outcome = to_outcome(p.on_deliver(instance_, &d, &buffers.out), buffers.out);
@@ -473,10 +478,114 @@ DeliveryOutcome Channel::deliver(const DeliveryRequest& r) {
   return outcome;
 }
 
+namespace {
+
+// What on_inbound reports through its tayori_inbound_sink, copied as it reports it (plugin.h: the plugin's
+// strings are valid only during the call). Fields appended in 1.2 are read only when the plugin's event
+// carries them; plugin text is made valid UTF-8, since it ends up in JSON events.
+struct CollectedInbound {
+  std::string channel;
+  std::vector<InboundEvent> events;
+  bool answered = false;
+  InboundAnswer answer;
+
+  tayori_inbound_sink sink() { return {this, &emit, &respond}; }
+
+  static void emit(void* ctx, const tayori_inbound_event* e) {
+    auto* c = static_cast<CollectedInbound*>(ctx);
+    if (e == nullptr) return;
+    InboundEvent out;
+    switch (e->type) {
+      case TAYORI_EVENT_RESPONDED: out.kind = InboundKind::response; break;
+      case TAYORI_EVENT_REPLIED: out.kind = InboundKind::reply; break;
+      case TAYORI_EVENT_OPTED_IN: out.kind = InboundKind::opt_in; break;
+      case TAYORI_EVENT_OPTED_OUT: out.kind = InboundKind::opt_out; break;
+      case TAYORI_EVENT_DELIVERED: out.kind = InboundKind::delivered; break;
+      case TAYORI_EVENT_FAILED: out.kind = InboundKind::failed; break;
+      case TAYORI_EVENT_CONTACT_DEACTIVATED:
+        out.kind = InboundKind::failed;
+        out.deactivate_contact = true;
+        break;
+      default:
+        log::warn("plugin." + c->channel,
+                  "on_inbound emitted an event of unknown type " + std::to_string(static_cast<int>(e->type)) +
+                      "; dropped");
+        return;
+    }
+    out.event_id = valid_utf8(text(e->provider_event_id));
+    out.contact = valid_utf8(text(e->contact));
+    out.provider_message_id = valid_utf8(text(e->message_ref));
+    out.option = valid_utf8(text(e->response_id));
+    // FAILED carries the provider's reason in `text` (plugin.h); every other kind its text.
+    (out.kind == InboundKind::failed ? out.reason : out.text) = valid_utf8(text(e->text));
+    out.at_ms = std::max<int64_t>(0, e->occurred_at_ms);
+    if (e->struct_size >= offsetof(tayori_inbound_event, reactivate_contact) + sizeof e->reactivate_contact) {
+      out.ref = valid_utf8(text(e->ref));
+      out.deactivate_contact = out.deactivate_contact || e->deactivate_contact != 0;
+      out.reactivate_contact = e->reactivate_contact != 0;
+    }
+    c->events.push_back(std::move(out));
+  }
+  static void respond(void* ctx, int status, tayori_str content_type, tayori_str body) {
+    auto* c = static_cast<CollectedInbound*>(ctx);
+    if (c->answered) return;  // plugin.h: once; the first answer stands
+    c->answered = true;
+    c->answer.status = status;
+    c->answer.content_type = content_type.len > 0 ? std::string(text(content_type)) : "text/plain";
+    c->answer.body = std::string(text(body));
+  }
+};
+
+// The path of an absolute URL: after scheme://authority, before '?' (RFC 3986 §3).
+std::string path_of(std::string_view url) {
+  size_t start = url.find("://");
+  start = start == std::string_view::npos ? 0 : url.find('/', start + 3);
+  if (start == std::string_view::npos) return "/";
+  return std::string(url.substr(start, url.find('?', start) - start));
+}
+
+}  // namespace
+
 bool Channel::inbound(const InboundRequest& request, std::vector<InboundEvent>& events, InboundAnswer& answer) {
-  (void)request;
   events.clear();
-  answer = {404, "text/plain", "channel \"" + name_ + "\" takes no inbound calls"};
+  const tayori_plugin& p = library_->descriptor();
+  if (p.on_inbound == nullptr || instance_ == nullptr) {
+    answer = {404, "text/plain", "channel \"" + name_ + "\" takes no inbound calls"};
+    return false;
+  }
+  std::vector<tayori_kv> headers;
+  for (auto& [k, v] : request.headers) headers.push_back({view(k), view(v)});
+  const std::string path = path_of(request.url);
+  tayori_inbound_request raw{};
+  raw.struct_size = sizeof raw;
+  raw.method = view(request.method);
+  raw.url = view(request.url);
+  raw.path = view(path);
+  raw.query = view(request.query);
+  raw.headers = headers.data();
+  raw.header_count = headers.size();
+  raw.body = view(request.body);
+
+  CollectedInbound collected{name_, {}, false, {}};
+  tayori_inbound_sink sink = collected.sink();
+  char error[512] = {0};
+  tayori_status st = p.on_inbound(instance_, &raw, &sink, tayori_error_buf{error, sizeof error});
+  std::string why = valid_utf8(error);
+  if (st == TAYORI_OK) {
+    events = std::move(collected.events);
+    answer = collected.answered ? std::move(collected.answer) : InboundAnswer{};
+    return true;
+  }
+  // Refused or failed: nothing the call said is applied (plugin.h on_inbound).
+  if (st == TAYORI_INVALID) {
+    bool refusal = collected.answered && collected.answer.status >= 400 && collected.answer.status < 500;
+    answer = refusal ? std::move(collected.answer)
+                     : InboundAnswer{400, "text/plain", why.empty() ? "the inbound call was refused" : why};
+    log::info("plugin." + name_, "inbound call refused (" + std::to_string(answer.status) + "): " + why);
+  } else {
+    answer = {500, "text/plain", "the channel could not handle the call"};
+    log::warn("plugin." + name_, "on_inbound failed: " + (why.empty() ? std::string("without saying why") : why));
+  }
   return false;
 }
 

@@ -71,6 +71,13 @@ const ConsentRecord* consent_record(const std::vector<ConsentRecord>& consent, c
   return found;
 }
 
+std::string category_scope(const std::string& category) { return "category:" + category; }
+
+const ConsentRecord* category_opt_out(const std::vector<ConsentRecord>& consent, const std::string& category) {
+  const ConsentRecord* r = consent_record(consent, category_scope(category), Purpose::marketing);
+  return r != nullptr && r->state == ConsentState::opted_out ? r : nullptr;
+}
+
 bool consent_allows(const std::vector<ConsentRecord>& consent, const ConsentDefaults& defaults,
                     const std::string& channel, Purpose purpose, TraceStep& step) {
   step.stage = "consent";
@@ -175,6 +182,18 @@ Decision decide(const DecisionInput& in) {
     d.detail = {{"reason", "expired"}, {"expires_at", format_rfc3339_ms(*m.expires_at_ms)}};
     note([&] { return TraceStep{"expiry", "", "drop", d.rule, d.detail}; });
     return d;
+  }
+
+  // A category the recipient opted out of stops its marketing on every channel.
+  if (m.purpose == Purpose::marketing && !m.category.empty()) {
+    if (const ConsentRecord* r = category_opt_out(in.state.consent, m.category)) {
+      d.verdict = Verdict::suppress;
+      d.reason = "category_opted_out";
+      d.rule = "consent.category";
+      d.detail = {{"reason", d.reason}, {"rule", d.rule}, {"category", m.category}, {"source", r->source}};
+      note([&] { return TraceStep{"consent", "", "drop", d.rule, d.detail}; });
+      return d;
+    }
   }
 
   // Route: the first channel with a usable, unsuppressed, consented contact whose circuit is closed.

@@ -161,6 +161,14 @@ const ConsentRecord* consent_record(const std::vector<ConsentRecord>& consent, c
 bool consent_allows(const std::vector<ConsentRecord>& consent, const ConsentDefaults& defaults,
                     const std::string& channel, Purpose purpose, TraceStep& step);
 
+// A category-level opt-out (an answer mapped to `opt_out: category`, two-way issue) is a consent record
+// whose channel is this scope, "category:<name>", purpose marketing: it stops marketing of that category on
+// every channel (decide suppresses it, reason category_opted_out, rule consent.category). Channel names
+// cannot contain ':', so the scope never collides with a channel.
+std::string category_scope(const std::string& category);
+// The category opt-out that applies to a marketing message of `category` (nullptr: none, or opted in again).
+const ConsentRecord* category_opt_out(const std::vector<ConsentRecord>& consent, const std::string& category);
+
 struct QuietHoursVerdict {
   bool quiet = false;
   const QuietHoursRule* rule = nullptr;

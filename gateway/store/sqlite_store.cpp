@@ -365,7 +365,8 @@ class SqliteStore final : public Store {
                "UPDATE messages SET state = ?2, channel = ?3, channel_index = ?4, due_at = ?5, last_reason = ?6, "
                "updated_at = ?7, attempts = attempts - ?9, "
                "channel_since = CASE WHEN ?10 OR (?9 AND channel_attempts = 1) THEN NULL ELSE channel_since END, "
-               "channel_attempts = CASE WHEN ?10 THEN 0 ELSE channel_attempts - ?9 END "
+               "channel_attempts = CASE WHEN ?10 THEN 0 ELSE channel_attempts - ?9 END, "
+               "provider_message_id = CASE WHEN ?11 != '' THEN ?11 ELSE provider_message_id END "
                "WHERE id = ?1 AND state = 'dispatched' AND (?8 = 0 OR attempts = ?8)")
               .bind(1, t.message_id)
               .bind(2, to_string(t.to))
@@ -377,6 +378,7 @@ class SqliteStore final : public Store {
               .bind(8, static_cast<int64_t>(t.attempt))
               .bind(9, static_cast<int64_t>(t.no_attempt ? 1 : 0))
               .bind(10, static_cast<int64_t>(t.next_channel ? 1 : 0))
+              .bind(11, t.provider_message_id)
               .exec();
           if (c.changes() == 0) return;  // cancelled, recovered or claimed again meanwhile: this verdict is stale
           for (const NewEvent& e : t.events) insert_event(c, t.message_id, e, now_ms);
@@ -523,9 +525,10 @@ class SqliteStore final : public Store {
   std::vector<EventRecord> events(const std::string& id) override {
     return read<std::vector<EventRecord>>([&](Connection& c) {
       std::vector<EventRecord> out;
-      Statement& s = c.prepare("SELECT seq, message_id, type, at, detail FROM events WHERE message_id = ?1 ORDER BY seq")
-                         .bind(1, id);
-      while (s.step()) out.push_back({s.int64(0), s.text(1), s.text(2), s.int64(3), s.text(4)});
+      Statement& s =
+          c.prepare("SELECT seq, message_id, type, at, detail, recipient_id FROM events WHERE message_id = ?1 ORDER BY seq")
+              .bind(1, id);
+      while (s.step()) out.push_back({s.int64(0), s.text(1), s.text(2), s.int64(3), s.text(4), s.text(5)});
       s.run();
       return out;
     });
@@ -541,6 +544,53 @@ class SqliteStore final : public Store {
       s.run();
       return out;
     });
+  }
+
+  std::vector<EventRecord> events_after(int64_t after_seq, int limit) override {
+    return read<std::vector<EventRecord>>([&](Connection& c) {
+      std::vector<EventRecord> out;
+      Statement& s = c.prepare(
+                          "SELECT seq, message_id, type, at, detail, recipient_id FROM events WHERE seq > ?1 "
+                          "ORDER BY seq LIMIT ?2")
+                         .bind(1, after_seq)
+                         .bind(2, static_cast<int64_t>(limit));
+      while (s.step()) out.push_back({s.int64(0), s.text(1), s.text(2), s.int64(3), s.text(4), s.text(5)});
+      s.run();
+      return out;
+    });
+  }
+
+  int64_t last_event_seq() override {
+    return read<int64_t>([](Connection& c) {
+      Statement& s = c.prepare("SELECT COALESCE(MAX(seq), 0) FROM events");
+      int64_t seq = s.step() ? s.int64(0) : 0;
+      s.run();
+      return seq;
+    });
+  }
+
+  std::optional<int64_t> webhook_cursor(const std::string& name) override {
+    return read<std::optional<int64_t>>([&](Connection& c) -> std::optional<int64_t> {
+      Statement& s = c.prepare("SELECT seq FROM webhook_cursors WHERE subscription = ?1").bind(1, name);
+      std::optional<int64_t> seq;
+      if (s.step()) seq = s.int64(0);
+      s.run();
+      return seq;
+    });
+  }
+
+  void set_webhook_cursor(const std::string& name, int64_t seq, std::function<void(bool)> done) override {
+    submit(
+        [name, seq](Connection& c) {
+          // MAX: a cursor never moves back (a late completion of an older send must not rewind it).
+          c.prepare(
+               "INSERT INTO webhook_cursors(subscription, seq) VALUES(?1, ?2) "
+               "ON CONFLICT(subscription) DO UPDATE SET seq = MAX(seq, ?2)")
+              .bind(1, name)
+              .bind(2, seq)
+              .exec();
+        },
+        std::move(done));
   }
 
   bool healthy() override {
@@ -974,6 +1024,171 @@ class SqliteStore final : public Store {
     std::lock_guard lock(readers_mutex_);
     readers_.push_back(std::move(c));
     return result;
+  }
+
+  // ---- Two-way ----
+  void apply_inbound(std::vector<InboundWrites> writes, int64_t now_ms,
+                     std::function<void(bool, int)> done) override {
+    auto shared = std::make_shared<std::vector<InboundWrites>>(std::move(writes));
+    auto applied = std::make_shared<int>(0);
+    submit(
+        [this, shared, applied, now_ms](Connection& c) {
+          *applied = 0;
+          for (const InboundWrites& w : *shared)
+            if (apply_inbound_one(c, w, now_ms)) ++*applied;
+        },
+        [applied, done = std::move(done)](bool ok) {
+          if (done) done(ok, ok ? *applied : 0);
+        });
+  }
+
+  std::optional<MessageRecord> find_by_provider_id(const std::string& provider_message_id) override {
+    if (provider_message_id.empty()) return std::nullopt;
+    return read<std::optional<MessageRecord>>([&](Connection& c) -> std::optional<MessageRecord> {
+      static const std::string sql = std::string(kSelectMessage) + " WHERE provider_message_id = ?1 LIMIT 1";
+      Statement& s = c.prepare(sql.c_str()).bind(1, provider_message_id);
+      std::optional<MessageRecord> r;
+      if (s.step()) r = read_message(s);
+      s.run();
+      return r;
+    });
+  }
+
+  std::string recipient_by_contact(const std::string& contact) override {
+    if (contact.empty()) return "";
+    return read<std::string>([&](Connection& c) {
+      // Contacts are few per profile; a scan of json_each is fine at single-node scale (an index on a
+      // contact table would serve many nodes).
+      Statement& s = c.prepare(
+                          "SELECT r.id FROM recipients r, json_each(r.contacts) j "
+                          "WHERE r.erased_at IS NULL AND j.type = 'text' AND j.value = ?1 "
+                          "ORDER BY r.updated_at DESC LIMIT 1")
+                         .bind(1, contact);
+      std::string id = s.step() ? s.text(0) : std::string();
+      s.run();
+      return id;
+    });
+  }
+
+  std::optional<Question> open_question(const std::string& contact, const std::string& channel) override {
+    return read<std::optional<Question>>([&](Connection& c) -> std::optional<Question> {
+      Statement& s = c.prepare("SELECT message_id, options, at FROM questions WHERE contact = ?1 AND channel = ?2")
+                         .bind(1, contact)
+                         .bind(2, channel);
+      std::optional<Question> q;
+      if (s.step()) q = Question{s.text(0), s.text(1), s.int64(2)};
+      s.run();
+      return q;
+    });
+  }
+
+  void put_question(const std::string& contact, const std::string& channel, Question q,
+                    std::function<void(bool)> done) override {
+    submit(
+        [contact, channel, q](Connection& c) {
+          c.prepare(
+               "INSERT INTO questions(contact, channel, message_id, options, at) VALUES(?1, ?2, ?3, ?4, ?5) "
+               "ON CONFLICT(contact, channel) DO UPDATE SET message_id = ?3, options = ?4, at = ?5")
+              .bind(1, contact)
+              .bind(2, channel)
+              .bind(3, q.message_id)
+              .bind(4, q.options_json)
+              .bind(5, q.at_ms)
+              .exec();
+        },
+        [done = std::move(done)](bool ok) {
+          if (done) done(ok);
+        });
+  }
+
+  // One inbound event's writes; false when (source, event_id) was seen before (nothing written).
+  bool apply_inbound_one(Connection& c, const InboundWrites& w, int64_t now_ms) {
+    if (!w.seen_event_id.empty()) {
+      c.prepare("INSERT INTO inbound_seen(source, event_id, at) VALUES(?1, ?2, ?3) ON CONFLICT DO NOTHING")
+          .bind(1, w.seen_source)
+          .bind(2, w.seen_event_id)
+          .bind(3, now_ms)
+          .exec();
+      if (c.changes() == 0) return false;
+    }
+    for (const auto& [recipient_id, r] : w.consent) {
+      c.prepare(
+           "INSERT INTO consent(recipient_id, channel, purpose, state, source, evidence, at) "
+           "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)")
+          .bind(1, recipient_id)
+          .bind(2, r.channel)
+          .bind(3, core::to_string(r.purpose))
+          .bind(4, policy::to_string(r.state))
+          .bind(5, r.source)
+          .bind(6, r.evidence)
+          .bind(7, r.at_ms != 0 ? r.at_ms : now_ms)
+          .exec();
+    }
+    for (const auto& sup : w.suppress) {
+      c.prepare(
+           "INSERT INTO suppressions(contact, reason, source, at) VALUES(?1, ?2, ?3, ?4) "
+           "ON CONFLICT(contact) DO UPDATE SET reason = ?2, source = ?3, at = ?4")
+          .bind(1, sup.contact)
+          .bind(2, sup.reason)
+          .bind(3, sup.source)
+          .bind(4, sup.at_ms != 0 ? sup.at_ms : now_ms)
+          .exec();
+    }
+    for (const auto& sup : w.unsuppress)
+      c.prepare("DELETE FROM suppressions WHERE contact = ?1 AND source = ?2").bind(1, sup.contact).bind(2, sup.source).exec();
+    for (const auto& e : w.events) {
+      if (!e.message_id.empty()) {
+        insert_event(c, e.message_id, e.event, now_ms);
+        continue;
+      }
+      c.prepare("INSERT INTO events(message_id, type, at, detail, recipient_id) VALUES('', ?1, ?2, ?3, ?4)")
+          .bind(1, e.event.type)
+          .bind(2, e.event.at_ms != 0 ? e.event.at_ms : now_ms)
+          .bind(3, e.event.detail_json)
+          .bind(4, e.recipient_id)
+          .exec();
+    }
+    if (!w.cancel_follow_ups_of.empty()) {
+      std::vector<std::string> pending;
+      Statement& q = c.prepare("SELECT id FROM messages WHERE parent_id = ?1 AND state = 'scheduled' ORDER BY id")
+                         .bind(1, w.cancel_follow_ups_of);
+      while (q.step()) pending.push_back(q.text(0));
+      q.run();
+      for (const auto& id : pending) {
+        c.prepare("UPDATE messages SET state = 'cancelled', updated_at = ?2 WHERE id = ?1").bind(1, id).bind(2, now_ms).exec();
+        insert_event(c, id, {"cancelled", R"({"reason":"answered"})"}, now_ms);
+        insert_event(c, w.cancel_follow_ups_of,
+                     {"follow_up_cancelled", nlohmann::json{{"follow_up_id", id}, {"reason", "answered"}}.dump()},
+                     now_ms);
+      }
+    }
+    for (const auto& f : w.follow_ups) {
+      NewMessage m = f.message;
+      std::string base = m.id;
+      for (int n = 2; n < 100; ++n) {
+        Statement& s = c.prepare("SELECT 1 FROM messages WHERE id = ?1").bind(1, m.id);
+        bool taken = s.step();
+        s.run();
+        if (!taken) break;
+        m.id = base + "~" + std::to_string(n);
+      }
+      if (m.id != base) {
+        // The payload names the message: keep it the stored id (the dispatcher reads it from there).
+        auto payload = nlohmann::json::parse(m.payload, nullptr, false);
+        if (!payload.is_object()) continue;
+        payload["id"] = m.id;
+        m.payload = core::canonical_json(payload);
+        m.payload_hash = core::sha256_hex(m.payload);
+      }
+      if (accept_one(c, m, now_ms).status != AcceptStatus::accepted) continue;
+      c.prepare("UPDATE messages SET parent_id = ?2 WHERE id = ?1").bind(1, m.id).bind(2, f.parent_id).exec();
+      nlohmann::json detail = {{"option", f.option}, {"follow_up_id", m.id}};
+      // The payload's send_at is the instant core/inbound.cpp formatted (now + after).
+      auto payload = nlohmann::json::parse(m.payload, nullptr, false);
+      if (payload.is_object() && payload.contains("send_at")) detail["send_at"] = payload["send_at"];
+      insert_event(c, f.parent_id, {"follow_up_scheduled", detail.dump()}, now_ms);
+    }
+    return true;
   }
 
   std::string last_write_error() override {

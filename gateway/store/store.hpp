@@ -92,6 +92,7 @@ struct EventRecord {
   std::string type;
   int64_t at_ms = 0;
   std::string detail_json;
+  std::string recipient_id;  // the message's recipient, or the subject of an event without a message (opt-out)
 };
 
 // Which messages a listing or a bulk replay is about. Empty fields match anything.
@@ -125,6 +126,9 @@ struct Transition {
   int64_t due_at_ms = 0;  // for `scheduled` (retry, fallback)
   std::string last_reason;
   std::vector<NewEvent> events;
+  // The provider's id for this delivery (delivered): receipts and replies find the message by it. Empty
+  // leaves the stored one.
+  std::string provider_message_id;
 };
 
 class Store {
@@ -172,6 +176,16 @@ class Store {
   // failure). Set before that write's completion runs, so a completion told !ok can say why.
   virtual std::string last_write_error() = 0;
 
+  // ---- The upstream event feed (GET /v1/events, webhooks) ----
+  // Events with seq > `after_seq`, in seq order, at most `limit`.
+  virtual std::vector<EventRecord> events_after(int64_t after_seq, int limit) = 0;
+  // The highest event seq (0 when there is none): a webhook's lag is this minus its cursor.
+  virtual int64_t last_event_seq() = 0;
+  // The seq a webhook subscription has delivered up to; nullopt before its first delivery.
+  virtual std::optional<int64_t> webhook_cursor(const std::string& name) = 0;
+  // Group-committed. `done` may be empty.
+  virtual void set_webhook_cursor(const std::string& name, int64_t seq, std::function<void(bool ok)> done) = 0;
+
   // ---- Recipients (the policy engine's subjects) ----
   virtual std::optional<RecipientProfile> recipient(const std::string& id) = 0;
   // Replaces the profile (PUT). Group-committed.
@@ -193,6 +207,58 @@ class Store {
   virtual void remove_suppression(const std::string& contact, std::function<void(bool ok, bool found)> done) = 0;
   virtual std::vector<policy::Suppression> suppressions(const std::vector<std::string>& contacts) = 0;
   virtual std::vector<policy::Suppression> list_suppressions(const std::string& after_contact, int limit) = 0;
+
+  // ---- Two-way: inbound events, responses, follow-ups, open questions ----
+  // An event to record: on a message (its recipient is the message's), or, with message_id empty, on a
+  // recipient alone (a LINE follow or an SMS STOP belongs to no message).
+  struct EventWrite {
+    std::string message_id;
+    std::string recipient_id;
+    NewEvent event;
+  };
+  // A follow-up (a response's follow_up): `message` is scheduled with parent_id = `parent_id`; when its id
+  // is taken (an earlier follow-up of the same option), "~2", "~3", ... is appended. The parent gets a
+  // follow_up_scheduled event naming the id used.
+  struct FollowUp {
+    std::string parent_id;
+    std::string option;
+    NewMessage message;
+  };
+  // Everything one inbound event changes, written in one transaction (core/inbound.hpp decides it).
+  struct InboundWrites {
+    // De-duplication (inbound_seen): when (source, event_id) was seen before, nothing below is written.
+    // Empty event_id: no de-duplication.
+    std::string seen_source;
+    std::string seen_event_id;
+    std::vector<std::pair<std::string, policy::ConsentRecord>> consent;  // recipient id, record
+    std::vector<policy::Suppression> suppress;
+    // Lifted only when the stored suppression of `contact` has this `source` (a LINE follow lifts what
+    // that channel's unfollow made, never a hard bounce recorded elsewhere).
+    std::vector<policy::Suppression> unsuppress;
+    std::vector<EventWrite> events;
+    // Scheduled follow-ups of this message are cancelled (a later answer overrides "remind me later"):
+    // each gets `cancelled`, the parent `follow_up_cancelled`.
+    std::string cancel_follow_ups_of;
+    std::vector<FollowUp> follow_ups;
+  };
+  // Group-committed. `done(ok, applied)`: how many of `writes` were new (not de-duplicated away).
+  virtual void apply_inbound(std::vector<InboundWrites> writes, int64_t now_ms,
+                             std::function<void(bool ok, int applied)> done) = 0;
+  // The message a provider knows by `provider_message_id` (receipts).
+  virtual std::optional<MessageRecord> find_by_provider_id(const std::string& provider_message_id) = 0;
+  // The recipient whose stored profile has `contact` as one of its contact points ("" when none).
+  virtual std::string recipient_by_contact(const std::string& contact) = 0;
+  // The latest message with response options sent to a contact point on a channel: a numbered SMS reply
+  // ("2") answers it. `options_json` is the JSON array of its option ids, in the order they were numbered.
+  struct Question {
+    std::string message_id;
+    std::string options_json = "[]";
+    int64_t at_ms = 0;
+  };
+  virtual std::optional<Question> open_question(const std::string& contact, const std::string& channel) = 0;
+  // Group-committed; replaces the contact point's open question on that channel. `done` may be empty.
+  virtual void put_question(const std::string& contact, const std::string& channel, Question question,
+                            std::function<void(bool ok)> done) = 0;
 
   // ---- Frequency-cap slots ----
   // Takes (or re-takes, after a crash) the slot of `slot.message_id`. Blocks until committed.

@@ -33,7 +33,9 @@
  * History: 1.0 the first contract. 1.1 host services (JWT signing, HMAC, base64, constant-time compare,
  * a token cache, a synchronous exchange for prerequisite calls such as an OAuth grant), the delivery's
  * unsubscribe and callback URLs, SMTP credentials / plaintext opt-in on a request, and batching of
- * identical content (batch_max, on_build_batch: LINE multicast).
+ * identical content (batch_max, on_build_batch: LINE multicast). 1.2 two-way: the delivery's response
+ * options (tayori_response_option), and inbound events that carry a signed reference and contact flags
+ * (tayori_inbound_event.ref, deactivate_contact, reactivate_contact). on_inbound itself is in 1.0.
  */
 #ifndef TAYORI_PLUGIN_H
 #define TAYORI_PLUGIN_H
@@ -46,7 +48,7 @@ extern "C" {
 #endif
 
 #define TAYORI_ABI_MAJOR 1
-#define TAYORI_ABI_MINOR 1
+#define TAYORI_ABI_MINOR 2
 
 /* The one symbol a plugin exports: const tayori_plugin* tayori_plugin_entry(void). */
 #define TAYORI_PLUGIN_ENTRY_SYMBOL "tayori_plugin_entry"
@@ -199,6 +201,19 @@ typedef enum tayori_purpose {
   TAYORI_PURPOSE_MARKETING = 1
 } tayori_purpose;
 
+/* 1.2: one answer a message offers its recipient (two-way). The host mints `ref` and `url`; the plugin shows
+ * `label` natively: a LINE quick-reply postback whose data is `ref`, an APNs category with the options in the
+ * payload, FCM data, e-mail links to `url`, numbered SMS choices. A value type like tayori_kv: it is frozen
+ * (arrays of it have no room for a size), so a later minor adds a parallel array instead of fields here.
+ * OWNERSHIP: host owns; borrowed for the duration of the call. */
+typedef struct tayori_response_option {
+  tayori_str id;    /* [a-z][a-z0-9_]*: "interested" */
+  tayori_str label; /* as the recipient reads it (at most 20 characters: LINE's quick-reply limit) */
+  tayori_str ref;   /* opaque signed reference to (message, channel, option), at most 300 bytes; a provider
+                       echoes it back (LINE postback data) and on_inbound reports it as the event's `ref` */
+  tayori_str url;   /* https://…/r/<ref>: answers by a GET; empty when the gateway has no public URL */
+} tayori_response_option;
+
 /* One attempt to hand one rendered message to one contact point.
  * OWNERSHIP: host owns everything; borrowed for the duration of the call. */
 typedef struct tayori_delivery {
@@ -226,6 +241,11 @@ typedef struct tayori_delivery {
   /* The public URL of this channel's inbound endpoint (…/inbound/<plugin>/<channel>), for provider
    * status callbacks (Twilio StatusCallback). Empty without a public URL. */
   tayori_str callback_url;
+  /* ---- 1.2 (check struct_size) ---- */
+  /* The message's response options, in the order the recipient should see them; count 0: it asks
+   * nothing. Deliveries with options are never batched (each carries refs of its own message). */
+  const tayori_response_option* responses;
+  size_t response_count;
 } tayori_delivery;
 
 typedef enum tayori_request_kind {
@@ -294,7 +314,8 @@ typedef struct tayori_outcome {
 
 /* ---- Inbound: provider webhooks -------------------------------------------------------------- */
 
-/* An HTTP request that reached /inbound/<plugin>/<channel>. OWNERSHIP: host owns; borrowed for the call. */
+/* An HTTP request that reached /inbound/<plugin>/<channel>. The plugin verifies the provider's signature
+ * before it believes anything in it. OWNERSHIP: host owns; borrowed for the call. */
 typedef struct tayori_inbound_request {
   uint32_t struct_size;
   tayori_str method;
@@ -307,32 +328,41 @@ typedef struct tayori_inbound_request {
 } tayori_inbound_request;
 
 typedef enum tayori_event_type {
-  TAYORI_EVENT_RESPONDED = 0,   /* the recipient chose a response option */
-  TAYORI_EVENT_REPLIED = 1,     /* free-text reply */
-  TAYORI_EVENT_OPTED_IN = 2,
-  TAYORI_EVENT_OPTED_OUT = 3,
-  TAYORI_EVENT_DELIVERED = 4,   /* delivery receipt */
-  TAYORI_EVENT_FAILED = 5,      /* late failure report (bounce, undelivered) */
-  TAYORI_EVENT_CONTACT_DEACTIVATED = 6
+  TAYORI_EVENT_RESPONDED = 0,   /* the recipient chose a response option: `ref` (1.2) or `response_id` */
+  TAYORI_EVENT_REPLIED = 1,     /* free-text reply (`text`); a numbered choice also sets `response_id` ("2") */
+  TAYORI_EVENT_OPTED_IN = 2,    /* consent given on this channel (LINE follow, SMS START) */
+  TAYORI_EVENT_OPTED_OUT = 3,   /* consent withdrawn on this channel (LINE unfollow, SMS STOP) */
+  TAYORI_EVENT_DELIVERED = 4,   /* delivery receipt for `message_ref` */
+  TAYORI_EVENT_FAILED = 5,      /* late failure report (bounce, undelivered) for `message_ref` */
+  TAYORI_EVENT_CONTACT_DEACTIVATED = 6 /* the contact point is dead; the host reads it as FAILED with
+                                          deactivate_contact set */
 } tayori_event_type;
 
-/* One normalised inbound event. OWNERSHIP: plugin owns; copied by host_emit_event. */
+/* One normalised inbound event. The host de-duplicates by (channel, provider_event_id): a provider that
+ * redelivers a webhook must get the same id, so report the provider's own (LINE webhookEventId).
+ * OWNERSHIP: plugin owns; copied by host_emit_event. */
 typedef struct tayori_inbound_event {
   uint32_t struct_size;
   tayori_event_type type;
   tayori_str provider_event_id;  /* for de-duplication of redelivered webhooks (may be empty) */
-  tayori_str message_ref;        /* the message this refers to, as the plugin recovered it (may be empty) */
+  tayori_str message_ref;        /* the provider's id of the message it concerns (DELIVERED, FAILED: the id
+                                    on_classify reported as provider_message_id); may be empty */
   tayori_str contact;            /* the contact point it came from */
-  tayori_str response_id;        /* RESPONDED: the option chosen */
-  tayori_str text;               /* REPLIED: the text; FAILED: the provider's reason */
-  int64_t occurred_at_ms;
+  tayori_str response_id;        /* RESPONDED: the option chosen; REPLIED: the number of a numbered choice */
+  tayori_str text;               /* REPLIED: the text; FAILED: the provider's reason ("twilio.30005") */
+  int64_t occurred_at_ms;        /* when the provider says it happened; 0: now */
+  /* ---- 1.2 (the host reads these only when struct_size covers them) ---- */
+  tayori_str ref;                /* RESPONDED: the tayori_response_option.ref the provider echoed back */
+  int deactivate_contact;        /* FAILED, OPTED_OUT: the contact point cannot be used any more (suppress it) */
+  int reactivate_contact;        /* OPTED_IN: lift a suppression this channel made for the contact point */
 } tayori_inbound_event;
 
 /* Where on_inbound reports events and its answer to the provider. OWNERSHIP: host owns; valid for the call. */
 typedef struct tayori_inbound_sink {
   void* sink_ctx;
   void (*host_emit_event)(void* sink_ctx, const tayori_inbound_event* event);
-  /* Sets the HTTP answer (default 200, empty body). May be called once. */
+  /* Sets the HTTP answer (default 200, text/plain, empty body): TwiML for Twilio, 401 on a bad signature.
+   * May be called once. */
   void (*host_set_response)(void* sink_ctx, int status, tayori_str content_type, tayori_str body);
 } tayori_inbound_sink;
 
@@ -369,8 +399,12 @@ typedef struct tayori_plugin {
    * Returns TAYORI_OK with `outcome` filled; TAYORI_ERROR means RETRY with the message as reason. */
   tayori_status (*on_deliver)(void* instance, const tayori_delivery* delivery, tayori_outcome* outcome);
 
-  /* Optional: inbound webhooks for this plugin's channels. TAYORI_INVALID answers 400 (or what
-   * host_set_response set, e.g. 401 for a bad signature) and changes nothing. */
+  /* Optional: inbound webhooks for this plugin's channels (POST /inbound/<plugin>/<channel>). Verify the
+   * provider's signature first (host_hmac + host_equal_constant_time), then emit one event per thing that
+   * happened, in the provider's order. TAYORI_OK: the events are applied and the answer given.
+   * TAYORI_INVALID answers 400 (or the 4xx host_set_response set, e.g. 401 for a bad signature) and
+   * changes nothing. TAYORI_ERROR answers 500 and changes nothing (the provider redelivers). Without
+   * on_inbound the host answers 404. */
   tayori_status (*on_inbound)(void* instance, const tayori_inbound_request* request,
                               const tayori_inbound_sink* sink, tayori_error_buf error);
 

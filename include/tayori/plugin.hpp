@@ -13,7 +13,7 @@
 // The adapters catch every exception at the boundary (nothing C++ crosses into the host): a throwing
 // constructor fails on_create with the exception's message; a throwing deliver/classify becomes a RETRY
 // outcome whose reason carries the message; a throwing build, build_batch or inbound returns TAYORI_ERROR
-// (RetryLater: TAYORI_RETRY_LATER).
+// (RetryLater: TAYORI_RETRY_LATER; Refused from inbound: TAYORI_INVALID with its 4xx answer).
 // It also holds what channels share beyond the ABI, so that no two plugins carry their own copy: Retry-After
 // parsing, UUID text derived from a delivery id, the token each attempt was sent with (for
 // invalidate-only-if-same), and Tayori's content conventions (notification text, content-or-metadata fields).
@@ -63,11 +63,19 @@ struct Error : std::runtime_error {
 struct RetryLater : Error {
   using Error::Error;
 };
+// Thrown from inbound(): the call is refused and nothing it says is believed -- 401 for a signature that does
+// not verify, 400 for a body that cannot be read. The message is the answer's body (never a secret).
+struct Refused : Error {
+  Refused(int status, const std::string& why) : Error(why), status(status) {}
+  int status;
+};
 
 // True when a struct that starts with `struct_size` carries `member` (it was appended in a later minor).
 #define TAYORI_HAS_FIELD(ptr, member)                                                                         \
   ((ptr) != nullptr && (ptr)->struct_size >= offsetof(std::remove_cvref_t<decltype(*(ptr))>, member) +       \
                                                  sizeof((ptr)->member))
+
+inline bool is_hex(char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
 
 inline char ascii_lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
 inline bool iequals(std::string_view a, std::string_view b) {
@@ -180,6 +188,17 @@ class Host {
     require(TAYORI_HAS_FIELD(host_, host_equal_constant_time), "host_equal_constant_time");
     return host_->host_equal_constant_time(host_->host_ctx, str(a), str(b)) != 0;
   }
+  // Does `signature` (the base64 text a provider sent in a header) equal base64(HMAC-<hash>(key, data))?
+  // The comparison takes constant time (host_equal_constant_time), so a forger learns nothing from how
+  // long a refusal took. LINE x-line-signature (SHA-256 over the raw body), Twilio X-Twilio-Signature
+  // (SHA-1 over URL + sorted params). Surrounding whitespace in the header is not part of the value.
+  bool verify_hmac_base64(tayori_hash hash, std::string_view key, std::string_view data,
+                          std::string_view signature) const {
+    while (!signature.empty() && (signature.front() == ' ' || signature.front() == '\t')) signature.remove_prefix(1);
+    while (!signature.empty() && (signature.back() == ' ' || signature.back() == '\t')) signature.remove_suffix(1);
+    if (signature.empty()) return false;
+    return equal_constant_time(base64(hmac(hash, key, data)), signature);
+  }
   // The cached token under `key`, minted by `mint()` (returning MintedToken) when missing or due.
   template <class Mint>
   std::string token(std::string_view key, int64_t refresh_before_ms, Mint&& mint) const {
@@ -275,6 +294,11 @@ class Settings {
   std::map<std::string, std::string> values_;
 };
 
+// One response option of a delivery (plugin.h tayori_response_option), borrowed from the host.
+struct ResponseOption {
+  std::string_view id, label, ref, url;
+};
+
 class Delivery {
  public:
   explicit Delivery(const tayori_delivery* d) : d_(d) {}
@@ -294,6 +318,16 @@ class Delivery {
   // Empty when the host is older than 1.1, the delivery is transactional, or no public URL is configured.
   std::string_view unsubscribe_url() const { return TAYORI_HAS_FIELD(d_, unsubscribe_url) ? view(d_->unsubscribe_url) : std::string_view{}; }
   std::string_view callback_url() const { return TAYORI_HAS_FIELD(d_, callback_url) ? view(d_->callback_url) : std::string_view{}; }
+  // 1.2: the message's response options in display order; empty when it asks nothing or the host is older.
+  std::vector<ResponseOption> responses() const {
+    std::vector<ResponseOption> out;
+    if (!TAYORI_HAS_FIELD(d_, response_count) || d_->responses == nullptr) return out;
+    for (size_t i = 0; i < d_->response_count; ++i) {
+      const tayori_response_option& o = d_->responses[i];
+      out.push_back({view(o.id), view(o.label), view(o.ref), view(o.url)});
+    }
+    return out;
+  }
   std::optional<std::string_view> content(std::string_view key) const {
     for (size_t i = 0; i < d_->content_count; ++i)
       if (view(d_->content[i].key) == key) return view(d_->content[i].value);
@@ -383,20 +417,112 @@ class InboundRequest {
   std::string_view path() const { return view(r_->path); }
   std::string_view query() const { return view(r_->query); }
   std::string_view body() const { return view(r_->body); }
-  std::optional<std::string_view> header(std::string_view lower_name) const {
+  // Header lookup, case-insensitive (RFC 9110 §5.1; the host lower-cases names, a test host may not).
+  std::optional<std::string_view> header(std::string_view name) const {
     for (size_t i = 0; i < r_->header_count; ++i)
-      if (view(r_->headers[i].key) == lower_name) return view(r_->headers[i].value);
+      if (iequals(view(r_->headers[i].key), name)) return view(r_->headers[i].value);
     return std::nullopt;
   }
+  const tayori_inbound_request* raw() const { return r_; }
 
  private:
   const tayori_inbound_request* r_;
 };
 
+// application/x-www-form-urlencoded (WHATWG URL "application/x-www-form-urlencoded parsing"): name=value
+// pairs split on '&', '+' read as a space, %XX decoded; a pair without '=' has an empty value. In the
+// order sent, duplicates kept (Twilio signs every pair).
+inline std::vector<std::pair<std::string, std::string>> parse_form(std::string_view body) {
+  auto decode = [](std::string_view s) {
+    auto hex = [](char c) { return c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10; };
+    std::string out;
+    for (size_t i = 0; i < s.size(); ++i) {
+      if (s[i] == '+') {
+        out += ' ';
+      } else if (s[i] == '%' && i + 2 < s.size() && is_hex(s[i + 1]) && is_hex(s[i + 2])) {
+        out += static_cast<char>(hex(s[i + 1]) * 16 + hex(s[i + 2]));
+        i += 2;
+      } else {
+        out += s[i];
+      }
+    }
+    return out;
+  };
+  std::vector<std::pair<std::string, std::string>> pairs;
+  while (!body.empty()) {
+    size_t amp = body.find('&');
+    std::string_view pair = body.substr(0, amp);
+    body = amp == std::string_view::npos ? std::string_view{} : body.substr(amp + 1);
+    if (pair.empty()) continue;
+    size_t eq = pair.find('=');
+    pairs.emplace_back(decode(pair.substr(0, eq)), eq == std::string_view::npos ? "" : decode(pair.substr(eq + 1)));
+  }
+  return pairs;
+}
+
+// One normalised inbound event (plugin.h tayori_inbound_event). Build it with the named constructors, which
+// set what each kind needs, then add what else applies: `.with_id(webhook_event_id).at(ms)`.
 struct InboundEvent {
   tayori_event_type type = TAYORI_EVENT_RESPONDED;
   std::string provider_event_id, message_ref, contact, response_id, text;
   int64_t occurred_at_ms = 0;
+  std::string ref;                  // 1.2
+  bool deactivate_contact = false;  // 1.2
+  bool reactivate_contact = false;  // 1.2
+
+  // The recipient chose an option: the `ref` the provider echoed back (a LINE postback's data).
+  static InboundEvent responded(std::string contact, std::string ref) {
+    InboundEvent e = of(TAYORI_EVENT_RESPONDED, std::move(contact));
+    e.ref = std::move(ref);
+    return e;
+  }
+  // Free text; `option` is the number of a numbered choice ("2"), when the text is one.
+  static InboundEvent replied(std::string contact, std::string text, std::string option = {}) {
+    InboundEvent e = of(TAYORI_EVENT_REPLIED, std::move(contact));
+    e.text = std::move(text);
+    e.response_id = std::move(option);
+    return e;
+  }
+  static InboundEvent opted_in(std::string contact, bool reactivate_contact) {
+    InboundEvent e = of(TAYORI_EVENT_OPTED_IN, std::move(contact));
+    e.reactivate_contact = reactivate_contact;
+    return e;
+  }
+  static InboundEvent opted_out(std::string contact, bool deactivate_contact) {
+    InboundEvent e = of(TAYORI_EVENT_OPTED_OUT, std::move(contact));
+    e.deactivate_contact = deactivate_contact;
+    return e;
+  }
+  // A receipt for the message the provider knows as `provider_message_id`.
+  static InboundEvent delivered(std::string contact, std::string provider_message_id) {
+    InboundEvent e = of(TAYORI_EVENT_DELIVERED, std::move(contact));
+    e.message_ref = std::move(provider_message_id);
+    return e;
+  }
+  static InboundEvent failed(std::string contact, std::string provider_message_id, std::string reason,
+                             bool deactivate_contact) {
+    InboundEvent e = of(TAYORI_EVENT_FAILED, std::move(contact));
+    e.message_ref = std::move(provider_message_id);
+    e.text = std::move(reason);
+    e.deactivate_contact = deactivate_contact;
+    return e;
+  }
+  InboundEvent&& with_id(std::string id) && {
+    provider_event_id = std::move(id);
+    return std::move(*this);
+  }
+  InboundEvent&& at(int64_t ms) && {
+    occurred_at_ms = ms;
+    return std::move(*this);
+  }
+
+ private:
+  static InboundEvent of(tayori_event_type type, std::string contact) {
+    InboundEvent e;
+    e.type = type;
+    e.contact = std::move(contact);
+    return e;
+  }
 };
 
 class InboundSink {
@@ -412,11 +538,16 @@ class InboundSink {
     raw.response_id = str(e.response_id);
     raw.text = str(e.text);
     raw.occurred_at_ms = e.occurred_at_ms;
+    raw.ref = str(e.ref);
+    raw.deactivate_contact = e.deactivate_contact ? 1 : 0;
+    raw.reactivate_contact = e.reactivate_contact ? 1 : 0;
     sink_->host_emit_event(sink_->sink_ctx, &raw);
   }
+  // The HTTP answer the provider gets (default 200, empty). Call it once.
   void respond(int status, std::string_view content_type, std::string_view body) const {
     sink_->host_set_response(sink_->sink_ctx, status, str(content_type), str(body));
   }
+  void answer(std::string_view content_type, std::string_view body) const { respond(200, content_type, body); }
 
  private:
   const tayori_inbound_sink* sink_;
@@ -424,7 +555,6 @@ class InboundSink {
 
 // ---- Helpers channels share: nothing here is specific to one provider. ----------------------------
 
-inline bool is_hex(char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
 
 // Characters as providers count them in their text limits: UTF-8 code points (continuation bytes skipped).
 inline size_t utf8_code_points(std::string_view s) {
@@ -702,6 +832,10 @@ struct Adapter {
       InboundSink s(sink);
       static_cast<T*>(instance)->inbound(InboundRequest(r), s);
       return TAYORI_OK;
+    } catch (const Refused& e) {
+      fail(err, e.what());
+      InboundSink(sink).respond(e.status, "text/plain; charset=utf-8", e.what());
+      return TAYORI_INVALID;
     } catch (...) {
       fail(err, current_exception_text());
       return TAYORI_ERROR;

@@ -52,6 +52,22 @@ SmtpUrl parse_url(const std::string& url) {
 
 // Loopback only (RFC 6890: 127.0.0.0/8 and ::1; "localhost" per RFC 6761 §6.3): the one place where an
 // unencrypted hop never leaves the machine.
+// Text made safe inside HTML element content and double-quoted attribute values (HTML Living Standard
+// §13.1.2.6: '&', '<', '>' and '"' are the characters that could end either).
+std::string html_escape(std::string_view s) {
+  std::string out;
+  for (char c : s) {
+    switch (c) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '"': out += "&quot;"; break;
+      default: out += c;
+    }
+  }
+  return out;
+}
+
 bool is_loopback(std::string_view host) {
   if (tayori::sdk::iequals(host, "localhost") || host == "::1") return true;
   if (host.rfind("127.", 0) != 0) return false;
@@ -161,6 +177,7 @@ class EmailSmtp {
     if (auto t = d.content("text"); t && !t->empty()) m.text = std::string(*t);
     if (auto h = d.content("html"); h && !h->empty()) m.html = std::string(*h);
     if (!m.text && !m.html) throw Error("text, html: an email needs content \"text\" or \"html\" (or both)");
+    add_response_links(d, m);
     m.date_ms = host_.now_ms();
     m.message_id = email::message_id(d.delivery_id(), domain_);
     m.boundary_seed = std::string(d.delivery_id());
@@ -195,6 +212,34 @@ class EmailSmtp {
   }
 
  private:
+  // The response options as a block of links after the body, one per option, in each part the message
+  // has: "label: url" lines in text/plain, <a> links in text/html (before </body> when there is one). An
+  // option answers by a plain GET of its url (GET /r/<ref>), so any mail client can answer.
+  void add_response_links(const Delivery& d, email::Message& m) const {
+    auto options = d.responses();
+    if (options.empty()) return;
+    std::string text = "\n\n", html = "\n<p class=\"tayori-responses\">";
+    for (size_t i = 0; i < options.size(); ++i) {
+      const auto& o = options[i];
+      if (o.url.empty())
+        throw Error("responses[" + std::to_string(i) + "].url: an email answers by link, and the host gave none: "
+                    "configure server.public_url");
+      text += std::string(o.label) + ": " + std::string(o.url) + "\n";
+      html += std::string(i == 0 ? "" : " | ") + "<a href=\"" + html_escape(o.url) + "\">" + html_escape(o.label) +
+              "</a>";
+    }
+    html += "</p>\n";
+    if (m.text) *m.text += text;
+    if (m.html) {
+      size_t body_end = m.html->rfind("</body>");
+      if (body_end == std::string::npos) body_end = m.html->rfind("</BODY>");
+      if (body_end == std::string::npos)
+        *m.html += html;
+      else
+        m.html->insert(body_end, html);
+    }
+  }
+
   // RFC 8058 one-click unsubscribe for marketing mail; transactional mail carries no List-Unsubscribe.
   void add_unsubscribe(const Delivery& d, email::Message& m) const {
     std::string url(d.unsubscribe_url());

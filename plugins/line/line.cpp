@@ -6,9 +6,15 @@
 // every retry of one delivery reuses it; a multicast's from its members' sorted delivery ids, so a retry
 // of the same batch reuses it. LINE answers a retry of an already accepted request with 409, which
 // therefore counts as delivered.
+//
+// Two-way: a delivery's response options become quick-reply buttons with postback actions whose data is the
+// option's signed ref. LINE's webhook (POST /inbound/line/<channel>) is verified by x-line-signature and
+// normalised: postback -> responded (ref = postback.data), text message -> replied, follow -> opted_in,
+// unfollow -> opted_out. Every event keeps its webhookEventId, which a redelivery repeats.
 #include <algorithm>
 #include <cstdint>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <tayori/plugin.hpp>
 
 namespace {
@@ -18,6 +24,11 @@ using tayori::sdk::Outcome;
 
 constexpr size_t kMaxTextChars = 5000;   // LINE text message limit (characters, counted as code points here)
 constexpr uint32_t kMulticastMax = 500;  // PROVIDERS.md: multicast `to` takes 1..500 user ids
+// Messaging API reference, quick reply: at most 13 buttons; a quick-reply button's label at most 20
+// characters; a postback action's data at most 300 characters.
+constexpr size_t kMaxQuickReplyItems = 13;
+constexpr size_t kMaxQuickReplyLabelChars = 20;
+constexpr size_t kMaxPostbackDataChars = 300;
 
 // Salt of retry keys hashed from delivery ids (sdk::hashed_uuid). Fixed forever: a key LINE has seen must
 // keep naming the same request, or a retry after an upgrade would be sent twice.
@@ -58,12 +69,38 @@ std::string error_text(std::string_view body) {
   return text;
 }
 
+// A string member `key` of a JSON object, or "" (webhook fields LINE may leave out).
+std::string string_at(const nlohmann::json& j, const char* key) {
+  return j.is_object() && j.contains(key) && j[key].is_string() ? j[key].get<std::string>() : std::string();
+}
+
 class Line {
  public:
-  Line(const tayori::sdk::Host&, const tayori::sdk::Settings& settings)
-      : base_url_(tayori::sdk::without_trailing_slashes(settings.get("base_url"))),
-        token_(settings.get("channel_access_token")) {
+  Line(const tayori::sdk::Host& host, const tayori::sdk::Settings& settings)
+      : host_(host),
+        base_url_(tayori::sdk::without_trailing_slashes(settings.get("base_url"))),
+        token_(settings.get("channel_access_token")),
+        channel_secret_(settings.find("channel_secret").value_or("")) {
     if (token_.empty()) throw tayori::sdk::Error("channel_access_token: is empty");
+  }
+
+  // A webhook call (Messaging API "Receive messages (webhook)"): {destination, events: [...]}, signed with
+  // x-line-signature = base64(HMAC-SHA256(channel secret, raw body)). A verification call from the LINE
+  // console has no events and must be answered 200. Event kinds Tayori has no use for (message types other
+  // than text, join, read, ...) are acknowledged and ignored.
+  void inbound(const tayori::sdk::InboundRequest& r, tayori::sdk::InboundSink& sink) {
+    if (channel_secret_.empty())
+      throw tayori::sdk::Refused(401, "channel_secret: not configured, so no webhook call can be verified");
+    auto signature = r.header("x-line-signature");
+    if (!signature) throw tayori::sdk::Refused(401, "x-line-signature: missing");
+    if (!host_.verify_hmac_base64(TAYORI_HASH_SHA256, channel_secret_, r.body(), *signature))
+      throw tayori::sdk::Refused(401, "x-line-signature: does not match the body");
+    auto body = nlohmann::json::parse(r.body(), nullptr, false);
+    if (!body.is_object() || !body.contains("events") || !body["events"].is_array())
+      throw tayori::sdk::Refused(400, "body: expected a JSON object with an events array");
+    for (const auto& e : body["events"]) {
+      if (auto event = normalise(e)) sink.emit(*event);
+    }
   }
 
   // Multicast batches (plugin.h on_build_batch): the host hands build_batch up to this many deliveries.
@@ -120,14 +157,62 @@ class Line {
   }
 
  private:
-  // The `messages` of a push or multicast: one text message from content "text" (or "body").
+  // The `messages` of a push or multicast: one text message from content "text" (or "body"), with the
+  // delivery's response options as its quick-reply buttons.
   static nlohmann::json messages_of(const Delivery& d) {
     auto text = d.content("text");
     if (!text) text = d.content("body");
     if (!text || text->empty()) throw tayori::sdk::Error("text: a LINE message needs content \"text\" (or \"body\")");
     if (tayori::sdk::utf8_code_points(*text) > kMaxTextChars)
       throw tayori::sdk::Error("text: longer than LINE's 5000 characters");
-    return nlohmann::json::array({{{"type", "text"}, {"text", *text}}});
+    nlohmann::json message = {{"type", "text"}, {"text", *text}};
+    if (auto items = quick_reply_items(d); !items.empty()) message["quickReply"] = {{"items", std::move(items)}};
+    return nlohmann::json::array({std::move(message)});
+  }
+
+  // One postback button per option: tapping it shows the label in the chat as the user's message
+  // (displayText) and sends the ref back in a postback event.
+  static nlohmann::json quick_reply_items(const Delivery& d) {
+    nlohmann::json items = nlohmann::json::array();
+    auto options = d.responses();
+    if (options.size() > kMaxQuickReplyItems)
+      throw tayori::sdk::Error("responses: LINE shows at most 13 quick-reply buttons, got " +
+                               std::to_string(options.size()));
+    for (size_t i = 0; i < options.size(); ++i) {
+      const auto& o = options[i];
+      std::string at = "responses[" + std::to_string(i) + "]";
+      if (o.label.empty() || tayori::sdk::utf8_code_points(o.label) > kMaxQuickReplyLabelChars)
+        throw tayori::sdk::Error(at + ".label: a LINE quick-reply label has 1 to 20 characters");
+      if (o.ref.empty() || tayori::sdk::utf8_code_points(o.ref) > kMaxPostbackDataChars)
+        throw tayori::sdk::Error(at + ".ref: LINE postback data has 1 to 300 characters");
+      items.push_back({{"type", "action"},
+                       {"action", {{"type", "postback"}, {"label", o.label}, {"data", o.ref}, {"displayText", o.label}}}});
+    }
+    return items;
+  }
+
+  // One webhook event as Tayori's; nullopt for the kinds it ignores. The contact is source.userId (a
+  // group or room event without one is ignored: Tayori addresses users).
+  static std::optional<tayori::sdk::InboundEvent> normalise(const nlohmann::json& e) {
+    using tayori::sdk::InboundEvent;
+    if (!e.is_object()) return std::nullopt;
+    std::string type = string_at(e, "type");
+    std::string user = e.contains("source") ? string_at(e["source"], "userId") : std::string();
+    if (user.empty()) return std::nullopt;
+    std::optional<InboundEvent> out;
+    if (type == "postback" && e.contains("postback")) {
+      out = InboundEvent::responded(user, string_at(e["postback"], "data"));
+    } else if (type == "message" && e.contains("message") && string_at(e["message"], "type") == "text") {
+      out = InboundEvent::replied(user, string_at(e["message"], "text"));
+    } else if (type == "follow") {
+      out = InboundEvent::opted_in(user, true);  // a user who blocked and unblocks is reachable again
+    } else if (type == "unfollow") {
+      out = InboundEvent::opted_out(user, true);  // blocked: pushes to them fail until they follow again
+    }
+    if (!out) return std::nullopt;
+    out->provider_event_id = string_at(e, "webhookEventId");
+    if (e.contains("timestamp") && e["timestamp"].is_number_integer()) out->occurred_at_ms = e["timestamp"].get<int64_t>();
+    return out;
   }
 
   // POST {base_url}/v2/bot/message/<endpoint> with the channel's token and the retry key.
@@ -141,17 +226,23 @@ class Line {
     return r;
   }
 
+  tayori::sdk::Host host_;
   std::string base_url_;
   std::string token_;
+  std::string channel_secret_;
 };
 
 const tayori_setting_spec kSettings[] = {
     {"base_url", TAYORI_SETTING_URL, 0, "https://api.line.me", "LINE API base URL (the simulator in tests)"},
     {"channel_access_token", TAYORI_SETTING_SECRET, 1, nullptr,
      "channel access token (YAML: channel_access_token_env)"},
+    {"channel_secret", TAYORI_SETTING_SECRET, 0, nullptr,
+     "channel secret verifying webhook calls (YAML: channel_secret_env); without it inbound calls get 401"},
 };
 
 }  // namespace
 
-TAYORI_PLUGIN(Line, "line", "0.2.0", "LINE Messaging API: text push messages, multicast for identical content", "line",
+TAYORI_PLUGIN(Line, "line", "0.3.0",
+              "LINE Messaging API: text push messages with quick replies, multicast for identical content, webhooks",
+              "line",
               kSettings, sizeof kSettings / sizeof kSettings[0])

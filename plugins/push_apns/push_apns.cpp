@@ -55,7 +55,8 @@ class PushApns {
         team_id_(apple_id(settings, "team_id")),
         topic_(settings.get("topic")),
         push_type_(settings.get("push_type")),
-        sound_(settings.find("sound").value_or("")) {
+        sound_(settings.find("sound").value_or("")),
+        responses_category_(settings.find("category").value_or("TAYORI_RESPONSES")) {
     base_url_ = tayori::sdk::without_trailing_slashes(settings.get("base_url"));
     if (topic_.empty()) throw Error("topic: the app's bundle id is required (apns-topic)");
     if (push_type_ != "alert" && push_type_ != "background")
@@ -152,10 +153,22 @@ class PushApns {
       if (!text->body.empty()) alert["body"] = text->body;
       aps["alert"] = alert;
       if (!sound_.empty()) aps["sound"] = sound_;
-      // The action buttons the app registered under this category (PROVIDERS.md: taps reach the app).
-      if (auto category = d.content("category"); category && !category->empty()) aps["category"] = *category;
+      // The action buttons the app registered under this category (PROVIDERS.md: taps reach the app). A
+      // message with response options shows the channel's responses category unless it names its own.
+      if (auto category = d.content("category"); category && !category->empty())
+        aps["category"] = *category;
+      else if (!d.responses().empty())
+        aps["category"] = responses_category_;
     }
-    std::string text = json{{"aps", aps}, {"tayori_message_id", d.message_id()}}.dump();
+    json payload = {{"aps", aps}, {"tayori_message_id", d.message_id()}};
+    // The options for the app to label its action buttons with; it answers with an option's ref (POST
+    // /v1/inbound/app). Custom keys sit beside aps (Apple "Generating a remote notification").
+    if (auto options = d.responses(); !options.empty()) {
+      json list = json::array();
+      for (const auto& o : options) list.push_back({{"id", o.id}, {"label", o.label}, {"ref", o.ref}});
+      payload["responses"] = std::move(list);
+    }
+    std::string text = payload.dump();
     if (text.size() > kMaxPayloadBytes)
       throw Error("payload: " + std::to_string(text.size()) + " bytes, over APNs' " + std::to_string(kMaxPayloadBytes) +
                   "-byte limit");
@@ -188,7 +201,7 @@ class PushApns {
   }
 
   tayori::sdk::Host host_;
-  std::string key_, key_id_, team_id_, topic_, push_type_, sound_;
+  std::string key_, key_id_, team_id_, topic_, push_type_, sound_, responses_category_;
   std::string base_url_;
   int64_t refresh_before_ms_ = 0;
   int64_t ttl_s_ = 0;
@@ -204,6 +217,8 @@ const tayori_setting_spec kSettings[] = {
     {"topic", TAYORI_SETTING_STRING, 1, nullptr, "the app's bundle id (apns-topic)"},
     {"push_type", TAYORI_SETTING_STRING, 0, "alert", "apns-push-type: alert or background"},
     {"sound", TAYORI_SETTING_STRING, 0, "default", "aps.sound of alerts (empty: silent)"},
+    {"category", TAYORI_SETTING_STRING, 0, "TAYORI_RESPONSES",
+     "aps.category of alerts with response options (the app registers its action buttons under it)"},
     {"token_refresh", TAYORI_SETTING_DURATION, 0, "40m", "how long one provider token is reused (20m..60m)"},
     {"ttl", TAYORI_SETTING_DURATION, 0, "1d", "how long APNs stores a message without expires_at (0s: do not store)"},
 };

@@ -187,7 +187,15 @@ class PushFcm {
                     {"priority", d.purpose() == TAYORI_PURPOSE_MARKETING ? "normal" : "high"}};
     // A content field "collapse_id", else a string "collapse_id" in the message metadata.
     if (auto key = tayori::sdk::content_or_metadata<json>(d, "collapse_id")) android["collapse_key"] = *key;
-    json m = {{"notification", notification}, {"data", {{"tayori_message_id", d.message_id()}}}, {"android", android}};
+    json data = {{"tayori_message_id", d.message_id()}};
+    // FCM data values must be strings (HTTP v1 Message.data: map<string, string>), so the options travel
+    // as JSON text for the app to parse; it answers with an option's ref (POST /v1/inbound/app).
+    if (auto options = d.responses(); !options.empty()) {
+      json list = json::array();
+      for (const auto& o : options) list.push_back({{"id", o.id}, {"label", o.label}, {"ref", o.ref}});
+      data["responses"] = list.dump();
+    }
+    json m = {{"notification", notification}, {"data", std::move(data)}, {"android", android}};
     // FCM does not say how it counts its 4096 bytes; the serialised message without its target is the
     // upper bound, so nothing we send is refused as too big.
     size_t payload = m.dump().size();

@@ -7,10 +7,17 @@
 //
 // Twilio has no idempotency key for Create Message: a request that timed out after Twilio accepted it is
 // retried like any transport failure and may reach the handset twice. The host's backoff keeps this rare.
+//
+// Two-way: response options are appended to the text as numbered choices ("1 気になる / 2 あとで"). Twilio's
+// webhooks (incoming messages and status callbacks, POST /inbound/sms_twilio/<channel>) are verified by
+// X-Twilio-Signature and normalised: STOP family -> opted_out, START family -> opted_in, "1".."9" -> a
+// numbered reply, other text -> replied; MessageStatus delivered -> delivered, failed/undelivered -> failed.
 #include <cstdint>
 #include <nlohmann/json.hpp>
+#include <algorithm>
 #include <optional>
 #include <string>
+#include <vector>
 #include <tayori/plugin.hpp>
 
 namespace {
@@ -69,6 +76,30 @@ struct TwilioError {
   std::string message;
 };
 
+// Twilio's opt-out and opt-in keywords (Twilio "Advanced Opt-Out": the default keyword lists), matched on
+// the whole trimmed body, case-insensitively. HELP and INFO are left as replies.
+constexpr std::string_view kStopWords[] = {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"};
+constexpr std::string_view kStartWords[] = {"START", "YES", "UNSTOP"};
+
+// The answer Twilio expects from a messaging webhook: TwiML with nothing to do (no auto-reply).
+constexpr std::string_view kEmptyTwiml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response/>";
+
+std::string_view trimmed(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\r' || s.front() == '\n')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n')) s.remove_suffix(1);
+  return s;
+}
+
+template <size_t N>
+bool is_one_of(std::string_view word, const std::string_view (&words)[N]) {
+  return std::any_of(std::begin(words), std::end(words), [&](std::string_view w) { return tayori::sdk::iequals(word, w); });
+}
+
+// Error codes of a failed or undelivered message that say the number itself cannot receive SMS
+// (Twilio error dictionary: 30005 unknown or inactive destination, 30006 landline or unreachable
+// carrier). Others in 30003..30008 (unreachable handset, blocked, carrier violation, unknown) may pass.
+bool number_is_dead(std::string_view code) { return code == "30005" || code == "30006"; }
+
 TwilioError parse_error(std::string_view body) {
   TwilioError e;
   auto j = nlohmann::json::parse(body, nullptr, false);
@@ -112,15 +143,18 @@ class SmsTwilio {
   void build(const Delivery& d, tayori::sdk::RequestSink& sink) {
     if (!is_e164(d.contact()))
       throw Error("contact: \"" + std::string(d.contact()) + "\" is not an E.164 number (+ country code, up to 15 digits)");
-    auto text = d.content("text");
-    if (!text || text->empty()) text = d.content("body");
-    if (!text || text->empty()) throw Error("text: an SMS needs content \"text\" (or \"body\")");
-    if (size_t chars = tayori::sdk::utf8_code_points(*text); chars > kMaxBodyChars)
-      throw Error("text: longer than Twilio's 1600 characters (" + std::to_string(chars) + ")");
+    auto content = d.content("text");
+    if (!content || content->empty()) content = d.content("body");
+    if (!content || content->empty()) throw Error("text: an SMS needs content \"text\" (or \"body\")");
+    const std::string numbered = choices(d);
+    const std::string text = std::string(*content) + numbered;
+    if (size_t chars = tayori::sdk::utf8_code_points(text); chars > kMaxBodyChars)
+      throw Error("text: longer than Twilio's 1600 characters (" + std::to_string(chars) + ")" +
+                  (numbered.empty() ? "" : " with its numbered choices"));
 
     std::string form = "To=" + form_encode(d.contact());
     form += !from_.empty() ? "&From=" + form_encode(from_) : "&MessagingServiceSid=" + form_encode(messaging_service_sid_);
-    form += "&Body=" + form_encode(*text);
+    form += "&Body=" + form_encode(text);
     if (status_callback_ && !d.callback_url().empty()) form += "&StatusCallback=" + form_encode(d.callback_url());
     if (auto seconds = validity_for(d)) form += "&ValidityPeriod=" + std::to_string(*seconds);
 
@@ -165,7 +199,83 @@ class SmsTwilio {
     return Outcome::permanent(reason);  // 401/403 (configuration) and every other 4xx: sending again will not help
   }
 
+  // A messaging webhook or status callback (Twilio "Webhook security"): X-Twilio-Signature =
+  // base64(HMAC-SHA1(auth token, the full URL Twilio called + every POST parameter as name+value, sorted
+  // by name)). The URL is the public one the host reconstructs (InboundRequest::url), query included.
+  void inbound(const tayori::sdk::InboundRequest& r, tayori::sdk::InboundSink& sink) {
+    auto signature = r.header("x-twilio-signature");
+    if (!signature) throw tayori::sdk::Refused(401, "x-twilio-signature: missing");
+    auto params = tayori::sdk::parse_form(r.body());
+    if (!host_.verify_hmac_base64(TAYORI_HASH_SHA1, auth_token_, signed_text(r.url(), params), *signature))
+      throw tayori::sdk::Refused(401, "x-twilio-signature: does not match the URL and parameters");
+    auto param = [&](std::string_view name) -> std::string {
+      for (auto& [k, v] : params)
+        if (k == name) return v;
+      return {};
+    };
+    const std::string sid = param("MessageSid").empty() ? param("SmsSid") : param("MessageSid");
+    const std::string status = param("MessageStatus").empty() ? param("SmsStatus") : param("MessageStatus");
+    if (!status.empty() && status != "received") {
+      if (sid.empty()) throw tayori::sdk::Refused(400, "MessageSid: a status callback without one matches nothing");
+      // A status callback for a message we sent: the receipt is the final state; the steps before it
+      // (queued, sending, sent) say nothing Tayori acts on.
+      if (status == "delivered") {
+        sink.emit(tayori::sdk::InboundEvent::delivered(param("To"), sid).with_id(sid + ":" + status));
+      } else if (status == "failed" || status == "undelivered") {
+        const std::string code = param("ErrorCode");
+        sink.emit(tayori::sdk::InboundEvent::failed(param("To"), sid, "twilio." + (code.empty() ? status : code),
+                                                    number_is_dead(code))
+                      .with_id(sid + ":" + status));
+      }
+    } else {
+      if (param("From").empty()) throw tayori::sdk::Refused(400, "From: an incoming message without a sender");
+      sink.emit(incoming(param("From"), param("Body")).with_id(sid));  // Twilio sends each MessageSid once
+    }
+    sink.answer("text/xml", kEmptyTwiml);
+  }
+
  private:
+  // What the recipient's text means: a keyword, a numbered choice, or free text.
+  static tayori::sdk::InboundEvent incoming(std::string from, std::string_view body) {
+    using tayori::sdk::InboundEvent;
+    std::string_view word = trimmed(body);
+    if (is_one_of(word, kStopWords)) {
+      InboundEvent e = InboundEvent::opted_out(std::move(from), false);
+      e.text = std::string(word);  // the keyword, for the event's detail
+      return e;
+    }
+    if (is_one_of(word, kStartWords)) {
+      // Twilio lifts its own block of the number on START, so a suppression made for 21610 is lifted too.
+      InboundEvent e = InboundEvent::opted_in(std::move(from), true);
+      e.text = std::string(word);
+      return e;
+    }
+    if (word.size() == 1 && word[0] >= '1' && word[0] <= '9')
+      return InboundEvent::replied(std::move(from), std::string(body), std::string(word));
+    return InboundEvent::replied(std::move(from), std::string(body));
+  }
+
+  // The text Twilio signs: the URL, then each parameter's name and value, sorted by name (and value, for
+  // a repeated name, so the order is total).
+  static std::string signed_text(std::string_view url, std::vector<std::pair<std::string, std::string>> params) {
+    std::sort(params.begin(), params.end());
+    std::string text(url);
+    for (auto& [k, v] : params) (text += k) += v;
+    return text;
+  }
+
+  // The response options as numbered choices after the text: "\n1 気になる / 2 あとで / 3 興味なし". A reply
+  // with just the number answers (inbound: replied with the number as the option).
+  static std::string choices(const Delivery& d) {
+    auto options = d.responses();
+    if (options.empty()) return {};
+    if (options.size() > 9) throw Error("responses: an SMS offers at most 9 numbered choices, got " + std::to_string(options.size()));
+    std::string line = "\n";
+    for (size_t i = 0; i < options.size(); ++i)
+      (line += (i == 0 ? "" : " / ") + std::to_string(i + 1) + " ") += options[i].label;
+    return line;
+  }
+
   // ValidityPeriod: the configured one, shortened to the message's remaining lifetime when that is sooner.
   // Without a setting, a lifetime longer than Twilio's maximum sends nothing, so a Messaging Service's own
   // validity period still applies.
@@ -204,5 +314,6 @@ const tayori_setting_spec kSettings[] = {
 
 }  // namespace
 
-TAYORI_PLUGIN(SmsTwilio, "sms_twilio", "0.1.0", "Twilio Programmable Messaging: SMS", "phone", kSettings,
+TAYORI_PLUGIN(SmsTwilio, "sms_twilio", "0.2.0", "Twilio Programmable Messaging: SMS with numbered choices, webhooks",
+              "phone", kSettings,
               sizeof kSettings / sizeof kSettings[0])

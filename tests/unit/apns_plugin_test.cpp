@@ -142,6 +142,43 @@ TEST_F(ApnsPlugin, SendsTheRequestApnsExpects) {
   EXPECT_EQ(json::parse(sent.body), expected);
 }
 
+// Response options: the alert shows the channel's responses category (the app registered its buttons under
+// it) and the payload lists the options with their refs, for the app to answer with.
+TEST_F(ApnsPlugin, ResponseOptionsGoInTheCategoryAndThePayload) {
+  auto options = [] {
+    json list = json::array();
+    for (const auto& o : testing::sample_responses()) list.push_back({{"id", o.id}, {"label", o.label}, {"ref", o.ref}});
+    return list;
+  };
+  struct Case {
+    std::string name, settings;
+    std::vector<std::pair<std::string, std::string>> extra_content;
+    std::string category;
+  };
+  const Case cases[] = {
+      {"the default category", "", {}, "TAYORI_RESPONSES"},
+      {"the channel's category", "      category: SURVEY\n", {}, "SURVEY"},
+      {"a message that names its own", "", {{"category", "ORDER"}}, "ORDER"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    RegistryResult reg = registry(c.settings);
+    ASSERT_TRUE(reg.registry) << (reg.errors.empty() ? "" : reg.errors[0].to_string());
+    DeliveryRequest d = push();
+    d.responses = testing::sample_responses();
+    for (auto& kv : c.extra_content) d.content.push_back(kv);
+    ASSERT_EQ(reg.registry->find("ios")->deliver(d).kind, OutcomeKind::delivered);
+    json body = json::parse(sends().back().body);
+    EXPECT_EQ(body["aps"]["category"], c.category);
+    EXPECT_EQ(body["responses"], options());
+  }
+  // Without options nothing changes (SendsTheRequestApnsExpects pins the whole payload).
+  ASSERT_EQ(channel_->deliver(push()).kind, OutcomeKind::delivered);
+  json plain = json::parse(sends().back().body);
+  EXPECT_FALSE(plain["aps"].contains("category"));
+  EXPECT_FALSE(plain.contains("responses"));
+}
+
 TEST_F(ApnsPlugin, ProviderAnswersBecomeOutcomes) {
   // clang-format off
   const AnswerCase cases[] = {

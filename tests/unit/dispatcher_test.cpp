@@ -243,6 +243,8 @@ TEST(DecideAfterAttempt, DeliveredCarriesTheProviderMessageIdAndSkips) {
   EXPECT_EQ(detail(t, 0), Json::parse(R"({"channel": "push", "attempt": 3,
                                          "skipped": [{"channel": "line", "reason": "no_contact"}]})"));
   EXPECT_EQ(detail(t, 1)["provider_message_id"], "projects/p/messages/0:1500415314455276%31bd1c9631bd1c96");
+  // Recorded on the message too: receipts and replies find it by this id (Store::find_by_provider_id).
+  EXPECT_EQ(t.provider_message_id, "projects/p/messages/0:1500415314455276%31bd1c9631bd1c96");
 }
 
 struct BackoffCase {

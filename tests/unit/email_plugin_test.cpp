@@ -40,6 +40,7 @@ struct TestDelivery {
       {"subject", "ご注文の確認"}, {"text", "ありがとうございます。"}, {"html", "<p>ありがとうございます。</p>"}};
   std::string unsubscribe_url;
   uint32_t attempt = 1;
+  std::vector<ResponseOption> responses;
 
   template <class F>
   auto with_raw(F&& use) const {
@@ -59,6 +60,10 @@ struct TestDelivery {
     d.content_count = kv.size();
     d.metadata_json = s(meta);
     d.unsubscribe_url = s(unsubscribe_url);
+    std::vector<tayori_response_option> options;
+    for (auto& o : responses) options.push_back({s(o.id), s(o.label), s(o.ref), s(o.url)});
+    d.responses = options.data();
+    d.response_count = options.size();
     return use(static_cast<const tayori_delivery*>(&d));
   }
 };
@@ -320,6 +325,41 @@ TEST(EmailPluginBuild, MarketingWithoutAnUnsubscribeUrlIsRefusedUnlessAllowed) {
   ASSERT_EQ(lenient.logs.size(), 1u);
   EXPECT_EQ(lenient.logs[0].first, TAYORI_LOG_WARN);
   EXPECT_NE(lenient.logs[0].second.find("one-click unsubscribe"), std::string::npos);
+}
+
+// Response options: one link per option after the body, in both parts; in HTML before </body> when there is
+// one, escaped. An option without a url (no public URL configured) cannot be offered by mail.
+TEST(EmailPluginBuild, ResponseOptionsBecomeALinkPerOptionInEachPart) {
+  FakeHostPlugin p(kBasic);
+  ASSERT_TRUE(p.ready());
+  TestDelivery d;
+  d.responses = testing::sample_responses();
+  d.responses[2].label = "興味<なし>";
+  d.content = {{"subject", "ご案内"}, {"text", "新商品です。"}, {"html", "<html><body><p>新商品です。</p></body></html>"}};
+  auto got = test::parse_with_python(p.build_one(d).body);
+  ASSERT_EQ(got["parts"].size(), 2u);
+  EXPECT_EQ(got["parts"][0]["content"],
+            "新商品です。\r\n\r\n"  // line breaks are CRLF on the wire (RFC 2046 §4.1.1)
+            "気になる: https://gw.example/r/r.interested-ref\r\n"
+            "あとで: https://gw.example/r/r.later-ref\r\n"
+            "興味<なし>: https://gw.example/r/r.not-interested-ref\r\n");
+  EXPECT_EQ(got["parts"][1]["content"],
+            "<html><body><p>新商品です。</p>\r\n<p class=\"tayori-responses\">"
+            "<a href=\"https://gw.example/r/r.interested-ref\">気になる</a> | "
+            "<a href=\"https://gw.example/r/r.later-ref\">あとで</a> | "
+            "<a href=\"https://gw.example/r/r.not-interested-ref\">興味&lt;なし&gt;</a></p>\r\n</body></html>");
+
+  TestDelivery text_only = d;
+  text_only.content = {{"subject", "ご案内"}, {"text", "新商品です。"}};
+  auto plain = test::parse_with_python(p.build_one(text_only).body);
+  EXPECT_EQ(plain["content_type"], "text/plain");
+
+  TestDelivery no_links = d;
+  for (auto& o : no_links.responses) o.url.clear();
+  auto refused = p.build(no_links);
+  EXPECT_EQ(refused.status, TAYORI_ERROR);
+  EXPECT_TRUE(refused.requests.empty());
+  EXPECT_NE(refused.error.find("responses[0].url"), std::string::npos) << refused.error;
 }
 
 TEST(EmailPluginBuild, ContentAndContactProblemsAreRefusedBeforeSending) {

@@ -189,6 +189,21 @@ TEST_F(FcmPlugin, SendsTheV1RequestWithAnAccessTokenFromAVerifiedAssertion) {
   EXPECT_EQ(grants(), 1);
 }
 
+// Response options travel in data.responses as JSON text (FCM data values are strings).
+TEST_F(FcmPlugin, ResponseOptionsTravelAsJsonTextInData) {
+  DeliveryRequest d = push();
+  d.responses = testing::sample_responses();
+  ASSERT_EQ(channel_->deliver(d).kind, OutcomeKind::delivered);
+  json data = last_message()["data"];
+  ASSERT_TRUE(data["responses"].is_string()) << data.dump();
+  json expected = json::array();
+  for (const auto& o : testing::sample_responses()) expected.push_back({{"id", o.id}, {"label", o.label}, {"ref", o.ref}});
+  EXPECT_EQ(json::parse(data["responses"].get<std::string>()), expected);
+  EXPECT_EQ(data["tayori_message_id"], "m-1");
+  ASSERT_EQ(channel_->deliver(push()).kind, OutcomeKind::delivered);
+  EXPECT_FALSE(last_message()["data"].contains("responses"));
+}
+
 TEST_F(FcmPlugin, ProviderAnswersBecomeOutcomes) {
   const json token_violation = json::array(
       {{{"@type", "type.googleapis.com/google.rpc.BadRequest"},

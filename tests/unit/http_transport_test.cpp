@@ -262,6 +262,30 @@ TEST(HttpTransport, HundredConcurrentRequestsReuseConnections) {
   EXPECT_EQ(static_cast<size_t>(opened), srv.handler.remotes.size());
 }
 
+// Bursts of 16 concurrent requests, as 16 dispatcher workers send them, with a pause between bursts: the
+// keep-alive connections of one burst serve the next, so no more than 16 are ever opened. (libcurl's own
+// cache limit follows the transfers running at the moment and closed most of them between bursts.)
+TEST(HttpTransport, KeptConnectionsSurviveBetweenBursts) {
+  LocalServer srv;
+  HttpTransport transport;
+  const std::string pool = HttpTransport::pool_key_for({"GET", srv.url("/"), {}, "", 0, "", {}});
+  transport.configure_pool(pool, PoolOptions{16, nullptr});
+  constexpr size_t kWorkers = 16, kBursts = 5;
+  for (size_t burst = 0; burst < kBursts; ++burst) {
+    Collector c(kWorkers);
+    for (size_t i = 0; i < kWorkers; ++i)
+      transport.submit({"POST", srv.url("/n"), {}, std::to_string(i), 0, "", HttpVersion::Http1_1}, c.slot(i));
+    ASSERT_TRUE(c.wait_all());
+    for (size_t i = 0; i < kWorkers; ++i) ASSERT_EQ(c.response(i).status, 201) << c.response(i).error_text;
+  }
+  std::lock_guard lock(srv.handler.mu);
+  EXPECT_EQ(srv.handler.requests.size(), kWorkers * kBursts);
+  EXPECT_LE(srv.handler.remotes.size(), kWorkers) << "connections accepted by the server";
+  EXPECT_EQ(transport.connections_opened(), srv.handler.remotes.size());
+  EXPECT_EQ(transport.connections_opened(pool), srv.handler.remotes.size());
+  EXPECT_EQ(transport.connections_opened("https://elsewhere:443"), 0u);
+}
+
 TEST(HttpTransport, TimeoutGivesOperationTimedOut) {
   SilentListener silent;
   HttpTransport transport;

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "plugin_test_support.hpp"
+#include "transport/crypto.hpp"
 
 namespace tayori::plugin {
 namespace {
@@ -94,6 +95,162 @@ TEST(LineClassify, TooLongOrMissingTextIsPermanentAndSendsNothing) {
   EXPECT_EQ(reg.registry->find("line")->deliver(empty).kind, OutcomeKind::permanent);
 }
 
+// ---- Two-way: quick replies out, webhooks in -----------------------------------------------------------
+
+constexpr const char* kSecret = "line-channel-secret";
+constexpr const char* kWebhookUrl = "https://gw.example/inbound/line/line";
+
+// A channel that can verify webhooks (channel_secret) unless `secret` is empty.
+RegistryResult two_way_registry(const std::string& base_url, const std::string& secret, SystemClock& clock,
+                                transport::HttpTransport* transport, const std::string& extra = "") {
+  testing::OneChannel line{.name = "line",
+                           .plugin = "line",
+                           .settings = "      base_url: " + base_url +
+                                       "\n      channel_access_token_env: LINE_TOKEN\n" +
+                                       (secret.empty() ? "" : "      channel_secret_env: LINE_SECRET\n"),
+                           .channel_extra = extra};
+  return testing::registry_for(line.yaml(), clock, transport, "/tmp", {{"LINE_TOKEN", "tok"}, {"LINE_SECRET", secret}});
+}
+
+// x-line-signature as LINE computes it: base64(HMAC-SHA256(channel secret, body)), independent of the plugin.
+std::string line_signature(const std::string& secret, const std::string& body) {
+  return transport::base64_encode(transport::hmac_sha256(secret, body).value);
+}
+
+// A webhook call carrying `events`, signed with `secret`.
+InboundRequest webhook(const std::vector<nlohmann::json>& events, const std::string& secret = kSecret) {
+  std::string body = nlohmann::json{{"destination", "Uf00dfeed"}, {"events", nlohmann::json(events)}}.dump();
+  return testing::inbound_request(kWebhookUrl,
+                                  {{"content-type", "application/json"}, {"x-line-signature", line_signature(secret, body)}},
+                                  body);
+}
+
+// One webhook event of `type` from kUser, with its id and time; `extra` merged in.
+nlohmann::json event(const std::string& type, const std::string& id, nlohmann::json extra = nlohmann::json::object()) {
+  nlohmann::json e = {{"type", type},
+                      {"mode", "active"},
+                      {"timestamp", 1780000000123},
+                      {"source", {{"type", "user"}, {"userId", kUser}}},
+                      {"webhookEventId", id},
+                      {"deliveryContext", {{"isRedelivery", false}}}};
+  e.update(extra);
+  return e;
+}
+
+TEST(LineInbound, WebhookCallsBecomeEventsOrAreRefused) {
+  SystemClock clock;
+  transport::HttpTransport transport{transport::TransportOptions{}};  // never used: inbound calls send nothing
+  RegistryResult reg = two_way_registry("http://127.0.0.1:1", kSecret, clock, &transport);
+  ASSERT_TRUE(reg.registry) << (reg.errors.empty() ? "" : reg.errors[0].to_string());
+  const std::string who = std::string(" contact=") + kUser;
+  const std::string at = " at=1780000000123";
+  auto redelivered = event("postback", "01REDELIVERED", {{"postback", {{"data", "r.later-ref"}}},
+                                                         {"deliveryContext", {{"isRedelivery", true}}}});
+  InboundRequest tampered = webhook({event("follow", "01F")});
+  tampered.body.replace(tampered.body.find("follow"), 6, "unfoll");  // signature no longer covers the body
+  InboundRequest unsigned_call = webhook({event("follow", "01F")});
+  unsigned_call.headers.pop_back();
+  std::string not_json = "{\"events\":";
+  const testing::InboundCase cases[] = {
+      {"verification call: no events", webhook({}), 200, {}},
+      {"postback -> response with the echoed ref",
+       webhook({event("postback", "01P", {{"postback", {{"data", "r.interested-ref"}}}})}), 200,
+       {"response id=01P" + who + " ref=r.interested-ref" + at}},
+      {"text message -> reply", webhook({event("message", "01M", {{"message", {{"type", "text"}, {"id", "1"}, {"text", "あとで見ます"}}}})}),
+       200, {"reply id=01M" + who + " text=あとで見ます" + at}},
+      {"follow -> opt_in that lifts a suppression", webhook({event("follow", "01F")}), 200,
+       {"opt_in id=01F" + who + " reactivate" + at}},
+      {"unfollow -> opt_out that suppresses", webhook({event("unfollow", "01U")}), 200,
+       {"opt_out id=01U" + who + " deactivate" + at}},
+      {"a redelivery keeps its webhookEventId", webhook({redelivered}), 200,
+       {"response id=01REDELIVERED" + who + " ref=r.later-ref" + at}},
+      {"kinds Tayori ignores, and events without a user",
+       webhook({event("message", "01I", {{"message", {{"type", "image"}, {"id", "2"}}}}),
+                event("follow", "01G", {{"source", {{"type", "group"}, {"groupId", "Cabc"}}}}), event("read", "01R")}),
+       200, {}},
+      {"several events, in order",
+       webhook({event("follow", "01A"), event("postback", "01B", {{"postback", {{"data", "r.x"}}}})}), 200,
+       {"opt_in id=01A" + who + " reactivate" + at, "response id=01B" + who + " ref=r.x" + at}},
+      {"signed with another secret", webhook({event("follow", "01F")}, "not-the-secret"), 401, {}},
+      {"body changed after signing", tampered, 401, {}},
+      {"no signature", unsigned_call, 401, {}},
+      {"signed but not JSON",
+       testing::inbound_request(kWebhookUrl, {{"x-line-signature", line_signature(kSecret, not_json)}}, not_json),
+       400, {}},
+  };
+  testing::expect_inbound(*reg.registry->find("line"), cases);
+}
+
+TEST(LineInbound, WithoutAChannelSecretEveryCallIsRefused) {
+  SystemClock clock;
+  transport::HttpTransport transport{transport::TransportOptions{}};
+  RegistryResult reg = two_way_registry("http://127.0.0.1:1", "", clock, &transport);
+  ASSERT_TRUE(reg.registry);
+  const testing::InboundCase cases[] = {{"no secret to verify with", webhook({event("follow", "01F")}), 401, {}}};
+  testing::expect_inbound(*reg.registry->find("line"), cases);
+}
+
+TEST(LineRender, ResponseOptionsBecomeQuickReplyPostbacks) {
+  testing::ScriptedProvider provider(1);
+  provider.script(200, "{}");
+  SystemClock clock;
+  transport::HttpTransport transport{transport::TransportOptions{}};
+  RegistryResult reg = two_way_registry(provider.url(), kSecret, clock, &transport);
+  ASSERT_TRUE(reg.registry);
+  DeliveryRequest d = push(kUser, "新商品のご案内");
+  d.responses = testing::sample_responses();
+  ASSERT_EQ(reg.registry->find("line")->deliver(d).kind, OutcomeKind::delivered);
+  auto sent = provider.take();
+  ASSERT_EQ(sent.size(), 1u);
+  auto item = [](const char* label, const char* ref) {
+    return nlohmann::json{{"type", "action"},
+                          {"action", {{"type", "postback"}, {"label", label}, {"data", ref}, {"displayText", label}}}};
+  };
+  nlohmann::json expected = {
+      {"to", kUser},
+      {"messages",
+       {{{"type", "text"},
+         {"text", "新商品のご案内"},
+         {"quickReply",
+          {{"items",
+            {item("気になる", "r.interested-ref"), item("あとで", "r.later-ref"),
+             item("興味なし", "r.not-interested-ref")}}}}}}}};
+  EXPECT_EQ(nlohmann::json::parse(sent[0].body), expected);
+
+  // LINE's limits are checked before anything is sent: a label over 20 characters, a ref over 300.
+  DeliveryRequest long_label = d;
+  long_label.responses[1].label = "あいうえおかきくけこさしすせそたちつてとな";  // 21
+  DeliveryOutcome o = reg.registry->find("line")->deliver(long_label);
+  EXPECT_EQ(o.kind, OutcomeKind::permanent);
+  EXPECT_NE(o.reason.find("responses[1].label"), std::string::npos) << o.reason;
+  DeliveryRequest long_ref = d;
+  long_ref.responses[0].ref = std::string(301, 'r');
+  o = reg.registry->find("line")->deliver(long_ref);
+  EXPECT_EQ(o.kind, OutcomeKind::permanent);
+  EXPECT_NE(o.reason.find("responses[0].ref"), std::string::npos) << o.reason;
+  EXPECT_TRUE(provider.take().empty());
+  provider.stop();
+}
+
+TEST(LineRender, DeliveriesWithResponseOptionsAreNeverMulticast) {
+  testing::ScriptedProvider provider(2);
+  provider.script(200, "{}");
+  SystemClock clock;
+  transport::HttpTransport transport{transport::TransportOptions{}};
+  RegistryResult reg = two_way_registry(provider.url(), kSecret, clock, &transport, "    batch_window: 200ms\n");
+  ASSERT_TRUE(reg.registry) << (reg.errors.empty() ? "" : reg.errors[0].to_string());
+  std::vector<DeliveryRequest> both;
+  for (unsigned i = 0; i < 2; ++i) {
+    both.push_back(push(testing::hex_id("U", i), "同じ本文", testing::hex_id("", i)));
+    both.back().responses = testing::sample_responses();  // each message's refs are its own
+  }
+  for (const DeliveryOutcome& o : testing::deliver_concurrently(*reg.registry->find("line"), both))
+    EXPECT_EQ(o.kind, OutcomeKind::delivered) << o.reason;
+  EXPECT_EQ(provider.requests("/v2/bot/message/push").size(), 2u);
+  EXPECT_EQ(reg.registry->find("line")->batches_sent(), 0u);
+  provider.stop();
+}
+
 // ---- Against the real simulator binary -----------------------------------------------------------------
 
 class LineSim : public ::testing::Test {
@@ -178,6 +335,34 @@ TEST_F(LineSim, AnInjected503IsARetryThenTheRetrySucceeds) {
   DeliveryOutcome second = deliver(d);  // the faulted attempt was never accepted: no 409
   EXPECT_EQ(second.kind, OutcomeKind::delivered) << second.reason;
   EXPECT_EQ(second.reason, "");
+}
+
+// The simulator's webhook sender (POST /_sim/webhooks/line) signs exactly as the plugin verifies.
+TEST_F(LineSim, TheSimulatorsSignedWebhooksVerify) {
+  testing::ScriptedProvider gateway(1);
+  nlohmann::json control = {
+      {"url", gateway.url() + "/inbound/line/line"},
+      {"channel_secret", kSecret},
+      {"events",
+       {{{"type", "postback"},
+         {"source", {{"type", "user"}, {"userId", kUser}}},
+         {"postback", {{"data", "r.interested-ref"}}},
+         {"webhookEventId", "01SIM"}}}}};
+  ASSERT_EQ(call("POST", "/_sim/webhooks/line", control.dump()).status, 200);
+  auto calls = testing::await_requests(gateway, 1);
+  ASSERT_EQ(calls.size(), 1u);
+  RegistryResult reg = two_way_registry(url_, kSecret, clock_, &transport_);
+  ASSERT_TRUE(reg.registry);
+  std::vector<InboundEvent> events;
+  InboundAnswer answer;
+  ASSERT_TRUE(reg.registry->find("line")->inbound(testing::as_inbound(calls[0], gateway.url()), events, answer))
+      << answer.status << " " << answer.body;
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].kind, InboundKind::response);
+  EXPECT_EQ(events[0].event_id, "01SIM");
+  EXPECT_EQ(events[0].ref, "r.interested-ref");
+  EXPECT_EQ(events[0].contact, kUser);
+  gateway.stop();
 }
 
 TEST_F(LineSim, AWrongTokenIsPermanentLineAuth) {

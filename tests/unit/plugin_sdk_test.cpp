@@ -316,6 +316,140 @@ TEST_F(PluginSdkSansIo, InboundEmitsEventsAndAnswersAndThrowingInboundIsAnError)
   EXPECT_EQ(host.events.size(), 1u);
 }
 
+// ---- Two-way (ABI 1.2): response options, inbound verification, the event builder ----------------------
+
+// Verifies like LINE does (the SDK helper over the host's services) and reports with the event builder.
+class Verifying {
+ public:
+  Verifying(const Host& host, const Settings&) : host_(host) {}
+  Outcome deliver(const Delivery&) { return Outcome::delivered(); }
+  void inbound(const InboundRequest& r, InboundSink& sink) {
+    if (!host_.verify_hmac_base64(TAYORI_HASH_SHA256, "secret", r.body(), r.header("X-Signature").value_or("")))
+      throw Refused(401, "x-signature: does not verify");
+    sink.emit(InboundEvent::responded("U1", std::string(r.body())).with_id("e-1").at(42));
+    sink.emit(InboundEvent::opted_out("U1", true).with_id("e-2"));
+    sink.emit(InboundEvent::failed("U1", "SM1", "x.30005", true));
+    sink.answer("text/xml", "<Response/>");
+  }
+
+ private:
+  Host host_;
+};
+
+// The fake host with the 1.1 signing services from the gateway's crypto, counting constant-time compares.
+struct SigningHost : FakeHost {
+  int compares = 0;
+  std::vector<tayori_inbound_event> raw_events;  // shallow copies: only the scalar fields are read
+  std::vector<std::string> refs;
+  std::string content_type;
+  SigningHost() {
+    host.host_hmac = [](void*, tayori_hash hash, tayori_str key, tayori_str data, tayori_out mac,
+                        tayori_error_buf) -> tayori_status {
+      auto r = hash == TAYORI_HASH_SHA256 ? transport::hmac_sha256(view(key), view(data))
+                                          : transport::hmac_sha1(view(key), view(data));
+      mac.write(mac.out_ctx, str(r.value));
+      return TAYORI_OK;
+    };
+    host.host_base64 = [](void*, tayori_str bytes, int, tayori_out out) {
+      std::string b = transport::base64_encode(view(bytes));
+      out.write(out.out_ctx, str(b));
+    };
+    host.host_equal_constant_time = [](void* ctx, tayori_str a, tayori_str b) {
+      ++static_cast<SigningHost*>(ctx)->compares;
+      return transport::constant_time_equal(view(a), view(b)) ? 1 : 0;
+    };
+  }
+  tayori_inbound_sink sink() {
+    tayori_inbound_sink s{};
+    s.sink_ctx = this;
+    s.host_emit_event = [](void* ctx, const tayori_inbound_event* e) {
+      auto* self = static_cast<SigningHost*>(ctx);
+      self->raw_events.push_back(*e);
+      self->refs.emplace_back(view(e->ref));
+    };
+    s.host_set_response = [](void* ctx, int status, tayori_str type, tayori_str body) {
+      auto* self = static_cast<SigningHost*>(ctx);
+      self->response_status = status;
+      self->content_type = std::string(view(type));
+      self->response_body = std::string(view(body));
+    };
+    return s;
+  }
+};
+
+TEST(PluginSdkTwoWay, InboundVerifiesThroughTheHostAndRefusesWithItsAnswer) {
+  tayori_plugin p = detail::Adapter<Verifying>::descriptor("verifying", "1.0.0", "test", "line", nullptr, 0);
+  SigningHost host;
+  host.host.host_ctx = &host;
+  std::string error;
+  void* instance = create(p, host, {}, error);
+  ASSERT_NE(instance, nullptr) << error;
+  const std::string body = "r.ref";
+  const std::string good = transport::base64_encode(transport::hmac_sha256("secret", body).value);
+  for (const std::string& signature : {std::string("forged"), std::string(""), good}) {
+    SCOPED_TRACE(signature);
+    tayori_kv header{str("x-signature"), str(signature)};
+    tayori_inbound_request r{};
+    r.struct_size = sizeof r;
+    r.body = str(body);
+    r.headers = &header;
+    r.header_count = 1;
+    tayori_inbound_sink sink = host.sink();
+    char buffer[128] = {0};
+    host.raw_events.clear();
+    host.refs.clear();
+    tayori_status st = p.on_inbound(instance, &r, &sink, {buffer, sizeof buffer});
+    if (signature != good) {
+      EXPECT_EQ(st, TAYORI_INVALID);
+      EXPECT_EQ(host.response_status, 401);
+      EXPECT_EQ(host.response_body, "x-signature: does not verify");
+      EXPECT_TRUE(host.raw_events.empty());
+      continue;
+    }
+    EXPECT_EQ(st, TAYORI_OK) << buffer;
+    EXPECT_EQ(host.response_status, 200);
+    EXPECT_EQ(host.content_type, "text/xml");
+    ASSERT_EQ(host.raw_events.size(), 3u);
+    const tayori_inbound_event& responded = host.raw_events[0];
+    EXPECT_EQ(responded.struct_size, sizeof(tayori_inbound_event));
+    EXPECT_EQ(responded.type, TAYORI_EVENT_RESPONDED);
+    EXPECT_EQ(host.refs[0], "r.ref");
+    EXPECT_EQ(responded.occurred_at_ms, 42);
+    EXPECT_EQ(host.raw_events[1].type, TAYORI_EVENT_OPTED_OUT);
+    EXPECT_EQ(host.raw_events[1].deactivate_contact, 1);
+    EXPECT_EQ(host.raw_events[1].reactivate_contact, 0);
+    EXPECT_EQ(host.raw_events[2].type, TAYORI_EVENT_FAILED);
+    EXPECT_EQ(host.raw_events[2].deactivate_contact, 1);
+  }
+  // An empty signature is refused without asking the host; the other two were compared in constant time.
+  EXPECT_EQ(host.compares, 2);
+  p.on_destroy(instance);
+}
+
+TEST(PluginSdkTwoWay, ResponsesAreReadOnlyWhenTheDeliveryCarriesThem) {
+  TestDelivery t(Fields{{"text", "hi"}});
+  tayori_response_option options[] = {{str("yes"), str("はい"), str("r.y"), str("https://gw/r/r.y")},
+                                      {str("no"), str("いいえ"), str("r.n"), str("")}};
+  t.d.responses = options;
+  t.d.response_count = 2;
+  auto got = Delivery(&t.d).responses();
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0].id, "yes");
+  EXPECT_EQ(got[0].label, "はい");
+  EXPECT_EQ(got[0].ref, "r.y");
+  EXPECT_EQ(got[0].url, "https://gw/r/r.y");
+  EXPECT_EQ(got[1].url, "");
+  t.d.struct_size = offsetof(tayori_delivery, responses);  // a 1.1 host's delivery: the fields are not there
+  EXPECT_TRUE(Delivery(&t.d).responses().empty());
+}
+
+TEST(PluginSdkTwoWay, FormBodiesAreDecodedInOrderWithDuplicates) {
+  using Pairs = std::vector<std::pair<std::string, std::string>>;
+  EXPECT_EQ(parse_form("Body=%E3%81%82+b%2B1&From=%2B8190&&Flag&Empty=&Body=x%zz%4"),
+            (Pairs{{"Body", "あ b+1"}, {"From", "+8190"}, {"Flag", ""}, {"Empty", ""}, {"Body", "x%zz%4"}}));
+  EXPECT_TRUE(parse_form("").empty());
+}
+
 TEST(PluginSdk, TextIntoHostBuffersIsTruncatedAndNulTerminated) {
   char buffer[6];
   std::memset(buffer, 'x', sizeof buffer);

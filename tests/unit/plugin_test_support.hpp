@@ -23,6 +23,7 @@
 #include <span>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -285,6 +286,94 @@ inline void expect_outcomes(ScriptedProvider& provider, Channel& channel, const 
     EXPECT_EQ(o.deactivate_contact, c.deactivate);
     EXPECT_EQ(o.retry_after_ms, c.retry_after_ms);
     EXPECT_EQ(o.provider_message_id, c.provider_id);
+  }
+}
+
+// ---- Two-way: response options and inbound calls -------------------------------------------------------------
+
+// The three options of twoway.md's example, with refs and urls as the host mints them (opaque to plugins).
+inline std::vector<ResponseOption> sample_responses() {
+  return {{"interested", "気になる", "r.interested-ref", "https://gw.example/r/r.interested-ref"},
+          {"later", "あとで", "r.later-ref", "https://gw.example/r/r.later-ref"},
+          {"not_interested", "興味なし", "r.not-interested-ref", "https://gw.example/r/r.not-interested-ref"}};
+}
+
+// A provider's webhook call as the gateway hands it to Channel::inbound (header names lower-cased).
+inline InboundRequest inbound_request(std::string url, std::vector<std::pair<std::string, std::string>> headers,
+                                      std::string body) {
+  InboundRequest r;
+  r.method = "POST";
+  r.url = std::move(url);
+  if (size_t q = r.url.find('?'); q != std::string::npos) r.query = r.url.substr(q + 1);
+  r.headers = std::move(headers);
+  r.body = std::move(body);
+  return r;
+}
+
+// A call a provider simulator made to a ScriptedProvider at `base_url`, as the gateway would hand it on: the
+// URL it called (what Twilio signs), its headers and raw body.
+inline InboundRequest as_inbound(const api::HttpRequest& r, const std::string& base_url) {
+  InboundRequest in = inbound_request(base_url + r.target, r.headers, r.body);
+  in.method = r.method;
+  return in;
+}
+
+// The requests `provider` has received, once there are `n` (a simulator's webhook may arrive after its
+// control call answered); what there is after five seconds otherwise.
+inline std::vector<api::HttpRequest> await_requests(ScriptedProvider& provider, size_t n) {
+  for (int i = 0; i < 500 && provider.requests().size() < n; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  return provider.requests();
+}
+
+// One normalised event on one line, naming only what is set, so a table row says exactly what it expects:
+// "opt_out id=e-1 contact=U… deactivate".
+inline std::string describe(const InboundEvent& e) {
+  static const char* kinds[] = {"response", "reply", "opt_in", "opt_out", "delivered", "failed"};
+  std::string out = kinds[static_cast<int>(e.kind)];
+  auto add = [&out](const char* name, const std::string& v) {
+    if (!v.empty()) out += std::string(" ") + name + "=" + v;
+  };
+  add("id", e.event_id);
+  add("contact", e.contact);
+  add("ref", e.ref);
+  add("option", e.option);
+  add("text", e.text);
+  add("message", e.provider_message_id);
+  add("reason", e.reason);
+  if (e.deactivate_contact) out += " deactivate";
+  if (e.reactivate_contact) out += " reactivate";
+  if (e.at_ms != 0) out += " at=" + std::to_string(e.at_ms);
+  return out;
+}
+
+// One row of an inbound table: a call, the answer it gets and the events it becomes (describe()).
+struct InboundCase {
+  std::string name;
+  InboundRequest request;
+  int status;
+  std::vector<std::string> events;
+  std::string content_type = "";  // checked when set
+  std::string body = "";          // checked when set
+};
+
+inline void expect_inbound(Channel& channel, std::span<const InboundCase> cases) {
+  for (const InboundCase& c : cases) {
+    SCOPED_TRACE(c.name);
+    std::vector<InboundEvent> events;
+    InboundAnswer answer;
+    bool accepted = channel.inbound(c.request, events, answer);
+    EXPECT_EQ(answer.status, c.status) << answer.body;
+    EXPECT_EQ(accepted, c.status < 400);
+    std::vector<std::string> got;
+    for (const InboundEvent& e : events) got.push_back(describe(e));
+    EXPECT_EQ(got, c.events);
+    if (!c.content_type.empty()) {
+      EXPECT_EQ(answer.content_type, c.content_type);
+    }
+    if (!c.body.empty()) {
+      EXPECT_EQ(answer.body, c.body);
+    }
   }
 }
 

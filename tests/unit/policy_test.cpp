@@ -109,6 +109,26 @@ TEST(Decide, AnOptOutBeatsTheDefaultAndIsExplained) {
   EXPECT_EQ(d.trace[0].detail["source"], "sms_keyword");
 }
 
+TEST(Decide, ACategoryOptOutSuppressesMarketingOfThatCategoryOnEveryChannel) {
+  Scenario r;
+  r.state.consent.push_back(
+      {category_scope("campaign"), Purpose::marketing, ConsentState::opted_out, "response", "m1", 2});
+  Decision d = r.go();
+  EXPECT_EQ(d.verdict, Verdict::suppress);
+  EXPECT_EQ(d.reason, "category_opted_out");
+  EXPECT_EQ(d.rule, "consent.category");
+  EXPECT_EQ(d.detail["category"], "campaign");
+  EXPECT_EQ(d.trace.back().rule, "consent.category");
+  r.m.category = "other";  // another category still goes
+  EXPECT_EQ(r.go().verdict, Verdict::send);
+  r.m.category = "campaign";
+  r.m.purpose = Purpose::transactional;  // a transactional message of it too
+  EXPECT_EQ(r.go().verdict, Verdict::send);
+  r.m.purpose = Purpose::marketing;  // opted in again: the latest record wins
+  r.state.consent.push_back({category_scope("campaign"), Purpose::marketing, ConsentState::opted_in, "api", "", 3});
+  EXPECT_EQ(r.go().verdict, Verdict::send);
+}
+
 TEST(Decide, WithoutExplainTheTraceIsEmptyButTheDetailIsNot) {
   Scenario r;
   r.explain = false;

@@ -4,6 +4,9 @@
 // numbers) started as a child process.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cctype>
+#include <future>
 #include <map>
 #include <nlohmann/json.hpp>
 
@@ -276,6 +279,124 @@ TEST(TwilioTransport, AnUnreachableProviderIsATransportRetry) {
   EXPECT_EQ(o.reason.rfind("twilio.transport: ", 0), 0u) << o.reason;
 }
 
+// ---- Two-way: numbered choices out, webhooks in ----------------------------------------------------------
+
+constexpr const char* kInboundUrl = "https://gw.example/inbound/sms_twilio/sms";
+constexpr const char* kMessageSid = "SM0123456789abcdef0123456789abcdef";
+constexpr const char* kTwiml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response/>";
+
+using Params = std::vector<std::pair<std::string, std::string>>;
+
+// X-Twilio-Signature as Twilio's docs compute it, independent of the plugin: the URL, then each parameter's
+// name and value sorted by name, HMAC-SHA1 with the auth token, base64.
+std::string twilio_signature(const std::string& token, const std::string& url, Params params) {
+  std::sort(params.begin(), params.end());
+  std::string data = url;
+  for (auto& [k, v] : params) data += k + v;
+  return transport::base64_encode(transport::hmac_sha1(token, data).value);
+}
+
+// A form-encoded webhook call to `url` (Twilio posts the parameters in no particular order), signed for
+// `signed_url` with `token`.
+InboundRequest twilio_call(const Params& params, const std::string& url = kInboundUrl,
+                           const std::string& token = kToken, const std::string& signed_url = "") {
+  std::string body;
+  for (auto& [k, v] : params) {
+    std::string pair = k + "=";
+    for (unsigned char c : v) {
+      static const char* hex = "0123456789ABCDEF";
+      if (std::isalnum(c)) pair += static_cast<char>(c);
+      else if (c == ' ') pair += '+';
+      else (pair += '%') += std::string{hex[c >> 4], hex[c & 15]};
+    }
+    body += (body.empty() ? "" : "&") + pair;
+  }
+  return testing::inbound_request(url,
+                                  {{"content-type", "application/x-www-form-urlencoded"},
+                                   {"x-twilio-signature", twilio_signature(token, signed_url.empty() ? url : signed_url, params)}},
+                                  body);
+}
+
+// An incoming SMS from kTo saying `body`.
+InboundRequest incoming(const std::string& body) {
+  return twilio_call({{"ToCountry", "JP"}, {"Body", body}, {"From", kTo}, {"To", "+15005550006"},
+                      {"MessageSid", kMessageSid}, {"SmsStatus", "received"}, {"AccountSid", kSid}, {"NumMedia", "0"}});
+}
+
+// A status callback for kMessageSid.
+InboundRequest status_callback(const std::string& status, const std::string& error_code = "") {
+  Params p = {{"MessageStatus", status}, {"MessageSid", kMessageSid}, {"SmsSid", kMessageSid}, {"SmsStatus", status},
+              {"To", kTo}, {"From", "+15005550006"}, {"AccountSid", kSid}, {"ApiVersion", "2010-04-01"}};
+  if (!error_code.empty()) p.emplace_back("ErrorCode", error_code);
+  return twilio_call(p);
+}
+
+TEST_F(TwilioScripted, WebhookCallsBecomeEventsOrAreRefused) {
+  Channel* c = channel();
+  ASSERT_TRUE(c);
+  const std::string from = std::string(" id=") + kMessageSid + " contact=" + kTo;
+  const std::string receipt = std::string(" contact=") + kTo + " message=" + kMessageSid;
+  InboundRequest tampered = incoming("STOP");
+  tampered.body.replace(tampered.body.find("Body=STOP"), 9, "Body=STAY");
+  InboundRequest unsigned_call = incoming("1");
+  unsigned_call.headers.pop_back();
+  const testing::InboundCase cases[] = {
+      {"STOP -> opt_out", incoming("STOP"), 200, {"opt_out" + from + " text=STOP"}, "text/xml", kTwiml},
+      {"stop family, any case, trimmed", incoming("  unsubscribe \n"), 200, {"opt_out" + from + " text=unsubscribe"}},
+      {"Quit", incoming("Quit"), 200, {"opt_out" + from + " text=Quit"}},
+      {"START -> opt_in lifting Twilio's block", incoming("START"), 200, {"opt_in" + from + " text=START reactivate"}},
+      {"yes", incoming("yes"), 200, {"opt_in" + from + " text=yes reactivate"}},
+      {"a number answers a numbered question", incoming(" 2 "), 200, {"reply" + from + " option=2 text= 2 "}},
+      {"10 is no choice", incoming("10"), 200, {"reply" + from + " text=10"}},
+      {"free text", incoming("STOP please & thanks"), 200, {"reply" + from + " text=STOP please & thanks"}},
+      {"delivered receipt", status_callback("delivered"), 200,
+       {std::string("delivered id=") + kMessageSid + ":delivered" + receipt}, "text/xml", kTwiml},
+      {"undelivered to a dead number deactivates it", status_callback("undelivered", "30005"), 200,
+       {std::string("failed id=") + kMessageSid + ":undelivered" + receipt + " reason=twilio.30005 deactivate"}},
+      {"landline or unreachable carrier", status_callback("failed", "30006"), 200,
+       {std::string("failed id=") + kMessageSid + ":failed" + receipt + " reason=twilio.30006 deactivate"}},
+      {"an unreachable handset may come back", status_callback("undelivered", "30003"), 200,
+       {std::string("failed id=") + kMessageSid + ":undelivered" + receipt + " reason=twilio.30003"}},
+      {"failed without a code", status_callback("failed"), 200,
+       {std::string("failed id=") + kMessageSid + ":failed" + receipt + " reason=twilio.failed"}},
+      {"intermediate statuses say nothing", status_callback("sent"), 200, {}, "text/xml", kTwiml},
+      {"signed with another token", twilio_call({{"From", kTo}, {"Body", "1"}}, kInboundUrl, "wrong"), 401, {}},
+      {"signed for another URL",
+       twilio_call({{"From", kTo}, {"Body", "1"}}, kInboundUrl, kToken, "https://gw.example/inbound/sms_twilio/other"),
+       401, {}},
+      {"a parameter changed after signing", tampered, 401, {}},
+      {"no signature", unsigned_call, 401, {}},
+      {"a status callback without MessageSid", twilio_call({{"MessageStatus", "delivered"}, {"To", kTo}}), 400, {}},
+  };
+  testing::expect_inbound(*c, cases);
+}
+
+TEST_F(TwilioScripted, TheSignatureCoversTheQueryString) {
+  Channel* c = channel();
+  ASSERT_TRUE(c);
+  const std::string url = std::string(kInboundUrl) + "?tenant=a";
+  const testing::InboundCase cases[] = {
+      {"signed with the query", twilio_call({{"From", kTo}, {"Body", "hi"}, {"MessageSid", "SM1"}}, url), 200,
+       {std::string("reply id=SM1 contact=") + kTo + " text=hi"}},
+      {"signed without it", twilio_call({{"From", kTo}, {"Body", "hi"}}, url, kToken, kInboundUrl), 401, {}},
+  };
+  testing::expect_inbound(*c, cases);
+}
+
+TEST_F(TwilioScripted, ResponseOptionsAreNumberedAfterTheText) {
+  Channel* c = channel();
+  ASSERT_TRUE(c);
+  DeliveryRequest d = sms(kTo, "新商品のご案内");
+  d.responses = testing::sample_responses();
+  EXPECT_EQ(sent_form(c, d)["Body"], "新商品のご案内\n1 気になる / 2 あとで / 3 興味なし");
+  // The choices count towards Twilio's 1600 characters.
+  DeliveryRequest full = sms(kTo, std::string(1590, 'a'));
+  full.responses = testing::sample_responses();
+  DeliveryOutcome o = c->deliver(full);
+  EXPECT_EQ(o.kind, OutcomeKind::permanent);
+  EXPECT_NE(o.reason.find("1600"), std::string::npos) << o.reason;
+}
+
 // ---- Against the real simulator binary -----------------------------------------------------------------
 
 class TwilioSim : public ::testing::Test {
@@ -295,6 +416,38 @@ class TwilioSim : public ::testing::Test {
   SystemClock clock_;
   transport::HttpTransport transport_{transport::TransportOptions{}};
 };
+
+// The simulator's webhooks (POST /_sim/webhooks/twilio, and the status callback of a sent message) are
+// signed exactly as the plugin verifies them.
+TEST_F(TwilioSim, TheSimulatorsSignedWebhooksVerify) {
+  ScriptedProvider gateway(1);
+  gateway.script(200, kTwiml, {{"Content-Type", "text/xml"}});
+  const std::string callback = gateway.url() + "/inbound/sms_twilio/sms?x=1";
+  nlohmann::json control = {
+      {"url", callback},
+      {"params", {{"From", kTo}, {"To", "+15005550006"}, {"Body", "2"}, {"MessageSid", "SM9"}, {"AccountSid", kSid}}}};
+  transport::Request r;
+  r.method = "POST";
+  r.url = url_ + "/_sim/webhooks/twilio";
+  r.body = control.dump();
+  r.headers = {{"Content-Type", "application/json"}};
+  std::promise<transport::Response> done;
+  auto answered = done.get_future();
+  transport_.submit(r, [&done](transport::Response resp) { done.set_value(std::move(resp)); });
+  ASSERT_EQ(answered.get().status, 200);
+  auto calls = testing::await_requests(gateway, 1);
+  ASSERT_EQ(calls.size(), 1u);
+
+  RegistryResult reg = twilio_registry(yaml_for(url_, "      from: '+15005550006'\n", false), clock_, &transport_);
+  ASSERT_TRUE(reg.registry);
+  std::vector<InboundEvent> events;
+  InboundAnswer answer;
+  ASSERT_TRUE(reg.registry->find("sms")->inbound(testing::as_inbound(calls[0], gateway.url()), events, answer))
+      << answer.status << " " << answer.body;
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(testing::describe(events[0]), std::string("reply id=SM9 contact=") + kTo + " option=2 text=2");
+  gateway.stop();
+}
 
 TEST_F(TwilioSim, TwiliosTestNumbersGiveTheDocumentedOutcomes) {
   DeliveryOutcome ok = deliver(sms(kTo, "テスト"));

@@ -72,7 +72,7 @@ Faults (also at run time: POST /_sim/faults, see sim_faults.hpp):
   --fault-latency-ms N            added latency, every provider
   --fault-error-share X           share (0..1) of requests answered with a 5xx, every provider
   --fault-error-status N          the status for --fault-error-share (default 503)
-  --fault-drop-share X            share (0..1) of connections closed without an answer
+  --fault-drop-share X            share (0..1) of requests left unanswered (HTTP/2: stream reset)
   --fault-unregistered CONTACT    a token/user id/phone number that gets the dead-contact answer (repeatable)
 
   --help                          this text

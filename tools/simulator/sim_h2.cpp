@@ -4,7 +4,12 @@
 // non-blocking socket and an eventfd. Requests are handed to the handler as soon as their END_STREAM arrives;
 // answers come back through a queue (from the handler at once, or from a worker after injected latency) and
 // the eventfd wakes the loop to submit them, so streams on one connection are answered independently.
-// A "dropped" answer closes the TCP connection at once, without GOAWAY: that is what the fault simulates.
+// A "dropped" answer resets that one stream (RST_STREAM INTERNAL_ERROR, RFC 9113 §6.4) and leaves the
+// connection and its other streams alone: the request reached the provider and its answer is lost. Closing
+// the connection instead (as this listener once did) took every other in-flight stream down with it --
+// measured with drop_share 0.005 over 3,000 POSTs at 16 concurrent streams: 206 failed instead of ~15, and
+// at 100 streams one of the collateral requests, already recorded, was sent again by libcurl 7.88 on a new
+// connection (it re-sends a request whose reused connection was reset before any answer byte).
 #include "sim_h2.hpp"
 
 #include <arpa/inet.h>
@@ -89,7 +94,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     finished_ = true;
   }
 
-  // An answer for `stream` (nullopt: drop the connection). Any thread, any time, even after the end.
+  // An answer for `stream` (nullopt: reset the stream, no answer). Any thread, any time, even after the end.
   void post(int32_t stream, std::optional<SimResponse> response) {
     {
       std::lock_guard lock(queue_mu_);
@@ -151,9 +156,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings, 1);
 
     for (;;) {
-      bool drop = false;
-      drain(drop);
-      if (drop) return;  // close at once: no GOAWAY, no answer
+      drain();
       if (!flush()) return;
       if (!nghttp2_session_want_read(session_) && !nghttp2_session_want_write(session_)) return;
       if (SSL_pending(ssl_) == 0) {
@@ -216,19 +219,19 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
   // Submits the answers that are ready. A stream the client has reset meanwhile is skipped.
-  void drain(bool& drop) {
+  void drain() {
     std::deque<std::pair<int32_t, std::optional<SimResponse>>> ready;
     {
       std::lock_guard lock(queue_mu_);
       ready.swap(ready_);
     }
     for (auto& [id, response] : ready) {
-      if (!response) {
-        drop = true;
-        return;
-      }
       auto it = streams_.find(id);
-      if (it != streams_.end()) submit(id, *it->second, std::move(*response));
+      if (it == streams_.end()) continue;
+      if (response)
+        submit(id, *it->second, std::move(*response));
+      else
+        nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, id, NGHTTP2_INTERNAL_ERROR);
     }
   }
 

@@ -40,8 +40,8 @@ struct SimResponse {
   std::string body;
 };
 
-// How a listener finishes a request: with a response, or with nullopt meaning "close the connection without
-// answering" (the injected dropped-connection fault). Called exactly once, from any thread.
+// How a listener finishes a request: with a response, or with nullopt meaning "never answer" (the injected
+// drop fault: HTTP/1.1 closes the connection, HTTP/2 resets only the stream). Called exactly once, from any thread.
 using Completion = std::function<void(std::optional<SimResponse>)>;
 
 class Provider;

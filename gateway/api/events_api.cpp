@@ -1,0 +1,63 @@
+// GET /v1/events?after=<seq>&limit=<n>: the upstream feed. Every event the gateway records, in seq order,
+// in the shape webhooks send (events/feed.hpp). Keyset paging by seq: `next` is the last seq of a full
+// page (pass it as `after`), null on a short one. A consumer that polls stores the last seq it processed,
+// exactly like a webhook subscription's cursor.
+#include <set>
+
+#include "api/api.hpp"
+#include "api/http_util.hpp"
+#include "events/feed.hpp"
+
+namespace tayori::api {
+
+using core::Json;
+
+namespace {
+
+constexpr int kDefaultEventPage = 100;
+constexpr int kMaxEventPage = 1000;
+
+// A seq: decimal digits only, at most 18 (fits int64_t).
+std::optional<int64_t> parse_seq(std::string_view text) {
+  if (text.empty() || text.size() > 18 || text.find_first_not_of("0123456789") != std::string_view::npos)
+    return std::nullopt;
+  return std::stoll(std::string(text));
+}
+
+}  // namespace
+
+HttpResponse Api::list_events(const HttpRequest& request) {
+  int64_t after = 0;
+  int limit = kDefaultEventPage;
+  std::vector<std::pair<std::string, std::string>> errors;
+  std::set<std::string> seen;
+  for (const auto& [name, value] : query_params(request.query)) {
+    if (!seen.insert(name).second) {
+      errors.emplace_back(name, "is given more than once");
+    } else if (name == "after") {
+      auto seq = parse_seq(value);
+      if (!seq) errors.emplace_back(name, "must be an event seq (a non-negative integer; 0 = from the start)");
+      after = seq.value_or(0);
+    } else if (name == "limit") {
+      auto n = parse_bounded_int(value, 1, kMaxEventPage);
+      if (!n) errors.emplace_back(name, "must be a number from 1 to " + std::to_string(kMaxEventPage));
+      limit = n.value_or(kDefaultEventPage);
+    } else {
+      errors.emplace_back(name, "is not a known parameter (after, limit)");
+    }
+  }
+  if (!errors.empty()) {
+    std::string detail;
+    for (const auto& [name, d] : errors)
+      detail += (detail.empty() ? "query parameter " : "; query parameter ") + name + " " + d;
+    return problem(400, "Bad Request", detail, errors);
+  }
+  std::vector<store::EventRecord> page = deps_.store.events_after(after, limit);
+  Json items = Json::array();
+  for (const auto& e : page) items.push_back(events::event_json(e));
+  // A full page may have a successor; a short one is the last (poll again later with the same `after`).
+  Json next = static_cast<int>(page.size()) == limit ? Json(page.back().seq) : Json();
+  return json_response(200, {{"events", items}, {"next", next}});
+}
+
+}  // namespace tayori::api

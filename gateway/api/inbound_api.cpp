@@ -1,0 +1,222 @@
+// The two-way routes: what comes back from recipients and providers.
+//   POST /inbound/{plugin}/{channel}  a provider's webhook; the channel's plugin verifies its signature and
+//                                     normalises it (plugin::Channel::inbound), core::InboundApplier applies it
+//   GET  /r/{token}                   a response link (e-mail): records the answer, shows a short page
+//   GET  /u/{token}                   one-click unsubscribe: a confirmation page with a button (no change)
+//   POST /u/{token}                   List-Unsubscribe=One-Click (RFC 8058 §3.2): opts out at once
+//   POST /v1/inbound/app              an app reports a push action tap (inbound.app_keys)
+// Pages are in Japanese or English by the recipient's locale. A forged or malformed token answers 400, an
+// expired one 410; neither changes anything.
+#include <memory>
+
+#include "api/api.hpp"
+#include "api/http_util.hpp"
+
+namespace tayori::api {
+
+using core::Json;
+
+namespace {
+
+std::string html_escape(std::string_view s) {
+  std::string out;
+  for (char c : s) {
+    switch (c) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '"': out += "&quot;"; break;
+      case '\'': out += "&#39;"; break;
+      default: out += c;
+    }
+  }
+  return out;
+}
+
+bool japanese(const std::string& locale) { return locale.rfind("ja", 0) == 0; }
+
+// A page in the recipient's language. Links are personal: never cached, never indexed, no referrer
+// leaking the token.
+HttpResponse page(int status, const std::string& locale, std::string_view title_ja, std::string_view text_ja,
+                  std::string_view title_en, std::string_view text_en, const std::string& extra_html = "") {
+  bool ja = japanese(locale);
+  std::string title = html_escape(ja ? title_ja : title_en);
+  HttpResponse r;
+  r.status = status;
+  r.content_type = "text/html; charset=utf-8";
+  r.headers.emplace_back("Cache-Control", "no-store");
+  r.headers.emplace_back("Referrer-Policy", "no-referrer");
+  r.headers.emplace_back("X-Robots-Tag", "noindex");
+  r.body = std::string("<!doctype html>\n<html lang=\"") + (ja ? "ja" : "en") +
+           "\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>" + title +
+           "</title></head><body><h1>" + title + "</h1><p>" + html_escape(ja ? text_ja : text_en) + "</p>" +
+           extra_html + "</body></html>\n";
+  return r;
+}
+
+HttpResponse bad_link(links::LinkError error, const std::string& locale = "") {
+  if (error == links::LinkError::expired)
+    return page(410, locale, "リンクの有効期限切れ", "このリンクは有効期限が切れています。", "Link expired",
+                "This link has expired.");
+  return page(400, locale, "無効なリンク", "このリンクは無効です。", "Invalid link", "This link is not valid.");
+}
+
+// The token after the route's prefix ("/r/", "/u/"); tokens are base64url and '.', never encoded.
+std::string token_of(const HttpRequest& request) { return percent_decode(std::string_view(request.path).substr(3)); }
+
+// RFC 8058 §3.1: the POST body carries "List-Unsubscribe=One-Click", form-urlencoded or multipart/form-data.
+bool one_click_body(const HttpRequest& request) {
+  std::string_view type = request.header("content-type");
+  if (type.find("multipart/form-data") != std::string_view::npos) {
+    size_t name = request.body.find("name=\"List-Unsubscribe\"");
+    return name != std::string::npos && request.body.find("One-Click", name) != std::string::npos;
+  }
+  for (const auto& [k, v] : query_params(request.body))
+    if (k == "List-Unsubscribe" && v == "One-Click") return true;
+  return false;
+}
+
+}  // namespace
+
+std::string Api::locale_of(const core::Original& original) const {
+  if (!original.message.recipient.locale.empty()) return original.message.recipient.locale;
+  auto profile = deps_.store.recipient(original.message.recipient.id);
+  return profile && !profile->erased ? profile->locale : std::string();
+}
+
+void Api::inbound_webhook(const HttpRequest& request, Responder respond) {
+  std::string_view rest = std::string_view(request.path).substr(std::string_view("/inbound/").size());
+  size_t slash = rest.find('/');
+  std::string plugin_name = percent_decode(rest.substr(0, slash));
+  std::string channel_name = slash == std::string_view::npos ? "" : percent_decode(rest.substr(slash + 1));
+  plugin::Channel* channel = deps_.channels.find(channel_name);
+  // The plugin in the path must be the channel's: a LINE webhook must not be verified by another plugin.
+  if (channel == nullptr || plugin_name != channel->library().descriptor().name)
+    return respond(problem(404, "Not Found",
+                           "no channel \"" + channel_name + "\" of plugin \"" + plugin_name + "\" takes inbound calls"));
+  plugin::InboundRequest in;
+  in.method = request.method;
+  // The URL the provider called, as it signed it (Twilio): the public base URL and the target as received.
+  std::string base = inbound_->links().public_url();
+  if (base.empty()) base = "http://" + std::string(request.header("host"));
+  in.url = base + request.target;
+  in.query = request.query;
+  in.headers = request.headers;
+  in.body = request.body;
+  std::vector<plugin::InboundEvent> events;
+  plugin::InboundAnswer answer;
+  bool accepted = channel->inbound(in, events, answer);
+  auto reply = [answer] {
+    HttpResponse r;
+    r.status = answer.status;
+    r.content_type = answer.content_type;
+    r.body = answer.body;
+    return r;
+  };
+  if (!accepted) return respond(reply());  // refused (bad signature...): nothing is applied
+  inbound_->apply_events(channel_name, plugin_name, events, [this, respond, reply](bool ok, int) {
+    // A 5xx makes the provider redeliver; de-duplication (inbound_seen) keeps a redelivery from applying twice.
+    if (!ok) return respond(store_unavailable("the inbound events", deps_.store.last_write_error()));
+    respond(reply());
+  });
+}
+
+void Api::response_link(const HttpRequest& request, Responder respond) {
+  links::Verified v = inbound_->links().verify(token_of(request), deps_.clock.now_ms() / 1000);
+  if (!v.ok()) return respond(bad_link(v.error));
+  if (v.claims.kind != links::LinkKind::response) return respond(bad_link(links::LinkError::malformed));
+  inbound_->respond(v.claims.message_id, v.claims.option, v.claims.channel, "link",
+                    [this, respond](core::InboundApplier::Result r) {
+                      std::string locale = r.original ? locale_of(*r.original) : "";
+                      if (r.status == 200)
+                        return respond(page(200, locale, "ご回答ありがとうございます", "回答を受け付けました。",
+                                            "Thank you", "Your answer has been recorded."));
+                      if (r.status == 503) return respond(store_unavailable("the response"));
+                      respond(page(r.status, locale, "受け付けできません", "この回答は受け付けできませんでした。",
+                                   "Not recorded", "This answer could not be recorded."));
+                    });
+}
+
+void Api::unsubscribe_link(const HttpRequest& request, Responder respond) {
+  links::Verified v = inbound_->links().verify(token_of(request), deps_.clock.now_ms() / 1000);
+  if (!v.ok()) return respond(bad_link(v.error));
+  if (v.claims.kind != links::LinkKind::unsubscribe) return respond(bad_link(links::LinkError::malformed));
+  if (request.method == "GET") {
+    // A GET changes nothing (link scanners fetch every URL in a mail); the button POSTs the RFC 8058 body.
+    std::string locale;
+    if (auto record = deps_.store.find(v.claims.message_id))
+      if (auto original = core::read_original(*record)) locale = locale_of(*original);
+    bool ja = japanese(locale);
+    std::string form = std::string("<form method=\"post\"><input type=\"hidden\" name=\"List-Unsubscribe\" "
+                                   "value=\"One-Click\"><button type=\"submit\">") +
+                       (ja ? "配信を停止する" : "Unsubscribe") + "</button></form>";
+    return respond(page(200, locale, "配信停止", "このチャネルでのお知らせの配信を停止しますか?", "Unsubscribe",
+                        "Stop receiving marketing messages on this channel?", form));
+  }
+  if (!one_click_body(request))
+    return respond(problem(400, "Bad Request", "send the body List-Unsubscribe=One-Click (RFC 8058)",
+                           {{"/List-Unsubscribe", "must be One-Click"}}));
+  inbound_->unsubscribe(v.claims.message_id, v.claims.channel, [this, respond](core::InboundApplier::Result r) {
+    std::string locale = r.original ? locale_of(*r.original) : "";
+    if (r.status == 200)
+      return respond(page(200, locale, "配信を停止しました", "今後このチャネルでお知らせは届きません。",
+                          "Unsubscribed", "You will no longer receive marketing messages on this channel."));
+    if (r.status == 503) return respond(store_unavailable("the opt-out"));
+    respond(page(r.status, locale, "受け付けできません", "配信停止を受け付けできませんでした。", "Not recorded",
+                 "The opt-out could not be recorded."));
+  });
+}
+
+// POST /v1/inbound/app {"ref": "<signed ref>"} or {"message_id": "...", "option": "..."}.
+void Api::app_inbound(const HttpRequest& request, Responder respond) {
+  const Key* key = find_key(request, app_keys_);
+  if (key == nullptr) {
+    HttpResponse r = problem(401, "Unauthorized", "send Authorization: Bearer <app key> (inbound.app_keys)");
+    r.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"tayori-app\"");
+    return respond(std::move(r));
+  }
+  auto body = json_body(request, respond);
+  if (!body) return;
+  std::vector<std::pair<std::string, std::string>> errors;
+  std::string message_id, option, channel;
+  auto member = [&](const char* name) -> std::string {
+    Json v = body->value(name, Json());
+    if (v.is_null()) return "";
+    if (!v.is_string() || v.get<std::string>().empty()) errors.emplace_back(std::string("/") + name, "must be a non-empty string");
+    return v.is_string() ? v.get<std::string>() : "";
+  };
+  if (!body->is_object()) {
+    errors.emplace_back("", "must be an object {ref} or {message_id, option}");
+  } else {
+    for (auto it = body->begin(); it != body->end(); ++it)
+      if (it.key() != "ref" && it.key() != "message_id" && it.key() != "option")
+        errors.emplace_back("/" + it.key(), "is not a known field (ref, message_id, option)");
+    std::string ref = member("ref");
+    message_id = member("message_id");
+    option = member("option");
+    if (!ref.empty() && (!message_id.empty() || !option.empty())) {
+      errors.emplace_back("/ref", "give either ref or message_id and option, not both");
+    } else if (!ref.empty()) {
+      links::Verified v = inbound_->links().verify(ref, deps_.clock.now_ms() / 1000);
+      if (v.error == links::LinkError::expired)
+        return respond(problem(410, "Gone", "the ref has expired", {{"/ref", "has expired"}}));
+      if (!v.ok() || v.claims.kind != links::LinkKind::response)
+        errors.emplace_back("/ref", std::string("is not a valid response ref (") +
+                                        (v.ok() ? "not a response" : links::to_string(v.error)) + ")");
+      message_id = v.claims.message_id;
+      option = v.claims.option;
+      channel = v.claims.channel;
+    } else if (errors.empty() && (message_id.empty() || option.empty())) {
+      errors.emplace_back(message_id.empty() ? "/message_id" : "/option", "is required (or give a ref)");
+    }
+  }
+  if (!errors.empty()) return respond(problem(400, "Bad Request", "the inbound report is invalid", errors));
+  inbound_->respond(message_id, option, channel, "app", [respond, message_id, option](core::InboundApplier::Result r) {
+    if (r.status == 200)
+      return respond(json_response(200, {{"message_id", message_id}, {"option", option}, {"recorded", true}}));
+    if (r.status == 503) return respond(store_unavailable("the response"));
+    respond(problem(r.status, r.status == 404 ? "Not Found" : "Gone", r.detail));
+  });
+}
+
+}  // namespace tayori::api

@@ -1,0 +1,120 @@
+// Two-way communication in the core: what an answer to a message, a provider's inbound event (LINE
+// follow/unfollow/postback/message, an SMS keyword or numbered reply, a delivery receipt), a one-click
+// unsubscribe or an app's report changes in the store.
+//
+// The decisions are pure functions from the event and what the applier looked up (the original message,
+// the recipient owning a contact point, the open question of a phone number) to a
+// store::Store::InboundWrites: consent records, suppressions to add or lift, events, follow-ups to schedule
+// or cancel. InboundApplier does the look-ups and hands the writes to the store in one transaction, which
+// also de-duplicates redelivered provider events (inbound_seen).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/time.hpp"
+#include "config/config.hpp"
+#include "core/message.hpp"
+#include "links/links.hpp"
+#include "plugin/channel.hpp"
+#include "store/store.hpp"
+
+namespace tayori::core {
+
+// ---- Pure decisions ------------------------------------------------------------------------------
+
+// The message an inbound event concerns, as stored and as parsed.
+struct Original {
+  store::MessageRecord record;
+  Message message;
+};
+
+// Reads a stored message back (nullopt when its payload is unreadable or erased).
+std::optional<Original> read_original(const store::MessageRecord& record);
+
+// What a decision produced: the writes, or why the event changes nothing (unknown option, unknown
+// contact...). `ignored` events are answered like applied ones (a provider must not retry them).
+struct InboundDecision {
+  std::optional<store::Store::InboundWrites> writes;
+  std::string ignored;  // why nothing is written
+};
+
+// An answer to `original`'s response option `option`, received on `channel` `via` line_postback, link,
+// app or sms_reply. Writes the `responded` event; cancels the message's scheduled follow-ups (a later
+// answer overrides "remind me later"); schedules this option's follow_up; applies the YAML rule for the
+// option (`opt_out: category` -> consent opt-out of the message's category; `purpose` -> of marketing on
+// the channel), source "response".
+InboundDecision decide_response(const Original& original, const std::string& option, const std::string& channel,
+                                const std::string& via, const std::vector<config::ResponseRule>& rules, int64_t now_ms,
+                                std::string text = "");
+
+// The follow-up message of `option`: id "<orig>~follow_up~<option>", the original payload (or the named
+// template instead of its content), send_at now + after, no follow_ups of its own (it may still ask).
+std::optional<store::NewMessage> make_follow_up(const Original& original, const ResponseSpec& option, int64_t now_ms);
+
+// One-click unsubscribe (RFC 8058) or its confirmation form: marketing on `channel` opted out, source
+// list_unsubscribe, with an opted_out event on the message.
+InboundDecision decide_unsubscribe(const Original& original, const std::string& channel, int64_t now_ms);
+
+// What the applier looked up for one event a channel's plugin reported.
+struct InboundFacts {
+  std::string channel;                // the channel it came through
+  std::string plugin;                 // its plugin's name (line, sms_twilio): names the consent source
+  std::optional<Original> original;   // by ref, provider message id, or the open question
+  std::string option;                 // the option id a ref or a numbered reply resolved to
+  std::string recipient_id;           // the recipient owning event.contact ("" when unknown)
+  std::string refused;                // a ref that did not verify: why
+};
+
+InboundDecision decide_inbound(const plugin::InboundEvent& event, const InboundFacts& facts,
+                               const std::vector<config::ResponseRule>& rules, int64_t now_ms);
+
+// The option id a numbered reply ("2") picks from an open question's options (a JSON array of ids).
+std::optional<std::string> option_for_number(const std::string& options_json, const std::string& number);
+
+// The response options a delivery carries: each with a signed ref (LinkSigner, kind response) and, with
+// a public URL, the link to GET /r/{ref}. Without a signer (no server.public_url) the options go without
+// ref and url: they can then be answered only by a numbered SMS reply or POST /v1/inbound/app by id.
+std::vector<plugin::ResponseOption> mint_responses(const Message& message, const std::string& channel,
+                                                   const links::LinkSigner& links, int64_t expires_at_s);
+
+// ---- I/O ---------------------------------------------------------------------------------------
+
+// Looks up what decisions need and writes what they decide. Thread-safe (the store is).
+class InboundApplier {
+ public:
+  InboundApplier(store::Store& store, const Clock& clock, links::LinkSigner links,
+                 std::vector<config::ResponseRule> rules);
+
+  const links::LinkSigner& links() const { return links_; }
+
+  // The events one provider webhook call carried (Channel::inbound), in order. `done(ok, applied)`:
+  // !ok when the store could not record them (the provider should retry: answer 503).
+  void apply_events(const std::string& channel, const std::string& plugin,
+                    const std::vector<plugin::InboundEvent>& events,
+                    std::function<void(bool ok, int applied)> done);
+
+  // A response by id (app, link). Answers through `done` with a 2xx-able result or the reason it was refused.
+  struct Result {
+    int status = 200;          // 200 recorded, 404 unknown message/option, 410 gone, 503 store
+    std::string detail;
+    std::optional<Original> original;
+  };
+  void respond(const std::string& message_id, const std::string& option, const std::string& channel,
+               const std::string& via, std::function<void(Result)> done);
+  void unsubscribe(const std::string& message_id, const std::string& channel, std::function<void(Result)> done);
+
+  // The facts for one plugin event (public for tests).
+  InboundFacts facts_for(const std::string& channel, const std::string& plugin, const plugin::InboundEvent& event);
+
+ private:
+  store::Store& store_;
+  const Clock& clock_;
+  links::LinkSigner links_;
+  std::vector<config::ResponseRule> rules_;
+};
+
+}  // namespace tayori::core

@@ -1,0 +1,26 @@
+#include "events/feed.hpp"
+
+#include "common/time.hpp"
+
+namespace tayori::events {
+
+using core::Json;
+
+std::string event_id(int64_t seq) { return "evt_" + std::to_string(seq); }
+
+Json event_json(const store::EventRecord& e) {
+  // Details are written by the gateway as JSON objects; anything else (a row from an older version) is
+  // shown as an empty object rather than failing the whole page.
+  Json detail = Json::parse(e.detail_json, nullptr, false);
+  if (detail.is_discarded() || !detail.is_object()) detail = Json::object();
+  // Events without a message (an opt-out by SMS keyword, a LINE unfollow) are stored with message_id ''.
+  return {{"id", event_id(e.seq)},
+          {"seq", e.seq},
+          {"type", e.type},
+          {"at", format_rfc3339_ms(e.at_ms)},
+          {"message_id", e.message_id.empty() ? Json() : Json(e.message_id)},
+          {"recipient_id", e.recipient_id.empty() ? Json() : Json(e.recipient_id)},
+          {"detail", detail}};
+}
+
+}  // namespace tayori::events
