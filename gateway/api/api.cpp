@@ -282,8 +282,12 @@ std::optional<Json> Api::json_body(const HttpRequest& request, const Responder& 
   } catch (const Json::parse_error& e) {
     respond(problem(400, "Bad Request", "the body is not valid JSON (at byte " + std::to_string(e.byte) + ")",
                     {{"", e.what()}}));
-    return std::nullopt;
+  } catch (const Json::exception& e) {
+    // Not a syntax error but still no JSON value we can hold: a number beyond a double's range (RFC 8259 §6
+    // lets implementations limit the range; nlohmann reports it as out_of_range 406, not parse_error).
+    respond(problem(400, "Bad Request", "the body is not acceptable JSON", {{"", e.what()}}));
   }
+  return std::nullopt;
 }
 
 void Api::submit(const HttpRequest& request, const std::string& key_name, Responder respond) {

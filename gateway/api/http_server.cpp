@@ -161,10 +161,32 @@ class Session : public std::enable_shared_from_this<Session> {
     r.received_at_ns = received_at_ns_;
     // No deadline while the handler works (a group commit); the write below sets its own.
     stream_.expires_never();
-    server_.handler.handle(std::move(r), [self = shared_from_this()](HttpResponse response) {
+    auto answered = std::make_shared<std::atomic<bool>>(false);
+    Responder respond = [self = shared_from_this(), answered](HttpResponse response) {
+      if (answered->exchange(true)) return;  // a handler that failed after answering is not answered twice
       net::post(self->stream_.get_executor(),
                 [self, response = std::move(response)]() mutable { self->write(std::move(response)); });
-    });
+    };
+    // The top of an I/O thread: an exception that left here would end the process (Asio does not catch),
+    // so a handler's failure becomes this request's 500 and the server goes on.
+    std::string method = r.method, path = r.path;
+    try {
+      server_.handler.handle(std::move(r), respond);
+    } catch (const std::exception& e) {
+      log::error("http", method + " " + path + " failed: " + e.what());
+      if (!answered->load()) {
+        server_.handler.observe_rejected(500);
+        respond(server_error());
+      }
+    }
+  }
+
+  static HttpResponse server_error() {
+    HttpResponse r;
+    r.status = 500;
+    r.content_type = "application/problem+json";
+    r.body = problem_body(500, "Internal Server Error", "the gateway failed to handle this request; it has been logged");
+    return r;
   }
 
   void reject(int status, std::string_view title, const std::string& detail) {

@@ -54,6 +54,12 @@ const std::vector<BadKind>& bad_kinds() {
          m["send_at"] = "yesterday";
          return gw.post_json(h, "/v1/messages", m);
        }},
+      {"number beyond a double",
+       [](const Gateway& gw, HttpClient& h, const std::string& id) {
+         std::string body = fault_message(id, "line").dump();
+         body.insert(body.rfind('}'), R"(,"metadata":{"n":1e400})");
+         return post_raw(gw, h, body);
+       }},
       {"not an object", [](const Gateway& gw, HttpClient& h,
                            const std::string&) { return gw.post_json(h, "/v1/messages", Json("just a string")); }},
       {"invalid UTF-8",
