@@ -8,8 +8,8 @@ packages=(
   g++ cmake ninja-build ccache pkg-config make
   libboost-dev libcurl4-openssl-dev libssl-dev libyaml-cpp-dev prometheus-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev libsqlite3-dev
-  libcctz-dev libkainjow-mustache-dev tzdata
-  binutils curl jq sqlite3 ca-certificates openssl nghttp2-server libnghttp2-dev python3-aiosmtpd
+  libcctz-dev libkainjow-mustache-dev libjemalloc-dev tzdata
+  binutils curl jq sqlite3 ca-certificates openssl nghttp2-server libnghttp2-dev python3-aiosmtpd wrk
 )
 # Node.js + npm run the OpenAPI validator in the test suite; keep an existing installation.
 command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)

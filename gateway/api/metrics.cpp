@@ -71,6 +71,11 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                      .Help("Delivery outcomes the store refused (full disk, I/O error), held to be recorded again")
                      .Register(*registry_)
                      .Add({});
+  store_writes_ = &prometheus::BuildCounter()
+                      .Name("tayori_store_writes_total")
+                      .Help("What the store's writes cost, by unit: commits (one fsync each), statements, pages "
+                            "(database pages written to the WAL)")
+                      .Register(*registry_);
   webhook_deliveries_ = &prometheus::BuildCounter()
                              .Name("tayori_webhook_deliveries_total")
                              .Help("Event POSTs to upstream webhooks, by webhook and result: delivered (2xx), retried "
@@ -108,10 +113,21 @@ void Metrics::set_circuit_state(std::string_view channel, int state) {
   circuit_state_->Add({{"channel", std::string(channel)}}).Set(state);
 }
 
+namespace {
+// A count kept elsewhere (the breaker, the store): the counter catches up with it.
+void catch_up(prometheus::Counter& c, double total) {
+  if (total > c.Value()) c.Increment(total - c.Value());
+}
+}  // namespace
+
 void Metrics::count_circuit_opened(std::string_view channel, uint64_t total) {
-  // The breaker keeps the count; the counter catches up with it.
-  prometheus::Counter& c = circuit_opened_->Add({{"channel", std::string(channel)}});
-  if (static_cast<double>(total) > c.Value()) c.Increment(static_cast<double>(total) - c.Value());
+  catch_up(circuit_opened_->Add({{"channel", std::string(channel)}}), static_cast<double>(total));
+}
+
+void Metrics::set_store_writes(const store::WriteStats& w) {
+  catch_up(store_writes_->Add({{"unit", "commits"}}), static_cast<double>(w.commits));
+  catch_up(store_writes_->Add({{"unit", "statements"}}), static_cast<double>(w.statements));
+  catch_up(store_writes_->Add({{"unit", "pages"}}), static_cast<double>(w.pages_written));
 }
 
 void Metrics::set_oldest_due_age(double seconds) { oldest_due_age_->Set(seconds); }

@@ -38,6 +38,7 @@ class Metrics {
   void count_circuit_opened(std::string_view channel, uint64_t total);
   void set_oldest_due_age(double seconds);
   void set_unrecorded(int64_t n);
+  void set_store_writes(const store::WriteStats& writes);  // cumulative, from Store::write_stats
   // Upstream webhooks (events/webhooks.hpp): result delivered | retried | dropped; lag = last seq - cursor.
   void count_webhook(std::string_view webhook, std::string_view result);
   void set_webhook_lag(std::string_view webhook, int64_t events);
@@ -62,6 +63,7 @@ class Metrics {
   prometheus::Gauge* oldest_due_age_;
   prometheus::Gauge* dead_letters_;
   prometheus::Gauge* unrecorded_;
+  prometheus::Family<prometheus::Counter>* store_writes_;
   prometheus::Family<prometheus::Counter>* webhook_deliveries_;
   prometheus::Family<prometheus::Gauge>* webhook_lag_;
   std::function<void(Metrics&)> refresh_;

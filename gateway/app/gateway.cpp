@@ -273,6 +273,7 @@ int serve(const ServeOptions& options) {
     std::optional<int64_t> due = store->next_due_ms();
     m.set_oldest_due_age(due && *due < now ? static_cast<double>(now - *due) / 1000.0 : 0.0);
     m.set_unrecorded(g->dispatcher->unrecorded());
+    m.set_store_writes(store->write_stats());
   });
 
   const config::ServerConfig server_config = generation->loaded.config.server;

@@ -129,6 +129,15 @@ class Reader {
     out = static_cast<std::remove_reference_t<decltype(out)>>(v);
   }
 
+  void boolean(const YAML::Node& parent, const char* key, const std::string& path, bool& out) {
+    auto v = string(parent, key, path, false);
+    if (!v) return;
+    if (*v != "true" && *v != "false")
+      error(parent[key], join(path, key), "must be true or false");
+    else
+      out = *v == "true";
+  }
+
   void duration(const YAML::Node& parent, const char* key, const std::string& path, int64_t min_ms, int64_t& out) {
     YAML::Node n = parent[key];
     if (!n) return;
@@ -206,12 +215,7 @@ void read_server(Reader& r, const YAML::Node& n, ServerConfig& s) {
 
 void read_outbound(Reader& r, const YAML::Node& n, const std::string& base_dir, OutboundConfig& o) {
   if (!n || !r.expect_map(n, "outbound", {"verify_tls", "ca_file", "connect_timeout", "timeout"})) return;
-  if (auto v = r.string(n, "verify_tls", "outbound", false)) {
-    if (*v != "true" && *v != "false")
-      r.error(n["verify_tls"], "outbound.verify_tls", "must be true or false");
-    else
-      o.verify_tls = *v == "true";
-  }
+  r.boolean(n, "verify_tls", "outbound", o.verify_tls);
   if (auto v = r.string(n, "ca_file", "outbound", false)) {
     o.ca_file = resolve_path(base_dir, *v);
     if (!std::filesystem::exists(o.ca_file)) r.error(n["ca_file"], "outbound.ca_file", "no such file: " + o.ca_file);
@@ -262,9 +266,10 @@ void read_store(Reader& r, const YAML::Node& n, StoreConfig& s) {
 }
 
 void read_dispatcher(Reader& r, const YAML::Node& n, DispatcherConfig& d) {
-  if (!n || !r.expect_map(n, "dispatcher", {"workers", "claim_batch", "poll_interval", "max_attempts", "retry_base",
+  if (!n || !r.expect_map(n, "dispatcher", {"enabled", "workers", "claim_batch", "poll_interval", "max_attempts", "retry_base",
                                             "retry_cap", "retry_max_age"}))
     return;
+  r.boolean(n, "enabled", "dispatcher", d.enabled);
   r.integer(n, "workers", "dispatcher", 1, 256, d.workers);
   r.integer(n, "claim_batch", "dispatcher", 1, 10'000, d.claim_batch);
   r.duration(n, "poll_interval", "dispatcher", 10, d.poll_interval_ms);

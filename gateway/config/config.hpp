@@ -75,6 +75,9 @@ struct CircuitBreakerConfig {
 };
 
 struct DispatcherConfig {
+  // false: this process only accepts (and answers the API); messages wait in the store for a process that
+  // delivers. The intake-only benchmark measures the door alone this way.
+  bool enabled = true;
   int workers = 4;
   int claim_batch = 64;
   int64_t poll_interval_ms = 1000;

@@ -177,6 +177,10 @@ Dispatcher::Dispatcher(store::Store& store, const plugin::Registry& channels, co
 Dispatcher::~Dispatcher() { stop(); }
 
 void Dispatcher::start() {
+  if (!config_.enabled) {
+    log::info("dispatcher", "disabled (dispatcher.enabled: false): accepted messages wait in the store");
+    return;
+  }
   loop_ = std::thread([this] { run(); });
   for (int i = 0; i < config_.workers; ++i) workers_.emplace_back([this] { work(); });
 }

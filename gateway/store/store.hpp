@@ -131,6 +131,14 @@ struct Transition {
   std::string provider_message_id;
 };
 
+// What the store's writes have cost since it opened: the bench divides these by messages to print the
+// write amplification (pages and fsyncs per message), and /metrics exports them.
+struct WriteStats {
+  int64_t commits = 0;        // durable transactions: one fsync each (synchronous=FULL)
+  int64_t statements = 0;     // SQL statements the writer ran
+  int64_t pages_written = 0;  // database pages written (to the WAL), checkpoints not included
+};
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -175,6 +183,7 @@ class Store {
   // Why the most recent failed write failed ("database or disk is full", "disk I/O error"; "" before any
   // failure). Set before that write's completion runs, so a completion told !ok can say why.
   virtual std::string last_write_error() = 0;
+  virtual WriteStats write_stats() = 0;
 
   // ---- The upstream event feed (GET /v1/events, webhooks) ----
   // Events with seq > `after_seq`, in seq order, at most `limit`.

@@ -178,6 +178,7 @@ TEST(ConfigLoad, DefaultsApplyWhenOptionalSectionsAreOmitted) {
   EXPECT_EQ(c.store.data_dir, "/etc/tayori/data");  // the default "data", resolved like any other
   EXPECT_EQ(c.store.retention_ms, 7 * 86'400'000LL);
   EXPECT_EQ(c.dispatcher.workers, dispatcher.workers);
+  EXPECT_TRUE(c.dispatcher.enabled);
   EXPECT_EQ(c.dispatcher.retry.max_attempts, 5);
   EXPECT_EQ(c.dispatcher.retry.base_ms, 5'000);
   EXPECT_THAT(c.plugin_dirs, IsEmpty());
@@ -185,6 +186,12 @@ TEST(ConfigLoad, DefaultsApplyWhenOptionalSectionsAreOmitted) {
   EXPECT_EQ(c.api_keys[0].secret, "s3cret-up");
   ASSERT_EQ(c.channels.size(), 1u);
   EXPECT_EQ(c.channels[0].batch_window_ms, 0);  // batching is opt-in per channel
+}
+
+TEST(ConfigLoad, TheDispatcherCanBeDisabledForAnIntakeOnlyProcess) {
+  LoadResult r = load(std::string(kMinimal) + "dispatcher:\n  enabled: false\n", env_of(kMinimalEnv));
+  ASSERT_THAT(diagnostics(r), IsEmpty());
+  EXPECT_FALSE(r.config->dispatcher.enabled);
 }
 
 TEST(ConfigLoad, AbsoluteDataDirIsKept) {
@@ -294,6 +301,8 @@ INSTANTIATE_TEST_SUITE_P(
         BadValueCase{"store_not_a_map", "store:\n  - a\n", "gw.yaml:8:3: store: must be a mapping"},
         BadValueCase{"claim_batch_too_big", "dispatcher:\n  claim_batch: 10001\n",
                      "gw.yaml:8:16: dispatcher.claim_batch: must be between 1 and 10000"},
+        BadValueCase{"dispatcher_enabled_not_a_boolean", "dispatcher:\n  enabled: no\n",
+                     "gw.yaml:8:12: dispatcher.enabled: must be true or false"},
         BadValueCase{"max_attempts_zero", "dispatcher:\n  max_attempts: 0\n",
                      "gw.yaml:8:17: dispatcher.max_attempts: must be between 1 and 1000"},
         BadValueCase{"store_max_size_unitless_word", "store:\n  max_size: big\n",
@@ -340,7 +349,7 @@ TEST(ConfigLoad, UnknownKeysAreReportedAtEachLevel) {
           "gw.yaml:3:3: server.port: unknown key (expected one of: listen, threads, max_body_bytes, max_batch, "
           "header_timeout, body_timeout, idle_timeout, public_url, link_secret_env, link_ttl, shutdown_grace)",
           "gw.yaml:5:3: store.path: unknown key (expected one of: data_dir, retention, max_size)",
-          "gw.yaml:7:3: dispatcher.retries: unknown key (expected one of: workers, claim_batch, poll_interval, "
+          "gw.yaml:7:3: dispatcher.retries: unknown key (expected one of: enabled, workers, claim_batch, poll_interval, "
           "max_attempts, retry_base, retry_cap, retry_max_age)",
           "gw.yaml:11:5: api_keys[0].key: unknown key (expected one of: name, key_env)",
           "gw.yaml:15:5: channels[0].setting: unknown key (expected one of: name, plugin, contact, settings, concurrency, rate_limit, burst, batch_window, retry, circuit_breaker)"));

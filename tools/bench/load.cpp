@@ -44,6 +44,7 @@ const char* kUsage =
     "  --warmup N         requests sent before measuring, not counted (default 0)\n"
     "  --channel NAME     channel each message asks for (default email)\n"
     "  --contact KIND     the recipient's contact: email (default), phone, line, push.fcm, push.apns\n"
+    "  --purpose P        transactional (default) or marketing (consent, quiet hours and caps apply)\n"
     "  --timeout-ms N     per-request time limit (default 30000)\n"
     "  --json             print the result as one JSON object instead of a key=value line\n";
 
@@ -57,6 +58,7 @@ struct Options {
   long warmup = 0;
   std::string channel = "email";
   std::string contact = "email";
+  std::string purpose = "transactional";
   long timeout_ms = 30'000;
   bool json = false;
 };
@@ -102,6 +104,8 @@ Options parse_options(int argc, char** argv) {
       o.channel = value();
     else if (a == "--contact")
       o.contact = value();
+    else if (a == "--purpose")
+      o.purpose = value();
     else if (a == "--timeout-ms")
       o.timeout_ms = to_long(a, value(), 1);
     else if (a == "--json")
@@ -119,6 +123,8 @@ Options parse_options(int argc, char** argv) {
   if (o.contact != "email" && o.contact != "phone" && o.contact != "line" && o.contact != "push.fcm" &&
       o.contact != "push.apns")
     usage_error("--contact must be email, phone, line, push.fcm or push.apns, not \"" + o.contact + "\"");
+  if (o.purpose != "transactional" && o.purpose != "marketing")
+    usage_error("--purpose must be transactional or marketing, not \"" + o.purpose + "\"");
   if (o.id_prefix.empty())
     o.id_prefix = "load-" + std::to_string(std::chrono::system_clock::now().time_since_epoch().count()) + "-" +
                   std::to_string(::getpid());
@@ -161,7 +167,7 @@ json contacts(const std::string& kind, long n, const std::string& r) {
   return {{"email", "user-" + r + "@example.jp"}};
 }
 
-// A typical transactional message, about 400 bytes. The content has every field some channel plugin needs:
+// A typical message (transactional unless --purpose says otherwise), about 400 bytes. The content has every field some channel plugin needs:
 // subject and text (email), text (SMS, LINE), title and body (FCM, APNs), so one shape suits every channel.
 json message(const Options& o, const std::string& id, long n) {
   std::string r = std::to_string(n % 100'000);
@@ -169,7 +175,7 @@ json message(const Options& o, const std::string& id, long n) {
   return {
       {"id", id},
       {"recipient", {{"id", "user-" + r}, {"locale", "ja-JP"}, {"contacts", contacts(o.contact, n, r)}}},
-      {"purpose", "transactional"},
+      {"purpose", o.purpose},
       {"category", "order"},
       {"channels", json::array({o.channel})},
       {"content", {{"subject", "Your order has shipped"}, {"text", text}, {"title", "Shipped"}, {"body", text}}},

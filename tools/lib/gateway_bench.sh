@@ -22,17 +22,18 @@ kv() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<"$1"; }
 div() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 
 # drain: waits until nothing is scheduled, claimed or in flight; sets DONE_AT to the time it happened.
+# One awk per poll: the polling shares the cores with what it measures.
 drain() {
-  local deadline
-  deadline=$(awk -v t="$(now)" -v d="$DRAIN_TIMEOUT" 'BEGIN { printf "%.3f", t + d }')
+  local started=$SECONDS busy
   while :; do
     scrape
-    if [[ $(metric tayori_queue_depth) == 0 && $(metric tayori_dispatch_in_flight) == 0 &&
-          $(metric 'tayori_messages{state="dispatched"}') == 0 ]]; then
+    busy=$(awk '$1 == "tayori_queue_depth" || $1 == "tayori_dispatch_in_flight" ||
+                $1 == "tayori_messages{state=\"dispatched\"}" { n += $2 } END { printf "%.0f\n", n }' <<<"$METRICS")
+    if [[ $busy == 0 ]]; then
       DONE_AT=$(now)
       return
     fi
-    awk -v t="$(now)" -v d="$deadline" 'BEGIN { exit !(t > d) }' && die "not drained after ${DRAIN_TIMEOUT} s:
+    (( SECONDS < started + DRAIN_TIMEOUT )) || die "not drained after ${DRAIN_TIMEOUT} s:
 $(grep -E '^tayori_(queue_depth|dispatch_in_flight|messages)' <<<"$METRICS")"
     sleep 0.05
   done

@@ -1,0 +1,252 @@
+#!/usr/bin/env bash
+# tools/bench/throughput.sh [BUILD_DIR] — the throughput targets, measured in one run so that the ratios mean
+# something on a shared, noisy machine:
+#
+#   ceiling       wrk alone against tayori-sim's Twilio endpoint (keep-alive HTTP/1.1, 64 connections): what
+#                 the provider side can take, so an end-to-end figure can be read against it
+#   intake-*      a gateway with `dispatcher.enabled: false`: POST /v1/messages answered 202 (fsync'd), nothing sent
+#   e2e-*         a gateway with the demo's policy in the path (marketing: consent, quiet hours, a 3-per-24h cap
+#                 across channels) delivering SMS through the sms_twilio plugin to tayori-sim; from the start of
+#                 the load until every message is `delivered` in the store
+#   *-single      one message per request on TAYORI_BENCH_CONNECTIONS (64) connections
+#   *-batch       TAYORI_BENCH_BATCH (100) messages per request on TAYORI_BENCH_BATCH_CONNECTIONS (8) connections
+#
+# Each row prints msg/s, that rate against the issue's target, against the ceiling, and the write amplification
+# per message read from the gateway's /metrics (tayori_store_writes_total): commits (one fsync each), SQL
+# statements, and database pages written to the WAL. A run also checks that tayori-sim received as many
+# requests as messages were delivered, so a figure cannot come from messages that went nowhere (or twice).
+#
+# Knobs (environment):
+#   TAYORI_BENCH_MESSAGES           messages per phase                           (default 20000)
+#   TAYORI_BENCH_BATCH              messages per batch request                   (default 100)
+#   TAYORI_BENCH_CONNECTIONS        connections for single-message phases        (default 64)
+#   TAYORI_BENCH_BATCH_CONNECTIONS  connections for batch phases                 (default 8)
+#   TAYORI_BENCH_WORKERS            dispatcher.workers = the channel's concurrency (default 64)
+#   TAYORI_BENCH_CEILING_SECONDS    how long wrk runs                            (default 5)
+#   TAYORI_BENCH_SIM_THREADS        tayori-sim's HTTP/1.1 threads                (default 2)
+#   TAYORI_BENCH_PHASES             which phases, in order (default "intake-single intake-batch e2e-single e2e-batch")
+#   TAYORI_BENCH_DRAIN_TIMEOUT      seconds to wait for delivery per phase       (default 300)
+#   TAYORI_BENCH_KEEP=1             keep the temp dir (configs, databases, logs)
+#   TAYORI_BIN, TAYORI_LOAD_BIN, TAYORI_SIM_BIN, TAYORI_PLUGIN_DIR override the paths derived from BUILD_DIR.
+# Needs: BUILD/bin/{tayori,tayori_load,tayori-sim}, BUILD/plugins/sms_twilio.so, wrk, curl, jq, openssl.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+. "$HERE/../lib/standins.sh"
+. "$HERE/../lib/gateway_bench.sh"
+
+BUILD=${1:-./build}
+TAYORI_BIN=${TAYORI_BIN:-$BUILD/bin/tayori}
+LOAD_BIN=${TAYORI_LOAD_BIN:-$BUILD/bin/tayori_load}
+STANDINS_SIM_BIN=${TAYORI_SIM_BIN:-$BUILD/bin/tayori-sim}
+PLUGIN_DIR=${TAYORI_PLUGIN_DIR:-$BUILD/plugins}
+MESSAGES=${TAYORI_BENCH_MESSAGES:-20000}
+BATCH=${TAYORI_BENCH_BATCH:-100}
+CONNECTIONS=${TAYORI_BENCH_CONNECTIONS:-64}
+BATCH_CONNECTIONS=${TAYORI_BENCH_BATCH_CONNECTIONS:-8}
+WORKERS=${TAYORI_BENCH_WORKERS:-64}
+CEILING_SECONDS=${TAYORI_BENCH_CEILING_SECONDS:-5}
+SIM_THREADS=${TAYORI_BENCH_SIM_THREADS:-2}
+PHASES=${TAYORI_BENCH_PHASES:-intake-single intake-batch e2e-single e2e-batch}
+DRAIN_TIMEOUT=${TAYORI_BENCH_DRAIN_TIMEOUT:-300}
+
+die() { echo "throughput.sh: $*" >&2; exit 1; }
+
+for f in "$TAYORI_BIN" "$LOAD_BIN" "$STANDINS_SIM_BIN"; do [[ -x $f ]] || die "$f is missing: build it first"; done
+[[ -f $PLUGIN_DIR/sms_twilio.so ]] || die "$PLUGIN_DIR/sms_twilio.so is missing: build the sms_twilio target"
+for c in wrk curl jq openssl; do command -v "$c" >/dev/null || die "the $c command is needed"; done
+(( BATCH > 1 && MESSAGES % BATCH == 0 )) || die "TAYORI_BENCH_MESSAGES must be a multiple of TAYORI_BENCH_BATCH (> 1)"
+PLUGIN_DIR=$(cd "$PLUGIN_DIR" && pwd)
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/tayori-throughput.XXXXXX")
+GW_PID=""
+LOAD_PID=""
+stop_gateway() {
+  [[ -n $GW_PID ]] || return 0
+  kill -TERM "$GW_PID" 2>/dev/null || true
+  for _ in $(seq 100); do kill -0 "$GW_PID" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$GW_PID" 2>/dev/null || true
+  wait "$GW_PID" 2>/dev/null || true
+  GW_PID=""
+}
+cleanup() {
+  local rc=$?
+  if [[ -n $LOAD_PID ]]; then kill -TERM "$LOAD_PID" 2>/dev/null || true; wait "$LOAD_PID" 2>/dev/null || true; fi
+  if (( rc != 0 )) && [[ -s $TMP/gateway.err ]]; then
+    echo "throughput.sh: last lines of the gateway log:" >&2
+    tail -n 20 "$TMP/gateway.err" >&2
+  fi
+  stop_gateway
+  standins_stop
+  if [[ ${TAYORI_BENCH_KEEP:-0} == 1 ]]; then echo "throughput.sh: kept $TMP" >&2; else rm -rf "$TMP"; fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+standins_keys "$TMP/standins"
+standins_start "$TMP/standins" 0 0 0 --threads "$SIM_THREADS"
+TWILIO_PATH="/2010-04-01/Accounts/$STANDINS_TWILIO_SID/Messages.json"
+sim_count() {
+  curl -fsS --max-time 60 "$STANDINS_SIM_URL/_sim/requests?provider=twilio" | jq -r '"\(length) \([.[].body] | unique | length)"' ||
+    die "GET /_sim/requests failed"
+}
+
+# ---- The ceiling: the endpoint alone --------------------------------------------------------------------
+cat >"$TMP/post.lua" <<EOF
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+wrk.headers["Authorization"] = "Basic $(printf '%s:%s' "$STANDINS_TWILIO_SID" "$STANDINS_TWILIO_TOKEN" | base64 -w0)"
+wrk.body = "To=%2B819012345678&From=%2B15005550006&Body=Your+order+has+shipped"
+EOF
+wrk_out=$(wrk -t2 -c"$CONNECTIONS" -d"${CEILING_SECONDS}s" -s "$TMP/post.lua" "$STANDINS_SIM_URL$TWILIO_PATH" 2>&1) ||
+  die "wrk failed: $wrk_out"
+grep -q 'Non-2xx' <<<"$wrk_out" && die "tayori-sim refused wrk's requests: $wrk_out"
+CEILING=$(awk '/^Requests\/sec:/ { printf "%.0f", $2 }' <<<"$wrk_out")
+[[ -n $CEILING ]] || die "no Requests/sec in wrk's output: $wrk_out"
+read -r SIM_BASE _ <<<"$(sim_count)"
+
+# ---- Gateways --------------------------------------------------------------------------------------------
+# The demo's policy, with two changes that keep every message sendable while every rule is still evaluated:
+# marketing consent defaults to opted_in (no PUT per recipient), and the quiet hours sit twelve hours away
+# from now in the recipients' zone.
+quiet_from=$(( (10#$(TZ=Asia/Tokyo date +%H) + 12) % 24 ))
+quiet_to=$(( (quiet_from + 1) % 24 ))
+export TAYORI_BENCH_KEY="bench-$RANDOM$RANDOM-$$" BENCH_TWILIO_TOKEN=$STANDINS_TWILIO_TOKEN
+start_gateway() {  # start_gateway NAME DISPATCHER_ENABLED
+  mkdir -p "$TMP/$1"
+  cat >"$TMP/$1/gateway.yaml" <<EOF
+server:
+  listen: 127.0.0.1:0
+  max_batch: $BATCH
+store:
+  data_dir: data
+dispatcher:
+  enabled: $2
+  workers: $WORKERS
+  claim_batch: $(( WORKERS * 2 ))
+api_keys:
+  - name: bench
+    key_env: TAYORI_BENCH_KEY
+plugin_dirs:
+  - $PLUGIN_DIR
+channels:
+  - name: sms
+    plugin: sms_twilio
+    concurrency: $WORKERS
+    settings:
+      base_url: $STANDINS_SIM_URL
+      account_sid: $STANDINS_TWILIO_SID
+      auth_token_env: BENCH_TWILIO_TOKEN
+      from: "$STANDINS_TWILIO_FROM"
+policy:
+  default_timezone: Asia/Tokyo
+  consent:
+    defaults:
+      transactional: opted_in
+      marketing: opted_in
+  quiet_hours:
+    - name: marketing_night
+      channels: [sms]
+      purpose: marketing
+      from: "$(printf '%02d' "$quiet_from"):00"
+      to: "$(printf '%02d' "$quiet_to"):00"
+      action: defer
+  caps:
+    - name: marketing_daily
+      scope: all
+      purpose: marketing
+      limit: 3
+      window: 24h
+      on_exceed: drop
+EOF
+  "$TAYORI_BIN" serve --config "$TMP/$1/gateway.yaml" --listen 127.0.0.1:0 --data-dir "$TMP/$1/data" \
+    >"$TMP/gateway.out" 2>"$TMP/gateway.err" &
+  GW_PID=$!
+  gateway_url
+}
+
+declare -A R
+writes() { echo "$(metric 'tayori_store_writes_total{unit="commits"}') $(metric 'tayori_store_writes_total{unit="statements"}') $(metric 'tayori_store_writes_total{unit="pages"}')"; }
+# phase NAME BATCH CONNECTIONS DELIVERS: one tayori_load run of MESSAGES messages (plus a small warm-up)
+phase() {
+  local name=$1 batch=$2 connections=$3 delivers=$4 requests warmup start line before after expected c0 s0 p0 c1 s1 p1
+  requests=$(( MESSAGES / batch ))
+  warmup=$(( batch == 1 ? connections : 2 ))
+  expected=$(( (requests + warmup) * batch ))
+  scrape
+  before=$(metric 'tayori_messages{state="delivered"}')
+  read -r c0 s0 p0 <<<"$(writes)"
+  start=$(now)
+  TAYORI_API_KEY=$TAYORI_BENCH_KEY "$LOAD_BIN" --url "$URL" --concurrency "$connections" --requests "$requests" \
+    --batch "$batch" --warmup "$warmup" --channel sms --contact phone --purpose marketing \
+    --id-prefix "tp-$$-$name" >"$TMP/load.out" &
+  LOAD_PID=$!
+  wait "$LOAD_PID" || die "tayori_load failed in the $name phase"
+  LOAD_PID=""
+  line=$(<"$TMP/load.out")
+  echo "$name: $line"
+  if (( delivers )); then
+    drain
+    after=$(metric 'tayori_messages{state="delivered"}')
+    (( after - before == expected )) ||
+      die "$name: expected $expected deliveries, saw $(( after - before )) (suppressed: $(metric 'tayori_messages{state="suppressed"}'), failed: $(metric 'tayori_messages{state="failed"}'))"
+    R[$name.seconds]=$(awk -v a="$start" -v b="$DONE_AT" 'BEGIN { printf "%.3f", b - a }')
+    R[$name.rate]=$(div "$expected" "${R[$name.seconds]}")
+  else
+    scrape
+    R[$name.seconds]=$(kv "$line" seconds)
+    R[$name.rate]=$(kv "$line" msg_per_s)
+  fi
+  read -r c1 s1 p1 <<<"$(writes)"
+  R[$name.messages]=$expected
+  R[$name.p99]=$(kv "$line" p99_ms)
+  R[$name.commits]=$(div "$(( c1 - c0 ))" "$expected")
+  R[$name.statements]=$(div "$(( s1 - s0 ))" "$expected")
+  R[$name.pages]=$(div "$(( p1 - p0 ))" "$expected")
+}
+target_of() {
+  case $1 in
+    intake-single) echo 25000 ;; intake-batch) echo 100000 ;; e2e-single) echo 8000 ;; e2e-batch) echo 20000 ;;
+  esac
+}
+
+echo "tayori throughput bench: $(nproc) cores, $MESSAGES messages per phase, dispatcher workers $WORKERS," \
+     "tayori-sim threads $SIM_THREADS"
+echo "ceiling: wrk -t2 -c$CONNECTIONS ${CEILING_SECONDS}s against tayori-sim's Twilio endpoint: $CEILING req/s"
+sent_e2e=0
+current=""
+for p in $PHASES; do
+  kind=${p%%-*} shape=${p#*-}
+  case $kind in intake) enabled=false delivers=0 ;; e2e) enabled=true delivers=1 ;; *) die "unknown phase $p" ;; esac
+  case $shape in single) batch=1 conns=$CONNECTIONS ;; batch) batch=$BATCH conns=$BATCH_CONNECTIONS ;; *) die "unknown phase $p" ;; esac
+  if [[ $current != "$kind" ]]; then
+    stop_gateway
+    start_gateway "$kind" "$enabled"
+    current=$kind
+  fi
+  phase "$p" "$batch" "$conns" "$delivers"
+  (( delivers )) && sent_e2e=$(( sent_e2e + R[$p.messages] ))
+done
+stop_gateway
+
+# As many requests reached the provider as messages were delivered: none lost, none sent twice.
+read -r total _ <<<"$(sim_count)"
+received=$(( total - SIM_BASE ))
+(( received == sent_e2e )) || die "tayori-sim received $received SMS requests for $sent_e2e delivered messages"
+
+echo
+printf '%-14s %9s %8s %10s %9s %10s %8s %10s %11s %9s\n' \
+  phase messages seconds 'msg/s' 'p99 ms' 'vs target' 'vs ceil' 'fsync/msg' 'stmts/msg' 'pages/msg'
+for p in $PHASES; do
+  vs_ceiling=n/a
+  [[ $p == e2e-* ]] && vs_ceiling=$(div "${R[$p.rate]}" "$CEILING")
+  printf '%-14s %9s %8s %10s %9s %10s %8s %10s %11s %9s\n' "$p" "${R[$p.messages]}" "${R[$p.seconds]}" "${R[$p.rate]}" \
+    "${R[$p.p99]}" "$(div "${R[$p.rate]}" "$(target_of "$p")")" "$vs_ceiling" "${R[$p.commits]}" "${R[$p.statements]}" \
+    "${R[$p.pages]}"
+done
+echo
+echo "targets (msg/s): intake-single 25000, intake-batch 100000, e2e-single 8000, e2e-batch 20000; ceiling $CEILING req/s"
+echo "tayori-sim received $received SMS requests for $sent_e2e delivered messages"
+echo "tayori throughput bench: OK"
