@@ -84,14 +84,10 @@ policy::Decision Clearance::clear(const Message& m, int from_index, int64_t now_
   if (!take_slot) return decide();
   std::lock_guard lock(stripe(m.recipient.id));
   policy::Decision d = decide();
-  if (d.verdict == policy::Verdict::send && !config_.caps.empty() &&
-      !store_.take_slot(m.recipient.id, {m.id, d.channel, m.purpose, m.category, now_ms})) {
-    // The slot could not be recorded: do not send what the caps could not count.
-    d.verdict = policy::Verdict::defer;
-    d.until_ms = now_ms + 1000;
-    d.reason = "store_unavailable";
-    d.detail = {{"reason", "store_unavailable"}};
-  }
+  // The store counts the slot from here on (Store::take_slot), committed or not, so the next decision for
+  // this recipient sees it; the send need not wait for the commit.
+  if (d.verdict == policy::Verdict::send && !config_.caps.empty())
+    store_.take_slot(m.recipient.id, {m.id, d.channel, m.purpose, m.category, now_ms});
   return d;
 }
 

@@ -1,8 +1,9 @@
 // Clearance: the I/O around the policy engine's pure decision. It loads the recipient's state (profile,
 // consent, suppressions, cap slots), asks policy::decide, and when the answer is "send" takes the
 // message's frequency-cap slot before anyone else can look: per recipient, load-decide-take runs under
-// one lock, and the slot is committed before the lock is released, so when many messages race for a
-// recipient's last slot exactly the limit get through. (Single node: the lock is in this process. Many
+// one lock, and the store counts the slot before the lock is released (committed or still queued for the
+// group commit: Store::take_slot), so when many messages race for a recipient's last slot exactly the
+// limit get through. (Single node: the lock is in this process. Many
 // nodes will take the decision inside the database transaction instead; ARCHITECTURE.md §5.)
 #pragma once
 
@@ -27,7 +28,7 @@ class Clearance {
   void complete_recipient(Message& message) const;
 
   // Decides for `message` from channel `from_index`. With `take_slot`, a "send" verdict takes the cap
-  // slot (committed) before returning; without, nothing is written (simulation).
+  // slot before returning; without, nothing is written (simulation).
   // `explain` fills the decision's trace (simulate).
   policy::Decision clear(const Message& message, int from_index, int64_t now_ms, double jitter, bool take_slot,
                          bool explain = false);

@@ -270,10 +270,14 @@ class Store {
                             std::function<void(bool ok)> done) = 0;
 
   // ---- Frequency-cap slots ----
-  // Takes (or re-takes, after a crash) the slot of `slot.message_id`. Blocks until committed.
-  virtual bool take_slot(const std::string& recipient_id, const policy::CapSlot& slot) = 0;
+  // Takes (or re-takes, after a crash) the slot of `slot.message_id`. Group-committed without waiting:
+  // slots_since sees the slot at once (read-your-writes), so the caller may send before the commit. A crash
+  // before the commit loses the slot together with the outcome of that send, and the restart requeues the
+  // message, which takes its slot again when it is cleared again (at-least-once, as for any send).
+  virtual void take_slot(const std::string& recipient_id, const policy::CapSlot& slot) = 0;
   virtual void release_slot(const std::string& recipient_id, const std::string& message_id,
                             std::function<void(bool ok)> done) = 0;
+  // The slots taken since `since_ms`: the committed ones and those taken but not yet committed.
   virtual std::vector<policy::CapSlot> slots_since(const std::string& recipient_id, int64_t since_ms) = 0;
   virtual int64_t purge_slots(int64_t before_ms) = 0;
 };

@@ -274,8 +274,8 @@ TEST_F(ClearanceTest, ReleaseGivesTheSlotBackSoTheNextClearSends) {
   ASSERT_EQ(clearance_->clear(marketing("m4", "hanako"), 0, kNow, 0.0, true).verdict, Verdict::suppress);
 
   clearance_->release(sent[1]);  // m2's delivery failed permanently
-  // release() is asynchronous: take_slot below is queued behind it on the store's single writer, and
-  // slots_since reads after the commit. Wait for the release through an empty group-committed fence.
+  // release() is asynchronous, and until its DELETE commits the slot still counts (a cap errs towards
+  // sending less). Wait for the release through an empty group-committed fence.
   std::promise<bool> fence;
   auto f = fence.get_future();
   store_->release_slot("fence", "fence", [&fence](bool ok) { fence.set_value(ok); });

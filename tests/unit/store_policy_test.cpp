@@ -199,7 +199,7 @@ TEST_F(StorePolicyTest, EraseDropsPersonalDataCancelsScheduledAndKeepsTheTimelin
   accept_one(message_for("s1", "u1", who, 10'000), 1'000);
   accept_one(message_for("s2", "u1", "", 20'000), 1'000);
   accept_one(message_for("other", "u2", R"({"id":"u2","contacts":{"email":"b@example.jp"}})", 10'000), 1'000);
-  ASSERT_TRUE(store_->take_slot("u1", {"done", "email", Purpose::marketing, "news", 500}));
+  store_->take_slot("u1", {"done", "email", Purpose::marketing, "news", 500});
   const std::string done_payload_before = store_->find("done")->payload;
   ASSERT_NE(done_payload_before, R"({"erased":true})");
 
@@ -358,9 +358,9 @@ TEST_F(StorePolicyTest, ListSuppressionsPaginatesByContactAfterACursor) {
 // ---- Frequency-cap slots ---------------------------------------------------------------------------
 
 TEST_F(StorePolicyTest, TakeSlotIsIdempotentPerMessage) {
-  ASSERT_TRUE(store_->take_slot("u1", {"m1", "email", Purpose::marketing, "news", 1'000}));
+  store_->take_slot("u1", {"m1", "email", Purpose::marketing, "news", 1'000});
   // The same message cleared again after a crash: it re-takes its own slot, it does not add one.
-  ASSERT_TRUE(store_->take_slot("u1", {"m1", "sms", Purpose::marketing, "news", 2'000}));
+  store_->take_slot("u1", {"m1", "sms", Purpose::marketing, "news", 2'000});
   auto slots = store_->slots_since("u1", 0);
   ASSERT_EQ(slots.size(), 1u);
   EXPECT_EQ(slots[0].message_id, "m1");
@@ -369,8 +369,8 @@ TEST_F(StorePolicyTest, TakeSlotIsIdempotentPerMessage) {
   EXPECT_EQ(slots[0].category, "news");
   EXPECT_EQ(slots[0].at_ms, 2'000);
   // A different message is a different slot; another recipient's slots are theirs.
-  ASSERT_TRUE(store_->take_slot("u1", {"m2", "email", Purpose::transactional, "", 2'500}));
-  ASSERT_TRUE(store_->take_slot("u2", {"m1", "email", Purpose::marketing, "", 2'500}));
+  store_->take_slot("u1", {"m2", "email", Purpose::transactional, "", 2'500});
+  store_->take_slot("u2", {"m1", "email", Purpose::marketing, "", 2'500});
   EXPECT_THAT(slot_ids(store_->slots_since("u1", 0)), ElementsAre("m1", "m2"));
   EXPECT_THAT(slot_ids(store_->slots_since("u2", 0)), ElementsAre("m1"));
   auto u1 = store_->slots_since("u1", 2'000);  // only m2 is after 2000
@@ -380,24 +380,26 @@ TEST_F(StorePolicyTest, TakeSlotIsIdempotentPerMessage) {
 }
 
 TEST_F(StorePolicyTest, ReleaseSlotGivesBackOnlyThatMessagesSlot) {
-  ASSERT_TRUE(store_->take_slot("u1", {"m1", "email", Purpose::marketing, "", 1'000}));
-  ASSERT_TRUE(store_->take_slot("u1", {"m2", "email", Purpose::marketing, "", 1'100}));
-  ASSERT_TRUE(store_->take_slot("u2", {"m1", "email", Purpose::marketing, "", 1'200}));
+  store_->take_slot("u1", {"m1", "email", Purpose::marketing, "", 1'000});
+  store_->take_slot("u1", {"m2", "email", Purpose::marketing, "", 1'100});
+  store_->take_slot("u2", {"m1", "email", Purpose::marketing, "", 1'200});
   release("u1", "m1");
   EXPECT_THAT(slot_ids(store_->slots_since("u1", 0)), ElementsAre("m2"));
   EXPECT_THAT(slot_ids(store_->slots_since("u2", 0)), ElementsAre("m1"));
   release("u1", "never-taken");  // harmless
   EXPECT_THAT(slot_ids(store_->slots_since("u1", 0)), ElementsAre("m2"));
-  // A release without a completion is still applied (the next read on the writer's order sees it).
+  // A release without a completion is still applied (a waited-for write behind it in the writer's order
+  // shows it committed), and a slot taken since counts before its own commit.
   store_->release_slot("u1", "m2", nullptr);
-  ASSERT_TRUE(store_->take_slot("u1", {"fence", "email", Purpose::marketing, "", 1'300}));  // waits behind it
-  EXPECT_THAT(slot_ids(store_->slots_since("u1", 0)), ElementsAre("fence"));
+  release("u1", "fence");
+  store_->take_slot("u1", {"later", "email", Purpose::marketing, "", 1'300});
+  EXPECT_THAT(slot_ids(store_->slots_since("u1", 0)), ElementsAre("later"));
 }
 
 TEST_F(StorePolicyTest, SlotsSinceIsAnOpenWindowAndPurgeDropsOldSlots) {
   for (int i = 1; i <= 3; ++i)
-    ASSERT_TRUE(store_->take_slot("u1", {"m" + std::to_string(i), "email", Purpose::marketing, "", i * 1'000}));
-  ASSERT_TRUE(store_->take_slot("u2", {"x", "email", Purpose::marketing, "", 500}));
+    store_->take_slot("u1", {"m" + std::to_string(i), "email", Purpose::marketing, "", i * 1'000});
+  store_->take_slot("u2", {"x", "email", Purpose::marketing, "", 500});
   EXPECT_THAT(slot_ids(store_->slots_since("u1", 999)), ElementsAre("m1", "m2", "m3"));
   EXPECT_THAT(slot_ids(store_->slots_since("u1", 1'000)), ElementsAre("m2", "m3"));  // (since, ...]: 1000 is out
   EXPECT_THAT(slot_ids(store_->slots_since("u1", 3'000)), IsEmpty());
@@ -454,7 +456,7 @@ TEST_F(StorePolicyTest, AVersion1FileIsMigratedToTheCurrentVersionAndKeepsItsDat
 
   store_ = open_sqlite({v1});
   path_ = v1;
-  EXPECT_EQ(user_version(v1), 4);
+  EXPECT_EQ(user_version(v1), 5);
 
   auto m = store_->find("v1-msg");
   ASSERT_TRUE(m.has_value());
@@ -487,7 +489,7 @@ TEST_F(StorePolicyTest, AVersion1FileIsMigratedToTheCurrentVersionAndKeepsItsDat
   EXPECT_EQ(store_->consent_current("u1").size(), 1u);
   suppress({"dead@example.jp", "hard_bounce", "email", 8'000});
   EXPECT_EQ(store_->suppressions({"dead@example.jp"}).size(), 1u);
-  ASSERT_TRUE(store_->take_slot("u1", {"v2-msg", "email", Purpose::marketing, "", 8'000}));
+  store_->take_slot("u1", {"v2-msg", "email", Purpose::marketing, "", 8'000});
   EXPECT_THAT(slot_ids(store_->slots_since("u1", 0)), ElementsAre("v2-msg"));
   // The old message belongs to no recipient: erasing u1 leaves it alone.
   EXPECT_TRUE(erase("u1", 9'000));
@@ -501,13 +503,21 @@ TEST_F(StorePolicyTest, AVersion1FileIsMigratedToTheCurrentVersionAndKeepsItsDat
   // Reopening does not migrate again.
   store_.reset();
   store_ = open_sqlite({v1});
-  EXPECT_EQ(user_version(v1), 4);
+  EXPECT_EQ(user_version(v1), 5);
   EXPECT_TRUE(store_->find("v1-msg").has_value());
   EXPECT_EQ(store_->consent_history("u1").size(), 1u);
 }
 
 TEST_F(StorePolicyTest, ANewFileIsAtTheCurrentVersionWithThePolicyTables) {
-  EXPECT_EQ(user_version(path_), 4);
+  EXPECT_EQ(user_version(path_), 5);
+  // Schema 5: no index holds a state that every transition would move, except as a partial index of the
+  // rows one query looks for.
+  auto indexes = test::query_column(path_,
+                                    "SELECT name || ':' || (sql LIKE '%WHERE%') FROM sqlite_master WHERE type = 'index' "
+                                    "AND tbl_name = 'messages' AND sql IS NOT NULL ORDER BY name");
+  EXPECT_THAT(indexes, ElementsAre("messages_due:1", "messages_finished:1", "messages_in_flight:1",
+                                   "messages_parent:1", "messages_provider_message:1", "messages_recipient:0",
+                                   "messages_replayable:1"));
   auto tables = test::query_column(path_,
                                    "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
                                    "ORDER BY name");
