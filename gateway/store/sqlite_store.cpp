@@ -3,6 +3,7 @@
 #include <sqlite3.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <deque>
@@ -140,6 +141,15 @@ class Connection {
   int changes() const { return sqlite3_changes(db_); }
   sqlite3* raw() const { return db_; }
   int64_t statements_run() const { return statements_run_.load(std::memory_order_relaxed); }
+
+  // How many messages the writer's operations moved into (+) and out of (-) each state since the group
+  // began: the store keeps its per-state counts from these once the group commits, instead of counting
+  // rows (count_by_state is read by every /metrics scrape, and the queue may hold millions).
+  std::array<int64_t, std::size(kAllStates)> moved{};
+  void move(std::optional<State> from, std::optional<State> to, int64_t n = 1) {
+    if (from) moved[static_cast<size_t>(*from)] -= n;
+    if (to) moved[static_cast<size_t>(*to)] += n;
+  }
 
  private:
   sqlite3* db_ = nullptr;
@@ -327,6 +337,12 @@ class SqliteStore final : public Store {
     writer_conn_.exec("PRAGMA cache_size=-65536");
     migrate();
     if (options.max_bytes > 0) limit_size(options.max_bytes);
+    {
+      // The only count of rows: once, at open; the writer keeps the counts from here (Connection::moved).
+      Statement counted(writer_conn_.raw(), "SELECT state, COUNT(*) FROM messages GROUP BY state");
+      while (counted.step())
+        if (auto st = parse_state(counted.text(0))) state_counts_[static_cast<size_t>(*st)] = counted.int64(1);
+    }
     // Checkpoints run on their own thread and connection, not inside the commit that crossed the threshold
     // (SQLite's auto-checkpoint does that, and it stalled the group commit, and every 202 behind it, for the
     // time it took to copy the WAL into the database and fsync it). The hook replaces the auto-checkpoint.
@@ -381,6 +397,7 @@ class SqliteStore final : public Store {
               .bind(1, id)
               .bind(2, now_ms)
               .exec();
+          c.move(State::scheduled, State::cancelled);
           insert_event(c, id, {"cancelled", "{}"}, now_ms);
           *result = {CancelStatus::cancelled, State::cancelled};
         },
@@ -414,6 +431,7 @@ class SqliteStore final : public Store {
               .bind(11, t.provider_message_id)
               .exec();
           if (c.changes() == 0) return;  // cancelled, recovered or claimed again meanwhile: this verdict is stale
+          c.move(State::dispatched, t.to);
           for (const NewEvent& e : t.events) insert_event(c, t.message_id, e, now_ms);
         },
         [done = std::move(done)](bool ok) {
@@ -439,6 +457,7 @@ class SqliteStore final : public Store {
             .bind(1, r.id)
             .bind(2, now_ms)
             .exec();
+        c.move(State::scheduled, State::dispatched);
         r.state = State::dispatched;
         r.attempts += 1;
         r.channel_attempts += 1;
@@ -470,6 +489,7 @@ class SqliteStore final : public Store {
             .bind(1, id)
             .bind(2, now_ms)
             .exec();
+        c.move(State::dispatched, State::scheduled);
         insert_event(c, id, {"requeued", R"({"reason":"in flight when the gateway stopped"})"}, now_ms);
       }
       count = static_cast<int>(ids.size());
@@ -483,6 +503,12 @@ class SqliteStore final : public Store {
       static const std::string events_sql = "DELETE FROM events WHERE message_id IN (SELECT id FROM messages WHERE state IN " +
                                             kFinishedStates + " AND updated_at < ?1)";
       static const std::string messages_sql = "DELETE FROM messages WHERE state IN " + kFinishedStates + " AND updated_at < ?1";
+      static const std::string counts_sql = "SELECT state, COUNT(*) FROM messages WHERE state IN " + kFinishedStates +
+                                            " AND updated_at < ?1 GROUP BY state";
+      Statement& counted = c.prepare(counts_sql.c_str()).bind(1, before_ms);
+      while (counted.step())
+        if (auto st = parse_state(counted.text(0))) c.move(*st, std::nullopt, counted.int64(1));
+      counted.run();
       c.prepare(events_sql.c_str()).bind(1, before_ms).exec();
       c.prepare(messages_sql.c_str()).bind(1, before_ms).exec();
       count = c.changes();
@@ -537,6 +563,7 @@ class SqliteStore final : public Store {
                 .bind(1, id)
                 .bind(2, now_ms)
                 .exec();
+            c.move(parse_state(from), State::scheduled);
             insert_event(c, id, {"replayed", nlohmann::json{{"from", from}, {"by", by}}.dump()}, now_ms);
             ids->push_back(id);
           }
@@ -568,15 +595,9 @@ class SqliteStore final : public Store {
   }
 
   std::map<State, int64_t> count_by_state() override {
-    return read<std::map<State, int64_t>>([](Connection& c) {
-      std::map<State, int64_t> out;
-      for (State st : kAllStates) out[st] = 0;
-      Statement& s = c.prepare("SELECT state, COUNT(*) FROM messages GROUP BY state");
-      while (s.step())
-        if (auto st = parse_state(s.text(0))) out[*st] = s.int64(1);
-      s.run();
-      return out;
-    });
+    std::map<State, int64_t> out;
+    for (State st : kAllStates) out[st] = state_counts_[static_cast<size_t>(st)].load(std::memory_order_relaxed);
+    return out;
   }
 
   std::vector<EventRecord> events_after(int64_t after_seq, int limit) override {
@@ -687,6 +708,7 @@ class SqliteStore final : public Store {
           while (q.step()) pending.push_back(q.text(0));
           q.run();
           for (const auto& m : pending) insert_event(c, m, {"cancelled", R"({"reason":"recipient_erased"})"}, now_ms);
+          c.move(State::scheduled, State::cancelled, static_cast<int64_t>(pending.size()));
           // The content is personal data; the id, states and timeline stay so the sender can still ask why.
           c.prepare(
                "UPDATE messages SET payload = '{\"erased\":true}', state = CASE state WHEN 'scheduled' THEN "
@@ -981,6 +1003,7 @@ class SqliteStore final : public Store {
       s.run();
       return r;
     }
+    c.move(std::nullopt, State::scheduled);
     for (const NewEvent& e : m.events) insert_event(c, m.id, e, now_ms);
     if (!m.recipient_json.empty()) merge_recipient(c, m.recipient_id, m.recipient_json, now_ms);
     return {AcceptStatus::accepted, State::scheduled};
@@ -1081,9 +1104,11 @@ class SqliteStore final : public Store {
       // Transaction control is prepared once like any statement: parsing SAVEPOINT and RELEASE for every
       // operation cost the writer more than some operations themselves.
       try {
+        writer_conn_.moved = {};
         writer_conn_.prepare("BEGIN IMMEDIATE").exec();
         for (size_t i = 0; i < group.size(); ++i) {
           writer_conn_.prepare("SAVEPOINT op").exec();
+          auto moved_before = writer_conn_.moved;
           try {
             group[i].apply(writer_conn_);
             writer_conn_.prepare("RELEASE op").exec();
@@ -1099,11 +1124,14 @@ class SqliteStore final : public Store {
             }
             writer_conn_.prepare("ROLLBACK TO op").exec();
             writer_conn_.prepare("RELEASE op").exec();
+            writer_conn_.moved = moved_before;
           }
         }
         writer_conn_.prepare("COMMIT").exec();
         committed = true;
         commits_.fetch_add(1, std::memory_order_relaxed);
+        for (size_t st = 0; st < state_counts_.size(); ++st)
+          state_counts_[st].fetch_add(writer_conn_.moved[st], std::memory_order_relaxed);
         int pages = 0, highwater = 0;
         sqlite3_db_status(writer_conn_.raw(), SQLITE_DBSTATUS_CACHE_WRITE, &pages, &highwater, /*reset=*/1);
         pages_written_.fetch_add(pages, std::memory_order_relaxed);
@@ -1269,6 +1297,7 @@ class SqliteStore final : public Store {
       q.run();
       for (const auto& id : pending) {
         c.prepare("UPDATE messages SET state = 'cancelled', updated_at = ?2 WHERE id = ?1").bind(1, id).bind(2, now_ms).exec();
+        c.move(State::scheduled, State::cancelled);
         insert_event(c, id, {"cancelled", R"({"reason":"answered"})"}, now_ms);
         insert_event(c, w.cancel_follow_ups_of,
                      {"follow_up_cancelled", nlohmann::json{{"follow_up_id", id}, {"reason", "answered"}}.dump()},
@@ -1316,6 +1345,7 @@ class SqliteStore final : public Store {
 
   SqliteOptions options_;
   std::atomic<int64_t> commits_{0};
+  std::array<std::atomic<int64_t>, std::size(kAllStates)> state_counts_{};
   std::atomic<int64_t> pages_written_{0};
   std::mutex error_mutex_;
   std::string last_write_error_;

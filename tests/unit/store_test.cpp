@@ -226,6 +226,17 @@ TEST_F(StoreTest, CountByStateCountsExactly) {
   EXPECT_EQ(counts[State::delivered], 1);
   EXPECT_EQ(counts[State::failed], 1);
   EXPECT_EQ(counts[State::cancelled], 1);
+
+  // The counts are kept with the changes (schema 6), not scanned: a requeue, a purge and a duplicate
+  // move them exactly as the rows move.
+  EXPECT_EQ(store_->requeue_in_flight(3'000), 1);
+  EXPECT_EQ(store_->purge_finished(2'500), 4);
+  EXPECT_EQ(accept_one(new_message("s0", 50'000), 3'000).status, AcceptStatus::duplicate);
+  counts = store_->count_by_state();
+  EXPECT_EQ(counts[State::scheduled], 4);
+  EXPECT_EQ(counts[State::dispatched], 0);
+  for (State s : {State::delivered, State::failed, State::suppressed, State::cancelled, State::dead})
+    EXPECT_EQ(counts[s], 0) << to_string(s);
 }
 
 // ---- cancel -------------------------------------------------------------------------------------------
