@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "common/log.hpp"
+#include "common/thread_name.hpp"
 
 namespace tayori::api {
 
@@ -276,7 +277,10 @@ uint16_t HttpServer::start(const std::string& host, uint16_t port) {
   impl_->acceptor->listen(net::socket_base::max_listen_connections);
   uint16_t bound = impl_->acceptor->local_endpoint().port();
   impl_->do_accept();
-  for (int i = 0; i < impl_->thread_count; ++i) impl_->threads.emplace_back([this] { impl_->ioc.run(); });
+  for (int i = 0; i < impl_->thread_count; ++i) impl_->threads.emplace_back([this] {
+    name_this_thread("tayori-http");
+    impl_->ioc.run();
+  });
   return bound;
 }
 

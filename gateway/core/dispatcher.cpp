@@ -4,6 +4,7 @@
 #include <random>
 
 #include "common/log.hpp"
+#include "common/thread_name.hpp"
 #include "core/inbound.hpp"
 
 namespace tayori::core {
@@ -21,6 +22,7 @@ store::Transition fail_before_attempt(const store::MessageRecord& record, const 
                                       const std::string& detail_json) {
   store::Transition t;
   t.message_id = record.id;
+  t.recipient_id = record.recipient_id;
   t.attempt = record.attempts;
   t.to = store::State::failed;
   t.channel = record.channel;
@@ -34,6 +36,7 @@ store::Transition fail_before_attempt(const store::MessageRecord& record, const 
 store::Transition decide_without_attempt(const store::MessageRecord& record, const policy::Decision& d) {
   store::Transition t;
   t.message_id = record.id;
+  t.recipient_id = record.recipient_id;
   t.attempt = record.attempts;
   t.channel = record.channel;
   t.channel_index = record.channel_index;
@@ -78,6 +81,7 @@ store::Transition decide_after_attempt(const store::MessageRecord& record, const
                                        int64_t dispatched_at_ms, int64_t now_ms, double jitter) {
   store::Transition t;
   t.message_id = record.id;
+  t.recipient_id = record.recipient_id;
   t.attempt = record.attempts;
   t.channel = route.channel;
   t.channel_index = route.channel_index;
@@ -181,8 +185,15 @@ void Dispatcher::start() {
     log::info("dispatcher", "disabled (dispatcher.enabled: false): accepted messages wait in the store");
     return;
   }
-  loop_ = std::thread([this] { run(); });
-  for (int i = 0; i < config_.workers; ++i) workers_.emplace_back([this] { work(); });
+  loop_ = std::thread([this] {
+    name_this_thread("tayori-dispatch");
+    run();
+  });
+  for (int i = 0; i < config_.workers; ++i)
+    workers_.emplace_back([this] {
+      name_this_thread("tayori-worker");
+      work();
+    });
 }
 
 bool Dispatcher::stop(int64_t grace_ms) {

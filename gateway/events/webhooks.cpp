@@ -7,6 +7,7 @@
 #include "common/log.hpp"
 #include "events/feed.hpp"
 #include "transport/crypto.hpp"
+#include "common/thread_name.hpp"
 
 namespace tayori::events {
 
@@ -108,7 +109,10 @@ void Webhooks::start() {
     // One POST at a time per subscription keeps its order; its own pool keeps it from queueing behind channels.
     transport_.configure_pool("webhook:" + s->config.name, transport::PoolOptions{1, nullptr});
     Sender* sender = s.get();
-    s->thread = std::thread([this, sender] { run(*sender); });
+    s->thread = std::thread([this, sender] {
+      name_this_thread("tayori-webhook");
+      run(*sender);
+    });
   }
 }
 

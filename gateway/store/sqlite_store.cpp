@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/log.hpp"
+#include "common/thread_name.hpp"
 
 namespace tayori::store {
 
@@ -291,7 +292,7 @@ const std::string kFinishedStates = "('delivered','failed','cancelled','suppress
 
 const char* kSelectMessage =
     "SELECT id, api_key, payload_hash, payload, state, channel_index, channel, attempts, created_at, updated_at, "
-    "due_at, send_at, expires_at, last_reason, channel_attempts, channel_since FROM messages";
+    "due_at, send_at, expires_at, last_reason, channel_attempts, channel_since, recipient_id FROM messages";
 
 MessageRecord read_message(Statement& s) {
   MessageRecord r;
@@ -311,20 +312,30 @@ MessageRecord read_message(Statement& s) {
   r.last_reason = s.text(13);
   r.channel_attempts = static_cast<int>(s.int64(14));
   r.channel_since_ms = s.opt_int64(15);
+  r.recipient_id = s.text(16);
   return r;
 }
 
-// The event's recipient is its message's (read in the same transaction), so every writer of events gets it
-// without passing it along.
+// The events of one message, in order. Their recipient is the message's: `recipient_id` when the caller
+// knows it, else read in the same transaction, so every writer of events gets it without passing it.
+// (One INSERT per row measured faster than one multi-row INSERT for the two events a message writes at
+// a time.)
+void insert_events(Connection& c, const std::string& message_id, const std::string& recipient_id,
+                   const std::vector<NewEvent>& events, int64_t now_ms) {
+  for (const NewEvent& e : events) {
+    Statement& s = recipient_id.empty()
+                       ? c.prepare(
+                             "INSERT INTO events(message_id, type, at, detail, recipient_id) "
+                             "VALUES(?1, ?2, ?3, ?4, COALESCE((SELECT recipient_id FROM messages WHERE id = ?1), ''))")
+                       : c.prepare(
+                             "INSERT INTO events(message_id, type, at, detail, recipient_id) VALUES(?1, ?2, ?3, ?4, ?5)")
+                             .bind(5, recipient_id);
+    s.bind(1, message_id).bind(2, e.type).bind(3, e.at_ms != 0 ? e.at_ms : now_ms).bind(4, e.detail_json).exec();
+  }
+}
+
 void insert_event(Connection& c, const std::string& message_id, const NewEvent& e, int64_t now_ms) {
-  c.prepare(
-       "INSERT INTO events(message_id, type, at, detail, recipient_id) "
-       "VALUES(?1, ?2, ?3, ?4, COALESCE((SELECT recipient_id FROM messages WHERE id = ?1), ''))")
-      .bind(1, message_id)
-      .bind(2, e.type)
-      .bind(3, e.at_ms != 0 ? e.at_ms : now_ms)
-      .bind(4, e.detail_json)
-      .exec();
+  insert_events(c, message_id, "", {e}, now_ms);
 }
 
 class SqliteStore final : public Store {
@@ -347,8 +358,14 @@ class SqliteStore final : public Store {
     // (SQLite's auto-checkpoint does that, and it stalled the group commit, and every 202 behind it, for the
     // time it took to copy the WAL into the database and fsync it). The hook replaces the auto-checkpoint.
     sqlite3_wal_hook(writer_conn_.raw(), &SqliteStore::on_wal_commit, this);
-    checkpointer_ = std::thread([this] { checkpoint_loop(); });
-    writer_ = std::thread([this] { write_loop(); });
+    checkpointer_ = std::thread([this] {
+      name_this_thread("tayori-ckpt");
+      checkpoint_loop();
+    });
+    writer_ = std::thread([this] {
+      name_this_thread("tayori-writer");
+      write_loop();
+    });
   }
 
   ~SqliteStore() override {
@@ -432,7 +449,7 @@ class SqliteStore final : public Store {
               .exec();
           if (c.changes() == 0) return;  // cancelled, recovered or claimed again meanwhile: this verdict is stale
           c.move(State::dispatched, t.to);
-          for (const NewEvent& e : t.events) insert_event(c, t.message_id, e, now_ms);
+          insert_events(c, t.message_id, t.recipient_id, t.events, now_ms);
         },
         [done = std::move(done)](bool ok) {
           if (done) done(ok);
@@ -1004,7 +1021,7 @@ class SqliteStore final : public Store {
       return r;
     }
     c.move(std::nullopt, State::scheduled);
-    for (const NewEvent& e : m.events) insert_event(c, m.id, e, now_ms);
+    insert_events(c, m.id, m.recipient_id, m.events, now_ms);
     if (!m.recipient_json.empty()) merge_recipient(c, m.recipient_id, m.recipient_json, now_ms);
     return {AcceptStatus::accepted, State::scheduled};
   }

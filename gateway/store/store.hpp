@@ -84,6 +84,7 @@ struct MessageRecord {
   std::optional<int64_t> send_at_ms;
   std::optional<int64_t> expires_at_ms;
   std::string last_reason;
+  std::string recipient_id;
 };
 
 struct EventRecord {
@@ -129,6 +130,7 @@ struct Transition {
   // The provider's id for this delivery (delivered): receipts and replies find the message by it. Empty
   // leaves the stored one.
   std::string provider_message_id;
+  std::string recipient_id;  // the message's, when known (its events carry it); empty: the store looks it up
 };
 
 // What the store's writes have cost since it opened: the bench divides these by messages to print the

@@ -1,4 +1,5 @@
 #include "transport/http_transport.hpp"
+#include "common/thread_name.hpp"
 
 #include <curl/curl.h>
 
@@ -638,7 +639,10 @@ HttpTransport::HttpTransport(TransportOptions options) : impl_(std::make_unique<
   curl_multi_setopt(impl_->multi, CURLMOPT_PIPELINING, static_cast<long>(CURLPIPE_MULTIPLEX));
   if (impl_->options.max_connections_per_host > 0)
     curl_multi_setopt(impl_->multi, CURLMOPT_MAX_HOST_CONNECTIONS, impl_->options.max_connections_per_host);
-  impl_->worker = std::thread([impl = impl_.get()] { impl->run(); });
+  impl_->worker = std::thread([impl = impl_.get()] {
+    name_this_thread("tayori-transp");
+    impl->run();
+  });
 }
 
 HttpTransport::~HttpTransport() {
