@@ -1032,26 +1032,34 @@ class SqliteStore final : public Store {
     nlohmann::json incoming = nlohmann::json::parse(recipient_json, nullptr, false);
     if (!incoming.is_object()) return;
     nlohmann::json contacts = nlohmann::json::object();
-    std::string tz, locale;
-    Statement& s = c.prepare("SELECT timezone, locale, contacts FROM recipients WHERE id = ?1").bind(1, id);
+    std::string tz, locale, stored_contacts;
+    bool current = false;  // stored and not erased
+    Statement& s =
+        c.prepare("SELECT timezone, locale, contacts, erased_at IS NULL FROM recipients WHERE id = ?1").bind(1, id);
     if (s.step()) {
       tz = s.text(0);
       locale = s.text(1);
-      contacts = nlohmann::json::parse(s.text(2), nullptr, false);
+      stored_contacts = s.text(2);
+      current = s.int64(3) != 0;
+      contacts = nlohmann::json::parse(stored_contacts, nullptr, false);
       if (!contacts.is_object()) contacts = nlohmann::json::object();
     }
     s.run();
+    const std::string stored_tz = tz, stored_locale = locale;
     if (incoming.contains("timezone") && incoming["timezone"].is_string()) tz = incoming["timezone"];
     if (incoming.contains("locale") && incoming["locale"].is_string()) locale = incoming["locale"];
     if (incoming.contains("contacts") && incoming["contacts"].is_object())
       for (auto it = incoming["contacts"].begin(); it != incoming["contacts"].end(); ++it) contacts[it.key()] = *it;
+    std::string merged_contacts = contacts.dump();
+    // A recipient who comes back with what is stored already (the usual case) costs no write.
+    if (current && tz == stored_tz && locale == stored_locale && merged_contacts == stored_contacts) return;
     c.prepare(
          "INSERT INTO recipients(id, timezone, locale, contacts, updated_at, erased_at) VALUES(?1, ?2, ?3, ?4, ?5, NULL) "
          "ON CONFLICT(id) DO UPDATE SET timezone = ?2, locale = ?3, contacts = ?4, updated_at = ?5, erased_at = NULL")
         .bind(1, id)
         .bind(2, tz)
         .bind(3, locale)
-        .bind(4, contacts.dump())
+        .bind(4, merged_contacts)
         .bind(5, now_ms)
         .exec();
   }

@@ -2,7 +2,9 @@
 # The ctest smoke test of the benchmark tools (label: bench): run.sh with tiny counts must exit 0 and print
 # both result lines, the ratio and its OK line; channels.sh with tiny counts (10 messages per channel, about
 # 5-10 s: key generation, the stand-ins, six phases) must deliver through every real channel, have the
-# providers receive each message, and print its table and OK line. It asserts no speed.
+# providers receive each message, and print its table and OK line; throughput.sh with 200 messages per phase
+# must run all four phases and its ceiling, and tayori-sim must receive every delivered message. It asserts
+# no speed.
 set -uo pipefail
 BUILD=${1:?usage: smoke.sh BUILD_DIR}
 # expect NAME OUTPUT PATTERN...: every pattern matches some line of OUTPUT.
@@ -34,4 +36,16 @@ for ch in sink email sms line android ios; do
 done
 expect channels.sh "$out" "${patterns[@]}" '^android: 1 OAuth grant' '^ios: 1 APNs provider token' \
   '^tayori channels bench: OK$'
+out=$(TAYORI_BENCH_MESSAGES=200 TAYORI_BENCH_BATCH=100 TAYORI_BENCH_CONNECTIONS=8 TAYORI_BENCH_BATCH_CONNECTIONS=2 \
+      TAYORI_BENCH_WORKERS=8 TAYORI_BENCH_CEILING_SECONDS=1 TAYORI_BENCH_DRAIN_TIMEOUT=60 \
+      bash "$(dirname "$0")/throughput.sh" "$BUILD" 2>&1)
+rc=$?
+echo "$out"
+if (( rc != 0 )); then echo "smoke.sh: throughput.sh exited $rc" >&2; exit 1; fi
+patterns=('^ceiling: wrk .* [0-9]+ req/s$')
+for p in intake-single intake-batch e2e-single e2e-batch; do
+  patterns+=("^$p: tayori_load: .* failed=0$" "^$p +[0-9]+ +[0-9.]+ +[0-9.]+ ")
+done
+expect throughput.sh "$out" "${patterns[@]}" '^tayori-sim received [0-9]+ SMS requests for [0-9]+ delivered messages$' \
+  '^tayori throughput bench: OK$'
 echo "smoke.sh: OK"

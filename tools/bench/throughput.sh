@@ -123,7 +123,7 @@ server:
 store:
   data_dir: data
 dispatcher:
-  enabled: $2
+$( [[ $2 == false ]] && echo "  enabled: false" )
   workers: $WORKERS
   claim_batch: $(( WORKERS * 2 ))
 api_keys:
