@@ -1095,6 +1095,8 @@ class SqliteStore final : public Store {
     std::unique_ptr<Connection> c;
     try {
       c = std::make_unique<Connection>(options_.path, false);
+      // A connection opens the WAL at its first read; until then a checkpoint finds no WAL and does nothing.
+      c->exec("PRAGMA journal_mode=WAL");
     } catch (const std::exception& e) {
       log::error("store", std::string("no checkpoints: ") + e.what());
       return;
