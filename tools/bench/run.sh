@@ -48,21 +48,7 @@ GW_PID=""
 LOAD_PID=""
 cleanup() {
   local rc=$?
-  if [[ -n $LOAD_PID ]]; then kill -TERM "$LOAD_PID" 2>/dev/null || true; wait "$LOAD_PID" 2>/dev/null || true; fi
-  if [[ -n $GW_PID ]] && kill -0 "$GW_PID" 2>/dev/null; then
-    kill -TERM "$GW_PID" 2>/dev/null || true
-    for _ in $(seq 100); do kill -0 "$GW_PID" 2>/dev/null || break; sleep 0.1; done
-    if kill -0 "$GW_PID" 2>/dev/null; then
-      echo "run.sh: the gateway ignored SIGTERM for 10 s; killing it" >&2
-      kill -KILL "$GW_PID" 2>/dev/null || true
-    fi
-    wait "$GW_PID" 2>/dev/null || true
-  fi
-  if (( rc != 0 )) && [[ -s $TMP/gateway.err ]]; then
-    echo "run.sh: last lines of the gateway log:" >&2
-    tail -n 20 "$TMP/gateway.err" >&2
-  fi
-  if [[ ${TAYORI_BENCH_KEEP:-0} == 1 ]]; then echo "run.sh: kept $TMP" >&2; else rm -rf "$TMP"; fi
+  finish_run "$rc"
   exit "$rc"
 }
 trap cleanup EXIT

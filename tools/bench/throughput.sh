@@ -61,24 +61,10 @@ PLUGIN_DIR=$(cd "$PLUGIN_DIR" && pwd)
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/tayori-throughput.XXXXXX")
 GW_PID=""
 LOAD_PID=""
-stop_gateway() {
-  [[ -n $GW_PID ]] || return 0
-  kill -TERM "$GW_PID" 2>/dev/null || true
-  for _ in $(seq 100); do kill -0 "$GW_PID" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL "$GW_PID" 2>/dev/null || true
-  wait "$GW_PID" 2>/dev/null || true
-  GW_PID=""
-}
 cleanup() {
   local rc=$?
-  if [[ -n $LOAD_PID ]]; then kill -TERM "$LOAD_PID" 2>/dev/null || true; wait "$LOAD_PID" 2>/dev/null || true; fi
-  if (( rc != 0 )) && [[ -s $TMP/gateway.err ]]; then
-    echo "throughput.sh: last lines of the gateway log:" >&2
-    tail -n 20 "$TMP/gateway.err" >&2
-  fi
-  stop_gateway
   standins_stop
-  if [[ ${TAYORI_BENCH_KEEP:-0} == 1 ]]; then echo "throughput.sh: kept $TMP" >&2; else rm -rf "$TMP"; fi
+  finish_run "$rc"
   exit "$rc"
 }
 trap cleanup EXIT

@@ -1,5 +1,6 @@
-# Shared by tools/bench/run.sh and tools/bench/channels.sh: finding the gateway's port and reading /metrics.
-# Sourced; the caller defines die() and sets GW_PID, TMP (gateway.out lives there) and DRAIN_TIMEOUT.
+# Shared by the benches (tools/bench/run.sh, channels.sh, throughput.sh): finding the gateway's port, reading
+# /metrics, and stopping what a run started. Sourced; the caller defines die() and sets GW_PID, LOAD_PID, TMP
+# (gateway.out and gateway.err live there) and DRAIN_TIMEOUT.
 
 # gateway_url: waits for `tayori serve` to print its port; sets PORT and URL.
 gateway_url() {
@@ -38,4 +39,32 @@ drain() {
 $(grep -E '^tayori_(queue_depth|dispatch_in_flight|messages)' <<<"$METRICS")"
     sleep 0.1
   done
+}
+
+# stop_gateway: SIGTERM, and SIGKILL when it is still running 10 s later; reaps it.
+stop_gateway() {
+  [[ -n ${GW_PID:-} ]] || return 0
+  if kill -0 "$GW_PID" 2>/dev/null; then
+    kill -TERM "$GW_PID" 2>/dev/null || true
+    for _ in $(seq 100); do kill -0 "$GW_PID" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$GW_PID" 2>/dev/null; then
+      echo "$(basename "$0"): the gateway ignored SIGTERM for 10 s; killing it" >&2
+      kill -KILL "$GW_PID" 2>/dev/null || true
+    fi
+  fi
+  wait "$GW_PID" 2>/dev/null || true
+  GW_PID=""
+}
+
+# finish_run RC: the end of every bench's EXIT trap: stops tayori_load and the gateway, shows the gateway's last
+# log lines when the run failed, and removes TMP (TAYORI_BENCH_KEEP=1 keeps it). Stand-ins are the caller's.
+finish_run() {
+  local rc=$1
+  if [[ -n ${LOAD_PID:-} ]]; then kill -TERM "$LOAD_PID" 2>/dev/null || true; wait "$LOAD_PID" 2>/dev/null || true; fi
+  stop_gateway
+  if (( rc != 0 )) && [[ -s $TMP/gateway.err ]]; then
+    echo "$(basename "$0"): last lines of the gateway log:" >&2
+    tail -n 20 "$TMP/gateway.err" >&2
+  fi
+  if [[ ${TAYORI_BENCH_KEEP:-0} == 1 ]]; then echo "$(basename "$0"): kept $TMP" >&2; else rm -rf "$TMP"; fi
 }
