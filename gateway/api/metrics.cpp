@@ -135,7 +135,11 @@ void Metrics::set_oldest_due_age(double seconds) { oldest_due_age_->Set(seconds)
 void Metrics::set_unrecorded(int64_t n) { unrecorded_->Set(static_cast<double>(n)); }
 
 std::string Metrics::render(const std::map<store::State, int64_t>& by_state, int64_t in_flight) {
-  if (refresh_) refresh_(*this);
+  {
+    // One scrape at a time catches the counters kept elsewhere up (two at once would both add the gap).
+    std::lock_guard lock(refresh_mutex_);
+    if (refresh_) refresh_(*this);
+  }
   for (auto [state, n] : by_state) {
     messages_->Add({{"state", std::string(store::to_string(state))}}).Set(static_cast<double>(n));
     if (state == store::State::scheduled) queue_depth_->Set(static_cast<double>(n));

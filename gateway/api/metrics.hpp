@@ -6,6 +6,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 
@@ -67,6 +68,7 @@ class Metrics {
   prometheus::Family<prometheus::Counter>* webhook_deliveries_;
   prometheus::Family<prometheus::Gauge>* webhook_lag_;
   std::function<void(Metrics&)> refresh_;
+  std::mutex refresh_mutex_;
 };
 
 }  // namespace tayori::api

@@ -414,6 +414,16 @@ TEST_F(ApiTest, ExposesMetrics) {
   EXPECT_NE(text.find("tayori_accept_latency_seconds_count 3"), std::string::npos);
   EXPECT_NE(text.find(R"(tayori_messages{state="delivered"} 3)"), std::string::npos);
   EXPECT_NE(text.find("tayori_queue_depth 0"), std::string::npos);
+  // What the writes cost: each of the three messages was accepted, claimed and recorded in commits of its own
+  // or shared ones, each commit ran statements and wrote pages.
+  auto sample = [&](const std::string& name) {
+    auto at = text.find("\n" + name + " ");
+    return at == std::string::npos ? -1.0 : std::stod(text.substr(at + name.size() + 2));
+  };
+  double commits = sample(R"(tayori_store_writes_total{unit="commits"})");
+  EXPECT_GE(commits, 3) << text;
+  EXPECT_GT(sample(R"(tayori_store_writes_total{unit="statements"})"), 3 * commits);
+  EXPECT_GE(sample(R"(tayori_store_writes_total{unit="pages"})"), commits);
 }
 
 // A client that sends half a request and stalls is cut off after the header timeout (300ms here), while
