@@ -114,16 +114,50 @@ class RecordingContext : public mustache::context<std::string> {
   mutable std::set<std::string> missing;
 };
 
-// Names used as plain variables ({{x}}, {{{x}}}, {{&x}}): a missing section name is just "false".
-std::set<std::string> variable_names(const std::string& text) {
-  static const std::regex kTag(R"(\{\{\{?\s*&?\s*([A-Za-z0-9_.]+)\s*\}?\}\})");
-  std::set<std::string> out;
-  for (auto it = std::sregex_iterator(text.begin(), text.end(), kTag); it != std::sregex_iterator(); ++it)
-    out.insert((*it)[1].str());
-  return out;
+}  // namespace
+
+namespace {
+
+bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+bool is_name_char(char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.';
+}
+
+// A variable tag starting at `at` ("{{" there), with or without a third opening brace: its name and where it
+// ends, or nothing.
+std::optional<std::pair<std::string_view, size_t>> variable_tag(std::string_view t, size_t at, bool triple) {
+  size_t i = at + 2;
+  if (triple) {
+    if (i >= t.size() || t[i] != '{') return std::nullopt;
+    ++i;
+  }
+  while (i < t.size() && is_space(t[i])) ++i;
+  if (i < t.size() && t[i] == '&') ++i;
+  while (i < t.size() && is_space(t[i])) ++i;
+  size_t name = i;
+  while (i < t.size() && is_name_char(t[i])) ++i;
+  if (i == name) return std::nullopt;
+  size_t name_end = i;
+  while (i < t.size() && is_space(t[i])) ++i;
+  // "}}}" or "}}": a third closing brace is optional whatever the opening was.
+  if (t.substr(i, 3) == "}}}") return std::pair{t.substr(name, name_end - name), i + 3};
+  if (t.substr(i, 2) == "}}") return std::pair{t.substr(name, name_end - name), i + 2};
+  return std::nullopt;
 }
 
 }  // namespace
+
+std::set<std::string> variable_names(std::string_view text) {
+  std::set<std::string> out;
+  size_t at = text.find("{{");
+  while (at != std::string_view::npos) {
+    auto tag = variable_tag(text, at, true);
+    if (!tag) tag = variable_tag(text, at, false);
+    if (tag) out.emplace(tag->first);
+    at = text.find("{{", tag ? tag->second : at + 1);
+  }
+  return out;
+}
 
 const Fields* TemplateStore::find(const std::string& name, const std::string& channel, const std::string& locale,
                                   std::string& source) const {
@@ -167,13 +201,21 @@ RenderResult render(const core::Message& m, const std::string& channel, const Te
     result.error = "no content for channel " + channel + " (only other channels have a variant)";
     return result;
   }
-  core::Json data = m.data;
-  data["recipient"] = {{"id", m.recipient.id}, {"locale", m.recipient.locale}};
-  data["message"] = {{"id", m.id}};
-  mustache::data root = to_data(data);
+  std::optional<mustache::data> root;  // built for the first field that has a tag
 
   std::vector<std::pair<std::string, std::string>> out;
   for (const auto& [field, text] : source_fields) {
+    // Text without a tag renders as itself (most inline content): no parse, no data to build.
+    if (text.find("{{") == std::string::npos) {
+      out.emplace_back(field, text);
+      continue;
+    }
+    if (!root) {
+      core::Json data = m.data;
+      data["recipient"] = {{"id", m.recipient.id}, {"locale", m.recipient.locale}};
+      data["message"] = {{"id", m.id}};
+      root = to_data(data);
+    }
     mustache::mustache tmpl(text);
     if (!tmpl.is_valid()) {
       result.error = "field " + field + " of " + result.source + ": " + tmpl.error_message();
@@ -181,7 +223,7 @@ RenderResult render(const core::Message& m, const std::string& channel, const Te
     }
     // HTML-escape only where the output is HTML (the email html part); elsewhere "<" is just text.
     if (field != "html") tmpl.set_custom_escape([](const std::string& s) { return s; });
-    RecordingContext ctx(&root);
+    RecordingContext ctx(&*root);
     std::string rendered = tmpl.render(ctx);
     if (missing_is_error) {
       for (const auto& name : variable_names(text)) {

@@ -12,7 +12,9 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/message.hpp"
@@ -42,6 +44,11 @@ struct RenderResult {
   std::string error;   // e.g. "missing variable \"name\" in templates/welcome/email.ja.yaml field subject"
   std::string source;  // which template or "inline"
 };
+
+// The names a Mustache text uses as plain variables ({{x}}, {{{x}}}, {{&x}}, with spaces inside the braces
+// allowed); sections, inverted sections, partials and comments are not variables. A single pass over the
+// text, with no recursion: template text comes from users and may be long.
+std::set<std::string> variable_names(std::string_view text);
 
 // Renders the message for `channel`. With `missing_is_error`, a variable the data does not define fails
 // the render with its name; otherwise it renders empty.

@@ -2,6 +2,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <set>
 
 #include "render/renderer.hpp"
 
@@ -110,6 +111,49 @@ TEST(TemplateStoreLoad, ReportsBrokenFilesByName) {
   std::string all = errors[0] + "\n" + errors[1];
   EXPECT_NE(all.find("email.yaml: field subject"), std::string::npos) << all;
   EXPECT_NE(all.find("Email Copy.yaml: not named"), std::string::npos) << all;
+}
+
+// The names a text uses as plain variables, by the rule the std::regex it replaced stated:
+// \{\{\{?\s*&?\s*([A-Za-z0-9_.]+)\s*\}?\}\}, found left to right without overlapping.
+TEST(VariableNames, PlainVariablesOnly) {
+  using Names = std::set<std::string>;
+  struct Case {
+    const char* text;
+    Names names;
+  };
+  const Case cases[] = {
+      {"Hi {{name}}", {"name"}},
+      {"{{ name }} and {{{raw}}} and {{& amp }} and {{{ spaced }}}", {"name", "raw", "amp", "spaced"}},
+      {"{{user.first_name}} {{coupon_2}}", {"user.first_name", "coupon_2"}},
+      {"{{#items}}{{label}}{{/items}}{{^none}}-{{/none}}", {"label"}},  // sections are not variables
+      {"{{! a comment }}{{> partial}}{{=<% %>=}}", {}},
+      {"{{{x}}", {"x"}},     // the third closing brace is optional
+      {"{{x}}}", {"x"}},
+      {"{{{{y}}", {"y"}},    // a stray brace before a tag
+      {"{{ }} {{bad-name}} {{open", {}},
+      {"no tags at all", {}},
+      {"", {}},
+  };
+  for (const auto& c : cases) EXPECT_EQ(variable_names(c.text), c.names) << c.text;
+}
+
+// libstdc++'s std::regex recursed once per character of the text it scanned, so a long template could overflow
+// the stack (issue "Hostile input"); the scanner is a loop.
+TEST(VariableNames, ALongTextIsScannedWithoutRecursion) {
+  std::string text;
+  while (text.size() < 4 * 1024 * 1024) text += "filler text without tags, then {{name}} and {{#s}}x{{/s}}. ";
+  EXPECT_EQ(variable_names(text), (std::set<std::string>{"name"}));
+}
+
+TEST_F(Templates, TextWithoutTagsIsItselfAndTextWithTagsIsRendered) {
+  core::Message m = message("en");
+  m.template_name.clear();
+  m.content = {{"subject", "Plain {braces} stay"}, {"text", "Hi {{name}}"}};
+  RenderResult r = render(m, "sms", nullptr, true);
+  ASSERT_TRUE(r.fields) << r.error;
+  auto f = fields(r);
+  EXPECT_EQ(f["subject"], "Plain {braces} stay");
+  EXPECT_EQ(f["text"], "Hi <花子>");
 }
 
 }  // namespace
