@@ -56,6 +56,15 @@ store::Transition decide_without_attempt(const store::MessageRecord& record, con
 
 namespace {
 
+// Full jitter (wait = random(0, min(cap, base * 2^n)) after the n-th failed attempt): retries of many messages
+// do not synchronise.
+int64_t backoff_ms(const config::RetryPolicy& retry, int failed_attempts, double jitter) {
+  int n = std::clamp(failed_attempts - 1, 0, 40);
+  int64_t ceiling = retry.cap_ms;
+  if (n < 40 && retry.base_ms <= (retry.cap_ms >> n)) ceiling = retry.base_ms << n;
+  return std::max<int64_t>(1, static_cast<int64_t>(jitter * ceiling));
+}
+
 // The channel is done with the message: the next channel in its preference order gets its turn now
 // (fallback: event attempt_failed with fallback_to), or, after the last, the message ends in `last`
 // (failed or dead, the event of that name). `detail` says why.
@@ -101,12 +110,8 @@ store::Transition decide_after_attempt(const store::MessageRecord& record, const
     }
     case plugin::OutcomeKind::retry: {
       t.last_reason = outcome.reason;
-      // Full jitter (wait = random(0, min(cap, base * 2^n))): retries of many messages do not synchronise.
-      int n = std::clamp(record.channel_attempts - 1, 0, 40);
-      int64_t ceiling = retry.cap_ms;
-      if (n < 40 && retry.base_ms <= (retry.cap_ms >> n)) ceiling = retry.base_ms << n;
       int64_t wait = outcome.retry_after_ms > 0 ? outcome.retry_after_ms
-                                                : std::max<int64_t>(1, static_cast<int64_t>(jitter * ceiling));
+                                                : backoff_ms(retry, record.channel_attempts, jitter);
       int64_t due = now_ms + wait;
       if (message.expires_at_ms && due >= *message.expires_at_ms) {
         t.to = store::State::failed;
@@ -148,6 +153,31 @@ store::Transition decide_after_attempt(const store::MessageRecord& record, const
   return t;
 }
 
+store::Transition decide_after_error(const store::MessageRecord& record, const std::string& what,
+                                     const config::RetryPolicy& retry, int64_t now_ms, double jitter) {
+  store::Transition t;
+  t.message_id = record.id;
+  t.recipient_id = record.recipient_id;
+  t.attempt = record.attempts;
+  t.channel = record.channel;
+  t.channel_index = record.channel_index;
+  t.due_at_ms = record.due_at_ms;
+  t.last_reason = "internal_error: " + what;
+  if (record.attempts < retry.max_attempts) {
+    t.to = store::State::scheduled;
+    t.due_at_ms = now_ms + backoff_ms(retry, record.attempts, jitter);
+    t.events.push_back({"retry_scheduled", Json{{"reason", "internal_error"},
+                                                {"error", what},
+                                                {"until", format_rfc3339_ms(t.due_at_ms)}}
+                                               .dump(-1, ' ', false, Json::error_handler_t::replace)});
+    return t;
+  }
+  t.to = store::State::dead;
+  t.events.push_back({"dead", Json{{"reason", "internal_error"}, {"attempts", record.attempts}, {"last_reason", t.last_reason}}
+                                  .dump(-1, ' ', false, Json::error_handler_t::replace)});
+  return t;
+}
+
 plugin::DeliveryRequest make_delivery(const store::MessageRecord& record, const Message& message, const Route& route) {
   plugin::DeliveryRequest d;
   d.message_id = message.id;
@@ -166,6 +196,14 @@ plugin::DeliveryRequest make_delivery(const store::MessageRecord& record, const 
 }
 
 // ---- Dispatcher ------------------------------------------------------------------------------------
+
+namespace {
+// The random draws of the jitters (retry waits, quiet-hours spreads, circuit waits), in [0, 1).
+double random_unit() {
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  return std::uniform_real_distribution<double>(0.0, 1.0)(rng);
+}
+}  // namespace
 
 Dispatcher::Dispatcher(store::Store& store, const plugin::Registry& channels, const Clock& clock,
                        config::DispatcherConfig config, Clearance& clearance, const render::TemplateStore* templates,
@@ -300,7 +338,16 @@ void Dispatcher::work() {
       record = std::move(work_.front());
       work_.pop_front();
     }
-    process(record);
+    // The top of a worker thread: an exception that left here would end the process, and the message would
+    // end it again after every restart. It becomes this message's failed attempt instead.
+    try {
+      process(record);
+    } catch (const std::exception& e) {
+      log::error("dispatcher", "message \"" + record.id + "\" failed inside the gateway: " + e.what());
+      store_.release_slot(record.recipient_id, record.id, nullptr);
+      int64_t now = clock_.now_ms();
+      this->record(decide_after_error(record, e.what(), config_.retry, now, random_unit()), now);
+    }
     {
       std::lock_guard lock(mutex_);
       if (--in_flight_ == 0) idle_.notify_all();
@@ -321,10 +368,8 @@ void Dispatcher::process(const store::MessageRecord& record) {
   }
   Message& message = *parsed.message;
   clearance_.complete_recipient(message);
-  static thread_local std::mt19937_64 rng{std::random_device{}()};
-  std::uniform_real_distribution<double> unit(0.0, 1.0);
 
-  policy::Decision decision = clearance_.clear(message, record.channel_index, started, unit(rng), true);
+  policy::Decision decision = clearance_.clear(message, record.channel_index, started, random_unit(), true);
   if (decision.verdict != policy::Verdict::send) {
     // An earlier claim may hold a cap slot (a retry, or a crash after clearing): nothing is handed over
     // now, so give it back; a later clearance takes it again. (Deferrals give back their attempt, so
@@ -363,7 +408,7 @@ void Dispatcher::process(const store::MessageRecord& record) {
     wait.verdict = policy::Verdict::defer;
     wait.reason = "circuit_open";
     wait.until_ms = now + outcome.retry_after_ms +
-                    static_cast<int64_t>(unit(rng) * std::min<int64_t>(60'000, channel->circuit().open_for_ms(now)));
+                    static_cast<int64_t>(random_unit() * std::min<int64_t>(60'000, channel->circuit().open_for_ms(now)));
     wait.detail = {{"reason", "circuit_open"},
                    {"rule", "circuit_breaker." + route.channel},
                    {"channel", route.channel},
@@ -374,7 +419,7 @@ void Dispatcher::process(const store::MessageRecord& record) {
     return;
   }
   store::Transition t =
-      decide_after_attempt(record, message, route, outcome, channel->retry_policy(), started, now, unit(rng));
+      decide_after_attempt(record, message, route, outcome, channel->retry_policy(), started, now, random_unit());
   if (t.to == store::State::failed || t.to == store::State::dead || outcome.kind == plugin::OutcomeKind::permanent)
     clearance_.release(message);
   if (outcome.kind == plugin::OutcomeKind::permanent && outcome.deactivate_contact) {

@@ -47,6 +47,13 @@ store::Transition decide_after_attempt(const store::MessageRecord& record, const
 store::Transition fail_before_attempt(const store::MessageRecord& record, const std::string& reason,
                                       const std::string& detail_json);
 
+// The gateway itself failed while handling a claimed message (an exception: a store read that failed, stored
+// data it could not use). Retried with the dispatcher's retry budget, counting every claim of the message, and
+// dead once `max_attempts` have failed: a message that always fails ends as a dead letter an operator can
+// read (`last_reason`) and replay, instead of failing again forever.
+store::Transition decide_after_error(const store::MessageRecord& record, const std::string& what,
+                                     const config::RetryPolicy& retry, int64_t now_ms, double jitter);
+
 // What a policy verdict other than "send" means for the message: deferred (scheduled again, with the
 // rule and the local time it reopens) or suppressed (final, with the reason and the rule).
 store::Transition decide_without_attempt(const store::MessageRecord& record, const policy::Decision& decision);

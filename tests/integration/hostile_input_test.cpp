@@ -65,5 +65,35 @@ TEST_F(HostileInput, NumbersBeyondADoubleGet400OnEveryJsonRouteAndTheGatewayStay
   }));
 }
 
+// Stored data the gateway cannot use (here a profile whose push token is a number, written behind its back)
+// made the dispatcher's worker throw, which ended the process, and again at every restart. Now it is the
+// message's failed attempt: retried within the budget, then a dead letter that says why; the gateway stays up
+// and other messages are delivered.
+TEST(HostileStoredData, AnExceptionInADispatcherWorkerEndsTheMessageNotTheGateway) {
+  TempDir dir;
+  Gateway gw(dir, default_channels(dir), "", "max_attempts: 2\nretry_base: 10ms\nretry_cap: 20ms");
+  gw.start();
+  HttpClient http;
+  Json first = sample_message("poison-1");
+  first["recipient"]["id"] = "r-poison";
+  ASSERT_EQ(gw.post_json(http, "/v1/messages", first).status, 202);
+  ASSERT_TRUE(eventually([&] { return state_of(gw, http, "poison-1") == "delivered"; }));
+  write_file(dir.file("poison.sql"), ".timeout 5000\nUPDATE recipients SET contacts = "
+                                     "'{\"push\":[{\"platform\":1,\"token\":2}]}' WHERE id = 'r-poison';\n");
+  ASSERT_EQ(std::system(("sqlite3 '" + gw.data_dir() + "/tayori.db' < '" + dir.file("poison.sql") + "'").c_str()), 0);
+
+  Json second = sample_message("poison-2");
+  second["recipient"]["id"] = "r-poison";
+  ASSERT_EQ(gw.post_json(http, "/v1/messages", second).status, 202);
+  ASSERT_EQ(gw.post_json(http, "/v1/messages", sample_message("healthy-1")).status, 202);
+  ASSERT_TRUE(eventually([&] { return state_of(gw, http, "poison-2") == "dead"; }))
+      << gw.get(http, "/v1/messages/poison-2").body << "\n" << gw.get(http, "/v1/recipients/r-poison").body;
+  Json status = gw.get(http, "/v1/messages/poison-2").json();
+  EXPECT_NE(status["last_reason"].get<std::string>().find("internal_error: "), std::string::npos) << status.dump();
+  EXPECT_EQ(status["attempts"], 2);
+  EXPECT_TRUE(eventually([&] { return state_of(gw, http, "healthy-1") == "delivered"; }));
+  EXPECT_EQ(gw.get(http, "/healthz").status, 200);
+}
+
 }  // namespace
 }  // namespace tayori::testing

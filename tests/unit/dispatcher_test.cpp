@@ -480,6 +480,32 @@ TEST(FailBeforeAttempt, FailsSayingWhyAndKeepsThePlace) {
   EXPECT_EQ(t.events[0].at_ms, 0);
 }
 
+// ---- decide_after_error --------------------------------------------------------------------------------
+
+TEST(DecideAfterError, RetriesWithTheBudgetThenEndsDeadSayingWhy) {
+  config::RetryPolicy retry = dispatcher_config(3, 1'000);
+  store::MessageRecord r = record(1, 1);
+  r.recipient_id = "r-1";
+  store::Transition t = decide_after_error(r, "type_error: platform is a number", retry, kNow, 0.5);
+  EXPECT_EQ(t.to, store::State::scheduled);
+  EXPECT_EQ(t.recipient_id, "r-1");
+  EXPECT_EQ(t.channel_index, 1);
+  EXPECT_FALSE(t.no_attempt);  // the claim counts: a message that always fails must run out of attempts
+  EXPECT_EQ(t.due_at_ms, kNow + 500);  // 0.5 of base * 2^0
+  EXPECT_EQ(t.last_reason, "internal_error: type_error: platform is a number");
+  ASSERT_EQ(types(t), std::vector<std::string>{"retry_scheduled"});
+  EXPECT_EQ(detail(t, 0)["reason"], "internal_error");
+  EXPECT_EQ(detail(t, 0)["error"], "type_error: platform is a number");
+
+  EXPECT_EQ(decide_after_error(record(2), "x", retry, kNow, 0.5).due_at_ms, kNow + 1'000);  // 0.5 of base * 2^1
+
+  store::Transition last = decide_after_error(record(3), "x", retry, kNow, 0.5);
+  EXPECT_EQ(last.to, store::State::dead);
+  ASSERT_EQ(types(last), std::vector<std::string>{"dead"});
+  EXPECT_EQ(detail(last, 0)["attempts"], 3);
+  EXPECT_EQ(detail(last, 0)["last_reason"], "internal_error: x");
+}
+
 // ---- decide_without_attempt ----------------------------------------------------------------------------
 
 TEST(DecideWithoutAttempt, DeferSchedulesAgainAtTheGivenTime) {
