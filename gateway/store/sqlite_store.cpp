@@ -1152,6 +1152,13 @@ class SqliteStore final : public Store {
             writer_conn_.prepare("ROLLBACK TO op").exec();
             writer_conn_.prepare("RELEASE op").exec();
             writer_conn_.moved = moved_before;
+          } catch (const std::exception& e) {
+            // Not SQLite's (data the operation could not handle): that operation alone fails, like a
+            // constraint would, and the writer goes on; an exception leaving this thread would end the process.
+            log::error("store", std::string("operation failed, rolled back: ") + e.what());
+            writer_conn_.prepare("ROLLBACK TO op").exec();
+            writer_conn_.prepare("RELEASE op").exec();
+            writer_conn_.moved = moved_before;
           }
         }
         writer_conn_.prepare("COMMIT").exec();
@@ -1171,7 +1178,15 @@ class SqliteStore final : public Store {
       }
       // A caller that does not wait for the outcome passes no completion.
       for (size_t i = 0; i < group.size(); ++i)
-        if (group[i].complete) group[i].complete(committed && op_ok[i]);
+        if (group[i].complete) {
+          // A completion belongs to the caller; one that throws must not take the writer, and every other
+          // caller's answer, with it.
+          try {
+            group[i].complete(committed && op_ok[i]);
+          } catch (const std::exception& e) {
+            log::error("store", std::string("a write's completion failed: ") + e.what());
+          }
+        }
       group.clear();
     }
   }

@@ -233,6 +233,14 @@ TEST_F(StoreTest, CheckpointsMoveTheWalIntoTheDatabase) {
   EXPECT_LE(std::filesystem::file_size(path_ + "-wal"), wal);
 }
 
+// The writer is the one thread every durable answer goes through: a caller's completion that throws is
+// logged, and the writer goes on with the next group.
+TEST_F(StoreTest, ACompletionThatThrowsDoesNotStopTheWriter) {
+  store_->release_slot("r", "m", [](bool) { throw std::runtime_error("a caller's bug"); });
+  EXPECT_EQ(accept_one(new_message("after", 1'000), 1'000).status, AcceptStatus::accepted);
+  EXPECT_TRUE(store_->find("after").has_value());
+}
+
 TEST_F(StoreTest, CountByStateListsEveryStateEvenWhenEmpty) {
   auto counts = store_->count_by_state();
   EXPECT_EQ(counts.size(), std::size(kAllStates));
