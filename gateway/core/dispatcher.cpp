@@ -18,28 +18,32 @@ Route route_of(const policy::Decision& d) {
   return r;
 }
 
-store::Transition fail_before_attempt(const store::MessageRecord& record, const std::string& reason,
-                                      const std::string& detail_json) {
+namespace {
+// A transition of the claim `record` describes, where it is now (its channel and due time): each decision
+// below changes what it decides.
+store::Transition transition_of(const store::MessageRecord& record) {
   store::Transition t;
   t.message_id = record.id;
   t.recipient_id = record.recipient_id;
   t.attempt = record.attempts;
-  t.to = store::State::failed;
   t.channel = record.channel;
   t.channel_index = record.channel_index;
   t.due_at_ms = record.due_at_ms;
+  return t;
+}
+}  // namespace
+
+store::Transition fail_before_attempt(const store::MessageRecord& record, const std::string& reason,
+                                      const std::string& detail_json) {
+  store::Transition t = transition_of(record);
+  t.to = store::State::failed;
   t.last_reason = reason;
   t.events.push_back({"failed", detail_json});
   return t;
 }
 
 store::Transition decide_without_attempt(const store::MessageRecord& record, const policy::Decision& d) {
-  store::Transition t;
-  t.message_id = record.id;
-  t.recipient_id = record.recipient_id;
-  t.attempt = record.attempts;
-  t.channel = record.channel;
-  t.channel_index = record.channel_index;
+  store::Transition t = transition_of(record);
   t.last_reason = d.reason;
   t.no_attempt = true;
   if (d.verdict == policy::Verdict::defer) {
@@ -88,13 +92,9 @@ void leave_channel(store::Transition& t, const Message& message, const Route& ro
 store::Transition decide_after_attempt(const store::MessageRecord& record, const Message& message, const Route& route,
                                        const plugin::DeliveryOutcome& outcome, const config::RetryPolicy& retry,
                                        int64_t dispatched_at_ms, int64_t now_ms, double jitter) {
-  store::Transition t;
-  t.message_id = record.id;
-  t.recipient_id = record.recipient_id;
-  t.attempt = record.attempts;
+  store::Transition t = transition_of(record);
   t.channel = route.channel;
   t.channel_index = route.channel_index;
-  t.due_at_ms = record.due_at_ms;
   Json dispatched = {{"channel", route.channel}, {"attempt", record.attempts}};
   if (!route.skipped.empty()) dispatched["skipped"] = route.skipped;
   t.events.push_back({"dispatched", dispatched.dump(), dispatched_at_ms});
@@ -155,13 +155,7 @@ store::Transition decide_after_attempt(const store::MessageRecord& record, const
 
 store::Transition decide_after_error(const store::MessageRecord& record, const std::string& what,
                                      const config::RetryPolicy& retry, int64_t now_ms, double jitter) {
-  store::Transition t;
-  t.message_id = record.id;
-  t.recipient_id = record.recipient_id;
-  t.attempt = record.attempts;
-  t.channel = record.channel;
-  t.channel_index = record.channel_index;
-  t.due_at_ms = record.due_at_ms;
+  store::Transition t = transition_of(record);
   t.last_reason = "internal_error: " + what;
   if (record.attempts < retry.max_attempts) {
     t.to = store::State::scheduled;
@@ -256,13 +250,9 @@ bool Dispatcher::stop(int64_t grace_ms) {
   // dispatcher (a reload's) may hold claims of its own.
   int64_t now = clock_.now_ms();
   for (const auto& r : unstarted) {
-    store::Transition t;
-    t.message_id = r.id;
-    t.attempt = r.attempts;
+    store::Transition t = transition_of(r);
     t.no_attempt = true;
     t.to = store::State::scheduled;
-    t.channel = r.channel;
-    t.channel_index = r.channel_index;
     t.due_at_ms = now;
     t.events.push_back({"requeued", R"({"reason":"claimed, not started, when the dispatcher stopped"})"});
     record(std::move(t), now);
