@@ -277,6 +277,12 @@ std::optional<Json> Api::json_body(const HttpRequest& request, const Responder& 
     respond(problem(415, "Unsupported Media Type", "send Content-Type: application/json"));
     return std::nullopt;
   }
+  if (auto at = json_too_deep(request.body)) {
+    respond(problem(400, "Bad Request",
+                    "the body nests arrays and objects more than " + std::to_string(kMaxJsonDepth) +
+                        " levels deep (at byte " + std::to_string(*at) + ")"));
+    return std::nullopt;
+  }
   try {
     return Json::parse(request.body);
   } catch (const Json::parse_error& e) {

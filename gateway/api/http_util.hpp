@@ -83,6 +83,32 @@ inline std::optional<int> parse_bounded_int(std::string_view text, int lo, int h
   return v;
 }
 
+// How deep a request's JSON may nest (RFC 8259 §9 lets a parser limit it). Copying and printing a JSON value
+// recurse once per level, so a body of 100,000 brackets overflowed the stack; no message needs more than a
+// few levels.
+inline constexpr int kMaxJsonDepth = 64;
+
+// The byte offset at which `text` opens its (limit+1)-th nested array or object, or nullopt when it never
+// nests deeper than `limit`. Brackets inside strings do not count. Runs before the parser, in one pass.
+inline std::optional<size_t> json_too_deep(std::string_view text, int limit = kMaxJsonDepth) {
+  int depth = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    char c = text[i];
+    if (in_string) {
+      if (c == '\\') ++i;
+      else if (c == '"') in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > limit) return i;
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return std::nullopt;
+}
+
 // application/json, with or without parameters (charset=utf-8), case-insensitive (RFC 9110 §8.3.1).
 inline bool is_json(std::string_view content_type) {
   std::string_view media = content_type.substr(0, content_type.find(';'));

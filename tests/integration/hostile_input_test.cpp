@@ -65,6 +65,29 @@ TEST_F(HostileInput, NumbersBeyondADoubleGet400OnEveryJsonRouteAndTheGatewayStay
   }));
 }
 
+// Copying and printing a JSON value recurse once per level: 100,000 brackets in `data` (200 KB) overflowed
+// the stack. Bodies nesting deeper than 64 levels are refused by name; brackets inside strings do not count.
+TEST_F(HostileInput, DeepNestingGets400AndTheGatewayStaysUp) {
+  Json m = sample_message("deep-1");
+  std::string body = m.dump();
+  std::string deep = std::string(100'000, '[') + std::string(100'000, ']');
+  body.insert(body.rfind('}'), R"(,"data":{"x":)" + deep + "}");
+  HttpResult r = send("POST", "/v1/messages", body);
+  ASSERT_EQ(r.status, 400) << r.body.substr(0, 300);
+  EXPECT_NE(r.body.find("more than 64 levels deep"), std::string::npos) << r.body.substr(0, 300);
+  HttpResult app = send("POST", "/v1/inbound/app", R"({"ref":)" + deep + "}", kAppKey);
+  EXPECT_EQ(app.status, 400);
+  ASSERT_EQ(gw_->get(http_, "/healthz").status, 200);
+
+  // Brackets in strings are text; 60 levels of real nesting are fine.
+  Json fine = sample_message("deep-2");
+  fine["content"]["text"] = std::string(500, '[') + " [[ not nesting {";
+  Json nested = Json::object();
+  for (int i = 0; i < 60; ++i) nested = Json{{"n", nested}};
+  fine["metadata"] = nested;
+  EXPECT_EQ(gw_->post_json(http_, "/v1/messages", fine).status, 202);
+}
+
 // Stored data the gateway cannot use (here a profile whose push token is a number, written behind its back)
 // made the dispatcher's worker throw, which ended the process, and again at every restart. Now it is the
 // message's failed attempt: retried within the budget, then a dead letter that says why; the gateway stays up
