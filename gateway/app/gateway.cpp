@@ -57,7 +57,7 @@ std::optional<Loaded> load(const std::string& path, const Clock& clock) {
   // Templates are checked with the rest, so a broken one is refused before the gateway starts.
   std::unique_ptr<render::TemplateStore> templates;
   if (!result.config->templates.dir.empty() && !(templates = load_templates(*result.config))) return std::nullopt;
-  // The host owns outbound I/O for sans-I/O plugins (ARCHITECTURE.md §3); TLS verification stays on.
+  // The host owns outbound I/O for sans-I/O plugins (docs/architecture.md §3); TLS verification stays on.
   transport::TransportOptions outbound;
   outbound.verify_tls = result.config->outbound.verify_tls;
   outbound.ca_file = result.config->outbound.ca_file;

@@ -307,7 +307,7 @@ void read_api_keys(Reader& r, const YAML::Node& n, std::vector<ApiKey>& keys) {
   read_keys(r, n, "api_keys", keys);
 }
 
-// The event types a subscription may name (ARCHITECTURE.md §1, the two-way issue).
+// The event types a subscription may name (docs/architecture.md §1, the two-way issue).
 const std::set<std::string> kEventTypes = {
     "accepted", "scheduled", "deferred", "suppressed", "dispatched", "delivered", "failed", "dead",
     "cancelled", "requeued", "retry_scheduled", "attempt_failed", "replayed", "contact_deactivated", "opened",

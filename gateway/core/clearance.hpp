@@ -4,7 +4,7 @@
 // one lock, and the store counts the slot before the lock is released (committed or still queued for the
 // group commit: Store::take_slot), so when many messages race for a recipient's last slot exactly the
 // limit get through. (Single node: the lock is in this process. Many
-// nodes will take the decision inside the database transaction instead; ARCHITECTURE.md §5.)
+// nodes will take the decision inside the database transaction instead; docs/architecture.md §5.)
 #pragma once
 
 #include <array>

@@ -1,5 +1,5 @@
 // The host side of the plugin boundary: loading plugin libraries (dlopen RTLD_NOW|RTLD_LOCAL), refusing
-// the ones we cannot trust (STYLE.md §3), and the registry of configured channel instances.
+// the ones we cannot trust (docs/architecture.md §6.3), and the registry of configured channel instances.
 #pragma once
 
 #include <tayori/plugin.h>

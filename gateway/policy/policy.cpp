@@ -56,7 +56,7 @@ bool names(const std::vector<std::string>& channels, const std::string& channel)
 }
 
 // A rule without a purpose governs marketing only; transactional messages are covered only by rules
-// that name the transactional purpose (ARCHITECTURE.md §4: transactional bypasses unless configured).
+// that name the transactional purpose (docs/architecture.md §4: transactional bypasses unless configured).
 bool covers(const std::optional<Purpose>& rule_purpose, Purpose purpose) {
   return rule_purpose ? *rule_purpose == purpose : purpose == Purpose::marketing;
 }

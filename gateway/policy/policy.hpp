@@ -2,7 +2,7 @@
 // Everything here is a pure function of its arguments (the message, the recipient's state as loaded,
 // the configuration, the time): no I/O, no clock, no randomness. core/clearance.hpp does the I/O around it.
 //
-// Semantics (ARCHITECTURE.md §4): a channel is skipped when the recipient has no contact for it, the
+// Semantics (docs/architecture.md §4): a channel is skipped when the recipient has no contact for it, the
 // contact is suppressed (whatever the purpose), or consent is missing; the first channel that passes is
 // chosen. Quiet hours and caps then decide for that channel whether the message goes now, later
 // (deferred) or not at all (suppressed). Transactional messages bypass quiet hours and caps unless a

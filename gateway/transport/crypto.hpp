@@ -1,4 +1,4 @@
-// The host's signing helpers (ARCHITECTURE.md §3): base64/base64url, HMAC-SHA256/SHA1 (LINE and Twilio
+// The host's signing helpers (docs/architecture.md §3): base64/base64url, HMAC-SHA256/SHA1 (LINE and Twilio
 // signatures), constant-time comparison, compact JWS signing/verification for RS256 (FCM OAuth grant) and
 // ES256 (APNs provider token), and a token cache. No plugin hand-rolls crypto; everything goes through
 // OpenSSL 3. Nothing here throws: failures come back as a CryptoResult whose `error` names what failed.

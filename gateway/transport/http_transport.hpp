@@ -1,11 +1,11 @@
-// The host-owned outbound transport (ARCHITECTURE.md §1, §3) for HTTP and SMTP submission: one worker
+// The host-owned outbound transport (docs/architecture.md §1, §3) for HTTP and SMTP submission: one worker
 // thread drives a libcurl multi handle. Connections are pooled and reused per host by libcurl; HTTP/2
 // requests to one origin multiplex on one connection (CURLPIPE_MULTIPLEX + CURLOPT_PIPEWAIT). The
 // transport enforces per-pool concurrency limits and optional per-pool token-bucket rate limits by
 // holding requests in a queue until they may start. TLS peer and host verification are always on unless
 // explicitly disabled.
 //
-// SMTP (PROVIDERS.md "Email") is a kind of Request, not a parallel API, so mail shares the queue, pool
+// SMTP (docs/providers.md "Email") is a kind of Request, not a parallel API, so mail shares the queue, pool
 // limits, rate limits, timeouts, TLS options and worker with HTTP. `Transfer` in http_transport.cpp is the
 // one place that knows which protocol a transfer speaks. The class keeps its historical name.
 #pragma once

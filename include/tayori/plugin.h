@@ -6,7 +6,7 @@
  * exceptions, no allocator hand-over. Everything a plugin gives the host is either static (the
  * descriptor) or copied by the host during the call (requests, outcomes, events).
  *
- * The plugin is sans-I/O by default (ARCHITECTURE.md §3): the host owns sockets, TLS, HTTP/2, pooling,
+ * The plugin is sans-I/O by default (docs/architecture.md §3): the host owns sockets, TLS, HTTP/2, pooling,
  * retries, rate limits and backoff. A plugin translates:
  *   on_create   settings              -> instance (settings already checked against the declared map)
  *   on_build    delivery              -> one or more transport requests (HTTP or SMTP)
@@ -18,7 +18,7 @@
  *
  * Naming: tayori_on_* / on_* members are implemented by the plugin; tayori_host_* / host_* by the host.
  *
- * Versioning (append-only, STYLE.md §2): every struct starts with its size. Fields are only ever added
+ * Versioning (append-only, docs/architecture.md §6.2): every struct starts with its size. Fields are only ever added
  * at the end of a struct and the minor version is raised; nothing is reordered or repurposed. A host
  * reads an older plugin's shorter descriptor into a zeroed one and checks every optional callback for
  * NULL; a plugin checks host->struct_size before using a host service added in a later minor. A change
@@ -91,7 +91,7 @@ typedef struct tayori_error_buf {
   size_t capacity;
 } tayori_error_buf;
 
-/* ---- Declared settings (the plugin's config map, STYLE.md §4) ------------------------------------ */
+/* ---- Declared settings (the plugin's config map, docs/architecture.md §6.4) ------------------------------------ */
 
 typedef enum tayori_setting_type {
   TAYORI_SETTING_STRING = 0,

@@ -1,4 +1,4 @@
-// email_smtp — email by SMTP submission (PROVIDERS.md "Email"), sans-I/O: build() turns a delivery into one
+// email_smtp — email by SMTP submission (docs/providers.md "Email"), sans-I/O: build() turns a delivery into one
 // TAYORI_REQUEST_SMTP request carrying the whole RFC 5322 message (mime.hpp), the host's transport submits
 // it, and classify() reads the last SMTP reply code.
 //

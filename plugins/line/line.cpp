@@ -1,4 +1,4 @@
-// line — the LINE Messaging API channel (PROVIDERS.md "LINE Messaging API"), sans-I/O (the host sends and
+// line — the LINE Messaging API channel (docs/providers.md "LINE Messaging API"), sans-I/O (the host sends and
 // hands the answer back to classify()): one push request per delivery, or, when the host batches
 // deliveries of identical content (the channel's batch_window), one multicast request for up to 500.
 //
@@ -23,7 +23,7 @@ using tayori::sdk::Delivery;
 using tayori::sdk::Outcome;
 
 constexpr size_t kMaxTextChars = 5000;   // LINE text message limit (characters, counted as code points here)
-constexpr uint32_t kMulticastMax = 500;  // PROVIDERS.md: multicast `to` takes 1..500 user ids
+constexpr uint32_t kMulticastMax = 500;  // docs/providers.md: multicast `to` takes 1..500 user ids
 // Messaging API reference, quick reply: at most 13 buttons; a quick-reply button's label at most 20
 // characters; a postback action's data at most 300 characters.
 constexpr size_t kMaxQuickReplyItems = 13;

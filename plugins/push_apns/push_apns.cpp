@@ -1,4 +1,4 @@
-// push_apns — Apple Push Notification service, token-based provider API (PROVIDERS.md "APNs"): one
+// push_apns — Apple Push Notification service, token-based provider API (docs/providers.md "APNs"): one
 // `POST /3/device/<token>` per delivery, sans-I/O (the host's transport speaks HTTP/2 over TLS via ALPN,
 // which APNs requires).
 //
@@ -153,7 +153,7 @@ class PushApns {
       if (!text->body.empty()) alert["body"] = text->body;
       aps["alert"] = alert;
       if (!sound_.empty()) aps["sound"] = sound_;
-      // The action buttons the app registered under this category (PROVIDERS.md: taps reach the app). A
+      // The action buttons the app registered under this category (docs/providers.md: taps reach the app). A
       // message with response options shows the channel's responses category unless it names its own.
       if (auto category = d.content("category"); category && !category->empty())
         aps["category"] = *category;

@@ -1,4 +1,4 @@
-// push_fcm — Firebase Cloud Messaging, HTTP v1 API (PROVIDERS.md "FCM HTTP v1"): one
+// push_fcm — Firebase Cloud Messaging, HTTP v1 API (docs/providers.md "FCM HTTP v1"): one
 // `messages:send` request per delivery, sans-I/O (the host sends it and hands the answer to classify()).
 //
 // Authentication is OAuth 2.0 for service accounts (RFC 7523 JWT bearer grant): an RS256 assertion signed

@@ -1,4 +1,4 @@
-// sms_twilio — SMS through Twilio Programmable Messaging (PROVIDERS.md "Twilio"): one Create Message request
+// sms_twilio — SMS through Twilio Programmable Messaging (docs/providers.md "Twilio"): one Create Message request
 // per delivery, sans-I/O (the host sends it and hands the answer back to classify()).
 //
 //   POST {base_url}/2010-04-01/Accounts/{AccountSid}/Messages.json

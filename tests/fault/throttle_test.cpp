@@ -2,7 +2,7 @@
 // request for it never arrives sooner, RFC 9110 §10.2.3), and a channel's rate_limit/burst holds under a
 // retry storm: in no window of t seconds does the provider see more than burst + rate * t requests.
 //
-// Both use Twilio SMS: the simulator sends Retry-After on Twilio's 429 (LINE never does, PROVIDERS.md). The
+// Both use Twilio SMS: the simulator sends Retry-After on Twilio's 429 (LINE never does, docs/providers.md). The
 // circuit breaker is off on these channels so that only the behaviour under test paces the requests.
 #include <gtest/gtest.h>
 

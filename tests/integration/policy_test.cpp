@@ -1,5 +1,5 @@
 // The policy engine end to end, through the real binary: consent, suppression, quiet hours, frequency
-// caps, simulation, templates, local send_at and the recipients API (ARCHITECTURE.md §4).
+// caps, simulation, templates, local send_at and the recipients API (docs/architecture.md §4).
 //
 // Both channels use the scripted fixture plugin, so every delivery attempt leaves a JSON line (its
 // contact and rendered content) in the test folder, and a message's content scripts the provider's answer.

@@ -521,7 +521,7 @@ TEST(SimulatorTest, FaultRateLimitsCarryRetryAfterWhereTheProviderSendsIt) {
   EXPECT_EQ(fcm_send(sim, token, {{"token", "t1"}}).status, 200);
   Reply line = line_post(sim, "/v2/bot/message/push", {{"to", kUserA}, {"messages", {text("x")}}});
   EXPECT_EQ(line.status, 429);
-  EXPECT_EQ(line.headers.count("retry-after"), 0u);  // LINE never sends Retry-After (PROVIDERS.md)
+  EXPECT_EQ(line.headers.count("retry-after"), 0u);  // LINE never sends Retry-After (docs/providers.md)
   EXPECT_TRUE(line.json().contains("message"));
 }
 

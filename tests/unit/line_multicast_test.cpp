@@ -1,4 +1,4 @@
-// The `line` plugin's multicast (plugins/line, PROVIDERS.md "LINE Messaging API"): with a batch_window,
+// The `line` plugin's multicast (plugins/line, docs/providers.md "LINE Messaging API"): with a batch_window,
 // concurrent deliveries of identical content leave as one POST /v2/bot/message/multicast, loaded by the
 // real host and sent by the real transport to a scripted local LINE that keeps retry keys like LINE does
 // (a key seen on an accepted request answers 409). Personalised content, and anything multicast refuses,
@@ -68,7 +68,7 @@ std::set<std::string> users(unsigned first, unsigned n) {
 class LineMulticast : public ::testing::Test {
  protected:
   void SetUp() override {
-    line_server_.script(kMulticast, 200, "{}");  // PROVIDERS.md: multicast answers 200 {}
+    line_server_.script(kMulticast, 200, "{}");  // docs/providers.md: multicast answers 200 {}
     line_server_.rule([this](const api::HttpRequest& request, api::HttpResponse scripted) {
       return answer(request, std::move(scripted));
     });

@@ -1,4 +1,4 @@
-// The ABI suite, host side (STYLE.md §3, §10): plugin::Library::open must refuse every deliberately broken
+// The ABI suite, host side (docs/architecture.md §6.3, §6.10): plugin::Library::open must refuse every deliberately broken
 // fixture in tests/fixtures/plugins loudly and precisely (naming the file, both versions, the missing
 // symbol, dlopen's reason), accept a plugin built for a newer minor, and plugin::build_registry must
 // report settings problems at their YAML place ("test.yaml:LINE:COL: channels[0].settings.x: ...").
@@ -597,7 +597,7 @@ TEST(PluginFileSink, UnopenablePathFailsCreationAtTheSettingsBlock) {
   EXPECT_THAT(b.errors[0], HasSubstr(dir.path() + "/no/such/dir/outbox.jsonl"));
 }
 
-// Plugins are built with hidden visibility and export only the entry (STYLE.md §3): anything else is a
+// Plugins are built with hidden visibility and export only the entry (docs/architecture.md §6.3): anything else is a
 // symbol another library could bind to. Returns the dynamic symbols `path` defines, or nullopt without nm.
 std::optional<std::vector<std::string>> exported_symbols(const std::string& path) {
   std::string command = "nm -D --defined-only --format=posix '" + path + "' 2>/dev/null";

@@ -1,4 +1,4 @@
-// The ABI suite, SDK side (STYLE.md §4, §10): the C++ SDK's adapters must keep C++ on the plugin's side of
+// The ABI suite, SDK side (docs/architecture.md §6.4, §6.10): the C++ SDK's adapters must keep C++ on the plugin's side of
 // the boundary. Exceptions become error statuses or RETRY outcomes ("plugin_error: ..."), never unwinding
 // into the host; the descriptor declares exactly the callbacks the class implements. Tested two ways: in
 // process against a fake host (the adapters called directly), and through real .so fixtures loaded by

@@ -1,5 +1,5 @@
-// policy_bench — the cost of one policy decision (ARCHITECTURE.md §5: "a policy decision costs
-// microseconds, not a query").
+// policy_bench — the cost of one policy decision (docs/architecture.md §5: reading the recipient's state and
+// deciding take microseconds of CPU; the decision itself does no I/O).
 //
 //   BM_Decide_*   one full policy::decide with warm state: the RecipientState already in memory (2 consent
 //                 records, 1 suppression that does not match, 2 cap slots), a quiet-hours rule and a cap

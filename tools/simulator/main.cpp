@@ -1,7 +1,7 @@
 // tayori-sim — a provider simulator for tests and demos. It speaks FCM HTTP v1 (with Google's OAuth2 token
 // endpoint), APNs, the LINE Messaging API and Twilio Programmable Messaging well enough that a channel plugin
 // tested against it works against the real provider by changing only its base URL and credentials
-// (PROVIDERS.md lists the wire facts). It records every request, injects faults, and sends signed webhooks;
+// (docs/providers.md lists the wire facts). It records every request, injects faults, and sends signed webhooks;
 // sim_core.hpp documents the control API.
 //
 //   tayori-sim --listen 127.0.0.1:0 --listen-h2 127.0.0.1:0 --tls-cert cert.pem --tls-key key.pem

@@ -1,4 +1,4 @@
-// APNs provider API over HTTP/2 with token (JWT) authentication. Wire facts: PROVIDERS.md "APNs", and Apple's
+// APNs provider API over HTTP/2 with token (JWT) authentication. Wire facts: docs/providers.md "APNs", and Apple's
 // "Sending notification requests to APNs" / "Handling notification responses from APNs" (reason strings).
 //
 //   POST /3/device/{hex device token}

@@ -1,4 +1,4 @@
-// FCM HTTP v1 and the Google OAuth2 token endpoint it needs. Wire facts: PROVIDERS.md "FCM HTTP v1".
+// FCM HTTP v1 and the Google OAuth2 token endpoint it needs. Wire facts: docs/providers.md "FCM HTTP v1".
 //
 //   POST /token  grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer&assertion=<RS256 JWT>  (RFC 7523 §2.1)
 //       -> 200 {access_token, expires_in, token_type:"Bearer"} | 400 {error, error_description}

@@ -1,5 +1,5 @@
 // LINE Messaging API (base https://api.line.me): push and multicast with bearer auth, X-Line-Retry-Key
-// semantics and message validation, plus the signed webhook sender. Wire facts: PROVIDERS.md "LINE".
+// semantics and message validation, plus the signed webhook sender. Wire facts: docs/providers.md "LINE Messaging API".
 //
 //   POST /v2/bot/message/push       {to, messages[1..5]}            -> 200 {sentMessages:[{id, quoteToken}]}
 //   POST /v2/bot/message/multicast  {to:[1..500 user ids], messages} -> 200 {}
@@ -168,7 +168,7 @@ class Line final : public Provider {
 
   const char* name() const override { return "line"; }
   bool owns(std::string_view path) const override { return path.rfind("/v2/bot/", 0) == 0; }
-  bool sends_retry_after() const override { return false; }  // PROVIDERS.md: "No Retry-After header"
+  bool sends_retry_after() const override { return false; }  // docs/providers.md: LINE sends no Retry-After
 
   SimResponse handle(const SimRequest& req, ProviderContext& ctx) override {
     bool push = req.path == "/v2/bot/message/push";
@@ -276,7 +276,7 @@ class Line final : public Provider {
   }
 
   // POST /_sim/webhooks/line {url, channel_secret?, destination?, events:[...]}: sends {destination, events}
-  // to url with x-line-signature = base64(HMAC-SHA256(channel secret, body)) (PROVIDERS.md "Signature").
+  // to url with x-line-signature = base64(HMAC-SHA256(channel secret, body)) (docs/providers.md "LINE Messaging API").
   std::optional<WebhookJob> webhook(const SimRequest& control) override {
     Json doc = Json::parse(control.body, nullptr, false);
     auto bad = [](const std::string& why) { return WebhookJob{json_response(400, {{"error", why}}), {}}; };

@@ -1,6 +1,6 @@
 // The simulated providers and their settings (filled from the command line in main.cpp). One file each:
 // sim_line.cpp, sim_fcm.cpp (FCM HTTP v1 and the Google OAuth2 token endpoint), sim_apns.cpp, sim_twilio.cpp.
-// PROVIDERS.md lists the wire facts they reproduce.
+// docs/providers.md lists the wire facts they reproduce.
 #pragma once
 
 #include <cstdint>

@@ -1,5 +1,5 @@
 // Twilio Programmable Messaging: Create a Message, status callbacks and the signed webhook sender.
-// Wire facts: PROVIDERS.md "Twilio".
+// Wire facts: docs/providers.md "Twilio".
 //
 //   POST /2010-04-01/Accounts/{AccountSid}/Messages.json   HTTP Basic AccountSid:AuthToken, form-urlencoded
 //     To, From | MessagingServiceSid, Body, StatusCallback, ValidityPeriod
