@@ -333,8 +333,9 @@ void Dispatcher::work() {
     try {
       process(record);
     } catch (const std::exception& e) {
+      // A cap slot it may have taken stays: the failure may have come after the hand-over, and a retry of this
+      // message is not counted against its own slot (caps err towards sending less).
       log::error("dispatcher", "message \"" + record.id + "\" failed inside the gateway: " + e.what());
-      store_.release_slot(record.recipient_id, record.id, nullptr);
       int64_t now = clock_.now_ms();
       this->record(decide_after_error(record, e.what(), config_.retry, now, random_unit()), now);
     }

@@ -896,15 +896,15 @@ class SqliteStore final : public Store {
   std::vector<policy::CapSlot> slots_since(const std::string& recipient_id, int64_t since_ms) override {
     // Held slots first, then the table: a slot committed in between is in the table, so none is missed;
     // one in both is counted once (by message).
-    std::vector<policy::CapSlot> out;
+    std::vector<policy::CapSlot> held;
     {
       std::lock_guard lock(pending_slots_mutex_);
       if (auto it = pending_slots_.find(recipient_id); it != pending_slots_.end())
         for (const auto& p : it->second)
-          if (p.slot.at_ms > since_ms) out.push_back(p.slot);
+          if (p.slot.at_ms > since_ms) held.push_back(p.slot);
     }
-    size_t held = out.size();
-    read<bool>([&](Connection& c) {
+    return read<std::vector<policy::CapSlot>>([&](Connection& c) {
+      std::vector<policy::CapSlot> out = held;
       Statement& s = c.prepare(
                           "SELECT message_id, channel, purpose, category, at FROM cap_slots WHERE recipient_id = ?1 "
                           "AND at > ?2")
@@ -912,17 +912,15 @@ class SqliteStore final : public Store {
                          .bind(2, since_ms);
       while (s.step()) {
         std::string id = s.text(0);
-        if (std::any_of(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(held),
-                        [&](const policy::CapSlot& h) { return h.message_id == id; }))
+        if (std::any_of(held.begin(), held.end(), [&](const policy::CapSlot& h) { return h.message_id == id; }))
           continue;
         out.push_back({std::move(id), s.text(1),
                        s.text(2) == "marketing" ? core::Purpose::marketing : core::Purpose::transactional, s.text(3),
                        s.int64(4)});
       }
       s.run();
-      return true;
+      return out;
     });
-    return out;
   }
 
   int64_t purge_slots(int64_t before_ms) override {
@@ -1136,6 +1134,12 @@ class SqliteStore final : public Store {
         for (size_t i = 0; i < group.size(); ++i) {
           writer_conn_.prepare("SAVEPOINT op").exec();
           auto moved_before = writer_conn_.moved;
+          auto roll_back_op = [&](const char* what) {
+            log::error("store", std::string("operation failed, rolled back: ") + what);
+            writer_conn_.prepare("ROLLBACK TO op").exec();
+            writer_conn_.prepare("RELEASE op").exec();
+            writer_conn_.moved = moved_before;
+          };
           try {
             group[i].apply(writer_conn_);
             writer_conn_.prepare("RELEASE op").exec();
@@ -1144,21 +1148,15 @@ class SqliteStore final : public Store {
             // Some errors (SQLITE_FULL, SQLITE_IOERR) make SQLite roll back the whole transaction itself:
             // then there is no savepoint left to return to, and the group fails as a whole below.
             if (sqlite3_get_autocommit(writer_conn_.raw())) throw;
-            log::error("store", std::string("operation failed, rolled back: ") + e.what());
             {
               std::lock_guard lock(error_mutex_);
               last_write_error_ = sqlite3_errstr(e.code & 0xff);
             }
-            writer_conn_.prepare("ROLLBACK TO op").exec();
-            writer_conn_.prepare("RELEASE op").exec();
-            writer_conn_.moved = moved_before;
+            roll_back_op(e.what());
           } catch (const std::exception& e) {
             // Not SQLite's (data the operation could not handle): that operation alone fails, like a
             // constraint would, and the writer goes on; an exception leaving this thread would end the process.
-            log::error("store", std::string("operation failed, rolled back: ") + e.what());
-            writer_conn_.prepare("ROLLBACK TO op").exec();
-            writer_conn_.prepare("RELEASE op").exec();
-            writer_conn_.moved = moved_before;
+            roll_back_op(e.what());
           }
         }
         writer_conn_.prepare("COMMIT").exec();

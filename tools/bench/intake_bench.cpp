@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "api/http_util.hpp"
 #include "common/time.hpp"
 #include "core/intake.hpp"
 #include "core/message.hpp"
@@ -124,6 +125,14 @@ void BM_JsonParse_Batch100(benchmark::State& state) {
 }
 BENCHMARK(BM_JsonParse_Batch100);
 
+// The nesting check every JSON body passes before the parser (api/http_util.hpp json_too_deep).
+void BM_JsonDepthCheck_Batch100(benchmark::State& state) {
+  const std::string text = batch_text(kBatch);
+  for (auto _ : state) benchmark::DoNotOptimize(tayori::api::json_too_deep(text));
+  per_item(state, kBatch);
+}
+BENCHMARK(BM_JsonDepthCheck_Batch100);
+
 void BM_ParseMessage_Batch100(benchmark::State& state) {
   const Json body = Json::parse(batch_text(kBatch));
   const auto r = rules();
@@ -148,6 +157,7 @@ void intake_cpu(benchmark::State& state, const std::string& text) {
   const int64_t now = 1'790'000'000'000;
   int64_t items_per_iteration = 0;
   for (auto _ : state) {
+    if (tayori::api::json_too_deep(text)) state.SkipWithError("the bench body nests too deep");
     Json body = Json::parse(text);
     tayori::core::Intake intake = tayori::core::prepare_intake(body, r, 1000, "bench", now);
     std::vector<tayori::store::AcceptResult> stored(intake.to_store.size());
