@@ -215,5 +215,26 @@ TEST_F(Drain, PastTheGracePeriodItExitsAnywayAndTheNextStartDeliversWithTheSameR
   EXPECT_GE(sim_->requests("line").size(), 2 * ids.size());
 }
 
+// dispatcher.enabled: false makes a process that accepts and answers the API but delivers nothing (the
+// intake-only bench uses it); what it accepted is delivered by the next process that does dispatch.
+TEST(Lifecycle, AnIntakeOnlyProcessAcceptsAndTheNextDispatchingOneDelivers) {
+  TempDir dir;
+  HttpClient http;
+  {
+    Gateway intake_only(dir, default_channels(dir), "", "enabled: false");
+    intake_only.start();
+    ASSERT_EQ(intake_only.post_json(http, "/v1/messages", sample_message("held-1")).status, 202);
+    EXPECT_EQ(state_of(intake_only, http, "held-1"), "scheduled");
+    EXPECT_NE(intake_only.stderr_text().find("dispatcher: disabled"), std::string::npos) << intake_only.stderr_text();
+    Json held = intake_only.get(http, "/v1/messages/held-1").json();
+    EXPECT_EQ(held["attempts"], 0);
+    EXPECT_EQ(intake_only.stop(SIGTERM), 0);
+  }
+  Gateway dispatching(dir, default_channels(dir));
+  dispatching.start();
+  ASSERT_TRUE(eventually([&] { return state_of(dispatching, http, "held-1") == "delivered"; }));
+  EXPECT_EQ(dispatching.get(http, "/v1/messages/held-1").json()["attempts"], 1);
+}
+
 }  // namespace
 }  // namespace tayori::testing
