@@ -302,8 +302,24 @@ void Api::submit(const HttpRequest& request, const std::string& key_name, Respon
   int64_t now = deps_.clock.now_ms();
   auto intake = std::make_shared<core::Intake>(
       core::prepare_intake(*body, rules_, server_.max_batch, key_name, now));
-  auto finish = [this, intake, received = request.received_at_ns, respond](bool ok,
-                                                                          const std::vector<store::AcceptResult>& stored) {
+  // Messages due now are stored already claimed by this node's dispatcher, as many as it has room for,
+  // and handed to it once committed (no claim transaction, no wait for the claim loop).
+  int reserved = 0;
+  if (deps_.reserve_hand_over) {
+    std::vector<store::NewMessage*> due;
+    for (auto& m : intake->to_store)
+      if (m.due_at_ms <= now) due.push_back(&m);
+    reserved = due.empty() ? 0 : deps_.reserve_hand_over(static_cast<int>(due.size()));
+    for (int i = 0; i < reserved; ++i) due[static_cast<size_t>(i)]->claim = true;
+  }
+  auto finish = [this, intake, reserved, received = request.received_at_ns, respond](
+                    bool ok, std::vector<store::AcceptResult> stored) {
+    if (reserved > 0) {
+      std::vector<store::MessageRecord> claims;
+      for (auto& r : stored)
+        if (r.claimed) claims.push_back(std::move(*r.claimed));
+      deps_.hand_over(std::move(claims), reserved);
+    }
     if (!ok) return respond(store_unavailable("the messages", deps_.store.last_write_error()));
     core::IntakeAnswer a = core::answer_intake(*intake, stored);
     deps_.metrics.count_intake("accepted", a.accepted);

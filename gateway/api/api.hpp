@@ -33,6 +33,10 @@ struct ApiDependencies {
   bool missing_variable_is_error;
   std::function<void()> wake_dispatcher;
   std::function<int64_t()> in_flight;
+  // The dispatcher's hand-over (core::Dispatcher::reserve and hand_over): messages due now go to it
+  // straight from the accepting commit. Empty: every message waits in the store for the claim loop.
+  std::function<int(int wanted)> reserve_hand_over;
+  std::function<void(std::vector<store::MessageRecord> claims, int reserved)> hand_over;
 };
 
 class Api final : public Handler {

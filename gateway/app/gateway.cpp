@@ -252,7 +252,11 @@ int serve(const ServeOptions& options) {
                                   dispatcher->wake();
                                   webhooks->wake();
                                 },
-                                [dispatcher] { return dispatcher->in_flight(); }});
+                                [dispatcher] { return dispatcher->in_flight(); },
+                                [dispatcher](int wanted) { return dispatcher->reserve(wanted); },
+                                [dispatcher](std::vector<store::MessageRecord> claims, int reserved) {
+                                  dispatcher->hand_over(std::move(claims), reserved);
+                                }});
     return g;
   };
   std::shared_ptr<Generation> generation;

@@ -208,7 +208,8 @@ Dispatcher::Dispatcher(store::Store& store, const plugin::Registry& channels, co
       config_(config),
       clearance_(clearance),
       templates_(templates),
-      missing_variable_is_error_(missing_variable_is_error) {}
+      missing_variable_is_error_(missing_variable_is_error),
+      capacity_(std::max<int64_t>(static_cast<int64_t>(config_.workers) * 2, config_.claim_batch)) {}
 
 Dispatcher::~Dispatcher() { stop(); }
 
@@ -216,6 +217,10 @@ void Dispatcher::start() {
   if (!config_.enabled) {
     log::info("dispatcher", "disabled (dispatcher.enabled: false): accepted messages wait in the store");
     return;
+  }
+  {
+    std::lock_guard lock(mutex_);
+    started_ = true;
   }
   loop_ = std::thread([this] {
     name_this_thread("tayori-dispatch");
@@ -246,17 +251,7 @@ bool Dispatcher::stop(int64_t grace_ms) {
     unstarted.swap(work_);
     in_flight_ -= static_cast<int64_t>(unstarted.size());
   }
-  // Back to scheduled, giving the claim's attempt back. Only these records, by their claim: another
-  // dispatcher (a reload's) may hold claims of its own.
-  int64_t now = clock_.now_ms();
-  for (const auto& r : unstarted) {
-    store::Transition t = transition_of(r);
-    t.no_attempt = true;
-    t.to = store::State::scheduled;
-    t.due_at_ms = now;
-    t.events.push_back({"requeued", R"({"reason":"claimed, not started, when the dispatcher stopped"})"});
-    record(std::move(t), now);
-  }
+  put_back(std::move(unstarted), R"({"reason":"claimed, not started, when the dispatcher stopped"})");
   if (grace_ms >= 0) {
     std::unique_lock lock(mutex_);
     if (!idle_.wait_for(lock, std::chrono::milliseconds(grace_ms), [&] { return in_flight_ == 0; })) {
@@ -270,6 +265,50 @@ bool Dispatcher::stop(int64_t grace_ms) {
   return true;
 }
 
+void Dispatcher::put_back(std::deque<store::MessageRecord> unstarted, const char* why) {
+  // Back to scheduled, giving the claim's attempt back. Only these records, by their claim: another
+  // dispatcher (a reload's) may hold claims of its own.
+  int64_t now = clock_.now_ms();
+  for (const auto& r : unstarted) {
+    store::Transition t = transition_of(r);
+    t.no_attempt = true;
+    t.to = store::State::scheduled;
+    t.due_at_ms = now;
+    t.events.push_back({"requeued", why});
+    record(std::move(t), now);
+  }
+}
+
+int Dispatcher::reserve(int wanted) {
+  std::lock_guard lock(mutex_);
+  if (!started_ || stopping_ || backlog_ || wanted <= 0) return 0;
+  int granted = static_cast<int>(std::clamp<int64_t>(capacity_ - in_flight_, 0, wanted));
+  in_flight_ += granted;
+  // The rest are stored due and unclaimed: the claim loop takes them first.
+  if (granted < wanted) backlog_ = true;
+  return granted;
+}
+
+void Dispatcher::hand_over(std::vector<store::MessageRecord> claims, int reserved) {
+  std::deque<store::MessageRecord> refused;
+  {
+    std::lock_guard lock(mutex_);
+    // Room reserved for what did not become a claim (a duplicate, a failed write) is free again.
+    in_flight_ -= reserved - static_cast<int64_t>(claims.size());
+    if (stopping_) {
+      in_flight_ -= static_cast<int64_t>(claims.size());
+      refused.assign(std::make_move_iterator(claims.begin()), std::make_move_iterator(claims.end()));
+      if (in_flight_ == 0) idle_.notify_all();
+    } else {
+      for (auto& r : claims) work_.push_back(std::move(r));
+    }
+  }
+  if (!refused.empty())
+    put_back(std::move(refused), R"({"reason":"accepted while the dispatcher stopped"})");
+  else if (!claims.empty())
+    work_ready_.notify_all();
+}
+
 void Dispatcher::wake() {
   {
     std::lock_guard lock(mutex_);
@@ -281,8 +320,9 @@ void Dispatcher::wake() {
 void Dispatcher::run() {
   // Each claim is a durable commit: claim up to claim_batch at once and refill only when half is free,
   // rather than one commit per freed slot (measured: ~2.6 messages per fsync before, ~19 after).
-  const int64_t capacity = std::max<int64_t>(static_cast<int64_t>(config_.workers) * 2, config_.claim_batch);
+  const int64_t capacity = capacity_;
   const int64_t refill_at = std::max<int64_t>(1, capacity / 2);
+  int64_t next_due_ms = 0;  // the store's earliest due time when last asked
   std::unique_lock lock(mutex_);
   while (!stopping_) {
     woken_ = false;
@@ -299,20 +339,32 @@ void Dispatcher::run() {
         ++in_flight_;
         work_.push_back(std::move(r));
       }
+      // A full claim: more may be due. Until a claim comes back short, new messages queue in the store
+      // behind the ones already due instead of overtaking them (reserve).
+      backlog_ = static_cast<int64_t>(claimed.size()) == std::min<int64_t>(free_slots, config_.claim_batch);
       if (!claimed.empty()) {
         work_ready_.notify_all();
-        if (static_cast<int64_t>(claimed.size()) == std::min<int64_t>(free_slots, config_.claim_batch)) continue;
+        if (backlog_) continue;
       }
     }
     if (stopping_ || woken_) continue;
-    // Sleep until the next due message, a wake-up, or the poll interval, whichever comes first.
+    // Sleep until the next due message, a wake-up, or the poll interval, whichever comes first. The store
+    // is asked when there is room to claim, and also when full of hand-overs once its earliest due time has
+    // come: the backlog then stops reserve() from overtaking what is due (otherwise a worker's wake() brings
+    // us back when there is room).
     int64_t wait_ms = config_.poll_interval_ms;
-    if (capacity - in_flight_ >= refill_at) {  // otherwise a worker's wake() brings us back
+    if (capacity - in_flight_ >= refill_at || (!backlog_ && now >= next_due_ms)) {
       lock.unlock();
       auto next = store_.next_due_ms();
       lock.lock();
-      if (next) wait_ms = std::clamp<int64_t>(*next - clock_.now_ms(), 0, wait_ms);
+      now = clock_.now_ms();
+      next_due_ms = next.value_or(now + config_.poll_interval_ms);
+      if (next && *next <= now) backlog_ = true;
     }
+    if (!backlog_)
+      wait_ms = std::clamp<int64_t>(next_due_ms - now, 0, wait_ms);
+    else if (capacity - in_flight_ >= refill_at)
+      wait_ms = 0;  // due now, and room to claim it
     if (wait_ms > 0 && !woken_ && !stopping_)
       wake_.wait_for(lock, std::chrono::milliseconds(wait_ms), [&] { return stopping_ || woken_; });
   }

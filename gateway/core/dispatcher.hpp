@@ -81,6 +81,16 @@ class Dispatcher {
   // requeue (requeue_in_flight). Without a deadline it waits for them all.
   bool stop(int64_t grace_ms = -1);
   void wake();   // something became due: look now instead of at the next poll
+
+  // ---- Hand-over of fresh messages (the intake's fast path) ----
+  // Intake asks for room for `wanted` messages that are due now, stores that many with
+  // NewMessage::claim, and hands the claims over once they are committed. Room counts as in flight, so
+  // the claim loop and the hand-over share one bound (claim capacity). 0 when not running, stopping, or
+  // while due messages wait in the store: those go first (they are older), and new ones queue behind them.
+  int reserve(int wanted);
+  // The committed claims of a reserve(`reserved`) (fewer when some were duplicates, none when the write
+  // failed). After stop() they go back to `scheduled`, their attempt given back, for the next dispatcher.
+  void hand_over(std::vector<store::MessageRecord> claims, int reserved);
   // Set before start().
   void set_outcome_listener(OutcomeListener listener) { listener_ = std::move(listener); }
   // Set before start(): signs the response options' refs and links (core/inbound.hpp mint_responses),
@@ -102,6 +112,8 @@ class Dispatcher {
   // and a restart requeues it).
   void record(store::Transition t, int64_t now_ms);
   void record_again(int64_t now_ms);
+  // Claims this dispatcher holds but will not start (it is stopping): back to `scheduled`, due now.
+  void put_back(std::deque<store::MessageRecord> unstarted, const char* why);
 
   store::Store& store_;
   const plugin::Registry& channels_;
@@ -116,8 +128,13 @@ class Dispatcher {
   std::condition_variable work_ready_;
   std::condition_variable idle_;  // in_flight_ reached 0 (stop waits for it)
   std::deque<store::MessageRecord> work_;
+  bool started_ = false;
   bool stopping_ = false;
   bool woken_ = false;
+  // The last claim found as many due messages as it asked for: more may be waiting in the store, and
+  // reserve() leaves them the room.
+  bool backlog_ = true;
+  int64_t capacity_ = 1;  // claimed or reserved messages held at once (queued + in a worker)
   std::atomic<int64_t> in_flight_{0};
   OutcomeListener listener_;
   links::LinkSigner links_;

@@ -996,7 +996,8 @@ class SqliteStore final : public Store {
   AcceptResult accept_one(Connection& c, const NewMessage& m, int64_t now_ms) {
     c.prepare(
          "INSERT INTO messages(id, api_key, payload_hash, payload, state, created_at, updated_at, due_at, send_at, "
-         "expires_at, recipient_id) VALUES(?1, ?2, ?3, ?4, 'scheduled', ?5, ?5, ?6, ?7, ?8, ?9) "
+         "expires_at, recipient_id, attempts, channel_attempts, channel_since) "
+         "VALUES(?1, ?2, ?3, ?4, ?10, ?5, ?5, ?6, ?7, ?8, ?9, ?11, ?11, ?12) "
          "ON CONFLICT(id) DO NOTHING")
         .bind(1, m.id)
         .bind(2, m.api_key)
@@ -1007,10 +1008,13 @@ class SqliteStore final : public Store {
         .bind(7, m.send_at_ms)
         .bind(8, m.expires_at_ms)
         .bind(9, m.recipient_id)
+        .bind(10, to_string(m.claim ? State::dispatched : State::scheduled))
+        .bind(11, static_cast<int64_t>(m.claim ? 1 : 0))
+        .bind(12, m.claim ? std::optional<int64_t>(now_ms) : std::nullopt)
         .exec();
     if (c.changes() == 0) {
       Statement& s = c.prepare("SELECT payload_hash, state FROM messages WHERE id = ?1").bind(1, m.id);
-      AcceptResult r{AcceptStatus::duplicate, State::scheduled};
+      AcceptResult r{AcceptStatus::duplicate, State::scheduled, std::nullopt};
       if (s.step()) {
         r.status = s.text(0) == m.payload_hash ? AcceptStatus::duplicate : AcceptStatus::conflict;
         r.state = parse_state(s.text(1)).value_or(State::failed);
@@ -1018,10 +1022,35 @@ class SqliteStore final : public Store {
       s.run();
       return r;
     }
-    c.move(std::nullopt, State::scheduled);
     insert_events(c, m.id, m.recipient_id, m.events, now_ms);
     if (!m.recipient_json.empty()) merge_recipient(c, m.recipient_id, m.recipient_json, now_ms);
-    return {AcceptStatus::accepted, State::scheduled};
+    if (!m.claim) {
+      c.move(std::nullopt, State::scheduled);
+      return {AcceptStatus::accepted, State::scheduled, std::nullopt};
+    }
+    c.move(std::nullopt, State::dispatched);
+    return {AcceptStatus::accepted, State::dispatched, claimed_record(m, now_ms)};
+  }
+
+  // The claim of a message accepted with NewMessage::claim: the row accept_one inserted, as read_message
+  // would read it back.
+  static MessageRecord claimed_record(const NewMessage& m, int64_t now_ms) {
+    MessageRecord r;
+    r.id = m.id;
+    r.api_key = m.api_key;
+    r.payload_hash = m.payload_hash;
+    r.payload = m.payload;
+    r.state = State::dispatched;
+    r.attempts = 1;
+    r.channel_attempts = 1;
+    r.channel_since_ms = now_ms;
+    r.created_at_ms = now_ms;
+    r.updated_at_ms = now_ms;
+    r.due_at_ms = m.due_at_ms;
+    r.send_at_ms = m.send_at_ms;
+    r.expires_at_ms = m.expires_at_ms;
+    r.recipient_id = m.recipient_id;
+    return r;
   }
 
   // The message's recipient data updates the profile: time zone and locale when given, contacts per kind

@@ -58,13 +58,11 @@ struct NewMessage {
   std::optional<int64_t> send_at_ms;
   std::optional<int64_t> expires_at_ms;
   std::vector<NewEvent> events;  // recorded with it, in order
-};
-
-enum class AcceptStatus { accepted, duplicate, conflict };
-
-struct AcceptResult {
-  AcceptStatus status = AcceptStatus::accepted;
-  State state = State::scheduled;  // for duplicates: the existing message's state
+  // Handed straight to this node's dispatcher: stored already claimed (`dispatched`, attempt 1) in the
+  // accepting transaction, so a message due now costs no claim transaction of its own and waits for no
+  // claim loop. Only for a message due at acceptance; a duplicate or conflict is never claimed. A crash
+  // before its outcome is recorded leaves it `dispatched`, and the next start requeues it, as for a claim.
+  bool claim = false;
 };
 
 struct MessageRecord {
@@ -85,6 +83,14 @@ struct MessageRecord {
   std::optional<int64_t> expires_at_ms;
   std::string last_reason;
   std::string recipient_id;
+};
+
+enum class AcceptStatus { accepted, duplicate, conflict };
+
+struct AcceptResult {
+  AcceptStatus status = AcceptStatus::accepted;
+  State state = State::scheduled;  // for duplicates: the existing message's state
+  std::optional<MessageRecord> claimed;  // an accepted NewMessage::claim: the claim, as claim_due returns it
 };
 
 struct EventRecord {

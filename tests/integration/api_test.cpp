@@ -70,6 +70,37 @@ TEST_F(ApiTest, AcceptsDeliversAndExplainsAMessage) {
   EXPECT_EQ(line["locale"], "ja-JP");
 }
 
+TEST_F(ApiTest, AMessageDueNowIsHandedToTheDispatcherByItsAcceptingCommit) {
+  // The dispatcher takes hand-overs once its first claim has found the due queue empty (just after start),
+  // so the first answers may still say `scheduled`.
+  std::string handed;
+  int n = 0;
+  ASSERT_TRUE(eventually([&] {
+    std::string id = "now-" + std::to_string(++n);
+    HttpResult r = gw_->post_json(http_, "/v1/messages", sample_message(id));
+    if (r.status != 202) return false;
+    if (r.json()["state"] == "dispatched") handed = id;
+    return !handed.empty();
+  }));
+  ASSERT_TRUE(eventually([&] { return state_of(*gw_, http_, handed) == "delivered"; }));
+  Json status = gw_->get(http_, "/v1/messages/" + handed).json();
+  EXPECT_EQ(status["attempts"], 1);
+  std::vector<std::string> types;
+  for (const auto& e : status["events"]) types.push_back(e["type"]);
+  EXPECT_EQ(types, (std::vector<std::string>{"accepted", "scheduled", "dispatched", "delivered"}));
+  EXPECT_EQ(deliveries_of(handed), 1u);
+
+  // In a batch, only what is due now is handed over; a later send_at waits in the store.
+  Json later = sample_message("batch-later");
+  later["send_at"] = "2099-01-01T00:00:00Z";
+  HttpResult batch = gw_->post_json(http_, "/v1/messages", Json{{"messages", {sample_message("batch-now"), later}}});
+  ASSERT_EQ(batch.status, 202) << batch.body;
+  EXPECT_EQ(batch.json()["results"][0]["state"], "dispatched") << batch.body;
+  EXPECT_EQ(batch.json()["results"][1]["state"], "scheduled") << batch.body;
+  ASSERT_TRUE(eventually([&] { return state_of(*gw_, http_, "batch-now") == "delivered"; }));
+  EXPECT_EQ(state_of(*gw_, http_, "batch-later"), "scheduled");
+}
+
 TEST_F(ApiTest, ListsEveryValidationErrorWithItsPointer) {
   Json bad = {{"id", "has space"},
               {"recipient", {{"contacts", {{"phone", "090-1234-5678"}, {"email", "not-an-address"}}}}},

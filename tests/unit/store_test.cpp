@@ -155,6 +155,38 @@ TEST_F(StoreTest, DuplicatesInsideOneBatch) {
   EXPECT_EQ(store_->count_by_state()[State::scheduled], 2);
 }
 
+TEST_F(StoreTest, AClaimedAcceptIsStoredAsClaimDueWouldHaveClaimedIt) {
+  NewMessage m = new_message("c1", 1'000, R"({"id":"c1"})");
+  m.claim = true;
+  AcceptResult r = accept_one(m, 1'000);
+  EXPECT_EQ(r.status, AcceptStatus::accepted);
+  EXPECT_EQ(r.state, State::dispatched);
+  ASSERT_TRUE(r.claimed.has_value());
+  auto stored = store_->find("c1");
+  ASSERT_TRUE(stored.has_value());
+  // The claim handed over is the row as stored, field by field.
+  for (const MessageRecord* c : {&*r.claimed, &*stored}) {
+    EXPECT_EQ(c->state, State::dispatched);
+    EXPECT_EQ(c->attempts, 1);
+    EXPECT_EQ(c->channel_attempts, 1);
+    EXPECT_EQ(c->channel_since_ms, 1'000);
+    EXPECT_EQ(c->payload, R"({"id":"c1"})");
+    EXPECT_EQ(c->api_key, "upstream");
+  }
+  EXPECT_EQ(store_->count_by_state()[State::dispatched], 1);
+  EXPECT_EQ(store_->count_by_state()[State::scheduled], 0);
+  EXPECT_THAT(store_->claim_due(5'000, 10), IsEmpty());  // never claimed twice
+
+  // A duplicate is never claimed: the message it repeats has its own state.
+  AcceptResult again = accept_one(m, 2'000);
+  EXPECT_EQ(again.status, AcceptStatus::duplicate);
+  EXPECT_FALSE(again.claimed.has_value());
+
+  // A crash before its outcome: requeued at the next start like any claim.
+  EXPECT_EQ(store_->requeue_in_flight(3'000), 1);
+  EXPECT_EQ(store_->find("c1")->state, State::scheduled);
+}
+
 TEST_F(StoreTest, EmptyBatchCompletesOk) { EXPECT_THAT(accept({}, 1'000), IsEmpty()); }
 
 TEST_F(StoreTest, AcceptMergesTheRecipientIntoItsProfile) {

@@ -1,0 +1,225 @@
+// core::Dispatcher's hand-over: intake reserves room, stores messages due now already claimed
+// (NewMessage::claim) and hands the committed claims over, so they are delivered without a claim
+// transaction. Against a real SQLite store and a real file_sink channel. The claim loop polls once a minute
+// here, so nothing moves unless the test wakes it; waits are for states to arrive, never for time to pass.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/time.hpp"
+#include "config/config.hpp"
+#include "core/clearance.hpp"
+#include "core/dispatcher.hpp"
+#include "plugin/channel.hpp"
+#include "test_support.hpp"
+
+namespace tayori::core {
+namespace {
+
+using Json = nlohmann::json;
+
+// Polls `done` until it holds or five seconds have passed (threads of the dispatcher do the work).
+bool eventually(const std::function<bool()>& done) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (done()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  return done();
+}
+
+class DispatcherHandOver : public test::StoreFixture {
+ protected:
+  DispatcherHandOver() : StoreFixture("tayori_hand_over_") {}
+
+  void SetUp() override {
+    StoreFixture::SetUp();
+    const std::string yaml = std::string("api_keys: [{name: t, key_env: K}]\n") +
+                             "plugin_dirs: [" TAYORI_PLUGIN_DIR "]\n"
+                             "channels:\n"
+                             "  - name: email\n"
+                             "    plugin: file_sink\n"
+                             "    contact: email\n"
+                             "    settings:\n"
+                             "      path: email.jsonl\n";
+    config::Environment env = [](const std::string& name) -> std::optional<std::string> {
+      if (name == "K") return "k";
+      return std::nullopt;
+    };
+    auto loaded = config::load_string(yaml, "test.yaml", dir_.string(), env);
+    for (auto& e : loaded.errors) ADD_FAILURE() << e.to_string();
+    ASSERT_TRUE(loaded.config.has_value());
+    auto built = plugin::build_registry(*loaded.config, clock_);
+    for (auto& e : built.errors) ADD_FAILURE() << e.to_string();
+    ASSERT_NE(built.registry, nullptr);
+    registry_ = std::move(built.registry);
+    clearance_ = std::make_unique<Clearance>(*store_, policy_, *registry_);
+  }
+  void TearDown() override {
+    if (dispatcher_) dispatcher_->stop();
+    dispatcher_.reset();
+    clearance_.reset();
+    registry_.reset();
+    StoreFixture::TearDown();
+  }
+
+  // workers and claim_batch set the capacity: max(workers * 2, claim_batch).
+  Dispatcher& start(int workers, int claim_batch, bool enabled = true) {
+    config::DispatcherConfig c;
+    c.enabled = enabled;
+    c.workers = workers;
+    c.claim_batch = claim_batch;
+    c.poll_interval_ms = 60'000;
+    dispatcher_ = std::make_unique<Dispatcher>(*store_, *registry_, clock_, c, *clearance_, nullptr, false);
+    dispatcher_->start();
+    return *dispatcher_;
+  }
+
+  static store::NewMessage message(const std::string& id, int64_t now_ms, bool claim) {
+    Json m = {{"id", id},
+              {"recipient", {{"id", "r-" + id}, {"contacts", {{"email", id + "@example.jp"}}}}},
+              {"purpose", "transactional"},
+              {"channels", {"email"}},
+              {"content", {{"subject", "s"}, {"text", "t " + id}}}};
+    store::NewMessage nm;
+    nm.id = id;
+    nm.recipient_id = "r-" + id;
+    nm.api_key = "t";
+    nm.payload = m.dump();
+    nm.payload_hash = "h-" + id;
+    nm.due_at_ms = now_ms;
+    nm.events = {{"accepted", "{}"}, {"scheduled", "{}"}};
+    nm.claim = claim;
+    return nm;
+  }
+
+  // Stores `ids` as intake does after reserve(): claimed, and returns the claims to hand over.
+  std::vector<store::MessageRecord> accept_claimed(const std::vector<std::string>& ids) {
+    std::vector<store::NewMessage> batch;
+    int64_t now = clock_.now_ms();
+    for (const auto& id : ids) batch.push_back(message(id, now, true));
+    std::vector<store::MessageRecord> claims;
+    for (auto& r : accept(std::move(batch), now))
+      if (r.claimed) claims.push_back(std::move(*r.claimed));
+    return claims;
+  }
+
+  // The room reserve() grants once the claim loop has found the store's due queue drained.
+  int reserve_when_open(Dispatcher& d, int wanted) {
+    int granted = 0;
+    EXPECT_TRUE(eventually([&] { return (granted = d.reserve(wanted)) > 0; }));
+    return granted;
+  }
+
+  std::string state_of(const std::string& id) {
+    auto r = store_->find(id);
+    return r ? std::string(store::to_string(r->state)) : "missing";
+  }
+
+  SystemClock clock_;
+  policy::PolicyConfig policy_;
+  std::unique_ptr<plugin::Registry> registry_;
+  std::unique_ptr<Clearance> clearance_;
+  std::unique_ptr<Dispatcher> dispatcher_;
+};
+
+TEST_F(DispatcherHandOver, ReservesNothingUnlessRunning) {
+  config::DispatcherConfig c;
+  Dispatcher not_started(*store_, *registry_, clock_, c, *clearance_, nullptr, false);
+  EXPECT_EQ(not_started.reserve(3), 0);
+
+  Dispatcher& intake_only = start(2, 4, /*enabled=*/false);
+  EXPECT_EQ(intake_only.reserve(3), 0);
+}
+
+TEST_F(DispatcherHandOver, HandedOverClaimsAreDeliveredOnceWithoutAClaimOfTheirOwn) {
+  Dispatcher& d = start(2, 8);
+  ASSERT_EQ(reserve_when_open(d, 3), 3);
+
+  // Stored claimed: attempt 1, on no channel yet, counted as dispatched.
+  std::vector<store::MessageRecord> claims = accept_claimed({"h-1", "h-2", "h-3"});
+  ASSERT_EQ(claims.size(), 3u);
+  EXPECT_EQ(claims[0].state, store::State::dispatched);
+  EXPECT_EQ(claims[0].attempts, 1);
+  EXPECT_EQ(store_->count_by_state()[store::State::dispatched], 3);
+
+  d.hand_over(std::move(claims), 3);
+  for (const char* id : {"h-1", "h-2", "h-3"}) {
+    ASSERT_TRUE(eventually([&] { return state_of(id) == "delivered"; })) << id << ": " << state_of(id);
+    EXPECT_EQ(store_->find(id)->attempts, 1) << id;
+    EXPECT_EQ(test::event_types(store_->events(id)),
+              (std::vector<std::string>{"accepted", "scheduled", "dispatched", "delivered"}))
+        << id;
+  }
+  EXPECT_TRUE(eventually([&] { return d.in_flight() == 0; }));
+  // The channel received each exactly once.
+  std::ifstream sink(dir_ / "email.jsonl");
+  int lines = 0;
+  for (std::string line; std::getline(sink, line);) ++lines;
+  EXPECT_EQ(lines, 3);
+}
+
+TEST_F(DispatcherHandOver, RoomNotTurnedIntoClaimsIsFreeAgain) {
+  Dispatcher& d = start(1, 4);  // capacity 4
+  ASSERT_EQ(reserve_when_open(d, 3), 3);
+  accept({message("dup-1", clock_.now_ms(), false)}, clock_.now_ms());  // already there: a duplicate
+  std::vector<store::MessageRecord> claims = accept_claimed({"dup-1", "new-1"});
+  ASSERT_EQ(claims.size(), 1u);
+  EXPECT_EQ(claims[0].id, "new-1");
+  EXPECT_EQ(d.in_flight(), 3);
+  d.hand_over(std::move(claims), 3);  // one claim for three reserved: two are free at once
+  EXPECT_LE(d.in_flight(), 1);
+  EXPECT_TRUE(eventually([&] { return d.in_flight() == 0 && state_of("new-1") == "delivered"; }));
+}
+
+TEST_F(DispatcherHandOver, CapacityBoundsReservationsAndDueMessagesInTheStoreGoFirst) {
+  Dispatcher& d = start(1, 4);  // capacity 4
+  ASSERT_EQ(reserve_when_open(d, 6), 4);
+  // Two of the six could not be claimed: they wait in the store, due. Until the claim loop has taken them,
+  // newer messages are not handed over ahead of them.
+  d.hand_over({}, 4);
+  EXPECT_EQ(d.in_flight(), 0);
+  EXPECT_EQ(d.reserve(1), 0);
+  accept({message("waiting-1", clock_.now_ms(), false), message("waiting-2", clock_.now_ms(), false)},
+         clock_.now_ms());
+  d.wake();
+  EXPECT_TRUE(eventually([&] { return state_of("waiting-1") == "delivered" && state_of("waiting-2") == "delivered"; }));
+  EXPECT_EQ(reserve_when_open(d, 1), 1);
+  d.hand_over({}, 1);
+}
+
+TEST_F(DispatcherHandOver, ClaimsHandedOverAfterStopGoBackToScheduledWithTheirAttempt) {
+  Dispatcher& d = start(2, 4);
+  ASSERT_EQ(reserve_when_open(d, 1), 1);
+  std::vector<store::MessageRecord> claims = accept_claimed({"late-1"});
+  ASSERT_EQ(claims.size(), 1u);
+  // A reload or shutdown stops the dispatcher while the accepting commit is on its way: the hand-over
+  // arrives at a stopped dispatcher, which must not lose the message nor keep it `dispatched`.
+  std::thread stopping([&] { d.stop(); });
+  // Running, reserve() grants (backlog is clear); once stopping it grants nothing.
+  ASSERT_TRUE(eventually([&] {
+    int granted = d.reserve(1);
+    if (granted > 0) d.hand_over({}, granted);
+    return granted == 0;
+  }));
+  d.hand_over(std::move(claims), 1);
+  stopping.join();
+  ASSERT_TRUE(eventually([&] { return state_of("late-1") == "scheduled"; })) << state_of("late-1");
+  auto r = store_->find("late-1");
+  EXPECT_EQ(r->attempts, 0);
+  EXPECT_EQ(test::event_types(store_->events("late-1")),
+            (std::vector<std::string>{"accepted", "scheduled", "requeued"}));
+  EXPECT_EQ(d.in_flight(), 0);
+}
+
+}  // namespace
+}  // namespace tayori::core
