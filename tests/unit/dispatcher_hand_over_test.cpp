@@ -20,12 +20,15 @@
 #include "core/clearance.hpp"
 #include "core/dispatcher.hpp"
 #include "plugin/channel.hpp"
+#include "plugin_test_support.hpp"
 #include "test_support.hpp"
 
 namespace tayori::core {
 namespace {
 
 using Json = nlohmann::json;
+using plugin::testing::OneChannel;
+using plugin::testing::registry_for;
 
 // Polls `done` until it holds or five seconds have passed (threads of the dispatcher do the work).
 bool eventually(const std::function<bool()>& done) {
@@ -43,22 +46,11 @@ class DispatcherHandOver : public test::StoreFixture {
 
   void SetUp() override {
     StoreFixture::SetUp();
-    const std::string yaml = std::string("api_keys: [{name: t, key_env: K}]\n") +
-                             "plugin_dirs: [" TAYORI_PLUGIN_DIR "]\n"
-                             "channels:\n"
-                             "  - name: email\n"
-                             "    plugin: file_sink\n"
-                             "    contact: email\n"
-                             "    settings:\n"
-                             "      path: email.jsonl\n";
-    config::Environment env = [](const std::string& name) -> std::optional<std::string> {
-      if (name == "K") return "k";
-      return std::nullopt;
-    };
-    auto loaded = config::load_string(yaml, "test.yaml", dir_.string(), env);
-    for (auto& e : loaded.errors) ADD_FAILURE() << e.to_string();
-    ASSERT_TRUE(loaded.config.has_value());
-    auto built = plugin::build_registry(*loaded.config, clock_);
+    OneChannel email{.name = "email",
+                     .plugin = "file_sink",
+                     .settings = "      path: email.jsonl\n",
+                     .channel_extra = "    contact: email\n"};
+    auto built = registry_for(email.yaml(), clock_, nullptr, dir_.string());
     for (auto& e : built.errors) ADD_FAILURE() << e.to_string();
     ASSERT_NE(built.registry, nullptr);
     registry_ = std::move(built.registry);
