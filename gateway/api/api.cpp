@@ -314,10 +314,12 @@ void Api::submit(const HttpRequest& request, const std::string& key_name, Respon
   }
   auto finish = [this, intake, reserved, received = request.received_at_ns, respond](
                     bool ok, std::vector<store::AcceptResult> stored) {
+    int handed = 0;
     if (reserved > 0) {
       std::vector<store::MessageRecord> claims;
       for (auto& r : stored)
         if (r.claimed) claims.push_back(std::move(*r.claimed));
+      handed = static_cast<int>(claims.size());
       deps_.hand_over(std::move(claims), reserved);
     }
     if (!ok) return respond(store_unavailable("the messages", deps_.store.last_write_error()));
@@ -326,7 +328,11 @@ void Api::submit(const HttpRequest& request, const std::string& key_name, Respon
     deps_.metrics.count_intake("duplicate", a.duplicate);
     deps_.metrics.count_intake("rejected", a.rejected);
     deps_.metrics.count_intake("conflict", a.conflict);
-    if (a.accepted > 0 && deps_.wake_dispatcher) deps_.wake_dispatcher();
+    // Waking the dispatcher makes it look at the store: only when something was left there.
+    if (a.accepted > handed && deps_.wake_dispatcher)
+      deps_.wake_dispatcher();
+    else if (a.accepted > 0 && deps_.wake_webhooks)
+      deps_.wake_webhooks();
     if (a.accepted + a.duplicate > 0) {
       auto elapsed = std::chrono::steady_clock::now().time_since_epoch() - std::chrono::nanoseconds(received);
       deps_.metrics.observe_accept_latency(std::chrono::duration<double>(elapsed).count());

@@ -31,7 +31,8 @@ struct ApiDependencies {
   core::Clearance& clearance;
   const render::TemplateStore* templates;  // nullptr: no templates configured
   bool missing_variable_is_error;
-  std::function<void()> wake_dispatcher;
+  std::function<void()> wake_dispatcher;  // messages were scheduled in the store (and events written)
+  std::function<void()> wake_webhooks;    // events were written
   std::function<int64_t()> in_flight;
   // The dispatcher's hand-over (core::Dispatcher::reserve and hand_over): messages due now go to it
   // straight from the accepting commit. Empty: every message waits in the store for the claim loop.

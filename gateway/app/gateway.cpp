@@ -252,6 +252,7 @@ int serve(const ServeOptions& options) {
                                   dispatcher->wake();
                                   webhooks->wake();
                                 },
+                                [webhooks] { webhooks->wake(); },
                                 [dispatcher] { return dispatcher->in_flight(); },
                                 [dispatcher](int wanted) { return dispatcher->reserve(wanted); },
                                 [dispatcher](std::vector<store::MessageRecord> claims, int reserved) {

@@ -1,6 +1,7 @@
 #include "core/dispatcher.hpp"
 
 #include <algorithm>
+#include <limits>
 #include <random>
 
 #include "common/log.hpp"
@@ -209,7 +210,8 @@ Dispatcher::Dispatcher(store::Store& store, const plugin::Registry& channels, co
       clearance_(clearance),
       templates_(templates),
       missing_variable_is_error_(missing_variable_is_error),
-      capacity_(std::max<int64_t>(static_cast<int64_t>(config_.workers) * 2, config_.claim_batch)) {}
+      capacity_(std::max<int64_t>(static_cast<int64_t>(config_.workers) * 2, config_.claim_batch)),
+      refill_at_(std::max<int64_t>(1, capacity_ / 2)) {}
 
 Dispatcher::~Dispatcher() { stop(); }
 
@@ -281,7 +283,7 @@ void Dispatcher::put_back(std::deque<store::MessageRecord> unstarted, const char
 
 int Dispatcher::reserve(int wanted) {
   std::lock_guard lock(mutex_);
-  if (!started_ || stopping_ || backlog_ || wanted <= 0) return 0;
+  if (!started_ || stopping_ || wanted <= 0 || store_due(clock_.now_ms())) return 0;
   int granted = static_cast<int>(std::clamp<int64_t>(capacity_ - in_flight_, 0, wanted));
   in_flight_ += granted;
   // The rest are stored due and unclaimed: the claim loop takes them first.
@@ -300,18 +302,20 @@ void Dispatcher::hand_over(std::vector<store::MessageRecord> claims, int reserve
       refused.assign(std::make_move_iterator(claims.begin()), std::make_move_iterator(claims.end()));
       if (in_flight_ == 0) idle_.notify_all();
     } else {
-      for (auto& r : claims) work_.push_back(std::move(r));
+      for (auto& r : claims) {
+        work_.push_back(std::move(r));
+        work_ready_.notify_one();  // one worker per claim: waking them all for one message costs more than it
+      }
     }
   }
-  if (!refused.empty())
-    put_back(std::move(refused), R"({"reason":"accepted while the dispatcher stopped"})");
-  else if (!claims.empty())
-    work_ready_.notify_all();
+  if (!refused.empty()) put_back(std::move(refused), R"({"reason":"accepted while the dispatcher stopped"})");
 }
 
 void Dispatcher::wake() {
   {
     std::lock_guard lock(mutex_);
+    next_due_ms_ = 0;  // unknown: look
+    ++store_changes_;
     woken_ = true;
   }
   wake_.notify_one();
@@ -319,54 +323,62 @@ void Dispatcher::wake() {
 
 void Dispatcher::run() {
   // Each claim is a durable commit: claim up to claim_batch at once and refill only when half is free,
-  // rather than one commit per freed slot (measured: ~2.6 messages per fsync before, ~19 after).
-  const int64_t capacity = capacity_;
-  const int64_t refill_at = std::max<int64_t>(1, capacity / 2);
-  int64_t next_due_ms = 0;  // the store's earliest due time when last asked
+  // rather than one commit per freed slot (measured: ~2.6 messages per fsync before, ~19 after). And claim
+  // only when the store may hold something due: most messages arrive by hand-over, and an empty claim is a
+  // writer transaction of its own.
   std::unique_lock lock(mutex_);
+  int64_t looked_at_ms = 0;  // when the store's earliest due time was last read
   while (!stopping_) {
     woken_ = false;
-    int64_t free_slots = capacity - in_flight_;
     int64_t now = clock_.now_ms();
     lock.unlock();
     record_again(now);
     lock.lock();
-    if (free_slots >= refill_at) {
+    // The poll interval bounds how late anything the wake-ups miss is seen (another process's writes).
+    if (now - looked_at_ms >= config_.poll_interval_ms) next_due_ms_ = std::min(next_due_ms_, now);
+    int64_t free_slots = capacity_ - in_flight_;
+    if (free_slots >= refill_at_ && store_due(now)) {
+      int64_t asked = std::min<int64_t>(free_slots, config_.claim_batch);
+      uint64_t changes = store_changes_;
       lock.unlock();
-      auto claimed = store_.claim_due(now, static_cast<int>(std::min<int64_t>(free_slots, config_.claim_batch)));
+      auto claimed = store_.claim_due(now, static_cast<int>(asked));
       lock.lock();
       for (auto& r : claimed) {
         ++in_flight_;
         work_.push_back(std::move(r));
       }
+      for (size_t i = 0; i < claimed.size(); ++i) work_ready_.notify_one();
       // A full claim: more may be due. Until a claim comes back short, new messages queue in the store
       // behind the ones already due instead of overtaking them (reserve).
-      backlog_ = static_cast<int64_t>(claimed.size()) == std::min<int64_t>(free_slots, config_.claim_batch);
-      if (!claimed.empty()) {
-        work_ready_.notify_all();
-        if (backlog_) continue;
-      }
-    }
-    if (stopping_ || woken_) continue;
-    // Sleep until the next due message, a wake-up, or the poll interval, whichever comes first. The store
-    // is asked when there is room to claim, and also when full of hand-overs once its earliest due time has
-    // come: the backlog then stops reserve() from overtaking what is due (otherwise a worker's wake() brings
-    // us back when there is room).
-    int64_t wait_ms = config_.poll_interval_ms;
-    if (capacity - in_flight_ >= refill_at || (!backlog_ && now >= next_due_ms)) {
+      backlog_ = static_cast<int64_t>(claimed.size()) == asked;
+      if (backlog_) continue;
+      // Nothing more is due now: learn when something will be. A wake-up since the claim may have brought
+      // something newer than this read; then look again.
       lock.unlock();
       auto next = store_.next_due_ms();
       lock.lock();
-      now = clock_.now_ms();
-      next_due_ms = next.value_or(now + config_.poll_interval_ms);
-      if (next && *next <= now) backlog_ = true;
+      looked_at_ms = now;
+      if (store_changes_ == changes) next_due_ms_ = next.value_or(std::numeric_limits<int64_t>::max());
     }
-    if (!backlog_)
-      wait_ms = std::clamp<int64_t>(next_due_ms - now, 0, wait_ms);
-    else if (capacity - in_flight_ >= refill_at)
-      wait_ms = 0;  // due now, and room to claim it
-    if (wait_ms > 0 && !woken_ && !stopping_)
+    if (stopping_ || woken_) continue;
+    // Sleep until the next due message, a wake-up (something new in the store, or room freed while
+    // something is due), or the poll interval, whichever comes first.
+    int64_t wait_ms = config_.poll_interval_ms - (now - looked_at_ms);
+    if (!store_due(now)) wait_ms = std::min(wait_ms, next_due_ms_ - now);
+    if (wait_ms > 0)
       wake_.wait_for(lock, std::chrono::milliseconds(wait_ms), [&] { return stopping_ || woken_; });
+  }
+}
+
+bool Dispatcher::store_due(int64_t now_ms) const { return backlog_ || next_due_ms_ <= now_ms; }
+
+void Dispatcher::room_freed() {
+  std::lock_guard lock(mutex_);
+  if (--in_flight_ == 0) idle_.notify_all();
+  // The loop needs waking only when it has something to claim and has just got room for it.
+  if (capacity_ - in_flight_ >= refill_at_ && store_due(clock_.now_ms())) {
+    woken_ = true;
+    wake_.notify_one();
   }
 }
 
@@ -391,11 +403,7 @@ void Dispatcher::work() {
       int64_t now = clock_.now_ms();
       this->record(decide_after_error(record, e.what(), config_.retry, now, random_unit()), now);
     }
-    {
-      std::lock_guard lock(mutex_);
-      if (--in_flight_ == 0) idle_.notify_all();
-    }
-    wake();
+    room_freed();
   }
 }
 
@@ -476,6 +484,12 @@ void Dispatcher::process(const store::MessageRecord& record) {
 }
 
 void Dispatcher::record(store::Transition t, int64_t now_ms) {
+  if (t.to == store::State::scheduled) {
+    // A retry, a deferral or a requeue: the claim loop must know when it falls due.
+    std::lock_guard lock(mutex_);
+    next_due_ms_ = std::min(next_due_ms_, t.due_at_ms);
+    ++store_changes_;
+  }
   auto kept = std::make_shared<store::Transition>(t);
   store_.apply(std::move(t), now_ms, [this, kept](bool ok) {
     if (ok) return;

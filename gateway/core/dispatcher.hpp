@@ -80,7 +80,7 @@ class Dispatcher {
   // still running them, and a process that exits anyway leaves them `dispatched` for the next start to
   // requeue (requeue_in_flight). Without a deadline it waits for them all.
   bool stop(int64_t grace_ms = -1);
-  void wake();   // something became due: look now instead of at the next poll
+  void wake();   // something new is in the store: look now instead of at the next poll
 
   // ---- Hand-over of fresh messages (the intake's fast path) ----
   // Intake asks for room for `wanted` messages that are due now, stores that many with
@@ -112,6 +112,10 @@ class Dispatcher {
   // and a restart requeues it).
   void record(store::Transition t, int64_t now_ms);
   void record_again(int64_t now_ms);
+  // Whether the store may hold messages due by `now_ms` (under mutex_).
+  bool store_due(int64_t now_ms) const;
+  // A worker finished one: frees its room, and wakes the loop when there is room for something due.
+  void room_freed();
   // Claims this dispatcher holds but will not start (it is stopping): back to `scheduled`, due now.
   void put_back(std::deque<store::MessageRecord> unstarted, const char* why);
 
@@ -131,10 +135,14 @@ class Dispatcher {
   bool started_ = false;
   bool stopping_ = false;
   bool woken_ = false;
-  // The last claim found as many due messages as it asked for: more may be waiting in the store, and
-  // reserve() leaves them the room.
-  bool backlog_ = true;
-  int64_t capacity_ = 1;  // claimed or reserved messages held at once (queued + in a worker)
+  // The last claim found as many due messages as it asked for, or a reservation was cut short: more are
+  // waiting in the store, and reserve() leaves them the room.
+  bool backlog_ = false;
+  // The earliest due time of the store's queue as far as this dispatcher knows (0: unknown, look).
+  int64_t next_due_ms_ = 0;
+  uint64_t store_changes_ = 0;  // wake-ups and scheduling records: a read of next_due older than one is stale
+  int64_t capacity_ = 1;        // claimed or reserved messages held at once (queued + in a worker)
+  int64_t refill_at_ = 1;       // the loop claims when this much room is free
   std::atomic<int64_t> in_flight_{0};
   OutcomeListener listener_;
   links::LinkSigner links_;
