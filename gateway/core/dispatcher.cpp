@@ -363,8 +363,12 @@ void Dispatcher::run() {
     if (stopping_ || woken_) continue;
     // Sleep until the next due message, a wake-up (something new in the store, or room freed while
     // something is due), or the poll interval, whichever comes first.
-    int64_t wait_ms = config_.poll_interval_ms - (now - looked_at_ms);
-    if (!store_due(now)) wait_ms = std::min(wait_ms, next_due_ms_ - now);
+    int64_t wait_ms = config_.poll_interval_ms;  // due but no room: room_freed() wakes us
+    if (!store_due(now))
+      wait_ms = std::clamp<int64_t>(std::min(next_due_ms_ - now, config_.poll_interval_ms - (now - looked_at_ms)), 0,
+                                    config_.poll_interval_ms);
+    else if (capacity_ - in_flight_ >= refill_at_)
+      wait_ms = 0;  // due, and room to claim it
     if (wait_ms > 0)
       wake_.wait_for(lock, std::chrono::milliseconds(wait_ms), [&] { return stopping_ || woken_; });
   }
