@@ -1,0 +1,118 @@
+// Opening plugin libraries and refusing the ones the host cannot trust. This runs before any message
+// flows: build_registry (registry.cpp) finds each configured channel's plugin here, at start-up and on
+// reload, so a plugin built for another ABI, with a short descriptor, a missing entry symbol or an
+// impossible set of callbacks stops the configuration from loading instead of failing a delivery later
+// (docs/architecture.md §6.3). A refusal names the file and, for version problems, both versions.
+#include "plugin/channel.hpp"
+
+#include <dlfcn.h>
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <regex>
+
+namespace tayori::plugin {
+
+namespace {
+
+std::string version_text(unsigned major, unsigned minor) { return std::to_string(major) + "." + std::to_string(minor); }
+
+}  // namespace
+
+std::shared_ptr<Library> Library::open(const std::string& path, std::string& error) {
+  // RTLD_NOW: an unresolved symbol fails here, not at the first delivery. RTLD_LOCAL: two plugins never
+  // see each other's symbols.
+  void* handle = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (handle == nullptr) {
+    const char* why = ::dlerror();
+    error = "cannot load plugin \"" + path + "\": " + (why ? why : "unknown dlopen error");
+    return nullptr;
+  }
+  std::shared_ptr<Library> lib(new Library());
+  lib->handle_ = handle;
+  lib->path_ = path;
+  auto entry = reinterpret_cast<tayori_plugin_entry_fn>(::dlsym(handle, TAYORI_PLUGIN_ENTRY_SYMBOL));
+  if (entry == nullptr) {
+    error = "incompatible plugin \"" + path + "\": it does not export " TAYORI_PLUGIN_ENTRY_SYMBOL
+            " (is it a Tayori plugin? build it with TAYORI_PLUGIN from tayori/plugin.hpp)";
+    return nullptr;
+  }
+  const tayori_plugin* d = entry();
+  if (d == nullptr) {
+    error = "incompatible plugin \"" + path + "\": " TAYORI_PLUGIN_ENTRY_SYMBOL " returned NULL";
+    return nullptr;
+  }
+  // Read the three leading fields first: they are the same in every ABI version.
+  if (d->abi_major != TAYORI_ABI_MAJOR) {
+    error = "incompatible plugin \"" + path + "\": version mismatch: the host speaks plugin ABI " +
+            version_text(TAYORI_ABI_MAJOR, TAYORI_ABI_MINOR) + ", the plugin was built for ABI " +
+            version_text(d->abi_major, d->abi_minor);
+    return nullptr;
+  }
+  if (d->struct_size < TAYORI_PLUGIN_V1_0_SIZE) {
+    error = "incompatible plugin \"" + path + "\": its descriptor is " + std::to_string(d->struct_size) +
+            " bytes, shorter than the " + std::to_string(TAYORI_PLUGIN_V1_0_SIZE) + " bytes of ABI " +
+            version_text(TAYORI_ABI_MAJOR, 0) + " (plugin says ABI " + version_text(d->abi_major, d->abi_minor) + ")";
+    return nullptr;
+  }
+  // A newer minor's longer descriptor: take the part this host knows. An older one: the rest stays zero.
+  std::memcpy(&lib->descriptor_, d, std::min<size_t>(d->struct_size, sizeof(tayori_plugin)));
+  const tayori_plugin& p = lib->descriptor_;
+  std::string problem;
+  if (p.name == nullptr || !std::regex_match(p.name, std::regex("^[a-z][a-z0-9_]*$")))
+    problem = "its name \"" + std::string(p.name ? p.name : "(null)") + "\" is not [a-z][a-z0-9_]*";
+  else if (p.version == nullptr)
+    problem = "it has no version";
+  else if (p.on_create == nullptr || p.on_destroy == nullptr)
+    problem = "on_create and on_destroy are required";
+  else if ((p.on_build == nullptr) != (p.on_classify == nullptr))
+    problem = "on_build and on_classify come as a pair";
+  else if (p.on_build == nullptr && p.on_deliver == nullptr)
+    problem = "it implements neither on_build/on_classify nor on_deliver, so it cannot deliver anything";
+  else if (p.batch_max > 0 && p.on_build_batch == nullptr)
+    problem = "batch_max is " + std::to_string(p.batch_max) + " but on_build_batch is NULL";
+  else if (p.on_build_batch != nullptr && p.on_build == nullptr)
+    problem = "on_build_batch needs the on_build/on_classify pair (a batch is classified per delivery)";
+  else if (p.settings_count > 0 && p.settings == nullptr)
+    problem = "settings_count is set but settings is NULL";
+  for (size_t i = 0; problem.empty() && i < p.settings_count; ++i) {
+    const tayori_setting_spec& s = p.settings[i];
+    std::string which = "setting #" + std::to_string(i);
+    if (s.name == nullptr || !std::regex_match(s.name, std::regex("^[a-z][a-z0-9_]*$")))
+      problem = which + " has no name or one that is not [a-z][a-z0-9_]*";
+    else if (s.type < TAYORI_SETTING_STRING || s.type > TAYORI_SETTING_PATH)
+      problem = "setting " + std::string(s.name) + " has a type this host does not know (" + std::to_string(s.type) + ")";
+    else if (s.type == TAYORI_SETTING_SECRET && s.default_value != nullptr)
+      problem = "setting " + std::string(s.name) + " is a secret and cannot have a default";
+  }
+  if (!problem.empty()) {
+    error = "incompatible plugin \"" + path + "\": " + problem;
+    return nullptr;
+  }
+  return lib;
+}
+
+Library::~Library() {
+  if (handle_ != nullptr) ::dlclose(handle_);
+}
+
+std::string find_plugin(const std::string& name_or_path, const std::vector<std::string>& dirs,
+                        const std::string& base_dir, std::string& searched) {
+  namespace fs = std::filesystem;
+  if (name_or_path.find('/') != std::string::npos || name_or_path.ends_with(".so")) {
+    std::string p = config::resolve_path(base_dir, name_or_path);
+    searched = p;
+    return fs::exists(p) ? p : std::string();
+  }
+  searched.clear();
+  for (const auto& dir : dirs) {
+    fs::path candidate = fs::path(dir) / (name_or_path + ".so");
+    searched += (searched.empty() ? "" : ", ") + candidate.string();
+    if (fs::exists(candidate)) return candidate.string();
+  }
+  if (dirs.empty()) searched = "(no plugin_dirs configured)";
+  return {};
+}
+
+}  // namespace tayori::plugin
