@@ -19,7 +19,7 @@
 #include "render/renderer.hpp"
 #include "plugin/channel.hpp"
 #include "store/sqlite_store.hpp"
-#include "transport/http_transport.hpp"
+#include "transport/outbound_transport.hpp"
 
 namespace tayori::app {
 
@@ -33,7 +33,7 @@ void print(const std::vector<config::Diagnostic>& errors) {
 struct Loaded {
   config::Config config;
   // Declared before the channels: they send through it, so it must outlive them.
-  std::unique_ptr<transport::HttpTransport> transport;
+  std::unique_ptr<transport::OutboundTransport> transport;
   std::unique_ptr<plugin::Registry> channels;
   std::unique_ptr<render::TemplateStore> templates;  // null: no templates configured
 };
@@ -63,7 +63,7 @@ std::optional<Loaded> load(const std::string& path, const Clock& clock) {
   outbound.ca_file = result.config->outbound.ca_file;
   outbound.connect_timeout_ms = result.config->outbound.connect_timeout_ms;
   outbound.default_timeout_ms = result.config->outbound.timeout_ms;
-  auto transport = std::make_unique<transport::HttpTransport>(outbound);
+  auto transport = std::make_unique<transport::OutboundTransport>(outbound);
   auto registry = plugin::build_registry(*result.config, clock, transport.get());
   if (!registry.registry) {
     print(registry.errors);

@@ -89,8 +89,9 @@ struct Pending {
 
 enum class Outcome { delivered, dropped, stopped };
 
-Webhooks::Webhooks(std::vector<config::WebhookConfig> webhooks, store::Store& store, transport::HttpTransport& transport,
-                   const Clock& clock, api::Metrics* metrics, WebhookTiming timing)
+Webhooks::Webhooks(std::vector<config::WebhookConfig> webhooks, store::Store& store,
+                   transport::OutboundTransport& transport, const Clock& clock, api::Metrics* metrics,
+                   WebhookTiming timing)
     : store_(store), transport_(transport), clock_(clock), metrics_(metrics), timing_(timing) {
   for (auto& w : webhooks) {
     auto s = std::make_unique<Sender>();

@@ -29,7 +29,7 @@
 #include "common/time.hpp"
 #include "config/config.hpp"
 #include "store/store.hpp"
-#include "transport/http_transport.hpp"
+#include "transport/outbound_transport.hpp"
 
 namespace tayori::events {
 
@@ -62,7 +62,7 @@ struct WebhookTiming {
 // its cursor did not move). The transport must outlive this object.
 class Webhooks {
  public:
-  Webhooks(std::vector<config::WebhookConfig> webhooks, store::Store& store, transport::HttpTransport& transport,
+  Webhooks(std::vector<config::WebhookConfig> webhooks, store::Store& store, transport::OutboundTransport& transport,
            const Clock& clock, api::Metrics* metrics, WebhookTiming timing = {});
   ~Webhooks();  // stop()
   Webhooks(const Webhooks&) = delete;
@@ -83,7 +83,7 @@ class Webhooks {
 
   std::vector<std::unique_ptr<Sender>> senders_;
   store::Store& store_;
-  transport::HttpTransport& transport_;
+  transport::OutboundTransport& transport_;
   const Clock& clock_;
   api::Metrics* metrics_;
   WebhookTiming timing_;

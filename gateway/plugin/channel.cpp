@@ -21,7 +21,7 @@ Channel::Channel(std::string name, std::string contact, std::shared_ptr<Library>
 }
 
 Channel::Channel(std::string name, std::string contact, std::shared_ptr<Library> library, const Clock& clock,
-                 transport::HttpTransport* transport)
+                 transport::OutboundTransport* transport)
     : Channel(std::move(name), std::move(contact), std::move(library), ChannelHost{clock, transport, {}, 0}) {}
 
 Channel::~Channel() {

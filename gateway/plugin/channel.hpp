@@ -1,5 +1,9 @@
 // The host side of the plugin boundary: loading plugin libraries (dlopen RTLD_NOW|RTLD_LOCAL), refusing
 // the ones we cannot trust (docs/architecture.md §6.3), and the registry of configured channel instances.
+// Implemented in loader.cpp (Library, find_plugin), channel.cpp (a channel's plugin instance), delivery.cpp
+// and batching.cpp (Channel::deliver), inbound.cpp (Channel::inbound), host_services.cpp (the tayori_host
+// callbacks) and registry.cpp (Registry, build_registry, check_settings); marshal.hpp holds the
+// conversions to and from the C ABI that they share.
 #pragma once
 
 #include <tayori/plugin.h>
@@ -21,7 +25,7 @@
 #include "transport/crypto.hpp"
 
 namespace tayori::transport {
-class HttpTransport;
+class OutboundTransport;
 struct Request;
 struct Response;
 }
@@ -130,7 +134,7 @@ struct InboundAnswer {
 // then sans-I/O plugins are refused), and the signer of links back to the gateway.
 struct ChannelHost {
   const Clock& clock;
-  transport::HttpTransport* transport = nullptr;
+  transport::OutboundTransport* transport = nullptr;
   links::LinkSigner links;  // disabled when no public URL is configured
   int64_t link_ttl_ms = 60LL * 86'400'000;
 };
@@ -157,7 +161,7 @@ class Channel {
   Channel(std::string name, std::string contact, std::shared_ptr<Library> library, const ChannelHost& host);
   // A channel without links (tests).
   Channel(std::string name, std::string contact, std::shared_ptr<Library> library, const Clock& clock,
-          transport::HttpTransport* transport = nullptr);
+          transport::OutboundTransport* transport = nullptr);
   ~Channel();
   Channel(const Channel&) = delete;
   Channel& operator=(const Channel&) = delete;
@@ -197,7 +201,7 @@ class Channel {
   void set_circuit_breaker(const config::CircuitBreakerConfig& config) { circuit_.configure(config); }
   const transport::CircuitBreaker& circuit() const { return circuit_; }
 
-  struct HostServices;  // the tayori_host callbacks; defined in channel.cpp
+  struct HostServices;  // the tayori_host callbacks; defined in host_services.cpp
 
  private:
   struct BatchMember;  // one delivery waiting in a batch, and the verdict its leader hands it
@@ -205,7 +209,7 @@ class Channel {
 
   // The sans-I/O path: on_build -> the host transport -> on_classify, for each request the plugin built.
   DeliveryOutcome deliver_through_transport(const tayori_delivery& delivery);
-  // The sans-I/O path with a batch window: join or lead a group of identical content (see channel.cpp).
+  // The sans-I/O path with a batch window: join or lead a group of identical content (see batching.cpp).
   DeliveryOutcome deliver_batched(const tayori_delivery& delivery);
   // The leader's work: on_build_batch -> one request -> on_classify per member; fills every member's verdict.
   void send_batch(const std::vector<BatchMember*>& members);
@@ -216,7 +220,7 @@ class Channel {
   std::string contact_;
   std::shared_ptr<Library> library_;
   const Clock& clock_;
-  transport::HttpTransport* transport_;
+  transport::OutboundTransport* transport_;
   links::LinkSigner links_;
   int64_t link_ttl_ms_;
   transport::TokenCache tokens_;
@@ -252,7 +256,7 @@ struct RegistryResult {
 // `transport` (may be null) serves sans-I/O plugins; without one they are refused. Each channel's
 // concurrency and rate limit from the YAML are set on its transport pool.
 RegistryResult build_registry(const config::Config& config, const Clock& clock,
-                              transport::HttpTransport* transport = nullptr);
+                              transport::OutboundTransport* transport = nullptr);
 
 // Checks one channel's settings against a declared map; returns the normalised values (defaults applied,
 // durations in milliseconds) and appends problems to `errors`.

@@ -7,7 +7,7 @@
 #include <string>
 
 #include "plugin/channel.hpp"
-#include "transport/http_transport.hpp"
+#include "transport/outbound_transport.hpp"
 
 namespace tayori::plugin {
 
@@ -16,7 +16,7 @@ namespace tayori::plugin {
 tayori_host host_services_for(Channel& channel);
 
 // Sends one request and waits: the calling worker blocks, the transport thread does the I/O (delivery.cpp).
-transport::Response exchange(transport::HttpTransport& transport, transport::Request req);
+transport::Response exchange(transport::OutboundTransport& transport, transport::Request req);
 
 // The metrics word for a retry the plugin made of this answer (DeliveryOutcome::cause; delivery.cpp).
 std::string retry_cause(const transport::Response& r);

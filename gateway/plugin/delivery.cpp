@@ -24,7 +24,7 @@ bool provider_failed(transport::RequestKind kind, const transport::Response& r) 
 
 }  // namespace
 
-transport::Response exchange(transport::HttpTransport& transport, transport::Request req) {
+transport::Response exchange(transport::OutboundTransport& transport, transport::Request req) {
   std::promise<transport::Response> answered;
   auto future = answered.get_future();
   transport.submit(std::move(req), [&answered](transport::Response r) { answered.set_value(std::move(r)); });
@@ -72,7 +72,6 @@ DeliveryOutcome Channel::deliver(const DeliveryRequest& r) {
   if (outcome.kind == OutcomeKind::retry) outcome.cause = "plugin";
   return outcome;
 }
-
 
 transport::Response Channel::send(transport::Request request) {
   transport::RequestKind kind = request.kind;

@@ -10,14 +10,12 @@
 #include <vector>
 
 #include "plugin/channel.hpp"
-#include "transport/http_transport.hpp"
+#include "transport/outbound_transport.hpp"
 
 namespace tayori::plugin {
 
 inline tayori_str view(const std::string& s) { return {s.data(), s.size()}; }
-inline std::string_view text(tayori_str s) {
-  return s.len == 0 ? std::string_view{} : std::string_view{s.data, s.len};
-}
+inline std::string_view text(tayori_str s) { return s.len == 0 ? std::string_view{} : std::string_view{s.data, s.len}; }
 
 // `text` with each byte that is not part of valid UTF-8 replaced by U+FFFD.
 std::string valid_utf8(std::string_view text);

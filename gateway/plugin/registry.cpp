@@ -10,7 +10,7 @@
 #include <set>
 
 #include "plugin/channel.hpp"
-#include "transport/http_transport.hpp"
+#include "transport/outbound_transport.hpp"
 
 namespace tayori::plugin {
 
@@ -131,7 +131,8 @@ std::vector<std::pair<std::string, std::string>> check_settings(const config::Co
   return out;
 }
 
-RegistryResult build_registry(const config::Config& config, const Clock& clock, transport::HttpTransport* transport) {
+RegistryResult build_registry(const config::Config& config, const Clock& clock,
+                              transport::OutboundTransport* transport) {
   RegistryResult result;
   auto registry = std::make_unique<Registry>();
   std::map<std::string, std::shared_ptr<Library>> libraries;

@@ -1,5 +1,5 @@
 // Token-bucket rate limiting for outbound traffic. The clock is injected (milliseconds on any monotonic
-// scale the caller chooses), so the arithmetic is testable with a pinned clock; HttpTransport drives the
+// scale the caller chooses), so the arithmetic is testable with a pinned clock; OutboundTransport drives the
 // buckets it is given with std::chrono::steady_clock milliseconds.
 #pragma once
 
@@ -46,7 +46,7 @@ class RateLimiter {
 
   bool try_acquire(const std::string& key, int64_t now_ms);
   int64_t next_available(const std::string& key, int64_t now_ms);
-  // The bucket for `key` (shared, so it can be handed to HttpTransport::configure_pool).
+  // The bucket for `key` (shared, so it can be handed to OutboundTransport::configure_pool).
   std::shared_ptr<TokenBucket> bucket(const std::string& key);
 
  private:

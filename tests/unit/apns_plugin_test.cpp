@@ -30,7 +30,7 @@ using testing::ManualClock;
 using testing::ScriptedProvider;
 
 RegistryResult apns_registry(const std::string& settings, const std::string& dir, const Clock& clock,
-                             transport::HttpTransport* transport) {
+                             transport::OutboundTransport* transport) {
   return testing::registry_for(testing::OneChannel{.name = "ios", .plugin = "push_apns", .settings = settings}.yaml(),
                                clock, transport, dir);
 }
@@ -112,7 +112,7 @@ class ApnsPlugin : public ::testing::Test {
   int64_t expire_issued_through_ = 0;
   ScriptedProvider apns_;
   std::string url_;
-  transport::HttpTransport transport_{transport::TransportOptions{}};
+  transport::OutboundTransport transport_{transport::TransportOptions{}};
   RegistryResult reg_;
   Channel* channel_ = nullptr;
 };
@@ -344,7 +344,7 @@ TEST(ApnsSettings, BadSettingsAreRefusedNamingTheSetting) {
   test::TempDir dir("apns_settings_test_");
   std::ofstream(dir.file("AuthKey.p8")) << ec_key().private_pem;
   SystemClock clock;
-  transport::HttpTransport transport{transport::TransportOptions{}};
+  transport::OutboundTransport transport{transport::TransportOptions{}};
   auto refusal = [&](const std::string& settings) {
     RegistryResult reg = apns_registry(settings, dir.path(), clock, &transport);
     return reg.errors.empty() ? std::string("(accepted)") : reg.errors[0].to_string();

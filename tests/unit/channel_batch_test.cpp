@@ -1,4 +1,4 @@
-// Host-side batching (plugin.h on_build_batch, gateway/plugin/channel.cpp): concurrent deliveries of
+// Host-side batching (plugin.h on_build_batch, gateway/plugin/batching.cpp): concurrent deliveries of
 // identical content on a channel with a batch_window share one request, and each still gets its own
 // verdict. Driven through the real host and transport against a scripted local server, with the SDK
 // fixture tests/fixtures/plugins/fixture_batch.cpp (batch_max 3, singles POST /send, batches POST /batch).
@@ -69,7 +69,7 @@ class ChannelBatch : public ::testing::Test {
 
   testing::ScriptedProvider provider_;
   SystemClock clock_;
-  transport::HttpTransport transport_{transport::TransportOptions{}};
+  transport::OutboundTransport transport_{transport::TransportOptions{}};
   RegistryResult reg_;
   Channel* channel_ = nullptr;
 };

@@ -18,7 +18,7 @@
 #include "plugin_test_support.hpp"
 #include "test_support.hpp"
 #include "transport/crypto.hpp"
-#include "transport/http_transport.hpp"
+#include "transport/outbound_transport.hpp"
 
 namespace tayori::plugin {
 namespace {
@@ -220,7 +220,7 @@ TEST(EmailPluginSettings, BadSettingsAreRefusedNamingTheSetting) {
        "unsubscribe_mailto: "},
   };
   SystemClock clock;
-  transport::HttpTransport transport{transport::TransportOptions{}};
+  transport::OutboundTransport transport{transport::TransportOptions{}};
   for (const auto& [settings, message] : cases) {
     auto config = load(settings);
     ASSERT_TRUE(config);
@@ -527,7 +527,7 @@ class SmtpServer {
 };
 
 // What the host transport answers to a built SMTP request, as the channel would submit it.
-transport::Response submit(transport::HttpTransport& transport, const Built& b) {
+transport::Response submit(transport::OutboundTransport& transport, const Built& b) {
   transport::Request req;
   req.kind = transport::RequestKind::Smtp;
   req.url = b.url;
@@ -551,7 +551,7 @@ TEST(EmailPluginSmtp, BuiltMessagesAreAcceptedAndBouncesClassified) {
   FakeHostPlugin p("      url: smtp://127.0.0.1:" + std::to_string(server.port()) +
                    "\n      from: \"たより <news@example.com>\"\n      allow_plaintext: true\n");
   ASSERT_TRUE(p.ready());
-  transport::HttpTransport transport{transport::TransportOptions{}};
+  transport::OutboundTransport transport{transport::TransportOptions{}};
   auto send = [&](FakeHostPlugin& plugin, const TestDelivery& d) {
     transport::Response r = submit(transport, plugin.build_one(d));
     return plugin.classify(d, r.transport_error, r.error_text, r.status, r.body);

@@ -71,7 +71,7 @@ std::string fcm_error(int code, const std::string& status, const std::string& me
 
 // Loads push_fcm with `settings` (YAML lines under `settings:`) from a config in `dir`.
 RegistryResult fcm_registry(const std::string& settings, const std::string& dir, const Clock& clock,
-                            transport::HttpTransport* transport) {
+                            transport::OutboundTransport* transport) {
   return testing::registry_for(testing::OneChannel{.name = "fcm", .plugin = "push_fcm", .settings = settings}.yaml(),
                                clock, transport, dir);
 }
@@ -165,7 +165,7 @@ class FcmPlugin : public ::testing::Test {
   std::set<std::string> refused_;
   ScriptedProvider google_;
   std::string url_;
-  transport::HttpTransport transport_{transport::TransportOptions{}};
+  transport::OutboundTransport transport_{transport::TransportOptions{}};
   RegistryResult reg_;
   Channel* channel_ = nullptr;
 };
@@ -391,7 +391,7 @@ TEST_F(FcmPlugin, TheKeyFileSuppliesTokenUriAndProjectUnlessOverridden) {
 TEST(FcmSettings, BadSettingsAreRefusedNamingTheSetting) {
   test::TempDir dir("fcm_settings_test_");
   SystemClock clock;
-  transport::HttpTransport transport{transport::TransportOptions{}};
+  transport::OutboundTransport transport{transport::TransportOptions{}};
   auto refusal = [&](const std::string& settings) {
     RegistryResult reg = fcm_registry(settings, dir.path(), clock, &transport);
     return reg.errors.empty() ? std::string("(accepted)") : reg.errors[0].to_string();

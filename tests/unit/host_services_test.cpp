@@ -87,7 +87,7 @@ class HostServices : public ::testing::Test {
   int refuse_next_ = 0;
   std::string report_used_as_;  // set: a refusal names this token (a late answer about an older token)
   testing::ScriptedProvider provider_;
-  transport::HttpTransport transport_{transport::TransportOptions{}};
+  transport::OutboundTransport transport_{transport::TransportOptions{}};
   RegistryResult registry_;
   Channel* channel_ = nullptr;
 };

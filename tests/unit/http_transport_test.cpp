@@ -1,4 +1,4 @@
-// HttpTransport against real sockets on 127.0.0.1 (no curl mocks): tayori's own HTTP/1.1 server with a
+// OutboundTransport against real sockets on 127.0.0.1 (no curl mocks): tayori's own HTTP/1.1 server with a
 // recording handler, a listener that never accepts (timeouts, shutdown), a closed port (refused), and --
 // when Debian's nghttp2-server is installed -- nghttpd for HTTP/2 (h2c prior knowledge and h2 over TLS
 // with a certificate made at test time by the openssl CLI).
@@ -30,7 +30,7 @@
 
 #include "api/http_server.hpp"
 #include "test_support.hpp"
-#include "transport/http_transport.hpp"
+#include "transport/outbound_transport.hpp"
 
 extern char** environ;
 
@@ -189,7 +189,7 @@ constexpr const char* kNghttpd = "/usr/sbin/nghttpd";
 
 TEST(HttpTransport, RequestAndResponseArriveExactly) {
   LocalServer srv;
-  HttpTransport transport;
+  OutboundTransport transport;
   Collector c(1);
   Request req;
   req.method = "PUT";
@@ -225,7 +225,7 @@ TEST(HttpTransport, RequestAndResponseArriveExactly) {
 
 TEST(HttpTransport, PostWithoutContentTypeGetsNoImplicitFormType) {
   LocalServer srv;
-  HttpTransport transport;
+  OutboundTransport transport;
   Collector c(2);
   transport.submit({"POST", srv.url("/p"), {}, "raw", 0, "", HttpVersion::Default}, c.slot(0));
   transport.submit({"GET", srv.url("/g"), {}, "", 0, "", HttpVersion::Default}, c.slot(1));
@@ -238,8 +238,8 @@ TEST(HttpTransport, PostWithoutContentTypeGetsNoImplicitFormType) {
 
 TEST(HttpTransport, HundredConcurrentRequestsReuseConnections) {
   LocalServer srv;
-  HttpTransport transport;
-  const std::string pool = HttpTransport::pool_key_for({"GET", srv.url("/"), {}, "", 0, "", {}});
+  OutboundTransport transport;
+  const std::string pool = OutboundTransport::pool_key_for({"GET", srv.url("/"), {}, "", 0, "", {}});
   transport.configure_pool(pool, PoolOptions{8, nullptr});
   constexpr size_t kN = 100;
   Collector c(kN);
@@ -267,8 +267,8 @@ TEST(HttpTransport, HundredConcurrentRequestsReuseConnections) {
 // cache limit follows the transfers running at the moment and closed most of them between bursts.)
 TEST(HttpTransport, KeptConnectionsSurviveBetweenBursts) {
   LocalServer srv;
-  HttpTransport transport;
-  const std::string pool = HttpTransport::pool_key_for({"GET", srv.url("/"), {}, "", 0, "", {}});
+  OutboundTransport transport;
+  const std::string pool = OutboundTransport::pool_key_for({"GET", srv.url("/"), {}, "", 0, "", {}});
   transport.configure_pool(pool, PoolOptions{16, nullptr});
   constexpr size_t kWorkers = 16, kBursts = 5;
   for (size_t burst = 0; burst < kBursts; ++burst) {
@@ -288,7 +288,7 @@ TEST(HttpTransport, KeptConnectionsSurviveBetweenBursts) {
 
 TEST(HttpTransport, TimeoutGivesOperationTimedOut) {
   SilentListener silent;
-  HttpTransport transport;
+  OutboundTransport transport;
   Collector c(1);
   const auto start = std::chrono::steady_clock::now();
   transport.submit({"GET", silent.url(), {}, "", 300, "", HttpVersion::Http1_1}, c.slot(0));
@@ -304,7 +304,7 @@ TEST(HttpTransport, TimeoutGivesOperationTimedOut) {
 }
 
 TEST(HttpTransport, ConnectionRefusedIsAnError) {
-  HttpTransport transport;
+  OutboundTransport transport;
   Collector c(1);
   transport.submit({"GET", "http://127.0.0.1:" + std::to_string(closed_port()) + "/", {}, "", 2000, "", {}},
                    c.slot(0));
@@ -316,7 +316,7 @@ TEST(HttpTransport, ConnectionRefusedIsAnError) {
 
 TEST(HttpTransport, BadInputFailsWithoutSending) {
   LocalServer srv;
-  HttpTransport transport;
+  OutboundTransport transport;
   Collector c(3);
   transport.submit({"GET", srv.url("/"), {{"X-Evil", "a\r\nInjected: 1"}}, "", 0, "", {}}, c.slot(0));
   transport.submit({"GET", "file:///etc/passwd", {}, "", 0, "", {}}, c.slot(1));
@@ -331,7 +331,7 @@ TEST(HttpTransport, BadInputFailsWithoutSending) {
 
 TEST(HttpTransport, ShutdownWithRequestsInFlightCompletesEachOnce) {
   SilentListener silent;
-  auto transport = std::make_unique<HttpTransport>();
+  auto transport = std::make_unique<OutboundTransport>();
   transport->configure_pool("slow", PoolOptions{4, nullptr});
   constexpr size_t kN = 30;  // 4 in flight, 26 queued behind the pool limit
   Collector c(kN);
@@ -361,7 +361,7 @@ TEST(HttpTransport, ShutdownWithRequestsInFlightCompletesEachOnce) {
 
 TEST(HttpTransport, RateLimitedPoolHoldsRequestsUntilTokens) {
   LocalServer srv;
-  HttpTransport transport;
+  OutboundTransport transport;
   // 2 at once, then one per 50 ms: 6 requests need at least 200 ms.
   transport.configure_pool("limited", PoolOptions{0, std::make_shared<TokenBucket>(20, 2)});
   constexpr size_t kN = 6;
@@ -377,7 +377,7 @@ TEST(HttpTransport, RateLimitedPoolHoldsRequestsUntilTokens) {
 
 TEST(HttpTransport, PoolKeyDefaultsToOrigin) {
   auto key = [](std::string url, std::string pool = "") {
-    return HttpTransport::pool_key_for({"GET", std::move(url), {}, "", 0, std::move(pool), {}});
+    return OutboundTransport::pool_key_for({"GET", std::move(url), {}, "", 0, std::move(pool), {}});
   };
   EXPECT_EQ(key("https://API.push.apple.com/3/device/x"), "https://api.push.apple.com:443");
   EXPECT_EQ(key("http://127.0.0.1:8080/a?b"), "http://127.0.0.1:8080");
@@ -418,7 +418,7 @@ class Http2Test : public ::testing::Test {
     return std::system(cmd.c_str()) == 0;
   }
   // 20 concurrent requests; `max_opened` is how many new connections they may open between them.
-  void run_multiplexed(HttpTransport& transport, const std::string& url, HttpVersion version,
+  void run_multiplexed(OutboundTransport& transport, const std::string& url, HttpVersion version,
                        int64_t max_opened) {
     constexpr size_t kN = 20;
     Collector c(kN);
@@ -442,7 +442,7 @@ TEST_F(Http2Test, H2cPriorKnowledgeMultiplexes) {
   uint16_t port = 0;
   auto server = start_nghttpd(false, port);
   ASSERT_TRUE(server) << "nghttpd did not start";
-  HttpTransport transport;
+  OutboundTransport transport;
   const std::string url = "http://127.0.0.1:" + std::to_string(port) + "/hello.txt";
   // libcurl < 8.0.0 cannot reuse an h2c prior-knowledge connection (curl/curl#10634), so the transport
   // gives each h2c transfer its own connection there; multiplexing is then only checked over TLS below.
@@ -461,11 +461,11 @@ TEST_F(Http2Test, H2OverTlsWithTestCaMultiplexes) {
 
   TransportOptions opts;
   opts.ca_file = dir_.file("cert.pem");
-  HttpTransport transport(opts);
+  OutboundTransport transport(opts);
   run_multiplexed(transport, url, HttpVersion::Http2Tls, 1);  // PIPEWAIT: all 20 on the first connection
 
   // Verification is on by default: without the test CA the self-signed certificate is refused.
-  HttpTransport strict;
+  OutboundTransport strict;
   Collector c(1);
   strict.submit({"GET", url, {}, "", 5000, "", HttpVersion::Http2Tls}, c.slot(0));
   ASSERT_TRUE(c.wait_all());

@@ -122,7 +122,7 @@ class LineMulticast : public ::testing::Test {
   std::set<std::string> accepted_, bad_;  // guarded by line_server_.lock()
   testing::ScriptedProvider line_server_;
   SystemClock clock_;
-  transport::HttpTransport transport_{transport::TransportOptions{}};
+  transport::OutboundTransport transport_{transport::TransportOptions{}};
   RegistryResult reg_;
   Channel* line_ = nullptr;
 };

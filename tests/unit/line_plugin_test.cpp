@@ -15,7 +15,7 @@ namespace {
 constexpr const char* kUser = "U0123456789abcdef0123456789abcdef";
 
 RegistryResult line_registry(const std::string& base_url, const std::string& token, SystemClock& clock,
-                             transport::HttpTransport* transport) {
+                             transport::OutboundTransport* transport) {
   testing::OneChannel line{
       .name = "line",
       .plugin = "line",
@@ -55,7 +55,7 @@ TEST(LineClassify, ProviderAnswersBecomeOutcomes) {
   };
   testing::ScriptedProvider provider(1);
   SystemClock clock;
-  transport::HttpTransport transport{transport::TransportOptions{}};
+  transport::OutboundTransport transport{transport::TransportOptions{}};
   RegistryResult reg = line_registry(provider.url(), "tok", clock, &transport);
   ASSERT_TRUE(reg.registry);
   for (const Case& c : cases) {
@@ -72,7 +72,7 @@ TEST(LineClassify, ProviderAnswersBecomeOutcomes) {
 
 TEST(LineClassify, AnUnreachableProviderIsATransportRetry) {
   SystemClock clock;
-  transport::HttpTransport transport{transport::TransportOptions{}};
+  transport::OutboundTransport transport{transport::TransportOptions{}};
   RegistryResult reg = line_registry("http://127.0.0.1:1", "tok", clock, &transport);
   ASSERT_TRUE(reg.registry);
   DeliveryOutcome o = reg.registry->find("line")->deliver(push(kUser));
@@ -82,7 +82,7 @@ TEST(LineClassify, AnUnreachableProviderIsATransportRetry) {
 
 TEST(LineClassify, TooLongOrMissingTextIsPermanentAndSendsNothing) {
   SystemClock clock;
-  transport::HttpTransport transport{transport::TransportOptions{}};
+  transport::OutboundTransport transport{transport::TransportOptions{}};
   RegistryResult reg = line_registry("http://127.0.0.1:1", "tok", clock, &transport);  // never reached
   ASSERT_TRUE(reg.registry);
   std::string limit;
@@ -102,7 +102,7 @@ constexpr const char* kWebhookUrl = "https://gw.example/inbound/line/line";
 
 // A channel that can verify webhooks (channel_secret) unless `secret` is empty.
 RegistryResult two_way_registry(const std::string& base_url, const std::string& secret, SystemClock& clock,
-                                transport::HttpTransport* transport, const std::string& extra = "") {
+                                transport::OutboundTransport* transport, const std::string& extra = "") {
   testing::OneChannel line{.name = "line",
                            .plugin = "line",
                            .settings = "      base_url: " + base_url +
@@ -139,7 +139,7 @@ nlohmann::json event(const std::string& type, const std::string& id, nlohmann::j
 
 TEST(LineInbound, WebhookCallsBecomeEventsOrAreRefused) {
   SystemClock clock;
-  transport::HttpTransport transport{transport::TransportOptions{}};  // never used: inbound calls send nothing
+  transport::OutboundTransport transport{transport::TransportOptions{}};  // never used: inbound calls send nothing
   RegistryResult reg = two_way_registry("http://127.0.0.1:1", kSecret, clock, &transport);
   ASSERT_TRUE(reg.registry) << (reg.errors.empty() ? "" : reg.errors[0].to_string());
   const std::string who = std::string(" contact=") + kUser;
@@ -183,7 +183,7 @@ TEST(LineInbound, WebhookCallsBecomeEventsOrAreRefused) {
 
 TEST(LineInbound, WithoutAChannelSecretEveryCallIsRefused) {
   SystemClock clock;
-  transport::HttpTransport transport{transport::TransportOptions{}};
+  transport::OutboundTransport transport{transport::TransportOptions{}};
   RegistryResult reg = two_way_registry("http://127.0.0.1:1", "", clock, &transport);
   ASSERT_TRUE(reg.registry);
   const testing::InboundCase cases[] = {{"no secret to verify with", webhook({event("follow", "01F")}), 401, {}}};
@@ -194,7 +194,7 @@ TEST(LineRender, ResponseOptionsBecomeQuickReplyPostbacks) {
   testing::ScriptedProvider provider(1);
   provider.script(200, "{}");
   SystemClock clock;
-  transport::HttpTransport transport{transport::TransportOptions{}};
+  transport::OutboundTransport transport{transport::TransportOptions{}};
   RegistryResult reg = two_way_registry(provider.url(), kSecret, clock, &transport);
   ASSERT_TRUE(reg.registry);
   DeliveryRequest d = push(kUser, "新商品のご案内");
@@ -236,7 +236,7 @@ TEST(LineRender, DeliveriesWithResponseOptionsAreNeverMulticast) {
   testing::ScriptedProvider provider(2);
   provider.script(200, "{}");
   SystemClock clock;
-  transport::HttpTransport transport{transport::TransportOptions{}};
+  transport::OutboundTransport transport{transport::TransportOptions{}};
   RegistryResult reg = two_way_registry(provider.url(), kSecret, clock, &transport, "    batch_window: 200ms\n");
   ASSERT_TRUE(reg.registry) << (reg.errors.empty() ? "" : reg.errors[0].to_string());
   std::vector<DeliveryRequest> both;
@@ -279,7 +279,7 @@ class LineSim : public ::testing::Test {
   testing::SimProcess sim_;
   std::string url_;
   SystemClock clock_;
-  transport::HttpTransport transport_{transport::TransportOptions{}};
+  transport::OutboundTransport transport_{transport::TransportOptions{}};
   RegistryResult reg_;
 };
 

@@ -30,7 +30,7 @@
 #include "api/http_server.hpp"
 #include "config/config.hpp"
 #include "plugin/channel.hpp"
-#include "transport/http_transport.hpp"
+#include "transport/outbound_transport.hpp"
 
 namespace tayori::plugin::testing {
 
@@ -137,7 +137,7 @@ inline config::LoadResult load_config(const std::string& yaml, const std::string
 
 // The channels of `yaml` as the gateway builds them at start (build_registry); when the config itself does
 // not load, no registry and the config's errors.
-inline RegistryResult registry_for(const std::string& yaml, const Clock& clock, transport::HttpTransport* transport,
+inline RegistryResult registry_for(const std::string& yaml, const Clock& clock, transport::OutboundTransport* transport,
                                    const std::string& dir = "/tmp", Env env = {}) {
   auto loaded = load_config(yaml, dir, std::move(env));
   if (!loaded.config) return {{}, loaded.errors};

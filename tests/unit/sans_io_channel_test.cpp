@@ -9,7 +9,7 @@
 #include "api/http_server.hpp"
 #include "config/config.hpp"
 #include "plugin/channel.hpp"
-#include "transport/http_transport.hpp"
+#include "transport/outbound_transport.hpp"
 
 namespace tayori::plugin {
 namespace {
@@ -52,7 +52,7 @@ class SansIoChannel : public ::testing::Test {
   }
   void TearDown() override { server_->stop(0); }
 
-  RegistryResult build(const std::string& url, transport::HttpTransport* transport, const std::string& extra = "") {
+  RegistryResult build(const std::string& url, transport::OutboundTransport* transport, const std::string& extra = "") {
     std::string yaml = "api_keys: [{name: t, key_env: K}]\nplugin_dirs: [" TAYORI_FIXTURE_DIR "]\n"
                        "channels:\n  - name: sms\n    plugin: fixture_http\n    settings:\n      url: " + url + "\n" +
                        extra;
@@ -74,7 +74,7 @@ class SansIoChannel : public ::testing::Test {
   Provider provider_;
   std::unique_ptr<api::HttpServer> server_;
   uint16_t port_ = 0;
-  transport::HttpTransport transport_{transport::TransportOptions{}};
+  transport::OutboundTransport transport_{transport::TransportOptions{}};
   RegistryResult registry_;
 };
 

@@ -1,4 +1,4 @@
-// SMTP submission through HttpTransport against a real SMTP server: Debian's python3-aiosmtpd, run by
+// SMTP submission through OutboundTransport against a real SMTP server: Debian's python3-aiosmtpd, run by
 // tests/support/smtp_server.py on 127.0.0.1 port 0 as a child process, with a test CA and server
 // certificates made at test time by the openssl CLI (never committed). The server writes each accepted
 // message (envelope, TLS mode, AUTH user, raw DATA) to a folder, so the tests check what actually arrived.
@@ -30,7 +30,7 @@
 #include <vector>
 
 #include "test_support.hpp"
-#include "transport/http_transport.hpp"
+#include "transport/outbound_transport.hpp"
 
 extern char** environ;
 
@@ -212,7 +212,7 @@ Request smtp_request(const std::string& url, const std::string& marker) {
 }
 
 // Submits and waits for the completion (shared, so a completion after a timed-out wait lands safely).
-Response send(HttpTransport& transport, Request request) {
+Response send(OutboundTransport& transport, Request request) {
   auto answered = std::make_shared<std::promise<Response>>();
   auto future = answered->get_future();
   transport.submit(std::move(request), [answered](Response r) { answered->set_value(std::move(r)); });
@@ -271,7 +271,7 @@ Certificates* SmtpTransport::pki_ = nullptr;
 TEST_F(SmtpTransport, StartTlsDeliversExactBytesAndEnvelope) {
   auto server = start("starttls", starttls());
   ASSERT_TRUE(server);
-  HttpTransport transport(trusting_test_ca());
+  OutboundTransport transport(trusting_test_ca());
   Request req = smtp_request(server->url() + "/mta.tayori.test", "m1");  // the path names the EHLO domain
   req.mail_rcpt = {"hanako@example.jp", "<taro@example.jp>"};
   Response r = send(transport, req);
@@ -299,7 +299,7 @@ TEST_F(SmtpTransport, StartTlsDeliversExactBytesAndEnvelope) {
 TEST_F(SmtpTransport, NoStartTlsRefusedUnlessPlaintextAllowed) {
   auto server = start("plain", {});
   ASSERT_TRUE(server);
-  HttpTransport transport(trusting_test_ca());
+  OutboundTransport transport(trusting_test_ca());
 
   Response refused = send(transport, smtp_request(server->url(), "strict-1"));
   EXPECT_EQ(refused.transport_error, CURLE_USE_SSL_FAILED) << refused.error_text;
@@ -326,7 +326,7 @@ TEST_F(SmtpTransport, NoStartTlsRefusedUnlessPlaintextAllowed) {
 TEST_F(SmtpTransport, ImplicitTlsDelivers) {
   auto server = start("smtps", {"--implicit-tls", pki_->cert, pki_->key});
   ASSERT_TRUE(server);
-  HttpTransport transport(trusting_test_ca());
+  OutboundTransport transport(trusting_test_ca());
   Request req = smtp_request(server->url("smtps"), "m3");
   Response r = send(transport, req);
   EXPECT_EQ(r.transport_error, 0) << r.error_text;
@@ -342,7 +342,7 @@ TEST_F(SmtpTransport, ImplicitTlsDelivers) {
 TEST_F(SmtpTransport, AuthFailureIsTheServersVerdict) {
   auto server = start("auth", {"--starttls", pki_->cert, pki_->key, "--auth", "tayori:s3cret"});
   ASSERT_TRUE(server);
-  HttpTransport transport(trusting_test_ca());
+  OutboundTransport transport(trusting_test_ca());
 
   Request good = smtp_request(server->url(), "auth-ok");
   good.username = "tayori";
@@ -380,7 +380,7 @@ TEST_F(SmtpTransport, RcptRefusalKeepsReplyCodeAndText) {
   opts.insert(opts.end(), {"--reject-rcpt", "gone@example.jp:550", "--reject-rcpt", "busy@example.jp:451"});
   auto server = start("reject", opts);
   ASSERT_TRUE(server);
-  HttpTransport transport(trusting_test_ca());
+  OutboundTransport transport(trusting_test_ca());
 
   Request gone = smtp_request(server->url(), "gone");
   gone.mail_rcpt = {"gone@example.jp"};
@@ -417,7 +417,7 @@ TEST_F(SmtpTransport, EndOfDataRefusalKeepsReplyCode) {
   opts.insert(opts.end(), {"--reject-data", "554"});
   auto server = start("reject-data", opts);
   ASSERT_TRUE(server);
-  HttpTransport transport(trusting_test_ca());
+  OutboundTransport transport(trusting_test_ca());
   Response r = send(transport, smtp_request(server->url(), "spam"));
   EXPECT_EQ(r.transport_error, 0) << r.error_text;
   EXPECT_EQ(r.status, 554);
@@ -432,7 +432,7 @@ TEST_F(SmtpTransport, CertificateNotFromConfiguredCaIsRefused) {
   auto upgrade = start("rogue-starttls", {"--starttls", pki_->rogue_cert, pki_->rogue_key});
   auto implicit = start("rogue-smtps", {"--implicit-tls", pki_->rogue_cert, pki_->rogue_key});
   ASSERT_TRUE(upgrade && implicit);
-  HttpTransport transport(trusting_test_ca());
+  OutboundTransport transport(trusting_test_ca());
   for (const std::string& url : {upgrade->url("smtp"), implicit->url("smtps")}) {
     Response r = send(transport, smtp_request(url, "rogue"));
     EXPECT_EQ(r.transport_error, CURLE_PEER_FAILED_VERIFICATION) << url << ": " << r.error_text;
@@ -447,7 +447,7 @@ TEST_F(SmtpTransport, CertificateNotFromConfiguredCaIsRefused) {
 TEST_F(SmtpTransport, DotStuffingKeepsLinesStartingWithDot) {
   auto server = start("dots", starttls());
   ASSERT_TRUE(server);
-  HttpTransport transport(trusting_test_ca());
+  OutboundTransport transport(trusting_test_ca());
   const std::string head = "Subject: dots\r\n\r\n";
   const std::string body = head + ".\r\n..\r\n.leading dot\r\nmiddle\r\n. space\r\n...\r\n.\r\n";
   Request req = smtp_request(server->url(), "dots");
@@ -466,7 +466,7 @@ TEST_F(SmtpTransport, DotStuffingKeepsLinesStartingWithDot) {
 TEST_F(SmtpTransport, BadInputRefusedBeforeSending) {
   auto server = start("inject", {});
   ASSERT_TRUE(server);
-  HttpTransport transport;
+  OutboundTransport transport;
   auto plain = [&](const std::string& marker) {
     Request r = smtp_request(server->url(), marker);
     r.allow_plaintext = true;
@@ -513,8 +513,8 @@ TEST_F(SmtpTransport, BadInputRefusedBeforeSending) {
 TEST_F(SmtpTransport, ConcurrentRequestsCompleteAndReuseConnections) {
   auto server = start("many", starttls());
   ASSERT_TRUE(server);
-  HttpTransport transport(trusting_test_ca());
-  transport.configure_pool(HttpTransport::pool_key_for(smtp_request(server->url(), "")), PoolOptions{3, nullptr});
+  OutboundTransport transport(trusting_test_ca());
+  transport.configure_pool(OutboundTransport::pool_key_for(smtp_request(server->url(), "")), PoolOptions{3, nullptr});
   constexpr int kN = 12;
   std::mutex mu;
   std::condition_variable cv;
@@ -554,7 +554,7 @@ TEST(SmtpPoolKey, DefaultsToLibcurlPorts) {
     Request r;
     r.kind = RequestKind::Smtp;
     r.url = std::move(url);
-    return HttpTransport::pool_key_for(r);
+    return OutboundTransport::pool_key_for(r);
   };
   EXPECT_EQ(key("smtp://Mail.Example.jp"), "smtp://mail.example.jp:25");
   EXPECT_EQ(key("smtp://mail.example.jp:587/ehlo.example.jp"), "smtp://mail.example.jp:587");

@@ -1,4 +1,4 @@
-// HttpTransport against the provider simulator (tayori-sim, a child process) over HTTP/1.1 and HTTP/2 over
+// OutboundTransport against the provider simulator (tayori-sim, a child process) over HTTP/1.1 and HTTP/2 over
 // TLS, for what a delivery gateway must get right on the wire:
 //  - a POST whose connection dies before the answer is never sent again behind the caller's back (libcurl
 //    7.88 re-sends a request whose reused connection died without a response byte, Curl_retry_request,
@@ -34,7 +34,7 @@
 #include <vector>
 
 #include "test_support.hpp"
-#include "transport/http_transport.hpp"
+#include "transport/outbound_transport.hpp"
 
 namespace tayori::transport {
 namespace {
@@ -263,7 +263,7 @@ class Results {
   size_t done_ = 0;
 };
 
-Response call(HttpTransport& t, Request r) {
+Response call(OutboundTransport& t, Request r) {
   Results res(1);
   t.submit(std::move(r), res.slot(0));
   EXPECT_TRUE(res.wait_all(30s));
@@ -328,7 +328,7 @@ class TransportReplayTest : public ::testing::Test {
     const std::string base = death == Death::RelayReset
                                  ? sim_url.substr(0, sim_url.rfind(':') + 1) + std::to_string(relay.port())
                                  : sim_url;
-    HttpTransport transport(options());
+    OutboundTransport transport(options());
     Response first = call(transport, push(base, 1, version));
     EXPECT_EQ(first.status, 200) << first.error_text << first.body;
     EXPECT_EQ(first.http_version_used, wire_version);
@@ -360,11 +360,11 @@ class TransportReplayTest : public ::testing::Test {
   // 500 POSTs submitted at once over HTTP/2 to the nghttp2 listener, all in flight together (libcurl puts up
   // to 100 streams on a connection). Each comes back exactly once; returns how many were not answered 200,
   // after checking that every push reached the provider exactly once -- the unanswered ones included.
-  int blast_500(HttpTransport& transport, const std::string& base) {
+  int blast_500(OutboundTransport& transport, const std::string& base) {
     constexpr int kN = 500;
     PoolOptions pool;
     pool.max_concurrent = kN;
-    const std::string key = HttpTransport::pool_key_for(push(base, 0, HttpVersion::Http2Tls));
+    const std::string key = OutboundTransport::pool_key_for(push(base, 0, HttpVersion::Http2Tls));
     transport.configure_pool(key, pool);
     Results res(kN);
     for (int i = 0; i < kN; ++i) transport.submit(push(base, i, HttpVersion::Http2Tls), res.slot(i));
@@ -393,7 +393,7 @@ class TransportReplayTest : public ::testing::Test {
   }
 
   Sim sim_;
-  HttpTransport control_;
+  OutboundTransport control_;
 };
 
 // libcurl re-sends these (reproduced with libcurl 7.88.1): the transport refuses the re-send.
@@ -419,7 +419,7 @@ TEST_F(TransportReplayTest, Http2DroppedStreamIsAnErrorAndNotResent) {
 }
 
 TEST_F(TransportReplayTest, FiveHundredConcurrentHttp2PostsAnsweredExactlyOnce) {
-  HttpTransport transport(options());
+  OutboundTransport transport(options());
   EXPECT_EQ(blast_500(transport, sim_.h2_url()), 0);
 }
 
@@ -428,7 +428,7 @@ TEST_F(TransportReplayTest, FiveHundredConcurrentHttp2PostsAnsweredExactlyOnce) 
 // re-sent some of them.)
 TEST_F(TransportReplayTest, Http2DropsFailOnlyTheirOwnStreams) {
   ASSERT_NO_FATAL_FAILURE(add_fault({{"provider", "line"}, {"drop_count", 5}}));
-  HttpTransport transport(options());
+  OutboundTransport transport(options());
   EXPECT_EQ(blast_500(transport, sim_.h2_url()), 5);
 }
 

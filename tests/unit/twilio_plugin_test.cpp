@@ -37,7 +37,7 @@ std::string yaml_for(const std::string& base_url, const std::string& settings, b
       .yaml();
 }
 
-RegistryResult twilio_registry(const std::string& yaml, const Clock& clock, transport::HttpTransport* transport,
+RegistryResult twilio_registry(const std::string& yaml, const Clock& clock, transport::OutboundTransport* transport,
                                const std::string& token = kToken) {
   return testing::registry_for(yaml, clock, transport, "/tmp",
                                {{"TWILIO_TOKEN", token}, {"LINK_SECRET", "link-secret"}});
@@ -95,7 +95,7 @@ class TwilioScripted : public ::testing::Test {
 
   ScriptedProvider provider_{1};
   ManualClock clock_{kNow};
-  transport::HttpTransport transport_{transport::TransportOptions{}};
+  transport::OutboundTransport transport_{transport::TransportOptions{}};
   RegistryResult reg_;
 };
 
@@ -270,7 +270,7 @@ TEST_F(TwilioScripted, BadSettingsAreRefusedNamingTheSetting) {
 
 TEST(TwilioTransport, AnUnreachableProviderIsATransportRetry) {
   ManualClock clock(kNow);
-  transport::HttpTransport transport{transport::TransportOptions{}};
+  transport::OutboundTransport transport{transport::TransportOptions{}};
   RegistryResult reg = twilio_registry(yaml_for("http://127.0.0.1:1", "      from: '+15005550006'\n", false), clock,
                                        &transport);
   ASSERT_TRUE(reg.registry);
@@ -414,7 +414,7 @@ class TwilioSim : public ::testing::Test {
   testing::SimProcess sim_;
   std::string url_;
   SystemClock clock_;
-  transport::HttpTransport transport_{transport::TransportOptions{}};
+  transport::OutboundTransport transport_{transport::TransportOptions{}};
 };
 
 // The simulator's webhooks (POST /_sim/webhooks/twilio, and the status callback of a sent message) are

@@ -6,8 +6,9 @@
 // explicitly disabled.
 //
 // SMTP (docs/providers.md "Email") is a kind of Request, not a parallel API, so mail shares the queue, pool
-// limits, rate limits, timeouts, TLS options and worker with HTTP. `Transfer` in http_transport.cpp is the
-// one place that knows which protocol a transfer speaks. The class keeps its historical name.
+// limits, rate limits, timeouts, TLS options and worker with HTTP. Only the transfers know which protocol
+// they speak (http_transfer.cpp, smtp_transfer.cpp); the multi loop (outbound_transport.cpp) treats them
+// alike.
 #pragma once
 
 #include <cstdint>
@@ -64,7 +65,7 @@ enum class RequestKind {
 //  Known limitation (libcurl 7.88, lib/smtp.c smtp_done): after the message, libcurl waits for the reply to
 //  the end of data in a blocking loop inside the worker, so every other transfer on this transport, HTTP
 //  included, stalls until that reply comes or the request's timeout passes (measured: an MTA that takes
-//  2 s to answer delays a concurrent HTTP request by ~1.7 s). Give SMTP channels their own HttpTransport
+//  2 s to answer delays a concurrent HTTP request by ~1.7 s). Give SMTP channels their own OutboundTransport
 //  when HTTP latency matters.
 struct Request {
   std::string method = "GET";
@@ -138,15 +139,14 @@ struct PoolOptions {
   std::shared_ptr<TokenBucket> rate_limiter;  // null = no rate limit; driven by steady_clock ms
 };
 
-// Sends HTTP and SMTP requests (see RequestKind); the name predates SMTP and is kept so its users need
-// not change.
-class HttpTransport {
+// Sends HTTP and SMTP requests (see RequestKind) for the host: channel plugins' requests and webhooks.
+class OutboundTransport {
  public:
-  explicit HttpTransport(TransportOptions options = {});
+  explicit OutboundTransport(TransportOptions options = {});
   // Calls shutdown().
-  ~HttpTransport();
-  HttpTransport(const HttpTransport&) = delete;
-  HttpTransport& operator=(const HttpTransport&) = delete;
+  ~OutboundTransport();
+  OutboundTransport(const OutboundTransport&) = delete;
+  OutboundTransport& operator=(const OutboundTransport&) = delete;
 
   // Sets (or replaces) the limits for one pool key; applies to requests started from now on.
   void configure_pool(const std::string& pool_key, PoolOptions pool);
@@ -174,7 +174,7 @@ class HttpTransport {
 
  private:
   std::unique_ptr<Impl> impl_;
-  std::unique_ptr<HttpTransport> smtp_lane_;  // see TransportOptions::smtp_on_own_worker
+  std::unique_ptr<OutboundTransport> smtp_lane_;  // see TransportOptions::smtp_on_own_worker
 };
 
 }  // namespace tayori::transport

@@ -1,0 +1,325 @@
+// The outbound transport's engine: one worker thread drives a libcurl multi handle for every request a
+// channel plugin (or a webhook) sends -- the transport step of message → dispatcher → channel plugin →
+// transport → provider. Callers submit from any thread and get their completion on the worker; the loop
+// holds each request in its pool's queue until the pool's concurrency and rate limits let it start, adds
+// it to the multi handle, and completes it when libcurl is done. It treats HTTP and SMTP transfers alike
+// (http_transfer.cpp, smtp_transfer.cpp), except that by default SMTP runs on a second transport of its
+// own, since libcurl can block its multi handle while a mail server answers.
+#include "transport/outbound_transport.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <stdexcept>
+#include <thread>
+#include <unordered_map>
+
+#include "common/thread_name.hpp"
+#include "transport/transfer.hpp"
+
+namespace tayori::transport {
+
+namespace {
+
+constexpr const char* kShutdownText = "transport shut down";
+
+int64_t steady_now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+void global_init_once() {
+  static std::once_flag once;
+  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+}
+
+struct Pool {
+  std::deque<std::unique_ptr<Transfer>> pending;
+  int active = 0;
+};
+
+}  // namespace
+
+struct OutboundTransport::Impl {
+  TransportOptions options;
+  CURLM* multi = nullptr;
+
+  std::mutex mu;  // guards the fields up to `worker`
+  std::vector<std::unique_ptr<Transfer>> incoming;
+  std::map<std::string, PoolOptions> pool_config;
+  uint64_t config_version = 0;
+  bool stopping = false;
+
+  std::mutex shutdown_mu;
+  std::thread worker;
+
+  // Connections opened (CURLINFO_NUM_CONNECTS), per pool key; written by the worker, read by any thread.
+  mutable std::mutex stats_mu;
+  std::map<std::string, uint64_t> opened_by_pool;
+
+  // Worker-thread state.
+  std::map<std::string, PoolOptions> config_copy;
+  uint64_t config_seen = ~uint64_t{0};
+  std::map<std::string, Pool> pools;
+  std::unordered_map<Transfer*, std::unique_ptr<Transfer>> running;
+  long cache_size = 0;  // the CURLMOPT_MAXCONNECTS last set
+
+  int max_concurrent(const PoolOptions* p) const {
+    const int n = p && p->max_concurrent > 0 ? p->max_concurrent : options.default_max_concurrent;
+    return std::max(1, n);
+  }
+
+  int max_concurrent(const std::string& pool_key) const {
+    auto it = config_copy.find(pool_key);
+    return max_concurrent(it == config_copy.end() ? nullptr : &it->second);
+  }
+
+  void count_connections(const Transfer& t, long opened) {
+    if (opened <= 0) return;
+    std::lock_guard lock(stats_mu);
+    opened_by_pool[t.pool] += static_cast<uint64_t>(opened);
+  }
+
+  // libcurl keeps at most CURLMOPT_MAXCONNECTS idle connections; unset, that is 4 x the easy handles
+  // currently added (7.88 conncache.c), and this transport removes each handle when its transfer ends, so
+  // after a burst the cache shrinks with the load and kept connections are closed, to be opened again by
+  // the next burst. Every pool may run its max_concurrent transfers on connections of its own (HTTP/1.1),
+  // so the cache holds that many for every pool known so far.
+  void size_connection_cache() {
+    long total = 0;
+    for (const auto& [key, pool] : pools) total += max_concurrent(key);
+    for (const auto& [key, cfg] : config_copy)
+      if (!pools.count(key)) total += max_concurrent(&cfg);
+    if (total != cache_size) {
+      cache_size = total;
+      curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, std::max(1L, total));
+    }
+  }
+
+  // Starts what the pool limits allow; returns ms until a rate-limited pool may start (-1 = none waits).
+  int64_t start_ready() {
+    int64_t wait = -1;
+    const int64_t now = steady_now_ms();
+    for (auto& [key, pool] : pools) {
+      auto cfg_it = config_copy.find(key);
+      const PoolOptions* cfg = cfg_it == config_copy.end() ? nullptr : &cfg_it->second;
+      const int limit = max_concurrent(cfg);
+      while (!pool.pending.empty() && pool.active < limit) {
+        if (cfg && cfg->rate_limiter && !cfg->rate_limiter->try_acquire(now)) {
+          const int64_t w = std::max<int64_t>(1, cfg->rate_limiter->next_available(now) - now);
+          wait = wait < 0 ? w : std::min(wait, w);
+          break;
+        }
+        std::unique_ptr<Transfer> t = std::move(pool.pending.front());
+        pool.pending.pop_front();
+        CURLcode rc = t->setup(options);
+        if (rc == CURLE_OK) {
+          CURLMcode mrc = curl_multi_add_handle(multi, t->easy);
+          if (mrc != CURLM_OK) {
+            t->fail(CURLE_FAILED_INIT, std::string("curl_multi_add_handle: ") + curl_multi_strerror(mrc));
+            t->complete();
+            continue;
+          }
+          ++pool.active;
+          Transfer* raw = t.get();
+          running.emplace(raw, std::move(t));
+        } else {
+          std::string text = t->errbuf[0] ? std::string(t->errbuf) : std::string(curl_easy_strerror(rc));
+          t->fail(rc, std::move(text));
+          t->complete();
+        }
+      }
+    }
+    return wait;
+  }
+
+  // Completes finished transfers; returns how many.
+  int drain_done() {
+    int n = 0;
+    int left = 0;
+    while (CURLMsg* msg = curl_multi_info_read(multi, &left)) {
+      if (msg->msg != CURLMSG_DONE) continue;
+      CURL* easy = msg->easy_handle;
+      const CURLcode code = msg->data.result;
+      void* priv = nullptr;
+      curl_easy_getinfo(easy, CURLINFO_PRIVATE, &priv);
+      curl_multi_remove_handle(multi, easy);
+      auto it = running.find(static_cast<Transfer*>(priv));
+      if (it == running.end()) continue;
+      std::unique_ptr<Transfer> t = std::move(it->second);
+      running.erase(it);
+      if (auto p = pools.find(t->pool); p != pools.end()) --p->second.active;
+      t->finish(code);
+      count_connections(*t, static_cast<long>(t->response.new_connections));
+      t->complete();
+      ++n;
+    }
+    return n;
+  }
+
+  void run() {
+    for (;;) {
+      std::vector<std::unique_ptr<Transfer>> batch;
+      bool resize = false;
+      {
+        std::lock_guard lock(mu);
+        if (stopping) break;
+        batch.swap(incoming);
+        if (config_seen != config_version) {
+          config_copy = pool_config;
+          config_seen = config_version;
+          resize = true;
+        }
+      }
+      for (auto& t : batch) {
+        auto [it, added] = pools.try_emplace(t->pool);
+        resize |= added;
+        it->second.pending.push_back(std::move(t));
+      }
+      if (resize) size_connection_cache();
+
+      const int64_t rate_wait = start_ready();
+      int still_running = 0;
+      curl_multi_perform(multi, &still_running);
+      if (drain_done() > 0) continue;  // freed slots: start more before sleeping
+
+      int timeout = 1000;
+      if (rate_wait >= 0) timeout = static_cast<int>(std::min<int64_t>(timeout, rate_wait));
+      curl_multi_poll(multi, nullptr, 0, timeout, nullptr);
+    }
+    fail_everything();
+  }
+
+  void fail_everything() {
+    for (auto& [raw, t] : running) {
+      long opened = 0;
+      curl_easy_getinfo(t->easy, CURLINFO_NUM_CONNECTS, &opened);
+      count_connections(*t, opened);
+      curl_multi_remove_handle(multi, t->easy);
+      t->fail(CURLE_ABORTED_BY_CALLBACK, kShutdownText);
+      t->complete();
+    }
+    running.clear();
+    for (auto& [key, pool] : pools)
+      for (auto& t : pool.pending) {
+        t->fail(CURLE_ABORTED_BY_CALLBACK, kShutdownText);
+        t->complete();
+      }
+    pools.clear();
+    std::vector<std::unique_ptr<Transfer>> batch;
+    {
+      std::lock_guard lock(mu);  // stopping is set: nothing more arrives
+      batch.swap(incoming);
+    }
+    for (auto& t : batch) {
+      t->fail(CURLE_ABORTED_BY_CALLBACK, kShutdownText);
+      t->complete();
+    }
+  }
+};
+
+OutboundTransport::OutboundTransport(TransportOptions options) : impl_(std::make_unique<Impl>()) {
+  global_init_once();
+  if (options.smtp_on_own_worker) {
+    TransportOptions lane = options;
+    lane.smtp_on_own_worker = false;
+    smtp_lane_ = std::make_unique<OutboundTransport>(std::move(lane));
+  }
+  impl_->options = std::move(options);
+  impl_->multi = curl_multi_init();
+  if (!impl_->multi) throw std::runtime_error("curl_multi_init failed");
+  curl_multi_setopt(impl_->multi, CURLMOPT_PIPELINING, static_cast<long>(CURLPIPE_MULTIPLEX));
+  if (impl_->options.max_connections_per_host > 0)
+    curl_multi_setopt(impl_->multi, CURLMOPT_MAX_HOST_CONNECTIONS, impl_->options.max_connections_per_host);
+  impl_->worker = std::thread([impl = impl_.get()] {
+    name_this_thread("tayori-transp");
+    impl->run();
+  });
+}
+
+OutboundTransport::~OutboundTransport() {
+  shutdown();
+  if (impl_->multi) curl_multi_cleanup(impl_->multi);
+}
+
+void OutboundTransport::configure_pool(const std::string& pool_key, PoolOptions pool) {
+  if (smtp_lane_) smtp_lane_->configure_pool(pool_key, pool);
+  {
+    std::lock_guard lock(impl_->mu);
+    impl_->pool_config[pool_key] = std::move(pool);
+    ++impl_->config_version;
+  }
+  curl_multi_wakeup(impl_->multi);
+}
+
+void OutboundTransport::submit(Request request, Completion done) {
+  if (request.kind == RequestKind::Smtp && smtp_lane_) {
+    smtp_lane_->submit(std::move(request), std::move(done));
+    return;
+  }
+  std::unique_ptr<Transfer> t = request.kind == RequestKind::Smtp ? make_smtp_transfer() : make_http_transfer();
+  t->pool = pool_key_for(request);
+  t->request = std::move(request);
+  t->done = std::move(done);
+  {
+    std::lock_guard lock(impl_->mu);
+    if (!impl_->stopping) {
+      impl_->incoming.push_back(std::move(t));
+      t = nullptr;
+    }
+  }
+  if (t) {  // already shutting down: complete here, on the caller's thread
+    t->fail(CURLE_ABORTED_BY_CALLBACK, kShutdownText);
+    t->complete();
+    return;
+  }
+  curl_multi_wakeup(impl_->multi);
+}
+
+void OutboundTransport::shutdown() {
+  if (smtp_lane_) smtp_lane_->shutdown();
+  std::lock_guard join_lock(impl_->shutdown_mu);
+  {
+    std::lock_guard lock(impl_->mu);
+    impl_->stopping = true;
+  }
+  curl_multi_wakeup(impl_->multi);
+  if (impl_->worker.joinable()) impl_->worker.join();
+}
+
+uint64_t OutboundTransport::connections_opened() const {
+  uint64_t n = smtp_lane_ ? smtp_lane_->connections_opened() : 0;
+  std::lock_guard lock(impl_->stats_mu);
+  for (const auto& [key, opened] : impl_->opened_by_pool) n += opened;
+  return n;
+}
+
+uint64_t OutboundTransport::connections_opened(const std::string& pool_key) const {
+  uint64_t n = smtp_lane_ ? smtp_lane_->connections_opened(pool_key) : 0;
+  std::lock_guard lock(impl_->stats_mu);
+  if (auto it = impl_->opened_by_pool.find(pool_key); it != impl_->opened_by_pool.end()) n += it->second;
+  return n;
+}
+
+std::string OutboundTransport::pool_key_for(const Request& request) {
+  if (!request.pool_key.empty()) return request.pool_key;
+  const std::string url = lower(request.url);
+  const auto sep = url.find("://");
+  if (sep == std::string::npos) return url;
+  const std::string scheme = url.substr(0, sep);
+  std::string authority = url.substr(sep + 3, url.find_first_of("/?#", sep + 3) - (sep + 3));
+  if (auto at = authority.rfind('@'); at != std::string::npos) authority = authority.substr(at + 1);
+  const auto close_bracket = authority.rfind(']');
+  const auto colon = authority.rfind(':');
+  const bool has_port = colon != std::string::npos && (close_bracket == std::string::npos || colon > close_bracket);
+  if (!has_port) {
+    static const std::map<std::string, std::string> kDefaultPort = {
+        {"http", ":80"}, {"https", ":443"}, {"smtp", ":25"}, {"smtps", ":465"}};
+    if (auto it = kDefaultPort.find(scheme); it != kDefaultPort.end()) authority += it->second;
+  }
+  return scheme + "://" + authority;
+}
+
+}  // namespace tayori::transport

@@ -1,0 +1,62 @@
+// Private to gateway/transport/: one transfer -- a request, its completion, and the libcurl easy handle
+// while it runs -- as the multi loop (outbound_transport.cpp) sees it. Each protocol is a subclass in its
+// own file (http_transfer.cpp, smtp_transfer.cpp) with its own checks, easy-handle setup and result
+// mapping; the queue, pools, rate limits and worker treat every transfer alike. Keeps libcurl out of
+// outbound_transport.hpp.
+#pragma once
+
+#include <curl/curl.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "transport/outbound_transport.hpp"
+
+namespace tayori::transport {
+
+struct Transfer {
+  Request request;
+  Completion done;
+  std::string pool;
+  Response response;
+  CURL* easy = nullptr;
+  char errbuf[CURL_ERROR_SIZE] = {0};
+  // The list configure() hands libcurl (HTTP: the request headers; SMTP: the envelope recipients). The
+  // easy handle points into it, so it is freed after the handle.
+  curl_slist* list = nullptr;
+
+  virtual ~Transfer();
+
+  // Returns CURLE_OK, or the error that prevents the transfer from starting (errbuf says why).
+  CURLcode setup(const TransportOptions& o);
+  // Fills `response` from the finished easy handle and libcurl's result.
+  virtual void finish(CURLcode code) = 0;
+  void fail(int code, std::string text);
+  void complete();
+
+ protected:
+  // The protocol's checks of the request before anything is set up or sent.
+  virtual CURLcode check() = 0;
+  // The protocol's easy-handle options, after the ones every transfer shares.
+  virtual CURLcode configure(const TransportOptions& o) = 0;
+
+  template <class V>
+  void set(CURLoption opt, V value) {
+    if (setup_rc == CURLE_OK) setup_rc = curl_easy_setopt(easy, opt, value);
+  }
+  CURLcode refuse(CURLcode code, const char* why);
+
+  CURLcode setup_rc = CURLE_OK;  // the first curl_easy_setopt failure while setting up
+};
+
+// A transfer for each RequestKind (http_transfer.cpp, smtp_transfer.cpp).
+std::unique_ptr<Transfer> make_http_transfer();
+std::unique_ptr<Transfer> make_smtp_transfer();
+
+std::string lower(std::string s);
+// Without leading spaces and tabs, and without trailing spaces, tabs and line ends.
+std::string_view trim(std::string_view s);
+
+}  // namespace tayori::transport
