@@ -5,10 +5,11 @@
 // holding requests in a queue until they may start. TLS peer and host verification are always on unless
 // explicitly disabled.
 //
-// SMTP (docs/providers.md "Email") is a kind of Request, not a parallel API, so mail shares the queue, pool
-// limits, rate limits, timeouts, TLS options and worker with HTTP. Only the transfers know which protocol
-// they speak (http_transfer.cpp, smtp_transfer.cpp); the multi loop (outbound_transport.cpp) treats them
-// alike.
+// SMTP (docs/providers.md "Email") is a kind of Request, not a parallel API, so mail has the same pool
+// limits, rate limits, timeouts and TLS options as HTTP. Only the transfers know which protocol they speak
+// (http_transfer.cpp, smtp_transfer.cpp); the multi loop (outbound_transport.cpp) treats them alike. By
+// default SMTP runs on a second worker of its own (TransportOptions::smtp_on_own_worker), for the reason
+// below.
 #pragma once
 
 #include <cstdint>
@@ -65,8 +66,8 @@ enum class RequestKind {
 //  Known limitation (libcurl 7.88, lib/smtp.c smtp_done): after the message, libcurl waits for the reply to
 //  the end of data in a blocking loop inside the worker, so every other transfer on this transport, HTTP
 //  included, stalls until that reply comes or the request's timeout passes (measured: an MTA that takes
-//  2 s to answer delays a concurrent HTTP request by ~1.7 s). Give SMTP channels their own OutboundTransport
-//  when HTTP latency matters.
+//  2 s to answer delays a concurrent HTTP request by ~1.7 s). Hence smtp_on_own_worker: only mail waits
+//  for mail.
 struct Request {
   std::string method = "GET";
   std::string url;  // Http: http:// or https:// only; Smtp: smtp:// or smtps:// only
