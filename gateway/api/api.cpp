@@ -1,27 +1,18 @@
 #include "api/api.hpp"
 
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
-
 #include <chrono>
 
 #include "api/http_util.hpp"
 #include "core/intake.hpp"
 #include "core/message.hpp"
 #include "transport/circuit_breaker.hpp"
+#include "transport/crypto.hpp"
 
 namespace tayori::api {
 
 using core::Json;
 
 namespace {
-
-std::array<unsigned char, 32> sha256(std::string_view text) {
-  std::array<unsigned char, 32> out{};
-  unsigned int len = 0;
-  EVP_Digest(text.data(), text.size(), out.data(), &len, EVP_sha256(), nullptr);
-  return out;
-}
 
 // The members a listing shows of each message (GET /v1/messages); the full view adds to them.
 Json summary_view(const store::MessageRecord& r) {
@@ -146,8 +137,8 @@ HttpResponse method_not_allowed(const std::string& route, const std::string& all
 
 Api::Api(const config::Config& config, ApiDependencies deps)
     : server_(config.server), policy_(config.policy), deps_(std::move(deps)) {
-  for (const auto& k : config.api_keys) keys_.push_back({k.name, sha256(k.secret)});
-  for (const auto& k : config.inbound.app_keys) app_keys_.push_back({k.name, sha256(k.secret)});
+  for (const auto& k : config.api_keys) keys_.push_back({k.name, transport::sha256(k.secret)});
+  for (const auto& k : config.inbound.app_keys) app_keys_.push_back({k.name, transport::sha256(k.secret)});
   links::LinkSigner links;
   if (!config.server.public_url.empty()) links = links::LinkSigner(config.server.public_url, config.server.link_secret);
   inbound_ = std::make_unique<core::InboundApplier>(deps_.store, deps_.clock, std::move(links), config.responses);
@@ -171,10 +162,11 @@ const Api::Key* Api::find_key(const HttpRequest& request, const std::vector<Key>
   constexpr std::string_view scheme = "Bearer ";
   if (auth.size() <= scheme.size() || auth.substr(0, scheme.size()) != scheme) return nullptr;
   // Compare digests in constant time, and look at every key: timing reveals neither a prefix nor which key.
-  auto presented = sha256(auth.substr(scheme.size()));
+  std::string presented = transport::sha256(auth.substr(scheme.size()));
+  if (presented.empty()) return nullptr;  // no digest (OpenSSL failed): nothing to compare
   const Key* found = nullptr;
   for (const auto& k : keys)
-    if (CRYPTO_memcmp(presented.data(), k.digest.data(), presented.size()) == 0) found = &k;
+    if (transport::constant_time_equal(presented, k.digest)) found = &k;
   return found;
 }
 

@@ -2,7 +2,6 @@
 // request; the only asynchrony is waiting for the store's group commit before answering 202.
 #pragma once
 
-#include <array>
 #include <atomic>
 #include <functional>
 #include <memory>
@@ -53,7 +52,7 @@ class Api final : public Handler {
  private:
   struct Key {
     std::string name;
-    std::array<unsigned char, 32> digest;
+    std::string digest;  // transport::sha256 of the secret: only digests are kept and compared
   };
 
   std::optional<core::Json> json_body(const HttpRequest& request, const Responder& respond);

@@ -8,6 +8,8 @@
 #include <utility>
 #include <vector>
 
+#include <tayori/text.hpp>
+
 #include "api/http.hpp"
 #include "core/message.hpp"
 
@@ -27,51 +29,21 @@ inline HttpResponse json_response(int status, const core::Json& body) {
   return r;
 }
 
-// RFC 3986 §2.1 percent-decoding of a path segment or query value.
-inline std::string percent_decode(std::string_view s) {
-  auto hex = [](char c) { return std::isdigit(static_cast<unsigned char>(c)) ? c - '0' : (std::tolower(c) - 'a' + 10); };
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size() && std::isxdigit(static_cast<unsigned char>(s[i + 1])) &&
-        std::isxdigit(static_cast<unsigned char>(s[i + 2]))) {
-      out += static_cast<char>(hex(s[i + 1]) * 16 + hex(s[i + 2]));
-      i += 2;
-    } else {
-      out += s[i];
-    }
-  }
-  return out;
-}
-
-// The decoded value of `name` in a query string ("a=1&b=2"); empty when absent.
-inline std::string query_param(std::string_view query, std::string_view name) {
-  while (!query.empty()) {
-    size_t amp = query.find('&');
-    std::string_view part = query.substr(0, amp);
-    if (part.size() > name.size() && part.substr(0, name.size()) == name && part[name.size()] == '=')
-      return percent_decode(part.substr(name.size() + 1));
-    if (amp == std::string_view::npos) break;
-    query.remove_prefix(amp + 1);
-  }
-  return {};
-}
+// Path segments and query values are percent-decoded (RFC 3986 §2.1) with '+' kept as it is: the API's
+// query strings are not form bodies, and a phone number's '+' must survive.
+using text::percent_decode;
 
 // Every `name=value` pair of a query string, decoded, in order ("a=1&b=2"; a bare `name` has an empty value),
 // so a handler can refuse parameters it does not know and parameters given twice.
 inline std::vector<std::pair<std::string, std::string>> query_params(std::string_view query) {
-  std::vector<std::pair<std::string, std::string>> out;
-  while (!query.empty()) {
-    size_t amp = query.find('&');
-    std::string_view part = query.substr(0, amp);
-    if (!part.empty()) {
-      size_t eq = part.find('=');
-      out.emplace_back(percent_decode(part.substr(0, eq)),
-                       eq == std::string_view::npos ? std::string() : percent_decode(part.substr(eq + 1)));
-    }
-    if (amp == std::string_view::npos) break;
-    query.remove_prefix(amp + 1);
-  }
-  return out;
+  return text::decode_pairs(query, /*plus_is_space=*/false);
+}
+
+// The decoded value of the first `name` in a query string ("a=1&b=2"); empty when absent.
+inline std::string query_param(std::string_view query, std::string_view name) {
+  for (auto& [k, v] : query_params(query))
+    if (k == name) return std::move(v);
+  return {};
 }
 
 // A decimal integer from `lo` to `hi` (digits only: no sign, no space, no exponent), or nullopt.

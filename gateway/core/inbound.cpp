@@ -2,6 +2,8 @@
 
 #include <memory>
 
+#include "transport/crypto.hpp"
+
 namespace tayori::core {
 
 namespace {
@@ -68,7 +70,7 @@ std::optional<store::NewMessage> make_follow_up(const Original& original, const 
   m.recipient_id = original.message.recipient.id;
   m.api_key = original.record.api_key;
   m.payload = canonical_json(payload);
-  m.payload_hash = sha256_hex(m.payload);
+  m.payload_hash = transport::sha256_hex(m.payload);
   m.due_at_ms = send_at;
   m.send_at_ms = send_at;
   m.expires_at_ms = expires;
@@ -218,7 +220,7 @@ std::vector<plugin::ResponseOption> mint_responses(const Message& message, const
     if (links.enabled()) {
       links::LinkClaims claims{links::LinkKind::response, message.id, channel, r.id, expires_at_s};
       o.ref = links.token(claims);
-      o.url = links.public_url() + "/r/" + o.ref;
+      o.url = links.url(claims.kind, o.ref);
     }
     out.push_back(std::move(o));
   }

@@ -1,7 +1,6 @@
 #include "core/message.hpp"
 
-#include <openssl/evp.h>
-
+#include <tayori/text.hpp>
 
 #include "common/time.hpp"
 #include "policy/timezone.hpp"
@@ -153,12 +152,6 @@ class Checker {
   std::vector<FieldError>& errors_;
 };
 
-size_t utf8_length(std::string_view s) {
-  size_t n = 0;
-  for (unsigned char ch : s) n += (ch & 0xC0) != 0x80;
-  return n;
-}
-
 // "responses": [{id, label, follow_up?: {after, template?}}], 1 to 10 (LINE allows 13 quick reply items;
 // ten keep a numbered SMS reply to one digit... and a push notification's action list short).
 constexpr size_t kMaxResponses = 10;
@@ -187,7 +180,7 @@ void parse_responses(Checker& c, const Json& j, const ValidationRules& rules, st
       spec.id = *v;
     }
     if (auto v = c.string(r, p, "label", true, nullptr, nullptr)) {
-      size_t chars = utf8_length(*v);
+      size_t chars = text::utf8_code_points(*v);
       if (chars == 0 || chars > kMaxLabelChars)
         c.fail(p + "/label", "must be 1 to " + std::to_string(kMaxLabelChars) + " characters (LINE quick reply labels)");
       spec.label = *v;
@@ -489,20 +482,6 @@ std::optional<int64_t> parse_delay_ms(std::string_view s) {
 std::string canonical_json(const Json& json) {
   // nlohmann::json keeps object members in a std::map, so dump() is already key-sorted and canonical.
   return json.dump(-1, ' ', false, Json::error_handler_t::strict);
-}
-
-std::string sha256_hex(std::string_view text) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(text.data(), text.size(), digest, &len, EVP_sha256(), nullptr);
-  static const char* hex = "0123456789abcdef";
-  std::string out;
-  out.reserve(len * 2);
-  for (unsigned i = 0; i < len; ++i) {
-    out += hex[digest[i] >> 4];
-    out += hex[digest[i] & 15];
-  }
-  return out;
 }
 
 }  // namespace tayori::core

@@ -15,17 +15,6 @@ namespace {
 
 constexpr int kPage = 100;  // events read from the store at a time
 
-std::string hex(std::string_view bytes) {
-  static const char* digits = "0123456789abcdef";
-  std::string out;
-  out.reserve(bytes.size() * 2);
-  for (unsigned char b : bytes) {
-    out += digits[b >> 4];
-    out += digits[b & 15];
-  }
-  return out;
-}
-
 std::string describe(const transport::Response& r) {
   if (r.transport_error != 0) return r.error_text.empty() ? "transport error " + std::to_string(r.transport_error) : r.error_text;
   return "HTTP " + std::to_string(r.status);
@@ -39,7 +28,7 @@ std::string signature_header(std::string_view secret, int64_t unix_seconds, std:
   // HMAC-SHA256 cannot fail for in-memory input; an OpenSSL failure would still give a header the receiver
   // refuses (and the attempt is retried), never an unsigned POST.
   transport::CryptoResult<std::string> mac = transport::hmac_sha256(secret, signed_text);
-  return "t=" + t + ",v1=" + (mac ? hex(mac.value) : std::string("error"));
+  return "t=" + t + ",v1=" + (mac ? transport::hex(mac.value) : std::string("error"));
 }
 
 int64_t backoff_ms(int failures, double unit_random, int64_t base_ms, int64_t cap_ms) {

@@ -40,8 +40,10 @@ std::string LinkSigner::token(const LinkClaims& c) const {
   return transport::base64url_encode(payload) + "." + transport::base64url_encode(mac_of(secret_, payload));
 }
 
-std::string LinkSigner::url(const LinkClaims& c) const {
-  return public_url_ + (c.kind == LinkKind::unsubscribe ? "/u/" : "/r/") + token(c);
+std::string LinkSigner::url(const LinkClaims& c) const { return url(c.kind, token(c)); }
+
+std::string LinkSigner::url(LinkKind kind, std::string_view token) const {
+  return public_url_ + (kind == LinkKind::unsubscribe ? "/u/" : "/r/") + std::string(token);
 }
 
 Verified LinkSigner::verify(std::string_view token, int64_t now_s) const {

@@ -46,6 +46,8 @@ class LinkSigner {
   std::string token(const LinkClaims& claims) const;
   // public_url + "/u/" (unsubscribe) or "/r/" (response) + token.
   std::string url(const LinkClaims& claims) const;
+  // The same URL for a token already made by token(), for a caller that needs both (one MAC, not two).
+  std::string url(LinkKind kind, std::string_view token) const;
   // Checks the MAC in constant time before looking at the payload, then the expiry against now_s.
   Verified verify(std::string_view token, int64_t now_s) const;
 

@@ -17,6 +17,7 @@
 
 #include "common/log.hpp"
 #include "common/thread_name.hpp"
+#include "transport/crypto.hpp"
 
 namespace tayori::store {
 
@@ -1392,7 +1393,7 @@ class SqliteStore final : public Store {
         if (!payload.is_object()) continue;
         payload["id"] = m.id;
         m.payload = core::canonical_json(payload);
-        m.payload_hash = core::sha256_hex(m.payload);
+        m.payload_hash = transport::sha256_hex(m.payload);
       }
       if (accept_one(c, m, now_ms).status != AcceptStatus::accepted) continue;
       c.prepare("UPDATE messages SET parent_id = ?2 WHERE id = ?1").bind(1, m.id).bind(2, f.parent_id).exec();

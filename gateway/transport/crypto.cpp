@@ -8,8 +8,10 @@
 #include <openssl/evp.h>
 #include <openssl/core_names.h>
 
+#include <algorithm>
 #include <array>
 #include <exception>
+#include <limits>
 
 namespace tayori::transport {
 namespace {
@@ -53,68 +55,60 @@ using PkeyPtr = std::unique_ptr<EVP_PKEY, PkeyFree>;
 const unsigned char* bytes(std::string_view s) { return reinterpret_cast<const unsigned char*>(s.data()); }
 
 // ---- base64 -------------------------------------------------------------------------------------------
+// OpenSSL does the coding (EVP_EncodeBlock/EVP_DecodeBlock speak the RFC 4648 §4 alphabet with padding);
+// what it does not do is done here: the §5 URL-safe alphabet without padding that JWS uses, and the strict
+// checks of decode_body, since EVP_DecodeBlock skips surrounding white space and ignores non-zero pad bits.
 
-constexpr char kStd[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-constexpr char kUrl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+// RFC 4648 §5 differs from §4 only in the two characters for 62 and 63.
+void to_url_alphabet(std::string& text) {
+  for (char& c : text) c = c == '+' ? '-' : c == '/' ? '_' : c;
+}
 
-std::string encode(std::string_view in, const char* alphabet, bool pad) {
+std::string encode_std(std::string_view in) {
   std::string out;
-  out.reserve((in.size() + 2) / 3 * 4);
-  size_t i = 0;
-  for (; i + 3 <= in.size(); i += 3) {
-    uint32_t v = (uint32_t(uint8_t(in[i])) << 16) | (uint32_t(uint8_t(in[i + 1])) << 8) | uint8_t(in[i + 2]);
-    out += alphabet[(v >> 18) & 63];
-    out += alphabet[(v >> 12) & 63];
-    out += alphabet[(v >> 6) & 63];
-    out += alphabet[v & 63];
-  }
-  size_t rest = in.size() - i;
-  if (rest == 1) {
-    uint32_t v = uint32_t(uint8_t(in[i])) << 16;
-    out += alphabet[(v >> 18) & 63];
-    out += alphabet[(v >> 12) & 63];
-    if (pad) out += "==";
-  } else if (rest == 2) {
-    uint32_t v = (uint32_t(uint8_t(in[i])) << 16) | (uint32_t(uint8_t(in[i + 1])) << 8);
-    out += alphabet[(v >> 18) & 63];
-    out += alphabet[(v >> 12) & 63];
-    out += alphabet[(v >> 6) & 63];
-    if (pad) out += '=';
+  // EVP_EncodeBlock counts in int; whole 3-byte groups per call keep the concatenation one encoding.
+  constexpr size_t kChunk = size_t(3) << 20;
+  for (size_t at = 0; at < in.size(); at += kChunk) {
+    size_t n = std::min(kChunk, in.size() - at);
+    size_t done = out.size();
+    out.resize(done + (n + 2) / 3 * 4 + 1);  // and the NUL it writes
+    int len = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data() + done), bytes(in.substr(at)), int(n));
+    out.resize(done + size_t(len));
   }
   return out;
 }
 
-int sextet(char c, bool url) {
+int sextet(char c) {
   if (c >= 'A' && c <= 'Z') return c - 'A';
   if (c >= 'a' && c <= 'z') return c - 'a' + 26;
   if (c >= '0' && c <= '9') return c - '0' + 52;
-  if (c == (url ? '-' : '+')) return 62;
-  if (c == (url ? '_' : '/')) return 63;
+  if (c == '+') return 62;
+  if (c == '/') return 63;
   return -1;
 }
 
-// Decodes `body` (no padding characters) of a length whose remainder mod 4 is 0, 2 or 3.
-CryptoResult<std::string> decode_body(std::string_view body, bool url, const char* name) {
-  if (body.size() % 4 == 1) return CryptoResult<std::string>::failure(std::string(name) + ": truncated input");
-  std::string out;
-  out.reserve(body.size() / 4 * 3 + 2);
-  uint32_t acc = 0;
-  int bits = 0;
-  for (size_t i = 0; i < body.size(); ++i) {
-    int v = sextet(body[i], url);
-    if (v < 0)
-      return CryptoResult<std::string>::failure(std::string(name) + ": invalid character at offset " +
-                                                std::to_string(i));
-    acc = (acc << 6) | uint32_t(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out += char((acc >> bits) & 0xff);
-    }
-  }
-  if (bits > 0 && (acc & ((1u << bits) - 1)) != 0)
-    return CryptoResult<std::string>::failure(std::string(name) + ": non-zero trailing bits");
-  return CryptoResult<std::string>::success(std::move(out));
+// Decodes `body`: §4 alphabet, no padding characters, a length whose remainder mod 4 is 0, 2 or 3. Refuses
+// any other character and a last character whose bits past the data are not zero (RFC 4648 §3.5: such
+// text is not the canonical encoding, and accepting it would let two texts stand for one value).
+CryptoResult<std::string> decode_body(std::string_view body, const char* name) {
+  using R = CryptoResult<std::string>;
+  if (body.size() % 4 == 1) return R::failure(std::string(name) + ": truncated input");
+  for (size_t i = 0; i < body.size(); ++i)
+    if (sextet(body[i]) < 0) return R::failure(std::string(name) + ": invalid character at offset " + std::to_string(i));
+  size_t pad = (4 - body.size() % 4) % 4;
+  if (pad > 0 && (sextet(body.back()) & (pad == 2 ? 0x0f : 0x03)) != 0)
+    return R::failure(std::string(name) + ": non-zero trailing bits");
+  if (body.empty()) return R::success({});
+  std::string padded(body);
+  padded.append(pad, '=');
+  std::string out(padded.size() / 4 * 3, '\0');
+  if (padded.size() > size_t(std::numeric_limits<int>::max()))
+    return R::failure(std::string(name) + ": input too long");
+  int len = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()), bytes(padded), int(padded.size()));
+  if (len < 0) return R::failure(openssl_error(std::string(name) + ": cannot decode"));
+  // EVP_DecodeBlock writes a zero byte for each '=': they are not data.
+  out.resize(size_t(len) - pad);
+  return R::success(std::move(out));
 }
 
 // ---- keys ---------------------------------------------------------------------------------------------
@@ -261,8 +255,14 @@ CryptoResult<nlohmann::json> parse_object(std::string_view text, const char* wha
 
 // ---- public API ---------------------------------------------------------------------------------------
 
-std::string base64_encode(std::string_view in) { return encode(in, kStd, true); }
-std::string base64url_encode(std::string_view in) { return encode(in, kUrl, false); }
+std::string base64_encode(std::string_view in) { return encode_std(in); }
+
+std::string base64url_encode(std::string_view in) {
+  std::string out = encode_std(in);
+  while (!out.empty() && out.back() == '=') out.pop_back();
+  to_url_alphabet(out);
+  return out;
+}
 
 CryptoResult<std::string> base64_decode(std::string_view text) {
   if (text.size() % 4 != 0)
@@ -276,12 +276,43 @@ CryptoResult<std::string> base64_decode(std::string_view text) {
     return CryptoResult<std::string>::failure("base64: '=' inside the data");
   if (pad > 0 && body.size() % 4 != 4 - pad)
     return CryptoResult<std::string>::failure("base64: wrong padding");
-  return decode_body(body, /*url=*/false, "base64");
+  return decode_body(body, "base64");
 }
 
 CryptoResult<std::string> base64url_decode(std::string_view text) {
-  return decode_body(text, /*url=*/true, "base64url");
+  // Mapped to the §4 alphabet first, so a '+' or '/' in the input is refused as a character of neither.
+  std::string body(text);
+  for (char& c : body) {
+    if (c == '+' || c == '/') c = '*';
+    else if (c == '-') c = '+';
+    else if (c == '_') c = '/';
+  }
+  return decode_body(body, "base64url");
 }
+
+std::string sha256(std::string_view text) {
+  std::string digest(EVP_MAX_MD_SIZE, '\0');
+  unsigned int len = 0;
+  // EVP_Digest only fails when OpenSSL cannot allocate; a zero-length result then fails every comparison.
+  if (EVP_Digest(text.data(), text.size(), reinterpret_cast<unsigned char*>(digest.data()), &len, EVP_sha256(),
+                 nullptr) != 1)
+    len = 0;
+  digest.resize(len);
+  return digest;
+}
+
+std::string hex(std::string_view bytes) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(bytes.size() * 2);
+  for (unsigned char b : bytes) {
+    out += kDigits[b >> 4];
+    out += kDigits[b & 15];
+  }
+  return out;
+}
+
+std::string sha256_hex(std::string_view text) { return hex(sha256(text)); }
 
 CryptoResult<std::string> hmac_sha256(std::string_view key, std::string_view data) {
   return hmac("SHA256", key, data);

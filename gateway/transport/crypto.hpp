@@ -1,5 +1,5 @@
-// The host's signing helpers (docs/architecture.md §3): base64/base64url, HMAC-SHA256/SHA1 (LINE and Twilio
-// signatures), constant-time comparison, compact JWS signing/verification for RS256 (FCM OAuth grant) and
+// The host's signing helpers (docs/architecture.md §3): base64/base64url, SHA-256 (API key digests, payload
+// hashes), HMAC-SHA256/SHA1 (LINE and Twilio signatures, signed links, webhook signatures), constant-time comparison, compact JWS signing/verification for RS256 (FCM OAuth grant) and
 // ES256 (APNs provider token), and a token cache. No plugin hand-rolls crypto; everything goes through
 // OpenSSL 3. Nothing here throws: failures come back as a CryptoResult whose `error` names what failed.
 #pragma once
@@ -44,6 +44,15 @@ std::string base64url_encode(std::string_view bytes);
 CryptoResult<std::string> base64_decode(std::string_view text);
 // Strict §5 decode without padding ('=' refused), same canonical-bits rule; length % 4 == 1 is refused.
 CryptoResult<std::string> base64url_decode(std::string_view text);
+
+// ---- digests ------------------------------------------------------------------------------------
+
+// The 32 raw bytes of SHA-256(text) (FIPS 180-4).
+std::string sha256(std::string_view text);
+// Lower-case hexadecimal, two digits a byte.
+std::string hex(std::string_view bytes);
+// hex(sha256(text)): the payload hash that idempotency compares and stores.
+std::string sha256_hex(std::string_view text);
 
 // ---- HMAC ----------------------------------------------------------------------------------------
 

@@ -21,8 +21,10 @@
 #define TAYORI_PLUGIN_HPP
 
 #include <tayori/plugin.h>
+#include <tayori/text.hpp>
 
 #include <algorithm>
+#include <chrono>
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
@@ -433,31 +435,7 @@ class InboundRequest {
 // pairs split on '&', '+' read as a space, %XX decoded; a pair without '=' has an empty value. In the
 // order sent, duplicates kept (Twilio signs every pair).
 inline std::vector<std::pair<std::string, std::string>> parse_form(std::string_view body) {
-  auto decode = [](std::string_view s) {
-    auto hex = [](char c) { return c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10; };
-    std::string out;
-    for (size_t i = 0; i < s.size(); ++i) {
-      if (s[i] == '+') {
-        out += ' ';
-      } else if (s[i] == '%' && i + 2 < s.size() && is_hex(s[i + 1]) && is_hex(s[i + 2])) {
-        out += static_cast<char>(hex(s[i + 1]) * 16 + hex(s[i + 2]));
-        i += 2;
-      } else {
-        out += s[i];
-      }
-    }
-    return out;
-  };
-  std::vector<std::pair<std::string, std::string>> pairs;
-  while (!body.empty()) {
-    size_t amp = body.find('&');
-    std::string_view pair = body.substr(0, amp);
-    body = amp == std::string_view::npos ? std::string_view{} : body.substr(amp + 1);
-    if (pair.empty()) continue;
-    size_t eq = pair.find('=');
-    pairs.emplace_back(decode(pair.substr(0, eq)), eq == std::string_view::npos ? "" : decode(pair.substr(eq + 1)));
-  }
-  return pairs;
+  return text::decode_pairs(body, /*plus_is_space=*/true);
 }
 
 // One normalised inbound event (plugin.h tayori_inbound_event). Build it with the named constructors, which
@@ -556,12 +534,27 @@ class InboundSink {
 // ---- Helpers channels share: nothing here is specific to one provider. ----------------------------
 
 
-// Characters as providers count them in their text limits: UTF-8 code points (continuation bytes skipped).
-inline size_t utf8_code_points(std::string_view s) {
-  size_t n = 0;
-  for (unsigned char c : s)
-    if ((c & 0xC0) != 0x80) ++n;
-  return n;
+// Characters as providers count them in their text limits (tayori/text.hpp), and the UTF-8 check a plugin
+// makes before it labels text charset=UTF-8.
+using text::is_valid_utf8;
+using text::utf8_code_points;
+
+// Base64 with the RFC 4648 §4 alphabet and '=' padding, for code that has no Host at hand (the e-mail
+// plugin's MIME builder is pure functions). With a Host, Host::base64 gives the same text from the
+// gateway's OpenSSL; this is the one copy on the plugin side.
+inline std::string base64_encode(std::string_view bytes) {
+  static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((bytes.size() + 2) / 3 * 4);
+  for (size_t i = 0; i < bytes.size(); i += 3) {
+    const size_t n = std::min<size_t>(3, bytes.size() - i);
+    uint32_t group = 0;
+    for (size_t k = 0; k < 3; ++k)
+      group = (group << 8) | (k < n ? static_cast<unsigned char>(bytes[i + k]) : 0u);
+    // n input bytes fill n + 1 characters; '=' stands for each byte the last group lacks (RFC 4648 §4).
+    for (size_t k = 0; k < 4; ++k) out += k <= n ? kAlphabet[(group >> (18 - 6 * k)) & 0x3F] : '=';
+  }
+  return out;
 }
 
 // A base URL setting as request URLs are built on it: without trailing '/'.
@@ -581,18 +574,6 @@ inline std::string read_setting_file(const std::string& setting, const std::stri
 }
 
 // ---- Retry-After (RFC 9110 §10.2.3): delay-seconds or an HTTP-date -------------------------------------
-
-namespace detail {
-// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil).
-inline int64_t days_from_civil(int64_t y, unsigned m, unsigned d) {
-  y -= m <= 2;
-  const int64_t era = (y >= 0 ? y : y - 399) / 400;
-  const unsigned yoe = static_cast<unsigned>(y - era * 400);
-  const unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  return era * 146'097 + static_cast<int64_t>(doe) - 719'468;
-}
-}  // namespace detail
 
 // An IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT", RFC 9110 §5.6.7, the form senders must use) as unix
 // milliseconds; nullopt for anything else. Locale-independent, unlike strptime's %a and %b.
@@ -614,7 +595,12 @@ inline std::optional<int64_t> imf_fixdate_ms(std::string_view v) {
   if (!day || !year || !hh || !mm || !ss || month == 0 || v[7] != ' ' || v[11] != ' ' || v[16] != ' ' || v[19] != ':' ||
       v[22] != ':')
     return std::nullopt;
-  int64_t s = detail::days_from_civil(*year, month, static_cast<unsigned>(*day)) * 86'400 + *hh * 3600 + *mm * 60 + *ss;
+  // A date that does not exist ("30 Feb") is not a date the sender meant: refused like any malformed value.
+  const std::chrono::year_month_day date{std::chrono::year{*year}, std::chrono::month{month},
+                                         std::chrono::day{static_cast<unsigned>(*day)}};
+  if (!date.ok()) return std::nullopt;
+  const int64_t days = std::chrono::sys_days{date}.time_since_epoch().count();
+  int64_t s = days * 86'400 + *hh * 3600 + *mm * 60 + *ss;
   return s * 1000;
 }
 

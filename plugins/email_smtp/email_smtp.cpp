@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <tayori/plugin.hpp>
+#include <tayori/text.hpp>
 
 #include "mime.hpp"
 
@@ -50,24 +51,10 @@ SmtpUrl parse_url(const std::string& url) {
   return u;
 }
 
+using tayori::text::html_escape;
+
 // Loopback only (RFC 6890: 127.0.0.0/8 and ::1; "localhost" per RFC 6761 §6.3): the one place where an
 // unencrypted hop never leaves the machine.
-// Text made safe inside HTML element content and double-quoted attribute values (HTML Living Standard
-// §13.1.2.6: '&', '<', '>' and '"' are the characters that could end either).
-std::string html_escape(std::string_view s) {
-  std::string out;
-  for (char c : s) {
-    switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      default: out += c;
-    }
-  }
-  return out;
-}
-
 bool is_loopback(std::string_view host) {
   if (tayori::sdk::iequals(host, "localhost") || host == "::1") return true;
   if (host.rfind("127.", 0) != 0) return false;

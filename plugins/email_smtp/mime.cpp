@@ -6,9 +6,14 @@
 
 #include <chrono>
 #include <cstdio>
+#include <tayori/plugin.hpp>
+#include <tayori/text.hpp>
 
 namespace tayori::email {
 namespace {
+
+using sdk::base64_encode;
+using text::is_valid_utf8;
 
 constexpr size_t kMaxLine = 78;          // RFC 5322 §2.1.1 SHOULD
 constexpr size_t kMaxHardLine = 998;     // RFC 5322 §2.1.1 MUST
@@ -61,27 +66,6 @@ size_t sequence_length(unsigned char lead) {
   return 4;
 }
 
-std::string base64(std::string_view bytes) {
-  static const char* alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  out.reserve((bytes.size() + 2) / 3 * 4);
-  size_t i = 0;
-  for (; i + 3 <= bytes.size(); i += 3) {
-    uint32_t n = (static_cast<unsigned char>(bytes[i]) << 16) | (static_cast<unsigned char>(bytes[i + 1]) << 8) |
-                 static_cast<unsigned char>(bytes[i + 2]);
-    for (int shift : {18, 12, 6, 0}) out += alphabet[(n >> shift) & 0x3F];
-  }
-  if (size_t rest = bytes.size() - i; rest > 0) {
-    uint32_t n = static_cast<unsigned char>(bytes[i]) << 16;
-    if (rest == 2) n |= static_cast<unsigned char>(bytes[i + 1]) << 8;
-    out += alphabet[(n >> 18) & 0x3F];
-    out += alphabet[(n >> 12) & 0x3F];
-    out += rest == 2 ? alphabet[(n >> 6) & 0x3F] : '=';
-    out += '=';
-  }
-  return out;
-}
-
 // RFC 2047 "B" encoded-words for `text`, split between whole UTF-8 sequences (§5: an encoded-word must hold
 // whole characters). The first word is at most `first_max` characters long, the others kMaxEncodedWord.
 std::vector<std::string> encoded_words(std::string_view text, size_t first_max) {
@@ -96,7 +80,7 @@ std::vector<std::string> encoded_words(std::string_view text, size_t first_max) 
       if (take + n > budget) break;
       take += n;
     }
-    words.push_back(std::string(kWordStart) + base64(text.substr(0, take)) + std::string(kWordEnd));
+    words.push_back(std::string(kWordStart) + base64_encode(text.substr(0, take)) + std::string(kWordEnd));
     text.remove_prefix(take);
     max = kMaxEncodedWord;
   }
@@ -216,41 +200,6 @@ struct Part {
 
 }  // namespace
 
-bool is_valid_utf8(std::string_view s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    unsigned char c = static_cast<unsigned char>(s[i]);
-    size_t n;
-    uint32_t cp;
-    if (c < 0x80) {
-      ++i;
-      continue;
-    } else if ((c & 0xE0) == 0xC0) {
-      n = 2;
-      cp = c & 0x1F;
-    } else if ((c & 0xF0) == 0xE0) {
-      n = 3;
-      cp = c & 0x0F;
-    } else if ((c & 0xF8) == 0xF0) {
-      n = 4;
-      cp = c & 0x07;
-    } else {
-      return false;
-    }
-    if (i + n > s.size()) return false;
-    for (size_t k = 1; k < n; ++k) {
-      unsigned char cc = static_cast<unsigned char>(s[i + k]);
-      if ((cc & 0xC0) != 0x80) return false;
-      cp = (cp << 6) | (cc & 0x3F);
-    }
-    // RFC 3629 §3: no overlong forms, no surrogates, nothing past U+10FFFF.
-    static const uint32_t kMin[] = {0, 0, 0x80, 0x800, 0x10000};
-    if (cp < kMin[n] || (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF) return false;
-    i += n;
-  }
-  return true;
-}
-
 bool is_domain(std::string_view domain) {
   if (domain.empty() || domain.size() > 253) return false;
   size_t start = 0;
@@ -311,7 +260,7 @@ Mailbox parse_mailbox(std::string_view text, std::string_view field) {
 }
 
 std::string base64_lines(std::string_view bytes) {
-  std::string encoded = base64(bytes);
+  std::string encoded = base64_encode(bytes);
   std::string out;
   out.reserve(encoded.size() + encoded.size() / 76 * 2 + 2);
   for (size_t i = 0; i < encoded.size(); i += 76) {

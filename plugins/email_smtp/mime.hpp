@@ -42,8 +42,6 @@ bool is_domain(std::string_view domain);
 // The part after the last '@'.
 std::string_view domain_of(std::string_view address);
 
-bool is_valid_utf8(std::string_view text);
-
 // Base64 (RFC 2045 §6.8) in lines of 76 characters, each ended by CRLF.
 std::string base64_lines(std::string_view bytes);
 

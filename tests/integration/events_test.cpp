@@ -59,20 +59,13 @@ class Receiver final : public api::Handler {
   uint16_t port_ = 0;
 };
 
-std::string hex(const std::string& bytes) {
-  static const char* d = "0123456789abcdef";
-  std::string out;
-  for (unsigned char b : bytes) out += std::string{d[b >> 4], d[b & 15]};
-  return out;
-}
-
 // Verifies Tayori-Signature the way a receiver does; "" when good, else why not.
 std::string check_signature(const api::HttpRequest& r) {
   std::smatch m;
   std::string header(r.header("tayori-signature"));
   if (!std::regex_match(header, m, std::regex("t=([0-9]+),v1=([0-9a-f]{64})"))) return "malformed: " + header;
   auto mac = transport::hmac_sha256(kSecret, m[1].str() + "." + r.body);
-  if (!mac || !transport::constant_time_equal(hex(mac.value), m[2].str())) return "forged: " + header;
+  if (!mac || !transport::constant_time_equal(transport::hex(mac.value), m[2].str())) return "forged: " + header;
   long long t = std::stoll(m[1].str());
   if (std::llabs(t - static_cast<long long>(std::time(nullptr))) > 300) return "stale t: " + header;
   return "";

@@ -20,16 +20,6 @@
 namespace tayori::transport {
 namespace {
 
-std::string hex(std::string_view s) {
-  static const char* d = "0123456789abcdef";
-  std::string out;
-  for (unsigned char c : s) {
-    out += d[c >> 4];
-    out += d[c & 15];
-  }
-  return out;
-}
-
 // ---- base64 -------------------------------------------------------------------------------------------
 
 TEST(Base64, Rfc4648Section10Vectors) {
@@ -84,6 +74,47 @@ TEST(Base64, StrictDecodeRefusesMalformedInput) {
     EXPECT_NE(r.error.find("base64"), std::string::npos) << r.error;
   }
   for (const char* bad : {"Zg==", "Z", "Zh", "Zm9", "Zm9v+A", "a.b"}) EXPECT_FALSE(base64url_decode(bad).ok()) << bad;
+}
+
+TEST(Base64, EncodesAcrossOpenSslCallChunks) {
+  // Longer than one EVP_EncodeBlock call (3 MiB), with a remainder that needs padding.
+  std::string big((size_t(3) << 20) + 4, '\0');
+  for (size_t i = 0; i < big.size(); ++i) big[i] = char(i * 131 % 251);
+  std::string text = base64_encode(big);
+  EXPECT_EQ(text.size(), (big.size() + 2) / 3 * 4);
+  EXPECT_EQ(text.substr(text.size() - 2), "==");
+  EXPECT_EQ(base64_decode(text).value, big);
+  EXPECT_EQ(base64url_decode(base64url_encode(big)).value, big);
+}
+
+TEST(Base64, DecodedPaddingAddsNoBytes) {
+  // EVP_DecodeBlock writes a zero byte for each '=': the result must not keep them.
+  EXPECT_EQ(base64_decode("AA==").value, std::string(1, '\0'));
+  EXPECT_EQ(base64_decode("AAA=").value, std::string(2, '\0'));
+  EXPECT_EQ(base64url_decode("AA").value, std::string(1, '\0'));
+  EXPECT_EQ(base64url_decode("AAA").value, std::string(2, '\0'));
+  EXPECT_EQ(base64_decode("").value, "");
+  EXPECT_EQ(base64url_decode("").value, "");
+}
+
+// ---- digests ------------------------------------------------------------------------------------------
+
+TEST(Sha256, KnownVectors) {
+  // FIPS 180-2 appendix B.1 and B.2, and the empty string.
+  EXPECT_EQ(sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_EQ(sha256_hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  EXPECT_EQ(sha256_hex("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"),
+            "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+  // Embedded NUL bytes count (string_view, not C string).
+  EXPECT_NE(sha256_hex(std::string_view("a\0b", 3)), sha256_hex("a"));
+}
+
+TEST(Sha256, RawDigestIsThirtyTwoBytesOfTheHex) {
+  std::string raw = sha256("abc");
+  EXPECT_EQ(raw.size(), 32u);
+  EXPECT_EQ(hex(raw), sha256_hex("abc"));
+  EXPECT_EQ(hex(std::string("\x00\x0f\xf0\xff", 4)), "000ff0ff");
+  EXPECT_EQ(hex(""), "");
 }
 
 // ---- HMAC ---------------------------------------------------------------------------------------------

@@ -6,6 +6,8 @@
 #include <regex>
 #include <string>
 
+#include <tayori/text.hpp>
+
 #include "email_smtp/mime.hpp"
 #include "email_test_support.hpp"
 #include "transport/crypto.hpp"
@@ -131,7 +133,7 @@ TEST(EmailMime, EncodedWordsStayWithin75AndHoldWholeCharacters) {
       for (size_t i = 0; i < words.size(); ++i) {
         SCOPED_TRACE(header);
         EXPECT_LE(lengths[i], 75u);                    // RFC 2047 §2
-        EXPECT_TRUE(is_valid_utf8(words[i])) << i;     // RFC 2047 §5: no character split across words
+        EXPECT_TRUE(text::is_valid_utf8(words[i])) << i;     // RFC 2047 §5: no character split across words
         joined += words[i];
       }
       EXPECT_EQ(joined, subject);

@@ -2,6 +2,7 @@
 // numbered replies, one-click unsubscribe), and the applier against a real SQLite store (de-duplication,
 // follow-up cancellation, category opt-out reaching the policy).
 #include "core/inbound.hpp"
+#include "transport/crypto.hpp"
 
 #include <gtest/gtest.h>
 
@@ -277,7 +278,7 @@ class InboundApplierTest : public test::StoreFixture {
     m.recipient_json = R"({"id":"r1","contacts":{"phone":"+819012345678","line":"U1"}})";
     m.api_key = "upstream";
     m.payload = core::canonical_json(message_json());
-    m.payload_hash = core::sha256_hex(m.payload);
+    m.payload_hash = transport::sha256_hex(m.payload);
     m.due_at_ms = kNow;
     accept({m}, kNow);
     applier_ = std::make_unique<core::InboundApplier>(*store_, clock_, links::LinkSigner("https://gw", "k"),

@@ -511,6 +511,12 @@ TEST(PluginSdkHelpers, RetryAfterIsDelaySecondsOrAnImfFixdate) {
   EXPECT_EQ(imf_fixdate_ms("Sun, 06 Nov 1994 08:49:37 GMT"), 784'111'777'000);  // RFC 9110's own example
   EXPECT_EQ(imf_fixdate_ms("Thu, 29 Feb 2024 00:00:00 GMT"), 1'709'164'800'000);
   EXPECT_EQ(imf_fixdate_ms("Sun, 06 Nov 1994 08:49:37"), std::nullopt);
+  EXPECT_EQ(imf_fixdate_ms("Thu, 01 Jan 1970 00:00:00 GMT"), 0);
+  EXPECT_EQ(imf_fixdate_ms("Fri, 31 Dec 9999 23:59:59 GMT"), 253'402'300'799'000);
+  // Dates that do not exist are refused, not rolled over into the next month.
+  EXPECT_EQ(imf_fixdate_ms("Fri, 30 Feb 2024 00:00:00 GMT"), std::nullopt);
+  EXPECT_EQ(imf_fixdate_ms("Thu, 29 Feb 2023 00:00:00 GMT"), std::nullopt);
+  EXPECT_EQ(imf_fixdate_ms("Thu, 00 Jan 2026 00:00:00 GMT"), std::nullopt);
 
   // From a response: the header is found whatever its case.
   tayori_kv header{str("Retry-After"), str("12")};
@@ -616,6 +622,19 @@ TEST(PluginSdkHelpers, AttemptTokensGiveBackTheTokenOfEachAttemptOnce) {
   host.refuse_requests = true;
   EXPECT_THROW(first.with([&](const Delivery& d) { tokens.add(sink, r, d, "tok-3"); }), Error);
   EXPECT_EQ(first.with([&](const Delivery& d) { return tokens.take(d); }), "");
+}
+
+TEST(PluginSdkHelpers, Base64EncodeIsRfc4648AndMatchesTheHost) {
+  // RFC 4648 §10's vectors.
+  const std::pair<const char*, const char*> vectors[] = {{"", ""},         {"f", "Zg=="},         {"fo", "Zm8="},
+                                                         {"foo", "Zm9v"}, {"foob", "Zm9vYg=="}, {"fooba", "Zm9vYmE="},
+                                                         {"foobar", "Zm9vYmFy"}};
+  for (auto [plain, encoded] : vectors) EXPECT_EQ(base64_encode(plain), encoded) << plain;
+  // Every byte value, every remainder: the same text as Host::base64 gets from the host's OpenSSL.
+  std::string all;
+  for (int i = 0; i < 256; ++i) all += char(255 - i);
+  for (size_t n = 0; n <= all.size(); ++n)
+    EXPECT_EQ(base64_encode(all.substr(0, n)), transport::base64_encode(all.substr(0, n))) << n;
 }
 
 TEST(PluginSdkHelpers, SmallTextAndFileHelpers) {

@@ -17,6 +17,7 @@
 
 #include "core/message.hpp"
 #include "store/sqlite_store.hpp"
+#include "transport/crypto.hpp"
 #include "test_support.hpp"
 
 namespace tayori::store {
@@ -42,7 +43,7 @@ NewMessage message_for(const std::string& id, const std::string& recipient_id, c
   m.recipient_json = recipient_json;
   m.api_key = "upstream";
   m.payload = R"({"id":")" + id + R"(","secret":"personal data"})";
-  m.payload_hash = core::sha256_hex(m.payload);
+  m.payload_hash = transport::sha256_hex(m.payload);
   m.due_at_ms = due_at_ms;
   m.events = {{"accepted", "{}"}};
   return m;

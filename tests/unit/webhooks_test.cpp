@@ -11,12 +11,7 @@
 namespace tayori::events {
 namespace {
 
-std::string hex(const std::string& bytes) {
-  static const char* d = "0123456789abcdef";
-  std::string out;
-  for (unsigned char b : bytes) out += std::string{d[b >> 4], d[b & 15]};
-  return out;
-}
+using transport::hex;
 
 TEST(WebhookSignature, IsHmacSha256OfTimestampDotBodyInLowerHex) {
   // RFC 4231 test case 2 key and data, reached through the "t.body" construction.

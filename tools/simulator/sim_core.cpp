@@ -120,7 +120,7 @@ void Simulator::record(const SimRequest& r, const Provider* provider) {
                 {"time_ms", unix_ms()}};
   // Bodies are kept byte for byte: as a JSON string when they are UTF-8 text (as every provider API sends),
   // otherwise base64 in "body_base64" (a JSON string cannot carry arbitrary bytes).
-  if (utf8_valid(r.body))
+  if (is_valid_utf8(r.body))
     entry["body"] = r.body;
   else
     entry["body_base64"] = transport::base64_encode(r.body);

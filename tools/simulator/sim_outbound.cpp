@@ -67,7 +67,7 @@ SimResponse webhook_report(const OutboundResult& result, const std::string& url,
   Json sent = {{"url", url}, {"headers", headers}, {"body", sent_body}};
   if (!result.ok)
     return json_response(502, {{"error", "the receiver did not answer: " + result.error}, {"sent", sent}});
-  Json body = utf8_valid(result.body) ? Json(result.body) : Json("(not UTF-8)");
+  Json body = is_valid_utf8(result.body) ? Json(result.body) : Json("(not UTF-8)");
   return json_response(
       200, {{"status", result.status}, {"body", body}, {"content_type", result.content_type}, {"sent", sent}});
 }

@@ -160,7 +160,7 @@ class Twilio final : public Provider {
     if (to == "+15005550003") return named(21408);
     if (to == "+15005550004") return named(21610);
     if (to == "+15005550009") return named(21614);
-    if (code_points(text) > 1600)
+    if (utf8_code_points(text) > 1600)
       return twilio_error(400, 21617, "The concatenated message body exceeds the 1600 character limit.");
     if (!callback.empty() && !is_http_url(callback))
       return twilio_error(400, 21609, "The StatusCallback URL " + callback + " is not a valid URL.");

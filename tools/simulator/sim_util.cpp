@@ -42,23 +42,6 @@ int hex_value(char c) {
 
 }  // namespace
 
-std::string form_unescape(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (size_t i = 0; i < s.size(); ++i) {
-    char c = s[i];
-    if (c == '+') {
-      out += ' ';
-    } else if (c == '%' && i + 2 < s.size() && hex_value(s[i + 1]) >= 0 && hex_value(s[i + 2]) >= 0) {
-      out += static_cast<char>(hex_value(s[i + 1]) * 16 + hex_value(s[i + 2]));
-      i += 2;
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
-
 std::string form_escape(std::string_view s) {
   static const char* digits = "0123456789ABCDEF";
   std::string out;
@@ -71,25 +54,6 @@ std::string form_escape(std::string_view s) {
       out += digits[c >> 4];
       out += digits[c & 15];
     }
-  }
-  return out;
-}
-
-Params form_decode(std::string_view body) {
-  Params out;
-  size_t start = 0;
-  while (start <= body.size()) {
-    size_t amp = body.find('&', start);
-    if (amp == std::string_view::npos) amp = body.size();
-    std::string_view pair = body.substr(start, amp - start);
-    if (!pair.empty()) {
-      size_t eq = pair.find('=');
-      if (eq == std::string_view::npos)
-        out.emplace_back(form_unescape(pair), "");
-      else
-        out.emplace_back(form_unescape(pair.substr(0, eq)), form_unescape(pair.substr(eq + 1)));
-    }
-    start = amp + 1;
   }
   return out;
 }
@@ -195,46 +159,6 @@ std::optional<std::string> bearer_token(std::string_view authorization) {
   while (!token.empty() && token.front() == ' ') token.remove_prefix(1);
   if (token.empty()) return std::nullopt;
   return std::string(token);
-}
-
-bool utf8_valid(std::string_view s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    unsigned char c = static_cast<unsigned char>(s[i]);
-    size_t len;
-    uint32_t cp;
-    if (c < 0x80) {
-      ++i;
-      continue;
-    } else if ((c & 0xE0) == 0xC0) {
-      len = 2;
-      cp = c & 0x1F;
-    } else if ((c & 0xF0) == 0xE0) {
-      len = 3;
-      cp = c & 0x0F;
-    } else if ((c & 0xF8) == 0xF0) {
-      len = 4;
-      cp = c & 0x07;
-    } else {
-      return false;
-    }
-    if (i + len > s.size()) return false;
-    for (size_t k = 1; k < len; ++k) {
-      unsigned char cc = static_cast<unsigned char>(s[i + k]);
-      if ((cc & 0xC0) != 0x80) return false;
-      cp = (cp << 6) | (cc & 0x3F);
-    }
-    static const uint32_t min_for_len[] = {0, 0, 0x80, 0x800, 0x10000};
-    if (cp < min_for_len[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
-    i += len;
-  }
-  return true;
-}
-
-size_t code_points(std::string_view s) {
-  size_t n = 0;
-  for (unsigned char c : s) n += (c & 0xC0) != 0x80;
-  return n;
 }
 
 size_t utf16_units(std::string_view s) {

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include <nlohmann/json.hpp>
+#include <tayori/text.hpp>
 
 #include "sim_types.hpp"
 
@@ -22,11 +23,10 @@ using Params = std::vector<std::pair<std::string, std::string>>;
 // A JSON answer. Content type defaults to application/json; providers that add a charset pass it.
 SimResponse json_response(int status, const Json& body, std::string content_type = "application/json");
 
-// application/x-www-form-urlencoded: '+' is a space, %XX a byte; malformed escapes are kept literally.
-std::string form_unescape(std::string_view s);
 // Percent-encodes everything except unreserved characters (RFC 3986 §2.3); spaces become %20.
 std::string form_escape(std::string_view s);
-Params form_decode(std::string_view body);
+// application/x-www-form-urlencoded pairs, '+' a space (tayori/text.hpp, the gateway's and plugins' copy).
+inline Params form_decode(std::string_view body) { return text::decode_pairs(body, /*plus_is_space=*/true); }
 std::string form_encode(const Params& params);
 // The first value of `name` in a query string or form body, or nullopt.
 std::optional<std::string> param(const Params& params, std::string_view name);
@@ -48,10 +48,10 @@ std::optional<int64_t> parse_int(std::string_view s);
 // The token of an "Authorization: Bearer <token>" header (scheme matched case-insensitively, RFC 9110 §11.1).
 std::optional<std::string> bearer_token(std::string_view authorization);
 
-// UTF-8 validation (RFC 3629: no overlongs, no surrogates, at most U+10FFFF).
-bool utf8_valid(std::string_view s);
-// Length in Unicode code points, and in UTF-16 code units (what Java-backed APIs count). Assumes valid UTF-8.
-size_t code_points(std::string_view s);
+// UTF-8 validation (RFC 3629) and length in Unicode code points, as the gateway and plugins have them.
+using text::is_valid_utf8;
+using text::utf8_code_points;
+// Length in UTF-16 code units (what Java-backed APIs count). Assumes valid UTF-8.
 size_t utf16_units(std::string_view s);
 
 // The whole file, or nullopt when it cannot be read.
