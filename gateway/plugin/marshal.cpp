@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/log.hpp"
+#include <tayori/text.hpp>
 
 namespace tayori::plugin {
 
@@ -28,6 +29,9 @@ std::string path_of(std::string_view url) {
 }  // namespace
 
 std::string valid_utf8(std::string_view text) {
+  // Nearly always valid already (every delivery's outcome passes here): check before paying for the
+  // JSON round trip that replaces invalid sequences with U+FFFD.
+  if (tayori::text::is_valid_utf8(text)) return std::string(text);
   std::string quoted = nlohmann::json(text).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   return nlohmann::json::parse(quoted).get<std::string>();
 }
