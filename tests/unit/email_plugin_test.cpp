@@ -15,6 +15,7 @@
 #include <sstream>
 
 #include "email_test_support.hpp"
+#include "plugin/marshal.hpp"
 #include "plugin_test_support.hpp"
 #include "test_support.hpp"
 #include "transport/crypto.hpp"
@@ -160,26 +161,13 @@ class FakeHostPlugin {
     resp.transport_error_text = {error_text.data(), error_text.size()};
     resp.status = status;
     resp.body = {body.data(), body.size()};
-    char reason[512] = {0}, id[256] = {0};
-    tayori_outcome out{};
-    out.struct_size = sizeof out;
-    out.kind = TAYORI_OUTCOME_RETRY;
-    out.reason = reason;
-    out.reason_capacity = sizeof reason;
-    out.provider_message_id = id;
-    out.provider_message_id_capacity = sizeof id;
-    tayori_status st = d.with_raw(
-        [&](const tayori_delivery* raw) { return library_->descriptor().on_classify(instance_, raw, &resp, &out); });
+    // The host's buffers and its reading of them: what the gateway would make of this answer.
+    OutcomeBuffers buffers;
+    tayori_status st = d.with_raw([&](const tayori_delivery* raw) {
+      return library_->descriptor().on_classify(instance_, raw, &resp, &buffers.out);
+    });
     EXPECT_EQ(st, TAYORI_OK);
-    DeliveryOutcome o;
-    o.kind = out.kind == TAYORI_OUTCOME_DELIVERED ? OutcomeKind::delivered
-             : out.kind == TAYORI_OUTCOME_PERMANENT ? OutcomeKind::permanent
-                                                    : OutcomeKind::retry;
-    o.reason = reason;
-    o.provider_message_id = id;
-    o.deactivate_contact = out.deactivate_contact != 0;
-    o.retry_after_ms = out.retry_after_ms;
-    return o;
+    return to_outcome(st, buffers.out);
   }
 
   int64_t now = kNow;

@@ -21,6 +21,7 @@
 
 #include "config/config.hpp"
 #include "plugin/channel.hpp"
+#include "plugin/marshal.hpp"
 #include "test_support.hpp"
 
 namespace tayori {
@@ -150,18 +151,8 @@ struct TestDelivery {
   }
 };
 
-struct OutcomeBuffers {
-  char reason[64] = {0};
-  char provider_id[64] = {0};
-  tayori_outcome out{};
-  OutcomeBuffers() {
-    out.struct_size = sizeof out;
-    out.reason = reason;
-    out.reason_capacity = sizeof reason;
-    out.provider_message_id = provider_id;
-    out.provider_message_id_capacity = sizeof provider_id;
-  }
-};
+// The host's own outcome buffers: what a plugin writes into here is what the gateway reads.
+using plugin::OutcomeBuffers;
 
 // Creates an instance through the descriptor, as the host does.
 void* create(const tayori_plugin& p, FakeHost& host, std::vector<std::pair<std::string, std::string>> settings,
@@ -461,7 +452,7 @@ TEST(PluginSdk, TextIntoHostBuffersIsTruncatedAndNulTerminated) {
   copy_to(nullptr, 10, "anything");  // no buffer: no crash
 
   OutcomeBuffers b;
-  Outcome::retry(std::string(200, 'r')).write_to(&b.out);
+  Outcome::retry(std::string(sizeof b.reason + 100, 'r')).write_to(&b.out);
   EXPECT_EQ(std::strlen(b.reason), sizeof b.reason - 1);
 }
 
