@@ -22,6 +22,7 @@
 #   TAYORI_BENCH_CONNECTIONS        connections for single-message phases        (default 64)
 #   TAYORI_BENCH_BATCH_CONNECTIONS  connections for batch phases                 (default 8)
 #   TAYORI_BENCH_WORKERS            dispatcher.workers = the channel's concurrency (default 64)
+#   TAYORI_BENCH_CLAIM_BATCH        dispatcher.claim_batch                       (default 1024, as the gateway's)
 #   TAYORI_BENCH_CEILING_SECONDS    how long wrk runs                            (default 5)
 #   TAYORI_BENCH_SIM_THREADS        tayori-sim's HTTP/1.1 threads                (default 2)
 #   TAYORI_BENCH_PHASES             which phases, in order (default "intake-single intake-batch e2e-single e2e-batch")
@@ -45,6 +46,7 @@ BATCH=${TAYORI_BENCH_BATCH:-100}
 CONNECTIONS=${TAYORI_BENCH_CONNECTIONS:-64}
 BATCH_CONNECTIONS=${TAYORI_BENCH_BATCH_CONNECTIONS:-8}
 WORKERS=${TAYORI_BENCH_WORKERS:-64}
+CLAIM_BATCH=${TAYORI_BENCH_CLAIM_BATCH:-1024}
 CEILING_SECONDS=${TAYORI_BENCH_CEILING_SECONDS:-5}
 SIM_THREADS=${TAYORI_BENCH_SIM_THREADS:-2}
 PHASES=${TAYORI_BENCH_PHASES:-intake-single intake-batch e2e-single e2e-batch}
@@ -111,7 +113,7 @@ store:
 dispatcher:
 $( [[ $2 == false ]] && echo "  enabled: false" )
   workers: $WORKERS
-  claim_batch: $(( WORKERS * 2 ))
+  claim_batch: $CLAIM_BATCH
 api_keys:
   - name: bench
     key_env: TAYORI_BENCH_KEY
