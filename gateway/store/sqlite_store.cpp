@@ -350,6 +350,10 @@ class SqliteStore final : public Store {
     // transaction: with 64 MiB it was 22% of the writer's CPU under the throughput bench (perf, DWARF
     // stacks), with 4 MiB it no longer shows. Pages that fall out are re-read from the OS page cache.
     writer_conn_.exec("PRAGMA cache_size=-4096");
+    // The per-operation savepoints keep a statement journal, which past 64 KiB spilled to a temporary file:
+    // created, written and unlinked in two of every three group commits under the bench (strace -c: 86
+    // openat/unlink per 130 fdatasync). A group's journal is bounded by max_group; memory holds it.
+    writer_conn_.exec("PRAGMA temp_store=MEMORY");
     migrate();
     if (options.max_bytes > 0) limit_size(options.max_bytes);
     {
