@@ -189,6 +189,19 @@ TEST_F(DispatcherHandOver, CapacityBoundsReservationsAndDueMessagesInTheStoreGoF
   d.hand_over({}, 1);
 }
 
+TEST_F(DispatcherHandOver, TheLoopSleepsUntilTheStoresNextDueTimeNotThePollInterval) {
+  // Finished deliveries no longer make the loop claim; it must learn when the store's next message falls
+  // due. The poll interval here is a minute: a delivery within seconds comes from the due time it read.
+  Dispatcher& d = start(1, 4);
+  ASSERT_EQ(reserve_when_open(d, 1), 1);
+  d.hand_over({}, 1);
+  auto soon = message("soon-1", clock_.now_ms() + 300, false);
+  accept({soon}, clock_.now_ms());
+  d.wake();  // what intake does for a message it leaves in the store
+  EXPECT_TRUE(eventually([&] { return state_of("soon-1") == "delivered"; })) << state_of("soon-1");
+  EXPECT_GE(store_->find("soon-1")->updated_at_ms, soon.due_at_ms);
+}
+
 TEST_F(DispatcherHandOver, ClaimsHandedOverAfterStopGoBackToScheduledWithTheirAttempt) {
   Dispatcher& d = start(2, 4);
   ASSERT_EQ(reserve_when_open(d, 1), 1);
