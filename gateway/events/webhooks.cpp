@@ -65,6 +65,7 @@ struct Webhooks::Sender {
   config::WebhookConfig config;
   std::thread thread;
   int64_t persisted = -1;  // the cursor last handed to the store
+  std::optional<int64_t> start_after;  // where sending starts, once known (read at start())
   std::mt19937_64 random{std::random_device{}()};
 };
 
@@ -99,6 +100,14 @@ void Webhooks::start() {
     // One POST at a time per subscription keeps its order; its own pool keeps it from queueing behind channels.
     transport_.configure_pool("webhook:" + s->config.name, transport::PoolOptions{1, nullptr});
     Sender* sender = s.get();
+    // Here, before the gateway listens: a new subscription's "from now on" must not depend on how soon its
+    // thread runs, or events of the first requests are skipped. A store that cannot answer now is asked
+    // again by the thread.
+    try {
+      sender->start_after = starting_cursor(*sender);
+    } catch (const std::exception& e) {
+      log::error("webhooks", s->config.name + ": cannot read the cursor: " + e.what());
+    }
     s->thread = std::thread([this, sender] {
       name_this_thread("tayori-webhook");
       run(*sender);
@@ -147,26 +156,29 @@ void Webhooks::persist(Sender& s, int64_t seq) {
   });
 }
 
+int64_t Webhooks::starting_cursor(Sender& s) {
+  if (auto stored = store_.webhook_cursor(s.config.name)) {
+    s.persisted = *stored;
+    return *stored;
+  }
+  // A new subscription: from now on (the history is in GET /v1/events).
+  int64_t cursor = store_.last_event_seq();
+  persist(s, cursor);
+  log::info("webhooks", s.config.name + ": new subscription, starting after event seq " + std::to_string(cursor));
+  return cursor;
+}
+
 void Webhooks::run(Sender& s) {
   const std::string& name = s.config.name;
-  int64_t cursor = 0;
-  for (;;) {
+  while (!s.start_after) {
     try {
-      if (auto stored = store_.webhook_cursor(name)) {
-        cursor = *stored;
-        s.persisted = cursor;
-      } else {
-        // A new subscription: from now on (the history is in GET /v1/events).
-        cursor = store_.last_event_seq();
-        persist(s, cursor);
-        log::info("webhooks", name + ": new subscription, starting after event seq " + std::to_string(cursor));
-      }
-      break;
+      s.start_after = starting_cursor(s);
     } catch (const std::exception& e) {
       log::error("webhooks", name + ": cannot read the cursor: " + e.what());
       if (!pause(timing_.poll_ms * 5, false)) return;
     }
   }
+  int64_t cursor = *s.start_after;
   for (;;) {
     std::vector<store::EventRecord> page;
     try {

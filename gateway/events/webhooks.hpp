@@ -76,6 +76,9 @@ class Webhooks {
  private:
   struct Sender;
   void run(Sender& sender);
+  // Where `sender` starts: its stored cursor, or, for a new subscription, the latest event now. Throws
+  // what a store read throws.
+  int64_t starting_cursor(Sender& sender);
   bool stopping();
   // Sleeps up to `ms`; false when stopping.
   bool pause(int64_t ms, bool wakeable);
