@@ -6,7 +6,9 @@
 gateway_url() {
   PORT=""
   for _ in $(seq 200); do
-    PORT=$(sed -n 's|^tayori: listening on http://[^:]*:\([0-9][0-9]*\)$|\1|p' "$TMP/gateway.out")
+    # The file appears when the background child has run its redirection, which may come after this first
+    # look (sed's exit 2 on a missing file ended a smoke run under set -e).
+    PORT=$(sed -n 's|^tayori: listening on http://[^:]*:\([0-9][0-9]*\)$|\1|p' "$TMP/gateway.out" 2>/dev/null || true)
     [[ -n $PORT ]] && break
     kill -0 "$GW_PID" 2>/dev/null || die "the gateway exited before listening"
     sleep 0.1
