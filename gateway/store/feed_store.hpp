@@ -1,0 +1,29 @@
+// The upstream feed: every timeline event in one order (GET /v1/events), and how far each webhook
+// subscription has delivered it. One aggregate of the Store (store.hpp).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "store/message_store.hpp"
+
+namespace tayori::store {
+
+class FeedStore {
+ public:
+  virtual ~FeedStore() = default;
+
+  // Events with seq > `after_seq`, in seq order, at most `limit`.
+  virtual std::vector<EventRecord> events_after(int64_t after_seq, int limit) = 0;
+  // The highest event seq (0 when there is none): a webhook's lag is this minus its cursor.
+  virtual int64_t last_event_seq() = 0;
+  // The seq a webhook subscription has delivered up to; nullopt before its first delivery.
+  virtual std::optional<int64_t> webhook_cursor(const std::string& name) = 0;
+  // Group-committed. `done` may be empty.
+  virtual void set_webhook_cursor(const std::string& name, int64_t seq, std::function<void(bool ok)> done) = 0;
+};
+
+}  // namespace tayori::store

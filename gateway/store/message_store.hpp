@@ -1,0 +1,172 @@
+// The messages and their due queue: what was accepted, where each message is in its life, its timeline,
+// and the claims that hand due messages to a dispatcher. One aggregate of the Store (store.hpp).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace tayori::store {
+
+
+// Where a message is in its life. `accepted` and `deferred` are events, not states: an accepted or
+// deferred message is scheduled. `suppressed`: the policy decided it must not be sent (final, with why);
+// `failed`: a provider refused it for good (permanent). `dead`: every attempt allowed (max_attempts or
+// max_age of its last channel) failed transiently; a dead letter, kept with the last provider answer for
+// an operator to replay once the cause is fixed.
+enum class State { scheduled, dispatched, delivered, failed, cancelled, suppressed, dead };
+inline constexpr State kAllStates[] = {State::scheduled, State::dispatched, State::delivered, State::failed,
+                                       State::cancelled, State::suppressed, State::dead};
+std::string_view to_string(State s);
+std::optional<State> parse_state(std::string_view s);
+bool is_final(State s);
+
+struct NewEvent {
+  std::string type;  // accepted, scheduled, dispatched, delivered, failed, cancelled, requeued, ...
+  std::string detail_json = "{}";
+  int64_t at_ms = 0;  // 0: the time of the write
+};
+
+struct NewMessage {
+  std::string id;
+  std::string recipient_id;
+  // The message's `recipient` object: merged into the stored profile (its contacts win, per kind).
+  std::string recipient_json;
+  std::string api_key;  // the name of the key that submitted it
+  std::string payload_hash;
+  std::string payload;  // canonical JSON of the submitted message
+  int64_t due_at_ms = 0;
+  std::optional<int64_t> send_at_ms;
+  std::optional<int64_t> expires_at_ms;
+  std::vector<NewEvent> events;  // recorded with it, in order
+  // Handed straight to this node's dispatcher: stored already claimed (`dispatched`, attempt 1) in the
+  // accepting transaction, so a message due now costs no claim transaction of its own and waits for no
+  // claim loop. Only for a message due at acceptance; a duplicate or conflict is never claimed. A crash
+  // before its outcome is recorded leaves it `dispatched`, and the next start requeues it, as for a claim.
+  bool claim = false;
+};
+
+struct MessageRecord {
+  std::string id;
+  std::string api_key;
+  std::string payload_hash;
+  std::string payload;
+  State state = State::scheduled;
+  int channel_index = 0;  // which of the message's channels is current (fallback moves it on)
+  std::string channel;    // the channel last used, empty before the first dispatch
+  int attempts = 0;          // claims of this message on any channel (the plugin's attempt number)
+  int channel_attempts = 0;  // claims on the current channel: its retry budget (max_attempts) counts these
+  std::optional<int64_t> channel_since_ms;  // the first claim on the current channel: max_age counts from it
+  int64_t created_at_ms = 0;
+  int64_t updated_at_ms = 0;
+  int64_t due_at_ms = 0;
+  std::optional<int64_t> send_at_ms;
+  std::optional<int64_t> expires_at_ms;
+  std::string last_reason;
+  std::string recipient_id;
+};
+
+enum class AcceptStatus { accepted, duplicate, conflict };
+
+struct AcceptResult {
+  AcceptStatus status = AcceptStatus::accepted;
+  State state = State::scheduled;  // for duplicates: the existing message's state
+  std::optional<MessageRecord> claimed;  // an accepted NewMessage::claim: the claim, as claim_due returns it
+};
+
+struct EventRecord {
+  int64_t seq = 0;
+  std::string message_id;
+  std::string type;
+  int64_t at_ms = 0;
+  std::string detail_json;
+  std::string recipient_id;  // the message's recipient, or the subject of an event without a message (opt-out)
+};
+
+// Which messages a listing or a bulk replay is about. Empty fields match anything.
+struct MessageFilter {
+  std::optional<State> state;
+  std::string channel;   // the channel last used
+  std::string after_id;  // keyset paging: ids greater than this
+  std::string id;        // exactly this message
+  int limit = 100;
+};
+
+enum class CancelStatus { cancelled, not_found, too_late };
+
+struct CancelResult {
+  CancelStatus status = CancelStatus::not_found;
+  State state = State::scheduled;  // the state it is (now) in
+};
+
+// What the dispatcher decided about a dispatched message. Applied only if the message is still
+// `dispatched` by the same claim (a cancel, a recovery or another node's claim may have moved it since).
+struct Transition {
+  std::string message_id;
+  int attempt = 0;  // the claim (attempts count) this verdict is about; 0: any
+  // The claim made no delivery attempt (the policy deferred or suppressed it): give the attempt back,
+  // so deferrals neither use up max_attempts nor shift the plugin's attempt number.
+  bool no_attempt = false;
+  State to = State::delivered;
+  std::string channel;
+  int channel_index = 0;
+  bool next_channel = false;  // fallback: channel_index moved on, the new channel's retry budget starts afresh
+  int64_t due_at_ms = 0;  // for `scheduled` (retry, fallback)
+  std::string last_reason;
+  std::vector<NewEvent> events;
+  // The provider's id for this delivery (delivered): receipts and replies find the message by it. Empty
+  // leaves the stored one.
+  std::string provider_message_id;
+  std::string recipient_id;  // the message's, when known (its events carry it); empty: the store looks it up
+};
+
+class MessageStore {
+ public:
+  virtual ~MessageStore() = default;
+
+  // Group-committed. `done(ok, results)` runs after the transaction is durable (ok) or failed (!ok, and
+  // nothing of `batch` is stored). It runs on the writer thread: hand work elsewhere, do not block.
+  virtual void accept(std::vector<NewMessage> batch, int64_t now_ms,
+                      std::function<void(bool ok, std::vector<AcceptResult>)> done) = 0;
+
+  // Group-committed. Cancels a message that has not been handed to a provider.
+  virtual void cancel(const std::string& id, int64_t now_ms, std::function<void(bool ok, CancelResult)> done) = 0;
+
+  // Group-committed. `done` may be empty.
+  virtual void apply(Transition transition, int64_t now_ms, std::function<void(bool ok)> done) = 0;
+
+  // Messages matching `filter`, in id order (payloads left empty).
+  virtual std::vector<MessageRecord> list(const MessageFilter& filter) = 0;
+
+  // Group-committed. Sends dead or failed messages matching `filter` through the policy again: scheduled,
+  // due now, from their first channel with a fresh retry budget; a `replayed` event names `by`.
+  // `done(ok, ids)` lists those replayed (a message in another state is left alone).
+  virtual void replay(const MessageFilter& filter, int64_t now_ms, const std::string& by,
+                      std::function<void(bool ok, std::vector<std::string> ids)> done) = 0;
+
+  // Moves up to `limit` due scheduled messages to `dispatched` (attempts + 1) and returns them. Blocks
+  // until committed. The caller records the `dispatched` event with the attempt's outcome.
+  virtual std::vector<MessageRecord> claim_due(int64_t now_ms, int limit) = 0;
+
+  // The earliest due time of a scheduled message, if any.
+  virtual std::optional<int64_t> next_due_ms() = 0;
+
+  // On start: messages left `dispatched` by a crash go back to `scheduled` (at-least-once). Returns how many.
+  virtual int requeue_in_flight(int64_t now_ms) = 0;
+
+  // Deletes finished messages (and their events and idempotency keys) last updated before `before_ms`.
+  virtual int64_t purge_finished(int64_t before_ms) = 0;
+
+  virtual std::optional<MessageRecord> find(const std::string& id) = 0;
+  // The message a provider knows by `provider_message_id` (receipts).
+  virtual std::optional<MessageRecord> find_by_provider_id(const std::string& provider_message_id) = 0;
+  // The message's timeline, in order.
+  virtual std::vector<EventRecord> events(const std::string& id) = 0;
+  virtual std::map<State, int64_t> count_by_state() = 0;
+};
+
+}  // namespace tayori::store
