@@ -160,6 +160,12 @@ void keep_fixed_settings(const config::Config& running, config::Config& next) {
   if (next.server.listen != running.server.listen) changed.push_back("server.listen");
   if (next.store.data_dir != running.store.data_dir) changed.push_back("store.data_dir");
   if (next.store.max_bytes != running.store.max_bytes) changed.push_back("store.max_size");
+  if (next.store.backend != running.store.backend) changed.push_back("store.backend");
+  if (next.store.url != running.store.url) changed.push_back("store.url_env");
+  if (next.store.pool_size != running.store.pool_size) changed.push_back("store.pool_size");
+  if (next.store.statement_timeout_ms != running.store.statement_timeout_ms) changed.push_back("store.statement_timeout");
+  if (next.store.lease_ms != running.store.lease_ms) changed.push_back("store.lease");
+  if (next.store.node_id != running.store.node_id) changed.push_back("store.node_id");
   if (next.server.threads != running.server.threads) changed.push_back("server.threads");
   if (next.server.max_body_bytes != running.server.max_body_bytes) changed.push_back("server.max_body_bytes");
   if (next.server.header_timeout_ms != running.server.header_timeout_ms) changed.push_back("server.header_timeout");

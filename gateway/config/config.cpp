@@ -252,9 +252,28 @@ void read_retry(Reader& r, const YAML::Node& n, const std::string& path, const s
 }
 
 void read_store(Reader& r, const YAML::Node& n, StoreConfig& s) {
-  if (!n || !r.expect_map(n, "store", {"data_dir", "retention", "max_size"})) return;
+  if (!n || !r.expect_map(n, "store", {"backend", "data_dir", "retention", "max_size", "url_env", "pool_size",
+                                       "statement_timeout", "lease", "node_id"}))
+    return;
+  if (auto v = r.string(n, "backend", "store", false)) {
+    if (*v == "sqlite")
+      s.backend = StoreBackend::sqlite;
+    else if (*v == "postgres")
+      s.backend = StoreBackend::postgres;
+    else
+      r.error(n["backend"], "store.backend", "must be sqlite or postgres");
+  }
+  bool postgres = s.backend == StoreBackend::postgres;
+  // Settings of the other backend are refused, not ignored: an operator who sets max_size on PostgreSQL
+  // believes the gateway limits a size it does not.
+  auto only_for = [&](const char* key, bool allowed, const char* backend) {
+    if (n[key] && !allowed)
+      r.error(n[key], std::string("store.") + key, std::string("applies to store.backend: ") + backend + " only");
+  };
+  only_for("max_size", !postgres, "sqlite");
+  for (const char* key : {"url_env", "pool_size", "statement_timeout", "lease", "node_id"}) only_for(key, postgres, "postgres");
   if (auto v = r.string(n, "data_dir", "store", false)) s.data_dir = *v;
-  if (auto v = r.string(n, "max_size", "store", false)) {
+  if (auto v = r.string(n, "max_size", "store", false); v && !postgres) {
     auto bytes = parse_size(*v);
     if (!bytes || *bytes < 64 * 1024)
       r.error(n["max_size"], "store.max_size", "must be a size of at least 64KiB, like 512MiB or 2GiB");
@@ -263,6 +282,24 @@ void read_store(Reader& r, const YAML::Node& n, StoreConfig& s) {
   }
   // Idempotency keys live as long as the message record, and upstream retries arrive within a day.
   r.duration(n, "retention", "store", 86'400'000, s.retention_ms);
+  if (!postgres) return;
+  if (auto v = r.string(n, "url_env", "store", true)) {
+    if (!std::regex_match(*v, kEnvName))
+      r.error(n["url_env"], "store.url_env", "must name an environment variable (A-Z, 0-9, _), not hold the URI");
+    else if (auto url = r.secret(n["url_env"], *v, "store.url_env")) {
+      s.url_env = *v;
+      s.url = *url;
+    }
+  }
+  r.integer(n, "pool_size", "store", 2, 256, s.pool_size);
+  r.duration(n, "statement_timeout", "store", 100, s.statement_timeout_ms);
+  r.duration(n, "lease", "store", 1000, s.lease_ms);
+  if (auto v = r.string(n, "node_id", "store", false)) {
+    if (!std::regex_match(*v, std::regex("^[A-Za-z0-9._:-]{1,64}$")))
+      r.error(n["node_id"], "store.node_id", "must be 1 to 64 of A-Z, a-z, 0-9, '.', '_', ':', '-'");
+    else
+      s.node_id = *v;
+  }
 }
 
 void read_dispatcher(Reader& r, const YAML::Node& n, DispatcherConfig& d) {

@@ -52,10 +52,23 @@ struct OutboundConfig {
   int64_t timeout_ms = 30'000;
 };
 
+enum class StoreBackend { sqlite, postgres };
+
 struct StoreConfig {
-  std::string data_dir = "data";     // resolved against the config file's folder
+  // sqlite: one file in data_dir, one node. postgres: several nodes share one PostgreSQL database.
+  StoreBackend backend = StoreBackend::sqlite;
+  std::string data_dir = "data";     // resolved against the config file's folder (sqlite)
   int64_t retention_ms = 7 * 86'400'000LL;  // how long finished messages (and their idempotency keys) live
-  int64_t max_bytes = 0;                    // store.max_size: the database's size limit; 0: the disk's
+  int64_t max_bytes = 0;                    // store.max_size: the database's size limit; 0: the disk's (sqlite)
+  // ---- postgres ----
+  std::string url_env;  // store.url_env: the environment variable holding the libpq connection URI
+  std::string url;      // its value (a secret: the password may be in it)
+  int pool_size = 8;    // connections per node: one for the writer, the rest for reads and claims
+  int64_t statement_timeout_ms = 5'000;
+  // How long a claim holds a message for its node without being renewed: a node that dies leaves its claims
+  // to the others once this has passed (docs/operator-guide.md, "Several nodes").
+  int64_t lease_ms = 30'000;
+  std::string node_id;  // store.node_id: this node's name in claims; empty: the host name
 };
 
 // How long a channel keeps trying one delivery that fails transiently (retry, 5xx, timeout). The waits are

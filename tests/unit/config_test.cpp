@@ -200,6 +200,29 @@ TEST(ConfigLoad, AbsoluteDataDirIsKept) {
   EXPECT_EQ(r.config->store.data_dir, "/var/lib/tayori/");
 }
 
+TEST(ConfigLoad, PostgresSettingsAreReadWithTheUriFromTheEnvironment) {
+  LoadResult r = load(std::string(kMinimal) +
+                          "store:\n  backend: postgres\n  url_env: TAYORI_PG\n  pool_size: 4\n"
+                          "  statement_timeout: 2s\n  lease: 15s\n  node_id: node-a\n",
+                      env_of({{"KEY_UP", "s3cret-up"}, {"TAYORI_PG", "postgresql://tayori:pw@db/tayori"}}));
+  ASSERT_THAT(diagnostics(r), IsEmpty());
+  const StoreConfig& s = r.config->store;
+  EXPECT_EQ(s.backend, StoreBackend::postgres);
+  EXPECT_EQ(s.url_env, "TAYORI_PG");
+  EXPECT_EQ(s.url, "postgresql://tayori:pw@db/tayori");
+  EXPECT_EQ(s.pool_size, 4);
+  EXPECT_EQ(s.statement_timeout_ms, 2'000);
+  EXPECT_EQ(s.lease_ms, 15'000);
+  EXPECT_EQ(s.node_id, "node-a");
+}
+
+TEST(ConfigLoad, TheDefaultStoreIsSqlite) {
+  LoadResult r = load(kMinimal, env_of(kMinimalEnv));
+  ASSERT_THAT(diagnostics(r), IsEmpty());
+  EXPECT_EQ(r.config->store.backend, StoreBackend::sqlite);
+  EXPECT_EQ(r.config->store.lease_ms, 30'000);
+}
+
 TEST(ConfigLoad, ListenAcceptsIpLiterals) {
   for (const char* listen : {"0.0.0.0:0", "127.0.0.1:8787", "[::1]:8787", "[::]:65535"}) {
     LoadResult r = load(std::string(kMinimal) + "server:\n  listen: \"" + listen + "\"\n", env_of(kMinimalEnv));
@@ -309,6 +332,25 @@ INSTANTIATE_TEST_SUITE_P(
                      "gw.yaml:8:13: store.max_size: must be a size of at least 64KiB, like 512MiB or 2GiB"},
         BadValueCase{"store_max_size_too_small", "store:\n  max_size: 1KiB\n",
                      "gw.yaml:8:13: store.max_size: must be a size of at least 64KiB, like 512MiB or 2GiB"},
+        BadValueCase{"store_backend_unknown", "store:\n  backend: mysql\n",
+                     "gw.yaml:8:12: store.backend: must be sqlite or postgres"},
+        BadValueCase{"store_postgres_without_url_env", "store:\n  backend: postgres\n",
+                     "gw.yaml:8:3: store.url_env: is required"},
+        BadValueCase{"store_postgres_url_env_unset", "store:\n  backend: postgres\n  url_env: NO_SUCH_PG_URL\n",
+                     "gw.yaml:9:12: store.url_env: environment variable NO_SUCH_PG_URL is not set"},
+        BadValueCase{"store_postgres_url_in_url_env", "store:\n  backend: postgres\n  url_env: postgresql://x/y\n",
+                     "gw.yaml:9:12: store.url_env: must name an environment variable (A-Z, 0-9, _), not hold the URI"},
+        BadValueCase{"store_max_size_on_postgres",
+                     "store:\n  backend: postgres\n  url_env: KEY_UP\n  max_size: 1GiB\n",
+                     "gw.yaml:10:13: store.max_size: applies to store.backend: sqlite only"},
+        BadValueCase{"store_pool_size_on_sqlite", "store:\n  pool_size: 4\n",
+                     "gw.yaml:8:14: store.pool_size: applies to store.backend: postgres only"},
+        BadValueCase{"store_pool_size_one", "store:\n  backend: postgres\n  url_env: KEY_UP\n  pool_size: 1\n",
+                     "gw.yaml:10:14: store.pool_size: must be between 2 and 256"},
+        BadValueCase{"store_lease_too_short", "store:\n  backend: postgres\n  url_env: KEY_UP\n  lease: 10ms\n",
+                     "gw.yaml:10:10: store.lease: must be at least 1s"},
+        BadValueCase{"store_node_id_spaces", "store:\n  backend: postgres\n  url_env: KEY_UP\n  node_id: a b\n",
+                     "gw.yaml:10:12: store.node_id: must be 1 to 64 of A-Z, a-z, 0-9, '.', '_', ':', '-'"},
         BadValueCase{"shutdown_grace_unitless", "server:\n  shutdown_grace: 10\n",
                      "gw.yaml:8:19: server.shutdown_grace: must be a duration like 250ms, 10s, 5m, 24h or 7d"},
         BadValueCase{"retry_cap_below_base", "dispatcher:\n  retry_base: 10s\n  retry_cap: 1s\n",
@@ -348,7 +390,8 @@ TEST(ConfigLoad, UnknownKeysAreReportedAtEachLevel) {
           "channels, policy, templates, webhooks, responses, inbound)",
           "gw.yaml:3:3: server.port: unknown key (expected one of: listen, threads, max_body_bytes, max_batch, "
           "header_timeout, body_timeout, idle_timeout, public_url, link_secret_env, link_ttl, shutdown_grace)",
-          "gw.yaml:5:3: store.path: unknown key (expected one of: data_dir, retention, max_size)",
+          "gw.yaml:5:3: store.path: unknown key (expected one of: backend, data_dir, retention, max_size, url_env, "
+          "pool_size, statement_timeout, lease, node_id)",
           "gw.yaml:7:3: dispatcher.retries: unknown key (expected one of: enabled, workers, claim_batch, poll_interval, "
           "max_attempts, retry_base, retry_cap, retry_max_age)",
           "gw.yaml:11:5: api_keys[0].key: unknown key (expected one of: name, key_env)",
