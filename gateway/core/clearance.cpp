@@ -83,6 +83,8 @@ policy::Decision Clearance::clear(const Message& m, int from_index, int64_t now_
   };
   if (!take_slot) return decide();
   std::lock_guard lock(stripe(m.recipient.id));
+  // Other nodes sharing the store decide for this recipient too: their lock is the store's.
+  auto across_nodes = config_.caps.empty() ? nullptr : store_.lock_decisions(m.recipient.id);
   policy::Decision d = decide();
   // The store counts the slot from here on (Store::take_slot), committed or not, so the next decision for
   // this recipient sees it; the send need not wait for the commit.

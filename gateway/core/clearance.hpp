@@ -3,8 +3,9 @@
 // message's frequency-cap slot before anyone else can look: per recipient, load-decide-take runs under
 // one lock, and the store counts the slot before the lock is released (committed or still queued for the
 // group commit: Store::take_slot), so when many messages race for a recipient's last slot exactly the
-// limit get through. (Single node: the lock is in this process. Many
-// nodes will take the decision inside the database transaction instead; docs/architecture.md §5.)
+// limit get through. On one node the lock is in this process; nodes that share a store also hold the
+// store's lock for the recipient (Store::lock_decisions), and take_slot commits before it is released
+// (docs/architecture.md §5).
 #pragma once
 
 #include <array>
@@ -15,7 +16,6 @@
 #include "core/message.hpp"
 #include "plugin/channel.hpp"
 #include "policy/policy.hpp"
-#include "render/renderer.hpp"
 #include "store/store.hpp"
 
 namespace tayori::core {

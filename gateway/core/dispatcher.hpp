@@ -20,6 +20,7 @@
 #include "core/message.hpp"
 #include "links/links.hpp"
 #include "plugin/channel.hpp"
+#include "render/renderer.hpp"
 #include "store/store.hpp"
 
 namespace tayori::core {

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -54,6 +55,19 @@ class RecipientStore {
   // The slots taken since `since_ms`: the committed ones and those taken but not yet committed.
   virtual std::vector<policy::CapSlot> slots_since(const std::string& recipient_id, int64_t since_ms) = 0;
   virtual int64_t purge_slots(int64_t before_ms) = 0;
+
+  // Serialises the cap decisions for one recipient across every node that shares the store, from the read
+  // of its slots (slots_since) to take_slot, so that nodes racing for a recipient's last slot never both
+  // get it. Held until destroyed. nullptr: the store serves one node, and that node's own lock
+  // (core::Clearance) is enough.
+  class DecisionLock {
+   public:
+    virtual ~DecisionLock() = default;
+  };
+  virtual std::unique_ptr<DecisionLock> lock_decisions(const std::string& recipient_id) {
+    (void)recipient_id;
+    return nullptr;
+  }
 };
 
 }  // namespace tayori::store
