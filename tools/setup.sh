@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing Tayori needs on Debian 12, and nothing when it is all there.
 # Idempotent; uses sudo when not root. Everything comes from Debian's archive (and npm for the
-# OpenAPI validator used by one test).
+# OpenAPI validator used by one test). PostgreSQL (server and libpq) runs the tests of the store on several nodes
+# (only its programs: the tests start throw-away clusters of their own, tests/support/pg_cluster.hpp).
 set -euo pipefail
 
 packages=(
@@ -9,6 +10,7 @@ packages=(
   libboost-dev libcurl4-openssl-dev libssl-dev libyaml-cpp-dev prometheus-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev libsqlite3-dev
   libcctz-dev libkainjow-mustache-dev libjemalloc-dev tzdata
+  postgresql libpq-dev
   binutils curl jq sqlite3 ca-certificates openssl nghttp2-server libnghttp2-dev python3-aiosmtpd wrk
 )
 # Node.js + npm run the OpenAPI validator in the test suite; keep an existing installation.

@@ -1,0 +1,449 @@
+#include "store/postgres/pg_connection.hpp"
+
+#include <libpq-fe.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cstring>
+#include <regex>
+#include <stdexcept>
+
+#include "common/log.hpp"
+
+namespace tayori::store::postgres {
+
+namespace {
+
+// Type OIDs of pg_type.h (a server header, not shipped with libpq-dev); they are fixed in the catalog.
+constexpr Oid kInt2Oid = 21;
+constexpr Oid kInt4Oid = 23;
+constexpr Oid kInt8Oid = 20;
+
+bool ident_char(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+         static_cast<unsigned char>(c) >= 0x80;
+}
+
+bool starts_with(const char* s, const char* prefix) { return s && std::strncmp(s, prefix, std::strlen(prefix)) == 0; }
+
+std::string trimmed(const char* s) {
+  std::string out = s ? s : "";
+  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
+  return out;
+}
+
+std::string field(const PGresult* r, int code) {
+  const char* v = r ? PQresultErrorField(r, code) : nullptr;
+  return v ? v : "";
+}
+
+// The server's notices (a WARNING, "relation already exists, skipping") go to the log, not to stderr.
+void on_notice(void*, const PGresult* r) {
+  std::string severity = field(r, PG_DIAG_SEVERITY_NONLOCALIZED);
+  log::write(severity == "WARNING" ? log::Level::warn : log::Level::debug, "postgres",
+             trimmed(PQresultErrorMessage(r)));
+}
+
+const char* const kLost = "connection to the server lost";
+
+// The kind of failure and its short, stable reason, from the SQLSTATE (and whether the connection is gone).
+std::pair<sql::Error::Kind, std::string> classify(const std::string& state, bool connection_lost) {
+  using Kind = sql::Error::Kind;
+  std::string cls = state.substr(0, 2);
+  if (connection_lost || cls == "08" || state == "57P01" || state == "57P02" || state == "57P03")
+    return {Kind::io, kLost};
+  if (cls == "23") return {Kind::constraint, "constraint failed"};
+  if (state == "53300") return {Kind::busy, "too many connections"};
+  if (cls == "53") return {Kind::full, "database or disk is full"};  // as SQLite says it
+  if (state == "57014") return {Kind::busy, "statement timeout"};    // or canceled: what() tells which
+  if (state == "40P01") return {Kind::busy, "deadlock detected"};
+  if (state == "40001") return {Kind::busy, "serialization failure"};
+  if (state == "55P03") return {Kind::busy, "lock not available"};
+  if (cls == "58") return {Kind::io, "disk I/O error"};
+  return {Kind::other, state.empty() ? "SQL error" : "SQL error (SQLSTATE " + state + ")"};
+}
+
+void append_secret(std::vector<std::string>& secrets, std::string s) {
+  if (!s.empty()) secrets.push_back(std::move(s));
+}
+
+}  // namespace
+
+std::string rewrite_parameters(const char* sql, int& parameters) {
+  parameters = 0;
+  std::string out;
+  out.reserve(std::strlen(sql) + 16);
+  const char* p = sql;
+  auto copy_until = [&](auto done) {  // copies through the character for which done(p) says stop, inclusive
+    while (*p) {
+      out += *p;
+      if (done()) {
+        ++p;
+        return;
+      }
+      ++p;
+    }
+  };
+  while (*p) {
+    char c = *p;
+    bool after_ident = p > sql && ident_char(p[-1]);
+    if (c == '\'') {
+      // E'...' takes backslash escapes; any literal doubles a quote inside.
+      bool escapes = p > sql && (p[-1] == 'E' || p[-1] == 'e') && (p - 1 == sql || !ident_char(p[-2]));
+      out += *p++;
+      while (*p) {
+        if (escapes && *p == '\\' && p[1]) {
+          out += *p++;
+          out += *p++;
+        } else if (*p == '\'' && p[1] == '\'') {
+          out += *p++;
+          out += *p++;
+        } else if (*p == '\'') {
+          out += *p++;
+          break;
+        } else {
+          out += *p++;
+        }
+      }
+    } else if (c == '"') {
+      out += *p++;
+      while (*p) {
+        if (*p == '"' && p[1] == '"') {
+          out += *p++;
+          out += *p++;
+        } else if (*p == '"') {
+          out += *p++;
+          break;
+        } else {
+          out += *p++;
+        }
+      }
+    } else if (c == '-' && p[1] == '-') {
+      copy_until([&] { return *p == '\n'; });
+    } else if (c == '/' && p[1] == '*') {  // PostgreSQL's block comments nest
+      int depth = 0;
+      while (*p) {
+        if (p[0] == '/' && p[1] == '*') {
+          ++depth;
+          out += *p++;
+          out += *p++;
+        } else if (p[0] == '*' && p[1] == '/') {
+          out += *p++;
+          out += *p++;
+          if (--depth == 0) break;
+        } else {
+          out += *p++;
+        }
+      }
+    } else if (c == '$' && !after_ident && !(p[1] >= '0' && p[1] <= '9')) {
+      // $tag$ ... $tag$ (a dollar-quoted string), or a lone $.
+      const char* q = p + 1;
+      while (*q && ident_char(*q)) ++q;
+      if (*q == '$') {
+        std::string tag(p, q + 1);
+        const char* end = std::strstr(q + 1, tag.c_str());
+        const char* stop = end ? end + tag.size() : p + std::strlen(p);
+        out.append(p, stop);
+        p = stop;
+      } else {
+        out += *p++;
+      }
+    } else if (c == '?' && p[1] >= '0' && p[1] <= '9') {
+      ++p;
+      int n = 0;
+      out += '$';
+      while (*p >= '0' && *p <= '9') {
+        n = std::min(n * 10 + (*p - '0'), 1 << 20);
+        out += *p++;
+      }
+      parameters = std::max(parameters, n);
+    } else {
+      out += *p++;
+    }
+  }
+  return out;
+}
+
+std::string redact_password(std::string message, const std::string& conninfo) {
+  std::vector<std::string> secrets;
+  char* err = nullptr;
+  if (PQconninfoOption* opts = PQconninfoParse(conninfo.c_str(), &err)) {
+    for (PQconninfoOption* o = opts; o->keyword; ++o)
+      if (std::strcmp(o->keyword, "password") == 0 && o->val) append_secret(secrets, o->val);
+    PQconninfoFree(opts);
+  }
+  PQfreemem(err);
+  // What a string libpq could not parse may still hold, as written: user:secret@ in a URI, password=...
+  static const std::regex uri_password(R"(^postgres(?:ql)?://[^/@?]*?:([^/@?]*)@)");
+  static const std::regex keyword_password(R"(password\s*=\s*('(?:[^'\\]|\\.)*'|[^\s&]+))");
+  std::smatch m;
+  if (std::regex_search(conninfo, m, uri_password)) append_secret(secrets, m[1].str());
+  for (auto it = std::sregex_iterator(conninfo.begin(), conninfo.end(), keyword_password); it != std::sregex_iterator();
+       ++it) {
+    std::string v = (*it)[1].str();
+    append_secret(secrets, v);
+    if (v.size() >= 2 && v.front() == '\'') append_secret(secrets, v.substr(1, v.size() - 2));
+  }
+  std::sort(secrets.begin(), secrets.end(), [](auto& a, auto& b) { return a.size() > b.size(); });
+  for (const std::string& s : secrets)
+    for (size_t at = message.find(s); at != std::string::npos; at = message.find(s, at + 8))
+      message.replace(at, s.size(), "********");
+  return message;
+}
+
+// ---- PgStatement ------------------------------------------------------------------------------------------------
+
+PgStatement::PgStatement(PgConnection& connection, std::string name, std::string sql, int parameters)
+    : connection_(connection),
+      name_(std::move(name)),
+      sql_(std::move(sql)),
+      values_(static_cast<size_t>(parameters)),
+      bound_(static_cast<size_t>(parameters), false) {}
+
+PgStatement::~PgStatement() { PQclear(result_); }
+
+sql::Statement& PgStatement::bind(int index, std::string_view value) {
+  if (index < 1 || index > parameter_count())
+    throw sql::Error(sql::Error::Kind::other, "SQL error",
+                     "parameter ?" + std::to_string(index) + " is not in: " + sql_);
+  values_[index - 1].assign(value);
+  bound_[index - 1] = true;
+  return *this;
+}
+
+sql::Statement& PgStatement::bind(int index, int64_t value) {
+  char buf[24];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, value);
+  return bind(index, std::string_view(buf, static_cast<size_t>(end - buf)));
+}
+
+sql::Statement& PgStatement::bind_null(int index) {
+  bind(index, std::string_view());
+  bound_[index - 1] = false;
+  return *this;
+}
+
+void PgStatement::clear_bindings() {
+  for (auto& v : values_) v.clear();
+  std::fill(bound_.begin(), bound_.end(), false);
+}
+
+bool PgStatement::step() {
+  if (!ran_) {
+    connection_.ensure_prepared(*this);
+    std::vector<const char*> values(values_.size());
+    for (size_t i = 0; i < values_.size(); ++i) values[i] = bound_[i] ? values_[i].c_str() : nullptr;
+    PQclear(result_);
+    result_ = PQexecPrepared(connection_.conn_, name_.c_str(), parameter_count(), values.data(), nullptr, nullptr, 0);
+    ExecStatusType status = PQresultStatus(result_);
+    if (!result_ || (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK)) {
+      PGresult* failed = result_;
+      result_ = nullptr;
+      connection_.fail(failed, sql_);
+    }
+    ran_ = true;
+    row_ = -1;
+    rows_ = PQntuples(result_);
+    connection_.note_changes(result_);
+  }
+  if (row_ + 1 < rows_) {
+    ++row_;
+    return true;
+  }
+  row_ = rows_;
+  return false;
+}
+
+void PgStatement::reset() {
+  PQclear(result_);
+  result_ = nullptr;
+  ran_ = false;
+  row_ = -1;
+  rows_ = 0;
+}
+
+void PgStatement::check_cell(int column) const {
+  if (!result_ || row_ < 0 || row_ >= rows_)
+    throw sql::Error(sql::Error::Kind::other, "SQL error", "no current row in: " + sql_);
+  if (column < 0 || column >= PQnfields(result_))
+    throw sql::Error(sql::Error::Kind::other, "SQL error", "no column " + std::to_string(column) + " in: " + sql_);
+}
+
+std::string PgStatement::text(int column) const {
+  check_cell(column);
+  return std::string(PQgetvalue(result_, row_, column), static_cast<size_t>(PQgetlength(result_, row_, column)));
+}
+
+int64_t PgStatement::int64(int column) const {
+  check_cell(column);
+  if (PQgetisnull(result_, row_, column)) return 0;  // as SQLite reads NULL
+  const char* v = PQgetvalue(result_, row_, column);
+  const char* end = v + PQgetlength(result_, row_, column);
+  int64_t out = 0;
+  auto [at, ec] = std::from_chars(v, end, out);
+  if (ec != std::errc() || at != end || v == end)
+    throw sql::Error(
+        sql::Error::Kind::other, "SQL error",
+        "column " + std::to_string(column) + " is not a 64-bit integer: \"" + std::string(v, end) + "\" in: " + sql_);
+  return out;
+}
+
+bool PgStatement::is_null(int column) const {
+  check_cell(column);
+  return PQgetisnull(result_, row_, column) != 0;
+}
+
+// ---- PgConnection -----------------------------------------------------------------------------------------------
+
+PgConnection::PgConnection(const PgOptions& options) : options_(options) { open(); }
+
+PgConnection::~PgConnection() {
+  statements_.clear();
+  PQfinish(conn_);
+}
+
+void PgConnection::open() {
+  lost_ = false;
+  std::string timeout = options_.connect_timeout_s > 0 ? std::to_string(options_.connect_timeout_s) : "";
+  // Entries after "dbname" (the expanded connection string) win over the same settings in it; empty ones
+  // are skipped.
+  const char* keys[] = {"dbname", "connect_timeout", "application_name", "client_encoding", nullptr};
+  const char* values[] = {options_.uri.c_str(), timeout.c_str(), options_.application_name.c_str(), "UTF8", nullptr};
+  conn_ = PQconnectdbParams(keys, values, 1);
+  if (!conn_) throw std::runtime_error("cannot connect to PostgreSQL: out of memory");
+  auto text = [](const char* s) { return std::string(s && *s ? s : "?"); };
+  target_ = "host " + text(PQhost(conn_)) + " port " + text(PQport(conn_)) + " database " + text(PQdb(conn_)) +
+            " user " + text(PQuser(conn_));
+  if (PQstatus(conn_) != CONNECTION_OK) {
+    std::string why = redact_password(trimmed(PQerrorMessage(conn_)), options_.uri);
+    PQfinish(conn_);
+    conn_ = nullptr;
+    throw std::runtime_error("cannot connect to PostgreSQL (" + target_ + "): " + why);
+  }
+  PQsetNoticeReceiver(conn_, &on_notice, nullptr);
+  if (options_.statement_timeout_ms > 0) {
+    std::string set = "SET statement_timeout = " + std::to_string(options_.statement_timeout_ms);
+    PGresult* r = PQexec(conn_, set.c_str());
+    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    std::string why = ok ? "" : trimmed(PQresultErrorMessage(r));
+    PQclear(r);
+    if (!ok) {
+      PQfinish(conn_);
+      conn_ = nullptr;
+      throw std::runtime_error("cannot set up the PostgreSQL session (" + target_ + "): " + why);
+    }
+  }
+}
+
+void PgConnection::reconnect() {
+  for (auto& [sql, s] : statements_) {
+    s->reset();
+    s->prepared_ = false;
+  }
+  PQfinish(conn_);
+  conn_ = nullptr;
+  open();
+}
+
+void PgConnection::fail(pg_result* result, const std::string& sql) {
+  std::string state = field(result, PG_DIAG_SQLSTATE);
+  std::string message = field(result, PG_DIAG_MESSAGE_PRIMARY);
+  if (message.empty()) message = trimmed(result ? PQresultErrorMessage(result) : "");
+  if (message.empty()) message = trimmed(PQerrorMessage(conn_));
+  std::string detail = field(result, PG_DIAG_MESSAGE_DETAIL);
+  PQclear(result);
+  // libpq's own errors carry no SQLSTATE: they are about the connection ("server closed the connection
+  // unexpectedly", a failed send), which libpq may not have marked bad yet: reading what is left tells.
+  if (state.empty() && conn_ && PQstatus(conn_) == CONNECTION_OK) PQconsumeInput(conn_);
+  auto [kind, why] = classify(state, state.empty() || PQstatus(conn_) != CONNECTION_OK);
+  if (kind == sql::Error::Kind::io && why == kLost) lost_ = true;
+  std::string what = message;
+  if (!detail.empty()) what += " (" + detail + ")";
+  if (!state.empty()) what += " [SQLSTATE " + state + "]";
+  throw sql::Error(kind, why, what + " in: " + sql);
+}
+
+void PgConnection::ensure_prepared(PgStatement& s) {
+  if (s.prepared_) return;
+  PGresult* r = PQprepare(conn_, s.name_.c_str(), s.sql_.c_str(), s.parameter_count(), nullptr);
+  if (PQresultStatus(r) != PGRES_COMMAND_OK) fail(r, s.sql_);
+  PQclear(r);
+  if (s.parameter_count() > 0) {
+    // The types the server inferred: a narrow integer is declared BIGINT instead, under the same name.
+    r = PQdescribePrepared(conn_, s.name_.c_str());
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) fail(r, s.sql_);
+    std::vector<Oid> types(static_cast<size_t>(PQnparams(r)));
+    bool widen = false;
+    for (size_t i = 0; i < types.size(); ++i) {
+      types[i] = PQparamtype(r, static_cast<int>(i));
+      if (types[i] == kInt2Oid || types[i] == kInt4Oid) {
+        types[i] = kInt8Oid;
+        widen = true;
+      }
+    }
+    PQclear(r);
+    if (widen) {
+      std::string deallocate = "DEALLOCATE " + s.name_;
+      r = PQexec(conn_, deallocate.c_str());
+      if (PQresultStatus(r) != PGRES_COMMAND_OK) fail(r, deallocate);
+      PQclear(r);
+      r = PQprepare(conn_, s.name_.c_str(), s.sql_.c_str(), static_cast<int>(types.size()), types.data());
+      if (PQresultStatus(r) != PGRES_COMMAND_OK) fail(r, s.sql_);
+      PQclear(r);
+    }
+  }
+  s.prepared_ = true;
+}
+
+sql::Statement& PgConnection::prepare(const char* sql) {
+  statements_run_.fetch_add(1, std::memory_order_relaxed);
+  auto it = statements_.find(sql);
+  if (it == statements_.end()) {
+    int parameters = 0;
+    std::string text = rewrite_parameters(sql, parameters);
+    std::unique_ptr<PgStatement> s(
+        new PgStatement(*this, "tayori_" + std::to_string(++next_name_), std::move(text), parameters));
+    it = statements_.emplace(sql, std::move(s)).first;
+  }
+  PgStatement& s = *it->second;
+  s.reset();
+  s.clear_bindings();
+  ensure_prepared(s);
+  return s;
+}
+
+void PgConnection::exec(const char* sql) {
+  PGresult* r = PQexec(conn_, sql);
+  ExecStatusType status = PQresultStatus(r);
+  if (!r || (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK)) fail(r, sql);
+  note_changes(r);
+  PQclear(r);
+}
+
+void PgConnection::note_changes(pg_result* result) {
+  const char* status = PQcmdStatus(result);
+  // Only writes count, as sqlite3_changes() counts them: a SELECT leaves the last write's count.
+  if (starts_with(status, "INSERT") || starts_with(status, "UPDATE") || starts_with(status, "DELETE") ||
+      starts_with(status, "MERGE")) {
+    const char* n = PQcmdTuples(result);
+    int64_t v = 0;
+    std::from_chars(n, n + std::strlen(n), v);
+    changes_ = v;
+  }
+}
+
+bool PgConnection::connection_ok() const { return conn_ && !lost_ && PQstatus(conn_) == CONNECTION_OK; }
+
+bool PgConnection::in_failed_transaction() const { return conn_ && PQtransactionStatus(conn_) == PQTRANS_INERROR; }
+
+bool PgConnection::in_transaction() const {
+  if (!conn_) return false;
+  PGTransactionStatusType t = PQtransactionStatus(conn_);
+  return t == PQTRANS_INTRANS || t == PQTRANS_INERROR;
+}
+
+int PgConnection::backend_pid() const { return conn_ ? PQbackendPID(conn_) : 0; }
+
+int PgConnection::server_version() const { return conn_ ? PQserverVersion(conn_) : 0; }
+
+}  // namespace tayori::store::postgres
