@@ -12,7 +12,8 @@
 // - Speed over durability: --no-sync, fsync=off (only an OS crash would lose data, and the tests do not
 //   survive one anyway). A server killed with the test process is stopped by a watchdog (below), and a
 //   server whose folder is gone stops itself within a minute.
-// - The test process needs libpq (create_database, execute); link PkgConfig::LIBPQ.
+// - A test binary links tayori_pg_cluster (tests/CMakeLists.txt): this folder and libpq (create_database,
+//   execute).
 // - Not thread-safe: one thread starts, stops and restarts it.
 #pragma once
 

@@ -133,6 +133,23 @@ TEST_F(PgTest, IntegersTheServerWouldInferAsInt4AreBigint) {
   EXPECT_EQ(s.int64(2), -5'000'000'000);
   EXPECT_EQ(s.text(3), "t");
   s.reset();
+  // Where int4 is all the statement takes (substr(text, int4)), it keeps what the server inferred; inside
+  // a transaction, trying did not fail it.
+  c.exec("CREATE TABLE t (n INTEGER)");
+  c.exec("BEGIN");
+  c.prepare("INSERT INTO t(n) VALUES(?1 + 1)").bind(1, int64_t{41}).exec();
+  sql::Statement& sub = c.prepare("SELECT substr('abcdef', ?1), n FROM t WHERE n = ?2");
+  sub.bind(1, int64_t{4}).bind(2, int64_t{42});
+  ASSERT_TRUE(sub.step());
+  EXPECT_EQ(sub.text(0), "def");
+  sub.reset();
+  EXPECT_FALSE(c.in_failed_transaction());
+  c.exec("COMMIT");
+  EXPECT_EQ(scalar(c, "SELECT n FROM t"), "42");
+  // A value too large for the int4 the statement needs fails as PostgreSQL says.
+  sql::Error e = error_of([&] { c.prepare("SELECT substr('abcdef', ?1)").bind(1, int64_t{5'000'000'000}).exec(); });
+  EXPECT_EQ(e.kind, Kind::other);
+  EXPECT_THAT(e.what(), HasSubstr("out of range"));
 }
 
 TEST_F(PgTest, StatementsArePreparedOncePerConnectionAndComeBackCleared) {

@@ -67,6 +67,48 @@ void append_secret(std::vector<std::string>& secrets, std::string s) {
   if (!s.empty()) secrets.push_back(std::move(s));
 }
 
+// The end of a quoted run that starts at `p` (*p == quote): a doubled quote stays inside, and so does a
+// backslash-escaped character when `backslashes` (E'...').
+const char* quoted_end(const char* p, char quote, bool backslashes) {
+  for (++p; *p; ++p) {
+    if (backslashes && *p == '\\' && p[1]) {
+      ++p;
+    } else if (*p == quote) {
+      if (p[1] != quote) return p + 1;
+      ++p;
+    }
+  }
+  return p;
+}
+
+// The end of a /* comment */ that starts at `p`: PostgreSQL's block comments nest.
+const char* block_comment_end(const char* p) {
+  int depth = 0;
+  while (*p) {
+    if (p[0] == '/' && p[1] == '*') {
+      ++depth;
+      p += 2;
+    } else if (p[0] == '*' && p[1] == '/') {
+      p += 2;
+      if (--depth == 0) return p;
+    } else {
+      ++p;
+    }
+  }
+  return p;
+}
+
+// The end of a $tag$ ... $tag$ string that starts at `p`, or nullptr when `p` starts none.
+const char* dollar_quoted_end(const char* p) {
+  const char* q = p + 1;
+  if (*q >= '0' && *q <= '9') return nullptr;  // $1, a parameter
+  while (*q && ident_char(*q)) ++q;
+  if (*q != '$') return nullptr;
+  std::string tag(p, q + 1);
+  const char* end = std::strstr(q + 1, tag.c_str());
+  return end ? end + tag.size() : q + std::strlen(q);
+}
+
 }  // namespace
 
 std::string rewrite_parameters(const char* sql, int& parameters) {
@@ -74,81 +116,27 @@ std::string rewrite_parameters(const char* sql, int& parameters) {
   std::string out;
   out.reserve(std::strlen(sql) + 16);
   const char* p = sql;
-  auto copy_until = [&](auto done) {  // copies through the character for which done(p) says stop, inclusive
-    while (*p) {
-      out += *p;
-      if (done()) {
-        ++p;
-        return;
-      }
-      ++p;
-    }
-  };
   while (*p) {
-    char c = *p;
+    // What the server reads as text, not SQL, is copied as it is.
+    const char* verbatim_end = nullptr;
     bool after_ident = p > sql && ident_char(p[-1]);
-    if (c == '\'') {
-      // E'...' takes backslash escapes; any literal doubles a quote inside.
-      bool escapes = p > sql && (p[-1] == 'E' || p[-1] == 'e') && (p - 1 == sql || !ident_char(p[-2]));
-      out += *p++;
-      while (*p) {
-        if (escapes && *p == '\\' && p[1]) {
-          out += *p++;
-          out += *p++;
-        } else if (*p == '\'' && p[1] == '\'') {
-          out += *p++;
-          out += *p++;
-        } else if (*p == '\'') {
-          out += *p++;
-          break;
-        } else {
-          out += *p++;
-        }
-      }
-    } else if (c == '"') {
-      out += *p++;
-      while (*p) {
-        if (*p == '"' && p[1] == '"') {
-          out += *p++;
-          out += *p++;
-        } else if (*p == '"') {
-          out += *p++;
-          break;
-        } else {
-          out += *p++;
-        }
-      }
-    } else if (c == '-' && p[1] == '-') {
-      copy_until([&] { return *p == '\n'; });
-    } else if (c == '/' && p[1] == '*') {  // PostgreSQL's block comments nest
-      int depth = 0;
-      while (*p) {
-        if (p[0] == '/' && p[1] == '*') {
-          ++depth;
-          out += *p++;
-          out += *p++;
-        } else if (p[0] == '*' && p[1] == '/') {
-          out += *p++;
-          out += *p++;
-          if (--depth == 0) break;
-        } else {
-          out += *p++;
-        }
-      }
-    } else if (c == '$' && !after_ident && !(p[1] >= '0' && p[1] <= '9')) {
-      // $tag$ ... $tag$ (a dollar-quoted string), or a lone $.
-      const char* q = p + 1;
-      while (*q && ident_char(*q)) ++q;
-      if (*q == '$') {
-        std::string tag(p, q + 1);
-        const char* end = std::strstr(q + 1, tag.c_str());
-        const char* stop = end ? end + tag.size() : p + std::strlen(p);
-        out.append(p, stop);
-        p = stop;
-      } else {
-        out += *p++;
-      }
-    } else if (c == '?' && p[1] >= '0' && p[1] <= '9') {
+    if (*p == '\'') {
+      bool escapes = after_ident && (p[-1] == 'E' || p[-1] == 'e') && (p - 1 == sql || !ident_char(p[-2]));
+      verbatim_end = quoted_end(p, '\'', escapes);
+    } else if (*p == '"') {
+      verbatim_end = quoted_end(p, '"', false);
+    } else if (p[0] == '-' && p[1] == '-') {
+      const char* eol = std::strchr(p, '\n');
+      verbatim_end = eol ? eol + 1 : p + std::strlen(p);
+    } else if (p[0] == '/' && p[1] == '*') {
+      verbatim_end = block_comment_end(p);
+    } else if (*p == '$' && !after_ident) {
+      verbatim_end = dollar_quoted_end(p);
+    }
+    if (verbatim_end) {
+      out.append(p, verbatim_end);
+      p = verbatim_end;
+    } else if (p[0] == '?' && p[1] >= '0' && p[1] <= '9') {
       ++p;
       int n = 0;
       out += '$';
@@ -195,7 +183,7 @@ std::string redact_password(std::string message, const std::string& conninfo) {
 
 PgStatement::PgStatement(PgConnection& connection, std::string name, std::string sql, int parameters)
     : connection_(connection),
-      name_(std::move(name)),
+      base_name_(std::move(name)),
       sql_(std::move(sql)),
       values_(static_cast<size_t>(parameters)),
       bound_(static_cast<size_t>(parameters), false) {}
@@ -365,34 +353,42 @@ void PgConnection::fail(pg_result* result, const std::string& sql) {
 
 void PgConnection::ensure_prepared(PgStatement& s) {
   if (s.prepared_) return;
+  s.name_ = s.base_name_;
   PGresult* r = PQprepare(conn_, s.name_.c_str(), s.sql_.c_str(), s.parameter_count(), nullptr);
   if (PQresultStatus(r) != PGRES_COMMAND_OK) fail(r, s.sql_);
   PQclear(r);
-  if (s.parameter_count() > 0) {
-    // The types the server inferred: a narrow integer is declared BIGINT instead, under the same name.
-    r = PQdescribePrepared(conn_, s.name_.c_str());
-    if (PQresultStatus(r) != PGRES_COMMAND_OK) fail(r, s.sql_);
-    std::vector<Oid> types(static_cast<size_t>(PQnparams(r)));
-    bool widen = false;
-    for (size_t i = 0; i < types.size(); ++i) {
-      types[i] = PQparamtype(r, static_cast<int>(i));
-      if (types[i] == kInt2Oid || types[i] == kInt4Oid) {
-        types[i] = kInt8Oid;
-        widen = true;
-      }
-    }
-    PQclear(r);
-    if (widen) {
-      std::string deallocate = "DEALLOCATE " + s.name_;
-      r = PQexec(conn_, deallocate.c_str());
-      if (PQresultStatus(r) != PGRES_COMMAND_OK) fail(r, deallocate);
-      PQclear(r);
-      r = PQprepare(conn_, s.name_.c_str(), s.sql_.c_str(), static_cast<int>(types.size()), types.data());
-      if (PQresultStatus(r) != PGRES_COMMAND_OK) fail(r, s.sql_);
-      PQclear(r);
+  s.prepared_ = true;
+  if (s.parameter_count() == 0) return;
+  // The types the server inferred: a narrow integer is declared BIGINT instead, when the statement takes
+  // it (`substr(x, ?1)` does not: there is no substr(text, bigint)); else it keeps what was inferred.
+  r = PQdescribePrepared(conn_, s.name_.c_str());
+  if (PQresultStatus(r) != PGRES_COMMAND_OK) fail(r, s.sql_);
+  std::vector<Oid> types(static_cast<size_t>(PQnparams(r)));
+  bool widen = false;
+  for (size_t i = 0; i < types.size(); ++i) {
+    types[i] = PQparamtype(r, static_cast<int>(i));
+    if (types[i] == kInt2Oid || types[i] == kInt4Oid) {
+      types[i] = kInt8Oid;
+      widen = true;
     }
   }
-  s.prepared_ = true;
+  PQclear(r);
+  if (!widen) return;
+  // A failed PREPARE fails the transaction around it: inside one, a savepoint keeps it.
+  bool in_block = PQtransactionStatus(conn_) == PQTRANS_INTRANS;
+  if (in_block) exec("SAVEPOINT tayori_widen");
+  std::string wide_name = s.base_name_ + "_wide";
+  r = PQprepare(conn_, wide_name.c_str(), s.sql_.c_str(), static_cast<int>(types.size()), types.data());
+  bool wide = PQresultStatus(r) == PGRES_COMMAND_OK;
+  if (!wide && PQstatus(conn_) != CONNECTION_OK) fail(r, s.sql_);
+  PQclear(r);
+  if (in_block)
+    exec(wide ? "RELEASE SAVEPOINT tayori_widen"
+              : "ROLLBACK TO SAVEPOINT tayori_widen; RELEASE SAVEPOINT tayori_widen");
+  if (!wide) return;
+  std::string deallocate = "DEALLOCATE " + s.name_;
+  exec(deallocate.c_str());
+  s.name_ = wide_name;
 }
 
 sql::Statement& PgConnection::prepare(const char* sql) {

@@ -6,7 +6,9 @@
 // - `?N` in the SQL becomes `$N` (not inside '...' literals, "..." identifiers or comments; a bare `?`, the
 //   jsonb operator, stays). The server infers each parameter's type, except that an integer it infers
 //   narrower than 64 bits (`?1 + 1000`, `COALESCE(?2, 0)`, `?9 <> 0` are int4 to PostgreSQL) is declared
-//   BIGINT instead: the store binds int64 milliseconds, and SQLite's integers are 64-bit.
+//   BIGINT instead, where the statement allows it: the store binds int64 milliseconds, and SQLite's
+//   integers are 64-bit. (That costs a describe, and for such statements a second prepare, once per
+//   connection.)
 // - Failures are sql::Error by SQLSTATE (pg_connection.cpp, to_error). A lost connection stays lost:
 //   connection_ok() says so, and reconnect() opens it again (statements are prepared again as they are used).
 //
@@ -67,7 +69,8 @@ class PgStatement final : public sql::Statement {
   void check_cell(int column) const;
 
   PgConnection& connection_;
-  std::string name_;
+  std::string base_name_;  // tayori_<n>, unique on the connection
+  std::string name_;       // as prepared: base_name_, or base_name_ + "_wide" (see ensure_prepared)
   std::string sql_;
   bool prepared_ = false;  // on the server, on this connection's current session
   std::vector<std::string> values_;
