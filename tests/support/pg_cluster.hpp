@@ -157,6 +157,22 @@ inline std::string quoted(const std::string& s, char q) {
   return out + q;
 }
 
+// `s` for a URI: bytes other than letters, digits, "-._~" (and "/" when `keep_slash`) as %XX.
+inline std::string percent_encoded(const std::string& s, bool keep_slash) {
+  static const char* kHex = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~' || (keep_slash && c == '/')) {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    }
+  }
+  return out;
+}
+
 }  // namespace pg_detail
 
 class PgCluster {
@@ -245,7 +261,9 @@ class PgCluster {
 
   // A libpq URI for `database` (socket, port and user given; no password: trust).
   std::string uri(const std::string& database = "postgres") const {
-    return "postgresql:///" + database + "?host=" + socket_dir_ + "&port=" + std::to_string(kPort) + "&user=" + kUser;
+    return "postgresql:///" + pg_detail::percent_encoded(database, false) +
+           "?host=" + pg_detail::percent_encoded(socket_dir_, true) + "&port=" + std::to_string(kPort) +
+           "&user=" + kUser;
   }
   // Creates an empty database (from template1) and returns its URI.
   std::string create_database(const std::string& name) {

@@ -421,6 +421,10 @@ TEST_F(PgTest, TheClusterRestartsAndKeepsItsData) {
     c.reconnect();
     EXPECT_EQ(scalar(c, "SELECT n FROM t"), "7");
   }
+  // Any name: quoted in SQL, encoded in the URI.
+  std::string odd = pg.create_database("Odd name/é?&\"");
+  PgConnection o(PgOptions{odd, 5, 0, ""});
+  EXPECT_EQ(scalar(o, "SELECT current_database()"), "Odd name/é?&\"");
   pg.stop();
   EXPECT_FALSE(pg.running());
   EXPECT_THROW(PgConnection{options()}, std::runtime_error);
