@@ -1,5 +1,6 @@
 // The embedded Store: one SQLite file in WAL mode, `synchronous=FULL`, one writer thread that
-// group-commits (many requests share one fsync), and a pool of read connections.
+// group-commits (many requests share one fsync), and a pool of read connections. It is SqlStore
+// (sql_store.hpp) with SQLite's backend (sqlite/sqlite_store.cpp).
 #pragma once
 
 #include <memory>

@@ -1,0 +1,338 @@
+// The messages and their due queue as SQL, once for SQLite and PostgreSQL: what accept, cancel, a
+// dispatcher's verdict, a claim, a replay, the start's requeue and the retention purge write, and what the
+// API and the dispatcher read back. SqlStore (store/sql_store.cpp) runs the writes in its group commit and
+// the reads on its reader pool; a backend's own store may run them inside its own transactions too.
+#include "store/ops/messages.hpp"
+
+#include <algorithm>
+
+#include <nlohmann/json.hpp>
+
+#include "store/ops/recipients.hpp"
+#include "store/ops/rows.hpp"
+
+namespace tayori::store {
+
+std::string_view to_string(State s) {
+  switch (s) {
+    case State::scheduled:
+      return "scheduled";
+    case State::dispatched:
+      return "dispatched";
+    case State::delivered:
+      return "delivered";
+    case State::failed:
+      return "failed";
+    case State::cancelled:
+      return "cancelled";
+    case State::suppressed:
+      return "suppressed";
+    case State::dead:
+      return "dead";
+  }
+  return "unknown";
+}
+
+std::optional<State> parse_state(std::string_view s) {
+  for (State st : kAllStates)
+    if (to_string(st) == s) return st;
+  return std::nullopt;
+}
+
+bool is_final(State s) {
+  return s == State::delivered || s == State::failed || s == State::cancelled || s == State::suppressed ||
+         s == State::dead;
+}
+
+namespace ops {
+
+namespace {
+
+// The states purge removes once retention has passed (is_final).
+const std::string kFinishedStates = "('delivered','failed','cancelled','suppressed','dead')";
+
+// One INSERT per row measured faster than one multi-row INSERT for the two events a message writes at a time.
+void insert_event_of(sql::Connection& c, const std::string& message_id, const std::string& recipient_id,
+                     const NewEvent& e, int64_t now_ms) {
+  sql::Statement& s =
+      recipient_id.empty()
+          ? c.prepare(
+                "INSERT INTO events(message_id, type, at, detail, recipient_id) "
+                "VALUES(?1, ?2, ?3, ?4, COALESCE((SELECT recipient_id FROM messages WHERE id = ?1), ''))")
+          : c.prepare("INSERT INTO events(message_id, type, at, detail, recipient_id) VALUES(?1, ?2, ?3, ?4, ?5)")
+                .bind(5, recipient_id);
+  s.bind(1, message_id).bind(2, e.type).bind(3, e.at_ms != 0 ? e.at_ms : now_ms).bind(4, e.detail_json).exec();
+}
+
+// Binds a listing's or a replay's filter as ?1 state, ?2 channel, ?3 after id, ?4 id, ?5 limit.
+sql::Statement& bind_filter(sql::Statement& s, const MessageFilter& f) {
+  return s.bind(1, f.state ? to_string(*f.state) : std::string_view(""))
+      .bind(2, f.channel)
+      .bind(3, f.after_id)
+      .bind(4, f.id)
+      .bind(5, static_cast<int64_t>(std::max(0, f.limit)));
+}
+
+}  // namespace
+
+const char* const kSelectMessage =
+    "SELECT id, api_key, payload_hash, payload, state, channel_index, channel, attempts, created_at, updated_at, "
+    "due_at, send_at, expires_at, last_reason, channel_attempts, channel_since, recipient_id FROM messages";
+
+MessageRecord read_message(const sql::Statement& s) {
+  MessageRecord r;
+  r.id = s.text(0);
+  r.api_key = s.text(1);
+  r.payload_hash = s.text(2);
+  r.payload = s.text(3);
+  r.state = parse_state(s.text(4)).value_or(State::failed);
+  r.channel_index = static_cast<int>(s.int64(5));
+  r.channel = s.text(6);
+  r.attempts = static_cast<int>(s.int64(7));
+  r.created_at_ms = s.int64(8);
+  r.updated_at_ms = s.int64(9);
+  r.due_at_ms = s.int64(10);
+  r.send_at_ms = s.opt_int64(11);
+  r.expires_at_ms = s.opt_int64(12);
+  r.last_reason = s.text(13);
+  r.channel_attempts = static_cast<int>(s.int64(14));
+  r.channel_since_ms = s.opt_int64(15);
+  r.recipient_id = s.text(16);
+  return r;
+}
+
+EventRecord read_event(const sql::Statement& s) {
+  return {s.int64(0), s.text(1), s.text(2), s.int64(3), s.text(4), s.text(5)};
+}
+
+void insert_events(sql::Connection& c, const std::string& message_id, const std::string& recipient_id,
+                   const std::vector<NewEvent>& events, int64_t now_ms) {
+  for (const NewEvent& e : events) insert_event_of(c, message_id, recipient_id, e, now_ms);
+}
+
+void insert_event(sql::Connection& c, const std::string& message_id, const NewEvent& e, int64_t now_ms) {
+  insert_event_of(c, message_id, "", e, now_ms);
+}
+
+AcceptResult accept_one(sql::Connection& c, WriteContext& w, const NewMessage& m, int64_t now_ms) {
+  c.prepare(
+       "INSERT INTO messages(id, api_key, payload_hash, payload, state, created_at, updated_at, due_at, send_at, "
+       "expires_at, recipient_id, attempts, channel_attempts, channel_since) "
+       "VALUES(?1, ?2, ?3, ?4, ?10, ?5, ?5, ?6, ?7, ?8, ?9, ?11, ?11, ?12) "
+       "ON CONFLICT(id) DO NOTHING")
+      .bind(1, m.id)
+      .bind(2, m.api_key)
+      .bind(3, m.payload_hash)
+      .bind(4, m.payload)
+      .bind(5, now_ms)
+      .bind(6, m.due_at_ms)
+      .bind(7, m.send_at_ms)
+      .bind(8, m.expires_at_ms)
+      .bind(9, m.recipient_id)
+      .bind(10, to_string(m.claim ? State::dispatched : State::scheduled))
+      .bind(11, static_cast<int64_t>(m.claim ? 1 : 0))
+      .bind(12, m.claim ? std::optional<int64_t>(now_ms) : std::nullopt)
+      .exec();
+  if (c.changes() == 0) {
+    sql::Statement& s = c.prepare("SELECT payload_hash, state FROM messages WHERE id = ?1").bind(1, m.id);
+    AcceptResult r{AcceptStatus::duplicate, State::scheduled, std::nullopt};
+    if (s.step()) {
+      r.status = s.text(0) == m.payload_hash ? AcceptStatus::duplicate : AcceptStatus::conflict;
+      r.state = parse_state(s.text(1)).value_or(State::failed);
+    }
+    s.reset();
+    return r;
+  }
+  insert_events(c, m.id, m.recipient_id, m.events, now_ms);
+  if (!m.recipient_json.empty()) merge_recipient(c, m.recipient_id, m.recipient_json, now_ms);
+  if (!m.claim) {
+    w.move(std::nullopt, State::scheduled);
+    return {AcceptStatus::accepted, State::scheduled, std::nullopt};
+  }
+  w.move(std::nullopt, State::dispatched);
+  return {AcceptStatus::accepted, State::dispatched, claimed_record(m, now_ms)};
+}
+
+MessageRecord claimed_record(const NewMessage& m, int64_t now_ms) {
+  MessageRecord r;
+  r.id = m.id;
+  r.api_key = m.api_key;
+  r.payload_hash = m.payload_hash;
+  r.payload = m.payload;
+  r.state = State::dispatched;
+  r.attempts = 1;
+  r.channel_attempts = 1;
+  r.channel_since_ms = now_ms;
+  r.created_at_ms = now_ms;
+  r.updated_at_ms = now_ms;
+  r.due_at_ms = m.due_at_ms;
+  r.send_at_ms = m.send_at_ms;
+  r.expires_at_ms = m.expires_at_ms;
+  r.recipient_id = m.recipient_id;
+  return r;
+}
+
+CancelResult cancel(sql::Connection& c, WriteContext& w, const std::string& id, int64_t now_ms) {
+  sql::Statement& s = c.prepare("SELECT state FROM messages WHERE id = ?1").bind(1, id);
+  if (!s.step()) return {CancelStatus::not_found, State::scheduled};
+  State state = parse_state(s.text(0)).value_or(State::failed);
+  s.reset();
+  if (state != State::scheduled) return {CancelStatus::too_late, state};
+  c.prepare("UPDATE messages SET state = 'cancelled', updated_at = ?2 WHERE id = ?1")
+      .bind(1, id)
+      .bind(2, now_ms)
+      .exec();
+  w.move(State::scheduled, State::cancelled);
+  insert_event(c, id, {"cancelled", "{}"}, now_ms);
+  return {CancelStatus::cancelled, State::cancelled};
+}
+
+void apply(sql::Connection& c, WriteContext& w, const Transition& t, int64_t now_ms) {
+  // A fallback starts the new channel's retry budget afresh; a claim that made no attempt gives its
+  // attempt back (and the channel's first-claim time, when it was that claim).
+  c.prepare(
+       "UPDATE messages SET state = ?2, channel = ?3, channel_index = ?4, due_at = ?5, last_reason = ?6, "
+       "updated_at = ?7, attempts = attempts - ?9, "
+       "channel_since = CASE WHEN ?10 <> 0 OR (?9 <> 0 AND channel_attempts = 1) THEN NULL ELSE channel_since END, "
+       "channel_attempts = CASE WHEN ?10 <> 0 THEN 0 ELSE channel_attempts - ?9 END, "
+       "provider_message_id = CASE WHEN ?11 != '' THEN ?11 ELSE provider_message_id END "
+       "WHERE id = ?1 AND state = 'dispatched' AND (?8 = 0 OR attempts = ?8)")
+      .bind(1, t.message_id)
+      .bind(2, to_string(t.to))
+      .bind(3, t.channel)
+      .bind(4, static_cast<int64_t>(t.channel_index))
+      .bind(5, t.due_at_ms)
+      .bind(6, t.last_reason)
+      .bind(7, now_ms)
+      .bind(8, static_cast<int64_t>(t.attempt))
+      .bind(9, static_cast<int64_t>(t.no_attempt ? 1 : 0))
+      .bind(10, static_cast<int64_t>(t.next_channel ? 1 : 0))
+      .bind(11, t.provider_message_id)
+      .exec();
+  if (c.changes() == 0) return;  // cancelled, recovered or claimed again meanwhile: this verdict is stale
+  w.move(State::dispatched, t.to);
+  insert_events(c, t.message_id, t.recipient_id, t.events, now_ms);
+}
+
+std::vector<MessageRecord> claim(sql::Connection& c, WriteContext& w, int64_t now_ms, int limit) {
+  static const std::string sql =
+      std::string(kSelectMessage) + " WHERE state = 'scheduled' AND due_at <= ?1 ORDER BY due_at LIMIT ?2";
+  std::vector<MessageRecord> claimed =
+      all_rows(c.prepare(sql.c_str()).bind(1, now_ms).bind(2, static_cast<int64_t>(limit)), read_message);
+  for (MessageRecord& r : claimed) {
+    c.prepare(
+         "UPDATE messages SET state = 'dispatched', attempts = attempts + 1, channel_attempts = channel_attempts + 1, "
+         "channel_since = COALESCE(channel_since, ?2), updated_at = ?2 WHERE id = ?1")
+        .bind(1, r.id)
+        .bind(2, now_ms)
+        .exec();
+    w.move(State::scheduled, State::dispatched);
+    r.state = State::dispatched;
+    r.attempts += 1;
+    r.channel_attempts += 1;
+    if (!r.channel_since_ms) r.channel_since_ms = now_ms;
+  }
+  return claimed;
+}
+
+std::vector<std::string> replay(sql::Connection& c, WriteContext& w, const MessageFilter& f, int64_t now_ms,
+                                const std::string& by) {
+  // Only dead letters and permanent failures are replayed; a filter naming another state matches none.
+  auto found = all_rows(
+      bind_filter(
+          c.prepare("SELECT id, state FROM messages WHERE state IN ('dead', 'failed') AND (?1 = '' OR state = ?1) "
+                    "AND (?2 = '' OR channel = ?2) AND id > ?3 AND (?4 = '' OR id = ?4) ORDER BY id LIMIT ?5"),
+          f),
+      [](const sql::Statement& s) { return std::pair(s.text(0), s.text(1)); });
+  std::vector<std::string> ids;
+  for (const auto& [id, from] : found) {
+    c.prepare(
+         "UPDATE messages SET state = 'scheduled', due_at = ?2, updated_at = ?2, channel_index = 0, "
+         "channel_attempts = 0, channel_since = NULL, last_reason = '' WHERE id = ?1")
+        .bind(1, id)
+        .bind(2, now_ms)
+        .exec();
+    w.move(parse_state(from), State::scheduled);
+    insert_event(c, id, {"replayed", nlohmann::json{{"from", from}, {"by", by}}.dump()}, now_ms);
+    ids.push_back(id);
+  }
+  return ids;
+}
+
+int requeue(sql::Connection& c, WriteContext& w, int64_t now_ms) {
+  std::vector<std::string> ids = all_rows(c.prepare("SELECT id FROM messages WHERE state = 'dispatched'"), first_text);
+  for (const auto& id : ids) {
+    c.prepare("UPDATE messages SET state = 'scheduled', due_at = ?2, updated_at = ?2 WHERE id = ?1")
+        .bind(1, id)
+        .bind(2, now_ms)
+        .exec();
+    w.move(State::dispatched, State::scheduled);
+    insert_event(c, id, {"requeued", R"({"reason":"in flight when the gateway stopped"})"}, now_ms);
+  }
+  return static_cast<int>(ids.size());
+}
+
+int64_t purge(sql::Connection& c, WriteContext& w, int64_t before_ms) {
+  static const std::string events_sql =
+      "DELETE FROM events WHERE message_id IN (SELECT id FROM messages WHERE state IN " + kFinishedStates +
+      " AND updated_at < ?1)";
+  static const std::string messages_sql =
+      "DELETE FROM messages WHERE state IN " + kFinishedStates + " AND updated_at < ?1";
+  static const std::string counts_sql =
+      "SELECT state, COUNT(*) FROM messages WHERE state IN " + kFinishedStates + " AND updated_at < ?1 GROUP BY state";
+  sql::Statement& counted = c.prepare(counts_sql.c_str()).bind(1, before_ms);
+  while (counted.step())
+    if (auto st = parse_state(counted.text(0))) w.move(*st, std::nullopt, counted.int64(1));
+  counted.reset();
+  c.prepare(events_sql.c_str()).bind(1, before_ms).exec();
+  c.prepare(messages_sql.c_str()).bind(1, before_ms).exec();
+  return c.changes();
+}
+
+std::vector<MessageRecord> list(sql::Connection& c, const MessageFilter& f) {
+  static const std::string sql =
+      std::string(kSelectMessage) +
+      " WHERE (?1 = '' OR state = ?1) AND (?2 = '' OR channel = ?2) AND id > ?3 AND (?4 = '' OR id = ?4) "
+      "ORDER BY id LIMIT ?5";
+  return all_rows(bind_filter(c.prepare(sql.c_str()), f), [](const sql::Statement& s) {
+    MessageRecord r = read_message(s);
+    r.payload.clear();
+    return r;
+  });
+}
+
+std::optional<MessageRecord> find(sql::Connection& c, const std::string& id) {
+  static const std::string sql = std::string(kSelectMessage) + " WHERE id = ?1";
+  return first_row(c.prepare(sql.c_str()).bind(1, id), read_message);
+}
+
+std::optional<MessageRecord> find_by_provider_id(sql::Connection& c, const std::string& provider_message_id) {
+  static const std::string sql = std::string(kSelectMessage) + " WHERE provider_message_id = ?1 LIMIT 1";
+  return first_row(c.prepare(sql.c_str()).bind(1, provider_message_id), read_message);
+}
+
+std::vector<EventRecord> events(sql::Connection& c, const std::string& id) {
+  return all_rows(
+      c.prepare("SELECT seq, message_id, type, at, detail, recipient_id FROM events WHERE message_id = ?1 ORDER BY seq")
+          .bind(1, id),
+      read_event);
+}
+
+std::optional<int64_t> next_due(sql::Connection& c) {
+  sql::Statement& s = c.prepare("SELECT MIN(due_at) FROM messages WHERE state = 'scheduled'");
+  std::optional<int64_t> v = s.step() ? s.opt_int64(0) : std::nullopt;
+  s.reset();
+  return v;
+}
+
+StateCounts count_by_state(sql::Connection& c) {
+  StateCounts counts{};
+  sql::Statement& s = c.prepare("SELECT state, COUNT(*) FROM messages GROUP BY state");
+  while (s.step())
+    if (auto st = parse_state(s.text(0))) counts[static_cast<size_t>(*st)] = s.int64(1);
+  s.reset();
+  return counts;
+}
+
+}  // namespace ops
+}  // namespace tayori::store

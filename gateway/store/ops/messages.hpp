@@ -1,0 +1,55 @@
+// The messages and their due queue (store/message_store.hpp) as SQL, written once for every engine. The
+// writes run inside the store writer's group (a savepoint each) and record the state moves they make in
+// the WriteContext; the reads run on a read connection.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "store/message_store.hpp"
+#include "store/ops/write_context.hpp"
+#include "store/sql.hpp"
+
+namespace tayori::store::ops {
+
+// The columns read_message reads, as "SELECT ... FROM messages": add the WHERE clause.
+extern const char* const kSelectMessage;
+MessageRecord read_message(const sql::Statement& s);
+
+// ---- Writes ----
+AcceptResult accept_one(sql::Connection& c, WriteContext& w, const NewMessage& m, int64_t now_ms);
+// The claim of a message accepted with NewMessage::claim: the row accept_one inserted, as read_message
+// would read it back.
+MessageRecord claimed_record(const NewMessage& m, int64_t now_ms);
+CancelResult cancel(sql::Connection& c, WriteContext& w, const std::string& id, int64_t now_ms);
+void apply(sql::Connection& c, WriteContext& w, const Transition& t, int64_t now_ms);
+// Moves up to `limit` due scheduled messages to dispatched and returns them as claimed.
+std::vector<MessageRecord> claim(sql::Connection& c, WriteContext& w, int64_t now_ms, int limit);
+// The ids replayed.
+std::vector<std::string> replay(sql::Connection& c, WriteContext& w, const MessageFilter& f, int64_t now_ms,
+                                const std::string& by);
+// Messages left dispatched go back to scheduled, due now; how many.
+int requeue(sql::Connection& c, WriteContext& w, int64_t now_ms);
+int64_t purge(sql::Connection& c, WriteContext& w, int64_t before_ms);
+
+// The events of one message, in order. Their recipient is the message's: `recipient_id` when the caller
+// knows it, else read in the same transaction, so every writer of events gets it without passing it.
+void insert_events(sql::Connection& c, const std::string& message_id, const std::string& recipient_id,
+                   const std::vector<NewEvent>& events, int64_t now_ms);
+void insert_event(sql::Connection& c, const std::string& message_id, const NewEvent& e, int64_t now_ms);
+
+// ---- Reads ----
+std::vector<MessageRecord> list(sql::Connection& c, const MessageFilter& f);
+std::optional<MessageRecord> find(sql::Connection& c, const std::string& id);
+std::optional<MessageRecord> find_by_provider_id(sql::Connection& c, const std::string& provider_message_id);
+std::vector<EventRecord> events(sql::Connection& c, const std::string& id);
+std::optional<int64_t> next_due(sql::Connection& c);
+// Counts the rows: the store does it once, when it opens, and keeps the counts from there.
+StateCounts count_by_state(sql::Connection& c);
+
+// An events row read as "seq, message_id, type, at, detail, recipient_id".
+EventRecord read_event(const sql::Statement& s);
+
+}  // namespace tayori::store::ops

@@ -1,0 +1,226 @@
+// Recipients as SQL, once for SQLite and PostgreSQL: profiles (PUT, the merge of each accepted message's
+// recipient object, erasure, lookup by contact point), the append-only consent history, and the cap slots
+// the policy counts. SqlStore (store/sql_store.cpp) runs the writes in its group commit and the reads on
+// its reader pool; accept (ops/messages.cpp) and inbound events (ops/inbound.cpp) call in here too.
+#include "store/ops/recipients.hpp"
+
+#include <algorithm>
+
+#include <nlohmann/json.hpp>
+
+#include "store/ops/messages.hpp"
+#include "store/ops/rows.hpp"
+
+namespace tayori::store::ops {
+
+namespace {
+
+core::Purpose parse_purpose(const std::string& s) {
+  return s == "marketing" ? core::Purpose::marketing : core::Purpose::transactional;
+}
+
+policy::ConsentRecord consent_row(const sql::Statement& s) {
+  policy::ConsentRecord r;
+  r.channel = s.text(0);
+  r.purpose = parse_purpose(s.text(1));
+  r.state = policy::parse_consent_state(s.text(2)).value_or(policy::ConsentState::opted_out);
+  r.source = s.text(3);
+  r.evidence = s.text(4);
+  r.at_ms = s.int64(5);
+  return r;
+}
+
+}  // namespace
+
+std::optional<RecipientProfile> recipient(sql::Connection& c, const std::string& id) {
+  return first_row(
+      c.prepare("SELECT id, timezone, locale, contacts, updated_at, erased_at FROM recipients WHERE id = ?1")
+          .bind(1, id),
+      [](const sql::Statement& s) {
+        return RecipientProfile{s.text(0), s.text(1), s.text(2), s.text(3), s.int64(4), !s.is_null(5)};
+      });
+}
+
+void put_recipient(sql::Connection& c, const std::string& id, const std::string& timezone, const std::string& locale,
+                   const std::string& contacts_json, int64_t now_ms) {
+  c.prepare(
+       "INSERT INTO recipients(id, timezone, locale, contacts, updated_at, erased_at) VALUES(?1, ?2, ?3, ?4, ?5, NULL) "
+       "ON CONFLICT(id) DO UPDATE SET timezone = ?2, locale = ?3, contacts = ?4, updated_at = ?5, erased_at = NULL")
+      .bind(1, id)
+      .bind(2, timezone)
+      .bind(3, locale)
+      .bind(4, contacts_json)
+      .bind(5, now_ms)
+      .exec();
+}
+
+void merge_recipient(sql::Connection& c, const std::string& id, const std::string& recipient_json, int64_t now_ms) {
+  nlohmann::json incoming = nlohmann::json::parse(recipient_json, nullptr, false);
+  if (!incoming.is_object()) return;
+  nlohmann::json contacts = nlohmann::json::object();
+  std::string tz, locale, stored_contacts;
+  bool current = false;  // stored and not erased
+  sql::Statement& s = c.prepare(
+                           "SELECT timezone, locale, contacts, CASE WHEN erased_at IS NULL THEN 1 ELSE 0 END "
+                           "FROM recipients WHERE id = ?1")
+                          .bind(1, id);
+  if (s.step()) {
+    tz = s.text(0);
+    locale = s.text(1);
+    stored_contacts = s.text(2);
+    current = s.int64(3) != 0;
+    contacts = nlohmann::json::parse(stored_contacts, nullptr, false);
+    if (!contacts.is_object()) contacts = nlohmann::json::object();
+  }
+  s.reset();
+  const std::string stored_tz = tz, stored_locale = locale;
+  if (incoming.contains("timezone") && incoming["timezone"].is_string()) tz = incoming["timezone"];
+  if (incoming.contains("locale") && incoming["locale"].is_string()) locale = incoming["locale"];
+  if (incoming.contains("contacts") && incoming["contacts"].is_object())
+    for (auto it = incoming["contacts"].begin(); it != incoming["contacts"].end(); ++it) contacts[it.key()] = *it;
+  std::string merged_contacts = contacts.dump();
+  // A recipient who comes back with what is stored already (the usual case) costs no write.
+  if (current && tz == stored_tz && locale == stored_locale && merged_contacts == stored_contacts) return;
+  put_recipient(c, id, tz, locale, merged_contacts, now_ms);
+}
+
+bool erase_recipient(sql::Connection& c, WriteContext& w, const std::string& id, int64_t now_ms) {
+  sql::Statement& s =
+      c.prepare("SELECT 1 FROM recipients WHERE id = ?1 UNION SELECT 1 FROM messages WHERE recipient_id = ?1")
+          .bind(1, id);
+  bool found = s.step();
+  s.reset();
+  if (!found) return false;
+  c.prepare(
+       "UPDATE recipients SET timezone = '', locale = '', contacts = '{}', updated_at = ?2, erased_at = ?2 "
+       "WHERE id = ?1")
+      .bind(1, id)
+      .bind(2, now_ms)
+      .exec();
+  std::vector<std::string> pending = all_rows(
+      c.prepare("SELECT id FROM messages WHERE recipient_id = ?1 AND state = 'scheduled'").bind(1, id), first_text);
+  for (const auto& m : pending) insert_event(c, m, {"cancelled", R"({"reason":"recipient_erased"})"}, now_ms);
+  w.move(State::scheduled, State::cancelled, static_cast<int64_t>(pending.size()));
+  // The content is personal data; the id, states and timeline stay so the sender can still ask why.
+  c.prepare(
+       "UPDATE messages SET payload = '{\"erased\":true}', state = CASE state WHEN 'scheduled' THEN "
+       "'cancelled' ELSE state END, updated_at = CASE state WHEN 'scheduled' THEN ?2 ELSE updated_at END "
+       "WHERE recipient_id = ?1")
+      .bind(1, id)
+      .bind(2, now_ms)
+      .exec();
+  // Contact points recorded in timelines (contact_deactivated) and consent evidence are personal data too.
+  // (PostgreSQL: jsonb_exists, since a literal `?` operator would read as a parameter.)
+  c.prepare(c.dialect() == sql::Dialect::sqlite
+                ? "UPDATE events SET detail = json_remove(detail, '$.contact') WHERE message_id IN "
+                  "(SELECT id FROM messages WHERE recipient_id = ?1) AND json_extract(detail, '$.contact') IS NOT NULL"
+                : "UPDATE events SET detail = (detail::jsonb - 'contact')::text WHERE message_id IN "
+                  "(SELECT id FROM messages WHERE recipient_id = ?1) AND jsonb_exists(detail::jsonb, 'contact')")
+      .bind(1, id)
+      .exec();
+  c.prepare("UPDATE consent SET evidence = '' WHERE recipient_id = ?1").bind(1, id).exec();
+  return true;
+}
+
+std::string recipient_by_contact(sql::Connection& c, const std::string& contact) {
+  // Contacts are few per profile; a scan of json_each is fine at single-node scale (an index on a
+  // contact table would serve many nodes). Only string values are contact points (push tokens are lists).
+  sql::Statement& s =
+      c.prepare(c.dialect() == sql::Dialect::sqlite ? "SELECT r.id FROM recipients r, json_each(r.contacts) j "
+                                                      "WHERE r.erased_at IS NULL AND j.type = 'text' AND j.value = ?1 "
+                                                      "ORDER BY r.updated_at DESC LIMIT 1"
+                                                    : "SELECT r.id FROM recipients r, jsonb_each(r.contacts::jsonb) j "
+                                                      "WHERE r.erased_at IS NULL AND jsonb_typeof(j.value) = 'string' "
+                                                      "AND j.value #>> '{}' = ?1 ORDER BY r.updated_at DESC LIMIT 1")
+          .bind(1, contact);
+  std::string id = s.step() ? s.text(0) : std::string();
+  s.reset();
+  return id;
+}
+
+void insert_consent(sql::Connection& c, const std::string& recipient_id, const policy::ConsentRecord& r,
+                    int64_t at_ms) {
+  c.prepare(
+       "INSERT INTO consent(recipient_id, channel, purpose, state, source, evidence, at) "
+       "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)")
+      .bind(1, recipient_id)
+      .bind(2, r.channel)
+      .bind(3, core::to_string(r.purpose))
+      .bind(4, policy::to_string(r.state))
+      .bind(5, r.source)
+      .bind(6, r.evidence)
+      .bind(7, at_ms)
+      .exec();
+}
+
+std::vector<policy::ConsentRecord> consent_history(sql::Connection& c, const std::string& recipient_id) {
+  return all_rows(
+      c.prepare(
+           "SELECT channel, purpose, state, source, evidence, at FROM consent WHERE recipient_id = ?1 ORDER BY seq")
+          .bind(1, recipient_id),
+      consent_row);
+}
+
+std::vector<policy::ConsentRecord> consent_current(sql::Connection& c, const std::string& recipient_id) {
+  std::vector<policy::ConsentRecord> out;
+  // In index order (recipient, channel, purpose, seq): the last row of each channel x purpose is current.
+  sql::Statement& s = c.prepare(
+                           "SELECT channel, purpose, state, source, evidence, at FROM consent WHERE recipient_id = ?1 "
+                           "ORDER BY channel, purpose, seq")
+                          .bind(1, recipient_id);
+  while (s.step()) {
+    policy::ConsentRecord r = consent_row(s);
+    if (!out.empty() && out.back().channel == r.channel && out.back().purpose == r.purpose)
+      out.back() = std::move(r);
+    else
+      out.push_back(std::move(r));
+  }
+  s.reset();
+  return out;
+}
+
+void put_slot(sql::Connection& c, const std::string& recipient_id, const policy::CapSlot& slot) {
+  // Keyed by message: a message cleared again after a crash re-takes its own slot, not a second one.
+  c.prepare(
+       "INSERT INTO cap_slots(recipient_id, message_id, channel, purpose, category, at) VALUES(?1, ?2, ?3, ?4, ?5, ?6) "
+       "ON CONFLICT(recipient_id, message_id) DO UPDATE SET channel = ?3, at = ?6")
+      .bind(1, recipient_id)
+      .bind(2, slot.message_id)
+      .bind(3, slot.channel)
+      .bind(4, core::to_string(slot.purpose))
+      .bind(5, slot.category)
+      .bind(6, slot.at_ms)
+      .exec();
+}
+
+void delete_slot(sql::Connection& c, const std::string& recipient_id, const std::string& message_id) {
+  c.prepare("DELETE FROM cap_slots WHERE recipient_id = ?1 AND message_id = ?2")
+      .bind(1, recipient_id)
+      .bind(2, message_id)
+      .exec();
+}
+
+std::vector<policy::CapSlot> slots_since(sql::Connection& c, const std::string& recipient_id, int64_t since_ms,
+                                         std::vector<policy::CapSlot> out) {
+  const auto held_count = static_cast<std::ptrdiff_t>(out.size());
+  sql::Statement& s =
+      c.prepare("SELECT message_id, channel, purpose, category, at FROM cap_slots WHERE recipient_id = ?1 AND at > ?2")
+          .bind(1, recipient_id)
+          .bind(2, since_ms);
+  while (s.step()) {
+    std::string id = s.text(0);
+    if (std::any_of(out.begin(), out.begin() + held_count,
+                    [&](const policy::CapSlot& h) { return h.message_id == id; }))
+      continue;
+    out.push_back({std::move(id), s.text(1), parse_purpose(s.text(2)), s.text(3), s.int64(4)});
+  }
+  s.reset();
+  return out;
+}
+
+int64_t purge_slots(sql::Connection& c, int64_t before_ms) {
+  c.prepare("DELETE FROM cap_slots WHERE at < ?1").bind(1, before_ms).exec();
+  return c.changes();
+}
+
+}  // namespace tayori::store::ops

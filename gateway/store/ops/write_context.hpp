@@ -1,0 +1,28 @@
+// What one group commit carries besides its connection: the writer hands it to every operation of the
+// group (store/sql_store.hpp) and reads it back once the group has committed.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <iterator>
+#include <optional>
+
+#include "store/message_store.hpp"
+
+namespace tayori::store {
+
+using StateCounts = std::array<int64_t, std::size(kAllStates)>;
+
+struct WriteContext {
+  // How many messages the writer's operations moved into (+) and out of (-) each state since the group
+  // began: the store keeps its per-state counts from these once the group commits, instead of counting
+  // rows (count_by_state is read by every /metrics scrape, and the queue may hold millions).
+  StateCounts moved{};
+  void move(std::optional<State> from, std::optional<State> to, int64_t n = 1) {
+    if (from) moved[static_cast<size_t>(*from)] -= n;
+    if (to) moved[static_cast<size_t>(*to)] += n;
+  }
+};
+
+}  // namespace tayori::store

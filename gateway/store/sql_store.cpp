@@ -1,0 +1,424 @@
+// The Store on any SQL engine (SQLite today, PostgreSQL next): what the gateway's callers hand over
+// becomes an operation queued for the writer thread, which applies a group of them in one transaction and
+// answers each caller only once that transaction is durable; reads go to a pool of read connections. The
+// SQL of each operation is in store/ops/, the engine's differences behind SqlBackend (store/sqlite/ for
+// the embedded one).
+#include "store/sql_store.hpp"
+
+#include <future>
+
+#include "common/log.hpp"
+#include "common/thread_name.hpp"
+#include "store/ops/feed.hpp"
+#include "store/ops/inbound.hpp"
+#include "store/ops/messages.hpp"
+#include "store/ops/recipients.hpp"
+#include "store/ops/suppressions.hpp"
+
+namespace tayori::store {
+
+SqlStore::SqlStore(std::unique_ptr<SqlBackend> backend, const SqlStoreOptions& options)
+    : backend_(std::move(backend)), options_(options), writer_conn_(backend_->open_writer()) {
+  // The only count of rows: once, at open; the writer keeps the counts from here (WriteContext::moved).
+  StateCounts counts = backend_->initial_counts(*writer_conn_);
+  for (size_t st = 0; st < counts.size(); ++st) state_counts_[st].store(counts[st], std::memory_order_relaxed);
+  writer_ = std::thread([this] {
+    name_this_thread("tayori-writer");
+    write_loop();
+  });
+}
+
+SqlStore::~SqlStore() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  if (writer_.joinable()) writer_.join();
+}
+
+// ---- The writer ----
+
+void SqlStore::submit(WriteOp apply, std::function<void(bool)> complete) {
+  {
+    std::lock_guard lock(mutex_);
+    if (stopping_) {
+      if (complete) complete(false);
+      return;
+    }
+    queue_.push_back({std::move(apply), std::move(complete)});
+  }
+  wake_.notify_one();
+}
+
+bool SqlStore::submit_and_wait(WriteOp apply) {
+  std::promise<bool> done;
+  auto future = done.get_future();
+  submit(std::move(apply), [&done](bool ok) { done.set_value(ok); });
+  return future.get();
+}
+
+void SqlStore::set_last_write_error(const std::string& why) {
+  std::lock_guard lock(error_mutex_);
+  last_write_error_ = why;
+}
+
+void SqlStore::write_loop() {
+  std::vector<Operation> group;
+  for (;;) {
+    {
+      std::unique_lock lock(mutex_);
+      wake_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty() && stopping_) return;
+      while (!queue_.empty() && static_cast<int>(group.size()) < options_.max_group) {
+        group.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+    }
+    write_group(group);
+    group.clear();
+  }
+}
+
+// The group commit: apply each operation in its own savepoint (one bad operation does not sink the
+// others), commit once, then complete them all with the commit's verdict.
+void SqlStore::write_group(std::vector<Operation>& group) {
+  sql::Connection& c = *writer_conn_;
+  WriteContext& w = write_context_;
+  std::vector<char> op_ok(group.size(), 0);
+  bool committed = false;
+  // Transaction control is prepared once like any statement: parsing SAVEPOINT and RELEASE for every
+  // operation cost the writer more than some operations themselves.
+  try {
+    w.moved = {};
+    c.prepare(backend_->begin_group()).exec();
+    for (size_t i = 0; i < group.size(); ++i) {
+      c.prepare("SAVEPOINT op").exec();
+      auto moved_before = w.moved;
+      auto roll_back_op = [&](const char* what) {
+        log::error("store", std::string("operation failed, rolled back: ") + what);
+        c.prepare("ROLLBACK TO op").exec();
+        c.prepare("RELEASE op").exec();
+        w.moved = moved_before;
+      };
+      try {
+        group[i].apply(c, w);
+        c.prepare("RELEASE op").exec();
+        op_ok[i] = 1;
+      } catch (const sql::Error& e) {
+        // Some errors (SQLite's FULL and IOERR, a lost PostgreSQL connection) roll back the whole
+        // transaction: then there is no savepoint left to return to, and the group fails as a whole below.
+        if (backend_->transaction_lost(c, e)) throw;
+        set_last_write_error(e.why);
+        roll_back_op(e.what());
+      } catch (const std::exception& e) {
+        // Not the engine's (data the operation could not handle): that operation alone fails, like a
+        // constraint would, and the writer goes on; an exception leaving this thread would end the process.
+        roll_back_op(e.what());
+      }
+    }
+    c.prepare("COMMIT").exec();
+    committed = true;
+    commits_.fetch_add(1, std::memory_order_relaxed);
+    for (size_t st = 0; st < state_counts_.size(); ++st)
+      state_counts_[st].fetch_add(w.moved[st], std::memory_order_relaxed);
+    pages_written_.fetch_add(backend_->pages_written(c), std::memory_order_relaxed);
+  } catch (const sql::Error& e) {
+    // Disk full, I/O error: nothing of this group is durable, and every caller is told so.
+    log::error("store", std::string("group commit failed: ") + e.what());
+    try {
+      c.exec("ROLLBACK");
+    } catch (const sql::Error&) {
+      // The engine rolled back already.
+    }
+    set_last_write_error(e.why);
+  }
+  // A caller that does not wait for the outcome passes no completion.
+  for (size_t i = 0; i < group.size(); ++i)
+    if (group[i].complete) {
+      // A completion belongs to the caller; one that throws must not take the writer, and every other
+      // caller's answer, with it.
+      try {
+        group[i].complete(committed && op_ok[i]);
+      } catch (const std::exception& e) {
+        log::error("store", std::string("a write's completion failed: ") + e.what());
+      }
+    }
+}
+
+// ---- MessageStore ----
+
+void SqlStore::accept(std::vector<NewMessage> batch, int64_t now_ms,
+                      std::function<void(bool, std::vector<AcceptResult>)> done) {
+  auto results = std::make_shared<std::vector<AcceptResult>>();
+  auto shared_batch = std::make_shared<std::vector<NewMessage>>(std::move(batch));
+  submit(
+      [shared_batch, results, now_ms](sql::Connection& c, WriteContext& w) {
+        results->clear();
+        for (const NewMessage& m : *shared_batch) results->push_back(ops::accept_one(c, w, m, now_ms));
+      },
+      [results, done = std::move(done)](bool ok) { done(ok, ok ? std::move(*results) : std::vector<AcceptResult>{}); });
+}
+
+void SqlStore::cancel(const std::string& id, int64_t now_ms, std::function<void(bool, CancelResult)> done) {
+  auto result = std::make_shared<CancelResult>();
+  submit([id, now_ms, result](sql::Connection& c, WriteContext& w) { *result = ops::cancel(c, w, id, now_ms); },
+         [result, done = std::move(done)](bool ok) { done(ok, *result); });
+}
+
+void SqlStore::apply(Transition t, int64_t now_ms, std::function<void(bool)> done) {
+  auto shared = std::make_shared<Transition>(std::move(t));
+  submit([shared, now_ms](sql::Connection& c, WriteContext& w) { ops::apply(c, w, *shared, now_ms); },
+         [done = std::move(done)](bool ok) {
+           if (done) done(ok);
+         });
+}
+
+std::vector<MessageRecord> SqlStore::list(const MessageFilter& f) {
+  return read<std::vector<MessageRecord>>([&](sql::Connection& c) { return ops::list(c, f); });
+}
+
+void SqlStore::replay(const MessageFilter& f, int64_t now_ms, const std::string& by,
+                      std::function<void(bool, std::vector<std::string>)> done) {
+  auto ids = std::make_shared<std::vector<std::string>>();
+  submit([f, now_ms, by, ids](sql::Connection& c, WriteContext& w) { *ids = ops::replay(c, w, f, now_ms, by); },
+         [ids, done = std::move(done)](bool ok) { done(ok, ok ? std::move(*ids) : std::vector<std::string>{}); });
+}
+
+std::vector<MessageRecord> SqlStore::claim_due(int64_t now_ms, int limit) {
+  std::vector<MessageRecord> claimed;
+  bool ok = submit_and_wait([&](sql::Connection& c, WriteContext& w) { claimed = ops::claim(c, w, now_ms, limit); });
+  if (!ok) return {};
+  return claimed;
+}
+
+std::optional<int64_t> SqlStore::next_due_ms() {
+  return read<std::optional<int64_t>>([](sql::Connection& c) { return ops::next_due(c); });
+}
+
+int SqlStore::requeue_in_flight(int64_t now_ms) {
+  int count = 0;
+  submit_and_wait([&](sql::Connection& c, WriteContext& w) { count = ops::requeue(c, w, now_ms); });
+  return count;
+}
+
+int64_t SqlStore::purge_finished(int64_t before_ms) {
+  int64_t count = 0;
+  submit_and_wait([&](sql::Connection& c, WriteContext& w) { count = ops::purge(c, w, before_ms); });
+  return count;
+}
+
+std::optional<MessageRecord> SqlStore::find(const std::string& id) {
+  return read<std::optional<MessageRecord>>([&](sql::Connection& c) { return ops::find(c, id); });
+}
+
+std::optional<MessageRecord> SqlStore::find_by_provider_id(const std::string& provider_message_id) {
+  if (provider_message_id.empty()) return std::nullopt;
+  return read<std::optional<MessageRecord>>(
+      [&](sql::Connection& c) { return ops::find_by_provider_id(c, provider_message_id); });
+}
+
+std::vector<EventRecord> SqlStore::events(const std::string& id) {
+  return read<std::vector<EventRecord>>([&](sql::Connection& c) { return ops::events(c, id); });
+}
+
+std::map<State, int64_t> SqlStore::count_by_state() {
+  std::map<State, int64_t> out;
+  for (State st : kAllStates) out[st] = state_counts_[static_cast<size_t>(st)].load(std::memory_order_relaxed);
+  return out;
+}
+
+// ---- RecipientStore ----
+
+std::optional<RecipientProfile> SqlStore::recipient(const std::string& id) {
+  return read<std::optional<RecipientProfile>>([&](sql::Connection& c) { return ops::recipient(c, id); });
+}
+
+void SqlStore::put_recipient(RecipientProfile p, int64_t now_ms, std::function<void(bool)> done) {
+  submit(
+      [p = std::move(p), now_ms](sql::Connection& c, WriteContext&) {
+        ops::put_recipient(c, p.id, p.timezone, p.locale, p.contacts_json, now_ms);
+      },
+      std::move(done));
+}
+
+void SqlStore::erase_recipient(const std::string& id, int64_t now_ms, std::function<void(bool, bool)> done) {
+  auto found = std::make_shared<bool>(false);
+  submit([id, now_ms, found](sql::Connection& c, WriteContext& w) { *found = ops::erase_recipient(c, w, id, now_ms); },
+         [found, done = std::move(done)](bool ok) { done(ok, *found); });
+}
+
+std::string SqlStore::recipient_by_contact(const std::string& contact) {
+  if (contact.empty()) return "";
+  return read<std::string>([&](sql::Connection& c) { return ops::recipient_by_contact(c, contact); });
+}
+
+void SqlStore::append_consent(const std::string& recipient_id, policy::ConsentRecord r,
+                              std::function<void(bool)> done) {
+  submit([recipient_id, r = std::move(r)](sql::Connection& c,
+                                          WriteContext&) { ops::insert_consent(c, recipient_id, r, r.at_ms); },
+         std::move(done));
+}
+
+std::vector<policy::ConsentRecord> SqlStore::consent_history(const std::string& recipient_id) {
+  return read<std::vector<policy::ConsentRecord>>(
+      [&](sql::Connection& c) { return ops::consent_history(c, recipient_id); });
+}
+
+std::vector<policy::ConsentRecord> SqlStore::consent_current(const std::string& recipient_id) {
+  return read<std::vector<policy::ConsentRecord>>(
+      [&](sql::Connection& c) { return ops::consent_current(c, recipient_id); });
+}
+
+template <class Match>
+void SqlStore::forget_pending_slot(const std::string& recipient_id, Match match) {
+  std::lock_guard lock(pending_slots_mutex_);
+  auto it = pending_slots_.find(recipient_id);
+  if (it == pending_slots_.end()) return;
+  std::erase_if(it->second, match);
+  if (it->second.empty()) pending_slots_.erase(it);
+}
+
+void SqlStore::take_slot(const std::string& recipient_id, const policy::CapSlot& slot) {
+  uint64_t token = 0;
+  {
+    std::lock_guard lock(pending_slots_mutex_);
+    token = ++pending_slot_tokens_;
+    auto& held = pending_slots_[recipient_id];
+    std::erase_if(held, [&](const PendingSlot& p) { return p.slot.message_id == slot.message_id; });
+    held.push_back({slot, token});
+  }
+  submit([recipient_id, slot](sql::Connection& c, WriteContext&) { ops::put_slot(c, recipient_id, slot); },
+         [this, recipient_id, token](bool ok) {
+           // Not committed (a full disk): the slot stays held in memory, so this process keeps counting it.
+           if (!ok) return log::error("store", "a frequency-cap slot could not be recorded; it is held in memory");
+           forget_pending_slot(recipient_id, [&](const PendingSlot& p) { return p.token == token; });
+         });
+}
+
+void SqlStore::release_slot(const std::string& recipient_id, const std::string& message_id,
+                            std::function<void(bool)> done) {
+  // Until the DELETE commits the stored slot still counts: a cap errs towards sending less, never more.
+  forget_pending_slot(recipient_id, [&](const PendingSlot& p) { return p.slot.message_id == message_id; });
+  submit(
+      [recipient_id, message_id](sql::Connection& c, WriteContext&) { ops::delete_slot(c, recipient_id, message_id); },
+      [done = std::move(done)](bool ok) {
+        if (done) done(ok);
+      });
+}
+
+std::vector<policy::CapSlot> SqlStore::slots_since(const std::string& recipient_id, int64_t since_ms) {
+  // Held slots first, then the table: a slot committed in between is in the table, so none is missed;
+  // one in both is counted once (by message).
+  std::vector<policy::CapSlot> held;
+  {
+    std::lock_guard lock(pending_slots_mutex_);
+    if (auto it = pending_slots_.find(recipient_id); it != pending_slots_.end())
+      for (const auto& p : it->second)
+        if (p.slot.at_ms > since_ms) held.push_back(p.slot);
+  }
+  return read<std::vector<policy::CapSlot>>(
+      [&](sql::Connection& c) { return ops::slots_since(c, recipient_id, since_ms, std::move(held)); });
+}
+
+int64_t SqlStore::purge_slots(int64_t before_ms) {
+  int64_t count = 0;
+  submit_and_wait([&](sql::Connection& c, WriteContext&) { count = ops::purge_slots(c, before_ms); });
+  return count;
+}
+
+// ---- SuppressionStore ----
+
+void SqlStore::add_suppression(policy::Suppression s, std::function<void(bool)> done) {
+  submit([s = std::move(s)](sql::Connection& c, WriteContext&) { ops::put_suppression(c, s, s.at_ms); },
+         std::move(done));
+}
+
+void SqlStore::remove_suppression(const std::string& contact, std::function<void(bool, bool)> done) {
+  auto found = std::make_shared<bool>(false);
+  submit([contact, found](sql::Connection& c, WriteContext&) { *found = ops::remove_suppression(c, contact); },
+         [found, done = std::move(done)](bool ok) { done(ok, *found); });
+}
+
+std::vector<policy::Suppression> SqlStore::suppressions(const std::vector<std::string>& contacts) {
+  return read<std::vector<policy::Suppression>>([&](sql::Connection& c) { return ops::suppressions(c, contacts); });
+}
+
+std::vector<policy::Suppression> SqlStore::list_suppressions(const std::string& after, int limit) {
+  return read<std::vector<policy::Suppression>>(
+      [&](sql::Connection& c) { return ops::list_suppressions(c, after, limit); });
+}
+
+// ---- FeedStore ----
+
+std::vector<EventRecord> SqlStore::events_after(int64_t after_seq, int limit) {
+  return read<std::vector<EventRecord>>([&](sql::Connection& c) { return ops::events_after(c, after_seq, limit); });
+}
+
+int64_t SqlStore::last_event_seq() {
+  return read<int64_t>([](sql::Connection& c) { return ops::last_event_seq(c); });
+}
+
+std::optional<int64_t> SqlStore::webhook_cursor(const std::string& name) {
+  return read<std::optional<int64_t>>([&](sql::Connection& c) { return ops::webhook_cursor(c, name); });
+}
+
+void SqlStore::set_webhook_cursor(const std::string& name, int64_t seq, std::function<void(bool)> done) {
+  submit([name, seq](sql::Connection& c, WriteContext&) { ops::set_webhook_cursor(c, name, seq); }, std::move(done));
+}
+
+// ---- InboundStore ----
+
+void SqlStore::apply_inbound(std::vector<InboundWrites> writes, int64_t now_ms, std::function<void(bool, int)> done) {
+  auto shared = std::make_shared<std::vector<InboundWrites>>(std::move(writes));
+  auto applied = std::make_shared<int>(0);
+  submit(
+      [shared, applied, now_ms](sql::Connection& c, WriteContext& w) {
+        *applied = 0;
+        for (const InboundWrites& one : *shared)
+          if (ops::apply_inbound_one(c, w, one, now_ms)) ++*applied;
+      },
+      [applied, done = std::move(done)](bool ok) {
+        if (done) done(ok, ok ? *applied : 0);
+      });
+}
+
+std::optional<InboundStore::Question> SqlStore::open_question(const std::string& contact, const std::string& channel) {
+  return read<std::optional<Question>>([&](sql::Connection& c) { return ops::open_question(c, contact, channel); });
+}
+
+void SqlStore::put_question(const std::string& contact, const std::string& channel, Question q,
+                            std::function<void(bool)> done) {
+  submit([contact, channel, q = std::move(q)](sql::Connection& c,
+                                              WriteContext&) { ops::put_question(c, contact, channel, q); },
+         [done = std::move(done)](bool ok) {
+           if (done) done(ok);
+         });
+}
+
+// ---- Store ----
+
+bool SqlStore::healthy() {
+  try {
+    return read<bool>([](sql::Connection& c) {
+      sql::Statement& s = c.prepare("SELECT 1");
+      bool ok = s.step();
+      s.reset();
+      return ok;
+    });
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
+std::string SqlStore::last_write_error() {
+  std::lock_guard lock(error_mutex_);
+  return last_write_error_;
+}
+
+WriteStats SqlStore::write_stats() {
+  return {commits_.load(std::memory_order_relaxed), writer_conn_->statements_run(),
+          pages_written_.load(std::memory_order_relaxed)};
+}
+
+}  // namespace tayori::store

@@ -1,0 +1,191 @@
+// The Store on any SQL engine: one writer thread group-commits the writes (a savepoint per operation, one
+// COMMIT, then the completions), a pool of read connections answers the reads, and the operations
+// themselves are written once in store/ops/. What differs between engines is a SqlBackend; an engine whose
+// semantics differ (several nodes sharing one database) subclasses SqlStore and overrides those methods.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "store/ops/write_context.hpp"
+#include "store/sql.hpp"
+#include "store/store.hpp"
+
+namespace tayori::store {
+
+// What an engine gives SqlStore. Its methods run on the thread that constructs the store (open_writer,
+// initial_counts), on the writer thread (begin_group, transaction_lost, pages_written) or on a reader's
+// caller (open_reader).
+class SqlBackend {
+ public:
+  virtual ~SqlBackend() = default;
+
+  // The writer's connection, asked for once, before the writer thread starts: ready for groups (schema
+  // current, the engine's settings made).
+  virtual std::unique_ptr<sql::Connection> open_writer() = 0;
+  // One more connection for the reader pool, when every pooled one is in use; the pool keeps it.
+  virtual std::unique_ptr<sql::Connection> open_reader() = 0;
+  // The statement that begins a group: a string literal (it is prepared once, by address).
+  virtual const char* begin_group() const = 0;
+  // An operation failed with `error`: true when the engine lost the whole transaction with it, so there is
+  // no savepoint to return to and the group fails as a whole.
+  virtual bool transaction_lost(sql::Connection& writer, const sql::Error& error) = 0;
+  // After a commit: the database pages written since the last call (WriteStats::pages_written; 0 where
+  // the engine cannot tell).
+  virtual int64_t pages_written(sql::Connection& writer) = 0;
+  // The messages per state when the store opens; the writer keeps the counts from there.
+  virtual StateCounts initial_counts(sql::Connection& writer) = 0;
+};
+
+struct SqlStoreOptions {
+  int max_group = 1024;  // operations per group commit at most
+};
+
+class SqlStore : public Store {
+ public:
+  SqlStore(std::unique_ptr<SqlBackend> backend, const SqlStoreOptions& options);
+  ~SqlStore() override;
+  SqlStore(const SqlStore&) = delete;
+  SqlStore& operator=(const SqlStore&) = delete;
+
+  // ---- MessageStore ----
+  void accept(std::vector<NewMessage> batch, int64_t now_ms,
+              std::function<void(bool ok, std::vector<AcceptResult>)> done) override;
+  void cancel(const std::string& id, int64_t now_ms, std::function<void(bool ok, CancelResult)> done) override;
+  void apply(Transition transition, int64_t now_ms, std::function<void(bool ok)> done) override;
+  std::vector<MessageRecord> list(const MessageFilter& filter) override;
+  void replay(const MessageFilter& filter, int64_t now_ms, const std::string& by,
+              std::function<void(bool ok, std::vector<std::string> ids)> done) override;
+  std::vector<MessageRecord> claim_due(int64_t now_ms, int limit) override;
+  std::optional<int64_t> next_due_ms() override;
+  int requeue_in_flight(int64_t now_ms) override;
+  int64_t purge_finished(int64_t before_ms) override;
+  std::optional<MessageRecord> find(const std::string& id) override;
+  std::optional<MessageRecord> find_by_provider_id(const std::string& provider_message_id) override;
+  std::vector<EventRecord> events(const std::string& id) override;
+  // From the counts the writer keeps (WriteContext::moved), not from the rows.
+  std::map<State, int64_t> count_by_state() override;
+
+  // ---- RecipientStore ----
+  std::optional<RecipientProfile> recipient(const std::string& id) override;
+  void put_recipient(RecipientProfile profile, int64_t now_ms, std::function<void(bool ok)> done) override;
+  void erase_recipient(const std::string& id, int64_t now_ms, std::function<void(bool ok, bool found)> done) override;
+  std::string recipient_by_contact(const std::string& contact) override;
+  void append_consent(const std::string& recipient_id, policy::ConsentRecord record,
+                      std::function<void(bool ok)> done) override;
+  std::vector<policy::ConsentRecord> consent_history(const std::string& recipient_id) override;
+  std::vector<policy::ConsentRecord> consent_current(const std::string& recipient_id) override;
+  void take_slot(const std::string& recipient_id, const policy::CapSlot& slot) override;
+  void release_slot(const std::string& recipient_id, const std::string& message_id,
+                    std::function<void(bool ok)> done) override;
+  std::vector<policy::CapSlot> slots_since(const std::string& recipient_id, int64_t since_ms) override;
+  int64_t purge_slots(int64_t before_ms) override;
+
+  // ---- SuppressionStore ----
+  void add_suppression(policy::Suppression s, std::function<void(bool ok)> done) override;
+  void remove_suppression(const std::string& contact, std::function<void(bool ok, bool found)> done) override;
+  std::vector<policy::Suppression> suppressions(const std::vector<std::string>& contacts) override;
+  std::vector<policy::Suppression> list_suppressions(const std::string& after_contact, int limit) override;
+
+  // ---- FeedStore ----
+  std::vector<EventRecord> events_after(int64_t after_seq, int limit) override;
+  int64_t last_event_seq() override;
+  std::optional<int64_t> webhook_cursor(const std::string& name) override;
+  void set_webhook_cursor(const std::string& name, int64_t seq, std::function<void(bool ok)> done) override;
+
+  // ---- InboundStore ----
+  void apply_inbound(std::vector<InboundWrites> writes, int64_t now_ms,
+                     std::function<void(bool ok, int applied)> done) override;
+  std::optional<Question> open_question(const std::string& contact, const std::string& channel) override;
+  void put_question(const std::string& contact, const std::string& channel, Question question,
+                    std::function<void(bool ok)> done) override;
+
+  // ---- Store ----
+  bool healthy() override;
+  std::string last_write_error() override;
+  WriteStats write_stats() override;
+
+ protected:
+  // An operation of a group: runs inside its own savepoint on the writer's connection. It throws to fail
+  // (sql::Error from the engine, anything else for data it cannot handle): its savepoint is rolled back
+  // and the others of the group go on.
+  using WriteOp = std::function<void(sql::Connection&, WriteContext&)>;
+
+  // Queues `apply` for the next group; `complete(ok)` runs on the writer thread once the group is durable
+  // (ok) or failed. `complete` may be empty.
+  void submit(WriteOp apply, std::function<void(bool ok)> complete);
+  // submit, then blocks until the group's verdict.
+  bool submit_and_wait(WriteOp apply);
+
+  // Runs `fn` on a pooled read connection (readers never block the writer).
+  template <class T>
+  T read(const std::function<T(sql::Connection&)>& fn) {
+    std::unique_ptr<sql::Connection> c;
+    {
+      std::lock_guard lock(readers_mutex_);
+      if (!readers_.empty()) {
+        c = std::move(readers_.back());
+        readers_.pop_back();
+      }
+    }
+    if (!c) c = backend_->open_reader();
+    T result = fn(*c);
+    std::lock_guard lock(readers_mutex_);
+    readers_.push_back(std::move(c));
+    return result;
+  }
+
+  SqlBackend& backend() { return *backend_; }
+
+ private:
+  struct Operation {
+    WriteOp apply;
+    std::function<void(bool)> complete;
+  };
+
+  // A cap slot taken and not yet committed (take_slot); `token` tells a later take of the same message's
+  // slot from this one.
+  struct PendingSlot {
+    policy::CapSlot slot;
+    uint64_t token = 0;
+  };
+
+  template <class Match>
+  void forget_pending_slot(const std::string& recipient_id, Match match);
+  void write_loop();
+  void write_group(std::vector<Operation>& group);
+  void set_last_write_error(const std::string& why);
+
+  // First, so that it outlives every connection it opened.
+  std::unique_ptr<SqlBackend> backend_;
+  SqlStoreOptions options_;
+  std::atomic<int64_t> commits_{0};
+  std::array<std::atomic<int64_t>, std::size(kAllStates)> state_counts_{};
+  std::atomic<int64_t> pages_written_{0};
+  std::mutex error_mutex_;
+  std::string last_write_error_;
+  std::unique_ptr<sql::Connection> writer_conn_;
+  WriteContext write_context_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::deque<Operation> queue_;
+  bool stopping_ = false;
+  std::thread writer_;
+  std::mutex readers_mutex_;
+  std::vector<std::unique_ptr<sql::Connection>> readers_;
+  std::mutex pending_slots_mutex_;
+  std::unordered_map<std::string, std::vector<PendingSlot>> pending_slots_;
+  uint64_t pending_slot_tokens_ = 0;
+};
+
+}  // namespace tayori::store

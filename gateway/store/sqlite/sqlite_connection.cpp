@@ -1,0 +1,116 @@
+// SQLite's implementation of the common SQL layer (store/sql.hpp). The store's operations (store/ops/)
+// prepare, bind and step through these on the SQLite store's writer and read connections; every SQLite
+// failure leaves here as an sql::Error, whose `why` the writer reports as last_write_error.
+#include "store/sqlite/sqlite_connection.hpp"
+
+#include <sqlite3.h>
+
+#include <stdexcept>
+
+namespace tayori::store::sqlite {
+
+sql::Error error(int code, const std::string& what) {
+  using Kind = sql::Error::Kind;
+  Kind kind = Kind::other;
+  switch (code & 0xff) {
+    case SQLITE_FULL:
+      kind = Kind::full;
+      break;
+    case SQLITE_IOERR:
+      kind = Kind::io;
+      break;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+      kind = Kind::busy;
+      break;
+    case SQLITE_CONSTRAINT:
+      kind = Kind::constraint;
+      break;
+    default:
+      break;
+  }
+  return sql::Error(kind, sqlite3_errstr(code & 0xff), what);
+}
+
+SqliteStatement::SqliteStatement(sqlite3* db, const char* sql) : db_(db) {
+  if (sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt_, nullptr) != SQLITE_OK)
+    throw error(sqlite3_errcode(db), std::string("prepare: ") + sqlite3_errmsg(db) + " in: " + sql);
+}
+
+SqliteStatement::~SqliteStatement() { sqlite3_finalize(stmt_); }
+
+sql::Statement& SqliteStatement::bind(int index, std::string_view value) {
+  // A null data pointer would bind NULL, and an empty view may have one: empty text stays text.
+  sqlite3_bind_text(stmt_, index, value.data() ? value.data() : "", static_cast<int>(value.size()), SQLITE_TRANSIENT);
+  return *this;
+}
+
+sql::Statement& SqliteStatement::bind(int index, int64_t value) {
+  sqlite3_bind_int64(stmt_, index, value);
+  return *this;
+}
+
+sql::Statement& SqliteStatement::bind_null(int index) {
+  sqlite3_bind_null(stmt_, index);
+  return *this;
+}
+
+bool SqliteStatement::step() {
+  int rc = sqlite3_step(stmt_);
+  if (rc == SQLITE_ROW) return true;
+  if (rc == SQLITE_DONE) return false;
+  throw error(rc, std::string("step: ") + sqlite3_errmsg(db_));
+}
+
+void SqliteStatement::reset() { sqlite3_reset(stmt_); }
+
+void SqliteStatement::rewind() {
+  sqlite3_reset(stmt_);
+  sqlite3_clear_bindings(stmt_);
+}
+
+std::string SqliteStatement::text(int column) const {
+  auto p = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, column));
+  return p ? std::string(p, sqlite3_column_bytes(stmt_, column)) : std::string();
+}
+
+int64_t SqliteStatement::int64(int column) const { return sqlite3_column_int64(stmt_, column); }
+
+bool SqliteStatement::is_null(int column) const { return sqlite3_column_type(stmt_, column) == SQLITE_NULL; }
+
+SqliteConnection::SqliteConnection(const std::string& path, bool readonly) {
+  int flags = (readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) | SQLITE_OPEN_NOMUTEX;
+  if (sqlite3_open_v2(path.c_str(), &db_, flags, nullptr) != SQLITE_OK) {
+    std::string why = db_ ? sqlite3_errmsg(db_) : "out of memory";
+    sqlite3_close(db_);
+    throw std::runtime_error("cannot open the store \"" + path + "\": " + why);
+  }
+  sqlite3_busy_timeout(db_, 5000);
+  sqlite3_extended_result_codes(db_, 1);
+}
+
+SqliteConnection::~SqliteConnection() {
+  statements_.clear();
+  sqlite3_close(db_);
+}
+
+void SqliteConnection::exec(const char* sql) {
+  char* err = nullptr;
+  if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+    std::string why = err ? err : "unknown";
+    sqlite3_free(err);
+    throw error(sqlite3_errcode(db_), why + " in: " + sql);
+  }
+}
+
+sql::Statement& SqliteConnection::prepare(const char* sql) {
+  statements_run_.fetch_add(1, std::memory_order_relaxed);
+  auto it = statements_.find(sql);
+  if (it == statements_.end()) it = statements_.emplace(sql, std::make_unique<SqliteStatement>(db_, sql)).first;
+  it->second->rewind();
+  return *it->second;
+}
+
+int64_t SqliteConnection::changes() const { return sqlite3_changes(db_); }
+
+}  // namespace tayori::store::sqlite

@@ -1,0 +1,143 @@
+// The embedded Store: SqlStore (store/sql_store.hpp) on one SQLite file. What is SQLite's own lives here:
+// opening the writer with WAL and the durability and cache settings, the migrations and the size limit,
+// the checkpointer thread that keeps checkpoints out of the group commit, and the answers SqlStore's writer
+// asks of its engine (how a group begins, whether a failure lost the transaction, pages written).
+#include "store/sqlite_store.hpp"
+
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+#include "common/log.hpp"
+#include "common/thread_name.hpp"
+#include "store/ops/messages.hpp"
+#include "store/sql_store.hpp"
+#include "store/sqlite/sqlite_connection.hpp"
+#include "store/sqlite/sqlite_schema.hpp"
+
+namespace tayori::store {
+
+namespace {
+
+using sqlite::SqliteConnection;
+using sqlite::SqliteStatement;
+
+// The connections SqlBackend hands out are SqliteConnections: this backend opened them.
+sqlite3* raw(sql::Connection& c) { return static_cast<SqliteConnection&>(c).raw(); }
+
+class SqliteBackend final : public SqlBackend {
+ public:
+  explicit SqliteBackend(const SqliteOptions& options) : options_(options) {}
+
+  ~SqliteBackend() override {
+    {
+      std::lock_guard lock(checkpoint_mutex_);
+      checkpoint_stopping_ = true;
+    }
+    checkpoint_wake_.notify_all();
+    if (checkpointer_.joinable()) checkpointer_.join();
+  }
+
+  std::unique_ptr<sql::Connection> open_writer() override {
+    auto c = std::make_unique<SqliteConnection>(options_.path, false);
+    c->exec("PRAGMA journal_mode=WAL");
+    // FULL: in WAL mode the WAL is synced at every commit, so a commit that returned survives power loss.
+    c->exec(options_.synchronous_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
+    // Small on purpose. Every commit ends in sqlite3PcacheTruncate, which walks the page cache's hash table
+    // (pager_end_transaction -> pcache1TruncateUnsafe), so its cost grows with the cache, not with the
+    // transaction: with 64 MiB it was 22% of the writer's CPU under the throughput bench (perf, DWARF
+    // stacks), with 4 MiB it no longer shows. Pages that fall out are re-read from the OS page cache.
+    c->exec("PRAGMA cache_size=-4096");
+    // The per-operation savepoints keep a statement journal, which past 64 KiB spilled to a temporary file:
+    // created, written and unlinked in two of every three group commits under the bench (strace -c: 86
+    // openat/unlink per 130 fdatasync). A group's journal is bounded by max_group; memory holds it.
+    c->exec("PRAGMA temp_store=MEMORY");
+    sqlite::migrate(*c, options_.path);
+    if (options_.max_bytes > 0) limit_size(*c, options_.max_bytes);
+    // Checkpoints run on their own thread and connection, not inside the commit that crossed the threshold
+    // (SQLite's auto-checkpoint does that, and it stalled the group commit, and every 202 behind it, for the
+    // time it took to copy the WAL into the database and fsync it). The hook replaces the auto-checkpoint.
+    sqlite3_wal_hook(c->raw(), &SqliteBackend::on_wal_commit, this);
+    checkpointer_ = std::thread([this] {
+      name_this_thread("tayori-ckpt");
+      checkpoint_loop();
+    });
+    return c;
+  }
+
+  std::unique_ptr<sql::Connection> open_reader() override {
+    return std::make_unique<SqliteConnection>(options_.path, true);
+  }
+
+  const char* begin_group() const override { return "BEGIN IMMEDIATE"; }
+
+  // Some errors (SQLITE_FULL, SQLITE_IOERR) make SQLite roll back the whole transaction itself.
+  bool transaction_lost(sql::Connection& writer, const sql::Error&) override {
+    return sqlite3_get_autocommit(raw(writer)) != 0;
+  }
+
+  int64_t pages_written(sql::Connection& writer) override {
+    int pages = 0, highwater = 0;
+    sqlite3_db_status(raw(writer), SQLITE_DBSTATUS_CACHE_WRITE, &pages, &highwater, /*reset=*/1);
+    return pages;
+  }
+
+  StateCounts initial_counts(sql::Connection& writer) override { return ops::count_by_state(writer); }
+
+ private:
+  // A database already larger than the limit stays readable; only growth fails (SQLITE_FULL).
+  static void limit_size(SqliteConnection& c, int64_t max_bytes) {
+    SqliteStatement page_size(c.raw(), "PRAGMA page_size");
+    page_size.step();
+    int64_t pages = std::max<int64_t>(1, max_bytes / std::max<int64_t>(512, page_size.int64(0)));
+    c.exec(("PRAGMA max_page_count = " + std::to_string(pages)).c_str());
+  }
+
+  // SQLite's WAL hook: runs on the writer thread after each commit with the WAL's size in frames.
+  static int on_wal_commit(void* self, sqlite3*, const char*, int frames) {
+    if (frames >= kCheckpointFrames) static_cast<SqliteBackend*>(self)->checkpoint_wake_.notify_one();
+    return SQLITE_OK;
+  }
+
+  // PASSIVE: copies what no reader still needs and never blocks the writer or readers; the WAL starts over
+  // from the beginning once a checkpoint has copied all of it.
+  void checkpoint_loop() {
+    std::unique_ptr<SqliteConnection> c;
+    try {
+      c = std::make_unique<SqliteConnection>(options_.path, false);
+      // A connection opens the WAL at its first read; until then a checkpoint finds no WAL and does nothing.
+      c->exec("PRAGMA journal_mode=WAL");
+    } catch (const std::exception& e) {
+      log::error("store", std::string("no checkpoints: ") + e.what());
+      return;
+    }
+    std::unique_lock lock(checkpoint_mutex_);
+    while (!checkpoint_stopping_) {
+      checkpoint_wake_.wait_for(lock, std::chrono::seconds(1));
+      if (checkpoint_stopping_) break;
+      lock.unlock();
+      int rc = sqlite3_wal_checkpoint_v2(c->raw(), nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+      if (rc != SQLITE_OK && rc != SQLITE_BUSY) log::warn("store", std::string("checkpoint: ") + sqlite3_errstr(rc));
+      lock.lock();
+    }
+  }
+
+  SqliteOptions options_;
+  // SQLite's default auto-checkpoint threshold (1000 frames, ~4 MiB of WAL).
+  static constexpr int kCheckpointFrames = 1000;
+  std::mutex checkpoint_mutex_;
+  std::condition_variable checkpoint_wake_;
+  bool checkpoint_stopping_ = false;
+  std::thread checkpointer_;
+};
+
+}  // namespace
+
+std::unique_ptr<Store> open_sqlite(const SqliteOptions& options) {
+  return std::make_unique<SqlStore>(std::make_unique<SqliteBackend>(options), SqlStoreOptions{options.max_group});
+}
+
+}  // namespace tayori::store
