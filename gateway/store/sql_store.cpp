@@ -28,7 +28,9 @@ SqlStore::SqlStore(std::unique_ptr<SqlBackend> backend, const SqlStoreOptions& o
   });
 }
 
-SqlStore::~SqlStore() {
+SqlStore::~SqlStore() { stop_writer(); }
+
+void SqlStore::stop_writer() {
   {
     std::lock_guard lock(mutex_);
     stopping_ = true;
@@ -84,13 +86,12 @@ void SqlStore::write_loop() {
 // others), commit once, then complete them all with the commit's verdict.
 void SqlStore::write_group(std::vector<Operation>& group) {
   sql::Connection& c = *writer_conn_;
-  WriteContext& w = write_context_;
+  WriteContext w;
   std::vector<char> op_ok(group.size(), 0);
   bool committed = false;
   // Transaction control is prepared once like any statement: parsing SAVEPOINT and RELEASE for every
   // operation cost the writer more than some operations themselves.
   try {
-    w.moved = {};
     c.prepare(backend_->begin_group()).exec();
     for (size_t i = 0; i < group.size(); ++i) {
       c.prepare("SAVEPOINT op").exec();

@@ -147,6 +147,10 @@ class SqlStore : public Store {
 
   SqlBackend& backend() { return *backend_; }
 
+  // Applies what is queued, then ends the writer; later writes fail at once. The destructor does it, but
+  // a subclass whose operations use its own members calls it in its destructor, before they go.
+  void stop_writer();
+
  private:
   struct Operation {
     WriteOp apply;
@@ -175,7 +179,6 @@ class SqlStore : public Store {
   std::mutex error_mutex_;
   std::string last_write_error_;
   std::unique_ptr<sql::Connection> writer_conn_;
-  WriteContext write_context_;
   std::mutex mutex_;
   std::condition_variable wake_;
   std::deque<Operation> queue_;

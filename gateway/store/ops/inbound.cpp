@@ -24,12 +24,7 @@ void cancel_follow_ups(sql::Connection& c, WriteContext& w, const std::string& p
       c.prepare("SELECT id FROM messages WHERE parent_id = ?1 AND state = 'scheduled' ORDER BY id").bind(1, parent_id),
       first_text);
   for (const auto& id : pending) {
-    c.prepare("UPDATE messages SET state = 'cancelled', updated_at = ?2 WHERE id = ?1")
-        .bind(1, id)
-        .bind(2, now_ms)
-        .exec();
-    w.move(State::scheduled, State::cancelled);
-    insert_event(c, id, {"cancelled", R"({"reason":"answered"})"}, now_ms);
+    cancel_scheduled(c, w, id, R"({"reason":"answered"})", now_ms);
     insert_event(c, parent_id,
                  {"follow_up_cancelled", nlohmann::json{{"follow_up_id", id}, {"reason", "answered"}}.dump()}, now_ms);
   }

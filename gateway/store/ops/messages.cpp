@@ -178,13 +178,18 @@ CancelResult cancel(sql::Connection& c, WriteContext& w, const std::string& id, 
   State state = parse_state(s.text(0)).value_or(State::failed);
   s.reset();
   if (state != State::scheduled) return {CancelStatus::too_late, state};
+  cancel_scheduled(c, w, id, "{}", now_ms);
+  return {CancelStatus::cancelled, State::cancelled};
+}
+
+void cancel_scheduled(sql::Connection& c, WriteContext& w, const std::string& id, const char* detail_json,
+                      int64_t now_ms) {
   c.prepare("UPDATE messages SET state = 'cancelled', updated_at = ?2 WHERE id = ?1")
       .bind(1, id)
       .bind(2, now_ms)
       .exec();
   w.move(State::scheduled, State::cancelled);
-  insert_event(c, id, {"cancelled", "{}"}, now_ms);
-  return {CancelStatus::cancelled, State::cancelled};
+  insert_event(c, id, {"cancelled", detail_json}, now_ms);
 }
 
 void apply(sql::Connection& c, WriteContext& w, const Transition& t, int64_t now_ms) {

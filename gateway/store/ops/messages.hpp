@@ -24,6 +24,9 @@ AcceptResult accept_one(sql::Connection& c, WriteContext& w, const NewMessage& m
 // would read it back.
 MessageRecord claimed_record(const NewMessage& m, int64_t now_ms);
 CancelResult cancel(sql::Connection& c, WriteContext& w, const std::string& id, int64_t now_ms);
+// Cancels a message known to be scheduled, with a `cancelled` event of this detail.
+void cancel_scheduled(sql::Connection& c, WriteContext& w, const std::string& id, const char* detail_json,
+                      int64_t now_ms);
 void apply(sql::Connection& c, WriteContext& w, const Transition& t, int64_t now_ms);
 // Moves up to `limit` due scheduled messages to dispatched and returns them as claimed.
 std::vector<MessageRecord> claim(sql::Connection& c, WriteContext& w, int64_t now_ms, int limit);
