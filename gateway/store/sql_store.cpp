@@ -92,7 +92,7 @@ void SqlStore::write_group(std::vector<Operation>& group) {
   // Transaction control is prepared once like any statement: parsing SAVEPOINT and RELEASE for every
   // operation cost the writer more than some operations themselves.
   try {
-    c.prepare(backend_->begin_group()).exec();
+    backend_->begin_group(c);
     for (size_t i = 0; i < group.size(); ++i) {
       c.prepare("SAVEPOINT op").exec();
       auto moved_before = w.moved;

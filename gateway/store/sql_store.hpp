@@ -35,8 +35,10 @@ class SqlBackend {
   virtual std::unique_ptr<sql::Connection> open_writer() = 0;
   // One more connection for the reader pool, when every pooled one is in use; the pool keeps it.
   virtual std::unique_ptr<sql::Connection> open_reader() = 0;
-  // The statement that begins a group: a string literal (it is prepared once, by address).
-  virtual const char* begin_group() const = 0;
+  // Begins a group's transaction on the writer: "BEGIN IMMEDIATE" on SQLite, "BEGIN" on PostgreSQL, where
+  // it may also take a lock every group needs. Statements prepared here are string literals (cached by
+  // address, like every other).
+  virtual void begin_group(sql::Connection& writer) = 0;
   // An operation failed with `error`: true when the engine lost the whole transaction with it, so there is
   // no savepoint to return to and the group fails as a whole.
   virtual bool transaction_lost(sql::Connection& writer, const sql::Error& error) = 0;

@@ -72,7 +72,7 @@ class SqliteBackend final : public SqlBackend {
     return std::make_unique<SqliteConnection>(options_.path, true);
   }
 
-  const char* begin_group() const override { return "BEGIN IMMEDIATE"; }
+  void begin_group(sql::Connection& writer) override { writer.prepare("BEGIN IMMEDIATE").exec(); }
 
   // Some errors (SQLITE_FULL, SQLITE_IOERR) make SQLite roll back the whole transaction itself.
   bool transaction_lost(sql::Connection& writer, const sql::Error&) override {
