@@ -53,6 +53,9 @@ struct SqlStoreOptions {
   int max_group = 1024;  // operations per group commit at most
 };
 
+// Every Store method is virtual: an engine whose nodes share the database overrides those that must hold
+// across nodes (claims with leases, the start's requeue, counts, cap slots) with submit/read and ops of its
+// own, and keeps the rest.
 class SqlStore : public Store {
  public:
   SqlStore(std::unique_ptr<SqlBackend> backend, const SqlStoreOptions& options);
