@@ -1,6 +1,7 @@
 #include "app/gateway.hpp"
 
 #include <signal.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
@@ -18,6 +19,7 @@
 #include "events/webhooks.hpp"
 #include "render/renderer.hpp"
 #include "plugin/channel.hpp"
+#include "store/postgres/pg_store.hpp"
 #include "store/sqlite_store.hpp"
 #include "transport/outbound_transport.hpp"
 
@@ -182,6 +184,43 @@ void keep_fixed_settings(const config::Config& running, config::Config& next) {
     log::warn("gateway", "SIGHUP: " + key + " changed in the file; it takes effect at the next restart");
 }
 
+// This host's name: a node's id in claims when store.node_id is not set.
+std::string host_name() {
+  char name[256] = {};
+  if (::gethostname(name, sizeof(name) - 1) != 0 || name[0] == '\0') return "tayori";
+  return name;
+}
+
+// The store the configuration names; nullptr (said on stderr) when it cannot be opened.
+std::unique_ptr<store::Store> open_store(const config::StoreConfig& c) {
+  try {
+    if (c.backend == config::StoreBackend::postgres) {
+      store::PostgresOptions options;
+      options.uri = c.url;
+      options.pool_size = c.pool_size;
+      options.statement_timeout_ms = c.statement_timeout_ms;
+      options.lease_ms = c.lease_ms;
+      options.node_id = c.node_id.empty() ? host_name() : c.node_id;
+      auto store = store::open_postgres(options);
+      log::info("store", "PostgreSQL, node " + options.node_id);
+      return store;
+    }
+    std::error_code ec;
+    std::filesystem::create_directories(c.data_dir, ec);
+    if (ec) {
+      std::cerr << "store.data_dir: cannot create \"" << c.data_dir << "\": " << ec.message() << "\n";
+      return nullptr;
+    }
+    store::SqliteOptions options;
+    options.path = (std::filesystem::path(c.data_dir) / "tayori.db").string();
+    options.max_bytes = c.max_bytes;
+    return store::open_sqlite(options);
+  } catch (const std::exception& e) {
+    std::cerr << "store: " << e.what() << "\n";
+    return nullptr;
+  }
+}
+
 }  // namespace
 
 int serve(const ServeOptions& options) {
@@ -207,22 +246,8 @@ int serve(const ServeOptions& options) {
     return 2;
   }
 
-  std::error_code ec;
-  std::filesystem::create_directories(config.store.data_dir, ec);
-  if (ec) {
-    std::cerr << "store.data_dir: cannot create \"" << config.store.data_dir << "\": " << ec.message() << "\n";
-    return 1;
-  }
-  std::unique_ptr<store::Store> store;
-  try {
-    store::SqliteOptions store_options;
-    store_options.path = (std::filesystem::path(config.store.data_dir) / "tayori.db").string();
-    store_options.max_bytes = config.store.max_bytes;
-    store = store::open_sqlite(store_options);
-  } catch (const std::exception& e) {
-    std::cerr << "store: " << e.what() << "\n";
-    return 1;
-  }
+  std::unique_ptr<store::Store> store = open_store(config.store);
+  if (!store) return 1;
   if (int n = store->requeue_in_flight(clock.now_ms()); n > 0)
     log::info("dispatcher", std::to_string(n) + " deliveries that were in flight at the last stop are queued again");
 

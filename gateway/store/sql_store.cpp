@@ -39,6 +39,38 @@ void SqlStore::stop_writer() {
   if (writer_.joinable()) writer_.join();
 }
 
+// ---- The reader pool ----
+
+std::unique_ptr<sql::Connection> SqlStore::take_reader() {
+  std::unique_lock lock(readers_mutex_);
+  reader_returned_.wait(lock, [&] {
+    return !readers_.empty() || options_.max_readers <= 0 || readers_out_ < options_.max_readers;
+  });
+  ++readers_out_;
+  if (!readers_.empty()) {
+    auto c = std::move(readers_.back());
+    readers_.pop_back();
+    return c;
+  }
+  lock.unlock();
+  try {
+    return backend_->open_reader();
+  } catch (...) {
+    lock.lock();
+    --readers_out_;
+    reader_returned_.notify_one();
+    throw;
+  }
+}
+
+void SqlStore::give_back(std::unique_ptr<sql::Connection> c) {
+  bool keep = c && backend_->usable(*c);
+  std::lock_guard lock(readers_mutex_);
+  --readers_out_;
+  if (keep) readers_.push_back(std::move(c));
+  reader_returned_.notify_one();
+}
+
 // ---- The writer ----
 
 void SqlStore::submit(WriteOp apply, std::function<void(bool)> complete) {
@@ -87,6 +119,7 @@ void SqlStore::write_loop() {
 void SqlStore::write_group(std::vector<Operation>& group) {
   sql::Connection& c = *writer_conn_;
   WriteContext w;
+  w.claimant = backend_->claimant();
   std::vector<char> op_ok(group.size(), 0);
   bool committed = false;
   // Transaction control is prepared once like any statement: parsing SAVEPOINT and RELEASE for every

@@ -42,6 +42,14 @@ class SqlBackend {
   // An operation failed with `error`: true when the engine lost the whole transaction with it, so there is
   // no savepoint to return to and the group fails as a whole.
   virtual bool transaction_lost(sql::Connection& writer, const sql::Error& error) = 0;
+  // Whether a connection can serve again (a lost server connection cannot: it is closed, and the next
+  // reader opens a new one).
+  virtual bool usable(sql::Connection& connection) {
+    (void)connection;
+    return true;
+  }
+  // Set where nodes share the database: who holds the claims this store makes (WriteContext::claimant).
+  virtual const Claimant* claimant() const { return nullptr; }
   // After a commit: the database pages written since the last call (WriteStats::pages_written; 0 where
   // the engine cannot tell).
   virtual int64_t pages_written(sql::Connection& writer) = 0;
@@ -51,6 +59,9 @@ class SqlBackend {
 
 struct SqlStoreOptions {
   int max_group = 1024;  // operations per group commit at most
+  // Read connections at most; a reader waits for one to come back. 0: as many as readers at once (an
+  // embedded file costs nothing per connection; a server counts them against max_connections).
+  int max_readers = 0;
 };
 
 // Every Store method is virtual: an engine whose nodes share the database overrides those that must hold
@@ -132,23 +143,26 @@ class SqlStore : public Store {
   // submit, then blocks until the group's verdict.
   bool submit_and_wait(WriteOp apply);
 
-  // Runs `fn` on a pooled read connection (readers never block the writer).
+  // Runs `fn` on a pooled read connection (readers never block the writer). A connection whose run threw
+  // is not given back: the engine may have lost it.
   template <class T>
   T read(const std::function<T(sql::Connection&)>& fn) {
-    std::unique_ptr<sql::Connection> c;
-    {
-      std::lock_guard lock(readers_mutex_);
-      if (!readers_.empty()) {
-        c = std::move(readers_.back());
-        readers_.pop_back();
-      }
+    std::unique_ptr<sql::Connection> c = take_reader();
+    try {
+      T result = fn(*c);
+      give_back(std::move(c));
+      return result;
+    } catch (...) {
+      give_back(nullptr);
+      throw;
     }
-    if (!c) c = backend_->open_reader();
-    T result = fn(*c);
-    std::lock_guard lock(readers_mutex_);
-    readers_.push_back(std::move(c));
-    return result;
   }
+  // A read connection of the pool for the caller alone (a lock held across calls), until give_back. Waits
+  // while max_readers are out; throws what opening one throws.
+  std::unique_ptr<sql::Connection> take_reader();
+  // Returns a connection taken with take_reader; one the engine says is lost (or nullptr, for one the
+  // caller dropped) is closed instead.
+  void give_back(std::unique_ptr<sql::Connection> c);
 
   SqlBackend& backend() { return *backend_; }
 
@@ -190,7 +204,9 @@ class SqlStore : public Store {
   bool stopping_ = false;
   std::thread writer_;
   std::mutex readers_mutex_;
+  std::condition_variable reader_returned_;
   std::vector<std::unique_ptr<sql::Connection>> readers_;
+  int readers_out_ = 0;  // taken and not given back (or lost)
   std::mutex pending_slots_mutex_;
   std::unordered_map<std::string, std::vector<PendingSlot>> pending_slots_;
   uint64_t pending_slot_tokens_ = 0;

@@ -68,9 +68,9 @@ std::vector<std::string> describe(const std::vector<ConsentRecord>& records) {
   return out;
 }
 
-class StorePolicyTest : public test::StoreFixture {
+class StorePolicyTestBase : public test::StoreFixture {
  protected:
-  StorePolicyTest() : StoreFixture("tayori_store_policy_") {}
+  StorePolicyTestBase() : StoreFixture("tayori_store_policy_") {}
 
   // Each wrapper waits for the operation's completion (the commit) and checks that it succeeded.
   void accept_one(NewMessage m, int64_t now_ms) {
@@ -113,9 +113,23 @@ class StorePolicyTest : public test::StoreFixture {
   }
 };
 
+// What every engine must do: run on SQLite here, on PostgreSQL in pg_unit_tests (the same file).
+class StorePolicyTest : public StorePolicyTestBase, public ::testing::WithParamInterface<test::StoreBackend> {
+ protected:
+  test::StoreBackend backend() const override { return GetParam(); }
+};
+#ifdef TAYORI_STORE_TESTS_ON_POSTGRES
+INSTANTIATE_TEST_SUITE_P(Engine, StorePolicyTest, ::testing::Values(test::StoreBackend::postgres), test::backend_name);
+#else
+INSTANTIATE_TEST_SUITE_P(Engine, StorePolicyTest, ::testing::Values(test::StoreBackend::sqlite), test::backend_name);
+#endif
+
+// The file's schema versions (PRAGMA user_version) and migrations from older files.
+class SqliteStorePolicyTest : public StorePolicyTestBase {};
+
 // ---- The recipient profile -----------------------------------------------------------------------
 
-TEST_F(StorePolicyTest, AcceptMergesTheProfilePerContactKindAndTheLaterMessageWins) {
+TEST_P(StorePolicyTest, AcceptMergesTheProfilePerContactKindAndTheLaterMessageWins) {
   accept_one(message_for("m1", "u1",
                          R"({"id":"u1","timezone":"Asia/Tokyo","locale":"ja-JP","contacts":{"email":"a@example.jp",)"
                          R"("phone":"+819000000001","push":[{"platform":"fcm","token":"tok-1"}]}})"),
@@ -138,7 +152,7 @@ TEST_F(StorePolicyTest, AcceptMergesTheProfilePerContactKindAndTheLaterMessageWi
                         R"("push":[{"platform":"apns","token":"tok-2"}]})"));
 }
 
-TEST_F(StorePolicyTest, WithinOneBatchTheLaterMessageWinsAndRecipientsStaySeparate) {
+TEST_P(StorePolicyTest, WithinOneBatchTheLaterMessageWinsAndRecipientsStaySeparate) {
   accept({message_for("b1", "u1", R"({"id":"u1","locale":"en-US","contacts":{"email":"first@example.com"}})"),
           message_for("b2", "u2", R"({"id":"u2","locale":"fr-FR","contacts":{"email":"other@example.com"}})"),
           message_for("b3", "u1", R"({"id":"u1","locale":"ja-JP","contacts":{"email":"second@example.com"}})")},
@@ -154,13 +168,13 @@ TEST_F(StorePolicyTest, WithinOneBatchTheLaterMessageWinsAndRecipientsStaySepara
   EXPECT_EQ(u2->timezone, "");
 }
 
-TEST_F(StorePolicyTest, AMessageWithoutRecipientDataCreatesNoProfile) {
+TEST_P(StorePolicyTest, AMessageWithoutRecipientDataCreatesNoProfile) {
   accept_one(message_for("m1", "u-bare", ""), 1'000);
   EXPECT_FALSE(store_->recipient("u-bare").has_value());
   EXPECT_FALSE(store_->recipient("nobody").has_value());
 }
 
-TEST_F(StorePolicyTest, PutRecipientReplacesTheWholeProfile) {
+TEST_P(StorePolicyTest, PutRecipientReplacesTheWholeProfile) {
   put_recipient({"u1", "Asia/Tokyo", "ja-JP", R"({"email":"a@example.jp","phone":"+819000000001"})", 0, false}, 1'000);
   auto p = store_->recipient("u1");
   ASSERT_TRUE(p.has_value());
@@ -180,7 +194,7 @@ TEST_F(StorePolicyTest, PutRecipientReplacesTheWholeProfile) {
   EXPECT_EQ(p->updated_at_ms, 2'000);
 }
 
-TEST_F(StorePolicyTest, PutAfterEraseStartsAFreshProfile) {
+TEST_P(StorePolicyTest, PutAfterEraseStartsAFreshProfile) {
   put_recipient({"u1", "Asia/Tokyo", "ja-JP", R"({"email":"a@example.jp"})", 0, false}, 1'000);
   EXPECT_TRUE(erase("u1", 2'000));
   ASSERT_TRUE(store_->recipient("u1")->erased);
@@ -194,7 +208,7 @@ TEST_F(StorePolicyTest, PutAfterEraseStartsAFreshProfile) {
 
 // ---- Right to erasure ----------------------------------------------------------------------------
 
-TEST_F(StorePolicyTest, EraseDropsPersonalDataCancelsScheduledAndKeepsTheTimeline) {
+TEST_P(StorePolicyTest, EraseDropsPersonalDataCancelsScheduledAndKeepsTheTimeline) {
   const std::string who = R"({"id":"u1","timezone":"Asia/Tokyo","locale":"ja-JP","contacts":{"email":"a@example.jp"}})";
   finished("done", "u1", State::delivered, 500);
   accept_one(message_for("s1", "u1", who, 10'000), 1'000);
@@ -248,7 +262,7 @@ TEST_F(StorePolicyTest, EraseDropsPersonalDataCancelsScheduledAndKeepsTheTimelin
   EXPECT_EQ(counts[State::scheduled], 1);
 }
 
-TEST_F(StorePolicyTest, EraseOfAnUnknownRecipientIsNotFoundAndChangesNothing) {
+TEST_P(StorePolicyTest, EraseOfAnUnknownRecipientIsNotFoundAndChangesNothing) {
   accept_one(message_for("m1", "u1", R"({"id":"u1","contacts":{"email":"a@example.jp"}})"), 1'000);
   EXPECT_FALSE(erase("ghost", 2'000));
   EXPECT_FALSE(store_->recipient("ghost").has_value());
@@ -256,7 +270,7 @@ TEST_F(StorePolicyTest, EraseOfAnUnknownRecipientIsNotFoundAndChangesNothing) {
   EXPECT_FALSE(store_->recipient("u1")->erased);
 }
 
-TEST_F(StorePolicyTest, EraseFindsARecipientKnownOnlyFromItsMessages) {
+TEST_P(StorePolicyTest, EraseFindsARecipientKnownOnlyFromItsMessages) {
   accept_one(message_for("m1", "u-bare", "", 9'000), 1'000);
   EXPECT_TRUE(erase("u-bare", 2'000));
   auto m = store_->find("m1");
@@ -265,7 +279,7 @@ TEST_F(StorePolicyTest, EraseFindsARecipientKnownOnlyFromItsMessages) {
   EXPECT_EQ(m->payload, R"({"erased":true})");
 }
 
-TEST_F(StorePolicyTest, AnErasedRecipientWhoAppearsAgainStartsAfresh) {
+TEST_P(StorePolicyTest, AnErasedRecipientWhoAppearsAgainStartsAfresh) {
   accept_one(message_for("m1", "u1",
                          R"({"id":"u1","timezone":"Asia/Tokyo","locale":"ja-JP",)"
                          R"("contacts":{"email":"a@example.jp","phone":"+819000000001"}})"),
@@ -285,7 +299,7 @@ TEST_F(StorePolicyTest, AnErasedRecipientWhoAppearsAgainStartsAfresh) {
 
 // ---- Consent ---------------------------------------------------------------------------------------
 
-TEST_F(StorePolicyTest, ConsentHistoryIsKeptInOrderAndCurrentIsTheLatestPerChannelAndPurpose) {
+TEST_P(StorePolicyTest, ConsentHistoryIsKeptInOrderAndCurrentIsTheLatestPerChannelAndPurpose) {
   consent("u1", {"email", Purpose::marketing, ConsentState::opted_in, "api", "form#12", 1'000});
   consent("u1", {"sms", Purpose::marketing, ConsentState::opted_in, "sms_keyword", "START", 2'000});
   consent("u2", {"email", Purpose::marketing, ConsentState::opted_out, "api", "", 2'500});
@@ -313,16 +327,15 @@ TEST_F(StorePolicyTest, ConsentHistoryIsKeptInOrderAndCurrentIsTheLatestPerChann
                           "email/marketing/opted_in/api/form#13@5000"));
 }
 
-TEST_F(StorePolicyTest, ConsentSurvivesReopen) {
+TEST_P(StorePolicyTest, ConsentSurvivesReopen) {
   consent("u1", {"line", Purpose::marketing, ConsentState::opted_in, "line_follow", "", 1'000});
-  store_.reset();
-  store_ = open_sqlite({path_});
+  reopen();
   EXPECT_THAT(describe(store_->consent_current("u1")), ElementsAre("line/marketing/opted_in/line_follow/@1000"));
 }
 
 // ---- Suppressions ------------------------------------------------------------------------------------
 
-TEST_F(StorePolicyTest, SuppressionsUpsertLookUpByContactAndRemove) {
+TEST_P(StorePolicyTest, SuppressionsUpsertLookUpByContactAndRemove) {
   suppress({"a@example.jp", "hard_bounce", "email", 1'000});
   suppress({"+819000000001", "unregistered", "sms", 2'000});
   suppress({"a@example.jp", "manual", "api", 3'000});  // the same contact again: replaced, not duplicated
@@ -346,7 +359,7 @@ TEST_F(StorePolicyTest, SuppressionsUpsertLookUpByContactAndRemove) {
   EXPECT_THAT(contacts_of(store_->suppressions({"a@example.jp", "+819000000001"})), ElementsAre("+819000000001"));
 }
 
-TEST_F(StorePolicyTest, ListSuppressionsPaginatesByContactAfterACursor) {
+TEST_P(StorePolicyTest, ListSuppressionsPaginatesByContactAfterACursor) {
   for (const char* c : {"e@x", "a@x", "d@x", "b@x", "c@x"}) suppress({c, "stop", "sms", 1'000});
   EXPECT_THAT(contacts_of(store_->list_suppressions("", 2)), ElementsAre("a@x", "b@x"));
   EXPECT_THAT(contacts_of(store_->list_suppressions("b@x", 2)), ElementsAre("c@x", "d@x"));
@@ -358,7 +371,7 @@ TEST_F(StorePolicyTest, ListSuppressionsPaginatesByContactAfterACursor) {
 
 // ---- Frequency-cap slots ---------------------------------------------------------------------------
 
-TEST_F(StorePolicyTest, TakeSlotIsIdempotentPerMessage) {
+TEST_P(StorePolicyTest, TakeSlotIsIdempotentPerMessage) {
   store_->take_slot("u1", {"m1", "email", Purpose::marketing, "news", 1'000});
   // The same message cleared again after a crash: it re-takes its own slot, it does not add one.
   store_->take_slot("u1", {"m1", "sms", Purpose::marketing, "news", 2'000});
@@ -380,7 +393,7 @@ TEST_F(StorePolicyTest, TakeSlotIsIdempotentPerMessage) {
   EXPECT_EQ(u1[0].category, "");
 }
 
-TEST_F(StorePolicyTest, ReleaseSlotGivesBackOnlyThatMessagesSlot) {
+TEST_P(StorePolicyTest, ReleaseSlotGivesBackOnlyThatMessagesSlot) {
   store_->take_slot("u1", {"m1", "email", Purpose::marketing, "", 1'000});
   store_->take_slot("u1", {"m2", "email", Purpose::marketing, "", 1'100});
   store_->take_slot("u2", {"m1", "email", Purpose::marketing, "", 1'200});
@@ -397,7 +410,7 @@ TEST_F(StorePolicyTest, ReleaseSlotGivesBackOnlyThatMessagesSlot) {
   EXPECT_THAT(slot_ids(store_->slots_since("u1", 0)), ElementsAre("later"));
 }
 
-TEST_F(StorePolicyTest, SlotsSinceIsAnOpenWindowAndPurgeDropsOldSlots) {
+TEST_P(StorePolicyTest, SlotsSinceIsAnOpenWindowAndPurgeDropsOldSlots) {
   for (int i = 1; i <= 3; ++i)
     store_->take_slot("u1", {"m" + std::to_string(i), "email", Purpose::marketing, "", i * 1'000});
   store_->take_slot("u2", {"x", "email", Purpose::marketing, "", 500});
@@ -413,7 +426,7 @@ TEST_F(StorePolicyTest, SlotsSinceIsAnOpenWindowAndPurgeDropsOldSlots) {
 
 // ---- The `suppressed` state --------------------------------------------------------------------------
 
-TEST_F(StorePolicyTest, SuppressedIsCountedAndPurgedLikeOtherFinishedStates) {
+TEST_P(StorePolicyTest, SuppressedIsCountedAndPurgedLikeOtherFinishedStates) {
   finished("sup-old", "u1", State::suppressed, 1'000);
   finished("sup-new", "u1", State::suppressed, 5'000);
   accept_one(message_for("waiting", "u1", "", 99'000), 1'000);
@@ -436,6 +449,7 @@ TEST_F(StorePolicyTest, SuppressedIsCountedAndPurgedLikeOtherFinishedStates) {
 
 // ---- Migration from version 1 --------------------------------------------------------------------------
 
+#ifndef TAYORI_STORE_TESTS_ON_POSTGRES
 // Builds the schema exactly as migration 1 shipped it, with one scheduled and one delivered message.
 void build_v1_file(const std::string& path) {
   test::exec_sql(path, std::string(test::kStoreSchemaV1) + R"sql(
@@ -449,8 +463,10 @@ void build_v1_file(const std::string& path) {
     PRAGMA user_version = 1;
   )sql");
 }
+#endif
 
-TEST_F(StorePolicyTest, AVersion1FileIsMigratedToTheCurrentVersionAndKeepsItsData) {
+#ifndef TAYORI_STORE_TESTS_ON_POSTGRES
+TEST_F(SqliteStorePolicyTest, AVersion1FileIsMigratedToTheCurrentVersionAndKeepsItsData) {
   const std::string v1 = (dir_ / "v1.db").string();
   ASSERT_NO_FATAL_FAILURE(build_v1_file(v1));
   ASSERT_EQ(user_version(v1), 1);
@@ -508,8 +524,10 @@ TEST_F(StorePolicyTest, AVersion1FileIsMigratedToTheCurrentVersionAndKeepsItsDat
   EXPECT_TRUE(store_->find("v1-msg").has_value());
   EXPECT_EQ(store_->consent_history("u1").size(), 1u);
 }
+#endif
 
-TEST_F(StorePolicyTest, ANewFileIsAtTheCurrentVersionWithThePolicyTables) {
+#ifndef TAYORI_STORE_TESTS_ON_POSTGRES
+TEST_F(SqliteStorePolicyTest, ANewFileIsAtTheCurrentVersionWithThePolicyTables) {
   EXPECT_EQ(user_version(path_), 5);
   // Schema 5: no index holds a state that every transition would move, except as a partial index of the
   // rows one query looks for.
@@ -525,6 +543,7 @@ TEST_F(StorePolicyTest, ANewFileIsAtTheCurrentVersionWithThePolicyTables) {
   EXPECT_THAT(tables, ElementsAre("cap_slots", "consent", "events", "inbound_seen", "messages", "questions",
                                   "recipients", "suppressions", "webhook_cursors"));
 }
+#endif
 
 }  // namespace
 }  // namespace tayori::store

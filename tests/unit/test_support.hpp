@@ -18,6 +18,10 @@
 #include <vector>
 
 #include "store/sqlite_store.hpp"
+#ifdef TAYORI_STORE_TESTS_ON_POSTGRES
+#include "pg_cluster.hpp"
+#include "store/postgres/pg_store.hpp"
+#endif
 
 namespace tayori::test {
 
@@ -122,13 +126,47 @@ inline std::vector<std::string> event_types(const std::vector<store::EventRecord
   return pluck(events, &store::EventRecord::type);
 }
 
+// The engines the store's tests run on: SQLite in unit_tests; PostgreSQL in pg_unit_tests, which compiles the
+// same test files with TAYORI_STORE_TESTS_ON_POSTGRES and one throw-away cluster (tests/support/pg_cluster.hpp).
+enum class StoreBackend { sqlite, postgres };
+
+inline std::string backend_name(const ::testing::TestParamInfo<StoreBackend>& info) {
+  return info.param == StoreBackend::sqlite ? "sqlite" : "postgres";
+}
+
 // A SQLite Store on a real file (path_) in a fresh folder (dir_) per test. Each wrapper waits for the
 // operation's completion (the commit) and checks that it succeeded.
 class StoreFixture : public ::testing::Test {
  protected:
   explicit StoreFixture(const std::string& prefix) : temp_(prefix) {}
-  void SetUp() override { store_ = store::open_sqlite({path_}); }
+  void SetUp() override { open(); }
   void TearDown() override { store_.reset(); }
+
+  // The engine under test. A fixture run on both (TEST_P) returns its parameter.
+  virtual StoreBackend backend() const { return StoreBackend::sqlite; }
+
+  // Opens the store: the same file, or the same PostgreSQL database, every time in one test.
+  void open() {
+    if (backend() == StoreBackend::sqlite) {
+      store_ = store::open_sqlite({path_});
+      return;
+    }
+#ifdef TAYORI_STORE_TESTS_ON_POSTGRES
+    if (pg_uri_.empty()) pg_uri_ = tayori::testing::shared_pg_cluster().fresh_database("store");
+    store::PostgresOptions options;
+    options.uri = pg_uri_;
+    options.pool_size = 4;
+    options.node_id = "test-node";
+    store_ = store::open_postgres(options);
+#else
+    FAIL() << "this test binary has no PostgreSQL (pg_unit_tests has)";
+#endif
+  }
+  // Closes the store and opens it again (what survives a restart).
+  void reopen() {
+    store_.reset();
+    open();
+  }
 
   // Starts an operation with the completion `done(ok)` it is given, waits for it and checks `ok`.
   static void await(const std::function<void(std::function<void(bool)>)>& start) {
@@ -163,6 +201,7 @@ class StoreFixture : public ::testing::Test {
   std::filesystem::path dir_ = temp_.path();
   std::string path_ = (dir_ / "tayori.db").string();
   std::unique_ptr<store::Store> store_;
+  std::string pg_uri_;  // the test's own database, when on PostgreSQL
 };
 
 }  // namespace tayori::test

@@ -145,6 +145,12 @@ AcceptResult accept_one(sql::Connection& c, WriteContext& w, const NewMessage& m
   }
   insert_events(c, m.id, m.recipient_id, m.events, now_ms);
   if (!m.recipient_json.empty()) merge_recipient(c, m.recipient_id, m.recipient_json, now_ms);
+  if (m.claim && w.claimant)
+    c.prepare("UPDATE messages SET claimed_by = ?2, lease_until = ?3 WHERE id = ?1")
+        .bind(1, m.id)
+        .bind(2, w.claimant->node_id)
+        .bind(3, now_ms + w.claimant->lease_ms)
+        .exec();
   if (!m.claim) {
     w.move(std::nullopt, State::scheduled);
     return {AcceptStatus::accepted, State::scheduled, std::nullopt};

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <iterator>
 #include <optional>
+#include <string>
 
 #include "store/message_store.hpp"
 
@@ -14,7 +15,17 @@ namespace tayori::store {
 
 using StateCounts = std::array<int64_t, std::size(kAllStates)>;
 
+// The node that holds a claim made in a write, and for how long, where several nodes share the store.
+struct Claimant {
+  std::string node_id;
+  int64_t lease_ms = 0;
+};
+
 struct WriteContext {
+  // Set where nodes share the store: a message stored already claimed (NewMessage::claim) is stamped with
+  // this node and its lease, as a claim of the due queue is. nullptr on one node.
+  const Claimant* claimant = nullptr;
+
   // How many messages the writer's operations moved into (+) and out of (-) each state since the group
   // began: the store keeps its per-state counts from these once the group commits, instead of counting
   // rows (count_by_state is read by every /metrics scrape, and the queue may hold millions).
