@@ -332,7 +332,9 @@ int serve(const ServeOptions& options) {
   // Tests and scripts read this line to learn the port when listening on port 0.
   std::cout << "tayori: listening on http://" << host << ":" << bound << std::endl;
   log::info("gateway", "serving " + std::to_string(generation->loaded.channels->channels().size()) +
-                           " channels, data in " + generation->loaded.config.store.data_dir);
+                           " channels, data in " +
+                           (config.store.backend == config::StoreBackend::postgres ? std::string("PostgreSQL")
+                                                                                   : config.store.data_dir));
 
   // Housekeeping between signals: finished messages (and their idempotency keys) older than retention go.
   timespec tick{60, 0};
