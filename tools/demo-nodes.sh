@@ -13,31 +13,22 @@ bash tools/setup.sh
 bash tools/build.sh --target tayori tayori-sim sms_twilio >/dev/null
 
 . tools/lib/standins.sh
+. tools/lib/pg.sh
 random() { head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
 export TAYORI_API_KEY="demo-$(random)"
 dir=$PWD/demo-nodes
-rm -rf "$dir" && mkdir -p "$dir/pg"
+rm -rf "$dir" && mkdir -p "$dir"
 
-# PostgreSQL: initdb refuses to run as root; then the cluster belongs to Debian's `postgres` user.
-bindir=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
-as_pg=()
-if [ "$(id -u)" = 0 ]; then
-  chown postgres: "$dir/pg"
-  as_pg=(runuser -u postgres --)
-fi
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  "${as_pg[@]}" "$bindir/pg_ctl" -D "$dir/pg/data" -m immediate stop >/dev/null 2>&1 || true
+  pg_stop
   standins_stop
 }
 trap cleanup EXIT
-"${as_pg[@]}" "$bindir/initdb" -D "$dir/pg/data" -A trust -U tayori --no-sync -E UTF8 --locale=C >"$dir/pg/initdb.log"
-"${as_pg[@]}" "$bindir/pg_ctl" -D "$dir/pg/data" -l "$dir/pg/server.log" -w \
-  -o "-k $dir/pg -c listen_addresses=''" start >/dev/null
-"$bindir/createdb" -h "$dir/pg" -U tayori tayori
-export TAYORI_PG_URL="host=$dir/pg dbname=tayori user=tayori"
+pg_start "$dir/pg"
+export TAYORI_PG_URL=$PG_URL
 echo "PostgreSQL up (socket in $dir/pg)"
 
 standins_keys "$dir"

@@ -1,5 +1,5 @@
-// Tests for the policy engine's state in the embedded SQLite Store (gateway/store/sqlite_store.cpp, schema
-// migration 2), on a real file in a fresh folder per test: the recipient profile (merged on accept,
+// Tests for the policy engine's state in the Store, on SQLite here and on PostgreSQL in pg_unit_tests (the same
+// file), one fresh database per test: the recipient profile (merged on accept,
 // replaced by PUT, erased on request), the consent history and its current view, suppressions, frequency-cap
 // slots, the migration of a version-1 file, and the `suppressed` state in counts and purge.
 // Asynchronous completions are awaited with promises, never with sleeps.

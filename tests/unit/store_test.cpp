@@ -1,5 +1,6 @@
-// Tests for the embedded SQLite Store (gateway/store/sqlite_store.cpp) on a real file in a fresh folder
-// per test: idempotent accept, the event timeline, cancel, the due queue (claim, apply, requeue), purge,
+// Tests for the Store on both engines (gateway/store/: the operations of ops/ run by sql_store.cpp) on a real
+// SQLite file per test here, and on a real PostgreSQL database per test in pg_unit_tests (the same file,
+// TAYORI_STORE_TESTS_ON_POSTGRES): idempotent accept, the event timeline, cancel, the due queue (claim, apply, requeue), purge,
 // durability across close/reopen, group commit under concurrency, and refusing a newer schema.
 // Asynchronous completions are awaited with promises and latches, never with sleeps.
 #include <gmock/gmock.h>

@@ -25,7 +25,10 @@
 #   TAYORI_BENCH_CLAIM_BATCH        dispatcher.claim_batch                       (default 1024, as the gateway's)
 #   TAYORI_BENCH_CEILING_SECONDS    how long wrk runs                            (default 5)
 #   TAYORI_BENCH_SIM_THREADS        tayori-sim's HTTP/1.1 threads                (default 2)
-#   TAYORI_BENCH_PHASES             which phases, in order (default "intake-single intake-batch e2e-single e2e-batch")
+#   TAYORI_BENCH_PHASES             which phases, in order (default "intake-single intake-batch e2e-single e2e-batch");
+#                                   also pg-single, pg-batch (one node on PostgreSQL, a throw-away cluster with
+#                                   fsync on, as SQLite's synchronous=FULL) and pg2-single, pg2-batch (two nodes
+#                                   on it, the load split between them); the ratios between engines are printed
 #   TAYORI_BENCH_DRAIN_TIMEOUT      seconds to wait for delivery per phase       (default 300)
 #   TAYORI_BENCH_KEEP=1             keep the temp dir (configs, databases, logs)
 #   TAYORI_BIN, TAYORI_LOAD_BIN, TAYORI_SIM_BIN, TAYORI_PLUGIN_DIR override the paths derived from BUILD_DIR.
@@ -35,6 +38,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/../lib/standins.sh"
 . "$HERE/../lib/gateway_bench.sh"
+. "$HERE/../lib/pg.sh"
 
 BUILD=${1:-./build}
 TAYORI_BIN=${TAYORI_BIN:-$BUILD/bin/tayori}
@@ -65,7 +69,9 @@ GW_PID=""
 LOAD_PID=""
 cleanup() {
   local rc=$?
+  stop_second_node
   standins_stop
+  pg_stop
   finish_run "$rc"
   exit "$rc"
 }
@@ -102,14 +108,15 @@ read -r SIM_BASE _ <<<"$(sim_count)"
 quiet_from=$(( (10#$(TZ=Asia/Tokyo date +%H) + 12) % 24 ))
 quiet_to=$(( (quiet_from + 1) % 24 ))
 export TAYORI_BENCH_KEY="bench-$RANDOM$RANDOM-$$" BENCH_TWILIO_TOKEN=$STANDINS_TWILIO_TOKEN
-start_gateway() {  # start_gateway NAME DISPATCHER_ENABLED
+start_gateway() {  # start_gateway NAME DISPATCHER_ENABLED [NODE_ID: on PostgreSQL] [OUT_DIR]
+  local out=${4:-$TMP}
   mkdir -p "$TMP/$1"
   cat >"$TMP/$1/gateway.yaml" <<EOF
 server:
   listen: 127.0.0.1:0
   max_batch: $BATCH
 store:
-  data_dir: data
+$( if [[ -n ${3:-} ]]; then printf '  backend: postgres\n  url_env: TAYORI_PG_URL\n  node_id: %s\n' "$3"; else echo "  data_dir: data"; fi )
 dispatcher:
 $( [[ $2 == false ]] && echo "  enabled: false" )
   workers: $WORKERS
@@ -150,9 +157,25 @@ policy:
       on_exceed: drop
 EOF
   "$TAYORI_BIN" serve --config "$TMP/$1/gateway.yaml" --listen 127.0.0.1:0 --data-dir "$TMP/$1/data" \
-    >"$TMP/gateway.out" 2>"$TMP/gateway.err" &
+    >"$out/gateway.out" 2>"$out/gateway.err" &
   GW_PID=$!
-  gateway_url
+  TMP=$out gateway_url
+}
+# A second node on the same PostgreSQL (the pg2-* phases): its own process, log folder and URL (URL2).
+GW2_PID=""
+start_second_node() {  # start_second_node NAME
+  local first_pid=$GW_PID first_url=$URL
+  mkdir -p "$TMP/node2"
+  start_gateway "$1-node2" true node-2 "$TMP/node2"
+  GW2_PID=$GW_PID URL2=$URL
+  GW_PID=$first_pid URL=$first_url
+}
+stop_second_node() {
+  [[ -n $GW2_PID ]] || return 0
+  local first_pid=$GW_PID
+  GW_PID=$GW2_PID
+  stop_gateway
+  GW_PID=$first_pid GW2_PID=""
 }
 
 declare -A R
@@ -167,12 +190,22 @@ phase() {
   before=$(metric 'tayori_messages{state="delivered"}')
   read -r c0 s0 p0 <<<"$(writes)"
   start=$(now)
+  if [[ -n $GW2_PID ]]; then
+    # Two nodes: half the requests (and connections) to each, at once.
+    requests=$(( requests / 2 )) connections=$(( (connections + 1) / 2 ))
+    expected=$(( (requests + warmup) * batch * 2 ))
+    TAYORI_API_KEY=$TAYORI_BENCH_KEY "$LOAD_BIN" --url "$URL2" --concurrency "$connections" --requests "$requests" \
+      --batch "$batch" --warmup "$warmup" --channel sms --contact phone --purpose marketing \
+      --id-prefix "tp-$$-$name-2" >"$TMP/load2.out" &
+    LOAD2_PID=$!
+  fi
   TAYORI_API_KEY=$TAYORI_BENCH_KEY "$LOAD_BIN" --url "$URL" --concurrency "$connections" --requests "$requests" \
     --batch "$batch" --warmup "$warmup" --channel sms --contact phone --purpose marketing \
     --id-prefix "tp-$$-$name" >"$TMP/load.out" &
   LOAD_PID=$!
   wait "$LOAD_PID" || die "tayori_load failed in the $name phase"
   LOAD_PID=""
+  if [[ -n $GW2_PID ]]; then wait "$LOAD2_PID" || die "tayori_load (second node) failed in the $name phase"; fi
   line=$(<"$TMP/load.out")
   echo "$name: $line"
   if (( delivers )); then
@@ -196,7 +229,8 @@ phase() {
 }
 target_of() {
   case $1 in
-    intake-single) echo 25000 ;; intake-batch) echo 100000 ;; e2e-single) echo 8000 ;; e2e-batch) echo 20000 ;;
+    intake-single) echo 25000 ;; intake-batch) echo 100000 ;; e2e-single | pg-single | pg2-single) echo 8000 ;;
+    e2e-batch | pg-batch | pg2-batch) echo 20000 ;;
   esac
 }
 
@@ -207,16 +241,30 @@ sent_e2e=0
 current=""
 for p in $PHASES; do
   kind=${p%%-*} shape=${p#*-}
-  case $kind in intake) enabled=false delivers=0 ;; e2e) enabled=true delivers=1 ;; *) die "unknown phase $p" ;; esac
+  node_id=""
+  case $kind in
+    intake) enabled=false delivers=0 ;;
+    e2e) enabled=true delivers=1 ;;
+    pg | pg2) enabled=true delivers=1 node_id=node-1 ;;
+    *) die "unknown phase $p" ;;
+  esac
+  if [[ -n $node_id && -z ${PG_URL:-} ]]; then
+    chmod o+x "$TMP"  # the server runs as postgres and needs its socket folder
+    pg_start "$TMP/pg"
+    export TAYORI_PG_URL=$PG_URL
+  fi
   case $shape in single) batch=1 conns=$CONNECTIONS ;; batch) batch=$BATCH conns=$BATCH_CONNECTIONS ;; *) die "unknown phase $p" ;; esac
   if [[ $current != "$kind" ]]; then
+    stop_second_node
     stop_gateway
-    start_gateway "$kind" "$enabled"
+    start_gateway "$kind" "$enabled" "$node_id"
+    [[ $kind == pg2 ]] && start_second_node "$kind"
     current=$kind
   fi
   phase "$p" "$batch" "$conns" "$delivers"
   (( delivers )) && sent_e2e=$(( sent_e2e + R[$p.messages] ))
 done
+stop_second_node
 stop_gateway
 
 # As many requests reached the provider as messages were delivered: none lost, none sent twice.
@@ -229,10 +277,17 @@ printf '%-14s %9s %8s %10s %9s %10s %8s %10s %11s %9s\n' \
   phase messages seconds 'msg/s' 'p99 ms' 'vs target' 'vs ceil' 'fsync/msg' 'stmts/msg' 'pages/msg'
 for p in $PHASES; do
   vs_ceiling=n/a
-  [[ $p == e2e-* ]] && vs_ceiling=$(div "${R[$p.rate]}" "$CEILING")
+  [[ $p != intake-* ]] && vs_ceiling=$(div "${R[$p.rate]}" "$CEILING")
   printf '%-14s %9s %8s %10s %9s %10s %8s %10s %11s %9s\n' "$p" "${R[$p.messages]}" "${R[$p.seconds]}" "${R[$p.rate]}" \
     "${R[$p.p99]}" "$(div "${R[$p.rate]}" "$(target_of "$p")")" "$vs_ceiling" "${R[$p.commits]}" "${R[$p.statements]}" \
     "${R[$p.pages]}"
+done
+# The engines side by side (PostgreSQL issue): one node on SQLite, one on PostgreSQL, two on PostgreSQL.
+for shape in single batch; do
+  for pair in "pg-$shape e2e-$shape" "pg2-$shape pg-$shape" "pg2-$shape e2e-$shape"; do
+    read -r a b <<<"$pair"
+    [[ -n ${R[$a.rate]:-} && -n ${R[$b.rate]:-} ]] && echo "$a / $b: $(div "${R[$a.rate]}" "${R[$b.rate]}")"
+  done
 done
 echo
 echo "targets (msg/s): intake-single 25000, intake-batch 100000, e2e-single 8000, e2e-batch 20000; ceiling $CEILING req/s"

@@ -12,7 +12,7 @@ namespace {
 
 // Migrations, applied in order; migration N is kMigrations[N - 1]. Never edit one that has shipped: add one.
 const char* const kMigrations[] = {
-    // 1: the end state of SQLite's migrations 1–5 (gateway/store/sqlite_store.cpp, kMigrations), in the same
+    // 1: the end state of SQLite's migrations 1–5 (gateway/store/sqlite/sqlite_schema.cpp, kMigrations), in the same
     // column order, plus claims held by a node until their lease ends, and the nodes themselves.
     R"sql(
     CREATE TABLE messages (
