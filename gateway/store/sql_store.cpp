@@ -166,6 +166,13 @@ void SqlStore::write_group(std::vector<Operation>& group) {
       // The engine rolled back already.
     }
     set_last_write_error(e.why);
+  } catch (const std::exception& e) {
+    // Not the engine's error on a statement: the group could not even begin, e.g. a lost PostgreSQL
+    // connection that cannot be opened again while the server is down. No transaction was started; the group
+    // fails as a whole, and the writer lives on to reconnect at the next group (an exception leaving this
+    // thread would end the process).
+    log::error("store", std::string("group commit failed: ") + e.what());
+    set_last_write_error("no connection to the database");
   }
   // A caller that does not wait for the outcome passes no completion.
   for (size_t i = 0; i < group.size(); ++i)
