@@ -179,7 +179,30 @@ void Webhooks::run(Sender& s) {
     }
   }
   int64_t cursor = *s.start_after;
+  // Several nodes: another node may hold the subscription and move its cursor; when this node (again) holds
+  // it, it goes on from the stored cursor.
+  bool holding = false;
+  auto hold = [&] {
+    try {
+      if (!store_.hold_subscription(name, clock_.now_ms())) {
+        holding = false;
+        return false;
+      }
+      if (!holding)
+        if (auto stored = store_.webhook_cursor(name)) cursor = std::max(cursor, *stored);
+    } catch (const std::exception& e) {
+      log::error("webhooks", name + ": cannot read the cursor: " + e.what());
+      holding = false;
+      return false;
+    }
+    holding = true;
+    return true;
+  };
   for (;;) {
+    if (!hold()) {
+      if (!pause(timing_.poll_ms * 5, false)) return;
+      continue;
+    }
     std::vector<store::EventRecord> page;
     try {
       page = store_.events_after(cursor, kPage);
@@ -194,6 +217,8 @@ void Webhooks::run(Sender& s) {
       continue;
     }
     for (const store::EventRecord& e : page) {
+      // Renewed before each send: a slow receiver must not let the hold lapse while this node still sends.
+      if (subscribed(s.config, e.type) && !hold()) break;
       if (subscribed(s.config, e.type)) {
         Outcome outcome = Outcome::stopped;
         int64_t first_ms = clock_.now_ms();

@@ -24,6 +24,14 @@ class FeedStore {
   virtual std::optional<int64_t> webhook_cursor(const std::string& name) = 0;
   // Group-committed. `done` may be empty.
   virtual void set_webhook_cursor(const std::string& name, int64_t seq, std::function<void(bool ok)> done) = 0;
+  // Whether this node delivers subscription `name` now. Where nodes share the store one node at a time holds
+  // a subscription, renewing its hold at each call, and another takes it over once the hold has not been
+  // renewed for the store's lease (it then reads the cursor again). One node always holds it.
+  virtual bool hold_subscription(const std::string& name, int64_t now_ms) {
+    (void)name;
+    (void)now_ms;
+    return true;
+  }
 };
 
 }  // namespace tayori::store

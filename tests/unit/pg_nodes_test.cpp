@@ -238,5 +238,17 @@ TEST_F(PgNodesTest, NodesDecidingForOneRecipientAtOnceTakeNoMoreSlotsThanTheCap)
   }
 }
 
+TEST_F(PgNodesTest, OneNodeAtATimeDeliversAWebhookSubscriptionAndAnotherTakesItOverWhenItLapses) {
+  auto a = node("a", 1'000), b = node("b", 1'000);
+  const int64_t now = wall_ms();
+  EXPECT_TRUE(a->hold_subscription("crm", now));
+  EXPECT_FALSE(b->hold_subscription("crm", now + 10));
+  EXPECT_TRUE(b->hold_subscription("other", now + 10));  // per subscription
+  EXPECT_TRUE(a->hold_subscription("crm", now + 900));   // renewed: until now + 1900
+  EXPECT_FALSE(b->hold_subscription("crm", now + 1'500));
+  EXPECT_TRUE(b->hold_subscription("crm", now + 2'000));  // a let it lapse
+  EXPECT_FALSE(a->hold_subscription("crm", now + 2'100));
+}
+
 }  // namespace
 }  // namespace tayori::store

@@ -13,7 +13,7 @@ namespace {
 // Migrations, applied in order; migration N is kMigrations[N - 1]. Never edit one that has shipped: add one.
 const char* const kMigrations[] = {
     // 1: the end state of SQLite's migrations 1–5 (gateway/store/sqlite/sqlite_schema.cpp, kMigrations), in the same
-    // column order, plus claims held by a node until their lease ends, and the nodes themselves.
+    // column order, plus claims held by a node until their lease ends, the nodes themselves, and who holds each webhook subscription.
     R"sql(
     CREATE TABLE messages (
       id TEXT COLLATE "C" PRIMARY KEY,
@@ -118,6 +118,12 @@ const char* const kMigrations[] = {
       incarnation TEXT COLLATE "C" NOT NULL,
       started_at BIGINT,
       alive_until BIGINT
+    );
+    -- One node at a time delivers a webhook subscription (FeedStore::hold_subscription).
+    CREATE TABLE webhook_holders (
+      subscription TEXT COLLATE "C" PRIMARY KEY,
+      node TEXT COLLATE "C" NOT NULL,
+      lease_until BIGINT NOT NULL
     );
     )sql",
 };

@@ -6,7 +6,8 @@
 // - a node id is held by a session advisory lock, so two live processes never share one and a restarted
 //   node takes its own claims back at once;
 // - cap decisions for a recipient hold an advisory lock on it, and a slot is committed before it is let go;
-// - group commits take the feed's lock, so events become visible in seq order across nodes;
+// - group commits take the feed's lock, so events become visible in seq order across nodes, and one node at
+//   a time delivers each webhook subscription;
 // - counts are counted (other nodes move messages too), and a lost connection is opened again when next used.
 #include "store/postgres/pg_store.hpp"
 
@@ -227,6 +228,28 @@ class PgStore final : public SqlStore {
       count = static_cast<int>(ids.size());
     });
     return count;
+  }
+
+  // ---- Webhook subscriptions: one node at a time ----
+
+  bool hold_subscription(const std::string& name, int64_t now_ms) override {
+    try {
+      return read<bool>([&](sql::Connection& c) {
+        c.prepare(
+             "INSERT INTO webhook_holders(subscription, node, lease_until) VALUES(?1, ?2, ?3) "
+             "ON CONFLICT(subscription) DO UPDATE SET node = ?2, lease_until = ?3 "
+             "WHERE webhook_holders.node = ?2 OR webhook_holders.lease_until < ?4")
+            .bind(1, name)
+            .bind(2, options_.node_id)
+            .bind(3, now_ms + options_.lease_ms)
+            .bind(4, now_ms)
+            .exec();
+        return c.changes() == 1;
+      });
+    } catch (const std::exception& e) {
+      log::error("store", "holding webhook subscription " + name + " failed: " + e.what());
+      return false;
+    }
   }
 
   // ---- Counts: other nodes move messages too, so the rows are counted (at each /metrics scrape) ----
