@@ -2,25 +2,26 @@
 // X-Line-Retry-Key) and to Twilio SMS (which does not), restart it on the same data dir, many rounds.
 // Afterwards every message that got a 202 is delivered and the simulator saw it; LINE accepted exactly one
 // request per message (every resend carried the same retry key, so LINE answered it 409); an SMS went out
-// twice only when its timeline shows it was in flight at a kill (`requeued`).
+// twice only when its timeline shows it was in flight at a kill (`requeued`). On SQLite, and on PostgreSQL.
 #include <gtest/gtest.h>
 
 #include <atomic>
 #include <mutex>
 
 #include "fault_harness.hpp"
+#include "pg_cluster.hpp"
 
 namespace tayori::testing::fault {
 namespace {
 
-TEST(CrashFault, AcknowledgedMessagesSurviveSigkillAndLineAcceptsEachOnce) {
-  const int rounds = env_int("TAYORI_FAULT_ROUNDS", 20);
+// `store_yaml`: the store section (empty: the embedded SQLite in the gateway's folder).
+void crash_rounds(const std::string& store_yaml, int rounds) {
   const int per_round = env_int("TAYORI_FAULT_MESSAGES", 300);  // at most this many submissions per round
   std::mt19937_64 rng(seed("CrashFault"));
   set_channel_secrets();
   Sim sim(all_providers(), false);
   TempDir dir;
-  Gateway gw(dir, "channels:\n" + line_channel(sim, "line") + sms_channel(sim, "sms") + kConsent, "",
+  Gateway gw(dir, store_yaml + "channels:\n" + line_channel(sim, "line") + sms_channel(sim, "sms") + kConsent, "",
              "retry_base: 50ms\nmax_attempts: 20");
 
   std::mutex mutex;
@@ -95,6 +96,20 @@ TEST(CrashFault, AcknowledgedMessagesSurviveSigkillAndLineAcceptsEachOnce) {
             << " (all under the message's one retry key: 1 accepted each); SMS duplicates " << sms_duplicates
             << " (all requeued)\n";
   EXPECT_EQ(gw.stop(SIGTERM), 0) << gw.stderr_text();
+}
+
+TEST(CrashFault, AcknowledgedMessagesSurviveSigkillAndLineAcceptsEachOnce) {
+  crash_rounds("", env_int("TAYORI_FAULT_ROUNDS", 20));
+}
+
+// The same on PostgreSQL: the restarted node (same store.node_id) takes its own claims back at once.
+TEST(CrashFault, OnPostgresAcknowledgedMessagesSurviveSigkill) {
+  PgCluster& pg = shared_pg_cluster();
+  ::setenv("TAYORI_FAULT_PG_URL", pg.create_database("crash").c_str(), 1);
+  // The test cluster runs with synchronous_commit off for speed; a gateway's database commits durably.
+  pg.execute("ALTER DATABASE crash SET synchronous_commit = on");
+  crash_rounds("store:\n  backend: postgres\n  url_env: TAYORI_FAULT_PG_URL\n  node_id: crashing\n",
+               env_int("TAYORI_FAULT_ROUNDS", 20) / 2);
 }
 
 }  // namespace

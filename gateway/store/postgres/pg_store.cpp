@@ -324,10 +324,17 @@ class PgStore final : public SqlStore {
  private:
   // A session advisory lock on the node id, held by the control connection for the life of the store.
   void hold_node_id() {
-    sql::Statement& s = control_->prepare("SELECT CASE WHEN pg_try_advisory_lock(29793, hashtext(?1)) THEN 1 ELSE 0 END")
-                            .bind(1, options_.node_id);
-    bool held = s.step() && s.int64(0) == 1;
-    s.reset();
+    // A node restarted right after a crash may find its last session still ending on the server (it learns
+    // of the closed socket when it next reads): a few tries over three seconds before calling it a live twin.
+    bool held = false;
+    for (int attempt = 0; attempt < 12 && !held; ++attempt) {
+      if (attempt > 0) std::this_thread::sleep_for(std::chrono::milliseconds(250));
+      sql::Statement& s =
+          control_->prepare("SELECT CASE WHEN pg_try_advisory_lock(29793, hashtext(?1)) THEN 1 ELSE 0 END")
+              .bind(1, options_.node_id);
+      held = s.step() && s.int64(0) == 1;
+      s.reset();
+    }
     if (!held)
       throw std::runtime_error("store.node_id \"" + options_.node_id +
                                "\": another running node uses this id; give each node its own");
