@@ -9,7 +9,6 @@
 #include <mutex>
 
 #include "fault_harness.hpp"
-#include "pg_cluster.hpp"
 
 namespace tayori::testing::fault {
 namespace {
@@ -104,12 +103,7 @@ TEST(CrashFault, AcknowledgedMessagesSurviveSigkillAndLineAcceptsEachOnce) {
 
 // The same on PostgreSQL: the restarted node (same store.node_id) takes its own claims back at once.
 TEST(CrashFault, OnPostgresAcknowledgedMessagesSurviveSigkill) {
-  PgCluster& pg = shared_pg_cluster();
-  ::setenv("TAYORI_FAULT_PG_URL", pg.create_database("crash").c_str(), 1);
-  // The test cluster runs with synchronous_commit off for speed; a gateway's database commits durably.
-  pg.execute("ALTER DATABASE crash SET synchronous_commit = on");
-  crash_rounds("store:\n  backend: postgres\n  url_env: TAYORI_FAULT_PG_URL\n  node_id: crashing\n",
-               env_int("TAYORI_FAULT_ROUNDS", 20) / 2);
+  crash_rounds(postgres_store("crash", "crashing"), env_int("TAYORI_FAULT_ROUNDS", 20) / 2);
 }
 
 }  // namespace

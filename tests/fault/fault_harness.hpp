@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "harness.hpp"
+#include "pg_cluster.hpp"
 #include "sim_harness.hpp"
 
 namespace tayori::testing::fault {
@@ -25,6 +26,18 @@ namespace tayori::testing::fault {
 // ---- Sizes and randomness ---------------------------------------------------------------------------------------
 
 // A size from the environment (tests/fault/README.md lists them), or `fallback`: the CI default.
+// The store section of a gateway on a fresh database `name` of this process's throw-away PostgreSQL cluster
+// (the faults that also run on PostgreSQL). The test cluster runs with synchronous_commit off for speed; this
+// database commits durably, as a gateway's does, so that an acknowledged message survives the server too.
+inline std::string postgres_store(const std::string& name, const std::string& node_id) {
+  PgCluster& pg = shared_pg_cluster();
+  std::string env = "TAYORI_FAULT_PG_URL_" + name;
+  for (char& c : env) c = std::isalnum(static_cast<unsigned char>(c)) ? std::toupper(c) : '_';
+  ::setenv(env.c_str(), pg.create_database(name).c_str(), 1);
+  pg.execute("ALTER DATABASE " + name + " SET synchronous_commit = on");
+  return "store:\n  backend: postgres\n  url_env: " + env + "\n  node_id: " + node_id + "\n";
+}
+
 inline int env_int(const char* name, int fallback) {
   const char* v = std::getenv(name);
   if (v == nullptr || *v == '\0') return fallback;

@@ -1,7 +1,7 @@
 // OutageFault: the provider fails hard (5xx on everything, then connections dropped without an answer), then
 // recovers. With circuit_breaker {failures: 3, probe_interval: 500ms} the gateway stops hammering it: during
 // the outage the provider sees about one probe per interval, tayori_circuit_state{channel} reads 1 (open),
-// and after recovery it reads 0 and every message is delivered.
+// and after recovery it reads 0 and every message is delivered. On SQLite, and on PostgreSQL.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -12,14 +12,15 @@
 namespace tayori::testing::fault {
 namespace {
 
-TEST(OutageFault, CircuitOpensProbesAtItsIntervalAndEverythingIsDeliveredAfter) {
+// `store_yaml`: the store section (empty: the embedded SQLite in the gateway's folder).
+void outage(const std::string& store_yaml) {
   const int outage_ms = env_int("TAYORI_FAULT_OUTAGE_MS", 4000);  // each of the two phases lasts half
   constexpr int kFailures = 3, kProbeMs = 500, kWorkers = 4;
   set_channel_secrets();
   Sim sim(all_providers({"--seed", std::to_string(seed("OutageFault"))}), false);
   TempDir dir;
   Gateway gw(dir,
-             "channels:\n" +
+             store_yaml + "channels:\n" +
                  sms_channel(sim, "sms",
                              "    circuit_breaker: {failures: 3, probe_interval: 500ms}\n"
                              "    retry: {base: 50ms, cap: 500ms, max_attempts: 1000, max_age: 1h}\n") +
@@ -92,6 +93,12 @@ TEST(OutageFault, CircuitOpensProbesAtItsIntervalAndEverythingIsDeliveredAfter) 
   std::cout << "[OutageFault] " << end - start << " ms outage (5xx then dropped connections): " << during
             << " provider requests (allowed " << allowed << ", circuit opened after " << opened_at - start << " ms); "
             << ids.size() << " messages, " << deferred << " deferred by the open circuit, all delivered\n";
+}
+
+TEST(OutageFault, CircuitOpensProbesAtItsIntervalAndEverythingIsDeliveredAfter) { outage(""); }
+
+TEST(OutageFault, OnPostgresCircuitOpensProbesAtItsIntervalAndEverythingIsDeliveredAfter) {
+  outage(postgres_store("outage", "outage-node"));
 }
 
 }  // namespace
