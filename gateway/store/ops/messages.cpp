@@ -75,9 +75,12 @@ sql::Statement& bind_filter(sql::Statement& s, const MessageFilter& f) {
 
 }  // namespace
 
-const char* const kSelectMessage =
-    "SELECT id, api_key, payload_hash, payload, state, channel_index, channel, attempts, created_at, updated_at, "
-    "due_at, send_at, expires_at, last_reason, channel_attempts, channel_since, recipient_id FROM messages";
+#define TAYORI_MESSAGE_COLUMNS                                                                                 \
+  "id, api_key, payload_hash, payload, state, channel_index, channel, attempts, created_at, updated_at, due_at, " \
+  "send_at, expires_at, last_reason, channel_attempts, channel_since, recipient_id"
+const char* const kMessageColumns = TAYORI_MESSAGE_COLUMNS;
+const char* const kSelectMessage = "SELECT " TAYORI_MESSAGE_COLUMNS " FROM messages";
+#undef TAYORI_MESSAGE_COLUMNS
 
 MessageRecord read_message(const sql::Statement& s) {
   MessageRecord r;

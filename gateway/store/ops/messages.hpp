@@ -14,7 +14,9 @@
 
 namespace tayori::store::ops {
 
-// The columns read_message reads, as "SELECT ... FROM messages": add the WHERE clause.
+// The columns read_message reads, in its order (for a RETURNING clause), and as "SELECT ... FROM messages":
+// add the WHERE clause.
+extern const char* const kMessageColumns;
 extern const char* const kSelectMessage;
 MessageRecord read_message(const sql::Statement& s);
 

@@ -25,6 +25,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/log.hpp"
+#include "common/time.hpp"
 #include "common/thread_name.hpp"
 #include "store/ops/messages.hpp"
 #include "store/ops/recipients.hpp"
@@ -32,6 +33,7 @@
 #include "store/postgres/pg_connection.hpp"
 #include "store/postgres/pg_schema.hpp"
 #include "store/sql_store.hpp"
+#include "transport/crypto.hpp"
 
 namespace tayori::store {
 namespace {
@@ -43,10 +45,7 @@ using postgres::PgConnection;
 constexpr int64_t kFeedLockKey = 0x7461796f72690002;
 // The classes are written into the SQL below: 29793 ("ta") for node ids, 29794 for recipients.
 
-int64_t wall_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
+int64_t wall_ms() { return SystemClock().now_ms(); }
 
 PgConnection& pg(sql::Connection& c) { return static_cast<PgConnection&>(c); }
 
@@ -92,26 +91,12 @@ class PgBackend final : public SqlBackend {
   Claimant claimant_;
 };
 
+// A fresh name for this run of the node (the `nodes` row tells a restart from the run before it).
 std::string random_hex(size_t bytes) {
-  std::vector<unsigned char> raw(bytes);
-  if (RAND_bytes(raw.data(), static_cast<int>(raw.size())) != 1) throw std::runtime_error("RAND_bytes failed");
-  static const char* digits = "0123456789abcdef";
-  std::string out;
-  for (unsigned char b : raw) {
-    out.push_back(digits[b >> 4]);
-    out.push_back(digits[b & 15]);
-  }
-  return out;
-}
-
-// The columns ops::read_message reads, for a RETURNING clause.
-const std::string& message_columns() {
-  static const std::string columns = [] {
-    std::string select = ops::kSelectMessage;
-    size_t from = select.rfind(" FROM ");
-    return select.substr(std::string("SELECT ").size(), from - std::string("SELECT ").size());
-  }();
-  return columns;
+  std::string raw(bytes, '\0');
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(raw.data()), static_cast<int>(raw.size())) != 1)
+    throw std::runtime_error("RAND_bytes failed");
+  return transport::hex(raw);
 }
 
 class PgStore final : public SqlStore {
@@ -140,11 +125,7 @@ class PgStore final : public SqlStore {
     stop_writer();
     try {
       // Known gone at once, instead of when its last renewal passes.
-      control_->prepare("UPDATE nodes SET alive_until = ?2 WHERE id = ?1 AND incarnation = ?3")
-          .bind(1, options_.node_id)
-          .bind(2, wall_ms())
-          .bind(3, incarnation_)
-          .exec();
+      set_alive_until(wall_ms());
     } catch (const std::exception& e) {
       log::warn("store", std::string("could not mark this node stopped: ") + e.what());
     }
@@ -183,7 +164,7 @@ class PgStore final : public SqlStore {
             "channel_since = COALESCE(channel_since, ?1), updated_at = ?1, claimed_by = ?3, lease_until = ?4 "
             "WHERE id IN (SELECT id FROM messages WHERE state = 'scheduled' AND due_at <= ?1 ORDER BY due_at "
             "LIMIT ?2 FOR UPDATE SKIP LOCKED) RETURNING " +
-            message_columns();
+            std::string(ops::kMessageColumns);
         sql::Statement& s = c.prepare(sql.c_str())
                                 .bind(1, now_ms)
                                 .bind(2, static_cast<int64_t>(limit))
@@ -322,6 +303,15 @@ class PgStore final : public SqlStore {
   }
 
  private:
+  // The `nodes` row of this run: how long it is known alive (what an operator reads when a node dies).
+  void set_alive_until(int64_t ms) {
+    control_->prepare("UPDATE nodes SET alive_until = ?2 WHERE id = ?1 AND incarnation = ?3")
+        .bind(1, options_.node_id)
+        .bind(2, ms)
+        .bind(3, incarnation_)
+        .exec();
+  }
+
   // A session advisory lock on the node id, held by the control connection for the life of the store.
   void hold_node_id() {
     // A node restarted right after a crash may find its last session still ending on the server (it learns
@@ -384,11 +374,7 @@ class PgStore final : public SqlStore {
       std::lock_guard lock(held_mutex_);
       for (const auto& id : held_) ids.push_back(id);
     }
-    control_->prepare("UPDATE nodes SET alive_until = ?2 WHERE id = ?1 AND incarnation = ?3")
-        .bind(1, options_.node_id)
-        .bind(2, now + options_.lease_ms)
-        .bind(3, incarnation_)
-        .exec();
+    set_alive_until(now + options_.lease_ms);
     if (ids.empty()) return;
     // Only what this process holds: a claim whose answer was lost with a connection is not held, and
     // expires like a dead node's.
