@@ -6,6 +6,7 @@
 #include <kainjow/mustache.hpp>
 #include <regex>
 #include <set>
+#include <stdexcept>
 
 namespace tayori::render {
 
@@ -102,16 +103,55 @@ mustache::data to_data(const core::Json& j) {
   }
 }
 
-// A context that remembers the names it could not resolve, so a missing variable can be named.
+// A limit of RenderLimits exceeded mid-render; what() names the limit.
+struct LimitExceeded : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// The work left for one message's render, shared by its fields (RenderLimits::kMaxWork).
+struct Budget {
+  size_t left = RenderLimits::kMaxWork;
+  void spend(size_t units) {
+    if (units > left)
+      throw LimitExceeded("takes more than " + std::to_string(RenderLimits::kMaxWork) +
+                          " units of work (sections over lists multiply)");
+    left -= units;
+  }
+};
+
+// A context that remembers the names it could not resolve, so a missing variable can be named, and that
+// counts the render's work and section depth as kainjow calls it (every lookup and every section pass goes
+// through get and push), throwing LimitExceeded out of the render when a limit is passed.
 class RecordingContext : public mustache::context<std::string> {
  public:
-  using mustache::context<std::string>::context;
+  RecordingContext(const mustache::data* root, Budget& budget, size_t template_bytes)
+      : mustache::context<std::string>(root), budget_(budget), pass_cost_(1 + template_bytes) {}
   const mustache::data* get(const std::string& name) const override {
     const mustache::data* d = mustache::context<std::string>::get(name);
     if (d == nullptr) missing.insert(name);
+    budget_.spend(1 + (d != nullptr && d->is_string() ? d->string_value().size() : 0));
     return d;
   }
+  const mustache::data* get_partial(const std::string& name) const override {
+    throw LimitExceeded("uses the partial {{> " + name + "}}: partials are not supported");
+  }
+  void push(const mustache::data* data) override {
+    if (depth_ == RenderLimits::kMaxSectionDepth)
+      throw LimitExceeded("nests sections deeper than " + std::to_string(RenderLimits::kMaxSectionDepth));
+    budget_.spend(pass_cost_);
+    mustache::context<std::string>::push(data);
+    ++depth_;
+  }
+  void pop() override {
+    mustache::context<std::string>::pop();
+    --depth_;
+  }
   mutable std::set<std::string> missing;
+
+ private:
+  Budget& budget_;
+  size_t pass_cost_;
+  int depth_ = 0;  // the root, pushed by the base's constructor, is not a section
 };
 
 }  // namespace
@@ -202,6 +242,7 @@ RenderResult render(const core::Message& m, const std::string& channel, const Te
     return result;
   }
   std::optional<mustache::data> root;  // built for the first field that has a tag
+  Budget budget;
 
   std::vector<std::pair<std::string, std::string>> out;
   for (const auto& [field, text] : source_fields) {
@@ -223,8 +264,19 @@ RenderResult render(const core::Message& m, const std::string& channel, const Te
     }
     // HTML-escape only where the output is HTML (the email html part); elsewhere "<" is just text.
     if (field != "html") tmpl.set_custom_escape([](const std::string& s) { return s; });
-    RecordingContext ctx(&*root);
-    std::string rendered = tmpl.render(ctx);
+    RecordingContext ctx(&*root, budget, text.size());
+    std::string rendered;
+    try {
+      rendered = tmpl.render(ctx);
+    } catch (const LimitExceeded& e) {
+      result.error = "field " + field + " of " + result.source + " " + e.what();
+      return result;
+    }
+    if (rendered.size() > RenderLimits::kMaxFieldBytes) {
+      result.error = "field " + field + " of " + result.source + " renders to more than " +
+                     std::to_string(RenderLimits::kMaxFieldBytes) + " bytes";
+      return result;
+    }
     if (missing_is_error) {
       for (const auto& name : variable_names(text)) {
         if (ctx.missing.count(name) || ctx.missing.count(name.substr(0, name.find('.')))) {
@@ -234,6 +286,13 @@ RenderResult render(const core::Message& m, const std::string& channel, const Te
       }
     }
     out.emplace_back(field, std::move(rendered));
+  }
+  size_t total = 0;
+  for (const auto& [field, text] : out) total += text.size();
+  if (total > RenderLimits::kMaxMessageBytes) {
+    result.error = "the content of " + result.source + " for channel " + channel + " renders to more than " +
+                   std::to_string(RenderLimits::kMaxMessageBytes) + " bytes";
+    return result;
   }
   result.fields = std::move(out);
   return result;

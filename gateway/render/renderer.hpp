@@ -50,8 +50,24 @@ struct RenderResult {
 // text, with no recursion: template text comes from users and may be long.
 std::set<std::string> variable_names(std::string_view text);
 
+// Limits on one render: the template and the data both come from the upstream, and sections over lists
+// multiply (ten nested sections over a list of ten items make 10^10 copies), so a message could otherwise
+// take the dispatcher's memory and time for ever. Each exceeded limit fails the render naming the field and
+// the limit: a render error, so the message fails (render_error) instead of crash-looping the dispatcher.
+struct RenderLimits {
+  static constexpr int kMaxSectionDepth = 8;                 // sections open inside each other
+  static constexpr size_t kMaxFieldBytes = 1 << 20;          // one rendered field
+  static constexpr size_t kMaxMessageBytes = 2 << 20;        // all the fields of one channel's content
+  // The work of one render, counted as it runs: a name looked up costs 1 plus the text it yields, each
+  // pass through a section costs 1 plus the field's template length (the most literal text a pass can add).
+  // A bound on time and on memory, not on output: it is a multiple of kMaxMessageBytes so that a template
+  // well within the output limit is never refused for it.
+  static constexpr size_t kMaxWork = 8 * kMaxMessageBytes;
+};
+
 // Renders the message for `channel`. With `missing_is_error`, a variable the data does not define fails
-// the render with its name; otherwise it renders empty.
+// the render with its name; otherwise it renders empty. Partials ({{> name}}) are refused: the only text
+// they could name is the message's data, and data is never a template.
 RenderResult render(const core::Message& message, const std::string& channel, const TemplateStore* templates,
                     bool missing_is_error);
 

@@ -156,5 +156,72 @@ TEST_F(Templates, TextWithoutTagsIsItselfAndTextWithTagsIsRendered) {
   EXPECT_EQ(f["text"], "Hi <花子>");
 }
 
+// Render limits (issue "Hostile input"): the template and the data both come from the upstream, and sections
+// over lists multiply. Each limit fails the render with an error naming the field and the limit.
+class RenderLimitsTest : public ::testing::Test {
+ protected:
+  static core::Message inline_message(core::Json data, std::map<std::string, std::string> content) {
+    core::Message m;
+    m.id = "m-1";
+    m.recipient.id = "r-1";
+    m.data = std::move(data);
+    m.content = std::move(content);
+    return m;
+  }
+  static std::string nested(int depth, const std::string& inner) {
+    std::string t;
+    for (int i = 0; i < depth; ++i) t += "{{#a}}";
+    t += inner;
+    for (int i = 0; i < depth; ++i) t += "{{/a}}";
+    return t;
+  }
+  static core::Json list_of(size_t n) { return core::Json(std::vector<core::Json>(n, core::Json::object())); }
+};
+
+TEST_F(RenderLimitsTest, NestedSectionsOverListsStopAtTheWorkLimit) {
+  // 20^6 = 64 million copies of "x": without a limit this renders (64 MB here, 10^10 copies with ten
+  // sections over ten items) on the dispatcher's thread.
+  RenderResult r = render(inline_message({{"a", list_of(20)}}, {{"text", nested(6, "x")}}), "sms", nullptr, true);
+  ASSERT_FALSE(r.fields) << "rendered " << r.fields->front().second.size() << " bytes";
+  EXPECT_EQ(r.error, "field text of inline takes more than " + std::to_string(RenderLimits::kMaxWork) +
+                         " units of work (sections over lists multiply)");
+}
+
+TEST_F(RenderLimitsTest, SectionsNestAtMostEightDeep) {
+  core::Json data = {{"a", list_of(1)}};
+  RenderResult ok = render(inline_message(data, {{"text", nested(RenderLimits::kMaxSectionDepth, "x")}}), "sms", nullptr, true);
+  ASSERT_TRUE(ok.fields) << ok.error;
+  EXPECT_EQ(ok.fields->front().second, "x");
+  RenderResult deep = render(inline_message(data, {{"text", nested(RenderLimits::kMaxSectionDepth + 1, "x")}}), "sms", nullptr, true);
+  ASSERT_FALSE(deep.fields);
+  EXPECT_EQ(deep.error, "field text of inline nests sections deeper than 8");
+}
+
+TEST_F(RenderLimitsTest, AFieldRendersToAtMostOneMebibyte) {
+  core::Json data = {{"s", std::string(64 * 1024, 'y')}, {"a", list_of(16)}};
+  RenderResult ok = render(inline_message(data, {{"text", "{{#a}}{{s}}{{/a}}"}}), "sms", nullptr, true);
+  ASSERT_TRUE(ok.fields) << ok.error;
+  EXPECT_EQ(ok.fields->front().second.size(), RenderLimits::kMaxFieldBytes);
+  data["a"] = list_of(17);
+  RenderResult big = render(inline_message(data, {{"text", "{{#a}}{{s}}{{/a}}"}}), "sms", nullptr, true);
+  ASSERT_FALSE(big.fields);
+  EXPECT_EQ(big.error, "field text of inline renders to more than 1048576 bytes");
+}
+
+TEST_F(RenderLimitsTest, AChannelsContentRendersToAtMostTwoMebibytes) {
+  core::Json data = {{"s", std::string(64 * 1024, 'y')}, {"a", list_of(16)}};
+  const std::string mib = "{{#a}}{{s}}{{/a}}";
+  RenderResult r = render(inline_message(data, {{"html", mib}, {"subject", "hi"}, {"text", mib}}), "email", nullptr, true);
+  ASSERT_FALSE(r.fields);
+  EXPECT_EQ(r.error, "the content of inline for channel email renders to more than 2097152 bytes");
+}
+
+TEST_F(RenderLimitsTest, PartialsAreRefusedSoDataIsNeverATemplate) {
+  // Without the refusal, kainjow renders the data string as a template: this one includes itself for ever.
+  RenderResult r = render(inline_message({{"p", "{{>p}}"}}, {{"text", "{{>p}}"}}), "sms", nullptr, true);
+  ASSERT_FALSE(r.fields);
+  EXPECT_EQ(r.error, "field text of inline uses the partial {{> p}}: partials are not supported");
+}
+
 }  // namespace
 }  // namespace tayori::render
