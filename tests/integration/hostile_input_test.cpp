@@ -118,5 +118,34 @@ TEST(HostileStoredData, AnExceptionInADispatcherWorkerEndsTheMessageNotTheGatewa
   EXPECT_EQ(gw.get(http, "/healthz").status, 200);
 }
 
+// A poison message: content whose sections over its own data multiply (20^6 copies). The message is stored
+// before it is rendered, so an unbounded render took the dispatcher's time and memory, and again at every
+// restart. Now the render stops at its work limit: the message fails (render_error, no retry), the others of
+// its batch are delivered, the gateway stays up, and :simulate answers 422 naming the same error.
+TEST_F(HostileInput, APoisonMessageFailsWithARenderErrorAndItsBatchIsDelivered) {
+  std::string sections, closing;
+  for (int i = 0; i < 6; ++i) sections += "{{#a}}", closing += "{{/a}}";
+  Json poison = sample_message("poison-render");
+  poison["content"]["text"] = sections + "x" + closing;
+  poison["data"] = {{"a", Json(std::vector<Json>(20, Json::object()))}};
+  const std::string limit = "field text of inline takes more than ";
+
+  HttpResult sim = send("POST", "/v1/messages:simulate", poison.dump());
+  EXPECT_EQ(sim.status, 422) << sim.body;
+  EXPECT_NE(sim.body.find("render_error on channel email: " + limit), std::string::npos) << sim.body;
+
+  Json batch = {{"messages", {sample_message("batch-before"), poison, sample_message("batch-after")}}};
+  HttpResult r = gw_->post_json(http_, "/v1/messages", batch);
+  ASSERT_EQ(r.status, 202) << r.body;
+  ASSERT_TRUE(eventually([&] { return state_of(*gw_, http_, "poison-render") == "failed"; }))
+      << gw_->get(http_, "/v1/messages/poison-render").body;
+  Json status = gw_->get(http_, "/v1/messages/poison-render").json();
+  EXPECT_EQ(status["last_reason"].get<std::string>().rfind("render_error: " + limit, 0), 0u) << status.dump();
+  EXPECT_EQ(status["attempts"], 1) << status.dump();
+  EXPECT_TRUE(eventually([&] { return state_of(*gw_, http_, "batch-before") == "delivered"; }));
+  EXPECT_TRUE(eventually([&] { return state_of(*gw_, http_, "batch-after") == "delivered"; }));
+  EXPECT_EQ(gw_->get(http_, "/healthz").status, 200);
+}
+
 }  // namespace
 }  // namespace tayori::testing
