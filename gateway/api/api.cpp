@@ -205,7 +205,7 @@ void Api::handle(HttpRequest request, Responder respond) {
     return inbound_webhook(request, std::move(counted));
   }
   if (route == "/r/{token}") {
-    if (method != "GET") return allow("GET");
+    if (method != "GET" && method != "POST") return allow("GET, POST");
     return response_link(request, std::move(counted));
   }
   if (route == "/u/{token}") {

@@ -76,11 +76,12 @@ class Api final : public Handler {
   // Two-way (inbound_api.cpp): answers that come back, authenticated by a provider's signature (checked
   // by the channel's plugin), a signed link, or an app key instead of an API key.
   void inbound_webhook(const HttpRequest& request, Responder respond);   // POST /inbound/{plugin}/{channel}
-  void response_link(const HttpRequest& request, Responder respond);     // GET /r/{token}
+  void response_link(const HttpRequest& request, Responder respond);     // GET, POST /r/{token}
   void unsubscribe_link(const HttpRequest& request, Responder respond);  // GET, POST /u/{token} (RFC 8058)
   void app_inbound(const HttpRequest& request, Responder respond);       // POST /v1/inbound/app
   // The recipient's locale for a page about `original` ("" when unknown).
   std::string locale_of(const core::Original& original) const;
+  std::string locale_of_message(const std::string& message_id) const;  // "" for an unknown message too
 
   std::vector<Key> keys_;
   std::vector<Key> app_keys_;  // inbound.app_keys

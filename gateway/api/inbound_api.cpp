@@ -1,10 +1,13 @@
 // The two-way routes: what comes back from recipients and providers.
 //   POST /inbound/{plugin}/{channel}  a provider's webhook; the channel's plugin verifies its signature and
 //                                     normalises it (plugin::Channel::inbound), core::InboundApplier applies it
-//   GET  /r/{token}                   a response link (e-mail): records the answer, shows a short page
+//   GET  /r/{token}                   a response link (e-mail): a confirmation page with a button (no change)
+//   POST /r/{token}                   the button: records the answer, shows a short page
 //   GET  /u/{token}                   one-click unsubscribe: a confirmation page with a button (no change)
 //   POST /u/{token}                   List-Unsubscribe=One-Click (RFC 8058 §3.2): opts out at once
-//   POST /v1/inbound/app              an app reports a push action tap (inbound.app_keys)
+//   POST /v1/inbound/app              an app reports a push action tap by its signed ref (inbound.app_keys)
+// A GET never changes anything: mail link scanners fetch every URL in a mail, so only the recipient's
+// button press (a POST) may record an answer or an opt-out.
 // Pages are in Japanese or English by the recipient's locale. A forged or malformed token answers 400, an
 // expired one 410; neither changes anything.
 #include <memory>
@@ -63,12 +66,31 @@ bool one_click_body(const HttpRequest& request) {
   return false;
 }
 
+// A page asking the recipient to confirm with a button that POSTs `fields` (name, value) to the same URL.
+HttpResponse confirmation(const std::string& locale, std::string_view title_ja, std::string_view text_ja,
+                          std::string_view title_en, std::string_view text_en, std::string_view button_ja,
+                          std::string_view button_en,
+                          const std::vector<std::pair<std::string, std::string>>& fields = {}) {
+  bool ja = japanese(locale);
+  std::string form = "<form method=\"post\">";
+  for (const auto& [name, value] : fields)
+    form += "<input type=\"hidden\" name=\"" + html_escape(name) + "\" value=\"" + html_escape(value) + "\">";
+  form += "<button type=\"submit\">" + html_escape(ja ? button_ja : button_en) + "</button></form>";
+  return page(200, locale, title_ja, text_ja, title_en, text_en, form);
+}
+
 }  // namespace
 
 std::string Api::locale_of(const core::Original& original) const {
   if (!original.message.recipient.locale.empty()) return original.message.recipient.locale;
   auto profile = deps_.store.recipient(original.message.recipient.id);
   return profile && !profile->erased ? profile->locale : std::string();
+}
+
+std::string Api::locale_of_message(const std::string& message_id) const {
+  if (auto record = deps_.store.find(message_id))
+    if (auto original = core::read_original(*record)) return locale_of(*original);
+  return "";
 }
 
 void Api::inbound_webhook(const HttpRequest& request, Responder respond) {
@@ -112,6 +134,9 @@ void Api::response_link(const HttpRequest& request, Responder respond) {
   links::Verified v = inbound_->links().verify(token_of(request), deps_.clock.now_ms() / 1000);
   if (!v.ok()) return respond(bad_link(v.error));
   if (v.claims.kind != links::LinkKind::response) return respond(bad_link(links::LinkError::malformed));
+  if (request.method == "GET")
+    return respond(confirmation(locale_of_message(v.claims.message_id), "ご回答", "この回答を送信しますか?",
+                                "Your answer", "Send this answer?", "回答する", "Send"));
   inbound_->respond(v.claims.message_id, v.claims.option, v.claims.channel, "link",
                     [this, respond](core::InboundApplier::Result r) {
                       std::string locale = r.original ? locale_of(*r.original) : "";
@@ -129,16 +154,11 @@ void Api::unsubscribe_link(const HttpRequest& request, Responder respond) {
   if (!v.ok()) return respond(bad_link(v.error));
   if (v.claims.kind != links::LinkKind::unsubscribe) return respond(bad_link(links::LinkError::malformed));
   if (request.method == "GET") {
-    // A GET changes nothing (link scanners fetch every URL in a mail); the button POSTs the RFC 8058 body.
-    std::string locale;
-    if (auto record = deps_.store.find(v.claims.message_id))
-      if (auto original = core::read_original(*record)) locale = locale_of(*original);
-    bool ja = japanese(locale);
-    std::string form = std::string("<form method=\"post\"><input type=\"hidden\" name=\"List-Unsubscribe\" "
-                                   "value=\"One-Click\"><button type=\"submit\">") +
-                       (ja ? "配信を停止する" : "Unsubscribe") + "</button></form>";
-    return respond(page(200, locale, "配信停止", "このチャネルでのお知らせの配信を停止しますか?", "Unsubscribe",
-                        "Stop receiving marketing messages on this channel?", form));
+    // The button POSTs the RFC 8058 body.
+    return respond(confirmation(locale_of_message(v.claims.message_id), "配信停止",
+                                "このチャネルでのお知らせの配信を停止しますか?", "Unsubscribe",
+                                "Stop receiving marketing messages on this channel?", "配信を停止する", "Unsubscribe",
+                                {{"List-Unsubscribe", "One-Click"}}));
   }
   if (!one_click_body(request))
     return respond(problem(400, "Bad Request", "send the body List-Unsubscribe=One-Click (RFC 8058)",

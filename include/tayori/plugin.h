@@ -211,7 +211,7 @@ typedef struct tayori_response_option {
   tayori_str label; /* as the recipient reads it (at most 20 characters: LINE's quick-reply limit) */
   tayori_str ref;   /* opaque signed reference to (message, channel, option), at most 300 bytes; a provider
                        echoes it back (LINE postback data) and on_inbound reports it as the event's `ref` */
-  tayori_str url;   /* https://…/r/<ref>: answers by a GET; empty when the gateway has no public URL */
+  tayori_str url;   /* https://…/r/<ref>: a page whose button answers; empty when the gateway has no public URL */
 } tayori_response_option;
 
 /* One attempt to hand one rendered message to one contact point.

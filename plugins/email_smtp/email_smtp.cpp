@@ -201,7 +201,7 @@ class EmailSmtp {
  private:
   // The response options as a block of links after the body, one per option, in each part the message
   // has: "label: url" lines in text/plain, <a> links in text/html (before </body> when there is one). An
-  // option answers by a plain GET of its url (GET /r/<ref>), so any mail client can answer.
+  // option's url (/r/<ref>) opens a page whose button records the answer, so any mail client can answer.
   void add_response_links(const Delivery& d, email::Message& m) const {
     auto options = d.responses();
     if (options.empty()) return;

@@ -1,8 +1,8 @@
 // Two-way communication end to end through the real binary (file_sink channels): one-click unsubscribe
 // (RFC 8058) opts out of marketing at once and a forged or expired token changes nothing; a response link
-// records the answer, "later" schedules a follow-up that is delivered after its delay and a later answer
+// (its page's button, a POST) records the answer while its GET records nothing, "later" schedules a follow-up that is delivered after its delay and a later answer
 // cancels it; "not_interested" mapped to a category opt-out stops that category's marketing; apps report
-// answers with an app key. The tokens are minted here with the gateway's link secret (links::LinkSigner),
+// answers with an app key and the signed ref, never a bare message id. The tokens are minted here with the gateway's link secret (links::LinkSigner),
 // as the dispatcher mints them into deliveries.
 #include <gtest/gtest.h>
 #include <stdlib.h>
@@ -109,9 +109,30 @@ TEST_F(TwoWay, OneClickUnsubscribeOptsOutOfMarketingAtOnce) {
   EXPECT_EQ(history.back()["source"], "list_unsubscribe") << history;
 }
 
+TEST_F(TwoWay, AResponseLinkRecordsOnlyOnItsButtonsPost) {
+  ASSERT_EQ(send(marketing("g-1")), "delivered");
+  std::string r = "/r/" + token(links::LinkKind::response, "g-1", "interested");
+  // Link scanners GET every URL in a mail: the page changes nothing, however often it is fetched.
+  for (int i = 0; i < 2; ++i) {
+    HttpResult page = http_.request("GET", gw_->url(r));
+    ASSERT_EQ(page.status, 200) << page.body;
+    EXPECT_NE(page.body.find("lang=\"ja\""), std::string::npos);
+    EXPECT_NE(page.body.find("<form method=\"post\">"), std::string::npos) << page.body;
+  }
+  EXPECT_EQ(count(types("g-1"), "responded"), 0);
+  HttpResult done = http_.request("POST", gw_->url(r), "", {"Content-Type: application/x-www-form-urlencoded"});
+  ASSERT_EQ(done.status, 200) << done.body;
+  EXPECT_EQ(count(types("g-1"), "responded"), 1);
+  // A forged link's GET and POST: 400, nothing recorded.
+  std::string forged = "/r/" + token(links::LinkKind::response, "g-1", "interested", 0, "another-secret");
+  EXPECT_EQ(http_.request("GET", gw_->url(forged)).status, 400);
+  EXPECT_EQ(http_.request("POST", gw_->url(forged), "").status, 400);
+  EXPECT_EQ(count(types("g-1"), "responded"), 1);
+}
+
 TEST_F(TwoWay, LaterSchedulesAFollowUpThatIsDeliveredAfterTheDelay) {
   ASSERT_EQ(send(marketing("f-1")), "delivered");
-  HttpResult r = http_.request("GET", gw_->url("/r/" + token(links::LinkKind::response, "f-1", "later")));
+  HttpResult r = http_.request("POST", gw_->url("/r/" + token(links::LinkKind::response, "f-1", "later")), "");
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_NE(r.body.find("lang=\"ja\""), std::string::npos);
   std::vector<std::string> timeline = types("f-1");
@@ -142,7 +163,7 @@ TEST_F(TwoWay, ALaterAnswerCancelsTheScheduledFollowUp) {
 
 TEST_F(TwoWay, NotInterestedOptsOutOfTheCategory) {
   ASSERT_EQ(send(marketing("n-1", "news")), "delivered");
-  HttpResult r = http_.request("GET", gw_->url("/r/" + token(links::LinkKind::response, "n-1", "not_interested")));
+  HttpResult r = http_.request("POST", gw_->url("/r/" + token(links::LinkKind::response, "n-1", "not_interested")), "");
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_EQ(send(marketing("n-2", "news")), "suppressed");
   Json m = gw_->get(http_, "/v1/messages/n-2").json();
