@@ -174,7 +174,9 @@ void Api::unsubscribe_link(const HttpRequest& request, Responder respond) {
   });
 }
 
-// POST /v1/inbound/app {"ref": "<signed ref>"} or {"message_id": "...", "option": "..."}.
+// POST /v1/inbound/app {"ref": "<signed ref>"}. Only the ref, signed for one message and option, says
+// which answer the app may report: an app key ships inside the app, so a bare message id would let anyone
+// holding it answer for any recipient.
 void Api::app_inbound(const HttpRequest& request, Responder respond) {
   const Key* key = find_key(request, app_keys_);
   if (key == nullptr) {
@@ -186,25 +188,22 @@ void Api::app_inbound(const HttpRequest& request, Responder respond) {
   if (!body) return;
   std::vector<std::pair<std::string, std::string>> errors;
   std::string message_id, option, channel;
-  auto member = [&](const char* name) -> std::string {
-    Json v = body->value(name, Json());
-    if (v.is_null()) return "";
-    if (!v.is_string() || v.get<std::string>().empty()) errors.emplace_back(std::string("/") + name, "must be a non-empty string");
-    return v.is_string() ? v.get<std::string>() : "";
-  };
   if (!body->is_object()) {
-    errors.emplace_back("", "must be an object {ref} or {message_id, option}");
+    errors.emplace_back("", "must be an object {ref}");
   } else {
-    for (auto it = body->begin(); it != body->end(); ++it)
-      if (it.key() != "ref" && it.key() != "message_id" && it.key() != "option")
-        errors.emplace_back("/" + it.key(), "is not a known field (ref, message_id, option)");
-    std::string ref = member("ref");
-    message_id = member("message_id");
-    option = member("option");
-    if (!ref.empty() && (!message_id.empty() || !option.empty())) {
-      errors.emplace_back("/ref", "give either ref or message_id and option, not both");
-    } else if (!ref.empty()) {
-      links::Verified v = inbound_->links().verify(ref, deps_.clock.now_ms() / 1000);
+    for (auto it = body->begin(); it != body->end(); ++it) {
+      if (it.key() == "message_id" || it.key() == "option")
+        errors.emplace_back("/" + it.key(), "is not accepted: send ref, the signed ref of the push action");
+      else if (it.key() != "ref")
+        errors.emplace_back("/" + it.key(), "is not a known field (ref)");
+    }
+    Json ref = body->value("ref", Json());
+    if (ref.is_null()) {
+      errors.emplace_back("/ref", "is required: the signed ref of the push action");
+    } else if (!ref.is_string() || ref.get<std::string>().empty()) {
+      errors.emplace_back("/ref", "must be a non-empty string");
+    } else {
+      links::Verified v = inbound_->links().verify(ref.get<std::string>(), deps_.clock.now_ms() / 1000);
       if (v.error == links::LinkError::expired)
         return respond(problem(410, "Gone", "the ref has expired", {{"/ref", "has expired"}}));
       if (!v.ok() || v.claims.kind != links::LinkKind::response)
@@ -213,8 +212,6 @@ void Api::app_inbound(const HttpRequest& request, Responder respond) {
       message_id = v.claims.message_id;
       option = v.claims.option;
       channel = v.claims.channel;
-    } else if (errors.empty() && (message_id.empty() || option.empty())) {
-      errors.emplace_back(message_id.empty() ? "/message_id" : "/option", "is required (or give a ref)");
     }
   }
   if (!errors.empty()) return respond(problem(400, "Bad Request", "the inbound report is invalid", errors));

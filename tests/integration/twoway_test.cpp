@@ -7,6 +7,8 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include <set>
+
 #include "harness.hpp"
 #include "sim_harness.hpp"
 #include "links/links.hpp"
@@ -147,7 +149,7 @@ TEST_F(TwoWay, ALaterAnswerCancelsTheScheduledFollowUp) {
   ASSERT_EQ(send(marketing("c-1", "news", "P1D")), "delivered");
   // Answer "later", then "interested" before the follow-up is due (due in a day).
   HttpResult r = http_.request("POST", gw_->url("/v1/inbound/app"),
-                               Json{{"message_id", "c-1"}, {"option", "later"}}.dump(),
+                               Json{{"ref", token(links::LinkKind::response, "c-1", "later")}}.dump(),
                                {"Authorization: Bearer " + std::string(kAppKey), "Content-Type: application/json"});
   ASSERT_EQ(r.status, 200) << r.body;
   r = http_.request("POST", gw_->url("/v1/inbound/app"),
@@ -171,24 +173,32 @@ TEST_F(TwoWay, NotInterestedOptsOutOfTheCategory) {
   EXPECT_EQ(send(marketing("n-3", "sale")), "delivered");  // another category still goes
 }
 
-TEST_F(TwoWay, AppReportsNeedAnAppKeyAndAKnownOption) {
+TEST_F(TwoWay, AppReportsNeedAnAppKeyAndASignedRef) {
   ASSERT_EQ(send(marketing("a-1")), "delivered");
   const std::string app = gw_->url("/v1/inbound/app");
   const std::string json = "Content-Type: application/json";
-  Json body = {{"message_id", "a-1"}, {"option", "interested"}};
+  auto ref = [&](const std::string& id, const std::string& option) {
+    return Json{{"ref", token(links::LinkKind::response, id, option)}}.dump();
+  };
   // The API key is not an app key.
-  EXPECT_EQ(http_.request("POST", app, body.dump(), {"Authorization: Bearer " + std::string(kApiKey), json}).status, 401);
+  EXPECT_EQ(http_.request("POST", app, ref("a-1", "interested"), {"Authorization: Bearer " + std::string(kApiKey), json}).status, 401);
   const std::string auth = "Authorization: Bearer " + std::string(kAppKey);
-  EXPECT_EQ(http_.request("POST", app, Json{{"message_id", "a-1"}, {"option", "maybe"}}.dump(), {auth, json}).status, 404);
-  EXPECT_EQ(http_.request("POST", app, Json{{"message_id", "nope"}, {"option", "x"}}.dump(), {auth, json}).status, 410);
+  // The app key ships inside the app: a bare message id would let anyone answer for any recipient.
+  HttpResult bare = http_.request("POST", app, Json{{"message_id", "a-1"}, {"option", "interested"}}.dump(), {auth, json});
+  EXPECT_EQ(bare.status, 400) << bare.body;
+  Json problem = bare.json();
+  ASSERT_TRUE(problem["errors"].is_array()) << bare.body;
+  std::set<std::string> pointers;
+  for (const auto& e : problem["errors"]) pointers.insert(e["pointer"].get<std::string>());
+  EXPECT_EQ(pointers, (std::set<std::string>{"/message_id", "/option", "/ref"})) << bare.body;
+  EXPECT_NE(bare.body.find("send ref"), std::string::npos) << bare.body;
+  EXPECT_EQ(count(types("a-1"), "responded"), 0);
+  EXPECT_EQ(http_.request("POST", app, ref("a-1", "maybe"), {auth, json}).status, 404);
+  EXPECT_EQ(http_.request("POST", app, ref("nope", "x"), {auth, json}).status, 410);
   HttpResult bad = http_.request("POST", app, Json{{"ref", "not-a-ref"}, {"extra", 1}}.dump(), {auth, json});
   EXPECT_EQ(bad.status, 400);
   EXPECT_NE(bad.body.find("/extra"), std::string::npos) << bad.body;
-  EXPECT_EQ(http_.request("POST", app, body.dump(), {auth, json}).status, 200);
-  EXPECT_EQ(count(types("a-1"), "responded"), 1);
-  // A forged response link: 400, nothing recorded.
-  std::string forged = "/r/" + token(links::LinkKind::response, "a-1", "interested", 0, "another-secret");
-  EXPECT_EQ(http_.request("GET", gw_->url(forged)).status, 400);
+  EXPECT_EQ(http_.request("POST", app, ref("a-1", "interested"), {auth, json}).status, 200);
   EXPECT_EQ(count(types("a-1"), "responded"), 1);
 }
 
