@@ -56,6 +56,7 @@ plugin_dirs:
 channels:
   - name: sms
     plugin: sms_twilio
+    inbound: false
     settings:
       base_url: http://127.0.0.1:8791
       account_sid: AC0123456789abcdef0123456789abcdef

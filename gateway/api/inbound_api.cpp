@@ -106,6 +106,8 @@ void Api::inbound_webhook(const HttpRequest& request, Responder respond) {
   plugin::InboundRequest in;
   in.method = request.method;
   // The URL the provider called, as it signed it (Twilio): the public base URL and the target as received.
+  // A plugin that signs over it never runs without public_url (plugin/registry.cpp refuses that channel);
+  // for the others the Host header is a best guess they do not verify.
   std::string base = inbound_->links().public_url();
   if (base.empty()) base = "http://" + std::string(request.header("host"));
   in.url = base + request.target;

@@ -450,7 +450,7 @@ void read_channels(Reader& r, const YAML::Node& n, const RetryPolicy& default_re
     YAML::Node c = n[i];
     if (!r.expect_map(c, path,
                       {"name", "plugin", "contact", "settings", "concurrency", "rate_limit", "burst", "batch_window",
-                       "retry", "circuit_breaker"}))
+                       "retry", "circuit_breaker", "inbound"}))
       continue;
     ChannelConfig ch;
     ch.retry = default_retry;
@@ -480,6 +480,7 @@ void read_channels(Reader& r, const YAML::Node& n, const RetryPolicy& default_re
         r.error(c["rate_limit"], path + ".rate_limit", "must be a rate like 100/s, 600/m or 3600/h");
     }
     r.integer(c, "burst", path, 1, 1'000'000, ch.burst);
+    r.boolean(c, "inbound", path, ch.inbound);
     if (YAML::Node w = c["batch_window"]) {
       ch.batch_window_at = where(w);
       r.duration(c, "batch_window", path, 0, ch.batch_window_ms);

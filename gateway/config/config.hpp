@@ -126,6 +126,9 @@ struct ChannelConfig {
   // (plugins with on_build_batch, e.g. LINE multicast); 0: never batch.
   int64_t batch_window_ms = 0;
   Location batch_window_at;
+  // Whether its provider calls back (POST /inbound/<plugin>/<channel>); false: that route answers 404, and
+  // a plugin that signs over the URL it is called at needs no server.public_url (outbound-only use).
+  bool inbound = true;
   RetryPolicy retry;  // the dispatcher's, with this channel's `retry:` overrides
   CircuitBreakerConfig circuit_breaker;
   Location at;

@@ -177,6 +177,8 @@ class Channel {
   // A provider's webhook call: the plugin verifies its signature and normalises it into `events`. False
   // (with `answer` 401 or 400 and no events) when it is refused; a plugin without on_inbound answers 404.
   bool inbound(const InboundRequest& request, std::vector<InboundEvent>& events, InboundAnswer& answer);
+  // The YAML's `inbound: false` turns the channel's webhook off (inbound answers 404 as without on_inbound).
+  void set_inbound(bool on) { inbound_on_ = on; }
 
   // The YAML's batch_window: how long a delivery waits for others to join its batch. 0 (the default):
   // never batch. Set it before the first delivery; it has effect only when library().batches().
@@ -230,6 +232,7 @@ class Channel {
   transport::CircuitBreaker circuit_;
 
   int64_t batch_window_ms_ = 0;
+  bool inbound_on_ = true;
   std::atomic<uint64_t> batches_sent_{0};
   std::mutex batch_mutex_;
   // The one open (still joinable) group per batch key; a group leaves the map when it closes.

@@ -46,7 +46,7 @@ DeliveryOutcome Channel::deliver(const DeliveryRequest& r) {
     if (r.marketing)
       unsubscribe_url = links_.url({links::LinkKind::unsubscribe, r.message_id, name_, "",
                                     (clock_.now_ms() + link_ttl_ms_) / 1000});
-    callback_url = links_.public_url() + "/inbound/" + library_->descriptor().name + "/" + name_;
+    if (inbound_on_) callback_url = links_.public_url() + "/inbound/" + library_->descriptor().name + "/" + name_;
   }
   DeliveryView delivery(r, name_, std::move(unsubscribe_url), std::move(callback_url));
   const tayori_delivery& d = delivery.c;

@@ -11,7 +11,7 @@ namespace tayori::plugin {
 bool Channel::inbound(const InboundRequest& request, std::vector<InboundEvent>& events, InboundAnswer& answer) {
   events.clear();
   const tayori_plugin& p = library_->descriptor();
-  if (p.on_inbound == nullptr || instance_ == nullptr) {
+  if (p.on_inbound == nullptr || instance_ == nullptr || !inbound_on_) {
     answer = {404, "text/plain", "channel \"" + name_ + "\" takes no inbound calls"};
     return false;
   }

@@ -179,8 +179,21 @@ RegistryResult build_registry(const config::Config& config, const Clock& clock,
                                    " does not batch deliveries (it has no on_build_batch): remove batch_window"});
       continue;
     }
+    // The plugin verifies a signature over the URL its provider called, and only public_url says what that
+    // URL is (behind a TLS terminator the Host header and scheme are not): without it every call would be
+    // refused with a 401 nobody sees. Refused here, where the plugin's declaration is known.
+    if (ch.inbound && p.on_inbound != nullptr && (p.inbound_flags & TAYORI_INBOUND_SIGNS_URL) != 0 &&
+        config.server.public_url.empty()) {
+      result.errors.push_back({config.file, ch.at, "server.public_url",
+                               "is required by channel " + ch.name + ": plugin " + std::string(p.name) +
+                                   " verifies its provider's signature over the URL it calls, which only "
+                                   "public_url gives (or set inbound: false on the channel if its provider "
+                                   "never calls back)"});
+      continue;
+    }
     auto channel = std::make_unique<Channel>(ch.name, contact, lib, host);
     channel->set_batch_window_ms(ch.batch_window_ms);
+    channel->set_inbound(ch.inbound);
     channel->set_retry_policy(ch.retry);
     channel->set_circuit_breaker(ch.circuit_breaker);
     if (transport != nullptr && (ch.concurrency > 0 || ch.rate_per_second > 0)) {

@@ -35,7 +35,8 @@
  * unsubscribe and callback URLs, SMTP credentials / plaintext opt-in on a request, and batching of
  * identical content (batch_max, on_build_batch: LINE multicast). 1.2 two-way: the delivery's response
  * options (tayori_response_option), and inbound events that carry a signed reference and contact flags
- * (tayori_inbound_event.ref, deactivate_contact, reactivate_contact). on_inbound itself is in 1.0.
+ * (tayori_inbound_event.ref, deactivate_contact, reactivate_contact). on_inbound itself is in 1.0. 1.3 what
+ * on_inbound's verification needs from the host (tayori_plugin.inbound_flags).
  */
 #ifndef TAYORI_PLUGIN_H
 #define TAYORI_PLUGIN_H
@@ -48,7 +49,7 @@ extern "C" {
 #endif
 
 #define TAYORI_ABI_MAJOR 1
-#define TAYORI_ABI_MINOR 2
+#define TAYORI_ABI_MINOR 3
 
 /* The one symbol a plugin exports: const tayori_plugin* tayori_plugin_entry(void). */
 #define TAYORI_PLUGIN_ENTRY_SYMBOL "tayori_plugin_entry"
@@ -433,7 +434,19 @@ typedef struct tayori_plugin {
    * OWNERSHIP: `deliveries` and everything they point to are host-owned, borrowed for the call. */
   tayori_status (*on_build_batch)(void* instance, const tayori_delivery* const* deliveries, size_t count,
                                   const tayori_request_sink* sink, tayori_error_buf error);
+
+  /* ---- 1.3 (an older descriptor reads as 0: no needs declared) ---- */
+
+  /* TAYORI_INBOUND_* bits: what on_inbound's verification needs from the host, so the host refuses a
+   * configuration in which every webhook would be refused. Read only with on_inbound. */
+  uint32_t inbound_flags;
 } tayori_plugin;
+
+/* on_inbound verifies a signature over the URL the provider called (Twilio's X-Twilio-Signature). The host
+ * can give that URL (tayori_inbound_request.url) only from its configured public URL: behind a proxy or a
+ * TLS terminator the request's Host header and scheme are not what the provider signed. A channel of such
+ * a plugin that takes inbound calls therefore needs server.public_url. */
+#define TAYORI_INBOUND_SIGNS_URL 0x1u
 
 /* The struct_size of an ABI 1.0 descriptor: a host refuses a descriptor shorter than this. Frozen: later
  * minors append after on_inbound and leave this value alone. */

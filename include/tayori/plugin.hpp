@@ -871,6 +871,13 @@ struct Adapter {
       p.batch_max = static_cast<uint32_t>(T::kBatchMax);
       p.on_build_batch = &on_build_batch;
     }
+    // A plugin class whose inbound() needs something of the host says so: static constexpr uint32_t
+    // kInboundFlags = TAYORI_INBOUND_SIGNS_URL.
+    if constexpr (requires {
+                    { T::kInboundFlags } -> std::convertible_to<uint32_t>;
+                  }) {
+      p.inbound_flags = static_cast<uint32_t>(T::kInboundFlags);
+    }
     return p;
   }
 };

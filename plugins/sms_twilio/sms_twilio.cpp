@@ -202,6 +202,8 @@ class SmsTwilio {
   // A messaging webhook or status callback (Twilio "Webhook security"): X-Twilio-Signature =
   // base64(HMAC-SHA1(auth token, the full URL Twilio called + every POST parameter as name+value, sorted
   // by name)). The URL is the public one the host reconstructs (InboundRequest::url), query included.
+  // That URL is what the host must know: the host refuses a channel of this plugin without a public URL.
+  static constexpr uint32_t kInboundFlags = TAYORI_INBOUND_SIGNS_URL;
   void inbound(const tayori::sdk::InboundRequest& r, tayori::sdk::InboundSink& sink) {
     auto signature = r.header("x-twilio-signature");
     if (!signature) throw tayori::sdk::Refused(401, "x-twilio-signature: missing");

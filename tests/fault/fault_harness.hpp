@@ -121,7 +121,7 @@ inline std::string line_channel(const Sim& sim, const std::string& name, const s
 // A Twilio SMS channel named `name` on the simulator; Twilio keeps no idempotency key, so a resend is a
 // second SMS.
 inline std::string sms_channel(const Sim& sim, const std::string& name, const std::string& extra = "") {
-  return "  - name: " + name + "\n    plugin: sms_twilio\n" + extra +
+  return "  - name: " + name + "\n    plugin: sms_twilio\n    inbound: false\n" + extra +
          "    settings:\n      base_url: " + sim.http_base() + "\n      account_sid: " + kTwilioSid +
          "\n      auth_token_env: TWILIO_TOKEN\n" + "      from: \"+15005550006\"\n";
 }

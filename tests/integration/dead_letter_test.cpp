@@ -27,7 +27,7 @@ class DeadLetters : public ::testing::Test {
     std::string budget = "    retry: {base: 10ms, cap: 50ms, max_attempts: 3}\n";
     std::string yaml =
         "channels:\n"
-        "  - name: sms\n    plugin: sms_twilio\n" + budget + "    circuit_breaker: {failures: 0}\n"
+        "  - name: sms\n    plugin: sms_twilio\n    inbound: false\n" + budget + "    circuit_breaker: {failures: 0}\n"
         "    settings:\n"
         "      base_url: " + sim_->http_base() + "\n      account_sid: " + kTwilioSid + "\n"
         "      auth_token_env: TWILIO_TOKEN\n      from: \"+15005550006\"\n      status_callback: false\n"

@@ -273,7 +273,7 @@ TEST(ConfigLoad, ReportsEveryProblemAtOnceWithExactPlaces) {
                   "gw.yaml:9:18: dispatcher.poll_interval: must be at least 10ms",
                   "gw.yaml:12:14: api_keys[0].key_env: environment variable KEY_UP is not set",
                   "gw.yaml:14:11: channels[0].name: must match [a-z][a-z0-9_]* (it appears in messages and metrics)",
-                  "gw.yaml:16:5: channels[0].colour: unknown key (expected one of: name, plugin, contact, settings, concurrency, rate_limit, burst, batch_window, retry, circuit_breaker)"));
+                  "gw.yaml:16:5: channels[0].colour: unknown key (expected one of: name, plugin, contact, settings, concurrency, rate_limit, burst, batch_window, retry, circuit_breaker, inbound)"));
   // Diagnostics carry their parts separately too.
   ASSERT_FALSE(r.errors.empty());
   for (const auto& d : r.errors) EXPECT_EQ(d.file, "gw.yaml");
@@ -395,7 +395,7 @@ TEST(ConfigLoad, UnknownKeysAreReportedAtEachLevel) {
           "gw.yaml:7:3: dispatcher.retries: unknown key (expected one of: enabled, workers, claim_batch, poll_interval, "
           "max_attempts, retry_base, retry_cap, retry_max_age)",
           "gw.yaml:11:5: api_keys[0].key: unknown key (expected one of: name, key_env)",
-          "gw.yaml:15:5: channels[0].setting: unknown key (expected one of: name, plugin, contact, settings, concurrency, rate_limit, burst, batch_window, retry, circuit_breaker)"));
+          "gw.yaml:15:5: channels[0].setting: unknown key (expected one of: name, plugin, contact, settings, concurrency, rate_limit, burst, batch_window, retry, circuit_breaker, inbound)"));
 }
 
 // BUG (core): a key repeated in one mapping is silently ignored. yaml-cpp keeps both pairs and

@@ -19,6 +19,7 @@
 
 #include "config/config.hpp"
 #include "plugin/channel.hpp"
+#include "transport/outbound_transport.hpp"
 
 namespace tayori::plugin {
 namespace {
@@ -316,6 +317,7 @@ config::Environment test_env() {
   return [](const std::string& name) -> std::optional<std::string> {
     if (name == "TAYORI_TEST_KEY") return "k-test";
     if (name == "TYPED_TOKEN") return "s3cret";
+    if (name == "TEST_LINK_SECRET") return "link-secret-0123456789";
     return std::nullopt;
   };
 }
@@ -335,14 +337,15 @@ struct Built {
   std::vector<std::string> errors;  // Diagnostic::to_string() of each
 };
 
-Built build(const std::string& yaml, const std::string& base_dir, const Clock& clock) {
+Built build(const std::string& yaml, const std::string& base_dir, const Clock& clock,
+            transport::OutboundTransport* transport = nullptr) {
   auto loaded = config::load_string(yaml, "test.yaml", base_dir, test_env());
   Built b;
   if (!loaded.config) {
     for (auto& e : loaded.errors) ADD_FAILURE() << "the YAML itself is wrong: " << e.to_string();
     return b;
   }
-  b.result = build_registry(*loaded.config, clock);
+  b.result = build_registry(*loaded.config, clock, transport);
   for (auto& e : b.result.errors) b.errors.push_back(e.to_string());
   return b;
 }
@@ -434,6 +437,41 @@ TEST(PluginRegistry, NonSecretFromEnvironmentIsRefused) {
                                                        "      endpoint_env: TYPED_TOKEN\n");
   EXPECT_EQ(only_error(yaml), "test.yaml:" + place_of(yaml, "endpoint_env:") +
                                   ": channels[0].settings.endpoint_env: is not a secret: write endpoint directly");
+}
+
+// Twilio signs the URL it called, which only server.public_url gives (behind a TLS terminator the Host
+// header is not it): without it every STOP would get a 401 nobody sees. The host decides from what the
+// plugin declares (TAYORI_INBOUND_SIGNS_URL), not from its name: LINE signs only the body.
+TEST(PluginRegistry, AChannelWhosePluginSignsTheUrlItIsCalledAtNeedsThePublicUrl) {
+  const std::string sms = "  - name: sms\n"
+                          "    plugin: sms_twilio\n"
+                          "    settings:\n"
+                          "      account_sid: AC0123456789abcdef0123456789abcdef\n"
+                          "      auth_token_env: TYPED_TOKEN\n"
+                          "      from: \"+15005550006\"\n";
+  std::string yaml = yaml_with(TAYORI_PLUGIN_DIR, sms);
+  PinnedClock clock;
+  TempDir dir;
+  transport::OutboundTransport transport{transport::TransportOptions{}};  // the plugins are sans-I/O
+  Built refused = build(yaml, dir.path(), clock, &transport);
+  EXPECT_EQ(refused.result.registry, nullptr);
+  EXPECT_EQ(refused.errors, std::vector<std::string>{"test.yaml:" + place_of(yaml, "name: sms") +
+                                                     ": server.public_url: is required by channel sms: plugin "
+                                                     "sms_twilio verifies its provider's signature over the URL it "
+                                                     "calls, which only public_url gives (or set inbound: false on "
+                                                     "the channel if its provider never calls back)"});
+  const std::string server = "server:\n  public_url: https://gw.example.jp\n  link_secret_env: TEST_LINK_SECRET\n";
+  Built with_url = build(server + yaml, dir.path(), clock, &transport);
+  EXPECT_NE(with_url.result.registry, nullptr) << ::testing::PrintToString(with_url.errors);
+  std::string outbound_only = sms;
+  outbound_only.insert(outbound_only.find("    settings:"), "    inbound: false\n");
+  Built without = build(yaml_with(TAYORI_PLUGIN_DIR, outbound_only), dir.path(), clock, &transport);
+  EXPECT_NE(without.result.registry, nullptr) << ::testing::PrintToString(without.errors);
+  Built line = build(yaml_with(TAYORI_PLUGIN_DIR, "  - name: line\n    plugin: line\n    settings:\n"
+                                                  "      channel_access_token_env: TYPED_TOKEN\n"
+                                                  "      channel_secret_env: TYPED_TOKEN\n"),
+                     dir.path(), clock, &transport);
+  EXPECT_NE(line.result.registry, nullptr) << ::testing::PrintToString(line.errors);
 }
 
 TEST(PluginRegistry, PluginNotFoundListsWhereItLooked) {

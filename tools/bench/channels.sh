@@ -130,6 +130,7 @@ EOF
     sms) cat <<EOF
   - name: sms
     plugin: sms_twilio
+    inbound: false
     settings:
       base_url: $STANDINS_SIM_URL
       account_sid: $STANDINS_TWILIO_SID

@@ -129,6 +129,7 @@ plugin_dirs:
 channels:
   - name: sms
     plugin: sms_twilio
+    inbound: false
     concurrency: $WORKERS
     settings:
       base_url: $STANDINS_SIM_URL
