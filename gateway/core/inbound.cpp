@@ -157,7 +157,9 @@ InboundDecision decide_inbound(const plugin::InboundEvent& e, const InboundFacts
       // recipient alone.
       Json detail = {{"channel", f.channel}, {"text", e.text}};
       std::string message_id = f.original ? f.original->message.id : "";
-      std::string recipient_id = f.original ? f.original->message.recipient.id : f.recipient_id;
+      std::string recipient_id = f.original               ? f.original->message.recipient.id
+                                 : f.recipient_ids.empty() ? std::string()
+                                                           : f.recipient_ids.front();
       if (message_id.empty() && recipient_id.empty()) return ignored("a reply from a contact point no recipient has");
       Writes w;
       w.events.push_back({message_id, recipient_id, {"replied", detail.dump(), at}});
@@ -172,13 +174,18 @@ InboundDecision decide_inbound(const plugin::InboundEvent& e, const InboundFacts
       Writes w;
       if (!in && e.deactivate_contact) {
         w.suppress.push_back({e.contact, "unfollow", channel_source(f.channel), at});
+      } else if (!in && f.recipient_ids.empty() && !e.contact.empty()) {
+        // A STOP from a number no profile has yet: the contact point itself is suppressed, so a profile that
+        // later gives this number is not messaged. This channel's opt-in (START) lifts it.
+        w.suppress.push_back({e.contact, "opted_out", channel_source(f.channel), at});
       }
       if (in && e.reactivate_contact) w.unsuppress.push_back({e.contact, "", channel_source(f.channel), 0});
-      if (!f.recipient_id.empty()) {
-        channel_consent(w, f.recipient_id, f.channel, in ? policy::ConsentState::opted_in : policy::ConsentState::opted_out,
+      // Everyone who shares the contact point (a family's number) opted out through it, not only one of them.
+      for (const auto& recipient_id : f.recipient_ids) {
+        channel_consent(w, recipient_id, f.channel, in ? policy::ConsentState::opted_in : policy::ConsentState::opted_out,
                         source, e.text.empty() ? "inbound " + f.channel : "keyword " + e.text, at);
         Json detail = {{"channel", f.channel}, {"source", source}};
-        w.events.push_back({"", f.recipient_id, {in ? "opted_in" : "opted_out", detail.dump(), at}});
+        w.events.push_back({"", recipient_id, {in ? "opted_in" : "opted_out", detail.dump(), at}});
       }
       if (w.consent.empty() && w.suppress.empty() && w.unsuppress.empty())
         return ignored("a consent change from a contact point no recipient has");
@@ -264,11 +271,11 @@ InboundFacts InboundApplier::facts_for(const std::string& channel, const std::st
         load(store_.find(q->message_id));
         if (!e.option.empty()) f.option = option_for_number(q->options_json, e.option).value_or("");
       }
-      if (!f.original) f.recipient_id = store_.recipient_by_contact(e.contact);
+      if (!f.original) f.recipient_ids = store_.recipients_by_contact(e.contact);
       break;
     case plugin::InboundKind::opt_in:
     case plugin::InboundKind::opt_out:
-      f.recipient_id = store_.recipient_by_contact(e.contact);
+      f.recipient_ids = store_.recipients_by_contact(e.contact);
       break;
     case plugin::InboundKind::delivered:
     case plugin::InboundKind::failed:

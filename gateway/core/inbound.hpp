@@ -65,7 +65,9 @@ struct InboundFacts {
   std::string plugin;                 // its plugin's name (line, sms_twilio): names the consent source
   std::optional<Original> original;   // by ref, provider message id, or the open question
   std::string option;                 // the option id a ref or a numbered reply resolved to
-  std::string recipient_id;           // the recipient owning event.contact ("" when unknown)
+  // Every recipient whose profile has event.contact, the most recently updated first (empty when none):
+  // a consent change reaches them all; a free-text reply without a question is recorded on the first.
+  std::vector<std::string> recipient_ids;
   std::string refused;                // a ref that did not verify: why
 };
 

@@ -34,8 +34,9 @@ class RecipientStore {
   // cancels what is still scheduled; keeps ids, states, events and cap counters (anonymous). `found`
   // is false for an unknown recipient.
   virtual void erase_recipient(const std::string& id, int64_t now_ms, std::function<void(bool ok, bool found)> done) = 0;
-  // The recipient whose stored profile has `contact` as one of its contact points ("" when none).
-  virtual std::string recipient_by_contact(const std::string& contact) = 0;
+  // Every recipient whose stored profile has `contact` as one of its contact points (a family may share a
+  // number), the most recently updated first; empty when none. An indexed lookup (table contact_points).
+  virtual std::vector<std::string> recipients_by_contact(const std::string& contact) = 0;
 
   // ---- Consent: append-only history per recipient x channel x purpose ----
   virtual void append_consent(const std::string& recipient_id, policy::ConsentRecord record,

@@ -289,9 +289,9 @@ void SqlStore::erase_recipient(const std::string& id, int64_t now_ms, std::funct
          [found, done = std::move(done)](bool ok) { done(ok, *found); });
 }
 
-std::string SqlStore::recipient_by_contact(const std::string& contact) {
-  if (contact.empty()) return "";
-  return read<std::string>([&](sql::Connection& c) { return ops::recipient_by_contact(c, contact); });
+std::vector<std::string> SqlStore::recipients_by_contact(const std::string& contact) {
+  if (contact.empty()) return {};
+  return read<std::vector<std::string>>([&](sql::Connection& c) { return ops::recipients_by_contact(c, contact); });
 }
 
 void SqlStore::append_consent(const std::string& recipient_id, policy::ConsentRecord r,

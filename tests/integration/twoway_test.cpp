@@ -350,9 +350,9 @@ class TwoWayTwilio : public ::testing::Test {
     if (HasFailure() && gw_) std::cerr << "gateway stderr:\n" << gw_->stderr_text();
   }
 
-  Json message(const std::string& id) {
+  Json message(const std::string& id, const std::string& recipient = "r-sms", const std::string& phone = kPhone) {
     return {{"id", id},
-            {"recipient", {{"id", "r-sms"}, {"contacts", {{"phone", kPhone}}}}},
+            {"recipient", {{"id", recipient}, {"contacts", {{"phone", phone}}}}},
             {"purpose", "marketing"},
             {"category", "news"},
             {"channels", {"sms"}},
@@ -370,8 +370,8 @@ class TwoWayTwilio : public ::testing::Test {
     });
     return state;
   }
-  long inbound_sms(const std::string& body, const std::string& sid) {
-    Json params = {{"From", kPhone}, {"To", "+15005550006"}, {"Body", body}, {"MessageSid", sid},
+  long inbound_sms(const std::string& body, const std::string& sid, const std::string& from = kPhone) {
+    Json params = {{"From", from}, {"To", "+15005550006"}, {"Body", body}, {"MessageSid", sid},
                    {"AccountSid", kTwilioSid}, {"NumMedia", "0"}};
     Reply r = call("POST", sim_->url("/_sim/webhooks/twilio"),
                    Json{{"url", gw_->url("/inbound/sms_twilio/sms")}, {"params", params}}.dump(),
@@ -400,6 +400,30 @@ TEST_F(TwoWayTwilio, ANumberedReplyAnswersTheLatestQuestionAndStopStopsMarketing
   Json history = gw_->get(http_, "/v1/recipients/r-sms/consent/history").json()["history"];
   ASSERT_FALSE(history.empty());
   EXPECT_EQ(history.back()["source"], "sms_keyword") << history;
+}
+
+// A family shares one number: a STOP from it opts out every recipient who has it, not only the latest. A
+// STOP from a number no profile has yet is kept as a suppression of the number, so a profile that later
+// gives it is not messaged.
+TEST_F(TwoWayTwilio, AStopReachesEveryRecipientOfTheNumberAndAnUnknownNumberStaysStopped) {
+  for (const char* id : {"r-sms", "r-family"}) {
+    HttpResult put = gw_->put_json(http_, std::string("/v1/recipients/") + id, Json{{"contacts", {{"phone", kPhone}}}});
+    ASSERT_EQ(put.status, 200) << put.body;
+  }
+  ASSERT_EQ(inbound_sms("STOP", "SMstop0002"), 200);
+  EXPECT_EQ(send(message("fam-1", "r-sms")), "suppressed");
+  EXPECT_EQ(send(message("fam-2", "r-family")), "suppressed");
+  for (const char* id : {"r-sms", "r-family"}) {
+    Json history = gw_->get(http_, std::string("/v1/recipients/") + id + "/consent/history").json()["history"];
+    ASSERT_FALSE(history.empty()) << id;
+    EXPECT_EQ(history.back()["source"], "sms_keyword") << id << history;
+  }
+
+  const std::string stranger = "+819055555555";
+  ASSERT_EQ(inbound_sms("STOP", "SMstop0003", stranger), 200);
+  EXPECT_EQ(send(message("new-1", "r-new", stranger)), "suppressed")
+      << gw_->get(http_, "/v1/messages/new-1").body;
+  EXPECT_EQ(gw_->get(http_, "/v1/suppressions/%2B819055555555").status, 200);
 }
 
 }  // namespace

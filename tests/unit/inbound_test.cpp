@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <set>
 
 #include "test_support.hpp"
 
@@ -155,7 +156,7 @@ TEST(DecideInbound, StopOptsOutOfBothPurposesOnTheChannelWithItsSource) {
   core::InboundFacts f;
   f.channel = "sms";
   f.plugin = "sms_twilio";
-  f.recipient_id = "r1";
+  f.recipient_ids = {"r1"};
   InboundDecision d = core::decide_inbound(e, f, {}, kNow);
   ASSERT_TRUE(d.writes);
   ASSERT_EQ(d.writes->consent.size(), 2u);
@@ -169,6 +170,56 @@ TEST(DecideInbound, StopOptsOutOfBothPurposesOnTheChannelWithItsSource) {
   ASSERT_EQ(d.writes->events.size(), 1u);
   EXPECT_EQ(d.writes->events[0].message_id, "");
   EXPECT_EQ(d.writes->events[0].recipient_id, "r1");
+}
+
+// A Twilio STOP from `contact` and the facts of channel sms, as the applier would look them up.
+std::pair<InboundEvent, core::InboundFacts> sms_stop(const std::string& contact, std::vector<std::string> recipient_ids) {
+  InboundEvent e;
+  e.kind = InboundKind::opt_out;
+  e.contact = contact;
+  e.text = "STOP";
+  core::InboundFacts f;
+  f.channel = "sms";
+  f.plugin = "sms_twilio";
+  f.recipient_ids = std::move(recipient_ids);
+  return {e, f};
+}
+
+// A number several recipients share (a family's): a STOP opts every one of them out, not only the latest.
+TEST(DecideInbound, AStopReachesEveryRecipientOfTheNumber) {
+  auto [e, f] = sms_stop("+819012345678", {"r2", "r1"});
+  InboundDecision d = core::decide_inbound(e, f, {}, kNow);
+  ASSERT_TRUE(d.writes);
+  std::multiset<std::string> opted_out;
+  for (const auto& [rid, c] : d.writes->consent) {
+    EXPECT_EQ(c.state, policy::ConsentState::opted_out);
+    opted_out.insert(rid);
+  }
+  EXPECT_EQ(opted_out, (std::multiset<std::string>{"r1", "r1", "r2", "r2"}));  // both purposes each
+  ASSERT_EQ(d.writes->events.size(), 2u);
+  EXPECT_EQ(d.writes->events[0].recipient_id, "r2");
+  EXPECT_EQ(d.writes->events[1].recipient_id, "r1");
+  EXPECT_TRUE(d.writes->suppress.empty());
+}
+
+// A STOP from a number no profile has yet is recorded as a suppression of the number itself, so a profile
+// that later gives it is not messaged; the channel's START lifts it.
+TEST(DecideInbound, AStopFromAnUnknownNumberSuppressesTheNumber) {
+  auto [e, f] = sms_stop("+819099999999", {});
+  InboundDecision d = core::decide_inbound(e, f, {}, kNow);
+  ASSERT_TRUE(d.writes) << d.ignored;
+  ASSERT_EQ(d.writes->suppress.size(), 1u);
+  EXPECT_EQ(d.writes->suppress[0].contact, "+819099999999");
+  EXPECT_EQ(d.writes->suppress[0].reason, "opted_out");
+  EXPECT_EQ(d.writes->suppress[0].source, "channel.sms");
+  EXPECT_TRUE(d.writes->consent.empty());
+  e.kind = InboundKind::opt_in;
+  e.text = "START";
+  e.reactivate_contact = true;
+  d = core::decide_inbound(e, f, {}, kNow);
+  ASSERT_TRUE(d.writes);
+  ASSERT_EQ(d.writes->unsuppress.size(), 1u);
+  EXPECT_EQ(d.writes->unsuppress[0].source, "channel.sms");
 }
 
 TEST(DecideInbound, UnfollowSuppressesAndFollowLiftsOnlyThisChannelsSuppression) {
@@ -186,7 +237,7 @@ TEST(DecideInbound, UnfollowSuppressesAndFollowLiftsOnlyThisChannelsSuppression)
   e.kind = InboundKind::opt_in;
   e.deactivate_contact = false;
   e.reactivate_contact = true;
-  f.recipient_id = "r1";
+  f.recipient_ids = {"r1"};
   d = core::decide_inbound(e, f, {}, kNow);
   ASSERT_TRUE(d.writes);
   ASSERT_EQ(d.writes->unsuppress.size(), 1u);
@@ -219,7 +270,7 @@ TEST(DecideInbound, FreeTextIsAReplyAndAForgedRefChangesNothing) {
   e.text = "hello";
   core::InboundFacts f;
   f.channel = "line";
-  f.recipient_id = "r1";
+  f.recipient_ids = {"r1"};
   InboundDecision d = core::decide_inbound(e, f, {}, kNow);
   ASSERT_TRUE(d.writes);
   EXPECT_EQ(d.writes->events[0].event.type, "replied");
@@ -382,7 +433,7 @@ TEST_F(InboundApplierTest, ReceiptsFindTheMessageByTheProvidersId) {
   e.deactivate_contact = true;
   EXPECT_EQ(apply("sms", "sms_twilio", {e}), 1);
   EXPECT_EQ(store_->suppressions({"+819012345678"}).size(), 1u);
-  EXPECT_EQ(store_->recipient_by_contact("+819012345678"), "r1");
+  EXPECT_EQ(store_->recipients_by_contact("+819012345678"), std::vector<std::string>{"r1"});
 }
 
 }  // namespace

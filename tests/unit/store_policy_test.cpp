@@ -17,6 +17,9 @@
 
 #include "core/message.hpp"
 #include "store/sqlite_store.hpp"
+#ifdef TAYORI_STORE_TESTS_ON_POSTGRES
+#include "store/postgres/pg_connection.hpp"
+#endif
 #include "transport/crypto.hpp"
 #include "test_support.hpp"
 
@@ -299,6 +302,56 @@ TEST_P(StorePolicyTest, AnErasedRecipientWhoAppearsAgainStartsAfresh) {
 
 // ---- Consent ---------------------------------------------------------------------------------------
 
+// An inbound STOP or unfollow names a contact point, which several recipients may share (a family's
+// number): the lookup finds every one of them, by index (table contact_points, kept in step with each
+// profile's contacts through PUT, the merge of an accepted message, and erasure).
+TEST_P(StorePolicyTest, EveryRecipientOfAContactPointIsFoundAndTheIndexFollowsTheProfiles) {
+  const std::string shared = "+819000000001";
+  put_recipient({"mother", "", "ja-JP", R"({"phone":"+819000000001","email":"m@example.jp"})", 0, false}, 1'000);
+  put_recipient({"son", "", "ja-JP", R"({"phone":"+819000000001"})", 0, false}, 2'000);
+  accept_one(message_for("m1", "daughter", R"({"id":"daughter","contacts":{"phone":"+819000000001","push":[{"platform":"fcm","token":"t"}]}})"), 3'000);
+  put_recipient({"other", "", "", R"({"phone":"+819000000002"})", 0, false}, 4'000);
+  EXPECT_THAT(store_->recipients_by_contact(shared), ElementsAre("daughter", "son", "mother"));  // latest first
+  EXPECT_THAT(store_->recipients_by_contact("m@example.jp"), ElementsAre("mother"));
+  EXPECT_THAT(store_->recipients_by_contact("+819000000003"), IsEmpty());
+  EXPECT_THAT(store_->recipients_by_contact(""), IsEmpty());
+
+  // A profile that changes its number leaves the old one; the merge of a message moves it too.
+  put_recipient({"son", "", "ja-JP", R"({"phone":"+819000000003"})", 0, false}, 5'000);
+  accept_one(message_for("m2", "mother", R"({"id":"mother","contacts":{"phone":"+819000000004"}})"), 6'000);
+  EXPECT_THAT(store_->recipients_by_contact(shared), ElementsAre("daughter"));
+  EXPECT_THAT(store_->recipients_by_contact("+819000000003"), ElementsAre("son"));
+  EXPECT_THAT(store_->recipients_by_contact("m@example.jp"), ElementsAre("mother"));  // the merge keeps other kinds
+  // Erasure drops its contact points.
+  EXPECT_TRUE(erase("daughter", 7'000));
+  EXPECT_THAT(store_->recipients_by_contact(shared), IsEmpty());
+}
+
+// The migration that adds contact_points (SQLite 6, PostgreSQL 2) fills it from the profiles stored before.
+TEST_P(StorePolicyTest, TheContactPointMigrationFillsTheIndexFromTheStoredProfiles) {
+  put_recipient({"mother", "", "", R"({"phone":"+819000000001","push":[{"platform":"fcm","token":"t"}]})", 0, false}, 1'000);
+  put_recipient({"son", "", "", R"({"phone":"+819000000001","line":"U1"})", 0, false}, 2'000);
+  put_recipient({"gone", "", "", R"({"phone":"+819000000001"})", 0, false}, 3'000);
+  ASSERT_TRUE(erase("gone", 4'000));
+  store_.reset();
+  // Back to the schema before the migration: the table did not exist.
+  if (backend() == test::StoreBackend::sqlite) {
+    test::exec_sql(path_, "DROP TABLE contact_points; PRAGMA user_version = 5;");
+  } else {
+#ifdef TAYORI_STORE_TESTS_ON_POSTGRES
+    store::postgres::PgOptions options;
+    options.uri = pg_uri_;
+    store::postgres::PgConnection c(options);
+    c.exec("DROP TABLE contact_points");
+    c.exec("DELETE FROM schema_version WHERE version = 2");
+#endif
+  }
+  open();
+  EXPECT_THAT(store_->recipients_by_contact("+819000000001"), ElementsAre("son", "mother"));
+  EXPECT_THAT(store_->recipients_by_contact("U1"), ElementsAre("son"));
+  EXPECT_THAT(store_->recipients_by_contact("t"), IsEmpty());  // push tokens are not contact points
+}
+
 TEST_P(StorePolicyTest, ConsentHistoryIsKeptInOrderAndCurrentIsTheLatestPerChannelAndPurpose) {
   consent("u1", {"email", Purpose::marketing, ConsentState::opted_in, "api", "form#12", 1'000});
   consent("u1", {"sms", Purpose::marketing, ConsentState::opted_in, "sms_keyword", "START", 2'000});
@@ -473,7 +526,7 @@ TEST_F(SqliteStorePolicyTest, AVersion1FileIsMigratedToTheCurrentVersionAndKeeps
 
   store_ = open_sqlite({v1});
   path_ = v1;
-  EXPECT_EQ(user_version(v1), 5);
+  EXPECT_EQ(user_version(v1), 6);
 
   auto m = store_->find("v1-msg");
   ASSERT_TRUE(m.has_value());
@@ -520,7 +573,7 @@ TEST_F(SqliteStorePolicyTest, AVersion1FileIsMigratedToTheCurrentVersionAndKeeps
   // Reopening does not migrate again.
   store_.reset();
   store_ = open_sqlite({v1});
-  EXPECT_EQ(user_version(v1), 5);
+  EXPECT_EQ(user_version(v1), 6);
   EXPECT_TRUE(store_->find("v1-msg").has_value());
   EXPECT_EQ(store_->consent_history("u1").size(), 1u);
 }
@@ -528,7 +581,7 @@ TEST_F(SqliteStorePolicyTest, AVersion1FileIsMigratedToTheCurrentVersionAndKeeps
 
 #ifndef TAYORI_STORE_TESTS_ON_POSTGRES
 TEST_F(SqliteStorePolicyTest, ANewFileIsAtTheCurrentVersionWithThePolicyTables) {
-  EXPECT_EQ(user_version(path_), 5);
+  EXPECT_EQ(user_version(path_), 6);
   // Schema 5: no index holds a state that every transition would move, except as a partial index of the
   // rows one query looks for.
   auto indexes = test::query_column(path_,
@@ -540,8 +593,8 @@ TEST_F(SqliteStorePolicyTest, ANewFileIsAtTheCurrentVersionWithThePolicyTables) 
   auto tables = test::query_column(path_,
                                    "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
                                    "ORDER BY name");
-  EXPECT_THAT(tables, ElementsAre("cap_slots", "consent", "events", "inbound_seen", "messages", "questions",
-                                  "recipients", "suppressions", "webhook_cursors"));
+  EXPECT_THAT(tables, ElementsAre("cap_slots", "consent", "contact_points", "events", "inbound_seen", "messages",
+                                  "questions", "recipients", "suppressions", "webhook_cursors"));
 }
 #endif
 

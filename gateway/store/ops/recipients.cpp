@@ -41,6 +41,26 @@ std::optional<RecipientProfile> recipient(sql::Connection& c, const std::string&
       });
 }
 
+namespace {
+
+// Keeps table contact_points in step with the recipient's contacts: one row per contact point, so that an
+// inbound event (STOP, unfollow) finds every recipient of its contact point by index. Only string values
+// are contact points (push tokens are lists, never reported back as one contact).
+void put_contact_points(sql::Connection& c, const std::string& id, const std::string& contacts_json) {
+  c.prepare("DELETE FROM contact_points WHERE recipient_id = ?1").bind(1, id).exec();
+  nlohmann::json contacts = nlohmann::json::parse(contacts_json, nullptr, false);
+  if (!contacts.is_object()) return;
+  for (const auto& [kind, value] : contacts.items()) {
+    if (!value.is_string() || value.get<std::string>().empty()) continue;
+    c.prepare("INSERT INTO contact_points(contact, recipient_id) VALUES(?1, ?2) ON CONFLICT DO NOTHING")
+        .bind(1, value.get<std::string>())
+        .bind(2, id)
+        .exec();
+  }
+}
+
+}  // namespace
+
 void put_recipient(sql::Connection& c, const std::string& id, const std::string& timezone, const std::string& locale,
                    const std::string& contacts_json, int64_t now_ms) {
   c.prepare(
@@ -52,6 +72,7 @@ void put_recipient(sql::Connection& c, const std::string& id, const std::string&
       .bind(4, contacts_json)
       .bind(5, now_ms)
       .exec();
+  put_contact_points(c, id, contacts_json);
 }
 
 void merge_recipient(sql::Connection& c, const std::string& id, const std::string& recipient_json, int64_t now_ms) {
@@ -97,6 +118,7 @@ bool erase_recipient(sql::Connection& c, WriteContext& w, const std::string& id,
       .bind(1, id)
       .bind(2, now_ms)
       .exec();
+  put_contact_points(c, id, "{}");
   std::vector<std::string> pending = all_rows(
       c.prepare("SELECT id FROM messages WHERE recipient_id = ?1 AND state = 'scheduled'").bind(1, id), first_text);
   for (const auto& m : pending) insert_event(c, m, {"cancelled", R"({"reason":"recipient_erased"})"}, now_ms);
@@ -122,20 +144,11 @@ bool erase_recipient(sql::Connection& c, WriteContext& w, const std::string& id,
   return true;
 }
 
-std::string recipient_by_contact(sql::Connection& c, const std::string& contact) {
-  // Contacts are few per profile; a scan of json_each is fine at single-node scale (an index on a
-  // contact table would serve many nodes). Only string values are contact points (push tokens are lists).
-  sql::Statement& s =
-      c.prepare(c.dialect() == sql::Dialect::sqlite ? "SELECT r.id FROM recipients r, json_each(r.contacts) j "
-                                                      "WHERE r.erased_at IS NULL AND j.type = 'text' AND j.value = ?1 "
-                                                      "ORDER BY r.updated_at DESC LIMIT 1"
-                                                    : "SELECT r.id FROM recipients r, jsonb_each(r.contacts::jsonb) j "
-                                                      "WHERE r.erased_at IS NULL AND jsonb_typeof(j.value) = 'string' "
-                                                      "AND j.value #>> '{}' = ?1 ORDER BY r.updated_at DESC LIMIT 1")
-          .bind(1, contact);
-  std::string id = s.step() ? s.text(0) : std::string();
-  s.reset();
-  return id;
+std::vector<std::string> recipients_by_contact(sql::Connection& c, const std::string& contact) {
+  return all_rows(c.prepare("SELECT r.id FROM contact_points p JOIN recipients r ON r.id = p.recipient_id "
+                            "WHERE p.contact = ?1 AND r.erased_at IS NULL ORDER BY r.updated_at DESC, r.id")
+                      .bind(1, contact),
+                  first_text);
 }
 
 void insert_consent(sql::Connection& c, const std::string& recipient_id, const policy::ConsentRecord& r,

@@ -23,7 +23,7 @@ void put_recipient(sql::Connection& c, const std::string& id, const std::string&
 void merge_recipient(sql::Connection& c, const std::string& id, const std::string& recipient_json, int64_t now_ms);
 // False for an unknown recipient (nothing written).
 bool erase_recipient(sql::Connection& c, WriteContext& w, const std::string& id, int64_t now_ms);
-std::string recipient_by_contact(sql::Connection& c, const std::string& contact);
+std::vector<std::string> recipients_by_contact(sql::Connection& c, const std::string& contact);
 
 void insert_consent(sql::Connection& c, const std::string& recipient_id, const policy::ConsentRecord& r, int64_t at_ms);
 std::vector<policy::ConsentRecord> consent_history(sql::Connection& c, const std::string& recipient_id);

@@ -126,6 +126,20 @@ const char* const kMigrations[] = {
       lease_until BIGINT NOT NULL
     );
     )sql",
+    // 2: SQLite's migration 6: every recipient of a contact point, by index, kept in step with
+    // recipients.contacts by ops/recipients.cpp; filled from the profiles stored.
+    R"sql(
+    CREATE TABLE contact_points (
+      contact TEXT COLLATE "C" NOT NULL,
+      recipient_id TEXT COLLATE "C" NOT NULL,
+      PRIMARY KEY (contact, recipient_id)
+    );
+    CREATE INDEX contact_points_recipient ON contact_points(recipient_id);
+    INSERT INTO contact_points(contact, recipient_id)
+      SELECT j.value #>> '{}', r.id FROM recipients r, jsonb_each(r.contacts::jsonb) j
+      WHERE r.erased_at IS NULL AND jsonb_typeof(j.value) = 'string' AND j.value #>> '{}' != ''
+      ON CONFLICT DO NOTHING;
+    )sql",
 };
 
 constexpr int kLatest = static_cast<int>(std::size(kMigrations));

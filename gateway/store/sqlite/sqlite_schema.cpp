@@ -136,6 +136,19 @@ const char* const kMigrations[] = {
     CREATE INDEX messages_recipient ON messages(recipient_id);
     DROP INDEX events_recipient;
     )sql",
+    // 6: every recipient of a contact point, by index (an inbound STOP or unfollow reaches all who share
+    // it), kept in step with recipients.contacts by ops/recipients.cpp; filled from the profiles stored.
+    R"sql(
+    CREATE TABLE contact_points (
+      contact TEXT NOT NULL,
+      recipient_id TEXT NOT NULL,
+      PRIMARY KEY (contact, recipient_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX contact_points_recipient ON contact_points(recipient_id);
+    INSERT OR IGNORE INTO contact_points(contact, recipient_id)
+      SELECT j.value, r.id FROM recipients r, json_each(r.contacts) j
+      WHERE r.erased_at IS NULL AND j.type = 'text' AND j.value != '';
+    )sql",
 };
 
 }  // namespace
