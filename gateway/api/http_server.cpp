@@ -65,7 +65,70 @@ std::string problem_body(int status, std::string_view title, std::string_view de
          std::to_string(status) + R"(,"detail":")" + json_escape(detail) + "\"}";
 }
 
+using RequestParser = http::request_parser<http::string_body>;
+
+void apply_limits(RequestParser& parser, const ServerLimits& limits) {
+  parser.header_limit(static_cast<std::uint32_t>(limits.max_header_bytes));
+  parser.body_limit(static_cast<std::uint64_t>(limits.max_body_bytes));
+}
+
+// The answer to a request the parser refused, when there is someone to answer: a timeout has closed the
+// socket already, and a client that stopped mid-request (end of stream, partial message) has gone.
+struct Refusal {
+  int status;
+  std::string_view title;
+  std::string detail;
+};
+std::optional<Refusal> refusal(beast::error_code ec, const ServerLimits& limits) {
+  if (ec == http::error::body_limit)
+    return Refusal{413, "Content Too Large", "the body is larger than " + std::to_string(limits.max_body_bytes) + " bytes"};
+  if (ec == http::error::header_limit)
+    return Refusal{431, "Request Header Fields Too Large", "the request headers are too large"};
+  if (ec.category() == http::make_error_code(http::error::end_of_stream).category() &&
+      ec != http::error::end_of_stream && ec != http::error::partial_message)
+    return Refusal{400, "Bad Request", "malformed HTTP request: " + ec.message()};
+  return std::nullopt;
+}
+
+// The parsed request as handlers see it (http.hpp): header names lower-cased, the target split at '?'.
+HttpRequest to_request(http::request<http::string_body>&& req) {
+  HttpRequest r;
+  r.method = std::string(req.method_string());
+  r.target = std::string(req.target());
+  auto q = r.target.find('?');
+  r.path = r.target.substr(0, q);
+  if (q != std::string::npos) r.query = r.target.substr(q + 1);
+  for (const auto& f : req) r.headers.emplace_back(lower(f.name_string()), std::string(f.value()));
+  r.body = std::move(req.body());
+  return r;
+}
+
 }  // namespace
+
+ParsedRequest parse_request(std::string_view bytes, const ServerLimits& limits) {
+  RequestParser parser;
+  apply_limits(parser, limits);
+  parser.eager(true);
+  net::const_buffer rest(bytes.data(), bytes.size());
+  beast::error_code ec;
+  while (!parser.is_done() && rest.size() > 0) {
+    size_t used = parser.put(rest, ec);
+    if (ec == http::error::need_more) return {};  // a connection would wait for the rest
+    if (ec) break;
+    rest += used;
+  }
+  if (!parser.got_some()) return {};  // a connection closed before its first byte is closed in silence
+  if (!ec && !parser.is_done()) parser.put_eof(ec);
+  if (ec) {
+    ParsedRequest refused;
+    if (auto r = refusal(ec, limits)) {
+      refused.status = r->status;
+      refused.detail = std::move(r->detail);
+    }
+    return refused;
+  }
+  return ParsedRequest{to_request(parser.release()), 0, {}};
+}
 
 struct HttpServer::Impl {
   // Order matters for destruction: sessions still queued in `ioc` die with it and touch `active`.
@@ -102,8 +165,7 @@ class Session : public std::enable_shared_from_this<Session> {
  private:
   void read_header(bool first) {
     parser_.emplace();
-    parser_->header_limit(static_cast<std::uint32_t>(server_.limits.max_header_bytes));
-    parser_->body_limit(static_cast<std::uint64_t>(server_.limits.max_body_bytes));
+    apply_limits(*parser_, server_.limits);
     // The first request must arrive within the header timeout; between keep-alive requests the idle one holds.
     stream_.expires_after(std::chrono::milliseconds(first ? server_.limits.header_timeout_ms
                                                           : server_.limits.idle_timeout_ms));
@@ -132,16 +194,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void fail_read(beast::error_code ec) {
-    if (ec == http::error::body_limit) {
-      return reject(413, "Content Too Large",
-                    "the body is larger than " + std::to_string(server_.limits.max_body_bytes) + " bytes");
-    }
-    if (ec == http::error::header_limit)
-      return reject(431, "Request Header Fields Too Large", "the request headers are too large");
-    // beast::error::timeout: tcp_stream has already closed the socket, so there is no one left to tell.
-    if (ec.category() == http::make_error_code(http::error::end_of_stream).category() &&
-        ec != http::error::end_of_stream && ec != http::error::partial_message)
-      return reject(400, "Bad Request", "malformed HTTP request: " + ec.message());
+    if (auto r = refusal(ec, server_.limits)) return reject(r->status, r->title, r->detail);
     close();
   }
 
@@ -150,14 +203,7 @@ class Session : public std::enable_shared_from_this<Session> {
     http::request<http::string_body> req = parser_->release();
     keep_alive_ = req.keep_alive();
     version_ = req.version();
-    HttpRequest r;
-    r.method = std::string(req.method_string());
-    r.target = std::string(req.target());
-    auto q = r.target.find('?');
-    r.path = r.target.substr(0, q);
-    if (q != std::string::npos) r.query = r.target.substr(q + 1);
-    for (const auto& f : req) r.headers.emplace_back(lower(f.name_string()), std::string(f.value()));
-    r.body = std::move(req.body());
+    HttpRequest r = to_request(std::move(req));
     r.remote = remote_;
     r.received_at_ns = received_at_ns_;
     // No deadline while the handler works (a group commit); the write below sets its own.
@@ -240,7 +286,7 @@ class Session : public std::enable_shared_from_this<Session> {
   HttpServer::Impl& server_;
   beast::flat_buffer buffer_;
   std::array<char, 16 * 1024> discard_;
-  std::optional<http::request_parser<http::string_body>> parser_;
+  std::optional<RequestParser> parser_;
   std::string remote_;
   bool keep_alive_ = false;
   unsigned version_ = 11;

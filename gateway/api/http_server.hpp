@@ -4,7 +4,9 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 
 #include "api/http.hpp"
 
@@ -17,6 +19,17 @@ struct ServerLimits {
   int64_t body_timeout_ms = 30'000;
   int64_t idle_timeout_ms = 60'000;
 };
+
+// One request read from `bytes` as a connection reads it: the same parser, limits and conversion to
+// HttpRequest, without a socket (the HTTP head's fuzz target, tests/fuzz). Either the request, or the status
+// and detail the server would refuse it with (400, 413, 431); neither when `bytes` ends before the request
+// does (a connection would wait for more).
+struct ParsedRequest {
+  std::optional<HttpRequest> request;
+  int status = 0;
+  std::string detail;
+};
+ParsedRequest parse_request(std::string_view bytes, const ServerLimits& limits);
 
 class HttpServer {
  public:
