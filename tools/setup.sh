@@ -3,6 +3,7 @@
 # Idempotent; uses sudo when not root. Everything comes from Debian's archive (and npm for the
 # OpenAPI validator used by one test). PostgreSQL (server and libpq) runs the tests of the store on several nodes
 # (only its programs: the tests start throw-away clusters of their own, tests/support/pg_cluster.hpp).
+# Arguments are more packages a stage of its own needs (tools/fuzz.sh: clang-14 libfuzzer-14-dev).
 set -euo pipefail
 
 packages=(
@@ -15,6 +16,7 @@ packages=(
 )
 # Node.js + npm run the OpenAPI validator in the test suite; keep an existing installation.
 command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
+packages+=("$@")
 
 missing=()
 for p in "${packages[@]}"; do

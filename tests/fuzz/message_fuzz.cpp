@@ -1,0 +1,48 @@
+// POST /v1/messages without the HTTP: a body (one message, or a batch envelope {"messages": [...]}) goes
+// through the API's JSON checks, intake (validation of every message, canonical form, hash, first events)
+// and the answer built from the store's verdicts, as Api::submit runs them. Rules as a gateway with two
+// channels and one template has them; a local send_at asks the stored profile's zone.
+#include <cstddef>
+#include <cstdint>
+#include <set>
+#include <string>
+
+#include "api/http_util.hpp"
+#include "core/intake.hpp"
+#include "fuzz_support.hpp"
+
+namespace {
+
+const std::set<std::string> kChannels = {"email", "sms"};
+const std::set<std::string> kTemplates = {"welcome"};
+
+tayori::core::ValidationRules rules() {
+  tayori::core::ValidationRules r;
+  r.channels = &kChannels;
+  r.templates_available = true;
+  r.templates = &kTemplates;
+  r.default_timezone = "Asia/Tokyo";
+  r.stored_timezone = [](const std::string& id) { return id == "known" ? std::string("Europe/Paris") : std::string(); };
+  return r;
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  using namespace tayori;
+  static const core::ValidationRules kRules = rules();
+  std::string_view body = fuzz::text(data, size);
+  if (api::json_too_deep(body)) return 0;  // answered 400 before parsing
+  core::Json json;
+  try {
+    json = core::Json::parse(body);
+  } catch (const core::Json::exception&) {
+    return 0;  // answered 400 (Api::json_body)
+  }
+  core::Intake intake = core::prepare_intake(json, kRules, /*max_batch=*/100, "fuzz", 1'780'000'000'000);
+  // Every message the store is asked to record is accepted: the answer names each one.
+  std::vector<store::AcceptResult> stored(intake.to_store.size());
+  core::IntakeAnswer answer = core::answer_intake(intake, stored);
+  api::json_response(answer.status, answer.body);
+  return 0;
+}
