@@ -3,8 +3,10 @@
 #include <chrono>
 
 #include "api/http_util.hpp"
+#include "common/log.hpp"
 #include "core/intake.hpp"
 #include "core/message.hpp"
+#include "store/sql.hpp"
 #include "transport/circuit_breaker.hpp"
 #include "transport/crypto.hpp"
 
@@ -78,6 +80,17 @@ std::string route_of(const std::string& method, const std::string& path) {
   return "other";
 }
 
+// Which key a route needs: none (open to all, or authenticated by a provider's signature or a signed link that
+// its handler checks on the body), an API key, or an app key (inbound.app_keys).
+enum class KeyNeeded { none, api_key, app_key };
+
+KeyNeeded key_needed(const std::string& route) {
+  if (route == "/healthz" || route == "/readyz" || route == "/metrics" || route == "other" ||
+      route == "/inbound/{plugin}/{channel}" || route == "/r/{token}" || route == "/u/{token}")
+    return KeyNeeded::none;
+  return route == "/v1/inbound/app" ? KeyNeeded::app_key : KeyNeeded::api_key;
+}
+
 HttpResponse shutting_down() { return problem(503, "Service Unavailable", "the gateway is shutting down"); }
 
 HttpResponse message_not_found(const std::string& id) {
@@ -106,13 +119,21 @@ std::string state_names() {
 
 }  // namespace
 
-HttpResponse store_unavailable(std::string_view what, std::string_view why) {
-  std::string detail = "the store could not record " + std::string(what);
+namespace {
+// 503 with Retry-After: 1 for a store that could not do its part; `detail` says what, "; retry" is added.
+HttpResponse unavailable(std::string detail, std::string_view why) {
   if (!why.empty()) detail += " (" + std::string(why) + ")";
   HttpResponse r = problem(503, "Service Unavailable", detail + "; retry");
   r.headers.emplace_back("Retry-After", "1");
   return r;
 }
+}  // namespace
+
+HttpResponse store_unavailable(std::string_view what, std::string_view why) {
+  return unavailable("the store could not record " + std::string(what), why);
+}
+
+HttpResponse store_unreadable(std::string_view why) { return unavailable("the store could not be read", why); }
 
 HttpResponse problem(int status, std::string_view title, std::string_view detail,
                      const std::vector<std::pair<std::string, std::string>>& errors) {
@@ -170,7 +191,27 @@ const Api::Key* Api::find_key(const HttpRequest& request, const std::vector<Key>
   return found;
 }
 
+HttpResponse Api::key_missing(bool app_key) {
+  HttpResponse r = problem(401, "Unauthorized",
+                           app_key ? "send Authorization: Bearer <app key> (inbound.app_keys)"
+                                   : "send Authorization: Bearer <api key>");
+  r.headers.emplace_back("WWW-Authenticate", app_key ? "Bearer realm=\"tayori-app\"" : "Bearer realm=\"tayori\"");
+  return r;
+}
+
+std::optional<HttpResponse> Api::screen(const HttpRequest& head) {
+  std::string route = route_of(head.method, head.path);
+  KeyNeeded needed = key_needed(route);
+  if (needed == KeyNeeded::none) return std::nullopt;
+  bool app_key = needed == KeyNeeded::app_key;
+  if (find_key(head, app_key ? app_keys_ : keys_) != nullptr) return std::nullopt;
+  deps_.metrics.count_request(route, head.method, 401);
+  return key_missing(app_key);
+}
+
 void Api::observe_rejected(int status) { deps_.metrics.count_request("other", "-", status); }
+
+void Api::observe_connection_refused() { deps_.metrics.count_connection_refused(); }
 
 void Api::handle(HttpRequest request, Responder respond) {
   std::string route = route_of(request.method, request.path);
@@ -180,6 +221,18 @@ void Api::handle(HttpRequest request, Responder respond) {
     deps_.metrics.count_request(route, method, r.status);
     respond(std::move(r));
   };
+  try {
+    serve(request, route, method, counted);
+  } catch (const store::sql::Error& e) {
+    // A store read failed (SQLITE_BUSY, an I/O error, no file descriptor left, a lost PostgreSQL connection):
+    // the request was fine and may be sent again. Any other exception is the HTTP server's 500.
+    log::error("api", method + " " + route + ": " + e.what());
+    counted(store_unreadable(e.why));
+  }
+}
+
+void Api::serve(const HttpRequest& request, const std::string& route, const std::string& method,
+                const Responder& counted) {
   auto allow = [&](const std::string& allowed) { counted(method_not_allowed(route, allowed)); };
 
   if (route == "/healthz") {
@@ -202,33 +255,29 @@ void Api::handle(HttpRequest request, Responder respond) {
   if (route == "/inbound/{plugin}/{channel}") {
     if (method != "POST") return allow("POST");
     if (draining_) return counted(shutting_down());
-    return inbound_webhook(request, std::move(counted));
+    return inbound_webhook(request, counted);
   }
   if (route == "/r/{token}") {
     if (method != "GET" && method != "POST") return allow("GET, POST");
-    return response_link(request, std::move(counted));
+    return response_link(request, counted);
   }
   if (route == "/u/{token}") {
     if (method != "GET" && method != "POST") return allow("GET, POST");
-    return unsubscribe_link(request, std::move(counted));
+    return unsubscribe_link(request, counted);
   }
   if (route == "/v1/inbound/app") {
     if (method != "POST") return allow("POST");
     if (draining_) return counted(shutting_down());
-    return app_inbound(request, std::move(counted));
+    return app_inbound(request, counted);
   }
 
   const Key* key = authenticate(request);
-  if (key == nullptr) {
-    HttpResponse r = problem(401, "Unauthorized", "send Authorization: Bearer <api key>");
-    r.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"tayori\"");
-    return counted(std::move(r));
-  }
+  if (key == nullptr) return counted(key_missing(false));
   if (route == "/v1/messages") {
     if (method == "GET") return counted(list_messages(request));
     if (method != "POST") return allow("GET, POST");
     if (draining_) return counted(shutting_down());
-    return submit(request, key->name, std::move(counted));
+    return submit(request, key->name, counted);
   }
   if (route == "/v1/events") {  // events_api.cpp
     if (method != "GET") return allow("GET");
@@ -241,24 +290,24 @@ void Api::handle(HttpRequest request, Responder respond) {
   if (route == "/v1/messages:retry") {
     if (method != "POST") return allow("POST");
     if (draining_) return counted(shutting_down());
-    return retry_messages(request, key->name, std::move(counted));
+    return retry_messages(request, key->name, counted);
   }
   if (route.rfind("/v1/recipients/", 0) == 0 || route.rfind("/v1/suppressions", 0) == 0) {
     if (draining_ && method != "GET") return counted(shutting_down());
-    return route.rfind("/v1/recipients/", 0) == 0 ? recipients(request, route, std::move(counted))
-                                                   : suppressions(request, route, std::move(counted));
+    return route.rfind("/v1/recipients/", 0) == 0 ? recipients(request, route, counted)
+                                                   : suppressions(request, route, counted);
   }
   std::string_view rest = std::string_view(request.path).substr(kMessagesPrefix.size());
   if (route == "/v1/messages/{id}:retry") {
     if (draining_) return counted(shutting_down());
     rest.remove_suffix(kRetrySuffix.size());
-    return retry_message(percent_decode(rest), key->name, std::move(counted));
+    return retry_message(percent_decode(rest), key->name, counted);
   }
   std::string id = percent_decode(rest);
   if (method == "GET") return counted(get_message(id));
   if (method == "DELETE") {
     if (draining_) return counted(shutting_down());
-    return cancel_message(id, std::move(counted));
+    return cancel_message(id, counted);
   }
   return allow("GET, DELETE");
 }

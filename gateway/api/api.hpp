@@ -45,6 +45,10 @@ class Api final : public Handler {
 
   void handle(HttpRequest request, Responder respond) override;
   void observe_rejected(int status) override;
+  void observe_connection_refused() override;
+  // A request whose route needs a key (an API key, or an app key on /v1/inbound/app) and whose head presents
+  // none that is valid gets its 401 here, before its body is read.
+  std::optional<HttpResponse> screen(const HttpRequest& head) override;
 
   // Stop answering 2xx to new work (shutdown): /v1 writes and /readyz answer 503.
   void set_draining(bool draining) { draining_ = draining; }
@@ -55,6 +59,9 @@ class Api final : public Handler {
     std::string digest;  // transport::sha256 of the secret: only digests are kept and compared
   };
 
+  // Routes the request and answers it through `counted`; throws what a store read throws.
+  void serve(const HttpRequest& request, const std::string& route, const std::string& method,
+             const Responder& counted);
   std::optional<core::Json> json_body(const HttpRequest& request, const Responder& respond);
   void submit(const HttpRequest& request, const std::string& key_name, Responder respond);
   HttpResponse simulate(const HttpRequest& request);
@@ -70,6 +77,8 @@ class Api final : public Handler {
   HttpResponse list_events(const HttpRequest& request);
   HttpResponse readiness();
   const Key* authenticate(const HttpRequest& request) const;
+  // The 401 for a missing or unknown API key (or app key), with its WWW-Authenticate challenge.
+  static HttpResponse key_missing(bool app_key);
   // The key of `keys` presented as Authorization: Bearer (constant time), or nullptr.
   static const Key* find_key(const HttpRequest& request, const std::vector<Key>& keys);
 
@@ -106,5 +115,9 @@ HttpResponse problem(int status, std::string_view title, std::string_view detail
 // "the store could not record <what> (<why>, e.g. database or disk is full); retry", with Retry-After: 1. Nothing of the request was stored, so
 // a retry is safe; a 2xx is only ever sent after a durable commit.
 HttpResponse store_unavailable(std::string_view what, std::string_view why = "");
+
+// 503 for a store read that failed (SQLITE_BUSY, an I/O error, no file descriptor left): "the store could not
+// be read (<why>); retry", with Retry-After: 1.
+HttpResponse store_unreadable(std::string_view why);
 
 }  // namespace tayori::api

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -43,8 +44,15 @@ class Handler {
  public:
   virtual ~Handler() = default;
   virtual void handle(HttpRequest request, Responder respond) = 0;
+  // Looks at a request when its head has arrived, before its body is read (`head.body` is empty): an answer
+  // here (a 401 for a missing key) is sent at once, and the body is never read (the connection is closed
+  // when one was announced), so a client without a key cannot make the server take in a body first.
+  // nullopt: read the body and handle the request.
+  virtual std::optional<HttpResponse> screen(const HttpRequest& head) { return std::nullopt; }
   // A response the server makes itself (413, 400 on unparsable HTTP, 503 while stopping): for metrics.
   virtual void observe_rejected(int status) {}
+  // A connection refused because server.max_connections were open.
+  virtual void observe_connection_refused() {}
 };
 
 }  // namespace tayori::api

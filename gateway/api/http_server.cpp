@@ -5,6 +5,7 @@
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -141,9 +142,15 @@ struct HttpServer::Impl {
   std::optional<tcp::acceptor> acceptor;
   std::vector<std::thread> threads;
 
+  std::optional<net::steady_timer> accept_retry;  // the pause after a failed accept
+  int accept_failures = 0;                        // in a row; the episode is logged once
+  bool refusing = false;                          // at max_connections; the episode is logged once
+
   Impl(Handler& h, ServerLimits l, int n) : handler(h), limits(l), thread_count(n), ioc(n) {}
 
   void do_accept();
+  void on_accept_failed(beast::error_code ec);
+  void refuse(tcp::socket socket);
 };
 
 namespace {
@@ -176,6 +183,27 @@ class Session : public std::enable_shared_from_this<Session> {
     if (ec) return fail_read(ec);
     received_at_ns_ = steady_ns();
     auto& req = parser_->get();
+    keep_alive_ = req.keep_alive();
+    version_ = req.version();
+    // The head as handlers see it (the body is still empty here; on_body adds it).
+    head_ = to_request(http::request<http::string_body>(req));
+    head_.remote = remote_;
+    head_.received_at_ns = received_at_ns_;
+    // Before the body (and before a 100 Continue): a request the handler refuses on its head alone, such as
+    // one without a valid key, costs no body read (up to max_body_bytes otherwise).
+    std::optional<HttpResponse> screened;
+    try {
+      screened = server_.handler.screen(head_);
+    } catch (const std::exception& e) {
+      log::error("http", head_.method + " " + head_.path + " failed: " + e.what());
+      server_.handler.observe_rejected(500);
+      screened = server_error();
+    }
+    if (screened) {
+      // The announced body was not read, so the stream is not at a message boundary.
+      if (!parser_->is_done()) screened->close = true;
+      return write(std::move(*screened));
+    }
     if (beast::iequals(req[http::field::expect], "100-continue")) {
       // RFC 9110 §10.1.1: the client waits for this before sending the body.
       auto cont = std::make_shared<http::response<http::empty_body>>(http::status::continue_, req.version());
@@ -201,19 +229,12 @@ class Session : public std::enable_shared_from_this<Session> {
   void on_body(beast::error_code ec, std::size_t) {
     if (ec) return fail_read(ec);
     http::request<http::string_body> req = parser_->release();
-    keep_alive_ = req.keep_alive();
-    version_ = req.version();
-    HttpRequest r = to_request(std::move(req));
-    r.remote = remote_;
-    r.received_at_ns = received_at_ns_;
+    HttpRequest r = std::move(head_);
+    r.body = std::move(req.body());
     // No deadline while the handler works (a group commit); the write below sets its own.
     stream_.expires_never();
-    auto answered = std::make_shared<std::atomic<bool>>(false);
-    Responder respond = [self = shared_from_this(), answered](HttpResponse response) {
-      if (answered->exchange(true)) return;  // a handler that failed after answering is not answered twice
-      net::post(self->stream_.get_executor(),
-                [self, response = std::move(response)]() mutable { self->write(std::move(response)); });
-    };
+    auto answer = std::make_shared<PendingAnswer>(shared_from_this());
+    Responder respond = [answer](HttpResponse response) { answer->send(std::move(response)); };
     // The top of an I/O thread: an exception that left here would end the process (Asio does not catch),
     // so a handler's failure becomes this request's 500 and the server goes on.
     std::string method = r.method, path = r.path;
@@ -221,12 +242,37 @@ class Session : public std::enable_shared_from_this<Session> {
       server_.handler.handle(std::move(r), respond);
     } catch (const std::exception& e) {
       log::error("http", method + " " + path + " failed: " + e.what());
-      if (!answered->load()) {
+      if (!answer->answered) {
         server_.handler.observe_rejected(500);
         respond(server_error());
       }
     }
   }
+
+  // A request's answer, shared by every copy of its Responder. A handler that failed after answering is not
+  // answered twice. When the last copy goes without having answered (a store completion that threw on the
+  // writer thread, which caught it; a handler that dropped it), the client would wait for ever, since the
+  // stream has no deadline while a handler works: it gets a 500 instead. A handler that means to close the
+  // connection without an answer answers status 0 (write).
+  struct PendingAnswer {
+    explicit PendingAnswer(std::shared_ptr<Session> s) : session(std::move(s)) {}
+    ~PendingAnswer() {
+      if (answered.exchange(true)) return;
+      log::error("http", "a request was never answered (its handler failed after the request was handed on)");
+      session->server_.handler.observe_rejected(500);
+      post(server_error());
+    }
+    void send(HttpResponse response) {
+      if (!answered.exchange(true)) post(std::move(response));
+    }
+    void post(HttpResponse response) {
+      net::post(session->stream_.get_executor(), [session = session, response = std::move(response)]() mutable {
+        session->write(std::move(response));
+      });
+    }
+    std::shared_ptr<Session> session;
+    std::atomic<bool> answered{false};
+  };
 
   static HttpResponse server_error() {
     HttpResponse r;
@@ -247,6 +293,9 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void write(HttpResponse r) {
+    // Status 0: the handler closes the connection without an answer on purpose (tayori-sim's dropped
+    // answers); a Responder merely dropped gets a 500 instead (PendingAnswer).
+    if (r.status == 0) return stream_.close();
     auto res = std::make_shared<http::response<http::string_body>>(static_cast<http::status>(r.status), version_);
     res->set(http::field::server, "tayori");
     res->set(http::field::content_type, r.content_type);
@@ -287,6 +336,7 @@ class Session : public std::enable_shared_from_this<Session> {
   beast::flat_buffer buffer_;
   std::array<char, 16 * 1024> discard_;
   std::optional<RequestParser> parser_;
+  HttpRequest head_;  // the request being read, without its body
   std::string remote_;
   bool keep_alive_ = false;
   unsigned version_ = 11;
@@ -299,13 +349,57 @@ void HttpServer::Impl::do_accept() {
   acceptor->async_accept(net::make_strand(ioc), [this](beast::error_code ec, tcp::socket socket) {
     if (ec) {
       if (ec == net::error::operation_aborted || stopping) return;
-      log::warn("http", "accept failed: " + ec.message());
+      return on_accept_failed(ec);
+    }
+    if (accept_failures > 0) {
+      log::info("http", "accepting connections again after " + std::to_string(accept_failures) + " failed accepts");
+      accept_failures = 0;
+    }
+    if (active >= limits.max_connections) {
+      refuse(std::move(socket));
     } else {
+      refusing = false;
       socket.set_option(tcp::no_delay(true), ec);
       std::make_shared<Session>(std::move(socket), *this)->start();
     }
     if (!stopping) do_accept();
   });
+}
+
+// accept fails when the process is out of file descriptors (EMFILE, ENFILE) or memory. The connection stays in
+// the listen queue, so accepting again at once fails again at once: a core spun and every try logged a line.
+// Pausing lets sessions end and free descriptors; the queued connections are taken once they have.
+void HttpServer::Impl::on_accept_failed(beast::error_code ec) {
+  if (accept_failures++ == 0)
+    log::warn("http", "accept failed: " + ec.message() + "; trying again every 100 ms until it succeeds");
+  if (!accept_retry) accept_retry.emplace(ioc);
+  accept_retry->expires_after(std::chrono::milliseconds(100));
+  accept_retry->async_wait([this](beast::error_code wait_ec) {
+    if (wait_ec || stopping) return;
+    do_accept();
+  });
+}
+
+// Over server.max_connections: a fixed 503 written without waiting (a fresh socket's send buffer takes it),
+// then closed. A client whose request was already in flight may see a reset instead; either way it is told
+// at once, and the connection costs no session.
+void HttpServer::Impl::refuse(tcp::socket socket) {
+  handler.observe_connection_refused();
+  if (!refusing)
+    log::warn("http", "server.max_connections (" + std::to_string(limits.max_connections) +
+                          ") connections are open: new connections are refused until some close");
+  refusing = true;
+  static const std::string kBody =
+      problem_body(503, "Service Unavailable", "too many connections are open (server.max_connections); retry");
+  static const std::string kAnswer = "HTTP/1.1 503 Service Unavailable\r\nServer: tayori\r\n"
+                                     "Content-Type: application/problem+json\r\nRetry-After: 1\r\n"
+                                     "Connection: close\r\nContent-Length: " +
+                                     std::to_string(kBody.size()) + "\r\n\r\n" + kBody;
+  beast::error_code ec;
+  socket.non_blocking(true, ec);
+  socket.write_some(net::buffer(kAnswer), ec);
+  socket.shutdown(tcp::socket::shutdown_both, ec);
+  socket.close(ec);
 }
 
 HttpServer::HttpServer(Handler& handler, ServerLimits limits, int threads)

@@ -1,5 +1,6 @@
 // The HTTP/1.1 server: Boost.Beast on Asio, one io_context run by N threads, a strand per connection,
-// explicit timeouts for headers, body and idle keep-alive so a slow client cannot hold a connection.
+// explicit timeouts for headers, body and idle keep-alive so a slow client cannot hold a connection, and a
+// bound on connections open at once.
 #pragma once
 
 #include <cstdint>
@@ -18,6 +19,9 @@ struct ServerLimits {
   int64_t header_timeout_ms = 10'000;
   int64_t body_timeout_ms = 30'000;
   int64_t idle_timeout_ms = 60'000;
+  // Connections open at once; one more is refused at once (a 503, closed) instead of holding a file
+  // descriptor and a session.
+  int max_connections = 1024;
 };
 
 // One request read from `bytes` as a connection reads it: the same parser, limits and conversion to

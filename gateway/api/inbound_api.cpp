@@ -181,11 +181,7 @@ void Api::unsubscribe_link(const HttpRequest& request, Responder respond) {
 // holding it answer for any recipient.
 void Api::app_inbound(const HttpRequest& request, Responder respond) {
   const Key* key = find_key(request, app_keys_);
-  if (key == nullptr) {
-    HttpResponse r = problem(401, "Unauthorized", "send Authorization: Bearer <app key> (inbound.app_keys)");
-    r.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"tayori-app\"");
-    return respond(std::move(r));
-  }
+  if (key == nullptr) return respond(key_missing(true));
   auto body = json_body(request, respond);
   if (!body) return;
   std::vector<std::pair<std::string, std::string>> errors;

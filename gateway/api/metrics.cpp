@@ -6,6 +6,8 @@
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
 
+#include "common/thread_guard.hpp"
+
 namespace tayori::api {
 
 Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
@@ -13,6 +15,12 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                    .Name("tayori_http_requests_total")
                    .Help("HTTP requests answered, by route template, method and status")
                    .Register(*registry_);
+  connections_refused_ = &prometheus::BuildCounter()
+                              .Name("tayori_http_connections_refused_total")
+                              .Help("Connections refused at once (a 503, closed) because server.max_connections were "
+                                    "open")
+                              .Register(*registry_)
+                              .Add({});
   intake_ = &prometheus::BuildCounter()
                  .Name("tayori_intake_messages_total")
                  .Help("Messages submitted, by result: accepted, duplicate, rejected, conflict")
@@ -85,14 +93,34 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                       .Name("tayori_webhook_lag_events")
                       .Help("Events recorded but not yet delivered (or skipped) by each webhook: last seq - its cursor")
                       .Register(*registry_);
+  thread_errors_ = &prometheus::BuildCounter()
+                        .Name("tayori_thread_errors_total")
+                        .Help("Failures caught at the top of a background thread's loop (a store that could not be "
+                              "read, data a round could not use), by thread: dispatcher, webhooks, metrics, "
+                              "housekeeping. The thread logged it, paused and went on")
+                        .Register(*registry_);
 }
 
 Metrics::~Metrics() = default;
 
+std::string_view method_label(std::string_view method) {
+  // The method is whatever an unauthenticated client sent (HTTP allows any token, RFC 9110 §9.1): as a label
+  // as it is, every new word would be a new series kept for the process's life. The methods the API uses
+  // keep their names; the rest share one.
+  static constexpr std::string_view kKnown[] = {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"};
+  for (std::string_view known : kKnown)
+    if (method == known) return known;
+  return method == "-" ? method : "other";
+}
+
 void Metrics::count_request(std::string_view route, std::string_view method, int status) {
-  requests_->Add({{"route", std::string(route)}, {"method", std::string(method)}, {"status", std::to_string(status)}})
+  requests_
+      ->Add({{"route", std::string(route)}, {"method", std::string(method_label(method))},
+             {"status", std::to_string(status)}})
       .Increment();
 }
+
+void Metrics::count_connection_refused() { connections_refused_->Increment(); }
 
 void Metrics::count_intake(std::string_view result, int64_t n) {
   if (n > 0) intake_->Add({{"result", std::string(result)}}).Increment(static_cast<double>(n));
@@ -139,6 +167,8 @@ std::string Metrics::render(const std::map<store::State, int64_t>& by_state, int
     // One scrape at a time catches the counters kept elsewhere up (two at once would both add the gap).
     std::lock_guard lock(refresh_mutex_);
     if (refresh_) refresh_(*this);
+    for (const auto& [thread, n] : thread_errors())
+      catch_up(thread_errors_->Add({{"thread", thread}}), static_cast<double>(n));
   }
   for (auto [state, n] : by_state) {
     messages_->Add({{"state", std::string(store::to_string(state))}}).Set(static_cast<double>(n));

@@ -23,12 +23,18 @@ class Family;
 
 namespace tayori::api {
 
+// The `method` label of a request: the method's name when the API knows it, else "other" ("-" stays, for
+// answers the server gives before a method is known).
+std::string_view method_label(std::string_view method);
+
 class Metrics {
  public:
   Metrics();
   ~Metrics();
 
+  // `route` is a route template (never a raw path); `method` is bounded here (method_label).
   void count_request(std::string_view route, std::string_view method, int status);
+  void count_connection_refused();  // server.max_connections were open
   void count_intake(std::string_view result, int64_t n);  // accepted | duplicate | rejected | conflict
   void observe_accept_latency(double seconds);
 
@@ -52,6 +58,7 @@ class Metrics {
  private:
   std::shared_ptr<prometheus::Registry> registry_;
   prometheus::Family<prometheus::Counter>* requests_;
+  prometheus::Counter* connections_refused_;
   prometheus::Family<prometheus::Counter>* intake_;
   prometheus::Histogram* accept_latency_;
   prometheus::Family<prometheus::Gauge>* messages_;
@@ -67,6 +74,7 @@ class Metrics {
   prometheus::Family<prometheus::Counter>* store_writes_;
   prometheus::Family<prometheus::Counter>* webhook_deliveries_;
   prometheus::Family<prometheus::Gauge>* webhook_lag_;
+  prometheus::Family<prometheus::Counter>* thread_errors_;
   std::function<void(Metrics&)> refresh_;
   std::mutex refresh_mutex_;
 };

@@ -13,6 +13,7 @@
 #include "api/http_server.hpp"
 #include "api/metrics.hpp"
 #include "common/log.hpp"
+#include "common/thread_guard.hpp"
 #include "config/config.hpp"
 #include "core/clearance.hpp"
 #include "core/dispatcher.hpp"
@@ -148,7 +149,14 @@ class CurrentApi final : public api::Handler {
     std::shared_ptr<Generation> g = get();
     g->api->handle(std::move(request), [g, respond = std::move(respond)](api::HttpResponse r) { respond(std::move(r)); });
   }
-  void observe_rejected(int status) override { get()->api->observe_rejected(status); }
+  std::optional<api::HttpResponse> screen(const api::HttpRequest& head) override { return get()->api->screen(head); }
+  // Also called after the last generation is gone (a request the store answers while it stops): then uncounted.
+  void observe_rejected(int status) override {
+    if (auto g = get()) g->api->observe_rejected(status);
+  }
+  void observe_connection_refused() override {
+    if (auto g = get()) g->api->observe_connection_refused();
+  }
 
  private:
   mutable std::mutex mutex_;
@@ -173,6 +181,7 @@ void keep_fixed_settings(const config::Config& running, config::Config& next) {
   if (next.server.header_timeout_ms != running.server.header_timeout_ms) changed.push_back("server.header_timeout");
   if (next.server.body_timeout_ms != running.server.body_timeout_ms) changed.push_back("server.body_timeout");
   if (next.server.idle_timeout_ms != running.server.idle_timeout_ms) changed.push_back("server.idle_timeout");
+  if (next.server.max_connections != running.server.max_connections) changed.push_back("server.max_connections");
   next.server.listen = running.server.listen;
   next.store = running.store;
   next.server.threads = running.server.threads;
@@ -180,6 +189,7 @@ void keep_fixed_settings(const config::Config& running, config::Config& next) {
   next.server.header_timeout_ms = running.server.header_timeout_ms;
   next.server.body_timeout_ms = running.server.body_timeout_ms;
   next.server.idle_timeout_ms = running.server.idle_timeout_ms;
+  next.server.max_connections = running.server.max_connections;
   for (const auto& key : changed)
     log::warn("gateway", "SIGHUP: " + key + " changed in the file; it takes effect at the next restart");
 }
@@ -305,9 +315,13 @@ int serve(const ServeOptions& options) {
       m.set_circuit_state(c->name(), static_cast<int>(c->circuit().state()));
       m.count_circuit_opened(c->name(), c->circuit().times_opened());
     }
-    int64_t now = clock.now_ms();
-    std::optional<int64_t> due = store->next_due_ms();
-    m.set_oldest_due_age(due && *due < now ? static_cast<double>(now - *due) / 1000.0 : 0.0);
+    // A store that cannot be read leaves the gauge as it was: the scrape still answers, with the rest (and
+    // tayori_thread_errors_total saying why), when an operator needs it most.
+    run_guarded("metrics", "reading the due queue", [&] {
+      int64_t now = clock.now_ms();
+      std::optional<int64_t> due = store->next_due_ms();
+      m.set_oldest_due_age(due && *due < now ? static_cast<double>(now - *due) / 1000.0 : 0.0);
+    });
     m.set_unrecorded(g->dispatcher->unrecorded());
     m.set_store_writes(store->write_stats());
   });
@@ -316,7 +330,7 @@ int serve(const ServeOptions& options) {
   int threads = server_config.threads > 0 ? server_config.threads : static_cast<int>(std::thread::hardware_concurrency());
   api::HttpServer server(current,
                          {server_config.max_body_bytes, 16 * 1024, server_config.header_timeout_ms,
-                          server_config.body_timeout_ms, server_config.idle_timeout_ms},
+                          server_config.body_timeout_ms, server_config.idle_timeout_ms, server_config.max_connections},
                          threads);
   generation->dispatcher->start();
   generation->webhooks->start();
@@ -374,11 +388,14 @@ int serve(const ServeOptions& options) {
       log::info("gateway", std::string("received ") + (sig == SIGINT ? "SIGINT" : "SIGTERM") + ", stopping");
       break;
     }
-    int64_t purged = store->purge_finished(clock.now_ms() - current.get()->loaded.config.store.retention_ms);
-    // Cap slots older than the longest window can no longer count.
-    store->purge_slots(clock.now_ms() -
-                       std::max<int64_t>(current.get()->loaded.config.policy.longest_cap_window_ms(), 86'400'000));
-    if (purged > 0) log::info("store", "purged " + std::to_string(purged) + " finished messages past retention");
+    // The main thread's top: a store that fails now is tried again at the next tick.
+    run_guarded("housekeeping", "purging the store", [&] {
+      int64_t purged = store->purge_finished(clock.now_ms() - current.get()->loaded.config.store.retention_ms);
+      // Cap slots older than the longest window can no longer count.
+      store->purge_slots(clock.now_ms() -
+                         std::max<int64_t>(current.get()->loaded.config.policy.longest_cap_window_ms(), 86'400'000));
+      if (purged > 0) log::info("store", "purged " + std::to_string(purged) + " finished messages past retention");
+    });
   }
   // Graceful stop: new work is refused with 503 at once (a load balancer moves on), deliveries in flight
   // get the grace period to finish and be recorded, and what is left after it is recovered at the next start.

@@ -179,8 +179,8 @@ constexpr int64_t kMaxBatchWindowMs = 10'000;
 
 void read_server(Reader& r, const YAML::Node& n, ServerConfig& s) {
   if (!n || !r.expect_map(n, "server", {"listen", "threads", "max_body_bytes", "max_batch", "header_timeout",
-                                        "body_timeout", "idle_timeout", "public_url", "link_secret_env", "link_ttl",
-                                        "shutdown_grace"}))
+                                        "body_timeout", "idle_timeout", "max_connections", "public_url", "link_secret_env",
+                                        "link_ttl", "shutdown_grace"}))
     return;
   if (auto v = r.string(n, "listen", "server", false)) {
     std::string problem = check_listen(*v);
@@ -192,6 +192,7 @@ void read_server(Reader& r, const YAML::Node& n, ServerConfig& s) {
   r.integer(n, "threads", "server", 0, 256, s.threads);
   r.integer(n, "max_body_bytes", "server", 1024, 1LL << 30, s.max_body_bytes);
   r.integer(n, "max_batch", "server", 1, 100'000, s.max_batch);
+  r.integer(n, "max_connections", "server", 1, 1'000'000, s.max_connections);
   r.duration(n, "header_timeout", "server", 100, s.header_timeout_ms);
   r.duration(n, "body_timeout", "server", 100, s.body_timeout_ms);
   r.duration(n, "idle_timeout", "server", 100, s.idle_timeout_ms);

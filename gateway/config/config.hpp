@@ -34,6 +34,7 @@ struct ServerConfig {
   int64_t header_timeout_ms = 10'000;
   int64_t body_timeout_ms = 30'000;
   int64_t idle_timeout_ms = 60'000;
+  int max_connections = 1024;  // open at once; more are refused with a 503 (api/http_server.hpp)
   // The gateway as recipients and providers reach it (https://gw.example.com), for signed unsubscribe and
   // response links and provider callbacks. Empty: no such links are made.
   std::string public_url;

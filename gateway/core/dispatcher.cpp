@@ -5,6 +5,7 @@
 #include <random>
 
 #include "common/log.hpp"
+#include "common/thread_guard.hpp"
 #include "common/thread_name.hpp"
 #include "core/inbound.hpp"
 #include "transport/crypto.hpp"
@@ -329,50 +330,62 @@ void Dispatcher::run() {
   // writer transaction of its own.
   std::unique_lock lock(mutex_);
   int64_t looked_at_ms = 0;  // when the store's earliest due time was last read
+  int failures = 0;          // rounds in a row that threw
   while (!stopping_) {
-    woken_ = false;
-    int64_t now = clock_.now_ms();
-    lock.unlock();
-    record_again(now);
-    lock.lock();
-    // The poll interval bounds how late anything the wake-ups miss is seen (another process's writes).
-    if (now - looked_at_ms >= config_.poll_interval_ms) next_due_ms_ = std::min(next_due_ms_, now);
-    int64_t free_slots = capacity_ - in_flight_;
-    if (free_slots >= refill_at_ && store_due(now)) {
-      int64_t asked = std::min<int64_t>(free_slots, config_.claim_batch);
-      uint64_t changes = store_changes_;
-      lock.unlock();
-      auto claimed = store_.claim_due(now, static_cast<int>(asked));
-      lock.lock();
-      for (auto& r : claimed) {
-        ++in_flight_;
-        work_.push_back(std::move(r));
-      }
-      for (size_t i = 0; i < claimed.size(); ++i) work_ready_.notify_one();
-      // A full claim: more may be due. Until a claim comes back short, new messages queue in the store
-      // behind the ones already due instead of overtaking them (reserve).
-      backlog_ = static_cast<int64_t>(claimed.size()) == asked;
-      if (backlog_) continue;
-      // Nothing more is due now: learn when something will be. A wake-up since the claim may have brought
-      // something newer than this read; then look again.
-      lock.unlock();
-      auto next = store_.next_due_ms();
-      lock.lock();
-      looked_at_ms = now;
-      if (store_changes_ == changes) next_due_ms_ = next.value_or(std::numeric_limits<int64_t>::max());
+    // The top of the claim loop's thread: a store read that throws (SQLITE_BUSY, an I/O error, no file
+    // descriptor left) ended the process. The round is logged and counted, and the loop pauses and goes on.
+    if (run_guarded("dispatcher", "claiming due messages", [&] { claim_round(lock, looked_at_ms); })) {
+      failures = 0;
+      continue;
     }
-    if (stopping_ || woken_) continue;
-    // Sleep until the next due message, a wake-up (something new in the store, or room freed while
-    // something is due), or the poll interval, whichever comes first.
-    int64_t wait_ms = config_.poll_interval_ms;  // due but no room: room_freed() wakes us
-    if (!store_due(now))
-      wait_ms = std::clamp<int64_t>(std::min(next_due_ms_ - now, config_.poll_interval_ms - (now - looked_at_ms)), 0,
-                                    config_.poll_interval_ms);
-    else if (capacity_ - in_flight_ >= refill_at_)
-      wait_ms = 0;  // due, and room to claim it
-    if (wait_ms > 0)
-      wake_.wait_for(lock, std::chrono::milliseconds(wait_ms), [&] { return stopping_ || woken_; });
+    if (!lock.owns_lock()) lock.lock();
+    wake_.wait_for(lock, std::chrono::milliseconds(failure_pause_ms(++failures)), [&] { return stopping_; });
   }
+}
+
+void Dispatcher::claim_round(std::unique_lock<std::mutex>& lock, int64_t& looked_at_ms) {
+  woken_ = false;
+  int64_t now = clock_.now_ms();
+  lock.unlock();
+  record_again(now);
+  lock.lock();
+  // The poll interval bounds how late anything the wake-ups miss is seen (another process's writes).
+  if (now - looked_at_ms >= config_.poll_interval_ms) next_due_ms_ = std::min(next_due_ms_, now);
+  int64_t free_slots = capacity_ - in_flight_;
+  if (free_slots >= refill_at_ && store_due(now)) {
+    int64_t asked = std::min<int64_t>(free_slots, config_.claim_batch);
+    uint64_t changes = store_changes_;
+    lock.unlock();
+    auto claimed = store_.claim_due(now, static_cast<int>(asked));
+    lock.lock();
+    for (auto& r : claimed) {
+      ++in_flight_;
+      work_.push_back(std::move(r));
+    }
+    for (size_t i = 0; i < claimed.size(); ++i) work_ready_.notify_one();
+    // A full claim: more may be due. Until a claim comes back short, new messages queue in the store
+    // behind the ones already due instead of overtaking them (reserve).
+    backlog_ = static_cast<int64_t>(claimed.size()) == asked;
+    if (backlog_) return;
+    // Nothing more is due now: learn when something will be. A wake-up since the claim may have brought
+    // something newer than this read; then look again.
+    lock.unlock();
+    auto next = store_.next_due_ms();
+    lock.lock();
+    looked_at_ms = now;
+    if (store_changes_ == changes) next_due_ms_ = next.value_or(std::numeric_limits<int64_t>::max());
+  }
+  if (stopping_ || woken_) return;
+  // Sleep until the next due message, a wake-up (something new in the store, or room freed while
+  // something is due), or the poll interval, whichever comes first.
+  int64_t wait_ms = config_.poll_interval_ms;  // due but no room: room_freed() wakes us
+  if (!store_due(now))
+    wait_ms = std::clamp<int64_t>(std::min(next_due_ms_ - now, config_.poll_interval_ms - (now - looked_at_ms)), 0,
+                                  config_.poll_interval_ms);
+  else if (capacity_ - in_flight_ >= refill_at_)
+    wait_ms = 0;  // due, and room to claim it
+  if (wait_ms > 0)
+    wake_.wait_for(lock, std::chrono::milliseconds(wait_ms), [&] { return stopping_ || woken_; });
 }
 
 bool Dispatcher::store_due(int64_t now_ms) const { return backlog_ || next_due_ms_ <= now_ms; }
@@ -496,19 +509,22 @@ void Dispatcher::record(store::Transition t, int64_t now_ms) {
     ++store_changes_;
   }
   auto kept = std::make_shared<store::Transition>(t);
-  store_.apply(std::move(t), now_ms, [this, kept](bool ok) {
+  // The completion runs on the store's writer, possibly after this dispatcher is gone (a reload stops it and
+  // drops its generation while the writer still holds its last records): it holds what it writes to, never
+  // the dispatcher.
+  store_.apply(std::move(t), now_ms, [unrecorded = unrecorded_, kept](bool ok) {
     if (ok) return;
-    std::lock_guard lock(unrecorded_mutex_);
-    unrecorded_.push_back(std::move(*kept));
+    std::lock_guard lock(unrecorded->mutex);
+    unrecorded->transitions.push_back(std::move(*kept));
   });
 }
 
 void Dispatcher::record_again(int64_t now_ms) {
   std::vector<store::Transition> again;
   {
-    std::lock_guard lock(unrecorded_mutex_);
-    if (unrecorded_.empty() || now_ms < next_record_again_ms_) return;
-    again.swap(unrecorded_);
+    std::lock_guard lock(unrecorded_->mutex);
+    if (unrecorded_->transitions.empty() || now_ms < next_record_again_ms_) return;
+    again.swap(unrecorded_->transitions);
     next_record_again_ms_ = now_ms + 1000;  // a full disk is not fixed in a millisecond
   }
   log::warn("dispatcher", "recording " + std::to_string(again.size()) + " delivery outcomes the store refused before");
@@ -516,8 +532,8 @@ void Dispatcher::record_again(int64_t now_ms) {
 }
 
 int64_t Dispatcher::unrecorded() const {
-  std::lock_guard lock(unrecorded_mutex_);
-  return static_cast<int64_t>(unrecorded_.size());
+  std::lock_guard lock(unrecorded_->mutex);
+  return static_cast<int64_t>(unrecorded_->transitions.size());
 }
 
 }  // namespace tayori::core

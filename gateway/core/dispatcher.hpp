@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -107,6 +108,9 @@ class Dispatcher {
 
  private:
   void run();
+  // One round of the claim loop, under `lock` (on mutex_) on entry and on return: claims what is due when
+  // there is room, then sleeps until something may be due. Throws what a store read throws.
+  void claim_round(std::unique_lock<std::mutex>& lock, int64_t& looked_at_ms);
   void work();
   void process(const store::MessageRecord& record);
   // Records `t`; when the store cannot, keeps it to try again (the message stays `dispatched` meanwhile,
@@ -148,8 +152,13 @@ class Dispatcher {
   OutcomeListener listener_;
   links::LinkSigner links_;
   int64_t link_ttl_ms_ = 60LL * 86'400'000;
-  mutable std::mutex unrecorded_mutex_;
-  std::vector<store::Transition> unrecorded_;
+  // Transitions the store refused, shared with the store's completions (record): they may run after the
+  // dispatcher is gone.
+  struct Unrecorded {
+    std::mutex mutex;
+    std::vector<store::Transition> transitions;
+  };
+  std::shared_ptr<Unrecorded> unrecorded_ = std::make_shared<Unrecorded>();
   int64_t next_record_again_ms_ = 0;
   std::thread loop_;
   std::vector<std::thread> workers_;

@@ -5,6 +5,7 @@
 #include <random>
 
 #include "common/log.hpp"
+#include "common/thread_guard.hpp"
 #include "events/feed.hpp"
 #include "transport/crypto.hpp"
 #include "common/thread_name.hpp"
@@ -169,6 +170,16 @@ int64_t Webhooks::starting_cursor(Sender& s) {
 }
 
 void Webhooks::run(Sender& s) {
+  // The top of a sender's thread: what the reads below do not catch (data an event cannot be sent with, a
+  // store that fails mid-page) is logged and counted, and the sender pauses and starts again from where it
+  // got, instead of ending the process.
+  for (int failures = 0;;) {
+    if (run_guarded("webhooks", s.config.name + ": sending events", [&] { send_events(s); })) return;
+    if (!pause(failure_pause_ms(++failures), false)) return;
+  }
+}
+
+void Webhooks::send_events(Sender& s) {
   const std::string& name = s.config.name;
   while (!s.start_after) {
     try {
@@ -178,7 +189,7 @@ void Webhooks::run(Sender& s) {
       if (!pause(timing_.poll_ms * 5, false)) return;
     }
   }
-  int64_t cursor = *s.start_after;
+  int64_t cursor = std::max(*s.start_after, s.persisted);  // after a failed round: where it got
   // Several nodes: another node may hold the subscription and move its cursor; when this node (again) holds
   // it, it goes on from the stored cursor.
   bool holding = false;

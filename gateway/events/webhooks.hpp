@@ -76,6 +76,8 @@ class Webhooks {
  private:
   struct Sender;
   void run(Sender& sender);
+  // Sends the subscription's events in order until stopping (returns); throws what it does not handle.
+  void send_events(Sender& sender);
   // Where `sender` starts: its stored cursor, or, for a new subscription, the latest event now. Throws
   // what a store read throws.
   int64_t starting_cursor(Sender& sender);

@@ -389,7 +389,8 @@ TEST(ConfigLoad, UnknownKeysAreReportedAtEachLevel) {
           "gw.yaml:1:1: colour: unknown key (expected one of: server, outbound, store, dispatcher, api_keys, plugin_dirs, "
           "channels, policy, templates, webhooks, responses, inbound)",
           "gw.yaml:3:3: server.port: unknown key (expected one of: listen, threads, max_body_bytes, max_batch, "
-          "header_timeout, body_timeout, idle_timeout, public_url, link_secret_env, link_ttl, shutdown_grace)",
+          "header_timeout, body_timeout, idle_timeout, max_connections, public_url, link_secret_env, link_ttl, "
+          "shutdown_grace)",
           "gw.yaml:5:3: store.path: unknown key (expected one of: backend, data_dir, retention, max_size, url_env, "
           "pool_size, statement_timeout, lease, node_id)",
           "gw.yaml:7:3: dispatcher.retries: unknown key (expected one of: enabled, workers, claim_batch, poll_interval, "

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <stdexcept>
 #include <string>
+#include <thread>
 
 #include "api/http_server.hpp"
 
@@ -19,6 +20,11 @@ class ThrowingHandler : public Handler {
     if (request.path == "/throw-after-answering") {
       respond({201, "text/plain", {}, "answered"});
       throw std::runtime_error("failed after answering");
+    }
+    if (request.path == "/never-answered") {
+      // As a store completion that throws on the writer thread: the Responder is dropped, never called.
+      std::thread([dropped = std::move(respond)] {}).join();
+      return;
     }
     respond({200, "text/plain", {}, "ok"});
   }
@@ -67,6 +73,20 @@ TEST(HttpServerGuard, AThrowingHandlerCostsItsRequestA500AndTheServerGoesOn) {
   EXPECT_EQ(after.body, "answered");
   EXPECT_EQ(handler.server_errors, 3);
 
+  EXPECT_EQ(get(port, "/fine").status, 200);
+  server.stop();
+}
+
+// A Responder dropped without an answer (a completion that threw where the store's writer caught it) left the
+// client waiting for ever: the stream has no deadline while a handler works. The last copy going answers 500.
+TEST(HttpServerGuard, ARequestWhoseResponderIsDroppedUnansweredGetsA500) {
+  ThrowingHandler handler;
+  HttpServer server(handler, ServerLimits{}, 2);
+  uint16_t port = server.start("127.0.0.1", 0);
+  Answer a = get(port, "/never-answered");
+  EXPECT_EQ(a.status, 500);
+  EXPECT_NE(a.body.find(R"("status":500)"), std::string::npos) << a.body;
+  EXPECT_EQ(handler.server_errors, 1);
   EXPECT_EQ(get(port, "/fine").status, 200);
   server.stop();
 }

@@ -104,8 +104,8 @@ std::optional<HostPort> parse_host_port(const std::string& s) {
 std::string url_host(const std::string& host) { return host.find(':') != std::string::npos ? "[" + host + "]" : host; }
 
 // The project's Beast server speaks api::HttpRequest; this adapter turns it into the simulator's request and
-// back. A dropped answer destroys the responder without calling it: the session it holds is then released
-// and its socket closed without a response (see the report about HttpServer's contract).
+// back. A dropped answer is status 0, which the server takes as "close the connection without a response"
+// (a responder destroyed without being called would get a 500 from the server instead).
 class Http1Adapter final : public tayori::api::Handler {
  public:
   explicit Http1Adapter(Simulator& sim) : sim_(sim) {}
@@ -122,8 +122,11 @@ class Http1Adapter final : public tayori::api::Handler {
     r.authority = std::string(r.header("host"));
     sim_.dispatch(std::move(r), [respond = std::move(respond)](std::optional<SimResponse> answer) mutable {
       tayori::api::Responder responder = std::move(respond);
-      if (!answer) return;  // `responder` dies here, unanswered: the connection closes
       tayori::api::HttpResponse out;
+      if (!answer) {
+        out.status = 0;  // no response: the connection closes
+        return responder(std::move(out));
+      }
       out.status = answer->status;
       out.content_type = answer->content_type;
       out.headers = std::move(answer->headers);

@@ -80,10 +80,12 @@ bool SqliteStatement::is_null(int column) const { return sqlite3_column_type(stm
 
 SqliteConnection::SqliteConnection(const std::string& path, bool readonly) {
   int flags = (readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) | SQLITE_OPEN_NOMUTEX;
-  if (sqlite3_open_v2(path.c_str(), &db_, flags, nullptr) != SQLITE_OK) {
+  if (int rc = sqlite3_open_v2(path.c_str(), &db_, flags, nullptr); rc != SQLITE_OK) {
     std::string why = db_ ? sqlite3_errmsg(db_) : "out of memory";
     sqlite3_close(db_);
-    throw std::runtime_error("cannot open the store \"" + path + "\": " + why);
+    // The store's error like any other (a reader opened when the process is out of file descriptors fails
+    // here): callers answer it as the store being unavailable.
+    throw error(rc, "cannot open the store \"" + path + "\": " + why);
   }
   sqlite3_busy_timeout(db_, 5000);
   sqlite3_extended_result_codes(db_, 1);

@@ -1,0 +1,47 @@
+#include "common/thread_guard.hpp"
+
+#include <algorithm>
+#include <exception>
+#include <mutex>
+
+#include "common/log.hpp"
+
+namespace tayori {
+
+namespace {
+std::mutex errors_mutex;
+std::map<std::string, int64_t>& errors() {
+  static std::map<std::string, int64_t> counts;
+  return counts;
+}
+}  // namespace
+
+bool run_guarded(std::string_view thread, std::string_view doing, const std::function<void()>& round) {
+  std::string what;
+  try {
+    round();
+    return true;
+  } catch (const std::exception& e) {
+    what = e.what();
+  } catch (...) {
+    what = "an exception that is not a std::exception";
+  }
+  {
+    std::lock_guard lock(errors_mutex);
+    ++errors()[std::string(thread)];
+  }
+  log::error(thread, std::string(doing) + " failed: " + what);
+  return false;
+}
+
+int64_t failure_pause_ms(int failures) {
+  int doublings = std::clamp(failures - 1, 0, 6);
+  return std::min<int64_t>(int64_t{100} << doublings, 5'000);
+}
+
+std::map<std::string, int64_t> thread_errors() {
+  std::lock_guard lock(errors_mutex);
+  return errors();
+}
+
+}  // namespace tayori
