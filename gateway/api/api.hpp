@@ -66,6 +66,7 @@ class Api final : public Handler {
   void submit(const HttpRequest& request, const std::string& key_name, Responder respond);
   HttpResponse simulate(const HttpRequest& request);
   void recipients(const HttpRequest& request, const std::string& route, Responder respond);
+  core::Json effective_consent(const std::string& recipient_id);
   void suppressions(const HttpRequest& request, const std::string& route, Responder respond);
   HttpResponse get_message(const std::string& id);
   HttpResponse list_messages(const HttpRequest& request);

@@ -44,6 +44,30 @@ const std::regex kSource("^[a-z][a-z0-9_.]{0,63}$");
 
 }  // namespace
 
+// The latest consent record per configured channel x purpose, or the configured default where there is none.
+Json Api::effective_consent(const std::string& id) {
+  auto current = deps_.store.consent_current(id);
+  Json list = Json::array();
+  for (const auto& channel : channel_names_) {
+    for (core::Purpose purpose : {core::Purpose::transactional, core::Purpose::marketing}) {
+      const policy::ConsentRecord* found = nullptr;
+      for (const auto& r : current)
+        if (r.channel == channel && r.purpose == purpose) found = &r;
+      if (found) {
+        Json j = consent_json(*found);
+        j["default"] = false;
+        list.push_back(j);
+      } else {
+        list.push_back({{"channel", channel},
+                        {"purpose", core::to_string(purpose)},
+                        {"state", policy::to_string(policy_.consent.default_for(channel, purpose))},
+                        {"default", true}});
+      }
+    }
+  }
+  return list;
+}
+
 void Api::recipients(const HttpRequest& request, const std::string& route, Responder respond) {
   const std::string prefix = "/v1/recipients/";
   std::string rest = request.path.substr(prefix.size());
@@ -56,28 +80,6 @@ void Api::recipients(const HttpRequest& request, const std::string& route, Respo
   const std::string& method = request.method;
   int64_t now = deps_.clock.now_ms();
 
-  auto effective_consent = [&]() {
-    auto current = deps_.store.consent_current(id);
-    Json list = Json::array();
-    for (const auto& channel : channel_names_) {
-      for (core::Purpose purpose : {core::Purpose::transactional, core::Purpose::marketing}) {
-        const policy::ConsentRecord* found = nullptr;
-        for (const auto& r : current)
-          if (r.channel == channel && r.purpose == purpose) found = &r;
-        if (found) {
-          Json j = consent_json(*found);
-          j["default"] = false;
-          list.push_back(j);
-        } else {
-          list.push_back({{"channel", channel},
-                          {"purpose", core::to_string(purpose)},
-                          {"state", policy::to_string(policy_.consent.default_for(channel, purpose))},
-                          {"default", true}});
-        }
-      }
-    }
-    return list;
-  };
 
   if (tail == "/consent/history") {
     if (method != "GET") return respond(method_not_allowed(route, "GET"));
@@ -87,7 +89,7 @@ void Api::recipients(const HttpRequest& request, const std::string& route, Respo
   }
 
   if (tail == "/consent") {
-    if (method == "GET") return respond(json_response(200, {{"recipient_id", id}, {"consent", effective_consent()}}));
+    if (method == "GET") return respond(json_response(200, {{"recipient_id", id}, {"consent", effective_consent(id)}}));
     if (method != "PUT") return respond(method_not_allowed(route, "GET, PUT"));
     auto body = json_body(request, respond);
     if (!body) return;
@@ -163,9 +165,13 @@ void Api::recipients(const HttpRequest& request, const std::string& route, Respo
       records.push_back(r);
     }
     if (!errors.empty()) return respond(invalid(errors, "the consent record is invalid"));
-    for (const auto& r : records)
-      if (!wait([&](auto done) { deps_.store.append_consent(id, r, done); })) return respond(store_unavailable("the change", deps_.store.last_write_error()));
-    return respond(json_response(200, {{"recipient_id", id}, {"consent", effective_consent()}}));
+    // One store operation for every record: one group commit, all of them or none, answered when it is
+    // durable (as intake is) instead of an HTTP thread waiting for a commit per record.
+    deps_.store.append_consent(id, std::move(records), [this, id, respond](bool ok) {
+      if (!ok) return respond(store_unavailable("the change", deps_.store.last_write_error()));
+      respond(json_response(200, {{"recipient_id", id}, {"consent", effective_consent(id)}}));
+    });
+    return;
   }
 
   auto profile_json = [&](const store::RecipientProfile& p) {
@@ -187,7 +193,7 @@ void Api::recipients(const HttpRequest& request, const std::string& route, Respo
                 {"updated_at", format_rfc3339_ms(p.updated_at_ms)},
                 {"erased", p.erased},
                 {"suppressed_contacts", suppressed},
-                {"consent", effective_consent()}};
+                {"consent", effective_consent(id)}};
   };
 
   if (method == "GET") {

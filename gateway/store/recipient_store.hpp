@@ -39,7 +39,8 @@ class RecipientStore {
   virtual std::vector<std::string> recipients_by_contact(const std::string& contact) = 0;
 
   // ---- Consent: append-only history per recipient x channel x purpose ----
-  virtual void append_consent(const std::string& recipient_id, policy::ConsentRecord record,
+  // Appends `records` in one operation: all of them are stored in one group commit, or none.
+  virtual void append_consent(const std::string& recipient_id, std::vector<policy::ConsentRecord> records,
                               std::function<void(bool ok)> done) = 0;
   virtual std::vector<policy::ConsentRecord> consent_history(const std::string& recipient_id) = 0;
   // The latest record per channel x purpose.

@@ -294,11 +294,13 @@ std::vector<std::string> SqlStore::recipients_by_contact(const std::string& cont
   return read<std::vector<std::string>>([&](sql::Connection& c) { return ops::recipients_by_contact(c, contact); });
 }
 
-void SqlStore::append_consent(const std::string& recipient_id, policy::ConsentRecord r,
+void SqlStore::append_consent(const std::string& recipient_id, std::vector<policy::ConsentRecord> records,
                               std::function<void(bool)> done) {
-  submit([recipient_id, r = std::move(r)](sql::Connection& c,
-                                          WriteContext&) { ops::insert_consent(c, recipient_id, r, r.at_ms); },
-         std::move(done));
+  submit(
+      [recipient_id, records = std::move(records)](sql::Connection& c, WriteContext&) {
+        for (const auto& r : records) ops::insert_consent(c, recipient_id, r, r.at_ms);
+      },
+      std::move(done));
 }
 
 std::vector<policy::ConsentRecord> SqlStore::consent_history(const std::string& recipient_id) {

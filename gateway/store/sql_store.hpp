@@ -97,7 +97,7 @@ class SqlStore : public Store {
   void put_recipient(RecipientProfile profile, int64_t now_ms, std::function<void(bool ok)> done) override;
   void erase_recipient(const std::string& id, int64_t now_ms, std::function<void(bool ok, bool found)> done) override;
   std::vector<std::string> recipients_by_contact(const std::string& contact) override;
-  void append_consent(const std::string& recipient_id, policy::ConsentRecord record,
+  void append_consent(const std::string& recipient_id, std::vector<policy::ConsentRecord> records,
                       std::function<void(bool ok)> done) override;
   std::vector<policy::ConsentRecord> consent_history(const std::string& recipient_id) override;
   std::vector<policy::ConsentRecord> consent_current(const std::string& recipient_id) override;

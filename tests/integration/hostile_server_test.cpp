@@ -292,5 +292,44 @@ TEST_F(HostileServer, AStoreThatCannotBeReadCostsAnswersNotTheProcess) {
   EXPECT_NE(metrics.find(R"(tayori_thread_errors_total{thread="dispatcher"})"), std::string::npos) << metrics;
 }
 
+// The value of a counter series in a /metrics text ("name{labels} value"); -1 when absent.
+double metric_value(const std::string& metrics, const std::string& series) {
+  size_t at = metrics.find(series + " ");
+  return at == std::string::npos ? -1 : std::stod(metrics.substr(at + series.size() + 1));
+}
+
+// PUT .../consent committed one record per fsync, with an HTTP thread waiting for each commit, and a failure
+// part-way kept the records before it. Now one PUT is one store operation: one group commit, all or none.
+TEST(HostileConsent, APutOfSeveralRecordsIsOneCommitAndAnInvalidRecordStoresNone) {
+  TempDir dir;
+  Gateway gw(dir, default_channels(dir), "", "enabled: false");  // no claims: the only commits are the PUT's
+  gw.start();
+  HttpClient http;
+  auto record = [](const std::string& channel, const std::string& purpose, const std::string& state) {
+    return Json{{"channel", channel}, {"purpose", purpose}, {"state", state}, {"source", "web_form"}};
+  };
+  Json invalid = {{"consent", {record("email", "marketing", "opted_in"), record("sms", "marketing", "opted_in"),
+                               record("email", "transactional", "maybe")}}};
+  HttpResult refused = gw.put_json(http, "/v1/recipients/r-1/consent", invalid);
+  EXPECT_EQ(refused.status, 400) << refused.body;
+  EXPECT_NE(refused.body.find(R"("pointer":"/consent/2/state")"), std::string::npos) << refused.body;
+  EXPECT_EQ(gw.get(http, "/v1/recipients/r-1/consent/history").json()["history"].size(), 0u);
+
+  auto commits = [&] {
+    return metric_value(http.request("GET", gw.url("/metrics")).body, R"(tayori_store_writes_total{unit="commits"})");
+  };
+  double before = commits();
+  Json valid = {{"consent", {record("email", "marketing", "opted_in"), record("sms", "marketing", "opted_in"),
+                             record("email", "transactional", "opted_out")}}};
+  HttpResult stored = gw.put_json(http, "/v1/recipients/r-1/consent", valid);
+  ASSERT_EQ(stored.status, 200) << stored.body;
+  EXPECT_EQ(commits() - before, 1) << "three records, one commit";
+  EXPECT_EQ(gw.get(http, "/v1/recipients/r-1/consent/history").json()["history"].size(), 3u);
+  for (const Json& c : stored.json()["consent"])
+    if (c["channel"] == "sms" && c["purpose"] == "marketing") {
+      EXPECT_EQ(c["state"], "opted_in") << c.dump();
+    }
+}
+
 }  // namespace
 }  // namespace tayori::testing

@@ -126,7 +126,7 @@ class ClearanceTest : public ::testing::Test {
   void opt_in(const std::string& recipient, const std::string& channel) {
     std::promise<bool> done;
     auto f = done.get_future();
-    store_->append_consent(recipient, {channel, Purpose::marketing, ConsentState::opted_in, "api", "", kNow - kDay},
+    store_->append_consent(recipient, {{channel, Purpose::marketing, ConsentState::opted_in, "api", "", kNow - kDay}},
                            [&done](bool ok) { done.set_value(ok); });
     ASSERT_TRUE(f.get());
   }

@@ -88,7 +88,7 @@ class StorePolicyTestBase : public test::StoreFixture {
     return await<bool>([&](auto done) { store_->erase_recipient(id, now_ms, std::move(done)); });
   }
   void consent(const std::string& recipient, ConsentRecord r) {
-    await([&](auto done) { store_->append_consent(recipient, std::move(r), std::move(done)); });
+    await([&](auto done) { store_->append_consent(recipient, {std::move(r)}, std::move(done)); });
   }
   void suppress(Suppression s) {
     await([&](auto done) { store_->add_suppression(std::move(s), std::move(done)); });

@@ -221,7 +221,7 @@ struct ClearanceFixture {
     cfg.caps[0].limit = cap_limit;
 
     policy::RecipientState rs = warm_state(kNoonTokyo, 2);
-    for (const auto& c : rs.consent) wait([&](auto done) { store->append_consent("hanako", c, done); });
+    wait([&](auto done) { store->append_consent("hanako", rs.consent, done); });
     for (const auto& [contact, s] : rs.suppressed) wait([&](auto done) { store->add_suppression(s, done); });
     for (const auto& s : rs.slots) store->take_slot("hanako", s);
     // The slots are counted at once; a release is a group-committed fence that they are in the table too.
