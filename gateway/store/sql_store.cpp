@@ -114,49 +114,77 @@ void SqlStore::write_loop() {
   }
 }
 
-// The group commit: apply each operation in its own savepoint (one bad operation does not sink the
-// others), commit once, then complete them all with the commit's verdict.
+// The group commit. Operations almost never fail, so a group first runs them all in one transaction with
+// no savepoints (a SAVEPOINT and a RELEASE per operation were two of the writer's statements per message).
+// If one fails, that transaction is rolled back and the group runs again with each operation in its own
+// savepoint, so one bad operation does not sink the others. Operations may therefore run twice: each one
+// sets its results afresh rather than adding to them. Then one COMMIT, and every completion is told the
+// commit's verdict.
 void SqlStore::write_group(std::vector<Operation>& group) {
+  std::vector<char> op_ok(group.size(), 0);
+  GroupRun run = run_group(group, /*savepoints=*/false, op_ok);
+  if (run == GroupRun::op_failed) run = run_group(group, /*savepoints=*/true, op_ok);
+  bool committed = run == GroupRun::committed;
+  // A caller that does not wait for the outcome passes no completion.
+  for (size_t i = 0; i < group.size(); ++i)
+    if (group[i].complete) {
+      // A completion belongs to the caller; one that throws must not take the writer, and every other
+      // caller's answer, with it.
+      try {
+        group[i].complete(committed && op_ok[i]);
+      } catch (const std::exception& e) {
+        log::error("store", std::string("a write's completion failed: ") + e.what());
+      }
+    }
+}
+
+SqlStore::GroupRun SqlStore::run_group(std::vector<Operation>& group, bool savepoints, std::vector<char>& op_ok) {
   sql::Connection& c = *writer_conn_;
   WriteContext w;
   w.claimant = backend_->claimant();
-  std::vector<char> op_ok(group.size(), 0);
-  bool committed = false;
+  std::fill(op_ok.begin(), op_ok.end(), 0);
   // Transaction control is prepared once like any statement: parsing SAVEPOINT and RELEASE for every
   // operation cost the writer more than some operations themselves.
   try {
     backend_->begin_group(c);
     for (size_t i = 0; i < group.size(); ++i) {
-      c.prepare("SAVEPOINT op").exec();
+      if (savepoints) c.prepare("SAVEPOINT op").exec();
       auto moved_before = w.moved;
-      auto roll_back_op = [&](const char* what) {
+      auto op_failed = [&](const char* what) {
+        if (!savepoints) {
+          // No savepoint to return to: the whole transaction goes, and the group runs again with them (which
+          // logs the failure, once).
+          c.exec("ROLLBACK");
+          return true;
+        }
         log::error("store", std::string("operation failed, rolled back: ") + what);
         c.prepare("ROLLBACK TO op").exec();
         c.prepare("RELEASE op").exec();
         w.moved = moved_before;
+        return false;
       };
       try {
         group[i].apply(c, w);
-        c.prepare("RELEASE op").exec();
+        if (savepoints) c.prepare("RELEASE op").exec();
         op_ok[i] = 1;
       } catch (const sql::Error& e) {
         // Some errors (SQLite's FULL and IOERR, a lost PostgreSQL connection) roll back the whole
         // transaction: then there is no savepoint left to return to, and the group fails as a whole below.
         if (backend_->transaction_lost(c, e)) throw;
         set_last_write_error(e.why);
-        roll_back_op(e.what());
+        if (op_failed(e.what())) return GroupRun::op_failed;
       } catch (const std::exception& e) {
         // Not the engine's (data the operation could not handle): that operation alone fails, like a
         // constraint would, and the writer goes on; an exception leaving this thread would end the process.
-        roll_back_op(e.what());
+        if (op_failed(e.what())) return GroupRun::op_failed;
       }
     }
     c.prepare("COMMIT").exec();
-    committed = true;
     commits_.fetch_add(1, std::memory_order_relaxed);
     for (size_t st = 0; st < state_counts_.size(); ++st)
       state_counts_[st].fetch_add(w.moved[st], std::memory_order_relaxed);
     pages_written_.fetch_add(backend_->pages_written(c), std::memory_order_relaxed);
+    return GroupRun::committed;
   } catch (const sql::Error& e) {
     // Disk full, I/O error: nothing of this group is durable, and every caller is told so.
     log::error("store", std::string("group commit failed: ") + e.what());
@@ -174,17 +202,8 @@ void SqlStore::write_group(std::vector<Operation>& group) {
     log::error("store", std::string("group commit failed: ") + e.what());
     set_last_write_error("no connection to the database");
   }
-  // A caller that does not wait for the outcome passes no completion.
-  for (size_t i = 0; i < group.size(); ++i)
-    if (group[i].complete) {
-      // A completion belongs to the caller; one that throws must not take the writer, and every other
-      // caller's answer, with it.
-      try {
-        group[i].complete(committed && op_ok[i]);
-      } catch (const std::exception& e) {
-        log::error("store", std::string("a write's completion failed: ") + e.what());
-      }
-    }
+  std::fill(op_ok.begin(), op_ok.end(), 0);
+  return GroupRun::failed;
 }
 
 // ---- MessageStore ----

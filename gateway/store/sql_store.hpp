@@ -187,6 +187,11 @@ class SqlStore : public Store {
   void forget_pending_slot(const std::string& recipient_id, Match match);
   void write_loop();
   void write_group(std::vector<Operation>& group);
+  enum class GroupRun { committed, op_failed, failed };
+  // One run of a group's transaction, with or without a savepoint per operation (write_group says why);
+  // sets op_ok for the operations that succeeded. op_failed: an operation failed with no savepoint to
+  // return to, and the transaction was rolled back.
+  GroupRun run_group(std::vector<Operation>& group, bool savepoints, std::vector<char>& op_ok);
   void set_last_write_error(const std::string& why);
 
   // First, so that it outlives every connection it opened.

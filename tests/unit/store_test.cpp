@@ -295,6 +295,53 @@ TEST_P(StoreTest, ACompletionThatThrowsDoesNotStopTheWriter) {
   EXPECT_TRUE(store_->find("after").has_value());
 }
 
+// A group runs its operations first with no savepoint each (two statements fewer per operation). When one
+// fails, the group is rolled back and runs again with a savepoint per operation: the failed one alone is
+// refused, every other is committed once, its results and the state counts as if it had run once. The
+// failure is the engine's own: a trigger refuses one suppression.
+TEST_P(StoreTest, AnOperationThatFailsInAGroupFailsAloneAndTheOthersCommitOnce) {
+  run_sql_behind(
+      "CREATE TRIGGER poison BEFORE INSERT ON suppressions WHEN NEW.contact = 'poison' "
+      "BEGIN SELECT RAISE(ABORT, 'poisoned'); END",
+      "CREATE FUNCTION poison() RETURNS trigger AS $$ BEGIN IF NEW.contact = 'poison' THEN "
+      "RAISE EXCEPTION 'poisoned'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql; "
+      "CREATE TRIGGER poison BEFORE INSERT ON suppressions FOR EACH ROW EXECUTE FUNCTION poison()");
+  // A large batch first keeps the writer busy while the next three operations queue behind it, so that
+  // they share a group (the commits counted below tell).
+  std::vector<NewMessage> batch;
+  for (int i = 0; i < 2'000; ++i) batch.push_back(new_message("big-" + std::to_string(i), 50'000));
+  int64_t commits_before = store_->write_stats().commits;
+  std::promise<std::pair<bool, std::vector<AcceptResult>>> big;
+  std::promise<bool> ok_first, poisoned, ok_last;
+  std::promise<std::pair<bool, std::vector<AcceptResult>>> small;
+  store_->accept(std::move(batch), 1'000, [&](bool ok, std::vector<AcceptResult> r) { big.set_value({ok, r}); });
+  store_->add_suppression({"ok-first", "stop", "test", 1'000}, [&](bool ok) { ok_first.set_value(ok); });
+  store_->add_suppression({"poison", "stop", "test", 1'000}, [&](bool ok) { poisoned.set_value(ok); });
+  store_->accept({new_message("after-poison", 50'000)}, 1'000,
+                 [&](bool ok, std::vector<AcceptResult> r) { small.set_value({ok, r}); });
+  store_->add_suppression({"ok-last", "stop", "test", 1'000}, [&](bool ok) { ok_last.set_value(ok); });
+
+  auto [big_ok, big_results] = big.get_future().get();
+  auto [small_ok, small_results] = small.get_future().get();
+  EXPECT_TRUE(big_ok);
+  EXPECT_TRUE(ok_first.get_future().get());
+  EXPECT_FALSE(poisoned.get_future().get());
+  EXPECT_TRUE(small_ok);
+  EXPECT_TRUE(ok_last.get_future().get());
+  EXPECT_LE(store_->write_stats().commits - commits_before, 3) << "the poison shared no group: nothing was tested";
+
+  ASSERT_EQ(big_results.size(), 2'000u);
+  for (const auto& r : big_results) EXPECT_EQ(r.status, AcceptStatus::accepted);
+  ASSERT_EQ(small_results.size(), 1u);
+  EXPECT_EQ(small_results[0].status, AcceptStatus::accepted);  // not `duplicate` of its own first run
+  std::vector<std::string> suppressed;
+  for (const auto& s : store_->suppressions({"ok-first", "poison", "ok-last"})) suppressed.push_back(s.contact);
+  EXPECT_THAT(suppressed, ::testing::UnorderedElementsAre("ok-first", "ok-last"));
+  EXPECT_EQ(store_->count_by_state()[State::scheduled], 2'001);
+  EXPECT_THAT(event_types(store_->events("after-poison")), ElementsAre("accepted"));
+  EXPECT_TRUE(store_->healthy());
+}
+
 TEST_P(StoreTest, CountByStateListsEveryStateEvenWhenEmpty) {
   auto counts = store_->count_by_state();
   EXPECT_EQ(counts.size(), std::size(kAllStates));

@@ -194,6 +194,30 @@ class StoreFixture : public ::testing::Test {
     await([&](auto done) { store_->apply(std::move(t), now_ms, std::move(done)); });
   }
 
+  // Runs SQL on the store's database behind its back, on a connection of its own (DDL a test needs, such as
+  // a trigger that makes one write fail). `sqlite_sql` on SQLite, `postgres_sql` on PostgreSQL.
+  void run_sql_behind(const std::string& sqlite_sql, const std::string& postgres_sql) {
+    if (backend() == StoreBackend::sqlite) {
+      sqlite3* db = nullptr;
+      ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
+      char* error = nullptr;
+      int rc = sqlite3_exec(db, sqlite_sql.c_str(), nullptr, nullptr, &error);
+      std::string why = error ? error : "";
+      sqlite3_free(error);
+      sqlite3_close(db);
+      ASSERT_EQ(rc, SQLITE_OK) << why;
+      return;
+    }
+#ifdef TAYORI_STORE_TESTS_ON_POSTGRES
+    std::string database = pg_uri_.substr(std::string("postgresql:///").size());
+    database = database.substr(0, database.find('?'));
+    tayori::testing::shared_pg_cluster().execute(postgres_sql, database);
+#else
+    (void)postgres_sql;
+    FAIL() << "this test binary has no PostgreSQL (pg_unit_tests has)";
+#endif
+  }
+
  private:
   TempDir temp_;  // declared first: outlives the store opened in it
 

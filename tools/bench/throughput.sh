@@ -13,7 +13,8 @@
 #
 # Each row prints msg/s, that rate against the issue's target, against the ceiling, and the write amplification
 # per message read from the gateway's /metrics (tayori_store_writes_total): commits (one fsync each), SQL
-# statements, and database pages written to the WAL. A run also checks that tayori-sim received as many
+# statements, and database pages written to the WAL; and the CPU time the gateway and tayori-sim spent per message
+# (a rate moves with whatever else runs on the machine, CPU per message barely). A run also checks that tayori-sim received as many
 # requests as messages were delivered, so a figure cannot come from messages that went nowhere (or twice).
 #
 # Knobs (environment):
@@ -183,13 +184,15 @@ declare -A R
 writes() { echo "$(metric 'tayori_store_writes_total{unit="commits"}') $(metric 'tayori_store_writes_total{unit="statements"}') $(metric 'tayori_store_writes_total{unit="pages"}')"; }
 # phase NAME BATCH CONNECTIONS DELIVERS: one tayori_load run of MESSAGES messages (plus a small warm-up)
 phase() {
-  local name=$1 batch=$2 connections=$3 delivers=$4 requests warmup start line before after expected c0 s0 p0 c1 s1 p1
+  local name=$1 batch=$2 connections=$3 delivers=$4 requests warmup start line before after expected c0 s0 p0 c1 s1 p1 \
+    gw0 gw1 sim0 sim1
   requests=$(( MESSAGES / batch ))
   warmup=$(( batch == 1 ? connections : 2 ))
   expected=$(( (requests + warmup) * batch ))
   scrape
   before=$(metric 'tayori_messages{state="delivered"}')
   read -r c0 s0 p0 <<<"$(writes)"
+  gw0=$(cpu_ms "$GW_PID" "$GW2_PID") sim0=$(cpu_ms "$STANDINS_SIM_PID")
   start=$(now)
   if [[ -n $GW2_PID ]]; then
     # Two nodes: half the requests (and connections) to each, at once.
@@ -222,7 +225,10 @@ phase() {
     R[$name.rate]=$(kv "$line" msg_per_s)
   fi
   read -r c1 s1 p1 <<<"$(writes)"
+  gw1=$(cpu_ms "$GW_PID" "$GW2_PID") sim1=$(cpu_ms "$STANDINS_SIM_PID")
   R[$name.messages]=$expected
+  R[$name.gw_us]=$(div "$(( (gw1 - gw0) * 1000 ))" "$expected")
+  R[$name.sim_us]=$(div "$(( (sim1 - sim0) * 1000 ))" "$expected")
   R[$name.p99]=$(kv "$line" p99_ms)
   R[$name.commits]=$(div "$(( c1 - c0 ))" "$expected")
   R[$name.statements]=$(div "$(( s1 - s0 ))" "$expected")
@@ -274,14 +280,15 @@ received=$(( total - SIM_BASE ))
 (( received == sent_e2e )) || die "tayori-sim received $received SMS requests for $sent_e2e delivered messages"
 
 echo
-printf '%-14s %9s %8s %10s %9s %10s %8s %10s %11s %9s\n' \
-  phase messages seconds 'msg/s' 'p99 ms' 'vs target' 'vs ceil' 'fsync/msg' 'stmts/msg' 'pages/msg'
+printf '%-14s %9s %8s %10s %9s %10s %8s %10s %11s %9s %12s %12s\n' \
+  phase messages seconds 'msg/s' 'p99 ms' 'vs target' 'vs ceil' 'fsync/msg' 'stmts/msg' 'pages/msg' 'gw cpu us/msg' \
+  'sim cpu us/msg'
 for p in $PHASES; do
   vs_ceiling=n/a
   [[ $p != intake-* ]] && vs_ceiling=$(div "${R[$p.rate]}" "$CEILING")
-  printf '%-14s %9s %8s %10s %9s %10s %8s %10s %11s %9s\n' "$p" "${R[$p.messages]}" "${R[$p.seconds]}" "${R[$p.rate]}" \
-    "${R[$p.p99]}" "$(div "${R[$p.rate]}" "$(target_of "$p")")" "$vs_ceiling" "${R[$p.commits]}" "${R[$p.statements]}" \
-    "${R[$p.pages]}"
+  printf '%-14s %9s %8s %10s %9s %10s %8s %10s %11s %9s %12s %12s\n' "$p" "${R[$p.messages]}" "${R[$p.seconds]}" \
+    "${R[$p.rate]}" "${R[$p.p99]}" "$(div "${R[$p.rate]}" "$(target_of "$p")")" "$vs_ceiling" "${R[$p.commits]}" \
+    "${R[$p.statements]}" "${R[$p.pages]}" "${R[$p.gw_us]}" "${R[$p.sim_us]}"
 done
 # The engines side by side (PostgreSQL issue): one node on SQLite, one on PostgreSQL, two on PostgreSQL.
 for shape in single batch; do

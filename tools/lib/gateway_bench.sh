@@ -22,6 +22,17 @@ now() { date +%s.%N; }
 metric() { awk -v n="$1" '$1 == n { v = $2 + 0 } END { printf "%.0f\n", v }' <<<"$METRICS"; }
 scrape() { METRICS=$(curl -fsS --max-time 10 "$URL/metrics") || die "GET /metrics failed"; }
 kv() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<"$1"; }
+# cpu_ms PID...: CPU time (user + system) the processes have used so far, in ms (/proc/PID/stat fields 14 and 15,
+# in clock ticks). Unlike a rate, CPU per message barely moves when other work shares the machine.
+cpu_ms() {
+  local pid total=0 ticks
+  ticks=$(getconf CLK_TCK)
+  for pid in "$@"; do
+    [[ -n $pid && -r /proc/$pid/stat ]] || continue
+    total=$(( total + $(awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$pid/stat") ))
+  done
+  echo $(( total * 1000 / ticks ))
+}
 div() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 
 # drain: waits until nothing is scheduled, claimed or in flight; sets DONE_AT to the time it happened.
