@@ -171,7 +171,13 @@ class SmsTwilio {
     if (r.transport_failed()) return Outcome::retry("twilio.transport: " + std::string(r.transport_error_text()));
     const int status = r.status();
     if (status == 200 || status == 201) {
-      auto j = nlohmann::json::parse(r.body(), nullptr, false);
+      // The Message resource has some twenty members and only its sid is wanted: the parser drops the others
+      // as it meets them instead of building them (a third of this plugin's CPU per delivery went to
+      // building and freeing that tree).
+      auto only_sid = [](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
+        return depth != 1 || event != nlohmann::json::parse_event_t::key || parsed == "sid";
+      };
+      auto j = nlohmann::json::parse(r.body(), only_sid, false);
       std::string sid;
       if (j.is_object() && j.contains("sid") && j["sid"].is_string()) sid = j["sid"].get<std::string>();
       return Outcome::delivered(sid);

@@ -207,6 +207,12 @@ TEST_F(TwilioScripted, ProviderAnswersBecomeOutcomes) {
        0, "SMaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"},
       {200, R"({"sid":"SMbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb","status":"accepted"})", {}, OutcomeKind::delivered, "", false,
        0, "SMbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"},
+      // The whole Message resource, with a nested member that is also called sid: the top-level one counts.
+      {201,
+       R"({"account_sid":"ACxx","api_version":"2010-04-01","body":"hi","error_code":null,"num_media":"0",)"
+       R"("price":null,"nested":{"sid":"NOTtheSID","list":[{"sid":"NOR"}]},"sid":"SMcccccccccccccccccccccccccccccccc",)"
+       R"("status":"queued","subresource_uris":{"media":"/2010-04-01/Accounts/ACxx/Messages/SMc/Media.json"}})",
+       {}, OutcomeKind::delivered, "", false, 0, "SMcccccccccccccccccccccccccccccccc"},
       {400, error(400, 21211, "The 'To' number +819012345678 is not a valid phone number."), {},
        OutcomeKind::permanent, "twilio.21211: The 'To' number +819012345678 is not a valid phone number.", true, 0, ""},
       {400, error(400, 21614, "'To' number is not a valid mobile number"), {}, OutcomeKind::permanent,
