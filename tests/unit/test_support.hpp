@@ -197,17 +197,7 @@ class StoreFixture : public ::testing::Test {
   // Runs SQL on the store's database behind its back, on a connection of its own (DDL a test needs, such as
   // a trigger that makes one write fail). `sqlite_sql` on SQLite, `postgres_sql` on PostgreSQL.
   void run_sql_behind(const std::string& sqlite_sql, const std::string& postgres_sql) {
-    if (backend() == StoreBackend::sqlite) {
-      sqlite3* db = nullptr;
-      ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
-      char* error = nullptr;
-      int rc = sqlite3_exec(db, sqlite_sql.c_str(), nullptr, nullptr, &error);
-      std::string why = error ? error : "";
-      sqlite3_free(error);
-      sqlite3_close(db);
-      ASSERT_EQ(rc, SQLITE_OK) << why;
-      return;
-    }
+    if (backend() == StoreBackend::sqlite) return exec_sql(path_, sqlite_sql);
 #ifdef TAYORI_STORE_TESTS_ON_POSTGRES
     std::string database = pg_uri_.substr(std::string("postgresql:///").size());
     database = database.substr(0, database.find('?'));
