@@ -92,12 +92,17 @@ std::optional<int64_t> parse_duration_ms(std::string_view s) {
   int64_t n = 0;
   std::from_chars(s.data(), s.data() + unit_at, n);
   std::string_view unit = s.substr(unit_at);
-  if (unit == "ms") return n;
-  if (unit == "s") return n * 1000;
-  if (unit == "m") return n * 60'000;
-  if (unit == "h") return n * 3'600'000;
-  if (unit == "d") return n * 86'400'000;
-  return std::nullopt;
+  int64_t size = 0;
+  if (unit == "ms") size = 1;
+  else if (unit == "s") size = 1000;
+  else if (unit == "m") size = 60'000;
+  else if (unit == "h") size = 3'600'000;
+  else if (unit == "d") size = 86'400'000;
+  else return std::nullopt;
+  // Twelve digits of days (999999999999d) is past int64_t's milliseconds: refuse it rather than wrap.
+  int64_t ms = 0;
+  if (__builtin_mul_overflow(n, size, &ms)) return std::nullopt;
+  return ms;
 }
 
 std::string format_duration_ms(int64_t ms) {

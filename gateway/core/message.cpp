@@ -450,8 +450,19 @@ ParsedMessage parse_message(const Json& j, const ValidationRules& rules, const s
 std::optional<int64_t> parse_delay_ms(std::string_view s) {
   if (s.empty() || s[0] != 'P') return parse_duration_ms(s);
   // ISO 8601 §4.4.3.2 durations, the exact part: PnW or PnDTnHnMnS (no years or months: their length varies).
+  // Each unit appears at most once and in that order (§4.4.3.2 lists them so); "P9W9W…" repeated would
+  // otherwise add past int64_t.
+  struct Unit {
+    char letter;
+    bool in_time;
+    int64_t ms;
+  };
+  static constexpr Unit kUnits[] = {{'W', false, 7 * 86'400'000LL}, {'D', false, 86'400'000LL},
+                                    {'H', true, 3'600'000LL},       {'M', true, 60'000LL},
+                                    {'S', true, 1'000LL}};
   int64_t total = 0;
   bool in_time = false, any = false;
+  size_t next_unit = 0;  // index into kUnits of the first unit still allowed
   size_t i = 1;
   while (i < s.size()) {
     if (s[i] == 'T') {
@@ -464,15 +475,13 @@ std::optional<int64_t> parse_delay_ms(std::string_view s) {
     while (i < s.size() && digit(s[i])) ++i;
     if (i == start || i - start > 9 || i == s.size()) return std::nullopt;
     int64_t n = std::stoll(std::string(s.substr(start, i - start)));
-    char unit = s[i++];
-    int64_t ms = 0;
-    if (!in_time && unit == 'W') ms = 7 * 86'400'000LL;
-    else if (!in_time && unit == 'D') ms = 86'400'000LL;
-    else if (in_time && unit == 'H') ms = 3'600'000LL;
-    else if (in_time && unit == 'M') ms = 60'000LL;
-    else if (in_time && unit == 'S') ms = 1'000LL;
-    else return std::nullopt;
-    total += n * ms;
+    char letter = s[i++];
+    size_t u = next_unit;
+    while (u < std::size(kUnits) && (kUnits[u].letter != letter || kUnits[u].in_time != in_time)) ++u;
+    if (u == std::size(kUnits)) return std::nullopt;
+    next_unit = u + 1;
+    // Nine digits of weeks times five units stays below 2^63; the sum is checked all the same.
+    if (__builtin_add_overflow(total, n * kUnits[u].ms, &total)) return std::nullopt;
     any = true;
   }
   if (!any || s.back() == 'T') return std::nullopt;

@@ -1,6 +1,7 @@
 // core/inbound: the pure decisions of two-way communication (responses, follow-ups, opt-in/out, receipts,
 // numbered replies, one-click unsubscribe), and the applier against a real SQLite store (de-duplication,
 // follow-up cancellation, category opt-out reaching the policy).
+#include "common/time.hpp"
 #include "core/inbound.hpp"
 #include "transport/crypto.hpp"
 
@@ -64,6 +65,21 @@ TEST(ResponsesValidation, AcceptsOptionsWithIsoAndTayoriDelays) {
   EXPECT_FALSE(core::parse_delay_ms("PT"));
   EXPECT_FALSE(core::parse_delay_ms("P1H"));  // hours belong after T
   EXPECT_FALSE(core::parse_delay_ms("P1M"));  // months vary in length
+}
+
+TEST(ResponsesValidation, ADelayThatRepeatsAUnitOrOverflowsIsRefusedNotWrapped) {
+  // Before: each repeat added 999999999 weeks again, and 16 of them wrapped int64_t into a small or
+  // negative delay that passed the 366-day check.
+  std::string repeated = "P";
+  for (int i = 0; i < 16; ++i) repeated += "999999999W";
+  EXPECT_FALSE(core::parse_delay_ms(repeated));
+  EXPECT_FALSE(core::parse_delay_ms("P1D1D"));
+  EXPECT_FALSE(core::parse_delay_ms("PT1S1H"));  // units in ISO 8601's order only
+  EXPECT_FALSE(core::parse_delay_ms("PT1H1H"));
+  EXPECT_EQ(core::parse_delay_ms("P1WT1S"), 7 * 86'400'000LL + 1000);
+  EXPECT_FALSE(core::parse_delay_ms("999999999999d"));  // 12 digits of days is past int64_t milliseconds
+  EXPECT_FALSE(parse_duration_ms("999999999999d"));
+  EXPECT_EQ(parse_duration_ms("999999999999ms"), 999'999'999'999LL);
 }
 
 TEST(ResponsesValidation, NamesEveryBadOptionByPointer) {
