@@ -158,11 +158,10 @@ HttpResponse method_not_allowed(const std::string& route, const std::string& all
 
 Api::Api(const config::Config& config, ApiDependencies deps)
     : server_(config.server), policy_(config.policy), deps_(std::move(deps)) {
-  for (const auto& k : config.api_keys) keys_.push_back({k.name, transport::sha256(k.secret)});
+  for (const auto& k : config.api_keys) keys_.push_back({k.name, transport::sha256(k.secret), k.scopes});
   for (const auto& k : config.inbound.app_keys) app_keys_.push_back({k.name, transport::sha256(k.secret)});
-  links::LinkSigner links;
-  if (!config.server.public_url.empty()) links = links::LinkSigner(config.server.public_url, config.server.link_secret);
-  inbound_ = std::make_unique<core::InboundApplier>(deps_.store, deps_.clock, std::move(links), config.responses);
+  inbound_ = std::make_unique<core::InboundApplier>(
+      deps_.store, deps_.clock, links::LinkSigner(config.server.public_url, config.server.link_keys), config.responses);
   for (const auto& c : deps_.channels.channels()) channel_names_.insert(c->name());
   if (deps_.templates)
     for (const auto& name : deps_.templates->names()) template_names_.insert(name);
@@ -273,41 +272,67 @@ void Api::serve(const HttpRequest& request, const std::string& route, const std:
 
   const Key* key = authenticate(request);
   if (key == nullptr) return counted(key_missing(false));
+  serve_keyed(request, route, method, *key, counted);
+}
+
+HttpResponse Api::scope_missing(const Key& key, config::Scope scope, const std::string& method,
+                                const std::string& route) {
+  return problem(403, "Forbidden",
+                 "API key \"" + key.name + "\" lacks scope \"" + config::to_string(scope) + "\", which " + method + " " +
+                     route + " needs (api_keys[].scopes)");
+}
+
+void Api::serve_keyed(const HttpRequest& request, const std::string& route, const std::string& method, const Key& key,
+                      const Responder& counted) {
+  using config::Scope;
+  auto allow = [&](const std::string& allowed) { counted(method_not_allowed(route, allowed)); };
+  // Answers 403 and returns false when the key lacks `scope`.
+  auto permit = [&](Scope scope) {
+    if (key.allows(scope)) return true;
+    counted(scope_missing(key, scope, method, route));
+    return false;
+  };
   if (route == "/v1/messages") {
-    if (method == "GET") return counted(list_messages(request));
+    if (method == "GET") return permit(Scope::read) ? counted(list_messages(request, key)) : void();
     if (method != "POST") return allow("GET, POST");
+    if (!permit(Scope::send)) return;
     if (draining_) return counted(shutting_down());
-    return submit(request, key->name, counted);
+    return submit(request, key.name, counted);
   }
   if (route == "/v1/events") {  // events_api.cpp
     if (method != "GET") return allow("GET");
-    return counted(list_events(request));
+    return permit(Scope::read) ? counted(list_events(request, key)) : void();
   }
   if (route == "/v1/messages:simulate") {
     if (method != "POST") return allow("POST");
-    return counted(simulate(request));
+    return permit(Scope::send) ? counted(simulate(request)) : void();
   }
   if (route == "/v1/messages:retry") {
     if (method != "POST") return allow("POST");
+    if (!permit(Scope::send)) return;
     if (draining_) return counted(shutting_down());
-    return retry_messages(request, key->name, counted);
+    return retry_messages(request, key, counted);
   }
   if (route.rfind("/v1/recipients/", 0) == 0 || route.rfind("/v1/suppressions", 0) == 0) {
+    // Recipients and suppressions belong to no key: reading them is read_all, changing them admin.
+    if (!permit(method == "GET" ? Scope::read_all : Scope::admin)) return;
     if (draining_ && method != "GET") return counted(shutting_down());
     return route.rfind("/v1/recipients/", 0) == 0 ? recipients(request, route, counted)
                                                    : suppressions(request, route, counted);
   }
   std::string_view rest = std::string_view(request.path).substr(kMessagesPrefix.size());
   if (route == "/v1/messages/{id}:retry") {
+    if (!permit(Scope::send)) return;
     if (draining_) return counted(shutting_down());
     rest.remove_suffix(kRetrySuffix.size());
-    return retry_message(percent_decode(rest), key->name, counted);
+    return retry_message(percent_decode(rest), key, counted);
   }
   std::string id = percent_decode(rest);
-  if (method == "GET") return counted(get_message(id));
+  if (method == "GET") return permit(Scope::read) ? counted(get_message(id, key)) : void();
   if (method == "DELETE") {
+    if (!permit(Scope::send)) return;
     if (draining_) return counted(shutting_down());
-    return cancel_message(id, counted);
+    return cancel_message(id, key, counted);
   }
   return allow("GET, DELETE");
 }
@@ -430,17 +455,19 @@ HttpResponse Api::simulate(const HttpRequest& request) {
   return json_response(200, out);
 }
 
-HttpResponse Api::get_message(const std::string& id) {
+HttpResponse Api::get_message(const std::string& id, const Key& key) {
   auto record = deps_.store.find(id);
-  if (!record) return message_not_found(id);
+  if (!record || !owns(key, record->api_key, config::Scope::read_all)) return message_not_found(id);
   return json_response(200, message_view(*record, deps_.store.events(id)));
 }
 
 // GET /v1/messages?state=&channel=&limit=&after= — keyset paging in id order. Like GET /v1/messages/{id},
-// any API key sees every message. Every problem with the query is reported, each naming its parameter.
-HttpResponse Api::list_messages(const HttpRequest& request) {
+// a key sees its own messages, or every message with read_all. Every problem with the query is reported,
+// each naming its parameter.
+HttpResponse Api::list_messages(const HttpRequest& request, const Key& key) {
   store::MessageFilter filter;
   filter.limit = kDefaultPage;
+  if (!key.allows(config::Scope::read_all)) filter.api_key = key.name;
   std::vector<std::pair<std::string, std::string>> errors;
   std::set<std::string> seen;
   for (const auto& [name, value] : query_params(request.query)) {
@@ -476,13 +503,14 @@ HttpResponse Api::list_messages(const HttpRequest& request) {
   return json_response(200, {{"messages", items}, {"next", next}});
 }
 
-void Api::retry_message(const std::string& id, const std::string& key_name, Responder respond) {
+void Api::retry_message(const std::string& id, const Key& key, Responder respond) {
   auto record = deps_.store.find(id);
-  if (!record) return respond(message_not_found(id));
+  if (!record || !owns(key, record->api_key, config::Scope::admin)) return respond(message_not_found(id));
   if (!replayable(record->state)) return respond(not_replayable(id, record->state));
   store::MessageFilter filter;
   filter.id = id;
   filter.limit = 1;
+  if (!key.allows(config::Scope::admin)) filter.api_key = key.name;
   auto replayed = [this, id, respond](bool ok, std::vector<std::string> ids) {
     if (!ok) return respond(store_unavailable("the retry", deps_.store.last_write_error()));
     if (ids.empty()) {
@@ -493,16 +521,17 @@ void Api::retry_message(const std::string& id, const std::string& key_name, Resp
     if (deps_.wake_dispatcher) deps_.wake_dispatcher();
     respond(json_response(202, {{"id", id}, {"state", "scheduled"}}));
   };
-  deps_.store.replay(filter, deps_.clock.now_ms(), key_name, std::move(replayed));
+  deps_.store.replay(filter, deps_.clock.now_ms(), key.name, std::move(replayed));
 }
 
 // POST /v1/messages:retry {"state": "dead"|"failed", "channel"?, "limit"?}: up to `limit` matching messages,
 // in id order. Replayed messages no longer match, so calling again until `retried` is 0 drains the set.
-void Api::retry_messages(const HttpRequest& request, const std::string& key_name, Responder respond) {
+void Api::retry_messages(const HttpRequest& request, const Key& key, Responder respond) {
   auto body = json_body(request, respond);
   if (!body) return;
   store::MessageFilter filter;
   filter.limit = kDefaultRetryBatch;
+  if (!key.allows(config::Scope::admin)) filter.api_key = key.name;
   std::vector<std::pair<std::string, std::string>> errors;
   if (!body->is_object()) {
     errors.emplace_back("", "must be an object {state, channel?, limit?}");
@@ -530,14 +559,19 @@ void Api::retry_messages(const HttpRequest& request, const std::string& key_name
     }
   }
   if (!errors.empty()) return respond(problem(400, "Bad Request", "the retry request is invalid", errors));
-  deps_.store.replay(filter, deps_.clock.now_ms(), key_name, [this, respond](bool ok, std::vector<std::string> ids) {
+  deps_.store.replay(filter, deps_.clock.now_ms(), key.name, [this, respond](bool ok, std::vector<std::string> ids) {
     if (!ok) return respond(store_unavailable("the retry", deps_.store.last_write_error()));
     if (!ids.empty() && deps_.wake_dispatcher) deps_.wake_dispatcher();
     respond(json_response(202, {{"retried", ids.size()}, {"ids", ids}}));
   });
 }
 
-void Api::cancel_message(const std::string& id, Responder respond) {
+void Api::cancel_message(const std::string& id, const Key& key, Responder respond) {
+  if (!key.allows(config::Scope::admin)) {
+    // Another key's message is not found, as for reading it; the look-up is one read before a rare write.
+    auto record = deps_.store.find(id);
+    if (!record || record->api_key != key.name) return respond(message_not_found(id));
+  }
   deps_.store.cancel(id, deps_.clock.now_ms(), [id, respond, &store = deps_.store](bool ok, store::CancelResult r) {
     if (!ok) return respond(store_unavailable("the cancellation", store.last_write_error()));
     switch (r.status) {

@@ -57,25 +57,39 @@ class Api final : public Handler {
   struct Key {
     std::string name;
     std::string digest;  // transport::sha256 of the secret: only digests are kept and compared
+    unsigned scopes = config::kAllScopes;
+    bool allows(config::Scope scope) const { return (scopes & static_cast<unsigned>(scope)) != 0; }
   };
+  // Whether `key` may act on a message of `owner` (its api_key): its own, or any with `wider`.
+  static bool owns(const Key& key, const std::string& owner, config::Scope wider) {
+    return owner == key.name || key.allows(wider);
+  }
+  // The 403 for a key without `scope` (the route needs it).
+  static HttpResponse scope_missing(const Key& key, config::Scope scope, const std::string& method,
+                                    const std::string& route);
 
   // Routes the request and answers it through `counted`; throws what a store read throws.
   void serve(const HttpRequest& request, const std::string& route, const std::string& method,
              const Responder& counted);
   std::optional<core::Json> json_body(const HttpRequest& request, const Responder& respond);
   void submit(const HttpRequest& request, const std::string& key_name, Responder respond);
+  // Routes a request under /v1 that an API key authenticated, after checking the key's scope.
+  void serve_keyed(const HttpRequest& request, const std::string& route, const std::string& method, const Key& key,
+                   const Responder& counted);
   HttpResponse simulate(const HttpRequest& request);
   void recipients(const HttpRequest& request, const std::string& route, Responder respond);
   core::Json effective_consent(const std::string& recipient_id);
   void suppressions(const HttpRequest& request, const std::string& route, Responder respond);
-  HttpResponse get_message(const std::string& id);
-  HttpResponse list_messages(const HttpRequest& request);
-  void cancel_message(const std::string& id, Responder respond);
+  // A key without read_all sees only its own messages (and their events): another key's is not found.
+  HttpResponse get_message(const std::string& id, const Key& key);
+  HttpResponse list_messages(const HttpRequest& request, const Key& key);
+  // A key without admin cancels and retries only its own messages.
+  void cancel_message(const std::string& id, const Key& key, Responder respond);
   // Dead letters and permanent failures sent through the policy again (store::Store::replay).
-  void retry_message(const std::string& id, const std::string& key_name, Responder respond);
-  void retry_messages(const HttpRequest& request, const std::string& key_name, Responder respond);
-  // GET /v1/events (events_api.cpp): the upstream feed, every event in seq order.
-  HttpResponse list_events(const HttpRequest& request);
+  void retry_message(const std::string& id, const Key& key, Responder respond);
+  void retry_messages(const HttpRequest& request, const Key& key, Responder respond);
+  // GET /v1/events (events_api.cpp): the upstream feed in seq order, of the key's own messages without read_all.
+  HttpResponse list_events(const HttpRequest& request, const Key& key);
   HttpResponse readiness();
   const Key* authenticate(const HttpRequest& request) const;
   // The 401 for a missing or unknown API key (or app key), with its WWW-Authenticate challenge.

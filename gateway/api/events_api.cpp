@@ -26,7 +26,7 @@ std::optional<int64_t> parse_seq(std::string_view text) {
 
 }  // namespace
 
-HttpResponse Api::list_events(const HttpRequest& request) {
+HttpResponse Api::list_events(const HttpRequest& request, const Key& key) {
   int64_t after = 0;
   int limit = kDefaultEventPage;
   std::vector<std::pair<std::string, std::string>> errors;
@@ -52,7 +52,8 @@ HttpResponse Api::list_events(const HttpRequest& request) {
       detail += (detail.empty() ? "query parameter " : "; query parameter ") + name + " " + d;
     return problem(400, "Bad Request", detail, errors);
   }
-  std::vector<store::EventRecord> page = deps_.store.events_after(after, limit);
+  std::string api_key = key.allows(config::Scope::read_all) ? std::string() : key.name;
+  std::vector<store::EventRecord> page = deps_.store.events_after(after, limit, api_key);
   Json items = Json::array();
   for (const auto& e : page) items.push_back(events::event_json(e));
   // A full page may have a successor; a short one is the last (poll again later with the same `after`).

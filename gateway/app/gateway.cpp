@@ -274,7 +274,7 @@ int serve(const ServeOptions& options) {
                                            g->loaded.templates.get(), c.templates.missing_variable_is_error);
     // Response options carry refs signed like the unsubscribe links (and point at public_url /r/).
     if (!c.server.public_url.empty())
-      g->dispatcher->set_links(links::LinkSigner(c.server.public_url, c.server.link_secret), c.server.link_ttl_ms);
+      g->dispatcher->set_links(links::LinkSigner(c.server.public_url, c.server.link_keys), c.server.link_ttl_ms);
     g->dispatcher->set_outcome_listener([&metrics](const std::string& channel, const plugin::DeliveryOutcome& outcome,
                                                    const store::Transition& t) {
       if (t.to == store::State::dead) metrics.count_dead_letter(channel);

@@ -17,6 +17,32 @@
 
 namespace tayori::config {
 
+namespace {
+constexpr Scope kScopes[] = {Scope::send, Scope::read, Scope::read_all, Scope::admin};
+}
+
+const char* to_string(Scope scope) {
+  switch (scope) {
+    case Scope::send: return "send";
+    case Scope::read: return "read";
+    case Scope::read_all: return "read_all";
+    case Scope::admin: return "admin";
+  }
+  return "?";
+}
+
+std::optional<Scope> parse_scope(std::string_view name) {
+  for (Scope s : kScopes)
+    if (name == to_string(s)) return s;
+  return std::nullopt;
+}
+
+std::string scope_names() {
+  std::string out;
+  for (Scope s : kScopes) out += (out.empty() ? "" : ", ") + std::string(to_string(s));
+  return out;
+}
+
 std::string Diagnostic::to_string() const {
   std::ostringstream out;
   out << file << ':' << at.line << ':' << at.column << ": " << (key_path.empty() ? "" : key_path + ": ") << message;
@@ -177,10 +203,53 @@ const std::regex kContactKind("^([a-z][a-z0-9_]{0,31}|push\\.(fcm|apns))$");
 const std::regex kEnvName("^[A-Z_][A-Z0-9_]*$");
 constexpr int64_t kMaxBatchWindowMs = 10'000;
 
+// A non-empty list of {<name_key>, <env_key>[, <extra_key>]} at `list_path` whose names are unique: api_keys
+// ({name, key_env, scopes}), inbound.app_keys ({name, key_env}), server.link_secrets ({id, secret_env}).
+// `name_problem` says what is wrong with a name ("" when nothing); `add` takes each entry that is whole,
+// with the secret its variable holds, and reads `extra_key` itself.
+struct SecretEntry {
+  std::string name;
+  std::string secret;
+  YAML::Node node;
+  std::string path;
+};
+void read_secret_list(Reader& r, const YAML::Node& n, const std::string& list_path, const char* name_key,
+                      const char* env_key, const char* extra_key,
+                      const std::function<std::string(const std::string&)>& name_problem,
+                      const std::function<void(const SecretEntry&)>& add) {
+  if (!n.IsSequence() || n.size() == 0) {
+    r.error(n, list_path, std::string("must be a non-empty list of {") + name_key + ", " + env_key + "}");
+    return;
+  }
+  std::set<std::string> names;
+  for (size_t i = 0; i < n.size(); ++i) {
+    std::string path = list_path + "[" + std::to_string(i) + "]";
+    YAML::Node k = n[i];
+    if (!(extra_key ? r.expect_map(k, path, {name_key, env_key, extra_key}) : r.expect_map(k, path, {name_key, env_key})))
+      continue;
+    auto name = r.string(k, name_key, path, true);
+    auto env = r.string(k, env_key, path, true);
+    std::string name_path = path + "." + name_key, env_path = path + "." + env_key;
+    if (name) {
+      if (std::string problem = name_problem(*name); !problem.empty()) {
+        r.error(k[name_key], name_path, problem);
+        continue;
+      }
+      if (!names.insert(*name).second) r.error(k[name_key], name_path, "duplicate " + std::string(name_key) + " \"" + *name + "\"");
+    }
+    if (env && !std::regex_match(*env, kEnvName)) {
+      r.error(k[env_key], env_path, "must name an environment variable (A-Z, 0-9, _), not hold a key");
+      continue;
+    }
+    if (!name || !env) continue;
+    if (auto secret = r.secret(k[env_key], *env, env_path)) add({*name, *secret, k, path});
+  }
+}
+
 void read_server(Reader& r, const YAML::Node& n, ServerConfig& s) {
   if (!n || !r.expect_map(n, "server", {"listen", "threads", "max_body_bytes", "max_batch", "header_timeout",
                                         "body_timeout", "idle_timeout", "max_connections", "public_url", "link_secret_env",
-                                        "link_ttl", "shutdown_grace"}))
+                                        "link_secrets", "link_ttl", "shutdown_grace"}))
     return;
   if (auto v = r.string(n, "listen", "server", false)) {
     std::string problem = check_listen(*v);
@@ -204,13 +273,23 @@ void read_server(Reader& r, const YAML::Node& n, ServerConfig& s) {
     else
       s.public_url = *v;
   }
+  // server.link_secrets: the first one signs (links/links.hpp says how keys rotate).
+  if (YAML::Node keys = n["link_secrets"])
+    read_secret_list(
+        r, keys, "server.link_secrets", "id", "secret_env", nullptr,
+        [](const std::string& id) {
+          return links::valid_key_id(id) ? std::string()
+                                         : "must be 1 to 16 of A-Z, a-z, 0-9, _ and - (it travels inside every link)";
+        },
+        [&](const SecretEntry& e) { s.link_keys.push_back({e.name, e.secret}); });
   if (auto v = r.string(n, "link_secret_env", "server", false)) {
     if (!std::regex_match(*v, kEnvName))
       r.error(n["link_secret_env"], "server.link_secret_env", "must name an environment variable (A-Z, 0-9, _)");
     else if (auto secret = r.secret(n["link_secret_env"], *v, "server.link_secret_env"))
-      s.link_secret = *secret;
-  } else if (!s.public_url.empty()) {
-    r.error(n["public_url"], "server.link_secret_env", "is required with public_url: signed links need a key");
+      s.link_keys.push_back({"", *secret});  // after link_secrets: it signs only when it is the only key
+  } else if (!s.public_url.empty() && !n["link_secrets"]) {
+    r.error(n["public_url"], "server.link_secrets",
+            "is required with public_url (or server.link_secret_env): signed links need a key");
   }
 }
 
@@ -314,35 +393,49 @@ void read_dispatcher(Reader& r, const YAML::Node& n, DispatcherConfig& d) {
   read_retry(r, n, "dispatcher", "retry_", d.retry);
 }
 
-// A list of {name, key_env} at `where` (api_keys, inbound.app_keys).
-void read_keys(Reader& r, const YAML::Node& n, const std::string& key_path, std::vector<ApiKey>& keys) {
+// api_keys[].scopes: a non-empty list of scope names; read_all includes read.
+std::optional<unsigned> read_scopes(Reader& r, const YAML::Node& n, const std::string& path) {
   if (!n.IsSequence() || n.size() == 0) {
-    r.error(n, key_path, "must be a non-empty list of {name, key_env}");
-    return;
+    r.error(n, path, "must be a non-empty list of " + scope_names());
+    return std::nullopt;
   }
-  std::set<std::string> names;
+  unsigned scopes = 0;
+  bool ok = true;
   for (size_t i = 0; i < n.size(); ++i) {
-    std::string path = key_path + "[" + std::to_string(i) + "]";
-    YAML::Node k = n[i];
-    if (!r.expect_map(k, path, {"name", "key_env"})) continue;
-    auto name = r.string(k, "name", path, true);
-    auto env = r.string(k, "key_env", path, true);
-    if (name && !names.insert(*name).second) r.error(k["name"], path + ".name", "duplicate key name \"" + *name + "\"");
-    if (env && !std::regex_match(*env, kEnvName)) {
-      r.error(k["key_env"], path + ".key_env", "must name an environment variable (A-Z, 0-9, _), not hold a key");
+    auto scope = n[i].IsScalar() ? parse_scope(n[i].Scalar()) : std::nullopt;
+    if (!scope) {
+      r.error(n[i], path + "[" + std::to_string(i) + "]", "must be one of " + scope_names());
+      ok = false;
       continue;
     }
-    if (!name || !env) continue;
-    if (auto secret = r.secret(k["key_env"], *env, path + ".key_env")) keys.push_back({*name, *secret});
+    scopes |= static_cast<unsigned>(*scope);
   }
+  if (scopes & static_cast<unsigned>(Scope::read_all)) scopes |= static_cast<unsigned>(Scope::read);
+  return ok ? std::optional(scopes) : std::nullopt;
+}
+
+// A list of {name, key_env} at `key_path`: api_keys (with scopes) or inbound.app_keys (without).
+void read_keys(Reader& r, const YAML::Node& n, const std::string& key_path, bool with_scopes, std::vector<ApiKey>& keys) {
+  read_secret_list(
+      r, n, key_path, "name", "key_env", with_scopes ? "scopes" : nullptr,
+      [](const std::string&) { return std::string(); },
+      [&](const SecretEntry& e) {
+        ApiKey key{e.name, e.secret};
+        if (YAML::Node scopes = e.node["scopes"]; with_scopes && scopes) {
+          auto read = read_scopes(r, scopes, e.path + ".scopes");
+          if (!read) return;
+          key.scopes = *read;
+        }
+        keys.push_back(std::move(key));
+      });
 }
 
 void read_api_keys(Reader& r, const YAML::Node& n, std::vector<ApiKey>& keys) {
   if (!n) {
-    r.error(Location{1, 1}, "api_keys", "is required (a list of {name, key_env})");
+    r.error(Location{1, 1}, "api_keys", "is required (a list of {name, key_env, scopes?})");
     return;
   }
-  read_keys(r, n, "api_keys", keys);
+  read_keys(r, n, "api_keys", true, keys);
 }
 
 // The event types a subscription may name (docs/architecture.md §1, the two-way issue).
@@ -432,7 +525,7 @@ void read_responses(Reader& r, const YAML::Node& n, std::vector<ResponseRule>& o
 
 void read_inbound(Reader& r, const YAML::Node& n, InboundConfig& out) {
   if (!n || !r.expect_map(n, "inbound", {"app_keys"})) return;
-  if (YAML::Node k = n["app_keys"]) read_keys(r, k, "inbound.app_keys", out.app_keys);
+  if (YAML::Node k = n["app_keys"]) read_keys(r, k, "inbound.app_keys", false, out.app_keys);
 }
 
 void read_channels(Reader& r, const YAML::Node& n, const RetryPolicy& default_retry,

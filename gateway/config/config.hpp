@@ -6,8 +6,10 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "links/links.hpp"
 #include "policy/policy.hpp"
 
 namespace tayori::config {
@@ -38,7 +40,8 @@ struct ServerConfig {
   // The gateway as recipients and providers reach it (https://gw.example.com), for signed unsubscribe and
   // response links and provider callbacks. Empty: no such links are made.
   std::string public_url;
-  std::string link_secret;                     // HMAC key of signed links (from link_secret_env)
+  // HMAC keys of signed links, the one that signs first: link_secrets in order, then link_secret_env (id "").
+  std::vector<links::LinkKey> link_keys;
   int64_t link_ttl_ms = 60LL * 86'400'000;     // how long a signed link stays valid
   // SIGTERM: how long deliveries in flight may take to finish before the process exits anyway (what is
   // still unfinished then is recovered at the next start).
@@ -101,9 +104,24 @@ struct DispatcherConfig {
   RetryPolicy retry;  // every channel's default (dispatcher.max_attempts, retry_base, retry_cap, retry_max_age)
 };
 
+// What an API key may do (api_keys[].scopes); docs/operator-guide.md "API keys" maps every route to one.
+enum class Scope : unsigned {
+  send = 1,      // submit and simulate messages; cancel and retry its own
+  read = 2,      // read its own messages and their events
+  read_all = 4,  // read every key's messages and events, recipients and suppressions (includes read)
+  admin = 8,     // write recipients (profile, consent, erasure) and suppressions; cancel and retry any message
+};
+constexpr unsigned kAllScopes = 1 | 2 | 4 | 8;
+std::optional<Scope> parse_scope(std::string_view name);
+const char* to_string(Scope scope);
+std::string scope_names();  // "send, read, read_all, admin"
+
 struct ApiKey {
   std::string name;
   std::string secret;  // the value of key_env, resolved at load time
+  // Scope bits. A key that lists no scopes has them all, as every key did before scopes existed.
+  unsigned scopes = kAllScopes;
+  bool allows(Scope scope) const { return (scopes & static_cast<unsigned>(scope)) != 0; }
 };
 
 // One setting of a channel as written in YAML, kept as text with its place for the plugin's checks.

@@ -1,5 +1,7 @@
 #include "links/links.hpp"
 
+#include <cctype>
+
 #include <nlohmann/json.hpp>
 
 #include "transport/crypto.hpp"
@@ -12,9 +14,10 @@ constexpr size_t kMacBytes = 16;
 
 const char* kind_code(LinkKind kind) { return kind == LinkKind::unsubscribe ? "u" : "r"; }
 
-std::string mac_of(std::string_view secret, std::string_view payload) {
-  auto mac = transport::hmac_sha256(secret, payload);
-  return mac ? mac.value.substr(0, kMacBytes) : std::string();
+std::optional<std::string> hmac_sha256(std::string_view key, std::string_view data) {
+  auto mac = transport::hmac_sha256(key, data);
+  if (!mac) return std::nullopt;
+  return std::move(mac.value);
 }
 
 }  // namespace
@@ -29,15 +32,44 @@ const char* to_string(LinkError error) {
   return "malformed";
 }
 
-LinkSigner::LinkSigner(std::string public_url, std::string secret)
-    : public_url_(std::move(public_url)), secret_(std::move(secret)) {
+bool valid_key_id(std::string_view id) {
+  if (id.empty() || id.size() > 16) return false;
+  for (char ch : id)
+    if (!(std::isalnum(static_cast<unsigned char>(ch)) || ch == '_' || ch == '-')) return false;
+  return true;
+}
+
+LinkSigner::LinkSigner(std::string public_url, std::vector<LinkKey> keys, MacFunction mac)
+    : public_url_(std::move(public_url)), keys_(std::move(keys)), mac_(mac ? std::move(mac) : MacFunction(hmac_sha256)) {
   while (!public_url_.empty() && public_url_.back() == '/') public_url_.pop_back();
 }
 
+LinkSigner::LinkSigner(std::string public_url, std::string secret)
+    : LinkSigner(std::move(public_url), std::vector<LinkKey>{{"", std::move(secret)}}) {}
+
+const LinkKey* LinkSigner::key_of(std::string_view id) const {
+  for (const auto& k : keys_)
+    if (k.id == id) return k.secret.empty() ? nullptr : &k;
+  return nullptr;
+}
+
+std::optional<std::string> LinkSigner::mac_of(const LinkKey& key, std::string_view payload) const {
+  std::string signed_text = key.id.empty() ? std::string(payload) : key.id + "." + std::string(payload);
+  auto mac = mac_(key.secret, signed_text);
+  // A MAC that came back short (or empty, from a failure reported as success) would let "payload." verify.
+  if (!mac || mac->size() < kMacBytes) return std::nullopt;
+  return mac->substr(0, kMacBytes);
+}
+
 std::string LinkSigner::token(const LinkClaims& c) const {
+  if (keys_.empty()) throw SigningError("signed links: no key configured");
+  const LinkKey& key = keys_.front();
   std::string payload =
       nlohmann::json::array({kind_code(c.kind), c.message_id, c.channel, c.option, c.expires_at_s}).dump();
-  return transport::base64url_encode(payload) + "." + transport::base64url_encode(mac_of(secret_, payload));
+  auto mac = mac_of(key, payload);
+  if (!mac) throw SigningError("signed links: HMAC-SHA256 under key \"" + key.id + "\" failed");
+  std::string prefix = key.id.empty() ? std::string() : key.id + ".";
+  return prefix + transport::base64url_encode(payload) + "." + transport::base64url_encode(*mac);
 }
 
 std::string LinkSigner::url(const LinkClaims& c) const { return url(c.kind, token(c)); }
@@ -48,19 +80,29 @@ std::string LinkSigner::url(LinkKind kind, std::string_view token) const {
 
 Verified LinkSigner::verify(std::string_view token, int64_t now_s) const {
   Verified v;
-  size_t dot = token.find('.');
-  if (secret_.empty() || dot == std::string_view::npos) {
+  // [key_id "."] payload "." mac: two dots name a key, one dot is the key without an id.
+  size_t last = token.rfind('.');
+  if (last == std::string_view::npos) {
     v.error = LinkError::malformed;
     return v;
   }
-  auto payload = transport::base64url_decode(token.substr(0, dot));
-  auto mac = transport::base64url_decode(token.substr(dot + 1));
+  size_t first = token.find('.');
+  std::string_view key_id = first == last ? std::string_view() : token.substr(0, first);
+  if (first != last && key_id.empty()) {
+    v.error = LinkError::malformed;
+    return v;
+  }
+  size_t payload_at = first == last ? 0 : first + 1;
+  auto payload = transport::base64url_decode(token.substr(payload_at, last - payload_at));
+  auto mac = transport::base64url_decode(token.substr(last + 1));
   if (!payload || !mac) {
     v.error = LinkError::malformed;
     return v;
   }
-  // The MAC decides before anything in the payload is trusted.
-  if (!transport::constant_time_equal(mac.value, mac_of(secret_, payload.value))) {
+  // The MAC decides before anything in the payload is trusted; no key, or no MAC computed, is a forgery.
+  const LinkKey* key = key_of(key_id);
+  std::optional<std::string> expected = key ? mac_of(*key, payload.value) : std::nullopt;
+  if (!expected || !transport::constant_time_equal(mac.value, *expected)) {
     v.error = LinkError::forged;
     return v;
   }

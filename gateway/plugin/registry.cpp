@@ -137,7 +137,7 @@ RegistryResult build_registry(const config::Config& config, const Clock& clock,
   auto registry = std::make_unique<Registry>();
   std::map<std::string, std::shared_ptr<Library>> libraries;
   ChannelHost host{clock, transport, {}, config.server.link_ttl_ms};
-  if (!config.server.public_url.empty()) host.links = links::LinkSigner(config.server.public_url, config.server.link_secret);
+  host.links = links::LinkSigner(config.server.public_url, config.server.link_keys);
   for (const auto& ch : config.channels) {
     std::string path_key = "channels[" + std::to_string(ch.index) + "]";
     std::string searched;

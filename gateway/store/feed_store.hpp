@@ -17,7 +17,8 @@ class FeedStore {
   virtual ~FeedStore() = default;
 
   // Events with seq > `after_seq`, in seq order, at most `limit`.
-  virtual std::vector<EventRecord> events_after(int64_t after_seq, int limit) = 0;
+  // `api_key` non-empty: only the events of the messages that key submitted.
+  virtual std::vector<EventRecord> events_after(int64_t after_seq, int limit, const std::string& api_key) = 0;
   // The highest event seq (0 when there is none): a webhook's lag is this minus its cursor.
   virtual int64_t last_event_seq() = 0;
   // The seq a webhook subscription has delivered up to; nullopt before its first delivery.

@@ -93,6 +93,7 @@ struct MessageFilter {
   std::string channel;   // the channel last used
   std::string after_id;  // keyset paging: ids greater than this
   std::string id;        // exactly this message
+  std::string api_key;   // only the messages this API key submitted; empty: every key's
   int limit = 100;
 };
 

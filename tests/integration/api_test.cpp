@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 
+#include <set>
+
 #include "harness.hpp"
 
 namespace tayori::testing {
@@ -479,6 +481,122 @@ TEST_F(ApiTest, DropsSlowClients) {
   // Beast closes the socket when the deadline passes, so the client sees the connection end, with no answer.
   EXPECT_LT(waited, std::chrono::seconds(4)) << "the server held a stalled connection";
   EXPECT_EQ(answer, "");
+}
+
+}  // namespace
+}  // namespace tayori::testing
+
+// ---- Scoped API keys (issue "Hostile input") ---------------------------------------------------------
+
+namespace tayori::testing {
+namespace {
+
+class ScopedKeys : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    for (const auto& [env, key] : kKeys) ::setenv(env, key, 1);
+    gw_ = std::make_unique<Gateway>(dir_, default_channels(dir_));
+    gw_->add_api_keys(
+        "  - {name: team_a, key_env: TAYORI_KEY_A, scopes: [send, read]}\n"
+        "  - {name: team_b, key_env: TAYORI_KEY_B, scopes: [send, read]}\n"
+        "  - {name: auditor, key_env: TAYORI_KEY_AUDITOR, scopes: [read_all]}\n"
+        "  - {name: crm, key_env: TAYORI_KEY_CRM, scopes: [admin]}\n");
+    gw_->start();
+  }
+  void TearDown() override {
+    if (HasFailure()) std::cerr << "gateway stderr:\n" << gw_->stderr_text();
+  }
+  HttpResult as(const std::string& env, const std::string& method, const std::string& path, const Json& body = {}) {
+    std::vector<std::string> headers = {"Authorization: Bearer " + std::string(key_of(env))};
+    if (!body.is_null()) headers.push_back("Content-Type: application/json");
+    return http_.request(method, gw_->url(path), body.is_null() ? "" : body.dump(), headers);
+  }
+  static const char* key_of(const std::string& env) {
+    for (const auto& [e, key] : kKeys)
+      if (env == e) return key;
+    return "";
+  }
+  static std::set<std::string> ids_of(const Json& items, const char* member) {
+    std::set<std::string> ids;
+    for (const auto& i : items) ids.insert(i[member].get<std::string>());
+    return ids;
+  }
+  // Scheduled far ahead, so that a cancel finds it still cancellable.
+  static Json later(const std::string& id) {
+    Json m = sample_message(id);
+    m["send_at"] = "2099-01-01T00:00:00Z";
+    return m;
+  }
+
+  static constexpr std::pair<const char*, const char*> kKeys[] = {{"TAYORI_KEY_A", "key-of-team-a-0123456789"},
+                                                                  {"TAYORI_KEY_B", "key-of-team-b-0123456789"},
+                                                                  {"TAYORI_KEY_AUDITOR", "key-of-auditor-012345"},
+                                                                  {"TAYORI_KEY_CRM", "key-of-crm-0123456789"}};
+  TempDir dir_;
+  std::unique_ptr<Gateway> gw_;
+  HttpClient http_;
+};
+
+TEST_F(ScopedKeys, AKeyReadsOnlyItsOwnMessagesUnlessItMayReadAll) {
+  ASSERT_EQ(as("TAYORI_KEY_A", "POST", "/v1/messages", later("a-1")).status, 202);
+  ASSERT_EQ(as("TAYORI_KEY_B", "POST", "/v1/messages", later("b-1")).status, 202);
+
+  // The same message under the same id from another key is a conflict, not that key's duplicate.
+  HttpResult taken = as("TAYORI_KEY_B", "POST", "/v1/messages", later("a-1"));
+  EXPECT_EQ(taken.status, 422) << taken.body;
+  HttpResult own = as("TAYORI_KEY_A", "POST", "/v1/messages", later("a-1"));
+  EXPECT_EQ(own.status, 202);
+  EXPECT_EQ(own.json()["status"], "duplicate");
+
+  EXPECT_EQ(as("TAYORI_KEY_A", "GET", "/v1/messages/a-1").status, 200);
+  // Another key's message is not found, not forbidden: its existence is not revealed.
+  EXPECT_EQ(as("TAYORI_KEY_A", "GET", "/v1/messages/b-1").status, 404);
+  EXPECT_EQ(as("TAYORI_KEY_AUDITOR", "GET", "/v1/messages/b-1").status, 200);
+
+  HttpResult mine = as("TAYORI_KEY_A", "GET", "/v1/messages");
+  ASSERT_EQ(mine.status, 200) << mine.body;
+  EXPECT_EQ(ids_of(Json::parse(mine.body)["messages"], "id"), std::set<std::string>{"a-1"});
+  HttpResult all = as("TAYORI_KEY_AUDITOR", "GET", "/v1/messages");
+  EXPECT_EQ(ids_of(Json::parse(all.body)["messages"], "id"), (std::set<std::string>{"a-1", "b-1"}));
+
+  HttpResult my_events = as("TAYORI_KEY_B", "GET", "/v1/events");
+  ASSERT_EQ(my_events.status, 200) << my_events.body;
+  EXPECT_EQ(ids_of(Json::parse(my_events.body)["events"], "message_id"), std::set<std::string>{"b-1"});
+  HttpResult all_events = as("TAYORI_KEY_AUDITOR", "GET", "/v1/events");
+  EXPECT_EQ(ids_of(Json::parse(all_events.body)["events"], "message_id"), (std::set<std::string>{"a-1", "b-1"}));
+}
+
+TEST_F(ScopedKeys, AKeyCancelsOnlyItsOwnMessages) {
+  ASSERT_EQ(as("TAYORI_KEY_A", "POST", "/v1/messages", later("a-2")).status, 202);
+  ASSERT_EQ(as("TAYORI_KEY_A", "POST", "/v1/messages", later("a-3")).status, 202);
+  EXPECT_EQ(as("TAYORI_KEY_B", "DELETE", "/v1/messages/a-2").status, 404);
+  EXPECT_EQ(as("TAYORI_KEY_A", "DELETE", "/v1/messages/a-2").status, 200);
+  // admin may cancel any key's message (an operator stopping a campaign).
+  EXPECT_EQ(as("TAYORI_KEY_CRM", "DELETE", "/v1/messages/a-3").status, 403);  // admin without send
+  HttpResult by_it = gw_->del(http_, "/v1/messages/a-3");
+  EXPECT_EQ(by_it.status, 200) << by_it.body;
+}
+
+TEST_F(ScopedKeys, ARouteOutsideTheKeysScopesIs403NamingTheScope) {
+  HttpResult send = as("TAYORI_KEY_AUDITOR", "POST", "/v1/messages", later("x-1"));
+  EXPECT_EQ(send.status, 403);
+  EXPECT_EQ(send.headers["content-type"], "application/problem+json");
+  EXPECT_NE(send.body.find("lacks scope \\\"send\\\""), std::string::npos) << send.body;
+  EXPECT_EQ(as("TAYORI_KEY_AUDITOR", "POST", "/v1/messages:simulate", later("x-1")).status, 403);
+  EXPECT_EQ(as("TAYORI_KEY_CRM", "GET", "/v1/messages").status, 403);
+  EXPECT_EQ(as("TAYORI_KEY_CRM", "GET", "/v1/events").status, 403);
+
+  Json opt_in = {{"channel", "email"}, {"purpose", "marketing"}, {"state", "opted_in"}, {"source", "web_form"}};
+  HttpResult consent = as("TAYORI_KEY_A", "PUT", "/v1/recipients/r-1/consent", opt_in);
+  EXPECT_EQ(consent.status, 403);
+  EXPECT_NE(consent.body.find("lacks scope \\\"admin\\\""), std::string::npos) << consent.body;
+  EXPECT_EQ(as("TAYORI_KEY_CRM", "PUT", "/v1/recipients/r-1/consent", opt_in).status, 200);
+  EXPECT_EQ(as("TAYORI_KEY_A", "GET", "/v1/recipients/r-1").status, 403);
+  EXPECT_NE(as("TAYORI_KEY_AUDITOR", "GET", "/v1/recipients/r-1").status, 403);
+  EXPECT_EQ(as("TAYORI_KEY_A", "DELETE", "/v1/recipients/r-1").status, 403);
+  EXPECT_EQ(as("TAYORI_KEY_A", "GET", "/v1/suppressions").status, 403);
+  // Nothing the refused requests asked for happened.
+  EXPECT_EQ(as("TAYORI_KEY_AUDITOR", "GET", "/v1/messages/x-1").status, 404);
 }
 
 }  // namespace

@@ -176,6 +176,13 @@ class Gateway {
   }
   ~Gateway() { stop(SIGKILL); }
 
+  // More API keys beside "it" (YAML list entries such as "  - {name: a, key_env: A, scopes: [send]}\n"),
+  // before start(). Their variables come from this process's environment, which the gateway inherits.
+  void add_api_keys(const std::string& entries) {
+    const std::string head = "api_keys:\n";
+    write_file(config_path_, head + entries + read_file(config_path_).substr(head.size()));
+  }
+
   // Starts the binary and waits for its "listening on" line. Throws (with its stderr) when it does not come up.
   void start() {
     int out[2];

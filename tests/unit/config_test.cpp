@@ -389,13 +389,13 @@ TEST(ConfigLoad, UnknownKeysAreReportedAtEachLevel) {
           "gw.yaml:1:1: colour: unknown key (expected one of: server, outbound, store, dispatcher, api_keys, plugin_dirs, "
           "channels, policy, templates, webhooks, responses, inbound)",
           "gw.yaml:3:3: server.port: unknown key (expected one of: listen, threads, max_body_bytes, max_batch, "
-          "header_timeout, body_timeout, idle_timeout, max_connections, public_url, link_secret_env, link_ttl, "
+          "header_timeout, body_timeout, idle_timeout, max_connections, public_url, link_secret_env, link_secrets, link_ttl, "
           "shutdown_grace)",
           "gw.yaml:5:3: store.path: unknown key (expected one of: backend, data_dir, retention, max_size, url_env, "
           "pool_size, statement_timeout, lease, node_id)",
           "gw.yaml:7:3: dispatcher.retries: unknown key (expected one of: enabled, workers, claim_batch, poll_interval, "
           "max_attempts, retry_base, retry_cap, retry_max_age)",
-          "gw.yaml:11:5: api_keys[0].key: unknown key (expected one of: name, key_env)",
+          "gw.yaml:11:5: api_keys[0].key: unknown key (expected one of: name, key_env, scopes)",
           "gw.yaml:15:5: channels[0].setting: unknown key (expected one of: name, plugin, contact, settings, concurrency, rate_limit, burst, batch_window, retry, circuit_breaker, inbound)"));
 }
 
@@ -464,7 +464,7 @@ INSTANTIATE_TEST_SUITE_P(
         ApiKeyCase{"duplicate_names",
                    "api_keys:\n  - name: upstream\n    key_env: KEY_A\n  - name: upstream\n    key_env: KEY_B\n",
                    {{"KEY_A", "a"}, {"KEY_B", "b"}},
-                   {"gw.yaml:4:11: api_keys[1].name: duplicate key name \"upstream\""}},
+                   {"gw.yaml:4:11: api_keys[1].name: duplicate name \"upstream\""}},
         ApiKeyCase{"missing_name_and_key_env",
                    "api_keys:\n  - {}\n",
                    {},
@@ -474,13 +474,42 @@ INSTANTIATE_TEST_SUITE_P(
         ApiKeyCase{"empty_list", "api_keys: []\n", {},
                    {"gw.yaml:1:11: api_keys: must be a non-empty list of {name, key_env}"}},
         ApiKeyCase{"missing_section", "", {},
-                   {"gw.yaml:1:1: api_keys: is required (a list of {name, key_env})"}},
+                   {"gw.yaml:1:1: api_keys: is required (a list of {name, key_env, scopes?})"}},
+        ApiKeyCase{"unknown_scope_and_empty_scopes",
+                   "api_keys:\n  - {name: a, key_env: KEY_A, scopes: [send, write]}\n"
+                   "  - {name: b, key_env: KEY_B, scopes: []}\n",
+                   {{"KEY_A", "a"}, {"KEY_B", "b"}},
+                   {"gw.yaml:2:46: api_keys[0].scopes[1]: must be one of send, read, read_all, admin",
+                    "gw.yaml:3:39: api_keys[1].scopes: must be a non-empty list of send, read, read_all, admin"}},
         ApiKeyCase{"every_entry_checked",
                    "api_keys:\n  - name: a\n    key_env: KEY_A\n  - name: b\n    key_env: KEY_B\n",
                    {},
                    {"gw.yaml:3:14: api_keys[0].key_env: environment variable KEY_A is not set",
                     "gw.yaml:5:14: api_keys[1].key_env: environment variable KEY_B is not set"}}),
     [](const auto& info) { return std::string(info.param.name); });
+
+TEST(ConfigLoad, ScopesNarrowAKeyAndAKeyWithoutScopesHasThemAll) {
+  LoadResult r = load("api_keys:\n"
+                      "  - {name: all, key_env: KEY_ALL}\n"
+                      "  - {name: sender, key_env: KEY_SEND, scopes: [send]}\n"
+                      "  - {name: auditor, key_env: KEY_AUDIT, scopes: [read_all]}\n"
+                      "channels:\n  - name: email\n    plugin: email_smtp\n",
+                      env_of({{"KEY_ALL", "1"}, {"KEY_SEND", "2"}, {"KEY_AUDIT", "3"}}));
+  ASSERT_TRUE(r.config.has_value()) << ::testing::PrintToString(diagnostics(r));
+  const auto& keys = r.config->api_keys;
+  ASSERT_EQ(keys.size(), 3u);
+  for (Scope s : {Scope::send, Scope::read, Scope::read_all, Scope::admin}) EXPECT_TRUE(keys[0].allows(s));
+  EXPECT_TRUE(keys[1].allows(Scope::send));
+  EXPECT_FALSE(keys[1].allows(Scope::read));
+  EXPECT_FALSE(keys[1].allows(Scope::admin));
+  EXPECT_TRUE(keys[2].allows(Scope::read_all));
+  EXPECT_TRUE(keys[2].allows(Scope::read));  // read_all includes read
+  EXPECT_FALSE(keys[2].allows(Scope::send));
+  // App keys take no scopes: they only ever answer /v1/inbound/app.
+  LoadResult app = load(std::string(kMinimal) + "inbound:\n  app_keys:\n  - {name: ios, key_env: KEY_UP, scopes: [send]}\n",
+                        env_of(kMinimalEnv));
+  EXPECT_THAT(diagnostics(app), ElementsAre(::testing::HasSubstr("inbound.app_keys[0].scopes: unknown key (expected one of: name, key_env)")));
+}
 
 // ---- channels -----------------------------------------------------------------------------------------
 
@@ -767,7 +796,9 @@ TEST(ConfigLoad, PublicUrlLinkSecretOutboundAndChannelLimitsAreRead) {
   LoadResult r = load(yaml, env_of(env));
   ASSERT_TRUE(r.config.has_value()) << testing::PrintToString(diagnostics(r));
   EXPECT_EQ(r.config->server.public_url, "https://gw.example.com/tayori");
-  EXPECT_EQ(r.config->server.link_secret, "k3y");
+  ASSERT_EQ(r.config->server.link_keys.size(), 1u);
+  EXPECT_EQ(r.config->server.link_keys[0].id, "");
+  EXPECT_EQ(r.config->server.link_keys[0].secret, "k3y");
   EXPECT_EQ(r.config->server.link_ttl_ms, 30LL * 86'400'000);
   EXPECT_FALSE(r.config->outbound.verify_tls);
   EXPECT_EQ(r.config->outbound.ca_file, "/etc/hostname");
@@ -802,10 +833,64 @@ TEST(ConfigLoad, BadLinksOutboundAndLimitsNameTheirKeys) {
                   testing::HasSubstr("channels[0].batch_window: must be at most 10s")));
 }
 
+TEST(ConfigLoad, LinkSecretsWithIdsComeFirstAndTheUnnamedKeyLast) {
+  std::string yaml = std::string(
+                         "server:\n"
+                         "  public_url: https://gw.example.com\n"
+                         "  link_secret_env: LINK_OLD\n"
+                         "  link_secrets:\n"
+                         "    - {id: k2026-12, secret_env: LINK_DEC}\n"
+                         "    - {id: k2026-11, secret_env: LINK_NOV}\n") +
+                     kMinimal;
+  auto env = kMinimalEnv;
+  env["LINK_OLD"] = "old";
+  env["LINK_DEC"] = "dec";
+  env["LINK_NOV"] = "nov";
+  LoadResult r = load(yaml, env_of(env));
+  ASSERT_TRUE(r.config.has_value()) << testing::PrintToString(diagnostics(r));
+  const auto& keys = r.config->server.link_keys;
+  ASSERT_EQ(keys.size(), 3u);
+  EXPECT_EQ(keys[0].id, "k2026-12");
+  EXPECT_EQ(keys[0].secret, "dec");
+  EXPECT_EQ(keys[1].id, "k2026-11");
+  EXPECT_EQ(keys[2].id, "");
+  EXPECT_EQ(keys[2].secret, "old");
+}
+
+TEST(ConfigLoad, BadLinkSecretsNameTheEntryAndTheProblem) {
+  std::string yaml = std::string(
+                         "server:\n"
+                         "  public_url: https://gw.example.com\n"
+                         "  link_secrets:\n"
+                         "    - {id: a.b, secret_env: LINK_A}\n"
+                         "    - {id: k1, secret_env: LINK_A}\n"
+                         "    - {id: k1, secret_env: LINK_B}\n"
+                         "    - {id: k3, secret_env: lower}\n"
+                         "    - {id: k4, secret_env: LINK_UNSET}\n"
+                         "    - {id: k5}\n") +
+                     kMinimal;
+  auto env = kMinimalEnv;
+  env["LINK_A"] = "a";
+  env["LINK_B"] = "b";
+  LoadResult r = load(yaml, env_of(env));
+  EXPECT_FALSE(r.config.has_value());
+  EXPECT_THAT(diagnostics(r),
+              testing::UnorderedElementsAre(
+                  testing::HasSubstr("server.link_secrets[0].id: must be 1 to 16 of A-Z, a-z, 0-9, _ and -"),
+                  testing::HasSubstr("server.link_secrets[2].id: duplicate id \"k1\""),
+                  testing::HasSubstr("server.link_secrets[3].secret_env: must name an environment variable"),
+                  testing::HasSubstr("server.link_secrets[4].secret_env: environment variable LINK_UNSET is not set"),
+                  testing::HasSubstr("server.link_secrets[5].secret_env: is required")));
+  LoadResult empty = load(std::string("server:\n  public_url: https://gw.example.com\n  link_secrets: []\n") + kMinimal,
+                          env_of(kMinimalEnv));
+  EXPECT_THAT(diagnostics(empty), testing::ElementsAre(testing::HasSubstr(
+                                      "server.link_secrets: must be a non-empty list of {id, secret_env}")));
+}
+
 TEST(ConfigLoad, APublicUrlNeedsALinkSecret) {
   LoadResult r = load(std::string("server:\n  public_url: https://gw.example.com\n") + kMinimal, env_of(kMinimalEnv));
   EXPECT_THAT(diagnostics(r), testing::ElementsAre(testing::HasSubstr(
-                                  "server.link_secret_env: is required with public_url: signed links need a key")));
+                                  "server.link_secrets: is required with public_url (or server.link_secret_env): signed links need a key")));
 }
 
 }  // namespace

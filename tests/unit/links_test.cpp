@@ -54,9 +54,9 @@ TEST(Links, GarbageIsMalformedNotACrash) {
   auto mac = transport::hmac_sha256("link-secret", payload).value.substr(0, 16);
   std::string t = transport::base64url_encode(payload) + "." + transport::base64url_encode(mac);
   EXPECT_EQ(kSigner.verify(t, 0).error, LinkError::malformed);
-  // Without a secret nothing verifies.
+  // Without a key nothing verifies.
   EXPECT_EQ(LinkSigner().verify(kSigner.token({LinkKind::unsubscribe, "m", "c", "", 5}), 0).error,
-            LinkError::malformed);
+            LinkError::forged);
 }
 
 TEST(Links, AResponseTokenForALongIdFitsLinePostbackData) {
@@ -64,6 +64,53 @@ TEST(Links, AResponseTokenForALongIdFitsLinePostbackData) {
   std::string t = kSigner.token({LinkKind::response, std::string(64, 'x'), "line_marketing", "not_interested",
                                  4'000'000'000});
   EXPECT_LE(t.size(), 200u);
+}
+
+TEST(Links, TheFirstKeySignsAndEveryKeyVerifiesSoLinksSurviveARotation) {
+  LinkClaims c{LinkKind::unsubscribe, "m-1", "email", "", 2'000'000'000};
+  std::string unnamed = kSigner.token(c);  // sent before key ids: no id in it
+  LinkSigner november("https://gw", {{"nov", "secret-nov"}});
+  std::string signed_in_november = november.token(c);
+  EXPECT_EQ(signed_in_november.rfind("nov.", 0), 0u) << signed_in_november;
+
+  LinkSigner december("https://gw", {{"dec", "secret-dec"}, {"nov", "secret-nov"}, {"", "link-secret"}});
+  std::string signed_in_december = december.token(c);
+  EXPECT_EQ(signed_in_december.rfind("dec.", 0), 0u) << signed_in_december;
+  for (const std::string& t : {unnamed, signed_in_november, signed_in_december}) {
+    Verified v = december.verify(t, 0);
+    ASSERT_TRUE(v.ok()) << t << ": " << to_string(v.error);
+    EXPECT_EQ(v.claims.message_id, "m-1");
+  }
+  // Once November's key is removed, its links no longer verify; the others still do.
+  LinkSigner january("https://gw", {{"jan", "secret-jan"}, {"dec", "secret-dec"}});
+  EXPECT_EQ(january.verify(signed_in_november, 0).error, LinkError::forged);
+  EXPECT_EQ(january.verify(unnamed, 0).error, LinkError::forged);
+  EXPECT_TRUE(january.verify(signed_in_december, 0).ok());
+}
+
+TEST(Links, TheKeyIdIsInsideTheMacSoATokenCannotMoveToAnotherKey) {
+  // Two keys with the same secret: relabelling a token with the other id changes what the MAC covers.
+  LinkSigner signer("https://gw", {{"a", "same"}, {"b", "same"}});
+  std::string t = signer.token({LinkKind::unsubscribe, "m", "email", "", 2'000'000'000});
+  ASSERT_TRUE(signer.verify(t, 0).ok());
+  EXPECT_EQ(signer.verify("b" + t.substr(1), 0).error, LinkError::forged);
+  EXPECT_EQ(signer.verify(t.substr(2), 0).error, LinkError::forged);  // the id dropped: the unnamed key
+  EXPECT_EQ(signer.verify("zz" + t.substr(1), 0).error, LinkError::forged);  // no such key
+  EXPECT_EQ(signer.verify(t.substr(1), 0).error, LinkError::malformed);      // ".payload.mac"
+}
+
+TEST(Links, WhenTheMacCannotBeComputedNothingVerifiesAndNothingIsSigned) {
+  // Before: a failed HMAC gave an empty MAC, and a token "payload." (empty MAC) compared equal to it.
+  MacFunction failing = [](std::string_view, std::string_view) -> std::optional<std::string> { return std::nullopt; };
+  MacFunction empty = [](std::string_view, std::string_view) -> std::optional<std::string> { return std::string(); };
+  std::string payload = transport::base64url_encode(R"(["u","m","email","",2000000000])");
+  for (const MacFunction& mac : {failing, empty}) {
+    LinkSigner broken("https://gw", {{"", "link-secret"}}, mac);
+    EXPECT_EQ(broken.verify(payload + ".", 0).error, LinkError::forged);
+    EXPECT_EQ(broken.verify(kSigner.token({LinkKind::unsubscribe, "m", "email", "", 2'000'000'000}), 0).error,
+              LinkError::forged);
+    EXPECT_THROW(broken.token({LinkKind::unsubscribe, "m", "email", "", 2'000'000'000}), SigningError);
+  }
 }
 
 }  // namespace

@@ -270,7 +270,7 @@ TEST_F(PgNodesTest, AReaderFollowingTheFeedWhileTwoNodesWriteMissesNoEvent) {
     int64_t cursor = 0;
     for (bool last = false; !last;) {
       last = writing == 0;
-      for (const auto& e : a->events_after(cursor, 1'000)) {
+      for (const auto& e : a->events_after(cursor, 1'000, "")) {
         seen.push_back(e.seq);
         cursor = e.seq;
       }
@@ -280,7 +280,7 @@ TEST_F(PgNodesTest, AReaderFollowingTheFeedWhileTwoNodesWriteMissesNoEvent) {
   wa.join();
   wb.join();
   reader.join();
-  auto all = a->events_after(0, 100'000);
+  auto all = a->events_after(0, 100'000, "");
   EXPECT_EQ(seen.size(), all.size()) << "the reader passed over events committed after a higher seq";
 }
 

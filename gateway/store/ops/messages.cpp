@@ -64,14 +64,19 @@ void insert_event_of(sql::Connection& c, const std::string& message_id, const st
   s.bind(1, message_id).bind(2, e.type).bind(3, e.at_ms != 0 ? e.at_ms : now_ms).bind(4, e.detail_json).exec();
 }
 
-// Binds a listing's or a replay's filter as ?1 state, ?2 channel, ?3 after id, ?4 id, ?5 limit.
+// Binds a listing's or a replay's filter as ?1 state, ?2 channel, ?3 after id, ?4 id, ?5 limit, ?6 api key:
+// the conditions kFilterWhere writes.
 sql::Statement& bind_filter(sql::Statement& s, const MessageFilter& f) {
   return s.bind(1, f.state ? to_string(*f.state) : std::string_view(""))
       .bind(2, f.channel)
       .bind(3, f.after_id)
       .bind(4, f.id)
-      .bind(5, static_cast<int64_t>(std::max(0, f.limit)));
+      .bind(5, static_cast<int64_t>(std::max(0, f.limit)))
+      .bind(6, f.api_key);
 }
+const std::string kFilterWhere =
+    "(?1 = '' OR state = ?1) AND (?2 = '' OR channel = ?2) AND id > ?3 AND (?4 = '' OR id = ?4) "
+    "AND (?6 = '' OR api_key = ?6)";
 
 }  // namespace
 
@@ -137,10 +142,12 @@ AcceptResult accept_one(sql::Connection& c, WriteContext& w, const NewMessage& m
       .bind(12, m.claim ? std::optional<int64_t>(now_ms) : std::nullopt)
       .exec();
   if (c.changes() == 0) {
-    sql::Statement& s = c.prepare("SELECT payload_hash, state FROM messages WHERE id = ?1").bind(1, m.id);
+    sql::Statement& s = c.prepare("SELECT payload_hash, state, api_key FROM messages WHERE id = ?1").bind(1, m.id);
     AcceptResult r{AcceptStatus::duplicate, State::scheduled, std::nullopt};
     if (s.step()) {
-      r.status = s.text(0) == m.payload_hash ? AcceptStatus::duplicate : AcceptStatus::conflict;
+      // The same message again from another key is not that key's duplicate: it owns no message by that id.
+      bool same = s.text(0) == m.payload_hash && s.text(2) == m.api_key;
+      r.status = same ? AcceptStatus::duplicate : AcceptStatus::conflict;
       r.state = parse_state(s.text(1)).value_or(State::failed);
     }
     s.reset();
@@ -252,12 +259,10 @@ std::vector<MessageRecord> claim(sql::Connection& c, WriteContext& w, int64_t no
 std::vector<std::string> replay(sql::Connection& c, WriteContext& w, const MessageFilter& f, int64_t now_ms,
                                 const std::string& by) {
   // Only dead letters and permanent failures are replayed; a filter naming another state matches none.
-  auto found = all_rows(
-      bind_filter(
-          c.prepare("SELECT id, state FROM messages WHERE state IN ('dead', 'failed') AND (?1 = '' OR state = ?1) "
-                    "AND (?2 = '' OR channel = ?2) AND id > ?3 AND (?4 = '' OR id = ?4) ORDER BY id LIMIT ?5"),
-          f),
-      [](const sql::Statement& s) { return std::pair(s.text(0), s.text(1)); });
+  static const std::string sql =
+      "SELECT id, state FROM messages WHERE state IN ('dead', 'failed') AND " + kFilterWhere + " ORDER BY id LIMIT ?5";
+  auto found = all_rows(bind_filter(c.prepare(sql.c_str()), f),
+                        [](const sql::Statement& s) { return std::pair(s.text(0), s.text(1)); });
   std::vector<std::string> ids;
   for (const auto& [id, from] : found) {
     c.prepare(
@@ -304,10 +309,7 @@ int64_t purge(sql::Connection& c, WriteContext& w, int64_t before_ms) {
 }
 
 std::vector<MessageRecord> list(sql::Connection& c, const MessageFilter& f) {
-  static const std::string sql =
-      std::string(kSelectMessage) +
-      " WHERE (?1 = '' OR state = ?1) AND (?2 = '' OR channel = ?2) AND id > ?3 AND (?4 = '' OR id = ?4) "
-      "ORDER BY id LIMIT ?5";
+  static const std::string sql = std::string(kSelectMessage) + " WHERE " + kFilterWhere + " ORDER BY id LIMIT ?5";
   return all_rows(bind_filter(c.prepare(sql.c_str()), f), [](const sql::Statement& s) {
     MessageRecord r = read_message(s);
     r.payload.clear();
