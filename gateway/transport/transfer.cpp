@@ -8,6 +8,8 @@
 #include <cctype>
 #include <cstdio>
 
+#include "common/thread_guard.hpp"
+
 namespace tayori::transport {
 
 Transfer::~Transfer() {
@@ -49,11 +51,9 @@ void Transfer::complete() {
   Completion cb = std::move(done);
   done = nullptr;
   if (!cb) return;
-  try {
-    cb(std::move(response));
-  } catch (...) {
-    // A completion must not take the transport thread down.
-  }
+  // A completion must not take the transport thread, and every request in flight on it, down; what it
+  // threw is logged and counted like any guarded round (tayori_thread_errors_total{thread="transport"}).
+  run_guarded("transport", "completing a request", [&] { cb(std::move(response)); });
 }
 
 std::string lower(std::string s) {

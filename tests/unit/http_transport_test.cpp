@@ -20,6 +20,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <iostream>
 #include <map>
 #include <mutex>
@@ -29,6 +30,7 @@
 #include <vector>
 
 #include "api/http_server.hpp"
+#include "common/thread_guard.hpp"
 #include "test_support.hpp"
 #include "transport/outbound_transport.hpp"
 
@@ -221,6 +223,24 @@ TEST(HttpTransport, RequestAndResponseArriveExactly) {
   bool saw_empty = false;
   for (const auto& [k, v] : got.headers) saw_empty |= k == "x-empty" && v.empty();
   EXPECT_TRUE(saw_empty);
+}
+
+TEST(HttpTransport, ACompletionThatThrowsIsCountedAndTheTransportGoesOn) {
+  LocalServer srv;
+  OutboundTransport transport;
+  int64_t before = thread_errors()["transport"];
+  std::promise<void> thrown;
+  transport.submit({"GET", srv.url("/first"), {}, "", 0, "", HttpVersion::Default}, [&](Response) {
+    thrown.set_value();
+    throw std::runtime_error("a completion that fails");
+  });
+  ASSERT_EQ(thrown.get_future().wait_for(10s), std::future_status::ready);
+  // The transport thread lives on: the next request is answered.
+  Collector c(1);
+  transport.submit({"GET", srv.url("/second"), {}, "", 0, "", HttpVersion::Default}, c.slot(0));
+  ASSERT_TRUE(c.wait_all());
+  EXPECT_EQ(c.response(0).body, "echo:GET:");
+  EXPECT_EQ(thread_errors()["transport"], before + 1);
 }
 
 TEST(HttpTransport, PostWithoutContentTypeGetsNoImplicitFormType) {

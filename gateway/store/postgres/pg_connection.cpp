@@ -298,7 +298,10 @@ void PgConnection::open() {
   const char* keys[] = {"dbname", "connect_timeout", "application_name", "client_encoding", nullptr};
   const char* values[] = {options_.uri.c_str(), timeout.c_str(), options_.application_name.c_str(), "UTF8", nullptr};
   conn_ = PQconnectdbParams(keys, values, 1);
-  if (!conn_) throw std::runtime_error("cannot connect to PostgreSQL: out of memory");
+  // Connection failures are sql::Error (io) like a lost connection: every caller that answers a failed store
+  // read with 503, or fails a group as a whole, then treats "the server is away" the same whichever call
+  // found out first.
+  if (!conn_) throw sql::Error(sql::Error::Kind::io, "out of memory", "cannot connect to PostgreSQL: out of memory");
   auto text = [](const char* s) { return std::string(s && *s ? s : "?"); };
   target_ = "host " + text(PQhost(conn_)) + " port " + text(PQport(conn_)) + " database " + text(PQdb(conn_)) +
             " user " + text(PQuser(conn_));
@@ -306,7 +309,7 @@ void PgConnection::open() {
     std::string why = redact_password(trimmed(PQerrorMessage(conn_)), options_.uri);
     PQfinish(conn_);
     conn_ = nullptr;
-    throw std::runtime_error("cannot connect to PostgreSQL (" + target_ + "): " + why);
+    throw sql::Error(sql::Error::Kind::io, why, "cannot connect to PostgreSQL (" + target_ + "): " + why);
   }
   PQsetNoticeReceiver(conn_, &on_notice, nullptr);
   if (options_.statement_timeout_ms > 0) {
@@ -318,7 +321,7 @@ void PgConnection::open() {
     if (!ok) {
       PQfinish(conn_);
       conn_ = nullptr;
-      throw std::runtime_error("cannot set up the PostgreSQL session (" + target_ + "): " + why);
+      throw sql::Error(sql::Error::Kind::io, why, "cannot set up the PostgreSQL session (" + target_ + "): " + why);
     }
   }
 }

@@ -25,6 +25,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/log.hpp"
+#include "common/thread_guard.hpp"
 #include "common/time.hpp"
 #include "common/thread_name.hpp"
 #include "store/ops/messages.hpp"
@@ -348,16 +349,10 @@ class PgStore final : public SqlStore {
       maintain_wake_.wait_for(lock, std::chrono::milliseconds(std::max<int64_t>(100, options_.lease_ms / 3)));
       if (stopping_) break;
       lock.unlock();
-      try {
-        renew();
-      } catch (const std::exception& e) {
-        log::error("store", std::string("renewing this node's claims failed: ") + e.what());
-      }
-      try {
-        requeue_expired();
-      } catch (const std::exception& e) {
-        log::error("store", std::string("requeueing expired claims failed: ") + e.what());
-      }
+      // Each is tried at every round whatever the other did: requeueing a dead node's claims must not wait
+      // for this node's own session to come back.
+      run_guarded("pg-lease", "renewing this node's claims", [&] { renew(); });
+      run_guarded("pg-lease", "requeueing expired claims", [&] { requeue_expired(); });
       lock.lock();
     }
   }
