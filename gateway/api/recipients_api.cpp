@@ -75,8 +75,12 @@ void Api::recipients(const HttpRequest& request, const std::string& route, Respo
                      : route == "/v1/recipients/{id}/consent"       ? "/consent"
                                                                     : "";
   std::string id = percent_decode(rest.substr(0, rest.size() - tail.size()));
-  if (id.empty() || id.size() > 256 || id.find('/') != std::string::npos)
+  if (id.empty() || id.find('/') != std::string::npos)
     return respond(problem(404, "Not Found", "no such resource: " + request.path));
+  if (id.size() > core::kMaxRecipientIdBytes)
+    return respond(problem(400, "Bad Request",
+                           "the recipient id in the path is " + std::to_string(id.size()) + " bytes; at most " +
+                               std::to_string(core::kMaxRecipientIdBytes) + " are allowed (percent-decoded)"));
   const std::string& method = request.method;
   int64_t now = deps_.clock.now_ms();
 

@@ -2,6 +2,8 @@
 
 #include <tayori/text.hpp>
 
+#include <cstdio>
+
 #include "common/time.hpp"
 #include "policy/timezone.hpp"
 
@@ -224,8 +226,8 @@ void parse_recipient(Checker& c, const Json& j, Recipient& r, const std::string&
     c.only(j, p, {"timezone", "locale", "contacts"});
   if (id_required) {
     if (auto v = c.string(j, p, "id", true, nullptr, nullptr)) {
-      if (v->empty() || v->size() > 256)
-        c.fail(p + "/id", "must be 1 to 256 characters");
+      if (v->empty() || v->size() > kMaxRecipientIdBytes)
+        c.fail(p + "/id", "must be 1 to " + std::to_string(kMaxRecipientIdBytes) + " bytes");
       else
         r.id = *v;
     }
@@ -292,6 +294,23 @@ void parse_recipient(Checker& c, const Json& j, Recipient& r, const std::string&
     }
     r.contacts[it.key()] = v;
   }
+}
+
+// Content text a channel can carry: no C0 control character but tab, LF and CR, and no DEL. A NUL or a
+// bare control code is not text any provider takes (RFC 5322 §2.3 allows none in mail; SMS gateways and
+// push services refuse or cut at them), so it is refused here by name instead of failing at every attempt.
+bool deliverable_text(Checker& c, const std::string& pointer, const std::string& text) {
+  for (size_t i = 0; i < text.size(); ++i) {
+    auto ch = static_cast<unsigned char>(text[i]);
+    if ((ch < 0x20 && ch != '\t' && ch != '\n' && ch != '\r') || ch == 0x7f) {
+      char code[8];
+      std::snprintf(code, sizeof code, "U+%04X", ch);
+      c.fail(pointer, std::string("contains the control character ") + code + " at byte " + std::to_string(i) +
+                          ": only tab, line feed and carriage return are allowed in text");
+      return false;
+    }
+  }
+  return true;
 }
 
 }  // namespace
@@ -361,6 +380,7 @@ ParsedMessage parse_message(const Json& j, const ValidationRules& rules, const s
         if (!is_kind(it.key())) {
           c.fail(p, "is not a content field name (lower-case letters, digits and _)");
         } else if (it->is_string()) {
+          if (!deliverable_text(c, p, it->get_ref<const std::string&>())) continue;
           bytes += it->get_ref<const std::string&>().size();
           m.content[it.key()] = it->get_ref<const std::string&>();
         } else if (it->is_object()) {
@@ -375,7 +395,7 @@ ParsedMessage parse_message(const Json& j, const ValidationRules& rules, const s
               c.fail(fp, "is not a content field name (lower-case letters, digits and _)");
             else if (!f->is_string())
               c.fail(fp, "must be a string");
-            else {
+            else if (deliverable_text(c, fp, f->get_ref<const std::string&>())) {
               bytes += f->get_ref<const std::string&>().size();
               m.content_variants[it.key()][f.key()] = f->get_ref<const std::string&>();
             }

@@ -67,6 +67,9 @@ struct FieldError {
   std::string detail;
 };
 
+// A recipient id, in a message and in /v1/recipients/{id}: bytes of UTF-8.
+constexpr size_t kMaxRecipientIdBytes = 256;
+
 struct ValidationRules {
   // The configured channel names; nullptr skips the check (re-reading stored messages).
   const std::set<std::string>* channels = nullptr;

@@ -149,3 +149,104 @@ TEST_F(HostileInput, APoisonMessageFailsWithARenderErrorAndItsBatchIsDelivered) 
 
 }  // namespace
 }  // namespace tayori::testing
+
+// ---- The hostile set: one table of requests a careless or malicious client sends ------------------------
+
+namespace tayori::testing {
+namespace {
+
+struct HostileCase {
+  const char* name;
+  std::string method, path, body;
+  std::vector<std::string> headers;  // replaces the default API key and JSON content type when not empty
+  long expected;                     // the status a well-behaved gateway answers
+  // A page for a person (the signed links open in a browser) rather than problem+json.
+  bool html = false;
+};
+
+// Each answer is the expected 4xx with a problem+json body (a clear error, never a 5xx or a dropped
+// connection), and after the whole set the gateway still serves and still has what it accepted before.
+TEST_F(HostileInput, TheHostileSetGetsClearErrorsAndLosesNothing) {
+  ASSERT_EQ(gw_->post_json(http_, "/v1/messages", sample_message("before-the-set")).status, 202);
+  const std::string key = "Authorization: Bearer " + std::string(kApiKey);
+  const std::string json = "Content-Type: application/json";
+  std::string huge_string = "\"" + std::string(70'000, 'x') + "\"";
+  Json long_id = sample_message("x");
+  long_id["id"] = std::string(10'000, 'i');
+  Json bad_utf8 = sample_message("utf8-1");
+  std::string bad_utf8_body = bad_utf8.dump();
+  bad_utf8_body.replace(bad_utf8_body.find("注文"), 3, "\xff\xfe\xfd");
+  Json nul = sample_message("nul-1");
+  nul["content"]["text"] = std::string("a\0b", 3);
+  Json bad_time = sample_message("time-1");
+  bad_time["send_at"] = "2026-13-45T99:99:99Z";
+  Json far_past = sample_message("time-2");
+  far_past["send_at"] = "0001-01-01T00:00:00Z";
+  Json bad_tz = sample_message("tz-1");
+  bad_tz["recipient"]["timezone"] = "../../../../etc/passwd";
+  Json many_channels = sample_message("ch-1");
+  many_channels["channels"] = Json::array();
+  for (int i = 0; i < 10'000; ++i) many_channels["channels"].push_back("email");
+  Json no_object = Json::array({1, 2, 3});
+  Json big_batch = {{"messages", Json::array()}};
+  for (int i = 0; i < 1001; ++i) big_batch["messages"].push_back(sample_message("bb-" + std::to_string(i)));
+
+  const std::vector<HostileCase> cases = {
+      {"empty body", "POST", "/v1/messages", "", {}, 400},
+      {"not JSON", "POST", "/v1/messages", "hello", {}, 400},
+      {"truncated JSON", "POST", "/v1/messages", R"({"id":"t-1","recipient":{)", {}, 400},
+      {"a JSON array", "POST", "/v1/messages", no_object.dump(), {}, 400},
+      {"a JSON string", "POST", "/v1/messages", "\"message\"", {}, 400},
+      {"number beyond a double", "POST", "/v1/messages", R"({"a":1e400})", {}, 400},
+      {"integer beyond int64", "POST", "/v1/messages", R"({"id":"i-1","priority":99999999999999999999999})", {}, 400},
+      {"invalid UTF-8 in a string", "POST", "/v1/messages", bad_utf8_body, {}, 400},
+      {"NUL inside content", "POST", "/v1/messages", nul.dump(), {}, 400},
+      {"a 10,000-character id", "POST", "/v1/messages", long_id.dump(), {}, 400},
+      {"an impossible date", "POST", "/v1/messages", bad_time.dump(), {}, 400},
+      // Go's zero time from an upstream bug is still an instant: a past send_at means "now".
+      {"a date in year 1", "POST", "/v1/messages", far_past.dump(), {}, 202},
+      {"a time zone that is a path", "POST", "/v1/messages", bad_tz.dump(), {}, 400},
+      {"10,000 channels", "POST", "/v1/messages", many_channels.dump(), {}, 400},
+      {"a batch over max_batch", "POST", "/v1/messages", big_batch.dump(), {}, 400},
+      {"a body over max_body_bytes", "POST", "/v1/messages", "{\"x\":" + std::string(5 << 20, '1') + "}", {}, 413},
+      {"text/plain", "POST", "/v1/messages", sample_message("ct-1").dump(), {key, "Content-Type: text/plain"}, 415},
+      {"no key", "POST", "/v1/messages", sample_message("k-1").dump(), {json}, 401},
+      {"Basic auth", "POST", "/v1/messages", sample_message("k-2").dump(), {"Authorization: Basic aXQ6aXQ=", json}, 401},
+      {"the app key on the API", "POST", "/v1/messages", sample_message("k-3").dump(),
+       {"Authorization: Bearer " + std::string(kAppKey), json}, 401},
+      {"the API key on the app route", "POST", "/v1/inbound/app", R"({"ref":"x"})", {key, json}, 401},
+      {"a forged response link", "GET", "/r/eyJ4IjoxfQ.AAAAAAAAAAAAAAAAAAAAAA", "", {}, 400, true},
+      {"an unsubscribe link of garbage", "POST", "/u/%00%ff..%2f", "", {}, 400, true},
+      {"a path with ..", "GET", "/v1/messages/..%2F..%2Fetc%2Fpasswd", "", {}, 404},
+      {"an unknown route", "GET", "/v1/../../etc/passwd", "", {}, 404},
+      {"a method nobody knows", "BREW", "/v1/messages", "", {}, 405},
+      {"limit=-1", "GET", "/v1/messages?limit=-1", "", {}, 400},
+      {"limit beyond int64", "GET", "/v1/messages?limit=99999999999999999999", "", {}, 400},
+      {"a repeated parameter", "GET", "/v1/messages?state=dead&state=failed", "", {}, 400},
+      {"after=-5 on the feed", "GET", "/v1/events?after=-5", "", {}, 400},
+      {"a huge string in consent", "PUT", "/v1/recipients/r-h/consent", "{\"channel\":" + huge_string + "}", {}, 400},
+      {"a recipient id of 10,000 bytes", "PUT", "/v1/recipients/" + std::string(10'000, 'r'), R"({"timezone":"Asia/Tokyo"})",
+       {}, 400},
+      {"a retry of everything", "POST", "/v1/messages:retry", R"({"state":"delivered","limit":100000000})", {}, 400},
+      {"an app report without a ref", "POST", "/v1/inbound/app", R"({"message_id":"before-the-set","action":"open"})",
+       {"Authorization: Bearer " + std::string(kAppKey), json}, 400},
+      {"a webhook for an unknown channel", "POST", "/inbound/file_sink/nope", "x=1", {"Content-Type: application/x-www-form-urlencoded"},
+       404},
+  };
+  for (const auto& c : cases) {
+    std::vector<std::string> headers = c.headers.empty() ? std::vector<std::string>{key, json} : c.headers;
+    HttpResult r = http_.request(c.method, gw_->url(c.path), c.body, headers);
+    std::cout << "hostile set: " << c.name << " -> " << r.status << " " << r.body.substr(0, 160) << "\n";
+    EXPECT_EQ(r.status, c.expected) << c.name << ": " << r.body.substr(0, 300);
+    if (r.status >= 400)
+      EXPECT_EQ(r.headers["content-type"], c.html ? "text/html; charset=utf-8" : "application/problem+json") << c.name;
+    ASSERT_EQ(gw_->get(http_, "/healthz").status, 200) << "the gateway died on: " << c.name;
+  }
+  EXPECT_EQ(gw_->post_json(http_, "/v1/messages", sample_message("after-the-set")).status, 202);
+  ASSERT_TRUE(eventually([&] {
+    return state_of(*gw_, http_, "before-the-set") == "delivered" && state_of(*gw_, http_, "after-the-set") == "delivered";
+  }));
+}
+
+}  // namespace
+}  // namespace tayori::testing

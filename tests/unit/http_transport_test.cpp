@@ -230,14 +230,18 @@ TEST(HttpTransport, ACompletionThatThrowsIsCountedAndTheTransportGoesOn) {
   OutboundTransport transport;
   int64_t before = thread_errors()["transport"];
   std::promise<void> thrown;
-  transport.submit({"GET", srv.url("/first"), {}, "", 0, "", HttpVersion::Default}, [&](Response) {
+  Request first;
+  first.url = srv.url("/first");
+  transport.submit(first, [&](Response) {
     thrown.set_value();
     throw std::runtime_error("a completion that fails");
   });
   ASSERT_EQ(thrown.get_future().wait_for(10s), std::future_status::ready);
   // The transport thread lives on: the next request is answered.
   Collector c(1);
-  transport.submit({"GET", srv.url("/second"), {}, "", 0, "", HttpVersion::Default}, c.slot(0));
+  Request second;
+  second.url = srv.url("/second");
+  transport.submit(second, c.slot(0));
   ASSERT_TRUE(c.wait_all());
   EXPECT_EQ(c.response(0).body, "echo:GET:");
   EXPECT_EQ(thread_errors()["transport"], before + 1);

@@ -18,6 +18,7 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::IsEmpty;
 using ::testing::UnorderedElementsAreArray;
+using ::testing::UnorderedElementsAre;
 
 const std::set<std::string> kChannels = {"push", "email", "sms", "line"};
 
@@ -268,7 +269,7 @@ INSTANTIATE_TEST_SUITE_P(
         InvalidCase{"recipient_id_missing", [](Json& j) { j["recipient"].erase("id"); }, {"/recipient/id"},
                     "is required"},
         InvalidCase{"recipient_id_empty", [](Json& j) { j["recipient"]["id"] = ""; }, {"/recipient/id"},
-                    "must be 1 to 256 characters"},
+                    "must be 1 to 256 bytes"},
         InvalidCase{"recipient_id_too_long", [](Json& j) { j["recipient"]["id"] = std::string(257, 'r'); },
                     {"/recipient/id"}},
         InvalidCase{"recipient_unknown_field", [](Json& j) { j["recipient"]["name"] = "Hanako"; },
@@ -574,6 +575,21 @@ TEST(MessageParse, ContentTooLarge) {
   EXPECT_THAT(described(parse_message(j, r)), ElementsAre("/content: is 11 bytes, more than the 10 allowed"));
   r.max_content_bytes = 11;
   EXPECT_THAT(described(parse_message(j, r)), IsEmpty());
+}
+
+TEST(MessageParse, ControlCharactersInContentAreRefusedByFieldAndPlace) {
+  Json j = full_message();
+  j["content"] = {{"text", std::string("a\0b", 3)}, {"subject", "bell\x07"}, {"sms", {{"text", "del\x7f"}}}};
+  EXPECT_THAT(described(parse_message(j, rules())),
+              UnorderedElementsAre(
+                  "/content/text: contains the control character U+0000 at byte 1: only tab, line feed and "
+                  "carriage return are allowed in text",
+                  "/content/subject: contains the control character U+0007 at byte 4: only tab, line feed and "
+                  "carriage return are allowed in text",
+                  "/content/sms/text: contains the control character U+007F at byte 3: only tab, line feed and "
+                  "carriage return are allowed in text"));
+  j["content"] = {{"text", "line one\r\n\tline two\n"}};
+  EXPECT_THAT(described(parse_message(j, rules())), IsEmpty());
 }
 
 // ---- Canonical form and hashing -----------------------------------------------------------------------
