@@ -26,14 +26,21 @@ bool utf8(const std::string& s) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace tayori::links;
-  static const LinkSigner signer("https://gw.example/tayori", "link-secret");
+  // Mid-rotation: a key with an id signs, an older one with an id and the unnamed one still verify.
+  static const LinkSigner signer("https://gw.example/tayori",
+                                 {{"k2", "second-secret"}, {"k1", "first-secret"}, {"", "link-secret"}});
+  static const LinkSigner first("https://gw.example/tayori", {{"k1", "first-secret"}});
+  static const LinkSigner unnamed("https://gw.example/tayori", "link-secret");
   constexpr int64_t kNow = 1'780'000'000;
   FuzzedDataProvider in(data, size);
   if (in.ConsumeBool()) {
-    // A token from outside: a forged one must not verify (the fuzzer cannot find a 128-bit MAC).
+    // A token from outside: a forged one must not verify (the fuzzer cannot find a 128-bit MAC), so one that
+    // verifies is exactly what one of the keys signs for its claims.
     std::string token = in.ConsumeRemainingBytesAsString();
     Verified v = signer.verify(token, kNow);
-    if (v.ok() && signer.token(v.claims) != token) __builtin_trap();
+    if (v.ok() && signer.token(v.claims) != token && first.token(v.claims) != token &&
+        unnamed.token(v.claims) != token)
+      __builtin_trap();
     return 0;
   }
   LinkClaims c;
