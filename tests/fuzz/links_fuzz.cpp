@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -27,9 +28,10 @@ bool utf8(const std::string& s) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace tayori::links;
   // Mid-rotation: a key with an id signs, an older one with an id and the unnamed one still verify.
-  static const LinkSigner signer("https://gw.example/tayori",
-                                 {{"k2", "second-secret"}, {"k1", "first-secret"}, {"", "link-secret"}});
-  static const LinkSigner first("https://gw.example/tayori", {{"k1", "first-secret"}});
+  static const LinkSigner signer(
+      "https://gw.example/tayori",
+      std::vector<LinkKey>{{"k2", "second-secret"}, {"k1", "first-secret"}, {"", "link-secret"}});
+  static const LinkSigner first("https://gw.example/tayori", std::vector<LinkKey>{{"k1", "first-secret"}});
   static const LinkSigner unnamed("https://gw.example/tayori", "link-secret");
   constexpr int64_t kNow = 1'780'000'000;
   FuzzedDataProvider in(data, size);

@@ -69,7 +69,7 @@ TEST(Links, AResponseTokenForALongIdFitsLinePostbackData) {
 TEST(Links, TheFirstKeySignsAndEveryKeyVerifiesSoLinksSurviveARotation) {
   LinkClaims c{LinkKind::unsubscribe, "m-1", "email", "", 2'000'000'000};
   std::string unnamed = kSigner.token(c);  // sent before key ids: no id in it
-  LinkSigner november("https://gw", {{"nov", "secret-nov"}});
+  LinkSigner november("https://gw", std::vector<LinkKey>{{"nov", "secret-nov"}});
   std::string signed_in_november = november.token(c);
   EXPECT_EQ(signed_in_november.rfind("nov.", 0), 0u) << signed_in_november;
 
