@@ -8,13 +8,17 @@
 
 #include <atomic>
 #include <filesystem>
+#include <fstream>
 #include <future>
+#include <iterator>
 #include <latch>
 #include <mutex>
 #include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "core/message.hpp"
 #include "store/sqlite_store.hpp"
@@ -68,6 +72,12 @@ class StoreTestBase : public test::StoreFixture {
       EXPECT_EQ(claimed[0].id, id) << "another message was due first";
     }
     return claimed.empty() ? MessageRecord{} : claimed[0];
+  }
+  bool erase(const std::string& recipient_id, int64_t now_ms) {
+    return await<bool>([&](auto done) { store_->erase_recipient(recipient_id, now_ms, std::move(done)); });
+  }
+  void put_recipient(RecipientProfile p, int64_t now_ms) {
+    await([&](auto done) { store_->put_recipient(std::move(p), now_ms, std::move(done)); });
   }
   // Brings `id` to a final state at `now_ms` through the dispatcher's path.
   void finish(const std::string& id, State to, int64_t now_ms) {
@@ -962,6 +972,43 @@ TEST_F(SqliteStoreTest, MaxBytesRefusesGrowthAndKeepsWhatWasCommitted) {
   store_ = open_sqlite({path_});
   EXPECT_EQ(accept_one(new_message("after", 2'000), 2'000).status, AcceptStatus::accepted);
   EXPECT_THAT(store_->find(stored.front())->payload, HasSubstr(big));
+}
+#endif
+
+// ---- right to erasure ---------------------------------------------------------------------------------
+
+#ifndef TAYORI_STORE_TESTS_ON_POSTGRES
+// A message of `recipient_id` whose payload names the recipient's contacts, as intake stores one.
+NewMessage message_of(const std::string& id, const std::string& recipient_id, const nlohmann::json& contacts,
+                      int64_t due_at_ms) {
+  nlohmann::json recipient = {{"id", recipient_id}, {"contacts", contacts}};
+  NewMessage m = new_message(id, due_at_ms, nlohmann::json{{"id", id}, {"recipient", recipient}}.dump());
+  m.recipient_id = recipient_id;
+  m.recipient_json = recipient.dump();
+  return m;
+}
+
+// The whole file, and its WAL when one is left beside it, as bytes.
+std::string file_bytes(const std::string& path) {
+  std::string out;
+  for (const std::string& p : {path, path + "-wal"}) {
+    std::ifstream in(p, std::ios::binary);
+    out.append(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  return out;
+}
+
+// An UPDATE or DELETE leaves the old bytes in the page's free space or on the freelist unless secure_delete
+// overwrites them: erased data would still be in the file (and in every copy of it) for anyone to read.
+TEST_F(SqliteStoreTest, ErasureLeavesNoTraceOfTheAddressInTheFile) {
+  const std::string address = "zq-canary-7731@erasure.example";
+  put_recipient({"u1", "Asia/Tokyo", "ja-JP", nlohmann::json{{"email", address}}.dump(), 0, false}, 1'000);
+  accept({message_of("m1", "u1", {{"email", address}}, 5'000)}, 1'000);
+  ASSERT_NE(file_bytes(path_).find(address), std::string::npos) << "the address was never written";
+  ASSERT_TRUE(erase("u1", 2'000));
+  store_.reset();
+  exec_sql(path_, "PRAGMA wal_checkpoint(TRUNCATE)");
+  EXPECT_EQ(file_bytes(path_).find(address), std::string::npos);
 }
 #endif
 

@@ -89,6 +89,11 @@ SqliteConnection::SqliteConnection(const std::string& path, bool readonly) {
   }
   sqlite3_busy_timeout(db_, 5000);
   sqlite3_extended_result_codes(db_, 1);
+  // Deleted and overwritten content is zeroed, not left in free space and on freelist pages where it would
+  // outlive an erasure (GDPR Art. 17) in the file and every copy of it (https://sqlite.org/pragma.html
+  // #pragma_secure_delete). Off by default unless SQLite was built with SQLITE_SECURE_DELETE (Debian's is,
+  // others are not), and per connection, so every connection sets it.
+  exec("PRAGMA secure_delete=ON");
 }
 
 SqliteConnection::~SqliteConnection() {
