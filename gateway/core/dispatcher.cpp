@@ -98,6 +98,7 @@ store::Transition decide_after_attempt(const store::MessageRecord& record, const
   store::Transition t = transition_of(record);
   t.channel = route.channel;
   t.channel_index = route.channel_index;
+  t.contact = route.contact;
   Json dispatched = {{"channel", route.channel}, {"attempt", record.attempts}};
   if (!route.skipped.empty()) dispatched["skipped"] = route.skipped;
   t.events.push_back({"dispatched", dispatched.dump(), dispatched_at_ms});

@@ -123,6 +123,10 @@ struct Transition {
   // leaves the stored one.
   std::string provider_message_id;
   std::string recipient_id;  // the message's, when known (its events carry it); empty: the store looks it up
+  // The contact point the attempt used. A verdict that arrives after the recipient was erased is recorded
+  // without it (last_reason, event details) and its suppression, if any, is kept only as a key
+  // (store/ops/erasure.hpp).
+  std::string contact;
 };
 
 class MessageStore {

@@ -426,5 +426,30 @@ TEST_F(TwoWayTwilio, AStopReachesEveryRecipientOfTheNumberAndAnUnknownNumberStay
   EXPECT_EQ(gw_->get(http_, "/v1/suppressions/%2B819055555555").status, 200);
 }
 
+// Right to erasure over HTTP (GDPR Art. 17): what the recipient wrote back and the number it wrote from are
+// gone from the timeline and the feed; the number's suppression still holds when a new profile brings the
+// number back, and is listed by its key only.
+TEST_F(TwoWayTwilio, ErasureRemovesRepliesAndTheNumberAndKeepsItsSuppression) {
+  const std::string reply = "Call me about the sale tonight";
+  ASSERT_EQ(send(message("e-1")), "delivered");
+  ASSERT_EQ(inbound_sms(reply, "SMreply0100"), 200);
+  ASSERT_TRUE(eventually([&] { return gw_->get(http_, "/v1/messages/e-1").body.find(reply) != std::string::npos; }))
+      << gw_->get(http_, "/v1/messages/e-1").body;
+  HttpResult suppressed =
+      gw_->post_json(http_, "/v1/suppressions", Json{{"contact", kPhone}, {"reason", "complained"}});
+  ASSERT_LT(suppressed.status, 300) << suppressed.body;
+
+  HttpResult erased = gw_->del(http_, "/v1/recipients/r-sms");
+  ASSERT_LT(erased.status, 300) << erased.body;
+
+  for (const std::string path : {"/v1/messages/e-1", "/v1/events?limit=1000", "/v1/suppressions"}) {
+    std::string body = gw_->get(http_, path).body;
+    EXPECT_EQ(body.find(reply), std::string::npos) << path << ": " << body;
+    EXPECT_EQ(body.find(kPhone), std::string::npos) << path << ": " << body;
+  }
+  EXPECT_EQ(gw_->get(http_, "/v1/suppressions/%2B819012345678").status, 200);
+  EXPECT_EQ(send(message("e-2", "r-returning")), "suppressed") << gw_->get(http_, "/v1/messages/e-2").body;
+}
+
 }  // namespace
 }  // namespace tayori::testing

@@ -21,6 +21,8 @@
 #include <nlohmann/json.hpp>
 
 #include "core/message.hpp"
+#include "store/ops/erasure.hpp"
+#include "store/ops/suppressions.hpp"
 #include "store/sqlite_store.hpp"
 #include "transport/crypto.hpp"
 #include "test_support.hpp"
@@ -78,6 +80,15 @@ class StoreTestBase : public test::StoreFixture {
   }
   void put_recipient(RecipientProfile p, int64_t now_ms) {
     await([&](auto done) { store_->put_recipient(std::move(p), now_ms, std::move(done)); });
+  }
+  void suppress(policy::Suppression s) {
+    await([&](auto done) { store_->add_suppression(std::move(s), std::move(done)); });
+  }
+  void put_question(const std::string& contact, const std::string& channel, InboundStore::Question q) {
+    await([&](auto done) { store_->put_question(contact, channel, std::move(q), std::move(done)); });
+  }
+  int apply_inbound(InboundStore::InboundWrites writes, int64_t now_ms) {
+    return await<int>([&](auto done) { store_->apply_inbound({std::move(writes)}, now_ms, std::move(done)); });
   }
   // Brings `id` to a final state at `now_ms` through the dispatcher's path.
   void finish(const std::string& id, State to, int64_t now_ms) {
@@ -977,7 +988,6 @@ TEST_F(SqliteStoreTest, MaxBytesRefusesGrowthAndKeepsWhatWasCommitted) {
 
 // ---- right to erasure ---------------------------------------------------------------------------------
 
-#ifndef TAYORI_STORE_TESTS_ON_POSTGRES
 // A message of `recipient_id` whose payload names the recipient's contacts, as intake stores one.
 NewMessage message_of(const std::string& id, const std::string& recipient_id, const nlohmann::json& contacts,
                       int64_t due_at_ms) {
@@ -988,6 +998,7 @@ NewMessage message_of(const std::string& id, const std::string& recipient_id, co
   return m;
 }
 
+#ifndef TAYORI_STORE_TESTS_ON_POSTGRES
 // The whole file, and its WAL when one is left beside it, as bytes.
 std::string file_bytes(const std::string& path) {
   std::string out;
@@ -1009,6 +1020,211 @@ TEST_F(SqliteStoreTest, ErasureLeavesNoTraceOfTheAddressInTheFile) {
   store_.reset();
   exec_sql(path_, "PRAGMA wal_checkpoint(TRUNCATE)");
   EXPECT_EQ(file_bytes(path_).find(address), std::string::npos);
+}
+#endif
+
+// What one recipient leaves in the store, each piece distinctive so that a search of every table finds it.
+struct Canary {
+  std::string email = "Erin.Canary@mail.example";
+  std::string phone = "+819011112222";
+  std::string token = "fcm-token-canary-0123456789";
+  std::string reply = "canary reply, call me at home";
+  std::string unbound_reply = "canary reply to no message";
+  std::string orphan_reply = "canary reply to a purged message";
+  nlohmann::json contacts() const {
+    return {{"email", email}, {"phone", phone}, {"push", {{{"platform", "fcm"}, {"token", token}}}}};
+  }
+  std::vector<std::string> all() const { return {email, phone, token, reply, unbound_reply, orphan_reply}; }
+};
+
+// Which of `needles` occur in `haystack`, letters in any case (an SMTP server may echo an address in its own).
+std::vector<std::string> found_in(std::string haystack, const std::vector<std::string>& needles) {
+  auto lower = [](std::string s) {
+    for (char& ch : s) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    return s;
+  };
+  haystack = lower(haystack);
+  std::vector<std::string> out;
+  for (const auto& n : needles)
+    if (haystack.find(lower(n)) != std::string::npos) out.push_back(n);
+  return out;
+}
+
+// A provider's answer naming the address as the provider spells it.
+std::string bounce_of(const std::string& email) { return "550 5.1.1 <" + email + "> user unknown"; }
+
+// A failed delivery that found the address dead: its last_reason, events and suppression, as the dispatcher
+// writes them (core/dispatcher.cpp).
+Transition bounced(const std::string& message_id, const std::string& email) {
+  Transition t;
+  t.message_id = message_id;
+  t.to = State::failed;
+  t.channel = "email";
+  t.contact = email;
+  t.last_reason = bounce_of(email);
+  t.events = {{"failed", nlohmann::json{{"channel", "email"}, {"reason", bounce_of(email)}}.dump()},
+              {"contact_deactivated",
+               nlohmann::json{{"channel", "email"}, {"contact", email}, {"reason", bounce_of(email)}}.dump()}};
+  return t;
+}
+
+InboundStore::EventWrite reply_event(const std::string& message_id, const std::string& recipient_id,
+                                     const std::string& text) {
+  return {message_id, recipient_id, {"replied", nlohmann::json{{"channel", "sms"}, {"text", text}}.dump()}};
+}
+
+// Everything erasure must remove, put where each finding of issue #13 saw it left behind: event details and
+// replies on a message, on no message and on a message that is gone; an answer's text; an open question;
+// suppressions; a failure reason naming the address; consent evidence.
+TEST_P(StoreTest, ErasureLeavesNoContactPointOrReplyInAnyTable) {
+  const Canary erin;
+  put_recipient({"erin", "Asia/Tokyo", "ja-JP", erin.contacts().dump(), 0, false}, 500);
+  put_recipient({"other", "", "", R"({"email":"other@mail.example"})", 0, false}, 500);
+  accept({message_of("bounced", "erin", erin.contacts(), 1'000), message_of("asked", "erin", erin.contacts(), 1'000)},
+         1'000);
+  for (const auto& m : store_->claim_due(1'000, 2)) EXPECT_EQ(m.recipient_id, "erin");
+  apply(bounced("bounced", erin.email), 1'100);
+  suppress({erin.email, bounce_of(erin.email), "channel.email", 1'100});
+  Transition delivered;
+  delivered.message_id = "asked";
+  delivered.to = State::delivered;
+  delivered.channel = "sms";
+  delivered.events = {{"delivered", "{}"}};
+  apply(delivered, 1'200);
+  put_question(erin.phone, "sms", {"asked", R"(["yes","no"])", 1'200});
+  InboundStore::InboundWrites inbound;
+  inbound.events = {reply_event("asked", "erin", erin.reply),
+                    reply_event("", "erin", erin.unbound_reply),
+                    reply_event("purged-long-ago", "erin", erin.orphan_reply),
+                    {"asked", "erin", {"responded", nlohmann::json{{"option", "no"}, {"text", erin.reply}}.dump()}}};
+  inbound.suppress = {{erin.phone, "opted_out", "channel.sms", 1'300}};
+  inbound.consent = {{"erin",
+                      {"sms", core::Purpose::marketing, policy::ConsentState::opted_out, "sms_keyword",
+                       "keyword STOP from " + erin.phone, 1'300}}};
+  EXPECT_EQ(apply_inbound(inbound, 1'300), 1);
+  ASSERT_THAT(found_in(all_text(), erin.all()), ::testing::UnorderedElementsAreArray(erin.all()));
+
+  EXPECT_TRUE(erase("erin", 2'000));
+
+  EXPECT_THAT(found_in(all_text(), erin.all()), IsEmpty()) << all_text();
+  // What erasure keeps: the timelines, with why the bounce failed (the address gone from it).
+  EXPECT_EQ(store_->find("bounced")->state, State::failed);
+  EXPECT_EQ(store_->find("bounced")->last_reason, "550 5.1.1 <[erased]> user unknown");
+  EXPECT_THAT(event_types(store_->events("bounced")), ElementsAre("accepted", "failed", "contact_deactivated"));
+  EXPECT_THAT(event_types(store_->events("asked")), ElementsAre("accepted", "delivered", "replied", "responded"));
+  // Nobody else's data goes.
+  EXPECT_THAT(all_text(), HasSubstr("other@mail.example"));
+}
+
+TEST_P(StoreTest, AnErasedRecipientsSuppressionsStillBlockUnderTheirKey) {
+  const Canary erin;
+  accept({message_of("m1", "erin", erin.contacts(), 1'000)}, 1'000);
+  suppress({erin.email, bounce_of(erin.email), "channel.email", 1'100});
+  suppress({erin.phone, "opted_out", "channel.sms", 1'100});
+  suppress({"someone@else.example", "manual", "api", 1'100});
+  EXPECT_TRUE(erase("erin", 2'000));
+
+  // A new profile that brings the address or the number back finds them suppressed, named as asked.
+  auto found = store_->suppressions({erin.email, erin.phone, "fresh@mail.example"});
+  ASSERT_EQ(found.size(), 2u);
+  EXPECT_EQ(found[0].contact, erin.email);
+  EXPECT_EQ(found[0].reason, "550 5.1.1 <[erased]> user unknown");
+  EXPECT_EQ(found[0].source, "channel.email");
+  EXPECT_EQ(found[0].at_ms, 1'100);
+  EXPECT_EQ(found[1].contact, erin.phone);
+  // The list shows the keys, not the contact points; someone else's stays in clear.
+  auto listed = test::pluck(store_->list_suppressions("", 10), &policy::Suppression::contact);
+  EXPECT_THAT(listed, ::testing::UnorderedElementsAre(ops::suppression_key(erin.email),
+                                                      ops::suppression_key(erin.phone), "someone@else.example"));
+  // A START lifts what its channel made, by the number as it comes in.
+  InboundStore::InboundWrites start;
+  start.unsuppress = {{erin.phone, "", "channel.sms", 0}};
+  EXPECT_EQ(apply_inbound(start, 3'000), 1);
+  EXPECT_EQ(store_->suppressions({erin.phone}).size(), 0u);
+  // The operator lifts one by the address.
+  EXPECT_TRUE(await<bool>([&](auto done) { store_->remove_suppression(erin.email, std::move(done)); }));
+  EXPECT_THAT(store_->suppressions({erin.email}), IsEmpty());
+}
+
+// A delivery in flight when its recipient is erased completes afterwards: its verdict, its suppression of
+// a dead address and its open question must not write the contact points back.
+TEST_P(StoreTest, ADeliveryCompletingAfterErasureWritesNoContactPointBack) {
+  const Canary erin;
+  accept({message_of("bounced", "erin", erin.contacts(), 1'000), message_of("asked", "erin", erin.contacts(), 1'000)},
+         1'000);
+  ASSERT_EQ(store_->claim_due(1'000, 2).size(), 2u);
+  EXPECT_TRUE(erase("erin", 1'500));
+
+  // What the dispatcher writes when the answers come (core/dispatcher.cpp), in its order.
+  suppress({erin.email, bounce_of(erin.email), "channel.email", 2'000});
+  apply(bounced("bounced", erin.email), 2'000);
+  put_question(erin.phone, "sms", {"asked", R"(["yes","no"])", 2'000});
+  Transition delivered;
+  delivered.message_id = "asked";
+  delivered.to = State::delivered;
+  delivered.channel = "sms";
+  delivered.contact = erin.phone;
+  delivered.events = {{"delivered", nlohmann::json{{"channel", "sms"}, {"to", erin.phone}}.dump()}};
+  apply(delivered, 2'000);
+
+  EXPECT_THAT(found_in(all_text(), erin.all()), IsEmpty()) << all_text();
+  EXPECT_EQ(store_->find("bounced")->state, State::failed);
+  EXPECT_EQ(store_->find("asked")->state, State::delivered);
+  EXPECT_EQ(store_->find("bounced")->last_reason, "550 5.1.1 <[erased]> user unknown");
+  EXPECT_THAT(event_types(store_->events("bounced")), ElementsAre("accepted", "failed", "contact_deactivated"));
+  EXPECT_FALSE(store_->open_question(erin.phone, "sms").has_value());
+  EXPECT_EQ(store_->suppressions({erin.email}).size(), 1u) << "the dead address must stay suppressed";
+  EXPECT_EQ(store_->recipient("erin")->contacts_json, "{}");
+}
+
+// Erasures made before the migration left open questions and reply text behind, and inbound events could
+// name a message that was gone: the migration (SQLite 7, PostgreSQL 3) removes the first and puts the
+// second on its recipient alone, where erasure finds it.
+TEST_P(StoreTest, TheErasureMigrationCleansWhatEarlierErasuresLeft) {
+  const Canary erin;
+  accept({message_of("m1", "erin", erin.contacts(), 1'000)}, 1'000);
+  EXPECT_TRUE(erase("erin", 2'000));
+  // As a store of the version before left it, put back behind the store's back; the migration runs again.
+  const std::string leftovers =
+      "INSERT INTO questions(contact, channel, message_id, options, at) VALUES('" + erin.phone +
+      "', 'sms', 'm1', '[]', 1);"
+      "INSERT INTO events(message_id, type, at, detail, recipient_id) VALUES"
+      "('m1', 'replied', 1, '{\"channel\":\"sms\",\"text\":\"" + erin.reply + "\"}', 'erin'),"
+      "('m1', 'contact_deactivated', 1, '{\"channel\":\"sms\",\"contact\":\"" + erin.phone + "\"}', 'erin'),"
+      "('purged', 'replied', 1, '{\"channel\":\"sms\"}', 'someone');";
+  run_sql_behind("DROP INDEX events_unowned; PRAGMA user_version = 6;" + leftovers,
+                 "DROP INDEX events_unowned; DELETE FROM schema_version WHERE version = 3;" + leftovers);
+  ASSERT_THAT(found_in(all_text(), erin.all()), ::testing::UnorderedElementsAre(erin.phone, erin.reply));
+  reopen();
+
+  EXPECT_THAT(found_in(all_text(), erin.all()), IsEmpty()) << all_text();
+  EXPECT_THAT(event_types(store_->events("m1")),
+              ElementsAre("accepted", "cancelled", "replied", "contact_deactivated"));
+  EXPECT_THAT(store_->events("purged"), IsEmpty());
+  auto feed = store_->events_after(0, 100, "");
+  ASSERT_FALSE(feed.empty());
+  EXPECT_EQ(feed.back().message_id, "");
+  EXPECT_EQ(feed.back().recipient_id, "someone");
+}
+
+#ifndef TAYORI_STORE_TESTS_ON_POSTGRES
+TEST(ErasureScrub, ReplacesKnownContactsAddressesAndNumbersInAnyCase) {
+  EXPECT_EQ(ops::scrub_text("550 5.1.1 <ALICE@Example.COM> unknown", {"alice@example.com"}),
+            "550 5.1.1 <[erased]> unknown");
+  EXPECT_EQ(ops::scrub_text("bounced: bob.smith+news@mail.example.org.", {}), "bounced: [erased].");
+  EXPECT_EQ(ops::scrub_text("21211: '+819012345678' is not a valid phone number", {}),
+            "21211: '[erased]' is not a valid phone number");
+  EXPECT_EQ(ops::scrub_text("token abcDEF123 unregistered", {"abcDEF123"}), "token [erased] unregistered");
+  // Not addresses: a status code, an offset, a user name without a domain.
+  EXPECT_EQ(ops::scrub_text("5.1.1 at 2026-12-04T09:00:00+09:00 to user@localhost", {}),
+            "5.1.1 at 2026-12-04T09:00:00+09:00 to user@localhost");
+}
+
+TEST(ErasureScrub, RedactDropsTextAndContactAndScrubsTheRest) {
+  EXPECT_EQ(nlohmann::json::parse(ops::redact_detail(
+                R"({"channel":"sms","text":"hi","contact":"+819012345678","reason":"x <a@b.example>","n":1})", {})),
+            nlohmann::json::parse(R"({"channel":"sms","reason":"x <[erased]>","n":1})"));
+  EXPECT_EQ(ops::redact_detail("not json a@b.example", {}), "not json [erased]");
 }
 #endif
 

@@ -194,17 +194,49 @@ class StoreFixture : public ::testing::Test {
     await([&](auto done) { store_->apply(std::move(t), now_ms, std::move(done)); });
   }
 
+#ifdef TAYORI_STORE_TESTS_ON_POSTGRES
+  // The name of the test's own database, out of its URI.
+  std::string pg_database() const {
+    std::string database = pg_uri_.substr(std::string("postgresql:///").size());
+    return database.substr(0, database.find('?'));
+  }
+#endif
+
   // Runs SQL on the store's database behind its back, on a connection of its own (DDL a test needs, such as
   // a trigger that makes one write fail). `sqlite_sql` on SQLite, `postgres_sql` on PostgreSQL.
   void run_sql_behind(const std::string& sqlite_sql, const std::string& postgres_sql) {
     if (backend() == StoreBackend::sqlite) return exec_sql(path_, sqlite_sql);
 #ifdef TAYORI_STORE_TESTS_ON_POSTGRES
-    std::string database = pg_uri_.substr(std::string("postgresql:///").size());
-    database = database.substr(0, database.find('?'));
-    tayori::testing::shared_pg_cluster().execute(postgres_sql, database);
+    tayori::testing::shared_pg_cluster().execute(postgres_sql, pg_database());
 #else
     (void)postgres_sql;
     FAIL() << "this test binary has no PostgreSQL (pg_unit_tests has)";
+#endif
+  }
+
+  // Every value of every row of every table of the store's database, as text, one table after another: a
+  // test of erasure searches it for a contact point or a reply, which cannot then hide in a table it forgot.
+  // (PostgreSQL: query_to_xml writes a table's rows; an `&`, `<` or `>` in a value comes out escaped.)
+  std::string all_text() {
+    if (backend() == StoreBackend::sqlite) {
+      std::string out;
+      for (const auto& table : query_column(path_, "SELECT name FROM sqlite_master WHERE type = 'table'")) {
+        std::string columns = "''";
+        for (const auto& column : query_column(path_, "SELECT name FROM pragma_table_info('" + table + "')"))
+          columns += " || ' ' || COALESCE(CAST(\"" + column + "\" AS TEXT), '')";
+        for (const auto& row : query_column(path_, "SELECT " + columns + " FROM \"" + table + "\""))
+          out += table + ": " + row + "\n";
+      }
+      return out;
+    }
+#ifdef TAYORI_STORE_TESTS_ON_POSTGRES
+    return tayori::testing::shared_pg_cluster().execute(
+        "SELECT string_agg(query_to_xml(format('SELECT * FROM %I', table_name), true, false, '')::text, E'\\n') "
+        "FROM information_schema.tables WHERE table_schema = 'public'",
+        pg_database());
+#else
+    ADD_FAILURE() << "this test binary has no PostgreSQL (pg_unit_tests has)";
+    return "";
 #endif
   }
 

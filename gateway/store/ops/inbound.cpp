@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/message.hpp"
+#include "store/ops/erasure.hpp"
 #include "store/ops/messages.hpp"
 #include "store/ops/recipients.hpp"
 #include "store/ops/rows.hpp"
@@ -16,6 +17,10 @@
 namespace tayori::store::ops {
 
 namespace {
+
+bool message_exists(sql::Connection& c, const std::string& id) {
+  return any_row(c.prepare("SELECT 1 FROM messages WHERE id = ?1").bind(1, id));
+}
 
 using InboundWrites = InboundStore::InboundWrites;
 
@@ -34,10 +39,7 @@ void schedule_follow_up(sql::Connection& c, WriteContext& w, const InboundStore:
   NewMessage m = f.message;
   std::string base = m.id;
   for (int n = 2; n < 100; ++n) {
-    sql::Statement& s = c.prepare("SELECT 1 FROM messages WHERE id = ?1").bind(1, m.id);
-    bool taken = s.step();
-    s.reset();
-    if (!taken) break;
+    if (!message_exists(c, m.id)) break;
     m.id = base + "~" + std::to_string(n);
   }
   if (m.id != base) {
@@ -73,10 +75,12 @@ bool apply_inbound_one(sql::Connection& c, WriteContext& w, const InboundWrites&
   for (const auto& sup : writes.suppress) put_suppression(c, sup, sup.at_ms != 0 ? sup.at_ms : now_ms);
   for (const auto& sup : writes.unsuppress) remove_suppression_from(c, sup.contact, sup.source);
   for (const auto& e : writes.events) {
-    if (!e.message_id.empty()) {
-      insert_event(c, e.message_id, e.event, now_ms);
+    if (!e.message_id.empty() && message_exists(c, e.message_id)) {
+      insert_events(c, e.message_id, e.recipient_id, {e.event}, now_ms);
       continue;
     }
+    // On the recipient alone, also when its message is gone (purged meanwhile): erasure finds the
+    // recipient's message-less events by recipient (index events_unowned), never by a message it lost.
     c.prepare("INSERT INTO events(message_id, type, at, detail, recipient_id) VALUES('', ?1, ?2, ?3, ?4)")
         .bind(1, e.event.type)
         .bind(2, e.event.at_ms != 0 ? e.event.at_ms : now_ms)
@@ -101,6 +105,9 @@ std::optional<InboundStore::Question> open_question(sql::Connection& c, const st
 
 void put_question(sql::Connection& c, const std::string& contact, const std::string& channel,
                   const InboundStore::Question& q) {
+  // Not for a message whose recipient was erased while it was in flight: the row would name the contact
+  // point again.
+  if (is_erased_message(c, q.message_id)) return;
   c.prepare(
        "INSERT INTO questions(contact, channel, message_id, options, at) VALUES(?1, ?2, ?3, ?4, ?5) "
        "ON CONFLICT(contact, channel) DO UPDATE SET message_id = ?3, options = ?4, at = ?5")

@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "store/ops/erasure.hpp"
 #include "store/ops/recipients.hpp"
 #include "store/ops/rows.hpp"
 
@@ -208,7 +209,11 @@ void cancel_scheduled(sql::Connection& c, WriteContext& w, const std::string& id
   insert_event(c, id, {"cancelled", detail_json}, now_ms);
 }
 
-void apply(sql::Connection& c, WriteContext& w, const Transition& t, int64_t now_ms) {
+namespace {
+
+// Records the verdict; false when the message is no longer dispatched by that claim, or (`unless_erased`)
+// when its recipient was erased.
+bool record_verdict(sql::Connection& c, WriteContext& w, const Transition& t, int64_t now_ms, bool unless_erased) {
   // A fallback starts the new channel's retry budget afresh; a claim that made no attempt gives its
   // attempt back (and the channel's first-claim time, when it was that claim).
   c.prepare(
@@ -217,7 +222,7 @@ void apply(sql::Connection& c, WriteContext& w, const Transition& t, int64_t now
        "channel_since = CASE WHEN ?10 <> 0 OR (?9 <> 0 AND channel_attempts = 1) THEN NULL ELSE channel_since END, "
        "channel_attempts = CASE WHEN ?10 <> 0 THEN 0 ELSE channel_attempts - ?9 END, "
        "provider_message_id = CASE WHEN ?11 != '' THEN ?11 ELSE provider_message_id END "
-       "WHERE id = ?1 AND state = 'dispatched' AND (?8 = 0 OR attempts = ?8)")
+       "WHERE id = ?1 AND state = 'dispatched' AND (?8 = 0 OR attempts = ?8) AND (?12 = 0 OR payload <> ?13)")
       .bind(1, t.message_id)
       .bind(2, to_string(t.to))
       .bind(3, t.channel)
@@ -229,10 +234,24 @@ void apply(sql::Connection& c, WriteContext& w, const Transition& t, int64_t now
       .bind(9, static_cast<int64_t>(t.no_attempt ? 1 : 0))
       .bind(10, static_cast<int64_t>(t.next_channel ? 1 : 0))
       .bind(11, t.provider_message_id)
+      .bind(12, static_cast<int64_t>(unless_erased ? 1 : 0))
+      .bind(13, kErasedPayload)
       .exec();
-  if (c.changes() == 0) return;  // cancelled, recovered or claimed again meanwhile: this verdict is stale
+  if (c.changes() == 0) return false;
   w.move(State::dispatched, t.to);
   insert_events(c, t.message_id, t.recipient_id, t.events, now_ms);
+  return true;
+}
+
+}  // namespace
+
+void apply(sql::Connection& c, WriteContext& w, const Transition& t, int64_t now_ms) {
+  if (record_verdict(c, w, t, now_ms, true)) return;
+  // Not recorded: cancelled, recovered or claimed again meanwhile (the verdict is stale), or its recipient
+  // was erased while it was in flight. That verdict is kept (the state and timeline stay), but without the
+  // contact point, and the suppression it may have added keeps the contact point only as its key.
+  if (!is_erased_message(c, t.message_id)) return;
+  if (record_verdict(c, w, scrubbed(t), now_ms, false)) pseudonymise_suppression(c, t.contact);
 }
 
 std::vector<MessageRecord> claim(sql::Connection& c, WriteContext& w, int64_t now_ms, int limit) {

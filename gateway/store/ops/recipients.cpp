@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "store/ops/erasure.hpp"
 #include "store/ops/messages.hpp"
 #include "store/ops/rows.hpp"
 
@@ -106,12 +107,11 @@ void merge_recipient(sql::Connection& c, const std::string& id, const std::strin
 }
 
 bool erase_recipient(sql::Connection& c, WriteContext& w, const std::string& id, int64_t now_ms) {
-  sql::Statement& s =
-      c.prepare("SELECT 1 FROM recipients WHERE id = ?1 UNION SELECT 1 FROM messages WHERE recipient_id = ?1")
-          .bind(1, id);
-  bool found = s.step();
-  s.reset();
-  if (!found) return false;
+  if (!any_row(c.prepare("SELECT 1 FROM recipients WHERE id = ?1 UNION SELECT 1 FROM messages WHERE recipient_id = ?1")
+                   .bind(1, id)))
+    return false;
+  // Read before the profile and the payloads that name them are cleared.
+  const std::vector<std::string> contacts = contact_points_of(c, id);
   c.prepare(
        "UPDATE recipients SET timezone = '', locale = '', contacts = '{}', updated_at = ?2, erased_at = ?2 "
        "WHERE id = ?1")
@@ -123,23 +123,18 @@ bool erase_recipient(sql::Connection& c, WriteContext& w, const std::string& id,
       c.prepare("SELECT id FROM messages WHERE recipient_id = ?1 AND state = 'scheduled'").bind(1, id), first_text);
   for (const auto& m : pending) insert_event(c, m, {"cancelled", R"({"reason":"recipient_erased"})"}, now_ms);
   w.move(State::scheduled, State::cancelled, static_cast<int64_t>(pending.size()));
+  forget(c, id, contacts);
   // The content is personal data; the id, states and timeline stay so the sender can still ask why.
   c.prepare(
-       "UPDATE messages SET payload = '{\"erased\":true}', state = CASE state WHEN 'scheduled' THEN "
+       "UPDATE messages SET payload = ?3, state = CASE state WHEN 'scheduled' THEN "
        "'cancelled' ELSE state END, updated_at = CASE state WHEN 'scheduled' THEN ?2 ELSE updated_at END "
        "WHERE recipient_id = ?1")
       .bind(1, id)
       .bind(2, now_ms)
+      .bind(3, kErasedPayload)
       .exec();
-  // Contact points recorded in timelines (contact_deactivated) and consent evidence are personal data too.
-  // (PostgreSQL: jsonb_exists, since a literal `?` operator would read as a parameter.)
-  c.prepare(c.dialect() == sql::Dialect::sqlite
-                ? "UPDATE events SET detail = json_remove(detail, '$.contact') WHERE message_id IN "
-                  "(SELECT id FROM messages WHERE recipient_id = ?1) AND json_extract(detail, '$.contact') IS NOT NULL"
-                : "UPDATE events SET detail = (detail::jsonb - 'contact')::text WHERE message_id IN "
-                  "(SELECT id FROM messages WHERE recipient_id = ?1) AND jsonb_exists(detail::jsonb, 'contact')")
-      .bind(1, id)
-      .exec();
+  // Consent evidence may quote the recipient (a keyword, a form's text); the records themselves stay as
+  // proof of what consent was given when (GDPR Art. 7(1)).
   c.prepare("UPDATE consent SET evidence = '' WHERE recipient_id = ?1").bind(1, id).exec();
   return true;
 }

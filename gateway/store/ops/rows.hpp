@@ -28,4 +28,9 @@ auto first_row(sql::Statement& s, Row row) -> std::optional<decltype(row(s))> {
 
 inline std::string first_text(const sql::Statement& s) { return s.text(0); }
 
+// Whether the statement returns a row at all.
+inline bool any_row(sql::Statement& s) {
+  return first_row(s, [](const sql::Statement&) { return true; }).has_value();
+}
+
 }  // namespace tayori::store::ops

@@ -1,9 +1,12 @@
 // Suppressions as SQL, once for SQLite and PostgreSQL: the contact points the policy must not write to,
 // put and lifted by the API and by inbound events (ops/inbound.cpp), read by the policy before each send.
 // SqlStore (store/sql_store.cpp) runs the writes in its group commit and the reads on its reader pool.
+// A suppression of an erased recipient's contact point is stored under suppression_key (ops/erasure.cpp), so
+// every lookup and lift here matches a contact point in clear or by its key.
 #include "store/ops/suppressions.hpp"
 
 #include "store/ops/rows.hpp"
+#include "transport/crypto.hpp"
 
 namespace tayori::store::ops {
 
@@ -12,6 +15,8 @@ namespace {
 policy::Suppression suppression_row(const sql::Statement& s) { return {s.text(0), s.text(1), s.text(2), s.int64(3)}; }
 
 }  // namespace
+
+std::string suppression_key(const std::string& contact) { return "sha256:" + transport::sha256_hex(contact); }
 
 void put_suppression(sql::Connection& c, const policy::Suppression& s, int64_t at_ms) {
   c.prepare(
@@ -25,21 +30,34 @@ void put_suppression(sql::Connection& c, const policy::Suppression& s, int64_t a
 }
 
 bool remove_suppression(sql::Connection& c, const std::string& contact) {
-  c.prepare("DELETE FROM suppressions WHERE contact = ?1").bind(1, contact).exec();
+  c.prepare("DELETE FROM suppressions WHERE contact IN (?1, ?2)")
+      .bind(1, contact)
+      .bind(2, suppression_key(contact))
+      .exec();
   return c.changes() > 0;
 }
 
 void remove_suppression_from(sql::Connection& c, const std::string& contact, const std::string& source) {
-  c.prepare("DELETE FROM suppressions WHERE contact = ?1 AND source = ?2").bind(1, contact).bind(2, source).exec();
+  c.prepare("DELETE FROM suppressions WHERE contact IN (?1, ?2) AND source = ?3")
+      .bind(1, contact)
+      .bind(2, suppression_key(contact))
+      .bind(3, source)
+      .exec();
 }
 
 std::vector<policy::Suppression> suppressions(sql::Connection& c, const std::vector<std::string>& contacts) {
   std::vector<policy::Suppression> out;
   for (const auto& contact : contacts) {
-    if (auto s = first_row(
-            c.prepare("SELECT contact, reason, source, at FROM suppressions WHERE contact = ?1").bind(1, contact),
-            suppression_row))
+    // The row in clear first (it has the reason as recorded); either names the contact point asked about,
+    // which is what the policy keys its suppressions by.
+    if (auto s = first_row(c.prepare("SELECT contact, reason, source, at FROM suppressions WHERE contact IN (?1, ?2) "
+                                     "ORDER BY CASE WHEN contact = ?1 THEN 0 ELSE 1 END LIMIT 1")
+                               .bind(1, contact)
+                               .bind(2, suppression_key(contact)),
+                           suppression_row)) {
+      s->contact = contact;
       out.push_back(std::move(*s));
+    }
   }
   return out;
 }

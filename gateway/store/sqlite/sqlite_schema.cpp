@@ -149,6 +149,22 @@ const char* const kMigrations[] = {
       SELECT j.value, r.id FROM recipients r, json_each(r.contacts) j
       WHERE r.erased_at IS NULL AND j.type = 'text' AND j.value != '';
     )sql",
+    // 7: erasure finds a recipient's events that belong to no message by index (only those: an index of every
+    // event by recipient would cost each event's write a second entry). An event whose message is gone is
+    // such an event from now on (ops/inbound.cpp); those stored before become one. Then what erasures before
+    // this version left behind and SQL alone can find: the open questions of erased messages, and the reply
+    // text and contact points in the events of erased messages and erased recipients (ops/erasure.cpp
+    // scrubs free text too, which needs the contact points those erasures already cleared).
+    R"sql(
+    CREATE INDEX IF NOT EXISTS events_unowned ON events(recipient_id) WHERE message_id = '';
+    UPDATE events SET message_id = ''
+      WHERE message_id != '' AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.id = events.message_id);
+    DELETE FROM questions WHERE message_id IN (SELECT id FROM messages WHERE payload = '{"erased":true}');
+    UPDATE events SET detail = json_remove(detail, '$.text', '$.contact')
+      WHERE json_valid(detail) AND (json_type(detail, '$.text') IS NOT NULL OR json_type(detail, '$.contact') IS NOT NULL)
+        AND (message_id IN (SELECT id FROM messages WHERE payload = '{"erased":true}')
+             OR (message_id = '' AND recipient_id IN (SELECT id FROM recipients WHERE erased_at IS NOT NULL)));
+    )sql",
 };
 
 }  // namespace
