@@ -11,10 +11,8 @@ seconds="${FUZZ_SECONDS:-30}"
 targets=("$@")
 ((${#targets[@]})) || targets=(message config render line_inbound twilio_inbound mime links http_head)
 
-# OSS-Fuzz's flags: -O1 with line tables (symbolised stacks), frames kept for the sanitizers' unwinder.
-opt="-O1 -gline-tables-only -fno-omit-frame-pointer"
-CC=clang-14 CXX=clang++-14 cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTAYORI_FUZZ=ON \
-  -DCMAKE_C_FLAGS_RELWITHDEBINFO="$opt" -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="$opt" >/dev/null
+source tools/lib/clang_build.sh
+clang_configure build-fuzz -DTAYORI_FUZZ=ON
 cmake --build build-fuzz --target $(printf 'fuzz_%s ' "${targets[@]}")
 
 # Any sanitizer report fails the run; leak checking stays on (LeakSanitizer runs at exit of each input set).
