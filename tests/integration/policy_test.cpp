@@ -445,7 +445,8 @@ TEST_F(PolicyTest, QuietHoursDeferToTheWindowsEndInLocalTime) {
   submit(message("q-m1", recipient("q-1", early.name), "marketing", {"email"}));
   submit(message("q-m2", recipient("q-2", late.name), "marketing", {"email"}));
   for (auto [id, end] : {std::pair{"q-m1", early_end}, std::pair{"q-m2", late_end}}) {
-    ASSERT_TRUE(eventually([&] { return has_event(id, "deferred"); })) << status(id);
+    // `id` copied into the lambda by name: clang-14 (the sanitizer builds) cannot capture a structured binding.
+    ASSERT_TRUE(eventually([&, id = id] { return has_event(id, "deferred"); })) << status(id);
     Json s = status(id);
     EXPECT_EQ(s["state"], "scheduled") << s;
     EXPECT_EQ(s["last_reason"], "quiet_hours");
