@@ -4,6 +4,7 @@
 // impossible set of callbacks stops the configuration from loading instead of failing a delivery later
 // (docs/architecture.md §6.3). A refusal names the file and, for version problems, both versions.
 #include "plugin/channel.hpp"
+#include "plugin/marshal.hpp"
 
 #include <dlfcn.h>
 
@@ -81,9 +82,9 @@ std::shared_ptr<Library> Library::open(const std::string& path, std::string& err
     std::string which = "setting #" + std::to_string(i);
     if (s.name == nullptr || !std::regex_match(s.name, std::regex("^[a-z][a-z0-9_]*$")))
       problem = which + " has no name or one that is not [a-z][a-z0-9_]*";
-    else if (s.type < TAYORI_SETTING_STRING || s.type > TAYORI_SETTING_PATH)
-      problem = "setting " + std::string(s.name) + " has a type this host does not know (" + std::to_string(s.type) + ")";
-    else if (s.type == TAYORI_SETTING_SECRET && s.default_value != nullptr)
+    else if (auto type = abi_value(s.type); type < TAYORI_SETTING_STRING || type > TAYORI_SETTING_PATH)
+      problem = "setting " + std::string(s.name) + " has a type this host does not know (" + std::to_string(type) + ")";
+    else if (type == TAYORI_SETTING_SECRET && s.default_value != nullptr)
       problem = "setting " + std::string(s.name) + " is a secret and cannot have a default";
   }
   if (!problem.empty()) {

@@ -48,13 +48,13 @@ DeliveryOutcome to_outcome(tayori_status st, tayori_outcome& out) {
     if (result.reason.empty()) result.reason = "plugin_error";
     return result;
   }
-  switch (out.kind) {
+  switch (auto kind = abi_value(out.kind)) {
     case TAYORI_OUTCOME_DELIVERED: result.kind = OutcomeKind::delivered; break;
     case TAYORI_OUTCOME_PERMANENT: result.kind = OutcomeKind::permanent; break;
     case TAYORI_OUTCOME_RETRY: result.kind = OutcomeKind::retry; break;
     default:
       result.kind = OutcomeKind::retry;
-      result.reason = "plugin_error: unknown outcome kind " + std::to_string(static_cast<int>(out.kind));
+      result.reason = "plugin_error: unknown outcome kind " + std::to_string(kind);
   }
   // A provider's Retry-After is honoured, within reason: a day at most, so a bad value cannot park a message.
   result.retry_after_ms = std::clamp<int64_t>(out.retry_after_ms, 0, 86'400'000);
@@ -64,8 +64,9 @@ DeliveryOutcome to_outcome(tayori_status st, tayori_outcome& out) {
 
 transport::Request to_transport_request(const tayori_request* r, const std::string& pool_key, std::string& problem) {
   transport::Request req;
-  if (r->kind != TAYORI_REQUEST_HTTP && r->kind != TAYORI_REQUEST_SMTP) {
-    problem = "host.unknown_request_kind: " + std::to_string(static_cast<int>(r->kind));
+  auto kind = abi_value(r->kind);
+  if (kind != TAYORI_REQUEST_HTTP && kind != TAYORI_REQUEST_SMTP) {
+    problem = "host.unknown_request_kind: " + std::to_string(kind);
     return req;
   }
   req.method = std::string(text(r->method));
@@ -73,7 +74,7 @@ transport::Request to_transport_request(const tayori_request* r, const std::stri
   for (size_t i = 0; i < r->header_count; ++i) req.headers.emplace_back(text(r->headers[i].key), text(r->headers[i].value));
   req.body = std::string(text(r->body));
   req.pool_key = pool_key;
-  if (r->kind == TAYORI_REQUEST_SMTP) {
+  if (kind == TAYORI_REQUEST_SMTP) {
     req.kind = transport::RequestKind::Smtp;
     req.method.clear();
     req.mail_from = std::string(text(r->mail_from));
@@ -141,7 +142,7 @@ void CollectedInbound::emit(void* ctx, const tayori_inbound_event* e) {
   auto* c = static_cast<CollectedInbound*>(ctx);
   if (e == nullptr) return;
   InboundEvent out;
-  switch (e->type) {
+  switch (auto type = abi_value(e->type)) {
     case TAYORI_EVENT_RESPONDED: out.kind = InboundKind::response; break;
     case TAYORI_EVENT_REPLIED: out.kind = InboundKind::reply; break;
     case TAYORI_EVENT_OPTED_IN: out.kind = InboundKind::opt_in; break;
@@ -154,7 +155,7 @@ void CollectedInbound::emit(void* ctx, const tayori_inbound_event* e) {
       break;
     default:
       log::warn("plugin." + c->channel,
-                "on_inbound emitted an event of unknown type " + std::to_string(static_cast<int>(e->type)) +
+                "on_inbound emitted an event of unknown type " + std::to_string(type) +
                     "; dropped");
       return;
   }

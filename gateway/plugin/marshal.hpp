@@ -5,8 +5,10 @@
 
 #include <tayori/plugin.h>
 
+#include <cstring>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "plugin/channel.hpp"
@@ -16,6 +18,19 @@ namespace tayori::plugin {
 
 inline tayori_str view(const std::string& s) { return {s.data(), s.size()}; }
 inline std::string_view text(tayori_str s) { return s.len == 0 ? std::string_view{} : std::string_view{s.data, s.len}; }
+
+// An enum field a plugin filled in, as the integer the C ABI passes. A plugin of a later minor (or a broken
+// one) may put a value there that this host has no enumerator for, and in C++ reading an enum object that
+// holds a value outside its enumerators' range is undefined behaviour (UBSan: "load of value 99, which is not
+// a valid value for type 'tayori_event_type'"), even when the code goes on to refuse it: such a field is
+// only ever read through this, and compared with the enumerators as integers.
+template <typename E>
+std::underlying_type_t<E> abi_value(const E& field) {
+  static_assert(std::is_enum_v<E>);
+  std::underlying_type_t<E> value;
+  std::memcpy(&value, &field, sizeof value);
+  return value;
+}
 
 // `text` with each byte that is not part of valid UTF-8 replaced by U+FFFD.
 std::string valid_utf8(std::string_view text);
