@@ -325,7 +325,9 @@ TEST(HostileConsent, APutOfSeveralRecordsIsOneCommitAndAnInvalidRecordStoresNone
   ASSERT_EQ(stored.status, 200) << stored.body;
   EXPECT_EQ(commits() - before, 1) << "three records, one commit";
   EXPECT_EQ(gw.get(http, "/v1/recipients/r-1/consent/history").json()["history"].size(), 3u);
-  for (const Json& c : stored.json()["consent"])
+  // Named, since a range-for over a member of a temporary iterates what its destructor already freed.
+  Json answer = stored.json();
+  for (const Json& c : answer["consent"])
     if (c["channel"] == "sms" && c["purpose"] == "marketing") {
       EXPECT_EQ(c["state"], "opted_in") << c.dump();
     }
