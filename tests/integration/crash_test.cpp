@@ -6,6 +6,7 @@
 #include <atomic>
 #include <mutex>
 #include <set>
+#include <sstream>
 
 #include "harness.hpp"
 
@@ -62,8 +63,18 @@ TEST(CrashTest, EveryAcknowledgedMessageSurvivesSigkillAndIsDelivered) {
   std::string straggler = await_all(gw, http, acknowledged, "delivered");
   ASSERT_EQ(straggler, "") << "not every acknowledged message was delivered";
 
+  // A kill inside the sink's write() may leave one line cut short per kill (plugins/file_sink): that
+  // delivery was never recorded as done, so it was sent again and is counted by its whole line.
   std::map<std::string, int> deliveries;
-  for (const auto& line : read_jsonl(dir.file("outbox-email.jsonl"))) ++deliveries[line["message_id"]];
+  int cut_short = 0;
+  std::istringstream outbox(read_file(dir.file("outbox-email.jsonl")));
+  for (std::string text; std::getline(outbox, text);) {
+    if (text.empty()) continue;
+    Json line = Json::parse(text, nullptr, false);
+    if (line.is_discarded()) ++cut_short;
+    else ++deliveries[line["message_id"]];
+  }
+  EXPECT_LE(cut_short, rounds()) << "more lines cut short than kills";
   int duplicates = 0;
   for (const auto& id : acknowledged) {
     ASSERT_GE(deliveries[id], 1) << id << " is marked delivered but the sink never saw it";

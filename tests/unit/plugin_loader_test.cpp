@@ -620,6 +620,39 @@ TEST(PluginFileSink, LoadsWritesOneJsonLinePerDeliveryAndDelivers) {
   }
 }
 
+// A gateway killed inside write() can leave the last line cut short; the next start writes on a new line, so
+// the torn line spoils only itself (CrashTest found a delivery glued to a torn line).
+TEST(PluginFileSink, ALineCutShortByACrashIsNotContinuedByTheNextOne) {
+  TempDir dir;
+  {
+    std::ofstream torn(dir.file("outbox.jsonl"), std::ios::binary);
+    torn << "{\"message_id\":\"earlier\"}\n{\"message_id\":\"cut";
+  }
+  std::string yaml = yaml_with(TAYORI_PLUGIN_DIR,
+                               "  - name: outbox\n"
+                               "    plugin: file_sink\n"
+                               "    contact: phone\n"
+                               "    settings:\n"
+                               "      path: outbox.jsonl\n");
+  PinnedClock clock;
+  Built b = build(yaml, dir.path(), clock);
+  ASSERT_NE(b.result.registry, nullptr) << ::testing::PrintToString(b.errors);
+  DeliveryRequest r;
+  r.message_id = "after-the-crash";
+  r.delivery_id = "dlv-2";
+  r.attempt = 1;
+  r.recipient_id = "user-7";
+  r.contact = "+819012345678";
+  r.content = {{"text", "hi"}};
+  ASSERT_EQ(b.result.registry->find("outbox")->deliver(r).kind, OutcomeKind::delivered);
+  auto lines = read_lines(dir.file("outbox.jsonl"));
+  ASSERT_EQ(lines.size(), 3u);
+  EXPECT_EQ(lines[1], "{\"message_id\":\"cut");
+  auto j = nlohmann::json::parse(lines[2], nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << lines[2];
+  EXPECT_EQ(j["message_id"], "after-the-crash");
+}
+
 TEST(PluginFileSink, UnopenablePathFailsCreationAtTheSettingsBlock) {
   TempDir dir;
   std::string yaml = yaml_with(TAYORI_PLUGIN_DIR,
