@@ -96,14 +96,19 @@ TEST_F(PgNodesTest, TwoNodesClaimingAtOnceNeverTakeTheSameMessage) {
 
   std::mutex mutex;
   std::vector<std::string> claimed_a, claimed_b;
-  std::latch start(2);
+  std::latch start(2), both_claimed(2);
   auto claim_all = [&](Store& s, std::vector<std::string>& out) {
     start.arrive_and_wait();
-    for (;;) {
+    for (bool first = true;; first = false) {
       auto got = s.claim_due(now, 7);
+      {
+        std::lock_guard lock(mutex);
+        for (auto& r : got) out.push_back(r.id);
+      }
+      // Both nodes hold a claim before either goes on: on a loaded machine one thread could otherwise claim
+      // all 400 before the other ran at all, and the test would not be about two nodes at once.
+      if (first) both_claimed.arrive_and_wait();
       if (got.empty()) return;
-      std::lock_guard lock(mutex);
-      for (auto& r : got) out.push_back(r.id);
     }
   };
   std::thread ta(claim_all, std::ref(*a), std::ref(claimed_a));

@@ -60,14 +60,14 @@ inline void exec_sql(const std::string& path, const std::string& sql) {
 }
 
 // The first column of every row `sql` returns on the SQLite file at `path`, opened read-only.
-inline std::vector<std::string> query_column(const std::string& path, const std::string& sql) {
+inline std::vector<std::string> query_column(const std::string& path, const std::string& sql, int column = 0) {
   std::vector<std::string> out;
   sqlite3* db = nullptr;
   sqlite3_stmt* st = nullptr;
   EXPECT_EQ(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK) << path;
   EXPECT_EQ(sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr), SQLITE_OK) << sql;
   while (st != nullptr && sqlite3_step(st) == SQLITE_ROW) {
-    const unsigned char* text = sqlite3_column_text(st, 0);
+    const unsigned char* text = sqlite3_column_text(st, column);
     out.emplace_back(text ? reinterpret_cast<const char*>(text) : "");
   }
   sqlite3_finalize(st);

@@ -47,14 +47,18 @@ void remove_suppression_from(sql::Connection& c, const std::string& contact, con
 
 std::vector<policy::Suppression> suppressions(sql::Connection& c, const std::vector<std::string>& contacts) {
   std::vector<policy::Suppression> out;
+  auto lookup = [&c](const std::string& key) {
+    return first_row(c.prepare("SELECT contact, reason, source, at FROM suppressions WHERE contact = ?1").bind(1, key),
+                     suppression_row);
+  };
   for (const auto& contact : contacts) {
-    // The row in clear first (it has the reason as recorded); either names the contact point asked about,
-    // which is what the policy keys its suppressions by.
-    if (auto s = first_row(c.prepare("SELECT contact, reason, source, at FROM suppressions WHERE contact IN (?1, ?2) "
-                                     "ORDER BY CASE WHEN contact = ?1 THEN 0 ELSE 1 END LIMIT 1")
-                               .bind(1, contact)
-                               .bind(2, suppression_key(contact)),
-                           suppression_row)) {
+    // The row in clear first (it has the reason as recorded), then the erased form; either names the contact
+    // point asked about, which is what the policy keys its suppressions by. Two point lookups, not one
+    // `IN (?1, ?2) ORDER BY ...`: SQLite builds a temporary b-tree for that IN list and another for the ORDER
+    // BY on every call, which made this read a fifth of a dispatcher worker's CPU.
+    auto s = lookup(contact);
+    if (!s) s = lookup(suppression_key(contact));
+    if (s) {
       s->contact = contact;
       out.push_back(std::move(*s));
     }
