@@ -95,6 +95,7 @@ struct DispatcherConfig {
   // false: this process only accepts (and answers the API); messages wait in the store for a process that
   // delivers. The intake-only benchmark measures the door alone this way.
   bool enabled = true;
+  // Threads for the stages up to the plugin's request; a request on the wire holds none (core/dispatcher.hpp).
   int workers = 4;
   // Due messages claimed in one transaction, and (with workers x 2) how many the dispatcher holds at once.
   // A claim waits for a whole group commit, so the backlog drains at about this many per commit cycle: the

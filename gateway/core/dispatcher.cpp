@@ -257,9 +257,14 @@ bool Dispatcher::stop(int64_t grace_ms) {
     in_flight_ -= static_cast<int64_t>(unstarted.size());
   }
   put_back(std::move(unstarted), R"({"reason":"claimed, not started, when the dispatcher stopped"})");
-  if (grace_ms >= 0) {
+  {
+    // Deliveries on the wire finish on the transport's thread (finish), not in a worker: joining the workers
+    // is not waiting for them.
     std::unique_lock lock(mutex_);
-    if (!idle_.wait_for(lock, std::chrono::milliseconds(grace_ms), [&] { return in_flight_ == 0; })) {
+    if (grace_ms < 0) {
+      idle_.wait(lock, [&] { return in_flight_ == 0; });
+    } else if (!idle_.wait_for(lock, std::chrono::milliseconds(grace_ms), [&] { return in_flight_ == 0; })) {
+      lock.unlock();
       for (auto& w : workers_) w.detach();
       workers_.clear();
       return false;
@@ -413,20 +418,34 @@ void Dispatcher::work() {
     }
     // The top of a worker thread: an exception that left here would end the process, and the message would
     // end it again after every restart. It becomes this message's failed attempt instead.
+    bool handed = false;
     try {
-      process(record);
+      handed = process(record);
     } catch (const std::exception& e) {
-      // A cap slot it may have taken stays: the failure may have come after the hand-over, and a retry of this
-      // message is not counted against its own slot (caps err towards sending less).
-      log::error("dispatcher", "message \"" + record.id + "\" failed inside the gateway: " + e.what());
-      int64_t now = clock_.now_ms();
-      this->record(decide_after_error(record, e.what(), config_.retry, now, random_unit()), now);
+      fail_inside(record, e.what());
     }
-    room_freed();
+    if (!handed) room_freed();
   }
 }
 
-void Dispatcher::process(const store::MessageRecord& record) {
+void Dispatcher::fail_inside(const store::MessageRecord& record, const std::string& what) {
+  // A cap slot it may have taken stays: the failure may have come after the hand-over, and a retry of this
+  // message is not counted against its own slot (caps err towards sending less).
+  log::error("dispatcher", "message \"" + record.id + "\" failed inside the gateway: " + what);
+  int64_t now = clock_.now_ms();
+  this->record(decide_after_error(record, what, config_.retry, now, random_unit()), now);
+}
+
+// One message past the clearance and on its way: what finish() needs when its channel's verdict comes.
+struct Dispatcher::Sending {
+  store::MessageRecord record;
+  Message message;
+  Route route;
+  plugin::Channel* channel = nullptr;
+  int64_t started_ms = 0;
+};
+
+bool Dispatcher::process(const store::MessageRecord& record) {
   int64_t started = clock_.now_ms();
   Json json = Json::parse(record.payload, nullptr, false);
   ValidationRules stored;  // as it was accepted: channels may have been reconfigured since, templates allowed
@@ -434,7 +453,7 @@ void Dispatcher::process(const store::MessageRecord& record) {
   ParsedMessage parsed = json.is_discarded() ? ParsedMessage{} : parse_message(json, stored);
   if (!parsed.message) {
     this->record(fail_before_attempt(record, "unreadable_payload", R"({"reason":"unreadable_payload"})"), started);
-    return;
+    return false;
   }
   Message& message = *parsed.message;
   clearance_.complete_recipient(message);
@@ -446,22 +465,52 @@ void Dispatcher::process(const store::MessageRecord& record) {
     // attempts > 1 means an earlier claim cleared this message.)
     if (record.attempts > 1) clearance_.release(message);
     this->record(decide_without_attempt(record, decision), started);
-    return;
+    return false;
   }
-  Route route = route_of(decision);
-  plugin::Channel* channel = channels_.find(route.channel);
-  plugin::DeliveryOutcome outcome;
-  render::RenderResult rendered = render::render(message, route.channel, templates_, missing_variable_is_error_);
+  auto sending = std::make_shared<Sending>();
+  sending->record = record;
+  sending->route = route_of(decision);
+  sending->channel = channels_.find(sending->route.channel);
+  sending->started_ms = started;
+  render::RenderResult rendered =
+      render::render(message, sending->route.channel, templates_, missing_variable_is_error_);
   if (!rendered.fields) {
     // Nothing was sent: the content cannot be made for this channel. Another channel may have a variant.
+    plugin::DeliveryOutcome outcome;
     outcome.kind = plugin::OutcomeKind::permanent;
     outcome.reason = "render_error: " + rendered.error;
-  } else {
-    plugin::DeliveryRequest delivery = make_delivery(record, message, route);
-    delivery.content = std::move(*rendered.fields);
-    delivery.responses = mint_responses(message, route.channel, links_, (started + link_ttl_ms_) / 1000);
-    outcome = channel->deliver(delivery);
+    sending->message = std::move(message);
+    finish(std::move(sending), std::move(outcome));
+    return true;
   }
+  plugin::DeliveryRequest delivery = make_delivery(record, message, sending->route);
+  delivery.content = std::move(*rendered.fields);
+  delivery.responses = mint_responses(message, sending->route.channel, links_, (started + link_ttl_ms_) / 1000);
+  sending->message = std::move(message);
+  plugin::Channel* channel = sending->channel;
+  // The channel has it from here; its verdict comes to finish(), on whichever thread hears it. Nothing of
+  // this dispatcher is touched after the call: finish() may already have run, and the dispatcher stopped.
+  channel->deliver(std::move(delivery), [this, sending = std::move(sending)](plugin::DeliveryOutcome outcome) mutable {
+    finish(std::move(sending), std::move(outcome));
+  });
+  return true;
+}
+
+void Dispatcher::finish(std::shared_ptr<Sending> sending, plugin::DeliveryOutcome outcome) {
+  const store::MessageRecord& record = sending->record;
+  try {
+    record_outcome(*sending, outcome);
+  } catch (const std::exception& e) {
+    fail_inside(record, e.what());
+  }
+  room_freed();  // last: once the room is free, stop() may return and this dispatcher go
+}
+
+void Dispatcher::record_outcome(const Sending& sending, const plugin::DeliveryOutcome& outcome) {
+  const store::MessageRecord& record = sending.record;
+  const Message& message = sending.message;
+  const Route& route = sending.route;
+  plugin::Channel* channel = sending.channel;
   if (outcome.kind == plugin::OutcomeKind::delivered && !message.responses.empty()) {
     // The open question of this contact point on this channel: a numbered SMS reply ("2") answers the
     // latest message that asked it something. Recorded for every channel (only numbering plugins use it).
@@ -488,8 +537,8 @@ void Dispatcher::process(const store::MessageRecord& record) {
     this->record(std::move(t), now);
     return;
   }
-  store::Transition t =
-      decide_after_attempt(record, message, route, outcome, channel->retry_policy(), started, now, random_unit());
+  store::Transition t = decide_after_attempt(record, message, route, outcome, channel->retry_policy(),
+                                             sending.started_ms, now, random_unit());
   if (t.to == store::State::failed || t.to == store::State::dead || outcome.kind == plugin::OutcomeKind::permanent)
     clearance_.release(message);
   if (outcome.kind == plugin::OutcomeKind::permanent && outcome.deactivate_contact) {

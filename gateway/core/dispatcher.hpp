@@ -111,8 +111,18 @@ class Dispatcher {
   // One round of the claim loop, under `lock` (on mutex_) on entry and on return: claims what is due when
   // there is room, then sleeps until something may be due. Throws what a store read throws.
   void claim_round(std::unique_lock<std::mutex>& lock, int64_t& looked_at_ms);
+  struct Sending;  // a message cleared and handed to its channel, until its verdict is recorded
   void work();
-  void process(const store::MessageRecord& record);
+  // The stages up to the channel, on a worker: validate (the stored payload), complete the recipient, clear
+  // (consent, suppression, quiet hours, caps), route, render, deliver. True when the message went to a
+  // channel: finish() then records its verdict and frees its room. Throws only before that.
+  bool process(const store::MessageRecord& record);
+  // The channel's verdict, on the thread that heard it (the transport's, a batch leader's, or the worker's):
+  // records it (record_outcome) and frees the message's room.
+  void finish(std::shared_ptr<Sending> sending, plugin::DeliveryOutcome outcome);
+  void record_outcome(const Sending& sending, const plugin::DeliveryOutcome& outcome);
+  // The gateway itself failed while handling a claimed message (decide_after_error).
+  void fail_inside(const store::MessageRecord& record, const std::string& what);
   // Records `t`; when the store cannot, keeps it to try again (the message stays `dispatched` meanwhile,
   // and a restart requeues it).
   void record(store::Transition t, int64_t now_ms);

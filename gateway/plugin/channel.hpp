@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -147,7 +148,8 @@ struct DeliveryOutcome {
   bool deactivate_contact = false;
   // For a retry: what kind of trouble, a short fixed word for metrics labels (the reason is free text):
   // transport_error, server_error (5xx), throttled (429), refused (another answer the plugin retries),
-  // prerequisite (the plugin could not build the request now), plugin (a direct-delivery plugin's retry).
+  // prerequisite (the plugin could not build the request now), plugin (a direct-delivery plugin's retry),
+  // host (the gateway failed while delivering: Channel::deliver).
   std::string cause;
   // The channel's circuit is open and this delivery was not the probe: nothing was sent, no attempt was
   // used; retry_after_ms says when the next probe may go.
@@ -169,9 +171,17 @@ class Channel {
   // Creates the plugin instance; false with `error` set when the plugin refuses its settings.
   bool create(const std::vector<std::pair<std::string, std::string>>& settings, std::string& error);
 
-  // Hands one delivery to the plugin and returns its verdict. Thread-safe as the ABI requires. With a
-  // batch window (and a plugin that batches) the call may wait up to that window for concurrent
-  // deliveries of identical content to share one request; the verdict is still this delivery's own.
+  // Hands one delivery to the plugin; `done` gets its verdict exactly once, also when the host itself fails
+  // (a retry, "host.error: ..."). Thread-safe as the ABI requires. The caller's thread builds the provider
+  // requests and returns while they are on the wire: `done` then runs on the transport's thread, and must
+  // be quick and must not throw. It runs on the caller's thread, before this returns, when nothing goes to
+  // the wire (the circuit is open, the build failed) or the plugin does its own I/O (on_deliver). With a
+  // batch window (and a plugin that batches) the first delivery of a content leads its batch: its caller
+  // waits up to the window for deliveries of identical content to join, then sends the one request and
+  // calls every member's `done`; a member's caller returns at once. The verdict is still each one's own.
+  using DeliveryDone = std::function<void(DeliveryOutcome)>;
+  void deliver(DeliveryRequest request, DeliveryDone done);
+  // The same, waiting for the verdict.
   DeliveryOutcome deliver(const DeliveryRequest& request);
 
   // A provider's webhook call: the plugin verifies its signature and normalises it into `events`. False
@@ -206,15 +216,20 @@ class Channel {
   struct HostServices;  // the tayori_host callbacks; defined in host_services.cpp
 
  private:
-  struct BatchMember;  // one delivery waiting in a batch, and the verdict its leader hands it
+  struct Attempt;      // one delivery on its way, owning what the plugin's view of it points into (delivery.cpp)
+  struct BatchMember;  // one delivery in a batch, and the verdict its leader hands it
   struct BatchGroup;   // the deliveries of one content gathered during a window
 
-  // The sans-I/O path: on_build -> the host transport -> on_classify, for each request the plugin built.
-  DeliveryOutcome deliver_through_transport(const tayori_delivery& delivery);
+  // The sans-I/O path: on_build -> the host transport -> on_classify, for each request the plugin built in
+  // turn; the attempt's `done` is called from the last answer's completion.
+  void deliver_through_transport(std::shared_ptr<Attempt> attempt);
+  void send_next(std::shared_ptr<Attempt> attempt);
   // The sans-I/O path with a batch window: join or lead a group of identical content (see batching.cpp).
-  DeliveryOutcome deliver_batched(const tayori_delivery& delivery);
+  void deliver_batched(std::shared_ptr<Attempt> attempt);
   // The leader's work: on_build_batch -> one request -> on_classify per member; fills every member's verdict.
-  void send_batch(const std::vector<BatchMember*>& members);
+  void send_batch(std::vector<BatchMember>& members);
+  // The verdict of a delivery the open circuit holds back: nothing sent, try after the next probe.
+  DeliveryOutcome circuit_wait(int64_t now_ms) const;
   // One request to the provider, its answer told to the circuit breaker.
   transport::Response send(transport::Request request);
 

@@ -107,6 +107,14 @@ struct OutboundTransport::Impl {
       const PoolOptions* cfg = cfg_it == config_copy.end() ? nullptr : &cfg_it->second;
       const int limit = max_concurrent(cfg);
       while (!pool.pending.empty() && pool.active < limit) {
+        // Asked before the rate limiter: a request that will not start spends no token.
+        if (Transfer& next = *pool.pending.front(); next.request.admit && !admitted(next)) {
+          std::unique_ptr<Transfer> t = std::move(pool.pending.front());
+          pool.pending.pop_front();
+          t->response.not_started = true;
+          t->complete();
+          continue;
+        }
         if (cfg && cfg->rate_limiter && !cfg->rate_limiter->try_acquire(now)) {
           const int64_t w = std::max<int64_t>(1, cfg->rate_limiter->next_available(now) - now);
           wait = wait < 0 ? w : std::min(wait, w);
@@ -133,6 +141,17 @@ struct OutboundTransport::Impl {
       }
     }
     return wait;
+  }
+
+  // Request::admit, guarded: it is the caller's code on this thread, and an exception is a "no" that says why.
+  static bool admitted(Transfer& t) {
+    try {
+      if (t.request.admit()) return true;
+      t.fail(CURLE_ABORTED_BY_CALLBACK, "not started: the sender withdrew it");
+    } catch (const std::exception& e) {
+      t.fail(CURLE_ABORTED_BY_CALLBACK, std::string("not started: admit failed: ") + e.what());
+    }
+    return false;
   }
 
   // Completes finished transfers; returns how many.

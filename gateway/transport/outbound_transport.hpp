@@ -83,6 +83,10 @@ struct Request {
   std::string username;                // SMTP AUTH user; empty = no AUTH
   std::string password;                // SMTP AUTH password
   bool allow_plaintext = false;        // SMTP: smtp:// without STARTTLS (loopback relays, tests)
+  // Asked on the transport's thread just before the transfer starts, after any wait in its pool's queue:
+  // false and it never starts (Response::not_started). A caller whose reason to send may have gone while
+  // the request queued (its provider's circuit opened) says so here. Empty: always start.
+  std::function<bool()> admit;
 };
 
 // What came back. For SMTP, `transport_error` and `status` say who ended the transaction:
@@ -109,6 +113,8 @@ struct Response {
   std::string body;  // HTTP body; SMTP: the server's final reply
   std::string http_version_used;  // "1.0", "1.1", "2", "3", or "" when no response
   int64_t new_connections = 0;    // connections libcurl opened for this transfer (0 = reused one)
+  // Request::admit said no: nothing was sent (transport_error CURLE_ABORTED_BY_CALLBACK, error_text says so).
+  bool not_started = false;
 
   bool ok() const { return transport_error == 0 && status >= 200 && status < 300; }
   std::string_view header(std::string_view lower_name) const {

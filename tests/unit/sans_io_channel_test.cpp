@@ -2,6 +2,7 @@
 // (libcurl multi) sends it to a real local HTTP server, and the plugin classifies the real answer.
 #include <gtest/gtest.h>
 
+#include <condition_variable>
 #include <mutex>
 #include <thread>
 #include <nlohmann/json.hpp>
@@ -19,8 +20,11 @@ class Provider final : public api::Handler {
  public:
   void handle(api::HttpRequest request, api::Responder respond) override {
     {
-      std::lock_guard lock(mutex_);
+      std::unique_lock lock(mutex_);
       received.push_back(request);
+      arrived_.notify_all();
+      // Held: the request stays on the wire until the test lets it go.
+      released_.wait_for(lock, std::chrono::seconds(10), [&] { return !hold; });
     }
     auto body = nlohmann::json::parse(request.body, nullptr, false);
     std::string to = body.is_object() ? body.value("to", "") : "";
@@ -38,14 +42,50 @@ class Provider final : public api::Handler {
     }
     respond(r);
   }
+  // Waits until `n` requests have arrived (false after 10 s).
+  bool wait_for_requests(size_t n) {
+    std::unique_lock lock(mutex_);
+    return arrived_.wait_for(lock, std::chrono::seconds(10), [&] { return received.size() >= n; });
+  }
+  void release() {
+    std::lock_guard lock(mutex_);
+    hold = false;
+    released_.notify_all();
+  }
+  size_t count() {
+    std::lock_guard lock(mutex_);
+    return received.size();
+  }
+
   std::mutex mutex_;
+  std::condition_variable arrived_, released_;
+  bool hold = false;
   std::vector<api::HttpRequest> received;
+};
+
+// A delivery's verdicts as they come, from whichever thread.
+struct Verdicts {
+  Channel::DeliveryDone done() {
+    return [this](DeliveryOutcome o) {
+      std::lock_guard lock(mutex);
+      outcomes.push_back(std::move(o));
+      came.notify_all();
+    };
+  }
+  std::vector<DeliveryOutcome> wait_for(size_t n) {
+    std::unique_lock lock(mutex);
+    came.wait_for(lock, std::chrono::seconds(10), [&] { return outcomes.size() >= n; });
+    return outcomes;
+  }
+  std::mutex mutex;
+  std::condition_variable came;
+  std::vector<DeliveryOutcome> outcomes;
 };
 
 class SansIoChannel : public ::testing::Test {
  protected:
   void SetUp() override {
-    server_ = std::make_unique<api::HttpServer>(provider_, api::ServerLimits{}, 1);
+    server_ = std::make_unique<api::HttpServer>(provider_, api::ServerLimits{}, 4);
     port_ = server_->start("127.0.0.1", 0);
     registry_ = build("http://127.0.0.1:" + std::to_string(port_), &transport_);
     ASSERT_TRUE(registry_.registry) << registry_.errors.at(0).to_string();
@@ -61,13 +101,16 @@ class SansIoChannel : public ::testing::Test {
     return build_registry(*loaded.config, clock_, transport);
   }
 
-  DeliveryOutcome send(const std::string& to, const std::string& text = "こんにちは") {
+  static DeliveryRequest sms(const std::string& to, const std::string& text = "こんにちは") {
     DeliveryRequest d;
     d.message_id = "m-" + to;
     d.delivery_id = "d-" + to;
     d.contact = to;
     d.content = {{"text", text}};
-    return registry_.registry->find("sms")->deliver(d);
+    return d;
+  }
+  DeliveryOutcome send(const std::string& to, const std::string& text = "こんにちは") {
+    return registry_.registry->find("sms")->deliver(sms(to, text));
   }
 
   SystemClock clock_;
@@ -158,6 +201,43 @@ TEST_F(SansIoChannel, AnUnreachableProviderOpensTheCircuitToo) {
   DeliveryOutcome o = send("+819012345678");
   EXPECT_EQ(o.cause, "transport_error");
   EXPECT_TRUE(send("+819012345678").circuit_open);
+}
+
+// A delivery holds no thread while its request is on the wire: one caller fills the channel's concurrency,
+// and the verdicts come back on the transport's thread once the provider answers.
+TEST_F(SansIoChannel, OneCallerKeepsSeveralDeliveriesOnTheWireAtOnce) {
+  Channel& channel = *registry_.registry->find("sms");
+  provider_.hold = true;
+  Verdicts verdicts;
+  for (int i = 0; i < 4; ++i) channel.deliver(sms("+81900000000" + std::to_string(i)), verdicts.done());
+  EXPECT_TRUE(provider_.wait_for_requests(4)) << "on the wire at once: " << provider_.count();
+  EXPECT_TRUE(verdicts.outcomes.empty());
+  provider_.release();
+  auto outcomes = verdicts.wait_for(4);
+  ASSERT_EQ(outcomes.size(), 4u);
+  for (const auto& o : outcomes) EXPECT_EQ(o.kind, OutcomeKind::delivered) << o.reason;
+}
+
+// Deliveries queued behind the channel's concurrency were admitted while the circuit was closed; once it
+// opens they do not start (as they would not have been admitted then): they wait for the probe, unsent.
+TEST_F(SansIoChannel, DeliveriesQueuedWhenTheCircuitOpensAreNotSent) {
+  registry_ = build("http://127.0.0.1:" + std::to_string(port_), &transport_,
+                    "    concurrency: 1\n    circuit_breaker: {failures: 1, probe_interval: 1h}\n");
+  ASSERT_TRUE(registry_.registry);
+  Channel& channel = *registry_.registry->find("sms");
+  provider_.hold = true;
+  Verdicts verdicts;
+  channel.deliver(sms("+819000000503"), verdicts.done());
+  ASSERT_TRUE(provider_.wait_for_requests(1));
+  for (int i = 0; i < 3; ++i) channel.deliver(sms("+81901234567" + std::to_string(i)), verdicts.done());
+  provider_.release();  // the first answers 503 and opens the circuit; the others are still queued
+  auto outcomes = verdicts.wait_for(4);
+  ASSERT_EQ(outcomes.size(), 4u);
+  EXPECT_EQ(provider_.count(), 1u);
+  EXPECT_EQ(channel.circuit().state(), transport::CircuitState::open);
+  int waiting = 0;
+  for (const auto& o : outcomes) waiting += o.circuit_open ? 1 : 0;
+  EXPECT_EQ(waiting, 3);
 }
 
 TEST_F(SansIoChannel, WithoutATransportASansIoPluginIsRefused) {
