@@ -45,6 +45,7 @@ const char* kUsage =
     "  --channel NAME     channel each message asks for (default email)\n"
     "  --contact KIND     the recipient's contact: email (default), phone, line, push.fcm, push.apns\n"
     "  --purpose P        transactional (default) or marketing (consent, quiet hours and caps apply)\n"
+    "  --same-content     every message says the same (a batching channel may carry them in one request)\n"
     "  --timeout-ms N     per-request time limit (default 30000)\n"
     "  --json             print the result as one JSON object instead of a key=value line\n";
 
@@ -59,6 +60,7 @@ struct Options {
   std::string channel = "email";
   std::string contact = "email";
   std::string purpose = "transactional";
+  bool same_content = false;
   long timeout_ms = 30'000;
   bool json = false;
 };
@@ -106,6 +108,8 @@ Options parse_options(int argc, char** argv) {
       o.contact = value();
     else if (a == "--purpose")
       o.purpose = value();
+    else if (a == "--same-content")
+      o.same_content = true;
     else if (a == "--timeout-ms")
       o.timeout_ms = to_long(a, value(), 1);
     else if (a == "--json")
@@ -171,7 +175,8 @@ json contacts(const std::string& kind, long n, const std::string& r) {
 // subject and text (email), text (SMS, LINE), title and body (FCM, APNs), so one shape suits every channel.
 json message(const Options& o, const std::string& id, long n) {
   std::string r = std::to_string(n % 100'000);
-  std::string text = "Order " + r + " is on its way and should arrive within two days.";
+  std::string text = o.same_content ? std::string("Your order is on its way and should arrive within two days.")
+                                    : "Order " + r + " is on its way and should arrive within two days.";
   return {
       {"id", id},
       {"recipient", {{"id", "user-" + r}, {"locale", "ja-JP"}, {"contacts", contacts(o.contact, n, r)}}},

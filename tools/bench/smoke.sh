@@ -38,16 +38,17 @@ expect channels.sh "$out" "${patterns[@]}" '^android: 1 OAuth grant' '^ios: 1 AP
   '^tayori channels bench: OK$'
 out=$(TAYORI_BENCH_MESSAGES=200 TAYORI_BENCH_BATCH=100 TAYORI_BENCH_CONNECTIONS=8 TAYORI_BENCH_BATCH_CONNECTIONS=2 \
       TAYORI_BENCH_WORKERS=8 TAYORI_BENCH_CEILING_SECONDS=1 TAYORI_BENCH_DRAIN_TIMEOUT=60 \
-      TAYORI_BENCH_PHASES="intake-single intake-batch e2e-single e2e-batch pg-batch pg2-batch" \
+      TAYORI_BENCH_PHASES="intake-single intake-batch e2e-single e2e-batch pg-batch pg2-batch line-batch" \
       bash "$(dirname "$0")/throughput.sh" "$BUILD" 2>&1)
 rc=$?
 echo "$out"
 if (( rc != 0 )); then echo "smoke.sh: throughput.sh exited $rc" >&2; exit 1; fi
 patterns=('^ceiling: wrk .* [0-9]+ req/s$')
-for p in intake-single intake-batch e2e-single e2e-batch pg-batch pg2-batch; do
+for p in intake-single intake-batch e2e-single e2e-batch pg-batch pg2-batch line-batch; do
   patterns+=("^$p: tayori_load: .* failed=0$" "^$p +[0-9]+ +[0-9.]+ +[0-9.]+ ")
 done
 expect throughput.sh "$out" "${patterns[@]}" '^pg-batch / e2e-batch: [0-9.]+$' '^pg2-batch / pg-batch: [0-9.]+$' \
   '^tayori-sim received [0-9]+ SMS requests for [0-9]+ delivered messages$' \
+  '^tayori-sim received [0-9]+ LINE requests naming [0-9]+ recipients .* for [0-9]+ delivered messages$' \
   '^tayori throughput bench: OK$'
 echo "smoke.sh: OK"

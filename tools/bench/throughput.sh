@@ -10,6 +10,9 @@
 #                 the load until every message is `delivered` in the store
 #   *-single      one message per request on TAYORI_BENCH_CONNECTIONS (64) connections
 #   *-batch       TAYORI_BENCH_BATCH (100) messages per request on TAYORI_BENCH_BATCH_CONNECTIONS (8) connections
+#   line-batch    (not in the default phases) LINE with multicast: the same text to every recipient, through the
+#                 line plugin with a batch window, so deliveries of identical content share one multicast request
+#                 (up to 500 recipients) to tayori-sim's LINE endpoint; its rate is recipients per second
 #
 # Each row prints msg/s, that rate against the issue's target, against the ceiling, and the write amplification
 # per message read from the gateway's /metrics (tayori_store_writes_total): commits (one fsync each), SQL
@@ -30,6 +33,7 @@
 #                                   also pg-single, pg-batch (one node on PostgreSQL, a throw-away cluster with
 #                                   fsync on, as SQLite's synchronous=FULL) and pg2-single, pg2-batch (two nodes
 #                                   on it, the load split between them); the ratios between engines are printed
+#   TAYORI_BENCH_LINE_WINDOW        the LINE channel's batch_window (line-batch)  (default 100ms)
 #   TAYORI_BENCH_DRAIN_TIMEOUT      seconds to wait for delivery per phase       (default 300)
 #   TAYORI_BENCH_KEEP=1             keep the temp dir (configs, databases, logs)
 #   TAYORI_BIN, TAYORI_LOAD_BIN, TAYORI_SIM_BIN, TAYORI_PLUGIN_DIR override the paths derived from BUILD_DIR.
@@ -56,6 +60,7 @@ CEILING_SECONDS=${TAYORI_BENCH_CEILING_SECONDS:-5}
 SIM_THREADS=${TAYORI_BENCH_SIM_THREADS:-2}
 PHASES=${TAYORI_BENCH_PHASES:-intake-single intake-batch e2e-single e2e-batch}
 DRAIN_TIMEOUT=${TAYORI_BENCH_DRAIN_TIMEOUT:-300}
+LINE_WINDOW=${TAYORI_BENCH_LINE_WINDOW:-100ms}
 
 die() { echo "throughput.sh: $*" >&2; exit 1; }
 
@@ -87,6 +92,12 @@ sim_count() {
   curl -fsS --max-time 60 "$STANDINS_SIM_URL/_sim/requests?provider=twilio" | jq -r '"\(length) \([.[].body] | unique | length)"' ||
     die "GET /_sim/requests failed"
 }
+# LINE: "REQUESTS RECIPIENTS" tayori-sim received (a multicast names up to 500 recipients, a push one).
+line_count() {
+  curl -fsS --max-time 60 "$STANDINS_SIM_URL/_sim/requests?provider=line" |
+    jq -r '"\(length) \([.[].body | fromjson | .to | if type == "array" then length else 1 end] | add // 0)"' ||
+    die "GET /_sim/requests failed"
+}
 
 # ---- The ceiling: the endpoint alone --------------------------------------------------------------------
 cat >"$TMP/post.lua" <<EOF
@@ -101,6 +112,7 @@ grep -q 'Non-2xx' <<<"$wrk_out" && die "tayori-sim refused wrk's requests: $wrk_
 CEILING=$(awk '/^Requests\/sec:/ { printf "%.0f", $2 }' <<<"$wrk_out")
 [[ -n $CEILING ]] || die "no Requests/sec in wrk's output: $wrk_out"
 read -r SIM_BASE _ <<<"$(sim_count)"
+read -r LINE_REQUESTS_BASE LINE_BASE <<<"$(line_count)"
 
 # ---- Gateways --------------------------------------------------------------------------------------------
 # The demo's policy, with two changes that keep every message sendable while every rule is still evaluated:
@@ -108,7 +120,8 @@ read -r SIM_BASE _ <<<"$(sim_count)"
 # from now in the recipients' zone.
 quiet_from=$(( (10#$(TZ=Asia/Tokyo date +%H) + 12) % 24 ))
 quiet_to=$(( (quiet_from + 1) % 24 ))
-export TAYORI_BENCH_KEY="bench-$RANDOM$RANDOM-$$" BENCH_TWILIO_TOKEN=$STANDINS_TWILIO_TOKEN
+export TAYORI_BENCH_KEY="bench-$RANDOM$RANDOM-$$" BENCH_TWILIO_TOKEN=$STANDINS_TWILIO_TOKEN \
+  BENCH_LINE_TOKEN=$STANDINS_LINE_TOKEN
 start_gateway() {  # start_gateway NAME DISPATCHER_ENABLED [NODE_ID: on PostgreSQL] [OUT_DIR]
   local out=${4:-$TMP}
   mkdir -p "$TMP/$1"
@@ -137,6 +150,15 @@ channels:
       account_sid: $STANDINS_TWILIO_SID
       auth_token_env: BENCH_TWILIO_TOKEN
       from: "$STANDINS_TWILIO_FROM"
+  - name: line
+    plugin: line
+    contact: line
+    inbound: false
+    concurrency: $WORKERS
+    batch_window: $LINE_WINDOW
+    settings:
+      base_url: $STANDINS_SIM_URL
+      channel_access_token_env: BENCH_LINE_TOKEN
 policy:
   default_timezone: Asia/Tokyo
   consent:
@@ -145,7 +167,7 @@ policy:
       marketing: opted_in
   quiet_hours:
     - name: marketing_night
-      channels: [sms]
+      channels: [sms, line]
       purpose: marketing
       from: "$(printf '%02d' "$quiet_from"):00"
       to: "$(printf '%02d' "$quiet_to"):00"
@@ -199,12 +221,12 @@ phase() {
     requests=$(( requests / 2 )) connections=$(( (connections + 1) / 2 ))
     expected=$(( (requests + warmup) * batch * 2 ))
     TAYORI_API_KEY=$TAYORI_BENCH_KEY "$LOAD_BIN" --url "$URL2" --concurrency "$connections" --requests "$requests" \
-      --batch "$batch" --warmup "$warmup" --channel sms --contact phone --purpose marketing \
+      --batch "$batch" --warmup "$warmup" $LOAD_CHANNEL --purpose marketing \
       --id-prefix "tp-$$-$name-2" >"$TMP/load2.out" &
     LOAD2_PID=$!
   fi
   TAYORI_API_KEY=$TAYORI_BENCH_KEY "$LOAD_BIN" --url "$URL" --concurrency "$connections" --requests "$requests" \
-    --batch "$batch" --warmup "$warmup" --channel sms --contact phone --purpose marketing \
+    --batch "$batch" --warmup "$warmup" $LOAD_CHANNEL --purpose marketing \
     --id-prefix "tp-$$-$name" >"$TMP/load.out" &
   LOAD_PID=$!
   wait "$LOAD_PID" || die "tayori_load failed in the $name phase"
@@ -237,7 +259,7 @@ phase() {
 target_of() {
   case $1 in
     intake-single) echo 25000 ;; intake-batch) echo 100000 ;; e2e-single | pg-single | pg2-single) echo 8000 ;;
-    e2e-batch | pg-batch | pg2-batch) echo 20000 ;;
+    e2e-batch | pg-batch | pg2-batch) echo 20000 ;; line-batch) echo 50000 ;;
   esac
 }
 
@@ -245,6 +267,7 @@ echo "tayori throughput bench: $(nproc) cores, $MESSAGES messages per phase, dis
      "tayori-sim threads $SIM_THREADS"
 echo "ceiling: wrk -t2 -c$CONNECTIONS ${CEILING_SECONDS}s against tayori-sim's Twilio endpoint: $CEILING req/s"
 sent_e2e=0
+sent_line=0
 current=""
 for p in $PHASES; do
   kind=${p%%-*} shape=${p#*-}
@@ -253,8 +276,11 @@ for p in $PHASES; do
     intake) enabled=false delivers=0 ;;
     e2e) enabled=true delivers=1 ;;
     pg | pg2) enabled=true delivers=1 node_id=node-1 ;;
+    line) enabled=true delivers=1 ;;
     *) die "unknown phase $p" ;;
   esac
+  LOAD_CHANNEL="--channel sms --contact phone"
+  [[ $kind == line ]] && LOAD_CHANNEL="--channel line --contact line --same-content"
   if [[ -n $node_id && -z ${PG_URL:-} ]]; then
     chmod o+x "$TMP"  # the server runs as postgres and needs its socket folder
     pg_start "$TMP/pg"
@@ -269,7 +295,11 @@ for p in $PHASES; do
     current=$kind
   fi
   phase "$p" "$batch" "$conns" "$delivers"
-  (( delivers )) && sent_e2e=$(( sent_e2e + R[$p.messages] ))
+  if [[ $kind == line ]]; then
+    sent_line=$(( sent_line + R[$p.messages] ))
+  elif (( delivers )); then
+    sent_e2e=$(( sent_e2e + R[$p.messages] ))
+  fi
 done
 stop_second_node
 stop_gateway
@@ -278,6 +308,9 @@ stop_gateway
 read -r total _ <<<"$(sim_count)"
 received=$(( total - SIM_BASE ))
 (( received == sent_e2e )) || die "tayori-sim received $received SMS requests for $sent_e2e delivered messages"
+read -r line_requests line_total <<<"$(line_count)"
+line_requests=$(( line_requests - LINE_REQUESTS_BASE )) line_received=$(( line_total - LINE_BASE ))
+(( line_received == sent_line )) || die "tayori-sim's LINE endpoint named $line_received recipients for $sent_line delivered messages"
 
 echo
 printf '%-14s %9s %8s %10s %9s %10s %8s %10s %11s %9s %12s %12s\n' \
@@ -285,7 +318,7 @@ printf '%-14s %9s %8s %10s %9s %10s %8s %10s %11s %9s %12s %12s\n' \
   'sim cpu us/msg'
 for p in $PHASES; do
   vs_ceiling=n/a
-  [[ $p != intake-* ]] && vs_ceiling=$(div "${R[$p.rate]}" "$CEILING")
+  [[ $p != intake-* && $p != line-* ]] && vs_ceiling=$(div "${R[$p.rate]}" "$CEILING")
   printf '%-14s %9s %8s %10s %9s %10s %8s %10s %11s %9s %12s %12s\n' "$p" "${R[$p.messages]}" "${R[$p.seconds]}" \
     "${R[$p.rate]}" "${R[$p.p99]}" "$(div "${R[$p.rate]}" "$(target_of "$p")")" "$vs_ceiling" "${R[$p.commits]}" \
     "${R[$p.statements]}" "${R[$p.pages]}" "${R[$p.gw_us]}" "${R[$p.sim_us]}"
@@ -298,6 +331,9 @@ for shape in single batch; do
   done
 done
 echo
-echo "targets (msg/s): intake-single 25000, intake-batch 100000, e2e-single 8000, e2e-batch 20000; ceiling $CEILING req/s"
+echo "targets (msg/s): intake-single 25000, intake-batch 100000, e2e-single 8000, e2e-batch 20000," \
+     "line-batch 50000 recipients/s; ceiling $CEILING req/s"
 echo "tayori-sim received $received SMS requests for $sent_e2e delivered messages"
+(( sent_line )) && echo "tayori-sim received $line_requests LINE requests naming $line_received recipients" \
+  "($(div "$line_received" "$line_requests") per request) for $sent_line delivered messages"
 echo "tayori throughput bench: OK"
