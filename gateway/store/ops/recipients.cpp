@@ -47,9 +47,11 @@ namespace {
 // Keeps table contact_points in step with the recipient's contacts: one row per contact point, so that an
 // inbound event (STOP, unfollow) finds every recipient of its contact point by index. Only string values
 // are contact points (push tokens are lists, never reported back as one contact).
-void put_contact_points(sql::Connection& c, const std::string& id, const std::string& contacts_json) {
-  c.prepare("DELETE FROM contact_points WHERE recipient_id = ?1").bind(1, id).exec();
-  nlohmann::json contacts = nlohmann::json::parse(contacts_json, nullptr, false);
+// `stored_before`: the recipient may have contact points already, to be replaced (false only when its row was
+// just looked up and not found: a new recipient, as most are in a campaign to new sign-ups, needs no DELETE).
+void put_contact_points(sql::Connection& c, const std::string& id, const nlohmann::json& contacts,
+                        bool stored_before = true) {
+  if (stored_before) c.prepare("DELETE FROM contact_points WHERE recipient_id = ?1").bind(1, id).exec();
   if (!contacts.is_object()) return;
   for (const auto& [kind, value] : contacts.items()) {
     if (!value.is_string() || value.get<std::string>().empty()) continue;
@@ -60,10 +62,8 @@ void put_contact_points(sql::Connection& c, const std::string& id, const std::st
   }
 }
 
-}  // namespace
-
-void put_recipient(sql::Connection& c, const std::string& id, const std::string& timezone, const std::string& locale,
-                   const std::string& contacts_json, int64_t now_ms) {
+void upsert_recipient(sql::Connection& c, const std::string& id, const std::string& timezone,
+                      const std::string& locale, const std::string& contacts_json, int64_t now_ms) {
   c.prepare(
        "INSERT INTO recipients(id, timezone, locale, contacts, updated_at, erased_at) VALUES(?1, ?2, ?3, ?4, ?5, NULL) "
        "ON CONFLICT(id) DO UPDATE SET timezone = ?2, locale = ?3, contacts = ?4, updated_at = ?5, erased_at = NULL")
@@ -73,7 +73,14 @@ void put_recipient(sql::Connection& c, const std::string& id, const std::string&
       .bind(4, contacts_json)
       .bind(5, now_ms)
       .exec();
-  put_contact_points(c, id, contacts_json);
+}
+
+}  // namespace
+
+void put_recipient(sql::Connection& c, const std::string& id, const std::string& timezone, const std::string& locale,
+                   const std::string& contacts_json, int64_t now_ms) {
+  upsert_recipient(c, id, timezone, locale, contacts_json, now_ms);
+  put_contact_points(c, id, nlohmann::json::parse(contacts_json, nullptr, false));
 }
 
 void merge_recipient(sql::Connection& c, const std::string& id, const std::string& recipient_json, int64_t now_ms) {
@@ -82,11 +89,13 @@ void merge_recipient(sql::Connection& c, const std::string& id, const std::strin
   nlohmann::json contacts = nlohmann::json::object();
   std::string tz, locale, stored_contacts;
   bool current = false;  // stored and not erased
+  bool stored = false;   // a row exists (erased or not)
   sql::Statement& s = c.prepare(
                            "SELECT timezone, locale, contacts, CASE WHEN erased_at IS NULL THEN 1 ELSE 0 END "
                            "FROM recipients WHERE id = ?1")
                           .bind(1, id);
   if (s.step()) {
+    stored = true;
     tz = s.text(0);
     locale = s.text(1);
     stored_contacts = s.text(2);
@@ -103,7 +112,8 @@ void merge_recipient(sql::Connection& c, const std::string& id, const std::strin
   std::string merged_contacts = contacts.dump();
   // A recipient who comes back with what is stored already (the usual case) costs no write.
   if (current && tz == stored_tz && locale == stored_locale && merged_contacts == stored_contacts) return;
-  put_recipient(c, id, tz, locale, merged_contacts, now_ms);
+  upsert_recipient(c, id, tz, locale, merged_contacts, now_ms);
+  put_contact_points(c, id, contacts, stored);
 }
 
 bool erase_recipient(sql::Connection& c, WriteContext& w, const std::string& id, int64_t now_ms) {
@@ -118,7 +128,7 @@ bool erase_recipient(sql::Connection& c, WriteContext& w, const std::string& id,
       .bind(1, id)
       .bind(2, now_ms)
       .exec();
-  put_contact_points(c, id, "{}");
+  put_contact_points(c, id, nlohmann::json::object());
   std::vector<std::string> pending = all_rows(
       c.prepare("SELECT id FROM messages WHERE recipient_id = ?1 AND state = 'scheduled'").bind(1, id), first_text);
   for (const auto& m : pending) insert_event(c, m, {"cancelled", R"({"reason":"recipient_erased"})"}, now_ms);
