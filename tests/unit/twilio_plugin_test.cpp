@@ -213,6 +213,9 @@ TEST_F(TwilioScripted, ProviderAnswersBecomeOutcomes) {
        R"("price":null,"nested":{"sid":"NOTtheSID","list":[{"sid":"NOR"}]},"sid":"SMcccccccccccccccccccccccccccccccc",)"
        R"("status":"queued","subresource_uris":{"media":"/2010-04-01/Accounts/ACxx/Messages/SMc/Media.json"}})",
        {}, OutcomeKind::delivered, "", false, 0, "SMcccccccccccccccccccccccccccccccc"},
+      // Accepted, but no usable sid: a number, or an answer cut short after it. Delivered, with no id to match.
+      {201, R"({"sid":42,"status":"queued"})", {}, OutcomeKind::delivered, "", false, 0, ""},
+      {201, R"({"sid":"SMdddddddddddddddddddddddddddddddd","status":)", {}, OutcomeKind::delivered, "", false, 0, ""},
       {400, error(400, 21211, "The 'To' number +819012345678 is not a valid phone number."), {},
        OutcomeKind::permanent, "twilio.21211: The 'To' number +819012345678 is not a valid phone number.", true, 0, ""},
       {400, error(400, 21614, "'To' number is not a valid mobile number"), {}, OutcomeKind::permanent,
