@@ -432,8 +432,12 @@ void Dispatcher::fail_inside(const store::MessageRecord& record, const std::stri
   // A cap slot it may have taken stays: the failure may have come after the hand-over, and a retry of this
   // message is not counted against its own slot (caps err towards sending less).
   log::error("dispatcher", "message \"" + record.id + "\" failed inside the gateway: " + what);
-  int64_t now = clock_.now_ms();
-  this->record(decide_after_error(record, what, config_.retry, now, random_unit()), now);
+  // Recording it may fail as well (no memory): that is logged and counted, and the caller frees the room
+  // regardless, or stop() would wait for it forever; the message stays `dispatched` for requeue_in_flight.
+  run_guarded("dispatcher", "recording a failure inside the gateway", [&] {
+    int64_t now = clock_.now_ms();
+    this->record(decide_after_error(record, what, config_.retry, now, random_unit()), now);
+  });
 }
 
 // One message past the clearance and on its way: what finish() needs when its channel's verdict comes.
