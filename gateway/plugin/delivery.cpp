@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <future>
 
+#include <curl/curl.h>
+
 #include "plugin/channel_internal.hpp"
 #include "plugin/marshal.hpp"
 
@@ -25,6 +27,14 @@ bool provider_failed(transport::RequestKind kind, const transport::Response& r) 
 }  // namespace
 
 transport::Response exchange(transport::OutboundTransport& transport, transport::Request req) {
+  if (transport.on_transport_thread()) {
+    // A plugin's on_classify runs on the transport's thread (Channel::send_next): a host_exchange from there
+    // (or a host_token that must mint) would wait for the very loop it blocks.
+    transport::Response refused;
+    refused.transport_error = CURLE_RECURSIVE_API_CALL;
+    refused.error_text = "a request cannot wait on the transport's own thread (on_classify must not exchange)";
+    return refused;
+  }
   std::promise<transport::Response> answered;
   auto future = answered.get_future();
   transport.submit(std::move(req), [&answered](transport::Response r) { answered.set_value(std::move(r)); });

@@ -258,6 +258,10 @@ OutboundTransport::OutboundTransport(TransportOptions options) : impl_(std::make
   });
 }
 
+bool OutboundTransport::on_transport_thread() const {
+  return std::this_thread::get_id() == impl_->worker.get_id() || (smtp_lane_ && smtp_lane_->on_transport_thread());
+}
+
 OutboundTransport::~OutboundTransport() {
   shutdown();
   if (impl_->multi) curl_multi_cleanup(impl_->multi);

@@ -167,6 +167,10 @@ class OutboundTransport {
   // Stops the worker: every queued or in-flight request completes with the shutdown error. Idempotent.
   void shutdown();
 
+  // Whether the calling thread is one of this transport's own, where completions run: whoever waits there for
+  // a request of its own waits forever (plugin/delivery.cpp exchange() answers it an error instead).
+  bool on_transport_thread() const;
+
   // New connections opened so far (libcurl's CURLINFO_NUM_CONNECTS summed over finished transfers, the
   // SMTP lane's included), in total or for one pool key (pool_key_for). Any thread. A number that keeps
   // rising under steady load means kept connections are being closed instead of reused.

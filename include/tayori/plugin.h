@@ -26,7 +26,9 @@
  *
  * Threading: on_build, on_build_batch, on_classify, on_deliver and on_inbound may be called concurrently
  * from several host threads for the same instance; a plugin that keeps mutable state guards it itself.
- * on_create and on_destroy are never concurrent with anything else on that instance.
+ * on_create and on_destroy are never concurrent with anything else on that instance. on_classify runs on
+ * the host's I/O thread as the answer arrives: it must be quick and must not block, and a host_exchange
+ * from it (or a host_token that must mint) is answered at once with a transport failure, not sent.
  *
  * Strings: tayori_str is a pointer + length, UTF-8, NOT necessarily NUL-terminated.
  *

@@ -1,8 +1,10 @@
 // The sans-I/O path end to end inside the process: a plugin builds an HTTP request, the host transport
 // (libcurl multi) sends it to a real local HTTP server, and the plugin classifies the real answer.
+#include <curl/curl.h>
 #include <gtest/gtest.h>
 
 #include <condition_variable>
+#include <future>
 #include <mutex>
 #include <thread>
 #include <nlohmann/json.hpp>
@@ -10,6 +12,7 @@
 #include "api/http_server.hpp"
 #include "config/config.hpp"
 #include "plugin/channel.hpp"
+#include "plugin/channel_internal.hpp"
 #include "transport/outbound_transport.hpp"
 
 namespace tayori::plugin {
@@ -238,6 +241,26 @@ TEST_F(SansIoChannel, DeliveriesQueuedWhenTheCircuitOpensAreNotSent) {
   int waiting = 0;
   for (const auto& o : outcomes) waiting += o.circuit_open ? 1 : 0;
   EXPECT_EQ(waiting, 3);
+}
+
+// on_classify runs on the transport's thread: a waiting exchange from there (a plugin calling host_exchange in
+// on_classify) would wait for the loop it blocks. It is answered at once with an error and not sent.
+TEST_F(SansIoChannel, AnExchangeFromTheTransportsOwnThreadIsRefusedNotAwaited) {
+  transport::Request first;
+  first.method = "POST";
+  first.url = "http://127.0.0.1:" + std::to_string(port_) + "/";
+  first.body = R"({"to":"+819012345678"})";
+  std::promise<transport::Response> inner;
+  transport_.submit(first, [&](transport::Response) {
+    EXPECT_TRUE(transport_.on_transport_thread());
+    inner.set_value(exchange(transport_, first));
+  });
+  auto answered = inner.get_future();
+  ASSERT_EQ(answered.wait_for(std::chrono::seconds(10)), std::future_status::ready) << "the exchange waited";
+  transport::Response r = answered.get();
+  EXPECT_EQ(r.transport_error, CURLE_RECURSIVE_API_CALL);
+  EXPECT_EQ(provider_.count(), 1u);
+  EXPECT_FALSE(transport_.on_transport_thread());
 }
 
 TEST_F(SansIoChannel, WithoutATransportASansIoPluginIsRefused) {
