@@ -222,7 +222,8 @@ struct ClearanceFixture {
 
     policy::RecipientState rs = warm_state(kNoonTokyo, 2);
     wait([&](auto done) { store->append_consent("hanako", rs.consent, done); });
-    for (const auto& [contact, s] : rs.suppressed) wait([&](auto done) { store->add_suppression(s, done); });
+    // By entry, not a structured binding: clang before 16 cannot capture one in a lambda (C++20 allows it).
+    for (const auto& entry : rs.suppressed) wait([&](auto done) { store->add_suppression(entry.second, done); });
     for (const auto& s : rs.slots) store->take_slot("hanako", s);
     // The slots are counted at once; a release is a group-committed fence that they are in the table too.
     wait([&](auto done) { store->release_slot("fence", "fence", done); });
