@@ -100,11 +100,17 @@ void Channel::deliver_batched(std::shared_ptr<Attempt> a) {
       m.outcome = host_error(std::string("batch: ") + e.what());
     }
   }
+  // Each member is finished on its own: one that fails to go out alone (no memory) must not leave the
+  // members after it without a verdict, which would keep them in flight for ever.
   for (BatchMember& m : members) {
-    if (m.alone)
-      deliver_through_transport(std::move(m.attempt));
-    else
-      m.attempt->finish(std::move(m.outcome));
+    try {
+      if (m.alone)
+        deliver_through_transport(m.attempt);
+      else
+        m.attempt->finish(std::move(m.outcome));
+    } catch (const std::exception& e) {
+      m.attempt->finish(host_error(e.what()));
+    }
   }
 }
 
