@@ -216,6 +216,19 @@ TEST_F(TwilioScripted, ProviderAnswersBecomeOutcomes) {
       // Accepted, but no usable sid: a number, or an answer cut short after it. Delivered, with no id to match.
       {201, R"({"sid":42,"status":"queued"})", {}, OutcomeKind::delivered, "", false, 0, ""},
       {201, R"({"sid":"SMdddddddddddddddddddddddddddddddd","status":)", {}, OutcomeKind::delivered, "", false, 0, ""},
+      // The body is walked, not parsed: a string that quotes a sid, or holds brackets and escaped quotes, is
+      // text; a pretty-printed answer and an escaped sid read as Twilio meant them; an unbalanced answer or one
+      // with more after its object gives no sid.
+      {201,
+       "{\n  \"body\": \"\\\"sid\\\": \\\"SMfake\\\"} ] {\",\n  \"sid\" : \"SMeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee\"\n}\n",
+       {}, OutcomeKind::delivered, "", false, 0, "SMeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee"},
+      {201, R"({"sid":"SM\u0066fffffffffffffffffffffffffffffff"})", {}, OutcomeKind::delivered, "", false, 0,
+       "SMffffffffffffffffffffffffffffffff"},
+      {201, R"({"sid":"SMgggggggggggggggggggggggggggggggg","links":{"media":"x"})", {}, OutcomeKind::delivered, "", false,
+       0, ""},
+      {201, R"({"sid":"SMhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhh"} {"sid":"SMother"})", {}, OutcomeKind::delivered, "", false,
+       0, ""},
+      {201, R"(["SMiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiii"])", {}, OutcomeKind::delivered, "", false, 0, ""},
       {400, error(400, 21211, "The 'To' number +819012345678 is not a valid phone number."), {},
        OutcomeKind::permanent, "twilio.21211: The 'To' number +819012345678 is not a valid phone number.", true, 0, ""},
       {400, error(400, 21614, "'To' number is not a valid mobile number"), {}, OutcomeKind::permanent,
