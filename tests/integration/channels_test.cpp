@@ -6,6 +6,7 @@
 
 #include "harness.hpp"
 #include "sim_harness.hpp"
+#include "required_tool.hpp"
 
 namespace tayori::testing {
 namespace {
@@ -43,7 +44,7 @@ Json parse_mime(const std::string& stored) {
 class Channels : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!SmtpServer::available()) GTEST_SKIP() << "python3-aiosmtpd is not installed (tools/setup.sh installs it)";
+    TAYORI_REQUIRE_TOOL(SmtpServer::available(), "python3-aiosmtpd is not installed (tools/setup.sh installs it)");
     tls_files();
     sim_ = std::make_unique<Sim>(with_fcm(), true);
     smtp_ = std::make_unique<SmtpServer>(dir_.file("maildir"));

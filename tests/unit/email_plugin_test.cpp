@@ -20,6 +20,7 @@
 #include "test_support.hpp"
 #include "transport/crypto.hpp"
 #include "transport/outbound_transport.hpp"
+#include "required_tool.hpp"
 
 namespace tayori::plugin {
 namespace {
@@ -532,8 +533,8 @@ transport::Response submit(transport::OutboundTransport& transport, const Built&
 }
 
 TEST(EmailPluginSmtp, BuiltMessagesAreAcceptedAndBouncesClassified) {
-  if (std::system((test::python3() + " -c 'import aiosmtpd' >/dev/null 2>&1").c_str()) != 0)
-    GTEST_SKIP() << "python3-aiosmtpd is not installed (tools/setup.sh installs it)";
+  TAYORI_REQUIRE_TOOL(std::system((test::python3() + " -c 'import aiosmtpd' >/dev/null 2>&1").c_str()) == 0,
+                      "python3-aiosmtpd is not installed (tools/setup.sh installs it)");
   SmtpServer server({"--reject-rcpt", "gone@example.jp:550", "--reject-rcpt", "busy@example.jp:451"});
   ASSERT_GT(server.port(), 0) << "smtp_server.py did not start";
   FakeHostPlugin p("      url: smtp://127.0.0.1:" + std::to_string(server.port()) +

@@ -33,6 +33,7 @@
 #include "common/thread_guard.hpp"
 #include "test_support.hpp"
 #include "transport/outbound_transport.hpp"
+#include "required_tool.hpp"
 
 extern char** environ;
 
@@ -416,7 +417,7 @@ TEST(HttpTransport, PoolKeyDefaultsToOrigin) {
 class Http2Test : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (::access(kNghttpd, X_OK) != 0) GTEST_SKIP() << "nghttpd not installed (apt-get install nghttp2-server)";
+    TAYORI_REQUIRE_TOOL(::access(kNghttpd, X_OK) == 0, "nghttpd is not installed (apt-get install nghttp2-server)");
     std::ofstream(dir_.file("hello.txt")) << "hello over h2";
   }
   std::unique_ptr<Child> start_nghttpd(bool tls, uint16_t& port) {

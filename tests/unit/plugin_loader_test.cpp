@@ -20,6 +20,7 @@
 #include "config/config.hpp"
 #include "plugin/channel.hpp"
 #include "transport/outbound_transport.hpp"
+#include "required_tool.hpp"
 
 namespace tayori::plugin {
 namespace {
@@ -689,7 +690,7 @@ TEST(PluginSymbols, SdkFixturesExportOnlyTheEntry) {
   for (const char* name :
        {"fixture_scripted", "fixture_throwing", "fixture_typed_settings", "fixture_newer_minor", "fixture_batch"}) {
     auto symbols = exported_symbols(fixture(name));
-    if (!symbols) GTEST_SKIP() << "nm is not available";
+    TAYORI_REQUIRE_TOOL(symbols, "nm is not available (binutils)");
     EXPECT_THAT(*symbols, ::testing::ElementsAre(TAYORI_PLUGIN_ENTRY_SYMBOL)) << name;
   }
 }
@@ -698,7 +699,7 @@ TEST(PluginSymbols, SdkFixturesExportOnlyTheEntry) {
 // instantiations and GNU-unique statics, which -fvisibility=hidden cannot hide.
 TEST(PluginSymbols, FileSinkExportsOnlyTheEntry) {
   auto symbols = exported_symbols(std::string(TAYORI_PLUGIN_DIR) + "/file_sink.so");
-  if (!symbols) GTEST_SKIP() << "nm is not available";
+  TAYORI_REQUIRE_TOOL(symbols, "nm is not available (binutils)");
   EXPECT_THAT(*symbols, ::testing::ElementsAre(TAYORI_PLUGIN_ENTRY_SYMBOL));
 }
 

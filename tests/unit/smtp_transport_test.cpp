@@ -31,6 +31,7 @@
 
 #include "test_support.hpp"
 #include "transport/outbound_transport.hpp"
+#include "required_tool.hpp"
 
 extern char** environ;
 
@@ -245,8 +246,8 @@ class SmtpTransport : public ::testing::Test {
     pki_ = nullptr;
   }
   void SetUp() override {
-    if (!aiosmtpd_available())
-      GTEST_SKIP() << "python3-aiosmtpd is not installed for " << kPython << " (tools/setup.sh installs it)";
+    TAYORI_REQUIRE_TOOL(aiosmtpd_available(),
+                        "python3-aiosmtpd is not installed for " << kPython << " (tools/setup.sh installs it)");
     ASSERT_TRUE(pki_ && pki_->ok) << "openssl could not make the test certificates";
   }
   // Starts smtp_server.py with `options`; fails the test when it does not come up.
