@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "core/message.hpp"
+#include "store/ops/messages.hpp"
 #include "store/sqlite_store.hpp"
 #ifdef TAYORI_STORE_TESTS_ON_POSTGRES
 #include "store/postgres/pg_connection.hpp"
@@ -617,6 +618,19 @@ TEST_F(SqliteStorePolicyTest, NoInsertOrStateChangeOfAMessageBuildsATemporaryBTr
       path_, "EXPLAIN QUERY PLAN DELETE FROM messages WHERE state NOT IN ('scheduled', 'dispatched') AND updated_at < 5",
       3);
   EXPECT_THAT(plan, Contains(HasSubstr("messages_finished")));
+}
+
+// A receipt finds its message, and an answer its scheduled follow-ups, through their partial indexes. With
+// `col = ?1` alone the index's `col != ''` was not implied, and each was a scan of every message: on the
+// inbound path, and for follow-ups inside the writer's group commit.
+TEST_F(SqliteStorePolicyTest, LookupsOnPartiallyIndexedColumnsReadTheirIndex) {
+  const std::pair<const char*, const char*> lookups[] = {{ops::kSelectByProviderId, "messages_provider_message"},
+                                                          {ops::kSelectPendingFollowUps, "messages_parent"}};
+  for (const auto& [sql, index] : lookups) {
+    auto plan = test::query_column(path_, std::string("EXPLAIN QUERY PLAN ") + sql, 3);
+    EXPECT_THAT(plan, Contains(HasSubstr(index))) << sql;
+    EXPECT_THAT(plan, Not(Contains(HasSubstr("SCAN")))) << sql;
+  }
 }
 #endif
 

@@ -26,7 +26,7 @@ using InboundWrites = InboundStore::InboundWrites;
 
 void cancel_follow_ups(sql::Connection& c, WriteContext& w, const std::string& parent_id, int64_t now_ms) {
   std::vector<std::string> pending = all_rows(
-      c.prepare("SELECT id FROM messages WHERE parent_id = ?1 AND state = 'scheduled' ORDER BY id").bind(1, parent_id),
+      c.prepare(kSelectPendingFollowUps).bind(1, parent_id),
       first_text);
   for (const auto& id : pending) {
     cancel_scheduled(c, w, id, R"({"reason":"answered"})", now_ms);

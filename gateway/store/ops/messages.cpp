@@ -87,7 +87,12 @@ const std::string kFilterWhere =
   "send_at, expires_at, last_reason, channel_attempts, channel_since, recipient_id"
 const char* const kMessageColumns = TAYORI_MESSAGE_COLUMNS;
 const char* const kSelectMessage = "SELECT " TAYORI_MESSAGE_COLUMNS " FROM messages";
+const char* const kSelectByProviderId = "SELECT " TAYORI_MESSAGE_COLUMNS
+                                        " FROM messages WHERE provider_message_id = ?1 AND provider_message_id != '' "
+                                        "LIMIT 1";
 #undef TAYORI_MESSAGE_COLUMNS
+const char* const kSelectPendingFollowUps =
+    "SELECT id FROM messages WHERE parent_id = ?1 AND parent_id != '' AND state = 'scheduled' ORDER BY id";
 
 MessageRecord read_message(const sql::Statement& s) {
   MessageRecord r;
@@ -342,8 +347,7 @@ std::optional<MessageRecord> find(sql::Connection& c, const std::string& id) {
 }
 
 std::optional<MessageRecord> find_by_provider_id(sql::Connection& c, const std::string& provider_message_id) {
-  static const std::string sql = std::string(kSelectMessage) + " WHERE provider_message_id = ?1 LIMIT 1";
-  return first_row(c.prepare(sql.c_str()).bind(1, provider_message_id), read_message);
+  return first_row(c.prepare(kSelectByProviderId).bind(1, provider_message_id), read_message);
 }
 
 std::vector<EventRecord> events(sql::Connection& c, const std::string& id) {

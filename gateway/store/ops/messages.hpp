@@ -20,6 +20,15 @@ extern const char* const kMessageColumns;
 extern const char* const kSelectMessage;
 MessageRecord read_message(const sql::Statement& s);
 
+// A partial index serves a query only when the query's own WHERE implies the index's: `col = ?1` does not
+// imply `col != ''` (the parameter may be empty), so without the second term SQLite and a generic
+// PostgreSQL plan scan the whole table. The queries on such columns repeat the index's condition; the
+// tests read their plans from these texts.
+// find_by_provider_id, by messages_provider_message (WHERE provider_message_id != '').
+extern const char* const kSelectByProviderId;
+// The scheduled follow-ups of a message, by messages_parent (WHERE parent_id != '').
+extern const char* const kSelectPendingFollowUps;
+
 // ---- Writes ----
 AcceptResult accept_one(sql::Connection& c, WriteContext& w, const NewMessage& m, int64_t now_ms);
 // The claim of a message accepted with NewMessage::claim: the row accept_one inserted, as read_message
