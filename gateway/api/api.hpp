@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "api/http.hpp"
-#include "api/metrics.hpp"
+#include "metrics/metrics.hpp"
 #include "common/time.hpp"
 #include "config/config.hpp"
 #include "core/clearance.hpp"

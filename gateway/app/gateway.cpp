@@ -11,7 +11,7 @@
 
 #include "api/api.hpp"
 #include "api/http_server.hpp"
-#include "api/metrics.hpp"
+#include "metrics/metrics.hpp"
 #include "common/log.hpp"
 #include "common/thread_guard.hpp"
 #include "config/config.hpp"

@@ -25,7 +25,7 @@
 #include <thread>
 #include <vector>
 
-#include "api/metrics.hpp"
+#include "metrics/metrics.hpp"
 #include "common/time.hpp"
 #include "config/config.hpp"
 #include "store/store.hpp"

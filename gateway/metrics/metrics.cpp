@@ -1,4 +1,8 @@
-#include "api/metrics.hpp"
+// The gateway's Prometheus metrics: the counters, gauges and histograms every part records into (the API,
+// the dispatcher, the transport, webhooks), and the text exposition that GET /metrics serves
+// (api/api.cpp). Its own folder, below events/ and api/, so that what records a metric need not include
+// the API.
+#include "metrics/metrics.hpp"
 
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
