@@ -543,6 +543,10 @@ void Dispatcher::record_outcome(const Sending& sending, const plugin::DeliveryOu
   }
   store::Transition t = decide_after_attempt(record, message, route, outcome, channel->retry_policy(),
                                              sending.started_ms, now, random_unit());
+  // The stored provider id serves receipts alone (Store::find_by_provider_id), and a receipt reaches a message
+  // only through its channel's webhook. A channel without one keeps the id in the timeline (the `delivered`
+  // event) and out of the provider-id index, whose random keys cost a page write per delivery.
+  if (!channel->takes_inbound()) t.provider_message_id.clear();
   if (t.to == store::State::failed || t.to == store::State::dead || outcome.kind == plugin::OutcomeKind::permanent)
     clearance_.release(message);
   if (outcome.kind == plugin::OutcomeKind::permanent && outcome.deactivate_contact) {

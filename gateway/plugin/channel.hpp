@@ -189,6 +189,9 @@ class Channel {
   bool inbound(const InboundRequest& request, std::vector<InboundEvent>& events, InboundAnswer& answer);
   // The YAML's `inbound: false` turns the channel's webhook off (inbound answers 404 as without on_inbound).
   void set_inbound(bool on) { inbound_on_ = on; }
+  // Whether the channel's webhook is there: its plugin has on_inbound and the YAML has not turned it off. Only
+  // through it can a receipt (or anything else) come back for the channel's deliveries.
+  bool takes_inbound() const;
 
   // The YAML's batch_window: how long a delivery waits for others to join its batch. 0 (the default):
   // never batch. Set it before the first delivery; it has effect only when library().batches().

@@ -8,10 +8,14 @@
 
 namespace tayori::plugin {
 
+bool Channel::takes_inbound() const {
+  return inbound_on_ && instance_ != nullptr && library_->descriptor().on_inbound != nullptr;
+}
+
 bool Channel::inbound(const InboundRequest& request, std::vector<InboundEvent>& events, InboundAnswer& answer) {
   events.clear();
   const tayori_plugin& p = library_->descriptor();
-  if (p.on_inbound == nullptr || instance_ == nullptr || !inbound_on_) {
+  if (!takes_inbound()) {
     answer = {404, "text/plain", "channel \"" + name_ + "\" takes no inbound calls"};
     return false;
   }

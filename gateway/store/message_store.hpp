@@ -119,8 +119,9 @@ struct Transition {
   int64_t due_at_ms = 0;  // for `scheduled` (retry, fallback)
   std::string last_reason;
   std::vector<NewEvent> events;
-  // The provider's id for this delivery (delivered): receipts and replies find the message by it. Empty
-  // leaves the stored one.
+  // The provider's id for this delivery (delivered): receipts find the message by it (find_by_provider_id).
+  // Empty leaves the stored one; the dispatcher leaves it empty where no receipt can come (a channel that
+  // takes no inbound calls).
   std::string provider_message_id;
   std::string recipient_id;  // the message's, when known (its events carry it); empty: the store looks it up
   // The contact point the attempt used. A verdict that arrives after the recipient was erased is recorded

@@ -292,6 +292,17 @@ TEST_F(TwilioScripted, BadSettingsAreRefusedNamingTheSetting) {
                   .registry);
 }
 
+// A receipt reaches a channel's deliveries only through its webhook (Channel::takes_inbound), so the dispatcher
+// keeps a delivery findable by its provider id only where the webhook is on.
+TEST_F(TwilioScripted, TakesInboundOnlyWithItsWebhookOn) {
+  Channel* with_webhook = channel();
+  ASSERT_TRUE(with_webhook);
+  EXPECT_TRUE(with_webhook->takes_inbound());
+  Channel* outbound_only = channel("      from: '+15005550006'\n", /*public_url=*/false);
+  ASSERT_TRUE(outbound_only);
+  EXPECT_FALSE(outbound_only->takes_inbound());
+}
+
 TEST(TwilioTransport, AnUnreachableProviderIsATransportRetry) {
   ManualClock clock(kNow);
   transport::OutboundTransport transport{transport::TransportOptions{}};
