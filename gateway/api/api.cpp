@@ -8,7 +8,7 @@
 #include "core/message.hpp"
 #include "store/sql.hpp"
 #include "transport/circuit_breaker.hpp"
-#include "transport/crypto.hpp"
+#include "crypto/crypto.hpp"
 
 namespace tayori::api {
 
@@ -158,8 +158,8 @@ HttpResponse method_not_allowed(const std::string& route, const std::string& all
 
 Api::Api(const config::Config& config, ApiDependencies deps)
     : server_(config.server), policy_(config.policy), deps_(std::move(deps)) {
-  for (const auto& k : config.api_keys) keys_.push_back({k.name, transport::sha256(k.secret), k.scopes});
-  for (const auto& k : config.inbound.app_keys) app_keys_.push_back({k.name, transport::sha256(k.secret)});
+  for (const auto& k : config.api_keys) keys_.push_back({k.name, crypto::sha256(k.secret), k.scopes});
+  for (const auto& k : config.inbound.app_keys) app_keys_.push_back({k.name, crypto::sha256(k.secret)});
   inbound_ = std::make_unique<core::InboundApplier>(
       deps_.store, deps_.clock, links::LinkSigner(config.server.public_url, config.server.link_keys), config.responses);
   for (const auto& c : deps_.channels.channels()) channel_names_.insert(c->name());
@@ -182,11 +182,11 @@ const Api::Key* Api::find_key(const HttpRequest& request, const std::vector<Key>
   constexpr std::string_view scheme = "Bearer ";
   if (auth.size() <= scheme.size() || auth.substr(0, scheme.size()) != scheme) return nullptr;
   // Compare digests in constant time, and look at every key: timing reveals neither a prefix nor which key.
-  std::string presented = transport::sha256(auth.substr(scheme.size()));
+  std::string presented = crypto::sha256(auth.substr(scheme.size()));
   if (presented.empty()) return nullptr;  // no digest (OpenSSL failed): nothing to compare
   const Key* found = nullptr;
   for (const auto& k : keys)
-    if (transport::constant_time_equal(presented, k.digest)) found = &k;
+    if (crypto::constant_time_equal(presented, k.digest)) found = &k;
   return found;
 }
 

@@ -56,7 +56,7 @@ class Api final : public Handler {
  private:
   struct Key {
     std::string name;
-    std::string digest;  // transport::sha256 of the secret: only digests are kept and compared
+    std::string digest;  // crypto::sha256 of the secret: only digests are kept and compared
     unsigned scopes = config::kAllScopes;
     bool allows(config::Scope scope) const { return (scopes & static_cast<unsigned>(scope)) != 0; }
   };

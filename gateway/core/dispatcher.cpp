@@ -8,7 +8,7 @@
 #include "common/thread_guard.hpp"
 #include "common/thread_name.hpp"
 #include "core/inbound.hpp"
-#include "transport/crypto.hpp"
+#include "crypto/crypto.hpp"
 
 namespace tayori::core {
 
@@ -180,7 +180,7 @@ plugin::DeliveryRequest make_delivery(const store::MessageRecord& record, const 
   plugin::DeliveryRequest d;
   d.message_id = message.id;
   // Stable across retries of this message on this channel, so providers can de-duplicate re-sends.
-  d.delivery_id = transport::sha256_hex(message.id + "\n" + route.channel).substr(0, 32);
+  d.delivery_id = crypto::sha256_hex(message.id + "\n" + route.channel).substr(0, 32);
   d.attempt = static_cast<uint32_t>(record.attempts);
   d.recipient_id = message.recipient.id;
   d.contact = route.contact;

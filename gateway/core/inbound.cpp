@@ -2,7 +2,7 @@
 
 #include <memory>
 
-#include "transport/crypto.hpp"
+#include "crypto/crypto.hpp"
 
 namespace tayori::core {
 
@@ -70,7 +70,7 @@ std::optional<store::NewMessage> make_follow_up(const Original& original, const 
   m.recipient_id = original.message.recipient.id;
   m.api_key = original.record.api_key;
   m.payload = canonical_json(payload);
-  m.payload_hash = transport::sha256_hex(m.payload);
+  m.payload_hash = crypto::sha256_hex(m.payload);
   m.due_at_ms = send_at;
   m.send_at_ms = send_at;
   m.expires_at_ms = expires;

@@ -1,7 +1,7 @@
 #include "core/intake.hpp"
 
 #include "common/time.hpp"
-#include "transport/crypto.hpp"
+#include "crypto/crypto.hpp"
 
 namespace tayori::core {
 
@@ -44,7 +44,7 @@ Intake prepare_intake(const Json& body, const ValidationRules& rules, int max_ba
     nm.recipient_json = canonical_json(item["recipient"]);
     nm.api_key = key_name;
     nm.payload = canonical_json(item);
-    nm.payload_hash = transport::sha256_hex(nm.payload);
+    nm.payload_hash = crypto::sha256_hex(nm.payload);
     nm.send_at_ms = m.send_at_ms;
     nm.expires_at_ms = m.expires_at_ms;
     nm.due_at_ms = m.send_at_ms.value_or(now_ms);

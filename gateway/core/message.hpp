@@ -101,7 +101,7 @@ void parse_recipient(const Json& json, const std::string& pointer, bool id_requi
 // A delay: ISO 8601 (P2D, PT12H, P1DT2H30M, PT1S; weeks P1W) or Tayori's (250ms, 10s, 5m, 24h, 7d).
 std::optional<int64_t> parse_delay_ms(std::string_view text);
 
-// The canonical form stored and hashed for idempotency (transport::sha256_hex): keys sorted, no
+// The canonical form stored and hashed for idempotency (crypto::sha256_hex): keys sorted, no
 // insignificant white space.
 std::string canonical_json(const Json& json);
 

@@ -4,7 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "transport/crypto.hpp"
+#include "crypto/crypto.hpp"
 
 namespace tayori::links {
 
@@ -15,7 +15,7 @@ constexpr size_t kMacBytes = 16;
 const char* kind_code(LinkKind kind) { return kind == LinkKind::unsubscribe ? "u" : "r"; }
 
 std::optional<std::string> hmac_sha256(std::string_view key, std::string_view data) {
-  auto mac = transport::hmac_sha256(key, data);
+  auto mac = crypto::hmac_sha256(key, data);
   if (!mac) return std::nullopt;
   return std::move(mac.value);
 }
@@ -69,7 +69,7 @@ std::string LinkSigner::token(const LinkClaims& c) const {
   auto mac = mac_of(key, payload);
   if (!mac) throw SigningError("signed links: HMAC-SHA256 under key \"" + key.id + "\" failed");
   std::string prefix = key.id.empty() ? std::string() : key.id + ".";
-  return prefix + transport::base64url_encode(payload) + "." + transport::base64url_encode(*mac);
+  return prefix + crypto::base64url_encode(payload) + "." + crypto::base64url_encode(*mac);
 }
 
 std::string LinkSigner::url(const LinkClaims& c) const { return url(c.kind, token(c)); }
@@ -93,8 +93,8 @@ Verified LinkSigner::verify(std::string_view token, int64_t now_s) const {
     return v;
   }
   size_t payload_at = first == last ? 0 : first + 1;
-  auto payload = transport::base64url_decode(token.substr(payload_at, last - payload_at));
-  auto mac = transport::base64url_decode(token.substr(last + 1));
+  auto payload = crypto::base64url_decode(token.substr(payload_at, last - payload_at));
+  auto mac = crypto::base64url_decode(token.substr(last + 1));
   if (!payload || !mac) {
     v.error = LinkError::malformed;
     return v;
@@ -102,7 +102,7 @@ Verified LinkSigner::verify(std::string_view token, int64_t now_s) const {
   // The MAC decides before anything in the payload is trusted; no key, or no MAC computed, is a forgery.
   const LinkKey* key = key_of(key_id);
   std::optional<std::string> expected = key ? mac_of(*key, payload.value) : std::nullopt;
-  if (!expected || !transport::constant_time_equal(mac.value, *expected)) {
+  if (!expected || !crypto::constant_time_equal(mac.value, *expected)) {
     v.error = LinkError::forged;
     return v;
   }

@@ -23,7 +23,7 @@
 
 #include "links/links.hpp"
 #include "transport/circuit_breaker.hpp"
-#include "transport/crypto.hpp"
+#include "crypto/crypto.hpp"
 
 namespace tayori::transport {
 class OutboundTransport;
@@ -243,7 +243,7 @@ class Channel {
   transport::OutboundTransport* transport_;
   links::LinkSigner links_;
   int64_t link_ttl_ms_;
-  transport::TokenCache tokens_;
+  crypto::TokenCache tokens_;
   tayori_host host_{};
   void* instance_ = nullptr;
   config::RetryPolicy retry_;

@@ -2,7 +2,7 @@
 // provider request or reads an answer -- logging, the clock, JWT signing, HMAC, base64, a constant-time
 // compare, the channel's token cache and a synchronous exchange for prerequisites such as an OAuth grant.
 // They sit inside the channel-plugin step of the flow and keep crypto and I/O out of plugins
-// (docs/architecture.md §3): each is a thin adapter over transport/crypto, the channel's TokenCache or the
+// (docs/architecture.md §3): each is a thin adapter over crypto/crypto.hpp, the channel's TokenCache or the
 // host transport, and none lets an exception or a C++ type cross back to the plugin.
 #include <algorithm>
 #include <cstring>
@@ -48,7 +48,7 @@ struct Channel::HostServices {
 
   static tayori_status sign_jwt(void*, tayori_str alg, tayori_str header_extra, tayori_str claims, tayori_str pem,
                                 tayori_out jwt, tayori_error_buf error) {
-    auto r = transport::sign_jwt(text(alg), text(header_extra), text(claims), text(pem));
+    auto r = crypto::sign_jwt(text(alg), text(header_extra), text(claims), text(pem));
     if (!r) return fail(error, r.error);
     write_out(jwt, r.value);
     return TAYORI_OK;
@@ -56,16 +56,16 @@ struct Channel::HostServices {
   static tayori_status hmac(void*, tayori_hash hash, tayori_str key, tayori_str data, tayori_out mac,
                             tayori_error_buf error) {
     if (hash != TAYORI_HASH_SHA256 && hash != TAYORI_HASH_SHA1) return fail(error, "unknown hash");
-    auto r = hash == TAYORI_HASH_SHA256 ? transport::hmac_sha256(text(key), text(data))
-                                        : transport::hmac_sha1(text(key), text(data));
+    auto r = hash == TAYORI_HASH_SHA256 ? crypto::hmac_sha256(text(key), text(data))
+                                        : crypto::hmac_sha1(text(key), text(data));
     if (!r) return fail(error, r.error);
     write_out(mac, r.value);
     return TAYORI_OK;
   }
   static void base64(void*, tayori_str bytes, int url_safe, tayori_out out) {
-    write_out(out, url_safe ? transport::base64url_encode(text(bytes)) : transport::base64_encode(text(bytes)));
+    write_out(out, url_safe ? crypto::base64url_encode(text(bytes)) : crypto::base64_encode(text(bytes)));
   }
-  static int equal(void*, tayori_str a, tayori_str b) { return transport::constant_time_equal(text(a), text(b)) ? 1 : 0; }
+  static int equal(void*, tayori_str a, tayori_str b) { return crypto::constant_time_equal(text(a), text(b)) ? 1 : 0; }
 
   static tayori_status token(void* ctx, tayori_str key, int64_t refresh_before_ms, tayori_mint_fn mint,
                              void* mint_ctx, tayori_out out, tayori_error_buf error) {
@@ -73,7 +73,7 @@ struct Channel::HostServices {
     if (mint == nullptr) return fail(error, "no mint function");
     bool transient = false;  // the mint said TAYORI_RETRY_LATER: pass that on, it is not a configuration error
     auto r = c.tokens_.get(std::string(text(key)), c.clock_.now_ms(), refresh_before_ms,
-                           [&]() -> transport::CryptoResult<transport::MintedToken> {
+                           [&]() -> crypto::CryptoResult<crypto::MintedToken> {
                              std::string minted;
                              int64_t expires = 0;
                              char why[512] = {0};
@@ -83,11 +83,11 @@ struct Channel::HostServices {
                              tayori_status st = mint(mint_ctx, sink, &expires, tayori_error_buf{why, sizeof why});
                              transient = st == TAYORI_RETRY_LATER;
                              if (st != TAYORI_OK)
-                               return transport::CryptoResult<transport::MintedToken>::failure(
+                               return crypto::CryptoResult<crypto::MintedToken>::failure(
                                    why[0] ? why : "the plugin's mint function failed without saying why");
                              if (minted.empty())
-                               return transport::CryptoResult<transport::MintedToken>::failure("minted an empty token");
-                             return transport::CryptoResult<transport::MintedToken>::success({minted, expires});
+                               return crypto::CryptoResult<crypto::MintedToken>::failure("minted an empty token");
+                             return crypto::CryptoResult<crypto::MintedToken>::success({minted, expires});
                            });
     if (!r) {
       fail(error, r.error);

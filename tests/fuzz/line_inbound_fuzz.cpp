@@ -6,7 +6,7 @@
 #include <string>
 
 #include "fuzz_support.hpp"
-#include "transport/crypto.hpp"
+#include "crypto/crypto.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace tayori;
@@ -20,7 +20,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   r.url = "https://gw.example/inbound/line/line";
   r.body = std::string(fuzz::text(data, size));
   r.headers = {{"content-type", "application/json"},
-               {"x-line-signature", transport::base64_encode(transport::hmac_sha256(kSecret, r.body).value)}};
+               {"x-line-signature", crypto::base64_encode(crypto::hmac_sha256(kSecret, r.body).value)}};
   fuzz::signed_call(channel, std::move(r));
   return 0;
 }

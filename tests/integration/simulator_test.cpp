@@ -19,12 +19,10 @@
 
 #include "api/http_server.hpp"
 #include "sim_harness.hpp"
-#include "transport/crypto.hpp"
+#include "crypto/crypto.hpp"
 
 namespace tayori::testing {
 namespace {
-
-namespace crypto = tayori::transport;
 
 constexpr const char* kUserA = kLineUser;
 constexpr const char* kUserB = "Ufedcba9876543210fedcba9876543210";

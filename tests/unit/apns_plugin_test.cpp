@@ -11,7 +11,7 @@
 
 #include "plugin_test_support.hpp"
 #include "test_support.hpp"
-#include "transport/crypto.hpp"
+#include "crypto/crypto.hpp"
 
 namespace tayori::plugin {
 namespace {
@@ -68,7 +68,7 @@ class ApnsPlugin : public ::testing::Test {
     api::HttpResponse r;
     r.headers.emplace_back("apns-id", std::string(req.header("apns-id")));
     std::string auth(req.header("authorization"));
-    auto jwt = transport::verify_jwt(auth.rfind("bearer ", 0) == 0 ? auth.substr(7) : "", ec_key().public_pem);
+    auto jwt = crypto::verify_jwt(auth.rfind("bearer ", 0) == 0 ? auth.substr(7) : "", ec_key().public_pem);
     if (!jwt || jwt.value.alg != "ES256" || jwt.value.header.value("kid", "") != kKeyId ||
         jwt.value.claims.value("iss", "") != kTeamId || !jwt.value.claims["iat"].is_number_integer()) {
       problems_.push_back("provider token refused: " + (jwt ? jwt.value.claims.dump() : jwt.error));
@@ -125,7 +125,7 @@ TEST_F(ApnsPlugin, SendsTheRequestApnsExpects) {
   const api::HttpRequest sent = sends()[0];
   EXPECT_EQ(sent.method, "POST");
   EXPECT_EQ(sent.path, std::string("/3/device/") + kDevice);
-  auto jwt = transport::verify_jwt(std::string(sent.header("authorization")).substr(7), ec_key().public_pem);
+  auto jwt = crypto::verify_jwt(std::string(sent.header("authorization")).substr(7), ec_key().public_pem);
   ASSERT_TRUE(jwt) << jwt.error;
   EXPECT_EQ(jwt.value.header, json({{"alg", "ES256"}, {"typ", "JWT"}, {"kid", kKeyId}}));
   EXPECT_EQ(jwt.value.claims, json({{"iss", kTeamId}, {"iat", clock_.now / 1000}}));

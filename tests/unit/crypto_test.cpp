@@ -15,9 +15,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "transport/crypto.hpp"
+#include "crypto/crypto.hpp"
 
-namespace tayori::transport {
+namespace tayori::crypto {
 namespace {
 
 // ---- base64 -------------------------------------------------------------------------------------------
@@ -557,4 +557,4 @@ TEST(TokenCache, CachesRealSignedApnsTokens) {
 }
 
 }  // namespace
-}  // namespace tayori::transport
+}  // namespace tayori::crypto

@@ -11,7 +11,7 @@
 
 #include "common/time.hpp"
 #include "core/dispatcher.hpp"
-#include "transport/crypto.hpp"
+#include "crypto/crypto.hpp"
 #include "policy/policy.hpp"
 #include "policy/timezone.hpp"
 
@@ -562,7 +562,7 @@ TEST(MakeDelivery, CarriesTheMessageAndRoute) {
   m.purpose = Purpose::marketing;  // after routing: marketing would need consent to be routed at all
   plugin::DeliveryRequest d = make_delivery(record(3), m, route);
   EXPECT_EQ(d.message_id, "order-1");
-  EXPECT_EQ(d.delivery_id, transport::sha256_hex("order-1\npush").substr(0, 32));
+  EXPECT_EQ(d.delivery_id, crypto::sha256_hex("order-1\npush").substr(0, 32));
   EXPECT_EQ(d.delivery_id.size(), 32u);
   EXPECT_EQ(d.attempt, 3u);
   EXPECT_EQ(d.recipient_id, "user-42");
@@ -595,7 +595,7 @@ TEST(MakeDelivery, DeliveryIdIsStableAcrossAttemptsAndDiffersPerChannel) {
   EXPECT_EQ(make_delivery(record(2), m, push).delivery_id, first);
   EXPECT_EQ(make_delivery(record(7, 1), m, push).delivery_id, first);
   EXPECT_NE(make_delivery(record(1), m, email).delivery_id, first);
-  EXPECT_EQ(make_delivery(record(1), m, email).delivery_id, transport::sha256_hex("order-1\nemail").substr(0, 32));
+  EXPECT_EQ(make_delivery(record(1), m, email).delivery_id, crypto::sha256_hex("order-1\nemail").substr(0, 32));
   Message other = m;
   other.id = "order-2";
   EXPECT_NE(make_delivery(record(1), other, push).delivery_id, first);

@@ -10,7 +10,7 @@
 
 #include "email_smtp/mime.hpp"
 #include "email_test_support.hpp"
-#include "transport/crypto.hpp"
+#include "crypto/crypto.hpp"
 
 namespace tayori::email {
 namespace {
@@ -23,7 +23,7 @@ std::vector<std::string> decoded_words(const std::string& header, std::vector<si
   static const std::regex word(R"(=\?UTF-8\?B\?([A-Za-z0-9+/=]*)\?=)");
   for (auto it = std::sregex_iterator(header.begin(), header.end(), word); it != std::sregex_iterator(); ++it) {
     if (lengths) lengths->push_back(static_cast<size_t>(it->length(0)));
-    auto bytes = transport::base64_decode((*it)[1].str());
+    auto bytes = crypto::base64_decode((*it)[1].str());
     EXPECT_TRUE(bytes.ok()) << (*it)[0];
     out.push_back(bytes.ok() ? bytes.value : "");
   }
@@ -256,7 +256,7 @@ TEST(EmailMime, Base64BodyLinesAre76Characters) {
   std::string joined;
   for (char c : lines)
     if (c != '\r' && c != '\n') joined += c;
-  auto decoded = transport::base64_decode(joined);
+  auto decoded = crypto::base64_decode(joined);
   ASSERT_TRUE(decoded.ok());
   EXPECT_EQ(decoded.value, bytes);
 }

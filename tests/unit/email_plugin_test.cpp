@@ -18,7 +18,7 @@
 #include "plugin/marshal.hpp"
 #include "plugin_test_support.hpp"
 #include "test_support.hpp"
-#include "transport/crypto.hpp"
+#include "crypto/crypto.hpp"
 #include "transport/outbound_transport.hpp"
 #include "required_tool.hpp"
 
@@ -99,7 +99,7 @@ class FakeHostPlugin {
     };
     host_.host_now_ms = [](void* ctx) { return static_cast<FakeHostPlugin*>(ctx)->now; };
     host_.host_base64 = [](void*, tayori_str bytes, int url_safe, tayori_out out) {
-      std::string v = url_safe ? transport::base64url_encode(text(bytes)) : transport::base64_encode(text(bytes));
+      std::string v = url_safe ? crypto::base64url_encode(text(bytes)) : crypto::base64_encode(text(bytes));
       out.write(out.out_ctx, {v.data(), v.size()});
     };
     auto config = load(settings);

@@ -11,7 +11,7 @@
 
 #include "plugin_test_support.hpp"
 #include "test_support.hpp"
-#include "transport/crypto.hpp"
+#include "crypto/crypto.hpp"
 
 namespace tayori::plugin {
 namespace {
@@ -122,7 +122,7 @@ class FcmPlugin : public ::testing::Test {
       problems_.push_back("grant: not a form POST");
     if (form_value(req.body, "grant_type") != "urn:ietf:params:oauth:grant-type:jwt-bearer")
       problems_.push_back("grant: grant_type " + form_value(req.body, "grant_type"));
-    auto jwt = transport::verify_jwt(form_value(req.body, "assertion"), rsa_key().public_pem);
+    auto jwt = crypto::verify_jwt(form_value(req.body, "assertion"), rsa_key().public_pem);
     if (!jwt) {
       problems_.push_back("grant: assertion: " + jwt.error);
     } else {

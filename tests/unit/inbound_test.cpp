@@ -3,7 +3,7 @@
 // follow-up cancellation, category opt-out reaching the policy).
 #include "common/time.hpp"
 #include "core/inbound.hpp"
-#include "transport/crypto.hpp"
+#include "crypto/crypto.hpp"
 
 #include <gtest/gtest.h>
 
@@ -345,7 +345,7 @@ class InboundApplierTest : public test::StoreFixture {
     m.recipient_json = R"({"id":"r1","contacts":{"phone":"+819012345678","line":"U1"}})";
     m.api_key = "upstream";
     m.payload = core::canonical_json(message_json());
-    m.payload_hash = transport::sha256_hex(m.payload);
+    m.payload_hash = crypto::sha256_hex(m.payload);
     m.due_at_ms = kNow;
     accept({m}, kNow);
     applier_ = std::make_unique<core::InboundApplier>(*store_, clock_, links::LinkSigner("https://gw", "k"),

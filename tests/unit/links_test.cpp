@@ -2,7 +2,7 @@
 #include <gtest/gtest.h>
 
 #include "links/links.hpp"
-#include "transport/crypto.hpp"
+#include "crypto/crypto.hpp"
 
 namespace tayori::links {
 namespace {
@@ -51,8 +51,8 @@ TEST(Links, GarbageIsMalformedNotACrash) {
     EXPECT_NE(kSigner.verify(bad, 0).error, LinkError::none) << bad;
   // A correctly signed payload of the wrong shape is refused as malformed.
   std::string payload = R"(["x","m","c","",1])";
-  auto mac = transport::hmac_sha256("link-secret", payload).value.substr(0, 16);
-  std::string t = transport::base64url_encode(payload) + "." + transport::base64url_encode(mac);
+  auto mac = crypto::hmac_sha256("link-secret", payload).value.substr(0, 16);
+  std::string t = crypto::base64url_encode(payload) + "." + crypto::base64url_encode(mac);
   EXPECT_EQ(kSigner.verify(t, 0).error, LinkError::malformed);
   // Without a key nothing verifies.
   EXPECT_EQ(LinkSigner().verify(kSigner.token({LinkKind::unsubscribe, "m", "c", "", 5}), 0).error,
@@ -103,7 +103,7 @@ TEST(Links, WhenTheMacCannotBeComputedNothingVerifiesAndNothingIsSigned) {
   // Before: a failed HMAC gave an empty MAC, and a token "payload." (empty MAC) compared equal to it.
   MacFunction failing = [](std::string_view, std::string_view) -> std::optional<std::string> { return std::nullopt; };
   MacFunction empty = [](std::string_view, std::string_view) -> std::optional<std::string> { return std::string(); };
-  std::string payload = transport::base64url_encode(R"(["u","m","email","",2000000000])");
+  std::string payload = crypto::base64url_encode(R"(["u","m","email","",2000000000])");
   for (const MacFunction& mac : {failing, empty}) {
     LinkSigner broken("https://gw", {{"", "link-secret"}}, mac);
     EXPECT_EQ(broken.verify(payload + ".", 0).error, LinkError::forged);

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "core/message.hpp"
-#include "transport/crypto.hpp"
+#include "crypto/crypto.hpp"
 
 namespace tayori::core {
 namespace {
@@ -603,10 +603,10 @@ TEST(MessageCanonical, IsKeyOrderIndependent) {
     })");
   EXPECT_EQ(canonical_json(a), canonical_json(b));
   EXPECT_EQ(canonical_json(a), R"({"a":{"x":"é","y":[3,{"p":2,"q":1}]},"b":1,"c":null})");
-  EXPECT_EQ(transport::sha256_hex(canonical_json(a)), transport::sha256_hex(canonical_json(b)));
+  EXPECT_EQ(crypto::sha256_hex(canonical_json(a)), crypto::sha256_hex(canonical_json(b)));
   // Array order is meaningful: it changes the hash.
   Json c = Json::parse(R"({"b": 1, "a": {"y": [{"q": 1, "p": 2}, 3], "x": "é"}, "c": null})");
-  EXPECT_NE(transport::sha256_hex(canonical_json(a)), transport::sha256_hex(canonical_json(c)));
+  EXPECT_NE(crypto::sha256_hex(canonical_json(a)), crypto::sha256_hex(canonical_json(c)));
 }
 
 TEST(MessageCanonical, SameMessageReorderedHashesTheSame) {
@@ -629,7 +629,7 @@ TEST(MessageCanonical, SameMessageReorderedHashesTheSame) {
     "channels": ["push", "email", "sms"]
   })");
   EXPECT_EQ(canonical_json(a), canonical_json(b));
-  EXPECT_EQ(transport::sha256_hex(canonical_json(a)), transport::sha256_hex(canonical_json(b)));
+  EXPECT_EQ(crypto::sha256_hex(canonical_json(a)), crypto::sha256_hex(canonical_json(b)));
   EXPECT_EQ(canonical_json(Json::parse(text)), canonical_json(a));
   EXPECT_EQ(canonical_json(a).find('\n'), std::string::npos);
   EXPECT_EQ(canonical_json(a).find(": "), std::string::npos);

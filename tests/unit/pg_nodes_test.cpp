@@ -21,7 +21,7 @@
 
 #include "pg_cluster.hpp"
 #include "store/postgres/pg_store.hpp"
-#include "transport/crypto.hpp"
+#include "crypto/crypto.hpp"
 
 namespace tayori::store {
 namespace {
@@ -41,7 +41,7 @@ NewMessage message(const std::string& id, int64_t due_at_ms, const std::string& 
   m.api_key = "upstream";
   m.recipient_id = recipient;
   m.payload = R"({"id":")" + id + R"("})";
-  m.payload_hash = transport::sha256_hex(m.payload);
+  m.payload_hash = crypto::sha256_hex(m.payload);
   m.due_at_ms = due_at_ms;
   m.events = {{"accepted", "{}"}};
   return m;
@@ -146,7 +146,7 @@ TEST_F(PgNodesTest, TheSameIdOnTwoNodesAtOnceIsOneMessage) {
   }
   NewMessage other = message("same-0", now);
   other.payload = R"({"id":"same-0","changed":true})";
-  other.payload_hash = transport::sha256_hex(other.payload);
+  other.payload_hash = crypto::sha256_hex(other.payload);
   EXPECT_EQ(accept(*b, {other}, now)[0].status, AcceptStatus::conflict);
   EXPECT_EQ(a->count_by_state()[State::scheduled], 20);
 }

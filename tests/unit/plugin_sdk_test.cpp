@@ -336,18 +336,18 @@ struct SigningHost : FakeHost {
   SigningHost() {
     host.host_hmac = [](void*, tayori_hash hash, tayori_str key, tayori_str data, tayori_out mac,
                         tayori_error_buf) -> tayori_status {
-      auto r = hash == TAYORI_HASH_SHA256 ? transport::hmac_sha256(view(key), view(data))
-                                          : transport::hmac_sha1(view(key), view(data));
+      auto r = hash == TAYORI_HASH_SHA256 ? crypto::hmac_sha256(view(key), view(data))
+                                          : crypto::hmac_sha1(view(key), view(data));
       mac.write(mac.out_ctx, str(r.value));
       return TAYORI_OK;
     };
     host.host_base64 = [](void*, tayori_str bytes, int, tayori_out out) {
-      std::string b = transport::base64_encode(view(bytes));
+      std::string b = crypto::base64_encode(view(bytes));
       out.write(out.out_ctx, str(b));
     };
     host.host_equal_constant_time = [](void* ctx, tayori_str a, tayori_str b) {
       ++static_cast<SigningHost*>(ctx)->compares;
-      return transport::constant_time_equal(view(a), view(b)) ? 1 : 0;
+      return crypto::constant_time_equal(view(a), view(b)) ? 1 : 0;
     };
   }
   tayori_inbound_sink sink() {
@@ -376,7 +376,7 @@ TEST(PluginSdkTwoWay, InboundVerifiesThroughTheHostAndRefusesWithItsAnswer) {
   void* instance = create(p, host, {}, error);
   ASSERT_NE(instance, nullptr) << error;
   const std::string body = "r.ref";
-  const std::string good = transport::base64_encode(transport::hmac_sha256("secret", body).value);
+  const std::string good = crypto::base64_encode(crypto::hmac_sha256("secret", body).value);
   for (const std::string& signature : {std::string("forged"), std::string(""), good}) {
     SCOPED_TRACE(signature);
     tayori_kv header{str("x-signature"), str(signature)};
@@ -625,7 +625,7 @@ TEST(PluginSdkHelpers, Base64EncodeIsRfc4648AndMatchesTheHost) {
   std::string all;
   for (int i = 0; i < 256; ++i) all += char(255 - i);
   for (size_t n = 0; n <= all.size(); ++n)
-    EXPECT_EQ(base64_encode(all.substr(0, n)), transport::base64_encode(all.substr(0, n))) << n;
+    EXPECT_EQ(base64_encode(all.substr(0, n)), crypto::base64_encode(all.substr(0, n))) << n;
 }
 
 TEST(PluginSdkHelpers, SmallTextAndFileHelpers) {

@@ -21,7 +21,7 @@
 #ifdef TAYORI_STORE_TESTS_ON_POSTGRES
 #include "store/postgres/pg_connection.hpp"
 #endif
-#include "transport/crypto.hpp"
+#include "crypto/crypto.hpp"
 #include "test_support.hpp"
 
 namespace tayori::store {
@@ -50,7 +50,7 @@ NewMessage message_for(const std::string& id, const std::string& recipient_id, c
   m.recipient_json = recipient_json;
   m.api_key = "upstream";
   m.payload = R"({"id":")" + id + R"(","secret":"personal data"})";
-  m.payload_hash = transport::sha256_hex(m.payload);
+  m.payload_hash = crypto::sha256_hex(m.payload);
   m.due_at_ms = due_at_ms;
   m.events = {{"accepted", "{}"}};
   return m;

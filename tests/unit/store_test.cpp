@@ -24,7 +24,7 @@
 #include "store/ops/erasure.hpp"
 #include "store/ops/suppressions.hpp"
 #include "store/sqlite_store.hpp"
-#include "transport/crypto.hpp"
+#include "crypto/crypto.hpp"
 #include "test_support.hpp"
 
 namespace tayori::store {
@@ -43,7 +43,7 @@ NewMessage new_message(const std::string& id, int64_t due_at_ms, const std::stri
   m.id = id;
   m.api_key = "upstream";
   m.payload = payload.empty() ? R"({"id":")" + id + R"("})" : payload;
-  m.payload_hash = transport::sha256_hex(m.payload);
+  m.payload_hash = crypto::sha256_hex(m.payload);
   m.due_at_ms = due_at_ms;
   m.events = {{"accepted", R"({"api_key":"upstream"})"}};
   return m;
@@ -133,7 +133,7 @@ TEST_P(StoreTest, AcceptStoresEveryField) {
   EXPECT_EQ(found->id, "m1");
   EXPECT_EQ(found->api_key, "ops");
   EXPECT_EQ(found->payload, R"({"id":"m1","x":1})");
-  EXPECT_EQ(found->payload_hash, transport::sha256_hex(R"({"id":"m1","x":1})"));
+  EXPECT_EQ(found->payload_hash, crypto::sha256_hex(R"({"id":"m1","x":1})"));
   EXPECT_EQ(found->state, State::scheduled);
   EXPECT_EQ(found->channel_index, 0);
   EXPECT_EQ(found->channel, "");

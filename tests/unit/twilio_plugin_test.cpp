@@ -11,7 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "plugin_test_support.hpp"
-#include "transport/crypto.hpp"
+#include "crypto/crypto.hpp"
 
 namespace tayori::plugin {
 namespace {
@@ -113,7 +113,7 @@ TEST_F(TwilioScripted, TheRequestIsExactlyTwiliosCreateMessage) {
   EXPECT_EQ(got[0].method, "POST");
   EXPECT_EQ(got[0].path, std::string("/2010-04-01/Accounts/") + kSid + "/Messages.json");
   EXPECT_EQ(got[0].header("authorization"),
-            "Basic " + transport::base64_encode(std::string(kSid) + ":" + kToken));
+            "Basic " + crypto::base64_encode(std::string(kSid) + ":" + kToken));
   EXPECT_EQ(got[0].header("content-type"), "application/x-www-form-urlencoded");
   // The exact bytes: '+' of E.164 as %2B, UTF-8 percent-encoded upper-case, space as '+', '&' and '%' escaped.
   EXPECT_EQ(got[0].body,
@@ -328,7 +328,7 @@ std::string twilio_signature(const std::string& token, const std::string& url, P
   std::sort(params.begin(), params.end());
   std::string data = url;
   for (auto& [k, v] : params) data += k + v;
-  return transport::base64_encode(transport::hmac_sha1(token, data).value);
+  return crypto::base64_encode(crypto::hmac_sha1(token, data).value);
 }
 
 // A form-encoded webhook call to `url` (Twilio posts the parameters in no particular order), signed for

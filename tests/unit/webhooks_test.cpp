@@ -6,17 +6,17 @@
 #include <gtest/gtest.h>
 
 #include "events/feed.hpp"
-#include "transport/crypto.hpp"
+#include "crypto/crypto.hpp"
 
 namespace tayori::events {
 namespace {
 
-using transport::hex;
+using crypto::hex;
 
 TEST(WebhookSignature, IsHmacSha256OfTimestampDotBodyInLowerHex) {
   // RFC 4231 test case 2 key and data, reached through the "t.body" construction.
   std::string header = signature_header("Jefe", 1700000000, "what do ya want for nothing?");
-  auto mac = transport::hmac_sha256("Jefe", "1700000000.what do ya want for nothing?");
+  auto mac = crypto::hmac_sha256("Jefe", "1700000000.what do ya want for nothing?");
   ASSERT_TRUE(mac);
   EXPECT_EQ(header, "t=1700000000,v1=" + hex(mac.value));
   EXPECT_EQ(header.size(), std::string("t=1700000000,v1=").size() + 64);
@@ -30,11 +30,11 @@ TEST(WebhookSignature, KnownVector) {
   // HMAC-SHA256(key "key", "The quick brown fox jumps over the lazy dog") is the well-known Wikipedia vector;
   // here the signed text is "<t>.<body>", so build the body to make the whole text that sentence.
   std::string header = signature_header("key", 0, "The quick brown fox jumps over the lazy dog");
-  auto mac = transport::hmac_sha256("key", "0.The quick brown fox jumps over the lazy dog");
+  auto mac = crypto::hmac_sha256("key", "0.The quick brown fox jumps over the lazy dog");
   ASSERT_TRUE(mac);
   EXPECT_EQ(header, "t=0,v1=" + hex(mac.value));
   // The host's HMAC itself, against the published vector.
-  EXPECT_EQ(hex(transport::hmac_sha256("key", "The quick brown fox jumps over the lazy dog").value),
+  EXPECT_EQ(hex(crypto::hmac_sha256("key", "The quick brown fox jumps over the lazy dog").value),
             "f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8");
 }
 

@@ -1,5 +1,5 @@
 // intake_bench — micro-benchmarks of the CPU work POST /v1/messages does per message before the store:
-// JSON parsing of the body, core::parse_message (validation), core::canonical_json + transport::sha256_hex
+// JSON parsing of the body, core::parse_message (validation), core::canonical_json + crypto::sha256_hex
 // (the idempotency payload and its hash), and the whole per-request pipeline for 1 and 100 messages.
 //
 // Every benchmark reports `per_item`: the time per message (the batch ones divide by 100), so single and
@@ -14,7 +14,7 @@
 #include "common/time.hpp"
 #include "core/intake.hpp"
 #include "core/message.hpp"
-#include "transport/crypto.hpp"
+#include "crypto/crypto.hpp"
 
 namespace {
 
@@ -95,7 +95,7 @@ BENCHMARK(BM_CanonicalJson);
 void BM_Sha256Hex(benchmark::State& state) {
   const std::string canonical = tayori::core::canonical_json(Json::parse(message_text(1)));
   for (auto _ : state) {
-    std::string h = tayori::transport::sha256_hex(canonical);
+    std::string h = tayori::crypto::sha256_hex(canonical);
     benchmark::DoNotOptimize(h);
   }
   per_item(state, 1);
@@ -105,7 +105,7 @@ BENCHMARK(BM_Sha256Hex);
 void BM_CanonicalJson_Sha256Hex(benchmark::State& state) {
   const Json json = Json::parse(message_text(1));
   for (auto _ : state) {
-    std::string h = tayori::transport::sha256_hex(tayori::core::canonical_json(json));
+    std::string h = tayori::crypto::sha256_hex(tayori::core::canonical_json(json));
     benchmark::DoNotOptimize(h);
   }
   per_item(state, 1);

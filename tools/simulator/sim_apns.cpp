@@ -13,7 +13,7 @@
 
 #include "sim_providers.hpp"
 #include "sim_util.hpp"
-#include "transport/crypto.hpp"
+#include "crypto/crypto.hpp"
 
 namespace tayori::sim {
 namespace {
@@ -190,7 +190,7 @@ class Apns final : public Provider {
     if (authorization.empty()) return apns_error("MissingProviderToken");
     auto jwt_text = bearer_token(authorization);
     if (!jwt_text || config_.public_key_pem.empty()) return apns_error("InvalidProviderToken");
-    auto jwt = transport::verify_jwt(*jwt_text, config_.public_key_pem);
+    auto jwt = crypto::verify_jwt(*jwt_text, config_.public_key_pem);
     if (!jwt || jwt.value.alg != "ES256") return apns_error("InvalidProviderToken");
     const Json& header = jwt.value.header;
     const Json& claims = jwt.value.claims;

@@ -4,7 +4,7 @@
 #include <chrono>
 
 #include "sim_util.hpp"
-#include "transport/crypto.hpp"
+#include "crypto/crypto.hpp"
 
 namespace tayori::sim {
 
@@ -123,7 +123,7 @@ void Simulator::record(const SimRequest& r, const Provider* provider) {
   if (is_valid_utf8(r.body))
     entry["body"] = r.body;
   else
-    entry["body_base64"] = transport::base64_encode(r.body);
+    entry["body_base64"] = crypto::base64_encode(r.body);
   received_.push_back(std::move(entry));
 }
 

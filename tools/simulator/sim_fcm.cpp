@@ -13,7 +13,7 @@
 
 #include "sim_providers.hpp"
 #include "sim_util.hpp"
-#include "transport/crypto.hpp"
+#include "crypto/crypto.hpp"
 
 namespace tayori::sim {
 namespace {
@@ -166,7 +166,7 @@ class GoogleOAuth final : public Provider {
 
     if (config_.public_key_pem.empty())
       return oauth_error(400, "invalid_grant", "Invalid JWT Signature. (tayori-sim: no --fcm-public-key given)");
-    auto jwt = transport::verify_jwt(assertion, config_.public_key_pem);
+    auto jwt = crypto::verify_jwt(assertion, config_.public_key_pem);
     if (!jwt || jwt.value.alg != "RS256") return oauth_error(400, "invalid_grant", "Invalid JWT Signature.");
     const Json& claims = jwt.value.claims;
 

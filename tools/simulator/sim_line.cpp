@@ -11,7 +11,7 @@
 #include "sim_outbound.hpp"
 #include "sim_providers.hpp"
 #include "sim_util.hpp"
-#include "transport/crypto.hpp"
+#include "crypto/crypto.hpp"
 
 namespace tayori::sim {
 namespace {
@@ -176,7 +176,7 @@ class Line final : public Provider {
     if (!push && !multicast) return line_error(404, "Not found");
     if (req.method != "POST") return line_error(405, "Method Not Allowed");
     auto token = bearer_token(req.header("authorization"));
-    if (!token || !transport::constant_time_equal(*token, config_.channel_token))
+    if (!token || !crypto::constant_time_equal(*token, config_.channel_token))
       return line_error(401,
                         "Authentication failed. Confirm that the access token in the authorization header "
                         "is valid.");
@@ -296,12 +296,12 @@ class Line final : public Provider {
       if (!e.contains("deliveryContext")) e["deliveryContext"] = {{"isRedelivery", false}};
     }
     std::string body = Json{{"destination", doc.value("destination", config_.destination)}, {"events", events}}.dump();
-    auto mac = transport::hmac_sha256(secret, body);
+    auto mac = crypto::hmac_sha256(secret, body);
     if (!mac) return bad("signing failed: " + mac.error);
     std::vector<std::pair<std::string, std::string>> headers = {
         {"Content-Type", "application/json; charset=utf-8"},
         {"User-Agent", "LineBotWebhook/2.0"},
-        {"x-line-signature", transport::base64_encode(mac.value)}};
+        {"x-line-signature", crypto::base64_encode(mac.value)}};
     std::string url = doc["url"].get<std::string>();
     return WebhookJob{std::nullopt, [url, body, headers] {
                         std::vector<std::string> lines;

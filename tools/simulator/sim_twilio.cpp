@@ -16,7 +16,7 @@
 #include "sim_outbound.hpp"
 #include "sim_providers.hpp"
 #include "sim_util.hpp"
-#include "transport/crypto.hpp"
+#include "crypto/crypto.hpp"
 
 namespace tayori::sim {
 namespace {
@@ -95,8 +95,8 @@ std::string twilio_signature(const std::string& auth_token, const std::string& u
   std::stable_sort(params.begin(), params.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
   std::string data = url;
   for (const auto& [k, v] : params) data += k + v;
-  auto mac = transport::hmac_sha1(auth_token, data);
-  return mac ? transport::base64_encode(mac.value) : "";
+  auto mac = crypto::hmac_sha1(auth_token, data);
+  return mac ? crypto::base64_encode(mac.value) : "";
 }
 
 // Sends a signed form POST the way Twilio's webhooks arrive, and reports what the receiver answered.
@@ -256,12 +256,12 @@ class Twilio final : public Provider {
   bool authenticated(std::string_view authorization) const {
     static constexpr std::string_view basic = "Basic ";
     if (authorization.rfind(basic, 0) != 0) return false;
-    auto decoded = transport::base64_decode(authorization.substr(basic.size()));
+    auto decoded = crypto::base64_decode(authorization.substr(basic.size()));
     if (!decoded) return false;
     size_t colon = decoded.value.find(':');
     if (colon == std::string::npos) return false;
-    bool user = transport::constant_time_equal(std::string_view(decoded.value).substr(0, colon), config_.account_sid);
-    bool pass = transport::constant_time_equal(std::string_view(decoded.value).substr(colon + 1), config_.auth_token);
+    bool user = crypto::constant_time_equal(std::string_view(decoded.value).substr(0, colon), config_.account_sid);
+    bool pass = crypto::constant_time_equal(std::string_view(decoded.value).substr(colon + 1), config_.auth_token);
     return user && pass;
   }
 

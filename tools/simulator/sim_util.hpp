@@ -1,6 +1,6 @@
 // Small helpers every simulated provider shares: JSON answers, form encoding (RFC 1866 §8.2.1 /
 // WHATWG application/x-www-form-urlencoded), identifiers, text measures and clocks. Crypto is not here: it
-// comes from the host's transport/crypto.hpp.
+// comes from the host's crypto/crypto.hpp.
 #pragma once
 
 #include <cstdint>

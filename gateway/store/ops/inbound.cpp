@@ -12,7 +12,7 @@
 #include "store/ops/recipients.hpp"
 #include "store/ops/rows.hpp"
 #include "store/ops/suppressions.hpp"
-#include "transport/crypto.hpp"
+#include "crypto/crypto.hpp"
 
 namespace tayori::store::ops {
 
@@ -48,7 +48,7 @@ void schedule_follow_up(sql::Connection& c, WriteContext& w, const InboundStore:
     if (!payload.is_object()) return;
     payload["id"] = m.id;
     m.payload = core::canonical_json(payload);
-    m.payload_hash = transport::sha256_hex(m.payload);
+    m.payload_hash = crypto::sha256_hex(m.payload);
   }
   if (accept_one(c, w, m, now_ms).status != AcceptStatus::accepted) return;
   c.prepare("UPDATE messages SET parent_id = ?2 WHERE id = ?1").bind(1, m.id).bind(2, f.parent_id).exec();

@@ -6,7 +6,7 @@
 #include "store/ops/suppressions.hpp"
 
 #include "store/ops/rows.hpp"
-#include "transport/crypto.hpp"
+#include "crypto/crypto.hpp"
 
 namespace tayori::store::ops {
 
@@ -16,7 +16,7 @@ policy::Suppression suppression_row(const sql::Statement& s) { return {s.text(0)
 
 }  // namespace
 
-std::string suppression_key(const std::string& contact) { return "sha256:" + transport::sha256_hex(contact); }
+std::string suppression_key(const std::string& contact) { return "sha256:" + crypto::sha256_hex(contact); }
 
 void put_suppression(sql::Connection& c, const policy::Suppression& s, int64_t at_ms) {
   c.prepare(

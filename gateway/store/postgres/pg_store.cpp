@@ -34,7 +34,7 @@
 #include "store/postgres/pg_connection.hpp"
 #include "store/postgres/pg_schema.hpp"
 #include "store/sql_store.hpp"
-#include "transport/crypto.hpp"
+#include "crypto/crypto.hpp"
 
 namespace tayori::store {
 namespace {
@@ -97,7 +97,7 @@ std::string random_hex(size_t bytes) {
   std::string raw(bytes, '\0');
   if (RAND_bytes(reinterpret_cast<unsigned char*>(raw.data()), static_cast<int>(raw.size())) != 1)
     throw std::runtime_error("RAND_bytes failed");
-  return transport::hex(raw);
+  return crypto::hex(raw);
 }
 
 class PgStore final : public SqlStore {

@@ -1,4 +1,4 @@
-#include "transport/crypto.hpp"
+#include "crypto/crypto.hpp"
 
 #include <openssl/bn.h>
 #include <openssl/crypto.h>
@@ -13,7 +13,7 @@
 #include <exception>
 #include <limits>
 
-namespace tayori::transport {
+namespace tayori::crypto {
 namespace {
 
 // ---- helpers -----------------------------------------------------------------------------------------
@@ -499,4 +499,4 @@ uint64_t TokenCache::mint_count() const {
   return mints_;
 }
 
-}  // namespace tayori::transport
+}  // namespace tayori::crypto

@@ -14,7 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
-namespace tayori::transport {
+namespace tayori::crypto {
 
 // A value or an error. `ok()` is true exactly when `error` is empty; on error `value` is default-constructed.
 template <typename T>
@@ -128,4 +128,4 @@ class TokenCache {
   uint64_t mints_ = 0;
 };
 
-}  // namespace tayori::transport
+}  // namespace tayori::crypto
