@@ -6,6 +6,8 @@
 // material, the HTTP client and the simulator process come from sim_harness.hpp.
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <openssl/bn.h>
+#include <openssl/ecdsa.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -305,6 +307,36 @@ TEST(SimulatorTest, ApnsAcceptsAValidPushOverHttp2) {
   Reply generated = apns_send(sim, kDevice, apns_jwt());
   EXPECT_EQ(generated.status, 200);
   EXPECT_EQ(generated.headers["apns-id"].size(), 36u);
+}
+
+// The simulator checks provider tokens with its own OpenSSL calls (tools/simulator/sim_jwt.cpp), not the
+// gateway's verify_jwt, so a token the gateway encoded wrongly is refused as Apple would refuse it: here the
+// ES256 signature as DER, OpenSSL's native form, instead of JWS's R || S (RFC 7518 §3.4); and `alg: none`.
+TEST(SimulatorTest, ApnsRefusesADerSignatureAndAnUnsignedToken) {
+  Sim sim(all_providers(), true);
+  const std::string jwt = apns_jwt();
+  ASSERT_EQ(apns_send(sim, kDevice, jwt).status, 200);
+
+  const size_t dot = jwt.rfind('.');
+  auto raw = crypto::base64url_decode(jwt.substr(dot + 1));
+  ASSERT_TRUE(raw) << raw.error;
+  ASSERT_EQ(raw.value.size(), 64u);
+  ECDSA_SIG* sig = ECDSA_SIG_new();
+  ECDSA_SIG_set0(sig, BN_bin2bn(reinterpret_cast<const unsigned char*>(raw.value.data()), 32, nullptr),
+                 BN_bin2bn(reinterpret_cast<const unsigned char*>(raw.value.data()) + 32, 32, nullptr));
+  unsigned char* der = nullptr;
+  int n = i2d_ECDSA_SIG(sig, &der);
+  ECDSA_SIG_free(sig);
+  ASSERT_GT(n, 0);
+  const std::string as_der = jwt.substr(0, dot + 1) + crypto::base64url_encode(std::string(reinterpret_cast<char*>(der), n));
+  OPENSSL_free(der);
+  Reply refused = apns_send(sim, kDevice, as_der);
+  EXPECT_EQ(refused.status, 403);
+  EXPECT_EQ(refused.json().value("reason", ""), "InvalidProviderToken");
+
+  const std::string unsigned_token = crypto::base64url_encode(R"({"alg":"none","kid":")" + std::string(kApnsKeyId) + "\"}") +
+                                     "." + jwt.substr(jwt.find('.') + 1, dot - jwt.find('.') - 1) + ".";
+  EXPECT_EQ(apns_send(sim, kDevice, unsigned_token).json().value("reason", ""), "InvalidProviderToken");
 }
 
 TEST(SimulatorTest, ApnsRejectsWithApplesReasons) {

@@ -13,7 +13,7 @@
 
 #include "sim_providers.hpp"
 #include "sim_util.hpp"
-#include "crypto/crypto.hpp"
+#include "sim_jwt.hpp"
 
 namespace tayori::sim {
 namespace {
@@ -190,10 +190,10 @@ class Apns final : public Provider {
     if (authorization.empty()) return apns_error("MissingProviderToken");
     auto jwt_text = bearer_token(authorization);
     if (!jwt_text || config_.public_key_pem.empty()) return apns_error("InvalidProviderToken");
-    auto jwt = crypto::verify_jwt(*jwt_text, config_.public_key_pem);
-    if (!jwt || jwt.value.alg != "ES256") return apns_error("InvalidProviderToken");
-    const Json& header = jwt.value.header;
-    const Json& claims = jwt.value.claims;
+    auto jwt = verify_provider_jwt(*jwt_text, "ES256", config_.public_key_pem);
+    if (!jwt) return apns_error("InvalidProviderToken");
+    const Json& header = jwt->header;
+    const Json& claims = jwt->claims;
     if (!(header.contains("kid") && header["kid"] == config_.key_id)) return apns_error("InvalidProviderToken");
     if (!(claims.contains("iss") && claims["iss"] == config_.team_id)) return apns_error("InvalidProviderToken");
     if (!(claims.contains("iat") && claims["iat"].is_number_integer())) return apns_error("InvalidProviderToken");

@@ -13,7 +13,7 @@
 
 #include "sim_providers.hpp"
 #include "sim_util.hpp"
-#include "crypto/crypto.hpp"
+#include "sim_jwt.hpp"
 
 namespace tayori::sim {
 namespace {
@@ -166,9 +166,9 @@ class GoogleOAuth final : public Provider {
 
     if (config_.public_key_pem.empty())
       return oauth_error(400, "invalid_grant", "Invalid JWT Signature. (tayori-sim: no --fcm-public-key given)");
-    auto jwt = crypto::verify_jwt(assertion, config_.public_key_pem);
-    if (!jwt || jwt.value.alg != "RS256") return oauth_error(400, "invalid_grant", "Invalid JWT Signature.");
-    const Json& claims = jwt.value.claims;
+    auto jwt = verify_provider_jwt(assertion, "RS256", config_.public_key_pem);
+    if (!jwt) return oauth_error(400, "invalid_grant", "Invalid JWT Signature.");
+    const Json& claims = jwt->claims;
 
     std::string iss = claims.contains("iss") && claims["iss"].is_string() ? claims["iss"].get<std::string>() : "";
     if (iss.empty() || (!config_.client_email.empty() && iss != config_.client_email))

@@ -1,6 +1,7 @@
 // Small helpers every simulated provider shares: JSON answers, form encoding (RFC 1866 §8.2.1 /
-// WHATWG application/x-www-form-urlencoded), identifiers, text measures and clocks. Crypto is not here: it
-// comes from the host's crypto/crypto.hpp.
+// WHATWG application/x-www-form-urlencoded), identifiers, text measures and clocks. Crypto is not here: the
+// signatures the simulator makes (webhooks) use the host's crypto/crypto.hpp; the JWTs it checks, its own
+// OpenSSL calls (sim_jwt.hpp), so that a signing mistake in the gateway cannot pass on both sides.
 #pragma once
 
 #include <cstdint>
