@@ -1,3 +1,6 @@
+// The public API's routes (api.hpp): authentication by key and scope, then intake (POST /v1/messages, batches,
+// :simulate), reads, cancel and retry, readiness; the answer to an intake waits for the store's group commit.
+// The HTTP server (http_server.cpp) calls in here; recipients, events and inbound routes have files of their own.
 #include "api/api.hpp"
 
 #include <chrono>

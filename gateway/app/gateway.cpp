@@ -1,3 +1,6 @@
+// The process: builds a generation (config, channels, store, dispatcher, API, HTTP server) in that order, swaps
+// it on SIGHUP, drains and tears it down in reverse on SIGTERM/SIGINT, and runs `check-config`. main.cpp
+// calls run() and check_config(); nothing else in gateway/ includes app/.
 #include "app/gateway.hpp"
 
 #include <signal.h>

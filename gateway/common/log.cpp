@@ -1,3 +1,5 @@
+// The logger (log.hpp): one line per event on stderr, written under a lock so lines from threads never
+// interleave.
 #include "common/log.hpp"
 
 #include <atomic>

@@ -1,3 +1,5 @@
+// Guarded rounds for background threads (thread_guard.hpp): the catch at the top of each loop, the log line
+// and the per-thread error count /metrics reads.
 #include "common/thread_guard.hpp"
 
 #include <algorithm>

@@ -1,3 +1,4 @@
+// Clocks, RFC 3339 formatting and parsing, and the durations of the YAML and the API (time.hpp).
 #include "common/time.hpp"
 
 #include <charconv>

@@ -1,3 +1,5 @@
+// The YAML loader (config.hpp): every section read and checked in one pass, each problem collected with its
+// FILE:LINE:COL and key path, so `tayori check-config` and a refused start list them all at once.
 #include "config/config.hpp"
 
 #include <yaml-cpp/yaml.h>

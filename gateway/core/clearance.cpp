@@ -1,3 +1,5 @@
+// Clearance (clearance.hpp): reads the recipient's state from the store, asks the pure policy::decide, and
+// takes the cap slot under the recipient's lock. The dispatcher's workers and :simulate call it.
 #include "core/clearance.hpp"
 
 #include <algorithm>

@@ -1,3 +1,6 @@
+// The dispatcher (dispatcher.hpp): the pure decisions of the pipeline first (route, what an outcome means),
+// then the threads: the claim loop, the workers that run a message through clearance, render and the
+// channel's plugin, and the recording of each outcome as the store's transition.
 #include "core/dispatcher.hpp"
 
 #include <algorithm>

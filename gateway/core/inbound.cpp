@@ -1,3 +1,6 @@
+// Two-way in the core (inbound.hpp): the pure decision of what an inbound event, an answer or an unsubscribe
+// writes, the facts it needs read from the store, and the applier that hands the writes to the store's
+// group commit. api/inbound_api.cpp calls in here with the events a plugin normalised.
 #include "core/inbound.hpp"
 
 #include <memory>

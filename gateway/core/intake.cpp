@@ -1,3 +1,5 @@
+// Intake (intake.hpp): a POST /v1/messages body split and validated into what the store records, and the
+// store's verdicts turned into the 202/207/400 answer. Pure: the API, :simulate and the benches share it.
 #include "core/intake.hpp"
 
 #include "common/time.hpp"

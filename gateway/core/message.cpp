@@ -1,3 +1,5 @@
+// The message model's validation (message.hpp): JSON to a Message or every problem by JSON pointer, the limits
+// on sizes and depth, local send times, response options, and the canonical JSON that intake stores and hashes.
 #include "core/message.hpp"
 
 #include <tayori/text.hpp>

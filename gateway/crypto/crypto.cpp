@@ -1,3 +1,5 @@
+// The signing helpers (crypto.hpp) over OpenSSL 3: base64, SHA-256, HMAC, JWS (RS256, ES256, with ES256's
+// R || S), PEM keys, and the token cache with single-flight minting. Nothing here includes the rest of gateway/.
 #include "crypto/crypto.hpp"
 
 #include <openssl/bn.h>

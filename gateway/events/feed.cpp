@@ -1,3 +1,4 @@
+// The feed's one JSON shape for an event (feed.hpp), written once for GET /v1/events and the webhooks.
 #include "events/feed.hpp"
 
 #include "common/time.hpp"

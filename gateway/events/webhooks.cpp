@@ -1,3 +1,5 @@
+// Webhook senders (webhooks.hpp): one thread per subscription that reads the event feed from its stored cursor,
+// POSTs each event signed, retries with backoff, and on PostgreSQL holds the subscription so one node sends it.
 #include "events/webhooks.hpp"
 
 #include <algorithm>

@@ -1,3 +1,5 @@
+// Signed links (links.hpp): minting and checking unsubscribe and response tokens with the newest link secret,
+// verifying with any listed one by its key id. The API's /u/ and /r/ routes and the plugins' links use them.
 #include "links/links.hpp"
 
 #include <cctype>

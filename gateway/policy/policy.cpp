@@ -1,3 +1,5 @@
+// The policy decision (policy.hpp): consent, suppression, quiet hours, caps and channel choice as pure
+// functions, applied in the order of docs/architecture.md §4. Clearance does the I/O around them.
 #include "policy/policy.hpp"
 
 #include <algorithm>

@@ -1,3 +1,5 @@
+// Time zones (timezone.hpp) through cctz: a recipient's local wall clock, local send times, and the instant
+// of a local date and time, earliest or latest where DST repeats or skips it.
 #include "policy/timezone.hpp"
 
 #include <cctz/civil_time.h>

@@ -1,3 +1,5 @@
+// The circuit breaker's state machine (circuit_breaker.hpp): closed, open, half-open, with time passed in.
+// The transport asks it before each request and reports each answer.
 #include "transport/circuit_breaker.hpp"
 
 #include <algorithm>

@@ -1,3 +1,5 @@
+// Token buckets (rate_limiter.hpp): the arithmetic of a channel's rate limit, with the clock passed in.
+// OutboundTransport holds a request until its bucket has a token.
 #include "transport/rate_limiter.hpp"
 
 #include <algorithm>

@@ -1,3 +1,5 @@
+// libpq under sql::Connection (pg_connection.hpp): statements prepared once per connection and run with their
+// parameters, and libpq's errors raised as sql::Error, so store/ops/ runs on PostgreSQL unchanged.
 #include "store/postgres/pg_connection.hpp"
 
 #include <libpq-fe.h>

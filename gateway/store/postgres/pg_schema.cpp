@@ -1,3 +1,5 @@
+// PostgreSQL's migrations (pg_schema.hpp), run by every node at start under an advisory lock, numbered apart
+// from SQLite's: migration 1 is where SQLite's 1-5 end.
 #include "store/postgres/pg_schema.hpp"
 
 #include <iterator>
