@@ -1,6 +1,6 @@
-// The renderer (renderer.hpp): templates loaded from their folder (TemplateStore::load), the variant and locale chosen per
-// channel, and Mustache rendered with caps on output size and template complexity. Workers call it after
-// clearance; :simulate too.
+// The renderer (renderer.hpp): templates loaded from their folder (TemplateStore::load), the variant and
+// locale chosen per channel, and Mustache rendered with caps on output size and template complexity.
+// Workers call it after clearance; :simulate too.
 #include "render/renderer.hpp"
 
 #include <yaml-cpp/yaml.h>
