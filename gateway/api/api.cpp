@@ -63,7 +63,10 @@ constexpr int kMaxPage = 1000;
 constexpr int kDefaultRetryBatch = 1000;
 constexpr int kMaxRetryBatch = 10000;
 
-std::string route_of(const std::string& method, const std::string& path) {
+// The route template a request matched ("/v1/messages/{id}"): the `route` label of the HTTP metrics (a
+// bounded set, whatever the path) and what serve_keyed dispatches on. Not the dispatcher's route_of, which
+// is the channel a message goes out on.
+std::string route_template(const std::string& method, const std::string& path) {
   if (path == "/v1/messages" || path == "/v1/messages:simulate" || path == "/v1/messages:retry" ||
       path == "/v1/suppressions" || path == "/v1/events" || path == "/healthz" || path == "/readyz" ||
       path == "/metrics")
@@ -202,7 +205,7 @@ HttpResponse Api::key_missing(bool app_key) {
 }
 
 std::optional<HttpResponse> Api::screen(const HttpRequest& head) {
-  std::string route = route_of(head.method, head.path);
+  std::string route = route_template(head.method, head.path);
   KeyNeeded needed = key_needed(route);
   if (needed == KeyNeeded::none) return std::nullopt;
   bool app_key = needed == KeyNeeded::app_key;
@@ -216,7 +219,7 @@ void Api::observe_rejected(int status) { deps_.metrics.count_request("other", "-
 void Api::observe_connection_refused() { deps_.metrics.count_connection_refused(); }
 
 void Api::handle(HttpRequest request, Responder respond) {
-  std::string route = route_of(request.method, request.path);
+  std::string route = route_template(request.method, request.path);
   std::string method = request.method;
   // Every answer is counted once, by route template (never the raw path: ids would explode cardinality).
   Responder counted = [this, route, method, respond = std::move(respond)](HttpResponse r) {
