@@ -3,6 +3,7 @@
 #include "events/webhooks.hpp"
 
 #include <algorithm>
+#include <limits>
 #include <optional>
 #include <random>
 
@@ -218,7 +219,7 @@ void Webhooks::send_events(Sender& s) {
     }
     std::vector<store::EventRecord> page;
     try {
-      page = store_.events_after(cursor, kPage, "");
+      page = store_.events_after(cursor, std::numeric_limits<int64_t>::max(), kPage, "");
       if (metrics_) metrics_->set_webhook_lag(name, std::max<int64_t>(0, store_.last_event_seq() - cursor));
     } catch (const std::exception& e) {
       log::error("webhooks", name + ": cannot read events: " + e.what());

@@ -16,9 +16,12 @@ class FeedStore {
  public:
   virtual ~FeedStore() = default;
 
-  // Events with seq > `after_seq`, in seq order, at most `limit`.
-  // `api_key` non-empty: only the events of the messages that key submitted.
-  virtual std::vector<EventRecord> events_after(int64_t after_seq, int limit, const std::string& api_key) = 0;
+  // Events with `after_seq` < seq <= `up_to_seq`, in seq order, at most `limit`.
+  // `api_key` non-empty: only the events of the messages that key submitted. Those are found by reading every
+  // event of the range, so a key's reader bounds the range (GET /v1/events): a key with few messages in a
+  // busy feed must not make one request read the whole feed.
+  virtual std::vector<EventRecord> events_after(int64_t after_seq, int64_t up_to_seq, int limit,
+                                                const std::string& api_key) = 0;
   // The highest event seq (0 when there is none): a webhook's lag is this minus its cursor.
   virtual int64_t last_event_seq() = 0;
   // The seq a webhook subscription has delivered up to; nullopt before its first delivery.

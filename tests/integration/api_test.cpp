@@ -571,6 +571,35 @@ TEST_F(ScopedKeys, AKeyReadsOnlyItsOwnMessagesUnlessItMayReadAll) {
   EXPECT_EQ(ids_of(Json::parse(all_events.body)["events"], "message_id"), (std::set<std::string>{"a-1", "b-1"}));
 }
 
+// A key without read_all finds its events among everyone's, so one request reads at most 10,000 of the
+// feed's events and says where it stopped (`next`): a key with few messages in a busy feed cannot make one
+// request read the whole feed, and still gets every event of its own.
+TEST_F(ScopedKeys, AKeysFeedReadsABoundedStretchAndSaysWhereItStopped) {
+  ASSERT_EQ(as("TAYORI_KEY_A", "POST", "/v1/messages", later("a-first")).status, 202);
+  // 5,000 of team B's messages: 10,000 events (accepted, scheduled) between team A's two.
+  for (int batch = 0; batch < 50; ++batch) {
+    Json messages = Json::array();
+    for (int i = 0; i < 100; ++i) messages.push_back(later("b-" + std::to_string(batch * 100 + i)));
+    ASSERT_EQ(as("TAYORI_KEY_B", "POST", "/v1/messages", {{"messages", messages}}).status, 202);
+  }
+  ASSERT_EQ(as("TAYORI_KEY_A", "POST", "/v1/messages", later("a-last")).status, 202);
+
+  HttpResult first = as("TAYORI_KEY_A", "GET", "/v1/events");
+  ASSERT_EQ(first.status, 200) << first.body;
+  Json page = Json::parse(first.body);
+  EXPECT_EQ(ids_of(page["events"], "message_id"), std::set<std::string>{"a-first"});
+  // Short, but not the end: it stopped at seq 10,000 (team A's last message comes after).
+  ASSERT_EQ(page["next"], 10'000) << first.body;
+  HttpResult second = as("TAYORI_KEY_A", "GET", "/v1/events?after=10000");
+  page = Json::parse(second.body);
+  EXPECT_EQ(ids_of(page["events"], "message_id"), std::set<std::string>{"a-last"});
+  EXPECT_TRUE(page["next"].is_null()) << second.body;  // the end of the feed
+  // A key that may read everything reads a full page, as before.
+  Json all = Json::parse(as("TAYORI_KEY_AUDITOR", "GET", "/v1/events?limit=1000").body);
+  EXPECT_EQ(all["events"].size(), 1000u);
+  EXPECT_EQ(all["next"], all["events"].back()["seq"]);
+}
+
 TEST_F(ScopedKeys, AKeyCancelsOnlyItsOwnMessages) {
   ASSERT_EQ(as("TAYORI_KEY_A", "POST", "/v1/messages", later("a-2")).status, 202);
   ASSERT_EQ(as("TAYORI_KEY_A", "POST", "/v1/messages", later("a-3")).status, 202);

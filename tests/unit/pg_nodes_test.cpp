@@ -6,6 +6,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <limits>
 #include <algorithm>
 #include <array>
 #include <atomic>
@@ -275,7 +276,7 @@ TEST_F(PgNodesTest, AReaderFollowingTheFeedWhileTwoNodesWriteMissesNoEvent) {
     int64_t cursor = 0;
     for (bool last = false; !last;) {
       last = writing == 0;
-      for (const auto& e : a->events_after(cursor, 1'000, "")) {
+      for (const auto& e : a->events_after(cursor, std::numeric_limits<int64_t>::max(), 1'000, "")) {
         seen.push_back(e.seq);
         cursor = e.seq;
       }
@@ -285,7 +286,7 @@ TEST_F(PgNodesTest, AReaderFollowingTheFeedWhileTwoNodesWriteMissesNoEvent) {
   wa.join();
   wb.join();
   reader.join();
-  auto all = a->events_after(0, 100'000, "");
+  auto all = a->events_after(0, std::numeric_limits<int64_t>::max(), 100'000, "");
   EXPECT_EQ(seen.size(), all.size()) << "the reader passed over events committed after a higher seq";
 }
 

@@ -8,14 +8,17 @@
 
 namespace tayori::store::ops {
 
-std::vector<EventRecord> events_after(sql::Connection& c, int64_t after_seq, int limit, const std::string& api_key) {
-  // One key's events: each event's message looked up by its primary key, so the cost is the events scanned.
+std::vector<EventRecord> events_after(sql::Connection& c, int64_t after_seq, int64_t up_to_seq, int limit,
+                                      const std::string& api_key) {
+  // One key's events: each event's message looked up by its primary key, so the cost is the events scanned,
+  // which the range's upper bound (a range of the primary key, not a filter) caps.
   return all_rows(c.prepare("SELECT seq, message_id, type, at, detail, recipient_id FROM events e WHERE seq > ?1 "
-                            "AND (?3 = '' OR EXISTS (SELECT 1 FROM messages m WHERE m.id = e.message_id "
+                            "AND seq <= ?4 AND (?3 = '' OR EXISTS (SELECT 1 FROM messages m WHERE m.id = e.message_id "
                             "AND m.api_key = ?3)) ORDER BY seq LIMIT ?2")
                       .bind(1, after_seq)
                       .bind(2, static_cast<int64_t>(limit))
-                      .bind(3, api_key),
+                      .bind(3, api_key)
+                      .bind(4, up_to_seq),
                   read_event);
 }
 
