@@ -81,15 +81,85 @@ inline std::optional<size_t> json_too_deep(std::string_view text, int limit = kM
   return std::nullopt;
 }
 
-// application/json, with or without parameters (charset=utf-8), case-insensitive (RFC 9110 §8.3.1).
-inline bool is_json(std::string_view content_type) {
+// Whether a Content-Type is the media type `want` (lower case), with or without parameters, compared
+// case-insensitively (RFC 9110 §8.3.1).
+inline bool has_media_type(std::string_view content_type, std::string_view want) {
   std::string_view media = content_type.substr(0, content_type.find(';'));
-  while (!media.empty() && media.back() == ' ') media.remove_suffix(1);
-  constexpr std::string_view want = "application/json";
+  while (!media.empty() && (media.back() == ' ' || media.back() == '\t')) media.remove_suffix(1);
+  while (!media.empty() && (media.front() == ' ' || media.front() == '\t')) media.remove_prefix(1);
   if (media.size() != want.size()) return false;
   for (size_t i = 0; i < want.size(); ++i)
     if (std::tolower(static_cast<unsigned char>(media[i])) != want[i]) return false;
   return true;
+}
+
+// application/json, with or without parameters (charset=utf-8).
+inline bool is_json(std::string_view content_type) { return has_media_type(content_type, "application/json"); }
+
+// The value of parameter `name` (lower case) of a header such as Content-Type or Content-Disposition, unquoted
+// (RFC 9110 §5.6.6, without quoted-pair escapes, which boundaries and field names do not need); "" if absent.
+inline std::string header_parameter(std::string_view header, std::string_view name) {
+  size_t at = header.find(';');
+  while (at != std::string_view::npos) {
+    size_t start = at + 1;
+    while (start < header.size() && (header[start] == ' ' || header[start] == '\t')) ++start;
+    size_t eq = header.find('=', start);
+    if (eq == std::string_view::npos) return "";
+    std::string key(header.substr(start, eq - start));
+    for (auto& c : key) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    std::string_view rest = header.substr(eq + 1);
+    std::string value;
+    size_t next;
+    if (!rest.empty() && rest.front() == '"') {
+      size_t close = rest.find('"', 1);
+      if (close == std::string_view::npos) return "";
+      value = rest.substr(1, close - 1);
+      next = header.find(';', eq + 1 + close);
+    } else {
+      size_t end = rest.find(';');
+      value = rest.substr(0, end);
+      while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.pop_back();
+      next = end == std::string_view::npos ? end : eq + 1 + end;
+    }
+    if (key == name) return value;
+    at = next;
+  }
+  return "";
+}
+
+// The value of form field `name` in a multipart/form-data body (RFC 7578): the body is split at the boundary
+// its Content-Type names (RFC 2046 §5.1.1), and each part's Content-Disposition gives its field name.
+// nullopt when the body is not multipart/form-data or holds no such field.
+inline std::optional<std::string> multipart_form_field(std::string_view content_type, std::string_view body,
+                                                      std::string_view name) {
+  if (!has_media_type(content_type, "multipart/form-data")) return std::nullopt;
+  const std::string boundary = header_parameter(content_type, "boundary");
+  if (boundary.empty()) return std::nullopt;
+  const std::string delimiter = "--" + boundary;
+  size_t at = body.find(delimiter);
+  while (at != std::string_view::npos) {
+    size_t part = body.find("\r\n", at + delimiter.size());
+    if (part == std::string_view::npos) return std::nullopt;  // the close delimiter ("--boundary--")
+    part += 2;
+    size_t end = body.find("\r\n" + delimiter, part);
+    if (end == std::string_view::npos) return std::nullopt;
+    std::string_view whole = body.substr(part, end - part);
+    size_t blank = whole.find("\r\n\r\n");
+    std::string_view headers = whole.substr(0, blank == std::string_view::npos ? whole.size() : blank + 2);
+    for (size_t line = 0; line < headers.size();) {
+      size_t eol = headers.find("\r\n", line);
+      std::string_view h = headers.substr(line, eol - line);
+      size_t colon = h.find(':');
+      std::string field(h.substr(0, colon == std::string_view::npos ? 0 : colon));
+      for (auto& c : field) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      if (field == "content-disposition" && header_parameter(h.substr(colon + 1), "name") == name)
+        return blank == std::string_view::npos ? std::string() : std::string(whole.substr(blank + 4));
+      if (eol == std::string_view::npos) break;
+      line = eol + 2;
+    }
+    at = end + 2;
+  }
+  return std::nullopt;
 }
 
 }  // namespace tayori::api

@@ -57,10 +57,8 @@ std::string token_of(const HttpRequest& request) { return percent_decode(std::st
 // RFC 8058 §3.1: the POST body carries "List-Unsubscribe=One-Click", form-urlencoded or multipart/form-data.
 bool one_click_body(const HttpRequest& request) {
   std::string_view type = request.header("content-type");
-  if (type.find("multipart/form-data") != std::string_view::npos) {
-    size_t name = request.body.find("name=\"List-Unsubscribe\"");
-    return name != std::string::npos && request.body.find("One-Click", name) != std::string::npos;
-  }
+  if (has_media_type(type, "multipart/form-data"))
+    return multipart_form_field(type, request.body, "List-Unsubscribe") == "One-Click";
   for (const auto& [k, v] : query_params(request.body))
     if (k == "List-Unsubscribe" && v == "One-Click") return true;
   return false;

@@ -101,11 +101,28 @@ TEST_F(TwoWay, OneClickUnsubscribeOptsOutOfMarketingAtOnce) {
   EXPECT_EQ(http_.request("POST", gw_->url(u), "something=else", form).status, 400);
   ASSERT_EQ(send(marketing("u-3")), "delivered");
 
+  // The same body as multipart/form-data (RFC 8058 §3.1 allows both), read by its parts (RFC 7578): the
+  // List-Unsubscribe field must say One-Click, wherever else those words appear.
+  const std::vector<std::string> multipart = {"Content-Type: multipart/form-data; boundary=\"b0undary\""};
+  auto parts = [](const std::vector<std::pair<std::string, std::string>>& fields) {
+    std::string body;
+    for (const auto& [name, value] : fields)
+      body += "--b0undary\r\nContent-Disposition: form-data; name=\"" + name + "\"\r\n\r\n" + value + "\r\n";
+    return body + "--b0undary--\r\n";
+  };
+  EXPECT_EQ(http_.request("POST", gw_->url(u), parts({{"List-Unsubscribe", "later"}, {"note", "One-Click"}}), multipart)
+                .status,
+            400);
+  ASSERT_EQ(send(marketing("u-3m")), "delivered");
+
   // RFC 8058 §3.2: the POST opts out at once.
-  HttpResult done = http_.request("POST", gw_->url(u), "List-Unsubscribe=One-Click", form);
+  HttpResult done = http_.request("POST", gw_->url(u), parts({{"note", "x"}, {"List-Unsubscribe", "One-Click"}}), multipart);
   ASSERT_EQ(done.status, 200) << done.body;
   EXPECT_EQ(send(marketing("u-4")), "suppressed");
   EXPECT_EQ(count(types("u-1"), "opted_out"), 1);
+  // The form-urlencoded body is as good (each one-click is recorded as it comes).
+  EXPECT_EQ(http_.request("POST", gw_->url(u), "List-Unsubscribe=One-Click", form).status, 200);
+  EXPECT_EQ(count(types("u-1"), "opted_out"), 2);
   Json history = gw_->get(http_, "/v1/recipients/r-1/consent/history").json()["history"];
   ASSERT_FALSE(history.empty());
   EXPECT_EQ(history.back()["source"], "list_unsubscribe") << history;
