@@ -139,6 +139,10 @@ struct HttpServer::Impl {
   std::atomic<int> active{0};
   std::atomic<bool> stopping{false};
   net::io_context ioc;
+  // The acceptor, its retry timer and stop()'s close run on this strand. Several threads run `ioc`, and an
+  // accept's completion (which starts the next accept) and stop()'s close touched the acceptor at the same
+  // time otherwise (ThreadSanitizer, a data race in the acceptor's state).
+  net::strand<net::io_context::executor_type> accept_strand{ioc.get_executor()};
   std::optional<tcp::acceptor> acceptor;
   std::vector<std::thread> threads;
 
@@ -372,7 +376,7 @@ void HttpServer::Impl::do_accept() {
 void HttpServer::Impl::on_accept_failed(beast::error_code ec) {
   if (accept_failures++ == 0)
     log::warn("http", "accept failed: " + ec.message() + "; trying again every 100 ms until it succeeds");
-  if (!accept_retry) accept_retry.emplace(ioc);
+  if (!accept_retry) accept_retry.emplace(accept_strand);
   accept_retry->expires_after(std::chrono::milliseconds(100));
   accept_retry->async_wait([this](beast::error_code wait_ec) {
     if (wait_ec || stopping) return;
@@ -410,7 +414,7 @@ HttpServer::~HttpServer() { stop(0); }
 uint16_t HttpServer::start(const std::string& host, uint16_t port) {
   auto address = net::ip::make_address(host);
   tcp::endpoint endpoint(address, port);
-  impl_->acceptor.emplace(impl_->ioc);
+  impl_->acceptor.emplace(impl_->accept_strand);
   impl_->acceptor->open(endpoint.protocol());
   impl_->acceptor->set_option(net::socket_base::reuse_address(true));
   impl_->acceptor->bind(endpoint);
@@ -427,7 +431,7 @@ uint16_t HttpServer::start(const std::string& host, uint16_t port) {
 void HttpServer::stop(int64_t grace_ms) {
   if (impl_->threads.empty()) return;
   impl_->stopping = true;
-  net::post(impl_->ioc, [this] {
+  net::post(impl_->accept_strand, [this] {
     beast::error_code ec;
     if (impl_->acceptor) impl_->acceptor->close(ec);
   });
