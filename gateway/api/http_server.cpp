@@ -1,4 +1,6 @@
 // The only translation unit that includes Beast (it compiles slowly; keep it out of headers).
+#include <tayori/text.hpp>
+
 #include "api/http_server.hpp"
 
 #include <array>
@@ -32,13 +34,6 @@ namespace {
 int64_t steady_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
       .count();
-}
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out)
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  return out;
 }
 
 // JSON string escaping for the server's own problem bodies (RFC 8259 §7); this file does not pull in a
@@ -99,7 +94,7 @@ HttpRequest to_request(http::request<http::string_body>&& req) {
   auto q = r.target.find('?');
   r.path = r.target.substr(0, q);
   if (q != std::string::npos) r.query = r.target.substr(q + 1);
-  for (const auto& f : req) r.headers.emplace_back(lower(f.name_string()), std::string(f.value()));
+  for (const auto& f : req) r.headers.emplace_back(text::ascii_lower(f.name_string()), std::string(f.value()));
   r.body = std::move(req.body());
   return r;
 }

@@ -87,10 +87,7 @@ inline bool has_media_type(std::string_view content_type, std::string_view want)
   std::string_view media = content_type.substr(0, content_type.find(';'));
   while (!media.empty() && (media.back() == ' ' || media.back() == '\t')) media.remove_suffix(1);
   while (!media.empty() && (media.front() == ' ' || media.front() == '\t')) media.remove_prefix(1);
-  if (media.size() != want.size()) return false;
-  for (size_t i = 0; i < want.size(); ++i)
-    if (std::tolower(static_cast<unsigned char>(media[i])) != want[i]) return false;
-  return true;
+  return text::ascii_lower(media) == want;
 }
 
 // application/json, with or without parameters (charset=utf-8).
@@ -105,8 +102,7 @@ inline std::string header_parameter(std::string_view header, std::string_view na
     while (start < header.size() && (header[start] == ' ' || header[start] == '\t')) ++start;
     size_t eq = header.find('=', start);
     if (eq == std::string_view::npos) return "";
-    std::string key(header.substr(start, eq - start));
-    for (auto& c : key) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    const std::string key = text::ascii_lower(header.substr(start, eq - start));
     std::string_view rest = header.substr(eq + 1);
     std::string value;
     size_t next;
@@ -150,8 +146,7 @@ inline std::optional<std::string> multipart_form_field(std::string_view content_
       size_t eol = headers.find("\r\n", line);
       std::string_view h = headers.substr(line, eol - line);
       size_t colon = h.find(':');
-      std::string field(h.substr(0, colon == std::string_view::npos ? 0 : colon));
-      for (auto& c : field) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      const std::string field = text::ascii_lower(h.substr(0, colon == std::string_view::npos ? 0 : colon));
       if (field == "content-disposition" && header_parameter(h.substr(colon + 1), "name") == name)
         return blank == std::string_view::npos ? std::string() : std::string(whole.substr(blank + 4));
       if (eol == std::string_view::npos) break;

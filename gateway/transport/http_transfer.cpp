@@ -5,6 +5,8 @@
 // response size limits, and refusing the silent re-send of a request the server may already have acted on.
 #include <cstring>
 
+#include <tayori/text.hpp>
+
 #include "transport/transfer.hpp"
 
 namespace tayori::transport {
@@ -76,7 +78,7 @@ class HttpTransfer final : public Transfer {
     if (line.empty()) return len;
     const auto colon = line.find(':');
     if (colon == std::string_view::npos) return len;
-    t->response.headers.emplace_back(lower(std::string(trim(line.substr(0, colon)))),
+    t->response.headers.emplace_back(text::ascii_lower(std::string(trim(line.substr(0, colon)))),
                                      std::string(trim(line.substr(colon + 1))));
     return len;
   }
@@ -144,7 +146,7 @@ class HttpTransfer final : public Transfer {
 
     bool has_content_type = false, has_expect = false;
     for (const auto& [k, v] : request.headers) {
-      const std::string lk = lower(k);
+      const std::string lk = text::ascii_lower(k);
       has_content_type |= lk == "content-type";
       has_expect |= lk == "expect";
       // "Name;" is libcurl's way of sending a header with an empty value.

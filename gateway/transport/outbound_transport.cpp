@@ -5,6 +5,8 @@
 // it to the multi handle, and completes it when libcurl is done. It treats HTTP and SMTP transfers alike
 // (http_transfer.cpp, smtp_transfer.cpp), except that by default SMTP runs on a second transport of its
 // own, since libcurl can block its multi handle while a mail server answers.
+#include <tayori/text.hpp>
+
 #include "transport/outbound_transport.hpp"
 
 #include <algorithm>
@@ -328,7 +330,7 @@ uint64_t OutboundTransport::connections_opened(const std::string& pool_key) cons
 
 std::string OutboundTransport::pool_key_for(const Request& request) {
   if (!request.pool_key.empty()) return request.pool_key;
-  const std::string url = lower(request.url);
+  const std::string url = text::ascii_lower(request.url);
   const auto sep = url.find("://");
   if (sep == std::string::npos) return url;
   const std::string scheme = url.substr(0, sep);

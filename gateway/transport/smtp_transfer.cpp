@@ -9,6 +9,8 @@
 #include <cstring>
 #include <deque>
 
+#include <tayori/text.hpp>
+
 #include "transport/transfer.hpp"
 
 namespace tayori::transport {
@@ -41,7 +43,7 @@ class SmtpTransfer final : public Transfer {
   }
 
   CURLcode check() override {
-    const std::string scheme = lower(request.url.substr(0, request.url.find("://")));
+    const std::string scheme = text::ascii_lower(request.url.substr(0, request.url.find("://")));
     if (request.url.find("://") == std::string::npos || (scheme != "smtp" && scheme != "smtps"))
       return refuse(CURLE_UNSUPPORTED_PROTOCOL, "an smtp request needs an smtp:// or smtps:// URL");
     if (!request.headers.empty())
@@ -98,7 +100,7 @@ class SmtpTransfer final : public Transfer {
   }
 
   CURLcode configure(const TransportOptions&) override {
-    const bool implicit_tls = lower(request.url).rfind("smtps://", 0) == 0;
+    const bool implicit_tls = text::ascii_lower(request.url).rfind("smtps://", 0) == 0;
     set(CURLOPT_PROTOCOLS_STR, "smtp,smtps");
     // RFC 3207 §6: an attacker on the path can delete "250-STARTTLS" from the EHLO reply, so a client
     // that needs TLS must stop when it is missing or refused. CURLUSESSL_ALL does; CURLUSESSL_TRY would

@@ -55,7 +55,6 @@ struct Transfer {
 std::unique_ptr<Transfer> make_http_transfer();
 std::unique_ptr<Transfer> make_smtp_transfer();
 
-std::string lower(std::string s);
 // Without leading spaces and tabs, and without trailing spaces, tabs and line ends.
 std::string_view trim(std::string_view s);
 

@@ -61,6 +61,17 @@ inline size_t utf8_code_points(std::string_view s) {
   return n;
 }
 
+// ---- Case ------------------------------------------------------------------------------------------
+
+// ASCII letters lowered, every other byte as it is: for the case-insensitive tokens of protocols (header
+// names, media types, URL schemes; RFC 9110 §5.1, §8.3.1), never for human text.
+inline std::string ascii_lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  return out;
+}
+
 // ---- HTML ------------------------------------------------------------------------------------------
 
 // Text made safe in HTML element content and in attribute values quoted with '"' or '\'' (HTML Living

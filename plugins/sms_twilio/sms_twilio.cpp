@@ -30,8 +30,9 @@ namespace {
 // short gives no sid, as a failed parse did). Anything else malformed is the HTTP layer's concern: a 2xx
 // body that arrived whole from Twilio is its JSON.
 std::string top_level_sid(std::string_view body) {
+  auto is_space = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; };  // RFC 8259 §2
   auto skip_space = [&](size_t i) {
-    while (i < body.size() && (body[i] == ' ' || body[i] == '\t' || body[i] == '\n' || body[i] == '\r')) ++i;
+    while (i < body.size() && is_space(body[i])) ++i;
     return i;
   };
   size_t i = skip_space(0);
@@ -75,7 +76,7 @@ std::string top_level_sid(std::string_view body) {
     } else if (c == '}' || c == ']') {
       if (--depth == 0) return skip_space(i + 1) == body.size() ? sid : "";
     }
-    if (c != ' ' && c != '\t' && c != '\n' && c != '\r') at_sid = false;  // a value that is not a string
+    if (!is_space(c)) at_sid = false;  // a value that is not a string
     ++i;
   }
   return "";
