@@ -1,9 +1,12 @@
-// tayori — the command line: serve, check-config, plugins, version.
+// tayori — the command line: serve, check-config, plugins, new-plugin, version.
 #include <iostream>
 #include <string>
 #include <vector>
 
 #include "app/gateway.hpp"
+#include "app/new_plugin.hpp"
+
+#include <tayori/plugin.h>
 
 namespace {
 
@@ -12,6 +15,7 @@ const char* kUsage =
     "  tayori serve --config FILE [--listen HOST:PORT] [--data-dir DIR]\n"
     "  tayori check-config FILE\n"
     "  tayori plugins --config FILE\n"
+    "  tayori new-plugin NAME [--dir DIR]\n"
     "  tayori version\n";
 
 int usage_error(const std::string& message) {
@@ -26,13 +30,17 @@ int main(int argc, char** argv) {
   if (args.empty()) return usage_error("no command given");
   const std::string command = args[0];
   if (command == "version" || command == "--version") {
-    std::cout << "tayori " << TAYORI_VERSION << " (plugin ABI " << TAYORI_ABI_TEXT << ")\n";
+    // The ABI of the plugin.h this binary was compiled with, read from the header itself, so it cannot
+    // drift from what the loader accepts.
+    std::cout << "tayori " << TAYORI_VERSION << " (plugin ABI " << TAYORI_ABI_MAJOR << "." << TAYORI_ABI_MINOR << ")\n";
     return 0;
   }
   if (command == "help" || command == "--help" || command == "-h") {
     std::cout << kUsage;
     return 0;
   }
+  if (command == "new-plugin")
+    return tayori::app::new_plugin(std::vector<std::string>(args.begin() + 1, args.end()), std::cout, std::cerr);
   if (command == "check-config") {
     if (args.size() != 2) return usage_error("check-config takes one FILE");
     return tayori::app::check_config(args[1]);

@@ -47,6 +47,10 @@
 #include <stdint.h>
 
 #ifdef __cplusplus
+#include <type_traits> /* TAYORI_HAS_FIELD */
+#endif
+
+#ifdef __cplusplus
 extern "C" {
 #endif
 
@@ -61,6 +65,22 @@ extern "C" {
 #else
 #define TAYORI_EXPORT
 #endif
+
+/* Non-zero when the struct *ptr, which starts with its struct_size, reaches past `member`: the side that
+ * filled it was built against a minor that has the field. Check it before reading a field added after 1.0
+ * (a 1.0 host's delivery has no unsubscribe_url). A NULL pointer has no fields. The member's offset comes
+ * from the pointer's own type, so C and C++ callers write the same thing:
+ *   if (TAYORI_HAS_FIELD(delivery, unsubscribe_url) && delivery->unsubscribe_url.len > 0) ... */
+#if defined(__cplusplus)
+#define TAYORI_FIELD_END_(ptr, member)                                                                  \
+  (offsetof(std::remove_cv<std::remove_reference<decltype(*(ptr))>::type>::type, member) + sizeof((ptr)->member))
+#elif defined(__GNUC__) || defined(__clang__)
+#define TAYORI_FIELD_END_(ptr, member) (offsetof(__typeof__(*(ptr)), member) + sizeof((ptr)->member))
+#else /* strict ISO C: the distance from the struct's start, taken without reading anything */
+#define TAYORI_FIELD_END_(ptr, member) \
+  ((size_t)((const char*)&(ptr)->member - (const char*)(ptr)) + sizeof((ptr)->member))
+#endif
+#define TAYORI_HAS_FIELD(ptr, member) ((ptr) != NULL && (size_t)(ptr)->struct_size >= TAYORI_FIELD_END_(ptr, member))
 
 /* ---- Basic types ------------------------------------------------------------------------------ */
 

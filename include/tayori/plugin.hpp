@@ -14,14 +14,13 @@
 // constructor fails on_create with the exception's message; a throwing deliver/classify becomes a RETRY
 // outcome whose reason carries the message; a throwing build, build_batch or inbound returns TAYORI_ERROR
 // (RetryLater: TAYORI_RETRY_LATER; Refused from inbound: TAYORI_INVALID with its 4xx answer).
-// It also holds what channels share beyond the ABI, so that no two plugins carry their own copy: Retry-After
-// parsing, UUID text derived from a delivery id, the token each attempt was sent with (for
-// invalidate-only-if-same), and Tayori's content conventions (notification text, content-or-metadata fields).
+// This header is the contract's C++ face only. What channels share beyond it (Retry-After, form bodies, UUIDs
+// from delivery ids, attempt tokens, content conventions) is in tayori/provider_helpers.hpp, and a fake host
+// for a plugin's own tests is in tayori/testing.hpp.
 #ifndef TAYORI_PLUGIN_HPP
 #define TAYORI_PLUGIN_HPP
 
 #include <tayori/plugin.h>
-#include <tayori/text.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -72,12 +71,6 @@ struct Refused : Error {
   int status;
 };
 
-// True when a struct that starts with `struct_size` carries `member` (it was appended in a later minor).
-#define TAYORI_HAS_FIELD(ptr, member)                                                                         \
-  ((ptr) != nullptr && (ptr)->struct_size >= offsetof(std::remove_cvref_t<decltype(*(ptr))>, member) +       \
-                                                 sizeof((ptr)->member))
-
-inline bool is_hex(char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
 
 inline char ascii_lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
 inline bool iequals(std::string_view a, std::string_view b) {
@@ -431,13 +424,6 @@ class InboundRequest {
   const tayori_inbound_request* r_;
 };
 
-// application/x-www-form-urlencoded (WHATWG URL "application/x-www-form-urlencoded parsing"): name=value
-// pairs split on '&', '+' read as a space, %XX decoded; a pair without '=' has an empty value. In the
-// order sent, duplicates kept (Twilio signs every pair).
-inline std::vector<std::pair<std::string, std::string>> parse_form(std::string_view body) {
-  return text::decode_pairs(body, /*plus_is_space=*/true);
-}
-
 // One normalised inbound event (plugin.h tayori_inbound_event). Build it with the named constructors, which
 // set what each kind needs, then add what else applies: `.with_id(webhook_event_id).at(ms)`.
 struct InboundEvent {
@@ -529,202 +515,6 @@ class InboundSink {
 
  private:
   const tayori_inbound_sink* sink_;
-};
-
-// ---- Helpers channels share: nothing here is specific to one provider. ----------------------------
-
-
-// Characters as providers count them in their text limits (tayori/text.hpp), and the UTF-8 check a plugin
-// makes before it labels text charset=UTF-8.
-using text::is_valid_utf8;
-using text::utf8_code_points;
-
-// Base64 with the RFC 4648 §4 alphabet and '=' padding, for code that has no Host at hand (the e-mail
-// plugin's MIME builder is pure functions). With a Host, Host::base64 gives the same text from the
-// gateway's OpenSSL; this is the one copy on the plugin side.
-inline std::string base64_encode(std::string_view bytes) {
-  static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  out.reserve((bytes.size() + 2) / 3 * 4);
-  for (size_t i = 0; i < bytes.size(); i += 3) {
-    const size_t n = std::min<size_t>(3, bytes.size() - i);
-    uint32_t group = 0;
-    for (size_t k = 0; k < 3; ++k)
-      group = (group << 8) | (k < n ? static_cast<unsigned char>(bytes[i + k]) : 0u);
-    // n input bytes fill n + 1 characters; '=' stands for each byte the last group lacks (RFC 4648 §4).
-    for (size_t k = 0; k < 4; ++k) out += k <= n ? kAlphabet[(group >> (18 - 6 * k)) & 0x3F] : '=';
-  }
-  return out;
-}
-
-// A base URL setting as request URLs are built on it: without trailing '/'.
-inline std::string without_trailing_slashes(std::string url) {
-  while (!url.empty() && url.back() == '/') url.pop_back();
-  return url;
-}
-
-// The whole file named by setting `setting` (a key, a service-account JSON), read at construction time;
-// Error "setting: cannot read path" when it cannot be opened.
-inline std::string read_setting_file(const std::string& setting, const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(setting + ": cannot read " + path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
-// ---- Retry-After (RFC 9110 §10.2.3): delay-seconds or an HTTP-date -------------------------------------
-
-// An IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT", RFC 9110 §5.6.7, the form senders must use) as unix
-// milliseconds; nullopt for anything else. Locale-independent, unlike strptime's %a and %b.
-inline std::optional<int64_t> imf_fixdate_ms(std::string_view v) {
-  static const char* months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-  if (v.size() != 29 || v.substr(3, 2) != ", " || v.substr(25) != " GMT") return std::nullopt;
-  auto num = [&](size_t at, size_t n) -> std::optional<int> {
-    int x = 0;
-    for (size_t i = at; i < at + n; ++i) {
-      if (v[i] < '0' || v[i] > '9') return std::nullopt;
-      x = x * 10 + (v[i] - '0');
-    }
-    return x;
-  };
-  auto day = num(5, 2), year = num(12, 4), hh = num(17, 2), mm = num(20, 2), ss = num(23, 2);
-  unsigned month = 0;
-  for (unsigned i = 0; i < 12; ++i)
-    if (v.substr(8, 3) == months[i]) month = i + 1;
-  if (!day || !year || !hh || !mm || !ss || month == 0 || v[7] != ' ' || v[11] != ' ' || v[16] != ' ' || v[19] != ':' ||
-      v[22] != ':')
-    return std::nullopt;
-  // A date that does not exist ("30 Feb") is not a date the sender meant: refused like any malformed value.
-  const std::chrono::year_month_day date{std::chrono::year{*year}, std::chrono::month{month},
-                                         std::chrono::day{static_cast<unsigned>(*day)}};
-  if (!date.ok()) return std::nullopt;
-  const int64_t days = std::chrono::sys_days{date}.time_since_epoch().count();
-  int64_t s = days * 86'400 + *hh * 3600 + *mm * 60 + *ss;
-  return s * 1000;
-}
-
-// How long a Retry-After value asks to wait, in milliseconds from `now_ms` (Host::now_ms): delay-seconds,
-// or an IMF-fixdate. 0 -- the host's backoff decides -- when absent, empty, unreadable, in the past, or
-// more than 9 digits of seconds (beyond any sensible wait; the host clamps waits anyway). Surrounding
-// whitespace is ignored (RFC 9110 §5.5: it is not part of the field value).
-inline int64_t retry_after_ms(std::optional<std::string_view> value, int64_t now_ms) {
-  if (!value) return 0;
-  std::string_view v = *value;
-  while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
-  while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
-  if (v.empty()) return 0;
-  if (v.find_first_not_of("0123456789") == std::string_view::npos) {
-    if (v.size() > 9) return 0;
-    return std::stoll(std::string(v)) * 1000;
-  }
-  auto at = imf_fixdate_ms(v);
-  return at && *at > now_ms ? *at - now_ms : 0;
-}
-// The response's Retry-After header, read as above.
-inline int64_t retry_after_ms(const Response& r, int64_t now_ms) {
-  return retry_after_ms(r.header("retry-after"), now_ms);
-}
-
-// ---- Ids derived from a delivery id: the same on every attempt, so a provider can spot a resend ----------
-
-namespace detail {
-// 32 hex digits as 8-4-4-4-12 (RFC 9562 §4 layout).
-inline std::string uuid_dashes(const std::string& hex) {
-  return hex.substr(0, 8) + "-" + hex.substr(8, 4) + "-" + hex.substr(12, 4) + "-" + hex.substr(16, 4) + "-" +
-         hex.substr(20, 12);
-}
-}  // namespace detail
-
-// 8-4-4-4-12 lower-case UUID text hashed from `text`: two FNV-1a 64 passes, one from the FNV offset basis
-// and one from `salt`, give the 32 hex digits. Deterministic, so every attempt recomputes the same id
-// without a random source. The salt is part of the id's meaning: a plugin picks one and never changes it,
-// or ids it already sent (retry keys, apns-ids) stop matching their resends.
-inline std::string hashed_uuid(std::string_view text, uint64_t salt) {
-  static const char* digits = "0123456789abcdef";
-  std::string hex;
-  for (uint64_t h : {uint64_t{0xcbf29ce484222325ULL}, salt}) {
-    for (unsigned char c : text) h = (h ^ c) * 0x100000001b3ULL;
-    for (int shift = 60; shift >= 0; shift -= 4) hex += digits[(h >> shift) & 0xF];
-  }
-  return detail::uuid_dashes(hex);
-}
-
-// The UUID text of a delivery id: the dispatcher's ids (32 hex digits) are only lower-cased and dashed,
-// so logs on both sides match; any other id is hashed_uuid(id, salt).
-inline std::string uuid_from(std::string_view id, uint64_t salt) {
-  if (id.size() != 32 || !std::all_of(id.begin(), id.end(), is_hex)) return hashed_uuid(id, salt);
-  std::string hex;
-  for (char c : id) hex += ascii_lower(c);
-  return detail::uuid_dashes(hex);
-}
-
-// ---- Content conventions shared by channels ------------------------------------------------------------
-
-// A content field `key` when non-empty, else a non-empty string `key` at the top level of the message
-// metadata (e.g. "collapse_id"). Json is the JSON type the plugin already uses (nlohmann::json), so the
-// SDK itself depends on the standard library only.
-template <class Json>
-std::optional<std::string> content_or_metadata(const Delivery& d, const std::string& key) {
-  if (auto c = d.content(key); c && !c->empty()) return std::string(*c);
-  Json meta = Json::parse(d.metadata_json(), nullptr, false);
-  if (meta.is_object() && meta.contains(key) && meta[key].is_string() && !meta[key].template get<std::string>().empty())
-    return meta[key].template get<std::string>();
-  return std::nullopt;
-}
-
-// What a push notification shows: content "title", and "body" (or, when there is no "body" field, "text").
-// Either may be empty; nullopt when both are, since a notification must show something.
-struct NotificationText {
-  std::string_view title, body;
-};
-inline std::optional<NotificationText> notification_text(const Delivery& d) {
-  auto title = d.content("title");
-  auto body = d.content("body");
-  if (!body) body = d.content("text");
-  NotificationText n{title.value_or(std::string_view{}), body.value_or(std::string_view{})};
-  if (n.title.empty() && n.body.empty()) return std::nullopt;
-  return n;
-}
-
-// ---- Which token each attempt was sent with -------------------------------------------------------------
-
-// For invalidate-only-if-same (Host::invalidate_token): build() records the cached token an attempt's
-// request carries, classify() takes it back, and a refusal forgets exactly that token -- never a newer one
-// another delivery has already obtained, so a burst of refusals costs one re-mint. Keyed by delivery id and
-// attempt; safe from the host's concurrent build/classify calls.
-class AttemptTokens {
- public:
-  // Hands `request` to `sink` and remembers `token` for d's attempt; forgets it again if the sink refuses
-  // (no classify() will follow).
-  void add(const RequestSink& sink, const Request& request, const Delivery& d, std::string token) {
-    put(key(d), std::move(token));
-    try {
-      sink.add(request);
-    } catch (...) {
-      take(d);
-      throw;
-    }
-  }
-  // The token d's attempt was sent with, now forgotten; empty when none was recorded.
-  std::string take(const Delivery& d) {
-    std::lock_guard lock(mu_);
-    auto it = by_attempt_.find(key(d));
-    if (it == by_attempt_.end()) return {};
-    std::string token = std::move(it->second);
-    by_attempt_.erase(it);
-    return token;
-  }
-
- private:
-  static std::string key(const Delivery& d) { return std::string(d.delivery_id()) + "#" + std::to_string(d.attempt()); }
-  void put(std::string key, std::string token) {
-    std::lock_guard lock(mu_);
-    if (by_attempt_.size() > 100'000) by_attempt_.clear();  // only if the host dropped many classifies
-    by_attempt_[std::move(key)] = std::move(token);
-  }
-  std::mutex mu_;
-  std::map<std::string, std::string> by_attempt_;
 };
 
 // ---- Adapters: C entry points over a plugin class T. Every one catches everything. -------------

@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <tayori/plugin.hpp>
+#include <tayori/provider_helpers.hpp>
 #include <tayori/text.hpp>
 
 #include "mime.hpp"

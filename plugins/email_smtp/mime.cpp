@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdio>
 #include <tayori/plugin.hpp>
+#include <tayori/provider_helpers.hpp>
 #include <tayori/text.hpp>
 
 namespace tayori::email {

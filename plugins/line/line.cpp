@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <tayori/plugin.hpp>
+#include <tayori/provider_helpers.hpp>
 
 namespace {
 

@@ -12,6 +12,7 @@
 #include <optional>
 #include <string>
 #include <tayori/plugin.hpp>
+#include <tayori/provider_helpers.hpp>
 
 namespace {
 

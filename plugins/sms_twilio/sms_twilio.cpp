@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 #include <tayori/plugin.hpp>
+#include <tayori/provider_helpers.hpp>
 
 namespace {
 

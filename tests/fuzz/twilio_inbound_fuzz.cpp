@@ -8,6 +8,7 @@
 #include <string>
 
 #include <tayori/plugin.hpp>
+#include <tayori/provider_helpers.hpp>
 
 #include "fuzz_support.hpp"
 #include "crypto/crypto.hpp"

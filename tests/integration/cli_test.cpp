@@ -4,6 +4,8 @@
 
 #include "harness.hpp"
 
+#include <tayori/plugin.h>
+
 namespace tayori::testing {
 namespace {
 
@@ -93,7 +95,9 @@ TEST(Cli, PluginsListsLoadedPluginsWithTheirSettings) {
 TEST(Cli, VersionAndUsage) {
   CliRun v = run("version");
   EXPECT_EQ(v.exit_code, 0);
-  EXPECT_NE(v.output.find("plugin ABI 1.1"), std::string::npos);
+  // The ABI of the header the binary was built with, which is the one the loader enforces.
+  const std::string abi = "(plugin ABI " + std::to_string(TAYORI_ABI_MAJOR) + "." + std::to_string(TAYORI_ABI_MINOR) + ")";
+  EXPECT_NE(v.output.find(abi), std::string::npos) << v.output;
   CliRun bad = run("frobnicate");
   EXPECT_EQ(bad.exit_code, 64);
   EXPECT_NE(bad.output.find("usage:"), std::string::npos);

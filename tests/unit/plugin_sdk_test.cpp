@@ -16,6 +16,7 @@
 #include <stdexcept>
 #include <string>
 #include <tayori/plugin.hpp>
+#include <tayori/provider_helpers.hpp>
 #include <thread>
 #include <vector>
 
