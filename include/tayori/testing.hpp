@@ -2,11 +2,13 @@
 //
 //   tayori::testing::Plugin p = tayori::testing::Plugin::load(PLUGIN_PATH, {{"url", "https://hooks.example/in"}});
 //   ASSERT_TRUE(p.ok()) << p.error();
-//   tayori::testing::Built built = p.build({.contact = "U123", .content = {{"text", "hello"}}});
+//   tayori::testing::Delivery delivery;  // every field has a plausible default
+//   delivery.content = {{"text", "hello"}};
+//   tayori::testing::Built built = p.build(delivery);
 //   // built.requests[0].url, .headers, .body: what the host would send
-//   tayori::testing::Outcome o = p.classify({.contact = "U123"}, {.status = 503, .headers = {{"Retry-After", "5"}}});
-//   // o.kind == TAYORI_OUTCOME_RETRY, o.retry_after_ms == 5000
-//   tayori::testing::Inbound in = p.inbound({.headers = {{"x-signature", sig}}, .body = R"({"events":[]})"});
+//   tayori::testing::Outcome o = p.classify(delivery, {503, {{"Retry-After", "5"}}});
+//   // o.retry() && o.retry_after_ms == 5000
+//   tayori::testing::Inbound in = p.inbound({{{"x-signature", sig}}, R"({"events":[]})"});
 //
 // It speaks to the plugin only through the C descriptor (tayori/plugin.h), exactly as the gateway does, so
 // what a test sees is what the gateway would see: the request a delivery becomes, the outcome an answer
@@ -244,16 +246,19 @@ struct Request {
   std::optional<std::string> header(std::string_view name) const { return detail::find_field(headers, name); }
 };
 
-// What a provider answered (or that nothing arrived: transport_error != 0).
+// What a provider answered (or that nothing arrived: transport_error != 0): Response{503, {{"Retry-After", "5"}}},
+// Response{200, {}, R"({"id":"p-1"})"}, Response::transport_failure("timeout").
 struct Response {
   int status = 200;
   Fields headers;
   std::string body;
   int transport_error = 0;
   std::string transport_error_text;
+
+  Response(int status = 200, Fields headers = {}, std::string body = {})
+      : status(status), headers(std::move(headers)), body(std::move(body)) {}
   static Response transport_failure(std::string why) {
-    Response r;
-    r.status = 0;
+    Response r(0);
     r.transport_error = 1;
     r.transport_error_text = std::move(why);
     return r;
@@ -280,15 +285,17 @@ struct Outcome {
   bool permanent() const { return status == TAYORI_OK && kind == TAYORI_OUTCOME_PERMANENT; }
 };
 
-// A call that reached the plugin's inbound endpoint. Header names as the provider sent them; the host
-// lower-cases them, and so does this fake host before the call.
+// A call that reached the plugin's inbound endpoint: InboundCall{{{"X-Signature", sig}}, body}. Header names as
+// the provider sent them; the host lower-cases them, and so does this fake host before the call.
 struct InboundCall {
+  Fields headers;
+  std::string body;
   std::string method = "POST";
   std::string url = "https://gateway.example/inbound/plugin/test";
   std::string path = "/inbound/plugin/test";
   std::string query;
-  Fields headers;
-  std::string body;
+
+  InboundCall(Fields headers = {}, std::string body = {}) : headers(std::move(headers)), body(std::move(body)) {}
 };
 
 // One event on_inbound emitted (plugin.h tayori_inbound_event), copied.
@@ -465,10 +472,16 @@ class FakeHost {
 
 class Plugin {
  public:
+  // Sets up the fake host before on_create, for a plugin that uses a host service while it is created (a
+  // signer it checks its key with): [&](FakeHost& h) { h.sign_jwt = ...; }.
+  using Prepare = std::function<void(FakeHost&)>;
+
   // Loads the plugin library at `path` (RTLD_NOW | RTLD_LOCAL, as the gateway does) and creates an instance
   // with `settings`. Check ok(); error() says what failed, naming the setting where one is at fault.
-  static Plugin load(const std::string& path, const std::map<std::string, std::string>& settings = {}) {
+  static Plugin load(const std::string& path, const std::map<std::string, std::string>& settings = {},
+                     const Prepare& prepare = {}) {
     Plugin p;
+    if (prepare) prepare(p.host());
     p.library_ = std::shared_ptr<void>(::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL), [](void* h) {
       if (h) ::dlclose(h);
     });
@@ -486,8 +499,10 @@ class Plugin {
     return p;
   }
   // An instance of a plugin linked into the test itself: Plugin::of(tayori_plugin_entry(), settings).
-  static Plugin of(const tayori_plugin* descriptor, const std::map<std::string, std::string>& settings = {}) {
+  static Plugin of(const tayori_plugin* descriptor, const std::map<std::string, std::string>& settings = {},
+                   const Prepare& prepare = {}) {
     Plugin p;
+    if (prepare) prepare(p.host());
     p.create(descriptor, settings);
     return p;
   }

@@ -43,19 +43,19 @@ TEST({{Class}}, RefusesADeliveryWithoutText) {
 
 TEST({{Class}}, ClassifiesAnswers) {
   Plugin p = make();
-  EXPECT_TRUE(p.classify(hello(), {.status = 202, .headers = {{"X-Message-Id", "p-1"}}}).delivered());
-  EXPECT_EQ(p.classify(hello(), {.status = 202, .headers = {{"X-Message-Id", "p-1"}}}).provider_message_id, "p-1");
+  EXPECT_TRUE(p.classify(hello(), {202, {{"X-Message-Id", "p-1"}}}).delivered());
+  EXPECT_EQ(p.classify(hello(), {202, {{"X-Message-Id", "p-1"}}}).provider_message_id, "p-1");
 
-  auto busy = p.classify(hello(), {.status = 503, .headers = {{"Retry-After", "7"}}});
+  auto busy = p.classify(hello(), {503, {{"Retry-After", "7"}}});
   EXPECT_TRUE(busy.retry());
   EXPECT_EQ(busy.reason, "{{name}}.http_503");
   EXPECT_EQ(busy.retry_after_ms, 7000);
 
-  auto gone = p.classify(hello(), {.status = 410});
+  auto gone = p.classify(hello(), {410});
   EXPECT_TRUE(gone.permanent());
   EXPECT_TRUE(gone.deactivate_contact);
 
-  auto bad = p.classify(hello(), {.status = 400});
+  auto bad = p.classify(hello(), {400});
   EXPECT_TRUE(bad.permanent());
   EXPECT_FALSE(bad.deactivate_contact);
 
