@@ -2,7 +2,7 @@
 // flows: build_registry (registry.cpp) finds each configured channel's plugin here, at start-up and on
 // reload, so a plugin built for another ABI, with a short descriptor, a missing entry symbol or an
 // impossible set of callbacks stops the configuration from loading instead of failing a delivery later
-// (docs/architecture.md §6.3). A refusal names the file and, for version problems, both versions.
+// (docs/architecture.md §6.3). A refusal names the file and, for version problems, both versions and what to do.
 #include "plugin/channel.hpp"
 #include "plugin/marshal.hpp"
 
@@ -51,13 +51,27 @@ std::shared_ptr<Library> Library::open(const std::string& path, std::string& err
             version_text(d->abi_major, d->abi_minor);
     return nullptr;
   }
+  // A newer minor is refused; an older one loads (docs/architecture.md §6.2). A newer minor may rely on host
+  // behaviour this host lacks: a flag in an outcome, a new status or event kind. This host would read the
+  // plugin's structs only as far as it knows them and silently ignore the rest: a flag the plugin sets is
+  // never acted on, a status it returns is read as another, and a silent misreading loses messages. An
+  // older plugin is safe because fields are only ever appended: everything it knows is where it was, and
+  // what came after reads as zero.
+  if (d->abi_minor > TAYORI_ABI_MINOR) {
+    const std::string host = version_text(TAYORI_ABI_MAJOR, TAYORI_ABI_MINOR);
+    error = "incompatible plugin \"" + path + "\": it was built for plugin ABI " +
+            version_text(d->abi_major, d->abi_minor) + " but this host speaks " + host + "; build it against the " +
+            host + " headers (the SDK this host installs) or upgrade Tayori";
+    return nullptr;
+  }
   if (d->struct_size < TAYORI_PLUGIN_V1_0_SIZE) {
     error = "incompatible plugin \"" + path + "\": its descriptor is " + std::to_string(d->struct_size) +
             " bytes, shorter than the " + std::to_string(TAYORI_PLUGIN_V1_0_SIZE) + " bytes of ABI " +
             version_text(TAYORI_ABI_MAJOR, 0) + " (plugin says ABI " + version_text(d->abi_major, d->abi_minor) + ")";
     return nullptr;
   }
-  // A newer minor's longer descriptor: take the part this host knows. An older one: the rest stays zero.
+  // An older minor's shorter descriptor: the fields appended since stay zero (NULL callbacks, no flags). The
+  // min() still guards a descriptor that claims this minor with a longer size than ours.
   std::memcpy(&lib->descriptor_, d, std::min<size_t>(d->struct_size, sizeof(tayori_plugin)));
   const tayori_plugin& p = lib->descriptor_;
   std::string problem;
