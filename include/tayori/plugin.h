@@ -19,10 +19,14 @@
  * Naming: tayori_on_* / on_* members are implemented by the plugin; tayori_host_* / host_* by the host.
  *
  * Versioning (append-only, docs/architecture.md §6.2): every struct starts with its size. Fields are only ever added
- * at the end of a struct and the minor version is raised; nothing is reordered or repurposed. A host
- * reads an older plugin's shorter descriptor into a zeroed one and checks every optional callback for
- * NULL; a plugin checks host->struct_size before using a host service added in a later minor. A change
- * that cannot be made this way raises TAYORI_ABI_MAJOR, and hosts refuse plugins of another major.
+ * at the end of a struct and the minor version is raised; nothing is reordered or repurposed. A host loads plugins
+ * of its own minor and of every older one: it reads an older plugin's shorter descriptor into a zeroed one and
+ * checks every optional callback for NULL. It refuses a plugin built for a newer minor than its own, since such a
+ * plugin may rely on host behaviour (a flag in an outcome, a new status) that an older host would silently ignore,
+ * and a silent misreading loses messages: build a plugin against the headers of the oldest host it must run in.
+ * Hosts that predate this refusal load a newer plugin anyway, so a plugin checks host->struct_size (with
+ * TAYORI_HAS_FIELD) before using a host service added after 1.0. A change that cannot be made this way raises
+ * TAYORI_ABI_MAJOR, and hosts refuse plugins of another major.
  *
  * Threading: on_build, on_build_batch, on_classify, on_deliver and on_inbound may be called concurrently
  * from several host threads for the same instance; a plugin that keeps mutable state guards it itself.
