@@ -4,6 +4,7 @@
 #   include/tayori/*.h, *.hpp                      the plugin SDK headers
 #   lib/cmake/Tayori/                              find_package(Tayori): Tayori::plugin_sdk, Tayori::plugin_testing
 #   lib/pkgconfig/tayori-plugin.pc                 pkg-config --cflags tayori-plugin
+#   share/tayori/examples/*/                       example plugins, each a standalone project to copy
 include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 
@@ -12,6 +13,10 @@ get_property(_tayori_plugins GLOBAL PROPERTY TAYORI_PLUGIN_TARGETS)
 install(TARGETS ${_tayori_plugins} LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}/tayori/plugins)
 install(DIRECTORY ${CMAKE_SOURCE_DIR}/include/tayori DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}
         FILES_MATCHING PATTERN "*.h" PATTERN "*.hpp")
+# The examples as sources, to copy and build against this prefix (each one's README says how). A build folder
+# someone made inside an example is not part of it.
+install(DIRECTORY ${CMAKE_SOURCE_DIR}/examples/ DESTINATION ${CMAKE_INSTALL_DATADIR}/tayori/examples
+        PATTERN "build" EXCLUDE)
 
 set(_tayori_cmake_dir ${CMAKE_INSTALL_LIBDIR}/cmake/Tayori)
 configure_package_config_file(${CMAKE_SOURCE_DIR}/cmake/TayoriConfig.cmake.in
