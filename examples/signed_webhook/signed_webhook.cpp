@@ -20,42 +20,16 @@ using tayori::sdk::Error;
 using tayori::sdk::json_quote;
 using tayori::sdk::Outcome;
 
-// https:// anywhere; plain http only to this machine (a local receiver in tests): the signature proves who sent
-// a body but hides nothing on the wire (the spec's "Enforcing HTTPS"). The host is compared whole, so neither
-// http://127.0.0.1.example.com nor http://localhost:1@example.com passes. (Each example repeats this check: the
-// SDK has no helper for it.)
-void require_https_or_loopback(const std::string& key, std::string_view url) {
-  if (url.starts_with("https://")) return;
-  if (url.starts_with("http://")) {
-    const std::string_view authority = url.substr(7, url.find_first_of("/?#", 7) - 7);
-    const std::string_view host = authority.starts_with('[') ? authority.substr(0, authority.find(']') + 1)
-                                                             : authority.substr(0, authority.find(':'));
-    if (authority.find('@') == std::string_view::npos &&
-        (host == "127.0.0.1" || host == "[::1]" || host == "localhost"))
-      return;
-  }
-  throw Error(key + ": must be https:// (plain http only to 127.0.0.1, [::1] or localhost)");
-}
-
 // The HMAC key from a `secret` setting. The spec hands secrets to receivers as "whsec_" + base64 of the key
-// bytes: such a value is decoded here (the host encodes base64 but does not decode it), so the operator
+// bytes: such a value is decoded here, so the operator
 // pastes the same string into both ends. Any other value is the key bytes themselves. Either way the key has
 // the spec's minimum of 24 bytes (192 bits).
 std::string signing_key(const std::string& setting, const std::string& secret) {
   std::string key = secret;
   if (secret.starts_with("whsec_")) {
-    static constexpr std::string_view kAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    const std::string_view text = std::string_view(secret).substr(6);
-    const size_t end = text.find_last_not_of('=') + 1;  // RFC 4648 §4: '=' only pads the end
-    key.clear();
-    uint32_t bits = 0;
-    int pending = 0;
-    for (char c : text.substr(0, end)) {
-      const size_t value = kAlphabet.find(c);
-      if (value == std::string_view::npos) throw Error(setting + ": whsec_ must be followed by base64 (RFC 4648 §4)");
-      bits = (bits << 6) | static_cast<uint32_t>(value);
-      if ((pending += 6) >= 8) key += static_cast<char>((bits >> (pending -= 8)) & 0xFF);
-    }
+    auto decoded = tayori::sdk::base64_decode(std::string_view(secret).substr(6));
+    if (!decoded) throw Error(setting + ": whsec_ must be followed by base64 (RFC 4648 §4)");
+    key = *decoded;
   }
   if (key.size() < 24) throw Error(setting + ": the signing key must have at least 24 bytes");
   return key;
@@ -65,7 +39,7 @@ class SignedWebhook {
  public:
   SignedWebhook(const tayori::sdk::Host& host, const tayori::sdk::Settings& settings)
       : host_(host), url_(settings.get("url")), key_(signing_key("secret", settings.get("secret"))) {
-    require_https_or_loopback("url", url_);
+    tayori::sdk::require_https_or_loopback("url", url_);
     if (auto previous = settings.find("previous_secret")) previous_key_ = signing_key("previous_secret", *previous);
     host_.hmac(TAYORI_HASH_SHA256, key_, "");  // a host without the 1.1 crypto fails here, not once per delivery
   }

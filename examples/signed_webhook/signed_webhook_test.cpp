@@ -98,26 +98,26 @@ TEST(SignedWebhook, ContentIsEscapedAndAbsentMetadataIsAnEmptyObject) {
 
 TEST(SignedWebhook, ClassifiesAnswersAsTheSpecSuggests) {
   Plugin p = make();
-  auto ok = p.classify(order_shipped(), {.status = 204});
+  auto ok = p.classify(order_shipped(), {204});
   EXPECT_TRUE(ok.delivered());
   EXPECT_EQ(ok.provider_message_id, "0123456789abcdef0123456789abcdef");  // the webhook-id the receiver saw
 
-  auto busy = p.classify(order_shipped(), {.status = 503, .headers = {{"Retry-After", "7"}}});
+  auto busy = p.classify(order_shipped(), {503, {{"Retry-After", "7"}}});
   EXPECT_TRUE(busy.retry());
   EXPECT_EQ(busy.reason, "webhook.http_503");
   EXPECT_EQ(busy.retry_after_ms, 7000);
-  auto limited = p.classify(order_shipped(), {.status = 429});
+  auto limited = p.classify(order_shipped(), {429});
   EXPECT_TRUE(limited.retry());
   EXPECT_EQ(limited.reason, "webhook.http_429");
   EXPECT_EQ(limited.retry_after_ms, 0);  // no Retry-After: the gateway's backoff decides
 
-  auto gone = p.classify(order_shipped(), {.status = 410});
+  auto gone = p.classify(order_shipped(), {410});
   EXPECT_TRUE(gone.permanent());
   EXPECT_EQ(gone.reason, "webhook.http_410");
   EXPECT_TRUE(gone.deactivate_contact);
 
   for (int status : {301, 400, 401, 404, 422}) {
-    auto refused = p.classify(order_shipped(), {.status = status});
+    auto refused = p.classify(order_shipped(), {status});
     EXPECT_TRUE(refused.permanent()) << status;
     EXPECT_FALSE(refused.deactivate_contact) << status;
     EXPECT_EQ(refused.reason, "webhook.http_" + std::to_string(status));
@@ -134,7 +134,7 @@ TEST(SignedWebhook, SettingsAreChecked) {
   };
   EXPECT_EQ(error_of({{"secret", kRawSecret}}), "url: is required");
   EXPECT_EQ(error_of({{"url", "https://h.example/x"}}), "secret: is required");
-  const std::string plain_http = "url: must be https:// (plain http only to 127.0.0.1, [::1] or localhost)";
+  const std::string plain_http = "url: must be https:// (plain http only to 127.0.0.1, [::1] or localhost), without credentials";
   for (const char* url :
        {"http://hooks.example.com/x", "http://127.0.0.1.example.com/x", "http://127.0.0.1@example.com/",
         "http://localhost.example.com:80/", "http://localhost:1@example.com/", "ftp://127.0.0.1/x"})

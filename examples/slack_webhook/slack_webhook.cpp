@@ -21,22 +21,6 @@ using tayori::sdk::Outcome;
 constexpr size_t kMaxHeaderChars = 150;    // Block Kit: a header block's plain_text, at most 150 characters
 constexpr size_t kMaxSectionChars = 3000;  // Block Kit: a section block's text, at most 3000 characters
 
-// https:// anywhere (Slack's are https://hooks.slack.com/services/…); plain http only to this machine (a local
-// stand-in in tests). The host is compared whole, so neither http://127.0.0.1.example.com nor
-// http://localhost:1@example.com passes. (Each example repeats this check: the SDK has no helper for it.)
-void require_https_or_loopback(const std::string& key, std::string_view url) {
-  if (url.starts_with("https://")) return;
-  if (url.starts_with("http://")) {
-    const std::string_view authority = url.substr(7, url.find_first_of("/?#", 7) - 7);
-    const std::string_view host = authority.starts_with('[') ? authority.substr(0, authority.find(']') + 1)
-                                                             : authority.substr(0, authority.find(':'));
-    if (authority.find('@') == std::string_view::npos &&
-        (host == "127.0.0.1" || host == "[::1]" || host == "localhost"))
-      return;
-  }
-  throw Error(key + ": must be https:// (plain http only to 127.0.0.1, [::1] or localhost)");
-}
-
 // Slack reads '&', '<' and '>' as control characters in message text (Slack: "Formatting text for app
 // surfaces", escaping): escaped, the content cannot ping <!channel> or forge a link or a mention.
 std::string escape_mrkdwn(std::string_view text) {
@@ -64,7 +48,7 @@ class SlackWebhook {
  public:
   SlackWebhook(const tayori::sdk::Host& host, const tayori::sdk::Settings& settings)
       : host_(host), url_(settings.get("webhook_url")) {
-    require_https_or_loopback("webhook_url", url_);
+    tayori::sdk::require_https_or_loopback("webhook_url", url_);
   }
 
   void build(const Delivery& d, tayori::sdk::RequestSink& sink) {

@@ -77,7 +77,7 @@ TEST(SlackWebhook, RefusesWhatSlackWouldRefuseBeforeSending) {
 
 TEST(SlackWebhook, ClassifiesSlacksAnswers) {
   Plugin p = make();
-  EXPECT_TRUE(p.classify(deploy_done(), {.status = 200, .body = "ok"}).delivered());
+  EXPECT_TRUE(p.classify(deploy_done(), {200, {}, "ok"}).delivered());
 
   struct Case {
     int status;
@@ -91,17 +91,17 @@ TEST(SlackWebhook, ClassifiesSlacksAnswers) {
         Case{404, "no_service", "slack.no_service", true},
         Case{410, "channel_is_archived", "slack.channel_is_archived", true},
         Case{400, "<html>Bad Request</html>", "slack.http_400", false}}) {
-    auto o = p.classify(deploy_done(), {.status = c.status, .body = c.body});
+    auto o = p.classify(deploy_done(), {c.status, {}, c.body});
     EXPECT_TRUE(o.permanent()) << c.body;
     EXPECT_EQ(o.reason, c.reason);
     EXPECT_EQ(o.deactivate_contact, c.deactivates) << c.body;
   }
 
-  auto limited = p.classify(deploy_done(), {.status = 429, .headers = {{"Retry-After", "30"}}, .body = "rate_limited"});
+  auto limited = p.classify(deploy_done(), {429, {{"Retry-After", "30"}}, "rate_limited"});
   EXPECT_TRUE(limited.retry());
   EXPECT_EQ(limited.reason, "slack.rate_limited");
   EXPECT_EQ(limited.retry_after_ms, 30'000);
-  auto broken = p.classify(deploy_done(), {.status = 500, .body = "rollup_error"});
+  auto broken = p.classify(deploy_done(), {500, {}, "rollup_error"});
   EXPECT_TRUE(broken.retry());
   EXPECT_EQ(broken.reason, "slack.rollup_error");
   auto down = p.classify(deploy_done(), Response::transport_failure("timed out"));
@@ -112,7 +112,7 @@ TEST(SlackWebhook, ClassifiesSlacksAnswers) {
 TEST(SlackWebhook, TheWebhookUrlIsRequiredAndHttpsOutsideThisMachine) {
   EXPECT_EQ(Plugin::load(PLUGIN_PATH, {}).error(), "webhook_url: is required");
   EXPECT_EQ(Plugin::load(PLUGIN_PATH, {{"webhook_url", "http://hooks.slack.com/services/T/B/X"}}).error(),
-            "webhook_url: must be https:// (plain http only to 127.0.0.1, [::1] or localhost)");
+            "webhook_url: must be https:// (plain http only to 127.0.0.1, [::1] or localhost), without credentials");
   EXPECT_EQ(Plugin::load(PLUGIN_PATH, {{"webhook_url", "http://127.0.0.1:8080/services/T/B/X"}}).error(), "");
 }
 

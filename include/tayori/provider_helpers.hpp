@@ -86,6 +86,77 @@ inline std::string json_quote(std::string_view text) {
   return out + "\"";
 }
 
+// base64 text (RFC 4648 §4, '=' padding optional) as bytes; nullopt for a character outside the alphabet or
+// padding anywhere but the end. For secrets handed over in base64 (a Standard Webhooks "whsec_" key).
+inline std::optional<std::string> base64_decode(std::string_view text) {
+  static constexpr std::string_view kAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  while (!text.empty() && text.back() == '=') text.remove_suffix(1);
+  std::string out;
+  uint32_t bits = 0;
+  int pending = 0;
+  for (char c : text) {
+    const size_t value = kAlphabet.find(c);
+    if (value == std::string_view::npos) return std::nullopt;
+    bits = (bits << 6) | static_cast<uint32_t>(value);
+    if ((pending += 6) >= 8) out += static_cast<char>((bits >> (pending -= 8)) & 0xFF);
+  }
+  return out;
+}
+
+// The parts of an absolute URL's authority (RFC 3986 §3.2): scheme "https", host without IPv6 brackets,
+// port ("" when absent), and whether it carries userinfo ("user:pw@"). nullopt when it is not
+// scheme://authority...
+struct UrlAuthority {
+  std::string scheme, host, port;
+  bool has_userinfo = false;
+};
+inline std::optional<UrlAuthority> url_authority(std::string_view url) {
+  const size_t colon = url.find("://");
+  if (colon == std::string_view::npos || colon == 0) return std::nullopt;
+  UrlAuthority a;
+  a.scheme = text::ascii_lower(url.substr(0, colon));
+  std::string_view authority = url.substr(colon + 3);
+  authority = authority.substr(0, authority.find_first_of("/?#"));
+  if (const size_t at = authority.rfind('@'); at != std::string_view::npos) {
+    a.has_userinfo = true;
+    authority.remove_prefix(at + 1);
+  }
+  if (authority.starts_with('[')) {
+    const size_t close = authority.find(']');
+    if (close == std::string_view::npos) return std::nullopt;
+    a.host = std::string(authority.substr(1, close - 1));
+    authority.remove_prefix(close + 1);
+    if (!authority.empty() && authority.front() != ':') return std::nullopt;
+  } else {
+    a.host = std::string(authority.substr(0, authority.find(':')));
+    authority.remove_prefix(a.host.size());
+  }
+  if (authority.starts_with(':')) a.port = std::string(authority.substr(1));
+  if (a.host.empty()) return std::nullopt;
+  return a;
+}
+
+// Loopback only (RFC 6890: 127.0.0.0/8 and ::1; "localhost" per RFC 6761 §6.3): the one place where an
+// unencrypted hop never leaves the machine. The host is compared whole: 127.0.0.1.example.com is not one.
+inline bool is_loopback_host(std::string_view host) {
+  if (iequals(host, "localhost") || host == "::1") return true;
+  if (!host.starts_with("127.")) return false;
+  int dots = 0;
+  for (char c : host) {
+    if (c == '.') ++dots;
+    else if (c < '0' || c > '9') return false;
+  }
+  return dots == 3;
+}
+
+// For a URL setting a plugin sends to: https:// anywhere, plain http:// only to a loopback host (a local
+// stand-in in tests), never with credentials in it. Throws Error naming the setting.
+inline void require_https_or_loopback(const std::string& setting, std::string_view url) {
+  auto a = url_authority(url);
+  if (a && !a->has_userinfo && (a->scheme == "https" || (a->scheme == "http" && is_loopback_host(a->host)))) return;
+  throw Error(setting + ": must be https:// (plain http only to 127.0.0.1, [::1] or localhost), without credentials");
+}
+
 // A base URL setting as request URLs are built on it: without trailing '/'.
 inline std::string without_trailing_slashes(std::string url) {
   while (!url.empty() && url.back() == '/') url.pop_back();

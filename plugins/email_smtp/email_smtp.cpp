@@ -54,18 +54,6 @@ SmtpUrl parse_url(const std::string& url) {
 
 using tayori::text::html_escape;
 
-// Loopback only (RFC 6890: 127.0.0.0/8 and ::1; "localhost" per RFC 6761 §6.3): the one place where an
-// unencrypted hop never leaves the machine.
-bool is_loopback(std::string_view host) {
-  if (tayori::sdk::iequals(host, "localhost") || host == "::1") return true;
-  if (host.rfind("127.", 0) != 0) return false;
-  int dots = 0;
-  for (char c : host) {
-    if (c == '.') ++dots;
-    else if (c < '0' || c > '9') return false;
-  }
-  return dots == 3;
-}
 
 // A configured mailto: target for List-Unsubscribe, from "unsub@example.com" or "mailto:unsub@example.com".
 std::string mailto_target(const std::string& value) {
@@ -141,7 +129,7 @@ class EmailSmtp {
     SmtpUrl u = parse_url(url_);
     if (allow_plaintext_ && u.implicit_tls)
       throw Error("allow_plaintext: has no meaning with smtps:// (implicit TLS); remove it");
-    if (allow_plaintext_ && !is_loopback(u.host))
+    if (allow_plaintext_ && !tayori::sdk::is_loopback_host(u.host))
       throw Error("allow_plaintext: only for a relay on loopback (127.0.0.1, ::1, localhost), not \"" + u.host +
                   "\": mail and credentials would cross the network unencrypted");
     if (username_.empty() != password_.empty())

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""example_e2e.py EXAMPLE TAYORI PLUGIN_DIR WORK: an example plugin delivering end to end.
+"""example_e2e.py PLUGIN TAYORI PLUGIN_DIR WORK: an out-of-tree plugin delivering end to end.
 
 Starts a local HTTP receiver (real HTTP on 127.0.0.1, a port the kernel picks), then the real gateway binary
 TAYORI (`tayori serve`, port 0) with a YAML config in WORK whose `plugin_dirs` is PLUGIN_DIR, the example's
@@ -11,12 +11,15 @@ gateway's HTTP API and checks what the receiver got and what the gateway made of
                   fails the message, suppresses the contact, and a later message to it is never sent.
   slack_webhook   the receiver gets the exact JSON body (mention, escaping, blocks) at the webhook's path; a
                   429 with Retry-After is retried; 410 channel_is_archived fails and suppresses the member.
+  acme_push       the scaffold of `tayori new-plugin acme_push`, unchanged: delivered with the receiver's
+                  X-Message-Id and the bearer token; a 410 fails the message and suppresses the contact.
 
 Standard library only. Every wait has a deadline; nothing sleeps for a fixed time to stand in for an event.
 Exit status 0 when every check holds; otherwise 1, with the gateway's log.
 """
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import http.server
@@ -166,6 +169,30 @@ def expect_suppressed(gw, contact, channel):
           f"{contact} is not suppressed by channel.{channel}: {status} {suppression}")
 
 
+@contextlib.contextmanager
+def running(binary, plugin_dir, work, answer, channels, env):
+    """A receiver answering with `answer`, and the gateway loading plugins from `plugin_dir` with `channels` (the
+    YAML of its channel list) and `env`, in both of which {port} is the receiver's port; both stopped on the way
+    out."""
+    receiver = Receiver(answer)
+    gw = None
+    try:
+        gw = Gateway(binary, work, f"""\
+api_keys:
+  - name: e2e
+    key_env: TAYORI_E2E_KEY
+plugin_dirs: [{plugin_dir}]
+dispatcher:
+  poll_interval: 50ms
+channels:
+""" + channels.format(port=receiver.port), {k: v.format(port=receiver.port) for k, v in env.items()})
+        yield gw, receiver
+    finally:
+        if gw:
+            gw.stop()
+        receiver.stop()
+
+
 # ---- signed_webhook ----------------------------------------------------------------------------------------
 
 def verifies(secret, request):
@@ -190,24 +217,14 @@ def run_signed_webhook(binary, plugin_dir, work):
             return 503, {"Retry-After": "1"}, "busy"
         return 200, {}, ""
 
-    receiver = Receiver(answer)
-    gw = None
-    try:
-        gw = Gateway(binary, work, f"""\
-api_keys:
-  - name: e2e
-    key_env: TAYORI_E2E_KEY
-plugin_dirs: [{plugin_dir}]
-dispatcher:
-  poll_interval: 50ms
-channels:
+    with running(binary, plugin_dir, work, answer, """\
   - name: hooks
     plugin: signed_webhook
     settings:
-      url: http://127.0.0.1:{receiver.port}/tayori/hooks
+      url: http://127.0.0.1:{port}/tayori/hooks
       secret_env: E2E_WEBHOOK_SECRET
     retry: {{base: 100ms, max_attempts: 3}}
-""", {"E2E_WEBHOOK_SECRET": secret})
+""", {"E2E_WEBHOOK_SECRET": secret}) as (gw, receiver):
 
         # 503 + Retry-After: 1, then 200: delivered on the second attempt, the same webhook-id on both.
         gw.submit(message("e2e-flaky", "hooks", "webhook", "sub_flaky",
@@ -245,10 +262,6 @@ channels:
               f"e2e-gone-again: {again}")
         sent_to_gone = receiver.matching(lambda r: json.loads(r["body"])["contact"] == "sub_gone")
         check(len(sent_to_gone) == 1, f"sub_gone was sent {len(sent_to_gone)} requests after its 410")
-    finally:
-        if gw:
-            gw.stop()
-        receiver.stop()
 
 
 # ---- slack_webhook -----------------------------------------------------------------------------------------
@@ -264,24 +277,14 @@ def run_slack_webhook(binary, plugin_dir, work):
             return 429, {"Retry-After": "1"}, "rate_limited"
         return 200, {}, "ok"
 
-    receiver = Receiver(answer)
-    gw = None
-    try:
-        gw = Gateway(binary, work, f"""\
-api_keys:
-  - name: e2e
-    key_env: TAYORI_E2E_KEY
-plugin_dirs: [{plugin_dir}]
-dispatcher:
-  poll_interval: 50ms
-channels:
+    with running(binary, plugin_dir, work, answer, """\
   - name: slack
     plugin: slack_webhook
     rate_limit: 1/s
     settings:
       webhook_url_env: E2E_SLACK_WEBHOOK_URL
     retry: {{base: 100ms, max_attempts: 3}}
-""", {"E2E_SLACK_WEBHOOK_URL": f"http://127.0.0.1:{receiver.port}{path}"})
+""", {"E2E_SLACK_WEBHOOK_URL": "http://127.0.0.1:{port}" + path}) as (gw, receiver):
 
         gw.submit(message("e2e-deploy", "slack", "slack", "U0E2E0001",
                           {"title": "Deploys", "text": "Deploy <42> & *done*"}))
@@ -310,14 +313,49 @@ channels:
         check(archived["state"] == "failed" and archived["last_reason"] == "slack.channel_is_archived",
               f"e2e-archived: {archived}")
         expect_suppressed(gw, "U0ARCHIVED", "slack")
-    finally:
-        if gw:
-            gw.stop()
-        receiver.stop()
+
+
+# ---- the scaffold, as `tayori new-plugin acme_push` writes it ---------------------------------------------
+
+def run_acme_push(binary, plugin_dir, work):
+    """The walkthrough's step 6 (docs/plugin-author-guide.md) with the scaffold unchanged: delivered with the
+    provider's X-Message-Id, and a 410 fails the message and suppresses the contact."""
+
+    def answer(request, earlier):
+        if json.loads(request["body"])["to"] == "+819000000410":
+            return 410, {}, "gone"
+        return 202, {"X-Message-Id": "acme-" + str(len(earlier) + 1)}, ""
+
+    with running(binary, plugin_dir, work, answer, """\
+  - name: acme
+    plugin: acme_push
+    contact: phone
+    settings:
+      url: http://127.0.0.1:{port}/v1/messages
+      token_env: E2E_ACME_TOKEN
+""", {"E2E_ACME_TOKEN": "tok-e2e"}) as (gw, receiver):
+        gw.submit(message("e2e-hello", "acme", "phone", "+819012345678", {"text": "こんにちは"}))
+        hello = gw.settled("e2e-hello")
+        check(hello["state"] == "delivered", f"e2e-hello: {hello}")
+        check([e["detail"].get("provider_message_id") for e in events(hello, "delivered")] == ["acme-1"],
+              f"delivered events {events(hello, 'delivered')}")
+        got = receiver.matching(lambda r: True)
+        check(len(got) == 1 and got[0]["path"] == "/v1/messages", f"{len(got)} requests")
+        check(got[0]["headers"].get("authorization") == "Bearer tok-e2e", f"headers {got[0]['headers']}")
+        check(json.loads(got[0]["body"]) == {"to": "+819012345678", "text": "こんにちは", "message_id": "e2e-hello"},
+              f"body {got[0]['body']}")
+
+        gw.submit(message("e2e-gone", "acme", "phone", "+819000000410", {"text": "Are you there?"}))
+        gone = gw.settled("e2e-gone")
+        check(gone["state"] == "failed" and gone["last_reason"] == "acme_push.http_410", f"e2e-gone: {gone}")
+        expect_suppressed(gw, "+819000000410", "acme")
+
+
+SCENARIOS = {"signed_webhook": run_signed_webhook, "slack_webhook": run_slack_webhook, "acme_push": run_acme_push}
 
 
 def main():
-    if len(sys.argv) != 5 or sys.argv[1] not in ("signed_webhook", "slack_webhook"):
+    if len(sys.argv) != 5 or sys.argv[1] not in SCENARIOS:
         sys.exit(__doc__)
     example, binary, plugin_dir, work = sys.argv[1:]
     shutil.rmtree(work, ignore_errors=True)
@@ -325,7 +363,7 @@ def main():
     check(os.path.isfile(os.path.join(plugin_dir, example + ".so")), f"no {example}.so in {plugin_dir}")
     started = time.monotonic()
     try:
-        (run_signed_webhook if example == "signed_webhook" else run_slack_webhook)(binary, plugin_dir, work)
+        SCENARIOS[example](binary, plugin_dir, work)
     except AssertionError as e:
         print(f"example_e2e {example}: FAILED: {e}", file=sys.stderr)
         log = os.path.join(work, "gateway.log")

@@ -23,3 +23,5 @@ test -f "$work/acme_push/build/acme_push.so"
 # The library exports the entry symbol and nothing else (tayori_add_plugin's version script).
 exported=$(nm -D --defined-only "$work/acme_push/build/acme_push.so" | awk '$2 ~ /[TDBRVW]/ {print $3}' | sort -u)
 [ "$exported" = "tayori_plugin_entry" ] || { echo "scaffold.sh: exports: $exported"; exit 1; }
+# The guide's walkthrough, step 6: the gateway loads the scaffolded plugin from its build folder and delivers.
+python3 "$here/example_e2e.py" acme_push "$prefix/bin/tayori" "$work/acme_push/build" "$work/e2e"
