@@ -1,8 +1,9 @@
 // The ABI suite, SDK side (docs/architecture.md §6.4, §6.10): the C++ SDK's adapters must keep C++ on the plugin's side of
 // the boundary. Exceptions become error statuses or RETRY outcomes ("plugin_error: ..."), never unwinding
 // into the host; the descriptor declares exactly the callbacks the class implements. Tested two ways: in
-// process against a fake host (the adapters called directly), and through real .so fixtures loaded by
-// the host (fixture_throwing, and fixture_scripted, the scripted plugin the integration tests use).
+// process on the public fake host (tayori/testing.hpp: a plugin class's descriptor driven as a host drives
+// it), and through real .so fixtures loaded by the host (fixture_throwing, and fixture_scripted, the
+// scripted plugin the integration tests use).
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -17,6 +18,7 @@
 #include <string>
 #include <tayori/plugin.hpp>
 #include <tayori/provider_helpers.hpp>
+#include <tayori/testing.hpp>
 #include <thread>
 #include <vector>
 
@@ -32,7 +34,12 @@ using ::testing::HasSubstr;
 using ::testing::StartsWith;
 using namespace tayori::sdk;
 
-// ---- In process: the adapters against a fake host --------------------------------------------------
+// ---- In process: the adapters on the public fake host ------------------------------------------------
+
+// The public fake host (tayori/testing.hpp). Its Delivery, Request, Response and Outcome share their names
+// with the SDK's (using namespace tayori::sdk above), so those are spelled tayori::testing::... here.
+using tayori::testing::Fields;
+using tayori::testing::Plugin;
 
 class DeliverOnly {
  public:
@@ -78,69 +85,35 @@ class SansIo {
   long long retries_ = 0;
 };
 
-tayori_plugin descriptor_of_sans_io() {
-  return detail::Adapter<SansIo>::descriptor("sans_io", "1.0.0", "test", "line", nullptr, 0);
-}
-
-// A fake host: services, a request sink and an inbound sink that record what they were given.
-struct FakeHost {
-  tayori_host host{};
-  std::vector<std::string> logs;
-  int64_t now = 1'700'000'000'000;
-  std::vector<std::string> urls, bodies;
-  std::vector<std::map<std::string, std::string>> headers;
-  bool refuse_requests = false;
-  std::vector<std::pair<tayori_event_type, std::string>> events;
-  int response_status = 0;
-  std::string response_body;
-
-  FakeHost() {
-    host.struct_size = sizeof host;
-    host.abi_major = TAYORI_ABI_MAJOR;
-    host.abi_minor = TAYORI_ABI_MINOR;
-    host.host_ctx = this;
-    host.host_log = [](void* ctx, tayori_log_level, tayori_str m) {
-      static_cast<FakeHost*>(ctx)->logs.emplace_back(m.data, m.len);
-    };
-    host.host_now_ms = [](void* ctx) { return static_cast<FakeHost*>(ctx)->now; };
-  }
-  tayori_request_sink request_sink() {
-    return {this, [](void* ctx, const tayori_request* r) {
-              auto* self = static_cast<FakeHost*>(ctx);
-              if (self->refuse_requests) return TAYORI_INVALID;
-              self->urls.emplace_back(r->url.data, r->url.len);
-              self->bodies.emplace_back(r->body.data, r->body.len);
-              std::map<std::string, std::string> h;
-              for (size_t i = 0; i < r->header_count; ++i)
-                h.emplace(std::string(r->headers[i].key.data, r->headers[i].key.len),
-                          std::string(r->headers[i].value.data, r->headers[i].value.len));
-              self->headers.push_back(h);
-              return TAYORI_OK;
-            }};
-  }
-  tayori_inbound_sink inbound_sink() {
-    tayori_inbound_sink s{};
-    s.sink_ctx = this;
-    s.host_emit_event = [](void* ctx, const tayori_inbound_event* e) {
-      static_cast<FakeHost*>(ctx)->events.emplace_back(e->type, std::string(e->text.data, e->text.len));
-    };
-    s.host_set_response = [](void* ctx, int status, tayori_str, tayori_str body) {
-      auto* self = static_cast<FakeHost*>(ctx);
-      self->response_status = status;
-      self->response_body.assign(body.data, body.len);
-    };
-    return s;
-  }
+// Both declared as strings, so a host hands them over as given: "retries" is read with Settings::get_int, and
+// it is the SDK's check that refuses "three" (a host refuses an ill-typed TAYORI_SETTING_INT itself, before
+// on_create).
+const tayori_setting_spec kSansIoSettings[] = {
+    {"refuse", TAYORI_SETTING_STRING, 0, nullptr, "any value: the constructor throws"},
+    {"retries", TAYORI_SETTING_STRING, 0, nullptr, "an integer, read with Settings::get_int"},
 };
 
-using Fields = std::vector<std::pair<std::string, std::string>>;
+tayori_plugin descriptor_of_sans_io() {
+  return detail::Adapter<SansIo>::descriptor("sans_io", "1.0.0", "test", "line", kSansIoSettings,
+                                             std::size(kSansIoSettings));
+}
 
-// A delivery with storage for its strings.
+// A delivery as the host hands it over: message "m-1", delivery "d-1", with `content`.
+tayori::testing::Delivery delivery(Fields content) {
+  tayori::testing::Delivery d;
+  d.message_id = "m-1";
+  d.delivery_id = "d-1";
+  d.content = std::move(content);
+  return d;
+}
+
+// A raw delivery with storage for its strings, for what is called by hand (ByHand) or read through the
+// SDK's view of it.
 struct TestDelivery {
-  std::vector<std::pair<std::string, std::string>> fields;
+  Fields fields;
   std::vector<tayori_kv> kv;
   tayori_delivery d{};
-  explicit TestDelivery(std::vector<std::pair<std::string, std::string>> content) : fields(std::move(content)) {
+  explicit TestDelivery(Fields content) : fields(std::move(content)) {
     for (auto& [k, v] : fields) kv.push_back({str(k), str(v)});
     d.struct_size = sizeof d;
     d.message_id = str("m-1");
@@ -155,19 +128,83 @@ struct TestDelivery {
 // The host's own outcome buffers: what a plugin writes into here is what the gateway reads.
 using plugin::OutcomeBuffers;
 
-// Creates an instance through the descriptor, as the host does.
-void* create(const tayori_plugin& p, FakeHost& host, std::vector<std::pair<std::string, std::string>> settings,
-             std::string& error) {
-  std::vector<tayori_kv> kv;
-  for (auto& [k, v] : settings) kv.push_back({str(k), str(v)});
-  char buffer[128] = {0};
-  void* instance = nullptr;
-  if (p.on_create(&host.host, kv.data(), kv.size(), &instance, {buffer, sizeof buffer}) != TAYORI_OK) {
-    error = buffer;
-    return nullptr;
+// ---- By hand: what a host that behaves like the gateway does not show ------------------------------------
+//
+// tayori::testing::Plugin reads every call as the gateway does, which hides a few things these tests pin
+// down. For those, an instance is created on the fake host's own services (FakeHost::raw(), copied so that
+// one service may be replaced) and its callbacks are called with a sink or buffers of the test's making:
+// - the fake host's request sink takes every request that has a URL: a host refusing one needs a sink of
+//   its own (CountingSink);
+// - it presets the outcome buffers to RETRY and reads RETRY whenever the callback fails, so it cannot show
+//   that the adapter overwrites a stale verdict;
+// - it drops what a refused inbound call emitted (as the gateway does), so "emitted nothing" cannot be told
+//   from "emitted, then discarded"; and it neither counts calls to a service nor shows an event's
+//   struct_size.
+struct ByHand {
+  explicit ByHand(const tayori_plugin& descriptor) : p(descriptor) {
+    char error[128] = {0};
+    EXPECT_EQ(p.on_create(&services, nullptr, 0, &instance, {error, sizeof error}), TAYORI_OK) << error;
   }
-  return instance;
-}
+  ~ByHand() {
+    if (instance != nullptr) p.on_destroy(instance);
+  }
+
+  // From now on host_equal_constant_time calls are counted in `compares` (and answered by the gateway's
+  // crypto::constant_time_equal).
+  void count_compares() {
+    compares = 0;
+    services.host_equal_constant_time = [](void*, tayori_str a, tayori_str b) {
+      ++compares;
+      return crypto::constant_time_equal(view(a), view(b)) ? 1 : 0;
+    };
+  }
+
+  // What on_inbound returned and emitted for a POST with `headers` and `body`, every event as emitted
+  // (shallow copies: only their scalar fields are read).
+  struct Emitted {
+    tayori_status status = TAYORI_ERROR;
+    std::vector<tayori_inbound_event> events;
+  };
+  Emitted inbound(std::vector<tayori_kv> headers, const std::string& body) {
+    tayori_inbound_request r{};
+    r.struct_size = sizeof r;
+    r.method = str("POST");
+    r.body = str(body);
+    r.headers = headers.data();
+    r.header_count = headers.size();
+    Emitted out;
+    tayori_inbound_sink sink{};
+    sink.sink_ctx = &out.events;
+    sink.host_emit_event = [](void* ctx, const tayori_inbound_event* e) {
+      static_cast<std::vector<tayori_inbound_event>*>(ctx)->push_back(*e);
+    };
+    sink.host_set_response = [](void*, int, tayori_str, tayori_str) {};
+    char error[128] = {0};
+    out.status = p.on_inbound(instance, &r, &sink, {error, sizeof error});
+    return out;
+  }
+
+  inline static int compares = 0;
+  tayori::testing::FakeHost host;
+  tayori_host services = *host.raw();
+  tayori_plugin p;
+  void* instance = nullptr;
+};
+
+// A request sink of the test's own: it counts the requests it takes, and refuses every one when told to.
+struct CountingSink {
+  int taken = 0;
+  bool refuse = false;
+  tayori_request_sink raw{this, [](void* ctx, const tayori_request*) {
+                            auto* self = static_cast<CountingSink*>(ctx);
+                            if (self->refuse) return TAYORI_INVALID;
+                            ++self->taken;
+                            return TAYORI_OK;
+                          }};
+  CountingSink() = default;
+  CountingSink(const CountingSink&) = delete;
+  CountingSink& operator=(const CountingSink&) = delete;
+};
 
 TEST(PluginSdk, DescriptorDeclaresExactlyTheCallbacksTheClassImplements) {
   tayori_plugin direct = detail::Adapter<DeliverOnly>::descriptor("direct", "1.2.3", "d", "email", nullptr, 0);
@@ -190,122 +227,105 @@ TEST(PluginSdk, DescriptorDeclaresExactlyTheCallbacksTheClassImplements) {
 }
 
 TEST(PluginSdk, ThrowingConstructorFailsCreateWithTheMessage) {
-  FakeHost host;
-  std::string error;
   tayori_plugin p = descriptor_of_sans_io();
-  EXPECT_EQ(create(p, host, {{"refuse", "1"}}, error), nullptr);
-  EXPECT_EQ(error, "refuse: told to refuse");
-  EXPECT_EQ(create(p, host, {{"retries", "three"}}, error), nullptr);
-  EXPECT_EQ(error, "retries: expected an integer, got \"three\"");
+  EXPECT_EQ(Plugin::of(&p, {{"refuse", "1"}}).error(), "refuse: told to refuse");
+  EXPECT_EQ(Plugin::of(&p, {{"retries", "three"}}).error(), "retries: expected an integer, got \"three\"");
 }
 
-// The tests below drive one sans_io instance, created through the descriptor as the host does and
+// The tests below drive one sans_io instance, created through the descriptor on the fake host and
 // destroyed after each test.
 class PluginSdkSansIo : public ::testing::Test {
  protected:
-  void SetUp() override {
-    instance = create(p, host, {}, error);
-    ASSERT_NE(instance, nullptr) << error;
-  }
-  void TearDown() override {
-    if (instance != nullptr) p.on_destroy(instance);
-  }
-  // Classifies a response with `status`, `headers` and `body` to a delivery without content.
-  tayori_status classify(int status, std::vector<tayori_kv> headers, const char* body, OutcomeBuffers& b) {
-    TestDelivery d(Fields{});
-    tayori_response r{};
-    r.struct_size = sizeof r;
-    r.status = status;
-    r.headers = headers.data();
-    r.header_count = headers.size();
-    r.body = str(body);
-    return p.on_classify(instance, &d.d, &r, &b.out);
-  }
+  void SetUp() override { ASSERT_TRUE(plugin.ok()) << plugin.error(); }
+  // What a response becomes, to a delivery without content.
+  tayori::testing::Outcome classify(const tayori::testing::Response& r) { return plugin.classify(delivery({}), r); }
 
-  FakeHost host;
-  std::string error;
   tayori_plugin p = descriptor_of_sans_io();
-  void* instance = nullptr;
+  Plugin plugin = Plugin::of(&p);
 };
 
 TEST_F(PluginSdkSansIo, BuildHandsEachRequestToTheHostSink) {
-  TestDelivery d(Fields{{"text", "hello"}});
-  tayori_request_sink sink = host.request_sink();
-  char buffer[64] = {0};
-  EXPECT_EQ(p.on_build(instance, &d.d, &sink, {buffer, sizeof buffer}), TAYORI_OK);
-  ASSERT_EQ(host.urls.size(), 1u);
-  EXPECT_EQ(host.urls[0], "https://api.example.com/send");
-  EXPECT_EQ(host.bodies[0], "hello");
-  EXPECT_EQ(host.headers[0].at("X-Retry-Key"), "d-1");
+  auto built = plugin.build(delivery({{"text", "hello"}}));
+  EXPECT_EQ(built.status, TAYORI_OK) << built.error;
+  ASSERT_EQ(built.requests.size(), 1u);
+  EXPECT_EQ(built.requests[0].url, "https://api.example.com/send");
+  EXPECT_EQ(built.requests[0].body, "hello");
+  EXPECT_EQ(built.requests[0].headers, (Fields{{"Content-Type", "application/json"}, {"X-Retry-Key", "d-1"}}));
 }
 
 TEST_F(PluginSdkSansIo, ThrowingBuildAndRefusedRequestReturnErrorWithTheMessage) {
-  tayori_request_sink sink = host.request_sink();
-  char buffer[128] = {0};
+  auto thrown = plugin.build(delivery({{"mode", "throw"}}));
+  EXPECT_EQ(thrown.status, TAYORI_ERROR);
+  EXPECT_EQ(thrown.error, "text: too long for this provider");
+  EXPECT_TRUE(thrown.requests.empty());
 
-  TestDelivery throwing(Fields{{"mode", "throw"}});
-  EXPECT_EQ(p.on_build(instance, &throwing.d, &sink, {buffer, sizeof buffer}), TAYORI_ERROR);
-  EXPECT_STREQ(buffer, "text: too long for this provider");
-
-  host.refuse_requests = true;
+  // A host that refuses the request (see ByHand).
+  ByHand sans(p);
+  CountingSink refusing;
+  refusing.refuse = true;
   TestDelivery fine(Fields{{"text", "x"}});
-  EXPECT_EQ(p.on_build(instance, &fine.d, &sink, {buffer, sizeof buffer}), TAYORI_ERROR);
+  char buffer[128] = {0};
+  EXPECT_EQ(p.on_build(sans.instance, &fine.d, &refusing.raw, {buffer, sizeof buffer}), TAYORI_ERROR);
   EXPECT_STREQ(buffer, "the host refused the request to https://api.example.com/send");
 }
 
 TEST_F(PluginSdkSansIo, ClassifyReportsVerdictsAndReadsHeadersCaseInsensitively) {
-  {
-    OutcomeBuffers b;
-    EXPECT_EQ(classify(429, {{str("Retry-After"), str("30")}}, "", b), TAYORI_OK);
-    EXPECT_EQ(b.out.kind, TAYORI_OUTCOME_RETRY);
-    EXPECT_EQ(b.out.retry_after_ms, 30'000);
-    EXPECT_STREQ(b.reason, "example.429");
-  }
-  {
-    OutcomeBuffers b;
-    EXPECT_EQ(classify(410, {}, "", b), TAYORI_OK);
-    EXPECT_EQ(b.out.kind, TAYORI_OUTCOME_PERMANENT);
-    EXPECT_EQ(b.out.deactivate_contact, 1);
-  }
-  {
-    OutcomeBuffers b;
-    EXPECT_EQ(classify(200, {}, "provider-id-1", b), TAYORI_OK);
-    EXPECT_EQ(b.out.kind, TAYORI_OUTCOME_DELIVERED);
-    EXPECT_STREQ(b.provider_id, "provider-id-1");
-  }
+  auto later = classify({429, {{"Retry-After", "30"}}});
+  EXPECT_EQ(later.status, TAYORI_OK);
+  EXPECT_EQ(later.kind, TAYORI_OUTCOME_RETRY);
+  EXPECT_EQ(later.retry_after_ms, 30'000);
+  EXPECT_EQ(later.reason, "example.429");
+
+  auto gone = classify({410});
+  EXPECT_EQ(gone.status, TAYORI_OK);
+  EXPECT_EQ(gone.kind, TAYORI_OUTCOME_PERMANENT);
+  EXPECT_TRUE(gone.deactivate_contact);
+
+  auto ok = classify({200, {}, "provider-id-1"});
+  EXPECT_EQ(ok.status, TAYORI_OK);
+  EXPECT_EQ(ok.kind, TAYORI_OUTCOME_DELIVERED);
+  EXPECT_EQ(ok.provider_message_id, "provider-id-1");
 }
 
 TEST_F(PluginSdkSansIo, ThrowingClassifyBecomesRetryWithPluginErrorReason) {
   for (int status : {500, 503}) {
+    SCOPED_TRACE(status);
+    auto o = classify({status});
+    EXPECT_EQ(o.status, TAYORI_ERROR);
+    EXPECT_EQ(o.reason, status == 500 ? "plugin_error: classify blew up" : "plugin_error: unknown exception");
+  }
+  // Whatever was in the host's buffers, the adapter overwrites it (by hand: see ByHand).
+  ByHand sans(p);
+  TestDelivery d(Fields{});
+  for (int status : {500, 503}) {
+    SCOPED_TRACE(status);
+    tayori_response r{};
+    r.struct_size = sizeof r;
+    r.status = status;
     OutcomeBuffers b;
-    b.out.kind = TAYORI_OUTCOME_DELIVERED;  // whatever was there, the adapter must overwrite it
-    EXPECT_EQ(classify(status, {}, "", b), TAYORI_ERROR);
+    b.out.kind = TAYORI_OUTCOME_DELIVERED;
+    EXPECT_EQ(p.on_classify(sans.instance, &d.d, &r, &b.out), TAYORI_ERROR);
     EXPECT_EQ(b.out.kind, TAYORI_OUTCOME_RETRY);
-    EXPECT_STREQ(b.reason, status == 500 ? "plugin_error: classify blew up" : "plugin_error: unknown exception");
   }
 }
 
 TEST_F(PluginSdkSansIo, InboundEmitsEventsAndAnswersAndThrowingInboundIsAnError) {
-  tayori_inbound_sink sink = host.inbound_sink();
-  char buffer[128] = {0};
-  tayori_kv signed_header{str("x-signature"), str("ok")};
-  tayori_inbound_request r{};
-  r.struct_size = sizeof r;
-  r.method = str("POST");
-  r.body = str("yes please");
-  r.headers = &signed_header;
-  r.header_count = 1;
-  EXPECT_EQ(p.on_inbound(instance, &r, &sink, {buffer, sizeof buffer}), TAYORI_OK);
-  ASSERT_EQ(host.events.size(), 1u);
-  EXPECT_EQ(host.events[0].first, TAYORI_EVENT_REPLIED);
-  EXPECT_EQ(host.events[0].second, "yes please");
-  EXPECT_EQ(host.response_status, 202);
-  EXPECT_EQ(host.response_body, "thanks");
+  auto in = plugin.inbound({{{"x-signature", "ok"}}, "yes please"});
+  EXPECT_EQ(in.status, TAYORI_OK) << in.error;
+  ASSERT_EQ(in.events.size(), 1u);
+  EXPECT_EQ(in.events[0].type, TAYORI_EVENT_REPLIED);
+  EXPECT_EQ(in.events[0].text, "yes please");
+  EXPECT_EQ(in.http_status, 202);
+  EXPECT_EQ(in.body, "thanks");
 
-  r.header_count = 0;
-  EXPECT_EQ(p.on_inbound(instance, &r, &sink, {buffer, sizeof buffer}), TAYORI_ERROR);
-  EXPECT_STREQ(buffer, "x-signature: does not verify");
-  EXPECT_EQ(host.events.size(), 1u);
+  auto refused = plugin.inbound({{}, "yes please"});
+  EXPECT_EQ(refused.status, TAYORI_ERROR);
+  EXPECT_EQ(refused.error, "x-signature: does not verify");
+  // ... having emitted nothing (by hand: see ByHand).
+  ByHand sans(p);
+  auto emitted = sans.inbound({}, "yes please");
+  EXPECT_EQ(emitted.status, TAYORI_ERROR);
+  EXPECT_TRUE(emitted.events.empty());
 }
 
 // ---- Two-way (ABI 1.2): response options, inbound verification, the event builder ----------------------
@@ -328,94 +348,47 @@ class Verifying {
   Host host_;
 };
 
-// The fake host with the 1.1 signing services from the gateway's crypto, counting constant-time compares.
-struct SigningHost : FakeHost {
-  int compares = 0;
-  std::vector<tayori_inbound_event> raw_events;  // shallow copies: only the scalar fields are read
-  std::vector<std::string> refs;
-  std::string content_type;
-  SigningHost() {
-    host.host_hmac = [](void*, tayori_hash hash, tayori_str key, tayori_str data, tayori_out mac,
-                        tayori_error_buf) -> tayori_status {
-      auto r = hash == TAYORI_HASH_SHA256 ? crypto::hmac_sha256(view(key), view(data))
-                                          : crypto::hmac_sha1(view(key), view(data));
-      mac.write(mac.out_ctx, str(r.value));
-      return TAYORI_OK;
-    };
-    host.host_base64 = [](void*, tayori_str bytes, int, tayori_out out) {
-      std::string b = crypto::base64_encode(view(bytes));
-      out.write(out.out_ctx, str(b));
-    };
-    host.host_equal_constant_time = [](void* ctx, tayori_str a, tayori_str b) {
-      ++static_cast<SigningHost*>(ctx)->compares;
-      return crypto::constant_time_equal(view(a), view(b)) ? 1 : 0;
-    };
-  }
-  tayori_inbound_sink sink() {
-    tayori_inbound_sink s{};
-    s.sink_ctx = this;
-    s.host_emit_event = [](void* ctx, const tayori_inbound_event* e) {
-      auto* self = static_cast<SigningHost*>(ctx);
-      self->raw_events.push_back(*e);
-      self->refs.emplace_back(view(e->ref));
-    };
-    s.host_set_response = [](void* ctx, int status, tayori_str type, tayori_str body) {
-      auto* self = static_cast<SigningHost*>(ctx);
-      self->response_status = status;
-      self->content_type = std::string(view(type));
-      self->response_body = std::string(view(body));
-    };
-    return s;
-  }
-};
-
 TEST(PluginSdkTwoWay, InboundVerifiesThroughTheHostAndRefusesWithItsAnswer) {
   tayori_plugin p = detail::Adapter<Verifying>::descriptor("verifying", "1.0.0", "test", "line", nullptr, 0);
-  SigningHost host;
-  host.host.host_ctx = &host;
-  std::string error;
-  void* instance = create(p, host, {}, error);
-  ASSERT_NE(instance, nullptr) << error;
+  Plugin verifying = Plugin::of(&p);
+  ASSERT_TRUE(verifying.ok()) << verifying.error();
   const std::string body = "r.ref";
   const std::string good = crypto::base64_encode(crypto::hmac_sha256("secret", body).value);
-  for (const std::string& signature : {std::string("forged"), std::string(""), good}) {
+  const std::string signatures[] = {"forged", "", good};
+  for (const std::string& signature : signatures) {
     SCOPED_TRACE(signature);
-    tayori_kv header{str("x-signature"), str(signature)};
-    tayori_inbound_request r{};
-    r.struct_size = sizeof r;
-    r.body = str(body);
-    r.headers = &header;
-    r.header_count = 1;
-    tayori_inbound_sink sink = host.sink();
-    char buffer[128] = {0};
-    host.raw_events.clear();
-    host.refs.clear();
-    tayori_status st = p.on_inbound(instance, &r, &sink, {buffer, sizeof buffer});
+    auto in = verifying.inbound({{{"x-signature", signature}}, body});
     if (signature != good) {
-      EXPECT_EQ(st, TAYORI_INVALID);
-      EXPECT_EQ(host.response_status, 401);
-      EXPECT_EQ(host.response_body, "x-signature: does not verify");
-      EXPECT_TRUE(host.raw_events.empty());
+      EXPECT_EQ(in.status, TAYORI_INVALID);
+      EXPECT_EQ(in.http_status, 401);
+      EXPECT_EQ(in.body, "x-signature: does not verify");
       continue;
     }
-    EXPECT_EQ(st, TAYORI_OK) << buffer;
-    EXPECT_EQ(host.response_status, 200);
-    EXPECT_EQ(host.content_type, "text/xml");
-    ASSERT_EQ(host.raw_events.size(), 3u);
-    const tayori_inbound_event& responded = host.raw_events[0];
-    EXPECT_EQ(responded.struct_size, sizeof(tayori_inbound_event));
-    EXPECT_EQ(responded.type, TAYORI_EVENT_RESPONDED);
-    EXPECT_EQ(host.refs[0], "r.ref");
-    EXPECT_EQ(responded.occurred_at_ms, 42);
-    EXPECT_EQ(host.raw_events[1].type, TAYORI_EVENT_OPTED_OUT);
-    EXPECT_EQ(host.raw_events[1].deactivate_contact, 1);
-    EXPECT_EQ(host.raw_events[1].reactivate_contact, 0);
-    EXPECT_EQ(host.raw_events[2].type, TAYORI_EVENT_FAILED);
-    EXPECT_EQ(host.raw_events[2].deactivate_contact, 1);
+    EXPECT_EQ(in.status, TAYORI_OK) << in.error;
+    EXPECT_EQ(in.http_status, 200);
+    EXPECT_EQ(in.content_type, "text/xml");
+    ASSERT_EQ(in.events.size(), 3u);
+    EXPECT_EQ(in.events[0].type, TAYORI_EVENT_RESPONDED);
+    EXPECT_EQ(in.events[0].ref, "r.ref");
+    EXPECT_EQ(in.events[0].occurred_at_ms, 42);
+    EXPECT_EQ(in.events[1].type, TAYORI_EVENT_OPTED_OUT);
+    EXPECT_TRUE(in.events[1].deactivate_contact);
+    EXPECT_FALSE(in.events[1].reactivate_contact);
+    EXPECT_EQ(in.events[2].type, TAYORI_EVENT_FAILED);
+    EXPECT_TRUE(in.events[2].deactivate_contact);
   }
-  // An empty signature is refused without asking the host; the other two were compared in constant time.
-  EXPECT_EQ(host.compares, 2);
-  p.on_destroy(instance);
+  // By hand (see ByHand): a refusal emitted nothing, the events are of this ABI's size, and an empty signature
+  // is refused without asking the host while the other two were compared in constant time.
+  ByHand counted(p);
+  counted.count_compares();
+  for (const std::string& signature : signatures) {
+    SCOPED_TRACE(signature);
+    auto emitted = counted.inbound({{str("x-signature"), str(signature)}}, body);
+    EXPECT_EQ(emitted.status, signature == good ? TAYORI_OK : TAYORI_INVALID);
+    EXPECT_EQ(emitted.events.size(), signature == good ? 3u : 0u);
+    for (const tayori_inbound_event& e : emitted.events) EXPECT_EQ(e.struct_size, sizeof(tayori_inbound_event));
+  }
+  EXPECT_EQ(ByHand::compares, 2);
 }
 
 TEST(PluginSdkTwoWay, ResponsesAreReadOnlyWhenTheDeliveryCarriesThem) {
@@ -458,12 +431,12 @@ TEST(PluginSdk, TextIntoHostBuffersIsTruncatedAndNulTerminated) {
 }
 
 TEST(PluginSdk, HostWrapperWorksWithAndWithoutServices) {
-  FakeHost fake;
-  Host host(&fake.host);
+  tayori::testing::FakeHost fake;
+  Host host(fake.raw());
   host.log(TAYORI_LOG_INFO, "hello");
-  EXPECT_EQ(fake.logs, std::vector<std::string>{"hello"});
-  EXPECT_EQ(host.now_ms(), fake.now);
-  Host none(nullptr);
+  EXPECT_EQ(fake.logs, (std::vector<std::pair<tayori_log_level, std::string>>{{TAYORI_LOG_INFO, "hello"}}));
+  EXPECT_EQ(host.now_ms(), fake.now_ms);
+  Host none(nullptr);  // no host at all: no fake host fits this one
   none.log(TAYORI_LOG_INFO, "dropped");
   EXPECT_EQ(none.now_ms(), 0);
 }
@@ -595,9 +568,8 @@ TEST(PluginSdkHelpers, NotificationTextIsTitleAndBodyOrText) {
 }
 
 TEST(PluginSdkHelpers, AttemptTokensGiveBackTheTokenOfEachAttemptOnce) {
-  FakeHost host;
-  tayori_request_sink raw_sink = host.request_sink();
-  RequestSink sink(&raw_sink);
+  CountingSink host;
+  RequestSink sink(&host.raw);
   Request r;
   r.url = "https://api.example.com/send";
   AttemptTokens tokens;
@@ -605,13 +577,13 @@ TEST(PluginSdkHelpers, AttemptTokensGiveBackTheTokenOfEachAttemptOnce) {
   second.attempt = 2;
   first.with([&](const Delivery& d) { tokens.add(sink, r, d, "tok-1"); });
   second.with([&](const Delivery& d) { tokens.add(sink, r, d, "tok-2"); });
-  EXPECT_EQ(host.urls.size(), 2u);
+  EXPECT_EQ(host.taken, 2);
   EXPECT_EQ(second.with([&](const Delivery& d) { return tokens.take(d); }), "tok-2");
   EXPECT_EQ(first.with([&](const Delivery& d) { return tokens.take(d); }), "tok-1");
   EXPECT_EQ(first.with([&](const Delivery& d) { return tokens.take(d); }), "");  // given back once
 
   // A request the host refuses is never classified: its token is not kept.
-  host.refuse_requests = true;
+  host.refuse = true;
   EXPECT_THROW(first.with([&](const Delivery& d) { tokens.add(sink, r, d, "tok-3"); }), Error);
   EXPECT_EQ(first.with([&](const Delivery& d) { return tokens.take(d); }), "");
 }
