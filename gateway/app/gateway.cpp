@@ -348,10 +348,12 @@ int serve(const ServeOptions& options) {
   }
   // Tests and scripts read this line to learn the port when listening on port 0.
   std::cout << "tayori: listening on http://" << host << ":" << bound << std::endl;
+  // `config` was moved into the generation: read its store from there.
+  const config::StoreConfig& store_config = generation->loaded.config.store;
   log::info("gateway", "serving " + std::to_string(generation->loaded.channels->channels().size()) +
                            " channels, data in " +
-                           (config.store.backend == config::StoreBackend::postgres ? std::string("PostgreSQL")
-                                                                                   : config.store.data_dir));
+                           (store_config.backend == config::StoreBackend::postgres ? std::string("PostgreSQL")
+                                                                                    : store_config.data_dir));
 
   // Housekeeping between signals: finished messages (and their idempotency keys) older than retention go.
   timespec tick{60, 0};

@@ -311,7 +311,8 @@ struct Event {
 struct Inbound {
   tayori_status status = TAYORI_ERROR;
   std::string error;
-  std::vector<Event> events;
+  std::vector<Event> events;  // what the gateway applies: none when the call was refused
+  size_t emitted = 0;          // what the plugin emitted, applied or not (a refusal should come before any)
   int http_status = 200;  // as the gateway answers: 400 for TAYORI_INVALID, 500 for TAYORI_ERROR, unless set
   std::string content_type = "text/plain";
   std::string body;
@@ -609,6 +610,7 @@ class Plugin {
                                  ev.reactivate_contact = e->reactivate_contact != 0;
                                }
                                static_cast<Ctx*>(c)->out->events.push_back(std::move(ev));
+                               ++static_cast<Ctx*>(c)->out->emitted;
                              },
                              [](void* c, int status, tayori_str content_type, tayori_str body) {
                                Ctx& x = *static_cast<Ctx*>(c);
@@ -733,10 +735,22 @@ class Plugin {
     raw.provider_message_id = provider_id;
     raw.provider_message_id_capacity = sizeof provider_id;
     out.status = call(&raw);
-    out.kind = out.status == TAYORI_OK ? raw.kind : TAYORI_OUTCOME_RETRY;
+    reason[sizeof reason - 1] = provider_id[sizeof provider_id - 1] = '\0';
     out.reason = reason;
     out.provider_message_id = provider_id;
-    out.retry_after_ms = raw.retry_after_ms;
+    // The gateway's reading (gateway/plugin/marshal.cpp to_outcome): a failed call is a retry, "plugin_error"
+    // when it gave no reason; an unknown kind is a retry saying so; Retry-After is taken within a day.
+    if (out.status != TAYORI_OK) {
+      out.kind = TAYORI_OUTCOME_RETRY;
+      if (out.reason.empty()) out.reason = "plugin_error";
+      return out;
+    }
+    out.kind = raw.kind;
+    if (raw.kind != TAYORI_OUTCOME_DELIVERED && raw.kind != TAYORI_OUTCOME_RETRY && raw.kind != TAYORI_OUTCOME_PERMANENT) {
+      out.kind = TAYORI_OUTCOME_RETRY;
+      out.reason = "plugin_error: unknown outcome kind " + std::to_string(static_cast<int>(raw.kind));
+    }
+    out.retry_after_ms = raw.retry_after_ms < 0 ? 0 : raw.retry_after_ms > 86'400'000 ? 86'400'000 : raw.retry_after_ms;
     out.deactivate_contact = raw.deactivate_contact != 0;
     return out;
   }

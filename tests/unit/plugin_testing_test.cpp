@@ -134,6 +134,7 @@ TEST(FakeHost, InboundCallsAreVerifiedWithTheHostsHmac) {
   EXPECT_EQ(forged.status, TAYORI_INVALID);
   EXPECT_EQ(forged.http_status, 401);
   EXPECT_TRUE(forged.events.empty());
+  EXPECT_EQ(forged.emitted, 0u);  // refused before it emitted anything, not emitted and then dropped
 }
 
 // FCM's OAuth token through host_token: minted once (a JWT from the test's signer, exchanged at the token
