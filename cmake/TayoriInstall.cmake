@@ -29,5 +29,7 @@ write_basic_package_version_file(${CMAKE_BINARY_DIR}/sdk/TayoriConfigVersion.cma
 install(FILES ${CMAKE_BINARY_DIR}/sdk/TayoriConfig.cmake ${CMAKE_BINARY_DIR}/sdk/TayoriConfigVersion.cmake
               ${CMAKE_SOURCE_DIR}/cmake/TayoriPlugin.cmake
         DESTINATION ${_tayori_cmake_dir})
+file(RELATIVE_PATH TAYORI_PC_TO_PREFIX /${CMAKE_INSTALL_LIBDIR}/pkgconfig /)
+string(REGEX REPLACE "/$" "" TAYORI_PC_TO_PREFIX "${TAYORI_PC_TO_PREFIX}")
 configure_file(${CMAKE_SOURCE_DIR}/cmake/tayori-plugin.pc.in ${CMAKE_BINARY_DIR}/sdk/tayori-plugin.pc @ONLY)
 install(FILES ${CMAKE_BINARY_DIR}/sdk/tayori-plugin.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)

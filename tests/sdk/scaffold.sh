@@ -25,3 +25,10 @@ exported=$(nm -D --defined-only "$work/acme_push/build/acme_push.so" | awk '$2 ~
 [ "$exported" = "tayori_plugin_entry" ] || { echo "scaffold.sh: exports: $exported"; exit 1; }
 # The guide's walkthrough, step 6: the gateway loads the scaffolded plugin from its build folder and delivers.
 python3 "$here/example_e2e.py" acme_push "$prefix/bin/tayori" "$work/acme_push/build" "$work/e2e"
+# The guide's recipe without CMake: pkg-config's flags, a shared library and a version script.
+pc_dir=$(dirname "$(find "$prefix" -name tayori-plugin.pc | head -1)")
+printf '{ global: tayori_plugin_entry; local: *; };\n' >"$work/exports.map"
+g++ -std=c++20 $(PKG_CONFIG_PATH="$pc_dir" pkg-config --cflags tayori-plugin) -shared -fPIC -fvisibility=hidden \
+  -Wl,--version-script="$work/exports.map" -o "$work/acme_push_pkgconfig.so" "$work/acme_push/acme_push.cpp"
+exported=$(nm -D --defined-only "$work/acme_push_pkgconfig.so" | awk '$2 ~ /[TDBRVW]/ {print $3}' | sort -u)
+[ "$exported" = "tayori_plugin_entry" ] || { echo "scaffold.sh: pkg-config build exports: $exported"; exit 1; }
