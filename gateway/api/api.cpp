@@ -78,6 +78,7 @@ std::string route_template(const std::string& method, const std::string& path) {
   if (path.rfind("/inbound/", 0) == 0) return "/inbound/{plugin}/{channel}";
   if (path.rfind("/r/", 0) == 0) return "/r/{token}";
   if (path.rfind("/u/", 0) == 0) return "/u/{token}";
+  if (path.rfind("/c/", 0) == 0) return "/c/{token}";
   if (path.rfind("/v1/recipients/", 0) == 0) {
     if (path.ends_with("/consent/history")) return "/v1/recipients/{id}/consent/history";
     if (path.ends_with("/consent")) return "/v1/recipients/{id}/consent";
@@ -92,7 +93,8 @@ enum class KeyNeeded { none, api_key, app_key };
 
 KeyNeeded key_needed(const std::string& route) {
   if (route == "/healthz" || route == "/readyz" || route == "/metrics" || route == "other" ||
-      route == "/inbound/{plugin}/{channel}" || route == "/r/{token}" || route == "/u/{token}")
+      route == "/inbound/{plugin}/{channel}" || route == "/r/{token}" || route == "/u/{token}" ||
+      route == "/c/{token}")
     return KeyNeeded::none;
   return route == "/v1/inbound/app" ? KeyNeeded::app_key : KeyNeeded::api_key;
 }
@@ -174,6 +176,7 @@ Api::Api(const config::Config& config, ApiDependencies deps)
   rules_.channels = &channel_names_;
   rules_.templates_available = deps_.templates != nullptr;
   rules_.templates = &template_names_;
+  rules_.links_available = inbound_->links().enabled();
   rules_.default_timezone = config.policy.default_timezone;
   rules_.stored_timezone = [this](const std::string& recipient_id) {
     auto profile = deps_.store.recipient(recipient_id);
@@ -269,6 +272,10 @@ void Api::serve(const HttpRequest& request, const std::string& route, const std:
   if (route == "/u/{token}") {
     if (method != "GET" && method != "POST") return allow("GET, POST");
     return unsubscribe_link(request, counted);
+  }
+  if (route == "/c/{token}") {
+    if (method != "GET" && method != "HEAD") return allow("GET, HEAD");
+    return click_link(request, counted);
   }
   if (route == "/v1/inbound/app") {
     if (method != "POST") return allow("POST");

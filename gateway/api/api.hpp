@@ -102,6 +102,7 @@ class Api final : public Handler {
   void inbound_webhook(const HttpRequest& request, Responder respond);   // POST /inbound/{plugin}/{channel}
   void response_link(const HttpRequest& request, Responder respond);     // GET, POST /r/{token}
   void unsubscribe_link(const HttpRequest& request, Responder respond);  // GET, POST /u/{token} (RFC 8058)
+  void click_link(const HttpRequest& request, Responder respond);        // GET, HEAD /c/{token}
   void app_inbound(const HttpRequest& request, Responder respond);       // POST /v1/inbound/app
   // The recipient's locale for a page about `original` ("" when unknown).
   std::string locale_of(const core::Original& original) const;

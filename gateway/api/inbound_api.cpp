@@ -5,6 +5,8 @@
 //   POST /r/{token}                   the button: records the answer, shows a short page
 //   GET  /u/{token}                   one-click unsubscribe: a confirmation page with a button (no change)
 //   POST /u/{token}                   List-Unsubscribe=One-Click (RFC 8058 §3.2): opts out at once
+//   GET  /c/{token}                   a tracked link: 302 to the URL the message had there, and a `clicked` event
+//   HEAD /c/{token}                   the same 302, recording nothing
 //   POST /v1/inbound/app              an app reports a push action tap by its signed ref (inbound.app_keys)
 // A GET never changes anything: mail link scanners fetch every URL in a mail, so only the recipient's
 // button press (a POST) may record an answer or an opt-out.
@@ -14,6 +16,7 @@
 
 #include "api/api.hpp"
 #include "api/http_util.hpp"
+#include "links/tracking.hpp"
 
 namespace tayori::api {
 
@@ -172,6 +175,27 @@ void Api::unsubscribe_link(const HttpRequest& request, Responder respond) {
     respond(page(r.status, locale, "受け付けできません", "配信停止を受け付けできませんでした。", "Not recorded",
                  "The opt-out could not be recorded."));
   });
+}
+
+// The recipient is always taken where the link pointed, even when nothing can be recorded: a tracked link
+// must never be a broken one. What is recorded is a person's click: not a HEAD, not a fetch by a mail
+// scanner or a link preview (links::is_link_scanner), not an expired link (its MAC still proves the target
+// was in a message of ours), and not while the gateway shuts down.
+void Api::click_link(const HttpRequest& request, Responder respond) {
+  links::Verified v = inbound_->links().verify(token_of(request), deps_.clock.now_ms() / 1000);
+  const bool ours = v.ok() || v.error == links::LinkError::expired;
+  if (!ours) return respond(bad_link(v.error));
+  const links::LinkClaims& c = v.claims;
+  if (c.kind != links::LinkKind::click || (c.target.rfind("https://", 0) != 0 && c.target.rfind("http://", 0) != 0))
+    return respond(bad_link(links::LinkError::malformed));
+  HttpResponse redirect;
+  redirect.status = 302;
+  redirect.headers.emplace_back("Location", c.target);
+  redirect.headers.emplace_back("Cache-Control", "no-store");  // every click comes back here
+  redirect.headers.emplace_back("Referrer-Policy", "no-referrer");  // the token stays ours
+  if (request.method == "HEAD" || !v.ok() || draining_ || links::is_link_scanner(request.header("user-agent")))
+    return respond(std::move(redirect));
+  inbound_->click(c, [respond, redirect](core::InboundApplier::Result) { respond(redirect); });
 }
 
 // POST /v1/inbound/app {"ref": "<signed ref>"}. Only the ref, signed for one message and option, says

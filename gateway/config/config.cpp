@@ -546,7 +546,7 @@ void read_channels(Reader& r, const YAML::Node& n, const RetryPolicy& default_re
     YAML::Node c = n[i];
     if (!r.expect_map(c, path,
                       {"name", "plugin", "contact", "settings", "concurrency", "rate_limit", "burst", "batch_window",
-                       "retry", "circuit_breaker", "inbound"}))
+                       "retry", "circuit_breaker", "inbound", "track"}))
       continue;
     ChannelConfig ch;
     ch.retry = default_retry;
@@ -577,6 +577,10 @@ void read_channels(Reader& r, const YAML::Node& n, const RetryPolicy& default_re
     }
     r.integer(c, "burst", path, 1, 1'000'000, ch.burst);
     r.boolean(c, "inbound", path, ch.inbound);
+    if (YAML::Node t = c["track"]; t && r.expect_map(t, path + ".track", {"clicks"})) {
+      ch.track_at = where(t);
+      r.boolean(t, "clicks", path + ".track", ch.track_clicks);
+    }
     if (YAML::Node w = c["batch_window"]) {
       ch.batch_window_at = where(w);
       r.duration(c, "batch_window", path, 0, ch.batch_window_ms);
@@ -811,6 +815,10 @@ LoadResult read_document(const YAML::Node& root, const std::string& file, const 
       }
     }
     read_channels(r, root["channels"], c.dispatcher.retry, c.channels);
+    for (const auto& ch : c.channels)
+      if (ch.track_clicks && c.server.public_url.empty())
+        r.error(ch.track_at, "channels[" + std::to_string(ch.index) + "].track.clicks",
+                "needs server.public_url: a tracked link points at the gateway, which must be reachable from outside");
     std::set<std::string> channel_names;
     for (const auto& ch : c.channels) channel_names.insert(ch.name);
     read_policy(r, root["policy"], channel_names, c.policy);

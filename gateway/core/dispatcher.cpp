@@ -492,6 +492,10 @@ bool Dispatcher::process(const store::MessageRecord& record) {
   }
   plugin::DeliveryRequest delivery = make_delivery(record, message, sending->route);
   delivery.content = std::move(*rendered.fields);
+  // Tracked links make each message's content its own, so such deliveries are never batched together.
+  if (message.track_clicks.value_or(sending->channel->track_clicks()))
+    delivery.content = track_content(std::move(delivery.content), message, sending->route.channel, links_,
+                                     (started + link_ttl_ms_) / 1000);
   delivery.responses = mint_responses(message, sending->route.channel, links_, (started + link_ttl_ms_) / 1000);
   sending->message = std::move(message);
   plugin::Channel* channel = sending->channel;

@@ -3,6 +3,8 @@
 // group commit. api/inbound_api.cpp calls in here with the events a plugin normalised.
 #include "core/inbound.hpp"
 
+#include "links/tracking.hpp"
+
 #include <memory>
 
 #include "crypto/crypto.hpp"
@@ -133,6 +135,15 @@ InboundDecision decide_unsubscribe(const Original& original, const std::string& 
   return {std::move(w), ""};
 }
 
+InboundDecision decide_click(const Original& original, const std::string& channel, const std::string& link,
+                             const std::string& url, bool first, int64_t now_ms) {
+  const Message& m = original.message;
+  Writes w;
+  Json detail{{"channel", channel}, {"link", std::stoi(link)}, {"url", url}, {"first", first}};
+  w.events.push_back({m.id, m.recipient.id, {"clicked", detail.dump(), now_ms}});
+  return {std::move(w), ""};
+}
+
 std::optional<std::string> option_for_number(const std::string& options_json, const std::string& number) {
   if (number.size() != 1 || number[0] < '1' || number[0] > '9') return std::nullopt;
   Json options = Json::parse(options_json, nullptr, false);
@@ -237,6 +248,20 @@ std::vector<plugin::ResponseOption> mint_responses(const Message& message, const
   return out;
 }
 
+std::vector<std::pair<std::string, std::string>> track_content(std::vector<std::pair<std::string, std::string>> content,
+                                                                const Message& message, const std::string& channel,
+                                                                const links::LinkSigner& links, int64_t expires_at_s) {
+  if (!links.enabled()) return content;
+  auto tracked = links::track_clicks(
+      content,
+      [&](size_t index, const std::string& url) {
+        return links.url(links::LinkClaims{links::LinkKind::click, message.id, channel, std::to_string(index),
+                                           expires_at_s, url});
+      },
+      links.public_url());
+  return std::move(tracked.fields);
+}
+
 // ---- InboundApplier ----------------------------------------------------------------------------------
 
 InboundApplier::InboundApplier(store::Store& store, const Clock& clock, links::LinkSigner links,
@@ -313,6 +338,22 @@ void InboundApplier::respond(const std::string& message_id, const std::string& o
   writes.push_back(std::move(*d.writes));
   store_.apply_inbound(std::move(writes), clock_.now_ms(), [done, original](bool ok, int) {
     done(ok ? Result{200, "recorded", original} : Result{503, "the store could not record the response", original});
+  });
+}
+
+void InboundApplier::click(const links::LinkClaims& claims, std::function<void(Result)> done) {
+  auto record = store_.find(claims.message_id);
+  if (!record) return done({404, "the message \"" + claims.message_id + "\" is no longer known", std::nullopt});
+  auto original = read_original(*record);
+  if (!original) return done({404, "the message \"" + claims.message_id + "\" was erased", std::nullopt});
+  bool first = true;
+  for (const auto& e : store_.events(claims.message_id))
+    if (e.type == "clicked") first = false;
+  InboundDecision d = decide_click(*original, claims.channel, claims.option, claims.target, first, clock_.now_ms());
+  std::vector<store::Store::InboundWrites> writes;
+  writes.push_back(std::move(*d.writes));
+  store_.apply_inbound(std::move(writes), clock_.now_ms(), [done, original](bool ok, int) {
+    done(ok ? Result{200, "clicked", original} : Result{503, "the store could not record the click", original});
   });
 }
 

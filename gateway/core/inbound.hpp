@@ -83,6 +83,19 @@ std::optional<std::string> option_for_number(const std::string& options_json, co
 std::vector<plugin::ResponseOption> mint_responses(const Message& message, const std::string& channel,
                                                    const links::LinkSigner& links, int64_t expires_at_s);
 
+// The content of a delivery of `message` on `channel` with its links tracked (links/tracking.hpp): each one
+// rewritten to a signed /c/ link naming the message, the channel, the link's index and its target, valid
+// until `expires_at_s` (after which it still redirects, recording nothing). Unchanged without a signer.
+std::vector<std::pair<std::string, std::string>> track_content(std::vector<std::pair<std::string, std::string>> content,
+                                                                const Message& message, const std::string& channel,
+                                                                const links::LinkSigner& links, int64_t expires_at_s);
+
+// A recipient's click on link `link` of `original` (sent on `channel`): a `clicked` event naming the channel,
+// the link's index and its URL, and `first` when no click on this message was recorded before (only the first
+// counts toward a message's stats; every click is in its history).
+InboundDecision decide_click(const Original& original, const std::string& channel, const std::string& link,
+                             const std::string& url, bool first, int64_t now_ms);
+
 // ---- I/O ---------------------------------------------------------------------------------------
 
 // Looks up what decisions need and writes what they decide. Thread-safe (the store is).
@@ -108,6 +121,8 @@ class InboundApplier {
   void respond(const std::string& message_id, const std::string& option, const std::string& channel,
                const std::string& via, std::function<void(Result)> done);
   void unsubscribe(const std::string& message_id, const std::string& channel, std::function<void(Result)> done);
+  // A tracked link's click (GET /c/{token}, a scanner's fetch already set aside): 404 for an unknown message.
+  void click(const links::LinkClaims& claims, std::function<void(Result)> done);
 
   // The facts for one plugin event (public for tests).
   InboundFacts facts_for(const std::string& channel, const std::string& plugin, const plugin::InboundEvent& event);

@@ -331,7 +331,7 @@ ParsedMessage parse_message(const Json& j, const ValidationRules& rules, const s
     return result;
   }
   c.only(j, "", {"id", "recipient", "purpose", "category", "channels", "content", "template", "data", "send_at",
-                 "expires_at", "metadata", "responses"});
+                 "expires_at", "metadata", "responses", "track"});
   Message m;
   if (auto v = c.string(j, "", "id", true, is_id, "1 to 128 characters of A-Z a-z 0-9 . _ ~ : -")) m.id = *v;
   auto recipient = j.find("recipient");
@@ -465,6 +465,21 @@ ParsedMessage parse_message(const Json& j, const ValidationRules& rules, const s
     }
   }
   parse_responses(c, j, rules, m.responses);
+  if (auto track = j.find("track"); track != j.end() && !track->is_null()) {
+    if (!track->is_object()) {
+      c.fail("/track", "must be an object {clicks}");
+    } else {
+      c.only(*track, "/track", {"clicks"});
+      if (auto clicks = track->find("clicks"); clicks != track->end()) {
+        if (!clicks->is_boolean())
+          c.fail("/track/clicks", "must be true or false");
+        else if (clicks->get<bool>() && !rules.links_available)
+          c.fail("/track/clicks", "needs server.public_url: a tracked link points at the gateway");
+        else
+          m.track_clicks = clicks->get<bool>();
+      }
+    }
+  }
   if (result.errors.empty()) result.message = std::move(m);
   return result;
 }

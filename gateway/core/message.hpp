@@ -60,6 +60,9 @@ struct Message {
   std::optional<int64_t> expires_at_ms;
   Json metadata = Json::object();
   std::vector<ResponseSpec> responses;  // empty: the message asks nothing
+  // `track: {clicks: bool}`: this message's links rewritten to tracked ones (true) or left alone (false)
+  // whatever its channel's `track:` says; unset: the channel decides.
+  std::optional<bool> track_clicks;
 };
 
 struct FieldError {
@@ -74,6 +77,8 @@ struct ValidationRules {
   // The configured channel names; nullptr skips the check (re-reading stored messages).
   const std::set<std::string>* channels = nullptr;
   bool templates_available = false;
+  // Signed links can be made (server.public_url): a message may ask for `track: {clicks: true}`.
+  bool links_available = true;
   // The known template names; nullptr with templates_available accepts any name (stored messages).
   const std::set<std::string>* templates = nullptr;
   // The zone a local send_at ("2026-11-24T10:00:00", no offset) is read in when the recipient has none.

@@ -1,4 +1,4 @@
-// Signed links (links.hpp): minting and checking unsubscribe and response tokens with the newest link secret,
+// Signed links (links.hpp): minting and checking unsubscribe, response and click tokens with the newest link secret,
 // verifying with any listed one by its key id. The API's /u/ and /r/ routes and the plugins' links use them.
 #include "links/links.hpp"
 
@@ -14,7 +14,14 @@ namespace {
 
 constexpr size_t kMacBytes = 16;
 
-const char* kind_code(LinkKind kind) { return kind == LinkKind::unsubscribe ? "u" : "r"; }
+const char* kind_code(LinkKind kind) {
+  switch (kind) {
+    case LinkKind::unsubscribe: return "u";
+    case LinkKind::response: return "r";
+    case LinkKind::click: return "c";
+  }
+  return "u";
+}
 
 std::optional<std::string> hmac_sha256(std::string_view key, std::string_view data) {
   auto mac = crypto::hmac_sha256(key, data);
@@ -66,8 +73,9 @@ std::optional<std::string> LinkSigner::mac_of(const LinkKey& key, std::string_vi
 std::string LinkSigner::token(const LinkClaims& c) const {
   if (keys_.empty()) throw SigningError("signed links: no key configured");
   const LinkKey& key = keys_.front();
-  std::string payload =
-      nlohmann::json::array({kind_code(c.kind), c.message_id, c.channel, c.option, c.expires_at_s}).dump();
+  nlohmann::json fields = nlohmann::json::array({kind_code(c.kind), c.message_id, c.channel, c.option, c.expires_at_s});
+  if (c.kind == LinkKind::click) fields.push_back(c.target);
+  std::string payload = fields.dump();
   auto mac = mac_of(key, payload);
   if (!mac) throw SigningError("signed links: HMAC-SHA256 under key \"" + key.id + "\" failed");
   std::string prefix = key.id.empty() ? std::string() : key.id + ".";
@@ -77,7 +85,7 @@ std::string LinkSigner::token(const LinkClaims& c) const {
 std::string LinkSigner::url(const LinkClaims& c) const { return url(c.kind, token(c)); }
 
 std::string LinkSigner::url(LinkKind kind, std::string_view token) const {
-  return public_url_ + (kind == LinkKind::unsubscribe ? "/u/" : "/r/") + std::string(token);
+  return public_url_ + "/" + kind_code(kind) + "/" + std::string(token);
 }
 
 Verified LinkSigner::verify(std::string_view token, int64_t now_s) const {
@@ -109,23 +117,17 @@ Verified LinkSigner::verify(std::string_view token, int64_t now_s) const {
     return v;
   }
   auto j = nlohmann::json::parse(payload.value, nullptr, false);
-  if (!j.is_array() || j.size() != 5 || !j[0].is_string() || !j[1].is_string() || !j[2].is_string() ||
-      !j[3].is_string() || !j[4].is_number_integer()) {
+  const std::string kind = j.is_array() && !j.empty() && j[0].is_string() ? j[0].get<std::string>() : "";
+  const size_t fields = kind == "c" ? 6 : 5;  // a click carries its target
+  if ((kind != "u" && kind != "r" && kind != "c") || j.size() != fields || !j[1].is_string() || !j[2].is_string() ||
+      !j[3].is_string() || !j[4].is_number_integer() || (fields == 6 && !j[5].is_string())) {
     v.error = LinkError::malformed;
     return v;
   }
-  std::string kind = j[0].get<std::string>();
-  if (kind != "u" && kind != "r") {
-    v.error = LinkError::malformed;
-    return v;
-  }
-  LinkClaims c{kind == "u" ? LinkKind::unsubscribe : LinkKind::response, j[1].get<std::string>(),
-               j[2].get<std::string>(), j[3].get<std::string>(), j[4].get<int64_t>()};
-  if (now_s >= c.expires_at_s) {
-    v.error = LinkError::expired;
-    return v;
-  }
-  v.claims = std::move(c);
+  v.claims = LinkClaims{kind == "u" ? LinkKind::unsubscribe : kind == "r" ? LinkKind::response : LinkKind::click,
+                        j[1].get<std::string>(), j[2].get<std::string>(), j[3].get<std::string>(), j[4].get<int64_t>(),
+                        fields == 6 ? j[5].get<std::string>() : std::string()};
+  if (now_s >= v.claims.expires_at_s) v.error = LinkError::expired;
   return v;
 }
 

@@ -4,7 +4,7 @@
 // A token is [key_id "."] base64url(payload) "." base64url(first 16 bytes of HMAC-SHA256(secret, signed)),
 // where `signed` is key_id "." payload, or the payload alone for the one key without an id
 // (server.link_secret_env). The payload is a compact JSON array [kind, message_id, channel, option,
-// expires_at_s] so no field needs escaping rules of its own. 128 MAC bits are ample against forgery and keep
+// expires_at_s] (a click appends its target URL) so no field needs escaping rules of its own. 128 MAC bits are ample against forgery and keep
 // a token short enough for LINE's 300-character postback data.
 //
 // Several keys verify at once and the first signs, so an operator rotates a key by putting a new one first
@@ -19,25 +19,36 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace tayori::links {
 
-enum class LinkKind { unsubscribe, response };
+// unsubscribe: /u/ (RFC 8058); response: /r/ and LINE postback data; click: /c/, a tracked link in a message.
+enum class LinkKind { unsubscribe, response, click };
 
 struct LinkClaims {
+  // The target comes last and only for a click: {kind, message_id, channel, option, expires_at_s[, target]}.
+  LinkClaims(LinkKind kind = LinkKind::unsubscribe, std::string message_id = {}, std::string channel = {},
+             std::string option = {}, int64_t expires_at_s = 0, std::string target = {})
+      : kind(kind), message_id(std::move(message_id)), channel(std::move(channel)), option(std::move(option)),
+        expires_at_s(expires_at_s), target(std::move(target)) {}
+
   LinkKind kind = LinkKind::unsubscribe;
   std::string message_id;
   std::string channel;
-  std::string option;        // the response option id (kind response); empty for unsubscribe
+  std::string option;        // the response option id (kind response); the link's index (click); empty for unsubscribe
   int64_t expires_at_s = 0;  // Unix seconds
+  // kind click: the URL the message had where the tracked link now is. Signed with the rest, so /c/ can only
+  // ever redirect to a URL that was in a message (no open redirect), and needs no look-up to do it.
+  std::string target;
 };
 
 enum class LinkError { none, malformed, forged, expired };
 
 struct Verified {
   LinkError error = LinkError::none;
-  LinkClaims claims;  // set only when error == none
+  LinkClaims claims;  // set when error is none or expired (the MAC held: the claims are ours, only old)
   bool ok() const { return error == LinkError::none; }
 };
 
@@ -73,7 +84,7 @@ class LinkSigner {
 
   // Throws SigningError when the MAC cannot be computed.
   std::string token(const LinkClaims& claims) const;
-  // public_url + "/u/" (unsubscribe) or "/r/" (response) + token.
+  // public_url + "/u/" (unsubscribe), "/r/" (response) or "/c/" (click) + token.
   std::string url(const LinkClaims& claims) const;
   // The same URL for a token already made by token(), for a caller that needs both (one MAC, not two).
   std::string url(LinkKind kind, std::string_view token) const;

@@ -215,6 +215,9 @@ class Channel {
   // YAML `circuit_breaker`; set before the first delivery.
   void set_circuit_breaker(const config::CircuitBreakerConfig& config) { circuit_.configure(config); }
   const transport::CircuitBreaker& circuit() const { return circuit_; }
+  // YAML `track: {clicks: true}`: its messages' links become tracked /c/ links unless a message says otherwise.
+  void set_track_clicks(bool track) { track_clicks_ = track; }
+  bool track_clicks() const { return track_clicks_; }
 
   struct HostServices;  // the tayori_host callbacks; defined in host_services.cpp
 
@@ -247,6 +250,7 @@ class Channel {
   tayori_host host_{};
   void* instance_ = nullptr;
   config::RetryPolicy retry_;
+  bool track_clicks_ = false;
   transport::CircuitBreaker circuit_;
 
   int64_t batch_window_ms_ = 0;

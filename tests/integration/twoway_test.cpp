@@ -219,6 +219,108 @@ TEST_F(TwoWay, AppReportsNeedAnAppKeyAndASignedRef) {
   EXPECT_EQ(count(types("a-1"), "responded"), 1);
 }
 
+// Click tracking end to end: a message that asks for it goes out with its links rewritten to /c/ links of the
+// gateway (file_sink shows what was sent), and a person's click is taken to the original URL and recorded,
+// the first one flagged; a HEAD, a scanner's fetch, an expired link and a message without tracking record
+// nothing, and a forged token redirects nowhere.
+TEST_F(TwoWay, ATrackedLinkTakesTheRecipientToItsUrlAndRecordsTheFirstClick) {
+  const std::string target = "https://shop.example/orders/1?a=1&b=2";
+  Json m = {{"id", "k-1"},
+            {"recipient", {{"id", "r-1"}, {"contacts", {{"email", "hanako@example.jp"}}}}},
+            {"purpose", "transactional"},
+            {"channels", {"email"}},
+            {"content",
+             {{"subject", "ご注文"},
+              {"text", "ご注文の確認: " + target + "です。ヘルプ: https://shop.example/help"},
+              {"html", "<p><a href=\"https://shop.example/orders/1?a=1&amp;b=2\">ご注文</a></p>"}}},
+            {"track", {{"clicks", true}}}};
+  ASSERT_EQ(send(m), "delivered");
+  Json untracked = m;
+  untracked["id"] = "k-2";
+  untracked.erase("track");
+  ASSERT_EQ(send(untracked), "delivered");
+
+  std::map<std::string, Json> sent;
+  for (const Json& line : read_jsonl(dir_.file("outbox-email.jsonl"))) sent[line["message_id"]] = line["content"];
+  EXPECT_EQ(sent["k-2"]["text"], untracked["content"]["text"]);
+  const std::string text = sent["k-1"]["text"];
+  const std::string prefix = std::string(kPublicUrl) + "/c/";
+  const size_t at = text.find(prefix);
+  ASSERT_NE(at, std::string::npos) << text;
+  const size_t end = text.find_first_not_of(
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.", at + prefix.size());
+  const std::string path = "/c/" + text.substr(at + prefix.size(), end - at - prefix.size());
+  EXPECT_EQ(text.substr(end, 6), "です");  // the Japanese right after the URL is not part of it
+  EXPECT_NE(text.find(prefix, end), std::string::npos) << "the help link is tracked too: " << text;
+  // The html part's link is the same link: the same token.
+  EXPECT_NE(sent["k-1"]["html"].get<std::string>().find("href=\"" + std::string(kPublicUrl) + path + "\""),
+            std::string::npos)
+      << sent["k-1"]["html"];
+
+  const std::string browser = "User-Agent: Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) Safari/604.1";
+  auto clicks = [&] {
+    std::vector<Json> out;
+    const Json message = gw_->get(http_, "/v1/messages/k-1").json();  // kept: the loop reads into it
+    for (const auto& e : message["events"])
+      if (e["type"] == "clicked") out.push_back(e["detail"]);
+    return out;
+  };
+  HttpResult head = http_.request("HEAD", gw_->url(path), "", {browser});
+  EXPECT_EQ(head.status, 302);
+  EXPECT_EQ(head.headers["location"], target);
+  HttpResult scanner = http_.request("GET", gw_->url(path), "", {"User-Agent: Mozilla/5.0 (compatible; Googlebot/2.1)"});
+  EXPECT_EQ(scanner.status, 302);
+  EXPECT_EQ(scanner.headers["location"], target);
+  EXPECT_TRUE(clicks().empty());
+
+  HttpResult click = http_.request("GET", gw_->url(path), "", {browser});
+  EXPECT_EQ(click.status, 302);
+  EXPECT_EQ(click.headers["location"], target);
+  EXPECT_EQ(click.headers["cache-control"], "no-store");
+  ASSERT_EQ(http_.request("GET", gw_->url(path), "", {browser}).status, 302);
+  std::vector<Json> recorded = clicks();
+  ASSERT_EQ(recorded.size(), 2u);
+  EXPECT_EQ(recorded[0], (Json{{"channel", "email"}, {"link", 0}, {"url", target}, {"first", true}}));
+  EXPECT_EQ(recorded[1]["first"], false);
+  // The click reaches upstream through the event feed.
+  bool in_feed = false;
+  const Json feed = gw_->get(http_, "/v1/events?limit=1000").json();
+  for (const auto& e : feed["events"])
+    in_feed = in_feed || (e["type"] == "clicked" && e["message_id"] == "k-1");
+  EXPECT_TRUE(in_feed);
+
+  // An expired link still takes the recipient there and records nothing; a forged one goes nowhere.
+  links::LinkSigner signer(kPublicUrl, kLinkSecret);
+  links::LinkClaims old{links::LinkKind::click, "k-1", "email", "0", now_s() - 10, target};
+  HttpResult expired = http_.request("GET", gw_->url("/c/" + signer.token(old)), "", {browser});
+  EXPECT_EQ(expired.status, 302);
+  EXPECT_EQ(expired.headers["location"], target);
+  EXPECT_EQ(clicks().size(), 2u);
+  links::LinkSigner forger(kPublicUrl, "another-secret");
+  links::LinkClaims evil{links::LinkKind::click, "k-1", "email", "0", now_s() + 3600, "https://evil.example/"};
+  HttpResult forged = http_.request("GET", gw_->url("/c/" + forger.token(evil)), "", {browser});
+  EXPECT_EQ(forged.status, 400);
+  EXPECT_EQ(forged.headers.count("location"), 0u);
+}
+
+// Tracking needs the gateway's public URL: a message asking for it without one is refused, naming the field.
+TEST(TwoWayNoPublicUrl, AMessageAskingForClickTrackingNeedsThePublicUrl) {
+  TempDir dir;
+  HttpClient http;
+  Gateway gw(dir, default_channels(dir));
+  gw.start();
+  Json m = {{"id", "k-9"},
+            {"recipient", {{"id", "r-9"}, {"contacts", {{"email", "a@example.jp"}}}}},
+            {"purpose", "transactional"},
+            {"channels", {"email"}},
+            {"content", {{"text", "https://shop.example/"}}},
+            {"track", {{"clicks", true}}}};
+  HttpResult r = gw.post_json(http, "/v1/messages", m);
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(r.body.find("/track/clicks"), std::string::npos) << r.body;
+  EXPECT_NE(r.body.find("needs server.public_url"), std::string::npos) << r.body;
+}
+
 TEST_F(TwoWay, InboundWebhooksNeedTheChannelsOwnPlugin) {
   // file_sink takes no inbound calls; a plugin name that is not the channel's is not found.
   EXPECT_EQ(http_.request("POST", gw_->url("/inbound/line/email"), "{}").status, 404);

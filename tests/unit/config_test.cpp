@@ -810,6 +810,26 @@ TEST(ConfigLoad, PublicUrlLinkSecretOutboundAndChannelLimitsAreRead) {
   EXPECT_EQ(r.config->channels[0].batch_window_ms, 200);
 }
 
+// `track: {clicks}` on a channel: read as a bool, and refused without server.public_url (the tracked links
+// point at the gateway), at the channel's track block.
+TEST(ConfigLoad, ClickTrackingIsAChannelsChoiceAndNeedsThePublicUrl) {
+  const std::string minimal = kMinimal;
+  LoadResult without = load(minimal + "    track: {clicks: true}\n", env_of(kMinimalEnv));
+  EXPECT_FALSE(without.config.has_value());
+  EXPECT_THAT(diagnostics(without),
+              testing::ElementsAre(testing::HasSubstr("channels[0].track.clicks: needs server.public_url")));
+  LoadResult bad = load(minimal + "    track: {clicks: maybe}\n", env_of(kMinimalEnv));
+  EXPECT_THAT(diagnostics(bad), testing::Contains(testing::HasSubstr("channels[0].track.clicks: must be true or false")));
+  std::map<std::string, std::string> vars = kMinimalEnv;
+  vars["LINK_SECRET"] = "0123456789abcdef0123456789abcdef";
+  LoadResult with = load("server:\n  public_url: https://gw.example.com\n  link_secret_env: LINK_SECRET\n" + minimal +
+                             "    track: {clicks: true}\n",
+                         env_of(vars));
+  ASSERT_TRUE(with.config.has_value()) << (diagnostics(with).empty() ? "" : diagnostics(with)[0]);
+  EXPECT_TRUE(with.config->channels[0].track_clicks);
+  EXPECT_FALSE(load(minimal, env_of(kMinimalEnv)).config->channels[0].track_clicks);
+}
+
 TEST(ConfigLoad, BadLinksOutboundAndLimitsNameTheirKeys) {
   std::string yaml = std::string(
                          "server:\n"

@@ -33,6 +33,27 @@ TEST(Links, ExpiredAtTheInstantOfExpiry) {
   EXPECT_EQ(kSigner.verify(t, 1000).error, LinkError::expired);
 }
 
+// A click token carries its target, signed with the rest; an expired one still says where it pointed, so the
+// recipient can still be taken there (nothing is recorded), while a forged one says nothing.
+TEST(Links, AClickTokenCarriesItsTargetAndStillNamesItWhenExpired) {
+  LinkClaims c{LinkKind::click, "msg-42", "email", "3", 1000, "https://shop.example/sale?a=1&b=\"2\""};
+  const std::string token = kSigner.token(c);
+  EXPECT_EQ(kSigner.url(c), "https://gw.example.com/tayori/c/" + token);
+  Verified fresh = kSigner.verify(token, 999);
+  ASSERT_TRUE(fresh.ok());
+  EXPECT_EQ(fresh.claims.kind, LinkKind::click);
+  EXPECT_EQ(fresh.claims.option, "3");
+  EXPECT_EQ(fresh.claims.target, c.target);
+  Verified old = kSigner.verify(token, 1000);
+  EXPECT_EQ(old.error, LinkError::expired);
+  EXPECT_EQ(old.claims.target, c.target);
+  // Another kind's payload with a target appended, or a click's without one, is not a token of ours.
+  const LinkSigner other("https://gw.example.com/tayori/", "another-secret");
+  Verified forged = kSigner.verify(other.token(c), 999);
+  EXPECT_EQ(forged.error, LinkError::forged);
+  EXPECT_TRUE(forged.claims.target.empty());
+}
+
 TEST(Links, AnotherSecretOrAnAlteredPayloadIsForged) {
   LinkClaims c{LinkKind::unsubscribe, "m-1", "email", "", 2'000'000'000};
   std::string t = kSigner.token(c);
