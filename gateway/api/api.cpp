@@ -74,7 +74,7 @@ std::string route_template(const std::string& method, const std::string& path) {
   if (path.rfind(kMessagesPrefix, 0) == 0)
     return method == "POST" && path.ends_with(kRetrySuffix) ? "/v1/messages/{id}:retry" : "/v1/messages/{id}";
   if (path.rfind("/v1/suppressions/", 0) == 0) return "/v1/suppressions/{contact}";
-  if (path == "/v1/inbound/app") return path;
+  if (path == "/v1/inbound/app" || path == "/v1/conversions") return path;
   if (path.rfind("/inbound/", 0) == 0) return "/inbound/{plugin}/{channel}";
   if (path.rfind("/r/", 0) == 0) return "/r/{token}";
   if (path.rfind("/u/", 0) == 0) return "/u/{token}";
@@ -165,7 +165,7 @@ HttpResponse method_not_allowed(const std::string& route, const std::string& all
 }
 
 Api::Api(const config::Config& config, ApiDependencies deps)
-    : server_(config.server), policy_(config.policy), deps_(std::move(deps)) {
+    : server_(config.server), policy_(config.policy), attribution_(config.attribution), deps_(std::move(deps)) {
   for (const auto& k : config.api_keys) keys_.push_back({k.name, crypto::sha256(k.secret), k.scopes});
   for (const auto& k : config.inbound.app_keys) app_keys_.push_back({k.name, crypto::sha256(k.secret)});
   inbound_ = std::make_unique<core::InboundApplier>(
@@ -319,6 +319,12 @@ void Api::serve_keyed(const HttpRequest& request, const std::string& route, cons
   if (route == "/v1/messages:simulate") {
     if (method != "POST") return allow("POST");
     return permit(Scope::send) ? counted(simulate(request)) : void();
+  }
+  if (route == "/v1/conversions") {  // conversions_api.cpp
+    if (method != "POST") return allow("POST");
+    if (!permit(Scope::send)) return;
+    if (draining_) return counted(shutting_down());
+    return record_conversion(request, counted);
   }
   if (route == "/v1/messages:retry") {
     if (method != "POST") return allow("POST");

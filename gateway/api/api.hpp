@@ -103,6 +103,7 @@ class Api final : public Handler {
   void response_link(const HttpRequest& request, Responder respond);     // GET, POST /r/{token}
   void unsubscribe_link(const HttpRequest& request, Responder respond);  // GET, POST /u/{token} (RFC 8058)
   void click_link(const HttpRequest& request, Responder respond);        // GET, HEAD /c/{token}
+  void record_conversion(const HttpRequest& request, const Responder& respond);  // POST /v1/conversions
   void app_inbound(const HttpRequest& request, Responder respond);       // POST /v1/inbound/app
   // The recipient's locale for a page about `original` ("" when unknown).
   std::string locale_of(const core::Original& original) const;
@@ -113,6 +114,7 @@ class Api final : public Handler {
   std::unique_ptr<core::InboundApplier> inbound_;
   config::ServerConfig server_;
   policy::PolicyConfig policy_;
+  config::AttributionConfig attribution_;
   std::set<std::string> channel_names_;
   std::set<std::string> template_names_;
   core::ValidationRules rules_;

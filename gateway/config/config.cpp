@@ -444,7 +444,26 @@ void read_api_keys(Reader& r, const YAML::Node& n, std::vector<ApiKey>& keys) {
 const std::set<std::string> kEventTypes = {
     "accepted", "scheduled", "deferred", "suppressed", "dispatched", "delivered", "failed", "dead",
     "cancelled", "requeued", "retry_scheduled", "attempt_failed", "replayed", "contact_deactivated", "opened",
-    "clicked", "responded", "replied", "opted_in", "opted_out", "follow_up_scheduled", "follow_up_cancelled"};
+    "clicked", "converted", "responded", "replied", "opted_in", "opted_out", "follow_up_scheduled",
+    "follow_up_cancelled"};
+
+// attribution: {window: 7d, categories: {flash_sale: 1d}}
+void read_attribution(Reader& r, const YAML::Node& n, AttributionConfig& a) {
+  if (!n || !r.expect_map(n, "attribution", {"window", "categories"})) return;
+  r.duration(n, "window", "attribution", 1, a.window_ms);
+  YAML::Node categories = n["categories"];
+  if (!categories) return;
+  if (!categories.IsMap()) {
+    r.error(categories, "attribution.categories", "must map a category to its window, like {flash_sale: 1d}");
+    return;
+  }
+  for (auto it = categories.begin(); it != categories.end(); ++it) {
+    const std::string category = it->first.Scalar();
+    int64_t ms = a.window_ms;
+    r.duration(categories, category.c_str(), "attribution.categories", 1, ms);
+    a.category_window_ms[category] = ms;
+  }
+}
 
 void read_webhooks(Reader& r, const YAML::Node& n, std::vector<WebhookConfig>& out) {
   if (!n) return;
@@ -793,7 +812,7 @@ LoadResult read_document(const YAML::Node& root, const std::string& file, const 
     return {std::nullopt, r.errors};
   }
   if (r.expect_map(root, "", {"server", "outbound", "store", "dispatcher", "api_keys", "plugin_dirs", "channels",
-                              "policy", "templates", "webhooks", "responses", "inbound"})) {
+                              "policy", "templates", "webhooks", "responses", "inbound", "attribution"})) {
     read_server(r, root["server"], c.server);
     read_outbound(r, root["outbound"], base_dir, c.outbound);
     read_store(r, root["store"], c.store);
@@ -802,6 +821,7 @@ LoadResult read_document(const YAML::Node& root, const std::string& file, const 
     read_webhooks(r, root["webhooks"], c.webhooks);
     read_responses(r, root["responses"], c.responses);
     read_inbound(r, root["inbound"], c.inbound);
+    read_attribution(r, root["attribution"], c.attribution);
     if (YAML::Node d = root["plugin_dirs"]) {
       if (!d.IsSequence()) {
         r.error(d, "plugin_dirs", "must be a list of folders");

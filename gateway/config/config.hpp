@@ -2,6 +2,7 @@
 // "FILE:LINE:COL: key.path: message". Secrets never live in the YAML: it names environment variables.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -160,6 +161,23 @@ struct ChannelConfig {
   int index = 0;
 };
 
+// How a conversion (POST /v1/conversions) finds the message that led to it (YAML `attribution:`): the
+// recipient's last message delivered or clicked within `window_ms` before it, or within the window of that
+// message's category when `categories` names one (a flash sale's day, a newsletter's week).
+struct AttributionConfig {
+  int64_t window_ms = 7LL * 86'400'000;
+  std::map<std::string, int64_t> category_window_ms;
+  int64_t window_of(const std::string& category) const {
+    auto it = category_window_ms.find(category);
+    return it == category_window_ms.end() ? window_ms : it->second;
+  }
+  int64_t longest_ms() const {
+    int64_t longest = window_ms;
+    for (const auto& [category, ms] : category_window_ms) longest = std::max(longest, ms);
+    return longest;
+  }
+};
+
 // An upstream system's subscription to Tayori's events (two-way issue): each event is POSTed to `url`,
 // signed with `secret` (Tayori-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "t.body">), retried with backoff
 // for up to `give_up_after`.
@@ -206,6 +224,7 @@ struct Config {
   std::vector<WebhookConfig> webhooks;
   std::vector<ResponseRule> responses;
   InboundConfig inbound;
+  AttributionConfig attribution;
 };
 
 using Environment = std::function<std::optional<std::string>(const std::string& name)>;

@@ -41,20 +41,9 @@ bool alpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
 bool digit(char c) { return c >= '0' && c <= '9'; }
 bool space_or_at(char c) { return c == '@' || c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
 
-// Ids travel in URLs (GET /v1/messages/{id}), so they are restricted to RFC 3986 unreserved characters + ':'.
-bool is_id(std::string_view s) {
-  // "." and ".." are unreserved characters, but HTTP clients rewrite /v1/messages/.. as a dot-segment
-  // (RFC 3986 §5.2.4), so such an id could be accepted and never looked up.
-  return !s.empty() && s.size() <= 128 && s != "." && s != ".." &&
-         all_of(s, [](char c) { return alnum(c) || c == '.' || c == '_' || c == '~' || c == ':' || c == '-'; });
-}
 bool is_kind(std::string_view s) {
   return !s.empty() && s.size() <= 32 && s[0] >= 'a' && s[0] <= 'z' &&
          all_of(s, [](char c) { return lower_alnum(c) || c == '_'; });
-}
-bool is_category(std::string_view s) {
-  return !s.empty() && s.size() <= 64 && lower_alnum(s[0]) &&
-         all_of(s, [](char c) { return lower_alnum(c) || c == '_' || c == '.' || c == '-'; });
 }
 // IANA names ("Asia/Tokyo", "America/Argentina/Buenos_Aires", "Etc/GMT-9", "UTC"); no dots, so a name can
 // never walk out of the tzdata folder. Existence is checked against tzdata afterwards.
@@ -316,6 +305,18 @@ bool deliverable_text(Checker& c, const std::string& pointer, const std::string&
 }
 
 }  // namespace
+
+// Ids travel in URLs (GET /v1/messages/{id}), so they are restricted to RFC 3986 unreserved characters + ':'.
+bool is_id(std::string_view s) {
+  // "." and ".." are unreserved characters, but HTTP clients rewrite /v1/messages/.. as a dot-segment
+  // (RFC 3986 §5.2.4), so such an id could be accepted and never looked up.
+  return !s.empty() && s.size() <= 128 && s != "." && s != ".." &&
+         all_of(s, [](char c) { return alnum(c) || c == '.' || c == '_' || c == '~' || c == ':' || c == '-'; });
+}
+bool is_category(std::string_view s) {
+  return !s.empty() && s.size() <= 64 && lower_alnum(s[0]) &&
+         all_of(s, [](char c) { return lower_alnum(c) || c == '_' || c == '.' || c == '-'; });
+}
 
 void parse_recipient(const Json& json, const std::string& pointer, bool id_required, Recipient& out,
                      std::vector<FieldError>& errors) {

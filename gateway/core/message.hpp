@@ -65,6 +65,11 @@ struct Message {
   std::optional<bool> track_clicks;
 };
 
+// An id that travels in URLs: a message's (GET /v1/messages/{id}) or a conversion's.
+bool is_id(std::string_view s);
+// A message category: 1 to 64 of a-z 0-9 _ . -, starting with a letter or digit.
+bool is_category(std::string_view s);
+
 struct FieldError {
   std::string pointer;  // RFC 6901, e.g. "/recipient/contacts/phone"
   std::string detail;

@@ -172,6 +172,9 @@ class MessageStore {
   virtual std::optional<MessageRecord> find_by_provider_id(const std::string& provider_message_id) = 0;
   // The message's timeline, in order.
   virtual std::vector<EventRecord> events(const std::string& id) = 0;
+  // The `delivered` and `clicked` events of a recipient's messages at [since_ms, until_ms], the latest first,
+  // at most 200: what a conversion may be attributed to (core/conversion.hpp).
+  virtual std::vector<EventRecord> touches(const std::string& recipient_id, int64_t since_ms, int64_t until_ms) = 0;
   virtual std::map<State, int64_t> count_by_state() = 0;
 };
 

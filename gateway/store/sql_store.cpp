@@ -282,6 +282,11 @@ std::vector<EventRecord> SqlStore::events(const std::string& id) {
   return read<std::vector<EventRecord>>([&](sql::Connection& c) { return ops::events(c, id); });
 }
 
+std::vector<EventRecord> SqlStore::touches(const std::string& recipient_id, int64_t since_ms, int64_t until_ms) {
+  return read<std::vector<EventRecord>>(
+      [&](sql::Connection& c) { return ops::touches(c, recipient_id, since_ms, until_ms); });
+}
+
 std::map<State, int64_t> SqlStore::count_by_state() {
   std::map<State, int64_t> out;
   for (State st : kAllStates) out[st] = state_counts_[static_cast<size_t>(st)].load(std::memory_order_relaxed);

@@ -88,6 +88,7 @@ class SqlStore : public Store {
   int64_t purge_finished(int64_t before_ms) override;
   std::optional<MessageRecord> find(const std::string& id) override;
   std::optional<MessageRecord> find_by_provider_id(const std::string& provider_message_id) override;
+  std::vector<EventRecord> touches(const std::string& recipient_id, int64_t since_ms, int64_t until_ms) override;
   std::vector<EventRecord> events(const std::string& id) override;
   // From the counts the writer keeps (WriteContext::moved), not from the rows.
   std::map<State, int64_t> count_by_state() override;

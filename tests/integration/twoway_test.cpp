@@ -303,6 +303,71 @@ TEST_F(TwoWay, ATrackedLinkTakesTheRecipientToItsUrlAndRecordsTheFirstClick) {
   EXPECT_EQ(forged.headers.count("location"), 0u);
 }
 
+// Conversions end to end: attributed to the recipient's last message delivered or clicked (a click on an
+// older message is the later touch), or to the message the report names; the same id counts once; one with no
+// message in the window is still recorded, on the recipient; a report that names another's message is refused.
+TEST_F(TwoWay, AConversionIsAttributedToTheLastTouchAndCountsOnce) {
+  auto message = [](const std::string& id, const std::string& text, bool track) {
+    Json m = {{"id", id},
+              {"recipient", {{"id", "r-1"}, {"contacts", {{"email", "hanako@example.jp"}}}}},
+              {"purpose", "transactional"},
+              {"category", "news"},
+              {"channels", {"email"}},
+              {"content", {{"subject", "News"}, {"text", text}}}};
+    if (track) m["track"] = {{"clicks", true}};
+    return m;
+  };
+  ASSERT_EQ(send(message("v-1", "https://shop.example/a", true)), "delivered");
+  ASSERT_EQ(send(message("v-2", "no links", false)), "delivered");
+  auto convert = [&](const Json& body) { return gw_->post_json(http_, "/v1/conversions", body); };
+
+  HttpResult first = convert({{"id", "order-1"}, {"recipient", "r-1"}, {"event", "purchase"}, {"value", 1200}});
+  ASSERT_EQ(first.status, 201) << first.body;
+  EXPECT_EQ(first.json()["message_id"], "v-2");
+  EXPECT_EQ(first.json()["attributed"]["via"], "delivered");
+  HttpResult again = convert({{"id", "order-1"}, {"recipient", "r-1"}, {"event", "purchase"}, {"value", 1200}});
+  EXPECT_EQ(again.status, 200);
+  EXPECT_EQ(again.json()["duplicate"], true);
+  EXPECT_EQ(count(types("v-2"), "converted"), 1);
+
+  // A click on v-1's link is now the last touch.
+  std::string text;
+  for (const Json& line : read_jsonl(dir_.file("outbox-email.jsonl")))
+    if (line["message_id"] == "v-1") text = line["content"]["text"];
+  const std::string path = text.substr(text.find("/c/"));
+  ASSERT_EQ(http_.request("GET", gw_->url(path), "", {"User-Agent: Mozilla/5.0 (Macintosh) Safari/605.1.15"}).status, 302);
+  HttpResult clicked = convert({{"id", "order-2"}, {"recipient", "r-1"}, {"event", "purchase"}});
+  ASSERT_EQ(clicked.status, 201) << clicked.body;
+  EXPECT_EQ(clicked.json()["message_id"], "v-1");
+  EXPECT_EQ(clicked.json()["attributed"]["via"], "clicked");
+  Json converted;
+  const Json v1 = gw_->get(http_, "/v1/messages/v-1").json();  // kept: the loop reads into it
+  for (const auto& e : v1["events"])
+    if (e["type"] == "converted") converted = e["detail"];
+  EXPECT_EQ(converted["conversion_id"], "order-2");
+  EXPECT_EQ(converted["event"], "purchase");
+  EXPECT_TRUE(converted["value"].is_null());
+
+  HttpResult named = convert({{"id", "order-3"}, {"recipient", "r-1"}, {"event", "signup"}, {"message_id", "v-2"}});
+  ASSERT_EQ(named.status, 201) << named.body;
+  EXPECT_EQ(named.json()["attributed"]["via"], "reported");
+  HttpResult foreign = convert({{"id", "order-4"}, {"recipient", "r-2"}, {"event", "signup"}, {"message_id", "v-2"}});
+  EXPECT_EQ(foreign.status, 400);
+  EXPECT_NE(foreign.body.find("/message_id"), std::string::npos) << foreign.body;
+
+  HttpResult nobody = convert({{"id", "order-5"}, {"recipient", "r-none"}, {"event", "purchase"}});
+  ASSERT_EQ(nobody.status, 201) << nobody.body;
+  EXPECT_TRUE(nobody.json()["message_id"].is_null());
+  bool recorded = false;
+  const Json feed = gw_->get(http_, "/v1/events?limit=1000").json();
+  for (const auto& e : feed["events"])
+    recorded = recorded || (e["type"] == "converted" && e["recipient_id"] == "r-none" && e["message_id"].is_null());
+  EXPECT_TRUE(recorded);
+  HttpResult invalid = convert({{"id", "order-6"}, {"recipient", "r-1"}});
+  EXPECT_EQ(invalid.status, 400);
+  EXPECT_NE(invalid.body.find("/event"), std::string::npos) << invalid.body;
+}
+
 // Tracking needs the gateway's public URL: a message asking for it without one is refused, naming the field.
 TEST(TwoWayNoPublicUrl, AMessageAskingForClickTrackingNeedsThePublicUrl) {
   TempDir dir;

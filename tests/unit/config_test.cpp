@@ -273,7 +273,7 @@ TEST(ConfigLoad, ReportsEveryProblemAtOnceWithExactPlaces) {
                   "gw.yaml:9:18: dispatcher.poll_interval: must be at least 10ms",
                   "gw.yaml:12:14: api_keys[0].key_env: environment variable KEY_UP is not set",
                   "gw.yaml:14:11: channels[0].name: must match [a-z][a-z0-9_]* (it appears in messages and metrics)",
-                  "gw.yaml:16:5: channels[0].colour: unknown key (expected one of: name, plugin, contact, settings, concurrency, rate_limit, burst, batch_window, retry, circuit_breaker, inbound)"));
+                  "gw.yaml:16:5: channels[0].colour: unknown key (expected one of: name, plugin, contact, settings, concurrency, rate_limit, burst, batch_window, retry, circuit_breaker, inbound, track)"));
   // Diagnostics carry their parts separately too.
   ASSERT_FALSE(r.errors.empty());
   for (const auto& d : r.errors) EXPECT_EQ(d.file, "gw.yaml");
@@ -387,7 +387,7 @@ TEST(ConfigLoad, UnknownKeysAreReportedAtEachLevel) {
       diagnostics(r),
       UnorderedElementsAre(
           "gw.yaml:1:1: colour: unknown key (expected one of: server, outbound, store, dispatcher, api_keys, plugin_dirs, "
-          "channels, policy, templates, webhooks, responses, inbound)",
+          "channels, policy, templates, webhooks, responses, inbound, attribution)",
           "gw.yaml:3:3: server.port: unknown key (expected one of: listen, threads, max_body_bytes, max_batch, "
           "header_timeout, body_timeout, idle_timeout, max_connections, public_url, link_secret_env, link_secrets, link_ttl, "
           "shutdown_grace)",
@@ -396,7 +396,7 @@ TEST(ConfigLoad, UnknownKeysAreReportedAtEachLevel) {
           "gw.yaml:7:3: dispatcher.retries: unknown key (expected one of: enabled, workers, claim_batch, poll_interval, "
           "max_attempts, retry_base, retry_cap, retry_max_age)",
           "gw.yaml:11:5: api_keys[0].key: unknown key (expected one of: name, key_env, scopes)",
-          "gw.yaml:15:5: channels[0].setting: unknown key (expected one of: name, plugin, contact, settings, concurrency, rate_limit, burst, batch_window, retry, circuit_breaker, inbound)"));
+          "gw.yaml:15:5: channels[0].setting: unknown key (expected one of: name, plugin, contact, settings, concurrency, rate_limit, burst, batch_window, retry, circuit_breaker, inbound, track)"));
 }
 
 // BUG (core): a key repeated in one mapping is silently ignored. yaml-cpp keeps both pairs and
@@ -828,6 +828,21 @@ TEST(ConfigLoad, ClickTrackingIsAChannelsChoiceAndNeedsThePublicUrl) {
   ASSERT_TRUE(with.config.has_value()) << (diagnostics(with).empty() ? "" : diagnostics(with)[0]);
   EXPECT_TRUE(with.config->channels[0].track_clicks);
   EXPECT_FALSE(load(minimal, env_of(kMinimalEnv)).config->channels[0].track_clicks);
+}
+
+// attribution: a window for every message, and per category where a category says otherwise.
+TEST(ConfigLoad, AttributionWindowsAreSetPerCategory) {
+  const std::string minimal = kMinimal;
+  LoadResult r = load("attribution:\n  window: 3d\n  categories:\n    flash_sale: 12h\n" + minimal, env_of(kMinimalEnv));
+  ASSERT_TRUE(r.config.has_value()) << diagnostics(r)[0];
+  EXPECT_EQ(r.config->attribution.window_of("news"), 3 * 86'400'000LL);
+  EXPECT_EQ(r.config->attribution.window_of("flash_sale"), 12 * 3'600'000LL);
+  EXPECT_EQ(r.config->attribution.longest_ms(), 3 * 86'400'000LL);
+  EXPECT_EQ(load(minimal, env_of(kMinimalEnv)).config->attribution.window_of("news"), 7 * 86'400'000LL);
+  LoadResult bad = load("attribution:\n  window: soon\n  categories: [a]\n" + minimal, env_of(kMinimalEnv));
+  EXPECT_THAT(diagnostics(bad), testing::UnorderedElementsAre(
+                                    testing::HasSubstr("attribution.window: must be a duration"),
+                                    testing::HasSubstr("attribution.categories: must map a category to its window")));
 }
 
 TEST(ConfigLoad, BadLinksOutboundAndLimitsNameTheirKeys) {

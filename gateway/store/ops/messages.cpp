@@ -357,6 +357,17 @@ std::vector<EventRecord> events(sql::Connection& c, const std::string& id) {
       read_event);
 }
 
+std::vector<EventRecord> touches(sql::Connection& c, const std::string& recipient_id, int64_t since_ms, int64_t until_ms) {
+  return all_rows(c.prepare("SELECT e.seq, e.message_id, e.type, e.at, e.detail, e.recipient_id FROM messages m "
+                            "JOIN events e ON e.message_id = m.id WHERE m.recipient_id = ?1 "
+                            "AND e.type IN ('delivered', 'clicked') AND e.at >= ?2 AND e.at <= ?3 "
+                            "ORDER BY e.at DESC, e.seq DESC LIMIT 200")
+                      .bind(1, recipient_id)
+                      .bind(2, since_ms)
+                      .bind(3, until_ms),
+                  read_event);
+}
+
 std::optional<int64_t> next_due(sql::Connection& c) {
   sql::Statement& s = c.prepare("SELECT MIN(due_at) FROM messages WHERE state = 'scheduled'");
   std::optional<int64_t> v = s.step() ? s.opt_int64(0) : std::nullopt;

@@ -59,6 +59,9 @@ std::vector<MessageRecord> list(sql::Connection& c, const MessageFilter& f);
 std::optional<MessageRecord> find(sql::Connection& c, const std::string& id);
 std::optional<MessageRecord> find_by_provider_id(sql::Connection& c, const std::string& provider_message_id);
 std::vector<EventRecord> events(sql::Connection& c, const std::string& id);
+// A recipient's messages' delivered and clicked events in a time range (MessageStore::touches): the
+// recipient's messages by messages_recipient, then each one's events by events_message.
+std::vector<EventRecord> touches(sql::Connection& c, const std::string& recipient_id, int64_t since_ms, int64_t until_ms);
 std::optional<int64_t> next_due(sql::Connection& c);
 // Counts the rows: the store does it once, when it opens, and keeps the counts from there.
 StateCounts count_by_state(sql::Connection& c);
