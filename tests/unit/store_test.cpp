@@ -1074,6 +1074,37 @@ InboundStore::EventWrite reply_event(const std::string& message_id, const std::s
   return {message_id, recipient_id, {"replied", nlohmann::json{{"channel", "sms"}, {"text", text}}.dump()}};
 }
 
+// What a conversion may be attributed to (MessageStore::touches): the delivered and clicked events of the
+// recipient's own messages in the range, the latest first; other events, other recipients and other times
+// are left out.
+TEST_P(StoreTest, TouchesAreARecipientsDeliveriesAndClicksInARangeLatestFirst) {
+  accept({message_of("t-1", "tina", {{"email", "t@example.jp"}}, 1'000),
+          message_of("t-2", "tina", {{"email", "t@example.jp"}}, 1'000),
+          message_of("o-1", "otto", {{"email", "o@example.jp"}}, 1'000)},
+         1'000);
+  ASSERT_EQ(store_->claim_due(1'000, 3).size(), 3u);
+  for (const auto& [id, at] : std::vector<std::pair<std::string, int64_t>>{{"t-1", 1'100}, {"t-2", 1'300}, {"o-1", 1'200}}) {
+    Transition t;
+    t.message_id = id;
+    t.to = State::delivered;
+    t.channel = "email";
+    t.events = {{"delivered", R"({"channel":"email"})", at}};
+    apply(t, at);
+  }
+  InboundStore::InboundWrites clicks;
+  clicks.events = {{"t-1", "tina", {"clicked", R"({"channel":"email","link":0})", 1'400}},
+                   {"t-1", "tina", {"converted", "{}", 1'450}},
+                   {"o-1", "otto", {"clicked", "{}", 1'400}}};
+  EXPECT_EQ(apply_inbound(clicks, 1'400), 1);
+  std::vector<std::string> got;
+  for (const auto& e : store_->touches("tina", 1'000, 1'500)) got.push_back(e.message_id + ":" + e.type);
+  EXPECT_EQ(got, (std::vector<std::string>{"t-1:clicked", "t-2:delivered", "t-1:delivered"}));
+  got.clear();
+  for (const auto& e : store_->touches("tina", 1'200, 1'350)) got.push_back(e.message_id + ":" + e.type);
+  EXPECT_EQ(got, (std::vector<std::string>{"t-2:delivered"}));
+  EXPECT_TRUE(store_->touches("nobody", 0, 10'000).empty());
+}
+
 // Everything erasure must remove, put where each finding of issue #13 saw it left behind: event details and
 // replies on a message, on no message and on a message that is gone; an answer's text; an open question;
 // suppressions; a failure reason naming the address; consent evidence.
