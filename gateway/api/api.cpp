@@ -79,6 +79,7 @@ std::string route_template(const std::string& method, const std::string& path) {
   if (path.rfind("/r/", 0) == 0) return "/r/{token}";
   if (path.rfind("/u/", 0) == 0) return "/u/{token}";
   if (path.rfind("/c/", 0) == 0) return "/c/{token}";
+  if (path.rfind("/o/", 0) == 0) return "/o/{token}";
   if (path.rfind("/v1/recipients/", 0) == 0) {
     if (path.ends_with("/consent/history")) return "/v1/recipients/{id}/consent/history";
     if (path.ends_with("/consent")) return "/v1/recipients/{id}/consent";
@@ -94,7 +95,7 @@ enum class KeyNeeded { none, api_key, app_key };
 KeyNeeded key_needed(const std::string& route) {
   if (route == "/healthz" || route == "/readyz" || route == "/metrics" || route == "other" ||
       route == "/inbound/{plugin}/{channel}" || route == "/r/{token}" || route == "/u/{token}" ||
-      route == "/c/{token}")
+      route == "/c/{token}" || route == "/o/{token}")
     return KeyNeeded::none;
   return route == "/v1/inbound/app" ? KeyNeeded::app_key : KeyNeeded::api_key;
 }
@@ -273,9 +274,9 @@ void Api::serve(const HttpRequest& request, const std::string& route, const std:
     if (method != "GET" && method != "POST") return allow("GET, POST");
     return unsubscribe_link(request, counted);
   }
-  if (route == "/c/{token}") {
+  if (route == "/c/{token}" || route == "/o/{token}") {
     if (method != "GET" && method != "HEAD") return allow("GET, HEAD");
-    return click_link(request, counted);
+    return reaction_link(request, route == "/c/{token}" ? links::LinkKind::click : links::LinkKind::open, counted);
   }
   if (route == "/v1/inbound/app") {
     if (method != "POST") return allow("POST");

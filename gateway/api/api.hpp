@@ -102,7 +102,8 @@ class Api final : public Handler {
   void inbound_webhook(const HttpRequest& request, Responder respond);   // POST /inbound/{plugin}/{channel}
   void response_link(const HttpRequest& request, Responder respond);     // GET, POST /r/{token}
   void unsubscribe_link(const HttpRequest& request, Responder respond);  // GET, POST /u/{token} (RFC 8058)
-  void click_link(const HttpRequest& request, Responder respond);        // GET, HEAD /c/{token}
+  // GET, HEAD /c/{token} (kind click) and /o/{token} (kind open)
+  void reaction_link(const HttpRequest& request, links::LinkKind kind, Responder respond);
   void record_conversion(const HttpRequest& request, const Responder& respond);  // POST /v1/conversions
   void app_inbound(const HttpRequest& request, Responder respond);       // POST /v1/inbound/app
   // The recipient's locale for a page about `original` ("" when unknown).

@@ -6,7 +6,8 @@
 //   GET  /u/{token}                   one-click unsubscribe: a confirmation page with a button (no change)
 //   POST /u/{token}                   List-Unsubscribe=One-Click (RFC 8058 §3.2): opts out at once
 //   GET  /c/{token}                   a tracked link: 302 to the URL the message had there, and a `clicked` event
-//   HEAD /c/{token}                   the same 302, recording nothing
+//   GET  /o/{token}                   an e-mail's open pixel: a 1x1 GIF, and an `opened` event
+//   HEAD /c/{token}, /o/{token}       the same answers, recording nothing
 //   POST /v1/inbound/app              an app reports a push action tap by its signed ref (inbound.app_keys)
 // A GET never changes anything: mail link scanners fetch every URL in a mail, so only the recipient's
 // button press (a POST) may record an answer or an opt-out.
@@ -177,25 +178,35 @@ void Api::unsubscribe_link(const HttpRequest& request, Responder respond) {
   });
 }
 
-// The recipient is always taken where the link pointed, even when nothing can be recorded: a tracked link
-// must never be a broken one. What is recorded is a person's click: not a HEAD, not a fetch by a mail
-// scanner or a link preview (links::is_link_scanner), not an expired link (its MAC still proves the target
-// was in a message of ours), and not while the gateway shuts down.
-void Api::click_link(const HttpRequest& request, Responder respond) {
+// The recipient always gets what the link is for, even when nothing can be recorded: a tracked link must
+// never be a broken one, nor a pixel a broken image. What is recorded is a person's click or open: not a
+// HEAD, not a fetch by a mail scanner or a link preview (links::is_link_scanner), not an expired link (its MAC
+// still proves it was in a message of ours), and not while the gateway shuts down.
+void Api::reaction_link(const HttpRequest& request, links::LinkKind kind, Responder respond) {
   links::Verified v = inbound_->links().verify(token_of(request), deps_.clock.now_ms() / 1000);
   const bool ours = v.ok() || v.error == links::LinkError::expired;
   if (!ours) return respond(bad_link(v.error));
   const links::LinkClaims& c = v.claims;
-  if (c.kind != links::LinkKind::click || (c.target.rfind("https://", 0) != 0 && c.target.rfind("http://", 0) != 0))
+  const bool web_target = c.target.rfind("https://", 0) == 0 || c.target.rfind("http://", 0) == 0;
+  if (c.kind != kind || (kind == links::LinkKind::click && !web_target))
     return respond(bad_link(links::LinkError::malformed));
-  HttpResponse redirect;
-  redirect.status = 302;
-  redirect.headers.emplace_back("Location", c.target);
-  redirect.headers.emplace_back("Cache-Control", "no-store");  // every click comes back here
-  redirect.headers.emplace_back("Referrer-Policy", "no-referrer");  // the token stays ours
+  HttpResponse answer;
+  if (kind == links::LinkKind::click) {
+    answer.status = 302;
+    answer.headers.emplace_back("Location", c.target);
+  } else {
+    // The smallest transparent GIF (GIF89a, 1x1, one transparent colour): 43 bytes.
+    static const std::string kPixel("GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff\x21\xf9\x04\x01\x00"
+                                    "\x00\x00\x00\x2c\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02\x44\x01\x00\x3b",
+                                    43);
+    answer.content_type = "image/gif";
+    if (request.method != "HEAD") answer.body = kPixel;
+  }
+  answer.headers.emplace_back("Cache-Control", "no-store");  // every click and open comes back here
+  answer.headers.emplace_back("Referrer-Policy", "no-referrer");  // the token stays ours
   if (request.method == "HEAD" || !v.ok() || draining_ || links::is_link_scanner(request.header("user-agent")))
-    return respond(std::move(redirect));
-  inbound_->click(c, [respond, redirect](core::InboundApplier::Result) { respond(redirect); });
+    return respond(std::move(answer));
+  inbound_->react(c, [respond, answer](core::InboundApplier::Result) { respond(answer); });
 }
 
 // POST /v1/inbound/app {"ref": "<signed ref>"}. Only the ref, signed for one message and option, says

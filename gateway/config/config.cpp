@@ -596,9 +596,10 @@ void read_channels(Reader& r, const YAML::Node& n, const RetryPolicy& default_re
     }
     r.integer(c, "burst", path, 1, 1'000'000, ch.burst);
     r.boolean(c, "inbound", path, ch.inbound);
-    if (YAML::Node t = c["track"]; t && r.expect_map(t, path + ".track", {"clicks"})) {
+    if (YAML::Node t = c["track"]; t && r.expect_map(t, path + ".track", {"clicks", "opens"})) {
       ch.track_at = where(t);
       r.boolean(t, "clicks", path + ".track", ch.track_clicks);
+      r.boolean(t, "opens", path + ".track", ch.track_opens);
     }
     if (YAML::Node w = c["batch_window"]) {
       ch.batch_window_at = where(w);
@@ -836,8 +837,8 @@ LoadResult read_document(const YAML::Node& root, const std::string& file, const 
     }
     read_channels(r, root["channels"], c.dispatcher.retry, c.channels);
     for (const auto& ch : c.channels)
-      if (ch.track_clicks && c.server.public_url.empty())
-        r.error(ch.track_at, "channels[" + std::to_string(ch.index) + "].track.clicks",
+      if ((ch.track_clicks || ch.track_opens) && c.server.public_url.empty())
+        r.error(ch.track_at, "channels[" + std::to_string(ch.index) + "].track." + (ch.track_clicks ? "clicks" : "opens"),
                 "needs server.public_url: a tracked link points at the gateway, which must be reachable from outside");
     std::set<std::string> channel_names;
     for (const auto& ch : c.channels) channel_names.insert(ch.name);

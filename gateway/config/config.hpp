@@ -150,9 +150,10 @@ struct ChannelConfig {
   // Whether its provider calls back (POST /inbound/<plugin>/<channel>); false: that route answers 404, and
   // a plugin that signs over the URL it is called at needs no server.public_url (outbound-only use).
   bool inbound = true;
-  // `track: {clicks: true}`: the links of its messages are rewritten to tracked /c/ links (a message's own
-  // `track` overrides it). Needs server.public_url.
+  // `track: {clicks: true, opens: true}`: the links of its messages are rewritten to tracked /c/ links, and
+  // their html carries an open pixel (/o/); a message's own `track` overrides each. Needs server.public_url.
   bool track_clicks = false;
+  bool track_opens = false;
   Location track_at;
   RetryPolicy retry;  // the dispatcher's, with this channel's `retry:` overrides
   CircuitBreakerConfig circuit_breaker;

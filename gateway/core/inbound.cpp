@@ -144,6 +144,13 @@ InboundDecision decide_click(const Original& original, const std::string& channe
   return {std::move(w), ""};
 }
 
+InboundDecision decide_open(const Original& original, const std::string& channel, bool first, int64_t now_ms) {
+  const Message& m = original.message;
+  Writes w;
+  w.events.push_back({m.id, m.recipient.id, {"opened", Json{{"channel", channel}, {"first", first}}.dump(), now_ms}});
+  return {std::move(w), ""};
+}
+
 std::optional<std::string> option_for_number(const std::string& options_json, const std::string& number) {
   if (number.size() != 1 || number[0] < '1' || number[0] > '9') return std::nullopt;
   Json options = Json::parse(options_json, nullptr, false);
@@ -262,6 +269,14 @@ std::vector<std::pair<std::string, std::string>> track_content(std::vector<std::
   return std::move(tracked.fields);
 }
 
+std::vector<std::pair<std::string, std::string>> with_open_pixel(std::vector<std::pair<std::string, std::string>> content,
+                                                                  const Message& message, const std::string& channel,
+                                                                  const links::LinkSigner& links, int64_t expires_at_s) {
+  if (!links.enabled()) return content;
+  return links::with_open_pixel(std::move(content),
+                                links.url(links::LinkClaims{links::LinkKind::open, message.id, channel, "", expires_at_s}));
+}
+
 // ---- InboundApplier ----------------------------------------------------------------------------------
 
 InboundApplier::InboundApplier(store::Store& store, const Clock& clock, links::LinkSigner links,
@@ -341,19 +356,23 @@ void InboundApplier::respond(const std::string& message_id, const std::string& o
   });
 }
 
-void InboundApplier::click(const links::LinkClaims& claims, std::function<void(Result)> done) {
+void InboundApplier::react(const links::LinkClaims& claims, std::function<void(Result)> done) {
   auto record = store_.find(claims.message_id);
   if (!record) return done({404, "the message \"" + claims.message_id + "\" is no longer known", std::nullopt});
   auto original = read_original(*record);
   if (!original) return done({404, "the message \"" + claims.message_id + "\" was erased", std::nullopt});
+  const bool click = claims.kind == links::LinkKind::click;
+  const std::string type = click ? "clicked" : "opened";
   bool first = true;
   for (const auto& e : store_.events(claims.message_id))
-    if (e.type == "clicked") first = false;
-  InboundDecision d = decide_click(*original, claims.channel, claims.option, claims.target, first, clock_.now_ms());
+    if (e.type == type) first = false;
+  const int64_t now = clock_.now_ms();
+  InboundDecision d = click ? decide_click(*original, claims.channel, claims.option, claims.target, first, now)
+                            : decide_open(*original, claims.channel, first, now);
   std::vector<store::Store::InboundWrites> writes;
   writes.push_back(std::move(*d.writes));
-  store_.apply_inbound(std::move(writes), clock_.now_ms(), [done, original](bool ok, int) {
-    done(ok ? Result{200, "clicked", original} : Result{503, "the store could not record the click", original});
+  store_.apply_inbound(std::move(writes), now, [done, original, type](bool ok, int) {
+    done(ok ? Result{200, type, original} : Result{503, "the store could not record it", original});
   });
 }
 

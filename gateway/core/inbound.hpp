@@ -90,11 +90,20 @@ std::vector<std::pair<std::string, std::string>> track_content(std::vector<std::
                                                                 const Message& message, const std::string& channel,
                                                                 const links::LinkSigner& links, int64_t expires_at_s);
 
+// The same content with an open pixel in its html (links::with_open_pixel): a signed /o/ link naming the
+// message and the channel, valid until `expires_at_s`. Unchanged without a signer.
+std::vector<std::pair<std::string, std::string>> with_open_pixel(std::vector<std::pair<std::string, std::string>> content,
+                                                                  const Message& message, const std::string& channel,
+                                                                  const links::LinkSigner& links, int64_t expires_at_s);
+
 // A recipient's click on link `link` of `original` (sent on `channel`): a `clicked` event naming the channel,
 // the link's index and its URL, and `first` when no click on this message was recorded before (only the first
 // counts toward a message's stats; every click is in its history).
 InboundDecision decide_click(const Original& original, const std::string& channel, const std::string& link,
                              const std::string& url, bool first, int64_t now_ms);
+
+// An e-mail's open pixel loaded: an `opened` event {channel, first}.
+InboundDecision decide_open(const Original& original, const std::string& channel, bool first, int64_t now_ms);
 
 // ---- I/O ---------------------------------------------------------------------------------------
 
@@ -121,8 +130,9 @@ class InboundApplier {
   void respond(const std::string& message_id, const std::string& option, const std::string& channel,
                const std::string& via, std::function<void(Result)> done);
   void unsubscribe(const std::string& message_id, const std::string& channel, std::function<void(Result)> done);
-  // A tracked link's click (GET /c/{token}, a scanner's fetch already set aside): 404 for an unknown message.
-  void click(const links::LinkClaims& claims, std::function<void(Result)> done);
+  // A tracked link's click (GET /c/{token}) or an open pixel's load (GET /o/{token}), a scanner's fetch
+  // already set aside: a `clicked` (decide_click) or `opened` {channel, first} event. 404 for an unknown message.
+  void react(const links::LinkClaims& claims, std::function<void(Result)> done);
 
   // The facts for one plugin event (public for tests).
   InboundFacts facts_for(const std::string& channel, const std::string& plugin, const plugin::InboundEvent& event);

@@ -468,16 +468,19 @@ ParsedMessage parse_message(const Json& j, const ValidationRules& rules, const s
   parse_responses(c, j, rules, m.responses);
   if (auto track = j.find("track"); track != j.end() && !track->is_null()) {
     if (!track->is_object()) {
-      c.fail("/track", "must be an object {clicks}");
+      c.fail("/track", "must be an object {clicks, opens}");
     } else {
-      c.only(*track, "/track", {"clicks"});
-      if (auto clicks = track->find("clicks"); clicks != track->end()) {
-        if (!clicks->is_boolean())
-          c.fail("/track/clicks", "must be true or false");
-        else if (clicks->get<bool>() && !rules.links_available)
-          c.fail("/track/clicks", "needs server.public_url: a tracked link points at the gateway");
+      c.only(*track, "/track", {"clicks", "opens"});
+      for (auto [key, out] : {std::pair{"clicks", &m.track_clicks}, std::pair{"opens", &m.track_opens}}) {
+        auto v = track->find(key);
+        if (v == track->end()) continue;
+        const std::string pointer = std::string("/track/") + key;
+        if (!v->is_boolean())
+          c.fail(pointer, "must be true or false");
+        else if (v->get<bool>() && !rules.links_available)
+          c.fail(pointer, "needs server.public_url: a tracked link points at the gateway");
         else
-          m.track_clicks = clicks->get<bool>();
+          *out = v->get<bool>();
       }
     }
   }

@@ -60,9 +60,10 @@ struct Message {
   std::optional<int64_t> expires_at_ms;
   Json metadata = Json::object();
   std::vector<ResponseSpec> responses;  // empty: the message asks nothing
-  // `track: {clicks: bool}`: this message's links rewritten to tracked ones (true) or left alone (false)
-  // whatever its channel's `track:` says; unset: the channel decides.
+  // `track: {clicks: bool, opens: bool}`: this message's links rewritten to tracked ones, and its html given
+  // an open pixel (true), or not (false), whatever its channel's `track:` says; unset: the channel decides.
   std::optional<bool> track_clicks;
+  std::optional<bool> track_opens;
 };
 
 // An id that travels in URLs: a message's (GET /v1/messages/{id}) or a conversion's.

@@ -1,4 +1,4 @@
-// Signed links (links.hpp): minting and checking unsubscribe, response and click tokens with the newest link secret,
+// Signed links (links.hpp): minting and checking unsubscribe, response, click and open tokens with the newest link secret,
 // verifying with any listed one by its key id. The API's /u/ and /r/ routes and the plugins' links use them.
 #include "links/links.hpp"
 
@@ -19,6 +19,7 @@ const char* kind_code(LinkKind kind) {
     case LinkKind::unsubscribe: return "u";
     case LinkKind::response: return "r";
     case LinkKind::click: return "c";
+    case LinkKind::open: return "o";
   }
   return "u";
 }
@@ -119,12 +120,16 @@ Verified LinkSigner::verify(std::string_view token, int64_t now_s) const {
   auto j = nlohmann::json::parse(payload.value, nullptr, false);
   const std::string kind = j.is_array() && !j.empty() && j[0].is_string() ? j[0].get<std::string>() : "";
   const size_t fields = kind == "c" ? 6 : 5;  // a click carries its target
-  if ((kind != "u" && kind != "r" && kind != "c") || j.size() != fields || !j[1].is_string() || !j[2].is_string() ||
+  if ((kind != "u" && kind != "r" && kind != "c" && kind != "o") || j.size() != fields || !j[1].is_string() || !j[2].is_string() ||
       !j[3].is_string() || !j[4].is_number_integer() || (fields == 6 && !j[5].is_string())) {
     v.error = LinkError::malformed;
     return v;
   }
-  v.claims = LinkClaims{kind == "u" ? LinkKind::unsubscribe : kind == "r" ? LinkKind::response : LinkKind::click,
+  const LinkKind parsed = kind == "u"   ? LinkKind::unsubscribe
+                          : kind == "r" ? LinkKind::response
+                          : kind == "c" ? LinkKind::click
+                                        : LinkKind::open;
+  v.claims = LinkClaims{parsed,
                         j[1].get<std::string>(), j[2].get<std::string>(), j[3].get<std::string>(), j[4].get<int64_t>(),
                         fields == 6 ? j[5].get<std::string>() : std::string()};
   if (now_s >= v.claims.expires_at_s) v.error = LinkError::expired;

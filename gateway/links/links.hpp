@@ -24,8 +24,9 @@
 
 namespace tayori::links {
 
-// unsubscribe: /u/ (RFC 8058); response: /r/ and LINE postback data; click: /c/, a tracked link in a message.
-enum class LinkKind { unsubscribe, response, click };
+// unsubscribe: /u/ (RFC 8058); response: /r/ and LINE postback data; click: /c/, a tracked link in a message;
+// open: /o/, an e-mail's open pixel.
+enum class LinkKind { unsubscribe, response, click, open };
 
 struct LinkClaims {
   // The target comes last and only for a click: {kind, message_id, channel, option, expires_at_s[, target]}.
@@ -84,7 +85,7 @@ class LinkSigner {
 
   // Throws SigningError when the MAC cannot be computed.
   std::string token(const LinkClaims& claims) const;
-  // public_url + "/u/" (unsubscribe), "/r/" (response) or "/c/" (click) + token.
+  // public_url + "/u/" (unsubscribe), "/r/" (response), "/c/" (click) or "/o/" (open) + token.
   std::string url(const LinkClaims& claims) const;
   // The same URL for a token already made by token(), for a caller that needs both (one MAC, not two).
   std::string url(LinkKind kind, std::string_view token) const;

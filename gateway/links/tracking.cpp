@@ -216,6 +216,18 @@ TrackedContent track_clicks(const std::vector<std::pair<std::string, std::string
   return out;
 }
 
+std::vector<std::pair<std::string, std::string>> with_open_pixel(std::vector<std::pair<std::string, std::string>> fields,
+                                                                  const std::string& pixel_url) {
+  // alt="": screen readers skip it; the size and the style keep it from taking room in any client.
+  const std::string img = "<img src=\"" + pixel_url + "\" width=\"1\" height=\"1\" alt=\"\" style=\"display:block;border:0\">";
+  for (auto& [name, value] : fields) {
+    if (name != "html") continue;
+    const size_t body_end = text::ascii_lower(value).rfind("</body");
+    value.insert(body_end == std::string::npos ? value.size() : body_end, img);
+  }
+  return fields;
+}
+
 bool is_link_scanner(std::string_view user_agent) {
   // Products that fetch every link of a message before (or instead of) a person: mail security gateways
   // (Safe Links, URL Defense, Mimecast, Barracuda), link previews of chat and social apps, search crawlers.

@@ -34,6 +34,11 @@ TrackedContent track_clicks(const std::vector<std::pair<std::string, std::string
 // URL), without trailing sentence punctuation or an unbalanced ')'. Offsets and lengths into `text`.
 std::vector<std::pair<size_t, size_t>> urls_in_text(std::string_view text);
 
+// The html field with an open pixel (a 1x1 image at `pixel_url`) before its </body>, or at its end; the
+// other fields as they are. Nothing when there is no html field: only e-mail's HTML can load an image.
+std::vector<std::pair<std::string, std::string>> with_open_pixel(std::vector<std::pair<std::string, std::string>> fields,
+                                                                  const std::string& pixel_url);
+
 // Who fetched a tracked link: true for the automated fetchers that open every link of a message to inspect it
 // (mail security scanners, link-preview bots), whose fetch is not the recipient's click. Matched on the
 // User-Agent; docs/operator-guide.md ("Click tracking") lists the names and what cannot be told apart.

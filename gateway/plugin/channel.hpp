@@ -218,6 +218,9 @@ class Channel {
   // YAML `track: {clicks: true}`: its messages' links become tracked /c/ links unless a message says otherwise.
   void set_track_clicks(bool track) { track_clicks_ = track; }
   bool track_clicks() const { return track_clicks_; }
+  // YAML `track: {opens: true}`: its messages' html carries an open pixel unless a message says otherwise.
+  void set_track_opens(bool track) { track_opens_ = track; }
+  bool track_opens() const { return track_opens_; }
 
   struct HostServices;  // the tayori_host callbacks; defined in host_services.cpp
 
@@ -251,6 +254,7 @@ class Channel {
   void* instance_ = nullptr;
   config::RetryPolicy retry_;
   bool track_clicks_ = false;
+  bool track_opens_ = false;
   transport::CircuitBreaker circuit_;
 
   int64_t batch_window_ms_ = 0;

@@ -197,6 +197,7 @@ RegistryResult build_registry(const config::Config& config, const Clock& clock,
     channel->set_retry_policy(ch.retry);
     channel->set_circuit_breaker(ch.circuit_breaker);
     channel->set_track_clicks(ch.track_clicks);
+    channel->set_track_opens(ch.track_opens);
     if (transport != nullptr && (ch.concurrency > 0 || ch.rate_per_second > 0)) {
       transport::PoolOptions pool;
       pool.max_concurrent = ch.concurrency;

@@ -368,6 +368,50 @@ TEST_F(TwoWay, AConversionIsAttributedToTheLastTouchAndCountsOnce) {
   EXPECT_NE(invalid.body.find("/event"), std::string::npos) << invalid.body;
 }
 
+// An e-mail's open pixel: added to the html of a message that asks for it, a GIF for whoever loads it, and an
+// `opened` event for a person's load (the first flagged), none for a HEAD or a scanner.
+TEST_F(TwoWay, AnOpenPixelRecordsTheFirstOpen) {
+  Json m = {{"id", "p-1"},
+            {"recipient", {{"id", "r-1"}, {"contacts", {{"email", "hanako@example.jp"}}}}},
+            {"purpose", "transactional"},
+            {"channels", {"email"}},
+            {"content", {{"subject", "ご注文"}, {"text", "ありがとう"}, {"html", "<html><body><p>ありがとう</p></body></html>"}}},
+            {"track", {{"opens", true}}}};
+  ASSERT_EQ(send(m), "delivered");
+  std::string html;
+  for (const Json& line : read_jsonl(dir_.file("outbox-email.jsonl")))
+    if (line["message_id"] == "p-1") html = line["content"]["html"];
+  const std::string prefix = std::string("<img src=\"") + kPublicUrl + "/o/";
+  const size_t at = html.find(prefix);
+  ASSERT_NE(at, std::string::npos) << html;
+  EXPECT_EQ(html.substr(html.size() - 14), "</body></html>");
+  const std::string path = "/o/" + html.substr(at + prefix.size(), html.find('"', at + prefix.size()) - at - prefix.size());
+  const std::string browser = "User-Agent: Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/120.0 Safari/537.36";
+  auto opens = [&] {
+    std::vector<Json> out;
+    const Json message = gw_->get(http_, "/v1/messages/p-1").json();  // kept: the loop reads into it
+    for (const auto& e : message["events"])
+      if (e["type"] == "opened") out.push_back(e["detail"]);
+    return out;
+  };
+  EXPECT_EQ(http_.request("HEAD", gw_->url(path), "", {browser}).status, 200);
+  HttpResult scanner = http_.request("GET", gw_->url(path), "", {"User-Agent: Barracuda Sentinel (EE)"});
+  EXPECT_EQ(scanner.status, 200);
+  EXPECT_EQ(scanner.body.size(), 43u);
+  EXPECT_TRUE(opens().empty());
+  HttpResult load = http_.request("GET", gw_->url(path), "", {browser});
+  EXPECT_EQ(load.status, 200);
+  EXPECT_EQ(load.headers["content-type"], "image/gif");
+  EXPECT_EQ(load.body.substr(0, 6), "GIF89a");
+  ASSERT_EQ(http_.request("GET", gw_->url(path), "", {browser}).status, 200);
+  std::vector<Json> recorded = opens();
+  ASSERT_EQ(recorded.size(), 2u);
+  EXPECT_EQ(recorded[0], (Json{{"channel", "email"}, {"first", true}}));
+  EXPECT_EQ(recorded[1]["first"], false);
+  // An open pixel's token is not a tracked link.
+  EXPECT_EQ(http_.request("GET", gw_->url("/c/" + path.substr(3)), "", {browser}).status, 400);
+}
+
 // Tracking needs the gateway's public URL: a message asking for it without one is refused, naming the field.
 TEST(TwoWayNoPublicUrl, AMessageAskingForClickTrackingNeedsThePublicUrl) {
   TempDir dir;

@@ -33,6 +33,15 @@ TEST(Links, ExpiredAtTheInstantOfExpiry) {
   EXPECT_EQ(kSigner.verify(t, 1000).error, LinkError::expired);
 }
 
+TEST(Links, AnOpenTokenNamesItsMessageAndChannel) {
+  LinkClaims o{LinkKind::open, "msg-42", "email", "", 2'000'000'000};
+  EXPECT_EQ(kSigner.url(o), "https://gw.example.com/tayori/o/" + kSigner.token(o));
+  Verified v = kSigner.verify(kSigner.token(o), 1'900'000'000);
+  ASSERT_TRUE(v.ok());
+  EXPECT_EQ(v.claims.kind, LinkKind::open);
+  EXPECT_EQ(v.claims.message_id, "msg-42");
+}
+
 // A click token carries its target, signed with the rest; an expired one still says where it pointed, so the
 // recipient can still be taken there (nothing is recorded), while a forged one says nothing.
 TEST(Links, AClickTokenCarriesItsTargetAndStillNamesItWhenExpired) {

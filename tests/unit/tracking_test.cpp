@@ -64,6 +64,20 @@ TEST(ClickTracking, ContentWithoutLinksIsUnchanged) {
   EXPECT_EQ(t.fields, fields);
 }
 
+TEST(OpenTracking, ThePixelGoesBeforeTheEndOfTheBodyOrAtTheEndAndOnlyIntoHtml) {
+  const std::string img =
+      R"(<img src="https://gw.example/o/T" width="1" height="1" alt="" style="display:block;border:0">)";
+  auto html_of = [&](const Fields& fields) {
+    for (const auto& [k, v] : with_open_pixel(fields, "https://gw.example/o/T"))
+      if (k == "html") return v;
+    return std::string("(none)");
+  };
+  EXPECT_EQ(html_of({{"html", "<html><BODY><p>x</p></BODY></html>"}}), "<html><BODY><p>x</p>" + img + "</BODY></html>");
+  EXPECT_EQ(html_of({{"html", "<p>x</p>"}}), "<p>x</p>" + img);
+  const Fields text_only = {{"subject", "s"}, {"text", "x"}};
+  EXPECT_EQ(with_open_pixel(text_only, "https://gw.example/o/T"), text_only);
+}
+
 TEST(ClickTracking, ScannersAndPreviewsAreNotClicks) {
   for (const char* ua : {"", "Mozilla/5.0 (compatible; Googlebot/2.1)", "facebookexternalhit/1.1",
                          "Slackbot-LinkExpanding 1.0", "curl/7.88.1", "python-requests/2.31",
