@@ -162,6 +162,9 @@ class PushApns {
         aps["category"] = responses_category_;
     }
     json payload = {{"aps", aps}, {"tayori_message_id", d.message_id()}};
+    // A content field "link": the deep link the app opens on a tap (the gateway's tracked /c/ link when the
+    // channel tracks clicks), a custom key beside aps.
+    if (auto link = d.content("link"); link && !link->empty()) payload["link"] = *link;
     // The options for the app to label its action buttons with; it answers with an option's ref (POST
     // /v1/inbound/app). Custom keys sit beside aps (Apple "Generating a remote notification").
     if (auto options = d.responses(); !options.empty()) {

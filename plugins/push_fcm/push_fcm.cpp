@@ -189,6 +189,9 @@ class PushFcm {
     // A content field "collapse_id", else a string "collapse_id" in the message metadata.
     if (auto key = tayori::sdk::content_or_metadata<json>(d, "collapse_id")) android["collapse_key"] = *key;
     json data = {{"tayori_message_id", d.message_id()}};
+    // A content field "link": the deep link the app opens on a tap (the gateway's tracked /c/ link when the
+    // channel tracks clicks), as data for the app to read.
+    if (auto link = d.content("link"); link && !link->empty()) data["link"] = *link;
     // FCM data values must be strings (HTTP v1 Message.data: map<string, string>), so the options travel
     // as JSON text for the app to parse; it answers with an option's ref (POST /v1/inbound/app).
     if (auto options = d.responses(); !options.empty()) {
