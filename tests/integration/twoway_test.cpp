@@ -72,6 +72,14 @@ class TwoWay : public ::testing::Test {
     for (const auto& e : message["events"]) out.push_back(e["type"].get<std::string>());
     return out;
   }
+  // The details of `id`'s events of `type`, in order.
+  std::vector<Json> details(const std::string& id, const std::string& type) {
+    std::vector<Json> out;
+    const Json message = gw_->get(http_, "/v1/messages/" + id).json();  // kept: the loop reads into it
+    for (const auto& e : message["events"])
+      if (e["type"] == type) out.push_back(e["detail"]);
+    return out;
+  }
   static int count(const std::vector<std::string>& v, const std::string& s) {
     return static_cast<int>(std::count(v.begin(), v.end(), s));
   }
@@ -258,13 +266,7 @@ TEST_F(TwoWay, ATrackedLinkTakesTheRecipientToItsUrlAndRecordsTheFirstClick) {
       << sent["k-1"]["html"];
 
   const std::string browser = "User-Agent: Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) Safari/604.1";
-  auto clicks = [&] {
-    std::vector<Json> out;
-    const Json message = gw_->get(http_, "/v1/messages/k-1").json();  // kept: the loop reads into it
-    for (const auto& e : message["events"])
-      if (e["type"] == "clicked") out.push_back(e["detail"]);
-    return out;
-  };
+  auto clicks = [&] { return details("k-1", "clicked"); };
   HttpResult head = http_.request("HEAD", gw_->url(path), "", {browser});
   EXPECT_EQ(head.status, 302);
   EXPECT_EQ(head.headers["location"], target);
@@ -340,10 +342,9 @@ TEST_F(TwoWay, AConversionIsAttributedToTheLastTouchAndCountsOnce) {
   ASSERT_EQ(clicked.status, 201) << clicked.body;
   EXPECT_EQ(clicked.json()["message_id"], "v-1");
   EXPECT_EQ(clicked.json()["attributed"]["via"], "clicked");
-  Json converted;
-  const Json v1 = gw_->get(http_, "/v1/messages/v-1").json();  // kept: the loop reads into it
-  for (const auto& e : v1["events"])
-    if (e["type"] == "converted") converted = e["detail"];
+  const std::vector<Json> conversions = details("v-1", "converted");
+  ASSERT_EQ(conversions.size(), 1u);
+  const Json& converted = conversions[0];
   EXPECT_EQ(converted["conversion_id"], "order-2");
   EXPECT_EQ(converted["event"], "purchase");
   EXPECT_TRUE(converted["value"].is_null());
@@ -387,13 +388,7 @@ TEST_F(TwoWay, AnOpenPixelRecordsTheFirstOpen) {
   EXPECT_EQ(html.substr(html.size() - 14), "</body></html>");
   const std::string path = "/o/" + html.substr(at + prefix.size(), html.find('"', at + prefix.size()) - at - prefix.size());
   const std::string browser = "User-Agent: Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/120.0 Safari/537.36";
-  auto opens = [&] {
-    std::vector<Json> out;
-    const Json message = gw_->get(http_, "/v1/messages/p-1").json();  // kept: the loop reads into it
-    for (const auto& e : message["events"])
-      if (e["type"] == "opened") out.push_back(e["detail"]);
-    return out;
-  };
+  auto opens = [&] { return details("p-1", "opened"); };
   EXPECT_EQ(http_.request("HEAD", gw_->url(path), "", {browser}).status, 200);
   HttpResult scanner = http_.request("GET", gw_->url(path), "", {"User-Agent: Barracuda Sentinel (EE)"});
   EXPECT_EQ(scanner.status, 200);
