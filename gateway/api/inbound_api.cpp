@@ -187,8 +187,7 @@ void Api::reaction_link(const HttpRequest& request, links::LinkKind kind, Respon
   const bool ours = v.ok() || v.error == links::LinkError::expired;
   if (!ours) return respond(bad_link(v.error));
   const links::LinkClaims& c = v.claims;
-  const bool web_target = c.target.rfind("https://", 0) == 0 || c.target.rfind("http://", 0) == 0;
-  if (c.kind != kind || (kind == links::LinkKind::click && !web_target))
+  if (c.kind != kind || (kind == links::LinkKind::click && !links::is_web_url(c.target)))
     return respond(bad_link(links::LinkError::malformed));
   HttpResponse answer;
   if (kind == links::LinkKind::click) {

@@ -17,8 +17,6 @@ bool starts_with_ci(std::string_view s, std::string_view prefix) {
   return s.size() >= prefix.size() && text::ascii_lower(s.substr(0, prefix.size())) == prefix;
 }
 
-bool is_web_url(std::string_view s) { return starts_with_ci(s, "http://") || starts_with_ci(s, "https://"); }
-
 // RFC 3986 §2.2-2.3: unreserved, reserved and '%' of a percent-encoding.
 bool uri_char(char c) {
   if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
@@ -158,6 +156,8 @@ std::string rewrite_html(std::string_view html, Links& links) {
 }
 
 }  // namespace
+
+bool is_web_url(std::string_view s) { return starts_with_ci(s, "http://") || starts_with_ci(s, "https://"); }
 
 std::vector<std::pair<size_t, size_t>> urls_in_text(std::string_view text) {
   std::vector<std::pair<size_t, size_t>> found;

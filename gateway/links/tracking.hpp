@@ -29,6 +29,9 @@ TrackedContent track_clicks(const std::vector<std::pair<std::string, std::string
                             const std::function<std::string(size_t index, const std::string& url)>& tracked,
                             std::string_view own_prefix);
 
+// An http:// or https:// URL (the scheme in any case, RFC 3986 §3.1): the only links tracked and redirected to.
+bool is_web_url(std::string_view s);
+
 // The URLs standing in plain text: an http(s) scheme, then the characters RFC 3986 §2 allows in a URI, up to
 // the first other one (whitespace, '<', '"', any non-ASCII byte such as a Japanese particle right after the
 // URL), without trailing sentence punctuation or an unbalanced ')'. Offsets and lengths into `text`.

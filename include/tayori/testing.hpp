@@ -35,6 +35,9 @@
 
 #include <dlfcn.h>
 #include <tayori/plugin.h>
+#include <tayori/plugin.hpp>
+#include <tayori/provider_helpers.hpp>
+#include <tayori/text.hpp>
 
 #include <array>
 #include <cstdint>
@@ -54,19 +57,13 @@ using Fields = std::vector<std::pair<std::string, std::string>>;
 
 namespace detail {
 
-inline std::string text(tayori_str s) { return s.len == 0 ? std::string() : std::string(s.data, s.len); }
-inline tayori_str str(const std::string& s) { return tayori_str{s.data(), s.size()}; }
-inline char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
-inline bool same_name(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i)
-    if (lower(a[i]) != lower(b[i])) return false;
-  return true;
-}
+// The SDK's own conversions and text helpers serve here too: one copy of each on the plugin's side.
+using sdk::str;
+inline std::string text(tayori_str s) { return std::string(sdk::view(s)); }
 // Header lookup, case-insensitive (RFC 9110 §5.1).
 inline std::optional<std::string> find_field(const Fields& fields, std::string_view name) {
   for (const auto& [k, v] : fields)
-    if (same_name(k, name)) return v;
+    if (sdk::iequals(k, name)) return v;
   return std::nullopt;
 }
 inline Fields copy_fields(const tayori_kv* kv, size_t n) {
@@ -80,10 +77,7 @@ inline std::vector<tayori_kv> raw_fields(const Fields& fields) {
   return out;
 }
 inline void write_error(tayori_error_buf error, std::string_view message) {
-  if (error.data == nullptr || error.capacity == 0) return;
-  size_t n = message.size() < error.capacity - 1 ? message.size() : error.capacity - 1;
-  std::memcpy(error.data, message.data(), n);
-  error.data[n] = '\0';
+  sdk::copy_to(error.data, error.capacity, message);
 }
 
 // ---- SHA-256 (FIPS 180-4 §6.2) and SHA-1 (§6.1), and HMAC over them (RFC 2104) ------------------------
@@ -175,19 +169,13 @@ inline std::string hmac(tayori_hash hash, std::string_view key, std::string_view
   return digest(outer + digest(inner + std::string(data)));
 }
 
-// RFC 4648 §4 (padded) or §5 (url-safe, unpadded), as host_base64 gives them.
+// RFC 4648 §4 (padded) or §5 (url-safe, unpadded), as host_base64 gives them: the SDK's encoder, and for §5 its
+// two letters swapped and the padding dropped.
 inline std::string base64(std::string_view bytes, bool url_safe) {
-  const char* alphabet = url_safe ? "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-                                  : "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  for (size_t i = 0; i < bytes.size(); i += 3) {
-    const size_t n = bytes.size() - i < 3 ? bytes.size() - i : 3;
-    uint32_t group = 0;
-    for (size_t k = 0; k < 3; ++k) group = (group << 8) | (k < n ? uint8_t(bytes[i + k]) : 0u);
-    for (size_t k = 0; k <= n; ++k) out += alphabet[(group >> (18 - 6 * k)) & 0x3F];
-    if (!url_safe)
-      for (size_t k = n; k < 3; ++k) out += '=';
-  }
+  std::string out = sdk::base64_encode(bytes);
+  if (!url_safe) return out;
+  while (!out.empty() && out.back() == '=') out.pop_back();
+  for (char& c : out) c = c == '+' ? '-' : c == '/' ? '_' : c;
   return out;
 }
 
@@ -577,8 +565,7 @@ class Plugin {
     Inbound out;
     if (!require(descriptor_.on_inbound, "on_inbound", out.error)) return out;
     Fields lowered = call.headers;
-    for (auto& [k, v] : lowered)
-      for (auto& c : k) c = detail::lower(c);
+    for (auto& [k, v] : lowered) k = text::ascii_lower(k);
     std::vector<tayori_kv> headers = detail::raw_fields(lowered);
     tayori_inbound_request raw{};
     raw.struct_size = sizeof raw;
