@@ -168,6 +168,17 @@ TEST_F(PgNodes, FrequencyCapHoldsAcrossTwoNodes) {
         << rid << ": " << ::testing::PrintToString(by_recipient[rid]);
     EXPECT_EQ(at_line[rid], 3) << rid << " at the simulator";
   }
+  // Both nodes added to the same stats rows at once; either node reads the sum.
+  const int all = per_recipient * static_cast<int>(recipients.size());
+  for (Gateway* node : {&a, &b}) {
+    const Json stats = node->get(http, "/v1/stats?by=channel").json();
+    ASSERT_EQ(stats["groups"].size(), 1u) << stats.dump();
+    const Json& line = stats["groups"][0];
+    EXPECT_EQ(line["key"], "line");
+    EXPECT_EQ(line["accepted"], all);
+    EXPECT_EQ(line["delivered"], 3 * static_cast<int>(recipients.size()));
+    EXPECT_EQ(line["suppressed"], (Json{{"total", all - 9}, {"by_reason", {{"frequency_cap", all - 9}}}}));
+  }
   EXPECT_EQ(a.stop(SIGTERM), 0) << a.stderr_text();
   EXPECT_EQ(b.stop(SIGTERM), 0) << b.stderr_text();
 }
