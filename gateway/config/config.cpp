@@ -14,6 +14,7 @@
 #include <set>
 #include <sstream>
 
+#include "common/names.hpp"
 #include "common/time.hpp"
 #include "policy/timezone.hpp"
 
@@ -459,6 +460,9 @@ void read_attribution(Reader& r, const YAML::Node& n, AttributionConfig& a) {
   }
   for (auto it = categories.begin(); it != categories.end(); ++it) {
     const std::string category = it->first.Scalar();
+    if (!is_category(category))
+      r.error(it->first, "attribution.categories." + category,
+              "is not a category a message can have (lower-case letters, digits, _ . -; at most 64)");
     int64_t ms = a.window_ms;
     r.duration(categories, category.c_str(), "attribution.categories", 1, ms);
     a.category_window_ms[category] = ms;
@@ -775,7 +779,12 @@ void read_policy(Reader& r, const YAML::Node& n, const std::set<std::string>& ch
       }
       check_channel_list(r, w["channels"], path + ".channels", channels, rule.channels);
       rule.purpose = read_purpose(r, w, path);
-      if (auto v = r.string(w, "category", path, false)) rule.category = *v;
+      if (auto v = r.string(w, "category", path, false)) {
+        if (!is_category(*v))
+          r.error(w["category"], path + ".category",
+                  "is not a category a message can have (lower-case letters, digits, _ . -; at most 64)");
+        rule.category = *v;
+      }
       if (!w["limit"]) r.error(w, path + ".limit", "is required");
       r.integer(w, "limit", path, 1, 1'000'000, rule.limit);
       if (!w["window"]) r.error(w, path + ".window", "is required");

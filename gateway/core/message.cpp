@@ -313,11 +313,6 @@ bool is_id(std::string_view s) {
   return !s.empty() && s.size() <= 128 && s != "." && s != ".." &&
          all_of(s, [](char c) { return alnum(c) || c == '.' || c == '_' || c == '~' || c == ':' || c == '-'; });
 }
-bool is_category(std::string_view s) {
-  return !s.empty() && s.size() <= 64 && lower_alnum(s[0]) &&
-         all_of(s, [](char c) { return lower_alnum(c) || c == '_' || c == '.' || c == '-'; });
-}
-
 void parse_recipient(const Json& json, const std::string& pointer, bool id_required, Recipient& out,
                      std::vector<FieldError>& errors) {
   Checker c("", errors);

@@ -12,6 +12,8 @@
 #include <string_view>
 #include <vector>
 
+#include "common/names.hpp"
+
 namespace tayori::core {
 
 using Json = nlohmann::json;
@@ -68,8 +70,6 @@ struct Message {
 
 // An id that travels in URLs: a message's (GET /v1/messages/{id}) or a conversion's.
 bool is_id(std::string_view s);
-// A message category: 1 to 64 of a-z 0-9 _ . -, starting with a letter or digit.
-bool is_category(std::string_view s);
 
 struct FieldError {
   std::string pointer;  // RFC 6901, e.g. "/recipient/contacts/phone"

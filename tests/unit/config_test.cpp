@@ -839,10 +839,25 @@ TEST(ConfigLoad, AttributionWindowsAreSetPerCategory) {
   EXPECT_EQ(r.config->attribution.window_of("flash_sale"), 12 * 3'600'000LL);
   EXPECT_EQ(r.config->attribution.longest_ms(), 3 * 86'400'000LL);
   EXPECT_EQ(load(minimal, env_of(kMinimalEnv)).config->attribution.window_of("news"), 7 * 86'400'000LL);
+  LoadResult misspelt = load("attribution:\n  categories:\n    Flash_Sale: 12h\n" + minimal, env_of(kMinimalEnv));
+  EXPECT_THAT(diagnostics(misspelt), testing::Contains(testing::HasSubstr(
+                                   "attribution.categories.Flash_Sale: is not a category a message can have")));
   LoadResult bad = load("attribution:\n  window: soon\n  categories: [a]\n" + minimal, env_of(kMinimalEnv));
   EXPECT_THAT(diagnostics(bad), testing::UnorderedElementsAre(
                                     testing::HasSubstr("attribution.window: must be a duration"),
                                     testing::HasSubstr("attribution.categories: must map a category to its window")));
+}
+
+// A rule for a category no message can have (a capital, a space) would never apply: refused at load.
+TEST(ConfigLoad, ACapsCategoryMustBeOneAMessageCanHave) {
+  const std::string minimal = kMinimal;
+  LoadResult r = load("policy:\n  caps:\n    - {name: sale, category: Spring Sale, limit: 1, window: 24h}\n" + minimal,
+                      env_of(kMinimalEnv));
+  EXPECT_THAT(diagnostics(r), testing::ElementsAre(testing::HasSubstr(
+                                  "policy.caps[0].category: is not a category a message can have")));
+  EXPECT_TRUE(load("policy:\n  caps:\n    - {name: sale, category: spring_sale, limit: 1, window: 24h}\n" + minimal,
+                   env_of(kMinimalEnv))
+                  .errors.empty());
 }
 
 TEST(ConfigLoad, BadLinksOutboundAndLimitsNameTheirKeys) {
