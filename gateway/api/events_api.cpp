@@ -3,7 +3,6 @@
 // page, or where a key's bounded read stopped (pass it as `after`), and null at the end of the feed. A
 // consumer that polls stores the last seq it processed, exactly like a webhook subscription's cursor.
 #include <limits>
-#include <set>
 
 #include "api/api.hpp"
 #include "api/http_util.hpp"
@@ -32,12 +31,9 @@ std::optional<int64_t> parse_seq(std::string_view text) {
 HttpResponse Api::list_events(const HttpRequest& request, const Key& key) {
   int64_t after = 0;
   int limit = kDefaultEventPage;
-  std::vector<std::pair<std::string, std::string>> errors;
-  std::set<std::string> seen;
-  for (const auto& [name, value] : query_params(request.query)) {
-    if (!seen.insert(name).second) {
-      errors.emplace_back(name, "is given more than once");
-    } else if (name == "after") {
+  auto bad = read_query(request.query, "after, limit", [&](const std::string& name, const std::string& value,
+                                                             QueryErrors& errors) {
+    if (name == "after") {
       auto seq = parse_seq(value);
       if (!seq) errors.emplace_back(name, "must be an event seq (a non-negative integer; 0 = from the start)");
       after = seq.value_or(0);
@@ -46,15 +42,11 @@ HttpResponse Api::list_events(const HttpRequest& request, const Key& key) {
       if (!n) errors.emplace_back(name, "must be a number from 1 to " + std::to_string(kMaxEventPage));
       limit = n.value_or(kDefaultEventPage);
     } else {
-      errors.emplace_back(name, "is not a known parameter (after, limit)");
+      return false;
     }
-  }
-  if (!errors.empty()) {
-    std::string detail;
-    for (const auto& [name, d] : errors)
-      detail += (detail.empty() ? "query parameter " : "; query parameter ") + name + " " + d;
-    return problem(400, "Bad Request", detail, errors);
-  }
+    return true;
+  });
+  if (bad) return *bad;
   std::string api_key = key.allows(config::Scope::read_all) ? std::string() : key.name;
   // A key without read_all sees its own messages' events, found among all of them: one request reads at most
   // kScopedEventScan of the feed's events, and says where it stopped.
