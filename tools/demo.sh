@@ -311,13 +311,13 @@ if m["list-unsubscribe"]:
 PY
 done
 
-# The funnel per category from the gateway's own counters (GET /v1/stats?by=category: first clicks only, so a
-# person clicking twice counts once). Responded counts answers by option; converted, conversions attributed.
+# The funnel per category from the gateway's own counters (GET /v1/stats?by=category), not from the timelines
+# above: what an operator's dashboard would show. Clicks count a message's first click only; responded, the
+# answers (by option); converted, the conversions attributed to a message of the category.
 funnel() {
   echo
   echo "== the funnel per category, last 24 hours (GET /v1/stats?by=category) =="
   call GET '/v1/stats?by=category'
-  if [ "$code" = 404 ]; then echo "  GET /v1/stats?by=category -> 404: this build has no stats route yet"; return; fi
   if [ "$code" != 200 ]; then echo "  GET /v1/stats?by=category -> $code: $json"; return; fi
   jq -r 'def left(n): tostring | . + " " * ([n - length, 0] | max);
          def right(n): tostring | " " * ([n - length, 0] | max) + .;
