@@ -407,6 +407,48 @@ TEST_F(TwoWay, AnOpenPixelRecordsTheFirstOpen) {
   EXPECT_EQ(http_.request("GET", gw_->url("/c/" + path.substr(3)), "", {browser}).status, 400);
 }
 
+// `track:` on a channel: its messages' links and html are tracked without asking, and a message can still say
+// no for itself.
+TEST(TwoWayChannelTracking, AChannelTracksItsMessagesUnlessAMessageSaysOtherwise) {
+  ::setenv("TAYORI_TEST_LINK_SECRET", kLinkSecret, 1);
+  TempDir dir;
+  HttpClient http;
+  Gateway gw(dir, std::string("server:\n  public_url: ") + kPublicUrl +
+                      "\n  link_secret_env: TAYORI_TEST_LINK_SECRET\n"
+                      "channels:\n"
+                      "  - name: email\n"
+                      "    plugin: file_sink\n"
+                      "    contact: email\n"
+                      "    track: {clicks: true, opens: true}\n"
+                      "    settings:\n"
+                      "      path: " + dir.file("outbox-email.jsonl") + "\n");
+  gw.start();
+  auto message = [](const std::string& id) {
+    return Json{{"id", id},
+                {"recipient", {{"id", "r-1"}, {"contacts", {{"email", "hanako@example.jp"}}}}},
+                {"purpose", "transactional"},
+                {"channels", {"email"}},
+                {"content",
+                 {{"subject", "ご注文"},
+                  {"text", "https://shop.example/orders/1"},
+                  {"html", "<html><body><a href=\"https://shop.example/orders/1\">ご注文</a></body></html>"}}}};
+  };
+  Json untracked = message("ct-2");
+  untracked["track"] = {{"clicks", false}, {"opens", false}};
+  for (const Json& m : {message("ct-1"), untracked}) {
+    ASSERT_EQ(gw.post_json(http, "/v1/messages", m).status, 202);
+    ASSERT_TRUE(eventually([&] { return state_of(gw, http, m["id"]) == "delivered"; }));
+  }
+  std::map<std::string, Json> sent;
+  for (const Json& line : read_jsonl(dir.file("outbox-email.jsonl"))) sent[line["message_id"]] = line["content"];
+  const std::string tracked_html = sent["ct-1"]["html"];
+  EXPECT_NE(sent["ct-1"]["text"].get<std::string>().find(std::string(kPublicUrl) + "/c/"), std::string::npos)
+      << sent["ct-1"];
+  EXPECT_NE(tracked_html.find("href=\"" + std::string(kPublicUrl) + "/c/"), std::string::npos) << tracked_html;
+  EXPECT_NE(tracked_html.find("<img src=\"" + std::string(kPublicUrl) + "/o/"), std::string::npos) << tracked_html;
+  EXPECT_EQ(sent["ct-2"], untracked["content"]) << "the message's own track: wins";
+}
+
 // Tracking needs the gateway's public URL: a message asking for it without one is refused, naming the field.
 TEST(TwoWayNoPublicUrl, AMessageAskingForClickTrackingNeedsThePublicUrl) {
   TempDir dir;
