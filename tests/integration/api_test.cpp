@@ -526,6 +526,17 @@ class ScopedKeys : public ::testing::Test {
     for (const auto& i : items) ids.insert(i[member].get<std::string>());
     return ids;
   }
+  // 10,004 events: team A's first message (accepted, scheduled: seqs 1 and 2), 5,000 of team B's (seqs 3 to
+  // 10,002) and team A's last (10,003 and 10,004).
+  void fill_feed() {
+    ASSERT_EQ(as("TAYORI_KEY_A", "POST", "/v1/messages", later("a-first")).status, 202);
+    for (int batch = 0; batch < 50; ++batch) {
+      Json messages = Json::array();
+      for (int i = 0; i < 100; ++i) messages.push_back(later("b-" + std::to_string(batch * 100 + i)));
+      ASSERT_EQ(as("TAYORI_KEY_B", "POST", "/v1/messages", {{"messages", messages}}).status, 202);
+    }
+    ASSERT_EQ(as("TAYORI_KEY_A", "POST", "/v1/messages", later("a-last")).status, 202);
+  }
   // Scheduled far ahead, so that a cancel finds it still cancellable.
   static Json later(const std::string& id) {
     Json m = sample_message(id);
@@ -575,15 +586,7 @@ TEST_F(ScopedKeys, AKeyReadsOnlyItsOwnMessagesUnlessItMayReadAll) {
 // feed's events and says where it stopped (`next`): a key with few messages in a busy feed cannot make one
 // request read the whole feed, and still gets every event of its own.
 TEST_F(ScopedKeys, AKeysFeedReadsABoundedStretchAndSaysWhereItStopped) {
-  ASSERT_EQ(as("TAYORI_KEY_A", "POST", "/v1/messages", later("a-first")).status, 202);
-  // 5,000 of team B's messages: 10,000 events (accepted, scheduled) between team A's two.
-  for (int batch = 0; batch < 50; ++batch) {
-    Json messages = Json::array();
-    for (int i = 0; i < 100; ++i) messages.push_back(later("b-" + std::to_string(batch * 100 + i)));
-    ASSERT_EQ(as("TAYORI_KEY_B", "POST", "/v1/messages", {{"messages", messages}}).status, 202);
-  }
-  ASSERT_EQ(as("TAYORI_KEY_A", "POST", "/v1/messages", later("a-last")).status, 202);
-
+  fill_feed();
   HttpResult first = as("TAYORI_KEY_A", "GET", "/v1/events");
   ASSERT_EQ(first.status, 200) << first.body;
   Json page = Json::parse(first.body);
@@ -598,6 +601,38 @@ TEST_F(ScopedKeys, AKeysFeedReadsABoundedStretchAndSaysWhereItStopped) {
   Json all = Json::parse(as("TAYORI_KEY_AUDITOR", "GET", "/v1/events?limit=1000").body);
   EXPECT_EQ(all["events"].size(), 1000u);
   EXPECT_EQ(all["next"], all["events"].back()["seq"]);
+}
+
+// A type filter is bounded the same way, whoever reads, in both orders: a rare type in a busy feed costs
+// pages that are short or empty, each saying where to go on.
+TEST_F(ScopedKeys, ATypeFilterReadsABoundedStretchInBothOrders) {
+  fill_feed();
+  // Seqs 10,005 and 10,006, after everything fill_feed wrote.
+  ASSERT_EQ(as("TAYORI_KEY_A", "DELETE", "/v1/messages/a-first").status, 200);
+  ASSERT_EQ(as("TAYORI_KEY_A", "DELETE", "/v1/messages/a-last").status, 200);
+  auto read = [&](const std::string& query) {
+    HttpResult r = as("TAYORI_KEY_AUDITOR", "GET", "/v1/events?types=cancelled&" + query);
+    EXPECT_EQ(r.status, 200) << r.body;
+    return Json::parse(r.body);
+  };
+  auto seqs = [](const Json& page) {
+    std::vector<int64_t> out;
+    for (const auto& e : page["events"]) out.push_back(e["seq"]);
+    return out;
+  };
+  Json page = read("after=0");
+  EXPECT_TRUE(page["events"].empty());
+  ASSERT_EQ(page["next"], 10'000);
+  page = read("after=10000");
+  EXPECT_EQ(seqs(page), (std::vector<int64_t>{10'005, 10'006}));
+  EXPECT_TRUE(page["next"].is_null());
+
+  page = read("order=desc");
+  EXPECT_EQ(seqs(page), (std::vector<int64_t>{10'006, 10'005}));
+  ASSERT_EQ(page["next"], 7) << page.dump();  // it read seqs 7 to 10,006: on below 7
+  page = read("order=desc&before=7");
+  EXPECT_TRUE(page["events"].empty());
+  EXPECT_TRUE(page["next"].is_null());  // the oldest event was reached
 }
 
 TEST_F(ScopedKeys, AKeyCancelsOnlyItsOwnMessages) {
