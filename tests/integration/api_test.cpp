@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 
+#include <regex>
 #include <set>
 
 #include "harness.hpp"
@@ -269,6 +270,56 @@ TEST_F(ApiTest, RoutesAndMethods) {
                                        {"Authorization: Bearer " + std::string(kApiKey)});
   EXPECT_EQ(retry_put.status, 405);
   EXPECT_EQ(retry_put.headers["allow"], "POST");
+}
+
+// The operator console's page and files: served without a key (the page asks for one), each under its media
+// type, with a policy that runs nothing inline, revalidated by ETag; every file the page names is served.
+TEST_F(ApiTest, ServesTheConsoleWithoutAKeyUnderAStrictPolicy) {
+  HttpResult page = http_.request("GET", gw_->url("/console"));
+  ASSERT_EQ(page.status, 200) << page.body;
+  EXPECT_EQ(page.headers["content-type"], "text/html; charset=utf-8");
+  const std::string& csp = page.headers["content-security-policy"];
+  EXPECT_NE(csp.find("default-src 'self'"), std::string::npos) << csp;
+  EXPECT_NE(csp.find("script-src 'self';"), std::string::npos) << csp;
+  EXPECT_NE(csp.find("frame-ancestors 'none'"), std::string::npos) << csp;
+  EXPECT_EQ(csp.find("unsafe"), std::string::npos) << csp;
+  EXPECT_EQ(page.headers["cache-control"], "no-cache");
+  EXPECT_EQ(page.headers["x-content-type-options"], "nosniff");
+  EXPECT_EQ(http_.request("GET", gw_->url("/console/")).body, page.body);
+
+  // Every script and stylesheet the page names is a file of the console, and none is inline.
+  std::regex reference(R"re(<(script|link)\b[^>]*?(src|href)="([^"]*)")re");
+  std::set<std::string> names;
+  for (auto it = std::sregex_iterator(page.body.begin(), page.body.end(), reference); it != std::sregex_iterator(); ++it)
+    names.insert((*it)[3].str());
+  EXPECT_EQ(names, (std::set<std::string>{"/console/app.js", "/console/console.css", "/console/uPlot.min.js",
+                                          "/console/uPlot.min.css"}));
+  EXPECT_EQ(std::regex_search(page.body, std::regex(R"(<script>|<style|\son[a-z]+=)")), false);
+  for (const auto& name : names) {
+    HttpResult file = http_.request("GET", gw_->url(name));
+    EXPECT_EQ(file.status, 200) << name;
+    EXPECT_EQ(file.headers["content-type"], name.ends_with(".js") ? "text/javascript; charset=utf-8"
+                                                                 : "text/css; charset=utf-8")
+        << name;
+    EXPECT_FALSE(file.body.empty()) << name;
+  }
+
+  HttpResult again = http_.request("GET", gw_->url("/console/app.js"), "",
+                                   {"If-None-Match: " + http_.request("GET", gw_->url("/console/app.js")).headers["etag"]});
+  EXPECT_EQ(again.status, 304);
+  EXPECT_TRUE(again.body.empty());
+  HttpResult missing = http_.request("GET", gw_->url("/console/nope.js"));
+  EXPECT_EQ(missing.status, 404);
+  EXPECT_EQ(missing.headers["content-type"], "application/problem+json");
+  HttpResult post = http_.request("POST", gw_->url("/console"), "x");
+  EXPECT_EQ(post.status, 405);
+  EXPECT_EQ(post.headers["allow"], "GET");
+  // One metrics label for every file name, whatever is asked for.
+  std::string metrics = http_.request("GET", gw_->url("/metrics")).body;
+  EXPECT_NE(metrics.find(R"(tayori_http_requests_total{method="GET",route="/console/{asset}",status="404"} 1)"),
+            std::string::npos);
+  EXPECT_NE(metrics.find(R"(tayori_http_requests_total{method="GET",route="/console",status="200"} 2)"),
+            std::string::npos);
 }
 
 TEST_F(ApiTest, ListsMessagesByStateAndChannelAPageAtATime) {
