@@ -43,6 +43,7 @@
     number.format(value));
   const when = (iso) => el('time', { datetime: iso, title: iso }, dateTime.format(new Date(iso)));
   const sum = (values) => values.reduce((a, b) => a + b, 0);
+  const count = (n, noun) => `${number.format(n)} ${noun}${n === 1 ? '' : 's'}`;
   const emptyRow = (columns, text) => el('tr', {}, el('td', { class: 'empty', colspan: columns }, text));
 
   // ---- The API -------------------------------------------------------------------------------------------
@@ -77,7 +78,7 @@
   // a panel that needs read_all says so plainly: it is the key, not the gateway.
   async function load(panel, loader) {
     const section = $(`#${panel}`);
-    const problem = $('.problem', section);
+    const problem = $('.problem:not(.limited)', section);
     section.dataset.state = 'loading';
     try {
       await loader(section);
@@ -89,15 +90,15 @@
   }
 
   function showProblem(section, error) {
-    const problem = $('.problem', section);
+    const problem = $('.problem:not(.limited)', section);
     const p = error.problem || {};
     const heading = `${error.status || ''} ${p.title || ''}`.trim();
     const lacksScope = error.status === 403 && section.dataset.needs === 'read_all';
     problem.classList.toggle('scope', lacksScope);
-    problem.replaceChildren(
+    problem.replaceChildren(...[
       lacksScope ? el('strong', {}, 'This key lacks read_all, which this panel needs. ') : null,
-      heading ? `${heading}: ` : '',
-      p.detail || error.message);
+      heading ? `${heading}: ` : null,
+      p.detail || error.message].filter((part) => part !== null));
     problem.hidden = false;
     section.dataset.state = lacksScope ? 'forbidden' : 'error';
     section.dataset.status = String(error.status || '');
@@ -194,7 +195,7 @@
   async function loadDead(section) {
     const page = await api('/v1/messages?state=dead&limit=100');
     $('.headline', section).textContent = page.next
-      ? 'The first 100 dead letters, in id order.' : `${number.format(page.messages.length)} dead letters.`;
+      ? 'The first 100 dead letters, in id order.' : `${count(page.messages.length, 'dead letter')}.`;
     $('tbody', section).replaceChildren(...(page.messages.length
       ? page.messages.map(deadRow) : [emptyRow(6, 'No dead letters.')]));
   }
@@ -255,16 +256,25 @@
     } while (after && pages < SUPPRESSION_PAGES);
     all.sort((a, b) => b.at.localeCompare(a.at) || a.contact.localeCompare(b.contact));
     $('.headline', section).textContent = after
-      ? `The newest of the first ${number.format(all.length)} suppressed contact points.`
-      : `${number.format(all.length)} suppressed contact points.`;
+      ? `The newest of the first ${count(all.length, 'suppressed contact point')}.`
+      : `${count(all.length, 'suppressed contact point')}.`;
     $('tbody', section).replaceChildren(...(all.length
       ? all.slice(0, RECENT_ROWS).map((s) => el('tr', { dataset: { contact: s.contact } },
         el('td', {}, el('code', {}, s.contact)), el('td', {}, s.reason), el('td', {}, s.source), el('td', {}, when(s.at))))
       : [emptyRow(4, 'No contact point is suppressed.')]));
   }
 
-  // The newest opt-ins and opt-outs from the event feed, newest first (GET /v1/events?types=...&order=desc).
+  // Whether the key has read_all, asked once per key of the only route that needs exactly that to read.
+  let readAll = null;
+  function keyReadsAll() {
+    readAll ??= api('/v1/suppressions?limit=1').then(() => true, (e) => (e.status === 403 ? false : null));
+    return readAll;
+  }
+
+  // The newest opt-ins and opt-outs from the event feed, newest first (GET /v1/events?types=...&order=desc). A key
+  // without read_all reads the feed too, but only its own messages' events: the panel says so.
   async function loadConsent(section) {
+    $('.limited', section).hidden = (await keyReadsAll()) !== false;
     const changes = [];
     let before = '';
     for (let reads = 0; reads < CONSENT_READS && changes.length < RECENT_ROWS; reads += 1) {
@@ -339,6 +349,7 @@
   async function useKey(typed) {
     const status = $('#key-status');
     sessionStorage.setItem(KEY_STORAGE, typed);
+    readAll = null;
     try {
       await api('/v1/messages?limit=1');
       status.hidden = true;
