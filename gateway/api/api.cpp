@@ -4,6 +4,7 @@
 #include "api/api.hpp"
 
 #include <chrono>
+#include <set>
 
 #include "api/http_util.hpp"
 #include "common/log.hpp"
@@ -69,7 +70,7 @@ constexpr int kMaxRetryBatch = 10000;
 std::string route_template(const std::string& method, const std::string& path) {
   if (path == "/v1/messages" || path == "/v1/messages:simulate" || path == "/v1/messages:retry" ||
       path == "/v1/suppressions" || path == "/v1/events" || path == "/healthz" || path == "/readyz" ||
-      path == "/metrics")
+      path == "/metrics" || path == "/v1/stats" || path == "/v1/stats/flow" || path == "/v1/stats/queue")
     return path;
   if (path.rfind(kMessagesPrefix, 0) == 0)
     return method == "POST" && path.ends_with(kRetrySuffix) ? "/v1/messages/{id}:retry" : "/v1/messages/{id}";
@@ -162,6 +163,28 @@ HttpResponse problem(int status, std::string_view title, std::string_view detail
   r.content_type = "application/problem+json";
   r.body = json_text(body);
   return r;
+}
+
+std::optional<HttpResponse> read_query(
+    std::string_view query, std::string_view known,
+    const std::function<bool(const std::string& name, const std::string& value, QueryErrors& errors)>& read) {
+  QueryErrors errors;
+  std::set<std::string> seen;
+  for (const auto& [name, value] : query_params(query)) {
+    if (!seen.insert(name).second)
+      errors.emplace_back(name, "is given more than once");
+    else if (!read(name, value, errors))
+      errors.emplace_back(name, "is not a known parameter (" + std::string(known) + ")");
+  }
+  if (errors.empty()) return std::nullopt;
+  return query_problem(errors);
+}
+
+HttpResponse query_problem(const QueryErrors& errors) {
+  std::string detail;
+  for (const auto& [name, d] : errors)
+    detail += (detail.empty() ? "query parameter " : "; query parameter ") + name + " " + d;
+  return problem(400, "Bad Request", detail, errors);
 }
 
 HttpResponse method_not_allowed(const std::string& route, const std::string& allowed) {
@@ -325,6 +348,10 @@ void Api::serve_keyed(const HttpRequest& request, const std::string& route, cons
   if (route == "/v1/events") {  // events_api.cpp
     if (method != "GET") return allow("GET");
     return permit(Scope::read) ? counted(list_events(request, key)) : void();
+  }
+  if (route.rfind("/v1/stats", 0) == 0) {  // stats_api.cpp
+    if (method != "GET") return allow("GET");
+    return permit(Scope::read) ? counted(stats(request, route)) : void();
   }
   if (route == "/v1/messages:simulate") {
     if (method != "POST") return allow("POST");
@@ -497,12 +524,10 @@ HttpResponse Api::list_messages(const HttpRequest& request, const Key& key) {
   store::MessageFilter filter;
   filter.limit = kDefaultPage;
   if (!key.allows(config::Scope::read_all)) filter.api_key = key.name;
-  std::vector<std::pair<std::string, std::string>> errors;
-  std::set<std::string> seen;
-  for (const auto& [name, value] : query_params(request.query)) {
-    if (!seen.insert(name).second) {
-      errors.emplace_back(name, "is given more than once");
-    } else if (name == "state") {
+  auto bad = read_query(request.query, "state, channel, limit, after", [&](const std::string& name,
+                                                                           const std::string& value,
+                                                                           QueryErrors& errors) {
+    if (name == "state") {
       filter.state = store::parse_state(value);
       if (!filter.state) errors.emplace_back(name, "must be one of " + state_names());
     } else if (name == "channel") {
@@ -515,15 +540,11 @@ HttpResponse Api::list_messages(const HttpRequest& request, const Key& key) {
     } else if (name == "after") {
       filter.after_id = value;
     } else {
-      errors.emplace_back(name, "is not a known parameter (state, channel, limit, after)");
+      return false;
     }
-  }
-  if (!errors.empty()) {
-    std::string detail;
-    for (const auto& [name, d] : errors)
-      detail += (detail.empty() ? "query parameter " : "; query parameter ") + name + " " + d;
-    return problem(400, "Bad Request", detail, errors);
-  }
+    return true;
+  });
+  if (bad) return *bad;
   std::vector<store::MessageRecord> page = deps_.store.list(filter);
   Json items = Json::array();
   for (const auto& r : page) items.push_back(summary_view(r));

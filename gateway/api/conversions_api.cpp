@@ -38,14 +38,15 @@ void Api::record_conversion(const HttpRequest& request, const Responder& respond
     if (!named || named->message.recipient.id != c.recipient_id)
       return respond(problem(400, "Bad Request", "the conversion is invalid",
                              {{"/message_id", "is not a message to this recipient"}}));
-    touch = core::Touch{c.message_id, named->message.category, named->record.channel, "reported", c.at_ms};
+    touch = core::Touch{c.message_id, named->message.category, named->message.template_name,
+                        named->record.channel, "reported", c.at_ms};
   } else {
     std::vector<core::Touch> touches;
     for (const auto& e : deps_.store.touches(c.recipient_id, c.at_ms - attribution_.longest_ms(), c.at_ms)) {
       const auto& original = original_of(e.message_id);
       if (!original) continue;  // erased since
       Json detail = Json::parse(e.detail_json, nullptr, false);
-      touches.push_back({e.message_id, original->message.category,
+      touches.push_back({e.message_id, original->message.category, original->message.template_name,
                          detail.is_object() ? detail.value("channel", std::string()) : std::string(), e.type, e.at_ms});
     }
     touch = core::attribute(c, touches, attribution_);

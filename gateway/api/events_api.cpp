@@ -40,12 +40,9 @@ HttpResponse Api::list_events(const HttpRequest& request, const Key& key) {
   store::FeedQuery query;
   query.limit = kDefaultEventPage;
   std::optional<int64_t> before;
-  std::vector<std::pair<std::string, std::string>> errors;
-  std::set<std::string> seen;
-  for (const auto& [name, value] : query_params(request.query)) {
-    if (!seen.insert(name).second) {
-      errors.emplace_back(name, "is given more than once");
-    } else if (name == "after" || name == "before") {
+  auto bad = read_query(request.query, "after, before, limit, types, order",
+                        [&](const std::string& name, const std::string& value, QueryErrors& errors) {
+    if (name == "after" || name == "before") {
       auto seq = parse_seq(value);
       if (!seq) errors.emplace_back(name, "must be an event seq (a non-negative integer; after=0 = from the start)");
       if (name == "after") query.after_seq = seq.value_or(0);
@@ -70,15 +67,11 @@ HttpResponse Api::list_events(const HttpRequest& request, const Key& key) {
       if (value != "asc" && value != "desc") errors.emplace_back(name, "must be asc or desc");
       query.newest_first = value == "desc";
     } else {
-      errors.emplace_back(name, "is not a known parameter (after, before, limit, types, order)");
+      return false;
     }
-  }
-  if (!errors.empty()) {
-    std::string detail;
-    for (const auto& [name, d] : errors)
-      detail += (detail.empty() ? "query parameter " : "; query parameter ") + name + " " + d;
-    return problem(400, "Bad Request", detail, errors);
-  }
+    return true;
+  });
+  if (bad) return *bad;
   if (!key.allows(config::Scope::read_all)) query.api_key = key.name;
   // The range asked for is (after, before). A filtered read takes at most kFilteredEventScan events of it,
   // from the end it starts at, and then says where it stopped.

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cctype>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -38,6 +39,19 @@ using text::percent_decode;
 inline std::vector<std::pair<std::string, std::string>> query_params(std::string_view query) {
   return text::decode_pairs(query, /*plus_is_space=*/false);
 }
+
+// A query's problems, each naming its parameter: [(name, what is wrong)].
+using QueryErrors = std::vector<std::pair<std::string, std::string>>;
+
+// Reads a query string: `read(name, value, errors)` takes each parameter (false: not one it knows); a
+// parameter given twice, or one not known (`known` lists them: "after, limit"), is a problem too. Every
+// problem is answered at once, as a 400 naming each parameter; nullopt when there is none.
+// The 400 for a query's problems: "query parameter by must be ...; query parameter from ...".
+HttpResponse query_problem(const QueryErrors& errors);
+
+std::optional<HttpResponse> read_query(
+    std::string_view query, std::string_view known,
+    const std::function<bool(const std::string& name, const std::string& value, QueryErrors& errors)>& read);
 
 // The decoded value of the first `name` in a query string ("a=1&b=2"); empty when absent.
 inline std::string query_param(std::string_view query, std::string_view name) {

@@ -399,6 +399,8 @@ int serve(const ServeOptions& options) {
       // Cap slots older than the longest window can no longer count.
       store->purge_slots(clock.now_ms() -
                          std::max<int64_t>(current.get()->loaded.config.policy.longest_cap_window_ms(), 86'400'000));
+      // Minute buckets serve the console's recent flow (at most a day, GET /v1/stats/flow); hours stay.
+      store->purge_stat_minutes(clock.now_ms() - 2 * 86'400'000);
       if (purged > 0) log::info("store", "purged " + std::to_string(purged) + " finished messages past retention");
     });
   }

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "common/time.hpp"
+#include "core/stats.hpp"
 
 namespace tayori::core {
 
@@ -88,6 +89,10 @@ store::Store::InboundWrites decide_conversion(const Conversion& c, const std::op
                                       {"at", format_rfc3339_ms(touch->at_ms)}}
                                : Json();
   w.events.push_back({touch ? touch->message_id : std::string(), c.recipient_id, {"converted", detail.dump(), now_ms}});
+  // Counted for the message it is attributed to: a conversion no message led to belongs to no category.
+  if (touch)
+    add_counts(w.counts, {touch->category, touch->template_name, touch->channel}, store::StatCounter::converted, now_ms,
+               "", c.value ? static_cast<int64_t>(std::llround(*c.value * 1000.0)) : 0);
   return w;
 }
 

@@ -43,6 +43,7 @@ ParsedConversion parse_conversion(const Json& body, int64_t now_ms);
 struct Touch {
   std::string message_id;
   std::string category;
+  std::string template_name;
   std::string channel;
   std::string kind;  // "delivered" or "clicked"; "reported" for the message a conversion named
   int64_t at_ms = 0;

@@ -11,6 +11,7 @@
 #include "common/thread_guard.hpp"
 #include "common/thread_name.hpp"
 #include "core/inbound.hpp"
+#include "core/stats.hpp"
 #include "crypto/crypto.hpp"
 
 namespace tayori::core {
@@ -203,6 +204,14 @@ namespace {
 double random_unit() {
   static thread_local std::mt19937_64 rng{std::random_device{}()};
   return std::uniform_real_distribution<double>(0.0, 1.0)(rng);
+}
+
+// The stats' counts of a verdict about `message` on `channel`: the one the policy or the attempt used, or,
+// when the policy named none (nothing was usable), the one the message stood at.
+void count(store::Transition& t, const Message& message, std::string channel, int64_t now_ms, int64_t latency_ms) {
+  if (channel.empty() && t.channel_index >= 0 && t.channel_index < static_cast<int>(message.channels.size()))
+    channel = message.channels[static_cast<size_t>(t.channel_index)];
+  t.counts = transition_counts(stat_subject(message, std::move(channel)), t, now_ms, latency_ms);
 }
 }  // namespace
 
@@ -471,7 +480,9 @@ bool Dispatcher::process(const store::MessageRecord& record) {
     // now, so give it back; a later clearance takes it again. (Deferrals give back their attempt, so
     // attempts > 1 means an earlier claim cleared this message.)
     if (record.attempts > 1) clearance_.release(message);
-    this->record(decide_without_attempt(record, decision), started);
+    store::Transition t = decide_without_attempt(record, decision);
+    count(t, message, decision.channel, started, 0);
+    this->record(std::move(t), started);
     return false;
   }
   auto sending = std::make_shared<Sending>();
@@ -547,12 +558,14 @@ void Dispatcher::record_outcome(const Sending& sending, const plugin::DeliveryOu
                    {"channel", route.channel},
                    {"until", format_rfc3339_ms(wait.until_ms)}};
     store::Transition t = decide_without_attempt(record, wait);
+    count(t, message, route.channel, now, 0);
     if (listener_) listener_(route.channel, outcome, t);
     this->record(std::move(t), now);
     return;
   }
   store::Transition t = decide_after_attempt(record, message, route, outcome, channel->retry_policy(),
                                              sending.started_ms, now, random_unit());
+  count(t, message, route.channel, now, now - record.due_at_ms);
   // The stored provider id serves receipts alone (Store::find_by_provider_id), and a receipt reaches a message
   // only through its channel's webhook. A channel without one keeps the id in the timeline (the `delivered`
   // event) and out of the provider-id index, whose random keys cost a page write per delivery.

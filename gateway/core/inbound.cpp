@@ -3,11 +3,11 @@
 // group commit. api/inbound_api.cpp calls in here with the events a plugin normalised.
 #include "core/inbound.hpp"
 
-#include "links/tracking.hpp"
-
 #include <memory>
 
+#include "core/stats.hpp"
 #include "crypto/crypto.hpp"
+#include "links/tracking.hpp"
 
 namespace tayori::core {
 
@@ -81,6 +81,10 @@ std::optional<store::NewMessage> make_follow_up(const Original& original, const 
   m.expires_at_ms = expires;
   m.events.push_back({"accepted", Json{{"follow_up_of", original.message.id}, {"option", option.id}}.dump()});
   m.events.push_back({"scheduled", Json{{"due_at", format_rfc3339_ms(send_at)}}.dump()});
+  Message follow_up = original.message;
+  if (!option.follow_up_template.empty()) follow_up.template_name = option.follow_up_template;
+  add_counts(m.counts, stat_subject(follow_up, follow_up.channels.empty() ? "" : follow_up.channels.front()),
+             store::StatCounter::accepted, now_ms);
   return m;
 }
 
@@ -94,6 +98,7 @@ InboundDecision decide_response(const Original& original, const std::string& opt
   Json detail = {{"option", option}, {"channel", channel}, {"via", via}};
   if (!text.empty()) detail["text"] = std::move(text);
   w.events.push_back({m.id, m.recipient.id, {"responded", detail.dump(), now_ms}});
+  add_counts(w.counts, stat_subject(m, channel), store::StatCounter::responded, now_ms, option);
   w.cancel_follow_ups_of = m.id;
   if (auto follow_up = make_follow_up(original, *spec, now_ms))
     w.follow_ups.push_back({m.id, option, std::move(*follow_up)});
@@ -141,6 +146,8 @@ InboundDecision decide_click(const Original& original, const std::string& channe
   Writes w;
   Json detail{{"channel", channel}, {"link", std::stoi(link)}, {"url", url}, {"first", first}};
   w.events.push_back({m.id, m.recipient.id, {"clicked", detail.dump(), now_ms}});
+  // Only a message's first click counts: the stats say how many messages were clicked, not how often.
+  if (first) add_counts(w.counts, stat_subject(m, channel), store::StatCounter::clicked, now_ms);
   return {std::move(w), ""};
 }
 
@@ -148,6 +155,7 @@ InboundDecision decide_open(const Original& original, const std::string& channel
   const Message& m = original.message;
   Writes w;
   w.events.push_back({m.id, m.recipient.id, {"opened", Json{{"channel", channel}, {"first", first}}.dump(), now_ms}});
+  if (first) add_counts(w.counts, stat_subject(m, channel), store::StatCounter::opened, now_ms);
   return {std::move(w), ""};
 }
 
@@ -223,6 +231,8 @@ InboundDecision decide_inbound(const plugin::InboundEvent& e, const InboundFacts
       Writes w;
       // The message stays delivered (the provider accepted it): a receipt adds what happened next.
       w.events.push_back({m.id, m.recipient.id, {ok ? "delivered" : "failed", detail.dump(), at}});
+      add_counts(w.counts, stat_subject(m, f.channel),
+                 ok ? store::StatCounter::receipt_delivered : store::StatCounter::receipt_failed, now_ms);
       if (!ok && e.deactivate_contact && !e.contact.empty()) {
         w.suppress.push_back({e.contact, e.reason.empty() ? "dead_contact" : e.reason, channel_source(f.channel), at});
         w.events.push_back({m.id, m.recipient.id,

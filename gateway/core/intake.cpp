@@ -3,6 +3,7 @@
 #include "core/intake.hpp"
 
 #include "common/time.hpp"
+#include "core/stats.hpp"
 #include "crypto/crypto.hpp"
 
 namespace tayori::core {
@@ -54,6 +55,8 @@ Intake prepare_intake(const Json& body, const ValidationRules& rules, int max_ba
     Json scheduled = {{"due_at", format_rfc3339_ms(nm.due_at_ms)}};
     if (m.send_at_local) scheduled["local"] = item["send_at"];
     nm.events.push_back({"scheduled", scheduled.dump()});
+    add_counts(nm.counts, stat_subject(m, m.channels.empty() ? "" : m.channels.front()), store::StatCounter::accepted,
+               now_ms);
     out.stored = static_cast<int>(intake.to_store.size());
     intake.to_store.push_back(std::move(nm));
   }

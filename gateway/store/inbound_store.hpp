@@ -49,6 +49,7 @@ class InboundStore {
     // each gets `cancelled`, the parent `follow_up_cancelled`.
     std::string cancel_follow_ups_of;
     std::vector<FollowUp> follow_ups;
+    std::vector<StatCount> counts;  // added to the stats unless de-duplicated away
   };
   // Group-committed. `done(ok, applied)`: how many of `writes` were new (not de-duplicated away).
   virtual void apply_inbound(std::vector<InboundWrites> writes, int64_t now_ms,

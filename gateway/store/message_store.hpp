@@ -10,6 +10,8 @@
 #include <string_view>
 #include <vector>
 
+#include "store/stats_store.hpp"
+
 namespace tayori::store {
 
 
@@ -48,6 +50,7 @@ struct NewMessage {
   // claim loop. Only for a message due at acceptance; a duplicate or conflict is never claimed. A crash
   // before its outcome is recorded leaves it `dispatched`, and the next start requeues it, as for a claim.
   bool claim = false;
+  std::vector<StatCount> counts;  // added to the stats when it is accepted (not a duplicate)
 };
 
 struct MessageRecord {
@@ -128,6 +131,7 @@ struct Transition {
   // without it (last_reason, event details) and its suppression, if any, is kept only as a key
   // (store/ops/erasure.hpp).
   std::string contact;
+  std::vector<StatCount> counts;  // added to the stats when the verdict is recorded (not a stale one)
 };
 
 class MessageStore {

@@ -13,6 +13,7 @@
 #include "store/ops/inbound.hpp"
 #include "store/ops/messages.hpp"
 #include "store/ops/recipients.hpp"
+#include "store/ops/stats.hpp"
 #include "store/ops/suppressions.hpp"
 
 namespace tayori::store {
@@ -150,6 +151,9 @@ SqlStore::GroupRun SqlStore::run_group(std::vector<Operation>& group, bool savep
     for (size_t i = 0; i < group.size(); ++i) {
       if (savepoints) c.prepare("SAVEPOINT op").exec();
       auto moved_before = w.moved;
+      // Copied only where an operation may be rolled back alone: its counts go with it.
+      StatTally counts_before;
+      if (savepoints) counts_before = w.counts;
       auto op_failed = [&](const char* what) {
         if (!savepoints) {
           // No savepoint to return to: the whole transaction goes, and the group runs again with them (which
@@ -161,6 +165,7 @@ SqlStore::GroupRun SqlStore::run_group(std::vector<Operation>& group, bool savep
         c.prepare("ROLLBACK TO op").exec();
         c.prepare("RELEASE op").exec();
         w.moved = moved_before;
+        w.counts = std::move(counts_before);
         return false;
       };
       try {
@@ -179,6 +184,8 @@ SqlStore::GroupRun SqlStore::run_group(std::vector<Operation>& group, bool savep
         if (op_failed(e.what())) return GroupRun::op_failed;
       }
     }
+    // The group's counts, in the transaction of the writes that made them true.
+    ops::add_stats(c, w.counts);
     c.prepare("COMMIT").exec();
     commits_.fetch_add(1, std::memory_order_relaxed);
     for (size_t st = 0; st < state_counts_.size(); ++st)
@@ -461,6 +468,28 @@ void SqlStore::put_question(const std::string& contact, const std::string& chann
          [done = std::move(done)](bool ok) {
            if (done) done(ok);
          });
+}
+
+// ---- StatsStore ----
+
+std::vector<StatRow> SqlStore::stat_totals(StatDimension dimension, int64_t from_ms, int64_t to_ms) {
+  return read<std::vector<StatRow>>([&](sql::Connection& c) { return ops::stat_totals(c, dimension, from_ms, to_ms); });
+}
+
+std::vector<StatRow> SqlStore::stat_series(StatPeriod period, StatDimension dimension, int64_t from_ms,
+                                           int64_t to_ms) {
+  return read<std::vector<StatRow>>(
+      [&](sql::Connection& c) { return ops::stat_series(c, period, dimension, from_ms, to_ms); });
+}
+
+std::vector<StatRow> SqlStore::waiting_by_hour(int64_t after_ms) {
+  return read<std::vector<StatRow>>([&](sql::Connection& c) { return ops::waiting_by_hour(c, after_ms); });
+}
+
+int64_t SqlStore::purge_stat_minutes(int64_t before_ms) {
+  int64_t count = 0;
+  submit_and_wait([&](sql::Connection& c, WriteContext&) { count = ops::purge_stat_minutes(c, before_ms); });
+  return count;
 }
 
 // ---- Store ----

@@ -127,6 +127,13 @@ class SqlStore : public Store {
   void put_question(const std::string& contact, const std::string& channel, Question question,
                     std::function<void(bool ok)> done) override;
 
+  // ---- StatsStore ----
+  std::vector<StatRow> stat_totals(StatDimension dimension, int64_t from_ms, int64_t to_ms) override;
+  std::vector<StatRow> stat_series(StatPeriod period, StatDimension dimension, int64_t from_ms,
+                                   int64_t to_ms) override;
+  std::vector<StatRow> waiting_by_hour(int64_t after_ms) override;
+  int64_t purge_stat_minutes(int64_t before_ms) override;
+
   // ---- Store ----
   bool healthy() override;
   std::string last_write_error() override;

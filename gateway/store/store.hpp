@@ -1,7 +1,8 @@
 // The Store: everything Tayori must not forget, as one interface made of its aggregates: messages and
 // their due queue (message_store.hpp), recipients with consent and cap slots (recipient_store.hpp),
-// suppressions (suppression_store.hpp), the upstream feed and webhook cursors (feed_store.hpp), and
-// two-way writes (inbound_store.hpp). The embedded implementation is SQLite (sqlite_store.hpp).
+// suppressions (suppression_store.hpp), the upstream feed and webhook cursors (feed_store.hpp), two-way
+// writes (inbound_store.hpp) and the stats' counters (stats_store.hpp). The embedded implementation is
+// SQLite (sqlite_store.hpp).
 //
 // Writes are group-committed: callers hand over an operation and a completion; one writer applies many
 // operations in one transaction and runs each completion only after that transaction is durable. A
@@ -15,6 +16,7 @@
 #include "store/inbound_store.hpp"
 #include "store/message_store.hpp"
 #include "store/recipient_store.hpp"
+#include "store/stats_store.hpp"
 #include "store/suppression_store.hpp"
 
 namespace tayori::store {
@@ -31,7 +33,8 @@ class Store : public MessageStore,
               public RecipientStore,
               public SuppressionStore,
               public FeedStore,
-              public InboundStore {
+              public InboundStore,
+              public StatsStore {
  public:
   ~Store() override = default;
 

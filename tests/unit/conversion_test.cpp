@@ -51,17 +51,17 @@ TEST(ConversionAttribution, TheLatestTouchWithinItsCategorysWindowWins) {
   Conversion c;
   c.at_ms = kNow;
   const std::vector<Touch> touches = {
-      {"news-1", "news", "email", "delivered", kNow - 6 * kDay},
-      {"sale-1", "flash_sale", "line", "delivered", kNow - 2 * kDay},  // latest, but outside its category's day
-      {"later", "news", "email", "delivered", kNow + kHour},           // after the conversion
+      {"news-1", "news", "", "email", "delivered", kNow - 6 * kDay},
+      {"sale-1", "flash_sale", "", "line", "delivered", kNow - 2 * kDay},  // latest, but outside its category's day
+      {"later", "news", "", "email", "delivered", kNow + kHour},           // after the conversion
   };
   auto t = attribute(c, touches, windows);
   ASSERT_TRUE(t);
   EXPECT_EQ(t->message_id, "news-1");
   // A click is a later touch than its message's delivery; at the same instant it still wins.
   std::vector<Touch> with_click = touches;
-  with_click.push_back({"news-2", "news", "email", "delivered", kNow - kDay});
-  with_click.push_back({"news-1", "news", "email", "clicked", kNow - kDay});
+  with_click.push_back({"news-2", "news", "", "email", "delivered", kNow - kDay});
+  with_click.push_back({"news-1", "news", "", "email", "clicked", kNow - kDay});
   t = attribute(c, with_click, windows);
   ASSERT_TRUE(t);
   EXPECT_EQ(t->message_id, "news-1");
@@ -73,7 +73,7 @@ TEST(ConversionAttribution, TheLatestTouchWithinItsCategorysWindowWins) {
 
 TEST(ConversionDecision, TheEventNamesTheConversionAndHowItWasAttributed) {
   Conversion c{"order-77", "cust-1", "purchase", 1200.0, kNow, ""};
-  auto w = decide_conversion(c, Touch{"m-1", "news", "email", "clicked", kNow - kHour}, kNow);
+  auto w = decide_conversion(c, Touch{"m-1", "news", "", "email", "clicked", kNow - kHour}, kNow);
   EXPECT_EQ(w.seen_source, "conversion");
   EXPECT_EQ(w.seen_event_id, "order-77");
   ASSERT_EQ(w.events.size(), 1u);

@@ -334,7 +334,7 @@ TEST_F(PgTest, MigrateBringsAFreshDatabaseToTheLatestVersionOnce) {
                    "SELECT string_agg(table_name::TEXT, ',' ORDER BY table_name::TEXT) FROM information_schema.tables "
                    "WHERE table_schema = 'public'"),
             "cap_slots,consent,contact_points,events,inbound_seen,messages,nodes,questions,recipients,schema_version,"
-            "suppressions,webhook_cursors,webhook_holders");
+            "stats,suppressions,webhook_cursors,webhook_holders");
   EXPECT_EQ(
       scalar(c,
              "SELECT string_agg(column_name::TEXT, ',' ORDER BY ordinal_position) FROM information_schema.columns "

@@ -530,7 +530,7 @@ TEST_F(SqliteStorePolicyTest, AVersion1FileIsMigratedToTheCurrentVersionAndKeeps
 
   store_ = open_sqlite({v1});
   path_ = v1;
-  EXPECT_EQ(user_version(v1), 8);
+  EXPECT_EQ(user_version(v1), 9);
 
   auto m = store_->find("v1-msg");
   ASSERT_TRUE(m.has_value());
@@ -577,7 +577,7 @@ TEST_F(SqliteStorePolicyTest, AVersion1FileIsMigratedToTheCurrentVersionAndKeeps
   // Reopening does not migrate again.
   store_.reset();
   store_ = open_sqlite({v1});
-  EXPECT_EQ(user_version(v1), 8);
+  EXPECT_EQ(user_version(v1), 9);
   EXPECT_TRUE(store_->find("v1-msg").has_value());
   EXPECT_EQ(store_->consent_history("u1").size(), 1u);
 }
@@ -585,7 +585,7 @@ TEST_F(SqliteStorePolicyTest, AVersion1FileIsMigratedToTheCurrentVersionAndKeeps
 
 #ifndef TAYORI_STORE_TESTS_ON_POSTGRES
 TEST_F(SqliteStorePolicyTest, ANewFileIsAtTheCurrentVersionWithThePolicyTables) {
-  EXPECT_EQ(user_version(path_), 8);
+  EXPECT_EQ(user_version(path_), 9);
   // Schema 5: no index holds a state that every transition would move, except as a partial index of the
   // rows one query looks for.
   auto indexes = test::query_column(path_,
@@ -598,7 +598,7 @@ TEST_F(SqliteStorePolicyTest, ANewFileIsAtTheCurrentVersionWithThePolicyTables) 
                                    "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
                                    "ORDER BY name");
   EXPECT_THAT(tables, ElementsAre("cap_slots", "consent", "contact_points", "events", "inbound_seen", "messages",
-                                  "questions", "recipients", "suppressions", "webhook_cursors"));
+                                  "questions", "recipients", "stats", "suppressions", "webhook_cursors"));
 }
 
 // Schema 8: SQLite checks every partial index's WHERE at each write of a row, and an IN list of more than two

@@ -70,6 +70,7 @@ bool apply_inbound_one(sql::Connection& c, WriteContext& w, const InboundWrites&
         .exec();
     if (c.changes() == 0) return false;
   }
+  w.count(writes.counts);
   for (const auto& [recipient_id, r] : writes.consent)
     insert_consent(c, recipient_id, r, r.at_ms != 0 ? r.at_ms : now_ms);
   for (const auto& sup : writes.suppress) put_suppression(c, sup, sup.at_ms != 0 ? sup.at_ms : now_ms);

@@ -161,6 +161,7 @@ AcceptResult accept_one(sql::Connection& c, WriteContext& w, const NewMessage& m
     return r;
   }
   insert_events(c, m.id, m.recipient_id, m.events, now_ms);
+  w.count(m.counts);
   if (!m.recipient_json.empty()) merge_recipient(c, m.recipient_id, m.recipient_json, now_ms);
   if (m.claim && w.claimant)
     c.prepare("UPDATE messages SET claimed_by = ?2, lease_until = ?3 WHERE id = ?1")
@@ -246,6 +247,7 @@ bool record_verdict(sql::Connection& c, WriteContext& w, const Transition& t, in
   if (c.changes() == 0) return false;
   w.move(State::dispatched, t.to);
   insert_events(c, t.message_id, t.recipient_id, t.events, now_ms);
+  w.count(t.counts);
   return true;
 }
 

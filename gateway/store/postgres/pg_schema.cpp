@@ -163,6 +163,20 @@ const char* const kMigrations[] = {
     DROP INDEX messages_finished;
     CREATE INDEX messages_finished ON messages(updated_at) WHERE state NOT IN ('scheduled', 'dispatched');
     )sql",
+    // 5: as SQLite's 9, the stats' buckets (store/stats_store.hpp).
+    R"sql(
+    CREATE TABLE IF NOT EXISTS stats (
+      period TEXT COLLATE "C" NOT NULL,
+      dimension TEXT COLLATE "C" NOT NULL,
+      bucket BIGINT NOT NULL,
+      name TEXT COLLATE "C" NOT NULL,
+      counter TEXT COLLATE "C" NOT NULL,
+      detail TEXT COLLATE "C" NOT NULL,
+      n BIGINT NOT NULL,
+      sum_milli BIGINT NOT NULL,
+      PRIMARY KEY (period, dimension, bucket, name, counter, detail)
+    );
+    )sql",
 };
 
 constexpr int kLatest = static_cast<int>(std::size(kMigrations));

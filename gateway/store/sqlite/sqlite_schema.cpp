@@ -174,6 +174,20 @@ const char* const kMigrations[] = {
     DROP INDEX messages_finished;
     CREATE INDEX messages_finished ON messages(updated_at) WHERE state NOT IN ('scheduled', 'dispatched');
     )sql",
+    // 9: the stats' buckets (store/stats_store.hpp): a question over a range reads its hours, never the messages.
+    R"sql(
+    CREATE TABLE IF NOT EXISTS stats (
+      period TEXT NOT NULL,
+      dimension TEXT NOT NULL,
+      bucket INTEGER NOT NULL,
+      name TEXT NOT NULL,
+      counter TEXT NOT NULL,
+      detail TEXT NOT NULL,
+      n INTEGER NOT NULL,
+      sum_milli INTEGER NOT NULL,
+      PRIMARY KEY (period, dimension, bucket, name, counter, detail)
+    ) WITHOUT ROWID;
+    )sql",
 };
 
 }  // namespace
