@@ -12,6 +12,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <map>
 
 #include "harness.hpp"
 #include "links/links.hpp"
@@ -152,6 +153,29 @@ class ConsoleBrowser : public ::testing::Test {
     ASSERT_EQ(call("DELETE", sim_->url("/_sim/faults")).status, 200);
   }
 
+  // The scene as the stats routes count it, so that the browser compares the page with numbers that mean
+  // something (a page and an API both empty would agree).
+  void expect_scene_in_stats() {
+    HttpResult stats = gw_->get(http_, "/v1/stats?by=category");
+    ASSERT_EQ(stats.status, 200) << stats.body;
+    std::map<std::string, Json> groups;
+    Json body = stats.json();  // named: ranging over stats.json()["groups"] would dangle
+    for (const Json& g : body["groups"]) groups[g["key"]] = g;
+    EXPECT_EQ(groups["promo"]["delivered"], 4) << stats.body;
+    EXPECT_EQ(groups["promo"]["clicked"], 2) << stats.body;
+    EXPECT_EQ(groups["promo"]["responded"]["total"], 1) << stats.body;
+    EXPECT_EQ(groups["promo"]["converted"], 1) << stats.body;
+    EXPECT_EQ(groups["promo"]["suppressed"]["total"], 1) << stats.body;
+    EXPECT_EQ(groups["order"]["suppressed"]["total"], 1) << stats.body;
+    EXPECT_EQ(groups["digest"]["deferred"]["total"], 1) << stats.body;
+    EXPECT_EQ(groups["alert"]["dead"], 1) << stats.body;
+    HttpResult queue = gw_->get(http_, "/v1/stats/queue");
+    EXPECT_EQ(queue.json()["total"], 1) << queue.body;
+    HttpResult flow = gw_->get(http_, "/v1/stats/flow?minutes=60");
+    Json channels = flow.json()["channels"];
+    EXPECT_TRUE(channels.contains("email") && channels.contains("sms")) << flow.body;
+  }
+
   TempDir dir_;
   HttpClient http_;
   std::unique_ptr<Sim> sim_;
@@ -160,6 +184,7 @@ class ConsoleBrowser : public ::testing::Test {
 
 TEST_F(ConsoleBrowser, ShowsWhatTheApiSaysAndReplaysADeadLetter) {
   ASSERT_NO_FATAL_FAILURE(play_scene());
+  expect_scene_in_stats();
 
   const std::string screenshot = TAYORI_CONSOLE_SCREENSHOT;
   fs::remove(screenshot);

@@ -44,6 +44,8 @@
   const when = (iso) => el('time', { datetime: iso, title: iso }, dateTime.format(new Date(iso)));
   const sum = (values) => values.reduce((a, b) => a + b, 0);
   const count = (n, noun) => `${number.format(n)} ${noun}${n === 1 ? '' : 's'}`;
+  // A panel's own table body: the charts' legends are tables too (uPlot), so never the first tbody found.
+  const rowsOf = (section) => $(':scope > table > tbody, :scope > .result > table > tbody', section);
   const emptyRow = (columns, text) => el('tr', {}, el('td', { class: 'empty', colspan: columns }, text));
 
   // ---- The API -------------------------------------------------------------------------------------------
@@ -148,28 +150,31 @@
       rows.push(el('tr', { dataset: { channel: name } }, el('th', { scope: 'row' }, name),
         ...FLOW_COUNTERS.map((c) => num(sum(counters[c]), c))));
     }
-    $('tbody', section).replaceChildren(...(rows.length ? rows : [emptyRow(6, 'No channel has had traffic.')]));
+    rowsOf(section).replaceChildren(...(rows.length ? rows : [emptyRow(6, 'No channel has had traffic.')]));
   }
 
   // Deferred messages and other scheduled work by the hour it reopens: GET /v1/stats/queue.
   async function loadQueue(section) {
     const queue = await api('/v1/stats/queue');
     $('[data-counter="total"]', section).textContent = number.format(queue.total);
+    $('.noun', section).textContent = queue.total === 1 ? 'message' : 'messages';
     clearCharts('queue');
     const holder = $('.charts', section);
     holder.replaceChildren();
     if (queue.hours.length) {
       const box = el('div', { class: 'chart' });
       holder.append(box);
+      const hours = queue.hours.map((h) => Date.parse(h.at) / 1000);
       chart('queue', box, {
-        scales: { x: { time: true } },
+        // Half an hour either side of the first and last bar: uPlot would stretch a single bar over years.
+        scales: { x: { time: true, auto: false, range: [hours[0] - 1800, hours[hours.length - 1] + 1800] } },
         axes: [{}, { size: 48 }],
         legend: { show: false },
         series: [{}, { label: 'messages', stroke: COLOURS.deferred, fill: `${COLOURS.deferred}55`,
           paths: uPlot.paths.bars({ size: [0.6, 48] }) }],
-      }, [queue.hours.map((h) => Date.parse(h.at) / 1000), queue.hours.map((h) => h.messages)]);
+      }, [hours, queue.hours.map((h) => h.messages)]);
     }
-    $('tbody', section).replaceChildren(...(queue.hours.length
+    rowsOf(section).replaceChildren(...(queue.hours.length
       ? queue.hours.map((h) => el('tr', { dataset: { at: h.at } },
         el('td', {}, when(h.at)), num(h.messages, 'messages')))
       : [emptyRow(2, 'Nothing is waiting.')]));
@@ -188,7 +193,7 @@
         el('td', {}, el('span', { class: `badge ${c.status === 'ok' ? 'good' : 'bad'}` }, c.status)),
         el('td', { dataset: { circuit: c.circuit } },
           el('span', { class: `badge ${circuitClass[c.circuit] || ''}` }, c.circuit.replace('_', ' ')))));
-    $('tbody', section).replaceChildren(...(rows.length ? rows : [emptyRow(3, 'No channel is configured.')]));
+    rowsOf(section).replaceChildren(...(rows.length ? rows : [emptyRow(3, 'No channel is configured.')]));
   }
 
   // Dead letters with a Replay button each (POST /v1/messages/{id}:retry: admin, or send for the key's own).
@@ -196,7 +201,7 @@
     const page = await api('/v1/messages?state=dead&limit=100');
     $('.headline', section).textContent = page.next
       ? 'The first 100 dead letters, in id order.' : `${count(page.messages.length, 'dead letter')}.`;
-    $('tbody', section).replaceChildren(...(page.messages.length
+    rowsOf(section).replaceChildren(...(page.messages.length
       ? page.messages.map(deadRow) : [emptyRow(6, 'No dead letters.')]));
   }
 
@@ -239,7 +244,7 @@
       num(g.converted, 'converted'),
       rate(g.clicked, g.delivered, 'click_rate'), rate(g.responded.total, g.delivered, 'response_rate'),
       rate(g.converted, g.delivered, 'conversion_rate')));
-    $('tbody', section).replaceChildren(...(rows.length ? rows : [emptyRow(8, 'Nothing delivered in this window.')]));
+    rowsOf(section).replaceChildren(...(rows.length ? rows : [emptyRow(8, 'Nothing delivered in this window.')]));
   }
 
   // The newest suppressions: GET /v1/suppressions pages by contact point, so the pages are read (up to a bound)
@@ -258,7 +263,7 @@
     $('.headline', section).textContent = after
       ? `The newest of the first ${count(all.length, 'suppressed contact point')}.`
       : `${count(all.length, 'suppressed contact point')}.`;
-    $('tbody', section).replaceChildren(...(all.length
+    rowsOf(section).replaceChildren(...(all.length
       ? all.slice(0, RECENT_ROWS).map((s) => el('tr', { dataset: { contact: s.contact } },
         el('td', {}, el('code', {}, s.contact)), el('td', {}, s.reason), el('td', {}, s.source), el('td', {}, when(s.at))))
       : [emptyRow(4, 'No contact point is suppressed.')]));
@@ -285,7 +290,7 @@
       before = page.next;
     }
     $('.headline', section).textContent = changes.length ? '' : 'No consent change among the newest events.';
-    $('tbody', section).replaceChildren(...changes.slice(0, RECENT_ROWS).map((e) => {
+    rowsOf(section).replaceChildren(...changes.slice(0, RECENT_ROWS).map((e) => {
       const d = e.detail || {};
       const of = d.scope === 'category' ? `category ${d.category}` : [d.channel, d.purpose].filter(Boolean).join(' ');
       return el('tr', { dataset: { seq: String(e.seq) } }, el('td', {}, when(e.at)),
@@ -322,7 +327,7 @@
         ['category', m.message?.category]];
       $('.summary', section).replaceChildren(...fields.flatMap(([name, value]) =>
         [el('dt', {}, name), el('dd', { dataset: { field: name } }, value === null || value === undefined ? '–' : String(value))]));
-      $('tbody', section).replaceChildren(...m.events.map((e) => el('tr', { dataset: { seq: String(e.seq), type: e.type } },
+      rowsOf(section).replaceChildren(...m.events.map((e) => el('tr', { dataset: { seq: String(e.seq), type: e.type } },
         el('td', { class: 'num' }, String(e.seq)), el('td', {}, when(e.at)), el('td', {}, e.type), el('td', {}, details(e.detail)))));
       result.hidden = false;
       section.scrollIntoView({ behavior: 'smooth', block: 'start' });
