@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing Tayori needs on Debian 12, and nothing when it is all there.
 # Idempotent; uses sudo when not root. Everything comes from Debian's archive (and npm for the
-# OpenAPI validator used by one test). PostgreSQL (server and libpq) runs the tests of the store on several nodes
+# OpenAPI validator and for puppeteer-core, which drives chromium in the operator console's test; each
+# test installs its own pinned packages on first use). PostgreSQL (server and libpq) runs the tests of the store on several nodes
 # (only its programs: the tests start throw-away clusters of their own, tests/support/pg_cluster.hpp).
 # Arguments are more packages a stage of its own needs (tools/fuzz.sh: clang-14 libfuzzer-14-dev).
 set -euo pipefail
@@ -13,8 +14,9 @@ packages=(
   libcctz-dev libkainjow-mustache-dev libjemalloc-dev tzdata
   postgresql libpq-dev
   binutils curl jq sqlite3 ca-certificates openssl nghttp2-server libnghttp2-dev python3-aiosmtpd wrk
+  chromium
 )
-# Node.js + npm run the OpenAPI validator in the test suite; keep an existing installation.
+# Node.js + npm run the OpenAPI validator and the console's browser test; keep an existing installation.
 command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
 packages+=("$@")
 

@@ -81,6 +81,10 @@ std::string route_template(const std::string& method, const std::string& path) {
   if (path.rfind("/u/", 0) == 0) return "/u/{token}";
   if (path.rfind("/c/", 0) == 0) return "/c/{token}";
   if (path.rfind("/o/", 0) == 0) return "/o/{token}";
+  // The console's page answers with and without the slash (so its links need not care); its files are a
+  // bounded set of names, and an unknown name is a 404 of that same label.
+  if (path == "/console" || path == kConsolePrefix) return "/console";
+  if (path.rfind(kConsolePrefix, 0) == 0) return "/console/{asset}";
   if (path.rfind("/v1/recipients/", 0) == 0) {
     if (path.ends_with("/consent/history")) return "/v1/recipients/{id}/consent/history";
     if (path.ends_with("/consent")) return "/v1/recipients/{id}/consent";
@@ -89,14 +93,15 @@ std::string route_template(const std::string& method, const std::string& path) {
   return "other";
 }
 
-// Which key a route needs: none (open to all, or authenticated by a provider's signature or a signed link that
-// its handler checks on the body), an API key, or an app key (inbound.app_keys).
+// Which key a route needs: none (open to all; or authenticated by a provider's signature or a signed link that
+// its handler checks on the body; or the console's files, whose page asks for a key and sends it with each API
+// call), an API key, or an app key (inbound.app_keys).
 enum class KeyNeeded { none, api_key, app_key };
 
 KeyNeeded key_needed(const std::string& route) {
   if (route == "/healthz" || route == "/readyz" || route == "/metrics" || route == "other" ||
       route == "/inbound/{plugin}/{channel}" || route == "/r/{token}" || route == "/u/{token}" ||
-      route == "/c/{token}" || route == "/o/{token}")
+      route == "/c/{token}" || route == "/o/{token}" || route == "/console" || route == "/console/{asset}")
     return KeyNeeded::none;
   return route == "/v1/inbound/app" ? KeyNeeded::app_key : KeyNeeded::api_key;
 }
@@ -283,6 +288,10 @@ void Api::serve(const HttpRequest& request, const std::string& route, const std:
     return counted(std::move(r));
   }
   if (route == "other") return counted(problem(404, "Not Found", "no such resource: " + request.path));
+  if (route == "/console" || route == "/console/{asset}") {  // console_api.cpp
+    if (method != "GET") return allow("GET");
+    return counted(console_asset(request, route));
+  }
   // Two-way routes authenticate by a provider's signature, a signed link or an app key (inbound_api.cpp).
   if (route == "/inbound/{plugin}/{channel}") {
     if (method != "POST") return allow("POST");

@@ -93,6 +93,8 @@ class Api final : public Handler {
   // GET /v1/stats, /v1/stats/flow, /v1/stats/queue (stats_api.cpp): counts, never a recipient.
   HttpResponse stats(const HttpRequest& request, const std::string& route);
   HttpResponse readiness();
+  // GET /console, /console/ (the page) and /console/{asset} (console_api.cpp): no key needed.
+  HttpResponse console_asset(const HttpRequest& request, const std::string& route);
   const Key* authenticate(const HttpRequest& request) const;
   // The 401 for a missing or unknown API key (or app key), with its WWW-Authenticate challenge.
   static HttpResponse key_missing(bool app_key);
@@ -124,6 +126,9 @@ class Api final : public Handler {
   ApiDependencies deps_;
   std::atomic<bool> draining_{false};
 };
+
+// Where the operator console's files are served: /console/{asset}.
+inline constexpr std::string_view kConsolePrefix = "/console/";
 
 // RFC 9457 problem details. `errors` (pointer, detail) pairs go in an "errors" member.
 // 405 with the Allow header (RFC 9110 §15.5.6).

@@ -441,7 +441,6 @@ void read_api_keys(Reader& r, const YAML::Node& n, std::vector<ApiKey>& keys) {
   read_keys(r, n, "api_keys", true, keys);
 }
 
-// The event types a subscription may name (docs/architecture.md §1, the two-way issue).
 const std::set<std::string> kEventTypes = {
     "accepted", "scheduled", "deferred", "suppressed", "dispatched", "delivered", "failed", "dead",
     "cancelled", "requeued", "retry_scheduled", "attempt_failed", "replayed", "contact_deactivated", "opened",
@@ -870,6 +869,8 @@ LoadResult load_string(const std::string& yaml, const std::string& file, const s
     return {std::nullopt, {{file, {e.mark.line + 1, e.mark.column + 1}, "", e.msg}}};
   }
 }
+
+const std::set<std::string>& event_types() { return kEventTypes; }
 
 LoadResult load_file(const std::string& path, const Environment& env) {
   std::ifstream in(path, std::ios::binary);

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -178,6 +179,10 @@ struct AttributionConfig {
     return longest;
   }
 };
+
+// The event types of the feed (docs/architecture.md §1), which a subscription's `events` and the feed's `types`
+// filter (GET /v1/events) may name.
+const std::set<std::string>& event_types();
 
 // An upstream system's subscription to Tayori's events (two-way issue): each event is POSTed to `url`,
 // signed with `secret` (Tayori-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "t.body">), retried with backoff

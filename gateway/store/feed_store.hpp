@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <optional>
 #include <string>
 #include <vector>
@@ -12,16 +13,28 @@
 
 namespace tayori::store {
 
+// A read of the feed: events with `after_seq` < seq <= `up_to_seq`, at most `limit`, oldest or newest first.
+// The filters (`api_key`, `types`) are found by reading every event of the range, so a filtered reader bounds
+// the range (GET /v1/events): a key with few messages, or a rare type, in a busy feed must not make one
+// request read the whole feed.
+struct FeedQuery {
+  int64_t after_seq = 0;
+  int64_t up_to_seq = std::numeric_limits<int64_t>::max();
+  int limit = 100;
+  std::string api_key;             // non-empty: only the events of the messages that key submitted
+  std::vector<std::string> types;  // non-empty: only events of these types
+  bool newest_first = false;       // from up_to_seq down instead of from after_seq up
+};
+
 class FeedStore {
  public:
   virtual ~FeedStore() = default;
 
-  // Events with `after_seq` < seq <= `up_to_seq`, in seq order, at most `limit`.
-  // `api_key` non-empty: only the events of the messages that key submitted. Those are found by reading every
-  // event of the range, so a key's reader bounds the range (GET /v1/events): a key with few messages in a
-  // busy feed must not make one request read the whole feed.
-  virtual std::vector<EventRecord> events_after(int64_t after_seq, int64_t up_to_seq, int limit,
-                                                const std::string& api_key) = 0;
+  virtual std::vector<EventRecord> read_feed(const FeedQuery& query) = 0;
+  // The feed in seq order (webhooks): read_feed without a type filter.
+  std::vector<EventRecord> events_after(int64_t after_seq, int64_t up_to_seq, int limit, const std::string& api_key) {
+    return read_feed({after_seq, up_to_seq, limit, api_key, {}, false});
+  }
   // The highest event seq (0 when there is none): a webhook's lag is this minus its cursor.
   virtual int64_t last_event_seq() = 0;
   // The seq a webhook subscription has delivered up to; nullopt before its first delivery.

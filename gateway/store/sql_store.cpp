@@ -425,10 +425,8 @@ std::vector<policy::Suppression> SqlStore::list_suppressions(const std::string& 
 
 // ---- FeedStore ----
 
-std::vector<EventRecord> SqlStore::events_after(int64_t after_seq, int64_t up_to_seq, int limit,
-                                               const std::string& api_key) {
-  return read<std::vector<EventRecord>>(
-      [&](sql::Connection& c) { return ops::events_after(c, after_seq, up_to_seq, limit, api_key); });
+std::vector<EventRecord> SqlStore::read_feed(const FeedQuery& query) {
+  return read<std::vector<EventRecord>>([&](sql::Connection& c) { return ops::read_feed(c, query); });
 }
 
 int64_t SqlStore::last_event_seq() {

@@ -115,8 +115,7 @@ class SqlStore : public Store {
   std::vector<policy::Suppression> list_suppressions(const std::string& after_contact, int limit) override;
 
   // ---- FeedStore ----
-  std::vector<EventRecord> events_after(int64_t after_seq, int64_t up_to_seq, int limit,
-                                        const std::string& api_key) override;
+  std::vector<EventRecord> read_feed(const FeedQuery& query) override;
   int64_t last_event_seq() override;
   std::optional<int64_t> webhook_cursor(const std::string& name) override;
   void set_webhook_cursor(const std::string& name, int64_t seq, std::function<void(bool ok)> done) override;

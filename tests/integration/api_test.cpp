@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 
+#include <regex>
 #include <set>
 
 #include "harness.hpp"
@@ -271,6 +272,56 @@ TEST_F(ApiTest, RoutesAndMethods) {
   EXPECT_EQ(retry_put.headers["allow"], "POST");
 }
 
+// The operator console's page and files: served without a key (the page asks for one), each under its media
+// type, with a policy that runs nothing inline, revalidated by ETag; every file the page names is served.
+TEST_F(ApiTest, ServesTheConsoleWithoutAKeyUnderAStrictPolicy) {
+  HttpResult page = http_.request("GET", gw_->url("/console"));
+  ASSERT_EQ(page.status, 200) << page.body;
+  EXPECT_EQ(page.headers["content-type"], "text/html; charset=utf-8");
+  const std::string& csp = page.headers["content-security-policy"];
+  EXPECT_NE(csp.find("default-src 'self'"), std::string::npos) << csp;
+  EXPECT_NE(csp.find("script-src 'self';"), std::string::npos) << csp;
+  EXPECT_NE(csp.find("frame-ancestors 'none'"), std::string::npos) << csp;
+  EXPECT_EQ(csp.find("unsafe"), std::string::npos) << csp;
+  EXPECT_EQ(page.headers["cache-control"], "no-cache");
+  EXPECT_EQ(page.headers["x-content-type-options"], "nosniff");
+  EXPECT_EQ(http_.request("GET", gw_->url("/console/")).body, page.body);
+
+  // Every script and stylesheet the page names is a file of the console, and none is inline.
+  std::regex reference(R"re(<(script|link)\b[^>]*?(src|href)="([^"]*)")re");
+  std::set<std::string> names;
+  for (auto it = std::sregex_iterator(page.body.begin(), page.body.end(), reference); it != std::sregex_iterator(); ++it)
+    names.insert((*it)[3].str());
+  EXPECT_EQ(names, (std::set<std::string>{"/console/app.js", "/console/console.css", "/console/uPlot.min.js",
+                                          "/console/uPlot.min.css"}));
+  EXPECT_EQ(std::regex_search(page.body, std::regex(R"(<script>|<style|\son[a-z]+=)")), false);
+  for (const auto& name : names) {
+    HttpResult file = http_.request("GET", gw_->url(name));
+    EXPECT_EQ(file.status, 200) << name;
+    EXPECT_EQ(file.headers["content-type"], name.ends_with(".js") ? "text/javascript; charset=utf-8"
+                                                                 : "text/css; charset=utf-8")
+        << name;
+    EXPECT_FALSE(file.body.empty()) << name;
+  }
+
+  HttpResult again = http_.request("GET", gw_->url("/console/app.js"), "",
+                                   {"If-None-Match: " + http_.request("GET", gw_->url("/console/app.js")).headers["etag"]});
+  EXPECT_EQ(again.status, 304);
+  EXPECT_TRUE(again.body.empty());
+  HttpResult missing = http_.request("GET", gw_->url("/console/nope.js"));
+  EXPECT_EQ(missing.status, 404);
+  EXPECT_EQ(missing.headers["content-type"], "application/problem+json");
+  HttpResult post = http_.request("POST", gw_->url("/console"), "x");
+  EXPECT_EQ(post.status, 405);
+  EXPECT_EQ(post.headers["allow"], "GET");
+  // One metrics label for every file name, whatever is asked for.
+  std::string metrics = http_.request("GET", gw_->url("/metrics")).body;
+  EXPECT_NE(metrics.find(R"(tayori_http_requests_total{method="GET",route="/console/{asset}",status="404"} 1)"),
+            std::string::npos);
+  EXPECT_NE(metrics.find(R"(tayori_http_requests_total{method="GET",route="/console",status="200"} 2)"),
+            std::string::npos);
+}
+
 TEST_F(ApiTest, ListsMessagesByStateAndChannelAPageAtATime) {
   for (const char* id : {"lm-1", "lm-2", "lm-3"}) ASSERT_EQ(gw_->post_json(http_, "/v1/messages", sample_message(id)).status, 202);
   ASSERT_EQ(gw_->post_json(http_, "/v1/messages", sample_message("lm-s", "sms")).status, 202);
@@ -526,6 +577,17 @@ class ScopedKeys : public ::testing::Test {
     for (const auto& i : items) ids.insert(i[member].get<std::string>());
     return ids;
   }
+  // 10,004 events: team A's first message (accepted, scheduled: seqs 1 and 2), 5,000 of team B's (seqs 3 to
+  // 10,002) and team A's last (10,003 and 10,004).
+  void fill_feed() {
+    ASSERT_EQ(as("TAYORI_KEY_A", "POST", "/v1/messages", later("a-first")).status, 202);
+    for (int batch = 0; batch < 50; ++batch) {
+      Json messages = Json::array();
+      for (int i = 0; i < 100; ++i) messages.push_back(later("b-" + std::to_string(batch * 100 + i)));
+      ASSERT_EQ(as("TAYORI_KEY_B", "POST", "/v1/messages", {{"messages", messages}}).status, 202);
+    }
+    ASSERT_EQ(as("TAYORI_KEY_A", "POST", "/v1/messages", later("a-last")).status, 202);
+  }
   // Scheduled far ahead, so that a cancel finds it still cancellable.
   static Json later(const std::string& id) {
     Json m = sample_message(id);
@@ -575,15 +637,7 @@ TEST_F(ScopedKeys, AKeyReadsOnlyItsOwnMessagesUnlessItMayReadAll) {
 // feed's events and says where it stopped (`next`): a key with few messages in a busy feed cannot make one
 // request read the whole feed, and still gets every event of its own.
 TEST_F(ScopedKeys, AKeysFeedReadsABoundedStretchAndSaysWhereItStopped) {
-  ASSERT_EQ(as("TAYORI_KEY_A", "POST", "/v1/messages", later("a-first")).status, 202);
-  // 5,000 of team B's messages: 10,000 events (accepted, scheduled) between team A's two.
-  for (int batch = 0; batch < 50; ++batch) {
-    Json messages = Json::array();
-    for (int i = 0; i < 100; ++i) messages.push_back(later("b-" + std::to_string(batch * 100 + i)));
-    ASSERT_EQ(as("TAYORI_KEY_B", "POST", "/v1/messages", {{"messages", messages}}).status, 202);
-  }
-  ASSERT_EQ(as("TAYORI_KEY_A", "POST", "/v1/messages", later("a-last")).status, 202);
-
+  fill_feed();
   HttpResult first = as("TAYORI_KEY_A", "GET", "/v1/events");
   ASSERT_EQ(first.status, 200) << first.body;
   Json page = Json::parse(first.body);
@@ -598,6 +652,38 @@ TEST_F(ScopedKeys, AKeysFeedReadsABoundedStretchAndSaysWhereItStopped) {
   Json all = Json::parse(as("TAYORI_KEY_AUDITOR", "GET", "/v1/events?limit=1000").body);
   EXPECT_EQ(all["events"].size(), 1000u);
   EXPECT_EQ(all["next"], all["events"].back()["seq"]);
+}
+
+// A type filter is bounded the same way, whoever reads, in both orders: a rare type in a busy feed costs
+// pages that are short or empty, each saying where to go on.
+TEST_F(ScopedKeys, ATypeFilterReadsABoundedStretchInBothOrders) {
+  fill_feed();
+  // Seqs 10,005 and 10,006, after everything fill_feed wrote.
+  ASSERT_EQ(as("TAYORI_KEY_A", "DELETE", "/v1/messages/a-first").status, 200);
+  ASSERT_EQ(as("TAYORI_KEY_A", "DELETE", "/v1/messages/a-last").status, 200);
+  auto read = [&](const std::string& query) {
+    HttpResult r = as("TAYORI_KEY_AUDITOR", "GET", "/v1/events?types=cancelled&" + query);
+    EXPECT_EQ(r.status, 200) << r.body;
+    return Json::parse(r.body);
+  };
+  auto seqs = [](const Json& page) {
+    std::vector<int64_t> out;
+    for (const auto& e : page["events"]) out.push_back(e["seq"]);
+    return out;
+  };
+  Json page = read("after=0");
+  EXPECT_TRUE(page["events"].empty());
+  ASSERT_EQ(page["next"], 10'000);
+  page = read("after=10000");
+  EXPECT_EQ(seqs(page), (std::vector<int64_t>{10'005, 10'006}));
+  EXPECT_TRUE(page["next"].is_null());
+
+  page = read("order=desc");
+  EXPECT_EQ(seqs(page), (std::vector<int64_t>{10'006, 10'005}));
+  ASSERT_EQ(page["next"], 7) << page.dump();  // it read seqs 7 to 10,006: on below 7
+  page = read("order=desc&before=7");
+  EXPECT_TRUE(page["events"].empty());
+  EXPECT_TRUE(page["next"].is_null());  // the oldest event was reached
 }
 
 TEST_F(ScopedKeys, AKeyCancelsOnlyItsOwnMessages) {

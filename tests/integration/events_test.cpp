@@ -251,6 +251,11 @@ TEST(Events, FeedValidatesItsParametersByName) {
                                          {"after=-1", "after"},
                                          {"after=abc", "after"},
                                          {"after=1&after=2", "after"},
+                                         {"before=x", "before"},
+                                         {"order=newest", "order"},
+                                         {"types=", "types"},
+                                         {"types=opted_in,nonsense", "types"},
+                                         {"types=opted_in,,opted_out", "types"},
                                          {"cursor=3", "cursor"}}) {
     HttpResult r = gw.get(c, "/v1/events?" + k.query);
     EXPECT_EQ(r.status, 400) << k.query;
@@ -263,6 +268,63 @@ TEST(Events, FeedValidatesItsParametersByName) {
   EXPECT_EQ(empty.json(), Json::parse(R"({"events":[],"next":null})"));
   EXPECT_EQ(c.request("GET", gw.url("/v1/events"), "", {}).status, 401);
   EXPECT_EQ(gw.post_json(c, "/v1/events", Json::object()).status, 405);
+}
+
+// types= keeps only the event types it names; order=desc reads newest first, from `before` down, and its
+// pages (following `next` as `before`) are the feed read backwards. The operator console reads the latest
+// consent changes this way.
+TEST(Events, FeedFiltersByTypeAndReadsNewestFirst) {
+  TempDir dir;
+  Gateway gw(dir, default_channels(dir));
+  gw.start();
+  HttpClient c;
+  std::vector<std::string> ids;
+  for (int i = 0; i < 5; ++i) {
+    ids.push_back("feed-" + std::to_string(i));
+    ASSERT_EQ(gw.post_json(c, "/v1/messages", sample_message(ids.back())).status, 202);
+  }
+  ASSERT_EQ(await_all(gw, c, ids, "delivered"), "");
+  std::vector<Json> all = feed(gw, c, 1000);
+
+  auto ids_of = [](const std::vector<Json>& events, const std::string& type) {
+    std::vector<std::string> out;
+    for (const auto& e : events)
+      if (e["type"] == type) out.push_back(e["message_id"]);
+    return out;
+  };
+  HttpResult delivered = gw.get(c, "/v1/events?types=delivered&limit=1000");
+  ASSERT_EQ(delivered.status, 200) << delivered.body;
+  Json only = delivered.json();  // named: its events are iterated
+  std::vector<Json> events(only["events"].begin(), only["events"].end());
+  EXPECT_EQ(events.size(), 5u) << delivered.body;
+  EXPECT_EQ(ids_of(events, "delivered"), ids_of(all, "delivered"));
+  EXPECT_TRUE(only["next"].is_null());
+
+  // Newest first, two at a time, following next as before: the whole feed backwards.
+  std::vector<Json> backwards;
+  std::string before;
+  for (int pages = 0; pages < 100; ++pages) {
+    HttpResult r = gw.get(c, "/v1/events?order=desc&limit=2" + (before.empty() ? "" : "&before=" + before));
+    ASSERT_EQ(r.status, 200) << r.body;
+    Json body = r.json();
+    for (const auto& e : body["events"]) backwards.push_back(e);
+    if (body["next"].is_null()) break;
+    before = std::to_string(body["next"].get<int64_t>());
+  }
+  ASSERT_EQ(backwards.size(), all.size());
+  EXPECT_TRUE(std::equal(backwards.begin(), backwards.end(), all.rbegin()));
+
+  // Both at once: the newest two of the types named, and `before` bounds them.
+  HttpResult latest = gw.get(c, "/v1/events?types=accepted,delivered&order=desc&limit=2");
+  Json page = latest.json();
+  ASSERT_EQ(page["events"].size(), 2u) << latest.body;
+  EXPECT_EQ(page["events"][0], all.back());  // the last event of all is the last delivery
+  EXPECT_GT(page["events"][0]["seq"], page["events"][1]["seq"]);
+  EXPECT_EQ(page["next"], page["events"][1]["seq"]);
+  int64_t first_seq = all.front()["seq"];
+  HttpResult oldest = gw.get(c, "/v1/events?order=desc&before=" + std::to_string(first_seq + 1));
+  EXPECT_EQ(oldest.json()["events"].size(), 1u) << oldest.body;
+  EXPECT_TRUE(oldest.json()["next"].is_null());
 }
 
 }  // namespace

@@ -272,6 +272,37 @@ TEST_P(StoreTest, EventsAreRecordedInOrderWithTheirTypesAndTimes) {
   EXPECT_THAT(store_->events("other"), IsEmpty());
 }
 
+// The feed read with a type filter and newest first (GET /v1/events?types=&order=desc), on each engine's own
+// substring function: a type matches only as a whole ("opted_in" is not "opted").
+TEST_P(StoreTest, TheFeedFiltersByTypeInEitherOrder) {
+  for (const char* id : {"f1", "f2", "f3"}) {
+    NewMessage m = new_message(id, 1'000);
+    m.events = {{"accepted", "{}"}, {std::string(id) == "f2" ? "opted_out" : "opted_in", "{}"}};
+    accept_one(m, 1'000);
+  }
+  auto ids = [](const std::vector<EventRecord>& events) {
+    std::vector<std::string> out;
+    for (const auto& e : events) out.push_back(e.message_id + ":" + e.type);
+    return out;
+  };
+  FeedQuery q;
+  q.types = {"opted_in"};
+  EXPECT_THAT(ids(store_->read_feed(q)), ElementsAre("f1:opted_in", "f3:opted_in"));
+  q.types = {"opted_in", "opted_out"};
+  q.newest_first = true;
+  EXPECT_THAT(ids(store_->read_feed(q)), ElementsAre("f3:opted_in", "f2:opted_out", "f1:opted_in"));
+  q.limit = 1;
+  auto newest = store_->read_feed(q);
+  ASSERT_EQ(newest.size(), 1u);
+  q.up_to_seq = newest[0].seq - 1;
+  EXPECT_THAT(ids(store_->read_feed(q)), ElementsAre("f2:opted_out"));
+  q.types = {"opted"};
+  EXPECT_THAT(store_->read_feed(q), IsEmpty());
+  q.types = {};
+  q.limit = 100;
+  EXPECT_EQ(store_->read_feed(q).size(), 5u);  // everything below the newest, newest first
+}
+
 #ifndef TAYORI_STORE_TESTS_ON_POSTGRES
 // Checkpoints run on their own thread (not in the commit that crosses the threshold): the WAL's pages reach
 // the database file and the WAL starts over, so it does not grow without end. (A first version opened a

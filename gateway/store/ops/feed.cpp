@@ -8,17 +8,33 @@
 
 namespace tayori::store::ops {
 
-std::vector<EventRecord> events_after(sql::Connection& c, int64_t after_seq, int64_t up_to_seq, int limit,
-                                      const std::string& api_key) {
-  // One key's events: each event's message looked up by its primary key, so the cost is the events scanned,
-  // which the range's upper bound (a range of the primary key, not a filter) caps.
-  return all_rows(c.prepare("SELECT seq, message_id, type, at, detail, recipient_id FROM events e WHERE seq > ?1 "
-                            "AND seq <= ?4 AND (?3 = '' OR EXISTS (SELECT 1 FROM messages m WHERE m.id = e.message_id "
-                            "AND m.api_key = ?3)) ORDER BY seq LIMIT ?2")
-                      .bind(1, after_seq)
-                      .bind(2, static_cast<int64_t>(limit))
-                      .bind(3, api_key)
-                      .bind(4, up_to_seq),
+namespace {
+
+// One statement per engine and direction (Connection::prepare keys its cache by the text's address, so each is
+// a literal). One key's events: each event's message looked up by its primary key; a type filter: the type
+// found in ",t1,t2," (types hold no comma), by the engine's own substring function. Either way the cost is
+// the events scanned, which the range (of the primary key, not a filter) caps.
+#define TAYORI_FEED_SELECT(find_in, order)                                                                     \
+  "SELECT seq, message_id, type, at, detail, recipient_id FROM events e WHERE seq > ?1 AND seq <= ?4 AND "   \
+  "(?3 = '' OR EXISTS (SELECT 1 FROM messages m WHERE m.id = e.message_id AND m.api_key = ?3)) AND "          \
+  "(?5 = '' OR " find_in "(?5, ',' || e.type || ',') > 0) ORDER BY seq " order " LIMIT ?2"
+constexpr const char* kOldestFirst[] = {TAYORI_FEED_SELECT("instr", "ASC"), TAYORI_FEED_SELECT("strpos", "ASC")};
+constexpr const char* kNewestFirst[] = {TAYORI_FEED_SELECT("instr", "DESC"), TAYORI_FEED_SELECT("strpos", "DESC")};
+#undef TAYORI_FEED_SELECT
+
+}  // namespace
+
+std::vector<EventRecord> read_feed(sql::Connection& c, const FeedQuery& q) {
+  std::string types;
+  for (const auto& t : q.types) types += "," + t;
+  if (!types.empty()) types += ",";
+  int engine = c.dialect() == sql::Dialect::sqlite ? 0 : 1;
+  return all_rows(c.prepare((q.newest_first ? kNewestFirst : kOldestFirst)[engine])
+                      .bind(1, q.after_seq)
+                      .bind(2, static_cast<int64_t>(q.limit))
+                      .bind(3, q.api_key)
+                      .bind(4, q.up_to_seq)
+                      .bind(5, types),
                   read_event);
 }
 
