@@ -208,44 +208,55 @@ void Api::reaction_link(const HttpRequest& request, links::LinkKind kind, Respon
   inbound_->react(c, [respond, answer](core::InboundApplier::Result) { respond(answer); });
 }
 
-// POST /v1/inbound/app {"ref": "<signed ref>"}. Only the ref, signed for one message and option, says
-// which answer the app may report: an app key ships inside the app, so a bare message id would let anyone
-// holding it answer for any recipient.
+// POST /v1/inbound/app {"ref": "<signed ref>"}: an action's ref (the answer it stands for) or the push's
+// open_ref (the notification was opened). Only a ref, signed for one message (and option), says what the app
+// may report: an app key ships inside the app, so a bare message id would let anyone holding it answer for
+// any recipient.
 void Api::app_inbound(const HttpRequest& request, Responder respond) {
   const Key* key = find_key(request, app_keys_);
   if (key == nullptr) return respond(key_missing(true));
   auto body = json_body(request, respond);
   if (!body) return;
   std::vector<std::pair<std::string, std::string>> errors;
-  std::string message_id, option, channel;
+  links::LinkClaims claims;
   if (!body->is_object()) {
     errors.emplace_back("", "must be an object {ref}");
   } else {
     for (auto it = body->begin(); it != body->end(); ++it) {
       if (it.key() == "message_id" || it.key() == "option")
-        errors.emplace_back("/" + it.key(), "is not accepted: send ref, the signed ref of the push action");
+        errors.emplace_back("/" + it.key(), "is not accepted: send ref, the signed ref the push carried");
       else if (it.key() != "ref")
         errors.emplace_back("/" + it.key(), "is not a known field (ref)");
     }
     Json ref = body->value("ref", Json());
     if (ref.is_null()) {
-      errors.emplace_back("/ref", "is required: the signed ref of the push action");
+      errors.emplace_back("/ref", "is required: the signed ref of the push action, or its open_ref");
     } else if (!ref.is_string() || ref.get<std::string>().empty()) {
       errors.emplace_back("/ref", "must be a non-empty string");
     } else {
       links::Verified v = inbound_->links().verify(ref.get<std::string>(), deps_.clock.now_ms() / 1000);
       if (v.error == links::LinkError::expired)
         return respond(problem(410, "Gone", "the ref has expired", {{"/ref", "has expired"}}));
-      if (!v.ok() || v.claims.kind != links::LinkKind::response)
-        errors.emplace_back("/ref", std::string("is not a valid response ref (") +
-                                        (v.ok() ? "not a response" : links::to_string(v.error)) + ")");
-      message_id = v.claims.message_id;
-      option = v.claims.option;
-      channel = v.claims.channel;
+      // An action's ref answers the message; the push's open_ref (core::with_open_signal) says it was opened.
+      const bool known_kind = v.claims.kind == links::LinkKind::response || v.claims.kind == links::LinkKind::open;
+      if (!v.ok() || !known_kind)
+        errors.emplace_back("/ref", std::string("is not a valid response or open ref (") +
+                                        (v.ok() ? "neither" : links::to_string(v.error)) + ")");
+      claims = v.claims;
     }
   }
   if (!errors.empty()) return respond(problem(400, "Bad Request", "the inbound report is invalid", errors));
-  inbound_->respond(message_id, option, channel, "app", [respond, message_id, option](core::InboundApplier::Result r) {
+  const std::string message_id = claims.message_id;
+  if (claims.kind == links::LinkKind::open) {
+    return inbound_->react(claims, [respond, message_id](core::InboundApplier::Result r) {
+      if (r.status == 200)
+        return respond(json_response(200, {{"message_id", message_id}, {"event", "opened"}, {"recorded", true}}));
+      if (r.status == 503) return respond(store_unavailable("the open"));
+      respond(problem(r.status, "Not Found", r.detail));
+    });
+  }
+  const std::string option = claims.option;
+  inbound_->respond(message_id, option, claims.channel, "app", [respond, message_id, option](core::InboundApplier::Result r) {
     if (r.status == 200)
       return respond(json_response(200, {{"message_id", message_id}, {"option", option}, {"recorded", true}}));
     if (r.status == 503) return respond(store_unavailable("the response"));

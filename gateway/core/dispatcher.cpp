@@ -508,8 +508,8 @@ bool Dispatcher::process(const store::MessageRecord& record) {
     delivery.content = track_content(std::move(delivery.content), message, sending->route.channel, links_,
                                      (started + link_ttl_ms_) / 1000);
   if (message.track_opens.value_or(sending->channel->track_opens()))
-    delivery.content = with_open_pixel(std::move(delivery.content), message, sending->route.channel, links_,
-                                       (started + link_ttl_ms_) / 1000);
+    delivery.content = with_open_signal(std::move(delivery.content), message, sending->route.channel, links_,
+                                        (started + link_ttl_ms_) / 1000);
   delivery.responses = mint_responses(message, sending->route.channel, links_, (started + link_ttl_ms_) / 1000);
   sending->message = std::move(message);
   plugin::Channel* channel = sending->channel;

@@ -3,6 +3,7 @@
 // group commit. api/inbound_api.cpp calls in here with the events a plugin normalised.
 #include "core/inbound.hpp"
 
+#include <algorithm>
 #include <memory>
 
 #include "core/stats.hpp"
@@ -279,12 +280,15 @@ std::vector<std::pair<std::string, std::string>> track_content(std::vector<std::
   return std::move(tracked.fields);
 }
 
-std::vector<std::pair<std::string, std::string>> with_open_pixel(std::vector<std::pair<std::string, std::string>> content,
-                                                                  const Message& message, const std::string& channel,
-                                                                  const links::LinkSigner& links, int64_t expires_at_s) {
+std::vector<std::pair<std::string, std::string>> with_open_signal(std::vector<std::pair<std::string, std::string>> content,
+                                                                   const Message& message, const std::string& channel,
+                                                                   const links::LinkSigner& links, int64_t expires_at_s) {
   if (!links.enabled()) return content;
-  return links::with_open_pixel(std::move(content),
-                                links.url(links::LinkClaims{links::LinkKind::open, message.id, channel, "", expires_at_s}));
+  const std::string token = links.token({links::LinkKind::open, message.id, channel, "", expires_at_s});
+  const bool html = std::any_of(content.begin(), content.end(), [](const auto& f) { return f.first == "html"; });
+  if (html) return links::with_open_pixel(std::move(content), links.url(links::LinkKind::open, token));
+  content.emplace_back("open_ref", token);
+  return content;
 }
 
 // ---- InboundApplier ----------------------------------------------------------------------------------

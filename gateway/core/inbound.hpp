@@ -90,9 +90,11 @@ std::vector<std::pair<std::string, std::string>> track_content(std::vector<std::
                                                                 const Message& message, const std::string& channel,
                                                                 const links::LinkSigner& links, int64_t expires_at_s);
 
-// The same content with an open pixel in its html (links::with_open_pixel): a signed /o/ link naming the
-// message and the channel, valid until `expires_at_s`. Unchanged without a signer.
-std::vector<std::pair<std::string, std::string>> with_open_pixel(std::vector<std::pair<std::string, std::string>> content,
+// The same content with its open signal, a signed open token naming the message and the channel, valid until
+// `expires_at_s`: an e-mail's html loads it as a pixel at /o/ (links::with_open_pixel); content without html
+// (a push notification cannot load an image) carries it as the field `open_ref`, which the app reports when the
+// notification is opened (POST /v1/inbound/app). Unchanged without a signer.
+std::vector<std::pair<std::string, std::string>> with_open_signal(std::vector<std::pair<std::string, std::string>> content,
                                                                   const Message& message, const std::string& channel,
                                                                   const links::LinkSigner& links, int64_t expires_at_s);
 

@@ -165,6 +165,9 @@ class PushApns {
     // A content field "link": the deep link the app opens on a tap (the gateway's tracked /c/ link when the
     // channel tracks clicks), a custom key beside aps.
     if (auto link = d.content("link"); link && !link->empty()) payload["link"] = *link;
+    // A content field "open_ref" (the channel tracks opens): the app posts it back when the notification is
+    // opened (POST /v1/inbound/app), the only open signal a push has.
+    if (auto open_ref = d.content("open_ref"); open_ref && !open_ref->empty()) payload["open_ref"] = *open_ref;
     // The options for the app to label its action buttons with; it answers with an option's ref (POST
     // /v1/inbound/app). Custom keys sit beside aps (Apple "Generating a remote notification").
     if (auto options = d.responses(); !options.empty()) {

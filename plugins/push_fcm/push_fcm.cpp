@@ -192,6 +192,9 @@ class PushFcm {
     // A content field "link": the deep link the app opens on a tap (the gateway's tracked /c/ link when the
     // channel tracks clicks), as data for the app to read.
     if (auto link = d.content("link"); link && !link->empty()) data["link"] = *link;
+    // A content field "open_ref" (the channel tracks opens): the app posts it back when the notification is
+    // opened (POST /v1/inbound/app), the only open signal a push has.
+    if (auto open_ref = d.content("open_ref"); open_ref && !open_ref->empty()) data["open_ref"] = *open_ref;
     // FCM data values must be strings (HTTP v1 Message.data: map<string, string>), so the options travel
     // as JSON text for the app to parse; it answers with an option's ref (POST /v1/inbound/app).
     if (auto options = d.responses(); !options.empty()) {

@@ -227,6 +227,40 @@ TEST_F(TwoWay, AppReportsNeedAnAppKeyAndASignedRef) {
   EXPECT_EQ(count(types("a-1"), "responded"), 1);
 }
 
+// A push cannot load a pixel: content without html that tracks opens carries an open_ref, which the app posts
+// back when the notification is opened; the first open counts in the stats. A click's token is no open ref.
+TEST_F(TwoWay, APushOpenIsReportedByItsAppWithTheOpenRef) {
+  Json m = {{"id", "po-1"},
+            {"recipient", {{"id", "r-1"}, {"contacts", {{"email", "hanako@example.jp"}}}}},
+            {"purpose", "transactional"},
+            {"category", "orders"},
+            {"channels", {"email"}},
+            {"content", {{"title", "発送しました"}, {"body", "ご注文の品を発送しました"}}},
+            {"track", {{"opens", true}}}};
+  ASSERT_EQ(send(m), "delivered");
+  std::string open_ref;
+  for (const Json& line : read_jsonl(dir_.file("outbox-email.jsonl")))
+    if (line["message_id"] == "po-1") open_ref = line["content"].value("open_ref", "");
+  ASSERT_FALSE(open_ref.empty()) << "no open_ref in what the channel was given";
+  const std::string app = gw_->url("/v1/inbound/app");
+  const std::vector<std::string> headers = {"Authorization: Bearer " + std::string(kAppKey),
+                                            "Content-Type: application/json"};
+  HttpResult opened = http_.request("POST", app, Json{{"ref", open_ref}}.dump(), headers);
+  ASSERT_EQ(opened.status, 200) << opened.body;
+  EXPECT_EQ(opened.json(), (Json{{"message_id", "po-1"}, {"event", "opened"}, {"recorded", true}}));
+  ASSERT_EQ(http_.request("POST", app, Json{{"ref", open_ref}}.dump(), headers).status, 200);
+  const std::vector<Json> opens = details("po-1", "opened");
+  ASSERT_EQ(opens.size(), 2u);
+  EXPECT_EQ(opens[0], (Json{{"channel", "email"}, {"first", true}}));
+  EXPECT_EQ(opens[1]["first"], false);
+  const Json stats = gw_->get(http_, "/v1/stats?by=category").json();
+  ASSERT_EQ(stats["groups"].size(), 1u) << stats.dump();
+  EXPECT_EQ(stats["groups"][0]["opened"], 1) << "only the first open counts";
+  HttpResult click = http_.request("POST", app, Json{{"ref", token(links::LinkKind::click, "po-1")}}.dump(), headers);
+  EXPECT_EQ(click.status, 400);
+  EXPECT_NE(click.body.find("not a valid response or open ref"), std::string::npos) << click.body;
+}
+
 // Click tracking end to end: a message that asks for it goes out with its links rewritten to /c/ links of the
 // gateway (file_sink shows what was sent), and a person's click is taken to the original URL and recorded,
 // the first one flagged; a HEAD, a scanner's fetch, an expired link and a message without tracking record

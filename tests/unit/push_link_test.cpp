@@ -1,5 +1,6 @@
-// A push's deep link (content field "link", the field click tracking rewrites) travels where each platform's
-// app reads it: FCM's data.link, and a "link" key beside APNs' aps. Driven on the public fake host
+// A push's deep link (content field "link", the field click tracking rewrites) and its open ref (content field
+// "open_ref", added where the channel tracks opens) travel where each platform's app reads them: FCM's data,
+// and keys beside APNs' aps. Driven on the public fake host
 // (tayori/testing.hpp), with a signer that stands in for the host's JWT signing.
 #include <gtest/gtest.h>
 #include <tayori/testing.hpp>
@@ -41,6 +42,7 @@ Delivery with_link(const std::string& link) {
   d.contact = "0123456789abcdef0123456789abcdef";
   d.content = {{"title", "セール"}, {"body", "今日まで"}};
   if (!link.empty()) d.content.emplace_back("link", link);
+  d.content.emplace_back("open_ref", "OPEN.REF");
   return d;
 }
 
@@ -58,6 +60,7 @@ TEST(PushLink, FcmCarriesItAsData) {
   ASSERT_TRUE(built.ok()) << built.error;
   auto data = nlohmann::json::parse(built.requests.at(0).body)["message"]["data"];
   EXPECT_EQ(data["link"], "https://gw.example/c/TOKEN");
+  EXPECT_EQ(data["open_ref"], "OPEN.REF");
   auto without = fcm.build(with_link(""));
   EXPECT_FALSE(nlohmann::json::parse(without.requests.at(0).body)["message"]["data"].contains("link"));
 }
@@ -73,6 +76,7 @@ TEST(PushLink, ApnsCarriesItBesideAps) {
   ASSERT_TRUE(built.ok()) << built.error;
   auto payload = nlohmann::json::parse(built.requests.at(0).body);
   EXPECT_EQ(payload["link"], "https://gw.example/c/TOKEN");
+  EXPECT_EQ(payload["open_ref"], "OPEN.REF");
   EXPECT_TRUE(payload["aps"].contains("alert"));
 }
 
