@@ -16,10 +16,14 @@
 #                                      List-Unsubscribe URL
 #   {"show": ID}                       what the recipient's reactions recorded on message ID
 # At the end it prints each message's timeline, what each provider received, and the funnel per category.
+#
+# TAYORI_DEMO_PREPARED=1 skips the setup and the build: the test suite's demo_smoke runs it after both.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash tools/setup.sh
-bash tools/build.sh --target tayori tayori-sim email_smtp sms_twilio line push_fcm push_apns >/dev/null
+if [ "${TAYORI_DEMO_PREPARED:-}" != 1 ]; then
+  bash tools/setup.sh
+  bash tools/build.sh --target tayori tayori-sim email_smtp sms_twilio line push_fcm push_apns >/dev/null
+fi
 
 . tools/lib/standins.sh
 random() { head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
