@@ -125,11 +125,7 @@ class StorePolicyTest : public StorePolicyTestBase, public ::testing::WithParamI
  protected:
   test::StoreBackend backend() const override { return GetParam(); }
 };
-#ifdef TAYORI_STORE_TESTS_ON_POSTGRES
-INSTANTIATE_TEST_SUITE_P(Engine, StorePolicyTest, ::testing::Values(test::StoreBackend::postgres), test::backend_name);
-#else
-INSTANTIATE_TEST_SUITE_P(Engine, StorePolicyTest, ::testing::Values(test::StoreBackend::sqlite), test::backend_name);
-#endif
+TAYORI_STORE_ENGINE_SUITE(StorePolicyTest);
 
 // The file's schema versions (PRAGMA user_version) and migrations from older files.
 class SqliteStorePolicyTest : public StorePolicyTestBase {};

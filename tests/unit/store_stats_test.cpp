@@ -45,11 +45,7 @@ class StoreStatsTest : public test::StoreFixture, public ::testing::WithParamInt
     return await<int>([&](auto done) { store_->apply_inbound({std::move(writes)}, now_ms, std::move(done)); });
   }
 };
-#ifdef TAYORI_STORE_TESTS_ON_POSTGRES
-INSTANTIATE_TEST_SUITE_P(Engine, StoreStatsTest, ::testing::Values(test::StoreBackend::postgres), test::backend_name);
-#else
-INSTANTIATE_TEST_SUITE_P(Engine, StoreStatsTest, ::testing::Values(test::StoreBackend::sqlite), test::backend_name);
-#endif
+TAYORI_STORE_ENGINE_SUITE(StoreStatsTest);
 
 TEST_P(StoreStatsTest, AnAcceptCountsOnceAndADuplicateCountsNothing) {
   accept({counted_message("m1", kT0, kT0 + 5), counted_message("m2", kT0, kT0 + 5)}, kT0 + 5);

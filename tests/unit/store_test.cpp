@@ -109,11 +109,7 @@ class StoreTest : public StoreTestBase, public ::testing::WithParamInterface<tes
  protected:
   test::StoreBackend backend() const override { return GetParam(); }
 };
-#ifdef TAYORI_STORE_TESTS_ON_POSTGRES
-INSTANTIATE_TEST_SUITE_P(Engine, StoreTest, ::testing::Values(test::StoreBackend::postgres), test::backend_name);
-#else
-INSTANTIATE_TEST_SUITE_P(Engine, StoreTest, ::testing::Values(test::StoreBackend::sqlite), test::backend_name);
-#endif
+TAYORI_STORE_ENGINE_SUITE(StoreTest);
 
 // What only the embedded file has: its WAL and checkpoints, PRAGMA user_version, a size limit.
 class SqliteStoreTest : public StoreTestBase {};
@@ -859,11 +855,7 @@ class DeadLetterStoreTest : public StoreTest {
   }
 };
 
-#ifdef TAYORI_STORE_TESTS_ON_POSTGRES
-INSTANTIATE_TEST_SUITE_P(Engine, DeadLetterStoreTest, ::testing::Values(test::StoreBackend::postgres), test::backend_name);
-#else
-INSTANTIATE_TEST_SUITE_P(Engine, DeadLetterStoreTest, ::testing::Values(test::StoreBackend::sqlite), test::backend_name);
-#endif
+TAYORI_STORE_ENGINE_SUITE(DeadLetterStoreTest);
 
 TEST_P(DeadLetterStoreTest, ListFiltersByStateAndChannelInIdOrder) {
   end_on("d2", State::dead, "sms", 1'000);

@@ -134,6 +134,18 @@ inline std::string backend_name(const ::testing::TestParamInfo<StoreBackend>& in
   return info.param == StoreBackend::sqlite ? "sqlite" : "postgres";
 }
 
+// Instantiates a store test suite (TEST_P on StoreBackend) on this binary's engine: `Engine/Suite.Test/sqlite`
+// in unit_tests, `.../postgres` in pg_unit_tests.
+#ifdef TAYORI_STORE_TESTS_ON_POSTGRES
+#define TAYORI_STORE_ENGINE_SUITE(Suite)                                                                    \
+  INSTANTIATE_TEST_SUITE_P(Engine, Suite, ::testing::Values(::tayori::test::StoreBackend::postgres), \
+                           ::tayori::test::backend_name)
+#else
+#define TAYORI_STORE_ENGINE_SUITE(Suite)                                                                  \
+  INSTANTIATE_TEST_SUITE_P(Engine, Suite, ::testing::Values(::tayori::test::StoreBackend::sqlite), \
+                           ::tayori::test::backend_name)
+#endif
+
 // A SQLite Store on a real file (path_) in a fresh folder (dir_) per test. Each wrapper waits for the
 // operation's completion (the commit) and checks that it succeeded.
 class StoreFixture : public ::testing::Test {
