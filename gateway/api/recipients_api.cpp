@@ -17,7 +17,7 @@ using core::Json;
 namespace {
 
 Json consent_json(const policy::ConsentRecord& r) {
-  return {{"channel", r.channel},     {"purpose", core::to_string(r.purpose)}, {"state", policy::to_string(r.state)},
+  return {{"channel", r.channel},     {"purpose", policy::to_string(r.purpose)}, {"state", policy::to_string(r.state)},
           {"source", r.source},       {"evidence", r.evidence},                {"at", format_rfc3339_ms(r.at_ms)}};
 }
 
@@ -49,7 +49,7 @@ Json Api::effective_consent(const std::string& id) {
   auto current = deps_.store.consent_current(id);
   Json list = Json::array();
   for (const auto& channel : channel_names_) {
-    for (core::Purpose purpose : {core::Purpose::transactional, core::Purpose::marketing}) {
+    for (policy::Purpose purpose : {policy::Purpose::transactional, policy::Purpose::marketing}) {
       const policy::ConsentRecord* found = nullptr;
       for (const auto& r : current)
         if (r.channel == channel && r.purpose == purpose) found = &r;
@@ -59,7 +59,7 @@ Json Api::effective_consent(const std::string& id) {
         list.push_back(j);
       } else {
         list.push_back({{"channel", channel},
-                        {"purpose", core::to_string(purpose)},
+                        {"purpose", policy::to_string(purpose)},
                         {"state", policy::to_string(policy_.consent.default_for(channel, purpose))},
                         {"default", true}});
       }
@@ -138,7 +138,7 @@ void Api::recipients(const HttpRequest& request, const std::string& route, Respo
         r.channel = *channel;
       auto purpose = str("purpose");
       if (purpose && (*purpose == "marketing" || *purpose == "transactional"))
-        r.purpose = *purpose == "marketing" ? core::Purpose::marketing : core::Purpose::transactional;
+        r.purpose = *purpose == "marketing" ? policy::Purpose::marketing : policy::Purpose::transactional;
       else
         errors.push_back({p + "/purpose", "must be \"marketing\" or \"transactional\""});
       auto state = str("state");

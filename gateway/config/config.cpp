@@ -673,11 +673,11 @@ void check_channel_list(Reader& r, const YAML::Node& n, const std::string& path,
   }
 }
 
-std::optional<core::Purpose> read_purpose(Reader& r, const YAML::Node& parent, const std::string& path) {
+std::optional<policy::Purpose> read_purpose(Reader& r, const YAML::Node& parent, const std::string& path) {
   auto v = r.string(parent, "purpose", path, false);
   if (!v) return std::nullopt;
-  if (*v == "marketing") return core::Purpose::marketing;
-  if (*v == "transactional") return core::Purpose::transactional;
+  if (*v == "marketing") return policy::Purpose::marketing;
+  if (*v == "transactional") return policy::Purpose::transactional;
   r.error(parent["purpose"], path + ".purpose", "must be marketing or transactional");
   return std::nullopt;
 }
@@ -716,8 +716,8 @@ void read_policy(Reader& r, const YAML::Node& n, const std::set<std::string>& ch
             continue;
           }
           if (!r.expect_map(it->second, path, {"transactional", "marketing"})) continue;
-          for (auto [key, purpose] : {std::pair{"transactional", core::Purpose::transactional},
-                                      std::pair{"marketing", core::Purpose::marketing}})
+          for (auto [key, purpose] : {std::pair{"transactional", policy::Purpose::transactional},
+                                      std::pair{"marketing", policy::Purpose::marketing}})
             if (it->second[key])
               if (auto s = read_consent_state(r, it->second[key], path + "." + key)) p.consent.per_channel[ch][purpose] = *s;
         }

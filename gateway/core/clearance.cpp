@@ -8,6 +8,16 @@
 
 namespace tayori::core {
 
+policy::MessageFacts policy_facts(const Message& m) {
+  policy::MessageFacts f;
+  f.purpose = m.purpose;
+  f.category = m.category;
+  f.channels = m.channels;
+  f.expires_at_ms = m.expires_at_ms;
+  f.contact = [&recipient = m.recipient](const std::string& kind) { return recipient.contact(kind); };
+  return f;
+}
+
 Clearance::Clearance(store::Store& store, const policy::PolicyConfig& config, const plugin::Registry& channels)
     : store_(store), config_(config), channels_(channels) {
   auto zone = policy::TimeZone::load(config.default_timezone);
@@ -81,7 +91,7 @@ policy::Decision Clearance::clear(const Message& m, int from_index, int64_t now_
   policy::ChannelLookup channels = lookup(now_ms);
   auto decide = [&] {
     policy::RecipientState state = load_state(m, now_ms);
-    return policy::decide({m, from_index, state, config_, channels, zone_for(m), now_ms, jitter, explain});
+    return policy::decide({policy_facts(m), from_index, state, config_, channels, zone_for(m), now_ms, jitter, explain});
   };
   if (!take_slot) return decide();
   std::lock_guard lock(stripe(m.recipient.id));

@@ -20,6 +20,9 @@
 
 namespace tayori::core {
 
+// The message as the policy reads it (policy::MessageFacts): a view of `m`, valid while `m` is.
+policy::MessageFacts policy_facts(const Message& m);
+
 class Clearance {
  public:
   Clearance(store::Store& store, const policy::PolicyConfig& config, const plugin::Registry& channels);

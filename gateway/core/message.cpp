@@ -11,7 +11,6 @@
 
 namespace tayori::core {
 
-std::string_view to_string(Purpose p) { return p == Purpose::marketing ? "marketing" : "transactional"; }
 
 std::optional<std::string> Recipient::contact(const std::string& kind) const {
   if (kind.rfind("push.", 0) == 0) {

@@ -13,13 +13,14 @@
 #include <vector>
 
 #include "common/names.hpp"
+#include "policy/purpose.hpp"
 
 namespace tayori::core {
 
 using Json = nlohmann::json;
 
-enum class Purpose { transactional, marketing };
-std::string_view to_string(Purpose p);
+using policy::Purpose;
+using policy::to_string;
 
 struct PushToken {
   std::string platform;  // "fcm" | "apns"

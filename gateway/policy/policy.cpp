@@ -73,9 +73,9 @@ const ConsentRecord* consent_record(const std::vector<ConsentRecord>& consent, c
   return found;
 }
 
-std::string category_scope(const std::string& category) { return "category:" + category; }
+std::string category_scope(std::string_view category) { return std::string("category:").append(category); }
 
-const ConsentRecord* category_opt_out(const std::vector<ConsentRecord>& consent, const std::string& category) {
+const ConsentRecord* category_opt_out(const std::vector<ConsentRecord>& consent, std::string_view category) {
   const ConsentRecord* r = consent_record(consent, category_scope(category), Purpose::marketing);
   return r != nullptr && r->state == ConsentState::opted_out ? r : nullptr;
 }
@@ -92,7 +92,7 @@ bool consent_allows(const std::vector<ConsentRecord>& consent, const ConsentDefa
   }
   ConsentState d = defaults.default_for(channel, purpose);
   step.rule = "consent.default";
-  step.detail = {{"state", to_string(d)}, {"purpose", core::to_string(purpose)}};
+  step.detail = {{"state", to_string(d)}, {"purpose", to_string(purpose)}};
   step.result = d == ConsentState::opted_in ? "pass" : "skip";
   return d == ConsentState::opted_in;
 }
@@ -135,7 +135,7 @@ QuietHoursVerdict quiet_hours(const std::vector<QuietHoursRule>& rules, const st
 }
 
 CapVerdict check_caps(const std::vector<CapRule>& rules, const std::vector<CapSlot>& slots, const std::string& channel,
-                      Purpose purpose, const std::string& category, int64_t now_ms) {
+                      Purpose purpose, std::string_view category, int64_t now_ms) {
   CapVerdict v;
   for (const auto& rule : rules) {
     if (!names(rule.channels, channel) || !covers(rule.purpose, purpose)) continue;
@@ -170,7 +170,7 @@ CapVerdict check_caps(const std::vector<CapRule>& rules, const std::vector<CapSl
 
 Decision decide(const DecisionInput& in) {
   Decision d;
-  const core::Message& m = in.message;
+  const MessageFacts& m = in.message;
   // Trace steps are built only when explaining; `make` runs only then.
   auto note = [&](auto make) {
     if (in.explain) d.trace.push_back(make());
@@ -192,7 +192,7 @@ Decision decide(const DecisionInput& in) {
       d.verdict = Verdict::suppress;
       d.reason = "category_opted_out";
       d.rule = "consent.category";
-      d.detail = {{"reason", d.reason}, {"rule", d.rule}, {"category", m.category}, {"source", r->source}};
+      d.detail = {{"reason", d.reason}, {"rule", d.rule}, {"category", std::string(m.category)}, {"source", r->source}};
       note([&] { return TraceStep{"consent", "", "drop", d.rule, d.detail}; });
       return d;
     }
@@ -225,7 +225,7 @@ Decision decide(const DecisionInput& in) {
       skip("channel_unavailable", "", [&] { return TraceStep{"route", name, "", "", {{"reason", "channel_unavailable"}}}; });
       continue;
     }
-    auto contact = m.recipient.contact(view->contact_kind);
+    auto contact = m.contact ? m.contact(view->contact_kind) : std::nullopt;
     if (!contact) {
       skip("no_contact", "", [&] {
         return TraceStep{"route", name, "", "", {{"reason", "no_contact"}, {"contact_kind", view->contact_kind}}};

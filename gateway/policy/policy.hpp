@@ -15,16 +15,16 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
+#include <span>
 #include <string>
 #include <vector>
 
-#include "core/message.hpp"
+#include "policy/purpose.hpp"
 #include "policy/timezone.hpp"
 
 namespace tayori::policy {
 
-using core::Json;
-using core::Purpose;
+using Json = nlohmann::json;
 
 enum class ConsentState { opted_in, opted_out };
 std::string_view to_string(ConsentState s);
@@ -138,8 +138,20 @@ struct Decision {
   std::vector<TraceStep> trace;  // only with DecisionInput::explain
 };
 
+// What a decision reads of a message: the message model (core/message.hpp) sits above the policy and is
+// shown to it through this view (core::policy_facts builds it), so the policy includes nothing above itself.
+// A view: valid while the message it was made from is.
+struct MessageFacts {
+  Purpose purpose = Purpose::transactional;
+  std::string_view category;
+  std::span<const std::string> channels;  // preference order
+  std::optional<int64_t> expires_at_ms;
+  // The recipient's contact point of a kind ("email", "phone", "push.fcm", ...), if it has one.
+  std::function<std::optional<std::string>(const std::string& kind)> contact;
+};
+
 struct DecisionInput {
-  const core::Message& message;
+  MessageFacts message;
   int from_index = 0;  // fallback: the channel to start from
   const RecipientState& state;
   const PolicyConfig& config;
@@ -165,9 +177,9 @@ bool consent_allows(const std::vector<ConsentRecord>& consent, const ConsentDefa
 // whose channel is this scope, "category:<name>", purpose marketing: it stops marketing of that category on
 // every channel (decide suppresses it, reason category_opted_out, rule consent.category). Channel names
 // cannot contain ':', so the scope never collides with a channel.
-std::string category_scope(const std::string& category);
+std::string category_scope(std::string_view category);
 // The category opt-out that applies to a marketing message of `category` (nullptr: none, or opted in again).
-const ConsentRecord* category_opt_out(const std::vector<ConsentRecord>& consent, const std::string& category);
+const ConsentRecord* category_opt_out(const std::vector<ConsentRecord>& consent, std::string_view category);
 
 struct QuietHoursVerdict {
   bool quiet = false;
@@ -184,7 +196,7 @@ struct CapVerdict {
   int64_t until_ms = 0;  // when a slot frees up (the oldest counted slot leaves the window)
 };
 CapVerdict check_caps(const std::vector<CapRule>& rules, const std::vector<CapSlot>& slots, const std::string& channel,
-                      Purpose purpose, const std::string& category, int64_t now_ms);
+                      Purpose purpose, std::string_view category, int64_t now_ms);
 
 // Formats an instant in the recipient's zone: "2026-11-24T08:00:00+09:00".
 std::string format_local(int64_t unix_ms, const TimeZone& zone);

@@ -62,7 +62,7 @@ const policy::TimeZone& utc() {
 policy::Decision choose(const Message& m, int from_index, const policy::ChannelLookup& lookup,
                         const policy::RecipientState& state = {}) {
   static const policy::PolicyConfig config;
-  policy::DecisionInput in{m, from_index, state, config, lookup, utc(), kNow, 0.0};
+  policy::DecisionInput in{policy_facts(m), from_index, state, config, lookup, utc(), kNow, 0.0};
   return policy::decide(in);
 }
 

@@ -157,7 +157,7 @@ TEST(DecideUnsubscribe, OptsOutOfMarketingOnTheChannel) {
   ASSERT_TRUE(d.writes);
   ASSERT_EQ(d.writes->consent.size(), 1u);
   EXPECT_EQ(d.writes->consent[0].second.channel, "email");
-  EXPECT_EQ(d.writes->consent[0].second.purpose, core::Purpose::marketing);
+  EXPECT_EQ(d.writes->consent[0].second.purpose, policy::Purpose::marketing);
   EXPECT_EQ(d.writes->consent[0].second.source, "list_unsubscribe");
 }
 

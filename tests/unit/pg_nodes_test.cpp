@@ -227,7 +227,7 @@ TEST_F(PgNodesTest, NodesDecidingForOneRecipientAtOnceTakeNoMoreSlotsThanTheCap)
         auto lock = s.lock_decisions(recipient);
         ASSERT_NE(lock, nullptr);
         if (s.slots_since(recipient, 0).size() < kCap) {
-          s.take_slot(recipient, {"m" + std::to_string(n) + "-" + std::to_string(i), "sms", core::Purpose::marketing, "",
+          s.take_slot(recipient, {"m" + std::to_string(n) + "-" + std::to_string(i), "sms", policy::Purpose::marketing, "",
                                   wall_ms()});
           ++taken[r];
         }

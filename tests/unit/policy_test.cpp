@@ -5,6 +5,7 @@
 #include <map>
 
 #include "common/time.hpp"
+#include "core/clearance.hpp"  // core::policy_facts: the message as the policy reads it
 #include "policy/policy.hpp"
 
 namespace tayori::policy {
@@ -74,7 +75,7 @@ struct Scenario {
       auto it = circuits.find(name);
       return it != circuits.end() ? std::optional<ChannelView>(it->second) : lookup()(name);
     };
-    return decide({m, from, state, config, l, *zone, now, jitter, explain});
+    return decide({core::policy_facts(m), from, state, config, l, *zone, now, jitter, explain});
   }
 };
 

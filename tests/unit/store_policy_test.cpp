@@ -27,7 +27,7 @@
 namespace tayori::store {
 namespace {
 
-using core::Purpose;
+using policy::Purpose;
 using nlohmann::json;
 using policy::CapSlot;
 using policy::ConsentRecord;
@@ -70,7 +70,7 @@ std::vector<std::string> slot_ids(const std::vector<CapSlot>& slots) {
 std::vector<std::string> describe(const std::vector<ConsentRecord>& records) {
   std::vector<std::string> out;
   for (const auto& r : records)
-    out.push_back(r.channel + "/" + std::string(core::to_string(r.purpose)) + "/" + std::string(policy::to_string(r.state)) +
+    out.push_back(r.channel + "/" + std::string(policy::to_string(r.purpose)) + "/" + std::string(policy::to_string(r.state)) +
                   "/" + r.source + "/" + r.evidence + "@" + std::to_string(r.at_ms));
   return out;
 }

@@ -1154,7 +1154,7 @@ TEST_P(StoreTest, ErasureLeavesNoContactPointOrReplyInAnyTable) {
                     {"asked", "erin", {"responded", nlohmann::json{{"option", "no"}, {"text", erin.reply}}.dump()}}};
   inbound.suppress = {{erin.phone, "opted_out", "channel.sms", 1'300}};
   inbound.consent = {{"erin",
-                      {"sms", core::Purpose::marketing, policy::ConsentState::opted_out, "sms_keyword",
+                      {"sms", policy::Purpose::marketing, policy::ConsentState::opted_out, "sms_keyword",
                        "keyword STOP from " + erin.phone, 1'300}}};
   EXPECT_EQ(apply_inbound(inbound, 1'300), 1);
   ASSERT_THAT(found_in(all_text(), erin.all()), ::testing::UnorderedElementsAreArray(erin.all()));

@@ -46,7 +46,7 @@ core::Message message() {
   m.recipient.timezone = "Asia/Tokyo";
   m.recipient.locale = "ja-JP";
   m.recipient.contacts = {{"email", "hanako@example.jp"}, {"phone", "+819012345678"}};
-  m.purpose = core::Purpose::marketing;
+  m.purpose = policy::Purpose::marketing;
   m.category = "news";
   m.channels = {"sms", "email"};
   m.content = {{"text", "Autumn sale starts tomorrow"}};
@@ -64,7 +64,7 @@ policy::PolicyConfig config() {
   c.quiet_hours.push_back(night);
   policy::CapRule daily;
   daily.name = "marketing_daily";
-  daily.purpose = core::Purpose::marketing;
+  daily.purpose = policy::Purpose::marketing;
   daily.limit = 3;
   daily.window_ms = kDay;
   c.caps.push_back(daily);
@@ -73,13 +73,13 @@ policy::PolicyConfig config() {
 
 policy::RecipientState warm_state(int64_t now, int slots) {
   policy::RecipientState s;
-  s.consent.push_back({"sms", core::Purpose::marketing, policy::ConsentState::opted_in, "sms_keyword", "START",
+  s.consent.push_back({"sms", policy::Purpose::marketing, policy::ConsentState::opted_in, "sms_keyword", "START",
                        now - 30 * kDay});
-  s.consent.push_back({"email", core::Purpose::marketing, policy::ConsentState::opted_in, "api", "form#12",
+  s.consent.push_back({"email", policy::Purpose::marketing, policy::ConsentState::opted_in, "api", "form#12",
                        now - 20 * kDay});
   s.suppressed["old-address@example.jp"] = {"old-address@example.jp", "hard_bounce", "channel.email", now - kDay};
   for (int i = 0; i < slots; ++i)
-    s.slots.push_back({"earlier-" + std::to_string(i), "sms", core::Purpose::marketing, "news", now - (i + 1) * 3'600'000});
+    s.slots.push_back({"earlier-" + std::to_string(i), "sms", policy::Purpose::marketing, "news", now - (i + 1) * 3'600'000});
   return s;
 }
 
@@ -100,7 +100,7 @@ void run_decide(benchmark::State& state, int64_t now, int slots, Verdict expecte
   const policy::RecipientState rs = warm_state(now, slots);
   const policy::ChannelLookup channels = lookup();
   const policy::TimeZone zone = *policy::TimeZone::load("Asia/Tokyo");
-  const policy::DecisionInput in{m, 0, rs, cfg, channels, zone, now, 0.25};
+  const policy::DecisionInput in{core::policy_facts(m), 0, rs, cfg, channels, zone, now, 0.25};
   policy::Decision first = policy::decide(in);
   if (first.verdict != expected) {
     state.SkipWithError((std::string("decided ") + verdict_name(first.verdict) + " (" + first.reason + "), expected " +
@@ -143,7 +143,7 @@ void BM_Part_ConsentAllows(benchmark::State& state) {
   const policy::RecipientState rs = warm_state(kNoonTokyo, 2);
   for (auto _ : state) {
     policy::TraceStep step;
-    benchmark::DoNotOptimize(policy::consent_allows(rs.consent, cfg.consent, "sms", core::Purpose::marketing, step));
+    benchmark::DoNotOptimize(policy::consent_allows(rs.consent, cfg.consent, "sms", policy::Purpose::marketing, step));
     benchmark::DoNotOptimize(step);
   }
   state.SetItemsProcessed(static_cast<int64_t>(state.iterations()));
@@ -155,7 +155,7 @@ void BM_Part_QuietHours(benchmark::State& state) {
   const policy::TimeZone zone = *policy::TimeZone::load("Asia/Tokyo");
   const int64_t now = state.range(0) ? kNightTokyo : kNoonTokyo;
   for (auto _ : state)
-    benchmark::DoNotOptimize(policy::quiet_hours(cfg.quiet_hours, "sms", core::Purpose::marketing, zone, now, 0.25));
+    benchmark::DoNotOptimize(policy::quiet_hours(cfg.quiet_hours, "sms", policy::Purpose::marketing, zone, now, 0.25));
   state.SetItemsProcessed(static_cast<int64_t>(state.iterations()));
 }
 BENCHMARK(BM_Part_QuietHours)->ArgName("night")->Arg(0)->Arg(1);
@@ -164,7 +164,7 @@ void BM_Part_CheckCaps(benchmark::State& state) {
   const policy::PolicyConfig cfg = config();
   const policy::RecipientState rs = warm_state(kNoonTokyo, static_cast<int>(state.range(0)));
   for (auto _ : state)
-    benchmark::DoNotOptimize(policy::check_caps(cfg.caps, rs.slots, "sms", core::Purpose::marketing, "news", kNoonTokyo));
+    benchmark::DoNotOptimize(policy::check_caps(cfg.caps, rs.slots, "sms", policy::Purpose::marketing, "news", kNoonTokyo));
   state.SetItemsProcessed(static_cast<int64_t>(state.iterations()));
 }
 BENCHMARK(BM_Part_CheckCaps)->ArgName("slots")->Arg(2)->Arg(3);

@@ -16,8 +16,8 @@ namespace tayori::store::ops {
 
 namespace {
 
-core::Purpose parse_purpose(const std::string& s) {
-  return s == "marketing" ? core::Purpose::marketing : core::Purpose::transactional;
+policy::Purpose parse_purpose(const std::string& s) {
+  return s == "marketing" ? policy::Purpose::marketing : policy::Purpose::transactional;
 }
 
 policy::ConsentRecord consent_row(const sql::Statement& s) {
@@ -163,7 +163,7 @@ void insert_consent(sql::Connection& c, const std::string& recipient_id, const p
        "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)")
       .bind(1, recipient_id)
       .bind(2, r.channel)
-      .bind(3, core::to_string(r.purpose))
+      .bind(3, policy::to_string(r.purpose))
       .bind(4, policy::to_string(r.state))
       .bind(5, r.source)
       .bind(6, r.evidence)
@@ -205,7 +205,7 @@ void put_slot(sql::Connection& c, const std::string& recipient_id, const policy:
       .bind(1, recipient_id)
       .bind(2, slot.message_id)
       .bind(3, slot.channel)
-      .bind(4, core::to_string(slot.purpose))
+      .bind(4, policy::to_string(slot.purpose))
       .bind(5, slot.category)
       .bind(6, slot.at_ms)
       .exec();
