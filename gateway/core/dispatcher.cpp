@@ -256,6 +256,7 @@ bool Dispatcher::stop(int64_t grace_ms) {
     if (stopping_) return true;
     stopping_ = true;
   }
+  changed();
   wake_.notify_all();
   work_ready_.notify_all();
   // After the loop has ended nothing more is claimed, and workers take nothing once stopping_ is set:
@@ -308,6 +309,7 @@ int Dispatcher::reserve(int wanted) {
   in_flight_ += granted;
   // The rest are stored due and unclaimed: the claim loop takes them first.
   if (granted < wanted) backlog_ = true;
+  changed();
   return granted;
 }
 
@@ -327,6 +329,7 @@ void Dispatcher::hand_over(std::vector<store::MessageRecord> claims, int reserve
         work_ready_.notify_one();  // one worker per claim: waking them all for one message costs more than it
       }
     }
+    changed();
   }
   if (!refused.empty()) put_back(std::move(refused), R"({"reason":"accepted while the dispatcher stopped"})");
 }
@@ -402,6 +405,7 @@ void Dispatcher::claim_round(std::unique_lock<std::mutex>& lock, int64_t& looked
                                   config_.poll_interval_ms);
   else if (capacity_ - in_flight_ >= refill_at_)
     wait_ms = 0;  // due, and room to claim it
+  if (observer_->round_ended) observer_->round_ended(wait_ms);
   if (wait_ms > 0)
     wake_.wait_for(lock, std::chrono::milliseconds(wait_ms), [&] { return stopping_ || woken_; });
 }
@@ -411,6 +415,7 @@ bool Dispatcher::store_due(int64_t now_ms) const { return backlog_ || next_due_m
 void Dispatcher::room_freed() {
   std::lock_guard lock(mutex_);
   if (--in_flight_ == 0) idle_.notify_all();
+  changed();
   // The loop needs waking only when it has something to claim and has just got room for it.
   if (capacity_ - in_flight_ >= refill_at_ && store_due(clock_.now_ms())) {
     woken_ = true;
@@ -593,10 +598,12 @@ void Dispatcher::record(store::Transition t, int64_t now_ms) {
   // The completion runs on the store's writer, possibly after this dispatcher is gone (a reload stops it and
   // drops its generation while the writer still holds its last records): it holds what it writes to, never
   // the dispatcher.
-  store_.apply(std::move(t), now_ms, [unrecorded = unrecorded_, kept](bool ok) {
-    if (ok) return;
-    std::lock_guard lock(unrecorded->mutex);
-    unrecorded->transitions.push_back(std::move(*kept));
+  store_.apply(std::move(t), now_ms, [unrecorded = unrecorded_, kept, observer = observer_](bool ok) {
+    if (!ok) {
+      std::lock_guard lock(unrecorded->mutex);
+      unrecorded->transitions.push_back(std::move(*kept));
+    }
+    if (observer->changed) observer->changed();
   });
 }
 

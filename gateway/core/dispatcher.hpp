@@ -95,6 +95,19 @@ class Dispatcher {
   void hand_over(std::vector<store::MessageRecord> claims, int reserved);
   // Set before start().
   void set_outcome_listener(OutcomeListener listener) { listener_ = std::move(listener); }
+  // What tests wait for instead of for time to pass (the loop, the workers and the store's writer are threads
+  // of their own). Set before start(); each runs on whichever thread made the change, possibly under the
+  // dispatcher's lock: it must be quick, not throw, and not call back into the dispatcher.
+  struct Observer {
+    // A round of the claim loop ended; it now sleeps `sleep_ms` (0: it goes on at once) unless woken.
+    std::function<void(int64_t sleep_ms)> round_ended;
+    // Room was reserved, handed over or freed, the dispatcher began to stop, or the store answered a
+    // transition this dispatcher recorded (that answer may come after the dispatcher is gone).
+    std::function<void()> changed;
+  };
+  void set_observer(Observer observer) {
+    observer_ = std::make_shared<const Observer>(std::move(observer));
+  }
   // Set before start(): signs the response options' refs and links (core/inbound.hpp mint_responses),
   // valid for `ttl_ms`. Without it options go out with no ref or url.
   void set_links(links::LinkSigner links, int64_t ttl_ms) {
@@ -160,6 +173,10 @@ class Dispatcher {
   int64_t refill_at_ = 1;       // the loop claims when this much room is free
   std::atomic<int64_t> in_flight_{0};
   OutcomeListener listener_;
+  std::shared_ptr<const Observer> observer_ = std::make_shared<const Observer>();
+  void changed() const {
+    if (observer_->changed) observer_->changed();
+  }
   links::LinkSigner links_;
   int64_t link_ttl_ms_ = 60LL * 86'400'000;
   // Transitions the store refused, shared with the store's completions (record): they may run after the

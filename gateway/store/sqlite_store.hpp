@@ -3,6 +3,7 @@
 // (sql_store.hpp) with SQLite's backend (sqlite/sqlite_store.cpp).
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -18,6 +19,10 @@ struct SqliteOptions {
   // fails exactly like a full disk (SQLITE_FULL), so the operator can keep the gateway from filling the
   // volume it shares, and the full-disk path is testable.
   int64_t max_bytes = 0;
+  // Told after each checkpoint the checkpointer thread runs, on that thread: SQLite's result code, the WAL's
+  // length in frames and how many of them are now in the database (sqlite3_wal_checkpoint_v2). Checkpoints
+  // happen on a thread of their own, so a test waits for this instead of for time to pass. Must not throw.
+  std::function<void(int rc, int wal_frames, int checkpointed_frames)> on_checkpoint;
 };
 
 // Opens (creating and migrating as needed). Throws std::runtime_error naming the file when it cannot.

@@ -7,7 +7,7 @@
 #include <openssl/pem.h>
 
 #include <atomic>
-#include <chrono>
+#include <latch>
 #include <memory>
 #include <string>
 #include <thread>
@@ -512,24 +512,30 @@ TEST(TokenCache, MintFailuresAreErrorsButAnUnexpiredTokenIsKept) {
 }
 
 TEST(TokenCache, ConcurrentGetsMintOnce) {
+  // A slow network mint, without a clock: the first mint does not return until every thread is on its way
+  // into get(), so the others arrive while it is still minting. Each must wait for that token, not mint its
+  // own: one mint in all, and never two at once.
+  constexpr int kThreads = 16;
   TokenCache cache;
-  std::atomic<int> mints{0};
+  std::atomic<int> mints{0}, minting{0}, overlapping{0};
+  std::latch calling(kThreads);  // counts threads that are about to call get()
   auto mint = [&] {
     ++mints;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));  // a slow network mint
+    if (++minting > 1) ++overlapping;
+    calling.wait();  // every thread has counted itself before it calls get(): no deadlock
+    --minting;
     return CryptoResult<MintedToken>::success({"shared", 10'000'000});
   };
-  std::atomic<bool> go{false};
   std::vector<std::thread> threads;
-  std::vector<std::string> got(16);
-  for (int i = 0; i < 16; ++i)
+  std::vector<std::string> got(kThreads);
+  for (int i = 0; i < kThreads; ++i)
     threads.emplace_back([&, i] {
-      while (!go.load()) std::this_thread::yield();
+      calling.count_down();
       got[i] = cache.get("fcm", 5'000, 60'000, mint).value;
     });
-  go = true;
   for (auto& t : threads) t.join();
   EXPECT_EQ(mints.load(), 1);
+  EXPECT_EQ(overlapping.load(), 0);
   for (const auto& g : got) EXPECT_EQ(g, "shared");
 }
 

@@ -1,15 +1,18 @@
 // core::Dispatcher's hand-over: intake reserves room, stores messages due now already claimed
 // (NewMessage::claim) and hands the committed claims over, so they are delivered without a claim
 // transaction. Against a real SQLite store and a real file_sink channel. The claim loop polls once a minute
-// here, so nothing moves unless the test wakes it; waits are for states to arrive, never for time to pass.
+// here, so nothing moves unless the test wakes it; time is a clock the test moves. A test waits for a state
+// by looking again each time the dispatcher tells of a change (Dispatcher::Observer), never by sleeping.
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
@@ -30,15 +33,55 @@ using Json = nlohmann::json;
 using plugin::testing::OneChannel;
 using plugin::testing::registry_for;
 
-// Polls `done` until it holds or five seconds have passed (threads of the dispatcher do the work).
-bool eventually(const std::function<bool()>& done) {
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (done()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+// What the dispatcher's threads tell of their progress (its Observer).
+class Changes {
+ public:
+  Dispatcher::Observer observer() {
+    return {[this](int64_t sleep_ms) { tell(sleep_ms); }, [this] { tell(-1); }};
   }
-  return done();
-}
+  // Looks at `done` now and again after each change until it holds. False when it does not and nothing has
+  // changed for ten seconds (a bound for a broken dispatcher, not a wait for time to pass).
+  bool until(const std::function<bool()>& done) {
+    for (;;) {
+      uint64_t seen;
+      {
+        std::lock_guard lock(mutex_);
+        seen = changes_;
+      }
+      if (done()) return true;  // not under mutex_: `done` may call into the dispatcher, which tells us
+      std::unique_lock lock(mutex_);
+      if (!told_.wait_for(lock, std::chrono::seconds(10), [&] { return changes_ != seen; })) {
+        lock.unlock();
+        return done();
+      }
+    }
+  }
+  // Rounds of the claim loop so far, and the sleep the latest one planned.
+  int rounds() {
+    std::lock_guard lock(mutex_);
+    return rounds_;
+  }
+  int64_t last_sleep_ms() {
+    std::lock_guard lock(mutex_);
+    return last_sleep_ms_;
+  }
+
+ private:
+  void tell(int64_t sleep_ms) {
+    std::lock_guard lock(mutex_);
+    ++changes_;
+    if (sleep_ms >= 0) {
+      ++rounds_;
+      last_sleep_ms_ = sleep_ms;
+    }
+    told_.notify_all();
+  }
+  std::mutex mutex_;
+  std::condition_variable told_;
+  uint64_t changes_ = 0;
+  int rounds_ = 0;
+  int64_t last_sleep_ms_ = -1;
+};
 
 class DispatcherHandOver : public test::StoreFixture {
  protected:
@@ -72,6 +115,7 @@ class DispatcherHandOver : public test::StoreFixture {
     c.claim_batch = claim_batch;
     c.poll_interval_ms = 60'000;
     dispatcher_ = std::make_unique<Dispatcher>(*store_, *registry_, clock_, c, *clearance_, nullptr, false);
+    dispatcher_->set_observer(changes_.observer());
     dispatcher_->start();
     return *dispatcher_;
   }
@@ -108,7 +152,7 @@ class DispatcherHandOver : public test::StoreFixture {
   // The room reserve() grants once the claim loop has found the store's due queue drained.
   int reserve_when_open(Dispatcher& d, int wanted) {
     int granted = 0;
-    EXPECT_TRUE(eventually([&] { return (granted = d.reserve(wanted)) > 0; }));
+    EXPECT_TRUE(changes_.until([&] { return (granted = d.reserve(wanted)) > 0; }));
     return granted;
   }
 
@@ -117,7 +161,8 @@ class DispatcherHandOver : public test::StoreFixture {
     return r ? std::string(store::to_string(r->state)) : "missing";
   }
 
-  SystemClock clock_;
+  plugin::testing::ManualClock clock_;
+  Changes changes_;  // outlives the store (closed in StoreFixture::TearDown), whose writer tells it too
   policy::PolicyConfig policy_;
   std::unique_ptr<plugin::Registry> registry_;
   std::unique_ptr<Clearance> clearance_;
@@ -146,13 +191,13 @@ TEST_F(DispatcherHandOver, HandedOverClaimsAreDeliveredOnceWithoutAClaimOfTheirO
 
   d.hand_over(std::move(claims), 3);
   for (const char* id : {"h-1", "h-2", "h-3"}) {
-    ASSERT_TRUE(eventually([&] { return state_of(id) == "delivered"; })) << id << ": " << state_of(id);
+    ASSERT_TRUE(changes_.until([&] { return state_of(id) == "delivered"; })) << id << ": " << state_of(id);
     EXPECT_EQ(store_->find(id)->attempts, 1) << id;
     EXPECT_EQ(test::event_types(store_->events(id)),
               (std::vector<std::string>{"accepted", "scheduled", "dispatched", "delivered"}))
         << id;
   }
-  EXPECT_TRUE(eventually([&] { return d.in_flight() == 0; }));
+  EXPECT_TRUE(changes_.until([&] { return d.in_flight() == 0; }));
   // file_sink takes no inbound calls, so no receipt can come back: its id for the delivery stays in the
   // timeline, and out of the provider-id index (Store::find_by_provider_id finds nothing by it).
   std::string provider_id;
@@ -177,7 +222,7 @@ TEST_F(DispatcherHandOver, RoomNotTurnedIntoClaimsIsFreeAgain) {
   EXPECT_EQ(d.in_flight(), 3);
   d.hand_over(std::move(claims), 3);  // one claim for three reserved: two are free at once
   EXPECT_LE(d.in_flight(), 1);
-  EXPECT_TRUE(eventually([&] { return d.in_flight() == 0 && state_of("new-1") == "delivered"; }));
+  EXPECT_TRUE(changes_.until([&] { return d.in_flight() == 0 && state_of("new-1") == "delivered"; }));
 }
 
 TEST_F(DispatcherHandOver, CapacityBoundsReservationsAndDueMessagesInTheStoreGoFirst) {
@@ -191,21 +236,30 @@ TEST_F(DispatcherHandOver, CapacityBoundsReservationsAndDueMessagesInTheStoreGoF
   accept({message("waiting-1", clock_.now_ms(), false), message("waiting-2", clock_.now_ms(), false)},
          clock_.now_ms());
   d.wake();
-  EXPECT_TRUE(eventually([&] { return state_of("waiting-1") == "delivered" && state_of("waiting-2") == "delivered"; }));
+  EXPECT_TRUE(changes_.until([&] { return state_of("waiting-1") == "delivered" && state_of("waiting-2") == "delivered"; }));
   EXPECT_EQ(reserve_when_open(d, 1), 1);
   d.hand_over({}, 1);
 }
 
 TEST_F(DispatcherHandOver, TheLoopSleepsUntilTheStoresNextDueTimeNotThePollInterval) {
   // Finished deliveries no longer make the loop claim; it must learn when the store's next message falls
-  // due. The poll interval here is a minute: a delivery within seconds comes from the due time it read.
+  // due. The poll interval here is a minute; the message is due in 300 ms.
   Dispatcher& d = start(1, 4);
   ASSERT_EQ(reserve_when_open(d, 1), 1);
   d.hand_over({}, 1);
   auto soon = message("soon-1", clock_.now_ms() + 300, false);
   accept({soon}, clock_.now_ms());
+  int rounds = changes_.rounds();
   d.wake();  // what intake does for a message it leaves in the store
-  EXPECT_TRUE(eventually([&] { return state_of("soon-1") == "delivered"; })) << state_of("soon-1");
+  // The round after the wake-up reads the due time and sleeps until then (the clock has not moved): not due
+  // yet, so nothing is claimed.
+  ASSERT_TRUE(changes_.until([&] { return changes_.rounds() > rounds && changes_.last_sleep_ms() == 300; }))
+      << "the loop planned to sleep " << changes_.last_sleep_ms() << " ms";
+  EXPECT_EQ(state_of("soon-1"), "scheduled");
+  // At the due time it goes out. (The loop's sleep runs on real time; the wake-up stands in for its end.)
+  clock_.now += 300;
+  d.wake();
+  EXPECT_TRUE(changes_.until([&] { return state_of("soon-1") == "delivered"; })) << state_of("soon-1");
   EXPECT_GE(store_->find("soon-1")->updated_at_ms, soon.due_at_ms);
 }
 
@@ -218,14 +272,14 @@ TEST_F(DispatcherHandOver, ClaimsHandedOverAfterStopGoBackToScheduledWithTheirAt
   // arrives at a stopped dispatcher, which must not lose the message nor keep it `dispatched`.
   std::thread stopping([&] { d.stop(); });
   // Running, reserve() grants (backlog is clear); once stopping it grants nothing.
-  ASSERT_TRUE(eventually([&] {
+  ASSERT_TRUE(changes_.until([&] {
     int granted = d.reserve(1);
     if (granted > 0) d.hand_over({}, granted);
     return granted == 0;
   }));
   d.hand_over(std::move(claims), 1);
   stopping.join();
-  ASSERT_TRUE(eventually([&] { return state_of("late-1") == "scheduled"; })) << state_of("late-1");
+  ASSERT_TRUE(changes_.until([&] { return state_of("late-1") == "scheduled"; })) << state_of("late-1");
   auto r = store_->find("late-1");
   EXPECT_EQ(r->attempts, 0);
   EXPECT_EQ(test::event_types(store_->events("late-1")),

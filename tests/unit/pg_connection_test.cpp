@@ -249,6 +249,7 @@ TEST_F(PgTest, StatementTimeoutIsBusy) {
   PgConnection c(o);
   EXPECT_EQ(scalar(c, "SELECT current_setting('statement_timeout')"), "200ms");
   auto started = std::chrono::steady_clock::now();
+  // pg_sleep runs on the server: a statement the timeout must cancel there. Nothing here sleeps.
   sql::Error e = error_of([&] { c.prepare("SELECT pg_sleep(?1)").bind(1, int64_t{30}).exec(); });
   EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(10));
   EXPECT_EQ(e.kind, Kind::busy);

@@ -76,7 +76,10 @@ class PgNodesTest : public ::testing::Test {
     s.apply(std::move(t), now_ms, [&](bool ok) { done.set_value(ok); });
     EXPECT_TRUE(f.get());
   }
-  // Polls `check` until it holds or `ms` have passed.
+  // Polls `check` until it holds or `ms` have passed. Real time, on purpose: a lease is kept and ended by each
+  // PgStore's own maintenance thread (every third of the lease, on the system clock) against a real cluster,
+  // so a claim is free to take over only once its lease has truly passed. Only the takeover test waits so,
+  // and for the condition itself, never a fixed time.
   template <class F>
   static bool eventually(F check, int ms) {
     for (auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);

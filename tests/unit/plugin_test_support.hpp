@@ -12,6 +12,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <ctime>
 #include <fstream>
@@ -172,6 +174,7 @@ class ScriptedProvider final : public api::Handler {
       return;
     }
     requests_.push_back(request);
+    arrived_.notify_all();
     held_.emplace_back(std::move(request), std::move(respond));
     if (static_cast<int>(held_.size()) < hold_) return;
     for (auto& [held, respond_to] : held_) respond_to(answer(held));
@@ -214,6 +217,12 @@ class ScriptedProvider final : public api::Handler {
       if (path.empty() || r.path == path) out.push_back(r);
     return out;
   }
+  // The requests so far, once there are at least `n` of them; what there is after five seconds otherwise.
+  std::vector<api::HttpRequest> wait_for_requests(size_t n) {
+    std::unique_lock lock(mutex_);
+    arrived_.wait_for(lock, std::chrono::seconds(5), [&] { return requests_.size() >= n; });
+    return requests_;
+  }
   // The requests so far, forgotten now.
   std::vector<api::HttpRequest> take() {
     std::lock_guard lock(mutex_);
@@ -235,6 +244,7 @@ class ScriptedProvider final : public api::Handler {
   }
 
   std::mutex mutex_;
+  std::condition_variable arrived_;  // a request was recorded
   api::HttpResponse default_;
   std::map<std::string, api::HttpResponse> by_path_;
   std::map<std::string, Route> routes_;
@@ -321,9 +331,7 @@ inline InboundRequest as_inbound(const api::HttpRequest& r, const std::string& b
 // The requests `provider` has received, once there are `n` (a simulator's webhook may arrive after its
 // control call answered); what there is after five seconds otherwise.
 inline std::vector<api::HttpRequest> await_requests(ScriptedProvider& provider, size_t n) {
-  for (int i = 0; i < 500 && provider.requests().size() < n; ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  return provider.requests();
+  return provider.wait_for_requests(n);
 }
 
 // One normalised event on one line, naming only what is set, so a table row says exactly what it expects:

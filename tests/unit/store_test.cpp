@@ -5,14 +5,18 @@
 // Asynchronous completions are awaited with promises and latches, never with sleeps.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 
 #include <limits>
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <filesystem>
 #include <fstream>
 #include <future>
 #include <iterator>
 #include <latch>
+#include <memory>
 #include <mutex>
 #include <stdexcept>
 #include <string>
@@ -305,6 +309,31 @@ TEST_P(StoreTest, TheFeedFiltersByTypeInEitherOrder) {
 // connection that never read the database and so never opened the WAL: its checkpoints did nothing, and a
 // million messages left a 1.3 GB WAL beside a 4 KiB database.)
 TEST_F(SqliteStoreTest, CheckpointsMoveTheWalIntoTheDatabase) {
+  // The checkpointer tells each checkpoint it runs (SqliteOptions::on_checkpoint); the test waits for those,
+  // never for time to pass. (Besides the commits that wake it, it checkpoints once a second on its own.)
+  struct Checkpoints {
+    std::mutex mutex;
+    std::condition_variable ran;
+    int all = 0, complete = 0;  // complete: the whole WAL is in the database
+    // Waits until `count` (all or complete) exceeds `seen`. False after 30 s: the checkpointer has stopped.
+    bool wait_past(const int& count, int seen) {
+      std::unique_lock lock(mutex);
+      return ran.wait_for(lock, std::chrono::seconds(30), [&] { return count > seen; });
+    }
+  };
+  // Shared with the callback: the store, and its checkpointer, outlive this body (TearDown closes it).
+  auto shared = std::make_shared<Checkpoints>();
+  Checkpoints& checkpoints = *shared;
+  store_.reset();
+  store::SqliteOptions options{path_};
+  options.on_checkpoint = [shared](int rc, int wal_frames, int checkpointed_frames) {
+    std::lock_guard lock(shared->mutex);
+    ++shared->all;
+    if (rc == SQLITE_OK && checkpointed_frames == wal_frames) ++shared->complete;
+    shared->ran.notify_all();
+  };
+  store_ = store::open_sqlite(options);
+
   const std::string filler(3000, 'x');  // about one page per message
   std::vector<NewMessage> batch;
   for (int i = 0; i < 2500; ++i) {
@@ -314,23 +343,36 @@ TEST_F(SqliteStoreTest, CheckpointsMoveTheWalIntoTheDatabase) {
       batch.clear();
     }
   }
-  bool checkpointed = false;
-  for (int i = 0; i < 100 && !checkpointed; ++i) {
-    checkpointed = std::filesystem::file_size(path_) > 4'000'000;
-    if (!checkpointed) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  // About 10 MB went through the WAL; checkpoints copy it into the database file, which grows past 4 MB.
+  // (Without them it stays at its first pages, checkpoint after checkpoint.)
+  for (int i = 0; i < 20 && std::filesystem::file_size(path_) <= 4'000'000; ++i) {
+    int seen;
+    {
+      std::lock_guard lock(checkpoints.mutex);
+      seen = checkpoints.all;
+    }
+    if (std::filesystem::file_size(path_) > 4'000'000) break;
+    ASSERT_TRUE(checkpoints.wait_past(checkpoints.all, seen)) << "the checkpointer stopped";
   }
-  EXPECT_TRUE(checkpointed) << "database " << std::filesystem::file_size(path_) << " bytes, WAL "
-                            << std::filesystem::file_size(path_ + "-wal") << " bytes";
-  // Once the checkpoint has copied everything, a later commit reuses the WAL from its start instead of
-  // appending to it: a commit that leaves the file's size as it was. (How soon depends on the checkpointer
-  // thread getting CPU time, which a loaded machine delays, so commit until it happens; without checkpoints
-  // every commit appends its pages and this runs to the bound.)
+  EXPECT_GT(std::filesystem::file_size(path_), 4'000'000u)
+      << "database " << std::filesystem::file_size(path_) << " bytes, WAL "
+      << std::filesystem::file_size(path_ + "-wal") << " bytes";
+  // Once a checkpoint has copied the whole WAL, the next commit reuses the WAL from its start instead of
+  // appending to it: a commit that leaves the file's size as it was. (A checkpoint that began before the
+  // previous commit did not copy that commit's pages: then the next complete one is waited for. Without
+  // checkpoints every commit appends its pages and no complete checkpoint comes.)
   bool reused = false;
-  for (int i = 0; i < 200 && !reused; ++i) {
+  for (int i = 0; i < 20 && !reused; ++i) {
+    int seen;
+    {
+      std::lock_guard lock(checkpoints.mutex);
+      seen = checkpoints.complete;
+    }
+    ASSERT_TRUE(checkpoints.wait_past(checkpoints.complete, seen))
+        << "no complete checkpoint; WAL " << std::filesystem::file_size(path_ + "-wal") << " bytes";
     auto before = std::filesystem::file_size(path_ + "-wal");
     accept_one(new_message("after-" + std::to_string(i), 1'000), 1'000);
     reused = std::filesystem::file_size(path_ + "-wal") == before;
-    if (!reused) std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   EXPECT_TRUE(reused) << "WAL " << std::filesystem::file_size(path_ + "-wal") << " bytes";
 }

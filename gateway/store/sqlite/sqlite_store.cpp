@@ -122,8 +122,10 @@ class SqliteBackend final : public SqlBackend {
       checkpoint_wake_.wait_for(lock, std::chrono::seconds(1));
       if (checkpoint_stopping_) break;
       lock.unlock();
-      int rc = sqlite3_wal_checkpoint_v2(c->raw(), nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+      int wal_frames = -1, checkpointed = -1;
+      int rc = sqlite3_wal_checkpoint_v2(c->raw(), nullptr, SQLITE_CHECKPOINT_PASSIVE, &wal_frames, &checkpointed);
       if (rc != SQLITE_OK && rc != SQLITE_BUSY) log::warn("store", std::string("checkpoint: ") + sqlite3_errstr(rc));
+      if (options_.on_checkpoint) options_.on_checkpoint(rc, wal_frames, checkpointed);
       lock.lock();
     }
   }

@@ -33,7 +33,7 @@
 #include <utility>
 #include <vector>
 
-#include "test_support.hpp"
+#include "harness.hpp"  // TempDir
 #include "transport/outbound_transport.hpp"
 
 namespace tayori::transport {
@@ -101,7 +101,7 @@ class Sim {
   const std::string& ca_file() const { return ca_file_; }
 
  private:
-  test::TempDir dir_{"tayori_replay_"};
+  tayori::testing::TempDir dir_;
   pid_t pid_ = -1;
   FILE* out_ = nullptr;
   std::string http_url_, h2_url_, ca_file_;

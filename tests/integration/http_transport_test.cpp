@@ -8,6 +8,7 @@
 #include <curl/curl.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/socket.h>
@@ -31,7 +32,7 @@
 
 #include "api/http_server.hpp"
 #include "common/thread_guard.hpp"
-#include "test_support.hpp"
+#include "harness.hpp"  // TempDir
 #include "transport/outbound_transport.hpp"
 #include "required_tool.hpp"
 
@@ -126,7 +127,8 @@ int bind_loopback() {
   return fd;
 }
 
-// Listens but never accepts: the kernel completes the handshake, no byte ever comes back.
+// Listens and never answers: the kernel completes the handshake (a test may accept() to see a connection
+// arrive), and no byte ever comes back.
 struct SilentListener {
   int fd = bind_loopback();
   uint16_t port = (::listen(fd, 128), bound_port(fd));
@@ -362,7 +364,13 @@ TEST(HttpTransport, ShutdownWithRequestsInFlightCompletesEachOnce) {
   Collector c(kN);
   for (size_t i = 0; i < kN; ++i)
     transport->submit({"GET", silent.url(), {}, "", 60'000, "slow", HttpVersion::Http1_1}, c.slot(i));
-  std::this_thread::sleep_for(200ms);
+  // The pool's four are on the wire once the listener has taken their connections (never answered).
+  std::vector<int> on_the_wire;
+  for (int i = 0; i < 4; ++i) {
+    pollfd p{silent.fd, POLLIN, 0};
+    ASSERT_EQ(::poll(&p, 1, 10'000), 1) << "connections made: " << i;
+    on_the_wire.push_back(::accept(silent.fd, nullptr, nullptr));
+  }
   EXPECT_EQ(c.done(), 0u);
   transport->shutdown();
   ASSERT_TRUE(c.wait_all(1s));
@@ -382,6 +390,7 @@ TEST(HttpTransport, ShutdownWithRequestsInFlightCompletesEachOnce) {
   EXPECT_EQ(late.transport_error, CURLE_ABORTED_BY_CALLBACK);
   transport.reset();  // a second (implicit) shutdown is harmless
   for (size_t i = 0; i < kN; ++i) EXPECT_EQ(c.calls(i), 1);
+  for (int fd : on_the_wire) ::close(fd);
 }
 
 TEST(HttpTransport, RateLimitedPoolHoldsRequestsUntilTokens) {
@@ -422,7 +431,7 @@ class Http2Test : public ::testing::Test {
   }
   std::unique_ptr<Child> start_nghttpd(bool tls, uint16_t& port) {
     port = closed_port();
-    std::vector<std::string> argv = {kNghttpd, "-a", "127.0.0.1", "-d", dir_.path()};
+    std::vector<std::string> argv = {kNghttpd, "-a", "127.0.0.1", "-d", dir_.path().string()};
     if (tls) {
       argv.push_back(std::to_string(port));
       argv.push_back(dir_.file("key.pem"));
@@ -460,7 +469,7 @@ class Http2Test : public ::testing::Test {
     }
     EXPECT_LE(opened, max_opened) << "requests multiplexed on one connection";
   }
-  test::TempDir dir_{"tayori_h2_"};
+  tayori::testing::TempDir dir_;
 };
 
 TEST_F(Http2Test, H2cPriorKnowledgeMultiplexes) {
