@@ -33,6 +33,7 @@
 #include "api/http_server.hpp"
 #include "common/thread_guard.hpp"
 #include "harness.hpp"  // TempDir
+#include "completions.hpp"
 #include "transport/outbound_transport.hpp"
 #include "required_tool.hpp"
 
@@ -43,43 +44,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// Collects completions; counts calls per request index so "exactly once" is checkable.
-class Collector {
- public:
-  explicit Collector(size_t n) : responses_(n), calls_(n, 0) {}
-  Completion slot(size_t i) {
-    return [this, i](Response r) {
-      std::lock_guard lock(mu_);
-      responses_[i] = std::move(r);
-      ++calls_[i];
-      ++done_;
-      cv_.notify_all();
-    };
-  }
-  bool wait_all(std::chrono::milliseconds limit = 20s) {
-    std::unique_lock lock(mu_);
-    return cv_.wait_for(lock, limit, [&] { return done_ >= responses_.size(); });
-  }
-  Response response(size_t i) {
-    std::lock_guard lock(mu_);
-    return responses_[i];
-  }
-  int calls(size_t i) {
-    std::lock_guard lock(mu_);
-    return calls_[i];
-  }
-  size_t done() {
-    std::lock_guard lock(mu_);
-    return done_;
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::vector<Response> responses_;
-  std::vector<int> calls_;
-  size_t done_ = 0;
-};
 
 // Records every request and answers with `reply`.
 class RecordingHandler : public api::Handler {
@@ -195,7 +159,7 @@ constexpr const char* kNghttpd = "/usr/sbin/nghttpd";
 TEST(HttpTransport, RequestAndResponseArriveExactly) {
   LocalServer srv;
   OutboundTransport transport;
-  Collector c(1);
+  Completions c(1);
   Request req;
   req.method = "PUT";
   req.url = srv.url("/v1/things/7?x=1");
@@ -241,7 +205,7 @@ TEST(HttpTransport, ACompletionThatThrowsIsCountedAndTheTransportGoesOn) {
   });
   ASSERT_EQ(thrown.get_future().wait_for(10s), std::future_status::ready);
   // The transport thread lives on: the next request is answered.
-  Collector c(1);
+  Completions c(1);
   Request second;
   second.url = srv.url("/second");
   transport.submit(second, c.slot(0));
@@ -253,7 +217,7 @@ TEST(HttpTransport, ACompletionThatThrowsIsCountedAndTheTransportGoesOn) {
 TEST(HttpTransport, PostWithoutContentTypeGetsNoImplicitFormType) {
   LocalServer srv;
   OutboundTransport transport;
-  Collector c(2);
+  Completions c(2);
   transport.submit({"POST", srv.url("/p"), {}, "raw", 0, "", HttpVersion::Default}, c.slot(0));
   transport.submit({"GET", srv.url("/g"), {}, "", 0, "", HttpVersion::Default}, c.slot(1));
   ASSERT_TRUE(c.wait_all());
@@ -269,7 +233,7 @@ TEST(HttpTransport, HundredConcurrentRequestsReuseConnections) {
   const std::string pool = OutboundTransport::pool_key_for({"GET", srv.url("/"), {}, "", 0, "", {}});
   transport.configure_pool(pool, PoolOptions{8, nullptr});
   constexpr size_t kN = 100;
-  Collector c(kN);
+  Completions c(kN);
   for (size_t i = 0; i < kN; ++i)
     transport.submit({"POST", srv.url("/n"), {}, std::to_string(i), 0, "", HttpVersion::Http1_1}, c.slot(i));
   ASSERT_TRUE(c.wait_all());
@@ -299,7 +263,7 @@ TEST(HttpTransport, KeptConnectionsSurviveBetweenBursts) {
   transport.configure_pool(pool, PoolOptions{16, nullptr});
   constexpr size_t kWorkers = 16, kBursts = 5;
   for (size_t burst = 0; burst < kBursts; ++burst) {
-    Collector c(kWorkers);
+    Completions c(kWorkers);
     for (size_t i = 0; i < kWorkers; ++i)
       transport.submit({"POST", srv.url("/n"), {}, std::to_string(i), 0, "", HttpVersion::Http1_1}, c.slot(i));
     ASSERT_TRUE(c.wait_all());
@@ -316,7 +280,7 @@ TEST(HttpTransport, KeptConnectionsSurviveBetweenBursts) {
 TEST(HttpTransport, TimeoutGivesOperationTimedOut) {
   SilentListener silent;
   OutboundTransport transport;
-  Collector c(1);
+  Completions c(1);
   const auto start = std::chrono::steady_clock::now();
   transport.submit({"GET", silent.url(), {}, "", 300, "", HttpVersion::Http1_1}, c.slot(0));
   ASSERT_TRUE(c.wait_all());
@@ -332,7 +296,7 @@ TEST(HttpTransport, TimeoutGivesOperationTimedOut) {
 
 TEST(HttpTransport, ConnectionRefusedIsAnError) {
   OutboundTransport transport;
-  Collector c(1);
+  Completions c(1);
   transport.submit({"GET", "http://127.0.0.1:" + std::to_string(closed_port()) + "/", {}, "", 2000, "", {}},
                    c.slot(0));
   ASSERT_TRUE(c.wait_all());
@@ -344,7 +308,7 @@ TEST(HttpTransport, ConnectionRefusedIsAnError) {
 TEST(HttpTransport, BadInputFailsWithoutSending) {
   LocalServer srv;
   OutboundTransport transport;
-  Collector c(3);
+  Completions c(3);
   transport.submit({"GET", srv.url("/"), {{"X-Evil", "a\r\nInjected: 1"}}, "", 0, "", {}}, c.slot(0));
   transport.submit({"GET", "file:///etc/passwd", {}, "", 0, "", {}}, c.slot(1));
   transport.submit({"GE T", srv.url("/"), {}, "", 0, "", {}}, c.slot(2));
@@ -361,7 +325,7 @@ TEST(HttpTransport, ShutdownWithRequestsInFlightCompletesEachOnce) {
   auto transport = std::make_unique<OutboundTransport>();
   transport->configure_pool("slow", PoolOptions{4, nullptr});
   constexpr size_t kN = 30;  // 4 in flight, 26 queued behind the pool limit
-  Collector c(kN);
+  Completions c(kN);
   for (size_t i = 0; i < kN; ++i)
     transport->submit({"GET", silent.url(), {}, "", 60'000, "slow", HttpVersion::Http1_1}, c.slot(i));
   // The pool's four are on the wire once the listener has taken their connections (never answered).
@@ -399,7 +363,7 @@ TEST(HttpTransport, RateLimitedPoolHoldsRequestsUntilTokens) {
   // 2 at once, then one per 50 ms: 6 requests need at least 200 ms.
   transport.configure_pool("limited", PoolOptions{0, std::make_shared<TokenBucket>(20, 2)});
   constexpr size_t kN = 6;
-  Collector c(kN);
+  Completions c(kN);
   const auto start = std::chrono::steady_clock::now();
   for (size_t i = 0; i < kN; ++i) transport.submit({"GET", srv.url("/r"), {}, "", 0, "limited", {}}, c.slot(i));
   ASSERT_TRUE(c.wait_all());
@@ -455,7 +419,7 @@ class Http2Test : public ::testing::Test {
   void run_multiplexed(OutboundTransport& transport, const std::string& url, HttpVersion version,
                        int64_t max_opened) {
     constexpr size_t kN = 20;
-    Collector c(kN);
+    Completions c(kN);
     for (size_t i = 0; i < kN; ++i) transport.submit({"GET", url, {}, "", 5000, "", version}, c.slot(i));
     ASSERT_TRUE(c.wait_all());
     int64_t opened = 0;
@@ -500,7 +464,7 @@ TEST_F(Http2Test, H2OverTlsWithTestCaMultiplexes) {
 
   // Verification is on by default: without the test CA the self-signed certificate is refused.
   OutboundTransport strict;
-  Collector c(1);
+  Completions c(1);
   strict.submit({"GET", url, {}, "", 5000, "", HttpVersion::Http2Tls}, c.slot(0));
   ASSERT_TRUE(c.wait_all());
   EXPECT_EQ(c.response(0).transport_error, CURLE_PEER_FAILED_VERIFICATION) << c.response(0).error_text;

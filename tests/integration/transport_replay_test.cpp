@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "harness.hpp"  // TempDir
+#include "completions.hpp"
 #include "transport/outbound_transport.hpp"
 
 namespace tayori::transport {
@@ -235,36 +236,9 @@ class Relay {
 
 uint16_t port_of(const std::string& url) { return static_cast<uint16_t>(std::stoi(url.substr(url.rfind(':') + 1))); }
 
-// Waits for the completions of `n` submitted requests.
-class Results {
- public:
-  explicit Results(size_t n) : responses_(n), calls_(n, 0) {}
-  Completion slot(size_t i) {
-    return [this, i](Response r) {
-      std::lock_guard lock(mu_);
-      responses_[i] = std::move(r);
-      ++calls_[i];
-      ++done_;
-      cv_.notify_all();
-    };
-  }
-  bool wait_all(std::chrono::milliseconds limit = 60s) {
-    std::unique_lock lock(mu_);
-    return cv_.wait_for(lock, limit, [&] { return done_ >= responses_.size(); });
-  }
-  const Response& operator[](size_t i) const { return responses_[i]; }
-  int calls(size_t i) const { return calls_[i]; }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::vector<Response> responses_;
-  std::vector<int> calls_;
-  size_t done_ = 0;
-};
 
 Response call(OutboundTransport& t, Request r) {
-  Results res(1);
+  Completions res(1);
   t.submit(std::move(r), res.slot(0));
   EXPECT_TRUE(res.wait_all(30s));
   return res[0];
@@ -333,7 +307,7 @@ class TransportReplayTest : public ::testing::Test {
     EXPECT_EQ(first.status, 200) << first.error_text << first.body;
     EXPECT_EQ(first.http_version_used, wire_version);
 
-    Results second(1);
+    Completions second(1);
     if (death == Death::SimDrop) {
       add_fault({{"provider", "line"}, {"drop_count", 1}});
       transport.submit(push(base, 2, version), second.slot(0));
@@ -366,7 +340,7 @@ class TransportReplayTest : public ::testing::Test {
     pool.max_concurrent = kN;
     const std::string key = OutboundTransport::pool_key_for(push(base, 0, HttpVersion::Http2Tls));
     transport.configure_pool(key, pool);
-    Results res(kN);
+    Completions res(kN);
     for (int i = 0; i < kN; ++i) transport.submit(push(base, i, HttpVersion::Http2Tls), res.slot(i));
     EXPECT_TRUE(res.wait_all(120s));
     int64_t opened = 0;
