@@ -12,10 +12,10 @@ using core::Json;
 
 namespace {
 
-constexpr int64_t kMinuteMs = 60'000;
-constexpr int64_t kHourMs = 3'600'000;
-constexpr int64_t kDefaultRangeMs = 24 * kHourMs;
-constexpr int64_t kLongestRangeMs = 366 * 24 * kHourMs;
+using core::bucket_ceil;
+using core::bucket_floor;
+constexpr int64_t kDefaultRangeMs = 24 * core::kStatHourMs;
+constexpr int64_t kLongestRangeMs = 366 * 24 * core::kStatHourMs;
 constexpr int kDefaultFlowMinutes = 60;
 constexpr int kLongestFlowMinutes = 1440;  // the minute buckets are kept two days (store::purge_stat_minutes)
 
@@ -24,9 +24,6 @@ std::optional<store::StatDimension> parse_dimension(const std::string& s) {
     if (s == store::to_string(d)) return d;
   return std::nullopt;
 }
-
-int64_t floor_to(int64_t ms, int64_t unit) { return ms - ms % unit; }
-int64_t ceil_to(int64_t ms, int64_t unit) { return ms % unit == 0 ? ms : floor_to(ms, unit) + unit; }
 
 }  // namespace
 
@@ -51,8 +48,8 @@ HttpResponse Api::stats(const HttpRequest& request, const std::string& route) {
     });
     if (bad) return *bad;
     // Up to and including the minute now is in, so the last point grows as the minute goes on.
-    const int64_t to = floor_to(now, kMinuteMs) + kMinuteMs;
-    const int64_t from = to - minutes * kMinuteMs;
+    const int64_t to = bucket_floor(now, core::kStatMinuteMs) + core::kStatMinuteMs;
+    const int64_t from = to - minutes * core::kStatMinuteMs;
     return json_response(200, core::flow_answer(deps_.store.stat_series(store::StatPeriod::minute,
                                                                          store::StatDimension::channel, from, to),
                                                  from, minutes));
@@ -77,8 +74,8 @@ HttpResponse Api::stats(const HttpRequest& request, const std::string& route) {
   QueryErrors errors;
   if (!by) errors.emplace_back("by", "is required: category, channel or template");
   // Counted by whole hours: the range widens to the hours it touches.
-  const int64_t until = ceil_to(to.value_or(now), kHourMs);
-  const int64_t since = floor_to(from.value_or(to.value_or(now) - kDefaultRangeMs), kHourMs);
+  const int64_t until = bucket_ceil(to.value_or(now), core::kStatHourMs);
+  const int64_t since = bucket_floor(from.value_or(to.value_or(now) - kDefaultRangeMs), core::kStatHourMs);
   if (since >= until) errors.emplace_back("from", "must be before to");
   else if (until - since > kLongestRangeMs) errors.emplace_back("from", "must be at most 366 days before to");
   if (!errors.empty()) return query_problem(errors);

@@ -82,9 +82,10 @@ std::optional<store::NewMessage> make_follow_up(const Original& original, const 
   m.expires_at_ms = expires;
   m.events.push_back({"accepted", Json{{"follow_up_of", original.message.id}, {"option", option.id}}.dump()});
   m.events.push_back({"scheduled", Json{{"due_at", format_rfc3339_ms(send_at)}}.dump()});
-  Message follow_up = original.message;
-  if (!option.follow_up_template.empty()) follow_up.template_name = option.follow_up_template;
-  add_counts(m.counts, stat_subject(follow_up, follow_up.channels.empty() ? "" : follow_up.channels.front()),
+  const Message& parent = original.message;
+  add_counts(m.counts,
+             {parent.category, option.follow_up_template.empty() ? parent.template_name : option.follow_up_template,
+              parent.channels.empty() ? "" : parent.channels.front()},
              store::StatCounter::accepted, now_ms);
   return m;
 }

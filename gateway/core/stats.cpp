@@ -15,11 +15,7 @@ using store::StatPeriod;
 
 namespace {
 
-constexpr int64_t kMinuteMs = 60'000;
-constexpr int64_t kHourMs = 3'600'000;
 constexpr int kLastLatencyBucket = 160;  // 2^40 ms: beyond any message's life
-
-int64_t floor_to(int64_t ms, int64_t unit) { return ms - (((ms % unit) + unit) % unit); }
 
 // The counters the console draws per channel per minute.
 bool in_flow(StatCounter c) {
@@ -67,13 +63,20 @@ void add_to(Json& field, int64_t n) { field = field.get<int64_t>() + n; }
 
 }  // namespace
 
+int64_t bucket_floor(int64_t ms, int64_t width) { return ms - (((ms % width) + width) % width); }
+
+int64_t bucket_ceil(int64_t ms, int64_t width) {
+  const int64_t floor = bucket_floor(ms, width);
+  return floor == ms ? ms : floor + width;
+}
+
 StatSubject stat_subject(const Message& message, std::string channel) {
   return {message.category, message.template_name, std::move(channel)};
 }
 
 void add_counts(std::vector<store::StatCount>& out, const StatSubject& subject, StatCounter counter, int64_t at_ms,
                 const std::string& detail, int64_t sum_milli) {
-  const int64_t hour = floor_to(at_ms, kHourMs);
+  const int64_t hour = bucket_floor(at_ms, kStatHourMs);
   auto add = [&](StatPeriod period, int64_t bucket, StatDimension dimension, const std::string& key,
                  const std::string& with_detail) {
     store::StatCount c;
@@ -93,7 +96,7 @@ void add_counts(std::vector<store::StatCount>& out, const StatSubject& subject, 
   }
   add(StatPeriod::hour, hour, StatDimension::channel, subject.channel, detail);
   // The minute buckets carry no detail: the flow shows how many, and the hour says why.
-  if (in_flow(counter)) add(StatPeriod::minute, floor_to(at_ms, kMinuteMs), StatDimension::channel, subject.channel, "");
+  if (in_flow(counter)) add(StatPeriod::minute, bucket_floor(at_ms, kStatMinuteMs), StatDimension::channel, subject.channel, "");
 }
 
 std::vector<store::StatCount> transition_counts(const StatSubject& subject, const store::Transition& t, int64_t now_ms,
@@ -183,13 +186,13 @@ Json stats_answer(StatDimension by, const std::vector<store::StatRow>& totals, i
 Json flow_answer(const std::vector<store::StatRow>& series, int64_t from_ms, int minutes) {
   static const char* const kFlow[] = {"accepted", "delivered", "failed", "deferred", "suppressed"};
   Json answer = {{"from", format_rfc3339_ms(from_ms)},
-                 {"to", format_rfc3339_ms(from_ms + minutes * kMinuteMs)},
+                 {"to", format_rfc3339_ms(from_ms + minutes * kStatMinuteMs)},
                  {"minutes", Json::array()},
                  {"channels", Json::object()}};
-  for (int i = 0; i < minutes; ++i) answer["minutes"].push_back(format_rfc3339_ms(from_ms + i * kMinuteMs));
+  for (int i = 0; i < minutes; ++i) answer["minutes"].push_back(format_rfc3339_ms(from_ms + i * kStatMinuteMs));
   for (const store::StatRow& r : series) {
     if (r.key.empty() || !in_flow(r.counter)) continue;
-    int64_t index = (r.bucket_ms - from_ms) / kMinuteMs;
+    int64_t index = (r.bucket_ms - from_ms) / kStatMinuteMs;
     if (index < 0 || index >= minutes) continue;
     Json& channel = answer["channels"][r.key];
     if (channel.is_null())

@@ -18,6 +18,13 @@
 
 namespace tayori::core {
 
+// The buckets' widths, and the start of the bucket `ms` falls in (floor) or of the first bucket at or after it
+// (ceil): a count and a question about a range round alike.
+inline constexpr int64_t kStatMinuteMs = 60'000;
+inline constexpr int64_t kStatHourMs = 3'600'000;
+int64_t bucket_floor(int64_t ms, int64_t width);
+int64_t bucket_ceil(int64_t ms, int64_t width);
+
 // Whom a count is about.
 struct StatSubject {
   std::string category;

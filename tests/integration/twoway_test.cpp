@@ -168,6 +168,13 @@ TEST_F(TwoWay, LaterSchedulesAFollowUpThatIsDeliveredAfterTheDelay) {
   ASSERT_TRUE(eventually([&] { return state_of(*gw_, http_, "f-1~follow_up~later") == "delivered"; }))
       << gw_->get(http_, "/v1/messages/f-1~follow_up~later").body;
   EXPECT_EQ(read_jsonl(dir_.file("outbox-email.jsonl")).size(), 2u);
+  // The follow-up is a message of its parent's category in the stats, and the answer counts by its option.
+  const Json stats = gw_->get(http_, "/v1/stats?by=category").json();
+  ASSERT_EQ(stats["groups"].size(), 1u) << stats.dump();
+  EXPECT_EQ(stats["groups"][0]["key"], "news");
+  EXPECT_EQ(stats["groups"][0]["accepted"], 2);
+  EXPECT_EQ(stats["groups"][0]["delivered"], 2);
+  EXPECT_EQ(stats["groups"][0]["responded"], Json::parse(R"({"total":1,"by_option":{"later":1}})"));
 }
 
 TEST_F(TwoWay, ALaterAnswerCancelsTheScheduledFollowUp) {

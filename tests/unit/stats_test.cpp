@@ -58,6 +58,14 @@ TEST(StatCounts, OneCountPerDimensionInItsHourAndTheChannelsMinuteForTheFlow) {
   EXPECT_EQ(out[0].dimension, StatDimension::channel);
 }
 
+TEST(StatCounts, BucketsRoundDownAndUpAlikeBeforeAndAfter1970) {
+  EXPECT_EQ(bucket_floor(kNow, kStatHourMs), kNow - kNow % kHour);
+  EXPECT_EQ(bucket_ceil(kNow, kStatHourMs), kNow - kNow % kHour + kHour);
+  EXPECT_EQ(bucket_ceil(kNow - kNow % kHour, kStatHourMs), kNow - kNow % kHour) << "a bucket's start is its own";
+  EXPECT_EQ(bucket_floor(-1, kStatMinuteMs), -60'000) << "1969-12-31T23:59:59.999Z is in that day's last minute";
+  EXPECT_EQ(bucket_ceil(-1, kStatMinuteMs), 0);
+}
+
 TEST(StatCounts, AVerdictCountsWhatItsEventsSay) {
   auto counters = [](const store::Transition& t) {
     std::vector<std::string> names;
