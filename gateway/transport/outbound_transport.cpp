@@ -5,12 +5,25 @@
 // it to the multi handle, and completes it when libcurl is done. It treats HTTP and SMTP transfers alike
 // (http_transfer.cpp, smtp_transfer.cpp), except that by default SMTP runs on a second transport of its
 // own, since libcurl can block its multi handle while a mail server answers.
+//
+// The loop is libcurl's event-driven interface (curl_multi_socket_action) over epoll, not
+// curl_multi_perform + curl_multi_poll: with 64 requests on the wire, curl_multi_perform visits every one
+// of them on each wake-up and polls each socket on its own (7.88 Curl_readwrite → Curl_socket_check), so a
+// single answer cost 64 poll calls; socket_action is told which socket is ready and touches that transfer
+// alone. Callers wake the loop through an eventfd, written only when the loop is (about to be) asleep.
 #include <tayori/text.hpp>
 
 #include "transport/outbound_transport.hpp"
 
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <atomic>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <deque>
 #include <map>
 #include <mutex>
@@ -47,6 +60,11 @@ struct Pool {
 struct OutboundTransport::Impl {
   TransportOptions options;
   CURLM* multi = nullptr;
+  int epoll_fd = -1;
+  int wake_fd = -1;  // an eventfd: callers write to it, the loop's epoll_wait returns
+  // True while the loop may be in (or on its way into) epoll_wait; a caller that sets it false wakes it.
+  // Saves the eventfd write, a syscall per request, while the loop is busy anyway.
+  std::atomic<bool> may_sleep{false};
 
   std::mutex mu;  // guards the fields up to `worker`
   std::vector<std::unique_ptr<Transfer>> incoming;
@@ -67,6 +85,67 @@ struct OutboundTransport::Impl {
   std::map<std::string, Pool> pools;
   std::unordered_map<Transfer*, std::unique_ptr<Transfer>> running;
   long cache_size = 0;  // the CURLMOPT_MAXCONNECTS last set
+  // libcurl's timer (CURLMOPT_TIMERFUNCTION): when to call socket_action(CURL_SOCKET_TIMEOUT), -1 = none.
+  int64_t timer_due_ms = -1;
+  // Easy handles of finished transfers, reset and kept for the next ones: curl_easy_init allocates and
+  // initialises a handle of several KiB (and its buffers) that curl_easy_reset leaves in place.
+  std::vector<CURL*> idle_easy;
+
+  ~Impl() {
+    for (CURL* e : idle_easy) curl_easy_cleanup(e);
+    if (epoll_fd >= 0) ::close(epoll_fd);
+    if (wake_fd >= 0) ::close(wake_fd);
+  }
+
+  void wake() {
+    if (may_sleep.exchange(false)) {
+      const uint64_t one = 1;
+      [[maybe_unused]] ssize_t n = ::write(wake_fd, &one, sizeof one);  // fails only when the counter is full
+    }
+  }
+
+  // CURLMOPT_SOCKETFUNCTION: libcurl says which sockets it waits on, and for what.
+  static int on_socket(CURL*, curl_socket_t s, int what, void* user, void*) {
+    auto* self = static_cast<Impl*>(user);
+    if (what == CURL_POLL_REMOVE) {
+      // libcurl may report the removal after it closed the socket (EBADF), which epoll forgot already.
+      ::epoll_ctl(self->epoll_fd, EPOLL_CTL_DEL, s, nullptr);
+      return 0;
+    }
+    epoll_event ev{};
+    ev.events = (what & CURL_POLL_IN ? EPOLLIN : 0u) | (what & CURL_POLL_OUT ? EPOLLOUT : 0u);
+    ev.data.fd = s;
+    if (::epoll_ctl(self->epoll_fd, EPOLL_CTL_MOD, s, &ev) != 0 && errno == ENOENT)
+      ::epoll_ctl(self->epoll_fd, EPOLL_CTL_ADD, s, &ev);
+    return 0;
+  }
+
+  // CURLMOPT_TIMERFUNCTION: one timer for the whole multi handle, replaced at every call.
+  static int on_timer(CURLM*, long timeout_ms, void* user) {
+    auto* self = static_cast<Impl*>(user);
+    self->timer_due_ms = timeout_ms < 0 ? -1 : steady_now_ms() + timeout_ms;
+    return 0;
+  }
+
+  CURL* take_easy() {
+    if (idle_easy.empty()) return curl_easy_init();
+    CURL* e = idle_easy.back();
+    idle_easy.pop_back();
+    return e;
+  }
+
+  // The handle of a transfer that has left the multi handle, reset for the next one. Kept up to the
+  // number of transfers that may run at once, so a burst's handles do not all stay.
+  void recycle_easy(Transfer& t) {
+    CURL* e = t.release_easy();
+    if (!e) return;
+    if (idle_easy.size() >= static_cast<size_t>(std::max(1L, cache_size))) {
+      curl_easy_cleanup(e);
+      return;
+    }
+    curl_easy_reset(e);
+    idle_easy.push_back(e);
+  }
 
   int max_concurrent(const PoolOptions* p) const {
     const int n = p && p->max_concurrent > 0 ? p->max_concurrent : options.default_max_concurrent;
@@ -124,11 +203,12 @@ struct OutboundTransport::Impl {
         }
         std::unique_ptr<Transfer> t = std::move(pool.pending.front());
         pool.pending.pop_front();
-        CURLcode rc = t->setup(options);
+        CURLcode rc = t->setup(options, take_easy());
         if (rc == CURLE_OK) {
           CURLMcode mrc = curl_multi_add_handle(multi, t->easy);
           if (mrc != CURLM_OK) {
             t->fail(CURLE_FAILED_INIT, std::string("curl_multi_add_handle: ") + curl_multi_strerror(mrc));
+            recycle_easy(*t);
             t->complete();
             continue;
           }
@@ -138,6 +218,7 @@ struct OutboundTransport::Impl {
         } else {
           std::string text = t->errbuf[0] ? std::string(t->errbuf) : std::string(curl_easy_strerror(rc));
           t->fail(rc, std::move(text));
+          recycle_easy(*t);
           t->complete();
         }
       }
@@ -174,6 +255,7 @@ struct OutboundTransport::Impl {
       if (auto p = pools.find(t->pool); p != pools.end()) --p->second.active;
       t->finish(code);
       count_connections(*t, static_cast<long>(t->response.new_connections));
+      recycle_easy(*t);
       t->complete();
       ++n;
     }
@@ -181,6 +263,7 @@ struct OutboundTransport::Impl {
   }
 
   void run() {
+    epoll_event events[64];
     for (;;) {
       std::vector<std::unique_ptr<Transfer>> batch;
       bool resize = false;
@@ -203,12 +286,36 @@ struct OutboundTransport::Impl {
 
       const int64_t rate_wait = start_ready();
       int still_running = 0;
-      curl_multi_perform(multi, &still_running);
+      if (timer_due_ms >= 0 && timer_due_ms <= steady_now_ms()) {
+        timer_due_ms = -1;  // libcurl sets it again if it still wants one
+        curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &still_running);
+      }
       if (drain_done() > 0) continue;  // freed slots: start more before sleeping
 
-      int timeout = 1000;
-      if (rate_wait >= 0) timeout = static_cast<int>(std::min<int64_t>(timeout, rate_wait));
-      curl_multi_poll(multi, nullptr, 0, timeout, nullptr);
+      int64_t timeout = 1000;
+      if (rate_wait >= 0) timeout = std::min(timeout, rate_wait);
+      if (timer_due_ms >= 0) timeout = std::min(timeout, std::max<int64_t>(0, timer_due_ms - steady_now_ms()));
+      // A caller that queued work after the check above finds may_sleep true and writes the eventfd, so
+      // epoll_wait returns at once; one that queued before it is seen by the look at `incoming` below.
+      may_sleep.store(true);
+      {
+        std::lock_guard lock(mu);
+        if (!incoming.empty() || stopping || config_seen != config_version) timeout = 0;
+      }
+      const int n = ::epoll_wait(epoll_fd, events, 64, static_cast<int>(timeout));
+      may_sleep.store(false);
+      for (int i = 0; i < n; ++i) {
+        if (events[i].data.fd == wake_fd) {
+          uint64_t count = 0;
+          [[maybe_unused]] ssize_t r = ::read(wake_fd, &count, sizeof count);
+          continue;
+        }
+        int mask = 0;
+        if (events[i].events & EPOLLIN) mask |= CURL_CSELECT_IN;
+        if (events[i].events & EPOLLOUT) mask |= CURL_CSELECT_OUT;
+        if (events[i].events & (EPOLLERR | EPOLLHUP)) mask |= CURL_CSELECT_ERR;
+        curl_multi_socket_action(multi, events[i].data.fd, mask, &still_running);
+      }
     }
     fail_everything();
   }
@@ -220,6 +327,7 @@ struct OutboundTransport::Impl {
       count_connections(*t, opened);
       curl_multi_remove_handle(multi, t->easy);
       t->fail(CURLE_ABORTED_BY_CALLBACK, kShutdownText);
+      recycle_easy(*t);
       t->complete();
     }
     running.clear();
@@ -251,6 +359,19 @@ OutboundTransport::OutboundTransport(TransportOptions options) : impl_(std::make
   impl_->options = std::move(options);
   impl_->multi = curl_multi_init();
   if (!impl_->multi) throw std::runtime_error("curl_multi_init failed");
+  impl_->epoll_fd = ::epoll_create1(EPOLL_CLOEXEC);
+  impl_->wake_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (impl_->epoll_fd < 0 || impl_->wake_fd < 0)
+    throw std::runtime_error(std::string("transport: epoll/eventfd: ") + std::strerror(errno));
+  epoll_event wake_event{};
+  wake_event.events = EPOLLIN;
+  wake_event.data.fd = impl_->wake_fd;
+  if (::epoll_ctl(impl_->epoll_fd, EPOLL_CTL_ADD, impl_->wake_fd, &wake_event) != 0)
+    throw std::runtime_error(std::string("transport: epoll_ctl: ") + std::strerror(errno));
+  curl_multi_setopt(impl_->multi, CURLMOPT_SOCKETFUNCTION, &Impl::on_socket);
+  curl_multi_setopt(impl_->multi, CURLMOPT_SOCKETDATA, static_cast<void*>(impl_.get()));
+  curl_multi_setopt(impl_->multi, CURLMOPT_TIMERFUNCTION, &Impl::on_timer);
+  curl_multi_setopt(impl_->multi, CURLMOPT_TIMERDATA, static_cast<void*>(impl_.get()));
   curl_multi_setopt(impl_->multi, CURLMOPT_PIPELINING, static_cast<long>(CURLPIPE_MULTIPLEX));
   if (impl_->options.max_connections_per_host > 0)
     curl_multi_setopt(impl_->multi, CURLMOPT_MAX_HOST_CONNECTIONS, impl_->options.max_connections_per_host);
@@ -276,7 +397,7 @@ void OutboundTransport::configure_pool(const std::string& pool_key, PoolOptions 
     impl_->pool_config[pool_key] = std::move(pool);
     ++impl_->config_version;
   }
-  curl_multi_wakeup(impl_->multi);
+  impl_->wake();
 }
 
 void OutboundTransport::submit(Request request, Completion done) {
@@ -300,7 +421,7 @@ void OutboundTransport::submit(Request request, Completion done) {
     t->complete();
     return;
   }
-  curl_multi_wakeup(impl_->multi);
+  impl_->wake();
 }
 
 void OutboundTransport::shutdown() {
@@ -310,7 +431,8 @@ void OutboundTransport::shutdown() {
     std::lock_guard lock(impl_->mu);
     impl_->stopping = true;
   }
-  curl_multi_wakeup(impl_->multi);
+  impl_->may_sleep.store(true);  // wake it whatever it is doing: shutdown must not wait for a timeout
+  impl_->wake();
   if (impl_->worker.joinable()) impl_->worker.join();
 }
 

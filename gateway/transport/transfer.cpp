@@ -17,9 +17,9 @@ Transfer::~Transfer() {
   if (list) curl_slist_free_all(list);
 }
 
-CURLcode Transfer::setup(const TransportOptions& o) {
+CURLcode Transfer::setup(const TransportOptions& o, CURL* handle) {
+  easy = handle;
   if (CURLcode rc = check(); rc != CURLE_OK) return rc;
-  easy = curl_easy_init();
   if (!easy) return CURLE_OUT_OF_MEMORY;
 
   set(CURLOPT_PRIVATE, static_cast<void*>(this));
@@ -34,6 +34,13 @@ CURLcode Transfer::setup(const TransportOptions& o) {
   if (!o.ca_file.empty()) set(CURLOPT_CAINFO, o.ca_file.c_str());
   if (setup_rc == CURLE_OK) setup_rc = configure(o);
   return setup_rc;
+}
+
+CURL* Transfer::release_easy() {
+  // The handle points into `list` (the request headers): it is reset before the list goes.
+  CURL* e = easy;
+  easy = nullptr;
+  return e;
 }
 
 CURLcode Transfer::refuse(CURLcode code, const char* why) {

@@ -29,8 +29,11 @@ struct Transfer {
 
   virtual ~Transfer();
 
+  // Sets up `handle` (a fresh or a reset easy handle, which the transfer now owns; null = out of memory).
   // Returns CURLE_OK, or the error that prevents the transfer from starting (errbuf says why).
-  CURLcode setup(const TransportOptions& o);
+  CURLcode setup(const TransportOptions& o, CURL* handle);
+  // Gives the easy handle back once it has left the multi handle (the loop reuses it), or null.
+  CURL* release_easy();
   // Fills `response` from the finished easy handle and libcurl's result.
   virtual void finish(CURLcode code) = 0;
   void fail(int code, std::string text);
