@@ -67,18 +67,15 @@ const policy::TimeZone& Clearance::zone_for(const Message& m) const {
 }
 
 policy::RecipientState Clearance::load_state(const Message& m, int64_t now_ms) const {
-  policy::RecipientState state;
-  state.consent = store_.consent_current(m.recipient.id);
   std::vector<std::string> contacts;
   for (const auto& [kind, contact] : m.recipient.contacts) contacts.push_back(contact);
   for (const auto& t : m.recipient.push) contacts.push_back(t.token);
-  for (auto& s : store_.suppressions(contacts)) state.suppressed[s.contact] = std::move(s);
-  if (!config_.caps.empty()) {
-    state.slots = store_.slots_since(m.recipient.id, now_ms - config_.longest_cap_window_ms());
-    // A message cleared before (then retried, or re-taken after a crash) holds its own slot: it must not
-    // count against itself.
-    std::erase_if(state.slots, [&](const policy::CapSlot& s) { return s.message_id == m.id; });
-  }
+  std::optional<int64_t> slots_since;
+  if (!config_.caps.empty()) slots_since = now_ms - config_.longest_cap_window_ms();
+  policy::RecipientState state = store_.decision_state(m.recipient.id, contacts, slots_since);
+  // A message cleared before (then retried, or re-taken after a crash) holds its own slot: it must not
+  // count against itself.
+  std::erase_if(state.slots, [&](const policy::CapSlot& s) { return s.message_id == m.id; });
   return state;
 }
 

@@ -381,18 +381,36 @@ void SqlStore::release_slot(const std::string& recipient_id, const std::string& 
       });
 }
 
+std::vector<policy::CapSlot> SqlStore::held_slots(const std::string& recipient_id, int64_t since_ms) {
+  std::vector<policy::CapSlot> held;
+  std::lock_guard lock(pending_slots_mutex_);
+  if (auto it = pending_slots_.find(recipient_id); it != pending_slots_.end())
+    for (const auto& p : it->second)
+      if (p.slot.at_ms > since_ms) held.push_back(p.slot);
+  return held;
+}
+
 std::vector<policy::CapSlot> SqlStore::slots_since(const std::string& recipient_id, int64_t since_ms) {
   // Held slots first, then the table: a slot committed in between is in the table, so none is missed;
   // one in both is counted once (by message).
-  std::vector<policy::CapSlot> held;
-  {
-    std::lock_guard lock(pending_slots_mutex_);
-    if (auto it = pending_slots_.find(recipient_id); it != pending_slots_.end())
-      for (const auto& p : it->second)
-        if (p.slot.at_ms > since_ms) held.push_back(p.slot);
-  }
-  return read<std::vector<policy::CapSlot>>(
-      [&](sql::Connection& c) { return ops::slots_since(c, recipient_id, since_ms, std::move(held)); });
+  return read<std::vector<policy::CapSlot>>([&, held = held_slots(recipient_id, since_ms)](sql::Connection& c) mutable {
+    return ops::slots_since(c, recipient_id, since_ms, std::move(held));
+  });
+}
+
+policy::RecipientState SqlStore::decision_state(const std::string& recipient_id, const std::vector<std::string>& contacts,
+                                                std::optional<int64_t> slots_since_ms) {
+  // Held slots first, as in slots_since.
+  std::vector<policy::CapSlot> held = slots_since_ms ? held_slots(recipient_id, *slots_since_ms) : std::vector<policy::CapSlot>{};
+  return read<policy::RecipientState>([&](sql::Connection& c) {
+    const bool snapshot = backend_->begin_snapshot(c);
+    policy::RecipientState state;
+    state.consent = ops::consent_current(c, recipient_id);
+    for (auto& s : ops::suppressions(c, contacts)) state.suppressed[s.contact] = std::move(s);
+    if (slots_since_ms) state.slots = ops::slots_since(c, recipient_id, *slots_since_ms, std::move(held));
+    if (snapshot) backend_->end_snapshot(c);
+    return state;
+  });
 }
 
 int64_t SqlStore::purge_slots(int64_t before_ms) {

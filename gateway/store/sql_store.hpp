@@ -55,6 +55,14 @@ class SqlBackend {
   virtual int64_t pages_written(sql::Connection& writer) = 0;
   // The messages per state when the store opens; the writer keeps the counts from there.
   virtual StateCounts initial_counts(sql::Connection& writer) = 0;
+  // Begins a read transaction on a reader for reads that belong together (SqlStore::decision_state), where
+  // one costs less than a transaction per statement; false where it would cost more (PostgreSQL: two more
+  // round trips), and the reads then run one by one. end_snapshot ends one that began.
+  virtual bool begin_snapshot(sql::Connection& reader) {
+    (void)reader;
+    return false;
+  }
+  virtual void end_snapshot(sql::Connection& reader) { (void)reader; }
 };
 
 struct SqlStoreOptions {
@@ -111,6 +119,8 @@ class SqlStore : public Store {
   // ---- SuppressionStore ----
   void add_suppression(policy::Suppression s, std::function<void(bool ok)> done) override;
   void remove_suppression(const std::string& contact, std::function<void(bool ok, bool found)> done) override;
+  policy::RecipientState decision_state(const std::string& recipient_id, const std::vector<std::string>& contacts,
+                                        std::optional<int64_t> slots_since_ms) override;
   std::vector<policy::Suppression> suppressions(const std::vector<std::string>& contacts) override;
   std::vector<policy::Suppression> list_suppressions(const std::string& after_contact, int limit) override;
 
@@ -179,6 +189,9 @@ class SqlStore : public Store {
   void stop_writer();
 
  private:
+  // The cap slots this process holds for a recipient (taken, not yet committed) since `since_ms`.
+  std::vector<policy::CapSlot> held_slots(const std::string& recipient_id, int64_t since_ms);
+
   struct Operation {
     WriteOp apply;
     std::function<void(bool)> complete;

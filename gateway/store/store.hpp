@@ -10,7 +10,9 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "store/feed_store.hpp"
 #include "store/inbound_store.hpp"
@@ -44,6 +46,15 @@ class Store : public MessageStore,
   // failure). Set before that write's completion runs, so a completion told !ok can say why.
   virtual std::string last_write_error() = 0;
   virtual WriteStats write_stats() = 0;
+
+  // What a decision about one recipient reads (policy::RecipientState): the current consent, the
+  // suppressions among `contacts`, and, when `slots_since_ms` is set, the cap slots since then, held ones
+  // included (slots_since). Asked as one question so that an engine can answer it from one moment of the
+  // store, and at the cost of one read where reads have a fixed cost each (SQLite: a WAL read lock taken
+  // and dropped per statement outside a transaction).
+  virtual policy::RecipientState decision_state(const std::string& recipient_id,
+                                                const std::vector<std::string>& contacts,
+                                                std::optional<int64_t> slots_since_ms) = 0;
 };
 
 }  // namespace tayori::store

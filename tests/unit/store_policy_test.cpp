@@ -446,6 +446,38 @@ TEST_P(StorePolicyTest, TakeSlotIsIdempotentPerMessage) {
   EXPECT_EQ(u1[0].category, "");
 }
 
+// A decision's three reads as one question: the same answers as asking each, for this recipient and these
+// contact points only; slots only when asked for, the held (taken, not yet committed) ones included.
+TEST_P(StorePolicyTest, DecisionStateIsConsentSuppressionsAndSlotsOfThatRecipientAndItsContacts) {
+  consent("u1", {"email", Purpose::marketing, ConsentState::opted_in, "api", "form#1", 1'000});
+  consent("u1", {"email", Purpose::marketing, ConsentState::opted_out, "api", "", 2'000});
+  consent("u2", {"sms", Purpose::marketing, ConsentState::opted_in, "api", "", 1'000});
+  suppress({"a@example.jp", "hard_bounce", "email", 1'000});
+  suppress({"other@example.jp", "manual", "api", 1'000});
+  store_->take_slot("u1", {"m1", "email", Purpose::marketing, "news", 1'000});
+  store_->take_slot("u1", {"m2", "email", Purpose::marketing, "news", 3'000});
+  store_->take_slot("u2", {"m3", "email", Purpose::marketing, "news", 3'000});
+
+  policy::RecipientState state = store_->decision_state("u1", {"a@example.jp", "+819000000001"}, 2'000);
+  EXPECT_THAT(describe(state.consent), ElementsAre("email/marketing/opted_out/api/@2000"));
+  ASSERT_EQ(state.suppressed.size(), 1u);
+  EXPECT_EQ(state.suppressed.at("a@example.jp").reason, "hard_bounce");
+  EXPECT_THAT(slot_ids(state.slots), ElementsAre("m2"));
+  EXPECT_THAT(slot_ids(store_->decision_state("u1", {}, 0).slots), ElementsAre("m1", "m2"));
+
+  // Without caps no slot is read; an unknown recipient has an empty state.
+  EXPECT_THAT(store_->decision_state("u1", {"a@example.jp"}, std::nullopt).slots, IsEmpty());
+  policy::RecipientState nobody = store_->decision_state("nobody", {"nobody@example.jp"}, 0);
+  EXPECT_THAT(nobody.consent, IsEmpty());
+  EXPECT_THAT(nobody.suppressed, IsEmpty());
+  EXPECT_THAT(nobody.slots, IsEmpty());
+
+  // Asked again after the slots committed and a reopen: the same answer from the tables alone.
+  reopen();
+  EXPECT_THAT(slot_ids(store_->decision_state("u1", {"a@example.jp"}, 0).slots), ElementsAre("m1", "m2"));
+  EXPECT_EQ(store_->decision_state("u1", {"a@example.jp"}, 0).suppressed.count("a@example.jp"), 1u);
+}
+
 TEST_P(StorePolicyTest, ReleaseSlotGivesBackOnlyThatMessagesSlot) {
   store_->take_slot("u1", {"m1", "email", Purpose::marketing, "", 1'000});
   store_->take_slot("u1", {"m2", "email", Purpose::marketing, "", 1'100});

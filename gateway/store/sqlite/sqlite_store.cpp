@@ -77,6 +77,14 @@ class SqliteBackend final : public SqlBackend {
 
   void begin_group(sql::Connection& writer) override { writer.prepare("BEGIN IMMEDIATE").exec(); }
 
+  // A deferred BEGIN takes the WAL read lock at the first SELECT and keeps it to COMMIT: one lock for a
+  // decision's three reads instead of one each.
+  bool begin_snapshot(sql::Connection& reader) override {
+    reader.prepare("BEGIN").exec();
+    return true;
+  }
+  void end_snapshot(sql::Connection& reader) override { reader.prepare("COMMIT").exec(); }
+
   // Some errors (SQLITE_FULL, SQLITE_IOERR) make SQLite roll back the whole transaction itself.
   bool transaction_lost(sql::Connection& writer, const sql::Error&) override {
     return sqlite3_get_autocommit(raw(writer)) != 0;
