@@ -44,7 +44,7 @@ Intake prepare_intake(const Json& body, const ValidationRules& rules, int max_ba
     store::NewMessage nm;
     nm.id = m.id;
     nm.recipient_id = m.recipient.id;
-    nm.recipient_json = canonical_json(item["recipient"]);
+    nm.recipient = store::RecipientUpdate::of(item["recipient"]);
     nm.api_key = key_name;
     nm.payload = canonical_json(item);
     nm.payload_hash = crypto::sha256_hex(nm.payload);

@@ -8,7 +8,10 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
+
+#include <nlohmann/json_fwd.hpp>
 
 #include "store/stats_store.hpp"
 
@@ -33,11 +36,28 @@ struct NewEvent {
   int64_t at_ms = 0;  // 0: the time of the write
 };
 
+// What a message's `recipient` object says, merged into the stored profile (ops::merge_recipient): time zone
+// and locale when given, contacts per kind. Made by the intake, on the HTTP threads, so that the store's one
+// writer thread parses no JSON for a recipient who comes back with the contacts stored already, or for a
+// new one.
+struct RecipientUpdate {
+  std::optional<std::string> timezone;
+  std::optional<std::string> locale;
+  std::string contacts_json;  // the `contacts` object as canonical JSON; "" when the message has none
+  // Its string values (a push token list is not one): the contact points an inbound STOP or unfollow finds
+  // the recipient by.
+  std::vector<std::string> contact_points;
+
+  // From the `recipient` object; nullopt when it is not an object (nothing to merge).
+  static std::optional<RecipientUpdate> of(const nlohmann::json& recipient);
+  static std::optional<RecipientUpdate> parse(std::string_view recipient_json);
+};
+
 struct NewMessage {
   std::string id;
   std::string recipient_id;
   // The message's `recipient` object: merged into the stored profile (its contacts win, per kind).
-  std::string recipient_json;
+  std::optional<RecipientUpdate> recipient;
   std::string api_key;  // the name of the key that submitted it
   std::string payload_hash;
   std::string payload;  // canonical JSON of the submitted message

@@ -342,7 +342,7 @@ class InboundApplierTest : public test::StoreFixture {
     store::NewMessage m;
     m.id = "m1";
     m.recipient_id = "r1";
-    m.recipient_json = R"({"id":"r1","contacts":{"phone":"+819012345678","line":"U1"}})";
+    m.recipient = store::RecipientUpdate::parse(R"({"id":"r1","contacts":{"phone":"+819012345678","line":"U1"}})");
     m.api_key = "upstream";
     m.payload = core::canonical_json(message_json());
     m.payload_hash = crypto::sha256_hex(m.payload);

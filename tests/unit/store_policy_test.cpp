@@ -47,7 +47,7 @@ NewMessage message_for(const std::string& id, const std::string& recipient_id, c
   NewMessage m;
   m.id = id;
   m.recipient_id = recipient_id;
-  m.recipient_json = recipient_json;
+  if (!recipient_json.empty()) m.recipient = RecipientUpdate::parse(recipient_json);
   m.api_key = "upstream";
   m.payload = R"({"id":")" + id + R"(","secret":"personal data"})";
   m.payload_hash = crypto::sha256_hex(m.payload);

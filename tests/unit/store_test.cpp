@@ -230,11 +230,11 @@ TEST_P(StoreTest, EmptyBatchCompletesOk) { EXPECT_THAT(accept({}, 1'000), IsEmpt
 TEST_P(StoreTest, AcceptMergesTheRecipientIntoItsProfile) {
   NewMessage first = new_message("m1", 1'000);
   first.recipient_id = "u1";
-  first.recipient_json = R"({"id":"u1","timezone":"Asia/Tokyo","contacts":{"email":"a@example.jp"}})";
+  first.recipient = RecipientUpdate::parse(R"({"id":"u1","timezone":"Asia/Tokyo","contacts":{"email":"a@example.jp"}})");
   accept_one(first, 1'000);
   NewMessage second = new_message("m2", 1'000);
   second.recipient_id = "u1";
-  second.recipient_json = R"({"id":"u1","locale":"ja-JP","contacts":{"phone":"+819012345678"}})";
+  second.recipient = RecipientUpdate::parse(R"({"id":"u1","locale":"ja-JP","contacts":{"phone":"+819012345678"}})");
   accept_one(second, 2'000);
   auto profile = store_->recipient("u1");
   ASSERT_TRUE(profile.has_value());
@@ -246,10 +246,48 @@ TEST_P(StoreTest, AcceptMergesTheRecipientIntoItsProfile) {
 
   // A duplicate is not a new submission: it changes nothing.
   NewMessage again = second;
-  again.recipient_json = R"({"id":"u1","locale":"en-US"})";
+  again.recipient = RecipientUpdate::parse(R"({"id":"u1","locale":"en-US"})");
   EXPECT_EQ(accept_one(again, 3'000).status, AcceptStatus::duplicate);
   EXPECT_EQ(store_->recipient("u1")->locale, "ja-JP");
   EXPECT_FALSE(store_->recipient("nobody").has_value());
+}
+
+// The merge's three cases, each as the writer takes it: a new recipient gets the message's contacts and
+// contact points; one who comes back with the contacts stored costs no write (updated_at stays); one whose
+// message names fewer contacts keeps the others, and a push token list is never a contact point.
+TEST_P(StoreTest, AcceptWritesANewProfileKeepsAnUnchangedOneAndMergesAPartialOne) {
+  const char* full = R"({"id":"u1","contacts":{"email":"a@example.jp","phone":"+819012345678",)"
+                     R"("push":[{"platform":"fcm","token":"tok-1"}]}})";
+  NewMessage first = new_message("m1", 1'000);
+  first.recipient_id = "u1";
+  first.recipient = RecipientUpdate::parse(full);
+  accept_one(first, 1'000);
+  EXPECT_EQ(store_->recipients_by_contact("a@example.jp"), std::vector<std::string>{"u1"});
+  EXPECT_EQ(store_->recipients_by_contact("+819012345678"), std::vector<std::string>{"u1"});
+  EXPECT_TRUE(store_->recipients_by_contact("tok-1").empty());
+
+  NewMessage same = new_message("m2", 1'000);
+  same.recipient_id = "u1";
+  same.recipient = RecipientUpdate::parse(full);
+  accept_one(same, 2'000);
+  EXPECT_EQ(store_->recipient("u1")->updated_at_ms, 1'000);
+
+  NewMessage partial = new_message("m3", 1'000);
+  partial.recipient_id = "u1";
+  partial.recipient = RecipientUpdate::parse(R"({"id":"u1","contacts":{"email":"b@example.jp"}})");
+  accept_one(partial, 3'000);
+  auto profile = store_->recipient("u1");
+  EXPECT_EQ(profile->updated_at_ms, 3'000);
+  EXPECT_EQ(nlohmann::json::parse(profile->contacts_json),
+            nlohmann::json::parse(R"({"email":"b@example.jp","phone":"+819012345678",)"
+                                  R"("push":[{"platform":"fcm","token":"tok-1"}]})"));
+  EXPECT_TRUE(store_->recipients_by_contact("a@example.jp").empty());
+  EXPECT_EQ(store_->recipients_by_contact("b@example.jp"), std::vector<std::string>{"u1"});
+  EXPECT_EQ(store_->recipients_by_contact("+819012345678"), std::vector<std::string>{"u1"});
+
+  // Not an object: nothing to merge.
+  EXPECT_FALSE(RecipientUpdate::parse(R"(["u1"])").has_value());
+  EXPECT_FALSE(RecipientUpdate::parse("not json").has_value());
 }
 
 // ---- events, counts -----------------------------------------------------------------------------------
@@ -1060,7 +1098,7 @@ NewMessage message_of(const std::string& id, const std::string& recipient_id, co
   nlohmann::json recipient = {{"id", recipient_id}, {"contacts", contacts}};
   NewMessage m = new_message(id, due_at_ms, nlohmann::json{{"id", id}, {"recipient", recipient}}.dump());
   m.recipient_id = recipient_id;
-  m.recipient_json = recipient.dump();
+  m.recipient = RecipientUpdate::of(recipient);
   return m;
 }
 

@@ -162,7 +162,7 @@ AcceptResult accept_one(sql::Connection& c, WriteContext& w, const NewMessage& m
   }
   insert_events(c, m.id, m.recipient_id, m.events, now_ms);
   w.count(m.counts);
-  if (!m.recipient_json.empty()) merge_recipient(c, m.recipient_id, m.recipient_json, now_ms);
+  if (m.recipient) merge_recipient(c, m.recipient_id, *m.recipient, now_ms);
   if (m.claim && w.claimant)
     c.prepare("UPDATE messages SET claimed_by = ?2, lease_until = ?3 WHERE id = ?1")
         .bind(1, m.id)

@@ -16,6 +16,16 @@ namespace tayori::store::ops {
 
 namespace {
 
+// The contact points the index holds: string values only (push tokens are lists, never reported back as one
+// contact). Erasure scrubs more (ops::contact_points_in, push tokens included).
+std::vector<std::string> indexed_contact_points(const nlohmann::json& contacts) {
+  std::vector<std::string> points;
+  if (!contacts.is_object()) return points;
+  for (const auto& [kind, value] : contacts.items())
+    if (value.is_string() && !value.get_ref<const std::string&>().empty()) points.push_back(value.get<std::string>());
+  return points;
+}
+
 policy::Purpose parse_purpose(const std::string& s) {
   return s == "marketing" ? policy::Purpose::marketing : policy::Purpose::transactional;
 }
@@ -45,21 +55,18 @@ std::optional<RecipientProfile> recipient(sql::Connection& c, const std::string&
 namespace {
 
 // Keeps table contact_points in step with the recipient's contacts: one row per contact point, so that an
-// inbound event (STOP, unfollow) finds every recipient of its contact point by index. Only string values
-// are contact points (push tokens are lists, never reported back as one contact).
-// `stored_before`: the recipient may have contact points already, to be replaced (false only when its row was
-// just looked up and not found: a new recipient, as most are in a campaign to new sign-ups, needs no DELETE).
-void put_contact_points(sql::Connection& c, const std::string& id, const nlohmann::json& contacts,
-                        bool stored_before = true) {
-  if (stored_before) c.prepare("DELETE FROM contact_points WHERE recipient_id = ?1").bind(1, id).exec();
-  if (!contacts.is_object()) return;
-  for (const auto& [kind, value] : contacts.items()) {
-    if (!value.is_string() || value.get<std::string>().empty()) continue;
-    c.prepare("INSERT INTO contact_points(contact, recipient_id) VALUES(?1, ?2) ON CONFLICT DO NOTHING")
-        .bind(1, value.get<std::string>())
-        .bind(2, id)
-        .exec();
-  }
+// inbound event (STOP, unfollow) finds every recipient of its contact point by index. A new recipient's
+// (merge_recipient) are inserted with no DELETE first: most recipients of a campaign to new sign-ups are.
+void insert_contact_point(sql::Connection& c, const std::string& contact, const std::string& id) {
+  c.prepare("INSERT INTO contact_points(contact, recipient_id) VALUES(?1, ?2) ON CONFLICT DO NOTHING")
+      .bind(1, contact)
+      .bind(2, id)
+      .exec();
+}
+
+void put_contact_points(sql::Connection& c, const std::string& id, const nlohmann::json& contacts) {
+  c.prepare("DELETE FROM contact_points WHERE recipient_id = ?1").bind(1, id).exec();
+  for (const std::string& contact : indexed_contact_points(contacts)) insert_contact_point(c, contact, id);
 }
 
 void upsert_recipient(sql::Connection& c, const std::string& id, const std::string& timezone,
@@ -83,10 +90,7 @@ void put_recipient(sql::Connection& c, const std::string& id, const std::string&
   put_contact_points(c, id, nlohmann::json::parse(contacts_json, nullptr, false));
 }
 
-void merge_recipient(sql::Connection& c, const std::string& id, const std::string& recipient_json, int64_t now_ms) {
-  nlohmann::json incoming = nlohmann::json::parse(recipient_json, nullptr, false);
-  if (!incoming.is_object()) return;
-  nlohmann::json contacts = nlohmann::json::object();
+void merge_recipient(sql::Connection& c, const std::string& id, const RecipientUpdate& update, int64_t now_ms) {
   std::string tz, locale, stored_contacts;
   bool current = false;  // stored and not erased
   bool stored = false;   // a row exists (erased or not)
@@ -100,20 +104,30 @@ void merge_recipient(sql::Connection& c, const std::string& id, const std::strin
     locale = s.text(1);
     stored_contacts = s.text(2);
     current = s.int64(3) != 0;
-    contacts = nlohmann::json::parse(stored_contacts, nullptr, false);
-    if (!contacts.is_object()) contacts = nlohmann::json::object();
   }
   s.reset();
   const std::string stored_tz = tz, stored_locale = locale;
-  if (incoming.contains("timezone") && incoming["timezone"].is_string()) tz = incoming["timezone"];
-  if (incoming.contains("locale") && incoming["locale"].is_string()) locale = incoming["locale"];
-  if (incoming.contains("contacts") && incoming["contacts"].is_object())
-    for (auto it = incoming["contacts"].begin(); it != incoming["contacts"].end(); ++it) contacts[it.key()] = *it;
-  std::string merged_contacts = contacts.dump();
+  if (update.timezone) tz = *update.timezone;
+  if (update.locale) locale = *update.locale;
+  if (!stored) {  // a new recipient: the message's contacts are the profile's
+    upsert_recipient(c, id, tz, locale, update.contacts_json.empty() ? "{}" : update.contacts_json, now_ms);
+    for (const std::string& contact : update.contact_points) insert_contact_point(c, contact, id);
+    return;
+  }
+  // Usually the message repeats the contacts stored (both canonical JSON): nothing to merge.
+  std::string merged_contacts = stored_contacts;
+  if (!update.contacts_json.empty() && update.contacts_json != stored_contacts) {
+    nlohmann::json contacts = nlohmann::json::parse(stored_contacts, nullptr, false);
+    if (!contacts.is_object()) contacts = nlohmann::json::object();
+    const nlohmann::json incoming = nlohmann::json::parse(update.contacts_json, nullptr, false);
+    if (incoming.is_object())
+      for (const auto& [kind, value] : incoming.items()) contacts[kind] = value;
+    merged_contacts = contacts.dump();
+  }
   // A recipient who comes back with what is stored already (the usual case) costs no write.
   if (current && tz == stored_tz && locale == stored_locale && merged_contacts == stored_contacts) return;
   upsert_recipient(c, id, tz, locale, merged_contacts, now_ms);
-  put_contact_points(c, id, contacts, stored);
+  put_contact_points(c, id, nlohmann::json::parse(merged_contacts, nullptr, false));
 }
 
 bool erase_recipient(sql::Connection& c, WriteContext& w, const std::string& id, int64_t now_ms) {
@@ -242,3 +256,23 @@ int64_t purge_slots(sql::Connection& c, int64_t before_ms) {
 }
 
 }  // namespace tayori::store::ops
+
+namespace tayori::store {
+
+std::optional<RecipientUpdate> RecipientUpdate::of(const nlohmann::json& recipient) {
+  if (!recipient.is_object()) return std::nullopt;
+  RecipientUpdate u;
+  if (auto it = recipient.find("timezone"); it != recipient.end() && it->is_string()) u.timezone = it->get<std::string>();
+  if (auto it = recipient.find("locale"); it != recipient.end() && it->is_string()) u.locale = it->get<std::string>();
+  if (auto it = recipient.find("contacts"); it != recipient.end() && it->is_object()) {
+    u.contacts_json = it->dump();  // keys in order (nlohmann's object is a std::map): canonical
+    u.contact_points = ops::indexed_contact_points(*it);
+  }
+  return u;
+}
+
+std::optional<RecipientUpdate> RecipientUpdate::parse(std::string_view recipient_json) {
+  return of(nlohmann::json::parse(recipient_json, nullptr, false));
+}
+
+}  // namespace tayori::store

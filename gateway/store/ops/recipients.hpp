@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "policy/policy.hpp"
+#include "store/message_store.hpp"
 #include "store/ops/write_context.hpp"
 #include "store/recipient_store.hpp"
 #include "store/sql.hpp"
@@ -20,7 +21,7 @@ void put_recipient(sql::Connection& c, const std::string& id, const std::string&
                    const std::string& contacts_json, int64_t now_ms);
 // The message's recipient data updates the profile: time zone and locale when given, contacts per kind
 // (push tokens as a list, replaced whole). An erased recipient who appears again starts afresh.
-void merge_recipient(sql::Connection& c, const std::string& id, const std::string& recipient_json, int64_t now_ms);
+void merge_recipient(sql::Connection& c, const std::string& id, const RecipientUpdate& update, int64_t now_ms);
 // False for an unknown recipient (nothing written).
 bool erase_recipient(sql::Connection& c, WriteContext& w, const std::string& id, int64_t now_ms);
 std::vector<std::string> recipients_by_contact(sql::Connection& c, const std::string& contact);
