@@ -1,8 +1,8 @@
 // Helpers for the email tests (email_mime_test.cpp, email_plugin_test.cpp): a real MIME parser -- Python's
 // standard `email` package, run as a child process on the message -- and the line checks RFC 5322 §2.1.1
-// asks for. A .hpp, so the *_test.cpp glob does not compile it alone.
-#ifndef TAYORI_TESTS_UNIT_EMAIL_TEST_SUPPORT_HPP
-#define TAYORI_TESTS_UNIT_EMAIL_TEST_SUPPORT_HPP
+// asks for.
+#ifndef TAYORI_TESTS_SUPPORT_EMAIL_TEST_SUPPORT_HPP
+#define TAYORI_TESTS_SUPPORT_EMAIL_TEST_SUPPORT_HPP
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -92,4 +92,4 @@ inline std::vector<std::string> line_problems(const std::string& message, size_t
 
 }  // namespace tayori::test
 
-#endif  // TAYORI_TESTS_UNIT_EMAIL_TEST_SUPPORT_HPP
+#endif  // TAYORI_TESTS_SUPPORT_EMAIL_TEST_SUPPORT_HPP
