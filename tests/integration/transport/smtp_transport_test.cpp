@@ -550,17 +550,5 @@ TEST_F(SmtpTransport, ConcurrentRequestsCompleteAndReuseConnections) {
   EXPECT_EQ(refused.status, 0);
 }
 
-TEST(SmtpPoolKey, DefaultsToLibcurlPorts) {
-  auto key = [](std::string url) {
-    Request r;
-    r.kind = RequestKind::Smtp;
-    r.url = std::move(url);
-    return OutboundTransport::pool_key_for(r);
-  };
-  EXPECT_EQ(key("smtp://Mail.Example.jp"), "smtp://mail.example.jp:25");
-  EXPECT_EQ(key("smtp://mail.example.jp:587/ehlo.example.jp"), "smtp://mail.example.jp:587");
-  EXPECT_EQ(key("smtps://mail.example.jp"), "smtps://mail.example.jp:465");
-}
-
 }  // namespace
 }  // namespace tayori::transport
