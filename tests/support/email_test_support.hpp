@@ -5,8 +5,8 @@
 #define TAYORI_TESTS_SUPPORT_EMAIL_TEST_SUPPORT_HPP
 
 #include <gtest/gtest.h>
-#include <tayori/testing.hpp>
 #include <unistd.h>
+#include <tayori/testing.hpp>
 
 #include <cstdio>
 #include <filesystem>

@@ -24,12 +24,13 @@ TEST(AbiCompatC, TayoriHasFieldAnswersInCForTheDeliveryItIsGiven) {
     tayori_delivery delivery{};
     delivery.struct_size = struct_size;
     char reason[64] = {0}, provider_id[64] = {0};
-    tayori_outcome outcome{sizeof outcome, TAYORI_OUTCOME_RETRY, 0, 0, reason, sizeof reason, provider_id, sizeof provider_id};
+    tayori_outcome outcome{sizeof outcome, TAYORI_OUTCOME_RETRY, 0,           0,
+                           reason,         sizeof reason,        provider_id, sizeof provider_id};
     EXPECT_EQ(d.on_deliver(instance, &delivery, &outcome), TAYORI_OK);
     return std::string(provider_id);
   };
   EXPECT_EQ(presence(sizeof(tayori_delivery)), "unsubscribe_url=1 responses=1");
-  EXPECT_EQ(presence(offsetof(tayori_delivery, responses)), "unsubscribe_url=1 responses=0");  // 1.1
+  EXPECT_EQ(presence(offsetof(tayori_delivery, responses)), "unsubscribe_url=1 responses=0");        // 1.1
   EXPECT_EQ(presence(offsetof(tayori_delivery, unsubscribe_url)), "unsubscribe_url=0 responses=0");  // 1.0
   d.on_destroy(instance);
 }

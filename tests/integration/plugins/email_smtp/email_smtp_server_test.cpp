@@ -17,9 +17,9 @@
 #include <vector>
 
 #include "email_test_support.hpp"
+#include "required_tool.hpp"
 #include "test_support.hpp"
 #include "transport/outbound_transport.hpp"
-#include "required_tool.hpp"
 
 namespace tayori::plugin {
 namespace {
