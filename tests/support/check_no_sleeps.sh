@@ -2,8 +2,8 @@
 # The unit tests are hermetic: they do not sleep in real time. A test that waits for something waits on the
 # event itself (a promise, a latch, a condition variable the code under test signals), time moves by the
 # manual clock (plugin_test_support.hpp's ManualClock), and what needs a real server or process and real
-# time is an integration test (tests/integration). This check, a CTest test, fails naming every line of
-# tests/unit that sleeps.
+# time is an integration test (tests/integration; check_no_servers.sh keeps servers out). This check, a CTest
+# test, fails naming every line of tests/unit that sleeps.
 #
 # Usage: check_no_sleeps.sh <tests/unit folder>
 # pg_*_test.cpp are left out: they run against a real PostgreSQL cluster (pg_unit_tests, label postgres),

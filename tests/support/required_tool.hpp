@@ -19,6 +19,8 @@ inline bool in_ci() {
 
 // Returns from the calling test (or SetUp) unless `available`: skipped, or failed under CI=true. `why` names
 // the program and how to install it.
+// `why` is a stream chain ("... " << path << " ..."), which parentheses would break.
+// NOLINTBEGIN(bugprone-macro-parentheses)
 #define TAYORI_REQUIRE_TOOL(available, why)                                       \
   do {                                                                            \
     if (!(available)) {                                                           \
@@ -26,3 +28,4 @@ inline bool in_ci() {
       GTEST_SKIP() << why;                                                        \
     }                                                                             \
   } while (0)
+// NOLINTEND(bugprone-macro-parentheses)

@@ -2,9 +2,10 @@
 // channel_batch): key material made at test time by the openssl CLI (never committed), a clock moved by
 // hand, a one-channel config loaded through the real host, a scripted local provider on api::HttpServer,
 // the provider simulator (tayori-sim) as a child process, and deliveries handed to a channel from many
-// threads at once. A .hpp, so the *_test.cpp glob (CMakeLists.txt here) does not compile it alone.
-#ifndef TAYORI_TESTS_UNIT_PLUGIN_TEST_SUPPORT_HPP
-#define TAYORI_TESTS_UNIT_PLUGIN_TEST_SUPPORT_HPP
+// threads at once. The scripted provider and the simulator are for the integration tier only
+// (check_no_servers.sh keeps them out of tests/unit).
+#ifndef TAYORI_TESTS_SUPPORT_PLUGIN_TEST_SUPPORT_HPP
+#define TAYORI_TESTS_SUPPORT_PLUGIN_TEST_SUPPORT_HPP
 
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -469,4 +470,4 @@ inline std::string hex_id(const std::string& prefix, unsigned n, unsigned salt =
 
 }  // namespace tayori::plugin::testing
 
-#endif  // TAYORI_TESTS_UNIT_PLUGIN_TEST_SUPPORT_HPP
+#endif  // TAYORI_TESTS_SUPPORT_PLUGIN_TEST_SUPPORT_HPP

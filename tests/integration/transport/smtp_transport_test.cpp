@@ -16,9 +16,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -29,9 +31,9 @@
 #include <string>
 #include <vector>
 
+#include "required_tool.hpp"
 #include "test_support.hpp"
 #include "transport/outbound_transport.hpp"
-#include "required_tool.hpp"
 
 extern char** environ;
 
@@ -229,7 +231,7 @@ uint16_t closed_port() {
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0) << std::strerror(errno);
   socklen_t len = sizeof addr;
   ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
   ::close(fd);
@@ -548,18 +550,6 @@ TEST_F(SmtpTransport, ConcurrentRequestsCompleteAndReuseConnections) {
   Response refused = send(transport, smtp_request("smtp://127.0.0.1:" + std::to_string(closed_port()), "r"));
   EXPECT_EQ(refused.transport_error, CURLE_COULDNT_CONNECT) << refused.error_text;
   EXPECT_EQ(refused.status, 0);
-}
-
-TEST(SmtpPoolKey, DefaultsToLibcurlPorts) {
-  auto key = [](std::string url) {
-    Request r;
-    r.kind = RequestKind::Smtp;
-    r.url = std::move(url);
-    return OutboundTransport::pool_key_for(r);
-  };
-  EXPECT_EQ(key("smtp://Mail.Example.jp"), "smtp://mail.example.jp:25");
-  EXPECT_EQ(key("smtp://mail.example.jp:587/ehlo.example.jp"), "smtp://mail.example.jp:587");
-  EXPECT_EQ(key("smtps://mail.example.jp"), "smtps://mail.example.jp:465");
 }
 
 }  // namespace

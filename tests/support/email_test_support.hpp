@@ -1,18 +1,22 @@
-// Helpers for the email tests (email_mime_test.cpp, email_plugin_test.cpp): a real MIME parser -- Python's
-// standard `email` package, run as a child process on the message -- and the line checks RFC 5322 §2.1.1
-// asks for. A .hpp, so the *_test.cpp glob does not compile it alone.
-#ifndef TAYORI_TESTS_UNIT_EMAIL_TEST_SUPPORT_HPP
-#define TAYORI_TESTS_UNIT_EMAIL_TEST_SUPPORT_HPP
+// Helpers for the email tests (email_mime_test.cpp, email_plugin_test.cpp, email_smtp_server_test.cpp): a real
+// MIME parser -- Python's standard `email` package, run as a child process on the message -- the line checks
+// RFC 5322 §2.1.1 asks for, and the plugin on the public fake host.
+#ifndef TAYORI_TESTS_SUPPORT_EMAIL_TEST_SUPPORT_HPP
+#define TAYORI_TESTS_SUPPORT_EMAIL_TEST_SUPPORT_HPP
 
 #include <gtest/gtest.h>
 #include <unistd.h>
+#include <tayori/testing.hpp>
 
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
+
+#include "plugin_test_support.hpp"
 
 namespace tayori::test {
 
@@ -90,6 +94,56 @@ inline std::vector<std::string> line_problems(const std::string& message, size_t
   return problems;
 }
 
+// email_smtp.so driven on the public fake host, as both tiers' email_smtp tests drive it (the plugin's
+// settings, build and classify in the unit tier; its requests sent to a real SMTP server in the integration
+// tier).
+namespace email_plugin {
+
+using tayori::testing::Delivery;
+using tayori::testing::Outcome;
+using tayori::testing::Plugin;
+using tayori::testing::Request;
+using tayori::testing::Response;
+using Settings = std::map<std::string, std::string>;
+
+inline constexpr int64_t kNow = 1'767'225'600'000;  // 2026-01-01T00:00:00Z, the fake host's clock
+
+// email_smtp.so on the fake host, its clock pinned at kNow, with `settings` as the channel's YAML would give
+// them (a secret under its own name: "password", where the YAML says password_env).
+inline Plugin email(const Settings& settings) {
+  return Plugin::load(TAYORI_PLUGIN_DIR "/email_smtp.so", settings,
+                      [](tayori::testing::FakeHost& host) { host.now_ms = kNow; });
+}
+
+// The delivery these tests start from: an order confirmation in Japanese to hanako, transactional.
+inline Delivery mail() {
+  Delivery d;
+  d.message_id = "m-1";
+  d.delivery_id = plugin::testing::kDeliveryId;
+  d.channel = "mail";
+  d.contact = "hanako@example.jp";
+  d.content = {
+      {"subject", "ご注文の確認"}, {"text", "ありがとうございます。"}, {"html", "<p>ありがとうございます。</p>"}};
+  return d;
+}
+
+// The one request `d` becomes (an empty one, after a failed expectation, when it becomes anything else).
+inline Request build_one(Plugin& p, const Delivery& d) {
+  tayori::testing::Built b = p.build(d);
+  EXPECT_EQ(b.status, TAYORI_OK) << b.error;
+  EXPECT_EQ(b.requests.size(), 1u);
+  return b.requests.empty() ? Request{} : b.requests[0];
+}
+
+// What the plugin makes of `answer` to `d`, read from the outcome buffers as the gateway reads them.
+inline Outcome classify(Plugin& p, const Response& answer, const Delivery& d = mail()) {
+  Outcome o = p.classify(d, answer);
+  EXPECT_EQ(o.status, TAYORI_OK) << o.reason;
+  return o;
+}
+
+}  // namespace email_plugin
+
 }  // namespace tayori::test
 
-#endif  // TAYORI_TESTS_UNIT_EMAIL_TEST_SUPPORT_HPP
+#endif  // TAYORI_TESTS_SUPPORT_EMAIL_TEST_SUPPORT_HPP

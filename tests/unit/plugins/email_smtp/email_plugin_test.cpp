@@ -1,72 +1,30 @@
 // The `email_smtp` channel plugin (plugins/email_smtp). Its settings go through the real host
 // (config::load_string, build_registry); build() and classify() are driven through the plugin's C descriptor
 // on the public fake host (tayori/testing.hpp), as a plugin author's tests drive theirs, since the host's
-// channel path cannot send SMTP requests yet. Finally the requests it builds are submitted by the real
-// transport to a real SMTP server (tests/support/smtp_server.py, Debian's python3-aiosmtpd) and the replies
-// classified.
+// channel path cannot send SMTP requests yet. (The requests it builds, sent to a real SMTP server:
+// tests/integration/plugins/email_smtp/email_smtp_server_test.cpp.)
 #include <gtest/gtest.h>
-#include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
 #include <tayori/testing.hpp>
 
-#include <filesystem>
 #include <fstream>
-#include <future>
 #include <map>
 #include <sstream>
 
 #include "email_test_support.hpp"
 #include "plugin_test_support.hpp"
-#include "test_support.hpp"
-#include "transport/outbound_transport.hpp"
-#include "required_tool.hpp"
 
 namespace tayori::plugin {
 namespace {
 
-// In here `testing::` is the gateway-side helpers (plugin_test_support.hpp, tayori::plugin::testing), so the
-// public fake host's names are brought in one by one; none of them is declared in tayori::plugin.
-using tayori::testing::Delivery;
-using tayori::testing::Outcome;
-using tayori::testing::Plugin;
-using tayori::testing::Request;
-using tayori::testing::Response;
-
-constexpr int64_t kNow = 1'767'225'600'000;  // 2026-01-01T00:00:00Z
+// In here `testing::` is the gateway-side helpers (plugin_test_support.hpp, tayori::plugin::testing); the
+// public fake host's names come with the plugin's helpers (email_test_support.hpp), none of them declared in
+// tayori::plugin.
+using namespace test::email_plugin;
 using testing::kDeliveryId;
-using Settings = std::map<std::string, std::string>;
 
 std::optional<config::Config> load(const std::string& settings) {
   testing::OneChannel mail{.name = "mail", .plugin = "email_smtp", .settings = settings};
   return testing::load_config(mail.yaml(), "/tmp", {{"SMTP_PASSWORD", "s3cret"}}).config;
-}
-
-// email_smtp.so on the fake host, its clock pinned at kNow, with `settings` as the channel's YAML would give
-// them (a secret under its own name: "password", where the YAML says password_env).
-Plugin email(const Settings& settings) {
-  return Plugin::load(TAYORI_PLUGIN_DIR "/email_smtp.so", settings,
-                      [](tayori::testing::FakeHost& host) { host.now_ms = kNow; });
-}
-
-// The delivery these tests start from: an order confirmation in Japanese to hanako, transactional.
-Delivery mail() {
-  Delivery d;
-  d.message_id = "m-1";
-  d.delivery_id = kDeliveryId;
-  d.channel = "mail";
-  d.contact = "hanako@example.jp";
-  d.content = {
-      {"subject", "ご注文の確認"}, {"text", "ありがとうございます。"}, {"html", "<p>ありがとうございます。</p>"}};
-  return d;
-}
-
-// The one request `d` becomes (an empty one, after a failed expectation, when it becomes anything else).
-Request build_one(Plugin& p, const Delivery& d) {
-  tayori::testing::Built b = p.build(d);
-  EXPECT_EQ(b.status, TAYORI_OK) << b.error;
-  EXPECT_EQ(b.requests.size(), 1u);
-  return b.requests.empty() ? Request{} : b.requests[0];
 }
 
 // The gateway's response options (plugin_test_support.hpp) as the fake host's.
@@ -297,13 +255,6 @@ TEST(EmailPluginBuild, ContentAndContactProblemsAreRefusedBeforeSending) {
 
 // ---- classify() -----------------------------------------------------------------------------------------
 
-// What the plugin makes of `answer` to `d`, read from the outcome buffers as the gateway reads them.
-Outcome classify(Plugin& p, const Response& answer, const Delivery& d = mail()) {
-  Outcome o = p.classify(d, answer);
-  EXPECT_EQ(o.status, TAYORI_OK) << o.reason;
-  return o;
-}
-
 // An SMTP answer as the transport reports it: the reply (code and text), with a transport error or an
 // error text when there is one.
 Response smtp_answer(int transport_error, const std::string& error_text, int status, const std::string& body) {
@@ -374,135 +325,6 @@ TEST(EmailPluginClassify, SmtpRepliesBecomeOutcomes) {
     EXPECT_EQ(o.deactivate_contact, c.deactivate);
     EXPECT_EQ(o.provider_message_id, c.kind == delivered ? message_id : "");
   }
-}
-
-// ---- Against a real SMTP server -----------------------------------------------------------------------
-
-// tests/support/smtp_server.py without TLS (allow_plaintext on loopback), as a child process.
-class SmtpServer {
- public:
-  explicit SmtpServer(const std::vector<std::string>& options) {
-    int out[2], in[2];
-    if (::pipe(out) != 0 || ::pipe(in) != 0) return;
-    std::vector<std::string> argv = {test::python3(), std::string(TAYORI_TEST_SUPPORT_DIR) + "/smtp_server.py",
-                                     "--maildir", dir_.path()};
-    argv.insert(argv.end(), options.begin(), options.end());
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      ::dup2(out[1], STDOUT_FILENO);
-      ::dup2(in[0], STDIN_FILENO);
-      for (int fd : {out[0], out[1], in[0], in[1]}) ::close(fd);
-      std::vector<char*> args;
-      for (auto& a : argv) args.push_back(a.data());
-      args.push_back(nullptr);
-      ::execvp(args[0], args.data());
-      ::_exit(127);
-    }
-    ::close(out[1]);
-    ::close(in[0]);
-    stdin_ = in[1];
-    FILE* f = ::fdopen(out[0], "r");
-    char line[64] = {0};
-    if (f && std::fgets(line, sizeof line, f)) port_ = std::atoi(line);
-    if (f) std::fclose(f);
-  }
-  ~SmtpServer() {
-    if (stdin_ >= 0) ::close(stdin_);  // the server exits at end of input as well
-    if (pid_ > 0) {
-      ::kill(pid_, SIGTERM);
-      int status = 0;
-      ::waitpid(pid_, &status, 0);
-    }
-  }
-  int port() const { return port_; }
-  // The DATA of every stored message, in arrival order.
-  std::vector<std::string> messages() const {
-    std::vector<std::string> names;
-    for (auto& e : std::filesystem::directory_iterator(dir_.path()))
-      if (e.path().extension() == ".msg") names.push_back(e.path().string());
-    std::sort(names.begin(), names.end());
-    std::vector<std::string> out;
-    for (auto& n : names) {
-      std::ifstream f(n, std::ios::binary);
-      std::string all((std::istreambuf_iterator<char>(f)), {});
-      size_t blank = all.find("\n\n");
-      out.push_back(blank == std::string::npos ? all : all.substr(blank + 2));
-    }
-    return out;
-  }
-
- private:
-  test::TempDir dir_{"tayori_smtp_"};
-  pid_t pid_ = -1;
-  int stdin_ = -1;
-  int port_ = 0;
-};
-
-// What the host transport answers to a built SMTP request, as the channel would submit it, in the fake
-// host's terms (the answer classify() takes).
-Response submit(transport::OutboundTransport& transport, const Request& b) {
-  transport::Request req;
-  req.kind = transport::RequestKind::Smtp;
-  req.url = b.url;
-  req.body = b.body;
-  req.mail_from = b.mail_from;
-  req.mail_rcpt = b.mail_rcpt;
-  req.username = b.username;
-  req.password = b.password;
-  req.allow_plaintext = b.allow_plaintext;
-  std::promise<transport::Response> done;
-  auto answer = done.get_future();
-  transport.submit(req, [&done](transport::Response r) { done.set_value(std::move(r)); });
-  transport::Response r = answer.get();
-  Response out(r.status, r.headers, r.body);
-  out.transport_error = r.transport_error;
-  out.transport_error_text = r.error_text;
-  return out;
-}
-
-TEST(EmailPluginSmtp, BuiltMessagesAreAcceptedAndBouncesClassified) {
-  TAYORI_REQUIRE_TOOL(std::system((test::python3() + " -c 'import aiosmtpd' >/dev/null 2>&1").c_str()) == 0,
-                      "python3-aiosmtpd is not installed (tools/setup.sh installs it)");
-  SmtpServer server({"--reject-rcpt", "gone@example.jp:550", "--reject-rcpt", "busy@example.jp:451"});
-  ASSERT_GT(server.port(), 0) << "smtp_server.py did not start";
-  Plugin p = email({{"url", "smtp://127.0.0.1:" + std::to_string(server.port())},
-                    {"from", "たより <news@example.com>"},
-                    {"allow_plaintext", "true"}});
-  ASSERT_TRUE(p.ok()) << p.error();
-  transport::OutboundTransport transport{transport::TransportOptions{}};
-  auto send = [&](Plugin& plugin, const Delivery& d) {
-    return classify(plugin, submit(transport, build_one(plugin, d)), d);
-  };
-
-  Outcome ok = send(p, mail());
-  EXPECT_EQ(ok.kind, TAYORI_OUTCOME_DELIVERED) << ok.reason;
-  EXPECT_EQ(ok.provider_message_id, std::string("<tayori.") + kDeliveryId + "@example.com>");
-  auto stored = server.messages();
-  ASSERT_EQ(stored.size(), 1u);
-  auto got = test::parse_with_python(stored[0]);
-  EXPECT_EQ(got["defects"], nlohmann::json::array());
-  EXPECT_EQ(got["subject"], "ご注文の確認");
-  EXPECT_EQ(got["from"]["name"], "たより");
-  EXPECT_EQ(got["parts"][1]["content"], "<p>ありがとうございます。</p>");
-
-  Delivery gone = mail();
-  gone.contact = "gone@example.jp";
-  Outcome bounced = send(p, gone);
-  EXPECT_EQ(bounced.kind, TAYORI_OUTCOME_PERMANENT);
-  EXPECT_EQ(bounced.reason.rfind("smtp.550: 5.1.1 ", 0), 0u) << bounced.reason;
-  EXPECT_TRUE(bounced.deactivate_contact);
-
-  Delivery busy = mail();
-  busy.contact = "busy@example.jp";
-  Outcome later = send(p, busy);
-  EXPECT_EQ(later.kind, TAYORI_OUTCOME_RETRY);
-  EXPECT_EQ(later.reason.rfind("smtp.451: 4.3.0 ", 0), 0u) << later.reason;
-
-  Plugin closed = email({{"url", "smtp://127.0.0.1:1"}, {"from", "news@example.com"}, {"allow_plaintext", "true"}});
-  ASSERT_TRUE(closed.ok()) << closed.error();
-  Outcome refused = send(closed, mail());
-  EXPECT_EQ(refused.kind, TAYORI_OUTCOME_RETRY);
-  EXPECT_EQ(refused.reason.rfind("smtp.transport: ", 0), 0u) << refused.reason;
 }
 
 }  // namespace

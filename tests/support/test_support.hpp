@@ -1,8 +1,8 @@
 // Helpers shared by the unit tests: a fresh temporary folder, a SQLite Store opened in one per test (with
 // waiting wrappers for its asynchronous operations), and a little raw SQLite for looking at the file
-// behind the Store's back. A .hpp, so the *_test.cpp glob (CMakeLists.txt here) does not compile it alone.
-#ifndef TAYORI_TESTS_UNIT_TEST_SUPPORT_HPP
-#define TAYORI_TESTS_UNIT_TEST_SUPPORT_HPP
+// behind the Store's back.
+#ifndef TAYORI_TESTS_SUPPORT_TEST_SUPPORT_HPP
+#define TAYORI_TESTS_SUPPORT_TEST_SUPPORT_HPP
 
 #include <gtest/gtest.h>
 #include <sqlite3.h>
@@ -264,4 +264,4 @@ class StoreFixture : public ::testing::Test {
 
 }  // namespace tayori::test
 
-#endif  // TAYORI_TESTS_UNIT_TEST_SUPPORT_HPP
+#endif  // TAYORI_TESTS_SUPPORT_TEST_SUPPORT_HPP

@@ -1,0 +1,158 @@
+// The `email_smtp` channel plugin's requests, built on the public fake host (tayori/testing.hpp), submitted by
+// the real host transport to a real SMTP server (tests/support/smtp_server.py, Debian's python3-aiosmtpd, a
+// child process on 127.0.0.1) and the replies classified. (Settings, build and classify alone: the unit tier's
+// tests/unit/plugins/email_smtp/email_plugin_test.cpp.)
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <tayori/testing.hpp>
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <string>
+#include <vector>
+
+#include "email_test_support.hpp"
+#include "required_tool.hpp"
+#include "test_support.hpp"
+#include "transport/outbound_transport.hpp"
+
+namespace tayori::plugin {
+namespace {
+
+using namespace test::email_plugin;  // the fake host's names and the plugin's helpers
+using testing::kDeliveryId;
+
+// tests/support/smtp_server.py without TLS (allow_plaintext on loopback), as a child process.
+class SmtpServer {
+ public:
+  explicit SmtpServer(const std::vector<std::string>& options) {
+    int out[2], in[2];
+    if (::pipe(out) != 0 || ::pipe(in) != 0) return;
+    std::vector<std::string> argv = {test::python3(), std::string(TAYORI_TEST_SUPPORT_DIR) + "/smtp_server.py",
+                                     "--maildir", dir_.path()};
+    argv.insert(argv.end(), options.begin(), options.end());
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::dup2(out[1], STDOUT_FILENO);
+      ::dup2(in[0], STDIN_FILENO);
+      for (int fd : {out[0], out[1], in[0], in[1]}) ::close(fd);
+      std::vector<char*> args;
+      for (auto& a : argv) args.push_back(a.data());
+      args.push_back(nullptr);
+      ::execvp(args[0], args.data());
+      ::_exit(127);
+    }
+    ::close(out[1]);
+    ::close(in[0]);
+    stdin_ = in[1];
+    FILE* f = ::fdopen(out[0], "r");
+    char line[64] = {0};
+    if (f && std::fgets(line, sizeof line, f)) port_ = std::atoi(line);
+    if (f) std::fclose(f);
+  }
+  ~SmtpServer() {
+    if (stdin_ >= 0) ::close(stdin_);  // the server exits at end of input as well
+    if (pid_ > 0) {
+      ::kill(pid_, SIGTERM);
+      int status = 0;
+      ::waitpid(pid_, &status, 0);
+    }
+  }
+  int port() const { return port_; }
+  // The DATA of every stored message, in arrival order.
+  std::vector<std::string> messages() const {
+    std::vector<std::string> names;
+    for (auto& e : std::filesystem::directory_iterator(dir_.path()))
+      if (e.path().extension() == ".msg") names.push_back(e.path().string());
+    std::sort(names.begin(), names.end());
+    std::vector<std::string> out;
+    for (auto& n : names) {
+      std::ifstream f(n, std::ios::binary);
+      std::string all((std::istreambuf_iterator<char>(f)), {});
+      size_t blank = all.find("\n\n");
+      out.push_back(blank == std::string::npos ? all : all.substr(blank + 2));
+    }
+    return out;
+  }
+
+ private:
+  test::TempDir dir_{"tayori_smtp_"};
+  pid_t pid_ = -1;
+  int stdin_ = -1;
+  int port_ = 0;
+};
+
+// What the host transport answers to a built SMTP request, as the channel would submit it, in the fake
+// host's terms (the answer classify() takes).
+Response submit(transport::OutboundTransport& transport, const Request& b) {
+  transport::Request req;
+  req.kind = transport::RequestKind::Smtp;
+  req.url = b.url;
+  req.body = b.body;
+  req.mail_from = b.mail_from;
+  req.mail_rcpt = b.mail_rcpt;
+  req.username = b.username;
+  req.password = b.password;
+  req.allow_plaintext = b.allow_plaintext;
+  std::promise<transport::Response> done;
+  auto answer = done.get_future();
+  transport.submit(req, [&done](transport::Response r) { done.set_value(std::move(r)); });
+  transport::Response r = answer.get();
+  Response out(r.status, r.headers, r.body);
+  out.transport_error = r.transport_error;
+  out.transport_error_text = r.error_text;
+  return out;
+}
+
+TEST(EmailPluginSmtp, BuiltMessagesAreAcceptedAndBouncesClassified) {
+  TAYORI_REQUIRE_TOOL(std::system((test::python3() + " -c 'import aiosmtpd' >/dev/null 2>&1").c_str()) == 0,
+                      "python3-aiosmtpd is not installed (tools/setup.sh installs it)");
+  SmtpServer server({"--reject-rcpt", "gone@example.jp:550", "--reject-rcpt", "busy@example.jp:451"});
+  ASSERT_GT(server.port(), 0) << "smtp_server.py did not start";
+  Plugin p = email({{"url", "smtp://127.0.0.1:" + std::to_string(server.port())},
+                    {"from", "たより <news@example.com>"},
+                    {"allow_plaintext", "true"}});
+  ASSERT_TRUE(p.ok()) << p.error();
+  transport::OutboundTransport transport{transport::TransportOptions{}};
+  auto send = [&](Plugin& plugin, const Delivery& d) {
+    return classify(plugin, submit(transport, build_one(plugin, d)), d);
+  };
+
+  Outcome ok = send(p, mail());
+  EXPECT_EQ(ok.kind, TAYORI_OUTCOME_DELIVERED) << ok.reason;
+  EXPECT_EQ(ok.provider_message_id, std::string("<tayori.") + kDeliveryId + "@example.com>");
+  auto stored = server.messages();
+  ASSERT_EQ(stored.size(), 1u);
+  auto got = test::parse_with_python(stored[0]);
+  EXPECT_EQ(got["defects"], nlohmann::json::array());
+  EXPECT_EQ(got["subject"], "ご注文の確認");
+  EXPECT_EQ(got["from"]["name"], "たより");
+  EXPECT_EQ(got["parts"][1]["content"], "<p>ありがとうございます。</p>");
+
+  Delivery gone = mail();
+  gone.contact = "gone@example.jp";
+  Outcome bounced = send(p, gone);
+  EXPECT_EQ(bounced.kind, TAYORI_OUTCOME_PERMANENT);
+  EXPECT_EQ(bounced.reason.rfind("smtp.550: 5.1.1 ", 0), 0u) << bounced.reason;
+  EXPECT_TRUE(bounced.deactivate_contact);
+
+  Delivery busy = mail();
+  busy.contact = "busy@example.jp";
+  Outcome later = send(p, busy);
+  EXPECT_EQ(later.kind, TAYORI_OUTCOME_RETRY);
+  EXPECT_EQ(later.reason.rfind("smtp.451: 4.3.0 ", 0), 0u) << later.reason;
+
+  Plugin closed = email({{"url", "smtp://127.0.0.1:1"}, {"from", "news@example.com"}, {"allow_plaintext", "true"}});
+  ASSERT_TRUE(closed.ok()) << closed.error();
+  Outcome refused = send(closed, mail());
+  EXPECT_EQ(refused.kind, TAYORI_OUTCOME_RETRY);
+  EXPECT_EQ(refused.reason.rfind("smtp.transport: ", 0), 0u) << refused.reason;
+}
+
+}  // namespace
+}  // namespace tayori::plugin
