@@ -1,14 +1,14 @@
-// The pure parts of the upstream webhooks (gateway/events/webhooks.hpp) and the feed's event JSON
-// (gateway/events/feed.hpp). The senders themselves run against a real receiver in
-// tests/integration/events_test.cpp.
-#include "events/webhooks.hpp"
+// The pure parts of the upstream webhooks (gateway/feed/webhooks.hpp) and the feed's event JSON
+// (gateway/feed/feed.hpp). The senders themselves run against a real receiver in
+// tests/integration/feed_test.cpp.
+#include "feed/webhooks.hpp"
 
 #include <gtest/gtest.h>
 
-#include "events/feed.hpp"
+#include "feed/feed.hpp"
 #include "crypto/crypto.hpp"
 
-namespace tayori::events {
+namespace tayori::feed {
 namespace {
 
 using crypto::hex;
@@ -103,4 +103,4 @@ TEST(WebhookRequest, SignedPostOfTheEventInItsOwnPool) {
 }
 
 }  // namespace
-}  // namespace tayori::events
+}  // namespace tayori::feed

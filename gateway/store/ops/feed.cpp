@@ -1,5 +1,5 @@
 // The upstream feed as SQL, once for SQLite and PostgreSQL: every timeline event in seq order for
-// GET /v1/events and the webhooks (events/), and the cursor each webhook subscription has delivered up to.
+// GET /v1/events and the webhooks (feed/), and the cursor each webhook subscription has delivered up to.
 // SqlStore (store/sql_store.cpp) runs the cursor writes in its group commit and the reads on its reader pool.
 #include "store/ops/feed.hpp"
 

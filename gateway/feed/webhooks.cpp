@@ -1,6 +1,6 @@
 // Webhook senders (webhooks.hpp): one thread per subscription that reads the event feed from its stored cursor,
 // POSTs each event signed, retries with backoff, and on PostgreSQL holds the subscription so one node sends it.
-#include "events/webhooks.hpp"
+#include "feed/webhooks.hpp"
 
 #include <algorithm>
 #include <limits>
@@ -9,11 +9,11 @@
 
 #include "common/log.hpp"
 #include "common/thread_guard.hpp"
-#include "events/feed.hpp"
+#include "feed/feed.hpp"
 #include "crypto/crypto.hpp"
 #include "common/thread_name.hpp"
 
-namespace tayori::events {
+namespace tayori::feed {
 
 namespace {
 
@@ -290,4 +290,4 @@ void Webhooks::send_events(Sender& s) {
   }
 }
 
-}  // namespace tayori::events
+}  // namespace tayori::feed

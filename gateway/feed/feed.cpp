@@ -1,9 +1,9 @@
 // The feed's one JSON shape for an event (feed.hpp), written once for GET /v1/events and the webhooks.
-#include "events/feed.hpp"
+#include "feed/feed.hpp"
 
 #include "common/time.hpp"
 
-namespace tayori::events {
+namespace tayori::feed {
 
 using core::Json;
 
@@ -24,4 +24,4 @@ Json event_json(const store::EventRecord& e) {
           {"detail", detail}};
 }
 
-}  // namespace tayori::events
+}  // namespace tayori::feed
