@@ -32,7 +32,7 @@ Json summary_view(const store::MessageRecord& r) {
   };
 }
 
-Json message_view(const store::MessageRecord& r, const std::vector<store::EventRecord>& events) {
+Json message_view(const store::MessageRecord& r, const std::vector<store::TimelineEvent>& events) {
   Json out = summary_view(r);
   out["api_key"] = r.api_key;
   out["created_at"] = format_rfc3339_ms(r.created_at_ms);

@@ -85,7 +85,7 @@ HttpResponse Api::read_feed(const HttpRequest& request, const Key& key) {
   } else if (filtered && floor < ceiling - kFilteredEventScan) {
     query.up_to_seq = floor + kFilteredEventScan;
   }
-  std::vector<store::EventRecord> page = deps_.store.read_feed(query);
+  std::vector<store::TimelineEvent> page = deps_.store.read_feed(query);
   Json items = Json::array();
   for (const auto& e : page) items.push_back(feed::event_json(e));
   // A full page may have a successor: its last seq. A short one is the last (oldest first: poll again later

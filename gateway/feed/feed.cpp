@@ -9,7 +9,7 @@ using core::Json;
 
 std::string event_id(int64_t seq) { return "evt_" + std::to_string(seq); }
 
-Json event_json(const store::EventRecord& e) {
+Json event_json(const store::TimelineEvent& e) {
   // Details are written by the gateway as JSON objects; anything else (a row from an older version) is
   // shown as an empty object rather than failing the whole page.
   Json detail = Json::parse(e.detail_json, nullptr, false);

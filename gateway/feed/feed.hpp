@@ -19,6 +19,6 @@ namespace tayori::feed {
 // "evt_<seq>".
 std::string event_id(int64_t seq);
 
-core::Json event_json(const store::EventRecord& e);
+core::Json event_json(const store::TimelineEvent& e);
 
 }  // namespace tayori::feed

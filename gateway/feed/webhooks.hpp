@@ -46,7 +46,7 @@ int64_t backoff_ms(int failures, double unit_random, int64_t base_ms = 1'000, in
 bool subscribed(const config::WebhookConfig& webhook, std::string_view type);
 
 // The POST for one event: JSON body, Content-Type, Tayori-Signature, Tayori-Event-Id, pool "webhook:<name>".
-transport::Request webhook_request(const config::WebhookConfig& webhook, const store::EventRecord& event,
+transport::Request webhook_request(const config::WebhookConfig& webhook, const store::TimelineEvent& event,
                                    int64_t unix_seconds);
 
 // ---- Senders ---------------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ constexpr const char* kNewestFirst[] = {TAYORI_FEED_SELECT("instr", "DESC"), TAY
 
 }  // namespace
 
-std::vector<EventRecord> read_feed(sql::Connection& c, const FeedQuery& q) {
+std::vector<TimelineEvent> read_feed(sql::Connection& c, const FeedQuery& q) {
   std::string types;
   for (const auto& t : q.types) types += "," + t;
   if (!types.empty()) types += ",";
