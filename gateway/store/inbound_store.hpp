@@ -1,4 +1,4 @@
-// Two-way: what one provider event (a reply, a tap, a receipt, an unfollow) changes, written at once, and
+// Two-way: what one provider report (a reply, a tap, a receipt, an unfollow) changes, written at once, and
 // the open questions a numbered SMS reply answers. One aggregate of the Store (store.hpp).
 #pragma once
 
@@ -33,7 +33,8 @@ class InboundStore {
     std::string option;
     NewMessage message;
   };
-  // Everything one inbound event changes, written in one transaction (core/inbound.hpp decides it).
+  // Everything one provider report, answer or unsubscribe changes, written in one transaction
+  // (core/inbound.hpp decides it).
   struct InboundWrites {
     // De-duplication (inbound_seen): when (source, event_id) was seen before, nothing below is written.
     // Empty event_id: no de-duplication.

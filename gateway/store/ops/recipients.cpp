@@ -1,7 +1,7 @@
 // Recipients as SQL, once for SQLite and PostgreSQL: profiles (PUT, the merge of each accepted message's
 // recipient object, erasure, lookup by contact point), the append-only consent history, and the cap slots
 // the policy counts. SqlStore (store/sql_store.cpp) runs the writes in its group commit and the reads on
-// its reader pool; accept (ops/messages.cpp) and inbound events (ops/inbound.cpp) call in here too.
+// its reader pool; accept (ops/messages.cpp) and inbound writes (ops/inbound.cpp) call in here too.
 #include "store/ops/recipients.hpp"
 
 #include <algorithm>
@@ -45,7 +45,7 @@ std::optional<RecipientProfile> recipient(sql::Connection& c, const std::string&
 namespace {
 
 // Keeps table contact_points in step with the recipient's contacts: one row per contact point, so that an
-// inbound event (STOP, unfollow) finds every recipient of its contact point by index. Only string values
+// provider report (STOP, unfollow) finds every recipient of its contact point by index. Only string values
 // are contact points (push tokens are lists, never reported back as one contact).
 // `stored_before`: the recipient may have contact points already, to be replaced (false only when its row was
 // just looked up and not found: a new recipient, as most are in a campaign to new sign-ups, needs no DELETE).
