@@ -45,7 +45,7 @@ std::optional<RecipientProfile> recipient(sql::Connection& c, const std::string&
 namespace {
 
 // Keeps table contact_points in step with the recipient's contacts: one row per contact point, so that an
-// provider report (STOP, unfollow) finds every recipient of its contact point by index. Only string values
+// inbound event (STOP, unfollow) finds every recipient of its contact point by index. Only string values
 // are contact points (push tokens are lists, never reported back as one contact).
 // `stored_before`: the recipient may have contact points already, to be replaced (false only when its row was
 // just looked up and not found: a new recipient, as most are in a campaign to new sign-ups, needs no DELETE).
