@@ -32,7 +32,7 @@ Json summary_view(const store::MessageRecord& r) {
   };
 }
 
-Json message_view(const store::MessageRecord& r, const std::vector<store::EventRecord>& events) {
+Json message_view(const store::MessageRecord& r, const std::vector<store::TimelineEvent>& events) {
   Json out = summary_view(r);
   out["api_key"] = r.api_key;
   out["created_at"] = format_rfc3339_ms(r.created_at_ms);
@@ -345,9 +345,9 @@ void Api::serve_keyed(const HttpRequest& request, const std::string& route, cons
     if (draining_) return counted(shutting_down());
     return submit(request, key.name, counted);
   }
-  if (route == "/v1/events") {  // events_api.cpp
+  if (route == "/v1/events") {  // feed_api.cpp
     if (method != "GET") return allow("GET");
-    return permit(Scope::read) ? counted(list_events(request, key)) : void();
+    return permit(Scope::read) ? counted(read_feed(request, key)) : void();
   }
   if (route.rfind("/v1/stats", 0) == 0) {  // stats_api.cpp
     if (method != "GET") return allow("GET");

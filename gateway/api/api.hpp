@@ -88,8 +88,8 @@ class Api final : public Handler {
   // Dead letters and permanent failures sent through the policy again (store::Store::replay).
   void retry_message(const std::string& id, const Key& key, Responder respond);
   void retry_messages(const HttpRequest& request, const Key& key, Responder respond);
-  // GET /v1/events (events_api.cpp): the upstream feed in seq order, of the key's own messages without read_all.
-  HttpResponse list_events(const HttpRequest& request, const Key& key);
+  // GET /v1/events (feed_api.cpp): the upstream feed in seq order, of the key's own messages without read_all.
+  HttpResponse read_feed(const HttpRequest& request, const Key& key);
   // GET /v1/stats, /v1/stats/flow, /v1/stats/queue (stats_api.cpp): counts, never a recipient.
   HttpResponse stats(const HttpRequest& request, const std::string& route);
   HttpResponse readiness();

@@ -116,9 +116,9 @@ void Api::inbound_webhook(const HttpRequest& request, Responder respond) {
   in.query = request.query;
   in.headers = request.headers;
   in.body = request.body;
-  std::vector<plugin::InboundEvent> events;
+  std::vector<plugin::ProviderReport> reports;
   plugin::InboundAnswer answer;
-  bool accepted = channel->inbound(in, events, answer);
+  bool accepted = channel->inbound(in, reports, answer);
   auto reply = [answer] {
     HttpResponse r;
     r.status = answer.status;
@@ -127,7 +127,7 @@ void Api::inbound_webhook(const HttpRequest& request, Responder respond) {
     return r;
   };
   if (!accepted) return respond(reply());  // refused (bad signature...): nothing is applied
-  inbound_->apply_events(channel_name, plugin_name, events, [this, respond, reply](bool ok, int) {
+  inbound_->apply_reports(channel_name, plugin_name, reports, [this, respond, reply](bool ok, int) {
     // A 5xx makes the provider redeliver; de-duplication (inbound_seen) keeps a redelivery from applying twice.
     if (!ok) return respond(store_unavailable("the inbound events", deps_.store.last_write_error()));
     respond(reply());

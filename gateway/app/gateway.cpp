@@ -20,7 +20,7 @@
 #include "config/config.hpp"
 #include "core/clearance.hpp"
 #include "core/dispatcher.hpp"
-#include "events/webhooks.hpp"
+#include "feed/webhooks.hpp"
 #include "render/renderer.hpp"
 #include "plugin/channel.hpp"
 #include "store/postgres/pg_store.hpp"
@@ -127,7 +127,7 @@ struct Generation {
   std::unique_ptr<core::Dispatcher> dispatcher;
   // The upstream webhooks send through loaded.transport; their cursors are in the store, so a reload
   // (stop the old, start the new) resends at most the event each had in flight.
-  std::unique_ptr<events::Webhooks> webhooks;
+  std::unique_ptr<feed::Webhooks> webhooks;
   std::unique_ptr<api::Api> api;
 
   ~Generation() {
@@ -286,8 +286,8 @@ int serve(const ServeOptions& options) {
         metrics.count_retry(channel, outcome.cause);
     });
     core::Dispatcher* dispatcher = g->dispatcher.get();
-    g->webhooks = std::make_unique<events::Webhooks>(c.webhooks, *store, *g->loaded.transport, clock, &metrics);
-    events::Webhooks* webhooks = g->webhooks.get();
+    g->webhooks = std::make_unique<feed::Webhooks>(c.webhooks, *store, *g->loaded.transport, clock, &metrics);
+    feed::Webhooks* webhooks = g->webhooks.get();
     // Accepted messages are new events too: the senders look at once instead of at their next poll.
     g->api = std::make_unique<api::Api>(
         c, api::ApiDependencies{*store, *g->loaded.channels, clock, metrics, *g->clearance, g->loaded.templates.get(),

@@ -1,6 +1,6 @@
-// Two-way in the core (inbound.hpp): the pure decision of what an inbound event, an answer or an unsubscribe
+// Two-way in the core (inbound.hpp): the pure decision of what a provider report, an answer or an unsubscribe
 // writes, the facts it needs read from the store, and the applier that hands the writes to the store's
-// group commit. api/inbound_api.cpp calls in here with the events a plugin normalised.
+// group commit. api/inbound_api.cpp calls in here with the reports a plugin normalised.
 #include "core/inbound.hpp"
 
 #include <algorithm>
@@ -169,21 +169,21 @@ std::optional<std::string> option_for_number(const std::string& options_json, co
   return options[index].get<std::string>();
 }
 
-InboundDecision decide_inbound(const plugin::InboundEvent& e, const InboundFacts& f,
+InboundDecision decide_inbound(const plugin::ProviderReport& e, const InboundFacts& f,
                                const std::vector<config::ResponseRule>& rules, int64_t now_ms) {
   int64_t at = e.at_ms != 0 ? e.at_ms : now_ms;
   InboundDecision d;
   switch (e.kind) {
-    case plugin::InboundKind::response:
-    case plugin::InboundKind::reply: {
+    case plugin::ReportKind::response:
+    case plugin::ReportKind::reply: {
       if (!f.refused.empty()) return ignored(f.refused);
-      bool answer = e.kind == plugin::InboundKind::response || !f.option.empty();
+      bool answer = e.kind == plugin::ReportKind::response || !f.option.empty();
       if (answer && f.original && !f.option.empty()) {
-        const char* via = e.kind == plugin::InboundKind::response ? "postback" : "numbered_reply";
+        const char* via = e.kind == plugin::ReportKind::response ? "postback" : "numbered_reply";
         d = decide_response(*f.original, f.option, f.channel, via, rules, at, e.text);
         break;
       }
-      if (e.kind == plugin::InboundKind::response) return ignored("a response that names no known message and option");
+      if (e.kind == plugin::ReportKind::response) return ignored("a response that names no known message and option");
       // Free text: recorded as `replied`, on the latest message that asked this contact something, or on the
       // recipient alone.
       Json detail = {{"channel", f.channel}, {"text", e.text}};
@@ -197,9 +197,9 @@ InboundDecision decide_inbound(const plugin::InboundEvent& e, const InboundFacts
       d.writes = std::move(w);
       break;
     }
-    case plugin::InboundKind::opt_in:
-    case plugin::InboundKind::opt_out: {
-      bool in = e.kind == plugin::InboundKind::opt_in;
+    case plugin::ReportKind::opt_in:
+    case plugin::ReportKind::opt_out: {
+      bool in = e.kind == plugin::ReportKind::opt_in;
       // A keyword (STOP, START) arrives as text; LINE's follow and unfollow carry none.
       std::string source = !e.text.empty() ? "sms_keyword" : f.plugin == "line" ? "line_follow" : f.plugin;
       Writes w;
@@ -223,11 +223,11 @@ InboundDecision decide_inbound(const plugin::InboundEvent& e, const InboundFacts
       d.writes = std::move(w);
       break;
     }
-    case plugin::InboundKind::delivered:
-    case plugin::InboundKind::failed: {
+    case plugin::ReportKind::delivered:
+    case plugin::ReportKind::failed: {
       if (!f.original) return ignored("a receipt for an unknown provider message id");
       const Message& m = f.original->message;
-      bool ok = e.kind == plugin::InboundKind::delivered;
+      bool ok = e.kind == plugin::ReportKind::delivered;
       Json detail = {{"channel", f.channel}, {"provider_message_id", e.provider_message_id}, {"receipt", true}};
       if (!ok && !e.reason.empty()) detail["reason"] = e.reason;
       Writes w;
@@ -245,9 +245,9 @@ InboundDecision decide_inbound(const plugin::InboundEvent& e, const InboundFacts
       break;
     }
   }
-  if (d.writes && !e.event_id.empty()) {
+  if (d.writes && !e.report_id.empty()) {
     d.writes->seen_source = channel_source(f.channel);
-    d.writes->seen_event_id = e.event_id;
+    d.writes->seen_event_id = e.report_id;
   }
   return d;
 }
@@ -299,7 +299,7 @@ InboundApplier::InboundApplier(store::Store& store, const Clock& clock, links::L
     : store_(store), clock_(clock), links_(std::move(links)), rules_(std::move(rules)) {}
 
 InboundFacts InboundApplier::facts_for(const std::string& channel, const std::string& plugin,
-                                       const plugin::InboundEvent& e) {
+                                       const plugin::ProviderReport& e) {
   InboundFacts f;
   f.channel = channel;
   f.plugin = plugin;
@@ -307,7 +307,7 @@ InboundFacts InboundApplier::facts_for(const std::string& channel, const std::st
     if (r) f.original = read_original(*r);
   };
   switch (e.kind) {
-    case plugin::InboundKind::response:
+    case plugin::ReportKind::response:
       if (!e.ref.empty()) {
         links::Verified v = links_.verify(e.ref, clock_.now_ms() / 1000);
         if (!v.ok() || v.claims.kind != links::LinkKind::response) {
@@ -324,30 +324,31 @@ InboundFacts InboundApplier::facts_for(const std::string& channel, const std::st
         }
       }
       break;
-    case plugin::InboundKind::reply:
+    case plugin::ReportKind::reply:
       if (auto q = store_.open_question(e.contact, channel)) {
         load(store_.find(q->message_id));
         if (!e.option.empty()) f.option = option_for_number(q->options_json, e.option).value_or("");
       }
       if (!f.original) f.recipient_ids = store_.recipients_by_contact(e.contact);
       break;
-    case plugin::InboundKind::opt_in:
-    case plugin::InboundKind::opt_out:
+    case plugin::ReportKind::opt_in:
+    case plugin::ReportKind::opt_out:
       f.recipient_ids = store_.recipients_by_contact(e.contact);
       break;
-    case plugin::InboundKind::delivered:
-    case plugin::InboundKind::failed:
+    case plugin::ReportKind::delivered:
+    case plugin::ReportKind::failed:
       load(store_.find_by_provider_id(e.provider_message_id));
       break;
   }
   return f;
 }
 
-void InboundApplier::apply_events(const std::string& channel, const std::string& plugin,
-                                  const std::vector<plugin::InboundEvent>& events, std::function<void(bool, int)> done) {
+void InboundApplier::apply_reports(const std::string& channel, const std::string& plugin,
+                                   const std::vector<plugin::ProviderReport>& reports,
+                                   std::function<void(bool, int)> done) {
   std::vector<store::Store::InboundWrites> writes;
   int64_t now = clock_.now_ms();
-  for (const auto& e : events) {
+  for (const auto& e : reports) {
     InboundDecision d = decide_inbound(e, facts_for(channel, plugin, e), rules_, now);
     if (d.writes) writes.push_back(std::move(*d.writes));
   }

@@ -1,12 +1,12 @@
-// Two-way communication in the core: what an answer to a message, a provider's inbound event (LINE
+// Two-way communication in the core: what an answer to a message, a provider report (LINE
 // follow/unfollow/postback/message, an SMS keyword or numbered reply, a delivery receipt), a one-click
 // unsubscribe or an app's report changes in the store.
 //
-// The decisions are pure functions from the event and what the applier looked up (the original message,
+// The decisions are pure functions from the report (or answer) and what the applier looked up (the original message,
 // the recipient owning a contact point, the open question of a phone number) to a
-// store::Store::InboundWrites: consent records, suppressions to add or lift, events, follow-ups to schedule
+// store::Store::InboundWrites: consent records, suppressions to add or lift, timeline events, follow-ups to schedule
 // or cancel. InboundApplier does the look-ups and hands the writes to the store in one transaction, which
-// also de-duplicates redelivered provider events (inbound_seen).
+// also de-duplicates redelivered provider reports (inbound_seen).
 #pragma once
 
 #include <cstdint>
@@ -26,7 +26,7 @@ namespace tayori::core {
 
 // ---- Pure decisions ------------------------------------------------------------------------------
 
-// The message an inbound event concerns, as stored and as parsed.
+// The message a report or an answer concerns, as stored and as parsed.
 struct Original {
   store::MessageRecord record;
   Message message;
@@ -35,8 +35,8 @@ struct Original {
 // Reads a stored message back (nullopt when its payload is unreadable or erased).
 std::optional<Original> read_original(const store::MessageRecord& record);
 
-// What a decision produced: the writes, or why the event changes nothing (unknown option, unknown
-// contact...). `ignored` events are answered like applied ones (a provider must not retry them).
+// What a decision produced: the writes, or why the report changes nothing (unknown option, unknown
+// contact...). `ignored` reports are answered like applied ones (a provider must not retry them).
 struct InboundDecision {
   std::optional<store::Store::InboundWrites> writes;
   std::string ignored;  // why nothing is written
@@ -59,19 +59,19 @@ std::optional<store::NewMessage> make_follow_up(const Original& original, const 
 // list_unsubscribe, with an opted_out event on the message.
 InboundDecision decide_unsubscribe(const Original& original, const std::string& channel, int64_t now_ms);
 
-// What the applier looked up for one event a channel's plugin reported.
+// What the applier looked up for one report of a channel's plugin.
 struct InboundFacts {
   std::string channel;                // the channel it came through
   std::string plugin;                 // its plugin's name (line, sms_twilio): names the consent source
   std::optional<Original> original;   // by ref, provider message id, or the open question
   std::string option;                 // the option id a ref or a numbered reply resolved to
-  // Every recipient whose profile has event.contact, the most recently updated first (empty when none):
+  // Every recipient whose profile has report.contact, the most recently updated first (empty when none):
   // a consent change reaches them all; a free-text reply without a question is recorded on the first.
   std::vector<std::string> recipient_ids;
   std::string refused;                // a ref that did not verify: why
 };
 
-InboundDecision decide_inbound(const plugin::InboundEvent& event, const InboundFacts& facts,
+InboundDecision decide_inbound(const plugin::ProviderReport& report, const InboundFacts& facts,
                                const std::vector<config::ResponseRule>& rules, int64_t now_ms);
 
 // The option id a numbered reply ("2") picks from an open question's options (a JSON array of ids).
@@ -117,11 +117,11 @@ class InboundApplier {
 
   const links::LinkSigner& links() const { return links_; }
 
-  // The events one provider webhook call carried (Channel::inbound), in order. `done(ok, applied)`:
+  // The reports one provider webhook call carried (Channel::inbound), in order. `done(ok, applied)`:
   // !ok when the store could not record them (the provider should retry: answer 503).
-  void apply_events(const std::string& channel, const std::string& plugin,
-                    const std::vector<plugin::InboundEvent>& events,
-                    std::function<void(bool ok, int applied)> done);
+  void apply_reports(const std::string& channel, const std::string& plugin,
+                     const std::vector<plugin::ProviderReport>& reports,
+                     std::function<void(bool ok, int applied)> done);
 
   // A response by id (app, link). Answers through `done` with a 2xx-able result or the reason it was refused.
   struct Result {
@@ -136,8 +136,9 @@ class InboundApplier {
   // already set aside: a `clicked` (decide_click) or `opened` {channel, first} event. 404 for an unknown message.
   void react(const links::LinkClaims& claims, std::function<void(Result)> done);
 
-  // The facts for one plugin event (public for tests).
-  InboundFacts facts_for(const std::string& channel, const std::string& plugin, const plugin::InboundEvent& event);
+  // The facts for one provider report (public for tests).
+  InboundFacts facts_for(const std::string& channel, const std::string& plugin,
+                         const plugin::ProviderReport& report);
 
  private:
   store::Store& store_;

@@ -1,6 +1,6 @@
 // The gateway's Prometheus metrics: the counters, gauges and histograms every part records into (the API,
 // the dispatcher, the transport, webhooks), and the text exposition that GET /metrics serves
-// (api/api.cpp). Its own folder, below events/ and api/, so that what records a metric need not include
+// (api/api.cpp). Its own folder, below feed/ and api/, so that what records a metric need not include
 // the API.
 #include "metrics/metrics.hpp"
 

@@ -46,7 +46,7 @@ class Metrics {
   void set_oldest_due_age(double seconds);
   void set_unrecorded(int64_t n);
   void set_store_writes(const store::WriteStats& writes);  // cumulative, from Store::write_stats
-  // Upstream webhooks (events/webhooks.hpp): result delivered | retried | dropped; lag = last seq - cursor.
+  // Upstream webhooks (feed/webhooks.hpp): result delivered | retried | dropped; lag = last seq - cursor.
   void count_webhook(std::string_view webhook, std::string_view result);
   void set_webhook_lag(std::string_view webhook, int64_t events);
   // Runs at the start of every render(), to refresh gauges read from elsewhere (circuits, the due queue).

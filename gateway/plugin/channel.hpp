@@ -101,8 +101,11 @@ struct InboundRequest {
   std::string body;   // raw bytes: LINE signs them
 };
 
-// What the plugin made of one call: normalised events, in the provider's order.
-enum class InboundKind {
+// A provider report: what a provider's webhook call says (a receipt, a reply, an answer, a STOP, an unfollow),
+// as its plugin normalised it; one call may carry several, in the provider's order. The plugin ABI calls it an
+// inbound event (tayori_inbound_event); here it is a report, so that an event is only ever a timeline's
+// (docs/architecture.md, "Words we use"): core/inbound.hpp decides which events a report records.
+enum class ReportKind {
   response,   // an answer to a message's response options (LINE postback, an app's action): `ref` or `option`
   reply,      // free text from the recipient (`text`); a numbered SMS reply also carries `option` ("2")
   opt_in,     // LINE follow, SMS START / UNSTOP: consent given on this channel
@@ -110,9 +113,9 @@ enum class InboundKind {
   delivered,  // a delivery receipt for `provider_message_id`
   failed,     // a failure receipt for `provider_message_id` (`reason`; `deactivate_contact` when the contact is dead)
 };
-struct InboundEvent {
-  InboundKind kind = InboundKind::reply;
-  std::string event_id;  // the provider's id for de-duplication (LINE webhookEventId, Twilio MessageSid+status)
+struct ProviderReport {
+  ReportKind kind = ReportKind::reply;
+  std::string report_id; // the provider's id for de-duplication (LINE webhookEventId, Twilio MessageSid+status)
   std::string contact;   // the contact point it concerns (LINE user id, phone number)
   std::string ref;       // a signed reference the provider echoed back (LINE postback data)
   std::string option;    // a response option id, or the number of a numbered SMS reply
@@ -184,9 +187,9 @@ class Channel {
   // The same, waiting for the verdict.
   DeliveryOutcome deliver(const DeliveryRequest& request);
 
-  // A provider's webhook call: the plugin verifies its signature and normalises it into `events`. False
-  // (with `answer` 401 or 400 and no events) when it is refused; a plugin without on_inbound answers 404.
-  bool inbound(const InboundRequest& request, std::vector<InboundEvent>& events, InboundAnswer& answer);
+  // A provider's webhook call: the plugin verifies its signature and normalises it into `reports`. False
+  // (with `answer` 401 or 400 and no reports) when it is refused; a plugin without on_inbound answers 404.
+  bool inbound(const InboundRequest& request, std::vector<ProviderReport>& reports, InboundAnswer& answer);
   // The YAML's `inbound: false` turns the channel's webhook off (inbound answers 404 as without on_inbound).
   void set_inbound(bool on) { inbound_on_ = on; }
   // Whether the channel's webhook is there: its plugin has on_inbound and the YAML has not turned it off. Only

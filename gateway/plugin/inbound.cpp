@@ -1,7 +1,7 @@
 // A provider's call back to the gateway (POST /inbound/<plugin>/<channel>): delivery receipts, replies,
 // answers to response options, follows and opt-outs. This is the flow run backwards -- provider → channel
 // plugin → the inbound handling in core/ -- and the plugin is the only one that can check the provider's
-// signature and read its format, so the host hands it the raw call and takes back normalised events. A
+// signature and read its format, so the host hands it the raw call and takes back provider reports. A
 // call the plugin refuses or fails applies nothing (plugin.h on_inbound).
 #include "common/log.hpp"
 #include "plugin/marshal.hpp"
@@ -12,8 +12,8 @@ bool Channel::takes_inbound() const {
   return inbound_on_ && instance_ != nullptr && library_->descriptor().on_inbound != nullptr;
 }
 
-bool Channel::inbound(const InboundRequest& request, std::vector<InboundEvent>& events, InboundAnswer& answer) {
-  events.clear();
+bool Channel::inbound(const InboundRequest& request, std::vector<ProviderReport>& reports, InboundAnswer& answer) {
+  reports.clear();
   const tayori_plugin& p = library_->descriptor();
   if (!takes_inbound()) {
     answer = {404, "text/plain", "channel \"" + name_ + "\" takes no inbound calls"};
@@ -26,7 +26,7 @@ bool Channel::inbound(const InboundRequest& request, std::vector<InboundEvent>& 
   tayori_status st = p.on_inbound(instance_, &raw.c, &sink, tayori_error_buf{error, sizeof error});
   std::string why = valid_utf8(error);
   if (st == TAYORI_OK) {
-    events = std::move(collected.events);
+    reports = std::move(collected.reports);
     answer = collected.answered ? std::move(collected.answer) : InboundAnswer{};
     return true;
   }

@@ -141,16 +141,16 @@ tayori_status CollectedRequests::add(void* ctx, const tayori_request* r) {
 void CollectedInbound::emit(void* ctx, const tayori_inbound_event* e) {
   auto* c = static_cast<CollectedInbound*>(ctx);
   if (e == nullptr) return;
-  InboundEvent out;
+  ProviderReport out;
   switch (auto type = abi_value(e->type)) {
-    case TAYORI_EVENT_RESPONDED: out.kind = InboundKind::response; break;
-    case TAYORI_EVENT_REPLIED: out.kind = InboundKind::reply; break;
-    case TAYORI_EVENT_OPTED_IN: out.kind = InboundKind::opt_in; break;
-    case TAYORI_EVENT_OPTED_OUT: out.kind = InboundKind::opt_out; break;
-    case TAYORI_EVENT_DELIVERED: out.kind = InboundKind::delivered; break;
-    case TAYORI_EVENT_FAILED: out.kind = InboundKind::failed; break;
+    case TAYORI_EVENT_RESPONDED: out.kind = ReportKind::response; break;
+    case TAYORI_EVENT_REPLIED: out.kind = ReportKind::reply; break;
+    case TAYORI_EVENT_OPTED_IN: out.kind = ReportKind::opt_in; break;
+    case TAYORI_EVENT_OPTED_OUT: out.kind = ReportKind::opt_out; break;
+    case TAYORI_EVENT_DELIVERED: out.kind = ReportKind::delivered; break;
+    case TAYORI_EVENT_FAILED: out.kind = ReportKind::failed; break;
     case TAYORI_EVENT_CONTACT_DEACTIVATED:
-      out.kind = InboundKind::failed;
+      out.kind = ReportKind::failed;
       out.deactivate_contact = true;
       break;
     default:
@@ -159,19 +159,19 @@ void CollectedInbound::emit(void* ctx, const tayori_inbound_event* e) {
                     "; dropped");
       return;
   }
-  out.event_id = valid_utf8(text(e->provider_event_id));
+  out.report_id = valid_utf8(text(e->provider_event_id));
   out.contact = valid_utf8(text(e->contact));
   out.provider_message_id = valid_utf8(text(e->message_ref));
   out.option = valid_utf8(text(e->response_id));
   // FAILED carries the provider's reason in `text` (plugin.h); every other kind its text.
-  (out.kind == InboundKind::failed ? out.reason : out.text) = valid_utf8(text(e->text));
+  (out.kind == ReportKind::failed ? out.reason : out.text) = valid_utf8(text(e->text));
   out.at_ms = std::max<int64_t>(0, e->occurred_at_ms);
   if (e->struct_size >= offsetof(tayori_inbound_event, reactivate_contact) + sizeof e->reactivate_contact) {
     out.ref = valid_utf8(text(e->ref));
     out.deactivate_contact = out.deactivate_contact || e->deactivate_contact != 0;
     out.reactivate_contact = e->reactivate_contact != 0;
   }
-  c->events.push_back(std::move(out));
+  c->reports.push_back(std::move(out));
 }
 
 void CollectedInbound::respond(void* ctx, int status, tayori_str content_type, tayori_str body) {

@@ -115,7 +115,7 @@ struct CollectedRequests {
 // carries them; plugin text is made valid UTF-8, since it ends up in JSON events.
 struct CollectedInbound {
   std::string channel;
-  std::vector<InboundEvent> events;
+  std::vector<ProviderReport> reports;
   bool answered = false;
   InboundAnswer answer;
 

@@ -30,9 +30,9 @@ class FeedStore {
  public:
   virtual ~FeedStore() = default;
 
-  virtual std::vector<EventRecord> read_feed(const FeedQuery& query) = 0;
+  virtual std::vector<TimelineEvent> read_feed(const FeedQuery& query) = 0;
   // The feed in seq order (webhooks): read_feed without a type filter.
-  std::vector<EventRecord> events_after(int64_t after_seq, int64_t up_to_seq, int limit, const std::string& api_key) {
+  std::vector<TimelineEvent> events_after(int64_t after_seq, int64_t up_to_seq, int limit, const std::string& api_key) {
     return read_feed({after_seq, up_to_seq, limit, api_key, {}, false});
   }
   // The highest event seq (0 when there is none): a webhook's lag is this minus its cursor.

@@ -1,4 +1,4 @@
-// Two-way: what one provider event (a reply, a tap, a receipt, an unfollow) changes, written at once, and
+// Two-way: what one provider report (a reply, a tap, a receipt, an unfollow) changes, written at once, and
 // the open questions a numbered SMS reply answers. One aggregate of the Store (store.hpp).
 #pragma once
 
@@ -18,12 +18,12 @@ class InboundStore {
  public:
   virtual ~InboundStore() = default;
 
-  // An event to record: on a message (its recipient is the message's), or, with message_id empty, on a
+  // A timeline event to record: on a message (its recipient is the message's), or, with message_id empty, on a
   // recipient alone (a LINE follow or an SMS STOP belongs to no message).
-  struct EventWrite {
+  struct TimelineWrite {
     std::string message_id;
     std::string recipient_id;
-    NewEvent event;
+    NewTimelineEvent event;
   };
   // A follow-up (a response's follow_up): `message` is scheduled with parent_id = `parent_id`; when its id
   // is taken (an earlier follow-up of the same option), "~2", "~3", ... is appended. The parent gets a
@@ -33,7 +33,8 @@ class InboundStore {
     std::string option;
     NewMessage message;
   };
-  // Everything one inbound event changes, written in one transaction (core/inbound.hpp decides it).
+  // Everything one provider report, answer or unsubscribe changes, written in one transaction
+  // (core/inbound.hpp decides it).
   struct InboundWrites {
     // De-duplication (inbound_seen): when (source, event_id) was seen before, nothing below is written.
     // Empty event_id: no de-duplication.
@@ -44,7 +45,7 @@ class InboundStore {
     // Lifted only when the stored suppression of `contact` has this `source` (a LINE follow lifts what
     // that channel's unfollow made, never a hard bounce recorded elsewhere).
     std::vector<policy::Suppression> unsuppress;
-    std::vector<EventWrite> events;
+    std::vector<TimelineWrite> events;
     // Scheduled follow-ups of this message are cancelled (a later answer overrides "remind me later"):
     // each gets `cancelled`, the parent `follow_up_cancelled`.
     std::string cancel_follow_ups_of;

@@ -30,7 +30,9 @@ std::string_view to_string(State s);
 std::optional<State> parse_state(std::string_view s);
 bool is_final(State s);
 
-struct NewEvent {
+// One entry of a timeline to record: what happened to a message, or to a recipient alone (stored as a row of
+// `events`; docs/architecture.md, "Words we use").
+struct NewTimelineEvent {
   std::string type;  // accepted, scheduled, dispatched, delivered, failed, cancelled, requeued, ...
   std::string detail_json = "{}";
   int64_t at_ms = 0;  // 0: the time of the write
@@ -64,7 +66,7 @@ struct NewMessage {
   int64_t due_at_ms = 0;
   std::optional<int64_t> send_at_ms;
   std::optional<int64_t> expires_at_ms;
-  std::vector<NewEvent> events;  // recorded with it, in order
+  std::vector<NewTimelineEvent> events;  // recorded with it, in order
   // Handed straight to this node's dispatcher: stored already claimed (`dispatched`, attempt 1) in the
   // accepting transaction, so a message due now costs no claim transaction of its own and waits for no
   // claim loop. Only for a message due at acceptance; a duplicate or conflict is never claimed. A crash
@@ -101,7 +103,8 @@ struct AcceptResult {
   std::optional<MessageRecord> claimed;  // an accepted NewMessage::claim: the claim, as claim_due returns it
 };
 
-struct EventRecord {
+// A timeline event as stored. `seq` orders the events of every timeline at once: the feed's order.
+struct TimelineEvent {
   int64_t seq = 0;
   std::string message_id;
   std::string type;
@@ -141,7 +144,7 @@ struct Transition {
   bool next_channel = false;  // fallback: channel_index moved on, the new channel's retry budget starts afresh
   int64_t due_at_ms = 0;  // for `scheduled` (retry, fallback)
   std::string last_reason;
-  std::vector<NewEvent> events;
+  std::vector<NewTimelineEvent> events;
   // The provider's id for this delivery (delivered): receipts find the message by it (find_by_provider_id).
   // Empty leaves the stored one; the dispatcher leaves it empty where no receipt can come (a channel that
   // takes no inbound calls).
@@ -195,10 +198,10 @@ class MessageStore {
   // The message a provider knows by `provider_message_id` (receipts).
   virtual std::optional<MessageRecord> find_by_provider_id(const std::string& provider_message_id) = 0;
   // The message's timeline, in order.
-  virtual std::vector<EventRecord> events(const std::string& id) = 0;
+  virtual std::vector<TimelineEvent> events(const std::string& id) = 0;
   // The `delivered` and `clicked` events of a recipient's messages at [since_ms, until_ms], the latest first,
   // at most 200: what a conversion may be attributed to (core/conversion.hpp).
-  virtual std::vector<EventRecord> touches(const std::string& recipient_id, int64_t since_ms, int64_t until_ms) = 0;
+  virtual std::vector<TimelineEvent> touches(const std::string& recipient_id, int64_t since_ms, int64_t until_ms) = 0;
   virtual std::map<State, int64_t> count_by_state() = 0;
 };
 

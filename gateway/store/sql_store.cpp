@@ -285,12 +285,12 @@ std::optional<MessageRecord> SqlStore::find_by_provider_id(const std::string& pr
       [&](sql::Connection& c) { return ops::find_by_provider_id(c, provider_message_id); });
 }
 
-std::vector<EventRecord> SqlStore::events(const std::string& id) {
-  return read<std::vector<EventRecord>>([&](sql::Connection& c) { return ops::events(c, id); });
+std::vector<TimelineEvent> SqlStore::events(const std::string& id) {
+  return read<std::vector<TimelineEvent>>([&](sql::Connection& c) { return ops::events(c, id); });
 }
 
-std::vector<EventRecord> SqlStore::touches(const std::string& recipient_id, int64_t since_ms, int64_t until_ms) {
-  return read<std::vector<EventRecord>>(
+std::vector<TimelineEvent> SqlStore::touches(const std::string& recipient_id, int64_t since_ms, int64_t until_ms) {
+  return read<std::vector<TimelineEvent>>(
       [&](sql::Connection& c) { return ops::touches(c, recipient_id, since_ms, until_ms); });
 }
 
@@ -443,8 +443,8 @@ std::vector<policy::Suppression> SqlStore::list_suppressions(const std::string& 
 
 // ---- FeedStore ----
 
-std::vector<EventRecord> SqlStore::read_feed(const FeedQuery& query) {
-  return read<std::vector<EventRecord>>([&](sql::Connection& c) { return ops::read_feed(c, query); });
+std::vector<TimelineEvent> SqlStore::read_feed(const FeedQuery& query) {
+  return read<std::vector<TimelineEvent>>([&](sql::Connection& c) { return ops::read_feed(c, query); });
 }
 
 int64_t SqlStore::last_event_seq() {

@@ -96,8 +96,8 @@ class SqlStore : public Store {
   int64_t purge_finished(int64_t before_ms) override;
   std::optional<MessageRecord> find(const std::string& id) override;
   std::optional<MessageRecord> find_by_provider_id(const std::string& provider_message_id) override;
-  std::vector<EventRecord> touches(const std::string& recipient_id, int64_t since_ms, int64_t until_ms) override;
-  std::vector<EventRecord> events(const std::string& id) override;
+  std::vector<TimelineEvent> touches(const std::string& recipient_id, int64_t since_ms, int64_t until_ms) override;
+  std::vector<TimelineEvent> events(const std::string& id) override;
   // From the counts the writer keeps (WriteContext::moved), not from the rows.
   std::map<State, int64_t> count_by_state() override;
 
@@ -125,7 +125,7 @@ class SqlStore : public Store {
   std::vector<policy::Suppression> list_suppressions(const std::string& after_contact, int limit) override;
 
   // ---- FeedStore ----
-  std::vector<EventRecord> read_feed(const FeedQuery& query) override;
+  std::vector<TimelineEvent> read_feed(const FeedQuery& query) override;
   int64_t last_event_seq() override;
   std::optional<int64_t> webhook_cursor(const std::string& name) override;
   void set_webhook_cursor(const std::string& name, int64_t seq, std::function<void(bool ok)> done) override;

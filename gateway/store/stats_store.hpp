@@ -3,7 +3,7 @@
 //
 // A count rides on the write that makes it true (NewMessage, Transition, InboundWrites carry theirs) and is
 // added in that write's transaction, only when the write takes effect: a duplicate, a stale verdict or an
-// inbound event seen before counts nothing, and a crash loses no count that the timeline kept. The writer
+// provider report seen before counts nothing, and a crash loses no count that the timeline kept. The writer
 // adds up one group's counts per bucket before committing, so the table grows by buckets, not by messages,
 // and a question over a month reads hundreds of rows, never the messages (core/stats.hpp decides the counts).
 #pragma once

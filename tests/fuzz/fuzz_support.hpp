@@ -98,7 +98,7 @@ inline plugin::Channel& one_channel(const std::string& name, const std::string& 
 // Hands a provider's call, signed in the target, to `channel`: whatever it says, it is refused only as
 // unacceptable (400), never as unsigned (401), so the fuzzer's inputs reach the plugin's parsing.
 inline void signed_call(plugin::Channel& channel, plugin::InboundRequest request) {
-  std::vector<plugin::InboundEvent> events;
+  std::vector<plugin::ProviderReport> events;
   plugin::InboundAnswer answer;
   if (!channel.inbound(request, events, answer) && answer.status != 400) __builtin_trap();
 }

@@ -335,15 +335,15 @@ inline std::vector<api::HttpRequest> await_requests(ScriptedProvider& provider, 
   return provider.wait_for_requests(n);
 }
 
-// One normalised event on one line, naming only what is set, so a table row says exactly what it expects:
+// One provider report on one line, naming only what is set, so a table row says exactly what it expects:
 // "opt_out id=e-1 contact=U… deactivate".
-inline std::string describe(const InboundEvent& e) {
+inline std::string describe(const ProviderReport& e) {
   static const char* kinds[] = {"response", "reply", "opt_in", "opt_out", "delivered", "failed"};
   std::string out = kinds[static_cast<int>(e.kind)];
   auto add = [&out](const char* name, const std::string& v) {
     if (!v.empty()) out += std::string(" ") + name + "=" + v;
   };
-  add("id", e.event_id);
+  add("id", e.report_id);
   add("contact", e.contact);
   add("ref", e.ref);
   add("option", e.option);
@@ -369,13 +369,13 @@ struct InboundCase {
 inline void expect_inbound(Channel& channel, std::span<const InboundCase> cases) {
   for (const InboundCase& c : cases) {
     SCOPED_TRACE(c.name);
-    std::vector<InboundEvent> events;
+    std::vector<ProviderReport> events;
     InboundAnswer answer;
     bool accepted = channel.inbound(c.request, events, answer);
     EXPECT_EQ(answer.status, c.status) << answer.body;
     EXPECT_EQ(accepted, c.status < 400);
     std::vector<std::string> got;
-    for (const InboundEvent& e : events) got.push_back(describe(e));
+    for (const ProviderReport& e : events) got.push_back(describe(e));
     EXPECT_EQ(got, c.events);
     if (!c.content_type.empty()) {
       EXPECT_EQ(answer.content_type, c.content_type);

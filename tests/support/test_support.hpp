@@ -122,8 +122,8 @@ std::vector<M> pluck(const std::vector<T>& items, M T::*member) {
 }
 
 // The types of a timeline, in order.
-inline std::vector<std::string> event_types(const std::vector<store::EventRecord>& events) {
-  return pluck(events, &store::EventRecord::type);
+inline std::vector<std::string> event_types(const std::vector<store::TimelineEvent>& events) {
+  return pluck(events, &store::TimelineEvent::type);
 }
 
 // The engines the store's tests run on: SQLite in unit_tests; PostgreSQL in pg_unit_tests, which compiles the

@@ -105,7 +105,7 @@ Transition scrubbed(Transition t) {
   std::vector<std::string> contacts;
   if (!t.contact.empty()) contacts.push_back(t.contact);
   t.last_reason = scrub_text(t.last_reason, contacts);
-  for (NewEvent& e : t.events) e.detail_json = redact_detail(e.detail_json, contacts);
+  for (NewTimelineEvent& e : t.events) e.detail_json = redact_detail(e.detail_json, contacts);
   return t;
 }
 

@@ -1,5 +1,5 @@
 // The upstream feed as SQL, once for SQLite and PostgreSQL: every timeline event in seq order for
-// GET /v1/events and the webhooks (events/), and the cursor each webhook subscription has delivered up to.
+// GET /v1/events and the webhooks (feed/), and the cursor each webhook subscription has delivered up to.
 // SqlStore (store/sql_store.cpp) runs the cursor writes in its group commit and the reads on its reader pool.
 #include "store/ops/feed.hpp"
 
@@ -24,7 +24,7 @@ constexpr const char* kNewestFirst[] = {TAYORI_FEED_SELECT("instr", "DESC"), TAY
 
 }  // namespace
 
-std::vector<EventRecord> read_feed(sql::Connection& c, const FeedQuery& q) {
+std::vector<TimelineEvent> read_feed(sql::Connection& c, const FeedQuery& q) {
   std::string types;
   for (const auto& t : q.types) types += "," + t;
   if (!types.empty()) types += ",";

@@ -12,7 +12,7 @@
 
 namespace tayori::store::ops {
 
-std::vector<EventRecord> read_feed(sql::Connection& c, const FeedQuery& query);
+std::vector<TimelineEvent> read_feed(sql::Connection& c, const FeedQuery& query);
 int64_t last_event_seq(sql::Connection& c);
 std::optional<int64_t> webhook_cursor(sql::Connection& c, const std::string& name);
 void set_webhook_cursor(sql::Connection& c, const std::string& name, int64_t seq);

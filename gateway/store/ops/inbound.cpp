@@ -1,5 +1,5 @@
-// Two-way as SQL, once for SQLite and PostgreSQL: everything one provider event (a reply, a tap, a
-// receipt, an unfollow) changes, as core/inbound.cpp decided it, written in one savepoint of the writer's
+// Two-way as SQL, once for SQLite and PostgreSQL: everything one provider report (a reply, a tap, a
+// receipt, an unfollow) or answer changes, as core/inbound.cpp decided it, written in one savepoint of the writer's
 // group (de-duplication, consent, suppressions, events, follow-ups cancelled or scheduled), and the open
 // questions a numbered SMS reply answers. SqlStore (store/sql_store.cpp) runs these.
 #include "store/ops/inbound.hpp"

@@ -11,7 +11,7 @@
 
 namespace tayori::store::ops {
 
-// One inbound event's writes; false when (source, event_id) was seen before (nothing written).
+// One provider report's or answer's writes; false when (source, event_id) was seen before (nothing written).
 bool apply_inbound_one(sql::Connection& c, WriteContext& w, const InboundStore::InboundWrites& writes, int64_t now_ms);
 std::optional<InboundStore::Question> open_question(sql::Connection& c, const std::string& contact,
                                                     const std::string& channel);

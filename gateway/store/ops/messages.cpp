@@ -55,7 +55,7 @@ const std::string kFinished = "state NOT IN ('scheduled', 'dispatched')";
 
 // One INSERT per row measured faster than one multi-row INSERT for the two events a message writes at a time.
 void insert_event_of(sql::Connection& c, const std::string& message_id, const std::string& recipient_id,
-                     const NewEvent& e, int64_t now_ms) {
+                     const NewTimelineEvent& e, int64_t now_ms) {
   sql::Statement& s =
       recipient_id.empty()
           ? c.prepare(
@@ -116,16 +116,16 @@ MessageRecord read_message(const sql::Statement& s) {
   return r;
 }
 
-EventRecord read_event(const sql::Statement& s) {
+TimelineEvent read_event(const sql::Statement& s) {
   return {s.int64(0), s.text(1), s.text(2), s.int64(3), s.text(4), s.text(5)};
 }
 
 void insert_events(sql::Connection& c, const std::string& message_id, const std::string& recipient_id,
-                   const std::vector<NewEvent>& events, int64_t now_ms) {
-  for (const NewEvent& e : events) insert_event_of(c, message_id, recipient_id, e, now_ms);
+                   const std::vector<NewTimelineEvent>& events, int64_t now_ms) {
+  for (const NewTimelineEvent& e : events) insert_event_of(c, message_id, recipient_id, e, now_ms);
 }
 
-void insert_event(sql::Connection& c, const std::string& message_id, const NewEvent& e, int64_t now_ms) {
+void insert_event(sql::Connection& c, const std::string& message_id, const NewTimelineEvent& e, int64_t now_ms) {
   insert_event_of(c, message_id, "", e, now_ms);
 }
 
@@ -352,14 +352,14 @@ std::optional<MessageRecord> find_by_provider_id(sql::Connection& c, const std::
   return first_row(c.prepare(kSelectByProviderId).bind(1, provider_message_id), read_message);
 }
 
-std::vector<EventRecord> events(sql::Connection& c, const std::string& id) {
+std::vector<TimelineEvent> events(sql::Connection& c, const std::string& id) {
   return all_rows(
       c.prepare("SELECT seq, message_id, type, at, detail, recipient_id FROM events WHERE message_id = ?1 ORDER BY seq")
           .bind(1, id),
       read_event);
 }
 
-std::vector<EventRecord> touches(sql::Connection& c, const std::string& recipient_id, int64_t since_ms, int64_t until_ms) {
+std::vector<TimelineEvent> touches(sql::Connection& c, const std::string& recipient_id, int64_t since_ms, int64_t until_ms) {
   return all_rows(c.prepare("SELECT e.seq, e.message_id, e.type, e.at, e.detail, e.recipient_id FROM messages m "
                             "JOIN events e ON e.message_id = m.id WHERE m.recipient_id = ?1 "
                             "AND e.type IN ('delivered', 'clicked') AND e.at >= ?2 AND e.at <= ?3 "

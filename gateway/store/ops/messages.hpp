@@ -51,22 +51,22 @@ int64_t purge(sql::Connection& c, WriteContext& w, int64_t before_ms);
 // The events of one message, in order. Their recipient is the message's: `recipient_id` when the caller
 // knows it, else read in the same transaction, so every writer of events gets it without passing it.
 void insert_events(sql::Connection& c, const std::string& message_id, const std::string& recipient_id,
-                   const std::vector<NewEvent>& events, int64_t now_ms);
-void insert_event(sql::Connection& c, const std::string& message_id, const NewEvent& e, int64_t now_ms);
+                   const std::vector<NewTimelineEvent>& events, int64_t now_ms);
+void insert_event(sql::Connection& c, const std::string& message_id, const NewTimelineEvent& e, int64_t now_ms);
 
 // ---- Reads ----
 std::vector<MessageRecord> list(sql::Connection& c, const MessageFilter& f);
 std::optional<MessageRecord> find(sql::Connection& c, const std::string& id);
 std::optional<MessageRecord> find_by_provider_id(sql::Connection& c, const std::string& provider_message_id);
-std::vector<EventRecord> events(sql::Connection& c, const std::string& id);
+std::vector<TimelineEvent> events(sql::Connection& c, const std::string& id);
 // A recipient's messages' delivered and clicked events in a time range (MessageStore::touches): the
 // recipient's messages by messages_recipient, then each one's events by events_message.
-std::vector<EventRecord> touches(sql::Connection& c, const std::string& recipient_id, int64_t since_ms, int64_t until_ms);
+std::vector<TimelineEvent> touches(sql::Connection& c, const std::string& recipient_id, int64_t since_ms, int64_t until_ms);
 std::optional<int64_t> next_due(sql::Connection& c);
 // Counts the rows: the store does it once, when it opens, and keeps the counts from there.
 StateCounts count_by_state(sql::Connection& c);
 
 // An events row read as "seq, message_id, type, at, detail, recipient_id".
-EventRecord read_event(const sql::Statement& s);
+TimelineEvent read_event(const sql::Statement& s);
 
 }  // namespace tayori::store::ops

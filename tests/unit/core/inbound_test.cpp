@@ -17,8 +17,8 @@ namespace {
 
 using core::InboundDecision;
 using core::Original;
-using plugin::InboundEvent;
-using plugin::InboundKind;
+using plugin::ProviderReport;
+using plugin::ReportKind;
 
 constexpr int64_t kNow = 1'800'000'000'000;  // 2027-01-15T08:00:00Z
 
@@ -161,12 +161,12 @@ TEST(DecideUnsubscribe, OptsOutOfMarketingOnTheChannel) {
   EXPECT_EQ(d.writes->consent[0].second.source, "list_unsubscribe");
 }
 
-// ---- Provider events ----
+// ---- Provider reports ----
 
 TEST(DecideInbound, StopOptsOutOfBothPurposesOnTheChannelWithItsSource) {
-  InboundEvent e;
-  e.kind = InboundKind::opt_out;
-  e.event_id = "SM1";
+  ProviderReport e;
+  e.kind = ReportKind::opt_out;
+  e.report_id = "SM1";
   e.contact = "+819012345678";
   e.text = "STOP";
   core::InboundFacts f;
@@ -189,9 +189,10 @@ TEST(DecideInbound, StopOptsOutOfBothPurposesOnTheChannelWithItsSource) {
 }
 
 // A Twilio STOP from `contact` and the facts of channel sms, as the applier would look them up.
-std::pair<InboundEvent, core::InboundFacts> sms_stop(const std::string& contact, std::vector<std::string> recipient_ids) {
-  InboundEvent e;
-  e.kind = InboundKind::opt_out;
+std::pair<ProviderReport, core::InboundFacts> sms_stop(const std::string& contact,
+                                                     std::vector<std::string> recipient_ids) {
+  ProviderReport e;
+  e.kind = ReportKind::opt_out;
   e.contact = contact;
   e.text = "STOP";
   core::InboundFacts f;
@@ -229,7 +230,7 @@ TEST(DecideInbound, AStopFromAnUnknownNumberSuppressesTheNumber) {
   EXPECT_EQ(d.writes->suppress[0].reason, "opted_out");
   EXPECT_EQ(d.writes->suppress[0].source, "channel.sms");
   EXPECT_TRUE(d.writes->consent.empty());
-  e.kind = InboundKind::opt_in;
+  e.kind = ReportKind::opt_in;
   e.text = "START";
   e.reactivate_contact = true;
   d = core::decide_inbound(e, f, {}, kNow);
@@ -239,8 +240,8 @@ TEST(DecideInbound, AStopFromAnUnknownNumberSuppressesTheNumber) {
 }
 
 TEST(DecideInbound, UnfollowSuppressesAndFollowLiftsOnlyThisChannelsSuppression) {
-  InboundEvent e;
-  e.kind = InboundKind::opt_out;
+  ProviderReport e;
+  e.kind = ReportKind::opt_out;
   e.contact = "U1";
   e.deactivate_contact = true;
   core::InboundFacts f;
@@ -250,7 +251,7 @@ TEST(DecideInbound, UnfollowSuppressesAndFollowLiftsOnlyThisChannelsSuppression)
   ASSERT_TRUE(d.writes);
   ASSERT_EQ(d.writes->suppress.size(), 1u);
   EXPECT_EQ(d.writes->suppress[0].source, "channel.line");
-  e.kind = InboundKind::opt_in;
+  e.kind = ReportKind::opt_in;
   e.deactivate_contact = false;
   e.reactivate_contact = true;
   f.recipient_ids = {"r1"};
@@ -265,8 +266,8 @@ TEST(DecideInbound, ANumberedReplyIsAResponseToTheOpenQuestion) {
   EXPECT_EQ(core::option_for_number(R"(["interested","later","not_interested"])", "2"), "later");
   EXPECT_FALSE(core::option_for_number(R"(["interested"])", "2"));
   EXPECT_FALSE(core::option_for_number(R"(["interested"])", "0"));
-  InboundEvent e;
-  e.kind = InboundKind::reply;
+  ProviderReport e;
+  e.kind = ReportKind::reply;
   e.contact = "+819012345678";
   e.option = "2";
   e.text = "2";
@@ -281,8 +282,8 @@ TEST(DecideInbound, ANumberedReplyIsAResponseToTheOpenQuestion) {
 }
 
 TEST(DecideInbound, FreeTextIsAReplyAndAForgedRefChangesNothing) {
-  InboundEvent e;
-  e.kind = InboundKind::reply;
+  ProviderReport e;
+  e.kind = ReportKind::reply;
   e.text = "hello";
   core::InboundFacts f;
   f.channel = "line";
@@ -290,15 +291,15 @@ TEST(DecideInbound, FreeTextIsAReplyAndAForgedRefChangesNothing) {
   InboundDecision d = core::decide_inbound(e, f, {}, kNow);
   ASSERT_TRUE(d.writes);
   EXPECT_EQ(d.writes->events[0].event.type, "replied");
-  e.kind = InboundKind::response;
+  e.kind = ReportKind::response;
   e.ref = "forged";
   f.refused = "a response ref that is forged";
   EXPECT_FALSE(core::decide_inbound(e, f, {}, kNow).writes);
 }
 
 TEST(DecideInbound, AFailureReceiptForADeadNumberSuppressesIt) {
-  InboundEvent e;
-  e.kind = InboundKind::failed;
+  ProviderReport e;
+  e.kind = ReportKind::failed;
   e.provider_message_id = "SM9";
   e.contact = "+819012345678";
   e.reason = "twilio.30005";
@@ -352,8 +353,8 @@ class InboundApplierTest : public test::StoreFixture {
                                                       std::vector<config::ResponseRule>{{"not_interested", "category"}});
   }
 
-  int apply(const std::string& channel, const std::string& plugin, std::vector<InboundEvent> events) {
-    return await<int>([&](auto done) { applier_->apply_events(channel, plugin, events, std::move(done)); });
+  int apply(const std::string& channel, const std::string& plugin, std::vector<ProviderReport> events) {
+    return await<int>([&](auto done) { applier_->apply_reports(channel, plugin, events, std::move(done)); });
   }
   int respond(const std::string& option) {
     std::promise<int> status;
@@ -369,17 +370,17 @@ class InboundApplierTest : public test::StoreFixture {
 };
 
 TEST_F(InboundApplierTest, ARedeliveredEventIsAppliedOnce) {
-  InboundEvent e;
-  e.kind = InboundKind::opt_out;
-  e.event_id = "evt-1";
+  ProviderReport e;
+  e.kind = ReportKind::opt_out;
+  e.report_id = "evt-1";
   e.contact = "U1";
   e.deactivate_contact = true;
   EXPECT_EQ(apply("line", "line", {e}), 1);
   EXPECT_EQ(apply("line", "line", {e}), 0);
   EXPECT_EQ(store_->consent_history("r1").size(), 2u);  // marketing and transactional, once
   EXPECT_EQ(store_->suppressions({"U1"}).size(), 1u);
-  e.kind = InboundKind::opt_in;
-  e.event_id = "evt-2";
+  e.kind = ReportKind::opt_in;
+  e.report_id = "evt-2";
   e.deactivate_contact = false;
   e.reactivate_contact = true;
   EXPECT_EQ(apply("line", "line", {e}), 1);
@@ -420,9 +421,9 @@ TEST_F(InboundApplierTest, ANumberedReplyAnswersTheLatestOpenQuestionOfThatNumbe
     store_->put_question("+819012345678", "sms", {"m1", R"(["interested","later","not_interested"])", kNow},
                          std::move(done));
   });
-  InboundEvent e;
-  e.kind = InboundKind::reply;
-  e.event_id = "SMreply";
+  ProviderReport e;
+  e.kind = ReportKind::reply;
+  e.report_id = "SMreply";
   e.contact = "+819012345678";
   e.option = "2";
   e.text = "2";
@@ -440,9 +441,9 @@ TEST_F(InboundApplierTest, ReceiptsFindTheMessageByTheProvidersId) {
   t.provider_message_id = "SM42";
   StoreFixture::apply(t, kNow);
   ASSERT_TRUE(store_->find_by_provider_id("SM42"));
-  InboundEvent e;
-  e.kind = InboundKind::failed;
-  e.event_id = "SM42:undelivered";
+  ProviderReport e;
+  e.kind = ReportKind::failed;
+  e.report_id = "SM42:undelivered";
   e.provider_message_id = "SM42";
   e.contact = "+819012345678";
   e.reason = "twilio.30005";

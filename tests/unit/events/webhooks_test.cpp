@@ -1,14 +1,14 @@
-// The pure parts of the upstream webhooks (gateway/events/webhooks.hpp) and the feed's event JSON
-// (gateway/events/feed.hpp). The senders themselves run against a real receiver in
-// tests/integration/events_test.cpp.
-#include "events/webhooks.hpp"
+// The pure parts of the upstream webhooks (gateway/feed/webhooks.hpp) and the feed's event JSON
+// (gateway/feed/feed.hpp). The senders themselves run against a real receiver in
+// tests/integration/feed_test.cpp.
+#include "feed/webhooks.hpp"
 
 #include <gtest/gtest.h>
 
-#include "events/feed.hpp"
+#include "feed/feed.hpp"
 #include "crypto/crypto.hpp"
 
-namespace tayori::events {
+namespace tayori::feed {
 namespace {
 
 using crypto::hex;
@@ -64,14 +64,14 @@ TEST(WebhookFilter, EmptyListTakesEverythingElseOnlyTheNamedTypes) {
 }
 
 TEST(EventJson, HasTheFeedShape) {
-  store::EventRecord e{42, "m-1", "delivered", 1700000000123, R"({"channel":"line"})", "r-9"};
+  store::TimelineEvent e{42, "m-1", "delivered", 1700000000123, R"({"channel":"line"})", "r-9"};
   core::Json j = event_json(e);
   EXPECT_EQ(j, core::Json::parse(R"({"id":"evt_42","seq":42,"type":"delivered","at":"2023-11-14T22:13:20.123Z",
                                     "message_id":"m-1","recipient_id":"r-9","detail":{"channel":"line"}})"));
 }
 
 TEST(EventJson, EventsWithoutMessageOrRecipientUseNullAndBadDetailBecomesAnObject) {
-  store::EventRecord e{7, "", "opted_out", 0, "not json", ""};
+  store::TimelineEvent e{7, "", "opted_out", 0, "not json", ""};
   core::Json j = event_json(e);
   EXPECT_TRUE(j["message_id"].is_null());
   EXPECT_TRUE(j["recipient_id"].is_null());
@@ -85,7 +85,7 @@ TEST(WebhookRequest, SignedPostOfTheEventInItsOwnPool) {
   w.url = "https://crm.example/hooks/tayori";
   w.secret = "s3cret";
   w.timeout_ms = 2'500;
-  store::EventRecord e{5, "m-1", "delivered", 1700000000000, "{}", "r-1"};
+  store::TimelineEvent e{5, "m-1", "delivered", 1700000000000, "{}", "r-1"};
   transport::Request r = webhook_request(w, e, 1700000001);
   EXPECT_EQ(r.method, "POST");
   EXPECT_EQ(r.url, w.url);
@@ -103,4 +103,4 @@ TEST(WebhookRequest, SignedPostOfTheEventInItsOwnPool) {
 }
 
 }  // namespace
-}  // namespace tayori::events
+}  // namespace tayori::feed

@@ -189,7 +189,7 @@ TEST(PluginInbound, A11PluginsEventsAreReadToTheirSizeAndItsAnswersKept) {
   call.method = "POST";
   call.url = "https://gw.example/inbound/fixture_inbound_abi_1_1/sms";
   call.body = "events";
-  std::vector<InboundEvent> events;
+  std::vector<ProviderReport> events;
   InboundAnswer answer;
   ASSERT_TRUE(channel.inbound(call, events, answer)) << answer.body;
   EXPECT_EQ(answer.status, 200);
@@ -197,21 +197,21 @@ TEST(PluginInbound, A11PluginsEventsAreReadToTheirSizeAndItsAnswersKept) {
   EXPECT_EQ(answer.body, "<Response/>");
   ASSERT_EQ(events.size(), 3u) << "the event of an unknown kind is dropped";
   // The 1.2 tail the fixture filled (ref "never-read", both flags set) is past its struct_size: unread.
-  EXPECT_EQ(events[0].kind, InboundKind::opt_in);
-  EXPECT_EQ(events[0].event_id, "e-1");
+  EXPECT_EQ(events[0].kind, ReportKind::opt_in);
+  EXPECT_EQ(events[0].report_id, "e-1");
   EXPECT_EQ(events[0].contact, "+819012345678");
   EXPECT_EQ(events[0].ref, "");
   EXPECT_FALSE(events[0].reactivate_contact);
   EXPECT_FALSE(events[0].deactivate_contact);
   // FAILED: the provider's id in message_ref, its reason in text (plugin.h).
-  EXPECT_EQ(events[1].kind, InboundKind::failed);
+  EXPECT_EQ(events[1].kind, ReportKind::failed);
   EXPECT_EQ(events[1].provider_message_id, "SM1");
   EXPECT_EQ(events[1].reason, "provider.reason");
   EXPECT_EQ(events[1].text, "");
   EXPECT_EQ(events[1].at_ms, 1234);
   EXPECT_FALSE(events[1].deactivate_contact);
   // CONTACT_DEACTIVATED (1.0) reads as a failure that deactivates.
-  EXPECT_EQ(events[2].kind, InboundKind::failed);
+  EXPECT_EQ(events[2].kind, ReportKind::failed);
   EXPECT_TRUE(events[2].deactivate_contact);
 
   // Refused with the plugin's own 4xx answer; a failure is a 500 the provider redelivers. No events either way.
@@ -233,7 +233,7 @@ TEST(PluginInbound, APluginWithoutOnInboundAnswers404) {
   PinnedClock clock;
   Channel channel("mail", "email", lib, clock);
   ASSERT_TRUE(channel.create({}, error)) << error;
-  std::vector<InboundEvent> events;
+  std::vector<ProviderReport> events;
   InboundAnswer answer;
   EXPECT_FALSE(channel.inbound(InboundRequest{}, events, answer));
   EXPECT_EQ(answer.status, 404);

@@ -318,7 +318,7 @@ TEST_P(StoreTest, TheFeedFiltersByTypeInEitherOrder) {
     m.events = {{"accepted", "{}"}, {std::string(id) == "f2" ? "opted_out" : "opted_in", "{}"}};
     accept_one(m, 1'000);
   }
-  auto ids = [](const std::vector<EventRecord>& events) {
+  auto ids = [](const std::vector<TimelineEvent>& events) {
     std::vector<std::string> out;
     for (const auto& e : events) out.push_back(e.message_id + ":" + e.type);
     return out;
@@ -1172,7 +1172,7 @@ Transition bounced(const std::string& message_id, const std::string& email) {
   return t;
 }
 
-InboundStore::EventWrite reply_event(const std::string& message_id, const std::string& recipient_id,
+InboundStore::TimelineWrite reply_event(const std::string& message_id, const std::string& recipient_id,
                                      const std::string& text) {
   return {message_id, recipient_id, {"replied", nlohmann::json{{"channel", "sms"}, {"text", text}}.dump()}};
 }

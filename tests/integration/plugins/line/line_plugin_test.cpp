@@ -353,13 +353,13 @@ TEST_F(LineSim, TheSimulatorsSignedWebhooksVerify) {
   ASSERT_EQ(calls.size(), 1u);
   RegistryResult reg = two_way_registry(url_, kSecret, clock_, &transport_);
   ASSERT_TRUE(reg.registry);
-  std::vector<InboundEvent> events;
+  std::vector<ProviderReport> events;
   InboundAnswer answer;
   ASSERT_TRUE(reg.registry->find("line")->inbound(testing::as_inbound(calls[0], gateway.url()), events, answer))
       << answer.status << " " << answer.body;
   ASSERT_EQ(events.size(), 1u);
-  EXPECT_EQ(events[0].kind, InboundKind::response);
-  EXPECT_EQ(events[0].event_id, "01SIM");
+  EXPECT_EQ(events[0].kind, ReportKind::response);
+  EXPECT_EQ(events[0].report_id, "01SIM");
   EXPECT_EQ(events[0].ref, "r.interested-ref");
   EXPECT_EQ(events[0].contact, kUser);
   gateway.stop();

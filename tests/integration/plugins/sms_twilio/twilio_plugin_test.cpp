@@ -475,7 +475,7 @@ TEST_F(TwilioSim, TheSimulatorsSignedWebhooksVerify) {
 
   RegistryResult reg = twilio_registry(yaml_for(url_, "      from: '+15005550006'\n", true), clock_, &transport_);
   ASSERT_TRUE(reg.registry);
-  std::vector<InboundEvent> events;
+  std::vector<ProviderReport> events;
   InboundAnswer answer;
   ASSERT_TRUE(reg.registry->find("sms")->inbound(testing::as_inbound(calls[0], gateway.url()), events, answer))
       << answer.status << " " << answer.body;

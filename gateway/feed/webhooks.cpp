@@ -1,6 +1,6 @@
 // Webhook senders (webhooks.hpp): one thread per subscription that reads the event feed from its stored cursor,
 // POSTs each event signed, retries with backoff, and on PostgreSQL holds the subscription so one node sends it.
-#include "events/webhooks.hpp"
+#include "feed/webhooks.hpp"
 
 #include <algorithm>
 #include <limits>
@@ -9,11 +9,11 @@
 
 #include "common/log.hpp"
 #include "common/thread_guard.hpp"
-#include "events/feed.hpp"
+#include "feed/feed.hpp"
 #include "crypto/crypto.hpp"
 #include "common/thread_name.hpp"
 
-namespace tayori::events {
+namespace tayori::feed {
 
 namespace {
 
@@ -49,7 +49,7 @@ bool subscribed(const config::WebhookConfig& webhook, std::string_view type) {
   return webhook.events.empty() || std::find(webhook.events.begin(), webhook.events.end(), type) != webhook.events.end();
 }
 
-transport::Request webhook_request(const config::WebhookConfig& webhook, const store::EventRecord& event,
+transport::Request webhook_request(const config::WebhookConfig& webhook, const store::TimelineEvent& event,
                                    int64_t unix_seconds) {
   transport::Request r;
   r.method = "POST";
@@ -217,7 +217,7 @@ void Webhooks::send_events(Sender& s) {
       if (!pause(timing_.poll_ms * 5, false)) return;
       continue;
     }
-    std::vector<store::EventRecord> page;
+    std::vector<store::TimelineEvent> page;
     try {
       page = store_.events_after(cursor, std::numeric_limits<int64_t>::max(), kPage, "");
       if (metrics_) metrics_->set_webhook_lag(name, std::max<int64_t>(0, store_.last_event_seq() - cursor));
@@ -230,7 +230,7 @@ void Webhooks::send_events(Sender& s) {
       if (!pause(timing_.poll_ms, true)) return;
       continue;
     }
-    for (const store::EventRecord& e : page) {
+    for (const store::TimelineEvent& e : page) {
       // Renewed before each send: a slow receiver must not let the hold lapse while this node still sends.
       if (subscribed(s.config, e.type) && !hold()) break;
       if (subscribed(s.config, e.type)) {
@@ -290,4 +290,4 @@ void Webhooks::send_events(Sender& s) {
   }
 }
 
-}  // namespace tayori::events
+}  // namespace tayori::feed

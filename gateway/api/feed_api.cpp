@@ -1,5 +1,5 @@
 // GET /v1/events?after=<seq>&limit=<n>: the upstream feed. Every event the gateway records, in seq order,
-// in the shape webhooks send (events/feed.hpp). Keyset paging by seq: `next` is the last seq of a full
+// in the shape webhooks send (feed/feed.hpp). Keyset paging by seq: `next` is the last seq of a full
 // page, or where a bounded read stopped (pass it as `after`), and null at the end of the feed. A
 // consumer that polls stores the last seq it processed, exactly like a webhook subscription's cursor.
 //
@@ -12,7 +12,7 @@
 
 #include "api/api.hpp"
 #include "api/http_util.hpp"
-#include "events/feed.hpp"
+#include "feed/feed.hpp"
 
 namespace tayori::api {
 
@@ -36,7 +36,7 @@ std::optional<int64_t> parse_seq(std::string_view text) {
 
 }  // namespace
 
-HttpResponse Api::list_events(const HttpRequest& request, const Key& key) {
+HttpResponse Api::read_feed(const HttpRequest& request, const Key& key) {
   store::FeedQuery query;
   query.limit = kDefaultEventPage;
   std::optional<int64_t> before;
@@ -85,9 +85,9 @@ HttpResponse Api::list_events(const HttpRequest& request, const Key& key) {
   } else if (filtered && floor < ceiling - kFilteredEventScan) {
     query.up_to_seq = floor + kFilteredEventScan;
   }
-  std::vector<store::EventRecord> page = deps_.store.read_feed(query);
+  std::vector<store::TimelineEvent> page = deps_.store.read_feed(query);
   Json items = Json::array();
-  for (const auto& e : page) items.push_back(events::event_json(e));
+  for (const auto& e : page) items.push_back(feed::event_json(e));
   // A full page may have a successor: its last seq. A short one is the last (oldest first: poll again later
   // with the same `after`), unless its read stopped at its bound with more of the range beyond: then `next`
   // is where it stopped, as `after` (oldest first) or `before` (newest first).

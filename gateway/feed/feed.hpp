@@ -1,5 +1,6 @@
-// The upstream event feed: one JSON shape for an event, shared by GET /v1/events (api/events_api.cpp) and
-// the webhooks (webhooks.hpp), so a consumer can switch between polling and push without a second parser.
+// The upstream feed: every timeline event in seq order, read by polling GET /v1/events (api/feed_api.cpp) or
+// pushed by the webhooks (webhooks.hpp). One JSON shape for an event serves both, so a consumer can switch
+// between polling and push without a second parser.
 //
 //   {"id":"evt_<seq>","seq":N,"type":T,"at":RFC3339 ms,"message_id":M|null,"recipient_id":R|null,"detail":{...}}
 //
@@ -13,11 +14,11 @@
 #include "core/message.hpp"
 #include "store/store.hpp"
 
-namespace tayori::events {
+namespace tayori::feed {
 
 // "evt_<seq>".
 std::string event_id(int64_t seq);
 
-core::Json event_json(const store::EventRecord& e);
+core::Json event_json(const store::TimelineEvent& e);
 
-}  // namespace tayori::events
+}  // namespace tayori::feed

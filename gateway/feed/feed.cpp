@@ -1,15 +1,15 @@
 // The feed's one JSON shape for an event (feed.hpp), written once for GET /v1/events and the webhooks.
-#include "events/feed.hpp"
+#include "feed/feed.hpp"
 
 #include "common/time.hpp"
 
-namespace tayori::events {
+namespace tayori::feed {
 
 using core::Json;
 
 std::string event_id(int64_t seq) { return "evt_" + std::to_string(seq); }
 
-Json event_json(const store::EventRecord& e) {
+Json event_json(const store::TimelineEvent& e) {
   // Details are written by the gateway as JSON objects; anything else (a row from an older version) is
   // shown as an empty object rather than failing the whole page.
   Json detail = Json::parse(e.detail_json, nullptr, false);
@@ -24,4 +24,4 @@ Json event_json(const store::EventRecord& e) {
           {"detail", detail}};
 }
 
-}  // namespace tayori::events
+}  // namespace tayori::feed

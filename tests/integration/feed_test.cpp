@@ -1,4 +1,4 @@
-// Events back to the upstream system, through the real binary: the webhooks (signed, ordered,
+// The feed (events back to the upstream system), through the real binary: the webhooks (signed, ordered,
 // at-least-once, retried while the receiver fails) and GET /v1/events (the same events, paged by seq).
 // The receiver is the project's own api::HttpServer in this process; signatures are checked with the host's
 // HMAC over "<t>.<raw body>", as an upstream system would.
@@ -87,7 +87,7 @@ std::vector<Json> feed(const Gateway& gw, HttpClient& c, int limit) {
   return out;
 }
 
-TEST(Events, WebhookGetsEveryEventSignedInOrderThroughFailuresAndTheFeedAgrees) {
+TEST(Feed, WebhookGetsEveryEventSignedInOrderThroughFailuresAndTheFeedAgrees) {
   TempDir dir;
   Receiver receiver("/hooks/all", 2);  // crm's first two POSTs fail: its first event waits through two backoffs
   ::setenv("TAYORI_WEBHOOK_SECRET", kSecret, 1);
@@ -193,7 +193,7 @@ TEST(Events, WebhookGetsEveryEventSignedInOrderThroughFailuresAndTheFeedAgrees) 
 
 // A receiver that never recovers: the event is dropped once give_up_after has passed (counted), and the
 // sender goes on; a SIGHUP reload replaces the senders without resending what was delivered.
-TEST(Events, GivesUpAfterGiveUpAfterAndSurvivesReload) {
+TEST(Feed, GivesUpAfterGiveUpAfterAndSurvivesReload) {
   TempDir dir;
   Receiver receiver("/hooks/down", 1'000'000);
   ::setenv("TAYORI_WEBHOOK_SECRET", kSecret, 1);
@@ -237,7 +237,7 @@ TEST(Events, GivesUpAfterGiveUpAfterAndSurvivesReload) {
   EXPECT_EQ(ups(), 2u);
 }
 
-TEST(Events, FeedValidatesItsParametersByName) {
+TEST(Feed, ValidatesItsParametersByName) {
   TempDir dir;
   Gateway gw(dir, default_channels(dir));
   gw.start();
@@ -273,7 +273,7 @@ TEST(Events, FeedValidatesItsParametersByName) {
 // types= keeps only the event types it names; order=desc reads newest first, from `before` down, and its
 // pages (following `next` as `before`) are the feed read backwards. The operator console reads the latest
 // consent changes this way.
-TEST(Events, FeedFiltersByTypeAndReadsNewestFirst) {
+TEST(Feed, FiltersByTypeAndReadsNewestFirst) {
   TempDir dir;
   Gateway gw(dir, default_channels(dir));
   gw.start();

@@ -1,5 +1,5 @@
-// Webhooks: Tayori's events pushed to the upstream system (the two-way issue, operator guide "Events back
-// to the upstream system"). One sender thread per subscription (config `webhooks:`):
+// Webhooks: the feed pushed to the upstream system (the two-way issue, operator guide "The feed: events
+// back to the upstream system"). One sender thread per subscription (config `webhooks:`):
 //
 //  - Ordered: a subscription sends its events one at a time in seq order, one event per POST (the body is
 //    the event JSON of feed.hpp); a failing POST blocks later events until it succeeds or is dropped.
@@ -31,7 +31,7 @@
 #include "store/store.hpp"
 #include "transport/outbound_transport.hpp"
 
-namespace tayori::events {
+namespace tayori::feed {
 
 // ---- Pure parts -----------------------------------------------------------------------------------------
 
@@ -46,7 +46,7 @@ int64_t backoff_ms(int failures, double unit_random, int64_t base_ms = 1'000, in
 bool subscribed(const config::WebhookConfig& webhook, std::string_view type);
 
 // The POST for one event: JSON body, Content-Type, Tayori-Signature, Tayori-Event-Id, pool "webhook:<name>".
-transport::Request webhook_request(const config::WebhookConfig& webhook, const store::EventRecord& event,
+transport::Request webhook_request(const config::WebhookConfig& webhook, const store::TimelineEvent& event,
                                    int64_t unix_seconds);
 
 // ---- Senders ---------------------------------------------------------------------------------------------
@@ -99,4 +99,4 @@ class Webhooks {
   bool started_ = false;
 };
 
-}  // namespace tayori::events
+}  // namespace tayori::feed
