@@ -418,7 +418,7 @@ std::optional<Json> Api::json_body(const HttpRequest& request, const Responder& 
   return std::nullopt;
 }
 
-void Api::submit(const HttpRequest& request, const std::string& key_name, Responder respond) {
+void Api::submit(const HttpRequest& request, const std::string& key_name, const Responder& respond) {
   auto body = json_body(request, respond);
   if (!body) return;
   int64_t now = deps_.clock.now_ms();
@@ -553,7 +553,7 @@ HttpResponse Api::list_messages(const HttpRequest& request, const Key& key) {
   return json_response(200, {{"messages", items}, {"next", next}});
 }
 
-void Api::retry_message(const std::string& id, const Key& key, Responder respond) {
+void Api::retry_message(const std::string& id, const Key& key, const Responder& respond) {
   auto record = deps_.store.find(id);
   if (!record || !owns(key, record->api_key, config::Scope::admin)) return respond(message_not_found(id));
   if (!replayable(record->state)) return respond(not_replayable(id, record->state));
@@ -561,7 +561,7 @@ void Api::retry_message(const std::string& id, const Key& key, Responder respond
   filter.id = id;
   filter.limit = 1;
   if (!key.allows(config::Scope::admin)) filter.api_key = key.name;
-  auto replayed = [this, id, respond](bool ok, std::vector<std::string> ids) {
+  auto replayed = [this, id, respond](bool ok, const std::vector<std::string>& ids) {
     if (!ok) return respond(store_unavailable("the retry", deps_.store.last_write_error()));
     if (ids.empty()) {
       // It moved on between the look-up and the commit (another retry, a purge): say where it is now.
@@ -576,7 +576,7 @@ void Api::retry_message(const std::string& id, const Key& key, Responder respond
 
 // POST /v1/messages:retry {"state": "dead"|"failed", "channel"?, "limit"?}: up to `limit` matching messages,
 // in id order. Replayed messages no longer match, so calling again until `retried` is 0 drains the set.
-void Api::retry_messages(const HttpRequest& request, const Key& key, Responder respond) {
+void Api::retry_messages(const HttpRequest& request, const Key& key, const Responder& respond) {
   auto body = json_body(request, respond);
   if (!body) return;
   store::MessageFilter filter;
@@ -616,7 +616,7 @@ void Api::retry_messages(const HttpRequest& request, const Key& key, Responder r
   });
 }
 
-void Api::cancel_message(const std::string& id, const Key& key, Responder respond) {
+void Api::cancel_message(const std::string& id, const Key& key, const Responder& respond) {
   if (!key.allows(config::Scope::admin)) {
     // Another key's message is not found, as for reading it; the look-up is one read before a rare write.
     auto record = deps_.store.find(id);

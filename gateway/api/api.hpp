@@ -72,7 +72,7 @@ class Api final : public Handler {
   void serve(const HttpRequest& request, const std::string& route, const std::string& method,
              const Responder& counted);
   std::optional<core::Json> json_body(const HttpRequest& request, const Responder& respond);
-  void submit(const HttpRequest& request, const std::string& key_name, Responder respond);
+  void submit(const HttpRequest& request, const std::string& key_name, const Responder& respond);
   // Routes a request under /v1 that an API key authenticated, after checking the key's scope.
   void serve_keyed(const HttpRequest& request, const std::string& route, const std::string& method, const Key& key,
                    const Responder& counted);
@@ -84,10 +84,10 @@ class Api final : public Handler {
   HttpResponse get_message(const std::string& id, const Key& key);
   HttpResponse list_messages(const HttpRequest& request, const Key& key);
   // A key without admin cancels and retries only its own messages.
-  void cancel_message(const std::string& id, const Key& key, Responder respond);
+  void cancel_message(const std::string& id, const Key& key, const Responder& respond);
   // Dead letters and permanent failures sent through the policy again (store::Store::replay).
-  void retry_message(const std::string& id, const Key& key, Responder respond);
-  void retry_messages(const HttpRequest& request, const Key& key, Responder respond);
+  void retry_message(const std::string& id, const Key& key, const Responder& respond);
+  void retry_messages(const HttpRequest& request, const Key& key, const Responder& respond);
   // GET /v1/events (feed_api.cpp): the upstream feed in seq order, of the key's own messages without read_all.
   HttpResponse read_feed(const HttpRequest& request, const Key& key);
   // GET /v1/stats, /v1/stats/flow, /v1/stats/queue (stats_api.cpp): counts, never a recipient.
@@ -103,13 +103,13 @@ class Api final : public Handler {
 
   // Two-way (inbound_api.cpp): answers that come back, authenticated by a provider's signature (checked
   // by the channel's plugin), a signed link, or an app key instead of an API key.
-  void inbound_webhook(const HttpRequest& request, Responder respond);   // POST /inbound/{plugin}/{channel}
-  void response_link(const HttpRequest& request, Responder respond);     // GET, POST /r/{token}
-  void unsubscribe_link(const HttpRequest& request, Responder respond);  // GET, POST /u/{token} (RFC 8058)
+  void inbound_webhook(const HttpRequest& request, const Responder& respond);   // POST /inbound/{plugin}/{channel}
+  void response_link(const HttpRequest& request, const Responder& respond);     // GET, POST /r/{token}
+  void unsubscribe_link(const HttpRequest& request, const Responder& respond);  // GET, POST /u/{token} (RFC 8058)
   // GET, HEAD /c/{token} (kind click) and /o/{token} (kind open)
-  void reaction_link(const HttpRequest& request, links::LinkKind kind, Responder respond);
+  void reaction_link(const HttpRequest& request, links::LinkKind kind, const Responder& respond);
   void record_conversion(const HttpRequest& request, const Responder& respond);  // POST /v1/conversions
-  void app_inbound(const HttpRequest& request, Responder respond);       // POST /v1/inbound/app
+  void app_inbound(const HttpRequest& request, const Responder& respond);        // POST /v1/inbound/app
   // The recipient's locale for a page about `original` ("" when unknown).
   std::string locale_of(const core::Original& original) const;
   std::string locale_of_message(const std::string& message_id) const;  // "" for an unknown message too

@@ -95,7 +95,7 @@ std::string Api::locale_of_message(const std::string& message_id) const {
   return "";
 }
 
-void Api::inbound_webhook(const HttpRequest& request, Responder respond) {
+void Api::inbound_webhook(const HttpRequest& request, const Responder& respond) {
   std::string_view rest = std::string_view(request.path).substr(std::string_view("/inbound/").size());
   size_t slash = rest.find('/');
   std::string plugin_name = percent_decode(rest.substr(0, slash));
@@ -134,7 +134,7 @@ void Api::inbound_webhook(const HttpRequest& request, Responder respond) {
   });
 }
 
-void Api::response_link(const HttpRequest& request, Responder respond) {
+void Api::response_link(const HttpRequest& request, const Responder& respond) {
   links::Verified v = inbound_->links().verify(token_of(request), deps_.clock.now_ms() / 1000);
   if (!v.ok()) return respond(bad_link(v.error));
   if (v.claims.kind != links::LinkKind::response) return respond(bad_link(links::LinkError::malformed));
@@ -153,7 +153,7 @@ void Api::response_link(const HttpRequest& request, Responder respond) {
                     });
 }
 
-void Api::unsubscribe_link(const HttpRequest& request, Responder respond) {
+void Api::unsubscribe_link(const HttpRequest& request, const Responder& respond) {
   links::Verified v = inbound_->links().verify(token_of(request), deps_.clock.now_ms() / 1000);
   if (!v.ok()) return respond(bad_link(v.error));
   if (v.claims.kind != links::LinkKind::unsubscribe) return respond(bad_link(links::LinkError::malformed));
@@ -182,7 +182,7 @@ void Api::unsubscribe_link(const HttpRequest& request, Responder respond) {
 // never be a broken one, nor a pixel a broken image. What is recorded is a person's click or open: not a
 // HEAD, not a fetch by a mail scanner or a link preview (links::is_link_scanner), not an expired link (its MAC
 // still proves it was in a message of ours), and not while the gateway shuts down.
-void Api::reaction_link(const HttpRequest& request, links::LinkKind kind, Responder respond) {
+void Api::reaction_link(const HttpRequest& request, links::LinkKind kind, const Responder& respond) {
   links::Verified v = inbound_->links().verify(token_of(request), deps_.clock.now_ms() / 1000);
   const bool ours = v.ok() || v.error == links::LinkError::expired;
   if (!ours) return respond(bad_link(v.error));
@@ -205,14 +205,14 @@ void Api::reaction_link(const HttpRequest& request, links::LinkKind kind, Respon
   answer.headers.emplace_back("Referrer-Policy", "no-referrer");  // the token stays ours
   if (request.method == "HEAD" || !v.ok() || draining_ || links::is_link_scanner(request.header("user-agent")))
     return respond(std::move(answer));
-  inbound_->react(c, [respond, answer](core::InboundApplier::Result) { respond(answer); });
+  inbound_->react(c, [respond, answer](const core::InboundApplier::Result&) { respond(answer); });
 }
 
 // POST /v1/inbound/app {"ref": "<signed ref>"}: an action's ref (the answer it stands for) or the push's
 // open_ref (the notification was opened). Only a ref, signed for one message (and option), says what the app
 // may report: an app key ships inside the app, so a bare message id would let anyone holding it answer for
 // any recipient.
-void Api::app_inbound(const HttpRequest& request, Responder respond) {
+void Api::app_inbound(const HttpRequest& request, const Responder& respond) {
   const Key* key = find_key(request, app_keys_);
   if (key == nullptr) return respond(key_missing(true));
   auto body = json_body(request, respond);
@@ -248,7 +248,7 @@ void Api::app_inbound(const HttpRequest& request, Responder respond) {
   if (!errors.empty()) return respond(problem(400, "Bad Request", "the inbound report is invalid", errors));
   const std::string message_id = claims.message_id;
   if (claims.kind == links::LinkKind::open) {
-    return inbound_->react(claims, [respond, message_id](core::InboundApplier::Result r) {
+    return inbound_->react(claims, [respond, message_id](const core::InboundApplier::Result& r) {
       if (r.status == 200)
         return respond(json_response(200, {{"message_id", message_id}, {"event", "opened"}, {"recorded", true}}));
       if (r.status == 503) return respond(store_unavailable("the open"));
@@ -256,12 +256,13 @@ void Api::app_inbound(const HttpRequest& request, Responder respond) {
     });
   }
   const std::string option = claims.option;
-  inbound_->respond(message_id, option, claims.channel, "app", [respond, message_id, option](core::InboundApplier::Result r) {
-    if (r.status == 200)
-      return respond(json_response(200, {{"message_id", message_id}, {"option", option}, {"recorded", true}}));
-    if (r.status == 503) return respond(store_unavailable("the response"));
-    respond(problem(r.status, r.status == 404 ? "Not Found" : "Gone", r.detail));
-  });
+  inbound_->respond(
+      message_id, option, claims.channel, "app", [respond, message_id, option](const core::InboundApplier::Result& r) {
+        if (r.status == 200)
+          return respond(json_response(200, {{"message_id", message_id}, {"option", option}, {"recorded", true}}));
+        if (r.status == 503) return respond(store_unavailable("the response"));
+        respond(problem(r.status, r.status == 404 ? "Not Found" : "Gone", r.detail));
+      });
 }
 
 }  // namespace tayori::api

@@ -332,13 +332,9 @@ InboundFacts InboundApplier::facts_for(const std::string& channel, const std::st
       if (!f.original) f.recipient_ids = store_.recipients_by_contact(e.contact);
       break;
     case plugin::ReportKind::opt_in:
-    case plugin::ReportKind::opt_out:
-      f.recipient_ids = store_.recipients_by_contact(e.contact);
-      break;
+    case plugin::ReportKind::opt_out: f.recipient_ids = store_.recipients_by_contact(e.contact); break;
     case plugin::ReportKind::delivered:
-    case plugin::ReportKind::failed:
-      load(store_.find_by_provider_id(e.provider_message_id));
-      break;
+    case plugin::ReportKind::failed: load(store_.find_by_provider_id(e.provider_message_id)); break;
   }
   return f;
 }
@@ -357,7 +353,7 @@ void InboundApplier::apply_reports(const std::string& channel, const std::string
 }
 
 void InboundApplier::respond(const std::string& message_id, const std::string& option, const std::string& channel,
-                             const std::string& via, std::function<void(Result)> done) {
+                             const std::string& via, const std::function<void(Result)>& done) {
   auto record = store_.find(message_id);
   if (!record) return done({410, "the message \"" + message_id + "\" is no longer known", std::nullopt});
   auto original = read_original(*record);
@@ -372,7 +368,7 @@ void InboundApplier::respond(const std::string& message_id, const std::string& o
   });
 }
 
-void InboundApplier::react(const links::LinkClaims& claims, std::function<void(Result)> done) {
+void InboundApplier::react(const links::LinkClaims& claims, const std::function<void(Result)>& done) {
   auto record = store_.find(claims.message_id);
   if (!record) return done({404, "the message \"" + claims.message_id + "\" is no longer known", std::nullopt});
   auto original = read_original(*record);
@@ -393,7 +389,7 @@ void InboundApplier::react(const links::LinkClaims& claims, std::function<void(R
 }
 
 void InboundApplier::unsubscribe(const std::string& message_id, const std::string& channel,
-                                 std::function<void(Result)> done) {
+                                 const std::function<void(Result)>& done) {
   auto record = store_.find(message_id);
   if (!record) return done({410, "the message \"" + message_id + "\" is no longer known", std::nullopt});
   auto original = read_original(*record);

@@ -130,15 +130,14 @@ class InboundApplier {
     std::optional<Original> original;
   };
   void respond(const std::string& message_id, const std::string& option, const std::string& channel,
-               const std::string& via, std::function<void(Result)> done);
-  void unsubscribe(const std::string& message_id, const std::string& channel, std::function<void(Result)> done);
+               const std::string& via, const std::function<void(Result)>& done);
+  void unsubscribe(const std::string& message_id, const std::string& channel, const std::function<void(Result)>& done);
   // A tracked link's click (GET /c/{token}) or an open pixel's load (GET /o/{token}), a scanner's fetch
   // already set aside: a `clicked` (decide_click) or `opened` {channel, first} event. 404 for an unknown message.
-  void react(const links::LinkClaims& claims, std::function<void(Result)> done);
+  void react(const links::LinkClaims& claims, const std::function<void(Result)>& done);
 
   // The facts for one provider report (public for tests).
-  InboundFacts facts_for(const std::string& channel, const std::string& plugin,
-                         const plugin::ProviderReport& report);
+  InboundFacts facts_for(const std::string& channel, const std::string& plugin, const plugin::ProviderReport& report);
 
  private:
   store::Store& store_;

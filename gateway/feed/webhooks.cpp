@@ -9,9 +9,9 @@
 
 #include "common/log.hpp"
 #include "common/thread_guard.hpp"
-#include "feed/feed.hpp"
-#include "crypto/crypto.hpp"
 #include "common/thread_name.hpp"
+#include "crypto/crypto.hpp"
+#include "feed/feed.hpp"
 
 namespace tayori::feed {
 

@@ -115,7 +115,7 @@ enum class ReportKind {
 };
 struct ProviderReport {
   ReportKind kind = ReportKind::reply;
-  std::string report_id; // the provider's id for de-duplication (LINE webhookEventId, Twilio MessageSid+status)
+  std::string report_id;  // the provider's id for de-duplication (LINE webhookEventId, Twilio MessageSid+status)
   std::string contact;   // the contact point it concerns (LINE user id, phone number)
   std::string ref;       // a signed reference the provider echoed back (LINE postback data)
   std::string option;    // a response option id, or the number of a numbered SMS reply

@@ -398,10 +398,12 @@ std::vector<policy::CapSlot> SqlStore::slots_since(const std::string& recipient_
   });
 }
 
-policy::RecipientState SqlStore::decision_state(const std::string& recipient_id, const std::vector<std::string>& contacts,
+policy::RecipientState SqlStore::decision_state(const std::string& recipient_id,
+                                                const std::vector<std::string>& contacts,
                                                 std::optional<int64_t> slots_since_ms) {
   // Held slots first, as in slots_since.
-  std::vector<policy::CapSlot> held = slots_since_ms ? held_slots(recipient_id, *slots_since_ms) : std::vector<policy::CapSlot>{};
+  std::vector<policy::CapSlot> held =
+      slots_since_ms ? held_slots(recipient_id, *slots_since_ms) : std::vector<policy::CapSlot>{};
   return read<policy::RecipientState>([&](sql::Connection& c) {
     const bool snapshot = backend_->begin_snapshot(c);
     policy::RecipientState state;

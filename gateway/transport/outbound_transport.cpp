@@ -452,7 +452,7 @@ uint64_t OutboundTransport::connections_opened(const std::string& pool_key) cons
 
 std::string OutboundTransport::pool_key_for(const Request& request) {
   if (!request.pool_key.empty()) return request.pool_key;
-  const std::string url = text::ascii_lower(request.url);
+  std::string url = text::ascii_lower(request.url);
   const auto sep = url.find("://");
   if (sep == std::string::npos) return url;
   const std::string scheme = url.substr(0, sep);

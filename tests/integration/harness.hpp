@@ -112,7 +112,7 @@ class HttpClient {
 
   // One request on a kept-alive connection. `headers` are "Name: value" lines.
   HttpResult request(const std::string& method, const std::string& url, const std::string& body = "",
-                     std::vector<std::string> headers = {}) {
+                     const std::vector<std::string>& headers = {}) {
     HttpResult result;
     curl_easy_reset(curl_);
     curl_easy_setopt(curl_, CURLOPT_URL, url.c_str());
@@ -163,7 +163,8 @@ class Gateway {
   // `extra_yaml` is appended to a base config (api key, plugin dirs); it must supply `channels:`.
   // `dispatcher_yaml` adds keys to the base config's `dispatcher:` block, one "key: value" per line
   // (e.g. "retry_base: 10ms\nworkers: 8"), since that block cannot appear twice in the YAML.
-  Gateway(const TempDir& dir, std::string extra_yaml, std::string data_dir = "", std::string dispatcher_yaml = "")
+  Gateway(const TempDir& dir, const std::string& extra_yaml, const std::string& data_dir = "",
+          const std::string& dispatcher_yaml = "")
       : dir_(dir), data_dir_(data_dir.empty() ? dir.file("data") : data_dir) {
     config_path_ = dir.file("gateway.yaml");
     std::string dispatcher = "dispatcher:\n  poll_interval: 50ms\n";

@@ -359,7 +359,8 @@ std::vector<TimelineEvent> events(sql::Connection& c, const std::string& id) {
       read_event);
 }
 
-std::vector<TimelineEvent> touches(sql::Connection& c, const std::string& recipient_id, int64_t since_ms, int64_t until_ms) {
+std::vector<TimelineEvent> touches(sql::Connection& c, const std::string& recipient_id, int64_t since_ms,
+                                   int64_t until_ms) {
   return all_rows(c.prepare("SELECT e.seq, e.message_id, e.type, e.at, e.detail, e.recipient_id FROM messages m "
                             "JOIN events e ON e.message_id = m.id WHERE m.recipient_id = ?1 "
                             "AND e.type IN ('delivered', 'clicked') AND e.at >= ?2 AND e.at <= ?3 "

@@ -61,7 +61,8 @@ std::optional<MessageRecord> find_by_provider_id(sql::Connection& c, const std::
 std::vector<TimelineEvent> events(sql::Connection& c, const std::string& id);
 // A recipient's messages' delivered and clicked events in a time range (MessageStore::touches): the
 // recipient's messages by messages_recipient, then each one's events by events_message.
-std::vector<TimelineEvent> touches(sql::Connection& c, const std::string& recipient_id, int64_t since_ms, int64_t until_ms);
+std::vector<TimelineEvent> touches(sql::Connection& c, const std::string& recipient_id, int64_t since_ms,
+                                   int64_t until_ms);
 std::optional<int64_t> next_due(sql::Connection& c);
 // Counts the rows: the store does it once, when it opens, and keeps the counts from there.
 StateCounts count_by_state(sql::Connection& c);

@@ -262,7 +262,8 @@ namespace tayori::store {
 std::optional<RecipientUpdate> RecipientUpdate::of(const nlohmann::json& recipient) {
   if (!recipient.is_object()) return std::nullopt;
   RecipientUpdate u;
-  if (auto it = recipient.find("timezone"); it != recipient.end() && it->is_string()) u.timezone = it->get<std::string>();
+  if (auto it = recipient.find("timezone"); it != recipient.end() && it->is_string())
+    u.timezone = it->get<std::string>();
   if (auto it = recipient.find("locale"); it != recipient.end() && it->is_string()) u.locale = it->get<std::string>();
   if (auto it = recipient.find("contacts"); it != recipient.end() && it->is_object()) {
     u.contacts_json = it->dump();  // keys in order (nlohmann's object is a std::map): canonical

@@ -190,7 +190,7 @@ TEST(DecideInbound, StopOptsOutOfBothPurposesOnTheChannelWithItsSource) {
 
 // A Twilio STOP from `contact` and the facts of channel sms, as the applier would look them up.
 std::pair<ProviderReport, core::InboundFacts> sms_stop(const std::string& contact,
-                                                     std::vector<std::string> recipient_ids) {
+                                                       std::vector<std::string> recipient_ids) {
   ProviderReport e;
   e.kind = ReportKind::opt_out;
   e.contact = contact;
@@ -358,7 +358,8 @@ class InboundApplierTest : public test::StoreFixture {
   }
   int respond(const std::string& option) {
     std::promise<int> status;
-    applier_->respond("m1", option, "", "app", [&](core::InboundApplier::Result r) { status.set_value(r.status); });
+    applier_->respond("m1", option, "", "app",
+                      [&](const core::InboundApplier::Result& r) { status.set_value(r.status); });
     return status.get_future().get();
   }
   std::vector<std::string> states(const std::string& id) {

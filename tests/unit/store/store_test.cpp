@@ -230,7 +230,8 @@ TEST_P(StoreTest, EmptyBatchCompletesOk) { EXPECT_THAT(accept({}, 1'000), IsEmpt
 TEST_P(StoreTest, AcceptMergesTheRecipientIntoItsProfile) {
   NewMessage first = new_message("m1", 1'000);
   first.recipient_id = "u1";
-  first.recipient = RecipientUpdate::parse(R"({"id":"u1","timezone":"Asia/Tokyo","contacts":{"email":"a@example.jp"}})");
+  first.recipient =
+      RecipientUpdate::parse(R"({"id":"u1","timezone":"Asia/Tokyo","contacts":{"email":"a@example.jp"}})");
   accept_one(first, 1'000);
   NewMessage second = new_message("m2", 1'000);
   second.recipient_id = "u1";
@@ -443,11 +444,12 @@ TEST_P(StoreTest, AnOperationThatFailsInAGroupFailsAloneAndTheOthersCommitOnce) 
   std::promise<std::pair<bool, std::vector<AcceptResult>>> big;
   std::promise<bool> ok_first, poisoned, ok_last;
   std::promise<std::pair<bool, std::vector<AcceptResult>>> small;
-  store_->accept(std::move(batch), 1'000, [&](bool ok, std::vector<AcceptResult> r) { big.set_value({ok, r}); });
+  store_->accept(std::move(batch), 1'000, [&](bool ok, const std::vector<AcceptResult>& r) { big.set_value({ok, r}); });
   store_->add_suppression({"ok-first", "stop", "test", 1'000}, [&](bool ok) { ok_first.set_value(ok); });
   store_->add_suppression({"poison", "stop", "test", 1'000}, [&](bool ok) { poisoned.set_value(ok); });
-  store_->accept({new_message("after-poison", 50'000)}, 1'000,
-                 [&](bool ok, std::vector<AcceptResult> r) { small.set_value({ok, r}); });
+  store_->accept({new_message("after-poison", 50'000)}, 1'000, [&](bool ok, const std::vector<AcceptResult>& r) {
+    small.set_value({ok, r});
+  });
   store_->add_suppression({"ok-last", "stop", "test", 1'000}, [&](bool ok) { ok_last.set_value(ok); });
 
   auto [big_ok, big_results] = big.get_future().get();
@@ -1072,7 +1074,7 @@ TEST_F(SqliteStoreTest, MaxBytesRefusesGrowthAndKeepsWhatWasCommitted) {
     std::promise<bool> done;
     auto f = done.get_future();
     store_->accept({new_message(id, 1'000, R"({"id":")" + id + R"(","text":")" + big + R"("})")}, 1'000,
-                   [&done](bool ok, std::vector<AcceptResult>) { done.set_value(ok); });
+                   [&done](bool ok, const std::vector<AcceptResult>&) { done.set_value(ok); });
     if (f.get()) stored.push_back(id);
     else refused = true;
   }
@@ -1173,7 +1175,7 @@ Transition bounced(const std::string& message_id, const std::string& email) {
 }
 
 InboundStore::TimelineWrite reply_event(const std::string& message_id, const std::string& recipient_id,
-                                     const std::string& text) {
+                                        const std::string& text) {
   return {message_id, recipient_id, {"replied", nlohmann::json{{"channel", "sms"}, {"text", text}}.dump()}};
 }
 

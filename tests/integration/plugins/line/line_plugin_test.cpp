@@ -126,7 +126,8 @@ InboundRequest webhook(const std::vector<nlohmann::json>& events, const std::str
 }
 
 // One webhook event of `type` from kUser, with its id and time; `extra` merged in.
-nlohmann::json event(const std::string& type, const std::string& id, nlohmann::json extra = nlohmann::json::object()) {
+nlohmann::json event(const std::string& type, const std::string& id,
+                     const nlohmann::json& extra = nlohmann::json::object()) {
   nlohmann::json e = {{"type", type},
                       {"mode", "active"},
                       {"timestamp", 1780000000123},

@@ -5,8 +5,8 @@
 
 #include <gtest/gtest.h>
 
-#include "feed/feed.hpp"
 #include "crypto/crypto.hpp"
+#include "feed/feed.hpp"
 
 namespace tayori::feed {
 namespace {
