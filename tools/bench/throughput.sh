@@ -17,7 +17,8 @@
 # Each row prints msg/s, that rate against the issue's target, against the ceiling, and the write amplification
 # per message read from the gateway's /metrics (tayori_store_writes_total): commits (one fsync each), SQL
 # statements, and database pages written to the WAL; and the CPU time the gateway and tayori-sim spent per message
-# (a rate moves with whatever else runs on the machine, CPU per message barely). A run also checks that tayori-sim received as many
+# (a rate moves with whatever else runs on the machine, CPU per message barely), then the gateway's per thread
+# (its single writer or transport thread is a ceiling of its own). A run also checks that tayori-sim received as many
 # requests as messages were delivered, so a figure cannot come from messages that went nowhere (or twice).
 #
 # Knobs (environment):
@@ -219,6 +220,7 @@ phase() {
   before=$(metric 'tayori_messages{state="delivered"}')
   read -r c0 s0 p0 <<<"$(writes)"
   gw0=$(cpu_ms "$GW_PID" "$GW2_PID") sim0=$(cpu_ms "$STANDINS_SIM_PID")
+  threads0=$(thread_cpu_ms "$GW_PID" "$GW2_PID")
   start=$(now)
   if [[ -n $GW2_PID ]]; then
     # Two nodes: half the requests (and connections) to each, at once.
@@ -252,6 +254,7 @@ phase() {
   fi
   read -r c1 s1 p1 <<<"$(writes)"
   gw1=$(cpu_ms "$GW_PID" "$GW2_PID") sim1=$(cpu_ms "$STANDINS_SIM_PID")
+  R[$name.threads]=$(thread_us_per_message "$threads0" "$(thread_cpu_ms "$GW_PID" "$GW2_PID")" "$expected")
   R[$name.messages]=$expected
   R[$name.gw_us]=$(div "$(( (gw1 - gw0) * 1000 ))" "$expected")
   R[$name.sim_us]=$(div "$(( (sim1 - sim0) * 1000 ))" "$expected")
@@ -327,6 +330,9 @@ for p in $PHASES; do
     "${R[$p.rate]}" "${R[$p.p99]}" "$(div "${R[$p.rate]}" "$(target_of "$p")")" "$vs_ceiling" "${R[$p.commits]}" \
     "${R[$p.statements]}" "${R[$p.pages]}" "${R[$p.gw_us]}" "${R[$p.sim_us]}"
 done
+echo
+echo "gateway CPU per message by thread (us; one thread is as fast as one core lets it):"
+for p in $PHASES; do printf '  %-14s %s\n' "$p" "${R[$p.threads]}"; done
 # The engines side by side (PostgreSQL issue): one node on SQLite, one on PostgreSQL, two on PostgreSQL.
 for shape in single batch; do
   for pair in "pg-$shape e2e-$shape" "pg2-$shape pg-$shape" "pg2-$shape e2e-$shape"; do

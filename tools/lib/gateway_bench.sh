@@ -33,6 +33,30 @@ cpu_ms() {
   done
   echo $(( total * 1000 / ticks ))
 }
+# thread_cpu_ms PID...: CPU time (ms) the processes' threads have used so far, summed per thread name, one "name ms"
+# line each. The gateway names its threads (tayori-writer, tayori-transp, tayori-worker, tayori-http, ...): one
+# thread that is the ceiling shows here when the process's total does not.
+thread_cpu_ms() {
+  local pid ticks
+  ticks=$(getconf CLK_TCK)
+  for pid in "$@"; do
+    [[ -n $pid && -d /proc/$pid/task ]] || continue
+    # The name is between the first '(' and the last ')'; utime and stime are the 12th and 13th fields after it.
+    cat /proc/"$pid"/task/*/stat 2>/dev/null
+  done | awk -v t="$ticks" '{
+      lp = index($0, "("); rp = 0
+      for (i = length($0); i > 0; i--) if (substr($0, i, 1) == ")") { rp = i; break }
+      name = substr($0, lp + 1, rp - lp - 1); gsub(/ /, "_", name)
+      split(substr($0, rp + 2), f, " "); a[name] += f[12] + f[13]
+    } END { for (k in a) printf "%s %d\n", k, a[k] * 1000 / t }'
+}
+# thread_us_per_message BEFORE AFTER MESSAGES: from two thread_cpu_ms readings, "name us" per message for each
+# thread name that used at least 0.5 us per message, the largest first.
+thread_us_per_message() {
+  join -a1 -a2 -e0 -o 0,1.2,2.2 <(sort <<<"$1") <(sort <<<"$2") |
+    awk -v m="$3" 'm > 0 { d = ($3 - $2) * 1000 / m; if (d >= 0.5) printf "%.1f %s\n", d, $1 }' | sort -rn |
+    awk '{ printf "%s%s %s", (NR > 1 ? ", " : ""), $2, $1 } END { print "" }'
+}
 div() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 
 # drain: waits until nothing is scheduled, claimed or in flight; sets DONE_AT to the time it happened.
