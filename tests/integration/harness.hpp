@@ -23,6 +23,8 @@
 #include <thread>
 #include <vector>
 
+#include "child_process.hpp"
+
 namespace tayori::testing {
 
 using Json = nlohmann::json;
@@ -186,33 +188,19 @@ class Gateway {
 
   // Starts the binary and waits for its "listening on" line. Throws (with its stderr) when it does not come up.
   void start() {
-    int out[2];
-    if (::pipe(out) != 0) throw std::runtime_error("pipe failed");
     stderr_path_ = dir_.file("gateway-" + std::to_string(++starts_) + ".stderr");
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      ::dup2(out[1], STDOUT_FILENO);
-      int err = ::open(stderr_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      ::dup2(err, STDERR_FILENO);
-      ::close(out[0]);
-      ::setenv("TAYORI_API_KEY", kApiKey, 1);
-      ::execl(TAYORI_BINARY, TAYORI_BINARY, "serve", "--config", config_path_.c_str(), "--listen", "127.0.0.1:0",
-              "--data-dir", data_dir_.c_str(), static_cast<char*>(nullptr));
-      ::_exit(127);
-    }
-    ::close(out[1]);
-    stdout_fd_ = out[0];
-    std::string seen;
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    test::ChildProcess::Options options;
+    options.stderr_path = stderr_path_;
+    options.env = {{"TAYORI_API_KEY", kApiKey}};
+    process_ = test::ChildProcess(
+        {TAYORI_BINARY, "serve", "--config", config_path_, "--listen", "127.0.0.1:0", "--data-dir", data_dir_},
+        options);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
     const std::string marker = "listening on http://127.0.0.1:";
-    while (std::chrono::steady_clock::now() < deadline) {
-      char buf[256];
-      ssize_t n = ::read(stdout_fd_, buf, sizeof buf);
-      if (n <= 0) break;
-      seen.append(buf, static_cast<size_t>(n));
-      auto at = seen.find(marker);
-      if (at != std::string::npos && seen.find('\n', at) != std::string::npos) {
-        port_ = std::stoi(seen.substr(at + marker.size()));
+    while (auto line = process_.read_line(
+               std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()))) {
+      if (auto at = line->find(marker); at != std::string::npos) {
+        port_ = std::stoi(line->substr(at + marker.size()));
         return;
       }
     }
@@ -221,38 +209,12 @@ class Gateway {
   }
 
   // Sends `sig` and reaps the process; returns its exit status (or -signal).
-  int stop(int sig = SIGTERM) {
-    if (pid_ <= 0) return 0;
-    ::kill(pid_, sig);
-    int status = 0;
-    ::waitpid(pid_, &status, 0);
-    pid_ = -1;
-    if (stdout_fd_ >= 0) ::close(stdout_fd_);
-    stdout_fd_ = -1;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
-  }
-
+  int stop(int sig = SIGTERM) { return process_.stop(sig); }
   // Sends `sig` without waiting (SIGHUP reloads; SIGTERM starts a drain that wait_exit() then reaps).
-  void signal(int sig) const {
-    if (pid_ > 0) ::kill(pid_, sig);
-  }
+  void signal(int sig) const { process_.signal(sig); }
   // Waits up to `timeout` for the process to exit; its status (or -signal), or nullopt if still running.
-  std::optional<int> wait_exit(std::chrono::milliseconds timeout) {
-    auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (pid_ > 0) {
-      int status = 0;
-      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        if (stdout_fd_ >= 0) ::close(stdout_fd_);
-        stdout_fd_ = -1;
-        return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
-      }
-      if (std::chrono::steady_clock::now() >= deadline) return std::nullopt;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    return std::nullopt;
-  }
-  pid_t pid() const { return pid_; }
+  std::optional<int> wait_exit(std::chrono::milliseconds timeout) { return process_.wait_exit(timeout); }
+  pid_t pid() const { return process_.pid(); }
   const std::string& config_path() const { return config_path_; }
 
   std::string url(const std::string& path) const { return "http://127.0.0.1:" + std::to_string(port_) + path; }
@@ -281,8 +243,7 @@ class Gateway {
   std::string config_path_;
   std::string stderr_path_;
   int starts_ = 0;
-  pid_t pid_ = -1;
-  int stdout_fd_ = -1;
+  test::ChildProcess process_;
   int port_ = 0;
 };
 

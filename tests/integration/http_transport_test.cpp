@@ -119,33 +119,7 @@ bool port_accepts(uint16_t port) {
   return ok;
 }
 
-// A child process with stdout/stderr to /dev/null, terminated by pid on destruction.
-class Child {
- public:
-  explicit Child(std::vector<std::string> argv) {
-    std::vector<char*> args;
-    for (auto& a : argv) args.push_back(a.data());
-    args.push_back(nullptr);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
-    if (posix_spawn(&pid_, args[0], &fa, nullptr, args.data(), environ) != 0) pid_ = -1;
-    posix_spawn_file_actions_destroy(&fa);
-  }
-  ~Child() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGTERM);
-      ::waitpid(pid_, nullptr, 0);
-    }
-  }
-  bool running() const { return pid_ > 0 && ::waitpid(pid_, nullptr, WNOHANG) == 0; }
-
- private:
-  pid_t pid_ = -1;
-};
-
-bool wait_for_port(uint16_t port, const Child& child) {
+bool wait_for_port(uint16_t port, test::ChildProcess& child) {
   for (int i = 0; i < 100; ++i) {
     if (port_accepts(port)) return true;
     if (!child.running()) return false;
@@ -199,7 +173,7 @@ TEST(HttpTransport, ACompletionThatThrowsIsCountedAndTheTransportGoesOn) {
   std::promise<void> thrown;
   Request first;
   first.url = srv.url("/first");
-  transport.submit(first, [&](Response) {
+  transport.submit(first, [&](const Response&) {
     thrown.set_value();
     throw std::runtime_error("a completion that fails");
   });
@@ -393,7 +367,7 @@ class Http2Test : public ::testing::Test {
     TAYORI_REQUIRE_TOOL(::access(kNghttpd, X_OK) == 0, "nghttpd is not installed (apt-get install nghttp2-server)");
     std::ofstream(dir_.file("hello.txt")) << "hello over h2";
   }
-  std::unique_ptr<Child> start_nghttpd(bool tls, uint16_t& port) {
+  std::unique_ptr<test::ChildProcess> start_nghttpd(bool tls, uint16_t& port) {
     port = closed_port();
     std::vector<std::string> argv = {kNghttpd, "-a", "127.0.0.1", "-d", dir_.path().string()};
     if (tls) {
@@ -404,7 +378,7 @@ class Http2Test : public ::testing::Test {
       argv.push_back("--no-tls");
       argv.push_back(std::to_string(port));
     }
-    auto child = std::make_unique<Child>(argv);
+    auto child = std::make_unique<test::ChildProcess>(argv, test::ChildProcess::Options{"/dev/null", "/dev/null"});
     if (!wait_for_port(port, *child)) return nullptr;
     return child;
   }

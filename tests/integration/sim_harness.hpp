@@ -14,6 +14,8 @@
 
 #include "harness.hpp"
 
+#include "child_process.hpp"
+
 namespace tayori::testing {
 
 // ---- Key material, generated once per process and only when a test needs it ---------------------------------
@@ -169,45 +171,21 @@ class Sim {
       args.insert(args.end(), {"--listen-h2", "127.0.0.1:0", "--tls-cert", key_dir().file("server.pem"),
                                "--tls-key", key_dir().file("server.key")});
     }
-    int out[2];
-    if (::pipe(out) != 0) throw std::runtime_error("pipe");
     stderr_path_ = key_dir().file("sim-" + std::to_string(::getpid()) + "-" + std::to_string(++count_) + ".err");
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      ::dup2(out[1], STDOUT_FILENO);
-      int err = ::open(stderr_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      ::dup2(err, STDERR_FILENO);
-      ::close(out[0]);
-      std::vector<char*> argv{const_cast<char*>(TAYORI_SIM_BINARY)};
-      for (auto& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      ::execv(TAYORI_SIM_BINARY, argv.data());
-      ::_exit(127);
-    }
-    ::close(out[1]);
-    out_ = ::fdopen(out[0], "r");
-    std::regex line(R"(^tayori-sim: listening on (https?://127\.0\.0\.1:\d+)( \(h2\))?\n$)");
+    args.insert(args.begin(), TAYORI_SIM_BINARY);
+    process_ = test::ChildProcess(args, {stderr_path_});
+    std::regex line(R"(^tayori-sim: listening on (https?://127\.0\.0\.1:\d+)( \(h2\))?$)");
     for (int want = h2 ? 2 : 1; want > 0; --want) {
-      char buf[256];
-      if (!std::fgets(buf, sizeof buf, out_))
-        throw std::runtime_error("tayori-sim did not start: " + read_file(stderr_path_));
-      std::cmatch m;
-      if (!std::regex_match(buf, m, line)) throw std::runtime_error(std::string("unexpected line: ") + buf);
+      std::optional<std::string> text = process_.read_line(std::chrono::seconds(20));
+      if (!text) throw std::runtime_error("tayori-sim did not start: " + read_file(stderr_path_));
+      std::smatch m;
+      if (!std::regex_match(*text, m, line)) throw std::runtime_error("unexpected line: " + *text);
       (m[2].matched ? h2_ : http_) = m[1].str();
     }
   }
-  ~Sim() { stop(); }
 
   // SIGTERM and reap; the exit status (or -signal).
-  int stop() {
-    if (pid_ <= 0) return 0;
-    ::kill(pid_, SIGTERM);
-    int status = 0;
-    ::waitpid(pid_, &status, 0);
-    pid_ = -1;
-    std::fclose(out_);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
-  }
+  int stop() { return process_.stop(); }
 
   std::string url(const std::string& path) const { return http_ + path; }
   std::string h2_url(const std::string& path) const { return h2_ + path; }
@@ -221,8 +199,7 @@ class Sim {
 
  private:
   static inline int count_ = 0;
-  pid_t pid_ = -1;
-  FILE* out_ = nullptr;
+  test::ChildProcess process_;
   std::string http_, h2_, stderr_path_;
 };
 
@@ -241,33 +218,12 @@ class SmtpServer {
     std::vector<std::string> args = {"/usr/bin/python3", TAYORI_TEST_SUPPORT_DIR "/smtp_server.py", "--starttls",
                                      key_dir().file("server.pem"), key_dir().file("server.key"), "--maildir", maildir};
     args.insert(args.end(), extra.begin(), extra.end());
-    int in[2], out[2];
-    if (::pipe(in) != 0 || ::pipe(out) != 0) throw std::runtime_error("pipe");
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      ::dup2(in[0], STDIN_FILENO);
-      ::dup2(out[1], STDOUT_FILENO);
-      ::close(in[1]);
-      ::close(out[0]);
-      std::vector<char*> argv;
-      for (auto& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      ::execv(argv[0], argv.data());
-      ::_exit(127);
-    }
-    ::close(in[0]);
-    ::close(out[1]);
-    stdin_ = in[1];
-    FILE* f = ::fdopen(out[0], "r");
-    char buf[64] = {0};
-    if (!std::fgets(buf, sizeof buf, f)) throw std::runtime_error("smtp_server.py did not start");
-    port_ = std::atoi(buf);
-    std::fclose(f);
-  }
-  ~SmtpServer() {
-    ::close(stdin_);
-    ::kill(pid_, SIGTERM);
-    ::waitpid(pid_, nullptr, 0);
+    test::ChildProcess::Options options;
+    options.stdin_pipe = true;
+    process_ = test::ChildProcess(args, options);
+    std::optional<std::string> port = process_.read_line(std::chrono::seconds(20));
+    if (!port) throw std::runtime_error("smtp_server.py did not start");
+    port_ = std::atoi(port->c_str());
   }
   int port() const { return port_; }
   // The messages received so far, oldest first, each as written by smtp_server.py.
@@ -283,8 +239,7 @@ class SmtpServer {
 
  private:
   std::string maildir_;
-  pid_t pid_ = -1;
-  int stdin_ = -1;
+  test::ChildProcess process_;
   int port_ = 0;
 };
 

@@ -46,21 +46,9 @@ using nlohmann::json;
 constexpr const char* kLineToken = "sim-token";
 
 // tayori-sim with both listeners (HTTP/1.1 and HTTP/2 over TLS with a certificate made here by the openssl
-// CLI); SIGTERM and reaped when the object goes.
+// CLI).
 class Sim {
  public:
-  Sim() = default;
-  Sim(const Sim&) = delete;
-  Sim& operator=(const Sim&) = delete;
-  ~Sim() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGTERM);
-      int status = 0;
-      ::waitpid(pid_, &status, 0);
-    }
-    if (out_) std::fclose(out_);
-  }
-
   // Call through ASSERT_NO_FATAL_FAILURE.
   void start() {
     const std::string cert = dir_.file("cert.pem"), key = dir_.file("key.pem");
@@ -68,31 +56,14 @@ class Sim {
                             " -subj /CN=localhost -addext subjectAltName=IP:127.0.0.1,DNS:localhost -keyout " +
                             key + " -out " + cert + " >/dev/null 2>&1";
     ASSERT_EQ(std::system(cmd.c_str()), 0) << "openssl req failed";
-    int out[2];
-    ASSERT_EQ(::pipe(out), 0);
-    pid_ = ::fork();
-    ASSERT_GE(pid_, 0);
-    if (pid_ == 0) {
-      ::dup2(out[1], STDOUT_FILENO);
-      ::close(out[0]);
-      ::close(out[1]);
-      std::vector<std::string> all = {TAYORI_SIM_BINARY, "--listen", "127.0.0.1:0", "--listen-h2", "127.0.0.1:0",
-                                      "--tls-cert", cert, "--tls-key", key, "--line-token", kLineToken};
-      std::vector<char*> argv;
-      for (auto& a : all) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      ::execv(TAYORI_SIM_BINARY, argv.data());
-      ::_exit(127);
-    }
-    ::close(out[1]);
-    out_ = ::fdopen(out[0], "r");  // kept open: the simulator must not meet a closed stdout
+    process_ = test::ChildProcess({TAYORI_SIM_BINARY, "--listen", "127.0.0.1:0", "--listen-h2", "127.0.0.1:0",
+                                   "--tls-cert", cert, "--tls-key", key, "--line-token", kLineToken});
     const std::string prefix = "tayori-sim: listening on ";
     for (std::string* url : {&http_url_, &h2_url_}) {
-      char line[256] = {0};
-      ASSERT_NE(std::fgets(line, sizeof line, out_), nullptr) << "tayori-sim printed too little";
-      std::string text = line;
-      ASSERT_EQ(text.rfind(prefix, 0), 0u) << text;
-      *url = text.substr(prefix.size(), text.find_first_of(" \r\n", prefix.size()) - prefix.size());
+      std::optional<std::string> text = process_.read_line(20s);
+      ASSERT_TRUE(text) << "tayori-sim printed too little";
+      ASSERT_EQ(text->rfind(prefix, 0), 0u) << *text;
+      *url = text->substr(prefix.size(), text->find_first_of(" \r\n", prefix.size()) - prefix.size());
     }
     ca_file_ = cert;
   }
@@ -103,8 +74,7 @@ class Sim {
 
  private:
   tayori::testing::TempDir dir_;
-  pid_t pid_ = -1;
-  FILE* out_ = nullptr;
+  test::ChildProcess process_;  // SIGTERM and reaped when the object goes
   std::string http_url_, h2_url_, ca_file_;
 };
 

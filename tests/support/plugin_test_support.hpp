@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "api/http_server.hpp"
+#include "child_process.hpp"
 #include "config/config.hpp"
 #include "plugin/channel.hpp"
 #include "transport/outbound_transport.hpp"
@@ -392,52 +393,22 @@ inline void expect_inbound(Channel& channel, std::span<const InboundCase> cases)
 // object goes.
 class SimProcess {
  public:
-  SimProcess() = default;
-  SimProcess(const SimProcess&) = delete;
-  SimProcess& operator=(const SimProcess&) = delete;
-  ~SimProcess() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGTERM);
-      int status = 0;
-      ::waitpid(pid_, &status, 0);
-    }
-  }
-
   // Starts it with `args` after --listen and waits for its "listening on" line. Call through
   // ASSERT_NO_FATAL_FAILURE.
   void start(const std::vector<std::string>& args) {
-    int out[2];
-    ASSERT_EQ(::pipe(out), 0);
-    pid_ = ::fork();
-    ASSERT_GE(pid_, 0);
-    if (pid_ == 0) {
-      ::dup2(out[1], STDOUT_FILENO);
-      ::close(out[0]);
-      ::close(out[1]);
-      std::vector<std::string> all = {TAYORI_SIM_BINARY, "--listen", "127.0.0.1:0"};
-      all.insert(all.end(), args.begin(), args.end());
-      std::vector<char*> argv;
-      for (auto& a : all) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      ::execv(TAYORI_SIM_BINARY, argv.data());
-      ::_exit(127);
-    }
-    ::close(out[1]);
-    FILE* f = ::fdopen(out[0], "r");
-    char line[256] = {0};
-    bool printed = std::fgets(line, sizeof line, f) != nullptr;
-    std::fclose(f);
-    ASSERT_TRUE(printed) << "tayori-sim printed nothing";
-    std::string text = line;
+    std::vector<std::string> all = {TAYORI_SIM_BINARY, "--listen", "127.0.0.1:0"};
+    all.insert(all.end(), args.begin(), args.end());
+    process_ = test::ChildProcess(all);
+    std::optional<std::string> text = process_.read_line(std::chrono::seconds(20));
+    ASSERT_TRUE(text) << "tayori-sim printed nothing";
     const std::string prefix = "tayori-sim: listening on ";
-    ASSERT_EQ(text.rfind(prefix, 0), 0u) << text;
-    url_ = text.substr(prefix.size());
-    while (!url_.empty() && (url_.back() == '\n' || url_.back() == '\r')) url_.pop_back();
+    ASSERT_EQ(text->rfind(prefix, 0), 0u) << *text;
+    url_ = text->substr(prefix.size());
   }
   const std::string& url() const { return url_; }
 
  private:
-  pid_t pid_ = -1;
+  test::ChildProcess process_;  // SIGTERM and reaped when the object goes
   std::string url_;
 };
 

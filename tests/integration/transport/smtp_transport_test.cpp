@@ -31,6 +31,7 @@
 #include <string>
 #include <vector>
 
+#include "child_process.hpp"
 #include "required_tool.hpp"
 #include "test_support.hpp"
 #include "transport/outbound_transport.hpp"
@@ -75,31 +76,12 @@ class SmtpServer {
     fs::create_directories(maildir_);
     std::vector<std::string> argv = {kPython, kServerScript, "--maildir", maildir_};
     argv.insert(argv.end(), options.begin(), options.end());
-    std::vector<char*> args;
-    for (auto& a : argv) args.push_back(a.data());
-    args.push_back(nullptr);
-
-    int in[2], out[2];
-    if (::pipe2(in, O_CLOEXEC) != 0 || ::pipe2(out, O_CLOEXEC) != 0) return;
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, in[0], 0);
-    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
-    posix_spawn_file_actions_addopen(&fa, 2, stderr_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (posix_spawn(&pid_, kPython, &fa, nullptr, args.data(), environ) != 0) pid_ = -1;
-    posix_spawn_file_actions_destroy(&fa);
-    ::close(in[0]);
-    ::close(out[1]);
-    stdin_fd_ = in[1];
-    if (pid_ > 0) read_port(out[0]);
-    ::close(out[0]);
-  }
-  ~SmtpServer() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGTERM);
-      ::waitpid(pid_, nullptr, 0);
-    }
-    if (stdin_fd_ >= 0) ::close(stdin_fd_);
+    test::ChildProcess::Options spawn;
+    spawn.stderr_path = stderr_path_;
+    spawn.stdin_pipe = true;
+    process_ = test::ChildProcess(argv, spawn);
+    // The port line, or nothing after 10 s or when the child exits without printing one.
+    if (auto line = process_.read_line(10s)) port_ = std::atoi(line->c_str());
   }
   SmtpServer(const SmtpServer&) = delete;
   SmtpServer& operator=(const SmtpServer&) = delete;
@@ -139,24 +121,8 @@ class SmtpServer {
     std::ifstream in(path, std::ios::binary);
     return std::string(std::istreambuf_iterator<char>(in), {});
   }
-  // The port line, or nothing after 10 s or when the child exits without printing one.
-  void read_port(int fd) {
-    std::string line;
-    const auto deadline = std::chrono::steady_clock::now() + 10s;
-    while (line.find('\n') == std::string::npos && std::chrono::steady_clock::now() < deadline) {
-      pollfd p{fd, POLLIN, 0};
-      if (::poll(&p, 1, 100) <= 0) continue;
-      char buf[64];
-      const ssize_t n = ::read(fd, buf, sizeof buf);
-      if (n <= 0) return;
-      line.append(buf, static_cast<size_t>(n));
-    }
-    if (line.find('\n') != std::string::npos) port_ = std::atoi(line.c_str());
-  }
-
   std::string maildir_, stderr_path_;
-  pid_t pid_ = -1;
-  int stdin_fd_ = -1;
+  test::ChildProcess process_;  // SIGTERM and reaped when the object goes
   int port_ = 0;
 };
 

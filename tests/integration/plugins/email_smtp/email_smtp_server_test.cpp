@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "child_process.hpp"
 #include "email_test_support.hpp"
 #include "required_tool.hpp"
 #include "test_support.hpp"
@@ -31,37 +32,13 @@ using testing::kDeliveryId;
 class SmtpServer {
  public:
   explicit SmtpServer(const std::vector<std::string>& options) {
-    int out[2], in[2];
-    if (::pipe(out) != 0 || ::pipe(in) != 0) return;
     std::vector<std::string> argv = {test::python3(), std::string(TAYORI_TEST_SUPPORT_DIR) + "/smtp_server.py",
                                      "--maildir", dir_.path()};
     argv.insert(argv.end(), options.begin(), options.end());
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      ::dup2(out[1], STDOUT_FILENO);
-      ::dup2(in[0], STDIN_FILENO);
-      for (int fd : {out[0], out[1], in[0], in[1]}) ::close(fd);
-      std::vector<char*> args;
-      for (auto& a : argv) args.push_back(a.data());
-      args.push_back(nullptr);
-      ::execvp(args[0], args.data());
-      ::_exit(127);
-    }
-    ::close(out[1]);
-    ::close(in[0]);
-    stdin_ = in[1];
-    FILE* f = ::fdopen(out[0], "r");
-    char line[64] = {0};
-    if (f && std::fgets(line, sizeof line, f)) port_ = std::atoi(line);
-    if (f) std::fclose(f);
-  }
-  ~SmtpServer() {
-    if (stdin_ >= 0) ::close(stdin_);  // the server exits at end of input as well
-    if (pid_ > 0) {
-      ::kill(pid_, SIGTERM);
-      int status = 0;
-      ::waitpid(pid_, &status, 0);
-    }
+    ::tayori::test::ChildProcess::Options spawn;
+    spawn.stdin_pipe = true;  // the server exits at end of input as well
+    process_ = ::tayori::test::ChildProcess(argv, spawn);
+    if (auto line = process_.read_line(std::chrono::seconds(10))) port_ = std::atoi(line->c_str());
   }
   int port() const { return port_; }
   // The DATA of every stored message, in arrival order.
@@ -82,8 +59,7 @@ class SmtpServer {
 
  private:
   test::TempDir dir_{"tayori_smtp_"};
-  pid_t pid_ = -1;
-  int stdin_ = -1;
+  ::tayori::test::ChildProcess process_;  // SIGTERM and reaped when the object goes
   int port_ = 0;
 };
 
