@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <regex>
 #include <set>
@@ -322,7 +323,9 @@ std::optional<int64_t> parse_size(const std::string& text) {
   std::smatch m;
   if (!std::regex_match(text, m, std::regex("^([0-9]{1,12})\\s*(B|KiB|MiB|GiB|TiB)?$"))) return std::nullopt;
   int shift = !m[2].matched || m[2] == "B" ? 0 : m[2] == "KiB" ? 10 : m[2] == "MiB" ? 20 : m[2] == "GiB" ? 30 : 40;
-  return std::stoll(m[1].str()) << shift;
+  const int64_t n = std::stoll(m[1].str());
+  if (n > (std::numeric_limits<int64_t>::max() >> shift)) return std::nullopt;  // no byte count holds it
+  return n << shift;
 }
 
 // `retry:` of a channel, or the dispatcher's defaults (whose keys carry a retry_ prefix, `max_attempts` none).

@@ -332,6 +332,9 @@ INSTANTIATE_TEST_SUITE_P(
                      "gw.yaml:8:13: store.max_size: must be a size of at least 64KiB, like 512MiB or 2GiB"},
         BadValueCase{"store_max_size_too_small", "store:\n  max_size: 1KiB\n",
                      "gw.yaml:8:13: store.max_size: must be a size of at least 64KiB, like 512MiB or 2GiB"},
+        // 999999999999 TiB is no int64_t count of bytes: refused, not shifted into a negative or small size.
+        BadValueCase{"store_max_size_overflows", "store:\n  max_size: 999999999999TiB\n",
+                     "gw.yaml:8:13: store.max_size: must be a size of at least 64KiB, like 512MiB or 2GiB"},
         BadValueCase{"store_backend_unknown", "store:\n  backend: mysql\n",
                      "gw.yaml:8:12: store.backend: must be sqlite or postgres"},
         BadValueCase{"store_postgres_without_url_env", "store:\n  backend: postgres\n",
