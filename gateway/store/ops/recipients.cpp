@@ -5,6 +5,7 @@
 #include "store/ops/recipients.hpp"
 
 #include <algorithm>
+#include <optional>
 
 #include <nlohmann/json.hpp>
 
@@ -115,19 +116,23 @@ void merge_recipient(sql::Connection& c, const std::string& id, const RecipientU
     return;
   }
   // Usually the message repeats the contacts stored (both canonical JSON): nothing to merge.
-  std::string merged_contacts = stored_contacts;
+  std::optional<nlohmann::json> merged;
   if (!update.contacts_json.empty() && update.contacts_json != stored_contacts) {
-    nlohmann::json contacts = nlohmann::json::parse(stored_contacts, nullptr, false);
-    if (!contacts.is_object()) contacts = nlohmann::json::object();
+    merged = nlohmann::json::parse(stored_contacts, nullptr, false);
+    if (!merged->is_object()) merged = nlohmann::json::object();
     const nlohmann::json incoming = nlohmann::json::parse(update.contacts_json, nullptr, false);
     if (incoming.is_object())
-      for (const auto& [kind, value] : incoming.items()) contacts[kind] = value;
-    merged_contacts = contacts.dump();
+      for (const auto& [kind, value] : incoming.items()) (*merged)[kind] = value;
   }
+  const std::string merged_contacts = merged ? merged->dump() : stored_contacts;
+  const bool contacts_changed = merged_contacts != stored_contacts;
   // A recipient who comes back with what is stored already (the usual case) costs no write.
-  if (current && tz == stored_tz && locale == stored_locale && merged_contacts == stored_contacts) return;
+  if (current && tz == stored_tz && locale == stored_locale && !contacts_changed) return;
   upsert_recipient(c, id, tz, locale, merged_contacts, now_ms);
-  put_contact_points(c, id, nlohmann::json::parse(merged_contacts, nullptr, false));
+  // The index follows the contacts: rewritten when they change, and for an erased recipient who comes back
+  // (the erasure emptied it); a new time zone or locale leaves it as it is.
+  if (contacts_changed || !current)
+    put_contact_points(c, id, merged ? *merged : nlohmann::json::parse(stored_contacts, nullptr, false));
 }
 
 bool erase_recipient(sql::Connection& c, WriteContext& w, const std::string& id, int64_t now_ms) {

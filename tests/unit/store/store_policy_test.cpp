@@ -325,6 +325,14 @@ TEST_P(StorePolicyTest, EveryRecipientOfAContactPointIsFoundAndTheIndexFollowsTh
   // Erasure drops its contact points.
   EXPECT_TRUE(erase("daughter", 7'000));
   EXPECT_THAT(store_->recipients_by_contact(shared), IsEmpty());
+  // An erased recipient who comes back is indexed again, even with the contacts it had.
+  accept_one(message_for("m3", "daughter", R"({"id":"daughter","contacts":{"phone":"+819000000001"}})"), 8'000);
+  EXPECT_THAT(store_->recipients_by_contact(shared), ElementsAre("daughter"));
+  // A message that changes only the time zone keeps the index (and the profile's other contacts).
+  accept_one(message_for("m4", "son", R"({"id":"son","timezone":"Asia/Tokyo","contacts":{"phone":"+819000000003"}})"),
+             9'000);
+  EXPECT_EQ(store_->recipient("son")->timezone, "Asia/Tokyo");
+  EXPECT_THAT(store_->recipients_by_contact("+819000000003"), ElementsAre("son"));
 }
 
 // The migration that adds contact_points (SQLite 6, PostgreSQL 2) fills it from the profiles stored before.
