@@ -201,6 +201,40 @@ TEST(HttpTransport, PostWithoutContentTypeGetsNoImplicitFormType) {
   for (const auto& got : srv.handler.requests) EXPECT_EQ(got.header("content-type"), "") << got.method;
 }
 
+// One request after another on one transport: each finished transfer's easy handle is reset and given to the
+// next (outbound_transport.cpp recycle_easy). Nothing of a request may leak into the next one on that handle:
+// not its method (CURLOPT_CUSTOMREQUEST outlives CURLOPT_HTTPGET), its headers, or its body.
+TEST(HttpTransport, AReusedHandleCarriesNothingOfTheRequestBefore) {
+  LocalServer srv;
+  OutboundTransport transport;
+  const std::vector<Request> sequence = {
+      {"PUT", srv.url("/put"), {{"X-Custom", "first"}, {"Content-Type", "application/json"}}, R"({"a":1})", 5'000},
+      {"GET", srv.url("/get"), {}, "", 0},
+      {"HEAD", srv.url("/head"), {{"X-Other", "third"}}, "", 0},
+      {"POST", srv.url("/post"), {}, "raw", 0},
+      {"GET", srv.url("/again"), {}, "", 0},
+  };
+  for (size_t i = 0; i < sequence.size(); ++i) {
+    Completions c(1);
+    transport.submit(sequence[i], c.slot(0));
+    ASSERT_TRUE(c.wait_all());
+    EXPECT_EQ(c.response(0).status, 201) << i << ": " << c.response(0).error_text;
+  }
+  std::lock_guard lock(srv.handler.mu);
+  ASSERT_EQ(srv.handler.requests.size(), sequence.size());
+  for (size_t i = 0; i < sequence.size(); ++i) {
+    const auto& got = srv.handler.requests[i];
+    const Request& sent = sequence[i];
+    EXPECT_EQ(got.method, sent.method) << i;
+    EXPECT_EQ(got.target, sent.url.substr(sent.url.find('/', 7))) << i;
+    EXPECT_EQ(got.body, sent.body) << i;
+    EXPECT_EQ(got.header("x-custom"), i == 0 ? "first" : "") << i;
+    EXPECT_EQ(got.header("x-other"), i == 2 ? "third" : "") << i;
+    EXPECT_EQ(got.header("content-type"), i == 0 ? "application/json" : "") << i;
+    if (sent.body.empty()) EXPECT_EQ(got.header("content-length"), sent.method == "PUT" ? "0" : "") << i;
+  }
+}
+
 TEST(HttpTransport, HundredConcurrentRequestsReuseConnections) {
   LocalServer srv;
   OutboundTransport transport;
