@@ -6,8 +6,9 @@
 #include <future>
 #include <nlohmann/json.hpp>
 
-#include "plugin_test_support.hpp"
 #include "crypto/crypto.hpp"
+#include "plugin_test_support.hpp"
+#include "sim_process.hpp"
 
 namespace tayori::plugin {
 namespace {
@@ -277,7 +278,7 @@ class LineSim : public ::testing::Test {
   nlohmann::json requests() { return nlohmann::json::parse(call("GET", "/_sim/requests").body); }
   DeliveryOutcome deliver(const DeliveryRequest& d) { return reg_.registry->find("line")->deliver(d); }
 
-  testing::SimProcess sim_;
+  test::SimProcess sim_;
   std::string url_;
   SystemClock clock_;
   transport::OutboundTransport transport_{transport::TransportOptions{}};

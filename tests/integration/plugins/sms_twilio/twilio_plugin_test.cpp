@@ -10,8 +10,9 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
-#include "plugin_test_support.hpp"
 #include "crypto/crypto.hpp"
+#include "plugin_test_support.hpp"
+#include "sim_process.hpp"
 
 namespace tayori::plugin {
 namespace {
@@ -446,7 +447,7 @@ class TwilioSim : public ::testing::Test {
     return reg.registry ? reg.registry->find("sms")->deliver(d) : DeliveryOutcome{};
   }
 
-  testing::SimProcess sim_;
+  test::SimProcess sim_;
   std::string url_;
   SystemClock clock_;
   transport::OutboundTransport transport_{transport::TransportOptions{}};
