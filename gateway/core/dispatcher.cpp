@@ -272,7 +272,7 @@ bool Dispatcher::stop(int64_t grace_ms) {
     unstarted.swap(work_);
     in_flight_ -= static_cast<int64_t>(unstarted.size());
   }
-  put_back(std::move(unstarted), R"({"reason":"claimed, not started, when the dispatcher stopped"})");
+  put_back(unstarted, R"({"reason":"claimed, not started, when the dispatcher stopped"})");
   {
     // Deliveries on the wire finish on the transport's thread (finish), not in a worker: joining the workers
     // is not waiting for them.
@@ -291,7 +291,7 @@ bool Dispatcher::stop(int64_t grace_ms) {
   return true;
 }
 
-void Dispatcher::put_back(std::deque<store::MessageRecord> unstarted, const char* why) {
+void Dispatcher::put_back(const std::deque<store::MessageRecord>& unstarted, const char* why) {
   // Back to scheduled, giving the claim's attempt back. Only these records, by their claim: another
   // dispatcher (a reload's) may hold claims of its own.
   int64_t now = clock_.now_ms();
@@ -334,7 +334,7 @@ void Dispatcher::hand_over(std::vector<store::MessageRecord> claims, int reserve
     }
     changed();
   }
-  if (!refused.empty()) put_back(std::move(refused), R"({"reason":"accepted while the dispatcher stopped"})");
+  if (!refused.empty()) put_back(refused, R"({"reason":"accepted while the dispatcher stopped"})");
 }
 
 void Dispatcher::wake() {
@@ -506,7 +506,7 @@ bool Dispatcher::process(const store::MessageRecord& record) {
     outcome.kind = plugin::OutcomeKind::permanent;
     outcome.reason = "render_error: " + rendered.error;
     sending->message = std::move(message);
-    finish(std::move(sending), std::move(outcome));
+    finish(std::move(sending), outcome);
     return true;
   }
   plugin::DeliveryRequest delivery = make_delivery(record, message, sending->choice);
@@ -523,13 +523,16 @@ bool Dispatcher::process(const store::MessageRecord& record) {
   plugin::Channel* channel = sending->channel;
   // The channel has it from here; its verdict comes to finish(), on whichever thread hears it. Nothing of
   // this dispatcher is touched after the call: finish() may already have run, and the dispatcher stopped.
-  channel->deliver(std::move(delivery), [this, sending = std::move(sending)](plugin::DeliveryOutcome outcome) mutable {
-    finish(std::move(sending), std::move(outcome));
-  });
+  channel->deliver(std::move(delivery),
+                   [this, sending = std::move(sending)](const plugin::DeliveryOutcome& outcome) mutable {
+                     finish(std::move(sending), outcome);
+                   });
   return true;
 }
 
-void Dispatcher::finish(std::shared_ptr<Sending> sending, plugin::DeliveryOutcome outcome) {
+// `sending` by value: the Sending goes when finish() returns, not when the transport drops the callback.
+// NOLINTNEXTLINE(performance-unnecessary-value-param)
+void Dispatcher::finish(std::shared_ptr<Sending> sending, const plugin::DeliveryOutcome& outcome) {
   const store::MessageRecord& record = sending->record;
   try {
     record_outcome(*sending, outcome);

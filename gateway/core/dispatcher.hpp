@@ -134,7 +134,7 @@ class Dispatcher {
   bool process(const store::MessageRecord& record);
   // The channel's verdict, on the thread that heard it (the transport's, a batch leader's, or the worker's):
   // records it (record_outcome) and frees the message's room.
-  void finish(std::shared_ptr<Sending> sending, plugin::DeliveryOutcome outcome);
+  void finish(std::shared_ptr<Sending> sending, const plugin::DeliveryOutcome& outcome);
   void record_outcome(const Sending& sending, const plugin::DeliveryOutcome& outcome);
   // The gateway itself failed while handling a claimed message (decide_after_error).
   void fail_inside(const store::MessageRecord& record, const std::string& what);
@@ -147,7 +147,7 @@ class Dispatcher {
   // A worker finished one: frees its room, and wakes the loop when there is room for something due.
   void room_freed();
   // Claims this dispatcher holds but will not start (it is stopping): back to `scheduled`, due now.
-  void put_back(std::deque<store::MessageRecord> unstarted, const char* why);
+  void put_back(const std::deque<store::MessageRecord>& unstarted, const char* why);
 
   store::Store& store_;
   const plugin::Registry& channels_;

@@ -29,7 +29,7 @@ const std::map<std::string, std::string> kConfigured = {
     {"push", "push.fcm"}, {"apns", "push.apns"}, {"sms", "phone"}, {"email", "email"}, {"line", "line"}};
 
 policy::ChannelLookup lookup_in(const std::map<std::string, std::string>& configured,
-                                std::set<std::string> unavailable = {}) {
+                                const std::set<std::string>& unavailable = {}) {
   return [configured, unavailable](const std::string& name) -> std::optional<policy::ChannelView> {
     auto it = configured.find(name);
     if (it == configured.end()) return std::nullopt;

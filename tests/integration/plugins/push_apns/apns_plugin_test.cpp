@@ -41,7 +41,8 @@ class ApnsPlugin : public ::testing::Test {
   void SetUp() override {
     ASSERT_NE(ec_key().private_pem.find("BEGIN PRIVATE KEY"), std::string::npos) << "openssl could not make a key";
     std::ofstream(dir_.file("AuthKey.p8")) << ec_key().private_pem;
-    apns_.rule([this](const api::HttpRequest& req, api::HttpResponse scripted) { return answer(req, scripted); });
+    apns_.rule(
+        [this](const api::HttpRequest& req, const api::HttpResponse& scripted) { return answer(req, scripted); });
     url_ = apns_.url();
     reg_ = registry();
     ASSERT_TRUE(reg_.registry) << (reg_.errors.empty() ? "" : reg_.errors[0].to_string());
