@@ -65,8 +65,7 @@ constexpr int kDefaultRetryBatch = 1000;
 constexpr int kMaxRetryBatch = 10000;
 
 // The route template a request matched ("/v1/messages/{id}"): the `route` label of the HTTP metrics (a
-// bounded set, whatever the path) and what serve_keyed dispatches on. Not the dispatcher's route_of, which
-// is the channel a message goes out on.
+// bounded set, whatever the path) and what serve_keyed dispatches on.
 std::string route_template(const std::string& method, const std::string& path) {
   if (path == "/v1/messages" || path == "/v1/messages:simulate" || path == "/v1/messages:retry" ||
       path == "/v1/suppressions" || path == "/v1/events" || path == "/healthz" || path == "/readyz" ||

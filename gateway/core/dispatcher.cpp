@@ -1,4 +1,4 @@
-// The dispatcher (dispatcher.hpp): the pure decisions of the pipeline first (route, what an outcome means),
+// The dispatcher (dispatcher.hpp): the pure decisions of the pipeline first (channel choice, what an outcome means),
 // then the threads: the claim loop, the workers that run a message through clearance, render and the
 // channel's plugin, and the recording of each outcome as the store's transition.
 #include "core/dispatcher.hpp"
@@ -16,8 +16,8 @@
 
 namespace tayori::core {
 
-Route route_of(const policy::Decision& d) {
-  Route r;
+ChannelChoice choice_of(const policy::Decision& d) {
+  ChannelChoice r;
   r.channel_index = d.channel_index;
   r.channel = d.channel;
   r.contact = d.contact;
@@ -79,14 +79,14 @@ int64_t backoff_ms(const config::RetryPolicy& retry, int failed_attempts, double
 // The channel is done with the message: the next channel in its preference order gets its turn now
 // (fallback: event attempt_failed with fallback_to), or, after the last, the message ends in `last`
 // (failed or dead, the event of that name). `detail` says why.
-void leave_channel(store::Transition& t, const Message& message, const Route& route, Json detail, store::State last,
-                   int64_t now_ms) {
-  if (route.channel_index + 1 < static_cast<int>(message.channels.size())) {
+void leave_channel(store::Transition& t, const Message& message, const ChannelChoice& choice, Json detail,
+                   store::State last, int64_t now_ms) {
+  if (choice.channel_index + 1 < static_cast<int>(message.channels.size())) {
     t.to = store::State::scheduled;
-    t.channel_index = route.channel_index + 1;
+    t.channel_index = choice.channel_index + 1;
     t.next_channel = true;
     t.due_at_ms = now_ms;
-    detail["fallback_to"] = message.channels[route.channel_index + 1];
+    detail["fallback_to"] = message.channels[choice.channel_index + 1];
     t.events.push_back({"attempt_failed", detail.dump()});
     return;
   }
@@ -96,21 +96,22 @@ void leave_channel(store::Transition& t, const Message& message, const Route& ro
 
 }  // namespace
 
-store::Transition decide_after_attempt(const store::MessageRecord& record, const Message& message, const Route& route,
-                                       const plugin::DeliveryOutcome& outcome, const config::RetryPolicy& retry,
-                                       int64_t dispatched_at_ms, int64_t now_ms, double jitter) {
+store::Transition decide_after_attempt(const store::MessageRecord& record, const Message& message,
+                                       const ChannelChoice& choice, const plugin::DeliveryOutcome& outcome,
+                                       const config::RetryPolicy& retry, int64_t dispatched_at_ms, int64_t now_ms,
+                                       double jitter) {
   store::Transition t = transition_of(record);
-  t.channel = route.channel;
-  t.channel_index = route.channel_index;
-  t.contact = route.contact;
-  Json dispatched = {{"channel", route.channel}, {"attempt", record.attempts}};
-  if (!route.skipped.empty()) dispatched["skipped"] = route.skipped;
+  t.channel = choice.channel;
+  t.channel_index = choice.channel_index;
+  t.contact = choice.contact;
+  Json dispatched = {{"channel", choice.channel}, {"attempt", record.attempts}};
+  if (!choice.skipped.empty()) dispatched["skipped"] = choice.skipped;
   t.events.push_back({"dispatched", dispatched.dump(), dispatched_at_ms});
 
   switch (outcome.kind) {
     case plugin::OutcomeKind::delivered: {
       t.to = store::State::delivered;
-      Json d = {{"channel", route.channel}};
+      Json d = {{"channel", choice.channel}};
       if (!outcome.provider_message_id.empty()) d["provider_message_id"] = outcome.provider_message_id;
       t.provider_message_id = outcome.provider_message_id;  // receipts and replies find the message by it
       t.events.push_back({"delivered", d.dump()});
@@ -124,7 +125,8 @@ store::Transition decide_after_attempt(const store::MessageRecord& record, const
       if (message.expires_at_ms && due >= *message.expires_at_ms) {
         t.to = store::State::failed;
         t.events.push_back(
-            {"failed", Json{{"channel", route.channel}, {"reason", "expired"}, {"last_reason", outcome.reason}}.dump()});
+            {"failed",
+             Json{{"channel", choice.channel}, {"reason", "expired"}, {"last_reason", outcome.reason}}.dump()});
         return t;
       }
       int64_t since = record.channel_since_ms.value_or(dispatched_at_ms);
@@ -134,27 +136,27 @@ store::Transition decide_after_attempt(const store::MessageRecord& record, const
       if (spent == nullptr) {
         t.to = store::State::scheduled;
         t.due_at_ms = due;
-        t.events.push_back({"retry_scheduled", Json{{"channel", route.channel},
-                                                    {"reason", outcome.reason},
-                                                    {"until", format_rfc3339_ms(t.due_at_ms)}}
-                                                   .dump()});
+        t.events.push_back(
+            {"retry_scheduled",
+             Json{{"channel", choice.channel}, {"reason", outcome.reason}, {"until", format_rfc3339_ms(t.due_at_ms)}}
+                 .dump()});
         return t;
       }
-      Json given_up = {{"channel", route.channel},
+      Json given_up = {{"channel", choice.channel},
                        {"reason", spent},
                        {"attempts", record.channel_attempts},
                        {"since", format_rfc3339_ms(since)},
                        {"last_reason", outcome.reason}};
       // After the last channel, a dead letter: kept with the last provider answer (last_reason) for an
       // operator to replay.
-      leave_channel(t, message, route, std::move(given_up), store::State::dead, now_ms);
+      leave_channel(t, message, choice, std::move(given_up), store::State::dead, now_ms);
       return t;
     }
     case plugin::OutcomeKind::permanent: {
       t.last_reason = outcome.reason;
-      Json failed = {{"channel", route.channel}, {"reason", outcome.reason}};
+      Json failed = {{"channel", choice.channel}, {"reason", outcome.reason}};
       if (outcome.deactivate_contact) failed["deactivate_contact"] = true;
-      leave_channel(t, message, route, std::move(failed), store::State::failed, now_ms);
+      leave_channel(t, message, choice, std::move(failed), store::State::failed, now_ms);
       return t;
     }
   }
@@ -180,14 +182,15 @@ store::Transition decide_after_error(const store::MessageRecord& record, const s
   return t;
 }
 
-plugin::DeliveryRequest make_delivery(const store::MessageRecord& record, const Message& message, const Route& route) {
+plugin::DeliveryRequest make_delivery(const store::MessageRecord& record, const Message& message,
+                                      const ChannelChoice& choice) {
   plugin::DeliveryRequest d;
   d.message_id = message.id;
   // Stable across retries of this message on this channel, so providers can de-duplicate re-sends.
-  d.delivery_id = crypto::sha256_hex(message.id + "\n" + route.channel).substr(0, 32);
+  d.delivery_id = crypto::sha256_hex(message.id + "\n" + choice.channel).substr(0, 32);
   d.attempt = static_cast<uint32_t>(record.attempts);
   d.recipient_id = message.recipient.id;
-  d.contact = route.contact;
+  d.contact = choice.contact;
   d.marketing = message.purpose == Purpose::marketing;
   d.category = message.category;
   d.locale = message.recipient.locale;
@@ -269,7 +272,7 @@ bool Dispatcher::stop(int64_t grace_ms) {
     unstarted.swap(work_);
     in_flight_ -= static_cast<int64_t>(unstarted.size());
   }
-  put_back(std::move(unstarted), R"({"reason":"claimed, not started, when the dispatcher stopped"})");
+  put_back(unstarted, R"({"reason":"claimed, not started, when the dispatcher stopped"})");
   {
     // Deliveries on the wire finish on the transport's thread (finish), not in a worker: joining the workers
     // is not waiting for them.
@@ -288,7 +291,7 @@ bool Dispatcher::stop(int64_t grace_ms) {
   return true;
 }
 
-void Dispatcher::put_back(std::deque<store::MessageRecord> unstarted, const char* why) {
+void Dispatcher::put_back(const std::deque<store::MessageRecord>& unstarted, const char* why) {
   // Back to scheduled, giving the claim's attempt back. Only these records, by their claim: another
   // dispatcher (a reload's) may hold claims of its own.
   int64_t now = clock_.now_ms();
@@ -331,7 +334,7 @@ void Dispatcher::hand_over(std::vector<store::MessageRecord> claims, int reserve
     }
     changed();
   }
-  if (!refused.empty()) put_back(std::move(refused), R"({"reason":"accepted while the dispatcher stopped"})");
+  if (!refused.empty()) put_back(refused, R"({"reason":"accepted while the dispatcher stopped"})");
 }
 
 void Dispatcher::wake() {
@@ -461,7 +464,7 @@ void Dispatcher::fail_inside(const store::MessageRecord& record, const std::stri
 struct Dispatcher::Sending {
   store::MessageRecord record;
   Message message;
-  Route route;
+  ChannelChoice choice;
   plugin::Channel* channel = nullptr;
   int64_t started_ms = 0;
 };
@@ -492,41 +495,44 @@ bool Dispatcher::process(const store::MessageRecord& record) {
   }
   auto sending = std::make_shared<Sending>();
   sending->record = record;
-  sending->route = route_of(decision);
-  sending->channel = channels_.find(sending->route.channel);
+  sending->choice = choice_of(decision);
+  sending->channel = channels_.find(sending->choice.channel);
   sending->started_ms = started;
   render::RenderResult rendered =
-      render::render(message, sending->route.channel, templates_, missing_variable_is_error_);
+      render::render(message, sending->choice.channel, templates_, missing_variable_is_error_);
   if (!rendered.fields) {
     // Nothing was sent: the content cannot be made for this channel. Another channel may have a variant.
     plugin::DeliveryOutcome outcome;
     outcome.kind = plugin::OutcomeKind::permanent;
     outcome.reason = "render_error: " + rendered.error;
     sending->message = std::move(message);
-    finish(std::move(sending), std::move(outcome));
+    finish(std::move(sending), outcome);
     return true;
   }
-  plugin::DeliveryRequest delivery = make_delivery(record, message, sending->route);
+  plugin::DeliveryRequest delivery = make_delivery(record, message, sending->choice);
   delivery.content = std::move(*rendered.fields);
   // Tracked links make each message's content its own, so such deliveries are never batched together.
   if (message.track_clicks.value_or(sending->channel->track_clicks()))
-    delivery.content = track_content(std::move(delivery.content), message, sending->route.channel, links_,
+    delivery.content = track_content(std::move(delivery.content), message, sending->choice.channel, links_,
                                      (started + link_ttl_ms_) / 1000);
   if (message.track_opens.value_or(sending->channel->track_opens()))
-    delivery.content = with_open_signal(std::move(delivery.content), message, sending->route.channel, links_,
+    delivery.content = with_open_signal(std::move(delivery.content), message, sending->choice.channel, links_,
                                         (started + link_ttl_ms_) / 1000);
-  delivery.responses = mint_responses(message, sending->route.channel, links_, (started + link_ttl_ms_) / 1000);
+  delivery.responses = mint_responses(message, sending->choice.channel, links_, (started + link_ttl_ms_) / 1000);
   sending->message = std::move(message);
   plugin::Channel* channel = sending->channel;
   // The channel has it from here; its verdict comes to finish(), on whichever thread hears it. Nothing of
   // this dispatcher is touched after the call: finish() may already have run, and the dispatcher stopped.
-  channel->deliver(std::move(delivery), [this, sending = std::move(sending)](plugin::DeliveryOutcome outcome) mutable {
-    finish(std::move(sending), std::move(outcome));
-  });
+  channel->deliver(std::move(delivery),
+                   [this, sending = std::move(sending)](const plugin::DeliveryOutcome& outcome) mutable {
+                     finish(std::move(sending), outcome);
+                   });
   return true;
 }
 
-void Dispatcher::finish(std::shared_ptr<Sending> sending, plugin::DeliveryOutcome outcome) {
+// `sending` by value: the Sending goes when finish() returns, not when the transport drops the callback.
+// NOLINTNEXTLINE(performance-unnecessary-value-param)
+void Dispatcher::finish(std::shared_ptr<Sending> sending, const plugin::DeliveryOutcome& outcome) {
   const store::MessageRecord& record = sending->record;
   try {
     record_outcome(*sending, outcome);
@@ -539,14 +545,14 @@ void Dispatcher::finish(std::shared_ptr<Sending> sending, plugin::DeliveryOutcom
 void Dispatcher::record_outcome(const Sending& sending, const plugin::DeliveryOutcome& outcome) {
   const store::MessageRecord& record = sending.record;
   const Message& message = sending.message;
-  const Route& route = sending.route;
+  const ChannelChoice& choice = sending.choice;
   plugin::Channel* channel = sending.channel;
   if (outcome.kind == plugin::OutcomeKind::delivered && !message.responses.empty()) {
     // The open question of this contact point on this channel: a numbered SMS reply ("2") answers the
     // latest message that asked it something. Recorded for every channel (only numbering plugins use it).
     Json ids = Json::array();
     for (const auto& r : message.responses) ids.push_back(r.id);
-    store_.put_question(route.contact, route.channel, {message.id, ids.dump(), clock_.now_ms()}, nullptr);
+    store_.put_question(choice.contact, choice.channel, {message.id, ids.dump(), clock_.now_ms()}, nullptr);
   }
   int64_t now = clock_.now_ms();
   if (outcome.circuit_open) {
@@ -559,18 +565,18 @@ void Dispatcher::record_outcome(const Sending& sending, const plugin::DeliveryOu
     wait.until_ms = now + outcome.retry_after_ms +
                     static_cast<int64_t>(random_unit() * std::min<int64_t>(60'000, channel->circuit().open_for_ms(now)));
     wait.detail = {{"reason", "circuit_open"},
-                   {"rule", "circuit_breaker." + route.channel},
-                   {"channel", route.channel},
+                   {"rule", "circuit_breaker." + choice.channel},
+                   {"channel", choice.channel},
                    {"until", format_rfc3339_ms(wait.until_ms)}};
     store::Transition t = decide_without_attempt(record, wait);
-    count(t, message, route.channel, now, 0);
-    if (listener_) listener_(route.channel, outcome, t);
+    count(t, message, choice.channel, now, 0);
+    if (listener_) listener_(choice.channel, outcome, t);
     this->record(std::move(t), now);
     return;
   }
-  store::Transition t = decide_after_attempt(record, message, route, outcome, channel->retry_policy(),
+  store::Transition t = decide_after_attempt(record, message, choice, outcome, channel->retry_policy(),
                                              sending.started_ms, now, random_unit());
-  count(t, message, route.channel, now, now - record.due_at_ms);
+  count(t, message, choice.channel, now, now - record.due_at_ms);
   // The stored provider id serves receipts alone (Store::find_by_provider_id), and a receipt reaches a message
   // only through its channel's webhook. A channel without one keeps the id in the timeline (the `delivered`
   // event) and out of the provider-id index, whose random keys cost a page write per delivery.
@@ -579,11 +585,12 @@ void Dispatcher::record_outcome(const Sending& sending, const plugin::DeliveryOu
     clearance_.release(message);
   if (outcome.kind == plugin::OutcomeKind::permanent && outcome.deactivate_contact) {
     // The provider says the contact point is dead (hard bounce, unregistered token): never use it again.
-    store_.add_suppression({route.contact, outcome.reason, "channel." + route.channel, now}, nullptr);
-    t.events.push_back({"contact_deactivated",
-                        Json{{"channel", route.channel}, {"contact", route.contact}, {"reason", outcome.reason}}.dump()});
+    store_.add_suppression({choice.contact, outcome.reason, "channel." + choice.channel, now}, nullptr);
+    t.events.push_back(
+        {"contact_deactivated",
+         Json{{"channel", choice.channel}, {"contact", choice.contact}, {"reason", outcome.reason}}.dump()});
   }
-  if (listener_) listener_(route.channel, outcome, t);
+  if (listener_) listener_(choice.channel, outcome, t);
   this->record(std::move(t), now);
 }
 

@@ -29,21 +29,22 @@ namespace tayori::core {
 // ---- Pure decisions ------------------------------------------------------------------------------
 
 // The channel the policy chose for this attempt (policy::Decision), as the attempt records it.
-struct Route {
+struct ChannelChoice {
   int channel_index = 0;
   std::string channel;
   std::string contact;
   Json skipped = Json::array();  // channels passed over on the way, with why
 };
-Route route_of(const policy::Decision& decision);
+ChannelChoice choice_of(const policy::Decision& decision);
 
 // What one attempt's outcome means for the message: the transition to record (state, events, next due).
 // A retry waits random(0, min(cap, base * 2^n)) (full jitter), or the provider's Retry-After; once the
 // channel's budget (`retry`: max_attempts, max_age) is spent the next channel takes over, and after the
 // last the message is dead. `jitter` in [0,1) is the random draw; tests pass a fixed value.
-store::Transition decide_after_attempt(const store::MessageRecord& record, const Message& message, const Route& route,
-                                       const plugin::DeliveryOutcome& outcome, const config::RetryPolicy& retry,
-                                       int64_t dispatched_at_ms, int64_t now_ms, double jitter);
+store::Transition decide_after_attempt(const store::MessageRecord& record, const Message& message,
+                                       const ChannelChoice& choice, const plugin::DeliveryOutcome& outcome,
+                                       const config::RetryPolicy& retry, int64_t dispatched_at_ms, int64_t now_ms,
+                                       double jitter);
 
 // A message that cannot be attempted at all (unreadable): fail it, saying why.
 store::Transition fail_before_attempt(const store::MessageRecord& record, const std::string& reason,
@@ -60,8 +61,9 @@ store::Transition decide_after_error(const store::MessageRecord& record, const s
 // rule and the local time it reopens) or suppressed (final, with the reason and the rule).
 store::Transition decide_without_attempt(const store::MessageRecord& record, const policy::Decision& decision);
 
-// The delivery handed to a plugin, built from the message and the chosen route.
-plugin::DeliveryRequest make_delivery(const store::MessageRecord& record, const Message& message, const Route& route);
+// The delivery handed to a plugin, built from the message and its channel choice.
+plugin::DeliveryRequest make_delivery(const store::MessageRecord& record, const Message& message,
+                                      const ChannelChoice& choice);
 
 // What the dispatcher made of one delivery's outcome (metrics: retries by channel and cause, dead letters).
 using OutcomeListener =
@@ -127,12 +129,12 @@ class Dispatcher {
   struct Sending;  // a message cleared and handed to its channel, until its verdict is recorded
   void work();
   // The stages up to the channel, on a worker: validate (the stored payload), complete the recipient, clear
-  // (consent, suppression, quiet hours, caps), route, render, deliver. True when the message went to a
-  // channel: finish() then records its verdict and frees its room. Throws only before that.
+  // (consent, suppression, quiet hours, caps), choose the channel, render, deliver. True when the message went
+  // to a channel: finish() then records its verdict and frees its room. Throws only before that.
   bool process(const store::MessageRecord& record);
   // The channel's verdict, on the thread that heard it (the transport's, a batch leader's, or the worker's):
   // records it (record_outcome) and frees the message's room.
-  void finish(std::shared_ptr<Sending> sending, plugin::DeliveryOutcome outcome);
+  void finish(std::shared_ptr<Sending> sending, const plugin::DeliveryOutcome& outcome);
   void record_outcome(const Sending& sending, const plugin::DeliveryOutcome& outcome);
   // The gateway itself failed while handling a claimed message (decide_after_error).
   void fail_inside(const store::MessageRecord& record, const std::string& what);
@@ -145,7 +147,7 @@ class Dispatcher {
   // A worker finished one: frees its room, and wakes the loop when there is room for something due.
   void room_freed();
   // Claims this dispatcher holds but will not start (it is stopping): back to `scheduled`, due now.
-  void put_back(std::deque<store::MessageRecord> unstarted, const char* why);
+  void put_back(const std::deque<store::MessageRecord>& unstarted, const char* why);
 
   store::Store& store_;
   const plugin::Registry& channels_;

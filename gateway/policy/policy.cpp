@@ -198,7 +198,8 @@ Decision decide(const DecisionInput& in) {
     }
   }
 
-  // Route: the first channel with a usable, unsuppressed, consented contact whose circuit is closed.
+  // The channel choice (the trace's `route` step): the first channel with a usable, unsuppressed, consented
+  // contact whose circuit is closed.
   Json skipped = Json::array();
   int64_t circuit_wait_until = 0;  // the earliest a circuit-open channel that could take the message reopens
   std::string circuit_channel;

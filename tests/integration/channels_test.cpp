@@ -44,10 +44,12 @@ Json parse_mime(const std::string& stored) {
 class Channels : public ::testing::Test {
  protected:
   void SetUp() override {
-    TAYORI_REQUIRE_TOOL(SmtpServer::available(), "python3-aiosmtpd is not installed (tools/setup.sh installs it)");
+    TAYORI_REQUIRE_TOOL(test::SmtpServer::available(),
+                        "python3-aiosmtpd is not installed (tools/setup.sh installs it)");
     tls_files();
     sim_ = std::make_unique<Sim>(with_fcm(), true);
-    smtp_ = std::make_unique<SmtpServer>(dir_.file("maildir"));
+    smtp_ = std::make_unique<test::SmtpServer>(smtp_with_starttls(dir_.file("maildir")));
+    ASSERT_TRUE(smtp_->started()) << "smtp_server.py did not start";
     write_file(dir_.file("service-account.json"),
                Json{{"type", "service_account"}, {"project_id", "tayori-test"}, {"private_key_id", "key-1"},
                     {"private_key", rsa_key("fcm").private_pem}, {"client_email", kClientEmail},
@@ -107,7 +109,7 @@ class Channels : public ::testing::Test {
 
   TempDir dir_;
   std::unique_ptr<Sim> sim_;
-  std::unique_ptr<SmtpServer> smtp_;
+  std::unique_ptr<test::SmtpServer> smtp_;
   std::unique_ptr<Gateway> gw_;
   HttpClient http_;
 };
@@ -123,10 +125,10 @@ TEST_F(Channels, EveryChannelDeliversTheProvidersWireFormat) {
       << status("i-1").dump();
 
   // Email: STARTTLS, RFC 2047 subject, multipart/alternative, and RFC 8058 one-click unsubscribe to the gateway.
-  auto mail = smtp_->messages();
+  auto mail = smtp_->received();
   ASSERT_EQ(mail.size(), 1u);
-  Json parsed = parse_mime(mail[0]);
-  ASSERT_TRUE(parsed.is_object()) << mail[0];
+  Json parsed = parse_mime(mail[0].raw);
+  ASSERT_TRUE(parsed.is_object()) << mail[0].raw;
   EXPECT_NE(parsed["meta"].get<std::string>().find("tls: starttls"), std::string::npos) << parsed["meta"];
   EXPECT_NE(parsed["meta"].get<std::string>().find("rcpt: hanako@tayori.test"), std::string::npos);
   EXPECT_EQ(parsed["subject"], "秋のおすすめ【限定】");

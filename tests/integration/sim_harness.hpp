@@ -1,6 +1,6 @@
 // Shared by the integration tests that run the provider simulator (tools/simulator, tayori-sim): key
 // material generated at test time with `openssl` (never committed), an HTTP/1.1 + HTTP/2-over-TLS client,
-// the simulator process, and a real SMTP server (Debian's python3-aiosmtpd, tests/support/smtp_server.py).
+// the simulator process, and a real SMTP server (Debian's python3-aiosmtpd, tests/support/smtp_server.hpp).
 #pragma once
 
 #include <sys/wait.h>
@@ -14,7 +14,8 @@
 
 #include "harness.hpp"
 
-#include "child_process.hpp"
+#include "sim_process.hpp"
+#include "smtp_server.hpp"
 
 namespace tayori::testing {
 
@@ -161,36 +162,14 @@ inline Reply call(const std::string& method, const std::string& url, const std::
 
 // ---- The simulator process --------------------------------------------------------------------------------------
 
-class Sim {
+// tests/support/sim_process.hpp's SimProcess with all providers' accounts, the test CA's server certificate for
+// its HTTP/2 listener, and calls to its control endpoints.
+class Sim : public test::SimProcess {
  public:
-  // Starts tayori-sim with `args`; waits for its "listening on" lines (two when `h2`).
-  Sim(std::vector<std::string> args, bool h2) {
-    args.insert(args.begin(), {"--listen", "127.0.0.1:0"});
-    if (h2) {
-      tls_files();
-      args.insert(args.end(), {"--listen-h2", "127.0.0.1:0", "--tls-cert", key_dir().file("server.pem"),
-                               "--tls-key", key_dir().file("server.key")});
-    }
-    stderr_path_ = key_dir().file("sim-" + std::to_string(::getpid()) + "-" + std::to_string(++count_) + ".err");
-    args.insert(args.begin(), TAYORI_SIM_BINARY);
-    process_ = test::ChildProcess(args, {stderr_path_});
-    std::regex line(R"(^tayori-sim: listening on (https?://127\.0\.0\.1:\d+)( \(h2\))?$)");
-    for (int want = h2 ? 2 : 1; want > 0; --want) {
-      std::optional<std::string> text = process_.read_line(std::chrono::seconds(20));
-      if (!text) throw std::runtime_error("tayori-sim did not start: " + read_file(stderr_path_));
-      std::smatch m;
-      if (!std::regex_match(*text, m, line)) throw std::runtime_error("unexpected line: " + *text);
-      (m[2].matched ? h2_ : http_) = m[1].str();
-    }
-  }
+  // Starts tayori-sim with `args`, an HTTP/2-over-TLS listener too when `h2`. Throws when it does not start.
+  Sim(const std::vector<std::string>& args, bool h2) : test::SimProcess(args, options(h2)) {}
 
-  // SIGTERM and reap; the exit status (or -signal).
-  int stop() { return process_.stop(); }
-
-  std::string url(const std::string& path) const { return http_ + path; }
-  std::string h2_url(const std::string& path) const { return h2_ + path; }
-  const std::string& http_base() const { return http_; }
-  std::string stderr_text() const { return read_file(stderr_path_); }
+  std::string http_base() const { return url(); }
 
   Reply faults(const Json& doc) { return call("POST", url("/_sim/faults"), doc.dump()); }
   Json requests(const std::string& provider = "") {
@@ -198,49 +177,26 @@ class Sim {
   }
 
  private:
+  static Options options(bool h2) {
+    Options o;
+    if (h2) {
+      tls_files();
+      o.tls_cert = key_dir().file("server.pem");
+      o.tls_key = key_dir().file("server.key");
+    }
+    o.stderr_path = key_dir().file("sim-" + std::to_string(::getpid()) + "-" + std::to_string(++count_) + ".err");
+    return o;
+  }
+
   static inline int count_ = 0;
-  test::ChildProcess process_;
-  std::string http_, h2_, stderr_path_;
 };
 
 // ---- A real SMTP server ---------------------------------------------------------------------------------------
 
-// tests/support/smtp_server.py under Debian's interpreter (the one with python3-aiosmtpd). It serves until its
-// stdin closes, so it never outlives the test process.
-class SmtpServer {
- public:
-  static bool available() { return std::system("/usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1") == 0; }
-
-  // Offers STARTTLS with the test certificate and writes each message into `maildir`.
-  explicit SmtpServer(const std::string& maildir, std::vector<std::string> extra = {}) : maildir_(maildir) {
-    tls_files();
-    fs::create_directories(maildir);
-    std::vector<std::string> args = {"/usr/bin/python3", TAYORI_TEST_SUPPORT_DIR "/smtp_server.py", "--starttls",
-                                     key_dir().file("server.pem"), key_dir().file("server.key"), "--maildir", maildir};
-    args.insert(args.end(), extra.begin(), extra.end());
-    test::ChildProcess::Options options;
-    options.stdin_pipe = true;
-    process_ = test::ChildProcess(args, options);
-    std::optional<std::string> port = process_.read_line(std::chrono::seconds(20));
-    if (!port) throw std::runtime_error("smtp_server.py did not start");
-    port_ = std::atoi(port->c_str());
-  }
-  int port() const { return port_; }
-  // The messages received so far, oldest first, each as written by smtp_server.py.
-  std::vector<std::string> messages() const {
-    std::vector<std::string> names;
-    for (auto& e : fs::directory_iterator(maildir_))
-      if (e.path().extension() == ".msg") names.push_back(e.path().string());
-    std::sort(names.begin(), names.end());
-    std::vector<std::string> out;
-    for (auto& n : names) out.push_back(read_file(n));
-    return out;
-  }
-
- private:
-  std::string maildir_;
-  test::ChildProcess process_;
-  int port_ = 0;
-};
+// tests/support/smtp_server.hpp's server, offering STARTTLS with the test CA's server certificate.
+inline test::SmtpServer::Options smtp_with_starttls(const std::string& maildir) {
+  tls_files();
+  return {maildir, {"--starttls", key_dir().file("server.pem"), key_dir().file("server.key")}};
+}
 
 }  // namespace tayori::testing

@@ -33,8 +33,9 @@
 #include <utility>
 #include <vector>
 
-#include "harness.hpp"  // TempDir
 #include "completions.hpp"
+#include "harness.hpp"  // TempDir
+#include "sim_process.hpp"
 #include "transport/outbound_transport.hpp"
 
 namespace tayori::transport {
@@ -45,8 +46,8 @@ using nlohmann::json;
 
 constexpr const char* kLineToken = "sim-token";
 
-// tayori-sim with both listeners (HTTP/1.1 and HTTP/2 over TLS with a certificate made here by the openssl
-// CLI).
+// tayori-sim (tests/support/sim_process.hpp) with both listeners, HTTP/1.1 and HTTP/2 over TLS with a
+// certificate made here by the openssl CLI.
 class Sim {
  public:
   // Call through ASSERT_NO_FATAL_FAILURE.
@@ -56,26 +57,21 @@ class Sim {
                             " -subj /CN=localhost -addext subjectAltName=IP:127.0.0.1,DNS:localhost -keyout " +
                             key + " -out " + cert + " >/dev/null 2>&1";
     ASSERT_EQ(std::system(cmd.c_str()), 0) << "openssl req failed";
-    process_ = test::ChildProcess({TAYORI_SIM_BINARY, "--listen", "127.0.0.1:0", "--listen-h2", "127.0.0.1:0",
-                                   "--tls-cert", cert, "--tls-key", key, "--line-token", kLineToken});
-    const std::string prefix = "tayori-sim: listening on ";
-    for (std::string* url : {&http_url_, &h2_url_}) {
-      std::optional<std::string> text = process_.read_line(20s);
-      ASSERT_TRUE(text) << "tayori-sim printed too little";
-      ASSERT_EQ(text->rfind(prefix, 0), 0u) << *text;
-      *url = text->substr(prefix.size(), text->find_first_of(" \r\n", prefix.size()) - prefix.size());
-    }
+    test::SimProcess::Options options;
+    options.tls_cert = cert;
+    options.tls_key = key;
+    process_.start({"--line-token", kLineToken}, options);
     ca_file_ = cert;
   }
 
-  const std::string& http_url() const { return http_url_; }  // http://127.0.0.1:PORT
-  const std::string& h2_url() const { return h2_url_; }      // https://127.0.0.1:PORT (h2 only)
+  std::string http_url() const { return process_.url(); }   // http://127.0.0.1:PORT
+  std::string h2_url() const { return process_.h2_url(); }  // https://127.0.0.1:PORT (h2 only)
   const std::string& ca_file() const { return ca_file_; }
 
  private:
   tayori::testing::TempDir dir_;
-  test::ChildProcess process_;  // SIGTERM and reaped when the object goes
-  std::string http_url_, h2_url_, ca_file_;
+  test::SimProcess process_;
+  std::string ca_file_;
 };
 
 // A TCP relay on 127.0.0.1 in front of a server, for killing a connection after the request reached the

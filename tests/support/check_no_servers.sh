@@ -2,9 +2,10 @@
 # The unit tests start no server and no long-lived process: a test that needs a real provider on loopback,
 # tayori-sim, an SMTP server or a socket of its own is an integration test (tests/integration, which mirrors
 # unit/'s folders). This check, a CTest test, fails naming every line of tests/unit that starts one, by the
-# helpers that do (tests/support/plugin_test_support.hpp's ScriptedProvider and SimProcess, child_process.hpp's
-# ChildProcess, an api::HttpServer, smtp_server.py) and by the socket calls themselves. Short-lived tools that
-# compute an answer (openssl making a key, Python's email parser, nm) are not servers and stay allowed.
+# helpers that do (tests/support/plugin_test_support.hpp's ScriptedProvider, sim_process.hpp's SimProcess,
+# smtp_server.hpp's SmtpServer, child_process.hpp's ChildProcess, an api::HttpServer, smtp_server.py) and by the
+# socket calls themselves. Short-lived tools that compute an answer (openssl making a key, Python's email
+# parser, nm) are not servers and stay allowed.
 #
 # Usage: check_no_servers.sh <tests/unit folder>
 # pg_*_test.cpp are left out: they run against a real PostgreSQL cluster by design (pg_unit_tests, label

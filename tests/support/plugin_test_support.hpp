@@ -1,9 +1,8 @@
 // What the channel plugin tests share (fcm, apns, twilio, line, line_multicast, email, host_services,
 // channel_batch): key material made at test time by the openssl CLI (never committed), a clock moved by
 // hand, a one-channel config loaded through the real host, a scripted local provider on api::HttpServer,
-// the provider simulator (tayori-sim) as a child process, and deliveries handed to a channel from many
-// threads at once. The scripted provider and the simulator are for the integration tier only
-// (check_no_servers.sh keeps them out of tests/unit).
+// and deliveries handed to a channel from many threads at once. The scripted provider is for the
+// integration tier only (check_no_servers.sh keeps it out of tests/unit).
 #ifndef TAYORI_TESTS_SUPPORT_PLUGIN_TEST_SUPPORT_HPP
 #define TAYORI_TESTS_SUPPORT_PLUGIN_TEST_SUPPORT_HPP
 
@@ -31,7 +30,6 @@
 #include <vector>
 
 #include "api/http_server.hpp"
-#include "child_process.hpp"
 #include "config/config.hpp"
 #include "plugin/channel.hpp"
 #include "transport/outbound_transport.hpp"
@@ -386,31 +384,6 @@ inline void expect_inbound(Channel& channel, std::span<const InboundCase> cases)
     }
   }
 }
-
-// ---- The provider simulator --------------------------------------------------------------------------------
-
-// tayori-sim (tools/simulator) as a child process listening on 127.0.0.1:0; SIGTERM and reaped when the
-// object goes.
-class SimProcess {
- public:
-  // Starts it with `args` after --listen and waits for its "listening on" line. Call through
-  // ASSERT_NO_FATAL_FAILURE.
-  void start(const std::vector<std::string>& args) {
-    std::vector<std::string> all = {TAYORI_SIM_BINARY, "--listen", "127.0.0.1:0"};
-    all.insert(all.end(), args.begin(), args.end());
-    process_ = test::ChildProcess(all);
-    std::optional<std::string> text = process_.read_line(std::chrono::seconds(20));
-    ASSERT_TRUE(text) << "tayori-sim printed nothing";
-    const std::string prefix = "tayori-sim: listening on ";
-    ASSERT_EQ(text->rfind(prefix, 0), 0u) << *text;
-    url_ = text->substr(prefix.size());
-  }
-  const std::string& url() const { return url_; }
-
- private:
-  test::ChildProcess process_;  // SIGTERM and reaped when the object goes
-  std::string url_;
-};
 
 // ---- Deliveries from many threads -----------------------------------------------------------------------------
 

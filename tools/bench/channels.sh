@@ -41,21 +41,9 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/../lib/standins.sh"
 . "$HERE/../lib/gateway_bench.sh"
 
-BUILD=${1:-./build}
-TAYORI_BIN=${TAYORI_BIN:-$BUILD/bin/tayori}
-LOAD_BIN=${TAYORI_LOAD_BIN:-$BUILD/bin/tayori_load}
-STANDINS_SIM_BIN=${TAYORI_SIM_BIN:-$BUILD/bin/tayori-sim}
-PLUGIN_DIR=${TAYORI_PLUGIN_DIR:-$BUILD/plugins}
-REQUESTS=${TAYORI_BENCH_REQUESTS:-20}
-BATCH=${TAYORI_BENCH_BATCH:-50}
-CONCURRENCY=${TAYORI_BENCH_CONCURRENCY:-4}
-WARMUP=${TAYORI_BENCH_WARMUP:-0}
-WORKERS=${TAYORI_BENCH_WORKERS:-16}
-CHANNELS=${TAYORI_BENCH_CHANNELS:-sink email sms line android ios}
-SIM_THREADS=${TAYORI_BENCH_SIM_THREADS:-2}
-DRAIN_TIMEOUT=${TAYORI_BENCH_DRAIN_TIMEOUT:-120}
-
-die() { echo "channels.sh: $*" >&2; exit 1; }
+bench_paths "${1:-./build}"
+bench_knobs REQUESTS=20 BATCH=50 CONCURRENCY=4 WARMUP=0 WORKERS=16 CHANNELS="sink email sms line android ios" \
+  SIM_THREADS=2 DRAIN_TIMEOUT=120
 
 # Per channel: plugin, tayori_load --contact, and where the receipt is counted (a tayori-sim provider, the
 # SMTP maildir, or the file_sink outbox).
@@ -74,23 +62,11 @@ for c in curl jq openssl ss; do command -v "$c" >/dev/null || die "the $c comman
 PLUGIN_DIR=$(cd "$PLUGIN_DIR" && pwd)
 STANDINS_SIM_BIN=$(cd "$(dirname "$STANDINS_SIM_BIN")" && pwd)/$(basename "$STANDINS_SIM_BIN")
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/tayori-channels.XXXXXX")
-GW_PID=""
-LOAD_PID=""
-cleanup() {
-  local rc=$?
-  standins_stop
-  finish_run "$rc"
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+bench_start channels standins_stop
 
 standins_keys "$TMP/standins"
 standins_start "$TMP/standins" 0 0 0 --threads "$SIM_THREADS"
 
-export TAYORI_BENCH_KEY="bench-$RANDOM$RANDOM-$$"
 {
   cat <<EOF
 server:
@@ -170,10 +146,7 @@ EOF
   done
 } >"$TMP/bench.yaml"
 
-"$TAYORI_BIN" serve --config "$TMP/bench.yaml" --listen 127.0.0.1:0 --data-dir "$TMP/data" \
-  >"$TMP/gateway.out" 2>"$TMP/gateway.err" &
-GW_PID=$!
-gateway_url
+serve_gateway "$TMP/bench.yaml" "$TMP/data"
 
 sim_requests() { curl -fsS --max-time 30 "$STANDINS_SIM_URL/_sim/requests${1:+?provider=$1}" || die "GET /_sim/requests failed"; }
 # received RECEIVER: how many requests (mails, outbox lines) that receiver has had so far, and for tayori-sim
@@ -209,12 +182,8 @@ phase() {
   read -r before_received before_distinct <<<"$(received "${RECEIVER[$ch]}")"
   [[ -n $port ]] && sockets_before=$(client_sockets "$port")
   start=$(now)
-  TAYORI_API_KEY=$TAYORI_BENCH_KEY "$LOAD_BIN" --url "$URL" --concurrency "$CONCURRENCY" --requests "$REQUESTS" \
-    --batch "$BATCH" --warmup "$WARMUP" --channel "$ch" --contact "${CONTACT[$ch]}" --id-prefix "chbench-$$-$ch" \
-    >"$TMP/load.out" &
-  LOAD_PID=$!
-  wait "$LOAD_PID" || die "tayori_load failed on channel $ch"
-  LOAD_PID=""
+  run_load "on channel $ch" --url "$URL" --concurrency "$CONCURRENCY" --requests "$REQUESTS" --batch "$BATCH" \
+    --warmup "$WARMUP" --channel "$ch" --contact "${CONTACT[$ch]}" --id-prefix "chbench-$$-$ch"
   line=$(<"$TMP/load.out")
   echo "$ch: $line"
   drain

@@ -20,22 +20,11 @@
 #   TAYORI_BIN, TAYORI_LOAD_BIN, TAYORI_PLUGIN_DIR override the paths derived from BUILD_DIR.
 set -euo pipefail
 
-BUILD=${1:-./build}
-TAYORI_BIN=${TAYORI_BIN:-$BUILD/bin/tayori}
-LOAD_BIN=${TAYORI_LOAD_BIN:-$BUILD/bin/tayori_load}
-PLUGIN_DIR=${TAYORI_PLUGIN_DIR:-$BUILD/plugins}
-SINGLE_REQUESTS=${TAYORI_BENCH_REQUESTS:-3000}
-BATCH_REQUESTS=${TAYORI_BENCH_BATCH_REQUESTS:-200}
-BATCH=${TAYORI_BENCH_BATCH:-100}
-CONCURRENCY=${TAYORI_BENCH_CONCURRENCY:-4}
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/gateway_bench.sh"
+bench_paths "${1:-./build}"
+bench_knobs REQUESTS=3000 BATCH_REQUESTS=200 BATCH=100 CONCURRENCY=4 WORKERS=4 SERVER_THREADS=0 DRAIN_TIMEOUT=120
 SINGLE_WARMUP=${TAYORI_BENCH_WARMUP:-20}
 BATCH_WARMUP=${TAYORI_BENCH_WARMUP:-2}
-WORKERS=${TAYORI_BENCH_WORKERS:-4}
-SERVER_THREADS=${TAYORI_BENCH_SERVER_THREADS:-0}
-DRAIN_TIMEOUT=${TAYORI_BENCH_DRAIN_TIMEOUT:-120}
-
-die() { echo "run.sh: $*" >&2; exit 1; }
-. "$(dirname "${BASH_SOURCE[0]}")/../lib/gateway_bench.sh"
 
 for f in "$TAYORI_BIN" "$LOAD_BIN"; do [[ -x $f ]] || die "$f is missing: build the tayori and tayori_load targets"; done
 [[ -f $PLUGIN_DIR/file_sink.so ]] || die "$PLUGIN_DIR/file_sink.so is missing: build the file_sink target"
@@ -43,19 +32,8 @@ command -v curl >/dev/null || die "the curl command is needed to read /metrics"
 (( BATCH > 1 )) || die "TAYORI_BENCH_BATCH must be > 1"
 PLUGIN_DIR=$(cd "$PLUGIN_DIR" && pwd)
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/tayori-bench.XXXXXX")
-GW_PID=""
-LOAD_PID=""
-cleanup() {
-  local rc=$?
-  finish_run "$rc"
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+bench_start bench
 
-export TAYORI_BENCH_KEY="bench-$RANDOM$RANDOM-$$"
 cat >"$TMP/bench.yaml" <<EOF
 server:
   listen: 127.0.0.1:0
@@ -78,12 +56,7 @@ channels:
       path: $TMP/outbox-email.jsonl
 EOF
 
-"$TAYORI_BIN" serve --config "$TMP/bench.yaml" --listen 127.0.0.1:0 --data-dir "$TMP/data" \
-  >"$TMP/gateway.out" 2>"$TMP/gateway.err" &
-GW_PID=$!
-
-gateway_url
-
+serve_gateway "$TMP/bench.yaml" "$TMP/data"
 
 declare -A R
 # phase NAME REQUESTS BATCH WARMUP
@@ -92,12 +65,8 @@ phase() {
   scrape
   before=$(metric 'tayori_messages{state="delivered"}')
   start=$(now)
-  # In the background, so a signal to this script is handled at once (bash defers traps during a foreground job).
-  TAYORI_API_KEY=$TAYORI_BENCH_KEY "$LOAD_BIN" --url "$URL" --concurrency "$CONCURRENCY" \
-    --requests "$requests" --batch "$batch" --warmup "$warmup" --id-prefix "bench-$$-$name" >"$TMP/load.out" &
-  LOAD_PID=$!
-  wait "$LOAD_PID" || die "tayori_load failed in the $name phase"
-  LOAD_PID=""
+  run_load "in the $name phase" --url "$URL" --concurrency "$CONCURRENCY" --requests "$requests" --batch "$batch" \
+    --warmup "$warmup" --id-prefix "bench-$$-$name"
   line=$(<"$TMP/load.out")
   echo "$line"
   drain
@@ -112,7 +81,7 @@ phase() {
 
 echo "tayori bench: gateway $URL (pid $GW_PID), concurrency $CONCURRENCY, dispatcher workers $WORKERS," \
      "server threads $SERVER_THREADS, $(nproc) cores"
-phase single "$SINGLE_REQUESTS" 1 "$SINGLE_WARMUP"
+phase single "$REQUESTS" 1 "$SINGLE_WARMUP"
 phase batch "$BATCH_REQUESTS" "$BATCH" "$BATCH_WARMUP"
 
 echo

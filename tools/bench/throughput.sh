@@ -47,27 +47,12 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/../lib/gateway_bench.sh"
 . "$HERE/../lib/pg.sh"
 
-BUILD=${1:-./build}
-TAYORI_BIN=${TAYORI_BIN:-$BUILD/bin/tayori}
-LOAD_BIN=${TAYORI_LOAD_BIN:-$BUILD/bin/tayori_load}
-STANDINS_SIM_BIN=${TAYORI_SIM_BIN:-$BUILD/bin/tayori-sim}
-PLUGIN_DIR=${TAYORI_PLUGIN_DIR:-$BUILD/plugins}
-MESSAGES=${TAYORI_BENCH_MESSAGES:-20000}
-BATCH=${TAYORI_BENCH_BATCH:-100}
-CONNECTIONS=${TAYORI_BENCH_CONNECTIONS:-64}
-BATCH_CONNECTIONS=${TAYORI_BENCH_BATCH_CONNECTIONS:-8}
+bench_paths "${1:-./build}"
 # A request on the wire holds no worker (docs/operator-guide.md, `workers`), so the two are set apart: 64
 # workers measured 0.87x the gateway CPU per message of 4-8 on e2e-single (context switches), and no faster.
-WORKERS=${TAYORI_BENCH_WORKERS:-4}
-CHANNEL_CONCURRENCY=${TAYORI_BENCH_CHANNEL_CONCURRENCY:-64}
-CLAIM_BATCH=${TAYORI_BENCH_CLAIM_BATCH:-1024}
-CEILING_SECONDS=${TAYORI_BENCH_CEILING_SECONDS:-5}
-SIM_THREADS=${TAYORI_BENCH_SIM_THREADS:-2}
-PHASES=${TAYORI_BENCH_PHASES:-intake-single intake-batch e2e-single e2e-batch}
-DRAIN_TIMEOUT=${TAYORI_BENCH_DRAIN_TIMEOUT:-300}
-LINE_WINDOW=${TAYORI_BENCH_LINE_WINDOW:-100ms}
-
-die() { echo "throughput.sh: $*" >&2; exit 1; }
+bench_knobs MESSAGES=20000 BATCH=100 CONNECTIONS=64 BATCH_CONNECTIONS=8 WORKERS=4 CHANNEL_CONCURRENCY=64 \
+  CLAIM_BATCH=1024 CEILING_SECONDS=5 SIM_THREADS=2 PHASES="intake-single intake-batch e2e-single e2e-batch" \
+  DRAIN_TIMEOUT=300 LINE_WINDOW=100ms
 
 for f in "$TAYORI_BIN" "$LOAD_BIN" "$STANDINS_SIM_BIN"; do [[ -x $f ]] || die "$f is missing: build it first"; done
 [[ -f $PLUGIN_DIR/sms_twilio.so ]] || die "$PLUGIN_DIR/sms_twilio.so is missing: build the sms_twilio target"
@@ -75,20 +60,7 @@ for c in wrk curl jq openssl; do command -v "$c" >/dev/null || die "the $c comma
 (( BATCH > 1 && MESSAGES % BATCH == 0 )) || die "TAYORI_BENCH_MESSAGES must be a multiple of TAYORI_BENCH_BATCH (> 1)"
 PLUGIN_DIR=$(cd "$PLUGIN_DIR" && pwd)
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/tayori-throughput.XXXXXX")
-GW_PID=""
-LOAD_PID=""
-cleanup() {
-  local rc=$?
-  stop_second_node
-  standins_stop
-  pg_stop
-  finish_run "$rc"
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+bench_start throughput stop_second_node standins_stop pg_stop
 
 standins_keys "$TMP/standins"
 standins_start "$TMP/standins" 0 0 0 --threads "$SIM_THREADS"
@@ -125,10 +97,8 @@ read -r LINE_REQUESTS_BASE LINE_BASE <<<"$(line_count)"
 # from now in the recipients' zone.
 quiet_from=$(( (10#$(TZ=Asia/Tokyo date +%H) + 12) % 24 ))
 quiet_to=$(( (quiet_from + 1) % 24 ))
-export TAYORI_BENCH_KEY="bench-$RANDOM$RANDOM-$$" BENCH_TWILIO_TOKEN=$STANDINS_TWILIO_TOKEN \
-  BENCH_LINE_TOKEN=$STANDINS_LINE_TOKEN
+export BENCH_TWILIO_TOKEN=$STANDINS_TWILIO_TOKEN BENCH_LINE_TOKEN=$STANDINS_LINE_TOKEN
 start_gateway() {  # start_gateway NAME DISPATCHER_ENABLED [NODE_ID: on PostgreSQL] [OUT_DIR]
-  local out=${4:-$TMP}
   mkdir -p "$TMP/$1"
   cat >"$TMP/$1/gateway.yaml" <<EOF
 server:
@@ -185,10 +155,7 @@ policy:
       window: 24h
       on_exceed: drop
 EOF
-  "$TAYORI_BIN" serve --config "$TMP/$1/gateway.yaml" --listen 127.0.0.1:0 --data-dir "$TMP/$1/data" \
-    >"$out/gateway.out" 2>"$out/gateway.err" &
-  GW_PID=$!
-  TMP=$out gateway_url
+  serve_gateway "$TMP/$1/gateway.yaml" "$TMP/$1/data" "${4:-$TMP}"
 }
 # A second node on the same PostgreSQL (the pg2-* phases): its own process, log folder and URL (URL2).
 GW2_PID=""
@@ -200,7 +167,7 @@ start_second_node() {  # start_second_node NAME
   GW_PID=$first_pid URL=$first_url
 }
 stop_second_node() {
-  [[ -n $GW2_PID ]] || return 0
+  [[ -n ${GW2_PID:-} ]] || return 0
   local first_pid=$GW_PID
   GW_PID=$GW2_PID
   stop_gateway
@@ -231,12 +198,8 @@ phase() {
       --id-prefix "tp-$$-$name-2" >"$TMP/load2.out" &
     LOAD2_PID=$!
   fi
-  TAYORI_API_KEY=$TAYORI_BENCH_KEY "$LOAD_BIN" --url "$URL" --concurrency "$connections" --requests "$requests" \
-    --batch "$batch" --warmup "$warmup" $LOAD_CHANNEL --purpose marketing \
-    --id-prefix "tp-$$-$name" >"$TMP/load.out" &
-  LOAD_PID=$!
-  wait "$LOAD_PID" || die "tayori_load failed in the $name phase"
-  LOAD_PID=""
+  run_load "in the $name phase" --url "$URL" --concurrency "$connections" --requests "$requests" --batch "$batch" \
+    --warmup "$warmup" $LOAD_CHANNEL --purpose marketing --id-prefix "tp-$$-$name"
   if [[ -n $GW2_PID ]]; then wait "$LOAD2_PID" || die "tayori_load (second node) failed in the $name phase"; fi
   line=$(<"$TMP/load.out")
   echo "$name: $line"

@@ -1,6 +1,71 @@
-# Shared by the benches (tools/bench/run.sh, channels.sh, throughput.sh): finding the gateway's port, reading
-# /metrics, and stopping what a run started. Sourced; the caller defines die() and sets GW_PID, LOAD_PID, TMP
-# (gateway.out and gateway.err live there) and DRAIN_TIMEOUT.
+# Shared by the benches (tools/bench/run.sh, channels.sh, throughput.sh): their paths and knobs, their temp
+# folder and EXIT trap, starting the gateway and tayori_load, finding the gateway's port, reading /metrics, and
+# stopping what a run started. Sourced; GW_PID, LOAD_PID and TMP (gateway.out and gateway.err live there) are
+# set by bench_paths, bench_start and serve_gateway; drain() reads DRAIN_TIMEOUT.
+
+die() { echo "$(basename "$0"): $*" >&2; exit 1; }
+
+# bench_paths BUILD_DIR: TAYORI_BIN, LOAD_BIN, STANDINS_SIM_BIN (the name tools/lib/standins.sh reads) and
+# PLUGIN_DIR in BUILD_DIR, unless TAYORI_BIN, TAYORI_LOAD_BIN, TAYORI_SIM_BIN, TAYORI_PLUGIN_DIR name them.
+bench_paths() {
+  BUILD=$1
+  TAYORI_BIN=${TAYORI_BIN:-$BUILD/bin/tayori}
+  LOAD_BIN=${TAYORI_LOAD_BIN:-$BUILD/bin/tayori_load}
+  STANDINS_SIM_BIN=${TAYORI_SIM_BIN:-$BUILD/bin/tayori-sim}
+  PLUGIN_DIR=${TAYORI_PLUGIN_DIR:-$BUILD/plugins}
+}
+
+# bench_knobs NAME=DEFAULT...: sets each NAME from the environment's TAYORI_BENCH_NAME, else DEFAULT. Every knob
+# of every bench is spelled this way (each bench's header lists its own and their defaults).
+bench_knobs() {
+  local knob env
+  for knob in "$@"; do
+    env=TAYORI_BENCH_${knob%%=*}
+    printf -v "${knob%%=*}" '%s' "${!env:-${knob#*=}}"
+  done
+}
+
+# bench_start NAME [CLEANUP...]: a temp folder TMP (TMPDIR/tayori-NAME.XXXXXX), a fresh API key in
+# TAYORI_BENCH_KEY, and the traps of every bench: on exit the commands CLEANUP (the bench's stand-ins, a
+# second node, a cluster), then finish_run; SIGINT and SIGTERM exit (130, 143) through that trap.
+bench_start() {
+  TMP=$(mktemp -d "${TMPDIR:-/tmp}/tayori-$1.XXXXXX")
+  shift
+  BENCH_CLEANUP=("$@")
+  GW_PID=""
+  LOAD_PID=""
+  export TAYORI_BENCH_KEY="bench-$RANDOM$RANDOM-$$"
+  trap _bench_exit EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+}
+_bench_exit() {
+  local rc=$? step
+  for step in "${BENCH_CLEANUP[@]}"; do $step; done
+  finish_run "$rc"
+  exit "$rc"
+}
+
+# serve_gateway CONFIG DATA_DIR [OUT_DIR]: `tayori serve` on 127.0.0.1:0 in the background (GW_PID), its stdout and
+# stderr in OUT_DIR (default TMP)/gateway.out and .err; returns once it listens (PORT, URL).
+serve_gateway() {
+  local out=${3:-$TMP}
+  "$TAYORI_BIN" serve --config "$1" --listen 127.0.0.1:0 --data-dir "$2" >"$out/gateway.out" 2>"$out/gateway.err" &
+  GW_PID=$!
+  TMP=$out gateway_url
+}
+
+# run_load WHAT ARGS...: tayori_load with ARGS and the bench's key, its result line into TMP/load.out; WHAT ends
+# the message when it fails ("in the single phase"). In the background, so that a signal to the script is handled
+# at once (bash defers traps during a foreground job).
+run_load() {
+  local what=$1
+  shift
+  TAYORI_API_KEY=$TAYORI_BENCH_KEY "$LOAD_BIN" "$@" >"$TMP/load.out" &
+  LOAD_PID=$!
+  wait "$LOAD_PID" || die "tayori_load failed $what"
+  LOAD_PID=""
+}
 
 # gateway_url: waits for `tayori serve` to print its port; sets PORT and URL.
 gateway_url() {

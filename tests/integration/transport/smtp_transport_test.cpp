@@ -1,18 +1,14 @@
 // SMTP submission through OutboundTransport against a real SMTP server: Debian's python3-aiosmtpd, run by
-// tests/support/smtp_server.py on 127.0.0.1 port 0 as a child process, with a test CA and server
+// tests/support/smtp_server.hpp on 127.0.0.1 port 0 as a child process, with a test CA and server
 // certificates made at test time by the openssl CLI (never committed). The server writes each accepted
 // message (envelope, TLS mode, AUTH user, raw DATA) to a folder, so the tests check what actually arrived.
 #include <gtest/gtest.h>
 
 #include <arpa/inet.h>
 #include <curl/curl.h>
-#include <fcntl.h>
 #include <netinet/in.h>
-#include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -31,12 +27,10 @@
 #include <string>
 #include <vector>
 
-#include "child_process.hpp"
 #include "required_tool.hpp"
+#include "smtp_server.hpp"
 #include "test_support.hpp"
 #include "transport/outbound_transport.hpp"
-
-extern char** environ;
 
 namespace tayori::transport {
 namespace {
@@ -44,87 +38,7 @@ namespace {
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
-// Debian's interpreter, which is the one python3-aiosmtpd installs into (a python3 earlier on PATH, such
-// as a pyenv one, may not have it).
-constexpr const char* kPython = "/usr/bin/python3";
-const std::string kServerScript = std::string(TAYORI_TEST_SUPPORT_DIR) + "/smtp_server.py";
-
-bool aiosmtpd_available() {
-  static const bool ok = [] {
-    const std::string cmd = std::string(kPython) + " -c 'import aiosmtpd' >/dev/null 2>&1";
-    return std::system(cmd.c_str()) == 0;
-  }();
-  return ok;
-}
-
-// One message as smtp_server.py stored it.
-struct Received {
-  std::string from;
-  std::vector<std::string> rcpt;
-  std::string ehlo;  // the domain the client announced (RFC 5321 §4.1.1.1)
-  std::string auth;  // the AUTH user, "" without AUTH
-  std::string tls;   // "starttls", "implicit" or "none"
-  std::string data;  // DATA as received, dot-stuffing removed
-};
-
-// smtp_server.py as a child: stdin a pipe it watches (it exits when this process goes away, even without
-// the destructor), stdout the pipe its port arrives on, stderr a file kept for failure messages.
-class SmtpServer {
- public:
-  SmtpServer(const test::TempDir& dir, const std::string& name, std::vector<std::string> options)
-      : maildir_(dir.file(name + "-mail")), stderr_path_(dir.file(name + ".stderr")) {
-    fs::create_directories(maildir_);
-    std::vector<std::string> argv = {kPython, kServerScript, "--maildir", maildir_};
-    argv.insert(argv.end(), options.begin(), options.end());
-    test::ChildProcess::Options spawn;
-    spawn.stderr_path = stderr_path_;
-    spawn.stdin_pipe = true;
-    process_ = test::ChildProcess(argv, spawn);
-    // The port line, or nothing after 10 s or when the child exits without printing one.
-    if (auto line = process_.read_line(10s)) port_ = std::atoi(line->c_str());
-  }
-  SmtpServer(const SmtpServer&) = delete;
-  SmtpServer& operator=(const SmtpServer&) = delete;
-
-  bool started() const { return port_ != 0; }
-  std::string url(const std::string& scheme = "smtp") const { return scheme + "://127.0.0.1:" + std::to_string(port_); }
-  std::string stderr_text() const { return test_read(stderr_path_); }
-
-  // Every message accepted so far, in arrival order.
-  std::vector<Received> received() const {
-    std::vector<std::string> names;
-    for (const auto& e : fs::directory_iterator(maildir_))
-      if (e.path().extension() == ".msg") names.push_back(e.path().string());
-    std::sort(names.begin(), names.end());
-    std::vector<Received> out;
-    for (const auto& name : names) {
-      const std::string raw = test_read(name);
-      const size_t blank = raw.find("\n\n");
-      Received r;
-      r.data = raw.substr(blank + 2);
-      std::istringstream head(raw.substr(0, blank));
-      for (std::string line; std::getline(head, line);) {
-        const std::string key = line.substr(0, line.find(": ")), value = line.substr(line.find(": ") + 2);
-        if (key == "from") r.from = value;
-        if (key == "rcpt") r.rcpt.push_back(value);
-        if (key == "ehlo") r.ehlo = value;
-        if (key == "auth") r.auth = value;
-        if (key == "tls") r.tls = value;
-      }
-      out.push_back(std::move(r));
-    }
-    return out;
-  }
-
- private:
-  static std::string test_read(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    return std::string(std::istreambuf_iterator<char>(in), {});
-  }
-  std::string maildir_, stderr_path_;
-  test::ChildProcess process_;  // SIGTERM and reaped when the object goes
-  int port_ = 0;
-};
+using test::SmtpServer;
 
 // Runs openssl; true on success.
 bool sh(const std::string& cmd) { return std::system((cmd + " >/dev/null 2>&1").c_str()) == 0; }
@@ -207,20 +121,21 @@ uint16_t closed_port() {
 class SmtpTransport : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    if (aiosmtpd_available()) pki_ = new Certificates();
+    if (SmtpServer::available()) pki_ = new Certificates();
   }
   static void TearDownTestSuite() {
     delete pki_;
     pki_ = nullptr;
   }
   void SetUp() override {
-    TAYORI_REQUIRE_TOOL(aiosmtpd_available(),
-                        "python3-aiosmtpd is not installed for " << kPython << " (tools/setup.sh installs it)");
+    TAYORI_REQUIRE_TOOL(SmtpServer::available(), "python3-aiosmtpd is not installed for "
+                                                     << SmtpServer::kPython << " (tools/setup.sh installs it)");
     ASSERT_TRUE(pki_ && pki_->ok) << "openssl could not make the test certificates";
   }
   // Starts smtp_server.py with `options`; fails the test when it does not come up.
   std::unique_ptr<SmtpServer> start(const std::string& name, std::vector<std::string> options) {
-    auto server = std::make_unique<SmtpServer>(dir_, name, std::move(options));
+    auto server = std::make_unique<SmtpServer>(
+        SmtpServer::Options{dir_.file(name + "-mail"), std::move(options), dir_.file(name + ".stderr")});
     EXPECT_TRUE(server->started()) << "smtp_server.py did not start:\n" << server->stderr_text();
     return server->started() ? std::move(server) : nullptr;
   }

@@ -29,7 +29,7 @@ const std::map<std::string, std::string> kConfigured = {
     {"push", "push.fcm"}, {"apns", "push.apns"}, {"sms", "phone"}, {"email", "email"}, {"line", "line"}};
 
 policy::ChannelLookup lookup_in(const std::map<std::string, std::string>& configured,
-                                std::set<std::string> unavailable = {}) {
+                                const std::set<std::string>& unavailable = {}) {
   return [configured, unavailable](const std::string& name) -> std::optional<policy::ChannelView> {
     auto it = configured.find(name);
     if (it == configured.end()) return std::nullopt;
@@ -74,18 +74,18 @@ std::vector<P> skips(const Json& skipped) {
   return out;
 }
 
-// ---- channel choice (policy::decide's route step) and route_of --------------------------------------
+// ---- channel choice (policy::decide's `route` step) and choice_of -------------------------------------
 
 TEST(ChooseChannel, TakesTheFirstChannelInPreferenceOrder) {
   policy::Decision d = choose(message({"push", "sms", "email"}), 0, lookup_in(kConfigured));
   EXPECT_EQ(d.verdict, policy::Verdict::send);
-  Route r = route_of(d);
+  ChannelChoice r = choice_of(d);
   EXPECT_EQ(r.channel_index, 0);
   EXPECT_EQ(r.channel, "push");
   EXPECT_EQ(r.contact, "fcm-token");
   EXPECT_TRUE(r.skipped.empty());
 
-  r = route_of(choose(message({"email", "push"}), 0, lookup_in(kConfigured)));
+  r = choice_of(choose(message({"email", "push"}), 0, lookup_in(kConfigured)));
   EXPECT_EQ(r.channel, "email");
   EXPECT_EQ(r.contact, "hanako@example.jp");
 }
@@ -95,7 +95,7 @@ TEST(ChooseChannel, SkipsWithReasons) {
   configured.erase("sms");  // removed by a reload after the message was accepted
   policy::Decision d = choose(message({"apns", "sms", "line", "push", "email"}), 0, lookup_in(configured, {"push"}));
   EXPECT_EQ(d.verdict, policy::Verdict::send);
-  Route r = route_of(d);
+  ChannelChoice r = choice_of(d);
   EXPECT_EQ(r.channel_index, 4);
   EXPECT_EQ(r.channel, "email");
   EXPECT_EQ(r.contact, "hanako@example.jp");
@@ -106,27 +106,27 @@ TEST(ChooseChannel, SkipsWithReasons) {
 TEST(ChooseChannel, SuppressedContactIsSkippedEvenForTransactional) {
   policy::RecipientState state;
   state.suppressed["fcm-token"] = {"fcm-token", "unregistered", "push", kNow - 1000};
-  Route r = route_of(choose(message({"push", "email"}), 0, lookup_in(kConfigured), state));
+  ChannelChoice r = choice_of(choose(message({"push", "email"}), 0, lookup_in(kConfigured), state));
   EXPECT_EQ(r.channel, "email");
   EXPECT_THAT(skips(r.skipped), ElementsAre(P{"push", "suppressed_contact"}));
 }
 
 TEST(ChooseChannel, FromIndexStartsTheSearchThereForFallback) {
   Message m = message({"push", "line", "sms", "email"});
-  Route r = route_of(choose(m, 1, lookup_in(kConfigured)));
+  ChannelChoice r = choice_of(choose(m, 1, lookup_in(kConfigured)));
   EXPECT_EQ(r.channel_index, 2);
   EXPECT_EQ(r.channel, "sms");
   EXPECT_EQ(r.contact, "+819012345678");
   EXPECT_THAT(skips(r.skipped), ElementsAre(P{"line", "no_contact"}));  // "push" (before from_index) not mentioned
 
-  r = route_of(choose(m, 3, lookup_in(kConfigured)));
+  r = choice_of(choose(m, 3, lookup_in(kConfigured)));
   EXPECT_EQ(r.channel, "email");
   EXPECT_EQ(r.channel_index, 3);
   EXPECT_TRUE(r.skipped.empty());
 }
 
 TEST(ChooseChannel, NegativeFromIndexStartsAtTheBeginning) {
-  Route r = route_of(choose(message({"push", "email"}), -3, lookup_in(kConfigured)));
+  ChannelChoice r = choice_of(choose(message({"push", "email"}), -3, lookup_in(kConfigured)));
   EXPECT_EQ(r.channel_index, 0);
   EXPECT_EQ(r.channel, "push");
 }
@@ -154,25 +154,25 @@ TEST(ChooseChannel, AsksTheLookupOnlyForChannelsItConsiders) {
     asked.push_back(name);
     return lookup_in(kConfigured)(name);
   };
-  Route r = route_of(choose(message({"push", "line", "sms", "email"}), 1, lookup));
+  ChannelChoice r = choice_of(choose(message({"push", "line", "sms", "email"}), 1, lookup));
   EXPECT_EQ(r.channel, "sms");
   EXPECT_THAT(asked, ElementsAre("line", "sms"));  // stops at the first usable channel
 }
 
-TEST(RouteOf, CopiesTheDecisionAndItsSkips) {
+TEST(ChoiceOf, CopiesTheDecisionAndItsSkips) {
   policy::Decision d;
   d.verdict = policy::Verdict::send;
   d.channel_index = 2;
   d.channel = "sms";
   d.contact = "+819012345678";
   d.detail = {{"skipped", Json::parse(R"([{"channel":"push","reason":"no_contact"}])")}};
-  Route r = route_of(d);
+  ChannelChoice r = choice_of(d);
   EXPECT_EQ(r.channel_index, 2);
   EXPECT_EQ(r.channel, "sms");
   EXPECT_EQ(r.contact, "+819012345678");
   EXPECT_EQ(r.skipped, Json::parse(R"([{"channel":"push","reason":"no_contact"}])"));
   d.detail = Json::object();
-  EXPECT_EQ(route_of(d).skipped, Json::array());
+  EXPECT_EQ(choice_of(d).skipped, Json::array());
 }
 
 // ---- decide_after_attempt -----------------------------------------------------------------------------
@@ -204,7 +204,9 @@ plugin::DeliveryOutcome outcome(plugin::OutcomeKind kind, std::string reason = "
   return o;
 }
 
-Route route_to(const Message& m, int from_index = 0) { return route_of(choose(m, from_index, lookup_in(kConfigured))); }
+ChannelChoice chosen(const Message& m, int from_index = 0) {
+  return choice_of(choose(m, from_index, lookup_in(kConfigured)));
+}
 
 std::vector<std::string> types(const store::Transition& t) {
   std::vector<std::string> out;
@@ -216,7 +218,7 @@ Json detail(const store::Transition& t, size_t i) { return Json::parse(t.events.
 
 TEST(DecideAfterAttempt, DeliveredRecordsDispatchedAndDelivered) {
   Message m = message({"email", "sms"});
-  store::Transition t = decide_after_attempt(record(1), m, route_to(m), outcome(plugin::OutcomeKind::delivered),
+  store::Transition t = decide_after_attempt(record(1), m, chosen(m), outcome(plugin::OutcomeKind::delivered),
                                              dispatcher_config(), kDispatchedAt, kNow, 0.5);
   EXPECT_EQ(t.message_id, "order-1");
   EXPECT_EQ(t.to, store::State::delivered);
@@ -235,8 +237,8 @@ TEST(DecideAfterAttempt, DeliveredCarriesTheProviderMessageIdAndSkips) {
   Message m = message({"line", "push", "email"});
   plugin::DeliveryOutcome o = outcome(plugin::OutcomeKind::delivered);
   o.provider_message_id = "projects/p/messages/0:1500415314455276%31bd1c9631bd1c96";
-  store::Transition t = decide_after_attempt(record(3, 0), m, route_to(m), o, dispatcher_config(), kDispatchedAt,
-                                             kNow, 0.5);
+  store::Transition t =
+      decide_after_attempt(record(3, 0), m, chosen(m), o, dispatcher_config(), kDispatchedAt, kNow, 0.5);
   EXPECT_EQ(t.to, store::State::delivered);
   EXPECT_EQ(t.channel, "push");
   EXPECT_EQ(t.channel_index, 1);
@@ -261,7 +263,7 @@ TEST_P(DecideBackoff, FullJitterOfTheCappedExponential) {
   const BackoffCase& c = GetParam();
   Message m = message({"email"});
   store::Transition t =
-      decide_after_attempt(record(c.attempts), m, route_to(m), outcome(plugin::OutcomeKind::retry, "http_503"),
+      decide_after_attempt(record(c.attempts), m, chosen(m), outcome(plugin::OutcomeKind::retry, "http_503"),
                            dispatcher_config(1000, c.base_ms), kDispatchedAt, kNow, c.jitter);
   EXPECT_EQ(t.to, store::State::scheduled);
   EXPECT_EQ(t.due_at_ms, kNow + c.expected_wait_ms);
@@ -291,25 +293,24 @@ INSTANTIATE_TEST_SUITE_P(Table, DecideBackoff,
 TEST(DecideAfterAttempt, RetryAfterIsHonouredExactly) {
   Message m = message({"email"});
   for (double jitter : {0.0, 0.5, 0.99}) {
-    store::Transition t = decide_after_attempt(record(2), m, route_to(m),
-                                               outcome(plugin::OutcomeKind::retry, "http_429", 42'000),
-                                               dispatcher_config(), kDispatchedAt, kNow, jitter);
+    store::Transition t =
+        decide_after_attempt(record(2), m, chosen(m), outcome(plugin::OutcomeKind::retry, "http_429", 42'000),
+                             dispatcher_config(), kDispatchedAt, kNow, jitter);
     EXPECT_EQ(t.to, store::State::scheduled);
     EXPECT_EQ(t.due_at_ms, kNow + 42'000) << jitter;
   }
   // Longer than the backoff cap: still honoured (the provider said so).
-  store::Transition t = decide_after_attempt(record(1), m, route_to(m),
-                                             outcome(plugin::OutcomeKind::retry, "http_429", 7'200'000),
-                                             dispatcher_config(), kDispatchedAt, kNow, 0.5);
+  store::Transition t =
+      decide_after_attempt(record(1), m, chosen(m), outcome(plugin::OutcomeKind::retry, "http_429", 7'200'000),
+                           dispatcher_config(), kDispatchedAt, kNow, 0.5);
   EXPECT_EQ(t.due_at_ms, kNow + 7'200'000);
 }
 
 TEST(DecideAfterAttempt, RetryAtMaxAttemptsFallsBackThenDies) {
   Message m = message({"email", "sms"});
   // The channel's budget is spent: the next channel takes over at once, with a fresh budget.
-  store::Transition t =
-      decide_after_attempt(record(5), m, route_to(m), outcome(plugin::OutcomeKind::retry, "timeout"),
-                           dispatcher_config(5), kDispatchedAt, kNow, 0.5);
+  store::Transition t = decide_after_attempt(record(5), m, chosen(m), outcome(plugin::OutcomeKind::retry, "timeout"),
+                                             dispatcher_config(5), kDispatchedAt, kNow, 0.5);
   EXPECT_EQ(t.to, store::State::scheduled);
   EXPECT_EQ(t.channel_index, 1);
   EXPECT_TRUE(t.next_channel);
@@ -325,7 +326,7 @@ TEST(DecideAfterAttempt, RetryAtMaxAttemptsFallsBackThenDies) {
 
   // On the last channel it is a dead letter, with the last provider answer.
   Message alone = message({"email"});
-  t = decide_after_attempt(record(5), alone, route_to(alone), outcome(plugin::OutcomeKind::retry, "http 503: busy"),
+  t = decide_after_attempt(record(5), alone, chosen(alone), outcome(plugin::OutcomeKind::retry, "http 503: busy"),
                            dispatcher_config(5), kDispatchedAt, kNow, 0.5);
   EXPECT_EQ(t.to, store::State::dead);
   EXPECT_FALSE(t.next_channel);
@@ -336,13 +337,13 @@ TEST(DecideAfterAttempt, RetryAtMaxAttemptsFallsBackThenDies) {
   EXPECT_EQ(detail(t, 1)["last_reason"], "http 503: busy");
 
   // One attempt fewer is still retried on the same channel.
-  t = decide_after_attempt(record(4), m, route_to(m), outcome(plugin::OutcomeKind::retry, "timeout"),
+  t = decide_after_attempt(record(4), m, chosen(m), outcome(plugin::OutcomeKind::retry, "timeout"),
                            dispatcher_config(5), kDispatchedAt, kNow, 0.5);
   EXPECT_EQ(t.to, store::State::scheduled);
   EXPECT_EQ(t.channel_index, 0);
 
   // max_attempts = 1: the first retryable failure spends the channel.
-  t = decide_after_attempt(record(1), alone, route_to(alone), outcome(plugin::OutcomeKind::retry, "timeout"),
+  t = decide_after_attempt(record(1), alone, chosen(alone), outcome(plugin::OutcomeKind::retry, "timeout"),
                            dispatcher_config(1), kDispatchedAt, kNow, 0.5);
   EXPECT_EQ(t.to, store::State::dead);
 }
@@ -354,15 +355,14 @@ TEST(DecideAfterAttempt, MaxAgeCountsFromTheFirstAttemptOnTheChannel) {
   store::MessageRecord r = record(3);
   // The next retry (0.5 * 4s = 2s) would still fall within a minute of the first attempt.
   r.channel_since_ms = kNow - 57'000;
-  store::Transition t =
-      decide_after_attempt(r, m, route_to(m), outcome(plugin::OutcomeKind::retry, "timeout"), retry, kDispatchedAt,
-                           kNow, 0.5);
+  store::Transition t = decide_after_attempt(r, m, chosen(m), outcome(plugin::OutcomeKind::retry, "timeout"), retry,
+                                             kDispatchedAt, kNow, 0.5);
   EXPECT_EQ(t.to, store::State::scheduled);
   EXPECT_EQ(t.due_at_ms, kNow + 2'000);
   // It would not: dead, by max_age.
   r.channel_since_ms = kNow - 58'001;
-  t = decide_after_attempt(r, m, route_to(m), outcome(plugin::OutcomeKind::retry, "timeout"), retry, kDispatchedAt,
-                           kNow, 0.5);
+  t = decide_after_attempt(r, m, chosen(m), outcome(plugin::OutcomeKind::retry, "timeout"), retry, kDispatchedAt, kNow,
+                           0.5);
   EXPECT_EQ(t.to, store::State::dead);
   EXPECT_EQ(detail(t, 1)["reason"], "max_age");
 }
@@ -371,7 +371,7 @@ TEST(DecideAfterAttempt, TheChannelsCapBoundsTheWait) {
   Message m = message({"email"});
   config::RetryPolicy retry = dispatcher_config(100, 1'000);
   retry.cap_ms = 10'000;
-  store::Transition t = decide_after_attempt(record(9), m, route_to(m), outcome(plugin::OutcomeKind::retry, "timeout"),
+  store::Transition t = decide_after_attempt(record(9), m, chosen(m), outcome(plugin::OutcomeKind::retry, "timeout"),
                                              retry, kDispatchedAt, kNow, 0.5);
   EXPECT_EQ(t.due_at_ms, kNow + 5'000);  // 0.5 * min(10s, 256s)
 }
@@ -381,7 +381,7 @@ TEST(DecideAfterAttempt, RetryPastExpiryFailsAsExpired) {
   m.expires_at_ms = kNow + 10'000;
   // Retry-After 10s lands exactly on expires_at: too late.
   store::Transition t =
-      decide_after_attempt(record(1), m, route_to(m), outcome(plugin::OutcomeKind::retry, "http_429", 10'000),
+      decide_after_attempt(record(1), m, chosen(m), outcome(plugin::OutcomeKind::retry, "http_429", 10'000),
                            dispatcher_config(), kDispatchedAt, kNow, 0.5);
   EXPECT_EQ(t.to, store::State::failed);
   EXPECT_EQ(t.last_reason, "http_429");
@@ -389,14 +389,14 @@ TEST(DecideAfterAttempt, RetryPastExpiryFailsAsExpired) {
   EXPECT_EQ(detail(t, 1), (Json{{"channel", "email"}, {"reason", "expired"}, {"last_reason", "http_429"}}));
 
   // One millisecond earlier is still in time.
-  t = decide_after_attempt(record(1), m, route_to(m), outcome(plugin::OutcomeKind::retry, "http_429", 9'999),
+  t = decide_after_attempt(record(1), m, chosen(m), outcome(plugin::OutcomeKind::retry, "http_429", 9'999),
                            dispatcher_config(), kDispatchedAt, kNow, 0.5);
   EXPECT_EQ(t.to, store::State::scheduled);
   EXPECT_EQ(t.due_at_ms, kNow + 9'999);
 
   // Backoff (no Retry-After) past expiry: 0.5 * 2^(4-1) * 1s = 4s > 3s left.
   m.expires_at_ms = kNow + 3'000;
-  t = decide_after_attempt(record(4), m, route_to(m), outcome(plugin::OutcomeKind::retry, "http_503"),
+  t = decide_after_attempt(record(4), m, chosen(m), outcome(plugin::OutcomeKind::retry, "http_503"),
                            dispatcher_config(), kDispatchedAt, kNow, 0.5);
   EXPECT_EQ(t.to, store::State::failed);
   EXPECT_EQ(detail(t, 1)["reason"], "expired");
@@ -405,7 +405,7 @@ TEST(DecideAfterAttempt, RetryPastExpiryFailsAsExpired) {
 TEST(DecideAfterAttempt, PermanentFallsBackToTheNextChannelNow) {
   Message m = message({"push", "email", "sms"});
   plugin::DeliveryOutcome o = outcome(plugin::OutcomeKind::permanent, "unregistered");
-  store::Transition t = decide_after_attempt(record(2), m, route_to(m), o, dispatcher_config(), kDispatchedAt, kNow, 0.5);
+  store::Transition t = decide_after_attempt(record(2), m, chosen(m), o, dispatcher_config(), kDispatchedAt, kNow, 0.5);
   EXPECT_EQ(t.to, store::State::scheduled);
   EXPECT_EQ(t.due_at_ms, kNow);
   EXPECT_EQ(t.channel_index, 1);
@@ -416,11 +416,11 @@ TEST(DecideAfterAttempt, PermanentFallsBackToTheNextChannelNow) {
 }
 
 TEST(DecideAfterAttempt, FallbackMovesPastTheChannelActuallyUsed) {
-  // The route skipped "line" (no contact) and used "email" at index 1: the next turn is index 2.
+  // The choice skipped "line" (no contact) and used "email" at index 1: the next turn is index 2.
   Message m = message({"line", "email", "sms"});
-  Route route = route_to(m);
-  ASSERT_EQ(route.channel_index, 1);
-  store::Transition t = decide_after_attempt(record(1), m, route, outcome(plugin::OutcomeKind::permanent, "bounced"),
+  ChannelChoice choice = chosen(m);
+  ASSERT_EQ(choice.channel_index, 1);
+  store::Transition t = decide_after_attempt(record(1), m, choice, outcome(plugin::OutcomeKind::permanent, "bounced"),
                                              dispatcher_config(), kDispatchedAt, kNow, 0.5);
   EXPECT_EQ(t.to, store::State::scheduled);
   EXPECT_EQ(t.channel_index, 2);
@@ -430,7 +430,7 @@ TEST(DecideAfterAttempt, FallbackMovesPastTheChannelActuallyUsed) {
 
 TEST(DecideAfterAttempt, PermanentOnTheLastChannelFails) {
   Message m = message({"push", "email"});
-  store::Transition t = decide_after_attempt(record(1, 1), m, route_to(m, 1),
+  store::Transition t = decide_after_attempt(record(1, 1), m, chosen(m, 1),
                                              outcome(plugin::OutcomeKind::permanent, "mailbox_unavailable"),
                                              dispatcher_config(), kDispatchedAt, kNow, 0.5);
   EXPECT_EQ(t.to, store::State::failed);
@@ -446,19 +446,19 @@ TEST(DecideAfterAttempt, DeactivateContactIsCarriedInTheEvent) {
   o.deactivate_contact = true;
   // With a fallback …
   Message m = message({"push", "email"});
-  store::Transition t = decide_after_attempt(record(1), m, route_to(m), o, dispatcher_config(), kDispatchedAt, kNow, 0.5);
+  store::Transition t = decide_after_attempt(record(1), m, chosen(m), o, dispatcher_config(), kDispatchedAt, kNow, 0.5);
   EXPECT_EQ(detail(t, 1), (Json{{"channel", "push"},
                                 {"reason", "unregistered"},
                                 {"deactivate_contact", true},
                                 {"fallback_to", "email"}}));
   // … and without one.
   Message only = message({"push"});
-  t = decide_after_attempt(record(1), only, route_to(only), o, dispatcher_config(), kDispatchedAt, kNow, 0.5);
+  t = decide_after_attempt(record(1), only, chosen(only), o, dispatcher_config(), kDispatchedAt, kNow, 0.5);
   EXPECT_EQ(t.to, store::State::failed);
   EXPECT_EQ(detail(t, 1), (Json{{"channel", "push"}, {"reason", "unregistered"}, {"deactivate_contact", true}}));
   // Not set: not mentioned.
   o.deactivate_contact = false;
-  t = decide_after_attempt(record(1), only, route_to(only), o, dispatcher_config(), kDispatchedAt, kNow, 0.5);
+  t = decide_after_attempt(record(1), only, chosen(only), o, dispatcher_config(), kDispatchedAt, kNow, 0.5);
   EXPECT_FALSE(detail(t, 1).contains("deactivate_contact"));
 }
 
@@ -544,7 +544,7 @@ TEST(DecideWithoutAttempt, SuppressIsFinalWithTheReason) {
   EXPECT_EQ(detail(t, 0)["rule"], "caps.marketing_daily");
 }
 
-TEST(DecideWithoutAttempt, NoUsableChannelFromTheRouteIsSuppressed) {
+TEST(DecideWithoutAttempt, NoUsableChannelToChooseIsSuppressed) {
   policy::Decision d = choose(message({"line"}), 0, lookup_in(kConfigured));
   store::Transition t = decide_without_attempt(record(0), d);
   EXPECT_EQ(t.to, store::State::suppressed);
@@ -555,12 +555,12 @@ TEST(DecideWithoutAttempt, NoUsableChannelFromTheRouteIsSuppressed) {
 
 // ---- make_delivery ------------------------------------------------------------------------------------
 
-TEST(MakeDelivery, CarriesTheMessageAndRoute) {
+TEST(MakeDelivery, CarriesTheMessageAndChannelChoice) {
   Message m = message({"push", "email"});
   m.expires_at_ms = kNow + 3'600'000;
-  Route route = route_to(m);
-  m.purpose = Purpose::marketing;  // after routing: marketing would need consent to be routed at all
-  plugin::DeliveryRequest d = make_delivery(record(3), m, route);
+  ChannelChoice choice = chosen(m);
+  m.purpose = Purpose::marketing;  // after the choice: marketing would need consent to be sent at all
+  plugin::DeliveryRequest d = make_delivery(record(3), m, choice);
   EXPECT_EQ(d.message_id, "order-1");
   EXPECT_EQ(d.delivery_id, crypto::sha256_hex("order-1\npush").substr(0, 32));
   EXPECT_EQ(d.delivery_id.size(), 32u);
@@ -580,7 +580,7 @@ TEST(MakeDelivery, DefaultsForOptionalParts) {
   Message m = message({"email"});
   m.purpose = Purpose::transactional;
   m.metadata = Json::object();
-  plugin::DeliveryRequest d = make_delivery(record(1), m, route_to(m));
+  plugin::DeliveryRequest d = make_delivery(record(1), m, chosen(m));
   EXPECT_FALSE(d.marketing);
   EXPECT_EQ(d.expires_at_ms, 0);  // no expiry
   EXPECT_EQ(d.metadata_json, "{}");
@@ -589,8 +589,8 @@ TEST(MakeDelivery, DefaultsForOptionalParts) {
 
 TEST(MakeDelivery, DeliveryIdIsStableAcrossAttemptsAndDiffersPerChannel) {
   Message m = message({"push", "email"});
-  Route push = route_to(m, 0);
-  Route email = route_to(m, 1);
+  ChannelChoice push = chosen(m, 0);
+  ChannelChoice email = chosen(m, 1);
   const std::string first = make_delivery(record(1), m, push).delivery_id;
   EXPECT_EQ(make_delivery(record(2), m, push).delivery_id, first);
   EXPECT_EQ(make_delivery(record(7, 1), m, push).delivery_id, first);

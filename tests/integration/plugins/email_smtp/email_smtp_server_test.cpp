@@ -1,24 +1,18 @@
 // The `email_smtp` channel plugin's requests, built on the public fake host (tayori/testing.hpp), submitted by
-// the real host transport to a real SMTP server (tests/support/smtp_server.py, Debian's python3-aiosmtpd, a
+// the real host transport to a real SMTP server (tests/support/smtp_server.hpp, Debian's python3-aiosmtpd, a
 // child process on 127.0.0.1) and the replies classified. (Settings, build and classify alone: the unit tier's
 // tests/unit/plugins/email_smtp/email_plugin_test.cpp.)
 #include <gtest/gtest.h>
-#include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
 #include <tayori/testing.hpp>
 
-#include <algorithm>
 #include <cstdlib>
-#include <filesystem>
-#include <fstream>
 #include <future>
 #include <string>
 #include <vector>
 
-#include "child_process.hpp"
 #include "email_test_support.hpp"
 #include "required_tool.hpp"
+#include "smtp_server.hpp"
 #include "test_support.hpp"
 #include "transport/outbound_transport.hpp"
 
@@ -27,41 +21,6 @@ namespace {
 
 using namespace test::email_plugin;  // the fake host's names and the plugin's helpers
 using testing::kDeliveryId;
-
-// tests/support/smtp_server.py without TLS (allow_plaintext on loopback), as a child process.
-class SmtpServer {
- public:
-  explicit SmtpServer(const std::vector<std::string>& options) {
-    std::vector<std::string> argv = {test::python3(), std::string(TAYORI_TEST_SUPPORT_DIR) + "/smtp_server.py",
-                                     "--maildir", dir_.path()};
-    argv.insert(argv.end(), options.begin(), options.end());
-    ::tayori::test::ChildProcess::Options spawn;
-    spawn.stdin_pipe = true;  // the server exits at end of input as well
-    process_ = ::tayori::test::ChildProcess(argv, spawn);
-    if (auto line = process_.read_line(std::chrono::seconds(10))) port_ = std::atoi(line->c_str());
-  }
-  int port() const { return port_; }
-  // The DATA of every stored message, in arrival order.
-  std::vector<std::string> messages() const {
-    std::vector<std::string> names;
-    for (auto& e : std::filesystem::directory_iterator(dir_.path()))
-      if (e.path().extension() == ".msg") names.push_back(e.path().string());
-    std::sort(names.begin(), names.end());
-    std::vector<std::string> out;
-    for (auto& n : names) {
-      std::ifstream f(n, std::ios::binary);
-      std::string all((std::istreambuf_iterator<char>(f)), {});
-      size_t blank = all.find("\n\n");
-      out.push_back(blank == std::string::npos ? all : all.substr(blank + 2));
-    }
-    return out;
-  }
-
- private:
-  test::TempDir dir_{"tayori_smtp_"};
-  ::tayori::test::ChildProcess process_;  // SIGTERM and reaped when the object goes
-  int port_ = 0;
-};
 
 // What the host transport answers to a built SMTP request, as the channel would submit it, in the fake
 // host's terms (the answer classify() takes).
@@ -86,9 +45,11 @@ Response submit(transport::OutboundTransport& transport, const Request& b) {
 }
 
 TEST(EmailPluginSmtp, BuiltMessagesAreAcceptedAndBouncesClassified) {
-  TAYORI_REQUIRE_TOOL(std::system((test::python3() + " -c 'import aiosmtpd' >/dev/null 2>&1").c_str()) == 0,
-                      "python3-aiosmtpd is not installed (tools/setup.sh installs it)");
-  SmtpServer server({"--reject-rcpt", "gone@example.jp:550", "--reject-rcpt", "busy@example.jp:451"});
+  TAYORI_REQUIRE_TOOL(test::SmtpServer::available(), "python3-aiosmtpd is not installed (tools/setup.sh installs it)");
+  // Without TLS: the plugin's allow_plaintext, on loopback.
+  test::TempDir maildir{"tayori_smtp_"};
+  test::SmtpServer server(
+      {maildir.path(), {"--reject-rcpt", "gone@example.jp:550", "--reject-rcpt", "busy@example.jp:451"}});
   ASSERT_GT(server.port(), 0) << "smtp_server.py did not start";
   Plugin p = email({{"url", "smtp://127.0.0.1:" + std::to_string(server.port())},
                     {"from", "たより <news@example.com>"},
@@ -102,9 +63,9 @@ TEST(EmailPluginSmtp, BuiltMessagesAreAcceptedAndBouncesClassified) {
   Outcome ok = send(p, mail());
   EXPECT_EQ(ok.kind, TAYORI_OUTCOME_DELIVERED) << ok.reason;
   EXPECT_EQ(ok.provider_message_id, std::string("<tayori.") + kDeliveryId + "@example.com>");
-  auto stored = server.messages();
+  auto stored = server.received();
   ASSERT_EQ(stored.size(), 1u);
-  auto got = test::parse_with_python(stored[0]);
+  auto got = test::parse_with_python(stored[0].data);
   EXPECT_EQ(got["defects"], nlohmann::json::array());
   EXPECT_EQ(got["subject"], "ご注文の確認");
   EXPECT_EQ(got["from"]["name"], "たより");

@@ -2,16 +2,18 @@
 // host transport against a scripted local APNs that checks every provider token's ES256 signature with
 // the host's own verify_jwt. The .p8 key is made at test time by the openssl CLI (never committed); a
 // hand-moved clock makes token ages, apns-expiration and Retry-After exact. (The scripted server speaks
-// HTTP/1.1; real APNs gets HTTP/2 from the host transport via ALPN.)
+// HTTP/1.1; real APNs gets HTTP/2 from the host transport via ALPN. The settings alone:
+// tests/unit/plugins/push_apns/apns_settings_test.cpp.)
 #include <gtest/gtest.h>
 
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "apns_test_support.hpp"
+#include "crypto/crypto.hpp"
 #include "plugin_test_support.hpp"
 #include "test_support.hpp"
-#include "crypto/crypto.hpp"
 
 namespace tayori::plugin {
 namespace {
@@ -19,26 +21,13 @@ namespace {
 using nlohmann::json;
 
 constexpr const char* kDevice = "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90";
-constexpr const char* kKeyId = "ABC123DEFG";
-constexpr const char* kTeamId = "DEF123GHIJ";
-constexpr const char* kTopic = "jp.example.app";
 
 using testing::AnswerCase;
 using testing::ec_key;
 using testing::http_date;
 using testing::ManualClock;
 using testing::ScriptedProvider;
-
-RegistryResult apns_registry(const std::string& settings, const std::string& dir, const Clock& clock,
-                             transport::OutboundTransport* transport) {
-  return testing::registry_for(testing::OneChannel{.name = "ios", .plugin = "push_apns", .settings = settings}.yaml(),
-                               clock, transport, dir);
-}
-
-std::string key_settings(const std::string& extra = "") {
-  return std::string("      key_file: AuthKey.p8\n      key_id: ") + kKeyId + "\n      team_id: " + kTeamId +
-         "\n      topic: " + kTopic + "\n" + extra;
-}
+using namespace testing::apns;  // the identifiers, settings and registry the unit tests share
 
 DeliveryRequest push(const std::string& delivery_id = testing::kDeliveryId) {
   return testing::delivery(kDevice, {{"title", "ご注文の発送"}, {"body", "荷物を発送しました"}}, delivery_id);
@@ -52,7 +41,8 @@ class ApnsPlugin : public ::testing::Test {
   void SetUp() override {
     ASSERT_NE(ec_key().private_pem.find("BEGIN PRIVATE KEY"), std::string::npos) << "openssl could not make a key";
     std::ofstream(dir_.file("AuthKey.p8")) << ec_key().private_pem;
-    apns_.rule([this](const api::HttpRequest& req, api::HttpResponse scripted) { return answer(req, scripted); });
+    apns_.rule(
+        [this](const api::HttpRequest& req, const api::HttpResponse& scripted) { return answer(req, scripted); });
     url_ = apns_.url();
     reg_ = registry();
     ASSERT_TRUE(reg_.registry) << (reg_.errors.empty() ? "" : reg_.errors[0].to_string());
@@ -335,38 +325,6 @@ TEST_F(ApnsPlugin, BadDeviceTokensOversizedPayloadsAndExpiredMessagesAreRefusedB
   EXPECT_TRUE(sends().empty());
   big.content = {{"title", "t"}, {"body", std::string(3900, 'x')}};
   EXPECT_EQ(channel_->deliver(big).kind, OutcomeKind::delivered);
-}
-
-// ---- Settings ------------------------------------------------------------------------------------------
-
-TEST(ApnsSettings, BadSettingsAreRefusedNamingTheSetting) {
-  ASSERT_NE(ec_key().private_pem.find("BEGIN PRIVATE KEY"), std::string::npos);
-  test::TempDir dir("apns_settings_test_");
-  std::ofstream(dir.file("AuthKey.p8")) << ec_key().private_pem;
-  SystemClock clock;
-  transport::OutboundTransport transport{transport::TransportOptions{}};
-  auto refusal = [&](const std::string& settings) {
-    RegistryResult reg = apns_registry(settings, dir.path(), clock, &transport);
-    return reg.errors.empty() ? std::string("(accepted)") : reg.errors[0].to_string();
-  };
-  auto refused_with = [&](const std::string& settings, const std::string& expected) {
-    std::string why = refusal(settings);
-    EXPECT_NE(why.find(expected), std::string::npos) << why;
-  };
-  refused_with(std::string("      key_file: nowhere.p8\n      key_id: ") + kKeyId + "\n      team_id: " + kTeamId +
-                   "\n      topic: " + kTopic + "\n",
-               "key_file: cannot read " + dir.file("nowhere.p8"));
-  refused_with(key_settings("      token_refresh: 10m\n"), "token_refresh: must be between 20m and 60m");
-  refused_with(key_settings("      token_refresh: 61m\n"), "token_refresh: must be between 20m and 60m");
-  EXPECT_EQ(refusal(key_settings("      token_refresh: 20m\n")), "(accepted)");
-  EXPECT_EQ(refusal(key_settings("      token_refresh: 60m\n")), "(accepted)");
-  refused_with(key_settings("      push_type: voip\n"), "push_type: \"voip\" is not supported");
-  refused_with(std::string("      key_file: AuthKey.p8\n      key_id: short\n      team_id: ") + kTeamId +
-                   "\n      topic: " + kTopic + "\n",
-               "key_id: \"short\" is not a 10-character Apple identifier");
-  std::ofstream(dir.file("AuthKey.p8")) << "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n";
-  refused_with(key_settings(), "key_file: jwt: ");
-  EXPECT_NE(refusal("      key_id: ABC\n").find("key_file"), std::string::npos);  // required
 }
 
 }  // namespace

@@ -1,7 +1,8 @@
 // The `push_fcm` channel plugin (plugins/push_fcm), loaded by the real host and driven through the real
 // host transport against a scripted local Google: an OAuth token endpoint that checks the RS256 assertion
 // with the host's own verify_jwt, and FCM's messages:send. The service-account key is made at test time
-// by the openssl CLI (never committed); a hand-moved clock makes expiries, TTLs and Retry-After exact.
+// by the openssl CLI (never committed); a hand-moved clock makes expiries, TTLs and Retry-After exact. (The
+// settings alone: tests/unit/plugins/push_fcm/fcm_settings_test.cpp.)
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -9,9 +10,10 @@
 #include <set>
 #include <sstream>
 
+#include "crypto/crypto.hpp"
+#include "fcm_test_support.hpp"
 #include "plugin_test_support.hpp"
 #include "test_support.hpp"
-#include "crypto/crypto.hpp"
 
 namespace tayori::plugin {
 namespace {
@@ -19,7 +21,6 @@ namespace {
 using nlohmann::json;
 
 constexpr const char* kDeviceToken = "fE3xVq7kT0u:APA91bGx-test-registration-token";
-constexpr const char* kClientEmail = "tayori@tayori-test.iam.gserviceaccount.com";
 constexpr const char* kScope = "https://www.googleapis.com/auth/firebase.messaging";
 
 using testing::AnswerCase;
@@ -27,17 +28,7 @@ using testing::http_date;
 using testing::ManualClock;
 using testing::rsa_key;
 using testing::ScriptedProvider;
-
-json service_account(const std::string& token_uri = "https://oauth2.googleapis.com/token") {
-  return {{"type", "service_account"},
-          {"project_id", "tayori-test"},
-          {"private_key_id", "key-1"},
-          {"private_key", rsa_key().private_pem},
-          {"client_email", kClientEmail},
-          {"client_id", "1234567890"},
-          {"auth_uri", "https://accounts.google.com/o/oauth2/auth"},
-          {"token_uri", token_uri}};
-}
+using namespace testing::fcm;  // the key file and registry the unit tests share
 
 std::string form_value(const std::string& body, const std::string& name) {
   std::stringstream fields(body);
@@ -68,15 +59,6 @@ std::string fcm_error(int code, const std::string& status, const std::string& me
   if (!details.empty()) error["details"] = details;
   return json{{"error", error}}.dump();
 }
-
-// Loads push_fcm with `settings` (YAML lines under `settings:`) from a config in `dir`.
-RegistryResult fcm_registry(const std::string& settings, const std::string& dir, const Clock& clock,
-                            transport::OutboundTransport* transport) {
-  return testing::registry_for(testing::OneChannel{.name = "fcm", .plugin = "push_fcm", .settings = settings}.yaml(),
-                               clock, transport, dir);
-}
-
-void write_json(const std::string& path, const json& j) { std::ofstream(path) << j.dump(2); }
 
 DeliveryRequest push(const std::string& delivery_id = testing::kDeliveryId) {
   return testing::delivery(kDeviceToken, {{"title", "ご注文の発送"}, {"body", "荷物を発送しました"}}, delivery_id);
@@ -384,43 +366,6 @@ TEST_F(FcmPlugin, TheKeyFileSuppliesTokenUriAndProjectUnlessOverridden) {
   ASSERT_EQ(reg.registry->find("fcm")->deliver(push()).kind, OutcomeKind::delivered);
   EXPECT_EQ(sends().back().path, "/v1/projects/other-project/messages:send");
   EXPECT_EQ(grants(), 1);  // and the assertion's aud was the key file's token_uri (checked by the fake)
-}
-
-// ---- Settings ------------------------------------------------------------------------------------------
-
-TEST(FcmSettings, BadSettingsAreRefusedNamingTheSetting) {
-  test::TempDir dir("fcm_settings_test_");
-  SystemClock clock;
-  transport::OutboundTransport transport{transport::TransportOptions{}};
-  auto refusal = [&](const std::string& settings) {
-    RegistryResult reg = fcm_registry(settings, dir.path(), clock, &transport);
-    return reg.errors.empty() ? std::string("(accepted)") : reg.errors[0].to_string();
-  };
-  EXPECT_NE(
-      refusal("      service_account: missing.json\n").find("service_account: cannot read " + dir.file("missing.json")),
-      std::string::npos);
-  for (const char* field : {"type", "project_id", "client_email", "private_key", "token_uri"}) {
-    json sa = service_account();
-    sa.erase(field);
-    write_json(dir.file("sa.json"), sa);
-    std::string why = refusal("      service_account: sa.json\n");
-    EXPECT_NE(why.find("service_account: " + dir.file("sa.json") + " has no \"" + field + "\""), std::string::npos)
-        << why;
-  }
-  json user = service_account();
-  user["type"] = "authorized_user";
-  write_json(dir.file("sa.json"), user);
-  EXPECT_NE(refusal("      service_account: sa.json\n").find("expected \"service_account\""), std::string::npos);
-  std::ofstream(dir.file("sa.json")) << "not json";
-  EXPECT_NE(refusal("      service_account: sa.json\n").find("is not a JSON object"), std::string::npos);
-  json bad_key = service_account();
-  bad_key["private_key"] = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n";
-  write_json(dir.file("sa.json"), bad_key);
-  EXPECT_NE(refusal("      service_account: sa.json\n").find("service_account: private_key: "), std::string::npos);
-  write_json(dir.file("sa.json"), service_account());
-  EXPECT_NE(refusal("      service_account: sa.json\n      ttl: 29d\n").find("ttl: must be between 0s and 28d"),
-            std::string::npos);
-  EXPECT_EQ(refusal("      service_account: sa.json\n      ttl: 28d\n"), "(accepted)");
 }
 
 }  // namespace
