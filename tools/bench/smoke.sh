@@ -3,8 +3,8 @@
 # both result lines, the ratio and its OK line; channels.sh with tiny counts (10 messages per channel, about
 # 5-10 s: key generation, the stand-ins, six phases) must deliver through every real channel, have the
 # providers receive each message, and print its table and OK line; throughput.sh with 200 messages per phase
-# must run all four phases and its ceiling, and tayori-sim must receive every delivered message. It asserts
-# no speed.
+# must run all four phases and its ceiling, and tayori-sim must receive every delivered message; scale.sh with
+# 5,000 messages must defer them all, restart after SIGKILL and deliver its probes. It asserts no speed.
 set -uo pipefail
 BUILD=${1:?usage: smoke.sh BUILD_DIR}
 # expect NAME OUTPUT PATTERN...: every pattern matches some line of OUTPUT.
@@ -51,4 +51,12 @@ expect throughput.sh "$out" "${patterns[@]}" '^pg-batch / e2e-batch: [0-9.]+$' '
   '^tayori-sim received [0-9]+ SMS requests for [0-9]+ delivered messages$' \
   '^tayori-sim received [0-9]+ LINE requests naming [0-9]+ recipients .* for [0-9]+ delivered messages$' \
   '^tayori throughput bench: OK$'
+out=$(TAYORI_BENCH_MESSAGES=5000 TAYORI_BENCH_PROBES=2 TAYORI_BENCH_PROBE_DELAY=3 TAYORI_BENCH_DRAIN_TIMEOUT=60 \
+      bash "$(dirname "$0")/scale.sh" "$BUILD" 2>&1)
+rc=$?
+echo "$out"
+if (( rc != 0 )); then echo "smoke.sh: scale.sh exited $rc" >&2; exit 1; fi
+expect scale.sh "$out" '^intake msg/s by tenth of the queue: ([0-9.]+ ){9}[0-9.]+$' \
+  '^resident, 5000 deferred \(MiB\) +[0-9]+ ' '^SIGKILL to /readyz 200 \(s\) +[0-9.]+ ' \
+  '^probes dispatched after send_at \(ms\) +-?[0-9]+\.\.-?[0-9]+ ' '^tayori scale bench: OK$'
 echo "smoke.sh: OK"

@@ -116,15 +116,7 @@ api_keys:
 plugin_dirs:
   - $PLUGIN_DIR
 channels:
-  - name: sms
-    plugin: sms_twilio
-    inbound: false
-    concurrency: $CHANNEL_CONCURRENCY
-    settings:
-      base_url: $STANDINS_SIM_URL
-      account_sid: $STANDINS_TWILIO_SID
-      auth_token_env: BENCH_TWILIO_TOKEN
-      from: "$STANDINS_TWILIO_FROM"
+$(standins_sms_channel "$CHANNEL_CONCURRENCY")
   - name: line
     plugin: line
     contact: line

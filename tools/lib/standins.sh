@@ -1,5 +1,5 @@
-# tools/lib/standins.sh — the local stand-ins for the real providers, shared by tools/demo.sh and
-# tools/bench/channels.sh. Source it (`. tools/lib/standins.sh`), then:
+# tools/lib/standins.sh — the local stand-ins for the real providers, shared by tools/demo.sh and the benches
+# (tools/bench/channels.sh, throughput.sh, scale.sh). Source it (`. tools/lib/standins.sh`), then:
 #
 #   standins_keys DIR                 makes DIR/keys: a test CA (ca.pem) and a 127.0.0.1 certificate signed by it
 #                                     (server.pem/.key) for TLS, an RSA service-account key for FCM (fcm.key/.pub),
@@ -11,6 +11,7 @@
 #                                     one. Waits until both listen, then writes DIR/keys/service-account.json (its
 #                                     token_uri names the H2 port actually bound). Logs: DIR/sim.log, DIR/smtp.log.
 #   standins_stop                     stops both (SIGTERM, then waits); safe to call twice or before a start.
+#   standins_sms_channel CONCURRENCY  prints a gateway `channels:` entry for SMS to tayori-sim (see below).
 #
 # After standins_start these are set: STANDINS_SIM_URL (http://127.0.0.1:P), STANDINS_H2_URL
 # (https://127.0.0.1:P), STANDINS_SMTP_URL (smtp://127.0.0.1:P), STANDINS_CA_FILE, STANDINS_SIM_PID,
@@ -117,4 +118,20 @@ standins_stop() {
   for pid in $STANDINS_SIM_PID $STANDINS_SMTP_PID; do wait "$pid" 2>/dev/null || true; done
   STANDINS_SIM_PID=""
   STANDINS_SMTP_PID=""
+}
+
+# standins_sms_channel CONCURRENCY: a `channels:` entry (YAML, indented for the list) for SMS through the sms_twilio
+# plugin to tayori-sim's Twilio endpoint, its auth token read from BENCH_TWILIO_TOKEN; the benches' e2e channel.
+standins_sms_channel() {
+  cat <<YAML
+  - name: sms
+    plugin: sms_twilio
+    inbound: false
+    concurrency: ${1:?usage: standins_sms_channel CONCURRENCY}
+    settings:
+      base_url: $STANDINS_SIM_URL
+      account_sid: $STANDINS_TWILIO_SID
+      auth_token_env: BENCH_TWILIO_TOKEN
+      from: "$STANDINS_TWILIO_FROM"
+YAML
 }
