@@ -621,6 +621,27 @@ TEST(SimulatorTest, RecordsEveryProviderRequestExactly) {
   EXPECT_EQ(sim.requests().size(), 0u);
 }
 
+// A soak sends millions of requests: --record-limit keeps the latest N for GET /_sim/requests, and GET /_sim/stats
+// still counts every request by provider, so a bench can check that each delivered message reached the provider.
+TEST(SimulatorTest, ARecordLimitKeepsTheLatestRequestsAndTheStatsCountEveryOne) {
+  Sim sim(all_providers({"--record-limit", "2"}), false);
+  for (const char* body : {"one", "two", "three"})
+    ASSERT_EQ(twilio_send(sim, {{"To", "+819012345678"}, {"From", "+15005550006"}, {"Body", body}}).status, 201);
+  ASSERT_EQ(call("GET", sim.url("/nowhere")).status, 404);
+
+  Json kept = sim.requests();
+  ASSERT_EQ(kept.size(), 2u);
+  EXPECT_NE(kept[0]["body"].get<std::string>().find("Body=three"), std::string::npos) << kept[0];
+  EXPECT_EQ(kept[1]["path"], "/nowhere");
+  Reply stats = call("GET", sim.url("/_sim/stats"));
+  ASSERT_EQ(stats.status, 200) << stats.body;
+  EXPECT_EQ(stats.json(), (Json{{"received", {{"twilio", 3}, {"none", 1}}}, {"recorded", 2}}));
+
+  ASSERT_EQ(call("DELETE", sim.url("/_sim/requests")).status, 200);
+  EXPECT_EQ(call("GET", sim.url("/_sim/stats")).json(), (Json{{"received", Json::object()}, {"recorded", 0}}));
+  EXPECT_EQ(call("POST", sim.url("/_sim/stats")).status, 405);
+}
+
 // ---- Signed webhooks ----------------------------------------------------------------------------------------------
 
 TEST(SimulatorTest, SendsSignedLineAndTwilioWebhooks) {

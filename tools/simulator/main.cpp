@@ -40,6 +40,8 @@ Listeners (every provider is served on both; APNs only over HTTP/2):
   --tls-cert FILE                 PEM certificate chain for --listen-h2
   --tls-key FILE                  PEM private key for --listen-h2
   --threads N                     HTTP/1.1 server threads (default 2)
+  --record-limit N                GET /_sim/requests keeps the latest N requests (default: all; 0: none);
+                                  GET /_sim/stats counts every one
 
 LINE (POST /v2/bot/message/push, /v2/bot/message/multicast):
   --line-token TOKEN              accepted channel access token (default sim-line-token)
@@ -77,7 +79,7 @@ Faults (also at run time: POST /_sim/faults, see sim_faults.hpp):
 
   --help                          this text
 
-Control API: GET|DELETE /_sim/requests[?provider=P], GET|POST|DELETE /_sim/faults,
+Control API: GET|DELETE /_sim/requests[?provider=P], GET /_sim/stats, GET|POST|DELETE /_sim/faults,
              POST /_sim/webhooks/line, POST /_sim/webhooks/twilio
 )";
 
@@ -154,6 +156,7 @@ std::string read_key_file(const std::string& flag, const std::string& path) {
 int main(int argc, char** argv) {
   std::string listen = "127.0.0.1:0", listen_h2, tls_cert, tls_key;
   int threads = 2;
+  int64_t record_limit = Simulator::kRecordAll;
   uint64_t seed = 1;
   LineConfig line;
   FcmConfig fcm;
@@ -196,6 +199,8 @@ int main(int argc, char** argv) {
         tls_key = v;
       else if (a == "--threads")
         threads = static_cast<int>(number(1, 64));
+      else if (a == "--record-limit")
+        record_limit = number(0, INT64_MAX);
       else if (a == "--seed")
         seed = static_cast<uint64_t>(number(0, INT64_MAX));
       else if (a == "--line-token")
@@ -285,7 +290,7 @@ int main(int argc, char** argv) {
   int status = 0;
   {
     Scheduler scheduler(8);
-    Simulator sim(std::move(providers), seed, scheduler);
+    Simulator sim(std::move(providers), seed, scheduler, record_limit);
     if (!start_faults.empty()) fault_docs.insert(fault_docs.begin(), start_faults);
     for (const auto& doc : fault_docs)
       if (std::string err = sim.apply_faults(doc); !err.empty()) return usage_error("fault: " + err);

@@ -75,8 +75,9 @@ void Scheduler::stop() {
 
 // ---- Simulator -------------------------------------------------------------------------------------------
 
-Simulator::Simulator(std::vector<std::unique_ptr<Provider>> providers, uint64_t seed, Scheduler& scheduler)
-    : providers_(std::move(providers)), scheduler_(scheduler), faults_(seed) {}
+Simulator::Simulator(std::vector<std::unique_ptr<Provider>> providers, uint64_t seed, Scheduler& scheduler,
+                     int64_t record_limit)
+    : providers_(std::move(providers)), scheduler_(scheduler), faults_(seed), record_limit_(record_limit) {}
 
 void Simulator::dispatch(SimRequest request, Completion done) {
   Outcome o = answer(request);
@@ -102,6 +103,9 @@ std::vector<std::string> Simulator::scope_names() const {
 }
 
 void Simulator::record(const SimRequest& r, const Provider* provider) {
+  ++received_count_[provider ? std::string(provider->name()) : "none"];
+  if (record_limit_ == 0) return;
+  if (record_limit_ > 0 && static_cast<int64_t>(received_.size()) >= record_limit_) received_.pop_front();
   json headers = json::object();
   for (const auto& [k, v] : r.headers) {
     // A repeated header is folded as RFC 9110 §5.3 allows: values joined with ", ".
@@ -179,6 +183,17 @@ std::string Simulator::apply_faults(const json& doc) {
 Outcome Simulator::control(const SimRequest& r) {
   Outcome out;
   const std::string& m = r.method;
+  if (r.path == "/_sim/stats") {
+    if (m != "GET") {
+      out.response = control_error(405, "GET");
+      return out;
+    }
+    std::lock_guard lock(mu_);
+    json received = json::object();
+    for (const auto& [name, n] : received_count_) received[name] = n;
+    out.response = json_response(200, {{"received", received}, {"recorded", received_.size()}});
+    return out;
+  }
   if (r.path == "/_sim/requests") {
     if (m == "GET") {
       std::string only;
@@ -192,6 +207,7 @@ Outcome Simulator::control(const SimRequest& r) {
     } else if (m == "DELETE") {
       std::lock_guard lock(mu_);
       received_.clear();
+      received_count_.clear();
       out.response = json_response(200, json::object());
     } else {
       out.response = control_error(405, "GET or DELETE");

@@ -13,7 +13,9 @@
 
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <queue>
@@ -67,7 +69,11 @@ struct Outcome {
 
 class Simulator final : public ProviderContext {
  public:
-  Simulator(std::vector<std::unique_ptr<Provider>> providers, uint64_t seed, Scheduler& scheduler);
+  // `record_limit`: how many of the latest requests GET /_sim/requests keeps (kRecordAll: every one; a soak of
+  // millions would otherwise grow without end). Every request is counted whatever the limit (GET /_sim/stats).
+  static constexpr int64_t kRecordAll = -1;
+  Simulator(std::vector<std::unique_ptr<Provider>> providers, uint64_t seed, Scheduler& scheduler,
+            int64_t record_limit = kRecordAll);
 
   // The entry point both listeners use. `done` is called exactly once, possibly from another thread.
   void dispatch(SimRequest request, Completion done);
@@ -93,7 +99,9 @@ class Simulator final : public ProviderContext {
   Scheduler& scheduler_;
   std::mutex mu_;  // guards everything below; never held while a provider runs
   FaultTable faults_;
-  std::vector<nlohmann::json> received_;
+  const int64_t record_limit_;
+  std::deque<nlohmann::json> received_;  // the latest record_limit_ requests
+  std::map<std::string, uint64_t> received_count_;  // every request since the last DELETE, by provider ("none")
   uint64_t next_request_id_ = 1;
 };
 
