@@ -108,12 +108,7 @@ class SansIoChannel : public ::testing::Test {
   }
 
   static DeliveryRequest sms(const std::string& to, const std::string& text = "こんにちは") {
-    DeliveryRequest d;
-    d.message_id = "m-" + to;
-    d.delivery_id = "d-" + to;
-    d.contact = to;
-    d.content = {{"text", text}};
-    return d;
+    return testing::delivery_to(to, text);
   }
   DeliveryOutcome send(const std::string& to, const std::string& text = "こんにちは") {
     return registry_.registry->find("sms")->deliver(sms(to, text));
