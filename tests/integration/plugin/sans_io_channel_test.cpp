@@ -253,7 +253,7 @@ TEST_F(SansIoChannel, AnExchangeFromTheTransportsOwnThreadIsRefusedNotAwaited) {
   first.url = "http://127.0.0.1:" + std::to_string(port_) + "/";
   first.body = R"({"to":"+819012345678"})";
   std::promise<transport::Response> inner;
-  transport_.submit(first, [&](transport::Response) {
+  transport_.submit(first, [&](const transport::Response&) {
     EXPECT_TRUE(transport_.on_transport_thread());
     inner.set_value(exchange(transport_, first));
   });

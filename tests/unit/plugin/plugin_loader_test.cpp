@@ -323,12 +323,19 @@ Built build(const std::string& yaml, const std::string& base_dir, const Clock& c
   return b;
 }
 
-// Builds a registry expected to fail with exactly one diagnostic and returns it.
-std::string only_error(const std::string& yaml) {
+// Builds a registry expected to fail, in a folder and with a clock of its own; returns what it reported.
+Built build_refused(const std::string& yaml) {
   PinnedClock clock;
   TempDir dir;
   Built b = build(yaml, dir.path(), clock);
   EXPECT_EQ(b.result.registry, nullptr);
+  b.result.registry.reset();  // were it built after all, it must not outlive the clock it reads
+  return b;
+}
+
+// Builds a registry expected to fail with exactly one diagnostic and returns it.
+std::string only_error(const std::string& yaml) {
+  Built b = build_refused(yaml);
   EXPECT_EQ(b.errors.size(), 1u) << ::testing::PrintToString(b.errors);
   return b.errors.empty() ? std::string() : b.errors.front();
 }
@@ -383,10 +390,7 @@ TEST(PluginRegistry, WrongTypedIntAndUrlAreReported) {
                                                        "      label: hello\n"
                                                        "      count: many\n"
                                                        "      endpoint: ftp://example.com/x\n");
-  PinnedClock clock;
-  TempDir dir;
-  Built b = build(yaml, dir.path(), clock);
-  EXPECT_EQ(b.result.registry, nullptr);
+  Built b = build_refused(yaml);
   EXPECT_THAT(b.errors, ::testing::ElementsAre(
                             "test.yaml:" + place_of(yaml, "count:") + ": channels[0].settings.count: must be an integer",
                             "test.yaml:" + place_of(yaml, "endpoint:") +
@@ -476,10 +480,7 @@ TEST(PluginRegistry, ReportsEveryChannelsProblemsAtOnce) {
                                                        "    settings:\n"
                                                        "      label: again\n"
                                                        "      enabled: yes\n");
-  PinnedClock clock;
-  TempDir dir;
-  Built b = build(yaml, dir.path(), clock);
-  EXPECT_EQ(b.result.registry, nullptr);
+  Built b = build_refused(yaml);
   ASSERT_EQ(b.errors.size(), 2u) << ::testing::PrintToString(b.errors);
   EXPECT_THAT(b.errors[0], StartsWith("test.yaml:" + place_of(yaml, "colour:") + ": channels[0].settings.colour: "));
   EXPECT_THAT(b.errors[1], StartsWith("test.yaml:" + place_of(yaml, "enabled:") + ": channels[1].settings.enabled: "));

@@ -54,9 +54,10 @@ ChannelLookup lookup() {
   };
 }
 
-RecipientState opted_in(std::vector<std::string> channels, Purpose p = Purpose::marketing) {
+RecipientState opted_in(const std::vector<std::string>& channels, Purpose p = Purpose::marketing) {
   RecipientState s;
-  for (auto& c : channels) s.consent.push_back({c, p, ConsentState::opted_in, "api", "", utc("2026-01-01T00:00:00Z")});
+  for (const auto& c : channels)
+    s.consent.push_back({c, p, ConsentState::opted_in, "api", "", utc("2026-01-01T00:00:00Z")});
   return s;
 }
 
