@@ -36,6 +36,8 @@ standins_start "$dir" 8791 8792 8725
 export DEMO_TWILIO_TOKEN=$STANDINS_TWILIO_TOKEN
 
 # One configuration; only the node id differs. A short lease, so that scene 3 takes seconds.
+# Written out whole, cap and all, though tools/bench/throughput.sh has the same cap: a reader of the demo
+# sees its whole configuration here, and the bench may change its own for what it measures.
 for n in 1 2; do
   cat >"$dir/node$n.yaml" <<EOF
 server:

@@ -1,5 +1,7 @@
 // slack_webhook without the gateway: tayori/testing.hpp loads the built plugin into a fake host, so each test
 // says what a delivery becomes on the wire and what each of Slack's answers means.
+// Its tests follow the test `tayori new-plugin` writes, as signed_webhook's do, on purpose: an example shows a
+// plugin author the shape their own tests start from, and stands alone, so the steps are not shared.
 #include <gtest/gtest.h>
 #include <tayori/testing.hpp>
 

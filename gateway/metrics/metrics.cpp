@@ -14,95 +14,70 @@
 
 namespace tayori::api {
 
+namespace {
+// The family `name` in `registry`; each series of it is one set of label values (Add).
+prometheus::Family<prometheus::Counter>& counters(prometheus::Registry& registry, const char* name, const char* help) {
+  return prometheus::BuildCounter().Name(name).Help(help).Register(registry);
+}
+prometheus::Family<prometheus::Gauge>& gauges(prometheus::Registry& registry, const char* name, const char* help) {
+  return prometheus::BuildGauge().Name(name).Help(help).Register(registry);
+}
+prometheus::Family<prometheus::Histogram>& histograms(prometheus::Registry& registry, const char* name,
+                                                      const char* help) {
+  return prometheus::BuildHistogram().Name(name).Help(help).Register(registry);
+}
+}  // namespace
+
 Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
-  requests_ = &prometheus::BuildCounter()
-                   .Name("tayori_http_requests_total")
-                   .Help("HTTP requests answered, by route template, method and status")
-                   .Register(*registry_);
-  connections_refused_ = &prometheus::BuildCounter()
-                              .Name("tayori_http_connections_refused_total")
-                              .Help("Connections refused at once (a 503, closed) because server.max_connections were "
-                                    "open")
-                              .Register(*registry_)
-                              .Add({});
-  intake_ = &prometheus::BuildCounter()
-                 .Name("tayori_intake_messages_total")
-                 .Help("Messages submitted, by result: accepted, duplicate, rejected, conflict")
-                 .Register(*registry_);
+  requests_ = &counters(*registry_, "tayori_http_requests_total",
+                        "HTTP requests answered, by route template, method and status");
+  connections_refused_ =
+      &counters(*registry_, "tayori_http_connections_refused_total",
+                "Connections refused at once (a 503, closed) because server.max_connections were open")
+           .Add({});
+  intake_ = &counters(*registry_, "tayori_intake_messages_total",
+                      "Messages submitted, by result: accepted, duplicate, rejected, conflict");
   // From the request's first byte to the 202 (which waits for the group commit's fsync).
-  accept_latency_ = &prometheus::BuildHistogram()
-                         .Name("tayori_accept_latency_seconds")
-                         .Help("Time to accept a POST /v1/messages request durably")
-                         .Register(*registry_)
-                         .Add({}, prometheus::Histogram::BucketBoundaries{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-                                                                           0.05, 0.1, 0.25, 0.5, 1, 2.5});
-  messages_ = &prometheus::BuildGauge()
-                   .Name("tayori_messages")
-                   .Help("Messages in the store, by state")
-                   .Register(*registry_);
-  queue_depth_ = &prometheus::BuildGauge()
-                      .Name("tayori_queue_depth")
-                      .Help("Messages scheduled and not yet dispatched (due now or later)")
-                      .Register(*registry_)
-                      .Add({});
-  in_flight_ = &prometheus::BuildGauge()
-                    .Name("tayori_dispatch_in_flight")
-                    .Help("Deliveries claimed by the dispatcher and not yet recorded")
-                    .Register(*registry_)
-                    .Add({});
-  retries_ = &prometheus::BuildCounter()
-                  .Name("tayori_retries_total")
-                  .Help("Deliveries scheduled again after a transient failure, by channel and cause: transport_error, "
-                        "server_error, throttled, refused, prerequisite, plugin")
-                  .Register(*registry_);
-  dead_letters_total_ = &prometheus::BuildCounter()
-                             .Name("tayori_dead_letters_total")
-                             .Help("Messages that became dead letters (retries exhausted on their last channel), by "
-                                   "that channel")
-                             .Register(*registry_);
-  dead_letters_ = &prometheus::BuildGauge()
-                       .Name("tayori_dead_letters")
-                       .Help("Dead letters in the store, waiting for a replay (POST /v1/messages:retry)")
-                       .Register(*registry_)
+  accept_latency_ =
+      &histograms(*registry_, "tayori_accept_latency_seconds", "Time to accept a POST /v1/messages request durably")
+           .Add({}, prometheus::Histogram::BucketBoundaries{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                                            0.5, 1, 2.5});
+  messages_ = &gauges(*registry_, "tayori_messages", "Messages in the store, by state");
+  queue_depth_ =
+      &gauges(*registry_, "tayori_queue_depth", "Messages scheduled and not yet dispatched (due now or later)").Add({});
+  in_flight_ =
+      &gauges(*registry_, "tayori_dispatch_in_flight", "Deliveries claimed by the dispatcher and not yet recorded")
+           .Add({});
+  retries_ = &counters(*registry_, "tayori_retries_total",
+                       "Deliveries scheduled again after a transient failure, by channel and cause: transport_error, "
+                       "server_error, throttled, refused, prerequisite, plugin");
+  dead_letters_total_ =
+      &counters(*registry_, "tayori_dead_letters_total",
+                "Messages that became dead letters (retries exhausted on their last channel), by that channel");
+  dead_letters_ = &gauges(*registry_, "tayori_dead_letters",
+                          "Dead letters in the store, waiting for a replay (POST /v1/messages:retry)")
                        .Add({});
-  circuit_state_ = &prometheus::BuildGauge()
-                        .Name("tayori_circuit_state")
-                        .Help("Each channel's circuit breaker: 0 closed, 1 open, 2 half-open (a probe in flight)")
-                        .Register(*registry_);
-  circuit_opened_ = &prometheus::BuildCounter()
-                         .Name("tayori_circuit_opened_total")
-                         .Help("Times each channel's circuit breaker opened")
-                         .Register(*registry_);
-  oldest_due_age_ = &prometheus::BuildGauge()
-                         .Name("tayori_oldest_due_age_seconds")
-                         .Help("How long the longest-waiting due message has been due (0 when none is late)")
-                         .Register(*registry_)
+  circuit_state_ = &gauges(*registry_, "tayori_circuit_state",
+                           "Each channel's circuit breaker: 0 closed, 1 open, 2 half-open (a probe in flight)");
+  circuit_opened_ = &counters(*registry_, "tayori_circuit_opened_total", "Times each channel's circuit breaker opened");
+  oldest_due_age_ = &gauges(*registry_, "tayori_oldest_due_age_seconds",
+                            "How long the longest-waiting due message has been due (0 when none is late)")
                          .Add({});
-  unrecorded_ = &prometheus::BuildGauge()
-                     .Name("tayori_unrecorded_outcomes")
-                     .Help("Delivery outcomes the store refused (full disk, I/O error), held to be recorded again")
-                     .Register(*registry_)
+  unrecorded_ = &gauges(*registry_, "tayori_unrecorded_outcomes",
+                        "Delivery outcomes the store refused (full disk, I/O error), held to be recorded again")
                      .Add({});
-  store_writes_ = &prometheus::BuildCounter()
-                      .Name("tayori_store_writes_total")
-                      .Help("What the store's writes cost, by unit: commits (one fsync each), statements, pages "
-                            "(database pages written to the WAL)")
-                      .Register(*registry_);
-  webhook_deliveries_ = &prometheus::BuildCounter()
-                             .Name("tayori_webhook_deliveries_total")
-                             .Help("Event POSTs to upstream webhooks, by webhook and result: delivered (2xx), retried "
-                                   "(a failed attempt, tried again after a backoff), dropped (give_up_after passed)")
-                             .Register(*registry_);
-  webhook_lag_ = &prometheus::BuildGauge()
-                      .Name("tayori_webhook_lag_events")
-                      .Help("Events recorded but not yet delivered (or skipped) by each webhook: last seq - its cursor")
-                      .Register(*registry_);
-  thread_errors_ = &prometheus::BuildCounter()
-                        .Name("tayori_thread_errors_total")
-                        .Help("Failures caught at the top of a background thread's loop (a store that could not be "
-                              "read, data a round could not use), by thread: dispatcher, webhooks, metrics, "
-                              "housekeeping. The thread logged it, paused and went on")
-                        .Register(*registry_);
+  store_writes_ = &counters(*registry_, "tayori_store_writes_total",
+                            "What the store's writes cost, by unit: commits (one fsync each), statements, pages "
+                            "(database pages written to the WAL)");
+  webhook_deliveries_ = &counters(*registry_, "tayori_webhook_deliveries_total",
+                                  "Event POSTs to upstream webhooks, by webhook and result: delivered (2xx), retried "
+                                  "(a failed attempt, tried again after a backoff), dropped (give_up_after passed)");
+  webhook_lag_ = &gauges(*registry_, "tayori_webhook_lag_events",
+                         "Events recorded but not yet delivered (or skipped) by each webhook: last seq - its cursor");
+  thread_errors_ = &counters(
+      *registry_, "tayori_thread_errors_total",
+      "Failures caught at the top of a background thread's loop (a store that could not be read, data a round could "
+      "not use), by thread: dispatcher, webhooks, metrics, housekeeping. The thread logged it, paused and went on");
 }
 
 Metrics::~Metrics() = default;

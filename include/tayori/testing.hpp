@@ -708,7 +708,9 @@ class Plugin {
     return false;
   }
 
-  // Calls `call` with host buffers preset as the gateway presets them (kind RETRY, empty strings).
+  // Calls `call` with host buffers preset as the gateway presets them (kind RETRY, empty strings). The same
+  // presetting as the gateway's OutcomeBuffers (gateway/plugin/marshal.hpp), written again on purpose: this
+  // header is installed for plugins built out of tree, which have none of the gateway's headers.
   template <class Fn, class Call>
   Outcome decide(Fn* callback, const char* name, Call&& call) {
     Outcome out;

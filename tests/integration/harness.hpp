@@ -144,19 +144,15 @@ class HttpClient {
   CURL* curl_;
 };
 
-// The channels block most tests use: two file_sink channels writing into the test folder.
-inline std::string default_channels(const TempDir& dir) {
-  return "channels:\n"
-         "  - name: email\n"
-         "    plugin: file_sink\n"
-         "    contact: email\n"
-         "    settings:\n"
-         "      path: " + dir.file("outbox-email.jsonl") + "\n"
-         "  - name: sms\n"
-         "    plugin: file_sink\n"
-         "    contact: phone\n"
-         "    settings:\n"
-         "      path: " + dir.file("outbox-sms.jsonl") + "\n";
+// The channels block most tests use: an email and an sms channel of `plugin` (file_sink, or a fixture that
+// takes the same `path` setting), writing FILE_PREFIX-email.jsonl and FILE_PREFIX-sms.jsonl in the test folder.
+inline std::string default_channels(const TempDir& dir, const std::string& plugin = "file_sink",
+                                    const std::string& file_prefix = "outbox") {
+  auto channel = [&](const std::string& name, const std::string& contact) {
+    return "  - name: " + name + "\n    plugin: " + plugin + "\n    contact: " + contact +
+           "\n    settings:\n      path: " + dir.file(file_prefix + "-" + name + ".jsonl") + "\n";
+  };
+  return "channels:\n" + channel("email", "email") + channel("sms", "phone");
 }
 
 // A running gateway process.

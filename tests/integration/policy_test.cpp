@@ -112,19 +112,7 @@ class PolicyTest : public ::testing::Test {
   }
 
   // Two scripted channels: email (contact email) and sms (contact phone), each logging its attempts.
-  std::string channels() const {
-    return "channels:\n"
-           "  - name: email\n"
-           "    plugin: fixture_scripted\n"
-           "    contact: email\n"
-           "    settings:\n"
-           "      path: " + dir_.file("sent-email.jsonl") + "\n"
-           "  - name: sms\n"
-           "    plugin: fixture_scripted\n"
-           "    contact: phone\n"
-           "    settings:\n"
-           "      path: " + dir_.file("sent-sms.jsonl") + "\n";
-  }
+  std::string channels() const { return default_channels(dir_, "fixture_scripted", "sent"); }
 
   void start(const std::string& yaml, const std::string& dispatcher = "") {
     gw_ = std::make_unique<Gateway>(dir_, channels() + yaml, "", dispatcher);
@@ -419,22 +407,25 @@ TEST_F(PolicyTest, ProviderDeactivationSuppressesTheContact) {
 
 // ---- 3. Quiet hours ----------------------------------------------------------------------------------
 
-const char* kQuietPolicy =
+// Marketing consented by default: what holds a message back in sections 3 and 4 is the rule under test.
+const std::string kMarketingOptedIn =
     "policy:\n"
     "  consent:\n"
     "    defaults:\n"
-    "      marketing: opted_in\n"
-    "  quiet_hours:\n"
-    "    - name: night\n"
-    "      channels: [email]\n"
-    "      purpose: marketing\n"
-    "      from: \"21:00\"\n"
-    "      to: \"08:00\"\n"
-    "    - name: night_drop\n"
-    "      channels: [sms]\n"
-    "      from: \"21:00\"\n"
-    "      to: \"08:00\"\n"
-    "      action: drop\n";
+    "      marketing: opted_in\n";
+
+const std::string kQuietPolicy = kMarketingOptedIn +
+                                 "  quiet_hours:\n"
+                                 "    - name: night\n"
+                                 "      channels: [email]\n"
+                                 "      purpose: marketing\n"
+                                 "      from: \"21:00\"\n"
+                                 "      to: \"08:00\"\n"
+                                 "    - name: night_drop\n"
+                                 "      channels: [sms]\n"
+                                 "      from: \"21:00\"\n"
+                                 "      to: \"08:00\"\n"
+                                 "      action: drop\n";
 
 TEST_F(PolicyTest, QuietHoursDeferToTheWindowsEndInLocalTime) {
   start(kQuietPolicy);
@@ -493,31 +484,36 @@ TEST_F(PolicyTest, QuietHoursDropExpiryAndTransactionalBypass) {
 
 // ---- 4. Frequency caps -------------------------------------------------------------------------------
 
-const char* kCapPolicy =
-    "policy:\n"
-    "  consent:\n"
-    "    defaults:\n"
-    "      marketing: opted_in\n"
-    "  caps:\n"
-    "    - name: marketing_daily\n"
-    "      scope: all\n"
-    "      purpose: marketing\n"
-    "      limit: 3\n"
-    "      window: 24h\n"
-    "    - name: digest_hourly\n"
-    "      scope: channel\n"
-    "      channels: [email]\n"
-    "      purpose: marketing\n"
-    "      category: digest\n"
-    "      limit: 2\n"
-    "      window: 1h\n"
-    "      on_exceed: defer\n"
-    "    - name: promo_once\n"
-    "      scope: all\n"
-    "      purpose: marketing\n"
-    "      category: promo\n"
-    "      limit: 1\n"
-    "      window: 1h\n";
+const std::string kCapPolicy = kMarketingOptedIn +
+                               "  caps:\n"
+                               "    - name: marketing_daily\n"
+                               "      scope: all\n"
+                               "      purpose: marketing\n"
+                               "      limit: 3\n"
+                               "      window: 24h\n"
+                               "    - name: digest_hourly\n"
+                               "      scope: channel\n"
+                               "      channels: [email]\n"
+                               "      purpose: marketing\n"
+                               "      category: digest\n"
+                               "      limit: 2\n"
+                               "      window: 1h\n"
+                               "      on_exceed: defer\n"
+                               "    - name: promo_once\n"
+                               "      scope: all\n"
+                               "      purpose: marketing\n"
+                               "      category: promo\n"
+                               "      limit: 1\n"
+                               "      window: 1h\n";
+
+// Checks that an event's detail `d` names the cap `rule` as what held the message back, with its limit and
+// window. By value: json's const operator[] asserts on a missing key, where a test should fail.
+void expect_held_by_cap(Json d, const std::string& rule, int limit, const std::string& window) {
+  EXPECT_EQ(d["reason"], "frequency_cap") << d;
+  EXPECT_EQ(d["rule"], rule) << d;
+  EXPECT_EQ(d["limit"], limit) << d;
+  EXPECT_EQ(d["window"], window) << d;
+}
 
 TEST_F(PolicyTest, CapCountsMarketingAcrossChannelsOnly) {
   start(kCapPolicy);
@@ -532,10 +528,7 @@ TEST_F(PolicyTest, CapCountsMarketingAcrossChannelsOnly) {
   Json s = status("k-m4");
   EXPECT_EQ(s["last_reason"], "frequency_cap");
   Json d = event(s, "suppressed");
-  EXPECT_EQ(d["reason"], "frequency_cap") << d;
-  EXPECT_EQ(d["rule"], "caps.marketing_daily") << d;
-  EXPECT_EQ(d["limit"], 3) << d;
-  EXPECT_EQ(d["window"], "1d") << d;
+  expect_held_by_cap(d, "caps.marketing_daily", 3, "1d");
   EXPECT_EQ(d["counted"], 3) << d;
   EXPECT_TRUE(sent("sms", "k-m4").empty());
 
@@ -565,10 +558,7 @@ TEST_F(PolicyTest, CapDefersUntilTheOldestSlotLeavesTheWindow) {
   EXPECT_EQ(s["state"], "scheduled");
   EXPECT_EQ(s["last_reason"], "frequency_cap");
   Json d = event(s, "deferred");
-  EXPECT_EQ(d["reason"], "frequency_cap") << d;
-  EXPECT_EQ(d["rule"], "caps.digest_hourly") << d;
-  EXPECT_EQ(d["limit"], 2) << d;
-  EXPECT_EQ(d["window"], "1h") << d;
+  expect_held_by_cap(d, "caps.digest_hourly", 2, "1h");
   // Until = the oldest slot's time + 1h, shown in the recipient's zone; due_at carries it to the ms.
   EXPECT_EQ(s["due_at"], format_utc_ms(oldest + 3'600'000)) << s;
   std::string until = d["until"];
@@ -690,7 +680,7 @@ TEST_F(PolicyTest, CapHoldsExactlyUnderConcurrency) {
 // ---- 5. Simulation -----------------------------------------------------------------------------------
 
 TEST_F(PolicyTest, SimulateExplainsAndStoresNothing) {
-  start(std::string(kCapPolicy) +
+  start(kCapPolicy +
         "  quiet_hours:\n"
         "    - name: night\n"
         "      channels: [sms]\n"

@@ -23,6 +23,18 @@ constexpr const char* kPublicUrl = "https://gw.example.jp";
 int64_t now_s() { return std::chrono::duration_cast<std::chrono::seconds>(
                              std::chrono::system_clock::now().time_since_epoch()).count(); }
 
+// Submits `m` and waits until it has left the queue; returns the state it reached (delivered, failed, ...).
+std::string send_and_settle(Gateway& gw, HttpClient& http, const Json& m) {
+  HttpResult r = gw.post_json(http, "/v1/messages", m);
+  EXPECT_EQ(r.status, 202) << r.body;
+  std::string state;
+  eventually([&] {
+    state = state_of(gw, http, m["id"]);
+    return state != "scheduled" && state != "dispatched";
+  });
+  return state;
+}
+
 class TwoWay : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -50,17 +62,7 @@ class TwoWay : public ::testing::Test {
               {{"id", "later"}, {"label", "あとで"}, {"follow_up", {{"after", after}}}},
               {{"id", "not_interested"}, {"label", "興味なし"}}}}};
   }
-  std::string send(const Json& m) {
-    HttpResult r = gw_->post_json(http_, "/v1/messages", m);
-    EXPECT_EQ(r.status, 202) << r.body;
-    std::string id = m["id"];
-    std::string state;
-    eventually([&] {
-      state = state_of(*gw_, http_, id);
-      return state != "scheduled" && state != "dispatched";
-    });
-    return state;
-  }
+  std::string send(const Json& m) { return send_and_settle(*gw_, http_, m); }
   std::string token(links::LinkKind kind, const std::string& id, const std::string& option = "",
                     int64_t expires = 0, const std::string& secret = kLinkSecret) {
     links::LinkSigner signer(kPublicUrl, secret);
@@ -560,15 +562,7 @@ class TwoWayLine : public ::testing::Test {
                         {{"id", "later"}, {"label", "あとで"}, {"follow_up", {{"after", "PT1S"}}}}};
     return m;
   }
-  std::string send(const Json& m) {
-    EXPECT_EQ(gw_->post_json(http_, "/v1/messages", m).status, 202);
-    std::string state;
-    eventually([&] {
-      state = state_of(*gw_, http_, m["id"]);
-      return state != "scheduled" && state != "dispatched";
-    });
-    return state;
-  }
+  std::string send(const Json& m) { return send_and_settle(*gw_, http_, m); }
   // Has the simulator POST a signed webhook with `events` to the gateway; returns the gateway's status.
   long webhook(const Json& events, const std::string& secret = kLineSecret) {
     Reply r = call("POST", sim_->url("/_sim/webhooks/line"),
@@ -667,15 +661,7 @@ class TwoWayTwilio : public ::testing::Test {
              {{{"id", "interested"}, {"label", "気になる"}},
               {{"id", "later"}, {"label", "あとで"}, {"follow_up", {{"after", "PT1S"}}}}}}};
   }
-  std::string send(const Json& m) {
-    EXPECT_EQ(gw_->post_json(http_, "/v1/messages", m).status, 202);
-    std::string state;
-    eventually([&] {
-      state = state_of(*gw_, http_, m["id"]);
-      return state != "scheduled" && state != "dispatched";
-    });
-    return state;
-  }
+  std::string send(const Json& m) { return send_and_settle(*gw_, http_, m); }
   long inbound_sms(const std::string& body, const std::string& sid, const std::string& from = kPhone) {
     Json params = {{"From", from}, {"To", "+15005550006"}, {"Body", body}, {"MessageSid", sid},
                    {"AccountSid", kTwilioSid}, {"NumMedia", "0"}};

@@ -272,6 +272,21 @@ inline DeliveryRequest delivery(std::string contact, std::vector<std::pair<std::
   return d;
 }
 
+// A delivery of `text` to `contact`, its ids "m-CONTACT" and "d-CONTACT": deliveries to different contacts
+// are different messages, as when a host batches them.
+inline DeliveryRequest delivery_to(const std::string& contact, const std::string& text) {
+  DeliveryRequest d = delivery(contact, {{"text", text}}, "d-" + contact);
+  d.message_id = "m-" + contact;
+  return d;
+}
+
+// A notification for the push device `token`, with the title and body the push plugins' tests find again in
+// what the plugin sent.
+inline DeliveryRequest push_delivery(std::string token, std::string delivery_id = kDeliveryId) {
+  return delivery(std::move(token), {{"title", "ご注文の発送"}, {"body", "荷物を発送しました"}},
+                  std::move(delivery_id));
+}
+
 // One row of a plugin's provider answer -> outcome table (the classification tests every plugin has).
 struct AnswerCase {
   int status;

@@ -83,6 +83,8 @@ inline int64_t user_version(const std::string& path) {
 
 // The schema exactly as migration 1 of the first release shipped it (no recipients, consent, suppressions,
 // cap slots, no messages.recipient_id), without rows: a test adds its own, then `PRAGMA user_version = 1`.
+// A copy of the store's migration 1 on purpose: an upgrade test must start from what was shipped, even if
+// that migration's text is later edited.
 inline constexpr const char* kStoreSchemaV1 = R"sql(
     CREATE TABLE messages (
       id TEXT PRIMARY KEY,

@@ -68,19 +68,8 @@ standins_keys "$TMP/standins"
 standins_start "$TMP/standins" 0 0 0 --threads "$SIM_THREADS"
 
 {
+  bench_config_top
   cat <<EOF
-server:
-  listen: 127.0.0.1:0
-  max_batch: $(( BATCH > 1000 ? BATCH : 1000 ))
-store:
-  data_dir: data
-dispatcher:
-  workers: $WORKERS
-api_keys:
-  - name: bench
-    key_env: TAYORI_BENCH_KEY
-plugin_dirs:
-  - $PLUGIN_DIR
 outbound:
   ca_file: $STANDINS_CA_FILE
 channels:

@@ -34,20 +34,9 @@ PLUGIN_DIR=$(cd "$PLUGIN_DIR" && pwd)
 
 bench_start bench
 
-cat >"$TMP/bench.yaml" <<EOF
-server:
-  listen: 127.0.0.1:0
-  threads: $SERVER_THREADS
-  max_batch: $(( BATCH > 1000 ? BATCH : 1000 ))
-store:
-  data_dir: data
-dispatcher:
-  workers: $WORKERS
-api_keys:
-  - name: bench
-    key_env: TAYORI_BENCH_KEY
-plugin_dirs:
-  - $PLUGIN_DIR
+{
+  bench_config_top "threads: $SERVER_THREADS"
+  cat <<EOF
 channels:
   - name: email
     plugin: file_sink
@@ -55,6 +44,7 @@ channels:
     settings:
       path: $TMP/outbox-email.jsonl
 EOF
+} >"$TMP/bench.yaml"
 
 serve_gateway "$TMP/bench.yaml" "$TMP/data"
 

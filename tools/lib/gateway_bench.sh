@@ -1,6 +1,6 @@
 # Shared by the benches (tools/bench/run.sh, channels.sh, throughput.sh): their paths and knobs, their temp
-# folder and EXIT trap, starting the gateway and tayori_load, finding the gateway's port, reading /metrics, and
-# stopping what a run started. Sourced; GW_PID, LOAD_PID and TMP (gateway.out and gateway.err live there) are
+# folder and EXIT trap, the top of their gateway config, starting the gateway and tayori_load, finding the
+# gateway's port, reading /metrics, and stopping what a run started. Sourced; GW_PID, LOAD_PID and TMP (gateway.out and gateway.err live there) are
 # set by bench_paths, bench_start and serve_gateway; drain() reads DRAIN_TIMEOUT.
 
 die() { echo "$(basename "$0"): $*" >&2; exit 1; }
@@ -44,6 +44,26 @@ _bench_exit() {
   for step in "${BENCH_CLEANUP[@]}"; do $step; done
   finish_run "$rc"
   exit "$rc"
+}
+
+# bench_config_top [SERVER_KEY: VALUE...]: the top of a one-node SQLite bench's gateway config, up to its
+# outbound and channels sections: the server on 127.0.0.1:0 taking batches of BATCH (at least 1000) and the
+# SERVER_KEY lines given, the store in data/, WORKERS dispatcher workers, the bench's key, PLUGIN_DIR.
+bench_config_top() {
+  local line
+  printf 'server:\n  listen: 127.0.0.1:0\n  max_batch: %s\n' "$(( BATCH > 1000 ? BATCH : 1000 ))"
+  for line in "$@"; do printf '  %s\n' "$line"; done
+  cat <<EOF
+store:
+  data_dir: data
+dispatcher:
+  workers: $WORKERS
+api_keys:
+  - name: bench
+    key_env: TAYORI_BENCH_KEY
+plugin_dirs:
+  - $PLUGIN_DIR
+EOF
 }
 
 # serve_gateway CONFIG DATA_DIR [OUT_DIR]: `tayori serve` on 127.0.0.1:0 in the background (GW_PID), its stdout and

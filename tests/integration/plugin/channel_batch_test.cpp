@@ -54,12 +54,7 @@ class ChannelBatch : public ::testing::Test {
   }
 
   static DeliveryRequest delivery(const std::string& contact, const std::string& text = "same for all") {
-    DeliveryRequest d;
-    d.message_id = "m-" + contact;
-    d.delivery_id = "d-" + contact;
-    d.contact = contact;
-    d.content = {{"text", text}};
-    return d;
+    return testing::delivery_to(contact, text);
   }
   static std::vector<DeliveryRequest> deliveries(int n, const std::string& text = "same for all") {
     std::vector<DeliveryRequest> out;

@@ -108,12 +108,7 @@ class SansIoChannel : public ::testing::Test {
   }
 
   static DeliveryRequest sms(const std::string& to, const std::string& text = "こんにちは") {
-    DeliveryRequest d;
-    d.message_id = "m-" + to;
-    d.delivery_id = "d-" + to;
-    d.contact = to;
-    d.content = {{"text", text}};
-    return d;
+    return testing::delivery_to(to, text);
   }
   DeliveryOutcome send(const std::string& to, const std::string& text = "こんにちは") {
     return registry_.registry->find("sms")->deliver(sms(to, text));
@@ -258,7 +253,7 @@ TEST_F(SansIoChannel, AnExchangeFromTheTransportsOwnThreadIsRefusedNotAwaited) {
   first.url = "http://127.0.0.1:" + std::to_string(port_) + "/";
   first.body = R"({"to":"+819012345678"})";
   std::promise<transport::Response> inner;
-  transport_.submit(first, [&](transport::Response) {
+  transport_.submit(first, [&](const transport::Response&) {
     EXPECT_TRUE(transport_.on_transport_thread());
     inner.set_value(exchange(transport_, first));
   });

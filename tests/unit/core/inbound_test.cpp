@@ -163,16 +163,34 @@ TEST(DecideUnsubscribe, OptsOutOfMarketingOnTheChannel) {
 
 // ---- Provider reports ----
 
-TEST(DecideInbound, StopOptsOutOfBothPurposesOnTheChannelWithItsSource) {
+// A provider's report of `kind` from `contact`; a test sets what else its report carries.
+ProviderReport report(ReportKind kind, const std::string& contact, const std::string& text = "") {
   ProviderReport e;
-  e.kind = ReportKind::opt_out;
-  e.report_id = "SM1";
-  e.contact = "+819012345678";
-  e.text = "STOP";
+  e.kind = kind;
+  e.contact = contact;
+  e.text = text;
+  return e;
+}
+
+// The facts of `channel` (of `plugin`, where the decision reads it) as the applier would look them up.
+core::InboundFacts facts(const std::string& channel, const std::string& plugin = "") {
   core::InboundFacts f;
-  f.channel = "sms";
-  f.plugin = "sms_twilio";
-  f.recipient_ids = {"r1"};
+  f.channel = channel;
+  f.plugin = plugin;
+  return f;
+}
+
+// A Twilio STOP from `contact` and the facts of channel sms.
+std::pair<ProviderReport, core::InboundFacts> sms_stop(const std::string& contact,
+                                                       std::vector<std::string> recipient_ids) {
+  core::InboundFacts f = facts("sms", "sms_twilio");
+  f.recipient_ids = std::move(recipient_ids);
+  return {report(ReportKind::opt_out, contact, "STOP"), f};
+}
+
+TEST(DecideInbound, StopOptsOutOfBothPurposesOnTheChannelWithItsSource) {
+  auto [e, f] = sms_stop("+819012345678", {"r1"});
+  e.report_id = "SM1";
   InboundDecision d = core::decide_inbound(e, f, {}, kNow);
   ASSERT_TRUE(d.writes);
   ASSERT_EQ(d.writes->consent.size(), 2u);
@@ -186,20 +204,6 @@ TEST(DecideInbound, StopOptsOutOfBothPurposesOnTheChannelWithItsSource) {
   ASSERT_EQ(d.writes->events.size(), 1u);
   EXPECT_EQ(d.writes->events[0].message_id, "");
   EXPECT_EQ(d.writes->events[0].recipient_id, "r1");
-}
-
-// A Twilio STOP from `contact` and the facts of channel sms, as the applier would look them up.
-std::pair<ProviderReport, core::InboundFacts> sms_stop(const std::string& contact,
-                                                       std::vector<std::string> recipient_ids) {
-  ProviderReport e;
-  e.kind = ReportKind::opt_out;
-  e.contact = contact;
-  e.text = "STOP";
-  core::InboundFacts f;
-  f.channel = "sms";
-  f.plugin = "sms_twilio";
-  f.recipient_ids = std::move(recipient_ids);
-  return {e, f};
 }
 
 // A number several recipients share (a family's): a STOP opts every one of them out, not only the latest.
@@ -240,13 +244,9 @@ TEST(DecideInbound, AStopFromAnUnknownNumberSuppressesTheNumber) {
 }
 
 TEST(DecideInbound, UnfollowSuppressesAndFollowLiftsOnlyThisChannelsSuppression) {
-  ProviderReport e;
-  e.kind = ReportKind::opt_out;
-  e.contact = "U1";
+  ProviderReport e = report(ReportKind::opt_out, "U1");
   e.deactivate_contact = true;
-  core::InboundFacts f;
-  f.channel = "line";
-  f.plugin = "line";
+  core::InboundFacts f = facts("line", "line");
   InboundDecision d = core::decide_inbound(e, f, {}, kNow);  // no recipient known: the contact is still suppressed
   ASSERT_TRUE(d.writes);
   ASSERT_EQ(d.writes->suppress.size(), 1u);
@@ -266,13 +266,9 @@ TEST(DecideInbound, ANumberedReplyIsAResponseToTheOpenQuestion) {
   EXPECT_EQ(core::option_for_number(R"(["interested","later","not_interested"])", "2"), "later");
   EXPECT_FALSE(core::option_for_number(R"(["interested"])", "2"));
   EXPECT_FALSE(core::option_for_number(R"(["interested"])", "0"));
-  ProviderReport e;
-  e.kind = ReportKind::reply;
-  e.contact = "+819012345678";
+  ProviderReport e = report(ReportKind::reply, "+819012345678", "2");
   e.option = "2";
-  e.text = "2";
-  core::InboundFacts f;
-  f.channel = "sms";
+  core::InboundFacts f = facts("sms");
   f.original = original();
   f.option = "later";
   InboundDecision d = core::decide_inbound(e, f, {}, kNow);
@@ -282,11 +278,8 @@ TEST(DecideInbound, ANumberedReplyIsAResponseToTheOpenQuestion) {
 }
 
 TEST(DecideInbound, FreeTextIsAReplyAndAForgedRefChangesNothing) {
-  ProviderReport e;
-  e.kind = ReportKind::reply;
-  e.text = "hello";
-  core::InboundFacts f;
-  f.channel = "line";
+  ProviderReport e = report(ReportKind::reply, "", "hello");
+  core::InboundFacts f = facts("line");
   f.recipient_ids = {"r1"};
   InboundDecision d = core::decide_inbound(e, f, {}, kNow);
   ASSERT_TRUE(d.writes);
@@ -298,14 +291,11 @@ TEST(DecideInbound, FreeTextIsAReplyAndAForgedRefChangesNothing) {
 }
 
 TEST(DecideInbound, AFailureReceiptForADeadNumberSuppressesIt) {
-  ProviderReport e;
-  e.kind = ReportKind::failed;
+  ProviderReport e = report(ReportKind::failed, "+819012345678");
   e.provider_message_id = "SM9";
-  e.contact = "+819012345678";
   e.reason = "twilio.30005";
   e.deactivate_contact = true;
-  core::InboundFacts f;
-  f.channel = "sms";
+  core::InboundFacts f = facts("sms");
   f.original = original();
   InboundDecision d = core::decide_inbound(e, f, {}, kNow);
   ASSERT_TRUE(d.writes);
@@ -371,10 +361,8 @@ class InboundApplierTest : public test::StoreFixture {
 };
 
 TEST_F(InboundApplierTest, ARedeliveredEventIsAppliedOnce) {
-  ProviderReport e;
-  e.kind = ReportKind::opt_out;
+  ProviderReport e = report(ReportKind::opt_out, "U1");
   e.report_id = "evt-1";
-  e.contact = "U1";
   e.deactivate_contact = true;
   EXPECT_EQ(apply("line", "line", {e}), 1);
   EXPECT_EQ(apply("line", "line", {e}), 0);
@@ -422,12 +410,9 @@ TEST_F(InboundApplierTest, ANumberedReplyAnswersTheLatestOpenQuestionOfThatNumbe
     store_->put_question("+819012345678", "sms", {"m1", R"(["interested","later","not_interested"])", kNow},
                          std::move(done));
   });
-  ProviderReport e;
-  e.kind = ReportKind::reply;
+  ProviderReport e = report(ReportKind::reply, "+819012345678", "2");
   e.report_id = "SMreply";
-  e.contact = "+819012345678";
   e.option = "2";
-  e.text = "2";
   EXPECT_EQ(apply("sms", "sms_twilio", {e}), 1);
   EXPECT_TRUE(store_->find("m1~follow_up~later"));
 }
@@ -442,11 +427,9 @@ TEST_F(InboundApplierTest, ReceiptsFindTheMessageByTheProvidersId) {
   t.provider_message_id = "SM42";
   StoreFixture::apply(t, kNow);
   ASSERT_TRUE(store_->find_by_provider_id("SM42"));
-  ProviderReport e;
-  e.kind = ReportKind::failed;
+  ProviderReport e = report(ReportKind::failed, "+819012345678");
   e.report_id = "SM42:undelivered";
   e.provider_message_id = "SM42";
-  e.contact = "+819012345678";
   e.reason = "twilio.30005";
   e.deactivate_contact = true;
   EXPECT_EQ(apply("sms", "sms_twilio", {e}), 1);

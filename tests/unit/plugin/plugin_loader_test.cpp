@@ -98,41 +98,29 @@ TEST(PluginLoader, RefusesDescriptorShorterThanAbi10) {
   EXPECT_THAT(error, HasSubstr(std::to_string(TAYORI_PLUGIN_V1_0_SIZE) + " bytes"));
 }
 
-TEST(PluginLoader, RefusesLibraryWithoutEntryNamingTheSymbol) {
-  std::string error = refusal_of("fixture_missing_entry");
-  EXPECT_THAT(error, HasSubstr(TAYORI_PLUGIN_ENTRY_SYMBOL));
+// A broken fixture the loader must refuse, and what its message must say besides the file's name.
+struct Refusal {
+  const char* fixture;
+  std::vector<std::string> says;
+};
+
+class PluginLoaderRefuses : public ::testing::TestWithParam<Refusal> {};
+
+TEST_P(PluginLoaderRefuses, NamingTheFileAndTheReason) {
+  std::string error = refusal_of(GetParam().fixture);
+  for (const std::string& part : GetParam().says) EXPECT_THAT(error, HasSubstr(part));
 }
 
-TEST(PluginLoader, RefusesEntryReturningNull) {
-  std::string error = refusal_of("fixture_null_entry");
-  EXPECT_THAT(error, AllOf(HasSubstr(TAYORI_PLUGIN_ENTRY_SYMBOL), HasSubstr("NULL")));
-}
-
-TEST(PluginLoader, RefusesPluginThatCanDeliverNothing) {
-  std::string error = refusal_of("fixture_no_delivery");
-  EXPECT_THAT(error, AllOf(HasSubstr("on_deliver"), HasSubstr("on_build/on_classify")));
-}
-
-TEST(PluginLoader, RefusesHalfASansIoPair) {
-  std::string error = refusal_of("fixture_half_sans_io");
-  EXPECT_THAT(error, HasSubstr("on_build and on_classify come as a pair"));
-}
-
-TEST(PluginLoader, RefusesBatchMaxWithoutOnBuildBatch) {
-  std::string error = refusal_of("fixture_batch_without_builder");
-  EXPECT_THAT(error, HasSubstr("batch_max is 500 but on_build_batch is NULL"));
-}
-
-TEST(PluginLoader, RefusesOnBuildBatchWithoutTheSansIoPair) {
-  std::string error = refusal_of("fixture_batch_without_pair");
-  EXPECT_THAT(error, HasSubstr("on_build_batch needs the on_build/on_classify pair"));
-}
-
-TEST(PluginLoader, RefusesNameOutsideLowerSnakeCase) {
-  std::string error = refusal_of("fixture_bad_name");
-  EXPECT_THAT(error, HasSubstr("name"));
-  EXPECT_THAT(error, HasSubstr("[a-z][a-z0-9_]*"));
-}
+INSTANTIATE_TEST_SUITE_P(
+    PluginLoader, PluginLoaderRefuses,
+    ::testing::Values(Refusal{"fixture_missing_entry", {TAYORI_PLUGIN_ENTRY_SYMBOL}},  // the symbol it looked for
+                      Refusal{"fixture_null_entry", {TAYORI_PLUGIN_ENTRY_SYMBOL, "NULL"}},
+                      Refusal{"fixture_no_delivery", {"on_deliver", "on_build/on_classify"}},  // it can deliver nothing
+                      Refusal{"fixture_half_sans_io", {"on_build and on_classify come as a pair"}},
+                      Refusal{"fixture_batch_without_builder", {"batch_max is 500 but on_build_batch is NULL"}},
+                      Refusal{"fixture_batch_without_pair", {"on_build_batch needs the on_build/on_classify pair"}},
+                      Refusal{"fixture_bad_name", {"name", "[a-z][a-z0-9_]*"}}),  // a name outside lower snake case
+    [](const ::testing::TestParamInfo<Refusal>& info) { return std::string(info.param.fixture); });
 
 TEST(PluginLoader, RefusesSecretSettingWithADefault) {
   std::string error = refusal_of("fixture_bad_setting_spec");
@@ -335,12 +323,19 @@ Built build(const std::string& yaml, const std::string& base_dir, const Clock& c
   return b;
 }
 
-// Builds a registry expected to fail with exactly one diagnostic and returns it.
-std::string only_error(const std::string& yaml) {
+// Builds a registry expected to fail, in a folder and with a clock of its own; returns what it reported.
+Built build_refused(const std::string& yaml) {
   PinnedClock clock;
   TempDir dir;
   Built b = build(yaml, dir.path(), clock);
   EXPECT_EQ(b.result.registry, nullptr);
+  b.result.registry.reset();  // were it built after all, it must not outlive the clock it reads
+  return b;
+}
+
+// Builds a registry expected to fail with exactly one diagnostic and returns it.
+std::string only_error(const std::string& yaml) {
+  Built b = build_refused(yaml);
   EXPECT_EQ(b.errors.size(), 1u) << ::testing::PrintToString(b.errors);
   return b.errors.empty() ? std::string() : b.errors.front();
 }
@@ -350,13 +345,21 @@ const char* const kTyped =
     "    plugin: fixture_typed_settings\n"
     "    settings:\n";
 
+// The one error of a typed channel that has its required label and `key: value` besides, with the place
+// of `key` and its path taken off the front when both are right, so that a test compares only the reason
+// (and a wrong place shows as the whole error).
+std::string reason_for_setting(const std::string& key, const std::string& value) {
+  std::string yaml =
+      yaml_with(TAYORI_FIXTURE_DIR, std::string(kTyped) + "      label: hello\n      " + key + ": " + value + "\n");
+  std::string error = only_error(yaml);
+  std::string at = "test.yaml:" + place_of(yaml, key + ":") + ": channels[0].settings." + key + ": ";
+  return error.rfind(at, 0) == 0 ? error.substr(at.size()) : error;
+}
+
 TEST(PluginRegistry, UnknownSettingIsReportedAtItsKeyWithWhatThePluginTakes) {
-  std::string yaml = yaml_with(TAYORI_FIXTURE_DIR, std::string(kTyped) +
-                                                       "      label: hello\n"
-                                                       "      colour: red\n");
-  EXPECT_EQ(only_error(yaml), "test.yaml:" + place_of(yaml, "colour:") +
-                                  ": channels[0].settings.colour: unknown setting for plugin fixture_typed_settings "
-                                  "(it takes: label, count, enabled, timeout, token, endpoint, file)");
+  EXPECT_EQ(reason_for_setting("colour", "red"),
+            "unknown setting for plugin fixture_typed_settings "
+            "(it takes: label, count, enabled, timeout, token, endpoint, file)");
 }
 
 TEST(PluginRegistry, MissingRequiredSettingIsReportedAtTheSettingsBlock) {
@@ -375,19 +378,11 @@ TEST(PluginRegistry, MissingRequiredSettingWithoutSettingsBlockIsReportedAtTheCh
 }
 
 TEST(PluginRegistry, WrongTypedBoolIsReportedAtItsKey) {
-  std::string yaml = yaml_with(TAYORI_FIXTURE_DIR, std::string(kTyped) +
-                                                       "      label: hello\n"
-                                                       "      enabled: maybe\n");
-  EXPECT_EQ(only_error(yaml),
-            "test.yaml:" + place_of(yaml, "enabled:") + ": channels[0].settings.enabled: must be true or false");
+  EXPECT_EQ(reason_for_setting("enabled", "maybe"), "must be true or false");
 }
 
 TEST(PluginRegistry, WrongTypedDurationIsReportedAtItsKey) {
-  std::string yaml = yaml_with(TAYORI_FIXTURE_DIR, std::string(kTyped) +
-                                                       "      label: hello\n"
-                                                       "      timeout: 10 seconds\n");
-  EXPECT_EQ(only_error(yaml), "test.yaml:" + place_of(yaml, "timeout:") +
-                                  ": channels[0].settings.timeout: must be a duration like 250ms, 10s, 5m, 24h or 7d");
+  EXPECT_EQ(reason_for_setting("timeout", "10 seconds"), "must be a duration like 250ms, 10s, 5m, 24h or 7d");
 }
 
 TEST(PluginRegistry, WrongTypedIntAndUrlAreReported) {
@@ -395,10 +390,7 @@ TEST(PluginRegistry, WrongTypedIntAndUrlAreReported) {
                                                        "      label: hello\n"
                                                        "      count: many\n"
                                                        "      endpoint: ftp://example.com/x\n");
-  PinnedClock clock;
-  TempDir dir;
-  Built b = build(yaml, dir.path(), clock);
-  EXPECT_EQ(b.result.registry, nullptr);
+  Built b = build_refused(yaml);
   EXPECT_THAT(b.errors, ::testing::ElementsAre(
                             "test.yaml:" + place_of(yaml, "count:") + ": channels[0].settings.count: must be an integer",
                             "test.yaml:" + place_of(yaml, "endpoint:") +
@@ -406,22 +398,13 @@ TEST(PluginRegistry, WrongTypedIntAndUrlAreReported) {
 }
 
 TEST(PluginRegistry, SecretWrittenInlineIsRefusedAndNotEchoed) {
-  std::string yaml = yaml_with(TAYORI_FIXTURE_DIR, std::string(kTyped) +
-                                                       "      label: hello\n"
-                                                       "      token: hunter2-inline\n");
-  std::string error = only_error(yaml);
-  EXPECT_EQ(error, "test.yaml:" + place_of(yaml, "token:") +
-                       ": channels[0].settings.token: is a secret: name an environment variable with token_env "
-                       "instead of writing it here");
-  EXPECT_THAT(error, ::testing::Not(HasSubstr("hunter2")));
+  std::string reason = reason_for_setting("token", "hunter2-inline");
+  EXPECT_EQ(reason, "is a secret: name an environment variable with token_env instead of writing it here");
+  EXPECT_THAT(reason, ::testing::Not(HasSubstr("hunter2")));
 }
 
 TEST(PluginRegistry, NonSecretFromEnvironmentIsRefused) {
-  std::string yaml = yaml_with(TAYORI_FIXTURE_DIR, std::string(kTyped) +
-                                                       "      label: hello\n"
-                                                       "      endpoint_env: TYPED_TOKEN\n");
-  EXPECT_EQ(only_error(yaml), "test.yaml:" + place_of(yaml, "endpoint_env:") +
-                                  ": channels[0].settings.endpoint_env: is not a secret: write endpoint directly");
+  EXPECT_EQ(reason_for_setting("endpoint_env", "TYPED_TOKEN"), "is not a secret: write endpoint directly");
 }
 
 // Twilio signs the URL it called, which only server.public_url gives (behind a TLS terminator the Host
@@ -497,10 +480,7 @@ TEST(PluginRegistry, ReportsEveryChannelsProblemsAtOnce) {
                                                        "    settings:\n"
                                                        "      label: again\n"
                                                        "      enabled: yes\n");
-  PinnedClock clock;
-  TempDir dir;
-  Built b = build(yaml, dir.path(), clock);
-  EXPECT_EQ(b.result.registry, nullptr);
+  Built b = build_refused(yaml);
   ASSERT_EQ(b.errors.size(), 2u) << ::testing::PrintToString(b.errors);
   EXPECT_THAT(b.errors[0], StartsWith("test.yaml:" + place_of(yaml, "colour:") + ": channels[0].settings.colour: "));
   EXPECT_THAT(b.errors[1], StartsWith("test.yaml:" + place_of(yaml, "enabled:") + ": channels[1].settings.enabled: "));
@@ -552,16 +532,20 @@ TEST(PluginRegistry, HandsThePluginNormalisedValuesWithDefaults) {
 
 // ---- The real file_sink plugin --------------------------------------------------------------
 
+// A file_sink channel "outbox" for phone numbers, writing outbox.jsonl in the test's folder.
+std::string outbox_yaml() {
+  return yaml_with(TAYORI_PLUGIN_DIR,
+                   "  - name: outbox\n"
+                   "    plugin: file_sink\n"
+                   "    contact: phone\n"
+                   "    settings:\n"
+                   "      path: outbox.jsonl\n");
+}
+
 TEST(PluginFileSink, LoadsWritesOneJsonLinePerDeliveryAndDelivers) {
   TempDir dir;
-  std::string yaml = yaml_with(TAYORI_PLUGIN_DIR,
-                               "  - name: outbox\n"
-                               "    plugin: file_sink\n"
-                               "    contact: phone\n"
-                               "    settings:\n"
-                               "      path: outbox.jsonl\n");
   PinnedClock clock;
-  Built b = build(yaml, dir.path(), clock);
+  Built b = build(outbox_yaml(), dir.path(), clock);
   ASSERT_NE(b.result.registry, nullptr) << ::testing::PrintToString(b.errors);
   Channel* channel = b.result.registry->find("outbox");
   ASSERT_NE(channel, nullptr);
@@ -613,14 +597,8 @@ TEST(PluginFileSink, ALineCutShortByACrashIsNotContinuedByTheNextOne) {
     std::ofstream torn(dir.file("outbox.jsonl"), std::ios::binary);
     torn << "{\"message_id\":\"earlier\"}\n{\"message_id\":\"cut";
   }
-  std::string yaml = yaml_with(TAYORI_PLUGIN_DIR,
-                               "  - name: outbox\n"
-                               "    plugin: file_sink\n"
-                               "    contact: phone\n"
-                               "    settings:\n"
-                               "      path: outbox.jsonl\n");
   PinnedClock clock;
-  Built b = build(yaml, dir.path(), clock);
+  Built b = build(outbox_yaml(), dir.path(), clock);
   ASSERT_NE(b.result.registry, nullptr) << ::testing::PrintToString(b.errors);
   DeliveryRequest r;
   r.message_id = "after-the-crash";

@@ -54,9 +54,10 @@ ChannelLookup lookup() {
   };
 }
 
-RecipientState opted_in(std::vector<std::string> channels, Purpose p = Purpose::marketing) {
+RecipientState opted_in(const std::vector<std::string>& channels, Purpose p = Purpose::marketing) {
   RecipientState s;
-  for (auto& c : channels) s.consent.push_back({c, p, ConsentState::opted_in, "api", "", utc("2026-01-01T00:00:00Z")});
+  for (const auto& c : channels)
+    s.consent.push_back({c, p, ConsentState::opted_in, "api", "", utc("2026-01-01T00:00:00Z")});
   return s;
 }
 
@@ -79,6 +80,17 @@ struct Scenario {
   }
 };
 
+// Checks that `d` sends on `channel` having skipped exactly one channel before it, for `reason` by `rule`. By
+// value: json's const operator[] asserts on a missing key, where a test should fail.
+void expect_sent_after_one_skip(Decision d, const std::string& channel, const std::string& reason,
+                                const std::string& rule) {
+  EXPECT_EQ(d.verdict, Verdict::send);
+  EXPECT_EQ(d.channel, channel);
+  ASSERT_EQ(d.detail["skipped"].size(), 1u);
+  EXPECT_EQ(d.detail["skipped"][0]["reason"], reason);
+  EXPECT_EQ(d.detail["skipped"][0]["rule"], rule);
+}
+
 TEST(Decide, SendsOnTheFirstConsentedChannelAtNoon) {
   Scenario r;
   Decision d = r.go();
@@ -91,12 +103,7 @@ TEST(Decide, SendsOnTheFirstConsentedChannelAtNoon) {
 TEST(Decide, MarketingWithoutConsentSkipsTheChannel) {
   Scenario r;
   r.state = opted_in({"email"});  // no record for sms: the marketing default (opted_out) applies
-  Decision d = r.go();
-  EXPECT_EQ(d.verdict, Verdict::send);
-  EXPECT_EQ(d.channel, "email");
-  ASSERT_EQ(d.detail["skipped"].size(), 1u);
-  EXPECT_EQ(d.detail["skipped"][0]["reason"], "no_consent");
-  EXPECT_EQ(d.detail["skipped"][0]["rule"], "consent.default");
+  expect_sent_after_one_skip(r.go(), "email", "no_consent", "consent.default");
 }
 
 TEST(Decide, AnOptOutBeatsTheDefaultAndIsExplained) {
@@ -168,12 +175,7 @@ TEST(Decide, UnavailableOrUnknownChannelsAndMissingContactsAreSkippedWithReasons
 TEST(Decide, AnOpenCircuitIsSkippedForTheNextChannel) {
   Scenario r;
   r.circuits["sms"] = ChannelView{"phone", true, r.now + 5'000, 0};
-  Decision d = r.go();
-  EXPECT_EQ(d.verdict, Verdict::send);
-  EXPECT_EQ(d.channel, "email");
-  ASSERT_EQ(d.detail["skipped"].size(), 1u);
-  EXPECT_EQ(d.detail["skipped"][0]["reason"], "circuit_open");
-  EXPECT_EQ(d.detail["skipped"][0]["rule"], "circuit_breaker.sms");
+  expect_sent_after_one_skip(r.go(), "email", "circuit_open", "circuit_breaker.sms");
 }
 
 TEST(Decide, WhenEveryUsableChannelsCircuitIsOpenTheMessageWaitsForTheEarliest) {

@@ -30,7 +30,7 @@ using testing::ScriptedProvider;
 using namespace testing::apns;  // the identifiers, settings and registry the unit tests share
 
 DeliveryRequest push(const std::string& delivery_id = testing::kDeliveryId) {
-  return testing::delivery(kDevice, {{"title", "ご注文の発送"}, {"body", "荷物を発送しました"}}, delivery_id);
+  return testing::push_delivery(kDevice, delivery_id);
 }
 
 // APNs: verifies each provider token's ES256 signature (with the host's own verify_jwt) and answers 403

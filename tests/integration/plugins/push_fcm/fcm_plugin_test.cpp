@@ -61,7 +61,7 @@ std::string fcm_error(int code, const std::string& status, const std::string& me
 }
 
 DeliveryRequest push(const std::string& delivery_id = testing::kDeliveryId) {
-  return testing::delivery(kDeviceToken, {{"title", "ご注文の発送"}, {"body", "荷物を発送しました"}}, delivery_id);
+  return testing::push_delivery(kDeviceToken, delivery_id);
 }
 
 // Google as far as push_fcm meets it: the OAuth token endpoint verifies each assertion (with the host's
