@@ -49,35 +49,12 @@ export BENCH_TWILIO_TOKEN=$STANDINS_TWILIO_TOKEN
 quiet_from=$(( 10#$(TZ=Asia/Tokyo date +%H) ))
 quiet_to=$(( (quiet_from + 2) % 24 ))
 mkdir -p "$TMP/gateway"
-cat >"$TMP/gateway/gateway.yaml" <<EOF
-server:
-  listen: 127.0.0.1:0
-  max_batch: $BATCH
-store:
-  data_dir: data
-dispatcher:
-  workers: $WORKERS
-api_keys:
-  - name: bench
-    key_env: TAYORI_BENCH_KEY
-plugin_dirs:
-  - $PLUGIN_DIR
-channels:
-$(standins_sms_channel 64)
-policy:
-  default_timezone: Asia/Tokyo
-  consent:
-    defaults:
-      transactional: opted_in
-      marketing: opted_in
-  quiet_hours:
-    - name: marketing_night
-      channels: [sms]
-      purpose: marketing
-      from: "$(printf '%02d' "$quiet_from"):00"
-      to: "$(printf '%02d' "$quiet_to"):00"
-      action: defer
-EOF
+{
+  bench_config_top
+  echo "channels:"
+  standins_sms_channel 64
+  bench_policy sms "$quiet_from" "$quiet_to"
+} >"$TMP/gateway/gateway.yaml"
 start() { serve_gateway "$TMP/gateway/gateway.yaml" "$TMP/gateway/data"; }
 # rss_mib FIELD: VmRSS (resident now) or VmHWM (the peak) of the gateway, in MiB.
 rss_mib() { awk -v f="$1:" '$1 == f { printf "%.0f\n", $2 / 1024 }' "/proc/$GW_PID/status"; }

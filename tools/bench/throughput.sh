@@ -126,19 +126,7 @@ $(standins_sms_channel "$CHANNEL_CONCURRENCY")
     settings:
       base_url: $STANDINS_SIM_URL
       channel_access_token_env: BENCH_LINE_TOKEN
-policy:
-  default_timezone: Asia/Tokyo
-  consent:
-    defaults:
-      transactional: opted_in
-      marketing: opted_in
-  quiet_hours:
-    - name: marketing_night
-      channels: [sms, line]
-      purpose: marketing
-      from: "$(printf '%02d' "$quiet_from"):00"
-      to: "$(printf '%02d' "$quiet_to"):00"
-      action: defer
+$(bench_policy "sms, line" "$quiet_from" "$quiet_to")
   caps:
     - name: marketing_daily
       scope: all

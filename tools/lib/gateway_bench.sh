@@ -66,6 +66,27 @@ plugin_dirs:
 EOF
 }
 
+# bench_policy CHANNELS FROM_HOUR TO_HOUR: the policy of the benches with marketing in the path: recipients in
+# Asia/Tokyo, marketing consent opted in by default (no PUT per recipient), and quiet hours for marketing on the
+# CHANNELS ("sms, line") from FROM_HOUR:00 to TO_HOUR:00 that defer. A bench adds caps after it.
+bench_policy() {
+  cat <<EOF
+policy:
+  default_timezone: Asia/Tokyo
+  consent:
+    defaults:
+      transactional: opted_in
+      marketing: opted_in
+  quiet_hours:
+    - name: marketing_night
+      channels: [$1]
+      purpose: marketing
+      from: "$(printf '%02d' "$2"):00"
+      to: "$(printf '%02d' "$3"):00"
+      action: defer
+EOF
+}
+
 # serve_gateway CONFIG DATA_DIR [OUT_DIR]: `tayori serve` on 127.0.0.1:0 in the background (GW_PID), its stdout and
 # stderr in OUT_DIR (default TMP)/gateway.out and .err; returns once it listens (PORT, URL).
 serve_gateway() {
