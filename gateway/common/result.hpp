@@ -34,6 +34,9 @@ constexpr std::string_view to_string(ErrorCode code) {
 }
 
 struct Error {
+  Error() = default;
+  Error(ErrorCode c, std::string m, std::string f = {}) : code(c), message(std::move(m)), field(std::move(f)) {}
+
   ErrorCode code = ErrorCode::internal;
   std::string message;  // what a person reads: what failed and, where known, why
   std::string field;    // the field or rule that caused it; empty when no one field did

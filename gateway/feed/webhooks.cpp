@@ -155,8 +155,10 @@ void Webhooks::persist(Sender& s, int64_t seq) {
   s.persisted = seq;
   // Not awaited: commits apply in order and the store keeps the maximum. A cursor lost to a crash (or a
   // full disk) only means events after the stored one are sent again: at-least-once.
-  store_.set_webhook_cursor(s.config.name, seq, [name = s.config.name, seq](bool ok) {
-    if (!ok) log::warn("webhooks", name + ": the store could not record the cursor " + std::to_string(seq));
+  store_.set_webhook_cursor(s.config.name, seq, [name = s.config.name, seq](const Result<void>& recorded) {
+    if (!recorded)
+      log::warn("webhooks", name + ": the store could not record the cursor " + std::to_string(seq) + ": " +
+                                recorded.error().message);
   });
 }
 

@@ -103,13 +103,12 @@ struct Channel::HostServices {
                                         void* response_ctx) {
     Channel& c = of(ctx);
     if (request == nullptr || on_response == nullptr || c.transport_ == nullptr) return TAYORI_INVALID;
-    std::string problem;
-    transport::Request req = to_transport_request(request, c.pool_key(), problem);
-    if (!problem.empty()) {
-      log::write(log::Level::warn, "plugin." + c.name_, "host_exchange refused: " + problem);
+    Result<transport::Request> req = to_transport_request(request, c.pool_key());
+    if (!req) {
+      log::write(log::Level::warn, "plugin." + c.name_, "host_exchange refused: " + req.error().message);
       return TAYORI_INVALID;
     }
-    transport::Response r = exchange(*c.transport_, std::move(req));
+    transport::Response r = exchange(*c.transport_, std::move(req).value());
     with_response(r, [&](const tayori_response* resp) { on_response(response_ctx, resp); });
     return TAYORI_OK;
   }

@@ -6,7 +6,10 @@
 //
 // Writes are group-committed: callers hand over an operation and a completion; one writer applies many
 // operations in one transaction and runs each completion only after that transaction is durable. A
-// completion that says `ok` is the promise behind an HTTP 202.
+// completion handed a success is the promise behind an HTTP 202; one handed an Error learns what the writer
+// knows of the failure: `conflict` when the data broke a rule of the schema (that operation alone failed),
+// `unavailable` when the database could not commit (full, I/O, busy, lost, or the store stopping),
+// `invalid` or `internal` for data an operation could not handle.
 #pragma once
 
 #include <cstdint>

@@ -656,10 +656,17 @@ struct Loaded {
   std::string error;
 
   Loaded(const std::string& name, const std::vector<std::pair<std::string, std::string>>& settings) {
-    library = Library::open(fixture(name), error);
-    if (!library) return;
+    auto opened = Library::open(fixture(name));
+    if (!opened) {
+      error = opened.error().message;
+      return;
+    }
+    library = *opened;
     channel = std::make_unique<Channel>("test_channel", "email", library, clock);
-    if (!channel->create(settings, error)) channel.reset();
+    if (Result<void> created = channel->create(settings); !created) {
+      error = created.error().message;
+      channel.reset();
+    }
   }
 };
 
