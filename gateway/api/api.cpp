@@ -10,7 +10,6 @@
 #include "common/log.hpp"
 #include "core/intake.hpp"
 #include "core/message.hpp"
-#include "store/sql.hpp"
 #include "transport/circuit_breaker.hpp"
 #include "crypto/crypto.hpp"
 
@@ -150,6 +149,15 @@ HttpResponse store_unavailable(std::string_view what, std::string_view why) {
 
 HttpResponse store_unreadable(std::string_view why) { return unavailable("the store could not be read", why); }
 
+void answer_reading(const Responder& respond, const std::function<void()>& answer) {
+  try {
+    answer();
+  } catch (const store::ReadError& e) {
+    log::error("api", std::string("a store read after a write failed: ") + e.what());
+    respond(store_unreadable(e.error.message));
+  }
+}
+
 HttpResponse problem(int status, std::string_view title, std::string_view detail,
                      const std::vector<std::pair<std::string, std::string>>& errors) {
   Json body = {{"type", "about:blank"}, {"title", title}, {"status", status}, {"detail", detail}};
@@ -260,11 +268,11 @@ void Api::handle(HttpRequest request, Responder respond) {
   };
   try {
     serve(request, route, method, counted);
-  } catch (const store::sql::Error& e) {
+  } catch (const store::ReadError& e) {
     // A store read failed (SQLITE_BUSY, an I/O error, no file descriptor left, a lost PostgreSQL connection):
     // the request was fine and may be sent again. Any other exception is the HTTP server's 500.
     log::error("api", method + " " + route + ": " + e.what());
-    counted(store_unreadable(e.why));
+    counted(store_unreadable(e.error.message));
   }
 }
 
@@ -434,8 +442,8 @@ void Api::submit(const HttpRequest& request, const std::string& key_name, const 
     reserved = due.empty() ? 0 : deps_.reserve_hand_over(static_cast<int>(due.size()));
     for (int i = 0; i < reserved; ++i) due[static_cast<size_t>(i)]->claim = true;
   }
-  auto finish = [this, intake, reserved, received = request.received_at_ns, respond](
-                    Result<std::vector<store::AcceptResult>> stored) {
+  auto finish = [this, intake, reserved, received = request.received_at_ns,
+                 respond](Result<std::vector<store::AcceptResult>> stored) {
     int handed = 0;
     if (reserved > 0) {
       std::vector<store::MessageRecord> claims;
@@ -566,8 +574,10 @@ void Api::retry_message(const std::string& id, const Key& key, const Responder& 
     if (!ids) return respond(store_unavailable("the retry", ids.error().message));
     if (ids->empty()) {
       // It moved on between the look-up and the commit (another retry, a purge): say where it is now.
-      auto now = deps_.store.find(id);
-      return respond(now ? not_replayable(id, now->state) : message_not_found(id));
+      return answer_reading(respond, [&] {
+        auto now = deps_.store.find(id);
+        respond(now ? not_replayable(id, now->state) : message_not_found(id));
+      });
     }
     if (deps_.wake_dispatcher) deps_.wake_dispatcher();
     respond(json_response(202, {{"id", id}, {"state", "scheduled"}}));
@@ -610,11 +620,12 @@ void Api::retry_messages(const HttpRequest& request, const Key& key, const Respo
     }
   }
   if (!errors.empty()) return respond(problem(400, "Bad Request", "the retry request is invalid", errors));
-  deps_.store.replay(filter, deps_.clock.now_ms(), key.name, [this, respond](const Result<std::vector<std::string>>& ids) {
-    if (!ids) return respond(store_unavailable("the retry", ids.error().message));
-    if (!ids->empty() && deps_.wake_dispatcher) deps_.wake_dispatcher();
-    respond(json_response(202, {{"retried", ids->size()}, {"ids", *ids}}));
-  });
+  deps_.store.replay(filter, deps_.clock.now_ms(), key.name,
+                     [this, respond](const Result<std::vector<std::string>>& ids) {
+                       if (!ids) return respond(store_unavailable("the retry", ids.error().message));
+                       if (!ids->empty() && deps_.wake_dispatcher) deps_.wake_dispatcher();
+                       respond(json_response(202, {{"retried", ids->size()}, {"ids", *ids}}));
+                     });
 }
 
 void Api::cancel_message(const std::string& id, const Key& key, const Responder& respond) {

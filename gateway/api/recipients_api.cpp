@@ -173,7 +173,9 @@ void Api::recipients(const HttpRequest& request, const std::string& route, Respo
     // durable (as intake is) instead of an HTTP thread waiting for a commit per record.
     deps_.store.append_consent(id, std::move(records), [this, id, respond](const Result<void>& stored) {
       if (!stored) return respond(store_unavailable("the change", stored.error().message));
-      respond(json_response(200, {{"recipient_id", id}, {"consent", effective_consent(id)}}));
+      answer_reading(respond, [&] {
+        respond(json_response(200, {{"recipient_id", id}, {"consent", effective_consent(id)}}));
+      });
     });
     return;
   }

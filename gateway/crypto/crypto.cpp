@@ -109,8 +109,7 @@ Result<std::string> decode_body(std::string_view body, const char* name) {
   std::string padded(body);
   padded.append(pad, '=');
   std::string out(padded.size() / 4 * 3, '\0');
-  if (padded.size() > size_t(std::numeric_limits<int>::max()))
-    return fail(std::string(name) + ": input too long");
+  if (padded.size() > size_t(std::numeric_limits<int>::max())) return fail(std::string(name) + ": input too long");
   int len = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()), bytes(padded), int(padded.size()));
   if (len < 0) return fail(openssl_error(std::string(name) + ": cannot decode"));
   // EVP_DecodeBlock writes a zero byte for each '=': they are not data.
@@ -124,8 +123,7 @@ int refuse_passphrase(char*, size_t, size_t*, const OSSL_PARAM[], void*) { retur
 
 Result<PkeyPtr> load_pem(std::string_view pem, bool private_key) {
   const char* what = private_key ? "private key" : "public key";
-  if (pem.find("-----BEGIN") == std::string_view::npos)
-    return fail(std::string(what) + ": not a PEM document");
+  if (pem.find("-----BEGIN") == std::string_view::npos) return fail(std::string(what) + ": not a PEM document");
   if (pem.find("ENCRYPTED") != std::string_view::npos)
     return fail(std::string(what) + ": encrypted PEM keys are not supported");
   EVP_PKEY* raw = nullptr;
@@ -210,8 +208,7 @@ Result<std::string> der_to_raw_p256(std::string_view der) {
 
 // 64-byte R||S -> DER ECDSA-Sig-Value.
 Result<std::string> raw_p256_to_der(std::string_view raw) {
-  if (raw.size() != 64)
-    return fail("ES256: signature must be 64 bytes, got " + std::to_string(raw.size()));
+  if (raw.size() != 64) return fail("ES256: signature must be 64 bytes, got " + std::to_string(raw.size()));
   std::unique_ptr<ECDSA_SIG, EcdsaSigFree> sig(ECDSA_SIG_new());
   BIGNUM* r = BN_bin2bn(bytes(raw), 32, nullptr);
   BIGNUM* s = BN_bin2bn(bytes(raw) + 32, 32, nullptr);
@@ -272,17 +269,13 @@ std::string base64url_encode(std::string_view in) {
 }
 
 Result<std::string> base64_decode(std::string_view text) {
-  if (text.size() % 4 != 0)
-    return fail("base64: length " + std::to_string(text.size()) +
-                                              " is not a multiple of 4");
+  if (text.size() % 4 != 0) return fail("base64: length " + std::to_string(text.size()) + " is not a multiple of 4");
   size_t pad = 0;
   while (pad < text.size() && pad < 3 && text[text.size() - 1 - pad] == '=') ++pad;
   if (pad > 2) return fail("base64: too much padding");
   std::string_view body = text.substr(0, text.size() - pad);
-  if (body.find('=') != std::string_view::npos)
-    return fail("base64: '=' inside the data");
-  if (pad > 0 && body.size() % 4 != 4 - pad)
-    return fail("base64: wrong padding");
+  if (body.find('=') != std::string_view::npos) return fail("base64: '=' inside the data");
+  if (pad > 0 && body.size() % 4 != 4 - pad) return fail("base64: wrong padding");
   return decode_body(body, "base64");
 }
 
@@ -325,9 +318,7 @@ std::string hex(std::string_view bytes) {
 
 std::string sha256_hex(std::string_view text) { return hex(sha256(text)); }
 
-Result<std::string> hmac_sha256(std::string_view key, std::string_view data) {
-  return hmac("SHA256", key, data);
-}
+Result<std::string> hmac_sha256(std::string_view key, std::string_view data) { return hmac("SHA256", key, data); }
 Result<std::string> hmac_sha1(std::string_view key, std::string_view data) { return hmac("SHA1", key, data); }
 
 bool constant_time_equal(std::string_view a, std::string_view b) {
@@ -341,8 +332,8 @@ bool constant_time_equal(std::string_view a, std::string_view b) {
   return CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
 }
 
-Result<std::string> sign_jwt(std::string_view alg, std::string_view header_json_extra,
-                                   std::string_view claims_json, std::string_view pem_private_key) {
+Result<std::string> sign_jwt(std::string_view alg, std::string_view header_json_extra, std::string_view claims_json,
+                             std::string_view pem_private_key) {
   using R = Result<std::string>;
   try {
     ERR_clear_error();
@@ -423,7 +414,8 @@ Result<VerifiedJwt> verify_jwt(std::string_view compact, std::string_view pem_pu
     }
     std::string_view input = compact.substr(0, d2);
     std::unique_ptr<EVP_MD_CTX, MdCtxFree> ctx(EVP_MD_CTX_new());
-    if (!ctx || EVP_DigestVerifyInit_ex(ctx.get(), nullptr, "SHA256", nullptr, nullptr, key.value().get(), nullptr) != 1)
+    if (!ctx ||
+        EVP_DigestVerifyInit_ex(ctx.get(), nullptr, "SHA256", nullptr, nullptr, key.value().get(), nullptr) != 1)
       return fail(openssl_error("verify_jwt: verify init failed"));
     int rc = EVP_DigestVerify(ctx.get(), bytes(signature), signature.size(), bytes(input), input.size());
     ERR_clear_error();
@@ -450,13 +442,12 @@ std::shared_ptr<TokenCache::Entry> TokenCache::entry_for(const std::string& key)
 }
 
 Result<std::string> TokenCache::get(const std::string& key, int64_t now_ms, int64_t refresh_before_ms,
-                                          const MintFn& mint) {
+                                    const MintFn& mint) {
   using R = Result<std::string>;
   try {
     auto entry = entry_for(key);
     std::lock_guard lock(entry->mu);
-    if (entry->has_token && now_ms < entry->token.expires_at_ms - refresh_before_ms)
-      return R(entry->token.token);
+    if (entry->has_token && now_ms < entry->token.expires_at_ms - refresh_before_ms) return R(entry->token.token);
     Result<MintedToken> minted = fail("no mint function");
     if (mint) {
       try {

@@ -1,7 +1,8 @@
 // The host's signing helpers (docs/architecture.md §3): base64/base64url, SHA-256 (API key digests, payload
-// hashes), HMAC-SHA256/SHA1 (LINE and Twilio signatures, signed links, webhook signatures), constant-time comparison, compact JWS signing/verification for RS256 (FCM OAuth grant) and
-// ES256 (APNs provider token), and a token cache. No plugin hand-rolls crypto; everything goes through
-// OpenSSL 3. Nothing here throws: failures come back as a Result whose error names what failed.
+// hashes), HMAC-SHA256/SHA1 (LINE and Twilio signatures, signed links, webhook signatures), constant-time comparison,
+// compact JWS signing/verification for RS256 (FCM OAuth grant) and ES256 (APNs provider token), and a token cache. No
+// plugin hand-rolls crypto; everything goes through OpenSSL 3. Nothing here throws: failures come back as a Result
+// whose error names what failed.
 #pragma once
 
 #include <cstdint>
@@ -57,8 +58,8 @@ bool constant_time_equal(std::string_view a, std::string_view b);
 // "typ" but never "alg". `claims_json` must be a JSON object. `pem_private_key` is PKCS#8 ("BEGIN PRIVATE
 // KEY", as in a Google service-account JSON or an Apple .p8) or traditional ("BEGIN RSA/EC PRIVATE KEY");
 // encrypted keys are refused. A key whose type does not match `alg` is refused.
-Result<std::string> sign_jwt(std::string_view alg, std::string_view header_json_extra,
-                                   std::string_view claims_json, std::string_view pem_private_key);
+Result<std::string> sign_jwt(std::string_view alg, std::string_view header_json_extra, std::string_view claims_json,
+                             std::string_view pem_private_key);
 
 struct VerifiedJwt {
   std::string alg;
@@ -89,8 +90,7 @@ class TokenCache {
  public:
   using MintFn = std::function<Result<MintedToken>()>;
 
-  Result<std::string> get(const std::string& key, int64_t now_ms, int64_t refresh_before_ms,
-                                const MintFn& mint);
+  Result<std::string> get(const std::string& key, int64_t now_ms, int64_t refresh_before_ms, const MintFn& mint);
 
   // Drops the cached token for `key` so the next get() re-mints (e.g. APNs 403 ExpiredProviderToken, FCM
   // 401). With a non-empty `only_if_token`, drops it only while it is still that token, so many requests

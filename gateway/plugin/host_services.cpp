@@ -85,8 +85,7 @@ struct Channel::HostServices {
                              if (st != TAYORI_OK)
                                return Error{ErrorCode::invalid,
                                             why[0] ? why : "the plugin's mint function failed without saying why"};
-                             if (minted.empty())
-                               return Error{ErrorCode::invalid, "minted an empty token"};
+                             if (minted.empty()) return Error{ErrorCode::invalid, "minted an empty token"};
                              return crypto::MintedToken{minted, expires};
                            });
     if (!r) {

@@ -37,8 +37,9 @@ Result<std::shared_ptr<Library>> Library::open(const std::string& path) {
   lib->path_ = path;
   auto entry = reinterpret_cast<tayori_plugin_entry_fn>(::dlsym(handle, TAYORI_PLUGIN_ENTRY_SYMBOL));
   if (entry == nullptr) {
-    return refused("incompatible plugin \"" + path + "\": it does not export " TAYORI_PLUGIN_ENTRY_SYMBOL
-            " (is it a Tayori plugin? build it with TAYORI_PLUGIN from tayori/plugin.hpp)");
+    return refused("incompatible plugin \"" + path +
+                   "\": it does not export " TAYORI_PLUGIN_ENTRY_SYMBOL
+                   " (is it a Tayori plugin? build it with TAYORI_PLUGIN from tayori/plugin.hpp)");
   }
   const tayori_plugin* d = entry();
   if (d == nullptr) {
@@ -47,8 +48,8 @@ Result<std::shared_ptr<Library>> Library::open(const std::string& path) {
   // Read the three leading fields first: they are the same in every ABI version.
   if (d->abi_major != TAYORI_ABI_MAJOR) {
     return refused("incompatible plugin \"" + path + "\": version mismatch: the host speaks plugin ABI " +
-            version_text(TAYORI_ABI_MAJOR, TAYORI_ABI_MINOR) + ", the plugin was built for ABI " +
-            version_text(d->abi_major, d->abi_minor));
+                   version_text(TAYORI_ABI_MAJOR, TAYORI_ABI_MINOR) + ", the plugin was built for ABI " +
+                   version_text(d->abi_major, d->abi_minor));
   }
   // A newer minor is refused; an older one loads (docs/architecture.md §6.2). A newer minor may rely on host
   // behaviour this host lacks: a flag in an outcome, a new status or event kind. This host would read the
@@ -59,13 +60,14 @@ Result<std::shared_ptr<Library>> Library::open(const std::string& path) {
   if (d->abi_minor > TAYORI_ABI_MINOR) {
     const std::string host = version_text(TAYORI_ABI_MAJOR, TAYORI_ABI_MINOR);
     return refused("incompatible plugin \"" + path + "\": it was built for plugin ABI " +
-            version_text(d->abi_major, d->abi_minor) + " but this host speaks " + host + "; build it against the " +
-            host + " headers (the SDK this host installs) or upgrade Tayori");
+                   version_text(d->abi_major, d->abi_minor) + " but this host speaks " + host +
+                   "; build it against the " + host + " headers (the SDK this host installs) or upgrade Tayori");
   }
   if (d->struct_size < TAYORI_PLUGIN_V1_0_SIZE) {
     return refused("incompatible plugin \"" + path + "\": its descriptor is " + std::to_string(d->struct_size) +
-            " bytes, shorter than the " + std::to_string(TAYORI_PLUGIN_V1_0_SIZE) + " bytes of ABI " +
-            version_text(TAYORI_ABI_MAJOR, 0) + " (plugin says ABI " + version_text(d->abi_major, d->abi_minor) + ")");
+                   " bytes, shorter than the " + std::to_string(TAYORI_PLUGIN_V1_0_SIZE) + " bytes of ABI " +
+                   version_text(TAYORI_ABI_MAJOR, 0) + " (plugin says ABI " + version_text(d->abi_major, d->abi_minor) +
+                   ")");
   }
   // An older minor's shorter descriptor: the fields appended since stay zero (NULL callbacks, no flags). The
   // min() still guards a descriptor that claims this minor with a longer size than ours.

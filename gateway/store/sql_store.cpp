@@ -64,6 +64,19 @@ std::unique_ptr<sql::Connection> SqlStore::take_reader() {
   }
 }
 
+void SqlStore::throw_read_error() {
+  try {
+    throw;
+  } catch (const ReadError&) {
+    throw;
+  } catch (const sql::Error& e) {
+    throw ReadError(e.to_error(), e.what());
+  } catch (const std::exception& e) {
+    // Not the engine's (a row the operation could not read): no short reason to give but the text itself.
+    throw ReadError(Error{ErrorCode::internal, e.what()}, e.what());
+  }
+}
+
 void SqlStore::give_back(std::unique_ptr<sql::Connection> c) {
   bool keep = c && backend_->usable(*c);
   std::lock_guard lock(readers_mutex_);
@@ -227,7 +240,7 @@ namespace {
 // is durable, or the operation's Error. `done` may be empty.
 template <class T>
 std::function<void(Result<void>)> answer_with(std::shared_ptr<T> value, std::function<void(Result<T>)> done) {
-  return [value = std::move(value), done = std::move(done)](Result<void> verdict) {
+  return [value = std::move(value), done = std::move(done)](const Result<void>& verdict) {
     if (!done) return;
     if (!verdict) return done(verdict.error());
     done(std::move(*value));
@@ -256,8 +269,7 @@ void SqlStore::cancel(const std::string& id, int64_t now_ms, std::function<void(
 
 void SqlStore::apply(Transition t, int64_t now_ms, std::function<void(Result<void>)> done) {
   auto shared = std::make_shared<Transition>(std::move(t));
-  submit([shared, now_ms](sql::Connection& c, WriteContext& w) { ops::apply(c, w, *shared, now_ms); },
-         std::move(done));
+  submit([shared, now_ms](sql::Connection& c, WriteContext& w) { ops::apply(c, w, *shared, now_ms); }, std::move(done));
 }
 
 std::vector<MessageRecord> SqlStore::list(const MessageFilter& f) {
@@ -483,8 +495,7 @@ void SqlStore::set_webhook_cursor(const std::string& name, int64_t seq, std::fun
 
 // ---- InboundStore ----
 
-void SqlStore::apply_inbound(std::vector<InboundWrites> writes, int64_t now_ms,
-                             std::function<void(Result<int>)> done) {
+void SqlStore::apply_inbound(std::vector<InboundWrites> writes, int64_t now_ms, std::function<void(Result<int>)> done) {
   auto shared = std::make_shared<std::vector<InboundWrites>>(std::move(writes));
   auto applied = std::make_shared<int>(0);
   submit(
@@ -526,7 +537,8 @@ std::vector<StatRow> SqlStore::waiting_by_hour(int64_t after_ms) {
 int64_t SqlStore::purge_stat_minutes(int64_t before_ms) {
   int64_t count = 0;
   // Nothing of a failed group is committed, whatever the operation counted.
-  if (!submit_and_wait([&](sql::Connection& c, WriteContext&) { count = ops::purge_stat_minutes(c, before_ms); })) return 0;
+  if (!submit_and_wait([&](sql::Connection& c, WriteContext&) { count = ops::purge_stat_minutes(c, before_ms); }))
+    return 0;
   return count;
 }
 

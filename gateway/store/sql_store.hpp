@@ -131,8 +131,7 @@ class SqlStore : public Store {
   void set_webhook_cursor(const std::string& name, int64_t seq, std::function<void(Result<void>)> done) override;
 
   // ---- InboundStore ----
-  void apply_inbound(std::vector<InboundWrites> writes, int64_t now_ms,
-                     std::function<void(Result<int>)> done) override;
+  void apply_inbound(std::vector<InboundWrites> writes, int64_t now_ms, std::function<void(Result<int>)> done) override;
   std::optional<Question> open_question(const std::string& contact, const std::string& channel) override;
   void put_question(const std::string& contact, const std::string& channel, Question question,
                     std::function<void(Result<void>)> done) override;
@@ -162,19 +161,26 @@ class SqlStore : public Store {
   Result<void> submit_and_wait(WriteOp apply);
 
   // Runs `fn` on a pooled read connection (readers never block the writer). A connection whose run threw
-  // is not given back: the engine may have lost it.
+  // is not given back: the engine may have lost it. Whatever a read throws leaves as a ReadError.
   template <class T>
   T read(const std::function<T(sql::Connection&)>& fn) {
-    std::unique_ptr<sql::Connection> c = take_reader();
+    std::unique_ptr<sql::Connection> c;
+    try {
+      c = take_reader();
+    } catch (...) {
+      throw_read_error();
+    }
     try {
       T result = fn(*c);
       give_back(std::move(c));
       return result;
     } catch (...) {
       give_back(nullptr);
-      throw;
+      throw_read_error();
     }
   }
+  // Throws the exception being handled as a ReadError.
+  [[noreturn]] static void throw_read_error();
   // A read connection of the pool for the caller alone (a lock held across calls), until give_back. Waits
   // while max_readers are out; throws what opening one throws.
   std::unique_ptr<sql::Connection> take_reader();

@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -25,6 +26,15 @@
 #include "store/suppression_store.hpp"
 
 namespace tayori::store {
+
+// What every store read throws when it cannot answer (the database busy, unreadable or gone): the data path's
+// Error, thrown rather than returned because every caller's answer is the one its thread's top gives
+// (docs/architecture.md §6 "Errors"). `what()` carries the engine's full text for the log; `error.message`
+// the short reason an answer names.
+struct ReadError : std::runtime_error {
+  ReadError(tayori::Error e, const std::string& what) : std::runtime_error(what), error(std::move(e)) {}
+  tayori::Error error;
+};
 
 // What the store's writes have cost since it opened: the bench divides these by messages to print the
 // write amplification (pages and fsyncs per message), and /metrics exports them.

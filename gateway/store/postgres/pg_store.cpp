@@ -136,14 +136,15 @@ class PgStore final : public SqlStore {
 
   void accept(std::vector<NewMessage> batch, int64_t now_ms,
               std::function<void(Result<std::vector<AcceptResult>>)> done) override {
-    SqlStore::accept(std::move(batch), now_ms, [this, done = std::move(done)](Result<std::vector<AcceptResult>> results) {
-      if (results) {
-        std::lock_guard lock(held_mutex_);
-        for (const auto& r : *results)
-          if (r.claimed) held_.insert(r.claimed->id);
-      }
-      done(std::move(results));
-    });
+    SqlStore::accept(std::move(batch), now_ms,
+                     [this, done = std::move(done)](Result<std::vector<AcceptResult>> results) {
+                       if (results) {
+                         std::lock_guard lock(held_mutex_);
+                         for (const auto& r : *results)
+                           if (r.claimed) held_.insert(r.claimed->id);
+                       }
+                       done(std::move(results));
+                     });
   }
 
   void apply(Transition t, int64_t now_ms, std::function<void(Result<void>)> done) override {

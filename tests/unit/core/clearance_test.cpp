@@ -139,7 +139,8 @@ class ClearanceTest : public ::testing::Test {
   void suppress(const std::string& contact) {
     std::promise<bool> done;
     auto f = done.get_future();
-    store_->add_suppression({contact, "hard_bounce", "channel.email", kNow - 1'000}, [&done](const Result<void>& r) { done.set_value(r.ok()); });
+    store_->add_suppression({contact, "hard_bounce", "channel.email", kNow - 1'000},
+                            [&done](const Result<void>& r) { done.set_value(r.ok()); });
     ASSERT_TRUE(f.get());
   }
   std::vector<std::string> slot_ids(const std::string& recipient) {
@@ -380,7 +381,9 @@ TEST_F(ClearanceTest, CompleteRecipientWithoutAProfileOrAfterErasureChangesNothi
   put_profile({"hanako", "America/New_York", "en-US", R"({"phone":"+819000000001"})", 0, false});
   std::promise<std::pair<bool, bool>> erased;
   auto f = erased.get_future();
-  store_->erase_recipient("hanako", kNow, [&erased](const Result<bool>& found) { erased.set_value({found.ok(), found && *found}); });
+  store_->erase_recipient("hanako", kNow, [&erased](const Result<bool>& found) {
+    erased.set_value({found.ok(), found && *found});
+  });
   ASSERT_EQ(f.get(), std::make_pair(true, true));
   Message after = marketing("m2", "hanako");
   clearance_->complete_recipient(after);

@@ -139,8 +139,7 @@ TEST(Hmac, Rfc2202Sha1Cases) {
   ASSERT_TRUE(c1.ok()) << c1.error().message;
   EXPECT_EQ(c1.value().size(), 20u);
   EXPECT_EQ(hex(c1.value()), "b617318655057264e28bc0b6fb378c8ef146be00");
-  EXPECT_EQ(hex(hmac_sha1("Jefe", "what do ya want for nothing?").value()),
-            "effcdf6ae5eb2fa2d27416d5f184df9c259a7c79");
+  EXPECT_EQ(hex(hmac_sha1("Jefe", "what do ya want for nothing?").value()), "effcdf6ae5eb2fa2d27416d5f184df9c259a7c79");
 }
 
 TEST(Hmac, EmptyKeyAndDataAreAllowed) {
@@ -395,7 +394,8 @@ TEST(Jwt, WrongKeyTypeIsRefusedWithAMessage) {
   ASSERT_TRUE(k.rsa && k.ec && k.ec384);
   auto es_with_rsa = sign_jwt("ES256", "", "{}", k.rsa_pkcs8);
   ASSERT_FALSE(es_with_rsa.ok());
-  EXPECT_NE(es_with_rsa.error().message.find("ES256 needs an EC P-256 key"), std::string::npos) << es_with_rsa.error().message;
+  EXPECT_NE(es_with_rsa.error().message.find("ES256 needs an EC P-256 key"), std::string::npos)
+      << es_with_rsa.error().message;
   auto rs_with_ec = sign_jwt("RS256", "", "{}", k.ec_pkcs8);
   ASSERT_FALSE(rs_with_ec.ok());
   EXPECT_NE(rs_with_ec.error().message.find("RS256 needs an RSA key"), std::string::npos) << rs_with_ec.error().message;

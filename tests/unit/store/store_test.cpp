@@ -417,6 +417,21 @@ TEST_F(SqliteStoreTest, CheckpointsMoveTheWalIntoTheDatabase) {
 }
 #endif
 
+// A read the database cannot answer throws the one read error, holding an Error with the engine's reason;
+// the store goes on answering what it can. The failure is the engine's own: the table is gone.
+TEST_P(StoreTest, AReadThatFailsThrowsReadErrorAndTheStoreGoesOn) {
+  ASSERT_EQ(accept_one(new_message("kept", 1'000), 1'000).status, AcceptStatus::accepted);
+  run_sql_behind("DROP TABLE suppressions", "DROP TABLE suppressions");
+  try {
+    (void)store_->suppressions({"someone@example.com"});
+    ADD_FAILURE() << "a read of a dropped table answered";
+  } catch (const ReadError& e) {
+    EXPECT_FALSE(e.error.message.empty());
+    EXPECT_NE(std::string(e.what()).find("suppressions"), std::string::npos) << e.what();
+  }
+  EXPECT_TRUE(store_->find("kept").has_value());
+}
+
 // The writer is the one thread every durable answer goes through: a caller's completion that throws is
 // logged, and the writer goes on with the next group.
 TEST_P(StoreTest, ACompletionThatThrowsDoesNotStopTheWriter) {
