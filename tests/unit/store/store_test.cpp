@@ -459,11 +459,11 @@ TEST_P(StoreTest, AnOperationThatFailsInAGroupFailsAloneAndTheOthersCommitOnce) 
   std::promise<Result<std::vector<AcceptResult>>> big, small;
   std::promise<Result<void>> ok_first, poisoned, ok_last;
   store_->accept(std::move(batch), 1'000, [&](Result<std::vector<AcceptResult>> r) { big.set_value(std::move(r)); });
-  store_->add_suppression({"ok-first", "stop", "test", 1'000}, [&](Result<void> r) { ok_first.set_value(r); });
-  store_->add_suppression({"poison", "stop", "test", 1'000}, [&](Result<void> r) { poisoned.set_value(r); });
+  store_->add_suppression({"ok-first", "stop", "test", 1'000}, [&](const Result<void>& r) { ok_first.set_value(r); });
+  store_->add_suppression({"poison", "stop", "test", 1'000}, [&](const Result<void>& r) { poisoned.set_value(r); });
   store_->accept({new_message("after-poison", 50'000)}, 1'000,
                  [&](Result<std::vector<AcceptResult>> r) { small.set_value(std::move(r)); });
-  store_->add_suppression({"ok-last", "stop", "test", 1'000}, [&](Result<void> r) { ok_last.set_value(r); });
+  store_->add_suppression({"ok-last", "stop", "test", 1'000}, [&](const Result<void>& r) { ok_last.set_value(r); });
 
   Result<std::vector<AcceptResult>> big_done = big.get_future().get();
   Result<std::vector<AcceptResult>> small_done = small.get_future().get();
