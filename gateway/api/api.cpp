@@ -10,7 +10,6 @@
 #include "common/log.hpp"
 #include "core/intake.hpp"
 #include "core/message.hpp"
-#include "store/sql.hpp"
 #include "transport/circuit_breaker.hpp"
 #include "crypto/crypto.hpp"
 
@@ -149,6 +148,15 @@ HttpResponse store_unavailable(std::string_view what, std::string_view why) {
 
 HttpResponse store_unreadable(std::string_view why) { return unavailable("the store could not be read", why); }
 
+void answer_reading(const Responder& respond, const std::function<void()>& answer) {
+  try {
+    answer();
+  } catch (const store::ReadError& e) {
+    log::error("api", std::string("a store read after a write failed: ") + e.what());
+    respond(store_unreadable(e.error.message));
+  }
+}
+
 HttpResponse problem(int status, std::string_view title, std::string_view detail,
                      const std::vector<std::pair<std::string, std::string>>& errors) {
   Json body = {{"type", "about:blank"}, {"title", title}, {"status", status}, {"detail", detail}};
@@ -259,11 +267,11 @@ void Api::handle(HttpRequest request, Responder respond) {
   };
   try {
     serve(request, route, method, counted);
-  } catch (const store::sql::Error& e) {
+  } catch (const store::ReadError& e) {
     // A store read failed (SQLITE_BUSY, an I/O error, no file descriptor left, a lost PostgreSQL connection):
     // the request was fine and may be sent again. Any other exception is the HTTP server's 500.
     log::error("api", method + " " + route + ": " + e.what());
-    counted(store_unreadable(e.why));
+    counted(store_unreadable(e.error.message));
   }
 }
 
@@ -433,18 +441,19 @@ void Api::submit(const HttpRequest& request, const std::string& key_name, const 
     reserved = due.empty() ? 0 : deps_.reserve_hand_over(static_cast<int>(due.size()));
     for (int i = 0; i < reserved; ++i) due[static_cast<size_t>(i)]->claim = true;
   }
-  auto finish = [this, intake, reserved, received = request.received_at_ns, respond](
-                    bool ok, std::vector<store::AcceptResult> stored) {
+  auto finish = [this, intake, reserved, received = request.received_at_ns,
+                 respond](Result<std::vector<store::AcceptResult>> stored) {
     int handed = 0;
     if (reserved > 0) {
       std::vector<store::MessageRecord> claims;
-      for (auto& r : stored)
-        if (r.claimed) claims.push_back(std::move(*r.claimed));
+      if (stored)
+        for (auto& r : *stored)
+          if (r.claimed) claims.push_back(std::move(*r.claimed));
       handed = static_cast<int>(claims.size());
       deps_.hand_over(std::move(claims), reserved);
     }
-    if (!ok) return respond(store_unavailable("the messages", deps_.store.last_write_error()));
-    core::IntakeAnswer a = core::answer_intake(*intake, stored);
+    if (!stored) return respond(store_unavailable("the messages", stored.error().message));
+    core::IntakeAnswer a = core::answer_intake(*intake, *stored);
     deps_.metrics.count_intake("accepted", a.accepted);
     deps_.metrics.count_intake("duplicate", a.duplicate);
     deps_.metrics.count_intake("rejected", a.rejected);
@@ -462,7 +471,7 @@ void Api::submit(const HttpRequest& request, const std::string& key_name, const 
     if (a.problem) r.content_type = "application/problem+json";
     respond(std::move(r));
   };
-  if (intake->to_store.empty()) return finish(true, {});
+  if (intake->to_store.empty()) return finish(std::vector<store::AcceptResult>{});
   std::vector<store::NewMessage> batch = std::move(intake->to_store);
   deps_.store.accept(std::move(batch), now, std::move(finish));
 }
@@ -560,12 +569,14 @@ void Api::retry_message(const std::string& id, const Key& key, const Responder& 
   filter.id = id;
   filter.limit = 1;
   if (!key.allows(config::Scope::admin)) filter.api_key = key.name;
-  auto replayed = [this, id, respond](bool ok, const std::vector<std::string>& ids) {
-    if (!ok) return respond(store_unavailable("the retry", deps_.store.last_write_error()));
-    if (ids.empty()) {
+  auto replayed = [this, id, respond](const Result<std::vector<std::string>>& ids) {
+    if (!ids) return respond(store_unavailable("the retry", ids.error().message));
+    if (ids->empty()) {
       // It moved on between the look-up and the commit (another retry, a purge): say where it is now.
-      auto now = deps_.store.find(id);
-      return respond(now ? not_replayable(id, now->state) : message_not_found(id));
+      return answer_reading(respond, [&] {
+        auto now = deps_.store.find(id);
+        respond(now ? not_replayable(id, now->state) : message_not_found(id));
+      });
     }
     if (deps_.wake_dispatcher) deps_.wake_dispatcher();
     respond(json_response(202, {{"id", id}, {"state", "scheduled"}}));
@@ -608,11 +619,12 @@ void Api::retry_messages(const HttpRequest& request, const Key& key, const Respo
     }
   }
   if (!errors.empty()) return respond(problem(400, "Bad Request", "the retry request is invalid", errors));
-  deps_.store.replay(filter, deps_.clock.now_ms(), key.name, [this, respond](bool ok, std::vector<std::string> ids) {
-    if (!ok) return respond(store_unavailable("the retry", deps_.store.last_write_error()));
-    if (!ids.empty() && deps_.wake_dispatcher) deps_.wake_dispatcher();
-    respond(json_response(202, {{"retried", ids.size()}, {"ids", ids}}));
-  });
+  deps_.store.replay(filter, deps_.clock.now_ms(), key.name,
+                     [this, respond](const Result<std::vector<std::string>>& ids) {
+                       if (!ids) return respond(store_unavailable("the retry", ids.error().message));
+                       if (!ids->empty() && deps_.wake_dispatcher) deps_.wake_dispatcher();
+                       respond(json_response(202, {{"retried", ids->size()}, {"ids", *ids}}));
+                     });
 }
 
 void Api::cancel_message(const std::string& id, const Key& key, const Responder& respond) {
@@ -621,16 +633,16 @@ void Api::cancel_message(const std::string& id, const Key& key, const Responder&
     auto record = deps_.store.find(id);
     if (!record || record->api_key != key.name) return respond(message_not_found(id));
   }
-  deps_.store.cancel(id, deps_.clock.now_ms(), [id, respond, &store = deps_.store](bool ok, store::CancelResult r) {
-    if (!ok) return respond(store_unavailable("the cancellation", store.last_write_error()));
-    switch (r.status) {
+  deps_.store.cancel(id, deps_.clock.now_ms(), [id, respond](const Result<store::CancelResult>& r) {
+    if (!r) return respond(store_unavailable("the cancellation", r.error().message));
+    switch (r->status) {
       case store::CancelStatus::cancelled:
         return respond(json_response(200, {{"id", id}, {"state", "cancelled"}}));
       case store::CancelStatus::not_found:
         return respond(message_not_found(id));
       case store::CancelStatus::too_late:
         return respond(problem(409, "Conflict",
-                               "message \"" + id + "\" is " + std::string(store::to_string(r.state)) +
+                               "message \"" + id + "\" is " + std::string(store::to_string(r->state)) +
                                    ": only a scheduled message, not yet handed to a provider, can be cancelled"));
     }
   });

@@ -53,9 +53,9 @@ void Api::record_conversion(const HttpRequest& request, const Responder& respond
   }
   std::vector<store::Store::InboundWrites> writes;
   writes.push_back(core::decide_conversion(c, touch, now));
-  deps_.store.apply_inbound(std::move(writes), now, [this, respond, c, touch](bool ok, int applied) {
-    if (!ok) return respond(store_unavailable("the conversion", deps_.store.last_write_error()));
-    if (applied == 0) return respond(json_response(200, {{"id", c.id}, {"duplicate", true}}));
+  deps_.store.apply_inbound(std::move(writes), now, [respond, c, touch](const Result<int>& applied) {
+    if (!applied) return respond(store_unavailable("the conversion", applied.error().message));
+    if (*applied == 0) return respond(json_response(200, {{"id", c.id}, {"duplicate", true}}));
     Json out{{"id", c.id}, {"recipient", c.recipient_id}, {"event", c.event}, {"duplicate", false}};
     out["message_id"] = touch ? Json(touch->message_id) : Json();
     out["attributed"] = touch ? Json{{"via", touch->kind}, {"channel", touch->channel},

@@ -127,9 +127,9 @@ void Api::inbound_webhook(const HttpRequest& request, const Responder& respond) 
     return r;
   };
   if (!accepted) return respond(reply());  // refused (bad signature...): nothing is applied
-  inbound_->apply_reports(channel_name, plugin_name, reports, [this, respond, reply](bool ok, int) {
+  inbound_->apply_reports(channel_name, plugin_name, reports, [respond, reply](const Result<int>& applied) {
     // A 5xx makes the provider redeliver; de-duplication (inbound_seen) keeps a redelivery from applying twice.
-    if (!ok) return respond(store_unavailable("the inbound events", deps_.store.last_write_error()));
+    if (!applied) return respond(store_unavailable("the inbound events", applied.error().message));
     respond(reply());
   });
 }

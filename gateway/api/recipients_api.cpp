@@ -27,10 +27,10 @@ Json suppression_json(const policy::Suppression& s) {
 
 // Waits for a group-committed store write; these resources are rare writes, so blocking the handler
 // thread for one commit is simpler than a continuation and costs nothing that matters.
-bool wait(const std::function<void(std::function<void(bool)>)>& write) {
-  std::promise<bool> done;
+Result<void> wait(const std::function<void(std::function<void(Result<void>)>)>& write) {
+  std::promise<Result<void>> done;
   auto f = done.get_future();
-  write([&done](bool ok) { done.set_value(ok); });
+  write([&done](Result<void> verdict) { done.set_value(std::move(verdict)); });
   return f.get();
 }
 
@@ -171,9 +171,11 @@ void Api::recipients(const HttpRequest& request, const std::string& route, Respo
     if (!errors.empty()) return respond(invalid(errors, "the consent record is invalid"));
     // One store operation for every record: one group commit, all of them or none, answered when it is
     // durable (as intake is) instead of an HTTP thread waiting for a commit per record.
-    deps_.store.append_consent(id, std::move(records), [this, id, respond](bool ok) {
-      if (!ok) return respond(store_unavailable("the change", deps_.store.last_write_error()));
-      respond(json_response(200, {{"recipient_id", id}, {"consent", effective_consent(id)}}));
+    deps_.store.append_consent(id, std::move(records), [this, id, respond](const Result<void>& stored) {
+      if (!stored) return respond(store_unavailable("the change", stored.error().message));
+      answer_reading(respond, [&] {
+        respond(json_response(200, {{"recipient_id", id}, {"consent", effective_consent(id)}}));
+      });
     });
     return;
   }
@@ -214,13 +216,14 @@ void Api::recipients(const HttpRequest& request, const std::string& route, Respo
     if (!errors.empty()) return respond(invalid(errors, "the recipient is invalid"));
     store::RecipientProfile p{id, parsed.timezone, parsed.locale,
                               core::canonical_json(body->value("contacts", Json::object())), now, false};
-    if (!wait([&](auto done) { deps_.store.put_recipient(p, now, done); })) return respond(store_unavailable("the change", deps_.store.last_write_error()));
+    Result<void> stored = wait([&](auto done) { deps_.store.put_recipient(p, now, done); });
+    if (!stored) return respond(store_unavailable("the change", stored.error().message));
     return respond(json_response(200, profile_json(*deps_.store.recipient(id))));
   }
   if (method == "DELETE") {
-    deps_.store.erase_recipient(id, now, [id, respond, &store = deps_.store](bool ok, bool found) {
-      if (!ok) return respond(store_unavailable("the change", store.last_write_error()));
-      if (!found) return respond(problem(404, "Not Found", "no recipient with id \"" + id + "\""));
+    deps_.store.erase_recipient(id, now, [id, respond](const Result<bool>& found) {
+      if (!found) return respond(store_unavailable("the change", found.error().message));
+      if (!*found) return respond(problem(404, "Not Found", "no recipient with id \"" + id + "\""));
       respond(json_response(200, {{"id", id}, {"erased", true}}));
     });
     return;
@@ -279,7 +282,8 @@ void Api::suppressions(const HttpRequest& request, const std::string& route, Res
       }
     }
     if (!errors.empty()) return respond(invalid(errors, "the suppression is invalid"));
-    if (!wait([&](auto done) { deps_.store.add_suppression(s, done); })) return respond(store_unavailable("the change", deps_.store.last_write_error()));
+    Result<void> stored = wait([&](auto done) { deps_.store.add_suppression(s, done); });
+    if (!stored) return respond(store_unavailable("the change", stored.error().message));
     return respond(json_response(201, suppression_json(s)));
   }
   std::string contact = percent_decode(request.path.substr(std::string_view("/v1/suppressions/").size()));
@@ -289,9 +293,9 @@ void Api::suppressions(const HttpRequest& request, const std::string& route, Res
     return respond(json_response(200, suppression_json(found[0])));
   }
   if (method == "DELETE") {
-    deps_.store.remove_suppression(contact, [contact, respond, &store = deps_.store](bool ok, bool found) {
-      if (!ok) return respond(store_unavailable("the change", store.last_write_error()));
-      if (!found) return respond(problem(404, "Not Found", "\"" + contact + "\" is not suppressed"));
+    deps_.store.remove_suppression(contact, [contact, respond](const Result<bool>& found) {
+      if (!found) return respond(store_unavailable("the change", found.error().message));
+      if (!*found) return respond(problem(404, "Not Found", "\"" + contact + "\" is not suppressed"));
       respond(json_response(200, {{"contact", contact}, {"suppressed", false}}));
     });
     return;

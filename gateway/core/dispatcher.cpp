@@ -605,13 +605,14 @@ void Dispatcher::record(store::Transition t, int64_t now_ms) {
   // The completion runs on the store's writer, possibly after this dispatcher is gone (a reload stops it and
   // drops its generation while the writer still holds its last records): it holds what it writes to, never
   // the dispatcher.
-  store_.apply(std::move(t), now_ms, [unrecorded = unrecorded_, kept, observer = observer_](bool ok) {
-    if (!ok) {
-      std::lock_guard lock(unrecorded->mutex);
-      unrecorded->transitions.push_back(std::move(*kept));
-    }
-    if (observer->changed) observer->changed();
-  });
+  store_.apply(std::move(t), now_ms,
+               [unrecorded = unrecorded_, kept, observer = observer_](const Result<void>& recorded) {
+                 if (!recorded) {
+                   std::lock_guard lock(unrecorded->mutex);
+                   unrecorded->transitions.push_back(std::move(*kept));
+                 }
+                 if (observer->changed) observer->changed();
+               });
 }
 
 void Dispatcher::record_again(int64_t now_ms) {

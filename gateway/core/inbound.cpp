@@ -341,14 +341,14 @@ InboundFacts InboundApplier::facts_for(const std::string& channel, const std::st
 
 void InboundApplier::apply_reports(const std::string& channel, const std::string& plugin,
                                    const std::vector<plugin::ProviderReport>& reports,
-                                   std::function<void(bool, int)> done) {
+                                   std::function<void(tayori::Result<int>)> done) {
   std::vector<store::Store::InboundWrites> writes;
   int64_t now = clock_.now_ms();
   for (const auto& e : reports) {
     InboundDecision d = decide_inbound(e, facts_for(channel, plugin, e), rules_, now);
     if (d.writes) writes.push_back(std::move(*d.writes));
   }
-  if (writes.empty()) return done(true, 0);
+  if (writes.empty()) return done(0);
   store_.apply_inbound(std::move(writes), now, std::move(done));
 }
 
@@ -363,8 +363,9 @@ void InboundApplier::respond(const std::string& message_id, const std::string& o
   if (!d.writes) return done({404, d.ignored, original});
   std::vector<store::Store::InboundWrites> writes;
   writes.push_back(std::move(*d.writes));
-  store_.apply_inbound(std::move(writes), clock_.now_ms(), [done, original](bool ok, int) {
-    done(ok ? Result{200, "recorded", original} : Result{503, "the store could not record the response", original});
+  store_.apply_inbound(std::move(writes), clock_.now_ms(), [done, original](const tayori::Result<int>& applied) {
+    done(applied ? Result{200, "recorded", original}
+                 : Result{503, "the store could not record the response: " + applied.error().message, original});
   });
 }
 
@@ -383,8 +384,9 @@ void InboundApplier::react(const links::LinkClaims& claims, const std::function<
                             : decide_open(*original, claims.channel, first, now);
   std::vector<store::Store::InboundWrites> writes;
   writes.push_back(std::move(*d.writes));
-  store_.apply_inbound(std::move(writes), now, [done, original, type](bool ok, int) {
-    done(ok ? Result{200, type, original} : Result{503, "the store could not record it", original});
+  store_.apply_inbound(std::move(writes), now, [done, original, type](const tayori::Result<int>& applied) {
+    done(applied ? Result{200, type, original}
+                 : Result{503, "the store could not record it: " + applied.error().message, original});
   });
 }
 
@@ -397,8 +399,9 @@ void InboundApplier::unsubscribe(const std::string& message_id, const std::strin
   InboundDecision d = decide_unsubscribe(*original, channel, clock_.now_ms());
   std::vector<store::Store::InboundWrites> writes;
   writes.push_back(std::move(*d.writes));
-  store_.apply_inbound(std::move(writes), clock_.now_ms(), [done, original](bool ok, int) {
-    done(ok ? Result{200, "unsubscribed", original} : Result{503, "the store could not record the opt-out", original});
+  store_.apply_inbound(std::move(writes), clock_.now_ms(), [done, original](const tayori::Result<int>& applied) {
+    done(applied ? Result{200, "unsubscribed", original}
+                 : Result{503, "the store could not record the opt-out: " + applied.error().message, original});
   });
 }
 

@@ -117,11 +117,10 @@ class InboundApplier {
 
   const links::LinkSigner& links() const { return links_; }
 
-  // The reports one provider webhook call carried (Channel::inbound), in order. `done(ok, applied)`:
-  // !ok when the store could not record them (the provider should retry: answer 503).
+  // The reports one provider webhook call carried (Channel::inbound), in order. `done` gets how many were
+  // applied, or the store's Error when it could not record them (the provider should retry: answer 503).
   void apply_reports(const std::string& channel, const std::string& plugin,
-                     const std::vector<plugin::ProviderReport>& reports,
-                     std::function<void(bool ok, int applied)> done);
+                     const std::vector<plugin::ProviderReport>& reports, std::function<void(tayori::Result<int>)> done);
 
   // A response by id (app, link). Answers through `done` with a 2xx-able result or the reason it was refused.
   struct Result {

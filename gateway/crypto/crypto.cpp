@@ -1,5 +1,6 @@
 // The signing helpers (crypto.hpp) over OpenSSL 3: base64, SHA-256, HMAC, JWS (RS256, ES256, with ES256's
-// R || S), PEM keys, and the token cache with single-flight minting. Nothing here includes the rest of gateway/.
+// R || S), PEM keys, and the token cache with single-flight minting. Nothing here includes the rest of gateway/
+// but its Result type.
 #include "crypto/crypto.hpp"
 
 #include <openssl/bn.h>
@@ -19,6 +20,10 @@ namespace tayori::crypto {
 namespace {
 
 // ---- helpers -----------------------------------------------------------------------------------------
+
+// Almost every failure here is an input the function refuses (a malformed token, a key of the wrong type);
+// OpenSSL's own failures say so in the message, and no caller answers them differently.
+Error fail(std::string message) { return Error{ErrorCode::invalid, std::move(message)}; }
 
 // Drains the thread's OpenSSL error queue into "what: reason".
 std::string openssl_error(std::string_view what) {
@@ -92,46 +97,44 @@ int sextet(char c) {
 // Decodes `body`: §4 alphabet, no padding characters, a length whose remainder mod 4 is 0, 2 or 3. Refuses
 // any other character and a last character whose bits past the data are not zero (RFC 4648 §3.5: such
 // text is not the canonical encoding, and accepting it would let two texts stand for one value).
-CryptoResult<std::string> decode_body(std::string_view body, const char* name) {
-  using R = CryptoResult<std::string>;
-  if (body.size() % 4 == 1) return R::failure(std::string(name) + ": truncated input");
+Result<std::string> decode_body(std::string_view body, const char* name) {
+  using R = Result<std::string>;
+  if (body.size() % 4 == 1) return fail(std::string(name) + ": truncated input");
   for (size_t i = 0; i < body.size(); ++i)
-    if (sextet(body[i]) < 0) return R::failure(std::string(name) + ": invalid character at offset " + std::to_string(i));
+    if (sextet(body[i]) < 0) return fail(std::string(name) + ": invalid character at offset " + std::to_string(i));
   size_t pad = (4 - body.size() % 4) % 4;
   if (pad > 0 && (sextet(body.back()) & (pad == 2 ? 0x0f : 0x03)) != 0)
-    return R::failure(std::string(name) + ": non-zero trailing bits");
-  if (body.empty()) return R::success({});
+    return fail(std::string(name) + ": non-zero trailing bits");
+  if (body.empty()) return R(std::string());
   std::string padded(body);
   padded.append(pad, '=');
   std::string out(padded.size() / 4 * 3, '\0');
-  if (padded.size() > size_t(std::numeric_limits<int>::max()))
-    return R::failure(std::string(name) + ": input too long");
+  if (padded.size() > size_t(std::numeric_limits<int>::max())) return fail(std::string(name) + ": input too long");
   int len = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()), bytes(padded), int(padded.size()));
-  if (len < 0) return R::failure(openssl_error(std::string(name) + ": cannot decode"));
+  if (len < 0) return fail(openssl_error(std::string(name) + ": cannot decode"));
   // EVP_DecodeBlock writes a zero byte for each '=': they are not data.
   out.resize(size_t(len) - pad);
-  return R::success(std::move(out));
+  return R(std::move(out));
 }
 
 // ---- keys ---------------------------------------------------------------------------------------------
 
 int refuse_passphrase(char*, size_t, size_t*, const OSSL_PARAM[], void*) { return 0; }
 
-CryptoResult<PkeyPtr> load_pem(std::string_view pem, bool private_key) {
+Result<PkeyPtr> load_pem(std::string_view pem, bool private_key) {
   const char* what = private_key ? "private key" : "public key";
-  if (pem.find("-----BEGIN") == std::string_view::npos)
-    return CryptoResult<PkeyPtr>::failure(std::string(what) + ": not a PEM document");
+  if (pem.find("-----BEGIN") == std::string_view::npos) return fail(std::string(what) + ": not a PEM document");
   if (pem.find("ENCRYPTED") != std::string_view::npos)
-    return CryptoResult<PkeyPtr>::failure(std::string(what) + ": encrypted PEM keys are not supported");
+    return fail(std::string(what) + ": encrypted PEM keys are not supported");
   EVP_PKEY* raw = nullptr;
   std::unique_ptr<OSSL_DECODER_CTX, DecoderCtxFree> dctx(OSSL_DECODER_CTX_new_for_pkey(
       &raw, "PEM", nullptr, nullptr, private_key ? EVP_PKEY_KEYPAIR : EVP_PKEY_PUBLIC_KEY, nullptr, nullptr));
-  if (!dctx) return CryptoResult<PkeyPtr>::failure(openssl_error(std::string(what) + ": no PEM decoder"));
+  if (!dctx) return fail(openssl_error(std::string(what) + ": no PEM decoder"));
   OSSL_DECODER_CTX_set_passphrase_cb(dctx.get(), refuse_passphrase, nullptr);
   const unsigned char* data = bytes(pem);
   size_t len = pem.size();
   if (!OSSL_DECODER_from_data(dctx.get(), &data, &len) || raw == nullptr)
-    return CryptoResult<PkeyPtr>::failure(openssl_error(std::string("cannot decode PEM ") + what));
+    return fail(openssl_error(std::string("cannot decode PEM ") + what));
   PkeyPtr key(raw);
   if (private_key) {
     // A public-only key decoded through a KEYPAIR selection must still be refused for signing.
@@ -142,10 +145,10 @@ CryptoResult<PkeyPtr> load_pem(std::string_view pem, bool private_key) {
       has_private = true;
     BN_clear_free(priv);
     ERR_clear_error();
-    if (!has_private) return CryptoResult<PkeyPtr>::failure("PEM does not contain a private key");
+    if (!has_private) return fail("PEM does not contain a private key");
   }
   ERR_clear_error();
-  return CryptoResult<PkeyPtr>::success(std::move(key));
+  return PkeyPtr(std::move(key));
 }
 
 // Empty when `key` suits `alg`, otherwise the reason.
@@ -173,62 +176,61 @@ std::string check_key_for_alg(EVP_PKEY* key, std::string_view alg) {
   return "unsupported JWT alg \"" + std::string(alg) + "\" (RS256 and ES256 only)";
 }
 
-CryptoResult<std::string> digest_sign(EVP_PKEY* key, std::string_view input) {
+Result<std::string> digest_sign(EVP_PKEY* key, std::string_view input) {
   std::unique_ptr<EVP_MD_CTX, MdCtxFree> ctx(EVP_MD_CTX_new());
-  if (!ctx) return CryptoResult<std::string>::failure(openssl_error("sign: out of memory"));
+  if (!ctx) return fail(openssl_error("sign: out of memory"));
   if (EVP_DigestSignInit_ex(ctx.get(), nullptr, "SHA256", nullptr, nullptr, key, nullptr) != 1)
-    return CryptoResult<std::string>::failure(openssl_error("sign: init failed"));
+    return fail(openssl_error("sign: init failed"));
   size_t len = 0;
   if (EVP_DigestSign(ctx.get(), nullptr, &len, bytes(input), input.size()) != 1)
-    return CryptoResult<std::string>::failure(openssl_error("sign: sizing failed"));
+    return fail(openssl_error("sign: sizing failed"));
   std::string sig(len, '\0');
   if (EVP_DigestSign(ctx.get(), reinterpret_cast<unsigned char*>(sig.data()), &len, bytes(input), input.size()) != 1)
-    return CryptoResult<std::string>::failure(openssl_error("sign: signing failed"));
+    return fail(openssl_error("sign: signing failed"));
   sig.resize(len);
-  return CryptoResult<std::string>::success(std::move(sig));
+  return std::string(std::move(sig));
 }
 
 // DER ECDSA-Sig-Value -> 64-byte R||S (RFC 7518 §3.4).
-CryptoResult<std::string> der_to_raw_p256(std::string_view der) {
+Result<std::string> der_to_raw_p256(std::string_view der) {
   const unsigned char* p = bytes(der);
   std::unique_ptr<ECDSA_SIG, EcdsaSigFree> sig(d2i_ECDSA_SIG(nullptr, &p, long(der.size())));
-  if (!sig) return CryptoResult<std::string>::failure(openssl_error("ES256: cannot parse DER signature"));
+  if (!sig) return fail(openssl_error("ES256: cannot parse DER signature"));
   const BIGNUM* r = nullptr;
   const BIGNUM* s = nullptr;
   ECDSA_SIG_get0(sig.get(), &r, &s);
   std::string out(64, '\0');
   auto* o = reinterpret_cast<unsigned char*>(out.data());
   if (BN_bn2binpad(r, o, 32) != 32 || BN_bn2binpad(s, o + 32, 32) != 32)
-    return CryptoResult<std::string>::failure(openssl_error("ES256: signature component too large"));
-  return CryptoResult<std::string>::success(std::move(out));
+    return fail(openssl_error("ES256: signature component too large"));
+  return std::string(std::move(out));
 }
 
 // 64-byte R||S -> DER ECDSA-Sig-Value.
-CryptoResult<std::string> raw_p256_to_der(std::string_view raw) {
-  if (raw.size() != 64)
-    return CryptoResult<std::string>::failure("ES256: signature must be 64 bytes, got " + std::to_string(raw.size()));
+Result<std::string> raw_p256_to_der(std::string_view raw) {
+  if (raw.size() != 64) return fail("ES256: signature must be 64 bytes, got " + std::to_string(raw.size()));
   std::unique_ptr<ECDSA_SIG, EcdsaSigFree> sig(ECDSA_SIG_new());
   BIGNUM* r = BN_bin2bn(bytes(raw), 32, nullptr);
   BIGNUM* s = BN_bin2bn(bytes(raw) + 32, 32, nullptr);
   if (!sig || !r || !s || ECDSA_SIG_set0(sig.get(), r, s) != 1) {
     BN_free(r);
     BN_free(s);
-    return CryptoResult<std::string>::failure(openssl_error("ES256: cannot build signature"));
+    return fail(openssl_error("ES256: cannot build signature"));
   }
   unsigned char* der = nullptr;
   int len = i2d_ECDSA_SIG(sig.get(), &der);
-  if (len <= 0) return CryptoResult<std::string>::failure(openssl_error("ES256: cannot encode signature"));
+  if (len <= 0) return fail(openssl_error("ES256: cannot encode signature"));
   std::string out(reinterpret_cast<char*>(der), size_t(len));
   OPENSSL_free(der);
-  return CryptoResult<std::string>::success(std::move(out));
+  return std::string(std::move(out));
 }
 
-CryptoResult<std::string> hmac(const char* digest, std::string_view key, std::string_view data) {
+Result<std::string> hmac(const char* digest, std::string_view key, std::string_view data) {
   ERR_clear_error();
   std::unique_ptr<EVP_MAC, MacFree> mac(EVP_MAC_fetch(nullptr, "HMAC", nullptr));
-  if (!mac) return CryptoResult<std::string>::failure(openssl_error("HMAC unavailable"));
+  if (!mac) return fail(openssl_error("HMAC unavailable"));
   std::unique_ptr<EVP_MAC_CTX, MacCtxFree> ctx(EVP_MAC_CTX_new(mac.get()));
-  if (!ctx) return CryptoResult<std::string>::failure(openssl_error("HMAC: out of memory"));
+  if (!ctx) return fail(openssl_error("HMAC: out of memory"));
   OSSL_PARAM params[] = {
       OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, const_cast<char*>(digest), 0),
       OSSL_PARAM_construct_end(),
@@ -236,21 +238,21 @@ CryptoResult<std::string> hmac(const char* digest, std::string_view key, std::st
   static const unsigned char kEmpty[1] = {0};
   const unsigned char* k = key.empty() ? kEmpty : bytes(key);
   if (EVP_MAC_init(ctx.get(), k, key.size(), params) != 1)
-    return CryptoResult<std::string>::failure(openssl_error(std::string("HMAC-") + digest + ": init failed"));
+    return fail(openssl_error(std::string("HMAC-") + digest + ": init failed"));
   if (!data.empty() && EVP_MAC_update(ctx.get(), bytes(data), data.size()) != 1)
-    return CryptoResult<std::string>::failure(openssl_error(std::string("HMAC-") + digest + ": update failed"));
+    return fail(openssl_error(std::string("HMAC-") + digest + ": update failed"));
   std::array<unsigned char, EVP_MAX_MD_SIZE> out{};
   size_t len = 0;
   if (EVP_MAC_final(ctx.get(), out.data(), &len, out.size()) != 1)
-    return CryptoResult<std::string>::failure(openssl_error(std::string("HMAC-") + digest + ": final failed"));
-  return CryptoResult<std::string>::success(std::string(reinterpret_cast<char*>(out.data()), len));
+    return fail(openssl_error(std::string("HMAC-") + digest + ": final failed"));
+  return std::string(std::string(reinterpret_cast<char*>(out.data()), len));
 }
 
-CryptoResult<nlohmann::json> parse_object(std::string_view text, const char* what) {
+Result<nlohmann::json> parse_object(std::string_view text, const char* what) {
   nlohmann::json j = nlohmann::json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) return CryptoResult<nlohmann::json>::failure(std::string(what) + " is not valid JSON");
-  if (!j.is_object()) return CryptoResult<nlohmann::json>::failure(std::string(what) + " is not a JSON object");
-  return CryptoResult<nlohmann::json>::success(std::move(j));
+  if (j.is_discarded()) return fail(std::string(what) + " is not valid JSON");
+  if (!j.is_object()) return fail(std::string(what) + " is not a JSON object");
+  return nlohmann::json(std::move(j));
 }
 
 }  // namespace
@@ -266,22 +268,18 @@ std::string base64url_encode(std::string_view in) {
   return out;
 }
 
-CryptoResult<std::string> base64_decode(std::string_view text) {
-  if (text.size() % 4 != 0)
-    return CryptoResult<std::string>::failure("base64: length " + std::to_string(text.size()) +
-                                              " is not a multiple of 4");
+Result<std::string> base64_decode(std::string_view text) {
+  if (text.size() % 4 != 0) return fail("base64: length " + std::to_string(text.size()) + " is not a multiple of 4");
   size_t pad = 0;
   while (pad < text.size() && pad < 3 && text[text.size() - 1 - pad] == '=') ++pad;
-  if (pad > 2) return CryptoResult<std::string>::failure("base64: too much padding");
+  if (pad > 2) return fail("base64: too much padding");
   std::string_view body = text.substr(0, text.size() - pad);
-  if (body.find('=') != std::string_view::npos)
-    return CryptoResult<std::string>::failure("base64: '=' inside the data");
-  if (pad > 0 && body.size() % 4 != 4 - pad)
-    return CryptoResult<std::string>::failure("base64: wrong padding");
+  if (body.find('=') != std::string_view::npos) return fail("base64: '=' inside the data");
+  if (pad > 0 && body.size() % 4 != 4 - pad) return fail("base64: wrong padding");
   return decode_body(body, "base64");
 }
 
-CryptoResult<std::string> base64url_decode(std::string_view text) {
+Result<std::string> base64url_decode(std::string_view text) {
   // Mapped to the §4 alphabet first, so a '+' or '/' in the input is refused as a character of neither.
   std::string body(text);
   for (char& c : body) {
@@ -320,10 +318,8 @@ std::string hex(std::string_view bytes) {
 
 std::string sha256_hex(std::string_view text) { return hex(sha256(text)); }
 
-CryptoResult<std::string> hmac_sha256(std::string_view key, std::string_view data) {
-  return hmac("SHA256", key, data);
-}
-CryptoResult<std::string> hmac_sha1(std::string_view key, std::string_view data) { return hmac("SHA1", key, data); }
+Result<std::string> hmac_sha256(std::string_view key, std::string_view data) { return hmac("SHA256", key, data); }
+Result<std::string> hmac_sha1(std::string_view key, std::string_view data) { return hmac("SHA1", key, data); }
 
 bool constant_time_equal(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) {
@@ -336,102 +332,103 @@ bool constant_time_equal(std::string_view a, std::string_view b) {
   return CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
 }
 
-CryptoResult<std::string> sign_jwt(std::string_view alg, std::string_view header_json_extra,
-                                   std::string_view claims_json, std::string_view pem_private_key) {
-  using R = CryptoResult<std::string>;
+Result<std::string> sign_jwt(std::string_view alg, std::string_view header_json_extra, std::string_view claims_json,
+                             std::string_view pem_private_key) {
+  using R = Result<std::string>;
   try {
     ERR_clear_error();
     if (alg != "RS256" && alg != "ES256")
-      return R::failure("sign_jwt: unsupported alg \"" + std::string(alg) + "\" (RS256 and ES256 only)");
+      return fail("sign_jwt: unsupported alg \"" + std::string(alg) + "\" (RS256 and ES256 only)");
     nlohmann::json header = {{"alg", std::string(alg)}, {"typ", "JWT"}};
     if (!header_json_extra.empty()) {
       auto extra = parse_object(header_json_extra, "sign_jwt: header extra");
-      if (!extra) return R::failure(extra.error);
-      for (auto& [k, v] : extra.value.items()) {
+      if (!extra) return extra.error();
+      for (auto& [k, v] : extra.value().items()) {
         if (k == "alg") {
-          if (v != std::string(alg)) return R::failure("sign_jwt: header extra may not change alg");
+          if (v != std::string(alg)) return fail("sign_jwt: header extra may not change alg");
           continue;
         }
         header[k] = v;
       }
     }
     auto claims = parse_object(claims_json, "sign_jwt: claims");
-    if (!claims) return R::failure(claims.error);
+    if (!claims) return claims.error();
 
     auto key = load_pem(pem_private_key, /*private_key=*/true);
-    if (!key) return R::failure("sign_jwt: " + key.error);
-    if (auto why = check_key_for_alg(key.value.get(), alg); !why.empty()) return R::failure("sign_jwt: " + why);
+    if (!key) return fail("sign_jwt: " + key.error().message);
+    if (auto why = check_key_for_alg(key.value().get(), alg); !why.empty()) return fail("sign_jwt: " + why);
 
-    std::string input = base64url_encode(header.dump()) + "." + base64url_encode(claims.value.dump());
-    auto sig = digest_sign(key.value.get(), input);
-    if (!sig) return R::failure("sign_jwt: " + sig.error);
-    std::string signature = std::move(sig.value);
+    std::string input = base64url_encode(header.dump()) + "." + base64url_encode(claims.value().dump());
+    auto sig = digest_sign(key.value().get(), input);
+    if (!sig) return fail("sign_jwt: " + sig.error().message);
+    std::string signature = std::move(sig.value());
     if (alg == "ES256") {
       auto raw = der_to_raw_p256(signature);
-      if (!raw) return R::failure("sign_jwt: " + raw.error);
-      signature = std::move(raw.value);
+      if (!raw) return fail("sign_jwt: " + raw.error().message);
+      signature = std::move(raw.value());
     }
-    return R::success(input + "." + base64url_encode(signature));
+    return R(input + "." + base64url_encode(signature));
   } catch (const std::exception& e) {
     ERR_clear_error();
-    return R::failure(std::string("sign_jwt: ") + e.what());
+    return fail(std::string("sign_jwt: ") + e.what());
   }
 }
 
-CryptoResult<VerifiedJwt> verify_jwt(std::string_view compact, std::string_view pem_public_key) {
-  using R = CryptoResult<VerifiedJwt>;
+Result<VerifiedJwt> verify_jwt(std::string_view compact, std::string_view pem_public_key) {
+  using R = Result<VerifiedJwt>;
   try {
     ERR_clear_error();
     size_t d1 = compact.find('.');
     size_t d2 = d1 == std::string_view::npos ? d1 : compact.find('.', d1 + 1);
     if (d1 == std::string_view::npos || d2 == std::string_view::npos ||
         compact.find('.', d2 + 1) != std::string_view::npos)
-      return R::failure("verify_jwt: not a compact JWS (need exactly three dot-separated parts)");
+      return fail("verify_jwt: not a compact JWS (need exactly three dot-separated parts)");
     std::string_view h64 = compact.substr(0, d1);
     std::string_view p64 = compact.substr(d1 + 1, d2 - d1 - 1);
     std::string_view s64 = compact.substr(d2 + 1);
 
     auto header_bytes = base64url_decode(h64);
-    if (!header_bytes) return R::failure("verify_jwt: header: " + header_bytes.error);
-    auto header = parse_object(header_bytes.value, "verify_jwt: header");
-    if (!header) return R::failure(header.error);
-    auto alg_it = header.value.find("alg");
-    if (alg_it == header.value.end() || !alg_it->is_string()) return R::failure("verify_jwt: header has no alg");
+    if (!header_bytes) return fail("verify_jwt: header: " + header_bytes.error().message);
+    auto header = parse_object(header_bytes.value(), "verify_jwt: header");
+    if (!header) return header.error();
+    auto alg_it = header.value().find("alg");
+    if (alg_it == header.value().end() || !alg_it->is_string()) return fail("verify_jwt: header has no alg");
     std::string alg = alg_it->get<std::string>();
-    if (alg == "none" || alg == "None" || alg == "NONE") return R::failure("verify_jwt: alg none refused");
+    if (alg == "none" || alg == "None" || alg == "NONE") return fail("verify_jwt: alg none refused");
     if (alg != "RS256" && alg != "ES256")
-      return R::failure("verify_jwt: unsupported alg \"" + alg + "\" (RS256 and ES256 only)");
-    if (header.value.contains("crit")) return R::failure("verify_jwt: critical header extensions not supported");
-    if (s64.empty()) return R::failure("verify_jwt: token is unsigned");
+      return fail("verify_jwt: unsupported alg \"" + alg + "\" (RS256 and ES256 only)");
+    if (header.value().contains("crit")) return fail("verify_jwt: critical header extensions not supported");
+    if (s64.empty()) return fail("verify_jwt: token is unsigned");
 
     auto sig = base64url_decode(s64);
-    if (!sig) return R::failure("verify_jwt: signature: " + sig.error);
+    if (!sig) return fail("verify_jwt: signature: " + sig.error().message);
     auto key = load_pem(pem_public_key, /*private_key=*/false);
-    if (!key) return R::failure("verify_jwt: " + key.error);
-    if (auto why = check_key_for_alg(key.value.get(), alg); !why.empty()) return R::failure("verify_jwt: " + why);
+    if (!key) return fail("verify_jwt: " + key.error().message);
+    if (auto why = check_key_for_alg(key.value().get(), alg); !why.empty()) return fail("verify_jwt: " + why);
 
-    std::string signature = std::move(sig.value);
+    std::string signature = std::move(sig.value());
     if (alg == "ES256") {
       auto der = raw_p256_to_der(signature);
-      if (!der) return R::failure("verify_jwt: " + der.error);
-      signature = std::move(der.value);
+      if (!der) return fail("verify_jwt: " + der.error().message);
+      signature = std::move(der.value());
     }
     std::string_view input = compact.substr(0, d2);
     std::unique_ptr<EVP_MD_CTX, MdCtxFree> ctx(EVP_MD_CTX_new());
-    if (!ctx || EVP_DigestVerifyInit_ex(ctx.get(), nullptr, "SHA256", nullptr, nullptr, key.value.get(), nullptr) != 1)
-      return R::failure(openssl_error("verify_jwt: verify init failed"));
+    if (!ctx ||
+        EVP_DigestVerifyInit_ex(ctx.get(), nullptr, "SHA256", nullptr, nullptr, key.value().get(), nullptr) != 1)
+      return fail(openssl_error("verify_jwt: verify init failed"));
     int rc = EVP_DigestVerify(ctx.get(), bytes(signature), signature.size(), bytes(input), input.size());
     ERR_clear_error();
-    if (rc != 1) return R::failure("verify_jwt: signature does not verify");
+    if (rc != 1) return fail("verify_jwt: signature does not verify");
 
     auto payload_bytes = base64url_decode(p64);
-    if (!payload_bytes) return R::failure("verify_jwt: payload: " + payload_bytes.error);
-    auto claims = parse_object(payload_bytes.value, "verify_jwt: claims");
-    if (!claims) return R::failure(claims.error);
-    return R::success(VerifiedJwt{std::move(alg), std::move(header.value), std::move(claims.value)});
+    if (!payload_bytes) return fail("verify_jwt: payload: " + payload_bytes.error().message);
+    auto claims = parse_object(payload_bytes.value(), "verify_jwt: claims");
+    if (!claims) return claims.error();
+    return R(VerifiedJwt{std::move(alg), std::move(header.value()), std::move(claims.value())});
   } catch (const std::exception& e) {
     ERR_clear_error();
-    return R::failure(std::string("verify_jwt: ") + e.what());
+    return fail(std::string("verify_jwt: ") + e.what());
   }
 }
 
@@ -444,40 +441,37 @@ std::shared_ptr<TokenCache::Entry> TokenCache::entry_for(const std::string& key)
   return slot;
 }
 
-CryptoResult<std::string> TokenCache::get(const std::string& key, int64_t now_ms, int64_t refresh_before_ms,
-                                          const MintFn& mint) {
-  using R = CryptoResult<std::string>;
+Result<std::string> TokenCache::get(const std::string& key, int64_t now_ms, int64_t refresh_before_ms,
+                                    const MintFn& mint) {
+  using R = Result<std::string>;
   try {
     auto entry = entry_for(key);
     std::lock_guard lock(entry->mu);
-    if (entry->has_token && now_ms < entry->token.expires_at_ms - refresh_before_ms)
-      return R::success(entry->token.token);
-    CryptoResult<MintedToken> minted;
-    if (!mint) {
-      minted = CryptoResult<MintedToken>::failure("no mint function");
-    } else {
+    if (entry->has_token && now_ms < entry->token.expires_at_ms - refresh_before_ms) return R(entry->token.token);
+    Result<MintedToken> minted = fail("no mint function");
+    if (mint) {
       try {
         minted = mint();
       } catch (const std::exception& e) {
-        minted = CryptoResult<MintedToken>::failure(std::string("mint threw: ") + e.what());
+        minted = fail(std::string("mint threw: ") + e.what());
       } catch (...) {
-        minted = CryptoResult<MintedToken>::failure("mint threw");
+        minted = fail("mint threw");
       }
     }
-    if (minted.ok() && minted.value.token.empty()) minted = CryptoResult<MintedToken>::failure("mint returned an empty token");
+    if (minted.ok() && minted.value().token.empty()) minted = fail("mint returned an empty token");
     if (!minted) {
-      if (entry->has_token && now_ms < entry->token.expires_at_ms) return R::success(entry->token.token);
-      return R::failure("token cache \"" + key + "\": " + minted.error);
+      if (entry->has_token && now_ms < entry->token.expires_at_ms) return R(entry->token.token);
+      return Error{minted.error().code, "token cache \"" + key + "\": " + minted.error().message};
     }
-    entry->token = std::move(minted.value);
+    entry->token = std::move(minted.value());
     entry->has_token = true;
     {
       std::lock_guard count_lock(mu_);
       ++mints_;
     }
-    return R::success(entry->token.token);
+    return R(entry->token.token);
   } catch (const std::exception& e) {
-    return R::failure(std::string("token cache: ") + e.what());
+    return fail(std::string("token cache: ") + e.what());
   }
 }
 

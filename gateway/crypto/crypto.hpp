@@ -1,7 +1,8 @@
 // The host's signing helpers (docs/architecture.md §3): base64/base64url, SHA-256 (API key digests, payload
-// hashes), HMAC-SHA256/SHA1 (LINE and Twilio signatures, signed links, webhook signatures), constant-time comparison, compact JWS signing/verification for RS256 (FCM OAuth grant) and
-// ES256 (APNs provider token), and a token cache. No plugin hand-rolls crypto; everything goes through
-// OpenSSL 3. Nothing here throws: failures come back as a CryptoResult whose `error` names what failed.
+// hashes), HMAC-SHA256/SHA1 (LINE and Twilio signatures, signed links, webhook signatures), constant-time comparison,
+// compact JWS signing/verification for RS256 (FCM OAuth grant) and ES256 (APNs provider token), and a token cache. No
+// plugin hand-rolls crypto; everything goes through OpenSSL 3. Nothing here throws: failures come back as a Result
+// whose error names what failed.
 #pragma once
 
 #include <cstdint>
@@ -14,24 +15,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/result.hpp"
+
 namespace tayori::crypto {
-
-// A value or an error. `ok()` is true exactly when `error` is empty; on error `value` is default-constructed.
-template <typename T>
-struct CryptoResult {
-  T value{};
-  std::string error;
-
-  bool ok() const { return error.empty(); }
-  explicit operator bool() const { return ok(); }
-
-  static CryptoResult success(T v) { return CryptoResult{std::move(v), {}}; }
-  static CryptoResult failure(std::string e) {
-    CryptoResult r;
-    r.error = e.empty() ? std::string("unknown error") : std::move(e);
-    return r;
-  }
-};
 
 // ---- base64 (RFC 4648) ----------------------------------------------------------------------------
 
@@ -41,9 +27,9 @@ std::string base64_encode(std::string_view bytes);
 std::string base64url_encode(std::string_view bytes);
 // Strict §4 decode: length a multiple of 4, only alphabet characters, '=' only as 1 or 2 trailing pad
 // characters, no whitespace, and the unused bits of the last group must be zero (canonical encoding).
-CryptoResult<std::string> base64_decode(std::string_view text);
+Result<std::string> base64_decode(std::string_view text);
 // Strict §5 decode without padding ('=' refused), same canonical-bits rule; length % 4 == 1 is refused.
-CryptoResult<std::string> base64url_decode(std::string_view text);
+Result<std::string> base64url_decode(std::string_view text);
 
 // ---- digests ------------------------------------------------------------------------------------
 
@@ -57,8 +43,8 @@ std::string sha256_hex(std::string_view text);
 // ---- HMAC ----------------------------------------------------------------------------------------
 
 // Raw MAC bytes (32 for SHA-256, 20 for SHA-1). An empty key is allowed.
-CryptoResult<std::string> hmac_sha256(std::string_view key, std::string_view data);
-CryptoResult<std::string> hmac_sha1(std::string_view key, std::string_view data);
+Result<std::string> hmac_sha256(std::string_view key, std::string_view data);
+Result<std::string> hmac_sha1(std::string_view key, std::string_view data);
 
 // True when a and b are byte-identical. The content comparison is constant time (CRYPTO_memcmp); a length
 // mismatch returns false after still running a comparison of the same cost as an equal-length one.
@@ -72,8 +58,8 @@ bool constant_time_equal(std::string_view a, std::string_view b);
 // "typ" but never "alg". `claims_json` must be a JSON object. `pem_private_key` is PKCS#8 ("BEGIN PRIVATE
 // KEY", as in a Google service-account JSON or an Apple .p8) or traditional ("BEGIN RSA/EC PRIVATE KEY");
 // encrypted keys are refused. A key whose type does not match `alg` is refused.
-CryptoResult<std::string> sign_jwt(std::string_view alg, std::string_view header_json_extra,
-                                   std::string_view claims_json, std::string_view pem_private_key);
+Result<std::string> sign_jwt(std::string_view alg, std::string_view header_json_extra, std::string_view claims_json,
+                             std::string_view pem_private_key);
 
 struct VerifiedJwt {
   std::string alg;
@@ -85,7 +71,7 @@ struct VerifiedJwt {
 // "BEGIN RSA PUBLIC KEY"). Refuses alg "none" (and any other alg), unsigned tokens, headers with "crit",
 // and a key whose type does not match the header's alg. Checks the signature only: the caller checks
 // claims such as exp/iat/aud against its own clock.
-CryptoResult<VerifiedJwt> verify_jwt(std::string_view compact, std::string_view pem_public_key);
+Result<VerifiedJwt> verify_jwt(std::string_view compact, std::string_view pem_public_key);
 
 // ---- Token cache -----------------------------------------------------------------------------------
 
@@ -102,10 +88,9 @@ struct MintedToken {
 // mint is reported as an error. Time is injected, so behaviour is deterministic.
 class TokenCache {
  public:
-  using MintFn = std::function<CryptoResult<MintedToken>()>;
+  using MintFn = std::function<Result<MintedToken>()>;
 
-  CryptoResult<std::string> get(const std::string& key, int64_t now_ms, int64_t refresh_before_ms,
-                                const MintFn& mint);
+  Result<std::string> get(const std::string& key, int64_t now_ms, int64_t refresh_before_ms, const MintFn& mint);
 
   // Drops the cached token for `key` so the next get() re-mints (e.g. APNs 403 ExpiredProviderToken, FCM
   // 401). With a non-empty `only_if_token`, drops it only while it is still that token, so many requests

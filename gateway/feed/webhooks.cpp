@@ -31,8 +31,8 @@ std::string signature_header(std::string_view secret, int64_t unix_seconds, std:
   std::string signed_text = t + "." + std::string(body);
   // HMAC-SHA256 cannot fail for in-memory input; an OpenSSL failure would still give a header the receiver
   // refuses (and the attempt is retried), never an unsigned POST.
-  crypto::CryptoResult<std::string> mac = crypto::hmac_sha256(secret, signed_text);
-  return "t=" + t + ",v1=" + (mac ? crypto::hex(mac.value) : std::string("error"));
+  Result<std::string> mac = crypto::hmac_sha256(secret, signed_text);
+  return "t=" + t + ",v1=" + (mac ? crypto::hex(mac.value()) : std::string("error"));
 }
 
 int64_t backoff_ms(int failures, double unit_random, int64_t base_ms, int64_t cap_ms) {
@@ -155,8 +155,10 @@ void Webhooks::persist(Sender& s, int64_t seq) {
   s.persisted = seq;
   // Not awaited: commits apply in order and the store keeps the maximum. A cursor lost to a crash (or a
   // full disk) only means events after the stored one are sent again: at-least-once.
-  store_.set_webhook_cursor(s.config.name, seq, [name = s.config.name, seq](bool ok) {
-    if (!ok) log::warn("webhooks", name + ": the store could not record the cursor " + std::to_string(seq));
+  store_.set_webhook_cursor(s.config.name, seq, [name = s.config.name, seq](const Result<void>& recorded) {
+    if (!recorded)
+      log::warn("webhooks", name + ": the store could not record the cursor " + std::to_string(seq) + ": " +
+                                recorded.error().message);
   });
 }
 

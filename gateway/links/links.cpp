@@ -27,7 +27,7 @@ const char* kind_code(LinkKind kind) {
 std::optional<std::string> hmac_sha256(std::string_view key, std::string_view data) {
   auto mac = crypto::hmac_sha256(key, data);
   if (!mac) return std::nullopt;
-  return std::move(mac.value);
+  return std::move(mac.value());
 }
 
 }  // namespace
@@ -112,12 +112,12 @@ Verified LinkSigner::verify(std::string_view token, int64_t now_s) const {
   }
   // The MAC decides before anything in the payload is trusted; no key, or no MAC computed, is a forgery.
   const LinkKey* key = key_of(key_id);
-  std::optional<std::string> expected = key ? mac_of(*key, payload.value) : std::nullopt;
-  if (!expected || !crypto::constant_time_equal(mac.value, *expected)) {
+  std::optional<std::string> expected = key ? mac_of(*key, payload.value()) : std::nullopt;
+  if (!expected || !crypto::constant_time_equal(mac.value(), *expected)) {
     v.error = LinkError::forged;
     return v;
   }
-  auto j = nlohmann::json::parse(payload.value, nullptr, false);
+  auto j = nlohmann::json::parse(payload.value(), nullptr, false);
   const std::string kind = j.is_array() && !j.empty() && j[0].is_string() ? j[0].get<std::string>() : "";
   const size_t fields = kind == "c" ? 6 : 5;  // a click carries its target
   if ((kind != "u" && kind != "r" && kind != "c" && kind != "o") || j.size() != fields || !j[1].is_string() || !j[2].is_string() ||

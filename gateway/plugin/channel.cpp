@@ -28,7 +28,7 @@ Channel::~Channel() {
   if (instance_ != nullptr) library_->descriptor().on_destroy(instance_);
 }
 
-bool Channel::create(const std::vector<std::pair<std::string, std::string>>& settings, std::string& error) {
+Result<void> Channel::create(const std::vector<std::pair<std::string, std::string>>& settings) {
   std::vector<tayori_kv> kv;
   for (auto& [k, v] : settings) kv.push_back({view(k), view(v)});
   char buffer[1024] = {0};
@@ -36,14 +36,10 @@ bool Channel::create(const std::vector<std::pair<std::string, std::string>>& set
                                                       tayori_error_buf{buffer, sizeof buffer});
   if (st != TAYORI_OK) {
     instance_ = nullptr;
-    error = buffer[0] ? buffer : "the plugin refused its settings without saying why";
-    return false;
+    return Error{ErrorCode::invalid, buffer[0] ? buffer : "the plugin refused its settings without saying why"};
   }
-  if (instance_ == nullptr) {
-    error = "the plugin reported success but created no instance";
-    return false;
-  }
-  return true;
+  if (instance_ == nullptr) return Error{ErrorCode::internal, "the plugin reported success but created no instance"};
+  return {};
 }
 
 }  // namespace tayori::plugin

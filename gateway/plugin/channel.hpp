@@ -18,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/result.hpp"
 #include "common/time.hpp"
 #include "config/config.hpp"
 
@@ -36,9 +37,9 @@ namespace tayori::plugin {
 // A plugin library held open for as long as any channel uses it.
 class Library {
  public:
-  // Opens `path` and checks its descriptor. On refusal returns nullptr and sets `error` to a message that
-  // names the file and, for version problems, both versions.
-  static std::shared_ptr<Library> open(const std::string& path, std::string& error);
+  // Opens `path` and checks its descriptor. A refusal's message names the file and, for version problems,
+  // both versions.
+  static Result<std::shared_ptr<Library>> open(const std::string& path);
   ~Library();
   Library(const Library&) = delete;
   Library& operator=(const Library&) = delete;
@@ -171,8 +172,8 @@ class Channel {
   Channel(const Channel&) = delete;
   Channel& operator=(const Channel&) = delete;
 
-  // Creates the plugin instance; false with `error` set when the plugin refuses its settings.
-  bool create(const std::vector<std::pair<std::string, std::string>>& settings, std::string& error);
+  // Creates the plugin instance; the Error says why when the plugin refuses its settings.
+  Result<void> create(const std::vector<std::pair<std::string, std::string>>& settings);
 
   // Hands one delivery to the plugin; `done` gets its verdict exactly once, also when the host itself fails
   // (a retry, "host.error: ..."). Thread-safe as the ABI requires. The caller's thread builds the provider

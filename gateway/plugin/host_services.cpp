@@ -49,8 +49,8 @@ struct Channel::HostServices {
   static tayori_status sign_jwt(void*, tayori_str alg, tayori_str header_extra, tayori_str claims, tayori_str pem,
                                 tayori_out jwt, tayori_error_buf error) {
     auto r = crypto::sign_jwt(text(alg), text(header_extra), text(claims), text(pem));
-    if (!r) return fail(error, r.error);
-    write_out(jwt, r.value);
+    if (!r) return fail(error, r.error().message);
+    write_out(jwt, r.value());
     return TAYORI_OK;
   }
   static tayori_status hmac(void*, tayori_hash hash, tayori_str key, tayori_str data, tayori_out mac,
@@ -58,8 +58,8 @@ struct Channel::HostServices {
     if (hash != TAYORI_HASH_SHA256 && hash != TAYORI_HASH_SHA1) return fail(error, "unknown hash");
     auto r = hash == TAYORI_HASH_SHA256 ? crypto::hmac_sha256(text(key), text(data))
                                         : crypto::hmac_sha1(text(key), text(data));
-    if (!r) return fail(error, r.error);
-    write_out(mac, r.value);
+    if (!r) return fail(error, r.error().message);
+    write_out(mac, r.value());
     return TAYORI_OK;
   }
   static void base64(void*, tayori_str bytes, int url_safe, tayori_out out) {
@@ -73,7 +73,7 @@ struct Channel::HostServices {
     if (mint == nullptr) return fail(error, "no mint function");
     bool transient = false;  // the mint said TAYORI_RETRY_LATER: pass that on, it is not a configuration error
     auto r = c.tokens_.get(std::string(text(key)), c.clock_.now_ms(), refresh_before_ms,
-                           [&]() -> crypto::CryptoResult<crypto::MintedToken> {
+                           [&]() -> Result<crypto::MintedToken> {
                              std::string minted;
                              int64_t expires = 0;
                              char why[512] = {0};
@@ -83,17 +83,16 @@ struct Channel::HostServices {
                              tayori_status st = mint(mint_ctx, sink, &expires, tayori_error_buf{why, sizeof why});
                              transient = st == TAYORI_RETRY_LATER;
                              if (st != TAYORI_OK)
-                               return crypto::CryptoResult<crypto::MintedToken>::failure(
-                                   why[0] ? why : "the plugin's mint function failed without saying why");
-                             if (minted.empty())
-                               return crypto::CryptoResult<crypto::MintedToken>::failure("minted an empty token");
-                             return crypto::CryptoResult<crypto::MintedToken>::success({minted, expires});
+                               return Error{ErrorCode::invalid,
+                                            why[0] ? why : "the plugin's mint function failed without saying why"};
+                             if (minted.empty()) return Error{ErrorCode::invalid, "minted an empty token"};
+                             return crypto::MintedToken{minted, expires};
                            });
     if (!r) {
-      fail(error, r.error);
+      fail(error, r.error().message);
       return transient ? TAYORI_RETRY_LATER : TAYORI_ERROR;
     }
-    write_out(out, r.value);
+    write_out(out, r.value());
     return TAYORI_OK;
   }
   static void invalidate(void* ctx, tayori_str key, tayori_str only_if_token) {
@@ -103,13 +102,12 @@ struct Channel::HostServices {
                                         void* response_ctx) {
     Channel& c = of(ctx);
     if (request == nullptr || on_response == nullptr || c.transport_ == nullptr) return TAYORI_INVALID;
-    std::string problem;
-    transport::Request req = to_transport_request(request, c.pool_key(), problem);
-    if (!problem.empty()) {
-      log::write(log::Level::warn, "plugin." + c.name_, "host_exchange refused: " + problem);
+    Result<transport::Request> req = to_transport_request(request, c.pool_key());
+    if (!req) {
+      log::write(log::Level::warn, "plugin." + c.name_, "host_exchange refused: " + req.error().message);
       return TAYORI_INVALID;
     }
-    transport::Response r = exchange(*c.transport_, std::move(req));
+    transport::Response r = exchange(*c.transport_, std::move(req).value());
     with_response(r, [&](const tayori_response* resp) { on_response(response_ctx, resp); });
     return TAYORI_OK;
   }

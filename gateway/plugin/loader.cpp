@@ -19,37 +19,37 @@ namespace {
 
 std::string version_text(unsigned major, unsigned minor) { return std::to_string(major) + "." + std::to_string(minor); }
 
+// A plugin the host cannot trust is a configuration error: the operator's to fix, never worth retrying.
+Error refused(std::string message) { return Error{ErrorCode::invalid, std::move(message)}; }
+
 }  // namespace
 
-std::shared_ptr<Library> Library::open(const std::string& path, std::string& error) {
+Result<std::shared_ptr<Library>> Library::open(const std::string& path) {
   // RTLD_NOW: an unresolved symbol fails here, not at the first delivery. RTLD_LOCAL: two plugins never
   // see each other's symbols.
   void* handle = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (handle == nullptr) {
     const char* why = ::dlerror();
-    error = "cannot load plugin \"" + path + "\": " + (why ? why : "unknown dlopen error");
-    return nullptr;
+    return refused("cannot load plugin \"" + path + "\": " + (why ? why : "unknown dlopen error"));
   }
   std::shared_ptr<Library> lib(new Library());
   lib->handle_ = handle;
   lib->path_ = path;
   auto entry = reinterpret_cast<tayori_plugin_entry_fn>(::dlsym(handle, TAYORI_PLUGIN_ENTRY_SYMBOL));
   if (entry == nullptr) {
-    error = "incompatible plugin \"" + path + "\": it does not export " TAYORI_PLUGIN_ENTRY_SYMBOL
-            " (is it a Tayori plugin? build it with TAYORI_PLUGIN from tayori/plugin.hpp)";
-    return nullptr;
+    return refused("incompatible plugin \"" + path +
+                   "\": it does not export " TAYORI_PLUGIN_ENTRY_SYMBOL
+                   " (is it a Tayori plugin? build it with TAYORI_PLUGIN from tayori/plugin.hpp)");
   }
   const tayori_plugin* d = entry();
   if (d == nullptr) {
-    error = "incompatible plugin \"" + path + "\": " TAYORI_PLUGIN_ENTRY_SYMBOL " returned NULL";
-    return nullptr;
+    return refused("incompatible plugin \"" + path + "\": " TAYORI_PLUGIN_ENTRY_SYMBOL " returned NULL");
   }
   // Read the three leading fields first: they are the same in every ABI version.
   if (d->abi_major != TAYORI_ABI_MAJOR) {
-    error = "incompatible plugin \"" + path + "\": version mismatch: the host speaks plugin ABI " +
-            version_text(TAYORI_ABI_MAJOR, TAYORI_ABI_MINOR) + ", the plugin was built for ABI " +
-            version_text(d->abi_major, d->abi_minor);
-    return nullptr;
+    return refused("incompatible plugin \"" + path + "\": version mismatch: the host speaks plugin ABI " +
+                   version_text(TAYORI_ABI_MAJOR, TAYORI_ABI_MINOR) + ", the plugin was built for ABI " +
+                   version_text(d->abi_major, d->abi_minor));
   }
   // A newer minor is refused; an older one loads (docs/architecture.md §6.2). A newer minor may rely on host
   // behaviour this host lacks: a flag in an outcome, a new status or event kind. This host would read the
@@ -59,16 +59,15 @@ std::shared_ptr<Library> Library::open(const std::string& path, std::string& err
   // what came after reads as zero.
   if (d->abi_minor > TAYORI_ABI_MINOR) {
     const std::string host = version_text(TAYORI_ABI_MAJOR, TAYORI_ABI_MINOR);
-    error = "incompatible plugin \"" + path + "\": it was built for plugin ABI " +
-            version_text(d->abi_major, d->abi_minor) + " but this host speaks " + host + "; build it against the " +
-            host + " headers (the SDK this host installs) or upgrade Tayori";
-    return nullptr;
+    return refused("incompatible plugin \"" + path + "\": it was built for plugin ABI " +
+                   version_text(d->abi_major, d->abi_minor) + " but this host speaks " + host +
+                   "; build it against the " + host + " headers (the SDK this host installs) or upgrade Tayori");
   }
   if (d->struct_size < TAYORI_PLUGIN_V1_0_SIZE) {
-    error = "incompatible plugin \"" + path + "\": its descriptor is " + std::to_string(d->struct_size) +
-            " bytes, shorter than the " + std::to_string(TAYORI_PLUGIN_V1_0_SIZE) + " bytes of ABI " +
-            version_text(TAYORI_ABI_MAJOR, 0) + " (plugin says ABI " + version_text(d->abi_major, d->abi_minor) + ")";
-    return nullptr;
+    return refused("incompatible plugin \"" + path + "\": its descriptor is " + std::to_string(d->struct_size) +
+                   " bytes, shorter than the " + std::to_string(TAYORI_PLUGIN_V1_0_SIZE) + " bytes of ABI " +
+                   version_text(TAYORI_ABI_MAJOR, 0) + " (plugin says ABI " + version_text(d->abi_major, d->abi_minor) +
+                   ")");
   }
   // An older minor's shorter descriptor: the fields appended since stay zero (NULL callbacks, no flags). The
   // min() still guards a descriptor that claims this minor with a longer size than ours.
@@ -102,8 +101,7 @@ std::shared_ptr<Library> Library::open(const std::string& path, std::string& err
       problem = "setting " + std::string(s.name) + " is a secret and cannot have a default";
   }
   if (!problem.empty()) {
-    error = "incompatible plugin \"" + path + "\": " + problem;
-    return nullptr;
+    return refused("incompatible plugin \"" + path + "\": " + problem);
   }
   return lib;
 }

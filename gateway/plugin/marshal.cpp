@@ -62,13 +62,11 @@ DeliveryOutcome to_outcome(tayori_status st, tayori_outcome& out) {
   return result;
 }
 
-transport::Request to_transport_request(const tayori_request* r, const std::string& pool_key, std::string& problem) {
+Result<transport::Request> to_transport_request(const tayori_request* r, const std::string& pool_key) {
   transport::Request req;
   auto kind = abi_value(r->kind);
-  if (kind != TAYORI_REQUEST_HTTP && kind != TAYORI_REQUEST_SMTP) {
-    problem = "host.unknown_request_kind: " + std::to_string(kind);
-    return req;
-  }
+  if (kind != TAYORI_REQUEST_HTTP && kind != TAYORI_REQUEST_SMTP)
+    return Error{ErrorCode::invalid, "host.unknown_request_kind: " + std::to_string(kind), "kind"};
   req.method = std::string(text(r->method));
   req.url = std::string(text(r->url));
   for (size_t i = 0; i < r->header_count; ++i) req.headers.emplace_back(text(r->headers[i].key), text(r->headers[i].value));
@@ -128,13 +126,12 @@ InboundRequestView::InboundRequestView(const InboundRequest& request) : path(pat
 
 tayori_status CollectedRequests::add(void* ctx, const tayori_request* r) {
   auto* c = static_cast<CollectedRequests*>(ctx);
-  std::string problem;
-  transport::Request req = to_transport_request(r, c->pool_key, problem);
-  if (!problem.empty()) {
-    c->refused = problem;
+  Result<transport::Request> req = to_transport_request(r, c->pool_key);
+  if (!req) {
+    c->refused = req.error().message;
     return TAYORI_INVALID;
   }
-  c->requests.push_back(std::move(req));
+  c->requests.push_back(std::move(req).value());
   return TAYORI_OK;
 }
 

@@ -53,9 +53,9 @@ struct OutcomeBuffers {
 // The verdict a plugin wrote into `out`, with the status its callback returned.
 DeliveryOutcome to_outcome(tayori_status st, tayori_outcome& out);
 
-// A plugin's request as the transport takes it; empty `problem` when acceptable. Fields appended in ABI
-// 1.1 are read only when the plugin's struct carries them.
-transport::Request to_transport_request(const tayori_request* r, const std::string& pool_key, std::string& problem);
+// A plugin's request as the transport takes it, or why it is refused. Fields appended in ABI 1.1 are read
+// only when the plugin's struct carries them.
+Result<transport::Request> to_transport_request(const tayori_request* r, const std::string& pool_key);
 
 // Calls `use` with the C view of a transport response (valid only during the call).
 template <class F>

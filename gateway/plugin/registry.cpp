@@ -149,13 +149,13 @@ RegistryResult build_registry(const config::Config& config, const Clock& clock,
     }
     std::shared_ptr<Library>& lib = libraries[path];
     if (!lib) {
-      std::string error;
-      lib = Library::open(path, error);
-      if (!lib) {
-        result.errors.push_back({config.file, ch.at, path_key + ".plugin", error});
+      Result<std::shared_ptr<Library>> opened = Library::open(path);
+      if (!opened) {
+        result.errors.push_back({config.file, ch.at, path_key + ".plugin", opened.error().message});
         libraries.erase(path);
         continue;
       }
+      lib = std::move(opened).value();
     }
     const tayori_plugin& p = lib->descriptor();
     if (lib->sans_io() && p.on_deliver == nullptr && transport == nullptr) {
@@ -206,9 +206,8 @@ RegistryResult build_registry(const config::Config& config, const Clock& clock,
             ch.rate_per_second, ch.burst > 0 ? ch.burst : std::max(1.0, ch.rate_per_second));
       transport->configure_pool(channel->pool_key(), pool);
     }
-    std::string error;
-    if (!channel->create(settings, error)) {
-      result.errors.push_back({config.file, ch.settings_at, path_key + ".settings", error});
+    if (Result<void> created = channel->create(settings); !created) {
+      result.errors.push_back({config.file, ch.settings_at, path_key + ".settings", created.error().message});
       continue;
     }
     registry->add(std::move(channel));

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "common/result.hpp"
 #include "store/message_store.hpp"
 
 namespace tayori::store {
@@ -40,7 +41,7 @@ class FeedStore {
   // The seq a webhook subscription has delivered up to; nullopt before its first delivery.
   virtual std::optional<int64_t> webhook_cursor(const std::string& name) = 0;
   // Group-committed. `done` may be empty.
-  virtual void set_webhook_cursor(const std::string& name, int64_t seq, std::function<void(bool ok)> done) = 0;
+  virtual void set_webhook_cursor(const std::string& name, int64_t seq, std::function<void(Result<void>)> done) = 0;
   // Whether this node delivers subscription `name` now. Where nodes share the store one node at a time holds
   // a subscription, renewing its hold at each call, and another takes it over once the hold has not been
   // renewed for the store's lease (it then reads the cursor again). One node always holds it.

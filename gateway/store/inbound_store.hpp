@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/result.hpp"
 #include "policy/policy.hpp"
 #include "store/message_store.hpp"
 
@@ -52,9 +53,9 @@ class InboundStore {
     std::vector<FollowUp> follow_ups;
     std::vector<StatCount> counts;  // added to the stats unless de-duplicated away
   };
-  // Group-committed. `done(ok, applied)`: how many of `writes` were new (not de-duplicated away).
+  // Group-committed. `done` gets how many of `writes` were new (not de-duplicated away).
   virtual void apply_inbound(std::vector<InboundWrites> writes, int64_t now_ms,
-                             std::function<void(bool ok, int applied)> done) = 0;
+                             std::function<void(Result<int>)> done) = 0;
 
   // The latest message with response options sent to a contact point on a channel: a numbered SMS reply
   // ("2") answers it. `options_json` is the JSON array of its option ids, in the order they were numbered.
@@ -66,7 +67,7 @@ class InboundStore {
   virtual std::optional<Question> open_question(const std::string& contact, const std::string& channel) = 0;
   // Group-committed; replaces the contact point's open question on that channel. `done` may be empty.
   virtual void put_question(const std::string& contact, const std::string& channel, Question question,
-                            std::function<void(bool ok)> done) = 0;
+                            std::function<void(Result<void>)> done) = 0;
 };
 
 }  // namespace tayori::store

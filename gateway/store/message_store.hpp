@@ -13,6 +13,7 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "common/result.hpp"
 #include "store/stats_store.hpp"
 
 namespace tayori::store {
@@ -161,25 +162,25 @@ class MessageStore {
  public:
   virtual ~MessageStore() = default;
 
-  // Group-committed. `done(ok, results)` runs after the transaction is durable (ok) or failed (!ok, and
-  // nothing of `batch` is stored). It runs on the writer thread: hand work elsewhere, do not block.
+  // Group-committed. `done` gets the results once the transaction is durable, or the Error that failed it
+  // (nothing of `batch` is stored then). It runs on the writer thread: hand work elsewhere, do not block.
   virtual void accept(std::vector<NewMessage> batch, int64_t now_ms,
-                      std::function<void(bool ok, std::vector<AcceptResult>)> done) = 0;
+                      std::function<void(Result<std::vector<AcceptResult>>)> done) = 0;
 
   // Group-committed. Cancels a message that has not been handed to a provider.
-  virtual void cancel(const std::string& id, int64_t now_ms, std::function<void(bool ok, CancelResult)> done) = 0;
+  virtual void cancel(const std::string& id, int64_t now_ms, std::function<void(Result<CancelResult>)> done) = 0;
 
   // Group-committed. `done` may be empty.
-  virtual void apply(Transition transition, int64_t now_ms, std::function<void(bool ok)> done) = 0;
+  virtual void apply(Transition transition, int64_t now_ms, std::function<void(Result<void>)> done) = 0;
 
   // Messages matching `filter`, in id order (payloads left empty).
   virtual std::vector<MessageRecord> list(const MessageFilter& filter) = 0;
 
   // Group-committed. Sends dead or failed messages matching `filter` through the policy again: scheduled,
   // due now, from their first channel with a fresh retry budget; a `replayed` event names `by`.
-  // `done(ok, ids)` lists those replayed (a message in another state is left alone).
+  // `done` gets the ids of those replayed (a message in another state is left alone).
   virtual void replay(const MessageFilter& filter, int64_t now_ms, const std::string& by,
-                      std::function<void(bool ok, std::vector<std::string> ids)> done) = 0;
+                      std::function<void(Result<std::vector<std::string>>)> done) = 0;
 
   // Moves up to `limit` due scheduled messages to `dispatched` (attempts + 1) and returns them. Blocks
   // until committed. The caller records the `dispatched` event with the attempt's outcome.

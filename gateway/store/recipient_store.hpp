@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "common/result.hpp"
 #include "policy/policy.hpp"
 
 namespace tayori::store {
@@ -29,11 +30,11 @@ class RecipientStore {
 
   virtual std::optional<RecipientProfile> recipient(const std::string& id) = 0;
   // Replaces the profile (PUT). Group-committed.
-  virtual void put_recipient(RecipientProfile profile, int64_t now_ms, std::function<void(bool ok)> done) = 0;
+  virtual void put_recipient(RecipientProfile profile, int64_t now_ms, std::function<void(Result<void>)> done) = 0;
   // Right to erasure: drops contacts, locale, time zone and the content of the recipient's messages,
   // cancels what is still scheduled; keeps ids, states, events and cap counters (anonymous). `found`
   // is false for an unknown recipient.
-  virtual void erase_recipient(const std::string& id, int64_t now_ms, std::function<void(bool ok, bool found)> done) = 0;
+  virtual void erase_recipient(const std::string& id, int64_t now_ms, std::function<void(Result<bool>)> done) = 0;
   // Every recipient whose stored profile has `contact` as one of its contact points (a family may share a
   // number), the most recently updated first; empty when none. An indexed lookup (table contact_points).
   virtual std::vector<std::string> recipients_by_contact(const std::string& contact) = 0;
@@ -41,7 +42,7 @@ class RecipientStore {
   // ---- Consent: append-only history per recipient x channel x purpose ----
   // Appends `records` in one operation: all of them are stored in one group commit, or none.
   virtual void append_consent(const std::string& recipient_id, std::vector<policy::ConsentRecord> records,
-                              std::function<void(bool ok)> done) = 0;
+                              std::function<void(Result<void>)> done) = 0;
   virtual std::vector<policy::ConsentRecord> consent_history(const std::string& recipient_id) = 0;
   // The latest record per channel x purpose.
   virtual std::vector<policy::ConsentRecord> consent_current(const std::string& recipient_id) = 0;
@@ -53,7 +54,7 @@ class RecipientStore {
   // message, which takes its slot again when it is cleared again (at-least-once, as for any send).
   virtual void take_slot(const std::string& recipient_id, const policy::CapSlot& slot) = 0;
   virtual void release_slot(const std::string& recipient_id, const std::string& message_id,
-                            std::function<void(bool ok)> done) = 0;
+                            std::function<void(Result<void>)> done) = 0;
   // The slots taken since `since_ms`: the committed ones and those taken but not yet committed.
   virtual std::vector<policy::CapSlot> slots_since(const std::string& recipient_id, int64_t since_ms) = 0;
   virtual int64_t purge_slots(int64_t before_ms) = 0;

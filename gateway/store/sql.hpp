@@ -18,13 +18,15 @@
 #include <string>
 #include <string_view>
 
+#include "common/result.hpp"
+
 namespace tayori::store::sql {
 
 enum class Dialect { sqlite, postgres };
 
 // A failure of the database inside an operation. The store rolls that operation back (or the whole group
-// when the transaction itself is lost) and answers its caller `ok = false`; `why` is what an operator reads
-// (last_write_error: "database or disk is full", "connection to the server lost").
+// when the transaction itself is lost) and answers its caller with to_error(); `why` is what an operator
+// reads (last_write_error: "database or disk is full", "connection to the server lost").
 struct Error : std::runtime_error {
   enum class Kind {
     constraint,  // the data broke a rule of the schema: that operation alone fails
@@ -37,6 +39,15 @@ struct Error : std::runtime_error {
   std::string why;  // short and stable, for last_write_error and metrics
   Error(Kind k, std::string short_why, const std::string& what)
       : std::runtime_error(what), kind(k), why(std::move(short_why)) {}
+
+  // The data path's Error for it: a broken constraint is the data's, the rest the database's (retrying may
+  // work), except what the engine could not name.
+  tayori::Error to_error() const {
+    ErrorCode code = kind == Kind::constraint ? ErrorCode::conflict
+                     : kind == Kind::other    ? ErrorCode::internal
+                                              : ErrorCode::unavailable;
+    return tayori::Error{code, why};
+  }
 };
 
 class Statement {

@@ -64,6 +64,19 @@ std::unique_ptr<sql::Connection> SqlStore::take_reader() {
   }
 }
 
+void SqlStore::throw_read_error() {
+  try {
+    throw;
+  } catch (const ReadError&) {
+    throw;
+  } catch (const sql::Error& e) {
+    throw ReadError(e.to_error(), e.what());
+  } catch (const std::exception& e) {
+    // Not the engine's (a row the operation could not read): no short reason to give but the text itself.
+    throw ReadError(Error{ErrorCode::internal, e.what()}, e.what());
+  }
+}
+
 void SqlStore::give_back(std::unique_ptr<sql::Connection> c) {
   bool keep = c && backend_->usable(*c);
   std::lock_guard lock(readers_mutex_);
@@ -74,11 +87,11 @@ void SqlStore::give_back(std::unique_ptr<sql::Connection> c) {
 
 // ---- The writer ----
 
-void SqlStore::submit(WriteOp apply, std::function<void(bool)> complete) {
+void SqlStore::submit(WriteOp apply, std::function<void(Result<void>)> complete) {
   {
     std::lock_guard lock(mutex_);
     if (stopping_) {
-      if (complete) complete(false);
+      if (complete) complete(Error{ErrorCode::unavailable, "the store is stopping"});
       return;
     }
     queue_.push_back({std::move(apply), std::move(complete)});
@@ -86,10 +99,10 @@ void SqlStore::submit(WriteOp apply, std::function<void(bool)> complete) {
   wake_.notify_one();
 }
 
-bool SqlStore::submit_and_wait(WriteOp apply) {
-  std::promise<bool> done;
+Result<void> SqlStore::submit_and_wait(WriteOp apply) {
+  std::promise<Result<void>> done;
   auto future = done.get_future();
-  submit(std::move(apply), [&done](bool ok) { done.set_value(ok); });
+  submit(std::move(apply), [&done](Result<void> verdict) { done.set_value(std::move(verdict)); });
   return future.get();
 }
 
@@ -122,28 +135,33 @@ void SqlStore::write_loop() {
 // sets its results afresh rather than adding to them. Then one COMMIT, and every completion is told the
 // commit's verdict.
 void SqlStore::write_group(std::vector<Operation>& group) {
-  std::vector<char> op_ok(group.size(), 0);
-  GroupRun run = run_group(group, /*savepoints=*/false, op_ok);
-  if (run == GroupRun::op_failed) run = run_group(group, /*savepoints=*/true, op_ok);
-  bool committed = run == GroupRun::committed;
+  std::vector<Result<void>> verdicts(group.size());
+  if (run_group(group, /*savepoints=*/false, verdicts) == GroupRun::op_failed)
+    run_group(group, /*savepoints=*/true, verdicts);
   // A caller that does not wait for the outcome passes no completion.
   for (size_t i = 0; i < group.size(); ++i)
     if (group[i].complete) {
       // A completion belongs to the caller; one that throws must not take the writer, and every other
       // caller's answer, with it.
       try {
-        group[i].complete(committed && op_ok[i]);
+        group[i].complete(std::move(verdicts[i]));
       } catch (const std::exception& e) {
         log::error("store", std::string("a write's completion failed: ") + e.what());
       }
     }
 }
 
-SqlStore::GroupRun SqlStore::run_group(std::vector<Operation>& group, bool savepoints, std::vector<char>& op_ok) {
+SqlStore::GroupRun SqlStore::run_group(std::vector<Operation>& group, bool savepoints,
+                                       std::vector<Result<void>>& verdicts) {
   sql::Connection& c = *writer_conn_;
   WriteContext w;
   w.claimant = backend_->claimant();
-  std::fill(op_ok.begin(), op_ok.end(), 0);
+  std::fill(verdicts.begin(), verdicts.end(), Result<void>());
+  // Every operation of a group that failed as a whole is told why.
+  auto group_failed = [&](const Error& why) {
+    std::fill(verdicts.begin(), verdicts.end(), Result<void>(why));
+    return GroupRun::failed;
+  };
   // Transaction control is prepared once like any statement: parsing SAVEPOINT and RELEASE for every
   // operation cost the writer more than some operations themselves.
   try {
@@ -171,16 +189,17 @@ SqlStore::GroupRun SqlStore::run_group(std::vector<Operation>& group, bool savep
       try {
         group[i].apply(c, w);
         if (savepoints) c.prepare("RELEASE op").exec();
-        op_ok[i] = 1;
       } catch (const sql::Error& e) {
         // Some errors (SQLite's FULL and IOERR, a lost PostgreSQL connection) roll back the whole
         // transaction: then there is no savepoint left to return to, and the group fails as a whole below.
         if (backend_->transaction_lost(c, e)) throw;
         set_last_write_error(e.why);
+        verdicts[i] = e.to_error();
         if (op_failed(e.what())) return GroupRun::op_failed;
       } catch (const std::exception& e) {
         // Not the engine's (data the operation could not handle): that operation alone fails, like a
         // constraint would, and the writer goes on; an exception leaving this thread would end the process.
+        verdicts[i] = Error{ErrorCode::internal, e.what()};
         if (op_failed(e.what())) return GroupRun::op_failed;
       }
     }
@@ -201,6 +220,7 @@ SqlStore::GroupRun SqlStore::run_group(std::vector<Operation>& group, bool savep
       // The engine rolled back already.
     }
     set_last_write_error(e.why);
+    return group_failed(e.to_error());
   } catch (const std::exception& e) {
     // Not the engine's error on a statement: the group could not even begin, e.g. a lost PostgreSQL
     // connection that cannot be opened again while the server is down. No transaction was started; the group
@@ -208,15 +228,29 @@ SqlStore::GroupRun SqlStore::run_group(std::vector<Operation>& group, bool savep
     // thread would end the process).
     log::error("store", std::string("group commit failed: ") + e.what());
     set_last_write_error("no connection to the database");
+    return group_failed(Error{ErrorCode::unavailable, "no connection to the database"});
   }
-  std::fill(op_ok.begin(), op_ok.end(), 0);
-  return GroupRun::failed;
 }
 
 // ---- MessageStore ----
 
+namespace {
+
+// The completion of an operation that leaves its answer in `*value`: `done` gets that answer once the group
+// is durable, or the operation's Error. `done` may be empty.
+template <class T>
+std::function<void(Result<void>)> answer_with(std::shared_ptr<T> value, std::function<void(Result<T>)> done) {
+  return [value = std::move(value), done = std::move(done)](const Result<void>& verdict) {
+    if (!done) return;
+    if (!verdict) return done(verdict.error());
+    done(std::move(*value));
+  };
+}
+
+}  // namespace
+
 void SqlStore::accept(std::vector<NewMessage> batch, int64_t now_ms,
-                      std::function<void(bool, std::vector<AcceptResult>)> done) {
+                      std::function<void(Result<std::vector<AcceptResult>>)> done) {
   auto results = std::make_shared<std::vector<AcceptResult>>();
   auto shared_batch = std::make_shared<std::vector<NewMessage>>(std::move(batch));
   submit(
@@ -224,21 +258,18 @@ void SqlStore::accept(std::vector<NewMessage> batch, int64_t now_ms,
         results->clear();
         for (const NewMessage& m : *shared_batch) results->push_back(ops::accept_one(c, w, m, now_ms));
       },
-      [results, done = std::move(done)](bool ok) { done(ok, ok ? std::move(*results) : std::vector<AcceptResult>{}); });
+      answer_with(results, std::move(done)));
 }
 
-void SqlStore::cancel(const std::string& id, int64_t now_ms, std::function<void(bool, CancelResult)> done) {
+void SqlStore::cancel(const std::string& id, int64_t now_ms, std::function<void(Result<CancelResult>)> done) {
   auto result = std::make_shared<CancelResult>();
   submit([id, now_ms, result](sql::Connection& c, WriteContext& w) { *result = ops::cancel(c, w, id, now_ms); },
-         [result, done = std::move(done)](bool ok) { done(ok, *result); });
+         answer_with(result, std::move(done)));
 }
 
-void SqlStore::apply(Transition t, int64_t now_ms, std::function<void(bool)> done) {
+void SqlStore::apply(Transition t, int64_t now_ms, std::function<void(Result<void>)> done) {
   auto shared = std::make_shared<Transition>(std::move(t));
-  submit([shared, now_ms](sql::Connection& c, WriteContext& w) { ops::apply(c, w, *shared, now_ms); },
-         [done = std::move(done)](bool ok) {
-           if (done) done(ok);
-         });
+  submit([shared, now_ms](sql::Connection& c, WriteContext& w) { ops::apply(c, w, *shared, now_ms); }, std::move(done));
 }
 
 std::vector<MessageRecord> SqlStore::list(const MessageFilter& f) {
@@ -246,16 +277,16 @@ std::vector<MessageRecord> SqlStore::list(const MessageFilter& f) {
 }
 
 void SqlStore::replay(const MessageFilter& f, int64_t now_ms, const std::string& by,
-                      std::function<void(bool, std::vector<std::string>)> done) {
+                      std::function<void(Result<std::vector<std::string>>)> done) {
   auto ids = std::make_shared<std::vector<std::string>>();
   submit([f, now_ms, by, ids](sql::Connection& c, WriteContext& w) { *ids = ops::replay(c, w, f, now_ms, by); },
-         [ids, done = std::move(done)](bool ok) { done(ok, ok ? std::move(*ids) : std::vector<std::string>{}); });
+         answer_with(ids, std::move(done)));
 }
 
 std::vector<MessageRecord> SqlStore::claim_due(int64_t now_ms, int limit) {
   std::vector<MessageRecord> claimed;
-  bool ok = submit_and_wait([&](sql::Connection& c, WriteContext& w) { claimed = ops::claim(c, w, now_ms, limit); });
-  if (!ok) return {};
+  if (!submit_and_wait([&](sql::Connection& c, WriteContext& w) { claimed = ops::claim(c, w, now_ms, limit); }))
+    return {};
   return claimed;
 }
 
@@ -265,13 +296,15 @@ std::optional<int64_t> SqlStore::next_due_ms() {
 
 int SqlStore::requeue_in_flight(int64_t now_ms) {
   int count = 0;
-  submit_and_wait([&](sql::Connection& c, WriteContext& w) { count = ops::requeue(c, w, now_ms); });
+  // Nothing of a failed group is committed, whatever the operation counted.
+  if (!submit_and_wait([&](sql::Connection& c, WriteContext& w) { count = ops::requeue(c, w, now_ms); })) return 0;
   return count;
 }
 
 int64_t SqlStore::purge_finished(int64_t before_ms) {
   int64_t count = 0;
-  submit_and_wait([&](sql::Connection& c, WriteContext& w) { count = ops::purge(c, w, before_ms); });
+  // Nothing of a failed group is committed, whatever the operation counted.
+  if (!submit_and_wait([&](sql::Connection& c, WriteContext& w) { count = ops::purge(c, w, before_ms); })) return 0;
   return count;
 }
 
@@ -306,7 +339,7 @@ std::optional<RecipientProfile> SqlStore::recipient(const std::string& id) {
   return read<std::optional<RecipientProfile>>([&](sql::Connection& c) { return ops::recipient(c, id); });
 }
 
-void SqlStore::put_recipient(RecipientProfile p, int64_t now_ms, std::function<void(bool)> done) {
+void SqlStore::put_recipient(RecipientProfile p, int64_t now_ms, std::function<void(Result<void>)> done) {
   submit(
       [p = std::move(p), now_ms](sql::Connection& c, WriteContext&) {
         ops::put_recipient(c, p.id, p.timezone, p.locale, p.contacts_json, now_ms);
@@ -314,10 +347,10 @@ void SqlStore::put_recipient(RecipientProfile p, int64_t now_ms, std::function<v
       std::move(done));
 }
 
-void SqlStore::erase_recipient(const std::string& id, int64_t now_ms, std::function<void(bool, bool)> done) {
+void SqlStore::erase_recipient(const std::string& id, int64_t now_ms, std::function<void(Result<bool>)> done) {
   auto found = std::make_shared<bool>(false);
   submit([id, now_ms, found](sql::Connection& c, WriteContext& w) { *found = ops::erase_recipient(c, w, id, now_ms); },
-         [found, done = std::move(done)](bool ok) { done(ok, *found); });
+         answer_with(found, std::move(done)));
 }
 
 std::vector<std::string> SqlStore::recipients_by_contact(const std::string& contact) {
@@ -326,7 +359,7 @@ std::vector<std::string> SqlStore::recipients_by_contact(const std::string& cont
 }
 
 void SqlStore::append_consent(const std::string& recipient_id, std::vector<policy::ConsentRecord> records,
-                              std::function<void(bool)> done) {
+                              std::function<void(Result<void>)> done) {
   submit(
       [recipient_id, records = std::move(records)](sql::Connection& c, WriteContext&) {
         for (const auto& r : records) ops::insert_consent(c, recipient_id, r, r.at_ms);
@@ -363,22 +396,20 @@ void SqlStore::take_slot(const std::string& recipient_id, const policy::CapSlot&
     held.push_back({slot, token});
   }
   submit([recipient_id, slot](sql::Connection& c, WriteContext&) { ops::put_slot(c, recipient_id, slot); },
-         [this, recipient_id, token](bool ok) {
+         [this, recipient_id, token](const Result<void>& verdict) {
            // Not committed (a full disk): the slot stays held in memory, so this process keeps counting it.
-           if (!ok) return log::error("store", "a frequency-cap slot could not be recorded; it is held in memory");
+           if (!verdict) return log::error("store", "a frequency-cap slot could not be recorded; it is held in memory");
            forget_pending_slot(recipient_id, [&](const PendingSlot& p) { return p.token == token; });
          });
 }
 
 void SqlStore::release_slot(const std::string& recipient_id, const std::string& message_id,
-                            std::function<void(bool)> done) {
+                            std::function<void(Result<void>)> done) {
   // Until the DELETE commits the stored slot still counts: a cap errs towards sending less, never more.
   forget_pending_slot(recipient_id, [&](const PendingSlot& p) { return p.slot.message_id == message_id; });
   submit(
       [recipient_id, message_id](sql::Connection& c, WriteContext&) { ops::delete_slot(c, recipient_id, message_id); },
-      [done = std::move(done)](bool ok) {
-        if (done) done(ok);
-      });
+      std::move(done));
 }
 
 std::vector<policy::CapSlot> SqlStore::held_slots(const std::string& recipient_id, int64_t since_ms) {
@@ -417,21 +448,22 @@ policy::RecipientState SqlStore::decision_state(const std::string& recipient_id,
 
 int64_t SqlStore::purge_slots(int64_t before_ms) {
   int64_t count = 0;
-  submit_and_wait([&](sql::Connection& c, WriteContext&) { count = ops::purge_slots(c, before_ms); });
+  // Nothing of a failed group is committed, whatever the operation counted.
+  if (!submit_and_wait([&](sql::Connection& c, WriteContext&) { count = ops::purge_slots(c, before_ms); })) return 0;
   return count;
 }
 
 // ---- SuppressionStore ----
 
-void SqlStore::add_suppression(policy::Suppression s, std::function<void(bool)> done) {
+void SqlStore::add_suppression(policy::Suppression s, std::function<void(Result<void>)> done) {
   submit([s = std::move(s)](sql::Connection& c, WriteContext&) { ops::put_suppression(c, s, s.at_ms); },
          std::move(done));
 }
 
-void SqlStore::remove_suppression(const std::string& contact, std::function<void(bool, bool)> done) {
+void SqlStore::remove_suppression(const std::string& contact, std::function<void(Result<bool>)> done) {
   auto found = std::make_shared<bool>(false);
   submit([contact, found](sql::Connection& c, WriteContext&) { *found = ops::remove_suppression(c, contact); },
-         [found, done = std::move(done)](bool ok) { done(ok, *found); });
+         answer_with(found, std::move(done)));
 }
 
 std::vector<policy::Suppression> SqlStore::suppressions(const std::vector<std::string>& contacts) {
@@ -457,13 +489,13 @@ std::optional<int64_t> SqlStore::webhook_cursor(const std::string& name) {
   return read<std::optional<int64_t>>([&](sql::Connection& c) { return ops::webhook_cursor(c, name); });
 }
 
-void SqlStore::set_webhook_cursor(const std::string& name, int64_t seq, std::function<void(bool)> done) {
+void SqlStore::set_webhook_cursor(const std::string& name, int64_t seq, std::function<void(Result<void>)> done) {
   submit([name, seq](sql::Connection& c, WriteContext&) { ops::set_webhook_cursor(c, name, seq); }, std::move(done));
 }
 
 // ---- InboundStore ----
 
-void SqlStore::apply_inbound(std::vector<InboundWrites> writes, int64_t now_ms, std::function<void(bool, int)> done) {
+void SqlStore::apply_inbound(std::vector<InboundWrites> writes, int64_t now_ms, std::function<void(Result<int>)> done) {
   auto shared = std::make_shared<std::vector<InboundWrites>>(std::move(writes));
   auto applied = std::make_shared<int>(0);
   submit(
@@ -472,9 +504,7 @@ void SqlStore::apply_inbound(std::vector<InboundWrites> writes, int64_t now_ms, 
         for (const InboundWrites& one : *shared)
           if (ops::apply_inbound_one(c, w, one, now_ms)) ++*applied;
       },
-      [applied, done = std::move(done)](bool ok) {
-        if (done) done(ok, ok ? *applied : 0);
-      });
+      answer_with(applied, std::move(done)));
 }
 
 std::optional<InboundStore::Question> SqlStore::open_question(const std::string& contact, const std::string& channel) {
@@ -482,12 +512,10 @@ std::optional<InboundStore::Question> SqlStore::open_question(const std::string&
 }
 
 void SqlStore::put_question(const std::string& contact, const std::string& channel, Question q,
-                            std::function<void(bool)> done) {
+                            std::function<void(Result<void>)> done) {
   submit([contact, channel, q = std::move(q)](sql::Connection& c,
                                               WriteContext&) { ops::put_question(c, contact, channel, q); },
-         [done = std::move(done)](bool ok) {
-           if (done) done(ok);
-         });
+         std::move(done));
 }
 
 // ---- StatsStore ----
@@ -508,7 +536,9 @@ std::vector<StatRow> SqlStore::waiting_by_hour(int64_t after_ms) {
 
 int64_t SqlStore::purge_stat_minutes(int64_t before_ms) {
   int64_t count = 0;
-  submit_and_wait([&](sql::Connection& c, WriteContext&) { count = ops::purge_stat_minutes(c, before_ms); });
+  // Nothing of a failed group is committed, whatever the operation counted.
+  if (!submit_and_wait([&](sql::Connection& c, WriteContext&) { count = ops::purge_stat_minutes(c, before_ms); }))
+    return 0;
   return count;
 }
 

@@ -84,12 +84,12 @@ class SqlStore : public Store {
 
   // ---- MessageStore ----
   void accept(std::vector<NewMessage> batch, int64_t now_ms,
-              std::function<void(bool ok, std::vector<AcceptResult>)> done) override;
-  void cancel(const std::string& id, int64_t now_ms, std::function<void(bool ok, CancelResult)> done) override;
-  void apply(Transition transition, int64_t now_ms, std::function<void(bool ok)> done) override;
+              std::function<void(Result<std::vector<AcceptResult>>)> done) override;
+  void cancel(const std::string& id, int64_t now_ms, std::function<void(Result<CancelResult>)> done) override;
+  void apply(Transition transition, int64_t now_ms, std::function<void(Result<void>)> done) override;
   std::vector<MessageRecord> list(const MessageFilter& filter) override;
   void replay(const MessageFilter& filter, int64_t now_ms, const std::string& by,
-              std::function<void(bool ok, std::vector<std::string> ids)> done) override;
+              std::function<void(Result<std::vector<std::string>>)> done) override;
   std::vector<MessageRecord> claim_due(int64_t now_ms, int limit) override;
   std::optional<int64_t> next_due_ms() override;
   int requeue_in_flight(int64_t now_ms) override;
@@ -103,22 +103,22 @@ class SqlStore : public Store {
 
   // ---- RecipientStore ----
   std::optional<RecipientProfile> recipient(const std::string& id) override;
-  void put_recipient(RecipientProfile profile, int64_t now_ms, std::function<void(bool ok)> done) override;
-  void erase_recipient(const std::string& id, int64_t now_ms, std::function<void(bool ok, bool found)> done) override;
+  void put_recipient(RecipientProfile profile, int64_t now_ms, std::function<void(Result<void>)> done) override;
+  void erase_recipient(const std::string& id, int64_t now_ms, std::function<void(Result<bool>)> done) override;
   std::vector<std::string> recipients_by_contact(const std::string& contact) override;
   void append_consent(const std::string& recipient_id, std::vector<policy::ConsentRecord> records,
-                      std::function<void(bool ok)> done) override;
+                      std::function<void(Result<void>)> done) override;
   std::vector<policy::ConsentRecord> consent_history(const std::string& recipient_id) override;
   std::vector<policy::ConsentRecord> consent_current(const std::string& recipient_id) override;
   void take_slot(const std::string& recipient_id, const policy::CapSlot& slot) override;
   void release_slot(const std::string& recipient_id, const std::string& message_id,
-                    std::function<void(bool ok)> done) override;
+                    std::function<void(Result<void>)> done) override;
   std::vector<policy::CapSlot> slots_since(const std::string& recipient_id, int64_t since_ms) override;
   int64_t purge_slots(int64_t before_ms) override;
 
   // ---- SuppressionStore ----
-  void add_suppression(policy::Suppression s, std::function<void(bool ok)> done) override;
-  void remove_suppression(const std::string& contact, std::function<void(bool ok, bool found)> done) override;
+  void add_suppression(policy::Suppression s, std::function<void(Result<void>)> done) override;
+  void remove_suppression(const std::string& contact, std::function<void(Result<bool>)> done) override;
   policy::RecipientState decision_state(const std::string& recipient_id, const std::vector<std::string>& contacts,
                                         std::optional<int64_t> slots_since_ms) override;
   std::vector<policy::Suppression> suppressions(const std::vector<std::string>& contacts) override;
@@ -128,14 +128,13 @@ class SqlStore : public Store {
   std::vector<TimelineEvent> read_feed(const FeedQuery& query) override;
   int64_t last_event_seq() override;
   std::optional<int64_t> webhook_cursor(const std::string& name) override;
-  void set_webhook_cursor(const std::string& name, int64_t seq, std::function<void(bool ok)> done) override;
+  void set_webhook_cursor(const std::string& name, int64_t seq, std::function<void(Result<void>)> done) override;
 
   // ---- InboundStore ----
-  void apply_inbound(std::vector<InboundWrites> writes, int64_t now_ms,
-                     std::function<void(bool ok, int applied)> done) override;
+  void apply_inbound(std::vector<InboundWrites> writes, int64_t now_ms, std::function<void(Result<int>)> done) override;
   std::optional<Question> open_question(const std::string& contact, const std::string& channel) override;
   void put_question(const std::string& contact, const std::string& channel, Question question,
-                    std::function<void(bool ok)> done) override;
+                    std::function<void(Result<void>)> done) override;
 
   // ---- StatsStore ----
   std::vector<StatRow> stat_totals(StatDimension dimension, int64_t from_ms, int64_t to_ms) override;
@@ -155,26 +154,33 @@ class SqlStore : public Store {
   // and the others of the group go on.
   using WriteOp = std::function<void(sql::Connection&, WriteContext&)>;
 
-  // Queues `apply` for the next group; `complete(ok)` runs on the writer thread once the group is durable
-  // (ok) or failed. `complete` may be empty.
-  void submit(WriteOp apply, std::function<void(bool ok)> complete);
+  // Queues `apply` for the next group; `complete` runs on the writer thread once the group is durable, or
+  // with the Error that failed the operation or the group. `complete` may be empty.
+  void submit(WriteOp apply, std::function<void(Result<void>)> complete);
   // submit, then blocks until the group's verdict.
-  bool submit_and_wait(WriteOp apply);
+  Result<void> submit_and_wait(WriteOp apply);
 
   // Runs `fn` on a pooled read connection (readers never block the writer). A connection whose run threw
-  // is not given back: the engine may have lost it.
+  // is not given back: the engine may have lost it. Whatever a read throws leaves as a ReadError.
   template <class T>
   T read(const std::function<T(sql::Connection&)>& fn) {
-    std::unique_ptr<sql::Connection> c = take_reader();
+    std::unique_ptr<sql::Connection> c;
+    try {
+      c = take_reader();
+    } catch (...) {
+      throw_read_error();
+    }
     try {
       T result = fn(*c);
       give_back(std::move(c));
       return result;
     } catch (...) {
       give_back(nullptr);
-      throw;
+      throw_read_error();
     }
   }
+  // Throws the exception being handled as a ReadError.
+  [[noreturn]] static void throw_read_error();
   // A read connection of the pool for the caller alone (a lock held across calls), until give_back. Waits
   // while max_readers are out; throws what opening one throws.
   std::unique_ptr<sql::Connection> take_reader();
@@ -194,7 +200,7 @@ class SqlStore : public Store {
 
   struct Operation {
     WriteOp apply;
-    std::function<void(bool)> complete;
+    std::function<void(Result<void>)> complete;
   };
 
   // A cap slot taken and not yet committed (take_slot); `token` tells a later take of the same message's
@@ -210,9 +216,9 @@ class SqlStore : public Store {
   void write_group(std::vector<Operation>& group);
   enum class GroupRun { committed, op_failed, failed };
   // One run of a group's transaction, with or without a savepoint per operation (write_group says why);
-  // sets op_ok for the operations that succeeded. op_failed: an operation failed with no savepoint to
+  // sets each operation's verdict in `verdicts`. op_failed: an operation failed with no savepoint to
   // return to, and the transaction was rolled back.
-  GroupRun run_group(std::vector<Operation>& group, bool savepoints, std::vector<char>& op_ok);
+  GroupRun run_group(std::vector<Operation>& group, bool savepoints, std::vector<Result<void>>& verdicts);
   void set_last_write_error(const std::string& why);
 
   // First, so that it outlives every connection it opened.

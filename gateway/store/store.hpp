@@ -6,11 +6,15 @@
 //
 // Writes are group-committed: callers hand over an operation and a completion; one writer applies many
 // operations in one transaction and runs each completion only after that transaction is durable. A
-// completion that says `ok` is the promise behind an HTTP 202.
+// completion handed a success is the promise behind an HTTP 202; one handed an Error learns what the writer
+// knows of the failure: `conflict` when the data broke a rule of the schema (that operation alone failed),
+// `unavailable` when the database could not commit (full, I/O, busy, lost, or the store stopping),
+// `invalid` or `internal` for data an operation could not handle.
 #pragma once
 
 #include <cstdint>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -22,6 +26,15 @@
 #include "store/suppression_store.hpp"
 
 namespace tayori::store {
+
+// What every store read throws when it cannot answer (the database busy, unreadable or gone): the data path's
+// Error, thrown rather than returned because every caller's answer is the one its thread's top gives
+// (docs/architecture.md §6 "Errors"). `what()` carries the engine's full text for the log; `error.message`
+// the short reason an answer names.
+struct ReadError : std::runtime_error {
+  ReadError(tayori::Error e, const std::string& what) : std::runtime_error(what), error(std::move(e)) {}
+  tayori::Error error;
+};
 
 // What the store's writes have cost since it opened: the bench divides these by messages to print the
 // write amplification (pages and fsyncs per message), and /metrics exports them.

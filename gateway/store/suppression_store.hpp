@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "common/result.hpp"
 #include "policy/policy.hpp"
 
 namespace tayori::store {
@@ -15,8 +16,8 @@ class SuppressionStore {
   virtual ~SuppressionStore() = default;
 
   // Group-committed; replaces the contact point's suppression.
-  virtual void add_suppression(policy::Suppression s, std::function<void(bool ok)> done) = 0;
-  virtual void remove_suppression(const std::string& contact, std::function<void(bool ok, bool found)> done) = 0;
+  virtual void add_suppression(policy::Suppression s, std::function<void(Result<void>)> done) = 0;
+  virtual void remove_suppression(const std::string& contact, std::function<void(Result<bool>)> done) = 0;
   // The suppressions of these contact points (those that have one).
   virtual std::vector<policy::Suppression> suppressions(const std::vector<std::string>& contacts) = 0;
   // In contact order, after `after_contact`, at most `limit`.

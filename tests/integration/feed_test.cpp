@@ -65,7 +65,7 @@ std::string check_signature(const api::HttpRequest& r) {
   std::string header(r.header("tayori-signature"));
   if (!std::regex_match(header, m, std::regex("t=([0-9]+),v1=([0-9a-f]{64})"))) return "malformed: " + header;
   auto mac = crypto::hmac_sha256(kSecret, m[1].str() + "." + r.body);
-  if (!mac || !crypto::constant_time_equal(crypto::hex(mac.value), m[2].str())) return "forged: " + header;
+  if (!mac || !crypto::constant_time_equal(crypto::hex(mac.value()), m[2].str())) return "forged: " + header;
   long long t = std::stoll(m[1].str());
   if (std::llabs(t - static_cast<long long>(std::time(nullptr))) > 300) return "stale t: " + header;
   return "";

@@ -36,8 +36,8 @@ int64_t now_s() {
 
 std::string sign(const char* alg, const Json& header, const Json& claims, const std::string& pem) {
   auto jwt = crypto::sign_jwt(alg, header.is_null() ? "" : header.dump(), claims.dump(), pem);
-  if (!jwt) throw std::runtime_error(jwt.error);
-  return jwt.value;
+  if (!jwt) throw std::runtime_error(jwt.error().message);
+  return jwt.value();
 }
 
 std::string apns_jwt(const std::string& key = "apns", int64_t iat = now_s(), const std::string& kid = kApnsKeyId) {
@@ -80,7 +80,7 @@ std::string twilio_signature(const std::string& token, const std::string& url,
                              const std::map<std::string, std::string>& params) {
   std::string data = url;
   for (const auto& [k, v] : params) data += k + v;  // std::map: sorted by name
-  return crypto::base64_encode(crypto::hmac_sha1(token, data).value);
+  return crypto::base64_encode(crypto::hmac_sha1(token, data).value());
 }
 
 // ---- A webhook receiver: the project's HTTP server, in process --------------------------------------------
@@ -319,11 +319,11 @@ TEST(SimulatorTest, ApnsRefusesADerSignatureAndAnUnsignedToken) {
 
   const size_t dot = jwt.rfind('.');
   auto raw = crypto::base64url_decode(jwt.substr(dot + 1));
-  ASSERT_TRUE(raw) << raw.error;
-  ASSERT_EQ(raw.value.size(), 64u);
+  ASSERT_TRUE(raw) << raw.error().message;
+  ASSERT_EQ(raw.value().size(), 64u);
   ECDSA_SIG* sig = ECDSA_SIG_new();
-  ECDSA_SIG_set0(sig, BN_bin2bn(reinterpret_cast<const unsigned char*>(raw.value.data()), 32, nullptr),
-                 BN_bin2bn(reinterpret_cast<const unsigned char*>(raw.value.data()) + 32, 32, nullptr));
+  ECDSA_SIG_set0(sig, BN_bin2bn(reinterpret_cast<const unsigned char*>(raw.value().data()), 32, nullptr),
+                 BN_bin2bn(reinterpret_cast<const unsigned char*>(raw.value().data()) + 32, 32, nullptr));
   unsigned char* der = nullptr;
   int n = i2d_ECDSA_SIG(sig, &der);
   ECDSA_SIG_free(sig);
@@ -660,7 +660,7 @@ TEST(SimulatorTest, SendsSignedLineAndTwilioWebhooks) {
   auto got = receiver.wait_for(1);
   ASSERT_TRUE(got);
   EXPECT_EQ(got->path, "/webhooks/line");
-  std::string expected = crypto::base64_encode(crypto::hmac_sha256("line-secret", got->body).value);
+  std::string expected = crypto::base64_encode(crypto::hmac_sha256("line-secret", got->body).value());
   EXPECT_TRUE(crypto::constant_time_equal(got->header("x-line-signature"), expected));
   Json delivered = Json::parse(got->body);
   EXPECT_TRUE(delivered.contains("destination"));

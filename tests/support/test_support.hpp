@@ -182,22 +182,23 @@ class StoreFixture : public ::testing::Test {
     open();
   }
 
-  // Starts an operation with the completion `done(ok)` it is given, waits for it and checks `ok`.
-  static void await(const std::function<void(std::function<void(bool)>)>& start) {
-    std::promise<bool> done;
+  // Starts an operation with the completion it is given, waits for it and checks that it succeeded.
+  static void await(const std::function<void(std::function<void(Result<void>)>)>& start) {
+    std::promise<Result<void>> done;
     auto f = done.get_future();
-    start([&done](bool ok) { done.set_value(ok); });
-    EXPECT_TRUE(f.get());
+    start([&done](Result<void> verdict) { done.set_value(std::move(verdict)); });
+    Result<void> verdict = f.get();
+    EXPECT_TRUE(verdict.ok()) << verdict.error().message;
   }
-  // The same for a completion `done(ok, value)`; returns the value.
+  // The same for a completion handed a value; returns the value (a default one when the write failed).
   template <typename T>
-  static T await(const std::function<void(std::function<void(bool, T)>)>& start) {
-    std::promise<std::pair<bool, T>> done;
+  static T await(const std::function<void(std::function<void(Result<T>)>)>& start) {
+    std::promise<Result<T>> done;
     auto f = done.get_future();
-    start([&done](bool ok, T value) { done.set_value({ok, std::move(value)}); });
-    auto [ok, value] = f.get();
-    EXPECT_TRUE(ok);
-    return value;
+    start([&done](Result<T> value) { done.set_value(std::move(value)); });
+    Result<T> value = f.get();
+    EXPECT_TRUE(value.ok()) << value.error().message;
+    return value ? std::move(value).value() : T{};
   }
 
   std::vector<store::AcceptResult> accept(std::vector<store::NewMessage> batch, int64_t now_ms) {

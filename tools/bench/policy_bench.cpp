@@ -240,7 +240,7 @@ struct ClearanceFixture {
   static void wait(F start) {
     std::promise<bool> p;
     auto f = p.get_future();
-    start([&p](bool ok) { p.set_value(ok); });
+    start([&p](const tayori::Result<void>& r) { p.set_value(r.ok()); });
     if (!f.get()) throw std::runtime_error("store write failed");
   }
 };

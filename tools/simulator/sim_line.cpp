@@ -297,11 +297,11 @@ class Line final : public Provider {
     }
     std::string body = Json{{"destination", doc.value("destination", config_.destination)}, {"events", events}}.dump();
     auto mac = crypto::hmac_sha256(secret, body);
-    if (!mac) return bad("signing failed: " + mac.error);
+    if (!mac) return bad("signing failed: " + mac.error().message);
     std::vector<std::pair<std::string, std::string>> headers = {
         {"Content-Type", "application/json; charset=utf-8"},
         {"User-Agent", "LineBotWebhook/2.0"},
-        {"x-line-signature", crypto::base64_encode(mac.value)}};
+        {"x-line-signature", crypto::base64_encode(mac.value())}};
     std::string url = doc["url"].get<std::string>();
     return WebhookJob{std::nullopt, [url, body, headers] {
                         std::vector<std::string> lines;

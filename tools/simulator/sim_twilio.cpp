@@ -96,7 +96,7 @@ std::string twilio_signature(const std::string& auth_token, const std::string& u
   std::string data = url;
   for (const auto& [k, v] : params) data += k + v;
   auto mac = crypto::hmac_sha1(auth_token, data);
-  return mac ? crypto::base64_encode(mac.value) : "";
+  return mac ? crypto::base64_encode(mac.value()) : "";
 }
 
 // Sends a signed form POST the way Twilio's webhooks arrive, and reports what the receiver answered.
@@ -258,10 +258,10 @@ class Twilio final : public Provider {
     if (authorization.rfind(basic, 0) != 0) return false;
     auto decoded = crypto::base64_decode(authorization.substr(basic.size()));
     if (!decoded) return false;
-    size_t colon = decoded.value.find(':');
+    size_t colon = decoded.value().find(':');
     if (colon == std::string::npos) return false;
-    bool user = crypto::constant_time_equal(std::string_view(decoded.value).substr(0, colon), config_.account_sid);
-    bool pass = crypto::constant_time_equal(std::string_view(decoded.value).substr(colon + 1), config_.auth_token);
+    bool user = crypto::constant_time_equal(std::string_view(decoded.value()).substr(0, colon), config_.account_sid);
+    bool pass = crypto::constant_time_equal(std::string_view(decoded.value()).substr(colon + 1), config_.auth_token);
     return user && pass;
   }
 

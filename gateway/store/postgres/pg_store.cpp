@@ -135,18 +135,19 @@ class PgStore final : public SqlStore {
   // ---- Claims across nodes ----
 
   void accept(std::vector<NewMessage> batch, int64_t now_ms,
-              std::function<void(bool, std::vector<AcceptResult>)> done) override {
-    SqlStore::accept(std::move(batch), now_ms, [this, done = std::move(done)](bool ok, std::vector<AcceptResult> results) {
-      if (ok) {
-        std::lock_guard lock(held_mutex_);
-        for (const auto& r : results)
-          if (r.claimed) held_.insert(r.claimed->id);
-      }
-      done(ok, std::move(results));
-    });
+              std::function<void(Result<std::vector<AcceptResult>>)> done) override {
+    SqlStore::accept(std::move(batch), now_ms,
+                     [this, done = std::move(done)](Result<std::vector<AcceptResult>> results) {
+                       if (results) {
+                         std::lock_guard lock(held_mutex_);
+                         for (const auto& r : *results)
+                           if (r.claimed) held_.insert(r.claimed->id);
+                       }
+                       done(std::move(results));
+                     });
   }
 
-  void apply(Transition t, int64_t now_ms, std::function<void(bool)> done) override {
+  void apply(Transition t, int64_t now_ms, std::function<void(Result<void>)> done) override {
     {
       // The verdict ends this node's claim (if it is still this claim: ops::apply checks).
       std::lock_guard lock(held_mutex_);
@@ -197,7 +198,7 @@ class PgStore final : public SqlStore {
   // This node's own claims, left by its previous run: it holds its id, so no other live process made them.
   int requeue_in_flight(int64_t now_ms) override {
     int count = 0;
-    submit_and_wait([&](sql::Connection& c, WriteContext& w) {
+    Result<void> committed = submit_and_wait([&](sql::Connection& c, WriteContext& w) {
       sql::Statement& s = c.prepare(
                                "UPDATE messages SET state = 'scheduled', due_at = ?1, updated_at = ?1, claimed_by = '', "
                                "lease_until = NULL WHERE state = 'dispatched' AND claimed_by = ?2 RETURNING id")
@@ -209,7 +210,7 @@ class PgStore final : public SqlStore {
       w.move(State::dispatched, State::scheduled, static_cast<int64_t>(ids.size()));
       count = static_cast<int>(ids.size());
     });
-    return count;
+    return committed ? count : 0;
   }
 
   // ---- Webhook subscriptions: one node at a time ----

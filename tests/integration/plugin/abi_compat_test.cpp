@@ -24,7 +24,7 @@ constexpr const char* kSignatureHeader = "x-fixture-signature";
 
 // What that header must say: base64(HMAC-SHA256(key, body)), computed with the host's own crypto.
 std::string signature_of(const std::string& body) {
-  return crypto::base64_encode(crypto::hmac_sha256(kSigningKey, body).value);
+  return crypto::base64_encode(crypto::hmac_sha256(kSigningKey, body).value());
 }
 
 class AbiCompat : public ::testing::Test {

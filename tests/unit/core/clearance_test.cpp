@@ -127,19 +127,20 @@ class ClearanceTest : public ::testing::Test {
     std::promise<bool> done;
     auto f = done.get_future();
     store_->append_consent(recipient, {{channel, Purpose::marketing, ConsentState::opted_in, "api", "", kNow - kDay}},
-                           [&done](bool ok) { done.set_value(ok); });
+                           [&done](const Result<void>& r) { done.set_value(r.ok()); });
     ASSERT_TRUE(f.get());
   }
   void put_profile(store::RecipientProfile p) {
     std::promise<bool> done;
     auto f = done.get_future();
-    store_->put_recipient(std::move(p), kNow - 1'000, [&done](bool ok) { done.set_value(ok); });
+    store_->put_recipient(std::move(p), kNow - 1'000, [&done](const Result<void>& r) { done.set_value(r.ok()); });
     ASSERT_TRUE(f.get());
   }
   void suppress(const std::string& contact) {
     std::promise<bool> done;
     auto f = done.get_future();
-    store_->add_suppression({contact, "hard_bounce", "channel.email", kNow - 1'000}, [&done](bool ok) { done.set_value(ok); });
+    store_->add_suppression({contact, "hard_bounce", "channel.email", kNow - 1'000},
+                            [&done](const Result<void>& r) { done.set_value(r.ok()); });
     ASSERT_TRUE(f.get());
   }
   std::vector<std::string> slot_ids(const std::string& recipient) {
@@ -278,7 +279,7 @@ TEST_F(ClearanceTest, ReleaseGivesTheSlotBackSoTheNextClearSends) {
   // sending less). Wait for the release through an empty group-committed fence.
   std::promise<bool> fence;
   auto f = fence.get_future();
-  store_->release_slot("fence", "fence", [&fence](bool ok) { fence.set_value(ok); });
+  store_->release_slot("fence", "fence", [&fence](const Result<void>& r) { fence.set_value(r.ok()); });
   ASSERT_TRUE(f.get());
   EXPECT_THAT(slot_ids("hanako"), ElementsAre("m1", "m3"));
 
@@ -380,7 +381,9 @@ TEST_F(ClearanceTest, CompleteRecipientWithoutAProfileOrAfterErasureChangesNothi
   put_profile({"hanako", "America/New_York", "en-US", R"({"phone":"+819000000001"})", 0, false});
   std::promise<std::pair<bool, bool>> erased;
   auto f = erased.get_future();
-  store_->erase_recipient("hanako", kNow, [&erased](bool ok, bool found) { erased.set_value({ok, found}); });
+  store_->erase_recipient("hanako", kNow, [&erased](const Result<bool>& found) {
+    erased.set_value({found.ok(), found && *found});
+  });
   ASSERT_EQ(f.get(), std::make_pair(true, true));
   Message after = marketing("m2", "hanako");
   clearance_->complete_recipient(after);

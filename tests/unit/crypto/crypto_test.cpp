@@ -29,15 +29,15 @@ TEST(Base64, Rfc4648Section10Vectors) {
   for (auto [plain, enc] : vectors) {
     EXPECT_EQ(base64_encode(plain), enc) << plain;
     auto dec = base64_decode(enc);
-    ASSERT_TRUE(dec.ok()) << enc << ": " << dec.error;
-    EXPECT_EQ(dec.value, plain);
+    ASSERT_TRUE(dec.ok()) << enc << ": " << dec.error().message;
+    EXPECT_EQ(dec.value(), plain);
     // base64url of the same vectors is the same text without padding.
     std::string unpadded(enc);
     while (!unpadded.empty() && unpadded.back() == '=') unpadded.pop_back();
     EXPECT_EQ(base64url_encode(plain), unpadded);
     auto udec = base64url_decode(unpadded);
-    ASSERT_TRUE(udec.ok()) << udec.error;
-    EXPECT_EQ(udec.value, plain);
+    ASSERT_TRUE(udec.ok()) << udec.error().message;
+    EXPECT_EQ(udec.value(), plain);
   }
 }
 
@@ -48,9 +48,9 @@ TEST(Base64, UrlAlphabetReplacesPlusAndSlash) {
   const std::string b2("\xfb\xff", 2);
   EXPECT_EQ(base64_encode(b2), "+/8=");
   EXPECT_EQ(base64url_encode(b2), "-_8");
-  EXPECT_EQ(base64url_decode("-_-_").value, b1);
-  EXPECT_EQ(base64url_decode("-_8").value, b2);
-  EXPECT_EQ(base64_decode("+/8=").value, b2);
+  EXPECT_EQ(base64url_decode("-_-_").value(), b1);
+  EXPECT_EQ(base64url_decode("-_8").value(), b2);
+  EXPECT_EQ(base64_decode("+/8=").value(), b2);
   // Each alphabet refuses the other's characters.
   EXPECT_FALSE(base64url_decode("+/+/").ok());
   EXPECT_FALSE(base64_decode("-_-_").ok());
@@ -61,8 +61,8 @@ TEST(Base64, AllByteValuesRoundTrip) {
   for (int i = 0; i < 256; ++i) all += char(i);
   for (size_t n = 0; n <= all.size(); n += 37) {
     std::string part = all.substr(0, n);
-    EXPECT_EQ(base64_decode(base64_encode(part)).value, part);
-    EXPECT_EQ(base64url_decode(base64url_encode(part)).value, part);
+    EXPECT_EQ(base64_decode(base64_encode(part)).value(), part);
+    EXPECT_EQ(base64url_decode(base64url_encode(part)).value(), part);
   }
 }
 
@@ -71,7 +71,7 @@ TEST(Base64, StrictDecodeRefusesMalformedInput) {
                           "Zm9=", "Zm9vY*==", "Z"}) {
     auto r = base64_decode(bad);
     EXPECT_FALSE(r.ok()) << bad;
-    EXPECT_NE(r.error.find("base64"), std::string::npos) << r.error;
+    EXPECT_NE(r.error().message.find("base64"), std::string::npos) << r.error().message;
   }
   for (const char* bad : {"Zg==", "Z", "Zh", "Zm9", "Zm9v+A", "a.b"}) EXPECT_FALSE(base64url_decode(bad).ok()) << bad;
 }
@@ -83,18 +83,18 @@ TEST(Base64, EncodesAcrossOpenSslCallChunks) {
   std::string text = base64_encode(big);
   EXPECT_EQ(text.size(), (big.size() + 2) / 3 * 4);
   EXPECT_EQ(text.substr(text.size() - 2), "==");
-  EXPECT_EQ(base64_decode(text).value, big);
-  EXPECT_EQ(base64url_decode(base64url_encode(big)).value, big);
+  EXPECT_EQ(base64_decode(text).value(), big);
+  EXPECT_EQ(base64url_decode(base64url_encode(big)).value(), big);
 }
 
 TEST(Base64, DecodedPaddingAddsNoBytes) {
   // EVP_DecodeBlock writes a zero byte for each '=': the result must not keep them.
-  EXPECT_EQ(base64_decode("AA==").value, std::string(1, '\0'));
-  EXPECT_EQ(base64_decode("AAA=").value, std::string(2, '\0'));
-  EXPECT_EQ(base64url_decode("AA").value, std::string(1, '\0'));
-  EXPECT_EQ(base64url_decode("AAA").value, std::string(2, '\0'));
-  EXPECT_EQ(base64_decode("").value, "");
-  EXPECT_EQ(base64url_decode("").value, "");
+  EXPECT_EQ(base64_decode("AA==").value(), std::string(1, '\0'));
+  EXPECT_EQ(base64_decode("AAA=").value(), std::string(2, '\0'));
+  EXPECT_EQ(base64url_decode("AA").value(), std::string(1, '\0'));
+  EXPECT_EQ(base64url_decode("AAA").value(), std::string(2, '\0'));
+  EXPECT_EQ(base64_decode("").value(), "");
+  EXPECT_EQ(base64url_decode("").value(), "");
 }
 
 // ---- digests ------------------------------------------------------------------------------------------
@@ -122,40 +122,39 @@ TEST(Sha256, RawDigestIsThirtyTwoBytesOfTheHex) {
 TEST(Hmac, Rfc4231Sha256Cases) {
   // Case 1
   auto c1 = hmac_sha256(std::string(20, '\x0b'), "Hi There");
-  ASSERT_TRUE(c1.ok()) << c1.error;
-  EXPECT_EQ(hex(c1.value), "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7");
+  ASSERT_TRUE(c1.ok()) << c1.error().message;
+  EXPECT_EQ(hex(c1.value()), "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7");
   // Case 2
-  EXPECT_EQ(hex(hmac_sha256("Jefe", "what do ya want for nothing?").value),
+  EXPECT_EQ(hex(hmac_sha256("Jefe", "what do ya want for nothing?").value()),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
   // Case 4
   std::string key4;
   for (int i = 1; i <= 25; ++i) key4 += char(i);
-  EXPECT_EQ(hex(hmac_sha256(key4, std::string(50, '\xcd')).value),
+  EXPECT_EQ(hex(hmac_sha256(key4, std::string(50, '\xcd')).value()),
             "82558a389a443c0ea4cc819899f2083a85f0faa3e578f8077a2e3ff46729665b");
 }
 
 TEST(Hmac, Rfc2202Sha1Cases) {
   auto c1 = hmac_sha1(std::string(20, '\x0b'), "Hi There");
-  ASSERT_TRUE(c1.ok()) << c1.error;
-  EXPECT_EQ(c1.value.size(), 20u);
-  EXPECT_EQ(hex(c1.value), "b617318655057264e28bc0b6fb378c8ef146be00");
-  EXPECT_EQ(hex(hmac_sha1("Jefe", "what do ya want for nothing?").value),
-            "effcdf6ae5eb2fa2d27416d5f184df9c259a7c79");
+  ASSERT_TRUE(c1.ok()) << c1.error().message;
+  EXPECT_EQ(c1.value().size(), 20u);
+  EXPECT_EQ(hex(c1.value()), "b617318655057264e28bc0b6fb378c8ef146be00");
+  EXPECT_EQ(hex(hmac_sha1("Jefe", "what do ya want for nothing?").value()), "effcdf6ae5eb2fa2d27416d5f184df9c259a7c79");
 }
 
 TEST(Hmac, EmptyKeyAndDataAreAllowed) {
   auto r = hmac_sha256("", "");
-  ASSERT_TRUE(r.ok()) << r.error;
-  EXPECT_EQ(hex(r.value), "b613679a0814d9ec772f95d778c35fc5ff1697c493715653c6c712144292c5ad");
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(hex(r.value()), "b613679a0814d9ec772f95d778c35fc5ff1697c493715653c6c712144292c5ad");
 }
 
 TEST(Hmac, LineStyleSignatureIsBase64OfTheMac) {
   // LINE: x-line-signature = base64(HMAC-SHA256(channel secret, body)); compare in constant time.
   std::string body = R"({"events":[]})";
-  std::string sig = base64_encode(hmac_sha256("secret", body).value);
+  std::string sig = base64_encode(hmac_sha256("secret", body).value());
   EXPECT_EQ(sig.size(), 44u);
-  EXPECT_TRUE(constant_time_equal(sig, base64_encode(hmac_sha256("secret", body).value)));
-  EXPECT_FALSE(constant_time_equal(sig, base64_encode(hmac_sha256("secret", body + " ").value)));
+  EXPECT_TRUE(constant_time_equal(sig, base64_encode(hmac_sha256("secret", body).value())));
+  EXPECT_FALSE(constant_time_equal(sig, base64_encode(hmac_sha256("secret", body + " ").value())));
 }
 
 TEST(Crypto, ConstantTimeEqual) {
@@ -230,9 +229,9 @@ struct Parts {
 Parts split(const std::string& jwt) {
   size_t d1 = jwt.find('.'), d2 = jwt.find('.', d1 + 1);
   Parts p;
-  p.header = base64url_decode(jwt.substr(0, d1)).value;
-  p.payload = base64url_decode(jwt.substr(d1 + 1, d2 - d1 - 1)).value;
-  p.signature = base64url_decode(jwt.substr(d2 + 1)).value;
+  p.header = base64url_decode(jwt.substr(0, d1)).value();
+  p.payload = base64url_decode(jwt.substr(d1 + 1, d2 - d1 - 1)).value();
+  p.signature = base64url_decode(jwt.substr(d2 + 1)).value();
   p.signing_input = jwt.substr(0, d2);
   return p;
 }
@@ -280,27 +279,27 @@ TEST(Jwt, Rs256SignsAndVerifiesLikeAnFcmGrant) {
                            {"iat", 1795474800},
                            {"exp", 1795478400}};
   auto jwt = sign_jwt("RS256", R"({"kid":"key-1"})", claims.dump(), k.rsa_pkcs8);
-  ASSERT_TRUE(jwt.ok()) << jwt.error;
-  EXPECT_EQ(std::count(jwt.value.begin(), jwt.value.end(), '.'), 2);
-  EXPECT_EQ(jwt.value.find_first_of("+/="), std::string::npos);
+  ASSERT_TRUE(jwt.ok()) << jwt.error().message;
+  EXPECT_EQ(std::count(jwt.value().begin(), jwt.value().end(), '.'), 2);
+  EXPECT_EQ(jwt.value().find_first_of("+/="), std::string::npos);
 
-  Parts p = split(jwt.value);
+  Parts p = split(jwt.value());
   auto header = nlohmann::json::parse(p.header);
   EXPECT_EQ(header, (nlohmann::json{{"alg", "RS256"}, {"typ", "JWT"}, {"kid", "key-1"}}));
   EXPECT_EQ(nlohmann::json::parse(p.payload), claims);
   EXPECT_EQ(p.signature.size(), 256u);
   EXPECT_TRUE(openssl_verify(k.rsa.get(), p.signature, p.signing_input));
 
-  auto v = verify_jwt(jwt.value, k.rsa_pub);
-  ASSERT_TRUE(v.ok()) << v.error;
-  EXPECT_EQ(v.value.alg, "RS256");
-  EXPECT_EQ(v.value.claims, claims);
-  EXPECT_EQ(v.value.header["kid"], "key-1");
+  auto v = verify_jwt(jwt.value(), k.rsa_pub);
+  ASSERT_TRUE(v.ok()) << v.error().message;
+  EXPECT_EQ(v.value().alg, "RS256");
+  EXPECT_EQ(v.value().claims, claims);
+  EXPECT_EQ(v.value().header["kid"], "key-1");
 
   // RSASSA-PKCS1-v1_5 is deterministic.
-  EXPECT_EQ(sign_jwt("RS256", R"({"kid":"key-1"})", claims.dump(), k.rsa_pkcs8).value, jwt.value);
+  EXPECT_EQ(sign_jwt("RS256", R"({"kid":"key-1"})", claims.dump(), k.rsa_pkcs8).value(), jwt.value());
   // The traditional PEM form signs identically.
-  EXPECT_EQ(sign_jwt("RS256", R"({"kid":"key-1"})", claims.dump(), k.rsa_trad).value, jwt.value);
+  EXPECT_EQ(sign_jwt("RS256", R"({"kid":"key-1"})", claims.dump(), k.rsa_trad).value(), jwt.value());
 }
 
 TEST(Jwt, Es256SignsRawRsAndVerifiesLikeAnApnsToken) {
@@ -309,8 +308,8 @@ TEST(Jwt, Es256SignsRawRsAndVerifiesLikeAnApnsToken) {
   for (const std::string* pem : {&k.ec_pkcs8, &k.ec_trad}) {
     nlohmann::json claims = {{"iss", "TEAM123456"}, {"iat", 1795474800}};
     auto jwt = sign_jwt("ES256", R"({"kid":"ABC123DEFG"})", claims.dump(), *pem);
-    ASSERT_TRUE(jwt.ok()) << jwt.error;
-    Parts p = split(jwt.value);
+    ASSERT_TRUE(jwt.ok()) << jwt.error().message;
+    Parts p = split(jwt.value());
     EXPECT_EQ(nlohmann::json::parse(p.header), (nlohmann::json{{"alg", "ES256"}, {"typ", "JWT"}, {"kid", "ABC123DEFG"}}));
     EXPECT_EQ(nlohmann::json::parse(p.payload), claims);
     ASSERT_EQ(p.signature.size(), 64u);  // R||S, not DER
@@ -318,10 +317,10 @@ TEST(Jwt, Es256SignsRawRsAndVerifiesLikeAnApnsToken) {
     // DER bytes verbatim must not verify as the raw form.
     EXPECT_FALSE(openssl_verify(k.ec.get(), p.signature, p.signing_input));
 
-    auto v = verify_jwt(jwt.value, k.ec_pub);
-    ASSERT_TRUE(v.ok()) << v.error;
-    EXPECT_EQ(v.value.alg, "ES256");
-    EXPECT_EQ(v.value.claims["iss"], "TEAM123456");
+    auto v = verify_jwt(jwt.value(), k.ec_pub);
+    ASSERT_TRUE(v.ok()) << v.error().message;
+    EXPECT_EQ(v.value().alg, "ES256");
+    EXPECT_EQ(v.value().claims["iss"], "TEAM123456");
   }
 }
 
@@ -331,9 +330,9 @@ TEST(Jwt, Es256ManySignaturesAllVerify) {
   ASSERT_TRUE(k.ec);
   for (int i = 0; i < 200; ++i) {
     auto jwt = sign_jwt("ES256", "", nlohmann::json{{"i", i}}.dump(), k.ec_pkcs8);
-    ASSERT_TRUE(jwt.ok()) << jwt.error;
-    ASSERT_EQ(split(jwt.value).signature.size(), 64u);
-    ASSERT_TRUE(verify_jwt(jwt.value, k.ec_pub).ok()) << i;
+    ASSERT_TRUE(jwt.ok()) << jwt.error().message;
+    ASSERT_EQ(split(jwt.value()).signature.size(), 64u);
+    ASSERT_TRUE(verify_jwt(jwt.value(), k.ec_pub).ok()) << i;
   }
 }
 
@@ -347,14 +346,14 @@ TEST(Jwt, TamperedTokensFailVerification) {
   };
   for (const Case& c : {Case{"RS256", k.rsa_pkcs8, k.rsa_pub}, Case{"ES256", k.ec_pkcs8, k.ec_pub}}) {
     auto jwt = sign_jwt(c.alg, "", R"({"sub":"alice","admin":false})", c.priv);
-    ASSERT_TRUE(jwt.ok()) << jwt.error;
-    const std::string& t = jwt.value;
+    ASSERT_TRUE(jwt.ok()) << jwt.error().message;
+    const std::string& t = jwt.value();
     size_t d1 = t.find('.'), d2 = t.rfind('.');
     // Swap the payload for a forged one.
     std::string forged = t.substr(0, d1 + 1) + base64url_encode(R"({"sub":"alice","admin":true})") + t.substr(d2);
     auto r1 = verify_jwt(forged, c.pub);
     EXPECT_FALSE(r1.ok()) << c.alg;
-    EXPECT_NE(r1.error.find("signature does not verify"), std::string::npos) << r1.error;
+    EXPECT_NE(r1.error().message.find("signature does not verify"), std::string::npos) << r1.error().message;
     // Flip one signature character (in the middle, so the base64url stays canonical).
     EXPECT_FALSE(verify_jwt(flip_char(t, d2 + 10), c.pub).ok()) << c.alg;
     // Flip a payload character.
@@ -385,7 +384,7 @@ TEST(Jwt, AlgNoneIsRefused) {
     EXPECT_FALSE(r2.ok()) << h;
   }
   auto none = verify_jwt(base64url_encode(R"({"alg":"none"})") + "." + payload + ".", k.rsa_pub);
-  EXPECT_NE(none.error.find("alg none refused"), std::string::npos) << none.error;
+  EXPECT_NE(none.error().message.find("alg none refused"), std::string::npos) << none.error().message;
   EXPECT_FALSE(sign_jwt("none", "", "{}", k.rsa_pkcs8).ok());
   EXPECT_FALSE(sign_jwt("HS256", "", "{}", k.rsa_pkcs8).ok());
 }
@@ -395,34 +394,35 @@ TEST(Jwt, WrongKeyTypeIsRefusedWithAMessage) {
   ASSERT_TRUE(k.rsa && k.ec && k.ec384);
   auto es_with_rsa = sign_jwt("ES256", "", "{}", k.rsa_pkcs8);
   ASSERT_FALSE(es_with_rsa.ok());
-  EXPECT_NE(es_with_rsa.error.find("ES256 needs an EC P-256 key"), std::string::npos) << es_with_rsa.error;
+  EXPECT_NE(es_with_rsa.error().message.find("ES256 needs an EC P-256 key"), std::string::npos)
+      << es_with_rsa.error().message;
   auto rs_with_ec = sign_jwt("RS256", "", "{}", k.ec_pkcs8);
   ASSERT_FALSE(rs_with_ec.ok());
-  EXPECT_NE(rs_with_ec.error.find("RS256 needs an RSA key"), std::string::npos) << rs_with_ec.error;
+  EXPECT_NE(rs_with_ec.error().message.find("RS256 needs an RSA key"), std::string::npos) << rs_with_ec.error().message;
   auto es_with_p384 = sign_jwt("ES256", "", "{}", k.ec384_pkcs8);
   ASSERT_FALSE(es_with_p384.ok());
-  EXPECT_NE(es_with_p384.error.find("curve"), std::string::npos) << es_with_p384.error;
+  EXPECT_NE(es_with_p384.error().message.find("curve"), std::string::npos) << es_with_p384.error().message;
 
   // Verification: a token's alg must match the key (no RS256/ES256 confusion).
   auto rs = sign_jwt("RS256", "", "{}", k.rsa_pkcs8);
   auto es = sign_jwt("ES256", "", "{}", k.ec_pkcs8);
   ASSERT_TRUE(rs.ok() && es.ok());
-  auto v1 = verify_jwt(rs.value, k.ec_pub);
+  auto v1 = verify_jwt(rs.value(), k.ec_pub);
   EXPECT_FALSE(v1.ok());
-  EXPECT_NE(v1.error.find("RS256 needs an RSA key"), std::string::npos) << v1.error;
-  auto v2 = verify_jwt(es.value, k.rsa_pub);
+  EXPECT_NE(v1.error().message.find("RS256 needs an RSA key"), std::string::npos) << v1.error().message;
+  auto v2 = verify_jwt(es.value(), k.rsa_pub);
   EXPECT_FALSE(v2.ok());
-  EXPECT_NE(v2.error.find("ES256 needs an EC P-256 key"), std::string::npos) << v2.error;
-  EXPECT_FALSE(verify_jwt(es.value, k.ec384_pub).ok());
+  EXPECT_NE(v2.error().message.find("ES256 needs an EC P-256 key"), std::string::npos) << v2.error().message;
+  EXPECT_FALSE(verify_jwt(es.value(), k.ec384_pub).ok());
 }
 
 TEST(Jwt, BadInputsAreReportedNotThrown) {
   const auto& k = keys();
-  EXPECT_NE(sign_jwt("RS256", "", "{}", "not a pem").error.find("private key"), std::string::npos);
+  EXPECT_NE(sign_jwt("RS256", "", "{}", "not a pem").error().message.find("private key"), std::string::npos);
   EXPECT_FALSE(sign_jwt("RS256", "", "{}", "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n").ok());
-  EXPECT_NE(sign_jwt("RS256", "", "[1,2]", k.rsa_pkcs8).error.find("claims"), std::string::npos);
-  EXPECT_NE(sign_jwt("RS256", "", "{oops", k.rsa_pkcs8).error.find("claims"), std::string::npos);
-  EXPECT_NE(sign_jwt("RS256", "[]", "{}", k.rsa_pkcs8).error.find("header"), std::string::npos);
+  EXPECT_NE(sign_jwt("RS256", "", "[1,2]", k.rsa_pkcs8).error().message.find("claims"), std::string::npos);
+  EXPECT_NE(sign_jwt("RS256", "", "{oops", k.rsa_pkcs8).error().message.find("claims"), std::string::npos);
+  EXPECT_NE(sign_jwt("RS256", "[]", "{}", k.rsa_pkcs8).error().message.find("header"), std::string::npos);
   EXPECT_FALSE(sign_jwt("RS256", R"({"alg":"none"})", "{}", k.rsa_pkcs8).ok());
   // A public key cannot sign.
   EXPECT_FALSE(sign_jwt("RS256", "", "{}", k.rsa_pub).ok());
@@ -430,7 +430,7 @@ TEST(Jwt, BadInputsAreReportedNotThrown) {
   // Garbage tokens.
   for (const char* bad : {"", ".", "..", "a.b.c", "a.b", "!!.??.**"}) EXPECT_FALSE(verify_jwt(bad, k.rsa_pub).ok()) << bad;
   auto good = sign_jwt("RS256", "", "{}", k.rsa_pkcs8);
-  EXPECT_FALSE(verify_jwt(good.value, "garbage").ok());
+  EXPECT_FALSE(verify_jwt(good.value(), "garbage").ok());
   // An encrypted private key is refused rather than prompting for a passphrase.
   std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new(BIO_s_mem()), &BIO_free);
   ASSERT_EQ(PEM_write_bio_PKCS8PrivateKey(bio.get(), k.ec.get(), EVP_aes_128_cbc(), nullptr, 0, nullptr,
@@ -438,7 +438,7 @@ TEST(Jwt, BadInputsAreReportedNotThrown) {
             1);
   auto enc = sign_jwt("ES256", "", "{}", bio_text(bio.get()));
   EXPECT_FALSE(enc.ok());
-  EXPECT_NE(enc.error.find("encrypted"), std::string::npos) << enc.error;
+  EXPECT_NE(enc.error().message.find("encrypted"), std::string::npos) << enc.error().message;
 }
 
 // ---- TokenCache ---------------------------------------------------------------------------------------
@@ -449,24 +449,24 @@ TEST(TokenCache, ReMintsOnlyAfterTheRefreshPoint) {
   int64_t now = 1'000'000;
   auto mint = [&] {
     ++mints;
-    return CryptoResult<MintedToken>::success({"tok-" + std::to_string(mints), now + 3'600'000});
+    return MintedToken{"tok-" + std::to_string(mints), now + 3'600'000};
   };
   const int64_t refresh = 600'000;  // re-mint 10 minutes before expiry
-  EXPECT_EQ(cache.get("apns", now, refresh, mint).value, "tok-1");
+  EXPECT_EQ(cache.get("apns", now, refresh, mint).value(), "tok-1");
   int64_t minted_at = now;
   for (int64_t t : {minted_at + 1, minted_at + 1'200'000, minted_at + 2'999'999}) {
     now = t;
-    EXPECT_EQ(cache.get("apns", now, refresh, mint).value, "tok-1") << t;
+    EXPECT_EQ(cache.get("apns", now, refresh, mint).value(), "tok-1") << t;
   }
   EXPECT_EQ(mints, 1);
   now = minted_at + 3'000'000;  // the refresh point
-  EXPECT_EQ(cache.get("apns", now, refresh, mint).value, "tok-2");
-  EXPECT_EQ(cache.get("apns", now + 10, refresh, mint).value, "tok-2");
+  EXPECT_EQ(cache.get("apns", now, refresh, mint).value(), "tok-2");
+  EXPECT_EQ(cache.get("apns", now + 10, refresh, mint).value(), "tok-2");
   EXPECT_EQ(mints, 2);
   EXPECT_EQ(cache.mint_count(), 2u);
   // Another key is independent.
-  EXPECT_EQ(cache.get("fcm", now, refresh, mint).value, "tok-3");
-  EXPECT_EQ(cache.get("apns", now, refresh, mint).value, "tok-2");
+  EXPECT_EQ(cache.get("fcm", now, refresh, mint).value(), "tok-3");
+  EXPECT_EQ(cache.get("apns", now, refresh, mint).value(), "tok-2");
 }
 
 TEST(TokenCache, InvalidateForcesAReMintOnceForAStaleToken) {
@@ -474,15 +474,15 @@ TEST(TokenCache, InvalidateForcesAReMintOnceForAStaleToken) {
   int mints = 0;
   auto mint = [&] {
     ++mints;
-    return CryptoResult<MintedToken>::success({"tok-" + std::to_string(mints), 10'000'000});
+    return MintedToken{"tok-" + std::to_string(mints), 10'000'000};
   };
-  EXPECT_EQ(cache.get("k", 0, 0, mint).value, "tok-1");
+  EXPECT_EQ(cache.get("k", 0, 0, mint).value(), "tok-1");
   cache.invalidate("k", "tok-1");
-  EXPECT_EQ(cache.get("k", 0, 0, mint).value, "tok-2");
+  EXPECT_EQ(cache.get("k", 0, 0, mint).value(), "tok-2");
   cache.invalidate("k", "tok-1");  // a late rejection of the old token changes nothing
-  EXPECT_EQ(cache.get("k", 0, 0, mint).value, "tok-2");
+  EXPECT_EQ(cache.get("k", 0, 0, mint).value(), "tok-2");
   cache.invalidate("k");
-  EXPECT_EQ(cache.get("k", 0, 0, mint).value, "tok-3");
+  EXPECT_EQ(cache.get("k", 0, 0, mint).value(), "tok-3");
   cache.invalidate("unknown");
   EXPECT_EQ(mints, 3);
 }
@@ -490,24 +490,24 @@ TEST(TokenCache, InvalidateForcesAReMintOnceForAStaleToken) {
 TEST(TokenCache, MintFailuresAreErrorsButAnUnexpiredTokenIsKept) {
   TokenCache cache;
   bool fail = false;
-  auto mint = [&] {
-    if (fail) return CryptoResult<MintedToken>::failure("key file unreadable");
-    return CryptoResult<MintedToken>::success({"tok", 1000});
+  auto mint = [&]() -> Result<MintedToken> {
+    if (fail) return Error{ErrorCode::invalid, "key file unreadable"};
+    return MintedToken{"tok", 1000};
   };
   auto first = cache.get("k", 0, 100, mint);
   ASSERT_TRUE(first.ok());
   fail = true;
   // Inside the refresh window but not expired: the old token still serves.
-  EXPECT_EQ(cache.get("k", 950, 100, mint).value, "tok");
+  EXPECT_EQ(cache.get("k", 950, 100, mint).value(), "tok");
   // Expired: the mint error surfaces.
   auto r = cache.get("k", 1000, 100, mint);
   EXPECT_FALSE(r.ok());
-  EXPECT_NE(r.error.find("key file unreadable"), std::string::npos) << r.error;
+  EXPECT_NE(r.error().message.find("key file unreadable"), std::string::npos) << r.error().message;
   // A throwing mint is an error, not an exception.
-  auto thrower = []() -> CryptoResult<MintedToken> { throw std::runtime_error("boom"); };
+  auto thrower = []() -> Result<MintedToken> { throw std::runtime_error("boom"); };
   auto t = cache.get("other", 0, 0, thrower);
   EXPECT_FALSE(t.ok());
-  EXPECT_NE(t.error.find("boom"), std::string::npos);
+  EXPECT_NE(t.error().message.find("boom"), std::string::npos);
   EXPECT_FALSE(cache.get("none", 0, 0, TokenCache::MintFn{}).ok());
 }
 
@@ -524,14 +524,14 @@ TEST(TokenCache, ConcurrentGetsMintOnce) {
     if (++minting > 1) ++overlapping;
     calling.wait();  // every thread has counted itself before it calls get(): no deadlock
     --minting;
-    return CryptoResult<MintedToken>::success({"shared", 10'000'000});
+    return MintedToken{"shared", 10'000'000};
   };
   std::vector<std::thread> threads;
   std::vector<std::string> got(kThreads);
   for (int i = 0; i < kThreads; ++i)
     threads.emplace_back([&, i] {
       calling.count_down();
-      got[i] = cache.get("fcm", 5'000, 60'000, mint).value;
+      got[i] = cache.get("fcm", 5'000, 60'000, mint).value();
     });
   for (auto& t : threads) t.join();
   EXPECT_EQ(mints.load(), 1);
@@ -544,22 +544,22 @@ TEST(TokenCache, CachesRealSignedApnsTokens) {
   ASSERT_TRUE(k.ec);
   TokenCache cache;
   int64_t now_ms = 1'795'474'800'000;
-  auto mint = [&]() -> CryptoResult<MintedToken> {
+  auto mint = [&]() -> Result<MintedToken> {
     auto jwt = sign_jwt("ES256", R"({"kid":"ABC123DEFG"})",
                         nlohmann::json{{"iss", "TEAM123456"}, {"iat", now_ms / 1000}}.dump(), k.ec_pkcs8);
-    if (!jwt) return CryptoResult<MintedToken>::failure(jwt.error);
-    return CryptoResult<MintedToken>::success({jwt.value, now_ms + 60 * 60'000});
+    if (!jwt) return jwt.error();
+    return MintedToken{jwt.value(), now_ms + 60 * 60'000};
   };
   auto a = cache.get("apns:TEAM123456:ABC123DEFG", now_ms, 20 * 60'000, mint);
-  ASSERT_TRUE(a.ok()) << a.error;
+  ASSERT_TRUE(a.ok()) << a.error().message;
   now_ms += 39 * 60'000;
-  EXPECT_EQ(cache.get("apns:TEAM123456:ABC123DEFG", now_ms, 20 * 60'000, mint).value, a.value);
+  EXPECT_EQ(cache.get("apns:TEAM123456:ABC123DEFG", now_ms, 20 * 60'000, mint).value(), a.value());
   now_ms += 60'000;  // 40 minutes: past the refresh point
   auto b = cache.get("apns:TEAM123456:ABC123DEFG", now_ms, 20 * 60'000, mint);
-  EXPECT_NE(b.value, a.value);
-  auto v = verify_jwt(b.value, k.ec_pub);
-  ASSERT_TRUE(v.ok()) << v.error;
-  EXPECT_EQ(v.value.claims["iat"], now_ms / 1000);
+  EXPECT_NE(b.value(), a.value());
+  auto v = verify_jwt(b.value(), k.ec_pub);
+  ASSERT_TRUE(v.ok()) << v.error().message;
+  EXPECT_EQ(v.value().claims["iat"], now_ms / 1000);
 }
 
 }  // namespace

@@ -81,7 +81,7 @@ TEST(Links, GarbageIsMalformedNotACrash) {
     EXPECT_NE(kSigner.verify(bad, 0).error, LinkError::none) << bad;
   // A correctly signed payload of the wrong shape is refused as malformed.
   std::string payload = R"(["x","m","c","",1])";
-  auto mac = crypto::hmac_sha256("link-secret", payload).value.substr(0, 16);
+  auto mac = crypto::hmac_sha256("link-secret", payload).value().substr(0, 16);
   std::string t = crypto::base64url_encode(payload) + "." + crypto::base64url_encode(mac);
   EXPECT_EQ(kSigner.verify(t, 0).error, LinkError::malformed);
   // Without a key nothing verifies.

@@ -14,9 +14,9 @@ namespace {
 // A C plugin asks TAYORI_HAS_FIELD (plugin.h) which fields a delivery carries: all of them from this host,
 // none of 1.1's or 1.2's from a delivery as a 1.0 host fills it (a struct_size that ends before them).
 TEST(AbiCompatC, TayoriHasFieldAnswersInCForTheDeliveryItIsGiven) {
-  std::string error;
-  auto lib = Library::open(std::string(TAYORI_FIXTURE_DIR) + "/fixture_c_field_presence.so", error);
-  ASSERT_TRUE(lib) << error;
+  auto opened = Library::open(std::string(TAYORI_FIXTURE_DIR) + "/fixture_c_field_presence.so");
+  ASSERT_TRUE(opened) << opened.error().message;
+  std::shared_ptr<Library> lib = *opened;
   const tayori_plugin& d = lib->descriptor();
   void* instance = nullptr;
   ASSERT_EQ(d.on_create(nullptr, nullptr, 0, &instance, {nullptr, 0}), TAYORI_OK);

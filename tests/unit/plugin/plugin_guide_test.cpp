@@ -27,16 +27,18 @@ TEST(PluginAuthorGuide, ItsTableOfRefusalsQuotesTheLoadersRealMessages) {
                            "fixture_batch_without_builder", "fixture_batch_without_pair",
                            "fixture_bad_setting_spec"}) {
     const std::string path = std::string(TAYORI_FIXTURE_DIR) + "/" + name + ".so";
-    std::string error;
-    ASSERT_FALSE(Library::open(path, error)) << name;
+    auto opened = Library::open(path);
+    ASSERT_FALSE(opened) << name;
+    const std::string& error = opened.error().message;
     const std::string prefix = "incompatible plugin \"" + path + "\": ";
     ASSERT_EQ(error.rfind(prefix, 0), 0u) << error;
     const std::string message = error.substr(prefix.size());
     EXPECT_NE(text.find("`" + message + "`"), std::string::npos) << name << " says, and the guide does not quote:\n" << message;
   }
   // A file dlopen refuses is reported with dlopen's own words, which the guide cannot quote: it shows the form.
-  std::string error;
-  ASSERT_FALSE(Library::open(std::string(TAYORI_FIXTURE_DIR) + "/fixture_unresolved_symbol.so", error));
+  auto opened = Library::open(std::string(TAYORI_FIXTURE_DIR) + "/fixture_unresolved_symbol.so");
+  ASSERT_FALSE(opened);
+  const std::string& error = opened.error().message;
   EXPECT_EQ(error.rfind("cannot load plugin \"", 0), 0u) << error;
   EXPECT_NE(text.find("`cannot load plugin \"PATH\": <dlerror text>`"), std::string::npos);
 }

@@ -67,11 +67,15 @@ std::vector<std::string> read_lines(const std::string& path) {
 
 // Opens a fixture that must be refused; returns the message after checking it names the file.
 std::string refusal_of(const std::string& name) {
-  std::string error;
-  auto lib = Library::open(fixture(name), error);
-  EXPECT_EQ(lib, nullptr) << name << " was loaded but must be refused";
-  EXPECT_THAT(error, HasSubstr("\"" + fixture(name) + "\"")) << "the message must name the file";
-  return error;
+  auto lib = Library::open(fixture(name));
+  if (lib) {
+    ADD_FAILURE() << name << " was loaded but must be refused";
+    return "";
+  }
+  // A plugin that cannot be trusted is the configuration's problem, not one that retrying solves.
+  EXPECT_EQ(lib.error().code, ErrorCode::invalid);
+  EXPECT_THAT(lib.error().message, HasSubstr("\"" + fixture(name) + "\"")) << "the message must name the file";
+  return lib.error().message;
 }
 
 // True while `path` is mapped into this process (RTLD_NOLOAD opens nothing new).
@@ -138,15 +142,14 @@ TEST(PluginLoader, UnresolvedSymbolFailsAtLoadWithDlopensReason) {
 TEST(PluginLoader, MissingFileGivesDlopensReason) {
   TempDir dir;
   std::string path = dir.file("absent.so");
-  std::string error;
-  EXPECT_EQ(Library::open(path, error), nullptr);
-  EXPECT_THAT(error, AllOf(HasSubstr("\"" + path + "\""), HasSubstr("No such file")));
+  auto lib = Library::open(path);
+  ASSERT_FALSE(lib);
+  EXPECT_THAT(lib.error().message, AllOf(HasSubstr("\"" + path + "\""), HasSubstr("No such file")));
 }
 
 TEST(PluginLoader, RefusedLibraryIsUnloaded) {
   ASSERT_FALSE(still_loaded(fixture("fixture_wrong_major")));
-  std::string error;
-  ASSERT_EQ(Library::open(fixture("fixture_wrong_major"), error), nullptr);
+  ASSERT_FALSE(Library::open(fixture("fixture_wrong_major")));
   EXPECT_FALSE(still_loaded(fixture("fixture_wrong_major"))) << "a refused plugin's handle was leaked";
 }
 
@@ -166,13 +169,13 @@ TEST(PluginLoader, RefusesANewerMinorNamingBothVersionsAndWhatToDo) {
 // ---- Channel::inbound across minors (1.2 appended ref and the contact flags to tayori_inbound_event) -------
 
 TEST(PluginInbound, A11PluginsEventsAreReadToTheirSizeAndItsAnswersKept) {
-  std::string error;
-  auto lib = Library::open(fixture("fixture_inbound_abi_1_1"), error);
-  ASSERT_NE(lib, nullptr) << error;
-  EXPECT_EQ(lib->descriptor().abi_minor, 1);
+  auto lib = Library::open(fixture("fixture_inbound_abi_1_1"));
+  ASSERT_TRUE(lib) << lib.error().message;
+  EXPECT_EQ((*lib)->descriptor().abi_minor, 1);
   PinnedClock clock;
-  Channel channel("sms", "phone", lib, clock);
-  ASSERT_TRUE(channel.create({}, error)) << error;
+  Channel channel("sms", "phone", *lib, clock);
+  Result<void> created = channel.create({});
+  ASSERT_TRUE(created) << created.error().message;
   InboundRequest call;
   call.method = "POST";
   call.url = "https://gw.example/inbound/fixture_inbound_abi_1_1/sms";
@@ -215,12 +218,12 @@ TEST(PluginInbound, A11PluginsEventsAreReadToTheirSizeAndItsAnswersKept) {
 }
 
 TEST(PluginInbound, APluginWithoutOnInboundAnswers404) {
-  std::string error;
-  auto lib = Library::open(fixture("fixture_abi_1_0_size"), error);
-  ASSERT_NE(lib, nullptr) << error;
+  auto lib = Library::open(fixture("fixture_abi_1_0_size"));
+  ASSERT_TRUE(lib) << lib.error().message;
   PinnedClock clock;
-  Channel channel("mail", "email", lib, clock);
-  ASSERT_TRUE(channel.create({}, error)) << error;
+  Channel channel("mail", "email", *lib, clock);
+  Result<void> created = channel.create({});
+  ASSERT_TRUE(created) << created.error().message;
   std::vector<ProviderReport> events;
   InboundAnswer answer;
   EXPECT_FALSE(channel.inbound(InboundRequest{}, events, answer));
@@ -230,27 +233,25 @@ TEST(PluginInbound, APluginWithoutOnInboundAnswers404) {
 // ---- Library::open: 1.1 batching fields ----------------------------------------------------------
 
 TEST(PluginLoader, AnAbi10SizedDescriptorIsReadOnlyToItsSizeAndNeverBatches) {
-  std::string error;
-  auto lib = Library::open(fixture("fixture_abi_1_0_size"), error);
-  ASSERT_NE(lib, nullptr) << error;
-  EXPECT_EQ(lib->descriptor().struct_size, TAYORI_PLUGIN_V1_0_SIZE);
-  EXPECT_EQ(lib->descriptor().batch_max, 0u);  // the fixture's bytes past its size say 7: never read
-  EXPECT_EQ(lib->descriptor().on_build_batch, nullptr);
-  EXPECT_FALSE(lib->batches());
+  auto lib = Library::open(fixture("fixture_abi_1_0_size"));
+  ASSERT_TRUE(lib) << lib.error().message;
+  EXPECT_EQ((*lib)->descriptor().struct_size, TAYORI_PLUGIN_V1_0_SIZE);
+  EXPECT_EQ((*lib)->descriptor().batch_max, 0u);  // the fixture's bytes past its size say 7: never read
+  EXPECT_EQ((*lib)->descriptor().on_build_batch, nullptr);
+  EXPECT_FALSE((*lib)->batches());
 }
 
 TEST(PluginLoader, SdkPluginsDeclareBatchingOnlyWithBuildBatchAndKBatchMax) {
-  std::string error;
-  auto batching = Library::open(fixture("fixture_batch"), error);
-  ASSERT_NE(batching, nullptr) << error;
-  EXPECT_EQ(batching->descriptor().batch_max, 3u);
-  EXPECT_NE(batching->descriptor().on_build_batch, nullptr);
-  EXPECT_TRUE(batching->batches());
-  auto plain = Library::open(fixture("fixture_http"), error);
-  ASSERT_NE(plain, nullptr) << error;
-  EXPECT_EQ(plain->descriptor().batch_max, 0u);
-  EXPECT_EQ(plain->descriptor().on_build_batch, nullptr);
-  EXPECT_FALSE(plain->batches());
+  auto batching = Library::open(fixture("fixture_batch"));
+  ASSERT_TRUE(batching) << batching.error().message;
+  EXPECT_EQ((*batching)->descriptor().batch_max, 3u);
+  EXPECT_NE((*batching)->descriptor().on_build_batch, nullptr);
+  EXPECT_TRUE((*batching)->batches());
+  auto plain = Library::open(fixture("fixture_http"));
+  ASSERT_TRUE(plain) << plain.error().message;
+  EXPECT_EQ((*plain)->descriptor().batch_max, 0u);
+  EXPECT_EQ((*plain)->descriptor().on_build_batch, nullptr);
+  EXPECT_FALSE((*plain)->batches());
 }
 
 // ---- find_plugin --------------------------------------------------------------------------------

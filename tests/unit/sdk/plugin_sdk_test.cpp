@@ -51,11 +51,11 @@ class DeliverOnly {
 class SansIo {
  public:
   SansIo(const Host& host, const Settings& settings) : host_(host) {
-    if (settings.find("refuse")) throw Error("refuse: told to refuse");
+    if (settings.find("refuse")) throw sdk::Error("refuse: told to refuse");
     retries_ = settings.find("retries") ? settings.get_int("retries") : 0;
   }
   void build(const Delivery& d, RequestSink& sink) {
-    if (d.content("mode") == "throw") throw Error("text: too long for this provider");
+    if (d.content("mode") == "throw") throw sdk::Error("text: too long for this provider");
     Request r;
     r.url = "https://api.example.com/send";
     r.headers = {{"Content-Type", "application/json"}, {"X-Retry-Key", std::string(d.delivery_id())}};
@@ -70,7 +70,7 @@ class SansIo {
     return Outcome::delivered(std::string(r.body()));
   }
   void inbound(const InboundRequest& r, InboundSink& sink) {
-    if (r.header("x-signature") != "ok") throw Error("x-signature: does not verify");
+    if (r.header("x-signature") != "ok") throw sdk::Error("x-signature: does not verify");
     InboundEvent e;
     e.type = TAYORI_EVENT_REPLIED;
     e.contact = "U123";
@@ -353,7 +353,7 @@ TEST(PluginSdkTwoWay, InboundVerifiesThroughTheHostAndRefusesWithItsAnswer) {
   Plugin verifying = Plugin::of(&p);
   ASSERT_TRUE(verifying.ok()) << verifying.error();
   const std::string body = "r.ref";
-  const std::string good = crypto::base64_encode(crypto::hmac_sha256("secret", body).value);
+  const std::string good = crypto::base64_encode(crypto::hmac_sha256("secret", body).value());
   const std::string signatures[] = {"forged", "", good};
   for (const std::string& signature : signatures) {
     SCOPED_TRACE(signature);
@@ -584,7 +584,7 @@ TEST(PluginSdkHelpers, AttemptTokensGiveBackTheTokenOfEachAttemptOnce) {
 
   // A request the host refuses is never classified: its token is not kept.
   host.refuse = true;
-  EXPECT_THROW(first.with([&](const Delivery& d) { tokens.add(sink, r, d, "tok-3"); }), Error);
+  EXPECT_THROW(first.with([&](const Delivery& d) { tokens.add(sink, r, d, "tok-3"); }), sdk::Error);
   EXPECT_EQ(first.with([&](const Delivery& d) { return tokens.take(d); }), "");
 }
 
@@ -615,7 +615,7 @@ TEST(PluginSdkHelpers, SmallTextAndFileHelpers) {
   try {
     read_setting_file("key_file", dir.file("missing.pem"));
     ADD_FAILURE() << "no error for a missing file";
-  } catch (const Error& e) {
+  } catch (const sdk::Error& e) {
     EXPECT_EQ(std::string(e.what()), "key_file: cannot read " + dir.file("missing.pem"));
   }
 }
@@ -656,10 +656,17 @@ struct Loaded {
   std::string error;
 
   Loaded(const std::string& name, const std::vector<std::pair<std::string, std::string>>& settings) {
-    library = Library::open(fixture(name), error);
-    if (!library) return;
+    auto opened = Library::open(fixture(name));
+    if (!opened) {
+      error = opened.error().message;
+      return;
+    }
+    library = *opened;
     channel = std::make_unique<Channel>("test_channel", "email", library, clock);
-    if (!channel->create(settings, error)) channel.reset();
+    if (Result<void> created = channel->create(settings); !created) {
+      error = created.error().message;
+      channel.reset();
+    }
   }
 };
 

@@ -35,8 +35,8 @@ TEST(FakeHost, HmacAndBase64AreThoseOfTheGateway) {
     for (size_t data_size : {0, 1, 55, 56, 63, 64, 65, 119, 1000}) {
       const std::string key = bytes(key_size, 3), data = bytes(data_size, 11);
       SCOPED_TRACE("key " + std::to_string(key_size) + " data " + std::to_string(data_size));
-      EXPECT_EQ(detail::hmac(TAYORI_HASH_SHA256, key, data), tayori::crypto::hmac_sha256(key, data).value);
-      EXPECT_EQ(detail::hmac(TAYORI_HASH_SHA1, key, data), tayori::crypto::hmac_sha1(key, data).value);
+      EXPECT_EQ(detail::hmac(TAYORI_HASH_SHA256, key, data), tayori::crypto::hmac_sha256(key, data).value());
+      EXPECT_EQ(detail::hmac(TAYORI_HASH_SHA1, key, data), tayori::crypto::hmac_sha1(key, data).value());
       EXPECT_EQ(detail::base64(data, false), tayori::crypto::base64_encode(data));
       EXPECT_EQ(detail::base64(data, true), tayori::crypto::base64url_encode(data));
     }
@@ -119,7 +119,7 @@ TEST(FakeHost, InboundCallsAreVerifiedWithTheHostsHmac) {
          {"postback", {{"data", "r.interested-ref"}}},
          {"deliveryContext", {{"isRedelivery", false}}},
          {"mode", "active"}}}}}.dump();
-  const std::string signature = tayori::crypto::base64_encode(tayori::crypto::hmac_sha256("s3cret", body).value);
+  const std::string signature = tayori::crypto::base64_encode(tayori::crypto::hmac_sha256("s3cret", body).value());
 
   auto in = line.inbound({{{"X-Line-Signature", signature}, {"Content-Type", "application/json"}}, body});
   ASSERT_EQ(in.status, TAYORI_OK) << in.error;

@@ -64,16 +64,16 @@ class PgNodesTest : public ::testing::Test {
   static std::vector<AcceptResult> accept(Store& s, std::vector<NewMessage> batch, int64_t now_ms) {
     std::promise<std::vector<AcceptResult>> done;
     auto f = done.get_future();
-    s.accept(std::move(batch), now_ms, [&](bool ok, std::vector<AcceptResult> r) {
-      EXPECT_TRUE(ok);
-      done.set_value(std::move(r));
+    s.accept(std::move(batch), now_ms, [&](Result<std::vector<AcceptResult>> r) {
+      EXPECT_TRUE(r.ok());
+      done.set_value(r ? std::move(r).value() : std::vector<AcceptResult>{});
     });
     return f.get();
   }
   static void apply(Store& s, Transition t, int64_t now_ms) {
     std::promise<bool> done;
     auto f = done.get_future();
-    s.apply(std::move(t), now_ms, [&](bool ok) { done.set_value(ok); });
+    s.apply(std::move(t), now_ms, [&](const Result<void>& r) { done.set_value(r.ok()); });
     EXPECT_TRUE(f.get());
   }
   // Polls `check` until it holds or `ms` have passed. Real time, on purpose: a lease is kept and ended by each

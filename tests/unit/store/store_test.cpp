@@ -417,10 +417,25 @@ TEST_F(SqliteStoreTest, CheckpointsMoveTheWalIntoTheDatabase) {
 }
 #endif
 
+// A read the database cannot answer throws the one read error, holding an Error with the engine's reason;
+// the store goes on answering what it can. The failure is the engine's own: the table is gone.
+TEST_P(StoreTest, AReadThatFailsThrowsReadErrorAndTheStoreGoesOn) {
+  ASSERT_EQ(accept_one(new_message("kept", 1'000), 1'000).status, AcceptStatus::accepted);
+  run_sql_behind("DROP TABLE suppressions", "DROP TABLE suppressions");
+  try {
+    (void)store_->suppressions({"someone@example.com"});
+    ADD_FAILURE() << "a read of a dropped table answered";
+  } catch (const ReadError& e) {
+    EXPECT_FALSE(e.error.message.empty());
+    EXPECT_NE(std::string(e.what()).find("suppressions"), std::string::npos) << e.what();
+  }
+  EXPECT_TRUE(store_->find("kept").has_value());
+}
+
 // The writer is the one thread every durable answer goes through: a caller's completion that throws is
 // logged, and the writer goes on with the next group.
 TEST_P(StoreTest, ACompletionThatThrowsDoesNotStopTheWriter) {
-  store_->release_slot("r", "m", [](bool) { throw std::runtime_error("a caller's bug"); });
+  store_->release_slot("r", "m", [](const Result<void>&) { throw std::runtime_error("a caller's bug"); });
   EXPECT_EQ(accept_one(new_message("after", 1'000), 1'000).status, AcceptStatus::accepted);
   EXPECT_TRUE(store_->find("after").has_value());
 }
@@ -441,24 +456,27 @@ TEST_P(StoreTest, AnOperationThatFailsInAGroupFailsAloneAndTheOthersCommitOnce) 
   std::vector<NewMessage> batch;
   for (int i = 0; i < 2'000; ++i) batch.push_back(new_message("big-" + std::to_string(i), 50'000));
   int64_t commits_before = store_->write_stats().commits;
-  std::promise<std::pair<bool, std::vector<AcceptResult>>> big;
-  std::promise<bool> ok_first, poisoned, ok_last;
-  std::promise<std::pair<bool, std::vector<AcceptResult>>> small;
-  store_->accept(std::move(batch), 1'000, [&](bool ok, const std::vector<AcceptResult>& r) { big.set_value({ok, r}); });
-  store_->add_suppression({"ok-first", "stop", "test", 1'000}, [&](bool ok) { ok_first.set_value(ok); });
-  store_->add_suppression({"poison", "stop", "test", 1'000}, [&](bool ok) { poisoned.set_value(ok); });
-  store_->accept({new_message("after-poison", 50'000)}, 1'000, [&](bool ok, const std::vector<AcceptResult>& r) {
-    small.set_value({ok, r});
-  });
-  store_->add_suppression({"ok-last", "stop", "test", 1'000}, [&](bool ok) { ok_last.set_value(ok); });
+  std::promise<Result<std::vector<AcceptResult>>> big, small;
+  std::promise<Result<void>> ok_first, poisoned, ok_last;
+  store_->accept(std::move(batch), 1'000, [&](Result<std::vector<AcceptResult>> r) { big.set_value(std::move(r)); });
+  store_->add_suppression({"ok-first", "stop", "test", 1'000}, [&](const Result<void>& r) { ok_first.set_value(r); });
+  store_->add_suppression({"poison", "stop", "test", 1'000}, [&](const Result<void>& r) { poisoned.set_value(r); });
+  store_->accept({new_message("after-poison", 50'000)}, 1'000,
+                 [&](Result<std::vector<AcceptResult>> r) { small.set_value(std::move(r)); });
+  store_->add_suppression({"ok-last", "stop", "test", 1'000}, [&](const Result<void>& r) { ok_last.set_value(r); });
 
-  auto [big_ok, big_results] = big.get_future().get();
-  auto [small_ok, small_results] = small.get_future().get();
-  EXPECT_TRUE(big_ok);
-  EXPECT_TRUE(ok_first.get_future().get());
-  EXPECT_FALSE(poisoned.get_future().get());
-  EXPECT_TRUE(small_ok);
-  EXPECT_TRUE(ok_last.get_future().get());
+  Result<std::vector<AcceptResult>> big_done = big.get_future().get();
+  Result<std::vector<AcceptResult>> small_done = small.get_future().get();
+  ASSERT_TRUE(big_done.ok());
+  EXPECT_TRUE(ok_first.get_future().get().ok());
+  // The refused operation is told what the engine said, not only that it failed.
+  Result<void> poison = poisoned.get_future().get();
+  ASSERT_FALSE(poison.ok());
+  EXPECT_FALSE(poison.error().message.empty());
+  ASSERT_TRUE(small_done.ok());
+  EXPECT_TRUE(ok_last.get_future().get().ok());
+  const std::vector<AcceptResult>& big_results = *big_done;
+  const std::vector<AcceptResult>& small_results = *small_done;
   EXPECT_LE(store_->write_stats().commits - commits_before, 3) << "the poison shared no group: nothing was tested";
 
   ASSERT_EQ(big_results.size(), 2'000u);
@@ -771,9 +789,9 @@ TEST_P(StoreTest, ConcurrentAcceptsOfDistinctIdsAllComplete) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < kPerThread; ++i) {
         std::string id = "t" + std::to_string(t) + "-" + std::to_string(i);
-        store_->accept({new_message(id, 1'000 + i)}, 1'000, [&](bool success, std::vector<AcceptResult> results) {
-          if (success) ++ok;
-          if (results.size() == 1 && results[0].status == AcceptStatus::accepted) ++accepted;
+        store_->accept({new_message(id, 1'000 + i)}, 1'000, [&](const Result<std::vector<AcceptResult>>& results) {
+          if (results) ++ok;
+          if (results && results->size() == 1 && (*results)[0].status == AcceptStatus::accepted) ++accepted;
           completed.count_down();
         });
       }
@@ -801,10 +819,10 @@ TEST_P(StoreTest, RacingAcceptsOfTheSameIdAcceptExactlyOne) {
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&] {
       start.arrive_and_wait();  // all at once
-      store_->accept({new_message("same", 1'000)}, 1'000, [&](bool ok, std::vector<AcceptResult> r) {
+      store_->accept({new_message("same", 1'000)}, 1'000, [&](const Result<std::vector<AcceptResult>>& r) {
         {
           std::lock_guard lock(mutex);
-          if (ok && r.size() == 1) results.push_back(r[0]);
+          if (r && r->size() == 1) results.push_back((*r)[0]);
         }
         completed.count_down();
       });
@@ -1071,12 +1089,19 @@ TEST_F(SqliteStoreTest, MaxBytesRefusesGrowthAndKeepsWhatWasCommitted) {
   bool refused = false;
   for (int i = 0; i < 200 && !refused; ++i) {
     std::string id = "m" + std::to_string(1000 + i);
-    std::promise<bool> done;
+    std::promise<Result<std::vector<AcceptResult>>> done;
     auto f = done.get_future();
     store_->accept({new_message(id, 1'000, R"({"id":")" + id + R"(","text":")" + big + R"("})")}, 1'000,
-                   [&done](bool ok, const std::vector<AcceptResult>&) { done.set_value(ok); });
-    if (f.get()) stored.push_back(id);
-    else refused = true;
+                   [&done](Result<std::vector<AcceptResult>> r) { done.set_value(std::move(r)); });
+    Result<std::vector<AcceptResult>> r = f.get();
+    if (r) {
+      stored.push_back(id);
+      continue;
+    }
+    refused = true;
+    // The caller is told what the writer knows: the database is full, which retrying later may get past.
+    EXPECT_EQ(r.error().code, ErrorCode::unavailable);
+    EXPECT_EQ(r.error().message, "database or disk is full");
   }
   ASSERT_TRUE(refused) << "128 KiB held " << stored.size() << " messages of 4 KB";
   ASSERT_FALSE(stored.empty());

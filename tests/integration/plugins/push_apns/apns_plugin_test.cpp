@@ -59,15 +59,15 @@ class ApnsPlugin : public ::testing::Test {
     r.headers.emplace_back("apns-id", std::string(req.header("apns-id")));
     std::string auth(req.header("authorization"));
     auto jwt = crypto::verify_jwt(auth.rfind("bearer ", 0) == 0 ? auth.substr(7) : "", ec_key().public_pem);
-    if (!jwt || jwt.value.alg != "ES256" || jwt.value.header.value("kid", "") != kKeyId ||
-        jwt.value.claims.value("iss", "") != kTeamId || !jwt.value.claims["iat"].is_number_integer()) {
-      problems_.push_back("provider token refused: " + (jwt ? jwt.value.claims.dump() : jwt.error));
+    if (!jwt || jwt.value().alg != "ES256" || jwt.value().header.value("kid", "") != kKeyId ||
+        jwt.value().claims.value("iss", "") != kTeamId || !jwt.value().claims["iat"].is_number_integer()) {
+      problems_.push_back("provider token refused: " + (jwt ? jwt.value().claims.dump() : jwt.error().message));
       r.status = 403;
       r.body = R"({"reason":"InvalidProviderToken"})";
       return r;
     }
     tokens_.insert(auth);
-    if (jwt.value.claims["iat"].get<int64_t>() <= expire_issued_through_) {
+    if (jwt.value().claims["iat"].get<int64_t>() <= expire_issued_through_) {
       r.status = 403;
       r.body = R"({"reason":"ExpiredProviderToken"})";
       return r;
@@ -116,9 +116,9 @@ TEST_F(ApnsPlugin, SendsTheRequestApnsExpects) {
   EXPECT_EQ(sent.method, "POST");
   EXPECT_EQ(sent.path, std::string("/3/device/") + kDevice);
   auto jwt = crypto::verify_jwt(std::string(sent.header("authorization")).substr(7), ec_key().public_pem);
-  ASSERT_TRUE(jwt) << jwt.error;
-  EXPECT_EQ(jwt.value.header, json({{"alg", "ES256"}, {"typ", "JWT"}, {"kid", kKeyId}}));
-  EXPECT_EQ(jwt.value.claims, json({{"iss", kTeamId}, {"iat", clock_.now / 1000}}));
+  ASSERT_TRUE(jwt) << jwt.error().message;
+  EXPECT_EQ(jwt.value().header, json({{"alg", "ES256"}, {"typ", "JWT"}, {"kid", kKeyId}}));
+  EXPECT_EQ(jwt.value().claims, json({{"iss", kTeamId}, {"iat", clock_.now / 1000}}));
   EXPECT_EQ(sent.header("apns-topic"), kTopic);
   EXPECT_EQ(sent.header("apns-push-type"), "alert");
   EXPECT_EQ(sent.header("apns-priority"), "10");

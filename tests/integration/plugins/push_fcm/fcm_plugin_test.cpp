@@ -106,11 +106,11 @@ class FcmPlugin : public ::testing::Test {
       problems_.push_back("grant: grant_type " + form_value(req.body, "grant_type"));
     auto jwt = crypto::verify_jwt(form_value(req.body, "assertion"), rsa_key().public_pem);
     if (!jwt) {
-      problems_.push_back("grant: assertion: " + jwt.error);
+      problems_.push_back("grant: assertion: " + jwt.error().message);
     } else {
-      const json& c = jwt.value.claims;
+      const json& c = jwt.value().claims;
       int64_t now_s = clock_.now_ms() / 1000;
-      if (jwt.value.alg != "RS256" || jwt.value.header.value("kid", "") != "key-1")
+      if (jwt.value().alg != "RS256" || jwt.value().header.value("kid", "") != "key-1")
         problems_.push_back("grant: header");
       if (c.value("iss", "") != kClientEmail || c.value("scope", "") != kScope || c.value("aud", "") != token_uri_ ||
           c.value("iat", int64_t{0}) != now_s || c.value("exp", int64_t{0}) != now_s + 3600)

@@ -25,7 +25,7 @@ std::vector<std::string> decoded_words(const std::string& header, std::vector<si
     if (lengths) lengths->push_back(static_cast<size_t>(it->length(0)));
     auto bytes = crypto::base64_decode((*it)[1].str());
     EXPECT_TRUE(bytes.ok()) << (*it)[0];
-    out.push_back(bytes.ok() ? bytes.value : "");
+    out.push_back(bytes.ok() ? bytes.value() : "");
   }
   return out;
 }
@@ -258,7 +258,7 @@ TEST(EmailMime, Base64BodyLinesAre76Characters) {
     if (c != '\r' && c != '\n') joined += c;
   auto decoded = crypto::base64_decode(joined);
   ASSERT_TRUE(decoded.ok());
-  EXPECT_EQ(decoded.value, bytes);
+  EXPECT_EQ(decoded.value(), bytes);
 }
 
 }  // namespace

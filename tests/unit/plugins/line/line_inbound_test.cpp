@@ -21,7 +21,7 @@ constexpr const char* kWebhookUrl = "https://gw.example/inbound/line/line";
 
 // x-line-signature as LINE computes it: base64(HMAC-SHA256(channel secret, body)), independent of the plugin.
 std::string line_signature(const std::string& secret, const std::string& body) {
-  return crypto::base64_encode(crypto::hmac_sha256(secret, body).value);
+  return crypto::base64_encode(crypto::hmac_sha256(secret, body).value());
 }
 
 // A webhook call carrying `events`, signed with `secret`.

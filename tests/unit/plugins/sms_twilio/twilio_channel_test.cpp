@@ -88,7 +88,7 @@ std::string twilio_signature(const std::string& token, const std::string& url, P
   std::sort(params.begin(), params.end());
   std::string data = url;
   for (auto& [k, v] : params) data += k + v;
-  return crypto::base64_encode(crypto::hmac_sha1(token, data).value);
+  return crypto::base64_encode(crypto::hmac_sha1(token, data).value());
 }
 
 // A form-encoded webhook call to `url` (Twilio posts the parameters in no particular order), signed for
