@@ -506,14 +506,14 @@ HttpResponse Api::simulate(const HttpRequest& request) {
   if (d.verdict == policy::Verdict::send) {
     out["channel"] = d.channel;
     out["contact"] = d.contact;
-    render::RenderResult r = render::render(m, d.channel, deps_.templates, deps_.missing_variable_is_error);
+    Result<render::Rendered> r = render::render(m, d.channel, deps_.templates, deps_.missing_variable_is_error);
     // The dispatcher would fail this message (render_error): the message cannot be sent as it is.
-    if (!r.fields)
-      return problem(422, "Unprocessable Content", "render_error on channel " + d.channel + ": " + r.error,
-                     {{r.source == "inline" ? "/content" : "/template", r.error}});
+    if (!r)
+      return problem(422, "Unprocessable Content", "render_error on channel " + d.channel + ": " + r.error().message,
+                     {{r.error().field, r.error().message}});
     Json fields = Json::object();
-    for (const auto& [k, v] : *r.fields) fields[k] = v;
-    out["rendered"] = {{"source", r.source}, {"content", fields}};
+    for (const auto& [k, v] : r->fields) fields[k] = v;
+    out["rendered"] = {{"source", r->source}, {"content", fields}};
   }
   if (d.detail.contains("skipped")) out["skipped"] = d.detail["skipped"];
   return json_response(200, out);

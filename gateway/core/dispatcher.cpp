@@ -498,19 +498,19 @@ bool Dispatcher::process(const store::MessageRecord& record) {
   sending->choice = choice_of(decision);
   sending->channel = channels_.find(sending->choice.channel);
   sending->started_ms = started;
-  render::RenderResult rendered =
+  Result<render::Rendered> rendered =
       render::render(message, sending->choice.channel, templates_, missing_variable_is_error_);
-  if (!rendered.fields) {
+  if (!rendered) {
     // Nothing was sent: the content cannot be made for this channel. Another channel may have a variant.
     plugin::DeliveryOutcome outcome;
     outcome.kind = plugin::OutcomeKind::permanent;
-    outcome.reason = "render_error: " + rendered.error;
+    outcome.reason = "render_error: " + rendered.error().message;
     sending->message = std::move(message);
     finish(std::move(sending), outcome);
     return true;
   }
   plugin::DeliveryRequest delivery = make_delivery(record, message, sending->choice);
-  delivery.content = std::move(*rendered.fields);
+  delivery.content = std::move(rendered->fields);
   // Tracked links make each message's content its own, so such deliveries are never batched together.
   if (message.track_clicks.value_or(sending->channel->track_clicks()))
     delivery.content = track_content(std::move(delivery.content), message, sending->choice.channel, links_,

@@ -220,15 +220,17 @@ const Fields* TemplateStore::find(const std::string& name, const std::string& ch
   return nullptr;
 }
 
-RenderResult render(const core::Message& m, const std::string& channel, const TemplateStore* templates,
-                    bool missing_is_error) {
-  RenderResult result;
+Result<Rendered> render(const core::Message& m, const std::string& channel, const TemplateStore* templates,
+                        bool missing_is_error) {
+  Rendered result;
+  auto fail = [&m](std::string why) {
+    return Error(ErrorCode::invalid, std::move(why), m.template_name.empty() ? "/content" : "/template");
+  };
   Fields source_fields;
   if (!m.template_name.empty()) {
     const Fields* f = templates ? templates->find(m.template_name, channel, m.recipient.locale, result.source) : nullptr;
     if (f == nullptr) {
-      result.error = "template \"" + m.template_name + "\" has no variant for channel " + channel + " or default";
-      return result;
+      return fail("template \"" + m.template_name + "\" has no variant for channel " + channel + " or default");
     }
     source_fields = *f;
   } else {
@@ -241,8 +243,7 @@ RenderResult render(const core::Message& m, const std::string& channel, const Te
     for (const auto& [k, v] : variant->second) source_fields[k] = v;
 
   if (source_fields.empty()) {
-    result.error = "no content for channel " + channel + " (only other channels have a variant)";
-    return result;
+    return fail("no content for channel " + channel + " (only other channels have a variant)");
   }
   std::optional<mustache::data> root;  // built for the first field that has a tag
   Budget budget;
@@ -262,8 +263,7 @@ RenderResult render(const core::Message& m, const std::string& channel, const Te
     }
     mustache::mustache tmpl(text);
     if (!tmpl.is_valid()) {
-      result.error = "field " + field + " of " + result.source + ": " + tmpl.error_message();
-      return result;
+      return fail("field " + field + " of " + result.source + ": " + tmpl.error_message());
     }
     // HTML-escape only where the output is HTML (the email html part); elsewhere "<" is just text.
     if (field != "html") tmpl.set_custom_escape([](const std::string& s) { return s; });
@@ -272,19 +272,16 @@ RenderResult render(const core::Message& m, const std::string& channel, const Te
     try {
       rendered = tmpl.render(ctx);
     } catch (const LimitExceeded& e) {
-      result.error = "field " + field + " of " + result.source + " " + e.what();
-      return result;
+      return fail("field " + field + " of " + result.source + " " + e.what());
     }
     if (rendered.size() > RenderLimits::kMaxFieldBytes) {
-      result.error = "field " + field + " of " + result.source + " renders to more than " +
-                     std::to_string(RenderLimits::kMaxFieldBytes) + " bytes";
-      return result;
+      return fail("field " + field + " of " + result.source + " renders to more than " +
+                     std::to_string(RenderLimits::kMaxFieldBytes) + " bytes");
     }
     if (missing_is_error) {
       for (const auto& name : variable_names(text)) {
         if (ctx.missing.count(name) || ctx.missing.count(name.substr(0, name.find('.')))) {
-          result.error = "missing variable \"" + name + "\" in field " + field + " of " + result.source;
-          return result;
+          return fail("missing variable \"" + name + "\" in field " + field + " of " + result.source);
         }
       }
     }
@@ -293,9 +290,8 @@ RenderResult render(const core::Message& m, const std::string& channel, const Te
   size_t total = 0;
   for (const auto& [field, text] : out) total += text.size();
   if (total > RenderLimits::kMaxMessageBytes) {
-    result.error = "the content of " + result.source + " for channel " + channel + " renders to more than " +
-                   std::to_string(RenderLimits::kMaxMessageBytes) + " bytes";
-    return result;
+    return fail("the content of " + result.source + " for channel " + channel + " renders to more than " +
+                   std::to_string(RenderLimits::kMaxMessageBytes) + " bytes");
   }
   result.fields = std::move(out);
   return result;

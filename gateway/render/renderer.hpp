@@ -17,6 +17,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/result.hpp"
 #include "core/message.hpp"
 
 namespace tayori::render {
@@ -39,10 +40,10 @@ class TemplateStore {
   std::map<std::string, std::map<std::string, Fields>> templates_;
 };
 
-struct RenderResult {
-  std::optional<std::vector<std::pair<std::string, std::string>>> fields;  // set on success
-  std::string error;   // e.g. "missing variable \"name\" in templates/welcome/email.ja.yaml field subject"
-  std::string source;  // which template or "inline"
+// A message's content made for one channel.
+struct Rendered {
+  std::vector<std::pair<std::string, std::string>> fields;
+  std::string source;  // which template ("welcome/email.ja") or "inline"
 };
 
 // The names a Mustache text uses as plain variables ({{x}}, {{{x}}}, {{&x}}, with spaces inside the braces
@@ -67,8 +68,10 @@ struct RenderLimits {
 
 // Renders the message for `channel`. With `missing_is_error`, a variable the data does not define fails
 // the render with its name; otherwise it renders empty. Partials ({{> name}}) are refused: the only text
-// they could name is the message's data, and data is never a template.
-RenderResult render(const core::Message& message, const std::string& channel, const TemplateStore* templates,
+// they could name is the message's data, and data is never a template. A failure is ErrorCode::invalid, its
+// message what failed ("missing variable \"name\" in field subject of welcome/email.ja"), its field the member of
+// the message whose text it was: "/template", or "/content" for inline content.
+Result<Rendered> render(const core::Message& message, const std::string& channel, const TemplateStore* templates,
                     bool missing_is_error);
 
 }  // namespace tayori::render

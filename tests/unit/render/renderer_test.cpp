@@ -38,8 +38,8 @@ class Templates : public ::testing::Test {
     m.data = {{"name", "<花子>"}};
     return m;
   }
-  static std::map<std::string, std::string> fields(const RenderResult& r) {
-    return {r.fields->begin(), r.fields->end()};
+  static std::map<std::string, std::string> fields(const Result<Rendered>& r) {
+    return {r->fields.begin(), r->fields.end()};
   }
 
   fs::path dir_;
@@ -47,31 +47,31 @@ class Templates : public ::testing::Test {
 };
 
 TEST_F(Templates, PicksTheChannelVariantInTheRecipientsLanguage) {
-  RenderResult r = render(message("ja-JP"), "email", store_.get(), true);
-  ASSERT_TRUE(r.fields) << r.error;
-  EXPECT_EQ(r.source, "welcome/email.ja");
+  Result<Rendered> r = render(message("ja-JP"), "email", store_.get(), true);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->source, "welcome/email.ja");
   auto f = fields(r);
   EXPECT_EQ(f["subject"], "<花子>様、ようこそ");        // text fields are not escaped
   EXPECT_EQ(f["html"], "<p>&lt;花子&gt;様</p>");       // only HTML is
 }
 
 TEST_F(Templates, FallsBackFromLocaleToLanguageToDefault) {
-  EXPECT_EQ(render(message("ja-JP"), "push", store_.get(), true).source, "welcome/default.ja");
-  EXPECT_EQ(render(message("en-US"), "sms", store_.get(), true).source, "welcome/sms");
-  EXPECT_EQ(render(message(""), "push", store_.get(), true).source, "welcome/default");
+  EXPECT_EQ(render(message("ja-JP"), "push", store_.get(), true)->source, "welcome/default.ja");
+  EXPECT_EQ(render(message("en-US"), "sms", store_.get(), true)->source, "welcome/sms");
+  EXPECT_EQ(render(message(""), "push", store_.get(), true)->source, "welcome/default");
   // The language outranks the channel: a Japanese SMS reader gets default.ja, not English sms.yaml.
-  EXPECT_EQ(render(message("ja"), "sms", store_.get(), true).source, "welcome/default.ja");
+  EXPECT_EQ(render(message("ja"), "sms", store_.get(), true)->source, "welcome/default.ja");
 }
 
 TEST_F(Templates, AMissingVariableIsAnErrorThatNamesIt) {
   core::Message m = message("en");
   m.data = core::Json::object();
-  RenderResult r = render(m, "sms", store_.get(), true);
-  EXPECT_FALSE(r.fields);
-  EXPECT_NE(r.error.find("missing variable \"name\""), std::string::npos) << r.error;
-  EXPECT_NE(r.error.find("welcome/sms"), std::string::npos) << r.error;
-  RenderResult lenient = render(m, "sms", store_.get(), false);
-  ASSERT_TRUE(lenient.fields);
+  Result<Rendered> r = render(m, "sms", store_.get(), true);
+  EXPECT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("missing variable \"name\""), std::string::npos) << r.error().message;
+  EXPECT_NE(r.error().message.find("welcome/sms"), std::string::npos) << r.error().message;
+  Result<Rendered> lenient = render(m, "sms", store_.get(), false);
+  ASSERT_TRUE(lenient.ok());
   EXPECT_EQ(fields(lenient)["text"], "Hi ");
 }
 
@@ -80,11 +80,11 @@ TEST_F(Templates, InlineContentAndPerChannelVariants) {
   m.template_name.clear();
   m.content = {{"text", "{{name}}さん、こんにちは"}, {"subject", "お知らせ"}};
   m.content_variants["sms"] = {{"text", "SMS: {{name}}"}};
-  RenderResult email = render(m, "email", nullptr, true);
-  ASSERT_TRUE(email.fields) << email.error;
-  EXPECT_EQ(email.source, "inline");
+  Result<Rendered> email = render(m, "email", nullptr, true);
+  ASSERT_TRUE(email.ok()) << email.error().message;
+  EXPECT_EQ(email->source, "inline");
   EXPECT_EQ(fields(email)["text"], "<花子>さん、こんにちは");
-  RenderResult sms = render(m, "sms", nullptr, true);
+  Result<Rendered> sms = render(m, "sms", nullptr, true);
   EXPECT_EQ(fields(sms)["text"], "SMS: <花子>");
   EXPECT_EQ(fields(sms)["subject"], "お知らせ");
 }
@@ -94,8 +94,8 @@ TEST_F(Templates, SectionsOverMissingNamesAreFalseNotErrors) {
   m.template_name.clear();
   m.content = {{"text", "{{#vip}}VIP {{/vip}}{{name}}; {{#items}}{{sku}} {{/items}}"}};
   m.data = {{"name", "Hanako"}, {"items", {{{"sku", "A1"}}, {{"sku", "B2"}}}}};
-  RenderResult r = render(m, "sms", nullptr, true);
-  ASSERT_TRUE(r.fields) << r.error;
+  Result<Rendered> r = render(m, "sms", nullptr, true);
+  ASSERT_TRUE(r.ok()) << r.error().message;
   EXPECT_EQ(fields(r)["text"], "Hanako; A1 B2 ");
 }
 
@@ -149,8 +149,8 @@ TEST_F(Templates, TextWithoutTagsIsItselfAndTextWithTagsIsRendered) {
   core::Message m = message("en");
   m.template_name.clear();
   m.content = {{"subject", "Plain {braces} stay"}, {"text", "Hi {{name}}"}};
-  RenderResult r = render(m, "sms", nullptr, true);
-  ASSERT_TRUE(r.fields) << r.error;
+  Result<Rendered> r = render(m, "sms", nullptr, true);
+  ASSERT_TRUE(r.ok()) << r.error().message;
   auto f = fields(r);
   EXPECT_EQ(f["subject"], "Plain {braces} stay");
   EXPECT_EQ(f["text"], "Hi <花子>");
@@ -181,46 +181,46 @@ class RenderLimitsTest : public ::testing::Test {
 TEST_F(RenderLimitsTest, NestedSectionsOverListsStopAtTheWorkLimit) {
   // 20^6 = 64 million copies of "x": without a limit this renders (64 MB here, 10^10 copies with ten
   // sections over ten items) on the dispatcher's thread.
-  RenderResult r = render(inline_message({{"a", list_of(20)}}, {{"text", nested(6, "x")}}), "sms", nullptr, true);
-  ASSERT_FALSE(r.fields) << "rendered " << r.fields->front().second.size() << " bytes";
-  EXPECT_EQ(r.error, "field text of inline takes more than " + std::to_string(RenderLimits::kMaxWork) +
+  Result<Rendered> r = render(inline_message({{"a", list_of(20)}}, {{"text", nested(6, "x")}}), "sms", nullptr, true);
+  ASSERT_FALSE(r.ok()) << "rendered " << r->fields.front().second.size() << " bytes";
+  EXPECT_EQ(r.error().message, "field text of inline takes more than " + std::to_string(RenderLimits::kMaxWork) +
                          " units of work (sections over lists multiply)");
 }
 
 TEST_F(RenderLimitsTest, SectionsNestAtMostEightDeep) {
   core::Json data = {{"a", list_of(1)}};
-  RenderResult ok = render(inline_message(data, {{"text", nested(RenderLimits::kMaxSectionDepth, "x")}}), "sms", nullptr, true);
-  ASSERT_TRUE(ok.fields) << ok.error;
-  EXPECT_EQ(ok.fields->front().second, "x");
-  RenderResult deep = render(inline_message(data, {{"text", nested(RenderLimits::kMaxSectionDepth + 1, "x")}}), "sms", nullptr, true);
-  ASSERT_FALSE(deep.fields);
-  EXPECT_EQ(deep.error, "field text of inline nests sections deeper than 8");
+  Result<Rendered> ok = render(inline_message(data, {{"text", nested(RenderLimits::kMaxSectionDepth, "x")}}), "sms", nullptr, true);
+  ASSERT_TRUE(ok.ok()) << ok.error().message;
+  EXPECT_EQ(ok->fields.front().second, "x");
+  Result<Rendered> deep = render(inline_message(data, {{"text", nested(RenderLimits::kMaxSectionDepth + 1, "x")}}), "sms", nullptr, true);
+  ASSERT_FALSE(deep.ok());
+  EXPECT_EQ(deep.error().message, "field text of inline nests sections deeper than 8");
 }
 
 TEST_F(RenderLimitsTest, AFieldRendersToAtMostOneMebibyte) {
   core::Json data = {{"s", std::string(64 * 1024, 'y')}, {"a", list_of(16)}};
-  RenderResult ok = render(inline_message(data, {{"text", "{{#a}}{{s}}{{/a}}"}}), "sms", nullptr, true);
-  ASSERT_TRUE(ok.fields) << ok.error;
-  EXPECT_EQ(ok.fields->front().second.size(), RenderLimits::kMaxFieldBytes);
+  Result<Rendered> ok = render(inline_message(data, {{"text", "{{#a}}{{s}}{{/a}}"}}), "sms", nullptr, true);
+  ASSERT_TRUE(ok.ok()) << ok.error().message;
+  EXPECT_EQ(ok->fields.front().second.size(), RenderLimits::kMaxFieldBytes);
   data["a"] = list_of(17);
-  RenderResult big = render(inline_message(data, {{"text", "{{#a}}{{s}}{{/a}}"}}), "sms", nullptr, true);
-  ASSERT_FALSE(big.fields);
-  EXPECT_EQ(big.error, "field text of inline renders to more than 1048576 bytes");
+  Result<Rendered> big = render(inline_message(data, {{"text", "{{#a}}{{s}}{{/a}}"}}), "sms", nullptr, true);
+  ASSERT_FALSE(big.ok());
+  EXPECT_EQ(big.error().message, "field text of inline renders to more than 1048576 bytes");
 }
 
 TEST_F(RenderLimitsTest, AChannelsContentRendersToAtMostTwoMebibytes) {
   core::Json data = {{"s", std::string(64 * 1024, 'y')}, {"a", list_of(16)}};
   const std::string mib = "{{#a}}{{s}}{{/a}}";
-  RenderResult r = render(inline_message(data, {{"html", mib}, {"subject", "hi"}, {"text", mib}}), "email", nullptr, true);
-  ASSERT_FALSE(r.fields);
-  EXPECT_EQ(r.error, "the content of inline for channel email renders to more than 2097152 bytes");
+  Result<Rendered> r = render(inline_message(data, {{"html", mib}, {"subject", "hi"}, {"text", mib}}), "email", nullptr, true);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().message, "the content of inline for channel email renders to more than 2097152 bytes");
 }
 
 TEST_F(RenderLimitsTest, PartialsAreRefusedSoDataIsNeverATemplate) {
   // Without the refusal, kainjow renders the data string as a template: this one includes itself for ever.
-  RenderResult r = render(inline_message({{"p", "{{>p}}"}}, {{"text", "{{>p}}"}}), "sms", nullptr, true);
-  ASSERT_FALSE(r.fields);
-  EXPECT_EQ(r.error, "field text of inline uses the partial {{> p}}: partials are not supported");
+  Result<Rendered> r = render(inline_message({{"p", "{{>p}}"}}, {{"text", "{{>p}}"}}), "sms", nullptr, true);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().message, "field text of inline uses the partial {{> p}}: partials are not supported");
 }
 
 }  // namespace
