@@ -10,8 +10,8 @@
 #include "common/log.hpp"
 #include "core/intake.hpp"
 #include "core/message.hpp"
-#include "transport/circuit_breaker.hpp"
 #include "crypto/crypto.hpp"
+#include "transport/circuit_breaker.hpp"
 
 namespace tayori::api {
 

@@ -79,7 +79,7 @@ class Api final : public Handler {
   HttpResponse simulate(const HttpRequest& request);
   void recipients(const HttpRequest& request, const std::string& route, Responder respond);
   core::Json effective_consent(const std::string& recipient_id);
-  void suppressions(const HttpRequest& request, const std::string& route, Responder respond);
+  void suppressions(const HttpRequest& request, const std::string& route, const Responder& respond);
   // A key without read_all sees only its own messages (and their events): another key's is not found.
   HttpResponse get_message(const std::string& id, const Key& key);
   HttpResponse list_messages(const HttpRequest& request, const Key& key);

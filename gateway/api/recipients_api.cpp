@@ -231,7 +231,7 @@ void Api::recipients(const HttpRequest& request, const std::string& route, Respo
   respond(method_not_allowed(route, "GET, PUT, DELETE"));
 }
 
-void Api::suppressions(const HttpRequest& request, const std::string& route, Responder respond) {
+void Api::suppressions(const HttpRequest& request, const std::string& route, const Responder& respond) {
   const std::string& method = request.method;
   if (route == "/v1/suppressions") {
     if (method == "GET") {

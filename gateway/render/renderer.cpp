@@ -276,7 +276,7 @@ Result<Rendered> render(const core::Message& m, const std::string& channel, cons
     }
     if (rendered.size() > RenderLimits::kMaxFieldBytes) {
       return fail("field " + field + " of " + result.source + " renders to more than " +
-                     std::to_string(RenderLimits::kMaxFieldBytes) + " bytes");
+                  std::to_string(RenderLimits::kMaxFieldBytes) + " bytes");
     }
     if (missing_is_error) {
       for (const auto& name : variable_names(text)) {
@@ -291,7 +291,7 @@ Result<Rendered> render(const core::Message& m, const std::string& channel, cons
   for (const auto& [field, text] : out) total += text.size();
   if (total > RenderLimits::kMaxMessageBytes) {
     return fail("the content of " + result.source + " for channel " + channel + " renders to more than " +
-                   std::to_string(RenderLimits::kMaxMessageBytes) + " bytes");
+                std::to_string(RenderLimits::kMaxMessageBytes) + " bytes");
   }
   result.fields = std::move(out);
   return result;

@@ -72,6 +72,6 @@ struct RenderLimits {
 // message what failed ("missing variable \"name\" in field subject of welcome/email.ja"), its field the member of
 // the message whose text it was: "/template", or "/content" for inline content.
 Result<Rendered> render(const core::Message& message, const std::string& channel, const TemplateStore* templates,
-                    bool missing_is_error);
+                        bool missing_is_error);
 
 }  // namespace tayori::render

@@ -391,7 +391,7 @@ TEST(SimulatorTest, ApnsRefusesHttp11AndTooManyTokenUpdates) {
 
 // ---- Twilio -----------------------------------------------------------------------------------------------------
 
-Reply twilio_send(const Sim& sim, std::vector<std::pair<std::string, std::string>> fields,
+Reply twilio_send(const Sim& sim, const std::vector<std::pair<std::string, std::string>>& fields,
                   const std::string& token = kTwilioToken) {
   std::string auth = crypto::base64_encode(std::string(kTwilioSid) + ":" + token);
   return call("POST", sim.url(std::string("/2010-04-01/Accounts/") + kTwilioSid + "/Messages.json"), form(fields),
@@ -689,7 +689,7 @@ TEST(SimulatorTest, SendsSignedLineAndTwilioWebhooks) {
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   socklen_t len = sizeof addr;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) throw std::runtime_error("bind");
   ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
   ::close(fd);  // bound, never listened: connections are refused
   Reply nobody = call("POST", sim.url("/_sim/webhooks/line"),

@@ -79,7 +79,7 @@ Simulator::Simulator(std::vector<std::unique_ptr<Provider>> providers, uint64_t 
                      int64_t record_limit)
     : providers_(std::move(providers)), scheduler_(scheduler), faults_(seed), record_limit_(record_limit) {}
 
-void Simulator::dispatch(SimRequest request, Completion done) {
+void Simulator::dispatch(const SimRequest& request, Completion done) {
   Outcome o = answer(request);
   if (o.deferred) {
     scheduler_.after(o.delay_ms, [job = std::move(o.deferred), done = std::move(done)]() mutable { done(job()); });

@@ -76,7 +76,7 @@ class Simulator final : public ProviderContext {
             int64_t record_limit = kRecordAll);
 
   // The entry point both listeners use. `done` is called exactly once, possibly from another thread.
-  void dispatch(SimRequest request, Completion done);
+  void dispatch(const SimRequest& request, Completion done);
   // The decision alone, a function of the request and the simulator's state (recording, faults).
   Outcome answer(const SimRequest& request);
 
@@ -100,7 +100,7 @@ class Simulator final : public ProviderContext {
   std::mutex mu_;  // guards everything below; never held while a provider runs
   FaultTable faults_;
   const int64_t record_limit_;
-  std::deque<nlohmann::json> received_;  // the latest record_limit_ requests
+  std::deque<nlohmann::json> received_;             // the latest record_limit_ requests
   std::map<std::string, uint64_t> received_count_;  // every request since the last DELETE, by provider ("none")
   uint64_t next_request_id_ = 1;
 };

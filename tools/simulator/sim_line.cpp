@@ -21,7 +21,7 @@ struct Detail {
   std::string property;
 };
 
-SimResponse line_answer(int status, Json body) {
+SimResponse line_answer(int status, const Json& body) {
   SimResponse r = json_response(status, body);
   r.headers.emplace_back("x-line-request-id", uuid_v4());
   return r;

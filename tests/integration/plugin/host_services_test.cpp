@@ -169,7 +169,8 @@ TEST_F(HostServices, MarketingDeliveriesCarryASignedUnsubscribeLinkAndEveryOneAC
   EXPECT_EQ(v.claims.message_id, "m-1");
   EXPECT_EQ(v.claims.channel, "app");
   // The default lifetime is 60 days.
-  EXPECT_NEAR(static_cast<double>(v.claims.expires_at_s - clock_.now_ms() / 1000), 60.0 * 86400, 5);
+  const int64_t now_s = clock_.now_ms() / 1000;  // whole seconds, as the claims hold them
+  EXPECT_NEAR(static_cast<double>(v.claims.expires_at_s - now_s), 60.0 * 86400, 5);
 }
 
 }  // namespace

@@ -184,15 +184,17 @@ TEST_F(RenderLimitsTest, NestedSectionsOverListsStopAtTheWorkLimit) {
   Result<Rendered> r = render(inline_message({{"a", list_of(20)}}, {{"text", nested(6, "x")}}), "sms", nullptr, true);
   ASSERT_FALSE(r.ok()) << "rendered " << r->fields.front().second.size() << " bytes";
   EXPECT_EQ(r.error().message, "field text of inline takes more than " + std::to_string(RenderLimits::kMaxWork) +
-                         " units of work (sections over lists multiply)");
+                                   " units of work (sections over lists multiply)");
 }
 
 TEST_F(RenderLimitsTest, SectionsNestAtMostEightDeep) {
   core::Json data = {{"a", list_of(1)}};
-  Result<Rendered> ok = render(inline_message(data, {{"text", nested(RenderLimits::kMaxSectionDepth, "x")}}), "sms", nullptr, true);
+  Result<Rendered> ok =
+      render(inline_message(data, {{"text", nested(RenderLimits::kMaxSectionDepth, "x")}}), "sms", nullptr, true);
   ASSERT_TRUE(ok.ok()) << ok.error().message;
   EXPECT_EQ(ok->fields.front().second, "x");
-  Result<Rendered> deep = render(inline_message(data, {{"text", nested(RenderLimits::kMaxSectionDepth + 1, "x")}}), "sms", nullptr, true);
+  Result<Rendered> deep =
+      render(inline_message(data, {{"text", nested(RenderLimits::kMaxSectionDepth + 1, "x")}}), "sms", nullptr, true);
   ASSERT_FALSE(deep.ok());
   EXPECT_EQ(deep.error().message, "field text of inline nests sections deeper than 8");
 }
@@ -211,7 +213,8 @@ TEST_F(RenderLimitsTest, AFieldRendersToAtMostOneMebibyte) {
 TEST_F(RenderLimitsTest, AChannelsContentRendersToAtMostTwoMebibytes) {
   core::Json data = {{"s", std::string(64 * 1024, 'y')}, {"a", list_of(16)}};
   const std::string mib = "{{#a}}{{s}}{{/a}}";
-  Result<Rendered> r = render(inline_message(data, {{"html", mib}, {"subject", "hi"}, {"text", mib}}), "email", nullptr, true);
+  Result<Rendered> r =
+      render(inline_message(data, {{"html", mib}, {"subject", "hi"}, {"text", mib}}), "email", nullptr, true);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().message, "the content of inline for channel email renders to more than 2097152 bytes");
 }
