@@ -20,7 +20,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   r.url = "https://gw.example/inbound/line/line";
   r.body = std::string(fuzz::text(data, size));
   r.headers = {{"content-type", "application/json"},
-               {"x-line-signature", crypto::base64_encode(crypto::hmac_sha256(kSecret, r.body).value)}};
+               {"x-line-signature", crypto::base64_encode(crypto::hmac_sha256(kSecret, r.body).value())}};
   fuzz::signed_call(channel, std::move(r));
   return 0;
 }

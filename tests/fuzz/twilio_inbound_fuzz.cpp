@@ -31,7 +31,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string signed_text = r.url;
   for (const auto& [name, value] : params) signed_text += name + value;
   r.headers = {{"content-type", "application/x-www-form-urlencoded"},
-               {"x-twilio-signature", crypto::base64_encode(crypto::hmac_sha1(kToken, signed_text).value)}};
+               {"x-twilio-signature", crypto::base64_encode(crypto::hmac_sha1(kToken, signed_text).value())}};
   fuzz::signed_call(channel, std::move(r));
   return 0;
 }
