@@ -261,8 +261,12 @@ int serve(const ServeOptions& options) {
 
   std::unique_ptr<store::Store> store = open_store(config.store);
   if (!store) return 1;
-  if (int n = store->requeue_in_flight(clock.now_ms()); n > 0)
-    log::info("dispatcher", std::to_string(n) + " deliveries that were in flight at the last stop are queued again");
+  if (Result<int> requeued = store->requeue_in_flight(clock.now_ms()); !requeued)
+    log::error("dispatcher", "the deliveries in flight at the last stop could not be queued again (" +
+                                 requeued.error().message + "): they stay dispatched until the next start");
+  else if (*requeued > 0)
+    log::info("dispatcher",
+              std::to_string(*requeued) + " deliveries that were in flight at the last stop are queued again");
 
   api::Metrics metrics;
   CurrentApi current;
@@ -395,13 +399,22 @@ int serve(const ServeOptions& options) {
     }
     // The main thread's top: a store that fails now is tried again at the next tick.
     run_guarded("housekeeping", "purging the store", [&] {
-      int64_t purged = store->purge_finished(clock.now_ms() - current.get()->loaded.config.store.retention_ms);
+      // A purge that fails removed nothing and is tried again at the next tick.
+      auto report = [](const Result<int64_t>& purged, const char* what) {
+        if (!purged) log::error("store", std::string("purging ") + what + ": " + purged.error().message);
+      };
+      Result<int64_t> finished =
+          store->purge_finished(clock.now_ms() - current.get()->loaded.config.store.retention_ms);
+      report(finished, "finished messages past retention");
+      if (finished && *finished > 0)
+        log::info("store", "purged " + std::to_string(*finished) + " finished messages past retention");
       // Cap slots older than the longest window can no longer count.
-      store->purge_slots(clock.now_ms() -
-                         std::max<int64_t>(current.get()->loaded.config.policy.longest_cap_window_ms(), 86'400'000));
+      report(store->purge_slots(
+                 clock.now_ms() -
+                 std::max<int64_t>(current.get()->loaded.config.policy.longest_cap_window_ms(), 86'400'000)),
+             "cap slots past every window");
       // Minute buckets serve the console's recent flow (at most a day, GET /v1/stats/flow); hours stay.
-      store->purge_stat_minutes(clock.now_ms() - 2 * 86'400'000);
-      if (purged > 0) log::info("store", "purged " + std::to_string(purged) + " finished messages past retention");
+      report(store->purge_stat_minutes(clock.now_ms() - 2 * 86'400'000), "minute stats past two days");
     });
   }
   // Graceful stop: new work is refused with 503 at once (a load balancer moves on), deliveries in flight

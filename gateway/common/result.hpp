@@ -64,7 +64,9 @@ class [[nodiscard]] Result {
 
   T& value() & { return *checked_value(); }
   const T& value() const& { return *checked_value(); }
-  T&& value() && { return std::move(*checked_value()); }
+  // From a temporary, the value itself, not a reference into it: `for (auto& r : store.claim_due(...).value())`
+  // would otherwise iterate a vector destroyed with the temporary Result (a range-for keeps only the reference).
+  T value() && { return std::move(*checked_value()); }
   T* operator->() { return checked_value(); }
   const T* operator->() const { return checked_value(); }
   T& operator*() & { return value(); }

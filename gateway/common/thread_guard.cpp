@@ -28,12 +28,16 @@ bool run_guarded(std::string_view thread, std::string_view doing, const std::fun
   } catch (...) {
     what = "an exception that is not a std::exception";
   }
+  report_failed_round(thread, doing, what);
+  return false;
+}
+
+void report_failed_round(std::string_view thread, std::string_view doing, std::string_view why) {
   {
     std::lock_guard lock(errors_mutex);
     ++errors()[std::string(thread)];
   }
-  log::error(thread, std::string(doing) + " failed: " + what);
-  return false;
+  log::error(thread, std::string(doing) + " failed: " + std::string(why));
 }
 
 int64_t failure_pause_ms(int failures) {

@@ -16,6 +16,10 @@ namespace tayori {
 // ("<thread>: <doing> failed: <what>") and counted, and the caller pauses (failure_pause_ms) before the next.
 bool run_guarded(std::string_view thread, std::string_view doing, const std::function<void()>& round);
 
+// A round that failed without an exception (a store write that answered an Error): logged and counted as
+// run_guarded does a throw, and the caller pauses the same way.
+void report_failed_round(std::string_view thread, std::string_view doing, std::string_view why);
+
 // How long a loop pauses after its `failures`-th failure in a row: 100 ms, doubling, at most 5 s, so a store
 // that stays down costs a line every few seconds instead of a spinning core.
 int64_t failure_pause_ms(int failures);

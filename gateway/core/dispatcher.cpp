@@ -358,7 +358,9 @@ void Dispatcher::run() {
   while (!stopping_) {
     // The top of the claim loop's thread: a store read that throws (SQLITE_BUSY, an I/O error, no file
     // descriptor left) ended the process. The round is logged and counted, and the loop pauses and goes on.
-    if (run_guarded("dispatcher", "claiming due messages", [&] { claim_round(lock, looked_at_ms); })) {
+    bool claimed = false;
+    if (run_guarded("dispatcher", "claiming due messages", [&] { claimed = claim_round(lock, looked_at_ms); }) &&
+        claimed) {
       failures = 0;
       continue;
     }
@@ -367,7 +369,7 @@ void Dispatcher::run() {
   }
 }
 
-void Dispatcher::claim_round(std::unique_lock<std::mutex>& lock, int64_t& looked_at_ms) {
+bool Dispatcher::claim_round(std::unique_lock<std::mutex>& lock, int64_t& looked_at_ms) {
   woken_ = false;
   int64_t now = clock_.now_ms();
   lock.unlock();
@@ -380,17 +382,21 @@ void Dispatcher::claim_round(std::unique_lock<std::mutex>& lock, int64_t& looked
     int64_t asked = std::min<int64_t>(free_slots, config_.claim_batch);
     uint64_t changes = store_changes_;
     lock.unlock();
-    auto claimed = store_.claim_due(now, static_cast<int>(asked));
+    Result<std::vector<store::MessageRecord>> claimed = store_.claim_due(now, static_cast<int>(asked));
     lock.lock();
-    for (auto& r : claimed) {
+    if (!claimed) {
+      report_failed_round("dispatcher", "claiming due messages", claimed.error().message);
+      return false;
+    }
+    for (auto& r : *claimed) {
       ++in_flight_;
       work_.push_back(std::move(r));
     }
-    for (size_t i = 0; i < claimed.size(); ++i) work_ready_.notify_one();
+    for (size_t i = 0; i < claimed->size(); ++i) work_ready_.notify_one();
     // A full claim: more may be due. Until a claim comes back short, new messages queue in the store
     // behind the ones already due instead of overtaking them (reserve).
-    backlog_ = static_cast<int64_t>(claimed.size()) == asked;
-    if (backlog_) return;
+    backlog_ = static_cast<int64_t>(claimed->size()) == asked;
+    if (backlog_) return true;
     // Nothing more is due now: learn when something will be. A wake-up since the claim may have brought
     // something newer than this read; then look again.
     lock.unlock();
@@ -399,7 +405,7 @@ void Dispatcher::claim_round(std::unique_lock<std::mutex>& lock, int64_t& looked
     looked_at_ms = now;
     if (store_changes_ == changes) next_due_ms_ = next.value_or(std::numeric_limits<int64_t>::max());
   }
-  if (stopping_ || woken_) return;
+  if (stopping_ || woken_) return true;
   // Sleep until the next due message, a wake-up (something new in the store, or room freed while
   // something is due), or the poll interval, whichever comes first.
   int64_t wait_ms = config_.poll_interval_ms;  // due but no room: room_freed() wakes us
@@ -411,6 +417,7 @@ void Dispatcher::claim_round(std::unique_lock<std::mutex>& lock, int64_t& looked
   if (observer_->round_ended) observer_->round_ended(wait_ms);
   if (wait_ms > 0)
     wake_.wait_for(lock, std::chrono::milliseconds(wait_ms), [&] { return stopping_ || woken_; });
+  return true;
 }
 
 bool Dispatcher::store_due(int64_t now_ms) const { return backlog_ || next_due_ms_ <= now_ms; }

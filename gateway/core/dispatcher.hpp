@@ -124,8 +124,9 @@ class Dispatcher {
  private:
   void run();
   // One round of the claim loop, under `lock` (on mutex_) on entry and on return: claims what is due when
-  // there is room, then sleeps until something may be due. Throws what a store read throws.
-  void claim_round(std::unique_lock<std::mutex>& lock, int64_t& looked_at_ms);
+  // there is room, then sleeps until something may be due. False when the claim's write failed (logged and
+  // counted as a failed round): the loop pauses as after a throw. Throws what a store read throws.
+  bool claim_round(std::unique_lock<std::mutex>& lock, int64_t& looked_at_ms);
   struct Sending;  // a message cleared and handed to its channel, until its verdict is recorded
   void work();
   // The stages up to the channel, on a worker: validate (the stored payload), complete the recipient, clear

@@ -183,17 +183,19 @@ class MessageStore {
                       std::function<void(Result<std::vector<std::string>>)> done) = 0;
 
   // Moves up to `limit` due scheduled messages to `dispatched` (attempts + 1) and returns them. Blocks
-  // until committed. The caller records the `dispatched` event with the attempt's outcome.
-  virtual std::vector<MessageRecord> claim_due(int64_t now_ms, int limit) = 0;
+  // until committed. The caller records the `dispatched` event with the attempt's outcome. These blocking
+  // writes (the claim, the requeue, the purges) answer the writer's error when their group failed: then
+  // nothing of theirs was committed.
+  virtual Result<std::vector<MessageRecord>> claim_due(int64_t now_ms, int limit) = 0;
 
   // The earliest due time of a scheduled message, if any.
   virtual std::optional<int64_t> next_due_ms() = 0;
 
   // On start: messages left `dispatched` by a crash go back to `scheduled` (at-least-once). Returns how many.
-  virtual int requeue_in_flight(int64_t now_ms) = 0;
+  virtual Result<int> requeue_in_flight(int64_t now_ms) = 0;
 
   // Deletes finished messages (and their events and idempotency keys) last updated before `before_ms`.
-  virtual int64_t purge_finished(int64_t before_ms) = 0;
+  virtual Result<int64_t> purge_finished(int64_t before_ms) = 0;
 
   virtual std::optional<MessageRecord> find(const std::string& id) = 0;
   // The message a provider knows by `provider_message_id` (receipts).

@@ -57,7 +57,8 @@ class RecipientStore {
                             std::function<void(Result<void>)> done) = 0;
   // The slots taken since `since_ms`: the committed ones and those taken but not yet committed.
   virtual std::vector<policy::CapSlot> slots_since(const std::string& recipient_id, int64_t since_ms) = 0;
-  virtual int64_t purge_slots(int64_t before_ms) = 0;
+  // Deletes the slots taken before `before_ms` (no cap window reaches them); returns how many.
+  virtual Result<int64_t> purge_slots(int64_t before_ms) = 0;
 
   // Serialises the cap decisions for one recipient across every node that shares the store, from the read
   // of its slots (slots_since) to take_slot, so that nodes racing for a recipient's last slot never both

@@ -283,29 +283,21 @@ void SqlStore::replay(const MessageFilter& f, int64_t now_ms, const std::string&
          answer_with(ids, std::move(done)));
 }
 
-std::vector<MessageRecord> SqlStore::claim_due(int64_t now_ms, int limit) {
-  std::vector<MessageRecord> claimed;
-  if (!submit_and_wait([&](sql::Connection& c, WriteContext& w) { claimed = ops::claim(c, w, now_ms, limit); }))
-    return {};
-  return claimed;
+Result<std::vector<MessageRecord>> SqlStore::claim_due(int64_t now_ms, int limit) {
+  return write_and_wait<std::vector<MessageRecord>>(
+      [&](sql::Connection& c, WriteContext& w) { return ops::claim(c, w, now_ms, limit); });
 }
 
 std::optional<int64_t> SqlStore::next_due_ms() {
   return read<std::optional<int64_t>>([](sql::Connection& c) { return ops::next_due(c); });
 }
 
-int SqlStore::requeue_in_flight(int64_t now_ms) {
-  int count = 0;
-  // Nothing of a failed group is committed, whatever the operation counted.
-  if (!submit_and_wait([&](sql::Connection& c, WriteContext& w) { count = ops::requeue(c, w, now_ms); })) return 0;
-  return count;
+Result<int> SqlStore::requeue_in_flight(int64_t now_ms) {
+  return write_and_wait<int>([&](sql::Connection& c, WriteContext& w) { return ops::requeue(c, w, now_ms); });
 }
 
-int64_t SqlStore::purge_finished(int64_t before_ms) {
-  int64_t count = 0;
-  // Nothing of a failed group is committed, whatever the operation counted.
-  if (!submit_and_wait([&](sql::Connection& c, WriteContext& w) { count = ops::purge(c, w, before_ms); })) return 0;
-  return count;
+Result<int64_t> SqlStore::purge_finished(int64_t before_ms) {
+  return write_and_wait<int64_t>([&](sql::Connection& c, WriteContext& w) { return ops::purge(c, w, before_ms); });
 }
 
 std::optional<MessageRecord> SqlStore::find(const std::string& id) {
@@ -446,11 +438,8 @@ policy::RecipientState SqlStore::decision_state(const std::string& recipient_id,
   });
 }
 
-int64_t SqlStore::purge_slots(int64_t before_ms) {
-  int64_t count = 0;
-  // Nothing of a failed group is committed, whatever the operation counted.
-  if (!submit_and_wait([&](sql::Connection& c, WriteContext&) { count = ops::purge_slots(c, before_ms); })) return 0;
-  return count;
+Result<int64_t> SqlStore::purge_slots(int64_t before_ms) {
+  return write_and_wait<int64_t>([&](sql::Connection& c, WriteContext&) { return ops::purge_slots(c, before_ms); });
 }
 
 // ---- SuppressionStore ----
@@ -534,12 +523,9 @@ std::vector<StatRow> SqlStore::waiting_by_hour(int64_t after_ms) {
   return read<std::vector<StatRow>>([&](sql::Connection& c) { return ops::waiting_by_hour(c, after_ms); });
 }
 
-int64_t SqlStore::purge_stat_minutes(int64_t before_ms) {
-  int64_t count = 0;
-  // Nothing of a failed group is committed, whatever the operation counted.
-  if (!submit_and_wait([&](sql::Connection& c, WriteContext&) { count = ops::purge_stat_minutes(c, before_ms); }))
-    return 0;
-  return count;
+Result<int64_t> SqlStore::purge_stat_minutes(int64_t before_ms) {
+  return write_and_wait<int64_t>(
+      [&](sql::Connection& c, WriteContext&) { return ops::purge_stat_minutes(c, before_ms); });
 }
 
 // ---- Store ----

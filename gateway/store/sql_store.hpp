@@ -90,10 +90,10 @@ class SqlStore : public Store {
   std::vector<MessageRecord> list(const MessageFilter& filter) override;
   void replay(const MessageFilter& filter, int64_t now_ms, const std::string& by,
               std::function<void(Result<std::vector<std::string>>)> done) override;
-  std::vector<MessageRecord> claim_due(int64_t now_ms, int limit) override;
+  Result<std::vector<MessageRecord>> claim_due(int64_t now_ms, int limit) override;
   std::optional<int64_t> next_due_ms() override;
-  int requeue_in_flight(int64_t now_ms) override;
-  int64_t purge_finished(int64_t before_ms) override;
+  Result<int> requeue_in_flight(int64_t now_ms) override;
+  Result<int64_t> purge_finished(int64_t before_ms) override;
   std::optional<MessageRecord> find(const std::string& id) override;
   std::optional<MessageRecord> find_by_provider_id(const std::string& provider_message_id) override;
   std::vector<TimelineEvent> touches(const std::string& recipient_id, int64_t since_ms, int64_t until_ms) override;
@@ -114,7 +114,7 @@ class SqlStore : public Store {
   void release_slot(const std::string& recipient_id, const std::string& message_id,
                     std::function<void(Result<void>)> done) override;
   std::vector<policy::CapSlot> slots_since(const std::string& recipient_id, int64_t since_ms) override;
-  int64_t purge_slots(int64_t before_ms) override;
+  Result<int64_t> purge_slots(int64_t before_ms) override;
 
   // ---- SuppressionStore ----
   void add_suppression(policy::Suppression s, std::function<void(Result<void>)> done) override;
@@ -141,7 +141,7 @@ class SqlStore : public Store {
   std::vector<StatRow> stat_series(StatPeriod period, StatDimension dimension, int64_t from_ms,
                                    int64_t to_ms) override;
   std::vector<StatRow> waiting_by_hour(int64_t after_ms) override;
-  int64_t purge_stat_minutes(int64_t before_ms) override;
+  Result<int64_t> purge_stat_minutes(int64_t before_ms) override;
 
   // ---- Store ----
   bool healthy() override;
@@ -159,6 +159,15 @@ class SqlStore : public Store {
   void submit(WriteOp apply, std::function<void(Result<void>)> complete);
   // submit, then blocks until the group's verdict.
   Result<void> submit_and_wait(WriteOp apply);
+  // submit_and_wait for an operation that answers a value (what it claimed, how many it moved): the value
+  // only when its group committed, since nothing of a failed group is, whatever the operation read.
+  template <class T>
+  Result<T> write_and_wait(const std::function<T(sql::Connection&, WriteContext&)>& op) {
+    T out{};
+    if (Result<void> done = submit_and_wait([&](sql::Connection& c, WriteContext& w) { out = op(c, w); }); !done)
+      return done.error();
+    return out;
+  }
 
   // Runs `fn` on a pooled read connection (readers never block the writer). A connection whose run threw
   // is not given back: the engine may have lost it. Whatever a read throws leaves as a ReadError.

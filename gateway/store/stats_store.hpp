@@ -79,7 +79,7 @@ class StatsStore {
   // hours, a cap, a retry or a send_at. Read from the due index (state, due_at), not from the counters.
   virtual std::vector<StatRow> waiting_by_hour(int64_t after_ms) = 0;
   // Deletes minute buckets older than `before_ms` (they serve the last hours' flow only); hour buckets stay.
-  virtual int64_t purge_stat_minutes(int64_t before_ms) = 0;
+  virtual Result<int64_t> purge_stat_minutes(int64_t before_ms) = 0;
 };
 
 }  // namespace tayori::store

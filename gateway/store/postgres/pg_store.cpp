@@ -156,7 +156,7 @@ class PgStore final : public SqlStore {
     SqlStore::apply(std::move(t), now_ms, std::move(done));
   }
 
-  std::vector<MessageRecord> claim_due(int64_t now_ms, int limit) override {
+  Result<std::vector<MessageRecord>> claim_due(int64_t now_ms, int limit) override {
     try {
       auto claimed = read<std::vector<MessageRecord>>([&](sql::Connection& c) {
         // One statement, so one transaction: the rows are locked from the pick to the update, and rows
@@ -179,10 +179,9 @@ class PgStore final : public SqlStore {
       std::lock_guard lock(held_mutex_);
       for (const auto& r : claimed) held_.insert(r.id);
       return claimed;
-    } catch (const std::exception& e) {
-      // The server is away: nothing is claimed, and the dispatcher looks again at its next poll.
-      log::error("store", std::string("claim failed: ") + e.what());
-      return {};
+    } catch (const ReadError& e) {
+      // The server is away: nothing is claimed, and the dispatcher says so and looks again after a pause.
+      return e.error;
     }
   }
 
@@ -196,9 +195,8 @@ class PgStore final : public SqlStore {
   }
 
   // This node's own claims, left by its previous run: it holds its id, so no other live process made them.
-  int requeue_in_flight(int64_t now_ms) override {
-    int count = 0;
-    Result<void> committed = submit_and_wait([&](sql::Connection& c, WriteContext& w) {
+  Result<int> requeue_in_flight(int64_t now_ms) override {
+    return write_and_wait<int>([&](sql::Connection& c, WriteContext& w) {
       sql::Statement& s = c.prepare(
                                "UPDATE messages SET state = 'scheduled', due_at = ?1, updated_at = ?1, claimed_by = '', "
                                "lease_until = NULL WHERE state = 'dispatched' AND claimed_by = ?2 RETURNING id")
@@ -208,9 +206,8 @@ class PgStore final : public SqlStore {
       for (const auto& id : ids)
         ops::insert_event(c, id, {"requeued", R"({"reason":"in flight when the gateway stopped"})"}, now_ms);
       w.move(State::dispatched, State::scheduled, static_cast<int64_t>(ids.size()));
-      count = static_cast<int>(ids.size());
+      return static_cast<int>(ids.size());
     });
-    return committed ? count : 0;
   }
 
   // ---- Webhook subscriptions: one node at a time ----

@@ -418,7 +418,7 @@ TEST_F(InboundApplierTest, ANumberedReplyAnswersTheLatestOpenQuestionOfThatNumbe
 }
 
 TEST_F(InboundApplierTest, ReceiptsFindTheMessageByTheProvidersId) {
-  auto claimed = store_->claim_due(kNow, 10);
+  auto claimed = store_->claim_due(kNow, 10).value();
   ASSERT_EQ(claimed.size(), 1u);
   store::Transition t;
   t.message_id = "m1";

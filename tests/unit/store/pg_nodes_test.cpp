@@ -104,7 +104,7 @@ TEST_F(PgNodesTest, TwoNodesClaimingAtOnceNeverTakeTheSameMessage) {
   auto claim_all = [&](Store& s, std::vector<std::string>& out) {
     start.arrive_and_wait();
     for (bool first = true;; first = false) {
-      auto got = s.claim_due(now, 7);
+      auto got = s.claim_due(now, 7).value();
       {
         std::lock_guard lock(mutex);
         for (auto& r : got) out.push_back(r.id);
@@ -160,7 +160,7 @@ TEST_F(PgNodesTest, ADeadNodesClaimsGoToAnotherOnceTheLeasePassesAndItsLateVerdi
   auto a = node("a", 1'000);
   const int64_t now = wall_ms();
   accept(*a, {message("m1", now - 1), message("m2", now - 1)}, now);
-  auto held = a->claim_due(now, 10);
+  auto held = a->claim_due(now, 10).value();
   ASSERT_EQ(held.size(), 2u);
   a.reset();  // a stops renewing: its claims last until their lease passes
 
@@ -168,7 +168,7 @@ TEST_F(PgNodesTest, ADeadNodesClaimsGoToAnotherOnceTheLeasePassesAndItsLateVerdi
   std::vector<MessageRecord> taken;
   ASSERT_TRUE(eventually(
       [&] {
-        for (auto& r : b->claim_due(wall_ms(), 10)) taken.push_back(r);
+        for (auto& r : b->claim_due(wall_ms(), 10).value()) taken.push_back(r);
         return taken.size() == 2;
       },
       5'000));
@@ -205,12 +205,12 @@ TEST_F(PgNodesTest, ALiveNodesIdCannotBeTakenAndARestartTakesItsOwnClaimsBackAtO
   auto b = node("b");
   const int64_t now = wall_ms();
   accept(*a, {message("mine", now - 1)}, now);
-  ASSERT_EQ(a->claim_due(now, 10).size(), 1u);
+  ASSERT_EQ(a->claim_due(now, 10).value().size(), 1u);
   a.reset();
 
   auto again = node("a");
-  EXPECT_EQ(b->requeue_in_flight(now), 0);  // b holds nothing; a's claim is not b's to take before its lease
-  EXPECT_EQ(again->requeue_in_flight(now), 1);
+  EXPECT_EQ(b->requeue_in_flight(now).value(), 0);  // b holds nothing; a's claim is not b's to take before its lease
+  EXPECT_EQ(again->requeue_in_flight(now).value(), 1);
   EXPECT_EQ(again->find("mine")->state, State::scheduled);
 }
 

@@ -106,7 +106,7 @@ class StorePolicyTestBase : public test::StoreFixture {
   // Accepts `id` for `recipient`, claims it and moves it to the final state `to` at `now_ms`.
   void finished(const std::string& id, const std::string& recipient, State to, int64_t now_ms) {
     accept_one(message_for(id, recipient, "", now_ms), now_ms);
-    auto claimed = store_->claim_due(now_ms, 1);
+    auto claimed = store_->claim_due(now_ms, 1).value();
     ASSERT_EQ(claimed.size(), 1u);
     ASSERT_EQ(claimed[0].id, id);
     Transition t;
@@ -511,10 +511,10 @@ TEST_P(StorePolicyTest, SlotsSinceIsAnOpenWindowAndPurgeDropsOldSlots) {
   EXPECT_THAT(slot_ids(store_->slots_since("u1", 1'000)), ElementsAre("m2", "m3"));  // (since, ...]: 1000 is out
   EXPECT_THAT(slot_ids(store_->slots_since("u1", 3'000)), IsEmpty());
 
-  EXPECT_EQ(store_->purge_slots(2'000), 2);  // u1's m1 (1000) and u2's x (500): strictly before 2000
+  EXPECT_EQ(store_->purge_slots(2'000).value(), 2);  // u1's m1 (1000) and u2's x (500): strictly before 2000
   EXPECT_THAT(slot_ids(store_->slots_since("u1", 0)), ElementsAre("m2", "m3"));
   EXPECT_THAT(store_->slots_since("u2", 0), IsEmpty());
-  EXPECT_EQ(store_->purge_slots(2'000), 0);
+  EXPECT_EQ(store_->purge_slots(2'000).value(), 0);
 }
 
 // ---- The `suppressed` state --------------------------------------------------------------------------
@@ -530,7 +530,7 @@ TEST_P(StorePolicyTest, SuppressedIsCountedAndPurgedLikeOtherFinishedStates) {
   EXPECT_TRUE(is_final(State::suppressed));
   EXPECT_EQ(parse_state("suppressed"), State::suppressed);
 
-  EXPECT_EQ(store_->purge_finished(3'000), 1);
+  EXPECT_EQ(store_->purge_finished(3'000).value(), 1);
   EXPECT_FALSE(store_->find("sup-old").has_value());
   EXPECT_THAT(store_->events("sup-old"), IsEmpty());
   EXPECT_TRUE(store_->find("sup-new").has_value());
@@ -607,7 +607,7 @@ TEST_F(SqliteStorePolicyTest, AVersion1FileIsMigratedToTheCurrentVersionAndKeeps
   EXPECT_EQ(store_->find("v1-msg")->payload, R"({"id":"v1-msg","kept":true})");
   EXPECT_EQ(store_->find("v2-msg")->state, State::cancelled);
   // The finished index was rebuilt with `suppressed`; the v1 delivered row is still purged.
-  EXPECT_EQ(store_->purge_finished(1'000), 1);
+  EXPECT_EQ(store_->purge_finished(1'000).value(), 1);
   EXPECT_FALSE(store_->find("v1-done").has_value());
 
   // Reopening does not migrate again.

@@ -65,7 +65,7 @@ TEST_P(StoreStatsTest, AnAcceptCountsOnceAndADuplicateCountsNothing) {
 
 TEST_P(StoreStatsTest, AVerdictCountsOnlyWhenItIsRecordedAndNotWhenItIsStale) {
   accept({counted_message("m1", kT0, kT0)}, kT0);
-  auto claimed = store_->claim_due(kT0, 1);
+  auto claimed = store_->claim_due(kT0, 1).value();
   ASSERT_EQ(claimed.size(), 1u);
   Transition t;
   t.message_id = "m1";
@@ -126,7 +126,7 @@ TEST_P(StoreStatsTest, TheQueueIsCountedByTheHourItFallsDueIn) {
 
 TEST_P(StoreStatsTest, PurgingMinutesKeepsTheHours) {
   accept({counted_message("m1", kT0, kT0)}, kT0);
-  EXPECT_EQ(store_->purge_stat_minutes(kT0 + 1), 1);
+  EXPECT_EQ(store_->purge_stat_minutes(kT0 + 1).value(), 1);
   EXPECT_THAT(store_->stat_series(StatPeriod::minute, StatDimension::channel, kT0, kT0 + kHour), ::testing::IsEmpty());
   EXPECT_THAT(totals(*store_, StatDimension::channel, kT0, kT0 + kHour), ::testing::ElementsAre("sms accepted=1"));
 }

@@ -73,7 +73,7 @@ class StoreTestBase : public test::StoreFixture {
   // Accepts `id` at `now_ms` and claims it, leaving it dispatched.
   MessageRecord dispatched(const std::string& id, int64_t now_ms) {
     EXPECT_EQ(accept_one(new_message(id, now_ms), now_ms).status, AcceptStatus::accepted);
-    auto claimed = store_->claim_due(now_ms, 1);
+    auto claimed = store_->claim_due(now_ms, 1).value();
     EXPECT_EQ(claimed.size(), 1u);
     if (!claimed.empty()) {
       EXPECT_EQ(claimed[0].id, id) << "another message was due first";
@@ -213,7 +213,7 @@ TEST_P(StoreTest, AClaimedAcceptIsStoredAsClaimDueWouldHaveClaimedIt) {
   }
   EXPECT_EQ(store_->count_by_state()[State::dispatched], 1);
   EXPECT_EQ(store_->count_by_state()[State::scheduled], 0);
-  EXPECT_THAT(store_->claim_due(5'000, 10), IsEmpty());  // never claimed twice
+  EXPECT_THAT(store_->claim_due(5'000, 10).value(), IsEmpty());  // never claimed twice
 
   // A duplicate is never claimed: the message it repeats has its own state.
   AcceptResult again = accept_one(m, 2'000);
@@ -221,7 +221,7 @@ TEST_P(StoreTest, AClaimedAcceptIsStoredAsClaimDueWouldHaveClaimedIt) {
   EXPECT_FALSE(again.claimed.has_value());
 
   // A crash before its outcome: requeued at the next start like any claim.
-  EXPECT_EQ(store_->requeue_in_flight(3'000), 1);
+  EXPECT_EQ(store_->requeue_in_flight(3'000).value(), 1);
   EXPECT_EQ(store_->find("c1")->state, State::scheduled);
 }
 
@@ -432,6 +432,55 @@ TEST_P(StoreTest, AReadThatFailsThrowsReadErrorAndTheStoreGoesOn) {
   EXPECT_TRUE(store_->find("kept").has_value());
 }
 
+// The blocking writes (the claim, the requeue at start, the purge) answer the engine's error instead of an
+// empty claim or a count of 0, which would read as "nothing due" or "nothing to do"; nothing of theirs is
+// committed, and once the engine takes the write again they do it. The failures are the engine's own: a
+// trigger refuses the row's change. (The Error holds the engine's short reason, "constraint failed"; its
+// detail is in the store's log line.)
+TEST_P(StoreTest, BlockingWritesAnswerTheEnginesErrorAndCommitNothing) {
+  // One trigger per write, each refusing one kind of change to a message row.
+  auto refuse = [&](const std::string& name, const std::string& event, const std::string& when) {
+    run_sql_behind("CREATE TRIGGER " + name + " BEFORE " + event + " ON messages WHEN " + when +
+                       " BEGIN SELECT RAISE(ABORT, 'refused by " + name + "'); END",
+                   "CREATE FUNCTION " + name + "() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'refused by " + name +
+                       "'; END $$ LANGUAGE plpgsql; CREATE TRIGGER " + name + " BEFORE " + event +
+                       " ON messages FOR EACH ROW WHEN (" + when + ") EXECUTE FUNCTION " + name + "()");
+  };
+  auto allow = [&](const std::string& name) {
+    run_sql_behind("DROP TRIGGER " + name, "DROP TRIGGER " + name + " ON messages; DROP FUNCTION " + name + "()");
+  };
+  ASSERT_EQ(accept_one(new_message("due", 1'000), 1'000).status, AcceptStatus::accepted);
+
+  refuse("no_claim", "UPDATE", "NEW.state = 'dispatched'");
+  Result<std::vector<MessageRecord>> claim = store_->claim_due(2'000, 10);
+  ASSERT_FALSE(claim.ok()) << "a failed claim read as nothing due";
+  EXPECT_FALSE(claim.error().message.empty());
+  EXPECT_EQ(store_->find("due")->state, State::scheduled);
+  EXPECT_EQ(store_->find("due")->attempts, 0);
+  allow("no_claim");
+  EXPECT_THAT(ids(store_->claim_due(2'000, 10).value()), ElementsAre("due"));
+
+  refuse("no_requeue", "UPDATE", "OLD.state = 'dispatched' AND NEW.state = 'scheduled'");
+  Result<int> requeued = store_->requeue_in_flight(3'000);
+  ASSERT_FALSE(requeued.ok()) << "a failed requeue read as nothing in flight";
+  EXPECT_FALSE(requeued.error().message.empty());
+  EXPECT_EQ(store_->find("due")->state, State::dispatched);
+  EXPECT_EQ(store_->count_by_state()[State::dispatched], 1);
+  allow("no_requeue");
+  EXPECT_EQ(store_->requeue_in_flight(3'000).value(), 1);
+
+  accept_one(new_message("gone", 60'000), 1'000);
+  cancel("gone", 1'000);
+  refuse("no_purge", "DELETE", "OLD.id = 'gone'");
+  Result<int64_t> purged = store_->purge_finished(5'000);
+  ASSERT_FALSE(purged.ok()) << "a failed purge read as nothing past retention";
+  EXPECT_FALSE(purged.error().message.empty());
+  EXPECT_TRUE(store_->find("gone").has_value());
+  allow("no_purge");
+  EXPECT_EQ(store_->purge_finished(5'000).value(), 1);
+  EXPECT_FALSE(store_->find("gone").has_value());
+}
+
 // The writer is the one thread every durable answer goes through: a caller's completion that throws is
 // logged, and the writer goes on with the next group.
 TEST_P(StoreTest, ACompletionThatThrowsDoesNotStopTheWriter) {
@@ -518,8 +567,8 @@ TEST_P(StoreTest, CountByStateCountsExactly) {
 
   // The counts are kept with the changes (schema 6), not scanned: a requeue, a purge and a duplicate
   // move them exactly as the rows move.
-  EXPECT_EQ(store_->requeue_in_flight(3'000), 1);
-  EXPECT_EQ(store_->purge_finished(2'500), 4);
+  EXPECT_EQ(store_->requeue_in_flight(3'000).value(), 1);
+  EXPECT_EQ(store_->purge_finished(2'500).value(), 4);
   EXPECT_EQ(accept_one(new_message("s0", 50'000), 3'000).status, AcceptStatus::duplicate);
   counts = store_->count_by_state();
   EXPECT_EQ(counts[State::scheduled], 4);
@@ -543,7 +592,7 @@ TEST_P(StoreTest, CancelAScheduledMessage) {
   EXPECT_EQ(events[1].at_ms, 2'000);
   // A cancelled message is no longer due.
   EXPECT_FALSE(store_->next_due_ms().has_value());
-  EXPECT_THAT(store_->claim_due(100'000, 10), IsEmpty());
+  EXPECT_THAT(store_->claim_due(100'000, 10).value(), IsEmpty());
   // Cancelling again is too late, and adds nothing.
   r = cancel("m1", 3'000);
   EXPECT_EQ(r.status, CancelStatus::too_late);
@@ -580,7 +629,7 @@ TEST_P(StoreTest, CancelAfterHandOverIsTooLate) {
 
 TEST_P(StoreTest, ClaimDueTakesTheEarliestFirstUpToTheLimit) {
   accept({new_message("c", 300), new_message("a", 100), new_message("future", 5'000), new_message("b", 200)}, 50);
-  auto first = store_->claim_due(1'000, 2);
+  auto first = store_->claim_due(1'000, 2).value();
   EXPECT_THAT(ids(first), ElementsAre("a", "b"));
   for (const auto& r : first) {
     EXPECT_EQ(r.state, State::dispatched);
@@ -592,19 +641,19 @@ TEST_P(StoreTest, ClaimDueTakesTheEarliestFirstUpToTheLimit) {
   EXPECT_EQ(a->attempts, 1);
   EXPECT_EQ(a->updated_at_ms, 1'000);
 
-  EXPECT_THAT(ids(store_->claim_due(1'000, 10)), ElementsAre("c"));
-  EXPECT_THAT(store_->claim_due(1'000, 10), IsEmpty());  // "future" is not due yet
+  EXPECT_THAT(ids(store_->claim_due(1'000, 10).value()), ElementsAre("c"));
+  EXPECT_THAT(store_->claim_due(1'000, 10).value(), IsEmpty());  // "future" is not due yet
   EXPECT_EQ(store_->find("future")->state, State::scheduled);
-  EXPECT_THAT(store_->claim_due(4'999, 10), IsEmpty());
-  EXPECT_THAT(ids(store_->claim_due(5'000, 10)), ElementsAre("future"));  // due_at <= now
-  EXPECT_THAT(store_->claim_due(1'000'000, 0), IsEmpty());
+  EXPECT_THAT(store_->claim_due(4'999, 10).value(), IsEmpty());
+  EXPECT_THAT(ids(store_->claim_due(5'000, 10).value()), ElementsAre("future"));  // due_at <= now
+  EXPECT_THAT(store_->claim_due(1'000'000, 0).value(), IsEmpty());
 }
 
 TEST_P(StoreTest, NextDueIsTheEarliestScheduled) {
   EXPECT_FALSE(store_->next_due_ms().has_value());
   accept({new_message("a", 700), new_message("b", 300), new_message("c", 900)}, 50);
   EXPECT_EQ(store_->next_due_ms(), 300);
-  store_->claim_due(300, 1);  // b is dispatched: no longer counted
+  store_->claim_due(300, 1).value();  // b is dispatched: no longer counted
   EXPECT_EQ(store_->next_due_ms(), 700);
   cancel("a", 400);
   EXPECT_EQ(store_->next_due_ms(), 900);
@@ -639,7 +688,7 @@ TEST_P(StoreTest, ApplyUpdatesADispatchedMessageAndAppendsEvents) {
   EXPECT_EQ(store_->next_due_ms(), 9'000);
 
   // The retry is claimed again when due, counting the second attempt.
-  auto again = store_->claim_due(9'000, 10);
+  auto again = store_->claim_due(9'000, 10).value();
   ASSERT_EQ(again.size(), 1u);
   EXPECT_EQ(again[0].attempts, 2);
   EXPECT_EQ(again[0].channel_index, 1);
@@ -667,7 +716,7 @@ TEST_P(StoreTest, ApplyIsIgnoredWhenTheMessageIsNoLongerDispatched) {
 
   // Requeued by recovery while the attempt was out.
   dispatched("requeued", 2'000);
-  ASSERT_EQ(store_->requeue_in_flight(2'100), 1);
+  ASSERT_EQ(store_->requeue_in_flight(2'100).value(), 1);
   delivered.message_id = "requeued";
   apply(delivered, 2'200);
   auto q = store_->find("requeued");
@@ -697,8 +746,8 @@ TEST_P(StoreTest, ApplyWithoutACompletionIsStillApplied) {
 
 TEST_P(StoreTest, RequeueInFlightMovesDispatchedBackToScheduled) {
   accept({new_message("a", 100), new_message("b", 200), new_message("c", 300)}, 50);
-  ASSERT_EQ(store_->claim_due(250, 10).size(), 2u);  // a and b dispatched; c not yet due
-  EXPECT_EQ(store_->requeue_in_flight(7'000), 2);
+  ASSERT_EQ(store_->claim_due(250, 10).value().size(), 2u);  // a and b dispatched; c not yet due
+  EXPECT_EQ(store_->requeue_in_flight(7'000).value(), 2);
   for (const char* id : {"a", "b"}) {
     auto r = store_->find(id);
     EXPECT_EQ(r->state, State::scheduled) << id;
@@ -712,7 +761,7 @@ TEST_P(StoreTest, RequeueInFlightMovesDispatchedBackToScheduled) {
   }
   EXPECT_EQ(store_->find("c")->due_at_ms, 300);
   EXPECT_THAT(event_types(store_->events("c")), ElementsAre("accepted"));
-  EXPECT_EQ(store_->requeue_in_flight(8'000), 0);
+  EXPECT_EQ(store_->requeue_in_flight(8'000).value(), 0);
   EXPECT_EQ(store_->next_due_ms(), 300);
 }
 
@@ -729,7 +778,7 @@ TEST_P(StoreTest, PurgeDeletesOnlyFinishedMessagesOlderThanTheCutoff) {
   accept_one(new_message("old_scheduled", 90'000), 1'000);
   dispatched("old_dispatched", 1'000);
 
-  EXPECT_EQ(store_->purge_finished(2'000), 4);
+  EXPECT_EQ(store_->purge_finished(2'000).value(), 4);
   for (const char* gone : {"old_delivered", "old_failed", "old_suppressed", "old_cancelled"}) {
     EXPECT_FALSE(store_->find(gone).has_value()) << gone;
     EXPECT_THAT(store_->events(gone), IsEmpty()) << gone;
@@ -738,7 +787,7 @@ TEST_P(StoreTest, PurgeDeletesOnlyFinishedMessagesOlderThanTheCutoff) {
     EXPECT_TRUE(store_->find(kept).has_value()) << kept;
     EXPECT_THAT(store_->events(kept), Not(IsEmpty())) << kept;
   }
-  EXPECT_EQ(store_->purge_finished(2'000), 0);
+  EXPECT_EQ(store_->purge_finished(2'000).value(), 0);
 
   // The idempotency key went with it: the same id is a new message now.
   AcceptResult r = accept_one(new_message("old_delivered", 10'000), 10'000);
@@ -769,7 +818,7 @@ TEST_P(StoreTest, DataSurvivesCloseAndReopen) {
     EXPECT_EQ(events_after[i].at_ms, events_before[i].at_ms);
   }
   EXPECT_EQ(accept_one(new_message("waiting", 50'000), 4'000).status, AcceptStatus::duplicate);
-  EXPECT_EQ(store_->requeue_in_flight(5'000), 1);
+  EXPECT_EQ(store_->requeue_in_flight(5'000).value(), 1);
   EXPECT_EQ(store_->next_due_ms(), 5'000);
   // New events continue the sequence rather than reuse it.
   accept_one(new_message("later", 6'000), 6'000);
@@ -909,7 +958,7 @@ TEST_F(SqliteStoreTest, MigratesAVersion1File) {
   EXPECT_EQ(old->due_at_ms, 500);
   EXPECT_THAT(event_types(migrated->events("old")), ElementsAre("accepted"));
   EXPECT_EQ(migrated->next_due_ms(), 500);
-  EXPECT_EQ(migrated->purge_finished(1'000), 1);  // the rebuilt finished index still serves purge
+  EXPECT_EQ(migrated->purge_finished(1'000).value(), 1);  // the rebuilt finished index still serves purge
   EXPECT_FALSE(migrated->find("done").has_value());
 }
 #endif
@@ -1027,7 +1076,7 @@ TEST_P(DeadLetterStoreTest, ReplaySchedulesADeadLetterAgainFromItsFirstChannelWi
   EXPECT_EQ(store_->next_due_ms(), 5'000);
 
   // Claimed again like any due message, its channel budget counting from 1.
-  auto again = store_->claim_due(5'000, 10);
+  auto again = store_->claim_due(5'000, 10).value();
   ASSERT_EQ(again.size(), 1u);
   EXPECT_EQ(again[0].channel_attempts, 1);
   EXPECT_EQ(again[0].attempts, 2);
@@ -1212,7 +1261,7 @@ TEST_P(StoreTest, TouchesAreARecipientsDeliveriesAndClicksInARangeLatestFirst) {
           message_of("t-2", "tina", {{"email", "t@example.jp"}}, 1'000),
           message_of("o-1", "otto", {{"email", "o@example.jp"}}, 1'000)},
          1'000);
-  ASSERT_EQ(store_->claim_due(1'000, 3).size(), 3u);
+  ASSERT_EQ(store_->claim_due(1'000, 3).value().size(), 3u);
   for (const auto& [id, at] : std::vector<std::pair<std::string, int64_t>>{{"t-1", 1'100}, {"t-2", 1'300}, {"o-1", 1'200}}) {
     Transition t;
     t.message_id = id;
@@ -1244,7 +1293,7 @@ TEST_P(StoreTest, ErasureLeavesNoContactPointOrReplyInAnyTable) {
   put_recipient({"other", "", "", R"({"email":"other@mail.example"})", 0, false}, 500);
   accept({message_of("bounced", "erin", erin.contacts(), 1'000), message_of("asked", "erin", erin.contacts(), 1'000)},
          1'000);
-  for (const auto& m : store_->claim_due(1'000, 2)) EXPECT_EQ(m.recipient_id, "erin");
+  for (const auto& m : store_->claim_due(1'000, 2).value()) EXPECT_EQ(m.recipient_id, "erin");
   apply(bounced("bounced", erin.email), 1'100);
   suppress({erin.email, bounce_of(erin.email), "channel.email", 1'100});
   Transition delivered;
@@ -1314,7 +1363,7 @@ TEST_P(StoreTest, ADeliveryCompletingAfterErasureWritesNoContactPointBack) {
   const Canary erin;
   accept({message_of("bounced", "erin", erin.contacts(), 1'000), message_of("asked", "erin", erin.contacts(), 1'000)},
          1'000);
-  ASSERT_EQ(store_->claim_due(1'000, 2).size(), 2u);
+  ASSERT_EQ(store_->claim_due(1'000, 2).value().size(), 2u);
   EXPECT_TRUE(erase("erin", 1'500));
 
   // What the dispatcher writes when the answers come (core/dispatcher.cpp), in its order.
