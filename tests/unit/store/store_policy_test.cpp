@@ -298,6 +298,19 @@ TEST_P(StorePolicyTest, AnErasedRecipientWhoAppearsAgainStartsAfresh) {
   EXPECT_EQ(p->updated_at_ms, 3'000);
   EXPECT_EQ(store_->find("m2")->state, State::scheduled);  // the new message is not cancelled
   EXPECT_EQ(store_->find("m1")->state, State::cancelled);
+
+  // One who comes back with no contacts at all (the erased profile's are empty too, so nothing changed in
+  // them) is a recipient again all the same, with an empty profile.
+  accept_one(message_for("m3", "u2", R"({"id":"u2","timezone":"Asia/Tokyo","contacts":{"line":"U2"}})"), 1'000);
+  ASSERT_TRUE(erase("u2", 2'000));
+  accept_one(message_for("m4", "u2", R"({"id":"u2"})"), 3'000);
+  auto back = store_->recipient("u2");
+  ASSERT_TRUE(back.has_value());
+  EXPECT_FALSE(back->erased);
+  EXPECT_EQ(back->timezone, "");
+  EXPECT_EQ(json::parse(back->contacts_json), json::object());
+  EXPECT_EQ(back->updated_at_ms, 3'000);
+  EXPECT_THAT(store_->recipients_by_contact("U2"), IsEmpty());
 }
 
 // ---- Consent ---------------------------------------------------------------------------------------
