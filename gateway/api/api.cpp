@@ -172,6 +172,29 @@ HttpResponse problem(int status, std::string_view title, std::string_view detail
   return r;
 }
 
+int status_of(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::invalid: return 400;
+    case ErrorCode::not_found: return 404;
+    case ErrorCode::conflict: return 409;
+    case ErrorCode::gone: return 410;
+    case ErrorCode::unavailable: return 503;
+    case ErrorCode::internal: break;
+  }
+  return 500;
+}
+
+HttpResponse error_problem(const Error& error) {
+  // RFC 9110 §15's reason phrases, as the problem's title.
+  static const std::map<int, std::string_view> kTitles = {
+      {400, "Bad Request"}, {404, "Not Found"}, {409, "Conflict"}, {410, "Gone"}, {503, "Service Unavailable"}};
+  const int status = status_of(error.code);
+  auto title = kTitles.find(status);
+  std::string_view words = title == kTitles.end() ? "Internal Server Error" : title->second;
+  if (error.field.empty()) return problem(status, words, error.message);
+  return problem(status, words, error.message, {{error.field, error.message}});
+}
+
 std::optional<HttpResponse> read_query(
     std::string_view query, std::string_view known,
     const std::function<bool(const std::string& name, const std::string& value, QueryErrors& errors)>& read) {

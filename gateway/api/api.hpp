@@ -137,6 +137,14 @@ HttpResponse method_not_allowed(const std::string& route, const std::string& all
 HttpResponse problem(int status, std::string_view title, std::string_view detail,
                      const std::vector<std::pair<std::string, std::string>>& errors = {});
 
+// The status an Error's code stands for (RFC 9110 §15): invalid 400, not_found 404, conflict 409, gone 410,
+// internal 500, unavailable 503.
+int status_of(ErrorCode code);
+
+// The data path's Error as problem details: status_of its code, its message as the detail, and its field,
+// when it names one, as the one pointer.
+HttpResponse error_problem(const Error& error);
+
 // 503 for a write the store refused (its completion said !ok: disk or store.max_size full, I/O error):
 // "the store could not record <what> (<why>, e.g. database or disk is full); retry", with Retry-After: 1. Nothing of the request was stored, so
 // a retry is safe; a 2xx is only ever sent after a durable commit.

@@ -142,14 +142,16 @@ void Api::response_link(const HttpRequest& request, const Responder& respond) {
     return respond(confirmation(locale_of_message(v.claims.message_id), "ご回答", "この回答を送信しますか?",
                                 "Your answer", "Send this answer?", "回答する", "Send"));
   inbound_->respond(v.claims.message_id, v.claims.option, v.claims.channel, "link",
-                    [this, respond](core::InboundApplier::Result r) {
-                      std::string locale = r.original ? locale_of(*r.original) : "";
-                      if (r.status == 200)
+                    [this, respond](const core::InboundApplier::Answer& a) {
+                      std::string locale = a.original ? locale_of(*a.original) : "";
+                      if (a.recorded)
                         return respond(page(200, locale, "ご回答ありがとうございます", "回答を受け付けました。",
                                             "Thank you", "Your answer has been recorded."));
-                      if (r.status == 503) return respond(store_unavailable("the response"));
-                      respond(page(r.status, locale, "受け付けできません", "この回答は受け付けできませんでした。",
-                                   "Not recorded", "This answer could not be recorded."));
+                      if (a.recorded.error().code == ErrorCode::unavailable)
+                        return respond(store_unavailable("the response"));
+                      respond(page(status_of(a.recorded.error().code), locale, "受け付けできません",
+                                   "この回答は受け付けできませんでした。", "Not recorded",
+                                   "This answer could not be recorded."));
                     });
 }
 
@@ -167,14 +169,14 @@ void Api::unsubscribe_link(const HttpRequest& request, const Responder& respond)
   if (!one_click_body(request))
     return respond(problem(400, "Bad Request", "send the body List-Unsubscribe=One-Click (RFC 8058)",
                            {{"/List-Unsubscribe", "must be One-Click"}}));
-  inbound_->unsubscribe(v.claims.message_id, v.claims.channel, [this, respond](core::InboundApplier::Result r) {
-    std::string locale = r.original ? locale_of(*r.original) : "";
-    if (r.status == 200)
+  inbound_->unsubscribe(v.claims.message_id, v.claims.channel, [this, respond](const core::InboundApplier::Answer& a) {
+    std::string locale = a.original ? locale_of(*a.original) : "";
+    if (a.recorded)
       return respond(page(200, locale, "配信を停止しました", "今後このチャネルでお知らせは届きません。",
                           "Unsubscribed", "You will no longer receive marketing messages on this channel."));
-    if (r.status == 503) return respond(store_unavailable("the opt-out"));
-    respond(page(r.status, locale, "受け付けできません", "配信停止を受け付けできませんでした。", "Not recorded",
-                 "The opt-out could not be recorded."));
+    if (a.recorded.error().code == ErrorCode::unavailable) return respond(store_unavailable("the opt-out"));
+    respond(page(status_of(a.recorded.error().code), locale, "受け付けできません",
+                 "配信停止を受け付けできませんでした。", "Not recorded", "The opt-out could not be recorded."));
   });
 }
 
@@ -205,7 +207,7 @@ void Api::reaction_link(const HttpRequest& request, links::LinkKind kind, const 
   answer.headers.emplace_back("Referrer-Policy", "no-referrer");  // the token stays ours
   if (request.method == "HEAD" || !v.ok() || draining_ || links::is_link_scanner(request.header("user-agent")))
     return respond(std::move(answer));
-  inbound_->react(c, [respond, answer](const core::InboundApplier::Result&) { respond(answer); });
+  inbound_->react(c, [respond, answer](const core::InboundApplier::Answer&) { respond(answer); });
 }
 
 // POST /v1/inbound/app {"ref": "<signed ref>"}: an action's ref (the answer it stands for) or the push's
@@ -248,20 +250,20 @@ void Api::app_inbound(const HttpRequest& request, const Responder& respond) {
   if (!errors.empty()) return respond(problem(400, "Bad Request", "the inbound report is invalid", errors));
   const std::string message_id = claims.message_id;
   if (claims.kind == links::LinkKind::open) {
-    return inbound_->react(claims, [respond, message_id](const core::InboundApplier::Result& r) {
-      if (r.status == 200)
+    return inbound_->react(claims, [respond, message_id](const core::InboundApplier::Answer& a) {
+      if (a.recorded)
         return respond(json_response(200, {{"message_id", message_id}, {"event", "opened"}, {"recorded", true}}));
-      if (r.status == 503) return respond(store_unavailable("the open"));
-      respond(problem(r.status, "Not Found", r.detail));
+      if (a.recorded.error().code == ErrorCode::unavailable) return respond(store_unavailable("the open"));
+      respond(error_problem(a.recorded.error()));
     });
   }
   const std::string option = claims.option;
   inbound_->respond(
-      message_id, option, claims.channel, "app", [respond, message_id, option](const core::InboundApplier::Result& r) {
-        if (r.status == 200)
+      message_id, option, claims.channel, "app", [respond, message_id, option](const core::InboundApplier::Answer& a) {
+        if (a.recorded)
           return respond(json_response(200, {{"message_id", message_id}, {"option", option}, {"recorded", true}}));
-        if (r.status == 503) return respond(store_unavailable("the response"));
-        respond(problem(r.status, r.status == 404 ? "Not Found" : "Gone", r.detail));
+        if (a.recorded.error().code == ErrorCode::unavailable) return respond(store_unavailable("the response"));
+        respond(error_problem(a.recorded.error()));
       });
 }
 

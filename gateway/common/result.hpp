@@ -16,6 +16,7 @@ namespace tayori {
 enum class ErrorCode {
   invalid,      // the input broke a rule: the caller's to fix, retrying the same input fails again
   not_found,    // what was named does not exist
+  gone,         // what was named existed and no longer does (purged past retention, erased)
   conflict,     // the data broke a rule of the stored state (a constraint)
   unavailable,  // the store or a dependency cannot serve now (down, full, busy, stopping): retrying may work
   internal,     // a failure of ours or of a library that the input does not explain
@@ -26,6 +27,7 @@ constexpr std::string_view to_string(ErrorCode code) {
   switch (code) {
     case ErrorCode::invalid: return "invalid";
     case ErrorCode::not_found: return "not_found";
+    case ErrorCode::gone: return "gone";
     case ErrorCode::conflict: return "conflict";
     case ErrorCode::unavailable: return "unavailable";
     case ErrorCode::internal: return "internal";

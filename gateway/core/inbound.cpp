@@ -353,56 +353,58 @@ void InboundApplier::apply_reports(const std::string& channel, const std::string
 }
 
 void InboundApplier::respond(const std::string& message_id, const std::string& option, const std::string& channel,
-                             const std::string& via, const std::function<void(Result)>& done) {
+                             const std::string& via, const std::function<void(Answer)>& done) {
   auto record = store_.find(message_id);
-  if (!record) return done({410, "the message \"" + message_id + "\" is no longer known", std::nullopt});
+  if (!record) return done({Error{ErrorCode::gone, "the message \"" + message_id + "\" is no longer known"}, {}});
   auto original = read_original(*record);
-  if (!original) return done({410, "the message \"" + message_id + "\" can no longer be answered", std::nullopt});
+  if (!original)
+    return done({Error{ErrorCode::gone, "the message \"" + message_id + "\" can no longer be answered"}, {}});
   std::string on = channel.empty() ? record->channel : channel;
   InboundDecision d = decide_response(*original, option, on, via, rules_, clock_.now_ms());
-  if (!d.writes) return done({404, d.ignored, original});
-  std::vector<store::Store::InboundWrites> writes;
-  writes.push_back(std::move(*d.writes));
-  store_.apply_inbound(std::move(writes), clock_.now_ms(), [done, original](const tayori::Result<int>& applied) {
-    done(applied ? Result{200, "recorded", original}
-                 : Result{503, "the store could not record the response: " + applied.error().message, original});
-  });
+  if (!d.writes) return done({Error{ErrorCode::not_found, d.ignored}, original});
+  this->record(std::move(*d.writes), "responded", std::move(original), done);
 }
 
-void InboundApplier::react(const links::LinkClaims& claims, const std::function<void(Result)>& done) {
+void InboundApplier::react(const links::LinkClaims& claims, const std::function<void(Answer)>& done) {
   auto record = store_.find(claims.message_id);
-  if (!record) return done({404, "the message \"" + claims.message_id + "\" is no longer known", std::nullopt});
+  if (!record)
+    return done({Error{ErrorCode::not_found, "the message \"" + claims.message_id + "\" is no longer known"}, {}});
   auto original = read_original(*record);
-  if (!original) return done({404, "the message \"" + claims.message_id + "\" was erased", std::nullopt});
+  if (!original) return done({Error{ErrorCode::gone, "the message \"" + claims.message_id + "\" was erased"}, {}});
   const bool click = claims.kind == links::LinkKind::click;
-  const std::string type = click ? "clicked" : "opened";
+  std::string type = click ? "clicked" : "opened";
   bool first = true;
   for (const auto& e : store_.events(claims.message_id))
     if (e.type == type) first = false;
   const int64_t now = clock_.now_ms();
   InboundDecision d = click ? decide_click(*original, claims.channel, claims.option, claims.target, first, now)
                             : decide_open(*original, claims.channel, first, now);
-  std::vector<store::Store::InboundWrites> writes;
-  writes.push_back(std::move(*d.writes));
-  store_.apply_inbound(std::move(writes), now, [done, original, type](const tayori::Result<int>& applied) {
-    done(applied ? Result{200, type, original}
-                 : Result{503, "the store could not record it: " + applied.error().message, original});
-  });
+  this->record(std::move(*d.writes), std::move(type), std::move(original), done);
 }
 
 void InboundApplier::unsubscribe(const std::string& message_id, const std::string& channel,
-                                 const std::function<void(Result)>& done) {
+                                 const std::function<void(Answer)>& done) {
   auto record = store_.find(message_id);
-  if (!record) return done({410, "the message \"" + message_id + "\" is no longer known", std::nullopt});
+  if (!record) return done({Error{ErrorCode::gone, "the message \"" + message_id + "\" is no longer known"}, {}});
   auto original = read_original(*record);
-  if (!original) return done({410, "the message \"" + message_id + "\" can no longer be answered", std::nullopt});
+  if (!original)
+    return done({Error{ErrorCode::gone, "the message \"" + message_id + "\" can no longer be answered"}, {}});
   InboundDecision d = decide_unsubscribe(*original, channel, clock_.now_ms());
-  std::vector<store::Store::InboundWrites> writes;
-  writes.push_back(std::move(*d.writes));
-  store_.apply_inbound(std::move(writes), clock_.now_ms(), [done, original](const tayori::Result<int>& applied) {
-    done(applied ? Result{200, "unsubscribed", original}
-                 : Result{503, "the store could not record the opt-out: " + applied.error().message, original});
-  });
+  this->record(std::move(*d.writes), "opted_out", std::move(original), done);
+}
+
+void InboundApplier::record(store::Store::InboundWrites writes, std::string type, std::optional<Original> original,
+                            const std::function<void(Answer)>& done) {
+  std::vector<store::Store::InboundWrites> batch;
+  batch.push_back(std::move(writes));
+  store_.apply_inbound(
+      std::move(batch), clock_.now_ms(),
+      [done, type = std::move(type), original = std::move(original)](const tayori::Result<int>& applied) {
+        if (!applied)
+          return done(
+              {Error{ErrorCode::unavailable, "the store could not record it: " + applied.error().message}, original});
+        done({type, original});
+      });
 }
 
 }  // namespace tayori::core

@@ -122,18 +122,19 @@ class InboundApplier {
   void apply_reports(const std::string& channel, const std::string& plugin,
                      const std::vector<plugin::ProviderReport>& reports, std::function<void(tayori::Result<int>)> done);
 
-  // A response by id (app, link). Answers through `done` with a 2xx-able result or the reason it was refused.
-  struct Result {
-    int status = 200;          // 200 recorded, 404 unknown message/option, 410 gone, 503 store
-    std::string detail;
+  // What a person's action by id (app, link) came to: the event recorded, or why none was (gone: the message
+  // was purged or erased; not_found: an option it does not offer, or an unknown message's click; unavailable:
+  // the store could not record it), and the message when it is still known, whose locale words the answer page.
+  struct Answer {
+    tayori::Result<std::string> recorded;  // the event's type: "responded", "clicked", "opened", "opted_out"
     std::optional<Original> original;
   };
   void respond(const std::string& message_id, const std::string& option, const std::string& channel,
-               const std::string& via, const std::function<void(Result)>& done);
-  void unsubscribe(const std::string& message_id, const std::string& channel, const std::function<void(Result)>& done);
+               const std::string& via, const std::function<void(Answer)>& done);
+  void unsubscribe(const std::string& message_id, const std::string& channel, const std::function<void(Answer)>& done);
   // A tracked link's click (GET /c/{token}) or an open pixel's load (GET /o/{token}), a scanner's fetch
-  // already set aside: a `clicked` (decide_click) or `opened` {channel, first} event. 404 for an unknown message.
-  void react(const links::LinkClaims& claims, const std::function<void(Result)>& done);
+  // already set aside: a `clicked` (decide_click) or `opened` {channel, first} event.
+  void react(const links::LinkClaims& claims, const std::function<void(Answer)>& done);
 
   // The facts for one provider report (public for tests).
   InboundFacts facts_for(const std::string& channel, const std::string& plugin, const plugin::ProviderReport& report);
@@ -143,6 +144,10 @@ class InboundApplier {
   const Clock& clock_;
   links::LinkSigner links_;
   std::vector<config::ResponseRule> rules_;
+
+  // Writes one person's action and answers `done` with `type` once it is committed, or the store's Error.
+  void record(store::Store::InboundWrites writes, std::string type, std::optional<Original> original,
+              const std::function<void(Answer)>& done);
 };
 
 }  // namespace tayori::core

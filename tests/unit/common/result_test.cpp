@@ -60,6 +60,7 @@ TEST(Result, VoidIsASuccessUntilGivenAnError) {
 TEST(Result, EveryCodeHasItsOwnWord) {
   EXPECT_EQ(to_string(ErrorCode::invalid), "invalid");
   EXPECT_EQ(to_string(ErrorCode::not_found), "not_found");
+  EXPECT_EQ(to_string(ErrorCode::gone), "gone");
   EXPECT_EQ(to_string(ErrorCode::conflict), "conflict");
   EXPECT_EQ(to_string(ErrorCode::unavailable), "unavailable");
   EXPECT_EQ(to_string(ErrorCode::internal), "internal");

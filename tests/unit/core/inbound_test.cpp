@@ -346,11 +346,12 @@ class InboundApplierTest : public test::StoreFixture {
   int apply(const std::string& channel, const std::string& plugin, std::vector<ProviderReport> events) {
     return await<int>([&](auto done) { applier_->apply_reports(channel, plugin, events, std::move(done)); });
   }
-  int respond(const std::string& option) {
-    std::promise<int> status;
+  // What the answer `option` to m1 came to: the event recorded, or why none was.
+  tayori::Result<std::string> respond(const std::string& option) {
+    std::promise<tayori::Result<std::string>> answered;
     applier_->respond("m1", option, "", "app",
-                      [&](const core::InboundApplier::Result& r) { status.set_value(r.status); });
-    return status.get_future().get();
+                      [&](const core::InboundApplier::Answer& a) { answered.set_value(a.recorded); });
+    return answered.get_future().get();
   }
   std::vector<std::string> states(const std::string& id) {
     return test::query_column(path_, "SELECT state FROM messages WHERE id = '" + id + "'");
@@ -377,27 +378,27 @@ TEST_F(InboundApplierTest, ARedeliveredEventIsAppliedOnce) {
 }
 
 TEST_F(InboundApplierTest, LaterSchedulesAFollowUpThatALaterAnswerCancels) {
-  EXPECT_EQ(respond("later"), 200);
+  EXPECT_EQ(respond("later").value(), "responded");
   auto follow_up = store_->find("m1~follow_up~later");
   ASSERT_TRUE(follow_up);
   EXPECT_EQ(follow_up->state, store::State::scheduled);
   EXPECT_EQ(test::query_column(path_, "SELECT parent_id FROM messages WHERE id = 'm1~follow_up~later'"),
             std::vector<std::string>{"m1"});
-  EXPECT_EQ(respond("interested"), 200);
+  EXPECT_EQ(respond("interested").value(), "responded");
   EXPECT_EQ(store_->find("m1~follow_up~later")->state, store::State::cancelled);
   auto types = test::event_types(store_->events("m1"));
   EXPECT_EQ(std::count(types.begin(), types.end(), "responded"), 2);
   EXPECT_EQ(std::count(types.begin(), types.end(), "follow_up_scheduled"), 1);
   EXPECT_EQ(std::count(types.begin(), types.end(), "follow_up_cancelled"), 1);
   // "later" again: a new follow-up under a fresh id.
-  EXPECT_EQ(respond("later"), 200);
+  EXPECT_EQ(respond("later").value(), "responded");
   ASSERT_TRUE(store_->find("m1~follow_up~later~2"));
   EXPECT_EQ(core::Json::parse(store_->find("m1~follow_up~later~2")->payload)["id"], "m1~follow_up~later~2");
-  EXPECT_EQ(respond("maybe"), 404);
+  EXPECT_EQ(respond("maybe").error().code, ErrorCode::not_found);  // an option m1 does not offer
 }
 
 TEST_F(InboundApplierTest, NotInterestedOptsOutOfTheCategoryAndThePolicySuppressesIt) {
-  EXPECT_EQ(respond("not_interested"), 200);
+  EXPECT_EQ(respond("not_interested").value(), "responded");
   auto consent = store_->consent_current("r1");
   ASSERT_EQ(consent.size(), 1u);
   EXPECT_EQ(consent[0].channel, "category:news");
