@@ -47,6 +47,8 @@ struct LinkClaims {
 
 enum class LinkError { none, malformed, forged, expired };
 
+// A verdict, not a Result<LinkClaims>: an expired link's claims are still ours (its MAC held), and the
+// answer needs them (a tracked link still redirects to its target, GET /o/ still shows the pixel).
 struct Verified {
   LinkError error = LinkError::none;
   LinkClaims claims;  // set when error is none or expired (the MAC held: the claims are ours, only old)
