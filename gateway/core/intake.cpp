@@ -52,9 +52,13 @@ Intake prepare_intake(const Json& body, const ValidationRules& rules, int max_ba
     nm.expires_at_ms = m.expires_at_ms;
     nm.due_at_ms = m.send_at_ms.value_or(now_ms);
     nm.events.push_back({"accepted", Json{{"api_key", key_name}}.dump()});
-    Json scheduled = {{"due_at", format_rfc3339_ms(nm.due_at_ms)}};
-    if (m.send_at_local) scheduled["local"] = item["send_at"];
-    nm.events.push_back({"scheduled", scheduled.dump()});
+    // `scheduled` says the message waits for the time its sender asked for (send_at). One due now says
+    // nothing `accepted` does not: no row for it, a fifth of the store writer's work per message at intake.
+    if (m.send_at_ms) {
+      Json scheduled = {{"due_at", format_rfc3339_ms(nm.due_at_ms)}};
+      if (m.send_at_local) scheduled["local"] = item["send_at"];
+      nm.events.push_back({"scheduled", scheduled.dump()});
+    }
     add_counts(nm.counts, stat_subject(m, m.channels.empty() ? "" : m.channels.front()), store::StatCounter::accepted,
                now_ms);
     out.stored = static_cast<int>(intake.to_store.size());
