@@ -22,50 +22,32 @@ Channel* Registry::find(const std::string& name) const {
 
 namespace {
 
-bool valid_value(const config::Config& config, tayori_setting_type type, const std::string& v,
-                 std::string& normalised, std::string& problem) {
-  normalised = v;
+// A setting's value as the plugin will read it (a path resolved, a duration in ms), or what is wrong with it.
+Result<std::string> valid_value(const config::Config& config, tayori_setting_type type, const std::string& v) {
+  auto wrong = [](std::string problem) { return Error{ErrorCode::invalid, std::move(problem)}; };
   switch (type) {
     case TAYORI_SETTING_PATH:
-      if (v.empty()) {
-        problem = "must be a file path";
-        return false;
-      }
-      normalised = config::resolve_path(config.base_dir, v);
-      return true;
+      if (v.empty()) return wrong("must be a file path");
+      return config::resolve_path(config.base_dir, v);
     case TAYORI_SETTING_STRING:
-    case TAYORI_SETTING_SECRET:
-      return true;
+    case TAYORI_SETTING_SECRET: return v;
     case TAYORI_SETTING_INT:
-      if (!std::regex_match(v, std::regex("^-?[0-9]{1,18}$"))) {
-        problem = "must be an integer";
-        return false;
-      }
-      return true;
+      if (!std::regex_match(v, std::regex("^-?[0-9]{1,18}$"))) return wrong("must be an integer");
+      return v;
     case TAYORI_SETTING_BOOL:
-      if (v != "true" && v != "false") {
-        problem = "must be true or false";
-        return false;
-      }
-      return true;
+      if (v != "true" && v != "false") return wrong("must be true or false");
+      return v;
     case TAYORI_SETTING_DURATION: {
       auto ms = parse_duration_ms(v);
-      if (!ms) {
-        problem = "must be a duration like 250ms, 10s, 5m, 24h or 7d";
-        return false;
-      }
-      normalised = std::to_string(*ms);
-      return true;
+      if (!ms) return wrong("must be a duration like 250ms, 10s, 5m, 24h or 7d");
+      return std::to_string(*ms);
     }
     case TAYORI_SETTING_URL:
-      if (!std::regex_match(v, std::regex("^(https?|smtps?)://[^\\s/]+(/\\S*)?$"))) {
-        problem = "must be an absolute http(s):// or smtp(s):// URL";
-        return false;
-      }
-      return true;
+      if (!std::regex_match(v, std::regex("^(https?|smtps?)://[^\\s/]+(/\\S*)?$")))
+        return wrong("must be an absolute http(s):// or smtp(s):// URL");
+      return v;
   }
-  problem = "has a type this host does not know";
-  return false;
+  return wrong("has a type this host does not know");
 }
 
 }  // namespace
@@ -103,26 +85,26 @@ std::vector<std::pair<std::string, std::string>> check_settings(const config::Co
       errors.push_back({config.file, sv.at, base + "." + written, "is not a secret: write " + sv.key + " directly"});
       continue;
     }
-    std::string normalised, problem;
-    if (!valid_value(config, spec->type, sv.value, normalised, problem)) {
-      errors.push_back({config.file, sv.at, base + "." + written, problem});
+    Result<std::string> value = valid_value(config, spec->type, sv.value);
+    if (!value) {
+      errors.push_back({config.file, sv.at, base + "." + written, value.error().message});
       continue;
     }
     seen.insert(sv.key);
-    out.emplace_back(sv.key, normalised);
+    out.emplace_back(sv.key, std::move(*value));
   }
   for (size_t i = 0; i < p.settings_count; ++i) {
     const tayori_setting_spec& spec = p.settings[i];
     if (seen.count(spec.name)) continue;
     if (spec.default_value != nullptr) {
-      std::string normalised, problem;
-      if (!valid_value(config, spec.type, spec.default_value, normalised, problem)) {
+      Result<std::string> value = valid_value(config, spec.type, spec.default_value);
+      if (!value) {
         errors.push_back({config.file, ch.settings_at, base + "." + spec.name,
                           "plugin " + std::string(p.name) + " declares an invalid default \"" + spec.default_value +
-                              "\": " + problem});
+                              "\": " + value.error().message});
         continue;
       }
-      out.emplace_back(spec.name, normalised);
+      out.emplace_back(spec.name, std::move(*value));
     } else if (spec.required) {
       std::string key = spec.type == TAYORI_SETTING_SECRET ? std::string(spec.name) + "_env" : spec.name;
       errors.push_back({config.file, ch.settings_at, base + "." + key, "is required by plugin " + std::string(p.name)});
