@@ -2,17 +2,17 @@
 // (gateway/store/postgres/pg_store.cpp). They never claim one message twice, take over each other's claims
 // once a lease has passed (and ignore the late verdict of the node that lost it), never share a node id,
 // never exceed a cap together, and agree on one message for one id. The gateway-level tests with two real
-// processes are in tests/integration/pg_*_test.cpp.
+// processes are in tests/integration/pg_nodes_test.cpp.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include <limits>
 #include <algorithm>
 #include <array>
 #include <atomic>
-#include <future>
 #include <chrono>
+#include <future>
 #include <latch>
+#include <limits>
 #include <mutex>
 #include <set>
 #include <stdexcept>
@@ -20,16 +20,16 @@
 #include <thread>
 #include <vector>
 
+#include "crypto/crypto.hpp"
 #include "pg_cluster.hpp"
 #include "store/postgres/pg_store.hpp"
-#include "crypto/crypto.hpp"
 
 namespace tayori::store {
 namespace {
 
+using tayori::testing::shared_pg_cluster;
 using ::testing::Contains;
 using ::testing::HasSubstr;
-using tayori::testing::shared_pg_cluster;
 
 int64_t wall_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
@@ -230,8 +230,8 @@ TEST_F(PgNodesTest, NodesDecidingForOneRecipientAtOnceTakeNoMoreSlotsThanTheCap)
         auto lock = s.lock_decisions(recipient);
         ASSERT_NE(lock, nullptr);
         if (s.slots_since(recipient, 0).size() < kCap) {
-          s.take_slot(recipient, {"m" + std::to_string(n) + "-" + std::to_string(i), "sms", policy::Purpose::marketing, "",
-                                  wall_ms()});
+          s.take_slot(recipient, {"m" + std::to_string(n) + "-" + std::to_string(i), "sms", policy::Purpose::marketing,
+                                  "", wall_ms()});
           ++taken[r];
         }
       }
