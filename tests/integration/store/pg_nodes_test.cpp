@@ -21,12 +21,14 @@
 #include <vector>
 
 #include "crypto/crypto.hpp"
+#include "eventually.hpp"
 #include "pg_cluster.hpp"
 #include "store/postgres/pg_store.hpp"
 
 namespace tayori::store {
 namespace {
 
+using tayori::testing::eventually;
 using tayori::testing::shared_pg_cluster;
 using ::testing::Contains;
 using ::testing::HasSubstr;
@@ -76,18 +78,6 @@ class PgNodesTest : public ::testing::Test {
     s.apply(std::move(t), now_ms, [&](const Result<void>& r) { done.set_value(r.ok()); });
     EXPECT_TRUE(f.get());
   }
-  // Polls `check` until it holds or `ms` have passed. Real time, on purpose: a lease is kept and ended by each
-  // PgStore's own maintenance thread (every third of the lease, on the system clock) against a real cluster,
-  // so a claim is free to take over only once its lease has truly passed. Only the takeover test waits so,
-  // and for the condition itself, never a fixed time.
-  template <class F>
-  static bool eventually(F check, int ms) {
-    for (auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
-         std::chrono::steady_clock::now() < until; std::this_thread::sleep_for(std::chrono::milliseconds(50)))
-      if (check()) return true;
-    return check();
-  }
-
   std::string uri_;
 };
 
@@ -164,14 +154,16 @@ TEST_F(PgNodesTest, ADeadNodesClaimsGoToAnotherOnceTheLeasePassesAndItsLateVerdi
   ASSERT_EQ(held.size(), 2u);
   a.reset();  // a stops renewing: its claims last until their lease passes
 
-  // b requeues them once the lease has passed (it looks every third of its lease), then claims them.
+  // b requeues them once the lease has passed (it looks every third of its lease), then claims them. Real time,
+  // on purpose: each PgStore keeps and ends leases in its own thread on the system clock, so a claim is free to
+  // take over only once its lease has truly passed; the test waits for the condition itself, never a fixed time.
   std::vector<MessageRecord> taken;
   ASSERT_TRUE(eventually(
       [&] {
         for (auto& r : b->claim_due(wall_ms(), 10).value()) taken.push_back(r);
         return taken.size() == 2;
       },
-      5'000));
+      std::chrono::seconds(5)));
   EXPECT_EQ(taken[0].attempts, 2);
   std::vector<std::string> types;
   std::string reason;
