@@ -35,7 +35,7 @@ mkdir -p "$logs"
 
 # Only the test binaries the stages run (they depend on the gateway, tayori-sim and every plugin and fixture):
 # the fault suite and the benchmarks are not built, which keeps each stage's build a few minutes shorter.
-targets=(unit_tests pg_unit_tests integration_tests pg_integration_tests)
+targets=(unit_tests integration_tests pg_store_tests pg_integration_tests)
 # TSan runs the same suites as ASan: measured, they take minutes, not the hour that would call for a choice.
 # Not HostileServer.OutOfFileDescriptors*: it takes the gateway's last free descriptor away, and the
 # sanitizer runtime needs descriptors of its own (UBSan's vptr check probes memory through a pipe, the

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "child_process.hpp"
+#include "eventually.hpp"  // eventually(): waiting on asynchronous delivery
 
 namespace tayori::testing {
 
@@ -242,18 +243,6 @@ class Gateway {
   test::ChildProcess process_;
   int port_ = 0;
 };
-
-// Polls `condition` until it holds or `timeout` passes: for waiting on asynchronous delivery, never a
-// fixed sleep standing in for correctness.
-inline bool eventually(const std::function<bool()>& condition,
-                       std::chrono::milliseconds timeout = std::chrono::seconds(15)) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (condition()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return condition();
-}
 
 inline Json sample_message(const std::string& id, const std::string& channel = "email") {
   return {{"id", id},

@@ -6,11 +6,8 @@
 # test, fails naming every line of tests/unit that sleeps.
 #
 # Usage: check_no_sleeps.sh <tests/unit folder>
-# pg_*_test.cpp are left out: they run against a real PostgreSQL cluster (pg_unit_tests, label postgres),
-# where a lease kept by a store's own thread on the system clock can only pass in real time.
 dir=${1:?usage: check_no_sleeps.sh <tests/unit folder>}
-offenders=$(grep -rnE 'sleep_for|sleep_until|sleep[[:space:]]*\(' "$dir" --include='*.cpp' --include='*.hpp' --include='*.h' \
-  --exclude='pg_*_test.cpp')
+offenders=$(grep -rnE 'sleep_for|sleep_until|sleep[[:space:]]*\(' "$dir" --include='*.cpp' --include='*.hpp' --include='*.h')
 if [ -n "$offenders" ]; then
   echo "Unit tests must not sleep in real time (wait on the event, or move the manual clock; a test that needs"
   echo "a real server or process belongs in tests/integration). Offenders:"

@@ -1,6 +1,8 @@
-// Helpers for the email tests (email_mime_test.cpp, email_plugin_test.cpp, email_smtp_server_test.cpp): a real
-// MIME parser -- Python's standard `email` package, run as a child process on the message -- the line checks
-// RFC 5322 §2.1.1 asks for, and the plugin on the public fake host.
+// Helpers for the email tests (unit/: email_mime_test.cpp, email_plugin_test.cpp; integration/:
+// email_mime_parse_test.cpp, email_plugin_build_test.cpp, email_smtp_server_test.cpp): a real MIME parser --
+// Python's standard `email` package, run as a child process on the message, so for integration tests only
+// (check_no_servers.sh keeps it out of tests/unit) -- the line checks RFC 5322 §2.1.1 asks for, and the plugin
+// on the public fake host.
 #ifndef TAYORI_TESTS_SUPPORT_EMAIL_TEST_SUPPORT_HPP
 #define TAYORI_TESTS_SUPPORT_EMAIL_TEST_SUPPORT_HPP
 
@@ -95,8 +97,8 @@ inline std::vector<std::string> line_problems(const std::string& message, size_t
 }
 
 // email_smtp.so driven on the public fake host, as both tiers' email_smtp tests drive it (the plugin's
-// settings, build and classify in the unit tier; its requests sent to a real SMTP server in the integration
-// tier).
+// settings and classify in the unit tier; the messages it builds read back by Python's parser, and its requests
+// sent to a real SMTP server, in the integration tier).
 namespace email_plugin {
 
 using tayori::testing::Delivery;

@@ -1,5 +1,5 @@
 // What the channel plugin tests share (fcm, apns, twilio, line, line_multicast, email, host_services,
-// channel_batch): key material made at test time by the openssl CLI (never committed), a clock moved by
+// channel_batch): key material made at test time in-process by OpenSSL (never committed), a clock moved by
 // hand, a one-channel config loaded through the real host, a scripted local provider on api::HttpServer,
 // and deliveries handed to a channel from many threads at once. The scripted provider is for the
 // integration tier only (check_no_servers.sh keeps it out of tests/unit).
@@ -7,6 +7,9 @@
 #define TAYORI_TESTS_SUPPORT_PLUGIN_TEST_SUPPORT_HPP
 
 #include <gtest/gtest.h>
+#include <openssl/bio.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -21,6 +24,7 @@
 #include <future>
 #include <latch>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <span>
 #include <sstream>
@@ -38,48 +42,37 @@ namespace tayori::plugin::testing {
 
 // ---- Key material and time ---------------------------------------------------------------------------------
 
-// What `command` (run by the shell) printed on stdout.
-inline std::string run(const std::string& command) {
-  std::string out;
-  FILE* p = ::popen(command.c_str(), "r");
-  if (p == nullptr) return out;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  ::pclose(p);
-  return out;
-}
-
 struct KeyPair {
-  std::string private_pem, public_pem;  // PKCS#8 and SubjectPublicKeyInfo PEM; empty if openssl failed
+  std::string private_pem, public_pem;  // PKCS#8 and SubjectPublicKeyInfo PEM; empty if OpenSSL failed
 };
 
-// A fresh key from `openssl genpkey <genpkey_args>`. The file is private to this process (its pid), since
-// ctest runs each test as its own process, possibly several at once.
-inline KeyPair make_key(const std::string& genpkey_args) {
-  static std::atomic<int> count{0};
-  std::string path =
-      ::testing::TempDir() + "plugin_test_key_" + std::to_string(::getpid()) + "_" + std::to_string(++count) + ".pem";
-  run("openssl genpkey " + genpkey_args + " -out " + path + " 2>/dev/null");
+// `key`'s two halves as PEM text, written by OpenSSL to memory; takes `key` over (null gives an empty pair).
+inline KeyPair pem_key_pair(EVP_PKEY* key) {
+  std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> owned(key, &EVP_PKEY_free);
+  auto pem = [&](auto write) {
+    std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new(BIO_s_mem()), &BIO_free);
+    if (owned == nullptr || bio == nullptr || write(bio.get(), owned.get()) != 1) return std::string();
+    char* data = nullptr;
+    const long n = BIO_get_mem_data(bio.get(), &data);
+    return n > 0 ? std::string(data, static_cast<size_t>(n)) : std::string();
+  };
   KeyPair k;
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  k.private_pem = text.str();
-  k.public_pem = run("openssl pkey -in " + path + " -pubout 2>/dev/null");
-  std::remove(path.c_str());
+  k.private_pem = pem([](BIO* b, EVP_PKEY* p) {
+    return PEM_write_bio_PrivateKey(b, p, nullptr, nullptr, 0, nullptr, nullptr);  // PKCS#8
+  });
+  k.public_pem = pem([](BIO* b, EVP_PKEY* p) { return PEM_write_bio_PUBKEY(b, p); });
   return k;
 }
 
-// An RSA 2048 key, as Google issues service-account keys; made once per test binary.
+// An RSA 2048 key, as Google issues service-account keys; made in-process once per test binary.
 inline const KeyPair& rsa_key() {
-  static const KeyPair key = make_key("-algorithm RSA -pkeyopt rsa_keygen_bits:2048");
+  static const KeyPair key = pem_key_pair(EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA", size_t{2048}));
   return key;
 }
 
-// An EC P-256 key, as Apple's .p8 token-signing keys are; made once per test binary.
+// An EC P-256 key, as Apple's .p8 token-signing keys are; made in-process once per test binary.
 inline const KeyPair& ec_key() {
-  static const KeyPair key = make_key("-algorithm EC -pkeyopt ec_paramgen_curve:P-256");
+  static const KeyPair key = pem_key_pair(EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-256"));
   return key;
 }
 

@@ -128,7 +128,7 @@ inline std::vector<std::string> event_types(const std::vector<store::TimelineEve
   return pluck(events, &store::TimelineEvent::type);
 }
 
-// The engines the store's tests run on: SQLite in unit_tests; PostgreSQL in pg_unit_tests, which compiles the
+// The engines the store's tests run on: SQLite in unit_tests; PostgreSQL in pg_store_tests, which compiles the
 // same test files with TAYORI_STORE_TESTS_ON_POSTGRES and one throw-away cluster (tests/support/pg_cluster.hpp).
 enum class StoreBackend { sqlite, postgres };
 
@@ -137,7 +137,7 @@ inline std::string backend_name(const ::testing::TestParamInfo<StoreBackend>& in
 }
 
 // Instantiates a store test suite (TEST_P on StoreBackend) on this binary's engine: `Engine/Suite.Test/sqlite`
-// in unit_tests, `.../postgres` in pg_unit_tests.
+// in unit_tests, `.../postgres` in pg_store_tests.
 #ifdef TAYORI_STORE_TESTS_ON_POSTGRES
 #define TAYORI_STORE_ENGINE_SUITE(Suite)                                                                    \
   INSTANTIATE_TEST_SUITE_P(Engine, Suite, ::testing::Values(::tayori::test::StoreBackend::postgres), \
@@ -173,7 +173,7 @@ class StoreFixture : public ::testing::Test {
     options.node_id = "test-node";
     store_ = store::open_postgres(options);
 #else
-    FAIL() << "this test binary has no PostgreSQL (pg_unit_tests has)";
+    FAIL() << "this test binary has no PostgreSQL (pg_store_tests has)";
 #endif
   }
   // Closes the store and opens it again (what survives a restart).
@@ -225,7 +225,7 @@ class StoreFixture : public ::testing::Test {
     tayori::testing::shared_pg_cluster().execute(postgres_sql, pg_database());
 #else
     (void)postgres_sql;
-    FAIL() << "this test binary has no PostgreSQL (pg_unit_tests has)";
+    FAIL() << "this test binary has no PostgreSQL (pg_store_tests has)";
 #endif
   }
 
@@ -250,7 +250,7 @@ class StoreFixture : public ::testing::Test {
         "FROM information_schema.tables WHERE table_schema = 'public'",
         pg_database());
 #else
-    ADD_FAILURE() << "this test binary has no PostgreSQL (pg_unit_tests has)";
+    ADD_FAILURE() << "this test binary has no PostgreSQL (pg_store_tests has)";
     return "";
 #endif
   }

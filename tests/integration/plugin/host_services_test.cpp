@@ -21,7 +21,7 @@ using testing::ec_key;
 class HostServices : public ::testing::Test {
  protected:
   void SetUp() override {
-    ASSERT_NE(ec_key().private_pem.find("BEGIN PRIVATE KEY"), std::string::npos) << "openssl could not make a key";
+    ASSERT_NE(ec_key().private_pem.find("BEGIN PRIVATE KEY"), std::string::npos) << "OpenSSL could not make a key";
     provider_.route("/token", [this](const api::HttpRequest&) {
       api::HttpResponse r;
       ++grants_;

@@ -1,4 +1,4 @@
-// Tests for the policy engine's state in the Store, on SQLite here and on PostgreSQL in pg_unit_tests (the same
+// Tests for the policy engine's state in the Store, on SQLite here and on PostgreSQL in pg_store_tests (the same
 // file), one fresh database per test: the recipient profile (merged on accept,
 // replaced by PUT, erased on request), the consent history and its current view, suppressions, frequency-cap
 // slots, the migration of a version-1 file, and the `suppressed` state in counts and purge.
@@ -120,7 +120,7 @@ class StorePolicyTestBase : public test::StoreFixture {
   }
 };
 
-// What every engine must do: run on SQLite here, on PostgreSQL in pg_unit_tests (the same file).
+// What every engine must do: run on SQLite here, on PostgreSQL in pg_store_tests (the same file).
 class StorePolicyTest : public StorePolicyTestBase, public ::testing::WithParamInterface<test::StoreBackend> {
  protected:
   test::StoreBackend backend() const override { return GetParam(); }

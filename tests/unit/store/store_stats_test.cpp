@@ -1,4 +1,4 @@
-// The stats' counts in the store (store/stats_store.hpp), on SQLite here and on PostgreSQL in pg_unit_tests
+// The stats' counts in the store (store/stats_store.hpp), on SQLite here and on PostgreSQL in pg_store_tests
 // (the same file): a count is added with the write that makes it true and only when that write takes
 // effect, summed per bucket, and read back by range; the queue is read by the hour it falls due in.
 #include <gmock/gmock.h>

@@ -1,7 +1,7 @@
 // Tests for the Store on both engines (gateway/store/: the operations of ops/ run by sql_store.cpp) on a real
-// SQLite file per test here, and on a real PostgreSQL database per test in pg_unit_tests (the same file,
-// TAYORI_STORE_TESTS_ON_POSTGRES): idempotent accept, the event timeline, cancel, the due queue (claim, apply, requeue), purge,
-// durability across close/reopen, group commit under concurrency, and refusing a newer schema.
+// SQLite file per test here, and on a real PostgreSQL database per test in pg_store_tests (the same file,
+// TAYORI_STORE_TESTS_ON_POSTGRES): idempotent accept, the event timeline, cancel, the due queue (claim, apply,
+// requeue), purge, durability across close/reopen, group commit under concurrency, and refusing a newer schema.
 // Asynchronous completions are awaited with promises and latches, never with sleeps.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -108,7 +108,7 @@ class StoreTestBase : public test::StoreFixture {
   }
 };
 
-// What every engine must do: run on SQLite here, on PostgreSQL in pg_unit_tests (the same file).
+// What every engine must do: run on SQLite here, on PostgreSQL in pg_store_tests (the same file).
 class StoreTest : public StoreTestBase, public ::testing::WithParamInterface<test::StoreBackend> {
  protected:
   test::StoreBackend backend() const override { return GetParam(); }

@@ -1,7 +1,8 @@
 // The `email_smtp` channel plugin's requests, built on the public fake host (tayori/testing.hpp), submitted by
 // the real host transport to a real SMTP server (tests/support/smtp_server.hpp, Debian's python3-aiosmtpd, a
-// child process on 127.0.0.1) and the replies classified. (Settings, build and classify alone: the unit tier's
-// tests/unit/plugins/email_smtp/email_plugin_test.cpp.)
+// child process on 127.0.0.1) and the replies classified. (Settings and classify alone: the unit tier's
+// tests/unit/plugins/email_smtp/email_plugin_test.cpp; the built messages read back by Python's email parser:
+// email_plugin_build_test.cpp.)
 #include <gtest/gtest.h>
 #include <tayori/testing.hpp>
 

@@ -1,6 +1,6 @@
 // The `push_apns` channel plugin (plugins/push_apns), loaded by the real host and driven through the real
 // host transport against a scripted local APNs that checks every provider token's ES256 signature with
-// the host's own verify_jwt. The .p8 key is made at test time by the openssl CLI (never committed); a
+// the host's own verify_jwt. The .p8 key is made at test time in-process by OpenSSL (never committed); a
 // hand-moved clock makes token ages, apns-expiration and Retry-After exact. (The scripted server speaks
 // HTTP/1.1; real APNs gets HTTP/2 from the host transport via ALPN. The settings alone:
 // tests/unit/plugins/push_apns/apns_settings_test.cpp.)
@@ -39,7 +39,7 @@ DeliveryRequest push(const std::string& delivery_id = testing::kDeliveryId) {
 class ApnsPlugin : public ::testing::Test {
  protected:
   void SetUp() override {
-    ASSERT_NE(ec_key().private_pem.find("BEGIN PRIVATE KEY"), std::string::npos) << "openssl could not make a key";
+    ASSERT_NE(ec_key().private_pem.find("BEGIN PRIVATE KEY"), std::string::npos) << "OpenSSL could not make a key";
     std::ofstream(dir_.file("AuthKey.p8")) << ec_key().private_pem;
     apns_.rule(
         [this](const api::HttpRequest& req, const api::HttpResponse& scripted) { return answer(req, scripted); });

@@ -1,7 +1,7 @@
 // The `push_fcm` channel plugin (plugins/push_fcm), loaded by the real host and driven through the real
 // host transport against a scripted local Google: an OAuth token endpoint that checks the RS256 assertion
 // with the host's own verify_jwt, and FCM's messages:send. The service-account key is made at test time
-// by the openssl CLI (never committed); a hand-moved clock makes expiries, TTLs and Retry-After exact. (The
+// in-process by OpenSSL (never committed); a hand-moved clock makes expiries, TTLs and Retry-After exact. (The
 // settings alone: tests/unit/plugins/push_fcm/fcm_settings_test.cpp.)
 #include <gtest/gtest.h>
 
@@ -69,7 +69,7 @@ DeliveryRequest push(const std::string& delivery_id = testing::kDeliveryId) {
 class FcmPlugin : public ::testing::Test {
  protected:
   void SetUp() override {
-    ASSERT_NE(rsa_key().private_pem.find("BEGIN PRIVATE KEY"), std::string::npos) << "openssl could not make a key";
+    ASSERT_NE(rsa_key().private_pem.find("BEGIN PRIVATE KEY"), std::string::npos) << "OpenSSL could not make a key";
     google_.script(200, R"({"name":"projects/tayori-test/messages/0:1780000000000000%31bd1c9631bd1c96"})");
     google_.route("/token", [this](const api::HttpRequest& req) { return grant(req); });
     google_.rule([this](const api::HttpRequest& req, api::HttpResponse scripted) {

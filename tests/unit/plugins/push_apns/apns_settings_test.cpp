@@ -1,5 +1,5 @@
 // The `push_apns` channel plugin's settings (plugins/push_apns), loaded by the real host: what it refuses, naming
-// the setting, and the limits it accepts. The .p8 key is made at test time by the openssl CLI. (Deliveries
+// the setting, and the limits it accepts. The .p8 key is made at test time in-process by OpenSSL. (Deliveries
 // against a scripted APNs: tests/integration/plugins/push_apns/apns_plugin_test.cpp.)
 #include <gtest/gtest.h>
 

@@ -1,5 +1,5 @@
 // The `push_fcm` channel plugin's settings (plugins/push_fcm), loaded by the real host: what it refuses, naming the
-// setting, and the limits it accepts. The key file's RSA key is made at test time by the openssl CLI. (Deliveries
+// setting, and the limits it accepts. The key file's RSA key is made at test time in-process by OpenSSL. (Deliveries
 // against a scripted Google: tests/integration/plugins/push_fcm/fcm_plugin_test.cpp.)
 #include <gtest/gtest.h>
 

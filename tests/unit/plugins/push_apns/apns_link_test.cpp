@@ -1,7 +1,7 @@
 // A push's deep link (content field "link", the field click tracking rewrites) and its open ref (content field
-// "open_ref", added where the channel tracks opens) travel where each platform's app reads them: FCM's data,
-// and keys beside APNs' aps. Driven on the public fake host
-// (tayori/testing.hpp), with a signer that stands in for the host's JWT signing.
+// "open_ref", added where the channel tracks opens) travel as keys beside APNs' aps, where the app reads them.
+// Driven on the public fake host (tayori/testing.hpp), with a signer that stands in for the host's JWT signing.
+// (The same for FCM: tests/unit/plugins/push_fcm/fcm_link_test.cpp.)
 #include <gtest/gtest.h>
 #include <tayori/testing.hpp>
 
@@ -19,7 +19,8 @@ using tayori::testing::Response;
 std::string plugin_path(const std::string& name) { return std::string(TAYORI_PLUGIN_DIR) + "/" + name + ".so"; }
 
 struct Files {
-  std::filesystem::path dir = std::filesystem::temp_directory_path() / ("tayori-push-link-" + std::to_string(::getpid()));
+  std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("tayori-apns-link-" + std::to_string(::getpid()));
   Files() { std::filesystem::create_directories(dir); }
   ~Files() { std::filesystem::remove_all(dir); }
   std::string write(const std::string& name, const std::string& text) const {
@@ -46,31 +47,13 @@ Delivery with_link(const std::string& link) {
   return d;
 }
 
-TEST(PushLink, FcmCarriesItAsData) {
-  Files files;
-  const std::string key = files.write("sa.json", nlohmann::json{{"type", "service_account"},
-                                                                {"project_id", "demo"},
-                                                                {"private_key", "-----BEGIN PRIVATE KEY-----\nAA==\n-----END PRIVATE KEY-----\n"},
-                                                                {"client_email", "t@demo.iam.gserviceaccount.com"},
-                                                                {"token_uri", "https://oauth.test/token"}}
-                                                     .dump());
-  Plugin fcm = Plugin::load(plugin_path("push_fcm"), {{"service_account", key}}, fake_signing);
-  ASSERT_TRUE(fcm.ok()) << fcm.error();
-  auto built = fcm.build(with_link("https://gw.example/c/TOKEN"));
-  ASSERT_TRUE(built.ok()) << built.error;
-  auto data = nlohmann::json::parse(built.requests.at(0).body)["message"]["data"];
-  EXPECT_EQ(data["link"], "https://gw.example/c/TOKEN");
-  EXPECT_EQ(data["open_ref"], "OPEN.REF");
-  auto without = fcm.build(with_link(""));
-  EXPECT_FALSE(nlohmann::json::parse(without.requests.at(0).body)["message"]["data"].contains("link"));
-}
-
 TEST(PushLink, ApnsCarriesItBesideAps) {
   Files files;
   const std::string key = files.write("apns.p8", "-----BEGIN PRIVATE KEY-----\nAA==\n-----END PRIVATE KEY-----\n");
-  Plugin apns = Plugin::load(plugin_path("push_apns"),
-                             {{"key_file", key}, {"key_id", "KEYID12345"}, {"team_id", "TEAMID1234"}, {"topic", "jp.example.app"}},
-                             fake_signing);
+  Plugin apns = Plugin::load(
+      plugin_path("push_apns"),
+      {{"key_file", key}, {"key_id", "KEYID12345"}, {"team_id", "TEAMID1234"}, {"topic", "jp.example.app"}},
+      fake_signing);
   ASSERT_TRUE(apns.ok()) << apns.error();
   auto built = apns.build(with_link("https://gw.example/c/TOKEN"));
   ASSERT_TRUE(built.ok()) << built.error;

@@ -2,17 +2,17 @@
 // (gateway/store/postgres/pg_store.cpp). They never claim one message twice, take over each other's claims
 // once a lease has passed (and ignore the late verdict of the node that lost it), never share a node id,
 // never exceed a cap together, and agree on one message for one id. The gateway-level tests with two real
-// processes are in tests/integration/pg_*_test.cpp.
+// processes are in tests/integration/pg_nodes_test.cpp.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include <limits>
 #include <algorithm>
 #include <array>
 #include <atomic>
-#include <future>
 #include <chrono>
+#include <future>
 #include <latch>
+#include <limits>
 #include <mutex>
 #include <set>
 #include <stdexcept>
@@ -20,16 +20,18 @@
 #include <thread>
 #include <vector>
 
+#include "crypto/crypto.hpp"
+#include "eventually.hpp"
 #include "pg_cluster.hpp"
 #include "store/postgres/pg_store.hpp"
-#include "crypto/crypto.hpp"
 
 namespace tayori::store {
 namespace {
 
+using tayori::testing::eventually;
+using tayori::testing::shared_pg_cluster;
 using ::testing::Contains;
 using ::testing::HasSubstr;
-using tayori::testing::shared_pg_cluster;
 
 int64_t wall_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
@@ -76,18 +78,6 @@ class PgNodesTest : public ::testing::Test {
     s.apply(std::move(t), now_ms, [&](const Result<void>& r) { done.set_value(r.ok()); });
     EXPECT_TRUE(f.get());
   }
-  // Polls `check` until it holds or `ms` have passed. Real time, on purpose: a lease is kept and ended by each
-  // PgStore's own maintenance thread (every third of the lease, on the system clock) against a real cluster,
-  // so a claim is free to take over only once its lease has truly passed. Only the takeover test waits so,
-  // and for the condition itself, never a fixed time.
-  template <class F>
-  static bool eventually(F check, int ms) {
-    for (auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
-         std::chrono::steady_clock::now() < until; std::this_thread::sleep_for(std::chrono::milliseconds(50)))
-      if (check()) return true;
-    return check();
-  }
-
   std::string uri_;
 };
 
@@ -164,14 +154,16 @@ TEST_F(PgNodesTest, ADeadNodesClaimsGoToAnotherOnceTheLeasePassesAndItsLateVerdi
   ASSERT_EQ(held.size(), 2u);
   a.reset();  // a stops renewing: its claims last until their lease passes
 
-  // b requeues them once the lease has passed (it looks every third of its lease), then claims them.
+  // b requeues them once the lease has passed (it looks every third of its lease), then claims them. Real time,
+  // on purpose: each PgStore keeps and ends leases in its own thread on the system clock, so a claim is free to
+  // take over only once its lease has truly passed; the test waits for the condition itself, never a fixed time.
   std::vector<MessageRecord> taken;
   ASSERT_TRUE(eventually(
       [&] {
         for (auto& r : b->claim_due(wall_ms(), 10).value()) taken.push_back(r);
         return taken.size() == 2;
       },
-      5'000));
+      std::chrono::seconds(5)));
   EXPECT_EQ(taken[0].attempts, 2);
   std::vector<std::string> types;
   std::string reason;
@@ -230,8 +222,8 @@ TEST_F(PgNodesTest, NodesDecidingForOneRecipientAtOnceTakeNoMoreSlotsThanTheCap)
         auto lock = s.lock_decisions(recipient);
         ASSERT_NE(lock, nullptr);
         if (s.slots_since(recipient, 0).size() < kCap) {
-          s.take_slot(recipient, {"m" + std::to_string(n) + "-" + std::to_string(i), "sms", policy::Purpose::marketing, "",
-                                  wall_ms()});
+          s.take_slot(recipient, {"m" + std::to_string(n) + "-" + std::to_string(i), "sms", policy::Purpose::marketing,
+                                  "", wall_ms()});
           ++taken[r];
         }
       }
