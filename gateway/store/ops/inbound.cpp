@@ -1,7 +1,7 @@
 // Two-way as SQL, once for SQLite and PostgreSQL: everything one provider report (a reply, a tap, a
 // receipt, an unfollow) or answer changes, as core/inbound.cpp decided it, written in one savepoint of the writer's
 // group (de-duplication, consent, suppressions, events, follow-ups cancelled or scheduled), and the open
-// questions a numbered SMS reply answers. SqlStore (store/sql_store.cpp) runs these.
+// questions a numbered SMS reply answers. SqlStore (store/sql_store.cpp, store/group_commit.cpp) runs these.
 #include "store/ops/inbound.hpp"
 
 #include <nlohmann/json.hpp>

@@ -1,7 +1,7 @@
 // Recipients as SQL, once for SQLite and PostgreSQL: profiles (PUT, the merge of each accepted message's
 // recipient object, erasure, lookup by contact point), the append-only consent history, and the cap slots
-// the policy counts. SqlStore (store/sql_store.cpp) runs the writes in its group commit and the reads on
-// its reader pool; accept (ops/messages.cpp) and inbound writes (ops/inbound.cpp) call in here too.
+// the policy counts. SqlStore (store/sql_store.cpp, store/group_commit.cpp) runs the writes in its group commit and the
+// reads on its reader pool; accept (ops/messages.cpp) and inbound writes (ops/inbound.cpp) call in here too.
 #include "store/ops/recipients.hpp"
 
 #include <algorithm>
