@@ -1,4 +1,6 @@
 // Conversions (conversion.hpp): validating a report, last-touch attribution, and what a conversion writes.
+// Beside the message flow, after delivery: api/conversions_api.cpp parses POST /v1/conversions here, reads
+// the recipient's touches from the store, and hands the InboundWrites decided here to the group commit.
 #include "core/conversion.hpp"
 
 #include <cmath>
