@@ -62,10 +62,10 @@ void schedule_follow_up(sql::Connection& c, WriteContext& w, const InboundStore:
 }  // namespace
 
 bool apply_inbound_one(sql::Connection& c, WriteContext& w, const InboundWrites& writes, int64_t now_ms) {
-  if (!writes.seen_event_id.empty()) {
+  if (!writes.seen_report_id.empty()) {
     c.prepare("INSERT INTO inbound_seen(source, event_id, at) VALUES(?1, ?2, ?3) ON CONFLICT DO NOTHING")
         .bind(1, writes.seen_source)
-        .bind(2, writes.seen_event_id)
+        .bind(2, writes.seen_report_id)
         .bind(3, now_ms)
         .exec();
     if (c.changes() == 0) return false;

@@ -55,8 +55,8 @@ std::optional<RecipientProfile> recipient(sql::Connection& c, const std::string&
 
 namespace {
 
-// Keeps table contact_points in step with the recipient's contacts: one row per contact point, so that an
-// inbound event (STOP, unfollow) finds every recipient of its contact point by index. A new recipient's
+// Keeps table contact_points in step with the recipient's contacts: one row per contact point, so that a
+// provider report (STOP, unfollow) finds every recipient of its contact point by index. A new recipient's
 // (merge_recipient) are inserted with no DELETE first: most recipients of a campaign to new sign-ups are.
 void insert_contact_point(sql::Connection& c, const std::string& contact, const std::string& id) {
   c.prepare("INSERT INTO contact_points(contact, recipient_id) VALUES(?1, ?2) ON CONFLICT DO NOTHING")
