@@ -1,4 +1,6 @@
-// tayori — the command line: serve, check-config, plugins, new-plugin, version.
+// tayori — the command line: serve, check-config, plugins, new-plugin, version. The top of everything:
+// it parses the arguments and hands over to app/ (gateway.cpp wires and runs a generation for `serve`,
+// new_plugin.cpp writes a plugin scaffold), which returns the process's exit status.
 #include <iostream>
 #include <string>
 #include <vector>

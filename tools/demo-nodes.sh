@@ -14,6 +14,7 @@ bash tools/build.sh --target tayori tayori-sim sms_twilio >/dev/null
 
 . tools/lib/standins.sh
 . tools/lib/pg.sh
+. tools/lib/demo_policy.sh
 random() { head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
 export TAYORI_API_KEY="demo-$(random)"
 dir=$PWD/demo-nodes
@@ -68,13 +69,7 @@ policy:
   default_timezone: UTC
   consent:
     defaults: {transactional: opted_in, marketing: opted_in}
-  caps:
-    - name: marketing_daily
-      scope: all
-      purpose: marketing
-      limit: 3
-      window: 24h
-      on_exceed: drop
+$(demo_caps)
 EOF
   build/bin/tayori check-config "$dir/node$n.yaml" >/dev/null
 done

@@ -1,4 +1,7 @@
-// The only translation unit that includes Beast (it compiles slowly; keep it out of headers).
+// The HTTP server: Beast and Asio accept connections, read each request within the limits of ServerLimits
+// (answering 408, 413, 431 and malformed HTTP itself) and hand it, as a plain HttpRequest, to the Handler
+// (api/api.cpp's Api::handle), writing back whatever response it later gives. The first step of every
+// request's flow, and the only translation unit that includes Beast (it compiles slowly; keep it out of headers).
 #include <tayori/text.hpp>
 
 #include "api/http_server.hpp"

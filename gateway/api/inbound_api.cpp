@@ -129,7 +129,7 @@ void Api::inbound_webhook(const HttpRequest& request, const Responder& respond) 
   if (!accepted) return respond(reply());  // refused (bad signature...): nothing is applied
   inbound_->apply_reports(channel_name, plugin_name, reports, [respond, reply](const Result<int>& applied) {
     // A 5xx makes the provider redeliver; de-duplication (inbound_seen) keeps a redelivery from applying twice.
-    if (!applied) return respond(store_unavailable("the inbound events", applied.error().message));
+    if (!applied) return respond(store_unavailable("the provider reports", applied.error().message));
     respond(reply());
   });
 }

@@ -1,4 +1,6 @@
-// The plugin scaffold (new_plugin.hpp): names, the target folder and the template's placeholders.
+// The plugin scaffold (new_plugin.hpp), `tayori new-plugin NAME`: the names, the target folder and the
+// template's placeholders filled in. main.cpp calls it; it writes a plugin folder from the files of
+// app/plugin_template/ compiled into the binary, outside the message flow, for a plugin author's first build.
 #include "app/new_plugin.hpp"
 
 #include <unistd.h>

@@ -1,4 +1,6 @@
-// Clocks, RFC 3339 formatting and parsing, and the durations of the YAML and the API (time.hpp).
+// Clocks, RFC 3339 formatting and parsing, and the durations of the YAML and the API (time.hpp). The bottom
+// layer: every part of the flow takes "now" from a Clock, the config and the API parse durations and
+// instants here, and the API and the feed format their times here.
 #include "common/time.hpp"
 
 #include <charconv>

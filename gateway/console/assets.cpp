@@ -1,4 +1,6 @@
-// Looks up the console's embedded files (embedded.hpp) by name and gives each its media type.
+// Looks up the console's embedded files (embedded.hpp) by name and gives each its media type and ETag.
+// The files are compiled in at build time (embed_assets.cmake); api/console_api.cpp serves them at
+// /console, and the page then reads the public API like any client.
 #include "console/assets.hpp"
 
 #include <vector>

@@ -1,4 +1,6 @@
 // Conversions (conversion.hpp): validating a report, last-touch attribution, and what a conversion writes.
+// Beside the message flow, after delivery: api/conversions_api.cpp parses POST /v1/conversions here, reads
+// the recipient's touches from the store, and hands the InboundWrites decided here to the group commit.
 #include "core/conversion.hpp"
 
 #include <cmath>
@@ -82,7 +84,7 @@ std::optional<Touch> attribute(const Conversion& conversion, const std::vector<T
 store::Store::InboundWrites decide_conversion(const Conversion& c, const std::optional<Touch>& touch, int64_t now_ms) {
   store::Store::InboundWrites w;
   w.seen_source = "conversion";
-  w.seen_event_id = c.id;
+  w.seen_report_id = c.id;
   Json detail{{"conversion_id", c.id}, {"event", c.event}, {"at", format_rfc3339_ms(c.at_ms)}};
   detail["value"] = c.value ? Json(*c.value) : Json();
   detail["attributed"] = touch ? Json{{"via", touch->kind}, {"channel", touch->channel},

@@ -247,7 +247,7 @@ InboundDecision decide_inbound(const plugin::ProviderReport& e, const InboundFac
   }
   if (d.writes && !e.report_id.empty()) {
     d.writes->seen_source = channel_source(f.channel);
-    d.writes->seen_event_id = e.report_id;
+    d.writes->seen_report_id = e.report_id;
   }
   return d;
 }

@@ -1,4 +1,7 @@
-// The stats' counts and answers (stats.hpp).
+// The stats' counts and answers (stats.hpp): which StatCounts an intake, a transition, a report or a
+// conversion makes, and the JSON of GET /v1/stats, /v1/stats/flow and /v1/stats/queue. Pure: intake,
+// the dispatcher and core/inbound.cpp attach the counts to their writes, the store adds them in the group
+// commit, and api/stats_api.cpp builds its answers here from the buckets it read.
 #include "core/stats.hpp"
 
 #include <algorithm>

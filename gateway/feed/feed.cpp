@@ -1,4 +1,6 @@
 // The feed's one JSON shape for an event (feed.hpp), written once for GET /v1/events and the webhooks.
+// The last step of the flow towards upstream: api/feed_api.cpp and feed/webhooks.cpp turn the timeline
+// events read from the store (store/ops/feed.cpp) into this shape.
 #include "feed/feed.hpp"
 
 #include "common/time.hpp"

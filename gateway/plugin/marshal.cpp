@@ -1,7 +1,7 @@
 // Crossing the plugin boundary: C++ values into the C structs of include/tayori/plugin.h and back. Each
 // message passes through here twice on its way dispatcher → channel plugin → transport → provider (the
 // delivery going in, the plugin's requests and verdict coming out), and each provider webhook once (the
-// call going in, its events coming out). Only C types cross (docs/architecture.md §3), so every copy out
+// call going in, its provider reports coming out). Only C types cross (docs/architecture.md §3), so every copy out
 // of a plugin happens here, during the callback, before the plugin's buffers go away; and a plugin's
 // shorter struct from an older ABI minor is read only as far as it reaches (§6.2).
 #include "plugin/marshal.hpp"

@@ -35,7 +35,9 @@ std::underlying_type_t<E> abi_value(const E& field) {
 // `text` with each byte that is not part of valid UTF-8 replaced by U+FFFD.
 std::string valid_utf8(std::string_view text);
 
-// A tayori_outcome with host-owned buffers, preset to RETRY as plugin.h promises.
+// A tayori_outcome with host-owned buffers, preset to RETRY as plugin.h promises. The fake host of
+// include/tayori/testing.hpp presets its outcomes the same way in its own words, on purpose: that header is
+// installed for plugins built out of tree, which cannot include this one.
 struct OutcomeBuffers {
   char reason[512] = {0};
   char provider_id[256] = {0};

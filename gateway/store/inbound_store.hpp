@@ -37,10 +37,12 @@ class InboundStore {
   // Everything one provider report, answer or unsubscribe changes, written in one transaction
   // (core/inbound.hpp decides it).
   struct InboundWrites {
-    // De-duplication (inbound_seen): when (source, event_id) was seen before, nothing below is written.
-    // Empty event_id: no de-duplication.
+    // De-duplication (inbound_seen): when (seen_source, seen_report_id) was seen before, nothing below is
+    // written. Empty seen_report_id: no de-duplication. The id is a provider report's (or a conversion's);
+    // its column keeps the older name, inbound_seen.event_id, since renaming it would migrate every database
+    // (docs/architecture.md, "Words we use").
     std::string seen_source;
-    std::string seen_event_id;
+    std::string seen_report_id;
     std::vector<std::pair<std::string, policy::ConsentRecord>> consent;  // recipient id, record
     std::vector<policy::Suppression> suppress;
     // Lifted only when the stored suppression of `contact` has this `source` (a LINE follow lifts what

@@ -46,6 +46,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/../lib/standins.sh"
 . "$HERE/../lib/gateway_bench.sh"
 . "$HERE/../lib/pg.sh"
+. "$HERE/../lib/demo_policy.sh"
 
 bench_paths "${1:-./build}"
 # A request on the wire holds no worker (docs/operator-guide.md, `workers`), so the two are set apart: 64
@@ -127,13 +128,7 @@ $(standins_sms_channel "$CHANNEL_CONCURRENCY")
       base_url: $STANDINS_SIM_URL
       channel_access_token_env: BENCH_LINE_TOKEN
 $(bench_policy "sms, line" "$quiet_from" "$quiet_to")
-  caps:
-    - name: marketing_daily
-      scope: all
-      purpose: marketing
-      limit: 3
-      window: 24h
-      on_exceed: drop
+$(demo_caps)
 EOF
   serve_gateway "$TMP/$1/gateway.yaml" "$TMP/$1/data" "${4:-$TMP}"
 }

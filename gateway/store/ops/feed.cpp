@@ -1,6 +1,7 @@
 // The upstream feed as SQL, once for SQLite and PostgreSQL: every timeline event in seq order for
 // GET /v1/events and the webhooks (feed/), and the cursor each webhook subscription has delivered up to.
-// SqlStore (store/sql_store.cpp) runs the cursor writes in its group commit and the reads on its reader pool.
+// SqlStore (store/sql_store.cpp, store/group_commit.cpp) runs the cursor writes in its group commit and the reads on
+// its reader pool.
 #include "store/ops/feed.hpp"
 
 #include "store/ops/messages.hpp"

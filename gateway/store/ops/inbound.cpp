@@ -1,7 +1,7 @@
 // Two-way as SQL, once for SQLite and PostgreSQL: everything one provider report (a reply, a tap, a
 // receipt, an unfollow) or answer changes, as core/inbound.cpp decided it, written in one savepoint of the writer's
 // group (de-duplication, consent, suppressions, events, follow-ups cancelled or scheduled), and the open
-// questions a numbered SMS reply answers. SqlStore (store/sql_store.cpp) runs these.
+// questions a numbered SMS reply answers. SqlStore (store/sql_store.cpp, store/group_commit.cpp) runs these.
 #include "store/ops/inbound.hpp"
 
 #include <nlohmann/json.hpp>
@@ -62,10 +62,10 @@ void schedule_follow_up(sql::Connection& c, WriteContext& w, const InboundStore:
 }  // namespace
 
 bool apply_inbound_one(sql::Connection& c, WriteContext& w, const InboundWrites& writes, int64_t now_ms) {
-  if (!writes.seen_event_id.empty()) {
+  if (!writes.seen_report_id.empty()) {
     c.prepare("INSERT INTO inbound_seen(source, event_id, at) VALUES(?1, ?2, ?3) ON CONFLICT DO NOTHING")
         .bind(1, writes.seen_source)
-        .bind(2, writes.seen_event_id)
+        .bind(2, writes.seen_report_id)
         .bind(3, now_ms)
         .exec();
     if (c.changes() == 0) return false;

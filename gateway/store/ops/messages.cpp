@@ -1,7 +1,7 @@
 // The messages and their due queue as SQL, once for SQLite and PostgreSQL: what accept, cancel, a
 // dispatcher's verdict, a claim, a replay, the start's requeue and the retention purge write, and what the
-// API and the dispatcher read back. SqlStore (store/sql_store.cpp) runs the writes in its group commit and
-// the reads on its reader pool; a backend's own store may run them inside its own transactions too.
+// API and the dispatcher read back. SqlStore (store/sql_store.cpp, store/group_commit.cpp) runs the writes in its group
+// commit and the reads on its reader pool; a backend's own store may run them inside its own transactions too.
 #include "store/ops/messages.hpp"
 
 #include <algorithm>

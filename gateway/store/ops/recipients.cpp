@@ -1,7 +1,7 @@
 // Recipients as SQL, once for SQLite and PostgreSQL: profiles (PUT, the merge of each accepted message's
 // recipient object, erasure, lookup by contact point), the append-only consent history, and the cap slots
-// the policy counts. SqlStore (store/sql_store.cpp) runs the writes in its group commit and the reads on
-// its reader pool; accept (ops/messages.cpp) and inbound writes (ops/inbound.cpp) call in here too.
+// the policy counts. SqlStore (store/sql_store.cpp, store/group_commit.cpp) runs the writes in its group commit and the
+// reads on its reader pool; accept (ops/messages.cpp) and inbound writes (ops/inbound.cpp) call in here too.
 #include "store/ops/recipients.hpp"
 
 #include <algorithm>
@@ -55,8 +55,8 @@ std::optional<RecipientProfile> recipient(sql::Connection& c, const std::string&
 
 namespace {
 
-// Keeps table contact_points in step with the recipient's contacts: one row per contact point, so that an
-// inbound event (STOP, unfollow) finds every recipient of its contact point by index. A new recipient's
+// Keeps table contact_points in step with the recipient's contacts: one row per contact point, so that a
+// provider report (STOP, unfollow) finds every recipient of its contact point by index. A new recipient's
 // (merge_recipient) are inserted with no DELETE first: most recipients of a campaign to new sign-ups are.
 void insert_contact_point(sql::Connection& c, const std::string& contact, const std::string& id) {
   c.prepare("INSERT INTO contact_points(contact, recipient_id) VALUES(?1, ?2) ON CONFLICT DO NOTHING")

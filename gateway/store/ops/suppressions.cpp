@@ -1,8 +1,8 @@
 // Suppressions as SQL, once for SQLite and PostgreSQL: the contact points the policy must not write to,
 // put and lifted by the API and by provider reports (ops/inbound.cpp), read by the policy before each send.
-// SqlStore (store/sql_store.cpp) runs the writes in its group commit and the reads on its reader pool.
-// A suppression of an erased recipient's contact point is stored under suppression_key (ops/erasure.cpp), so
-// every lookup and lift here matches a contact point in clear or by its key.
+// SqlStore (store/sql_store.cpp, store/group_commit.cpp) runs the writes in its group commit and the reads on its
+// reader pool. A suppression of an erased recipient's contact point is stored under suppression_key (ops/erasure.cpp),
+// so every lookup and lift here matches a contact point in clear or by its key.
 #include "store/ops/suppressions.hpp"
 
 #include "store/ops/rows.hpp"

@@ -42,6 +42,9 @@ struct PgOptions {
 
 class PgConnection;
 
+// PgStatement and PgConnection declare the same overrides as SqliteStatement and SqliteConnection
+// (store/sqlite/sqlite_connection.hpp), on purpose: each engine implements the one interface of store/sql.hpp
+// that store/ops/ is written against, so the lists match and only the bodies differ.
 class PgStatement final : public sql::Statement {
  public:
   ~PgStatement() override;

@@ -13,6 +13,9 @@ namespace tayori::store::postgres {
 namespace {
 
 // Migrations, applied in order; migration N is kMigrations[N - 1]. Never edit one that has shipped: add one.
+// Each one after the first repeats an SQLite migration (sqlite/sqlite_schema.cpp) in PostgreSQL's words, on
+// purpose: the two engines' types, JSON functions and collations differ, the ops of store/ops/ need the same
+// tables on both, and a shipped migration is frozen, so no shared text could serve both and stay unedited.
 const char* const kMigrations[] = {
     // 1: the end state of SQLite's migrations 1–5 (gateway/store/sqlite/sqlite_schema.cpp, kMigrations), in the same
     // column order, plus claims held by a node until their lease ends, the nodes themselves, and who holds each webhook subscription.

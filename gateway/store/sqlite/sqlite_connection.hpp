@@ -20,6 +20,9 @@ namespace tayori::store::sqlite {
 // ("database or disk is full"), which is what last_write_error reports.
 sql::Error error(int code, const std::string& what);
 
+// SqliteStatement and SqliteConnection declare the same overrides as PgStatement and PgConnection
+// (store/postgres/pg_connection.hpp), on purpose: each engine implements the one interface of store/sql.hpp
+// that store/ops/ is written against, so the lists match and only the bodies differ.
 class SqliteStatement final : public sql::Statement {
  public:
   // Prepared SQLITE_PREPARE_PERSISTENT: the connection keeps it for its lifetime. Also usable on its own for

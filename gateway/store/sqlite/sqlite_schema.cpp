@@ -10,6 +10,9 @@ namespace tayori::store::sqlite {
 namespace {
 
 // Schema migrations, applied in order; PRAGMA user_version records how far a file has come.
+// PostgreSQL repeats each one from 6 on in its own words (postgres/pg_schema.cpp), on purpose: the two
+// engines' types, JSON functions and collations differ, the ops of store/ops/ need the same tables on both,
+// and a shipped migration is frozen, so no shared text could serve both and stay unedited.
 const char* const kMigrations[] = {
     R"sql(
     CREATE TABLE messages (

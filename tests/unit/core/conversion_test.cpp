@@ -75,7 +75,7 @@ TEST(ConversionDecision, TheEventNamesTheConversionAndHowItWasAttributed) {
   Conversion c{"order-77", "cust-1", "purchase", 1200.0, kNow, ""};
   auto w = decide_conversion(c, Touch{"m-1", "news", "", "email", "clicked", kNow - kHour}, kNow);
   EXPECT_EQ(w.seen_source, "conversion");
-  EXPECT_EQ(w.seen_event_id, "order-77");
+  EXPECT_EQ(w.seen_report_id, "order-77");
   ASSERT_EQ(w.events.size(), 1u);
   EXPECT_EQ(w.events[0].message_id, "m-1");
   EXPECT_EQ(w.events[0].recipient_id, "cust-1");

@@ -200,7 +200,7 @@ TEST(DecideInbound, StopOptsOutOfBothPurposesOnTheChannelWithItsSource) {
     EXPECT_EQ(c.source, "sms_keyword");
   }
   EXPECT_TRUE(d.writes->suppress.empty());
-  EXPECT_EQ(d.writes->seen_event_id, "SM1");
+  EXPECT_EQ(d.writes->seen_report_id, "SM1");
   ASSERT_EQ(d.writes->events.size(), 1u);
   EXPECT_EQ(d.writes->events[0].message_id, "");
   EXPECT_EQ(d.writes->events[0].recipient_id, "r1");

@@ -87,12 +87,12 @@ TEST_P(StoreStatsTest, AnInboundEventSeenBeforeCountsNothingAndValuesAddUp) {
   accept({counted_message("m1", kT0, kT0)}, kT0);
   InboundStore::InboundWrites conversion;
   conversion.seen_source = "conversion";
-  conversion.seen_event_id = "order-1";
+  conversion.seen_report_id = "order-1";
   conversion.events.push_back({"m1", "", {"converted", "{}"}});
   core::add_counts(conversion.counts, kSale, StatCounter::converted, kT0 + kHour, "", 1'500);
   EXPECT_EQ(apply_inbound(conversion, kT0 + kHour), 1);
   EXPECT_EQ(apply_inbound(conversion, kT0 + kHour), 0);
-  conversion.seen_event_id = "order-2";
+  conversion.seen_report_id = "order-2";
   conversion.counts.clear();
   core::add_counts(conversion.counts, kSale, StatCounter::converted, kT0 + kHour + 1, "", 2'250);
   EXPECT_EQ(apply_inbound(conversion, kT0 + kHour + 1), 1);
