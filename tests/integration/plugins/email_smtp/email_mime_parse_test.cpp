@@ -7,31 +7,17 @@
 #include <string>
 #include <vector>
 
+#include "email_mime_sample.hpp"
 #include "email_smtp/mime.hpp"
 #include "email_test_support.hpp"
 
 namespace tayori::email {
 namespace {
 
-constexpr int64_t kNow = 1'767'225'600'000;  // 2026-01-01T00:00:00Z, a Thursday
-
-Message sample() {
-  Message m;
-  m.from = {"たより通信", "news@example.com"};
-  m.reply_to = Mailbox{"", "support@example.com"};
-  m.to = "hanako@example.jp";
-  m.subject = "【重要】ご注文の商品を発送しました。お届け予定日は十二月二十四日です。ご確認ください";
-  m.text = "山田様\nご注文ありがとうございます。\n.\nA line that starts with a dot, and one that is rather long: " +
-           std::string(120, 'x') + "\n";
-  m.html = "<p>山田様</p>\r\n<p>ご注文ありがとうございます。</p>";
-  m.date_ms = kNow;
-  m.message_id = message_id("0f1e2d3c4b5a69788796a5b4c3d2e1f0", "example.com");
-  m.boundary_seed = "0f1e2d3c4b5a69788796a5b4c3d2e1f0";
-  return m;
-}
+constexpr int64_t kNow = test::kMimeSampleNow;  // 2026-01-01T00:00:00Z, a Thursday
 
 TEST(EmailMime, AJapaneseMessageReadsBackThroughARealMimeParser) {
-  Message m = sample();
+  Message m = test::mime_sample();
   m.list_unsubscribe = {"https://gw.example.com/u/abc.def", "mailto:unsubscribe@example.com?subject=unsubscribe"};
   m.one_click_unsubscribe = true;
   const std::string raw = build_message(m);
@@ -70,7 +56,7 @@ TEST(EmailMime, AJapaneseMessageReadsBackThroughARealMimeParser) {
 }
 
 TEST(EmailMime, SinglePartMessagesForTextOnlyOrHtmlOnly) {
-  Message m = sample();
+  Message m = test::mime_sample();
   m.html.reset();
   nlohmann::json text_only = test::parse_with_python(build_message(m));
   EXPECT_EQ(text_only["content_type"], "text/plain");
@@ -79,7 +65,7 @@ TEST(EmailMime, SinglePartMessagesForTextOnlyOrHtmlOnly) {
   EXPECT_EQ(text_only["list_unsubscribe"], nullptr);
   EXPECT_EQ(text_only["list_unsubscribe_post"], nullptr);
 
-  m = sample();
+  m = test::mime_sample();
   m.text = "";
   const std::string raw = build_message(m);
   nlohmann::json html_only = test::parse_with_python(raw);

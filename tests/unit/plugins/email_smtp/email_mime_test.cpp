@@ -9,14 +9,15 @@
 
 #include <tayori/text.hpp>
 
+#include "crypto/crypto.hpp"
+#include "email_mime_sample.hpp"
 #include "email_smtp/mime.hpp"
 #include "email_test_support.hpp"
-#include "crypto/crypto.hpp"
 
 namespace tayori::email {
 namespace {
 
-constexpr int64_t kNow = 1'767'225'600'000;  // 2026-01-01T00:00:00Z, a Thursday
+constexpr int64_t kNow = test::kMimeSampleNow;  // 2026-01-01T00:00:00Z, a Thursday
 
 // The text of every encoded-word in `header`, each decoded on its own (so a split character would show).
 std::vector<std::string> decoded_words(const std::string& header, std::vector<size_t>* lengths = nullptr) {
@@ -42,21 +43,6 @@ std::string unfold(std::string header) {
     out += header[i];
   }
   return out;
-}
-
-Message sample() {
-  Message m;
-  m.from = {"たより通信", "news@example.com"};
-  m.reply_to = Mailbox{"", "support@example.com"};
-  m.to = "hanako@example.jp";
-  m.subject = "【重要】ご注文の商品を発送しました。お届け予定日は十二月二十四日です。ご確認ください";
-  m.text = "山田様\nご注文ありがとうございます。\n.\nA line that starts with a dot, and one that is rather long: " +
-           std::string(120, 'x') + "\n";
-  m.html = "<p>山田様</p>\r\n<p>ご注文ありがとうございます。</p>";
-  m.date_ms = kNow;
-  m.message_id = message_id("0f1e2d3c4b5a69788796a5b4c3d2e1f0", "example.com");
-  m.boundary_seed = "0f1e2d3c4b5a69788796a5b4c3d2e1f0";
-  return m;
 }
 
 TEST(EmailMime, EncodedWordsStayWithin75AndHoldWholeCharacters) {
@@ -116,20 +102,20 @@ TEST(EmailMime, HeaderInjectionIsRefused) {
   refuses([] { unstructured_header("Subject", "Hello\nBcc: victim@example.com"); }, "subject");
   refuses([] { parse_mailbox("News\r\nBcc: x@example.com <news@example.com>", "from"); }, "from");
   refuses([] { mailbox_header("From", Mailbox{"Evil\rName", "news@example.com"}); }, "from");
-  Message m = sample();
+  Message m = test::mime_sample();
   m.to = "hanako@example.jp\r\nBcc: victim@example.com";
   refuses([&] { build_message(m); }, "to");
-  m = sample();
+  m = test::mime_sample();
   m.subject = "Hi\r\nBcc: victim@example.com";
   refuses([&] { build_message(m); }, "subject");
-  m = sample();
+  m = test::mime_sample();
   m.list_unsubscribe = {"https://gw.example.com/u/x>\r\nBcc: victim@example.com"};
   refuses([&] { build_message(m); }, "list_unsubscribe");
-  m = sample();
+  m = test::mime_sample();
   m.subject = std::string("bad \xE3\x81 utf-8");
   refuses([&] { build_message(m); }, "subject");
   // A URL too long for even RFC 5322's hard limit of 998 characters per line.
-  m = sample();
+  m = test::mime_sample();
   m.list_unsubscribe = {"https://gw.example.com/u/" + std::string(1000, 'a')};
   refuses([&] { build_message(m); }, "headers");
 }

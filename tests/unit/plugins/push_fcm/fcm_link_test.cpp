@@ -5,50 +5,20 @@
 #include <gtest/gtest.h>
 #include <tayori/testing.hpp>
 
-#include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
+
+#include "push_link_support.hpp"
 
 namespace {
 
-using tayori::testing::Delivery;
-using tayori::testing::FakeHost;
+using tayori::test::push_link::fake_signing;
+using tayori::test::push_link::Files;
+using tayori::test::push_link::plugin_path;
+using tayori::test::push_link::with_link;
 using tayori::testing::Plugin;
-using tayori::testing::Response;
-
-std::string plugin_path(const std::string& name) { return std::string(TAYORI_PLUGIN_DIR) + "/" + name + ".so"; }
-
-struct Files {
-  std::filesystem::path dir =
-      std::filesystem::temp_directory_path() / ("tayori-fcm-link-" + std::to_string(::getpid()));
-  Files() { std::filesystem::create_directories(dir); }
-  ~Files() { std::filesystem::remove_all(dir); }
-  std::string write(const std::string& name, const std::string& text) const {
-    std::ofstream((dir / name).string()) << text;
-    return (dir / name).string();
-  }
-};
-
-void fake_signing(FakeHost& h) {
-  h.sign_jwt = [](const std::string& alg, const std::string&, const std::string&, const std::string&) {
-    return std::optional<std::string>(alg + ".jwt");
-  };
-  h.exchange = [](const tayori::testing::Request&) {
-    return Response(200, {}, R"({"access_token":"ya29.t","expires_in":3600})");
-  };
-}
-
-Delivery with_link(const std::string& link) {
-  Delivery d;
-  d.contact = "0123456789abcdef0123456789abcdef";
-  d.content = {{"title", "セール"}, {"body", "今日まで"}};
-  if (!link.empty()) d.content.emplace_back("link", link);
-  d.content.emplace_back("open_ref", "OPEN.REF");
-  return d;
-}
 
 TEST(PushLink, FcmCarriesItAsData) {
-  Files files;
+  Files files("fcm-link");
   const std::string key = files.write(
       "sa.json", nlohmann::json{{"type", "service_account"},
                                 {"project_id", "demo"},
