@@ -11,10 +11,7 @@
 
 namespace {
 
-using tayori::test::push_link::fake_signing;
-using tayori::test::push_link::Files;
-using tayori::test::push_link::plugin_path;
-using tayori::test::push_link::with_link;
+using namespace tayori::test::push_link;  // NOLINT(google-build-using-namespace): the helpers of these tests only
 using tayori::testing::Plugin;
 
 TEST(PushLink, ApnsCarriesItBesideAps) {
