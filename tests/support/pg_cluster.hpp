@@ -73,6 +73,9 @@ inline std::string tail(const std::string& path, size_t lines = 30) {
 // Runs `args` (args[0] an absolute path) with stdin from /dev/null and stdout and stderr appended to
 // `output`, in `cwd`, as `as`; returns its exit status (128 + the signal when one ended it). Everything is
 // built before fork(): the child calls only what is safe between fork() and exec().
+// Its own fork and exec, not child_process.hpp's ChildProcess: initdb and pg_ctl refuse to run as root, so the
+// child changes user (setgroups, setgid, setuid) between fork and exec, and the watchdog below must outlive
+// the test in a session of its own, where a ChildProcess is a child the test owns and stops at its end.
 inline int run(const std::vector<std::string>& args, const std::string& output, const RunAs& as,
                const std::string& cwd) {
   std::vector<char*> argv;
