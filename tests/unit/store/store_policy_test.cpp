@@ -85,17 +85,8 @@ class StorePolicyTestBase : public test::StoreFixture {
     ASSERT_EQ(r.size(), 1u);
     EXPECT_EQ(r[0].status, AcceptStatus::accepted);
   }
-  void put_recipient(RecipientProfile p, int64_t now_ms) {
-    await([&](auto done) { store_->put_recipient(std::move(p), now_ms, std::move(done)); });
-  }
-  bool erase(const std::string& id, int64_t now_ms) {
-    return await<bool>([&](auto done) { store_->erase_recipient(id, now_ms, std::move(done)); });
-  }
   void consent(const std::string& recipient, ConsentRecord r) {
     await([&](auto done) { store_->append_consent(recipient, {std::move(r)}, std::move(done)); });
-  }
-  void suppress(Suppression s) {
-    await([&](auto done) { store_->add_suppression(std::move(s), std::move(done)); });
   }
   bool unsuppress(const std::string& contact) {
     return await<bool>([&](auto done) { store_->remove_suppression(contact, std::move(done)); });
