@@ -95,6 +95,7 @@ class StorePolicyTestBase : public test::StoreFixture {
     await([&](auto done) { store_->release_slot(recipient, message_id, std::move(done)); });
   }
   // Accepts `id` for `recipient`, claims it and moves it to the final state `to` at `now_ms`.
+  // Not store_test's finish(): here the message has a recipient, and a suppressed end carries its reason and event.
   void finished(const std::string& id, const std::string& recipient, State to, int64_t now_ms) {
     accept_one(message_for(id, recipient, "", now_ms), now_ms);
     auto claimed = store_->claim_due(now_ms, 1).value();
