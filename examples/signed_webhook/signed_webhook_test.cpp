@@ -1,5 +1,7 @@
 // signed_webhook without the gateway: tayori/testing.hpp loads the built plugin into a fake host whose clock
 // the test sets, so the request a delivery becomes, its signature and the outcome of each answer are exact.
+// Its tests follow the test `tayori new-plugin` writes, as slack_webhook's do, on purpose: an example stands
+// alone, in the shape a plugin author's own tests start from.
 //
 // The expected signatures were computed apart from this code, with Python's hmac module:
 //   base64.b64encode(hmac.new(key, f"{id}.{timestamp}.{body}".encode(), hashlib.sha256).digest())

@@ -39,6 +39,14 @@ const char* kBadConfig =
     "      path: out.jsonl\n"
     "      colour: blue\n";
 
+// kBadConfig with the server and api_keys problems mended, so that only the plugin's setting is wrong.
+std::string config_with_only_bad_settings() {
+  std::string yaml = kBadConfig;
+  yaml.replace(yaml.find("  threads: many\n"), 16, "");
+  yaml.replace(yaml.find("MISSING_TAYORI_KEY"), 18, "TAYORI_API_KEY");
+  return yaml;
+}
+
 TEST(Cli, CheckConfigReportsEveryProblemWithItsPlace) {
   TempDir dir;
   std::string path = dir.file("bad.yaml");
@@ -54,10 +62,7 @@ TEST(Cli, CheckConfigReportsEveryProblemWithItsPlace) {
 TEST(Cli, CheckConfigReportsPluginSettingProblems) {
   TempDir dir;
   std::string path = dir.file("bad-settings.yaml");
-  std::string yaml = kBadConfig;
-  yaml.replace(yaml.find("  threads: many\n"), 16, "");
-  yaml.replace(yaml.find("MISSING_TAYORI_KEY"), 18, "TAYORI_API_KEY");
-  write_file(path, yaml);
+  write_file(path, config_with_only_bad_settings());
   CliRun r = run("check-config " + path);
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.output.find(path + ":12:7: channels[0].settings.colour: unknown setting for plugin file_sink"),
@@ -78,9 +83,7 @@ TEST(Cli, ServeRefusesAnInvalidConfig) {
 TEST(Cli, PluginsListsLoadedPluginsWithTheirSettings) {
   TempDir dir;
   std::string path = dir.file("ok.yaml");
-  std::string yaml = kBadConfig;
-  yaml.replace(yaml.find("  threads: many\n"), 16, "");
-  yaml.replace(yaml.find("MISSING_TAYORI_KEY"), 18, "TAYORI_API_KEY");
+  std::string yaml = config_with_only_bad_settings();
   yaml.replace(yaml.find("      colour: blue\n"), 19, "");
   write_file(path, yaml);
   CliRun check = run("check-config " + path);

@@ -7,6 +7,9 @@
 # ChildProcess, an api::HttpServer, smtp_server.py, email_test_support.hpp's parse_with_python), by the socket
 # calls themselves, and by the calls that run a program (popen, fork, posix_spawn, the exec family, system).
 #
+# The same grep-and-name shape as check_no_sleeps.sh, kept a script of its own: each rule is its own CTest test,
+# so a failure says which rule broke.
+#
 # Usage: check_no_servers.sh <tests/unit folder>
 dir=${1:?usage: check_no_servers.sh <tests/unit folder>}
 servers='ScriptedProvider|SimProcess|ChildProcess|SmtpServer|HttpServer|smtp_server\.py|parse_with_python'

@@ -336,6 +336,16 @@ inline InboundRequest as_inbound(const api::HttpRequest& r, const std::string& b
   return in;
 }
 
+// The reports `channel` makes of `call`, a webhook a simulator sent the ScriptedProvider at `base_url`;
+// the inbound call itself must succeed.
+inline std::vector<ProviderReport> inbound_reports(Channel& channel, const api::HttpRequest& call,
+                                                   const std::string& base_url) {
+  std::vector<ProviderReport> events;
+  InboundAnswer answer;
+  EXPECT_TRUE(channel.inbound(as_inbound(call, base_url), events, answer)) << answer.status << " " << answer.body;
+  return events;
+}
+
 // The requests `provider` has received, once there are `n` (a simulator's webhook may arrive after its
 // control call answered); what there is after five seconds otherwise.
 inline std::vector<api::HttpRequest> await_requests(ScriptedProvider& provider, size_t n) {

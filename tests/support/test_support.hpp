@@ -208,6 +208,15 @@ class StoreFixture : public ::testing::Test {
   void apply(store::Transition t, int64_t now_ms) {
     await([&](auto done) { store_->apply(std::move(t), now_ms, std::move(done)); });
   }
+  void put_recipient(store::RecipientProfile p, int64_t now_ms) {
+    await([&](auto done) { store_->put_recipient(std::move(p), now_ms, std::move(done)); });
+  }
+  bool erase(const std::string& recipient_id, int64_t now_ms) {
+    return await<bool>([&](auto done) { store_->erase_recipient(recipient_id, now_ms, std::move(done)); });
+  }
+  void suppress(policy::Suppression s) {
+    await([&](auto done) { store_->add_suppression(std::move(s), std::move(done)); });
+  }
 
 #ifdef TAYORI_STORE_TESTS_ON_POSTGRES
   // The name of the test's own database, out of its URI.

@@ -85,17 +85,8 @@ class StorePolicyTestBase : public test::StoreFixture {
     ASSERT_EQ(r.size(), 1u);
     EXPECT_EQ(r[0].status, AcceptStatus::accepted);
   }
-  void put_recipient(RecipientProfile p, int64_t now_ms) {
-    await([&](auto done) { store_->put_recipient(std::move(p), now_ms, std::move(done)); });
-  }
-  bool erase(const std::string& id, int64_t now_ms) {
-    return await<bool>([&](auto done) { store_->erase_recipient(id, now_ms, std::move(done)); });
-  }
   void consent(const std::string& recipient, ConsentRecord r) {
     await([&](auto done) { store_->append_consent(recipient, {std::move(r)}, std::move(done)); });
-  }
-  void suppress(Suppression s) {
-    await([&](auto done) { store_->add_suppression(std::move(s), std::move(done)); });
   }
   bool unsuppress(const std::string& contact) {
     return await<bool>([&](auto done) { store_->remove_suppression(contact, std::move(done)); });
@@ -104,6 +95,7 @@ class StorePolicyTestBase : public test::StoreFixture {
     await([&](auto done) { store_->release_slot(recipient, message_id, std::move(done)); });
   }
   // Accepts `id` for `recipient`, claims it and moves it to the final state `to` at `now_ms`.
+  // Not store_test's finish(): here the message has a recipient, and a suppressed end carries its reason and event.
   void finished(const std::string& id, const std::string& recipient, State to, int64_t now_ms) {
     accept_one(message_for(id, recipient, "", now_ms), now_ms);
     auto claimed = store_->claim_due(now_ms, 1).value();

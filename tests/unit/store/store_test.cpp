@@ -80,15 +80,6 @@ class StoreTestBase : public test::StoreFixture {
     }
     return claimed.empty() ? MessageRecord{} : claimed[0];
   }
-  bool erase(const std::string& recipient_id, int64_t now_ms) {
-    return await<bool>([&](auto done) { store_->erase_recipient(recipient_id, now_ms, std::move(done)); });
-  }
-  void put_recipient(RecipientProfile p, int64_t now_ms) {
-    await([&](auto done) { store_->put_recipient(std::move(p), now_ms, std::move(done)); });
-  }
-  void suppress(policy::Suppression s) {
-    await([&](auto done) { store_->add_suppression(std::move(s), std::move(done)); });
-  }
   void put_question(const std::string& contact, const std::string& channel, InboundStore::Question q) {
     await([&](auto done) { store_->put_question(contact, channel, std::move(q), std::move(done)); });
   }

@@ -261,10 +261,7 @@ TEST_F(LineSim, TheSimulatorsSignedWebhooksVerify) {
   ASSERT_EQ(calls.size(), 1u);
   RegistryResult reg = two_way_registry(url_, kSecret, clock_, &transport_);
   ASSERT_TRUE(reg.registry);
-  std::vector<ProviderReport> events;
-  InboundAnswer answer;
-  ASSERT_TRUE(reg.registry->find("line")->inbound(testing::as_inbound(calls[0], gateway.url()), events, answer))
-      << answer.status << " " << answer.body;
+  std::vector<ProviderReport> events = testing::inbound_reports(*reg.registry->find("line"), calls[0], gateway.url());
   ASSERT_EQ(events.size(), 1u);
   EXPECT_EQ(events[0].kind, ReportKind::response);
   EXPECT_EQ(events[0].report_id, "01SIM");

@@ -66,6 +66,7 @@ DeliveryRequest push(const std::string& delivery_id = testing::kDeliveryId) {
 
 // Google as far as push_fcm meets it: the OAuth token endpoint verifies each assertion (with the host's
 // own verify_jwt) and issues "tok-N"; messages:send answers 401 to a refused token, otherwise as scripted.
+// Built like ApnsPlugin's fixture but not shared with it: the fake provider's checks are what each fixture is.
 class FcmPlugin : public ::testing::Test {
  protected:
   void SetUp() override {

@@ -306,10 +306,7 @@ TEST_F(TwilioSim, TheSimulatorsSignedWebhooksVerify) {
 
   RegistryResult reg = twilio_registry(yaml_for(url_, "      from: '+15005550006'\n", true), clock_, &transport_);
   ASSERT_TRUE(reg.registry);
-  std::vector<ProviderReport> events;
-  InboundAnswer answer;
-  ASSERT_TRUE(reg.registry->find("sms")->inbound(testing::as_inbound(calls[0], gateway.url()), events, answer))
-      << answer.status << " " << answer.body;
+  std::vector<ProviderReport> events = testing::inbound_reports(*reg.registry->find("sms"), calls[0], gateway.url());
   ASSERT_EQ(events.size(), 1u);
   EXPECT_EQ(testing::describe(events[0]), std::string("reply id=SM9 contact=") + kTo + " option=2 text=2");
   gateway.stop();
