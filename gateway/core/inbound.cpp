@@ -362,7 +362,7 @@ void InboundApplier::respond(const std::string& message_id, const std::string& o
   std::string on = channel.empty() ? record->channel : channel;
   InboundDecision d = decide_response(*original, option, on, via, rules_, clock_.now_ms());
   if (!d.writes) return done({Error{ErrorCode::not_found, d.ignored}, original});
-  this->record(std::move(*d.writes), "responded", std::move(original), done);
+  write_action(std::move(*d.writes), "responded", std::move(original), done);
 }
 
 void InboundApplier::react(const links::LinkClaims& claims, const std::function<void(Answer)>& done) {
@@ -379,7 +379,7 @@ void InboundApplier::react(const links::LinkClaims& claims, const std::function<
   const int64_t now = clock_.now_ms();
   InboundDecision d = click ? decide_click(*original, claims.channel, claims.option, claims.target, first, now)
                             : decide_open(*original, claims.channel, first, now);
-  this->record(std::move(*d.writes), std::move(type), std::move(original), done);
+  write_action(std::move(*d.writes), std::move(type), std::move(original), done);
 }
 
 void InboundApplier::unsubscribe(const std::string& message_id, const std::string& channel,
@@ -390,11 +390,11 @@ void InboundApplier::unsubscribe(const std::string& message_id, const std::strin
   if (!original)
     return done({Error{ErrorCode::gone, "the message \"" + message_id + "\" can no longer be answered"}, {}});
   InboundDecision d = decide_unsubscribe(*original, channel, clock_.now_ms());
-  this->record(std::move(*d.writes), "opted_out", std::move(original), done);
+  write_action(std::move(*d.writes), "opted_out", std::move(original), done);
 }
 
-void InboundApplier::record(store::Store::InboundWrites writes, std::string type, std::optional<Original> original,
-                            const std::function<void(Answer)>& done) {
+void InboundApplier::write_action(store::Store::InboundWrites writes, std::string type,
+                                  std::optional<Original> original, const std::function<void(Answer)>& done) {
   std::vector<store::Store::InboundWrites> batch;
   batch.push_back(std::move(writes));
   store_.apply_inbound(

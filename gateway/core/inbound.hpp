@@ -146,8 +146,8 @@ class InboundApplier {
   std::vector<config::ResponseRule> rules_;
 
   // Writes one person's action and answers `done` with `type` once it is committed, or the store's Error.
-  void record(store::Store::InboundWrites writes, std::string type, std::optional<Original> original,
-              const std::function<void(Answer)>& done);
+  void write_action(store::Store::InboundWrites writes, std::string type, std::optional<Original> original,
+                    const std::function<void(Answer)>& done);
 };
 
 }  // namespace tayori::core
