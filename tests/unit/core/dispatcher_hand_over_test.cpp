@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/thread_guard.hpp"
 #include "common/time.hpp"
 #include "config/config.hpp"
 #include "core/clearance.hpp"
@@ -210,6 +211,25 @@ TEST_F(DispatcherHandOver, HandedOverClaimsAreDeliveredOnceWithoutAClaimOfTheirO
   int lines = 0;
   for (std::string line; std::getline(sink, line);) ++lines;
   EXPECT_EQ(lines, 3);
+}
+
+// A claim whose write the engine refuses is a failed round of the claim loop, counted and logged like a read
+// that throws, not a claim that found nothing due: once the engine takes the write again, the loop claims and
+// delivers what waited. The refusal is the engine's own: a trigger on the claim's update.
+TEST_F(DispatcherHandOver, AClaimTheStoreRefusesIsAFailedRoundAndTheLoopGoesOn) {
+  run_sql_behind(
+      "CREATE TRIGGER no_claim BEFORE UPDATE ON messages WHEN NEW.state = 'dispatched' "
+      "BEGIN SELECT RAISE(ABORT, 'refused by no_claim'); END",
+      "");
+  const int64_t errors_before = thread_errors()["dispatcher"];
+  accept({message("waits", clock_.now_ms(), false)}, clock_.now_ms());
+  start(2, 8);
+  ASSERT_TRUE(changes_.until([&] { return thread_errors()["dispatcher"] > errors_before; }))
+      << "a refused claim was not counted as a failed round";
+  EXPECT_EQ(state_of("waits"), "scheduled");
+
+  run_sql_behind("DROP TRIGGER no_claim", "");
+  EXPECT_TRUE(changes_.until([&] { return state_of("waits") == "delivered"; })) << state_of("waits");
 }
 
 TEST_F(DispatcherHandOver, RoomNotTurnedIntoClaimsIsFreeAgain) {
