@@ -78,8 +78,6 @@ int64_t SqliteStatement::int64(int column) const { return sqlite3_column_int64(s
 
 bool SqliteStatement::is_null(int column) const { return sqlite3_column_type(stmt_, column) == SQLITE_NULL; }
 
-namespace {
-
 // SQLite's memory statistics (on by default) take one process-wide mutex around every allocation and
 // free, so the writer and every reader thread queue on it: with them off, perf showed a tenth of the
 // writer's samples and most of the readers' futex waits gone (https://sqlite.org/c3ref/c_config_covering_index_scan.html,
@@ -91,12 +89,10 @@ void configure_sqlite_once() {
   (void)configured;
 }
 
-}  // namespace
-
-SqliteConnection::SqliteConnection(const std::string& path, bool readonly) {
+SqliteConnection::SqliteConnection(const std::string& path, bool readonly, const char* vfs) {
   configure_sqlite_once();
   int flags = (readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) | SQLITE_OPEN_NOMUTEX;
-  if (int rc = sqlite3_open_v2(path.c_str(), &db_, flags, nullptr); rc != SQLITE_OK) {
+  if (int rc = sqlite3_open_v2(path.c_str(), &db_, flags, vfs); rc != SQLITE_OK) {
     std::string why = db_ ? sqlite3_errmsg(db_) : "out of memory";
     sqlite3_close(db_);
     // The store's error like any other (a reader opened when the process is out of file descriptors fails

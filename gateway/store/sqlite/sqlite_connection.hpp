@@ -50,10 +50,15 @@ class SqliteStatement final : public sql::Statement {
   sqlite3_stmt* stmt_ = nullptr;
 };
 
+// SQLite's process-wide configuration (sqlite_connection.cpp says what and why), applied once, before anything
+// initialises SQLite: opening a connection or looking up a VFS does.
+void configure_sqlite_once();
+
 class SqliteConnection final : public sql::Connection {
  public:
-  // Throws std::runtime_error naming the file when it cannot open it.
-  SqliteConnection(const std::string& path, bool readonly);
+  // Throws std::runtime_error naming the file when it cannot open it. `vfs`: the SQLite VFS to open it with
+  // (nullptr: the default one).
+  SqliteConnection(const std::string& path, bool readonly, const char* vfs = nullptr);
   ~SqliteConnection() override;
   SqliteConnection(const SqliteConnection&) = delete;
   SqliteConnection& operator=(const SqliteConnection&) = delete;

@@ -20,6 +20,7 @@
 #include "store/sql_store.hpp"
 #include "store/sqlite/sqlite_connection.hpp"
 #include "store/sqlite/sqlite_schema.hpp"
+#include "store/sqlite/wal_batching_vfs.hpp"
 
 namespace tayori::store {
 
@@ -45,7 +46,10 @@ class SqliteBackend final : public SqlBackend {
   }
 
   std::unique_ptr<sql::Connection> open_writer() override {
-    auto c = std::make_unique<SqliteConnection>(options_.path, false);
+    // A commit's WAL frames go to the file in a few large writes (wal_batching_vfs.cpp), which is safe only when
+    // every commit syncs the WAL before SQLite publishes its frames: with FULL.
+    auto c = std::make_unique<SqliteConnection>(options_.path, false,
+                                                options_.synchronous_full ? sqlite::wal_batching_vfs() : nullptr);
     c->exec("PRAGMA journal_mode=WAL");
     // FULL: in WAL mode the WAL is synced at every commit, so a commit that returned survives power loss.
     c->exec(options_.synchronous_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
