@@ -26,6 +26,7 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -283,6 +284,76 @@ TEST(HttpTransport, KeptConnectionsSurviveBetweenBursts) {
   EXPECT_EQ(transport.connections_opened(), srv.handler.remotes.size());
   EXPECT_EQ(transport.connections_opened(pool), srv.handler.remotes.size());
   EXPECT_EQ(transport.connections_opened("https://elsewhere:443"), 0u);
+}
+
+// The CPU time (clock ticks) this process's transport threads have used so far.
+int64_t transport_threads_cpu_ticks() {
+  int64_t ticks = 0;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream comm(task.path() / "comm");
+    std::string name;
+    std::getline(comm, name);
+    if (name.rfind("tayori-transp", 0) != 0) continue;
+    std::ifstream stat(task.path() / "stat");
+    std::string all((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+    std::istringstream fields(all.substr(all.rfind(')') + 2));  // after "pid (comm) "
+    std::string field;
+    for (int i = 3; i <= 15 && fields >> field; ++i)
+      if (i == 14 || i == 15) ticks += std::stoll(field);  // utime, stime
+  }
+  return ticks;
+}
+
+// A keep-alive server that closes each connection after its one answer, once the test says so: the client's
+// kept connection dies while it idles in the transport's cache.
+struct ClosingServer {
+  int fd = bind_loopback();
+  uint16_t port = (::listen(fd, 16), bound_port(fd));
+  ~ClosingServer() { ::close(fd); }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port) + "/x"; }
+  // Accepts a connection, answers one GET with a keep-alive 200, and returns the connection, still open.
+  int answer_one() const {
+    int c = ::accept(fd, nullptr, nullptr);
+    std::string request;
+    char buf[4096];
+    while (request.find("\r\n\r\n") == std::string::npos) {
+      ssize_t n = ::read(c, buf, sizeof buf);
+      if (n <= 0) break;
+      request.append(buf, static_cast<size_t>(n));
+    }
+    static constexpr char kAnswer[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    EXPECT_EQ(::write(c, kAnswer, sizeof kAnswer - 1), static_cast<ssize_t>(sizeof kAnswer - 1));
+    return c;
+  }
+};
+
+// The transport leaves an idle kept connection in its epoll set (outbound_transport.cpp, on_socket): when the
+// server closes it there, the loop takes it out instead of waking for it again and again, and the next request
+// goes out on a new connection.
+TEST(HttpTransport, AKeptConnectionTheServerClosesWhileIdleIsDroppedAndTheNextRequestGoesOnANewOne) {
+  ClosingServer srv;
+  OutboundTransport transport;
+  Completions first(1);
+  transport.submit({"GET", srv.url(), {}, "", 5000, "", HttpVersion::Http1_1}, first.slot(0));
+  int connection = srv.answer_one();
+  ASSERT_TRUE(first.wait_all());
+  ASSERT_EQ(first.response(0).status, 200) << first.response(0).error_text;
+  EXPECT_EQ(first.response(0).new_connections, 1);
+
+  ::close(connection);  // the server ends the idle connection: its FIN reaches the transport's epoll set
+  std::this_thread::sleep_for(100ms);
+  const int64_t before = transport_threads_cpu_ticks();
+  std::this_thread::sleep_for(600ms);
+  // A loop woken for that socket over and over would spend the whole 600 ms (60 ticks at 100 Hz) on a core.
+  EXPECT_LT(transport_threads_cpu_ticks() - before, 15) << "the transport spun on the closed connection";
+
+  Completions second(1);
+  transport.submit({"GET", srv.url(), {}, "", 5000, "", HttpVersion::Http1_1}, second.slot(0));
+  int next = srv.answer_one();
+  ASSERT_TRUE(second.wait_all());
+  EXPECT_EQ(second.response(0).status, 200) << second.response(0).error_text;
+  EXPECT_EQ(second.response(0).new_connections, 1);
+  ::close(next);
 }
 
 TEST(HttpTransport, TimeoutGivesOperationTimedOut) {
