@@ -136,8 +136,10 @@ struct OutboundTransport::Impl {
     ev.data.fd = s;
     // The fallbacks cover a socket libcurl closed without a REMOVE, whose number came back.
     if (::epoll_ctl(self->epoll_fd, w.in_epoll != 0 ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, s, &ev) != 0) {
-      if (errno == ENOENT) ::epoll_ctl(self->epoll_fd, EPOLL_CTL_ADD, s, &ev);
-      else if (errno == EEXIST) ::epoll_ctl(self->epoll_fd, EPOLL_CTL_MOD, s, &ev);
+      if (errno == ENOENT)
+        ::epoll_ctl(self->epoll_fd, EPOLL_CTL_ADD, s, &ev);
+      else if (errno == EEXIST)
+        ::epoll_ctl(self->epoll_fd, EPOLL_CTL_MOD, s, &ev);
     }
     w.in_epoll = events;
     return 0;

@@ -130,9 +130,7 @@ int wal_file_control(sqlite3_file* f, int op, void* arg) {
 }
 
 int wal_sector_size(sqlite3_file* f) { return below_methods(wal(f)).xSectorSize(wal(f)->below); }
-int wal_device_characteristics(sqlite3_file* f) {
-  return below_methods(wal(f)).xDeviceCharacteristics(wal(f)->below);
-}
+int wal_device_characteristics(sqlite3_file* f) { return below_methods(wal(f)).xDeviceCharacteristics(wal(f)->below); }
 
 // Version 1: a WAL file is never memory-mapped and holds no shared memory (that is the database file's, which
 // this VFS leaves to the one below).
@@ -195,9 +193,7 @@ int vfs_randomness(sqlite3_vfs* v, int size, char* out) { return below(v)->xRand
 int vfs_sleep(sqlite3_vfs* v, int us) { return below(v)->xSleep(below(v), us); }
 int vfs_current_time(sqlite3_vfs* v, double* out) { return below(v)->xCurrentTime(below(v), out); }
 int vfs_get_last_error(sqlite3_vfs* v, int size, char* out) { return below(v)->xGetLastError(below(v), size, out); }
-int vfs_current_time_int64(sqlite3_vfs* v, sqlite3_int64* out) {
-  return below(v)->xCurrentTimeInt64(below(v), out);
-}
+int vfs_current_time_int64(sqlite3_vfs* v, sqlite3_int64* out) { return below(v)->xCurrentTimeInt64(below(v), out); }
 
 }  // namespace
 
