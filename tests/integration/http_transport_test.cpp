@@ -305,12 +305,9 @@ int64_t transport_threads_cpu_ticks() {
 }
 
 // A keep-alive server that closes each connection after its one answer, once the test says so: the client's
-// kept connection dies while it idles in the transport's cache.
-struct ClosingServer {
-  int fd = bind_loopback();
-  uint16_t port = (::listen(fd, 16), bound_port(fd));
-  ~ClosingServer() { ::close(fd); }
-  std::string url() const { return "http://127.0.0.1:" + std::to_string(port) + "/x"; }
+// kept connection dies while it idles in the transport's cache. A listener like SilentListener's that answers
+// when the test asks it to.
+struct ClosingServer : SilentListener {
   // Accepts a connection, answers one GET with a keep-alive 200, and returns the connection, still open.
   int answer_one() const {
     int c = ::accept(fd, nullptr, nullptr);
