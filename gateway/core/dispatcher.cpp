@@ -365,7 +365,10 @@ void Dispatcher::run() {
       continue;
     }
     if (!lock.owns_lock()) lock.lock();
-    wake_.wait_for(lock, std::chrono::milliseconds(failure_pause_ms(++failures)), [&] { return stopping_; });
+    // A failed round ends too, in a pause that grows with the failures in a row.
+    const int64_t pause_ms = failure_pause_ms(++failures);
+    if (observer_->round_ended) observer_->round_ended(pause_ms);
+    wake_.wait_for(lock, std::chrono::milliseconds(pause_ms), [&] { return stopping_; });
   }
 }
 

@@ -101,7 +101,7 @@ class Dispatcher {
   // of their own). Set before start(); each runs on whichever thread made the change, possibly under the
   // dispatcher's lock: it must be quick, not throw, and not call back into the dispatcher.
   struct Observer {
-    // A round of the claim loop ended; it now sleeps `sleep_ms` (0: it goes on at once) unless woken.
+    // A round of the claim loop ended, or failed; it now sleeps `sleep_ms` (0: it goes on at once) unless woken.
     std::function<void(int64_t sleep_ms)> round_ended;
     // Room was reserved, handed over or freed, the dispatcher began to stop, or the store answered a
     // transition this dispatcher recorded (that answer may come after the dispatcher is gone).
