@@ -195,6 +195,11 @@ HttpResponse error_problem(const Error& error) {
   return problem(status, words, error.message, {{error.field, error.message}});
 }
 
+HttpResponse error_problem(const Error& error, std::string_view what) {
+  if (error.code == ErrorCode::unavailable) return store_unavailable(what, error.message);
+  return error_problem(error);
+}
+
 std::optional<HttpResponse> read_query(
     std::string_view query, std::string_view known,
     const std::function<bool(const std::string& name, const std::string& value, QueryErrors& errors)>& read) {

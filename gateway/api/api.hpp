@@ -144,6 +144,8 @@ int status_of(ErrorCode code);
 // The data path's Error as problem details: status_of its code, its message as the detail, and its field,
 // when it names one, as the one pointer.
 HttpResponse error_problem(const Error& error);
+// The same for the answer to a write: `unavailable` is store_unavailable(what, its message), with Retry-After.
+HttpResponse error_problem(const Error& error, std::string_view what);
 
 // 503 for a write the store refused (its completion said !ok: disk or store.max_size full, I/O error):
 // "the store could not record <what> (<why>, e.g. database or disk is full); retry", with Retry-After: 1. Nothing of the request was stored, so

@@ -253,8 +253,7 @@ void Api::app_inbound(const HttpRequest& request, const Responder& respond) {
     return inbound_->react(claims, [respond, message_id](const core::InboundApplier::Answer& a) {
       if (a.recorded)
         return respond(json_response(200, {{"message_id", message_id}, {"event", "opened"}, {"recorded", true}}));
-      if (a.recorded.error().code == ErrorCode::unavailable) return respond(store_unavailable("the open"));
-      respond(error_problem(a.recorded.error()));
+      respond(error_problem(a.recorded.error(), "the open"));
     });
   }
   const std::string option = claims.option;
@@ -262,8 +261,7 @@ void Api::app_inbound(const HttpRequest& request, const Responder& respond) {
       message_id, option, claims.channel, "app", [respond, message_id, option](const core::InboundApplier::Answer& a) {
         if (a.recorded)
           return respond(json_response(200, {{"message_id", message_id}, {"option", option}, {"recorded", true}}));
-        if (a.recorded.error().code == ErrorCode::unavailable) return respond(store_unavailable("the response"));
-        respond(error_problem(a.recorded.error()));
+        respond(error_problem(a.recorded.error(), "the response"));
       });
 }
 
