@@ -194,8 +194,7 @@ TEST_F(DispatcherHandOver, HandedOverClaimsAreDeliveredOnceWithoutAClaimOfTheirO
   for (const char* id : {"h-1", "h-2", "h-3"}) {
     ASSERT_TRUE(changes_.until([&] { return state_of(id) == "delivered"; })) << id << ": " << state_of(id);
     EXPECT_EQ(store_->find(id)->attempts, 1) << id;
-    EXPECT_EQ(test::event_types(store_->events(id)),
-              (std::vector<std::string>{"accepted", "dispatched", "delivered"}))
+    EXPECT_EQ(test::event_types(store_->events(id)), (std::vector<std::string>{"accepted", "dispatched", "delivered"}))
         << id;
   }
   EXPECT_TRUE(changes_.until([&] { return d.in_flight() == 0; }));
@@ -302,8 +301,7 @@ TEST_F(DispatcherHandOver, ClaimsHandedOverAfterStopGoBackToScheduledWithTheirAt
   ASSERT_TRUE(changes_.until([&] { return state_of("late-1") == "scheduled"; })) << state_of("late-1");
   auto r = store_->find("late-1");
   EXPECT_EQ(r->attempts, 0);
-  EXPECT_EQ(test::event_types(store_->events("late-1")),
-            (std::vector<std::string>{"accepted", "requeued"}));
+  EXPECT_EQ(test::event_types(store_->events("late-1")), (std::vector<std::string>{"accepted", "requeued"}));
   EXPECT_EQ(d.in_flight(), 0);
 }
 
