@@ -135,7 +135,9 @@ TEST(WalBatchingVfs, ATransactionThatSpilledIntoTheWalRollsBackAndTheNextCommits
   // A cache of 20 pages makes SQLite write dirty pages to the WAL before the commit, and read them back.
   writer->exec("PRAGMA cache_size=20");
   exec(*writer, "BEGIN IMMEDIATE");
+  const int64_t asked_before = wal_batching_counts().asked;
   insert_rows(*writer, 100, 3000);
+  ASSERT_GT(wal_batching_counts().asked, asked_before) << "nothing spilled: the test would prove nothing";
   EXPECT_EQ(std::stoll(query_column(path, "SELECT count(*) FROM t").at(0)), 10);  // not committed: not seen
   exec(*writer, "ROLLBACK");
   exec(*writer, "BEGIN IMMEDIATE");
