@@ -36,6 +36,10 @@ namespace {
 
 // The most a connection's read buffer grows to ahead of a body (Session::read_body).
 constexpr std::uint64_t kReadAhead = 64 * 1024;
+// What a connection's read buffer holds from the start. Beast reads at most what the buffer has free (and at
+// least 512 bytes): at 512, a single message's request (about 600 bytes with its headers) took two recvmsg
+// calls, each a trip through the event loop. 4 KiB takes a request line, its headers and a small body in one.
+constexpr std::size_t kFirstRead = 4 * 1024;
 
 int64_t steady_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
@@ -92,8 +96,9 @@ std::optional<Refusal> refusal(beast::error_code ec, const ServerLimits& limits)
   return std::nullopt;
 }
 
-// The parsed request as handlers see it (http.hpp): header names lower-cased, the target split at '?'.
-HttpRequest to_request(http::request<http::string_body>&& req) {
+// The parsed request's head as handlers see it (http.hpp): header names lower-cased, the target split at
+// '?'. Read from the parser's own header, so the fields are copied once, into the strings handlers keep.
+HttpRequest to_request(const http::request_header<>& req) {
   HttpRequest r;
   r.method = std::string(req.method_string());
   r.target = std::string(req.target());
@@ -101,7 +106,6 @@ HttpRequest to_request(http::request<http::string_body>&& req) {
   r.path = r.target.substr(0, q);
   if (q != std::string::npos) r.query = r.target.substr(q + 1);
   for (const auto& f : req) r.headers.emplace_back(text::ascii_lower(f.name_string()), std::string(f.value()));
-  r.body = std::move(req.body());
   return r;
 }
 
@@ -129,7 +133,10 @@ ParsedRequest parse_request(std::string_view bytes, const ServerLimits& limits) 
     }
     return refused;
   }
-  return ParsedRequest{to_request(parser.release()), 0, {}};
+  http::request<http::string_body> req = parser.release();
+  HttpRequest head = to_request(req);
+  head.body = std::move(req.body());
+  return ParsedRequest{std::move(head), 0, {}};
 }
 
 struct HttpServer::Impl {
@@ -164,6 +171,7 @@ class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(tcp::socket socket, HttpServer::Impl& server) : stream_(std::move(socket)), server_(server) {
     ++server_.active;
+    buffer_.reserve(kFirstRead);
     beast::error_code ec;
     auto ep = stream_.socket().remote_endpoint(ec);
     if (!ec) remote_ = ep.address().to_string() + ":" + std::to_string(ep.port());
@@ -191,7 +199,7 @@ class Session : public std::enable_shared_from_this<Session> {
     keep_alive_ = req.keep_alive();
     version_ = req.version();
     // The head as handlers see it (the body is still empty here; on_body adds it).
-    head_ = to_request(http::request<http::string_body>(req));
+    head_ = to_request(req);
     head_.remote = remote_;
     head_.received_at_ns = received_at_ns_;
     // Before the body (and before a 100 Continue): a request the handler refuses on its head alone, such as
