@@ -230,6 +230,18 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void read_body() {
+    // A small request's body usually came in the same read as its head. Beast's async_read would parse it
+    // from the buffer without I/O and still complete through the event loop (a handler posted, then run by
+    // a thread through the session's strand); parsed here, it goes on to on_body at once.
+    if (auto announced = parser_->content_length(); announced && buffer_.size() >= *announced) {
+      beast::error_code ec;
+      while (!parser_->is_done()) {
+        std::size_t used = parser_->put(buffer_.data(), ec);
+        buffer_.consume(used);
+        if (ec || used == 0) break;
+      }
+      if (ec || parser_->is_done()) return on_body(ec, 0);
+    }
     // Beast reads into what the buffer has free (at least 512 bytes) and the parser drains each read into the
     // body, so a buffer that started small stays small: a 40 KB batch took 80 recvmsg calls. Room for the
     // announced body (up to 64 KiB, kept for the connection's next requests) makes it one or two.

@@ -1,14 +1,20 @@
 // The HTTP server's own guard at the top of its I/O threads: a handler that throws costs its request a 500
-// problem+json, never the process, and a handler that throws after answering is not answered twice.
+// problem+json, never the process, and a handler that throws after answering is not answered twice. And how a
+// connection reads its requests: a body that came with its head, one that comes later, several requests in one
+// write, over raw sockets.
 #include <curl/curl.h>
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "api/http_server.hpp"
+#include "raw_connection.hpp"
 
 namespace tayori::api {
 namespace {
@@ -88,6 +94,77 @@ TEST(HttpServerGuard, ARequestWhoseResponderIsDroppedUnansweredGetsA500) {
   EXPECT_NE(a.body.find(R"("status":500)"), std::string::npos) << a.body;
   EXPECT_EQ(handler.server_errors, 1);
   EXPECT_EQ(get(port, "/fine").status, 200);
+  server.stop();
+}
+
+// Answers each request with its method, path and body, as "METHOD PATH=BODY" (bytes left of one request in
+// front of the next would show in the method: any token is one).
+class EchoHandler : public Handler {
+ public:
+  void handle(HttpRequest request, Responder respond) override {
+    respond({200, "text/plain", {}, request.method + " " + request.path + "=" + request.body});
+  }
+};
+
+std::string post(const std::string& path, const std::string& body) {
+  return "POST " + path + " HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: " +
+         std::to_string(body.size()) + "\r\n\r\n" + body;
+}
+
+// The bodies of the responses in `bytes`, in order (each response's head ends in a Content-Length).
+std::vector<std::string> response_bodies(const std::string& bytes) {
+  std::vector<std::string> bodies;
+  size_t at = 0;
+  for (;;) {
+    size_t end = bytes.find("\r\n\r\n", at);
+    if (end == std::string::npos) return bodies;
+    size_t length_at = bytes.find("Content-Length: ", at);
+    if (length_at == std::string::npos || length_at > end) return bodies;
+    size_t length = std::stoul(bytes.substr(length_at + 16));
+    if (bytes.size() < end + 4 + length) return bodies;
+    bodies.push_back(bytes.substr(end + 4, length));
+    at = end + 4 + length;
+  }
+}
+
+// A small body usually arrives in the same read as its head and is parsed from the connection's buffer at once
+// (Session::read_body); the rest of the buffer is the next request's. Three requests in one write, the last
+// one's body cut short, then its rest: each is answered with its own body, in order, on the one connection.
+TEST(HttpServerReading, RequestsInOneWriteAndABodyThatComesLaterAreEachAnsweredWithTheirOwnBody) {
+  EchoHandler handler;
+  HttpServer server(handler, ServerLimits{}, 2);
+  uint16_t port = server.start("127.0.0.1", 0);
+  auto c = std::make_unique<testing::RawConnection>(port);
+  ASSERT_TRUE(c->connected());
+  const std::string late_body(3000, 'z');
+  std::string third = post("/third", late_body);
+  ASSERT_TRUE(c->send(post("/first", "one") + post("/second", "") + third.substr(0, third.size() - 1000)));
+  // The third request's head and part of its body wait in the server's buffer for the rest.
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ASSERT_TRUE(c->send(third.substr(third.size() - 1000) + post("/fourth", "four")));
+  std::string received;
+  for (int i = 0; i < 50 && response_bodies(received).size() < 4; ++i)
+    received += c->read_until_closed(std::chrono::milliseconds(100)).text;
+  EXPECT_THAT(response_bodies(received),
+              ::testing::ElementsAre("POST /first=one", "POST /second=", "POST /third=" + late_body, "POST /fourth=four"));
+  c.reset();  // closed first: stop() would wait out the open connection's drain
+  server.stop();
+}
+
+// A body over the limit that arrives with its head is refused as one read in pieces is: 413, then closed.
+TEST(HttpServerReading, ABodyOverTheLimitThatArrivesWithItsHeadIsRefusedWith413) {
+  EchoHandler handler;
+  ServerLimits limits;
+  limits.max_body_bytes = 10;
+  HttpServer server(handler, limits, 2);
+  uint16_t port = server.start("127.0.0.1", 0);
+  testing::RawConnection c(port);
+  ASSERT_TRUE(c.connected());
+  ASSERT_TRUE(c.send(post("/big", std::string(20, 'x')) + post("/after", "never")));
+  auto read = c.read_until_closed(std::chrono::seconds(5));
+  EXPECT_TRUE(read.closed);
+  EXPECT_EQ(read.text.rfind("HTTP/1.1 413", 0), 0u) << read.text;
+  EXPECT_EQ(read.text.find("/after="), std::string::npos) << read.text;
   server.stop();
 }
 
