@@ -157,7 +157,8 @@ HttpResponse store_unavailable(std::string_view what, std::string_view why = "")
 HttpResponse store_unreadable(std::string_view why);
 
 // Runs `answer`, a store write's completion that reads the store before it answers. A completion runs on the
-// writer thread, outside Api::handle's catch: a read that fails there is answered as handle() answers it.
+// store's completer thread, outside Api::handle's catch: a read that fails there is answered as handle() answers
+// it.
 void answer_reading(const Responder& respond, const std::function<void()>& answer);
 
 }  // namespace tayori::api

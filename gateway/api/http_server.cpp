@@ -281,7 +281,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   // A request's answer, shared by every copy of its Responder. A handler that failed after answering is not
   // answered twice. When the last copy goes without having answered (a store completion that threw on the
-  // writer thread, which caught it; a handler that dropped it), the client would wait for ever, since the
+  // store's completer thread, which caught it; a handler that dropped it), the client would wait for ever, since the
   // stream has no deadline while a handler works: it gets a 500 instead. A handler that means to close the
   // connection without an answer answers status 0 (write).
   struct PendingAnswer {

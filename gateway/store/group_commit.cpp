@@ -16,6 +16,10 @@ SqlStore::SqlStore(std::unique_ptr<SqlBackend> backend, const SqlStoreOptions& o
   // The only count of rows: once, at open; the writer keeps the counts from here (WriteContext::moved).
   StateCounts counts = backend_->initial_counts(*writer_conn_);
   for (size_t st = 0; st < counts.size(); ++st) state_counts_[st].store(counts[st], std::memory_order_relaxed);
+  completer_ = std::thread([this] {
+    name_this_thread("tayori-complete");
+    complete_loop();
+  });
   writer_ = std::thread([this] {
     name_this_thread("tayori-writer");
     write_loop();
@@ -31,6 +35,14 @@ void SqlStore::stop_writer() {
   }
   wake_.notify_all();
   if (writer_.joinable()) writer_.join();
+  // After the writer: the completions of its last groups still run, and every caller has its answer when
+  // this returns, as when the writer ran them itself.
+  {
+    std::lock_guard lock(completions_mutex_);
+    completer_stopping_ = true;
+  }
+  completions_ready_.notify_all();
+  if (completer_.joinable()) completer_.join();
 }
 
 // ---- The reader pool ----
@@ -125,22 +137,43 @@ void SqlStore::write_loop() {
 // If one fails, that transaction is rolled back and the group runs again with each operation in its own
 // savepoint, so one bad operation does not sink the others. Operations may therefore run twice: each one
 // sets its results afresh rather than adding to them. Then one COMMIT, and every completion is told the
-// commit's verdict.
+// commit's verdict, on the completer thread.
 void SqlStore::write_group(std::vector<Operation>& group) {
   std::vector<Result<void>> verdicts(group.size());
   if (run_group(group, /*savepoints=*/false, verdicts) == GroupRun::op_failed)
     run_group(group, /*savepoints=*/true, verdicts);
   // A caller that does not wait for the outcome passes no completion.
+  std::vector<Completion> done;
   for (size_t i = 0; i < group.size(); ++i)
-    if (group[i].complete) {
-      // A completion belongs to the caller; one that throws must not take the writer, and every other
+    if (group[i].complete) done.push_back({std::move(group[i].complete), std::move(verdicts[i])});
+  if (done.empty()) return;
+  {
+    std::lock_guard lock(completions_mutex_);
+    completions_.push_back(std::move(done));
+  }
+  completions_ready_.notify_one();
+}
+
+void SqlStore::complete_loop() {
+  for (;;) {
+    std::vector<Completion> group;
+    {
+      std::unique_lock lock(completions_mutex_);
+      completions_ready_.wait(lock, [&] { return completer_stopping_ || !completions_.empty(); });
+      if (completions_.empty()) return;  // stopping, and every completion has run
+      group = std::move(completions_.front());
+      completions_.pop_front();
+    }
+    for (Completion& c : group) {
+      // A completion belongs to the caller; one that throws must not take this thread, and every other
       // caller's answer, with it.
       try {
-        group[i].complete(std::move(verdicts[i]));
+        c.complete(std::move(c.verdict));
       } catch (const std::exception& e) {
         log::error("store", std::string("a write's completion failed: ") + e.what());
       }
     }
+  }
 }
 
 SqlStore::GroupRun SqlStore::run_group(std::vector<Operation>& group, bool savepoints,

@@ -163,7 +163,8 @@ class MessageStore {
   virtual ~MessageStore() = default;
 
   // Group-committed. `done` gets the results once the transaction is durable, or the Error that failed it
-  // (nothing of `batch` is stored then). It runs on the writer thread: hand work elsewhere, do not block.
+  // (nothing of `batch` is stored then). It runs on the store's completer thread, after the completions of
+  // every earlier commit: hand long work elsewhere, do not block.
   virtual void accept(std::vector<NewMessage> batch, int64_t now_ms,
                       std::function<void(Result<std::vector<AcceptResult>>)> done) = 0;
 

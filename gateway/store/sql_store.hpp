@@ -154,8 +154,9 @@ class SqlStore : public Store {
   // and the others of the group go on.
   using WriteOp = std::function<void(sql::Connection&, WriteContext&)>;
 
-  // Queues `apply` for the next group; `complete` runs on the writer thread once the group is durable, or
-  // with the Error that failed the operation or the group. `complete` may be empty.
+  // Queues `apply` for the next group; `complete` runs once the group is durable, or with the Error that
+  // failed the operation or the group, on the completer thread: completions run one at a time, in the order
+  // of their commits. `complete` may be empty.
   void submit(WriteOp apply, std::function<void(Result<void>)> complete);
   // submit, then blocks until the group's verdict.
   Result<void> submit_and_wait(WriteOp apply);
@@ -244,6 +245,19 @@ class SqlStore : public Store {
   std::deque<Operation> queue_;
   bool stopping_ = false;
   std::thread writer_;
+  // The completions of committed groups, a group's at a time, for the completer thread (complete_loop).
+  // Building a caller's answer (a 202's body, the dispatcher's bookkeeping of a verdict) is not the writer's
+  // work, and every caller behind the writer waits for it: in intake-single it was a sixth of the writer's time.
+  struct Completion {
+    std::function<void(Result<void>)> complete;
+    Result<void> verdict;
+  };
+  void complete_loop();
+  std::mutex completions_mutex_;
+  std::condition_variable completions_ready_;
+  std::deque<std::vector<Completion>> completions_;
+  bool completer_stopping_ = false;
+  std::thread completer_;
   std::mutex readers_mutex_;
   std::condition_variable reader_returned_;
   std::vector<std::unique_ptr<sql::Connection>> readers_;

@@ -849,6 +849,55 @@ TEST_P(StoreTest, ConcurrentAcceptsOfDistinctIdsAllComplete) {
   EXPECT_EQ(store_->count_by_state()[State::scheduled], kThreads * kPerThread);
 }
 
+// Completions run on the store's completer thread, one at a time in the order of their commits, so the writer
+// goes on to the next group while a caller's answer is built. A completion that waits for a later write
+// (which the guide to MessageStore::accept asks callers not to do) shows it: with completions on the
+// writer, the later write could never commit.
+TEST_P(StoreTest, CompletionsRunInCommitOrderWithoutHoldingTheWriter) {
+  std::promise<void> first_running;
+  std::promise<void> release_first;
+  std::shared_future<void> released = release_first.get_future().share();
+  std::latch completed(2);
+  std::mutex mutex;
+  std::vector<std::string> order;
+  auto record = [&](const std::string& id) {
+    std::lock_guard lock(mutex);
+    order.push_back(id);
+  };
+  store_->accept({new_message("first", 1'000)}, 1'000, [&](const Result<std::vector<AcceptResult>>&) {
+    record("first");
+    first_running.set_value();
+    released.wait_for(std::chrono::seconds(10));  // bounded: a writer held here fails the test, not the run
+    completed.count_down();
+  });
+  first_running.get_future().wait();
+  store_->accept({new_message("second", 1'000)}, 1'000, [&](const Result<std::vector<AcceptResult>>&) {
+    record("second");
+    completed.count_down();
+  });
+  // The writer commits `second` while `first`'s completion waits: a read finds it.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  bool committed = false;
+  while (!(committed = store_->find("second").has_value()) && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::yield();
+  EXPECT_TRUE(committed) << "the writer waited for a completion";
+  release_first.set_value();
+  completed.wait();
+  std::lock_guard lock(mutex);
+  EXPECT_THAT(order, ElementsAre("first", "second"));
+}
+
+// When the store closes, every completion of what it committed has run: callers are answered.
+TEST_P(StoreTest, ClosingTheStoreRunsTheCompletionsOfEverythingItCommitted) {
+  constexpr int kWrites = 300;
+  std::atomic<int> completed{0};
+  for (int i = 0; i < kWrites; ++i)
+    store_->accept({new_message("m" + std::to_string(i), 1'000)}, 1'000,
+                   [&](const Result<std::vector<AcceptResult>>&) { ++completed; });
+  store_.reset();
+  EXPECT_EQ(completed.load(), kWrites);
+}
+
 TEST_P(StoreTest, RacingAcceptsOfTheSameIdAcceptExactlyOne) {
   constexpr int kThreads = 8;
   std::latch start(kThreads);
