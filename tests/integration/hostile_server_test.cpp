@@ -2,9 +2,9 @@
 // what a client that holds no key can make the gateway keep (metric series) or do (read a large body).
 #include <gtest/gtest.h>
 
+#include <sys/resource.h>
 #include <future>
 #include <set>
-#include <sys/resource.h>
 
 #include "harness.hpp"
 #include "raw_connection.hpp"

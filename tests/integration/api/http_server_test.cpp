@@ -107,8 +107,9 @@ class EchoHandler : public Handler {
 };
 
 std::string post(const std::string& path, const std::string& body) {
-  return "POST " + path + " HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: " +
-         std::to_string(body.size()) + "\r\n\r\n" + body;
+  return "POST " + path +
+         " HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: " + std::to_string(body.size()) +
+         "\r\n\r\n" + body;
 }
 
 // The bodies of the responses in `bytes`, in order (each response's head ends in a Content-Length).
@@ -145,8 +146,9 @@ TEST(HttpServerReading, RequestsInOneWriteAndABodyThatComesLaterAreEachAnsweredW
   std::string received;
   for (int i = 0; i < 50 && response_bodies(received).size() < 4; ++i)
     received += c->read_until_closed(std::chrono::milliseconds(100)).text;
-  EXPECT_THAT(response_bodies(received),
-              ::testing::ElementsAre("POST /first=one", "POST /second=", "POST /third=" + late_body, "POST /fourth=four"));
+  EXPECT_THAT(
+      response_bodies(received),
+      ::testing::ElementsAre("POST /first=one", "POST /second=", "POST /third=" + late_body, "POST /fourth=four"));
   c.reset();  // closed first: stop() would wait out the open connection's drain
   server.stop();
 }
