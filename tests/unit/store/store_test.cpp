@@ -406,6 +406,34 @@ TEST_F(SqliteStoreTest, CheckpointsMoveTheWalIntoTheDatabase) {
   }
   EXPECT_TRUE(reused) << "WAL " << std::filesystem::file_size(path_ + "-wal") << " bytes";
 }
+
+// While a reader holds an old snapshot a checkpoint cannot copy the newest frames, and the WAL stays over the
+// threshold: the writer wakes the checkpointer each time the WAL grows by a step, not at every commit (which
+// ran a checkpoint, with its sync of the database file, per commit).
+TEST_F(SqliteStoreTest, ACheckpointIsWokenPerStepOfWalGrowthNotPerCommit) {
+  auto calls = std::make_shared<std::atomic<int>>(0);
+  store_.reset();
+  store::SqliteOptions options{path_};
+  options.on_checkpoint = [calls](int, int, int) { ++*calls; };
+  store_ = store::open_sqlite(options);
+  const std::string filler(3000, 'x');  // about one page per message
+  std::vector<NewMessage> batch;
+  for (int i = 0; i < 1100; ++i)
+    batch.push_back(new_message("big-" + std::to_string(i), 1'000, R"({"pad":")" + filler + std::to_string(i) + R"("})"));
+  accept(std::move(batch), 1'000);
+  // A reader's snapshot from here on: what is committed after it stays in the WAL.
+  sqlite3* reader = nullptr;
+  ASSERT_EQ(sqlite3_open_v2(path_.c_str(), &reader, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(reader, "BEGIN; SELECT count(*) FROM messages;", nullptr, nullptr, nullptr), SQLITE_OK);
+  int before = calls->load();
+  constexpr int kCommits = 150;
+  for (int i = 0; i < kCommits; ++i) accept_one(new_message("small-" + std::to_string(i), 1'000), 1'000);
+  int during = calls->load() - before;
+  sqlite3_exec(reader, "COMMIT", nullptr, nullptr, nullptr);
+  sqlite3_close(reader);
+  // A few frames a commit: a few steps in all, and the checkpointer's own once-a-second round.
+  EXPECT_LE(during, 15) << "checkpoints during " << kCommits << " commits";
+}
 #endif
 
 // A read the database cannot answer throws the one read error, holding an Error with the engine's reason;
