@@ -419,7 +419,8 @@ TEST_F(SqliteStoreTest, ACheckpointIsWokenPerStepOfWalGrowthNotPerCommit) {
   const std::string filler(3000, 'x');  // about one page per message
   std::vector<NewMessage> batch;
   for (int i = 0; i < 1100; ++i)
-    batch.push_back(new_message("big-" + std::to_string(i), 1'000, R"({"pad":")" + filler + std::to_string(i) + R"("})"));
+    batch.push_back(
+        new_message("big-" + std::to_string(i), 1'000, R"({"pad":")" + filler + std::to_string(i) + R"("})"));
   accept(std::move(batch), 1'000);
   // A reader's snapshot from here on: what is committed after it stays in the WAL.
   sqlite3* reader = nullptr;
