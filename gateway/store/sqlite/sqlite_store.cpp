@@ -116,7 +116,7 @@ class SqliteBackend final : public SqlBackend {
   // kCheckpointStep. A checkpoint cannot copy what a reader may still need, so under load the WAL stays over
   // the threshold for a while; waking at every commit past it ran a checkpoint (a scan of the WAL index and
   // a sync of the database file) per commit, and smaller groups doubled the checkpointer's CPU per message.
-  // Runs on the writer thread only, as does everything that touches frames_at_wake_.
+  // frames_at_wake_ needs no lock: this hook is all that touches it.
   static int on_wal_commit(void* self, sqlite3*, const char*, int frames) {
     auto* backend = static_cast<SqliteBackend*>(self);
     if (frames < backend->frames_at_wake_) backend->frames_at_wake_ = 0;  // the WAL started over
