@@ -9,6 +9,7 @@
 #include "api/http_util.hpp"
 #include "common/log.hpp"
 #include "core/intake.hpp"
+#include "common/json.hpp"
 #include "core/message.hpp"
 #include "crypto/crypto.hpp"
 #include "transport/circuit_breaker.hpp"
@@ -38,10 +39,10 @@ Json message_view(const store::MessageRecord& r, const std::vector<store::Timeli
   out["due_at"] = format_rfc3339_ms(r.due_at_ms);
   out["send_at"] = r.send_at_ms ? Json(format_rfc3339_ms(*r.send_at_ms)) : Json();
   out["expires_at"] = r.expires_at_ms ? Json(format_rfc3339_ms(*r.expires_at_ms)) : Json();
-  out["message"] = Json::parse(r.payload, nullptr, false);
+  out["message"] = parse_json_or_discarded(r.payload);
   Json timeline = Json::array();
   for (const auto& e : events) {
-    Json detail = Json::parse(e.detail_json, nullptr, false);
+    Json detail = parse_json_or_discarded(e.detail_json);
     timeline.push_back({{"seq", e.seq},
                         {"type", e.type},
                         {"at", format_rfc3339_ms(e.at_ms)},
@@ -441,7 +442,7 @@ std::optional<Json> Api::json_body(const HttpRequest& request, const Responder& 
     return std::nullopt;
   }
   try {
-    return Json::parse(request.body);
+    return parse_json(request.body);
   } catch (const Json::parse_error& e) {
     respond(problem(400, "Bad Request", "the body is not valid JSON (at byte " + std::to_string(e.byte) + ")",
                     {{"", e.what()}}));

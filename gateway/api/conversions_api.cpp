@@ -9,6 +9,7 @@
 #include "common/time.hpp"
 #include "core/conversion.hpp"
 #include "core/inbound.hpp"
+#include "common/json.hpp"
 
 namespace tayori::api {
 
@@ -45,7 +46,7 @@ void Api::record_conversion(const HttpRequest& request, const Responder& respond
     for (const auto& e : deps_.store.touches(c.recipient_id, c.at_ms - attribution_.longest_ms(), c.at_ms)) {
       const auto& original = original_of(e.message_id);
       if (!original) continue;  // erased since
-      Json detail = Json::parse(e.detail_json, nullptr, false);
+      Json detail = parse_json_or_discarded(e.detail_json);
       touches.push_back({e.message_id, original->message.category, original->message.template_name,
                          detail.is_object() ? detail.value("channel", std::string()) : std::string(), e.type, e.at_ms});
     }

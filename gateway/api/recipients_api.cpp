@@ -9,6 +9,7 @@
 #include "api/api.hpp"
 #include "api/http_util.hpp"
 #include "common/time.hpp"
+#include "common/json.hpp"
 
 namespace tayori::api {
 
@@ -181,7 +182,7 @@ void Api::recipients(const HttpRequest& request, const std::string& route, Respo
   }
 
   auto profile_json = [&](const store::RecipientProfile& p) {
-    Json contacts = Json::parse(p.contacts_json, nullptr, false);
+    Json contacts = parse_json_or_discarded(p.contacts_json);
     Json suppressed = Json::array();
     std::vector<std::string> points;
     if (contacts.is_object())

@@ -1,6 +1,7 @@
 // Clearance (clearance.hpp): reads the recipient's state from the store, asks the pure policy::decide, and
 // takes the cap slot under the recipient's lock. The dispatcher's workers and :simulate call it.
 #include "core/clearance.hpp"
+#include "common/json.hpp"
 
 #include <algorithm>
 #include <functional>
@@ -46,7 +47,7 @@ void Clearance::complete_recipient(Message& m) const {
   if (!profile || profile->erased) return;
   if (m.recipient.timezone.empty()) m.recipient.timezone = profile->timezone;
   if (m.recipient.locale.empty()) m.recipient.locale = profile->locale;
-  Json contacts = Json::parse(profile->contacts_json, nullptr, false);
+  Json contacts = parse_json_or_discarded(profile->contacts_json);
   if (!contacts.is_object()) return;
   for (auto it = contacts.begin(); it != contacts.end(); ++it) {
     if (it.key() == "push") {

@@ -11,6 +11,7 @@
 #include "common/thread_guard.hpp"
 #include "common/thread_name.hpp"
 #include "core/inbound.hpp"
+#include "common/json.hpp"
 #include "core/stats.hpp"
 #include "crypto/crypto.hpp"
 
@@ -481,7 +482,7 @@ struct Dispatcher::Sending {
 
 bool Dispatcher::process(const store::MessageRecord& record) {
   int64_t started = clock_.now_ms();
-  Json json = Json::parse(record.payload, nullptr, false);
+  Json json = parse_json_or_discarded(record.payload);
   ValidationRules stored;  // as it was accepted: channels may have been reconfigured since, templates allowed
   stored.templates_available = true;
   ParsedMessage parsed = json.is_discarded() ? ParsedMessage{} : parse_message(json, stored);

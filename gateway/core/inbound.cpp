@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <memory>
 
+#include "common/json.hpp"
 #include "core/stats.hpp"
 #include "crypto/crypto.hpp"
 #include "links/tracking.hpp"
@@ -44,7 +45,7 @@ void channel_consent(Writes& w, const std::string& recipient_id, const std::stri
 }  // namespace
 
 std::optional<Original> read_original(const store::MessageRecord& record) {
-  Json json = Json::parse(record.payload, nullptr, false);
+  Json json = parse_json_or_discarded(record.payload);
   if (!json.is_object()) return std::nullopt;
   ValidationRules stored;  // as accepted: channels may have changed since, templates allowed
   stored.templates_available = true;
@@ -55,7 +56,7 @@ std::optional<Original> read_original(const store::MessageRecord& record) {
 
 std::optional<store::NewMessage> make_follow_up(const Original& original, const ResponseSpec& option, int64_t now_ms) {
   if (!option.follow_up_after_ms) return std::nullopt;
-  Json payload = Json::parse(original.record.payload, nullptr, false);
+  Json payload = parse_json_or_discarded(original.record.payload);
   if (!payload.is_object()) return std::nullopt;
   int64_t send_at = now_ms + *option.follow_up_after_ms;
   std::string id = original.message.id + "~follow_up~" + option.id;
@@ -163,7 +164,7 @@ InboundDecision decide_open(const Original& original, const std::string& channel
 
 std::optional<std::string> option_for_number(const std::string& options_json, const std::string& number) {
   if (number.size() != 1 || number[0] < '1' || number[0] > '9') return std::nullopt;
-  Json options = Json::parse(options_json, nullptr, false);
+  Json options = parse_json_or_discarded(options_json);
   size_t index = static_cast<size_t>(number[0] - '1');
   if (!options.is_array() || index >= options.size() || !options[index].is_string()) return std::nullopt;
   return options[index].get<std::string>();

@@ -524,8 +524,8 @@ std::optional<int64_t> parse_delay_ms(std::string_view s) {
 }
 
 std::string canonical_json(const Json& json) {
-  // nlohmann::json keeps object members in a std::map, so dump() is already key-sorted and canonical.
-  return json.dump(-1, ' ', false, Json::error_handler_t::strict);
+  // Stored payloads were hashed as nlohmann's strict dump(); dump_json writes the same bytes, faster.
+  return dump_json(json);
 }
 
 }  // namespace tayori::core

@@ -5,7 +5,6 @@
 #include <cstdint>
 #include <functional>
 #include <map>
-#include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
 #include <string>
@@ -13,6 +12,7 @@
 #include <vector>
 
 #include "common/names.hpp"
+#include "common/json.hpp"
 #include "policy/purpose.hpp"
 
 namespace tayori::core {

@@ -4,6 +4,7 @@
 #include "feed/feed.hpp"
 
 #include "common/time.hpp"
+#include "common/json.hpp"
 
 namespace tayori::feed {
 
@@ -14,7 +15,7 @@ std::string event_id(int64_t seq) { return "evt_" + std::to_string(seq); }
 Json event_json(const store::TimelineEvent& e) {
   // Details are written by the gateway as JSON objects; anything else (a row from an older version) is
   // shown as an empty object rather than failing the whole page.
-  Json detail = Json::parse(e.detail_json, nullptr, false);
+  Json detail = parse_json_or_discarded(e.detail_json);
   if (detail.is_discarded() || !detail.is_object()) detail = Json::object();
   // Events without a message (an opt-out by SMS keyword, a LINE unfollow) are stored with message_id ''.
   return {{"id", event_id(e.seq)},

@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/json.hpp"
 #include "crypto/crypto.hpp"
 
 namespace tayori::links {
@@ -117,7 +118,7 @@ Verified LinkSigner::verify(std::string_view token, int64_t now_s) const {
     v.error = LinkError::forged;
     return v;
   }
-  auto j = nlohmann::json::parse(payload.value(), nullptr, false);
+  auto j = parse_json_or_discarded(payload.value());
   const std::string kind = j.is_array() && !j.empty() && j[0].is_string() ? j[0].get<std::string>() : "";
   const size_t fields = kind == "c" ? 6 : 5;  // a click carries its target
   if ((kind != "u" && kind != "r" && kind != "c" && kind != "o") || j.size() != fields || !j[1].is_string() || !j[2].is_string() ||

@@ -7,6 +7,7 @@
 #include <set>
 #include <utility>
 
+#include "common/json.hpp"
 #include "store/ops/rows.hpp"
 #include "store/ops/suppressions.hpp"
 
@@ -93,7 +94,7 @@ std::string scrub_text(std::string_view text, const std::vector<std::string>& co
 }
 
 std::string redact_detail(const std::string& detail_json, const std::vector<std::string>& contacts) {
-  nlohmann::json detail = nlohmann::json::parse(detail_json, nullptr, false);
+  nlohmann::json detail = parse_json_or_discarded(detail_json);
   if (!detail.is_object()) return scrub_text(detail_json, contacts);
   detail.erase("text");
   detail.erase("contact");
@@ -114,13 +115,13 @@ std::vector<std::string> contact_points_of(sql::Connection& c, const std::string
   auto add_all = [&found](const std::vector<std::string>& more) { found.insert(more.begin(), more.end()); };
   for (const auto& contacts :
        all_rows(c.prepare("SELECT contacts FROM recipients WHERE id = ?1").bind(1, recipient_id), first_text))
-    add_all(contact_points_in(nlohmann::json::parse(contacts, nullptr, false)));
+    add_all(contact_points_in(parse_json_or_discarded(contacts)));
   add_all(all_rows(c.prepare("SELECT contact FROM contact_points WHERE recipient_id = ?1").bind(1, recipient_id),
                    first_text));
   // A message's recipient object may name contact points the profile no longer has (replaced since).
   for (const auto& payload :
        all_rows(c.prepare("SELECT payload FROM messages WHERE recipient_id = ?1").bind(1, recipient_id), first_text)) {
-    nlohmann::json message = nlohmann::json::parse(payload, nullptr, false);
+    nlohmann::json message = parse_json_or_discarded(payload);
     if (message.is_object() && message.contains("recipient") && message["recipient"].is_object() &&
         message["recipient"].contains("contacts"))
       add_all(contact_points_in(message["recipient"]["contacts"]));

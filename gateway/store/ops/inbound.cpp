@@ -6,13 +6,14 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/json.hpp"
 #include "core/message.hpp"
+#include "crypto/crypto.hpp"
 #include "store/ops/erasure.hpp"
 #include "store/ops/messages.hpp"
 #include "store/ops/recipients.hpp"
 #include "store/ops/rows.hpp"
 #include "store/ops/suppressions.hpp"
-#include "crypto/crypto.hpp"
 
 namespace tayori::store::ops {
 
@@ -44,7 +45,7 @@ void schedule_follow_up(sql::Connection& c, WriteContext& w, const InboundStore:
   }
   if (m.id != base) {
     // The payload names the message: keep it the stored id (the dispatcher reads it from there).
-    auto payload = nlohmann::json::parse(m.payload, nullptr, false);
+    auto payload = parse_json_or_discarded(m.payload);
     if (!payload.is_object()) return;
     payload["id"] = m.id;
     m.payload = core::canonical_json(payload);
@@ -54,7 +55,7 @@ void schedule_follow_up(sql::Connection& c, WriteContext& w, const InboundStore:
   c.prepare("UPDATE messages SET parent_id = ?2 WHERE id = ?1").bind(1, m.id).bind(2, f.parent_id).exec();
   nlohmann::json detail = {{"option", f.option}, {"follow_up_id", m.id}};
   // The payload's send_at is the instant core/inbound.cpp formatted (now + after).
-  auto payload = nlohmann::json::parse(m.payload, nullptr, false);
+  auto payload = parse_json_or_discarded(m.payload);
   if (payload.is_object() && payload.contains("send_at")) detail["send_at"] = payload["send_at"];
   insert_event(c, f.parent_id, {"follow_up_scheduled", detail.dump()}, now_ms);
 }

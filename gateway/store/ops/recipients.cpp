@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/json.hpp"
 #include "store/ops/erasure.hpp"
 #include "store/ops/messages.hpp"
 #include "store/ops/rows.hpp"
@@ -88,7 +89,7 @@ void upsert_recipient(sql::Connection& c, const std::string& id, const std::stri
 void put_recipient(sql::Connection& c, const std::string& id, const std::string& timezone, const std::string& locale,
                    const std::string& contacts_json, int64_t now_ms) {
   upsert_recipient(c, id, timezone, locale, contacts_json, now_ms);
-  put_contact_points(c, id, nlohmann::json::parse(contacts_json, nullptr, false));
+  put_contact_points(c, id, parse_json_or_discarded(contacts_json));
 }
 
 void merge_recipient(sql::Connection& c, const std::string& id, const RecipientUpdate& update, int64_t now_ms) {
@@ -118,9 +119,9 @@ void merge_recipient(sql::Connection& c, const std::string& id, const RecipientU
   // Usually the message repeats the contacts stored (both canonical JSON): nothing to merge.
   std::optional<nlohmann::json> merged;
   if (!update.contacts_json.empty() && update.contacts_json != stored_contacts) {
-    merged = nlohmann::json::parse(stored_contacts, nullptr, false);
+    merged = parse_json_or_discarded(stored_contacts);
     if (!merged->is_object()) merged = nlohmann::json::object();
-    const nlohmann::json incoming = nlohmann::json::parse(update.contacts_json, nullptr, false);
+    const nlohmann::json incoming = parse_json_or_discarded(update.contacts_json);
     if (incoming.is_object())
       for (const auto& [kind, value] : incoming.items()) (*merged)[kind] = value;
   }
@@ -132,7 +133,7 @@ void merge_recipient(sql::Connection& c, const std::string& id, const RecipientU
   // The index follows the contacts: rewritten when they change, and for an erased recipient who comes back
   // (the erasure emptied it); a new time zone or locale leaves it as it is.
   if (contacts_changed || !current)
-    put_contact_points(c, id, merged ? *merged : nlohmann::json::parse(stored_contacts, nullptr, false));
+    put_contact_points(c, id, merged ? *merged : parse_json_or_discarded(stored_contacts));
 }
 
 bool erase_recipient(sql::Connection& c, WriteContext& w, const std::string& id, int64_t now_ms) {
@@ -278,7 +279,7 @@ std::optional<RecipientUpdate> RecipientUpdate::of(const nlohmann::json& recipie
 }
 
 std::optional<RecipientUpdate> RecipientUpdate::parse(std::string_view recipient_json) {
-  return of(nlohmann::json::parse(recipient_json, nullptr, false));
+  return of(parse_json_or_discarded(recipient_json));
 }
 
 }  // namespace tayori::store

@@ -1,0 +1,39 @@
+// JSON text to and from nlohmann::json, fast on the hot paths (every body at intake, every stored payload at
+// dispatch) and indistinguishable from nlohmann's own parse() and dump() everywhere else.
+//
+// nlohmann's lexer reads a byte at a time through an input adapter and grows each string a byte at a time;
+// its serializer runs every byte through a UTF-8 decoder. Together they were 2/3 of an HTTP thread's time on
+// batched intake (docs/architecture.md §6). The reader here scans runs of plain bytes at once and builds the
+// same values; whatever it does not handle itself (a parse error, a number beyond 64 bits or a double's range,
+// a byte order mark, nesting deeper than kFastDepth) it hands to nlohmann, so errors, their messages and
+// their byte offsets stay exactly nlohmann's.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace tayori {
+
+using Json = nlohmann::json;
+
+// Nesting the fast reader follows itself; deeper text goes to nlohmann (the API refuses it before, see
+// api/http_util.hpp json_too_deep).
+inline constexpr int kFastDepth = 64;
+
+// Json::parse(text): the same value, or the same exception (parse_error, out_of_range 406).
+Json parse_json(std::string_view text);
+
+// Json::parse(text, nullptr, false): the same value, or a discarded value where nlohmann would throw.
+Json parse_json_or_discarded(std::string_view text);
+
+// The fast reader alone: the value nlohmann would produce, or nullopt when the text is not valid JSON or
+// lies outside what it reads itself. For tests and the differential fuzzer; callers use parse_json.
+std::optional<Json> read_json_fast(std::string_view text);
+
+// json.dump() compact, without ensure_ascii, throwing type_error 316 on invalid UTF-8: byte for byte the
+// same text. Objects come out key-sorted (nlohmann keeps members in a std::map), so this is the canonical form.
+std::string dump_json(const Json& json);
+
+}  // namespace tayori
