@@ -1,0 +1,76 @@
+// common/json.hpp against nlohmann, on any bytes: the fast reader never accepts what nlohmann refuses, reads
+// every value nlohmann reads with the same types and numbers, and dump_json writes nlohmann's bytes (or throws
+// its error) for whatever nlohmann read. A difference aborts, so libFuzzer keeps the input.
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <optional>
+#include <string>
+
+#include "common/json.hpp"
+#include "fuzz_support.hpp"
+
+namespace {
+
+using tayori::Json;
+
+bool identical(const Json& a, const Json& b) {
+  if (a.type() != b.type()) return false;
+  switch (a.type()) {
+    case Json::value_t::object: {
+      const auto& x = a.get_ref<const Json::object_t&>();
+      const auto& y = b.get_ref<const Json::object_t&>();
+      if (x.size() != y.size()) return false;
+      for (auto i = x.begin(), j = y.begin(); i != x.end(); ++i, ++j)
+        if (i->first != j->first || !identical(i->second, j->second)) return false;
+      return true;
+    }
+    case Json::value_t::array: {
+      const auto& x = a.get_ref<const Json::array_t&>();
+      const auto& y = b.get_ref<const Json::array_t&>();
+      if (x.size() != y.size()) return false;
+      for (size_t i = 0; i < x.size(); ++i)
+        if (!identical(x[i], y[i])) return false;
+      return true;
+    }
+    case Json::value_t::number_float: {
+      double x = a.get<double>(), y = b.get<double>();
+      return std::memcmp(&x, &y, sizeof x) == 0;
+    }
+    default: return a == b;
+  }
+}
+
+[[noreturn]] void differ(const char* what) {
+  std::fprintf(stderr, "common/json differs from nlohmann: %s\n", what);
+  std::abort();
+}
+
+// The text nlohmann writes, or its error's message.
+std::string dumped(const Json& json, bool fast) {
+  try {
+    return fast ? tayori::dump_json(json) : json.dump(-1, ' ', false, Json::error_handler_t::strict);
+  } catch (const Json::type_error& e) {
+    return std::string("error: ") + e.what();
+  }
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  std::string_view text = tayori::fuzz::text(data, size);
+  Json expected = Json::parse(text, nullptr, false);
+  std::optional<Json> fast = tayori::read_json_fast(text);
+  if (expected.is_discarded()) {
+    if (fast) differ("the fast reader accepts a text nlohmann refuses");
+    return 0;
+  }
+  if (fast && !identical(*fast, expected)) differ("the fast reader reads another value");
+  if (dumped(expected, true) != dumped(expected, false)) differ("dump_json writes other bytes");
+  // The bytes as one string value: every byte sequence, valid UTF-8 or not, through the writer.
+  Json as_string = std::string(text);
+  if (dumped(as_string, true) != dumped(as_string, false)) differ("dump_json writes a string otherwise");
+  return 0;
+}
