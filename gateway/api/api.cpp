@@ -7,9 +7,9 @@
 #include <set>
 
 #include "api/http_util.hpp"
+#include "common/json.hpp"
 #include "common/log.hpp"
 #include "core/intake.hpp"
-#include "common/json.hpp"
 #include "core/message.hpp"
 #include "crypto/crypto.hpp"
 #include "transport/circuit_breaker.hpp"

@@ -6,10 +6,10 @@
 
 #include "api/api.hpp"
 #include "api/http_util.hpp"
+#include "common/json.hpp"
 #include "common/time.hpp"
 #include "core/conversion.hpp"
 #include "core/inbound.hpp"
-#include "common/json.hpp"
 
 namespace tayori::api {
 

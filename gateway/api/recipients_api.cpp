@@ -8,8 +8,8 @@
 
 #include "api/api.hpp"
 #include "api/http_util.hpp"
-#include "common/time.hpp"
 #include "common/json.hpp"
+#include "common/time.hpp"
 
 namespace tayori::api {
 

@@ -7,11 +7,11 @@
 #include <limits>
 #include <random>
 
+#include "common/json.hpp"
 #include "common/log.hpp"
 #include "common/thread_guard.hpp"
 #include "common/thread_name.hpp"
 #include "core/inbound.hpp"
-#include "common/json.hpp"
 #include "core/stats.hpp"
 #include "crypto/crypto.hpp"
 

@@ -11,8 +11,8 @@
 #include <string_view>
 #include <vector>
 
-#include "common/names.hpp"
 #include "common/json.hpp"
+#include "common/names.hpp"
 #include "policy/purpose.hpp"
 
 namespace tayori::core {

@@ -3,8 +3,8 @@
 // events read from the store (store/ops/feed.cpp) into this shape.
 #include "feed/feed.hpp"
 
-#include "common/time.hpp"
 #include "common/json.hpp"
+#include "common/time.hpp"
 
 namespace tayori::feed {
 

@@ -11,9 +11,9 @@
 #include <vector>
 
 #include "api/http_util.hpp"
+#include "common/json.hpp"
 #include "common/time.hpp"
 #include "core/intake.hpp"
-#include "common/json.hpp"
 #include "core/message.hpp"
 #include "crypto/crypto.hpp"
 

@@ -67,7 +67,13 @@ TEST(JsonRead, ReadsWhatNlohmannReadsWithTheSameTypes) {
       "[18446744073709551616, -9223372036854775809, 123456789012345678901234567890]",
       "[1.5, -0.0, 0.1, 1e5, 1E-5, 2.5e+3, 2.2250738585072014e-308, 1.7976931348623157e308]",
       R"({"a":1,"b":2,"a":{"x":true}})",
-      "true", "false", "null", "\"\"", "0", "{}", "[]",
+      "true",
+      "false",
+      "null",
+      "\"\"",
+      "0",
+      "{}",
+      "[]",
   };
   for (const auto& text : texts) {
     std::optional<Json> fast = read_json_fast(text);
@@ -82,11 +88,39 @@ TEST(JsonRead, ReadsWhatNlohmannReadsWithTheSameTypes) {
 
 TEST(JsonRead, LeavesErrorsToNlohmannSoTheyReadTheSame) {
   const std::vector<std::string> texts = {
-      "",          "   ",        "{",           R"({"a":})",      R"({"a" 1})",   R"({"a":1,})",      "[1,]",
-      "[1 2]",     "01",         "1.",          ".5",             "-",            "+1",               "1e",
-      "tru",       "nul",        "\"abc",       "\"a\x01\"",      "\"\\x\"",      R"("\u12")",        R"("\ud800")",
-      R"("\ud800\u0041")",       R"("\udc00")", "\"\xC0\x80\"",   "\"\xED\xA0\x80\"", "\"\xF4\x90\x80\x80\"",
-      "\"\xE3\x81\"", "{} x",    "{\"a\":1e400}", "[-1e400]",     "[1e-400]",     "\xEF\xBB\xBF{}",   "[\"a\" \"b\"]",
+      "",
+      "   ",
+      "{",
+      R"({"a":})",
+      R"({"a" 1})",
+      R"({"a":1,})",
+      "[1,]",
+      "[1 2]",
+      "01",
+      "1.",
+      ".5",
+      "-",
+      "+1",
+      "1e",
+      "tru",
+      "nul",
+      "\"abc",
+      "\"a\x01\"",
+      "\"\\x\"",
+      R"("\u12")",
+      R"("\ud800")",
+      R"("\ud800\u0041")",
+      R"("\udc00")",
+      "\"\xC0\x80\"",
+      "\"\xED\xA0\x80\"",
+      "\"\xF4\x90\x80\x80\"",
+      "\"\xE3\x81\"",
+      "{} x",
+      "{\"a\":1e400}",
+      "[-1e400]",
+      "[1e-400]",
+      "\xEF\xBB\xBF{}",
+      "[\"a\" \"b\"]",
       std::string(kFastDepth + 2, '[') + std::string(kFastDepth + 2, ']'),
   };
   for (const auto& text : texts) {
@@ -150,8 +184,9 @@ TEST(JsonDump, RefusesInvalidUtf8WithNlohmannsError) {
 // the same texts with bytes changed, where the reader must agree with nlohmann's verdict.
 Json random_value(std::mt19937_64& rng, int depth) {
   auto pick = [&](uint64_t n) { return rng() % n; };
-  static const std::vector<std::string> pieces = {"a", "Z", " ", "\"", "\\", "/", "\n", "\t", "\x01", "\x7f",
-                                                  "é", "あ", "注文", "\xF0\x9F\x98\x80", "{", "]", ":", ",", "0"};
+  static const std::vector<std::string> pieces = {"a",  "Z",    " ",    "\"", "\\", "/",    "\n",
+                                                  "\t", "\x01", "\x7f", "é",  "あ", "注文", "\xF0\x9F\x98\x80",
+                                                  "{",  "]",    ":",    ",",  "0"};
   auto random_string = [&] {
     std::string s;
     for (uint64_t n = pick(8); n > 0; --n) s += pieces[pick(pieces.size())];
