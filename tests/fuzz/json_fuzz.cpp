@@ -1,11 +1,11 @@
 // common/json.hpp against nlohmann, on any bytes: the fast reader never accepts what nlohmann refuses, reads
 // every value nlohmann reads with the same types and numbers, and dump_json writes nlohmann's bytes (or throws
 // its error) for whatever nlohmann read. A difference aborts, so libFuzzer keeps the input.
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <optional>
 #include <string>
 
@@ -36,8 +36,7 @@ bool identical(const Json& a, const Json& b) {
       return true;
     }
     case Json::value_t::number_float: {
-      double x = a.get<double>(), y = b.get<double>();
-      return std::memcmp(&x, &y, sizeof x) == 0;
+      return std::bit_cast<uint64_t>(a.get<double>()) == std::bit_cast<uint64_t>(b.get<double>());
     }
     default: return a == b;
   }

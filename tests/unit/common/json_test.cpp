@@ -5,7 +5,7 @@
 
 #include <gtest/gtest.h>
 
-#include <cstring>
+#include <bit>
 #include <random>
 #include <string>
 #include <vector>
@@ -35,8 +35,7 @@ bool identical(const Json& a, const Json& b) {
       return true;
     }
     case Json::value_t::number_float: {
-      double x = a.get<double>(), y = b.get<double>();
-      return std::memcmp(&x, &y, sizeof x) == 0;
+      return std::bit_cast<uint64_t>(a.get<double>()) == std::bit_cast<uint64_t>(b.get<double>());
     }
     default: return a == b;
   }
