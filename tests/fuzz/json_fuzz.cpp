@@ -1,7 +1,6 @@
 // common/json.hpp against nlohmann, on any bytes: the fast reader never accepts what nlohmann refuses, reads
 // every value nlohmann reads with the same types and numbers, and dump_json writes nlohmann's bytes (or throws
 // its error) for whatever nlohmann read. A difference aborts, so libFuzzer keeps the input.
-#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -11,36 +10,12 @@
 
 #include "common/json.hpp"
 #include "fuzz_support.hpp"
+#include "json_identical.hpp"
 
 namespace {
 
 using tayori::Json;
-
-bool identical(const Json& a, const Json& b) {
-  if (a.type() != b.type()) return false;
-  switch (a.type()) {
-    case Json::value_t::object: {
-      const auto& x = a.get_ref<const Json::object_t&>();
-      const auto& y = b.get_ref<const Json::object_t&>();
-      if (x.size() != y.size()) return false;
-      for (auto i = x.begin(), j = y.begin(); i != x.end(); ++i, ++j)
-        if (i->first != j->first || !identical(i->second, j->second)) return false;
-      return true;
-    }
-    case Json::value_t::array: {
-      const auto& x = a.get_ref<const Json::array_t&>();
-      const auto& y = b.get_ref<const Json::array_t&>();
-      if (x.size() != y.size()) return false;
-      for (size_t i = 0; i < x.size(); ++i)
-        if (!identical(x[i], y[i])) return false;
-      return true;
-    }
-    case Json::value_t::number_float: {
-      return std::bit_cast<uint64_t>(a.get<double>()) == std::bit_cast<uint64_t>(b.get<double>());
-    }
-    default: return a == b;
-  }
-}
+using tayori::testing::identical;
 
 [[noreturn]] void differ(const char* what) {
   std::fprintf(stderr, "common/json differs from nlohmann: %s\n", what);

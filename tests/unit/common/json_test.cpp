@@ -5,41 +5,16 @@
 
 #include <gtest/gtest.h>
 
-#include <bit>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "json_identical.hpp"
+
 namespace tayori {
 namespace {
 
-// operator== says 1u == 1 and -0.0 == 0.0; a stored hash does not.
-bool identical(const Json& a, const Json& b) {
-  if (a.type() != b.type()) return false;
-  if (a.is_discarded()) return true;  // nlohmann: discarded != discarded
-  switch (a.type()) {
-    case Json::value_t::object: {
-      const auto& x = a.get_ref<const Json::object_t&>();
-      const auto& y = b.get_ref<const Json::object_t&>();
-      if (x.size() != y.size()) return false;
-      for (auto i = x.begin(), j = y.begin(); i != x.end(); ++i, ++j)
-        if (i->first != j->first || !identical(i->second, j->second)) return false;
-      return true;
-    }
-    case Json::value_t::array: {
-      const auto& x = a.get_ref<const Json::array_t&>();
-      const auto& y = b.get_ref<const Json::array_t&>();
-      if (x.size() != y.size()) return false;
-      for (size_t i = 0; i < x.size(); ++i)
-        if (!identical(x[i], y[i])) return false;
-      return true;
-    }
-    case Json::value_t::number_float: {
-      return std::bit_cast<uint64_t>(a.get<double>()) == std::bit_cast<uint64_t>(b.get<double>());
-    }
-    default: return a == b;
-  }
-}
+using tayori::testing::identical;
 
 std::string nlohmann_dump(const Json& json) { return json.dump(-1, ' ', false, Json::error_handler_t::strict); }
 
