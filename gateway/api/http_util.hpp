@@ -12,6 +12,7 @@
 #include <tayori/text.hpp>
 
 #include "api/http.hpp"
+#include "common/json.hpp"
 #include "core/message.hpp"
 
 namespace tayori::api {
@@ -19,9 +20,7 @@ namespace tayori::api {
 // A response body's JSON text. Answers echo what the client sent (a path, an id, the parser's last bytes),
 // which need not be UTF-8: invalid bytes become U+FFFD instead of throwing (nlohmann's strict dump
 // terminated the process on `GET /x\xc3\x28`).
-inline std::string json_text(const core::Json& body) {
-  return body.dump(-1, ' ', false, core::Json::error_handler_t::replace);
-}
+inline std::string json_text(const core::Json& body) { return dump_json(body, InvalidUtf8::replace); }
 
 inline HttpResponse json_response(int status, const core::Json& body) {
   HttpResponse r;

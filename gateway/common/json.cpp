@@ -403,12 +403,14 @@ Json parse_json_or_discarded(std::string_view text) {
   return Json::parse(text, nullptr, false);
 }
 
-std::string dump_json(const Json& json) {
+std::string dump_json(const Json& json, InvalidUtf8 invalid) {
   std::string out;
   bool valid = true;
   write(out, json, valid);
-  if (!valid) return json.dump(-1, ' ', false, Json::error_handler_t::strict);  // the same text, or its error
-  return out;
+  if (valid) return out;
+  // The same text, or the same error.
+  return json.dump(-1, ' ', false,
+                   invalid == InvalidUtf8::replace ? Json::error_handler_t::replace : Json::error_handler_t::strict);
 }
 
 }  // namespace tayori

@@ -32,8 +32,12 @@ Json parse_json_or_discarded(std::string_view text);
 // lies outside what it reads itself. For tests and the differential fuzzer; callers use parse_json.
 std::optional<Json> read_json_fast(std::string_view text);
 
-// json.dump() compact, without ensure_ascii, throwing type_error 316 on invalid UTF-8: byte for byte the
-// same text. Objects come out key-sorted (nlohmann keeps members in a std::map), so this is the canonical form.
-std::string dump_json(const Json& json);
+// What dump_json does with a string that is not UTF-8: nlohmann's error_handler_t strict (throw type_error
+// 316), or replace (each invalid byte becomes U+FFFD, for answers that echo what a client sent).
+enum class InvalidUtf8 { refuse, replace };
+
+// json.dump(-1, ' ', false, handler): compact, without ensure_ascii, byte for byte the same text. Objects come
+// out key-sorted (nlohmann keeps members in a std::map), so with `refuse` this is the canonical form.
+std::string dump_json(const Json& json, InvalidUtf8 invalid = InvalidUtf8::refuse);
 
 }  // namespace tayori

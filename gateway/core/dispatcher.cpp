@@ -57,11 +57,11 @@ store::Transition decide_without_attempt(const store::MessageRecord& record, con
   if (d.verdict == policy::Verdict::defer) {
     t.to = store::State::scheduled;
     t.due_at_ms = d.until_ms;
-    t.events.push_back({"deferred", d.detail.dump()});
+    t.events.push_back({"deferred", dump_json(d.detail)});
   } else {
     t.to = store::State::suppressed;
     t.due_at_ms = record.due_at_ms;
-    t.events.push_back({"suppressed", d.detail.dump()});
+    t.events.push_back({"suppressed", dump_json(d.detail)});
   }
   return t;
 }
@@ -88,11 +88,11 @@ void leave_channel(store::Transition& t, const Message& message, const ChannelCh
     t.next_channel = true;
     t.due_at_ms = now_ms;
     detail["fallback_to"] = message.channels[choice.channel_index + 1];
-    t.events.push_back({"attempt_failed", detail.dump()});
+    t.events.push_back({"attempt_failed", dump_json(detail)});
     return;
   }
   t.to = last;
-  t.events.push_back({std::string(store::to_string(last)), detail.dump()});
+  t.events.push_back({std::string(store::to_string(last)), dump_json(detail)});
 }
 
 }  // namespace
@@ -107,7 +107,7 @@ store::Transition decide_after_attempt(const store::MessageRecord& record, const
   t.contact = choice.contact;
   Json dispatched = {{"channel", choice.channel}, {"attempt", record.attempts}};
   if (!choice.skipped.empty()) dispatched["skipped"] = choice.skipped;
-  t.events.push_back({"dispatched", dispatched.dump(), dispatched_at_ms});
+  t.events.push_back({"dispatched", dump_json(dispatched), dispatched_at_ms});
 
   switch (outcome.kind) {
     case plugin::OutcomeKind::delivered: {
@@ -115,7 +115,7 @@ store::Transition decide_after_attempt(const store::MessageRecord& record, const
       Json d = {{"channel", choice.channel}};
       if (!outcome.provider_message_id.empty()) d["provider_message_id"] = outcome.provider_message_id;
       t.provider_message_id = outcome.provider_message_id;  // receipts and replies find the message by it
-      t.events.push_back({"delivered", d.dump()});
+      t.events.push_back({"delivered", dump_json(d)});
       return t;
     }
     case plugin::OutcomeKind::retry: {
@@ -127,7 +127,7 @@ store::Transition decide_after_attempt(const store::MessageRecord& record, const
         t.to = store::State::failed;
         t.events.push_back(
             {"failed",
-             Json{{"channel", choice.channel}, {"reason", "expired"}, {"last_reason", outcome.reason}}.dump()});
+             dump_json(Json{{"channel", choice.channel}, {"reason", "expired"}, {"last_reason", outcome.reason}})});
         return t;
       }
       int64_t since = record.channel_since_ms.value_or(dispatched_at_ms);
@@ -137,10 +137,9 @@ store::Transition decide_after_attempt(const store::MessageRecord& record, const
       if (spent == nullptr) {
         t.to = store::State::scheduled;
         t.due_at_ms = due;
-        t.events.push_back(
-            {"retry_scheduled",
-             Json{{"channel", choice.channel}, {"reason", outcome.reason}, {"until", format_rfc3339_ms(t.due_at_ms)}}
-                 .dump()});
+        t.events.push_back({"retry_scheduled", dump_json(Json{{"channel", choice.channel},
+                                                              {"reason", outcome.reason},
+                                                              {"until", format_rfc3339_ms(t.due_at_ms)}})});
         return t;
       }
       Json given_up = {{"channel", choice.channel},
@@ -171,15 +170,17 @@ store::Transition decide_after_error(const store::MessageRecord& record, const s
   if (record.attempts < retry.max_attempts) {
     t.to = store::State::scheduled;
     t.due_at_ms = now_ms + backoff_ms(retry, record.attempts, jitter);
-    t.events.push_back({"retry_scheduled", Json{{"reason", "internal_error"},
-                                                {"error", what},
-                                                {"until", format_rfc3339_ms(t.due_at_ms)}}
-                                               .dump(-1, ' ', false, Json::error_handler_t::replace)});
+    t.events.push_back(
+        {"retry_scheduled",
+         dump_json(Json{{"reason", "internal_error"}, {"error", what}, {"until", format_rfc3339_ms(t.due_at_ms)}},
+                   InvalidUtf8::replace)});
     return t;
   }
   t.to = store::State::dead;
-  t.events.push_back({"dead", Json{{"reason", "internal_error"}, {"attempts", record.attempts}, {"last_reason", t.last_reason}}
-                                  .dump(-1, ' ', false, Json::error_handler_t::replace)});
+  t.events.push_back(
+      {"dead",
+       dump_json(Json{{"reason", "internal_error"}, {"attempts", record.attempts}, {"last_reason", t.last_reason}},
+                 InvalidUtf8::replace)});
   return t;
 }
 
@@ -197,7 +198,7 @@ plugin::DeliveryRequest make_delivery(const store::MessageRecord& record, const 
   d.locale = message.recipient.locale;
   d.timezone = message.recipient.timezone;
   d.expires_at_ms = message.expires_at_ms.value_or(0);
-  d.metadata_json = message.metadata.dump();
+  d.metadata_json = dump_json(message.metadata);
   return d;
 }
 
@@ -563,7 +564,7 @@ void Dispatcher::record_outcome(const Sending& sending, const plugin::DeliveryOu
     // latest message that asked it something. Recorded for every channel (only numbering plugins use it).
     Json ids = Json::array();
     for (const auto& r : message.responses) ids.push_back(r.id);
-    store_.put_question(choice.contact, choice.channel, {message.id, ids.dump(), clock_.now_ms()}, nullptr);
+    store_.put_question(choice.contact, choice.channel, {message.id, dump_json(ids), clock_.now_ms()}, nullptr);
   }
   int64_t now = clock_.now_ms();
   if (outcome.circuit_open) {
@@ -599,7 +600,7 @@ void Dispatcher::record_outcome(const Sending& sending, const plugin::DeliveryOu
     store_.add_suppression({choice.contact, outcome.reason, "channel." + choice.channel, now}, nullptr);
     t.events.push_back(
         {"contact_deactivated",
-         Json{{"channel", choice.channel}, {"contact", choice.contact}, {"reason", outcome.reason}}.dump()});
+         dump_json(Json{{"channel", choice.channel}, {"contact", choice.contact}, {"reason", outcome.reason}})});
   }
   if (listener_) listener_(choice.channel, outcome, t);
   this->record(std::move(t), now);

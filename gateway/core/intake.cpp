@@ -51,13 +51,13 @@ Intake prepare_intake(const Json& body, const ValidationRules& rules, int max_ba
     nm.send_at_ms = m.send_at_ms;
     nm.expires_at_ms = m.expires_at_ms;
     nm.due_at_ms = m.send_at_ms.value_or(now_ms);
-    nm.events.push_back({"accepted", Json{{"api_key", key_name}}.dump()});
+    nm.events.push_back({"accepted", dump_json(Json{{"api_key", key_name}})});
     // `scheduled` says the message waits for the time its sender asked for (send_at). One due now says
     // nothing `accepted` does not: no row for it, a fifth of the store writer's work per message at intake.
     if (m.send_at_ms) {
       Json scheduled = {{"due_at", format_rfc3339_ms(nm.due_at_ms)}};
       if (m.send_at_local) scheduled["local"] = item["send_at"];
-      nm.events.push_back({"scheduled", scheduled.dump()});
+      nm.events.push_back({"scheduled", dump_json(scheduled)});
     }
     add_counts(nm.counts, stat_subject(m, m.channels.empty() ? "" : m.channels.front()), store::StatCounter::accepted,
                now_ms);

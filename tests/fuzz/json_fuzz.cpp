@@ -46,5 +46,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // The bytes as one string value: every byte sequence, valid UTF-8 or not, through the writer.
   Json as_string = std::string(text);
   if (dumped(as_string, true) != dumped(as_string, false)) differ("dump_json writes a string otherwise");
+  if (tayori::dump_json(as_string, tayori::InvalidUtf8::replace) !=
+      as_string.dump(-1, ' ', false, Json::error_handler_t::replace))
+    differ("dump_json replaces invalid UTF-8 otherwise");
   return 0;
 }

@@ -125,7 +125,7 @@ void merge_recipient(sql::Connection& c, const std::string& id, const RecipientU
     if (incoming.is_object())
       for (const auto& [kind, value] : incoming.items()) (*merged)[kind] = value;
   }
-  const std::string merged_contacts = merged ? merged->dump() : stored_contacts;
+  const std::string merged_contacts = merged ? dump_json(*merged) : stored_contacts;
   const bool contacts_changed = merged_contacts != stored_contacts;
   // A recipient who comes back with what is stored already (the usual case) costs no write.
   if (current && tz == stored_tz && locale == stored_locale && !contacts_changed) return;
@@ -272,7 +272,7 @@ std::optional<RecipientUpdate> RecipientUpdate::of(const nlohmann::json& recipie
     u.timezone = it->get<std::string>();
   if (auto it = recipient.find("locale"); it != recipient.end() && it->is_string()) u.locale = it->get<std::string>();
   if (auto it = recipient.find("contacts"); it != recipient.end() && it->is_object()) {
-    u.contacts_json = it->dump();  // keys in order (nlohmann's object is a std::map): canonical
+    u.contacts_json = dump_json(*it);  // canonical: keys in order
     u.contact_points = ops::indexed_contact_points(*it);
   }
   return u;

@@ -134,7 +134,7 @@ TEST(JsonDump, WritesNlohmannsBytes) {
     EXPECT_EQ(dump_json(scalar), nlohmann_dump(scalar));
 }
 
-TEST(JsonDump, RefusesInvalidUtf8WithNlohmannsError) {
+TEST(JsonDump, RefusesOrReplacesInvalidUtf8AsNlohmannDoes) {
   for (const std::string& bad : {std::string("\xC3"), std::string("a\xFF"), std::string("\xED\xA0\x80"),
                                  std::string("\xC0\x80"), std::string("ok \xE3\x81")}) {
     Json j = {{"k", bad}};
@@ -151,6 +151,8 @@ TEST(JsonDump, RefusesInvalidUtf8WithNlohmannsError) {
     }
     EXPECT_FALSE(expected.empty());
     EXPECT_EQ(actual, expected);
+    // Answers that echo a client's bytes replace them with U+FFFD, as nlohmann's replace handler does.
+    EXPECT_EQ(dump_json(j, InvalidUtf8::replace), j.dump(-1, ' ', false, Json::error_handler_t::replace));
   }
 }
 
