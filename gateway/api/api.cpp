@@ -474,10 +474,11 @@ void Api::submit(const HttpRequest& request, const std::string& key_name, const 
                  respond](Result<std::vector<store::AcceptResult>> stored) {
     int handed = 0;
     if (reserved > 0) {
-      std::vector<store::MessageRecord> claims;
+      std::vector<core::Claim> claims;
       if (stored)
-        for (auto& r : *stored)
-          if (r.claimed) claims.push_back(std::move(*r.claimed));
+        for (size_t i = 0; i < stored->size(); ++i)
+          if (auto& claimed = (*stored)[i].claimed)
+            claims.push_back({std::move(*claimed), std::move(intake->validated[i])});
       handed = static_cast<int>(claims.size());
       deps_.hand_over(std::move(claims), reserved);
     }

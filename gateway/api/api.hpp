@@ -10,12 +10,13 @@
 #include <vector>
 
 #include "api/http.hpp"
-#include "metrics/metrics.hpp"
 #include "common/time.hpp"
 #include "config/config.hpp"
 #include "core/clearance.hpp"
 #include "core/inbound.hpp"
+#include "core/intake.hpp"
 #include "core/message.hpp"
+#include "metrics/metrics.hpp"
 #include "plugin/channel.hpp"
 #include "render/renderer.hpp"
 #include "store/store.hpp"
@@ -36,7 +37,7 @@ struct ApiDependencies {
   // The dispatcher's hand-over (core::Dispatcher::reserve and hand_over): messages due now go to it
   // straight from the accepting commit. Empty: every message waits in the store for the claim loop.
   std::function<int(int wanted)> reserve_hand_over;
-  std::function<void(std::vector<store::MessageRecord> claims, int reserved)> hand_over;
+  std::function<void(std::vector<core::Claim> claims, int reserved)> hand_over;
 };
 
 class Api final : public Handler {

@@ -300,10 +300,9 @@ int serve(const ServeOptions& options) {
                                   dispatcher->wake();
                                   webhooks->wake();
                                 },
-                                [webhooks] { webhooks->wake(); },
-                                [dispatcher] { return dispatcher->in_flight(); },
+                                [webhooks] { webhooks->wake(); }, [dispatcher] { return dispatcher->in_flight(); },
                                 [dispatcher](int wanted) { return dispatcher->reserve(wanted); },
-                                [dispatcher](std::vector<store::MessageRecord> claims, int reserved) {
+                                [dispatcher](std::vector<core::Claim> claims, int reserved) {
                                   dispatcher->hand_over(std::move(claims), reserved);
                                 }});
     return g;

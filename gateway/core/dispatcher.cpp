@@ -268,7 +268,7 @@ bool Dispatcher::stop(int64_t grace_ms) {
   // what is queued now was claimed but never started (including a claim that was committing when the
   // stop came).
   if (loop_.joinable()) loop_.join();
-  std::deque<store::MessageRecord> unstarted;
+  std::deque<Claim> unstarted;
   {
     std::lock_guard lock(mutex_);
     unstarted.swap(work_);
@@ -293,12 +293,12 @@ bool Dispatcher::stop(int64_t grace_ms) {
   return true;
 }
 
-void Dispatcher::put_back(const std::deque<store::MessageRecord>& unstarted, const char* why) {
+void Dispatcher::put_back(const std::deque<Claim>& unstarted, const char* why) {
   // Back to scheduled, giving the claim's attempt back. Only these records, by their claim: another
   // dispatcher (a reload's) may hold claims of its own.
   int64_t now = clock_.now_ms();
-  for (const auto& r : unstarted) {
-    store::Transition t = transition_of(r);
+  for (const auto& claim : unstarted) {
+    store::Transition t = transition_of(claim.record);
     t.no_attempt = true;
     t.to = store::State::scheduled;
     t.due_at_ms = now;
@@ -318,8 +318,8 @@ int Dispatcher::reserve(int wanted) {
   return granted;
 }
 
-void Dispatcher::hand_over(std::vector<store::MessageRecord> claims, int reserved) {
-  std::deque<store::MessageRecord> refused;
+void Dispatcher::hand_over(std::vector<Claim> claims, int reserved) {
+  std::deque<Claim> refused;
   {
     std::lock_guard lock(mutex_);
     // Room reserved for what did not become a claim (a duplicate, a failed write) is free again.
@@ -395,7 +395,7 @@ bool Dispatcher::claim_round(std::unique_lock<std::mutex>& lock, int64_t& looked
     }
     for (auto& r : *claimed) {
       ++in_flight_;
-      work_.push_back(std::move(r));
+      work_.push_back({std::move(r), std::nullopt});
     }
     for (size_t i = 0; i < claimed->size(); ++i) work_ready_.notify_one();
     // A full claim: more may be due. Until a claim comes back short, new messages queue in the store
@@ -440,19 +440,20 @@ void Dispatcher::room_freed() {
 
 void Dispatcher::work() {
   for (;;) {
-    store::MessageRecord record;
+    Claim claim;
     {
       std::unique_lock lock(mutex_);
       work_ready_.wait(lock, [&] { return stopping_ || !work_.empty(); });
       if (stopping_) return;
-      record = std::move(work_.front());
+      claim = std::move(work_.front());
       work_.pop_front();
     }
+    const store::MessageRecord& record = claim.record;
     // The top of a worker thread: an exception that left here would end the process, and the message would
     // end it again after every restart. It becomes this message's failed attempt instead.
     bool handed = false;
     try {
-      handed = process(record);
+      handed = process(record, std::move(claim.message));
     } catch (const std::exception& e) {
       fail_inside(record, e.what());
     }
@@ -481,17 +482,19 @@ struct Dispatcher::Sending {
   int64_t started_ms = 0;
 };
 
-bool Dispatcher::process(const store::MessageRecord& record) {
+bool Dispatcher::process(const store::MessageRecord& record, std::optional<Message> validated) {
   int64_t started = clock_.now_ms();
-  Json json = parse_json_or_discarded(record.payload);
-  ValidationRules stored;  // as it was accepted: channels may have been reconfigured since, templates allowed
-  stored.templates_available = true;
-  ParsedMessage parsed = json.is_discarded() ? ParsedMessage{} : parse_message(json, stored);
-  if (!parsed.message) {
+  if (!validated) {
+    Json json = parse_json_or_discarded(record.payload);
+    ValidationRules stored;  // as it was accepted: channels may have been reconfigured since, templates allowed
+    stored.templates_available = true;
+    if (!json.is_discarded()) validated = std::move(parse_message(json, stored).message);
+  }
+  if (!validated) {
     this->record(fail_before_attempt(record, "unreadable_payload", R"({"reason":"unreadable_payload"})"), started);
     return false;
   }
-  Message& message = *parsed.message;
+  Message& message = *validated;
   clearance_.complete_recipient(message);
 
   policy::Decision decision = clearance_.clear(message, record.channel_index, started, random_unit(), true);

@@ -18,6 +18,7 @@
 #include "common/time.hpp"
 #include "config/config.hpp"
 #include "core/clearance.hpp"
+#include "core/intake.hpp"
 #include "core/message.hpp"
 #include "links/links.hpp"
 #include "plugin/channel.hpp"
@@ -94,7 +95,7 @@ class Dispatcher {
   int reserve(int wanted);
   // The committed claims of a reserve(`reserved`) (fewer when some were duplicates, none when the write
   // failed). After stop() they go back to `scheduled`, their attempt given back, for the next dispatcher.
-  void hand_over(std::vector<store::MessageRecord> claims, int reserved);
+  void hand_over(std::vector<Claim> claims, int reserved);
   // Set before start().
   void set_outcome_listener(OutcomeListener listener) { listener_ = std::move(listener); }
   // What tests wait for instead of for time to pass (the loop, the workers and the store's writer are threads
@@ -129,10 +130,11 @@ class Dispatcher {
   bool claim_round(std::unique_lock<std::mutex>& lock, int64_t& looked_at_ms);
   struct Sending;  // a message cleared and handed to its channel, until its verdict is recorded
   void work();
-  // The stages up to the channel, on a worker: validate (the stored payload), complete the recipient, clear
+  // The stages up to the channel, on a worker: validate (the stored payload, unless intake handed the message
+  // over `validated`), complete the recipient, clear
   // (consent, suppression, quiet hours, caps), choose the channel, render, deliver. True when the message went
   // to a channel: finish() then records its verdict and frees its room. Throws only before that.
-  bool process(const store::MessageRecord& record);
+  bool process(const store::MessageRecord& record, std::optional<Message> validated);
   // The channel's verdict, on the thread that heard it (the transport's, a batch leader's, or the worker's):
   // records it (record_outcome) and frees the message's room.
   void finish(std::shared_ptr<Sending> sending, const plugin::DeliveryOutcome& outcome);
@@ -148,7 +150,7 @@ class Dispatcher {
   // A worker finished one: frees its room, and wakes the loop when there is room for something due.
   void room_freed();
   // Claims this dispatcher holds but will not start (it is stopping): back to `scheduled`, due now.
-  void put_back(const std::deque<store::MessageRecord>& unstarted, const char* why);
+  void put_back(const std::deque<Claim>& unstarted, const char* why);
 
   store::Store& store_;
   const plugin::Registry& channels_;
@@ -162,7 +164,7 @@ class Dispatcher {
   std::condition_variable wake_;
   std::condition_variable work_ready_;
   std::condition_variable idle_;  // in_flight_ reached 0 (stop waits for it)
-  std::deque<store::MessageRecord> work_;
+  std::deque<Claim> work_;
   bool started_ = false;
   bool stopping_ = false;
   bool woken_ = false;

@@ -63,6 +63,7 @@ Intake prepare_intake(const Json& body, const ValidationRules& rules, int max_ba
                now_ms);
     out.stored = static_cast<int>(intake.to_store.size());
     intake.to_store.push_back(std::move(nm));
+    intake.validated.push_back(std::move(*parsed.message));
   }
   return intake;
 }

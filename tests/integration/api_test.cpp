@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 
+#include <map>
 #include <regex>
 #include <set>
 
@@ -102,6 +103,21 @@ TEST_F(ApiTest, AMessageDueNowIsHandedToTheDispatcherByItsAcceptingCommit) {
   EXPECT_EQ(batch.json()["results"][1]["state"], "scheduled") << batch.body;
   ASSERT_TRUE(eventually([&] { return state_of(*gw_, http_, "batch-now") == "delivered"; }));
   EXPECT_EQ(state_of(*gw_, http_, "batch-later"), "scheduled");
+  // A handed-over message goes as intake validated it, each its own: a refused message and a duplicate
+  // between them shift nothing.
+  Json refused = sample_message("pair-bad");
+  refused["purpose"] = "unknown";
+  HttpResult mixed = gw_->post_json(
+      http_, "/v1/messages",
+      Json{{"messages", {sample_message("pair-1"), refused, sample_message("batch-now"), sample_message("pair-2")}}});
+  ASSERT_EQ(mixed.status, 202) << mixed.body;
+  EXPECT_EQ(mixed.json()["results"][3]["state"], "dispatched") << mixed.body;
+  for (const char* id : {"pair-1", "pair-2"})
+    ASSERT_TRUE(eventually([&] { return state_of(*gw_, http_, id) == "delivered"; })) << id;
+  std::map<std::string, std::vector<std::string>> texts_of;
+  for (const auto& line : outbox()) texts_of[line["message_id"]].push_back(line["content"]["text"]);
+  for (const char* id : {"pair-1", "pair-2", "batch-now"})
+    EXPECT_EQ(texts_of[id], std::vector<std::string>{std::string("注文番号 ") + id}) << id;
   // `scheduled` marks a message that waits for its send_at; one due at once (above) has none.
   Json waiting = gw_->get(http_, "/v1/messages/batch-later").json();
   ASSERT_EQ(waiting["events"].size(), 2u) << waiting;

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -139,14 +140,15 @@ class DispatcherHandOver : public test::StoreFixture {
     return nm;
   }
 
-  // Stores `ids` as intake does after reserve(): claimed, and returns the claims to hand over.
-  std::vector<store::MessageRecord> accept_claimed(const std::vector<std::string>& ids) {
+  // Stores `ids` as intake does after reserve(): claimed, and returns the claims to hand over, each with the
+  // Message intake validated.
+  std::vector<Claim> accept_claimed(const std::vector<std::string>& ids) {
     std::vector<store::NewMessage> batch;
     int64_t now = clock_.now_ms();
     for (const auto& id : ids) batch.push_back(message(id, now, true));
-    std::vector<store::MessageRecord> claims;
+    std::vector<Claim> claims;
     for (auto& r : accept(std::move(batch), now))
-      if (r.claimed) claims.push_back(std::move(*r.claimed));
+      if (r.claimed) claims.push_back({*r.claimed, parse_message(Json::parse(r.claimed->payload), {}).message});
     return claims;
   }
 
@@ -184,10 +186,10 @@ TEST_F(DispatcherHandOver, HandedOverClaimsAreDeliveredOnceWithoutAClaimOfTheirO
   ASSERT_EQ(reserve_when_open(d, 3), 3);
 
   // Stored claimed: attempt 1, on no channel yet, counted as dispatched.
-  std::vector<store::MessageRecord> claims = accept_claimed({"h-1", "h-2", "h-3"});
+  std::vector<Claim> claims = accept_claimed({"h-1", "h-2", "h-3"});
   ASSERT_EQ(claims.size(), 3u);
-  EXPECT_EQ(claims[0].state, store::State::dispatched);
-  EXPECT_EQ(claims[0].attempts, 1);
+  EXPECT_EQ(claims[0].record.state, store::State::dispatched);
+  EXPECT_EQ(claims[0].record.attempts, 1);
   EXPECT_EQ(store_->count_by_state()[store::State::dispatched], 3);
 
   d.hand_over(std::move(claims), 3);
@@ -210,6 +212,31 @@ TEST_F(DispatcherHandOver, HandedOverClaimsAreDeliveredOnceWithoutAClaimOfTheirO
   int lines = 0;
   for (std::string line; std::getline(sink, line);) ++lines;
   EXPECT_EQ(lines, 3);
+}
+
+// Intake validated the message a moment ago: the worker delivers that Message and does not read the stored
+// payload again. The handed Message's text differs from the stored one here, so the sink shows which was used;
+// a claim handed over without one is read from the store.
+TEST_F(DispatcherHandOver, AHandedOverMessageGoesAsIntakeValidatedItWithoutReadingThePayloadAgain) {
+  Dispatcher& d = start(2, 8);
+  ASSERT_EQ(reserve_when_open(d, 2), 2);
+  std::vector<Claim> claims = accept_claimed({"v-1", "v-2"});
+  ASSERT_EQ(claims.size(), 2u);
+  ASSERT_TRUE(claims[0].message);
+  claims[0].message->content["text"] = "as intake validated it";
+  claims[1].message.reset();
+  d.hand_over(std::move(claims), 2);
+  for (const char* id : {"v-1", "v-2"})
+    ASSERT_TRUE(changes_.until([&] { return state_of(id) == "delivered"; })) << id << ": " << state_of(id);
+  std::map<std::string, std::string> text_of;
+  std::ifstream sink(dir_ / "email.jsonl");
+  for (std::string line; std::getline(sink, line);) {
+    Json delivery = Json::parse(line);
+    text_of[delivery.value("message_id", "")] = delivery.dump();
+  }
+  ASSERT_EQ(text_of.size(), 2u);
+  EXPECT_NE(text_of["v-1"].find("as intake validated it"), std::string::npos) << text_of["v-1"];
+  EXPECT_NE(text_of["v-2"].find("t v-2"), std::string::npos) << text_of["v-2"];
 }
 
 // A claim whose write the engine refuses is a failed round of the claim loop, counted and logged like a read
@@ -235,9 +262,9 @@ TEST_F(DispatcherHandOver, RoomNotTurnedIntoClaimsIsFreeAgain) {
   Dispatcher& d = start(1, 4);  // capacity 4
   ASSERT_EQ(reserve_when_open(d, 3), 3);
   accept({message("dup-1", clock_.now_ms(), false)}, clock_.now_ms());  // already there: a duplicate
-  std::vector<store::MessageRecord> claims = accept_claimed({"dup-1", "new-1"});
+  std::vector<Claim> claims = accept_claimed({"dup-1", "new-1"});
   ASSERT_EQ(claims.size(), 1u);
-  EXPECT_EQ(claims[0].id, "new-1");
+  EXPECT_EQ(claims[0].record.id, "new-1");
   EXPECT_EQ(d.in_flight(), 3);
   d.hand_over(std::move(claims), 3);  // one claim for three reserved: two are free at once
   EXPECT_LE(d.in_flight(), 1);
@@ -285,7 +312,7 @@ TEST_F(DispatcherHandOver, TheLoopSleepsUntilTheStoresNextDueTimeNotThePollInter
 TEST_F(DispatcherHandOver, ClaimsHandedOverAfterStopGoBackToScheduledWithTheirAttempt) {
   Dispatcher& d = start(2, 4);
   ASSERT_EQ(reserve_when_open(d, 1), 1);
-  std::vector<store::MessageRecord> claims = accept_claimed({"late-1"});
+  std::vector<Claim> claims = accept_claimed({"late-1"});
   ASSERT_EQ(claims.size(), 1u);
   // A reload or shutdown stops the dispatcher while the accepting commit is on its way: the hand-over
   // arrives at a stopped dispatcher, which must not lose the message nor keep it `dispatched`.
