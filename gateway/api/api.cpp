@@ -470,6 +470,8 @@ void Api::submit(const HttpRequest& request, const std::string& key_name, const 
     reserved = due.empty() ? 0 : deps_.reserve_hand_over(static_cast<int>(due.size()));
     for (int i = 0; i < reserved; ++i) due[static_cast<size_t>(i)]->claim = true;
   }
+  // Nothing to hand over: the validated messages go now, on this thread, instead of after the commit on another.
+  if (reserved == 0) intake->validated.clear();
   auto finish = [this, intake, reserved, received = request.received_at_ns,
                  respond](Result<std::vector<store::AcceptResult>> stored) {
     int handed = 0;
@@ -478,7 +480,9 @@ void Api::submit(const HttpRequest& request, const std::string& key_name, const 
       if (stored)
         for (size_t i = 0; i < stored->size(); ++i)
           if (auto& claimed = (*stored)[i].claimed)
-            claims.push_back({std::move(*claimed), std::move(intake->validated[i])});
+            claims.push_back({std::move(*claimed), i < intake->validated.size()
+                                                       ? std::optional<core::Message>(std::move(intake->validated[i]))
+                                                       : std::nullopt});
       handed = static_cast<int>(claims.size());
       deps_.hand_over(std::move(claims), reserved);
     }
