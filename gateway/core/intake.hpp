@@ -24,7 +24,9 @@ struct Intake {
   std::vector<FieldError> envelope_errors;  // a malformed batch: nothing else is looked at
   std::vector<IntakeItem> items;
   std::vector<store::NewMessage> to_store;
-  std::vector<Message> validated;  // the Message of each of to_store, in the same order
+  // The Message of each of to_store, in the same order, for the hand-over (Api::submit drops them when it
+  // hands none over).
+  std::vector<Message> validated;
 };
 
 // A claimed message on its way to the dispatcher's workers. A claim handed over by intake carries the Message
