@@ -177,8 +177,7 @@ class HttpTransfer final : public Transfer {
       response.http_version_used.clear();
       response.headers.clear();
       response.transport_error = CURLE_GOT_NOTHING;
-      response.error_text =
-          "connection closed before any response; not re-sent, as the server may have received the request";
+      response.error_text = kNotResentText;
     } else if (too_large) {
       response.transport_error = CURLE_WRITE_ERROR;
       response.error_text = "response body exceeds max_response_bytes";

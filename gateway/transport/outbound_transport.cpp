@@ -33,6 +33,8 @@
 #include <unordered_map>
 
 #include "common/thread_name.hpp"
+#include "transport/http1_engine.hpp"
+#include "transport/http1_wire.hpp"
 #include "transport/transfer.hpp"
 
 namespace tayori::transport {
@@ -98,8 +100,12 @@ struct OutboundTransport::Impl {
   // Easy handles of finished transfers, reset and kept for the next ones: curl_easy_init allocates and
   // initialises a handle of several KiB (and its buffers) that curl_easy_reset leaves in place.
   std::vector<CURL*> idle_easy;
+  // The HTTP/1.1 requests rides_http1_client() gives it (http1_engine.hpp); libcurl carries the rest.
+  std::unique_ptr<Http1Engine> http1;
+  bool proxy_configured = http_proxy_in_environment();
 
   ~Impl() {
+    http1.reset();
     for (CURL* e : idle_easy) curl_easy_cleanup(e);
     if (epoll_fd >= 0) ::close(epoll_fd);
     if (wake_fd >= 0) ::close(wake_fd);
@@ -248,6 +254,16 @@ struct OutboundTransport::Impl {
         }
         std::unique_ptr<Transfer> t = std::move(pool.pending.front());
         pool.pending.pop_front();
+        if (t->own_client) {
+          if (CURLcode rc = t->check_request(); rc != CURLE_OK) {
+            t->fail(rc, t->errbuf);
+            t->complete();
+            continue;
+          }
+          ++pool.active;
+          http1->start(std::move(t), limit, now);
+          continue;
+        }
         CURLcode rc = t->setup(options, take_easy());
         if (rc == CURLE_OK) {
           curl_easy_setopt(t->easy, CURLOPT_OPENSOCKETFUNCTION, &Impl::on_open_socket);
@@ -286,9 +302,18 @@ struct OutboundTransport::Impl {
     return false;
   }
 
+  // A transfer that ended: its pool slot is free again and its caller hears of it.
+  void completed(std::unique_ptr<Transfer> t) {
+    if (auto p = pools.find(t->pool); p != pools.end()) --p->second.active;
+    count_connections(*t, static_cast<long>(t->response.new_connections));
+    t->complete();
+  }
+
   // Completes finished transfers; returns how many.
   int drain_done() {
-    int n = 0;
+    std::vector<std::unique_ptr<Transfer>> own = http1->take_finished();
+    int n = static_cast<int>(own.size());
+    for (auto& t : own) completed(std::move(t));
     int left = 0;
     while (CURLMsg* msg = curl_multi_info_read(multi, &left)) {
       if (msg->msg != CURLMSG_DONE) continue;
@@ -301,11 +326,9 @@ struct OutboundTransport::Impl {
       if (it == running.end()) continue;
       std::unique_ptr<Transfer> t = std::move(it->second);
       running.erase(it);
-      if (auto p = pools.find(t->pool); p != pools.end()) --p->second.active;
       t->finish(code);
-      count_connections(*t, static_cast<long>(t->response.new_connections));
       recycle_easy(*t);
-      t->complete();
+      completed(std::move(t));
       ++n;
     }
     return n;
@@ -339,9 +362,11 @@ struct OutboundTransport::Impl {
         timer_due_ms = -1;  // libcurl sets it again if it still wants one
         curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &still_running);
       }
+      http1->on_tick(steady_now_ms());
       if (drain_done() > 0) continue;  // freed slots: start more before sleeping
 
       int64_t timeout = 1000;
+      if (const int64_t own = http1->next_timeout_ms(steady_now_ms()); own >= 0) timeout = std::min(timeout, own);
       if (rate_wait >= 0) timeout = std::min(timeout, rate_wait);
       if (timer_due_ms >= 0) timeout = std::min(timeout, std::max<int64_t>(0, timer_due_ms - steady_now_ms()));
       // A caller that queued work after the check above finds may_sleep true and writes the eventfd, so
@@ -353,10 +378,15 @@ struct OutboundTransport::Impl {
       }
       const int n = ::epoll_wait(epoll_fd, events, 64, static_cast<int>(timeout));
       may_sleep.store(false);
+      const int64_t woke_ms = n > 0 ? steady_now_ms() : 0;
       for (int i = 0; i < n; ++i) {
         if (events[i].data.fd == wake_fd) {
           uint64_t count = 0;
           [[maybe_unused]] ssize_t r = ::read(wake_fd, &count, sizeof count);
+          continue;
+        }
+        if (http1->owns(events[i].data.fd)) {
+          http1->on_event(events[i].data.fd, events[i].events, woke_ms);
           continue;
         }
         if (auto it = sockets.find(events[i].data.fd); it != sockets.end() && !it->second.wanted) {
@@ -376,6 +406,8 @@ struct OutboundTransport::Impl {
   }
 
   void fail_everything() {
+    http1->abort_all(CURLE_ABORTED_BY_CALLBACK, kShutdownText);
+    for (auto& t : http1->take_finished()) completed(std::move(t));
     for (auto& [raw, t] : running) {
       long opened = 0;
       curl_easy_getinfo(t->easy, CURLINFO_NUM_CONNECTS, &opened);
@@ -423,6 +455,11 @@ OutboundTransport::OutboundTransport(TransportOptions options) : impl_(std::make
   wake_event.data.fd = impl_->wake_fd;
   if (::epoll_ctl(impl_->epoll_fd, EPOLL_CTL_ADD, impl_->wake_fd, &wake_event) != 0)
     throw std::runtime_error(std::string("transport: epoll_ctl: ") + std::strerror(errno));
+  // The resolver answers from its own thread, rarely: it always writes, whatever may_sleep says.
+  impl_->http1 = std::make_unique<Http1Engine>(impl_->options, impl_->epoll_fd, [impl = impl_.get()] {
+    const uint64_t one = 1;
+    [[maybe_unused]] ssize_t n = ::write(impl->wake_fd, &one, sizeof one);
+  });
   curl_multi_setopt(impl_->multi, CURLMOPT_SOCKETFUNCTION, &Impl::on_socket);
   curl_multi_setopt(impl_->multi, CURLMOPT_SOCKETDATA, static_cast<void*>(impl_.get()));
   curl_multi_setopt(impl_->multi, CURLMOPT_TIMERFUNCTION, &Impl::on_timer);
@@ -462,6 +499,7 @@ void OutboundTransport::submit(Request request, Completion done) {
   }
   std::unique_ptr<Transfer> t = request.kind == RequestKind::Smtp ? make_smtp_transfer() : make_http_transfer();
   t->pool = pool_key_for(request);
+  t->own_client = rides_http1_client(request, impl_->proxy_configured);
   t->request = std::move(request);
   t->done = std::move(done);
   {

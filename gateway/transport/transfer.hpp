@@ -26,8 +26,14 @@ struct Transfer {
   // The list configure() hands libcurl (HTTP: the request headers; SMTP: the envelope recipients). The
   // easy handle points into it, so it is freed after the handle.
   curl_slist* list = nullptr;
+  // Carried by the transport's own HTTP/1.1 client rather than libcurl (rides_http1_client, http1_wire.hpp).
+  bool own_client = false;
 
   virtual ~Transfer();
+
+  // The protocol's checks of the request, for a transfer that another client than libcurl carries
+  // (http1_engine.hpp): CURLE_OK, or why it may not start (errbuf says why).
+  CURLcode check_request() { return check(); }
 
   // Sets up `handle` (a fresh or a reset easy handle, which the transfer now owns; null = out of memory).
   // Returns CURLE_OK, or the error that prevents the transfer from starting (errbuf says why).
@@ -57,6 +63,11 @@ struct Transfer {
 // A transfer for each RequestKind (http_transfer.cpp, smtp_transfer.cpp).
 std::unique_ptr<Transfer> make_http_transfer();
 std::unique_ptr<Transfer> make_smtp_transfer();
+
+// Why a request whose kept connection died before any byte of the answer is not sent again (RFC 9110 §9.2.2;
+// http_transfer.cpp on_prereq, http1_engine.cpp).
+inline constexpr const char* kNotResentText =
+    "connection closed before any response; not re-sent, as the server may have received the request";
 
 // Without leading spaces and tabs, and without trailing spaces, tabs and line ends.
 std::string_view trim(std::string_view s);

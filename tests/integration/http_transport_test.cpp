@@ -457,6 +457,127 @@ TEST(HttpTransport, PoolKeyDefaultsToOrigin) {
   EXPECT_EQ(key("https://a/x", "line-account-1"), "line-account-1");
 }
 
+// ---- The transport's own HTTP/1.1 client (transport/http1_engine.hpp): framings, persistence, retries ----
+
+// Answers the requests it receives, one connection at a time, from a script: each entry is the bytes of one
+// answer, or kHangUp to close the connection after reading the request, without a word. An answer that says
+// "Connection: close" or has no length closes its connection after it. Enough for sequential requests.
+struct ScriptedServer : SilentListener {
+  static constexpr const char* kHangUp = "";
+  explicit ScriptedServer(std::vector<std::string> script) : script_(std::move(script)) {
+    thread_ = std::thread([this] { serve(); });
+  }
+  ~ScriptedServer() {
+    ::shutdown(fd, SHUT_RDWR);
+    thread_.join();
+  }
+  int accepted() const { return accepted_; }
+  std::vector<std::string> request_lines() {
+    std::lock_guard lock(mu_);
+    return lines_;
+  }
+
+ private:
+  // Reads one request (head and Content-Length body); false at the end of the connection.
+  bool read_request(int c, std::string& buffer) {
+    char buf[4096];
+    for (;;) {
+      const size_t end = buffer.find("\r\n\r\n");
+      if (end != std::string::npos) {
+        size_t length = 0;
+        const size_t cl = buffer.find("Content-Length: ");
+        if (cl != std::string::npos && cl < end) length = std::stoul(buffer.substr(cl + 16));
+        if (buffer.size() >= end + 4 + length) {
+          std::lock_guard lock(mu_);
+          lines_.push_back(buffer.substr(0, buffer.find("\r\n")));
+          buffer.erase(0, end + 4 + length);
+          return true;
+        }
+      }
+      const ssize_t n = ::read(c, buf, sizeof buf);
+      if (n <= 0) return false;
+      buffer.append(buf, static_cast<size_t>(n));
+    }
+  }
+  void serve() {
+    size_t next = 0;
+    while (next < script_.size()) {
+      const int c = ::accept(fd, nullptr, nullptr);
+      if (c < 0) return;
+      ++accepted_;
+      std::string buffer;
+      while (next < script_.size() && read_request(c, buffer)) {
+        const std::string& answer = script_[next++];
+        if (answer.empty()) break;  // kHangUp
+        EXPECT_EQ(::write(c, answer.data(), answer.size()), static_cast<ssize_t>(answer.size()));
+        if (answer.find("Connection: close") != std::string::npos ||
+            answer.find("Length") == std::string::npos && answer.find("chunked") == std::string::npos)
+          break;
+      }
+      ::close(c);
+    }
+  }
+  std::vector<std::string> script_;
+  std::thread thread_;
+  std::atomic<int> accepted_{0};
+  std::mutex mu_;
+  std::vector<std::string> lines_;
+};
+
+Response send_one(OutboundTransport& transport, Request request) {
+  Completions c(1);
+  transport.submit(std::move(request), c.slot(0));
+  EXPECT_TRUE(c.wait_all(20s));
+  return c.response(0);
+}
+
+TEST(HttpTransportOwnClient, ReadsEveryFramingAndReusesOnlyConnectionsTheServerKeeps) {
+  ScriptedServer srv({"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\none\r\n0\r\n\r\n",
+                      "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\ntwo",
+                      "HTTP/1.0 200 OK\r\nX-Kind: until close\r\n\r\nthree",
+                      "HTTP/1.1 404 Not Found\r\nContent-Length: 4\r\n\r\nfour"});
+  OutboundTransport transport;
+  const std::vector<std::pair<std::string, int64_t>> expected = {{"one", 1}, {"two", 0}, {"three", 1}, {"four", 1}};
+  for (size_t i = 0; i < expected.size(); ++i) {
+    Response r = send_one(transport, {"GET", srv.url() + std::to_string(i), {}, "", 5000, "", {}});
+    EXPECT_EQ(r.transport_error, 0) << i << ": " << r.error_text;
+    EXPECT_EQ(r.body, expected[i].first) << i;
+    EXPECT_EQ(r.new_connections, expected[i].second) << i;
+  }
+  EXPECT_EQ(srv.accepted(), 3);
+  EXPECT_EQ(transport.connections_opened(), 3u);
+}
+
+// A kept connection the server closed just as the next request went out (no byte of an answer came): a GET
+// goes again on a new connection (RFC 9110 §9.2.2); a POST does not, as the server may have acted on it.
+TEST(HttpTransportOwnClient, OnlyAGetGoesAgainWhenItsKeptConnectionDies) {
+  const std::string ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+  ScriptedServer srv({ok, ScriptedServer::kHangUp, ok, ok, ScriptedServer::kHangUp});
+  OutboundTransport transport;
+  EXPECT_EQ(send_one(transport, {"GET", srv.url() + "/1", {}, "", 5000, "", {}}).status, 200);
+  Response again = send_one(transport, {"GET", srv.url() + "/2", {}, "", 5000, "", {}});
+  EXPECT_EQ(again.status, 200) << again.error_text;
+  EXPECT_EQ(again.new_connections, 1);
+  EXPECT_EQ(send_one(transport, {"POST", srv.url() + "/3", {}, "x", 5000, "", {}}).status, 200);
+  Response post = send_one(transport, {"POST", srv.url() + "/4", {}, "y", 5000, "", {}});
+  EXPECT_EQ(post.transport_error, CURLE_GOT_NOTHING) << post.error_text;
+  EXPECT_EQ(post.status, 0);
+  const std::vector<std::string> seen = {"GET /slow/1 HTTP/1.1", "GET /slow/2 HTTP/1.1", "GET /slow/2 HTTP/1.1",
+                                         "POST /slow/3 HTTP/1.1", "POST /slow/4 HTTP/1.1"};
+  EXPECT_EQ(srv.request_lines(), seen);
+}
+
+TEST(HttpTransportOwnClient, ANameIsResolvedOffTheLoopAndAnUnknownOneFails) {
+  LocalServer srv;
+  OutboundTransport transport;
+  Response r =
+      send_one(transport, {"GET", "http://localhost:" + std::to_string(srv.port) + "/n", {}, "", 10'000, "", {}});
+  EXPECT_EQ(r.status, 201) << r.error_text;
+  EXPECT_EQ(r.body, "echo:GET:");
+  Response unknown = send_one(transport, {"GET", "http://no-such-host.invalid/", {}, "", 15'000, "", {}});
+  EXPECT_EQ(unknown.transport_error, CURLE_COULDNT_RESOLVE_HOST) << unknown.error_text;
+}
+
 // ---- HTTP/2 against nghttpd (Debian nghttp2-server) ----
 
 class Http2Test : public ::testing::Test {

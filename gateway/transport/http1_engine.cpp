@@ -1,0 +1,560 @@
+// The transport's own HTTP/1.1 client (see http1_engine.hpp): connections, their sockets in the loop's epoll
+// set, name resolution on a thread of its own, timeouts. The bytes are http1_wire.cpp's.
+#include "transport/http1_engine.hpp"
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <unordered_map>
+
+#include "common/thread_name.hpp"
+#include "transport/http1_wire.hpp"
+#include "transport/transfer.hpp"
+
+namespace tayori::transport {
+
+namespace {
+
+// libcurl's defaults (7.88): CURLOPT_MAXAGE_CONN 118 s, CURLOPT_DNS_CACHE_TIMEOUT 60 s.
+constexpr int64_t kMaxIdleAgeMs = 118'000;
+constexpr int64_t kDnsCacheMs = 60'000;
+constexpr size_t kReadChunk = 16 * 1024;
+
+struct Address {
+  sockaddr_storage addr{};
+  socklen_t len = 0;
+};
+
+// Numeric hosts need no resolver.
+std::optional<Address> numeric_address(const std::string& host, uint16_t port) {
+  Address a;
+  auto* v4 = reinterpret_cast<sockaddr_in*>(&a.addr);
+  auto* v6 = reinterpret_cast<sockaddr_in6*>(&a.addr);
+  if (::inet_pton(AF_INET, host.c_str(), &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(port);
+    a.len = sizeof(sockaddr_in);
+    return a;
+  }
+  if (::inet_pton(AF_INET6, host.c_str(), &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(port);
+    a.len = sizeof(sockaddr_in6);
+    return a;
+  }
+  return std::nullopt;
+}
+
+void set_port(Address& a, uint16_t port) {
+  if (a.addr.ss_family == AF_INET)
+    reinterpret_cast<sockaddr_in*>(&a.addr)->sin_port = htons(port);
+  else
+    reinterpret_cast<sockaddr_in6*>(&a.addr)->sin6_port = htons(port);
+}
+
+std::string errno_text(int e) { return std::strerror(e); }
+
+// Resolves names with getaddrinfo on a thread of its own, so a slow DNS server never holds up the loop. The
+// state is shared with the thread, which may outlive the engine while a lookup hangs (getaddrinfo cannot be
+// cancelled): it is detached then, and finds `stopping` when the lookup returns.
+struct Resolver {
+  struct Answer {
+    std::string host;
+    std::vector<Address> addresses;  // empty: failed
+    std::string error;
+  };
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<std::string> asked;
+  std::vector<Answer> answers;
+  bool stopping = false;
+  std::function<void()> wake;
+
+  void run() {
+    std::unique_lock lock(mu);
+    for (;;) {
+      cv.wait(lock, [&] { return stopping || !asked.empty(); });
+      if (stopping) return;
+      std::string host = std::move(asked.front());
+      asked.pop_front();
+      lock.unlock();
+      Answer answer = lookup(host);
+      lock.lock();
+      if (stopping) return;
+      answers.push_back(std::move(answer));
+      wake();
+    }
+  }
+
+  static Answer lookup(const std::string& host) {
+    Answer a{host, {}, {}};
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    addrinfo* found = nullptr;
+    if (int rc = ::getaddrinfo(host.c_str(), nullptr, &hints, &found); rc != 0) {
+      a.error = ::gai_strerror(rc);
+      return a;
+    }
+    for (addrinfo* i = found; i; i = i->ai_next) {
+      if (i->ai_family != AF_INET && i->ai_family != AF_INET6) continue;
+      Address addr;
+      std::memcpy(&addr.addr, i->ai_addr, i->ai_addrlen);
+      addr.len = static_cast<socklen_t>(i->ai_addrlen);
+      a.addresses.push_back(addr);
+    }
+    ::freeaddrinfo(found);
+    if (a.addresses.empty()) a.error = "no IPv4 or IPv6 address";
+    return a;
+  }
+};
+
+}  // namespace
+
+struct Http1Engine::Impl {
+  enum class Phase { Resolving, Connecting, Sending, Receiving, Idle };
+
+  struct Connection {
+    int fd = -1;
+    Http1Target target;
+    std::string origin;
+    Phase phase = Phase::Resolving;
+    uint32_t interest = 0;  // the events the epoll set holds for fd
+    std::vector<Address> addresses;
+    size_t next_address = 0;
+    std::string connect_error;  // the last address's failure
+    int64_t connect_deadline_ms = 0;
+    // The transfer it carries, and its state.
+    std::unique_ptr<Transfer> transfer;
+    int64_t started_ms = 0;
+    int64_t deadline_ms = 0;
+    bool reused = false;   // the transfer went out on a connection kept from an earlier one
+    bool retried = false;  // a GET or HEAD sent again after its kept connection died (see fail_stale)
+    std::string out;
+    size_t sent = 0;
+    std::optional<Http1ResponseReader> reader;
+    int64_t idle_since_ms = 0;
+  };
+
+  TransportOptions options;
+  int epoll_fd;
+  std::unordered_map<int, Connection*> by_fd;
+  std::vector<std::unique_ptr<Connection>> connections;                       // every connection, busy or idle
+  std::map<std::string, std::vector<Connection*>> idle;                       // per origin, the most recently used last
+  std::map<std::string, int> max_idle;                                        // per origin
+  std::map<std::string, std::pair<std::vector<Address>, int64_t>> dns_cache;  // host: addresses, until
+  std::vector<std::unique_ptr<Transfer>> finished;
+  std::shared_ptr<Resolver> resolver;
+  std::thread resolver_thread;
+
+  Impl(const TransportOptions& o, int epoll, std::function<void()> wake) : options(o), epoll_fd(epoll) {
+    resolver = std::make_shared<Resolver>();
+    resolver->wake = std::move(wake);
+  }
+
+  ~Impl() {
+    for (auto& c : connections)
+      if (c->fd >= 0) ::close(c->fd);
+    if (resolver_thread.joinable()) {
+      {
+        std::lock_guard lock(resolver->mu);
+        resolver->stopping = true;
+      }
+      resolver->cv.notify_all();
+      resolver_thread.detach();  // a hanging getaddrinfo must not hold up shutdown; see Resolver
+    }
+  }
+
+  // ---- starting ----
+
+  void start(std::unique_ptr<Transfer> t, int keep, int64_t now) {
+    std::optional<Http1Target> target = parse_http1_target(t->request.url);
+    if (!target) {
+      t->fail(CURLE_URL_MALFORMAT, "URL not usable for HTTP/1.1");
+      finished.push_back(std::move(t));
+      return;
+    }
+    std::string origin = target->origin();
+    max_idle[origin] = std::max(1, keep);
+    const int64_t timeout = t->request.timeout_ms > 0 ? t->request.timeout_ms : options.default_timeout_ms;
+    if (Connection* c = take_idle(origin, now)) {
+      c->target = std::move(*target);  // the same origin; this request's path
+      c->reused = true;
+      c->retried = false;
+      c->started_ms = now;
+      c->deadline_ms = now + timeout;
+      send_request(*c, std::move(t), now);
+      return;
+    }
+    auto c = std::make_unique<Connection>();
+    c->target = std::move(*target);
+    c->origin = std::move(origin);
+    c->started_ms = now;
+    c->deadline_ms = now + timeout;
+    c->transfer = std::move(t);
+    Connection* raw = c.get();
+    connections.push_back(std::move(c));
+    open(*raw, now);
+  }
+
+  Connection* take_idle(const std::string& origin, int64_t now) {
+    auto it = idle.find(origin);
+    if (it == idle.end()) return nullptr;
+    while (!it->second.empty()) {
+      Connection* c = it->second.back();
+      it->second.pop_back();
+      if (now - c->idle_since_ms < kMaxIdleAgeMs) return c;
+      destroy(c);
+    }
+    return nullptr;
+  }
+
+  // Resolves (or finds) the addresses of c's host, then connects.
+  void open(Connection& c, int64_t now) {
+    c.reused = false;
+    c.phase = Phase::Resolving;
+    c.connect_deadline_ms = std::min(c.deadline_ms, now + options.connect_timeout_ms);
+    if (std::optional<Address> a = numeric_address(c.target.host, c.target.port)) {
+      c.addresses = {*a};
+      connect_next(c, now);
+      return;
+    }
+    if (auto it = dns_cache.find(c.target.host); it != dns_cache.end() && it->second.second > now) {
+      c.addresses = it->second.first;
+      for (Address& a : c.addresses) set_port(a, c.target.port);
+      connect_next(c, now);
+      return;
+    }
+    ask_resolver(c.target.host);  // on_tick connects c when the answer comes
+  }
+
+  void ask_resolver(const std::string& host) {
+    std::lock_guard lock(resolver->mu);
+    if (std::find(resolver->asked.begin(), resolver->asked.end(), host) != resolver->asked.end()) return;
+    resolver->asked.push_back(host);
+    if (!resolver_thread.joinable())
+      resolver_thread = std::thread([r = resolver] {
+        name_this_thread("tayori-resolve");
+        r->run();
+      });
+    resolver->cv.notify_one();
+  }
+
+  void take_answers(int64_t now) {
+    std::vector<Resolver::Answer> answers;
+    {
+      std::lock_guard lock(resolver->mu);
+      if (resolver->answers.empty()) return;
+      answers.swap(resolver->answers);
+    }
+    for (Resolver::Answer& a : answers) {
+      if (!a.addresses.empty()) dns_cache[a.host] = {a.addresses, now + kDnsCacheMs};
+      for (size_t i = 0; i < connections.size(); ++i) {
+        Connection& c = *connections[i];
+        if (c.phase != Phase::Resolving || c.target.host != a.host) continue;
+        if (a.addresses.empty()) {
+          end(c, CURLE_COULDNT_RESOLVE_HOST, "Could not resolve host: " + a.host + " (" + a.error + ")");
+          continue;
+        }
+        c.addresses = a.addresses;
+        for (Address& addr : c.addresses) set_port(addr, c.target.port);
+        connect_next(c, now);
+      }
+    }
+    sweep();
+  }
+
+  // Tries c's next address; ends the transfer when none is left.
+  void connect_next(Connection& c, int64_t now) {
+    while (c.next_address < c.addresses.size()) {
+      const Address& a = c.addresses[c.next_address++];
+      if (c.fd >= 0) forget_fd(c);
+      const int fd = ::socket(a.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+      if (fd < 0) {
+        c.connect_error = errno_text(errno);
+        continue;
+      }
+      const int one = 1;  // requests are written whole: no reason to wait for more (libcurl's default too)
+      ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      c.fd = fd;
+      by_fd[fd] = &c;
+      c.phase = Phase::Connecting;
+      if (::connect(fd, reinterpret_cast<const sockaddr*>(&a.addr), a.len) == 0) {
+        connected(c, now);
+        return;
+      }
+      if (errno == EINPROGRESS) {
+        watch(c, EPOLLOUT);
+        return;
+      }
+      c.connect_error = errno_text(errno);
+    }
+    end(c, CURLE_COULDNT_CONNECT,
+        "Failed to connect to " + c.target.host + " port " + std::to_string(c.target.port) + ": " +
+            (c.connect_error.empty() ? "no address" : c.connect_error));
+  }
+
+  void connected(Connection& c, int64_t now) {
+    c.transfer->response.new_connections = 1;
+    std::unique_ptr<Transfer> t = std::move(c.transfer);
+    send_request(c, std::move(t), now);
+  }
+
+  void send_request(Connection& c, std::unique_ptr<Transfer> t, int64_t now) {
+    const int64_t opened = t->response.new_connections;
+    c.out = write_http1_request(t->request, c.target, options.user_agent);
+    c.sent = 0;
+    c.reader.emplace(t->request.method == "HEAD", options.max_response_bytes);
+    c.transfer = std::move(t);
+    c.transfer->response.new_connections = opened;
+    c.phase = Phase::Sending;
+    flush(c, now);
+  }
+
+  // ---- the socket ----
+
+  void watch(Connection& c, uint32_t events) {
+    if (c.interest == events) return;
+    epoll_event ev{};
+    ev.events = events;
+    ev.data.fd = c.fd;
+    ::epoll_ctl(epoll_fd, c.interest == 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, c.fd, &ev);
+    c.interest = events;
+  }
+
+  void forget_fd(Connection& c) {
+    by_fd.erase(c.fd);
+    ::close(c.fd);  // the kernel takes a closed socket out of the epoll set
+    c.fd = -1;
+    c.interest = 0;
+  }
+
+  void flush(Connection& c, int64_t now) {
+    while (c.sent < c.out.size()) {
+      const ssize_t n = ::send(c.fd, c.out.data() + c.sent, c.out.size() - c.sent, MSG_NOSIGNAL);
+      if (n > 0) {
+        c.sent += static_cast<size_t>(n);
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        watch(c, EPOLLIN | EPOLLOUT);
+        return;
+      }
+      const int e = errno;
+      if (stale(c, now)) return;
+      end(c, CURLE_SEND_ERROR, "Send failure: " + errno_text(e));
+      return;
+    }
+    c.out.clear();
+    c.out.shrink_to_fit();
+    c.phase = Phase::Receiving;
+    watch(c, EPOLLIN);
+  }
+
+  void receive(Connection& c, int64_t now) {
+    char buf[kReadChunk];
+    const ssize_t n = ::recv(c.fd, buf, sizeof buf, 0);
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
+      const int e = errno;
+      if (stale(c, now)) return;
+      end(c, CURLE_RECV_ERROR, "Recv failure: " + errno_text(e));
+      return;
+    }
+    Http1ResponseReader& reader = *c.reader;
+    bool surplus = false;
+    if (n == 0) {
+      if (!reader.received_anything() && stale(c, now)) return;
+      reader.end_of_stream();
+    } else {
+      surplus = reader.feed(std::string_view(buf, static_cast<size_t>(n))) < static_cast<size_t>(n);
+    }
+    if (reader.state() == Http1ResponseReader::State::Reading) return;
+    if (reader.state() == Http1ResponseReader::State::Failed) {
+      end(c, reader.error(), reader.error_text());
+      return;
+    }
+    // Bytes after the answer are no answer to anything this client asked: the connection is not kept.
+    const bool keep = reader.keep_alive() && !surplus && n != 0 && c.phase == Phase::Receiving;
+    const int64_t opened = c.transfer->response.new_connections;
+    c.transfer->response = reader.take_response();
+    c.transfer->response.new_connections = opened;
+    finished.push_back(std::move(c.transfer));
+    c.reader.reset();
+    if (!keep) {
+      destroy(&c);
+      return;
+    }
+    c.phase = Phase::Idle;
+    c.idle_since_ms = now;
+    std::vector<Connection*>& kept = idle[c.origin];
+    if (static_cast<int>(kept.size()) >= max_idle[c.origin]) {
+      destroy(&c);
+      return;
+    }
+    kept.push_back(&c);
+  }
+
+  // A kept connection that died before any byte of the answer: the server closed or reset it while it idled
+  // and this side had not seen it yet. A GET or HEAD goes again on a new connection (RFC 9110 §9.2.2); any
+  // other request may have been acted on, and fails as libcurl's re-send does (http_transfer.cpp on_prereq).
+  bool stale(Connection& c, int64_t now) {
+    if (!c.reused || (c.reader && c.reader->received_anything())) return false;
+    const std::string& m = c.transfer->request.method;
+    if ((m == "GET" || m == "HEAD") && !c.retried) {
+      forget_fd(c);
+      c.retried = true;
+      c.addresses.clear();
+      c.next_address = 0;
+      c.reader.reset();
+      open(c, now);
+      return true;
+    }
+    end(c, CURLE_GOT_NOTHING, kNotResentText);
+    return true;
+  }
+
+  // Ends c's transfer with an error; the connection goes with it.
+  void end(Connection& c, int code, std::string text) {
+    if (c.transfer) {
+      const int64_t opened = c.transfer->response.new_connections;
+      c.transfer->fail(code, std::move(text));
+      c.transfer->response.new_connections = opened;
+      finished.push_back(std::move(c.transfer));
+    }
+    destroy(&c);
+  }
+
+  // Closes c; it leaves `connections` at the next sweep (callers up the stack may still hold it).
+  void destroy(Connection* c) {
+    if (c->fd >= 0) forget_fd(*c);
+    if (auto it = idle.find(c->origin); it != idle.end()) std::erase(it->second, c);
+    c->phase = Phase::Idle;
+    c->origin.clear();
+    c->reader.reset();
+    dead = true;
+  }
+  bool dead = false;
+
+  void sweep() {
+    if (!dead) return;
+    dead = false;
+    std::erase_if(connections, [](const std::unique_ptr<Connection>& c) {
+      return c->fd < 0 && c->phase == Phase::Idle && !c->transfer;
+    });
+  }
+
+  // ---- the loop's calls ----
+
+  void on_event(int fd, uint32_t events, int64_t now) {
+    auto it = by_fd.find(fd);
+    if (it == by_fd.end()) return;
+    Connection& c = *it->second;
+    switch (c.phase) {
+      case Phase::Idle:
+        destroy(&c);  // the server closed it, or sent what nobody asked for
+        break;
+      case Phase::Connecting: {
+        int err = 0;
+        socklen_t len = sizeof err;
+        ::getsockopt(c.fd, SOL_SOCKET, SO_ERROR, &err, &len);
+        if (err != 0 || (events & (EPOLLERR | EPOLLHUP)) != 0) {
+          c.connect_error = errno_text(err != 0 ? err : ECONNREFUSED);
+          connect_next(c, now);
+        } else {
+          connected(c, now);
+        }
+        break;
+      }
+      case Phase::Sending:
+        if (events & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
+          receive(c, now);  // an early answer (a 413 before the whole body), or the error
+          if (c.transfer && c.phase == Phase::Sending) flush(c, now);
+        } else {
+          flush(c, now);
+        }
+        break;
+      case Phase::Receiving: receive(c, now); break;
+      case Phase::Resolving: break;
+    }
+    sweep();
+  }
+
+  void on_tick(int64_t now) {
+    take_answers(now);
+    for (auto& owned : connections) {
+      Connection& c = *owned;
+      if (c.transfer) {
+        if (c.phase == Phase::Connecting || c.phase == Phase::Resolving) {
+          if (now >= c.connect_deadline_ms)
+            end(c, CURLE_OPERATION_TIMEDOUT,
+                "Connection timed out after " + std::to_string(now - c.started_ms) + " milliseconds");
+        } else if (now >= c.deadline_ms) {
+          end(c, CURLE_OPERATION_TIMEDOUT,
+              "Operation timed out after " + std::to_string(now - c.started_ms) + " milliseconds");
+        }
+      } else if (c.phase == Phase::Idle && c.fd >= 0 && now - c.idle_since_ms >= kMaxIdleAgeMs) {
+        destroy(&c);
+      }
+    }
+    sweep();
+  }
+
+  int64_t next_timeout_ms(int64_t now) const {
+    int64_t due = -1;
+    for (const auto& owned : connections) {
+      const Connection& c = *owned;
+      int64_t at = -1;
+      if (c.transfer)
+        at = c.phase == Phase::Connecting || c.phase == Phase::Resolving ? c.connect_deadline_ms : c.deadline_ms;
+      else if (c.fd >= 0)
+        at = c.idle_since_ms + kMaxIdleAgeMs;
+      if (at >= 0) due = due < 0 ? at : std::min(due, at);
+    }
+    return due < 0 ? -1 : std::max<int64_t>(0, due - now);
+  }
+
+  void abort_all(int code, const std::string& text) {
+    for (auto& c : connections)
+      if (c->transfer) end(*c, code, text);
+    for (auto& c : connections)
+      if (c->fd >= 0) destroy(c.get());
+    sweep();
+  }
+};
+
+Http1Engine::Http1Engine(const TransportOptions& options, int epoll_fd, std::function<void()> wake)
+    : impl_(std::make_unique<Impl>(options, epoll_fd, std::move(wake))) {}
+Http1Engine::~Http1Engine() = default;
+
+void Http1Engine::start(std::unique_ptr<Transfer> transfer, int max_idle, int64_t now_ms) {
+  impl_->start(std::move(transfer), max_idle, now_ms);
+  impl_->sweep();
+}
+bool Http1Engine::owns(int fd) const { return impl_->by_fd.count(fd) != 0; }
+void Http1Engine::on_event(int fd, uint32_t events, int64_t now_ms) { impl_->on_event(fd, events, now_ms); }
+void Http1Engine::on_tick(int64_t now_ms) { impl_->on_tick(now_ms); }
+int64_t Http1Engine::next_timeout_ms(int64_t now_ms) const { return impl_->next_timeout_ms(now_ms); }
+std::vector<std::unique_ptr<Transfer>> Http1Engine::take_finished() {
+  std::vector<std::unique_ptr<Transfer>> out;
+  out.swap(impl_->finished);
+  return out;
+}
+void Http1Engine::abort_all(int code, const std::string& text) { impl_->abort_all(code, text); }
+
+}  // namespace tayori::transport
