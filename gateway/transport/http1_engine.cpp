@@ -6,6 +6,9 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -126,10 +129,11 @@ struct Resolver {
 }  // namespace
 
 struct Http1Engine::Impl {
-  enum class Phase { Resolving, Connecting, Sending, Receiving, Idle };
+  enum class Phase { Resolving, Connecting, Handshaking, Sending, Receiving, Idle };
 
   struct Connection {
     int fd = -1;
+    SSL* tls = nullptr;  // https://: the TLS session over fd
     Http1Target target;
     std::string origin;
     Phase phase = Phase::Resolving;
@@ -160,6 +164,8 @@ struct Http1Engine::Impl {
   std::vector<std::unique_ptr<Transfer>> finished;
   std::shared_ptr<Resolver> resolver;
   std::thread resolver_thread;
+  SSL_CTX* tls_context = nullptr;  // made at the first https:// connection
+  std::string tls_context_error;
 
   Impl(const TransportOptions& o, int epoll, std::function<void()> wake) : options(o), epoll_fd(epoll) {
     resolver = std::make_shared<Resolver>();
@@ -167,8 +173,11 @@ struct Http1Engine::Impl {
   }
 
   ~Impl() {
-    for (auto& c : connections)
+    for (auto& c : connections) {
+      if (c->tls) SSL_free(c->tls);
       if (c->fd >= 0) ::close(c->fd);
+    }
+    if (tls_context) SSL_CTX_free(tls_context);
     if (resolver_thread.joinable()) {
       {
         std::lock_guard lock(resolver->mu);
@@ -310,8 +319,136 @@ struct Http1Engine::Impl {
 
   void connected(Connection& c, int64_t now) {
     c.transfer->response.new_connections = 1;
+    if (c.target.tls) {
+      start_tls(c, now);
+      return;
+    }
     std::unique_ptr<Transfer> t = std::move(c.transfer);
     send_request(c, std::move(t), now);
+  }
+
+  // ---- TLS (OpenSSL, non-blocking on the connection's socket) ----
+
+  // The settings libcurl uses for https:// here (transfer.cpp): peer and host name verified unless
+  // verify_tls is off, against ca_file alone when one is given (CURLOPT_CAINFO) or the system's store.
+  // ALPN offers http/1.1 only: this client speaks nothing else (RFC 7301 §3.1).
+  SSL_CTX* context() {
+    if (tls_context || !tls_context_error.empty()) return tls_context;
+    SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+    if (!ctx) {
+      tls_context_error = "SSL_CTX_new failed";
+      return nullptr;
+    }
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    static const unsigned char kAlpn[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+    SSL_CTX_set_alpn_protos(ctx, kAlpn, sizeof kAlpn);
+    if (options.verify_tls) {
+      SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
+      const bool loaded = options.ca_file.empty()
+                              ? SSL_CTX_set_default_verify_paths(ctx) == 1
+                              : SSL_CTX_load_verify_locations(ctx, options.ca_file.c_str(), nullptr) == 1;
+      if (!loaded) {
+        tls_context_error = "error setting certificate verify locations: CAfile: " + options.ca_file;
+        SSL_CTX_free(ctx);
+        return nullptr;
+      }
+    }
+    tls_context = ctx;
+    return ctx;
+  }
+
+  void start_tls(Connection& c, int64_t now) {
+    SSL_CTX* ctx = context();
+    if (!ctx) {
+      end(c, CURLE_SSL_CACERT_BADFILE, tls_context_error);
+      return;
+    }
+    c.tls = SSL_new(ctx);
+    if (!c.tls || SSL_set_fd(c.tls, c.fd) != 1) {
+      end(c, CURLE_SSL_CONNECT_ERROR, "SSL_new failed");
+      return;
+    }
+    const bool ip_literal = numeric_address(c.target.host, 0).has_value();
+    if (!ip_literal) SSL_set_tlsext_host_name(c.tls, c.target.host.c_str());  // SNI (RFC 6066 §3): names only
+    if (options.verify_tls) {
+      X509_VERIFY_PARAM* param = SSL_get0_param(c.tls);
+      X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+      // RFC 6125: an IP address is matched against iPAddress entries, a name against DNS names.
+      if (ip_literal ? X509_VERIFY_PARAM_set1_ip_asc(param, c.target.host.c_str()) != 1
+                     : X509_VERIFY_PARAM_set1_host(param, c.target.host.c_str(), 0) != 1) {
+        end(c, CURLE_SSL_CONNECT_ERROR, "cannot set the host name to verify");
+        return;
+      }
+    }
+    SSL_set_connect_state(c.tls);
+    c.phase = Phase::Handshaking;
+    handshake(c, now);
+  }
+
+  void handshake(Connection& c, int64_t now) {
+    ERR_clear_error();
+    const int rc = SSL_do_handshake(c.tls);
+    if (rc == 1) {
+      std::unique_ptr<Transfer> t = std::move(c.transfer);
+      send_request(c, std::move(t), now);
+      return;
+    }
+    const int e = SSL_get_error(c.tls, rc);
+    if (e == SSL_ERROR_WANT_READ) return watch(c, EPOLLIN);
+    if (e == SSL_ERROR_WANT_WRITE) return watch(c, EPOLLIN | EPOLLOUT);
+    if (const long verify = SSL_get_verify_result(c.tls); verify != X509_V_OK) {
+      end(c, CURLE_PEER_FAILED_VERIFICATION,
+          std::string("SSL certificate problem: ") + X509_verify_cert_error_string(verify));
+      return;
+    }
+    end(c, CURLE_SSL_CONNECT_ERROR, "TLS handshake with " + c.target.host + " failed: " + tls_error_text(e));
+  }
+
+  static std::string tls_error_text(int ssl_error) {
+    if (const unsigned long code = ERR_get_error(); code != 0) {
+      char buf[256];
+      ERR_error_string_n(code, buf, sizeof buf);
+      return buf;
+    }
+    if (ssl_error == SSL_ERROR_SYSCALL) return errno != 0 ? errno_text(errno) : "connection closed";
+    return "SSL error " + std::to_string(ssl_error);
+  }
+
+  // One write or read on c, through TLS when it has a session. Returns bytes moved, 0 at the end of the stream,
+  // or -1 with `again` set (retry when epoll says so; `want_write`: the socket must turn writable) or errno set.
+  ssize_t io_send(Connection& c, const char* data, size_t n, bool& again) {
+    again = false;
+    if (!c.tls) {
+      const ssize_t w = ::send(c.fd, data, n, MSG_NOSIGNAL);
+      again = w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR);
+      return w;
+    }
+    ERR_clear_error();
+    const int w = SSL_write(c.tls, data, static_cast<int>(std::min<size_t>(n, 1 << 30)));
+    if (w > 0) return w;
+    const int e = SSL_get_error(c.tls, w);
+    again = e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ;
+    if (!again && e != SSL_ERROR_SYSCALL) errno = EPROTO;
+    return -1;
+  }
+  ssize_t io_recv(Connection& c, char* buf, size_t n, bool& again) {
+    again = false;
+    if (!c.tls) {
+      const ssize_t r = ::recv(c.fd, buf, n, 0);
+      again = r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR);
+      return r;
+    }
+    ERR_clear_error();
+    errno = 0;
+    const int r = SSL_read(c.tls, buf, static_cast<int>(n));
+    if (r > 0) return r;
+    const int e = SSL_get_error(c.tls, r);
+    if (e == SSL_ERROR_ZERO_RETURN) return 0;                       // close_notify
+    if (e == SSL_ERROR_SYSCALL && errno == 0) return 0;             // closed without close_notify
+    again = e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE;  // a TLS record not complete, a session ticket
+    if (!again && e != SSL_ERROR_SYSCALL) errno = EPROTO;
+    return -1;
   }
 
   void send_request(Connection& c, std::unique_ptr<Transfer> t, int64_t now) {
@@ -337,6 +474,10 @@ struct Http1Engine::Impl {
   }
 
   void forget_fd(Connection& c) {
+    if (c.tls) {
+      SSL_free(c.tls);  // no close_notify: the connection is dropped, not ended politely
+      c.tls = nullptr;
+    }
     by_fd.erase(c.fd);
     ::close(c.fd);  // the kernel takes a closed socket out of the epoll set
     c.fd = -1;
@@ -345,13 +486,13 @@ struct Http1Engine::Impl {
 
   void flush(Connection& c, int64_t now) {
     while (c.sent < c.out.size()) {
-      const ssize_t n = ::send(c.fd, c.out.data() + c.sent, c.out.size() - c.sent, MSG_NOSIGNAL);
+      bool again = false;
+      const ssize_t n = io_send(c, c.out.data() + c.sent, c.out.size() - c.sent, again);
       if (n > 0) {
         c.sent += static_cast<size_t>(n);
         continue;
       }
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      if (again) {
         watch(c, EPOLLIN | EPOLLOUT);
         return;
       }
@@ -367,10 +508,18 @@ struct Http1Engine::Impl {
   }
 
   void receive(Connection& c, int64_t now) {
+    // TLS may hold decrypted bytes the socket no longer signals: read until it has none left.
+    do {
+      receive_once(c, now);
+    } while (c.transfer && c.tls && c.phase != Phase::Idle && SSL_pending(c.tls) > 0);
+  }
+
+  void receive_once(Connection& c, int64_t now) {
     char buf[kReadChunk];
-    const ssize_t n = ::recv(c.fd, buf, sizeof buf, 0);
+    bool again = false;
+    const ssize_t n = io_recv(c, buf, sizeof buf, again);
     if (n < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
+      if (again) return;
       const int e = errno;
       if (stale(c, now)) return;
       end(c, CURLE_RECV_ERROR, "Recv failure: " + errno_text(e));
@@ -408,6 +557,13 @@ struct Http1Engine::Impl {
       return;
     }
     kept.push_back(&c);
+  }
+
+  bool only_tls_housekeeping(Connection& c) {
+    char byte;
+    ERR_clear_error();
+    const int r = SSL_peek(c.tls, &byte, 1);
+    return r <= 0 && SSL_get_error(c.tls, r) == SSL_ERROR_WANT_READ;
   }
 
   // A kept connection that died before any byte of the answer: the server closed or reset it while it idled
@@ -467,8 +623,11 @@ struct Http1Engine::Impl {
     Connection& c = *it->second;
     switch (c.phase) {
       case Phase::Idle:
-        destroy(&c);  // the server closed it, or sent what nobody asked for
+        // The server closed it, or sent what nobody asked for -- unless it is TLS 1.3 housekeeping (a session
+        // ticket, RFC 8446 §4.6.1) that OpenSSL reads without giving a byte.
+        if (!c.tls || !only_tls_housekeeping(c)) destroy(&c);
         break;
+      case Phase::Handshaking: handshake(c, now); break;
       case Phase::Connecting: {
         int err = 0;
         socklen_t len = sizeof err;
@@ -500,7 +659,7 @@ struct Http1Engine::Impl {
     for (auto& owned : connections) {
       Connection& c = *owned;
       if (c.transfer) {
-        if (c.phase == Phase::Connecting || c.phase == Phase::Resolving) {
+        if (c.phase == Phase::Connecting || c.phase == Phase::Resolving || c.phase == Phase::Handshaking) {
           if (now >= c.connect_deadline_ms)
             end(c, CURLE_OPERATION_TIMEDOUT,
                 "Connection timed out after " + std::to_string(now - c.started_ms) + " milliseconds");
@@ -521,7 +680,9 @@ struct Http1Engine::Impl {
       const Connection& c = *owned;
       int64_t at = -1;
       if (c.transfer)
-        at = c.phase == Phase::Connecting || c.phase == Phase::Resolving ? c.connect_deadline_ms : c.deadline_ms;
+        at = c.phase == Phase::Connecting || c.phase == Phase::Resolving || c.phase == Phase::Handshaking
+                 ? c.connect_deadline_ms
+                 : c.deadline_ms;
       else if (c.fd >= 0)
         at = c.idle_since_ms + kMaxIdleAgeMs;
       if (at >= 0) due = due < 0 ? at : std::min(due, at);

@@ -141,19 +141,22 @@ std::optional<Http1Target> parse_http1_target(std::string_view url) {
   return t;
 }
 
-bool rides_http1_client(const Request& request, bool proxy_configured) {
+bool rides_http1_client(const Request& request, bool proxy_configured, bool origin_answers_http1) {
   if (request.kind != RequestKind::Http || proxy_configured) return false;
   if (request.http_version == HttpVersion::Http2PriorKnowledge) return false;
   const std::optional<Http1Target> target = parse_http1_target(request.url);
-  if (!target || target->tls) return false;
+  if (!target) return false;
+  if (target->tls && request.http_version != HttpVersion::Http1_1 && !origin_answers_http1) return false;
   for (const auto& [name, value] : request.headers)
     for (std::string_view framing : {"content-length", "transfer-encoding", "connection", "upgrade", "te"})
       if (iequals(name, framing)) return false;
   return true;
 }
 
-bool http_proxy_in_environment() {
-  for (const char* name : {"http_proxy", "all_proxy", "ALL_PROXY"})
+bool proxy_in_environment(bool tls) {
+  const std::initializer_list<const char*> plain = {"http_proxy", "all_proxy", "ALL_PROXY"};
+  const std::initializer_list<const char*> secure = {"https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"};
+  for (const char* name : tls ? secure : plain)
     if (const char* v = std::getenv(name); v && *v) return true;
   return false;
 }

@@ -32,14 +32,17 @@ struct Http1Target {
 // characters, space), a bad port.
 std::optional<Http1Target> parse_http1_target(std::string_view url);
 
-// Whether the transport's own HTTP/1.1 client carries `request` instead of libcurl: an HTTP request to an
-// http:// URL that HTTP/1.1 serves (not h2c prior knowledge), with no field the client would have to
-// reconcile with its own framing (Content-Length, Transfer-Encoding, Connection, Upgrade, TE), and no proxy
-// configured in the environment (`proxy_configured`): libcurl knows the proxy variables, this client does not.
-bool rides_http1_client(const Request& request, bool proxy_configured);
+// Whether the transport's own HTTP/1.1 client carries `request` instead of libcurl: an HTTP request that
+// HTTP/1.1 serves -- an http:// URL (not h2c prior knowledge), or an https:// URL that asks for HTTP/1.1 or
+// whose origin answered libcurl in HTTP/1.1 before (`origin_answers_http1`: its server does not offer HTTP/2
+// by ALPN, so the choice libcurl would make is known) -- with no field the client would have to reconcile with
+// its own framing (Content-Length, Transfer-Encoding, Connection, Upgrade, TE), and no proxy for its scheme in
+// the environment (`proxy_configured`): libcurl knows the proxy variables, this client does not.
+bool rides_http1_client(const Request& request, bool proxy_configured, bool origin_answers_http1);
 
-// Whether the environment names a proxy libcurl would use for http:// (http_proxy, all_proxy, ALL_PROXY).
-bool http_proxy_in_environment();
+// Whether the environment names a proxy libcurl would use for http:// (http_proxy, all_proxy, ALL_PROXY) or,
+// with `tls`, for https:// (https_proxy, HTTPS_PROXY, all_proxy, ALL_PROXY).
+bool proxy_in_environment(bool tls);
 
 // The bytes of `request` to `target`: what libcurl 7.88 sends for the same Request (http_transfer.cpp), so
 // that the two clients are interchangeable to a provider -- the caller's fields in the caller's order, Host,

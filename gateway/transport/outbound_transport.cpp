@@ -28,6 +28,8 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <optional>
+#include <set>
 #include <stdexcept>
 #include <thread>
 #include <unordered_map>
@@ -102,7 +104,27 @@ struct OutboundTransport::Impl {
   std::vector<CURL*> idle_easy;
   // The HTTP/1.1 requests rides_http1_client() gives it (http1_engine.hpp); libcurl carries the rest.
   std::unique_ptr<Http1Engine> http1;
-  bool proxy_configured = http_proxy_in_environment();
+  bool proxy_for_http = proxy_in_environment(false);
+  bool proxy_for_https = proxy_in_environment(true);
+  // https:// origins that answered libcurl in HTTP/1.1 (no HTTP/2 by ALPN): the own client carries them next.
+  std::set<std::string> origins_answering_http1;
+
+  // Whether the own client carries t (rides_http1_client), decided on this thread as it starts.
+  bool for_own_client(const Transfer& t) const {
+    if (t.request.kind != RequestKind::Http) return false;
+    const bool tls = t.request.url.size() > 5 && (t.request.url[4] == 's' || t.request.url[4] == 'S');
+    bool known = false;
+    if (tls && !origins_answering_http1.empty())
+      if (std::optional<Http1Target> target = parse_http1_target(t.request.url))
+        known = origins_answering_http1.count(target->origin()) != 0;
+    return rides_http1_client(t.request, tls ? proxy_for_https : proxy_for_http, known);
+  }
+
+  void learn_origin(const Transfer& t) {
+    if (t.own_client || t.request.kind != RequestKind::Http || t.response.http_version_used != "1.1") return;
+    if (std::optional<Http1Target> target = parse_http1_target(t.request.url); target && target->tls)
+      origins_answering_http1.insert(target->origin());
+  }
 
   ~Impl() {
     http1.reset();
@@ -254,6 +276,7 @@ struct OutboundTransport::Impl {
         }
         std::unique_ptr<Transfer> t = std::move(pool.pending.front());
         pool.pending.pop_front();
+        t->own_client = for_own_client(*t);
         if (t->own_client) {
           if (CURLcode rc = t->check_request(); rc != CURLE_OK) {
             t->fail(rc, t->errbuf);
@@ -306,6 +329,7 @@ struct OutboundTransport::Impl {
   void completed(std::unique_ptr<Transfer> t) {
     if (auto p = pools.find(t->pool); p != pools.end()) --p->second.active;
     count_connections(*t, static_cast<long>(t->response.new_connections));
+    learn_origin(*t);
     t->complete();
   }
 
@@ -499,7 +523,6 @@ void OutboundTransport::submit(Request request, Completion done) {
   }
   std::unique_ptr<Transfer> t = request.kind == RequestKind::Smtp ? make_smtp_transfer() : make_http_transfer();
   t->pool = pool_key_for(request);
-  t->own_client = rides_http1_client(request, impl_->proxy_configured);
   t->request = std::move(request);
   t->done = std::move(done);
   {

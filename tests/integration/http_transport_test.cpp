@@ -8,6 +8,7 @@
 #include <curl/curl.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <openssl/ssl.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
@@ -459,27 +460,45 @@ TEST(HttpTransport, PoolKeyDefaultsToOrigin) {
 
 // ---- The transport's own HTTP/1.1 client (transport/http1_engine.hpp): framings, persistence, retries ----
 
-// Answers the requests it receives, one connection at a time, from a script: each entry is the bytes of one
-// answer, or kHangUp to close the connection after reading the request, without a word. An answer that says
-// "Connection: close" or has no length closes its connection after it. Enough for sequential requests.
+// Answers the requests it receives, on any connection, from a script: each entry is the bytes of one answer, or
+// kHangUp to close the connection after reading the request, without a word. An answer that says
+// "Connection: close" or has no length closes its connection after it. For requests sent one after another (the
+// order of the script is the order they arrive in); connections end when the client closes them. With a
+// certificate and key it speaks TLS (OpenSSL, no ALPN: a client that asks for HTTP/2 gets HTTP/1.1).
 struct ScriptedServer : SilentListener {
   static constexpr const char* kHangUp = "";
-  explicit ScriptedServer(std::vector<std::string> script) : script_(std::move(script)) {
+  explicit ScriptedServer(std::vector<std::string> script, const std::string& cert = "", const std::string& key = "")
+      : script_(std::move(script)) {
+    if (!cert.empty()) {
+      tls_ = SSL_CTX_new(TLS_server_method());
+      EXPECT_EQ(SSL_CTX_use_certificate_file(tls_, cert.c_str(), SSL_FILETYPE_PEM), 1);
+      EXPECT_EQ(SSL_CTX_use_PrivateKey_file(tls_, key.c_str(), SSL_FILETYPE_PEM), 1);
+    }
     thread_ = std::thread([this] { serve(); });
   }
   ~ScriptedServer() {
     ::shutdown(fd, SHUT_RDWR);
     thread_.join();
+    if (tls_) SSL_CTX_free(tls_);
   }
   int accepted() const { return accepted_; }
   std::vector<std::string> request_lines() {
     std::lock_guard lock(mu_);
     return lines_;
   }
+  std::string https_url() const { return "https://127.0.0.1:" + std::to_string(port) + "/slow"; }
 
  private:
+  struct Peer {
+    int fd;
+    SSL* ssl;
+    ssize_t read(char* buf, size_t n) { return ssl ? SSL_read(ssl, buf, static_cast<int>(n)) : ::read(fd, buf, n); }
+    ssize_t write(const std::string& s) {
+      return ssl ? SSL_write(ssl, s.data(), static_cast<int>(s.size())) : ::write(fd, s.data(), s.size());
+    }
+  };
   // Reads one request (head and Content-Length body); false at the end of the connection.
-  bool read_request(int c, std::string& buffer) {
+  bool read_request(Peer& c, std::string& buffer) {
     char buf[4096];
     for (;;) {
       const size_t end = buffer.find("\r\n\r\n");
@@ -494,30 +513,51 @@ struct ScriptedServer : SilentListener {
           return true;
         }
       }
-      const ssize_t n = ::read(c, buf, sizeof buf);
+      const ssize_t n = c.read(buf, sizeof buf);
       if (n <= 0) return false;
       buffer.append(buf, static_cast<size_t>(n));
     }
   }
   void serve() {
-    size_t next = 0;
-    while (next < script_.size()) {
-      const int c = ::accept(fd, nullptr, nullptr);
-      if (c < 0) return;
+    std::vector<std::thread> peers;
+    for (;;) {
+      Peer c{::accept(fd, nullptr, nullptr), nullptr};
+      if (c.fd < 0) break;
       ++accepted_;
-      std::string buffer;
-      while (next < script_.size() && read_request(c, buffer)) {
-        const std::string& answer = script_[next++];
-        if (answer.empty()) break;  // kHangUp
-        EXPECT_EQ(::write(c, answer.data(), answer.size()), static_cast<ssize_t>(answer.size()));
-        if (answer.find("Connection: close") != std::string::npos ||
-            answer.find("Length") == std::string::npos && answer.find("chunked") == std::string::npos)
-          break;
-      }
-      ::close(c);
+      peers.emplace_back([this, c]() mutable { converse(c); });
     }
+    for (std::thread& t : peers) t.join();
+  }
+  void converse(Peer c) {
+    if (tls_) {
+      c.ssl = SSL_new(tls_);
+      SSL_set_fd(c.ssl, c.fd);
+      if (SSL_accept(c.ssl) != 1) {  // a client that refused the certificate
+        SSL_free(c.ssl);
+        ::close(c.fd);
+        return;
+      }
+    }
+    std::string buffer;
+    while (read_request(c, buffer)) {
+      std::string answer;
+      {
+        std::lock_guard lock(mu_);
+        if (next_ >= script_.size()) break;
+        answer = script_[next_++];
+      }
+      if (answer.empty()) break;  // kHangUp
+      EXPECT_EQ(c.write(answer), static_cast<ssize_t>(answer.size()));
+      if (answer.find("Connection: close") != std::string::npos ||
+          (answer.find("Length") == std::string::npos && answer.find("chunked") == std::string::npos))
+        break;
+    }
+    if (c.ssl) SSL_free(c.ssl);
+    ::close(c.fd);
   }
   std::vector<std::string> script_;
+  size_t next_ = 0;  // the script's next answer
+  SSL_CTX* tls_ = nullptr;
   std::thread thread_;
   std::atomic<int> accepted_{0};
   std::mutex mu_;
@@ -576,6 +616,75 @@ TEST(HttpTransportOwnClient, ANameIsResolvedOffTheLoopAndAnUnknownOneFails) {
   EXPECT_EQ(r.body, "echo:GET:");
   Response unknown = send_one(transport, {"GET", "http://no-such-host.invalid/", {}, "", 15'000, "", {}});
   EXPECT_EQ(unknown.transport_error, CURLE_COULDNT_RESOLVE_HOST) << unknown.error_text;
+}
+
+// A self-signed certificate for `names` (a subjectAltName), made by the openssl CLI; false if it could not.
+bool make_test_cert(const tayori::testing::TempDir& dir, const std::string& names = "IP:127.0.0.1,DNS:localhost") {
+  const std::string cmd =
+      "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1"
+      " -subj /CN=tayori-test -addext subjectAltName=" +
+      names + " -keyout " + dir.file("key.pem") + " -out " + dir.file("cert.pem") + " >/dev/null 2>&1";
+  return std::system(cmd.c_str()) == 0;
+}
+
+TEST(HttpTransportOwnClient, SpeaksHttp1OverTlsAndVerifiesThePeer) {
+  tayori::testing::TempDir dir;
+  ASSERT_TRUE(make_test_cert(dir)) << "openssl req failed";
+  const std::string ok = "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecure";
+  ScriptedServer srv({ok, ok, ok}, dir.file("cert.pem"), dir.file("key.pem"));
+  TransportOptions options;
+  options.ca_file = dir.file("cert.pem");
+  OutboundTransport transport(options);
+  for (int64_t opened : {1, 0}) {
+    Response r = send_one(transport, {"POST", srv.https_url(), {}, "x", 5000, "", HttpVersion::Http1_1});
+    EXPECT_EQ(r.transport_error, 0) << r.error_text;
+    EXPECT_EQ(r.body, "secure");
+    EXPECT_EQ(r.http_version_used, "1.1");
+    EXPECT_EQ(r.new_connections, opened);
+  }
+  // Without the test CA the self-signed certificate is refused, and nothing is sent.
+  OutboundTransport strict;
+  Response refused = send_one(strict, {"POST", srv.https_url(), {}, "x", 5000, "", HttpVersion::Http1_1});
+  EXPECT_EQ(refused.transport_error, CURLE_PEER_FAILED_VERIFICATION) << refused.error_text;
+  EXPECT_EQ(srv.request_lines().size(), 2u);
+}
+
+// The host name is checked against the certificate (RFC 6125), by name and by address: a trusted certificate
+// for another host is refused, one for the name in the URL is taken.
+TEST(HttpTransportOwnClient, RefusesATrustedCertificateForAnotherHost) {
+  tayori::testing::TempDir dir;
+  ASSERT_TRUE(make_test_cert(dir, "DNS:localhost")) << "openssl req failed";
+  const std::string ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+  ScriptedServer srv({ok}, dir.file("cert.pem"), dir.file("key.pem"));
+  TransportOptions options;
+  options.ca_file = dir.file("cert.pem");
+  OutboundTransport transport(options);
+  Response by_address = send_one(transport, {"POST", srv.https_url(), {}, "x", 5000, "", HttpVersion::Http1_1});
+  EXPECT_EQ(by_address.transport_error, CURLE_PEER_FAILED_VERIFICATION) << by_address.error_text;
+  const std::string by_name_url = "https://localhost:" + std::to_string(srv.port) + "/slow";
+  Response by_name = send_one(transport, {"POST", by_name_url, {}, "x", 10'000, "", HttpVersion::Http1_1});
+  EXPECT_EQ(by_name.status, 200) << by_name.error_text;
+  EXPECT_EQ(srv.request_lines().size(), 1u);
+}
+
+// An https:// request that lets ALPN choose goes through libcurl, which would take HTTP/2 if offered; once the
+// origin has answered in HTTP/1.1, the own client carries the next ones -- on a connection of its own, seen
+// here as a second connection the server accepts, which the third request reuses.
+TEST(HttpTransportOwnClient, TakesOverAnHttpsOriginOnceItAnsweredInHttp1) {
+  tayori::testing::TempDir dir;
+  ASSERT_TRUE(make_test_cert(dir)) << "openssl req failed";
+  const std::string ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+  ScriptedServer srv({ok, ok, ok}, dir.file("cert.pem"), dir.file("key.pem"));
+  TransportOptions options;
+  options.ca_file = dir.file("cert.pem");
+  OutboundTransport transport(options);
+  for (int64_t opened : {1, 1, 0}) {
+    Response r = send_one(transport, {"POST", srv.https_url(), {}, "x", 5000, "", HttpVersion::Default});
+    EXPECT_EQ(r.status, 200) << r.error_text;
+    EXPECT_EQ(r.http_version_used, "1.1");
+    EXPECT_EQ(r.new_connections, opened);
+  }
+  EXPECT_EQ(srv.accepted(), 2);
 }
 
 // ---- HTTP/2 against nghttpd (Debian nghttp2-server) ----

@@ -7,6 +7,8 @@
 
 #include <cstdlib>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace tayori::transport {
 namespace {
@@ -46,34 +48,47 @@ TEST(Http1Target, RefusesWhatItCannotCarryFaithfully) {
     EXPECT_FALSE(parse_http1_target(url)) << url;
 }
 
-TEST(Http1Client, CarriesPlainHttp1RequestsOnlyAndLeavesTheRestToLibcurl) {
+TEST(Http1Client, CarriesHttp1RequestsOnlyAndLeavesTheRestToLibcurl) {
   Request r;
   r.method = "POST";
   r.url = "http://127.0.0.1:9/x";
-  EXPECT_TRUE(rides_http1_client(r, false));
+  EXPECT_TRUE(rides_http1_client(r, false, false));
   r.http_version = HttpVersion::Http1_1;
-  EXPECT_TRUE(rides_http1_client(r, false));
+  EXPECT_TRUE(rides_http1_client(r, false, false));
   r.http_version = HttpVersion::Http2Tls;  // over cleartext that is HTTP/1.1 (CURL_HTTP_VERSION_2TLS)
-  EXPECT_TRUE(rides_http1_client(r, false));
-  EXPECT_FALSE(rides_http1_client(r, true)) << "a proxy in the environment: libcurl knows how to use it";
+  EXPECT_TRUE(rides_http1_client(r, false, false));
+  EXPECT_FALSE(rides_http1_client(r, true, false)) << "a proxy in the environment: libcurl knows how to use it";
 
   Request h2c = r;
   h2c.http_version = HttpVersion::Http2PriorKnowledge;
-  EXPECT_FALSE(rides_http1_client(h2c, false));
-  Request tls = r;
-  tls.url = "https://127.0.0.1:9/x";
-  EXPECT_FALSE(rides_http1_client(tls, false));
+  EXPECT_FALSE(rides_http1_client(h2c, false, false));
   Request smtp = r;
   smtp.kind = RequestKind::Smtp;
-  EXPECT_FALSE(rides_http1_client(smtp, false));
+  EXPECT_FALSE(rides_http1_client(smtp, false, false));
   for (const char* framing : {"Content-Length", "transfer-encoding", "Connection", "Upgrade", "TE"}) {
     Request own = r;
     own.headers = {{"X-A", "1"}, {framing, "x"}};
-    EXPECT_FALSE(rides_http1_client(own, false)) << framing;
+    EXPECT_FALSE(rides_http1_client(own, false, false)) << framing;
   }
   Request userinfo = r;
   userinfo.url = "http://u:p@127.0.0.1:9/x";
-  EXPECT_FALSE(rides_http1_client(userinfo, false));
+  EXPECT_FALSE(rides_http1_client(userinfo, false, false));
+}
+
+// Over TLS the protocol is ALPN's choice: HTTP/2 where the server offers it (APNs requires it). The own client
+// offers HTTP/1.1 alone, so it takes an https:// request only when HTTP/1.1 is what libcurl would speak too.
+TEST(Http1Client, CarriesHttpsOnlyWhereHttp1IsAskedForOrTheOriginAnsweredInIt) {
+  Request r;
+  r.method = "POST";
+  r.url = "https://api.example.jp/x";
+  EXPECT_FALSE(rides_http1_client(r, false, false));
+  EXPECT_TRUE(rides_http1_client(r, false, true));
+  r.http_version = HttpVersion::Http2Tls;
+  EXPECT_FALSE(rides_http1_client(r, false, false));
+  EXPECT_TRUE(rides_http1_client(r, false, true));
+  r.http_version = HttpVersion::Http1_1;
+  EXPECT_TRUE(rides_http1_client(r, false, false));
+  EXPECT_FALSE(rides_http1_client(r, true, true));
 }
 
 TEST(Http1Request, WritesWhatLibcurlWrites) {
@@ -274,17 +289,23 @@ TEST(Http1Response, AcceptsBareLineFeedsAndAMissingReason) {
   EXPECT_EQ(r.response.body, "ok");
 }
 
-TEST(Http1Client, ProxyVariablesAreSeen) {
-  const char* saved = std::getenv("http_proxy");
-  const std::string keep = saved ? saved : "";
-  ::unsetenv("http_proxy");
-  ::unsetenv("all_proxy");
-  ::unsetenv("ALL_PROXY");
-  EXPECT_FALSE(http_proxy_in_environment());
+TEST(Http1Client, ProxyVariablesAreSeenPerScheme) {
+  const char* names[] = {"http_proxy", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"};
+  std::vector<std::pair<std::string, std::string>> saved;
+  for (const char* n : names)
+    if (const char* v = std::getenv(n)) saved.emplace_back(n, v);
+  for (const char* n : names) ::unsetenv(n);
+  EXPECT_FALSE(proxy_in_environment(false));
+  EXPECT_FALSE(proxy_in_environment(true));
+  ::setenv("HTTPS_PROXY", "http://proxy:3128", 1);
+  EXPECT_FALSE(proxy_in_environment(false));
+  EXPECT_TRUE(proxy_in_environment(true));
+  ::unsetenv("HTTPS_PROXY");
   ::setenv("ALL_PROXY", "http://proxy:3128", 1);
-  EXPECT_TRUE(http_proxy_in_environment());
+  EXPECT_TRUE(proxy_in_environment(false));
+  EXPECT_TRUE(proxy_in_environment(true));
   ::unsetenv("ALL_PROXY");
-  if (saved) ::setenv("http_proxy", keep.c_str(), 1);
+  for (const auto& [n, v] : saved) ::setenv(n.c_str(), v.c_str(), 1);
 }
 
 }  // namespace
