@@ -2,14 +2,14 @@
 # Builds the libFuzzer targets (tests/fuzz) with clang into ./build-fuzz (TAYORI_FUZZ=ON: everything
 # instrumented, ASan+UBSan), replays each target's seed corpus and past crashes, then fuzzes each for
 # FUZZ_SECONDS (default 30). Arguments name targets (json message config render line_inbound twilio_inbound mime
-# links http_head); none: all. A crash stops the script with the input saved in build-fuzz/artifacts/TARGET/;
+# links http_head http1_response); none: all. A crash stops the script with the input saved in build-fuzz/artifacts/TARGET/;
 # check it into tests/fuzz/regressions/TARGET/ with the fix. README "Fuzzing" says how to run them for hours.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup.sh clang-14 libfuzzer-14-dev
 seconds="${FUZZ_SECONDS:-30}"
 targets=("$@")
-((${#targets[@]})) || targets=(json message config render line_inbound twilio_inbound mime links http_head)
+((${#targets[@]})) || targets=(json message config render line_inbound twilio_inbound mime links http_head http1_response)
 
 source tools/lib/clang_build.sh
 clang_configure build-fuzz -DTAYORI_FUZZ=ON
