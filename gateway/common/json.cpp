@@ -6,6 +6,8 @@
 // - strings must be well-formed UTF-8 (§8.1) and a \u escape of a surrogate must be half of a pair (§7).
 #include "common/json.hpp"
 
+#include <tayori/text.hpp>
+
 #include <charconv>
 #include <cmath>
 #include <cstdint>
@@ -25,22 +27,6 @@ struct PlainTable {
   }
 };
 constexpr PlainTable kPlain;
-
-// The length of the well-formed UTF-8 sequence at s[i] (RFC 3629 §4, Unicode table 3-7: no overlong forms,
-// no surrogates, nothing past U+10FFFF), or 0.
-size_t utf8_sequence(std::string_view s, size_t i) {
-  auto byte = [&](size_t k) { return i + k < s.size() ? static_cast<unsigned char>(s[i + k]) : 0; };
-  auto in = [](unsigned char b, unsigned char lo, unsigned char hi) { return b >= lo && b <= hi; };
-  unsigned char b0 = byte(0);
-  if (in(b0, 0xC2, 0xDF)) return in(byte(1), 0x80, 0xBF) ? 2 : 0;
-  if (b0 == 0xE0) return in(byte(1), 0xA0, 0xBF) && in(byte(2), 0x80, 0xBF) ? 3 : 0;
-  if (in(b0, 0xE1, 0xEC) || in(b0, 0xEE, 0xEF)) return in(byte(1), 0x80, 0xBF) && in(byte(2), 0x80, 0xBF) ? 3 : 0;
-  if (b0 == 0xED) return in(byte(1), 0x80, 0x9F) && in(byte(2), 0x80, 0xBF) ? 3 : 0;
-  if (b0 == 0xF0) return in(byte(1), 0x90, 0xBF) && in(byte(2), 0x80, 0xBF) && in(byte(3), 0x80, 0xBF) ? 4 : 0;
-  if (in(b0, 0xF1, 0xF3)) return in(byte(1), 0x80, 0xBF) && in(byte(2), 0x80, 0xBF) && in(byte(3), 0x80, 0xBF) ? 4 : 0;
-  if (b0 == 0xF4) return in(byte(1), 0x80, 0x8F) && in(byte(2), 0x80, 0xBF) && in(byte(3), 0x80, 0xBF) ? 4 : 0;
-  return 0;
-}
 
 void append_utf8(std::string& out, uint32_t cp) {
   if (cp < 0x80) {
@@ -178,7 +164,7 @@ class FastReader {
       if (c == '\\') {
         if (!escape(out)) return false;
       } else if (c >= 0x80) {
-        size_t n = utf8_sequence(s_, i_);
+        size_t n = text::utf8_sequence_length(s_, i_);
         if (n == 0) return false;
         out.append(s_.data() + i_, n);
         i_ += n;
@@ -308,7 +294,7 @@ void write_string(std::string& out, const std::string& s, bool& valid) {
     if (i >= s.size()) break;
     auto c = static_cast<unsigned char>(s[i]);
     if (c >= 0x80) {
-      size_t n = utf8_sequence(s, i);
+      size_t n = text::utf8_sequence_length(s, i);
       if (n == 0) {
         valid = false;
         return;

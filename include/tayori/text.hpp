@@ -16,38 +16,31 @@ namespace tayori::text {
 
 // ---- UTF-8 (RFC 3629) ------------------------------------------------------------------------------
 
-// Well-formed UTF-8 as RFC 3629 §4 defines it: no truncated sequence, no overlong form, no surrogate
-// (U+D800..U+DFFF) and nothing past U+10FFFF (§3), so text that passes can be labelled charset=UTF-8.
+// The length of the well-formed UTF-8 sequence that starts at s[i]: 1 for an ASCII byte, 2 to 4 for a
+// multi-byte one, 0 when the bytes there are no well-formed sequence (RFC 3629 §4; Unicode's table 3-7 of
+// well-formed byte sequences: no truncated sequence, no overlong form, no surrogate U+D800..U+DFFF, nothing
+// past U+10FFFF).
+inline size_t utf8_sequence_length(std::string_view s, size_t i) {
+  auto byte = [&](size_t k) { return i + k < s.size() ? static_cast<unsigned char>(s[i + k]) : 0; };
+  auto in = [](unsigned char b, unsigned char lo, unsigned char hi) { return b >= lo && b <= hi; };
+  const unsigned char b0 = byte(0);
+  if (i < s.size() && b0 < 0x80) return 1;
+  if (in(b0, 0xC2, 0xDF)) return in(byte(1), 0x80, 0xBF) ? 2 : 0;
+  if (b0 == 0xE0) return in(byte(1), 0xA0, 0xBF) && in(byte(2), 0x80, 0xBF) ? 3 : 0;
+  if (in(b0, 0xE1, 0xEC) || in(b0, 0xEE, 0xEF)) return in(byte(1), 0x80, 0xBF) && in(byte(2), 0x80, 0xBF) ? 3 : 0;
+  if (b0 == 0xED) return in(byte(1), 0x80, 0x9F) && in(byte(2), 0x80, 0xBF) ? 3 : 0;
+  if (b0 == 0xF0) return in(byte(1), 0x90, 0xBF) && in(byte(2), 0x80, 0xBF) && in(byte(3), 0x80, 0xBF) ? 4 : 0;
+  if (in(b0, 0xF1, 0xF3)) return in(byte(1), 0x80, 0xBF) && in(byte(2), 0x80, 0xBF) && in(byte(3), 0x80, 0xBF) ? 4 : 0;
+  if (b0 == 0xF4) return in(byte(1), 0x80, 0x8F) && in(byte(2), 0x80, 0xBF) && in(byte(3), 0x80, 0xBF) ? 4 : 0;
+  return 0;
+}
+
+// Well-formed UTF-8 as RFC 3629 §4 defines it (utf8_sequence_length at every sequence), so text that passes can
+// be labelled charset=UTF-8.
 inline bool is_valid_utf8(std::string_view s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    const auto lead = static_cast<unsigned char>(s[i]);
-    size_t n = 0;
-    uint32_t cp = 0;
-    if (lead < 0x80) {
-      ++i;
-      continue;
-    }
-    if ((lead & 0xE0) == 0xC0) {
-      n = 2;
-      cp = lead & 0x1F;
-    } else if ((lead & 0xF0) == 0xE0) {
-      n = 3;
-      cp = lead & 0x0F;
-    } else if ((lead & 0xF8) == 0xF0) {
-      n = 4;
-      cp = lead & 0x07;
-    } else {
-      return false;
-    }
-    if (s.size() - i < n) return false;
-    for (size_t k = 1; k < n; ++k) {
-      const auto next = static_cast<unsigned char>(s[i + k]);
-      if ((next & 0xC0) != 0x80) return false;
-      cp = (cp << 6) | (next & 0x3F);
-    }
-    static constexpr uint32_t kShortest[] = {0, 0, 0x80, 0x800, 0x10000};
-    if (cp < kShortest[n] || (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF) return false;
+  for (size_t i = 0; i < s.size();) {
+    const size_t n = utf8_sequence_length(s, i);
+    if (n == 0) return false;
     i += n;
   }
   return true;

@@ -43,6 +43,19 @@ TEST(TextUtf8, RefusesWhatRfc3629Forbids) {
   }
 }
 
+TEST(TextUtf8, SaysHowLongTheSequenceAtAByteIs) {
+  const std::string s = "a\xc3\xa9\xe3\x81\x82\xf0\x9f\x98\x80";  // a é あ 😀
+  EXPECT_EQ(utf8_sequence_length(s, 0), 1u);
+  EXPECT_EQ(utf8_sequence_length(s, 1), 2u);
+  EXPECT_EQ(utf8_sequence_length(s, 3), 3u);
+  EXPECT_EQ(utf8_sequence_length(s, 6), 4u);
+  EXPECT_EQ(utf8_sequence_length(s, 2), 0u) << "a continuation byte starts nothing";
+  EXPECT_EQ(utf8_sequence_length(s, s.size()), 0u) << "past the end";
+  EXPECT_EQ(utf8_sequence_length(std::string_view(s).substr(0, 8), 6), 0u) << "truncated";
+  EXPECT_EQ(utf8_sequence_length("\xed\xa0\x80", 0), 0u) << "a surrogate";
+  EXPECT_EQ(utf8_sequence_length("\xe0\x80\xaf", 0), 0u) << "overlong";
+}
+
 TEST(TextUtf8, CountsCodePoints) {
   EXPECT_EQ(utf8_code_points(""), 0u);
   EXPECT_EQ(utf8_code_points("abc"), 3u);
