@@ -1,10 +1,10 @@
 // The host-owned outbound transport (docs/architecture.md §1, §3) for HTTP and SMTP submission: one worker
 // thread drives a libcurl multi handle, and beside it on the same epoll set the transport's own HTTP/1.1 client
-// for plain http:// requests (http1_engine.hpp; the same Response, errors and limits). Connections are pooled and reused per host by libcurl; HTTP/2
-// requests to one origin multiplex on one connection (CURLPIPE_MULTIPLEX + CURLOPT_PIPEWAIT). The
-// transport enforces per-pool concurrency limits and optional per-pool token-bucket rate limits by
-// holding requests in a queue until they may start. TLS peer and host verification are always on unless
-// explicitly disabled.
+// for plain http:// requests (http1_engine.hpp; the same Response, errors and limits). Connections are pooled and
+// reused per host by libcurl; HTTP/2 requests to one origin multiplex on one connection (CURLPIPE_MULTIPLEX +
+// CURLOPT_PIPEWAIT). The transport enforces per-pool concurrency limits and optional per-pool token-bucket rate limits
+// by holding requests in a queue until they may start. TLS peer and host verification are always on unless explicitly
+// disabled.
 //
 // SMTP (docs/providers.md "Email") is a kind of Request, not a parallel API, so mail has the same pool
 // limits, rate limits, timeouts and TLS options as HTTP. Only the transfers know which protocol they speak

@@ -67,9 +67,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const Outcome whole = read(bytes, {bytes.size() + 1}, head, max_body, close);
   const Outcome pieces = read(bytes, cuts, head, max_body, close);
   if (whole.state != pieces.state || whole.error != pieces.error) std::abort();
-  if (whole.state == State::Done &&
-      (whole.status != pieces.status || whole.body != pieces.body || whole.keep_alive != pieces.keep_alive ||
-       whole.used != pieces.used))
+  if (whole.state == State::Done && (whole.status != pieces.status || whole.body != pieces.body ||
+                                     whole.keep_alive != pieces.keep_alive || whole.used != pieces.used))
     std::abort();
   return 0;
 }
