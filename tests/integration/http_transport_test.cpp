@@ -627,16 +627,31 @@ bool make_test_cert(const tayori::testing::TempDir& dir, const std::string& name
   return std::system(cmd.c_str()) == 0;
 }
 
-TEST(HttpTransportOwnClient, SpeaksHttp1OverTlsAndVerifiesThePeer) {
+// A ScriptedServer over TLS with a certificate for `names`, and a transport that trusts that certificate. The
+// transport goes first (the server's connections end when the client closes them).
+struct TlsScripted {
+  TlsScripted(std::vector<std::string> script, const std::string& names = "IP:127.0.0.1,DNS:localhost")
+      : cert_made(make_test_cert(dir, names)),
+        srv(std::move(script), dir.file("cert.pem"), dir.file("key.pem")),
+        transport(trusting(dir.file("cert.pem"))) {}
+  static TransportOptions trusting(const std::string& ca_file) {
+    TransportOptions options;
+    options.ca_file = ca_file;
+    return options;
+  }
   tayori::testing::TempDir dir;
-  ASSERT_TRUE(make_test_cert(dir)) << "openssl req failed";
+  bool cert_made;
+  ScriptedServer srv;
+  OutboundTransport transport;
+};
+
+TEST(HttpTransportOwnClient, SpeaksHttp1OverTlsAndVerifiesThePeer) {
   const std::string ok = "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecure";
-  ScriptedServer srv({ok, ok, ok}, dir.file("cert.pem"), dir.file("key.pem"));
-  TransportOptions options;
-  options.ca_file = dir.file("cert.pem");
-  OutboundTransport transport(options);
+  TlsScripted tls({ok, ok, ok});
+  ASSERT_TRUE(tls.cert_made) << "openssl req failed";
+  ScriptedServer& srv = tls.srv;
   for (int64_t opened : {1, 0}) {
-    Response r = send_one(transport, {"POST", srv.https_url(), {}, "x", 5000, "", HttpVersion::Http1_1});
+    Response r = send_one(tls.transport, {"POST", srv.https_url(), {}, "x", 5000, "", HttpVersion::Http1_1});
     EXPECT_EQ(r.transport_error, 0) << r.error_text;
     EXPECT_EQ(r.body, "secure");
     EXPECT_EQ(r.http_version_used, "1.1");
@@ -652,13 +667,10 @@ TEST(HttpTransportOwnClient, SpeaksHttp1OverTlsAndVerifiesThePeer) {
 // The host name is checked against the certificate (RFC 6125), by name and by address: a trusted certificate
 // for another host is refused, one for the name in the URL is taken.
 TEST(HttpTransportOwnClient, RefusesATrustedCertificateForAnotherHost) {
-  tayori::testing::TempDir dir;
-  ASSERT_TRUE(make_test_cert(dir, "DNS:localhost")) << "openssl req failed";
-  const std::string ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
-  ScriptedServer srv({ok}, dir.file("cert.pem"), dir.file("key.pem"));
-  TransportOptions options;
-  options.ca_file = dir.file("cert.pem");
-  OutboundTransport transport(options);
+  TlsScripted tls({"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"}, "DNS:localhost");
+  ASSERT_TRUE(tls.cert_made) << "openssl req failed";
+  ScriptedServer& srv = tls.srv;
+  OutboundTransport& transport = tls.transport;
   Response by_address = send_one(transport, {"POST", srv.https_url(), {}, "x", 5000, "", HttpVersion::Http1_1});
   EXPECT_EQ(by_address.transport_error, CURLE_PEER_FAILED_VERIFICATION) << by_address.error_text;
   const std::string by_name_url = "https://localhost:" + std::to_string(srv.port) + "/slow";
@@ -671,15 +683,12 @@ TEST(HttpTransportOwnClient, RefusesATrustedCertificateForAnotherHost) {
 // origin has answered in HTTP/1.1, the own client carries the next ones -- on a connection of its own, seen
 // here as a second connection the server accepts, which the third request reuses.
 TEST(HttpTransportOwnClient, TakesOverAnHttpsOriginOnceItAnsweredInHttp1) {
-  tayori::testing::TempDir dir;
-  ASSERT_TRUE(make_test_cert(dir)) << "openssl req failed";
   const std::string ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
-  ScriptedServer srv({ok, ok, ok}, dir.file("cert.pem"), dir.file("key.pem"));
-  TransportOptions options;
-  options.ca_file = dir.file("cert.pem");
-  OutboundTransport transport(options);
+  TlsScripted tls({ok, ok, ok});
+  ASSERT_TRUE(tls.cert_made) << "openssl req failed";
+  ScriptedServer& srv = tls.srv;
   for (int64_t opened : {1, 1, 0}) {
-    Response r = send_one(transport, {"POST", srv.https_url(), {}, "x", 5000, "", HttpVersion::Default});
+    Response r = send_one(tls.transport, {"POST", srv.https_url(), {}, "x", 5000, "", HttpVersion::Default});
     EXPECT_EQ(r.status, 200) << r.error_text;
     EXPECT_EQ(r.http_version_used, "1.1");
     EXPECT_EQ(r.new_connections, opened);
