@@ -111,7 +111,8 @@ struct OutboundTransport::Impl {
 
   // Whether the own client carries t (rides_http1_client), decided on this thread as it starts.
   bool for_own_client(const Transfer& t) const {
-    if (t.request.kind != RequestKind::Http) return false;
+    // A cap on connections per host is libcurl's to keep (CURLMOPT_MAX_HOST_CONNECTIONS): one client holds them all.
+    if (t.request.kind != RequestKind::Http || options.max_connections_per_host > 0) return false;
     const bool tls = t.request.url.size() > 5 && (t.request.url[4] == 's' || t.request.url[4] == 'S');
     bool known = false;
     if (tls && !origins_answering_http1.empty())

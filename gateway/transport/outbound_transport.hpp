@@ -133,7 +133,8 @@ struct TransportOptions {
   bool verify_tls = true;               // peer certificate + host name
   std::string ca_file;                  // extra/alternative CA bundle (PEM); empty = system store
   int default_max_concurrent = 32;      // per pool key, unless configure_pool says otherwise
-  long max_connections_per_host = 0;    // CURLMOPT_MAX_HOST_CONNECTIONS; 0 = no limit
+  long max_connections_per_host = 0;    // CURLMOPT_MAX_HOST_CONNECTIONS; 0 = no limit. Set, libcurl carries every
+                                        // request (the own HTTP/1.1 client does not share its count)
   int64_t max_response_bytes = 16 * 1024 * 1024;  // larger bodies fail with CURLE_WRITE_ERROR
   std::string user_agent = "tayori";
   // SMTP transfers run on a worker of their own: libcurl (7.88) waits for the reply to the end of DATA

@@ -287,6 +287,24 @@ TEST(HttpTransport, KeptConnectionsSurviveBetweenBursts) {
   EXPECT_EQ(transport.connections_opened("https://elsewhere:443"), 0u);
 }
 
+// max_connections_per_host holds every request to a host to that many connections, whichever client would carry it.
+TEST(HttpTransport, AConnectionCapPerHostHoldsAllRequestsToIt) {
+  LocalServer srv;
+  TransportOptions options;
+  options.max_connections_per_host = 1;
+  OutboundTransport transport(options);
+  transport.configure_pool(OutboundTransport::pool_key_for({"GET", srv.url("/"), {}, "", 0, "", {}}),
+                           PoolOptions{8, nullptr});
+  constexpr size_t kN = 16;
+  Completions c(kN);
+  for (size_t i = 0; i < kN; ++i)
+    transport.submit({"POST", srv.url("/n"), {}, std::to_string(i), 0, "", HttpVersion::Http1_1}, c.slot(i));
+  ASSERT_TRUE(c.wait_all());
+  for (size_t i = 0; i < kN; ++i) EXPECT_EQ(c.response(i).body, "echo:POST:" + std::to_string(i));
+  std::lock_guard lock(srv.handler.mu);
+  EXPECT_EQ(srv.handler.remotes.size(), 1u) << "connections accepted by the server";
+}
+
 // The CPU time (clock ticks) this process's transport threads have used so far.
 int64_t transport_threads_cpu_ticks() {
   int64_t ticks = 0;
