@@ -90,13 +90,18 @@ class Checker {
   Checker(std::string prefix, std::vector<FieldError>& errors) : prefix_(std::move(prefix)), errors_(errors) {}
 
   void fail(const std::string& pointer, std::string detail) { errors_.push_back({prefix_ + pointer, std::move(detail)}); }
+  // The member `key` of the value at `pointer`: the pointer to it is written only when it fails, since a valid
+  // message (the usual one) needs none.
+  void fail(const std::string& pointer, std::string_view key, std::string detail) {
+    fail(pointer + "/" + escape(key), std::move(detail));
+  }
 
   // Reports members of `obj` not in `known`.
-  void only(const Json& obj, const std::string& pointer, std::initializer_list<const char*> known) {
+  void only(const Json& obj, const std::string& pointer, std::initializer_list<std::string_view> known) {
     for (auto it = obj.begin(); it != obj.end(); ++it) {
       bool ok = false;
-      for (const char* k : known) ok = ok || it.key() == k;
-      if (!ok) fail(pointer + "/" + escape(it.key()), "is not a known field");
+      for (std::string_view k : known) ok = ok || it.key() == k;
+      if (!ok) fail(pointer, it.key(), "is not a known field");
     }
   }
 
@@ -104,18 +109,17 @@ class Checker {
   std::optional<std::string> string(const Json& obj, const std::string& pointer, const char* key, bool required,
                                     Pattern pattern, const char* pattern_text) {
     auto it = obj.find(key);
-    std::string p = pointer + "/" + key;
     if (it == obj.end() || it->is_null()) {
-      if (required) fail(p, "is required");
+      if (required) fail(pointer, key, "is required");
       return std::nullopt;
     }
     if (!it->is_string()) {
-      fail(p, "must be a string");
+      fail(pointer, key, "must be a string");
       return std::nullopt;
     }
     const std::string& v = it->get_ref<const std::string&>();
     if (pattern != nullptr && !pattern(v)) {
-      fail(p, std::string("must be ") + pattern_text);
+      fail(pointer, key, std::string("must be ") + pattern_text);
       return std::nullopt;
     }
     return v;
@@ -129,7 +133,7 @@ class Checker {
     return ms;
   }
 
-  static std::string escape(const std::string& key) {
+  static std::string escape(std::string_view key) {
     std::string out;  // RFC 6901 §3: '~' -> "~0", '/' -> "~1"
     for (char c : key) {
       if (c == '~') out += "~0";
@@ -289,14 +293,15 @@ void parse_recipient(Checker& c, const Json& j, Recipient& r, const std::string&
 // Content text a channel can carry: no C0 control character but tab, LF and CR, and no DEL. A NUL or a
 // bare control code is not text any provider takes (RFC 5322 §2.3 allows none in mail; SMS gateways and
 // push services refuse or cut at them), so it is refused here by name instead of failing at every attempt.
-bool deliverable_text(Checker& c, const std::string& pointer, const std::string& text) {
+bool deliverable_text(Checker& c, const std::string& pointer, std::string_view key, const std::string& text) {
   for (size_t i = 0; i < text.size(); ++i) {
     auto ch = static_cast<unsigned char>(text[i]);
     if ((ch < 0x20 && ch != '\t' && ch != '\n' && ch != '\r') || ch == 0x7f) {
       char code[8];
       std::snprintf(code, sizeof code, "U+%04X", ch);
-      c.fail(pointer, std::string("contains the control character ") + code + " at byte " + std::to_string(i) +
-                          ": only tab, line feed and carriage return are allowed in text");
+      c.fail(pointer, key,
+             std::string("contains the control character ") + code + " at byte " + std::to_string(i) +
+                 ": only tab, line feed and carriage return are allowed in text");
       return false;
     }
   }
@@ -373,32 +378,31 @@ ParsedMessage parse_message(const Json& j, const ValidationRules& rules, const s
     } else {
       size_t bytes = 0;
       for (auto it = content->begin(); it != content->end(); ++it) {
-        std::string p = "/content/" + Checker::escape(it.key());
         if (!is_kind(it.key())) {
-          c.fail(p, "is not a content field name (lower-case letters, digits and _)");
+          c.fail("/content", it.key(), "is not a content field name (lower-case letters, digits and _)");
         } else if (it->is_string()) {
-          if (!deliverable_text(c, p, it->get_ref<const std::string&>())) continue;
+          if (!deliverable_text(c, "/content", it.key(), it->get_ref<const std::string&>())) continue;
           bytes += it->get_ref<const std::string&>().size();
           m.content[it.key()] = it->get_ref<const std::string&>();
         } else if (it->is_object()) {
           // A channel's own wording: {"sms": {"text": "..."}} overrides the shared fields on that channel.
+          const std::string p = "/content/" + Checker::escape(it.key());
           if (rules.channels != nullptr && !rules.channels->count(it.key())) {
             c.fail(p, "is an object, so it must name a configured channel (a per-channel variant)");
             continue;
           }
           for (auto f = it->begin(); f != it->end(); ++f) {
-            std::string fp = p + "/" + Checker::escape(f.key());
             if (!is_kind(f.key()))
-              c.fail(fp, "is not a content field name (lower-case letters, digits and _)");
+              c.fail(p, f.key(), "is not a content field name (lower-case letters, digits and _)");
             else if (!f->is_string())
-              c.fail(fp, "must be a string");
-            else if (deliverable_text(c, fp, f->get_ref<const std::string&>())) {
+              c.fail(p, f.key(), "must be a string");
+            else if (deliverable_text(c, p, f.key(), f->get_ref<const std::string&>())) {
               bytes += f->get_ref<const std::string&>().size();
               m.content_variants[it.key()][f.key()] = f->get_ref<const std::string&>();
             }
           }
         } else {
-          c.fail(p, "must be a string, or an object of fields for one channel");
+          c.fail("/content", it.key(), "must be a string, or an object of fields for one channel");
         }
       }
       if (bytes > rules.max_content_bytes)
@@ -451,7 +455,7 @@ ParsedMessage parse_message(const Json& j, const ValidationRules& rules, const s
     if (!metadata->is_object()) {
       c.fail("/metadata", "must be an object");
     } else {
-      size_t bytes = metadata->dump().size();
+      size_t bytes = dump_json(*metadata).size();
       if (bytes > rules.max_metadata_bytes)
         c.fail("/metadata", "is " + std::to_string(bytes) + " bytes as JSON, more than the " +
                                 std::to_string(rules.max_metadata_bytes) + " allowed");
