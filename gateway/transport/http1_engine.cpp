@@ -147,7 +147,7 @@ struct Http1Engine::Impl {
     int64_t started_ms = 0;
     int64_t deadline_ms = 0;
     bool reused = false;   // the transfer went out on a connection kept from an earlier one
-    bool retried = false;  // a GET or HEAD sent again after its kept connection died (see fail_stale)
+    bool retried = false;  // a GET or HEAD sent again after its kept connection died (see stale())
     std::string out;
     size_t sent = 0;
     std::optional<Http1ResponseReader> reader;
