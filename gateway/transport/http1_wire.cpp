@@ -13,6 +13,8 @@ namespace tayori::transport {
 
 namespace {
 
+using text::iequals;
+
 // libcurl's limit on a response's header section (7.88: CURL_MAX_HTTP_HEADER, 100 KiB); the same here, so a
 // provider answer that one client takes, the other takes too.
 constexpr size_t kMaxHeadBytes = 100 * 1024;
@@ -37,15 +39,6 @@ bool is_tchar(char c) {  // RFC 9110 §5.6.2 token characters
     case '~': return true;
     default: return false;
   }
-}
-
-char lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i)
-    if (lower(a[i]) != lower(b[i])) return false;
-  return true;
 }
 
 std::string_view trim_ows(std::string_view s) {

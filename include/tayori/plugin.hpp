@@ -21,6 +21,7 @@
 #define TAYORI_PLUGIN_HPP
 
 #include <tayori/plugin.h>
+#include <tayori/text.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -71,12 +72,8 @@ struct Refused : Error {
   int status;
 };
 
-
-inline char ascii_lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
-inline bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() &&
-         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) { return ascii_lower(x) == ascii_lower(y); });
-}
+using text::ascii_lower;
+using text::iequals;
 
 namespace detail {
 // A tayori_out that copies the host's bytes into a std::string.

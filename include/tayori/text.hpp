@@ -58,11 +58,18 @@ inline size_t utf8_code_points(std::string_view s) {
 
 // ASCII letters lowered, every other byte as it is: for the case-insensitive tokens of protocols (header
 // names, media types, URL schemes; RFC 9110 §5.1, §8.3.1), never for human text.
+inline char ascii_lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
 inline std::string ascii_lower(std::string_view s) {
   std::string out(s);
-  for (char& c : out)
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  for (char& c : out) c = ascii_lower(c);
   return out;
+}
+// Equal but for the case of ASCII letters (for the same tokens).
+inline bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i)
+    if (ascii_lower(a[i]) != ascii_lower(b[i])) return false;
+  return true;
 }
 
 // ---- HTML ------------------------------------------------------------------------------------------
