@@ -148,6 +148,7 @@ struct Http1Engine::Impl {
     int64_t deadline_ms = 0;
     bool reused = false;   // the transfer went out on a connection kept from an earlier one
     bool retried = false;  // a GET or HEAD sent again after its kept connection died (see stale())
+    int opened = 0;        // connections opened for the transfer (Response::new_connections)
     std::string out;
     size_t sent = 0;
     std::optional<Http1ResponseReader> reader;
@@ -190,27 +191,22 @@ struct Http1Engine::Impl {
 
   // ---- starting ----
 
-  void start(std::unique_ptr<Transfer> t, int keep, int64_t now) {
-    std::optional<Http1Target> target = parse_http1_target(t->request.url);
-    if (!target) {
-      t->fail(CURLE_URL_MALFORMAT, "URL not usable for HTTP/1.1");
-      finished.push_back(std::move(t));
-      return;
-    }
-    std::string origin = target->origin();
+  void start(std::unique_ptr<Transfer> t, Http1Target target, int keep, int64_t now) {
+    std::string origin = target.origin();
     max_idle[origin] = std::max(1, keep);
     const int64_t timeout = t->request.timeout_ms > 0 ? t->request.timeout_ms : options.default_timeout_ms;
     if (Connection* c = take_idle(origin, now)) {
-      c->target = std::move(*target);  // the same origin; this request's path
+      c->target = std::move(target);  // the same origin; this request's path
       c->reused = true;
       c->retried = false;
+      c->opened = 0;
       c->started_ms = now;
       c->deadline_ms = now + timeout;
       send_request(*c, std::move(t), now);
       return;
     }
     auto c = std::make_unique<Connection>();
-    c->target = std::move(*target);
+    c->target = std::move(target);
     c->origin = std::move(origin);
     c->started_ms = now;
     c->deadline_ms = now + timeout;
@@ -318,7 +314,7 @@ struct Http1Engine::Impl {
   }
 
   void connected(Connection& c, int64_t now) {
-    c.transfer->response.new_connections = 1;
+    c.opened = 1;
     if (c.target.tls) {
       start_tls(c, now);
       return;
@@ -452,12 +448,10 @@ struct Http1Engine::Impl {
   }
 
   void send_request(Connection& c, std::unique_ptr<Transfer> t, int64_t now) {
-    const int64_t opened = t->response.new_connections;
     c.out = write_http1_request(t->request, c.target, options.user_agent);
     c.sent = 0;
     c.reader.emplace(t->request.method == "HEAD", options.max_response_bytes);
     c.transfer = std::move(t);
-    c.transfer->response.new_connections = opened;
     c.phase = Phase::Sending;
     flush(c, now);
   }
@@ -540,10 +534,8 @@ struct Http1Engine::Impl {
     }
     // Bytes after the answer are no answer to anything this client asked: the connection is not kept.
     const bool keep = reader.keep_alive() && !surplus && n != 0 && c.phase == Phase::Receiving;
-    const int64_t opened = c.transfer->response.new_connections;
     c.transfer->response = reader.take_response();
-    c.transfer->response.new_connections = opened;
-    finished.push_back(std::move(c.transfer));
+    hand_back(c);
     c.reader.reset();
     if (!keep) {
       destroy(&c);
@@ -588,12 +580,17 @@ struct Http1Engine::Impl {
   // Ends c's transfer with an error; the connection goes with it.
   void end(Connection& c, int code, std::string text) {
     if (c.transfer) {
-      const int64_t opened = c.transfer->response.new_connections;
       c.transfer->fail(code, std::move(text));
-      c.transfer->response.new_connections = opened;
-      finished.push_back(std::move(c.transfer));
+      hand_back(c);
     }
     destroy(&c);
+  }
+
+  // Gives c's transfer, its response set, back to the loop (take_finished); a connection opened for it counts
+  // whatever the outcome, as libcurl counts it (CURLINFO_NUM_CONNECTS).
+  void hand_back(Connection& c) {
+    c.transfer->response.new_connections = c.opened;
+    finished.push_back(std::move(c.transfer));
   }
 
   // Closes c; it leaves `connections` at the next sweep (callers up the stack may still hold it).
@@ -703,8 +700,8 @@ Http1Engine::Http1Engine(const TransportOptions& options, int epoll_fd, std::fun
     : impl_(std::make_unique<Impl>(options, epoll_fd, std::move(wake))) {}
 Http1Engine::~Http1Engine() = default;
 
-void Http1Engine::start(std::unique_ptr<Transfer> transfer, int max_idle, int64_t now_ms) {
-  impl_->start(std::move(transfer), max_idle, now_ms);
+void Http1Engine::start(std::unique_ptr<Transfer> transfer, Http1Target target, int max_idle, int64_t now_ms) {
+  impl_->start(std::move(transfer), std::move(target), max_idle, now_ms);
   impl_->sweep();
 }
 bool Http1Engine::owns(int fd) const { return impl_->by_fd.count(fd) != 0; }

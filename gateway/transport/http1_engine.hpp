@@ -1,4 +1,4 @@
-// Private to gateway/transport/: the transport's own HTTP/1.1 client, for the requests rides_http1_client()
+// Private to gateway/transport/: the transport's own HTTP/1.1 client, for the requests own_client_target()
 // gives it (http1_wire.hpp). It runs inside the transport's loop (outbound_transport.cpp), on the same epoll set
 // and thread as libcurl, and takes over only what libcurl spent most of that thread on: per request, libcurl
 // 7.88 made four system calls (two poll() of its own besides the send and the receive), set up and reset an
@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "transport/http1_wire.hpp"
 #include "transport/outbound_transport.hpp"
 
 namespace tayori::transport {
@@ -39,9 +40,9 @@ class Http1Engine {
   Http1Engine(const Http1Engine&) = delete;
   Http1Engine& operator=(const Http1Engine&) = delete;
 
-  // Starts `transfer` (its request already checked) on a kept connection to its origin, or a new one.
-  // `max_idle`: how many idle connections to keep for that origin.
-  void start(std::unique_ptr<Transfer> transfer, int max_idle, int64_t now_ms);
+  // Starts `transfer` (its request already checked) to `target` (own_client_target) on a kept connection to its
+  // origin, or a new one. `max_idle`: how many idle connections to keep for that origin.
+  void start(std::unique_ptr<Transfer> transfer, Http1Target target, int max_idle, int64_t now_ms);
   bool owns(int fd) const;
   void on_event(int fd, uint32_t events, int64_t now_ms);
   // Resolver answers, timeouts and idle connections' age; call at every turn of the loop.

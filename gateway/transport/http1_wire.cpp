@@ -9,6 +9,8 @@
 #include <cstdlib>
 #include <tayori/text.hpp>
 
+#include "transport/transfer.hpp"
+
 namespace tayori::transport {
 
 namespace {
@@ -41,18 +43,12 @@ bool is_tchar(char c) {  // RFC 9110 §5.6.2 token characters
   }
 }
 
-std::string_view trim_ows(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
-
 // Calls `each` with every comma-separated element of a field value, trimmed, empty ones skipped (RFC 9110 §5.6.1).
 template <class F>
 void for_each_element(std::string_view value, F each) {
   while (!value.empty()) {
     const size_t comma = value.find(',');
-    std::string_view item = trim_ows(value.substr(0, comma));
+    std::string_view item = trim(value.substr(0, comma));
     if (!item.empty()) each(item);
     if (comma == std::string_view::npos) break;
     value.remove_prefix(comma + 1);
@@ -134,16 +130,18 @@ std::optional<Http1Target> parse_http1_target(std::string_view url) {
   return t;
 }
 
-bool rides_http1_client(const Request& request, bool proxy_configured, bool origin_answers_http1) {
-  if (request.kind != RequestKind::Http || proxy_configured) return false;
-  if (request.http_version == HttpVersion::Http2PriorKnowledge) return false;
-  const std::optional<Http1Target> target = parse_http1_target(request.url);
-  if (!target) return false;
-  if (target->tls && request.http_version != HttpVersion::Http1_1 && !origin_answers_http1) return false;
+std::optional<Http1Target> own_client_target(const Request& request, const Http1Routing& routing) {
+  if (request.kind != RequestKind::Http || request.http_version == HttpVersion::Http2PriorKnowledge)
+    return std::nullopt;
   for (const auto& [name, value] : request.headers)
     for (std::string_view framing : {"content-length", "transfer-encoding", "connection", "upgrade", "te"})
-      if (iequals(name, framing)) return false;
-  return true;
+      if (iequals(name, framing)) return std::nullopt;
+  std::optional<Http1Target> target = parse_http1_target(request.url);
+  if (!target || (target->tls ? routing.proxy_for_https : routing.proxy_for_http)) return std::nullopt;
+  if (target->tls && request.http_version != HttpVersion::Http1_1 &&
+      (routing.origins_answering_http1.empty() || !routing.origins_answering_http1.count(target->origin())))
+    return std::nullopt;
+  return target;
 }
 
 bool proxy_in_environment(bool tls) {
@@ -263,7 +261,7 @@ bool Http1ResponseReader::on_field_line(std::string_view s) {
       fail(CURLE_WEIRD_SERVER_REPLY, "invalid response field name");
       return false;
     }
-  const std::string_view value = trim_ows(s.substr(colon + 1));
+  const std::string_view value = trim(s.substr(colon + 1));
   if (iequals(name, "content-length")) {
     bool ok = true;
     for_each_element(value, [&](std::string_view v) {
@@ -333,7 +331,7 @@ bool Http1ResponseReader::on_head_end() {
 }
 
 bool Http1ResponseReader::on_chunk_size(std::string_view s) {
-  const std::string_view size = trim_ows(s.substr(0, s.find(';')));  // chunk extensions are ignored (§7.1.1)
+  const std::string_view size = trim(s.substr(0, s.find(';')));  // chunk extensions are ignored (§7.1.1)
   if (size.empty() || size.size() > 15 || size.find_first_not_of("0123456789abcdefABCDEF") != std::string_view::npos) {
     fail(CURLE_WEIRD_SERVER_REPLY, "invalid chunk size");
     return false;

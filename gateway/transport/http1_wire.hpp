@@ -9,7 +9,9 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 
@@ -32,13 +34,23 @@ struct Http1Target {
 // characters, space), a bad port.
 std::optional<Http1Target> parse_http1_target(std::string_view url);
 
-// Whether the transport's own HTTP/1.1 client carries `request` instead of libcurl: an HTTP request that
-// HTTP/1.1 serves -- an http:// URL (not h2c prior knowledge), or an https:// URL that asks for HTTP/1.1 or
-// whose origin answered libcurl in HTTP/1.1 before (`origin_answers_http1`: its server does not offer HTTP/2
-// by ALPN, so the choice libcurl would make is known) -- with no field the client would have to reconcile with
-// its own framing (Content-Length, Transfer-Encoding, Connection, Upgrade, TE), and no proxy for its scheme in
-// the environment (`proxy_configured`): libcurl knows the proxy variables, this client does not.
-bool rides_http1_client(const Request& request, bool proxy_configured, bool origin_answers_http1);
+// What decides which client carries a request besides the request itself.
+struct Http1Routing {
+  // A proxy for the scheme is named in the environment (proxy_in_environment): libcurl knows the proxy
+  // variables, the own client does not.
+  bool proxy_for_http = false;
+  bool proxy_for_https = false;
+  // https:// origins (Http1Target::origin) that answered libcurl in HTTP/1.1: their server does not offer
+  // HTTP/2 by ALPN, so the protocol libcurl would choose there is known.
+  std::set<std::string, std::less<>> origins_answering_http1;
+};
+
+// Where the transport's own HTTP/1.1 client takes `request`, or nothing when libcurl carries it. The own
+// client carries an HTTP request that HTTP/1.1 serves -- an http:// URL (not h2c prior knowledge), or an
+// https:// URL that asks for HTTP/1.1 or whose origin is in `routing.origins_answering_http1` -- with no field
+// the client would have to reconcile with its own framing (Content-Length, Transfer-Encoding, Connection,
+// Upgrade, TE), and no proxy for its scheme.
+std::optional<Http1Target> own_client_target(const Request& request, const Http1Routing& routing);
 
 // Whether the environment names a proxy libcurl would use for http:// (http_proxy, all_proxy, ALL_PROXY) or,
 // with `tls`, for https:// (https_proxy, HTTPS_PROXY, all_proxy, ALL_PROXY).

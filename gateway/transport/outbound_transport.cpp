@@ -102,29 +102,22 @@ struct OutboundTransport::Impl {
   // Easy handles of finished transfers, reset and kept for the next ones: curl_easy_init allocates and
   // initialises a handle of several KiB (and its buffers) that curl_easy_reset leaves in place.
   std::vector<CURL*> idle_easy;
-  // The HTTP/1.1 requests rides_http1_client() gives it (http1_engine.hpp); libcurl carries the rest.
+  // The HTTP/1.1 requests own_client_target() gives it (http1_engine.hpp); libcurl carries the rest.
   std::unique_ptr<Http1Engine> http1;
-  bool proxy_for_http = proxy_in_environment(false);
-  bool proxy_for_https = proxy_in_environment(true);
-  // https:// origins that answered libcurl in HTTP/1.1 (no HTTP/2 by ALPN): the own client carries them next.
-  std::set<std::string> origins_answering_http1;
+  Http1Routing http1_routing{proxy_in_environment(false), proxy_in_environment(true), {}};
 
-  // Whether the own client carries t (rides_http1_client), decided on this thread as it starts.
-  bool for_own_client(const Transfer& t) const {
+  // Where the own client takes t, or nothing when libcurl carries it; decided on this thread as it starts.
+  std::optional<Http1Target> own_client_target_of(const Transfer& t) const {
     // A cap on connections per host is libcurl's to keep (CURLMOPT_MAX_HOST_CONNECTIONS): one client holds them all.
-    if (t.request.kind != RequestKind::Http || options.max_connections_per_host > 0) return false;
-    const bool tls = t.request.url.size() > 5 && (t.request.url[4] == 's' || t.request.url[4] == 'S');
-    bool known = false;
-    if (tls && !origins_answering_http1.empty())
-      if (std::optional<Http1Target> target = parse_http1_target(t.request.url))
-        known = origins_answering_http1.count(target->origin()) != 0;
-    return rides_http1_client(t.request, tls ? proxy_for_https : proxy_for_http, known);
+    if (options.max_connections_per_host > 0) return std::nullopt;
+    return own_client_target(t.request, http1_routing);
   }
 
+  // An https:// origin that answered libcurl in HTTP/1.1 offers no HTTP/2: the own client carries it next.
   void learn_origin(const Transfer& t) {
     if (t.own_client || t.request.kind != RequestKind::Http || t.response.http_version_used != "1.1") return;
     if (std::optional<Http1Target> target = parse_http1_target(t.request.url); target && target->tls)
-      origins_answering_http1.insert(target->origin());
+      http1_routing.origins_answering_http1.insert(target->origin());
   }
 
   ~Impl() {
@@ -277,15 +270,15 @@ struct OutboundTransport::Impl {
         }
         std::unique_ptr<Transfer> t = std::move(pool.pending.front());
         pool.pending.pop_front();
-        t->own_client = for_own_client(*t);
-        if (t->own_client) {
+        if (std::optional<Http1Target> target = own_client_target_of(*t)) {
+          t->own_client = true;
           if (CURLcode rc = t->check_request(); rc != CURLE_OK) {
             t->fail(rc, t->errbuf);
             t->complete();
             continue;
           }
           ++pool.active;
-          http1->start(std::move(t), limit, now);
+          http1->start(std::move(t), std::move(*target), limit, now);
           continue;
         }
         CURLcode rc = t->setup(options, take_easy());

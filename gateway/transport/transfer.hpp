@@ -26,7 +26,7 @@ struct Transfer {
   // The list configure() hands libcurl (HTTP: the request headers; SMTP: the envelope recipients). The
   // easy handle points into it, so it is freed after the handle.
   curl_slist* list = nullptr;
-  // Carried by the transport's own HTTP/1.1 client rather than libcurl (rides_http1_client, http1_wire.hpp).
+  // Carried by the transport's own HTTP/1.1 client rather than libcurl (own_client_target, http1_wire.hpp).
   bool own_client = false;
 
   virtual ~Transfer();

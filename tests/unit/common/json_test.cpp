@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
 #include <random>
 #include <string>
 #include <vector>
@@ -20,7 +21,10 @@ std::string nlohmann_dump(const Json& json) { return json.dump(-1, ' ', false, J
 
 // The reader's verdict on `text` agrees with nlohmann's: an accepted text gives the identical value (or is
 // left to nlohmann), a refused one is never accepted.
-void expect_agreement(const std::string& text) {
+enum class Verdict { Refused, ReadFast, LeftToNlohmann };
+
+// Expects the reader and nlohmann to agree on `text`; says which of them read it.
+Verdict expect_agreement(const std::string& text) {
   Json expected = Json::parse(text, nullptr, false);
   std::optional<Json> fast = read_json_fast(text);
   if (expected.is_discarded()) {
@@ -29,6 +33,8 @@ void expect_agreement(const std::string& text) {
     EXPECT_TRUE(identical(*fast, expected)) << text << "\n read as " << fast->dump();
   }
   EXPECT_TRUE(identical(parse_json_or_discarded(text), expected)) << text;
+  if (expected.is_discarded()) return Verdict::Refused;
+  return fast ? Verdict::ReadFast : Verdict::LeftToNlohmann;
 }
 
 TEST(JsonRead, ReadsWhatNlohmannReadsWithTheSameTypes) {
@@ -189,7 +195,7 @@ Json random_value(std::mt19937_64& rng, int depth) {
 
 TEST(JsonRead, AgreesWithNlohmannOnRandomValuesAndTheirCorruptions) {
   std::mt19937_64 rng(20261206);
-  int read_fast = 0;
+  std::map<Verdict, int> corruptions;
   for (int round = 0; round < 3000; ++round) {
     Json value = random_value(rng, 0);
     for (bool ensure_ascii : {false, true}) {
@@ -198,15 +204,16 @@ TEST(JsonRead, AgreesWithNlohmannOnRandomValuesAndTheirCorruptions) {
       ASSERT_TRUE(fast) << text;
       ASSERT_TRUE(identical(*fast, Json::parse(text))) << text;
       ASSERT_EQ(dump_json(*fast), nlohmann_dump(value));
-      ++read_fast;
       if (text.empty()) continue;
       std::string corrupted = text;
       corrupted[rng() % corrupted.size()] = static_cast<char>(rng());
       if (rng() % 2) corrupted.erase(rng() % corrupted.size(), 1);
-      expect_agreement(corrupted);
+      ++corruptions[expect_agreement(corrupted)];
     }
   }
-  EXPECT_EQ(read_fast, 6000);
+  // One changed byte leaves some texts valid (inside a string, a digit): both verdicts are compared.
+  EXPECT_GT(corruptions[Verdict::Refused], 1000);
+  EXPECT_GT(corruptions[Verdict::ReadFast], 200);
 }
 
 }  // namespace

@@ -49,46 +49,60 @@ TEST(Http1Target, RefusesWhatItCannotCarryFaithfully) {
 }
 
 TEST(Http1Client, CarriesHttp1RequestsOnlyAndLeavesTheRestToLibcurl) {
+  const Http1Routing none;
   Request r;
   r.method = "POST";
   r.url = "http://127.0.0.1:9/x";
-  EXPECT_TRUE(rides_http1_client(r, false, false));
+  ASSERT_TRUE(own_client_target(r, none));
+  EXPECT_EQ(own_client_target(r, none)->target, "/x") << "the target the client goes to, parsed once";
   r.http_version = HttpVersion::Http1_1;
-  EXPECT_TRUE(rides_http1_client(r, false, false));
+  EXPECT_TRUE(own_client_target(r, none));
   r.http_version = HttpVersion::Http2Tls;  // over cleartext that is HTTP/1.1 (CURL_HTTP_VERSION_2TLS)
-  EXPECT_TRUE(rides_http1_client(r, false, false));
-  EXPECT_FALSE(rides_http1_client(r, true, false)) << "a proxy in the environment: libcurl knows how to use it";
+  EXPECT_TRUE(own_client_target(r, none));
+  Http1Routing proxied;
+  proxied.proxy_for_http = true;
+  EXPECT_FALSE(own_client_target(r, proxied)) << "a proxy in the environment: libcurl uses it";
+  proxied.proxy_for_http = false;
+  proxied.proxy_for_https = true;
+  EXPECT_TRUE(own_client_target(r, proxied)) << "the proxy for the other scheme";
 
   Request h2c = r;
   h2c.http_version = HttpVersion::Http2PriorKnowledge;
-  EXPECT_FALSE(rides_http1_client(h2c, false, false));
+  EXPECT_FALSE(own_client_target(h2c, none));
   Request smtp = r;
   smtp.kind = RequestKind::Smtp;
-  EXPECT_FALSE(rides_http1_client(smtp, false, false));
+  EXPECT_FALSE(own_client_target(smtp, none));
   for (const char* framing : {"Content-Length", "transfer-encoding", "Connection", "Upgrade", "TE"}) {
     Request own = r;
     own.headers = {{"X-A", "1"}, {framing, "x"}};
-    EXPECT_FALSE(rides_http1_client(own, false, false)) << framing;
+    EXPECT_FALSE(own_client_target(own, none)) << framing;
   }
   Request userinfo = r;
   userinfo.url = "http://u:p@127.0.0.1:9/x";
-  EXPECT_FALSE(rides_http1_client(userinfo, false, false));
+  EXPECT_FALSE(own_client_target(userinfo, none));
 }
 
 // Over TLS the protocol is ALPN's choice: HTTP/2 where the server offers it (APNs requires it). The own client
 // offers HTTP/1.1 alone, so it takes an https:// request only when HTTP/1.1 is what libcurl would speak too.
 TEST(Http1Client, CarriesHttpsOnlyWhereHttp1IsAskedForOrTheOriginAnsweredInIt) {
+  const Http1Routing none;
+  Http1Routing learned;
+  learned.origins_answering_http1 = {"https://api.example.jp:443"};
   Request r;
   r.method = "POST";
-  r.url = "https://api.example.jp/x";
-  EXPECT_FALSE(rides_http1_client(r, false, false));
-  EXPECT_TRUE(rides_http1_client(r, false, true));
+  r.url = "https://API.example.jp/x";
+  EXPECT_FALSE(own_client_target(r, none));
+  EXPECT_TRUE(own_client_target(r, learned));
+  Request elsewhere = r;
+  elsewhere.url = "https://api.example.jp:8443/x";
+  EXPECT_FALSE(own_client_target(elsewhere, learned)) << "another origin: another server";
   r.http_version = HttpVersion::Http2Tls;
-  EXPECT_FALSE(rides_http1_client(r, false, false));
-  EXPECT_TRUE(rides_http1_client(r, false, true));
+  EXPECT_FALSE(own_client_target(r, none));
+  EXPECT_TRUE(own_client_target(r, learned));
   r.http_version = HttpVersion::Http1_1;
-  EXPECT_TRUE(rides_http1_client(r, false, false));
-  EXPECT_FALSE(rides_http1_client(r, true, true));
+  EXPECT_TRUE(own_client_target(r, none));
+  learned.proxy_for_https = true;
+  EXPECT_FALSE(own_client_target(r, learned));
 }
 
 TEST(Http1Request, WritesWhatLibcurlWrites) {
