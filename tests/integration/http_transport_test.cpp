@@ -12,6 +12,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -34,10 +35,12 @@
 
 #include "api/http_server.hpp"
 #include "common/thread_guard.hpp"
-#include "harness.hpp"  // TempDir
 #include "completions.hpp"
-#include "transport/outbound_transport.hpp"
+#include "harness.hpp"  // TempDir
 #include "required_tool.hpp"
+#include "transport/http1_engine.hpp"
+#include "transport/outbound_transport.hpp"
+#include "transport/transfer.hpp"
 
 extern char** environ;
 
@@ -695,6 +698,122 @@ TEST(HttpTransportOwnClient, RefusesATrustedCertificateForAnotherHost) {
   Response by_name = send_one(transport, {"POST", by_name_url, {}, "x", 10'000, "", HttpVersion::Http1_1});
   EXPECT_EQ(by_name.status, 200) << by_name.error_text;
   EXPECT_EQ(srv.request_lines().size(), 1u);
+}
+
+// A listener whose accept queue is full: the kernel drops further SYNs, so a connect to it never completes.
+struct FullListener {
+  int fd = bind_loopback();
+  uint16_t port = (::listen(fd, 0), bound_port(fd));
+  std::vector<int> queued;  // connections that fill the queue, never accepted
+  bool full = fill();
+  ~FullListener() {
+    for (int q : queued) ::close(q);
+    ::close(fd);
+  }
+  bool fill() {
+    for (int i = 0; i < 8; ++i) {
+      int q = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+      sockaddr_in addr{};
+      addr.sin_family = AF_INET;
+      addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      addr.sin_port = htons(port);
+      ::connect(q, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+      queued.push_back(q);
+      pollfd p{q, POLLOUT, 0};
+      if (::poll(&p, 1, 200) == 0) return true;  // this one hangs: the queue is full
+    }
+    return false;
+  }
+};
+
+// connect_timeout_ms bounds the TCP and the TLS handshakes, as CURLOPT_CONNECTTIMEOUT_MS does for libcurl,
+// however long the request's own timeout is.
+TEST(HttpTransportOwnClient, TheConnectTimeoutBoundsTheTcpAndTheTlsHandshake) {
+  TransportOptions options;
+  options.connect_timeout_ms = 300;
+  OutboundTransport transport(options);
+  FullListener full;
+  ASSERT_TRUE(full.full) << "the accept queue did not fill";
+  SilentListener silent;  // the TCP handshake completes; no TLS answer comes
+  const std::string urls[] = {"http://127.0.0.1:" + std::to_string(full.port) + "/",
+                              "https://127.0.0.1:" + std::to_string(silent.port) + "/"};
+  for (const std::string& url : urls) {
+    const auto start = std::chrono::steady_clock::now();
+    Response r = send_one(transport, {"POST", url, {}, "x", 30'000, "", HttpVersion::Http1_1});
+    const auto elapsed = std::chrono::steady_clock::now() - start;
+    EXPECT_EQ(r.transport_error, CURLE_OPERATION_TIMEDOUT) << url << ": " << r.error_text;
+    EXPECT_NE(r.error_text.find("Connection timed out"), std::string::npos) << r.error_text;
+    EXPECT_GE(elapsed, 250ms) << url;
+    EXPECT_LT(elapsed, 5s) << url;
+  }
+}
+
+// The own client driven by hand on real sockets, with the clock in the test's hands: what libcurl keeps for
+// minutes (idle connections, names) is seen to expire without waiting for it.
+struct DrivenEngine {
+  int epoll_fd = ::epoll_create1(EPOLL_CLOEXEC);
+  std::atomic<int> resolver_answers{0};  // the resolver wakes the loop once per answer
+  std::unique_ptr<Http1Engine> engine =
+      std::make_unique<Http1Engine>(TransportOptions{}, epoll_fd, [this] { ++resolver_answers; });
+  int64_t now = 5'000'000;
+  ~DrivenEngine() {
+    engine.reset();
+    ::close(epoll_fd);
+  }
+  // Starts a POST to `url` at `now` and turns the loop (the clock stopped) until it ends.
+  Response send(const std::string& url) {
+    std::unique_ptr<Transfer> t = make_http_transfer();
+    t->request = {"POST", url, {}, "x", 5000, "", HttpVersion::Http1_1};
+    std::optional<Response> got;
+    t->done = [&](Response r) { got = std::move(r); };
+    engine->start(std::move(t), *parse_http1_target(url), 4, now);
+    for (int turn = 0; turn < 500 && !got; ++turn) {
+      epoll_event events[8];
+      const int n = ::epoll_wait(epoll_fd, events, 8, 10);
+      for (int i = 0; i < n; ++i) engine->on_event(events[i].data.fd, events[i].events, now);
+      engine->on_tick(now);
+      for (auto& done : engine->take_finished()) done->complete();
+    }
+    EXPECT_TRUE(got) << url;
+    return got.value_or(Response{});
+  }
+};
+
+// A kept connection goes after 118 s idle, libcurl's CURLOPT_MAXAGE_CONN default: taken for a request before
+// then, not after, and closed by the loop's tick once due.
+TEST(HttpTransportOwnClient, AKeptConnectionIsUsedUpTo118SecondsIdleAndClosedAfter) {
+  const std::string ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+  ScriptedServer srv({ok, ok, ok});
+  const std::string url = "http://127.0.0.1:" + std::to_string(srv.port) + "/x";
+  DrivenEngine driven;
+  EXPECT_EQ(driven.send(url).new_connections, 1);
+  driven.now += 117'999;
+  EXPECT_EQ(driven.send(url).new_connections, 0) << "idle 117.999 s: kept";
+  driven.now += 118'000;
+  Response third = driven.send(url);
+  EXPECT_EQ(third.status, 200);
+  EXPECT_EQ(third.new_connections, 1) << "idle 118 s: not taken, though no tick closed it yet";
+  EXPECT_EQ(srv.accepted(), 2);
+  driven.now += 117'000;
+  EXPECT_EQ(driven.engine->next_timeout_ms(driven.now), 1'000) << "the idle connection's age is planned for";
+  driven.now += 1'000;
+  driven.engine->on_tick(driven.now);
+  EXPECT_EQ(driven.engine->next_timeout_ms(driven.now), -1) << "closed: nothing left to plan";
+}
+
+// A resolved name is kept 60 s (libcurl's DNS cache default), then asked again.
+TEST(HttpTransportOwnClient, AResolvedNameIsKeptSixtySeconds) {
+  const std::string closing = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok";
+  ScriptedServer srv({closing, closing, closing});
+  const std::string url = "http://localhost:" + std::to_string(srv.port) + "/x";
+  DrivenEngine driven;
+  for (auto [advance, answers] : {std::pair{0, 1}, {59'999, 1}, {1, 2}}) {
+    driven.now += advance;
+    Response r = driven.send(url);
+    EXPECT_EQ(r.status, 200) << r.error_text;
+    EXPECT_EQ(r.new_connections, 1) << "each answer closes its connection";
+    EXPECT_EQ(driven.resolver_answers, answers) << advance;
+  }
 }
 
 // An https:// request that lets ALPN choose goes through libcurl, which would take HTTP/2 if offered; once the
