@@ -5,7 +5,6 @@
 #include "store/ops/messages.hpp"
 
 #include <algorithm>
-#include <tuple>
 
 #include <nlohmann/json.hpp>
 
@@ -263,31 +262,24 @@ void apply(sql::Connection& c, WriteContext& w, const Transition& t, int64_t now
   if (record_verdict(c, w, scrubbed(t), now_ms, false)) pseudonymise_suppression(c, t.contact);
 }
 
-std::string claim_statement(bool across_nodes) {
-  return std::string(
-             "UPDATE messages SET state = 'dispatched', attempts = attempts + 1, "
-             "channel_attempts = channel_attempts + 1, channel_since = COALESCE(channel_since, ?1), updated_at = ?1") +
-         (across_nodes ? ", claimed_by = ?3, lease_until = ?4" : "") +
-         " WHERE id IN (SELECT id FROM messages WHERE state = 'scheduled' AND due_at <= ?1 ORDER BY due_at LIMIT ?2" +
-         (across_nodes ? " FOR UPDATE SKIP LOCKED" : "") + ") RETURNING " + kMessageColumns;
-}
-
-std::vector<MessageRecord> claimed_rows(sql::Statement& s) {
-  std::vector<MessageRecord> claimed = all_rows(s, read_message);
-  // RETURNING gives the rows in no promised order; the due queue's is earliest due first, then by id.
-  std::sort(claimed.begin(), claimed.end(), [](const MessageRecord& a, const MessageRecord& b) {
-    return std::tie(a.due_at_ms, a.id) < std::tie(b.due_at_ms, b.id);
-  });
-  return claimed;
-}
-
-// One statement for the whole claim: a SELECT and an UPDATE per row were a claim's cost in the writer's
-// profile, each row's statement set up, bound and reset on its own.
 std::vector<MessageRecord> claim(sql::Connection& c, WriteContext& w, int64_t now_ms, int limit) {
-  static const std::string sql = claim_statement(false);
+  static const std::string sql =
+      std::string(kSelectMessage) + " WHERE state = 'scheduled' AND due_at <= ?1 ORDER BY due_at LIMIT ?2";
   std::vector<MessageRecord> claimed =
-      claimed_rows(c.prepare(sql.c_str()).bind(1, now_ms).bind(2, static_cast<int64_t>(limit)));
-  w.move(State::scheduled, State::dispatched, static_cast<int64_t>(claimed.size()));
+      all_rows(c.prepare(sql.c_str()).bind(1, now_ms).bind(2, static_cast<int64_t>(limit)), read_message);
+  for (MessageRecord& r : claimed) {
+    c.prepare(
+         "UPDATE messages SET state = 'dispatched', attempts = attempts + 1, channel_attempts = channel_attempts + 1, "
+         "channel_since = COALESCE(channel_since, ?2), updated_at = ?2 WHERE id = ?1")
+        .bind(1, r.id)
+        .bind(2, now_ms)
+        .exec();
+    w.move(State::scheduled, State::dispatched);
+    r.state = State::dispatched;
+    r.attempts += 1;
+    r.channel_attempts += 1;
+    if (!r.channel_since_ms) r.channel_since_ms = now_ms;
+  }
   return claimed;
 }
 

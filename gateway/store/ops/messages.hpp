@@ -39,13 +39,8 @@ CancelResult cancel(sql::Connection& c, WriteContext& w, const std::string& id, 
 void cancel_scheduled(sql::Connection& c, WriteContext& w, const std::string& id, const char* detail_json,
                       int64_t now_ms);
 void apply(sql::Connection& c, WriteContext& w, const Transition& t, int64_t now_ms);
-// Moves up to `limit` due scheduled messages to dispatched and returns them as claimed, earliest due first.
+// Moves up to `limit` due scheduled messages to dispatched and returns them as claimed.
 std::vector<MessageRecord> claim(sql::Connection& c, WriteContext& w, int64_t now_ms, int limit);
-// The claim as one statement (?1 now, ?2 limit): it picks the due rows, moves them and returns them as
-// read_message reads them (read them with claimed_rows). `across_nodes` also stamps the claim with ?3 the
-// node and ?4 its lease's end, and skips rows another node's claim holds locked (PostgreSQL).
-std::string claim_statement(bool across_nodes);
-std::vector<MessageRecord> claimed_rows(sql::Statement& s);
 // The ids replayed.
 std::vector<std::string> replay(sql::Connection& c, WriteContext& w, const MessageFilter& f, int64_t now_ms,
                                 const std::string& by);

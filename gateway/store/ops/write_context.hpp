@@ -35,23 +35,13 @@ struct StatBucket {
   StatCounter counter;
   std::string detail;
   auto tie() const { return std::tie(period, bucket_ms, dimension, key, counter, detail); }
-};
-// Orders buckets, and finds a count's bucket without copying its strings (most counts go to a bucket the
-// group has already: one per hour, channel and counter).
-struct StatBucketOrder {
-  using is_transparent = void;
-  static auto tie(const StatCount& s) {
-    return std::tie(s.period, s.bucket_ms, s.dimension, s.key, s.counter, s.detail);
-  }
-  bool operator()(const StatBucket& a, const StatBucket& b) const { return a.tie() < b.tie(); }
-  bool operator()(const StatBucket& a, const StatCount& b) const { return a.tie() < tie(b); }
-  bool operator()(const StatCount& a, const StatBucket& b) const { return tie(a) < b.tie(); }
+  bool operator<(const StatBucket& o) const { return tie() < o.tie(); }
 };
 struct StatSum {
   int64_t n = 0;
   int64_t sum_milli = 0;
 };
-using StatTally = std::map<StatBucket, StatSum, StatBucketOrder>;
+using StatTally = std::map<StatBucket, StatSum>;
 
 struct WriteContext {
   // Set where nodes share the store: a message stored already claimed (NewMessage::claim) is stamped with
@@ -71,11 +61,7 @@ struct WriteContext {
   StatTally counts;
   void count(const std::vector<StatCount>& add) {
     for (const StatCount& s : add) {
-      auto it = counts.find(s);
-      if (it == counts.end())
-        it =
-            counts.emplace(StatBucket{s.period, s.bucket_ms, s.dimension, s.key, s.counter, s.detail}, StatSum{}).first;
-      StatSum& sum = it->second;
+      StatSum& sum = counts[{s.period, s.bucket_ms, s.dimension, s.key, s.counter, s.detail}];
       sum.n += s.n;
       sum.sum_milli += s.sum_milli;
     }

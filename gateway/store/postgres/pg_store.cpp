@@ -161,14 +161,21 @@ class PgStore final : public SqlStore {
       auto claimed = read<std::vector<MessageRecord>>([&](sql::Connection& c) {
         // One statement, so one transaction: the rows are locked from the pick to the update, and rows
         // another node is claiming at the same moment are skipped, not waited for.
-        static const std::string sql = ops::claim_statement(true);
+        static const std::string sql =
+            "UPDATE messages SET state = 'dispatched', attempts = attempts + 1, channel_attempts = channel_attempts + 1, "
+            "channel_since = COALESCE(channel_since, ?1), updated_at = ?1, claimed_by = ?3, lease_until = ?4 "
+            "WHERE id IN (SELECT id FROM messages WHERE state = 'scheduled' AND due_at <= ?1 ORDER BY due_at "
+            "LIMIT ?2 FOR UPDATE SKIP LOCKED) RETURNING " +
+            std::string(ops::kMessageColumns);
         sql::Statement& s = c.prepare(sql.c_str())
                                 .bind(1, now_ms)
                                 .bind(2, static_cast<int64_t>(limit))
                                 .bind(3, options_.node_id)
                                 .bind(4, now_ms + options_.lease_ms);
-        return ops::claimed_rows(s);
+        return ops::all_rows(s, ops::read_message);
       });
+      std::stable_sort(claimed.begin(), claimed.end(),
+                       [](const MessageRecord& a, const MessageRecord& b) { return a.due_at_ms < b.due_at_ms; });
       std::lock_guard lock(held_mutex_);
       for (const auto& r : claimed) held_.insert(r.id);
       return claimed;
