@@ -228,6 +228,17 @@ SqlStore::GroupRun SqlStore::run_group(std::vector<Operation>& group, bool savep
         if (op_failed(e.what())) return GroupRun::op_failed;
       }
     }
+    // A statement an operation sent without waiting (sql::Statement::send) fails here at the latest, and which
+    // operation sent it is not known: the group runs again with a savepoint each, whose RELEASE waits for it.
+    if (!savepoints) {
+      try {
+        c.wait();
+      } catch (const sql::Error& e) {
+        if (backend_->transaction_lost(c, e)) throw;
+        c.exec("ROLLBACK");
+        return GroupRun::op_failed;
+      }
+    }
     // The group's counts, in the transaction of the writes that made them true.
     ops::add_stats(c, w.counts);
     c.prepare("COMMIT").exec();

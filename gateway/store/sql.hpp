@@ -69,6 +69,11 @@ class Statement {
     }
     reset();
   }
+  // Runs a write whose rows and changes() nobody reads, without waiting for it where the engine can: PostgreSQL
+  // sends it at once and reads its answer with the next statement that waits (step(), exec(), Connection::exec,
+  // Connection::wait), so that a round trip to the server serves several statements; a failure shows there.
+  // SQLite, in process, runs it now.
+  virtual void send() { exec(); }
   // Ends this run: a reader that stops early must call it, so the engine lets go of what the run holds
   // (SQLite keeps a read transaction open on an unfinished statement). Bindings stay until the next prepare.
   virtual void reset() = 0;
@@ -93,7 +98,9 @@ class Connection {
   virtual Statement& prepare(const char* sql) = 0;
   // Runs SQL without parameters or rows: schema, pragmas, transaction control. Throws Error.
   virtual void exec(const char* sql) = 0;
-  // Rows changed by the last write run to its end on this connection.
+  // Waits for every statement sent (Statement::send) and throws the first failure among them.
+  virtual void wait() {}
+  // Rows changed by the last write run to its end and waited for on this connection.
   virtual int64_t changes() const = 0;
   // Statements run on this connection since it opened (write amplification: WriteStats::statements).
   virtual int64_t statements_run() const = 0;

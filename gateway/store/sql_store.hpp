@@ -182,6 +182,7 @@ class SqlStore : public Store {
     }
     try {
       T result = fn(*c);
+      c->wait();  // what fn sent without waiting (sql::Statement::send) is done, or fails here, before it returns
       give_back(std::move(c));
       return result;
     } catch (...) {

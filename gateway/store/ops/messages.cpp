@@ -63,7 +63,7 @@ void insert_event_of(sql::Connection& c, const std::string& message_id, const st
                 "VALUES(?1, ?2, ?3, ?4, COALESCE((SELECT recipient_id FROM messages WHERE id = ?1), ''))")
           : c.prepare("INSERT INTO events(message_id, type, at, detail, recipient_id) VALUES(?1, ?2, ?3, ?4, ?5)")
                 .bind(5, recipient_id);
-  s.bind(1, message_id).bind(2, e.type).bind(3, e.at_ms != 0 ? e.at_ms : now_ms).bind(4, e.detail_json).exec();
+  s.bind(1, message_id).bind(2, e.type).bind(3, e.at_ms != 0 ? e.at_ms : now_ms).bind(4, e.detail_json).send();
 }
 
 // Binds a listing's or a replay's filter as ?1 state, ?2 channel, ?3 after id, ?4 id, ?5 limit, ?6 api key:
@@ -168,7 +168,7 @@ AcceptResult accept_one(sql::Connection& c, WriteContext& w, const NewMessage& m
         .bind(1, m.id)
         .bind(2, w.claimant->node_id)
         .bind(3, now_ms + w.claimant->lease_ms)
-        .exec();
+        .send();
   if (!m.claim) {
     w.move(std::nullopt, State::scheduled);
     return {AcceptStatus::accepted, State::scheduled, std::nullopt};

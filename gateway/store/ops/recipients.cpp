@@ -63,7 +63,7 @@ void insert_contact_point(sql::Connection& c, const std::string& contact, const 
   c.prepare("INSERT INTO contact_points(contact, recipient_id) VALUES(?1, ?2) ON CONFLICT DO NOTHING")
       .bind(1, contact)
       .bind(2, id)
-      .exec();
+      .send();
 }
 
 void put_contact_points(sql::Connection& c, const std::string& id, const nlohmann::json& contacts) {
@@ -81,7 +81,7 @@ void upsert_recipient(sql::Connection& c, const std::string& id, const std::stri
       .bind(3, locale)
       .bind(4, contacts_json)
       .bind(5, now_ms)
-      .exec();
+      .send();
 }
 
 }  // namespace
@@ -228,7 +228,7 @@ void put_slot(sql::Connection& c, const std::string& recipient_id, const policy:
       .bind(4, policy::to_string(slot.purpose))
       .bind(5, slot.category)
       .bind(6, slot.at_ms)
-      .exec();
+      .send();
 }
 
 void delete_slot(sql::Connection& c, const std::string& recipient_id, const std::string& message_id) {

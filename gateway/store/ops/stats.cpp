@@ -96,7 +96,7 @@ void add_stats(sql::Connection& c, const StatTally& tally) {
         .bind(6, b.detail)
         .bind(7, sum.n)
         .bind(8, sum.sum_milli)
-        .exec();
+        .send();
 }
 
 std::vector<StatRow> stat_totals(sql::Connection& c, StatDimension dimension, int64_t from_ms, int64_t to_ms) {

@@ -218,23 +218,36 @@ void PgStatement::clear_bindings() {
   std::fill(bound_.begin(), bound_.end(), false);
 }
 
+std::vector<const char*> PgStatement::parameter_values() const {
+  std::vector<const char*> values(values_.size());
+  for (size_t i = 0; i < values_.size(); ++i) values[i] = bound_[i] ? values_[i].c_str() : nullptr;
+  return values;
+}
+
+void PgStatement::take_result(pg_result* result) {
+  PQclear(result_);
+  result_ = result;
+  ran_ = true;
+  row_ = -1;
+  rows_ = PQntuples(result_);
+  connection_.note_changes(result_);
+}
+
 bool PgStatement::step() {
   if (!ran_) {
     connection_.ensure_prepared(*this);
-    std::vector<const char*> values(values_.size());
-    for (size_t i = 0; i < values_.size(); ++i) values[i] = bound_[i] ? values_[i].c_str() : nullptr;
-    PQclear(result_);
-    result_ = PQexecPrepared(connection_.conn_, name_.c_str(), parameter_count(), values.data(), nullptr, nullptr, 0);
-    ExecStatusType status = PQresultStatus(result_);
-    if (!result_ || (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK)) {
-      PGresult* failed = result_;
-      result_ = nullptr;
-      connection_.fail(failed, sql_);
+    if (connection_.pipelined()) {
+      // Statements were sent before this one: it goes in the same pipeline, and one sync answers them all.
+      connection_.send_in_pipeline(*this);
+      take_result(connection_.drain_pipeline(true));
+    } else {
+      std::vector<const char*> values = parameter_values();
+      PGresult* r =
+          PQexecPrepared(connection_.conn_, name_.c_str(), parameter_count(), values.data(), nullptr, nullptr, 0);
+      ExecStatusType status = PQresultStatus(r);
+      if (!r || (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK)) connection_.fail(r, sql_);
+      take_result(r);
     }
-    ran_ = true;
-    row_ = -1;
-    rows_ = PQntuples(result_);
-    connection_.note_changes(result_);
   }
   if (row_ + 1 < rows_) {
     ++row_;
@@ -242,6 +255,12 @@ bool PgStatement::step() {
   }
   row_ = rows_;
   return false;
+}
+
+void PgStatement::send() {
+  connection_.ensure_prepared(*this);
+  connection_.send_in_pipeline(*this);
+  reset();
 }
 
 void PgStatement::reset() {
@@ -329,6 +348,7 @@ void PgConnection::open() {
 }
 
 void PgConnection::reconnect() {
+  sent_.clear();
   for (auto& [sql, s] : statements_) {
     s->reset();
     s->prepared_ = false;
@@ -358,6 +378,7 @@ void PgConnection::fail(pg_result* result, const std::string& sql) {
 
 void PgConnection::ensure_prepared(PgStatement& s) {
   if (s.prepared_) return;
+  if (pipelined()) wait();  // PQprepare waits for its answer, which pipeline mode does not allow
   s.name_ = s.base_name_;
   PGresult* r = PQprepare(conn_, s.name_.c_str(), s.sql_.c_str(), s.parameter_count(), nullptr);
   if (PQresultStatus(r) != PGRES_COMMAND_OK) fail(r, s.sql_);
@@ -414,11 +435,77 @@ sql::Statement& PgConnection::prepare(const char* sql) {
 }
 
 void PgConnection::exec(const char* sql) {
+  if (pipelined()) wait();  // PQexec is not allowed in pipeline mode
   PGresult* r = PQexec(conn_, sql);
   ExecStatusType status = PQresultStatus(r);
   if (!r || (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK)) fail(r, sql);
   note_changes(r);
   PQclear(r);
+}
+
+void PgConnection::send_in_pipeline(PgStatement& s) {
+  if (PQpipelineStatus(conn_) == PQ_PIPELINE_OFF && PQenterPipelineMode(conn_) != 1) fail(nullptr, s.sql_);
+  std::vector<const char*> values = s.parameter_values();
+  if (PQsendQueryPrepared(conn_, s.name_.c_str(), s.parameter_count(), values.data(), nullptr, nullptr, 0) != 1) {
+    sent_.clear();
+    lost_ = true;  // a failed send is the connection's (libpq's own error, no SQLSTATE)
+    fail(nullptr, s.sql_);
+  }
+  sent_.push_back(&s.sql_);
+}
+
+void PgConnection::wait() {
+  if (pipelined()) drain_pipeline(false);
+}
+
+pg_result* PgConnection::drain_pipeline(bool keep_last) {
+  std::vector<const std::string*> sent = std::move(sent_);
+  sent_.clear();
+  auto lost = [&](const std::string& sql) {
+    lost_ = true;
+    fail(nullptr, sql);
+  };
+  if (PQpipelineSync(conn_) != 1) lost(*sent.back());
+  // Each statement's answer, then a null; after a failure the rest are PGRES_PIPELINE_ABORTED; then the sync.
+  PGresult* failed = nullptr;
+  const std::string* failed_sql = nullptr;
+  PGresult* last = nullptr;
+  for (size_t i = 0; i < sent.size(); ++i) {
+    PGresult* r = PQgetResult(conn_);
+    if (!r) {
+      PQclear(failed);
+      PQclear(last);
+      lost(*sent[i]);
+    }
+    ExecStatusType status = PQresultStatus(r);
+    if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) {
+      if (keep_last && i + 1 == sent.size()) {
+        last = r;
+      } else {
+        note_changes(r);
+        PQclear(r);
+      }
+    } else if (!failed && status != PGRES_PIPELINE_ABORTED) {
+      failed = r;
+      failed_sql = sent[i];
+    } else {
+      PQclear(r);
+    }
+    while (PGresult* more = PQgetResult(conn_)) PQclear(more);
+  }
+  PGresult* sync = PQgetResult(conn_);
+  const bool synced = PQresultStatus(sync) == PGRES_PIPELINE_SYNC;
+  PQclear(sync);
+  if (!synced || PQexitPipelineMode(conn_) != 1) {
+    PQclear(failed);
+    PQclear(last);
+    lost(*sent.back());
+  }
+  if (failed) {
+    PQclear(last);
+    fail(failed, *failed_sql);
+  }
+  return last;
 }
 
 void PgConnection::note_changes(pg_result* result) {

@@ -56,6 +56,7 @@ class PgStatement final : public sql::Statement {
   sql::Statement& bind(int index, int64_t value) override;
   sql::Statement& bind_null(int index) override;
   bool step() override;
+  void send() override;
   void reset() override;
   std::string text(int column) const override;
   int64_t int64(int column) const override;
@@ -70,6 +71,8 @@ class PgStatement final : public sql::Statement {
   PgStatement(PgConnection& connection, std::string name, std::string sql, int parameters);
   void clear_bindings();
   void check_cell(int column) const;
+  std::vector<const char*> parameter_values() const;  // for libpq: the bound values, nullptr for NULL
+  void take_result(pg_result* result);                // a successful run's rows
 
   PgConnection& connection_;
   std::string base_name_;  // tayori_<n>, unique on the connection
@@ -97,6 +100,7 @@ class PgConnection final : public sql::Connection {
   sql::Statement& prepare(const char* sql) override;
   // Parameterless SQL, possibly several statements (PQexec).
   void exec(const char* sql) override;
+  void wait() override;
   int64_t changes() const override { return changes_; }
   int64_t statements_run() const override { return statements_run_.load(std::memory_order_relaxed); }
 
@@ -126,6 +130,13 @@ class PgConnection final : public sql::Connection {
   [[noreturn]] void fail(pg_result* result, const std::string& sql);
   void ensure_prepared(PgStatement& s);
   void note_changes(pg_result* result);
+  // Pipeline mode (libpq, PostgreSQL 14+): statements sent without waiting, answered in order after a sync.
+  // Sends `s` (prepared) in the pipeline, entering it first if need be.
+  void send_in_pipeline(PgStatement& s);
+  // Syncs the pipeline and reads every answer in it, leaving pipeline mode; returns the last statement's result
+  // when `keep_last` (the caller's, which waits), else nullptr. Throws the first failure.
+  pg_result* drain_pipeline(bool keep_last);
+  bool pipelined() const { return !sent_.empty(); }
 
   PgOptions options_;
   std::string target_;
@@ -134,6 +145,7 @@ class PgConnection final : public sql::Connection {
   int64_t changes_ = 0;
   std::atomic<int64_t> statements_run_{0};
   int64_t next_name_ = 0;
+  std::vector<const std::string*> sent_;  // the SQL of each statement in the pipeline, unanswered yet
   std::unordered_map<const char*, std::unique_ptr<PgStatement>> statements_;
 };
 

@@ -193,6 +193,36 @@ TEST_F(PgTest, ChangesCountTheLastWrite) {
   EXPECT_EQ(c.changes(), 0);
 }
 
+// send() does not wait for the server: statements sent go out in one pipeline, in order, and are answered with
+// the next statement that waits, which sees what they did; a failure among them is thrown there (or by wait()),
+// naming the statement that failed, and the connection goes on once the transaction is rolled back.
+TEST_F(PgTest, SentStatementsRunInOrderAndAnswerWithTheNextThatWaits) {
+  PgConnection c(options());
+  c.exec("CREATE TABLE t (id TEXT PRIMARY KEY, n BIGINT NOT NULL DEFAULT 0)");
+  const char* insert = "INSERT INTO t(id) VALUES(?1)";
+  c.exec("BEGIN");
+  for (const char* id : {"a", "b", "c"}) c.prepare(insert).bind(1, id).send();
+  c.prepare("UPDATE t SET n = n + 1 WHERE id >= ?1").bind(1, "b").exec();
+  EXPECT_EQ(c.changes(), 2) << "the update ran after the inserts sent before it";
+  c.prepare(insert).bind(1, "d").send();
+  c.exec("COMMIT");
+  EXPECT_EQ(scalar(c, "SELECT string_agg(id || n, ',' ORDER BY id) FROM t"), "a0,b1,c1,d0");
+
+  c.exec("BEGIN");
+  c.prepare(insert).bind(1, "a").send();  // a duplicate: nothing fails yet
+  c.prepare(insert).bind(1, "e").send();
+  sql::Error e = error_of([&] { scalar(c, "SELECT COUNT(*) FROM t"); });
+  EXPECT_EQ(e.kind, Kind::constraint);
+  EXPECT_THAT(e.what(), HasSubstr("INSERT INTO t(id) VALUES($1)"));
+  EXPECT_TRUE(c.connection_ok());
+  EXPECT_TRUE(c.in_failed_transaction());
+  c.exec("ROLLBACK");
+  c.prepare(insert).bind(1, "a").send();
+  EXPECT_EQ(error_of([&] { c.wait(); }).kind, Kind::constraint);
+  c.wait();  // nothing left to wait for
+  EXPECT_EQ(scalar(c, "SELECT string_agg(id, ',' ORDER BY id) FROM t"), "a,b,c,d");
+}
+
 TEST_F(PgTest, ConstraintFailsOneOperationAndTheTransactionGoesOnFromItsSavepoint) {
   PgConnection c(options());
   c.exec("CREATE TABLE t (id TEXT PRIMARY KEY)");

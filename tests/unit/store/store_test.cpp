@@ -560,6 +560,41 @@ TEST_P(StoreTest, AnOperationThatFailsInAGroupFailsAloneAndTheOthersCommitOnce) 
   EXPECT_TRUE(store_->healthy());
 }
 
+// The same when what fails is a statement sent without waiting (sql::Statement::send: an event's insert, which
+// PostgreSQL pipelines), in the group's last operation: its failure shows after the operation has returned, at
+// the wait that ends the group's operations, and still fails that operation alone.
+TEST_P(StoreTest, AFailedStatementSentWithoutWaitingFailsItsOperationAlone) {
+  run_sql_behind(
+      "CREATE TRIGGER poison BEFORE INSERT ON events WHEN NEW.message_id = 'poison' "
+      "BEGIN SELECT RAISE(ABORT, 'poisoned'); END",
+      "CREATE FUNCTION poison() RETURNS trigger AS $$ BEGIN IF NEW.message_id = 'poison' THEN "
+      "RAISE EXCEPTION 'poisoned'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql; "
+      "CREATE TRIGGER poison BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION poison()");
+  std::vector<NewMessage> batch;
+  for (int i = 0; i < 2'000; ++i) batch.push_back(new_message("big-" + std::to_string(i), 50'000));
+  int64_t commits_before = store_->write_stats().commits;
+  std::promise<Result<std::vector<AcceptResult>>> big, ok, poisoned;
+  auto into = [](std::promise<Result<std::vector<AcceptResult>>>& p) {
+    return [&p](Result<std::vector<AcceptResult>> r) { p.set_value(std::move(r)); };
+  };
+  store_->accept(std::move(batch), 1'000, into(big));
+  store_->accept({new_message("ok", 50'000)}, 1'000, into(ok));
+  store_->accept({new_message("poison", 50'000)}, 1'000, into(poisoned));
+
+  ASSERT_TRUE(big.get_future().get().ok());
+  Result<std::vector<AcceptResult>> ok_done = ok.get_future().get();
+  Result<std::vector<AcceptResult>> poison_done = poisoned.get_future().get();
+  EXPECT_LE(store_->write_stats().commits - commits_before, 3) << "the poison shared no group: nothing was tested";
+  ASSERT_TRUE(ok_done.ok());
+  EXPECT_EQ(ok_done->at(0).status, AcceptStatus::accepted);
+  ASSERT_FALSE(poison_done.ok());
+  EXPECT_FALSE(poison_done.error().message.empty());
+  EXPECT_FALSE(store_->find("poison").has_value()) << "its message went with its event";
+  EXPECT_THAT(event_types(store_->events("ok")), ElementsAre("accepted"));
+  EXPECT_EQ(store_->count_by_state()[State::scheduled], 2'001);
+  EXPECT_TRUE(store_->healthy());
+}
+
 TEST_P(StoreTest, CountByStateListsEveryStateEvenWhenEmpty) {
   auto counts = store_->count_by_state();
   EXPECT_EQ(counts.size(), std::size(kAllStates));
