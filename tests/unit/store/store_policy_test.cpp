@@ -17,6 +17,7 @@
 
 #include "core/message.hpp"
 #include "store/ops/messages.hpp"
+#include "store/ops/suppressions.hpp"
 #include "store/sqlite_store.hpp"
 #ifdef TAYORI_STORE_TESTS_ON_POSTGRES
 #include "store/postgres/pg_connection.hpp"
@@ -400,6 +401,21 @@ TEST_P(StorePolicyTest, ConsentSurvivesReopen) {
 }
 
 // ---- Suppressions ------------------------------------------------------------------------------------
+
+// A contact point may be stored both in clear and in its erased form (an erased recipient's suppression, then the
+// same address suppressed again in clear): the lookup takes the row in clear, which has the reason as recorded.
+// The erased form alone still suppresses, under the contact point asked about.
+TEST_P(StorePolicyTest, ASuppressionInClearWinsOverItsErasedForm) {
+  suppress({ops::suppression_key("a@example.jp"), "erased", "erasure", 500});
+  suppress({"a@example.jp", "hard_bounce", "email", 1'000});
+  suppress({ops::suppression_key("b@example.jp"), "erased", "erasure", 600});
+  auto found = store_->suppressions({"a@example.jp", "b@example.jp", "c@example.jp"});
+  ASSERT_EQ(found.size(), 2u);
+  EXPECT_EQ(found[0].contact, "a@example.jp");
+  EXPECT_EQ(found[0].reason, "hard_bounce");
+  EXPECT_EQ(found[1].contact, "b@example.jp");
+  EXPECT_EQ(found[1].reason, "erased");
+}
 
 TEST_P(StorePolicyTest, SuppressionsUpsertLookUpByContactAndRemove) {
   suppress({"a@example.jp", "hard_bounce", "email", 1'000});
