@@ -717,7 +717,7 @@ struct FullListener {
       addr.sin_family = AF_INET;
       addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
       addr.sin_port = htons(port);
-      ::connect(q, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+      (void)::connect(q, reinterpret_cast<sockaddr*>(&addr), sizeof addr);  // in progress: poll tells how it ends
       queued.push_back(q);
       pollfd p{q, POLLOUT, 0};
       if (::poll(&p, 1, 200) == 0) return true;  // this one hangs: the queue is full

@@ -103,6 +103,23 @@ class StoreTestBase : public test::StoreFixture {
 class StoreTest : public StoreTestBase, public ::testing::WithParamInterface<test::StoreBackend> {
  protected:
   test::StoreBackend backend() const override { return GetParam(); }
+
+  // A trigger that refuses a row of `table` whose `column` is 'poison': a failure of the engine's own.
+  void poison(const std::string& table, const std::string& column) {
+    run_sql_behind("CREATE TRIGGER poison BEFORE INSERT ON " + table + " WHEN NEW." + column +
+                       " = 'poison' BEGIN SELECT RAISE(ABORT, 'poisoned'); END",
+                   "CREATE FUNCTION poison() RETURNS trigger AS $$ BEGIN IF NEW." + column +
+                       " = 'poison' THEN RAISE EXCEPTION 'poisoned'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql; "
+                       "CREATE TRIGGER poison BEFORE INSERT ON " +
+                       table + " FOR EACH ROW EXECUTE FUNCTION poison()");
+  }
+  // A batch large enough to keep the writer busy while the operations submitted after it queue behind it, so
+  // that they share a group (a test counts the commits to tell).
+  static std::vector<NewMessage> busy_batch() {
+    std::vector<NewMessage> batch;
+    for (int i = 0; i < 2'000; ++i) batch.push_back(new_message("big-" + std::to_string(i), 50'000));
+    return batch;
+  }
 };
 TAYORI_STORE_ENGINE_SUITE(StoreTest);
 
@@ -514,16 +531,8 @@ TEST_P(StoreTest, ACompletionThatThrowsDoesNotStopTheWriter) {
 // refused, every other is committed once, its results and the state counts as if it had run once. The
 // failure is the engine's own: a trigger refuses one suppression.
 TEST_P(StoreTest, AnOperationThatFailsInAGroupFailsAloneAndTheOthersCommitOnce) {
-  run_sql_behind(
-      "CREATE TRIGGER poison BEFORE INSERT ON suppressions WHEN NEW.contact = 'poison' "
-      "BEGIN SELECT RAISE(ABORT, 'poisoned'); END",
-      "CREATE FUNCTION poison() RETURNS trigger AS $$ BEGIN IF NEW.contact = 'poison' THEN "
-      "RAISE EXCEPTION 'poisoned'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql; "
-      "CREATE TRIGGER poison BEFORE INSERT ON suppressions FOR EACH ROW EXECUTE FUNCTION poison()");
-  // A large batch first keeps the writer busy while the next three operations queue behind it, so that
-  // they share a group (the commits counted below tell).
-  std::vector<NewMessage> batch;
-  for (int i = 0; i < 2'000; ++i) batch.push_back(new_message("big-" + std::to_string(i), 50'000));
+  poison("suppressions", "contact");
+  std::vector<NewMessage> batch = busy_batch();
   int64_t commits_before = store_->write_stats().commits;
   std::promise<Result<std::vector<AcceptResult>>> big, small;
   std::promise<Result<void>> ok_first, poisoned, ok_last;
@@ -564,14 +573,8 @@ TEST_P(StoreTest, AnOperationThatFailsInAGroupFailsAloneAndTheOthersCommitOnce) 
 // PostgreSQL pipelines), in the group's last operation: its failure shows after the operation has returned, at
 // the wait that ends the group's operations, and still fails that operation alone.
 TEST_P(StoreTest, AFailedStatementSentWithoutWaitingFailsItsOperationAlone) {
-  run_sql_behind(
-      "CREATE TRIGGER poison BEFORE INSERT ON events WHEN NEW.message_id = 'poison' "
-      "BEGIN SELECT RAISE(ABORT, 'poisoned'); END",
-      "CREATE FUNCTION poison() RETURNS trigger AS $$ BEGIN IF NEW.message_id = 'poison' THEN "
-      "RAISE EXCEPTION 'poisoned'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql; "
-      "CREATE TRIGGER poison BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION poison()");
-  std::vector<NewMessage> batch;
-  for (int i = 0; i < 2'000; ++i) batch.push_back(new_message("big-" + std::to_string(i), 50'000));
+  poison("events", "message_id");
+  std::vector<NewMessage> batch = busy_batch();
   int64_t commits_before = store_->write_stats().commits;
   std::promise<Result<std::vector<AcceptResult>>> big, ok, poisoned;
   auto into = [](std::promise<Result<std::vector<AcceptResult>>>& p) {
