@@ -503,6 +503,15 @@ struct ScriptedServer : SilentListener {
     if (tls_) SSL_CTX_free(tls_);
   }
   int accepted() const { return accepted_; }
+  // TLS: after the next answer, wait for send_ticket() and send a TLS 1.3 session ticket (RFC 8446 §4.6.1) then.
+  void hold_a_ticket_after_the_next_answer() { ticket_held_ = true; }
+  // Lets the held ticket go, and returns once it is on the wire.
+  void send_ticket() {
+    std::unique_lock lock(mu_);
+    ticket_wanted_ = true;
+    ticket_cv_.notify_all();
+    EXPECT_TRUE(ticket_cv_.wait_for(lock, 5s, [&] { return !ticket_wanted_; })) << "no ticket was held";
+  }
   std::vector<std::string> request_lines() {
     std::lock_guard lock(mu_);
     return lines_;
@@ -569,6 +578,15 @@ struct ScriptedServer : SilentListener {
       }
       if (answer.empty()) break;  // kHangUp
       EXPECT_EQ(c.write(answer), static_cast<ssize_t>(answer.size()));
+      if (c.ssl && ticket_held_.exchange(false)) {
+        std::unique_lock lock(mu_);
+        if (ticket_cv_.wait_for(lock, 5s, [&] { return ticket_wanted_; })) {
+          EXPECT_EQ(SSL_new_session_ticket(c.ssl), 1);
+          EXPECT_EQ(SSL_do_handshake(c.ssl), 1);  // sends the ticket now
+          ticket_wanted_ = false;
+          ticket_cv_.notify_all();
+        }
+      }
       if (answer.find("Connection: close") != std::string::npos ||
           (answer.find("Length") == std::string::npos && answer.find("chunked") == std::string::npos))
         break;
@@ -583,6 +601,9 @@ struct ScriptedServer : SilentListener {
   std::atomic<int> accepted_{0};
   std::mutex mu_;
   std::vector<std::string> lines_;
+  std::atomic<bool> ticket_held_{false};
+  bool ticket_wanted_ = false;  // under mu_
+  std::condition_variable ticket_cv_;
 };
 
 Response send_one(OutboundTransport& transport, Request request) {
@@ -751,10 +772,11 @@ TEST(HttpTransportOwnClient, TheConnectTimeoutBoundsTheTcpAndTheTlsHandshake) {
 // The own client driven by hand on real sockets, with the clock in the test's hands: what libcurl keeps for
 // minutes (idle connections, names) is seen to expire without waiting for it.
 struct DrivenEngine {
+  explicit DrivenEngine(const TransportOptions& options = {})
+      : engine(std::make_unique<Http1Engine>(options, epoll_fd, [this] { ++resolver_answers; })) {}
   int epoll_fd = ::epoll_create1(EPOLL_CLOEXEC);
   std::atomic<int> resolver_answers{0};  // the resolver wakes the loop once per answer
-  std::unique_ptr<Http1Engine> engine =
-      std::make_unique<Http1Engine>(TransportOptions{}, epoll_fd, [this] { ++resolver_answers; });
+  std::unique_ptr<Http1Engine> engine;
   int64_t now = 5'000'000;
   ~DrivenEngine() {
     engine.reset();
@@ -767,15 +789,18 @@ struct DrivenEngine {
     std::optional<Response> got;
     t->done = [&](Response r) { got = std::move(r); };
     engine->start(std::move(t), *parse_http1_target(url), 4, now);
-    for (int turn = 0; turn < 500 && !got; ++turn) {
-      epoll_event events[8];
-      const int n = ::epoll_wait(epoll_fd, events, 8, 10);
-      for (int i = 0; i < n; ++i) engine->on_event(events[i].data.fd, events[i].events, now);
-      engine->on_tick(now);
-      for (auto& done : engine->take_finished()) done->complete();
-    }
+    for (int turn = 0; turn < 500 && !got; ++turn) this->turn(10);
     EXPECT_TRUE(got) << url;
     return got.value_or(Response{});
+  }
+  // One turn of the loop: waits up to `wait_ms` for events and hands them over. Returns how many came.
+  int turn(int wait_ms) {
+    epoll_event events[8];
+    const int n = ::epoll_wait(epoll_fd, events, 8, wait_ms);
+    for (int i = 0; i < n; ++i) engine->on_event(events[i].data.fd, events[i].events, now);
+    engine->on_tick(now);
+    for (auto& done : engine->take_finished()) done->complete();
+    return std::max(n, 0);
   }
 };
 
@@ -814,6 +839,24 @@ TEST(HttpTransportOwnClient, AResolvedNameIsKeptSixtySeconds) {
     EXPECT_EQ(r.new_connections, 1) << "each answer closes its connection";
     EXPECT_EQ(driven.resolver_answers, answers) << advance;
   }
+}
+
+// A TLS 1.3 server may send a session ticket whenever it likes (RFC 8446 §4.6.1). One that comes while a kept
+// connection idles is OpenSSL's to read, not a close nor an unasked answer: the connection stays kept.
+TEST(HttpTransportOwnClient, ASessionTicketThatComesWhileIdleKeepsTheConnection) {
+  const std::string ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+  TlsScripted tls({ok, ok});
+  ASSERT_TRUE(tls.cert_made) << "openssl req failed";
+  tls.srv.hold_a_ticket_after_the_next_answer();
+  DrivenEngine driven(TlsScripted::trusting(tls.dir.file("cert.pem")));
+  const std::string url = tls.srv.https_url();
+  EXPECT_EQ(driven.send(url).new_connections, 1);
+  tls.srv.send_ticket();
+  EXPECT_EQ(driven.turn(2'000), 1) << "the ticket is seen on the idle connection";
+  Response second = driven.send(url);
+  EXPECT_EQ(second.status, 200) << second.error_text;
+  EXPECT_EQ(second.new_connections, 0) << "the connection was kept";
+  EXPECT_EQ(tls.srv.accepted(), 1);
 }
 
 // An https:// request that lets ALPN choose goes through libcurl, which would take HTTP/2 if offered; once the
