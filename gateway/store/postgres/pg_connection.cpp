@@ -461,22 +461,21 @@ void PgConnection::wait() {
 pg_result* PgConnection::drain_pipeline(bool keep_last) {
   std::vector<const std::string*> sent = std::move(sent_);
   sent_.clear();
+  PGresult* failed = nullptr;
+  const std::string* failed_sql = nullptr;
+  PGresult* last = nullptr;
+  // The answers did not come as the protocol has them: the connection is not to be trusted any more.
   auto lost = [&](const std::string& sql) {
+    PQclear(failed);
+    PQclear(last);
     lost_ = true;
     fail(nullptr, sql);
   };
   if (PQpipelineSync(conn_) != 1) lost(*sent.back());
   // Each statement's answer, then a null; after a failure the rest are PGRES_PIPELINE_ABORTED; then the sync.
-  PGresult* failed = nullptr;
-  const std::string* failed_sql = nullptr;
-  PGresult* last = nullptr;
   for (size_t i = 0; i < sent.size(); ++i) {
     PGresult* r = PQgetResult(conn_);
-    if (!r) {
-      PQclear(failed);
-      PQclear(last);
-      lost(*sent[i]);
-    }
+    if (!r) lost(*sent[i]);
     ExecStatusType status = PQresultStatus(r);
     if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) {
       if (keep_last && i + 1 == sent.size()) {
@@ -496,11 +495,7 @@ pg_result* PgConnection::drain_pipeline(bool keep_last) {
   PGresult* sync = PQgetResult(conn_);
   const bool synced = PQresultStatus(sync) == PGRES_PIPELINE_SYNC;
   PQclear(sync);
-  if (!synced || PQexitPipelineMode(conn_) != 1) {
-    PQclear(failed);
-    PQclear(last);
-    lost(*sent.back());
-  }
+  if (!synced || PQexitPipelineMode(conn_) != 1) lost(*sent.back());
   if (failed) {
     PQclear(last);
     fail(failed, *failed_sql);
