@@ -283,7 +283,7 @@ class FastReader {
 };
 
 // nlohmann's serializer (dump with ensure_ascii false) escapes these and writes every other valid byte as is.
-void write_string(std::string& out, const std::string& s, bool& valid) {
+void write_string(std::string& out, std::string_view s, bool& valid) {
   out += '"';
   size_t i = 0;
   while (i < s.size()) {
@@ -387,6 +387,12 @@ Json parse_json(std::string_view text) {
 Json parse_json_or_discarded(std::string_view text) {
   if (auto fast = read_json_fast(text)) return std::move(*fast);
   return Json::parse(text, nullptr, false);
+}
+
+bool append_json_string(std::string& out, std::string_view text) {
+  bool valid = true;
+  write_string(out, text, valid);
+  return valid;
 }
 
 std::string dump_json(const Json& json, InvalidUtf8 invalid) {

@@ -40,4 +40,8 @@ enum class InvalidUtf8 { refuse, replace };
 // out key-sorted (nlohmann keeps members in a std::map), so with `refuse` this is the canonical form.
 std::string dump_json(const Json& json, InvalidUtf8 invalid = InvalidUtf8::refuse);
 
+// Appends `text` as dump_json writes a string (quoted, escaped), for answers written member by member without
+// building a Json first. False when `text` is not UTF-8; `out` then holds a part of it and the caller rewrites.
+bool append_json_string(std::string& out, std::string_view text);
+
 }  // namespace tayori

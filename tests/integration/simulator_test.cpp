@@ -409,6 +409,39 @@ TEST(SimulatorTest, TwilioCreatesMessagesAndAnswersMagicNumbers) {
   EXPECT_EQ(m["from"], "+15005550006");
   EXPECT_EQ(m["body"], "こんにちは");
   EXPECT_EQ(m["account_sid"], kTwilioSid);
+  // The whole Message resource, as Twilio's API reference lists it for a queued message.
+  const std::string uri =
+      std::string("/2010-04-01/Accounts/") + kTwilioSid + "/Messages/" + m["sid"].get<std::string>();
+  EXPECT_EQ(m["uri"], uri + ".json");
+  EXPECT_EQ(m["subresource_uris"], (Json{{"media", uri + "/Media.json"}}));
+  EXPECT_EQ(m["date_created"], m["date_updated"]);
+  EXPECT_TRUE(std::regex_match(m["date_created"].get<std::string>(),
+                               std::regex(R"([A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} \+0000)")))
+      << m["date_created"];
+  for (const char* null_member : {"date_sent", "error_code", "error_message", "price", "messaging_service_sid"})
+    EXPECT_TRUE(m[null_member].is_null()) << null_member;
+  EXPECT_EQ(m["api_version"], "2010-04-01");
+  EXPECT_EQ(m["direction"], "outbound-api");
+  EXPECT_EQ(m["num_media"], "0");
+  EXPECT_EQ(m["num_segments"], "1");
+  EXPECT_EQ(m["price_unit"], "USD");
+  EXPECT_EQ(m.size(), 20u) << m;
+  // Written as json_response would write it: keys sorted, no spaces.
+  EXPECT_EQ(ok.body, m.dump());
+
+  // From a Messaging Service, with no From: the sender is chosen later. A body that needs escaping, and one
+  // that is not UTF-8 (a form can carry any bytes): each bad byte reads as U+FFFD.
+  const std::string service = "MG" + std::string(32, 'a');
+  Reply pooled = twilio_send(sim, {{"To", "+819012345678"}, {"MessagingServiceSid", service}, {"Body", "a\"b\n\x01"}});
+  ASSERT_EQ(pooled.status, 201) << pooled.body;
+  EXPECT_EQ(pooled.json()["status"], "accepted");
+  EXPECT_TRUE(pooled.json()["from"].is_null());
+  EXPECT_EQ(pooled.json()["messaging_service_sid"], service);
+  EXPECT_EQ(pooled.json()["body"], "a\"b\n\x01");
+  EXPECT_EQ(pooled.body, pooled.json().dump());
+  Reply bytes = twilio_send(sim, {{"To", "+819012345678"}, {"From", "+15005550006"}, {"Body", "ok\xff\xfe!"}});
+  ASSERT_EQ(bytes.status, 201) << bytes.body;
+  EXPECT_EQ(bytes.json()["body"], "ok\xef\xbf\xbd\xef\xbf\xbd!");
 
   auto code = [](const Reply& r) { return r.json().value("code", 0); };
   Reply invalid = twilio_send(sim, {{"To", "+15005550001"}, {"From", "+15005550006"}, {"Body", "x"}});

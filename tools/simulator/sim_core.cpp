@@ -103,9 +103,17 @@ std::vector<std::string> Simulator::scope_names() const {
 }
 
 void Simulator::record(const SimRequest& r, const Provider* provider) {
-  ++received_count_[provider ? std::string(provider->name()) : "none"];
+  std::string_view name = provider ? provider->name() : "none";
+  auto counted = received_count_.find(name);
+  if (counted == received_count_.end()) counted = received_count_.emplace(std::string(name), 0).first;
+  ++counted->second;
   if (record_limit_ == 0) return;
   if (record_limit_ > 0 && static_cast<int64_t>(received_.size()) >= record_limit_) received_.pop_front();
+  received_.push_back({next_request_id_++, provider ? provider->name() : nullptr, unix_ms(), r});
+}
+
+json Simulator::to_json(const Recorded& recorded) {
+  const SimRequest& r = recorded.request;
   json headers = json::object();
   for (const auto& [k, v] : r.headers) {
     // A repeated header is folded as RFC 9110 §5.3 allows: values joined with ", ".
@@ -114,21 +122,21 @@ void Simulator::record(const SimRequest& r, const Provider* provider) {
     else
       headers[k] = v;
   }
-  json entry = {{"id", next_request_id_++},
-                {"provider", provider ? json(provider->name()) : json(nullptr)},
+  json entry = {{"id", recorded.id},
+                {"provider", recorded.provider ? json(recorded.provider) : json(nullptr)},
                 {"method", r.method},
                 {"path", r.path},
                 {"query", r.query},
                 {"headers", headers},
                 {"http_version", r.http_version},
-                {"time_ms", unix_ms()}};
+                {"time_ms", recorded.time_ms}};
   // Bodies are kept byte for byte: as a JSON string when they are UTF-8 text (as every provider API sends),
   // otherwise base64 in "body_base64" (a JSON string cannot carry arbitrary bytes).
   if (is_valid_utf8(r.body))
     entry["body"] = r.body;
   else
     entry["body_base64"] = crypto::base64_encode(r.body);
-  received_.push_back(std::move(entry));
+  return entry;
 }
 
 Outcome Simulator::answer(const SimRequest& request) {
@@ -201,8 +209,8 @@ Outcome Simulator::control(const SimRequest& r) {
         if (k == "provider") only = v;
       json list = json::array();
       std::lock_guard lock(mu_);
-      for (const json& e : received_)
-        if (only.empty() || (e["provider"].is_string() && e["provider"] == only)) list.push_back(e);
+      for (const Recorded& e : received_)
+        if (only.empty() || (e.provider && e.provider == only)) list.push_back(to_json(e));
       out.response = json_response(200, list);
     } else if (m == "DELETE") {
       std::lock_guard lock(mu_);

@@ -182,29 +182,31 @@ class Twilio final : public Provider {
     const std::string sid = "SM" + random_hex(32);
     const std::string date = rfc2822_date(ctx.now_ms());
     const std::string uri = "/2010-04-01/Accounts/" + config_.account_sid + "/Messages/" + sid;
-    Json message = {{"account_sid", config_.account_sid},
-                    {"api_version", "2010-04-01"},
-                    {"body", text},
-                    {"date_created", date},
-                    {"date_sent", nullptr},
-                    {"date_updated", date},
-                    {"direction", "outbound-api"},
-                    {"error_code", nullptr},
-                    {"error_message", nullptr},
-                    {"from", from.empty() ? Json(nullptr) : Json(from)},
-                    {"messaging_service_sid", service.empty() ? Json(nullptr) : Json(service)},
-                    {"num_media", "0"},
-                    {"num_segments", std::to_string(segments(text))},
-                    {"price", nullptr},
-                    {"price_unit", "USD"},
-                    {"sid", sid},
-                    // With a Messaging Service and no From, the sender is chosen later: "accepted".
-                    {"status", from.empty() ? "accepted" : "queued"},
-                    {"subresource_uris", {{"media", uri + "/Media.json"}}},
-                    {"to", to},
-                    {"uri", uri + ".json"}};
     if (!callback.empty()) schedule_callback(ctx, callback, sid, from, to, later_failure);
-    return json_response(201, message);
+    // The Message resource, members in the order json_response would write them.
+    return JsonObjectText()
+        .text("account_sid", config_.account_sid)
+        .text("api_version", "2010-04-01")
+        .text("body", text)
+        .text("date_created", date)
+        .null("date_sent")
+        .text("date_updated", date)
+        .text("direction", "outbound-api")
+        .null("error_code")
+        .null("error_message")
+        .text_or_null("from", from)
+        .text_or_null("messaging_service_sid", service)
+        .text("num_media", "0")
+        .text("num_segments", std::to_string(segments(text)))
+        .null("price")
+        .text("price_unit", "USD")
+        .text("sid", sid)
+        // With a Messaging Service and no From, the sender is chosen later: "accepted".
+        .text("status", from.empty() ? "accepted" : "queued")
+        .raw("subresource_uris", JsonObjectText().text("media", uri + "/Media.json").done())
+        .text("to", to)
+        .text("uri", uri + ".json")
+        .response(201);
   }
 
   SimResponse error_for_status(int status) const override {

@@ -9,6 +9,8 @@
 #include <random>
 #include <sstream>
 
+#include "common/json.hpp"
+
 namespace tayori::sim {
 
 std::string_view SimRequest::header(std::string_view lower_name) const {
@@ -28,6 +30,49 @@ SimResponse json_response(int status, const Json& body, std::string content_type
   r.status = status;
   r.content_type = std::move(content_type);
   r.body = body.dump();
+  return r;
+}
+
+void JsonObjectText::key(std::string_view key) {
+  if (out_.size() > 1) out_ += ',';
+  value(key);
+  out_ += ':';
+}
+
+void JsonObjectText::value(std::string_view text) {
+  size_t start = out_.size();
+  if (append_json_string(out_, text)) return;
+  out_.resize(start);
+  out_ += Json(std::string(text)).dump(-1, ' ', false, Json::error_handler_t::replace);
+}
+
+JsonObjectText& JsonObjectText::text(std::string_view key, std::string_view value) {
+  this->key(key);
+  this->value(value);
+  return *this;
+}
+
+JsonObjectText& JsonObjectText::text_or_null(std::string_view key, std::string_view value) {
+  return value.empty() ? null(key) : text(key, value);
+}
+
+JsonObjectText& JsonObjectText::null(std::string_view key) { return raw(key, "null"); }
+
+JsonObjectText& JsonObjectText::raw(std::string_view key, std::string_view json) {
+  this->key(key);
+  out_ += json;
+  return *this;
+}
+
+std::string JsonObjectText::done() {
+  out_ += '}';
+  return std::move(out_);
+}
+
+SimResponse JsonObjectText::response(int status) {
+  SimResponse r;
+  r.status = status;
+  r.body = done();
   return r;
 }
 

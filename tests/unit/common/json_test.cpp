@@ -140,6 +140,18 @@ TEST(JsonDump, WritesNlohmannsBytes) {
     EXPECT_EQ(dump_json(scalar), nlohmann_dump(scalar));
 }
 
+// A string appended on its own reads as the same string inside dump_json's text, and says when it is not UTF-8.
+TEST(JsonDump, AppendsAStringAsItWritesOne) {
+  for (const std::string& text : {std::string(), std::string("plain"), std::string("a\"b\\c/d\b\f\n\r\t\x01\x1f\x7f"),
+                                  std::string("\x00 nul", 5), std::string("ご注文 \xF0\x9F\x93\xA6")}) {
+    std::string out = "[";
+    ASSERT_TRUE(append_json_string(out, text)) << text;
+    EXPECT_EQ(out, "[" + nlohmann_dump(Json(text)));
+  }
+  std::string out;
+  EXPECT_FALSE(append_json_string(out, "ok \xE3\x81"));
+}
+
 TEST(JsonDump, RefusesOrReplacesInvalidUtf8AsNlohmannDoes) {
   for (const std::string& bad : {std::string("\xC3"), std::string("a\xFF"), std::string("\xED\xA0\x80"),
                                  std::string("\xC0\x80"), std::string("ok \xE3\x81")}) {
