@@ -122,7 +122,7 @@ class Http1Adapter final : public tayori::api::Handler {
     r.http_version = "1.1";
     r.scheme = "http";
     r.authority = std::string(r.header("host"));
-    sim_.dispatch(r, [respond = std::move(respond)](std::optional<SimResponse> answer) mutable {
+    sim_.dispatch(std::move(r), [respond = std::move(respond)](std::optional<SimResponse> answer) mutable {
       tayori::api::Responder responder = std::move(respond);
       tayori::api::HttpResponse out;
       if (!answer) {
@@ -303,7 +303,7 @@ int main(int argc, char** argv) {
       std::printf("tayori-sim: listening on http://%s:%u\n", url_host(http->host).c_str(), port);
       if (h2) {
         h2_listener = std::make_unique<H2Listener>(
-            [&sim](const SimRequest& r, Completion done) { sim.dispatch(r, std::move(done)); }, tls_cert, tls_key);
+            [&sim](SimRequest r, Completion done) { sim.dispatch(std::move(r), std::move(done)); }, tls_cert, tls_key);
         uint16_t p2 = h2_listener->start(h2->host, h2->port);
         std::printf("tayori-sim: listening on https://%s:%u (h2)\n", url_host(h2->host).c_str(), p2);
       }

@@ -79,8 +79,8 @@ Simulator::Simulator(std::vector<std::unique_ptr<Provider>> providers, uint64_t 
                      int64_t record_limit)
     : providers_(std::move(providers)), scheduler_(scheduler), faults_(seed), record_limit_(record_limit) {}
 
-void Simulator::dispatch(const SimRequest& request, Completion done) {
-  Outcome o = answer(request);
+void Simulator::dispatch(SimRequest request, Completion done) {
+  Outcome o = answer(std::make_shared<const SimRequest>(std::move(request)));
   if (o.deferred) {
     scheduler_.after(o.delay_ms, [job = std::move(o.deferred), done = std::move(done)]() mutable { done(job()); });
   } else if (o.delay_ms > 0) {
@@ -102,18 +102,18 @@ std::vector<std::string> Simulator::scope_names() const {
   return names;
 }
 
-void Simulator::record(const SimRequest& r, const Provider* provider) {
+void Simulator::record(std::shared_ptr<const SimRequest> request, const Provider* provider) {
   std::string_view name = provider ? provider->name() : "none";
   auto counted = received_count_.find(name);
   if (counted == received_count_.end()) counted = received_count_.emplace(std::string(name), 0).first;
   ++counted->second;
   if (record_limit_ == 0) return;
   if (record_limit_ > 0 && static_cast<int64_t>(received_.size()) >= record_limit_) received_.pop_front();
-  received_.push_back({next_request_id_++, provider ? provider->name() : nullptr, unix_ms(), r});
+  received_.push_back({next_request_id_++, provider ? provider->name() : nullptr, unix_ms(), std::move(request)});
 }
 
 json Simulator::to_json(const Recorded& recorded) {
-  const SimRequest& r = recorded.request;
+  const SimRequest& r = *recorded.request;
   json headers = json::object();
   for (const auto& [k, v] : r.headers) {
     // A repeated header is folded as RFC 9110 §5.3 allows: values joined with ", ".
@@ -139,7 +139,8 @@ json Simulator::to_json(const Recorded& recorded) {
   return entry;
 }
 
-Outcome Simulator::answer(const SimRequest& request) {
+Outcome Simulator::answer(std::shared_ptr<const SimRequest> shared) {
+  const SimRequest& request = *shared;
   if (request.path.rfind("/_sim/", 0) == 0) return control(request);
 
   Provider* provider = route(request.path);
@@ -149,7 +150,7 @@ Outcome Simulator::answer(const SimRequest& request) {
   FaultDecision fault;
   {
     std::lock_guard lock(mu_);
-    record(request, provider);
+    record(std::move(shared), provider);
     if (provider && !wrong_protocol) fault = faults_.decide(provider->name());
   }
   Outcome out;

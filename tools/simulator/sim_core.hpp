@@ -76,9 +76,10 @@ class Simulator final : public ProviderContext {
             int64_t record_limit = kRecordAll);
 
   // The entry point both listeners use. `done` is called exactly once, possibly from another thread.
-  void dispatch(const SimRequest& request, Completion done);
-  // The decision alone, a function of the request and the simulator's state (recording, faults).
-  Outcome answer(const SimRequest& request);
+  void dispatch(SimRequest request, Completion done);
+  // The decision alone, a function of the request and the simulator's state (recording, faults). The record
+  // keeps the request itself (no copy of its body per request).
+  Outcome answer(std::shared_ptr<const SimRequest> request);
 
   // Applies a fault document (as POST /_sim/faults does); returns an error text, empty on success.
   std::string apply_faults(const nlohmann::json& doc);
@@ -92,7 +93,7 @@ class Simulator final : public ProviderContext {
  private:
   Outcome control(const SimRequest& request);
   Provider* route(std::string_view path) const;
-  void record(const SimRequest& request, const Provider* provider);
+  void record(std::shared_ptr<const SimRequest> request, const Provider* provider);
   std::vector<std::string> scope_names() const;
 
   std::vector<std::unique_ptr<Provider>> providers_;
@@ -106,7 +107,7 @@ class Simulator final : public ProviderContext {
     uint64_t id;
     const char* provider;  // nullptr: no provider serves the path
     int64_t time_ms;
-    SimRequest request;
+    std::shared_ptr<const SimRequest> request;
   };
   static nlohmann::json to_json(const Recorded& recorded);
 
