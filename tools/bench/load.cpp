@@ -1,19 +1,29 @@
 // tayori_load — a closed-loop load generator for POST /v1/messages.
 //
-// N worker threads, one libcurl easy handle each (so each keeps its connection alive), share a
-// counter of requests to send. Every request carries one message (--batch 1: the message object is the
-// body) or --batch N messages ({"messages":[...]}), each with an id unique to the run (--id-prefix) and a
-// contact of the kind the channel takes (--contact), unique per message within the run.
+// --concurrency keep-alive HTTP/1.1 connections, each with one request in flight, share a counter of requests
+// to send. Every request carries one message (--batch 1: the message object is the body) or --batch N messages
+// ({"messages":[...]}), each with an id unique to the run (--id-prefix) and a contact of the kind the channel
+// takes (--contact), unique per message within the run.
 // The time of each request (send to full answer) is recorded; the run prints one result line:
 // requests, messages, wall seconds, requests/s, messages/s and p50/p90/p99/max latency in ms.
 // Every answer must be a 202 that accepted every message; anything else is counted by status, reported
 // on stderr and makes the exit status 1.
-#include <curl/curl.h>
-
+//
+// The generator shares the machine's cores with the gateway it measures, so it spends as little as it can:
+// one thread drives every connection from one epoll set (a thread per connection, each in libcurl's blocking
+// easy interface, cost about 80 us of CPU per request, more than the gateway's own intake), and bodies are
+// written as text, not built as JSON values first.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
 #include <unistd.h>
+
 #include <algorithm>
-#include <atomic>
-#include <barrier>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -22,11 +32,11 @@
 #include <cstring>
 #include <iostream>
 #include <map>
-#include <mutex>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
-#include <thread>
+#include <string_view>
 #include <vector>
 
 namespace {
@@ -143,149 +153,480 @@ Options parse_options(int argc, char** argv) {
 
 // `count` 64-bit words as lower-case hex, derived from `n` by SplitMix64's finaliser: a bijection, so the
 // first word (and the whole string) differs for every `n`, while looking as random as a real id does.
-std::string hex_from(uint64_t n, int count) {
-  std::string out;
-  char word[17];
+void append_hex_from(std::string& out, uint64_t n, int count) {
+  static constexpr char kDigits[] = "0123456789abcdef";
   for (int i = 0; i < count; ++i) {
     uint64_t z = n + static_cast<uint64_t>(i) * 0x9e3779b97f4a7c15ULL;
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    std::snprintf(word, sizeof word, "%016llx", static_cast<unsigned long long>(z ^ (z >> 31)));
-    out += word;
+    z ^= z >> 31;
+    for (int shift = 60; shift >= 0; shift -= 4) out += kDigits[(z >> shift) & 15];
   }
-  return out;
 }
 
-// The recipient's contacts: one of `kind`, unique to message number `n` of the run, in the shape each
-// channel plugin accepts (E.164 phone, LINE user id "U" + 32 hex, APNs device token of 64 hex).
-json contacts(const std::string& kind, long n, const std::string& r) {
+// The recipient's contacts as JSON text: one of `kind`, unique to message number `n` of the run, in the shape
+// each channel plugin accepts (E.164 phone, LINE user id "U" + 32 hex, APNs device token of 64 hex).
+void append_contacts(std::string& out, const std::string& kind, long n, const std::string& r) {
   auto u = static_cast<uint64_t>(n);
   if (kind == "phone") {
     char phone[24];
     std::snprintf(phone, sizeof phone, "+8190%08ld", n % 100'000'000);
-    return {{"phone", phone}};
+    out += R"({"phone":")";
+    out += phone;
+    out += R"("})";
+  } else if (kind == "line") {
+    out += R"({"line":"U)";
+    append_hex_from(out, u, 2);
+    out += R"("})";
+  } else if (kind == "push.fcm") {
+    out += R"({"push":[{"platform":"fcm","token":"load:)";
+    append_hex_from(out, u, 2);
+    out += R"("}]})";
+  } else if (kind == "push.apns") {
+    out += R"({"push":[{"platform":"apns","token":")";
+    append_hex_from(out, u, 4);
+    out += R"("}]})";
+  } else {
+    out += R"({"email":"user-)" + r + R"(@example.jp"})";
   }
-  if (kind == "line") return {{"line", "U" + hex_from(u, 2)}};
-  if (kind == "push.fcm") return {{"push", json::array({{{"platform", "fcm"}, {"token", "load:" + hex_from(u, 2)}}})}};
-  if (kind == "push.apns") return {{"push", json::array({{{"platform", "apns"}, {"token", hex_from(u, 4)}}})}};
-  return {{"email", "user-" + r + "@example.jp"}};
 }
 
-// A typical message (transactional unless --purpose says otherwise), about 400 bytes. The content has every field some channel plugin needs:
-// subject and text (email), text (SMS, LINE), title and body (FCM, APNs), so one shape suits every channel.
-json message(const Options& o, const std::string& id, long n) {
+// The parts of every message that the options fix, as JSON text (the id prefix and channel are the caller's,
+// so they are escaped once by nlohmann here).
+struct BodyParts {
+  std::string id_prefix;  // quoted, without its closing quote
+  std::string channel;    // quoted
+  std::string purpose;    // quoted
+};
+
+BodyParts body_parts(const Options& o) {
+  BodyParts p;
+  p.id_prefix = json(o.id_prefix + "-").dump();
+  p.id_prefix.pop_back();
+  p.channel = json(o.channel).dump();
+  p.purpose = json(o.purpose).dump();
+  return p;
+}
+
+// A typical message (transactional unless --purpose says otherwise), about 400 bytes, as nlohmann would write
+// it (keys sorted). The content has every field some channel plugin needs: subject and text (email), text (SMS,
+// LINE), title and body (FCM, APNs), so one shape suits every channel.
+void append_message(std::string& out, const Options& o, const BodyParts& parts, const char* phase, long request, int k,
+                    long n) {
   std::string r = std::to_string(n % 100'000);
   std::string text = o.same_content ? std::string("Your order is on its way and should arrive within two days.")
                                     : "Order " + r + " is on its way and should arrive within two days.";
-  return {
-      {"id", id},
-      {"recipient", {{"id", "user-" + r}, {"locale", "ja-JP"}, {"contacts", contacts(o.contact, n, r)}}},
+  out += R"({"category":"order","channels":[)";
+  out += parts.channel;
+  out += R"(],"content":{"body":")";
+  out += text;
+  out += R"(","subject":"Your order has shipped","text":")";
+  out += text;
+  out += R"(","title":"Shipped"},"id":)";
+  out += parts.id_prefix;
+  out += phase;
+  out += std::to_string(request);
+  out += '-';
+  out += std::to_string(k);
+  out += R"(","metadata":{"source":"tayori_load"},"purpose":)";
+  out += parts.purpose;
+  out += R"(,"recipient":{"contacts":)";
+  append_contacts(out, o.contact, n, r);
+  out += R"(,"id":"user-)";
+  out += r;
+  out += R"(","locale":"ja-JP"}})";
+}
+
+// The body of request number `request` of `phase`: the message object itself, or {"messages":[...]}.
+// Messages are numbered across the run, warm-up first, so no two share a contact.
+std::string make_body(const Options& o, const BodyParts& parts, const char* phase, long request) {
+  long first = (phase[0] == 'w' ? 0 : o.warmup * o.batch) + request * o.batch;
+  std::string out;
+  out.reserve(static_cast<size_t>(o.batch) * 480 + 16);
+  if (o.batch == 1) {
+    append_message(out, o, parts, phase, request, 0, first);
+    return out;
+  }
+  out += R"({"messages":[)";
+  for (int k = 0; k < o.batch; ++k) {
+    if (k) out += ',';
+    append_message(out, o, parts, phase, request, k, first + k);
+  }
+  out += "]}";
+  return out;
+}
+
+// The same first message built as a JSON value: the text above must read as it, or the run would measure
+// something else than it says (a typo in a key would have every message refused, or accepted without a field).
+bool body_reads_as_built(const Options& o, const BodyParts& parts) {
+  std::string r = "0";
+  std::string text = o.same_content ? std::string("Your order is on its way and should arrive within two days.")
+                                    : "Order " + r + " is on its way and should arrive within two days.";
+  json contacts;
+  if (o.contact == "phone")
+    contacts = {{"phone", "+819000000000"}};
+  else if (o.contact == "line" || o.contact == "push.fcm" || o.contact == "push.apns") {
+    std::string hex;
+    append_hex_from(hex, 0, o.contact == "push.apns" ? 4 : 2);
+    if (o.contact == "line")
+      contacts = {{"line", "U" + hex}};
+    else
+      contacts = {{"push", json::array({{{"platform", o.contact.substr(5)},
+                                         {"token", (o.contact == "push.fcm" ? "load:" : "") + hex}}})}};
+  } else {
+    contacts = {{"email", "user-0@example.jp"}};
+  }
+  json built = {
+      {"id", o.id_prefix + "-w0-0"},
+      {"recipient", {{"id", "user-0"}, {"locale", "ja-JP"}, {"contacts", contacts}}},
       {"purpose", o.purpose},
       {"category", "order"},
       {"channels", json::array({o.channel})},
       {"content", {{"subject", "Your order has shipped"}, {"text", text}, {"title", "Shipped"}, {"body", text}}},
       {"metadata", {{"source", "tayori_load"}}}};
-}
-
-// The body of request number `request` of `phase`: the message object itself, or {"messages":[...]}.
-// Messages are numbered across the run, warm-up first, so no two share a contact.
-std::string make_body(const Options& o, const char* phase, long request) {
-  auto id = [&](int k) { return o.id_prefix + "-" + phase + std::to_string(request) + "-" + std::to_string(k); };
-  long first = (phase[0] == 'w' ? 0 : o.warmup * o.batch) + request * o.batch;
-  if (o.batch == 1) return message(o, id(0), first).dump();
-  json messages = json::array();
-  for (int k = 0; k < o.batch; ++k) messages.push_back(message(o, id(k), first + k));
-  return json{{"messages", std::move(messages)}}.dump();
-}
-
-size_t collect(char* data, size_t size, size_t n, void* user) {
-  static_cast<std::string*>(user)->append(data, size * n);
-  return size * n;
+  std::string written;
+  append_message(written, o, parts, "w", 0, 0, 0);
+  return written == built.dump();
 }
 
 // How many of the request's messages the answer says were accepted (a duplicate means the id prefix was reused).
-long accepted_in(const std::string& answer, int batch) {
-  if (batch == 1) return answer.find("\"status\":\"accepted\"") != std::string::npos ? 1 : 0;
+long accepted_in(std::string_view answer, int batch) {
+  if (batch == 1) return answer.find("\"status\":\"accepted\"") != std::string_view::npos ? 1 : 0;
   // The batch answer's top-level "accepted": N (the per-item statuses are values, never keys).
   auto at = answer.find("\"accepted\":");
-  if (at == std::string::npos) return 0;
-  return std::strtol(answer.c_str() + at + 11, nullptr, 10);
+  if (at == std::string_view::npos) return 0;
+  return std::strtol(std::string(answer.substr(at + 11, 24)).c_str(), nullptr, 10);
 }
 
 struct Failure {
   long count = 0;
-  std::string sample;  // the first answer (or curl error) seen with this key
+  std::string sample;  // the first answer (or connection error) seen with this key
 };
 
-struct WorkerResult {
+struct Result {
   std::vector<double> latencies_ms;
-  std::map<std::string, Failure> failures;  // "503", "curl: Couldn't connect", "202 not accepted"
+  std::map<std::string, Failure> failures;  // "503", "connection: refused", "202 not accepting every message"
   long failed_requests = 0;
   long messages_not_accepted = 0;
 };
 
-class Worker {
+// Where the requests go: http://HOST:PORT[/prefix], resolved once.
+struct Endpoint {
+  sockaddr_storage address{};
+  socklen_t address_length = 0;
+  std::string authority;  // the Host header
+  std::string path;       // the prefix's path + /v1/messages
+};
+
+Endpoint resolve(const std::string& url) {
+  static constexpr std::string_view kScheme = "http://";
+  if (url.rfind(kScheme, 0) != 0) usage_error("--url must be http://HOST:PORT (tayori_load speaks plain HTTP/1.1)");
+  std::string rest = url.substr(kScheme.size());
+  size_t slash = rest.find('/');
+  Endpoint e;
+  e.authority = rest.substr(0, slash);
+  e.path = (slash == std::string::npos ? "" : rest.substr(slash)) + "/v1/messages";
+  std::string host = e.authority, port = "80";
+  if (!host.empty() && host[0] == '[') {  // an IPv6 literal, RFC 3986 §3.2.2
+    size_t close = host.find(']');
+    if (close == std::string::npos) usage_error("--url has an unclosed IPv6 literal");
+    if (close + 1 < host.size() && host[close + 1] == ':') port = host.substr(close + 2);
+    host = host.substr(1, close - 1);
+  } else if (size_t colon = host.rfind(':'); colon != std::string::npos) {
+    port = host.substr(colon + 1);
+    host = host.substr(0, colon);
+  }
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  if (int rc = ::getaddrinfo(host.c_str(), port.c_str(), &hints, &found); rc != 0 || !found)
+    usage_error("--url: cannot resolve " + e.authority + ": " + ::gai_strerror(rc));
+  std::memcpy(&e.address, found->ai_addr, found->ai_addrlen);
+  e.address_length = found->ai_addrlen;
+  ::freeaddrinfo(found);
+  return e;
+}
+
+// An answer's head: the status and what says where its body ends.
+struct Head {
+  int status = 0;
+  size_t length = 0;  // of the head, CRLFCRLF included
+  std::optional<size_t> content_length;
+  bool close = false;
+};
+
+bool iequals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
+// nullopt while the head is incomplete; a head with status 0 when it is not HTTP/1.x.
+std::optional<Head> read_head(std::string_view in) {
+  size_t end = in.find("\r\n\r\n");
+  if (end == std::string_view::npos) return std::nullopt;
+  Head h;
+  h.length = end + 4;
+  std::string_view head = in.substr(0, end);
+  if (head.size() < 12 || head.substr(0, 7) != "HTTP/1.") return h;
+  h.status = std::atoi(std::string(head.substr(9, 3)).c_str());
+  size_t at = head.find("\r\n");
+  while (at != std::string_view::npos) {
+    size_t next = head.find("\r\n", at + 2);
+    std::string_view line =
+        head.substr(at + 2, next == std::string_view::npos ? std::string_view::npos : next - at - 2);
+    at = next;
+    size_t colon = line.find(':');
+    if (colon == std::string_view::npos) continue;
+    std::string_view name = line.substr(0, colon), value = line.substr(colon + 1);
+    while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+    if (iequals(name, "content-length"))
+      h.content_length = std::strtoull(std::string(value).c_str(), nullptr, 10);
+    else if (iequals(name, "connection") && iequals(value, "close"))
+      h.close = true;
+  }
+  return h;
+}
+
+// Every connection of the run, driven by one thread: a request is sent whole (one `send` once its connection
+// is open) and its answer read as it comes; the connection then takes the next request number.
+class Load {
  public:
-  Worker(const Options& o) : options_(o) {
-    handle_ = curl_easy_init();
-    if (!handle_) throw std::runtime_error("curl_easy_init failed");
-    headers_ = curl_slist_append(headers_, "Content-Type: application/json");
-    headers_ = curl_slist_append(headers_, ("Authorization: Bearer " + o.key).c_str());
-    headers_ = curl_slist_append(headers_, "Expect:");  // no 100-continue round trip for large bodies
-    url_ = o.url + "/v1/messages";
-    curl_easy_setopt(handle_, CURLOPT_URL, url_.c_str());
-    curl_easy_setopt(handle_, CURLOPT_HTTPHEADER, headers_);
-    curl_easy_setopt(handle_, CURLOPT_POST, 1L);
-    curl_easy_setopt(handle_, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(handle_, CURLOPT_TCP_NODELAY, 1L);
-    curl_easy_setopt(handle_, CURLOPT_TIMEOUT_MS, o.timeout_ms);
-    curl_easy_setopt(handle_, CURLOPT_WRITEFUNCTION, collect);
-    curl_easy_setopt(handle_, CURLOPT_WRITEDATA, &answer_);
+  Load(const Options& o, Endpoint endpoint, int connections)
+      : options_(o), endpoint_(std::move(endpoint)), parts_(body_parts(o)), connections_(connections) {
+    epoll_ = ::epoll_create1(EPOLL_CLOEXEC);
+    if (epoll_ < 0) throw std::runtime_error(std::string("epoll_create1: ") + std::strerror(errno));
+    for (size_t i = 0; i < connections_.size(); ++i) connections_[i].index = static_cast<uint32_t>(i);
   }
-  ~Worker() {
-    curl_easy_cleanup(handle_);
-    curl_slist_free_all(headers_);
+  ~Load() {
+    for (auto& c : connections_) disconnect(c);
+    ::close(epoll_);
   }
-  Worker(const Worker&) = delete;
-  Worker& operator=(const Worker&) = delete;
+  Load(const Load&) = delete;
+  Load& operator=(const Load&) = delete;
 
-  // Sends request number `n` of `phase` ("w" warm-up, "m" measured); records it when `measured`.
-  void send(const char* phase, long n, bool measured) {
-    std::string body = make_body(options_, phase, n);
-    answer_.clear();
-    curl_easy_setopt(handle_, CURLOPT_POSTFIELDS, body.data());
-    curl_easy_setopt(handle_, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
-    auto start = Clock::now();
-    CURLcode rc = curl_easy_perform(handle_);
+  // Sends requests 0..count-1 of `phase` ("w" warm-up, "m" measured), `connections` at a time, and returns
+  // when each has its answer or its failure; latencies are recorded when `measured`.
+  void run(const char* phase, long count, bool measured) {
+    phase_ = phase;
+    count_ = count;
+    measured_ = measured;
+    next_ = 0;
+    for (auto& c : connections_) restart_.push_back(&c);
+    epoll_event events[64];
+    auto last_sweep = Clock::now();
+    for (;;) {
+      // Connections whose request failed take their next one here, not inside the failure: a gateway that
+      // refuses every connection would otherwise nest a call per request.
+      while (!restart_.empty()) {
+        Connection* c = restart_.back();
+        restart_.pop_back();
+        start_next(*c);
+      }
+      if (in_flight_ == 0) break;
+      int n = ::epoll_wait(epoll_, events, 64, 50);
+      if (n < 0 && errno != EINTR) throw std::runtime_error(std::string("epoll_wait: ") + std::strerror(errno));
+      for (int i = 0; i < n; ++i) {
+        // An event for a socket the connection has since closed and replaced is stale: its generation is gone.
+        Connection& c = connections_[events[i].data.u64 >> 32];
+        if (static_cast<uint32_t>(events[i].data.u64) == c.generation) on_ready(c, events[i].events);
+      }
+      if (auto now = Clock::now(); now - last_sweep >= std::chrono::milliseconds(50)) {
+        last_sweep = now;
+        for (auto& c : connections_)
+          if (c.busy && now - c.started > std::chrono::milliseconds(options_.timeout_ms))
+            fail(c, "timeout", "no answer within --timeout-ms " + std::to_string(options_.timeout_ms));
+      }
+    }
+  }
+
+  Result result;
+
+ private:
+  struct Connection {
+    uint32_t index = 0;
+    uint32_t generation = 0;  // of its socket: one more at each connect
+    int fd = -1;
+    bool connecting = false;
+    bool busy = false;  // a request is in flight
+    std::string out;    // the request, and how much of it is sent
+    size_t sent = 0;
+    std::string in;  // the answer so far
+    std::optional<Head> head;
+    Clock::time_point started;
+  };
+
+  void start_next(Connection& c) {
+    while (next_ < count_) {
+      long n = next_++;
+      std::string body = make_body(options_, parts_, phase_, n);
+      c.out.clear();
+      c.out += "POST " + endpoint_.path + " HTTP/1.1\r\nHost: " + endpoint_.authority +
+               "\r\nContent-Type: application/json\r\nAuthorization: Bearer " + options_.key +
+               "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n";
+      c.out += body;
+      c.sent = 0;
+      c.in.clear();
+      c.head.reset();
+      c.busy = true;
+      ++in_flight_;
+      c.started = Clock::now();
+      if (c.fd < 0) {
+        if (std::string error = connect(c); !error.empty()) {
+          end_failed(c, error, error);  // the next request tries again
+          continue;
+        }
+      }
+      if (!c.connecting) send_some(c);
+      return;
+    }
+  }
+
+  // Opens the connection's socket; the error, or empty.
+  std::string connect(Connection& c) {
+    c.fd = ::socket(endpoint_.address.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (c.fd < 0) return "connection: socket: " + std::string(std::strerror(errno));
+    ++c.generation;
+    int one = 1;
+    ::setsockopt(c.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    int rc = ::connect(c.fd, reinterpret_cast<const sockaddr*>(&endpoint_.address), endpoint_.address_length);
+    if (rc < 0 && errno != EINPROGRESS) {
+      std::string error = "connection: " + std::string(std::strerror(errno));
+      disconnect(c);
+      return error;
+    }
+    c.connecting = rc < 0;
+    epoll_event ev{};
+    ev.events = EPOLLIN | (c.connecting ? uint32_t{EPOLLOUT} : 0u);
+    ev.data.u64 = (static_cast<uint64_t>(c.index) << 32) | c.generation;
+    ::epoll_ctl(epoll_, EPOLL_CTL_ADD, c.fd, &ev);
+    return {};
+  }
+
+  void disconnect(Connection& c) {
+    if (c.fd < 0) return;
+    ::close(c.fd);  // leaves the epoll set with its last descriptor
+    c.fd = -1;
+    c.connecting = false;
+  }
+
+  void watch_writable(Connection& c, bool on) {
+    epoll_event ev{};
+    ev.events = EPOLLIN | (on ? uint32_t{EPOLLOUT} : 0u);
+    ev.data.u64 = (static_cast<uint64_t>(c.index) << 32) | c.generation;
+    ::epoll_ctl(epoll_, EPOLL_CTL_MOD, c.fd, &ev);
+  }
+
+  void send_some(Connection& c) {
+    while (c.sent < c.out.size()) {
+      ssize_t n = ::send(c.fd, c.out.data() + c.sent, c.out.size() - c.sent, MSG_NOSIGNAL);
+      if (n > 0) {
+        c.sent += static_cast<size_t>(n);
+      } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        return watch_writable(c, true);
+      } else if (n < 0 && errno == EINTR) {
+        continue;
+      } else {
+        return fail(c, "connection: " + std::string(std::strerror(errno)), "");
+      }
+    }
+  }
+
+  void on_ready(Connection& c, uint32_t events) {
+    if (c.fd < 0) return;
+    if (c.connecting) {
+      if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) return;
+      int error = 0;
+      socklen_t length = sizeof error;
+      ::getsockopt(c.fd, SOL_SOCKET, SO_ERROR, &error, &length);
+      if (error) return fail(c, "connection: " + std::string(std::strerror(error)), "");
+      c.connecting = false;
+      watch_writable(c, false);
+      return send_some(c);
+    }
+    if ((events & EPOLLOUT) && c.sent < c.out.size()) {
+      watch_writable(c, false);
+      send_some(c);
+      if (c.fd < 0) return;
+    }
+    if (events & (EPOLLIN | EPOLLERR | EPOLLHUP)) receive(c);
+  }
+
+  void receive(Connection& c) {
+    char buffer[16384];
+    for (;;) {
+      ssize_t n = ::recv(c.fd, buffer, sizeof buffer, 0);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+      if (n <= 0) {
+        std::string why = n == 0 ? "closed by the server" : std::strerror(errno);
+        if (!c.busy) return disconnect(c);  // an idle keep-alive connection the server closed
+        return fail(c, "connection: " + why, c.in.substr(0, 400));
+      }
+      if (!c.busy) return fail(c, "connection: bytes with no request", std::string(buffer, static_cast<size_t>(n)));
+      c.in.append(buffer, static_cast<size_t>(n));
+      if (!c.head) {
+        c.head = read_head(c.in);
+        if (!c.head) continue;
+        if (c.head->status == 0) return fail(c, "not HTTP/1.x", c.in.substr(0, 400));
+        if (!c.head->content_length) return fail(c, "an answer without Content-Length", c.in.substr(0, 400));
+      }
+      if (c.in.size() >= c.head->length + *c.head->content_length) return answered(c);
+    }
+  }
+
+  void answered(Connection& c) {
     auto end = Clock::now();
-    long status = 0;
-    if (rc == CURLE_OK) curl_easy_getinfo(handle_, CURLINFO_RESPONSE_CODE, &status);
-    if (measured) result.latencies_ms.push_back(std::chrono::duration<double, std::milli>(end - start).count());
-
+    const Head& h = *c.head;
+    std::string_view body = std::string_view(c.in).substr(h.length, *h.content_length);
+    if (measured_) result.latencies_ms.push_back(std::chrono::duration<double, std::milli>(end - c.started).count());
     std::string failure;
-    if (rc != CURLE_OK) {
-      failure = std::string("curl: ") + curl_easy_strerror(rc);
-    } else if (status != 202) {
-      failure = std::to_string(status);
-    } else if (long accepted = accepted_in(answer_, options_.batch); accepted != options_.batch) {
+    if (h.status != 202) {
+      failure = std::to_string(h.status);
+    } else if (long accepted = accepted_in(body, options_.batch); accepted != options_.batch) {
       failure = "202 not accepting every message";
       result.messages_not_accepted += options_.batch - accepted;
     }
-    if (!failure.empty()) {
-      ++result.failed_requests;
-      Failure& f = result.failures[failure];
-      if (f.count++ == 0) f.sample = rc != CURLE_OK ? failure : answer_.substr(0, 400);
-    }
+    if (!failure.empty()) count_failure(failure, std::string(body.substr(0, 400)));
+    bool close = h.close;
+    c.busy = false;
+    --in_flight_;
+    if (close) disconnect(c);
+    start_next(c);
   }
 
-  WorkerResult result;
+  // The request in flight on `c` failed: counted, and the connection closed; the run loop gives it the next
+  // request, which opens another.
+  void fail(Connection& c, const std::string& failure, const std::string& sample) {
+    end_failed(c, failure, sample.empty() ? failure : sample);
+    disconnect(c);
+    restart_.push_back(&c);
+  }
 
- private:
+  void end_failed(Connection& c, const std::string& failure, const std::string& sample) {
+    if (!c.busy) return;
+    if (measured_)
+      result.latencies_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - c.started).count());
+    count_failure(failure, sample);
+    c.busy = false;
+    --in_flight_;
+  }
+
+  void count_failure(const std::string& failure, const std::string& sample) {
+    ++result.failed_requests;
+    Failure& f = result.failures[failure];
+    if (f.count++ == 0) f.sample = sample;
+  }
+
   const Options& options_;
-  std::string url_;
-  CURL* handle_ = nullptr;
-  curl_slist* headers_ = nullptr;
-  std::string answer_;
+  const Endpoint endpoint_;
+  const BodyParts parts_;
+  std::vector<Connection> connections_;
+  std::vector<Connection*> restart_;
+  int epoll_ = -1;
+  const char* phase_ = "m";
+  long count_ = 0, next_ = 0, in_flight_ = 0;
+  bool measured_ = false;
 };
 
 // `v` rounded to `digits` decimals, for the --json result.
@@ -304,45 +645,20 @@ double percentile(const std::vector<double>& sorted, double p) {
 
 int main(int argc, char** argv) {
   Options o = parse_options(argc, argv);
-  if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-    std::cerr << "tayori_load: curl_global_init failed\n";
-    return 2;
+  if (!body_reads_as_built(o, body_parts(o))) {
+    std::cerr << "tayori_load: the message text written differs from the one built as JSON (a bug in load.cpp)\n";
+    return 70;
   }
-  int threads = static_cast<int>(std::min<long>(o.concurrency, std::max(o.requests, o.warmup)));
-  std::vector<std::unique_ptr<Worker>> workers;
-  for (int i = 0; i < threads; ++i) workers.push_back(std::make_unique<Worker>(o));
-
-  std::atomic<long> next_warmup{0}, next_request{0};
-  Clock::time_point started;
-  // Every thread finishes its warm-up before the clock starts, so the measured phase begins at full concurrency.
-  std::barrier ready(threads, [&]() noexcept { started = Clock::now(); });
-  std::vector<std::thread> pool;
-  for (int t = 0; t < threads; ++t) {
-    pool.emplace_back([&, t] {
-      Worker& w = *workers[t];
-      for (long n; (n = next_warmup.fetch_add(1)) < o.warmup;) w.send("w", n, false);
-      ready.arrive_and_wait();
-      for (long n; (n = next_request.fetch_add(1)) < o.requests;) w.send("m", n, true);
-    });
-  }
-  for (auto& th : pool) th.join();
+  int connections = static_cast<int>(std::min<long>(o.concurrency, std::max(o.requests, o.warmup)));
+  Load load(o, resolve(o.url), connections);
+  // The warm-up ends before the clock starts, so the measured phase begins at full concurrency.
+  load.run("w", o.warmup, false);
+  Clock::time_point started = Clock::now();
+  load.run("m", o.requests, true);
   double seconds = std::chrono::duration<double>(Clock::now() - started).count();
 
-  std::vector<double> latencies;
-  std::map<std::string, Failure> failures;
-  long failed = 0, not_accepted = 0;
-  for (auto& w : workers) {
-    latencies.insert(latencies.end(), w->result.latencies_ms.begin(), w->result.latencies_ms.end());
-    for (auto& [k, f] : w->result.failures) {
-      Failure& total = failures[k];
-      if (total.count == 0) total.sample = f.sample;
-      total.count += f.count;
-    }
-    failed += w->result.failed_requests;
-    not_accepted += w->result.messages_not_accepted;
-  }
-  workers.clear();
-  curl_global_cleanup();
+  Result& r = load.result;
+  std::vector<double>& latencies = r.latencies_ms;
   std::sort(latencies.begin(), latencies.end());
 
   long messages = o.requests * o.batch;
@@ -353,37 +669,38 @@ int main(int argc, char** argv) {
 
   if (o.json) {
     json by_kind = json::object();
-    for (auto& [k, f] : failures) by_kind[k] = f.count;
+    for (auto& [k, f] : r.failures) by_kind[k] = f.count;
     nlohmann::ordered_json result = {
         {"requests", o.requests},
         {"messages", messages},
         {"batch", o.batch},
-        {"concurrency", threads},
+        {"concurrency", connections},
         {"warmup", o.warmup},
         {"seconds", rounded(seconds, 3)},
         {"requests_per_s", rounded(rps, 1)},
         {"messages_per_s", rounded(mps, 1)},
         {"latency_ms",
          {{"p50", rounded(p50, 3)}, {"p90", rounded(p90, 3)}, {"p99", rounded(p99, 3)}, {"max", rounded(max, 3)}}},
-        {"failed_requests", failed},
+        {"failed_requests", r.failed_requests},
         {"failures", by_kind}};
-    // Failure kinds are curl's messages and status codes; replace anything that is not UTF-8 rather than throw.
+    // Failure kinds are status codes and system error texts; replace anything that is not UTF-8 rather than throw.
     std::cout << result.dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
   } else {
     char line[512];
     std::snprintf(line, sizeof line,
                   "tayori_load: requests=%ld messages=%ld batch=%d concurrency=%d seconds=%.3f req_per_s=%.1f "
                   "msg_per_s=%.1f p50_ms=%.3f p90_ms=%.3f p99_ms=%.3f max_ms=%.3f failed=%ld\n",
-                  o.requests, messages, o.batch, threads, seconds, rps, mps, p50, p90, p99, max, failed);
+                  o.requests, messages, o.batch, connections, seconds, rps, mps, p50, p90, p99, max, r.failed_requests);
     std::cout << line;
   }
   std::cout.flush();
 
-  if (failed > 0) {
-    std::cerr << "tayori_load: " << failed << " requests failed (warm-up included)";
-    if (not_accepted) std::cerr << " (" << not_accepted << " messages answered duplicate/rejected: reuse of --id-prefix?)";
+  if (r.failed_requests > 0) {
+    std::cerr << "tayori_load: " << r.failed_requests << " requests failed (warm-up included)";
+    if (r.messages_not_accepted)
+      std::cerr << " (" << r.messages_not_accepted << " messages answered duplicate/rejected: reuse of --id-prefix?)";
     std::cerr << "\n";
-    for (auto& [k, f] : failures)
+    for (auto& [k, f] : r.failures)
       std::cerr << "  " << k << " x" << f.count << (f.sample == k ? "" : ": " + f.sample) << "\n";
     return 1;
   }

@@ -16,8 +16,9 @@
 #
 # Each row prints msg/s, that rate against the issue's target, against the ceiling, and the write amplification
 # per message read from the gateway's /metrics (tayori_store_writes_total): commits (one fsync each), SQL
-# statements, and database pages written to the WAL; and the CPU time the gateway and tayori-sim spent per message
-# (a rate moves with whatever else runs on the machine, CPU per message barely), then the gateway's per thread
+# statements, and database pages written to the WAL; and the CPU time the gateway, tayori-sim and tayori_load spent
+# per message (a rate moves with whatever else runs on the machine, CPU per message barely; the three share the
+# cores, so each one's share is the others' ceiling), then the gateway's per thread
 # (its single writer or transport thread is a ceiling of its own). A run also checks that tayori-sim received as many
 # requests as messages were delivered, so a figure cannot come from messages that went nowhere (or twice).
 #
@@ -150,6 +151,19 @@ stop_second_node() {
 }
 
 declare -A R
+# children_cpu_ms: sets CHILDREN_MS, the CPU time (user + system, ms) of this shell's children that have ended,
+# from the `times` builtin; read without a command substitution, which would be a child of its own.
+children_cpu_ms() {
+  local _ user system t total=0
+  times >"$TMP/times"
+  { read -r _; read -r user system; } <"$TMP/times"
+  for t in "$user" "$system"; do  # "1m2.345s"
+    local minutes=${t%%m*} rest=${t#*m}
+    rest=${rest%s}
+    total=$(( total + (10#$minutes * 60 + 10#${rest%.*}) * 1000 + 10#${rest#*.} ))
+  done
+  CHILDREN_MS=$total
+}
 writes() { echo "$(metric 'tayori_store_writes_total{unit="commits"}') $(metric 'tayori_store_writes_total{unit="statements"}') $(metric 'tayori_store_writes_total{unit="pages"}')"; }
 # phase NAME BATCH CONNECTIONS DELIVERS: one tayori_load run of MESSAGES messages (plus a small warm-up)
 phase() {
@@ -164,6 +178,8 @@ phase() {
   gw0=$(cpu_ms "$GW_PID" "$GW2_PID") sim0=$(cpu_ms "$STANDINS_SIM_PID")
   threads0=$(thread_cpu_ms "$GW_PID" "$GW2_PID")
   start=$(now)
+  children_cpu_ms
+  local load0=$CHILDREN_MS
   if [[ -n $GW2_PID ]]; then
     # Two nodes: half the requests (and connections) to each, at once.
     requests=$(( requests / 2 )) connections=$(( (connections + 1) / 2 ))
@@ -176,6 +192,8 @@ phase() {
   run_load "in the $name phase" --url "$URL" --concurrency "$connections" --requests "$requests" --batch "$batch" \
     --warmup "$warmup" $LOAD_CHANNEL --purpose marketing --id-prefix "tp-$$-$name"
   if [[ -n $GW2_PID ]]; then wait "$LOAD2_PID" || die "tayori_load (second node) failed in the $name phase"; fi
+  children_cpu_ms
+  R[$name.load_us]=$(div "$(( (CHILDREN_MS - load0) * 1000 ))" "$expected")
   line=$(<"$TMP/load.out")
   echo "$name: $line"
   if (( delivers )); then
@@ -258,15 +276,15 @@ line_requests=$(( line_requests - LINE_REQUESTS_BASE )) line_received=$(( line_t
 (( line_received == sent_line )) || die "tayori-sim's LINE endpoint named $line_received recipients for $sent_line delivered messages"
 
 echo
-printf '%-14s %9s %8s %10s %9s %10s %8s %10s %11s %9s %12s %12s\n' \
+printf '%-14s %9s %8s %10s %9s %10s %8s %10s %11s %9s %12s %12s %13s\n' \
   phase messages seconds 'msg/s' 'p99 ms' 'vs target' 'vs ceil' 'fsync/msg' 'stmts/msg' 'pages/msg' 'gw cpu us/msg' \
-  'sim cpu us/msg'
+  'sim cpu us/msg' 'load cpu us/msg'
 for p in $PHASES; do
   vs_ceiling=n/a
   [[ $p != intake-* && $p != line-* ]] && vs_ceiling=$(div "${R[$p.rate]}" "$CEILING")
-  printf '%-14s %9s %8s %10s %9s %10s %8s %10s %11s %9s %12s %12s\n' "$p" "${R[$p.messages]}" "${R[$p.seconds]}" \
+  printf '%-14s %9s %8s %10s %9s %10s %8s %10s %11s %9s %12s %12s %13s\n' "$p" "${R[$p.messages]}" "${R[$p.seconds]}" \
     "${R[$p.rate]}" "${R[$p.p99]}" "$(div "${R[$p.rate]}" "$(target_of "$p")")" "$vs_ceiling" "${R[$p.commits]}" \
-    "${R[$p.statements]}" "${R[$p.pages]}" "${R[$p.gw_us]}" "${R[$p.sim_us]}"
+    "${R[$p.statements]}" "${R[$p.pages]}" "${R[$p.gw_us]}" "${R[$p.sim_us]}" "${R[$p.load_us]}"
 done
 echo
 echo "gateway CPU per message by thread (us; one thread is as fast as one core lets it):"
