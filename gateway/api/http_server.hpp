@@ -35,6 +35,14 @@ struct ParsedRequest {
 };
 ParsedRequest parse_request(std::string_view bytes, const ServerLimits& limits);
 
+// The head the server sends before `response.body` (RFC 9112 §4 and §6): the status line in the request's
+// `version` (10 or 11), Server, Content-Type (when not empty), the handler's headers (a later one of the same
+// name replaces an earlier one), Connection where `keep_alive` needs saying for that version, and Content-Length,
+// which a status that never has content (1xx, 204, 304: RFC 9110 §6.4.1) does not carry; such a response is
+// sent without its body (answers_with_content). CR, LF and NUL in a name or value become spaces (RFC 9110 §5.5).
+std::string response_head(const HttpResponse& response, unsigned version, bool keep_alive);
+bool answers_with_content(int status);
+
 class HttpServer {
  public:
   HttpServer(Handler& handler, ServerLimits limits, int threads);
