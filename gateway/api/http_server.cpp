@@ -424,12 +424,14 @@ void HttpServer::Impl::refuse(SessionSocket socket) {
     log::warn("http", "server.max_connections (" + std::to_string(limits.max_connections) +
                           ") connections are open: new connections are refused until some close");
   refusing = true;
-  static const std::string kBody =
-      problem_body(503, "Service Unavailable", "too many connections are open (server.max_connections); retry");
-  static const std::string kAnswer = "HTTP/1.1 503 Service Unavailable\r\nServer: tayori\r\n"
-                                     "Content-Type: application/problem+json\r\nRetry-After: 1\r\n"
-                                     "Connection: close\r\nContent-Length: " +
-                                     std::to_string(kBody.size()) + "\r\n\r\n" + kBody;
+  static const std::string kAnswer = [] {
+    HttpResponse r;
+    r.status = 503;
+    r.content_type = "application/problem+json";
+    r.headers = {{"Retry-After", "1"}};
+    r.body = problem_body(503, "Service Unavailable", "too many connections are open (server.max_connections); retry");
+    return response_head(r, 11, false) + r.body;
+  }();
   beast::error_code ec;
   socket.non_blocking(true, ec);
   socket.write_some(net::buffer(kAnswer), ec);
