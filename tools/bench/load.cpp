@@ -39,9 +39,12 @@
 #include <string_view>
 #include <vector>
 
+#include "transport/http1_wire.hpp"
+
 namespace {
 
 using Clock = std::chrono::steady_clock;
+namespace transport = tayori::transport;
 using nlohmann::json;
 
 const char* kUsage =
@@ -298,6 +301,9 @@ long accepted_in(std::string_view answer, int batch) {
   return std::strtol(std::string(answer.substr(at + 11, 24)).c_str(), nullptr, 10);
 }
 
+// An answer larger than this is not the gateway's (a 202 for 1,000 messages is under 100 KB).
+constexpr int64_t kMaxAnswerBytes = 16 * 1024 * 1024;
+
 struct Failure {
   long count = 0;
   std::string sample;  // the first answer (or connection error) seen with this key
@@ -345,47 +351,6 @@ Endpoint resolve(const std::string& url) {
   e.address_length = found->ai_addrlen;
   ::freeaddrinfo(found);
   return e;
-}
-
-// An answer's head: the status and what says where its body ends.
-struct Head {
-  int status = 0;
-  size_t length = 0;  // of the head, CRLFCRLF included
-  std::optional<size_t> content_length;
-  bool close = false;
-};
-
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
-         });
-}
-
-// nullopt while the head is incomplete; a head with status 0 when it is not HTTP/1.x.
-std::optional<Head> read_head(std::string_view in) {
-  size_t end = in.find("\r\n\r\n");
-  if (end == std::string_view::npos) return std::nullopt;
-  Head h;
-  h.length = end + 4;
-  std::string_view head = in.substr(0, end);
-  if (head.size() < 12 || head.substr(0, 7) != "HTTP/1.") return h;
-  h.status = std::atoi(std::string(head.substr(9, 3)).c_str());
-  size_t at = head.find("\r\n");
-  while (at != std::string_view::npos) {
-    size_t next = head.find("\r\n", at + 2);
-    std::string_view line =
-        head.substr(at + 2, next == std::string_view::npos ? std::string_view::npos : next - at - 2);
-    at = next;
-    size_t colon = line.find(':');
-    if (colon == std::string_view::npos) continue;
-    std::string_view name = line.substr(0, colon), value = line.substr(colon + 1);
-    while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
-    if (iequals(name, "content-length"))
-      h.content_length = std::strtoull(std::string(value).c_str(), nullptr, 10);
-    else if (iequals(name, "connection") && iequals(value, "close"))
-      h.close = true;
-  }
-  return h;
 }
 
 // Every connection of the run, driven by one thread: a request is sent whole (one `send` once its connection
@@ -451,8 +416,9 @@ class Load {
     bool busy = false;  // a request is in flight
     std::string out;    // the request, and how much of it is sent
     size_t sent = 0;
-    std::string in;  // the answer so far
-    std::optional<Head> head;
+    // The answer as it comes: the transport's own reader (fuzzed), so Content-Length, chunked and close-delimited
+    // bodies, interim answers and keep-alive read as the gateway's client reads them.
+    std::optional<transport::Http1ResponseReader> reader;
     Clock::time_point started;
   };
 
@@ -466,8 +432,7 @@ class Load {
                "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n";
       c.out += body;
       c.sent = 0;
-      c.in.clear();
-      c.head.reset();
+      c.reader.emplace(false, kMaxAnswerBytes);
       c.busy = true;
       ++in_flight_;
       c.started = Clock::now();
@@ -558,40 +523,37 @@ class Load {
       ssize_t n = ::recv(c.fd, buffer, sizeof buffer, 0);
       if (n < 0 && errno == EINTR) continue;
       if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
-      if (n <= 0) {
-        std::string why = n == 0 ? "closed by the server" : std::strerror(errno);
-        if (!c.busy) return disconnect(c);  // an idle keep-alive connection the server closed
-        return fail(c, "connection: " + why, c.in.substr(0, 400));
+      if (n < 0) return fail(c, "connection: " + std::string(std::strerror(errno)), "");
+      if (!c.busy) {
+        if (n == 0) return disconnect(c);  // an idle keep-alive connection the server closed
+        return fail(c, "connection: bytes with no request", std::string(buffer, static_cast<size_t>(n)));
       }
-      if (!c.busy) return fail(c, "connection: bytes with no request", std::string(buffer, static_cast<size_t>(n)));
-      c.in.append(buffer, static_cast<size_t>(n));
-      if (!c.head) {
-        c.head = read_head(c.in);
-        if (!c.head) continue;
-        if (c.head->status == 0) return fail(c, "not HTTP/1.x", c.in.substr(0, 400));
-        if (!c.head->content_length) return fail(c, "an answer without Content-Length", c.in.substr(0, 400));
-      }
-      if (c.in.size() >= c.head->length + *c.head->content_length) return answered(c);
+      if (n == 0)
+        c.reader->end_of_stream();
+      else
+        c.reader->feed(std::string_view(buffer, static_cast<size_t>(n)));
+      if (c.reader->state() == transport::Http1ResponseReader::State::Done) return answered(c);
+      if (c.reader->state() == transport::Http1ResponseReader::State::Failed)
+        return fail(c, n == 0 ? "connection: closed by the server" : "not an HTTP/1.1 answer", c.reader->error_text());
     }
   }
 
   void answered(Connection& c) {
     auto end = Clock::now();
-    const Head& h = *c.head;
-    std::string_view body = std::string_view(c.in).substr(h.length, *h.content_length);
+    bool keep = c.reader->keep_alive();
+    transport::Response answer = c.reader->take_response();
     if (measured_) result.latencies_ms.push_back(std::chrono::duration<double, std::milli>(end - c.started).count());
     std::string failure;
-    if (h.status != 202) {
-      failure = std::to_string(h.status);
-    } else if (long accepted = accepted_in(body, options_.batch); accepted != options_.batch) {
+    if (answer.status != 202) {
+      failure = std::to_string(answer.status);
+    } else if (long accepted = accepted_in(answer.body, options_.batch); accepted != options_.batch) {
       failure = "202 not accepting every message";
       result.messages_not_accepted += options_.batch - accepted;
     }
-    if (!failure.empty()) count_failure(failure, std::string(body.substr(0, 400)));
-    bool close = h.close;
+    if (!failure.empty()) count_failure(failure, answer.body.substr(0, 400));
     c.busy = false;
     --in_flight_;
-    if (close) disconnect(c);
+    if (!keep) disconnect(c);
     start_next(c);
   }
 
