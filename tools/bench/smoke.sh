@@ -45,7 +45,8 @@ echo "$out"
 if (( rc != 0 )); then echo "smoke.sh: throughput.sh exited $rc" >&2; exit 1; fi
 patterns=('^ceiling: wrk .* [0-9]+ req/s$')
 for p in intake-single intake-batch e2e-single e2e-batch pg-batch pg2-batch line-batch; do
-  patterns+=("^$p: tayori_load: .* failed=0$" "^$p +[0-9]+ +[0-9.]+ +[0-9.]+ ")
+  # Twelve columns after the name, the last three the CPU per message of the gateway, tayori-sim and tayori_load.
+  patterns+=("^$p: tayori_load: .* failed=0$" "^$p +[0-9]+ +[0-9.]+ +[0-9.]+ " "^$p( +[^ ]+){9}( +[0-9]+\\.[0-9]+){3}$")
 done
 expect throughput.sh "$out" "${patterns[@]}" '^pg-batch / e2e-batch: [0-9.]+$' '^pg2-batch / pg-batch: [0-9.]+$' \
   '^tayori-sim received [0-9]+ SMS requests for [0-9]+ delivered messages$' \
