@@ -340,6 +340,22 @@ TEST_F(ClearanceTest, ConsentAndSuppressionAreReadFromTheStore) {
   EXPECT_THAT(store_->slots_since("hanako", 0), IsEmpty());
 }
 
+TEST_F(ClearanceTest, AContactPointOnlyTheProfileHoldsIsCheckedForSuppression) {
+  // The message names only a LINE id; sms is usable through the profile's phone, until that phone is suppressed.
+  opt_in("hanako", "sms");
+  put_profile({"hanako", "", "", R"({"phone":"+819000000001"})", 0, false});
+  Message m = marketing("m1", "hanako", {"sms"});
+  m.recipient.contacts = {{"line", "U0123"}};
+  clearance_->complete_recipient(m);
+  EXPECT_EQ(clearance_->clear(m, 0, kNow, 0.0, false).verdict, Verdict::send);
+
+  suppress("+819000000001");
+  policy::Decision d = clearance_->clear(m, 0, kNow, 0.0, true);
+  EXPECT_EQ(d.verdict, Verdict::suppress);
+  EXPECT_EQ(d.detail["skipped"][0]["reason"], "suppressed_contact");
+  EXPECT_THAT(store_->slots_since("hanako", 0), IsEmpty());
+}
+
 // ---- complete_recipient -----------------------------------------------------------------------------
 
 TEST_F(ClearanceTest, CompleteRecipientFillsWhatTheMessageLacksFromTheProfile) {
