@@ -490,6 +490,7 @@ void Api::submit(const HttpRequest& request, const std::string& key_name, const 
     deps_.metrics.count_intake("duplicate", a.duplicate);
     deps_.metrics.count_intake("rejected", a.rejected);
     deps_.metrics.count_intake("conflict", a.conflict);
+    deps_.metrics.count_handed_over(handed);
     // Waking the dispatcher makes it look at the store: only when something was left there.
     if (a.accepted > handed && deps_.wake_dispatcher)
       deps_.wake_dispatcher();

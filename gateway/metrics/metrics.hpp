@@ -36,6 +36,7 @@ class Metrics {
   void count_request(std::string_view route, std::string_view method, int status);
   void count_connection_refused();  // server.max_connections were open
   void count_intake(std::string_view result, int64_t n);  // accepted | duplicate | rejected | conflict
+  void count_handed_over(int64_t n);                      // accepted messages handed to the dispatcher by their commit
   void observe_accept_latency(double seconds);
 
   // Delivery health (issue "Delivery that survives").
@@ -60,6 +61,7 @@ class Metrics {
   prometheus::Family<prometheus::Counter>* requests_;
   prometheus::Counter* connections_refused_;
   prometheus::Family<prometheus::Counter>* intake_;
+  prometheus::Counter* handed_over_;
   prometheus::Histogram* accept_latency_;
   prometheus::Family<prometheus::Gauge>* messages_;
   prometheus::Gauge* queue_depth_;

@@ -77,11 +77,21 @@ TEST_F(ApiTest, AcceptsDeliversAndExplainsAMessage) {
 TEST_F(ApiTest, AMessageDueNowIsHandedToTheDispatcherByItsAcceptingCommit) {
   // The dispatcher takes hand-overs once its first claim has found the due queue empty (just after start),
   // so the first answers may still say `scheduled`.
+  // Every answer that says `dispatched` is a hand-over, and the metric counts exactly those.
+  int dispatched_answers = 0;
+  auto count_handed = [&](const HttpResult& r) {
+    if (r.status != 202) return;
+    Json body = r.json();
+    if (!body.contains("results")) body = Json{{"results", {body}}};
+    for (const auto& result : body["results"])
+      if (result.value("state", "") == "dispatched") ++dispatched_answers;
+  };
   std::string handed;
   int n = 0;
   ASSERT_TRUE(eventually([&] {
     std::string id = "now-" + std::to_string(++n);
     HttpResult r = gw_->post_json(http_, "/v1/messages", sample_message(id));
+    count_handed(r);
     if (r.status != 202) return false;
     if (r.json()["state"] == "dispatched") handed = id;
     return !handed.empty();
@@ -107,6 +117,7 @@ TEST_F(ApiTest, AMessageDueNowIsHandedToTheDispatcherByItsAcceptingCommit) {
     Json later = sample_message(later_id);
     later["send_at"] = "2099-01-01T00:00:00Z";
     batch = gw_->post_json(http_, "/v1/messages", Json{{"messages", {sample_message(now_id), later}}});
+    count_handed(batch);
     return batch.status == 202 && batch.json()["results"][0]["state"] == "dispatched";
   })) << batch.body;
   EXPECT_EQ(batch.json()["results"][1]["state"], "scheduled") << batch.body;
@@ -125,6 +136,7 @@ TEST_F(ApiTest, AMessageDueNowIsHandedToTheDispatcherByItsAcceptingCommit) {
     mixed = gw_->post_json(
         http_, "/v1/messages",
         Json{{"messages", {sample_message(first), refused, sample_message(now_id), sample_message(second)}}});
+    count_handed(mixed);
     return mixed.status == 202 && mixed.json()["results"][0]["state"] == "dispatched";
   })) << mixed.body;
   EXPECT_EQ(mixed.json()["results"][3]["state"], "dispatched") << mixed.body;
@@ -140,6 +152,11 @@ TEST_F(ApiTest, AMessageDueNowIsHandedToTheDispatcherByItsAcceptingCommit) {
   EXPECT_EQ(waiting["events"][0]["type"], "accepted");
   EXPECT_EQ(waiting["events"][1]["type"], "scheduled");
   EXPECT_EQ(waiting["events"][1]["detail"]["due_at"], "2099-01-01T00:00:00.000Z") << waiting;
+  const std::string metrics = http_.request("GET", gw_->url("/metrics")).body;
+  EXPECT_NE(metrics.find("\ntayori_intake_handed_over_total " + std::to_string(dispatched_answers) + "\n"),
+            std::string::npos)
+      << dispatched_answers << "\n"
+      << metrics;
 }
 
 TEST_F(ApiTest, ListsEveryValidationErrorWithItsPointer) {
@@ -538,6 +555,7 @@ TEST_F(ApiTest, ExposesMetrics) {
   EXPECT_NE(text.find(R"(tayori_http_requests_total{method="POST",route="/v1/messages",status="400"} 1)"),
             std::string::npos);
   EXPECT_NE(text.find(R"(tayori_intake_messages_total{result="accepted"} 3)"), std::string::npos);
+  EXPECT_NE(text.find("# TYPE tayori_intake_handed_over_total counter"), std::string::npos) << text;
   EXPECT_NE(text.find("tayori_accept_latency_seconds_count 3"), std::string::npos);
   EXPECT_NE(text.find(R"(tayori_messages{state="delivered"} 3)"), std::string::npos);
   EXPECT_NE(text.find("tayori_queue_depth 0"), std::string::npos);

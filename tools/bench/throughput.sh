@@ -16,7 +16,8 @@
 #
 # Each row prints msg/s, that rate against the issue's target, against the ceiling, and the write amplification
 # per message read from the gateway's /metrics (tayori_store_writes_total): commits (one fsync each), SQL
-# statements, and database pages written to the WAL; and the CPU time the gateway, tayori-sim and tayori_load spent
+# statements, and database pages written to the WAL; the share of the messages handed to the dispatcher by their
+# commit rather than claimed from the store (tayori_intake_handed_over_total); and the CPU time the gateway, tayori-sim and tayori_load spent
 # per message (a rate moves with whatever else runs on the machine, CPU per message barely; the three share the
 # cores, so each one's share is the others' ceiling), then the gateway's per thread
 # (its single writer or transport thread is a ceiling of its own). A run also checks that tayori-sim received as many
@@ -168,12 +169,13 @@ writes() { echo "$(metric 'tayori_store_writes_total{unit="commits"}') $(metric 
 # phase NAME BATCH CONNECTIONS DELIVERS: one tayori_load run of MESSAGES messages (plus a small warm-up)
 phase() {
   local name=$1 batch=$2 connections=$3 delivers=$4 requests warmup start line before after expected c0 s0 p0 c1 s1 p1 \
-    gw0 gw1 sim0 sim1
+    gw0 gw1 sim0 sim1 handed0
   requests=$(( MESSAGES / batch ))
   warmup=$(( batch == 1 ? connections : 2 ))
   expected=$(( (requests + warmup) * batch ))
   scrape
   before=$(metric 'tayori_messages{state="delivered"}')
+  handed0=$(metric 'tayori_intake_handed_over_total')
   read -r c0 s0 p0 <<<"$(writes)"
   gw0=$(cpu_ms "$GW_PID" "$GW2_PID") sim0=$(cpu_ms "$STANDINS_SIM_PID")
   threads0=$(thread_cpu_ms "$GW_PID" "$GW2_PID")
@@ -218,6 +220,12 @@ phase() {
   R[$name.commits]=$(div "$(( c1 - c0 ))" "$expected")
   R[$name.statements]=$(div "$(( s1 - s0 ))" "$expected")
   R[$name.pages]=$(div "$(( p1 - p0 ))" "$expected")
+  # The share of the messages that went to the dispatcher with their commit, with no claim (one node's count:
+  # n/a with two). A run that ends before a backlog forms hands most over; a long one claims most.
+  R[$name.handed]=n/a
+  if [[ -z $GW2_PID ]]; then
+    R[$name.handed]=$(div "$(( $(metric 'tayori_intake_handed_over_total') - handed0 ))" "$expected")
+  fi
 }
 target_of() {
   case $1 in
@@ -276,15 +284,16 @@ line_requests=$(( line_requests - LINE_REQUESTS_BASE )) line_received=$(( line_t
 (( line_received == sent_line )) || die "tayori-sim's LINE endpoint named $line_received recipients for $sent_line delivered messages"
 
 echo
-printf '%-14s %9s %8s %10s %9s %10s %8s %10s %11s %9s %12s %12s %13s\n' \
-  phase messages seconds 'msg/s' 'p99 ms' 'vs target' 'vs ceil' 'fsync/msg' 'stmts/msg' 'pages/msg' 'gw cpu us/msg' \
-  'sim cpu us/msg' 'load cpu us/msg'
+printf '%-14s %9s %8s %10s %9s %10s %8s %10s %11s %9s %12s %13s %12s %13s\n' \
+  phase messages seconds 'msg/s' 'p99 ms' 'vs target' 'vs ceil' 'fsync/msg' 'stmts/msg' 'pages/msg' 'handed over' \
+  'gw cpu us/msg' 'sim cpu us/msg' 'load cpu us/msg'
 for p in $PHASES; do
   vs_ceiling=n/a
   [[ $p != intake-* && $p != line-* ]] && vs_ceiling=$(div "${R[$p.rate]}" "$CEILING")
-  printf '%-14s %9s %8s %10s %9s %10s %8s %10s %11s %9s %12s %12s %13s\n' "$p" "${R[$p.messages]}" "${R[$p.seconds]}" \
-    "${R[$p.rate]}" "${R[$p.p99]}" "$(div "${R[$p.rate]}" "$(target_of "$p")")" "$vs_ceiling" "${R[$p.commits]}" \
-    "${R[$p.statements]}" "${R[$p.pages]}" "${R[$p.gw_us]}" "${R[$p.sim_us]}" "${R[$p.load_us]}"
+  printf '%-14s %9s %8s %10s %9s %10s %8s %10s %11s %9s %12s %13s %12s %13s\n' "$p" "${R[$p.messages]}" \
+    "${R[$p.seconds]}" "${R[$p.rate]}" "${R[$p.p99]}" "$(div "${R[$p.rate]}" "$(target_of "$p")")" "$vs_ceiling" \
+    "${R[$p.commits]}" "${R[$p.statements]}" "${R[$p.pages]}" "${R[$p.handed]}" "${R[$p.gw_us]}" "${R[$p.sim_us]}" \
+    "${R[$p.load_us]}"
 done
 echo
 echo "gateway CPU per message by thread (us; one thread is as fast as one core lets it):"
