@@ -82,7 +82,7 @@ TEST_F(ApiTest, AMessageDueNowIsHandedToTheDispatcherByItsAcceptingCommit) {
   auto count_handed = [&](const HttpResult& r) {
     if (r.status != 202) return;
     Json body = r.json();
-    if (!body.contains("results")) body = Json{{"results", {body}}};
+    if (!body.contains("results")) body = Json{{"results", Json::array({body})}};
     for (const auto& result : body["results"])
       if (result.value("state", "") == "dispatched") ++dispatched_answers;
   };

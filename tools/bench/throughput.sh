@@ -17,8 +17,8 @@
 # Each row prints msg/s, that rate against the issue's target, against the ceiling, and the write amplification
 # per message read from the gateway's /metrics (tayori_store_writes_total): commits (one fsync each), SQL
 # statements, and database pages written to the WAL; the share of the messages handed to the dispatcher by their
-# commit rather than claimed from the store (tayori_intake_handed_over_total); and the CPU time the gateway, tayori-sim and tayori_load spent
-# per message (a rate moves with whatever else runs on the machine, CPU per message barely; the three share the
+# commit rather than claimed from the store (tayori_intake_handed_over_total); and the CPU time the gateway,
+# tayori-sim and tayori_load spent per message (a rate moves with whatever else runs on the machine, CPU per message barely; the three share the
 # cores, so each one's share is the others' ceiling), then the gateway's per thread
 # (its single writer or transport thread is a ceiling of its own). A run also checks that tayori-sim received as many
 # requests as messages were delivered, so a figure cannot come from messages that went nowhere (or twice).
@@ -221,7 +221,7 @@ phase() {
   R[$name.statements]=$(div "$(( s1 - s0 ))" "$expected")
   R[$name.pages]=$(div "$(( p1 - p0 ))" "$expected")
   # The share of the messages that went to the dispatcher with their commit, with no claim (one node's count:
-  # n/a with two). A run that ends before a backlog forms hands most over; a long one claims most.
+  # n/a with two). The smoke's few messages go nearly all that way; where intake outruns delivery, few do.
   R[$name.handed]=n/a
   if [[ -z $GW2_PID ]]; then
     R[$name.handed]=$(div "$(( $(metric 'tayori_intake_handed_over_total') - handed0 ))" "$expected")
