@@ -8,10 +8,10 @@
 
 #include <array>
 #include <boost/asio/dispatch.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
@@ -32,9 +32,11 @@ namespace http = beast::http;
 namespace net = boost::asio;
 using tcp = net::ip::tcp;
 
-// A connection's executor is its strand, by type: Beast's tcp_stream holds a type-erased executor, and copying
-// and re-wrapping it at every asynchronous step of every request was a twentieth of tayori-sim's CPU.
-using SessionExecutor = net::strand<net::io_context::executor_type>;
+// A connection's executor is its event loop's, by type: Beast's tcp_stream holds a type-erased executor, and
+// copying and re-wrapping it at every asynchronous step of every request was a twentieth of tayori-sim's CPU.
+// Each loop has one thread (HttpServer::Impl::loops), so a connection's handlers never run at once and need no
+// strand.
+using SessionExecutor = net::io_context::executor_type;
 using SessionSocket = tcp::socket::rebind_executor<SessionExecutor>::other;
 using SessionStream = beast::basic_stream<tcp, SessionExecutor, beast::unlimited_rate_policy>;
 
@@ -146,17 +148,23 @@ ParsedRequest parse_request(std::string_view bytes, const ServerLimits& limits) 
 }
 
 struct HttpServer::Impl {
-  // Order matters for destruction: sessions still queued in `ioc` die with it and touch `active`.
+  // Order matters for destruction: sessions still queued in `loops` die with them and touch `active`.
   Handler& handler;
   ServerLimits limits;
   int thread_count;
   std::atomic<int> active{0};
   std::atomic<bool> stopping{false};
-  net::io_context ioc;
-  // The acceptor, its retry timer and stop()'s close run on this strand. Several threads run `ioc`, and an
-  // accept's completion (which starts the next accept) and stop()'s close touched the acceptor at the same
-  // time otherwise (ThreadSanitizer, a data race in the acceptor's state).
-  net::strand<net::io_context::executor_type> accept_strand{ioc.get_executor()};
+  // One event loop per thread, each connection on one of them from its accept on (in turn). With one loop run
+  // by every thread, each connection needed a strand to keep its handlers apart, and the strand's executor
+  // copies, its lock and its queue at every asynchronous step were a tenth of tayori-sim's CPU per request
+  // (perf, e2e-batch). A loop that has no connection yet is kept running by its guard. A handler that blocks
+  // (a store read, a PUT waiting for its commit) holds its own loop's connections only.
+  std::vector<std::unique_ptr<net::io_context>> loops;
+  std::vector<net::executor_work_guard<net::io_context::executor_type>> keep_running;
+  std::size_t next_loop = 0;  // where the next connection goes; touched by the accept loop only
+  // The acceptor, its retry timer and stop()'s close run on a loop of their own, whose one thread keeps an
+  // accept's completion (which starts the next accept) and stop()'s close apart, and which no handler blocks.
+  net::io_context accept_loop{1};
   std::optional<tcp::acceptor> acceptor;
   std::vector<std::thread> threads;
 
@@ -164,7 +172,13 @@ struct HttpServer::Impl {
   int accept_failures = 0;                        // in a row; the episode is logged once
   bool refusing = false;                          // at max_connections; the episode is logged once
 
-  Impl(Handler& h, ServerLimits l, int n) : handler(h), limits(l), thread_count(n), ioc(n) {}
+  Impl(Handler& h, ServerLimits l, int n) : handler(h), limits(l), thread_count(n) {
+    for (int i = 0; i < n; ++i) {
+      // Concurrency hint 1: one thread runs the loop (other threads still post answers to it).
+      loops.push_back(std::make_unique<net::io_context>(1));
+      keep_running.push_back(net::make_work_guard(*loops.back()));
+    }
+  }
 
   void do_accept();
   void on_accept_failed(beast::error_code ec);
@@ -238,7 +252,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void read_body() {
     // A small request's body usually came in the same read as its head. Beast's async_read would parse it
     // from the buffer without I/O and still complete through the event loop (a handler posted, then run by
-    // a thread through the session's strand); parsed here, it goes on to on_body at once.
+    // the session's loop); parsed here, it goes on to on_body at once.
     if (auto announced = parser_->content_length(); announced && buffer_.size() >= *announced) {
       beast::error_code ec;
       while (!parser_->is_done()) {
@@ -381,7 +395,9 @@ class Session : public std::enable_shared_from_this<Session> {
 }  // namespace
 
 void HttpServer::Impl::do_accept() {
-  acceptor->async_accept(net::make_strand(ioc), [this](beast::error_code ec, SessionSocket socket) {
+  net::io_context& loop = *loops[next_loop];
+  next_loop = (next_loop + 1) % loops.size();
+  acceptor->async_accept(loop.get_executor(), [this](beast::error_code ec, SessionSocket socket) {
     if (ec) {
       if (ec == net::error::operation_aborted || stopping) return;
       return on_accept_failed(ec);
@@ -407,7 +423,7 @@ void HttpServer::Impl::do_accept() {
 void HttpServer::Impl::on_accept_failed(beast::error_code ec) {
   if (accept_failures++ == 0)
     log::warn("http", "accept failed: " + ec.message() + "; trying again every 100 ms until it succeeds");
-  if (!accept_retry) accept_retry.emplace(accept_strand);
+  if (!accept_retry) accept_retry.emplace(accept_loop);
   accept_retry->expires_after(std::chrono::milliseconds(100));
   accept_retry->async_wait([this](beast::error_code wait_ec) {
     if (wait_ec || stopping) return;
@@ -447,16 +463,21 @@ HttpServer::~HttpServer() { stop(0); }
 uint16_t HttpServer::start(const std::string& host, uint16_t port) {
   auto address = net::ip::make_address(host);
   tcp::endpoint endpoint(address, port);
-  impl_->acceptor.emplace(impl_->accept_strand);
+  impl_->acceptor.emplace(impl_->accept_loop);
   impl_->acceptor->open(endpoint.protocol());
   impl_->acceptor->set_option(net::socket_base::reuse_address(true));
   impl_->acceptor->bind(endpoint);
   impl_->acceptor->listen(net::socket_base::max_listen_connections);
   uint16_t bound = impl_->acceptor->local_endpoint().port();
   impl_->do_accept();
-  for (int i = 0; i < impl_->thread_count; ++i) impl_->threads.emplace_back([this] {
-    name_this_thread("tayori-http");
-    impl_->ioc.run();
+  for (int i = 0; i < impl_->thread_count; ++i)
+    impl_->threads.emplace_back([loop = impl_->loops[i].get()] {
+      name_this_thread("tayori-http");
+      loop->run();
+    });
+  impl_->threads.emplace_back([this] {
+    name_this_thread("tayori-accept");
+    impl_->accept_loop.run();
   });
   return bound;
 }
@@ -464,14 +485,15 @@ uint16_t HttpServer::start(const std::string& host, uint16_t port) {
 void HttpServer::stop(int64_t grace_ms) {
   if (impl_->threads.empty()) return;
   impl_->stopping = true;
-  net::post(impl_->accept_strand, [this] {
+  net::post(impl_->accept_loop, [this] {
     beast::error_code ec;
     if (impl_->acceptor) impl_->acceptor->close(ec);
   });
   auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(grace_ms);
   while (impl_->active > 0 && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  impl_->ioc.stop();
+  for (auto& loop : impl_->loops) loop->stop();
+  impl_->accept_loop.stop();
   for (auto& t : impl_->threads) t.join();
   impl_->threads.clear();
   // The posted close may not have run before stop(): no thread runs the io_context now, so closing

@@ -1,13 +1,16 @@
 // The HTTP server's own guard at the top of its I/O threads: a handler that throws costs its request a 500
 // problem+json, never the process, and a handler that throws after answering is not answered twice. And how a
 // connection reads its requests: a body that came with its head, one that comes later, several requests in one
-// write, over raw sockets.
+// write, over raw sockets. And how connections share the server's threads.
 #include <curl/curl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <future>
 #include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -167,6 +170,55 @@ TEST(HttpServerReading, ABodyOverTheLimitThatArrivesWithItsHeadIsRefusedWith413)
   EXPECT_TRUE(read.closed);
   EXPECT_EQ(read.text.rfind("HTTP/1.1 413", 0), 0u) << read.text;
   EXPECT_EQ(read.text.find("/after="), std::string::npos) << read.text;
+  server.stop();
+}
+
+// Holds a request to /hold on its thread until released (at most 10 s); answers any other at once.
+class HoldingHandler : public Handler {
+ public:
+  void handle(HttpRequest request, Responder respond) override {
+    if (request.path == "/hold") {
+      std::unique_lock lock(mutex_);
+      holding_ = true;
+      changed_.notify_all();
+      changed_.wait_for(lock, std::chrono::seconds(10), [&] { return released_; });
+    }
+    respond({200, "text/plain", {}, request.path});
+  }
+  bool wait_until_holding() {
+    std::unique_lock lock(mutex_);
+    return changed_.wait_for(lock, std::chrono::seconds(10), [&] { return holding_; });
+  }
+  void release() {
+    std::lock_guard lock(mutex_);
+    released_ = true;
+    changed_.notify_all();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  bool holding_ = false, released_ = false;
+};
+
+// Each thread runs an event loop of its own, and connections are spread over them as they are accepted: a
+// handler that blocks its thread (a store read, a PUT waiting for its commit) holds the connections of its own
+// loop, not the next connection, which is accepted on a loop of its own and served by another thread.
+TEST(HttpServerLoops, AHandlerThatBlocksItsThreadHoldsNeitherTheAcceptorNorTheNextConnection) {
+  HoldingHandler handler;
+  HttpServer server(handler, ServerLimits{}, 2);
+  uint16_t port = server.start("127.0.0.1", 0);
+  auto held = std::async(std::launch::async, [port] { return get(port, "/hold"); });
+  ASSERT_TRUE(handler.wait_until_holding());
+  auto next = std::async(std::launch::async, [port] { return get(port, "/next"); });
+  ASSERT_EQ(next.wait_for(std::chrono::seconds(5)), std::future_status::ready)
+      << "the next connection waited for the held request's thread";
+  Answer answer = next.get();
+  EXPECT_EQ(answer.status, 200);
+  EXPECT_EQ(answer.body, "/next");
+  EXPECT_EQ(held.wait_for(std::chrono::milliseconds(0)), std::future_status::timeout);
+  handler.release();
+  EXPECT_EQ(held.get().body, "/hold");
   server.stop();
 }
 
