@@ -86,6 +86,20 @@ TEST_F(HostileInput, DeepNestingGets400AndTheGatewayStaysUp) {
   for (int i = 0; i < 60; ++i) nested = Json{{"n", nested}};
   fine["metadata"] = nested;
   EXPECT_EQ(gw_->post_json(http_, "/v1/messages", fine).status, 202);
+
+  // The limit is exact, whichever reader meets the body: the message's own object, metadata's and 62 more are
+  // 64 levels (accepted); one more is 65 (refused).
+  auto nesting = [this](const std::string& id, int levels_in_metadata) {
+    Json m = sample_message(id);
+    Json inner = Json::object();
+    for (int i = 1; i < levels_in_metadata; ++i) inner = Json{{"n", inner}};
+    m["metadata"] = inner;
+    return gw_->post_json(http_, "/v1/messages", m);
+  };
+  EXPECT_EQ(nesting("deep-64", 63).status, 202);
+  HttpResult too_deep = nesting("deep-65", 64);
+  EXPECT_EQ(too_deep.status, 400);
+  EXPECT_NE(too_deep.body.find("more than 64 levels deep"), std::string::npos) << too_deep.body.substr(0, 300);
 }
 
 // Stored data the gateway cannot use (here a profile whose push token is a number, written behind its back)

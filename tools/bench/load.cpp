@@ -57,6 +57,7 @@ const char* kUsage =
     "  --warmup N         requests sent before measuring, not counted (default 0)\n"
     "  --channel NAME     channel each message asks for (default email)\n"
     "  --contact KIND     the recipient's contact: email (default), phone, line, push.fcm, push.apns\n"
+    "  --recipients P     prefix of the recipient ids (and email addresses): P-0 to P-99999 (default user)\n"
     "  --purpose P        transactional (default) or marketing (consent, quiet hours and caps apply)\n"
     "  --same-content     every message says the same (a batching channel may carry them in one request)\n"
     "  --timeout-ms N     per-request time limit (default 30000)\n"
@@ -72,6 +73,7 @@ struct Options {
   long warmup = 0;
   std::string channel = "email";
   std::string contact = "email";
+  std::string recipients = "user";
   std::string purpose = "transactional";
   bool same_content = false;
   long timeout_ms = 30'000;
@@ -119,6 +121,8 @@ Options parse_options(int argc, char** argv) {
       o.channel = value();
     else if (a == "--contact")
       o.contact = value();
+    else if (a == "--recipients")
+      o.recipients = value();
     else if (a == "--purpose")
       o.purpose = value();
     else if (a == "--same-content")
@@ -169,7 +173,7 @@ void append_hex_from(std::string& out, uint64_t n, int count) {
 
 // The recipient's contacts as JSON text: one of `kind`, unique to message number `n` of the run, in the shape
 // each channel plugin accepts (E.164 phone, LINE user id "U" + 32 hex, APNs device token of 64 hex).
-void append_contacts(std::string& out, const std::string& kind, long n, const std::string& r) {
+void append_contacts(std::string& out, const std::string& kind, long n, const std::string& recipient) {
   auto u = static_cast<uint64_t>(n);
   if (kind == "phone") {
     char phone[24];
@@ -190,7 +194,7 @@ void append_contacts(std::string& out, const std::string& kind, long n, const st
     append_hex_from(out, u, 4);
     out += R"("}]})";
   } else {
-    out += R"({"email":"user-)" + r + R"(@example.jp"})";
+    out += R"({"email":")" + recipient + R"(@example.jp"})";
   }
 }
 
@@ -198,6 +202,7 @@ void append_contacts(std::string& out, const std::string& kind, long n, const st
 // so they are escaped once by nlohmann here).
 struct BodyParts {
   std::string id_prefix;  // quoted, without its closing quote
+  std::string recipient_prefix;  // escaped, without quotes, ending in "-"
   std::string channel;    // quoted
   std::string purpose;    // quoted
 };
@@ -206,6 +211,8 @@ BodyParts body_parts(const Options& o) {
   BodyParts p;
   p.id_prefix = json(o.id_prefix + "-").dump();
   p.id_prefix.pop_back();
+  p.recipient_prefix = json(o.recipients + "-").dump();
+  p.recipient_prefix = p.recipient_prefix.substr(1, p.recipient_prefix.size() - 2);
   p.channel = json(o.channel).dump();
   p.purpose = json(o.purpose).dump();
   return p;
@@ -233,10 +240,11 @@ void append_message(std::string& out, const Options& o, const BodyParts& parts, 
   out += std::to_string(k);
   out += R"(","metadata":{"source":"tayori_load"},"purpose":)";
   out += parts.purpose;
+  const std::string recipient = parts.recipient_prefix + r;
   out += R"(,"recipient":{"contacts":)";
-  append_contacts(out, o.contact, n, r);
-  out += R"(,"id":"user-)";
-  out += r;
+  append_contacts(out, o.contact, n, recipient);
+  out += R"(,"id":")";
+  out += recipient;
   out += R"(","locale":"ja-JP"}})";
 }
 
@@ -277,11 +285,11 @@ bool body_reads_as_built(const Options& o, const BodyParts& parts) {
       contacts = {{"push", json::array({{{"platform", o.contact.substr(5)},
                                          {"token", (o.contact == "push.fcm" ? "load:" : "") + hex}}})}};
   } else {
-    contacts = {{"email", "user-0@example.jp"}};
+    contacts = {{"email", o.recipients + "-0@example.jp"}};
   }
   json built = {
       {"id", o.id_prefix + "-w0-0"},
-      {"recipient", {{"id", "user-0"}, {"locale", "ja-JP"}, {"contacts", contacts}}},
+      {"recipient", {{"id", o.recipients + "-0"}, {"locale", "ja-JP"}, {"contacts", contacts}}},
       {"purpose", o.purpose},
       {"category", "order"},
       {"channels", json::array({o.channel})},

@@ -166,7 +166,10 @@ children_cpu_ms() {
   CHILDREN_MS=$total
 }
 writes() { echo "$(metric 'tayori_store_writes_total{unit="commits"}') $(metric 'tayori_store_writes_total{unit="statements"}') $(metric 'tayori_store_writes_total{unit="pages"}')"; }
-# phase NAME BATCH CONNECTIONS DELIVERS: one tayori_load run of MESSAGES messages (plus a small warm-up)
+# phase NAME BATCH CONNECTIONS DELIVERS: one tayori_load run of MESSAGES messages (plus a small warm-up), to
+# recipients of its own (NAME-0 to NAME-99999): a phase that followed another on the same gateway used to send
+# to the recipients the first had stored (fewer writes per message), and from 100,000 messages on, to some a
+# third time, which the demo's frequency cap refused.
 phase() {
   local name=$1 batch=$2 connections=$3 delivers=$4 requests warmup start line before after expected c0 s0 p0 c1 s1 p1 \
     gw0 gw1 sim0 sim1 handed0
@@ -188,11 +191,11 @@ phase() {
     expected=$(( (requests + warmup) * batch * 2 ))
     TAYORI_API_KEY=$TAYORI_BENCH_KEY "$LOAD_BIN" --url "$URL2" --concurrency "$connections" --requests "$requests" \
       --batch "$batch" --warmup "$warmup" $LOAD_CHANNEL --purpose marketing \
-      --id-prefix "tp-$$-$name-2" >"$TMP/load2.out" &
+      --id-prefix "tp-$$-$name-2" --recipients "$name" >"$TMP/load2.out" &
     LOAD2_PID=$!
   fi
   run_load "in the $name phase" --url "$URL" --concurrency "$connections" --requests "$requests" --batch "$batch" \
-    --warmup "$warmup" $LOAD_CHANNEL --purpose marketing --id-prefix "tp-$$-$name"
+    --warmup "$warmup" $LOAD_CHANNEL --purpose marketing --id-prefix "tp-$$-$name" --recipients "$name"
   if [[ -n $GW2_PID ]]; then wait "$LOAD2_PID" || die "tayori_load (second node) failed in the $name phase"; fi
   children_cpu_ms
   R[$name.load_us]=$(div "$(( (CHILDREN_MS - load0) * 1000 ))" "$expected")
