@@ -54,6 +54,10 @@ class Statement {
  public:
   virtual ~Statement() = default;
 
+  // Text is bound by reference on SQLite (not copied): it must stay alive and unchanged until the statement has
+  // run to its end or been reset. Binding in the same expression that runs the statement
+  // (`c.prepare(...).bind(1, x).exec()`, `all_rows(c.prepare(...).bind(1, f()), read)`) always is; a statement
+  // kept in a variable and stepped later may bind only what outlives it (a parameter, a member, a literal).
   virtual Statement& bind(int index, std::string_view value) = 0;
   virtual Statement& bind(int index, int64_t value) = 0;
   virtual Statement& bind_null(int index) = 0;

@@ -40,8 +40,10 @@ SqliteStatement::SqliteStatement(sqlite3* db, const char* sql) : db_(db) {
 SqliteStatement::~SqliteStatement() { sqlite3_finalize(stmt_); }
 
 sql::Statement& SqliteStatement::bind(int index, std::string_view value) {
-  // A null data pointer would bind NULL, and an empty view may have one: empty text stays text.
-  sqlite3_bind_text(stmt_, index, value.data() ? value.data() : "", static_cast<int>(value.size()), SQLITE_TRANSIENT);
+  // A null data pointer would bind NULL, and an empty view may have one: empty text stays text. SQLITE_STATIC:
+  // the text is not copied (sql.hpp's bind contract keeps it alive while the statement runs); the copy, and the
+  // allocation and free around it, were about 2 of the store writer's 37 µs per message on e2e-batch.
+  sqlite3_bind_text(stmt_, index, value.data() ? value.data() : "", static_cast<int>(value.size()), SQLITE_STATIC);
   return *this;
 }
 
