@@ -75,6 +75,9 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
   store_writes_ = &counters(*registry_, "tayori_store_writes_total",
                             "What the store's writes cost, by unit: commits (one fsync each), statements, pages "
                             "(database pages written to the WAL)");
+  decision_reads_ = &counters(*registry_, "tayori_store_decision_reads_total",
+                              "Policy decisions by where their recipient's state came from: database (read from the "
+                              "tables) or memory (the store knew there was nothing to read)");
   webhook_deliveries_ = &counters(*registry_, "tayori_webhook_deliveries_total",
                                   "Event POSTs to upstream webhooks, by webhook and result: delivered (2xx), retried "
                                   "(a failed attempt, tried again after a backoff), dropped (give_up_after passed)");
@@ -145,6 +148,11 @@ void Metrics::set_store_writes(const store::WriteStats& w) {
   catch_up(store_writes_->Add({{"unit", "commits"}}), static_cast<double>(w.commits));
   catch_up(store_writes_->Add({{"unit", "statements"}}), static_cast<double>(w.statements));
   catch_up(store_writes_->Add({{"unit", "pages"}}), static_cast<double>(w.pages_written));
+}
+
+void Metrics::set_decision_reads(const store::DecisionReads& r) {
+  catch_up(decision_reads_->Add({{"from", "database"}}), static_cast<double>(r.from_database));
+  catch_up(decision_reads_->Add({{"from", "memory"}}), static_cast<double>(r.from_memory));
 }
 
 void Metrics::set_oldest_due_age(double seconds) { oldest_due_age_->Set(seconds); }

@@ -181,6 +181,14 @@ SqlStore::GroupRun SqlStore::run_group(std::vector<Operation>& group, bool savep
   sql::Connection& c = *writer_conn_;
   WriteContext w;
   w.claimant = backend_->claimant();
+  // The presence filter learns how the transaction ended: committed, or gone with everything it counted.
+  struct FilterOutcome {
+    PresenceFilter* filter;
+    bool committed = false;
+    ~FilterOutcome() {
+      if (filter && !committed) filter->rolled_back();
+    }
+  } filter_outcome{backend_->presence_filter()};
   std::fill(verdicts.begin(), verdicts.end(), Result<void>());
   // Every operation of a group that failed as a whole is told why.
   auto group_failed = [&](const Error& why) {
@@ -192,7 +200,10 @@ SqlStore::GroupRun SqlStore::run_group(std::vector<Operation>& group, bool savep
   try {
     backend_->begin_group(c);
     for (size_t i = 0; i < group.size(); ++i) {
-      if (savepoints) c.prepare("SAVEPOINT op").exec();
+      if (savepoints) {
+        c.prepare("SAVEPOINT op").exec();
+        if (filter_outcome.filter) filter_outcome.filter->mark();
+      }
       auto moved_before = w.moved;
       // Copied only where an operation may be rolled back alone: its counts go with it.
       StatTally counts_before;
@@ -207,6 +218,7 @@ SqlStore::GroupRun SqlStore::run_group(std::vector<Operation>& group, bool savep
         log::error("store", std::string("operation failed, rolled back: ") + what);
         c.prepare("ROLLBACK TO op").exec();
         c.prepare("RELEASE op").exec();
+        if (filter_outcome.filter) filter_outcome.filter->rolled_back_to_mark();
         w.moved = moved_before;
         w.counts = std::move(counts_before);
         return false;
@@ -242,6 +254,8 @@ SqlStore::GroupRun SqlStore::run_group(std::vector<Operation>& group, bool savep
     // The group's counts, in the transaction of the writes that made them true.
     ops::add_stats(c, w.counts);
     c.prepare("COMMIT").exec();
+    if (filter_outcome.filter) filter_outcome.filter->committed();
+    filter_outcome.committed = true;
     commits_.fetch_add(1, std::memory_order_relaxed);
     for (size_t st = 0; st < state_counts_.size(); ++st)
       state_counts_[st].fetch_add(w.moved[st], std::memory_order_relaxed);

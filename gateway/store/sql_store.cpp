@@ -206,9 +206,18 @@ std::vector<policy::CapSlot> SqlStore::slots_since(const std::string& recipient_
 policy::RecipientState SqlStore::decision_state(const std::string& recipient_id,
                                                 const std::vector<std::string>& contacts,
                                                 std::optional<int64_t> slots_since_ms) {
-  // Held slots first, as in slots_since.
+  // Held slots first, as in slots_since; then the filter, which counts a slot from the moment its insert runs,
+  // before its commit and so before it stops being held.
   std::vector<policy::CapSlot> held =
       slots_since_ms ? held_slots(recipient_id, *slots_since_ms) : std::vector<policy::CapSlot>{};
+  if (const PresenceFilter* filter = backend_->presence_filter();
+      filter && nothing_stored(*filter, recipient_id, contacts, slots_since_ms.has_value())) {
+    decisions_from_memory_.fetch_add(1, std::memory_order_relaxed);
+    policy::RecipientState state;
+    state.slots = std::move(held);
+    return state;
+  }
+  decisions_from_database_.fetch_add(1, std::memory_order_relaxed);
   return read<policy::RecipientState>([&](sql::Connection& c) {
     const bool snapshot = backend_->begin_snapshot(c);
     policy::RecipientState state;
@@ -218,6 +227,19 @@ policy::RecipientState SqlStore::decision_state(const std::string& recipient_id,
     if (snapshot) backend_->end_snapshot(c);
     return state;
   });
+}
+
+bool SqlStore::nothing_stored(const PresenceFilter& filter, const std::string& recipient_id,
+                              const std::vector<std::string>& contacts, bool with_slots) const {
+  using Table = PresenceFilter::Table;
+  if (filter.may_have(Table::consent, recipient_id)) return false;
+  if (with_slots && filter.may_have(Table::cap_slots, recipient_id)) return false;
+  // A suppression is stored under the contact point, or under its erased form (ops::suppression_key).
+  for (const std::string& contact : contacts)
+    if (filter.may_have(Table::suppressions, contact) ||
+        filter.may_have(Table::suppressions, ops::suppression_key(contact)))
+      return false;
+  return true;
 }
 
 Result<int64_t> SqlStore::purge_slots(int64_t before_ms) {
@@ -328,6 +350,11 @@ bool SqlStore::healthy() {
 std::string SqlStore::last_write_error() {
   std::lock_guard lock(error_mutex_);
   return last_write_error_;
+}
+
+DecisionReads SqlStore::decision_reads() {
+  return {decisions_from_database_.load(std::memory_order_relaxed),
+          decisions_from_memory_.load(std::memory_order_relaxed)};
 }
 
 WriteStats SqlStore::write_stats() {

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "store/ops/write_context.hpp"
+#include "store/presence_filter.hpp"
 #include "store/sql.hpp"
 #include "store/store.hpp"
 
@@ -63,6 +64,10 @@ class SqlBackend {
     return false;
   }
   virtual void end_snapshot(sql::Connection& reader) { (void)reader; }
+  // Where this process is the database's only writer: a filter the engine keeps told of every insert and
+  // delete in the consent, suppression and cap-slot tables (store/presence_filter.hpp), which the writer tells
+  // how each group ended. nullptr where other processes write the database too (PostgreSQL).
+  virtual PresenceFilter* presence_filter() { return nullptr; }
 };
 
 struct SqlStoreOptions {
@@ -147,6 +152,7 @@ class SqlStore : public Store {
   bool healthy() override;
   std::string last_write_error() override;
   WriteStats write_stats() override;
+  DecisionReads decision_reads() override;
 
  protected:
   // An operation of a group: runs inside its own savepoint on the writer's connection. It throws to fail
@@ -206,6 +212,9 @@ class SqlStore : public Store {
   void stop_writer();
 
  private:
+  // Whether the presence filter knows the decision_state of this recipient and these contact points to be empty.
+  bool nothing_stored(const PresenceFilter& filter, const std::string& recipient_id,
+                      const std::vector<std::string>& contacts, bool with_slots) const;
   // The cap slots this process holds for a recipient (taken, not yet committed) since `since_ms`.
   std::vector<policy::CapSlot> held_slots(const std::string& recipient_id, int64_t since_ms);
 
@@ -238,6 +247,8 @@ class SqlStore : public Store {
   std::atomic<int64_t> commits_{0};
   std::array<std::atomic<int64_t>, std::size(kAllStates)> state_counts_{};
   std::atomic<int64_t> pages_written_{0};
+  std::atomic<int64_t> decisions_from_database_{0};
+  std::atomic<int64_t> decisions_from_memory_{0};
   std::mutex error_mutex_;
   std::string last_write_error_;
   std::unique_ptr<sql::Connection> writer_conn_;

@@ -44,6 +44,13 @@ struct WriteStats {
   int64_t pages_written = 0;  // database pages written (to the WAL), checkpoints not included
 };
 
+// How the decisions' reads were answered since the store opened (decision_state): /metrics exports them, and the
+// bench prints the share answered from memory.
+struct DecisionReads {
+  int64_t from_database = 0;  // read from the tables
+  int64_t from_memory = 0;    // the presence filter knew there was nothing to read
+};
+
 class Store : public MessageStore,
               public RecipientStore,
               public SuppressionStore,
@@ -59,12 +66,15 @@ class Store : public MessageStore,
   // failure). Set before that write's completion runs, so a completion told !ok can say why.
   virtual std::string last_write_error() = 0;
   virtual WriteStats write_stats() = 0;
+  virtual DecisionReads decision_reads() = 0;
 
   // What a decision about one recipient reads (policy::RecipientState): the current consent, the
   // suppressions among `contacts`, and, when `slots_since_ms` is set, the cap slots since then, held ones
   // included (slots_since). Asked as one question so that an engine can answer it from one moment of the
   // store, and at the cost of one read where reads have a fixed cost each (SQLite: a WAL read lock taken
-  // and dropped per statement outside a transaction).
+  // and dropped per statement outside a transaction). Where the store is its database's only writer, a
+  // recipient with no consent and no slot, at contact points with no suppression, is answered without a read
+  // (store/presence_filter.hpp).
   virtual policy::RecipientState decision_state(const std::string& recipient_id,
                                                 const std::vector<std::string>& contacts,
                                                 std::optional<int64_t> slots_since_ms) = 0;

@@ -2,6 +2,8 @@
 // opening the writer with WAL and the durability and cache settings, the migrations and the size limit,
 // the checkpointer thread that keeps checkpoints out of the group commit, and the answers SqlStore's writer
 // asks of its engine (how a group begins, whether a failure lost the transaction, pages written).
+// sqlite3_preupdate_hook is declared only with this; Debian's libsqlite3 is built with it.
+#define SQLITE_ENABLE_PREUPDATE_HOOK
 #include "store/sqlite_store.hpp"
 
 #include <sqlite3.h>
@@ -9,14 +11,17 @@
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
+#include <cstring>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 
 #include "common/log.hpp"
 #include "common/thread_name.hpp"
 #include "store/ops/messages.hpp"
+#include "store/presence_filter.hpp"
 #include "store/sql_store.hpp"
 #include "store/sqlite/sqlite_connection.hpp"
 #include "store/sqlite/sqlite_schema.hpp"
@@ -64,6 +69,7 @@ class SqliteBackend final : public SqlBackend {
     c->exec("PRAGMA temp_store=MEMORY");
     sqlite::migrate(*c, options_.path);
     if (options_.max_bytes > 0) limit_size(*c, options_.max_bytes);
+    watch_presence(*c);
     // Checkpoints run on their own thread and connection, not inside the commit that crossed the threshold
     // (SQLite's auto-checkpoint does that, and it stalled the group commit, and every 202 behind it, for the
     // time it took to copy the WAL into the database and fsync it). The hook replaces the auto-checkpoint.
@@ -102,7 +108,59 @@ class SqliteBackend final : public SqlBackend {
 
   StateCounts initial_counts(sql::Connection& writer) override { return ops::count_by_state(writer); }
 
+  PresenceFilter* presence_filter() override { return &presence_; }
+
  private:
+  // The tables the presence filter counts, and the column each is keyed by (presence_filter.hpp).
+  struct Watched {
+    const char* table;
+    const char* key_column;
+    PresenceFilter::Table counted_as;
+    int key_index = -1;  // the column's position, as the preupdate hook numbers them (declaration order)
+  };
+
+  // Counts the rows there are, then has the writer's connection report every change to them: only this
+  // process writes the file (one process per data folder), and only through this connection.
+  void watch_presence(SqliteConnection& c) {
+    for (Watched& w : watched_) {
+      SqliteStatement columns(c.raw(), ("SELECT cid FROM pragma_table_info('" + std::string(w.table) +
+                                        "') WHERE name = '" + w.key_column + "'")
+                                           .c_str());
+      if (!columns.step()) throw std::runtime_error(std::string("no column ") + w.key_column + " in " + w.table);
+      w.key_index = static_cast<int>(columns.int64(0));
+      SqliteStatement rows(c.raw(), ("SELECT " + std::string(w.key_column) + " FROM " + w.table).c_str());
+      while (rows.step()) presence_.loaded(w.counted_as, rows.text(0));
+    }
+    sqlite3_preupdate_hook(c.raw(), &SqliteBackend::on_preupdate, this);
+  }
+
+  // SQLite's preupdate hook: on the writer's thread, before each row of a statement changes. An UPDATE that
+  // rewrites the key (an erased recipient's suppression, stored again under its erased form) moves the row.
+  static void on_preupdate(void* self, sqlite3* db, int op, const char* schema, const char* table, sqlite3_int64,
+                           sqlite3_int64) {
+    auto* backend = static_cast<SqliteBackend*>(self);
+    if (std::strcmp(schema, "main") != 0) return;
+    for (const Watched& w : backend->watched_) {
+      if (std::strcmp(table, w.table) != 0) continue;
+      std::string_view before =
+          op == SQLITE_INSERT ? std::string_view() : key_of(db, w.key_index, sqlite3_preupdate_old);
+      std::string_view after =
+          op == SQLITE_DELETE ? std::string_view() : key_of(db, w.key_index, sqlite3_preupdate_new);
+      if (op == SQLITE_UPDATE && before == after) return;
+      if (op != SQLITE_INSERT) backend->presence_.deleted(w.counted_as, before);
+      if (op != SQLITE_DELETE) backend->presence_.inserted(w.counted_as, after);
+      return;
+    }
+  }
+
+  static std::string_view key_of(sqlite3* db, int column, int (*value)(sqlite3*, int, sqlite3_value**)) {
+    sqlite3_value* v = nullptr;
+    if (value(db, column, &v) != SQLITE_OK || !v) return {};
+    const unsigned char* text = sqlite3_value_text(v);
+    return text ? std::string_view(reinterpret_cast<const char*>(text), static_cast<size_t>(sqlite3_value_bytes(v)))
+                : std::string_view();
+  }
+
   // A database already larger than the limit stays readable; only growth fails (SQLITE_FULL).
   static void limit_size(SqliteConnection& c, int64_t max_bytes) {
     SqliteStatement page_size(c.raw(), "PRAGMA page_size");
@@ -153,6 +211,10 @@ class SqliteBackend final : public SqlBackend {
   }
 
   SqliteOptions options_;
+  PresenceFilter presence_;
+  Watched watched_[3] = {{"consent", "recipient_id", PresenceFilter::Table::consent},
+                         {"suppressions", "contact", PresenceFilter::Table::suppressions},
+                         {"cap_slots", "recipient_id", PresenceFilter::Table::cap_slots}};
   // SQLite's default auto-checkpoint threshold (1000 frames, ~4 MiB of WAL).
   static constexpr int kCheckpointFrames = 1000;
   static constexpr int kCheckpointStep = 256;

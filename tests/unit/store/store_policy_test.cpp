@@ -507,6 +507,70 @@ TEST_P(StorePolicyTest, DecisionStateIsConsentSuppressionsAndSlotsOfThatRecipien
   EXPECT_EQ(store_->decision_state("u1", {"a@example.jp"}, 0).suppressed.count("a@example.jp"), 1u);
 }
 
+// Where the store is its database's only writer (SQLite), a decision about a recipient with nothing stored is
+// answered from memory (store/presence_filter.hpp). Every kind of write must show in the very next decision
+// once its completion has run, and a recipient with something stored must be read.
+TEST_P(StorePolicyTest, DecisionStateShowsEveryWriteOnceCommittedAndReadsOnlyWhatMayBeStored) {
+  const bool filtered = backend() == test::StoreBackend::sqlite;
+  auto from_memory = [&] { return store_->decision_reads().from_memory; };
+  // Each kind of row on a recipient of its own, so that no other row makes the store read anyway.
+  auto state = [&](const std::string& recipient, const std::string& contact) {
+    return store_->decision_state(recipient, {contact, "+819000000000"}, 0);
+  };
+
+  int64_t unread = from_memory();
+  EXPECT_THAT(state("u-consent", "c@example.jp").consent, IsEmpty());
+  EXPECT_EQ(from_memory(), unread + (filtered ? 1 : 0));
+  consent("u-consent", {"sms", Purpose::marketing, ConsentState::opted_in, "api", "", 1'000});
+  unread = from_memory();
+  EXPECT_THAT(describe(state("u-consent", "c@example.jp").consent), ElementsAre("sms/marketing/opted_in/api/@1000"));
+  EXPECT_EQ(from_memory(), unread);  // read from the table
+
+  suppress({"s@example.jp", "hard_bounce", "email", 1'000});
+  EXPECT_EQ(state("u-suppressed", "s@example.jp").suppressed.count("s@example.jp"), 1u);
+  EXPECT_TRUE(unsuppress("s@example.jp"));
+  EXPECT_THAT(state("u-suppressed", "s@example.jp").suppressed, IsEmpty());
+
+  // A slot counts while held, and from its insert on: between the two there is no moment it is missed. A
+  // waited-for write behind it in the writer's order shows it committed (and no longer held).
+  auto slots = [&] { return slot_ids(state("u-slots", "t@example.jp").slots); };
+  store_->take_slot("u-slots", {"s1", "sms", Purpose::marketing, "", 2'000});
+  EXPECT_THAT(slots(), ElementsAre("s1"));
+  consent("someone-else", {"sms", Purpose::marketing, ConsentState::opted_in, "api", "", 1'000});
+  EXPECT_THAT(slots(), ElementsAre("s1"));
+  release("u-slots", "s1");
+  EXPECT_THAT(slots(), IsEmpty());
+  store_->take_slot("u-slots", {"s2", "sms", Purpose::marketing, "", 500});
+  consent("someone-else", {"sms", Purpose::marketing, ConsentState::opted_in, "api", "", 1'000});
+  EXPECT_EQ(store_->purge_slots(1'000).value(), 1);
+  unread = from_memory();
+  EXPECT_THAT(slots(), IsEmpty());
+  // Its slots and suppression gone, a recipient is answered from memory again.
+  EXPECT_THAT(state("u-suppressed", "s@example.jp").suppressed, IsEmpty());
+  EXPECT_EQ(from_memory(), unread + (filtered ? 2 : 0));
+
+  // The suppression of an erased recipient's contact point is stored under its erased form, and still found.
+  put_recipient({"u-erased", "", "", R"({"email":"y@example.jp"})", 0, false}, 1'000);
+  suppress({"y@example.jp", "hard_bounce", "email", 1'000});
+  EXPECT_TRUE(erase("u-erased", 2'000));
+  ASSERT_THAT(contacts_of(store_->list_suppressions("", 10)), ElementsAre(ops::suppression_key("y@example.jp")));
+  EXPECT_EQ(state("u-new", "y@example.jp").suppressed.count("y@example.jp"), 1u);
+
+  // What was stored before the store opened counts as well.
+  reopen();
+  EXPECT_THAT(describe(state("u-consent", "c@example.jp").consent), ElementsAre("sms/marketing/opted_in/api/@1000"));
+  EXPECT_EQ(state("u-new", "y@example.jp").suppressed.count("y@example.jp"), 1u);
+  suppress({"s@example.jp", "hard_bounce", "email", 3'000});
+  store_->take_slot("u-slots", {"s3", "sms", Purpose::marketing, "", 4'000});
+  consent("someone-else", {"sms", Purpose::marketing, ConsentState::opted_in, "api", "", 1'000});
+  reopen();
+  EXPECT_EQ(state("u-suppressed", "s@example.jp").suppressed.count("s@example.jp"), 1u);
+  EXPECT_THAT(slots(), ElementsAre("s3"));
+  unread = from_memory();
+  EXPECT_THAT(state("nobody", "nobody@example.jp").consent, IsEmpty());
+  EXPECT_EQ(from_memory(), unread + (filtered ? 1 : 0));
+}
+
 TEST_P(StorePolicyTest, ReleaseSlotGivesBackOnlyThatMessagesSlot) {
   store_->take_slot("u1", {"m1", "email", Purpose::marketing, "", 1'000});
   store_->take_slot("u1", {"m2", "email", Purpose::marketing, "", 1'100});
