@@ -2,6 +2,7 @@
 // Store methods queue (submit, one transaction per group, each caller answered once its group is durable)
 // and the pool of read connections their reads borrow. sql_store.cpp turns each Store method into such an
 // operation or read; the SQL itself is in store/ops/, and the engine's differences behind SqlBackend.
+#include <array>
 #include <future>
 
 #include "common/log.hpp"
@@ -181,14 +182,19 @@ SqlStore::GroupRun SqlStore::run_group(std::vector<Operation>& group, bool savep
   sql::Connection& c = *writer_conn_;
   WriteContext w;
   w.claimant = backend_->claimant();
-  // The presence filter learns how the transaction ended: committed, or gone with everything it counted.
-  struct FilterOutcome {
-    PresenceFilter* filter;
+  // What the engine keeps in memory from the writer's rows (SqlBackend::presence_filter, profile_cache) learns
+  // where each savepoint began and how the transaction ended: committed, or gone with all it wrote.
+  struct Followers {
+    std::array<TransactionFollower*, 2> all;
     bool committed = false;
-    ~FilterOutcome() {
-      if (filter && !committed) filter->rolled_back();
+    void each(void (TransactionFollower::*told)()) {
+      for (TransactionFollower* f : all)
+        if (f) (f->*told)();
     }
-  } filter_outcome{backend_->presence_filter()};
+    ~Followers() {
+      if (!committed) each(&TransactionFollower::rolled_back);
+    }
+  } followers{{backend_->presence_filter(), backend_->profile_cache()}};
   std::fill(verdicts.begin(), verdicts.end(), Result<void>());
   // Every operation of a group that failed as a whole is told why.
   auto group_failed = [&](const Error& why) {
@@ -202,7 +208,7 @@ SqlStore::GroupRun SqlStore::run_group(std::vector<Operation>& group, bool savep
     for (size_t i = 0; i < group.size(); ++i) {
       if (savepoints) {
         c.prepare("SAVEPOINT op").exec();
-        if (filter_outcome.filter) filter_outcome.filter->mark();
+        followers.each(&TransactionFollower::mark);
       }
       auto moved_before = w.moved;
       // Copied only where an operation may be rolled back alone: its counts go with it.
@@ -218,7 +224,7 @@ SqlStore::GroupRun SqlStore::run_group(std::vector<Operation>& group, bool savep
         log::error("store", std::string("operation failed, rolled back: ") + what);
         c.prepare("ROLLBACK TO op").exec();
         c.prepare("RELEASE op").exec();
-        if (filter_outcome.filter) filter_outcome.filter->rolled_back_to_mark();
+        followers.each(&TransactionFollower::rolled_back_to_mark);
         w.moved = moved_before;
         w.counts = std::move(counts_before);
         return false;
@@ -254,8 +260,8 @@ SqlStore::GroupRun SqlStore::run_group(std::vector<Operation>& group, bool savep
     // The group's counts, in the transaction of the writes that made them true.
     ops::add_stats(c, w.counts);
     c.prepare("COMMIT").exec();
-    if (filter_outcome.filter) filter_outcome.filter->committed();
-    filter_outcome.committed = true;
+    followers.each(&TransactionFollower::committed);
+    followers.committed = true;
     commits_.fetch_add(1, std::memory_order_relaxed);
     for (size_t st = 0; st < state_counts_.size(); ++st)
       state_counts_[st].fetch_add(w.moved[st], std::memory_order_relaxed);
