@@ -330,7 +330,7 @@ int serve(const ServeOptions& options) {
     });
     m.set_unrecorded(g->dispatcher->unrecorded());
     m.set_store_writes(store->write_stats());
-    m.set_store_reads(store->reads());
+    m.set_decision_reads(store->decision_reads());
   });
 
   const config::ServerConfig server_config = generation->loaded.config.server;

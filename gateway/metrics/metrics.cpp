@@ -78,9 +78,6 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
   decision_reads_ = &counters(*registry_, "tayori_store_decision_reads_total",
                               "Policy decisions by where their recipient's state came from: database (read from the "
                               "tables) or memory (the store knew there was nothing to read)");
-  profile_reads_ = &counters(*registry_, "tayori_store_profile_reads_total",
-                             "Recipient profiles asked of the store, by where the answer came from: database or "
-                             "memory (the profiles written or read most recently)");
   webhook_deliveries_ = &counters(*registry_, "tayori_webhook_deliveries_total",
                                   "Event POSTs to upstream webhooks, by webhook and result: delivered (2xx), retried "
                                   "(a failed attempt, tried again after a backoff), dropped (give_up_after passed)");
@@ -153,11 +150,9 @@ void Metrics::set_store_writes(const store::WriteStats& w) {
   catch_up(store_writes_->Add({{"unit", "pages"}}), static_cast<double>(w.pages_written));
 }
 
-void Metrics::set_store_reads(const store::StoreReads& r) {
-  catch_up(decision_reads_->Add({{"from", "database"}}), static_cast<double>(r.decisions_from_database));
-  catch_up(decision_reads_->Add({{"from", "memory"}}), static_cast<double>(r.decisions_from_memory));
-  catch_up(profile_reads_->Add({{"from", "database"}}), static_cast<double>(r.profiles_from_database));
-  catch_up(profile_reads_->Add({{"from", "memory"}}), static_cast<double>(r.profiles_from_memory));
+void Metrics::set_decision_reads(const store::DecisionReads& r) {
+  catch_up(decision_reads_->Add({{"from", "database"}}), static_cast<double>(r.from_database));
+  catch_up(decision_reads_->Add({{"from", "memory"}}), static_cast<double>(r.from_memory));
 }
 
 void Metrics::set_oldest_due_age(double seconds) { oldest_due_age_->Set(seconds); }

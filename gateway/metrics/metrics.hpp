@@ -47,7 +47,7 @@ class Metrics {
   void set_oldest_due_age(double seconds);
   void set_unrecorded(int64_t n);
   void set_store_writes(const store::WriteStats& writes);  // cumulative, from Store::write_stats
-  void set_store_reads(const store::StoreReads& reads);    // cumulative, from Store::reads
+  void set_decision_reads(const store::DecisionReads& reads);  // cumulative, from Store::decision_reads
   // Upstream webhooks (feed/webhooks.hpp): result delivered | retried | dropped; lag = last seq - cursor.
   void count_webhook(std::string_view webhook, std::string_view result);
   void set_webhook_lag(std::string_view webhook, int64_t events);
@@ -76,7 +76,6 @@ class Metrics {
   prometheus::Gauge* unrecorded_;
   prometheus::Family<prometheus::Counter>* store_writes_;
   prometheus::Family<prometheus::Counter>* decision_reads_;
-  prometheus::Family<prometheus::Counter>* profile_reads_;
   prometheus::Family<prometheus::Counter>* webhook_deliveries_;
   prometheus::Family<prometheus::Gauge>* webhook_lag_;
   prometheus::Family<prometheus::Counter>* thread_errors_;

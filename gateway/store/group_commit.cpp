@@ -2,7 +2,6 @@
 // Store methods queue (submit, one transaction per group, each caller answered once its group is durable)
 // and the pool of read connections their reads borrow. sql_store.cpp turns each Store method into such an
 // operation or read; the SQL itself is in store/ops/, and the engine's differences behind SqlBackend.
-#include <array>
 #include <future>
 
 #include "common/log.hpp"
@@ -182,19 +181,14 @@ SqlStore::GroupRun SqlStore::run_group(std::vector<Operation>& group, bool savep
   sql::Connection& c = *writer_conn_;
   WriteContext w;
   w.claimant = backend_->claimant();
-  // What the engine keeps in memory from the writer's rows (SqlBackend::presence_filter, profile_cache) learns
-  // where each savepoint began and how the transaction ended: committed, or gone with all it wrote.
-  struct Followers {
-    std::array<TransactionFollower*, 2> all;
+  // The presence filter learns how the transaction ended: committed, or gone with everything it counted.
+  struct FilterOutcome {
+    PresenceFilter* filter;
     bool committed = false;
-    void each(void (TransactionFollower::*told)()) {
-      for (TransactionFollower* f : all)
-        if (f) (f->*told)();
+    ~FilterOutcome() {
+      if (filter && !committed) filter->rolled_back();
     }
-    ~Followers() {
-      if (!committed) each(&TransactionFollower::rolled_back);
-    }
-  } followers{{backend_->presence_filter(), backend_->profile_cache()}};
+  } filter_outcome{backend_->presence_filter()};
   std::fill(verdicts.begin(), verdicts.end(), Result<void>());
   // Every operation of a group that failed as a whole is told why.
   auto group_failed = [&](const Error& why) {
@@ -208,7 +202,7 @@ SqlStore::GroupRun SqlStore::run_group(std::vector<Operation>& group, bool savep
     for (size_t i = 0; i < group.size(); ++i) {
       if (savepoints) {
         c.prepare("SAVEPOINT op").exec();
-        followers.each(&TransactionFollower::mark);
+        if (filter_outcome.filter) filter_outcome.filter->mark();
       }
       auto moved_before = w.moved;
       // Copied only where an operation may be rolled back alone: its counts go with it.
@@ -224,7 +218,7 @@ SqlStore::GroupRun SqlStore::run_group(std::vector<Operation>& group, bool savep
         log::error("store", std::string("operation failed, rolled back: ") + what);
         c.prepare("ROLLBACK TO op").exec();
         c.prepare("RELEASE op").exec();
-        followers.each(&TransactionFollower::rolled_back_to_mark);
+        if (filter_outcome.filter) filter_outcome.filter->rolled_back_to_mark();
         w.moved = moved_before;
         w.counts = std::move(counts_before);
         return false;
@@ -260,8 +254,8 @@ SqlStore::GroupRun SqlStore::run_group(std::vector<Operation>& group, bool savep
     // The group's counts, in the transaction of the writes that made them true.
     ops::add_stats(c, w.counts);
     c.prepare("COMMIT").exec();
-    followers.each(&TransactionFollower::committed);
-    followers.committed = true;
+    if (filter_outcome.filter) filter_outcome.filter->committed();
+    filter_outcome.committed = true;
     commits_.fetch_add(1, std::memory_order_relaxed);
     for (size_t st = 0; st < state_counts_.size(); ++st)
       state_counts_[st].fetch_add(w.moved[st], std::memory_order_relaxed);

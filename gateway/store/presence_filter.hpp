@@ -23,11 +23,9 @@
 #include <string_view>
 #include <vector>
 
-#include "store/transaction_follower.hpp"
-
 namespace tayori::store {
 
-class PresenceFilter final : public TransactionFollower {
+class PresenceFilter {
  public:
   // The tables whose rows it counts, each keyed as above.
   enum class Table : uint8_t { consent, suppressions, cap_slots };
@@ -46,27 +44,24 @@ class PresenceFilter final : public TransactionFollower {
   // A row under `key` was deleted (the transaction is open): counts down at commit.
   void deleted(Table table, std::string_view key);
   // The group's transaction committed: the deletes count down.
-  void committed() override;
+  void committed();
   // The group's transaction was rolled back: its inserts are given back, its deletes forgotten.
-  void rolled_back() override;
+  void rolled_back();
   // A savepoint began; rolled_back_to_mark gives back what was counted since.
-  void mark() override;
-  void rolled_back_to_mark() override;
+  void mark();
+  void rolled_back_to_mark();
 
  private:
   struct Probe {
     uint64_t h1, h2;
   };
   static Probe probe(Table table, std::string_view key);
-  // Every probe of a key falls in one 64-byte block (a blocked Bloom filter): one cache miss per question
-  // instead of one per probe, which on a filter of 16 MiB was most of its cost.
   size_t index(const Probe& p, int i) const {
-    return static_cast<size_t>((p.h1 & mask_ & ~(kBlock - 1)) | ((p.h2 >> (6 * i)) & (kBlock - 1)));
+    return static_cast<size_t>(p.h1 + static_cast<uint64_t>(i) * p.h2) & mask_;
   }
   void add(const Probe& p, int delta);
 
   static constexpr int kProbes = 4;
-  static constexpr uint64_t kBlock = 64;  // counters per block: a cache line
   static constexpr uint8_t kStuck = 255;  // saturated: never counts down again
   uint64_t mask_;
   std::unique_ptr<std::atomic<uint8_t>[]> counters_;

@@ -110,16 +110,7 @@ std::map<State, int64_t> SqlStore::count_by_state() {
 // ---- RecipientStore ----
 
 std::optional<RecipientProfile> SqlStore::recipient(const std::string& id) {
-  ProfileCache* cache = backend_->profile_cache();
-  ProfileCache::Lookup cached = cache ? cache->find(id) : ProfileCache::Lookup{};
-  if (cached.hit) {
-    profiles_from_memory_.fetch_add(1, std::memory_order_relaxed);
-    return cached.profile;
-  }
-  profiles_from_database_.fetch_add(1, std::memory_order_relaxed);
-  auto profile = read<std::optional<RecipientProfile>>([&](sql::Connection& c) { return ops::recipient(c, id); });
-  if (cache) cache->offer(id, profile, cached.generation);
-  return profile;
+  return read<std::optional<RecipientProfile>>([&](sql::Connection& c) { return ops::recipient(c, id); });
 }
 
 void SqlStore::put_recipient(RecipientProfile p, int64_t now_ms, std::function<void(Result<void>)> done) {
@@ -361,10 +352,9 @@ std::string SqlStore::last_write_error() {
   return last_write_error_;
 }
 
-StoreReads SqlStore::reads() {
-  return {
-      decisions_from_database_.load(std::memory_order_relaxed), decisions_from_memory_.load(std::memory_order_relaxed),
-      profiles_from_database_.load(std::memory_order_relaxed), profiles_from_memory_.load(std::memory_order_relaxed)};
+DecisionReads SqlStore::decision_reads() {
+  return {decisions_from_database_.load(std::memory_order_relaxed),
+          decisions_from_memory_.load(std::memory_order_relaxed)};
 }
 
 WriteStats SqlStore::write_stats() {

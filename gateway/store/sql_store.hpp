@@ -19,7 +19,6 @@
 
 #include "store/ops/write_context.hpp"
 #include "store/presence_filter.hpp"
-#include "store/profile_cache.hpp"
 #include "store/sql.hpp"
 #include "store/store.hpp"
 
@@ -69,9 +68,6 @@ class SqlBackend {
   // delete in the consent, suppression and cap-slot tables (store/presence_filter.hpp), which the writer tells
   // how each group ended. nullptr where other processes write the database too (PostgreSQL).
   virtual PresenceFilter* presence_filter() { return nullptr; }
-  // Likewise: the recipient profiles written or read most recently (store/profile_cache.hpp), kept by the engine
-  // from every write to the recipients table; nullptr where other processes write the database too.
-  virtual ProfileCache* profile_cache() { return nullptr; }
 };
 
 struct SqlStoreOptions {
@@ -156,7 +152,7 @@ class SqlStore : public Store {
   bool healthy() override;
   std::string last_write_error() override;
   WriteStats write_stats() override;
-  StoreReads reads() override;
+  DecisionReads decision_reads() override;
 
  protected:
   // An operation of a group: runs inside its own savepoint on the writer's connection. It throws to fail
@@ -253,8 +249,6 @@ class SqlStore : public Store {
   std::atomic<int64_t> pages_written_{0};
   std::atomic<int64_t> decisions_from_database_{0};
   std::atomic<int64_t> decisions_from_memory_{0};
-  std::atomic<int64_t> profiles_from_database_{0};
-  std::atomic<int64_t> profiles_from_memory_{0};
   std::mutex error_mutex_;
   std::string last_write_error_;
   std::unique_ptr<sql::Connection> writer_conn_;

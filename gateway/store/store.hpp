@@ -44,13 +44,11 @@ struct WriteStats {
   int64_t pages_written = 0;  // database pages written (to the WAL), checkpoints not included
 };
 
-// How the reads a decision makes were answered since the store opened: /metrics exports them, and the bench
-// prints the share of decisions answered from memory.
-struct StoreReads {
-  int64_t decisions_from_database = 0;  // decision_state read from the tables
-  int64_t decisions_from_memory = 0;    // the presence filter knew there was nothing to read
-  int64_t profiles_from_database = 0;   // recipient() read from the table
-  int64_t profiles_from_memory = 0;     // recipient() answered by the profile cache
+// How the decisions' reads were answered since the store opened (decision_state): /metrics exports them, and the
+// bench prints the share answered from memory.
+struct DecisionReads {
+  int64_t from_database = 0;  // read from the tables
+  int64_t from_memory = 0;    // the presence filter knew there was nothing to read
 };
 
 class Store : public MessageStore,
@@ -68,7 +66,7 @@ class Store : public MessageStore,
   // failure). Set before that write's completion runs, so a completion told !ok can say why.
   virtual std::string last_write_error() = 0;
   virtual WriteStats write_stats() = 0;
-  virtual StoreReads reads() = 0;
+  virtual DecisionReads decision_reads() = 0;
 
   // What a decision about one recipient reads (policy::RecipientState): the current consent, the
   // suppressions among `contacts`, and, when `slots_since_ms` is set, the cap slots since then, held ones

@@ -45,12 +45,10 @@ echo "$out"
 if (( rc != 0 )); then echo "smoke.sh: throughput.sh exited $rc" >&2; exit 1; fi
 patterns=('^ceiling: wrk .* [0-9]+ req/s$')
 for p in intake-single intake-batch e2e-single e2e-batch pg-batch pg2-batch line-batch; do
-  # Fifteen columns after the name: the tenth the share handed over (0.00 without a dispatcher, n/a with two
+  # Fourteen columns after the name: the tenth the share handed over (0.00 without a dispatcher, n/a with two
   # nodes), the eleventh the share of decisions made without a read (n/a with none made or two nodes; on one
   # PostgreSQL node none; on SQLite all, every recipient being new with no consent row: the presence filter
-  # must have answered each), the twelfth the share of profiles answered from memory (likewise n/a or none; on
-  # SQLite all: each was written by its message's intake moments before), the last three the CPU per message of
-  # the gateway, tayori-sim and tayori_load.
+  # must have answered each), the last three the CPU per message of the gateway, tayori-sim and tayori_load.
   case $p in
     intake-*) handed='0\.00' unread='n/a' ;;
     pg2-*) handed='n/a' unread='n/a' ;;
@@ -58,7 +56,7 @@ for p in intake-single intake-batch e2e-single e2e-batch pg-batch pg2-batch line
     *) handed='[01]\.[0-9]{2}' unread='1\.00' ;;
   esac
   patterns+=("^$p: tayori_load: .* failed=0$" "^$p +[0-9]+ +[0-9.]+ +[0-9.]+ "
-    "^$p( +[^ ]+){9} +$handed +$unread +$unread( +[0-9]+\\.[0-9]+){3}$")
+    "^$p( +[^ ]+){9} +$handed +$unread( +[0-9]+\\.[0-9]+){3}$")
 done
 expect throughput.sh "$out" "${patterns[@]}" '^pg-batch / e2e-batch: [0-9.]+$' '^pg2-batch / pg-batch: [0-9.]+$' \
   '^tayori-sim received [0-9]+ SMS requests for [0-9]+ delivered messages$' \

@@ -19,9 +19,7 @@
 # statements, and database pages written to the WAL; the share of the messages handed to the dispatcher by their
 # commit rather than claimed from the store (tayori_intake_handed_over_total); the share of the policy's decisions
 # answered without reading the store (tayori_store_decision_reads_total: the presence filter knew the recipient
-# had no consent, no cap slot and no suppressed contact point); the share of the recipient profiles the decisions
-# asked for answered from memory (tayori_store_profile_reads_total: those written or read most recently); and the
-# CPU time the gateway,
+# had no consent, no cap slot and no suppressed contact point); and the CPU time the gateway,
 # tayori-sim and tayori_load spent per message (a rate moves with whatever else runs on the machine, CPU per message barely; the three share the
 # cores, so each one's share is the others' ceiling), then the gateway's per thread
 # (its single writer or transport thread is a ceiling of its own). A run also checks that tayori-sim received as many
@@ -176,7 +174,7 @@ writes() { echo "$(metric 'tayori_store_writes_total{unit="commits"}') $(metric 
 # third time, which the demo's frequency cap refused.
 phase() {
   local name=$1 batch=$2 connections=$3 delivers=$4 requests warmup start line before after expected c0 s0 p0 c1 s1 p1 \
-    gw0 gw1 sim0 sim1 handed0 unread0 read0 pmem0 pdb0
+    gw0 gw1 sim0 sim1 handed0 unread0 read0
   requests=$(( MESSAGES / batch ))
   warmup=$(( batch == 1 ? connections : 2 ))
   expected=$(( (requests + warmup) * batch ))
@@ -185,8 +183,6 @@ phase() {
   handed0=$(metric 'tayori_intake_handed_over_total')
   unread0=$(metric 'tayori_store_decision_reads_total{from="memory"}')
   read0=$(metric 'tayori_store_decision_reads_total{from="database"}')
-  pmem0=$(metric 'tayori_store_profile_reads_total{from="memory"}')
-  pdb0=$(metric 'tayori_store_profile_reads_total{from="database"}')
   read -r c0 s0 p0 <<<"$(writes)"
   gw0=$(cpu_ms "$GW_PID" "$GW2_PID") sim0=$(cpu_ms "$STANDINS_SIM_PID")
   threads0=$(thread_cpu_ms "$GW_PID" "$GW2_PID")
@@ -233,15 +229,12 @@ phase() {
   R[$name.pages]=$(div "$(( p1 - p0 ))" "$expected")
   # The share of the messages that went to the dispatcher with their commit, with no claim (one node's count:
   # n/a with two). The smoke's few messages go nearly all that way; where intake outruns delivery, few do.
-  R[$name.handed]=n/a R[$name.unread]=n/a R[$name.profiles]=n/a
+  R[$name.handed]=n/a R[$name.unread]=n/a
   if [[ -z $GW2_PID ]]; then
     R[$name.handed]=$(div "$(( $(metric 'tayori_intake_handed_over_total') - handed0 ))" "$expected")
     local unread=$(( $(metric 'tayori_store_decision_reads_total{from="memory"}') - unread0 ))
     local decisions=$(( unread + $(metric 'tayori_store_decision_reads_total{from="database"}') - read0 ))
     if (( decisions > 0 )); then R[$name.unread]=$(div "$unread" "$decisions"); fi
-    local pmem=$(( $(metric 'tayori_store_profile_reads_total{from="memory"}') - pmem0 ))
-    local profiles=$(( pmem + $(metric 'tayori_store_profile_reads_total{from="database"}') - pdb0 ))
-    if (( profiles > 0 )); then R[$name.profiles]=$(div "$pmem" "$profiles"); fi
   fi
 }
 target_of() {
@@ -301,16 +294,15 @@ line_requests=$(( line_requests - LINE_REQUESTS_BASE )) line_received=$(( line_t
 (( line_received == sent_line )) || die "tayori-sim's LINE endpoint named $line_received recipients for $sent_line delivered messages"
 
 echo
-printf '%-14s %9s %8s %10s %9s %10s %8s %10s %11s %9s %12s %9s %9s %13s %12s %13s\n' \
+printf '%-14s %9s %8s %10s %9s %10s %8s %10s %11s %9s %12s %9s %13s %12s %13s\n' \
   phase messages seconds 'msg/s' 'p99 ms' 'vs target' 'vs ceil' 'fsync/msg' 'stmts/msg' 'pages/msg' 'handed over' \
-  'unread' 'profiles' 'gw cpu us/msg' 'sim cpu us/msg' 'load cpu us/msg'
+  'unread' 'gw cpu us/msg' 'sim cpu us/msg' 'load cpu us/msg'
 for p in $PHASES; do
   vs_ceiling=n/a
   [[ $p != intake-* && $p != line-* ]] && vs_ceiling=$(div "${R[$p.rate]}" "$CEILING")
-  printf '%-14s %9s %8s %10s %9s %10s %8s %10s %11s %9s %12s %9s %9s %13s %12s %13s\n' "$p" "${R[$p.messages]}" \
+  printf '%-14s %9s %8s %10s %9s %10s %8s %10s %11s %9s %12s %9s %13s %12s %13s\n' "$p" "${R[$p.messages]}" \
     "${R[$p.seconds]}" "${R[$p.rate]}" "${R[$p.p99]}" "$(div "${R[$p.rate]}" "$(target_of "$p")")" "$vs_ceiling" \
-    "${R[$p.commits]}" "${R[$p.statements]}" "${R[$p.pages]}" "${R[$p.handed]}" "${R[$p.unread]}" "${R[$p.profiles]}" \
-    "${R[$p.gw_us]}" "${R[$p.sim_us]}" \
+    "${R[$p.commits]}" "${R[$p.statements]}" "${R[$p.pages]}" "${R[$p.handed]}" "${R[$p.unread]}" "${R[$p.gw_us]}" "${R[$p.sim_us]}" \
     "${R[$p.load_us]}"
 done
 echo

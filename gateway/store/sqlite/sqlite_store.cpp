@@ -22,7 +22,6 @@
 #include "common/thread_name.hpp"
 #include "store/ops/messages.hpp"
 #include "store/presence_filter.hpp"
-#include "store/profile_cache.hpp"
 #include "store/sql_store.hpp"
 #include "store/sqlite/sqlite_connection.hpp"
 #include "store/sqlite/sqlite_schema.hpp"
@@ -110,7 +109,6 @@ class SqliteBackend final : public SqlBackend {
   StateCounts initial_counts(sql::Connection& writer) override { return ops::count_by_state(writer); }
 
   PresenceFilter* presence_filter() override { return &presence_; }
-  ProfileCache* profile_cache() override { return &profiles_; }
 
  private:
   // The tables the presence filter counts, and the column each is keyed by (presence_filter.hpp).
@@ -121,27 +119,19 @@ class SqliteBackend final : public SqlBackend {
     int key_index = -1;  // the column's position, as the preupdate hook numbers them (declaration order)
   };
 
-  // Counts the rows there are, then has the writer's connection report every change to them and to the
-  // recipients' profiles: only this process writes the file (one process per data folder), and only through
-  // this connection.
+  // Counts the rows there are, then has the writer's connection report every change to them: only this
+  // process writes the file (one process per data folder), and only through this connection.
   void watch_presence(SqliteConnection& c) {
     for (Watched& w : watched_) {
-      w.key_index = column_index(c, w.table, w.key_column);
+      SqliteStatement columns(c.raw(), ("SELECT cid FROM pragma_table_info('" + std::string(w.table) +
+                                        "') WHERE name = '" + w.key_column + "'")
+                                           .c_str());
+      if (!columns.step()) throw std::runtime_error(std::string("no column ") + w.key_column + " in " + w.table);
+      w.key_index = static_cast<int>(columns.int64(0));
       SqliteStatement rows(c.raw(), ("SELECT " + std::string(w.key_column) + " FROM " + w.table).c_str());
       while (rows.step()) presence_.loaded(w.counted_as, rows.text(0));
     }
-    for (size_t i = 0; i < std::size(kProfileColumns); ++i)
-      profile_columns_[i] = column_index(c, "recipients", kProfileColumns[i]);
     sqlite3_preupdate_hook(c.raw(), &SqliteBackend::on_preupdate, this);
-  }
-
-  // The column's position, as the preupdate hook numbers them (declaration order).
-  static int column_index(SqliteConnection& c, const char* table, const char* column) {
-    SqliteStatement columns(
-        c.raw(),
-        ("SELECT cid FROM pragma_table_info('" + std::string(table) + "') WHERE name = '" + column + "'").c_str());
-    if (!columns.step()) throw std::runtime_error(std::string("no column ") + column + " in " + table);
-    return static_cast<int>(columns.int64(0));
   }
 
   // SQLite's preupdate hook: on the writer's thread, before each row of a statement changes. An UPDATE that
@@ -150,7 +140,6 @@ class SqliteBackend final : public SqlBackend {
                            sqlite3_int64) {
     auto* backend = static_cast<SqliteBackend*>(self);
     if (std::strcmp(schema, "main") != 0) return;
-    if (std::strcmp(table, "recipients") == 0) return backend->profile_written(db, op);
     for (const Watched& w : backend->watched_) {
       if (std::strcmp(table, w.table) != 0) continue;
       std::string_view before =
@@ -162,30 +151,6 @@ class SqliteBackend final : public SqlBackend {
       if (op != SQLITE_DELETE) backend->presence_.inserted(w.counted_as, after);
       return;
     }
-  }
-
-  // A recipients row as ops::recipient reads it, from the values the statement is about to write.
-  void profile_written(sqlite3* db, int op) {
-    if (op == SQLITE_DELETE)
-      return profiles_.written(std::string(key_of(db, profile_columns_[0], sqlite3_preupdate_old)), std::nullopt);
-    auto text = [&](int i) { return std::string(key_of(db, profile_columns_[i], sqlite3_preupdate_new)); };
-    sqlite3_value* updated_at = nullptr;
-    sqlite3_value* erased_at = nullptr;
-    sqlite3_preupdate_new(db, profile_columns_[4], &updated_at);
-    sqlite3_preupdate_new(db, profile_columns_[5], &erased_at);
-    RecipientProfile p{text(0),
-                       text(1),
-                       text(2),
-                       text(3),
-                       updated_at ? sqlite3_value_int64(updated_at) : 0,
-                       erased_at && sqlite3_value_type(erased_at) != SQLITE_NULL};
-    // An UPDATE that changes the id (none does) leaves the old one behind: forget it too.
-    if (op == SQLITE_UPDATE) {
-      std::string before(key_of(db, profile_columns_[0], sqlite3_preupdate_old));
-      if (before != p.id) profiles_.written(std::move(before), std::nullopt);
-    }
-    std::string id = p.id;
-    profiles_.written(std::move(id), std::move(p));
   }
 
   static std::string_view key_of(sqlite3* db, int column, int (*value)(sqlite3*, int, sqlite3_value**)) {
@@ -247,10 +212,6 @@ class SqliteBackend final : public SqlBackend {
 
   SqliteOptions options_;
   PresenceFilter presence_;
-  ProfileCache profiles_;
-  // The recipients columns, in the order RecipientProfile takes them; profile_columns_ their positions.
-  static constexpr const char* kProfileColumns[] = {"id", "timezone", "locale", "contacts", "updated_at", "erased_at"};
-  int profile_columns_[std::size(kProfileColumns)] = {};
   Watched watched_[3] = {{"consent", "recipient_id", PresenceFilter::Table::consent},
                          {"suppressions", "contact", PresenceFilter::Table::suppressions},
                          {"cap_slots", "recipient_id", PresenceFilter::Table::cap_slots}};

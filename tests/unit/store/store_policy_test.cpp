@@ -190,46 +190,6 @@ TEST_P(StorePolicyTest, PutRecipientReplacesTheWholeProfile) {
   EXPECT_EQ(p->updated_at_ms, 2'000);
 }
 
-// Where the store is its database's only writer (SQLite), recipient() answers from the profiles written or
-// read most recently (store/profile_cache.hpp). Whatever wrote the row (a message's merge, a PUT, an erasure),
-// the next answer once its completion has run is the row as the table holds it.
-TEST_P(StorePolicyTest, RecipientAnswersEveryWriteOnceCommittedAndFromMemoryWhereItCan) {
-  const int64_t cached = backend() == test::StoreBackend::sqlite ? 1 : 0;
-  auto from_memory = [&] { return store_->reads().profiles_from_memory; };
-  auto describe_profile = [](const std::optional<RecipientProfile>& p) {
-    if (!p) return std::string("none");
-    return p->id + "|" + p->timezone + "|" + p->locale + "|" + json::parse(p->contacts_json).dump() + "|" +
-           std::to_string(p->updated_at_ms) + "|" + (p->erased ? "erased" : "");
-  };
-  auto answer = [&](const std::string& id, int64_t from_memory_expected) {
-    int64_t before = from_memory();
-    std::string d = describe_profile(store_->recipient(id));
-    EXPECT_EQ(from_memory() - before, from_memory_expected) << id;
-    return d;
-  };
-
-  accept_one(message_for("m1", "u1", R"({"id":"u1","timezone":"Asia/Tokyo","contacts":{"email":"a@example.jp"}})"),
-             1'000);
-  EXPECT_EQ(answer("u1", cached), R"(u1|Asia/Tokyo||{"email":"a@example.jp"}|1000|)");
-  accept_one(message_for("m2", "u1", R"({"id":"u1","locale":"ja-JP","contacts":{"phone":"+819000000001"}})"), 2'000);
-  EXPECT_EQ(answer("u1", cached), R"(u1|Asia/Tokyo|ja-JP|{"email":"a@example.jp","phone":"+819000000001"}|2000|)");
-  put_recipient({"u1", "", "en-GB", R"({"line":"U9"})", 0, false}, 3'000);
-  EXPECT_EQ(answer("u1", cached), R"(u1||en-GB|{"line":"U9"}|3000|)");
-  EXPECT_TRUE(erase("u1", 4'000));
-  const std::string erased = answer("u1", cached);
-  EXPECT_EQ(erased, "u1|||{}|4000|erased");
-
-  // After a reopen the table answers the same, and what it answered is remembered.
-  reopen();
-  EXPECT_EQ(answer("u1", 0), erased);
-  EXPECT_EQ(answer("u1", cached), erased);
-  // "No profile" is remembered too, until a write makes one.
-  EXPECT_EQ(answer("u2", 0), "none");
-  EXPECT_EQ(answer("u2", cached), "none");
-  accept_one(message_for("m3", "u2", R"({"id":"u2","contacts":{"email":"b@example.jp"}})"), 5'000);
-  EXPECT_EQ(answer("u2", cached), R"(u2|||{"email":"b@example.jp"}|5000|)");
-}
-
 TEST_P(StorePolicyTest, PutAfterEraseStartsAFreshProfile) {
   put_recipient({"u1", "Asia/Tokyo", "ja-JP", R"({"email":"a@example.jp"})", 0, false}, 1'000);
   EXPECT_TRUE(erase("u1", 2'000));
@@ -552,7 +512,7 @@ TEST_P(StorePolicyTest, DecisionStateIsConsentSuppressionsAndSlotsOfThatRecipien
 // once its completion has run, and a recipient with something stored must be read.
 TEST_P(StorePolicyTest, DecisionStateShowsEveryWriteOnceCommittedAndReadsOnlyWhatMayBeStored) {
   const bool filtered = backend() == test::StoreBackend::sqlite;
-  auto from_memory = [&] { return store_->reads().decisions_from_memory; };
+  auto from_memory = [&] { return store_->decision_reads().from_memory; };
   // Each kind of row on a recipient of its own, so that no other row makes the store read anyway.
   auto state = [&](const std::string& recipient, const std::string& contact) {
     return store_->decision_state(recipient, {contact, "+819000000000"}, 0);
