@@ -2,6 +2,7 @@
 // changes, so a count is a load and a store, and readers need no lock.
 #include "store/presence_filter.hpp"
 
+#include <algorithm>
 #include <functional>
 
 namespace tayori::store {
@@ -20,14 +21,16 @@ uint64_t mix(uint64_t x) {
 }  // namespace
 
 PresenceFilter::PresenceFilter(int log2_counters)
-    : mask_((uint64_t{1} << log2_counters) - 1), counters_(new std::atomic<uint8_t>[mask_ + 1]) {
+    : mask_((uint64_t{1} << std::max(log2_counters, 6)) - 1),  // one block at least
+      counters_(new std::atomic<uint8_t>[mask_ + 1]) {
   for (uint64_t i = 0; i <= mask_; ++i) counters_[i].store(0, std::memory_order_relaxed);
 }
 
-// Double hashing (Kirsch and Mitzenmacher): the k probes from two hashes; h2 odd, so probes differ.
+// Two hashes: h1, from the key alone, picks the block, so that a recipient's consent and cap slots are asked
+// about in one cache line; six bits of h2, from the key and the table, per probe pick the counter in it.
 PresenceFilter::Probe PresenceFilter::probe(Table table, std::string_view key) {
-  uint64_t h = mix(std::hash<std::string_view>{}(key) ^ (static_cast<uint64_t>(table) + 1) * 0x9e3779b97f4a7c15ULL);
-  return {h, mix(h ^ 0x632be59bd9b4e019ULL) | 1};
+  uint64_t h = mix(std::hash<std::string_view>{}(key));
+  return {h, mix(h ^ (static_cast<uint64_t>(table) + 1) * 0x9e3779b97f4a7c15ULL)};
 }
 
 bool PresenceFilter::may_have(Table table, std::string_view key) const {

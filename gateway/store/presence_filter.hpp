@@ -56,12 +56,15 @@ class PresenceFilter {
     uint64_t h1, h2;
   };
   static Probe probe(Table table, std::string_view key);
+  // Every probe of a key falls in one 64-byte block (a blocked Bloom filter): one cache miss per question
+  // instead of one per probe, which on a filter of 16 MiB was most of its cost.
   size_t index(const Probe& p, int i) const {
-    return static_cast<size_t>(p.h1 + static_cast<uint64_t>(i) * p.h2) & mask_;
+    return static_cast<size_t>((p.h1 & mask_ & ~(kBlock - 1)) | ((p.h2 >> (6 * i)) & (kBlock - 1)));
   }
   void add(const Probe& p, int delta);
 
   static constexpr int kProbes = 4;
+  static constexpr uint64_t kBlock = 64;  // counters per block: a cache line
   static constexpr uint8_t kStuck = 255;  // saturated: never counts down again
   uint64_t mask_;
   std::unique_ptr<std::atomic<uint8_t>[]> counters_;

@@ -81,9 +81,9 @@ TEST(PresenceFilter, TheSameKeyInAnotherTableIsAnotherKey) {
 // A counter that overflows no longer knows its count, so it never comes back to zero: keys that share it read
 // from the store for good, but none is ever said to have no row while it has one.
 TEST(PresenceFilter, ASaturatedCounterNeverCountsDown) {
-  PresenceFilter f(4);  // 16 counters: 2,000 rows of four probes each saturate them all
-  for (int i = 0; i < 2000; ++i) f.loaded(Table::consent, "u" + std::to_string(i));
-  for (int i = 0; i < 2000; ++i) f.deleted(Table::consent, "u" + std::to_string(i));
+  PresenceFilter f(6);  // one block of 64 counters: 20,000 rows of four probes each saturate them all
+  for (int i = 0; i < 20'000; ++i) f.loaded(Table::consent, "u" + std::to_string(i));
+  for (int i = 0; i < 20'000; ++i) f.deleted(Table::consent, "u" + std::to_string(i));
   f.committed();
   EXPECT_TRUE(f.may_have(Table::consent, "u0"));
   EXPECT_TRUE(f.may_have(Table::consent, "never-stored"));
