@@ -236,5 +236,28 @@ TEST(Lifecycle, AnIntakeOnlyProcessAcceptsAndTheNextDispatchingOneDelivers) {
   EXPECT_EQ(dispatching.get(http, "/v1/messages/held-1").json()["attempts"], 1);
 }
 
+// One process per SQLite data folder: the store keeps in memory what it knows of the file's rows (which recipients
+// have nothing stored), right only while every write is its own. A second process on the same folder refuses to
+// start and names the holder; a crash lets go of the folder.
+TEST(Lifecycle, ASecondProcessOnTheSameDataFolderRefusesToStartAndACrashLetsItGo) {
+  TempDir dir, other;
+  HttpClient http;
+  Gateway first(dir, default_channels(dir));
+  first.start();
+  Gateway second(other, default_channels(other), first.data_dir());
+  try {
+    second.start();
+    FAIL() << "a second gateway started on " << first.data_dir();
+  } catch (const std::runtime_error& e) {
+    const std::string why = e.what();
+    EXPECT_NE(why.find("is in use by another process (pid " + std::to_string(first.pid()) + ")"), std::string::npos)
+        << why;
+  }
+  ASSERT_EQ(first.post_json(http, "/v1/messages", sample_message("after-refusal")).status, 202);
+  EXPECT_EQ(first.stop(SIGKILL), -SIGKILL);
+  second.start();
+  ASSERT_TRUE(eventually([&] { return state_of(second, http, "after-refusal") == "delivered"; }));
+}
+
 }  // namespace
 }  // namespace tayori::testing

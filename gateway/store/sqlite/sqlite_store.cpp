@@ -6,9 +6,13 @@
 #define SQLITE_ENABLE_PREUPDATE_HOOK
 #include "store/sqlite_store.hpp"
 
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
@@ -37,6 +41,45 @@ using sqlite::SqliteStatement;
 // The connections SqlBackend hands out are SqliteConnections: this backend opened them.
 sqlite3* raw(sql::Connection& c) { return static_cast<SqliteConnection&>(c).raw(); }
 
+// One process per data folder, held by an exclusive flock(2) on `<database>.lock` for the store's life. What
+// this process keeps in memory of the file's rows (the presence filter) is right only while every write to the
+// file is its own, so a second process must not start writing beside it. The kernel lets go when the process
+// ends, however it ends, so a crash never leaves the folder locked.
+class DataFolderLock {
+ public:
+  DataFolderLock() = default;
+  DataFolderLock(const DataFolderLock&) = delete;
+  DataFolderLock& operator=(const DataFolderLock&) = delete;
+  ~DataFolderLock() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+
+  // Throws std::runtime_error naming the file (and the holder's pid, which it writes there) when another
+  // process, or another store of this one, holds it.
+  void take(const std::string& database) {
+    const std::string path = database + ".lock";
+    fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd_ < 0) throw std::runtime_error("cannot open " + path + ": " + std::strerror(errno));
+    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+      char holder[32] = {0};
+      ssize_t n = ::pread(fd_, holder, sizeof holder - 1, 0);
+      ::close(fd_);
+      fd_ = -1;
+      std::string pid = n > 0 ? std::string(holder, static_cast<size_t>(n)) : std::string("unknown");
+      throw std::runtime_error(database + " is in use by another process (pid " + pid +
+                               "): one tayori per SQLite data folder; several nodes share PostgreSQL instead "
+                               "(store.backend: postgres)");
+    }
+    std::string pid = std::to_string(::getpid());
+    if (::ftruncate(fd_, 0) == 0 && ::pwrite(fd_, pid.data(), pid.size(), 0) < 0) {
+      // The pid is only for the message a second process prints; the lock holds without it.
+    }
+  }
+
+ private:
+  int fd_ = -1;
+};
+
 class SqliteBackend final : public SqlBackend {
  public:
   explicit SqliteBackend(const SqliteOptions& options) : options_(options) {}
@@ -51,6 +94,7 @@ class SqliteBackend final : public SqlBackend {
   }
 
   std::unique_ptr<sql::Connection> open_writer() override {
+    lock_.take(options_.path);
     // A commit's WAL frames go to the file in a few large writes (wal_batching_vfs.cpp), which is safe only when
     // every commit syncs the WAL before SQLite publishes its frames: with FULL.
     auto c = std::make_unique<SqliteConnection>(options_.path, false,
@@ -211,6 +255,7 @@ class SqliteBackend final : public SqlBackend {
   }
 
   SqliteOptions options_;
+  DataFolderLock lock_;  // taken before the writer opens the file; the backend outlives every connection
   PresenceFilter presence_;
   Watched watched_[3] = {{"consent", "recipient_id", PresenceFilter::Table::consent},
                          {"suppressions", "contact", PresenceFilter::Table::suppressions},

@@ -23,6 +23,8 @@
 #include <thread>
 #include <vector>
 
+#include <unistd.h>
+
 #include <nlohmann/json.hpp>
 
 #include "core/message.hpp"
@@ -1003,6 +1005,24 @@ TEST_P(StoreTest, RacingAcceptsOfTheSameIdAcceptExactlyOne) {
 // ---- opening ------------------------------------------------------------------------------------------
 
 #ifndef TAYORI_STORE_TESTS_ON_POSTGRES
+// One store per SQLite file at a time (DataFolderLock in sqlite_store.cpp): what it keeps in memory of the rows
+// is right only while every write is its own. A second open is refused, naming the file and who holds it, and
+// leaves the first working; once the first is closed the file opens again.
+TEST_F(SqliteStoreTest, RefusesASecondStoreOnTheSameFileWhileTheFirstIsOpen) {
+  try {
+    open_sqlite({path_});
+    FAIL() << "opened a second store on " << path_;
+  } catch (const std::runtime_error& e) {
+    EXPECT_EQ(std::string(e.what()), path_ + " is in use by another process (pid " + std::to_string(::getpid()) +
+                                         "): one tayori per SQLite data folder; several nodes share PostgreSQL "
+                                         "instead (store.backend: postgres)");
+  }
+  accept_one(new_message("still-open", 1'000), 1'000);
+  store_.reset();
+  store_ = open_sqlite({path_});
+  EXPECT_TRUE(store_->find("still-open").has_value());
+}
+
 TEST_F(SqliteStoreTest, RefusesAStoreWithANewerSchema) {
   // A new file is migrated all the way: at least the two migrations this test knows about.
   const int64_t current = user_version(path_);
