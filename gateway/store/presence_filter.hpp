@@ -12,6 +12,9 @@
 // - a delete counts down only after its commit, so that until then the row still counts;
 // - a group that does not commit gives back what it counted (rolled_back), and an operation rolled back to its
 //   savepoint what it counted since (mark / rolled_back_to_mark).
+// The writer must tell it of every rollback: an operation that caught an engine error and carried on inside its
+// transaction would leave the rolled-back statement's deletes to count down at the commit (store/ops/ catches
+// nothing; docs/decisions.md, 2026-12-07).
 // A counter that reaches its maximum stays there: it can no longer count down, so its keys read from then on.
 // Answers are never wrong in the dangerous direction ("no row" when there is one); a crowded filter only means
 // more reads.
