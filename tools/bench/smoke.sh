@@ -48,12 +48,13 @@ for p in intake-single intake-batch e2e-single e2e-batch pg-batch pg2-batch line
   # Fourteen columns after the name: the tenth the share handed over (0.00 without a dispatcher, n/a with two
   # nodes), the eleventh the share of decisions made without a read (n/a with none made or two nodes; on one
   # PostgreSQL node none; on SQLite all, every recipient being new with no consent row: the presence filter
-  # must have answered each), the last three the CPU per message of the gateway, tayori-sim and tayori_load.
+  # must have answered each, but a delivery retried after a transport hiccup is decided again while it holds
+  # its slot, so 0.9x passes too), the last three the CPU per message of the gateway, tayori-sim and tayori_load.
   case $p in
     intake-*) handed='0\.00' unread='n/a' ;;
     pg2-*) handed='n/a' unread='n/a' ;;
     pg-*) handed='[01]\.[0-9]{2}' unread='0\.00' ;;
-    *) handed='[01]\.[0-9]{2}' unread='1\.00' ;;
+    *) handed='[01]\.[0-9]{2}' unread='(1\.00|0\.9[0-9])' ;;
   esac
   patterns+=("^$p: tayori_load: .* failed=0$" "^$p +[0-9]+ +[0-9.]+ +[0-9.]+ "
     "^$p( +[^ ]+){9} +$handed +$unread( +[0-9]+\\.[0-9]+){3}$")
