@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <future>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -720,6 +721,34 @@ TEST_F(SqliteStorePolicyTest, ANewFileIsAtTheCurrentVersionWithThePolicyTables) 
                                    "ORDER BY name");
   EXPECT_THAT(tables, ElementsAre("cap_slots", "consent", "contact_points", "events", "inbound_seen", "messages",
                                   "questions", "recipients", "stats", "suppressions", "webhook_cursors"));
+}
+
+// The presence filter counts an insert before its commit (store/presence_filter.hpp); a group that does not
+// commit gives back what it counted. A consent refused for a full database leaves its recipient answered from
+// memory again, as one that never had a row, while one committed before is read.
+TEST_F(SqliteStorePolicyTest, AConsentTheDatabaseRefusedLeavesNothingCountedForItsRecipient) {
+  store_.reset();
+  SqliteOptions options;
+  options.path = path_;
+  options.max_bytes = 128 * 1024;
+  store_ = open_sqlite(options);
+  const std::string evidence(4'000, 'x');
+  std::string refused;
+  for (int i = 0; i < 200 && refused.empty(); ++i) {
+    const std::string recipient = "full-" + std::to_string(i);
+    std::promise<Result<void>> done;
+    auto answered = done.get_future();
+    store_->append_consent(recipient, {{"sms", Purpose::marketing, ConsentState::opted_in, "api", evidence, 1'000}},
+                           [&done](Result<void> r) { done.set_value(std::move(r)); });
+    if (!answered.get()) refused = recipient;
+  }
+  ASSERT_FALSE(refused.empty()) << "128 KiB held 200 consent records of 4 KB";
+  ASSERT_NE(refused, "full-0");
+  const int64_t before = store_->decision_reads().from_memory;
+  EXPECT_THAT(store_->decision_state(refused, {}, 0).consent, IsEmpty());
+  EXPECT_EQ(store_->decision_reads().from_memory, before + 1);
+  EXPECT_THAT(store_->decision_state("full-0", {}, 0).consent, testing::SizeIs(1));
+  EXPECT_EQ(store_->decision_reads().from_memory, before + 1);
 }
 
 // Schema 8: SQLite checks every partial index's WHERE at each write of a row, and an IN list of more than two
