@@ -70,10 +70,9 @@ class DataFolderLock {
                                "): one tayori per SQLite data folder; several nodes share PostgreSQL instead "
                                "(store.backend: postgres)");
     }
-    std::string pid = std::to_string(::getpid());
-    if (::ftruncate(fd_, 0) == 0 && ::pwrite(fd_, pid.data(), pid.size(), 0) < 0) {
-      // The pid is only for the message a second process prints; the lock holds without it.
-    }
+    // The pid is only for the message a second process prints: the lock holds whether or not it is written.
+    const std::string pid = std::to_string(::getpid());
+    if (::ftruncate(fd_, 0) == 0) (void)!::pwrite(fd_, pid.data(), pid.size(), 0);
   }
 
  private:
@@ -179,7 +178,8 @@ class SqliteBackend final : public SqlBackend {
   }
 
   // SQLite's preupdate hook: on the writer's thread, before each row of a statement changes. An UPDATE that
-  // rewrites the key (an erased recipient's suppression, stored again under its erased form) moves the row.
+  // rewrote a row's key would move it from one key to the other (none does today: an erased recipient's
+  // suppression is deleted and inserted again under its erased form); one that keeps the key changes nothing.
   static void on_preupdate(void* self, sqlite3* db, int op, const char* schema, const char* table, sqlite3_int64,
                            sqlite3_int64) {
     auto* backend = static_cast<SqliteBackend*>(self);
