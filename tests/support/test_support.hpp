@@ -181,6 +181,15 @@ class StoreFixture : public ::testing::Test {
     store_.reset();
     open();
   }
+  // SQLite: closes the store and opens it again, unable to grow past `max_bytes` (store.max_size): a write past
+  // it fails like a full disk.
+  void reopen_limited_to(int64_t max_bytes) {
+    store_.reset();
+    store::SqliteOptions options;
+    options.path = path_;
+    options.max_bytes = max_bytes;
+    store_ = store::open_sqlite(options);
+  }
 
   // Starts an operation with the completion it is given, waits for it and checks that it succeeded.
   static void await(const std::function<void(std::function<void(Result<void>)>)>& start) {

@@ -727,11 +727,7 @@ TEST_F(SqliteStorePolicyTest, ANewFileIsAtTheCurrentVersionWithThePolicyTables) 
 // commit gives back what it counted. A consent refused for a full database leaves its recipient answered from
 // memory again, as one that never had a row, while one committed before is read.
 TEST_F(SqliteStorePolicyTest, AConsentTheDatabaseRefusedLeavesNothingCountedForItsRecipient) {
-  store_.reset();
-  SqliteOptions options;
-  options.path = path_;
-  options.max_bytes = 128 * 1024;
-  store_ = open_sqlite(options);
+  reopen_limited_to(128 * 1024);
   const std::string evidence(4'000, 'x');
   std::string refused;
   for (int i = 0; i < 200 && refused.empty(); ++i) {

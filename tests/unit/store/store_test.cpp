@@ -1255,11 +1255,7 @@ TEST_P(DeadLetterStoreTest, ReplayByFilterTakesStateChannelAndLimit) {
 // store.max_size: once the file would grow past it, a commit fails like a full disk: the caller hears !ok
 // (the API answers 503), nothing of the refused batch is stored, and what was committed before stays readable.
 TEST_F(SqliteStoreTest, MaxBytesRefusesGrowthAndKeepsWhatWasCommitted) {
-  store_.reset();
-  SqliteOptions options;
-  options.path = path_;
-  options.max_bytes = 128 * 1024;
-  store_ = open_sqlite(options);
+  reopen_limited_to(128 * 1024);
   const std::string big(4'000, 'x');
   std::vector<std::string> stored;
   bool refused = false;
