@@ -28,6 +28,8 @@ struct PlainTable {
 };
 constexpr PlainTable kPlain;
 
+constexpr bool is_digit(char c) { return c >= '0' && c <= '9'; }
+
 void append_utf8(std::string& out, uint32_t cp) {
   if (cp < 0x80) {
     out += static_cast<char>(cp);
@@ -46,241 +48,271 @@ void append_utf8(std::string& out, uint32_t cp) {
   }
 }
 
-// A recursive-descent reader that gives up (returns false) instead of reporting: the caller then asks
+}  // namespace
+
+// A recursive-descent reader that gives up (answers false) instead of reporting: the caller then asks
 // nlohmann, whose verdict and message are the ones users see.
-class FastReader {
- public:
-  explicit FastReader(std::string_view text) : s_(text) {}
+bool JsonCursor::read_whole(Json& out) {
+  skip_space();
+  if (!value(out, 0)) return false;
+  return at_end();
+}
 
-  bool read(Json& out) {
-    skip_space();
-    if (!value(out, 0)) return false;
-    skip_space();
-    return i_ == s_.size();
-  }
+bool JsonCursor::at_end() {
+  skip_space();
+  return i_ == s_.size();
+}
 
- private:
-  void skip_space() {
-    while (i_ < s_.size() && (s_[i_] == ' ' || s_[i_] == '\n' || s_[i_] == '\r' || s_[i_] == '\t')) ++i_;
-  }
+bool JsonCursor::next_is(char c) {
+  skip_space();
+  return i_ < s_.size() && s_[i_] == c;
+}
 
-  bool literal(std::string_view word, Json value, Json& out) {
-    if (s_.substr(i_, word.size()) != word) return false;
-    i_ += word.size();
-    out = std::move(value);
+bool JsonCursor::take(char c) {
+  if (!next_is(c)) return false;
+  ++i_;
+  return true;
+}
+
+bool JsonCursor::string(std::string& out) { return next_is('"') && quoted(out); }
+
+bool JsonCursor::value(Json& out) {
+  skip_space();
+  return value(out, 0);
+}
+
+bool JsonCursor::boolean(bool& out) {
+  skip_space();
+  if (s_.substr(i_, 4) == "true") {
+    i_ += 4;
+    out = true;
     return true;
   }
+  if (s_.substr(i_, 5) == "false") {
+    i_ += 5;
+    out = false;
+    return true;
+  }
+  return false;
+}
 
-  bool value(Json& out, int depth) {
+void JsonCursor::skip_space() {
+  while (i_ < s_.size() && (s_[i_] == ' ' || s_[i_] == '\n' || s_[i_] == '\r' || s_[i_] == '\t')) ++i_;
+}
+
+bool JsonCursor::literal(std::string_view word, Json value, Json& out) {
+  if (s_.substr(i_, word.size()) != word) return false;
+  i_ += word.size();
+  out = std::move(value);
+  return true;
+}
+
+bool JsonCursor::value(Json& out, int depth) {
+  if (i_ >= s_.size()) return false;
+  switch (s_[i_]) {
+    case '{': return object(out, depth + 1);
+    case '[': return array(out, depth + 1);
+    case '"': {
+      out = Json::string_t();
+      return quoted(out.get_ref<Json::string_t&>());
+    }
+    case 't': return literal("true", true, out);
+    case 'f': return literal("false", false, out);
+    case 'n': return literal("null", nullptr, out);
+    default: return number(out);
+  }
+}
+
+bool JsonCursor::object(Json& out, int depth) {
+  if (depth > kFastDepth) return false;
+  ++i_;
+  out = Json::object();
+  auto& members = out.get_ref<Json::object_t&>();
+  skip_space();
+  if (i_ < s_.size() && s_[i_] == '}') {
+    ++i_;
+    return true;
+  }
+  std::string key;
+  for (;;) {
+    if (i_ >= s_.size() || s_[i_] != '"') return false;
+    key.clear();
+    if (!quoted(key)) return false;
+    skip_space();
+    if (i_ >= s_.size() || s_[i_] != ':') return false;
+    ++i_;
+    skip_space();
+    // A repeated name: the last value wins, as in nlohmann's DOM parser.
+    Json& member = members.try_emplace(std::move(key)).first->second;
+    member = Json();
+    if (!value(member, depth)) return false;
+    skip_space();
     if (i_ >= s_.size()) return false;
-    switch (s_[i_]) {
-      case '{': return object(out, depth + 1);
-      case '[': return array(out, depth + 1);
-      case '"': {
-        out = Json::string_t();
-        return string(out.get_ref<Json::string_t&>());
-      }
-      case 't': return literal("true", true, out);
-      case 'f': return literal("false", false, out);
-      case 'n': return literal("null", nullptr, out);
-      default: return number(out);
-    }
-  }
-
-  bool object(Json& out, int depth) {
-    if (depth > kFastDepth) return false;
-    ++i_;
-    out = Json::object();
-    auto& members = out.get_ref<Json::object_t&>();
-    skip_space();
-    if (i_ < s_.size() && s_[i_] == '}') {
+    if (s_[i_] == '}') {
       ++i_;
       return true;
     }
-    std::string key;
-    for (;;) {
-      if (i_ >= s_.size() || s_[i_] != '"') return false;
-      key.clear();
-      if (!string(key)) return false;
-      skip_space();
-      if (i_ >= s_.size() || s_[i_] != ':') return false;
-      ++i_;
-      skip_space();
-      // A repeated name: the last value wins, as in nlohmann's DOM parser.
-      Json& member = members.try_emplace(std::move(key)).first->second;
-      member = Json();
-      if (!value(member, depth)) return false;
-      skip_space();
-      if (i_ >= s_.size()) return false;
-      if (s_[i_] == '}') {
-        ++i_;
-        return true;
-      }
-      if (s_[i_] != ',') return false;
-      ++i_;
-      skip_space();
-    }
-  }
-
-  bool array(Json& out, int depth) {
-    if (depth > kFastDepth) return false;
+    if (s_[i_] != ',') return false;
     ++i_;
-    out = Json::array();
-    auto& items = out.get_ref<Json::array_t&>();
     skip_space();
-    if (i_ < s_.size() && s_[i_] == ']') {
+  }
+}
+
+bool JsonCursor::array(Json& out, int depth) {
+  if (depth > kFastDepth) return false;
+  ++i_;
+  out = Json::array();
+  auto& items = out.get_ref<Json::array_t&>();
+  skip_space();
+  if (i_ < s_.size() && s_[i_] == ']') {
+    ++i_;
+    return true;
+  }
+  for (;;) {
+    items.emplace_back();
+    if (!value(items.back(), depth)) return false;
+    skip_space();
+    if (i_ >= s_.size()) return false;
+    if (s_[i_] == ']') {
       ++i_;
       return true;
     }
-    for (;;) {
-      items.emplace_back();
-      if (!value(items.back(), depth)) return false;
-      skip_space();
-      if (i_ >= s_.size()) return false;
-      if (s_[i_] == ']') {
-        ++i_;
-        return true;
-      }
-      if (s_[i_] != ',') return false;
-      ++i_;
-      skip_space();
-    }
-  }
-
-  // At the opening quote; appends the decoded string to `out`.
-  bool string(std::string& out) {
+    if (s_[i_] != ',') return false;
     ++i_;
-    for (;;) {
-      size_t run = i_;
-      while (run < s_.size() && kPlain.plain[static_cast<unsigned char>(s_[run])]) ++run;
-      out.append(s_.data() + i_, run - i_);
-      i_ = run;
-      if (i_ >= s_.size()) return false;
-      auto c = static_cast<unsigned char>(s_[i_]);
-      if (c == '"') {
-        ++i_;
-        return true;
-      }
-      if (c == '\\') {
-        if (!escape(out)) return false;
-      } else if (c >= 0x80) {
-        size_t n = text::utf8_sequence_length(s_, i_);
-        if (n == 0) return false;
-        out.append(s_.data() + i_, n);
-        i_ += n;
-      } else {
-        return false;  // a control character must be escaped (§7)
-      }
+    skip_space();
+  }
+}
+
+// At the opening quote; appends the decoded string to `out`.
+bool JsonCursor::quoted(std::string& out) {
+  ++i_;
+  for (;;) {
+    size_t run = i_;
+    while (run < s_.size() && kPlain.plain[static_cast<unsigned char>(s_[run])]) ++run;
+    out.append(s_.data() + i_, run - i_);
+    i_ = run;
+    if (i_ >= s_.size()) return false;
+    auto c = static_cast<unsigned char>(s_[i_]);
+    if (c == '"') {
+      ++i_;
+      return true;
+    }
+    if (c == '\\') {
+      if (!escape(out)) return false;
+    } else if (c >= 0x80) {
+      size_t n = text::utf8_sequence_length(s_, i_);
+      if (n == 0) return false;
+      out.append(s_.data() + i_, n);
+      i_ += n;
+    } else {
+      return false;  // a control character must be escaped (§7)
     }
   }
+}
 
-  std::optional<uint32_t> hex4() {
-    if (i_ + 4 > s_.size()) return std::nullopt;
-    uint32_t v = 0;
-    for (int k = 0; k < 4; ++k) {
-      char c = s_[i_++];
-      v <<= 4;
-      if (c >= '0' && c <= '9')
-        v |= static_cast<uint32_t>(c - '0');
-      else if (c >= 'a' && c <= 'f')
-        v |= static_cast<uint32_t>(c - 'a' + 10);
-      else if (c >= 'A' && c <= 'F')
-        v |= static_cast<uint32_t>(c - 'A' + 10);
-      else
-        return std::nullopt;
-    }
-    return v;
-  }
-
-  bool escape(std::string& out) {
-    if (++i_ >= s_.size()) return false;
+std::optional<uint32_t> JsonCursor::hex4() {
+  if (i_ + 4 > s_.size()) return std::nullopt;
+  uint32_t v = 0;
+  for (int k = 0; k < 4; ++k) {
     char c = s_[i_++];
-    switch (c) {
-      case '"': out += '"'; return true;
-      case '\\': out += '\\'; return true;
-      case '/': out += '/'; return true;
-      case 'b': out += '\b'; return true;
-      case 'f': out += '\f'; return true;
-      case 'n': out += '\n'; return true;
-      case 'r': out += '\r'; return true;
-      case 't': out += '\t'; return true;
-      case 'u': break;
-      default: return false;
-    }
-    auto unit = hex4();
-    if (!unit || (*unit >= 0xDC00 && *unit <= 0xDFFF)) return false;  // a low surrogate alone
-    uint32_t cp = *unit;
-    if (cp >= 0xD800 && cp <= 0xDBFF) {
-      if (i_ + 2 > s_.size() || s_[i_] != '\\' || s_[i_ + 1] != 'u') return false;
-      i_ += 2;
-      auto low = hex4();
-      if (!low || *low < 0xDC00 || *low > 0xDFFF) return false;
-      cp = 0x10000 + ((cp - 0xD800) << 10) + (*low - 0xDC00);
-    }
-    append_utf8(out, cp);
-    return true;
-  }
-
-  static bool digit(char c) { return c >= '0' && c <= '9'; }
-
-  // RFC 8259 §6: -? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?
-  bool number(Json& out) {
-    const size_t start = i_;
-    bool negative = false;
-    if (s_[i_] == '-') {
-      negative = true;
-      ++i_;
-    }
-    if (i_ >= s_.size() || !digit(s_[i_])) return false;
-    if (s_[i_] == '0')
-      ++i_;
+    v <<= 4;
+    if (c >= '0' && c <= '9')
+      v |= static_cast<uint32_t>(c - '0');
+    else if (c >= 'a' && c <= 'f')
+      v |= static_cast<uint32_t>(c - 'a' + 10);
+    else if (c >= 'A' && c <= 'F')
+      v |= static_cast<uint32_t>(c - 'A' + 10);
     else
-      while (i_ < s_.size() && digit(s_[i_])) ++i_;
-    const size_t integer_end = i_;
-    bool is_float = false;
-    if (i_ < s_.size() && s_[i_] == '.') {
-      is_float = true;
-      ++i_;
-      if (i_ >= s_.size() || !digit(s_[i_])) return false;
-      while (i_ < s_.size() && digit(s_[i_])) ++i_;
-    }
-    if (i_ < s_.size() && (s_[i_] == 'e' || s_[i_] == 'E')) {
-      is_float = true;
-      ++i_;
-      if (i_ < s_.size() && (s_[i_] == '+' || s_[i_] == '-')) ++i_;
-      if (i_ >= s_.size() || !digit(s_[i_])) return false;
-      while (i_ < s_.size() && digit(s_[i_])) ++i_;
-    }
-    const char* first = s_.data() + start;
-    const char* last = s_.data() + i_;
-    if (!is_float) {
-      uint64_t magnitude = 0;
-      bool fits = true;
-      for (const char* p = first + (negative ? 1 : 0); p < s_.data() + integer_end && fits; ++p)
-        fits = !__builtin_mul_overflow(magnitude, 10u, &magnitude) &&
-               !__builtin_add_overflow(magnitude, static_cast<uint64_t>(*p - '0'), &magnitude);
-      constexpr uint64_t kMinMagnitude = uint64_t{1} << 63;  // |INT64_MIN|
-      if (fits && !negative) {
-        out = static_cast<Json::number_unsigned_t>(magnitude);
-        return true;
-      }
-      if (fits && magnitude <= kMinMagnitude) {
-        out = magnitude == kMinMagnitude ? std::numeric_limits<Json::number_integer_t>::min()
-                                         : -static_cast<Json::number_integer_t>(magnitude);
-        return true;
-      }
-      // Beyond 64 bits nlohmann reads a double; from_chars below rounds the same way strtod does.
-    }
-    double d = 0;
-    auto [end, ec] = std::from_chars(first, last, d);
-    if (ec != std::errc() || end != last || !std::isfinite(d)) return false;  // out of range: nlohmann says why
-    out = static_cast<Json::number_float_t>(d);
-    return true;
+      return std::nullopt;
   }
+  return v;
+}
 
-  std::string_view s_;
-  size_t i_ = 0;
-};
+bool JsonCursor::escape(std::string& out) {
+  if (++i_ >= s_.size()) return false;
+  char c = s_[i_++];
+  switch (c) {
+    case '"': out += '"'; return true;
+    case '\\': out += '\\'; return true;
+    case '/': out += '/'; return true;
+    case 'b': out += '\b'; return true;
+    case 'f': out += '\f'; return true;
+    case 'n': out += '\n'; return true;
+    case 'r': out += '\r'; return true;
+    case 't': out += '\t'; return true;
+    case 'u': break;
+    default: return false;
+  }
+  auto unit = hex4();
+  if (!unit || (*unit >= 0xDC00 && *unit <= 0xDFFF)) return false;  // a low surrogate alone
+  uint32_t cp = *unit;
+  if (cp >= 0xD800 && cp <= 0xDBFF) {
+    if (i_ + 2 > s_.size() || s_[i_] != '\\' || s_[i_ + 1] != 'u') return false;
+    i_ += 2;
+    auto low = hex4();
+    if (!low || *low < 0xDC00 || *low > 0xDFFF) return false;
+    cp = 0x10000 + ((cp - 0xD800) << 10) + (*low - 0xDC00);
+  }
+  append_utf8(out, cp);
+  return true;
+}
+
+// RFC 8259 §6: -? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?
+bool JsonCursor::number(Json& out) {
+  const size_t start = i_;
+  bool negative = false;
+  if (s_[i_] == '-') {
+    negative = true;
+    ++i_;
+  }
+  if (i_ >= s_.size() || !is_digit(s_[i_])) return false;
+  if (s_[i_] == '0')
+    ++i_;
+  else
+    while (i_ < s_.size() && is_digit(s_[i_])) ++i_;
+  const size_t integer_end = i_;
+  bool is_float = false;
+  if (i_ < s_.size() && s_[i_] == '.') {
+    is_float = true;
+    ++i_;
+    if (i_ >= s_.size() || !is_digit(s_[i_])) return false;
+    while (i_ < s_.size() && is_digit(s_[i_])) ++i_;
+  }
+  if (i_ < s_.size() && (s_[i_] == 'e' || s_[i_] == 'E')) {
+    is_float = true;
+    ++i_;
+    if (i_ < s_.size() && (s_[i_] == '+' || s_[i_] == '-')) ++i_;
+    if (i_ >= s_.size() || !is_digit(s_[i_])) return false;
+    while (i_ < s_.size() && is_digit(s_[i_])) ++i_;
+  }
+  const char* first = s_.data() + start;
+  const char* last = s_.data() + i_;
+  if (!is_float) {
+    uint64_t magnitude = 0;
+    bool fits = true;
+    for (const char* p = first + (negative ? 1 : 0); p < s_.data() + integer_end && fits; ++p)
+      fits = !__builtin_mul_overflow(magnitude, 10u, &magnitude) &&
+             !__builtin_add_overflow(magnitude, static_cast<uint64_t>(*p - '0'), &magnitude);
+    constexpr uint64_t kMinMagnitude = uint64_t{1} << 63;  // |INT64_MIN|
+    if (fits && !negative) {
+      out = static_cast<Json::number_unsigned_t>(magnitude);
+      return true;
+    }
+    if (fits && magnitude <= kMinMagnitude) {
+      out = magnitude == kMinMagnitude ? std::numeric_limits<Json::number_integer_t>::min()
+                                       : -static_cast<Json::number_integer_t>(magnitude);
+      return true;
+    }
+    // Beyond 64 bits nlohmann reads a double; from_chars below rounds the same way strtod does.
+  }
+  double d = 0;
+  auto [end, ec] = std::from_chars(first, last, d);
+  if (ec != std::errc() || end != last || !std::isfinite(d)) return false;  // out of range: nlohmann says why
+  out = static_cast<Json::number_float_t>(d);
+  return true;
+}
+
+namespace {
 
 // nlohmann's serializer (dump with ensure_ascii false) escapes these and writes every other valid byte as is.
 void write_string(std::string& out, std::string_view s, bool& valid) {
@@ -375,7 +407,7 @@ void write(std::string& out, const Json& json, bool& valid) {
 
 std::optional<Json> read_json_fast(std::string_view text) {
   Json out;
-  if (!FastReader(text).read(out)) return std::nullopt;
+  if (!JsonCursor(text).read_whole(out)) return std::nullopt;
   return out;
 }
 

@@ -9,6 +9,7 @@
 // their byte offsets stay exactly nlohmann's.
 #pragma once
 
+#include <cstdint>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -31,6 +32,37 @@ Json parse_json_or_discarded(std::string_view text);
 // The fast reader alone: the value nlohmann would produce, or nullopt when the text is not valid JSON or
 // lies outside what it reads itself. For tests and the differential fuzzer; callers use parse_json.
 std::optional<Json> read_json_fast(std::string_view text);
+
+// JSON text read a token at a time, with read_json_fast's grammar and values, for a caller that maps text of a
+// known shape straight onto its own types instead of building a Json first (core::read_stored_message). Each
+// call consumes what it read; false means the text is not what the caller expected there (or not JSON), and
+// the caller then gives up on the cursor and parses the text with parse_json, which explains any error.
+class JsonCursor {
+ public:
+  explicit JsonCursor(std::string_view text) : s_(text) {}
+
+  bool next_is(char c);           // the next token starts with `c` (white space skipped)
+  bool take(char c);              // next_is(c), and consumes it: '{', '}', '[', ']', ':' or ','
+  bool string(std::string& out);  // a string, decoded and appended to `out`
+  bool boolean(bool& out);
+  bool value(Json& out);       // any value, as read_json_fast builds it
+  bool at_end();               // nothing but white space is left
+  bool read_whole(Json& out);  // the text is one value (read_json_fast)
+
+ private:
+  void skip_space();
+  bool literal(std::string_view word, Json value, Json& out);
+  bool value(Json& out, int depth);
+  bool object(Json& out, int depth);
+  bool array(Json& out, int depth);
+  bool quoted(std::string& out);  // at the opening quote
+  std::optional<uint32_t> hex4();
+  bool escape(std::string& out);
+  bool number(Json& out);
+
+  std::string_view s_;
+  size_t i_ = 0;
+};
 
 // What dump_json does with a string that is not UTF-8: nlohmann's error_handler_t strict (throw type_error
 // 316), or replace (each invalid byte becomes U+FFFD, for answers that echo what a client sent).

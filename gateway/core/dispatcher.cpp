@@ -484,12 +484,7 @@ struct Dispatcher::Sending {
 
 bool Dispatcher::process(const store::MessageRecord& record, std::optional<Message> validated) {
   int64_t started = clock_.now_ms();
-  if (!validated) {
-    Json json = parse_json_or_discarded(record.payload);
-    ValidationRules stored;  // as it was accepted: channels may have been reconfigured since, templates allowed
-    stored.templates_available = true;
-    if (!json.is_discarded()) validated = std::move(parse_message(json, stored).message);
-  }
+  if (!validated) validated = stored_message(record.payload);
   if (!validated) {
     this->record(fail_before_attempt(record, "unreadable_payload", R"({"reason":"unreadable_payload"})"), started);
     return false;

@@ -45,13 +45,9 @@ void channel_consent(Writes& w, const std::string& recipient_id, const std::stri
 }  // namespace
 
 std::optional<Original> read_original(const store::MessageRecord& record) {
-  Json json = parse_json_or_discarded(record.payload);
-  if (!json.is_object()) return std::nullopt;
-  ValidationRules stored;  // as accepted: channels may have changed since, templates allowed
-  stored.templates_available = true;
-  ParsedMessage parsed = parse_message(json, stored);
-  if (!parsed.message) return std::nullopt;
-  return Original{record, std::move(*parsed.message)};
+  std::optional<Message> message = stored_message(record.payload);
+  if (!message) return std::nullopt;
+  return Original{record, std::move(*message)};
 }
 
 std::optional<store::NewMessage> make_follow_up(const Original& original, const ResponseSpec& option, int64_t now_ms) {

@@ -4,6 +4,7 @@
 
 #include <tayori/text.hpp>
 
+#include <algorithm>
 #include <cstdio>
 
 #include "common/time.hpp"
@@ -484,6 +485,183 @@ ParsedMessage parse_message(const Json& j, const ValidationRules& rules, const s
   }
   if (result.errors.empty()) result.message = std::move(m);
   return result;
+}
+
+namespace {
+
+// read_stored_message's reader: the members of a stored message as canonical_json writes them.
+class StoredReader {
+ public:
+  explicit StoredReader(std::string_view text) : in_(text) {}
+
+  std::optional<Message> message() {
+    Message m;
+    bool has_id = false, has_recipient = false, has_purpose = false, has_channels = false, has_body = false;
+    bool read = object([&](std::string_view key) {
+      if (key == "category") return in_.string(m.category);
+      if (key == "channels") return has_channels = channels(m.channels);
+      if (key == "content") return has_body = content(m);
+      if (key == "data") return json_object(m.data);
+      if (key == "expires_at") return instant(m.expires_at_ms);
+      if (key == "id") return has_id = in_.string(m.id);
+      if (key == "metadata") return json_object(m.metadata);
+      if (key == "purpose") return has_purpose = purpose(m.purpose);
+      if (key == "recipient") return has_recipient = recipient(m.recipient);
+      if (key == "responses") return responses(m.responses);
+      if (key == "send_at") return instant(m.send_at_ms);  // an instant; a local time is parse_message's
+      if (key == "template") return has_body = in_.string(m.template_name);
+      if (key == "track") return track(m);
+      return false;
+    });
+    if (!read || !in_.at_end() || !has_id || !has_recipient || !has_purpose || !has_channels || !has_body)
+      return std::nullopt;
+    return m;
+  }
+
+ private:
+  // An object's members, each once and in key order (canonical_json writes a std::map); `member(key)` reads
+  // the value of one, of the one type it expects (so a null member, whose meaning parse_message decides, is
+  // never read).
+  template <typename Member>
+  bool object(Member&& member) {
+    if (!in_.take('{')) return false;
+    if (in_.take('}')) return true;
+    std::string key, previous;
+    bool first = true;
+    do {
+      key.clear();
+      if (!in_.string(key) || !in_.take(':') || (!first && key <= previous)) return false;
+      if (!member(std::string_view(key))) return false;
+      previous.swap(key);
+      first = false;
+    } while (in_.take(','));
+    return in_.take('}');
+  }
+
+  // An array's items; `item()` reads one.
+  template <typename Item>
+  bool array(Item&& item) {
+    if (!in_.take('[')) return false;
+    if (in_.take(']')) return true;
+    do {
+      if (!item()) return false;
+    } while (in_.take(','));
+    return in_.take(']');
+  }
+
+  bool channels(std::vector<std::string>& out) {
+    return array([&] {
+             std::string name;
+             if (!in_.string(name) || std::find(out.begin(), out.end(), name) != out.end()) return false;
+             out.push_back(std::move(name));
+             return true;
+           }) &&
+           !out.empty() && out.size() <= 16;
+  }
+
+  bool purpose(Purpose& out) {
+    std::string v;
+    if (!in_.string(v) || !is_purpose(v)) return false;
+    out = v == "marketing" ? Purpose::marketing : Purpose::transactional;
+    return true;
+  }
+
+  bool recipient(Recipient& r) {
+    return object([&](std::string_view key) {
+             if (key == "contacts") return contacts(r);
+             if (key == "id") return in_.string(r.id);
+             if (key == "locale") return in_.string(r.locale);
+             if (key == "timezone") return in_.string(r.timezone);
+             return false;
+           }) &&
+           !r.id.empty();
+  }
+
+  bool contacts(Recipient& r) {
+    return object([&](std::string_view kind) {
+      if (kind != "push") return in_.string(r.contacts[std::string(kind)]);
+      return array([&] {
+        PushToken t;
+        return object([&](std::string_view key) {
+                 if (key == "platform") return in_.string(t.platform);
+                 if (key == "token") return in_.string(t.token);
+                 return false;
+               }) &&
+               !t.platform.empty() && !t.token.empty() && (r.push.push_back(std::move(t)), true);
+      });
+    });
+  }
+
+  // Shared fields are text; an object is one channel's own wording ({"sms": {"text": "..."}}).
+  bool content(Message& m) {
+    bool any = false;
+    return object([&](std::string_view field) {
+             any = true;
+             if (!in_.next_is('{')) return in_.string(m.content[std::string(field)]);
+             return object([&](std::string_view key) {
+               return in_.string(m.content_variants[std::string(field)][std::string(key)]);
+             });
+           }) &&
+           any;
+  }
+
+  bool responses(std::vector<ResponseSpec>& out) {
+    return array([&] {
+             ResponseSpec r;
+             bool read = object([&](std::string_view key) {
+               if (key == "follow_up") return follow_up(r);
+               if (key == "id") return in_.string(r.id);
+               if (key == "label") return in_.string(r.label);
+               return false;
+             });
+             if (!read || r.id.empty() || r.label.empty()) return false;
+             out.push_back(std::move(r));
+             return true;
+           }) &&
+           !out.empty();
+  }
+
+  bool follow_up(ResponseSpec& r) {
+    std::string after;
+    return object([&](std::string_view key) {
+             if (key == "after") return in_.string(after) && (r.follow_up_after_ms = parse_delay_ms(after)).has_value();
+             if (key == "template") return in_.string(r.follow_up_template);
+             return false;
+           }) &&
+           r.follow_up_after_ms.has_value();
+  }
+
+  bool track(Message& m) {
+    return object([&](std::string_view key) {
+      bool v = false;
+      if (key != "clicks" && key != "opens") return false;
+      if (!in_.boolean(v)) return false;
+      (key == "clicks" ? m.track_clicks : m.track_opens) = v;
+      return true;
+    });
+  }
+
+  bool instant(std::optional<int64_t>& out) {
+    std::string v;
+    return in_.string(v) && (out = parse_rfc3339_ms(v)).has_value();
+  }
+
+  bool json_object(Json& out) { return in_.next_is('{') && in_.value(out); }
+
+  JsonCursor in_;
+};
+
+}  // namespace
+
+std::optional<Message> read_stored_message(std::string_view payload) { return StoredReader(payload).message(); }
+
+std::optional<Message> stored_message(std::string_view payload) {
+  if (auto m = read_stored_message(payload)) return m;
+  Json json = parse_json_or_discarded(payload);
+  if (json.is_discarded()) return std::nullopt;
+  ValidationRules stored;  // as it was accepted: channels may have been reconfigured since, templates allowed
+  stored.templates_available = true;
+  return std::move(parse_message(json, stored).message);
 }
 
 std::optional<int64_t> parse_delay_ms(std::string_view s) {

@@ -25,6 +25,7 @@ using policy::to_string;
 struct PushToken {
   std::string platform;  // "fcm" | "apns"
   std::string token;
+  friend bool operator==(const PushToken&, const PushToken&) = default;
 };
 
 struct Recipient {
@@ -36,6 +37,7 @@ struct Recipient {
 
   // The contact point a channel uses: "email", "phone", any plugin-defined kind, or "push.fcm"/"push.apns".
   std::optional<std::string> contact(const std::string& kind) const;
+  friend bool operator==(const Recipient&, const Recipient&) = default;
 };
 
 // One answer a message offers (two-way): rendered natively by each channel (LINE quick reply, numbered
@@ -46,6 +48,7 @@ struct ResponseSpec {
   std::string label;  // at most 20 characters (LINE quick reply labels)
   std::optional<int64_t> follow_up_after_ms;
   std::string follow_up_template;
+  friend bool operator==(const ResponseSpec&, const ResponseSpec&) = default;
 };
 
 struct Message {
@@ -67,6 +70,7 @@ struct Message {
   // an open pixel (true), or not (false), whatever its channel's `track:` says; unset: the channel decides.
   std::optional<bool> track_clicks;
   std::optional<bool> track_opens;
+  friend bool operator==(const Message&, const Message&) = default;
 };
 
 // An id that travels in URLs: a message's (GET /v1/messages/{id}) or a conversion's.
@@ -104,6 +108,20 @@ struct ParsedMessage {
 
 // Validates one message object. `pointer_prefix` prefixes every error's pointer ("/messages/3").
 ParsedMessage parse_message(const Json& json, const ValidationRules& rules, const std::string& pointer_prefix = "");
+
+// A message this gateway stored, from its payload (the canonical JSON of a message that passed parse_message at
+// intake), as the dispatcher and the inbound path need it again: read_stored_message first, and when that
+// gives up, parse_message with the rules a stored message is held to (channels may have been reconfigured since
+// it was accepted; any template name). nullopt: the payload is no message (erased, or corrupted).
+std::optional<Message> stored_message(std::string_view payload);
+
+// The same Message parse_message gives for a stored payload, read straight from its text: no JSON tree is
+// built and nothing is validated again (intake did that). It reads only the shape canonical_json writes for a
+// valid message (members in key order, each once) and gives up (nullopt) on anything else: a member that is
+// null, a local send_at (its zone is looked up when it is parsed), any member or value it does not expect.
+// stored_message falls back to parse_message then. tests/unit/core/message_test.cpp and the message fuzz
+// target hold the two to the same result.
+std::optional<Message> read_stored_message(std::string_view payload);
 
 // Validates a recipient object (PUT /v1/recipients/{id} and a message's `recipient`). `id_required`:
 // a message names its recipient inside; the recipients API takes the id from the URL.

@@ -1,15 +1,20 @@
 // POST /v1/messages without the HTTP: a body (one message, or a batch envelope {"messages": [...]}) goes
 // through the API's JSON checks, intake (validation of every message, canonical form, hash, first events)
 // and the answer built from the store's verdicts, as Api::submit runs them. Rules as a gateway with two
-// channels and one template has them; a local send_at asks the stored profile's zone.
+// channels and one template has them; a local send_at asks the stored profile's zone. Then each payload
+// intake stores is read back as a dispatcher worker reads it: core::read_stored_message, when it reads one,
+// must give the Message that parsing and validating the payload again gives.
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
+#include <optional>
 #include <set>
 #include <string>
 
 #include "api/http_util.hpp"
 #include "common/json.hpp"
 #include "core/intake.hpp"
+#include "core/message.hpp"
 #include "fuzz_support.hpp"
 
 namespace {
@@ -45,5 +50,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::vector<store::AcceptResult> stored(intake.to_store.size());
   core::IntakeAnswer answer = core::answer_intake(intake, stored);
   api::json_response(answer.status, answer.body);
+  core::ValidationRules stored_rules;
+  stored_rules.templates_available = true;
+  for (const store::NewMessage& m : intake.to_store) {
+    std::optional<core::Message> read = core::read_stored_message(m.payload);
+    if (!read) continue;  // a worker parses and validates it again, as before
+    std::optional<core::Message> parsed = core::parse_message(parse_json(m.payload), stored_rules).message;
+    if (!parsed || !(*parsed == *read)) std::abort();
+  }
   return 0;
 }

@@ -95,6 +95,33 @@ void BM_ParseMessage(benchmark::State& state) {
 }
 BENCHMARK(BM_ParseMessage);
 
+// A claimed message read again by a dispatcher worker: its stored payload (the canonical JSON intake wrote)
+// to a Message. _ParseAndValidate is what a worker did before core::read_stored_message: the JSON read into a
+// tree, then parse_message with the stored rules.
+void BM_StoredMessage_Read(benchmark::State& state) {
+  const std::string payload = tayori::core::canonical_json(Json::parse(message_text(1)));
+  for (auto _ : state) {
+    auto m = tayori::core::read_stored_message(payload);
+    if (!m) state.SkipWithError("the typical message is not read");
+    benchmark::DoNotOptimize(m);
+  }
+  per_item(state, 1);
+}
+BENCHMARK(BM_StoredMessage_Read);
+
+void BM_StoredMessage_ParseAndValidate(benchmark::State& state) {
+  const std::string payload = tayori::core::canonical_json(Json::parse(message_text(1)));
+  tayori::core::ValidationRules stored;
+  stored.templates_available = true;
+  for (auto _ : state) {
+    auto parsed = tayori::core::parse_message(tayori::parse_json(payload), stored);
+    if (!parsed.message) state.SkipWithError("the typical message does not validate");
+    benchmark::DoNotOptimize(parsed);
+  }
+  per_item(state, 1);
+}
+BENCHMARK(BM_StoredMessage_ParseAndValidate);
+
 void BM_CanonicalJson(benchmark::State& state) {
   const Json json = Json::parse(message_text(1));
   for (auto _ : state) {

@@ -635,5 +635,114 @@ TEST(MessageCanonical, SameMessageReorderedHashesTheSame) {
   EXPECT_EQ(canonical_json(a).find(": "), std::string::npos);
 }
 
+// ---- Stored messages read again (read_stored_message, stored_message) -----------------------------------
+
+ValidationRules stored_rules() {
+  ValidationRules r;
+  r.templates_available = true;
+  return r;
+}
+
+// What a worker got before read_stored_message: the payload parsed and validated with the stored rules.
+std::optional<Message> parsed_again(const std::string& payload) {
+  return parse_message(Json::parse(payload), stored_rules()).message;
+}
+
+// Messages with every kind of member a message can have, each as intake stores it (canonical JSON).
+std::vector<std::string> stored_payloads() {
+  std::vector<Json> messages;
+  messages.push_back(full_message());
+  Json two_way = full_message();
+  two_way["responses"] = Json::parse(R"([
+    {"id": "yes", "label": "興味あり", "follow_up": {"after": "P2D", "template": "reminder"}},
+    {"id": "later", "label": "Remind me", "follow_up": {"after": "12h"}},
+    {"id": "no", "label": "No thanks"}])");
+  two_way["track"] = {{"clicks", true}, {"opens", false}};
+  messages.push_back(two_way);
+  Json variants = full_message();
+  variants["content"]["sms"] = {{"text", "SMS wording\twith a tab"}};
+  variants["content"]["line"] = Json::object();  // an empty variant adds nothing
+  variants["template"] = "welcome";
+  variants["data"] =
+      Json::parse(R"({"price": -12.5, "big": 18446744073709551615, "neg": -3, "list": [1, [2, {"a": null}]],
+                                      "escaped": "quote \" backslash \\ line\nfeed \u0001 😀", "flag": true})");
+  variants["metadata"] = Json::parse(R"({"source": "ma\u00e9", "empty": {}, "none": null})");
+  messages.push_back(variants);
+  Json minimal = Json::parse(R"({"id": "m", "recipient": {"id": "r"}, "purpose": "transactional",
+                                 "channels": ["sms"], "template": "welcome"})");
+  messages.push_back(minimal);
+  std::vector<std::string> payloads;
+  for (const Json& m : messages) payloads.push_back(canonical_json(m));
+  return payloads;
+}
+
+TEST(StoredMessage, ReadsEveryMemberAsParsingAndValidatingItAgainDoes) {
+  for (const std::string& payload : stored_payloads()) {
+    SCOPED_TRACE(payload);
+    std::optional<Message> expected = parsed_again(payload);
+    ASSERT_TRUE(expected.has_value());
+    std::optional<Message> read = read_stored_message(payload);
+    ASSERT_TRUE(read.has_value());
+    EXPECT_EQ(*read, *expected);
+    EXPECT_EQ(stored_message(payload), expected);
+  }
+  // The comparison sees what each member carries (a Message that differs in one is not equal).
+  std::optional<Message> two_way = read_stored_message(stored_payloads()[1]);
+  ASSERT_TRUE(two_way.has_value());
+  EXPECT_THAT(two_way->responses, testing::SizeIs(3));
+  EXPECT_EQ(two_way->responses[0].follow_up_after_ms, 2 * 86'400'000LL);
+  EXPECT_EQ(two_way->responses[0].follow_up_template, "reminder");
+  EXPECT_EQ(two_way->track_clicks, true);
+  EXPECT_EQ(two_way->track_opens, false);
+  EXPECT_EQ(two_way->recipient.push.size(), 2u);
+  std::optional<Message> variants = read_stored_message(stored_payloads()[2]);
+  ASSERT_TRUE(variants.has_value());
+  EXPECT_EQ(variants->content_variants.at("sms").at("text"), "SMS wording\twith a tab");
+  EXPECT_EQ(variants->content_variants.count("line"), 0u);
+  EXPECT_EQ(variants->data["escaped"], "quote \" backslash \\ line\nfeed \u0001 😀");
+}
+
+// Text canonical_json would not write, or a member whose meaning needs more than its text: the reader gives
+// up, and stored_message reads the payload the old way, to the same Message parse_message gives.
+TEST(StoredMessage, GivesUpOnAnythingButTheCanonicalShapeAndTheFallbackReadsIt) {
+  std::vector<std::string> others = {
+      // members out of key order
+      R"({"recipient":{"id":"r"},"id":"m","purpose":"transactional","channels":["sms"],"content":{"text":"t"}})",
+      // a null member: absent, for parse_message
+      R"({"category":null,"channels":["sms"],"content":{"text":"t"},"id":"m","purpose":"transactional","recipient":{"id":"r"}})",
+      // a local send_at: resolved in the recipient's zone when parsed
+      R"({"channels":["sms"],"content":{"text":"t"},"id":"m","purpose":"transactional","recipient":{"id":"r","timezone":"Asia/Tokyo"},"send_at":"2026-11-24T08:00:00"})",
+  };
+  for (const std::string& payload : others) {
+    SCOPED_TRACE(payload);
+    EXPECT_FALSE(read_stored_message(payload).has_value());
+    std::optional<Message> expected = parsed_again(payload);
+    ASSERT_TRUE(expected.has_value());
+    EXPECT_EQ(stored_message(payload), expected);
+  }
+  EXPECT_TRUE(stored_message(others[2])->send_at_local);
+}
+
+TEST(StoredMessage, APayloadThatIsNoMessageIsNoneEitherWay) {
+  const std::string canonical = stored_payloads()[0];
+  const std::vector<std::string> payloads = {
+      R"({"erased":true})",  // what erasure leaves
+      "",
+      "not json",
+      canonical.substr(0, canonical.size() - 1),  // cut short
+      canonical + "x",                            // something after it
+      R"({"channels":["sms","sms"],"content":{"text":"t"},"id":"m","purpose":"transactional","recipient":{"id":"r"}})",
+      R"({"channels":["sms"],"content":{},"id":"m","purpose":"transactional","recipient":{"id":"r"}})",
+      R"({"channels":["sms"],"content":{"text":"t"},"id":"m","purpose":"transactional","recipient":{"id":""}})",
+      R"({"channels":["sms"],"content":{"text":"t"},"id":"m","purpose":"other","recipient":{"id":"r"}})",
+      R"({"channels":["sms"],"content":{"text":"t"},"id":"m","recipient":{"id":"r"}})",
+  };
+  for (const std::string& payload : payloads) {
+    SCOPED_TRACE(payload);
+    EXPECT_FALSE(read_stored_message(payload).has_value());
+    EXPECT_FALSE(stored_message(payload).has_value());
+  }
+}
+
 }  // namespace
 }  // namespace tayori::core
