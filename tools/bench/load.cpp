@@ -60,6 +60,8 @@ const char* kUsage =
     "  --recipients P     prefix of the recipient ids (and email addresses): P-0 to P-99999 (default user)\n"
     "  --purpose P        transactional (default) or marketing (consent, quiet hours and caps apply)\n"
     "  --same-content     every message says the same (a batching channel may carry them in one request)\n"
+    "  --random-ids       each id carries 16 hex digits drawn from its number after the prefix, so ids come in\n"
+    "                     no order, as UUIDs do (default: prefix, phase, request and position, in order)\n"
     "  --timeout-ms N     per-request time limit (default 30000)\n"
     "  --json             print the result as one JSON object instead of a key=value line\n";
 
@@ -76,6 +78,7 @@ struct Options {
   std::string recipients = "user";
   std::string purpose = "transactional";
   bool same_content = false;
+  bool random_ids = false;
   long timeout_ms = 30'000;
   bool json = false;
 };
@@ -127,6 +130,8 @@ Options parse_options(int argc, char** argv) {
       o.purpose = value();
     else if (a == "--same-content")
       o.same_content = true;
+    else if (a == "--random-ids")
+      o.random_ids = true;
     else if (a == "--timeout-ms")
       o.timeout_ms = to_long(a, value(), 1);
     else if (a == "--json")
@@ -234,6 +239,10 @@ void append_message(std::string& out, const Options& o, const BodyParts& parts, 
   out += text;
   out += R"(","title":"Shipped"},"id":)";
   out += parts.id_prefix;
+  if (o.random_ids) {  // 16 hex digits drawn from the message's number: ids in no order, as UUIDs come
+    append_hex_from(out, static_cast<uint64_t>(n), 1);
+    out += '-';
+  }
   out += phase;
   out += std::to_string(request);
   out += '-';
@@ -287,8 +296,13 @@ bool body_reads_as_built(const Options& o, const BodyParts& parts) {
   } else {
     contacts = {{"email", o.recipients + "-0@example.jp"}};
   }
+  std::string id = o.id_prefix + "-";
+  if (o.random_ids) {
+    append_hex_from(id, 0, 1);
+    id += '-';
+  }
   json built = {
-      {"id", o.id_prefix + "-w0-0"},
+      {"id", id + "w0-0"},
       {"recipient", {{"id", o.recipients + "-0"}, {"locale", "ja-JP"}, {"contacts", contacts}}},
       {"purpose", o.purpose},
       {"category", "order"},

@@ -40,6 +40,8 @@
 #                                   fsync on, as SQLite's synchronous=FULL) and pg2-single, pg2-batch (two nodes
 #                                   on it, the load split between them); the ratios between engines are printed
 #   TAYORI_BENCH_LINE_WINDOW        the LINE channel's batch_window (line-batch)  (default 100ms)
+#   TAYORI_BENCH_IDS                ordered (default) or random: message ids in no order, as UUIDs (tayori_load
+#                                   --random-ids)
 #   TAYORI_BENCH_DRAIN_TIMEOUT      seconds to wait for delivery per phase       (default 300)
 #   TAYORI_BENCH_KEEP=1             keep the temp dir (configs, databases, logs)
 #   TAYORI_BIN, TAYORI_LOAD_BIN, TAYORI_SIM_BIN, TAYORI_PLUGIN_DIR override the paths derived from BUILD_DIR.
@@ -262,6 +264,11 @@ for p in $PHASES; do
   esac
   LOAD_CHANNEL="--channel sms --contact phone"
   [[ $kind == line ]] && LOAD_CHANNEL="--channel line --contact line --same-content"
+  case ${TAYORI_BENCH_IDS:-ordered} in
+    ordered) ;;
+    random) LOAD_CHANNEL+=" --random-ids" ;;
+    *) die "TAYORI_BENCH_IDS must be ordered or random, not ${TAYORI_BENCH_IDS}" ;;
+  esac
   if [[ -n $node_id && -z ${PG_URL:-} ]]; then
     chmod o+x "$TMP"  # the server runs as postgres and needs its socket folder
     pg_start "$TMP/pg"

@@ -652,7 +652,18 @@ TEST_F(SqliteStorePolicyTest, AVersion1FileIsMigratedToTheCurrentVersionAndKeeps
 
   store_ = open_sqlite({v1});
   path_ = v1;
-  EXPECT_EQ(user_version(v1), 9);
+  EXPECT_EQ(user_version(v1), 10);
+  // Migration 10: the messages in arrival order (created_at, then id), each index as a new file has it.
+  EXPECT_THAT(test::query_column(v1, "SELECT id FROM messages ORDER BY rowid"), ElementsAre("v1-done", "v1-msg"));
+  const std::string fresh = (dir_ / "fresh.db").string();
+  open_sqlite({fresh}).reset();
+  auto messages_schema = [](const std::string& path) {
+    return test::query_column(path,
+                              "SELECT name || ': ' || sql FROM sqlite_master WHERE tbl_name = 'messages' "
+                              "AND sql IS NOT NULL ORDER BY name");
+  };
+  EXPECT_THAT(messages_schema(v1), testing::SizeIs(8));  // the table and its seven indexes
+  EXPECT_EQ(messages_schema(v1), messages_schema(fresh));
 
   auto m = store_->find("v1-msg");
   ASSERT_TRUE(m.has_value());
@@ -696,10 +707,13 @@ TEST_F(SqliteStorePolicyTest, AVersion1FileIsMigratedToTheCurrentVersionAndKeeps
   EXPECT_EQ(store_->purge_finished(1'000).value(), 1);
   EXPECT_FALSE(store_->find("v1-done").has_value());
 
+  // A message accepted after the migration comes after those it kept.
+  EXPECT_THAT(test::query_column(v1, "SELECT id FROM messages ORDER BY rowid"), ElementsAre("v1-msg", "v2-msg"));
+
   // Reopening does not migrate again.
   store_.reset();
   store_ = open_sqlite({v1});
-  EXPECT_EQ(user_version(v1), 9);
+  EXPECT_EQ(user_version(v1), 10);
   EXPECT_TRUE(store_->find("v1-msg").has_value());
   EXPECT_EQ(store_->consent_history("u1").size(), 1u);
 }
@@ -707,7 +721,7 @@ TEST_F(SqliteStorePolicyTest, AVersion1FileIsMigratedToTheCurrentVersionAndKeeps
 
 #ifndef TAYORI_STORE_TESTS_ON_POSTGRES
 TEST_F(SqliteStorePolicyTest, ANewFileIsAtTheCurrentVersionWithThePolicyTables) {
-  EXPECT_EQ(user_version(path_), 9);
+  EXPECT_EQ(user_version(path_), 10);
   // Schema 5: no index holds a state that every transition would move, except as a partial index of the
   // rows one query looks for.
   auto indexes = test::query_column(path_,
