@@ -38,6 +38,15 @@ jq -e '.requests == 7 and .messages == 140 and .failed_requests == 0' <<<"$out" 
 (( $(cut -d' ' -f6- "$LOG" | tr ' ' '\n' | sort -u | wc -l) == 140 )) || fail "batch: not 140 distinct ids"
 grep -q '^POST /base/v1/messages ' "$LOG" || fail "batch: the path prefix was lost: $(head -1 "$LOG")"
 
+# --random-ids: after the prefix, 16 hex digits and a dash, distinct per message and in no order.
+: >"$LOG"
+out=$(TAYORI_API_KEY=k2 "$LOAD" --url "http://127.0.0.1:$PORT" --concurrency 2 --requests 5 --batch 20 \
+      --id-prefix run4 --random-ids 2>&1) || fail "random ids run failed: $out"
+ids=$(cut -d' ' -f6- "$LOG" | tr ' ' '\n')
+(( $(grep -Ec '^run4-[0-9a-f]{16}-m[0-9]+-[0-9]+$' <<<"$ids") == 100 )) || fail "random ids: $(head -3 <<<"$ids")"
+(( $(cut -d- -f2 <<<"$ids" | sort -u | wc -l) == 100 )) || fail "random ids: a hex part repeats"
+[[ $(head -20 <<<"$ids") != $(head -20 <<<"$ids" | sort) ]] || fail "random ids: the first batch's ids came in order"
+
 # Failures, each counted under its own name: 12 requests, a quarter of each kind.
 serve mixed
 out=$(TAYORI_API_KEY=k3 "$LOAD" --url "http://127.0.0.1:$PORT" --concurrency 4 --requests 12 --timeout-ms 400 \
