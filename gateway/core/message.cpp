@@ -655,13 +655,17 @@ class StoredReader {
 
 std::optional<Message> read_stored_message(std::string_view payload) { return StoredReader(payload).message(); }
 
+ValidationRules stored_message_rules() {
+  ValidationRules rules;
+  rules.templates_available = true;
+  return rules;
+}
+
 std::optional<Message> stored_message(std::string_view payload) {
   if (auto m = read_stored_message(payload)) return m;
   Json json = parse_json_or_discarded(payload);
   if (json.is_discarded()) return std::nullopt;
-  ValidationRules stored;  // as it was accepted: channels may have been reconfigured since, templates allowed
-  stored.templates_available = true;
-  return std::move(parse_message(json, stored).message);
+  return std::move(parse_message(json, stored_message_rules()).message);
 }
 
 std::optional<int64_t> parse_delay_ms(std::string_view s) {

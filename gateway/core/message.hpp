@@ -109,10 +109,13 @@ struct ParsedMessage {
 // Validates one message object. `pointer_prefix` prefixes every error's pointer ("/messages/3").
 ParsedMessage parse_message(const Json& json, const ValidationRules& rules, const std::string& pointer_prefix = "");
 
+// The rules a stored message is held to when it is read again: as it was accepted, except that its channels may
+// have been reconfigured since (not checked) and any template name is taken.
+ValidationRules stored_message_rules();
+
 // A message this gateway stored, from its payload (the canonical JSON of a message that passed parse_message at
 // intake), as the dispatcher and the inbound path need it again: read_stored_message first, and when that
-// gives up, parse_message with the rules a stored message is held to (channels may have been reconfigured since
-// it was accepted; any template name). nullopt: the payload is no message (erased, or corrupted).
+// gives up, parse_message with stored_message_rules(). nullopt: the payload is no message (erased, or corrupted).
 std::optional<Message> stored_message(std::string_view payload);
 
 // The same Message parse_message gives for a stored payload, read straight from its text: no JSON tree is

@@ -50,12 +50,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::vector<store::AcceptResult> stored(intake.to_store.size());
   core::IntakeAnswer answer = core::answer_intake(intake, stored);
   api::json_response(answer.status, answer.body);
-  core::ValidationRules stored_rules;
-  stored_rules.templates_available = true;
+  static const core::ValidationRules kStoredRules = core::stored_message_rules();
   for (const store::NewMessage& m : intake.to_store) {
     std::optional<core::Message> read = core::read_stored_message(m.payload);
     if (!read) continue;  // a worker parses and validates it again, as before
-    std::optional<core::Message> parsed = core::parse_message(parse_json(m.payload), stored_rules).message;
+    std::optional<core::Message> parsed = core::parse_message(parse_json(m.payload), kStoredRules).message;
     if (!parsed || !(*parsed == *read)) std::abort();
   }
   return 0;

@@ -111,8 +111,7 @@ BENCHMARK(BM_StoredMessage_Read);
 
 void BM_StoredMessage_ParseAndValidate(benchmark::State& state) {
   const std::string payload = tayori::core::canonical_json(Json::parse(message_text(1)));
-  tayori::core::ValidationRules stored;
-  stored.templates_available = true;
+  const tayori::core::ValidationRules stored = tayori::core::stored_message_rules();
   for (auto _ : state) {
     auto parsed = tayori::core::parse_message(tayori::parse_json(payload), stored);
     if (!parsed.message) state.SkipWithError("the typical message does not validate");

@@ -637,15 +637,9 @@ TEST(MessageCanonical, SameMessageReorderedHashesTheSame) {
 
 // ---- Stored messages read again (read_stored_message, stored_message) -----------------------------------
 
-ValidationRules stored_rules() {
-  ValidationRules r;
-  r.templates_available = true;
-  return r;
-}
-
 // What a worker got before read_stored_message: the payload parsed and validated with the stored rules.
 std::optional<Message> parsed_again(const std::string& payload) {
-  return parse_message(Json::parse(payload), stored_rules()).message;
+  return parse_message(Json::parse(payload), stored_message_rules()).message;
 }
 
 // Messages with every kind of member a message can have, each as intake stores it (canonical JSON).
