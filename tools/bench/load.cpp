@@ -176,6 +176,14 @@ void append_hex_from(std::string& out, uint64_t n, int count) {
   }
 }
 
+// --random-ids: 16 hex digits drawn from message number `n` and a dash, after the id's prefix, so that ids come in
+// no order, as an upstream's UUIDs do; nothing without it.
+void append_id_disorder(std::string& out, const Options& o, long n) {
+  if (!o.random_ids) return;
+  append_hex_from(out, static_cast<uint64_t>(n), 1);
+  out += '-';
+}
+
 // The recipient's contacts as JSON text: one of `kind`, unique to message number `n` of the run, in the shape
 // each channel plugin accepts (E.164 phone, LINE user id "U" + 32 hex, APNs device token of 64 hex).
 void append_contacts(std::string& out, const std::string& kind, long n, const std::string& recipient) {
@@ -239,10 +247,7 @@ void append_message(std::string& out, const Options& o, const BodyParts& parts, 
   out += text;
   out += R"(","title":"Shipped"},"id":)";
   out += parts.id_prefix;
-  if (o.random_ids) {  // 16 hex digits drawn from the message's number: ids in no order, as UUIDs come
-    append_hex_from(out, static_cast<uint64_t>(n), 1);
-    out += '-';
-  }
+  append_id_disorder(out, o, n);
   out += phase;
   out += std::to_string(request);
   out += '-';
@@ -297,10 +302,7 @@ bool body_reads_as_built(const Options& o, const BodyParts& parts) {
     contacts = {{"email", o.recipients + "-0@example.jp"}};
   }
   std::string id = o.id_prefix + "-";
-  if (o.random_ids) {
-    append_hex_from(id, 0, 1);
-    id += '-';
-  }
+  append_id_disorder(id, o, 0);
   json built = {
       {"id", id + "w0-0"},
       {"recipient", {{"id", o.recipients + "-0"}, {"locale", "ja-JP"}, {"contacts", contacts}}},

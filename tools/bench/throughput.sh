@@ -196,12 +196,12 @@ phase() {
     requests=$(( requests / 2 )) connections=$(( (connections + 1) / 2 ))
     expected=$(( (requests + warmup) * batch * 2 ))
     TAYORI_API_KEY=$TAYORI_BENCH_KEY "$LOAD_BIN" --url "$URL2" --concurrency "$connections" --requests "$requests" \
-      --batch "$batch" --warmup "$warmup" $LOAD_CHANNEL --purpose marketing \
+      --batch "$batch" --warmup "$warmup" $LOAD_CHANNEL $LOAD_IDS --purpose marketing \
       --id-prefix "tp-$$-$name-2" --recipients "$name" >"$TMP/load2.out" &
     LOAD2_PID=$!
   fi
   run_load "in the $name phase" --url "$URL" --concurrency "$connections" --requests "$requests" --batch "$batch" \
-    --warmup "$warmup" $LOAD_CHANNEL --purpose marketing --id-prefix "tp-$$-$name" --recipients "$name"
+    --warmup "$warmup" $LOAD_CHANNEL $LOAD_IDS --purpose marketing --id-prefix "tp-$$-$name" --recipients "$name"
   if [[ -n $GW2_PID ]]; then wait "$LOAD2_PID" || die "tayori_load (second node) failed in the $name phase"; fi
   children_cpu_ms
   R[$name.load_us]=$(div "$(( (CHILDREN_MS - load0) * 1000 ))" "$expected")
@@ -265,8 +265,8 @@ for p in $PHASES; do
   LOAD_CHANNEL="--channel sms --contact phone"
   [[ $kind == line ]] && LOAD_CHANNEL="--channel line --contact line --same-content"
   case ${TAYORI_BENCH_IDS:-ordered} in
-    ordered) ;;
-    random) LOAD_CHANNEL+=" --random-ids" ;;
+    ordered) LOAD_IDS="" ;;
+    random) LOAD_IDS="--random-ids" ;;
     *) die "TAYORI_BENCH_IDS must be ordered or random, not ${TAYORI_BENCH_IDS}" ;;
   esac
   if [[ -n $node_id && -z ${PG_URL:-} ]]; then
