@@ -81,6 +81,16 @@ inline int64_t user_version(const std::string& path) {
   return rows.size() == 1 ? std::stoll(rows[0]) : -1;
 }
 
+// Undoes SQLite migration 11 and PostgreSQL migration 6 (a message's events indexed by its number, not its id), for
+// a test that puts a store back to an older version to see a migration run: the migrations it then runs again
+// from there add those columns, which must not exist yet.
+inline constexpr const char* kEventsByMessageIdSqlite =
+    "DROP INDEX events_message; ALTER TABLE events DROP COLUMN message_seq; "
+    "CREATE INDEX events_message ON events(message_id, seq);";
+inline constexpr const char* kEventsByMessageIdPostgres =
+    "ALTER TABLE events DROP COLUMN message_seq; ALTER TABLE messages DROP COLUMN seq; "
+    "CREATE INDEX events_message ON events(message_id, seq);";
+
 // The schema exactly as migration 1 of the first release shipped it (no recipients, consent, suppressions,
 // cap slots, no messages.recipient_id), without rows: a test adds its own, then `PRAGMA user_version = 1`.
 // A copy of the store's migration 1 on purpose: an upgrade test must start from what was shipped, even if

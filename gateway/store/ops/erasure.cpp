@@ -138,8 +138,8 @@ void forget(sql::Connection& c, const std::string& recipient_id, const std::vect
   // Events of its messages, and its events that belong to no message (a reply or an opt-out from one of its
   // contact points; an event whose message is gone is stored so too, ops/inbound.cpp).
   auto events =
-      all_rows(c.prepare("SELECT seq, detail FROM events WHERE message_id IN "
-                         "(SELECT id FROM messages WHERE recipient_id = ?1) "
+      all_rows(c.prepare("SELECT seq, detail FROM events WHERE message_seq IN "
+                         "(SELECT seq FROM messages WHERE recipient_id = ?1) "
                          "UNION ALL SELECT seq, detail FROM events WHERE message_id = '' AND recipient_id = ?1")
                    .bind(1, recipient_id),
                [](const sql::Statement& s) { return std::pair(s.int64(0), s.text(1)); });

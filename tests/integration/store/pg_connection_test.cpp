@@ -372,7 +372,10 @@ TEST_F(PgTest, MigrateBringsAFreshDatabaseToTheLatestVersionOnce) {
              "WHERE table_name = 'messages'"),
       "id,api_key,payload_hash,payload,state,channel_index,channel,attempts,created_at,updated_at,due_at,"
       "send_at,expires_at,last_reason,recipient_id,channel_attempts,channel_since,provider_message_id,"
-      "parent_id,claimed_by,lease_until");
+      "parent_id,claimed_by,lease_until,seq");
+  // Migration 6: a message's events are found by its number, which grows as messages arrive, not by its id.
+  EXPECT_EQ(scalar(c, "SELECT indexdef FROM pg_indexes WHERE indexname = 'events_message'"),
+            "CREATE INDEX events_message ON public.events USING btree (message_seq, seq)");
   EXPECT_EQ(scalar(c,
                    "SELECT string_agg(indexname::TEXT, ',' ORDER BY indexname::TEXT) FROM pg_indexes "
                    "WHERE tablename = 'messages'"),

@@ -351,12 +351,14 @@ TEST_P(StorePolicyTest, TheContactPointMigrationFillsTheIndexFromTheStoredProfil
   store_.reset();
   // Back to the schema before the migration: the table did not exist.
   if (backend() == test::StoreBackend::sqlite) {
-    test::exec_sql(path_, "DROP TABLE contact_points; PRAGMA user_version = 5;");
+    test::exec_sql(path_,
+                   std::string(test::kEventsByMessageIdSqlite) + "DROP TABLE contact_points; PRAGMA user_version = 5;");
   } else {
 #ifdef TAYORI_STORE_TESTS_ON_POSTGRES
     store::postgres::PgOptions options;
     options.uri = pg_uri_;
     store::postgres::PgConnection c(options);
+    c.exec(test::kEventsByMessageIdPostgres);
     c.exec("DROP TABLE contact_points");
     c.exec("DELETE FROM schema_version WHERE version >= 2");
 #endif
@@ -652,7 +654,7 @@ TEST_F(SqliteStorePolicyTest, AVersion1FileIsMigratedToTheCurrentVersionAndKeeps
 
   store_ = open_sqlite({v1});
   path_ = v1;
-  EXPECT_EQ(user_version(v1), 10);
+  EXPECT_EQ(user_version(v1), 11);
   // Migration 10: the messages in arrival order (created_at, then id), each index as a new file has it.
   EXPECT_THAT(test::query_column(v1, "SELECT id FROM messages ORDER BY rowid"), ElementsAre("v1-done", "v1-msg"));
   const std::string fresh = (dir_ / "fresh.db").string();
@@ -664,6 +666,20 @@ TEST_F(SqliteStorePolicyTest, AVersion1FileIsMigratedToTheCurrentVersionAndKeeps
   };
   EXPECT_THAT(messages_schema(v1), testing::SizeIs(8));  // the table and its seven indexes
   EXPECT_EQ(messages_schema(v1), messages_schema(fresh));
+  // Migration 11: the messages numbered as they were ordered, each event given its message's number, and the
+  // timeline's index on that number.
+  EXPECT_THAT(test::query_column(v1, "SELECT seq || ':' || id FROM messages ORDER BY seq"),
+              ElementsAre("1:v1-done", "2:v1-msg"));
+  EXPECT_THAT(test::query_column(v1, "SELECT message_seq || ':' || type FROM events ORDER BY seq"),
+              ElementsAre("2:accepted", "2:requeued"));
+  auto events_schema = [](const std::string& path) {
+    return test::query_column(path,
+                              "SELECT name || ': ' || sql FROM sqlite_master WHERE tbl_name = 'events' "
+                              "AND sql IS NOT NULL ORDER BY name");
+  };
+  EXPECT_EQ(events_schema(v1), events_schema(fresh));
+  EXPECT_THAT(test::query_column(v1, "SELECT name FROM pragma_index_info('events_message') ORDER BY seqno"),
+              ElementsAre("message_seq", "seq"));
 
   auto m = store_->find("v1-msg");
   ASSERT_TRUE(m.has_value());
@@ -707,13 +723,16 @@ TEST_F(SqliteStorePolicyTest, AVersion1FileIsMigratedToTheCurrentVersionAndKeeps
   EXPECT_EQ(store_->purge_finished(1'000).value(), 1);
   EXPECT_FALSE(store_->find("v1-done").has_value());
 
-  // A message accepted after the migration comes after those it kept.
-  EXPECT_THAT(test::query_column(v1, "SELECT id FROM messages ORDER BY rowid"), ElementsAre("v1-msg", "v2-msg"));
+  // A message accepted after the migration comes after those it kept, and its events carry its number.
+  EXPECT_THAT(test::query_column(v1, "SELECT seq || ':' || id FROM messages ORDER BY seq"),
+              ElementsAre("2:v1-msg", "3:v2-msg"));
+  EXPECT_THAT(test::query_column(v1, "SELECT DISTINCT message_seq FROM events WHERE message_id = 'v2-msg'"),
+              ElementsAre("3"));
 
   // Reopening does not migrate again.
   store_.reset();
   store_ = open_sqlite({v1});
-  EXPECT_EQ(user_version(v1), 10);
+  EXPECT_EQ(user_version(v1), 11);
   EXPECT_TRUE(store_->find("v1-msg").has_value());
   EXPECT_EQ(store_->consent_history("u1").size(), 1u);
 }
@@ -721,7 +740,7 @@ TEST_F(SqliteStorePolicyTest, AVersion1FileIsMigratedToTheCurrentVersionAndKeeps
 
 #ifndef TAYORI_STORE_TESTS_ON_POSTGRES
 TEST_F(SqliteStorePolicyTest, ANewFileIsAtTheCurrentVersionWithThePolicyTables) {
-  EXPECT_EQ(user_version(path_), 10);
+  EXPECT_EQ(user_version(path_), 11);
   // Schema 5: no index holds a state that every transition would move, except as a partial index of the
   // rows one query looks for.
   auto indexes = test::query_column(path_,

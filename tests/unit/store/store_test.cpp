@@ -7,7 +7,6 @@
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
-#include <limits>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -16,8 +15,10 @@
 #include <future>
 #include <iterator>
 #include <latch>
+#include <limits>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -847,6 +848,11 @@ TEST_P(StoreTest, PurgeDeletesOnlyFinishedMessagesOlderThanTheCutoff) {
     EXPECT_TRUE(store_->find(kept).has_value()) << kept;
     EXPECT_THAT(store_->events(kept), Not(IsEmpty())) << kept;
   }
+  // Their events went with them: the feed, which reads every event by seq, has none of theirs, only the kept ones'.
+  std::set<std::string> in_feed;
+  for (const TimelineEvent& e : store_->events_after(0, std::numeric_limits<int64_t>::max(), 1'000, ""))
+    in_feed.insert(e.message_id);
+  EXPECT_THAT(in_feed, ElementsAre("at_cutoff", "new_delivered", "old_dispatched", "old_scheduled"));
   EXPECT_EQ(store_->purge_finished(2'000).value(), 0);
 
   // The idempotency key went with it: the same id is a new message now.
@@ -1526,8 +1532,10 @@ TEST_P(StoreTest, TheErasureMigrationCleansWhatEarlierErasuresLeft) {
       "('m1', 'replied', 1, '{\"channel\":\"sms\",\"text\":\"" + erin.reply + "\"}', 'erin'),"
       "('m1', 'contact_deactivated', 1, '{\"channel\":\"sms\",\"contact\":\"" + erin.phone + "\"}', 'erin'),"
       "('purged', 'replied', 1, '{\"channel\":\"sms\"}', 'someone');";
-  run_sql_behind("DROP INDEX events_unowned; PRAGMA user_version = 6;" + leftovers,
-                 "DROP INDEX events_unowned; DELETE FROM schema_version WHERE version >= 3;" + leftovers);
+  run_sql_behind(
+      std::string(test::kEventsByMessageIdSqlite) + "DROP INDEX events_unowned; PRAGMA user_version = 6;" + leftovers,
+      std::string(test::kEventsByMessageIdPostgres) +
+          "DROP INDEX events_unowned; DELETE FROM schema_version WHERE version >= 3;" + leftovers);
   ASSERT_THAT(found_in(all_text(), erin.all()), ::testing::UnorderedElementsAre(erin.phone, erin.reply));
   reopen();
 
