@@ -33,6 +33,7 @@ store::Transition transition_of(const store::MessageRecord& record) {
   store::Transition t;
   t.message_id = record.id;
   t.recipient_id = record.recipient_id;
+  t.message_seq = record.seq;
   t.attempt = record.attempts;
   t.channel = record.channel;
   t.channel_index = record.channel_index;

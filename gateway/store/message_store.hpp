@@ -94,6 +94,9 @@ struct MessageRecord {
   std::optional<int64_t> expires_at_ms;
   std::string last_reason;
   std::string recipient_id;
+  // Its number in arrival order (messages.seq), which its events are indexed by and which finds its row without
+  // the id's index; 0 when not known (a record made by hand), and a write then looks it up by id.
+  int64_t seq = 0;
 };
 
 enum class AcceptStatus { accepted, duplicate, conflict };
@@ -151,6 +154,7 @@ struct Transition {
   // takes no inbound calls).
   std::string provider_message_id;
   std::string recipient_id;  // the message's, when known (its events carry it); empty: the store looks it up
+  int64_t message_seq = 0;   // MessageRecord::seq of the claim, when known; 0: the store looks it up by id
   // The contact point the attempt used. A verdict that arrives after the recipient was erased is recorded
   // without it (last_reason, event details) and its suppression, if any, is kept only as a key
   // (store/ops/erasure.hpp).

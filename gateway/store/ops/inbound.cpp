@@ -78,7 +78,7 @@ bool apply_inbound_one(sql::Connection& c, WriteContext& w, const InboundWrites&
   for (const auto& sup : writes.unsuppress) remove_suppression_from(c, sup.contact, sup.source);
   for (const auto& e : writes.events) {
     if (!e.message_id.empty() && message_exists(c, e.message_id)) {
-      insert_events(c, e.message_id, e.recipient_id, {e.event}, now_ms);
+      insert_events(c, e.message_id, 0, e.recipient_id, {e.event}, now_ms);
       continue;
     }
     // On the recipient alone, also when its message is gone (purged meanwhile): erasure finds the

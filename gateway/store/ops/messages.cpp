@@ -56,20 +56,27 @@ const std::string kFinished = "state NOT IN ('scheduled', 'dispatched')";
 // One INSERT per row measured faster than one multi-row INSERT for the two events a message writes at a time.
 // An event carries its message's number (messages.seq), by which events_message orders a timeline: the numbers
 // grow as messages arrive, so a message's events enter that index where the recent messages' do, whatever its
-// id (SQLite migration 11). The number is looked up by id in the statement, on a page the message's own insert
-// or update has just read; an event whose message is not stored gets 0, as those that belong to no message.
-void insert_event_of(sql::Connection& c, const std::string& message_id, const std::string& recipient_id,
-                     const NewTimelineEvent& e, int64_t now_ms) {
-  sql::Statement& s = recipient_id.empty()
-                          ? c.prepare(
-                                "INSERT INTO events(message_id, message_seq, type, at, detail, recipient_id) "
-                                "VALUES(?1, COALESCE((SELECT seq FROM messages WHERE id = ?1), 0), ?2, ?3, ?4, "
-                                "COALESCE((SELECT recipient_id FROM messages WHERE id = ?1), ''))")
-                          : c.prepare(
-                                 "INSERT INTO events(message_id, message_seq, type, at, detail, recipient_id) "
-                                 "VALUES(?1, COALESCE((SELECT seq FROM messages WHERE id = ?1), 0), ?2, ?3, ?4, ?5)")
-                                .bind(5, recipient_id);
-  s.bind(1, message_id).bind(2, e.type).bind(3, e.at_ms != 0 ? e.at_ms : now_ms).bind(4, e.detail_json).send();
+// id (SQLite migration 11). A number the caller does not know (0) is looked up by id in the statement (both
+// engines evaluate COALESCE's arguments only as far as needed); an event whose message is not stored gets 0, as
+// those that belong to no message.
+void insert_event_of(sql::Connection& c, const std::string& message_id, int64_t message_seq,
+                     const std::string& recipient_id, const NewTimelineEvent& e, int64_t now_ms) {
+  sql::Statement& s =
+      recipient_id.empty()
+          ? c.prepare(
+                "INSERT INTO events(message_id, message_seq, type, at, detail, recipient_id) "
+                "VALUES(?1, COALESCE(NULLIF(?5, 0), (SELECT seq FROM messages WHERE id = ?1), 0), ?2, ?3, ?4, "
+                "COALESCE((SELECT recipient_id FROM messages WHERE id = ?1), ''))")
+          : c.prepare(
+                 "INSERT INTO events(message_id, message_seq, type, at, detail, recipient_id) "
+                 "VALUES(?1, COALESCE(NULLIF(?5, 0), (SELECT seq FROM messages WHERE id = ?1), 0), ?2, ?3, ?4, ?6)")
+                .bind(6, recipient_id);
+  s.bind(1, message_id)
+      .bind(2, e.type)
+      .bind(3, e.at_ms != 0 ? e.at_ms : now_ms)
+      .bind(4, e.detail_json)
+      .bind(5, message_seq)
+      .send();
 }
 
 // Binds a listing's or a replay's filter as ?1 state, ?2 channel, ?3 after id, ?4 id, ?5 limit, ?6 api key:
@@ -88,9 +95,9 @@ const std::string kFilterWhere =
 
 }  // namespace
 
-#define TAYORI_MESSAGE_COLUMNS                                                                                 \
+#define TAYORI_MESSAGE_COLUMNS                                                                                    \
   "id, api_key, payload_hash, payload, state, channel_index, channel, attempts, created_at, updated_at, due_at, " \
-  "send_at, expires_at, last_reason, channel_attempts, channel_since, recipient_id"
+  "send_at, expires_at, last_reason, channel_attempts, channel_since, recipient_id, seq"
 const char* const kMessageColumns = TAYORI_MESSAGE_COLUMNS;
 const char* const kSelectMessage = "SELECT " TAYORI_MESSAGE_COLUMNS " FROM messages";
 const char* const kSelectByProviderId = "SELECT " TAYORI_MESSAGE_COLUMNS
@@ -119,6 +126,7 @@ MessageRecord read_message(const sql::Statement& s) {
   r.channel_attempts = static_cast<int>(s.int64(14));
   r.channel_since_ms = s.opt_int64(15);
   r.recipient_id = s.text(16);
+  r.seq = s.int64(17);
   return r;
 }
 
@@ -126,35 +134,39 @@ TimelineEvent read_event(const sql::Statement& s) {
   return {s.int64(0), s.text(1), s.text(2), s.int64(3), s.text(4), s.text(5)};
 }
 
-void insert_events(sql::Connection& c, const std::string& message_id, const std::string& recipient_id,
-                   const std::vector<NewTimelineEvent>& events, int64_t now_ms) {
-  for (const NewTimelineEvent& e : events) insert_event_of(c, message_id, recipient_id, e, now_ms);
+void insert_events(sql::Connection& c, const std::string& message_id, int64_t message_seq,
+                   const std::string& recipient_id, const std::vector<NewTimelineEvent>& events, int64_t now_ms) {
+  for (const NewTimelineEvent& e : events) insert_event_of(c, message_id, message_seq, recipient_id, e, now_ms);
 }
 
 void insert_event(sql::Connection& c, const std::string& message_id, const NewTimelineEvent& e, int64_t now_ms) {
-  insert_event_of(c, message_id, "", e, now_ms);
+  insert_event_of(c, message_id, 0, "", e, now_ms);
 }
 
 AcceptResult accept_one(sql::Connection& c, WriteContext& w, const NewMessage& m, int64_t now_ms) {
-  c.prepare(
-       "INSERT INTO messages(id, api_key, payload_hash, payload, state, created_at, updated_at, due_at, send_at, "
-       "expires_at, recipient_id, attempts, channel_attempts, channel_since) "
-       "VALUES(?1, ?2, ?3, ?4, ?10, ?5, ?5, ?6, ?7, ?8, ?9, ?11, ?11, ?12) "
-       "ON CONFLICT(id) DO NOTHING")
-      .bind(1, m.id)
-      .bind(2, m.api_key)
-      .bind(3, m.payload_hash)
-      .bind(4, m.payload)
-      .bind(5, now_ms)
-      .bind(6, m.due_at_ms)
-      .bind(7, m.send_at_ms)
-      .bind(8, m.expires_at_ms)
-      .bind(9, m.recipient_id)
-      .bind(10, to_string(m.claim ? State::dispatched : State::scheduled))
-      .bind(11, static_cast<int64_t>(m.claim ? 1 : 0))
-      .bind(12, m.claim ? std::optional<int64_t>(now_ms) : std::nullopt)
-      .exec();
-  if (c.changes() == 0) {
+  // Answers the new row's number; no row when the id is taken.
+  sql::Statement& insert =
+      c.prepare(
+           "INSERT INTO messages(id, api_key, payload_hash, payload, state, created_at, updated_at, due_at, send_at, "
+           "expires_at, recipient_id, attempts, channel_attempts, channel_since) "
+           "VALUES(?1, ?2, ?3, ?4, ?10, ?5, ?5, ?6, ?7, ?8, ?9, ?11, ?11, ?12) "
+           "ON CONFLICT(id) DO NOTHING RETURNING seq")
+          .bind(1, m.id)
+          .bind(2, m.api_key)
+          .bind(3, m.payload_hash)
+          .bind(4, m.payload)
+          .bind(5, now_ms)
+          .bind(6, m.due_at_ms)
+          .bind(7, m.send_at_ms)
+          .bind(8, m.expires_at_ms)
+          .bind(9, m.recipient_id)
+          .bind(10, to_string(m.claim ? State::dispatched : State::scheduled))
+          .bind(11, static_cast<int64_t>(m.claim ? 1 : 0))
+          .bind(12, m.claim ? std::optional<int64_t>(now_ms) : std::nullopt);
+  std::optional<int64_t> seq;
+  if (insert.step()) seq = insert.int64(0);
+  insert.reset();
+  if (!seq) {
     sql::Statement& s = c.prepare("SELECT payload_hash, state, api_key FROM messages WHERE id = ?1").bind(1, m.id);
     AcceptResult r{AcceptStatus::duplicate, State::scheduled, std::nullopt};
     if (s.step()) {
@@ -166,7 +178,7 @@ AcceptResult accept_one(sql::Connection& c, WriteContext& w, const NewMessage& m
     s.reset();
     return r;
   }
-  insert_events(c, m.id, m.recipient_id, m.events, now_ms);
+  insert_events(c, m.id, *seq, m.recipient_id, m.events, now_ms);
   w.count(m.counts);
   if (m.recipient) merge_recipient(c, m.recipient_id, *m.recipient, now_ms);
   if (m.claim && w.claimant)
@@ -180,11 +192,12 @@ AcceptResult accept_one(sql::Connection& c, WriteContext& w, const NewMessage& m
     return {AcceptStatus::accepted, State::scheduled, std::nullopt};
   }
   w.move(std::nullopt, State::dispatched);
-  return {AcceptStatus::accepted, State::dispatched, claimed_record(m, now_ms)};
+  return {AcceptStatus::accepted, State::dispatched, claimed_record(m, *seq, now_ms)};
 }
 
-MessageRecord claimed_record(const NewMessage& m, int64_t now_ms) {
+MessageRecord claimed_record(const NewMessage& m, int64_t seq, int64_t now_ms) {
   MessageRecord r;
+  r.seq = seq;
   r.id = m.id;
   r.api_key = m.api_key;
   r.payload_hash = m.payload_hash;
@@ -228,14 +241,17 @@ namespace {
 // when its recipient was erased.
 bool record_verdict(sql::Connection& c, WriteContext& w, const Transition& t, int64_t now_ms, bool unless_erased) {
   // A fallback starts the new channel's retry budget afresh; a claim that made no attempt gives its
-  // attempt back (and the channel's first-claim time, when it was that claim).
+  // attempt back (and the channel's first-claim time, when it was that claim). The row is found by its number
+  // when the claim gave it (SQLite goes straight to the rowid, where the id takes a search of its index; a
+  // PostgreSQL planner, which has no index on seq, takes the id's), else by the id; both must match.
   c.prepare(
        "UPDATE messages SET state = ?2, channel = ?3, channel_index = ?4, due_at = ?5, last_reason = ?6, "
        "updated_at = ?7, attempts = attempts - ?9, "
        "channel_since = CASE WHEN ?10 <> 0 OR (?9 <> 0 AND channel_attempts = 1) THEN NULL ELSE channel_since END, "
        "channel_attempts = CASE WHEN ?10 <> 0 THEN 0 ELSE channel_attempts - ?9 END, "
        "provider_message_id = CASE WHEN ?11 != '' THEN ?11 ELSE provider_message_id END "
-       "WHERE id = ?1 AND state = 'dispatched' AND (?8 = 0 OR attempts = ?8) AND (?12 = 0 OR payload <> ?13)")
+       "WHERE seq = COALESCE(NULLIF(?14, 0), (SELECT seq FROM messages WHERE id = ?1)) AND id = ?1 "
+       "AND state = 'dispatched' AND (?8 = 0 OR attempts = ?8) AND (?12 = 0 OR payload <> ?13)")
       .bind(1, t.message_id)
       .bind(2, to_string(t.to))
       .bind(3, t.channel)
@@ -249,10 +265,11 @@ bool record_verdict(sql::Connection& c, WriteContext& w, const Transition& t, in
       .bind(11, t.provider_message_id)
       .bind(12, static_cast<int64_t>(unless_erased ? 1 : 0))
       .bind(13, kErasedPayload)
+      .bind(14, t.message_seq)
       .exec();
   if (c.changes() == 0) return false;
   w.move(State::dispatched, t.to);
-  insert_events(c, t.message_id, t.recipient_id, t.events, now_ms);
+  insert_events(c, t.message_id, t.message_seq, t.recipient_id, t.events, now_ms);
   w.count(t.counts);
   return true;
 }
@@ -276,8 +293,8 @@ std::vector<MessageRecord> claim(sql::Connection& c, WriteContext& w, int64_t no
   for (MessageRecord& r : claimed) {
     c.prepare(
          "UPDATE messages SET state = 'dispatched', attempts = attempts + 1, channel_attempts = channel_attempts + 1, "
-         "channel_since = COALESCE(channel_since, ?2), updated_at = ?2 WHERE id = ?1")
-        .bind(1, r.id)
+         "channel_since = COALESCE(channel_since, ?2), updated_at = ?2 WHERE seq = ?1")
+        .bind(1, r.seq)
         .bind(2, now_ms)
         .exec();
     w.move(State::scheduled, State::dispatched);

@@ -31,9 +31,9 @@ extern const char* const kSelectPendingFollowUps;
 
 // ---- Writes ----
 AcceptResult accept_one(sql::Connection& c, WriteContext& w, const NewMessage& m, int64_t now_ms);
-// The claim of a message accepted with NewMessage::claim: the row accept_one inserted, as read_message
-// would read it back.
-MessageRecord claimed_record(const NewMessage& m, int64_t now_ms);
+// The claim of a message accepted with NewMessage::claim: the row accept_one inserted (numbered `seq`), as
+// read_message would read it back.
+MessageRecord claimed_record(const NewMessage& m, int64_t seq, int64_t now_ms);
 CancelResult cancel(sql::Connection& c, WriteContext& w, const std::string& id, int64_t now_ms);
 // Cancels a message known to be scheduled, with a `cancelled` event of this detail.
 void cancel_scheduled(sql::Connection& c, WriteContext& w, const std::string& id, const char* detail_json,
@@ -48,10 +48,11 @@ std::vector<std::string> replay(sql::Connection& c, WriteContext& w, const Messa
 int requeue(sql::Connection& c, WriteContext& w, int64_t now_ms);
 int64_t purge(sql::Connection& c, WriteContext& w, int64_t before_ms);
 
-// The events of one message, in order. Their recipient is the message's: `recipient_id` when the caller
-// knows it, else read in the same transaction, so every writer of events gets it without passing it.
-void insert_events(sql::Connection& c, const std::string& message_id, const std::string& recipient_id,
-                   const std::vector<NewTimelineEvent>& events, int64_t now_ms);
+// The events of one message, in order. Their recipient and number are the message's: `recipient_id` and
+// `message_seq` (MessageRecord::seq) when the caller knows them, else read in the same transaction, so every
+// writer of events gets them without passing them.
+void insert_events(sql::Connection& c, const std::string& message_id, int64_t message_seq,
+                   const std::string& recipient_id, const std::vector<NewTimelineEvent>& events, int64_t now_ms);
 void insert_event(sql::Connection& c, const std::string& message_id, const NewTimelineEvent& e, int64_t now_ms);
 
 // ---- Reads ----

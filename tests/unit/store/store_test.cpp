@@ -756,6 +756,50 @@ TEST_P(StoreTest, ApplyUpdatesADispatchedMessageAndAppendsEvents) {
   EXPECT_EQ(again[0].channel, "push");
 }
 
+// A message's number (MessageRecord::seq) grows with arrival whatever its id, reads the same from every path that
+// hands a record out, and a verdict that carries it is recorded on that message alone: with another message's
+// number it is recorded on neither.
+TEST_P(StoreTest, AMessagesNumberGrowsWithArrivalAndAVerdictRecordsByIt) {
+  accept({new_message("zz-first", 100), new_message("aa-second", 200)}, 50);
+  NewMessage handed = new_message("mm-third", 100);
+  handed.claim = true;
+  AcceptResult third = accept_one(handed, 60);
+  ASSERT_TRUE(third.claimed.has_value());
+  auto claimed = store_->claim_due(1'000, 10).value();
+  ASSERT_THAT(ids(claimed), ElementsAre("zz-first", "aa-second"));
+  const int64_t first = claimed[0].seq, second = claimed[1].seq;
+  EXPECT_GT(first, 0);
+  EXPECT_GT(second, first);
+  EXPECT_GT(third.claimed->seq, second);
+  EXPECT_EQ(store_->find("zz-first")->seq, first);
+  EXPECT_EQ(store_->find("mm-third")->seq, third.claimed->seq);
+  EXPECT_THAT(ids(store_->list({})), ElementsAre("aa-second", "mm-third", "zz-first"));
+  for (const MessageRecord& r : store_->list({})) EXPECT_EQ(r.seq, store_->find(r.id)->seq) << r.id;
+
+  Transition t;
+  t.message_id = "zz-first";
+  t.recipient_id = "u1";
+  t.to = State::delivered;
+  t.channel = "email";
+  t.events = {{"dispatched", "{}"}, {"delivered", "{}"}};
+  t.message_seq = second;  // aa-second's: a verdict about no claim this store made
+  apply(t, 1'100);
+  EXPECT_EQ(store_->find("zz-first")->state, State::dispatched);
+  EXPECT_EQ(store_->find("aa-second")->state, State::dispatched);
+  EXPECT_THAT(event_types(store_->events("aa-second")), ElementsAre("accepted"));
+
+  t.message_seq = first;
+  apply(t, 1'200);
+  EXPECT_EQ(store_->find("zz-first")->state, State::delivered);
+  EXPECT_THAT(event_types(store_->events("zz-first")), ElementsAre("accepted", "dispatched", "delivered"));
+  t.message_id = "mm-third";
+  t.message_seq = third.claimed->seq;
+  apply(t, 1'300);
+  EXPECT_EQ(store_->find("mm-third")->state, State::delivered);
+  EXPECT_THAT(event_types(store_->events("mm-third")), ElementsAre("accepted", "dispatched", "delivered"));
+  EXPECT_THAT(event_types(store_->events("aa-second")), ElementsAre("accepted"));
+}
+
 TEST_P(StoreTest, ApplyIsIgnoredWhenTheMessageIsNoLongerDispatched) {
   Transition delivered;
   delivered.to = State::delivered;
