@@ -106,6 +106,9 @@ class Connection {
   virtual void wait() {}
   // Rows changed by the last write run to its end and waited for on this connection.
   virtual int64_t changes() const = 0;
+  // The rowid of the row the last INSERT on this connection made, where the engine keeps it without being asked
+  // (SQLite); none where it does not (PostgreSQL, which answers it in the INSERT's RETURNING instead).
+  virtual std::optional<int64_t> last_insert_rowid() const { return std::nullopt; }
   // Statements run on this connection since it opened (write amplification: WriteStats::statements).
   virtual int64_t statements_run() const = 0;
 };

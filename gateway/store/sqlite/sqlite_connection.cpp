@@ -134,4 +134,6 @@ sql::Statement& SqliteConnection::prepare(const char* sql) {
 
 int64_t SqliteConnection::changes() const { return sqlite3_changes(db_); }
 
+std::optional<int64_t> SqliteConnection::last_insert_rowid() const { return sqlite3_last_insert_rowid(db_); }
+
 }  // namespace tayori::store::sqlite

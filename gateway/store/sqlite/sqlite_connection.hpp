@@ -67,6 +67,7 @@ class SqliteConnection final : public sql::Connection {
   sql::Statement& prepare(const char* sql) override;
   void exec(const char* sql) override;
   int64_t changes() const override;
+  std::optional<int64_t> last_insert_rowid() const override;
   int64_t statements_run() const override { return statements_run_.load(std::memory_order_relaxed); }
 
   sqlite3* raw() const { return db_; }
