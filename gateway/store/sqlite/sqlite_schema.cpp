@@ -240,7 +240,7 @@ const char* const kMigrations[] = {
     )sql",
     // 11: a message's events indexed by its number in arrival order (messages.seq, the rowid 10 kept in order),
     // not by its id: each of a message's three events entered events_message at the id, on a random leaf when
-    // ids come in no order (a quarter of the writer's samples with random ids, docs/decisions.md 2026-12-08).
+    // ids come in no order (a quarter of the writer's samples with random ids, docs/decisions.md 2026-12-07).
     // The rowid needs a name both engines share, which only a new table gives it (an INTEGER PRIMARY KEY column
     // is the rowid); the numbers are carried over. A number freed by a purge may be reused by the next message
     // (no AUTOINCREMENT): purge deletes a message's events with it, in one transaction, so none is left to point
