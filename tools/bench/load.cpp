@@ -1,7 +1,12 @@
-// tayori_load — a closed-loop load generator for POST /v1/messages.
+// tayori_load — a load generator for POST /v1/messages, closed-loop, or paced (--rate).
 //
 // --concurrency keep-alive HTTP/1.1 connections, each with one request in flight, share a counter of requests
-// to send. Every request carries one message (--batch 1: the message object is the body) or --batch N messages
+// to send. Closed-loop (the default), a connection sends its next request as soon as its answer is in. Paced
+// (--rate R), request n of a phase is due R-th fractions of a second after the phase began, n / R seconds, and
+// a free connection waits for it; its latency counts from that time, not from when a connection was free to
+// send it, so a gateway that falls behind shows the wait its clients would see (a closed loop slows down with
+// the server and hides it: coordinated omission). Every request carries one message (--batch 1: the message object is
+// the body) or --batch N messages
 // ({"messages":[...]}), each with an id unique to the run (--id-prefix) and a contact of the kind the channel
 // takes (--contact), unique per message within the run.
 // The time of each request (send to full answer) is recorded; the run prints one result line:
@@ -62,6 +67,7 @@ const char* kUsage =
     "  --same-content     every message says the same (a batching channel may carry them in one request)\n"
     "  --random-ids       each id carries 16 hex digits drawn from its number after the prefix, so ids come in\n"
     "                     no order, as UUIDs do (default: prefix, phase, request and position, in order)\n"
+    "  --rate R           paced: R requests per second, each timed from when it was due (default: closed loop)\n"
     "  --timeout-ms N     per-request time limit (default 30000)\n"
     "  --json             print the result as one JSON object instead of a key=value line\n";
 
@@ -79,6 +85,7 @@ struct Options {
   std::string purpose = "transactional";
   bool same_content = false;
   bool random_ids = false;
+  long rate = 0;  // requests per second; 0: closed loop
   long timeout_ms = 30'000;
   bool json = false;
 };
@@ -132,6 +139,8 @@ Options parse_options(int argc, char** argv) {
       o.same_content = true;
     else if (a == "--random-ids")
       o.random_ids = true;
+    else if (a == "--rate")
+      o.rate = to_long(a, value(), 1);
     else if (a == "--timeout-ms")
       o.timeout_ms = to_long(a, value(), 1);
     else if (a == "--json")
@@ -401,10 +410,16 @@ class Load {
     count_ = count;
     measured_ = measured;
     next_ = 0;
+    began_ = Clock::now();
     for (auto& c : connections_) restart_.push_back(&c);
     epoll_event events[64];
     auto last_sweep = Clock::now();
     for (;;) {
+      // Paced: the connections waiting for the next request's time try again once it has come.
+      if (!waiting_.empty() && Clock::now() >= due(next_)) {
+        restart_.insert(restart_.end(), waiting_.begin(), waiting_.end());
+        waiting_.clear();
+      }
       // Connections whose request failed take their next one here, not inside the failure: a gateway that
       // refuses every connection would otherwise nest a call per request.
       while (!restart_.empty()) {
@@ -412,9 +427,18 @@ class Load {
         restart_.pop_back();
         start_next(*c);
       }
-      if (in_flight_ == 0) break;
-      int n = ::epoll_wait(epoll_, events, 64, 50);
-      if (n < 0 && errno != EINTR) throw std::runtime_error(std::string("epoll_wait: ") + std::strerror(errno));
+      if (in_flight_ == 0 && waiting_.empty()) break;
+      // Woken for the next request's time to the microsecond (epoll_pwait2): at thousands of requests per second
+      // a millisecond's timer would send them in bursts, and charge each up to a millisecond of its own.
+      auto wake = std::chrono::milliseconds(50);
+      auto until = std::chrono::duration_cast<std::chrono::nanoseconds>(wake);
+      if (!waiting_.empty())
+        until = std::clamp(std::chrono::duration_cast<std::chrono::nanoseconds>(due(next_) - Clock::now()),
+                           std::chrono::nanoseconds(0), until);
+      timespec timeout{static_cast<time_t>(until.count() / 1'000'000'000),
+                       static_cast<long>(until.count() % 1'000'000'000)};
+      int n = ::epoll_pwait2(epoll_, events, 64, &timeout, nullptr);
+      if (n < 0 && errno != EINTR) throw std::runtime_error(std::string("epoll_pwait2: ") + std::strerror(errno));
       for (int i = 0; i < n; ++i) {
         // An event for a socket the connection has since closed and replaced is stale: its generation is gone.
         Connection& c = connections_[events[i].data.u64 >> 32];
@@ -446,8 +470,21 @@ class Load {
     Clock::time_point started;
   };
 
+  // When request n of the phase is due: paced, n / rate seconds after the phase began; else at once.
+  Clock::time_point due(long n) const {
+    if (options_.rate == 0) return began_;
+    return began_ + std::chrono::nanoseconds(n * 1'000'000'000 / options_.rate);
+  }
+
   void start_next(Connection& c) {
     while (next_ < count_) {
+      Clock::time_point now = Clock::now();
+      if (due(next_) > now) {
+        waiting_.push_back(&c);  // paced, and the next request's time has not come
+        return;
+      }
+      // A paced request's time is when it was due, so that a wait for a free connection counts.
+      Clock::time_point started = options_.rate == 0 ? now : due(next_);
       long n = next_++;
       std::string body = make_body(options_, parts_, phase_, n);
       c.out.clear();
@@ -459,7 +496,7 @@ class Load {
       c.reader.emplace(false, kMaxAnswerBytes);
       c.busy = true;
       ++in_flight_;
-      c.started = Clock::now();
+      c.started = started;
       if (c.fd < 0) {
         if (std::string error = connect(c); !error.empty()) {
           end_failed(c, error, error);  // the next request tries again
@@ -609,6 +646,8 @@ class Load {
   const BodyParts parts_;
   std::vector<Connection> connections_;
   std::vector<Connection*> restart_;
+  std::vector<Connection*> waiting_;  // paced: free, until the next request is due
+  Clock::time_point began_;           // of the phase
   int epoll_ = -1;
   const char* phase_ = "m";
   long count_ = 0, next_ = 0, in_flight_ = 0;

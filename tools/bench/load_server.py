@@ -6,6 +6,7 @@ usage: load_server.py MODE PORT_FILE LOG_FILE
          {"accepted": N} for a batch), and closes the connection after every fifth answer ("Connection: close").
   mixed  request k (counted from 0) by k % 4: 0 answered 202, 1 answered 503, 2 closed without an answer,
          3 never answered.
+  slow   as ok, but each answer 50 ms after its request, and no connection closed.
 Writes its port to PORT_FILE once it listens, and one line per request to LOG_FILE: the Authorization header,
 then each message id of the body (which must be JSON).
 """
@@ -54,6 +55,8 @@ def serve(conn):
             count += 1
             log.write(" ".join([line, headers.get("authorization", "-")] + [m["id"] for m in messages]) + "\n")
         kind = k % 4 if mode == "mixed" else 0
+        if mode == "slow":
+            threading.Event().wait(0.05)
         if kind == 2:
             break
         if kind == 3:

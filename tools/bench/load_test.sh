@@ -47,6 +47,27 @@ ids=$(cut -d' ' -f6- "$LOG" | tr ' ' '\n')
 (( $(cut -d- -f2 <<<"$ids" | sort -u | wc -l) == 100 )) || fail "random ids: a hex part repeats"
 [[ $(head -20 <<<"$ids") != $(head -20 <<<"$ids" | sort) ]] || fail "random ids: the first batch's ids came in order"
 
+# --rate: paced, no request goes before its time (40 at 100/s: the last is due 0.39 s after the first), and a
+# request's latency counts from its time. One connection to a server that answers in 50 ms can send one request
+# per 50 ms while they fall due every 10 ms: the last of 20, due at 0.19 s, goes out after 19 answers (0.95 s) and
+# waits at least 0.76 s. A closed loop would time each at about 50 ms.
+: >"$LOG"
+out=$(TAYORI_API_KEY=k1 "$LOAD" --url "http://127.0.0.1:$PORT" --concurrency 4 --requests 40 --rate 100 \
+      --id-prefix run5 --json 2>&1) || fail "paced run failed: $out"
+jq -e '.requests == 40 and .failed_requests == 0 and .seconds >= 0.39' <<<"$out" >/dev/null || fail "paced: $out"
+(( $(wc -l <"$LOG") == 40 )) || fail "paced: the server got $(wc -l <"$LOG") requests, not 40"
+serve slow
+out=$(TAYORI_API_KEY=k1 "$LOAD" --url "http://127.0.0.1:$PORT" --concurrency 1 --requests 20 --rate 100 \
+      --id-prefix run6 --json 2>&1) || fail "paced slow run failed: $out"
+jq -e '.requests == 20 and .failed_requests == 0 and .latency_ms.max >= 760 and .latency_ms.p50 >= 300' \
+  <<<"$out" >/dev/null || fail "paced slow: the wait for a free connection is not counted: $out"
+out=$(TAYORI_API_KEY=k1 "$LOAD" --url "http://127.0.0.1:$PORT" --concurrency 1 --requests 20 --id-prefix run7 \
+      --json 2>&1) || fail "closed-loop slow run failed: $out"
+jq -e '.latency_ms.p50 >= 50' <<<"$out" >/dev/null || fail "closed-loop slow: $out"
+(( $(wc -l <"$LOG") == 40 )) || fail "slow: the server got $(wc -l <"$LOG") requests, not 40"
+out=$("$LOAD" --url "http://127.0.0.1:$PORT" --rate 0 2>&1)
+(( $? == 64 )) && grep -q -- '--rate needs an integer >= 1' <<<"$out" || fail "--rate 0 was not refused: $out"
+
 # Failures, each counted under its own name: 12 requests, a quarter of each kind.
 serve mixed
 out=$(TAYORI_API_KEY=k3 "$LOAD" --url "http://127.0.0.1:$PORT" --concurrency 4 --requests 12 --timeout-ms 400 \

@@ -3,8 +3,9 @@
 # both result lines, the ratio and its OK line; channels.sh with tiny counts (10 messages per channel, about
 # 5-10 s: key generation, the stand-ins, six phases) must deliver through every real channel, have the
 # providers receive each message, and print its table and OK line; throughput.sh with 200 messages per phase
-# must run all four phases and its ceiling, and tayori-sim must receive every delivered message; scale.sh with
-# 5,000 messages must defer them all, restart after SIGKILL and deliver its probes. It asserts no speed.
+# must run its phases (the paced one too) and its ceiling, and tayori-sim must receive every delivered message;
+# scale.sh with 5,000 messages must defer them all, restart after SIGKILL and deliver its probes. It asserts no
+# speed.
 set -uo pipefail
 BUILD=${1:?usage: smoke.sh BUILD_DIR}
 # expect NAME OUTPUT PATTERN...: every pattern matches some line of OUTPUT.
@@ -38,13 +39,13 @@ expect channels.sh "$out" "${patterns[@]}" '^android: 1 OAuth grant' '^ios: 1 AP
   '^tayori channels bench: OK$'
 out=$(TAYORI_BENCH_MESSAGES=200 TAYORI_BENCH_BATCH=100 TAYORI_BENCH_CONNECTIONS=8 TAYORI_BENCH_BATCH_CONNECTIONS=2 \
       TAYORI_BENCH_WORKERS=8 TAYORI_BENCH_CEILING_SECONDS=1 TAYORI_BENCH_DRAIN_TIMEOUT=60 \
-      TAYORI_BENCH_PHASES="intake-single intake-batch e2e-single e2e-batch pg-batch pg2-batch line-batch" \
+      TAYORI_BENCH_PHASES="intake-single intake-paced intake-batch e2e-single e2e-batch pg-batch pg2-batch line-batch" \
       bash "$(dirname "$0")/throughput.sh" "$BUILD" 2>&1)
 rc=$?
 echo "$out"
 if (( rc != 0 )); then echo "smoke.sh: throughput.sh exited $rc" >&2; exit 1; fi
 patterns=('^ceiling: wrk .* [0-9]+ req/s$')
-for p in intake-single intake-batch e2e-single e2e-batch pg-batch pg2-batch line-batch; do
+for p in intake-single intake-paced intake-batch e2e-single e2e-batch pg-batch pg2-batch line-batch; do
   # Fourteen columns after the name: the tenth the share handed over (0.00 without a dispatcher, n/a with two
   # nodes), the eleventh the share of decisions made without a read (n/a with none made or two nodes; on one
   # PostgreSQL node none; on SQLite all, every recipient being new with no consent row: the presence filter
@@ -62,7 +63,7 @@ done
 expect throughput.sh "$out" "${patterns[@]}" '^pg-batch / e2e-batch: [0-9.]+$' '^pg2-batch / pg-batch: [0-9.]+$' \
   '^tayori-sim received [0-9]+ SMS requests for [0-9]+ delivered messages$' \
   '^tayori-sim received [0-9]+ LINE requests naming [0-9]+ recipients .* for [0-9]+ delivered messages$' \
-  '^tayori throughput bench: OK$'
+  '^intake-paced: p99 [0-9.]+ ms at [0-9]+ requests/s' '^tayori throughput bench: OK$'
 out=$(TAYORI_BENCH_MESSAGES=5000 TAYORI_BENCH_PROBES=2 TAYORI_BENCH_PROBE_DELAY=3 TAYORI_BENCH_DRAIN_TIMEOUT=60 \
       bash "$(dirname "$0")/scale.sh" "$BUILD" 2>&1)
 rc=$?
