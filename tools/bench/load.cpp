@@ -415,10 +415,14 @@ class Load {
     epoll_event events[64];
     auto last_sweep = Clock::now();
     for (;;) {
-      // Paced: the connections waiting for the next request's time try again once it has come.
-      if (!waiting_.empty() && Clock::now() >= due(next_)) {
-        restart_.insert(restart_.end(), waiting_.begin(), waiting_.end());
-        waiting_.clear();
+      // Paced: a waiting connection for each request whose time has come (one each: handing them all the next
+      // request, which all but one would put back, cost a pass over every connection per request); none once
+      // every request has gone.
+      if (next_ >= count_) waiting_.clear();
+      while (!waiting_.empty() && Clock::now() >= due(next_)) {
+        Connection* c = waiting_.back();
+        waiting_.pop_back();
+        start_next(*c);
       }
       // Connections whose request failed take their next one here, not inside the failure: a gateway that
       // refuses every connection would otherwise nest a call per request.
