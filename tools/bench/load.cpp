@@ -434,11 +434,8 @@ class Load {
       if (in_flight_ == 0 && waiting_.empty()) break;
       // Woken for the next request's time to the microsecond (epoll_pwait2): at thousands of requests per second
       // a millisecond's timer would send them in bursts, and charge each up to a millisecond of its own.
-      auto wake = std::chrono::milliseconds(50);
-      auto until = std::chrono::duration_cast<std::chrono::nanoseconds>(wake);
-      if (!waiting_.empty())
-        until = std::clamp(std::chrono::duration_cast<std::chrono::nanoseconds>(due(next_) - Clock::now()),
-                           std::chrono::nanoseconds(0), until);
+      std::chrono::nanoseconds until = std::chrono::milliseconds(50);  // the timeout sweep's period
+      if (!waiting_.empty()) until = std::clamp<std::chrono::nanoseconds>(due(next_) - Clock::now(), {}, until);
       timespec timeout{static_cast<time_t>(until.count() / 1'000'000'000),
                        static_cast<long>(until.count() % 1'000'000'000)};
       int n = ::epoll_pwait2(epoll_, events, 64, &timeout, nullptr);

@@ -56,26 +56,21 @@ const std::string kFinished = "state NOT IN ('scheduled', 'dispatched')";
 // One INSERT per row measured faster than one multi-row INSERT for the two events a message writes at a time.
 // An event carries its message's number (messages.seq), by which events_message orders a timeline: the numbers
 // grow as messages arrive, so a message's events enter that index where the recent messages' do, whatever its
-// id (SQLite migration 11). A number the caller does not know (0) is looked up by id in the statement (both
-// engines evaluate COALESCE's arguments only as far as needed); an event whose message is not stored gets 0, as
-// those that belong to no message.
+// id (SQLite migration 11). A number or recipient the caller does not know (0, "") is looked up by id in the
+// statement (both engines evaluate COALESCE's arguments only as far as needed); an event whose message is not
+// stored gets 0 and "", as those that belong to no message.
 void insert_event_of(sql::Connection& c, const std::string& message_id, int64_t message_seq,
                      const std::string& recipient_id, const NewTimelineEvent& e, int64_t now_ms) {
-  sql::Statement& s =
-      recipient_id.empty()
-          ? c.prepare(
-                "INSERT INTO events(message_id, message_seq, type, at, detail, recipient_id) "
-                "VALUES(?1, COALESCE(NULLIF(?5, 0), (SELECT seq FROM messages WHERE id = ?1), 0), ?2, ?3, ?4, "
-                "COALESCE((SELECT recipient_id FROM messages WHERE id = ?1), ''))")
-          : c.prepare(
-                 "INSERT INTO events(message_id, message_seq, type, at, detail, recipient_id) "
-                 "VALUES(?1, COALESCE(NULLIF(?5, 0), (SELECT seq FROM messages WHERE id = ?1), 0), ?2, ?3, ?4, ?6)")
-                .bind(6, recipient_id);
-  s.bind(1, message_id)
+  c.prepare(
+       "INSERT INTO events(message_id, message_seq, type, at, detail, recipient_id) "
+       "VALUES(?1, COALESCE(NULLIF(?5, 0), (SELECT seq FROM messages WHERE id = ?1), 0), ?2, ?3, ?4, "
+       "COALESCE(NULLIF(?6, ''), (SELECT recipient_id FROM messages WHERE id = ?1), ''))")
+      .bind(1, message_id)
       .bind(2, e.type)
       .bind(3, e.at_ms != 0 ? e.at_ms : now_ms)
       .bind(4, e.detail_json)
       .bind(5, message_seq)
+      .bind(6, recipient_id)
       .send();
 }
 
