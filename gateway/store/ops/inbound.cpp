@@ -83,12 +83,7 @@ bool apply_inbound_one(sql::Connection& c, WriteContext& w, const InboundWrites&
     }
     // On the recipient alone, also when its message is gone (purged meanwhile): erasure finds the
     // recipient's message-less events by recipient (index events_unowned), never by a message it lost.
-    c.prepare("INSERT INTO events(message_id, type, at, detail, recipient_id) VALUES('', ?1, ?2, ?3, ?4)")
-        .bind(1, e.event.type)
-        .bind(2, e.event.at_ms != 0 ? e.event.at_ms : now_ms)
-        .bind(3, e.event.detail_json)
-        .bind(4, e.recipient_id)
-        .exec();
+    insert_events(c, "", 0, e.recipient_id, {e.event}, now_ms);
   }
   if (!writes.cancel_follow_ups_of.empty()) cancel_follow_ups(c, w, writes.cancel_follow_ups_of, now_ms);
   for (const auto& f : writes.follow_ups) schedule_follow_up(c, w, f, now_ms);

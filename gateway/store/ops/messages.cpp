@@ -58,13 +58,22 @@ const std::string kFinished = "state NOT IN ('scheduled', 'dispatched')";
 // grow as messages arrive, so a message's events enter that index where the recent messages' do, whatever its
 // id (SQLite migration 11). A number or recipient the caller does not know (0, "") is looked up by id in the
 // statement (both engines evaluate COALESCE's arguments only as far as needed); an event whose message is not
-// stored gets 0 and "", as those that belong to no message.
+// stored gets 0 and "", as those that belong to no message. The event's own number comes from the SQLite
+// writer's next_event_seq() (migration 12: AUTOINCREMENT cost each insert a write of sqlite_sequence), from the
+// identity column on PostgreSQL.
+#define TAYORI_INSERT_EVENT(seq_column, seq_value)                                         \
+  "INSERT INTO events(" seq_column                                                         \
+  "message_id, message_seq, type, at, detail, recipient_id) "                              \
+  "VALUES(" seq_value                                                                      \
+  "?1, COALESCE(NULLIF(?5, 0), (SELECT seq FROM messages WHERE id = ?1), 0), ?2, ?3, ?4, " \
+  "COALESCE(NULLIF(?6, ''), (SELECT recipient_id FROM messages WHERE id = ?1), ''))"
+constexpr const char* kInsertEvent[] = {TAYORI_INSERT_EVENT("seq, ", "next_event_seq(), "),
+                                        TAYORI_INSERT_EVENT("", "")};
+#undef TAYORI_INSERT_EVENT
+
 void insert_event_of(sql::Connection& c, const std::string& message_id, int64_t message_seq,
                      const std::string& recipient_id, const NewTimelineEvent& e, int64_t now_ms) {
-  c.prepare(
-       "INSERT INTO events(message_id, message_seq, type, at, detail, recipient_id) "
-       "VALUES(?1, COALESCE(NULLIF(?5, 0), (SELECT seq FROM messages WHERE id = ?1), 0), ?2, ?3, ?4, "
-       "COALESCE(NULLIF(?6, ''), (SELECT recipient_id FROM messages WHERE id = ?1), ''))")
+  c.prepare(kInsertEvent[c.dialect() == sql::Dialect::sqlite ? 0 : 1])
       .bind(1, message_id)
       .bind(2, e.type)
       .bind(3, e.at_ms != 0 ? e.at_ms : now_ms)
@@ -357,6 +366,13 @@ int64_t purge(sql::Connection& c, WriteContext& w, int64_t before_ms) {
   while (counted.step())
     if (auto st = parse_state(counted.text(0))) w.move(*st, std::nullopt, counted.int64(1));
   counted.reset();
+  // The newest events may be among those deleted: their numbers stay given (SQLite migration 12). PostgreSQL's
+  // identity never gives a number back.
+  if (c.dialect() == sql::Dialect::sqlite)
+    c.prepare(
+         "INSERT INTO numbers_given(name, last) SELECT 'events', seq FROM events WHERE seq > 0 "
+         "ORDER BY seq DESC LIMIT 1 ON CONFLICT(name) DO UPDATE SET last = MAX(last, excluded.last)")
+        .exec();
   c.prepare(events_sql.c_str()).bind(1, before_ms).exec();
   c.prepare(messages_sql.c_str()).bind(1, before_ms).exec();
   return c.changes();

@@ -290,6 +290,37 @@ const char* const kMigrations[] = {
     DROP INDEX events_message;
     CREATE INDEX events_message ON events(message_seq, seq);
     )sql",
+    // 12: events numbered by the store's writer (SqliteBackend, next_event_seq()) instead of AUTOINCREMENT, which
+    // read and rewrote the events row of sqlite_sequence in every insert: 0.55 us of the writer's time per event,
+    // three events per message (docs/decisions.md 2026-12-08). The feed's readers keep their place by an event's
+    // number, so a number must never be given twice, also after purge deleted the events that had the last ones:
+    // numbers_given keeps the last number purge saw, the writer starts above it and above every event stored,
+    // and the last number AUTOINCREMENT gave is carried over. The table is rebuilt (AUTOINCREMENT is part of its
+    // definition), the numbers kept. IF NOT EXISTS and the MAX: a test that puts a store back to an older
+    // version runs this again.
+    R"sql(
+    CREATE TABLE IF NOT EXISTS numbers_given (
+      name TEXT PRIMARY KEY,
+      last INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    INSERT INTO numbers_given(name, last) SELECT 'events', seq FROM sqlite_sequence WHERE name = 'events'
+      ON CONFLICT(name) DO UPDATE SET last = MAX(last, excluded.last);
+    CREATE TABLE events_numbered (
+      seq INTEGER PRIMARY KEY,
+      message_id TEXT NOT NULL,
+      type TEXT NOT NULL,
+      at INTEGER NOT NULL,
+      detail TEXT NOT NULL DEFAULT '{}',
+      recipient_id TEXT NOT NULL DEFAULT '',
+      message_seq INTEGER NOT NULL DEFAULT 0
+    );
+    INSERT INTO events_numbered(seq, message_id, type, at, detail, recipient_id, message_seq)
+      SELECT seq, message_id, type, at, detail, recipient_id, message_seq FROM events ORDER BY seq;
+    DROP TABLE events;
+    ALTER TABLE events_numbered RENAME TO events;
+    CREATE INDEX events_message ON events(message_seq, seq);
+    CREATE INDEX events_unowned ON events(recipient_id) WHERE message_id = '';
+    )sql",
 };
 
 }  // namespace

@@ -112,6 +112,7 @@ class SqliteBackend final : public SqlBackend {
     c->exec("PRAGMA temp_store=MEMORY");
     sqlite::migrate(*c, options_.path);
     if (options_.max_bytes > 0) limit_size(*c, options_.max_bytes);
+    number_events(*c);
     watch_presence(*c);
     // Checkpoints run on their own thread and connection, not inside the commit that crossed the threshold
     // (SQLite's auto-checkpoint does that, and it stalled the group commit, and every 202 behind it, for the
@@ -154,6 +155,27 @@ class SqliteBackend final : public SqlBackend {
   PresenceFilter* presence_filter() override { return &presence_; }
 
  private:
+  // Events take their numbers from this connection's next_event_seq(), not from AUTOINCREMENT (SQLite
+  // migration 12): one past the last number given, which is the larger of the highest event stored and the
+  // last number purge saw before it deleted events (numbers_given), so that no number is given twice. Only the
+  // writer's thread calls it; a group rolled back leaves a gap, which the feed's readers (who wait for numbers
+  // above theirs) never notice.
+  void number_events(SqliteConnection& c) {
+    SqliteStatement last(c.raw(),
+                         "SELECT MAX(COALESCE((SELECT MAX(seq) FROM events), 0), "
+                         "COALESCE((SELECT last FROM numbers_given WHERE name = 'events'), 0))");
+    last.step();
+    last_event_seq_ = last.int64(0);
+    int rc = sqlite3_create_function_v2(c.raw(), "next_event_seq", 0, SQLITE_UTF8 | SQLITE_DIRECTONLY, this,
+                                        &SqliteBackend::on_next_event_seq, nullptr, nullptr, nullptr);
+    if (rc != SQLITE_OK) throw std::runtime_error(std::string("next_event_seq(): ") + sqlite3_errstr(rc));
+  }
+
+  static void on_next_event_seq(sqlite3_context* context, int, sqlite3_value**) {
+    auto* backend = static_cast<SqliteBackend*>(sqlite3_user_data(context));
+    sqlite3_result_int64(context, ++backend->last_event_seq_);
+  }
+
   // The tables the presence filter counts, and the column each is keyed by (presence_filter.hpp).
   struct Watched {
     const char* table;
@@ -263,6 +285,7 @@ class SqliteBackend final : public SqlBackend {
   // SQLite's default auto-checkpoint threshold (1000 frames, ~4 MiB of WAL).
   static constexpr int kCheckpointFrames = 1000;
   static constexpr int kCheckpointStep = 256;
+  int64_t last_event_seq_ = 0;  // the last number next_event_seq() gave (number_events)
   int frames_at_wake_ = 0;  // the WAL's size when the writer last woke the checkpointer (on_wal_commit)
   std::mutex checkpoint_mutex_;
   std::condition_variable checkpoint_wake_;

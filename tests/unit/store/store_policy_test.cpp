@@ -651,10 +651,12 @@ TEST_F(SqliteStorePolicyTest, AVersion1FileIsMigratedToTheCurrentVersionAndKeeps
   const std::string v1 = (dir_ / "v1.db").string();
   ASSERT_NO_FATAL_FAILURE(build_v1_file(v1));
   ASSERT_EQ(user_version(v1), 1);
+  // As if 38 newer events had been deleted since: AUTOINCREMENT had given numbers up to 40.
+  test::exec_sql(v1, "UPDATE sqlite_sequence SET seq = 40 WHERE name = 'events'");
 
   store_ = open_sqlite({v1});
   path_ = v1;
-  EXPECT_EQ(user_version(v1), 11);
+  EXPECT_EQ(user_version(v1), 12);
   // Migration 10: the messages in arrival order (created_at, then id), each index as a new file has it.
   EXPECT_THAT(test::query_column(v1, "SELECT id FROM messages ORDER BY rowid"), ElementsAre("v1-done", "v1-msg"));
   const std::string fresh = (dir_ / "fresh.db").string();
@@ -680,6 +682,9 @@ TEST_F(SqliteStorePolicyTest, AVersion1FileIsMigratedToTheCurrentVersionAndKeeps
   EXPECT_EQ(events_schema(v1), events_schema(fresh));
   EXPECT_THAT(test::query_column(v1, "SELECT name FROM pragma_index_info('events_message') ORDER BY seqno"),
               ElementsAre("message_seq", "seq"));
+  // Migration 12: the events kept their numbers, and the last number AUTOINCREMENT gave is remembered.
+  EXPECT_THAT(test::query_column(v1, "SELECT seq FROM events ORDER BY seq"), ElementsAre("1", "2"));
+  EXPECT_THAT(test::query_column(v1, "SELECT name || ':' || last FROM numbers_given"), ElementsAre("events:40"));
 
   auto m = store_->find("v1-msg");
   ASSERT_TRUE(m.has_value());
@@ -728,11 +733,13 @@ TEST_F(SqliteStorePolicyTest, AVersion1FileIsMigratedToTheCurrentVersionAndKeeps
               ElementsAre("2:v1-msg", "3:v2-msg"));
   EXPECT_THAT(test::query_column(v1, "SELECT DISTINCT message_seq FROM events WHERE message_id = 'v2-msg'"),
               ElementsAre("3"));
+  // Its events are numbered above every number AUTOINCREMENT gave.
+  EXPECT_THAT(test::query_column(v1, "SELECT MIN(seq) > 40 FROM events WHERE message_id = 'v2-msg'"), ElementsAre("1"));
 
   // Reopening does not migrate again.
   store_.reset();
   store_ = open_sqlite({v1});
-  EXPECT_EQ(user_version(v1), 11);
+  EXPECT_EQ(user_version(v1), 12);
   EXPECT_TRUE(store_->find("v1-msg").has_value());
   EXPECT_EQ(store_->consent_history("u1").size(), 1u);
 }
@@ -740,7 +747,7 @@ TEST_F(SqliteStorePolicyTest, AVersion1FileIsMigratedToTheCurrentVersionAndKeeps
 
 #ifndef TAYORI_STORE_TESTS_ON_POSTGRES
 TEST_F(SqliteStorePolicyTest, ANewFileIsAtTheCurrentVersionWithThePolicyTables) {
-  EXPECT_EQ(user_version(path_), 11);
+  EXPECT_EQ(user_version(path_), 12);
   // Schema 5: no index holds a state that every transition would move, except as a partial index of the
   // rows one query looks for.
   auto indexes = test::query_column(path_,
@@ -752,8 +759,9 @@ TEST_F(SqliteStorePolicyTest, ANewFileIsAtTheCurrentVersionWithThePolicyTables) 
   auto tables = test::query_column(path_,
                                    "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
                                    "ORDER BY name");
-  EXPECT_THAT(tables, ElementsAre("cap_slots", "consent", "contact_points", "events", "inbound_seen", "messages",
-                                  "questions", "recipients", "stats", "suppressions", "webhook_cursors"));
+  EXPECT_THAT(tables,
+              ElementsAre("cap_slots", "consent", "contact_points", "events", "inbound_seen", "messages",
+                          "numbers_given", "questions", "recipients", "stats", "suppressions", "webhook_cursors"));
 }
 
 // The presence filter counts an insert before its commit (store/presence_filter.hpp); a group that does not

@@ -906,6 +906,28 @@ TEST_P(StoreTest, PurgeDeletesOnlyFinishedMessagesOlderThanTheCutoff) {
   EXPECT_THAT(event_types(store_->events("old_delivered")), ElementsAre("accepted"));
 }
 
+// The feed's readers keep their place by an event's number (events_after): a number given once is never given
+// again, also when purge deleted the newest events and the store was closed before any other came (on SQLite the
+// writer numbers events, migration 12; numbers_given keeps what purge deleted).
+TEST_P(StoreTest, AnEventNumberIsNeverGivenAgainAfterPurgeDeletedTheNewest) {
+  finish("first", State::delivered, 1'000);
+  finish("second", State::delivered, 1'000);
+  int64_t last = 0;
+  for (const TimelineEvent& e : store_->events("second")) last = std::max(last, e.seq);
+  ASSERT_GT(last, 0);
+  EXPECT_EQ(store_->purge_finished(2'000).value(), 2);
+  EXPECT_THAT(store_->events_after(0, std::numeric_limits<int64_t>::max(), 1'000, ""), IsEmpty());
+
+  store_.reset();
+  reopen();
+  accept_one(new_message("after_purge", 10'000), 10'000);
+  auto events = store_->events("after_purge");
+  ASSERT_THAT(event_types(events), ElementsAre("accepted"));
+  EXPECT_GT(events[0].seq, last);
+  // And its reader, placed after the last event it had seen before the purge, sees it.
+  EXPECT_THAT(store_->events_after(last, std::numeric_limits<int64_t>::max(), 1'000, ""), ::testing::SizeIs(1));
+}
+
 // ---- durability ---------------------------------------------------------------------------------------
 
 TEST_P(StoreTest, DataSurvivesCloseAndReopen) {
