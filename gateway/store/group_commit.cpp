@@ -129,6 +129,7 @@ void SqlStore::write_loop() {
     }
     write_group(group);
     group.clear();
+    backend_->between_groups(*writer_conn_);
   }
 }
 

@@ -68,6 +68,9 @@ class SqlBackend {
   // delete in the consent, suppression and cap-slot tables (store/presence_filter.hpp), which the writer tells
   // how each group ended. nullptr where other processes write the database too (PostgreSQL).
   virtual PresenceFilter* presence_filter() { return nullptr; }
+  // After a group's completions are handed on, before the writer takes the next group: upkeep that must run on
+  // the writer's connection outside a transaction (SQLite starts its WAL over there). Throws nothing.
+  virtual void between_groups(sql::Connection& writer) { (void)writer; }
 };
 
 struct SqlStoreOptions {

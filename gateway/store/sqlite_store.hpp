@@ -23,6 +23,9 @@ struct SqliteOptions {
   // length in frames and how many of them are now in the database (sqlite3_wal_checkpoint_v2). Checkpoints
   // happen on a thread of their own, so a test waits for this instead of for time to pass. Must not throw.
   std::function<void(int rc, int wal_frames, int checkpointed_frames)> on_checkpoint;
+  // The WAL's length in frames (pages) at which the writer starts it over, between two groups, rather than
+  // let it grow for as long as writes come without a pause (sqlite_store.cpp, between_groups). 32 MiB.
+  int wal_restart_frames = 8192;
 };
 
 // Opens (creating and migrating as needed). Throws std::runtime_error naming the file when it cannot.

@@ -101,7 +101,7 @@ SqliteConnection::SqliteConnection(const std::string& path, bool readonly, const
     // here): callers answer it as the store being unavailable.
     throw error(rc, "cannot open the store \"" + path + "\": " + why);
   }
-  sqlite3_busy_timeout(db_, 5000);
+  sqlite3_busy_timeout(db_, kBusyTimeoutMs);
   sqlite3_extended_result_codes(db_, 1);
   // Deleted and overwritten content is zeroed, not left in free space and on freelist pages where it would
   // outlive an erasure (GDPR Art. 17) in the file and every copy of it (https://sqlite.org/pragma.html

@@ -56,6 +56,9 @@ void configure_sqlite_once();
 
 class SqliteConnection final : public sql::Connection {
  public:
+  // How long a statement waits for a lock another connection holds before it fails with SQLITE_BUSY.
+  static constexpr int kBusyTimeoutMs = 5000;
+
   // Throws std::runtime_error naming the file when it cannot open it. `vfs`: the SQLite VFS to open it with
   // (nullptr: the default one).
   SqliteConnection(const std::string& path, bool readonly, const char* vfs = nullptr);

@@ -110,6 +110,9 @@ class SqliteBackend final : public SqlBackend {
     // created, written and unlinked in two of every three group commits under the bench (strace -c: 86
     // openat/unlink per 130 fdatasync). A group's journal is bounded by max_group; memory holds it.
     c->exec("PRAGMA temp_store=MEMORY");
+    // A WAL that grew past this (a long reader held a restart off) is cut back to it at the first commit that
+    // writes from the start again (between_groups); below it, commits write over blocks the file has.
+    c->exec("PRAGMA journal_size_limit=67108864");
     sqlite::migrate(*c, options_.path);
     if (options_.max_bytes > 0) limit_size(*c, options_.max_bytes);
     number_events(*c);
@@ -154,6 +157,22 @@ class SqliteBackend final : public SqlBackend {
 
   PresenceFilter* presence_filter() override { return &presence_; }
 
+  // SQLite writes a commit's frames at the start of the WAL again only when the writer begins its transaction
+  // with every frame already copied into the database (https://sqlite.org/wal.html, "Avoiding Excessively Large
+  // WAL Files"); the checkpointer, copying while the writer commits, never catches up under load, so the WAL
+  // grew by every frame written: 550 MB after 200,000 messages, each commit extending the file and its
+  // fdatasync writing the inode too. Once the WAL holds wal_restart_frames, the writer checkpoints itself between
+  // groups in RESTART mode: it copies what is left, waits (briefly) for readers to leave the WAL, and the
+  // next commit writes from the start. A busy reader or a checkpoint under way makes it try after the next group.
+  void between_groups(sql::Connection& writer) override {
+    if (!restart_wanted_) return;
+    sqlite3* db = raw(writer);
+    sqlite3_busy_handler(db, &SqliteBackend::wait_briefly, nullptr);
+    int rc = sqlite3_wal_checkpoint_v2(db, nullptr, SQLITE_CHECKPOINT_RESTART, nullptr, nullptr);
+    sqlite3_busy_timeout(db, SqliteConnection::kBusyTimeoutMs);
+    if (rc == SQLITE_OK) restart_wanted_ = false;
+  }
+
  private:
   // Events take their numbers from this connection's next_event_seq(), not from AUTOINCREMENT (SQLite
   // migration 12): one past the last number given, which is the larger of the highest event stored and the
@@ -169,6 +188,13 @@ class SqliteBackend final : public SqlBackend {
     int rc = sqlite3_create_function_v2(c.raw(), "next_event_seq", 0, SQLITE_UTF8 | SQLITE_DIRECTONLY, this,
                                         &SqliteBackend::on_next_event_seq, nullptr, nullptr, nullptr);
     if (rc != SQLITE_OK) throw std::runtime_error(std::string("next_event_seq(): ") + sqlite3_errstr(rc));
+  }
+
+  // The restart's busy handler: readers' transactions are short, so up to 2 ms in steps of 50 us.
+  static int wait_briefly(void*, int tries) {
+    if (tries >= 40) return 0;
+    std::this_thread::sleep_for(std::chrono::microseconds(50));
+    return 1;
   }
 
   static void on_next_event_seq(sqlite3_context* context, int, sqlite3_value**) {
@@ -244,6 +270,7 @@ class SqliteBackend final : public SqlBackend {
   static int on_wal_commit(void* self, sqlite3*, const char*, int frames) {
     auto* backend = static_cast<SqliteBackend*>(self);
     if (frames < backend->frames_at_wake_) backend->frames_at_wake_ = 0;  // the WAL started over
+    if (frames >= backend->options_.wal_restart_frames) backend->restart_wanted_ = true;
     if (frames >= kCheckpointFrames && frames - backend->frames_at_wake_ >= kCheckpointStep) {
       backend->frames_at_wake_ = frames;
       backend->checkpoint_wake_.notify_one();
@@ -285,6 +312,7 @@ class SqliteBackend final : public SqlBackend {
   // SQLite's default auto-checkpoint threshold (1000 frames, ~4 MiB of WAL).
   static constexpr int kCheckpointFrames = 1000;
   static constexpr int kCheckpointStep = 256;
+  bool restart_wanted_ = false;  // on the writer's thread only (on_wal_commit, between_groups)
   int64_t last_event_seq_ = 0;  // the last number next_event_seq() gave (number_events)
   int frames_at_wake_ = 0;  // the WAL's size when the writer last woke the checkpointer (on_wal_commit)
   std::mutex checkpoint_mutex_;
