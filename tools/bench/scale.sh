@@ -86,6 +86,9 @@ while :; do
 done
 deferred_at=$(now)
 rss=$(rss_mib VmRSS) peak=$(rss_mib VmHWM)
+# The WAL's file keeps the largest size it reached: the writer starts the WAL over at 32 MiB (docs/decisions.md,
+# 2026-12-08); before that it grew by every page written while writes came without a pause.
+wal_mib=$(( $(stat -c %s "$TMP/gateway/data/tayori.db-wal" 2>/dev/null || echo 0) / 1048576 ))
 events=$(curl -fsS -H "Authorization: Bearer $TAYORI_BENCH_KEY" "$URL/v1/messages/scale-$$-9-m$(( tenth - 1 ))-$(( BATCH - 1 ))" |
   jq -r '[.events[].type] | join(",")') || die "GET the last message failed"
 [[ $events == *deferred* ]] || die "the last message was not deferred: its timeline is $events"
@@ -151,6 +154,7 @@ printf '%-38s %12s %14s\n' "deferred after the last 202 (s)" \
   "$(awk -v a="$accepted_at" -v b="$deferred_at" 'BEGIN { printf "%.1f", b - a }')" ""
 printf '%-38s %12s %14s\n' "resident, $MESSAGES deferred (MiB)" "$rss" "<= 1024"
 printf '%-38s %12s %14s\n' "peak resident (MiB)" "$peak" ""
+printf '%-38s %12s %14s\n' "WAL file, $MESSAGES accepted (MiB)" "$wal_mib" "<= 64"
 printf '%-38s %12s %14s\n' "SIGKILL to /readyz 200 (s)" "$(awk -v a="$killed" -v b="$ready" 'BEGIN { printf "%.2f", b - a }')" "<= 5"
 printf '%-38s %12s %14s\n' "resident after the restart (MiB)" "$restart_rss" ""
 printf '%-38s %12s %14s\n' "probes dispatched after send_at (ms)" \

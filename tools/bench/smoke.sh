@@ -70,6 +70,6 @@ rc=$?
 echo "$out"
 if (( rc != 0 )); then echo "smoke.sh: scale.sh exited $rc" >&2; exit 1; fi
 expect scale.sh "$out" '^intake msg/s by tenth of the queue: ([0-9.]+ ){9}[0-9.]+$' \
-  '^resident, 5000 deferred \(MiB\) +[0-9]+ ' '^SIGKILL to /readyz 200 \(s\) +[0-9.]+ ' \
+  '^resident, 5000 deferred \(MiB\) +[0-9]+ ' '^WAL file, 5000 accepted \(MiB\) +[0-9]+ ' '^SIGKILL to /readyz 200 \(s\) +[0-9.]+ ' \
   '^probes dispatched after send_at \(ms\) +-?[0-9]+\.\.-?[0-9]+ ' '^tayori scale bench: OK$'
 echo "smoke.sh: OK"
