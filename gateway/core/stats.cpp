@@ -105,6 +105,7 @@ void add_counts(std::vector<store::StatCount>& out, const StatSubject& subject, 
 std::vector<store::StatCount> transition_counts(const StatSubject& subject, const store::Transition& t, int64_t now_ms,
                                                 int64_t latency_ms) {
   std::vector<store::StatCount> out;
+  out.reserve(5 * t.events.size());  // up to five counts an event: four, and a delivery's latency
   for (const store::NewTimelineEvent& e : t.events) {
     if (e.type == "dispatched") {
       add_counts(out, subject, StatCounter::sent, now_ms);
