@@ -87,7 +87,7 @@ done
 deferred_at=$(now)
 rss=$(rss_mib VmRSS) peak=$(rss_mib VmHWM)
 # The WAL's file keeps the largest size it reached: the writer starts the WAL over at 32 MiB (docs/decisions.md,
-# 2026-12-08); before that it grew by every page written while writes came without a pause.
+# 2026-12-07, "the store's writer starts the WAL over"); before that it grew by every page written while writes came without a pause.
 wal_mib=$(( $(stat -c %s "$TMP/gateway/data/tayori.db-wal" 2>/dev/null || echo 0) / 1048576 ))
 events=$(curl -fsS -H "Authorization: Bearer $TAYORI_BENCH_KEY" "$URL/v1/messages/scale-$$-9-m$(( tenth - 1 ))-$(( BATCH - 1 ))" |
   jq -r '[.events[].type] | join(",")') || die "GET the last message failed"
