@@ -26,6 +26,9 @@ struct SqliteOptions {
   // The WAL's length in frames (pages) at which the writer starts it over, between two groups, rather than
   // let it grow for as long as writes come without a pause (sqlite_store.cpp, between_groups). 32 MiB.
   int wal_restart_frames = 8192;
+  // Told after each attempt to start the WAL over, on the writer's thread: SQLite's result code (SQLITE_OK: the
+  // next commit writes from the WAL's start; SQLITE_BUSY: a reader or a checkpoint was in the way). Must not throw.
+  std::function<void(int rc)> on_wal_restart;
 };
 
 // Opens (creating and migrating as needed). Throws std::runtime_error naming the file when it cannot.

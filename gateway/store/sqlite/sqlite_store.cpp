@@ -163,14 +163,23 @@ class SqliteBackend final : public SqlBackend {
   // grew by every frame written: 550 MB after 200,000 messages, each commit extending the file and its
   // fdatasync writing the inode too. Once the WAL holds wal_restart_frames, the writer checkpoints itself between
   // groups in RESTART mode: it copies what is left, waits (briefly) for readers to leave the WAL, and the
-  // next commit writes from the start. A busy reader or a checkpoint under way makes it try after the next group.
+  // next commit writes from the start. The checkpointer's checkpoint under way makes it try after the next group;
+  // a reader that kept it waiting the whole 2 ms holds an old snapshot (a long read), and trying again at every
+  // group would add that wait to each: then it tries after kRestartBackoffGroups groups.
   void between_groups(sql::Connection& writer) override {
     if (!restart_wanted_) return;
+    if (groups_until_restart_ > 0) {
+      --groups_until_restart_;
+      return;
+    }
     sqlite3* db = raw(writer);
-    sqlite3_busy_handler(db, &SqliteBackend::wait_briefly, nullptr);
+    restart_gave_up_ = false;
+    sqlite3_busy_handler(db, &SqliteBackend::wait_briefly, this);
     int rc = sqlite3_wal_checkpoint_v2(db, nullptr, SQLITE_CHECKPOINT_RESTART, nullptr, nullptr);
     sqlite3_busy_timeout(db, SqliteConnection::kBusyTimeoutMs);
     if (rc == SQLITE_OK) restart_wanted_ = false;
+    if (restart_gave_up_) groups_until_restart_ = kRestartBackoffGroups;
+    if (options_.on_wal_restart) options_.on_wal_restart(rc);
   }
 
  private:
@@ -191,8 +200,11 @@ class SqliteBackend final : public SqlBackend {
   }
 
   // The restart's busy handler: readers' transactions are short, so up to 2 ms in steps of 50 us.
-  static int wait_briefly(void*, int tries) {
-    if (tries >= 40) return 0;
+  static int wait_briefly(void* self, int tries) {
+    if (tries >= 40) {
+      static_cast<SqliteBackend*>(self)->restart_gave_up_ = true;
+      return 0;
+    }
     std::this_thread::sleep_for(std::chrono::microseconds(50));
     return 1;
   }
@@ -312,7 +324,11 @@ class SqliteBackend final : public SqlBackend {
   // SQLite's default auto-checkpoint threshold (1000 frames, ~4 MiB of WAL).
   static constexpr int kCheckpointFrames = 1000;
   static constexpr int kCheckpointStep = 256;
-  bool restart_wanted_ = false;  // on the writer's thread only (on_wal_commit, between_groups)
+  // On the writer's thread only (on_wal_commit, between_groups, wait_briefly).
+  static constexpr int kRestartBackoffGroups = 64;
+  bool restart_wanted_ = false;
+  bool restart_gave_up_ = false;  // the last restart's wait for readers ran out
+  int groups_until_restart_ = 0;
   int64_t last_event_seq_ = 0;  // the last number next_event_seq() gave (number_events)
   int frames_at_wake_ = 0;  // the WAL's size when the writer last woke the checkpointer (on_wal_commit)
   std::mutex checkpoint_mutex_;

@@ -466,6 +466,61 @@ TEST_F(SqliteStoreTest, UnderWritesWithoutAPauseTheWalStartsOverAndStaysNearItsL
   EXPECT_LT(wal_bytes, 4u * 1024 * 1024) << "WAL " << wal_bytes << " bytes";
 }
 
+// A reader that holds an old snapshot keeps the WAL from starting over; the writer's attempt waits for it (2 ms at
+// most) and gives up. Trying again at every group would add that wait to each of them while the read lasts: after
+// an attempt that waited in vain, the writer lets 64 groups pass. Once the reader is gone, a restart goes through.
+TEST_F(SqliteStoreTest, AReaderHoldingTheWalDelaysItsRestartWithoutAWaitInEveryGroup) {
+  struct Attempts {
+    std::mutex mutex;
+    int busy = 0, done = 0;
+  };
+  auto attempts = std::make_shared<Attempts>();  // the store's writer outlives this body (TearDown closes it)
+  store_.reset();
+  store::SqliteOptions options{path_};
+  options.wal_restart_frames = 16;
+  options.on_wal_restart = [attempts](int rc) {
+    std::lock_guard lock(attempts->mutex);
+    ++(rc == SQLITE_OK ? attempts->done : attempts->busy);
+  };
+  store_ = store::open_sqlite(options);
+  const std::string filler(3000, 'x');  // about one page per message
+  auto write = [&](const std::string& id) {
+    ASSERT_EQ(accept_one(new_message(id, 1'000, R"({"pad":")" + filler + id + R"("})"), 1'000).status,
+              AcceptStatus::accepted);
+  };
+  for (int i = 0; i < 30; ++i) write("before-" + std::to_string(i));
+  // A reader's snapshot from here on: the WAL cannot start over while it lasts.
+  sqlite3* reader = nullptr;
+  ASSERT_EQ(sqlite3_open_v2(path_.c_str(), &reader, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(reader, "BEGIN; SELECT count(*) FROM messages;", nullptr, nullptr, nullptr), SQLITE_OK);
+  int busy_before = 0;
+  {
+    std::lock_guard lock(attempts->mutex);
+    busy_before = attempts->busy;
+  }
+  constexpr int kGroups = 200;
+  for (int i = 0; i < kGroups; ++i) write("during-" + std::to_string(i));
+  int busy_during = 0;
+  {
+    std::lock_guard lock(attempts->mutex);
+    busy_during = attempts->busy - busy_before;
+  }
+  sqlite3_exec(reader, "COMMIT", nullptr, nullptr, nullptr);
+  sqlite3_close(reader);
+  // One attempt per 64 groups and a few besides (the checkpointer's own checkpoint in the way costs no wait and is
+  // tried again at the next group), not one per group.
+  EXPECT_GE(busy_during, 1);
+  EXPECT_LE(busy_during, kGroups / 8) << "attempts while the reader held the WAL";
+  int done_before = 0;
+  {
+    std::lock_guard lock(attempts->mutex);
+    done_before = attempts->done;
+  }
+  for (int i = 0; i < 100; ++i) write("after-" + std::to_string(i));
+  std::lock_guard lock(attempts->mutex);
+  EXPECT_GT(attempts->done, done_before) << "no restart once the reader was gone";
+}
+
 // While a reader holds an old snapshot a checkpoint cannot copy the newest frames, and the WAL stays over the
 // threshold: the writer wakes the checkpointer each time the WAL grows by a step, not at every commit (which
 // ran a checkpoint, with its sync of the database file, per commit).
