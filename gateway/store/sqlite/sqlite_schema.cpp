@@ -292,11 +292,11 @@ const char* const kMigrations[] = {
     )sql",
     // 12: events numbered by the store's writer (SqliteBackend, next_event_seq()) instead of AUTOINCREMENT, which
     // read and rewrote the events row of sqlite_sequence in every insert: 0.55 us of the writer's time per event,
-    // three events per message (docs/decisions.md, 2026-12-07, "the store's writer numbers events"). The feed's readers keep their place by an event's
-    // number, so a number must never be given twice, also after purge deleted the events that had the last ones:
-    // numbers_given keeps the last number purge saw, the writer starts above it and above every event stored,
-    // and the last number AUTOINCREMENT gave is carried over. The table is rebuilt (AUTOINCREMENT is part of its
-    // definition), the numbers kept. IF NOT EXISTS and the MAX: a test that puts a store back to an older
+    // three events per message (docs/decisions.md, 2026-12-07, "the store's writer numbers events"). The feed's readers
+    // keep their place by an event's number, so a number must never be given twice, also after purge deleted the events
+    // that had the last ones: numbers_given keeps the last number purge saw, the writer starts above it and above every
+    // event stored, and the last number AUTOINCREMENT gave is carried over. The table is rebuilt (AUTOINCREMENT is part
+    // of its definition), the numbers kept. IF NOT EXISTS and the MAX: a test that puts a store back to an older
     // version runs this again.
     R"sql(
     CREATE TABLE IF NOT EXISTS numbers_given (
