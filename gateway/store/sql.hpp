@@ -113,4 +113,9 @@ class Connection {
   virtual int64_t statements_run() const = 0;
 };
 
+// A statement written once per engine where their SQL differs, {SQLite's, PostgreSQL's}: the one `c` speaks.
+inline const char* for_dialect(const Connection& c, const char* const (&texts)[2]) {
+  return texts[c.dialect() == Dialect::sqlite ? 0 : 1];
+}
+
 }  // namespace tayori::store::sql

@@ -29,8 +29,7 @@ std::vector<TimelineEvent> read_feed(sql::Connection& c, const FeedQuery& q) {
   std::string types;
   for (const auto& t : q.types) types += "," + t;
   if (!types.empty()) types += ",";
-  int engine = c.dialect() == sql::Dialect::sqlite ? 0 : 1;
-  return all_rows(c.prepare((q.newest_first ? kNewestFirst : kOldestFirst)[engine])
+  return all_rows(c.prepare(sql::for_dialect(c, q.newest_first ? kNewestFirst : kOldestFirst))
                       .bind(1, q.after_seq)
                       .bind(2, static_cast<int64_t>(q.limit))
                       .bind(3, q.api_key)

@@ -73,7 +73,7 @@ constexpr const char* kInsertEvent[] = {TAYORI_INSERT_EVENT("seq, ", "next_event
 
 void insert_event_of(sql::Connection& c, const std::string& message_id, int64_t message_seq,
                      const std::string& recipient_id, const NewTimelineEvent& e, int64_t now_ms) {
-  c.prepare(kInsertEvent[c.dialect() == sql::Dialect::sqlite ? 0 : 1])
+  c.prepare(sql::for_dialect(c, kInsertEvent))
       .bind(1, message_id)
       .bind(2, e.type)
       .bind(3, e.at_ms != 0 ? e.at_ms : now_ms)
@@ -158,8 +158,7 @@ void insert_event(sql::Connection& c, const std::string& message_id, const NewTi
 }
 
 AcceptResult accept_one(sql::Connection& c, WriteContext& w, const NewMessage& m, int64_t now_ms) {
-  const bool sqlite = c.dialect() == sql::Dialect::sqlite;
-  sql::Statement& insert = c.prepare(kInsertMessage[sqlite ? 0 : 1])
+  sql::Statement& insert = c.prepare(sql::for_dialect(c, kInsertMessage))
                                .bind(1, m.id)
                                .bind(2, m.api_key)
                                .bind(3, m.payload_hash)
@@ -173,7 +172,7 @@ AcceptResult accept_one(sql::Connection& c, WriteContext& w, const NewMessage& m
                                .bind(11, static_cast<int64_t>(m.claim ? 1 : 0))
                                .bind(12, m.claim ? std::optional<int64_t>(now_ms) : std::nullopt);
   std::optional<int64_t> seq;  // the new row's number; none when the id is taken
-  if (sqlite) {
+  if (c.dialect() == sql::Dialect::sqlite) {
     insert.exec();
     if (c.changes() != 0) seq = c.last_insert_rowid();
   } else {
