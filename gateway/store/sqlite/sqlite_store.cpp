@@ -110,9 +110,11 @@ class SqliteBackend final : public SqlBackend {
     // created, written and unlinked in two of every three group commits under the bench (strace -c: 86
     // openat/unlink per 130 fdatasync). A group's journal is bounded by max_group; memory holds it.
     c->exec("PRAGMA temp_store=MEMORY");
-    // A WAL that grew past this (a long reader held a restart off) is cut back to it at the first commit that
-    // writes from the start again (between_groups); below it, commits write over blocks the file has.
-    c->exec("PRAGMA journal_size_limit=67108864");
+    // A WAL that grew past twice the restart length (a long reader held restarts off) is cut back to that at the
+    // first commit that writes from its start again (between_groups); below it, commits write over blocks the
+    // file has. 64 MiB by default.
+    c->exec(("PRAGMA journal_size_limit=" + std::to_string(2 * int64_t{options_.wal_restart_frames} * page_size(*c)))
+                .c_str());
     sqlite::migrate(*c, options_.path);
     if (options_.max_bytes > 0) limit_size(*c, options_.max_bytes);
     number_events(*c);
@@ -266,10 +268,14 @@ class SqliteBackend final : public SqlBackend {
   }
 
   // A database already larger than the limit stays readable; only growth fails (SQLITE_FULL).
+  static int64_t page_size(SqliteConnection& c) {
+    SqliteStatement size(c.raw(), "PRAGMA page_size");
+    size.step();
+    return std::max<int64_t>(512, size.int64(0));
+  }
+
   static void limit_size(SqliteConnection& c, int64_t max_bytes) {
-    SqliteStatement page_size(c.raw(), "PRAGMA page_size");
-    page_size.step();
-    int64_t pages = std::max<int64_t>(1, max_bytes / std::max<int64_t>(512, page_size.int64(0)));
+    int64_t pages = std::max<int64_t>(1, max_bytes / page_size(c));
     c.exec(("PRAGMA max_page_count = " + std::to_string(pages)).c_str());
   }
 
