@@ -8,6 +8,7 @@
 #include <sqlite3.h>
 #include <stdlib.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <functional>
 #include <future>
@@ -254,6 +255,24 @@ class StoreFixture : public ::testing::Test {
 #else
     (void)postgres_sql;
     FAIL() << "this test binary has no PostgreSQL (pg_store_tests has)";
+#endif
+  }
+
+  // The first column of every row `sql` returns, as text, in byte order, joined by commas.
+  std::string sorted_rows(const std::string& sql) {
+    if (backend() == StoreBackend::sqlite) {
+      std::vector<std::string> rows = query_column(path_, sql);
+      std::sort(rows.begin(), rows.end());
+      std::string out;
+      for (const auto& row : rows) out += (out.empty() ? "" : ",") + row;
+      return out;
+    }
+#ifdef TAYORI_STORE_TESTS_ON_POSTGRES
+    return tayori::testing::shared_pg_cluster().execute(
+        "SELECT COALESCE(string_agg(r, ',' ORDER BY r COLLATE \"C\"), '') FROM (" + sql + ") AS q(r)", pg_database());
+#else
+    ADD_FAILURE() << "this test binary has no PostgreSQL (pg_store_tests has)";
+    return "";
 #endif
   }
 

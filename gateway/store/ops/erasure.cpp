@@ -116,8 +116,6 @@ std::vector<std::string> contact_points_of(sql::Connection& c, const std::string
   for (const auto& contacts :
        all_rows(c.prepare("SELECT contacts FROM recipients WHERE id = ?1").bind(1, recipient_id), first_text))
     add_all(contact_points_in(parse_json_or_discarded(contacts)));
-  add_all(all_rows(c.prepare("SELECT contact FROM contact_points WHERE recipient_id = ?1").bind(1, recipient_id),
-                   first_text));
   // A message's recipient object may name contact points the profile no longer has (replaced since).
   for (const auto& payload :
        all_rows(c.prepare("SELECT payload FROM messages WHERE recipient_id = ?1").bind(1, recipient_id), first_text)) {

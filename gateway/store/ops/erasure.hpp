@@ -34,8 +34,8 @@ std::string redact_detail(const std::string& detail_json, const std::vector<std:
 // The transition with its last_reason and event details scrubbed of its contact point.
 Transition scrubbed(Transition t);
 
-// Every contact point the store holds for the recipient: its profile, its contact_points rows, the
-// recipient objects of its messages' payloads, and the contacts of its messages' open questions.
+// Every contact point the store holds for the recipient: its profile (whose contacts its contact_points rows
+// are), the recipient objects of its messages' payloads, and the contacts of its messages' open questions.
 std::vector<std::string> contact_points_of(sql::Connection& c, const std::string& recipient_id);
 // Removes, from what erasure keeps, what the recipient wrote or was reached at: event details of its
 // messages and its message-less events (replies, opt-outs), its messages' last_reason, their open questions,

@@ -191,6 +191,10 @@ const char* const kMigrations[] = {
     DROP INDEX events_message;
     CREATE INDEX events_message ON events(message_seq, seq);
     )sql",
+    // 7: as SQLite's 13, no index of contact_points by recipient: the contacts a write replaces say which rows go.
+    R"sql(
+    DROP INDEX IF EXISTS contact_points_recipient;
+    )sql",
 };
 
 constexpr int kLatest = static_cast<int>(std::size(kMigrations));

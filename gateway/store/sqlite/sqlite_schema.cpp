@@ -321,6 +321,13 @@ const char* const kMigrations[] = {
     CREATE INDEX events_message ON events(message_seq, seq);
     CREATE INDEX events_unowned ON events(recipient_id) WHERE message_id = '';
     )sql",
+    // 13: no index of contact_points by recipient. A recipient's rows are always those its stored contacts name
+    // (6 filled them so, and every write since changes both together), so the contacts replaced say which rows to
+    // delete (ops/recipients.cpp). Its entry cost each new recipient a b-tree insert: a tenth of the store writer's
+    // time at intake (docs/decisions.md, 2026-12-07, "contact points without an index by recipient").
+    R"sql(
+    DROP INDEX IF EXISTS contact_points_recipient;
+    )sql",
 };
 
 }  // namespace

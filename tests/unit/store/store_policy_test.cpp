@@ -340,6 +340,11 @@ TEST_P(StorePolicyTest, EveryRecipientOfAContactPointIsFoundAndTheIndexFollowsTh
              9'000);
   EXPECT_EQ(store_->recipient("son")->timezone, "Asia/Tokyo");
   EXPECT_THAT(store_->recipients_by_contact("+819000000003"), ElementsAre("son"));
+  // The rows themselves, not only what the lookup (which skips erased recipients) shows: a recipient's rows are
+  // found through its contacts (there is no index by recipient), so each replaced or erased contact's row is gone.
+  EXPECT_TRUE(erase("other", 10'000));
+  EXPECT_EQ(sorted_rows("SELECT contact || ' ' || recipient_id FROM contact_points"),
+            "+819000000001 daughter,+819000000003 son,+819000000004 mother,m@example.jp mother");
 }
 
 // The migration that adds contact_points (SQLite 6, PostgreSQL 2) fills it from the profiles stored before.
@@ -656,7 +661,7 @@ TEST_F(SqliteStorePolicyTest, AVersion1FileIsMigratedToTheCurrentVersionAndKeeps
 
   store_ = open_sqlite({v1});
   path_ = v1;
-  EXPECT_EQ(user_version(v1), 12);
+  EXPECT_EQ(user_version(v1), 13);
   // Migration 10: the messages in arrival order (created_at, then id), each index as a new file has it.
   EXPECT_THAT(test::query_column(v1, "SELECT id FROM messages ORDER BY rowid"), ElementsAre("v1-done", "v1-msg"));
   const std::string fresh = (dir_ / "fresh.db").string();
@@ -739,7 +744,7 @@ TEST_F(SqliteStorePolicyTest, AVersion1FileIsMigratedToTheCurrentVersionAndKeeps
   // Reopening does not migrate again.
   store_.reset();
   store_ = open_sqlite({v1});
-  EXPECT_EQ(user_version(v1), 12);
+  EXPECT_EQ(user_version(v1), 13);
   EXPECT_TRUE(store_->find("v1-msg").has_value());
   EXPECT_EQ(store_->consent_history("u1").size(), 1u);
 }
@@ -747,7 +752,7 @@ TEST_F(SqliteStorePolicyTest, AVersion1FileIsMigratedToTheCurrentVersionAndKeeps
 
 #ifndef TAYORI_STORE_TESTS_ON_POSTGRES
 TEST_F(SqliteStorePolicyTest, ANewFileIsAtTheCurrentVersionWithThePolicyTables) {
-  EXPECT_EQ(user_version(path_), 12);
+  EXPECT_EQ(user_version(path_), 13);
   // Schema 5: no index holds a state that every transition would move, except as a partial index of the
   // rows one query looks for.
   auto indexes = test::query_column(path_,
@@ -762,6 +767,11 @@ TEST_F(SqliteStorePolicyTest, ANewFileIsAtTheCurrentVersionWithThePolicyTables) 
   EXPECT_THAT(tables,
               ElementsAre("cap_slots", "consent", "contact_points", "events", "inbound_seen", "messages",
                           "numbers_given", "questions", "recipients", "stats", "suppressions", "webhook_cursors"));
+  // Schema 13: contact_points has its primary key alone (a recipient's rows are found through its contacts).
+  EXPECT_THAT(test::query_column(path_,
+                                 "SELECT name FROM sqlite_master WHERE type = 'index' AND "
+                                 "tbl_name = 'contact_points' AND sql IS NOT NULL"),
+              IsEmpty());
 }
 
 // The presence filter counts an insert before its commit (store/presence_filter.hpp); a group that does not
