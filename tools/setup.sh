@@ -4,13 +4,15 @@
 # OpenAPI validator and for puppeteer-core, which drives chromium in the operator console's test; each
 # test installs its own pinned packages on first use). PostgreSQL (server and libpq) runs the tests of the store on several nodes
 # (only its programs: the tests start throw-away clusters of their own, tests/support/pg_cluster.hpp).
+# SQLite is compiled in from third_party/sqlite (no libsqlite3-dev: the build must not pick up Debian's header);
+# the sqlite3 program below is for looking into a store by hand.
 # Arguments are more packages a stage of its own needs (tools/fuzz.sh: clang-14 libfuzzer-14-dev).
 set -euo pipefail
 
 packages=(
   g++ cmake ninja-build ccache pkg-config make
   libboost-dev libcurl4-openssl-dev libssl-dev libyaml-cpp-dev prometheus-cpp-dev
-  libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev libsqlite3-dev
+  libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev
   libcctz-dev libkainjow-mustache-dev libjemalloc-dev tzdata
   postgresql libpq-dev
   binutils curl jq sqlite3 ca-certificates openssl nghttp2-server libnghttp2-dev python3-aiosmtpd wrk
