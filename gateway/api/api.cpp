@@ -504,7 +504,9 @@ void Api::submit(const HttpRequest& request, const std::string& key_name, const 
       auto elapsed = std::chrono::steady_clock::now().time_since_epoch() - std::chrono::nanoseconds(received);
       deps_.metrics.observe_accept_latency(std::chrono::duration<double>(elapsed).count());
     }
-    HttpResponse r = json_response(a.status, a.body);
+    HttpResponse r;
+    r.status = a.status;
+    r.body = std::move(a.body);
     if (a.problem) r.content_type = "application/problem+json";
     respond(std::move(r));
   };

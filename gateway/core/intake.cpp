@@ -2,6 +2,7 @@
 // store's verdicts turned into the 202/207/400 answer. Pure: the API, :simulate and the benches share it.
 #include "core/intake.hpp"
 
+#include "common/json.hpp"
 #include "common/time.hpp"
 #include "core/stats.hpp"
 #include "crypto/crypto.hpp"
@@ -77,79 +78,135 @@ Json problem_body(int status, const std::string& title, const std::string& detai
   return body;
 }
 
+// The answer's JSON text is written member by member, keys in nlohmann's order (sorted), as dump_json would
+// write the same value: building a Json per message and dumping it was most of the completion thread's work
+// per message. A string that is not UTF-8 (a refused message's id, echoed) comes out as the error-tolerant
+// dump writes it, each invalid byte as U+FFFD.
+void append_string(std::string& out, std::string_view text) {
+  const size_t mark = out.size();
+  if (append_json_string(out, text)) return;
+  out.resize(mark);
+  out += dump_json(Json(std::string(text)), InvalidUtf8::replace);
+}
+
+void append_member(std::string& out, const char* key) {
+  if (out.back() != '{') out += ',';
+  out += '"';
+  out += key;
+  out += "\":";
+}
+
+void append_errors(std::string& out, const std::vector<FieldError>& errors) {
+  out += '[';
+  for (size_t i = 0; i < errors.size(); ++i) {
+    if (i) out += ',';
+    out += R"({"detail":)";
+    append_string(out, errors[i].detail);
+    out += R"(,"pointer":)";
+    append_string(out, errors[i].pointer);
+    out += '}';
+  }
+  out += ']';
+}
+
 }  // namespace
 
 IntakeAnswer answer_intake(const Intake& intake, const std::vector<store::AcceptResult>& results) {
   IntakeAnswer a;
   Json errors = Json::array();
+  auto add_error = [&errors](const std::string& pointer, const std::string& detail) {
+    errors.push_back({{"pointer", pointer}, {"detail", detail}});
+  };
   if (!intake.envelope_errors.empty()) {
-    for (const auto& e : intake.envelope_errors) errors.push_back({{"pointer", e.pointer}, {"detail", e.detail}});
+    for (const auto& e : intake.envelope_errors) add_error(e.pointer, e.detail);
     a.status = 400;
     a.problem = true;
-    a.body = problem_body(400, "Bad Request", "the batch is malformed", errors);
+    a.body = dump_json(problem_body(400, "Bad Request", "the batch is malformed", errors), InvalidUtf8::replace);
     return a;
   }
-  Json list = Json::array();
+  // Each message's result: {"detail"?, "errors"?, "id", "index" (a batch's), "state"?, "status"}.
+  std::string list = "[";
+  std::string conflict_detail;  // the first conflict's, for a single message's 422
   for (size_t i = 0; i < intake.items.size(); ++i) {
     const IntakeItem& item = intake.items[i];
-    Json r = {{"id", item.id.empty() ? Json() : Json(item.id)}};
-    if (intake.batch) r["index"] = i;
+    if (i) list += ',';
+    list += '{';
+    std::string_view state, status;
     if (item.stored < 0) {
       ++a.rejected;
-      r["status"] = "rejected";
-      Json e = Json::array();
-      for (const auto& fe : item.errors) {
-        e.push_back({{"pointer", fe.pointer}, {"detail", fe.detail}});
-        errors.push_back({{"pointer", fe.pointer}, {"detail", fe.detail}});
-      }
-      r["errors"] = e;
+      status = "rejected";
+      append_member(list, "errors");
+      append_errors(list, item.errors);
+      for (const auto& fe : item.errors) add_error(fe.pointer, fe.detail);
     } else {
       const store::AcceptResult& s = results.at(static_cast<size_t>(item.stored));
-      r["state"] = store::to_string(s.state);
+      state = store::to_string(s.state);
       switch (s.status) {
         case store::AcceptStatus::accepted:
           ++a.accepted;
-          r["status"] = "accepted";
+          status = "accepted";
           break;
         case store::AcceptStatus::duplicate:
           ++a.duplicate;
-          r["status"] = "duplicate";
+          status = "duplicate";
           break;
         case store::AcceptStatus::conflict: {
           ++a.conflict;
+          status = "conflict";
           std::string detail = "id \"" + item.id + "\" was already used for a different message";
-          r["status"] = "conflict";
-          r["detail"] = detail;
-          errors.push_back({{"pointer", intake.batch ? "/messages/" + std::to_string(i) + "/id" : "/id"}, {"detail", detail}});
+          append_member(list, "detail");
+          append_string(list, detail);
+          add_error(intake.batch ? "/messages/" + std::to_string(i) + "/id" : "/id", detail);
+          if (conflict_detail.empty()) conflict_detail = std::move(detail);
           break;
         }
       }
     }
-    list.push_back(std::move(r));
+    append_member(list, "id");
+    if (item.id.empty())
+      list += "null";
+    else
+      append_string(list, item.id);
+    if (intake.batch) {
+      append_member(list, "index");
+      list += std::to_string(i);
+    }
+    if (!state.empty()) {
+      append_member(list, "state");
+      list += '"';
+      list += state;  // a state's name needs no escaping
+      list += '"';
+    }
+    append_member(list, "status");
+    list += '"';
+    list += status;
+    list += "\"}";
   }
+  list += ']';
   if (!intake.batch) {
     if (a.rejected) {
       a.status = 400;
       a.problem = true;
-      a.body = problem_body(400, "Bad Request", "the message is invalid", errors);
+      a.body = dump_json(problem_body(400, "Bad Request", "the message is invalid", errors), InvalidUtf8::replace);
     } else if (a.conflict) {
       a.status = 422;
       a.problem = true;
-      a.body = problem_body(422, "Unprocessable Content",
-                            "id \"" + intake.items[0].id + "\" was already used for a different message", errors);
+      a.body = dump_json(problem_body(422, "Unprocessable Content", conflict_detail, errors), InvalidUtf8::replace);
     } else {
-      a.body = list[0];
+      a.body = list.substr(1, list.size() - 2);  // the one result, without the list's brackets
     }
     return a;
   }
   if (a.accepted + a.duplicate == 0) {
     a.status = 400;
     a.problem = true;
-    a.body = problem_body(400, "Bad Request", "no message of the batch could be accepted", errors);
+    a.body = dump_json(problem_body(400, "Bad Request", "no message of the batch could be accepted", errors),
+                       InvalidUtf8::replace);
     return a;
   }
-  a.body = {{"results", list}, {"accepted", a.accepted}, {"duplicate", a.duplicate}, {"rejected", a.rejected},
-            {"conflict", a.conflict}};
+  a.body = "{\"accepted\":" + std::to_string(a.accepted) + ",\"conflict\":" + std::to_string(a.conflict) +
+           ",\"duplicate\":" + std::to_string(a.duplicate) + ",\"rejected\":" + std::to_string(a.rejected) +
+           ",\"results\":" + list + "}";
   return a;
 }
 

@@ -44,7 +44,7 @@ Intake prepare_intake(const Json& body, const ValidationRules& rules, int max_ba
 
 struct IntakeAnswer {
   int status = 202;
-  Json body;
+  std::string body;      // the JSON text
   bool problem = false;  // body is application/problem+json
   int64_t accepted = 0, duplicate = 0, rejected = 0, conflict = 0;
 };

@@ -217,7 +217,7 @@ void intake_cpu(benchmark::State& state, const std::string& text) {
     }
     tayori::core::Intake intake = tayori::core::prepare_intake(*body, r, 1000, "bench", now);
     std::vector<tayori::store::AcceptResult> stored(intake.to_store.size());
-    std::string answer = tayori::core::answer_intake(intake, stored).body.dump();
+    std::string answer = tayori::core::answer_intake(intake, stored).body;
     items_per_iteration = static_cast<int64_t>(intake.items.size());
     benchmark::DoNotOptimize(answer);
   }
