@@ -143,11 +143,10 @@ void SqlStore::write_group(std::vector<Operation>& group) {
   std::vector<Result<void>> verdicts(group.size());
   if (run_group(group, /*savepoints=*/false, verdicts) == GroupRun::op_failed)
     run_group(group, /*savepoints=*/true, verdicts);
-  // A caller that does not wait for the outcome passes no completion.
   std::vector<Completion> done;
+  done.reserve(group.size());
   for (size_t i = 0; i < group.size(); ++i)
-    if (group[i].complete) done.push_back({std::move(group[i].complete), std::move(verdicts[i])});
-  if (done.empty()) return;
+    done.push_back({std::move(group[i].complete), std::move(verdicts[i]), std::move(group[i].apply)});
   {
     std::lock_guard lock(completions_mutex_);
     completions_.push_back(std::move(done));
@@ -166,6 +165,7 @@ void SqlStore::complete_loop() {
       completions_.pop_front();
     }
     for (Completion& c : group) {
+      if (!c.complete) continue;  // a caller that does not wait for the outcome passes none
       // A completion belongs to the caller; one that throws must not take this thread, and every other
       // caller's answer, with it.
       try {
