@@ -263,9 +263,8 @@ class SqlStore : public Store {
   // The completions of committed groups, a group's at a time, for the completer thread (complete_loop).
   // Building a caller's answer (a 202's body, the dispatcher's bookkeeping of a verdict) is not the writer's
   // work, and every caller behind the writer waits for it: in intake-single it was a sixth of the writer's time.
-  // An operation once its group is over: its caller's completion (none when the caller does not wait), with the
-  // verdict, and the operation itself, whose captures (a batch of messages, their payloads) are freed on the
-  // completer thread rather than the writer's, the store's ceiling.
+  // Each operation of the group comes along, with its completion if its caller waits for one, so that what it
+  // captured (a batch of messages, their payloads) is freed there too rather than on the writer's thread.
   struct Completion {
     std::function<void(Result<void>)> complete;
     Result<void> verdict;
