@@ -6,6 +6,7 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -389,15 +390,31 @@ void read_store(Reader& r, const YAML::Node& n, StoreConfig& s) {
 }
 
 void read_dispatcher(Reader& r, const YAML::Node& n, DispatcherConfig& d) {
-  if (!n || !r.expect_map(n, "dispatcher", {"enabled", "workers", "claim_batch", "poll_interval", "max_attempts", "retry_base",
-                                            "retry_cap", "retry_max_age"}))
+  if (!n || !r.expect_map(n, "dispatcher",
+                          {"enabled", "workers", "claim_batch", "max_in_flight", "poll_interval", "max_attempts",
+                           "retry_base", "retry_cap", "retry_max_age"}))
     return;
   r.boolean(n, "enabled", "dispatcher", d.enabled);
   r.integer(n, "workers", "dispatcher", 1, 256, d.workers);
   r.integer(n, "claim_batch", "dispatcher", 1, 10'000, d.claim_batch);
+  r.integer(n, "max_in_flight", "dispatcher", 1, 1'000'000, d.max_in_flight);
+  // A claim of claim_batch messages must fit, and every worker have a message at hand and one waiting.
+  if (d.max_in_flight > 0 && d.max_in_flight < std::max(d.claim_batch, d.workers * 2))
+    r.error(n["max_in_flight"], "dispatcher.max_in_flight",
+            "must be at least claim_batch (" + std::to_string(d.claim_batch) + ") and workers x 2 (" +
+                std::to_string(d.workers * 2) + ")");
   r.duration(n, "poll_interval", "dispatcher", 10, d.poll_interval_ms);
   read_retry(r, n, "dispatcher", "retry_", d.retry);
 }
+
+}  // namespace
+
+int in_flight_bound(const DispatcherConfig& d) {
+  if (d.max_in_flight > 0) return d.max_in_flight;
+  return std::max(DispatcherConfig::kDefaultMaxInFlight, d.claim_batch);  // workers x 2 is 512 at most
+}
+
+namespace {
 
 // api_keys[].scopes: a non-empty list of scope names; read_all includes read.
 std::optional<unsigned> read_scopes(Reader& r, const YAML::Node& n, const std::string& path) {

@@ -231,7 +231,7 @@ Dispatcher::Dispatcher(store::Store& store, const plugin::Registry& channels, co
       clearance_(clearance),
       templates_(templates),
       missing_variable_is_error_(missing_variable_is_error),
-      capacity_(std::max<int64_t>(static_cast<int64_t>(config_.workers) * 2, config_.claim_batch)),
+      capacity_(config::in_flight_bound(config_)),
       refill_at_(std::max<int64_t>(1, capacity_ / 2)) {}
 
 Dispatcher::~Dispatcher() { stop(); }

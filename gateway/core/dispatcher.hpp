@@ -174,7 +174,7 @@ class Dispatcher {
   // The earliest due time of the store's queue as far as this dispatcher knows (0: unknown, look).
   int64_t next_due_ms_ = 0;
   uint64_t store_changes_ = 0;  // wake-ups and scheduling records: a read of next_due older than one is stale
-  int64_t capacity_ = 1;        // claimed or reserved messages held at once (queued + in a worker)
+  int64_t capacity_ = 1;        // claimed or reserved messages held at once (dispatcher.max_in_flight)
   int64_t refill_at_ = 1;       // the loop claims when this much room is free
   std::atomic<int64_t> in_flight_{0};
   OutcomeListener listener_;

@@ -115,6 +115,8 @@ TEST(ConfigLoad, FullConfigRoundTripsEveryField) {
 
   EXPECT_EQ(c.dispatcher.workers, 3);
   EXPECT_EQ(c.dispatcher.claim_batch, 10);
+  EXPECT_EQ(c.dispatcher.max_in_flight, 0);  // not set
+  EXPECT_EQ(in_flight_bound(c.dispatcher), 4096);
   EXPECT_EQ(c.dispatcher.poll_interval_ms, 500);
   EXPECT_EQ(c.dispatcher.retry.max_attempts, 7);
   EXPECT_EQ(c.dispatcher.retry.base_ms, 2'000);
@@ -192,6 +194,19 @@ TEST(ConfigLoad, TheDispatcherCanBeDisabledForAnIntakeOnlyProcess) {
   LoadResult r = load(std::string(kMinimal) + "dispatcher:\n  enabled: false\n", env_of(kMinimalEnv));
   ASSERT_THAT(diagnostics(r), IsEmpty());
   EXPECT_FALSE(r.config->dispatcher.enabled);
+}
+
+TEST(ConfigLoad, TheDispatchersRoomIsSetOrFollowsTheClaimBatchAndTheWorkers) {
+  auto bound = [](const std::string& dispatcher) {
+    LoadResult r = load(std::string(kMinimal) + "dispatcher:\n" + dispatcher, env_of(kMinimalEnv));
+    EXPECT_THAT(diagnostics(r), IsEmpty()) << dispatcher;
+    return r.config ? in_flight_bound(r.config->dispatcher) : -1;
+  };
+  EXPECT_EQ(bound("  max_in_flight: 20000\n"), 20'000);
+  EXPECT_EQ(bound("  claim_batch: 8\n  max_in_flight: 8\n"), 8);
+  EXPECT_EQ(bound("  claim_batch: 6000\n"), 6'000);  // room for one claim at least
+  EXPECT_EQ(bound("  workers: 256\n  claim_batch: 100\n"), 4'096);
+  EXPECT_EQ(bound("  workers: 4\n"), 4'096);
 }
 
 TEST(ConfigLoad, AbsoluteDataDirIsKept) {
@@ -323,6 +338,12 @@ INSTANTIATE_TEST_SUITE_P(
         BadValueCase{"store_not_a_map", "store:\n  - a\n", "gw.yaml:8:3: store: must be a mapping"},
         BadValueCase{"claim_batch_too_big", "dispatcher:\n  claim_batch: 10001\n",
                      "gw.yaml:8:16: dispatcher.claim_batch: must be between 1 and 10000"},
+        BadValueCase{"max_in_flight_below_claim_batch", "dispatcher:\n  max_in_flight: 1000\n",
+                     "gw.yaml:8:18: dispatcher.max_in_flight: must be at least claim_batch (1024) and workers x 2 (8)"},
+        BadValueCase{
+            "max_in_flight_below_twice_the_workers",
+            "dispatcher:\n  workers: 200\n  claim_batch: 10\n  max_in_flight: 300\n",
+            "gw.yaml:10:18: dispatcher.max_in_flight: must be at least claim_batch (10) and workers x 2 (400)"},
         BadValueCase{"dispatcher_enabled_not_a_boolean", "dispatcher:\n  enabled: no\n",
                      "gw.yaml:8:12: dispatcher.enabled: must be true or false"},
         BadValueCase{"max_attempts_zero", "dispatcher:\n  max_attempts: 0\n",
@@ -387,17 +408,21 @@ TEST(ConfigLoad, UnknownKeysAreReportedAtEachLevel) {
   EXPECT_THAT(
       diagnostics(r),
       UnorderedElementsAre(
-          "gw.yaml:1:1: colour: unknown key (expected one of: server, outbound, store, dispatcher, api_keys, plugin_dirs, "
+          "gw.yaml:1:1: colour: unknown key (expected one of: server, outbound, store, dispatcher, api_keys, "
+          "plugin_dirs, "
           "channels, policy, templates, webhooks, responses, inbound, attribution)",
           "gw.yaml:3:3: server.port: unknown key (expected one of: listen, threads, max_body_bytes, max_batch, "
-          "header_timeout, body_timeout, idle_timeout, max_connections, public_url, link_secret_env, link_secrets, link_ttl, "
+          "header_timeout, body_timeout, idle_timeout, max_connections, public_url, link_secret_env, link_secrets, "
+          "link_ttl, "
           "shutdown_grace)",
           "gw.yaml:5:3: store.path: unknown key (expected one of: backend, data_dir, retention, max_size, url_env, "
           "pool_size, statement_timeout, lease, node_id)",
-          "gw.yaml:7:3: dispatcher.retries: unknown key (expected one of: enabled, workers, claim_batch, poll_interval, "
-          "max_attempts, retry_base, retry_cap, retry_max_age)",
+          "gw.yaml:7:3: dispatcher.retries: unknown key (expected one of: enabled, workers, claim_batch, "
+          "max_in_flight, "
+          "poll_interval, max_attempts, retry_base, retry_cap, retry_max_age)",
           "gw.yaml:11:5: api_keys[0].key: unknown key (expected one of: name, key_env, scopes)",
-          "gw.yaml:15:5: channels[0].setting: unknown key (expected one of: name, plugin, contact, settings, concurrency, rate_limit, burst, batch_window, retry, circuit_breaker, inbound, track)"));
+          "gw.yaml:15:5: channels[0].setting: unknown key (expected one of: name, plugin, contact, settings, "
+          "concurrency, rate_limit, burst, batch_window, retry, circuit_breaker, inbound, track)"));
 }
 
 // BUG (core): a key repeated in one mapping is silently ignored. yaml-cpp keeps both pairs and

@@ -109,12 +109,14 @@ class DispatcherHandOver : public test::StoreFixture {
     StoreFixture::TearDown();
   }
 
-  // workers and claim_batch set the capacity: max(workers * 2, claim_batch).
-  Dispatcher& start(int workers, int claim_batch, bool enabled = true) {
+  // The capacity is max_in_flight: here, unless given, the least the configuration allows, the larger of
+  // workers x 2 and claim_batch.
+  Dispatcher& start(int workers, int claim_batch, bool enabled = true, int max_in_flight = 0) {
     config::DispatcherConfig c;
     c.enabled = enabled;
     c.workers = workers;
     c.claim_batch = claim_batch;
+    c.max_in_flight = max_in_flight > 0 ? max_in_flight : std::max(workers * 2, claim_batch);
     c.poll_interval_ms = 60'000;
     dispatcher_ = std::make_unique<Dispatcher>(*store_, *registry_, clock_, c, *clearance_, nullptr, false);
     dispatcher_->set_observer(changes_.observer());
@@ -285,6 +287,15 @@ TEST_F(DispatcherHandOver, CapacityBoundsReservationsAndDueMessagesInTheStoreGoF
   EXPECT_TRUE(changes_.until([&] { return state_of("waiting-1") == "delivered" && state_of("waiting-2") == "delivered"; }));
   EXPECT_EQ(reserve_when_open(d, 1), 1);
   d.hand_over({}, 1);
+}
+
+TEST_F(DispatcherHandOver, MaxInFlightBoundsReservationsBeyondOneClaim) {
+  Dispatcher& d = start(1, 2, true, 5);
+  ASSERT_EQ(reserve_when_open(d, 9), 5);
+  EXPECT_EQ(d.in_flight(), 5);
+  EXPECT_EQ(d.reserve(1), 0);  // full, and four are due in the store now
+  d.hand_over({}, 5);
+  EXPECT_EQ(d.in_flight(), 0);
 }
 
 TEST_F(DispatcherHandOver, TheLoopSleepsUntilTheStoresNextDueTimeNotThePollInterval) {
