@@ -484,7 +484,7 @@ void Api::submit(const HttpRequest& request, const std::string& key_name, const 
       if (stored)
         for (size_t i = 0; i < stored->size(); ++i)
           if (auto& claimed = (*stored)[i].claimed)
-            claims.push_back({std::move(*claimed), std::move(intake->validated[i])});
+            claims.push_back({std::move(*claimed), std::move(intake->validated[i]), std::move((*stored)[i].recipient)});
       handed = static_cast<int>(claims.size());
       deps_.hand_over(std::move(claims), reserved);
     }

@@ -42,12 +42,11 @@ policy::ChannelLookup Clearance::lookup(int64_t now_ms) const {
   };
 }
 
-void Clearance::complete_recipient(Message& m) const {
-  auto profile = store_.recipient(m.recipient.id);
-  if (!profile || profile->erased) return;
-  if (m.recipient.timezone.empty()) m.recipient.timezone = profile->timezone;
-  if (m.recipient.locale.empty()) m.recipient.locale = profile->locale;
-  Json contacts = parse_json_or_discarded(profile->contacts_json);
+void complete_from_profile(Message& m, const store::RecipientProfile& profile) {
+  if (profile.erased) return;
+  if (m.recipient.timezone.empty()) m.recipient.timezone = profile.timezone;
+  if (m.recipient.locale.empty()) m.recipient.locale = profile.locale;
+  Json contacts = parse_json_or_discarded(profile.contacts_json);
   if (!contacts.is_object()) return;
   for (auto it = contacts.begin(); it != contacts.end(); ++it) {
     if (it.key() == "push") {
@@ -59,6 +58,10 @@ void Clearance::complete_recipient(Message& m) const {
       m.recipient.contacts[it.key()] = it->get<std::string>();
     }
   }
+}
+
+void Clearance::complete_recipient(Message& m) const {
+  if (auto profile = store_.recipient(m.recipient.id)) complete_from_profile(m, *profile);
 }
 
 const policy::TimeZone& Clearance::zone_for(const Message& m) const {

@@ -23,11 +23,15 @@ namespace tayori::core {
 // The message as the policy reads it (policy::MessageFacts): a view of `m`, valid while `m` is.
 policy::MessageFacts policy_facts(const Message& m);
 
+// Completes the message's recipient from `profile`: the time zone and locale it lacks, and the contacts of
+// the kinds it does not name (push tokens only when it names none). An erased profile adds nothing.
+void complete_from_profile(Message& m, const store::RecipientProfile& profile);
+
 class Clearance {
  public:
   Clearance(store::Store& store, const policy::PolicyConfig& config, const plugin::Registry& channels);
 
-  // Completes the message's recipient from the stored profile (contacts, zone, locale it lacks).
+  // Completes the message's recipient from the stored profile (complete_from_profile), read now.
   void complete_recipient(Message& message) const;
 
   // Decides for `message` from channel `from_index`. With `take_slot`, a "send" verdict takes the cap

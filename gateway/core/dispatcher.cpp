@@ -454,7 +454,7 @@ void Dispatcher::work() {
     // end it again after every restart. It becomes this message's failed attempt instead.
     bool handed = false;
     try {
-      handed = process(record, std::move(claim.message));
+      handed = process(record, std::move(claim.message), claim.recipient);
     } catch (const std::exception& e) {
       fail_inside(record, e.what());
     }
@@ -483,7 +483,8 @@ struct Dispatcher::Sending {
   int64_t started_ms = 0;
 };
 
-bool Dispatcher::process(const store::MessageRecord& record, std::optional<Message> validated) {
+bool Dispatcher::process(const store::MessageRecord& record, std::optional<Message> validated,
+                         const std::optional<store::RecipientProfile>& profile) {
   int64_t started = clock_.now_ms();
   if (!validated) validated = stored_message(record.payload);
   if (!validated) {
@@ -491,7 +492,10 @@ bool Dispatcher::process(const store::MessageRecord& record, std::optional<Messa
     return false;
   }
   Message& message = *validated;
-  clearance_.complete_recipient(message);
+  if (profile)
+    complete_from_profile(message, *profile);
+  else
+    clearance_.complete_recipient(message);
 
   policy::Decision decision = clearance_.clear(message, record.channel_index, started, random_unit(), true);
   if (decision.verdict != policy::Verdict::send) {

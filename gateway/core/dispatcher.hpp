@@ -131,10 +131,12 @@ class Dispatcher {
   struct Sending;  // a message cleared and handed to its channel, until its verdict is recorded
   void work();
   // The stages up to the channel, on a worker: validate (the stored payload, unless intake handed the message
-  // over `validated`), complete the recipient, clear (consent, suppression, quiet hours, caps), choose the
-  // channel, render, deliver. True when the message went to a channel: finish() then records its verdict and
-  // frees its room. Throws only before that.
-  bool process(const store::MessageRecord& record, std::optional<Message> validated);
+  // over `validated`), complete the recipient (from the stored profile, or the one intake's commit left:
+  // `profile`), clear (consent, suppression, quiet hours, caps), choose the channel, render, deliver. True when
+  // the message went to a channel: finish() then records its verdict and frees its room. Throws only before
+  // that.
+  bool process(const store::MessageRecord& record, std::optional<Message> validated,
+               const std::optional<store::RecipientProfile>& profile);
   // The channel's verdict, on the thread that heard it (the transport's, a batch leader's, or the worker's):
   // records it (record_outcome) and frees the message's room.
   void finish(std::shared_ptr<Sending> sending, const plugin::DeliveryOutcome& outcome);

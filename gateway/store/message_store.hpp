@@ -14,6 +14,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "common/result.hpp"
+#include "store/recipient_store.hpp"
 #include "store/stats_store.hpp"
 
 namespace tayori::store {
@@ -105,6 +106,9 @@ struct AcceptResult {
   AcceptStatus status = AcceptStatus::accepted;
   State state = State::scheduled;  // for duplicates: the existing message's state
   std::optional<MessageRecord> claimed;  // an accepted NewMessage::claim: the claim, as claim_due returns it
+  // With `claimed`, when the message carried recipient data: the profile its commit left stored, which the
+  // dispatcher completes the message from instead of reading it again (core::complete_from_profile).
+  std::optional<RecipientProfile> recipient;
 };
 
 // A timeline event as stored. `seq` orders the events of every timeline at once: the feed's order.

@@ -193,7 +193,8 @@ AcceptResult accept_one(sql::Connection& c, WriteContext& w, const NewMessage& m
   }
   insert_events(c, m.id, *seq, m.recipient_id, m.events, now_ms);
   w.count(m.counts);
-  if (m.recipient) merge_recipient(c, m.recipient_id, *m.recipient, now_ms);
+  std::optional<RecipientProfile> profile;
+  if (m.recipient) profile = merge_recipient(c, m.recipient_id, *m.recipient, now_ms);
   if (m.claim && w.claimant)
     c.prepare("UPDATE messages SET claimed_by = ?2, lease_until = ?3 WHERE id = ?1")
         .bind(1, m.id)
@@ -205,7 +206,7 @@ AcceptResult accept_one(sql::Connection& c, WriteContext& w, const NewMessage& m
     return {AcceptStatus::accepted, State::scheduled, std::nullopt};
   }
   w.move(std::nullopt, State::dispatched);
-  return {AcceptStatus::accepted, State::dispatched, claimed_record(m, *seq, now_ms)};
+  return {AcceptStatus::accepted, State::dispatched, claimed_record(m, *seq, now_ms), std::move(profile)};
 }
 
 MessageRecord claimed_record(const NewMessage& m, int64_t seq, int64_t now_ms) {

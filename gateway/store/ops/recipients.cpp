@@ -111,13 +111,15 @@ void put_recipient(sql::Connection& c, const std::string& id, const std::string&
                          parse_json_or_discarded(contacts_json));
 }
 
-void merge_recipient(sql::Connection& c, const std::string& id, const RecipientUpdate& update, int64_t now_ms) {
+RecipientProfile merge_recipient(sql::Connection& c, const std::string& id, const RecipientUpdate& update,
+                                 int64_t now_ms) {
   std::string tz, locale, stored_contacts;
+  int64_t updated_at = 0;
   bool current = false;  // stored and not erased
   bool stored = false;   // a row exists (erased or not)
   sql::Statement& s = c.prepare(
-                           "SELECT timezone, locale, contacts, CASE WHEN erased_at IS NULL THEN 1 ELSE 0 END "
-                           "FROM recipients WHERE id = ?1")
+                           "SELECT timezone, locale, contacts, CASE WHEN erased_at IS NULL THEN 1 ELSE 0 END, "
+                           "updated_at FROM recipients WHERE id = ?1")
                           .bind(1, id);
   if (s.step()) {
     stored = true;
@@ -125,15 +127,17 @@ void merge_recipient(sql::Connection& c, const std::string& id, const RecipientU
     locale = s.text(1);
     stored_contacts = s.text(2);
     current = s.int64(3) != 0;
+    updated_at = s.int64(4);
   }
   s.reset();
   const std::string stored_tz = tz, stored_locale = locale;
   if (update.timezone) tz = *update.timezone;
   if (update.locale) locale = *update.locale;
   if (!stored) {  // a new recipient: the message's contacts are the profile's
-    upsert_recipient(c, id, tz, locale, update.contacts_json.empty() ? "{}" : update.contacts_json, now_ms);
+    std::string contacts = update.contacts_json.empty() ? "{}" : update.contacts_json;
+    upsert_recipient(c, id, tz, locale, contacts, now_ms);
     for (const std::string& contact : update.contact_points) insert_contact_point(c, contact, id);
-    return;
+    return {id, std::move(tz), std::move(locale), std::move(contacts), now_ms, false};
   }
   // Usually the message repeats the contacts stored (both canonical JSON): nothing to merge.
   std::optional<nlohmann::json> merged;
@@ -147,7 +151,8 @@ void merge_recipient(sql::Connection& c, const std::string& id, const RecipientU
   const std::string merged_contacts = merged ? dump_json(*merged) : stored_contacts;
   const bool contacts_changed = merged_contacts != stored_contacts;
   // A recipient who comes back with what is stored already (the usual case) costs no write.
-  if (current && tz == stored_tz && locale == stored_locale && !contacts_changed) return;
+  if (current && tz == stored_tz && locale == stored_locale && !contacts_changed)
+    return {id, std::move(tz), std::move(locale), merged_contacts, updated_at, false};
   upsert_recipient(c, id, tz, locale, merged_contacts, now_ms);
   // The index follows the contacts: rewritten when they change, and for an erased recipient who comes back
   // (the erasure emptied it); a new time zone or locale leaves it as it is.
@@ -155,6 +160,7 @@ void merge_recipient(sql::Connection& c, const std::string& id, const RecipientU
     const nlohmann::json before = parse_json_or_discarded(stored_contacts);
     replace_contact_points(c, id, before, merged ? *merged : before);
   }
+  return {id, std::move(tz), std::move(locale), merged_contacts, now_ms, false};
 }
 
 bool erase_recipient(sql::Connection& c, WriteContext& w, const std::string& id, int64_t now_ms) {

@@ -20,8 +20,10 @@ std::optional<RecipientProfile> recipient(sql::Connection& c, const std::string&
 void put_recipient(sql::Connection& c, const std::string& id, const std::string& timezone, const std::string& locale,
                    const std::string& contacts_json, int64_t now_ms);
 // The message's recipient data updates the profile: time zone and locale when given, contacts per kind
-// (push tokens as a list, replaced whole). An erased recipient who appears again starts afresh.
-void merge_recipient(sql::Connection& c, const std::string& id, const RecipientUpdate& update, int64_t now_ms);
+// (push tokens as a list, replaced whole). An erased recipient who appears again starts afresh. Returns the
+// profile as it now stands.
+RecipientProfile merge_recipient(sql::Connection& c, const std::string& id, const RecipientUpdate& update,
+                                 int64_t now_ms);
 // False for an unknown recipient (nothing written).
 bool erase_recipient(sql::Connection& c, WriteContext& w, const std::string& id, int64_t now_ms);
 std::vector<std::string> recipients_by_contact(sql::Connection& c, const std::string& contact);

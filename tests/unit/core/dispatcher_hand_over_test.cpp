@@ -241,6 +241,35 @@ TEST_F(DispatcherHandOver, AHandedOverMessageGoesAsIntakeValidatedItWithoutReadi
   EXPECT_NE(text_of["v-2"].find("t v-2"), std::string::npos) << text_of["v-2"];
 }
 
+// A handed-over claim is completed from the profile its commit left (Claim::recipient), not from a read of the
+// store; one without carries on reading. Here the stored profile changed after the commit: the claim that carries
+// the profile goes to the address the commit saw, the other to the stored one.
+TEST_F(DispatcherHandOver, AHandedOverClaimIsCompletedFromTheProfileItsCommitLeft) {
+  Dispatcher& d = start(2, 8);
+  ASSERT_EQ(reserve_when_open(d, 2), 2);
+  std::vector<Claim> claims = accept_claimed({"p-1", "p-2"});
+  ASSERT_EQ(claims.size(), 2u);
+  for (Claim& c : claims) {
+    ASSERT_TRUE(c.message);
+    c.message->recipient.contacts.clear();  // nothing of its own: the e-mail address comes from the profile
+    c.message->recipient.id = "shared";
+  }
+  put_recipient({"shared", "", "", R"({"email":"stored@example.jp"})", 0, false}, clock_.now_ms());
+  claims[0].recipient = store::RecipientProfile{"shared", "", "", R"({"email":"committed@example.jp"})", 0, false};
+  claims[1].recipient.reset();
+  d.hand_over(std::move(claims), 2);
+  for (const char* id : {"p-1", "p-2"})
+    ASSERT_TRUE(changes_.until([&] { return state_of(id) == "delivered"; })) << id << ": " << state_of(id);
+  std::map<std::string, std::string> contact_of;
+  std::ifstream sink(dir_ / "email.jsonl");
+  for (std::string line; std::getline(sink, line);) {
+    Json delivery = Json::parse(line);
+    contact_of[delivery.value("message_id", "")] = delivery.value("contact", "");
+  }
+  EXPECT_EQ(contact_of["p-1"], "committed@example.jp");
+  EXPECT_EQ(contact_of["p-2"], "stored@example.jp");
+}
+
 // A claim whose write the engine refuses is a failed round of the claim loop, counted and logged like a read
 // that throws, not a claim that found nothing due: once the engine takes the write again, the loop claims and
 // delivers what waited. The refusal is the engine's own: a trigger on the claim's update.

@@ -149,6 +149,49 @@ TEST_P(StorePolicyTest, AcceptMergesTheProfilePerContactKindAndTheLaterMessageWi
                         R"("push":[{"platform":"apns","token":"tok-2"}]})"));
 }
 
+TEST_P(StorePolicyTest, AClaimedAcceptAnswersTheProfileAsItsCommitLeftIt) {
+  auto claimed = [&](const std::string& id, const std::string& recipient_json, int64_t now_ms) {
+    NewMessage m = message_for(id, "u1", recipient_json, now_ms);
+    m.claim = true;
+    auto r = accept({std::move(m)}, now_ms);
+    EXPECT_EQ(r.size(), 1u);
+    return r.empty() ? AcceptResult{} : r[0];
+  };
+  // New: the message's recipient data is the profile.
+  AcceptResult first =
+      claimed("c1", R"({"id":"u1","timezone":"Asia/Tokyo","contacts":{"email":"a@example.jp"}})", 1'000);
+  ASSERT_TRUE(first.claimed && first.recipient);
+  EXPECT_EQ(first.recipient->id, "u1");
+  EXPECT_EQ(first.recipient->timezone, "Asia/Tokyo");
+  EXPECT_EQ(first.recipient->locale, "");
+  EXPECT_EQ(json::parse(first.recipient->contacts_json), json::parse(R"({"email":"a@example.jp"})"));
+  EXPECT_EQ(first.recipient->updated_at_ms, 1'000);
+  // The same again: nothing written, the stored profile answered.
+  AcceptResult same = claimed("c2", R"({"id":"u1","contacts":{"email":"a@example.jp"}})", 2'000);
+  ASSERT_TRUE(same.recipient);
+  EXPECT_EQ(same.recipient->timezone, "Asia/Tokyo");  // stored, though this message named none
+  EXPECT_EQ(json::parse(same.recipient->contacts_json), json::parse(R"({"email":"a@example.jp"})"));
+  EXPECT_EQ(same.recipient->updated_at_ms, 1'000);
+  // Merged: the stored e-mail address and zone beside the message's phone and locale.
+  AcceptResult merged = claimed("c3", R"({"id":"u1","locale":"ja-JP","contacts":{"phone":"+819000000001"}})", 3'000);
+  ASSERT_TRUE(merged.recipient);
+  EXPECT_EQ(merged.recipient->timezone, "Asia/Tokyo");
+  EXPECT_EQ(merged.recipient->locale, "ja-JP");
+  EXPECT_EQ(json::parse(merged.recipient->contacts_json),
+            json::parse(R"({"email":"a@example.jp","phone":"+819000000001"})"));
+  // Each answer is what a read of the store gives.
+  auto stored = store_->recipient("u1");
+  ASSERT_TRUE(stored);
+  EXPECT_EQ(stored->contacts_json, merged.recipient->contacts_json);
+  EXPECT_EQ(stored->updated_at_ms, merged.recipient->updated_at_ms);
+  // A message left in the store for a claim answers none, and one without recipient data has none to answer.
+  auto unclaimed = accept({message_for("s1", "u1", R"({"id":"u1","locale":"en-US"})", 4'000)}, 4'000);
+  ASSERT_EQ(unclaimed.size(), 1u);
+  EXPECT_EQ(unclaimed[0].status, AcceptStatus::accepted);
+  EXPECT_FALSE(unclaimed[0].recipient);
+  EXPECT_FALSE(claimed("c4", "", 5'000).recipient);
+}
+
 TEST_P(StorePolicyTest, WithinOneBatchTheLaterMessageWinsAndRecipientsStaySeparate) {
   accept({message_for("b1", "u1", R"({"id":"u1","locale":"en-US","contacts":{"email":"first@example.com"}})"),
           message_for("b2", "u2", R"({"id":"u2","locale":"fr-FR","contacts":{"email":"other@example.com"}})"),
