@@ -427,6 +427,38 @@ bool append_json_string(std::string& out, std::string_view text) {
   return valid;
 }
 
+void append_json_string_replacing(std::string& out, std::string_view text) {
+  const size_t mark = out.size();
+  if (append_json_string(out, text)) return;
+  out.resize(mark);
+  out += dump_json(Json(std::string(text)), InvalidUtf8::replace);
+}
+
+void JsonObjectText::key(std::string_view k) {
+  if (out_.size() > 1) out_ += ',';
+  append_json_string_replacing(out_, k);
+  out_ += ':';
+}
+
+JsonObjectText& JsonObjectText::string(std::string_view k, std::string_view value) {
+  key(k);
+  append_json_string_replacing(out_, value);
+  return *this;
+}
+
+JsonObjectText& JsonObjectText::integer(std::string_view k, int64_t value) {
+  key(k);
+  write_integer(out_, value);
+  return *this;
+}
+
+std::string JsonObjectText::take() {
+  out_ += '}';
+  std::string text = std::move(out_);
+  out_ = "{";
+  return text;
+}
+
 std::string dump_json(const Json& json, InvalidUtf8 invalid) {
   std::string out;
   bool valid = true;

@@ -75,5 +75,23 @@ std::string dump_json(const Json& json, InvalidUtf8 invalid = InvalidUtf8::refus
 // Appends `text` as dump_json writes a string (quoted, escaped), for answers written member by member without
 // building a Json first. False when `text` is not UTF-8; `out` then holds a part of it and the caller rewrites.
 bool append_json_string(std::string& out, std::string_view text);
+// The same, but a `text` that is not UTF-8 comes out as dump_json(..., InvalidUtf8::replace) writes it.
+void append_json_string_replacing(std::string& out, std::string_view text);
+
+// A JSON object written member by member, byte for byte as dump_json(..., InvalidUtf8::replace) writes the same
+// value, for the small objects written once per message (a timeline event's detail), where building a Json to
+// dump cost more than the rest of the work. The caller adds the members in key order (dump_json's: nlohmann keeps
+// them in a std::map, so bytewise), each key once.
+class JsonObjectText {
+ public:
+  JsonObjectText& string(std::string_view key, std::string_view value);
+  JsonObjectText& integer(std::string_view key, int64_t value);
+  // The object's text; the writer is empty afterwards.
+  std::string take();
+
+ private:
+  void key(std::string_view k);
+  std::string out_ = "{";
+};
 
 }  // namespace tayori

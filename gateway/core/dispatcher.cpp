@@ -106,17 +106,26 @@ store::Transition decide_after_attempt(const store::MessageRecord& record, const
   t.channel = choice.channel;
   t.channel_index = choice.channel_index;
   t.contact = choice.contact;
-  Json dispatched = {{"channel", choice.channel}, {"attempt", record.attempts}};
-  if (!choice.skipped.empty()) dispatched["skipped"] = choice.skipped;
-  t.events.push_back({"dispatched", dump_json(dispatched), dispatched_at_ms});
+  // The two events of every delivery are written as text (JsonObjectText): a Json built and dumped for each
+  // was a tenth of the transport thread's work per message.
+  std::string dispatched;
+  if (choice.skipped.empty()) {
+    dispatched = JsonObjectText().integer("attempt", record.attempts).string("channel", choice.channel).take();
+  } else {
+    dispatched = dump_json(Json{{"attempt", record.attempts}, {"channel", choice.channel}, {"skipped", choice.skipped}},
+                           InvalidUtf8::replace);
+  }
+  t.events.push_back({"dispatched", std::move(dispatched), dispatched_at_ms});
 
   switch (outcome.kind) {
     case plugin::OutcomeKind::delivered: {
       t.to = store::State::delivered;
-      Json d = {{"channel", choice.channel}};
-      if (!outcome.provider_message_id.empty()) d["provider_message_id"] = outcome.provider_message_id;
+      JsonObjectText d;
+      d.string("channel", choice.channel);
+      // A provider's id that is not UTF-8 is written with U+FFFD in the event (the row keeps it as given).
+      if (!outcome.provider_message_id.empty()) d.string("provider_message_id", outcome.provider_message_id);
       t.provider_message_id = outcome.provider_message_id;  // receipts and replies find the message by it
-      t.events.push_back({"delivered", dump_json(d)});
+      t.events.push_back({"delivered", d.take()});
       return t;
     }
     case plugin::OutcomeKind::retry: {

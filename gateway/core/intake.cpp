@@ -81,13 +81,7 @@ Json problem_body(int status, const std::string& title, const std::string& detai
 // The answer's JSON text is written member by member, keys in nlohmann's order (sorted), as dump_json would
 // write the same value: building a Json per message and dumping it was most of the completion thread's work
 // per message. A string that is not UTF-8 (a refused message's id, echoed) comes out as the error-tolerant
-// dump writes it, each invalid byte as U+FFFD.
-void append_string(std::string& out, std::string_view text) {
-  const size_t mark = out.size();
-  if (append_json_string(out, text)) return;
-  out.resize(mark);
-  out += dump_json(Json(std::string(text)), InvalidUtf8::replace);
-}
+// dump writes it, each invalid byte as U+FFFD (append_json_string_replacing).
 
 void append_member(std::string& out, const char* key) {
   if (out.back() != '{') out += ',';
@@ -101,9 +95,9 @@ void append_errors(std::string& out, const std::vector<FieldError>& errors) {
   for (size_t i = 0; i < errors.size(); ++i) {
     if (i) out += ',';
     out += R"({"detail":)";
-    append_string(out, errors[i].detail);
+    append_json_string_replacing(out, errors[i].detail);
     out += R"(,"pointer":)";
-    append_string(out, errors[i].pointer);
+    append_json_string_replacing(out, errors[i].pointer);
     out += '}';
   }
   out += ']';
@@ -155,7 +149,7 @@ IntakeAnswer answer_intake(const Intake& intake, const std::vector<store::Accept
           status = "conflict";
           std::string detail = "id \"" + item.id + "\" was already used for a different message";
           append_member(list, "detail");
-          append_string(list, detail);
+          append_json_string_replacing(list, detail);
           add_error(intake.batch ? "/messages/" + std::to_string(i) + "/id" : "/id", detail);
           if (conflict_detail.empty()) conflict_detail = std::move(detail);
           break;
@@ -166,7 +160,7 @@ IntakeAnswer answer_intake(const Intake& intake, const std::vector<store::Accept
     if (item.id.empty())
       list += "null";
     else
-      append_string(list, item.id);
+      append_json_string_replacing(list, item.id);
     if (intake.batch) {
       append_member(list, "index");
       list += std::to_string(i);

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <limits>
 #include <map>
 #include <random>
 #include <string>
@@ -150,6 +151,23 @@ TEST(JsonDump, AppendsAStringAsItWritesOne) {
   }
   std::string out;
   EXPECT_FALSE(append_json_string(out, "ok \xE3\x81"));
+}
+
+// An object written member by member is the text dump_json writes for the same value (error-tolerant), and the
+// writer starts afresh after each.
+TEST(JsonDump, AnObjectWrittenMemberByMemberIsWhatDumpWrites) {
+  JsonObjectText w;
+  EXPECT_EQ(w.take(), dump_json(Json::object()));
+  for (const std::string& text :
+       {std::string(), std::string("a\"b\\c/d\b\f\n\r\t\x01\x1f\x7f"), std::string("\x00 nul", 5),
+        std::string("ご注文 \xF0\x9F\x93\xA6"), std::string("ok \xE3\x81"), std::string("a\xFF")}) {
+    for (int64_t n : {int64_t{0}, int64_t{-1}, int64_t{1} << 40, std::numeric_limits<int64_t>::min()}) {
+      Json expected = {{"attempt", n}, {"channel", text}, {"provider_message_id", "sid-1"}};
+      EXPECT_EQ(w.integer("attempt", n).string("channel", text).string("provider_message_id", "sid-1").take(),
+                dump_json(expected, InvalidUtf8::replace))
+          << text;
+    }
+  }
 }
 
 TEST(JsonDump, RefusesOrReplacesInvalidUtf8AsNlohmannDoes) {

@@ -231,6 +231,19 @@ TEST(DecideAfterAttempt, DeliveredRecordsDispatchedAndDelivered) {
   EXPECT_EQ(t.events[1].at_ms, 0);               // the time of the write
   EXPECT_EQ(detail(t, 0), (Json{{"channel", "email"}, {"attempt", 1}}));
   EXPECT_EQ(detail(t, 1), (Json{{"channel", "email"}}));
+  // In the canonical form every detail is stored in (dump_json's).
+  EXPECT_EQ(t.events[0].detail_json, dump_json(detail(t, 0)));
+  EXPECT_EQ(t.events[1].detail_json, dump_json(detail(t, 1)));
+}
+
+// A provider's id that is not UTF-8 is kept as given on the message, and written with U+FFFD in the event's JSON.
+TEST(DecideAfterAttempt, AProviderIdThatIsNotUtf8IsReplacedInTheEventOnly) {
+  Message m = message({"email"});
+  plugin::DeliveryOutcome o = outcome(plugin::OutcomeKind::delivered);
+  o.provider_message_id = "id-\xFF";
+  store::Transition t = decide_after_attempt(record(1), m, chosen(m), o, dispatcher_config(), kDispatchedAt, kNow, 0.5);
+  EXPECT_EQ(t.provider_message_id, "id-\xFF");
+  EXPECT_EQ(t.events[1].detail_json, "{\"channel\":\"email\",\"provider_message_id\":\"id-\xEF\xBF\xBD\"}");
 }
 
 TEST(DecideAfterAttempt, DeliveredCarriesTheProviderMessageIdAndSkips) {
