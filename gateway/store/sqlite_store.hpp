@@ -22,14 +22,14 @@ struct SqliteOptions {
   // Told after each checkpoint the checkpointer thread runs, on that thread: SQLite's result code, the WAL's
   // length in frames and how many of them are now in the database (sqlite3_wal_checkpoint_v2). Checkpoints
   // happen on a thread of their own, so a test waits for this instead of for time to pass. Must not throw.
-  std::function<void(int rc, int wal_frames, int checkpointed_frames)> on_checkpoint;
+  std::function<void(int rc, int wal_frames, int checkpointed_frames)> on_checkpoint{};
   // The WAL's length in frames (pages) at which the writer starts it over, between two groups, rather than
   // let it grow for as long as writes come without a pause (sqlite_store.cpp, between_groups). 32 MiB. A WAL that
   // grew past twice this meanwhile (a long reader) is cut back to twice this once it starts over.
   int wal_restart_frames = 8192;
   // Told after each attempt to start the WAL over, on the writer's thread: SQLite's result code (SQLITE_OK: the
   // next commit writes from the WAL's start; SQLITE_BUSY: a reader or a checkpoint was in the way). Must not throw.
-  std::function<void(int rc)> on_wal_restart;
+  std::function<void(int rc)> on_wal_restart{};
 };
 
 // Opens (creating and migrating as needed). Throws std::runtime_error naming the file when it cannot.
