@@ -459,11 +459,18 @@ std::optional<Json> Api::json_body(const HttpRequest& request, const Responder& 
 }
 
 void Api::submit(const HttpRequest& request, const std::string& key_name, const Responder& respond) {
-  auto body = json_body(request, respond);
-  if (!body) return;
   int64_t now = deps_.clock.now_ms();
-  auto intake = std::make_shared<core::Intake>(
-      core::prepare_intake(*body, rules_, server_.max_batch, key_name, now));
+  // The usual body, every message in it valid, is read straight from its text; any other is parsed and
+  // validated member by member, which explains whatever is wrong with it.
+  std::optional<core::Intake> read;
+  if (is_json(request.header("content-type")))
+    read = core::read_intake(request.body, rules_, server_.max_batch, key_name, now);
+  if (!read) {
+    auto body = json_body(request, respond);
+    if (!body) return;
+    read = core::prepare_intake(*body, rules_, server_.max_batch, key_name, now);
+  }
+  auto intake = std::make_shared<core::Intake>(std::move(*read));
   // Messages due now are stored already claimed by this node's dispatcher, as many as it has room for,
   // and handed to it once committed (no claim transaction, no wait for the claim loop).
   int reserved = 0;

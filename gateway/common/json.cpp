@@ -53,7 +53,6 @@ void append_utf8(std::string& out, uint32_t cp) {
 // A recursive-descent reader that gives up (answers false) instead of reporting: the caller then asks
 // nlohmann, whose verdict and message are the ones users see.
 bool JsonCursor::read_whole(Json& out) {
-  skip_space();
   if (!value(out, 0)) return false;
   return at_end();
 }
@@ -76,9 +75,11 @@ bool JsonCursor::take(char c) {
 
 bool JsonCursor::string(std::string& out) { return next_is('"') && quoted(out); }
 
-bool JsonCursor::value(Json& out) {
+bool JsonCursor::value(Json& out) { return value(out, 0); }
+
+bool JsonCursor::value(Json& out, int depth) {
   skip_space();
-  return value(out, 0);
+  return nested(out, depth);
 }
 
 bool JsonCursor::boolean(bool& out) {
@@ -107,7 +108,7 @@ bool JsonCursor::literal(std::string_view word, Json value, Json& out) {
   return true;
 }
 
-bool JsonCursor::value(Json& out, int depth) {
+bool JsonCursor::nested(Json& out, int depth) {
   if (i_ >= s_.size()) return false;
   switch (s_[i_]) {
     case '{': return object(out, depth + 1);
@@ -145,7 +146,7 @@ bool JsonCursor::object(Json& out, int depth) {
     // A repeated name: the last value wins, as in nlohmann's DOM parser.
     Json& member = members.try_emplace(std::move(key)).first->second;
     member = Json();
-    if (!value(member, depth)) return false;
+    if (!nested(member, depth)) return false;
     skip_space();
     if (i_ >= s_.size()) return false;
     if (s_[i_] == '}') {
@@ -170,7 +171,7 @@ bool JsonCursor::array(Json& out, int depth) {
   }
   for (;;) {
     items.emplace_back();
-    if (!value(items.back(), depth)) return false;
+    if (!nested(items.back(), depth)) return false;
     skip_space();
     if (i_ >= s_.size()) return false;
     if (s_[i_] == ']') {
@@ -455,7 +456,7 @@ JsonObjectText& JsonObjectText::integer(std::string_view k, int64_t value) {
 std::string JsonObjectText::take() {
   out_ += '}';
   std::string text = std::move(out_);
-  out_ = "{";
+  out_.assign(1, '{');  // not = "{": g++ 12 warns of an overlapping copy that cannot happen (-Wrestrict)
   return text;
 }
 

@@ -46,13 +46,38 @@ class JsonCursor {
   bool string(std::string& out);  // a string, decoded and appended to `out`
   bool boolean(bool& out);
   bool value(Json& out);       // any value, as read_json_fast builds it
+  // The same, for a value inside `depth` arrays and objects the caller has entered already: read_json_fast's
+  // nesting limit (kFastDepth) counts from the root of the text, and so does this.
+  bool value(Json& out, int depth);
   bool at_end();               // nothing but white space is left
+  // An object's members in the order written: `member(key)` reads the value of each, the cursor at it.
+  template <typename Read>
+  bool members(Read&& member) {
+    if (!take('{')) return false;
+    if (take('}')) return true;
+    std::string key;
+    do {
+      key.clear();
+      if (!string(key) || !take(':') || !member(std::string_view(key))) return false;
+    } while (take(','));
+    return take('}');
+  }
+  // An array's items: `item()` reads each, the cursor at it.
+  template <typename Read>
+  bool items(Read&& item) {
+    if (!take('[')) return false;
+    if (take(']')) return true;
+    do {
+      if (!item()) return false;
+    } while (take(','));
+    return take(']');
+  }
   bool read_whole(Json& out);  // the text is one value (read_json_fast)
 
  private:
   void skip_space();
   bool literal(std::string_view word, Json value, Json& out);
-  bool value(Json& out, int depth);
+  bool nested(Json& out, int depth);  // value(out, depth) at the value's first byte
   bool object(Json& out, int depth);
   bool array(Json& out, int depth);
   bool quoted(std::string& out);  // at the opening quote

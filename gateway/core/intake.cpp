@@ -4,10 +4,48 @@
 
 #include "common/json.hpp"
 #include "common/time.hpp"
+#include "core/intake_reader.hpp"
 #include "core/stats.hpp"
 #include "crypto/crypto.hpp"
 
 namespace tayori::core {
+
+namespace {
+
+// What the store records of a message that passed validation (prepare_intake's and read_intake's alike):
+// its canonical payload and hash, due time, first events and counts.
+void accept_valid(Intake& intake, IntakeItem& item, Message&& m, std::string payload,
+                  std::optional<store::RecipientUpdate> recipient, const std::string& key_name,
+                  const std::string& accepted_detail, int64_t now_ms, const Json& local_send_at = Json()) {
+  store::NewMessage nm;
+  nm.id = m.id;
+  nm.recipient_id = m.recipient.id;
+  nm.recipient = std::move(recipient);
+  nm.api_key = key_name;
+  nm.payload = std::move(payload);
+  nm.payload_hash = crypto::sha256_hex(nm.payload);
+  nm.send_at_ms = m.send_at_ms;
+  nm.expires_at_ms = m.expires_at_ms;
+  nm.due_at_ms = m.send_at_ms.value_or(now_ms);
+  nm.events.push_back({"accepted", accepted_detail});
+  // `scheduled` says the message waits for the time its sender asked for (send_at). One due now says
+  // nothing `accepted` does not: no row for it, a fifth of the store writer's work per message at intake.
+  if (m.send_at_ms) {
+    Json scheduled = {{"due_at", format_rfc3339_ms(nm.due_at_ms)}};
+    if (m.send_at_local) scheduled["local"] = local_send_at;
+    nm.events.push_back({"scheduled", dump_json(scheduled)});
+  }
+  add_counts(nm.counts, stat_subject(m, m.channels.empty() ? "" : m.channels.front()), store::StatCounter::accepted,
+             now_ms);
+  item.stored = static_cast<int>(intake.to_store.size());
+  intake.to_store.push_back(std::move(nm));
+  intake.validated.push_back(std::move(m));
+}
+
+// The detail of every message's `accepted` event.
+std::string accepted_detail(const std::string& key_name) { return JsonObjectText().string("api_key", key_name).take(); }
+
+}  // namespace
 
 Intake prepare_intake(const Json& body, const ValidationRules& rules, int max_batch, const std::string& key_name,
                       int64_t now_ms) {
@@ -29,7 +67,7 @@ Intake prepare_intake(const Json& body, const ValidationRules& rules, int max_ba
     items.push_back(&body);
   }
   intake.items.resize(items.size());
-  const std::string accepted_detail = dump_json(Json{{"api_key", key_name}});  // the same for every message
+  const std::string detail = accepted_detail(key_name);
   for (size_t i = 0; i < items.size(); ++i) {
     const Json& item = *items[i];
     IntakeItem& out = intake.items[i];
@@ -42,30 +80,54 @@ Intake prepare_intake(const Json& body, const ValidationRules& rules, int max_ba
       out.errors = std::move(parsed.errors);
       continue;
     }
-    const Message& m = *parsed.message;
-    store::NewMessage nm;
-    nm.id = m.id;
-    nm.recipient_id = m.recipient.id;
-    nm.recipient = store::RecipientUpdate::of(item["recipient"]);
-    nm.api_key = key_name;
-    nm.payload = canonical_json(item);
-    nm.payload_hash = crypto::sha256_hex(nm.payload);
-    nm.send_at_ms = m.send_at_ms;
-    nm.expires_at_ms = m.expires_at_ms;
-    nm.due_at_ms = m.send_at_ms.value_or(now_ms);
-    nm.events.push_back({"accepted", accepted_detail});
-    // `scheduled` says the message waits for the time its sender asked for (send_at). One due now says
-    // nothing `accepted` does not: no row for it, a fifth of the store writer's work per message at intake.
-    if (m.send_at_ms) {
-      Json scheduled = {{"due_at", format_rfc3339_ms(nm.due_at_ms)}};
-      if (m.send_at_local) scheduled["local"] = item["send_at"];
-      nm.events.push_back({"scheduled", dump_json(scheduled)});
-    }
-    add_counts(nm.counts, stat_subject(m, m.channels.empty() ? "" : m.channels.front()), store::StatCounter::accepted,
-               now_ms);
-    out.stored = static_cast<int>(intake.to_store.size());
-    intake.to_store.push_back(std::move(nm));
-    intake.validated.push_back(std::move(*parsed.message));
+    bool local = parsed.message->send_at_local;
+    accept_valid(intake, out, std::move(*parsed.message), canonical_json(item),
+                 store::RecipientUpdate::of(item["recipient"]), key_name, detail, now_ms,
+                 local ? item["send_at"] : Json());
+  }
+  return intake;
+}
+
+std::optional<Intake> read_intake(std::string_view body, const ValidationRules& rules, int max_batch,
+                                  const std::string& key_name, int64_t now_ms) {
+  JsonCursor in(body);
+  // A batch's envelope has one member, "messages", and a message has none of that name (parse_message refuses
+  // it), so the first name tells the two apart.
+  JsonCursor ahead = in;
+  std::string first;
+  const bool batch = ahead.take('{') && ahead.string(first) && first == "messages";
+  std::vector<ValidMessage> read;
+  if (batch) {
+    if (!in.take('{') || !in.string(first) || !in.take(':') || !in.take('[')) return std::nullopt;
+    do {
+      if (read.size() == static_cast<size_t>(max_batch)) return std::nullopt;
+      auto m = read_valid_message(in, rules, 2);  // inside the envelope and its array
+      if (!m) return std::nullopt;
+      read.push_back(std::move(*m));
+    } while (in.take(','));
+    if (!in.take(']') || !in.take('}')) return std::nullopt;
+  } else {
+    auto m = read_valid_message(in, rules, 0);
+    if (!m) return std::nullopt;
+    read.push_back(std::move(*m));
+  }
+  if (!in.at_end()) return std::nullopt;
+  Intake intake;
+  intake.batch = batch;
+  intake.items.resize(read.size());
+  const std::string detail = accepted_detail(key_name);
+  for (size_t i = 0; i < read.size(); ++i) {
+    Message& m = read[i].message;
+    intake.items[i].id = m.id;
+    // What RecipientUpdate::of finds in the same object: the zone and locale given (a valid one is never
+    // empty), the contacts' canonical text and their string values.
+    store::RecipientUpdate update;
+    if (!m.recipient.timezone.empty()) update.timezone = m.recipient.timezone;
+    if (!m.recipient.locale.empty()) update.locale = m.recipient.locale;
+    update.contacts_json = std::move(read[i].contacts_json);
+    for (const auto& [kind, point] : m.recipient.contacts) update.contact_points.push_back(point);
+    accept_valid(intake, intake.items[i], std::move(m), std::move(read[i].payload), std::move(update), key_name, detail,
+                 now_ms);
   }
   return intake;
 }

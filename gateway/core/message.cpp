@@ -8,10 +8,12 @@
 #include <cstdio>
 
 #include "common/time.hpp"
+#include "core/message_checks.hpp"
 #include "policy/timezone.hpp"
 
 namespace tayori::core {
 
+using namespace checks;
 
 std::optional<std::string> Recipient::contact(const std::string& kind) const {
   if (kind.rfind("push.", 0) == 0) {
@@ -27,64 +29,7 @@ std::optional<std::string> Recipient::contact(const std::string& kind) const {
 
 namespace {
 
-// Character-class checks written out: std::regex was a third of validation's time (tools/bench).
 using Pattern = bool (*)(std::string_view);
-
-bool all_of(std::string_view s, bool (*ok)(char)) {
-  for (char c : s)
-    if (!ok(c)) return false;
-  return true;
-}
-bool lower_alnum(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); }
-bool alnum(char c) { return lower_alnum(c) || (c >= 'A' && c <= 'Z'); }
-bool alpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
-bool digit(char c) { return c >= '0' && c <= '9'; }
-bool space_or_at(char c) { return c == '@' || c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
-
-bool is_kind(std::string_view s) {
-  return !s.empty() && s.size() <= 32 && s[0] >= 'a' && s[0] <= 'z' &&
-         all_of(s, [](char c) { return lower_alnum(c) || c == '_'; });
-}
-// IANA names ("Asia/Tokyo", "America/Argentina/Buenos_Aires", "Etc/GMT-9", "UTC"); no dots, so a name can
-// never walk out of the tzdata folder. Existence is checked against tzdata afterwards.
-bool is_timezone(std::string_view s) {
-  if (s.empty() || s.size() > 64 || s.front() == '/' || s.back() == '/' || s.find("//") != std::string_view::npos)
-    return false;
-  return all_of(s, [](char c) { return alnum(c) || c == '_' || c == '/' || c == '+' || c == '-'; });
-}
-// BCP 47, the common subset: language (2-3 letters) and up to three subtags of 2-8 letters or digits.
-bool is_locale(std::string_view s) {
-  size_t dash = s.find('-');
-  std::string_view lang = s.substr(0, dash);
-  if (lang.size() < 2 || lang.size() > 3 || !all_of(lang, alpha)) return false;
-  int subtags = 0;
-  while (dash != std::string_view::npos) {
-    s = s.substr(dash + 1);
-    dash = s.find('-');
-    std::string_view tag = s.substr(0, dash);
-    if (++subtags > 3 || tag.size() < 2 || tag.size() > 8 || !all_of(tag, alnum)) return false;
-  }
-  return true;
-}
-// E.164: '+', country code, at most 15 digits in all (ITU-T E.164 §6).
-bool is_e164(std::string_view s) {
-  return s.size() >= 8 && s.size() <= 16 && s[0] == '+' && s[1] >= '1' && s[1] <= '9' && all_of(s.substr(1), digit);
-}
-// Deliberately loose (RFC 5321 local parts are wild): one '@', no spaces, a dot inside the domain.
-bool is_email(std::string_view s) {
-  size_t at = s.find('@');
-  if (at == std::string_view::npos || at == 0 || at > 64) return false;
-  std::string_view local = s.substr(0, at), domain = s.substr(at + 1);
-  auto clean = [](std::string_view p) { return all_of(p, [](char c) { return !space_or_at(c); }); };
-  size_t dot = domain.find('.', 1);
-  return clean(local) && clean(domain) && dot != std::string_view::npos && dot + 1 < domain.size();
-}
-bool is_template(std::string_view s) {
-  return !s.empty() && s.size() <= 128 && lower_alnum(s[0]) &&
-         all_of(s, [](char c) { return lower_alnum(c) || c == '_' || c == '.' || c == '/' || c == '-'; });
-}
-bool is_platform(std::string_view s) { return s == "fcm" || s == "apns"; }
-bool is_purpose(std::string_view s) { return s == "marketing" || s == "transactional"; }
 
 class Checker {
  public:
@@ -221,7 +166,7 @@ void parse_recipient(Checker& c, const Json& j, Recipient& r, const std::string&
     c.only(j, p, {"timezone", "locale", "contacts"});
   if (id_required) {
     if (auto v = c.string(j, p, "id", true, nullptr, nullptr)) {
-      if (v->empty() || v->size() > kMaxRecipientIdBytes)
+      if (!is_recipient_id(*v))
         c.fail(p + "/id", "must be 1 to " + std::to_string(kMaxRecipientIdBytes) + " bytes");
       else
         r.id = *v;
@@ -258,7 +203,7 @@ void parse_recipient(Checker& c, const Json& j, Recipient& r, const std::string&
         c.only(t, tp, {"platform", "token"});
         auto platform = c.string(t, tp, "platform", true, is_platform, "\"fcm\" or \"apns\"");
         auto token = c.string(t, tp, "token", true, nullptr, nullptr);
-        if (token && (token->empty() || token->size() > 4096)) {
+        if (token && !is_push_token(*token)) {
           c.fail(tp + "/token", "must be 1 to 4096 characters");
           token.reset();
         }
@@ -275,38 +220,25 @@ void parse_recipient(Checker& c, const Json& j, Recipient& r, const std::string&
       continue;
     }
     const std::string& v = it->get_ref<const std::string&>();
-    if (v.empty() || v.size() > 512) {
-      c.fail(kp, "must be 1 to 512 characters");
-      continue;
-    }
-    if (it.key() == "phone" && !is_e164(v)) {
-      c.fail(kp, "must be an E.164 number such as +819012345678");
-      continue;
-    }
-    if (it.key() == "email" && (v.size() > 254 || !is_email(v))) {
-      c.fail(kp, "must be an email address such as hanako@example.jp");
+    if (const char* problem = contact_problem(it.key(), v)) {
+      c.fail(kp, problem);
       continue;
     }
     r.contacts[it.key()] = v;
   }
 }
 
-// Content text a channel can carry: no C0 control character but tab, LF and CR, and no DEL. A NUL or a
-// bare control code is not text any provider takes (RFC 5322 §2.3 allows none in mail; SMS gateways and
-// push services refuse or cut at them), so it is refused here by name instead of failing at every attempt.
+// Content text a channel can carry (checks::control_character_at): a NUL or a bare control code is not text
+// any provider takes, so it is refused here by name instead of failing at every attempt.
 bool deliverable_text(Checker& c, const std::string& pointer, std::string_view key, const std::string& text) {
-  for (size_t i = 0; i < text.size(); ++i) {
-    auto ch = static_cast<unsigned char>(text[i]);
-    if ((ch < 0x20 && ch != '\t' && ch != '\n' && ch != '\r') || ch == 0x7f) {
-      char code[8];
-      std::snprintf(code, sizeof code, "U+%04X", ch);
-      c.fail(pointer, key,
-             std::string("contains the control character ") + code + " at byte " + std::to_string(i) +
-                 ": only tab, line feed and carriage return are allowed in text");
-      return false;
-    }
-  }
-  return true;
+  auto at = control_character_at(text);
+  if (!at) return true;
+  char code[8];
+  std::snprintf(code, sizeof code, "U+%04X", static_cast<unsigned char>(text[*at]));
+  c.fail(pointer, key,
+         std::string("contains the control character ") + code + " at byte " + std::to_string(*at) +
+             ": only tab, line feed and carriage return are allowed in text");
+  return false;
 }
 
 }  // namespace
@@ -524,39 +456,24 @@ class StoredReader {
   // never read).
   template <typename Member>
   bool object(Member&& member) {
-    if (!in_.take('{')) return false;
-    if (in_.take('}')) return true;
-    std::string key, previous;
+    std::string previous;
     bool first = true;
-    do {
-      key.clear();
-      if (!in_.string(key) || !in_.take(':') || (!first && key <= previous)) return false;
-      if (!member(std::string_view(key))) return false;
-      previous.swap(key);
+    return in_.members([&](std::string_view key) {
+      if ((!first && key <= previous) || !member(key)) return false;
+      previous.assign(key);
       first = false;
-    } while (in_.take(','));
-    return in_.take('}');
-  }
-
-  // An array's items; `item()` reads one.
-  template <typename Item>
-  bool array(Item&& item) {
-    if (!in_.take('[')) return false;
-    if (in_.take(']')) return true;
-    do {
-      if (!item()) return false;
-    } while (in_.take(','));
-    return in_.take(']');
+      return true;
+    });
   }
 
   bool channels(std::vector<std::string>& out) {
-    return array([&] {
-             std::string name;
-             if (!in_.string(name) || std::find(out.begin(), out.end(), name) != out.end()) return false;
-             out.push_back(std::move(name));
-             return true;
-           }) &&
-           !out.empty() && out.size() <= 16;
+    return in_.items([&] {
+      std::string name;
+      if (!in_.string(name) || std::find(out.begin(), out.end(), name) != out.end()) return false;
+      out.push_back(std::move(name));
+      return true;
+    }) && !out.empty() &&
+           out.size() <= 16;
   }
 
   bool purpose(Purpose& out) {
@@ -580,7 +497,7 @@ class StoredReader {
   bool contacts(Recipient& r) {
     return object([&](std::string_view kind) {
       if (kind != "push") return in_.string(r.contacts[std::string(kind)]);
-      return array([&] {
+      return in_.items([&] {
         PushToken t;
         return object([&](std::string_view key) {
                  if (key == "platform") return in_.string(t.platform);
@@ -606,19 +523,18 @@ class StoredReader {
   }
 
   bool responses(std::vector<ResponseSpec>& out) {
-    return array([&] {
-             ResponseSpec r;
-             bool read = object([&](std::string_view key) {
-               if (key == "follow_up") return follow_up(r);
-               if (key == "id") return in_.string(r.id);
-               if (key == "label") return in_.string(r.label);
-               return false;
-             });
-             if (!read || r.id.empty() || r.label.empty()) return false;
-             out.push_back(std::move(r));
-             return true;
-           }) &&
-           !out.empty();
+    return in_.items([&] {
+      ResponseSpec r;
+      bool read = object([&](std::string_view key) {
+        if (key == "follow_up") return follow_up(r);
+        if (key == "id") return in_.string(r.id);
+        if (key == "label") return in_.string(r.label);
+        return false;
+      });
+      if (!read || r.id.empty() || r.label.empty()) return false;
+      out.push_back(std::move(r));
+      return true;
+    }) && !out.empty();
   }
 
   bool follow_up(ResponseSpec& r) {

@@ -13,6 +13,7 @@
 
 #include "common/json.hpp"
 #include "common/names.hpp"
+#include "core/message_checks.hpp"  // kMaxRecipientIdBytes
 #include "policy/purpose.hpp"
 
 namespace tayori::core {
@@ -79,10 +80,8 @@ bool is_id(std::string_view s);
 struct FieldError {
   std::string pointer;  // RFC 6901, e.g. "/recipient/contacts/phone"
   std::string detail;
+  friend bool operator==(const FieldError&, const FieldError&) = default;
 };
-
-// A recipient id, in a message and in /v1/recipients/{id}: bytes of UTF-8.
-constexpr size_t kMaxRecipientIdBytes = 256;
 
 struct ValidationRules {
   // The configured channel names; nullptr skips the check (re-reading stored messages).

@@ -38,6 +38,7 @@ struct NewTimelineEvent {
   std::string type;  // accepted, scheduled, dispatched, delivered, failed, cancelled, requeued, ...
   std::string detail_json = "{}";
   int64_t at_ms = 0;  // 0: the time of the write
+  friend bool operator==(const NewTimelineEvent&, const NewTimelineEvent&) = default;
 };
 
 // What a message's `recipient` object says, merged into the stored profile (ops::merge_recipient): time zone
@@ -55,6 +56,7 @@ struct RecipientUpdate {
   // From the `recipient` object; nullopt when it is not an object (nothing to merge).
   static std::optional<RecipientUpdate> of(const nlohmann::json& recipient);
   static std::optional<RecipientUpdate> parse(std::string_view recipient_json);
+  friend bool operator==(const RecipientUpdate&, const RecipientUpdate&) = default;
 };
 
 struct NewMessage {
@@ -75,6 +77,7 @@ struct NewMessage {
   // before its outcome is recorded leaves it `dispatched`, and the next start requeues it, as for a claim.
   bool claim = false;
   std::vector<StatCount> counts;  // added to the stats when it is accepted (not a duplicate)
+  friend bool operator==(const NewMessage&, const NewMessage&) = default;
 };
 
 struct MessageRecord {
@@ -108,7 +111,7 @@ struct AcceptResult {
   std::optional<MessageRecord> claimed;  // an accepted NewMessage::claim: the claim, as claim_due returns it
   // With `claimed`, when the message carried recipient data: the profile its commit left stored, which the
   // dispatcher completes the message from instead of reading it again (core::complete_from_profile).
-  std::optional<RecipientProfile> recipient;
+  std::optional<RecipientProfile> recipient{};
 };
 
 // A timeline event as stored. `seq` orders the events of every timeline at once: the feed's order.

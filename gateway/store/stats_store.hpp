@@ -54,6 +54,7 @@ struct StatCount {
   int64_t n = 1;
   // converted: the conversions' value in thousandths (integers add up exactly on both engines).
   int64_t sum_milli = 0;
+  friend bool operator==(const StatCount&, const StatCount&) = default;
 };
 
 // Counts added up over a range of buckets (or, for a series, per bucket).

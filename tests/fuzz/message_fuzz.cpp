@@ -3,7 +3,9 @@
 // and the answer built from the store's verdicts, as Api::submit runs them. Rules as a gateway with two
 // channels and one template has them; a local send_at asks the stored profile's zone. Then each payload
 // intake stores is read back as a dispatcher worker reads it: core::read_stored_message, when it reads one,
-// must give the Message that parsing and validating the payload again gives.
+// must give the Message that parsing and validating the payload again gives. The same body read straight from
+// its text (core::read_intake, the API's first try) must give, when it reads it, the Intake that parsing it
+// gives.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -38,14 +40,24 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace tayori;
   static const core::ValidationRules kRules = rules();
   std::string_view body = fuzz::text(data, size);
-  if (api::json_too_deep(body)) return 0;  // answered 400 before parsing
+  constexpr int64_t kNow = 1'780'000'000'000;
+  // The API reads the body straight from its text first (read_intake), and parses it only when that gives up.
+  std::optional<core::Intake> read = core::read_intake(body, kRules, /*max_batch=*/100, "fuzz", kNow);
+  // What it reads must be JSON that the API would take...
+  if (api::json_too_deep(body)) {
+    if (read) std::abort();
+    return 0;  // answered 400 before parsing
+  }
   core::Json json;
   try {
     json = parse_json(body);  // as Api::json_body reads it
   } catch (const core::Json::exception&) {
+    if (read) std::abort();
     return 0;  // answered 400 (Api::json_body)
   }
-  core::Intake intake = core::prepare_intake(json, kRules, /*max_batch=*/100, "fuzz", 1'780'000'000'000);
+  core::Intake intake = core::prepare_intake(json, kRules, /*max_batch=*/100, "fuzz", kNow);
+  // ...and give the Intake that parsing and validating it gives: the same messages, payloads, events, counts.
+  if (read && !(*read == intake)) std::abort();
   // Every message the store is asked to record is accepted: the answer names each one.
   std::vector<store::AcceptResult> stored(intake.to_store.size());
   core::IntakeAnswer answer = core::answer_intake(intake, stored);
