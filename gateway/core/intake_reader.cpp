@@ -29,13 +29,15 @@ enum Member : size_t {
   kMetadata,
   kPurpose,
   kRecipient,
+  kResponses,
   kSendAt,
   kTemplate,
+  kTrack,
   kMembers
 };
-constexpr std::array<std::string_view, kMembers> kMemberNames = {"category",   "channels", "content",  "data",
-                                                                 "expires_at", "id",       "metadata", "purpose",
-                                                                 "recipient",  "send_at",  "template"};
+constexpr std::array<std::string_view, kMembers> kMemberNames = {
+    "category", "channels",  "content",   "data",    "expires_at", "id",   "metadata",
+    "purpose",  "recipient", "responses", "send_at", "template",   "track"};
 
 // Member texts by key: the canonical object (dump_json writes members in this order).
 using MemberTexts = std::map<std::string, std::string, std::less<>>;
@@ -89,6 +91,8 @@ class MessageReader {
         case kRecipient: return recipient(out, m.recipient, valid.contacts_json);
         case kSendAt: return instant(out, m.send_at_ms);  // a local time: parse_message's (its zone is looked up)
         case kTemplate: return string(out, m.template_name, is_template) && template_known(m.template_name);
+        case kResponses: return responses(out, m.responses);
+        case kTrack: return track(out, m);
         case kMembers: break;
       }
       return false;
@@ -235,6 +239,77 @@ class MessageReader {
     });
     out += ']';
     return read;
+  }
+
+  // 1 to kMaxResponses options {id, label, follow_up?}, no id twice.
+  bool responses(std::string& out, std::vector<ResponseSpec>& list) {
+    out += '[';
+    bool read = in_.items([&] {
+      ResponseSpec r;
+      std::string id, label, follow_up;  // canonical texts
+      bool whole = in_.members([&](std::string_view key) {
+        if (key == "id") return id.empty() && string(id, r.id, is_kind);
+        if (key == "label") return label.empty() && string(label, r.label, is_label);
+        if (key == "follow_up") return follow_up.empty() && this->follow_up(follow_up, r);
+        return false;
+      });
+      if (!whole || id.empty() || label.empty() || list.size() == kMaxResponses ||
+          std::any_of(list.begin(), list.end(), [&](const ResponseSpec& o) { return o.id == r.id; }))
+        return false;
+      if (out.size() > 1) out += ',';
+      out += '{';
+      append_member(out, "follow_up", follow_up);
+      append_member(out, "id", id);
+      append_member(out, "label", label);
+      out += '}';
+      list.push_back(std::move(r));
+      return true;
+    });
+    out += ']';
+    return read && !list.empty();
+  }
+
+  // {after, template?}: a re-delivery after a delay, of the message or of a template.
+  bool follow_up(std::string& out, ResponseSpec& r) {
+    std::string after, template_name;  // canonical texts
+    bool read = in_.members([&](std::string_view key) {
+      if (key == "after") {
+        std::string delay;
+        if (!after.empty() || !in_.string(delay)) return false;
+        r.follow_up_after_ms = parse_delay_ms(delay);
+        return is_follow_up_delay(r.follow_up_after_ms) && append_json_string(after, delay);
+      }
+      if (key == "template")
+        return template_name.empty() && string(template_name, r.follow_up_template, is_template) &&
+               template_known(r.follow_up_template);
+      return false;
+    });
+    if (!read || after.empty()) return false;
+    out = "{";
+    append_member(out, "after", after);
+    append_member(out, "template", template_name);
+    out += '}';
+    return true;
+  }
+
+  // {clicks?, opens?}: true needs links the gateway can sign (server.public_url).
+  bool track(std::string& out, Message& m) {
+    std::string clicks, opens;  // canonical texts
+    bool read = in_.members([&](std::string_view key) {
+      if (key != "clicks" && key != "opens") return false;
+      std::string& text = key == "clicks" ? clicks : opens;
+      bool on = false;
+      if (!text.empty() || !in_.boolean(on) || (on && !rules_.links_available)) return false;
+      text = on ? "true" : "false";
+      (key == "clicks" ? m.track_clicks : m.track_opens) = on;
+      return true;
+    });
+    if (!read) return false;
+    out = "{";
+    append_member(out, "clicks", clicks);
+    append_member(out, "opens", opens);
+    out += '}';
+    return true;
   }
 
   JsonCursor& in_;

@@ -19,11 +19,10 @@ struct ValidMessage {
 };
 
 // One message object at the cursor, which is inside `depth` arrays and objects of the body (0 for a body that
-// is the message). It reads a message that parse_message accepts, in the members it takes (all but
-// `responses` and `track`), with no null member, no member twice, and a send_at that is an instant (a local
-// one asks the stored profile for a zone). Anything else gives nullopt, with the cursor left somewhere inside:
-// the caller then reads the whole body with parse_json and parse_message, which explain what is wrong.
-// tests/unit/core/intake_test.cpp and the message fuzz target hold the two paths to the same Intake.
+// is the message). It reads a message that parse_message accepts, with no null member, no member twice, and a
+// send_at that is an instant (a local one asks the stored profile for a zone). Anything else gives nullopt, with the
+// cursor left somewhere inside: the caller then reads the whole body with parse_json and parse_message, which explain
+// what is wrong. tests/unit/core/intake_test.cpp and the message fuzz target hold the two paths to the same Intake.
 std::optional<ValidMessage> read_valid_message(JsonCursor& in, const ValidationRules& rules, int depth);
 
 }  // namespace tayori::core

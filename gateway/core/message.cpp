@@ -94,12 +94,7 @@ class Checker {
   std::vector<FieldError>& errors_;
 };
 
-// "responses": [{id, label, follow_up?: {after, template?}}], 1 to 10 (LINE allows 13 quick reply items;
-// ten keep a numbered SMS reply to one digit... and a push notification's action list short).
-constexpr size_t kMaxResponses = 10;
-constexpr size_t kMaxLabelChars = 20;  // LINE quick reply action label limit
-constexpr int64_t kMaxFollowUpMs = 366LL * 86'400'000;
-
+// "responses": [{id, label, follow_up?: {after, template?}}] (checks::kMaxResponses).
 void parse_responses(Checker& c, const Json& j, const ValidationRules& rules, std::vector<ResponseSpec>& out) {
   auto responses = j.find("responses");
   if (responses == j.end() || responses->is_null()) return;
@@ -122,8 +117,7 @@ void parse_responses(Checker& c, const Json& j, const ValidationRules& rules, st
       spec.id = *v;
     }
     if (auto v = c.string(r, p, "label", true, nullptr, nullptr)) {
-      size_t chars = text::utf8_code_points(*v);
-      if (chars == 0 || chars > kMaxLabelChars)
+      if (!is_label(*v))
         c.fail(p + "/label", "must be 1 to " + std::to_string(kMaxLabelChars) + " characters (LINE quick reply labels)");
       spec.label = *v;
     }
@@ -136,7 +130,7 @@ void parse_responses(Checker& c, const Json& j, const ValidationRules& rules, st
         c.only(*follow_up, fp, {"after", "template"});
         if (auto v = c.string(*follow_up, fp, "after", true, nullptr, nullptr)) {
           auto ms = parse_delay_ms(*v);
-          if (!ms || *ms <= 0 || *ms > kMaxFollowUpMs)
+          if (!is_follow_up_delay(ms))
             c.fail(fp + "/after", "must be a delay up to 366 days: ISO 8601 (P2D, PT12H, PT1S) or 2d, 12h, 30s");
           else
             spec.follow_up_after_ms = ms;

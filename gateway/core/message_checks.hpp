@@ -4,11 +4,20 @@
 // is valid. Internal to core/ (docs/architecture.md §2 places it below the message model).
 #pragma once
 
+#include <tayori/text.hpp>
+
 #include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <string_view>
 
 namespace tayori::core {
+
+// A message's response options: 1 to kMaxResponses (LINE allows 13 quick reply items; ten keep a numbered SMS
+// reply to one digit... and a push notification's action list short).
+constexpr size_t kMaxResponses = 10;
+constexpr size_t kMaxLabelChars = 20;  // LINE quick reply action label limit
+constexpr int64_t kMaxFollowUpMs = 366LL * 86'400'000;
 
 // A recipient id, in a message and in /v1/recipients/{id}: bytes of UTF-8.
 constexpr size_t kMaxRecipientIdBytes = 256;
@@ -78,6 +87,15 @@ inline bool is_recipient_id(std::string_view s) { return !s.empty() && s.size() 
 
 // A push token: 1 to 4096 characters (an APNs device token is 64 hex digits, an FCM registration token ~160).
 inline bool is_push_token(std::string_view s) { return !s.empty() && s.size() <= 4096; }
+
+// A response option's label: 1 to kMaxLabelChars characters.
+inline bool is_label(std::string_view s) {
+  size_t chars = text::utf8_code_points(s);
+  return chars > 0 && chars <= kMaxLabelChars;
+}
+
+// A follow-up's delay, as parse_delay_ms read it: more than nothing, at most kMaxFollowUpMs.
+inline bool is_follow_up_delay(std::optional<int64_t> ms) { return ms && *ms > 0 && *ms <= kMaxFollowUpMs; }
 
 // What is wrong with a contact point of `kind` (a string value of `contacts`), or nullptr: 1 to 512 characters,
 // and for the kinds the core knows, their form.

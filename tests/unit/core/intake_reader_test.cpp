@@ -94,6 +94,32 @@ TEST(IntakeReader, ABatchWithEveryMemberItReadsIsTheBatchPrepareIntakeMakes) {
       R"(]})");
 }
 
+TEST(IntakeReader, ResponseOptionsAndTrackingAreReadAsParsed) {
+  expect_read_as_parsed(
+      R"({"id":"m","purpose":"marketing","channels":["line"],"content":{"text":"Winter sale?"},)"
+      R"("track":{"opens":false,"clicks":true},"recipient":{"id":"u","contacts":{"line":"U1"}},"responses":[)"
+      R"({"label":"\u8208\u5473\u3042\u308a","id":"interested"},)"  // a label in Japanese, escaped
+      R"({"id":"later","label":"Remind me later","follow_up":{"template":"welcome","after":"P1D"}},)"
+      R"({"follow_up":{"after":"12h"},"id":"no","label":"Not interested"}]})");
+  expect_read_as_parsed(
+      R"({"id":"m","purpose":"marketing","channels":["line"],"content":{"text":"x"},"track":{},)"
+      R"("recipient":{"id":"u"},"responses":[{"id":"a","label":"A"},{"id":"b","label":"B"},{"id":"c","label":"C"},)"
+      R"({"id":"d","label":"D"},{"id":"e","label":"E"},{"id":"f","label":"F"},{"id":"g","label":"G"},)"
+      R"({"id":"h","label":"H"},{"id":"i","label":"I"},{"id":"j","label":"twenty characters!!!"}]})");  // ten
+}
+
+TEST(IntakeReader, TrackedLinksWithoutAPublicUrlAreLeftToParseMessage) {
+  ValidationRules no_links = rules();
+  no_links.links_available = false;
+  auto body = [](const char* track) {
+    return std::string(R"({"id":"m","purpose":"marketing","channels":["sms"],"content":{"text":"x"},"track":)") +
+           track + R"(,"recipient":{"id":"u"}})";
+  };
+  EXPECT_TRUE(read_intake(body(R"({"clicks":false,"opens":false})"), no_links, 1, "k", kNow).has_value());
+  EXPECT_FALSE(read_intake(body(R"({"clicks":true})"), no_links, 1, "k", kNow).has_value());
+  EXPECT_FALSE(read_intake(body(R"({"opens":true})"), no_links, 1, "k", kNow).has_value());
+}
+
 TEST(IntakeReader, AnEmptyContactsObjectAndAnEmptyTokenListAreKeptAsGiven) {
   expect_read_as_parsed(R"({"id":"m","purpose":"transactional","channels":["sms"],"content":{"text":"x"},)"
                         R"("recipient":{"id":"u","contacts":{"push":[]}}})");
@@ -120,8 +146,7 @@ TEST(IntakeReader, LeavesEveryOtherBodyToParseMessage) {
   ASSERT_TRUE(read(with("")).has_value());  // the shape the cases below each change once
   ASSERT_TRUE(read(recipient(R"("locale":"ja-JP")")).has_value());
   const std::string refused[] = {
-      // Members it leaves to parse_message, valid or not.
-      with(R"("responses":[{"id":"yes","label":"Yes"}],)"), with(R"("track":{"clicks":false},)"),
+      // What it leaves to parse_message, valid or not.
       with(R"("send_at":"2026-12-24T09:00:00",)"),  // a local time: the zone is looked up
       with(R"("category":null,)"),
       with(R"("id":"twice",)"),  // a member twice: the last one wins in the JSON
@@ -130,7 +155,18 @@ TEST(IntakeReader, LeavesEveryOtherBodyToParseMessage) {
       with(R"("category":"Not A Category",)"), with(R"("template":"nope",)"), with(R"("send_at":"soon",)"),
       with(R"("send_at":"2026-12-24T09:00:00Z","expires_at":"2026-12-24T08:00:00Z",)"),
       with(R"("metadata":{"long":"0123456789012345678901234567890123456789012345678901234567890"},)"),
-      with(R"("data":[1],)"),
+      with(R"("data":[1],)"), with(R"("responses":[],)"),
+      with(R"("responses":[{"id":"yes","label":"Yes"},{"id":"yes","label":"Again"}],)"),
+      with(R"("responses":[{"id":"Yes","label":"Yes"}],)"), with(R"("responses":[{"id":"yes"}],)"),
+      with(R"("responses":[{"id":"yes","label":"twenty-one characters"}],)"),
+      with(R"("responses":[{"id":"yes","label":"Yes","follow_up":{"after":"367d"}}],)"),
+      with(R"("responses":[{"id":"yes","label":"Yes","follow_up":{"template":"welcome"}}],)"),
+      with(R"("responses":[{"id":"yes","label":"Yes","follow_up":{"after":"2d","template":"nope"}}],)"),
+      with(R"("responses":[)" + std::string(R"({"id":"a","label":"A"},)") + R"({"id":"b","label":"B"},)" +
+           R"({"id":"c","label":"C"},{"id":"d","label":"D"},{"id":"e","label":"E"},{"id":"f","label":"F"},)" +
+           R"({"id":"g","label":"G"},{"id":"h","label":"H"},{"id":"i","label":"I"},{"id":"j","label":"J"},)" +
+           R"({"id":"k","label":"K"}],)"),  // eleven
+      with(R"("track":{"clicks":1},)"), with(R"("track":{"views":true},)"),
       R"({"id":"m","purpose":"transactional","channels":["sms","sms"],"content":{"text":"x"},"recipient":{"id":"u"}})",
       R"({"id":"m","purpose":"transactional","channels":["fax"],"content":{"text":"x"},"recipient":{"id":"u"}})",
       R"({"id":"m","purpose":"transactional","channels":[],"content":{"text":"x"},"recipient":{"id":"u"}})",
