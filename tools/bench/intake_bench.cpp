@@ -199,36 +199,54 @@ void BM_ParseMessage_Batch100(benchmark::State& state) {
 BENCHMARK(BM_ParseMessage_Batch100);
 
 // ---- The whole pre-store CPU path of POST /v1/messages, for 1 or 100 messages ---------------------
-// The same functions Api::submit calls: core::prepare_intake (parse envelope, validate each message,
-// canonicalise and hash it, prepare its first events) and core::answer_intake (the 202 body), with the
-// store's verdicts stood in by "accepted" for every message.
+// The same functions Api::submit calls: core::read_intake (the body read straight from its text), or, for a body
+// it leaves (the _Parsed rows force that path), the body parsed and core::prepare_intake (envelope, validation of
+// each message, its canonical form); then core::answer_intake (the 202 body), with the store's verdicts stood in
+// by "accepted" for every message.
 
-void intake_cpu(benchmark::State& state, const std::string& text) {
+enum class Path { as_the_api, parsed };
+
+void intake_cpu(benchmark::State& state, const std::string& text, Path path) {
   const auto r = rules();
   const int64_t now = 1'790'000'000'000;
   int64_t items_per_iteration = 0;
   for (auto _ : state) {
-    // As Api::json_body: the fast reader, which follows no deeper than a body may nest (the depth check runs
-    // only on text it leaves).
-    std::optional<Json> body = tayori::read_json_fast(text);
-    if (!body) {
-      state.SkipWithError("the bench body is not one the fast reader takes");
-      break;
+    std::optional<tayori::core::Intake> intake;
+    if (path == Path::as_the_api) {
+      intake = tayori::core::read_intake(text, r, 1000, "bench", now);
+      if (!intake) {
+        state.SkipWithError("the bench body is not one read_intake takes");
+        break;
+      }
+    } else {
+      // As Api::json_body: the fast JSON reader, which follows no deeper than a body may nest (the depth check
+      // runs only on text it leaves).
+      std::optional<Json> body = tayori::read_json_fast(text);
+      if (!body) {
+        state.SkipWithError("the bench body is not one the fast reader takes");
+        break;
+      }
+      intake = tayori::core::prepare_intake(*body, r, 1000, "bench", now);
     }
-    tayori::core::Intake intake = tayori::core::prepare_intake(*body, r, 1000, "bench", now);
-    std::vector<tayori::store::AcceptResult> stored(intake.to_store.size());
-    std::string answer = tayori::core::answer_intake(intake, stored).body;
-    items_per_iteration = static_cast<int64_t>(intake.items.size());
+    std::vector<tayori::store::AcceptResult> stored(intake->to_store.size());
+    std::string answer = tayori::core::answer_intake(*intake, stored).body;
+    items_per_iteration = static_cast<int64_t>(intake->items.size());
     benchmark::DoNotOptimize(answer);
   }
   per_item(state, items_per_iteration);
 }
 
-void BM_IntakeCpu_Single(benchmark::State& state) { intake_cpu(state, message_text(1)); }
+void BM_IntakeCpu_Single(benchmark::State& state) { intake_cpu(state, message_text(1), Path::as_the_api); }
 BENCHMARK(BM_IntakeCpu_Single);
 
-void BM_IntakeCpu_Batch100(benchmark::State& state) { intake_cpu(state, batch_text(kBatch)); }
+void BM_IntakeCpu_Batch100(benchmark::State& state) { intake_cpu(state, batch_text(kBatch), Path::as_the_api); }
 BENCHMARK(BM_IntakeCpu_Batch100);
+
+void BM_IntakeCpu_Single_Parsed(benchmark::State& state) { intake_cpu(state, message_text(1), Path::parsed); }
+BENCHMARK(BM_IntakeCpu_Single_Parsed);
+
+void BM_IntakeCpu_Batch100_Parsed(benchmark::State& state) { intake_cpu(state, batch_text(kBatch), Path::parsed); }
+BENCHMARK(BM_IntakeCpu_Batch100_Parsed);
 
 }  // namespace
 
