@@ -295,11 +295,15 @@ std::string sha256(std::string_view text) {
   // the digest is reused (OpenSSL 3 migration guide, "Fetching algorithms"). A third of a suppression lookup's
   // hashing went to that lookup. Never freed: it lives as long as the process.
   static EVP_MD* const kSha256 = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+  // One context per thread, initialised again for each digest: EVP_Digest allocates and frees one per call
+  // (a message's payload at intake: 418 -> 382 ns, tools/bench intake_bench BM_Sha256Hex).
+  thread_local const std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
   std::string digest(EVP_MAX_MD_SIZE, '\0');
   unsigned int len = 0;
-  // EVP_Digest only fails when OpenSSL cannot allocate; a zero-length result then fails every comparison.
-  if (kSha256 == nullptr ||
-      EVP_Digest(text.data(), text.size(), reinterpret_cast<unsigned char*>(digest.data()), &len, kSha256, nullptr) != 1)
+  // These fail only when OpenSSL cannot allocate; a zero-length result then fails every comparison.
+  if (kSha256 == nullptr || ctx == nullptr || EVP_DigestInit_ex2(ctx.get(), kSha256, nullptr) != 1 ||
+      EVP_DigestUpdate(ctx.get(), text.data(), text.size()) != 1 ||
+      EVP_DigestFinal_ex(ctx.get(), reinterpret_cast<unsigned char*>(digest.data()), &len) != 1)
     len = 0;
   digest.resize(len);
   return digest;
