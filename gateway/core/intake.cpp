@@ -96,39 +96,36 @@ std::optional<Intake> read_intake(std::string_view body, const ValidationRules& 
   JsonCursor ahead = in;
   std::string first;
   const bool batch = ahead.take('{') && ahead.string(first) && first == "messages";
-  std::vector<ValidMessage> read;
-  if (batch) {
-    if (!in.take('{') || !in.string(first) || !in.take(':') || !in.take('[')) return std::nullopt;
-    do {
-      if (read.size() == static_cast<size_t>(max_batch)) return std::nullopt;
-      auto m = read_valid_message(in, rules, 2);  // inside the envelope and its array
-      if (!m) return std::nullopt;
-      read.push_back(std::move(*m));
-    } while (in.take(','));
-    if (!in.take(']') || !in.take('}')) return std::nullopt;
-  } else {
-    auto m = read_valid_message(in, rules, 0);
-    if (!m) return std::nullopt;
-    read.push_back(std::move(*m));
-  }
-  if (!in.at_end()) return std::nullopt;
-  Intake intake;
+  Intake intake;  // given back only when the whole body is read
   intake.batch = batch;
-  intake.items.resize(read.size());
   const std::string detail = accepted_detail(key_name);
-  for (size_t i = 0; i < read.size(); ++i) {
-    Message& m = read[i].message;
-    intake.items[i].id = m.id;
+  auto read = [&](int depth) {
+    std::optional<ValidMessage> valid = read_valid_message(in, rules, depth);
+    if (!valid) return false;
+    Message& m = valid->message;
+    IntakeItem& item = intake.items.emplace_back();
+    item.id = m.id;
     // What RecipientUpdate::of finds in the same object: the zone and locale given (a valid one is never
     // empty), the contacts' canonical text and their string values.
     store::RecipientUpdate update;
     if (!m.recipient.timezone.empty()) update.timezone = m.recipient.timezone;
     if (!m.recipient.locale.empty()) update.locale = m.recipient.locale;
-    update.contacts_json = std::move(read[i].contacts_json);
+    update.contacts_json = std::move(valid->contacts_json);
     for (const auto& [kind, point] : m.recipient.contacts) update.contact_points.push_back(point);
-    accept_valid(intake, intake.items[i], std::move(m), std::move(read[i].payload), std::move(update), key_name, detail,
-                 now_ms);
+    accept_valid(intake, item, std::move(m), std::move(valid->payload), std::move(update), key_name, detail, now_ms);
+    return true;
+  };
+  if (batch) {
+    if (!in.take('{') || !in.string(first) || !in.take(':') || !in.take('[')) return std::nullopt;
+    do {
+      // A message of a batch is inside the envelope and its array.
+      if (intake.items.size() == static_cast<size_t>(max_batch) || !read(2)) return std::nullopt;
+    } while (in.take(','));
+    if (!in.take(']') || !in.take('}')) return std::nullopt;
+  } else if (!read(0)) {
+    return std::nullopt;
   }
+  if (!in.at_end()) return std::nullopt;
   return intake;
 }
 

@@ -101,6 +101,9 @@ class MessageReader {
         (text[kContent].empty() && text[kTemplate].empty()))
       return std::nullopt;
     if (m.send_at_ms && m.expires_at_ms && *m.expires_at_ms <= *m.send_at_ms) return std::nullopt;
+    size_t size = 2;  // the payload in one allocation
+    for (size_t k = 0; k < kMembers; ++k) size += text[k].size() + kMemberNames[k].size() + 4;
+    valid.payload.reserve(size);
     valid.payload = "{";
     for (size_t k = 0; k < kMembers; ++k) append_member(valid.payload, kMemberNames[k], text[k]);
     valid.payload += '}';
