@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "common/time.hpp"
+#include "core/message_checks.hpp"
 #include "core/stats.hpp"
 
 namespace tayori::core {
@@ -44,9 +45,7 @@ ParsedConversion parse_conversion(const Json& j, int64_t now_ms) {
     return it->get<std::string>();
   };
   c.id = text("id", true, is_id, "1 to 128 characters of A-Z a-z 0-9 . _ ~ : -");
-  c.recipient_id = text(
-      "recipient", true, [](std::string_view s) { return !s.empty() && s.size() <= kMaxRecipientIdBytes; },
-      "the recipient's id, 1 to 256 bytes");
+  c.recipient_id = text("recipient", true, checks::is_recipient_id, "the recipient's id, 1 to 256 bytes");
   c.event = text("event", true, is_event_name, "a name of 1 to 64 of a-z 0-9 _ . -, like \"purchase\"");
   c.message_id = text("message_id", false, is_id, "a message id");
   if (auto v = j.find("value"); v != j.end() && !v->is_null()) {
