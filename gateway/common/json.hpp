@@ -34,9 +34,10 @@ Json parse_json_or_discarded(std::string_view text);
 std::optional<Json> read_json_fast(std::string_view text);
 
 // JSON text read a token at a time, with read_json_fast's grammar and values, for a caller that maps text of a
-// known shape straight onto its own types instead of building a Json first (core::read_stored_message). Each
-// call consumes what it read; false means the text is not what the caller expected there (or not JSON), and
-// the caller then gives up on the cursor and parses the text with parse_json, which explains any error.
+// known shape straight onto its own types instead of building a Json first (core::read_stored_message,
+// core::read_intake). Each call consumes what it read; false means the text is not what the caller expected there
+// (or not JSON), and the caller then gives up on the cursor and parses the text with parse_json, which explains any
+// error.
 class JsonCursor {
  public:
   explicit JsonCursor(std::string_view text) : s_(text) {}
