@@ -107,7 +107,7 @@ struct DispatcherConfig {
   // the larger of kDefaultMaxInFlight and claim_batch (in_flight_bound). Deliveries waiting in a
   // channel's batch window count: with room for only 1,024 the LINE multicast bench found the dispatcher full
   // and every new message went to the store for a claim; 4,096 let nearly all go by hand-over, the writer
-  // 22.5 -> 19.7 us per recipient (README, Performance, a twelfth session).
+  // 22.5 -> 19.7 us per recipient (docs/performance.md, a twelfth session).
   int max_in_flight = 0;
   static constexpr int kDefaultMaxInFlight = 4096;
   int64_t poll_interval_ms = 1000;

@@ -1,6 +1,6 @@
 // A message read straight from the text of a POST /v1/messages body: no JSON tree, no second pass to validate,
 // none to write the canonical form. Building the tree, walking it in parse_message and dumping it again were
-// most of an HTTP thread's time per message (README, Performance, a thirteenth session). Internal to core/:
+// most of an HTTP thread's time per message (docs/performance.md, a thirteenth session). Internal to core/:
 // read_intake (intake.hpp) is its caller.
 #pragma once
 

@@ -37,6 +37,7 @@
 #   TAYORI_BENCH_WORKERS            dispatcher.workers                           (default 4, the gateway's)
 #   TAYORI_BENCH_CHANNEL_CONCURRENCY  the channel's concurrency: requests on the wire (default 64)
 #   TAYORI_BENCH_CLAIM_BATCH        dispatcher.claim_batch                       (default 1024, as the gateway's)
+#   TAYORI_BENCH_MAX_IN_FLIGHT      dispatcher.max_in_flight                     (default: not set, the gateway's)
 #   TAYORI_BENCH_CEILING_SECONDS    how long wrk runs                            (default 5)
 #   TAYORI_BENCH_SIM_THREADS        tayori-sim's HTTP/1.1 threads                (default 2)
 #   TAYORI_BENCH_PHASES             which phases, in order (default "intake-single intake-paced intake-batch
@@ -63,7 +64,7 @@ bench_paths "${1:-./build}"
 # A request on the wire holds no worker (docs/operator-guide.md, `workers`), so the two are set apart: 64
 # workers measured 0.87x the gateway CPU per message of 4-8 on e2e-single (context switches), and no faster.
 bench_knobs MESSAGES=20000 BATCH=100 CONNECTIONS=64 BATCH_CONNECTIONS=8 PACED_RATE=17500 WORKERS=4 \
-  CHANNEL_CONCURRENCY=64 CLAIM_BATCH=1024 CEILING_SECONDS=5 SIM_THREADS=2 \
+  CHANNEL_CONCURRENCY=64 CLAIM_BATCH=1024 MAX_IN_FLIGHT= CEILING_SECONDS=5 SIM_THREADS=2 \
   PHASES="intake-single intake-paced intake-batch e2e-single e2e-batch" DRAIN_TIMEOUT=300 LINE_WINDOW=100ms
 
 for f in "$TAYORI_BIN" "$LOAD_BIN" "$STANDINS_SIM_BIN"; do [[ -x $f ]] || die "$f is missing: build it first"; done
@@ -122,6 +123,7 @@ dispatcher:
 $( [[ $2 == false ]] && echo "  enabled: false" )
   workers: $WORKERS
   claim_batch: $CLAIM_BATCH
+$( [[ -n $MAX_IN_FLIGHT ]] && echo "  max_in_flight: $MAX_IN_FLIGHT")
 api_keys:
   - name: bench
     key_env: TAYORI_BENCH_KEY
