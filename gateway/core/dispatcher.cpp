@@ -353,6 +353,7 @@ void Dispatcher::wake() {
   {
     std::lock_guard lock(mutex_);
     next_due_ms_ = 0;  // unknown: look
+    next_due_read_ = false;
     ++store_changes_;
     woken_ = true;
   }
@@ -391,7 +392,15 @@ bool Dispatcher::claim_round(std::unique_lock<std::mutex>& lock, int64_t& looked
   record_again(now);
   lock.lock();
   // The poll interval bounds how late anything the wake-ups miss is seen (another process's writes).
-  if (now - looked_at_ms >= config_.poll_interval_ms) next_due_ms_ = std::min(next_due_ms_, now);
+  if (now - looked_at_ms >= config_.poll_interval_ms) {
+    next_due_ms_ = std::min(next_due_ms_, now);
+    next_due_read_ = false;
+  }
+  // Maybe due (a wake-up, the poll interval): whether anything is due is read, a reader's query, before anything is
+  // claimed. Claimed on a guess, an empty claim queued behind the writer's groups (or waited for half the room to be
+  // free), and reserve() handed nothing over meanwhile: intake stored its messages for a claim though nothing waited
+  // in the store (on the LINE bench up to half of them; docs/decisions.md, "The claim loop reads before it claims").
+  if (!backlog_ && next_due_ms_ <= now && !next_due_read_) read_next_due(lock, store_changes_, now, looked_at_ms);
   int64_t free_slots = capacity_ - in_flight_;
   if (free_slots >= refill_at_ && store_due(now)) {
     int64_t asked = std::min<int64_t>(free_slots, config_.claim_batch);
@@ -412,13 +421,8 @@ bool Dispatcher::claim_round(std::unique_lock<std::mutex>& lock, int64_t& looked
     // behind the ones already due instead of overtaking them (reserve).
     backlog_ = static_cast<int64_t>(claimed->size()) == asked;
     if (backlog_) return true;
-    // Nothing more is due now: learn when something will be. A wake-up since the claim may have brought
-    // something newer than this read; then look again.
-    lock.unlock();
-    auto next = store_.next_due_ms();
-    lock.lock();
-    looked_at_ms = now;
-    if (store_changes_ == changes) next_due_ms_ = next.value_or(std::numeric_limits<int64_t>::max());
+    // Nothing more is due now: learn when something will be.
+    read_next_due(lock, changes, now, looked_at_ms);
   }
   if (stopping_ || woken_) return true;
   // Sleep until the next due message, a wake-up (something new in the store, or room freed while
@@ -433,6 +437,18 @@ bool Dispatcher::claim_round(std::unique_lock<std::mutex>& lock, int64_t& looked
   if (wait_ms > 0)
     wake_.wait_for(lock, std::chrono::milliseconds(wait_ms), [&] { return stopping_ || woken_; });
   return true;
+}
+
+void Dispatcher::read_next_due(std::unique_lock<std::mutex>& lock, uint64_t changes, int64_t now_ms,
+                               int64_t& looked_at_ms) {
+  lock.unlock();
+  auto next = store_.next_due_ms();
+  lock.lock();
+  looked_at_ms = now_ms;
+  // A wake-up since `changes` may have brought something newer than this read: then it stays to be looked at.
+  if (store_changes_ != changes) return;
+  next_due_ms_ = next.value_or(std::numeric_limits<int64_t>::max());
+  next_due_read_ = true;
 }
 
 bool Dispatcher::store_due(int64_t now_ms) const { return backlog_ || next_due_ms_ <= now_ms; }

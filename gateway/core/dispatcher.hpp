@@ -128,6 +128,9 @@ class Dispatcher {
   // there is room, then sleeps until something may be due. False when the claim's write failed (logged and
   // counted as a failed round): the loop pauses as after a throw. Throws what a store read throws.
   bool claim_round(std::unique_lock<std::mutex>& lock, int64_t& looked_at_ms);
+  // Reads the store's earliest due time into next_due_ms_ (with `lock` released meanwhile) unless a wake-up came
+  // since `changes`; notes when it looked.
+  void read_next_due(std::unique_lock<std::mutex>& lock, uint64_t changes, int64_t now_ms, int64_t& looked_at_ms);
   struct Sending;  // a message cleared and handed to its channel, until its verdict is recorded
   void work();
   // The stages up to the channel, on a worker: validate (the stored payload, unless intake handed the message
@@ -173,8 +176,10 @@ class Dispatcher {
   // The last claim found as many due messages as it asked for, or a reservation was cut short: more are
   // waiting in the store, and reserve() leaves them the room.
   bool backlog_ = false;
-  // The earliest due time of the store's queue as far as this dispatcher knows (0: unknown, look).
+  // The earliest due time of the store's queue as far as this dispatcher knows (0: unknown, look), and whether it
+  // was read from the store with no wake-up since (a wake-up or the poll interval makes it a guess to check).
   int64_t next_due_ms_ = 0;
+  bool next_due_read_ = false;
   uint64_t store_changes_ = 0;  // wake-ups and scheduling records: a read of next_due older than one is stale
   int64_t capacity_ = 1;        // claimed or reserved messages held at once (dispatcher.max_in_flight)
   int64_t refill_at_ = 1;       // the loop claims when this much room is free

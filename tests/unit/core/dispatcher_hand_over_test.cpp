@@ -111,13 +111,14 @@ class DispatcherHandOver : public test::StoreFixture {
 
   // The capacity is max_in_flight: here, unless given, the least the configuration allows, the larger of
   // workers x 2 and claim_batch.
-  Dispatcher& start(int workers, int claim_batch, bool enabled = true, int max_in_flight = 0) {
+  Dispatcher& start(int workers, int claim_batch, bool enabled = true, int max_in_flight = 0,
+                    int64_t poll_interval_ms = 60'000) {
     config::DispatcherConfig c;
     c.enabled = enabled;
     c.workers = workers;
     c.claim_batch = claim_batch;
     c.max_in_flight = max_in_flight > 0 ? max_in_flight : std::max(workers * 2, claim_batch);
-    c.poll_interval_ms = 60'000;
+    c.poll_interval_ms = poll_interval_ms;
     dispatcher_ = std::make_unique<Dispatcher>(*store_, *registry_, clock_, c, *clearance_, nullptr, false);
     dispatcher_->set_observer(changes_.observer());
     dispatcher_->start();
@@ -326,6 +327,59 @@ TEST_F(DispatcherHandOver, MaxInFlightBoundsReservationsBeyondOneClaim) {
   EXPECT_EQ(d.reserve(1), 0);  // full, and four are due in the store now
   d.hand_over({}, 5);
   EXPECT_EQ(d.in_flight(), 0);
+}
+
+// The poll interval makes the loop look at the store for what the wake-ups miss (another process's writes). With no
+// room to claim, it reads whether anything is due instead of assuming it: nothing due, intake goes on handing over;
+// something due, newer messages wait behind it, and it is claimed once there is room.
+TEST_F(DispatcherHandOver, ThePollIntervalWithoutRoomLeavesHandOverOpenUnlessSomethingIsDue) {
+  Dispatcher& d = start(1, 4, true, 0, /*poll_interval_ms=*/10);  // capacity 4: the loop claims at 2 free
+  ASSERT_EQ(reserve_when_open(d, 3), 3);                          // 1 free
+  // The loop's sleeps are real 10 ms; its clock is the test's. Past the poll interval, a few rounds look. The loop
+  // never stops telling of rounds here, so a wait is bounded by rounds (a thousand: ten seconds of polls).
+  auto rounds_pass = [&] {
+    int from = changes_.rounds();
+    return changes_.until([&] { return changes_.rounds() >= from + 3; });
+  };
+  auto within_rounds = [&](const std::function<bool()>& done) {
+    int limit = changes_.rounds() + 1000;
+    bool held = false;  // `done` is asked once per look: it may take room
+    changes_.until([&] { return (held = done()) || changes_.rounds() > limit; });
+    return held;
+  };
+  clock_.now += 11;
+  ASSERT_TRUE(rounds_pass());
+  EXPECT_EQ(d.reserve(1), 1) << "nothing is due in the store, yet hand-over closed at the poll interval";
+  d.hand_over({}, 1);  // back to 1 free
+  // A message due that no wake-up announced (written by another node, say): the next look finds it, and nothing
+  // newer is handed over ahead of it.
+  accept({message("unannounced", clock_.now_ms(), false)}, clock_.now_ms());
+  clock_.now += 11;
+  ASSERT_TRUE(rounds_pass());
+  EXPECT_EQ(d.reserve(1), 0);
+  // Once the room is free it is claimed and delivered, and hand-over opens again.
+  d.hand_over({}, 3);
+  EXPECT_TRUE(within_rounds([&] { return state_of("unannounced") == "delivered"; })) << state_of("unannounced");
+  int granted = 0;
+  EXPECT_TRUE(within_rounds([&] { return (granted = d.reserve(1)) > 0; }));
+  d.hand_over({}, granted);
+}
+
+// A wake-up with room to claim and nothing due claims nothing: the loop reads the due time first. An empty claim is
+// a commit of the writer's, and hand-over waited for it.
+TEST_F(DispatcherHandOver, AWakeUpWithNothingDueCostsNoClaim) {
+  Dispatcher& d = start(1, 4);
+  ASSERT_EQ(reserve_when_open(d, 1), 1);
+  d.hand_over({}, 1);
+  const int64_t commits = store_->write_stats().commits;
+  for (int i = 0; i < 3; ++i) {
+    int rounds = changes_.rounds();
+    d.wake();
+    ASSERT_TRUE(changes_.until([&] { return changes_.rounds() > rounds; }));
+  }
+  EXPECT_EQ(store_->write_stats().commits, commits);
+  EXPECT_EQ(d.reserve(1), 1);  // and hand-over stayed open
+  d.hand_over({}, 1);
 }
 
 TEST_F(DispatcherHandOver, TheLoopSleepsUntilTheStoresNextDueTimeNotThePollInterval) {
